@@ -1,0 +1,1 @@
+"""goex: thin client for the goexd runtime."""

@@ -1,0 +1,1 @@
+"""goexd: the goex runtime daemon."""

@@ -1,0 +1,101 @@
+"""The Sandbox seam: run one command isolated over a workspace, within limits.
+
+A backend renders a `SandboxSpec` into its own launch plan (bwrap argv, container
+create parameters) and carries it out; it never raises for anything the command does
+(a limit hit, a non-zero exit, a crash): those are reported in `ExecResult.termination`.
+It raises `SandboxUnavailable` only when the backend itself cannot work.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class SandboxUnavailable(Exception):
+    """The backend cannot run here; the message names what to install or change."""
+
+
+class Network(enum.StrEnum):
+    NONE = "none"  # no network at all (own empty network namespace)
+    PROXY = "proxy"  # only the daemon's egress proxy (vault issue)
+
+
+class Termination(enum.StrEnum):
+    EXITED = "exited"
+    SIGNALED = "signaled"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    PIDS_LIMIT = "pids_limit"
+    CANCELLED = "cancelled"
+    SPAWN_FAILED = "spawn_failed"
+
+
+class Stream(enum.StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 60.0
+    memory_bytes: int = 512 * 1024 * 1024
+    max_processes: int = 256
+    output_bytes: int = 1024 * 1024  # per stream
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    argv: Sequence[str]
+    workspace: Path | None  # bound read-write at `workspace_mount`; None = no workspace
+    workspace_mount: str = "/workspace"
+    readonly_subpaths: Sequence[str] = ()  # relative to the workspace, e.g. ".git": bound read-only
+    masked_paths: Sequence[Path] = ()  # host paths hidden from the sandbox (state dir, home, ...)
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: bytes = b""
+    limits: Limits = field(default_factory=Limits)
+    network: Network = Network.NONE
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    termination: Termination
+    exit_code: int | None
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_total: int
+    stderr_total: int
+    duration_s: float
+    limits_enforced_by: str  # "cgroup-v2" | "cgroup-v1" | "rlimit"
+    detail: str = ""
+
+    @property
+    def stdout_truncated(self) -> bool:
+        return self.stdout_total > len(self.stdout)
+
+    @property
+    def stderr_truncated(self) -> bool:
+        return self.stderr_total > len(self.stderr)
+
+
+OutputSink = Callable[[Stream, bytes], None]
+
+
+class Sandbox(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise SandboxUnavailable naming the fix when the backend cannot run."""
+
+    def run(
+        self,
+        spec: SandboxSpec,
+        on_output: OutputSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecResult:
+        """Run to completion (or limit, or cancel); never raises for the command's own behaviour."""
