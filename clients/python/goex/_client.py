@@ -1,0 +1,347 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Self
+
+import grpc
+
+from goex import _requests as rq
+from goex import _rpc
+from goex._enums import ActionState, SecretKind
+from goex._exceptions import GoexError, from_rpc_error
+from goex._models import (
+    Action,
+    ActionEvent,
+    ClosedSession,
+    GcResult,
+    Health,
+    OAuthStart,
+    PolicyCheck,
+    ResourceDescription,
+    Reversibility,
+    SecretInfo,
+    Session,
+    Stats,
+    action_event_from_proto,
+)
+from goex._rpc import Req, Resp
+from goex._socket import resolve_target
+from goex._specs import ActionBody, ActionSpec, Injection, Limits, Python, ResourceSpec, Shell
+from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
+
+__all__ = ["CHANNEL_OPTIONS", "Client"]
+
+# A local socket: let big timelines (ListActions carries outputs) through.
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+]
+
+
+class Client:
+    """A connection to goexd.
+
+    `socket_path` defaults to $GOEX_SOCKET, then $XDG_RUNTIME_DIR/goex/goexd.sock, then
+    /tmp/goex-<uid>/goexd.sock; `target` is any gRPC target instead (e.g. for tests).
+    `timeout` (seconds) bounds each unary call, including a blocking `submit`; watching
+    an action is never bounded by it. Every failure raises a `goex.GoexError`.
+
+        with goex.Client() as client:
+            session = client.create_session(fs="/path/to/workspace")
+            action = client.run_shell(session.id, ["make", "test"])
+    """
+
+    def __init__(
+        self, socket_path: str | None = None, *, target: str | None = None, timeout: float | None = None
+    ) -> None:
+        self._target, self.socket_path = resolve_target(socket_path, target)
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(target={self._target!r})"
+
+    # ------------------------------------------------------------ plumbing
+
+    def _error(self, err: grpc.RpcError) -> GoexError:
+        return from_rpc_error(err, socket_path=self.socket_path, target=self._target)
+
+    def _call(self, method: _rpc.Method[Req, Resp], request: Req) -> Resp:
+        try:
+            return method.unary(self._channel)(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise self._error(err) from err
+
+    # ------------------------------------------------------------ sessions
+
+    def create_session(
+        self,
+        *,
+        fs: str | os.PathLike[str] | None = None,
+        label: str = "",
+        limits: Limits | None = None,
+        resources: Iterable[ResourceSpec] = (),
+        policy: str | None = None,
+    ) -> Session:
+        """Open a session over `fs` (a workspace directory) and/or `resources`.
+
+        `policy` is the session's damage-confinement policy as TOML text.
+        """
+        req = rq.create_session(fs=fs, label=label, limits=limits, resources=resources, policy=policy)
+        return Session.from_proto(self._call(_rpc.CREATE_SESSION, req).session)
+
+    def get_session(self, session_id: str) -> Session:
+        req = sessions_pb2.GetSessionRequest(session_id=session_id)
+        return Session.from_proto(self._call(_rpc.GET_SESSION, req).session)
+
+    def list_sessions(self, *, include_closed: bool = False) -> list[Session]:
+        sessions: list[Session] = []
+        token = ""
+        for _ in range(rq.MAX_PAGES):
+            req = sessions_pb2.ListSessionsRequest(include_closed=include_closed, page_token=token)
+            resp = self._call(_rpc.LIST_SESSIONS, req)
+            sessions.extend(Session.from_proto(s) for s in resp.sessions)
+            if not resp.next_page_token or resp.next_page_token == token:
+                break
+            token = resp.next_page_token
+        return sessions
+
+    def close_session(self, session_id: str, mode: rq.CloseModeArg = None) -> ClosedSession:
+        """Close a session; `mode` "commit" or "undo" first resolves its pending actions.
+
+        Without a mode the daemon refuses (FailedPrecondition) while actions are pending.
+        """
+        resp = self._call(_rpc.CLOSE_SESSION, rq.close_session(session_id, mode))
+        return ClosedSession.from_proto(resp)
+
+    def describe_session(self, session_id: str, *, include_samples: bool = False) -> list[ResourceDescription]:
+        """What a planner would be told about the session's resources (no secrets)."""
+        req = sessions_pb2.DescribeSessionRequest(session_id=session_id, include_samples=include_samples)
+        resp = self._call(_rpc.DESCRIBE_SESSION, req)
+        return [ResourceDescription.from_proto(r) for r in resp.resources]
+
+    # ------------------------------------------------------------ actions
+
+    def submit(
+        self,
+        session_id: str,
+        action: ActionBody | ActionSpec,
+        *,
+        resource: str | None = None,
+        inverse: ActionBody | ActionSpec | None = None,
+        detach: bool = False,
+        limits: Limits | None = None,
+        description: str | None = None,
+        approval: str = "",
+    ) -> Action:
+        """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session.
+
+        Blocks until the action has a result unless `detach`, in which case it returns
+        the PROPOSED action at once; follow it with `watch_action` and `get_action`.
+        """
+        req = rq.submit(
+            session_id,
+            action,
+            resource=resource,
+            inverse=inverse,
+            detach=detach,
+            limits=limits,
+            description=description,
+            approval=approval,
+        )
+        return Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
+
+    def run_shell(
+        self,
+        session_id: str,
+        argv: Iterable[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes = b"",
+        resource: str | None = None,
+        inverse: Iterable[str] | None = None,
+        detach: bool = False,
+        limits: Limits | None = None,
+    ) -> Action:
+        """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell)."""
+        return self.submit(
+            session_id,
+            Shell(argv, env=env, stdin=stdin),
+            resource=resource,
+            inverse=Shell(inverse) if inverse is not None else None,
+            detach=detach,
+            limits=limits,
+        )
+
+    def run_python(
+        self,
+        session_id: str,
+        code: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes = b"",
+        resource: str | None = None,
+        detach: bool = False,
+        limits: Limits | None = None,
+    ) -> Action:
+        """`submit` a python action: `code` runs with the sandbox's python3."""
+        return self.submit(
+            session_id, Python(code, env=env, stdin=stdin), resource=resource, detach=detach, limits=limits
+        )
+
+    def get_action(self, action_id: str) -> Action:
+        req = actions_pb2.GetActionRequest(action_id=action_id)
+        return Action.from_proto(self._call(_rpc.GET_ACTION, req).action)
+
+    def list_actions(self, session_id: str, *, states: Iterable[ActionState | str] | None = None) -> list[Action]:
+        """The session's timeline, oldest first; `states` filters (e.g. ["executed"])."""
+        wanted = list(states or ())
+        actions: list[Action] = []
+        token = ""
+        for _ in range(rq.MAX_PAGES):
+            resp = self._call(_rpc.LIST_ACTIONS, rq.list_actions(session_id, wanted, token))
+            actions.extend(Action.from_proto(a) for a in resp.actions)
+            if not resp.next_page_token or resp.next_page_token == token:
+                break
+            token = resp.next_page_token
+        return actions
+
+    def watch_action(self, action_id: str, *, timeout: float | None = None) -> Iterator[ActionEvent]:
+        """State changes and output chunks of an action until it leaves the running phase.
+
+        Stopping the iteration early cancels the stream.
+        """
+        req = actions_pb2.WatchActionRequest(action_id=action_id)
+        call = _rpc.WATCH_ACTION.unary_stream(self._channel)(req, timeout=timeout)
+        try:
+            for msg in call:
+                event = action_event_from_proto(msg)
+                if event is not None:
+                    yield event
+        except grpc.RpcError as err:
+            raise self._error(err) from err
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
+
+    def commit(self, session_id: str, *, up_to: str | None = None) -> list[Action]:
+        """Commit pending actions up to and including `up_to` (all when None)."""
+        req = actions_pb2.CommitActionsRequest(session_id=session_id, up_to_action_id=up_to or "")
+        return [Action.from_proto(a) for a in self._call(_rpc.COMMIT_ACTIONS, req).committed]
+
+    def undo(self, session_id: str, action_id: str | None = None, *, cascade: bool = False) -> list[Action]:
+        """Undo one pending action (the newest when None); returns the undone, newest first.
+
+        Refused while a later pending action on the same resource exists unless `cascade`.
+        """
+        req = actions_pb2.UndoActionRequest(session_id=session_id, action_id=action_id or "", cascade=cascade)
+        return [Action.from_proto(a) for a in self._call(_rpc.UNDO_ACTION, req).undone]
+
+    def undo_to(self, action_id: str) -> list[Action]:
+        """Undo every pending action after `action_id` (which stays), newest first."""
+        req = actions_pb2.UndoToRequest(action_id=action_id)
+        return [Action.from_proto(a) for a in self._call(_rpc.UNDO_TO, req).undone]
+
+    def test_reversibility(
+        self,
+        session_id: str,
+        action: ActionBody | ActionSpec,
+        *,
+        inverse: ActionBody | ActionSpec | None = None,
+        resource: str | None = None,
+        limits: Limits | None = None,
+    ) -> Reversibility:
+        """Run `action` and its inverse on a throwaway fork of the resource and compare."""
+        req = rq.test_reversibility(session_id, action, inverse=inverse, resource=resource, limits=limits)
+        return Reversibility.from_proto(self._call(_rpc.TEST_REVERSIBILITY, req).reversibility)
+
+    # ------------------------------------------------------------ secrets
+
+    def put_secret(
+        self,
+        name: str,
+        value: bytes | str | None,
+        *,
+        kind: SecretKind | str = SecretKind.GENERIC,
+        injection: Injection | None = None,
+        allowed_hosts: Iterable[str] = (),
+        values: Mapping[str, bytes | str] | None = None,
+        overwrite: bool = False,
+    ) -> SecretInfo:
+        """Store a secret in the vault; the value is never returned by any call."""
+        req = rq.put_secret(
+            name,
+            value,
+            kind=kind,
+            injection=injection,
+            allowed_hosts=allowed_hosts,
+            values=values,
+            overwrite=overwrite,
+        )
+        return SecretInfo.from_proto(self._call(_rpc.PUT_SECRET, req).info)
+
+    def list_secrets(self) -> list[SecretInfo]:
+        resp = self._call(_rpc.LIST_SECRETS, secrets_pb2.ListSecretsRequest())
+        return [SecretInfo.from_proto(s) for s in resp.secrets]
+
+    def delete_secret(self, name: str) -> None:
+        self._call(_rpc.DELETE_SECRET, secrets_pb2.DeleteSecretRequest(name=name))
+
+    def rotate_vault_key(self, new_passphrase: bytes = b"") -> None:
+        """Re-encrypt the vault under a new key (a new random key file when empty)."""
+        self._call(_rpc.ROTATE_VAULT_KEY, secrets_pb2.RotateVaultKeyRequest(new_passphrase=new_passphrase))
+
+    def start_oauth(
+        self,
+        name: str,
+        *,
+        authorization_url: str,
+        token_url: str,
+        client_id: str,
+        scopes: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+    ) -> OAuthStart:
+        """Start an OAuth2 authorization-code flow; open the returned browser_url."""
+        req = secrets_pb2.StartOAuthRequest(
+            name=name,
+            authorization_url=authorization_url,
+            token_url=token_url,
+            client_id=client_id,
+            scopes=list(scopes),
+            allowed_hosts=list(allowed_hosts),
+        )
+        return OAuthStart.from_proto(self._call(_rpc.START_OAUTH, req))
+
+    # ------------------------------------------------------------ admin
+
+    def health(self) -> Health:
+        return Health.from_proto(self._call(_rpc.GET_HEALTH, admin_pb2.GetHealthRequest()))
+
+    def stats(self) -> Stats:
+        return Stats.from_proto(self._call(_rpc.GET_STATS, admin_pb2.GetStatsRequest()))
+
+    def gc(self, *, dry_run: bool = False) -> GcResult:
+        """Remove snapshots and journal data no pending action needs and whose retention expired."""
+        return GcResult.from_proto(self._call(_rpc.RUN_GC, admin_pb2.RunGcRequest(dry_run=dry_run)))
+
+    def check_policy(self, toml: str) -> PolicyCheck:
+        """Validate policy TOML text; errors carry their line."""
+        return PolicyCheck.from_proto(self._call(_rpc.CHECK_POLICY, admin_pb2.CheckPolicyRequest(toml=toml)))

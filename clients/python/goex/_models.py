@@ -1,0 +1,552 @@
+"""What the daemon returns, as frozen dataclasses built from the protobuf messages.
+
+Conventions: enums are lower-case `StrEnum`s, timestamps are aware UTC datetimes,
+durations are float seconds, unset sub-messages are None. Each model keeps the
+message it came from in `.proto` (and `to_dict()` gives its JSON form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+from google.protobuf.message import Message
+
+from goex._enums import (
+    ActionKind,
+    ActionState,
+    ChangeKind,
+    OutputStream,
+    ResourceKind,
+    ReversibilityClass,
+    SecretKind,
+    SessionState,
+    Termination,
+    UndoStrategy,
+    Verdict,
+)
+from goex._protoutil import message_to_dict, seconds, timestamp
+from goex._specs import ActionSpec, Injection, Limits
+from goex.v1 import admin_pb2, secrets_pb2, sessions_pb2, types_pb2
+
+__all__ = [
+    "Action",
+    "ActionEvent",
+    "ChangeSet",
+    "ClosedSession",
+    "ComponentHealth",
+    "ExecResult",
+    "FileChange",
+    "GcResult",
+    "Health",
+    "HttpResult",
+    "OAuthStart",
+    "OutputEvent",
+    "PolicyCheck",
+    "PolicyError",
+    "Resource",
+    "ResourceDescription",
+    "Reversibility",
+    "SecretInfo",
+    "Session",
+    "SqlResult",
+    "StateEvent",
+    "Stats",
+    "Timings",
+    "action_event_from_proto",
+]
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class _Model(Generic[M]):
+    proto: M = field(repr=False, compare=False, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message's JSON form (proto field names, enums by name, bytes as base64)."""
+        return message_to_dict(self.proto)
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class Resource(_Model[types_pb2.Resource]):
+    name: str
+    kind: ResourceKind
+    uri: str
+    strategy: UndoStrategy
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.Resource) -> Resource:
+        return cls(
+            name=msg.name,
+            kind=ResourceKind.from_proto(msg.kind),
+            uri=msg.uri,
+            strategy=UndoStrategy.from_proto(msg.strategy),
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class Session(_Model[types_pb2.Session]):
+    id: str
+    state: SessionState
+    label: str
+    resources: tuple[Resource, ...]
+    limits: Limits
+    created_at: datetime | None
+    closed_at: datetime | None
+    pending_actions: int
+    total_actions: int
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.Session) -> Session:
+        return cls(
+            id=msg.id,
+            state=SessionState.from_proto(msg.state),
+            label=msg.label,
+            resources=tuple(Resource.from_proto(r) for r in msg.resources),
+            limits=Limits.from_proto(msg.limits),
+            created_at=timestamp(msg, "created_at"),
+            closed_at=timestamp(msg, "closed_at"),
+            pending_actions=msg.pending_actions,
+            total_actions=msg.total_actions,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class ClosedSession(_Model[sessions_pb2.CloseSessionResponse]):
+    session: Session
+    resolved: tuple[Action, ...]  # actions committed or undone by the close
+
+    @classmethod
+    def from_proto(cls, msg: sessions_pb2.CloseSessionResponse) -> ClosedSession:
+        return cls(
+            session=Session.from_proto(msg.session),
+            resolved=tuple(Action.from_proto(a) for a in msg.resolved),
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class ResourceDescription(_Model[sessions_pb2.ResourceDescription]):
+    resource: str
+    text: str
+
+    @classmethod
+    def from_proto(cls, msg: sessions_pb2.ResourceDescription) -> ResourceDescription:
+        return cls(resource=msg.resource, text=msg.text, proto=msg)
+
+
+# ---------------------------------------------------------------- action results
+
+
+@dataclass(frozen=True)
+class ExecResult(_Model[types_pb2.ExecResult]):
+    termination: Termination
+    exit_code: int
+    signal: int
+    stdout: bytes  # capped at the output limit; redacted
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stdout_total_bytes: int
+    stderr_total_bytes: int
+    detail: str
+    limits_enforced_by: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.termination is Termination.EXITED and self.exit_code == 0
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.ExecResult) -> ExecResult:
+        return cls(
+            termination=Termination.from_proto(msg.termination),
+            exit_code=msg.exit_code,
+            signal=msg.signal,
+            stdout=msg.stdout,
+            stderr=msg.stderr,
+            stdout_truncated=msg.stdout_truncated,
+            stderr_truncated=msg.stderr_truncated,
+            stdout_total_bytes=msg.stdout_total_bytes,
+            stderr_total_bytes=msg.stderr_total_bytes,
+            detail=msg.detail,
+            limits_enforced_by=msg.limits_enforced_by,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class FileChange(_Model[types_pb2.FileChange]):
+    kind: ChangeKind
+    path: str  # relative to the workspace; directories end with "/"
+    old_mode: int
+    new_mode: int
+
+    @property
+    def line(self) -> str:
+        """`git status --short`-like form: "A a.txt", "M b.txt", "P run.sh"."""
+        return f"{self.kind.letter} {self.path}"
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.FileChange) -> FileChange:
+        return cls(
+            kind=ChangeKind.from_proto(msg.kind),
+            path=msg.path,
+            old_mode=msg.old_mode,
+            new_mode=msg.new_mode,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class ChangeSet(_Model[types_pb2.ChangeSet]):
+    changes: tuple[FileChange, ...]  # capped; see truncated
+    added: int
+    modified: int
+    deleted: int
+    total: int
+    truncated: bool
+
+    @property
+    def omitted(self) -> int:
+        """How many changes the daemon counted but did not list."""
+        return max(0, self.total - len(self.changes))
+
+    @property
+    def summary(self) -> str:
+        """Counts as "+added ~modified -deleted"."""
+        return f"+{self.added} ~{self.modified} -{self.deleted}"
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.ChangeSet) -> ChangeSet:
+        return cls(
+            changes=tuple(FileChange.from_proto(c) for c in msg.changes),
+            added=msg.added,
+            modified=msg.modified,
+            deleted=msg.deleted,
+            total=msg.total,
+            truncated=msg.truncated,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class SqlResult(_Model[types_pb2.SqlResult]):
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str | None, ...], ...]  # None for SQL NULL
+    total_rows: int
+    truncated: bool
+    affected_rows: int
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.SqlResult) -> SqlResult:
+        rows = tuple(
+            tuple(None if i < len(row.is_null) and row.is_null[i] else value for i, value in enumerate(row.values))
+            for row in msg.rows
+        )
+        return cls(
+            columns=tuple(msg.columns),
+            rows=rows,
+            total_rows=msg.total_rows,
+            truncated=msg.truncated,
+            affected_rows=msg.affected_rows,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class HttpResult(_Model[types_pb2.HttpResult]):
+    status: int
+    headers: Mapping[str, str]
+    body: bytes  # redacted, capped
+    body_truncated: bool
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.HttpResult) -> HttpResult:
+        return cls(
+            status=msg.status,
+            headers=MappingProxyType(dict(msg.headers)),
+            body=msg.body,
+            body_truncated=msg.body_truncated,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class Reversibility(_Model[types_pb2.Reversibility]):
+    reversibility_class: ReversibilityClass
+    verdict: Verdict
+    detail: str
+    tested_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.Reversibility) -> Reversibility:
+        return cls(
+            reversibility_class=ReversibilityClass.from_proto(msg.reversibility_class),
+            verdict=Verdict.from_proto(msg.verdict),
+            detail=msg.detail,
+            tested_at=timestamp(msg, "tested_at"),
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class Timings(_Model[types_pb2.Timings]):
+    """Phase durations in seconds; None for a phase that did not happen (yet)."""
+
+    prepare: float | None  # checkpoint before the action
+    run: float | None  # sandbox / statement / request
+    capture: float | None  # post-action snapshot and change set
+    total: float | None
+    undo: float | None
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.Timings) -> Timings:
+        return cls(
+            prepare=seconds(msg, "prepare"),
+            run=seconds(msg, "run"),
+            capture=seconds(msg, "capture"),
+            total=seconds(msg, "total"),
+            undo=seconds(msg, "undo"),
+            proto=msg,
+        )
+
+
+def _sub(msg: Message, name: str) -> Any:
+    """The sub-message `name` of `msg`, or None when unset."""
+    return getattr(msg, name) if msg.HasField(name) else None
+
+
+@dataclass(frozen=True)
+class Action(_Model[types_pb2.Action]):
+    id: str
+    session_id: str
+    seq: int  # position in the session's timeline, from 1
+    kind: ActionKind
+    state: ActionState
+    resource: str
+    spec: ActionSpec | None
+    inverse: ActionSpec | None
+    reversibility: Reversibility | None
+    error: str  # why it FAILED, was BLOCKED or INTERRUPTED; redacted
+    exec: ExecResult | None
+    changes: ChangeSet | None
+    sql: SqlResult | None
+    http: HttpResult | None
+    timings: Timings | None
+    created_at: datetime | None
+    finished_at: datetime | None
+    resolved_at: datetime | None  # committed or undone
+
+    @property
+    def is_pending(self) -> bool:
+        """Executed: its effects are visible and it awaits commit or undo."""
+        return self.state.is_pending
+
+    @property
+    def is_active(self) -> bool:
+        """Proposed, preparing or running."""
+        return self.state.is_active
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.Action) -> Action:
+        def opt(name: str, conv: Any) -> Any:
+            sub = _sub(msg, name)
+            return None if sub is None else conv(sub)
+
+        return cls(
+            id=msg.id,
+            session_id=msg.session_id,
+            seq=msg.seq,
+            kind=ActionKind.from_proto(msg.kind),
+            state=ActionState.from_proto(msg.state),
+            resource=msg.resource,
+            spec=opt("spec", ActionSpec.from_proto),
+            inverse=opt("inverse", ActionSpec.from_proto),
+            reversibility=opt("reversibility", Reversibility.from_proto),
+            error=msg.error,
+            exec=opt("exec", ExecResult.from_proto),
+            changes=opt("changes", ChangeSet.from_proto),
+            sql=opt("sql", SqlResult.from_proto),
+            http=opt("http", HttpResult.from_proto),
+            timings=opt("timings", Timings.from_proto),
+            created_at=timestamp(msg, "created_at"),
+            finished_at=timestamp(msg, "finished_at"),
+            resolved_at=timestamp(msg, "resolved_at"),
+            proto=msg,
+        )
+
+
+# ---------------------------------------------------------------- watch events
+
+
+@dataclass(frozen=True)
+class StateEvent(_Model[types_pb2.ActionEvent]):
+    """The action entered `state`."""
+
+    action_id: str
+    at: datetime | None
+    state: ActionState
+
+
+@dataclass(frozen=True)
+class OutputEvent(_Model[types_pb2.ActionEvent]):
+    """A chunk of the action's output (redacted)."""
+
+    action_id: str
+    at: datetime | None
+    stream: OutputStream
+    data: bytes
+
+
+ActionEvent = StateEvent | OutputEvent
+
+
+def action_event_from_proto(msg: types_pb2.ActionEvent) -> ActionEvent | None:
+    """The event as a model; None for an event kind this client does not know."""
+    at = timestamp(msg, "at")
+    which = msg.WhichOneof("event")
+    if which == "state":
+        return StateEvent(action_id=msg.action_id, at=at, state=ActionState.from_proto(msg.state), proto=msg)
+    if which == "output":
+        return OutputEvent(
+            action_id=msg.action_id,
+            at=at,
+            stream=OutputStream.from_proto(msg.output.stream),
+            data=msg.output.data,
+            proto=msg,
+        )
+    return None
+
+
+# ---------------------------------------------------------------- secrets
+
+
+@dataclass(frozen=True)
+class SecretInfo(_Model[secrets_pb2.SecretInfo]):
+    """A secret's metadata; no RPC ever returns a value."""
+
+    name: str
+    kind: SecretKind
+    injection: Injection | None
+    allowed_hosts: tuple[str, ...]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, msg: secrets_pb2.SecretInfo) -> SecretInfo:
+        return cls(
+            name=msg.name,
+            kind=SecretKind.from_proto(msg.kind),
+            injection=Injection.from_proto(msg.injection) if msg.HasField("injection") else None,
+            allowed_hosts=tuple(msg.allowed_hosts),
+            created_at=timestamp(msg, "created_at"),
+            updated_at=timestamp(msg, "updated_at"),
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class OAuthStart(_Model[secrets_pb2.StartOAuthResponse]):
+    browser_url: str  # open this to authorize
+    redirect_uri: str
+
+    @classmethod
+    def from_proto(cls, msg: secrets_pb2.StartOAuthResponse) -> OAuthStart:
+        return cls(browser_url=msg.browser_url, redirect_uri=msg.redirect_uri, proto=msg)
+
+
+# ---------------------------------------------------------------- admin
+
+
+@dataclass(frozen=True)
+class ComponentHealth(_Model[admin_pb2.ComponentHealth]):
+    name: str  # "journal", "sandbox", "snapshots", "vault"
+    ok: bool
+    detail: str
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.ComponentHealth) -> ComponentHealth:
+        return cls(name=msg.name, ok=msg.ok, detail=msg.detail, proto=msg)
+
+
+@dataclass(frozen=True)
+class Health(_Model[admin_pb2.GetHealthResponse]):
+    ok: bool
+    version: str
+    uptime: float | None  # seconds
+    components: tuple[ComponentHealth, ...]
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.GetHealthResponse) -> Health:
+        return cls(
+            ok=msg.ok,
+            version=msg.version,
+            uptime=seconds(msg, "uptime"),
+            components=tuple(ComponentHealth.from_proto(c) for c in msg.components),
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class Stats(_Model[admin_pb2.GetStatsResponse]):
+    open_sessions: int
+    actions_by_state: Mapping[str, int]
+    journal_bytes: int
+    snapshot_store_bytes: int
+    running_actions: int
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.GetStatsResponse) -> Stats:
+        return cls(
+            open_sessions=msg.open_sessions,
+            actions_by_state=MappingProxyType(dict(msg.actions_by_state)),
+            journal_bytes=msg.journal_bytes,
+            snapshot_store_bytes=msg.snapshot_store_bytes,
+            running_actions=msg.running_actions,
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class GcResult(_Model[admin_pb2.RunGcResponse]):
+    snapshots_removed: int
+    bytes_freed: int
+    reasons: tuple[str, ...]
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.RunGcResponse) -> GcResult:
+        return cls(
+            snapshots_removed=msg.snapshots_removed,
+            bytes_freed=msg.bytes_freed,
+            reasons=tuple(msg.reasons),
+            proto=msg,
+        )
+
+
+@dataclass(frozen=True)
+class PolicyError(_Model[admin_pb2.PolicyError]):
+    line: int
+    message: str
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.PolicyError) -> PolicyError:
+        return cls(line=msg.line, message=msg.message, proto=msg)
+
+
+@dataclass(frozen=True)
+class PolicyCheck(_Model[admin_pb2.CheckPolicyResponse]):
+    ok: bool
+    errors: tuple[PolicyError, ...]
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.CheckPolicyResponse) -> PolicyCheck:
+        return cls(ok=msg.ok, errors=tuple(PolicyError.from_proto(e) for e in msg.errors), proto=msg)

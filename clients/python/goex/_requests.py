@@ -1,0 +1,132 @@
+"""Request messages built from the clients' Python arguments (shared by sync and async)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from goex._enums import ActionState, SecretKind
+from goex._specs import ActionBody, ActionSpec, Injection, Limits, ResourceSpec
+from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
+
+CloseModeArg = Literal["commit", "undo"] | None
+
+# A page cap for the pagination loops: a daemon that keeps returning a token would
+# otherwise spin forever.
+MAX_PAGES = 10_000
+
+
+def create_session(
+    *,
+    fs: str | os.PathLike[str] | None,
+    label: str,
+    limits: Limits | None,
+    resources: Iterable[ResourceSpec],
+    policy: str | None,
+) -> sessions_pb2.CreateSessionRequest:
+    specs = list(resources)
+    if fs is not None:
+        specs.insert(0, ResourceSpec.fs(fs))
+    msg = sessions_pb2.CreateSessionRequest(
+        resources=[s.to_proto() for s in specs], label=label, policy_toml=policy or ""
+    )
+    if limits is not None and not limits.is_empty:
+        msg.limits.CopyFrom(limits.to_proto())
+    return msg
+
+
+def close_session(session_id: str, mode: CloseModeArg) -> sessions_pb2.CloseSessionRequest:
+    names = {None: "CLOSE_MODE_UNSPECIFIED", "commit": "CLOSE_MODE_COMMIT_ALL", "undo": "CLOSE_MODE_UNDO_ALL"}
+    if mode not in names:
+        raise ValueError(f"mode must be 'commit', 'undo' or None, not {mode!r}")
+    return sessions_pb2.CloseSessionRequest(session_id=session_id, mode=names[mode])
+
+
+def action_spec(
+    action: ActionBody | ActionSpec,
+    *,
+    resource: str | None = None,
+    limits: Limits | None = None,
+    description: str | None = None,
+) -> ActionSpec:
+    """An `ActionSpec` for `action`; the keyword arguments override the spec's own fields."""
+    spec = action if isinstance(action, ActionSpec) else ActionSpec(action)
+    overrides: dict[str, object] = {}
+    if resource is not None:
+        overrides["resource"] = resource
+    if limits is not None:
+        overrides["limits"] = limits
+    if description is not None:
+        overrides["description"] = description
+    return dataclasses.replace(spec, **overrides) if overrides else spec  # type: ignore[arg-type]
+
+
+def submit(
+    session_id: str,
+    action: ActionBody | ActionSpec,
+    *,
+    resource: str | None,
+    inverse: ActionBody | ActionSpec | None,
+    detach: bool,
+    limits: Limits | None,
+    description: str | None,
+    approval: str,
+) -> actions_pb2.SubmitActionRequest:
+    spec = action_spec(action, resource=resource, limits=limits, description=description)
+    msg = actions_pb2.SubmitActionRequest(session_id=session_id, spec=spec.to_proto(), detach=detach, approval=approval)
+    if inverse is not None:
+        # The inverse runs where the action ran, within the same limits.
+        msg.inverse.CopyFrom(action_spec(inverse, resource=spec.resource, limits=spec.limits).to_proto())
+    return msg
+
+
+def test_reversibility(
+    session_id: str,
+    action: ActionBody | ActionSpec,
+    *,
+    inverse: ActionBody | ActionSpec | None,
+    resource: str | None,
+    limits: Limits | None,
+) -> actions_pb2.TestReversibilityRequest:
+    spec = action_spec(action, resource=resource, limits=limits)
+    msg = actions_pb2.TestReversibilityRequest(session_id=session_id, spec=spec.to_proto())
+    if inverse is not None:
+        msg.inverse.CopyFrom(action_spec(inverse, resource=spec.resource, limits=spec.limits).to_proto())
+    return msg
+
+
+def list_actions(
+    session_id: str, states: Iterable[ActionState | str] | None, page_token: str
+) -> actions_pb2.ListActionsRequest:
+    return actions_pb2.ListActionsRequest(
+        session_id=session_id,
+        states=[ActionState(s).proto_name for s in states or ()],
+        page_token=page_token,
+    )
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def put_secret(
+    name: str,
+    value: bytes | str | None,
+    *,
+    kind: SecretKind | str,
+    injection: Injection | None,
+    allowed_hosts: Iterable[str],
+    values: Mapping[str, bytes | str] | None,
+    overwrite: bool,
+) -> secrets_pb2.PutSecretRequest:
+    info = secrets_pb2.SecretInfo(name=name, kind=SecretKind(kind).proto_name, allowed_hosts=list(allowed_hosts))
+    if injection is not None:
+        info.injection.CopyFrom(injection.to_proto())
+    return secrets_pb2.PutSecretRequest(
+        info=info,
+        value=_bytes(value) if value is not None else b"",
+        values={k: _bytes(v) for k, v in (values or {}).items()},
+        overwrite=overwrite,
+    )
