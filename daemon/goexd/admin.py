@@ -1,0 +1,141 @@
+"""Operating the daemon: health, stats and snapshot garbage collection.
+
+GC is two steps (cf. containerd leases): decide which pins expired (`expired_pins`, a pure
+function of the journal and the clock), then reclaim space (`git prune`) in each store.
+Pins of pending actions are never expired; unreferenced objects younger than an hour are
+kept because a live capture may have just written them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from goexd.config import Config
+from goexd.engine.engine import Engine
+from goexd.engine.models import Action
+from goexd.resources.fs import store_dir_for
+from goexd.sandbox.base import Sandbox, SandboxUnavailable
+
+PIN_SUFFIXES = ("pre", "post", "before-undo")
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    open_sessions: int
+    actions_by_state: dict[str, int]
+    journal_bytes: int
+    snapshot_store_bytes: int
+    running_actions: int
+
+
+@dataclass
+class GcReport:
+    removed: int = 0
+    bytes_freed: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+def expired_pins(resolved: Sequence[Action], now: float, retention_s: float) -> list[tuple[Action, str]]:
+    """Which pins may go: those of actions resolved (committed/undone/failed) longer ago than the retention."""
+    out = []
+    for a in resolved:
+        if a.resolved_at is not None and now - a.resolved_at >= retention_s:
+            out += [(a, f"actions/{a.id}/{s}") for s in PIN_SUFFIXES]
+    return out
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    if not path.exists():
+        return 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+class Admin:
+    def __init__(self, cfg: Config, engine: Engine, sandbox: Sandbox) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.sandbox = sandbox
+        self.started = time.monotonic()
+
+    def health(self) -> list[ComponentHealth]:
+        out = []
+        try:
+            self.engine.journal.counts_by_state()
+            out.append(ComponentHealth("journal", True, str(self.cfg.journal_path)))
+        except Exception as exc:
+            out.append(ComponentHealth("journal", False, str(exc)))
+        try:
+            self.sandbox.check()
+            out.append(ComponentHealth("sandbox", True, self.sandbox.name))
+        except SandboxUnavailable as exc:
+            out.append(ComponentHealth("sandbox", False, str(exc)))
+        free = shutil.disk_usage(self.cfg.state_dir).free
+        out.append(ComponentHealth("snapshots", free > 100 * 1024 * 1024, f"{free // (1024 * 1024)} MiB free"))
+        return out
+
+    def stats(self) -> Stats:
+        journal = self.cfg.journal_path
+        return Stats(
+            open_sessions=self.engine.journal.open_session_count(),
+            actions_by_state=self.engine.journal.counts_by_state(),
+            journal_bytes=sum(p.stat().st_size for p in journal.parent.glob(journal.name + "*") if p.is_file()),
+            snapshot_store_bytes=dir_bytes(self.cfg.snapshots_dir),
+            running_actions=self.engine.running_count(),
+        )
+
+    def gc(self, dry_run: bool = False) -> GcReport:
+        report = GcReport()
+        now = time.time()
+        resolved = self.engine.journal.resolved_before(now - self.cfg.gc.retention_hours * 3600)
+        by_store: dict[Path, list[str]] = {}
+        for action, pin in expired_pins(resolved, now, self.cfg.gc.retention_hours * 3600):
+            session = self.engine.journal.get_session(action.session_id)
+            if session is None:
+                continue
+            for r in session.resources:
+                if r.name == action.resource:
+                    by_store.setdefault(store_dir_for(self.cfg.snapshots_dir, Path(r.uri)), []).append(pin)
+        for git_dir, pins in by_store.items():
+            if not git_dir.exists():
+                continue
+            before = dir_bytes(git_dir)
+            repo = pygit2.Repository(str(git_dir))
+            for pin in pins:
+                ref = f"refs/goex/{pin}"
+                if ref in repo.references:
+                    report.removed += 1
+                    report.reasons.append(f"{pin}: resolved more than {self.cfg.gc.retention_hours:g} h ago")
+                    if not dry_run:
+                        repo.references.delete(ref)
+            if not dry_run:
+                subprocess.run(
+                    ["git", f"--git-dir={git_dir}", "prune", "--expire=1.hour.ago"],
+                    check=True,
+                    capture_output=True,
+                )
+                report.bytes_freed += max(0, before - dir_bytes(git_dir))
+        if not dry_run:
+            for action, _ in expired_pins(resolved, now, self.cfg.gc.retention_hours * 3600):
+                self.engine.journal.update(action.id, checkpoint="{}")
+        return report

@@ -1,0 +1,222 @@
+"""Daemon configuration: built-in defaults < TOML file < GOEXD_* environment < command-line flags.
+
+Paths follow XDG. Every key can be set in each layer; unknown keys are errors that name
+the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from goexd.errors import SetupError
+
+
+def _xdg(var: str, fallback: Path) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else fallback
+
+
+def default_runtime_dir() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    # Without a runtime dir (e.g. a root shell) fall back to a per-user dir in /tmp; it is
+    # created 0700 and its owner checked before use.
+    return Path(runtime) / "goex" if runtime else Path(f"/tmp/goex-{os.getuid()}")
+
+
+def default_socket() -> Path:
+    return default_runtime_dir() / "goexd.sock"
+
+
+def default_state_dir() -> Path:
+    return _xdg("XDG_STATE_HOME", Path.home() / ".local" / "state") / "goex"
+
+
+def default_config_file() -> Path:
+    return _xdg("XDG_CONFIG_HOME", Path.home() / ".config") / "goex" / "goexd.toml"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    timeout_s: float = 60.0
+    memory_bytes: int = 512 * 1024 * 1024
+    max_processes: int = 256
+    output_bytes: int = 1024 * 1024
+    # Ceilings a session or action may ask for; above them a request is refused.
+    max_timeout_s: float = 3600.0
+    max_memory_bytes: int = 8 * 1024 * 1024 * 1024
+    max_max_processes: int = 4096
+    max_output_bytes: int = 64 * 1024 * 1024
+    cgroup_parent: str = "goex"
+
+
+@dataclass(frozen=True)
+class FsConfig:
+    change_detection: str = "inotify"  # "inotify" (O(changed)) or "scan" (full stat scan per capture)
+    change_list_limit: int = 1000
+
+
+@dataclass(frozen=True)
+class GcConfig:
+    retention_hours: float = 168.0  # how long snapshots of resolved actions are kept
+    interval_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    socket: Path = field(default_factory=default_socket)
+    state_dir: Path = field(default_factory=default_state_dir)
+    log_level: str = "info"
+    log_file: Path | None = None  # None = stderr only
+    grpc_workers: int = 32
+    shutdown_grace_s: float = 10.0
+    journal_sync: str = "full"  # sqlite synchronous: "full" survives power loss, "normal" only crashes
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    fs: FsConfig = field(default_factory=FsConfig)
+    gc: GcConfig = field(default_factory=GcConfig)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "journal.sqlite3"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.state_dir / "fs"
+
+
+_SECTIONS = {"sandbox": SandboxConfig, "fs": FsConfig, "gc": GcConfig}
+_ENV_PREFIX = "GOEXD_"
+
+
+def _coerce(section: str, key: str, raw: Any, target: Any) -> Any:
+    """Convert a value from TOML/env/flag to the field's type, naming the key on error."""
+    name = f"{section}.{key}" if section else key
+    typ = target if isinstance(target, type) else None
+    try:
+        if target in ("Path", "Path | None") or typ is Path:
+            return None if raw in (None, "") else Path(str(raw)).expanduser()
+        if target in ("float", float):
+            return float(raw)
+        if target in ("int", int):
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return _parse_size(raw) if isinstance(raw, str) else int(raw)
+        if target in ("str", str):
+            if not isinstance(raw, str):
+                raise ValueError("expected a string")
+            return raw
+    except (TypeError, ValueError) as exc:
+        raise SetupError(f"config key {name!r}: {exc}") from None
+    raise SetupError(f"config key {name!r}: unsupported type {target}")
+
+
+def _parse_size(text: str) -> int:
+    """'512M', '2G', '1024' -> bytes."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+def _apply(base: Any, section: str, values: Mapping[str, Any], origin: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in fields:
+            where = f"[{section}] " if section else ""
+            raise SetupError(f"{origin}: unknown config key {where}{key!r}")
+        if not section and key in _SECTIONS:
+            if not isinstance(raw, Mapping):
+                raise SetupError(f"{origin}: [{key}] must be a table")
+            changes[key] = _apply(getattr(base, key), key, raw, origin)
+        else:
+            changes[key] = _coerce(section, key, raw, fields[key].type)
+    return dataclasses.replace(base, **changes)
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """GOEXD_SOCKET=..., GOEXD_SANDBOX__TIMEOUT_S=... (double underscore = section)."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(_ENV_PREFIX) or name == "GOEXD_CONFIG":
+            continue
+        key = name[len(_ENV_PREFIX) :].lower()
+        if "__" in key:
+            section, sub = key.split("__", 1)
+            out.setdefault(section, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def load(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective config. `overrides` come from flags: {"socket": ..., "sandbox": {...}}."""
+    environ = os.environ if environ is None else environ
+    cfg = Config()
+    explicit = config_file or (Path(environ["GOEXD_CONFIG"]) if environ.get("GOEXD_CONFIG") else None)
+    path = explicit or default_config_file()
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SetupError(f"{path}: invalid TOML: {exc}") from None
+        cfg = _apply(cfg, "", data, str(path))
+    elif explicit:
+        raise SetupError(f"config file {path} does not exist")
+    cfg = _apply(cfg, "", _env_values(environ), "environment")
+    if overrides:
+        cfg = _apply(cfg, "", overrides, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    if cfg.log_level not in ("debug", "info", "warning", "error"):
+        raise SetupError(f"config key 'log_level': {cfg.log_level!r} is not debug|info|warning|error")
+    if cfg.journal_sync not in ("full", "normal"):
+        raise SetupError(f"config key 'journal_sync': {cfg.journal_sync!r} is not full|normal")
+    if cfg.fs.change_detection not in ("inotify", "scan"):
+        raise SetupError(f"config key 'fs.change_detection': {cfg.fs.change_detection!r} is not inotify|scan")
+    s = cfg.sandbox
+    for key, value, ceiling in (
+        ("timeout_s", s.timeout_s, s.max_timeout_s),
+        ("memory_bytes", s.memory_bytes, s.max_memory_bytes),
+        ("max_processes", s.max_processes, s.max_max_processes),
+        ("output_bytes", s.output_bytes, s.max_output_bytes),
+    ):
+        if value <= 0:
+            raise SetupError(f"config key 'sandbox.{key}': must be positive")
+        if value > ceiling:
+            raise SetupError(f"config key 'sandbox.{key}': {value} is above its ceiling {ceiling}")
+    if cfg.grpc_workers < 2:
+        raise SetupError("config key 'grpc_workers': must be at least 2")
+
+
+def to_toml(cfg: Config) -> str:
+    """The effective config as TOML (for --check-config)."""
+    lines: list[str] = []
+    tables: list[str] = []
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, str | Path):
+            return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return str(v).lower() if isinstance(v, bool) else repr(v)
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in _SECTIONS:
+            tables.append(f"\n[{f.name}]")
+            tables += [f"{sf.name} = {fmt(getattr(value, sf.name))}" for sf in dataclasses.fields(value)]
+        elif value is not None:
+            lines.append(f"{f.name} = {fmt(value)}")
+    return "\n".join(lines + tables) + "\n"

@@ -1,0 +1,166 @@
+"""JSON encoding of domain records for the journal (bytes as base64, enums as values)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from goexd.engine.models import (
+    ActionKind,
+    ActionSpec,
+    LimitsRequest,
+    Reversibility,
+    ReversibilityClass,
+    Timings,
+    Verdict,
+)
+from goexd.sandbox.base import ExecResult, Limits, Termination
+from goexd.snapshots.base import ChangeKind, ChangeSet, FileChange
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def dumps(obj: dict[str, Any] | None) -> str | None:
+    return None if obj is None else json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def spec_to_json(spec: ActionSpec) -> dict[str, Any]:
+    return {
+        "kind": spec.kind.value,
+        "argv": list(spec.argv),
+        "code": spec.code,
+        "env": spec.env,
+        "stdin": _b64(spec.stdin),
+        "resource": spec.resource,
+        "limits": limits_request_to_json(spec.limits),
+        "description": spec.description,
+        "extra": spec.extra,
+    }
+
+
+def spec_from_json(d: dict[str, Any]) -> ActionSpec:
+    return ActionSpec(
+        kind=ActionKind(d["kind"]),
+        argv=tuple(d["argv"]),
+        code=d["code"],
+        env=dict(d["env"]),
+        stdin=_unb64(d["stdin"]),
+        resource=d["resource"],
+        limits=limits_request_from_json(d["limits"]),
+        description=d["description"],
+        extra=d.get("extra", {}),
+    )
+
+
+def limits_request_to_json(lr: LimitsRequest) -> dict[str, Any]:
+    return {
+        "timeout_s": lr.timeout_s,
+        "memory_bytes": lr.memory_bytes,
+        "max_processes": lr.max_processes,
+        "output_bytes": lr.output_bytes,
+    }
+
+
+def limits_request_from_json(d: dict[str, Any]) -> LimitsRequest:
+    return LimitsRequest(**d)
+
+
+def limits_to_json(lim: Limits) -> dict[str, Any]:
+    return {
+        "timeout_s": lim.timeout_s,
+        "memory_bytes": lim.memory_bytes,
+        "max_processes": lim.max_processes,
+        "output_bytes": lim.output_bytes,
+    }
+
+
+def limits_from_json(d: dict[str, Any]) -> Limits:
+    return Limits(**d)
+
+
+def exec_to_json(r: ExecResult) -> dict[str, Any]:
+    return {
+        "termination": r.termination.value,
+        "exit_code": r.exit_code,
+        "signal": r.signal,
+        "stdout": _b64(r.stdout),
+        "stderr": _b64(r.stderr),
+        "stdout_total": r.stdout_total,
+        "stderr_total": r.stderr_total,
+        "duration_s": r.duration_s,
+        "limits_enforced_by": r.limits_enforced_by,
+        "detail": r.detail,
+    }
+
+
+def exec_from_json(d: dict[str, Any]) -> ExecResult:
+    return ExecResult(
+        termination=Termination(d["termination"]),
+        exit_code=d["exit_code"],
+        signal=d["signal"],
+        stdout=_unb64(d["stdout"]),
+        stderr=_unb64(d["stderr"]),
+        stdout_total=d["stdout_total"],
+        stderr_total=d["stderr_total"],
+        duration_s=d["duration_s"],
+        limits_enforced_by=d["limits_enforced_by"],
+        detail=d["detail"],
+    )
+
+
+def changes_to_json(c: ChangeSet) -> dict[str, Any]:
+    return {
+        "changes": [[f.kind.value, f.path, f.old_mode, f.new_mode] for f in c.changes],
+        "added": c.added,
+        "modified": c.modified,
+        "deleted": c.deleted,
+        "truncated": c.truncated,
+    }
+
+
+def changes_from_json(d: dict[str, Any]) -> ChangeSet:
+    return ChangeSet(
+        changes=tuple(FileChange(ChangeKind(k), p, o, n) for k, p, o, n in d["changes"]),
+        added=d["added"],
+        modified=d["modified"],
+        deleted=d["deleted"],
+        truncated=d["truncated"],
+    )
+
+
+def timings_to_json(t: Timings) -> dict[str, Any]:
+    return {
+        "prepare_s": t.prepare_s,
+        "run_s": t.run_s,
+        "capture_s": t.capture_s,
+        "total_s": t.total_s,
+        "undo_s": t.undo_s,
+    }
+
+
+def timings_from_json(d: dict[str, Any]) -> Timings:
+    return Timings(**d)
+
+
+def reversibility_to_json(r: Reversibility) -> dict[str, Any]:
+    return {
+        "class": r.reversibility_class.value,
+        "verdict": r.verdict.value,
+        "detail": r.detail,
+        "tested_at": r.tested_at,
+    }
+
+
+def reversibility_from_json(d: dict[str, Any]) -> Reversibility:
+    return Reversibility(ReversibilityClass(d["class"]), Verdict(d["verdict"]), d["detail"], d["tested_at"])

@@ -1,0 +1,644 @@
+"""The engine: sessions, the action state machine, undo/commit ordering and crash recovery.
+
+Rules it enforces:
+- every transition is committed to the journal before the side effect it announces;
+- actions of one session run one at a time (the session lock), sessions run in parallel;
+- a resource is held by at most one open session (the journal's unique index);
+- a pending action is undone only when no later pending action on its resource exists,
+  unless the caller asks to cascade; undo-to undoes newest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from goexd.config import Config
+from goexd.engine import codec
+from goexd.engine.channels import ChannelRegistry, Event
+from goexd.engine.journal import Journal
+from goexd.engine.models import (
+    TRANSITIONS,
+    Action,
+    ActionKind,
+    ActionSpec,
+    ActionState,
+    CloseMode,
+    LimitsRequest,
+    Resource,
+    ResourceKind,
+    ResourceRequest,
+    Reversibility,
+    ReversibilityClass,
+    Session,
+    SessionState,
+    Timings,
+    UndoStrategy,
+    Verdict,
+)
+from goexd.errors import (
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    Unimplemented,
+)
+from goexd.resources.base import Checkpoint, ResourceManager
+from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.sandbox.base import ExecResult, Limits, Sandbox, Stream, Termination
+from goexd.snapshots.base import ChangeSet
+from goexd.snapshots.git_store import GitWorkspaceStore
+
+log = logging.getLogger("goexd.engine")
+
+# Terminations after which the action is stopped midway: its partial effects are rolled back.
+_ROLLBACK_ON = frozenset(
+    {
+        Termination.TIMEOUT,
+        Termination.OOM,
+        Termination.PIDS_LIMIT,
+        Termination.CANCELLED,
+        Termination.SPAWN_FAILED,
+    }
+)
+_SANDBOXED_KINDS = frozenset({ActionKind.SHELL, ActionKind.PYTHON})
+_NOT_BUILT = {
+    ActionKind.SQL: "sql actions need database resources, which are not built yet",
+    ActionKind.HTTP: "http actions need REST API resources, which are not built yet",
+    ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
+}
+
+Redactor = Callable[[bytes], bytes]
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass
+class _LiveSession:
+    """What an open session holds in memory: its resource managers and its lock."""
+
+    session: Session
+    managers: dict[str, ResourceManager]
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+class Engine:
+    def __init__(self, cfg: Config, journal: Journal, sandbox: Sandbox) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.sandbox = sandbox
+        self.channels = ChannelRegistry()
+        self.redact: Redactor = lambda data: data  # the vault installs the real redactor
+        self._live: dict[str, _LiveSession] = {}
+        self._live_lock = threading.Lock()
+        self._cancel: dict[str, threading.Event] = {}
+        self._stopping = threading.Event()
+        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="goexd-action")
+        self.default_limits = Limits(
+            timeout_s=cfg.sandbox.timeout_s,
+            memory_bytes=cfg.sandbox.memory_bytes,
+            max_processes=cfg.sandbox.max_processes,
+            output_bytes=cfg.sandbox.output_bytes,
+        )
+
+    # ================================================================ sessions
+
+    def create_session(
+        self,
+        requests: Sequence[ResourceRequest],
+        label: str = "",
+        limits: LimitsRequest | None = None,
+        policy_toml: str = "",
+    ) -> Session:
+        self._refuse_if_stopping()
+        if not requests:
+            raise InvalidArgument("resources", "at least one resource is required")
+        session_limits = self.check_limits("limits", limits or LimitsRequest()).over(self.default_limits)
+        resources: list[Resource] = []
+        names: set[str] = set()
+        for i, req in enumerate(requests):
+            fld = f"resources[{i}]"
+            if req.kind is not ResourceKind.FS:
+                raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet; only fs works today")
+            strategy = req.strategy or UndoStrategy.VERSIONED
+            if strategy is not UndoStrategy.VERSIONED:
+                raise Unimplemented(f"{fld}.strategy: the fs {strategy.value} strategy is not built yet")
+            path = validate_workspace(req.location, f"{fld}.fs.path", [self.cfg.state_dir])
+            name = req.name or "fs"
+            if name in names:
+                raise InvalidArgument(f"{fld}.name", f"duplicate resource name {name!r}")
+            names.add(name)
+            resources.append(Resource(name, ResourceKind.FS, str(path), strategy))
+        self._refuse_overlaps(resources)
+        session = Session(
+            id=_new_id("ses"),
+            label=label,
+            state=SessionState.OPEN,
+            resources=tuple(resources),
+            limits=session_limits,
+            created_at=time.time(),
+        )
+        self.journal.insert_session(session, policy_toml)
+        try:
+            self._live_session(session.id)  # opens the stores and takes the baseline snapshot
+        except Exception:
+            self.journal.close_session(session.id)
+            raise
+        return self.get_session(session.id)
+
+    def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
+        held = self.journal.held_resources()
+        for r in resources:
+            mine = Path(r.uri)
+            for session_id, uri in held:
+                other = Path(uri)
+                if mine == other or other in mine.parents or mine in other.parents:
+                    raise FailedPrecondition(
+                        f"resource {r.uri} overlaps {uri}, held by open session {session_id}; close that session first"
+                    )
+
+    def get_session(self, session_id: str) -> Session:
+        session = self.journal.get_session(session_id)
+        if session is None:
+            raise NotFound("session", session_id)
+        return session
+
+    def list_sessions(self, include_closed: bool, page_size: int, page_token: str) -> tuple[list[Session], str]:
+        limit = page_size or 100
+        if limit > 1000:
+            raise InvalidArgument("page_size", "must be at most 1000")
+        sessions = self.journal.list_sessions(include_closed, page_token, limit + 1)
+        if len(sessions) > limit:
+            last = sessions[limit - 1]
+            return sessions[:limit], f"{last.created_at!r}/{last.id}"
+        return sessions, ""
+
+    def describe_session(self, session_id: str) -> list[tuple[str, str]]:
+        live = self._live_session(session_id)
+        return [(name, m.describe()) for name, m in live.managers.items()]
+
+    def close_session(self, session_id: str, mode: CloseMode) -> tuple[Session, list[Action]]:
+        session = self.get_session(session_id)
+        if session.state is SessionState.CLOSED:
+            raise FailedPrecondition(f"session {session_id} is already closed")
+        live = self._live_session(session_id)
+        with live.lock:
+            pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
+            resolved: list[Action] = []
+            if pending and mode is CloseMode.REFUSE_IF_PENDING:
+                raise FailedPrecondition(
+                    f"session {session_id} has {len(pending)} pending action(s); "
+                    "close it with mode commit_all or undo_all"
+                )
+            if mode is CloseMode.COMMIT_ALL:
+                resolved = self._commit_locked(live, pending)
+            elif mode is CloseMode.UNDO_ALL:
+                resolved = [self._undo_one(live, a) for a in reversed(pending)]
+            self.journal.close_session(session_id)
+            with self._live_lock:
+                self._live.pop(session_id, None)
+            for m in live.managers.values():
+                m.close()
+        return self.get_session(session_id), resolved
+
+    def _live_session(self, session_id: str) -> _LiveSession:
+        with self._live_lock:
+            live = self._live.get(session_id)
+            if live is not None:
+                return live
+            session = self.get_session(session_id)
+            if session.state is not SessionState.OPEN:
+                raise FailedPrecondition(f"session {session_id} is closed")
+            managers = {r.name: self._open_manager(r) for r in session.resources}
+            live = _LiveSession(session, managers)
+            self._live[session_id] = live
+            return live
+
+    def _open_manager(self, resource: Resource) -> ResourceManager:
+        workspace = Path(resource.uri)
+        if not workspace.is_dir():
+            raise FailedPrecondition(f"workspace {workspace} no longer exists")
+        store = GitWorkspaceStore(
+            store_dir_for(self.cfg.snapshots_dir, workspace),
+            workspace,
+            watch=self.cfg.fs.change_detection == "inotify",
+        )
+        store.capture()  # baseline; later captures are incremental
+        return FsVersionedResource(
+            resource,
+            store,
+            self.sandbox,
+            masked_paths=[self.cfg.state_dir, self.cfg.socket.parent],
+            change_list_limit=self.cfg.fs.change_list_limit,
+        )
+
+    # ================================================================ actions
+
+    def check_limits(self, fld: str, req: LimitsRequest) -> LimitsRequest:
+        s = self.cfg.sandbox
+        for name, value, ceiling in (
+            ("timeout", req.timeout_s, s.max_timeout_s),
+            ("memory_bytes", req.memory_bytes, s.max_memory_bytes),
+            ("max_processes", req.max_processes, s.max_max_processes),
+            ("output_bytes", req.output_bytes, s.max_output_bytes),
+        ):
+            if value is not None and value < 0:
+                raise InvalidArgument(f"{fld}.{name}", "must not be negative")
+            if value is not None and value > ceiling:
+                raise InvalidArgument(f"{fld}.{name}", f"{value} is above the daemon's ceiling {ceiling}")
+        return req
+
+    def submit(
+        self, session_id: str, spec: ActionSpec, inverse: ActionSpec | None = None, detach: bool = False
+    ) -> Action:
+        self._refuse_if_stopping()
+        if spec.kind in _NOT_BUILT:
+            raise Unimplemented(_NOT_BUILT[spec.kind])
+        if inverse is not None:
+            raise Unimplemented("client-provided inverses need the inverse undo strategy, which is not built yet")
+        self.check_limits("spec.limits", spec.limits)
+        live = self._live_session(session_id)
+        resource = self._pick_resource(live.session, spec)
+        if spec.kind is ActionKind.SHELL and not spec.argv:
+            raise InvalidArgument("spec.shell.argv", "must not be empty")
+        if spec.kind is ActionKind.PYTHON and not spec.code.strip():
+            raise InvalidArgument("spec.python.code", "must not be empty")
+        action = Action(
+            id=_new_id("act"),
+            session_id=session_id,
+            seq=0,
+            spec=spec,
+            state=ActionState.PROPOSED,
+            resource=resource.name,
+            created_at=time.time(),
+        )
+        self.channels.create(action.id).state(ActionState.PROPOSED)
+        self._cancel[action.id] = threading.Event()
+        try:
+            action = self.journal.insert_action(action)
+        except Exception:
+            self._finish_channel(action.id)
+            raise
+        if detach:
+            self._workers.submit(self._run_guarded, live, action)
+            return action
+        return self._run(live, action)
+
+    def _pick_resource(self, session: Session, spec: ActionSpec) -> Resource:
+        if spec.resource:
+            for r in session.resources:
+                if r.name == spec.resource:
+                    return r
+            raise InvalidArgument("spec.resource", f"session has no resource named {spec.resource!r}")
+        fs = [r for r in session.resources if r.kind is ResourceKind.FS]
+        if spec.kind in _SANDBOXED_KINDS:
+            if len(fs) == 1:
+                return fs[0]
+            raise InvalidArgument("spec.resource", "the session has several fs resources; name the one to act on")
+        raise InvalidArgument("spec.resource", "no resource of the needed kind in this session")
+
+    def _run_guarded(self, live: _LiveSession, action: Action) -> None:
+        try:
+            self._run(live, action)
+        except Exception:
+            log.exception("detached action %s failed", action.id)
+
+    def _run(self, live: _LiveSession, action: Action) -> Action:
+        cancel = self._cancel[action.id]
+        try:
+            with live.lock:
+                return self._run_locked(live, action, cancel)
+        finally:
+            self._cancel.pop(action.id, None)
+            self._finish_channel(action.id)
+
+    def _run_locked(self, live: _LiveSession, action: Action, cancel: threading.Event) -> Action:
+        manager = live.managers[action.resource]
+        started = time.monotonic()
+        if self._stopping.is_set():
+            self._transition(action, ActionState.INTERRUPTED, error="goexd stopped before the action started")
+            return self._get(action.id)
+        self._transition(action, ActionState.PREPARING)
+        try:
+            checkpoint = manager.checkpoint(action.id)
+        except Exception as exc:
+            log.exception("checkpoint of %s failed", action.id)
+            self._transition(
+                replace(action, state=ActionState.PREPARING),
+                ActionState.FAILED,
+                error=self.redact_text(f"could not checkpoint the resource: {exc}"),
+                finished_at=time.time(),
+            )
+            return self._get(action.id)
+        self.journal.update(action.id, checkpoint=codec.dumps(checkpoint))
+        prepared = time.monotonic()
+        limits = action.spec.limits.over(live.session.limits)
+        self._transition(replace(action, state=ActionState.PREPARING), ActionState.RUNNING)
+        running = replace(action, state=ActionState.RUNNING, checkpoint=checkpoint)
+        channel = self.channels.get(action.id)
+
+        def on_output(stream: Stream, data: bytes) -> None:
+            if channel is not None:
+                channel.output(stream, self.redact(data))
+
+        try:
+            outcome = manager.execute(action.spec, limits, checkpoint, on_output, cancel)
+        except InvalidArgument as exc:
+            return self._fail_and_rollback(running, manager, checkpoint, str(exc), None, None, started)
+        except Exception as exc:
+            log.exception("action %s crashed in its resource manager", action.id)
+            return self._fail_and_rollback(
+                running, manager, checkpoint, f"internal error while running: {exc}", None, None, started
+            )
+        ran = time.monotonic()
+        checkpoint = {**checkpoint, **outcome.checkpoint_extra}
+        result = outcome.exec
+        if result is not None:
+            result = replace(result, stdout=self.redact(result.stdout), stderr=self.redact(result.stderr))
+        if result is not None and result.termination in _ROLLBACK_ON:
+            reason = result.detail or f"stopped: {result.termination.value}"
+            return self._fail_and_rollback(
+                running,
+                manager,
+                checkpoint,
+                reason,
+                result,
+                outcome.changes,
+                started,
+                interrupted=self._stopping.is_set() and result.termination is Termination.CANCELLED,
+            )
+        now = time.monotonic()
+        self._transition(
+            running,
+            ActionState.EXECUTED,
+            exec=codec.dumps(codec.exec_to_json(result)) if result else None,
+            changes=codec.dumps(codec.changes_to_json(outcome.changes)) if outcome.changes else None,
+            checkpoint=codec.dumps(checkpoint),
+            reversibility=codec.dumps(
+                codec.reversibility_to_json(
+                    Reversibility(
+                        ReversibilityClass.REVERSIBLE,
+                        Verdict.UNTESTED,
+                        "undo restores the pre-action snapshot and verifies it by content id",
+                    )
+                )
+            ),
+            timings=codec.dumps(
+                codec.timings_to_json(
+                    Timings(
+                        prepare_s=prepared - started,
+                        run_s=result.duration_s if result else ran - prepared,
+                        capture_s=now - ran,
+                        total_s=now - started,
+                    )
+                )
+            ),
+            finished_at=time.time(),
+        )
+        return self._get(action.id)
+
+    def _fail_and_rollback(
+        self,
+        action: Action,
+        manager: ResourceManager,
+        checkpoint: Checkpoint,
+        reason: str,
+        result: ExecResult | None,
+        changes: ChangeSet | None,
+        started: float,
+        interrupted: bool = False,
+    ) -> Action:
+        self.journal.update(action.id, note=f"rolling back: {reason}")
+        detail = ""
+        try:
+            report = manager.rollback(action.id, checkpoint)
+            detail = f"; rolled back ({report.detail})"
+        except Exception as exc:
+            log.exception("rollback of %s failed", action.id)
+            detail = f"; ROLLBACK FAILED: {exc}"
+        final = ActionState.INTERRUPTED if interrupted else ActionState.FAILED
+        self._transition(
+            action,
+            final,
+            error=self.redact_text(reason + detail),
+            exec=codec.dumps(codec.exec_to_json(result)) if result is not None else None,
+            changes=codec.dumps(codec.changes_to_json(changes)) if changes is not None else None,
+            timings=codec.dumps(codec.timings_to_json(Timings(total_s=time.monotonic() - started))),
+            finished_at=time.time(),
+        )
+        return self._get(action.id)
+
+    def _transition(self, action: Action, new: ActionState, note: str = "", **fields: object) -> None:
+        if new not in TRANSITIONS[action.state]:
+            raise InternalError(f"illegal transition {action.state.value} -> {new.value} for {action.id}")
+        self.journal.transition(action.id, action.state, new, note, **fields)
+        channel = self.channels.get(action.id)
+        if channel is not None:
+            channel.state(new)
+
+    def _finish_channel(self, action_id: str) -> None:
+        self.channels.close(action_id)
+
+    def _get(self, action_id: str) -> Action:
+        action = self.journal.get_action(action_id)
+        if action is None:
+            raise NotFound("action", action_id)
+        return action
+
+    def get_action(self, action_id: str) -> Action:
+        return self._get(action_id)
+
+    def list_actions(
+        self, session_id: str, states: Sequence[ActionState], page_size: int, page_token: str
+    ) -> tuple[list[Action], str]:
+        self.get_session(session_id)
+        limit = page_size or 100
+        if limit > 1000:
+            raise InvalidArgument("page_size", "must be at most 1000")
+        try:
+            after = int(page_token or 0)
+        except ValueError:
+            raise InvalidArgument("page_token", "not a token this server issued") from None
+        actions = self.journal.list_actions(session_id, states, after, limit + 1)
+        if len(actions) > limit:
+            return actions[:limit], str(actions[limit - 1].seq)
+        return actions, ""
+
+    def watch(self, action_id: str, alive: threading.Event | None = None) -> Iterator[Event]:
+        action = self._get(action_id)
+        channel = self.channels.get(action_id)
+        if channel is None:  # long finished: its current state is all there is to tell
+            yield Event(at=time.time(), state=action.state)
+            return
+        yield from channel.follow(alive)
+
+    # ================================================================ commit / undo
+
+    def commit(self, session_id: str, up_to: str = "") -> list[Action]:
+        live = self._live_session(session_id)
+        with live.lock:
+            pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
+            if up_to:
+                anchor = self._get(up_to)
+                if anchor.session_id != session_id:
+                    raise InvalidArgument("up_to_action_id", f"action {up_to} belongs to another session")
+                pending = [a for a in pending if a.seq <= anchor.seq]
+            return self._commit_locked(live, pending)
+
+    def _commit_locked(self, live: _LiveSession, pending: Sequence[Action]) -> list[Action]:
+        done = []
+        for a in pending:
+            self._transition(a, ActionState.COMMITTED, resolved_at=time.time())
+            live.managers[a.resource].commit(a.id, a.checkpoint)
+            done.append(self._get(a.id))
+        return done
+
+    def undo(self, session_id: str, action_id: str = "", cascade: bool = False) -> list[Action]:
+        live = self._live_session(session_id)
+        with live.lock:
+            pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
+            if action_id:
+                target = self._get(action_id)
+                if target.session_id != session_id:
+                    raise InvalidArgument("action_id", f"action {action_id} belongs to another session")
+            elif pending:
+                target = pending[-1]
+            else:
+                raise FailedPrecondition(f"session {session_id} has no pending action to undo")
+            self._require_pending(target)
+            later = [a for a in pending if a.seq > target.seq and a.resource == target.resource]
+            if later and not cascade:
+                ids = ", ".join(a.id for a in later)
+                raise FailedPrecondition(
+                    f"action {target.id} has later pending actions on resource {target.resource!r} ({ids}); "
+                    "undo those first, or ask to cascade"
+                )
+            return [self._undo_one(live, a) for a in [*reversed(later), target]]
+
+    def undo_to(self, action_id: str) -> list[Action]:
+        anchor = self._get(action_id)
+        live = self._live_session(anchor.session_id)
+        with live.lock:
+            pending = self.journal.list_actions(anchor.session_id, [ActionState.EXECUTED], after_seq=anchor.seq)
+            return [self._undo_one(live, a) for a in reversed(pending)]
+
+    @staticmethod
+    def _require_pending(action: Action) -> None:
+        if action.state is ActionState.EXECUTED:
+            return
+        why = {
+            ActionState.COMMITTED: "it is committed; committed actions cannot be undone",
+            ActionState.UNDONE: "it is already undone",
+            ActionState.FAILED: "it failed and was already rolled back",
+            ActionState.BLOCKED: "it was blocked and never ran",
+            ActionState.INTERRUPTED: "it was interrupted and already rolled back",
+        }.get(action.state, f"it is still {action.state.value}")
+        raise FailedPrecondition(f"cannot undo action {action.id}: {why}")
+
+    def _undo_one(self, live: _LiveSession, action: Action) -> Action:
+        started = time.monotonic()
+        # The intent is journaled first: a crash mid-restore is finished at the next start-up.
+        self.journal.update(action.id, note="undo started", undo_started=1)
+        report = live.managers[action.resource].rollback(action.id, action.checkpoint)
+        undo_s = time.monotonic() - started
+        self._transition(
+            action,
+            ActionState.UNDONE,
+            note=report.detail,
+            resolved_at=time.time(),
+            timings=codec.dumps(codec.timings_to_json(replace(action.timings, undo_s=undo_s))),
+            reversibility=codec.dumps(
+                codec.reversibility_to_json(
+                    Reversibility(
+                        ReversibilityClass.REVERSIBLE,
+                        Verdict.PASSED if report.verified else Verdict.FAILED,
+                        report.detail,
+                        time.time(),
+                    )
+                )
+            ),
+        )
+        return self._get(action.id)
+
+    def test_reversibility(self, session_id: str, spec: ActionSpec, inverse: ActionSpec | None) -> Reversibility:
+        self.get_session(session_id)
+        raise Unimplemented(
+            "reversibility tests of inverse actions need the inverse undo strategy, which is not built yet; "
+            "versioned fs actions are verified on every undo"
+        )
+
+    # ================================================================ recovery / shutdown
+
+    def recover(self) -> list[Action]:
+        """Resolve what a crash left behind; runs before the server accepts requests."""
+        resolved: list[Action] = []
+        for action in self.journal.actions_in_states(
+            [ActionState.RUNNING, ActionState.PREPARING, ActionState.PROPOSED, ActionState.EXECUTED]
+        ):
+            if action.state is ActionState.EXECUTED and not action.undo_started:
+                continue
+            try:
+                resolved.append(self._recover_one(action))
+            except Exception:
+                log.exception("recovery of action %s failed; it stays %s", action.id, action.state.value)
+        return resolved
+
+    def _recover_one(self, action: Action) -> Action:
+        if action.state is ActionState.EXECUTED:
+            log.warning("recovery: finishing the interrupted undo of %s", action.id)
+            return self._undo_one(self._live_session(action.session_id), action)
+        if action.state is ActionState.RUNNING and action.checkpoint.get("pre"):
+            log.warning("recovery: rolling back %s to its checkpoint", action.id)
+            live = self._live_session(action.session_id)
+            self.journal.update(action.id, note="recovery: rolling back to the checkpoint")
+            report = live.managers[action.resource].rollback(action.id, action.checkpoint)
+            self._transition(
+                action,
+                ActionState.INTERRUPTED,
+                error=f"goexd stopped while the action was running; rolled back to its checkpoint ({report.detail})",
+                finished_at=time.time(),
+            )
+        else:
+            self._transition(
+                action,
+                ActionState.INTERRUPTED,
+                error=f"goexd stopped while the action was {action.state.value}; it had no side effect",
+                finished_at=time.time(),
+            )
+        return self._get(action.id)
+
+    def running_count(self) -> int:
+        return len(self._cancel)
+
+    def shutdown(self, grace_s: float) -> None:
+        """Let running actions finish for `grace_s`, then cancel (and roll back) the rest."""
+        self._stopping.set()
+        deadline = time.monotonic() + grace_s
+        while self._cancel and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for ev in list(self._cancel.values()):
+            ev.set()
+        self._workers.shutdown(wait=True)
+        with self._live_lock:
+            lives = list(self._live.values())
+            self._live.clear()
+        for live in lives:
+            with live.lock:
+                for m in live.managers.values():
+                    m.close()
+
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise Unavailable("goexd is shutting down")
+
+    def redact_text(self, text: str) -> str:
+        return self.redact(text.encode()).decode(errors="replace")

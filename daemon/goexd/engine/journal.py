@@ -1,0 +1,355 @@
+"""The journal: SQLite (WAL) record of sessions, resources, actions and every state
+transition. It is the audit log and the basis of crash recovery, so each transition is
+committed before the side effect it announces.
+
+One connection, serialised by a lock: writes are tiny and SQLite allows one writer anyway.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from goexd.engine import codec
+from goexd.engine.models import (
+    Action,
+    ActionState,
+    Resource,
+    ResourceKind,
+    Session,
+    SessionState,
+    Timings,
+    UndoStrategy,
+)
+from goexd.errors import FailedPrecondition, InternalError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    state TEXT NOT NULL,
+    limits TEXT NOT NULL,
+    policy_toml TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    closed_at REAL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    held INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (session_id, name)
+);
+-- A resource is held by at most one open session: enforced by the database itself.
+CREATE UNIQUE INDEX IF NOT EXISTS resources_held ON resources(uri) WHERE held = 1;
+CREATE TABLE IF NOT EXISTS actions (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    state TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    inverse TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    exec TEXT,
+    changes TEXT,
+    reversibility TEXT,
+    timings TEXT,
+    checkpoint TEXT NOT NULL DEFAULT '{}',
+    undo_started INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    resolved_at REAL,
+    UNIQUE (session_id, seq)
+);
+CREATE INDEX IF NOT EXISTS actions_state ON actions(state);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action_id TEXT NOT NULL REFERENCES actions(id),
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    at REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS transitions_action ON transitions(action_id);
+"""
+
+_ACTION_COLUMNS = {
+    "error",
+    "exec",
+    "changes",
+    "reversibility",
+    "timings",
+    "checkpoint",
+    "undo_started",
+    "finished_at",
+    "resolved_at",
+    "inverse",
+}
+
+
+class Journal:
+    def __init__(self, path: Path, sync: str = "full") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row["value"]) != SCHEMA_VERSION:
+            raise InternalError(f"journal {path} has schema {row['value']}, expected {SCHEMA_VERSION}")
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    # ------------------------------------------------------------ sessions
+
+    def insert_session(self, session: Session, policy_toml: str = "") -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO sessions (id, label, state, limits, policy_toml, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        session.id,
+                        session.label,
+                        session.state.value,
+                        codec.dumps(codec.limits_to_json(session.limits)),
+                        policy_toml,
+                        session.created_at,
+                    ),
+                )
+                for r in session.resources:
+                    db.execute(
+                        "INSERT INTO resources (session_id, name, kind, uri, strategy) VALUES (?, ?, ?, ?, ?)",
+                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value),
+                    )
+        except sqlite3.IntegrityError as exc:
+            holder = self.holder_of([r.uri for r in session.resources])
+            raise FailedPrecondition(
+                f"resource {holder[1]} is held by open session {holder[0]}"
+                if holder
+                else f"cannot create session: {exc}"
+            ) from None
+
+    def holder_of(self, uris: list[str]) -> tuple[str, str] | None:
+        for uri in uris:
+            rows = self._query("SELECT session_id FROM resources WHERE uri = ? AND held = 1", (uri,))
+            if rows:
+                return rows[0]["session_id"], uri
+        return None
+
+    def held_resources(self) -> list[tuple[str, str]]:
+        rows = self._query("SELECT session_id, uri FROM resources WHERE held = 1")
+        return [(r["session_id"], r["uri"]) for r in rows]
+
+    def close_session(self, session_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET state = ?, closed_at = ? WHERE id = ?",
+                (SessionState.CLOSED.value, time.time(), session_id),
+            )
+            db.execute("UPDATE resources SET held = 0 WHERE session_id = ?", (session_id,))
+
+    def get_session(self, session_id: str) -> Session | None:
+        rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        return self._session(rows[0]) if rows else None
+
+    def session_policy(self, session_id: str) -> str:
+        rows = self._query("SELECT policy_toml FROM sessions WHERE id = ?", (session_id,))
+        return str(rows[0]["policy_toml"]) if rows else ""
+
+    def list_sessions(self, include_closed: bool, after: str, limit: int) -> list[Session]:
+        sql = "SELECT * FROM sessions WHERE (created_at, id) > (?, ?)"
+        if not include_closed:
+            sql += " AND state = 'open'"
+        created, _, ident = after.partition("/")
+        rows = self._query(sql + " ORDER BY created_at, id LIMIT ?", (float(created or 0), ident, limit))
+        return [self._session(r) for r in rows]
+
+    def _session(self, row: sqlite3.Row) -> Session:
+        resources = tuple(
+            Resource(r["name"], ResourceKind(r["kind"]), r["uri"], UndoStrategy(r["strategy"]))
+            for r in self._query("SELECT * FROM resources WHERE session_id = ? ORDER BY rowid", (row["id"],))
+        )
+        counts = self._query(
+            "SELECT count(*) AS total, sum(state = 'executed') AS pending FROM actions WHERE session_id = ?",
+            (row["id"],),
+        )[0]
+        return Session(
+            id=row["id"],
+            label=row["label"],
+            state=SessionState(row["state"]),
+            resources=resources,
+            limits=codec.limits_from_json(codec.loads(row["limits"])),
+            created_at=row["created_at"],
+            closed_at=row["closed_at"],
+            pending_actions=int(counts["pending"] or 0),
+            total_actions=int(counts["total"] or 0),
+        )
+
+    # ------------------------------------------------------------ actions
+
+    def insert_action(self, action: Action, note: str = "") -> Action:
+        """Insert with the next seq of its session; returns the action with its seq."""
+        with self._tx() as db:
+            seq = db.execute(
+                "SELECT coalesce(max(seq), 0) + 1 FROM actions WHERE session_id = ?", (action.session_id,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO actions (id, session_id, seq, kind, resource, state, spec, inverse, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    action.id,
+                    action.session_id,
+                    seq,
+                    action.spec.kind.value,
+                    action.resource,
+                    action.state.value,
+                    codec.dumps(codec.spec_to_json(action.spec)),
+                    codec.dumps(codec.spec_to_json(action.inverse)) if action.inverse else None,
+                    action.created_at,
+                ),
+            )
+            db.execute(
+                "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, NULL, ?, ?, ?)",
+                (action.id, action.state.value, action.created_at, note),
+            )
+        return self.get_action(action.id) or action
+
+    def transition(self, action_id: str, old: ActionState, new: ActionState, note: str = "", **fields: Any) -> None:
+        """Compare-and-set the state and write `fields`, atomically with the audit row."""
+        bad = set(fields) - _ACTION_COLUMNS
+        if bad:
+            raise InternalError(f"unknown action columns {sorted(bad)}")
+        with self._tx() as db:
+            sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in fields])
+            cur = db.execute(
+                f"UPDATE actions SET {sets} WHERE id = ? AND state = ?",  # noqa: S608 - keys are checked above
+                (new.value, *fields.values(), action_id, old.value),
+            )
+            if cur.rowcount != 1:
+                raise FailedPrecondition(f"action {action_id} is no longer {old.value}")
+            db.execute(
+                "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, ?, ?, ?, ?)",
+                (action_id, old.value, new.value, time.time(), note),
+            )
+
+    def update(self, action_id: str, note: str = "", **fields: Any) -> None:
+        """Write fields without a state change (e.g. the checkpoint, or an undo intent)."""
+        bad = set(fields) - _ACTION_COLUMNS
+        if bad:
+            raise InternalError(f"unknown action columns {sorted(bad)}")
+        with self._tx() as db:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(f"UPDATE actions SET {sets} WHERE id = ?", (*fields.values(), action_id))  # noqa: S608
+            if note:
+                state = db.execute("SELECT state FROM actions WHERE id = ?", (action_id,)).fetchone()[0]
+                db.execute(
+                    "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, ?, ?, ?, ?)",
+                    (action_id, state, state, time.time(), note),
+                )
+
+    def get_action(self, action_id: str) -> Action | None:
+        rows = self._query("SELECT * FROM actions WHERE id = ?", (action_id,))
+        return self._action(rows[0]) if rows else None
+
+    def list_actions(
+        self, session_id: str, states: Iterable[ActionState] = (), after_seq: int = 0, limit: int = 1000
+    ) -> list[Action]:
+        sql = "SELECT * FROM actions WHERE session_id = ? AND seq > ?"
+        args: list[Any] = [session_id, after_seq]
+        wanted = [s.value for s in states]
+        if wanted:
+            sql += f" AND state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        rows = self._query(sql + " ORDER BY seq LIMIT ?", (*args, limit))
+        return [self._action(r) for r in rows]
+
+    def actions_in_states(self, states: Iterable[ActionState]) -> list[Action]:
+        wanted = [s.value for s in states]
+        rows = self._query(
+            f"SELECT * FROM actions WHERE state IN ({','.join('?' * len(wanted))})"  # noqa: S608 - placeholders only
+            " ORDER BY session_id, seq DESC",
+            wanted,
+        )
+        return [self._action(r) for r in rows]
+
+    def transitions(self, action_id: str) -> list[tuple[str | None, str, float, str]]:
+        rows = self._query(
+            "SELECT from_state, to_state, at, note FROM transitions WHERE action_id = ? ORDER BY id",
+            (action_id,),
+        )
+        return [(r["from_state"], r["to_state"], r["at"], r["note"]) for r in rows]
+
+    def counts_by_state(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self._query("SELECT state, count(*) AS n FROM actions GROUP BY state")}
+
+    def open_session_count(self) -> int:
+        return int(self._query("SELECT count(*) AS n FROM sessions WHERE state = 'open'")[0]["n"])
+
+    def resolved_before(self, cutoff: float) -> list[Action]:
+        rows = self._query(
+            "SELECT * FROM actions WHERE resolved_at IS NOT NULL AND resolved_at < ? AND checkpoint != '{}'",
+            (cutoff,),
+        )
+        return [self._action(r) for r in rows]
+
+    def _action(self, row: sqlite3.Row) -> Action:
+        def opt(col: str, conv: Any) -> Any:
+            return None if row[col] is None else conv(codec.loads(row[col]))
+
+        return Action(
+            id=row["id"],
+            session_id=row["session_id"],
+            seq=row["seq"],
+            spec=codec.spec_from_json(codec.loads(row["spec"])),
+            state=ActionState(row["state"]),
+            resource=row["resource"],
+            created_at=row["created_at"],
+            inverse=opt("inverse", codec.spec_from_json),
+            error=row["error"],
+            exec=opt("exec", codec.exec_from_json),
+            changes=opt("changes", codec.changes_from_json),
+            reversibility=opt("reversibility", codec.reversibility_from_json),
+            timings=opt("timings", codec.timings_from_json) or Timings(),
+            finished_at=row["finished_at"],
+            resolved_at=row["resolved_at"],
+            checkpoint=codec.loads(row["checkpoint"]),
+            undo_started=bool(row["undo_started"]),
+        )

@@ -1,0 +1,191 @@
+"""Domain model of sessions and actions (see docs/architecture.md). Plain data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from goexd.sandbox.base import ExecResult, Limits
+from goexd.snapshots.base import ChangeSet
+
+
+class ActionState(enum.StrEnum):
+    PROPOSED = "proposed"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    EXECUTED = "executed"  # pending validation
+    COMMITTED = "committed"
+    UNDONE = "undone"
+    FAILED = "failed"  # rolled back automatically
+    BLOCKED = "blocked"  # refused by policy; no side effect
+    INTERRUPTED = "interrupted"  # the daemon died or stopped mid-action; rolled back
+
+
+# The state machine. Anything not listed is a bug and is refused by the engine.
+TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
+    ActionState.PROPOSED: frozenset(
+        {ActionState.PREPARING, ActionState.BLOCKED, ActionState.FAILED, ActionState.INTERRUPTED}
+    ),
+    ActionState.PREPARING: frozenset({ActionState.RUNNING, ActionState.FAILED, ActionState.INTERRUPTED}),
+    ActionState.RUNNING: frozenset({ActionState.EXECUTED, ActionState.FAILED, ActionState.INTERRUPTED}),
+    ActionState.EXECUTED: frozenset({ActionState.COMMITTED, ActionState.UNDONE}),
+    ActionState.COMMITTED: frozenset(),
+    ActionState.UNDONE: frozenset(),
+    ActionState.FAILED: frozenset(),
+    ActionState.BLOCKED: frozenset(),
+    ActionState.INTERRUPTED: frozenset(),
+}
+
+ACTIVE_STATES = frozenset({ActionState.PROPOSED, ActionState.PREPARING, ActionState.RUNNING})
+SETTLED_STATES = frozenset(ActionState) - ACTIVE_STATES
+
+
+class ActionKind(enum.StrEnum):
+    SHELL = "shell"
+    PYTHON = "python"
+    SQL = "sql"
+    HTTP = "http"
+    PROMPT = "prompt"
+
+
+class ResourceKind(enum.StrEnum):
+    FS = "fs"
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+    HTTP = "http"
+
+
+class UndoStrategy(enum.StrEnum):
+    VERSIONED = "versioned"
+    INVERSE = "inverse"
+    TRANSACTION = "transaction"
+    CLONE = "clone"
+    CONFINE = "confine"
+
+
+class SessionState(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CloseMode(enum.StrEnum):
+    REFUSE_IF_PENDING = "refuse"
+    COMMIT_ALL = "commit_all"
+    UNDO_ALL = "undo_all"
+
+
+class ReversibilityClass(enum.StrEnum):
+    REVERSIBLE = "reversible"
+    BEST_EFFORT = "best_effort"
+    IRREVERSIBLE = "irreversible"
+    READ_ONLY = "read_only"
+
+
+class Verdict(enum.StrEnum):
+    UNTESTED = "untested"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class LimitsRequest:
+    """Per-session or per-action overrides; None = inherit."""
+
+    timeout_s: float | None = None
+    memory_bytes: int | None = None
+    max_processes: int | None = None
+    output_bytes: int | None = None
+
+    def over(self, base: Limits) -> Limits:
+        return Limits(
+            timeout_s=self.timeout_s or base.timeout_s,
+            memory_bytes=self.memory_bytes or base.memory_bytes,
+            max_processes=self.max_processes or base.max_processes,
+            output_bytes=self.output_bytes or base.output_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    name: str
+    kind: ResourceKind
+    location: str  # fs: path as given; db/http: URL
+    strategy: UndoStrategy | None = None
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    kind: ResourceKind
+    uri: str  # canonical: resolved absolute path, or URL without credentials
+    strategy: UndoStrategy
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    kind: ActionKind
+    argv: tuple[str, ...] = ()  # shell
+    code: str = ""  # python
+    env: dict[str, str] = field(default_factory=dict)
+    stdin: bytes = b""
+    resource: str = ""
+    limits: LimitsRequest = field(default_factory=LimitsRequest)
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # kinds not built yet keep their payload here
+
+
+@dataclass(frozen=True)
+class Reversibility:
+    reversibility_class: ReversibilityClass
+    verdict: Verdict
+    detail: str = ""
+    tested_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    prepare_s: float = 0.0
+    run_s: float = 0.0
+    capture_s: float = 0.0
+    total_s: float = 0.0
+    undo_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    label: str
+    state: SessionState
+    resources: tuple[Resource, ...]
+    limits: Limits
+    created_at: float
+    closed_at: float | None = None
+    pending_actions: int = 0
+    total_actions: int = 0
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    session_id: str
+    seq: int
+    spec: ActionSpec
+    state: ActionState
+    resource: str
+    created_at: float
+    inverse: ActionSpec | None = None
+    error: str = ""
+    exec: ExecResult | None = None
+    changes: ChangeSet | None = None
+    reversibility: Reversibility | None = None
+    timings: Timings = field(default_factory=Timings)
+    finished_at: float | None = None
+    resolved_at: float | None = None
+    checkpoint: dict[str, str] = field(default_factory=dict)  # e.g. {"pre": <snapshot id>}
+    undo_started: bool = False
+
+    @property
+    def kind(self) -> ActionKind:
+        return self.spec.kind

@@ -1,0 +1,146 @@
+"""`goexd`: start the daemon (or --check-config)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from goexd import __version__, config
+from goexd.admin import Admin
+from goexd.engine.engine import Engine
+from goexd.engine.journal import Journal
+from goexd.errors import SetupError
+from goexd.sandbox.base import SandboxUnavailable
+from goexd.sandbox.bwrap import BwrapSandbox
+from goexd.server.app import build_server, set_not_serving
+
+log = logging.getLogger("goexd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="goexd", description="goex runtime daemon")
+    p.add_argument("--config", type=Path, help="TOML config file (default $XDG_CONFIG_HOME/goex/goexd.toml)")
+    p.add_argument("--socket", help="Unix socket path (default $XDG_RUNTIME_DIR/goex/goexd.sock)")
+    p.add_argument("--state-dir", help="journal and snapshots (default $XDG_STATE_HOME/goex)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-file", help="also log to this file")
+    p.add_argument("--timeout", help="default sandbox wall-clock limit in seconds")
+    p.add_argument("--memory", help="default sandbox memory limit, e.g. 512M")
+    p.add_argument("--max-procs", help="default sandbox process-count limit")
+    p.add_argument("--change-detection", choices=["inotify", "scan"], help="how fs changes are found")
+    p.add_argument("--check-config", action="store_true", help="validate and print the effective config, then exit")
+    p.add_argument("--version", action="version", version=f"goexd {__version__}")
+    return p.parse_args(argv)
+
+
+def overrides(ns: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("socket", "state_dir", "log_level", "log_file"):
+        if getattr(ns, key):
+            out[key] = getattr(ns, key)
+    sandbox = {
+        k: v for k, v in (("timeout_s", ns.timeout), ("memory_bytes", ns.memory), ("max_processes", ns.max_procs)) if v
+    }
+    if sandbox:
+        out["sandbox"] = sandbox
+    if ns.change_detection:
+        out["fs"] = {"change_detection": ns.change_detection}
+    return out
+
+
+def setup_logging(cfg: config.Config) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if cfg.log_file:
+        cfg.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(cfg.log_file))
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    try:
+        cfg = config.load(ns.config, overrides(ns))
+    except SetupError as exc:
+        print(f"goexd: {exc}", file=sys.stderr)
+        return 2
+    if ns.check_config:
+        print(config.to_toml(cfg), end="")
+        return 0
+    setup_logging(cfg)
+    try:
+        return serve(cfg)
+    except SetupError as exc:
+        log.error("%s", exc)
+        print(f"goexd: {exc}", file=sys.stderr)
+        return 1
+
+
+def serve(cfg: config.Config) -> int:
+    sandbox = BwrapSandbox(cgroup_parent=cfg.sandbox.cgroup_parent)
+    try:
+        sandbox.check()
+    except SandboxUnavailable as exc:
+        raise SetupError(str(exc)) from None
+    cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cfg.state_dir.chmod(0o700)
+    journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
+    engine = Engine(cfg, journal, sandbox)
+    recovered = engine.recover()
+    for a in recovered:
+        log.warning("recovered action %s -> %s", a.id, a.state.value)
+    admin = Admin(cfg, engine, sandbox)
+    server, health_servicer = build_server(engine, admin, cfg.socket, cfg.grpc_workers)
+    scheduler = start_gc_scheduler(admin, cfg)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("goexd %s serving on %s (state %s, sandbox %s)", __version__, cfg.socket, cfg.state_dir, sandbox.name)
+    stop.wait()
+    set_not_serving(health_servicer)
+    scheduler.shutdown(wait=False)
+    engine.shutdown(cfg.shutdown_grace_s)
+    server.stop(grace=2).wait()
+    journal.close()
+    cfg.socket.unlink(missing_ok=True)
+    log.info("goexd stopped")
+    return 0
+
+
+def start_gc_scheduler(admin: Admin, cfg: config.Config) -> Any:
+    scheduler = BackgroundScheduler(daemon=True)
+
+    def job() -> None:
+        try:
+            r = admin.gc()
+            if r.removed:
+                log.info("gc: removed %d snapshot pins, freed %d bytes", r.removed, r.bytes_freed)
+        except Exception:
+            log.exception("scheduled gc failed")
+
+    scheduler.add_job(job, "interval", minutes=cfg.gc.interval_minutes, id="snapshot-gc")
+    scheduler.start()
+    return scheduler
+
+
+if __name__ == "__main__":
+    sys.exit(main())

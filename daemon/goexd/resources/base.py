@@ -1,0 +1,62 @@
+"""The ResourceManager seam: one per resource of an open session.
+
+Lifecycle of one action on a resource:
+    cp = checkpoint(action_id)          make the pre-action state recoverable
+    out = execute(spec, limits, ...)    run it; never raises for the action's own failure
+    commit(action_id, cp)               the user accepted it (may release what the checkpoint holds)
+    rollback(action_id, cp)             restore the pre-action state exactly, and verify it
+Resource managers know nothing of gRPC or of the journal; the engine orders the calls and
+records each transition before the call that performs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from goexd.engine.models import ActionSpec, Resource
+from goexd.sandbox.base import ExecResult, Limits, Stream
+from goexd.snapshots.base import ChangeSet
+
+Checkpoint = dict[str, str]
+OutputCallback = Callable[[Stream, bytes], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exec: ExecResult | None
+    changes: ChangeSet | None
+    checkpoint_extra: Checkpoint = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    verified: bool
+    detail: str
+
+
+class ResourceManager(Protocol):
+    resource: Resource
+
+    def describe(self) -> str: ...
+
+    def checkpoint(self, action_id: str) -> Checkpoint: ...
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+    ) -> Outcome: ...
+
+    def commit(self, action_id: str, checkpoint: Checkpoint) -> None: ...
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport: ...
+
+    def fingerprint(self) -> str: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,152 @@
+"""The file-system resource with the `versioned` undo strategy.
+
+Checkpoints are snapshots in a git directory inside the daemon's state dir (never the
+workspace's own .git); actions run in the sandbox with the workspace bound read-write and
+its .git read-only; undo restores the pre-action snapshot and verifies it by content id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from goexd.engine.models import ActionKind, ActionSpec, Resource
+from goexd.errors import InvalidArgument
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport
+from goexd.sandbox.base import Limits, Sandbox, SandboxSpec
+from goexd.snapshots.base import Snapshot
+from goexd.snapshots.git_store import GitWorkspaceStore
+
+DESCRIBE_MAX_ENTRIES = 200
+
+
+def store_dir_for(snapshots_dir: Path, workspace: Path) -> Path:
+    """One snapshot repository per workspace path, reused across sessions (its stat cache too)."""
+    digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:16]
+    return snapshots_dir / f"{digest}.git"
+
+
+def validate_workspace(raw: str, field: str, forbidden: Sequence[Path]) -> Path:
+    """Resolve and check a workspace path; raises InvalidArgument naming the field."""
+    if not raw:
+        raise InvalidArgument(field, "a workspace path is required")
+    if "\x00" in raw:
+        raise InvalidArgument(field, "path contains a NUL byte")
+    given = Path(raw)
+    if not given.is_absolute():
+        raise InvalidArgument(field, f"{raw!r} is not an absolute path")
+    if not given.exists():
+        raise InvalidArgument(field, f"{raw} does not exist")
+    path = given.resolve()
+    if not path.is_dir():
+        raise InvalidArgument(field, f"{raw} is not a directory")
+    if path == Path("/"):
+        raise InvalidArgument(field, "the root directory cannot be a workspace")
+    if path == Path.home().resolve() or path == Path(os.path.expanduser("~root")).resolve():
+        raise InvalidArgument(field, f"{raw} is the user's home directory; use a project directory inside it")
+    for forbidden_path in forbidden:
+        bad = forbidden_path.resolve()
+        if path == bad or bad in path.parents:
+            raise InvalidArgument(field, f"{raw} is inside the daemon's state directory {bad}")
+        if path in bad.parents:
+            raise InvalidArgument(field, f"{raw} contains the daemon's state directory {bad}")
+    return path
+
+
+class FsVersionedResource:
+    def __init__(
+        self,
+        resource: Resource,
+        store: GitWorkspaceStore,
+        sandbox: Sandbox,
+        masked_paths: Sequence[Path],
+        change_list_limit: int = 1000,
+    ) -> None:
+        self.resource = resource
+        self.workspace = Path(resource.uri)
+        self._store = store
+        self._sandbox = sandbox
+        self._masked = tuple(masked_paths)
+        self._change_limit = change_list_limit
+
+    def describe(self) -> str:
+        lines = [f"directory {self.workspace} (mounted at /workspace in the sandbox)"]
+        count = 0
+        for root, dirs, files in os.walk(self.workspace):
+            dirs[:] = sorted(d for d in dirs if not (root == str(self.workspace) and d == ".git"))
+            rel = os.path.relpath(root, self.workspace)
+            for name in sorted(files):
+                count += 1
+                if count <= DESCRIBE_MAX_ENTRIES:
+                    lines.append(f"  {name if rel == '.' else os.path.join(rel, name)}")
+        if count > DESCRIBE_MAX_ENTRIES:
+            lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
+        return "\n".join(lines)
+
+    def checkpoint(self, action_id: str) -> Checkpoint:
+        snap = self._store.capture()
+        self._store.pin(f"actions/{action_id}/pre", snap)
+        return {"pre": snap.id}
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+    ) -> Outcome:
+        result = self._sandbox.run(
+            SandboxSpec(
+                argv=self._argv(spec),
+                workspace=self.workspace,
+                readonly_subpaths=(".git",),
+                masked_paths=self._masked,
+                env=spec.env,
+                stdin=spec.stdin,
+                limits=limits,
+            ),
+            on_output=on_output,
+            cancel=cancel,
+        )
+        post = self._store.capture()
+        changes = self._store.changes(Snapshot(checkpoint["pre"]), post, limit=self._change_limit)
+        return Outcome(exec=result, changes=changes, checkpoint_extra={"post": post.id})
+
+    @staticmethod
+    def _argv(spec: ActionSpec) -> list[str]:
+        if spec.kind is ActionKind.SHELL:
+            if not spec.argv:
+                raise InvalidArgument("spec.shell.argv", "must not be empty")
+            return list(spec.argv)
+        if spec.kind is ActionKind.PYTHON:
+            return ["python3", "-c", spec.code]
+        raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on a file-system resource")
+
+    def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
+        # Snapshots stay pinned until the retention GC: a committed action's history remains inspectable.
+        return None
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        before = self._store.capture()
+        self._store.pin(f"actions/{action_id}/before-undo", before)
+        target = Snapshot(checkpoint["pre"])
+        self._store.restore(target)
+        return RollbackReport(
+            verified=True,
+            detail=f"restored snapshot {target.id[:12]} (verified by content id); "
+            f"state before the undo kept as {before.id[:12]}",
+        )
+
+    def fingerprint(self) -> str:
+        return self._store.capture().id
+
+    def unpin_action(self, action_id: str) -> None:
+        for suffix in ("pre", "post", "before-undo"):
+            self._store.unpin(f"actions/{action_id}/{suffix}")
+
+    def close(self) -> None:
+        self._store.close()

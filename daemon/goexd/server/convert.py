@@ -1,0 +1,302 @@
+"""Proto <-> domain conversion. Structural validation of requests happens here and names the
+field; semantic checks (does the path exist, is the action pending) belong to the engine."""
+
+from __future__ import annotations
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from goex.v1 import types_pb2 as pb
+from goexd.engine.models import (
+    Action,
+    ActionKind,
+    ActionSpec,
+    ActionState,
+    CloseMode,
+    LimitsRequest,
+    Resource,
+    ResourceKind,
+    ResourceRequest,
+    Reversibility,
+    Session,
+    UndoStrategy,
+)
+from goexd.errors import InvalidArgument
+from goexd.sandbox.base import ExecResult, Limits, Stream
+from goexd.snapshots.base import ChangeSet
+
+_STATE_TO_PB = {s: pb.ActionState.Value(f"ACTION_STATE_{s.name}") for s in ActionState}
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+_KIND_TO_PB = {k: pb.ActionKind.Value(f"ACTION_KIND_{k.name}") for k in ActionKind}
+_RKIND_TO_PB = {k: pb.ResourceKind.Value(f"RESOURCE_KIND_{k.name}") for k in ResourceKind}
+_STRATEGY_TO_PB = {s: pb.UndoStrategy.Value(f"UNDO_STRATEGY_{s.name}") for s in UndoStrategy}
+_STRATEGY_FROM_PB = {v: k for k, v in _STRATEGY_TO_PB.items()}
+_CHANGE_TO_PB = {
+    "added": pb.CHANGE_KIND_ADDED,
+    "modified": pb.CHANGE_KIND_MODIFIED,
+    "deleted": pb.CHANGE_KIND_DELETED,
+    "type_changed": pb.CHANGE_KIND_TYPE_CHANGED,
+    "mode_changed": pb.CHANGE_KIND_MODE_CHANGED,
+}
+_TERMINATION_TO_PB = {
+    "exited": pb.TERMINATION_EXITED,
+    "signaled": pb.TERMINATION_SIGNALED,
+    "timeout": pb.TERMINATION_TIMEOUT,
+    "oom": pb.TERMINATION_OOM,
+    "pids_limit": pb.TERMINATION_PIDS_LIMIT,
+    "cancelled": pb.TERMINATION_CANCELLED,
+    "spawn_failed": pb.TERMINATION_SPAWN_FAILED,
+}
+_RCLASS_TO_PB = {
+    "reversible": pb.REVERSIBILITY_CLASS_REVERSIBLE,
+    "best_effort": pb.REVERSIBILITY_CLASS_BEST_EFFORT,
+    "irreversible": pb.REVERSIBILITY_CLASS_IRREVERSIBLE,
+    "read_only": pb.REVERSIBILITY_CLASS_READ_ONLY,
+}
+_VERDICT_TO_PB = {"untested": pb.VERDICT_UNTESTED, "passed": pb.VERDICT_PASSED, "failed": pb.VERDICT_FAILED}
+STREAM_TO_PB = {Stream.STDOUT: pb.OUTPUT_STREAM_STDOUT, Stream.STDERR: pb.OUTPUT_STREAM_STDERR}
+
+MAX_ID_LEN = 64
+
+
+def ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    t = Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+def dur(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def require_id(value: str, fld: str) -> str:
+    if not value:
+        raise InvalidArgument(fld, "is required")
+    if len(value) > MAX_ID_LEN or not value.replace("_", "").replace("-", "").isalnum():
+        raise InvalidArgument(fld, f"{value[:MAX_ID_LEN]!r} is not a valid id")
+    return value
+
+
+def optional_id(value: str, fld: str) -> str:
+    return require_id(value, fld) if value else ""
+
+
+# ---------------------------------------------------------------- requests -> domain
+
+
+def limits_request(msg: pb.SandboxLimits, fld: str) -> LimitsRequest:
+    timeout = msg.timeout.ToNanoseconds() / 1e9 if msg.HasField("timeout") else None
+    if timeout is not None and timeout < 0:
+        raise InvalidArgument(f"{fld}.timeout", "must not be negative")
+    return LimitsRequest(
+        timeout_s=timeout or None,
+        memory_bytes=msg.memory_bytes or None,
+        max_processes=msg.max_processes or None,
+        output_bytes=msg.output_bytes or None,
+    )
+
+
+def resource_request(msg: pb.ResourceSpec, fld: str) -> ResourceRequest:
+    which = msg.WhichOneof("kind")
+    strategy = _STRATEGY_FROM_PB.get(msg.strategy) if msg.strategy else None
+    if msg.strategy and strategy is None:
+        raise InvalidArgument(f"{fld}.strategy", f"unknown strategy {msg.strategy}")
+    if msg.name and (len(msg.name) > 64 or not msg.name.replace("_", "").replace("-", "").isalnum()):
+        raise InvalidArgument(f"{fld}.name", "use letters, digits, '-' and '_' (at most 64)")
+    if which == "fs":
+        return ResourceRequest(msg.name, ResourceKind.FS, msg.fs.path, strategy)
+    if which == "db":
+        kind = ResourceKind.POSTGRES if msg.db.url.startswith("postgres") else ResourceKind.SQLITE
+        return ResourceRequest(msg.name, kind, msg.db.url, strategy, msg.db.secret)
+    if which == "http":
+        return ResourceRequest(msg.name, ResourceKind.HTTP, msg.http.base_url, strategy, msg.http.secret)
+    raise InvalidArgument(f"{fld}.kind", "set one of fs, db or http")
+
+
+def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
+    which = msg.WhichOneof("body")
+    common = {
+        "resource": msg.resource,
+        "limits": limits_request(msg.limits, f"{fld}.limits"),
+        "description": msg.description,
+    }
+    if which == "shell":
+        if not msg.shell.argv:
+            raise InvalidArgument(f"{fld}.shell.argv", "must not be empty")
+        if any("\x00" in a for a in msg.shell.argv):
+            raise InvalidArgument(f"{fld}.shell.argv", "arguments must not contain NUL bytes")
+        return ActionSpec(
+            ActionKind.SHELL,
+            argv=tuple(msg.shell.argv),
+            env=dict(msg.shell.env),
+            stdin=msg.shell.stdin,
+            **common,
+        )
+    if which == "python":
+        if not msg.python.code.strip():
+            raise InvalidArgument(f"{fld}.python.code", "must not be empty")
+        return ActionSpec(
+            ActionKind.PYTHON,
+            code=msg.python.code,
+            env=dict(msg.python.env),
+            stdin=msg.python.stdin,
+            **common,
+        )
+    if which == "sql":
+        return ActionSpec(ActionKind.SQL, extra={"sql": msg.sql.sql}, **common)
+    if which == "http":
+        return ActionSpec(ActionKind.HTTP, extra={"method": msg.http.method, "path": msg.http.path}, **common)
+    if which == "prompt":
+        return ActionSpec(ActionKind.PROMPT, extra={"prompt": msg.prompt.prompt}, **common)
+    raise InvalidArgument(f"{fld}.body", "set one of shell, python, sql, http or prompt")
+
+
+def close_mode(value: int) -> CloseMode:
+    modes = {
+        0: CloseMode.REFUSE_IF_PENDING,
+        1: CloseMode.COMMIT_ALL,
+        2: CloseMode.UNDO_ALL,
+    }
+    if value not in modes:
+        raise InvalidArgument("mode", f"unknown close mode {value}")
+    return modes[value]
+
+
+def states(values: list[int]) -> list[ActionState]:
+    out = []
+    for v in values:
+        if v not in _STATE_FROM_PB:
+            raise InvalidArgument("states", f"unknown action state {v}")
+        out.append(_STATE_FROM_PB[v])
+    return out
+
+
+# ---------------------------------------------------------------- domain -> proto
+
+
+def limits_pb(lim: Limits) -> pb.SandboxLimits:
+    return pb.SandboxLimits(
+        timeout=dur(lim.timeout_s),
+        memory_bytes=lim.memory_bytes,
+        max_processes=lim.max_processes,
+        output_bytes=lim.output_bytes,
+    )
+
+
+def resource_pb(r: Resource) -> pb.Resource:
+    return pb.Resource(name=r.name, kind=_RKIND_TO_PB[r.kind], uri=r.uri, strategy=_STRATEGY_TO_PB[r.strategy])
+
+
+def session_pb(s: Session) -> pb.Session:
+    return pb.Session(
+        id=s.id,
+        state=pb.SESSION_STATE_OPEN if s.state.value == "open" else pb.SESSION_STATE_CLOSED,
+        label=s.label,
+        resources=[resource_pb(r) for r in s.resources],
+        limits=limits_pb(s.limits),
+        created_at=ts(s.created_at),
+        closed_at=ts(s.closed_at),
+        pending_actions=s.pending_actions,
+        total_actions=s.total_actions,
+    )
+
+
+def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
+    msg = pb.ActionSpec(resource=spec.resource, description=spec.description)
+    lim = spec.limits
+    if lim.timeout_s:
+        msg.limits.timeout.CopyFrom(dur(lim.timeout_s))
+    msg.limits.memory_bytes = lim.memory_bytes or 0
+    msg.limits.max_processes = lim.max_processes or 0
+    msg.limits.output_bytes = lim.output_bytes or 0
+    if spec.kind is ActionKind.SHELL:
+        msg.shell.CopyFrom(pb.ShellAction(argv=list(spec.argv), env=spec.env, stdin=spec.stdin))
+    elif spec.kind is ActionKind.PYTHON:
+        msg.python.CopyFrom(pb.PythonAction(code=spec.code, env=spec.env, stdin=spec.stdin))
+    elif spec.kind is ActionKind.SQL:
+        msg.sql.CopyFrom(pb.SqlAction(sql=str(spec.extra.get("sql", ""))))
+    elif spec.kind is ActionKind.HTTP:
+        msg.http.CopyFrom(pb.HttpAction(method=str(spec.extra.get("method", "")), path=str(spec.extra.get("path", ""))))
+    elif spec.kind is ActionKind.PROMPT:
+        msg.prompt.CopyFrom(pb.PromptAction(prompt=str(spec.extra.get("prompt", ""))))
+    return msg
+
+
+def exec_pb(r: ExecResult) -> pb.ExecResult:
+    return pb.ExecResult(
+        termination=_TERMINATION_TO_PB[r.termination.value],
+        exit_code=r.exit_code if r.exit_code is not None else 0,
+        signal=r.signal or 0,
+        stdout=r.stdout,
+        stderr=r.stderr,
+        stdout_truncated=r.stdout_truncated,
+        stderr_truncated=r.stderr_truncated,
+        stdout_total_bytes=r.stdout_total,
+        stderr_total_bytes=r.stderr_total,
+        detail=r.detail,
+        limits_enforced_by=r.limits_enforced_by,
+    )
+
+
+def changes_pb(c: ChangeSet) -> pb.ChangeSet:
+    return pb.ChangeSet(
+        changes=[
+            pb.FileChange(kind=_CHANGE_TO_PB[f.kind.value], path=f.path, old_mode=f.old_mode, new_mode=f.new_mode)
+            for f in c.changes
+        ],
+        added=c.added,
+        modified=c.modified,
+        deleted=c.deleted,
+        total=c.total,
+        truncated=c.truncated,
+    )
+
+
+def reversibility_pb(r: Reversibility) -> pb.Reversibility:
+    return pb.Reversibility(
+        reversibility_class=_RCLASS_TO_PB[r.reversibility_class.value],
+        verdict=_VERDICT_TO_PB[r.verdict.value],
+        detail=r.detail,
+        tested_at=ts(r.tested_at),
+    )
+
+
+def action_pb(a: Action) -> pb.Action:
+    t = a.timings
+    msg = pb.Action(
+        id=a.id,
+        session_id=a.session_id,
+        seq=a.seq,
+        kind=_KIND_TO_PB[a.kind],
+        state=_STATE_TO_PB[a.state],
+        resource=a.resource,
+        spec=spec_pb(a.spec),
+        error=a.error,
+        timings=pb.Timings(
+            prepare=dur(t.prepare_s),
+            run=dur(t.run_s),
+            capture=dur(t.capture_s),
+            total=dur(t.total_s),
+            undo=dur(t.undo_s),
+        ),
+        created_at=ts(a.created_at),
+        finished_at=ts(a.finished_at),
+        resolved_at=ts(a.resolved_at),
+    )
+    if a.inverse is not None:
+        msg.inverse.CopyFrom(spec_pb(a.inverse))
+    if a.reversibility is not None:
+        msg.reversibility.CopyFrom(reversibility_pb(a.reversibility))
+    if a.exec is not None:
+        msg.exec.CopyFrom(exec_pb(a.exec))
+    if a.changes is not None:
+        msg.changes.CopyFrom(changes_pb(a.changes))
+    return msg
+
+
+def state_pb(s: ActionState) -> int:
+    return _STATE_TO_PB[s]

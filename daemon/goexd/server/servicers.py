@@ -1,0 +1,182 @@
+"""gRPC servicers: proto in, one domain call, proto out. Errors are mapped by server/errors.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import actions_pb2_grpc as agrpc
+from goex.v1 import admin_pb2 as adpb
+from goex.v1 import admin_pb2_grpc as adgrpc
+from goex.v1 import secrets_pb2 as spb
+from goex.v1 import secrets_pb2_grpc as sgrpc
+from goex.v1 import sessions_pb2 as sepb
+from goex.v1 import sessions_pb2_grpc as segrpc
+from goex.v1 import types_pb2 as pb
+from goexd import __version__
+from goexd.admin import Admin
+from goexd.engine.engine import Engine
+from goexd.errors import InvalidArgument, Unimplemented
+from goexd.server import convert as cv
+
+Ctx = grpc.ServicerContext
+
+
+class SessionsServicer(segrpc.SessionsServicer):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def CreateSession(self, req: sepb.CreateSessionRequest, ctx: Ctx) -> sepb.CreateSessionResponse:
+        requests = [cv.resource_request(r, f"resources[{i}]") for i, r in enumerate(req.resources)]
+        session = self.engine.create_session(
+            requests, req.label, cv.limits_request(req.limits, "limits"), req.policy_toml
+        )
+        return sepb.CreateSessionResponse(session=cv.session_pb(session))
+
+    def GetSession(self, req: sepb.GetSessionRequest, ctx: Ctx) -> sepb.GetSessionResponse:
+        session = self.engine.get_session(cv.require_id(req.session_id, "session_id"))
+        return sepb.GetSessionResponse(session=cv.session_pb(session))
+
+    def ListSessions(self, req: sepb.ListSessionsRequest, ctx: Ctx) -> sepb.ListSessionsResponse:
+        sessions, token = self.engine.list_sessions(req.include_closed, req.page_size, req.page_token)
+        return sepb.ListSessionsResponse(sessions=[cv.session_pb(s) for s in sessions], next_page_token=token)
+
+    def CloseSession(self, req: sepb.CloseSessionRequest, ctx: Ctx) -> sepb.CloseSessionResponse:
+        session, resolved = self.engine.close_session(
+            cv.require_id(req.session_id, "session_id"), cv.close_mode(req.mode)
+        )
+        return sepb.CloseSessionResponse(session=cv.session_pb(session), resolved=[cv.action_pb(a) for a in resolved])
+
+    def DescribeSession(self, req: sepb.DescribeSessionRequest, ctx: Ctx) -> sepb.DescribeSessionResponse:
+        described = self.engine.describe_session(cv.require_id(req.session_id, "session_id"))
+        return sepb.DescribeSessionResponse(
+            resources=[sepb.ResourceDescription(resource=n, text=t) for n, t in described]
+        )
+
+
+class ActionsServicer(agrpc.ActionsServicer):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def SubmitAction(self, req: apb.SubmitActionRequest, ctx: Ctx) -> apb.SubmitActionResponse:
+        session_id = cv.require_id(req.session_id, "session_id")
+        if not req.HasField("spec"):
+            raise_missing("spec")
+        spec = cv.action_spec(req.spec, "spec")
+        inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
+        action = self.engine.submit(session_id, spec, inverse, detach=req.detach)
+        return apb.SubmitActionResponse(action=cv.action_pb(action))
+
+    def GetAction(self, req: apb.GetActionRequest, ctx: Ctx) -> apb.GetActionResponse:
+        return apb.GetActionResponse(
+            action=cv.action_pb(self.engine.get_action(cv.require_id(req.action_id, "action_id")))
+        )
+
+    def ListActions(self, req: apb.ListActionsRequest, ctx: Ctx) -> apb.ListActionsResponse:
+        actions, token = self.engine.list_actions(
+            cv.require_id(req.session_id, "session_id"),
+            cv.states(list(req.states)),
+            req.page_size,
+            req.page_token,
+        )
+        return apb.ListActionsResponse(actions=[cv.action_pb(a) for a in actions], next_page_token=token)
+
+    def WatchAction(self, req: apb.WatchActionRequest, ctx: Ctx) -> Iterator[pb.ActionEvent]:
+        action_id = cv.require_id(req.action_id, "action_id")
+        alive = threading.Event()
+        alive.set()
+        ctx.add_callback(alive.clear)  # the client went away: stop following
+        for ev in self.engine.watch(action_id, alive):
+            msg = pb.ActionEvent(action_id=action_id, at=cv.ts(ev.at))
+            if ev.state is not None:
+                msg.state = cv.state_pb(ev.state)
+            elif ev.stream is not None:
+                msg.output.CopyFrom(pb.OutputChunk(stream=cv.STREAM_TO_PB[ev.stream], data=ev.data))
+            yield msg
+
+    def CommitActions(self, req: apb.CommitActionsRequest, ctx: Ctx) -> apb.CommitActionsResponse:
+        done = self.engine.commit(
+            cv.require_id(req.session_id, "session_id"),
+            cv.optional_id(req.up_to_action_id, "up_to_action_id"),
+        )
+        return apb.CommitActionsResponse(committed=[cv.action_pb(a) for a in done])
+
+    def UndoAction(self, req: apb.UndoActionRequest, ctx: Ctx) -> apb.UndoActionResponse:
+        undone = self.engine.undo(
+            cv.require_id(req.session_id, "session_id"),
+            cv.optional_id(req.action_id, "action_id"),
+            req.cascade,
+        )
+        return apb.UndoActionResponse(undone=[cv.action_pb(a) for a in undone])
+
+    def UndoTo(self, req: apb.UndoToRequest, ctx: Ctx) -> apb.UndoToResponse:
+        undone = self.engine.undo_to(cv.require_id(req.action_id, "action_id"))
+        return apb.UndoToResponse(undone=[cv.action_pb(a) for a in undone])
+
+    def TestReversibility(self, req: apb.TestReversibilityRequest, ctx: Ctx) -> apb.TestReversibilityResponse:
+        session_id = cv.require_id(req.session_id, "session_id")
+        spec = cv.action_spec(req.spec, "spec")
+        inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
+        verdict = self.engine.test_reversibility(session_id, spec, inverse)
+        return apb.TestReversibilityResponse(reversibility=cv.reversibility_pb(verdict))
+
+
+def raise_missing(fld: str) -> None:
+    raise InvalidArgument(fld, "is required")
+
+
+_VAULT_MISSING = "the encrypted secret vault is not built yet (secrets: put/list/delete, OAuth2, key rotation)"
+
+
+class SecretsServicer(sgrpc.SecretsServicer):  # type: ignore[misc]
+    """Every RPC answers UNIMPLEMENTED until the vault lands; none will ever return a value."""
+
+    def PutSecret(self, req: spb.PutSecretRequest, ctx: Ctx) -> spb.PutSecretResponse:
+        raise Unimplemented(_VAULT_MISSING)
+
+    def ListSecrets(self, req: spb.ListSecretsRequest, ctx: Ctx) -> spb.ListSecretsResponse:
+        raise Unimplemented(_VAULT_MISSING)
+
+    def DeleteSecret(self, req: spb.DeleteSecretRequest, ctx: Ctx) -> spb.DeleteSecretResponse:
+        raise Unimplemented(_VAULT_MISSING)
+
+    def RotateVaultKey(self, req: spb.RotateVaultKeyRequest, ctx: Ctx) -> spb.RotateVaultKeyResponse:
+        raise Unimplemented(_VAULT_MISSING)
+
+    def StartOAuth(self, req: spb.StartOAuthRequest, ctx: Ctx) -> spb.StartOAuthResponse:
+        raise Unimplemented(_VAULT_MISSING)
+
+
+class AdminServicer(adgrpc.AdminServicer):  # type: ignore[misc]
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+
+    def GetHealth(self, req: adpb.GetHealthRequest, ctx: Ctx) -> adpb.GetHealthResponse:
+        components = self.admin.health()
+        return adpb.GetHealthResponse(
+            ok=all(c.ok for c in components),
+            version=__version__,
+            uptime=cv.dur(time.monotonic() - self.admin.started),
+            components=[adpb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in components],
+        )
+
+    def GetStats(self, req: adpb.GetStatsRequest, ctx: Ctx) -> adpb.GetStatsResponse:
+        s = self.admin.stats()
+        return adpb.GetStatsResponse(
+            open_sessions=s.open_sessions,
+            actions_by_state=s.actions_by_state,
+            journal_bytes=s.journal_bytes,
+            snapshot_store_bytes=s.snapshot_store_bytes,
+            running_actions=s.running_actions,
+        )
+
+    def RunGc(self, req: adpb.RunGcRequest, ctx: Ctx) -> adpb.RunGcResponse:
+        r = self.admin.gc(dry_run=req.dry_run)
+        return adpb.RunGcResponse(snapshots_removed=r.removed, bytes_freed=r.bytes_freed, reasons=r.reasons)
+
+    def CheckPolicy(self, req: adpb.CheckPolicyRequest, ctx: Ctx) -> adpb.CheckPolicyResponse:
+        raise Unimplemented("the damage-confinement policy engine is not built yet")
