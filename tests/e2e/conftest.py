@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_process import DaemonProcess
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    root = tmp_path / "daemon"
+    root.mkdir()
+    proc = DaemonProcess(root).start()
+    yield proc
+    if proc.proc is not None and proc.proc.poll() is None:
+        code = proc.stop()
+        assert code == 0, f"goexd exited with {code} on SIGTERM:\n{proc.log()}"
+    # An unexpected internal error is logged with its traceback: none may happen in these tests.
+    assert "Traceback" not in proc.log(), proc.log()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "b.txt").write_text("bee\n")
+    (ws / "keep.txt").write_text("keep\n")
+    (ws / "sub").mkdir()
+    (ws / "sub" / "c.bin").write_bytes(bytes(range(256)))
+    return ws

@@ -1,0 +1,67 @@
+"""Small helpers over the raw generated stubs for end-to-end tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import sessions_pb2 as spb
+from goex.v1 import types_pb2 as pb
+from tests.daemon_process import DaemonProcess
+
+
+def open_fs(d: DaemonProcess, path: Path, **limits: int) -> pb.Session:
+    req = spb.CreateSessionRequest(resources=[pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(path)))])
+    for k, v in limits.items():
+        if k == "timeout_s":
+            req.limits.timeout.FromSeconds(v)
+        else:
+            setattr(req.limits, k, v)
+    return d.sessions.CreateSession(req, timeout=60).session
+
+
+def shell(d: DaemonProcess, session_id: str, script: str, detach: bool = False, **limits: int) -> pb.Action:
+    spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", script]))
+    for k, v in limits.items():
+        if k == "timeout_s":
+            spec.limits.timeout.FromSeconds(v)
+        else:
+            setattr(spec.limits, k, v)
+    req = apb.SubmitActionRequest(session_id=session_id, spec=spec, detach=detach)
+    return d.actions.SubmitAction(req, timeout=120).action
+
+
+def undo(d: DaemonProcess, session_id: str, action_id: str = "", cascade: bool = False) -> list[pb.Action]:
+    req = apb.UndoActionRequest(session_id=session_id, action_id=action_id, cascade=cascade)
+    return list(d.actions.UndoAction(req, timeout=60).undone)
+
+
+def commit(d: DaemonProcess, session_id: str, up_to: str = "") -> list[pb.Action]:
+    req = apb.CommitActionsRequest(session_id=session_id, up_to_action_id=up_to)
+    return list(d.actions.CommitActions(req, timeout=60).committed)
+
+
+def get(d: DaemonProcess, action_id: str) -> pb.Action:
+    return d.actions.GetAction(apb.GetActionRequest(action_id=action_id), timeout=10).action
+
+
+def status_of(call: object) -> tuple[grpc.StatusCode, str]:
+    """Run a zero-argument callable expected to fail; return its status code and message."""
+    try:
+        call()  # type: ignore[operator]
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    raise AssertionError("the call succeeded but was expected to fail")
+
+
+def change_lines(action: pb.Action) -> list[str]:
+    letter = {
+        pb.CHANGE_KIND_ADDED: "A",
+        pb.CHANGE_KIND_MODIFIED: "M",
+        pb.CHANGE_KIND_DELETED: "D",
+        pb.CHANGE_KIND_TYPE_CHANGED: "T",
+        pb.CHANGE_KIND_MODE_CHANGED: "P",
+    }
+    return [f"{letter[c.kind]} {c.path}" for c in action.changes.changes]
