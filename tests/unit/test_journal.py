@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from goexd.engine.journal import Journal
+from goexd.engine.models import (
+    TRANSITIONS,
+    Action,
+    ActionKind,
+    ActionSpec,
+    ActionState,
+    Resource,
+    ResourceKind,
+    Session,
+    SessionState,
+    UndoStrategy,
+)
+from goexd.errors import FailedPrecondition
+from goexd.sandbox.base import Limits
+
+
+def _session(sid: str, uri: str) -> Session:
+    return Session(
+        id=sid,
+        label="",
+        state=SessionState.OPEN,
+        resources=(Resource("fs", ResourceKind.FS, uri, UndoStrategy.VERSIONED),),
+        limits=Limits(),
+        created_at=time.time(),
+    )
+
+
+def _action(aid: str, sid: str) -> Action:
+    return Action(
+        id=aid,
+        session_id=sid,
+        seq=0,
+        spec=ActionSpec(ActionKind.SHELL, argv=("true",), stdin=b"\x00\xff"),
+        state=ActionState.PROPOSED,
+        resource="fs",
+        created_at=time.time(),
+    )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "j.sqlite3")
+
+
+def test_wal_mode_and_private_file(journal: Journal) -> None:
+    assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_resource_is_held_by_one_open_session(journal: Journal) -> None:
+    journal.insert_session(_session("s1", "/w"))
+    with pytest.raises(FailedPrecondition, match="held by open session s1"):
+        journal.insert_session(_session("s2", "/w"))
+    assert journal.get_session("s2") is None
+    journal.close_session("s1")
+    journal.insert_session(_session("s3", "/w"))
+
+
+def test_transitions_are_compare_and_set_and_audited(journal: Journal) -> None:
+    journal.insert_session(_session("s1", "/w"))
+    a = journal.insert_action(_action("a1", "s1"))
+    assert a.seq == 1 and a.spec.stdin == b"\x00\xff"
+    journal.transition("a1", ActionState.PROPOSED, ActionState.PREPARING)
+    with pytest.raises(FailedPrecondition, match="no longer proposed"):
+        journal.transition("a1", ActionState.PROPOSED, ActionState.RUNNING)
+    journal.update("a1", note="checkpoint", checkpoint='{"pre": "abc"}')
+    got = journal.get_action("a1")
+    assert got is not None and got.state is ActionState.PREPARING and got.checkpoint == {"pre": "abc"}
+    assert [(f, t) for f, t, _, _ in journal.transitions("a1")] == [
+        (None, "proposed"),
+        ("proposed", "preparing"),
+        ("preparing", "preparing"),
+    ]
+
+
+def test_seq_is_dense_under_concurrent_inserts(journal: Journal) -> None:
+    journal.insert_session(_session("s1", "/w"))
+    threads = [threading.Thread(target=journal.insert_action, args=(_action(f"a{i}", "s1"),)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.seq for a in journal.list_actions("s1")) == list(range(1, 21))
+
+
+def test_state_machine_has_no_exit_from_final_states() -> None:
+    finals = {ActionState.COMMITTED, ActionState.UNDONE, ActionState.FAILED, ActionState.BLOCKED, ActionState.INTERRUPTED}
+    assert {s for s, nxt in TRANSITIONS.items() if not nxt} == finals
+    assert TRANSITIONS[ActionState.EXECUTED] == {ActionState.COMMITTED, ActionState.UNDONE}
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    j.insert_session(_session("s1", "/w"))
+    j.insert_action(_action("a1", "s1"))
+    j.close()
+    j2 = Journal(tmp_path / "j.sqlite3")
+    assert j2.get_action("a1") is not None
+    assert j2.held_resources() == [("s1", "/w")]
