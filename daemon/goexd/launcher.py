@@ -1,0 +1,103 @@
+"""Start goexd as a subprocess on its own socket and state dir and wait until it is healthy.
+
+Used by the end-to-end tests, the benchmark and the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+class DaemonProcess:
+    """One goexd process; `root` holds its socket dir, state dir, config and log."""
+
+    def __init__(self, root: Path, *extra_args: str, env: dict[str, str] | None = None, config_toml: str = "") -> None:
+        self.root = root
+        self.socket = root / "run" / "goexd.sock"
+        self.state_dir = root / "state"
+        self.log_path = root / "goexd.log"
+        self.extra_args = list(extra_args)
+        self.config_toml = config_toml
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.channel: grpc.Channel | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "goexd.main",
+            "--socket",
+            str(self.socket),
+            "--state-dir",
+            str(self.state_dir),
+            "--config",
+            str(self._config_file()),
+            *self.extra_args,
+        ]
+
+    def _config_file(self) -> Path:
+        cfg = self.root / "goexd.toml"
+        if not cfg.exists():
+            cfg.write_text(self.config_toml)
+        return cfg
+
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"goexd exited with {self.proc.returncode}:\n{self.log()}")
+            if self.socket.exists() and self._healthy():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"goexd did not become healthy:\n{self.log()}")
+
+    def _healthy(self) -> bool:
+        ch = grpc.insecure_channel(f"unix:{self.socket}")
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+        except grpc.RpcError:
+            return False
+        finally:
+            ch.close()
+
+    def connect(self) -> grpc.Channel:
+        if self.channel is None:
+            self.channel = grpc.insecure_channel(f"unix:{self.socket}")
+        return self.channel
+
+    def _close_channel(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: the clean shutdown path."""
+        self._close_channel()
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        self._close_channel()
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
