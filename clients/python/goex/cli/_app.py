@@ -1,0 +1,183 @@
+"""What every command handler gets: output streams, the client, the current session."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TextIO
+
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.status import Status
+
+from goex._client import Client
+from goex._protoutil import message_to_dict
+from goex._socket import SOCKET_ENV
+from goex._specs import Limits
+from goex.cli._state import CliState
+from goex.cli._units import parse_duration, parse_size
+
+__all__ = ["App", "ArgumentParser", "CliError", "Handler", "UsageError", "add_limit_flags", "limits_from_args"]
+
+# Exit codes shared by every command.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line; `code` is the status name used in --json mode."""
+
+    def __init__(self, message: str, *, code: str = "FAILED_PRECONDITION", exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.exit_code = exit_code
+
+
+class UsageError(CliError):
+    def __init__(self, message: str, parser: argparse.ArgumentParser | None = None) -> None:
+        super().__init__(message, code="INVALID_ARGUMENT", exit_code=EXIT_USAGE)
+        self.parser = parser
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Raises UsageError instead of printing and exiting, so main() owns all output."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self)
+
+
+Handler = Callable[["App", argparse.Namespace], int]
+
+
+def _console(file: TextIO) -> Console:
+    width = None
+    if not file.isatty() and "COLUMNS" not in os.environ:
+        # Pipes and captured output: don't fold tables at 80 columns.
+        width = 200
+    return Console(file=file, highlight=False, soft_wrap=False, width=width)
+
+
+class App:
+    def __init__(self, args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None):
+        self.args = args
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.json: bool = bool(getattr(args, "json", False))
+        self.out = _console(self.stdout)
+        self.err = _console(self.stderr)
+        self.socket: str | None = getattr(args, "socket", None) or os.environ.get(SOCKET_ENV) or None
+        self.state = CliState()
+        self._client: Client | None = None
+
+    # ------------------------------------------------------------ resources
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.socket)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def session_id(self) -> str:
+        """--session, else the session `goex session open` / `use` remembered."""
+        explicit: str | None = getattr(self.args, "session", None)
+        if explicit:
+            return explicit
+        current = self.state.session
+        if current is None:
+            raise CliError("no session selected: run `goex session open --fs PATH` or pass --session ID")
+        return current
+
+    @property
+    def stdout_is_tty(self) -> bool:
+        return self.stdout.isatty()
+
+    # ------------------------------------------------------------ output
+
+    def emit(self, message: Message) -> None:
+        """Print a response as the one JSON object of --json mode."""
+        self.print_json(message_to_dict(message))
+
+    def print_json(self, data: dict[str, Any]) -> None:
+        self.stdout.write(json.dumps(data, indent=2) + "\n")
+        self.stdout.flush()
+
+    def write_raw(self, data: bytes, *, stderr: bool = False) -> None:
+        """Pass a command's output through byte for byte (no markup, no re-encoding)."""
+        file = self.stderr if stderr else self.stdout
+        file.flush()
+        buffer = getattr(file, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            file.write(data.decode("utf-8", "replace"))
+            file.flush()
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", style="yellow", markup=False)
+
+    def error(self, message: str) -> None:
+        self.err.print(f"error: {message}", style="red", markup=False)
+
+    @contextlib.contextmanager
+    def spinner(self, text: str) -> Iterator[Spinner]:
+        """A transient spinner on stderr, shown only when stderr is a terminal."""
+        spinner = Spinner(self.err if self.err.is_terminal and not self.json else None, text)
+        try:
+            yield spinner
+        finally:
+            spinner.stop()
+
+
+class Spinner:
+    def __init__(self, console: Console | None, text: str) -> None:
+        self._status: Status | None = console.status(text) if console is not None else None
+        if self._status is not None:
+            self._status.start()
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+
+    def stop(self) -> None:
+        """Remove the spinner for good (e.g. before passing output through)."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+# ---------------------------------------------------------------- shared flags
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sandbox limits")
+    group.add_argument("--timeout", metavar="DURATION", help="wall-clock limit: seconds, or 500ms / 2m / 1h")
+    group.add_argument("--memory", metavar="BYTES", help="memory limit: bytes, or 64K / 512M / 2G (powers of 1024)")
+    group.add_argument("--max-procs", metavar="N", type=int, help="process-count limit")
+    group.add_argument("--output-limit", metavar="BYTES", help="captured output per stream, e.g. 1M")
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits | None:
+    try:
+        limits = Limits(
+            timeout=parse_duration(args.timeout) if args.timeout else None,
+            memory_bytes=parse_size(args.memory) if args.memory else None,
+            max_processes=args.max_procs,
+            output_bytes=parse_size(args.output_limit) if args.output_limit else None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.max_procs is not None and args.max_procs < 1:
+        raise UsageError("--max-procs must be at least 1")
+    return None if limits.is_empty else limits

@@ -1,0 +1,145 @@
+"""Human rendering shared by the commands: change sets, action status lines, key/value grids.
+
+Everything the daemon sends (paths, errors, output) is wrapped in `Text`, never
+parsed as rich markup: a file named "[red]x" must print as itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+
+from goex._enums import ActionState, ChangeKind, Termination
+from goex._models import Action, ChangeSet, ExecResult
+from goex.cli._units import format_ms
+
+__all__ = [
+    "EXIT_NOT_COMPLETED",
+    "EXIT_TIMEOUT",
+    "action_headline",
+    "change_lines",
+    "exit_status",
+    "format_time",
+    "kv_grid",
+    "state_text",
+    "termination_text",
+]
+
+# `goex run` / `goex python` exit statuses beyond the command's own (see cmd_run).
+EXIT_TIMEOUT = 124  # as coreutils timeout(1)
+EXIT_NOT_COMPLETED = 125  # blocked, failed before or after running, limit hit, interrupted
+
+_STATE_STYLES = {
+    ActionState.PROPOSED: "cyan",
+    ActionState.PREPARING: "cyan",
+    ActionState.RUNNING: "cyan",
+    ActionState.EXECUTED: "yellow",  # pending
+    ActionState.COMMITTED: "green",
+    ActionState.UNDONE: "blue",
+    ActionState.FAILED: "red",
+    ActionState.BLOCKED: "red",
+    ActionState.INTERRUPTED: "magenta",
+}
+
+_CHANGE_STYLES = {
+    ChangeKind.ADDED: "green",
+    ChangeKind.MODIFIED: "yellow",
+    ChangeKind.DELETED: "red",
+    ChangeKind.TYPE_CHANGED: "cyan",
+    ChangeKind.MODE_CHANGED: "cyan",
+}
+
+
+def state_text(state: ActionState) -> Text:
+    return Text(str(state), style=_STATE_STYLES.get(state, ""))
+
+
+def change_lines(changes: ChangeSet | None, *, limit: int | None = None) -> list[Text]:
+    """ "A a.txt", "M b.txt", "D c.txt" (T type change, P mode change), then "... and N more"."""
+    if changes is None:
+        return []
+    shown = changes.changes if limit is None else changes.changes[:limit]
+    lines = [Text(c.line, style=_CHANGE_STYLES.get(c.kind, "")) for c in shown]
+    more = max(changes.total, len(changes.changes)) - len(shown)
+    if more > 0:
+        lines.append(Text(f"... and {more} more", style="dim"))
+    elif changes.truncated and not lines:
+        lines.append(Text("... (change list truncated)", style="dim"))
+    return lines
+
+
+def termination_text(result: ExecResult) -> str:
+    """How the sandboxed process ended, e.g. "exit 0", "killed by signal 9", "timed out"."""
+    t = result.termination
+    if t is Termination.EXITED:
+        text = f"exit {result.exit_code}"
+    elif t is Termination.SIGNALED:
+        text = f"killed by signal {result.signal}"
+    elif t is Termination.TIMEOUT:
+        text = "timed out"
+    elif t is Termination.OOM:
+        text = "out of memory"
+    elif t is Termination.PIDS_LIMIT:
+        text = "process limit hit"
+    elif t is Termination.CANCELLED:
+        text = "cancelled"
+    elif t is Termination.SPAWN_FAILED:
+        text = "failed to start"
+    else:
+        text = f"exit {result.exit_code}"
+    if result.detail and t is not Termination.EXITED:
+        text += f" ({result.detail})"
+    return text
+
+
+def action_headline(action: Action) -> Text:
+    """ "action 01J…: executed, exit 0, 41 ms" """
+    line = Text(f"action {action.id}: ")
+    line.append_text(state_text(action.state))
+    if action.exec is not None:
+        line.append(", " + termination_text(action.exec))
+    if action.timings is not None and action.timings.total is not None:
+        line.append(f", {format_ms(action.timings.total)} ms")
+    return line
+
+
+def exit_status(action: Action) -> int:
+    """The exit status `goex run` reports for a finished action (documented in its --help)."""
+    if action.state is ActionState.BLOCKED:
+        return EXIT_NOT_COMPLETED
+    failed = action.state in (ActionState.FAILED, ActionState.INTERRUPTED)
+    result = action.exec
+    if result is None:
+        return EXIT_NOT_COMPLETED if failed or action.state.is_active else 0
+    t = result.termination
+    if t is Termination.EXITED:
+        code = result.exit_code
+        if failed and code == 0:
+            return EXIT_NOT_COMPLETED
+        return code if 0 <= code <= 255 else EXIT_NOT_COMPLETED
+    if t is Termination.SIGNALED and result.signal > 0:
+        return 128 + result.signal
+    if t is Termination.TIMEOUT:
+        return EXIT_TIMEOUT
+    if t is Termination.UNSPECIFIED and not failed:
+        return 0
+    return EXIT_NOT_COMPLETED
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def kv_grid(rows: Iterable[tuple[str, str | Text]]) -> Table:
+    """A two-column key/value block without borders."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, value if isinstance(value, Text) else Text(value))
+    return grid

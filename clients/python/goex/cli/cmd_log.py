@@ -1,0 +1,173 @@
+"""goex log / goex show ACTION: the session's timeline and one action in detail."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from goex._enums import ActionState
+from goex._models import Action
+from goex._specs import ActionSpec
+from goex.cli._app import App, UsageError
+from goex.cli._render import change_lines, format_time, kv_grid, state_text, termination_text
+from goex.cli._units import format_ms
+from goex.v1 import actions_pb2
+
+_STATES = [s.value for s in ActionState if s is not ActionState.UNSPECIFIED]
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    log = sub.add_parser(
+        "log",
+        parents=[common],
+        help="the current session's timeline",
+        description="One row per action, oldest first: seq, id, kind, state, changes as "
+        "+added ~modified -deleted, run and total time in ms, and what it ran.",
+    )
+    log.add_argument(
+        "--state",
+        action="append",
+        choices=_STATES,
+        metavar="STATE",
+        help=f"only actions in this state (repeatable): {', '.join(_STATES)}",
+    )
+    log.set_defaults(handler=cmd_log)
+
+    show = sub.add_parser("show", parents=[common], help="one action in detail, with its output and changes")
+    show.add_argument("action", metavar="ACTION", help="action id")
+    show.add_argument("--limit", type=int, default=None, metavar="N", help="list at most N file changes")
+    show.set_defaults(handler=cmd_show)
+
+
+def cmd_log(app: App, args: argparse.Namespace) -> int:
+    actions = app.client().list_actions(app.session_id(), states=args.state)
+    if app.json:
+        app.emit(actions_pb2.ListActionsResponse(actions=[a.proto for a in actions]))
+        return 0
+    if not actions:
+        app.err.print("no actions", style="dim")
+        return 0
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("SEQ", justify="right")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("KIND")
+    table.add_column("STATE")
+    table.add_column("CHANGES", no_wrap=True)
+    table.add_column("RUN MS", justify="right")
+    table.add_column("TOTAL MS", justify="right")
+    table.add_column("WHAT", overflow="ellipsis", no_wrap=True, max_width=60)
+    for a in actions:
+        timings = a.timings
+        table.add_row(
+            str(a.seq),
+            Text(a.id),
+            str(a.kind),
+            state_text(a.state),
+            a.changes.summary if a.changes is not None else "",
+            format_ms(timings.run if timings else None),
+            format_ms(timings.total if timings else None),
+            Text(_what(a)),
+        )
+    app.out.print(table)
+    return 0
+
+
+def _what(action: Action) -> str:
+    text = action.spec.text if action.spec is not None else ""
+    if action.spec is not None and action.spec.description:
+        text = f"{action.spec.description}: {text}" if text else action.spec.description
+    return text
+
+
+def _spec_text(spec: ActionSpec | None) -> Text:
+    if spec is None:
+        return Text("-", style="dim")
+    text = spec.text
+    if spec.description:
+        text += f"  # {spec.description}"
+    return Text(text)
+
+
+def cmd_show(app: App, args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must not be negative")
+    action = app.client().get_action(args.action)
+    if app.json:
+        app.emit(actions_pb2.GetActionResponse(action=action.proto))
+        return 0
+    render_action(app, action, limit=args.limit)
+    return 0
+
+
+def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
+    rows: list[tuple[str, str | Text]] = [
+        ("action", Text(a.id)),
+        ("session", Text(f"{a.session_id} (seq {a.seq})")),
+        ("kind", str(a.kind)),
+        ("state", state_text(a.state)),
+        ("resource", Text(a.resource or "-")),
+        ("command", _spec_text(a.spec)),
+    ]
+    if a.inverse is not None:
+        rows.append(("inverse", _spec_text(a.inverse)))
+    if a.reversibility is not None:
+        r = a.reversibility
+        text = f"{r.reversibility_class}, test {r.verdict}"
+        if r.detail:
+            text += f": {r.detail}"
+        rows.append(("reversibility", Text(text)))
+    if a.error:
+        rows.append(("error", Text(a.error, style="red")))
+    if a.exec is not None:
+        e = a.exec
+        text = termination_text(e)
+        if e.limits_enforced_by:
+            text += f" (limits: {e.limits_enforced_by})"
+        rows.append(("exit", text))
+    if a.sql is not None:
+        rows.append(("rows", f"{a.sql.total_rows} returned, {a.sql.affected_rows} affected"))
+    if a.http is not None:
+        rows.append(("http", f"status {a.http.status}"))
+    if a.timings is not None:
+        t = a.timings
+        phases = [("prepare", t.prepare), ("run", t.run), ("capture", t.capture), ("total", t.total), ("undo", t.undo)]
+        rows.append(("timings", " · ".join(f"{name} {format_ms(v)} ms" for name, v in phases if v is not None)))
+    rows.append(("created", format_time(a.created_at)))
+    if a.finished_at is not None:
+        rows.append(("finished", format_time(a.finished_at)))
+    if a.resolved_at is not None:
+        rows.append(("resolved", format_time(a.resolved_at)))
+    if a.changes is not None:
+        rows.append(("changes", a.changes.summary + (f" ({a.changes.total} total)" if a.changes.total else "")))
+    app.out.print(kv_grid(rows))
+    for line in change_lines(a.changes, limit=limit):
+        app.out.print(line)
+    _render_outputs(app, a)
+
+
+def _render_outputs(app: App, a: Action) -> None:
+    if a.exec is not None:
+        for name, data, truncated, total in (
+            ("stdout", a.exec.stdout, a.exec.stdout_truncated, a.exec.stdout_total_bytes),
+            ("stderr", a.exec.stderr, a.exec.stderr_truncated, a.exec.stderr_total_bytes),
+        ):
+            if not data:
+                continue
+            note = f" (first {len(data)} of {total} bytes)" if truncated else ""
+            app.out.print(Text(f"--- {name}{note}", style="bold"))
+            app.write_raw(data if data.endswith(b"\n") else data + b"\n")
+    if a.sql is not None and a.sql.columns:
+        table = Table(header_style="bold")
+        for col in a.sql.columns:
+            table.add_column(col)
+        for row in a.sql.rows:
+            table.add_row(*(Text("NULL", style="dim") if v is None else Text(v) for v in row))
+        app.out.print(table)
+        if a.sql.truncated:
+            app.out.print(Text(f"... {a.sql.total_rows - len(a.sql.rows)} more rows", style="dim"))
+    if a.http is not None and a.http.body:
+        app.out.print(Text("--- body" + (" (truncated)" if a.http.body_truncated else ""), style="bold"))
+        app.write_raw(a.http.body if a.http.body.endswith(b"\n") else a.http.body + b"\n")

@@ -1,0 +1,190 @@
+"""goex run -- ARGV... / goex python CODE: run an action in the current session."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from rich.text import Text
+
+from goex._client import Client
+from goex._enums import ActionState, OutputStream
+from goex._models import Action, OutputEvent, StateEvent
+from goex._specs import ActionBody, Python, Shell
+from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError, add_limit_flags, limits_from_args
+from goex.cli._render import action_headline, change_lines, exit_status
+from goex.v1 import actions_pb2
+
+EXIT_HELP = """\
+exit status:
+  N       the command's own exit status (it ran; its changes are pending)
+  128+N   the command was killed by signal N
+  124     the action hit its time limit (rolled back)
+  125     the action did not complete: blocked by policy, failed to start, hit its
+          memory or process limit, failed or was interrupted (rolled back)
+  0       with --detach: the action was accepted
+  1       goex error (daemon not running, unknown session, ...); 2: usage error
+  130     interrupted (Ctrl-C); the action may still finish in goexd
+
+The command's stdout and stderr are passed through (live when stdout is a terminal),
+then a summary follows on stdout: the action's state and exit status, and its file
+changes as "A path" (added), "M" (modified), "D" (deleted), "T" (type changed),
+"P" (permissions changed). --quiet leaves only the command's output.
+"""
+
+# After WatchAction ends, the final state may lag a moment behind; how long to poll for it.
+_SETTLE_S = 5.0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    r = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a command sandboxed in the current session",
+        description="Run ARGV as-is (no shell; use `sh -c '...'` for one) inside the sandbox, "
+        "with the session's workspace as the current directory.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="goex run [options] -- ARGV...",
+    )
+    _add_action_flags(r)
+    r.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGV", help="the command and its arguments")
+    r.set_defaults(handler=cmd_run)
+
+    py = sub.add_parser(
+        "python",
+        parents=[common],
+        help="run Python code sandboxed in the current session",
+        description="Run CODE with the sandbox's python3, cwd = the workspace. CODE '-' reads it from stdin.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_action_flags(py)
+    py.add_argument("code", metavar="CODE")
+    py.set_defaults(handler=cmd_python)
+
+
+def _add_action_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach", action="store_true", help="print the action id once accepted and return")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the command's own output")
+    p.add_argument("--resource", metavar="NAME", help="target resource (default: the session's only one)")
+    p.add_argument("-m", "--description", metavar="TEXT", help="free text for the timeline")
+    add_limit_flags(p)
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("nothing to run: goex run [options] -- ARGV...")
+    return run_action(app, args, Shell(argv))
+
+
+def cmd_python(app: App, args: argparse.Namespace) -> int:
+    code: str = sys.stdin.read() if args.code == "-" else args.code
+    if not code.strip():
+        raise UsageError("no Python code given")
+    return run_action(app, args, Python(code))
+
+
+def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
+    client = app.client()
+    session_id = app.session_id()
+    options: dict[str, Any] = {
+        "resource": args.resource,
+        "limits": limits_from_args(args),
+        "description": args.description,
+    }
+    if args.detach:
+        action = client.submit(session_id, body, detach=True, **options)
+        if app.json:
+            app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
+        else:
+            app.out.print(action.id, markup=False)
+            app.err.print(f"follow it with `goex show {action.id}`", style="dim", markup=False)
+        return 0
+
+    if app.json or not app.stdout_is_tty:
+        # Nobody watches live: one blocking call, output printed once it is complete.
+        try:
+            with app.spinner("running…"):
+                action = client.submit(session_id, body, **options)
+        except KeyboardInterrupt:
+            raise _interrupted("interrupted; the action may still finish in goexd (see `goex log`)") from None
+        streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
+    else:
+        accepted = client.submit(session_id, body, detach=True, **options)
+        try:
+            action, streamed = _follow(app, client, accepted)
+        except KeyboardInterrupt:
+            raise _interrupted(
+                f"interrupted; action {accepted.id} keeps running in goexd (see `goex show {accepted.id}`)"
+            ) from None
+
+    if app.json:
+        app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
+        return exit_status(action)
+    print_outputs(app, action, streamed)
+    if not args.quiet:
+        print_summary(app, action)
+    return exit_status(action)
+
+
+def _interrupted(message: str) -> CliError:
+    return CliError(message, code="CANCELLED", exit_code=EXIT_INTERRUPTED)
+
+
+def _follow(app: App, client: Client, accepted: Action) -> tuple[Action, dict[OutputStream, bool]]:
+    """Stream the action's output live, then fetch its final state."""
+    streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
+    with app.spinner(f"{accepted.state}…") as spinner:
+        for event in client.watch_action(accepted.id):
+            if isinstance(event, StateEvent):
+                spinner.update(f"{event.state}…")
+            elif isinstance(event, OutputEvent) and event.data:
+                # The spinner would redraw over the output: retire it.
+                spinner.stop()
+                streamed[event.stream] = True
+                app.write_raw(event.data, stderr=event.stream is OutputStream.STDERR)
+    action = client.get_action(accepted.id)
+    deadline = time.monotonic() + _SETTLE_S
+    while action.state.is_active and time.monotonic() < deadline:
+        time.sleep(0.1)
+        action = client.get_action(accepted.id)
+    return action, streamed
+
+
+def print_outputs(app: App, action: Action, streamed: dict[OutputStream, bool]) -> None:
+    """The captured output of streams that were not already shown live."""
+    result = action.exec
+    if result is None:
+        return
+    if result.stdout and not streamed[OutputStream.STDOUT]:
+        app.write_raw(result.stdout)
+    if result.stderr and not streamed[OutputStream.STDERR]:
+        app.write_raw(result.stderr, stderr=True)
+    if result.stdout_truncated:
+        app.warn(f"stdout truncated: {len(result.stdout)} of {result.stdout_total_bytes} bytes kept")
+    if result.stderr_truncated:
+        app.warn(f"stderr truncated: {len(result.stderr)} of {result.stderr_total_bytes} bytes kept")
+    # Keep the summary off the last line of output that lacks a newline.
+    if result.stdout and not result.stdout.endswith(b"\n"):
+        app.write_raw(b"\n")
+
+
+def print_summary(app: App, action: Action) -> None:
+    app.out.print(action_headline(action))
+    if action.error:
+        reason = {
+            ActionState.BLOCKED: "blocked",
+            ActionState.FAILED: "failed (rolled back)",
+            ActionState.INTERRUPTED: "interrupted (rolled back)",
+        }.get(action.state, str(action.state))
+        app.err.print(Text(f"{reason}: {action.error}", style="red"))
+    for line in change_lines(action.changes):
+        app.out.print(line)
+    if action.is_pending and app.out.is_terminal:
+        app.out.print(Text(f"pending: `goex commit` keeps it, `goex undo {action.id}` rolls it back", style="dim"))

@@ -1,0 +1,204 @@
+"""goex session open|list|show|use|describe|close"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Literal
+
+from rich.table import Table
+from rich.text import Text
+
+from goex._models import Session
+from goex._specs import ResourceSpec
+from goex.cli._app import App, CliError, UsageError, add_limit_flags, limits_from_args
+from goex.cli._render import format_time, kv_grid
+from goex.cli._units import format_bytes, format_duration
+from goex.v1 import sessions_pb2
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("session", help="open, inspect and close sessions", parents=[common])
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    o = verbs.add_parser(
+        "open",
+        parents=[common],
+        help="open a session and make it the current one",
+        description="Open a session over a workspace directory (and/or databases, REST services), "
+        "print its id and remember it as the current session of later goex commands.",
+    )
+    o.add_argument("--fs", metavar="PATH", help="workspace directory (made absolute)")
+    o.add_argument("--db", metavar="URL", action="append", default=[], help="database URL (repeatable)")
+    o.add_argument("--db-secret", metavar="NAME", default="", help="vault secret with the database password")
+    o.add_argument("--http", metavar="BASE_URL", action="append", default=[], help="REST service (repeatable)")
+    o.add_argument("--http-secret", metavar="NAME", default="", help="vault secret to authenticate with")
+    o.add_argument("--label", default="", help="free text shown in `goex session list`")
+    o.add_argument("--policy", metavar="FILE", help="damage-confinement policy (TOML) for this session")
+    add_limit_flags(o)
+    o.set_defaults(handler=cmd_open)
+
+    ls = verbs.add_parser("list", parents=[common], help="list sessions (* marks the current one)")
+    ls.add_argument("-a", "--all", action="store_true", help="include closed sessions")
+    ls.set_defaults(handler=cmd_list)
+
+    show = verbs.add_parser("show", parents=[common], help="show a session (default: the current one)")
+    show.add_argument("id", nargs="?", metavar="ID")
+    show.set_defaults(handler=cmd_show)
+
+    use = verbs.add_parser("use", parents=[common], help="make an open session the current one")
+    use.add_argument("id", metavar="ID")
+    use.set_defaults(handler=cmd_use)
+
+    desc = verbs.add_parser("describe", parents=[common], help="what a planner is told about the session's resources")
+    desc.add_argument("id", nargs="?", metavar="ID")
+    desc.add_argument("--samples", action="store_true", help="include sample data")
+    desc.set_defaults(handler=cmd_describe)
+
+    c = verbs.add_parser(
+        "close",
+        parents=[common],
+        help="close a session (default: the current one)",
+        description="Close a session. The daemon refuses while actions are pending unless "
+        "--commit-all or --undo-all says what to do with them.",
+    )
+    c.add_argument("id", nargs="?", metavar="ID")
+    mode = c.add_mutually_exclusive_group()
+    mode.add_argument("--commit-all", action="store_true", help="commit every pending action first")
+    mode.add_argument("--undo-all", action="store_true", help="undo every pending action first")
+    c.set_defaults(handler=cmd_close)
+
+
+def _target(app: App, args: argparse.Namespace) -> str:
+    explicit: str | None = getattr(args, "id", None)
+    return explicit or app.session_id()
+
+
+def cmd_open(app: App, args: argparse.Namespace) -> int:
+    resources = [ResourceSpec.db(url, secret=args.db_secret) for url in args.db]
+    resources += [ResourceSpec.http(url, secret=args.http_secret) for url in args.http]
+    if args.fs is None and not resources:
+        raise UsageError("give at least one resource: --fs PATH, --db URL or --http BASE_URL")
+    policy = None
+    if args.policy:
+        try:
+            with open(args.policy, encoding="utf-8") as f:
+                policy = f.read()
+        except OSError as exc:
+            raise CliError(f"cannot read policy {args.policy}: {exc.strerror}", code="INVALID_ARGUMENT") from None
+    session = app.client().create_session(
+        fs=args.fs, label=args.label, limits=limits_from_args(args), resources=resources, policy=policy
+    )
+    app.state.set_session(session.id)
+    if app.json:
+        app.emit(sessions_pb2.CreateSessionResponse(session=session.proto))
+    else:
+        # Only the id on stdout, so that SID=$(goex session open ...) works.
+        app.out.print(session.id, markup=False)
+    return 0
+
+
+def cmd_list(app: App, args: argparse.Namespace) -> int:
+    sessions = app.client().list_sessions(include_closed=args.all)
+    if app.json:
+        app.emit(sessions_pb2.ListSessionsResponse(sessions=[s.proto for s in sessions]))
+        return 0
+    if not sessions:
+        app.err.print("no sessions" if args.all else "no open sessions", style="dim")
+        return 0
+    current = app.state.session
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("", "ID", "STATE", "LABEL", "RESOURCES", "PENDING", "ACTIONS", "CREATED"):
+        table.add_column(col, no_wrap=col in ("ID", "CREATED"))
+    for s in sessions:
+        table.add_row(
+            "*" if s.id == current else "",
+            Text(s.id),
+            Text(str(s.state), style="green" if s.state == "open" else "dim"),
+            Text(s.label),
+            Text(", ".join(f"{r.name}={r.uri}" for r in s.resources)),
+            str(s.pending_actions),
+            str(s.total_actions),
+            format_time(s.created_at),
+        )
+    app.out.print(table)
+    return 0
+
+
+def _render_session(app: App, s: Session) -> None:
+    limits = s.limits
+    rows: list[tuple[str, str | Text]] = [
+        ("session", Text(s.id)),
+        ("state", Text(str(s.state), style="green" if s.state == "open" else "dim")),
+        ("label", Text(s.label or "-")),
+        ("actions", f"{s.total_actions} ({s.pending_actions} pending)"),
+        ("created", format_time(s.created_at)),
+    ]
+    if s.closed_at is not None:
+        rows.append(("closed", format_time(s.closed_at)))
+    rows.append(
+        (
+            "limits",
+            ", ".join(
+                [
+                    f"timeout {format_duration(limits.timeout)}",
+                    f"memory {format_bytes(limits.memory_bytes) if limits.memory_bytes else '-'}",
+                    f"procs {limits.max_processes or '-'}",
+                    f"output {format_bytes(limits.output_bytes) if limits.output_bytes else '-'}",
+                ]
+            ),
+        )
+    )
+    for r in s.resources:
+        rows.append((f"resource {r.name}", Text(f"{r.kind} {r.uri} (undo: {r.strategy})")))
+    app.out.print(kv_grid(rows))
+
+
+def cmd_show(app: App, args: argparse.Namespace) -> int:
+    session = app.client().get_session(_target(app, args))
+    if app.json:
+        app.emit(sessions_pb2.GetSessionResponse(session=session.proto))
+    else:
+        _render_session(app, session)
+    return 0
+
+
+def cmd_use(app: App, args: argparse.Namespace) -> int:
+    session = app.client().get_session(args.id)
+    if session.state != "open":
+        raise CliError(f"session {session.id} is {session.state}")
+    app.state.set_session(session.id)
+    if app.json:
+        app.emit(sessions_pb2.GetSessionResponse(session=session.proto))
+    else:
+        app.out.print(session.id, markup=False)
+    return 0
+
+
+def cmd_describe(app: App, args: argparse.Namespace) -> int:
+    descriptions = app.client().describe_session(_target(app, args), include_samples=args.samples)
+    if app.json:
+        app.emit(sessions_pb2.DescribeSessionResponse(resources=[d.proto for d in descriptions]))
+        return 0
+    for i, d in enumerate(descriptions):
+        if i:
+            app.out.print()
+        app.out.print(Text(f"# {d.resource}", style="bold"))
+        app.out.print(Text(d.text))
+    return 0
+
+
+def cmd_close(app: App, args: argparse.Namespace) -> int:
+    session_id = _target(app, args)
+    mode: Literal["commit", "undo"] | None = "commit" if args.commit_all else "undo" if args.undo_all else None
+    closed = app.client().close_session(session_id, mode)
+    app.state.forget_session(session_id)
+    if app.json:
+        app.emit(closed.proto)
+        return 0
+    verb = {"commit": "committed", "undo": "undid"}.get(mode or "", "resolved")
+    line = Text(f"closed {closed.session.id}")
+    if closed.resolved:
+        n = len(closed.resolved)
+        line.append(f"; {verb} {n} pending action{'s' if n != 1 else ''}")
+    app.out.print(line)
+    return 0
