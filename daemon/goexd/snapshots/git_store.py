@@ -1,0 +1,412 @@
+"""The `versioned` undo strategy's store: workspace snapshots in a private git dir.
+
+A snapshot is a root tree {w: workspace tree, m: metadata tree} (see layout.py); its
+id is that tree's id, so identical workspaces give identical ids. Two indexes stay in
+memory between captures, one per subtree, so a capture re-hashes only what changed
+and libgit2 rewrites only the trees above it:
+
+- watch=True: inotify names the changed paths (watch.py); only those are re-read.
+- a full scan (the first capture, after inotify lost track, or always with
+  watch=False): `git add -A -f` with git's stat cache plus a walk for the metadata.
+
+restore() diffs the current snapshot against the target (O(changed)), applies just
+those differences and verifies by capturing again. The workspace's own .git is never
+read or written (nor any nested .git: git cannot store one).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import pygit2
+from pygit2.enums import FileMode
+
+from goexd.snapshots.apply import apply_changes
+from goexd.snapshots.base import (
+    ChangeKind,
+    ChangeSet,
+    FileChange,
+    Snapshot,
+    SnapshotError,
+)
+from goexd.snapshots.gitrepo import add_all, open_repo
+from goexd.snapshots.layout import (
+    META,
+    SELF,
+    WORK,
+    encode_perm,
+    escape,
+    meta_dir_key,
+    meta_file_key,
+    needs_meta,
+    parent_of,
+    storable,
+)
+from goexd.snapshots.objects import BlobStore, FileShrank
+from goexd.snapshots.safefs import NotRegularFile, SafeFS
+from goexd.snapshots.scan import scan_workspace
+from goexd.snapshots.treediff import DIR, Entry, PermReader, diff, has_files_below, load
+from goexd.snapshots.watch import Dirty, DirtyTracker
+
+PIN_PREFIX = "refs/goex/"
+# The state found by the latest restore, kept reachable even if the caller forgot to
+# pin it (outside PIN_PREFIX, so pinned() does not list it).
+PRE_RESTORE_REF = "refs/goexd/pre-restore"
+
+_GONE = (FileNotFoundError, NotADirectoryError)
+_READ_ATTEMPTS = 3
+
+
+class GitWorkspaceStore:
+    def __init__(self, git_dir: Path, workspace: Path, *, watch: bool = True) -> None:
+        self._git_dir = Path(git_dir)
+        self._root = Path(workspace)
+        if not self._root.is_dir():
+            raise SnapshotError(f"workspace {self._root} is not a directory")
+        self._repo = open_repo(self._git_dir)
+        self._blobs = BlobStore(self._repo, self._git_dir)
+        self._perms = PermReader(self._repo)
+        self._index = pygit2.Index(str(self._git_dir / "index"))
+        self._index_dirty = False  # in-memory changes the git CLI has not seen
+        self._meta = pygit2.Index()  # in memory only: a full scan rebuilds it
+        self._meta_map: dict[str, int] | None = None  # mirror of _meta, after full scans
+        self._perm_oids: dict[int, pygit2.Oid] = {}
+        self._tracker = DirtyTracker(self._root) if watch else None
+        self._last: tuple[pygit2.Oid, pygit2.Oid, Snapshot] | None = None
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- protocol ------------------------------------------------------------------
+
+    def capture(self) -> Snapshot:
+        with self._lock:
+            self._check_open()
+            return self._capture()
+
+    def changes(self, old: Snapshot, new: Snapshot, limit: int = 1000) -> ChangeSet:
+        with self._lock:
+            self._check_open()
+            old_trees, new_trees = load(self._repo, old.id), load(self._repo, new.id)
+            found: list[FileChange] = []
+            for path, (o, n) in diff(self._repo, old_trees, new_trees, self._perms).items():
+                change = _change(path, o, n)
+                if change is None:
+                    continue
+                # A directory that gains or loses files is implied by those files.
+                if change.kind == ChangeKind.ADDED and n is not None and n.kind == DIR:
+                    implied = has_files_below(new_trees.work, path)
+                elif change.kind == ChangeKind.DELETED and o is not None and o.kind == DIR:
+                    implied = has_files_below(old_trees.work, path)
+                else:
+                    implied = False
+                if not implied:
+                    found.append(change)
+        found.sort(key=lambda c: c.path)
+        kinds = [c.kind for c in found]
+        added = kinds.count(ChangeKind.ADDED)
+        deleted = kinds.count(ChangeKind.DELETED)
+        return ChangeSet(
+            changes=tuple(found[: max(limit, 0)]),
+            added=added,
+            modified=len(found) - added - deleted,
+            deleted=deleted,
+            truncated=len(found) > limit,
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._check_open()
+            target = load(self._repo, snapshot.id)
+            current = self._capture()
+            self._set_ref(PRE_RESTORE_REF, current)
+            if current.id == snapshot.id:
+                return
+            changes = diff(self._repo, load(self._repo, current.id), target, self._perms)
+            try:
+                with SafeFS(self._root).batch() as fs:
+                    apply_changes(fs, self._blobs, changes)
+            except (OSError, pygit2.GitError, ValueError) as e:
+                path = getattr(e, "filename", None)
+                raise SnapshotError(f"restore of {snapshot.id} failed at {path}: {e}") from e
+            after = self._capture()
+            if after.id != snapshot.id:
+                raise SnapshotError(f"restore of {snapshot.id} not verified: the workspace captures as {after.id}")
+
+    def pin(self, name: str, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._check_open()
+            load(self._repo, snapshot.id)
+            self._set_ref(_pin_ref(name), snapshot)
+
+    def unpin(self, name: str) -> None:
+        with self._lock:
+            self._check_open()
+            ref = _pin_ref(name)
+            if ref in self._repo.references:
+                self._repo.references.delete(ref)
+
+    def pinned(self) -> dict[str, Snapshot]:
+        with self._lock:
+            self._check_open()
+            out: dict[str, Snapshot] = {}
+            for ref in self._repo.references:
+                if ref.startswith(PIN_PREFIX):
+                    target = self._repo.references[ref].target
+                    out[ref[len(PIN_PREFIX) :]] = Snapshot(str(target))
+            return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._tracker is not None:
+                self._tracker.close()
+            if self._index_dirty:
+                self._index.write()  # keeps git's stat cache warm for the next scan
+
+    def __enter__(self) -> GitWorkspaceStore:
+        return self
+
+    def __exit__(self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- capture -------------------------------------------------------------------
+
+    def full_scan(self) -> Snapshot:
+        """Capture by rescanning everything (what capture() falls back to)."""
+        with self._lock:
+            self._check_open()
+            self._full_scan()
+            return self._write_snapshot()
+
+    def _capture(self) -> Snapshot:
+        dirty = self._tracker.drain() if self._tracker is not None else None
+        if dirty is None or self._last is None:
+            self._full_scan()
+        elif not dirty:
+            return self._last[2]
+        else:
+            try:
+                self._apply_dirty(dirty)
+            except BaseException:
+                # The dirty set is consumed: only a full scan can catch up now.
+                if self._tracker is not None:
+                    self._tracker.invalidate()
+                raise
+        return self._write_snapshot()
+
+    def _write_snapshot(self) -> Snapshot:
+        try:
+            work = self._index.write_tree(self._repo)
+            meta = self._meta.write_tree(self._repo)
+            if self._last is not None and self._last[:2] == (work, meta):
+                return self._last[2]
+            builder = self._repo.TreeBuilder()
+            builder.insert(META, meta, FileMode.TREE)
+            builder.insert(WORK, work, FileMode.TREE)
+            snap = Snapshot(str(builder.write()))
+        except pygit2.GitError as e:
+            raise SnapshotError(f"cannot write snapshot trees: {e}") from e
+        self._last = (work, meta, snap)
+        return snap
+
+    def _full_scan(self) -> None:
+        if self._tracker is not None:
+            self._tracker.arm()  # before the walk: later changes become events
+        try:
+            scan = scan_workspace(self._root)
+            if self._index_dirty:
+                self._index.write()
+                self._index_dirty = False
+            add_all(self._git_dir, self._root, scan.refused + scan.nested)
+            self._index.read(force=True)
+            if scan.nested:
+                # git would record a nested repository as a bare gitlink: stage its
+                # files here instead (its .git stays out, like every .git).
+                with SafeFS(self._root).batch() as fs:
+                    for top in scan.nested:
+                        self._index.remove_directory(top)
+                    for path in scan.nested_entries:
+                        self._stage(path, fs, with_meta=False)
+                self._index_dirty = True
+            self._rebuild_meta(scan.meta)
+        except BaseException:
+            if self._tracker is not None:
+                self._tracker.invalidate()
+            raise
+
+    def _rebuild_meta(self, new: dict[str, int]) -> None:
+        old = self._meta_map
+        if old is None:
+            self._meta = pygit2.Index()
+            old = {}
+        for key in old.keys() - new.keys():
+            self._meta.remove(key)
+        for key, perm in new.items():
+            if old.get(key) != perm:
+                self._meta.add(pygit2.IndexEntry(key, self._perm_oid(perm), FileMode.BLOB))
+        self._meta_map = new
+
+    def _apply_dirty(self, dirty: Dirty) -> None:
+        self._meta_map = None  # edited below without the mirror
+        self._index_dirty = True
+        with SafeFS(self._root).batch() as fs:
+            for top in dirty.subtrees:
+                self._index.remove_directory(top)
+                self._meta.remove_directory(escape(top))
+            not_dirs: set[str] = set()
+            # Sorted: a path's ancestors come first, so one that stopped being a
+            # directory is known before anything below it is looked up.
+            for path in sorted(dirty.paths):
+                self._update(path, fs, not_dirs)
+
+    def _update(self, path: str, fs: SafeFS, not_dirs: set[str]) -> None:
+        st = None if _below_any(path, not_dirs) else _lstat(fs, path)
+        if not path:
+            if st is None:
+                raise SnapshotError(f"workspace {self._root} vanished")
+            self._meta_set(SELF, stat.S_IMODE(st.st_mode))
+            return
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            self._unstage(path)
+            self._meta_set(meta_file_key(path), None)
+            self._meta_set(meta_dir_key(path), stat.S_IMODE(st.st_mode))
+            return
+        not_dirs.add(path)
+        self._index.remove_directory(path)
+        self._meta.remove_directory(escape(path))
+        self._stage(path, fs, with_meta=True)
+
+    def _stage(self, path: str, fs: SafeFS, *, with_meta: bool) -> None:
+        """Record the file or symlink at path, or its absence."""
+        perm: int | None = None
+        entry: pygit2.IndexEntry | None = None
+        name = path.rpartition("/")[2]
+        try:
+            st = fs.lstat(path)
+            if stat.S_ISLNK(st.st_mode) and storable(name, is_link=True):
+                oid = self._blobs.write_bytes(fs.readlink(path))
+                entry = pygit2.IndexEntry(path, oid, FileMode.LINK)
+            elif stat.S_ISREG(st.st_mode):
+                oid, perm = self._read_file(path, fs)
+                mode = FileMode.BLOB_EXECUTABLE if perm & stat.S_IXUSR else FileMode.BLOB
+                entry = pygit2.IndexEntry(path, oid, mode)
+        except (*_GONE, _Replaced):
+            pass  # changed while we looked: that change is queued as a new event
+        except OSError as e:
+            raise SnapshotError(f"cannot read {self._root / path}: {e}") from e
+        if entry is None:
+            self._unstage(path)
+        else:
+            self._index.add(entry)
+        if with_meta:
+            keep = perm is not None and needs_meta(perm)
+            self._meta_set(meta_file_key(path), perm if keep else None)
+
+    def _read_file(self, path: str, fs: SafeFS) -> tuple[pygit2.Oid, int]:
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                fd, st = fs.open_file(path)
+            except (*_GONE, NotRegularFile) as e:
+                raise _Replaced from e
+            except OSError as e:
+                if e.errno == errno.ELOOP:  # now a symlink
+                    raise _Replaced from e
+                raise
+            try:
+                return self._blobs.write_fd(fd, st.st_size), stat.S_IMODE(st.st_mode)
+            except FileShrank:
+                continue
+            finally:
+                os.close(fd)
+        raise SnapshotError(f"{self._root / path} keeps shrinking while being read")
+
+    def _unstage(self, path: str) -> None:
+        if path in self._index:
+            self._index.remove(path)
+
+    def _meta_set(self, key: str, perm: int | None) -> None:
+        present = key in self._meta
+        if perm is None:
+            if present:
+                self._meta.remove(key)
+            return
+        oid = self._perm_oid(perm)
+        if not present or self._meta[key].id != oid:
+            self._meta.add(pygit2.IndexEntry(key, oid, FileMode.BLOB))
+
+    def _perm_oid(self, perm: int) -> pygit2.Oid:
+        oid = self._perm_oids.get(perm)
+        if oid is None:
+            oid = self._perm_oids[perm] = self._repo.create_blob(encode_perm(perm))
+        return oid
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _set_ref(self, ref: str, snapshot: Snapshot) -> None:
+        self._repo.references.create(ref, pygit2.Oid(hex=snapshot.id), force=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SnapshotError("snapshot store is closed")
+
+
+class _Replaced(Exception):
+    """The path stopped being a regular file between lstat and open."""
+
+
+def _pin_ref(name: str) -> str:
+    ref = PIN_PREFIX + name
+    if not name or not pygit2.reference_is_valid_name(ref):
+        raise ValueError(f"invalid pin name {name!r}")
+    return ref
+
+
+def _lstat(fs: SafeFS, path: str) -> os.stat_result | None:
+    try:
+        return fs.lstat(path)
+    except _GONE:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # an ancestor is now a symlink
+            return None
+        raise SnapshotError(f"cannot stat {path}: {e}") from e
+
+
+def _below_any(path: str, tops: set[str]) -> bool:
+    parent = parent_of(path)
+    while parent:
+        if parent in tops:
+            return True
+        parent = parent_of(parent)
+    return False
+
+
+def _change(path: str, old: Entry | None, new: Entry | None) -> FileChange | None:
+    if old == new:
+        return None
+    shown = new if new is not None else old
+    assert shown is not None
+    name = (path or ".") + "/" if shown.kind == DIR else path
+    if old is None:
+        kind = ChangeKind.ADDED
+    elif new is None:
+        kind = ChangeKind.DELETED
+    elif old.kind != new.kind:
+        kind = ChangeKind.TYPE_CHANGED
+    elif old.oid != new.oid:
+        kind = ChangeKind.MODIFIED
+    else:
+        kind = ChangeKind.MODE_CHANGED
+    return FileChange(
+        kind=kind,
+        path=name,
+        old_mode=old.st_mode if old is not None else 0,
+        new_mode=new.st_mode if new is not None else 0,
+    )

@@ -1,0 +1,96 @@
+"""How a snapshot is laid out inside the git store, and which names it can hold.
+
+A snapshot is one root tree with two entries:
+
+    w   the workspace files, as git records them (100644, 100755, 120000)
+    m   metadata git cannot record: exact permission bits
+
+The metadata tree mirrors the workspace's directories. Every workspace name gets a
+"_" prefix so none can collide with the "=" entry that holds a directory's own mode;
+each blob holds octal permission bits (b"750"):
+
+    m/=        the workspace root's mode
+    m/_a/=     directory a's mode (every directory has one, so empty ones survive)
+    m/_a/_f    file a/f's mode, only when git's 644/755 would lose bits
+
+Mirroring directories (rather than one flat blob) keeps the metadata incremental: a
+change rewrites one small blob and the trees above it, like the workspace tree.
+"""
+
+from __future__ import annotations
+
+import stat
+
+WORK = "w"
+META = "m"
+SELF = "="
+
+# Blobs under this size are hashed in memory by libgit2; larger ones are streamed.
+SMALL_BLOB = 64 * 1024
+
+
+def join(parent: str, name: str) -> str:
+    """Join relative paths; "" is the workspace root."""
+    return f"{parent}/{name}" if parent else name
+
+
+def parent_of(rel: str) -> str:
+    return rel.rpartition("/")[0]
+
+
+def is_under(rel: str, prefix: str) -> bool:
+    return not prefix or rel == prefix or rel.startswith(prefix + "/")
+
+
+def escape(rel: str) -> str:
+    return "/".join("_" + part for part in rel.split("/")) if rel else ""
+
+
+def meta_dir_key(rel: str) -> str:
+    return join(escape(rel), SELF)
+
+
+def meta_file_key(rel: str) -> str:
+    return escape(rel)
+
+
+def parse_meta_key(key: str) -> tuple[str, bool]:
+    """Inverse of meta_dir_key / meta_file_key: (relative path, is_directory)."""
+    parts = key.split("/")
+    is_dir = parts[-1] == SELF
+    if is_dir:
+        parts.pop()
+    if any(not p.startswith("_") for p in parts):
+        raise ValueError(f"not a metadata key: {key!r}")
+    return "/".join(p[1:] for p in parts), is_dir
+
+
+def git_perm(perm: int) -> int:
+    """The permission bits git restores for a regular file with these bits."""
+    return 0o755 if perm & stat.S_IXUSR else 0o644
+
+
+def needs_meta(perm: int) -> bool:
+    return perm != git_perm(perm)
+
+
+def encode_perm(perm: int) -> bytes:
+    return b"%o" % perm
+
+
+def decode_perm(data: bytes) -> int:
+    return int(data, 8)
+
+
+def storable(name: str, is_link: bool = False) -> bool:
+    """Whether git (CLI and libgit2) accepts this path component.
+
+    Both refuse ".git" in any case at any depth, and libgit2 always applies its NTFS
+    rules (".git.", ".git ", "git~1", ".git::$INDEX_ALLOCATION"). A workspace's own
+    top-level .git and every nested repository's .git fall under this rule, so they
+    are never read, snapshotted or restored. git also refuses a symlinked .gitmodules.
+    """
+    base = name.lower().rstrip(" .")
+    if base in (".git", "git~1") or base.startswith((".git:", "git~1:")):
+        return False
+    return not (is_link and base in (".gitmodules", "gitmod~1"))

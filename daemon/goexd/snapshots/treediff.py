@@ -1,0 +1,151 @@
+"""Per-path differences between two snapshots, from git tree diffs.
+
+libgit2 skips subtrees whose ids match, so this costs O(changed paths), not O(tree).
+The workspace diff and the metadata diff are merged into one entry per path giving
+its exact type, permission bits and content on each side.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+import pygit2
+from pygit2.enums import DeltaStatus, DiffOption, FileMode
+
+from goexd.snapshots.base import SnapshotError
+from goexd.snapshots.layout import (
+    META,
+    WORK,
+    decode_perm,
+    meta_file_key,
+    parse_meta_key,
+)
+
+FILE = "file"
+LINK = "link"
+DIR = "dir"
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # FILE, LINK or DIR
+    perm: int
+    oid: pygit2.Oid | None = None  # content of a file or symlink; None for a directory
+
+    @property
+    def st_mode(self) -> int:
+        fmt = {FILE: stat.S_IFREG, LINK: stat.S_IFLNK, DIR: stat.S_IFDIR}[self.kind]
+        return fmt | self.perm
+
+
+Change = tuple[Entry | None, Entry | None]
+
+
+@dataclass(frozen=True)
+class SnapshotTrees:
+    root: pygit2.Tree
+    work: pygit2.Tree
+    meta: pygit2.Tree
+
+
+def load(repo: pygit2.Repository, snapshot_id: str) -> SnapshotTrees:
+    try:
+        root = repo.get(snapshot_id)
+        if isinstance(root, pygit2.Tree):
+            work, meta = root[WORK], root[META]
+            if isinstance(work, pygit2.Tree) and isinstance(meta, pygit2.Tree):
+                return SnapshotTrees(root, work, meta)
+    except (KeyError, ValueError, pygit2.GitError):
+        pass
+    raise SnapshotError(f"unknown or damaged snapshot {snapshot_id!r}")
+
+
+class PermReader:
+    """Decodes metadata blobs (few distinct ones: cache by id)."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self._repo = repo
+        self._perms: dict[pygit2.Oid, int] = {}
+
+    def perm(self, oid: pygit2.Oid) -> int:
+        perm = self._perms.get(oid)
+        if perm is None:
+            blob = self._repo[oid]
+            if not isinstance(blob, pygit2.Blob):
+                raise SnapshotError(f"damaged metadata object {oid}")
+            perm = self._perms[oid] = decode_perm(blob.data)
+        return perm
+
+
+def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
+def _work_entry(tree: SnapshotTrees, mode: int, oid: pygit2.Oid, path: str, perms: PermReader) -> Entry:
+    if mode == FileMode.LINK:
+        return Entry(LINK, 0o777, oid)
+    meta = _lookup(tree.meta, meta_file_key(path))
+    perm = perms.perm(meta.id) if meta is not None else mode & 0o777
+    return Entry(FILE, perm, oid)
+
+
+def _path(f: pygit2.DiffFile) -> str:
+    return os.fsdecode(f.raw_path)
+
+
+def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, perms: PermReader) -> dict[str, Change]:
+    """path -> (old entry, new entry) for every path that differs ("" is the root)."""
+    out: dict[str, Change] = {}
+    if old.root.id == new.root.id:
+        return out
+    # Type changes as single deltas, so a path appears once per diff.
+    flags = DiffOption.INCLUDE_TYPECHANGE
+    work_modes: dict[str, tuple[tuple[int, pygit2.Oid] | None, tuple[int, pygit2.Oid] | None]] = {}
+    for d in old.work.diff_to_tree(new.work, flags=flags).deltas:
+        o = None if d.status == DeltaStatus.ADDED else (int(d.old_file.mode), d.old_file.id)
+        n = None if d.status == DeltaStatus.DELETED else (int(d.new_file.mode), d.new_file.id)
+        work_modes[_path(d.new_file if n else d.old_file)] = (o, n)
+
+    file_perms: dict[str, tuple[int | None, int | None]] = {}
+    for d in old.meta.diff_to_tree(new.meta, flags=flags).deltas:
+        o_perm = None if d.status == DeltaStatus.ADDED else perms.perm(d.old_file.id)
+        n_perm = None if d.status == DeltaStatus.DELETED else perms.perm(d.new_file.id)
+        try:
+            rel, is_dir = parse_meta_key(_path(d.new_file if n_perm is not None else d.old_file))
+        except ValueError as e:
+            raise SnapshotError(str(e)) from e
+        if is_dir:
+            o_dir = Entry(DIR, o_perm) if o_perm is not None else None
+            n_dir = Entry(DIR, n_perm) if n_perm is not None else None
+            out[rel] = (o_dir, n_dir)
+        else:
+            file_perms[rel] = (o_perm, n_perm)
+
+    for path, (o, n) in work_modes.items():
+        o_entry = _work_entry(old, o[0], o[1], path, perms) if o else None
+        n_entry = _work_entry(new, n[0], n[1], path, perms) if n else None
+        # A path that changed between file and directory also has a directory entry.
+        o_dir, n_dir = out.get(path, (None, None))
+        out[path] = (o_entry or o_dir, n_entry or n_dir)
+
+    for path, (o_perm, n_perm) in file_perms.items():
+        if path in work_modes:
+            continue  # already resolved with the content change
+        # Same content, new bits: the workspace entry is identical on both sides.
+        o_obj, n_obj = _lookup(old.work, path), _lookup(new.work, path)
+        if o_obj is None or n_obj is None:
+            raise SnapshotError(f"metadata without a file for {path!r}")
+        o_entry = Entry(FILE, o_perm if o_perm is not None else o_obj.filemode & 0o777, o_obj.id)
+        n_entry = Entry(FILE, n_perm if n_perm is not None else n_obj.filemode & 0o777, n_obj.id)
+        out[path] = (o_entry, n_entry)
+    return out
+
+
+def has_files_below(tree: pygit2.Tree, rel: str) -> bool:
+    """Whether a directory holds any file or symlink (git has no empty trees)."""
+    return not rel or _lookup(tree, rel) is not None

@@ -1,0 +1,175 @@
+"""Which workspace paths changed since the last look, from inotify.
+
+No thread: the kernel queues events while nobody reads, and a write's event is queued
+before the writing syscall returns, so draining the fd at capture time sees every
+change made so far. inotify is not recursive, so every directory gets a watch; a
+directory that appears (created or moved in) is watched and then listed, and all of
+its content reported, since files may have been created in it before the watch.
+Whenever the tracker cannot be sure (queue overflow, the root itself moved or
+deleted, out of watches) it answers "unknown" and the caller rescans everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inotify_simple import INotify
+from inotify_simple import flags as F
+
+from goexd.snapshots.layout import is_under, join, storable
+
+_EVENTS = (
+    F.CREATE | F.DELETE | F.MODIFY | F.CLOSE_WRITE | F.ATTRIB | F.MOVED_FROM | F.MOVED_TO | F.DELETE_SELF | F.MOVE_SELF
+)
+_MASK = _EVENTS | F.ONLYDIR | F.DONT_FOLLOW
+# A writer that never pauses must not keep capture() draining forever; what is left
+# stays queued for the next capture.
+_MAX_READS = 256
+
+
+@dataclass
+class Dirty:
+    """Paths that may differ from the last capture ("" is the root directory).
+
+    `subtrees` are directories that appeared whole: whatever was recorded under them
+    before is stale, and everything now under them is also in `paths`.
+    """
+
+    paths: set[str] = field(default_factory=set)
+    subtrees: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.subtrees)
+
+
+class DirtyTracker:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._ino: INotify | None = None
+        self._paths: dict[int, str] = {}  # watch descriptor -> relative dir path
+        self._sure = False
+        self._broken = False  # out of watches: stay in "unknown" until closed
+
+    @property
+    def usable(self) -> bool:
+        return not self._broken
+
+    def arm(self) -> None:
+        """(Re)start watching every directory. Changes made after this returns are
+        reported by drain(); the caller rescans the tree for anything before."""
+        self._close_fd()
+        if self._broken:
+            return
+        self._ino = INotify(nonblocking=True)
+        self._sure = self._watch_tree("", set())
+        if not self._sure:
+            self._close_fd()
+
+    def invalidate(self) -> None:
+        """Make the next drain() answer "unknown" (the caller lost track)."""
+        self._sure = False
+
+    def drain(self) -> Dirty | None:
+        """Changes since the previous drain or arm, or None for "unknown"."""
+        if self._ino is None or not self._sure:
+            return None
+        dirty = Dirty()
+        moved_out: list[int] = []
+        for _ in range(_MAX_READS):
+            events = self._ino.read(timeout=0)
+            if not events:
+                break
+            for ev in events:
+                if not self._handle(ev.wd, ev.mask, ev.name, dirty, moved_out):
+                    self._sure = False
+                    return None
+        # Watches of directories that left the workspace (a move without a matching
+        # move-in, re-watched above) would keep reporting outside paths.
+        for wd in moved_out:
+            if wd not in self._paths:
+                with contextlib.suppress(OSError):  # already gone with its directory
+                    self._ino.rm_watch(wd)
+        return dirty
+
+    def close(self) -> None:
+        self._close_fd()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _handle(self, wd: int, mask: int, name: str, dirty: Dirty, moved_out: list[int]) -> bool:
+        if mask & F.Q_OVERFLOW:
+            return False
+        if mask & F.IGNORED:
+            self._paths.pop(wd, None)
+            return True
+        base = self._paths.get(wd)
+        if base is None:
+            return True  # a watch we dropped: its directory moved out or was removed
+        if mask & (F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT):
+            # For a subdirectory the parent's event already names the path.
+            return base != ""
+        if not name:
+            dirty.paths.add(base)  # e.g. chmod of a watched directory
+            return True
+        if not storable(name):
+            return True
+        rel = join(base, name)
+        dirty.paths.add(rel)
+        if mask & F.ISDIR:
+            if mask & F.MOVED_FROM:
+                moved_out.extend(self._drop_watches(rel))
+            elif mask & (F.CREATE | F.MOVED_TO):
+                dirty.subtrees.add(rel)
+                # A move inside the workspace keeps the inodes' watches: add_watch
+                # returns the same descriptors, now filed under the new path.
+                return self._watch_tree(rel, dirty.paths)
+        return True
+
+    def _drop_watches(self, top: str) -> list[int]:
+        wds = [wd for wd, rel in self._paths.items() if is_under(rel, top)]
+        for wd in wds:
+            del self._paths[wd]
+        return wds
+
+    def _watch_tree(self, top: str, found: set[str]) -> bool:
+        """Watch top and every directory below it, then list it into `found`."""
+        assert self._ino is not None
+        stack = [top]
+        while stack:
+            rel = stack.pop()
+            path = os.path.join(self._root, rel) if rel else str(self._root)
+            try:
+                # The root may itself be a symlink (e.g. /home -> /data/home).
+                wd = self._ino.add_watch(path, _MASK if rel else _EVENTS | F.ONLYDIR)
+            except OSError as e:
+                if rel and e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue  # gone or replaced meanwhile: the parent's events say so
+                if e.errno == errno.ENOSPC:
+                    self._broken = True  # fs.inotify.max_user_watches reached
+                return False
+            self._paths[wd] = rel
+            found.add(rel)
+            try:
+                entries = os.scandir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    if not storable(entry.name):
+                        continue
+                    child = join(rel, entry.name)
+                    found.add(child)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(child)
+        return True
+
+    def _close_fd(self) -> None:
+        if self._ino is not None:
+            self._ino.close()
+            self._ino = None
+        self._paths.clear()
+        self._sure = False
