@@ -11,8 +11,6 @@
 Everything public is listed in `__all__`; the underscore modules are private.
 """
 
-from __future__ import annotations
-
 from importlib import metadata as _metadata
 
 from goex._aio import AsyncClient

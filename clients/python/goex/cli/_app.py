@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TextIO
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.status import Status
+from rich.table import Table
 
 from goex._client import Client
 from goex._protoutil import message_to_dict
@@ -123,6 +124,16 @@ class App:
         else:
             file.write(data.decode("utf-8", "replace"))
             file.flush()
+
+    def print_table(self, table: Table) -> None:
+        """Print a table; off a terminal without the cell padding that trails each line."""
+        if self.out.is_terminal:
+            self.out.print(table)
+            return
+        with self.out.capture() as captured:
+            self.out.print(table)
+        self.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        self.stdout.flush()
 
     def warn(self, message: str) -> None:
         self.err.print(f"warning: {message}", style="yellow", markup=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from rich.table import Table
+from rich.console import Group
 from rich.text import Text
 
 from goex._enums import ActionState, ChangeKind, Termination
@@ -135,11 +135,13 @@ def format_time(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def kv_grid(rows: Iterable[tuple[str, str | Text]]) -> Table:
-    """A two-column key/value block without borders."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for key, value in rows:
-        grid.add_row(key, value if isinstance(value, Text) else Text(value))
-    return grid
+def kv_grid(rows: Iterable[tuple[str, str | Text]]) -> Group:
+    """A key/value block: keys in bold, values aligned (no table padding after the values)."""
+    items = list(rows)
+    width = max((len(key) for key, _ in items), default=0)
+    lines = []
+    for key, value in items:
+        line = Text(key.ljust(width + 2), style="bold")
+        line.append_text(value if isinstance(value, Text) else Text(value))
+        lines.append(line)
+    return Group(*lines)

@@ -51,7 +51,7 @@ def cmd_health(app: App, args: argparse.Namespace) -> int:
             table.add_row(
                 Text("ok" if c.ok else "FAIL", style="green" if c.ok else "red"), Text(c.name), Text(c.detail)
             )
-        app.out.print(table)
+        app.print_table(table)
     return code
 
 

@@ -71,7 +71,7 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
             format_ms(timings.total if timings else None),
             Text(_what(a)),
         )
-    app.out.print(table)
+    app.print_table(table)
     return 0
 
 
@@ -165,7 +165,7 @@ def _render_outputs(app: App, a: Action) -> None:
             table.add_column(col)
         for row in a.sql.rows:
             table.add_row(*(Text("NULL", style="dim") if v is None else Text(v) for v in row))
-        app.out.print(table)
+        app.print_table(table)
         if a.sql.truncated:
             app.out.print(Text(f"... {a.sql.total_rows - len(a.sql.rows)} more rows", style="dim"))
     if a.http is not None and a.http.body:

@@ -145,7 +145,7 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
             Text(", ".join(s.allowed_hosts) or "-"),
             format_time(s.updated_at or s.created_at),
         )
-    app.out.print(table)
+    app.print_table(table)
     return 0
 
 

@@ -120,7 +120,7 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
             str(s.total_actions),
             format_time(s.created_at),
         )
-    app.out.print(table)
+    app.print_table(table)
     return 0
 
 

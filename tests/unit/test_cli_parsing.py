@@ -1,0 +1,312 @@
+"""CLI argument parsing, unit parsing, rendering helpers and error output (no daemon needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+import goex
+from goex.cli import _render
+from goex.cli._app import App, UsageError, limits_from_args
+from goex.cli._state import CliState
+from goex.cli._units import format_bytes, format_duration, parse_duration, parse_size
+from goex.cli.cmd_secret import parse_header, parse_query
+from goex.cli.main import build_parser, main
+from goex.v1 import actions_pb2
+from goex.v1 import types_pb2 as pb
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No real daemon, no real state file."""
+    monkeypatch.setenv("GOEX_SOCKET", str(tmp_path / "missing.sock"))
+    monkeypatch.setenv("GOEX_CLI_STATE", str(tmp_path / "cli.json"))
+    return tmp_path
+
+
+# ---------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1024", 1024),
+        ("512M", 512 * 1024**2),
+        ("512m", 512 * 1024**2),
+        ("512MiB", 512 * 1024**2),
+        ("512MB", 512 * 1024**2),
+        ("64K", 64 * 1024),
+        ("1.5G", 3 * 1024**3 // 2),
+        ("2T", 2 * 1024**4),
+        (" 8 k ", 8 * 1024),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "M", "-1M", "12X", "1.2.3", "0", "0.1"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("30", 30.0), ("1.5", 1.5), ("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0)],
+)
+def test_parse_duration(text: str, expected: float) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "s", "-3", "0", "3d", "1m30s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_formatting() -> None:
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(512 * 1024**2) == "512.0 MiB"
+    assert format_duration(0.25) == "250 ms"
+    assert format_duration(12.34) == "12.3 s"
+    assert format_duration(3725) == "1h 02m"
+    assert format_duration(None) == "-"
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_run_takes_argv_after_double_dash() -> None:
+    args = parse("run", "--detach", "--", "sh", "-c", "echo --json")
+    assert args.argv == ["--", "sh", "-c", "echo --json"]
+    assert args.detach and not getattr(args, "json", False)
+
+
+def test_run_without_double_dash_stops_at_first_word() -> None:
+    args = parse("run", "ls", "-l")
+    assert args.argv == ["ls", "-l"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "--socket", "/s", "--session", "S", "log"],
+        ["log", "--json", "--socket", "/s", "--session", "S"],
+        ["--json", "log", "--socket", "/s", "--session", "S"],
+    ],
+)
+def test_global_flags_work_before_and_after_the_command(argv: list[str]) -> None:
+    args = parse(*argv)
+    assert (args.json, args.socket, args.session) == (True, "/s", "S")
+
+
+def test_global_flags_on_nested_commands() -> None:
+    args = parse("session", "close", "--json", "--undo-all")
+    assert args.json and args.undo_all and not args.commit_all
+    args = parse("--session", "S", "secret", "put", "k", "--header", "X: {value}", "--host", "a", "--host", "b")
+    assert args.session == "S" and args.hosts == ["a", "b"]
+
+
+def test_session_open_limits() -> None:
+    args = parse("session", "open", "--fs", ".", "--timeout", "30", "--memory", "512M", "--max-procs", "64")
+    assert limits_from_args(args) == goex.Limits(timeout=30.0, memory_bytes=512 << 20, max_processes=64)
+    assert limits_from_args(parse("session", "open", "--fs", ".")) is None
+    with pytest.raises(UsageError, match="invalid size"):
+        limits_from_args(parse("session", "open", "--memory", "lots"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["session", "close", "--commit-all", "--undo-all"],
+        ["secret", "put", "k", "--env", "X", "--header", "A: b"],
+        ["log", "--state", "bogus"],
+        ["nope"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2_with_one_red_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: goex")
+    assert err.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_usage_error_in_json_mode_is_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--json", "log", "--state", "bogus"]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["error"]["code"] == "INVALID_ARGUMENT"
+    assert err == ""
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "session open" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("goex ")
+    assert main(["run", "--help"]) == 0
+    assert "128+N" in capsys.readouterr().out
+
+
+def test_secret_injection_flags() -> None:
+    assert parse_header("Authorization: Bearer {value}") == goex.Injection.header("Authorization", "Bearer {value}")
+    assert parse_header("X-Api-Key") == goex.Injection.header("X-Api-Key", "{value}")
+    assert parse_query("api_key") == goex.Injection.query("api_key", "{value}")
+    assert parse_query("key=k-{value}") == goex.Injection.query("key", "k-{value}")
+    for bad in ("", ": x", "Bad Name: x", "X:"):
+        with pytest.raises(UsageError):
+            parse_header(bad)
+
+
+def test_secret_value_never_comes_from_argv() -> None:
+    with pytest.raises(UsageError):
+        parse("secret", "put", "k", "s3cret")
+
+
+# ---------------------------------------------------------------- errors without a daemon
+
+
+def test_daemon_not_running_is_one_red_line(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
+    assert main(["health"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("error: goexd is not running")
+    assert str(isolated / "missing.sock") in err
+
+
+def test_daemon_not_running_in_json_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--json"]) == 1
+    out, err = capsys.readouterr()
+    error = json.loads(out)["error"]
+    assert error["code"] == "UNAVAILABLE"
+    assert "goexd" in error["message"]
+    assert err == ""
+
+
+def test_socket_flag_beats_the_environment(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["--socket", str(tmp_path / "other.sock"), "health"]) == 1
+    assert "other.sock" in capsys.readouterr().err
+
+
+def test_commands_needing_a_session_say_how_to_get_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["log"]) == 1
+    assert "goex session open" in capsys.readouterr().err
+    assert main(["--json", "run", "--", "true"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "FAILED_PRECONDITION"
+
+
+def test_empty_run_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--session", "S", "run", "--"]) == 2
+
+
+# ---------------------------------------------------------------- state file
+
+
+def test_state_file(isolated: Path) -> None:
+    state = CliState()
+    assert state.path == isolated / "cli.json"
+    assert state.session is None
+    state.set_session("s1")
+    assert CliState().session == "s1"
+    assert not state.forget_session("s2")
+    assert state.forget_session("s1")
+    assert state.session is None
+    state.path.write_text("{not json")
+    assert state.session is None  # damaged file: as if empty
+
+
+def test_state_path_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("GOEX_CLI_STATE")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert CliState().path == tmp_path / "xdg" / "goex" / "cli.json"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert CliState().path == tmp_path / "home" / ".local" / "state" / "goex" / "cli.json"
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+
+def action(**fields: object) -> goex.Action:
+    return goex.Action.from_proto(pb.Action(id="a1", **fields))  # type: ignore[arg-type]
+
+
+def test_emit_prints_exactly_the_response_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    app = App(argparse.Namespace(json=True))
+    msg = pb.Action(id="a1", session_id="s1", state=pb.ACTION_STATE_EXECUTED)
+    msg.exec.stdout = b"hi\n"
+    app.emit(actions_pb2.GetActionResponse(action=msg))
+    out = capsys.readouterr().out
+    data = json.loads(out)
+    assert set(data) == {"action"}
+    assert data["action"]["session_id"] == "s1"  # proto field names, not camelCase
+    assert data["action"]["state"] == "ACTION_STATE_EXECUTED"
+    assert data["action"]["exec"]["stdout"] == "aGkK"  # bytes as base64
+    assert data["action"]["exec"]["exit_code"] == 0
+
+
+def test_change_lines_are_capped_with_a_count() -> None:
+    cs = pb.ChangeSet(added=1, modified=1, deleted=1, total=1237, truncated=True)
+    cs.changes.add(kind=pb.CHANGE_KIND_ADDED, path="a.txt")
+    cs.changes.add(kind=pb.CHANGE_KIND_MODIFIED, path="b.txt")
+    cs.changes.add(kind=pb.CHANGE_KIND_DELETED, path="c.txt")
+    cs.changes.add(kind=pb.CHANGE_KIND_TYPE_CHANGED, path="link")
+    cs.changes.add(kind=pb.CHANGE_KIND_MODE_CHANGED, path="run.sh")
+    lines = [t.plain for t in _render.change_lines(goex.ChangeSet.from_proto(cs))]
+    assert lines == ["A a.txt", "M b.txt", "D c.txt", "T link", "P run.sh", "... and 1232 more"]
+    limited = [t.plain for t in _render.change_lines(goex.ChangeSet.from_proto(cs), limit=1)]
+    assert limited == ["A a.txt", "... and 1236 more"]
+    assert _render.change_lines(None) == []
+
+
+def test_paths_are_not_rich_markup() -> None:
+    cs = pb.ChangeSet(total=1)
+    cs.changes.add(kind=pb.CHANGE_KIND_ADDED, path="[red]x[/red]")
+    assert _render.change_lines(goex.ChangeSet.from_proto(cs))[0].plain == "A [red]x[/red]"
+
+
+def _exec(**fields: object) -> pb.ExecResult:
+    return pb.ExecResult(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "exec_fields", "expected"),
+    [
+        (pb.ACTION_STATE_EXECUTED, {"termination": pb.TERMINATION_EXITED, "exit_code": 0}, 0),
+        (pb.ACTION_STATE_EXECUTED, {"termination": pb.TERMINATION_EXITED, "exit_code": 3}, 3),
+        (pb.ACTION_STATE_EXECUTED, {"termination": pb.TERMINATION_SIGNALED, "signal": 9}, 137),
+        (pb.ACTION_STATE_FAILED, {"termination": pb.TERMINATION_TIMEOUT}, 124),
+        (pb.ACTION_STATE_FAILED, {"termination": pb.TERMINATION_OOM}, 125),
+        (pb.ACTION_STATE_FAILED, {"termination": pb.TERMINATION_SPAWN_FAILED}, 125),
+        (pb.ACTION_STATE_FAILED, {"termination": pb.TERMINATION_EXITED, "exit_code": 0}, 125),
+        (pb.ACTION_STATE_INTERRUPTED, None, 125),
+        (pb.ACTION_STATE_BLOCKED, None, 125),
+        (pb.ACTION_STATE_EXECUTED, None, 0),
+        (pb.ACTION_STATE_COMMITTED, {"termination": pb.TERMINATION_EXITED, "exit_code": 1}, 1),
+    ],
+)
+def test_run_exit_status(state: int, exec_fields: dict[str, object] | None, expected: int) -> None:
+    fields: dict[str, object] = {"state": state}
+    if exec_fields is not None:
+        fields["exec"] = _exec(**exec_fields)
+    assert _render.exit_status(action(**fields)) == expected
+
+
+def test_headline() -> None:
+    msg = pb.Action(id="a7", state=pb.ACTION_STATE_EXECUTED, exec=_exec(termination=pb.TERMINATION_EXITED, exit_code=2))
+    msg.timings.total.FromMilliseconds(41)
+    assert _render.action_headline(goex.Action.from_proto(msg)).plain == "action a7: executed, exit 2, 41 ms"
+    timeout = _exec(termination=pb.TERMINATION_TIMEOUT, detail="limit 1s")
+    assert _render.termination_text(goex.ExecResult.from_proto(timeout)) == "timed out (limit 1s)"
