@@ -1,0 +1,436 @@
+"""BwrapSandbox against real bubblewrap and real cgroups (no mocks), plus plan rendering."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from goexd.sandbox.base import (
+    Limits,
+    Network,
+    SandboxSpec,
+    SandboxUnavailable,
+    Stream,
+    Termination,
+)
+from goexd.sandbox.bwrap import (
+    MISSING_BWRAP,
+    BwrapSandbox,
+    HostView,
+    MountOp,
+    Op,
+    probe_host,
+    render_plan,
+)
+from goexd.sandbox.limits import (
+    RUN_PREFIX,
+    CgroupV1Enforcer,
+    CgroupV2Enforcer,
+    RlimitEnforcer,
+)
+
+# The daemon's venv python lives under /root (masked); the system one is visible.
+PY = shutil.which("python3", path="/usr/bin:/bin") or ""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> BwrapSandbox:
+    sb = BwrapSandbox()
+    try:
+        sb.check()
+    except SandboxUnavailable as e:
+        pytest.skip(str(e))
+    return sb
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    (ws / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (ws / "hello.txt").write_text("hello\n")
+    return ws
+
+
+def sh(script: str, workspace: Path | None = None, **kw: object) -> SandboxSpec:
+    return SandboxSpec(argv=["sh", "-c", script], workspace=workspace, **kw)  # type: ignore[arg-type]
+
+
+def needs_cgroups(sb: BwrapSandbox) -> None:
+    if sb.enforcer.name == "rlimit":
+        pytest.skip("no cgroup delegation here: memory and process limits are not reported")
+
+
+# --- exit status, stdin, env ------------------------------------------------------------
+
+
+def test_true_exits_zero(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(SandboxSpec(argv=["true"], workspace=None))
+    assert (r.termination, r.exit_code, r.signal) == (Termination.EXITED, 0, None)
+    assert r.limits_enforced_by == sandbox.enforcer.name
+    assert r.limits_enforced_by in {"cgroup-v1", "cgroup-v2", "rlimit"}
+
+
+def test_exit_code_is_reported(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(sh("echo out; echo err >&2; exit 3"))
+    assert (r.termination, r.exit_code) == (Termination.EXITED, 3)
+    assert (r.stdout, r.stderr) == (b"out\n", b"err\n")
+
+
+def test_death_by_signal_is_signaled(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(sh("kill -TERM $$"))
+    assert (r.termination, r.signal, r.exit_code) == (Termination.SIGNALED, 15, None)
+
+
+def test_stdin_is_fed(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(SandboxSpec(argv=["cat"], workspace=None, stdin=b"hello\x00world"))
+    assert r.stdout == b"hello\x00world"
+
+
+def test_large_stdin_and_unread_stdin_do_not_block(sandbox: BwrapSandbox) -> None:
+    big = os.urandom(3 * 1024 * 1024)
+    r = sandbox.run(SandboxSpec(argv=["wc", "-c"], workspace=None, stdin=big))
+    assert r.stdout.strip() == str(len(big)).encode()
+    r = sandbox.run(SandboxSpec(argv=["true"], workspace=None, stdin=big, limits=Limits(timeout_s=5)))
+    assert (r.termination, r.exit_code) == (Termination.EXITED, 0)
+
+
+def test_env_is_minimal_plus_spec(sandbox: BwrapSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOEX_DAEMON_ONLY", "leak")
+    r = sandbox.run(SandboxSpec(argv=["env"], workspace=None, env={"FOO": "bar baz", "LANG": "C"}))
+    env = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+    assert env["FOO"] == "bar baz"
+    assert env["LANG"] == "C"  # the spec overrides the base env
+    assert env["HOME"] == "/tmp"
+    assert env["TERM"] == "dumb"
+    assert "/usr/bin" in env["PATH"]
+    assert "GOEX_DAEMON_ONLY" not in env
+
+
+def test_missing_command_is_spawn_failed(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(SandboxSpec(argv=["/no/such/cmd"], workspace=None))
+    assert r.termination is Termination.SPAWN_FAILED
+    assert "/no/such/cmd" in r.detail
+
+
+def test_missing_workspace_is_spawn_failed_with_bwrap_message(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    r = sandbox.run(SandboxSpec(argv=["true"], workspace=tmp_path / "gone"))
+    assert r.termination is Termination.SPAWN_FAILED
+    assert "bwrap" in r.detail and "gone" in r.detail
+
+
+def test_check_names_the_package_when_bwrap_is_missing() -> None:
+    sb = BwrapSandbox(enforcer=RlimitEnforcer(), bwrap_path="/nonexistent/bwrap")
+    with pytest.raises(SandboxUnavailable) as e:
+        sb.check()
+    assert str(e.value) == MISSING_BWRAP
+
+
+def test_proxy_network_is_not_implemented_yet(sandbox: BwrapSandbox) -> None:
+    with pytest.raises(NotImplementedError, match="proxy"):
+        sandbox.run(SandboxSpec(argv=["true"], workspace=None, network=Network.PROXY))
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def test_output_streams_as_it_arrives_on_the_calling_thread(sandbox: BwrapSandbox) -> None:
+    seen: list[tuple[Stream, bytes, float, int]] = []
+    start = time.monotonic()
+
+    def sink(stream: Stream, chunk: bytes) -> None:
+        seen.append((stream, chunk, time.monotonic() - start, threading.get_ident()))
+
+    r = sandbox.run(sh("echo first; sleep 0.5; echo second >&2"), on_output=sink)
+    assert r.exit_code == 0
+    assert {t for *_, t in seen} == {threading.get_ident()}
+    first = next(s for s in seen if s[1] == b"first\n")
+    assert first[0] is Stream.STDOUT
+    assert first[2] < 0.4  # delivered before the command finished sleeping
+    assert b"".join(c for s, c, *_ in seen if s is Stream.STDERR) == r.stderr == b"second\n"
+
+
+def test_output_cap_keeps_the_head_counts_all_and_keeps_draining(sandbox: BwrapSandbox) -> None:
+    streamed = bytearray()
+    limits = Limits(output_bytes=1000, timeout_s=20)
+    script = "head -c 5000000 /dev/zero; head -c 300 /dev/zero | tr '\\0' e >&2"
+    r = sandbox.run(sh(script, limits=limits), on_output=lambda s, c: streamed.extend(c))
+    assert (r.termination, r.exit_code) == (Termination.EXITED, 0)  # never blocked on a full pipe
+    assert r.stdout == b"\0" * 1000 and r.stdout_total == 5_000_000 and r.stdout_truncated
+    assert r.stderr == b"e" * 300 and not r.stderr_truncated
+    assert len(streamed) == 1300  # only bytes within the caps are streamed
+
+
+# --- limits -----------------------------------------------------------------------------
+
+
+def test_timeout_kills_a_sleeping_command(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(sh("echo started; sleep 30", limits=Limits(timeout_s=0.5)))
+    assert r.termination is Termination.TIMEOUT
+    assert r.stdout == b"started\n"
+    assert 0.5 <= r.duration_s < 3
+
+
+def test_endless_loop_times_out(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(sh("while :; do :; done", limits=Limits(timeout_s=0.5)))
+    assert r.termination is Termination.TIMEOUT
+    assert r.duration_s < 3
+
+
+def test_timeout_kills_background_children_too(sandbox: BwrapSandbox) -> None:
+    r = sandbox.run(sh("sleep 30 & sleep 30 & wait", limits=Limits(timeout_s=0.3)))
+    assert r.termination is Termination.TIMEOUT
+    assert r.duration_s < 3
+
+
+@pytest.mark.skipif(not PY, reason="needs a system python3")
+def test_memory_hog_is_oom(sandbox: BwrapSandbox) -> None:
+    needs_cgroups(sandbox)
+    hog = "b = b'x' * (1 << 30); print(len(b))"
+    limits = Limits(memory_bytes=64 * 1024 * 1024, timeout_s=30)
+    r = sandbox.run(SandboxSpec(argv=[PY, "-c", hog], workspace=None, limits=limits))
+    assert r.termination is Termination.OOM, r
+    assert "memory" in r.detail
+    assert r.duration_s < 10
+
+
+def test_fork_bomb_is_stopped_at_once(sandbox: BwrapSandbox) -> None:
+    needs_cgroups(sandbox)
+    bomb = "f() { f | f & }; f; sleep 60"
+    r = sandbox.run(sh(bomb, limits=Limits(max_processes=64, timeout_s=30)))
+    assert r.termination is Termination.PIDS_LIMIT, r
+    assert "process limit of 64" in r.detail
+    assert r.duration_s < 2
+
+
+def test_processes_within_the_limit_are_fine(sandbox: BwrapSandbox) -> None:
+    needs_cgroups(sandbox)
+    script = "for i in 1 2 3 4 5 6 7 8; do sleep 0.2 & done; wait; echo done"
+    r = sandbox.run(sh(script, limits=Limits(max_processes=10)))
+    assert (r.termination, r.stdout) == (Termination.EXITED, b"done\n")
+
+
+def test_cancel_kills_the_run(sandbox: BwrapSandbox) -> None:
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    r = sandbox.run(sh("sleep 30"), cancel=cancel)
+    assert r.termination is Termination.CANCELLED
+    assert r.duration_s < 3
+
+
+@pytest.mark.skipif(not PY, reason="needs a system python3")
+def test_rlimit_fallback_caps_memory(tmp_path: Path) -> None:
+    sb = BwrapSandbox(enforcer=RlimitEnforcer())
+    hog = "b = b'x' * (1 << 30)"
+    limits = Limits(memory_bytes=256 * 1024 * 1024, timeout_s=30)
+    r = sb.run(SandboxSpec(argv=[PY, "-c", hog], workspace=None, limits=limits))
+    assert r.limits_enforced_by == "rlimit"
+    # RLIMIT_AS makes the allocation fail inside the program; nothing is reported as OOM.
+    assert (r.termination, r.exit_code) == (Termination.EXITED, 1)
+    assert b"MemoryError" in r.stderr
+
+
+def run_cgroup_dirs(sb: BwrapSandbox) -> list[Path]:
+    enforcer = sb.enforcer
+    if isinstance(enforcer, CgroupV1Enforcer):
+        parents = [enforcer.memory_parent, enforcer.pids_parent]
+    elif isinstance(enforcer, CgroupV2Enforcer):
+        parents = [enforcer.parent]
+    else:
+        return []
+    return [p for parent in parents for p in parent.glob(f"{RUN_PREFIX}*")]
+
+
+def test_run_cgroups_are_removed(sandbox: BwrapSandbox) -> None:
+    needs_cgroups(sandbox)
+    before = set(run_cgroup_dirs(sandbox))
+    sandbox.run(sh("sleep 30 & exit 0"))
+    sandbox.run(sh("sleep 30", limits=Limits(timeout_s=0.2)))
+    assert set(run_cgroup_dirs(sandbox)) - before == set()
+
+
+# --- concurrency and speed --------------------------------------------------------------
+
+
+def test_concurrent_runs_are_independent_and_parallel(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    results: dict[int, bytes] = {}
+
+    def one(i: int) -> None:
+        ws = tmp_path / f"ws{i}"
+        ws.mkdir()
+        r = sandbox.run(sh(f"echo {i} > mine; sleep 0.5; cat mine", workspace=ws))
+        results[i] = r.stdout
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: f"{i}\n".encode() for i in range(8)}
+    assert time.monotonic() - start < 3  # 8 x 0.5 s sequentially would be 4 s
+
+
+def test_spawn_latency(sandbox: BwrapSandbox, workspace: Path) -> None:
+    spec = SandboxSpec(argv=["true"], workspace=workspace, readonly_subpaths=[".git"])
+    durations = []
+    for _ in range(30):
+        start = time.perf_counter()
+        assert sandbox.run(spec).exit_code == 0
+        durations.append(time.perf_counter() - start)
+    # ~10 ms on an idle machine; the bound only catches gross regressions on a busy one.
+    assert statistics.median(durations) < 0.05
+
+
+# --- workspace --------------------------------------------------------------------------
+
+
+def test_workspace_writes_are_visible_on_the_host(sandbox: BwrapSandbox, workspace: Path) -> None:
+    r = sandbox.run(sh("pwd; cat hello.txt; echo new > made.txt; mkdir -p d/e", workspace=workspace))
+    assert r.stdout == b"/workspace\nhello\n"
+    assert (workspace / "made.txt").read_text() == "new\n"
+    assert (workspace / "d" / "e").is_dir()
+
+
+def test_custom_workspace_mount(sandbox: BwrapSandbox, workspace: Path) -> None:
+    spec = sh("pwd; cat hello.txt", workspace=workspace, workspace_mount="/srv/project/here")
+    r = sandbox.run(spec)
+    assert r.stdout == b"/srv/project/here\nhello\n"
+
+
+def test_git_dir_is_read_only(sandbox: BwrapSandbox, workspace: Path) -> None:
+    script = "touch .git/evil; echo x >> .git/HEAD; rm -rf .git; echo ok > other.txt"
+    r = sandbox.run(sh(script, workspace=workspace, readonly_subpaths=[".git"]))
+    assert b"Read-only file system" in r.stderr
+    assert sorted(p.name for p in (workspace / ".git").iterdir()) == ["HEAD"]
+    assert (workspace / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert (workspace / "other.txt").read_text() == "ok\n"
+
+
+def test_missing_readonly_subpath_is_skipped(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    r = sandbox.run(sh("echo fine", workspace=tmp_path, readonly_subpaths=[".git", "vendor"]))
+    assert (r.termination, r.stdout) == (Termination.EXITED, b"fine\n")
+
+
+# --- plan rendering (pure) --------------------------------------------------------------
+
+
+def dests(mounts: tuple[MountOp, ...], op: Op | None = None) -> list[str]:
+    return [m.dest for m in mounts if op is None or m.op is op]
+
+
+def index(mounts: tuple[MountOp, ...], op: Op, dest: str) -> int:
+    return next(i for i, m in enumerate(mounts) if m.op is op and m.dest == dest)
+
+
+HOST = HostView(
+    masked_dirs=("/root", "/run", "/var/lib/goexd"),
+    masked_files=("/etc/shadow", "/tmp/ws/secret.env"),
+    unix_sockets=("/run/dbus/system_bus_socket", "/tmp/x.sock", "/var/tmp/a/s.sock", "/tmp/ws/app.sock"),
+    workspace="/tmp/ws",
+    readonly_subpaths=(".git",),
+)
+
+
+def test_plan_flags_isolate_everything() -> None:
+    opts = render_plan(SandboxSpec(argv=["true"], workspace=None), HostView()).bwrap_options()
+    for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
+        assert flag in opts
+    assert opts[opts.index("--cap-drop") + 1] == "ALL"
+    assert "--share-net" not in opts
+
+
+def test_plan_mount_order() -> None:
+    plan = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST)
+    m = plan.mounts
+    assert m[0] == MountOp(Op.RO_BIND, "/", "/", why="system read-only")
+    assert dests(m, Op.DEV) == ["/dev"] and dests(m, Op.PROC) == ["/proc"]
+    tmp = index(m, Op.TMPFS, "/tmp")
+    ws = index(m, Op.BIND, "/workspace")
+    # The workspace lives under /tmp: its bind comes after /tmp and every host mask.
+    assert tmp < ws
+    assert all(i < ws for i, x in enumerate(m) if x.why == "mask" and not x.dest.startswith("/workspace"))
+    assert m[ws].source == "/tmp/ws"
+    assert index(m, Op.RO_BIND, "/workspace/.git") > ws
+    assert plan.chdir == "/workspace"
+
+
+def test_plan_masks_dirs_with_tmpfs_and_files_with_dev_null() -> None:
+    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST).mounts
+    assert MountOp(Op.TMPFS, "/var/lib/goexd", size=4096, why="mask") in m
+    assert MountOp(Op.RO_BIND, "/etc/shadow", "/dev/null", why="mask") in m
+    # Masks are made read-only at the very end, after any mount point was created in them.
+    remounts = dests(m, Op.REMOUNT_RO)
+    assert {"/root", "/run", "/var/lib/goexd"} <= set(remounts)
+    assert dests(m)[-len(remounts) :] == remounts
+
+
+def test_plan_masks_sockets_not_already_hidden() -> None:
+    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST).mounts
+    null_binds = [x.dest for x in m if x.source == "/dev/null"]
+    assert "/var/tmp/a/s.sock" in null_binds
+    assert "/run/dbus/system_bus_socket" not in null_binds  # /run is masked as a whole
+    assert "/tmp/x.sock" not in null_binds  # /tmp is a fresh tmpfs
+    # Inside the workspace, the socket and the masked file show through its mount.
+    ws = index(m, Op.BIND, "/workspace")
+    assert index(m, Op.RO_BIND, "/workspace/app.sock") > ws
+    assert index(m, Op.RO_BIND, "/workspace/secret.env") > ws
+
+
+def test_plan_never_masks_the_workspace_itself() -> None:
+    host = HostView(masked_dirs=("/srv/ws", "/srv"), workspace="/srv/ws")
+    spec = SandboxSpec(argv=["true"], workspace=Path("/srv/ws"), workspace_mount="/srv/ws")
+    m = render_plan(spec, host).mounts
+    assert dests(m, Op.TMPFS).count("/srv") == 1
+    assert "/srv/ws" not in dests(m, Op.TMPFS)
+    assert index(m, Op.BIND, "/srv/ws") > index(m, Op.TMPFS, "/srv")
+
+
+def test_plan_rebuilds_root_when_the_mount_point_is_missing() -> None:
+    host = HostView(
+        masked_dirs=("/root",),
+        workspace="/tmp/ws",
+        anchor="/",
+        anchor_entries=(("bin", "usr/bin"), ("etc", None), ("proc", None), ("root", None), ("usr", None)),
+    )
+    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), host).mounts
+    assert MountOp(Op.RO_BIND, "/", "/", why="system read-only") not in m
+    assert MountOp(Op.SYMLINK, "/bin", "usr/bin", why="rebuilt dir") in m
+    assert {"/etc", "/usr"} <= set(dests(m, Op.RO_BIND))
+    assert "/proc" not in dests(m, Op.RO_BIND) and "/root" not in dests(m, Op.RO_BIND)
+    assert m[-1] == MountOp(Op.REMOUNT_RO, "/", why="rebuilt dir read-only")
+
+
+def test_plan_env_and_chdir_without_workspace() -> None:
+    plan = render_plan(SandboxSpec(argv=["env"], workspace=None, env={"A": "1"}), HostView())
+    env = dict(plan.env)
+    assert env.pop("PATH").startswith("/usr/local/sbin:")
+    assert env == {"HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb", "A": "1"}
+    assert plan.chdir == "/tmp"
+    assert "workspace" not in [m.why for m in plan.mounts]
+    opts = plan.bwrap_options()
+    assert opts.index("--clearenv") < opts.index("--setenv")
+
+
+def test_plan_rejects_bad_paths(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="subpath"):
+        probe_host(SandboxSpec(argv=["true"], workspace=tmp_path, readonly_subpaths=["../etc"]))
+    with pytest.raises(ValueError, match="workspace_mount"):
+        render_plan(SandboxSpec(argv=["true"], workspace=tmp_path, workspace_mount="relative"), HostView())
+    with pytest.raises(ValueError, match="argv"):
+        render_plan(SandboxSpec(argv=[], workspace=None), HostView())
+
+
+def test_probe_finds_live_unix_sockets(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "live.sock"))
+        host = probe_host(SandboxSpec(argv=["true"], workspace=tmp_path))
+    assert str(tmp_path / "live.sock") in host.unix_sockets
+    assert host.workspace == str(tmp_path)
