@@ -49,7 +49,11 @@ class AsyncClient:
     """
 
     def __init__(
-        self, socket_path: str | None = None, *, target: str | None = None, timeout: float | None = None
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        target: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._target, self.socket_path = resolve_target(socket_path, target)
         self.timeout = timeout

@@ -56,7 +56,11 @@ class Client:
     """
 
     def __init__(
-        self, socket_path: str | None = None, *, target: str | None = None, timeout: float | None = None
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        target: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._target, self.socket_path = resolve_target(socket_path, target)
         self.timeout = timeout

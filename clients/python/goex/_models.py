@@ -265,7 +265,7 @@ class SqlResult(_Model[types_pb2.SqlResult]):
 @dataclass(frozen=True)
 class HttpResult(_Model[types_pb2.HttpResult]):
     status: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(hash=False)
     body: bytes  # redacted, capped
     body_truncated: bool
 
@@ -499,7 +499,7 @@ class Health(_Model[admin_pb2.GetHealthResponse]):
 @dataclass(frozen=True)
 class Stats(_Model[admin_pb2.GetStatsResponse]):
     open_sessions: int
-    actions_by_state: Mapping[str, int]
+    actions_by_state: Mapping[str, int] = field(hash=False)
     journal_bytes: int
     snapshot_store_bytes: int
     running_actions: int

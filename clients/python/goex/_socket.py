@@ -20,7 +20,7 @@ def default_socket_path() -> str:
     return f"/tmp/goex-{os.getuid()}/goexd.sock"
 
 
-def resolve_target(socket_path: str | None, target: str | None) -> tuple[str, str | None]:
+def resolve_target(socket_path: str | os.PathLike[str] | None, target: str | None) -> tuple[str, str | None]:
     """The gRPC target to dial and the socket path behind it (None for a non-Unix target)."""
     if target is not None:
         if socket_path is not None:

@@ -127,7 +127,7 @@ class Shell:
     """Run `argv` as-is inside the sandbox, cwd = the workspace (no shell unless you ask for one)."""
 
     argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)  # mappings are unhashable
     stdin: bytes = b""
 
     def __init__(self, argv: Iterable[str], env: Mapping[str, str] | None = None, stdin: bytes = b"") -> None:
@@ -148,7 +148,7 @@ class Python:
     """Run `code` with the sandbox's python3, cwd = the workspace."""
 
     code: str
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)  # mappings are unhashable
     stdin: bytes = b""
 
     def __init__(self, code: str, env: Mapping[str, str] | None = None, stdin: bytes = b"") -> None:
@@ -181,8 +181,8 @@ class Http:
 
     method: str
     path: str
-    query: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict, hash=False)  # mappings are unhashable
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)  # mappings are unhashable
     body: bytes | None = None
     json: str | None = None
 
