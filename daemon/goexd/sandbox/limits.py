@@ -149,6 +149,24 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
+def sweep_stale(parent: Path, min_age_s: float = 60.0) -> int:
+    """Remove run cgroups left behind by a daemon that died mid-run; returns how many.
+
+    Only empty ones older than `min_age_s`, so a run another daemon is just setting
+    up in the same parent is left alone.
+    """
+    removed = 0
+    now = time.time()
+    for path in parent.glob(f"{RUN_PREFIX}*"):
+        try:
+            if now - path.stat().st_mtime >= min_age_s:
+                os.rmdir(path)
+                removed += 1
+        except OSError:
+            continue  # busy (still has processes) or already gone
+    return removed
+
+
 # --- where are we: mounts and our own cgroups ------------------------------------------
 
 
@@ -260,6 +278,7 @@ class CgroupV2Enforcer:
                     "processes itself (systemd: Delegate=yes, daemon in a sub-cgroup)"
                 ) from e
         _probe_dir(parent)
+        sweep_stale(parent)
         return cls(parent)
 
     def start(self, limits: Limits) -> RunLimits:
@@ -336,6 +355,7 @@ class CgroupV1Enforcer:
             if parent is not None:
                 dirs[controller].mkdir(parents=True, exist_ok=True)
             _probe_dir(dirs[controller])
+            sweep_stale(dirs[controller])
         return cls(dirs["memory"], dirs["pids"])
 
     def start(self, limits: Limits) -> RunLimits:
