@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
 import statistics
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,27 @@ def test_proxy_network_is_not_implemented_yet(sandbox: BwrapSandbox) -> None:
         sandbox.run(SandboxSpec(argv=["true"], workspace=None, network=Network.PROXY))
 
 
+class StaleFirstProbe(BwrapSandbox):
+    """Its first look at the host names a socket that is gone by the time bwrap runs."""
+
+    probes = 0
+
+    def probe(self, spec: SandboxSpec) -> HostView:
+        host = super().probe(spec)
+        self.probes += 1
+        if self.probes == 1:
+            gone = f"/var/tmp/goex-vanished-{uuid.uuid4().hex}.sock"
+            return dataclasses.replace(host, unix_sockets=(*host.unix_sockets, gone))
+        return host
+
+
+def test_setup_failing_on_a_changed_host_is_retried_once(sandbox: BwrapSandbox) -> None:
+    sb = StaleFirstProbe(enforcer=sandbox.enforcer)
+    r = sb.run(SandboxSpec(argv=["true"], workspace=None))
+    assert (r.termination, r.exit_code) == (Termination.EXITED, 0)
+    assert sb.probes == 2
+
+
 # --- output -----------------------------------------------------------------------------
 
 
@@ -166,6 +189,28 @@ def test_output_cap_keeps_the_head_counts_all_and_keeps_draining(sandbox: BwrapS
     assert r.stdout == b"\0" * 1000 and r.stdout_total == 5_000_000 and r.stdout_truncated
     assert r.stderr == b"e" * 300 and not r.stderr_truncated
     assert len(streamed) == 1300  # only bytes within the caps are streamed
+
+
+def test_a_failing_output_sink_propagates_and_kills_the_run(sandbox: BwrapSandbox) -> None:
+    marker = f"302.{uuid.uuid4().int % 10**9}"
+
+    def sink(stream: Stream, chunk: bytes) -> None:
+        raise RuntimeError("client went away")
+
+    with pytest.raises(RuntimeError, match="client went away"):
+        sandbox.run(sh(f"echo hi; sleep {marker}"), on_output=sink)
+    assert not is_running(["sleep", marker])
+
+
+def is_running(argv: list[str]) -> bool:
+    want = "\0".join(argv).encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == want:
+                return True
+        except OSError:
+            continue  # exited meanwhile
+    return False
 
 
 # --- limits -----------------------------------------------------------------------------

@@ -432,9 +432,12 @@ class BwrapSandbox:
                 "kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns)"
             )
 
+    def probe(self, spec: SandboxSpec) -> HostView:
+        return probe_host(spec, self.always_masked)
+
     def plan(self, spec: SandboxSpec) -> Plan:
         """The plan `run(spec)` would carry out now (for logs and debugging)."""
-        return render_plan(spec, probe_host(spec, self.always_masked))
+        return render_plan(spec, self.probe(spec))
 
     def run(
         self,
@@ -443,7 +446,24 @@ class BwrapSandbox:
         cancel: threading.Event | None = None,
     ) -> ExecResult:
         started = time.monotonic()
-        plan = self.plan(spec)
+        host = self.probe(spec)
+        result = self._run_once(spec, host, on_output, cancel, started)
+        if result.termination is Termination.SPAWN_FAILED and (fresh := self.probe(spec)) != host:
+            # The host changed under the plan (a socket or masked path vanished between
+            # probing and bwrap's setup): one retry with fresh facts.
+            log.info("sandbox setup failed on a changed host, retrying: %s", result.detail)
+            result = self._run_once(spec, fresh, on_output, cancel, started)
+        return result
+
+    def _run_once(
+        self,
+        spec: SandboxSpec,
+        host: HostView,
+        on_output: OutputSink | None,
+        cancel: threading.Event | None,
+        started: float,
+    ) -> ExecResult:
+        plan = render_plan(spec, host)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sandbox plan:\n%s", plan.describe())
         if self.bwrap_path is None:
