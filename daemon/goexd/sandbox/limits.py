@@ -421,12 +421,16 @@ class _V1Run(_CgroupRun):
 class RlimitEnforcer:
     """Per-process rlimits, for daemons without cgroup delegation.
 
-    Weaker than cgroups: RLIMIT_AS caps address space (not RSS) per process, so N
-    processes may use N times the limit and programs that reserve big mappings (JVMs,
-    Go, glibc thread arenas) can fail early; RLIMIT_NPROC counts all processes of the
-    real uid (so the limit is our current count plus max_processes) and does not apply
-    to root. Hits are not reported (the command sees ENOMEM / EAGAIN) and kill_all only
-    kills the attached process: the bwrap backend's pid namespace takes the rest with it.
+    Weaker than cgroups:
+    - RLIMIT_AS caps address space (not RSS) per process: N processes may use N times
+      the limit, and programs that reserve big mappings (JVMs, Go, glibc thread arenas)
+      can fail early. tmpfs writes are not counted (the bwrap plan sizes its tmpfs).
+    - RLIMIT_NPROC counts every thread of the real uid, so the limit is their current
+      count plus max_processes (racy with the user's other processes); root ignores it.
+    - Hits are not reported: the command just sees ENOMEM / EAGAIN, so an OOM shows as
+      a failed exit and a fork bomb as a TIMEOUT.
+    - kill_all only kills the attached process: the bwrap backend's pid namespace
+      takes the rest with it.
     """
 
     name = "rlimit"
@@ -446,7 +450,7 @@ class _RlimitRun:
     def attach(self, pid: int) -> None:
         mem = self.limits.memory_bytes
         resource.prlimit(pid, resource.RLIMIT_AS, (mem, mem))
-        nproc = _processes_of_uid(os.getuid()) + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
+        nproc = _tasks_of_uid(os.getuid()) + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
         resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
         self.pid = pid
 
@@ -468,14 +472,20 @@ class _RlimitRun:
         self.pid = None
 
 
-def _processes_of_uid(uid: int) -> int:
+def _tasks_of_uid(uid: int) -> int:
+    """Threads of all processes of `uid`: what RLIMIT_NPROC actually counts."""
     count = 0
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                count += entry.stat().st_uid == uid
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
                 continue
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            count += int(fields[17])  # num_threads (field 20; comm may contain spaces)
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
     return count
 
 
