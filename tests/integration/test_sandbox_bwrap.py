@@ -479,3 +479,14 @@ def test_probe_finds_live_unix_sockets(tmp_path: Path) -> None:
         host = probe_host(SandboxSpec(argv=["true"], workspace=tmp_path))
     assert str(tmp_path / "live.sock") in host.unix_sockets
     assert host.workspace == str(tmp_path)
+
+
+def test_nul_bytes_cannot_inject_bwrap_options(sandbox: BwrapSandbox) -> None:
+    # Options reach bwrap NUL-separated: "a\0--bind\0/\0/" would add a writable root.
+    evil = "a\0--bind\0/\0/"
+    with pytest.raises(ValueError, match="NUL"):
+        sandbox.run(SandboxSpec(argv=["true"], workspace=None, env={"X": evil}))
+    with pytest.raises(ValueError, match="NUL"):
+        render_plan(SandboxSpec(argv=["true"], workspace=None), HostView(masked_files=(evil,))).bwrap_options()
+    with pytest.raises(ValueError):
+        sandbox.run(SandboxSpec(argv=["true"], workspace=None, env={"A=B": "1"}))

@@ -147,6 +147,9 @@ class Plan:
         for key, value in self.env:
             out += ["--setenv", key, value]
         out += ["--chdir", self.chdir]
+        # The options travel NUL-separated (--args): a NUL inside one would inject others.
+        if any("\0" in a for a in out):
+            raise ValueError("sandbox options must not contain NUL bytes")
         return out
 
     def describe(self) -> str:
@@ -208,6 +211,9 @@ def render_plan(spec: SandboxSpec, host: HostView) -> Plan:
     if anchor is not None:
         mounts.append(MountOp(Op.REMOUNT_RO, anchor, why="rebuilt dir read-only"))
     env = {**BASE_ENV, **spec.env}
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ValueError(f"bad environment variable {key!r}: no '=' in names, no NUL anywhere")
     chdir = mount if host.workspace is not None else "/tmp"
     return Plan(tuple(mounts), tuple(env.items()), chdir, tuple(spec.argv))
 
@@ -606,32 +612,39 @@ class _Execution:
     def _loop(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         caps = self.spec.limits.output_bytes
-        outputs = {
-            proc.stdout.fileno(): _Capture(Stream.STDOUT, proc.stdout.fileno(), caps),
-            proc.stderr.fileno(): _Capture(Stream.STDERR, proc.stderr.fileno(), caps),
-        }
-        self.captures = list(outputs.values())
-        pidfd = os.pidfd_open(proc.pid)
-        with select.epoll() as ep, contextlib.closing(_Fd(pidfd)):
-            for fd in outputs:
-                ep.register(fd, select.EPOLLIN)
-            ep.register(pidfd, select.EPOLLIN)
-            for fd in self.limits.watch_fds():
-                ep.register(fd, select.EPOLLPRI)
-            stdin_fd = self._setup_stdin(proc, ep)
-            while any(c.open for c in outputs.values()) or self.exited_at is None:
-                for fd, _ in ep.poll(self._poll_timeout()):
-                    if fd in outputs:
-                        self._read(outputs[fd], ep)
-                    elif fd == pidfd:
-                        self.exited_at = time.monotonic()
-                        ep.unregister(pidfd)
-                    elif fd == stdin_fd:
-                        stdin_fd = self._write_stdin(proc, ep)
-                self._enforce(proc)
-                if self.exited_at is not None and time.monotonic() - self.exited_at > DRAIN_GRACE_S:
-                    log.warning("sandbox output still open %.1fs after exit; giving up", DRAIN_GRACE_S)
-                    break
+        self.captures = [
+            _Capture(Stream.STDOUT, proc.stdout.fileno(), caps),
+            _Capture(Stream.STDERR, proc.stderr.fileno(), caps),
+        ]
+        pidfd = os.pidfd_open(proc.pid)  # readable once bwrap exits: no SIGCHLD games
+        try:
+            with select.epoll() as ep:
+                for c in self.captures:
+                    ep.register(c.fd, select.EPOLLIN)
+                ep.register(pidfd, select.EPOLLIN)
+                for fd in self.limits.watch_fds():
+                    ep.register(fd, select.EPOLLPRI)
+                self._pump(proc, ep, pidfd)
+        finally:
+            os.close(pidfd)
+
+    def _pump(self, proc: subprocess.Popen[bytes], ep: select.epoll, pidfd: int) -> None:
+        """Until bwrap has exited and both outputs hit EOF: move bytes, enforce limits."""
+        outputs = {c.fd: c for c in self.captures}
+        stdin_fd = self._setup_stdin(proc, ep)
+        while any(c.open for c in self.captures) or self.exited_at is None:
+            for fd, _ in ep.poll(self._poll_timeout()):
+                if fd in outputs:
+                    self._read(outputs[fd], ep)
+                elif fd == pidfd:
+                    self.exited_at = time.monotonic()
+                    ep.unregister(pidfd)
+                elif fd == stdin_fd:
+                    stdin_fd = self._write_stdin(proc, ep)
+            self._enforce(proc)
+            if self.exited_at is not None and time.monotonic() - self.exited_at > DRAIN_GRACE_S:
+                log.warning("sandbox output still open %.1fs after exit; giving up", DRAIN_GRACE_S)
+                return
 
     def _poll_timeout(self) -> float:
         if self.cause is not None or self.exited_at is not None:
@@ -726,14 +739,6 @@ class _Execution:
         if 128 < code < 128 + signal.NSIG:
             return Termination.SIGNALED, None, code - 128, f"exit status {code}: killed by signal {code - 128}"
         return Termination.EXITED, code, None, ""
-
-
-class _Fd:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def _read_status(fd: int) -> dict[str, int]:
