@@ -80,6 +80,12 @@ class GitWorkspaceStore:
         self._last: tuple[pygit2.Oid, pygit2.Oid, Snapshot] | None = None
         self._lock = threading.RLock()
         self._closed = False
+        self._full_scans = 0
+
+    @property
+    def full_scans(self) -> int:
+        """How many captures rescanned the whole workspace (for tests and benchmarks)."""
+        return self._full_scans
 
     # -- protocol ------------------------------------------------------------------
 
@@ -217,6 +223,7 @@ class GitWorkspaceStore:
         return snap
 
     def _full_scan(self) -> None:
+        self._full_scans += 1
         if self._tracker is not None:
             self._tracker.arm()  # before the walk: later changes become events
         try:
