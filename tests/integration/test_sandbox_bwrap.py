@@ -7,9 +7,11 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +35,11 @@ from goexd.sandbox.bwrap import (
 )
 from goexd.sandbox.limits import (
     RUN_PREFIX,
+    CgroupUnusable,
     CgroupV1Enforcer,
     CgroupV2Enforcer,
     RlimitEnforcer,
+    sweep_stale,
 )
 
 # The daemon's venv python lives under /root (masked); the system one is visible.
@@ -299,6 +303,100 @@ def test_run_cgroups_are_removed(sandbox: BwrapSandbox) -> None:
     sandbox.run(sh("sleep 30 & exit 0"))
     sandbox.run(sh("sleep 30", limits=Limits(timeout_s=0.2)))
     assert set(run_cgroup_dirs(sandbox)) - before == set()
+
+
+@pytest.fixture
+def private_enforcer(sandbox: BwrapSandbox) -> Iterator[CgroupV1Enforcer | CgroupV2Enforcer]:
+    """The detected cgroup backend, but creating run cgroups in a fresh parent of its own."""
+    needs_cgroups(sandbox)
+    name = f"goex-test-{uuid.uuid4().hex[:8]}"
+    enforcer: CgroupV1Enforcer | CgroupV2Enforcer
+    if isinstance(sandbox.enforcer, CgroupV1Enforcer):
+        enforcer = CgroupV1Enforcer(sandbox.enforcer.memory_parent / name, sandbox.enforcer.pids_parent / name)
+        parents = [enforcer.memory_parent, enforcer.pids_parent]
+    else:
+        assert isinstance(sandbox.enforcer, CgroupV2Enforcer)
+        enforcer = CgroupV2Enforcer(sandbox.enforcer.parent / name)
+        parents = [enforcer.parent]
+    for p in parents:
+        p.mkdir()
+    if isinstance(enforcer, CgroupV2Enforcer):
+        (enforcer.parent / "cgroup.subtree_control").write_text("+memory +pids")
+    yield enforcer
+    for p in parents:
+        p.rmdir()
+
+
+def test_run_limits_count_refused_forks_kill_all_and_clean_up(
+    private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer,
+) -> None:
+    run = private_enforcer.start(Limits(max_processes=3))
+    marker = f"30.{uuid.uuid4().int % 10**9}"
+    # `read` holds the shell until it is attached, like bwrap waiting on --args.
+    script = f"read go; for i in 1 2 3 4 5 6; do sleep {marker} & done; wait"
+    proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        run.attach(proc.pid)
+        assert run.limit_hit() is None
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        deadline = time.monotonic() + 5
+        while run.limit_hit() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert run.limit_hit() is Termination.PIDS_LIMIT
+        assert "process limit of 3" in run.describe_hit()
+        assert is_running(["sleep", marker])
+        run.kill_all()
+        proc.wait(timeout=5)
+        assert not is_running(["sleep", marker])
+    finally:
+        proc.kill()
+        proc.wait()
+        run.close()
+    assert list(private_enforcer_dirs(private_enforcer)) == []
+
+
+def private_enforcer_dirs(enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> Iterator[Path]:
+    parents = (
+        [enforcer.parent]
+        if isinstance(enforcer, CgroupV2Enforcer)
+        else [
+            enforcer.memory_parent,
+            enforcer.pids_parent,
+        ]
+    )
+    for parent in parents:
+        yield from parent.glob(f"{RUN_PREFIX}*")
+
+
+def test_sweep_removes_only_idle_run_cgroups(private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> None:
+    busy = private_enforcer.start(Limits())
+    idle = private_enforcer.start(Limits())  # as if its daemon died mid-run
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        busy.attach(proc.pid)
+        parents = {p.parent for p in private_enforcer_dirs(private_enforcer)}
+        removed = sum(sweep_stale(parent, min_age_s=0) for parent in parents)
+        assert removed == len(parents)  # the idle run's dir in each hierarchy
+        assert len(list(private_enforcer_dirs(private_enforcer))) == len(parents)  # the busy ones
+    finally:
+        proc.kill()
+        proc.wait()
+        busy.close()
+        idle.close()  # already gone: must not fail
+    assert list(private_enforcer_dirs(private_enforcer)) == []
+
+
+def test_cgroup_v2_detection_says_what_is_missing() -> None:
+    unified = Path("/sys/fs/cgroup/unified")
+    controllers = unified / "cgroup.controllers"
+    if not controllers.is_file() or "memory" in controllers.read_text().split():
+        pytest.skip("needs a hybrid host whose cgroup2 mount has no memory controller")
+    with pytest.raises(CgroupUnusable, match="not delegated"):
+        CgroupV2Enforcer.detect(unified)
+    with pytest.raises(CgroupUnusable, match="not a cgroup v2 directory"):
+        CgroupV2Enforcer.detect(Path("/sys/fs/cgroup/memory"))
 
 
 # --- concurrency and speed --------------------------------------------------------------

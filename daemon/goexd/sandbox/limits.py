@@ -258,11 +258,16 @@ class CgroupV2Enforcer:
 
     @classmethod
     def detect(cls, parent: Path | None = None) -> CgroupV2Enforcer:
+        """`parent`: the directory to create run cgroups in; default: the daemon's own cgroup."""
         mounts = [m for m in _mounts() if m.point == CGROUP_ROOT and m.fstype == "cgroup2"]
-        if not mounts:
-            raise CgroupUnusable(f"{CGROUP_ROOT} is not a cgroup2 mount")
         if parent is None:
+            if not mounts:
+                raise CgroupUnusable(f"{CGROUP_ROOT} is not a cgroup2 mount")
             parent = _host_dir(mounts[-1], _own_cgroups().get("", "/"))
+        elif mounts and parent.is_relative_to(CGROUP_ROOT):
+            parent.mkdir(parents=True, exist_ok=True)
+        if not (parent / "cgroup.controllers").is_file():
+            raise CgroupUnusable(f"{parent} is not a cgroup v2 directory")
         available = (parent / "cgroup.controllers").read_text().split()
         missing = {"memory", "pids"} - set(available)
         if missing:
