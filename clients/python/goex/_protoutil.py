@@ -46,7 +46,3 @@ def duration(seconds: float) -> Duration:
     result = Duration()
     result.FromNanoseconds(round(seconds * 1e9))
     return result
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
