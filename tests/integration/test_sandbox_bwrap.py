@@ -286,25 +286,6 @@ def test_rlimit_fallback_caps_memory(tmp_path: Path) -> None:
     assert b"MemoryError" in r.stderr
 
 
-def run_cgroup_dirs(sb: BwrapSandbox) -> list[Path]:
-    enforcer = sb.enforcer
-    if isinstance(enforcer, CgroupV1Enforcer):
-        parents = [enforcer.memory_parent, enforcer.pids_parent]
-    elif isinstance(enforcer, CgroupV2Enforcer):
-        parents = [enforcer.parent]
-    else:
-        return []
-    return [p for parent in parents for p in parent.glob(f"{RUN_PREFIX}*")]
-
-
-def test_run_cgroups_are_removed(sandbox: BwrapSandbox) -> None:
-    needs_cgroups(sandbox)
-    before = set(run_cgroup_dirs(sandbox))
-    sandbox.run(sh("sleep 30 & exit 0"))
-    sandbox.run(sh("sleep 30", limits=Limits(timeout_s=0.2)))
-    assert set(run_cgroup_dirs(sandbox)) - before == set()
-
-
 @pytest.fixture
 def private_enforcer(sandbox: BwrapSandbox) -> Iterator[CgroupV1Enforcer | CgroupV2Enforcer]:
     """The detected cgroup backend, but creating run cgroups in a fresh parent of its own."""
@@ -397,6 +378,13 @@ def test_cgroup_v2_detection_says_what_is_missing() -> None:
         CgroupV2Enforcer.detect(unified)
     with pytest.raises(CgroupUnusable, match="not a cgroup v2 directory"):
         CgroupV2Enforcer.detect(Path("/sys/fs/cgroup/memory"))
+
+
+def test_run_cgroups_are_removed(private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> None:
+    sb = BwrapSandbox(enforcer=private_enforcer)
+    assert sb.run(sh("sleep 30 & exit 0")).termination is Termination.EXITED
+    assert sb.run(sh("sleep 30", limits=Limits(timeout_s=0.2))).termination is Termination.TIMEOUT
+    assert list(private_enforcer_dirs(private_enforcer)) == []
 
 
 # --- concurrency and speed --------------------------------------------------------------
