@@ -164,7 +164,7 @@ def test_log_show_undo_commit(goex: Run, session: str) -> None:
 def test_close_refuses_then_commits(goex: Run, session: str, tmp_path: Path) -> None:
     goex("run", "--", "A:x")
     _, err = goex("session", "close", code=1)
-    assert err.startswith("error: ") and "pending" in err
+    assert err.startswith("error: ") and "pending" in err and "--commit-all" in err
     out, _ = goex("session", "close", "--commit-all")
     assert out.startswith("closed s1; committed 1 pending action")
     assert json.loads((tmp_path / "state" / "cli.json").read_text()) == {}

@@ -133,7 +133,9 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
         rows.append(("http", f"status {a.http.status}"))
     if a.timings is not None:
         t = a.timings
-        phases = [("prepare", t.prepare), ("run", t.run), ("capture", t.capture), ("total", t.total), ("undo", t.undo)]
+        # goexd may send a zero undo time for actions never undone: only show it for undone ones.
+        undo = t.undo if a.state is ActionState.UNDONE else None
+        phases = [("prepare", t.prepare), ("run", t.run), ("capture", t.capture), ("total", t.total), ("undo", undo)]
         rows.append(("timings", " · ".join(f"{name} {format_ms(v)} ms" for name, v in phases if v is not None)))
     rows.append(("created", format_time(a.created_at)))
     if a.finished_at is not None:

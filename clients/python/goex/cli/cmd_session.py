@@ -8,6 +8,7 @@ from typing import Any, Literal
 from rich.table import Table
 from rich.text import Text
 
+from goex._exceptions import FailedPrecondition
 from goex._models import Session
 from goex._specs import ResourceSpec
 from goex.cli._app import App, CliError, UsageError, add_limit_flags, limits_from_args
@@ -190,7 +191,13 @@ def cmd_describe(app: App, args: argparse.Namespace) -> int:
 def cmd_close(app: App, args: argparse.Namespace) -> int:
     session_id = _target(app, args)
     mode: Literal["commit", "undo"] | None = "commit" if args.commit_all else "undo" if args.undo_all else None
-    closed = app.client().close_session(session_id, mode)
+    try:
+        closed = app.client().close_session(session_id, mode)
+    except FailedPrecondition as exc:
+        if mode is not None or app.json:
+            raise
+        # The daemon names the RPC's modes; say which flags those are here.
+        raise CliError(f"{exc.message} (goex session close --commit-all or --undo-all)") from None
     app.state.forget_session(session_id)
     if app.json:
         app.emit(closed.proto)
