@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from goexd.sandbox.base import (
     ExecResult,
@@ -90,6 +91,7 @@ class Op(enum.StrEnum):
     TMPFS = "--tmpfs"
     REMOUNT_RO = "--remount-ro"
     SYMLINK = "--symlink"  # source is the link's target
+    DIR = "--dir"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,14 @@ class Plan:
         return "\n".join(lines)
 
 
+class Entry(NamedTuple):
+    """One entry of a directory rebuilt on tmpfs."""
+
+    name: str
+    symlink: str | None = None  # the link's target, if it is a symlink
+    empty_dir: bool = False  # recreated with --dir: no mount needed (each bind costs ~0.15 ms)
+
+
 @dataclass(frozen=True)
 class HostView:
     """The host facts a plan depends on, gathered at spawn by `probe_host`.
@@ -174,9 +184,9 @@ class HostView:
     readonly_subpaths: tuple[str, ...] = ()  # the spec's subpaths that exist, normalised
     # When the workspace mount point does not exist on the host, it cannot be created in
     # a read-only view of it: `anchor` is its nearest existing ancestor, rebuilt from its
-    # `anchor_entries` (name, symlink target or None) on a fresh tmpfs instead.
+    # `anchor_entries` on a fresh tmpfs instead.
     anchor: str | None = None
-    anchor_entries: tuple[tuple[str, str | None], ...] = ()
+    anchor_entries: tuple[Entry, ...] = ()
     fresh_mounts: tuple[str, ...] = FRESH_MOUNTS
 
 
@@ -226,10 +236,12 @@ def _root_mounts(host: HostView, anchor: str | None, hidden: Sequence[str]) -> l
     out = [] if anchor == "/" else [MountOp(Op.RO_BIND, "/", "/", why="system read-only")]
     if anchor != "/":
         out.append(MountOp(Op.TMPFS, anchor, size=4096, why="rebuilt dir"))
-    for name, target in host.anchor_entries:
-        path = posixpath.join(anchor, name)
-        if target is not None:
-            out.append(MountOp(Op.SYMLINK, path, target, why="rebuilt dir"))
+    for entry in host.anchor_entries:
+        path = posixpath.join(anchor, entry.name)
+        if entry.symlink is not None:
+            out.append(MountOp(Op.SYMLINK, path, entry.symlink, why="rebuilt dir"))
+        elif entry.empty_dir:
+            out.append(MountOp(Op.DIR, path, why="rebuilt dir (empty)"))
         elif path not in hidden:  # a masked or fresh dir gets its own mount point
             out.append(MountOp(Op.RO_BIND, path, path, why="system read-only"))
     return out
@@ -351,13 +363,23 @@ def _anchor(mount: str) -> str | None:
     return parent
 
 
-def _entries(directory: str) -> tuple[tuple[str, str | None], ...]:
+def _entries(directory: str) -> tuple[Entry, ...]:
     out = []
     with os.scandir(directory) as it:
-        for entry in it:
-            target = os.readlink(entry.path) if entry.is_symlink() else None
-            out.append((entry.name, target))
+        for e in it:
+            if e.is_symlink():
+                out.append(Entry(e.name, symlink=os.readlink(e.path)))
+            else:
+                out.append(Entry(e.name, empty_dir=e.is_dir() and _is_empty_dir(e.path)))
     return tuple(sorted(out))
+
+
+def _is_empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except OSError:
+        return False  # unreadable (e.g. lost+found): bind it, whatever is in there
 
 
 def _readonly_subpaths(workspace: str | None, subpaths: Sequence[str]) -> tuple[str, ...]:
