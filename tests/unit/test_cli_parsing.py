@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -310,3 +311,14 @@ def test_headline() -> None:
     assert _render.action_headline(goex.Action.from_proto(msg)).plain == "action a7: executed, exit 2, 41 ms"
     timeout = _exec(termination=pb.TERMINATION_TIMEOUT, detail="limit 1s")
     assert _render.termination_text(goex.ExecResult.from_proto(timeout)) == "timed out (limit 1s)"
+
+
+def test_long_change_lines_are_not_wrapped() -> None:
+    out = io.StringIO()
+    app = App(argparse.Namespace(), stdout=out)
+    path = "deep/" * 100 + "file.txt"
+    cs = pb.ChangeSet(total=1)
+    cs.changes.add(kind=pb.CHANGE_KIND_ADDED, path=path)
+    for line in _render.change_lines(goex.ChangeSet.from_proto(cs)):
+        app.out.print(line)
+    assert out.getvalue() == f"A {path}\n"

@@ -62,7 +62,8 @@ def _console(file: TextIO) -> Console:
     if not file.isatty() and "COLUMNS" not in os.environ:
         # Pipes and captured output: don't fold tables at 80 columns.
         width = 200
-    return Console(file=file, highlight=False, soft_wrap=False, width=width)
+    # soft_wrap: a long path stays on one line ("A path" must stay parseable).
+    return Console(file=file, highlight=False, soft_wrap=True, width=width)
 
 
 class App:
