@@ -91,8 +91,9 @@ def test_run_prints_output_exit_and_changes(goex: Run, session: str) -> None:
 def test_run_exit_codes(goex: Run, session: str) -> None:
     goex("run", "--", "exit:3", code=3)
     goex("run", "--", "signal:9", code=137)
-    _, err = goex("run", "--", "timeout", code=124)
+    out, err = goex("run", "--", "timeout", "A:half.txt", code=124)
     assert "rolled back" in err
+    assert out.splitlines()[1:] == ["changes before the rollback:", "A half.txt"]
     _, err = goex("run", "--", "block", code=125)
     assert "blocked: policy forbids" in err
 

@@ -184,7 +184,11 @@ def print_summary(app: App, action: Action) -> None:
             ActionState.INTERRUPTED: "interrupted (rolled back)",
         }.get(action.state, str(action.state))
         app.err.print(Text(f"{reason}: {action.error}", style="red"))
-    for line in change_lines(action.changes):
+    lines = change_lines(action.changes)
+    if lines and action.state in (ActionState.FAILED, ActionState.INTERRUPTED):
+        # The change set describes what the action did before goexd undid it.
+        app.out.print(Text("changes before the rollback:", style="dim"))
+    for line in lines:
         app.out.print(line)
     if action.is_pending and app.out.is_terminal:
         app.out.print(Text(f"pending: `goex commit` keeps it, `goex undo {action.id}` rolls it back", style="dim"))
