@@ -352,9 +352,9 @@ def probe_host(spec: SandboxSpec, always_masked: Sequence[Path] = ALWAYS_MASKED)
 
 
 def _anchor(mount: str) -> str | None:
-    """The nearest existing ancestor of `mount` if `mount` is not a directory on the host."""
-    if os.path.isdir(mount) and not os.path.islink(mount):
-        return None
+    """The nearest existing ancestor of `mount` if `mount` does not exist on the host."""
+    if os.path.lexists(mount):
+        return None  # bind onto it (if it is not a directory, bwrap's error says so)
     parent = posixpath.dirname(mount)
     while not os.path.isdir(parent):
         parent = posixpath.dirname(parent)
@@ -622,7 +622,7 @@ class _Execution:
         return proc, status_r
 
     def _send_options(self, fd: int) -> None:
-        blob = b"".join(os.fsencode(a) + b"\0" for a in self.plan.bwrap_options())
+        blob = os.fsencode("\0".join(self.plan.bwrap_options()) + "\0")
         try:
             with open(fd, "wb", closefd=True) as f:
                 f.write(blob)
