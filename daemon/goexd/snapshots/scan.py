@@ -11,11 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from goexd.snapshots.base import SnapshotError
-from goexd.snapshots.layout import SELF, join, meta_dir_key, meta_file_key, needs_meta, storable
+from goexd.snapshots.layout import SELF, meta_dir_key, meta_file_key, needs_meta, storable
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (FileNotFoundError, NotADirectoryError)
@@ -36,55 +37,66 @@ def scan_workspace(root: Path) -> TreeScan:
     except OSError as e:
         raise SnapshotError(f"workspace {root} is not readable: {e}") from e
     out.meta[SELF] = stat.S_IMODE(os.fstat(root_fd).st_mode)
-    # Each level: (relative dir, its fd, remaining entries, inside a nested repo).
-    stack: list[tuple[str, int, list[os.DirEntry[str]], bool]] = []
+    # One frame per open directory: (relative path, fd, remaining entries, nested).
+    stack: list[tuple[str, int, Iterator[os.DirEntry[str]], bool]] = []
     _push(stack, "", root_fd, False, out)
-    while stack:
-        rel, fd, entries, nested = stack[-1]
-        if not entries:
-            os.close(fd)
-            stack.pop()
-            continue
-        entry = entries.pop()
-        path = join(rel, entry.name)
-        if not storable(entry.name):
-            if entry.name != ".git":  # git skips .git itself; the rest must be excluded
-                out.refused.append(path)
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except _GONE:
-            continue  # vanished mid-scan
-        except OSError as e:
-            _close_all(stack)
-            raise SnapshotError(f"cannot stat {path}: {e}") from e
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            try:
-                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
-            except (*_GONE, FileExistsError):
-                continue
-            except OSError as e:
-                if e.errno == errno.ELOOP:  # replaced by a symlink meanwhile
+    try:
+        while stack:
+            rel, fd, entries, nested = stack[-1]
+            prefix = rel + "/" if rel else ""
+            for entry in entries:  # left early to descend; resumed afterwards
+                name = entry.name
+                path = prefix + name
+                if name[0] in ".gG" and not storable(name):
+                    if name != ".git":  # git skips .git itself; the rest must be excluded
+                        out.refused.append(path)
                     continue
-                _close_all(stack)
-                raise SnapshotError(f"cannot open directory {path}: {e}") from e
-            out.meta[meta_dir_key(path)] = stat.S_IMODE(mode)
-            _push(stack, path, child, nested, out)
-        elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-            if stat.S_ISLNK(mode) and not storable(entry.name, is_link=True):
-                out.refused.append(path)
-                continue
-            if stat.S_ISREG(mode) and needs_meta(stat.S_IMODE(mode)):
-                out.meta[meta_file_key(path)] = stat.S_IMODE(mode)
-            if nested:
-                out.nested_entries.append(path)
-        # FIFOs, sockets and devices are skipped, as git skips them.
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except _GONE:
+                    continue  # vanished mid-scan
+                except OSError as e:
+                    raise SnapshotError(f"cannot stat {path}: {e}") from e
+                if stat.S_ISDIR(mode):
+                    child = _open_dir(fd, name, path)
+                    if child is not None:
+                        out.meta[meta_dir_key(path)] = stat.S_IMODE(mode)
+                        _push(stack, path, child, nested, out)
+                        break
+                elif stat.S_ISREG(mode):
+                    perm = mode & 0o7777
+                    if perm != 0o644 and perm != 0o755 and needs_meta(perm):  # noqa: PLR1714 (hot loop)
+                        out.meta[meta_file_key(path)] = perm
+                    if nested:
+                        out.nested_entries.append(path)
+                elif stat.S_ISLNK(mode):
+                    if not storable(name, is_link=True):
+                        out.refused.append(path)
+                    elif nested:
+                        out.nested_entries.append(path)
+                # FIFOs, sockets and devices are skipped, as git skips them.
+            else:
+                os.close(fd)
+                stack.pop()
+    finally:
+        for _, fd, _, _ in stack:
+            os.close(fd)
     return out
 
 
+def _open_dir(parent_fd: int, name: str, path: str) -> int | None:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except _GONE:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # replaced by a symlink meanwhile
+            return None
+        raise SnapshotError(f"cannot open directory {path}: {e}") from e
+
+
 def _push(
-    stack: list[tuple[str, int, list[os.DirEntry[str]], bool]],
+    stack: list[tuple[str, int, Iterator[os.DirEntry[str]], bool]],
     rel: str,
     fd: int,
     nested: bool,
@@ -95,15 +107,8 @@ def _push(
             entries = list(it)
     except OSError as e:
         os.close(fd)
-        _close_all(stack)
         raise SnapshotError(f"cannot list directory {rel or '.'}: {e}") from e
     if rel and not nested and any(e.name == ".git" for e in entries):
         nested = True
         out.nested.append(rel)
-    stack.append((rel, fd, entries, nested))
-
-
-def _close_all(stack: list[tuple[str, int, list[os.DirEntry[str]], bool]]) -> None:
-    for _, fd, _, _ in stack:
-        os.close(fd)
-    stack.clear()
+    stack.append((rel, fd, iter(entries), nested))
