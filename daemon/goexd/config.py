@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from goexd.errors import SetupError
 
@@ -52,7 +52,7 @@ class SandboxConfig:
     max_memory_bytes: int = 8 * 1024 * 1024 * 1024
     max_max_processes: int = 4096
     max_output_bytes: int = 64 * 1024 * 1024
-    cgroup_parent: str = "goex"
+    cgroup_parent: str = ""  # cgroup path to create per-run cgroups under; "" = the daemon's own
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def load(
     if overrides:
         cfg = _apply(cfg, "", overrides, "command line")
     validate(cfg)
-    return cfg
+    return cast(Config, cfg)
 
 
 def validate(cfg: Config) -> None:

@@ -20,6 +20,7 @@ from goexd.engine.journal import Journal
 from goexd.errors import SetupError
 from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
+from goexd.sandbox.limits import detect_enforcer
 from goexd.server.app import build_server, set_not_serving
 
 log = logging.getLogger("goexd")
@@ -67,6 +68,7 @@ def setup_logging(cfg: config.Config) -> None:
         handlers=handlers,
         force=True,
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(cfg: config.Config) -> int:
-    sandbox = BwrapSandbox(cgroup_parent=cfg.sandbox.cgroup_parent)
+    sandbox = BwrapSandbox(detect_enforcer(cfg.sandbox.cgroup_parent or None))
     try:
         sandbox.check()
     except SandboxUnavailable as exc:

@@ -23,8 +23,8 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
+    ws = tmp_path / "projects" / "ws"  # its parent holds nothing of the daemon's
+    ws.mkdir(parents=True)
     (ws / "b.txt").write_text("bee\n")
     (ws / "keep.txt").write_text("keep\n")
     (ws / "sub").mkdir()

@@ -153,7 +153,9 @@ def test_memory_hog_and_fork_bomb_are_stopped(daemon: DaemonProcess, workspace: 
     before = fingerprint(workspace)
     session = open_fs(daemon, workspace)
     hog = shell(
-        daemon, session.id, "echo x > hog.txt; python3 -c 'b = bytearray(1 << 30); print(len(b))'",
+        daemon,
+        session.id,
+        "echo x > hog.txt; python3 -c 'b = bytearray(1 << 30); print(len(b))'",
         memory_bytes=64 << 20,
     )
     assert hog.state == pb.ACTION_STATE_FAILED
@@ -241,3 +243,23 @@ def test_sessions_in_parallel_on_different_workspaces(daemon: DaemonProcess, tmp
     assert all(a.state == pb.ACTION_STATE_EXECUTED for a in actions)
     assert all((ws / "pid.txt").exists() for ws in spaces)
     assert os.path.exists(daemon.socket)
+
+
+def test_cancel_stops_a_running_action_and_rolls_it_back(daemon: DaemonProcess, workspace: Path) -> None:
+    import time
+
+    before = fingerprint(workspace)
+    session = open_fs(daemon, workspace)
+    action = shell(daemon, session.id, "rm b.txt; echo x > started.txt; sleep 60", detach=True)
+    deadline = time.monotonic() + 30
+    while not (workspace / "started.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemon.actions.CancelAction(apb.CancelActionRequest(action_id=action.id), timeout=10)
+    while get(daemon, action.id).state not in (pb.ACTION_STATE_FAILED,) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    final = get(daemon, action.id)
+    assert final.state == pb.ACTION_STATE_FAILED
+    assert final.exec.termination == pb.TERMINATION_CANCELLED
+    assert fingerprint(workspace) == before
+    code, msg = status_of(lambda: daemon.actions.CancelAction(apb.CancelActionRequest(action_id=action.id)))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "not running" in msg

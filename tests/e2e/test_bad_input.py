@@ -30,6 +30,7 @@ def _fs(path: str) -> spb.CreateSessionRequest:
 def test_bad_workspace_paths_are_invalid_arguments(daemon: DaemonProcess, tmp_path: Path) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
+    (daemon.state_dir / "inner").mkdir()
     before = _journal_counts(daemon)
     cases = {
         str(tmp_path / "missing"): "does not exist",
@@ -37,7 +38,7 @@ def test_bad_workspace_paths_are_invalid_arguments(daemon: DaemonProcess, tmp_pa
         "/": "root",
         str(Path.home()): "home",
         str(daemon.state_dir): "state directory",
-        str(daemon.state_dir / "fs"): "state directory",
+        str(daemon.state_dir / "inner"): "state directory",
         "relative/dir": "absolute",
         "": "required",
     }
@@ -74,9 +75,7 @@ def test_malformed_requests_name_the_field(daemon: DaemonProcess, workspace: Pat
         "spec.limits.memory_bytes": lambda: daemon.actions.SubmitAction(
             apb.SubmitActionRequest(
                 session_id=session.id,
-                spec=pb.ActionSpec(
-                    shell=pb.ShellAction(argv=["true"]), limits=pb.SandboxLimits(memory_bytes=1 << 50)
-                ),
+                spec=pb.ActionSpec(shell=pb.ShellAction(argv=["true"]), limits=pb.SandboxLimits(memory_bytes=1 << 50)),
             )
         ),
         "action_id": lambda: daemon.actions.GetAction(apb.GetActionRequest(action_id="../../etc")),
@@ -159,9 +158,7 @@ def test_sql_action_and_client_inverse_are_unimplemented(daemon: DaemonProcess, 
     assert code == grpc.StatusCode.UNIMPLEMENTED and "database" in msg
     code, msg = status_of(
         lambda: daemon.actions.TestReversibility(
-            apb.TestReversibilityRequest(
-                session_id=session.id, spec=pb.ActionSpec(shell=pb.ShellAction(argv=["true"]))
-            )
+            apb.TestReversibilityRequest(session_id=session.id, spec=pb.ActionSpec(shell=pb.ShellAction(argv=["true"])))
         )
     )
     assert code == grpc.StatusCode.UNIMPLEMENTED and "inverse" in msg

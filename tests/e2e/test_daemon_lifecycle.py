@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -39,7 +38,10 @@ def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
     cfg.write_text('log_level = "debug"\n[sandbox]\ntimeout_s = 5\n')
     out = subprocess.run(
         [sys.executable, "-m", "goexd.main", "--config", str(cfg), "--memory", "256M", "--check-config"],
-        capture_output=True, text=True, env={**os.environ, "GOEXD_SANDBOX__MAX_PROCESSES": "99"}, check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOEXD_SANDBOX__MAX_PROCESSES": "99"},
+        check=True,
     ).stdout
     assert 'log_level = "debug"' in out and "timeout_s = 5.0" in out
     assert "memory_bytes = 268435456" in out and "max_processes = 99" in out
@@ -58,7 +60,10 @@ def test_missing_bwrap_is_a_clear_start_up_error(tmp_path: Path) -> None:
         (bindir / tool).symlink_to(subprocess.check_output(["which", tool], text=True).strip())
     proc = subprocess.run(
         [sys.executable, "-m", "goexd.main", "--socket", str(tmp_path / "s.sock"), "--state-dir", str(tmp_path / "st")],
-        capture_output=True, text=True, env={**os.environ, "PATH": str(bindir)}, timeout=30,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(bindir)},
+        timeout=30,
     )
     assert proc.returncode == 1
     assert "bubblewrap" in proc.stderr and "Traceback" not in proc.stderr
@@ -68,7 +73,9 @@ def test_missing_bwrap_is_a_clear_start_up_error(tmp_path: Path) -> None:
 def test_second_daemon_on_the_same_socket_refuses(daemon: DaemonProcess, tmp_path: Path) -> None:
     other = subprocess.run(
         [sys.executable, "-m", "goexd.main", "--socket", str(daemon.socket), "--state-dir", str(tmp_path / "st2")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert other.returncode == 1 and "already serving" in other.stderr
     assert daemon.admin.GetHealth(adpb.GetHealthRequest()).ok
@@ -94,8 +101,8 @@ def test_sigkill_mid_action_is_rolled_back_at_restart(tmp_path: Path, workspace:
     d = DaemonProcess(root).start()
     before = fingerprint(workspace)
     session = open_fs(d, workspace)
-    tag = f"goex-crash-{os.getpid()}"
-    action = shell(d, session.id, f"rm b.txt; echo half > started.txt; exec -a {tag} sleep 300", detach=True)
+    tag = f"sleep 300.{os.getpid()}"  # a unique command line to look for after the crash
+    action = shell(d, session.id, f"rm b.txt; echo half > started.txt; {tag}", detach=True)
     _wait_running(d, action.id, workspace / "started.txt")
     d.kill()
     deadline = time.monotonic() + 10  # the sandbox dies with the daemon

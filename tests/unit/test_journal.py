@@ -93,7 +93,13 @@ def test_seq_is_dense_under_concurrent_inserts(journal: Journal) -> None:
 
 
 def test_state_machine_has_no_exit_from_final_states() -> None:
-    finals = {ActionState.COMMITTED, ActionState.UNDONE, ActionState.FAILED, ActionState.BLOCKED, ActionState.INTERRUPTED}
+    finals = {
+        ActionState.COMMITTED,
+        ActionState.UNDONE,
+        ActionState.FAILED,
+        ActionState.BLOCKED,
+        ActionState.INTERRUPTED,
+    }
     assert {s for s, nxt in TRANSITIONS.items() if not nxt} == finals
     assert TRANSITIONS[ActionState.EXECUTED] == {ActionState.COMMITTED, ActionState.UNDONE}
 

@@ -24,6 +24,7 @@ from goexd.engine import codec
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.journal import Journal
 from goexd.engine.models import (
+    ACTIVE_STATES,
     TRANSITIONS,
     Action,
     ActionKind,
@@ -293,6 +294,14 @@ class Engine:
             return action
         return self._run(live, action)
 
+    def cancel(self, action_id: str) -> Action:
+        action = self._get(action_id)
+        event = self._cancel.get(action_id)
+        if event is None or action.state not in ACTIVE_STATES:
+            raise FailedPrecondition(f"action {action_id} is not running (it is {action.state.value})")
+        event.set()
+        return action
+
     def _pick_resource(self, session: Session, spec: ActionSpec) -> Resource:
         if spec.resource:
             for r in session.resources:
@@ -326,6 +335,9 @@ class Engine:
         started = time.monotonic()
         if self._stopping.is_set():
             self._transition(action, ActionState.INTERRUPTED, error="goexd stopped before the action started")
+            return self._get(action.id)
+        if cancel.is_set():
+            self._transition(action, ActionState.FAILED, error="cancelled before it started; nothing ran")
             return self._get(action.id)
         self._transition(action, ActionState.PREPARING)
         try:

@@ -276,8 +276,9 @@ class Journal:
         if bad:
             raise InternalError(f"unknown action columns {sorted(bad)}")
         with self._tx() as db:
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            db.execute(f"UPDATE actions SET {sets} WHERE id = ?", (*fields.values(), action_id))  # noqa: S608
+            if fields:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                db.execute(f"UPDATE actions SET {sets} WHERE id = ?", (*fields.values(), action_id))  # noqa: S608
             if note:
                 state = db.execute("SELECT state FROM actions WHERE id = ?", (action_id,)).fetchone()[0]
                 db.execute(

@@ -3,6 +3,9 @@ field; semantic checks (does the path exist, is the action pending) belong to th
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any, cast
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -25,12 +28,12 @@ from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, Stream
 from goexd.snapshots.base import ChangeSet
 
-_STATE_TO_PB = {s: pb.ActionState.Value(f"ACTION_STATE_{s.name}") for s in ActionState}
-_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
-_KIND_TO_PB = {k: pb.ActionKind.Value(f"ACTION_KIND_{k.name}") for k in ActionKind}
-_RKIND_TO_PB = {k: pb.ResourceKind.Value(f"RESOURCE_KIND_{k.name}") for k in ResourceKind}
-_STRATEGY_TO_PB = {s: pb.UndoStrategy.Value(f"UNDO_STRATEGY_{s.name}") for s in UndoStrategy}
-_STRATEGY_FROM_PB = {v: k for k, v in _STRATEGY_TO_PB.items()}
+_STATE_TO_PB = {s: cast(pb.ActionState, pb.ActionState.Value(f"ACTION_STATE_{s.name}")) for s in ActionState}
+_STATE_FROM_PB: dict[int, ActionState] = {v: k for k, v in _STATE_TO_PB.items()}
+_KIND_TO_PB = {k: cast(pb.ActionKind, pb.ActionKind.Value(f"ACTION_KIND_{k.name}")) for k in ActionKind}
+_RKIND_TO_PB = {k: cast(pb.ResourceKind, pb.ResourceKind.Value(f"RESOURCE_KIND_{k.name}")) for k in ResourceKind}
+_STRATEGY_TO_PB = {s: cast(pb.UndoStrategy, pb.UndoStrategy.Value(f"UNDO_STRATEGY_{s.name}")) for s in UndoStrategy}
+_STRATEGY_FROM_PB: dict[int, UndoStrategy] = {v: k for k, v in _STRATEGY_TO_PB.items()}
 _CHANGE_TO_PB = {
     "added": pb.CHANGE_KIND_ADDED,
     "modified": pb.CHANGE_KIND_MODIFIED,
@@ -119,39 +122,28 @@ def resource_request(msg: pb.ResourceSpec, fld: str) -> ResourceRequest:
 
 def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
     which = msg.WhichOneof("body")
-    common = {
-        "resource": msg.resource,
-        "limits": limits_request(msg.limits, f"{fld}.limits"),
-        "description": msg.description,
-    }
+    limits = limits_request(msg.limits, f"{fld}.limits")
+
+    def spec(kind: ActionKind, **body: Any) -> ActionSpec:
+        base = ActionSpec(kind, resource=msg.resource, limits=limits, description=msg.description)
+        return replace(base, **body)
+
     if which == "shell":
         if not msg.shell.argv:
             raise InvalidArgument(f"{fld}.shell.argv", "must not be empty")
         if any("\x00" in a for a in msg.shell.argv):
             raise InvalidArgument(f"{fld}.shell.argv", "arguments must not contain NUL bytes")
-        return ActionSpec(
-            ActionKind.SHELL,
-            argv=tuple(msg.shell.argv),
-            env=dict(msg.shell.env),
-            stdin=msg.shell.stdin,
-            **common,
-        )
+        return spec(ActionKind.SHELL, argv=tuple(msg.shell.argv), env=dict(msg.shell.env), stdin=msg.shell.stdin)
     if which == "python":
         if not msg.python.code.strip():
             raise InvalidArgument(f"{fld}.python.code", "must not be empty")
-        return ActionSpec(
-            ActionKind.PYTHON,
-            code=msg.python.code,
-            env=dict(msg.python.env),
-            stdin=msg.python.stdin,
-            **common,
-        )
+        return spec(ActionKind.PYTHON, code=msg.python.code, env=dict(msg.python.env), stdin=msg.python.stdin)
     if which == "sql":
-        return ActionSpec(ActionKind.SQL, extra={"sql": msg.sql.sql}, **common)
+        return spec(ActionKind.SQL, extra={"sql": msg.sql.sql})
     if which == "http":
-        return ActionSpec(ActionKind.HTTP, extra={"method": msg.http.method, "path": msg.http.path}, **common)
+        return spec(ActionKind.HTTP, extra={"method": msg.http.method, "path": msg.http.path})
     if which == "prompt":
-        return ActionSpec(ActionKind.PROMPT, extra={"prompt": msg.prompt.prompt}, **common)
+        return spec(ActionKind.PROMPT, extra={"prompt": msg.prompt.prompt})
     raise InvalidArgument(f"{fld}.body", "set one of shell, python, sql, http or prompt")
 
 
@@ -298,5 +290,5 @@ def action_pb(a: Action) -> pb.Action:
     return msg
 
 
-def state_pb(s: ActionState) -> int:
+def state_pb(s: ActionState) -> pb.ActionState:
     return _STATE_TO_PB[s]

@@ -26,7 +26,7 @@ from goexd.server import convert as cv
 Ctx = grpc.ServicerContext
 
 
-class SessionsServicer(segrpc.SessionsServicer):  # type: ignore[misc]
+class SessionsServicer(segrpc.SessionsServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -58,7 +58,7 @@ class SessionsServicer(segrpc.SessionsServicer):  # type: ignore[misc]
         )
 
 
-class ActionsServicer(agrpc.ActionsServicer):  # type: ignore[misc]
+class ActionsServicer(agrpc.ActionsServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -98,6 +98,10 @@ class ActionsServicer(agrpc.ActionsServicer):  # type: ignore[misc]
                 msg.output.CopyFrom(pb.OutputChunk(stream=cv.STREAM_TO_PB[ev.stream], data=ev.data))
             yield msg
 
+    def CancelAction(self, req: apb.CancelActionRequest, ctx: Ctx) -> apb.CancelActionResponse:
+        action = self.engine.cancel(cv.require_id(req.action_id, "action_id"))
+        return apb.CancelActionResponse(action=cv.action_pb(action))
+
     def CommitActions(self, req: apb.CommitActionsRequest, ctx: Ctx) -> apb.CommitActionsResponse:
         done = self.engine.commit(
             cv.require_id(req.session_id, "session_id"),
@@ -132,7 +136,7 @@ def raise_missing(fld: str) -> None:
 _VAULT_MISSING = "the encrypted secret vault is not built yet (secrets: put/list/delete, OAuth2, key rotation)"
 
 
-class SecretsServicer(sgrpc.SecretsServicer):  # type: ignore[misc]
+class SecretsServicer(sgrpc.SecretsServicer):
     """Every RPC answers UNIMPLEMENTED until the vault lands; none will ever return a value."""
 
     def PutSecret(self, req: spb.PutSecretRequest, ctx: Ctx) -> spb.PutSecretResponse:
@@ -151,7 +155,7 @@ class SecretsServicer(sgrpc.SecretsServicer):  # type: ignore[misc]
         raise Unimplemented(_VAULT_MISSING)
 
 
-class AdminServicer(adgrpc.AdminServicer):  # type: ignore[misc]
+class AdminServicer(adgrpc.AdminServicer):
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
 

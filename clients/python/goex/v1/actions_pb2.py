@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from goex.v1 import types_pb2 as goex_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goex/v1/actions.proto\x12\x07goex.v1\x1a\x13goex/v1/types.proto\"\x94\x01\n\x13SubmitActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12\x0e\n\x06\x64\x65tach\x18\x04 \x01(\x08\x12\x10\n\x08\x61pproval\x18\x05 \x01(\t\"7\n\x14SubmitActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"%\n\x10GetActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"4\n\x11GetActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"u\n\x12ListActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.goex.v1.ActionState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"P\n\x13ListActionsResponse\x12 \n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"C\n\x14\x43ommitActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0fup_to_action_id\x18\x02 \x01(\t\";\n\x15\x43ommitActionsResponse\x12\"\n\tcommitted\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"K\n\x11UndoActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x03 \x01(\x08\"5\n\x12UndoActionResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"\"\n\rUndoToRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"1\n\x0eUndoToResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"w\n\x18TestReversibilityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\"J\n\x19TestReversibilityResponse\x12-\n\rreversibility\x18\x01 \x01(\x0b\x32\x16.goex.v1.Reversibility2\xd6\x04\n\x07\x41\x63tions\x12K\n\x0cSubmitAction\x12\x1c.goex.v1.SubmitActionRequest\x1a\x1d.goex.v1.SubmitActionResponse\x12\x42\n\tGetAction\x12\x19.goex.v1.GetActionRequest\x1a\x1a.goex.v1.GetActionResponse\x12H\n\x0bListActions\x12\x1b.goex.v1.ListActionsRequest\x1a\x1c.goex.v1.ListActionsResponse\x12\x42\n\x0bWatchAction\x12\x1b.goex.v1.WatchActionRequest\x1a\x14.goex.v1.ActionEvent0\x01\x12N\n\rCommitActions\x12\x1d.goex.v1.CommitActionsRequest\x1a\x1e.goex.v1.CommitActionsResponse\x12\x45\n\nUndoAction\x12\x1a.goex.v1.UndoActionRequest\x1a\x1b.goex.v1.UndoActionResponse\x12\x39\n\x06UndoTo\x12\x16.goex.v1.UndoToRequest\x1a\x17.goex.v1.UndoToResponse\x12Z\n\x11TestReversibility\x12!.goex.v1.TestReversibilityRequest\x1a\".goex.v1.TestReversibilityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goex/v1/actions.proto\x12\x07goex.v1\x1a\x13goex/v1/types.proto\"\x94\x01\n\x13SubmitActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12\x0e\n\x06\x64\x65tach\x18\x04 \x01(\x08\x12\x10\n\x08\x61pproval\x18\x05 \x01(\t\"7\n\x14SubmitActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"%\n\x10GetActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"4\n\x11GetActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"u\n\x12ListActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.goex.v1.ActionState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"P\n\x13ListActionsResponse\x12 \n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"(\n\x13\x43\x61ncelActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"7\n\x14\x43\x61ncelActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"C\n\x14\x43ommitActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0fup_to_action_id\x18\x02 \x01(\t\";\n\x15\x43ommitActionsResponse\x12\"\n\tcommitted\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"K\n\x11UndoActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x03 \x01(\x08\"5\n\x12UndoActionResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"\"\n\rUndoToRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"1\n\x0eUndoToResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"w\n\x18TestReversibilityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\"J\n\x19TestReversibilityResponse\x12-\n\rreversibility\x18\x01 \x01(\x0b\x32\x16.goex.v1.Reversibility2\xa3\x05\n\x07\x41\x63tions\x12K\n\x0cSubmitAction\x12\x1c.goex.v1.SubmitActionRequest\x1a\x1d.goex.v1.SubmitActionResponse\x12\x42\n\tGetAction\x12\x19.goex.v1.GetActionRequest\x1a\x1a.goex.v1.GetActionResponse\x12H\n\x0bListActions\x12\x1b.goex.v1.ListActionsRequest\x1a\x1c.goex.v1.ListActionsResponse\x12\x42\n\x0bWatchAction\x12\x1b.goex.v1.WatchActionRequest\x1a\x14.goex.v1.ActionEvent0\x01\x12K\n\x0c\x43\x61ncelAction\x12\x1c.goex.v1.CancelActionRequest\x1a\x1d.goex.v1.CancelActionResponse\x12N\n\rCommitActions\x12\x1d.goex.v1.CommitActionsRequest\x1a\x1e.goex.v1.CommitActionsResponse\x12\x45\n\nUndoAction\x12\x1a.goex.v1.UndoActionRequest\x1a\x1b.goex.v1.UndoActionResponse\x12\x39\n\x06UndoTo\x12\x16.goex.v1.UndoToRequest\x1a\x17.goex.v1.UndoToResponse\x12Z\n\x11TestReversibility\x12!.goex.v1.TestReversibilityRequest\x1a\".goex.v1.TestReversibilityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,22 +46,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTACTIONSRESPONSE']._serialized_end=555
   _globals['_WATCHACTIONREQUEST']._serialized_start=557
   _globals['_WATCHACTIONREQUEST']._serialized_end=596
-  _globals['_COMMITACTIONSREQUEST']._serialized_start=598
-  _globals['_COMMITACTIONSREQUEST']._serialized_end=665
-  _globals['_COMMITACTIONSRESPONSE']._serialized_start=667
-  _globals['_COMMITACTIONSRESPONSE']._serialized_end=726
-  _globals['_UNDOACTIONREQUEST']._serialized_start=728
-  _globals['_UNDOACTIONREQUEST']._serialized_end=803
-  _globals['_UNDOACTIONRESPONSE']._serialized_start=805
-  _globals['_UNDOACTIONRESPONSE']._serialized_end=858
-  _globals['_UNDOTOREQUEST']._serialized_start=860
-  _globals['_UNDOTOREQUEST']._serialized_end=894
-  _globals['_UNDOTORESPONSE']._serialized_start=896
-  _globals['_UNDOTORESPONSE']._serialized_end=945
-  _globals['_TESTREVERSIBILITYREQUEST']._serialized_start=947
-  _globals['_TESTREVERSIBILITYREQUEST']._serialized_end=1066
-  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_start=1068
-  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_end=1142
-  _globals['_ACTIONS']._serialized_start=1145
-  _globals['_ACTIONS']._serialized_end=1743
+  _globals['_CANCELACTIONREQUEST']._serialized_start=598
+  _globals['_CANCELACTIONREQUEST']._serialized_end=638
+  _globals['_CANCELACTIONRESPONSE']._serialized_start=640
+  _globals['_CANCELACTIONRESPONSE']._serialized_end=695
+  _globals['_COMMITACTIONSREQUEST']._serialized_start=697
+  _globals['_COMMITACTIONSREQUEST']._serialized_end=764
+  _globals['_COMMITACTIONSRESPONSE']._serialized_start=766
+  _globals['_COMMITACTIONSRESPONSE']._serialized_end=825
+  _globals['_UNDOACTIONREQUEST']._serialized_start=827
+  _globals['_UNDOACTIONREQUEST']._serialized_end=902
+  _globals['_UNDOACTIONRESPONSE']._serialized_start=904
+  _globals['_UNDOACTIONRESPONSE']._serialized_end=957
+  _globals['_UNDOTOREQUEST']._serialized_start=959
+  _globals['_UNDOTOREQUEST']._serialized_end=993
+  _globals['_UNDOTORESPONSE']._serialized_start=995
+  _globals['_UNDOTORESPONSE']._serialized_end=1044
+  _globals['_TESTREVERSIBILITYREQUEST']._serialized_start=1046
+  _globals['_TESTREVERSIBILITYREQUEST']._serialized_end=1165
+  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_start=1167
+  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_end=1241
+  _globals['_ACTIONS']._serialized_start=1244
+  _globals['_ACTIONS']._serialized_end=1919
 # @@protoc_insertion_point(module_scope)

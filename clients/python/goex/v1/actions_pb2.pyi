@@ -65,6 +65,18 @@ class WatchActionRequest(_message.Message):
     action_id: str
     def __init__(self, action_id: _Optional[str] = ...) -> None: ...
 
+class CancelActionRequest(_message.Message):
+    __slots__ = ("action_id",)
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    def __init__(self, action_id: _Optional[str] = ...) -> None: ...
+
+class CancelActionResponse(_message.Message):
+    __slots__ = ("action",)
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    action: _types_pb2.Action
+    def __init__(self, action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ...) -> None: ...
+
 class CommitActionsRequest(_message.Message):
     __slots__ = ("session_id", "up_to_action_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,11 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.WatchActionRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_types__pb2.ActionEvent.FromString,
                 _registered_method=True)
+        self.CancelAction = channel.unary_unary(
+                '/goex.v1.Actions/CancelAction',
+                request_serializer=goex_dot_v1_dot_actions__pb2.CancelActionRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.CancelActionResponse.FromString,
+                _registered_method=True)
         self.CommitActions = channel.unary_unary(
                 '/goex.v1.Actions/CommitActions',
                 request_serializer=goex_dot_v1_dot_actions__pb2.CommitActionsRequest.SerializeToString,
@@ -104,6 +109,13 @@ class ActionsServicer:
 
     def WatchAction(self, request, context):
         """State changes and output chunks of one action, until it leaves the running phase.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAction(self, request, context):
+        """Stops a running (or queued) action; it ends FAILED with termination CANCELLED and is rolled back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +173,11 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.WatchAction,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.WatchActionRequest.FromString,
                     response_serializer=goex_dot_v1_dot_types__pb2.ActionEvent.SerializeToString,
+            ),
+            'CancelAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAction,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.CancelActionRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.CancelActionResponse.SerializeToString,
             ),
             'CommitActions': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitActions,
@@ -293,6 +310,33 @@ class Actions:
             '/goex.v1.Actions/WatchAction',
             goex_dot_v1_dot_actions__pb2.WatchActionRequest.SerializeToString,
             goex_dot_v1_dot_types__pb2.ActionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/CancelAction',
+            goex_dot_v1_dot_actions__pb2.CancelActionRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.CancelActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
