@@ -573,3 +573,38 @@ def test_restore_any_earlier_snapshot(
     watch_mode: bool, steps: list[list[tuple[str, str, object]]], order: list[int]
 ) -> None:
     _property_run(watch_mode, steps, order)
+
+
+def test_capture_while_files_churn(store: GitWorkspaceStore, ws: Path) -> None:
+    """Paths vanishing mid-scan and files growing mid-read must not break capture."""
+    write(ws / "stable.txt", "s")
+    store.capture()
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            d = ws / f"tmp{i % 3}"
+            with contextlib.suppress(OSError):
+                (d / "a/b").mkdir(parents=True, exist_ok=True)
+                write(d / "a/b/f", os.urandom(i % 200))
+                with open(ws / "growing.log", "ab") as f:
+                    f.write(b"x" * 1000)
+                if i % 2:
+                    shutil.rmtree(d)
+            i += 1
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(30):
+            store.capture()
+    finally:
+        stop.set()
+        worker.join()
+    settled, fp = store.capture(), fingerprint(ws)
+    assert store.full_scan() == settled  # incremental tracking kept up
+    shutil.rmtree(ws / "tmp0", ignore_errors=True)
+    write(ws / "stable.txt", "changed")
+    store.capture()
+    assert_restores(store, ws, settled, fp)

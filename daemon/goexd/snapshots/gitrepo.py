@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pygit2
@@ -40,7 +41,9 @@ CONFIG: dict[str, str | bool | int] = {
 # Overrides any .gitattributes in the workspace: content is stored byte for byte.
 ATTRIBUTES = "* -text -eol -crlf -filter -ident -working-tree-encoding\n"
 
-_ADD_ATTEMPTS = 3
+# git dies when a file vanishes between its readdir and lstat; under heavy churn a
+# few quick retries get through.
+_ADD_ATTEMPTS = 8
 
 
 def open_repo(git_dir: Path) -> pygit2.Repository:
@@ -93,9 +96,10 @@ def add_all(git_dir: Path, workspace: Path, exclude: list[str]) -> None:
     if specs:
         cmd += ["--pathspec-from-file=-", "--pathspec-file-nul"]
     err = b""
-    for _ in range(_ADD_ATTEMPTS):  # a file vanishing mid-add fails the command
+    for attempt in range(_ADD_ATTEMPTS):
         proc = subprocess.run(cmd, input=specs, capture_output=True, env=_env(), check=False)
         if proc.returncode == 0:
             return
         err = proc.stderr
+        time.sleep(0.002 * attempt)
     raise SnapshotError(f"git add failed in {workspace}: {err.decode(errors='replace').strip()}")
