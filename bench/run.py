@@ -115,7 +115,7 @@ def bench_baseline(ws: Path, reps: int, scratch: Path) -> tuple[list[float], lis
             git("add", "-A")
             git("commit", "-q", "-m", "pre-action")
             subprocess.run(
-                [*BWRAP, "--bind", str(ws), "/workspace", "--chdir", "/workspace", "sh", "-c", ACTION],
+                [*BWRAP, "--bind", str(ws), str(ws), "--chdir", str(ws), "sh", "-c", ACTION],
                 check=True,
                 capture_output=True,
             )
