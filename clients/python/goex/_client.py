@@ -246,6 +246,16 @@ class Client:
         finally:
             call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
 
+    def cancel(self, action_id: str) -> Action:
+        """Stop a running (or queued) action: it ends FAILED, termination CANCELLED, rolled back.
+
+        Returns the action as it was when the cancel was delivered; follow it with
+        `watch_action` or `get_action` for the outcome. Raises FailedPrecondition when
+        the action is no longer running.
+        """
+        req = actions_pb2.CancelActionRequest(action_id=action_id)
+        return Action.from_proto(self._call(_rpc.CANCEL_ACTION, req).action)
+
     def commit(self, session_id: str, *, up_to: str | None = None) -> list[Action]:
         """Commit pending actions up to and including `up_to` (all when None)."""
         req = actions_pb2.CommitActionsRequest(session_id=session_id, up_to_action_id=up_to or "")

@@ -1,4 +1,4 @@
-"""goex run -- ARGV... / goex python CODE: run an action in the current session."""
+"""goex run -- ARGV... / goex python CODE: run an action in the current session; goex cancel ACTION."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.text import Text
 
 from goex._client import Client
 from goex._enums import ActionState, OutputStream
+from goex._exceptions import FailedPrecondition
 from goex._models import Action, OutputEvent, StateEvent
 from goex._specs import ActionBody, Python, Shell
 from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError, add_limit_flags, limits_from_args
@@ -26,7 +27,9 @@ exit status:
           memory or process limit, failed or was interrupted (rolled back)
   0       with --detach: the action was accepted
   1       goex error (daemon not running, unknown session, ...); 2: usage error
-  130     interrupted (Ctrl-C); the action may still finish in goexd
+  130     interrupted (Ctrl-C): when the output is followed live (stdout is a terminal)
+          goex cancels the action, which is rolled back; otherwise (--json, or output
+          to a pipe) it may still finish in goexd: `goex cancel ACTION` stops it
 
 The command's stdout and stderr are passed through (live when stdout is a terminal),
 then a summary follows on stdout: the action's state and exit status, and its file
@@ -64,6 +67,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _add_action_flags(py)
     py.add_argument("code", metavar="CODE")
     py.set_defaults(handler=cmd_python)
+
+    c = sub.add_parser(
+        "cancel",
+        parents=[common],
+        help="stop a running or queued action (it is rolled back)",
+        description="Ask goexd to stop ACTION. It ends failed (termination cancelled) and its "
+        "changes are rolled back. Waits a few seconds for that outcome and prints it; with "
+        "--json prints the CancelAction response (the action as it was when the cancel arrived).",
+    )
+    c.add_argument("action", metavar="ACTION", help="action id")
+    c.set_defaults(handler=cmd_cancel)
 
 
 def _add_action_flags(p: argparse.ArgumentParser) -> None:
@@ -120,9 +134,7 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         try:
             action, streamed = _follow(app, client, accepted)
         except KeyboardInterrupt:
-            raise _interrupted(
-                f"interrupted; action {accepted.id} keeps running in goexd (see `goex show {accepted.id}`)"
-            ) from None
+            raise _cancel_interrupted(client, accepted.id) from None
 
     if app.json:
         app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
@@ -137,6 +149,50 @@ def _interrupted(message: str) -> CliError:
     return CliError(message, code="CANCELLED", exit_code=EXIT_INTERRUPTED)
 
 
+def _cancel_interrupted(client: Client, action_id: str) -> CliError:
+    """Ctrl-C while following an action live: cancel it, wait for the rollback, say so."""
+    try:
+        try:
+            client.cancel(action_id)
+        except FailedPrecondition:
+            # It finished between the Ctrl-C and the cancel: nothing was stopped.
+            done = client.get_action(action_id)
+            hint = f"; `goex undo {action_id}` rolls it back" if done.is_pending else ""
+            return _interrupted(f"interrupted; action {action_id} had already finished ({done.state}){hint}")
+        final = _settle(client, client.get_action(action_id))
+    except KeyboardInterrupt:
+        return _interrupted(f"interrupted again; action {action_id} may still be running (`goex show {action_id}`)")
+    if final.state.is_active:
+        return _interrupted(f"interrupted; asked goexd to cancel action {action_id}, which is still {final.state}")
+    return _interrupted(f"interrupted; cancelled action {action_id} ({final.state}, rolled back)")
+
+
+def _settle(client: Client, action: Action) -> Action:
+    """Poll until the action leaves the active states, for at most _SETTLE_S."""
+    deadline = time.monotonic() + _SETTLE_S
+    while action.state.is_active and time.monotonic() < deadline:
+        time.sleep(0.05)
+        action = client.get_action(action.id)
+    return action
+
+
+def cmd_cancel(app: App, args: argparse.Namespace) -> int:
+    client = app.client()
+    delivered = client.cancel(args.action)
+    if app.json:
+        app.emit(actions_pb2.CancelActionResponse(action=delivered.proto))
+        return 0
+    with app.spinner("cancelling…"):
+        final = _settle(client, delivered)
+    if final.state.is_active:
+        app.out.print(Text(f"cancel sent; action {final.id} is still {final.state} (see `goex show {final.id}`)"))
+        return 0
+    app.out.print(action_headline(final))
+    if final.error:
+        app.err.print(Text(final.error, style="dim"))
+    return 0
+
+
 def _follow(app: App, client: Client, accepted: Action) -> tuple[Action, dict[OutputStream, bool]]:
     """Stream the action's output live, then fetch its final state."""
     streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
@@ -149,12 +205,7 @@ def _follow(app: App, client: Client, accepted: Action) -> tuple[Action, dict[Ou
                 spinner.stop()
                 streamed[event.stream] = True
                 app.write_raw(event.data, stderr=event.stream is OutputStream.STDERR)
-    action = client.get_action(accepted.id)
-    deadline = time.monotonic() + _SETTLE_S
-    while action.state.is_active and time.monotonic() < deadline:
-        time.sleep(0.1)
-        action = client.get_action(accepted.id)
-    return action, streamed
+    return _settle(client, client.get_action(accepted.id)), streamed
 
 
 def print_outputs(app: App, action: Action, streamed: dict[OutputStream, bool]) -> None:
