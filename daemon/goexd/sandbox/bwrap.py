@@ -645,7 +645,8 @@ class _Execution:
                     ep.register(c.fd, select.EPOLLIN)
                 ep.register(pidfd, select.EPOLLIN)
                 for fd in self.limits.watch_fds():
-                    ep.register(fd, select.EPOLLPRI)
+                    # Edge-triggered: one wake-up per change, even once we stop reading them.
+                    ep.register(fd, select.EPOLLPRI | select.EPOLLET)
                 self._pump(proc, ep, pidfd)
         finally:
             os.close(pidfd)
