@@ -8,10 +8,8 @@ import pytest
 from tests.daemon_process import DaemonProcess
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    root = tmp_path / "daemon"
-    root.mkdir()
+def _serve(root: Path) -> Iterator[DaemonProcess]:
+    root.mkdir(exist_ok=True)
     proc = DaemonProcess(root).start()
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:
@@ -19,6 +17,18 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
         assert code == 0, f"goexd exited with {code} on SIGTERM:\n{proc.log()}"
     # An unexpected internal error is logged with its traceback: none may happen in these tests.
     assert "Traceback" not in proc.log(), proc.log()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    yield from _serve(tmp_path / "daemon")
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One goexd for a whole test module: cheaper than `daemon` when each test opens its
+    sessions over its own `workspace` (a workspace is held by one open session at a time)."""
+    yield from _serve(tmp_path_factory.mktemp("goexd"))
 
 
 @pytest.fixture
