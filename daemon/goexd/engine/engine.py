@@ -408,8 +408,8 @@ class Engine:
                 codec.timings_to_json(
                     Timings(
                         prepare_s=prepared - started,
-                        run_s=result.duration_s if result else ran - prepared,
-                        capture_s=now - ran,
+                        run_s=result.duration_s if result else ran - prepared - outcome.capture_s,
+                        capture_s=outcome.capture_s,
                         total_s=now - started,
                     )
                 )

@@ -29,6 +29,7 @@ class Outcome:
     exec: ExecResult | None
     changes: ChangeSet | None
     checkpoint_extra: Checkpoint = field(default_factory=dict)
+    capture_s: float = 0.0  # time spent recording the post-action state and the change set
 
 
 @dataclass(frozen=True)

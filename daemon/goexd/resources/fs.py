@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,9 +113,12 @@ class FsVersionedResource:
             on_output=on_output,
             cancel=cancel,
         )
+        started = time.monotonic()
         post = self._store.capture()
         changes = self._store.changes(Snapshot(checkpoint["pre"]), post, limit=self._change_limit)
-        return Outcome(exec=result, changes=changes, checkpoint_extra={"post": post.id})
+        return Outcome(
+            exec=result, changes=changes, checkpoint_extra={"post": post.id}, capture_s=time.monotonic() - started
+        )
 
     @staticmethod
     def _argv(spec: ActionSpec) -> list[str]:
