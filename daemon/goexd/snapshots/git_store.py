@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 import pygit2
-from pygit2.enums import FileMode
+from pygit2.enums import DeltaStatus, FileMode
 
 from goexd.snapshots.apply import apply_changes
 from goexd.snapshots.base import (
@@ -34,7 +34,7 @@ from goexd.snapshots.base import (
     Snapshot,
     SnapshotError,
 )
-from goexd.snapshots.gitrepo import add_all, open_repo
+from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo
 from goexd.snapshots.layout import (
     META,
     SELF,
@@ -45,11 +45,12 @@ from goexd.snapshots.layout import (
     meta_file_key,
     needs_meta,
     parent_of,
+    parse_meta_key,
     storable,
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.safefs import NotRegularFile, SafeFS
-from goexd.snapshots.scan import scan_workspace
+from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
 from goexd.snapshots.treediff import DIR, Entry, PermReader, diff, has_files_below, load
 from goexd.snapshots.watch import Dirty, DirtyTracker
 
@@ -60,6 +61,7 @@ PRE_RESTORE_REF = "refs/goexd/pre-restore"
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
+_ADD_ATTEMPTS = 8
 
 
 class GitWorkspaceStore:
@@ -240,23 +242,124 @@ class GitWorkspaceStore:
         if self._tracker is not None:
             self._tracker.arm()  # before the walk: later changes become events
         try:
+            prev_work = self._last[0] if self._last is not None else None
             scan = scan_workspace(self._root)
-            add_all(self._git_dir, self._root, scan.refused + scan.nested)
+            raced = self._git_add(scan)
             self._index.read(force=True)
-            if scan.nested:
+            with SafeFS(self._root).batch() as fs:
                 # git would record a nested repository as a bare gitlink: stage its
                 # files here instead (its .git stays out, like every .git).
-                with SafeFS(self._root).batch() as fs:
-                    for top in scan.nested:
-                        self._index.remove_directory(top)
-                    for path in scan.nested_entries:
-                        self._stage(path, fs, with_meta=False)
-                self._index_dirty = True
+                tops = scan.nested + raced
+                staged = self._stage_trees(tops, scan.meta, fs)
+                self._reconcile(prev_work, tops, staged, scan.meta, fs)
             self._rebuild_meta(scan.meta)
         except BaseException:
             if self._tracker is not None:
                 self._tracker.invalidate()
             raise
+
+    def _git_add(self, scan: TreeScan) -> list[str]:
+        """`git add -A -f`. git dies when a file vanishes under it: the directory it
+        tripped over is then excluded and returned, for _stage_trees to take over."""
+        raced: list[str] = []
+        for _ in range(_ADD_ATTEMPTS):
+            try:
+                add_all(self._git_dir, self._root, scan.refused + scan.nested + raced)
+                return raced
+            except VanishedDuringAdd as e:
+                top = parent_of(e.path)
+                raced.append(e.path if not top or top in raced else top)
+        raise SnapshotError(f"{self._root} keeps changing under git add")
+
+    def _stage_trees(self, tops: list[str], meta: dict[str, int], fs: SafeFS) -> list[str]:
+        """Stage what is now at and below each of `tops` from here rather than git;
+        returns the staged paths and refreshes their metadata in `meta`."""
+        staged: list[str] = []
+        for top in tops:
+            self._index.remove_directory(top)
+            self._unstage(top)
+            try:
+                top_fd = os.dup(fs.dir_fd(top))
+            except OSError as e:
+                if not isinstance(e, _GONE) and e.errno != errno.ELOOP:
+                    raise SnapshotError(f"cannot open directory {top}: {e}") from e
+                meta.pop(meta_dir_key(top), None)  # it is something else now
+                self._stage(top, _lstat(fs, top), fs, with_meta=False)
+                staged.append(top)
+                continue
+            sub = scan_tree(top_fd, top, collect=True)
+            meta.update(sub.meta)
+            for path, st in sub.entries:
+                self._stage(path, st, fs, with_meta=False)
+                staged.append(path)
+        return staged
+
+    def _reconcile(
+        self, prev_work: pygit2.Oid | None, tops: list[str], staged: list[str], meta: dict[str, int], fs: SafeFS
+    ) -> None:
+        """Make the index and the walk's metadata describe one state.
+
+        git ran after the walk, so a racing change can leave a file whose directory
+        the walk never saw, a path recorded as both file and directory, or a gitlink
+        for a repository created meanwhile. Only paths that changed since the last
+        snapshot (a tree diff) and those staged here can be affected.
+        """
+        work = self._repo[self._index.write_tree(self._repo)]
+        base = self._repo[prev_work] if prev_work is not None else self._repo[self._empty_tree()]
+        assert isinstance(work, pygit2.Tree) and isinstance(base, pygit2.Tree)
+        paths = list(staged)
+        gitlinks: list[str] = []
+        for d in base.diff_to_tree(work).deltas:
+            if d.status == DeltaStatus.DELETED:
+                continue
+            path = os.fsdecode(d.new_file.raw_path)
+            (gitlinks if d.new_file.mode == FileMode.COMMIT else paths).append(path)
+        if gitlinks:
+            paths += self._stage_trees(gitlinks, meta, fs)
+            tops = tops + gitlinks
+        known_dirs: set[str] = set()
+        # Directories the walk missed while git still found files below them.
+        old_keys = self._meta_map.keys() if self._meta_map is not None else {e.path for e in self._meta}
+        for key in old_keys - meta.keys():
+            rel, is_dir = parse_meta_key(key)
+            if not is_dir or not isinstance(_lookup(work, rel), pygit2.Tree):
+                continue
+            st = _lstat(fs, rel)
+            if st is not None and stat.S_ISDIR(st.st_mode) and self._has_parents(rel, meta, fs, known_dirs):
+                meta[key] = stat.S_IMODE(st.st_mode)
+            else:
+                self._index.remove_directory(rel)
+        for top in tops:  # walked after the main walk: their parents may be new
+            if meta_dir_key(top) in meta and not self._has_parents(top, meta, fs, known_dirs):
+                self._index.remove_directory(top)
+                _drop_meta_below(meta, top)
+        for path in paths:
+            if path not in self._index:
+                continue
+            if meta_dir_key(path) in meta:  # both a file and a directory
+                st = _lstat(fs, path)
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    self._unstage(path)
+                    continue
+                _drop_meta_below(meta, path)
+            if not self._has_parents(path, meta, fs, known_dirs):
+                self._unstage(path)  # gone with its directory
+
+    def _has_parents(self, path: str, meta: dict[str, int], fs: SafeFS, known: set[str]) -> bool:
+        """Whether every directory above path is in `meta`, adding those that exist."""
+        parent = parent_of(path)
+        while parent and parent not in known:
+            if meta_dir_key(parent) not in meta:
+                st = _lstat(fs, parent)
+                if st is None or not stat.S_ISDIR(st.st_mode):
+                    return False
+                meta[meta_dir_key(parent)] = stat.S_IMODE(st.st_mode)
+            known.add(parent)
+            parent = parent_of(parent)
+        return True
+
+    def _empty_tree(self) -> pygit2.Oid:
+        return self._repo.TreeBuilder().write()
 
     def _rebuild_meta(self, new: dict[str, int]) -> None:
         old = self._meta_map
@@ -298,16 +401,17 @@ class GitWorkspaceStore:
         not_dirs.add(path)
         self._index.remove_directory(path)
         self._meta.remove_directory(escape(path))
-        self._stage(path, fs, with_meta=True)
+        self._stage(path, st, fs, with_meta=True)
 
-    def _stage(self, path: str, fs: SafeFS, *, with_meta: bool) -> None:
-        """Record the file or symlink at path, or its absence."""
+    def _stage(self, path: str, st: os.stat_result | None, fs: SafeFS, *, with_meta: bool) -> None:
+        """Record the file or symlink at path (lstat result `st`), or its absence."""
         perm: int | None = None
         entry: pygit2.IndexEntry | None = None
         name = path.rpartition("/")[2]
         try:
-            st = fs.lstat(path)
-            if stat.S_ISLNK(st.st_mode) and storable(name, is_link=True):
+            if st is None:
+                pass
+            elif stat.S_ISLNK(st.st_mode) and storable(name, is_link=True):
                 oid = self._blobs.write_bytes(fs.readlink(path))
                 entry = pygit2.IndexEntry(path, oid, FileMode.LINK)
             elif stat.S_ISREG(st.st_mode):
@@ -317,7 +421,8 @@ class GitWorkspaceStore:
         except (*_GONE, _Replaced):
             pass  # changed while we looked: that change is queued as a new event
         except OSError as e:
-            raise SnapshotError(f"cannot read {self._root / path}: {e}") from e
+            if e.errno != errno.ELOOP:  # ELOOP: an ancestor became a symlink, as above
+                raise SnapshotError(f"cannot read {self._root / path}: {e}") from e
         if entry is None:
             self._unstage(path)
         else:
@@ -394,6 +499,20 @@ def _lstat(fs: SafeFS, path: str) -> os.stat_result | None:
         if e.errno == errno.ELOOP:  # an ancestor is now a symlink
             return None
         raise SnapshotError(f"cannot stat {path}: {e}") from e
+
+
+def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
+def _drop_meta_below(meta: dict[str, int], path: str) -> None:
+    """Forget the directory `path` and everything below it (rare: races only)."""
+    below = escape(path) + "/"
+    for key in [k for k in meta if k.startswith(below)]:
+        del meta[key]
 
 
 def _below_any(path: str, tops: set[str]) -> bool:

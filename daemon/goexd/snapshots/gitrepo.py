@@ -9,8 +9,8 @@ the user's global config) are pinned off, and automatic gc is disabled.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-import time
 from pathlib import Path
 
 import pygit2
@@ -40,10 +40,6 @@ CONFIG: dict[str, str | bool | int] = {
 
 # Overrides any .gitattributes in the workspace: content is stored byte for byte.
 ATTRIBUTES = "* -text -eol -crlf -filter -ident -working-tree-encoding\n"
-
-# git dies when a file vanishes between its readdir and lstat; under heavy churn a
-# few quick retries get through.
-_ADD_ATTEMPTS = 8
 
 
 def open_repo(git_dir: Path) -> pygit2.Repository:
@@ -88,6 +84,18 @@ def _env() -> dict[str, str]:
     return env
 
 
+class VanishedDuringAdd(SnapshotError):
+    """git add died because a path vanished or changed type while it ran."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# How git names the path it trips over when a file vanishes under it.
+_VANISHED = re.compile(rb"unable to stat '(.+?)': |open\(\"(.+?)\"\): |unable to index file '(.+?)'")
+
+
 def add_all(git_dir: Path, workspace: Path, exclude: list[str]) -> None:
     """`git add -A -f`: uses git's stat cache and untracked cache, and force-adds
     ignored files. `exclude`d paths (and everything below them) are left alone."""
@@ -95,11 +103,15 @@ def add_all(git_dir: Path, workspace: Path, exclude: list[str]) -> None:
     specs = b"".join(b":(exclude,literal)" + os.fsencode(p) + b"\0" for p in exclude)
     if specs:
         cmd += ["--pathspec-from-file=-", "--pathspec-file-nul"]
-    err = b""
-    for attempt in range(_ADD_ATTEMPTS):
+    try:
         proc = subprocess.run(cmd, input=specs, capture_output=True, env=_env(), check=False)
-        if proc.returncode == 0:
-            return
-        err = proc.stderr
-        time.sleep(0.002 * attempt)
-    raise SnapshotError(f"git add failed in {workspace}: {err.decode(errors='replace').strip()}")
+    except OSError as e:
+        raise SnapshotError(f"cannot run git: {e}") from e
+    if proc.returncode == 0:
+        return
+    message = f"git add failed in {workspace}: {proc.stderr.decode(errors='replace').strip()}"
+    found = _VANISHED.search(proc.stderr)
+    if found:
+        raw = next(g for g in found.groups() if g is not None)
+        raise VanishedDuringAdd(os.fsdecode(raw), message)
+    raise SnapshotError(message)

@@ -26,20 +26,30 @@ _GONE = (FileNotFoundError, NotADirectoryError)
 class TreeScan:
     meta: dict[str, int] = field(default_factory=dict)  # metadata key -> permission bits
     nested: list[str] = field(default_factory=list)  # directories holding a .git
-    nested_entries: list[str] = field(default_factory=list)  # files/symlinks below those
     refused: list[str] = field(default_factory=list)  # names git refuses (never .git itself)
+    # With collect=True: every file and symlink, with its lstat result.
+    entries: list[tuple[str, os.stat_result]] = field(default_factory=list)
 
 
 def scan_workspace(root: Path) -> TreeScan:
-    out = TreeScan()
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise SnapshotError(f"workspace {root} is not readable: {e}") from e
-    out.meta[SELF] = stat.S_IMODE(os.fstat(root_fd).st_mode)
+    return scan_tree(root_fd, "")
+
+
+def scan_tree(top_fd: int, top: str, *, collect: bool = False) -> TreeScan:
+    """Walk the directory open as `top_fd` (relative path `top`); closes top_fd."""
+    out = TreeScan()
+    try:
+        out.meta[meta_dir_key(top) if top else SELF] = stat.S_IMODE(os.fstat(top_fd).st_mode)
+    except OSError:
+        os.close(top_fd)
+        raise
     # One frame per open directory: (relative path, fd, remaining entries, nested).
     stack: list[tuple[str, int, Iterator[os.DirEntry[str]], bool]] = []
-    _push(stack, "", root_fd, False, out)
+    _push(stack, top, top_fd, False, out)
     try:
         while stack:
             rel, fd, entries, nested = stack[-1]
@@ -52,11 +62,12 @@ def scan_workspace(root: Path) -> TreeScan:
                         out.refused.append(path)
                     continue
                 try:
-                    mode = entry.stat(follow_symlinks=False).st_mode
+                    st = entry.stat(follow_symlinks=False)
                 except _GONE:
                     continue  # vanished mid-scan
                 except OSError as e:
                     raise SnapshotError(f"cannot stat {path}: {e}") from e
+                mode = st.st_mode
                 if stat.S_ISDIR(mode):
                     child = _open_dir(fd, name, path)
                     if child is not None:
@@ -67,13 +78,13 @@ def scan_workspace(root: Path) -> TreeScan:
                     perm = mode & 0o7777
                     if perm != 0o644 and perm != 0o755 and needs_meta(perm):  # noqa: PLR1714 (hot loop)
                         out.meta[meta_file_key(path)] = perm
-                    if nested:
-                        out.nested_entries.append(path)
+                    if collect:
+                        out.entries.append((path, st))
                 elif stat.S_ISLNK(mode):
                     if not storable(name, is_link=True):
                         out.refused.append(path)
-                    elif nested:
-                        out.nested_entries.append(path)
+                    elif collect:
+                        out.entries.append((path, st))
                 # FIFOs, sockets and devices are skipped, as git skips them.
             else:
                 os.close(fd)
