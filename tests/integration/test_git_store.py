@@ -414,6 +414,16 @@ def test_pins(store: GitWorkspaceStore, ws: Path, tmp_path: Path, watch: bool) -
         assert config.stdout.strip() == "0"
 
 
+def test_damaged_index_is_rebuilt(tmp_path: Path, ws: Path, watch: bool) -> None:
+    write(ws / "f", "x")
+    git_dir = tmp_path / "g.git"
+    with GitWorkspaceStore(git_dir, ws, watch=watch) as s:
+        snap = s.capture()
+    (git_dir / "index").write_bytes(b"garbage")  # the index is only a cache
+    with GitWorkspaceStore(git_dir, ws, watch=watch) as s:
+        assert s.capture() == snap
+
+
 def test_workspace_vanishing(tmp_path: Path, watch: bool) -> None:
     w = tmp_path / "w"
     write(w / "f", "x")

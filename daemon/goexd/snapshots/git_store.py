@@ -20,6 +20,8 @@ import errno
 import os
 import stat
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -73,7 +75,7 @@ class GitWorkspaceStore:
         self._repo = open_repo(self._git_dir)
         self._blobs = BlobStore(self._repo, self._git_dir)
         self._perms = PermReader(self._repo)
-        self._index = pygit2.Index(str(self._git_dir / "index"))
+        self._index = _open_index(self._git_dir / "index")
         self._index_dirty = False  # in-memory changes the git CLI has not seen
         self._meta = pygit2.Index()  # in memory only: a full scan rebuilds it
         self._meta_map: dict[str, int] | None = None  # mirror of _meta, after full scans
@@ -92,13 +94,11 @@ class GitWorkspaceStore:
     # -- protocol ------------------------------------------------------------------
 
     def capture(self) -> Snapshot:
-        with self._lock:
-            self._check_open()
+        with self._session():
             return self._capture()
 
     def changes(self, old: Snapshot, new: Snapshot, limit: int = 1000) -> ChangeSet:
-        with self._lock:
-            self._check_open()
+        with self._session():
             old_trees, new_trees = load(self._repo, old.id), load(self._repo, new.id)
             found: list[FileChange] = []
             for path, (o, n) in diff(self._repo, old_trees, new_trees, self._perms).items():
@@ -127,8 +127,7 @@ class GitWorkspaceStore:
         )
 
     def restore(self, snapshot: Snapshot) -> None:
-        with self._lock:
-            self._check_open()
+        with self._session():
             target = load(self._repo, snapshot.id)
             current = self._capture()
             self._set_ref(PRE_RESTORE_REF, current)
@@ -146,21 +145,18 @@ class GitWorkspaceStore:
                 raise SnapshotError(f"restore of {snapshot.id} not verified: the workspace captures as {after.id}")
 
     def pin(self, name: str, snapshot: Snapshot) -> None:
-        with self._lock:
-            self._check_open()
+        with self._session():
             load(self._repo, snapshot.id)
             self._set_ref(_pin_ref(name), snapshot)
 
     def unpin(self, name: str) -> None:
-        with self._lock:
-            self._check_open()
+        with self._session():
             ref = _pin_ref(name)
             if ref in self._repo.references:
                 self._repo.references.delete(ref)
 
     def pinned(self) -> dict[str, Snapshot]:
-        with self._lock:
-            self._check_open()
+        with self._session():
             out: dict[str, Snapshot] = {}
             for ref in self._repo.references:
                 if ref.startswith(PIN_PREFIX):
@@ -188,8 +184,7 @@ class GitWorkspaceStore:
 
     def full_scan(self) -> Snapshot:
         """Capture by rescanning everything (what capture() falls back to)."""
-        with self._lock:
-            self._check_open()
+        with self._session():
             return self._full_capture()
 
     def _capture(self) -> Snapshot:
@@ -474,13 +469,37 @@ class GitWorkspaceStore:
     def _set_ref(self, ref: str, snapshot: Snapshot) -> None:
         self._repo.references.create(ref, pygit2.Oid(hex=snapshot.id), force=True)
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise SnapshotError("snapshot store is closed")
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """One public call: serialized, on an open store, git errors reported as ours."""
+        with self._lock:
+            if self._closed:
+                raise SnapshotError("snapshot store is closed")
+            try:
+                yield
+            except pygit2.GitError as e:
+                raise SnapshotError(f"snapshot store {self._git_dir}: {e}") from e
 
 
 class _Replaced(Exception):
     """The path stopped being a regular file between lstat and open."""
+
+
+class _Index(pygit2.Index):
+    def __del__(self) -> None:
+        # pygit2's __del__ fails noisily on an instance whose __init__ raised.
+        if hasattr(self, "_index"):
+            super().__del__()
+
+
+def _open_index(path: Path) -> pygit2.Index:
+    try:
+        return _Index(str(path))
+    except pygit2.GitError:
+        # Only a cache of what the snapshots hold: start over, the first capture
+        # re-hashes the workspace.
+        path.unlink(missing_ok=True)
+        return _Index(str(path))
 
 
 def _pin_ref(name: str) -> str:
