@@ -1,0 +1,545 @@
+"""The `goex` command line against a real goexd process.
+
+Most tests drive `goex.cli.main.main(argv)` in-process (GOEX_SOCKET and GOEX_CLI_STATE
+set, cwd = the test's tmp dir); the issue's flow, live output on a terminal and Ctrl-C
+run the installed `goex` script as a subprocess. One daemon serves the whole module;
+every test works on its own project directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+import goex
+from goex._protoutil import message_to_dict
+from goex.cli.main import main
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import admin_pb2 as adpb
+from goex.v1 import sessions_pb2 as spb
+from tests.daemon_process import DaemonProcess
+from tests.fs_fingerprint import describe_diff, fingerprint
+
+GOEX = Path(sys.executable).with_name("goex")  # the console script installed in the venv
+SESSION_ID = re.compile(r"ses_[0-9a-f]{16}")
+ACTION_ID = re.compile(r"act_[0-9a-f]{16}")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def make_project(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "b.txt").write_text("bee\n")
+    (root / "keep.txt").write_text("keep\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "c.bin").write_bytes(bytes(range(256)))
+    return root
+
+
+class Goex:
+    """`goex ARGV...` in-process; checks the exit status and that no traceback leaked."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], state: Path) -> None:
+        self.capsys = capsys
+        self.state_file = state
+
+    def __call__(self, *argv: str, code: int = 0) -> tuple[str, str]:
+        rc = main(list(argv))
+        out, err = self.capsys.readouterr()
+        assert rc == code, f"goex {' '.join(argv)} -> {rc}\nstdout: {out}\nstderr: {err}"
+        assert "Traceback" not in out + err
+        return out, err
+
+    def json(self, *argv: str, code: int = 0) -> dict[str, Any]:
+        """`goex --json ARGV...`: stdout must be exactly one JSON object, stderr empty."""
+        out, err = self(*argv, "--json", code=code) if "--" not in argv else self("--json", *argv, code=code)
+        assert err == ""
+        data = json.loads(out)  # the whole of stdout: one value, nothing before or after
+        assert isinstance(data, dict)
+        return data
+
+    def error(self, *argv: str, code: int = 1) -> str:
+        """A failing command: exactly one `error: ...` line on stderr, nothing on stdout."""
+        out, err = self(*argv, code=code)
+        assert out == ""
+        [line] = err.splitlines()
+        assert line.startswith("error: "), err
+        return line.removeprefix("error: ")
+
+    def usage(self, *argv: str) -> str:
+        """A usage error: exit 2, one `error: ...` line on stderr (after the usage, if argparse found it)."""
+        out, err = self(*argv, code=2)
+        assert out == ""
+        *usage, last = err.splitlines()
+        assert last.startswith("error: "), err
+        assert not usage or usage[0].startswith("usage: goex"), err
+        return last.removeprefix("error: ")
+
+    @property
+    def current(self) -> str | None:
+        if not self.state_file.exists():
+            return None
+        value = json.loads(self.state_file.read_text()).get("session")
+        return value if isinstance(value, str) else None
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "cli.json"
+
+
+@pytest.fixture
+def env(shared_daemon: DaemonProcess, state_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOEX_SOCKET", str(shared_daemon.socket))
+    monkeypatch.setenv("GOEX_CLI_STATE", str(state_file))
+    monkeypatch.delenv("GOEX_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def goex_cli(env: None, capsys: pytest.CaptureFixture[str], state_file: Path) -> Goex:
+    return Goex(capsys, state_file)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "myproject")
+
+
+@pytest.fixture
+def client(shared_daemon: DaemonProcess) -> Iterator[goex.Client]:
+    with goex.Client(shared_daemon.socket, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def session(goex_cli: Goex, project: Path, client: goex.Client) -> Iterator[str]:
+    out, _ = goex_cli("session", "open", "--fs", "./myproject")
+    sid = out.strip()
+    yield sid
+    if client.get_session(sid).state is goex.SessionState.OPEN:
+        client.close_session(sid, "undo")
+
+
+def same_as(data: dict[str, Any], response: Message) -> None:
+    """`data` is the JSON form of exactly `response`."""
+    parsed = json_format.ParseDict(data, type(response)())  # also refuses unknown fields
+    assert parsed == response
+    assert data == message_to_dict(response)
+
+
+def parses_as(data: dict[str, Any], response_type: type[Message]) -> Message:
+    """`data` is the JSON form of a `response_type` message (and nothing else)."""
+    return json_format.ParseDict(data, response_type())
+
+
+# ---------------------------------------------------------------- the issue's flow
+
+
+def test_issue_flow_with_the_installed_goex(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "myproject")
+    before = fingerprint(project)
+    state = tmp_path / "state" / "cli.json"
+    environ = {**os.environ, "GOEX_SOCKET": str(shared_daemon.socket), "GOEX_CLI_STATE": str(state)}
+    environ.pop("GOEX_DEBUG", None)
+
+    def run(*argv: str, code: int = 0) -> tuple[str, str]:
+        p = subprocess.run([str(GOEX), *argv], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60)
+        assert p.returncode == code, f"goex {argv} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
+        assert "Traceback" not in p.stderr
+        return p.stdout, p.stderr
+
+    out, _ = run("session", "open", "--fs", "./myproject")
+    assert SESSION_ID.fullmatch(out.rstrip("\n")) and out.endswith("\n") and out.count("\n") == 1
+    sid = out.strip()
+    assert json.loads(state.read_text()) == {"session": sid}
+
+    out, err = run("run", "--", "sh", "-c", "echo hi > a.txt && rm b.txt")
+    headline, *changes = out.splitlines()
+    m = re.fullmatch(r"action (act_[0-9a-f]{16}): executed, exit 0, \d+ ms", headline)
+    assert m, headline
+    action_id = m.group(1)
+    assert changes == ["A a.txt", "D b.txt"]
+    assert err == ""
+    assert (project / "a.txt").read_text() == "hi\n" and not (project / "b.txt").exists()
+
+    out, _ = run("log")
+    header, row = out.splitlines()
+    assert header.split() == ["SEQ", "ID", "KIND", "STATE", "CHANGES", "RUN", "MS", "TOTAL", "MS", "WHAT"]
+    assert row.split()[:5] == ["1", action_id, "shell", "executed", "+1"]
+    assert "+1 ~0 -1" in row and row.endswith("sh -c 'echo hi > a.txt && rm b.txt'")
+
+    out, _ = run("undo")
+    assert out == f"undone {action_id} (seq 1)  sh -c 'echo hi > a.txt && rm b.txt'\n"
+    after = fingerprint(project)
+    assert after == before, describe_diff(before, after)
+
+    out, _ = run("run", "--", "sh", "-c", "echo kept > kept.txt")
+    kept_id = ACTION_ID.search(out).group(0)  # type: ignore[union-attr]
+    out, _ = run("commit")
+    assert out == f"committed {kept_id} (seq 2)  sh -c 'echo kept > kept.txt'\n"
+    out, _ = run("log")
+    assert [line.split()[3] for line in out.splitlines()[1:]] == ["undone", "committed"]
+    out, _ = run("session", "close")
+    assert out == f"closed {sid}\n"
+    assert json.loads(state.read_text()) == {}
+    assert (project / "kept.txt").read_text() == "kept\n"
+
+
+def test_session_open_resolves_a_relative_path_and_remembers_the_session(
+    goex_cli: Goex, project: Path, client: goex.Client
+) -> None:
+    out, err = goex_cli("session", "open", "--fs", "./myproject", "--label", "demo", "--memory", "256M")
+    sid = out.strip()
+    assert SESSION_ID.fullmatch(sid) and err == "" and goex_cli.current == sid
+    s = client.get_session(sid)
+    assert s.resources[0].uri == str(project) and s.label == "demo" and s.limits.memory_bytes == 256 << 20
+
+    out, _ = goex_cli("session", "list")
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["ID", "STATE", "LABEL"]
+    [mine] = [r for r in rows if sid in r]
+    assert mine.startswith("*") and "open" in mine and "demo" in mine and f"fs={project}" in mine
+    out, _ = goex_cli("session", "show")
+    assert f"session      {sid}" in out and "256.0 MiB" in out and str(project) in out
+    out, _ = goex_cli("session", "describe")
+    assert out.startswith("# fs\n") and str(project) in out
+    client.close_session(sid)
+
+
+def test_run_prints_output_exit_status_and_changes(goex_cli: Goex, session: str, project: Path) -> None:
+    out, err = goex_cli("run", "--", "sh", "-c", "echo out; echo err >&2; echo more >> keep.txt; exit 3", code=3)
+    first, headline, *changes = out.splitlines()
+    assert first == "out"
+    assert re.fullmatch(r"action act_[0-9a-f]{16}: executed, exit 3, \d+ ms", headline)
+    assert changes == ["M keep.txt"]
+    assert err == "err\n"
+
+    out, _ = goex_cli("run", "-q", "--", "sh", "-c", "printf 'no newline'; touch q.txt")
+    assert out == "no newline\n"  # --quiet: only the command's output
+
+    out, _ = goex_cli("python", "print(6 * 7); open('py.txt', 'w').write('x')")
+    assert out.splitlines()[0] == "42" and out.splitlines()[2:] == ["A py.txt"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.stdin", io.StringIO("import sys; print('from stdin'); sys.exit(5)"))
+        out, _ = goex_cli("python", "-", code=5)
+    assert out.startswith("from stdin\n")
+
+    out, err = goex_cli("run", "--detach", "--", "sh", "-c", "echo later > later.txt")
+    action_id = out.strip()
+    assert ACTION_ID.fullmatch(action_id) and f"goex show {action_id}" in err
+    out, _ = goex_cli("show", action_id)  # waits for nothing: it may still be running
+    assert re.search(rf"^action +{action_id}$", out, re.M)
+
+
+def test_run_exit_status_conventions(goex_cli: Goex, session: str, project: Path, client: goex.Client) -> None:
+    before = fingerprint(project)
+    goex_cli("run", "--", "sh", "-c", "exit 7", code=7)
+    out, _ = goex_cli("run", "--", "sh", "-c", "kill -9 $$", code=128 + 9)
+    assert "killed by signal 9" in out.splitlines()[0]
+
+    out, err = goex_cli("run", "--timeout", "500ms", "--", "sh", "-c", "echo x > half.txt; sleep 5", code=124)
+    assert out.splitlines()[1:] == ["changes before the rollback:", "A half.txt"]
+    assert err.startswith("failed (rolled back): wall-clock timeout")
+
+    out, err = goex_cli("run", "--", "/nonexistent-binary", code=125)
+    assert "failed, failed to start (bwrap: execvp /nonexistent-binary" in out
+    assert err.splitlines()[-1].startswith("failed (rolled back): bwrap: execvp /nonexistent-binary")
+
+    assert goex_cli.usage("run") == "nothing to run: goex run [options] -- ARGV..."
+    assert "soon" in goex_cli.usage("run", "--timeout", "soon", "--", "true")
+    first_pending = client.list_actions(session, states=["executed"])[0]
+    goex_cli("undo", "--cascade", first_pending.id)  # exit 7 and kill -9 ran to completion: pending
+    after = fingerprint(project)
+    assert after == before, describe_diff(before, after)
+
+
+def test_log_show_undo_cascade_undo_to_and_commit(goex_cli: Goex, session: str, project: Path) -> None:
+    original = fingerprint(project)
+    ids = []
+    for i in range(3):
+        out, _ = goex_cli("run", "--", "sh", "-c", f"echo {i} > f{i}.txt; echo out{i}")
+        ids.append(ACTION_ID.search(out).group(0))  # type: ignore[union-attr]
+    out, _ = goex_cli("log")
+    rows = out.splitlines()[1:]
+    assert [r.split()[:4] for r in rows] == [[str(i + 1), ids[i], "shell", "executed"] for i in range(3)]
+
+    out, _ = goex_cli("show", ids[0])
+    assert re.search(rf"^action +{ids[0]}$", out, re.M) and re.search(r"^exit +exit 0\b", out, re.M)
+    assert "\nA f0.txt\n" in out
+    assert "--- stdout\nout0\n" in out
+
+    assert "cascade" in goex_cli.error("undo", ids[1])
+    out, _ = goex_cli("undo", ids[1], "--cascade")
+    assert [line.split()[1] for line in out.splitlines()] == [ids[2], ids[1]]
+    out, _ = goex_cli("run", "--", "sh", "-c", "rm -r sub")
+    out, _ = goex_cli("undo-to", ids[0])
+    assert out.startswith("undone act_") and len(out.splitlines()) == 1
+    _, err = goex_cli("undo-to", ids[0])
+    assert err == "nothing to undo after that action\n"
+    out, _ = goex_cli("commit", "--up-to", ids[0])
+    assert out.startswith(f"committed {ids[0]} (seq 1)")
+    _, err = goex_cli("commit")
+    assert err == "nothing to commit\n"
+    assert "no pending action" in goex_cli.error("undo")
+    out, _ = goex_cli("log", "--state", "undone")
+    assert len(out.splitlines()) == 1 + 3
+    expected = {**original, "f0.txt": fingerprint(project)["f0.txt"]}
+    assert fingerprint(project) == expected
+
+
+def test_cancel_command(goex_cli: Goex, session: str, project: Path, client: goex.Client) -> None:
+    before = fingerprint(project)
+    out, _ = goex_cli("run", "--detach", "--", "sh", "-c", "echo x > half.txt; sleep 30")
+    action_id = out.strip()
+    wait_until_running(client, action_id)
+    out, err = goex_cli("cancel", action_id)
+    assert re.fullmatch(rf"action {action_id}: failed, cancelled( \(cancelled\))?, \d+ ms\n", out), out
+    assert "rolled back" in err
+    assert fingerprint(project) == before
+    assert goex_cli.error("cancel", action_id) == f"action {action_id} is not running (it is failed)"
+
+
+def wait_until_running(client: goex.Client, action_id: str) -> None:
+    for event in client.watch_action(action_id, timeout=30):
+        if isinstance(event, goex.StateEvent) and event.state is goex.ActionState.RUNNING:
+            return
+    raise AssertionError(f"{action_id} never ran")
+
+
+def test_close_refuses_with_pending_then_undo_all_or_commit_all(
+    goex_cli: Goex, session: str, project: Path, tmp_path: Path
+) -> None:
+    before = fingerprint(project)
+    goex_cli("run", "--", "sh", "-c", "echo hi > a.txt && rm b.txt")
+    message = goex_cli.error("session", "close")
+    assert "1 pending action" in message and "--commit-all or --undo-all" in message
+    assert "not allowed with" in goex_cli.usage("session", "close", "--commit-all", "--undo-all")
+    out, _ = goex_cli("session", "close", "--undo-all")
+    assert out == f"closed {session}; undid 1 pending action\n"
+    assert fingerprint(project) == before and goex_cli.current is None
+    assert "no session selected" in goex_cli.error("log")
+
+    other = make_project(tmp_path / "other")
+    sid = goex_cli("session", "open", "--fs", str(other))[0].strip()
+    goex_cli("run", "--", "touch", "new.txt")
+    out, _ = goex_cli("session", "close", "--commit-all")
+    assert out == f"closed {sid}; committed 1 pending action\n"
+    assert (other / "new.txt").exists()
+    assert "already closed" in goex_cli.error("session", "close", sid)
+    assert "is closed" in goex_cli.error("session", "use", sid)
+
+
+def test_session_flag_overrides_the_current_session(goex_cli: Goex, session: str, tmp_path: Path) -> None:
+    make_project(tmp_path / "second")
+    second = goex_cli("session", "open", "--fs", "second")[0].strip()
+    assert goex_cli.current == second != session
+    goex_cli("run", "--session", session, "--", "touch", "in-first")
+    assert (tmp_path / "myproject" / "in-first").exists() and not (tmp_path / "second" / "in-first").exists()
+    assert len(goex_cli.json("log", "--session", session)["actions"]) == 1
+    assert goex_cli.json("log")["actions"] == []  # the current one is still the second
+    assert len(goex_cli.json("--session", session, "log")["actions"]) == 1  # before the command too
+    goex_cli("commit", "--session", session)
+    assert goex_cli.error("log", "--session", "ses_0000000000000000") == "session 'ses_0000000000000000' not found"
+    goex_cli("session", "use", session)
+    assert goex_cli.current == session
+    assert [a["state"] for a in goex_cli.json("log")["actions"]] == ["ACTION_STATE_COMMITTED"]
+    goex_cli("session", "close", second)
+    assert goex_cli.current == session  # closing another session keeps the current one
+
+
+# ---------------------------------------------------------------- --json
+
+
+def test_every_command_prints_one_json_object_with_the_response_fields(
+    goex_cli: Goex, project: Path, client: goex.Client, tmp_path: Path
+) -> None:
+    j = goex_cli.json
+    opened = j("session", "open", "--fs", "./myproject", "--label", "j")
+    sid = opened["session"]["id"]
+    assert goex_cli.current == sid and opened["session"]["state"] == "SESSION_STATE_OPEN"
+    same_as(opened, spb.CreateSessionResponse(session=client.get_session(sid).proto))
+
+    same_as(j("session", "show"), spb.GetSessionResponse(session=client.get_session(sid).proto))
+    same_as(j("session", "use", sid), spb.GetSessionResponse(session=client.get_session(sid).proto))
+    listed = parses_as(j("session", "list"), spb.ListSessionsResponse)
+    assert sid in [s.id for s in listed.sessions]  # type: ignore[attr-defined]
+    described = j("session", "describe")
+    same_as(described, spb.DescribeSessionResponse(resources=[d.proto for d in client.describe_session(sid)]))
+
+    ran = j("run", "--", "sh", "-c", "echo hi > a.txt && rm b.txt && echo out && exit 3", code=3)
+    action_id = ran["action"]["id"]
+    same_as(ran, apb.SubmitActionResponse(action=client.get_action(action_id).proto))
+    assert base64.b64decode(ran["action"]["exec"]["stdout"]) == b"out\n" and ran["action"]["exec"]["exit_code"] == 3
+    assert [(c["kind"], c["path"]) for c in ran["action"]["changes"]["changes"]] == [
+        ("CHANGE_KIND_ADDED", "a.txt"),
+        ("CHANGE_KIND_DELETED", "b.txt"),
+    ]
+    py = j("python", "print(1)")
+    assert py["action"]["kind"] == "ACTION_KIND_PYTHON" and py["action"]["state"] == "ACTION_STATE_EXECUTED"
+
+    same_as(j("show", action_id), apb.GetActionResponse(action=client.get_action(action_id).proto))
+    same_as(j("log"), apb.ListActionsResponse(actions=[a.proto for a in client.list_actions(sid)]))
+    filtered = j("log", "--state", "executed")
+    assert [int(a["seq"]) for a in filtered["actions"]] == [1, 2]
+
+    detached = j("run", "--detach", "--", "sleep", "30")
+    assert detached["action"]["state"] == "ACTION_STATE_PROPOSED"
+    parses_as(detached, apb.SubmitActionResponse)
+    wait_until_running(client, detached["action"]["id"])
+    cancelled = j("cancel", detached["action"]["id"])
+    parses_as(cancelled, apb.CancelActionResponse)
+    assert cancelled["action"]["id"] == detached["action"]["id"]
+    assert cancelled["action"]["state"] == "ACTION_STATE_RUNNING"  # as it was when the cancel arrived
+
+    undone = j("undo")
+    parses_as(undone, apb.UndoActionResponse)
+    assert [int(a["seq"]) for a in undone["undone"]] == [2]
+    assert [a["state"] for a in undone["undone"]] == ["ACTION_STATE_UNDONE"]
+    goex_cli("run", "--", "touch", "x")
+    undone_to = j("undo-to", action_id)
+    parses_as(undone_to, apb.UndoToResponse)
+    assert [int(a["seq"]) for a in undone_to["undone"]] == [4]
+    committed = j("commit")
+    parses_as(committed, apb.CommitActionsResponse)
+    assert [a["id"] for a in committed["committed"]] == [action_id]
+    assert j("commit") == {"committed": []}
+
+    closed = j("session", "close")
+    same_as(closed, spb.CloseSessionResponse(session=client.get_session(sid).proto))
+    assert goex_cli.current is None
+
+    health = j("health")
+    parses_as(health, adpb.GetHealthResponse)
+    assert health["ok"] is True and {c["name"] for c in health["components"]} == {"journal", "sandbox", "snapshots"}
+    stats = j("stats")
+    parses_as(stats, adpb.GetStatsResponse)
+    assert int(stats["actions_by_state"]["committed"]) >= 1  # uint64 values are JSON strings
+    parses_as(j("gc", "--dry-run"), adpb.RunGcResponse)
+
+    # Failures: one JSON object too, with the status name; nothing on stderr.
+    assert j("show", "act_0000000000000000", code=1) == {
+        "error": {"code": "NOT_FOUND", "message": "action 'act_0000000000000000' not found"}
+    }
+    assert j("secret", "list", code=1)["error"]["code"] == "UNIMPLEMENTED"
+    (tmp_path / "p.toml").write_text("[fs]\n")
+    assert j("policy", "check", "p.toml", code=1)["error"]["code"] == "UNIMPLEMENTED"
+    assert j("log", code=1)["error"]["code"] == "FAILED_PRECONDITION"  # no current session
+    assert j("run", code=2)["error"]["code"] == "INVALID_ARGUMENT"
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_errors_are_one_line_and_exit_1(
+    goex_cli: Goex, session: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert goex_cli.error("show", "act_0000000000000000") == "action 'act_0000000000000000' not found"
+    assert goex_cli.error("cancel", "act_0000000000000000") == "action 'act_0000000000000000' not found"
+    assert goex_cli.error("session", "use", "ses_0000000000000000") == "session 'ses_0000000000000000' not found"
+    assert goex_cli.error("show", "not an id").startswith("action_id: ")
+    assert goex_cli.error("session", "open", "--fs", "missing").startswith("resources[0].fs.path: ")
+    assert "held by open session" in goex_cli.error("session", "open", "--fs", "myproject/sub")
+    assert "no pending action" in goex_cli.error("undo")
+
+    # Capabilities goexd does not have yet: the error names what is missing.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"tok\n")))
+    for argv in (("secret", "put", "gh", "--env", "GH_TOKEN"), ("secret", "list"), ("secret", "delete", "gh")):
+        assert "secret vault is not built yet" in goex_cli.error(*argv)
+    (tmp_path / "policy.toml").write_text("[fs]\n")
+    assert "policy engine is not built yet" in goex_cli.error("policy", "check", "policy.toml")
+
+    monkeypatch.setenv("GOEX_SOCKET", str(tmp_path / "nowhere.sock"))
+    message = goex_cli.error("health")
+    assert message == f"goexd is not running: no socket at {tmp_path / 'nowhere.sock'}; start it with `goexd`"
+    assert goex_cli.error("log") == message
+    assert goex_cli.error("--socket", str(tmp_path / "other.sock"), "stats").startswith("goexd is not running")
+
+
+# ---------------------------------------------------------------- a terminal: live output and Ctrl-C
+
+
+class Terminal:
+    """The installed `goex` with its stdout on a pseudo-terminal (stderr captured apart)."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        master, slave = pty.openpty()
+        self.master = master
+        self.proc = subprocess.Popen(
+            [str(GOEX), *argv], cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def read_until(self, done: Callable[[bytes], bool], timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while not done(self.seen) and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+        return self.text
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.seen.decode(errors="replace")).replace("\r\n", "\n")
+
+    def finish(self) -> tuple[int, str, str]:
+        rc = self.proc.wait(30)
+        self.read_until(lambda _: False, timeout=0.3)
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read().decode()
+        self.proc.stderr.close()
+        os.close(self.master)
+        return rc, self.text, err
+
+
+def test_live_output_on_a_terminal(env: None, session: str, tmp_path: Path) -> None:
+    term = Terminal(["run", "--", "sh", "-c", "echo one; sleep 0.5; echo two; touch t.txt; exit 4"], tmp_path)
+    term.read_until(lambda seen: b"one" in seen)
+    assert term.proc.poll() is None and "two" not in term.text  # "one" arrived while it still ran
+    rc, out, err = term.finish()
+    assert rc == 4 and err == ""
+    lines = out.splitlines()
+    assert lines[:2] == ["one", "two"] and out.count("one") == 1  # printed live, not again at the end
+    assert re.fullmatch(r"action act_[0-9a-f]{16}: executed, exit 4, \d+ ms", lines[2])
+    assert lines[3] == "A t.txt"
+    assert "pending: `goex commit` keeps it" in out
+
+
+def test_ctrl_c_during_a_live_run_cancels_the_action(
+    env: None, session: str, project: Path, tmp_path: Path, client: goex.Client
+) -> None:
+    before = fingerprint(project)
+    term = Terminal(["run", "--", "sh", "-c", "echo started; echo x > half.txt; rm b.txt; sleep 30"], tmp_path)
+    term.read_until(lambda seen: b"started" in seen)
+    assert term.proc.poll() is None
+    t0 = time.monotonic()
+    term.proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
+    rc, out, err = term.finish()
+    assert time.monotonic() - t0 < 10
+    assert rc == 130 and out == "started\n"
+    m = re.fullmatch(r"error: interrupted; cancelled action (act_[0-9a-f]{16}) \(failed, rolled back\)\n", err)
+    assert m, err
+    action = client.get_action(m.group(1))
+    assert action.state is goex.ActionState.FAILED and action.exec is not None
+    assert action.exec.termination is goex.Termination.CANCELLED
+    after = fingerprint(project)
+    assert after == before, describe_diff(before, after)
