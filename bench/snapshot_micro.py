@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from goexd.snapshots.git_store import GitWorkspaceStore
@@ -87,8 +88,8 @@ def bench_big(mb: int) -> None:
                 t = time.perf_counter()
                 b = store.capture()
                 t_cap = (time.perf_counter() - t) * 1000
-                t_away = once(lambda s=store, a=a: s.restore(a))
-                t_back = once(lambda s=store, b=b: s.restore(b))
+                t_away = once(partial(store.restore, a))
+                t_back = once(partial(store.restore, b))
                 mode = "watch" if watch else "scan"
                 print(
                     f"{mb} MB random file, {mode}: capture {t_cap:.0f} ms, "

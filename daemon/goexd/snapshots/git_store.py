@@ -12,6 +12,12 @@ and libgit2 rewrites only the trees above it:
 restore() diffs the current snapshot against the target (O(changed)), applies just
 those differences and verifies by capturing again. The workspace's own .git is never
 read or written (nor any nested .git: git cannot store one).
+
+Not captured: any `.git` below the top (a nested repository's files are captured,
+its .git is not), other names git refuses (".GIT", "git~1", a symlinked
+.gitmodules), FIFOs, sockets and devices, owners, timestamps, xattrs and hard-link
+identity. restore() leaves such entries alone unless it removes a directory that the
+target lacks, which takes them along. Renaming a directory re-reads its files.
 """
 
 from __future__ import annotations
