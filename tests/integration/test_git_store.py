@@ -228,7 +228,7 @@ def test_workspace_git_dir_untouched(store: GitWorkspaceStore, ws: Path) -> None
     assert tree_digest(ws / ".git") == before
     assert _git(ws, "status", "--porcelain") == status_before
 
-    # A restore to a state without the workspace's .git leaves it alone too.
+    # Removing the workspace's .git does not change the snapshot: it is not part of it.
     shutil.rmtree(ws / ".git")
     s_plain = store.capture()
     assert s_plain == s1  # .git was never part of the snapshot

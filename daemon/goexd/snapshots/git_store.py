@@ -285,9 +285,14 @@ class GitWorkspaceStore:
                 if not isinstance(e, _GONE) and e.errno != errno.ELOOP:
                     raise SnapshotError(f"cannot open directory {top}: {e}") from e
                 meta.pop(meta_dir_key(top), None)  # it is something else now
-                self._stage(top, _lstat(fs, top), fs, with_meta=False)
+                meta.pop(meta_file_key(top), None)
+                st = _lstat(fs, top)
+                self._stage(top, st, fs, with_meta=False)
+                if st is not None and stat.S_ISREG(st.st_mode) and needs_meta(stat.S_IMODE(st.st_mode)):
+                    meta[meta_file_key(top)] = stat.S_IMODE(st.st_mode)
                 staged.append(top)
                 continue
+            meta.pop(meta_file_key(top), None)
             sub = scan_tree(top_fd, top, collect=True)
             meta.update(sub.meta)
             for path, st in sub.entries:
