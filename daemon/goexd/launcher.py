@@ -51,8 +51,8 @@ class DaemonProcess:
         return cfg
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, start_new_session=True)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -123,6 +123,9 @@ class Engine:
         self._refuse_if_stopping()
         if not requests:
             raise InvalidArgument("resources", "at least one resource is required")
+        if policy_toml.strip():
+            # Accepting a policy we cannot enforce would give a false sense of protection.
+            raise Unimplemented("policy_toml: the damage-confinement policy engine is not built yet")
         session_limits = self.check_limits("limits", limits or LimitsRequest()).over(self.default_limits)
         resources: list[Resource] = []
         names: set[str] = set()

@@ -22,6 +22,7 @@ from goexd.engine.models import (
     ResourceRequest,
     Reversibility,
     Session,
+    Timings,
     UndoStrategy,
 )
 from goexd.errors import InvalidArgument
@@ -257,8 +258,22 @@ def reversibility_pb(r: Reversibility) -> pb.Reversibility:
     )
 
 
+def timings_pb(t: Timings) -> pb.Timings:
+    """Phases that never ran stay unset rather than reading as 0 ms."""
+    msg = pb.Timings()
+    for name, seconds in (
+        ("prepare", t.prepare_s),
+        ("run", t.run_s),
+        ("capture", t.capture_s),
+        ("total", t.total_s),
+        ("undo", t.undo_s),
+    ):
+        if seconds > 0:
+            getattr(msg, name).CopyFrom(dur(seconds))
+    return msg
+
+
 def action_pb(a: Action) -> pb.Action:
-    t = a.timings
     msg = pb.Action(
         id=a.id,
         session_id=a.session_id,
@@ -268,13 +283,7 @@ def action_pb(a: Action) -> pb.Action:
         resource=a.resource,
         spec=spec_pb(a.spec),
         error=a.error,
-        timings=pb.Timings(
-            prepare=dur(t.prepare_s),
-            run=dur(t.run_s),
-            capture=dur(t.capture_s),
-            total=dur(t.total_s),
-            undo=dur(t.undo_s),
-        ),
+        timings=timings_pb(a.timings),
         created_at=ts(a.created_at),
         finished_at=ts(a.finished_at),
         resolved_at=ts(a.resolved_at),
