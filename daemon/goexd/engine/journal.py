@@ -190,10 +190,6 @@ class Journal:
         rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
         return self._session(rows[0]) if rows else None
 
-    def session_policy(self, session_id: str) -> str:
-        rows = self._query("SELECT policy_toml FROM sessions WHERE id = ?", (session_id,))
-        return str(rows[0]["policy_toml"]) if rows else ""
-
     def list_sessions(self, include_closed: bool, after: str, limit: int) -> list[Session]:
         sql = "SELECT * FROM sessions WHERE (created_at, id) > (?, ?)"
         if not include_closed:

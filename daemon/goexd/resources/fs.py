@@ -148,9 +148,5 @@ class FsVersionedResource:
     def fingerprint(self) -> str:
         return self._store.capture().id
 
-    def unpin_action(self, action_id: str) -> None:
-        for suffix in ("pre", "post", "before-undo"):
-            self._store.unpin(f"actions/{action_id}/{suffix}")
-
     def close(self) -> None:
         self._store.close()
