@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from typing import Any
 
 from goexd.engine.models import (
@@ -64,12 +65,7 @@ def spec_from_json(d: dict[str, Any]) -> ActionSpec:
 
 
 def limits_request_to_json(lr: LimitsRequest) -> dict[str, Any]:
-    return {
-        "timeout_s": lr.timeout_s,
-        "memory_bytes": lr.memory_bytes,
-        "max_processes": lr.max_processes,
-        "output_bytes": lr.output_bytes,
-    }
+    return asdict(lr)
 
 
 def limits_request_from_json(d: dict[str, Any]) -> LimitsRequest:
@@ -77,12 +73,7 @@ def limits_request_from_json(d: dict[str, Any]) -> LimitsRequest:
 
 
 def limits_to_json(lim: Limits) -> dict[str, Any]:
-    return {
-        "timeout_s": lim.timeout_s,
-        "memory_bytes": lim.memory_bytes,
-        "max_processes": lim.max_processes,
-        "output_bytes": lim.output_bytes,
-    }
+    return asdict(lim)
 
 
 def limits_from_json(d: dict[str, Any]) -> Limits:
@@ -140,13 +131,7 @@ def changes_from_json(d: dict[str, Any]) -> ChangeSet:
 
 
 def timings_to_json(t: Timings) -> dict[str, Any]:
-    return {
-        "prepare_s": t.prepare_s,
-        "run_s": t.run_s,
-        "capture_s": t.capture_s,
-        "total_s": t.total_s,
-        "undo_s": t.undo_s,
-    }
+    return asdict(t)
 
 
 def timings_from_json(d: dict[str, Any]) -> Timings:
