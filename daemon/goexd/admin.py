@@ -107,9 +107,10 @@ class Admin:
     def gc(self, dry_run: bool = False) -> GcReport:
         report = GcReport()
         now = time.time()
-        resolved = self.engine.journal.resolved_before(now - self.cfg.gc.retention_hours * 3600)
+        retention_s = self.cfg.gc.retention_hours * 3600
+        expired = expired_pins(self.engine.journal.resolved_before(now - retention_s), now, retention_s)
         by_store: dict[Path, list[str]] = {}
-        for action, pin in expired_pins(resolved, now, self.cfg.gc.retention_hours * 3600):
+        for action, pin in expired:
             session = self.engine.journal.get_session(action.session_id)
             if session is None:
                 continue
@@ -136,6 +137,6 @@ class Admin:
                 )
                 report.bytes_freed += max(0, before - dir_bytes(git_dir))
         if not dry_run:
-            for action, _ in expired_pins(resolved, now, self.cfg.gc.retention_hours * 3600):
-                self.engine.journal.update(action.id, checkpoint="{}")
+            for action_id in {action.id for action, _ in expired}:
+                self.engine.journal.update(action_id, checkpoint="{}")
         return report

@@ -12,23 +12,23 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 
 
-def open_fs(d: DaemonProcess, path: Path, **limits: int) -> pb.Session:
-    req = spb.CreateSessionRequest(resources=[pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(path)))])
+def _set_limits(msg: pb.SandboxLimits, limits: dict[str, int]) -> None:
     for k, v in limits.items():
         if k == "timeout_s":
-            req.limits.timeout.FromSeconds(v)
+            msg.timeout.FromSeconds(v)
         else:
-            setattr(req.limits, k, v)
+            setattr(msg, k, v)
+
+
+def open_fs(d: DaemonProcess, path: Path, **limits: int) -> pb.Session:
+    req = spb.CreateSessionRequest(resources=[pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(path)))])
+    _set_limits(req.limits, limits)
     return d.sessions.CreateSession(req, timeout=60).session
 
 
 def shell(d: DaemonProcess, session_id: str, script: str, detach: bool = False, **limits: int) -> pb.Action:
     spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", script]))
-    for k, v in limits.items():
-        if k == "timeout_s":
-            spec.limits.timeout.FromSeconds(v)
-        else:
-            setattr(spec.limits, k, v)
+    _set_limits(spec.limits, limits)
     req = apb.SubmitActionRequest(session_id=session_id, spec=spec, detach=detach)
     return d.actions.SubmitAction(req, timeout=120).action
 

@@ -272,10 +272,6 @@ class Engine:
         self.check_limits("spec.limits", spec.limits)
         live = self._live_session(session_id)
         resource = self._pick_resource(live.session, spec)
-        if spec.kind is ActionKind.SHELL and not spec.argv:
-            raise InvalidArgument("spec.shell.argv", "must not be empty")
-        if spec.kind is ActionKind.PYTHON and not spec.code.strip():
-            raise InvalidArgument("spec.python.code", "must not be empty")
         action = Action(
             id=_new_id("act"),
             session_id=session_id,
@@ -290,7 +286,7 @@ class Engine:
         try:
             action = self.journal.insert_action(action)
         except Exception:
-            self._finish_channel(action.id)
+            self.channels.close(action.id)
             raise
         if detach:
             self._workers.submit(self._run_guarded, live, action)
@@ -331,7 +327,7 @@ class Engine:
                 return self._run_locked(live, action, cancel)
         finally:
             self._cancel.pop(action.id, None)
-            self._finish_channel(action.id)
+            self.channels.close(action.id)
 
     def _run_locked(self, live: _LiveSession, action: Action, cancel: threading.Event) -> Action:
         manager = live.managers[action.resource]
@@ -459,9 +455,6 @@ class Engine:
         channel = self.channels.get(action.id)
         if channel is not None:
             channel.state(new)
-
-    def _finish_channel(self, action_id: str) -> None:
-        self.channels.close(action_id)
 
     def _get(self, action_id: str) -> Action:
         action = self.journal.get_action(action_id)

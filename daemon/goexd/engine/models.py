@@ -38,7 +38,6 @@ TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
 }
 
 ACTIVE_STATES = frozenset({ActionState.PROPOSED, ActionState.PREPARING, ActionState.RUNNING})
-SETTLED_STATES = frozenset(ActionState) - ACTIVE_STATES
 
 
 class ActionKind(enum.StrEnum):

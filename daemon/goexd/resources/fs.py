@@ -123,8 +123,6 @@ class FsVersionedResource:
     @staticmethod
     def _argv(spec: ActionSpec) -> list[str]:
         if spec.kind is ActionKind.SHELL:
-            if not spec.argv:
-                raise InvalidArgument("spec.shell.argv", "must not be empty")
             return list(spec.argv)
         if spec.kind is ActionKind.PYTHON:
             return ["python3", "-c", spec.code]
