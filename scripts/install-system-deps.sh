@@ -6,6 +6,7 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+[ -x /usr/bin/python3 ] || need+=(python3)  # python actions run the system python3 in the sandbox
 command -v pgrep >/dev/null 2>&1 || need+=(procps)  # the tests look for leftover sandbox processes
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
