@@ -68,6 +68,30 @@ class GcConfig:
 
 
 @dataclass(frozen=True)
+class VaultConfig:
+    key_source: str = "keyfile"  # "keyfile" (unattended default), "passphrase" or "keyring"
+    key_file: Path | None = None  # default <state_dir>/vault.key, created 0600 on first start
+    # Passphrase sources, in order: this file, $GOEX_VAULT_PASSPHRASE, a prompt on a terminal.
+    passphrase_file: Path | None = None
+    kdf: str = "argon2id"  # "argon2id" or "scrypt"; its parameters are stored in the vault header
+    keyring_service: str = "goexd"
+    # Values replaced or deleted stay known to the redactor this long (they may still be live upstream).
+    retired_values_days: float = 7.0
+    oauth_refresh_margin_s: float = 300.0  # refresh access tokens that expire within this window
+    oauth_flow_timeout_s: float = 600.0  # an unfinished authorization flow is abandoned after this
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    # Hosts a sandboxed action may ask to reach without a secret (Egress.hosts); "*.example.com" matches subdomains.
+    allowed_hosts: tuple[str, ...] = ()
+    upstream_ca_file: Path | None = None  # extra CA bundle trusted for upstream TLS, besides the system's
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_request_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     socket: Path = field(default_factory=default_socket)
     state_dir: Path = field(default_factory=default_state_dir)
@@ -79,6 +103,16 @@ class Config:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     fs: FsConfig = field(default_factory=FsConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
+
+    @property
+    def vault_path(self) -> Path:
+        return self.state_dir / "vault.bin"
+
+    @property
+    def vault_key_file(self) -> Path:
+        return self.vault.key_file or self.state_dir / "vault.key"
 
     @property
     def journal_path(self) -> Path:
@@ -89,7 +123,13 @@ class Config:
         return self.state_dir / "fs"
 
 
-_SECTIONS = {"sandbox": SandboxConfig, "fs": FsConfig, "gc": GcConfig}
+_SECTIONS = {
+    "sandbox": SandboxConfig,
+    "fs": FsConfig,
+    "gc": GcConfig,
+    "vault": VaultConfig,
+    "egress": EgressConfig,
+}
 _ENV_PREFIX = "GOEXD_"
 
 
@@ -110,6 +150,12 @@ def _coerce(section: str, key: str, raw: Any, target: Any) -> Any:
             if not isinstance(raw, str):
                 raise ValueError("expected a string")
             return raw
+        if target == "tuple[str, ...]":
+            # TOML gives a list; the environment a comma-separated string.
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError("expected a list of strings")
+            return tuple(i.strip() for i in items if i.strip())
     except (TypeError, ValueError) as exc:
         raise SetupError(f"config key {name!r}: {exc}") from None
     raise SetupError(f"config key {name!r}: unsupported type {target}")
@@ -198,6 +244,10 @@ def validate(cfg: Config) -> None:
             raise SetupError(f"config key 'sandbox.{key}': must be positive")
         if value > ceiling:
             raise SetupError(f"config key 'sandbox.{key}': {value} is above its ceiling {ceiling}")
+    if cfg.vault.key_source not in ("keyfile", "passphrase", "keyring"):
+        raise SetupError(f"config key 'vault.key_source': {cfg.vault.key_source!r} is not keyfile|passphrase|keyring")
+    if cfg.vault.kdf not in ("argon2id", "scrypt"):
+        raise SetupError(f"config key 'vault.kdf': {cfg.vault.kdf!r} is not argon2id|scrypt")
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
 
@@ -210,13 +260,19 @@ def to_toml(cfg: Config) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, str | Path):
             return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, tuple):
+            return "[" + ", ".join(fmt(i) for i in v) + "]"
         return str(v).lower() if isinstance(v, bool) else repr(v)
 
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if f.name in _SECTIONS:
             tables.append(f"\n[{f.name}]")
-            tables += [f"{sf.name} = {fmt(getattr(value, sf.name))}" for sf in dataclasses.fields(value)]
+            tables += [
+                f"{sf.name} = {fmt(getattr(value, sf.name))}"
+                for sf in dataclasses.fields(value)
+                if getattr(value, sf.name) is not None
+            ]
         elif value is not None:
             lines.append(f"{f.name} = {fmt(value)}")
     return "\n".join(lines + tables) + "\n"

@@ -4,9 +4,11 @@
     GoexError
     ├── InvalidArgument      bad request field or value          -> INVALID_ARGUMENT
     ├── NotFound             unknown session / action / secret   -> NOT_FOUND
+    ├── AlreadyExists        e.g. a secret put without overwrite -> ALREADY_EXISTS
     ├── FailedPrecondition   valid request, wrong state          -> FAILED_PRECONDITION
     ├── PermissionDenied     refused by policy                   -> PERMISSION_DENIED
     ├── Unavailable          a backend cannot be reached         -> UNAVAILABLE
+    ├── DeadlineExceeded     waited for something that did not come -> DEADLINE_EXCEEDED
     ├── Unimplemented        capability not built yet            -> UNIMPLEMENTED
     └── InternalError        a bug or broken invariant           -> INTERNAL
 """
@@ -30,6 +32,14 @@ class NotFound(GoexError):
         self.what = what
         self.ident = ident
         super().__init__(f"{what} {ident!r} not found")
+
+
+class AlreadyExists(GoexError):
+    pass
+
+
+class DeadlineExceeded(GoexError):
+    pass
 
 
 class FailedPrecondition(GoexError):

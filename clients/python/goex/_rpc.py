@@ -95,6 +95,7 @@ LIST_SECRETS = _method(_XF, "Secrets", "ListSecrets", _X.ListSecretsRequest, _X.
 DELETE_SECRET = _method(_XF, "Secrets", "DeleteSecret", _X.DeleteSecretRequest, _X.DeleteSecretResponse)
 ROTATE_VAULT_KEY = _method(_XF, "Secrets", "RotateVaultKey", _X.RotateVaultKeyRequest, _X.RotateVaultKeyResponse)
 START_OAUTH = _method(_XF, "Secrets", "StartOAuth", _X.StartOAuthRequest, _X.StartOAuthResponse)
+AWAIT_OAUTH = _method(_XF, "Secrets", "AwaitOAuth", _X.AwaitOAuthRequest, _X.AwaitOAuthResponse)
 
 GET_HEALTH = _method(_DF, "Admin", "GetHealth", _D.GetHealthRequest, _D.GetHealthResponse)
 GET_STATS = _method(_DF, "Admin", "GetStats", _D.GetStatsRequest, _D.GetStatsResponse)

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goex/v1/secrets.proto\x12\x07goex.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n\x0fHeaderInjection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\"1\n\x0eQueryInjection\x12\r\n\x05param\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\" \n\x0c\x45nvInjection\x12\x10\n\x08variable\x18\x01 \x01(\t\"\x16\n\x14\x44snPasswordInjection\"\xc8\x01\n\tInjection\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.goex.v1.HeaderInjectionH\x00\x12(\n\x05query\x18\x02 \x01(\x0b\x32\x17.goex.v1.QueryInjectionH\x00\x12$\n\x03\x65nv\x18\x03 \x01(\x0b\x32\x15.goex.v1.EnvInjectionH\x00\x12\x35\n\x0c\x64sn_password\x18\x04 \x01(\x0b\x32\x1d.goex.v1.DsnPasswordInjectionH\x00\x42\x08\n\x06target\"\xdb\x01\n\nSecretInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.goex.v1.SecretKind\x12%\n\tinjection\x18\x03 \x01(\x0b\x32\x12.goex.v1.Injection\x12\x15\n\rallowed_hosts\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbd\x01\n\x10PutSecretRequest\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.goex.v1.SecretInfo\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x35\n\x06values\x18\x03 \x03(\x0b\x32%.goex.v1.PutSecretRequest.ValuesEntry\x12\x11\n\toverwrite\x18\x04 \x01(\x08\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"6\n\x11PutSecretResponse\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.goex.v1.SecretInfo\"\x14\n\x12ListSecretsRequest\";\n\x13ListSecretsResponse\x12$\n\x07secrets\x18\x01 \x03(\x0b\x32\x13.goex.v1.SecretInfo\"#\n\x13\x44\x65leteSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteSecretResponse\"/\n\x15RotateVaultKeyRequest\x12\x16\n\x0enew_passphrase\x18\x01 \x01(\x0c\"\x18\n\x16RotateVaultKeyResponse\"\x89\x01\n\x11StartOAuthRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x61uthorization_url\x18\x02 \x01(\t\x12\x11\n\ttoken_url\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x15\n\rallowed_hosts\x18\x06 \x03(\t\"?\n\x12StartOAuthResponse\x12\x13\n\x0b\x62rowser_url\x18\x01 \x01(\t\x12\x14\n\x0credirect_uri\x18\x02 \x01(\t*\xb7\x01\n\nSecretKind\x12\x1b\n\x17SECRET_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13SECRET_KIND_API_KEY\x10\x01\x12\x16\n\x12SECRET_KIND_BEARER\x10\x02\x12\x15\n\x11SECRET_KIND_BASIC\x10\x03\x12\x16\n\x12SECRET_KIND_OAUTH2\x10\x04\x12\x13\n\x0fSECRET_KIND_DSN\x10\x05\x12\x17\n\x13SECRET_KIND_GENERIC\x10\x06\x32\xfe\x02\n\x07Secrets\x12\x42\n\tPutSecret\x12\x19.goex.v1.PutSecretRequest\x1a\x1a.goex.v1.PutSecretResponse\x12H\n\x0bListSecrets\x12\x1b.goex.v1.ListSecretsRequest\x1a\x1c.goex.v1.ListSecretsResponse\x12K\n\x0c\x44\x65leteSecret\x12\x1c.goex.v1.DeleteSecretRequest\x1a\x1d.goex.v1.DeleteSecretResponse\x12Q\n\x0eRotateVaultKey\x12\x1e.goex.v1.RotateVaultKeyRequest\x1a\x1f.goex.v1.RotateVaultKeyResponse\x12\x45\n\nStartOAuth\x12\x1a.goex.v1.StartOAuthRequest\x1a\x1b.goex.v1.StartOAuthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goex/v1/secrets.proto\x12\x07goex.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n\x0fHeaderInjection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\"1\n\x0eQueryInjection\x12\r\n\x05param\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\" \n\x0c\x45nvInjection\x12\x10\n\x08variable\x18\x01 \x01(\t\"\x16\n\x14\x44snPasswordInjection\"\xc8\x01\n\tInjection\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.goex.v1.HeaderInjectionH\x00\x12(\n\x05query\x18\x02 \x01(\x0b\x32\x17.goex.v1.QueryInjectionH\x00\x12$\n\x03\x65nv\x18\x03 \x01(\x0b\x32\x15.goex.v1.EnvInjectionH\x00\x12\x35\n\x0c\x64sn_password\x18\x04 \x01(\x0b\x32\x1d.goex.v1.DsnPasswordInjectionH\x00\x42\x08\n\x06target\"\xc0\x02\n\nSecretInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.goex.v1.SecretKind\x12%\n\tinjection\x18\x03 \x01(\x0b\x32\x12.goex.v1.Injection\x12\x15\n\rallowed_hosts\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0brefreshable\x18\x08 \x01(\x08\x12\x0f\n\x07problem\x18\t \x01(\t\x12\r\n\x05parts\x18\n \x03(\t\"\xbd\x01\n\x10PutSecretRequest\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.goex.v1.SecretInfo\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x35\n\x06values\x18\x03 \x03(\x0b\x32%.goex.v1.PutSecretRequest.ValuesEntry\x12\x11\n\toverwrite\x18\x04 \x01(\x08\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"6\n\x11PutSecretResponse\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.goex.v1.SecretInfo\"\x14\n\x12ListSecretsRequest\";\n\x13ListSecretsResponse\x12$\n\x07secrets\x18\x01 \x03(\x0b\x32\x13.goex.v1.SecretInfo\"#\n\x13\x44\x65leteSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteSecretResponse\"/\n\x15RotateVaultKeyRequest\x12\x16\n\x0enew_passphrase\x18\x01 \x01(\x0c\"\x18\n\x16RotateVaultKeyResponse\"\xb3\x01\n\x11StartOAuthRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x61uthorization_url\x18\x02 \x01(\t\x12\x11\n\ttoken_url\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x15\n\rallowed_hosts\x18\x06 \x03(\t\x12\x15\n\rclient_secret\x18\x07 \x01(\x0c\x12\x11\n\toverwrite\x18\x08 \x01(\x08\"o\n\x12StartOAuthResponse\x12\x13\n\x0b\x62rowser_url\x18\x01 \x01(\t\x12\x14\n\x0credirect_uri\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x11\x41waitOAuthRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"7\n\x12\x41waitOAuthResponse\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.goex.v1.SecretInfo*\xb7\x01\n\nSecretKind\x12\x1b\n\x17SECRET_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13SECRET_KIND_API_KEY\x10\x01\x12\x16\n\x12SECRET_KIND_BEARER\x10\x02\x12\x15\n\x11SECRET_KIND_BASIC\x10\x03\x12\x16\n\x12SECRET_KIND_OAUTH2\x10\x04\x12\x13\n\x0fSECRET_KIND_DSN\x10\x05\x12\x17\n\x13SECRET_KIND_GENERIC\x10\x06\x32\xc5\x03\n\x07Secrets\x12\x42\n\tPutSecret\x12\x19.goex.v1.PutSecretRequest\x1a\x1a.goex.v1.PutSecretResponse\x12H\n\x0bListSecrets\x12\x1b.goex.v1.ListSecretsRequest\x1a\x1c.goex.v1.ListSecretsResponse\x12K\n\x0c\x44\x65leteSecret\x12\x1c.goex.v1.DeleteSecretRequest\x1a\x1d.goex.v1.DeleteSecretResponse\x12Q\n\x0eRotateVaultKey\x12\x1e.goex.v1.RotateVaultKeyRequest\x1a\x1f.goex.v1.RotateVaultKeyResponse\x12\x45\n\nStartOAuth\x12\x1a.goex.v1.StartOAuthRequest\x1a\x1b.goex.v1.StartOAuthResponse\x12\x45\n\nAwaitOAuth\x12\x1a.goex.v1.AwaitOAuthRequest\x1a\x1b.goex.v1.AwaitOAuthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,42 +35,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PUTSECRETREQUEST_VALUESENTRY']._loaded_options = None
   _globals['_PUTSECRETREQUEST_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_SECRETKIND']._serialized_start=1325
-  _globals['_SECRETKIND']._serialized_end=1508
-  _globals['_HEADERINJECTION']._serialized_start=67
-  _globals['_HEADERINJECTION']._serialized_end=116
-  _globals['_QUERYINJECTION']._serialized_start=118
-  _globals['_QUERYINJECTION']._serialized_end=167
-  _globals['_ENVINJECTION']._serialized_start=169
-  _globals['_ENVINJECTION']._serialized_end=201
-  _globals['_DSNPASSWORDINJECTION']._serialized_start=203
-  _globals['_DSNPASSWORDINJECTION']._serialized_end=225
-  _globals['_INJECTION']._serialized_start=228
-  _globals['_INJECTION']._serialized_end=428
-  _globals['_SECRETINFO']._serialized_start=431
-  _globals['_SECRETINFO']._serialized_end=650
-  _globals['_PUTSECRETREQUEST']._serialized_start=653
-  _globals['_PUTSECRETREQUEST']._serialized_end=842
-  _globals['_PUTSECRETREQUEST_VALUESENTRY']._serialized_start=797
-  _globals['_PUTSECRETREQUEST_VALUESENTRY']._serialized_end=842
-  _globals['_PUTSECRETRESPONSE']._serialized_start=844
-  _globals['_PUTSECRETRESPONSE']._serialized_end=898
-  _globals['_LISTSECRETSREQUEST']._serialized_start=900
-  _globals['_LISTSECRETSREQUEST']._serialized_end=920
-  _globals['_LISTSECRETSRESPONSE']._serialized_start=922
-  _globals['_LISTSECRETSRESPONSE']._serialized_end=981
-  _globals['_DELETESECRETREQUEST']._serialized_start=983
-  _globals['_DELETESECRETREQUEST']._serialized_end=1018
-  _globals['_DELETESECRETRESPONSE']._serialized_start=1020
-  _globals['_DELETESECRETRESPONSE']._serialized_end=1042
-  _globals['_ROTATEVAULTKEYREQUEST']._serialized_start=1044
-  _globals['_ROTATEVAULTKEYREQUEST']._serialized_end=1091
-  _globals['_ROTATEVAULTKEYRESPONSE']._serialized_start=1093
-  _globals['_ROTATEVAULTKEYRESPONSE']._serialized_end=1117
-  _globals['_STARTOAUTHREQUEST']._serialized_start=1120
-  _globals['_STARTOAUTHREQUEST']._serialized_end=1257
-  _globals['_STARTOAUTHRESPONSE']._serialized_start=1259
-  _globals['_STARTOAUTHRESPONSE']._serialized_end=1322
-  _globals['_SECRETS']._serialized_start=1511
-  _globals['_SECRETS']._serialized_end=1893
+  _globals['_SECRETKIND']._serialized_start=1684
+  _globals['_SECRETKIND']._serialized_end=1867
+  _globals['_HEADERINJECTION']._serialized_start=99
+  _globals['_HEADERINJECTION']._serialized_end=148
+  _globals['_QUERYINJECTION']._serialized_start=150
+  _globals['_QUERYINJECTION']._serialized_end=199
+  _globals['_ENVINJECTION']._serialized_start=201
+  _globals['_ENVINJECTION']._serialized_end=233
+  _globals['_DSNPASSWORDINJECTION']._serialized_start=235
+  _globals['_DSNPASSWORDINJECTION']._serialized_end=257
+  _globals['_INJECTION']._serialized_start=260
+  _globals['_INJECTION']._serialized_end=460
+  _globals['_SECRETINFO']._serialized_start=463
+  _globals['_SECRETINFO']._serialized_end=783
+  _globals['_PUTSECRETREQUEST']._serialized_start=786
+  _globals['_PUTSECRETREQUEST']._serialized_end=975
+  _globals['_PUTSECRETREQUEST_VALUESENTRY']._serialized_start=930
+  _globals['_PUTSECRETREQUEST_VALUESENTRY']._serialized_end=975
+  _globals['_PUTSECRETRESPONSE']._serialized_start=977
+  _globals['_PUTSECRETRESPONSE']._serialized_end=1031
+  _globals['_LISTSECRETSREQUEST']._serialized_start=1033
+  _globals['_LISTSECRETSREQUEST']._serialized_end=1053
+  _globals['_LISTSECRETSRESPONSE']._serialized_start=1055
+  _globals['_LISTSECRETSRESPONSE']._serialized_end=1114
+  _globals['_DELETESECRETREQUEST']._serialized_start=1116
+  _globals['_DELETESECRETREQUEST']._serialized_end=1151
+  _globals['_DELETESECRETRESPONSE']._serialized_start=1153
+  _globals['_DELETESECRETRESPONSE']._serialized_end=1175
+  _globals['_ROTATEVAULTKEYREQUEST']._serialized_start=1177
+  _globals['_ROTATEVAULTKEYREQUEST']._serialized_end=1224
+  _globals['_ROTATEVAULTKEYRESPONSE']._serialized_start=1226
+  _globals['_ROTATEVAULTKEYRESPONSE']._serialized_end=1250
+  _globals['_STARTOAUTHREQUEST']._serialized_start=1253
+  _globals['_STARTOAUTHREQUEST']._serialized_end=1432
+  _globals['_STARTOAUTHRESPONSE']._serialized_start=1434
+  _globals['_STARTOAUTHRESPONSE']._serialized_end=1545
+  _globals['_AWAITOAUTHREQUEST']._serialized_start=1547
+  _globals['_AWAITOAUTHREQUEST']._serialized_end=1624
+  _globals['_AWAITOAUTHRESPONSE']._serialized_start=1626
+  _globals['_AWAITOAUTHRESPONSE']._serialized_end=1681
+  _globals['_SECRETS']._serialized_start=1870
+  _globals['_SECRETS']._serialized_end=2323
 # @@protoc_insertion_point(module_scope)

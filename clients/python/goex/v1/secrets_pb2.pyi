@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -66,20 +67,28 @@ class Injection(_message.Message):
     def __init__(self, header: _Optional[_Union[HeaderInjection, _Mapping]] = ..., query: _Optional[_Union[QueryInjection, _Mapping]] = ..., env: _Optional[_Union[EnvInjection, _Mapping]] = ..., dsn_password: _Optional[_Union[DsnPasswordInjection, _Mapping]] = ...) -> None: ...
 
 class SecretInfo(_message.Message):
-    __slots__ = ("name", "kind", "injection", "allowed_hosts", "created_at", "updated_at")
+    __slots__ = ("name", "kind", "injection", "allowed_hosts", "created_at", "updated_at", "expires_at", "refreshable", "problem", "parts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     INJECTION_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_HOSTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REFRESHABLE_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: SecretKind
     injection: Injection
     allowed_hosts: _containers.RepeatedScalarFieldContainer[str]
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[SecretKind, str]] = ..., injection: _Optional[_Union[Injection, _Mapping]] = ..., allowed_hosts: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    refreshable: bool
+    problem: str
+    parts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[SecretKind, str]] = ..., injection: _Optional[_Union[Injection, _Mapping]] = ..., allowed_hosts: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refreshable: _Optional[bool] = ..., problem: _Optional[str] = ..., parts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PutSecretRequest(_message.Message):
     __slots__ = ("info", "value", "values", "overwrite")
@@ -137,25 +146,45 @@ class RotateVaultKeyResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class StartOAuthRequest(_message.Message):
-    __slots__ = ("name", "authorization_url", "token_url", "client_id", "scopes", "allowed_hosts")
+    __slots__ = ("name", "authorization_url", "token_url", "client_id", "scopes", "allowed_hosts", "client_secret", "overwrite")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
     TOKEN_URL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     name: str
     authorization_url: str
     token_url: str
     client_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     allowed_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., authorization_url: _Optional[str] = ..., token_url: _Optional[str] = ..., client_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., allowed_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    client_secret: bytes
+    overwrite: bool
+    def __init__(self, name: _Optional[str] = ..., authorization_url: _Optional[str] = ..., token_url: _Optional[str] = ..., client_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., allowed_hosts: _Optional[_Iterable[str]] = ..., client_secret: _Optional[bytes] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class StartOAuthResponse(_message.Message):
-    __slots__ = ("browser_url", "redirect_uri")
+    __slots__ = ("browser_url", "redirect_uri", "expires_at")
     BROWSER_URL_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_URI_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     browser_url: str
     redirect_uri: str
-    def __init__(self, browser_url: _Optional[str] = ..., redirect_uri: _Optional[str] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, browser_url: _Optional[str] = ..., redirect_uri: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AwaitOAuthRequest(_message.Message):
+    __slots__ = ("name", "timeout")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    timeout: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AwaitOAuthResponse(_message.Message):
+    __slots__ = ("info",)
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    info: SecretInfo
+    def __init__(self, info: _Optional[_Union[SecretInfo, _Mapping]] = ...) -> None: ...

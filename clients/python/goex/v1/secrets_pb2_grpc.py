@@ -60,6 +60,11 @@ class SecretsStub:
                 request_serializer=goex_dot_v1_dot_secrets__pb2.StartOAuthRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_secrets__pb2.StartOAuthResponse.FromString,
                 _registered_method=True)
+        self.AwaitOAuth = channel.unary_unary(
+                '/goex.v1.Secrets/AwaitOAuth',
+                request_serializer=goex_dot_v1_dot_secrets__pb2.AwaitOAuthRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_secrets__pb2.AwaitOAuthResponse.FromString,
+                _registered_method=True)
 
 
 class SecretsServicer:
@@ -98,6 +103,13 @@ class SecretsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AwaitOAuth(self, request, context):
+        """Waits for a started OAuth2 flow to finish; returns the stored secret's metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecretsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +137,11 @@ def add_SecretsServicer_to_server(servicer, server):
                     servicer.StartOAuth,
                     request_deserializer=goex_dot_v1_dot_secrets__pb2.StartOAuthRequest.FromString,
                     response_serializer=goex_dot_v1_dot_secrets__pb2.StartOAuthResponse.SerializeToString,
+            ),
+            'AwaitOAuth': grpc.unary_unary_rpc_method_handler(
+                    servicer.AwaitOAuth,
+                    request_deserializer=goex_dot_v1_dot_secrets__pb2.AwaitOAuthRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_secrets__pb2.AwaitOAuthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +280,33 @@ class Secrets:
             '/goex.v1.Secrets/StartOAuth',
             goex_dot_v1_dot_secrets__pb2.StartOAuthRequest.SerializeToString,
             goex_dot_v1_dot_secrets__pb2.StartOAuthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitOAuth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Secrets/AwaitOAuth',
+            goex_dot_v1_dot_secrets__pb2.AwaitOAuthRequest.SerializeToString,
+            goex_dot_v1_dot_secrets__pb2.AwaitOAuthResponse.FromString,
             options,
             channel_credentials,
             insecure,

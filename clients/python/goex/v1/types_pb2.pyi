@@ -56,6 +56,12 @@ class ActionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_STATE_BLOCKED: _ClassVar[ActionState]
     ACTION_STATE_INTERRUPTED: _ClassVar[ActionState]
 
+class EgressDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EGRESS_DECISION_UNSPECIFIED: _ClassVar[EgressDecision]
+    EGRESS_DECISION_ALLOWED: _ClassVar[EgressDecision]
+    EGRESS_DECISION_REFUSED: _ClassVar[EgressDecision]
+
 class Termination(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TERMINATION_UNSPECIFIED: _ClassVar[Termination]
@@ -126,6 +132,9 @@ ACTION_STATE_UNDONE: ActionState
 ACTION_STATE_FAILED: ActionState
 ACTION_STATE_BLOCKED: ActionState
 ACTION_STATE_INTERRUPTED: ActionState
+EGRESS_DECISION_UNSPECIFIED: EgressDecision
+EGRESS_DECISION_ALLOWED: EgressDecision
+EGRESS_DECISION_REFUSED: EgressDecision
 TERMINATION_UNSPECIFIED: Termination
 TERMINATION_EXITED: Termination
 TERMINATION_SIGNALED: Termination
@@ -314,7 +323,7 @@ class PromptAction(_message.Message):
     def __init__(self, prompt: _Optional[str] = ...) -> None: ...
 
 class ActionSpec(_message.Message):
-    __slots__ = ("shell", "python", "sql", "http", "prompt", "resource", "limits", "description")
+    __slots__ = ("shell", "python", "sql", "http", "prompt", "resource", "limits", "description", "egress")
     SHELL_FIELD_NUMBER: _ClassVar[int]
     PYTHON_FIELD_NUMBER: _ClassVar[int]
     SQL_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +332,7 @@ class ActionSpec(_message.Message):
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     shell: ShellAction
     python: PythonAction
     sql: SqlAction
@@ -331,7 +341,42 @@ class ActionSpec(_message.Message):
     resource: str
     limits: SandboxLimits
     description: str
-    def __init__(self, shell: _Optional[_Union[ShellAction, _Mapping]] = ..., python: _Optional[_Union[PythonAction, _Mapping]] = ..., sql: _Optional[_Union[SqlAction, _Mapping]] = ..., http: _Optional[_Union[HttpAction, _Mapping]] = ..., prompt: _Optional[_Union[PromptAction, _Mapping]] = ..., resource: _Optional[str] = ..., limits: _Optional[_Union[SandboxLimits, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+    egress: Egress
+    def __init__(self, shell: _Optional[_Union[ShellAction, _Mapping]] = ..., python: _Optional[_Union[PythonAction, _Mapping]] = ..., sql: _Optional[_Union[SqlAction, _Mapping]] = ..., http: _Optional[_Union[HttpAction, _Mapping]] = ..., prompt: _Optional[_Union[PromptAction, _Mapping]] = ..., resource: _Optional[str] = ..., limits: _Optional[_Union[SandboxLimits, _Mapping]] = ..., description: _Optional[str] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ...) -> None: ...
+
+class Egress(_message.Message):
+    __slots__ = ("secrets", "hosts")
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    secrets: _containers.RepeatedScalarFieldContainer[str]
+    hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, secrets: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EgressRecord(_message.Message):
+    __slots__ = ("method", "url", "host", "status", "decision", "reason", "secrets_used", "request_bytes", "response_bytes", "duration", "at")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_USED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    url: str
+    host: str
+    status: int
+    decision: EgressDecision
+    reason: str
+    secrets_used: _containers.RepeatedScalarFieldContainer[str]
+    request_bytes: int
+    response_bytes: int
+    duration: _duration_pb2.Duration
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., host: _Optional[str] = ..., status: _Optional[int] = ..., decision: _Optional[_Union[EgressDecision, str]] = ..., reason: _Optional[str] = ..., secrets_used: _Optional[_Iterable[str]] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExecResult(_message.Message):
     __slots__ = ("termination", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "stdout_total_bytes", "stderr_total_bytes", "detail", "limits_enforced_by")
@@ -455,7 +500,7 @@ class Timings(_message.Message):
     def __init__(self, prepare: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., capture: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., total: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., undo: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("id", "session_id", "seq", "kind", "state", "resource", "spec", "inverse", "reversibility", "error", "exec", "changes", "sql", "http", "timings", "created_at", "finished_at", "resolved_at")
+    __slots__ = ("id", "session_id", "seq", "kind", "state", "resource", "spec", "inverse", "reversibility", "error", "exec", "changes", "sql", "http", "timings", "created_at", "finished_at", "resolved_at", "egress")
     ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -474,6 +519,7 @@ class Action(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     session_id: str
     seq: int
@@ -492,7 +538,8 @@ class Action(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     resolved_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[ActionKind, str]] = ..., state: _Optional[_Union[ActionState, str]] = ..., resource: _Optional[str] = ..., spec: _Optional[_Union[ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[ActionSpec, _Mapping]] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., error: _Optional[str] = ..., exec: _Optional[_Union[ExecResult, _Mapping]] = ..., changes: _Optional[_Union[ChangeSet, _Mapping]] = ..., sql: _Optional[_Union[SqlResult, _Mapping]] = ..., http: _Optional[_Union[HttpResult, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    egress: _containers.RepeatedCompositeFieldContainer[EgressRecord]
+    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[ActionKind, str]] = ..., state: _Optional[_Union[ActionState, str]] = ..., resource: _Optional[str] = ..., spec: _Optional[_Union[ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[ActionSpec, _Mapping]] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., error: _Optional[str] = ..., exec: _Optional[_Union[ExecResult, _Mapping]] = ..., changes: _Optional[_Union[ChangeSet, _Mapping]] = ..., sql: _Optional[_Union[SqlResult, _Mapping]] = ..., http: _Optional[_Union[HttpResult, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., egress: _Optional[_Iterable[_Union[EgressRecord, _Mapping]]] = ...) -> None: ...
 
 class OutputChunk(_message.Message):
     __slots__ = ("stream", "data")
