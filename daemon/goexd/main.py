@@ -22,6 +22,8 @@ from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import detect_enforcer
 from goexd.server.app import build_server, set_not_serving
+from goexd.vault.log_redaction import install_log_redaction
+from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd")
 
@@ -98,13 +100,16 @@ def serve(cfg: config.Config) -> int:
         raise SetupError(str(exc)) from None
     cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg.state_dir.chmod(0o700)
+    vault = Vault.open(cfg)
+    install_log_redaction(vault.redact_text)
     journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
-    engine = Engine(cfg, journal, sandbox)
+    journal.redact = vault.redact_text
+    engine = Engine(cfg, journal, sandbox, vault)
     recovered = engine.recover()
     for a in recovered:
         log.warning("recovered action %s -> %s", a.id, a.state.value)
     admin = Admin(cfg, engine, sandbox)
-    server, health_servicer = build_server(engine, admin, cfg.socket, cfg.grpc_workers)
+    server, health_servicer = build_server(engine, admin, vault, cfg.socket, cfg.grpc_workers)
     scheduler = start_gc_scheduler(admin, cfg)
 
     stop = threading.Event()

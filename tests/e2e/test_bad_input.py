@@ -9,7 +9,6 @@ import pytest
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
-from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
@@ -130,9 +129,6 @@ def test_a_workspace_is_held_by_one_open_session(daemon: DaemonProcess, workspac
 @pytest.mark.parametrize(
     ("call", "words"),
     [
-        (lambda d: d.secrets.PutSecret(secpb.PutSecretRequest()), "vault"),
-        (lambda d: d.secrets.ListSecrets(secpb.ListSecretsRequest()), "vault"),
-        (lambda d: d.secrets.DeleteSecret(secpb.DeleteSecretRequest(name="x")), "vault"),
         (lambda d: d.admin.CheckPolicy(adpb.CheckPolicyRequest(toml="")), "policy"),
         (
             lambda d: d.sessions.CreateSession(

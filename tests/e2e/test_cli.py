@@ -439,7 +439,7 @@ def test_every_command_prints_one_json_object_with_the_response_fields(
     assert j("show", "act_0000000000000000", code=1) == {
         "error": {"code": "NOT_FOUND", "message": "action 'act_0000000000000000' not found"}
     }
-    assert j("secret", "list", code=1)["error"]["code"] == "UNIMPLEMENTED"
+    assert j("secret", "delete", "nope", code=1)["error"] == {"code": "NOT_FOUND", "message": "secret 'nope' not found"}
     (tmp_path / "p.toml").write_text("[fs]\n")
     assert j("policy", "check", "p.toml", code=1)["error"]["code"] == "UNIMPLEMENTED"
     assert j("log", code=1)["error"]["code"] == "FAILED_PRECONDITION"  # no current session
@@ -460,10 +460,14 @@ def test_errors_are_one_line_and_exit_1(
     assert "held by open session" in goex_cli.error("session", "open", "--fs", "myproject/sub")
     assert "no pending action" in goex_cli.error("undo")
 
-    # Capabilities goexd does not have yet: the error names what is missing.
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"tok\n")))
-    for argv in (("secret", "put", "gh", "--env", "GH_TOKEN"), ("secret", "list"), ("secret", "delete", "gh")):
-        assert "secret vault is not built yet" in goex_cli.error(*argv)
+    assert goex_cli.error("secret", "put", "gh", "--env", "GH_TOKEN") == (
+        "value: is shorter than 6 bytes: too short to be redacted reliably from output"
+    )
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"long-enough-token\n")))
+    assert goex_cli.error("secret", "put", "a/b") == "info.name: 'a/b' contains a path separator or a control character"
+
+    # Capabilities goexd does not have yet: the error names what is missing.
     (tmp_path / "policy.toml").write_text("[fs]\n")
     assert "policy engine is not built yet" in goex_cli.error("policy", "check", "policy.toml")
 

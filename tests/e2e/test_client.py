@@ -345,16 +345,7 @@ def test_failed_precondition(client: goex.Client, session: goex.Session, workspa
 
 
 def test_capabilities_not_built_yet_are_unimplemented(client: goex.Client, session: goex.Session) -> None:
-    vault = "secret vault is not built yet"
     for call, words in (
-        (lambda: client.put_secret("gh", "tok"), vault),
-        (client.list_secrets, vault),
-        (lambda: client.delete_secret("gh"), vault),
-        (client.rotate_vault_key, vault),
-        (
-            lambda: client.start_oauth("o", authorization_url="https://a", token_url="https://t", client_id="c"),
-            vault,
-        ),
         (lambda: client.check_policy("[fs]\n"), "policy engine is not built yet"),
         (lambda: client.test_reversibility(session.id, goex.Shell(["true"])), "reversibility tests"),
         (lambda: client.submit(session.id, goex.Sql("select 1")), "database resources"),
@@ -441,8 +432,8 @@ def test_async_client(shared_daemon: DaemonProcess, workspace: Path, tmp_path: P
             assert [x.id for x in await client.commit(s.id)] == [c.id]
             with pytest.raises(goex.NotFound):
                 await client.get_action("act_nope")
-            with pytest.raises(goex.Unimplemented, match="vault"):
-                await client.list_secrets()
+            with pytest.raises(goex.NotFound, match="secret 'nope' not found"):
+                await client.delete_secret("nope")
             with pytest.raises(goex.FailedPrecondition, match="not running"):
                 await client.cancel(c.id)
             assert (await client.health()).ok

@@ -10,6 +10,7 @@ from typing import Any
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
+    EgressRequest,
     LimitsRequest,
     Reversibility,
     ReversibilityClass,
@@ -47,6 +48,9 @@ def spec_to_json(spec: ActionSpec) -> dict[str, Any]:
         "limits": limits_request_to_json(spec.limits),
         "description": spec.description,
         "extra": spec.extra,
+        "egress": None
+        if spec.egress is None
+        else {"secrets": list(spec.egress.secrets), "hosts": list(spec.egress.hosts)},
     }
 
 
@@ -61,6 +65,9 @@ def spec_from_json(d: dict[str, Any]) -> ActionSpec:
         limits=limits_request_from_json(d["limits"]),
         description=d["description"],
         extra=d.get("extra", {}),
+        egress=None
+        if d.get("egress") is None
+        else EgressRequest(tuple(d["egress"]["secrets"]), tuple(d["egress"]["hosts"])),
     )
 
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +56,7 @@ from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_work
 from goexd.sandbox.base import ExecResult, Limits, Sandbox, Stream, Termination
 from goexd.snapshots.base import ChangeSet
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.engine")
 
@@ -76,8 +77,6 @@ _NOT_BUILT = {
     ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
 }
 
-Redactor = Callable[[bytes], bytes]
-
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
@@ -93,12 +92,12 @@ class _LiveSession:
 
 
 class Engine:
-    def __init__(self, cfg: Config, journal: Journal, sandbox: Sandbox) -> None:
+    def __init__(self, cfg: Config, journal: Journal, sandbox: Sandbox, vault: Vault) -> None:
         self.cfg = cfg
         self.journal = journal
         self.sandbox = sandbox
+        self.vault = vault
         self.channels = ChannelRegistry()
-        self.redact: Redactor = lambda data: data  # the vault installs the real redactor
         self._live: dict[str, _LiveSession] = {}
         self._live_lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
@@ -356,13 +355,20 @@ class Engine:
         self._transition(replace(action, state=ActionState.PREPARING), ActionState.RUNNING)
         running = replace(action, state=ActionState.RUNNING, checkpoint=checkpoint)
         channel = self.channels.get(action.id)
+        # One stream redactor per stream: a value split across two chunks is still caught.
+        redactors = {s: self.vault.redactor.stream() for s in Stream}
 
         def on_output(stream: Stream, data: bytes) -> None:
             if channel is not None:
-                channel.output(stream, self.redact(data))
+                channel.output(stream, redactors[stream].feed(data))
 
         try:
-            outcome = manager.execute(action.spec, limits, checkpoint, on_output, cancel)
+            try:
+                outcome = manager.execute(action.spec, limits, checkpoint, on_output, cancel)
+            finally:
+                for stream, redactor in redactors.items():
+                    if channel is not None and (rest := redactor.flush()):
+                        channel.output(stream, rest)
         except InvalidArgument as exc:
             return self._fail_and_rollback(running, manager, checkpoint, str(exc), None, None, started)
         except Exception as exc:
@@ -374,7 +380,11 @@ class Engine:
         checkpoint = {**checkpoint, **outcome.checkpoint_extra}
         result = outcome.exec
         if result is not None:
-            result = replace(result, stdout=self.redact(result.stdout), stderr=self.redact(result.stderr))
+            result = replace(
+                result,
+                stdout=self.redact(result.stdout, truncated=result.stdout_truncated),
+                stderr=self.redact(result.stderr, truncated=result.stderr_truncated),
+            )
         if result is not None and result.termination in _ROLLBACK_ON:
             reason = result.detail or f"stopped: {result.termination.value}"
             return self._fail_and_rollback(
@@ -648,5 +658,8 @@ class Engine:
         if self._stopping.is_set():
             raise Unavailable("goexd is shutting down")
 
+    def redact(self, data: bytes, truncated: bool = False) -> bytes:
+        return self.vault.redactor(data, truncated=truncated)
+
     def redact_text(self, text: str) -> str:
-        return self.redact(text.encode()).decode(errors="replace")
+        return self.vault.redactor.text(text)

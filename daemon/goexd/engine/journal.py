@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,15 @@ _ACTION_COLUMNS = {
 }
 
 
+# Columns the daemon itself generates (snapshot ids, times); everything else is redacted on write.
+_UNREDACTED = frozenset({"checkpoint", "finished_at", "resolved_at", "undo_started"})
+
+
 class Journal:
     def __init__(self, path: Path, sync: str = "full") -> None:
         self.path = path
+        # Replaced by the vault's redactor at start-up: no secret value is ever written here.
+        self.redact: Callable[[str], str] = lambda text: text
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -147,10 +153,10 @@ class Journal:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         session.id,
-                        session.label,
+                        self.redact(session.label),
                         session.state.value,
                         codec.dumps(codec.limits_to_json(session.limits)),
-                        policy_toml,
+                        self.redact(policy_toml),
                         session.created_at,
                     ),
                 )
@@ -237,14 +243,16 @@ class Journal:
                     action.spec.kind.value,
                     action.resource,
                     action.state.value,
-                    codec.dumps(codec.spec_to_json(action.spec)),
-                    codec.dumps(codec.spec_to_json(action.inverse)) if action.inverse else None,
+                    self._redacted({"spec": codec.dumps(codec.spec_to_json(action.spec))})["spec"],
+                    self._redacted({"inverse": codec.dumps(codec.spec_to_json(action.inverse))})["inverse"]
+                    if action.inverse
+                    else None,
                     action.created_at,
                 ),
             )
             db.execute(
                 "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, NULL, ?, ?, ?)",
-                (action.id, action.state.value, action.created_at, note),
+                (action.id, action.state.value, action.created_at, self.redact(note)),
             )
         return self.get_action(action.id) or action
 
@@ -253,6 +261,7 @@ class Journal:
         bad = set(fields) - _ACTION_COLUMNS
         if bad:
             raise InternalError(f"unknown action columns {sorted(bad)}")
+        fields, note = self._redacted(fields), self.redact(note)
         with self._tx() as db:
             sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in fields])
             cur = db.execute(
@@ -271,6 +280,7 @@ class Journal:
         bad = set(fields) - _ACTION_COLUMNS
         if bad:
             raise InternalError(f"unknown action columns {sorted(bad)}")
+        fields, note = self._redacted(fields), self.redact(note)
         with self._tx() as db:
             if fields:
                 sets = ", ".join(f"{k} = ?" for k in fields)
@@ -281,6 +291,9 @@ class Journal:
                     "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, ?, ?, ?, ?)",
                     (action_id, state, state, time.time(), note),
                 )
+
+    def _redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.redact(v) if isinstance(v, str) and k not in _UNREDACTED else v for k, v in fields.items()}
 
     def get_action(self, action_id: str) -> Action | None:
         rows = self._query("SELECT * FROM actions WHERE id = ?", (action_id,))

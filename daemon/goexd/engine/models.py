@@ -123,6 +123,14 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class EgressRequest:
+    """Network for a sandboxed action: only through the egress proxy, with these secrets and hosts."""
+
+    secrets: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ActionSpec:
     kind: ActionKind
     argv: tuple[str, ...] = ()  # shell
@@ -133,6 +141,7 @@ class ActionSpec:
     limits: LimitsRequest = field(default_factory=LimitsRequest)
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # kinds not built yet keep their payload here
+    egress: EgressRequest | None = None  # None = no network at all
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from goexd.engine.engine import Engine
 from goexd.errors import SetupError
 from goexd.server.errors import ErrorInterceptor
 from goexd.server.servicers import ActionsServicer, AdminServicer, SecretsServicer, SessionsServicer
+from goexd.vault.vault import Vault
 
 SERVICE_NAMES = [
     sessions_pb2.DESCRIPTOR.services_by_name["Sessions"].full_name,
@@ -54,11 +55,13 @@ def prepare_socket_dir(sock: Path) -> None:
             probe.close()
 
 
-def build_server(engine: Engine, admin: Admin, sock: Path, workers: int) -> tuple[grpc.Server, health.HealthServicer]:
+def build_server(
+    engine: Engine, admin: Admin, vault: Vault, sock: Path, workers: int
+) -> tuple[grpc.Server, health.HealthServicer]:
     prepare_socket_dir(sock)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="goexd-rpc"),
-        interceptors=[ErrorInterceptor()],
+        interceptors=[ErrorInterceptor(vault.redact_text)],
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
@@ -66,7 +69,7 @@ def build_server(engine: Engine, admin: Admin, sock: Path, workers: int) -> tupl
     )
     segrpc.add_SessionsServicer_to_server(SessionsServicer(engine), server)
     agrpc.add_ActionsServicer_to_server(ActionsServicer(engine), server)
-    sgrpc.add_SecretsServicer_to_server(SecretsServicer(), server)
+    sgrpc.add_SecretsServicer_to_server(SecretsServicer(vault), server)
     adgrpc.add_AdminServicer_to_server(AdminServicer(admin), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

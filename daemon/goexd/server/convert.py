@@ -16,6 +16,7 @@ from goexd.engine.models import (
     ActionSpec,
     ActionState,
     CloseMode,
+    EgressRequest,
     LimitsRequest,
     Resource,
     ResourceKind,
@@ -28,6 +29,7 @@ from goexd.engine.models import (
 from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, Stream
 from goexd.snapshots.base import ChangeSet
+from goexd.vault.models import check_host, check_name
 
 _STATE_TO_PB = {s: cast(pb.ActionState, pb.ActionState.Value(f"ACTION_STATE_{s.name}")) for s in ActionState}
 _STATE_FROM_PB: dict[int, ActionState] = {v: k for k, v in _STATE_TO_PB.items()}
@@ -125,8 +127,10 @@ def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
     which = msg.WhichOneof("body")
     limits = limits_request(msg.limits, f"{fld}.limits")
 
+    egress = egress_request(msg.egress, f"{fld}.egress") if msg.HasField("egress") else None
+
     def spec(kind: ActionKind, **body: Any) -> ActionSpec:
-        base = ActionSpec(kind, resource=msg.resource, limits=limits, description=msg.description)
+        base = ActionSpec(kind, resource=msg.resource, limits=limits, description=msg.description, egress=egress)
         return replace(base, **body)
 
     if which == "shell":
@@ -198,8 +202,19 @@ def session_pb(s: Session) -> pb.Session:
     )
 
 
+def egress_request(msg: pb.Egress, fld: str) -> EgressRequest:
+    for i, name in enumerate(msg.secrets):
+        check_name(name, f"{fld}.secrets[{i}]")
+    hosts = tuple(check_host(h, f"{fld}.hosts[{i}]") for i, h in enumerate(msg.hosts))
+    if not msg.secrets and not hosts:
+        raise InvalidArgument(fld, "name at least one secret or host, or leave egress unset for no network")
+    return EgressRequest(tuple(dict.fromkeys(msg.secrets)), tuple(dict.fromkeys(hosts)))
+
+
 def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
     msg = pb.ActionSpec(resource=spec.resource, description=spec.description)
+    if spec.egress is not None:
+        msg.egress.CopyFrom(pb.Egress(secrets=list(spec.egress.secrets), hosts=list(spec.egress.hosts)))
     lim = spec.limits
     if lim.timeout_s:
         msg.limits.timeout.CopyFrom(dur(lim.timeout_s))

@@ -17,6 +17,8 @@ from goexd import errors
 
 log = logging.getLogger("goexd.server")
 
+TextRedactor = Callable[[str], str]
+
 STATUS_OF: dict[type[errors.GoexError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -37,37 +39,42 @@ def status_of(exc: errors.GoexError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _abort(context: grpc.ServicerContext, method: str, exc: BaseException) -> None:
+def _abort(context: grpc.ServicerContext, method: str, exc: BaseException, redact: TextRedactor) -> None:
     if isinstance(exc, errors.GoexError):
         code = status_of(exc)
+        message = redact(str(exc))
         if code is grpc.StatusCode.INTERNAL:
-            log.error("%s: %s", method, exc)
-        context.abort(code, str(exc))
+            log.error("%s: %s", method, message)
+        context.abort(code, message)
     incident = uuid.uuid4().hex[:12]
     log.error("%s failed (incident %s)", method, incident, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the goexd log")
 
 
-def _wrap_unary(fn: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Callable[..., Any]:
+def _wrap_unary(
+    fn: Callable[[Any, grpc.ServicerContext], Any], method: str, redact: TextRedactor
+) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(request, context)
         except Exception as exc:
             if _is_abort(exc):
                 raise
-            _abort(context, method, exc)
+            _abort(context, method, exc, redact)
 
     return handler
 
 
-def _wrap_stream(fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str) -> Callable[..., Any]:
+def _wrap_stream(
+    fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str, redact: TextRedactor
+) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from fn(request, context)
         except Exception as exc:
             if _is_abort(exc):
                 raise
-            _abort(context, method, exc)
+            _abort(context, method, exc, redact)
 
     return handler
 
@@ -78,6 +85,11 @@ def _is_abort(exc: BaseException) -> bool:
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Maps errors to status codes; every message passes the vault's redactor on its way out."""
+
+    def __init__(self, redact: TextRedactor = lambda text: text) -> None:
+        self.redact = redact
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
@@ -89,13 +101,13 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         method = details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.redact),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.redact),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -22,6 +22,8 @@ from goexd.admin import Admin
 from goexd.engine.engine import Engine
 from goexd.errors import InvalidArgument, Unimplemented
 from goexd.server import convert as cv
+from goexd.server import convert_secrets as cs
+from goexd.vault.vault import Vault
 
 Ctx = grpc.ServicerContext
 
@@ -133,26 +135,31 @@ def raise_missing(fld: str) -> None:
     raise InvalidArgument(fld, "is required")
 
 
-_VAULT_MISSING = "the encrypted secret vault is not built yet (secrets: put/list/delete, OAuth2, key rotation)"
-
-
 class SecretsServicer(sgrpc.SecretsServicer):
-    """Every RPC answers UNIMPLEMENTED until the vault lands; none will ever return a value."""
+    """Metadata in and out; a value only ever travels inwards (PutSecret)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
 
     def PutSecret(self, req: spb.PutSecretRequest, ctx: Ctx) -> spb.PutSecretResponse:
-        raise Unimplemented(_VAULT_MISSING)
+        return spb.PutSecretResponse(info=cs.info_pb(self.vault.put(cs.put_request(req))))
 
     def ListSecrets(self, req: spb.ListSecretsRequest, ctx: Ctx) -> spb.ListSecretsResponse:
-        raise Unimplemented(_VAULT_MISSING)
+        return spb.ListSecretsResponse(secrets=[cs.info_pb(i) for i in self.vault.list_info()])
 
     def DeleteSecret(self, req: spb.DeleteSecretRequest, ctx: Ctx) -> spb.DeleteSecretResponse:
-        raise Unimplemented(_VAULT_MISSING)
+        self.vault.delete(req.name)
+        return spb.DeleteSecretResponse()
 
     def RotateVaultKey(self, req: spb.RotateVaultKeyRequest, ctx: Ctx) -> spb.RotateVaultKeyResponse:
-        raise Unimplemented(_VAULT_MISSING)
+        self.vault.rotate_key(req.new_passphrase)
+        return spb.RotateVaultKeyResponse()
 
     def StartOAuth(self, req: spb.StartOAuthRequest, ctx: Ctx) -> spb.StartOAuthResponse:
-        raise Unimplemented(_VAULT_MISSING)
+        raise Unimplemented("OAuth2 flows are not wired yet")
+
+    def AwaitOAuth(self, req: spb.AwaitOAuthRequest, ctx: Ctx) -> spb.AwaitOAuthResponse:
+        raise Unimplemented("OAuth2 flows are not wired yet")
 
 
 class AdminServicer(adgrpc.AdminServicer):

@@ -248,6 +248,10 @@ class Vault:
             raise NotFound("secret", name)
         return secret
 
+    def redact_text(self, text: str) -> str:
+        """Through whichever redactor is current (it is replaced on every change)."""
+        return self.redactor.text(text)
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._secrets)
