@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
+from goexd.egress.models import Decision, EgressRecordData
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
@@ -29,12 +31,23 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-def dumps(obj: dict[str, Any] | None) -> str | None:
+def dumps(obj: dict[str, Any] | list[Any] | None) -> str | None:
     return None if obj is None else json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def egress_to_json(records: Iterable[EgressRecordData]) -> list[dict[str, Any]]:
+    return [{**asdict(r), "decision": r.decision.value, "secrets_used": list(r.secrets_used)} for r in records]
+
+
+def egress_from_json(items: list[dict[str, Any]]) -> list[EgressRecordData]:
+    return [
+        EgressRecordData(**{**d, "decision": Decision(d["decision"]), "secrets_used": tuple(d["secrets_used"])})
+        for d in items
+    ]
 
 
 def spec_to_json(spec: ActionSpec) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from goexd.config import Config
 from goexd.engine import codec
+from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
+from goexd.engine.egress import EgressRoute, EgressRoutes
 from goexd.engine.journal import Journal
 from goexd.engine.models import (
     ACTIVE_STATES,
@@ -45,15 +47,16 @@ from goexd.engine.models import (
 )
 from goexd.errors import (
     FailedPrecondition,
+    GoexError,
     InternalError,
     InvalidArgument,
     NotFound,
     Unavailable,
     Unimplemented,
 )
-from goexd.resources.base import Checkpoint, ResourceManager
+from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
-from goexd.sandbox.base import ExecResult, Limits, Sandbox, Stream, Termination
+from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.snapshots.base import ChangeSet
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.vault.vault import Vault
@@ -92,11 +95,14 @@ class _LiveSession:
 
 
 class Engine:
-    def __init__(self, cfg: Config, journal: Journal, sandbox: Sandbox, vault: Vault) -> None:
+    def __init__(
+        self, cfg: Config, journal: Journal, sandbox: Sandbox, vault: Vault, egress: EgressRoutes | None = None
+    ) -> None:
         self.cfg = cfg
         self.journal = journal
         self.sandbox = sandbox
         self.vault = vault
+        self.egress = egress  # the proxy; None = actions asking for egress are refused
         self.channels = ChannelRegistry()
         self._live: dict[str, _LiveSession] = {}
         self._live_lock = threading.Lock()
@@ -269,6 +275,10 @@ class Engine:
         if inverse is not None:
             raise Unimplemented("client-provided inverses need the inverse undo strategy, which is not built yet")
         self.check_limits("spec.limits", spec.limits)
+        if spec.egress is not None:
+            if self.egress is None:
+                raise Unavailable("spec.egress: this goexd runs without its egress proxy")
+            egress_plan.check(spec.egress, spec.kind, self.vault, self.cfg.egress.allowed_hosts)
         live = self._live_session(session_id)
         resource = self._pick_resource(live.session, spec)
         action = Action(
@@ -362,14 +372,25 @@ class Engine:
             if channel is not None:
                 channel.output(stream, redactors[stream].feed(data))
 
+        route: EgressRoute | None = None
         try:
             try:
-                outcome = manager.execute(action.spec, limits, checkpoint, on_output, cancel)
+                network = None
+                if action.spec.egress is not None and self.egress is not None:
+                    route = self.egress.open_route(egress_plan.grant(action.id, action.spec.egress))
+                    network = SandboxNetwork(
+                        ProxyEndpoint(route.socket_path, self.egress.ca_path),
+                        egress_plan.sandbox_env(action.spec.egress, self.vault),
+                    )
+                outcome = manager.execute(action.spec, limits, checkpoint, on_output, cancel, network)
             finally:
                 for stream, redactor in redactors.items():
                     if channel is not None and (rest := redactor.flush()):
                         channel.output(stream, rest)
-        except InvalidArgument as exc:
+                if route is not None:
+                    route.close()
+                    self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(route.records())))
+        except GoexError as exc:
             return self._fail_and_rollback(running, manager, checkpoint, str(exc), None, None, started)
         except Exception as exc:
             log.exception("action %s crashed in its resource manager", action.id)

@@ -28,7 +28,9 @@ from goexd.engine.models import (
 )
 from goexd.errors import FailedPrecondition, InternalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Each step takes a journal from version N to N + 1; run in order at open.
+_MIGRATIONS = {1: "ALTER TABLE actions ADD COLUMN egress TEXT"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,6 +71,7 @@ CREATE TABLE IF NOT EXISTS actions (
     checkpoint TEXT NOT NULL DEFAULT '{}',
     undo_started INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
+    egress TEXT,
     finished_at REAL,
     resolved_at REAL,
     UNIQUE (session_id, seq)
@@ -96,6 +99,7 @@ _ACTION_COLUMNS = {
     "finished_at",
     "resolved_at",
     "inverse",
+    "egress",
 }
 
 
@@ -119,9 +123,18 @@ class Journal:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row["value"]) != SCHEMA_VERSION:
-            raise InternalError(f"journal {path} has schema {row['value']}, expected {SCHEMA_VERSION}")
+        else:
+            self._migrate(int(row["value"]))
         path.chmod(0o600)
+
+    def _migrate(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise InternalError(f"journal {self.path} has schema {version}, newer than this goexd ({SCHEMA_VERSION})")
+        while version < SCHEMA_VERSION:
+            with self._tx() as db:
+                db.execute(_MIGRATIONS[version])
+                version += 1
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
     def close(self) -> None:
         with self._lock:
@@ -362,4 +375,5 @@ class Journal:
             resolved_at=row["resolved_at"],
             checkpoint=codec.loads(row["checkpoint"]),
             undo_started=bool(row["undo_started"]),
+            egress=tuple(codec.egress_from_json(codec.loads(row["egress"]) or [])),
         )

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from goexd.egress.models import EgressRecordData
 from goexd.sandbox.base import ExecResult, Limits
 from goexd.snapshots.base import ChangeSet
 
@@ -193,6 +194,7 @@ class Action:
     resolved_at: float | None = None
     checkpoint: dict[str, str] = field(default_factory=dict)  # e.g. {"pre": <snapshot id>}
     undo_started: bool = False
+    egress: tuple[EgressRecordData, ...] = ()  # requests made through the egress proxy, in order
 
     @property
     def kind(self) -> ActionKind:

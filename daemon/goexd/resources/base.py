@@ -12,12 +12,12 @@ records each transition before the call that performs it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from goexd.engine.models import ActionSpec, Resource
-from goexd.sandbox.base import ExecResult, Limits, Stream
+from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
 
 Checkpoint = dict[str, str]
@@ -30,6 +30,14 @@ class Outcome:
     changes: ChangeSet | None
     checkpoint_extra: Checkpoint = field(default_factory=dict)
     capture_s: float = 0.0  # time spent recording the post-action state and the change set
+
+
+@dataclass(frozen=True)
+class SandboxNetwork:
+    """A sandboxed action's only way out: the egress proxy, plus env-injected secrets it opted into."""
+
+    proxy: ProxyEndpoint
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class ResourceManager(Protocol):
         checkpoint: Checkpoint,
         on_output: OutputCallback | None,
         cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
     ) -> Outcome: ...
 
     def commit(self, action_id: str, checkpoint: Checkpoint) -> None: ...

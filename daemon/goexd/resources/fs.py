@@ -16,8 +16,8 @@ from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import InvalidArgument
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport
-from goexd.sandbox.base import Limits, Sandbox, SandboxSpec
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
 from goexd.snapshots.base import Snapshot
 from goexd.snapshots.git_store import GitWorkspaceStore
 
@@ -99,6 +99,7 @@ class FsVersionedResource:
         checkpoint: Checkpoint,
         on_output: OutputCallback | None,
         cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
     ) -> Outcome:
         result = self._sandbox.run(
             SandboxSpec(
@@ -106,9 +107,11 @@ class FsVersionedResource:
                 workspace=self.workspace,
                 readonly_subpaths=(".git",),
                 masked_paths=self._masked,
-                env=spec.env,
+                env={**spec.env, **network.env} if network else spec.env,
                 stdin=spec.stdin,
                 limits=limits,
+                network=Network.PROXY if network else Network.NONE,
+                proxy=network.proxy if network else None,
             ),
             on_output=on_output,
             cancel=cancel,

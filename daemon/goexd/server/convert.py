@@ -10,6 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from goex.v1 import types_pb2 as pb
+from goexd.egress.models import Decision, EgressRecordData
 from goexd.engine.models import (
     Action,
     ActionKind,
@@ -288,6 +289,22 @@ def timings_pb(t: Timings) -> pb.Timings:
     return msg
 
 
+def egress_record_pb(r: EgressRecordData) -> pb.EgressRecord:
+    return pb.EgressRecord(
+        method=r.method,
+        url=r.url,
+        host=r.host,
+        status=r.status,
+        decision=pb.EGRESS_DECISION_ALLOWED if r.decision is Decision.ALLOWED else pb.EGRESS_DECISION_REFUSED,
+        reason=r.reason,
+        secrets_used=list(r.secrets_used),
+        request_bytes=r.request_bytes,
+        response_bytes=r.response_bytes,
+        duration=dur(r.duration_s),
+        at=ts(r.at),
+    )
+
+
 def action_pb(a: Action) -> pb.Action:
     msg = pb.Action(
         id=a.id,
@@ -302,6 +319,7 @@ def action_pb(a: Action) -> pb.Action:
         created_at=ts(a.created_at),
         finished_at=ts(a.finished_at),
         resolved_at=ts(a.resolved_at),
+        egress=[egress_record_pb(r) for r in a.egress],
     )
     if a.inverse is not None:
         msg.inverse.CopyFrom(spec_pb(a.inverse))
