@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from goexd.engine.models import (
     SessionState,
     UndoStrategy,
 )
-from goexd.errors import FailedPrecondition
+from goexd.errors import FailedPrecondition, InternalError
 from goexd.sandbox.base import Limits
 
 
@@ -112,3 +113,49 @@ def test_survives_reopen(tmp_path: Path) -> None:
     j2 = Journal(tmp_path / "j.sqlite3")
     assert j2.get_action("a1") is not None
     assert j2.held_resources() == [("s1", "/w")]
+
+
+def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = Journal(path)
+    j.insert_session(_session("s1", "/w"))
+    j.insert_action(_action("a1", "s1"))
+    j.close()
+    # Make it what goexd 0.1 wrote: no egress column, schema 1.
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE actions DROP COLUMN egress")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    j = Journal(path)
+    action = j.get_action("a1")
+    assert action is not None and action.egress == ()
+    j.update("a1", egress='[{"method": "GET"}]')  # the column exists again
+    version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
+    assert version == "2"
+
+
+def test_a_journal_from_a_newer_goexd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(InternalError, match="newer than this goexd"):
+        Journal(path)
+
+
+def test_text_columns_are_redacted_on_write(journal: Journal) -> None:
+    journal.redact = lambda text: text.replace("hunter2-secret", "[secret:pw]")
+    journal.insert_session(_session("s1", "/w"))
+    action = _action("a1", "s1")
+    action = Action(**{**action.__dict__, "spec": ActionSpec(ActionKind.SHELL, argv=("echo", "hunter2-secret"))})
+    journal.insert_action(action, note="note hunter2-secret")
+    journal.transition(
+        "a1", ActionState.PROPOSED, ActionState.PREPARING, note="x hunter2-secret", error="e hunter2-secret"
+    )
+    raw = journal.path.read_bytes() + journal.path.with_name(journal.path.name + "-wal").read_bytes()
+    assert b"hunter2-secret" not in raw
+    stored = journal.get_action("a1")
+    assert stored is not None and stored.spec.argv == ("echo", "[secret:pw]") and stored.error == "e [secret:pw]"
