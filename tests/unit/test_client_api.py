@@ -26,6 +26,7 @@ EXPECTED = {
     "Limits",
     "ResourceSpec",
     "Injection",
+    "Egress",
     # results
     "Action",
     "ActionEvent",
@@ -34,6 +35,7 @@ EXPECTED = {
     "ChangeSet",
     "FileChange",
     "ExecResult",
+    "EgressRecord",
     "SqlResult",
     "HttpResult",
     "Reversibility",
@@ -54,6 +56,7 @@ EXPECTED = {
     "ActionKind",
     "ActionState",
     "ChangeKind",
+    "EgressDecision",
     "OutputStream",
     "ResourceKind",
     "ReversibilityClass",

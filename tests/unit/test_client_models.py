@@ -197,6 +197,67 @@ def test_secret_info_and_injections() -> None:
     assert goex.Injection.from_proto(secrets_pb2.Injection()) is None
 
 
+def test_secret_info_oauth2_metadata() -> None:
+    msg = secrets_pb2.SecretInfo(
+        name="gh", kind=secrets_pb2.SECRET_KIND_OAUTH2, refreshable=True, problem="", parts=["access_token"]
+    )
+    msg.expires_at.CopyFrom(ts())
+    info = goex.SecretInfo.from_proto(msg)
+    assert info.kind is goex.SecretKind.OAUTH2
+    assert info.expires_at == WHEN and info.refreshable and info.usable
+    assert info.parts == ("access_token",)
+    revoked = goex.SecretInfo.from_proto(secrets_pb2.SecretInfo(name="x", problem="refresh token revoked"))
+    assert revoked.problem == "refresh token revoked" and not revoked.usable
+    assert revoked.expires_at is None and not revoked.refreshable and revoked.parts == ()
+
+
+def test_oauth_start() -> None:
+    msg = secrets_pb2.StartOAuthResponse(browser_url="https://idp/auth?x=1", redirect_uri="http://127.0.0.1:5/cb")
+    start = goex.OAuthStart.from_proto(msg)
+    assert (start.browser_url, start.redirect_uri, start.expires_at) == (msg.browser_url, msg.redirect_uri, None)
+    msg.expires_at.CopyFrom(ts())
+    assert goex.OAuthStart.from_proto(msg).expires_at == WHEN
+
+
+def test_egress_records() -> None:
+    msg = pb.Action(id="a5", kind=pb.ACTION_KIND_PYTHON)
+    ok = msg.egress.add(
+        method="GET",
+        url="https://api.github.com/user",
+        host="api.github.com",
+        status=200,
+        decision=pb.EGRESS_DECISION_ALLOWED,
+        secrets_used=["gh"],
+        request_bytes=120,
+        response_bytes=2048,
+        at=ts(),
+    )
+    ok.duration.FromMilliseconds(250)
+    msg.egress.add(
+        method="POST",
+        url="https://evil.example/?t=goex-secret:gh",
+        host="evil.example",
+        decision=pb.EGRESS_DECISION_REFUSED,
+        reason="not an allowed host of secret gh",
+    )
+    a = goex.Action.from_proto(msg)
+    first, second = a.egress
+    assert (first.method, first.url, first.host, first.status) == (
+        "GET",
+        "https://api.github.com/user",
+        "api.github.com",
+        200,
+    )
+    assert first.decision is goex.EgressDecision.ALLOWED and first.allowed
+    assert first.secrets_used == ("gh",) and (first.request_bytes, first.response_bytes) == (120, 2048)
+    assert first.duration == pytest.approx(0.25) and first.at == WHEN
+    assert second.decision == "refused" and not second.allowed and second.status == 0
+    assert second.reason == "not an allowed host of secret gh"
+    assert second.duration is None and second.at is None and second.secrets_used == ()
+    assert first.to_dict()["decision"] == "EGRESS_DECISION_ALLOWED"
+    assert goex.Action.from_proto(pb.Action(id="a6")).egress == ()
+
+
 def test_admin_models() -> None:
     h = admin_pb2.GetHealthResponse(
         ok=True, version="1.2", components=[admin_pb2.ComponentHealth(name="vault", ok=False)]
@@ -242,6 +303,27 @@ def test_models_are_frozen_and_keep_their_proto() -> None:
 def test_action_specs_round_trip(body: goex.ActionBody) -> None:
     spec = goex.ActionSpec(body, resource="fs", limits=goex.Limits(timeout=2, output_bytes=1024), description="d")
     assert goex.ActionSpec.from_proto(spec.to_proto()) == spec
+    assert spec.egress is None and not spec.to_proto().HasField("egress")
+
+
+@pytest.mark.parametrize(
+    "egress",
+    [goex.Egress(secrets=["gh", "npm"]), goex.Egress(hosts=["pypi.org"]), goex.Egress(["gh"], ["pypi.org"])],
+    ids=["secrets", "hosts", "both"],
+)
+def test_egress_round_trips(egress: goex.Egress) -> None:
+    spec = goex.ActionSpec(goex.Shell(["curl", "https://api.github.com"]), egress=egress)
+    msg = spec.to_proto()
+    assert list(msg.egress.secrets) == list(egress.secrets) and list(msg.egress.hosts) == list(egress.hosts)
+    assert goex.ActionSpec.from_proto(msg) == spec
+    assert goex.Egress.from_proto(egress.to_proto()) == egress
+    assert hash(spec.egress) == hash(goex.Egress(egress.secrets, egress.hosts))
+
+
+def test_egress_text() -> None:
+    assert goex.Egress(["gh", "npm"], ["pypi.org"]).text == "secrets gh, npm; hosts pypi.org"
+    assert goex.Egress(hosts=["pypi.org"]).text == "hosts pypi.org"
+    assert goex.Egress().is_empty and not goex.Egress(["gh"]).is_empty
 
 
 def test_spec_helpers() -> None:

@@ -1,14 +1,17 @@
 """Request messages the clients build from Python arguments, and the CLI's secret-value input.
 
-goexd answers the secret RPCs with UNIMPLEMENTED today, and the end-to-end tests cannot
-see what went on the wire: these check the requests themselves (no daemon needed).
+The end-to-end tests cannot see what went on the wire (and goexd does not serve egress
+or OAuth2 flows yet): these check the requests themselves (no daemon needed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +45,141 @@ def test_submit_request() -> None:
         "s", goex.Shell(["true"]), resource=None, inverse=None, detach=False, limits=None, description=None, approval=""
     )
     assert not plain.HasField("inverse") and not plain.spec.HasField("limits") and not plain.detach
+
+
+def test_submit_request_with_egress() -> None:
+    req = rq.submit(
+        "s",
+        goex.Shell(["curl", "https://api.github.com/user"]),
+        resource=None,
+        inverse=goex.Shell(["true"]),
+        detach=False,
+        limits=None,
+        description=None,
+        approval="",
+        egress=goex.Egress(secrets=["gh"], hosts=["pypi.org"]),
+    )
+    assert list(req.spec.egress.secrets) == ["gh"] and list(req.spec.egress.hosts) == ["pypi.org"]
+    # The inverse gets no network from the action's egress.
+    assert not req.inverse.HasField("egress")
+    assert goex.ActionSpec.from_proto(req.spec).egress == goex.Egress(["gh"], ["pypi.org"])
+
+    # The argument overrides a spec's own egress; a spec keeps its own otherwise.
+    own = goex.ActionSpec(goex.Python("1"), egress=goex.Egress(hosts=["a.example"]))
+    assert rq.action_spec(own).egress == goex.Egress(hosts=["a.example"])
+    assert rq.action_spec(own, egress=goex.Egress(["k"])).egress == goex.Egress(["k"])
+
+    plain = rq.submit(
+        "s", goex.Shell(["true"]), resource=None, inverse=None, detach=False, limits=None, description=None, approval=""
+    )
+    assert not plain.spec.HasField("egress")  # no egress: no network at all
+
+
+def test_an_empty_egress_is_sent_as_given() -> None:
+    # goexd refuses it and says why; the client does not silently drop it.
+    spec = goex.ActionSpec(goex.Shell(["true"]), egress=goex.Egress())
+    assert spec.to_proto().HasField("egress")
+    assert goex.ActionSpec.from_proto(spec.to_proto()).egress == goex.Egress()
+
+
+def test_run_shell_and_run_python_secrets_and_hosts_become_egress() -> None:
+    assert rq.egress((), ()) is None
+    assert rq.egress(["gh"], ()) == goex.Egress(secrets=["gh"])
+    assert rq.egress([], (h for h in ["a.example"])) == goex.Egress(hosts=["a.example"])
+    with pytest.raises(TypeError, match="not a string"):
+        rq.egress("gh", ())  # would be ("g", "h")
+    with pytest.raises(TypeError, match="not a string"):
+        goex.Egress(hosts="pypi.org")
+
+
+def _record_submit(monkeypatch: pytest.MonkeyPatch, cls: type[Any]) -> list[dict[str, Any]]:
+    """Keep what run_shell / run_python hand to submit (and go no further)."""
+    calls: list[dict[str, Any]] = []
+
+    def submit(self: Any, session_id: str, action: Any, **kw: Any) -> None:
+        calls.append({"action": action, **kw})
+
+    async def asubmit(self: Any, session_id: str, action: Any, **kw: Any) -> None:
+        calls.append({"action": action, **kw})
+
+    monkeypatch.setattr(cls, "submit", asubmit if cls is goex.AsyncClient else submit)
+    return calls
+
+
+def test_run_shell_and_run_python_pass_egress_to_submit(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_submit(monkeypatch, goex.Client)
+    with goex.Client(target="unix:/nonexistent") as client:
+        client.run_shell("s", ["true"], secrets=["gh"], hosts=["pypi.org"])
+        client.run_python("s", "print(1)", hosts=["pypi.org"])
+        client.run_shell("s", ["true"])
+    assert [c["egress"] for c in calls] == [goex.Egress(["gh"], ["pypi.org"]), goex.Egress(hosts=["pypi.org"]), None]
+
+    acalls = _record_submit(monkeypatch, goex.AsyncClient)
+
+    async def go() -> None:
+        async with goex.AsyncClient(target="unix:/nonexistent") as client:
+            await client.run_shell("s", ["true"], secrets=["gh"])
+            await client.run_python("s", "print(1)", secrets=["gh"], hosts=["pypi.org"])
+            await client.run_python("s", "print(1)")
+
+    asyncio.run(go())
+    assert [c["egress"] for c in acalls] == [goex.Egress(["gh"]), goex.Egress(["gh"], ["pypi.org"]), None]
+
+
+def test_start_oauth_request() -> None:
+    req = rq.start_oauth(
+        "gh",
+        authorization_url="https://github.com/login/oauth/authorize",
+        token_url="https://github.com/login/oauth/access_token",
+        client_id="cid",
+        scopes=["repo", "read:org"],
+        allowed_hosts=["api.github.com"],
+        client_secret="shh",
+        overwrite=True,
+    )
+    assert (req.name, req.client_id, req.overwrite) == ("gh", "cid", True)
+    assert req.authorization_url.endswith("/authorize") and req.token_url.endswith("/access_token")
+    assert list(req.scopes) == ["repo", "read:org"] and list(req.allowed_hosts) == ["api.github.com"]
+    assert req.client_secret == b"shh"  # str is sent as UTF-8
+    public = rq.start_oauth(
+        "x",
+        authorization_url="a",
+        token_url="t",
+        client_id="c",
+        scopes=(),
+        allowed_hosts=(),
+        client_secret=b"",
+        overwrite=False,
+    )
+    assert public.client_secret == b"" and not public.overwrite
+
+
+def test_await_oauth_request_and_deadline() -> None:
+    req, deadline = rq.await_oauth("gh", None)
+    # No timeout: the daemon waits until the flow expires, and the call has no deadline of its own.
+    assert req.name == "gh" and not req.HasField("timeout") and deadline is None
+    req, deadline = rq.await_oauth("gh", 90.5)
+    assert req.timeout.ToMilliseconds() == 90_500
+    # The call outlives the daemon's wait, so the daemon's own answer gets through.
+    assert deadline is not None and deadline > 90.5
+    for bad in (0, -1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="positive"):
+            rq.await_oauth("gh", bad)
+
+
+def test_await_oauth_uses_its_own_deadline_not_the_client_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float | None] = []
+
+    def call_within(self: Any, method: Any, request: Any, timeout: float | None) -> Any:
+        seen.append(timeout)
+        raise goex.Unavailable("stop here")
+
+    monkeypatch.setattr(goex.Client, "_call_within", call_within)
+    with goex.Client(target="unix:/nonexistent", timeout=5) as client:
+        for wait in (None, 60.0):
+            with pytest.raises(goex.Unavailable):
+                client.await_oauth("gh", timeout=wait)
+    assert seen[0] is None and seen[1] is not None and seen[1] > 60
 
 
 def test_create_session_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +255,4 @@ def test_secret_value_prompt_on_a_terminal_and_never_empty(monkeypatch: pytest.M
     prompts: list[str] = []
     monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "typed")
     assert read_value("k") == b"typed" and prompts == ["value for k: "]
+

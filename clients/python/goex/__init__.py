@@ -19,6 +19,7 @@ from goex._enums import (
     ActionKind,
     ActionState,
     ChangeKind,
+    EgressDecision,
     OutputStream,
     ResourceKind,
     ReversibilityClass,
@@ -54,6 +55,7 @@ from goex._models import (
     ChangeSet,
     ClosedSession,
     ComponentHealth,
+    EgressRecord,
     ExecResult,
     FileChange,
     GcResult,
@@ -74,7 +76,19 @@ from goex._models import (
     Timings,
 )
 from goex._socket import default_socket_path
-from goex._specs import ActionBody, ActionSpec, Http, Injection, Limits, Prompt, Python, ResourceSpec, Shell, Sql
+from goex._specs import (
+    ActionBody,
+    ActionSpec,
+    Egress,
+    Http,
+    Injection,
+    Limits,
+    Prompt,
+    Python,
+    ResourceSpec,
+    Shell,
+    Sql,
+)
 
 try:
     __version__ = _metadata.version("goex-client")
@@ -100,6 +114,9 @@ __all__ = [
     "DaemonNotRunning",
     "DataLoss",
     "DeadlineExceeded",
+    "Egress",
+    "EgressDecision",
+    "EgressRecord",
     "ExecResult",
     "FailedPrecondition",
     "FileChange",

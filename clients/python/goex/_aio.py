@@ -32,7 +32,7 @@ from goex._models import (
 )
 from goex._rpc import Req, Resp
 from goex._socket import resolve_target
-from goex._specs import ActionBody, ActionSpec, Injection, Limits, Python, ResourceSpec, Shell
+from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, Python, ResourceSpec, Shell
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
 __all__ = ["AsyncClient"]
@@ -92,8 +92,11 @@ class AsyncClient:
         return from_rpc_error(err, socket_path=self.socket_path, target=self._target)
 
     async def _call(self, method: _rpc.Method[Req, Resp], request: Req) -> Resp:
+        return await self._call_within(method, request, self.timeout)
+
+    async def _call_within(self, method: _rpc.Method[Req, Resp], request: Req, timeout: float | None) -> Resp:
         try:
-            return await method.aio_unary(self._channel)(request, timeout=self.timeout)
+            return await method.aio_unary(self._channel)(request, timeout=timeout)
         except grpc.RpcError as err:
             raise self._error(err) from err
 
@@ -158,11 +161,14 @@ class AsyncClient:
         limits: Limits | None = None,
         description: str | None = None,
         approval: str = "",
+        egress: Egress | None = None,
     ) -> Action:
         """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session.
 
         Blocks until the action has a result unless `detach`, in which case it returns
         the PROPOSED action at once; follow it with `watch_action` and `get_action`.
+        `egress` (shell and python actions) gives it network through goexd's egress
+        proxy; its requests come back in `Action.egress`.
         """
         req = rq.submit(
             session_id,
@@ -173,6 +179,7 @@ class AsyncClient:
             limits=limits,
             description=description,
             approval=approval,
+            egress=egress,
         )
         return Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
 
@@ -187,8 +194,14 @@ class AsyncClient:
         inverse: Iterable[str] | None = None,
         detach: bool = False,
         limits: Limits | None = None,
+        secrets: Iterable[str] = (),
+        hosts: Iterable[str] = (),
     ) -> Action:
-        """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell)."""
+        """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell).
+
+        `secrets` (vault names, seen inside as "goex-secret:NAME") and `hosts` give it
+        network through the egress proxy; without either it has none.
+        """
         return await self.submit(
             session_id,
             Shell(argv, env=env, stdin=stdin),
@@ -196,6 +209,7 @@ class AsyncClient:
             inverse=Shell(inverse) if inverse is not None else None,
             detach=detach,
             limits=limits,
+            egress=rq.egress(secrets, hosts),
         )
 
     async def run_python(
@@ -208,10 +222,20 @@ class AsyncClient:
         resource: str | None = None,
         detach: bool = False,
         limits: Limits | None = None,
+        secrets: Iterable[str] = (),
+        hosts: Iterable[str] = (),
     ) -> Action:
-        """`submit` a python action: `code` runs with the sandbox's python3."""
+        """`submit` a python action: `code` runs with the sandbox's python3.
+
+        `secrets` and `hosts` give it network through the egress proxy, as for `run_shell`.
+        """
         return await self.submit(
-            session_id, Python(code, env=env, stdin=stdin), resource=resource, detach=detach, limits=limits
+            session_id,
+            Python(code, env=env, stdin=stdin),
+            resource=resource,
+            detach=detach,
+            limits=limits,
+            egress=rq.egress(secrets, hosts),
         )
 
     async def get_action(self, action_id: str) -> Action:
@@ -334,17 +358,36 @@ class AsyncClient:
         client_id: str,
         scopes: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
+        client_secret: bytes | str = b"",
+        overwrite: bool = False,
     ) -> OAuthStart:
-        """Start an OAuth2 authorization-code flow; open the returned browser_url."""
-        req = secrets_pb2.StartOAuthRequest(
-            name=name,
+        """Start an OAuth2 authorization-code flow (PKCE) that stores the token as secret `name`.
+
+        Open the returned browser_url, then `await_oauth(name)`. `client_secret` is for
+        confidential clients only (kept in the vault, never returned); `overwrite`
+        replaces an existing secret of that name once the flow completes.
+        """
+        req = rq.start_oauth(
+            name,
             authorization_url=authorization_url,
             token_url=token_url,
             client_id=client_id,
-            scopes=list(scopes),
-            allowed_hosts=list(allowed_hosts),
+            scopes=scopes,
+            allowed_hosts=allowed_hosts,
+            client_secret=client_secret,
+            overwrite=overwrite,
         )
         return OAuthStart.from_proto(await self._call(_rpc.START_OAUTH, req))
+
+    async def await_oauth(self, name: str, timeout: float | None = None) -> SecretInfo:
+        """Wait for the flow `start_oauth(name)` started to finish; the stored secret's metadata.
+
+        `timeout` (seconds) bounds the wait in goexd, which then raises DeadlineExceeded
+        while the flow stays open; None waits until the flow itself expires. The client's
+        own `timeout` does not apply.
+        """
+        req, deadline = rq.await_oauth(name, timeout)
+        return SecretInfo.from_proto((await self._call_within(_rpc.AWAIT_OAUTH, req, deadline)).info)
 
     # ------------------------------------------------------------ admin
 

@@ -30,7 +30,7 @@ from goex._models import (
 )
 from goex._rpc import Req, Resp
 from goex._socket import resolve_target
-from goex._specs import ActionBody, ActionSpec, Injection, Limits, Python, ResourceSpec, Shell
+from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, Python, ResourceSpec, Shell
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
 __all__ = ["CHANNEL_OPTIONS", "Client"]
@@ -90,8 +90,11 @@ class Client:
         return from_rpc_error(err, socket_path=self.socket_path, target=self._target)
 
     def _call(self, method: _rpc.Method[Req, Resp], request: Req) -> Resp:
+        return self._call_within(method, request, self.timeout)
+
+    def _call_within(self, method: _rpc.Method[Req, Resp], request: Req, timeout: float | None) -> Resp:
         try:
-            return method.unary(self._channel)(request, timeout=self.timeout)
+            return method.unary(self._channel)(request, timeout=timeout)
         except grpc.RpcError as err:
             raise self._error(err) from err
 
@@ -156,11 +159,14 @@ class Client:
         limits: Limits | None = None,
         description: str | None = None,
         approval: str = "",
+        egress: Egress | None = None,
     ) -> Action:
         """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session.
 
         Blocks until the action has a result unless `detach`, in which case it returns
         the PROPOSED action at once; follow it with `watch_action` and `get_action`.
+        `egress` (shell and python actions) gives it network through goexd's egress
+        proxy; its requests come back in `Action.egress`.
         """
         req = rq.submit(
             session_id,
@@ -171,6 +177,7 @@ class Client:
             limits=limits,
             description=description,
             approval=approval,
+            egress=egress,
         )
         return Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
 
@@ -185,8 +192,14 @@ class Client:
         inverse: Iterable[str] | None = None,
         detach: bool = False,
         limits: Limits | None = None,
+        secrets: Iterable[str] = (),
+        hosts: Iterable[str] = (),
     ) -> Action:
-        """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell)."""
+        """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell).
+
+        `secrets` (vault names, seen inside as "goex-secret:NAME") and `hosts` give it
+        network through the egress proxy; without either it has none.
+        """
         return self.submit(
             session_id,
             Shell(argv, env=env, stdin=stdin),
@@ -194,6 +207,7 @@ class Client:
             inverse=Shell(inverse) if inverse is not None else None,
             detach=detach,
             limits=limits,
+            egress=rq.egress(secrets, hosts),
         )
 
     def run_python(
@@ -206,10 +220,20 @@ class Client:
         resource: str | None = None,
         detach: bool = False,
         limits: Limits | None = None,
+        secrets: Iterable[str] = (),
+        hosts: Iterable[str] = (),
     ) -> Action:
-        """`submit` a python action: `code` runs with the sandbox's python3."""
+        """`submit` a python action: `code` runs with the sandbox's python3.
+
+        `secrets` and `hosts` give it network through the egress proxy, as for `run_shell`.
+        """
         return self.submit(
-            session_id, Python(code, env=env, stdin=stdin), resource=resource, detach=detach, limits=limits
+            session_id,
+            Python(code, env=env, stdin=stdin),
+            resource=resource,
+            detach=detach,
+            limits=limits,
+            egress=rq.egress(secrets, hosts),
         )
 
     def get_action(self, action_id: str) -> Action:
@@ -332,17 +356,36 @@ class Client:
         client_id: str,
         scopes: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
+        client_secret: bytes | str = b"",
+        overwrite: bool = False,
     ) -> OAuthStart:
-        """Start an OAuth2 authorization-code flow; open the returned browser_url."""
-        req = secrets_pb2.StartOAuthRequest(
-            name=name,
+        """Start an OAuth2 authorization-code flow (PKCE) that stores the token as secret `name`.
+
+        Open the returned browser_url, then `await_oauth(name)`. `client_secret` is for
+        confidential clients only (kept in the vault, never returned); `overwrite`
+        replaces an existing secret of that name once the flow completes.
+        """
+        req = rq.start_oauth(
+            name,
             authorization_url=authorization_url,
             token_url=token_url,
             client_id=client_id,
-            scopes=list(scopes),
-            allowed_hosts=list(allowed_hosts),
+            scopes=scopes,
+            allowed_hosts=allowed_hosts,
+            client_secret=client_secret,
+            overwrite=overwrite,
         )
         return OAuthStart.from_proto(self._call(_rpc.START_OAUTH, req))
+
+    def await_oauth(self, name: str, timeout: float | None = None) -> SecretInfo:
+        """Wait for the flow `start_oauth(name)` started to finish; the stored secret's metadata.
+
+        `timeout` (seconds) bounds the wait in goexd, which then raises DeadlineExceeded
+        while the flow stays open; None waits until the flow itself expires. The client's
+        own `timeout` does not apply.
+        """
+        req, deadline = rq.await_oauth(name, timeout)
+        return SecretInfo.from_proto(self._call_within(_rpc.AWAIT_OAUTH, req, deadline).info)
 
     # ------------------------------------------------------------ admin
 

@@ -18,6 +18,7 @@ __all__ = [
     "ActionKind",
     "ActionState",
     "ChangeKind",
+    "EgressDecision",
     "OutputStream",
     "ResourceKind",
     "ReversibilityClass",
@@ -171,6 +172,14 @@ class OutputStream(ProtoEnum):
     STDERR = "stderr"
 
 
+class EgressDecision(ProtoEnum):
+    """What the egress proxy did with one request of a sandboxed action."""
+
+    UNSPECIFIED = "unspecified"
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+
+
 class SecretKind(ProtoEnum):
     UNSPECIFIED = "unspecified"
     API_KEY = "api_key"
@@ -192,6 +201,7 @@ for _cls in (
     ReversibilityClass,
     Verdict,
     OutputStream,
+    EgressDecision,
 ):
     _DESCRIPTORS[_cls] = types_pb2.DESCRIPTOR.enum_types_by_name[_cls.__name__]
 _DESCRIPTORS[SecretKind] = secrets_pb2.DESCRIPTOR.enum_types_by_name["SecretKind"]

@@ -19,6 +19,7 @@ from goex._enums import (
     ActionKind,
     ActionState,
     ChangeKind,
+    EgressDecision,
     OutputStream,
     ResourceKind,
     ReversibilityClass,
@@ -38,6 +39,7 @@ __all__ = [
     "ChangeSet",
     "ClosedSession",
     "ComponentHealth",
+    "EgressRecord",
     "ExecResult",
     "FileChange",
     "GcResult",
@@ -320,6 +322,44 @@ class Timings(_Model[types_pb2.Timings]):
         )
 
 
+@dataclass(frozen=True)
+class EgressRecord(_Model[types_pb2.EgressRecord]):
+    """One request a sandboxed action made through the egress proxy."""
+
+    method: str
+    url: str  # as the sandbox sent it: placeholders, never secret values; redacted
+    host: str
+    status: int  # upstream status; 0 when refused or when the upstream failed
+    decision: EgressDecision
+    reason: str  # why it was refused, or the upstream error
+    secrets_used: tuple[str, ...]
+    request_bytes: int
+    response_bytes: int
+    duration: float | None  # seconds
+    at: datetime | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is EgressDecision.ALLOWED
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.EgressRecord) -> EgressRecord:
+        return cls(
+            method=msg.method,
+            url=msg.url,
+            host=msg.host,
+            status=msg.status,
+            decision=EgressDecision.from_proto(msg.decision),
+            reason=msg.reason,
+            secrets_used=tuple(msg.secrets_used),
+            request_bytes=msg.request_bytes,
+            response_bytes=msg.response_bytes,
+            duration=seconds(msg, "duration"),
+            at=timestamp(msg, "at"),
+            proto=msg,
+        )
+
+
 def _sub(msg: Message, name: str) -> Any:
     """The sub-message `name` of `msg`, or None when unset."""
     return getattr(msg, name) if msg.HasField(name) else None
@@ -345,6 +385,7 @@ class Action(_Model[types_pb2.Action]):
     created_at: datetime | None
     finished_at: datetime | None
     resolved_at: datetime | None  # committed or undone
+    egress: tuple[EgressRecord, ...]  # requests made through the egress proxy, in order
 
     @property
     def is_pending(self) -> bool:
@@ -381,6 +422,7 @@ class Action(_Model[types_pb2.Action]):
             created_at=timestamp(msg, "created_at"),
             finished_at=timestamp(msg, "finished_at"),
             resolved_at=timestamp(msg, "resolved_at"),
+            egress=tuple(EgressRecord.from_proto(r) for r in msg.egress),
             proto=msg,
         )
 
@@ -440,6 +482,14 @@ class SecretInfo(_Model[secrets_pb2.SecretInfo]):
     allowed_hosts: tuple[str, ...]
     created_at: datetime | None
     updated_at: datetime | None
+    expires_at: datetime | None  # oauth2: when the access token expires
+    refreshable: bool  # oauth2: a refresh token is held
+    problem: str  # why the secret cannot be used now (e.g. revoked); empty if usable
+    parts: tuple[str, ...]  # names of the value parts held ("username", "password"), never values
+
+    @property
+    def usable(self) -> bool:
+        return not self.problem
 
     @classmethod
     def from_proto(cls, msg: secrets_pb2.SecretInfo) -> SecretInfo:
@@ -450,6 +500,10 @@ class SecretInfo(_Model[secrets_pb2.SecretInfo]):
             allowed_hosts=tuple(msg.allowed_hosts),
             created_at=timestamp(msg, "created_at"),
             updated_at=timestamp(msg, "updated_at"),
+            expires_at=timestamp(msg, "expires_at"),
+            refreshable=msg.refreshable,
+            problem=msg.problem,
+            parts=tuple(msg.parts),
             proto=msg,
         )
 
@@ -457,11 +511,17 @@ class SecretInfo(_Model[secrets_pb2.SecretInfo]):
 @dataclass(frozen=True)
 class OAuthStart(_Model[secrets_pb2.StartOAuthResponse]):
     browser_url: str  # open this to authorize
-    redirect_uri: str
+    redirect_uri: str  # the daemon's loopback listener the provider sends the browser back to
+    expires_at: datetime | None  # the flow is abandoned after this
 
     @classmethod
     def from_proto(cls, msg: secrets_pb2.StartOAuthResponse) -> OAuthStart:
-        return cls(browser_url=msg.browser_url, redirect_uri=msg.redirect_uri, proto=msg)
+        return cls(
+            browser_url=msg.browser_url,
+            redirect_uri=msg.redirect_uri,
+            expires_at=timestamp(msg, "expires_at"),
+            proto=msg,
+        )
 
 
 # ---------------------------------------------------------------- admin

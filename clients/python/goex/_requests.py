@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from goex._enums import ActionState, SecretKind
-from goex._specs import ActionBody, ActionSpec, Injection, Limits, ResourceSpec
+from goex._protoutil import duration
+from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, ResourceSpec
 from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
 
 CloseModeArg = Literal["commit", "undo"] | None
@@ -16,6 +18,11 @@ CloseModeArg = Literal["commit", "undo"] | None
 # A page cap for the pagination loops: a daemon that keeps returning a token would
 # otherwise spin forever.
 MAX_PAGES = 10_000
+
+# AwaitOAuth: how much longer than the daemon's own wait the call's deadline is, so that
+# the daemon's answer (success, or DEADLINE_EXCEEDED saying until when the flow stays
+# open) arrives before the client gives up on its own.
+AWAIT_OAUTH_MARGIN = 10.0
 
 
 def create_session(
@@ -50,6 +57,7 @@ def action_spec(
     resource: str | None = None,
     limits: Limits | None = None,
     description: str | None = None,
+    egress: Egress | None = None,
 ) -> ActionSpec:
     """An `ActionSpec` for `action`; the keyword arguments override the spec's own fields."""
     spec = action if isinstance(action, ActionSpec) else ActionSpec(action)
@@ -60,6 +68,8 @@ def action_spec(
         overrides["limits"] = limits
     if description is not None:
         overrides["description"] = description
+    if egress is not None:
+        overrides["egress"] = egress
     return dataclasses.replace(spec, **overrides) if overrides else spec  # type: ignore[arg-type]
 
 
@@ -73,13 +83,21 @@ def submit(
     limits: Limits | None,
     description: str | None,
     approval: str,
+    egress: Egress | None = None,
 ) -> actions_pb2.SubmitActionRequest:
-    spec = action_spec(action, resource=resource, limits=limits, description=description)
+    spec = action_spec(action, resource=resource, limits=limits, description=description, egress=egress)
     msg = actions_pb2.SubmitActionRequest(session_id=session_id, spec=spec.to_proto(), detach=detach, approval=approval)
     if inverse is not None:
-        # The inverse runs where the action ran, within the same limits.
+        # The inverse runs where the action ran, within the same limits. It gets no network
+        # from the action's egress: an inverse that needs some says so in its own ActionSpec.
         msg.inverse.CopyFrom(action_spec(inverse, resource=spec.resource, limits=spec.limits).to_proto())
     return msg
+
+
+def egress(secrets: Iterable[str], hosts: Iterable[str]) -> Egress | None:
+    """`run_shell` / `run_python`'s secrets and hosts as an Egress; None (no network) when both are empty."""
+    result = Egress(secrets=secrets, hosts=hosts)
+    return None if result.is_empty else result
 
 
 def test_reversibility(
@@ -130,3 +148,37 @@ def put_secret(
         values={k: _bytes(v) for k, v in (values or {}).items()},
         overwrite=overwrite,
     )
+
+
+def start_oauth(
+    name: str,
+    *,
+    authorization_url: str,
+    token_url: str,
+    client_id: str,
+    scopes: Iterable[str],
+    allowed_hosts: Iterable[str],
+    client_secret: bytes | str,
+    overwrite: bool,
+) -> secrets_pb2.StartOAuthRequest:
+    return secrets_pb2.StartOAuthRequest(
+        name=name,
+        authorization_url=authorization_url,
+        token_url=token_url,
+        client_id=client_id,
+        scopes=list(scopes),
+        allowed_hosts=list(allowed_hosts),
+        client_secret=_bytes(client_secret),
+        overwrite=overwrite,
+    )
+
+
+def await_oauth(name: str, timeout: float | None) -> tuple[secrets_pb2.AwaitOAuthRequest, float | None]:
+    """The request and the call's deadline in seconds (None: none, as the daemon's wait then has its own end)."""
+    if timeout is None:
+        # No timeout in the request: the daemon waits until the flow itself expires.
+        return secrets_pb2.AwaitOAuthRequest(name=name), None
+    if not 0 < timeout < math.inf:  # also refuses NaN
+        raise ValueError(f"timeout must be a positive number of seconds (None: until the flow ends), not {timeout!r}")
+    req = secrets_pb2.AwaitOAuthRequest(name=name, timeout=duration(timeout))
+    return req, timeout + AWAIT_OAUTH_MARGIN

@@ -1,4 +1,4 @@
-"""What a client asks for: limits, resources, action bodies and secret injections.
+"""What a client asks for: limits, resources, action bodies, egress and secret injections.
 
 These frozen dataclasses go both ways: the client turns them into request messages,
 and an `Action`'s spec (and inverse) comes back as the same types.
@@ -20,6 +20,7 @@ from goex.v1 import secrets_pb2, types_pb2
 __all__ = [
     "ActionBody",
     "ActionSpec",
+    "Egress",
     "Http",
     "Injection",
     "Limits",
@@ -231,14 +232,65 @@ def _first_line(text: str) -> str:
     return lines[0] + (" …" if len(lines) > 1 else "")
 
 
+# ---------------------------------------------------------------- egress
+
+
+@dataclass(frozen=True)
+class Egress:
+    """Network for a shell or python action, only through goexd's egress proxy.
+
+    Without egress an action has no network at all. With it, HTTP_PROXY/HTTPS_PROXY
+    lead to the daemon's proxy, which lets requests through to each listed secret's
+    allowed hosts and to `hosts` (each must be allowed by the daemon's
+    egress.allowed_hosts setting). The sandbox sees a secret only as the placeholder
+    "goex-secret:NAME"; the proxy puts the value in where the secret's injection says.
+    """
+
+    secrets: tuple[str, ...] = ()  # vault secret names
+    hosts: tuple[str, ...] = ()  # further hosts to reach without credentials
+
+    def __init__(self, secrets: Iterable[str] = (), hosts: Iterable[str] = ()) -> None:
+        for what, value in (("secrets", secrets), ("hosts", hosts)):
+            if isinstance(value, str | bytes):
+                # A bare string would silently become one entry per character.
+                raise TypeError(f"{what} must be a sequence of strings, not a string")
+        object.__setattr__(self, "secrets", tuple(secrets))
+        object.__setattr__(self, "hosts", tuple(hosts))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.secrets and not self.hosts
+
+    @property
+    def text(self) -> str:
+        """ "secrets gh, npm; hosts pypi.org" """
+        parts = []
+        if self.secrets:
+            parts.append("secrets " + ", ".join(self.secrets))
+        if self.hosts:
+            parts.append("hosts " + ", ".join(self.hosts))
+        return "; ".join(parts) or "no secrets or hosts"
+
+    def to_proto(self) -> types_pb2.Egress:
+        return types_pb2.Egress(secrets=list(self.secrets), hosts=list(self.hosts))
+
+    @classmethod
+    def from_proto(cls, msg: types_pb2.Egress) -> Egress:
+        return cls(secrets=msg.secrets, hosts=msg.hosts)
+
+
+# ---------------------------------------------------------------- action specs
+
+
 @dataclass(frozen=True)
 class ActionSpec:
-    """One action: its body plus where it runs and within which limits."""
+    """One action: its body plus where it runs, within which limits and with which network."""
 
     body: ActionBody | None
     resource: str = ""  # empty: the session's only resource of the needed kind
     limits: Limits | None = None
     description: str = ""
+    egress: Egress | None = None  # shell/python only; None: no network
 
     @property
     def kind(self) -> ActionKind:
@@ -253,6 +305,9 @@ class ActionSpec:
         msg = types_pb2.ActionSpec(resource=self.resource, description=self.description)
         if self.limits is not None and not self.limits.is_empty:
             msg.limits.CopyFrom(self.limits.to_proto())
+        if self.egress is not None:
+            # Sent as given, even empty: goexd says why it refuses that.
+            msg.egress.CopyFrom(self.egress.to_proto())
         body = self.body
         if isinstance(body, Shell):
             msg.shell.argv.extend(body.argv)
@@ -285,6 +340,7 @@ class ActionSpec:
             resource=msg.resource,
             limits=Limits.from_proto(msg.limits) if msg.HasField("limits") else None,
             description=msg.description,
+            egress=Egress.from_proto(msg.egress) if msg.HasField("egress") else None,
         )
 
 
