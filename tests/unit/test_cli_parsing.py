@@ -14,6 +14,8 @@ from goex.cli import _render
 from goex.cli._app import App, UsageError, limits_from_args
 from goex.cli._state import CliState
 from goex.cli._units import format_bytes, format_duration, parse_duration, parse_size
+from goex.cli.cmd_log import render_action
+from goex.cli.cmd_run import egress_from_args, print_egress
 from goex.cli.cmd_secret import parse_header, parse_query
 from goex.cli.main import build_parser, main
 from goex.v1 import actions_pb2
@@ -117,6 +119,22 @@ def test_global_flags_on_nested_commands() -> None:
     assert args.session == "S" and args.hosts == ["a", "b"]
 
 
+@pytest.mark.parametrize("command", [["run", "--", "curl", "x"], ["python", "import urllib"]])
+def test_run_and_python_secrets_and_allowed_hosts_become_egress(command: list[str]) -> None:
+    verb, *rest = command
+    args = parse(verb, "--secret", "gh", "--allow-host", "pypi.org", "--secret", "npm", *rest)
+    assert egress_from_args(args) == goex.Egress(secrets=["gh", "npm"], hosts=["pypi.org"])
+    assert egress_from_args(parse(verb, "--allow-host", "a.example", *rest)) == goex.Egress(hosts=["a.example"])
+    assert egress_from_args(parse(*command)) is None  # no flags: no network
+    with pytest.raises(UsageError, match="--secret needs a non-empty value"):
+        egress_from_args(parse(verb, "--secret", " ", *rest))
+
+
+def test_flags_after_the_double_dash_belong_to_the_command() -> None:
+    args = parse("run", "--", "curl", "--secret", "x")
+    assert args.argv == ["--", "curl", "--secret", "x"] and egress_from_args(args) is None
+
+
 def test_session_open_limits() -> None:
     args = parse("session", "open", "--fs", ".", "--timeout", "30", "--memory", "512M", "--max-procs", "64")
     assert limits_from_args(args) == goex.Limits(timeout=30.0, memory_bytes=512 << 20, max_processes=64)
@@ -131,6 +149,7 @@ def test_session_open_limits() -> None:
         ["session", "close", "--commit-all", "--undo-all"],
         ["secret", "put", "k", "--env", "X", "--header", "A: b"],
         ["log", "--state", "bogus"],
+        ["run", "--secret"],
         ["nope"],
         [],
     ],
@@ -322,3 +341,50 @@ def test_long_change_lines_are_not_wrapped() -> None:
     for line in _render.change_lines(goex.ChangeSet.from_proto(cs)):
         app.out.print(line)
     assert out.getvalue() == f"A {path}\n"
+
+
+def egress_action() -> goex.Action:
+    msg = pb.Action(id="a8", kind=pb.ACTION_KIND_SHELL, state=pb.ACTION_STATE_EXECUTED)
+    msg.spec.shell.argv.extend(["curl", "https://api.github.com/user"])
+    msg.spec.egress.secrets.append("gh")
+    msg.exec.termination = pb.TERMINATION_EXITED
+    msg.exec.stdout = b"{}\n"
+    msg.egress.add(
+        method="GET",
+        url="https://api.github.com/user",
+        host="api.github.com",
+        status=200,
+        decision=pb.EGRESS_DECISION_ALLOWED,
+    )
+    msg.egress.add(
+        method="POST",
+        url="https://[red]evil.example/?t=goex-secret:gh",
+        host="evil.example",
+        decision=pb.EGRESS_DECISION_REFUSED,
+        reason="not an allowed host of secret gh",
+    )
+    return goex.Action.from_proto(msg)
+
+
+def test_egress_table() -> None:
+    out = io.StringIO()
+    print_egress(App(argparse.Namespace(), stdout=out), egress_action())
+    header, allowed, refused = out.getvalue().splitlines()
+    assert header.split() == ["METHOD", "URL", "STATUS", "DECISION", "REASON"]
+    assert allowed.split() == ["GET", "https://api.github.com/user", "200", "allowed", "-"]
+    # Daemon text is not markup; a refused request has no status.
+    assert refused.split()[:4] == ["POST", "https://[red]evil.example/?t=goex-secret:gh", "-", "refused"]
+    assert refused.endswith("  not an allowed host of secret gh")
+    empty = io.StringIO()
+    print_egress(App(argparse.Namespace(), stdout=empty), action(state=pb.ACTION_STATE_EXECUTED))
+    assert empty.getvalue() == ""
+
+
+def test_show_lists_the_egress_after_the_output() -> None:
+    out = io.StringIO()
+    render_action(App(argparse.Namespace(), stdout=out), egress_action())
+    text = out.getvalue()
+    assert "network   egress proxy: secrets gh\n" in text
+    tail = text[text.index("--- stdout") :].splitlines()
+    assert tail[:3] == ["--- stdout", "{}", "--- egress (2 requests)"]
+    assert tail[3].split() == ["METHOD", "URL", "STATUS", "DECISION", "REASON"] and len(tail) == 6

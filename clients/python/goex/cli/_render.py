@@ -1,4 +1,4 @@
-"""Human rendering shared by the commands: change sets, action status lines, key/value grids.
+"""Human rendering shared by the commands: change sets, action status lines, egress, key/value grids.
 
 Everything the daemon sends (paths, errors, output) is wrapped in `Text`, never
 parsed as rich markup: a file named "[red]x" must print as itself.
@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 
-from goex._enums import ActionState, ChangeKind, Termination
-from goex._models import Action, ChangeSet, ExecResult
+from goex._enums import ActionState, ChangeKind, EgressDecision, Termination
+from goex._models import Action, ChangeSet, EgressRecord, ExecResult
 from goex.cli._units import format_ms
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "EXIT_TIMEOUT",
     "action_headline",
     "change_lines",
+    "egress_table",
     "exit_status",
     "format_time",
     "kv_grid",
@@ -69,6 +71,31 @@ def change_lines(changes: ChangeSet | None, *, limit: int | None = None) -> list
     elif changes.truncated and not lines:
         lines.append(Text("... (change list truncated)", style="dim"))
     return lines
+
+
+_DECISION_STYLES = {EgressDecision.ALLOWED: "green", EgressDecision.REFUSED: "red"}
+
+
+def egress_table(records: Iterable[EgressRecord]) -> Table | None:
+    """The requests an action made through the egress proxy, one row each; None when there were none."""
+    rows = list(records)
+    if not rows:
+        return None
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("METHOD", no_wrap=True)
+    table.add_column("URL", overflow="fold")
+    table.add_column("STATUS", justify="right", no_wrap=True)
+    table.add_column("DECISION", no_wrap=True)
+    table.add_column("REASON", overflow="fold")
+    for r in rows:
+        table.add_row(
+            Text(r.method),
+            Text(r.url),
+            str(r.status) if r.status else "-",
+            Text(str(r.decision), style=_DECISION_STYLES.get(r.decision, "")),
+            Text(r.reason or "-"),
+        )
+    return table
 
 
 def termination_text(result: ExecResult) -> str:

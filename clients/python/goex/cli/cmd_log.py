@@ -12,7 +12,7 @@ from goex._enums import ActionState
 from goex._models import Action
 from goex._specs import ActionSpec
 from goex.cli._app import App, UsageError
-from goex.cli._render import change_lines, format_time, kv_grid, state_text, termination_text
+from goex.cli._render import change_lines, egress_table, format_time, kv_grid, state_text, termination_text
 from goex.cli._units import format_ms
 from goex.v1 import actions_pb2
 
@@ -111,6 +111,8 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
         ("resource", Text(a.resource or "-")),
         ("command", _spec_text(a.spec)),
     ]
+    if a.spec is not None and a.spec.egress is not None:
+        rows.append(("network", Text("egress proxy: " + a.spec.egress.text)))
     if a.inverse is not None:
         rows.append(("inverse", _spec_text(a.inverse)))
     if a.reversibility is not None:
@@ -161,6 +163,10 @@ def _render_outputs(app: App, a: Action) -> None:
             note = f" (first {len(data)} of {total} bytes)" if truncated else ""
             app.out.print(Text(f"--- {name}{note}", style="bold"))
             app.write_raw(data if data.endswith(b"\n") else data + b"\n")
+    egress = egress_table(a.egress)
+    if egress is not None:
+        app.out.print(Text(f"--- egress ({len(a.egress)} request{'s' if len(a.egress) != 1 else ''})", style="bold"))
+        app.print_table(egress)
     if a.sql is not None and a.sql.columns:
         table = Table(header_style="bold")
         for col in a.sql.columns:

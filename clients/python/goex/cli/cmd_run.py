@@ -13,9 +13,9 @@ from goex._client import Client
 from goex._enums import ActionState, OutputStream
 from goex._exceptions import FailedPrecondition
 from goex._models import Action, OutputEvent, StateEvent
-from goex._specs import ActionBody, Python, Shell
+from goex._specs import ActionBody, Egress, Python, Shell
 from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError, add_limit_flags, limits_from_args
-from goex.cli._render import action_headline, change_lines, exit_status
+from goex.cli._render import action_headline, change_lines, egress_table, exit_status
 from goex.v1 import actions_pb2
 
 EXIT_HELP = """\
@@ -31,10 +31,12 @@ exit status:
           goex cancels the action, which is rolled back; otherwise (--json, or output
           to a pipe) it may still finish in goexd: `goex cancel ACTION` stops it
 
-The command's stdout and stderr are passed through (live when stdout is a terminal),
-then a summary follows on stdout: the action's state and exit status, and its file
-changes as "A path" (added), "M" (modified), "D" (deleted), "T" (type changed),
-"P" (permissions changed). --quiet leaves only the command's output.
+The command's stdout and stderr are passed through (live when stdout is a terminal).
+With --secret or --allow-host, the requests it made through goexd's egress proxy follow
+as a table (METHOD, URL, STATUS, DECISION, REASON). Then a summary follows on stdout:
+the action's state and exit status, and its file changes as "A path" (added),
+"M" (modified), "D" (deleted), "T" (type changed), "P" (permissions changed).
+--quiet leaves only the command's output.
 """
 
 # After WatchAction ends, the final state may lag a moment behind; how long to poll for it.
@@ -86,6 +88,28 @@ def _add_action_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resource", metavar="NAME", help="target resource (default: the session's only one)")
     p.add_argument("-m", "--description", metavar="TEXT", help="free text for the timeline")
     add_limit_flags(p)
+    net = p.add_argument_group(
+        "network",
+        "Without these the action has no network. With them its only way out is goexd's egress proxy "
+        "(HTTP_PROXY/HTTPS_PROXY are set).",
+    )
+    net.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        dest="secrets",
+        metavar="NAME",
+        help="vault secret the action may use, seen inside as the placeholder goex-secret:NAME; "
+        "the proxy puts the value in towards the secret's allowed hosts (repeatable)",
+    )
+    net.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        dest="allow_hosts",
+        metavar="HOST",
+        help="further host to reach without credentials; goexd's egress.allowed_hosts must allow it (repeatable)",
+    )
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
@@ -111,6 +135,7 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         "resource": args.resource,
         "limits": limits_from_args(args),
         "description": args.description,
+        "egress": egress_from_args(args),
     }
     if args.detach:
         action = client.submit(session_id, body, detach=True, **options)
@@ -141,8 +166,18 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         return exit_status(action)
     print_outputs(app, action, streamed)
     if not args.quiet:
+        print_egress(app, action)
         print_summary(app, action)
     return exit_status(action)
+
+
+def egress_from_args(args: argparse.Namespace) -> Egress | None:
+    """--secret / --allow-host as the action's egress; None (no network) without either."""
+    for flag, values in (("--secret", args.secrets), ("--allow-host", args.allow_hosts)):
+        if any(not v.strip() for v in values):
+            raise UsageError(f"{flag} needs a non-empty value")
+    egress = Egress(secrets=args.secrets, hosts=args.allow_hosts)
+    return None if egress.is_empty else egress
 
 
 def _interrupted(message: str) -> CliError:
@@ -224,6 +259,13 @@ def print_outputs(app: App, action: Action, streamed: dict[OutputStream, bool]) 
     # Keep the summary off the last line of output that lacks a newline.
     if result.stdout and not result.stdout.endswith(b"\n"):
         app.write_raw(b"\n")
+
+
+def print_egress(app: App, action: Action) -> None:
+    """The requests the action made through the egress proxy, if any."""
+    table = egress_table(action.egress)
+    if table is not None:
+        app.print_table(table)
 
 
 def print_summary(app: App, action: Action) -> None:
