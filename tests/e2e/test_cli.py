@@ -32,6 +32,7 @@ from goex._protoutil import message_to_dict
 from goex.cli.main import main
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
+from goex.v1 import secrets_pb2 as xpb
 from goex.v1 import sessions_pb2 as spb
 from tests.daemon_process import DaemonProcess
 from tests.fs_fingerprint import describe_diff, fingerprint
@@ -476,6 +477,103 @@ def test_errors_are_one_line_and_exit_1(
     assert message == f"goexd is not running: no socket at {tmp_path / 'nowhere.sock'}; start it with `goexd`"
     assert goex_cli.error("log") == message
     assert goex_cli.error("--socket", str(tmp_path / "other.sock"), "stats").startswith("goexd is not running")
+
+
+# ---------------------------------------------------------------- secrets
+
+
+# These use a goexd of their own: once its vault knows a value (deleted ones stay known to
+# the redactor for days), goexd holds back the tail of live output, which the shared
+# daemon's terminal tests would notice.
+
+
+@pytest.fixture
+def own_daemon(goex_cli: Goex, daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[goex.Client]:
+    """`goex_cli` talks to `daemon` instead of the shared goexd; a client of it."""
+    monkeypatch.setenv("GOEX_SOCKET", str(daemon.socket))
+    with goex.Client(daemon.socket, timeout=60) as c:
+        yield c
+
+
+def stdin_bytes(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_secret_put_list_delete(goex_cli: Goex, own_daemon: goex.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = own_daemon
+    token, password = b"ghp-cli-e2e-token-1", b"cli-e2e-db-password"
+    outputs: list[str] = []
+
+    stdin_bytes(monkeypatch, token + b"\n")
+    out, err = goex_cli(
+        "secret", "put", "cli-gh", "--kind", "bearer", "--header", "Authorization: Bearer {value}",
+        "--host", "api.github.com",
+    )  # fmt: skip
+    assert (out, err) == ("stored cli-gh (bearer)\n", "")
+    stdin_bytes(monkeypatch, password + b"\n")
+    put = goex_cli.json("secret", "put", "cli-db", "--kind", "basic", "--username", "ann", "--host", "db.example")
+    same_as(put, xpb.PutSecretResponse(info=next(s for s in client.list_secrets() if s.name == "cli-db").proto))
+    assert sorted(put["info"]["parts"]) == ["password", "username"]  # names of parts, never values
+
+    stdin_bytes(monkeypatch, b"another-token-value\n")
+    assert "already exists" in goex_cli.error("secret", "put", "cli-gh")
+    stdin_bytes(monkeypatch, token + b"\n")
+    goex_cli("secret", "put", "cli-gh", "--kind", "bearer", "--header", "Authorization: Bearer {value}", "--overwrite")
+
+    out, _ = goex_cli("secret", "list")
+    outputs.append(out)
+    header, *rows = out.splitlines()
+    assert header.split() == ["NAME", "KIND", "INJECTION", "HOSTS", "EXPIRES", "UPDATED"]  # no PROBLEM: all usable
+    [gh] = [r.split() for r in rows if r.startswith("cli-gh ")]
+    assert gh[:7] == ["cli-gh", "bearer", "header", "Authorization:", "Bearer", "{value}", "-"]  # hosts replaced
+    assert gh[7] == "-"  # no expiry: not an oauth2 secret
+    [db] = [r.split() for r in rows if r.startswith("cli-db ")]
+    assert db[:2] == ["cli-db", "basic"] and db[-4:-2] == ["db.example", "-"]  # then UPDATED: date and time
+    listed = goex_cli.json("secret", "list")
+    same_as(listed, xpb.ListSecretsResponse(secrets=[s.proto for s in client.list_secrets()]))
+    mine = {s["name"]: s for s in listed["secrets"]}
+    assert mine["cli-gh"]["kind"] == "SECRET_KIND_BEARER" and mine["cli-gh"]["parts"] == ["value"]
+    assert mine["cli-gh"]["problem"] == "" and "expires_at" not in mine["cli-gh"]
+    outputs.append(json.dumps(listed))
+
+    out, err = goex_cli("secret", "delete", "cli-gh")
+    assert (out, err) == ("deleted cli-gh\n", "")
+    assert goex_cli.json("secret", "delete", "cli-db") == {}
+    assert goex_cli.error("secret", "delete", "cli-gh") == "secret 'cli-gh' not found"
+    assert client.list_secrets() == []
+    for text in outputs:
+        assert token.decode() not in text and password.decode() not in text
+
+
+def test_secret_rotate_key(
+    goex_cli: Goex, daemon: DaemonProcess, own_daemon: goex.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin_bytes(monkeypatch, b"kept-across-rotations\n")
+    goex_cli("secret", "put", "kept", "--env", "KEPT")
+    key_file = daemon.state_dir / "vault.key"
+    first = key_file.read_bytes()
+
+    out, err = goex_cli("secret", "rotate-key")
+    assert (out, err) == ("vault re-encrypted under a new random key\n", "")
+    second = key_file.read_bytes()
+    assert second != first
+    assert goex_cli.json("secret", "rotate-key") == {}
+    assert key_file.read_bytes() not in (first, second)
+
+    # A key-file vault has no passphrase to change: goexd refuses, the key stays.
+    stdin_bytes(monkeypatch, b"a new passphrase\n")
+    message = goex_cli.error("secret", "rotate-key", "--passphrase")
+    assert message == "new_passphrase: the vault uses a keyfile key; rotation makes a new random key"
+    stdin_bytes(monkeypatch, b"a new passphrase\n")
+    assert goex_cli.json("secret", "rotate-key", "--passphrase", code=1)["error"]["code"] == "INVALID_ARGUMENT"
+    stdin_bytes(monkeypatch, b"")
+    assert goex_cli.error("secret", "rotate-key", "--passphrase") == "empty passphrase"
+
+    # The vault opens with the rotated key after a restart.
+    assert daemon.stop() == 0
+    daemon.start()
+    out, _ = goex_cli("secret", "list")
+    assert [r.split()[:3] for r in out.splitlines()[1:]] == [["kept", "generic", "env"]]
 
 
 # ---------------------------------------------------------------- a terminal: live output and Ctrl-C

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 import goex
 from goex.cli import _render
@@ -16,9 +19,9 @@ from goex.cli._state import CliState
 from goex.cli._units import format_bytes, format_duration, parse_duration, parse_size
 from goex.cli.cmd_log import render_action
 from goex.cli.cmd_run import egress_from_args, print_egress
-from goex.cli.cmd_secret import parse_header, parse_query
+from goex.cli.cmd_secret import expiry_text, open_browser, parse_header, parse_query
 from goex.cli.main import build_parser, main
-from goex.v1 import actions_pb2
+from goex.v1 import actions_pb2, secrets_pb2
 from goex.v1 import types_pb2 as pb
 
 
@@ -135,6 +138,46 @@ def test_flags_after_the_double_dash_belong_to_the_command() -> None:
     assert args.argv == ["--", "curl", "--secret", "x"] and egress_from_args(args) is None
 
 
+def test_secret_oauth_flags() -> None:
+    args = parse(
+        "secret", "oauth", "gh",
+        "--auth-url", "https://github.com/login/oauth/authorize",
+        "--token-url", "https://github.com/login/oauth/access_token",
+        "--client-id", "cid",
+        "--scope", "repo", "--scope", "read:org",
+        "--host", "api.github.com",
+        "--client-secret-stdin", "--overwrite", "--no-browser", "--timeout", "300",
+    )  # fmt: skip
+    assert args.name == "gh" and args.client_id == "cid"
+    assert args.authorization_url == "https://github.com/login/oauth/authorize"
+    assert args.token_url == "https://github.com/login/oauth/access_token"
+    assert args.scopes == ["repo", "read:org"] and args.hosts == ["api.github.com"]
+    assert args.client_secret_stdin and args.overwrite and args.no_browser and args.timeout == "300"
+    defaults = parse("secret", "oauth", "x", "--auth-url", "a", "--token-url", "t", "--client-id", "c")
+    assert defaults.scopes == [] and defaults.hosts == [] and defaults.timeout is None
+    assert not (defaults.client_secret_stdin or defaults.overwrite or defaults.no_browser)
+
+
+def test_secret_oauth_checks_its_input_before_calling_goexd(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = ["secret", "oauth", "gh", "--auth-url", "a", "--token-url", "t", "--client-id", "c"]
+    assert main([*base, "--timeout", "soon"]) == 2
+    assert "--timeout: invalid duration 'soon'" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
+    assert main([*base, "--client-secret-stdin"]) == 1
+    assert capsys.readouterr().err == "error: empty client secret\n"
+    # Then goexd (not running here) is asked.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"client-secret\n")))
+    assert main([*base, "--client-secret-stdin"]) == 1
+    assert capsys.readouterr().err.startswith("error: goexd is not running")
+
+
+def test_rotate_key_flags() -> None:
+    assert not parse("secret", "rotate-key").passphrase
+    assert parse("secret", "rotate-key", "--passphrase").passphrase
+
+
 def test_session_open_limits() -> None:
     args = parse("session", "open", "--fs", ".", "--timeout", "30", "--memory", "512M", "--max-procs", "64")
     assert limits_from_args(args) == goex.Limits(timeout=30.0, memory_bytes=512 << 20, max_processes=64)
@@ -149,6 +192,8 @@ def test_session_open_limits() -> None:
         ["session", "close", "--commit-all", "--undo-all"],
         ["secret", "put", "k", "--env", "X", "--header", "A: b"],
         ["log", "--state", "bogus"],
+        ["secret", "oauth", "gh", "--token-url", "t", "--client-id", "c"],  # --auth-url missing
+        ["secret", "rotate-key", "--passphrase", "hunter22"],  # never from argv
         ["run", "--secret"],
         ["nope"],
         [],
@@ -192,6 +237,27 @@ def test_secret_injection_flags() -> None:
 def test_secret_value_never_comes_from_argv() -> None:
     with pytest.raises(UsageError):
         parse("secret", "put", "k", "s3cret")
+    with pytest.raises(UsageError):
+        parse(
+            "secret", "oauth", "gh", "--auth-url", "a", "--token-url", "t", "--client-id", "c", "--client-secret", "x"
+        )
+
+
+def test_the_browser_cannot_write_on_stdout(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--json owns stdout: what a browser launcher prints goes to stderr."""
+    opened: list[str] = []
+
+    def fake_open(url: str) -> bool:
+        opened.append(url)
+        subprocess.run(["sh", "-c", "echo Opening in existing browser session."], check=True)
+        return True
+
+    monkeypatch.setattr("webbrowser.open", fake_open)
+    assert open_browser("https://idp.example/auth")
+    print("after")  # our own stdout is back
+    out, err = capfd.readouterr()
+    assert opened == ["https://idp.example/auth"]
+    assert out == "after\n" and err == "Opening in existing browser session.\n"
 
 
 # ---------------------------------------------------------------- errors without a daemon
@@ -388,3 +454,24 @@ def test_show_lists_the_egress_after_the_output() -> None:
     tail = text[text.index("--- stdout") :].splitlines()
     assert tail[:3] == ["--- stdout", "{}", "--- egress (2 requests)"]
     assert tail[3].split() == ["METHOD", "URL", "STATUS", "DECISION", "REASON"] and len(tail) == 6
+
+
+def test_secret_expiry_text() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def info(**fields: object) -> goex.SecretInfo:
+        msg = secrets_pb2.SecretInfo(name="gh", kind=secrets_pb2.SECRET_KIND_OAUTH2, **fields)  # type: ignore[arg-type]
+        return goex.SecretInfo.from_proto(msg)
+
+    def at(dt: datetime) -> Timestamp:
+        t = Timestamp()
+        t.FromDatetime(dt)
+        return t
+
+    later, earlier = now + timedelta(hours=1), now - timedelta(hours=1)
+    assert expiry_text(info(), now).plain == "-"
+    assert expiry_text(info(expires_at=at(later)), now).plain == _render.format_time(later)
+    assert expiry_text(info(expires_at=at(later), refreshable=True), now).plain.endswith(" (refreshable)")
+    assert expiry_text(info(expires_at=at(earlier)), now).plain.endswith(" (expired)")
+    # Refreshed on use: an expired access token with a refresh token is no alarm.
+    assert expiry_text(info(expires_at=at(earlier), refreshable=True), now).plain.endswith(" (refreshable)")

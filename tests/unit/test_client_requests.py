@@ -18,7 +18,7 @@ import pytest
 import goex
 from goex import _requests as rq
 from goex.cli._app import CliError
-from goex.cli.cmd_secret import read_value
+from goex.cli.cmd_secret import read_new_passphrase, read_value
 from goex.v1 import secrets_pb2, sessions_pb2
 from goex.v1 import types_pb2 as pb
 
@@ -256,3 +256,25 @@ def test_secret_value_prompt_on_a_terminal_and_never_empty(monkeypatch: pytest.M
     monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "typed")
     assert read_value("k") == b"typed" and prompts == ["value for k: "]
 
+
+def test_new_passphrase_from_stdin_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"correct horse\n")))
+    prompts: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "")
+    assert read_new_passphrase() == b"correct horse" and prompts == []
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
+    with pytest.raises(CliError, match="empty passphrase"):
+        read_new_passphrase()
+
+
+def test_new_passphrase_on_a_terminal_is_typed_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    typed = iter(["correct horse", "correct horse", "one", "two"])
+    prompts: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or next(typed))
+    assert read_new_passphrase() == b"correct horse"
+    assert prompts == ["new vault passphrase: ", "new vault passphrase again: "]
+    with pytest.raises(CliError, match="do not match") as info:
+        read_new_passphrase()
+    assert info.value.code == "INVALID_ARGUMENT"
