@@ -276,7 +276,8 @@ class Vault:
         """Store a refreshed token set (or a problem) for an OAuth2 secret; old tokens stay redacted."""
         with self._lock:
             old = self.get(name)
-            merged = {**old.values, **values}
+            # The same checks as a put: a token from a provider must not smuggle a header either.
+            merged = _check_values(old.kind, {**old.values, **values})
             new = replace(old, values=merged, oauth=oauth, updated_at=time.time())
             self._commit({**self._secrets, name: new}, self._retire(old, keep=new))
             return new
