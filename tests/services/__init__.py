@@ -1,0 +1,217 @@
+"""Real services the tests run against, each a subprocess on 127.0.0.1.
+
+OAuth2: `run_oauth_server(dir, access_token_expire_s)` starts django-oauth-toolkit
+(tests/services/oauth_server.py) and yields an `OAuthServer`; the fixtures `oauth_server`
+(hour-long tokens) and `oauth_server_short_tokens` (3-second tokens, for refresh tests) start one
+per test module. `OAuthServer.browser()` plays the user's browser: it logs in at the provider
+and follows an authorization URL to wherever the provider redirects (the daemon's listener).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+OAUTH_SERVER_SCRIPT = Path(__file__).with_name("oauth_server.py")
+SHORT_TOKEN_S = 3
+
+
+@dataclass(frozen=True)
+class OAuthServer:
+    port: int
+    public_client_id: str  # public client, consent skipped: the flow needs only a login
+    consent_client_id: str  # public client that asks the user to approve (so a test can deny)
+    confidential_client_id: str
+    confidential_client_secret: str
+    username: str
+    password: str
+    access_token_expire_s: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        """As an allowed-host entry for a secret."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def authorization_url(self) -> str:
+        return f"{self.base_url}/o/authorize/"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/o/token/"
+
+    @property
+    def revoke_url(self) -> str:
+        return f"{self.base_url}/o/revoke_token/"
+
+    @property
+    def me_url(self) -> str:
+        """A protected resource: 200 {"user": NAME} for a valid bearer token, 403 otherwise."""
+        return f"{self.base_url}/api/me"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.base_url}/accounts/login/"
+
+    def me(self, access_token: bytes | str) -> httpx.Response:
+        token = access_token.decode() if isinstance(access_token, bytes) else access_token
+        return httpx.get(self.me_url, headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10)
+
+    def revoke(self, token: bytes | str, client_id: str, hint: str = "refresh_token") -> None:
+        """Revoke a token as its (public) client would (RFC 7009); revoking a refresh token
+        revokes its access token too."""
+        value = token.decode() if isinstance(token, bytes) else token
+        r = httpx.post(
+            self.revoke_url,
+            data={"token": value, "token_type_hint": hint, "client_id": client_id},
+            trust_env=False,
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+
+    def browser(self) -> Browser:
+        return Browser(self)
+
+
+class Browser:
+    """The user's browser: one cookie jar, logged in at the provider, following redirects."""
+
+    def __init__(self, server: OAuthServer) -> None:
+        self.server = server
+        self.http = httpx.Client(follow_redirects=True, trust_env=False, timeout=20)
+        self._logged_in = False
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def login(self) -> None:
+        page = self.http.get(self.server.login_url)
+        page.raise_for_status()
+        fields = _form_fields(page.text)
+        fields.update(username=self.server.username, password=self.server.password)
+        r = self.http.post(self.server.login_url, data=fields, follow_redirects=False)
+        assert r.status_code == 302, f"login failed: {r.status_code} {r.text[:300]}"
+        self._logged_in = True
+
+    def authorize(self, browser_url: str, approve: bool = True) -> httpx.Response:
+        """Open the authorization URL; on a consent page press Authorize (or Cancel). Returns the
+        last response of the redirect chain: the daemon's callback page when all went well."""
+        if not self._logged_in:
+            self.login()
+        r = self.http.get(browser_url)
+        if urlsplit(str(r.url)).path == "/o/authorize/" and r.status_code == 200:
+            fields = _form_fields(r.text)
+            fields.pop("allow", None)
+            if approve:
+                fields["allow"] = "Authorize"
+            r = self.http.post(str(r.url), data=fields)
+        return r
+
+    def get(self, url: str) -> httpx.Response:
+        return self.http.get(url)
+
+
+class _Inputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "input" and a.get("name") and a.get("type") != "submit":
+            self.fields[a["name"] or ""] = a.get("value") or ""
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    """The named inputs of a page's form (hidden ones included: CSRF token, DOT's grant fields)."""
+    p = _Inputs()
+    p.feed(html)
+    return p.fields
+
+
+@contextmanager
+def run_oauth_server(state_dir: Path, access_token_expire_s: int = 3600, timeout: float = 30) -> Iterator[OAuthServer]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "oauth_server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(OAUTH_SERVER_SCRIPT),
+                "--state-dir",
+                str(state_dir),
+                "--access-token-expire-s",
+                str(access_token_expire_s),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        ready = _ready_line(proc, timeout, log_path)
+        yield OAuthServer(
+            port=ready["port"],
+            public_client_id=ready["public_client_id"],
+            consent_client_id=ready["consent_client_id"],
+            confidential_client_id=ready["confidential_client_id"],
+            confidential_client_secret=ready["confidential_client_secret"],
+            username=ready["username"],
+            password=ready["password"],
+            access_token_expire_s=access_token_expire_s,
+            log_path=log_path,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def _ready_line(proc: subprocess.Popen[bytes], timeout: float, log_path: Path) -> dict[str, Any]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if readable:
+            line = proc.stdout.readline()
+            if line:
+                return dict(json.loads(line))
+        if proc.poll() is not None:
+            break
+    raise RuntimeError(f"the OAuth2 test server did not start:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def oauth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
+    with run_oauth_server(tmp_path_factory.mktemp("oauth-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def oauth_server_short_tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
+    with run_oauth_server(tmp_path_factory.mktemp("oauth-server-short"), SHORT_TOKEN_S) as server:
+        yield server
