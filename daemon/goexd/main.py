@@ -23,6 +23,7 @@ from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import detect_enforcer
 from goexd.server.app import build_server, set_not_serving
 from goexd.vault.log_redaction import install_log_redaction
+from goexd.vault.oauth import OAuthFlows
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd")
@@ -104,13 +105,14 @@ def serve(cfg: config.Config) -> int:
     install_log_redaction(vault.redact_text)
     journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
     journal.redact = vault.redact_text
+    oauth = OAuthFlows(vault, cfg.vault)
     engine = Engine(cfg, journal, sandbox, vault)
     recovered = engine.recover()
     for a in recovered:
         log.warning("recovered action %s -> %s", a.id, a.state.value)
     admin = Admin(cfg, engine, sandbox)
-    server, health_servicer = build_server(engine, admin, vault, cfg.socket, cfg.grpc_workers)
-    scheduler = start_gc_scheduler(admin, cfg)
+    server, health_servicer = build_server(engine, admin, vault, oauth, cfg.socket, cfg.grpc_workers)
+    scheduler = start_scheduler(admin, oauth, cfg)
 
     stop = threading.Event()
 
@@ -125,6 +127,7 @@ def serve(cfg: config.Config) -> int:
     stop.wait()
     set_not_serving(health_servicer)
     scheduler.shutdown(wait=False)
+    oauth.close()
     engine.shutdown(cfg.shutdown_grace_s)
     server.stop(grace=2).wait()
     journal.close()
@@ -133,8 +136,20 @@ def serve(cfg: config.Config) -> int:
     return 0
 
 
-def start_gc_scheduler(admin: Admin, cfg: config.Config) -> Any:
+def start_scheduler(admin: Admin, oauth: OAuthFlows, cfg: config.Config) -> Any:
     scheduler = BackgroundScheduler(daemon=True)
+
+    def refresh_tokens() -> None:
+        try:
+            for name in oauth.refresh_due():
+                log.info("refreshed the OAuth2 access token of %s", name)
+        except Exception:
+            log.exception("scheduled OAuth2 token refresh failed")
+
+    # Often enough that a token is renewed inside its refresh margin, before anyone needs it.
+    scheduler.add_job(
+        refresh_tokens, "interval", seconds=max(5.0, cfg.vault.oauth_refresh_margin_s / 3), id="oauth-refresh"
+    )
 
     def job() -> None:
         try:

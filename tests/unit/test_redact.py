@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import urllib.parse
 
@@ -64,6 +65,14 @@ def test_a_value_cut_off_by_truncation_is_redacted_at_the_end() -> None:
     assert r(cut, truncated=True) == b"output then [secret:gh]..."
 
 
+def test_live_output_is_held_back_only_where_a_value_could_start() -> None:
+    stream = Redactor([("gh", TOKEN)]).stream()
+    assert stream.feed(b"progress 10%\n") == b"progress 10%\n"  # nothing could complete a value: sent at once
+    assert stream.feed(b"token: " + TOKEN[:5]) == b"token: "  # the tail might be the start of one
+    assert stream.feed(TOKEN[5:] + b"\n") == b"[secret:gh]\n"
+    assert stream.flush() == b""
+
+
 def test_text_round_trip() -> None:
     r = Redactor([("gh", TOKEN)])
     assert r.text(f"token={TOKEN.decode()}") == "token=[secret:gh]"
@@ -84,7 +93,7 @@ def test_stream_redaction_never_lets_a_raw_value_through(
     data = before + secret + after
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     stream = r.stream()
-    out = b"".join(stream.feed(data[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)) + stream.flush()
+    out = b"".join(stream.feed(data[a:b]) for a, b in itertools.pairwise(bounds)) + stream.flush()
     assert secret not in out
     assert out == r(data)  # chunking changes nothing
 

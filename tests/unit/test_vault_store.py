@@ -54,7 +54,7 @@ def test_each_write_uses_a_fresh_nonce(cfg: config.Config) -> None:
     nonces = set()
     for i in range(5):
         vault.put(bearer(overwrite=True, value=TOKEN + str(i).encode()))
-        _, aad, sealed = read_header(cfg.vault_path)
+        _, _, sealed = read_header(cfg.vault_path)
         nonces.add(sealed[:12])
     assert len(nonces) == 5
 
@@ -93,7 +93,7 @@ def test_tampering_is_detected_and_refused(cfg: config.Config, offset: int | byt
 def test_a_truncated_vault_is_refused(cfg: config.Config) -> None:
     Vault.open(cfg).put(bearer())
     cfg.vault_path.write_bytes(cfg.vault_path.read_bytes()[:40])
-    with pytest.raises(VaultCorrupt, match="truncated|damaged"):
+    with pytest.raises(VaultCorrupt, match=r"truncated|damaged"):
         Vault.open(cfg)
 
 

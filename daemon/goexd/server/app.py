@@ -22,6 +22,7 @@ from goexd.engine.engine import Engine
 from goexd.errors import SetupError
 from goexd.server.errors import ErrorInterceptor
 from goexd.server.servicers import ActionsServicer, AdminServicer, SecretsServicer, SessionsServicer
+from goexd.vault.oauth import OAuthFlows
 from goexd.vault.vault import Vault
 
 SERVICE_NAMES = [
@@ -56,7 +57,7 @@ def prepare_socket_dir(sock: Path) -> None:
 
 
 def build_server(
-    engine: Engine, admin: Admin, vault: Vault, sock: Path, workers: int
+    engine: Engine, admin: Admin, vault: Vault, oauth: OAuthFlows, sock: Path, workers: int
 ) -> tuple[grpc.Server, health.HealthServicer]:
     prepare_socket_dir(sock)
     server = grpc.server(
@@ -69,7 +70,7 @@ def build_server(
     )
     segrpc.add_SessionsServicer_to_server(SessionsServicer(engine), server)
     agrpc.add_ActionsServicer_to_server(ActionsServicer(engine), server)
-    sgrpc.add_SecretsServicer_to_server(SecretsServicer(vault), server)
+    sgrpc.add_SecretsServicer_to_server(SecretsServicer(vault, oauth), server)
     adgrpc.add_AdminServicer_to_server(AdminServicer(admin), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

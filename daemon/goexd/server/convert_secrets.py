@@ -8,6 +8,7 @@ from goex.v1 import secrets_pb2 as spb
 from goexd.errors import InvalidArgument
 from goexd.server.convert import ts
 from goexd.vault.models import Injection, InjectionTarget, SecretInfo, SecretKind, SecretRequest
+from goexd.vault.oauth import OAuthStart
 
 _KIND_TO_PB = {k: cast(spb.SecretKind, spb.SecretKind.Value(f"SECRET_KIND_{k.name}")) for k in SecretKind}
 _KIND_FROM_PB: dict[int, SecretKind] = {v: k for k, v in _KIND_TO_PB.items()}
@@ -44,6 +45,19 @@ def put_request(msg: spb.PutSecretRequest) -> SecretRequest:
         values=values,
         injection=injection(msg.info.injection, "info.injection") if msg.info.HasField("injection") else None,
         allowed_hosts=tuple(msg.info.allowed_hosts),
+        overwrite=msg.overwrite,
+    )
+
+
+def oauth_start(msg: spb.StartOAuthRequest) -> OAuthStart:
+    return OAuthStart(
+        name=msg.name,
+        authorization_url=msg.authorization_url,
+        token_url=msg.token_url,
+        client_id=msg.client_id,
+        scopes=tuple(msg.scopes),
+        allowed_hosts=tuple(msg.allowed_hosts),
+        client_secret=msg.client_secret,
         overwrite=msg.overwrite,
     )
 

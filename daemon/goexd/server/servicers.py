@@ -23,6 +23,7 @@ from goexd.engine.engine import Engine
 from goexd.errors import InvalidArgument, Unimplemented
 from goexd.server import convert as cv
 from goexd.server import convert_secrets as cs
+from goexd.vault.oauth import OAuthFlows
 from goexd.vault.vault import Vault
 
 Ctx = grpc.ServicerContext
@@ -138,8 +139,9 @@ def raise_missing(fld: str) -> None:
 class SecretsServicer(sgrpc.SecretsServicer):
     """Metadata in and out; a value only ever travels inwards (PutSecret)."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, oauth: OAuthFlows) -> None:
         self.vault = vault
+        self.oauth = oauth
 
     def PutSecret(self, req: spb.PutSecretRequest, ctx: Ctx) -> spb.PutSecretResponse:
         return spb.PutSecretResponse(info=cs.info_pb(self.vault.put(cs.put_request(req))))
@@ -156,10 +158,17 @@ class SecretsServicer(sgrpc.SecretsServicer):
         return spb.RotateVaultKeyResponse()
 
     def StartOAuth(self, req: spb.StartOAuthRequest, ctx: Ctx) -> spb.StartOAuthResponse:
-        raise Unimplemented("OAuth2 flows are not wired yet")
+        started = self.oauth.start(cs.oauth_start(req))
+        return spb.StartOAuthResponse(
+            browser_url=started.browser_url, redirect_uri=started.redirect_uri, expires_at=cv.ts(started.expires_at)
+        )
 
     def AwaitOAuth(self, req: spb.AwaitOAuthRequest, ctx: Ctx) -> spb.AwaitOAuthResponse:
-        raise Unimplemented("OAuth2 flows are not wired yet")
+        timeout = req.timeout.ToTimedelta().total_seconds() if req.HasField("timeout") else 0.0
+        if timeout < 0:
+            raise InvalidArgument("timeout", "must not be negative")
+        info = self.oauth.wait(req.name, timeout or None)
+        return spb.AwaitOAuthResponse(info=cs.info_pb(info))
 
 
 class AdminServicer(adgrpc.AdminServicer):

@@ -63,6 +63,8 @@ class Redactor:
         self._table = table
         self._forms = sorted(table, key=len, reverse=True)
         self.max_len = len(self._forms[0]) if self._forms else 0
+        # Every proper prefix of every form: a stream holds back only a tail that could still become one.
+        self._prefixes = {f[:k] for f in self._forms for k in range(1, len(f))}
 
     def __len__(self) -> int:
         return len(self._forms)
@@ -93,6 +95,13 @@ class Redactor:
         """Names of the secrets whose values occur in `data` (for leak checks)."""
         return sorted({lab.decode()[8:-1] for _, _, lab in self._spans(data)})
 
+    def pending_tail(self, data: bytes) -> int:
+        """Length of the longest suffix of `data` that a value could still complete."""
+        for k in range(min(len(data), self.max_len - 1), 0, -1):
+            if data[-k:] in self._prefixes:
+                return k
+        return 0
+
     def stream(self) -> StreamRedactor:
         return StreamRedactor(self)
 
@@ -122,7 +131,8 @@ class Redactor:
 
 
 class StreamRedactor:
-    """Redacts a byte stream chunk by chunk, holding back just enough to catch a value split across chunks."""
+    """Redacts a byte stream chunk by chunk, holding back only a tail that could be the start of a value
+    (so live output stays live unless it really ends in what may be half a secret)."""
 
     def __init__(self, redactor: Redactor) -> None:
         self._r = redactor
@@ -133,7 +143,7 @@ class StreamRedactor:
             return chunk
         buf = self._buf + chunk
         spans = self._r._spans(buf)
-        safe = max(0, len(buf) - (self._r.max_len - 1))
+        safe = len(buf) - self._r.pending_tail(buf)
         moved = True
         while moved:  # no match may straddle the cut
             moved = False
