@@ -40,3 +40,7 @@ def workspace(tmp_path: Path) -> Path:
     (ws / "sub").mkdir()
     (ws / "sub" / "c.bin").write_bytes(bytes(range(256)))
     return ws
+
+
+# Real services some end-to-end tests run against (fixtures used by name).
+from tests.services import oauth_server, oauth_server_short_tokens  # noqa: E402, F401

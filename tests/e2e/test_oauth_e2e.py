@@ -1,0 +1,122 @@
+"""OAuth2 through goexd and the `goex` CLI against a real authorization server (django-oauth-toolkit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import goex
+from tests.daemon_process import DaemonProcess
+from tests.services import OAuthServer
+
+GOEX = Path(sys.executable).with_name("goex")
+
+
+def test_cli_oauth_flow_stores_a_refreshable_token_that_never_leaves_the_daemon(
+    daemon: DaemonProcess, oauth_server: OAuthServer
+) -> None:
+    env = {**os.environ, "GOEX_SOCKET": str(daemon.socket)}
+    proc = subprocess.Popen(
+        [
+            str(GOEX),
+            "--json",
+            "secret",
+            "oauth",
+            "dot",
+            "--auth-url",
+            oauth_server.authorization_url,
+            "--token-url",
+            oauth_server.token_url,
+            "--client-id",
+            oauth_server.public_client_id,
+            "--scope",
+            "read",
+            "--host",
+            oauth_server.host,
+            "--no-browser",
+            "--timeout",
+            "60",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        started = json.loads(proc.stderr.readline())  # the CLI says where to go before it waits
+        assert started["redirect_uri"].startswith("http://127.0.0.1:")
+        browser_url = started["browser_url"]
+        assert "code_challenge=" in browser_url and "state=" in browser_url
+        with oauth_server.browser() as browser:
+            page = browser.authorize(browser_url)
+        assert page.status_code == 200
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    info = json.loads(out)["info"]
+    assert info["name"] == "dot" and info["kind"] == "SECRET_KIND_OAUTH2"
+    assert info["refreshable"] is True and info["expires_at"] and info["problem"] == ""
+    assert "refresh_token" in info["parts"] and "access_token" in info["parts"]
+
+    with goex.Client(daemon.socket) as client:
+        [listed] = client.list_secrets()
+        assert listed.name == "dot" and listed.usable and listed.refreshable
+        # The token is usable by the daemon (it answers the provider's protected endpoint) ...
+        token = _vault_value(daemon, "dot")
+        assert oauth_server.me(token).json()["user"] == oauth_server.username
+    # ... and is in no file the daemon writes in plaintext, nor in what the CLI printed.
+    for blob in (
+        (daemon.state_dir / "vault.bin").read_bytes(),
+        (daemon.state_dir / "journal.sqlite3").read_bytes(),
+        daemon.log().encode(),
+        out,
+        err,
+    ):
+        assert token not in blob
+
+
+def _vault_value(daemon: DaemonProcess, name: str) -> bytes:
+    """Read the access token the way only the daemon can: by opening the vault with its key (test-only)."""
+    from goexd import config
+    from goexd.vault.vault import Vault
+
+    cfg = config.load(None, {"state_dir": str(daemon.state_dir)}, {})
+    return Vault.open(cfg).get(name).values["access_token"]
+
+
+def test_await_without_a_flow_is_not_found_and_bad_start_names_the_field(
+    daemon: DaemonProcess, oauth_server: OAuthServer
+) -> None:
+    with goex.Client(daemon.socket) as client:
+        with pytest.raises(goex.NotFound, match="oauth flow"):
+            client.await_oauth("nothing", timeout=1)
+        with pytest.raises(goex.InvalidArgument, match=r"^token_url: "):
+            client.start_oauth(
+                "x", authorization_url=oauth_server.authorization_url, token_url="http://evil.example/t", client_id="c"
+            )
+        with pytest.raises(goex.InvalidArgument, match=r"^name: "):
+            client.start_oauth(
+                "a/b",
+                authorization_url=oauth_server.authorization_url,
+                token_url=oauth_server.token_url,
+                client_id="c",
+            )
+        started = client.start_oauth(
+            "later",
+            authorization_url=oauth_server.authorization_url,
+            token_url=oauth_server.token_url,
+            client_id=oauth_server.public_client_id,
+            allowed_hosts=[oauth_server.host],
+        )
+        with pytest.raises(goex.DeadlineExceeded):
+            client.await_oauth("later", timeout=0.5)  # the flow keeps waiting for the user
+        with oauth_server.browser() as browser:
+            assert browser.authorize(started.browser_url).status_code == 200
+        assert client.await_oauth("later", timeout=10).name == "later"
+        assert [s.name for s in client.list_secrets()] == ["later"]
