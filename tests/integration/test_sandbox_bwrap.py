@@ -18,13 +18,16 @@ import pytest
 from goexd.sandbox.base import (
     Limits,
     Network,
+    ProxyEndpoint,
     SandboxSpec,
     SandboxUnavailable,
     Stream,
     Termination,
 )
 from goexd.sandbox.bwrap import (
+    FORWARDER_PYTHON,
     MISSING_BWRAP,
+    PROXY_ENV,
     BwrapSandbox,
     Entry,
     HostView,
@@ -33,6 +36,7 @@ from goexd.sandbox.bwrap import (
     probe_host,
     render_plan,
 )
+from goexd.sandbox.egress_forwarder import CA_PATH, SOCKET_PATH, SOURCE
 from goexd.sandbox.limits import (
     RUN_PREFIX,
     CgroupUnusable,
@@ -45,6 +49,7 @@ from goexd.sandbox.limits import (
 # The daemon's venv python lives under /root (masked); python actions use the system one,
 # which `make install` provides.
 PY = "/usr/bin/python3"
+PROXY_ENDPOINT = ProxyEndpoint(Path("/srv/goexd-run/egress-1.sock"), Path("/srv/goexd-run/egress-ca.pem"))
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +148,11 @@ def test_check_names_the_package_when_bwrap_is_missing() -> None:
     assert str(e.value) == MISSING_BWRAP
 
 
-def test_proxy_network_is_not_implemented_yet(sandbox: BwrapSandbox) -> None:
-    with pytest.raises(NotImplementedError, match="proxy"):
+def test_proxy_network_needs_its_endpoint_and_only_it_does(sandbox: BwrapSandbox) -> None:
+    with pytest.raises(ValueError, match=r"network=proxy needs SandboxSpec\.proxy"):
         sandbox.run(SandboxSpec(argv=["true"], workspace=None, network=Network.PROXY))
+    with pytest.raises(ValueError, match="network is none"):
+        sandbox.run(SandboxSpec(argv=["true"], workspace=None, proxy=PROXY_ENDPOINT))
 
 
 class StaleFirstProbe(BwrapSandbox):
@@ -558,6 +565,63 @@ def test_plan_env_and_chdir_without_workspace() -> None:
     assert "workspace" not in [m.why for m in plan.mounts]
     opts = plan.bwrap_options()
     assert opts.index("--clearenv") < opts.index("--setenv")
+
+
+def proxied(workspace: Path | None = Path("/tmp/ws"), **kw: object) -> SandboxSpec:
+    return SandboxSpec(
+        argv=["curl", "x"],
+        workspace=workspace,
+        network=Network.PROXY,
+        proxy=PROXY_ENDPOINT,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_plan_wires_the_egress_socket_and_ca_after_every_mask() -> None:
+    host = dataclasses.replace(HOST, unix_sockets=(*HOST.unix_sockets, str(PROXY_ENDPOINT.socket_path)))
+    plan = render_plan(proxied(), host)
+    m = plan.mounts
+    sock = m.index(MountOp(Op.RO_BIND, SOCKET_PATH, str(PROXY_ENDPOINT.socket_path), why="egress socket"))
+    ca = m.index(MountOp(Op.RO_BIND, CA_PATH, str(PROXY_ENDPOINT.ca_path), why="egress CA"))
+    masks = [i for i, x in enumerate(m) if x.why == "mask"]
+    remounts = [i for i, x in enumerate(m) if x.op is Op.REMOUNT_RO]
+    # On the /run mask's tmpfs, after every mask (the route socket itself is masked at its host
+    # path like any live socket) and before the remounts make the masks read-only.
+    assert index(m, Op.TMPFS, "/run") < min(sock, ca)
+    assert max(masks) < sock < ca < min(remounts)
+    assert MountOp(Op.RO_BIND, str(PROXY_ENDPOINT.socket_path), "/dev/null", why="mask") in m
+    assert "--unshare-all" in plan.flags and "--share-net" not in plan.bwrap_options()
+
+
+def test_plan_masks_run_for_the_proxy_even_when_it_is_not_masked_otherwise() -> None:
+    m = render_plan(proxied(workspace=None), HostView()).mounts
+    assert index(m, Op.TMPFS, "/run") < index(m, Op.RO_BIND, SOCKET_PATH) < index(m, Op.REMOUNT_RO, "/run")
+
+
+def test_plan_runs_the_command_behind_the_forwarder_with_proxy_env() -> None:
+    plan = render_plan(proxied(env={"HTTPS_PROXY": "http://elsewhere", "FOO": "1"}), HOST)
+    assert plan.argv == (FORWARDER_PYTHON, "-I", "-S", "-c", SOURCE, "curl", "x")
+    env = dict(plan.env)
+    assert env["FOO"] == "1"
+    assert {k: env[k] for k in PROXY_ENV} == PROXY_ENV  # the proxy settings win over the spec's
+    assert env["HTTPS_PROXY"] == env["https_proxy"] == "http://127.0.0.1:3128" and env["NO_PROXY"] == ""
+    assert env["SSL_CERT_FILE"] == env["CURL_CA_BUNDLE"] == CA_PATH
+    assert "<egress forwarder source>" in plan.describe() and SOURCE not in plan.describe()
+
+
+def test_plan_without_proxy_is_unchanged() -> None:
+    plan = render_plan(SandboxSpec(argv=["curl", "x"], workspace=Path("/tmp/ws")), HOST)
+    assert plan.argv == ("curl", "x")
+    assert not {"egress socket", "egress CA"} & {x.why for x in plan.mounts}
+    assert "HTTPS_PROXY" not in dict(plan.env)
+
+
+def test_plan_refuses_proxy_specs_that_cannot_work() -> None:
+    with pytest.raises(ValueError, match="overlaps /run/goex"):
+        render_plan(proxied(workspace_mount="/run"), HOST)
+    relative = ProxyEndpoint(Path("egress.sock"), Path("/ca.pem"))
+    with pytest.raises(ValueError, match="absolute"):
+        render_plan(SandboxSpec(argv=["x"], workspace=None, network=Network.PROXY, proxy=relative), HostView())
 
 
 def test_plan_rejects_bad_paths(tmp_path: Path) -> None:

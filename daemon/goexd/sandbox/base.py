@@ -22,7 +22,19 @@ class SandboxUnavailable(Exception):
 
 class Network(enum.StrEnum):
     NONE = "none"  # no network at all (own empty network namespace)
-    PROXY = "proxy"  # only the daemon's egress proxy (vault issue)
+    PROXY = "proxy"  # own network namespace whose only way out is the daemon's egress proxy
+
+
+@dataclass(frozen=True)
+class ProxyEndpoint:
+    """Where a sandbox with `Network.PROXY` reaches the daemon's egress proxy (host paths).
+
+    `socket_path` is the per-action Unix socket the proxy listens on; `ca_path` the PEM
+    certificate of the proxy's CA, the only CA the sandbox is told to trust.
+    """
+
+    socket_path: Path
+    ca_path: Path
 
 
 class Termination(enum.StrEnum):
@@ -59,6 +71,7 @@ class SandboxSpec:
     stdin: bytes = b""
     limits: Limits = field(default_factory=Limits)
     network: Network = Network.NONE
+    proxy: ProxyEndpoint | None = None  # required by, and only allowed with, Network.PROXY
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ whole tree at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
@@ -37,11 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from goexd.sandbox import egress_forwarder as forwarder
 from goexd.sandbox.base import (
     ExecResult,
     Limits,
     Network,
     OutputSink,
+    ProxyEndpoint,
     SandboxSpec,
     SandboxUnavailable,
     Stream,
@@ -73,6 +76,19 @@ ALWAYS_MASKED: tuple[Path, ...] = (
 )
 # Replaced wholesale by fresh mounts, so nothing below them needs masking.
 FRESH_MOUNTS = ("/dev", "/proc", "/tmp")
+
+# Network.PROXY: the command runs behind the egress forwarder (egress_forwarder.py), with
+# the system python3 (the daemon's own interpreter may live in a masked directory).
+FORWARDER_PYTHON = "/usr/bin/python3"
+EGRESS_DIR = posixpath.dirname(forwarder.SOCKET_PATH)  # /run/goex, on the /run mask's tmpfs
+_CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO")
+PROXY_ENV: dict[str, str] = {
+    **{k: forwarder.PROXY_URL for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+    # Empty, so that nothing (not even localhost) bypasses the proxy by default.
+    "NO_PROXY": "",
+    "no_proxy": "",
+    **dict.fromkeys(_CA_ENV, forwarder.CA_PATH),
+}
 
 READ_CHUNK = 64 * 1024
 POLL_TICK_S = 0.01  # how often cancel and the (v1, unnotified) limit counters are checked
@@ -157,7 +173,8 @@ class Plan:
     def describe(self) -> str:
         lines = [" ".join(self.flags), *map(str, self.mounts)]
         lines += [f"env {k}={v}" for k, v in self.env]
-        lines += [f"chdir {self.chdir}", f"exec {list(self.argv)}"]
+        argv = ["<egress forwarder source>" if a == forwarder.SOURCE else a for a in self.argv]
+        lines += [f"chdir {self.chdir}", f"exec {argv}"]
         return "\n".join(lines)
 
 
@@ -195,16 +212,17 @@ def render_plan(spec: SandboxSpec, host: HostView) -> Plan:
 
     Order matters (bwrap applies mounts in sequence, later ones on top): the system
     read-only, fresh /dev /proc /tmp, masks, the workspace, its read-only subpaths,
-    masks of things inside the workspace, and last the remounts that make the masks
-    read-only (last, so that nothing later needs to create a mount point in them).
+    masks of things inside the workspace, the egress socket and CA (Network.PROXY),
+    and last the remounts that make the masks read-only (last, so that nothing later
+    needs to create a mount point in them).
     """
-    if spec.network is not Network.NONE:
-        raise NotImplementedError(
-            f"network={spec.network.value} is not implemented by the bwrap sandbox yet: use Network.NONE"
-        )
     if not spec.argv:
         raise ValueError("SandboxSpec.argv is empty")
     mount = _check_mount_point(spec.workspace_mount)
+    proxy = _check_network(spec, mount)
+    if proxy is not None and not _is_under_any(EGRESS_DIR, host.masked_dirs):
+        # The egress socket's mount point is made on the tmpfs that masks /run.
+        host = dataclasses.replace(host, masked_dirs=(*host.masked_dirs, "/run"))
     masks, hidden = _host_masks(host)
     anchor = host.anchor if host.workspace is not None and not _is_under_any(mount, hidden) else None
     mounts = [*_root_mounts(host, anchor, hidden), *_fresh_mounts(spec.limits.memory_bytes), *masks]
@@ -217,15 +235,41 @@ def render_plan(spec: SandboxSpec, host: HostView) -> Plan:
         inner = _workspace_masks(host, mount)
         mounts += inner
         masks += inner
+    if proxy is not None:
+        # After every mask: the route's socket is a live socket, masked at its host path like
+        # any other; this bind is its one way in. Read-only: connect() needs no write access.
+        mounts.append(MountOp(Op.RO_BIND, forwarder.SOCKET_PATH, str(proxy.socket_path), why="egress socket"))
+        mounts.append(MountOp(Op.RO_BIND, forwarder.CA_PATH, str(proxy.ca_path), why="egress CA"))
     mounts += [MountOp(Op.REMOUNT_RO, m.dest, why="mask read-only") for m in masks if m.op is Op.TMPFS]
     if anchor is not None:
         mounts.append(MountOp(Op.REMOUNT_RO, anchor, why="rebuilt dir read-only"))
-    env = {**BASE_ENV, **spec.env}
+    # The proxy settings win over the spec's: with no other way out, bypassing them only breaks requests.
+    env = {**BASE_ENV, **spec.env, **(PROXY_ENV if proxy is not None else {})}
     for key, value in env.items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise ValueError(f"bad environment variable {key!r}: no '=' in names, no NUL anywhere")
     chdir = mount if host.workspace is not None else "/tmp"
-    return Plan(tuple(mounts), tuple(env.items()), chdir, tuple(spec.argv))
+    argv = tuple(spec.argv)
+    if proxy is not None:
+        # -I: no user site or PYTHON* variables; -S: no site module (faster start, stdlib only).
+        argv = (FORWARDER_PYTHON, "-I", "-S", "-c", forwarder.SOURCE, *argv)
+    return Plan(tuple(mounts), tuple(env.items()), chdir, argv)
+
+
+def _check_network(spec: SandboxSpec, mount: str) -> ProxyEndpoint | None:
+    """The proxy endpoint to wire in, if any; refuses inconsistent specs."""
+    if spec.network is Network.NONE:
+        if spec.proxy is not None:
+            raise ValueError("SandboxSpec.proxy is set but network is none: use Network.PROXY")
+        return None
+    if spec.proxy is None:
+        raise ValueError("network=proxy needs SandboxSpec.proxy (the egress proxy's socket and CA)")
+    for path in (spec.proxy.socket_path, spec.proxy.ca_path):
+        if not path.is_absolute():
+            raise ValueError(f"bad proxy path {str(path)!r}: need an absolute host path")
+    if _is_under(EGRESS_DIR, mount) or _is_under(mount, EGRESS_DIR):
+        raise ValueError(f"bad workspace_mount {mount!r}: it overlaps {EGRESS_DIR}, where the egress proxy goes")
+    return spec.proxy
 
 
 def _root_mounts(host: HostView, anchor: str | None, hidden: Sequence[str]) -> list[MountOp]:
@@ -496,6 +540,9 @@ class BwrapSandbox:
             log.debug("sandbox plan:\n%s", plan.describe())
         if self.bwrap_path is None:
             return _failed(started, self.enforcer.name, MISSING_BWRAP)
+        if spec.network is Network.PROXY and not os.access(FORWARDER_PYTHON, os.X_OK):
+            detail = f"network=proxy runs the egress forwarder with {FORWARDER_PYTHON}: install python3"
+            return _failed(started, self.enforcer.name, detail)
         try:
             limits = self.enforcer.start(spec.limits)
         except OSError as e:
@@ -757,6 +804,12 @@ class _Execution:
             return Termination.SPAWN_FAILED, None, None, message[-2000:] or f"bwrap exited {returncode}"
         code = status["exit-code"]
         if code == 1 and stderr.startswith(b"bwrap: execvp "):
+            return Termination.SPAWN_FAILED, None, None, message[-2000:]
+        if (
+            self.spec.network is Network.PROXY
+            and code == forwarder.EXEC_FAILED_STATUS
+            and stderr.startswith(forwarder.EXEC_FAILED.encode())
+        ):
             return Termination.SPAWN_FAILED, None, None, message[-2000:]
         # bwrap turns "killed by signal N" into exit status 128+N, like a shell does.
         if 128 < code < 128 + signal.NSIG:
