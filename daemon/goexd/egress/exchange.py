@@ -1,0 +1,222 @@
+"""One request through the proxy: decide, forward, stream the redacted response, record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import h11
+import httpx
+
+from goexd.config import EgressConfig
+from goexd.egress.http11 import H11Stream
+from goexd.egress.models import Decision, EgressGrant, EgressRecordData
+from goexd.egress.policy import BadRequest, Target, decide, parse_url
+from goexd.egress.substitute import Refused, Request
+from goexd.egress.tls import CertificateAuthority
+from goexd.egress.upstream import request_headers, response_headers, undecodable_encoding
+from goexd.vault.redact import StreamRedactor
+from goexd.vault.vault import Vault
+
+log = logging.getLogger("goexd.egress")
+
+REFUSED_PREFIX = "goex egress proxy: refused: "
+REFUSED_HEADER = b"X-Goex-Refused"
+ERROR_PREFIX = "goex egress proxy: upstream error: "
+ERROR_HEADER = b"X-Goex-Error"
+_NO_BODY_STATUS = frozenset({204, 304})
+# What a failed upstream exchange can raise before the response starts.
+UPSTREAM_ERRORS = (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError)
+# The sandbox side went away while we were answering (resets, broken pipes).
+CLIENT_GONE = ConnectionError
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """What every exchange of one route shares."""
+
+    grant: EgressGrant
+    vault: Vault
+    cfg: EgressConfig
+    client: httpx.AsyncClient
+    ca: CertificateAuthority
+    record: Callable[[EgressRecordData], None]
+
+
+def _header_safe(text: str, limit: int = 500) -> bytes:
+    """`text` as a header value: printable ASCII, one line."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:limit].encode("ascii")
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+class Exchange:
+    """One request and its response. `run` or `refuse` answers it; either records it once."""
+
+    def __init__(self, ctx: RouteContext, stream: H11Stream, head: h11.Request, tunnel: Target | None) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.head = head
+        self.tunnel = tunnel
+        self.method = head.method.decode("ascii", "replace")
+        target = head.target.decode("latin-1")
+        # Inside a CONNECT tunnel requests are origin-form (/path): the tunnel names the host.
+        self.url = f"https://{tunnel.authority}{target}" if tunnel is not None and target.startswith("/") else target
+        self.host = tunnel.host if tunnel is not None else ""
+        self.status = 0
+        self.secrets_used: tuple[str, ...] = ()
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.at = time.time()
+        self.started = time.monotonic()
+        self._recorded = False
+
+    # -- answering
+
+    async def refuse(self, status: int, reason: str) -> None:
+        """Answer with a refusal; nothing went upstream."""
+        reason = self.ctx.vault.redactor.text(reason)
+        self.record(Decision.REFUSED, reason)
+        if self.stream.can_respond():
+            await self.stream.send_text(
+                status,
+                f"{REFUSED_PREFIX}{reason}\n",
+                [(REFUSED_HEADER, _header_safe(reason))],
+                head_only=self.method == "HEAD",
+            )
+
+    async def run(self, body: bytes) -> None:
+        try:
+            target = self._target()
+        except BadRequest as e:
+            await self.refuse(400, str(e))
+            return
+        self.host = target.host
+        if any(k.lower() == b"upgrade" for k, _ in self.head.headers):
+            await self.refuse(501, "protocol upgrades (e.g. WebSocket) are not supported by the egress proxy")
+            return
+        request = Request(self.method, self.url, list(self.head.headers.raw_items()), body)
+        try:
+            # The vault may block (an OAuth2 refresh): never on the event loop.
+            outgoing = await asyncio.to_thread(decide, self.ctx.vault, self.ctx.grant, target, request)
+        except Refused as e:
+            await self.refuse(403, str(e))
+            return
+        self.secrets_used = outgoing.secrets_used
+        framed = any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self.head.headers)
+        try:
+            upstream = self.ctx.client.build_request(
+                self.method,
+                outgoing.url,
+                headers=request_headers(outgoing.headers),
+                content=body if body or framed else None,
+            )
+            self.request_bytes = len(body)
+            response = await self.ctx.client.send(upstream, stream=True)
+        except UPSTREAM_ERRORS as e:
+            await self._upstream_failed(_error_text(e))
+            return
+        try:
+            await self._relay(response)
+        finally:
+            await response.aclose()
+
+    def _target(self) -> Target:
+        if self.tunnel is None:
+            if self.url.startswith("/"):
+                raise BadRequest("this is a proxy: send absolute-form requests (GET http://host/path)")
+            return parse_url(self.url)
+        target = parse_url(self.url)
+        if (target.host, target.port) != (self.tunnel.host, self.tunnel.port) or target.scheme != "https":
+            raise BadRequest(f"a request inside the tunnel to {self.tunnel.authority} names another target")
+        return target
+
+    async def _upstream_failed(self, cause: str) -> None:
+        cause = self.ctx.vault.redactor.text(cause)  # an error may quote the URL, with a query value in it
+        self.status = 0
+        self.record(Decision.ALLOWED, cause)
+        if self.stream.can_respond():
+            await self.stream.send_text(
+                502, f"{ERROR_PREFIX}{cause}\n", [(ERROR_HEADER, _header_safe(cause))], head_only=self.method == "HEAD"
+            )
+
+    async def _relay(self, response: httpx.Response) -> None:
+        if (encoding := undecodable_encoding(response)) is not None:
+            await self._upstream_failed(f"response in content-encoding {encoding!r}, which cannot be inspected")
+            return
+        redact = self.ctx.vault.redactor  # one redactor for the whole response, even if secrets change meanwhile
+        self.status = response.status_code
+        has_body = self.method != "HEAD" and response.status_code not in _NO_BODY_STATUS
+        # Each record is made before the client can have the whole response, so that once a
+        # sandboxed command is done with its requests, their records are there.
+        if not has_body:
+            self.record(Decision.ALLOWED, "")
+        await self.stream.send(
+            h11.Response(
+                status_code=response.status_code,
+                headers=response_headers(response.headers.raw, redact),
+                reason=redact(response.reason_phrase.encode("latin-1", "replace")),
+            )
+        )
+        if has_body:
+            await self._relay_body(response, redact.stream())
+            self.record(Decision.ALLOWED, "")
+        await self.stream.send(h11.EndOfMessage())
+
+    async def _relay_body(self, response: httpx.Response, redact: StreamRedactor) -> None:
+        try:
+            async for chunk in response.aiter_bytes():
+                await self._send_body(redact.feed(chunk))
+        except httpx.HTTPError as e:
+            # Headers are out: the only way to tell the client is to cut the response short.
+            self.record(
+                Decision.ALLOWED, self.ctx.vault.redactor.text(f"upstream failed mid-response: {_error_text(e)}")
+            )
+            raise
+        await self._send_body(redact.flush())
+
+    async def _send_body(self, data: bytes) -> None:
+        if data:
+            await self.stream.send(h11.Data(data=data))
+            self.response_bytes += len(data)
+
+    # -- recording
+
+    def record(self, decision: Decision, reason: str) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        redact = self.ctx.vault.redactor
+        rec = EgressRecordData(
+            method=self.method,
+            url=redact.text(self.url),
+            host=self.host,
+            status=self.status,
+            decision=decision,
+            reason=reason,
+            secrets_used=self.secrets_used,
+            request_bytes=self.request_bytes,
+            response_bytes=self.response_bytes,
+            duration_s=time.monotonic() - self.started,
+            at=self.at,
+        )
+        self.ctx.record(rec)
+        log.info(
+            "egress %s: %s %s %s -> %s%s%s (%d B up, %d B down, %.0f ms)",
+            self.ctx.grant.action_id,
+            decision.value,
+            rec.method,
+            rec.url,
+            rec.status,
+            f" [{', '.join(rec.secrets_used)}]" if rec.secrets_used else "",
+            f": {reason}" if reason else "",
+            rec.request_bytes,
+            rec.response_bytes,
+            rec.duration_s * 1000,
+        )
