@@ -8,6 +8,7 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 [ -x /usr/bin/python3 ] || need+=(python3)  # python actions run the system python3 in the sandbox
 command -v pgrep >/dev/null 2>&1 || need+=(procps)  # the tests look for leftover sandbox processes
+[ -x /usr/bin/curl ] || need+=(curl)  # the egress proxy tests run curl in the sandbox
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
