@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -15,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from goexd import __version__, config
 from goexd.admin import Admin
+from goexd.egress.proxy import EgressProxy
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.errors import SetupError
@@ -72,6 +75,7 @@ def setup_logging(cfg: config.Config) -> None:
         force=True,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the egress proxy logs each request itself
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +110,10 @@ def serve(cfg: config.Config) -> int:
     journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
     journal.redact = vault.redact_text
     oauth = OAuthFlows(vault, cfg.vault)
-    engine = Engine(cfg, journal, sandbox, vault)
+    # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
+    egress = EgressProxy(vault, cfg.egress, Path(tempfile.mkdtemp(prefix="goexd-egress-")))
+    egress.start()
+    engine = Engine(cfg, journal, sandbox, vault, egress)
     recovered = engine.recover()
     for a in recovered:
         log.warning("recovered action %s -> %s", a.id, a.state.value)
@@ -129,6 +136,8 @@ def serve(cfg: config.Config) -> int:
     scheduler.shutdown(wait=False)
     oauth.close()
     engine.shutdown(cfg.shutdown_grace_s)
+    egress.stop()
+    shutil.rmtree(egress.run_dir, ignore_errors=True)
     server.stop(grace=2).wait()
     journal.close()
     cfg.socket.unlink(missing_ok=True)

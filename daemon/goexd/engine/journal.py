@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +268,8 @@ class Journal:
                 "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, NULL, ?, ?, ?)",
                 (action.id, action.state.value, action.created_at, self.redact(note)),
             )
-        return self.get_action(action.id) or action
+        # The caller runs what was submitted; only the journal's copy of the spec is redacted.
+        return replace(action, seq=seq)
 
     def transition(self, action_id: str, old: ActionState, new: ActionState, note: str = "", **fields: Any) -> None:
         """Compare-and-set the state and write `fields`, atomically with the audit row."""
