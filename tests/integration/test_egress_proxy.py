@@ -29,7 +29,7 @@ from werkzeug.serving import make_server
 from goexd import config
 from goexd.egress.models import Decision, EgressGrant, EgressRecordData
 from goexd.egress.proxy import EgressProxy, Route
-from goexd.sandbox.base import ExecResult, Limits, Network, SandboxSpec, SandboxUnavailable, Stream, Termination
+from goexd.sandbox.base import ExecResult, Limits, Network, SandboxSpec, Stream, Termination
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.vault.models import Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.vault.vault import Vault
@@ -176,16 +176,6 @@ def proxy(state: Path, vault: Vault, upstream_ca: trustme.CA) -> Iterator[Egress
     with EgressProxy(vault, cfg, run_dir) as p:
         yield p
     shutil.rmtree(run_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> BwrapSandbox:
-    sb = BwrapSandbox()
-    try:
-        sb.check()
-    except SandboxUnavailable as e:
-        pytest.fail(f"the sandbox must work where the suite runs (make install provides bwrap): {e}")
-    return sb
 
 
 @pytest.fixture

@@ -52,16 +52,6 @@ PY = "/usr/bin/python3"
 PROXY_ENDPOINT = ProxyEndpoint(Path("/srv/goexd-run/egress-1.sock"), Path("/srv/goexd-run/egress-ca.pem"))
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> BwrapSandbox:
-    sb = BwrapSandbox()
-    try:
-        sb.check()
-    except SandboxUnavailable as e:
-        pytest.fail(f"the sandbox must work where the suite runs (make install provides bwrap): {e}")
-    return sb
-
-
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"
