@@ -90,6 +90,15 @@ class Admin:
             out.append(ComponentHealth("sandbox", True, self.sandbox.name))
         except SandboxUnavailable as exc:
             out.append(ComponentHealth("sandbox", False, str(exc)))
+        secrets = self.engine.vault.list_info()
+        troubled = [s.name for s in secrets if s.problem]
+        detail = f"{len(secrets)} secrets, key: {self.cfg.vault.key_source}"
+        out.append(
+            ComponentHealth("vault", True, detail + (f"; needs attention: {', '.join(troubled)}" if troubled else ""))
+        )
+        egress = self.engine.egress
+        running = egress is not None and egress.running
+        out.append(ComponentHealth("egress", running, "proxy running" if running else "proxy not running"))
         free = shutil.disk_usage(self.cfg.state_dir).free
         out.append(ComponentHealth("snapshots", free > 100 * 1024 * 1024, f"{free // (1024 * 1024)} MiB free"))
         return out

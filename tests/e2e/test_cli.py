@@ -430,7 +430,13 @@ def test_every_command_prints_one_json_object_with_the_response_fields(
 
     health = j("health")
     parses_as(health, adpb.GetHealthResponse)
-    assert health["ok"] is True and {c["name"] for c in health["components"]} == {"journal", "sandbox", "snapshots"}
+    assert health["ok"] is True and {c["name"] for c in health["components"]} == {
+        "journal",
+        "sandbox",
+        "snapshots",
+        "vault",
+        "egress",
+    }
     stats = j("stats")
     parses_as(stats, adpb.GetStatsResponse)
     assert int(stats["actions_by_state"]["committed"]) >= 1  # uint64 values are JSON strings

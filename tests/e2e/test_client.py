@@ -386,7 +386,7 @@ def test_admin(client: goex.Client, session: goex.Session) -> None:
     client.run_shell(session.id, ["true"])
     health = client.health()
     assert health.ok and health.version == goexd_version and health.uptime > 0
-    assert {c.name for c in health.components} == {"journal", "sandbox", "snapshots"}
+    assert {c.name for c in health.components} == {"journal", "sandbox", "snapshots", "vault", "egress"}
     assert all(c.ok for c in health.components)
     stats = client.stats()
     assert stats.open_sessions >= 1 and stats.actions_by_state.get("executed", 0) >= 1

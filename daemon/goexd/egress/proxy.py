@@ -64,6 +64,10 @@ class EgressProxy:
         """The proxy CA's public certificate (PEM), for the sandbox to trust."""
         return self.run_dir / CA_FILE
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("the egress proxy is already started")

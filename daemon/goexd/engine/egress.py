@@ -33,6 +33,9 @@ class EgressRoutes(Protocol):
     @property
     def ca_path(self) -> Path: ...
 
+    @property
+    def running(self) -> bool: ...
+
     def open_route(self, grant: EgressGrant) -> EgressRoute: ...
 
 
