@@ -6,8 +6,9 @@ three byte alignments, so a value inside a longer encoded string (`user:password
 Basic header) is caught as well. For base64 only the characters fully determined by the
 value are matched; at most 4 bits of each end stay visible.
 
-One `bytes.find` pass per form is faster here than a combined regex or an Aho-Corasick
-automaton (measured: 0.23 ms vs 2.0 / 0.75 ms for 10 secrets over 64 KiB).
+All forms are found in one pass by a leftmost-longest Aho-Corasick automaton (ahocorasick-rs),
+whose cost does not grow with the number of secrets: ~0.2 ms per 64 KiB for 10 or 200 secrets,
+where one `bytes.find` per form took 0.33 / 6.1 ms and a combined regex was slower still.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import contextlib
 import json
 import urllib.parse
 from collections.abc import Iterable
+
+from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
 from goexd.vault.models import MIN_VALUE_BYTES
 
@@ -62,6 +65,8 @@ class Redactor:
                 table.setdefault(form, label(name))
         self._table = table
         self._forms = sorted(table, key=len, reverse=True)
+        self._labels = [table[f] for f in self._forms]
+        self._automaton = BytesAhoCorasick(self._forms, matchkind=MatchKind.LeftmostLongest) if table else None
         self.max_len = len(self._forms[0]) if self._forms else 0
         # Every proper prefix of every form: a stream holds back only a tail that could still become one.
         self._prefixes = {f[:k] for f in self._forms for k in range(1, len(f))}
@@ -70,14 +75,10 @@ class Redactor:
         return len(self._forms)
 
     def _spans(self, data: bytes) -> list[tuple[int, int, bytes]]:
-        spans: list[tuple[int, int, bytes]] = []
-        for form in self._forms:
-            i = data.find(form)
-            while i != -1:
-                spans.append((i, i + len(form), self._table[form]))
-                i = data.find(form, i + 1)
-        spans.sort(key=lambda s: (s[0], -s[1]))
-        return spans
+        """Non-overlapping matches, leftmost first and the longest form where several start together."""
+        if self._automaton is None:
+            return []
+        return [(start, end, self._labels[i]) for i, start, end in self._automaton.find_matches_as_indexes(data)]
 
     def __call__(self, data: bytes, truncated: bool = False) -> bytes:
         """Redact `data`; with `truncated`, also a value cut off at its end."""
