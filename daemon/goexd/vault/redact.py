@@ -6,9 +6,11 @@ three byte alignments, so a value inside a longer encoded string (`user:password
 Basic header) is caught as well. For base64 only the characters fully determined by the
 value are matched; at most 4 bits of each end stay visible.
 
-All forms are found in one pass by a leftmost-longest Aho-Corasick automaton (ahocorasick-rs),
-whose cost does not grow with the number of secrets: ~0.2 ms per 64 KiB for 10 or 200 secrets,
-where one `bytes.find` per form took 0.33 / 6.1 ms and a combined regex was slower still.
+Forms are found by leftmost-longest Aho-Corasick automata (ahocorasick-rs). Up to 64 patterns
+it uses a SIMD prefilter (~0.013 ms per 64 KiB for 60 forms); above that it walks the automaton
+(~0.19 ms, whatever the count). So forms go in groups of 64 while that is cheaper (up to 768),
+one automaton beyond. One `bytes.find` per form took 0.33 ms for 60 forms and 6.1 ms for 1200;
+a combined regex was slower still.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ahocorasick_rs import BytesAhoCorasick, MatchKind
 from goexd.vault.models import MIN_VALUE_BYTES
 
 PARTIAL_TAIL_MIN = 8  # a cut-off value prefix this long at the end of truncated output is redacted too
+_PREFILTER_GROUP = 64  # patterns per automaton while its SIMD prefilter applies
+_MAX_GROUPS = 12  # beyond this many groups one plain automaton is cheaper (measured break-even ~16)
 
 
 def label(name: str) -> bytes:
@@ -65,8 +69,11 @@ class Redactor:
                 table.setdefault(form, label(name))
         self._table = table
         self._forms = sorted(table, key=len, reverse=True)
-        self._labels = [table[f] for f in self._forms]
-        self._automaton = BytesAhoCorasick(self._forms, matchkind=MatchKind.LeftmostLongest) if table else None
+        group = _PREFILTER_GROUP if len(self._forms) <= _PREFILTER_GROUP * _MAX_GROUPS else len(self._forms)
+        self._automata = [
+            (i, BytesAhoCorasick(self._forms[i : i + group], matchkind=MatchKind.LeftmostLongest))
+            for i in range(0, len(self._forms), group)
+        ]
         self.max_len = len(self._forms[0]) if self._forms else 0
         # Every proper prefix of every form: a stream holds back only a tail that could still become one.
         self._prefixes = {f[:k] for f in self._forms for k in range(1, len(f))}
@@ -76,9 +83,14 @@ class Redactor:
 
     def _spans(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """Non-overlapping matches, leftmost first and the longest form where several start together."""
-        if self._automaton is None:
-            return []
-        return [(start, end, self._labels[i]) for i, start, end in self._automaton.find_matches_as_indexes(data)]
+        spans = [
+            (start, end, self._table[self._forms[base + i]])
+            for base, automaton in self._automata
+            for i, start, end in automaton.find_matches_as_indexes(data)
+        ]
+        if len(self._automata) > 1:  # merge the groups' matches; _replace skips the overlapped ones
+            spans.sort(key=lambda s: (s[0], -s[1]))
+        return spans
 
     def __call__(self, data: bytes, truncated: bool = False) -> bytes:
         """Redact `data`; with `truncated`, also a value cut off at its end."""
