@@ -736,3 +736,21 @@ class RouteConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(self.path)
+
+
+def test_closing_a_route_with_an_idle_connection_logs_no_error(
+    open_route: Callable[..., Route], http_upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = open_route(("API",))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(route.socket_path))
+    host = f"127.0.0.1:{http_upstream.port}"
+    client.sendall(f"GET http://{host}/get HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    client.settimeout(10)
+    assert client.recv(12) == b"HTTP/1.1 200"  # answered; the connection now idles in keep-alive
+    with caplog.at_level("ERROR", logger="asyncio"):
+        route.close()
+        time.sleep(0.2)  # the loop runs the cancelled connection's callbacks
+    client.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert not route.socket_path.exists()

@@ -90,6 +90,7 @@ class EgressProxy:
     @staticmethod
     def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
+        loop.set_exception_handler(_quiet_cancellations)
         loop.run_forever()
 
     def stop(self) -> None:
@@ -220,3 +221,11 @@ class Route:
             task.cancel()
         if self._clients:
             await asyncio.wait(list(self._clients), timeout=5.0)
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Python 3.11's streams report a connection cancelled by Route.close() as an error with a
+    traceback (fixed in 3.12); that is the expected end of a route, not a fault."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
