@@ -7,6 +7,7 @@ journal, the daemon's log, and every object in the snapshot store. Zero hits.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import subprocess
 import threading
@@ -19,6 +20,7 @@ import httpbin
 import pytest
 from werkzeug.serving import make_server
 
+import goex
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import secrets_pb2 as spb
 from goex.v1 import types_pb2 as pb
@@ -222,3 +224,27 @@ def test_without_egress_there_is_no_network(daemon: DaemonProcess, httpbin_port:
     spec = pb.ActionSpec(python=pb.PythonAction(code=FETCH + code))
     action = daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=session.id, spec=spec)).action
     assert action.exec.stdout.startswith(b"no ") and list(action.egress) == []
+
+
+def test_clients_run_shell_and_run_python_with_secrets(
+    daemon: DaemonProcess, httpbin_port: int, workspace: Path
+) -> None:
+    plant(daemon, httpbin_port)
+    url = f"http://127.0.0.1:{httpbin_port}/headers"
+    code = f"import urllib.request; print(urllib.request.urlopen('{url}').read().decode())"
+    with goex.Client(daemon.socket) as client:
+        s = client.create_session(fs=workspace)
+        shell = client.run_shell(s.id, ["python3", "-c", code], secrets=["api"])
+        plain = client.run_python(s.id, code)  # no egress: no network at all
+    assert b"Bearer [secret:api]" in shell.exec.stdout
+    assert [(r.method, r.url, r.decision, r.secrets_used) for r in shell.egress] == [
+        ("GET", url, goex.EgressDecision.ALLOWED, ("api",))
+    ]
+    assert plain.exec.exit_code != 0 and plain.egress == ()
+
+    async def run_async() -> goex.Action:
+        async with goex.AsyncClient(daemon.socket) as aclient:
+            return await aclient.run_python(s.id, code, secrets=["svc"])
+
+    basic = asyncio.run(run_async())
+    assert b'"Authorization": "Basic ' in basic.exec.stdout and basic.egress[0].secrets_used == ("svc",)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,18 @@ def test_await_without_a_flow_is_not_found_and_bad_start_names_the_field(
             assert browser.authorize(started.browser_url).status_code == 200
         assert client.await_oauth("later", timeout=10).name == "later"
         assert [s.name for s in client.list_secrets()] == ["later"]
+
+
+def test_await_outlives_the_clients_own_timeout(daemon: DaemonProcess, oauth_server: OAuthServer) -> None:
+    with goex.Client(daemon.socket, timeout=0.5) as client:
+        client.start_oauth(
+            "slow",
+            authorization_url=oauth_server.authorization_url,
+            token_url=oauth_server.token_url,
+            client_id=oauth_server.public_client_id,
+            allowed_hosts=[oauth_server.host],
+        )
+        started = time.monotonic()
+        with pytest.raises(goex.DeadlineExceeded, match="not finished"):
+            client.await_oauth("slow", timeout=2)  # the daemon answers after 2 s, past the client's 0.5 s
+        assert time.monotonic() - started >= 1.9

@@ -6,12 +6,10 @@ or OAuth2 flows yet): these check the requests themselves (no daemon needed).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -92,40 +90,6 @@ def test_run_shell_and_run_python_secrets_and_hosts_become_egress() -> None:
         goex.Egress(hosts="pypi.org")
 
 
-def _record_submit(monkeypatch: pytest.MonkeyPatch, cls: type[Any]) -> list[dict[str, Any]]:
-    """Keep what run_shell / run_python hand to submit (and go no further)."""
-    calls: list[dict[str, Any]] = []
-
-    def submit(self: Any, session_id: str, action: Any, **kw: Any) -> None:
-        calls.append({"action": action, **kw})
-
-    async def asubmit(self: Any, session_id: str, action: Any, **kw: Any) -> None:
-        calls.append({"action": action, **kw})
-
-    monkeypatch.setattr(cls, "submit", asubmit if cls is goex.AsyncClient else submit)
-    return calls
-
-
-def test_run_shell_and_run_python_pass_egress_to_submit(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _record_submit(monkeypatch, goex.Client)
-    with goex.Client(target="unix:/nonexistent") as client:
-        client.run_shell("s", ["true"], secrets=["gh"], hosts=["pypi.org"])
-        client.run_python("s", "print(1)", hosts=["pypi.org"])
-        client.run_shell("s", ["true"])
-    assert [c["egress"] for c in calls] == [goex.Egress(["gh"], ["pypi.org"]), goex.Egress(hosts=["pypi.org"]), None]
-
-    acalls = _record_submit(monkeypatch, goex.AsyncClient)
-
-    async def go() -> None:
-        async with goex.AsyncClient(target="unix:/nonexistent") as client:
-            await client.run_shell("s", ["true"], secrets=["gh"])
-            await client.run_python("s", "print(1)", secrets=["gh"], hosts=["pypi.org"])
-            await client.run_python("s", "print(1)")
-
-    asyncio.run(go())
-    assert [c["egress"] for c in acalls] == [goex.Egress(["gh"]), goex.Egress(["gh"], ["pypi.org"]), None]
-
-
 def test_start_oauth_request() -> None:
     req = rq.start_oauth(
         "gh",
@@ -165,21 +129,6 @@ def test_await_oauth_request_and_deadline() -> None:
     for bad in (0, -1, math.nan, math.inf):
         with pytest.raises(ValueError, match="positive"):
             rq.await_oauth("gh", bad)
-
-
-def test_await_oauth_uses_its_own_deadline_not_the_client_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[float | None] = []
-
-    def call_within(self: Any, method: Any, request: Any, timeout: float | None) -> Any:
-        seen.append(timeout)
-        raise goex.Unavailable("stop here")
-
-    monkeypatch.setattr(goex.Client, "_call_within", call_within)
-    with goex.Client(target="unix:/nonexistent", timeout=5) as client:
-        for wait in (None, 60.0):
-            with pytest.raises(goex.Unavailable):
-                client.await_oauth("gh", timeout=wait)
-    assert seen[0] is None and seen[1] is not None and seen[1] > 60
 
 
 def test_create_session_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
