@@ -138,7 +138,7 @@ class OAuthFlows:
                     "finish it in the browser or let it expire"
                 )
             if not req.overwrite and name in self._vault.names():
-                raise AlreadyExists(f"secret {name!r} already exists; pass overwrite to replace it")
+                raise AlreadyExists(f"secret {name!r} already exists; set overwrite (goex: --overwrite) to replace it")
             flow = self._new_flow(req)
             try:
                 client = oauth_tokens.Client(req.token_url, client_id, req.client_secret, scopes)

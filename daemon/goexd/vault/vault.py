@@ -181,7 +181,7 @@ class Vault:
         with self._lock:
             old = self._secrets.get(name)
             if old is not None and not req.overwrite:
-                raise AlreadyExists(f"secret {name!r} already exists; pass overwrite to replace it")
+                raise AlreadyExists(f"secret {name!r} already exists; set overwrite (goex: --overwrite) to replace it")
             now = time.time()
             secret = Secret(
                 name=name,
