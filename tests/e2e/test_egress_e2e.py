@@ -248,3 +248,31 @@ def test_clients_run_shell_and_run_python_with_secrets(
 
     basic = asyncio.run(run_async())
     assert b'"Authorization": "Basic ' in basic.exec.stdout and basic.egress[0].secrets_used == ("svc",)
+
+
+def test_a_sandbox_with_egress_sees_no_key_vault_or_other_route(
+    daemon: DaemonProcess, httpbin_port: int, workspace: Path
+) -> None:
+    plant(daemon, httpbin_port)
+    session = open_fs(daemon, workspace)
+    other = python(daemon, session.id, "import time; time.sleep(3)", ["api"])  # runs first; its route is closed
+    assert other.state == pb.ACTION_STATE_EXECUTED
+    state = daemon.state_dir
+    assert daemon.proc is not None
+    daemon_environ = f"/proc/{daemon.proc.pid}/environ"  # the sandbox has its own pid namespace
+    code = f"""
+import os
+for p in ["{state}/vault.key", "{state}/vault.bin", "{state}/journal.sqlite3", "{daemon_environ}"]:
+    try:
+        open(p, "rb").read(1)
+        print("READ", p)
+    except OSError as e:
+        print("no", p, type(e).__name__)
+print(sorted(os.listdir("/run/goex")), sorted(os.listdir("/tmp")))
+print(sorted(k for k in os.environ if "PASS" in k or "KEY" in k))
+"""
+    action = python(daemon, session.id, code, ["api"])
+    out = action.exec.stdout.decode()
+    assert "READ" not in out and out.count("no ") == 4, out
+    assert "['ca.pem', 'egress.sock'] []" in out  # the one way out, and nothing of other actions
+    assert out.rstrip().endswith("[]")  # no passphrase or key variable reached the sandbox

@@ -53,7 +53,7 @@ def test_bad_input_changes_nothing(daemon: DaemonProcess) -> None:
     put(daemon, "gh", TOKEN.encode(), allowed_hosts=["api.github.com"])
     vault_before = (daemon.state_dir / "vault.bin").read_bytes()
     cases = [
-        (lambda: put(daemon, "gh", b"another-value-1"), grpc.StatusCode.ALREADY_EXISTS, "set overwrite (goex: --overwrite)"),
+        (lambda: put(daemon, "gh", b"another-value-1"), grpc.StatusCode.ALREADY_EXISTS, "--overwrite"),
         (lambda: put(daemon, "../etc", b"another-value-1"), grpc.StatusCode.INVALID_ARGUMENT, "info.name:"),
         (lambda: put(daemon, "a\x07b", b"another-value-1"), grpc.StatusCode.INVALID_ARGUMENT, "control character"),
         (lambda: put(daemon, "", b"another-value-1"), grpc.StatusCode.INVALID_ARGUMENT, "info.name:"),
