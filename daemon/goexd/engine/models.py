@@ -136,6 +136,8 @@ class ActionSpec:
     kind: ActionKind
     argv: tuple[str, ...] = ()  # shell
     code: str = ""  # python
+    sql: str = ""  # sql: one statement or a script
+    params: tuple[str, ...] = ()  # sql: positional parameters of a single statement
     env: dict[str, str] = field(default_factory=dict)
     stdin: bytes = b""
     resource: str = ""
@@ -143,6 +145,17 @@ class ActionSpec:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # kinds not built yet keep their payload here
     egress: EgressRequest | None = None  # None = no network at all
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    """What a SQL action returned: the last statement's rows (capped) and the rows all statements changed."""
+
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str | None, ...], ...] = ()  # rendered as text; None is NULL
+    total_rows: int = 0
+    truncated: bool = False
+    affected_rows: int = 0
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,9 @@ def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
             raise InvalidArgument(f"{fld}.python.code", "must not be empty")
         return spec(ActionKind.PYTHON, code=msg.python.code, env=dict(msg.python.env), stdin=msg.python.stdin)
     if which == "sql":
-        return spec(ActionKind.SQL, extra={"sql": msg.sql.sql})
+        if not msg.sql.sql.strip():
+            raise InvalidArgument(f"{fld}.sql.sql", "must not be empty")
+        return spec(ActionKind.SQL, sql=msg.sql.sql, params=tuple(msg.sql.params))
     if which == "http":
         return spec(ActionKind.HTTP, extra={"method": msg.http.method, "path": msg.http.path})
     if which == "prompt":
@@ -227,7 +229,7 @@ def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
     elif spec.kind is ActionKind.PYTHON:
         msg.python.CopyFrom(pb.PythonAction(code=spec.code, env=spec.env, stdin=spec.stdin))
     elif spec.kind is ActionKind.SQL:
-        msg.sql.CopyFrom(pb.SqlAction(sql=str(spec.extra.get("sql", ""))))
+        msg.sql.CopyFrom(pb.SqlAction(sql=spec.sql, params=list(spec.params)))
     elif spec.kind is ActionKind.HTTP:
         msg.http.CopyFrom(pb.HttpAction(method=str(spec.extra.get("method", "")), path=str(spec.extra.get("path", ""))))
     elif spec.kind is ActionKind.PROMPT:
