@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages goexd needs (bubblewrap, git, sqlite3) when they are missing.
+# Installs the system packages goexd needs (bubblewrap, git, sqlite3) when they are missing,
+# and the PostgreSQL server binaries the tests start private clusters with.
 # Runs apt-get only as root; otherwise names what to install and fails.
 set -euo pipefail
 need=()
@@ -10,6 +11,13 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)  # the tests look for leftover sandbox processes
 [ -x /usr/bin/curl ] || need+=(curl)  # the egress proxy tests run curl in the sandbox
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# initdb/pg_ctl/postgres for the tests' throwaway clusters (tests/services/postgres.py): taken from
+# /usr/local/bin, else from a Debian install under /usr/lib/postgresql/*/bin.
+pg_missing=0
+if [ ! -x /usr/local/bin/initdb ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  need+=(postgresql)
+  pg_missing=1
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${need[*]} (install them with: sudo apt-get install ${need[*]})" >&2
@@ -17,5 +25,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing system packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [ "$pg_missing" -eq 1 ] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  # Only the binaries are wanted: no system-wide "main" cluster started on port 5432.
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+fi
 apt-get update -qq
 apt-get install -y -qq "${need[@]}" >/dev/null

@@ -5,6 +5,11 @@ OAuth2: `run_oauth_server(dir, access_token_expire_s)` starts django-oauth-toolk
 (hour-long tokens) and `oauth_server_short_tokens` (3-second tokens, for refresh tests) start one
 per test module. `OAuthServer.browser()` plays the user's browser: it logs in at the provider
 and follows an authorization URL to wherever the provider redirects (the daemon's listener).
+
+PostgreSQL: `run_pg_cluster()` (tests/services/postgres.py) starts a private cluster and yields a
+`PgCluster`; the fixture `pg_cluster` starts one per test session and `pg_database` gives a test
+a fresh database owned by the password-protected role `app`. They are registered in
+tests/conftest.py, so integration and end-to-end tests share the one cluster.
 """
 
 from __future__ import annotations
@@ -215,3 +220,7 @@ def oauth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServ
 def oauth_server_short_tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthServer]:
     with run_oauth_server(tmp_path_factory.mktemp("oauth-server-short"), SHORT_TOKEN_S) as server:
         yield server
+
+
+# PostgreSQL: re-exported here like the OAuth fixtures above.
+from tests.services.postgres import PgCluster, pg_cluster, pg_database, run_pg_cluster  # noqa: E402, F401
