@@ -1,0 +1,75 @@
+"""fingerprint(): the schema and the content of every table, comparable across two moments.
+
+Two fingerprints are equal (==) when the schema, every table's row count and every table's
+content hash are; the per-row detail kept for small tables (used by diff to count rows) is not
+compared. Taken inside an open transaction, a fingerprint sees that transaction's uncommitted
+changes, so `fingerprint, action, inverse, fingerprint, ROLLBACK` compares the states before
+and after the action and its inverse. See content.py for how a table's content is hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from goexd.dbinspect.backend import DbConnection, reading
+from goexd.dbinspect.model import object_hashes, relation_hash, schema_hash
+
+ROW_DETAIL_LIMIT = 10_000  # per-row digests kept for tables up to this many rows
+
+
+@dataclass(frozen=True)
+class TableFingerprint:
+    schema_hash: str  # the table's definition: columns, keys, constraints, indexes, triggers
+    row_count: int
+    content_hash: str  # 16 hex digits: sum of per-row 64-bit digests mod 2^64 (order-independent)
+    primary_key: tuple[str, ...]  # the columns `rows_by_key` is keyed on; () when there is none
+    # Per-row detail, only for tables of at most `row_detail_limit` rows; not compared by ==.
+    rows_by_key: Mapping[str, int] | None = field(default=None, compare=False, repr=False)  # pk text -> digest
+    row_multiset: Mapping[int, int] | None = field(default=None, compare=False, repr=False)  # digest -> count
+
+    @property
+    def has_row_detail(self) -> bool:
+        return self.rows_by_key is not None or self.row_multiset is not None
+
+
+@dataclass(frozen=True)
+class DbFingerprint:
+    engine: str  # "sqlite" | "postgresql"
+    schema_hash: str  # every object of the user schemas (tables, views, types...)
+    objects: Mapping[str, str]  # "table users", "view v", "type mood" -> hash of its definition
+    tables: Mapping[str, TableFingerprint]  # by the table's SQL name (`users`, `audit.log`)
+    # Tables the connection's role may not SELECT from: in `objects` (their definition is
+    # compared) but not in `tables` (their rows are not).
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """One hex digest of everything == compares."""
+        h = hashlib.sha256(f"{self.engine}\0{self.schema_hash}\0{','.join(self.unreadable)}".encode())
+        for name in sorted(self.tables):
+            t = self.tables[name]
+            h.update(f"\0{name}\0{t.schema_hash}\0{t.row_count}\0{t.content_hash}".encode())
+        return h.hexdigest()
+
+
+def fingerprint(conn: DbConnection, row_detail_limit: int = ROW_DETAIL_LIMIT) -> DbFingerprint:
+    with reading(conn) as db:
+        schema = db.schema()
+        objects = object_hashes(schema)
+        tables = {}
+        unreadable = tuple(rel.ref for rel in schema.tables if not rel.readable)
+        for rel in schema.tables:
+            if not rel.readable:
+                continue
+            content = db.table_content(rel, row_detail_limit)
+            tables[rel.ref] = TableFingerprint(
+                schema_hash=relation_hash(rel),
+                row_count=content.row_count,
+                content_hash=f"{content.content_hash:016x}",
+                primary_key=rel.primary_key,
+                rows_by_key=content.by_key,
+                row_multiset=content.multiset,
+            )
+    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable)

@@ -1,0 +1,99 @@
+"""The engine-neutral schema model both catalogs read into, and its canonical (hashable) form."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+# The kinds of relation a catalog reports. Only "table" has its rows fingerprinted.
+TABLE = "table"
+VIEW = "view"
+
+
+# Names of columns, indexes and relations (`ref`) are as SQL writes them: quoted where needed.
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # as declared (SQLite; may be "") or as format_type() renders it (PostgreSQL)
+    not_null: bool
+    default: str | None  # the default expression's text
+    generated: str | None = None  # "GENERATED ALWAYS AS IDENTITY", "GENERATED ALWAYS AS (expr) STORED", ...
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    definition: str  # e.g. "btree (user_id)", "(lower(email)) WHERE active"
+    unique: bool
+    backs_constraint: bool  # made for a PRIMARY KEY/UNIQUE constraint (described as that constraint)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A table, view or other relation of a user schema."""
+
+    ref: str  # how SQL names it: quoted where needed, schema-qualified outside `public`
+    schema: str | None  # PostgreSQL namespace, unquoted; None on SQLite (always `main`)
+    name: str  # unquoted
+    kind: str  # TABLE, VIEW, "partitioned table", "materialized view", "foreign table", "virtual table"
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()  # FOREIGN KEY / UNIQUE / CHECK / EXCLUDE definitions, not the primary key
+    indexes: tuple[Index, ...] = ()
+    triggers: tuple[str, ...] = ()
+    source: str | None = None  # the definition the database keeps (SQLite: CREATE statement; PG: a view's query)
+    estimated_rows: int | None = None  # planner statistics (PG reltuples, SQLite sqlite_stat1); None: unknown
+    readable: bool = True  # False: the connection's role has no SELECT privilege on it (PostgreSQL)
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether its rows are content (fingerprinted): ordinary tables only."""
+        return self.kind == TABLE
+
+
+@dataclass(frozen=True)
+class Schema:
+    engine: str  # "PostgreSQL 15.18", "SQLite 3.40.1"
+    relations: tuple[Relation, ...]
+    types: tuple[str, ...] = ()  # user-defined types worth telling, e.g. "mood: ENUM ('sad', 'ok')"
+
+    @property
+    def tables(self) -> tuple[Relation, ...]:
+        return tuple(r for r in self.relations if r.has_rows)
+
+
+def relation_hash(rel: Relation) -> str:
+    """A hash of the relation's definition (statistics excluded): changes with any DDL on it."""
+    doc = {
+        "kind": rel.kind,
+        "ref": rel.ref,
+        "columns": [[c.name, c.type, c.not_null, c.default, c.generated] for c in rel.columns],
+        "primary_key": list(rel.primary_key),
+        "constraints": sorted(rel.constraints),
+        "indexes": sorted([i.name, i.definition, i.unique] for i in rel.indexes),
+        "triggers": sorted(rel.triggers),
+        "source": rel.source,
+    }
+    return _sha256(doc)
+
+
+def type_key(type_line: str) -> str:
+    return "type " + type_line.split(":", 1)[0]
+
+
+def object_hashes(schema: Schema) -> dict[str, str]:
+    """Every schema object ("table users", "view v", "type mood") -> the hash of its definition."""
+    out = {f"{r.kind} {r.ref}": relation_hash(r) for r in schema.relations}
+    out.update({type_key(t): _sha256(t) for t in schema.types})
+    return out
+
+
+def schema_hash(objects: dict[str, str]) -> str:
+    return _sha256(sorted(objects.items()))
+
+
+def _sha256(doc: object) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
