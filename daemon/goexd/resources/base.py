@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from goexd.engine.models import ActionSpec, Resource
+from goexd.engine.models import ActionSpec, Resource, SqlResult
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
 
@@ -30,6 +30,7 @@ class Outcome:
     changes: ChangeSet | None
     checkpoint_extra: Checkpoint = field(default_factory=dict)
     capture_s: float = 0.0  # time spent recording the post-action state and the change set
+    sql: SqlResult | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""A SQLite database with the `transaction` undo strategy.
+
+The session holds one open transaction on the file (BEGIN IMMEDIATE at its first action, so a
+competing writer is noticed at once rather than at commit); each action runs under its own
+SAVEPOINT; undo is ROLLBACK TO that savepoint (newest first); committing the session's pending
+actions on the database releases them and COMMITs. DDL is transactional in SQLite, so it is
+undone the same way. Until the commit, other connections see none of it (WAL readers keep
+reading the last committed state, writers wait): that is the price of this strategy.
+
+Statements are split with a SQL parser and classified first: privileged ones (ATTACH,
+load_extension, PRAGMAs that change the file's safety...) are refused, and so are transaction
+statements, because goexd owns the transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from goexd.dbinspect import sqlite as inspect
+from goexd.engine.models import ActionKind, ActionSpec, Resource, SqlResult
+from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.sandbox.base import Limits
+from goexd.sql.classify import Classified, StatementClass, classify_script
+
+PROGRESS_STEPS = 10_000  # SQLite VM steps between checks of the deadline and of cancel
+
+
+def savepoint_name(action_id: str) -> str:
+    return f"goex_{action_id}"
+
+
+class SqliteTransactionResource:
+    def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
+        self.resource = resource
+        self.path = Path(resource.uri)
+        self._row_limit = row_limit
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")  # readers elsewhere keep working while we hold the write lock
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            raise FailedPrecondition(f"cannot open {self.path} in WAL mode: {exc}") from None
+        self._live: list[str] = []  # actions with a live savepoint, oldest first
+        self._lost: list[str] = []  # pending actions SQLite rolled back on its own (see take_lost)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def describe(self) -> str:
+        head = (
+            f"sqlite database (strategy transaction: pending actions are invisible to other connections "
+            f"until committed); {len(self._live)} pending action(s)"
+        )
+        return head + "\n" + inspect.describe(self._db, sample_rows=3)
+
+    def checkpoint(self, action_id: str) -> Checkpoint:
+        with self._lock:
+            if not self._db.in_transaction:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise FailedPrecondition(f"cannot start the session's transaction on {self.path}: {exc}") from None
+            name = savepoint_name(action_id)
+            self._db.execute(f'SAVEPOINT "{name}"')
+            self._live.append(action_id)
+            return {"savepoint": name}
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
+    ) -> Outcome:
+        if spec.kind is not ActionKind.SQL:
+            raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on a database resource")
+        statements = classify_script(spec.sql, "sqlite")
+        _refuse(statements)
+        if spec.params and len(statements) != 1:
+            raise InvalidArgument("spec.sql.params", f"parameters need exactly one statement, not {len(statements)}")
+        started = time.monotonic()
+        deadline = started + limits.timeout_s
+        stopped: list[str] = []
+
+        def progress() -> int:
+            # A non-zero return makes SQLite abort the statement with "interrupted".
+            if cancel is not None and cancel.is_set():
+                stopped.append("cancelled")
+            elif time.monotonic() > deadline:
+                stopped.append(f"wall-clock timeout of {limits.timeout_s:g} s")
+            return 1 if stopped else 0
+
+        with self._lock:
+            before = self._db.total_changes
+            self._db.set_progress_handler(progress, PROGRESS_STEPS)
+            try:
+                result = SqlResult()
+                for st in statements:
+                    cur = self._db.execute(st.sql, spec.params)
+                    if cur.description is not None:
+                        result = self._rows(cur)
+            except sqlite3.Error as exc:
+                lost = self._notice_lost_transaction()
+                why = f"stopped: {stopped[0]}" if stopped else f"sqlite: {exc}"
+                if lost:
+                    why += f"; SQLite rolled back the whole transaction, with the pending actions {', '.join(lost)}"
+                raise InvalidArgument("spec.sql.sql", why) from None
+            finally:
+                self._db.set_progress_handler(None, 0)
+            affected = self._db.total_changes - before
+        return Outcome(
+            exec=None,
+            changes=None,
+            sql=SqlResult(result.columns, result.rows, result.total_rows, result.truncated, affected),
+        )
+
+    def _notice_lost_transaction(self) -> list[str]:
+        """An interrupted write (timeout, cancel) makes SQLite roll back the whole transaction, not just the
+        statement: every earlier pending action on the database is gone with it. Record which."""
+        if self._live and not self._db.in_transaction:
+            lost, self._live = self._live[:-1], self._live[-1:]
+            self._lost += lost
+            return lost
+        return []
+
+    def take_lost(self) -> list[str]:
+        """Pending actions whose effects the database discarded on its own since the last call."""
+        with self._lock:
+            lost, self._lost = self._lost, []
+            return lost
+
+    def _rows(self, cur: sqlite3.Cursor) -> SqlResult:
+        columns = tuple(d[0] for d in cur.description)
+        rows: list[tuple[str | None, ...]] = []
+        total = 0
+        for row in cur:
+            total += 1
+            if len(rows) < self._row_limit:
+                rows.append(tuple(None if v is None else _text(v) for v in row))
+        return SqlResult(columns, tuple(rows), total, total > len(rows))
+
+    def commit_check(self, action_ids: Sequence[str]) -> None:
+        """One transaction commits whole: refuse a commit that would leave later actions on it pending."""
+        left = [a for a in self._live if a not in set(action_ids)]
+        if left:
+            raise FailedPrecondition(
+                f"database {self.resource.name!r} runs its actions in one transaction, which commits whole; "
+                f"commit up to its newest pending action ({self._live[-1]}) or undo {', '.join(left)} first"
+            )
+
+    def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            if action_id in self._live:
+                self._live.remove(action_id)
+            if not self._live and self._db.in_transaction:
+                self._db.execute("COMMIT")
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        with self._lock:
+            if action_id not in self._live:
+                raise FailedPrecondition(f"action {action_id} has no savepoint in the open transaction")
+            if self._live[-1] != action_id:
+                raise FailedPrecondition(f"undo the newer actions on {self.resource.name!r} first: {self._live[-1]}")
+            name = checkpoint["savepoint"]
+            self._live.pop()
+            if not self._db.in_transaction:  # SQLite already rolled the whole transaction back
+                return RollbackReport(verified=True, detail="the database had already rolled back the transaction")
+            self._db.execute(f'ROLLBACK TO "{name}"')
+            self._db.execute(f'RELEASE "{name}"')
+            if not self._live:
+                self._db.execute("ROLLBACK")  # nothing pending: end the transaction and free the write lock
+        return RollbackReport(verified=True, detail=f"rolled back to savepoint {name} inside the session's transaction")
+
+    def fingerprint(self) -> str:
+        with self._lock:
+            return inspect.fingerprint(self._db).digest
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._live.clear()
+            self._db.close()
+
+
+def _refuse(statements: Sequence[Classified]) -> None:
+    for i, st in enumerate(statements):
+        if st.cls is StatementClass.PRIVILEGED:
+            raise PermissionDenied(
+                f"spec.sql.sql: statement {i + 1} is privileged ({st.reason}); the session's policy does not allow it"
+            )
+        if st.cls is StatementClass.TRANSACTION:
+            raise InvalidArgument(
+                "spec.sql.sql", f"statement {i + 1} ({st.reason}): goexd runs each action in its own savepoint"
+            )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    return str(value)
