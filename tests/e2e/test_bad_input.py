@@ -132,9 +132,11 @@ def test_a_workspace_is_held_by_one_open_session(daemon: DaemonProcess, workspac
         (lambda d: d.admin.CheckPolicy(adpb.CheckPolicyRequest(toml="")), "policy"),
         (
             lambda d: d.sessions.CreateSession(
-                spb.CreateSessionRequest(resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url="sqlite:///x.db"))])
+                spb.CreateSessionRequest(
+                    resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url="postgresql://app@127.0.0.1/db"))]
+                )
             ),
-            "sqlite resources are not built yet",
+            "postgres resources are not built yet",
         ),
     ],
 )
@@ -144,14 +146,16 @@ def test_capabilities_not_built_yet_are_unimplemented(daemon: DaemonProcess, cal
     assert words in msg
 
 
-def test_sql_action_and_client_inverse_are_unimplemented(daemon: DaemonProcess, workspace: Path) -> None:
+def test_sql_without_a_database_and_reversibility_tests(daemon: DaemonProcess, workspace: Path) -> None:
     session = open_fs(daemon, workspace)
     code, msg = status_of(
         lambda: daemon.actions.SubmitAction(
             apb.SubmitActionRequest(session_id=session.id, spec=pb.ActionSpec(sql=pb.SqlAction(sql="select 1")))
         )
     )
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "database" in msg
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT and msg == "spec.resource: no resource for sql actions in this session"
+    )
     code, msg = status_of(
         lambda: daemon.actions.TestReversibility(
             apb.TestReversibilityRequest(session_id=session.id, spec=pb.ActionSpec(shell=pb.ShellAction(argv=["true"])))

@@ -102,7 +102,8 @@ def test_state_machine_has_no_exit_from_final_states() -> None:
         ActionState.INTERRUPTED,
     }
     assert {s for s, nxt in TRANSITIONS.items() if not nxt} == finals
-    assert TRANSITIONS[ActionState.EXECUTED] == {ActionState.COMMITTED, ActionState.UNDONE}
+    # INTERRUPTED: a database discarded the open transaction that held the pending effects.
+    assert TRANSITIONS[ActionState.EXECUTED] == {ActionState.COMMITTED, ActionState.UNDONE, ActionState.INTERRUPTED}
 
 
 def test_survives_reopen(tmp_path: Path) -> None:
@@ -121,18 +122,19 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     j.insert_session(_session("s1", "/w"))
     j.insert_action(_action("a1", "s1"))
     j.close()
-    # Make it what goexd 0.1 wrote: no egress column, schema 1.
+    # Make it what goexd 0.1 wrote: no egress or sql column, schema 1.
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE actions DROP COLUMN egress")
+    db.execute("ALTER TABLE actions DROP COLUMN sql")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     j = Journal(path)
     action = j.get_action("a1")
-    assert action is not None and action.egress == ()
-    j.update("a1", egress='[{"method": "GET"}]')  # the column exists again
+    assert action is not None and action.egress == () and action.sql is None
+    j.update("a1", egress='[{"method": "GET"}]', sql="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "2"
+    assert version == "3"
 
 
 def test_a_journal_from_a_newer_goexd_is_refused(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from goexd.engine.models import (
     LimitsRequest,
     Reversibility,
     ReversibilityClass,
+    SqlResult,
     Timings,
     Verdict,
 )
@@ -48,6 +49,20 @@ def egress_from_json(items: list[dict[str, Any]]) -> list[EgressRecordData]:
         EgressRecordData(**{**d, "decision": Decision(d["decision"]), "secrets_used": tuple(d["secrets_used"])})
         for d in items
     ]
+
+
+def sql_to_json(r: SqlResult) -> dict[str, Any]:
+    return {**asdict(r), "columns": list(r.columns), "rows": [list(row) for row in r.rows]}
+
+
+def sql_from_json(d: dict[str, Any]) -> SqlResult:
+    return SqlResult(
+        columns=tuple(d["columns"]),
+        rows=tuple(tuple(row) for row in d["rows"]),
+        total_rows=d["total_rows"],
+        truncated=d["truncated"],
+        affected_rows=d["affected_rows"],
+    )
 
 
 def spec_to_json(spec: ActionSpec) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from goexd.errors import (
 )
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.snapshots.base import ChangeSet
 from goexd.snapshots.git_store import GitWorkspaceStore
@@ -74,8 +75,8 @@ _ROLLBACK_ON = frozenset(
     }
 )
 _SANDBOXED_KINDS = frozenset({ActionKind.SHELL, ActionKind.PYTHON})
+_DB_KINDS = frozenset({ResourceKind.SQLITE, ResourceKind.POSTGRES})
 _NOT_BUILT = {
-    ActionKind.SQL: "sql actions need database resources, which are not built yet",
     ActionKind.HTTP: "http actions need REST API resources, which are not built yet",
     ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
 }
@@ -135,18 +136,11 @@ class Engine:
         resources: list[Resource] = []
         names: set[str] = set()
         for i, req in enumerate(requests):
-            fld = f"resources[{i}]"
-            if req.kind is not ResourceKind.FS:
-                raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet; only fs works today")
-            strategy = req.strategy or UndoStrategy.VERSIONED
-            if strategy is not UndoStrategy.VERSIONED:
-                raise Unimplemented(f"{fld}.strategy: the fs {strategy.value} strategy is not built yet")
-            path = validate_workspace(req.location, f"{fld}.fs.path", [self.cfg.state_dir])
-            name = req.name or "fs"
-            if name in names:
-                raise InvalidArgument(f"{fld}.name", f"duplicate resource name {name!r}")
-            names.add(name)
-            resources.append(Resource(name, ResourceKind.FS, str(path), strategy))
+            resource = self._check_resource(req, f"resources[{i}]")
+            if resource.name in names:
+                raise InvalidArgument(f"resources[{i}].name", f"duplicate resource name {resource.name!r}")
+            names.add(resource.name)
+            resources.append(resource)
         self._refuse_overlaps(resources)
         session = Session(
             id=_new_id("ses"),
@@ -164,13 +158,35 @@ class Engine:
             raise
         return self.get_session(session.id)
 
+    def _check_resource(self, req: ResourceRequest, fld: str) -> Resource:
+        if req.kind is ResourceKind.FS:
+            strategy = req.strategy or UndoStrategy.VERSIONED
+            if strategy is not UndoStrategy.VERSIONED:
+                raise Unimplemented(f"{fld}.strategy: the fs {strategy.value} strategy is not built yet")
+            path = validate_workspace(req.location, f"{fld}.fs.path", [self.cfg.state_dir])
+            return Resource(req.name or "fs", ResourceKind.FS, str(path), strategy)
+        if req.kind is ResourceKind.SQLITE:
+            strategy = req.strategy or UndoStrategy.TRANSACTION
+            if strategy is not UndoStrategy.TRANSACTION:
+                raise Unimplemented(f"{fld}.strategy: the sqlite {strategy.value} strategy is not built yet")
+            if req.secret:
+                raise InvalidArgument(f"{fld}.db.secret", "a sqlite database takes no secret")
+            path = validate_sqlite_url(req.location, f"{fld}.db.url", [self.cfg.state_dir])
+            return Resource(req.name or "db", ResourceKind.SQLITE, str(path), strategy)
+        raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet; fs and sqlite work today")
+
     def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
+        for i, r in enumerate(resources):  # within the new session: one undo mechanism per file
+            for other in resources[i + 1 :]:
+                a, b = Path(r.uri), Path(other.uri)
+                if a == b or a in b.parents or b in a.parents:
+                    raise InvalidArgument("resources", f"resources {r.name!r} and {other.name!r} overlap ({a}, {b})")
         held = self.journal.held_resources()
         for r in resources:
             mine = Path(r.uri)
             for session_id, uri in held:
-                other = Path(uri)
-                if mine == other or other in mine.parents or mine in other.parents:
+                theirs = Path(uri)
+                if mine == theirs or theirs in mine.parents or mine in theirs.parents:
                     raise FailedPrecondition(
                         f"resource {r.uri} overlaps {uri}, held by open session {session_id}; close that session first"
                     )
@@ -233,6 +249,8 @@ class Engine:
             return live
 
     def _open_manager(self, resource: Resource) -> ResourceManager:
+        if resource.kind is ResourceKind.SQLITE:
+            return SqliteTransactionResource(resource)
         workspace = Path(resource.uri)
         if not workspace.is_dir():
             raise FailedPrecondition(f"workspace {workspace} no longer exists")
@@ -281,6 +299,7 @@ class Engine:
             egress_plan.check(spec.egress, spec.kind, self.vault, self.cfg.egress.allowed_hosts)
         live = self._live_session(session_id)
         resource = self._pick_resource(live.session, spec)
+        live.managers[resource.name].precheck(spec)
         action = Action(
             id=_new_id("act"),
             session_id=session_id,
@@ -316,12 +335,13 @@ class Engine:
                 if r.name == spec.resource:
                     return r
             raise InvalidArgument("spec.resource", f"session has no resource named {spec.resource!r}")
-        fs = [r for r in session.resources if r.kind is ResourceKind.FS]
-        if spec.kind in _SANDBOXED_KINDS:
-            if len(fs) == 1:
-                return fs[0]
-            raise InvalidArgument("spec.resource", "the session has several fs resources; name the one to act on")
-        raise InvalidArgument("spec.resource", "no resource of the needed kind in this session")
+        wanted = _DB_KINDS if spec.kind is ActionKind.SQL else frozenset({ResourceKind.FS})
+        fitting = [r for r in session.resources if r.kind in wanted]
+        if len(fitting) == 1:
+            return fitting[0]
+        if fitting:
+            raise InvalidArgument("spec.resource", "the session has several resources of that kind; name one")
+        raise InvalidArgument("spec.resource", f"no resource for {spec.kind.value} actions in this session")
 
     def _run_guarded(self, live: _LiveSession, action: Action) -> None:
         try:
@@ -424,14 +444,11 @@ class Engine:
             ActionState.EXECUTED,
             exec=codec.dumps(codec.exec_to_json(result)) if result else None,
             changes=codec.dumps(codec.changes_to_json(outcome.changes)) if outcome.changes else None,
+            sql=codec.dumps(codec.sql_to_json(outcome.sql)) if outcome.sql else None,
             checkpoint=codec.dumps(checkpoint),
             reversibility=codec.dumps(
                 codec.reversibility_to_json(
-                    Reversibility(
-                        ReversibilityClass.REVERSIBLE,
-                        Verdict.UNTESTED,
-                        "undo restores the pre-action snapshot and verifies it by content id",
-                    )
+                    Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
                 )
             ),
             timings=codec.dumps(
@@ -477,7 +494,15 @@ class Engine:
             timings=codec.dumps(codec.timings_to_json(Timings(total_s=time.monotonic() - started))),
             finished_at=time.time(),
         )
+        self._mark_lost(manager, f"the database discarded its open transaction when action {action.id} failed")
         return self._get(action.id)
+
+    def _mark_lost(self, manager: ResourceManager, why: str) -> None:
+        """Say so when a backend threw away pending actions' effects on its own (no state is lost silently)."""
+        for lost_id in manager.take_lost():
+            lost = self._get(lost_id)
+            if lost.state is ActionState.EXECUTED:
+                self._transition(lost, ActionState.INTERRUPTED, error=why, resolved_at=time.time())
 
     def _transition(self, action: Action, new: ActionState, note: str = "", **fields: object) -> None:
         if new not in TRANSITIONS[action.state]:
@@ -534,6 +559,8 @@ class Engine:
             return self._commit_locked(live, pending)
 
     def _commit_locked(self, live: _LiveSession, pending: Sequence[Action]) -> list[Action]:
+        for name, manager in live.managers.items():  # all or nothing: check every resource first
+            manager.commit_check([a.id for a in pending if a.resource == name])
         done = []
         for a in pending:
             self._transition(a, ActionState.COMMITTED, resolved_at=time.time())
@@ -623,6 +650,9 @@ class Engine:
         for action in self.journal.actions_in_states(
             [ActionState.RUNNING, ActionState.PREPARING, ActionState.PROPOSED, ActionState.EXECUTED]
         ):
+            if action.state is ActionState.EXECUTED and self._held_in_a_transaction(action):
+                resolved.append(self._lost_at_restart(action))
+                continue
             if action.state is ActionState.EXECUTED and not action.undo_started:
                 continue
             try:
@@ -630,6 +660,22 @@ class Engine:
             except Exception:
                 log.exception("recovery of action %s failed; it stays %s", action.id, action.state.value)
         return resolved
+
+    def _held_in_a_transaction(self, action: Action) -> bool:
+        session = self.journal.get_session(action.session_id)
+        kinds = {r.name: (r.kind, r.strategy) for r in session.resources} if session else {}
+        return kinds.get(action.resource) == (ResourceKind.SQLITE, UndoStrategy.TRANSACTION)
+
+    def _lost_at_restart(self, action: Action) -> Action:
+        log.warning("recovery: %s was pending in a database transaction that ended with goexd", action.id)
+        self._transition(
+            action,
+            ActionState.INTERRUPTED,
+            error="goexd stopped while the action was pending in the session's open database transaction; "
+            "the database rolled that transaction back, so its effects are gone",
+            resolved_at=time.time(),
+        )
+        return self._get(action.id)
 
     def _recover_one(self, action: Action) -> Action:
         if action.state is ActionState.EXECUTED:

@@ -29,9 +29,9 @@ from goexd.engine.models import (
 )
 from goexd.errors import FailedPrecondition, InternalError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each step takes a journal from version N to N + 1; run in order at open.
-_MIGRATIONS = {1: "ALTER TABLE actions ADD COLUMN egress TEXT"}
+_MIGRATIONS = {1: "ALTER TABLE actions ADD COLUMN egress TEXT", 2: "ALTER TABLE actions ADD COLUMN sql TEXT"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS actions (
     undo_started INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     egress TEXT,
+    sql TEXT,
     finished_at REAL,
     resolved_at REAL,
     UNIQUE (session_id, seq)
@@ -101,6 +102,7 @@ _ACTION_COLUMNS = {
     "resolved_at",
     "inverse",
     "egress",
+    "sql",
 }
 
 
@@ -378,4 +380,5 @@ class Journal:
             checkpoint=codec.loads(row["checkpoint"]),
             undo_started=bool(row["undo_started"]),
             egress=tuple(codec.egress_from_json(codec.loads(row["egress"]) or [])),
+            sql=opt("sql", codec.sql_from_json),
         )

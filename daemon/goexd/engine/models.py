@@ -30,7 +30,9 @@ TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
     ),
     ActionState.PREPARING: frozenset({ActionState.RUNNING, ActionState.FAILED, ActionState.INTERRUPTED}),
     ActionState.RUNNING: frozenset({ActionState.EXECUTED, ActionState.FAILED, ActionState.INTERRUPTED}),
-    ActionState.EXECUTED: frozenset({ActionState.COMMITTED, ActionState.UNDONE}),
+    # EXECUTED -> INTERRUPTED: a database discarded the open transaction holding the action's
+    # effects (goexd stopped, or SQLite rolled back the whole transaction on an interrupted write).
+    ActionState.EXECUTED: frozenset({ActionState.COMMITTED, ActionState.UNDONE, ActionState.INTERRUPTED}),
     ActionState.COMMITTED: frozenset(),
     ActionState.UNDONE: frozenset(),
     ActionState.FAILED: frozenset(),
@@ -208,6 +210,7 @@ class Action:
     checkpoint: dict[str, str] = field(default_factory=dict)  # e.g. {"pre": <snapshot id>}
     undo_started: bool = False
     egress: tuple[EgressRecordData, ...] = ()  # requests made through the egress proxy, in order
+    sql: SqlResult | None = None
 
     @property
     def kind(self) -> ActionKind:

@@ -12,7 +12,7 @@ records each transition before the call that performs it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,8 +49,18 @@ class RollbackReport:
 
 class ResourceManager(Protocol):
     resource: Resource
+    undo_note: str  # how undo works here, for the action's reversibility record
 
     def describe(self) -> str: ...
+
+    def precheck(self, spec: ActionSpec) -> None:
+        """Refuse, before anything is recorded, an action this resource cannot run (bad syntax, privileged)."""
+
+    def commit_check(self, action_ids: Sequence[str]) -> None:
+        """Refuse a commit of these pending actions that this resource cannot honour as asked."""
+
+    def take_lost(self) -> list[str]:
+        """Pending actions whose effects the backend discarded on its own since the last call."""
 
     def checkpoint(self, action_id: str) -> Checkpoint: ...
 

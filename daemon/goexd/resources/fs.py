@@ -73,6 +73,17 @@ class FsVersionedResource:
         self._masked = tuple(masked_paths)
         self._change_limit = change_list_limit
 
+    undo_note = "undo restores the pre-action snapshot and verifies it by content id"
+
+    def precheck(self, spec: ActionSpec) -> None:
+        self._argv(spec)  # refuses kinds that do not run on a file-system resource
+
+    def commit_check(self, action_ids: Sequence[str]) -> None:
+        return None
+
+    def take_lost(self) -> list[str]:
+        return []
+
     def describe(self) -> str:
         lines = [f"directory {self.workspace} (mounted at /workspace in the sandbox)"]
         count = 0

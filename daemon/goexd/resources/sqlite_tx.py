@@ -34,7 +34,30 @@ def savepoint_name(action_id: str) -> str:
     return f"goex_{action_id}"
 
 
+def validate_sqlite_url(url: str, fld: str, forbidden: Sequence[Path]) -> Path:
+    """sqlite:///abs/path.db -> the file's path; the file may not exist yet, its directory must."""
+    if not url.startswith("sqlite:///"):
+        raise InvalidArgument(fld, f"{url!r} is not a sqlite:///ABSOLUTE/PATH URL")
+    raw = url.removeprefix("sqlite://")
+    if "\x00" in raw or "?" in raw or "#" in raw:
+        raise InvalidArgument(fld, "the path must not contain NUL, '?' or '#'")
+    path = Path(raw)
+    if not path.is_absolute() or path.name in ("", ".", ".."):
+        raise InvalidArgument(fld, f"{raw!r} is not an absolute file path")
+    if not path.parent.is_dir():
+        raise InvalidArgument(fld, f"directory {path.parent} does not exist")
+    path = path.parent.resolve() / path.name
+    if path.is_dir():
+        raise InvalidArgument(fld, f"{path} is a directory")
+    for state in (p.resolve() for p in forbidden):
+        if path == state or state in path.parents:
+            raise InvalidArgument(fld, f"{path} is inside the daemon's state directory {state}")
+    return path
+
+
 class SqliteTransactionResource:
+    undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
+
     def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
         self.resource = resource
         self.path = Path(resource.uri)
@@ -59,6 +82,14 @@ class SqliteTransactionResource:
         )
         return head + "\n" + inspect.describe(self._db, sample_rows=3)
 
+    def precheck(self, spec: ActionSpec) -> None:
+        if spec.kind is not ActionKind.SQL:
+            raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on a database resource")
+        statements = classify_script(spec.sql, "sqlite")
+        _refuse(statements)
+        if spec.params and len(statements) != 1:
+            raise InvalidArgument("spec.sql.params", f"parameters need exactly one statement, not {len(statements)}")
+
     def checkpoint(self, action_id: str) -> Checkpoint:
         with self._lock:
             if not self._db.in_transaction:
@@ -80,12 +111,8 @@ class SqliteTransactionResource:
         cancel: threading.Event | None,
         network: SandboxNetwork | None = None,
     ) -> Outcome:
-        if spec.kind is not ActionKind.SQL:
-            raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on a database resource")
+        self.precheck(spec)
         statements = classify_script(spec.sql, "sqlite")
-        _refuse(statements)
-        if spec.params and len(statements) != 1:
-            raise InvalidArgument("spec.sql.params", f"parameters need exactly one statement, not {len(statements)}")
         started = time.monotonic()
         deadline = started + limits.timeout_s
         stopped: list[str] = []

@@ -24,6 +24,7 @@ from goexd.engine.models import (
     ResourceRequest,
     Reversibility,
     Session,
+    SqlResult,
     Timings,
     UndoStrategy,
 )
@@ -291,6 +292,16 @@ def timings_pb(t: Timings) -> pb.Timings:
     return msg
 
 
+def sql_pb(r: SqlResult) -> pb.SqlResult:
+    return pb.SqlResult(
+        columns=list(r.columns),
+        rows=[pb.SqlRow(values=[v or "" for v in row], is_null=[v is None for v in row]) for row in r.rows],
+        total_rows=r.total_rows,
+        truncated=r.truncated,
+        affected_rows=r.affected_rows,
+    )
+
+
 def egress_record_pb(r: EgressRecordData) -> pb.EgressRecord:
     return pb.EgressRecord(
         method=r.method,
@@ -331,6 +342,8 @@ def action_pb(a: Action) -> pb.Action:
         msg.exec.CopyFrom(exec_pb(a.exec))
     if a.changes is not None:
         msg.changes.CopyFrom(changes_pb(a.changes))
+    if a.sql is not None:
+        msg.sql.CopyFrom(sql_pb(a.sql))
     return msg
 
 
