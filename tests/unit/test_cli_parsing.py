@@ -18,10 +18,12 @@ from goex.cli._app import App, UsageError, limits_from_args
 from goex.cli._state import CliState
 from goex.cli._units import format_bytes, format_duration, parse_duration, parse_size
 from goex.cli.cmd_log import render_action
-from goex.cli.cmd_run import egress_from_args, print_egress
+from goex.cli.cmd_run import egress_from_args, print_egress, print_summary
 from goex.cli.cmd_secret import expiry_text, open_browser, parse_header, parse_query
+from goex.cli.cmd_session import cmd_describe, render_descriptions, resources_from_args
+from goex.cli.cmd_sql import limits_from_sql_args, print_sql_result, sql_from_args
 from goex.cli.main import build_parser, main
-from goex.v1 import actions_pb2, secrets_pb2
+from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
 from goex.v1 import types_pb2 as pb
 
 
@@ -186,6 +188,85 @@ def test_session_open_limits() -> None:
         limits_from_args(parse("session", "open", "--memory", "lots"))
 
 
+def test_sql_flags() -> None:
+    args = parse(
+        "sql", "UPDATE users SET balance = balance + ? WHERE id = ?",
+        "--param", "500", "--param", "7",
+        "--inverse", "UPDATE users SET balance = balance - 500 WHERE id = 7",
+        "-m", "bonus", "--resource", "app", "--timeout", "2m", "--detach", "--json",
+    )  # fmt: skip
+    assert (args.description, args.resource, args.detach, args.json) == ("bonus", "app", True, True)
+    body, inverse = sql_from_args(args)
+    assert body == goex.Sql("UPDATE users SET balance = balance + ? WHERE id = ?", ["500", "7"])
+    # The inverse has no parameters of its own.
+    assert inverse == goex.Sql("UPDATE users SET balance = balance - 500 WHERE id = 7")
+    assert limits_from_sql_args(args) == goex.Limits(timeout=120.0)
+
+    plain = parse("sql", "SELECT * FROM users")
+    assert sql_from_args(plain) == (goex.Sql("SELECT * FROM users"), None)
+    assert limits_from_sql_args(plain) is None
+    assert not (plain.detach or plain.quiet or plain.description or plain.resource)
+
+
+def test_sql_from_stdin_and_after_double_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = "CREATE TABLE users (id INTEGER PRIMARY KEY, balance INTEGER);\nINSERT INTO users VALUES (1, 0);\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    assert sql_from_args(parse("sql", "-"))[0] == goex.Sql(script)
+    # SQL that starts with "-" (a comment) goes after --, as in `goex run`.
+    args = parse("sql", "--param", "1", "--", "-- first user\nSELECT * FROM users WHERE id = ?")
+    assert sql_from_args(args)[0] == goex.Sql("-- first user\nSELECT * FROM users WHERE id = ?", ["1"])
+
+
+def test_sql_input_is_checked_before_goexd_is_asked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for argv, message in [
+        (["sql", "  "], "error: no SQL given"),
+        (["sql", "DELETE FROM t", "--inverse", ""], "error: --inverse needs SQL"),
+        (["sql", "DELETE FROM t", "--timeout", "soon"], "error: --timeout: invalid duration 'soon'"),
+    ]:
+        assert main(["--session", "S", *argv]) == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith(message)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["--session", "S", "sql", "-"]) == 2
+    # Then the session is needed, then goexd (not running here).
+    assert main(["sql", "SELECT 1"]) == 1
+    assert "goex session open" in capsys.readouterr().err
+    assert main(["--session", "S", "--json", "sql", "SELECT 1"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAVAILABLE"
+
+
+def test_session_open_db_strategy() -> None:
+    args = parse("session", "open", "--db", "sqlite:///tmp/app.db", "--db-strategy", "inverse", "--fs", ".")
+    [db] = resources_from_args(args)
+    assert db == goex.ResourceSpec.db("sqlite:///tmp/app.db", strategy="inverse")
+    assert db.to_proto().strategy == pb.UNDO_STRATEGY_INVERSE and db.to_proto().db.url == "sqlite:///tmp/app.db"
+    args = parse(
+        "session", "open", "--db", "postgresql://app@db/shop", "--db", "sqlite:///a.db",
+        "--db-secret", "pg", "--db-strategy", "clone",
+    )  # fmt: skip
+    pg, lite = resources_from_args(args)
+    assert (pg.location, pg.secret, pg.strategy) == ("postgresql://app@db/shop", "pg", goex.UndoStrategy.CLONE)
+    assert lite.strategy is goex.UndoStrategy.CLONE
+    # No flag: the daemon's default for the kind (transaction).
+    [default] = resources_from_args(parse("session", "open", "--db", "sqlite:///a.db"))
+    assert default.strategy is goex.UndoStrategy.UNSPECIFIED
+    assert default.to_proto().strategy == pb.UNDO_STRATEGY_UNSPECIFIED
+    assert resources_from_args(parse("session", "open", "--fs", ".")) == []
+    with pytest.raises(UsageError, match="--db-strategy needs --db"):
+        resources_from_args(parse("session", "open", "--fs", ".", "--db-strategy", "clone"))
+    with pytest.raises(UsageError, match="at least one resource"):
+        resources_from_args(parse("session", "open"))
+
+
+def test_describe_is_session_describe_of_the_current_session() -> None:
+    top = parse("describe", "--samples")
+    assert top.handler is cmd_describe and top.samples and not hasattr(top, "id")
+    nested = parse("session", "describe", "ses_1")
+    assert nested.handler is cmd_describe and nested.id == "ses_1" and not nested.samples
+    assert parse("--session", "ses_2", "describe").session == "ses_2"
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -195,6 +276,10 @@ def test_session_open_limits() -> None:
         ["secret", "oauth", "gh", "--token-url", "t", "--client-id", "c"],  # --auth-url missing
         ["secret", "rotate-key", "--passphrase", "hunter22"],  # never from argv
         ["run", "--secret"],
+        ["sql"],
+        ["sql", "SELECT 1", "--param"],
+        ["session", "open", "--db", "sqlite:///a.db", "--db-strategy", "versioned"],
+        ["describe", "ses_1"],  # the top-level one describes the current (or --session) session
         ["nope"],
         [],
     ],
@@ -475,3 +560,102 @@ def test_secret_expiry_text() -> None:
     assert expiry_text(info(expires_at=at(earlier)), now).plain.endswith(" (expired)")
     # Refreshed on use: an expired access token with a refresh token is no alarm.
     assert expiry_text(info(expires_at=at(earlier), refreshable=True), now).plain.endswith(" (refreshable)")
+
+
+# ---------------------------------------------------------------- goex sql / goex describe output
+
+
+def sql_action(state: int = pb.ACTION_STATE_EXECUTED, **sql: object) -> goex.Action:
+    msg = pb.Action(id="a9", kind=pb.ACTION_KIND_SQL, state=state, resource="db")
+    msg.spec.sql.sql = "SELECT id, name FROM users"
+    if sql:
+        msg.sql.CopyFrom(pb.SqlResult(**sql))  # type: ignore[arg-type]
+    msg.timings.total.FromMilliseconds(3)
+    return goex.Action.from_proto(msg)
+
+
+def sql_rows(*rows: tuple[str | None, ...]) -> list[pb.SqlRow]:
+    return [pb.SqlRow(values=[v or "" for v in row], is_null=[v is None for v in row]) for row in rows]
+
+
+def sql_output(a: goex.Action) -> tuple[str, str, int]:
+    out, err = io.StringIO(), io.StringIO()
+    app = App(argparse.Namespace(), stdout=out, stderr=err)
+    print_sql_result(app, a)
+    print_summary(app, a)
+    return out.getvalue(), err.getvalue(), _render.exit_status(a)
+
+
+def test_sql_query_prints_a_table_then_the_summary() -> None:
+    a = sql_action(
+        columns=["id", "name"],
+        rows=sql_rows(("1", "[red]ann"), ("2", None)),
+        total_rows=2,
+    )
+    out, err, status = sql_output(a)
+    lines = out.splitlines()
+    cells = [line.replace("│", " ").replace("┃", " ").split() for line in lines if line[:1] in ("│", "┃")]
+    assert cells == [
+        ["id", "name"],
+        ["1", "[red]ann"],  # daemon text is not markup
+        ["2", "NULL"],
+    ]
+    assert lines[-1] == "action a9: executed, 3 ms"
+    assert "more rows" not in out and "affected" not in out and err == "" and status == 0
+
+
+def test_sql_query_capped_by_goexd_says_how_many_more_rows() -> None:
+    a = sql_action(columns=["n"], rows=sql_rows(("1",), ("2",)), total_rows=1002, truncated=True)
+    out, _, _ = sql_output(a)
+    assert out.splitlines()[-2:] == ["... 1000 more rows", "action a9: executed, 3 ms"]
+    one_more = sql_action(columns=["n"], rows=sql_rows(("1",)), total_rows=2, truncated=True)
+    assert "... 1 more row\n" in sql_output(one_more)[0]
+
+
+def test_sql_statement_prints_the_affected_rows() -> None:
+    out, _, status = sql_output(sql_action(affected_rows=3, total_rows=0))
+    assert out.splitlines() == ["3 rows affected", "action a9: executed, 3 ms"] and status == 0
+    out, _, _ = sql_output(sql_action(affected_rows=1))
+    assert out.startswith("1 row affected\n")
+    # An empty query result is still a table (its header), not "0 rows affected".
+    out, _, _ = sql_output(sql_action(columns=["id"], total_rows=0))
+    assert "id" in out and "affected" not in out
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (pb.ACTION_STATE_FAILED, "failed (rolled back)"),
+        (pb.ACTION_STATE_BLOCKED, "blocked"),
+        (pb.ACTION_STATE_INTERRUPTED, "interrupted (rolled back)"),
+    ],
+)
+def test_sql_action_that_did_not_complete(state: int, reason: str) -> None:
+    msg = sql_action(state).proto
+    msg.error = "database is locked"
+    a = goex.Action.from_proto(msg)
+    out, err, status = sql_output(a)
+    assert out.splitlines() == [f"action a9: {a.state}, 3 ms"]
+    assert err == f"{reason}: database is locked\n"
+    assert status == _render.EXIT_NOT_COMPLETED
+
+
+def test_show_renders_sql_rows_like_goex_sql() -> None:
+    a = sql_action(columns=["n"], rows=sql_rows(("41",)), total_rows=5, truncated=True, affected_rows=0)
+    out = io.StringIO()
+    render_action(App(argparse.Namespace(), stdout=out), a)
+    text = out.getvalue()
+    assert "rows      5 returned, 0 affected\n" in text
+    assert text.splitlines()[-1] == "... 4 more rows" and "41" in text
+
+
+def test_describe_prints_each_resource_under_its_name() -> None:
+    out = io.StringIO()
+    described = [
+        goex.ResourceDescription.from_proto(sessions_pb2.ResourceDescription(resource=name, text=text))
+        for name, text in [("fs", "directory /w\n  a.txt"), ("db", "table users (id INTEGER, balance INTEGER)")]
+    ]
+    render_descriptions(App(argparse.Namespace(), stdout=out), described)
+    assert out.getvalue() == (
+        "== fs ==\ndirectory /w\n  a.txt\n\n== db ==\ntable users (id INTEGER, balance INTEGER)\n"
+    )

@@ -6,6 +6,7 @@ or OAuth2 flows yet): these check the requests themselves (no daemon needed).
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import os
@@ -90,6 +91,51 @@ def test_run_shell_and_run_python_secrets_and_hosts_become_egress() -> None:
         goex.Egress(hosts="pypi.org")
 
 
+def test_sql_submit_request() -> None:
+    body, inverse = rq.sql_bodies(
+        "UPDATE users SET balance = balance + ?", ["500"], "UPDATE users SET balance = balance - 500"
+    )
+    req = rq.submit(
+        "ses_1",
+        body,
+        resource="app",
+        inverse=inverse,
+        detach=False,
+        limits=goex.Limits(timeout=2),
+        description="bonus",
+        approval="",
+    )
+    assert req.spec.WhichOneof("body") == "sql" and req.spec.resource == "app" and req.spec.description == "bonus"
+    assert req.spec.sql.sql == "UPDATE users SET balance = balance + ?" and list(req.spec.sql.params) == ["500"]
+    # The client-provided inverse runs on the same database, within the same limits, with no parameters.
+    assert req.inverse.sql.sql == "UPDATE users SET balance = balance - 500" and not req.inverse.sql.params
+    assert req.inverse.resource == "app" and req.inverse.limits.timeout.ToSeconds() == 2
+    assert not req.spec.HasField("egress") and not req.inverse.HasField("egress")
+    assert goex.ActionSpec.from_proto(req.spec).body == goex.Sql("UPDATE users SET balance = balance + ?", ["500"])
+
+
+def test_run_sql_bodies() -> None:
+    assert rq.sql_bodies("SELECT 1", (), None) == (goex.Sql("SELECT 1"), None)
+    # An inverse with parameters of its own is given as a Sql, and kept as it is.
+    own = goex.Sql("UPDATE users SET balance = balance - ?", ["500"])
+    assert rq.sql_bodies("UPDATE users SET balance = balance + ?", ["500"], own)[1] is own
+    params = (p for p in ["1", "2"])  # any iterable
+    assert rq.sql_bodies("SELECT ?, ?", params, None)[0].params == ("1", "2")
+    with pytest.raises(TypeError, match="not a string"):
+        rq.sql_bodies("SELECT ?", "500", None)  # would be ("5", "0", "0")
+    with pytest.raises(TypeError, match="not a string"):
+        goex.Sql("SELECT ?", "x")
+
+
+def test_run_sql_has_the_same_signature_on_both_clients() -> None:
+    sync, aio = inspect.signature(goex.Client.run_sql), inspect.signature(goex.AsyncClient.run_sql)
+    assert sync == aio
+    assert list(sync.parameters) == [
+        "self", "session_id", "sql", "params", "inverse", "resource", "detach", "limits"
+    ]  # fmt: skip
+    assert inspect.iscoroutinefunction(goex.AsyncClient.run_sql)
+
+
 def test_start_oauth_request() -> None:
     req = rq.start_oauth(
         "gh",
@@ -144,6 +190,15 @@ def test_create_session_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert fs.fs.path == os.path.join(tmp_path, "proj")  # made absolute for the daemon
     assert http.http.base_url == "https://api.example.com" and http.http.secret == "gh"
     assert req.limits.max_processes == 8 and req.label == "l" and req.policy_toml == "[fs]\n"
+    db = rq.create_session(
+        fs=None,
+        label="",
+        limits=None,
+        resources=[goex.ResourceSpec.db("postgresql://app@db/shop", secret="pg", strategy="clone")],
+        policy=None,
+    )
+    [spec] = db.resources
+    assert (spec.db.url, spec.db.secret, spec.strategy) == ("postgresql://app@db/shop", "pg", pb.UNDO_STRATEGY_CLONE)
     empty = rq.create_session(fs=None, label="", limits=goex.Limits(), resources=(), policy=None)
     assert not empty.resources and not empty.HasField("limits") and empty.policy_toml == ""
 

@@ -30,7 +30,7 @@ from goex._models import (
 )
 from goex._rpc import Req, Resp
 from goex._socket import resolve_target
-from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, Python, ResourceSpec, Shell
+from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, Python, ResourceSpec, Shell, Sql
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
 __all__ = ["CHANNEL_OPTIONS", "Client"]
@@ -234,6 +234,34 @@ class Client:
             detach=detach,
             limits=limits,
             egress=rq.egress(secrets, hosts),
+        )
+
+    def run_sql(
+        self,
+        session_id: str,
+        sql: str,
+        *,
+        params: Iterable[str] = (),
+        inverse: str | Sql | None = None,
+        resource: str | None = None,
+        detach: bool = False,
+        limits: Limits | None = None,
+    ) -> Action:
+        """`submit` a SQL action: `sql` (one statement or a script) runs in goexd on a database resource.
+
+        `params` are bound to the placeholders of a single statement, as text. `inverse`
+        is SQL that undoes it (a `goex.Sql` when it needs parameters of its own); under
+        the inverse strategy goexd tests it first and runs it to undo. The rows and the
+        affected-row count come back in `Action.sql`.
+        """
+        body, undo = rq.sql_bodies(sql, params, inverse)
+        return self.submit(
+            session_id,
+            body,
+            resource=resource,
+            inverse=undo,
+            detach=detach,
+            limits=limits,
         )
 
     def get_action(self, action_id: str) -> Action:

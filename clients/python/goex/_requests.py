@@ -10,7 +10,7 @@ from typing import Literal
 
 from goex._enums import ActionState, SecretKind
 from goex._protoutil import duration
-from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, ResourceSpec
+from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, ResourceSpec, Sql
 from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
 
 CloseModeArg = Literal["commit", "undo"] | None
@@ -98,6 +98,11 @@ def egress(secrets: Iterable[str], hosts: Iterable[str]) -> Egress | None:
     """`run_shell` / `run_python`'s secrets and hosts as an Egress; None (no network) when both are empty."""
     result = Egress(secrets=secrets, hosts=hosts)
     return None if result.is_empty else result
+
+
+def sql_bodies(sql: str, params: Iterable[str], inverse: str | Sql | None) -> tuple[Sql, Sql | None]:
+    """`run_sql`'s action and inverse: an inverse given as text has no parameters of its own."""
+    return Sql(sql, params), Sql(inverse) if isinstance(inverse, str) else inverse
 
 
 def test_reversibility(

@@ -164,10 +164,15 @@ class Python:
 
 @dataclass(frozen=True)
 class Sql:
+    """Run `sql` (one statement or a script) in goexd on a database; `params` bind a single statement's placeholders."""
+
     sql: str
     params: tuple[str, ...] = ()
 
     def __init__(self, sql: str, params: Iterable[str] = ()) -> None:
+        if isinstance(params, str | bytes):
+            # A bare string would silently become one parameter per character.
+            raise TypeError("params must be a sequence of strings, not a string")
         object.__setattr__(self, "sql", sql)
         object.__setattr__(self, "params", tuple(params))
 

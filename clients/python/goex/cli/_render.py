@@ -1,4 +1,4 @@
-"""Human rendering shared by the commands: change sets, action status lines, egress, key/value grids.
+"""Human rendering shared by the commands: change sets, action status lines, egress, SQL results, key/value grids.
 
 Everything the daemon sends (paths, errors, output) is wrapped in `Text`, never
 parsed as rich markup: a file named "[red]x" must print as itself.
@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from goex._enums import ActionState, ChangeKind, EgressDecision, Termination
-from goex._models import Action, ChangeSet, EgressRecord, ExecResult
+from goex._models import Action, ChangeSet, EgressRecord, ExecResult, SqlResult
 from goex.cli._units import format_ms
 
 __all__ = [
@@ -26,6 +26,9 @@ __all__ = [
     "exit_status",
     "format_time",
     "kv_grid",
+    "sql_affected_text",
+    "sql_more_rows_text",
+    "sql_table",
     "state_text",
     "termination_text",
 ]
@@ -96,6 +99,36 @@ def egress_table(records: Iterable[EgressRecord]) -> Table | None:
             Text(r.reason or "-"),
         )
     return table
+
+
+def sql_table(result: SqlResult) -> Table | None:
+    """The rows a statement returned (NULL dimmed); None when it returns no columns (e.g. an UPDATE)."""
+    if not result.columns:
+        return None
+    table = Table(header_style="bold")
+    for col in result.columns:
+        table.add_column(Text(col))
+    for row in result.rows:
+        table.add_row(*(Text("NULL", style="dim") if v is None else Text(v) for v in row))
+    return table
+
+
+def sql_more_rows_text(result: SqlResult) -> Text | None:
+    """ "... N more rows" when goexd sent only the first rows; None when it sent them all."""
+    more = result.total_rows - len(result.rows)
+    if not result.truncated:
+        return None
+    if more <= 0:
+        return Text("... (rows truncated)", style="dim")
+    return Text(f"... {more} more row{'s' if more != 1 else ''}", style="dim")
+
+
+def sql_affected_text(result: SqlResult) -> Text:
+    """ "3 rows affected" """
+    n = result.affected_rows
+    if n < 0:  # a driver that could not tell
+        return Text("rows affected: unknown")
+    return Text(f"{n} row{'s' if n != 1 else ''} affected")
 
 
 def termination_text(result: ExecResult) -> str:

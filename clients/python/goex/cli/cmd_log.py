@@ -9,10 +9,19 @@ from rich.table import Table
 from rich.text import Text
 
 from goex._enums import ActionState
-from goex._models import Action
+from goex._models import Action, SqlResult
 from goex._specs import ActionSpec
 from goex.cli._app import App, UsageError
-from goex.cli._render import change_lines, egress_table, format_time, kv_grid, state_text, termination_text
+from goex.cli._render import (
+    change_lines,
+    egress_table,
+    format_time,
+    kv_grid,
+    sql_more_rows_text,
+    sql_table,
+    state_text,
+    termination_text,
+)
 from goex.cli._units import format_ms
 from goex.v1 import actions_pb2
 
@@ -167,15 +176,20 @@ def _render_outputs(app: App, a: Action) -> None:
     if egress is not None:
         app.out.print(Text(f"--- egress ({len(a.egress)} request{'s' if len(a.egress) != 1 else ''})", style="bold"))
         app.print_table(egress)
-    if a.sql is not None and a.sql.columns:
-        table = Table(header_style="bold")
-        for col in a.sql.columns:
-            table.add_column(col)
-        for row in a.sql.rows:
-            table.add_row(*(Text("NULL", style="dim") if v is None else Text(v) for v in row))
-        app.print_table(table)
-        if a.sql.truncated:
-            app.out.print(Text(f"... {a.sql.total_rows - len(a.sql.rows)} more rows", style="dim"))
+    if a.sql is not None:
+        print_sql_rows(app, a.sql)
     if a.http is not None and a.http.body:
         app.out.print(Text("--- body" + (" (truncated)" if a.http.body_truncated else ""), style="bold"))
         app.write_raw(a.http.body if a.http.body.endswith(b"\n") else a.http.body + b"\n")
+
+
+def print_sql_rows(app: App, result: SqlResult) -> bool:
+    """The table of rows a statement returned, then "... N more rows" if capped; False when it returned none."""
+    table = sql_table(result)
+    if table is None:
+        return False
+    app.print_table(table)
+    more = sql_more_rows_text(result)
+    if more is not None:
+        app.out.print(more)
+    return True

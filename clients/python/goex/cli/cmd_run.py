@@ -129,38 +129,18 @@ def cmd_python(app: App, args: argparse.Namespace) -> int:
 
 
 def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
-    client = app.client()
-    session_id = app.session_id()
-    options: dict[str, Any] = {
-        "resource": args.resource,
-        "limits": limits_from_args(args),
-        "description": args.description,
-        "egress": egress_from_args(args),
-    }
-    if args.detach:
-        action = client.submit(session_id, body, detach=True, **options)
-        if app.json:
-            app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
-        else:
-            app.out.print(action.id, markup=False)
-            app.err.print(f"follow it with `goex show {action.id}`", style="dim", markup=False)
+    outcome = submit_action(
+        app,
+        body,
+        detach=args.detach,
+        resource=args.resource,
+        limits=limits_from_args(args),
+        description=args.description,
+        egress=egress_from_args(args),
+    )
+    if outcome is None:
         return 0
-
-    if app.json or not app.stdout_is_tty:
-        # Nobody watches live: one blocking call, output printed once it is complete.
-        try:
-            with app.spinner("running…"):
-                action = client.submit(session_id, body, **options)
-        except KeyboardInterrupt:
-            raise _interrupted("interrupted; the action may still finish in goexd (see `goex log`)") from None
-        streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
-    else:
-        accepted = client.submit(session_id, body, detach=True, **options)
-        try:
-            action, streamed = _follow(app, client, accepted)
-        except KeyboardInterrupt:
-            raise _cancel_interrupted(client, accepted.id) from None
-
+    action, streamed = outcome
     if app.json:
         app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
         return exit_status(action)
@@ -169,6 +149,42 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         print_egress(app, action)
         print_summary(app, action)
     return exit_status(action)
+
+
+def submit_action(
+    app: App, body: ActionBody, *, detach: bool, **options: Any
+) -> tuple[Action, dict[OutputStream, bool]] | None:
+    """Submit `body` in the current session and wait for its result.
+
+    `options` go to `Client.submit`. With `detach`, prints the accepted action's id
+    (or the response with --json) and returns None. Otherwise returns the finished
+    action and which of its output streams were already passed through live: on a
+    terminal the output is followed as it comes and Ctrl-C cancels the action.
+    """
+    client = app.client()
+    session_id = app.session_id()
+    if detach:
+        action = client.submit(session_id, body, detach=True, **options)
+        if app.json:
+            app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
+        else:
+            app.out.print(action.id, markup=False)
+            app.err.print(f"follow it with `goex show {action.id}`", style="dim", markup=False)
+        return None
+
+    if app.json or not app.stdout_is_tty:
+        # Nobody watches live: one blocking call, output printed once it is complete.
+        try:
+            with app.spinner("running…"):
+                action = client.submit(session_id, body, **options)
+        except KeyboardInterrupt:
+            raise _interrupted("interrupted; the action may still finish in goexd (see `goex log`)") from None
+        return action, {OutputStream.STDOUT: False, OutputStream.STDERR: False}
+    accepted = client.submit(session_id, body, detach=True, **options)
+    try:
+        return _follow(app, client, accepted)
+    except KeyboardInterrupt:
+        raise _cancel_interrupted(client, accepted.id) from None
 
 
 def egress_from_args(args: argparse.Namespace) -> Egress | None:

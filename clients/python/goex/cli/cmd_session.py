@@ -1,24 +1,31 @@
-"""goex session open|list|show|use|describe|close"""
+"""goex session open|list|show|use|describe|close, and goex describe (the current session's)"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from rich.table import Table
 from rich.text import Text
 
+from goex._enums import UndoStrategy
 from goex._exceptions import FailedPrecondition
-from goex._models import Session
+from goex._models import ResourceDescription, Session
 from goex._specs import ResourceSpec
 from goex.cli._app import App, CliError, UsageError, add_limit_flags, limits_from_args
 from goex.cli._render import format_time, kv_grid
 from goex.cli._units import format_bytes, format_duration
 from goex.v1 import sessions_pb2
 
+# The undo strategies `goex session open --db-strategy` offers for databases.
+DB_STRATEGIES = (UndoStrategy.TRANSACTION.value, UndoStrategy.INVERSE.value, UndoStrategy.CLONE.value)
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("session", help="open, inspect and close sessions", parents=[common])
+    top = sub.add_parser("describe", parents=[common], help=_DESCRIBE_HELP, description=_DESCRIBE_DESCRIPTION)
+    _add_describe_flags(top)  # `goex session describe` without an ID
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     o = verbs.add_parser(
@@ -31,6 +38,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     o.add_argument("--fs", metavar="PATH", help="workspace directory (made absolute)")
     o.add_argument("--db", metavar="URL", action="append", default=[], help="database URL (repeatable)")
     o.add_argument("--db-secret", metavar="NAME", default="", help="vault secret with the database password")
+    o.add_argument(
+        "--db-strategy",
+        choices=DB_STRATEGIES,
+        default="",
+        help="how goexd undoes database actions: transaction (the default: one open transaction, a "
+        "savepoint per action), inverse (each action commits at once; undo runs its tested inverse "
+        "SQL) or clone (a copy of the database before each action)",
+    )
     o.add_argument("--http", metavar="BASE_URL", action="append", default=[], help="REST service (repeatable)")
     o.add_argument("--http-secret", metavar="NAME", default="", help="vault secret to authenticate with")
     o.add_argument("--label", default="", help="free text shown in `goex session list`")
@@ -50,10 +65,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     use.add_argument("id", metavar="ID")
     use.set_defaults(handler=cmd_use)
 
-    desc = verbs.add_parser("describe", parents=[common], help="what a planner is told about the session's resources")
-    desc.add_argument("id", nargs="?", metavar="ID")
-    desc.add_argument("--samples", action="store_true", help="include sample data")
-    desc.set_defaults(handler=cmd_describe)
+    desc = verbs.add_parser("describe", parents=[common], help=_DESCRIBE_HELP, description=_DESCRIBE_DESCRIPTION)
+    desc.add_argument("id", nargs="?", metavar="ID", help="session (default: the current one)")
+    _add_describe_flags(desc)
 
     c = verbs.add_parser(
         "close",
@@ -69,16 +83,37 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.set_defaults(handler=cmd_close)
 
 
+_DESCRIBE_HELP = "what a planner is told about the session's resources"
+_DESCRIBE_DESCRIPTION = (
+    "Print, per resource of the session, what goexd tells an LLM planner about it: a workspace's "
+    "files, a database's tables, columns, keys, indexes and row counts. No credentials or "
+    "connection details."
+)
+
+
+def _add_describe_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", action="store_true", help="include a few sample rows per table")
+    p.set_defaults(handler=cmd_describe)
+
+
 def _target(app: App, args: argparse.Namespace) -> str:
     explicit: str | None = getattr(args, "id", None)
     return explicit or app.session_id()
 
 
-def cmd_open(app: App, args: argparse.Namespace) -> int:
-    resources = [ResourceSpec.db(url, secret=args.db_secret) for url in args.db]
+def resources_from_args(args: argparse.Namespace) -> list[ResourceSpec]:
+    """--db / --http as resources (--fs goes to create_session as itself); at least one resource overall."""
+    if args.db_strategy and not args.db:
+        raise UsageError("--db-strategy needs --db URL")
+    resources = [ResourceSpec.db(url, secret=args.db_secret, strategy=args.db_strategy) for url in args.db]
     resources += [ResourceSpec.http(url, secret=args.http_secret) for url in args.http]
     if args.fs is None and not resources:
         raise UsageError("give at least one resource: --fs PATH, --db URL or --http BASE_URL")
+    return resources
+
+
+def cmd_open(app: App, args: argparse.Namespace) -> int:
+    resources = resources_from_args(args)
     policy = None
     if args.policy:
         try:
@@ -180,12 +215,17 @@ def cmd_describe(app: App, args: argparse.Namespace) -> int:
     if app.json:
         app.emit(sessions_pb2.DescribeSessionResponse(resources=[d.proto for d in descriptions]))
         return 0
+    render_descriptions(app, descriptions)
+    return 0
+
+
+def render_descriptions(app: App, descriptions: Iterable[ResourceDescription]) -> None:
+    """ "== NAME ==" then the daemon's text, per resource, a blank line between them."""
     for i, d in enumerate(descriptions):
         if i:
             app.out.print()
-        app.out.print(Text(f"# {d.resource}", style="bold"))
-        app.out.print(Text(d.text))
-    return 0
+        app.out.print(Text(f"== {d.resource} ==", style="bold"))
+        app.out.print(Text(d.text.rstrip("\n")))
 
 
 def cmd_close(app: App, args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 Exit codes (every command): 0 success, 1 error (one red `error: ...` line on stderr,
 or {"error": {"code": ..., "message": ...}} on stdout with --json), 2 usage error,
-130 interrupted. `goex run`/`goex python` add the command's own status (see their --help).
+130 interrupted. `goex run`/`goex python` add the command's own status, `goex sql` 125
+for an action that did not complete (see their --help).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from goex import __version__
 from goex._exceptions import GoexError
-from goex.cli import cmd_admin, cmd_log, cmd_policy, cmd_resolve, cmd_run, cmd_secret, cmd_session
+from goex.cli import cmd_admin, cmd_log, cmd_policy, cmd_resolve, cmd_run, cmd_secret, cmd_session, cmd_sql
 from goex.cli._app import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -35,6 +36,7 @@ is checkpointed first, and stays pending until you commit or undo it.
 
   goex session open --fs .          open a session over a workspace (becomes current)
   goex run -- make build            run a command; shows its output and file changes
+  goex sql "UPDATE t SET n = n + 1" run SQL on the session's database (--db at open)
   goex log                          the session's timeline
   goex undo                         roll back the newest pending action
   goex commit                       keep everything pending
@@ -48,7 +50,8 @@ environment:
                    (default $XDG_STATE_HOME/goex/cli.json or ~/.local/state/goex/cli.json)
 
 exit status: 0 ok, 1 error, 2 usage error, 130 interrupted; goex run / goex python
-exit with the command's own status (see `goex run --help`).
+exit with the command's own status (see `goex run --help`), goex sql with 125 when
+the action did not complete (see `goex sql --help`).
 """
 
 
@@ -81,7 +84,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"goex {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (cmd_session, cmd_run, cmd_log, cmd_resolve, cmd_secret, cmd_policy, cmd_admin):
+    for module in (cmd_session, cmd_run, cmd_sql, cmd_log, cmd_resolve, cmd_secret, cmd_policy, cmd_admin):
         module.register(sub, common)
     return parser
 
