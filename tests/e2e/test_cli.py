@@ -219,7 +219,7 @@ def test_session_open_resolves_a_relative_path_and_remembers_the_session(
     out, _ = goex_cli("session", "show")
     assert f"session      {sid}" in out and "256.0 MiB" in out and str(project) in out
     out, _ = goex_cli("session", "describe")
-    assert out.startswith("# fs\n") and str(project) in out
+    assert out.startswith("== fs ==\n") and str(project) in out
     client.close_session(sid)
 
 

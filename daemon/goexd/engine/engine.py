@@ -207,9 +207,10 @@ class Engine:
             return sessions[:limit], f"{last.created_at!r}/{last.id}"
         return sessions, ""
 
-    def describe_session(self, session_id: str) -> list[tuple[str, str]]:
+    def describe_session(self, session_id: str, samples: bool = False) -> list[tuple[str, str]]:
         live = self._live_session(session_id)
-        return [(name, m.describe()) for name, m in live.managers.items()]
+        with live.lock:  # a database manager's connection is not shared with a running action
+            return [(name, m.describe(samples)) for name, m in live.managers.items()]
 
     def close_session(self, session_id: str, mode: CloseMode) -> tuple[Session, list[Action]]:
         session = self.get_session(session_id)

@@ -51,7 +51,8 @@ class ResourceManager(Protocol):
     resource: Resource
     undo_note: str  # how undo works here, for the action's reversibility record
 
-    def describe(self) -> str: ...
+    def describe(self, samples: bool = False) -> str:
+        """What a planner is told about the resource (no credentials); `samples`: a few rows/entries too."""
 
     def precheck(self, spec: ActionSpec) -> None:
         """Refuse, before anything is recorded, an action this resource cannot run (bad syntax, privileged)."""

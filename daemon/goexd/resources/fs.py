@@ -84,7 +84,7 @@ class FsVersionedResource:
     def take_lost(self) -> list[str]:
         return []
 
-    def describe(self) -> str:
+    def describe(self, samples: bool = False) -> str:
         lines = [f"directory {self.workspace} (mounted at /workspace in the sandbox)"]
         count = 0
         for root, dirs, files in os.walk(self.workspace):

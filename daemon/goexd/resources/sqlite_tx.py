@@ -75,12 +75,12 @@ class SqliteTransactionResource:
 
     # ------------------------------------------------------------ lifecycle
 
-    def describe(self) -> str:
+    def describe(self, samples: bool = False) -> str:
         head = (
             f"sqlite database (strategy transaction: pending actions are invisible to other connections "
             f"until committed); {len(self._live)} pending action(s)"
         )
-        return head + "\n" + inspect.describe(self._db, sample_rows=3)
+        return head + "\n" + inspect.describe(self._db, sample_rows=3 if samples else 0)
 
     def precheck(self, spec: ActionSpec) -> None:
         if spec.kind is not ActionKind.SQL:

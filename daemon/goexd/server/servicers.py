@@ -55,7 +55,7 @@ class SessionsServicer(segrpc.SessionsServicer):
         return sepb.CloseSessionResponse(session=cv.session_pb(session), resolved=[cv.action_pb(a) for a in resolved])
 
     def DescribeSession(self, req: sepb.DescribeSessionRequest, ctx: Ctx) -> sepb.DescribeSessionResponse:
-        described = self.engine.describe_session(cv.require_id(req.session_id, "session_id"))
+        described = self.engine.describe_session(cv.require_id(req.session_id, "session_id"), req.include_samples)
         return sepb.DescribeSessionResponse(
             resources=[sepb.ResourceDescription(resource=n, text=t) for n, t in described]
         )

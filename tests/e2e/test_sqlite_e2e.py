@@ -1,0 +1,148 @@
+"""SQLite databases through goexd with the transaction strategy: the paper's scenarios, isolation,
+bad input, partial commits, lost transactions and a crash."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import sessions_pb2 as sepb
+from goex.v1 import types_pb2 as pb
+from tests.daemon_process import DaemonProcess
+from tests.e2e.rpc import status_of
+
+
+def open_db(d: DaemonProcess, db: Path, fs: Path | None = None) -> pb.Session:
+    resources = [pb.ResourceSpec(db=pb.DbResourceSpec(url=f"sqlite://{db}"))]
+    if fs is not None:
+        resources.append(pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(fs))))
+    return d.sessions.CreateSession(sepb.CreateSessionRequest(resources=resources)).session
+
+
+def sql(d: DaemonProcess, session_id: str, text: str, timeout_s: float = 0) -> pb.Action:
+    spec = pb.ActionSpec(sql=pb.SqlAction(sql=text))
+    if timeout_s:
+        spec.limits.timeout.CopyFrom(Duration(nanos=int(timeout_s * 1e9)))
+    return d.actions.SubmitAction(apb.SubmitActionRequest(session_id=session_id, spec=spec)).action
+
+
+def rows(action: pb.Action) -> list[list[str]]:
+    return [list(r.values) for r in action.sql.rows]
+
+
+def seen_by_others(db: Path, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as other:
+        return other.execute(query).fetchall()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "app.db"
+
+
+def test_paper_scenarios_undo_and_commit(daemon: DaemonProcess, db: Path) -> None:
+    s = open_db(daemon, db)
+    assert [(r.kind, r.strategy) for r in s.resources] == [(pb.RESOURCE_KIND_SQLITE, pb.UNDO_STRATEGY_TRANSACTION)]
+    create = sql(daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER)")
+    add = sql(daemon, s.id, "INSERT INTO users (name, balance) VALUES ('ann', 10), ('bob', 20), ('cy', 30)")
+    bump = sql(daemon, s.id, "UPDATE users SET balance = balance + 500")
+    assert (add.sql.affected_rows, bump.sql.affected_rows) == (3, 3)
+    assert bump.state == pb.ACTION_STATE_EXECUTED and "savepoint" in bump.reversibility.detail
+    assert seen_by_others(db, "SELECT name FROM sqlite_master") == []  # nothing visible before the commit
+
+    undone = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    assert [a.id for a in undone] == [bump.id]
+    assert rows(sql(daemon, s.id, "SELECT sum(balance) FROM users")) == [["60"]]
+    described = daemon.sessions.DescribeSession(sepb.DescribeSessionRequest(session_id=s.id)).resources
+    assert "users" in described[0].text and "balance" in described[0].text and "ann" not in described[0].text
+    with_rows = daemon.sessions.DescribeSession(sepb.DescribeSessionRequest(session_id=s.id, include_samples=True))
+    assert "ann" in with_rows.resources[0].text and str(db) not in with_rows.resources[0].text
+    undone_to = daemon.actions.UndoTo(apb.UndoToRequest(action_id=add.id)).undone  # the queries since then
+    assert add.id not in [a.id for a in undone_to]
+    assert rows(sql(daemon, s.id, "SELECT count(*) FROM users")) == [["3"]]
+
+    committed = daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed
+    assert [create.id, add.id] == [a.id for a in committed][:2]
+    assert seen_by_others(db, "SELECT name, balance FROM users ORDER BY id") == [("ann", 10), ("bob", 20), ("cy", 30)]
+    daemon.actions.UndoTo(apb.UndoToRequest(action_id=create.id))  # nothing pending: a no-op
+
+
+def test_bad_sql_is_refused_before_it_is_recorded_and_the_transaction_stays_usable(
+    daemon: DaemonProcess, db: Path, tmp_path: Path
+) -> None:
+    s = open_db(daemon, db)
+    first = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    for text, code, words in (
+        ("SELEC 1", grpc.StatusCode.INVALID_ARGUMENT, "spec.sql.sql: "),
+        (f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x", grpc.StatusCode.PERMISSION_DENIED, "privileged"),
+        ("COMMIT", grpc.StatusCode.INVALID_ARGUMENT, "savepoint"),
+        ("", grpc.StatusCode.INVALID_ARGUMENT, "spec.sql.sql: must not be empty"),
+    ):
+        got, msg = status_of(lambda t=text: sql(daemon, s.id, t))
+        assert got == code and words in msg, (text, got, msg)
+    failed = sql(daemon, s.id, "INSERT INTO t VALUES (1); INSERT INTO nope VALUES (2)")
+    assert failed.state == pb.ACTION_STATE_FAILED and "no such table: nope" in failed.error
+    ok = sql(daemon, s.id, "SELECT count(*) FROM t")
+    assert rows(ok) == [["0"]]  # the failed action's first statement was rolled back with it
+    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
+    assert [a.id for a in listed] == [first.id, failed.id, ok.id]
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_one_transaction_commits_whole(daemon: DaemonProcess, db: Path, workspace: Path) -> None:
+    s = open_db(daemon, db, fs=workspace)
+    a = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    b = sql(daemon, s.id, "INSERT INTO t VALUES (1)")
+    code, msg = status_of(
+        lambda: daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id, up_to_action_id=a.id))
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "commits whole" in msg and b.id in msg
+    pending = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id, states=[pb.ACTION_STATE_EXECUTED]))
+    assert [x.id for x in pending.actions] == [a.id, b.id]  # the refused commit changed nothing
+    daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
+    assert seen_by_others(db, "SELECT x FROM t") == [(1,)]
+
+
+def test_a_write_stopped_by_its_timeout_takes_the_pending_actions_with_it(daemon: DaemonProcess, db: Path) -> None:
+    s = open_db(daemon, db)
+    create = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) INSERT INTO t SELECT i FROM n"
+    stopped = sql(daemon, s.id, forever, timeout_s=0.5)
+    assert stopped.state == pb.ACTION_STATE_FAILED and "timeout" in stopped.error and create.id in stopped.error
+    lost = daemon.actions.GetAction(apb.GetActionRequest(action_id=create.id)).action
+    assert lost.state == pb.ACTION_STATE_INTERRUPTED and "discarded" in lost.error
+    assert rows(sql(daemon, s.id, "SELECT count(*) FROM sqlite_master WHERE name = 't'")) == [["0"]]
+
+
+def test_pending_actions_are_reported_lost_after_a_crash(daemon: DaemonProcess, db: Path) -> None:
+    s = open_db(daemon, db)
+    a = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    daemon.kill()
+    daemon.start()
+    after = daemon.actions.GetAction(apb.GetActionRequest(action_id=a.id)).action
+    assert after.state == pb.ACTION_STATE_INTERRUPTED and "rolled that transaction back" in after.error
+    assert seen_by_others(db, "SELECT name FROM sqlite_master") == []
+    again = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")  # the session goes on with a new transaction
+    assert again.state == pb.ACTION_STATE_EXECUTED
+
+
+def test_session_open_refuses_bad_database_urls(daemon: DaemonProcess, tmp_path: Path, workspace: Path) -> None:
+    for url, words in (
+        ("sqlite://relative.db", "not a sqlite:///ABSOLUTE/PATH URL"),
+        (f"sqlite://{tmp_path}/missing/app.db", "does not exist"),
+        (f"sqlite://{tmp_path}", "is a directory"),
+        (f"sqlite://{daemon.state_dir}/x.db", "state directory"),
+    ):
+        code, msg = status_of(
+            lambda u=url: daemon.sessions.CreateSession(
+                sepb.CreateSessionRequest(resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url=u))])
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and words in msg, (url, msg)
+    code, msg = status_of(lambda: open_db(daemon, workspace / "inside.db", fs=workspace))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "overlap" in msg
