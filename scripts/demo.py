@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,25 @@ def count_in_state(state_dir: Path, value: bytes) -> int:
         ).stdout
         hits += objects.count(value)
     return hits
+
+
+def database_tour(env: dict[str, str], root: Path) -> None:
+    """SQL actions in the session's open transaction: undone by savepoint, invisible until committed."""
+    print("\n== databases: every statement can be taken back until you commit ==")
+    db = root / "shop.db"
+    goex("session", "open", "--db", f"sqlite://{db}", env=env, cwd=root)
+    goex("sql", "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER)", env=env, cwd=root)
+    goex("sql", "INSERT INTO users (name, balance) VALUES ('ann', 100), ('bob', 200), ('cy', 300)", env=env, cwd=root)
+    goex("sql", "UPDATE users SET balance = balance + 500", env=env, cwd=root)
+    goex("describe", env=env, cwd=root)
+    goex("undo", env=env, cwd=root)
+    goex("sql", "SELECT name, balance FROM users", env=env, cwd=root)
+    goex("sql", "ATTACH DATABASE '/tmp/x.db' AS x", env=env, cwd=root)
+    print("   (privileged statements are refused before anything runs)")
+    goex("session", "close", "--commit-all", env=env, cwd=root)
+    with sqlite3.connect(db) as other:
+        seen = other.execute("SELECT name, balance FROM users").fetchall()
+    print(f"   another connection now sees: {seen}")
 
 
 def vault_tour(daemon: DaemonProcess, env: dict[str, str], root: Path) -> None:
@@ -125,6 +145,7 @@ def main() -> int:
             show_tree(ws)
             vault_tour(daemon, env, root)
             goex("session", "close", "--commit-all", env=env, cwd=root)
+            database_tour(env, root)
         finally:
             code = daemon.stop()
             print(f"\ngoexd stopped (exit {code})")
