@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
-from goexd.engine.models import ActionKind, ActionSpec, Resource, SqlResult
-from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from goexd.engine.models import ActionSpec, Resource
+from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.resources import sqlite_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
 from goexd.sandbox.base import Limits
-from goexd.sql.classify import Classified, StatementClass, classify_script
-
-PROGRESS_STEPS = 10_000  # SQLite VM steps between checks of the deadline and of cancel
 
 
 def savepoint_name(action_id: str) -> str:
@@ -62,13 +59,7 @@ class SqliteTransactionResource:
         self.resource = resource
         self.path = Path(resource.uri)
         self._row_limit = row_limit
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        try:
-            self._db.execute("PRAGMA journal_mode = WAL")  # readers elsewhere keep working while we hold the write lock
-        except sqlite3.OperationalError as exc:
-            self._db.close()
-            raise FailedPrecondition(f"cannot open {self.path} in WAL mode: {exc}") from None
+        self._db = run.connect(self.path, busy_timeout_s)
         self._live: list[str] = []  # actions with a live savepoint, oldest first
         self._lost: list[str] = []  # pending actions SQLite rolled back on its own (see take_lost)
         self._lock = threading.Lock()
@@ -83,12 +74,7 @@ class SqliteTransactionResource:
         return head + "\n" + inspect.describe(self._db, sample_rows=3 if samples else 0)
 
     def precheck(self, spec: ActionSpec) -> None:
-        if spec.kind is not ActionKind.SQL:
-            raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on a database resource")
-        statements = classify_script(spec.sql, "sqlite")
-        _refuse(statements)
-        if spec.params and len(statements) != 1:
-            raise InvalidArgument("spec.sql.params", f"parameters need exactly one statement, not {len(statements)}")
+        run.check_script(spec)
 
     def checkpoint(self, action_id: str) -> Checkpoint:
         with self._lock:
@@ -111,43 +97,17 @@ class SqliteTransactionResource:
         cancel: threading.Event | None,
         network: SandboxNetwork | None = None,
     ) -> Outcome:
-        self.precheck(spec)
-        statements = classify_script(spec.sql, "sqlite")
-        started = time.monotonic()
-        deadline = started + limits.timeout_s
-        stopped: list[str] = []
-
-        def progress() -> int:
-            # A non-zero return makes SQLite abort the statement with "interrupted".
-            if cancel is not None and cancel.is_set():
-                stopped.append("cancelled")
-            elif time.monotonic() > deadline:
-                stopped.append(f"wall-clock timeout of {limits.timeout_s:g} s")
-            return 1 if stopped else 0
-
+        statements = run.check_script(spec)
         with self._lock:
-            before = self._db.total_changes
-            self._db.set_progress_handler(progress, PROGRESS_STEPS)
             try:
-                result = SqlResult()
-                for st in statements:
-                    cur = self._db.execute(st.sql, spec.params)
-                    if cur.description is not None:
-                        result = self._rows(cur)
-            except sqlite3.Error as exc:
+                result = run.run_script(self._db, statements, spec.params, limits, cancel, self._row_limit)
+            except run.StatementFailed as exc:
                 lost = self._notice_lost_transaction()
-                why = f"stopped: {stopped[0]}" if stopped else f"sqlite: {exc}"
+                why = exc.why
                 if lost:
                     why += f"; SQLite rolled back the whole transaction, with the pending actions {', '.join(lost)}"
                 raise InvalidArgument("spec.sql.sql", why) from None
-            finally:
-                self._db.set_progress_handler(None, 0)
-            affected = self._db.total_changes - before
-        return Outcome(
-            exec=None,
-            changes=None,
-            sql=SqlResult(result.columns, result.rows, result.total_rows, result.truncated, affected),
-        )
+        return Outcome(exec=None, changes=None, sql=result)
 
     def _notice_lost_transaction(self) -> list[str]:
         """An interrupted write (timeout, cancel) makes SQLite roll back the whole transaction, not just the
@@ -163,16 +123,6 @@ class SqliteTransactionResource:
         with self._lock:
             lost, self._lost = self._lost, []
             return lost
-
-    def _rows(self, cur: sqlite3.Cursor) -> SqlResult:
-        columns = tuple(d[0] for d in cur.description)
-        rows: list[tuple[str | None, ...]] = []
-        total = 0
-        for row in cur:
-            total += 1
-            if len(rows) < self._row_limit:
-                rows.append(tuple(None if v is None else _text(v) for v in row))
-        return SqlResult(columns, tuple(rows), total, total > len(rows))
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         """One transaction commits whole: refuse a commit that would leave later actions on it pending."""
@@ -216,21 +166,3 @@ class SqliteTransactionResource:
                 self._db.execute("ROLLBACK")
             self._live.clear()
             self._db.close()
-
-
-def _refuse(statements: Sequence[Classified]) -> None:
-    for i, st in enumerate(statements):
-        if st.cls is StatementClass.PRIVILEGED:
-            raise PermissionDenied(
-                f"spec.sql.sql: statement {i + 1} is privileged ({st.reason}); the session's policy does not allow it"
-            )
-        if st.cls is StatementClass.TRANSACTION:
-            raise InvalidArgument(
-                "spec.sql.sql", f"statement {i + 1} ({st.reason}): goexd runs each action in its own savepoint"
-            )
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    return str(value)
