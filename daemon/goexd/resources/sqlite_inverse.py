@@ -1,0 +1,205 @@
+"""A SQLite database with the `inverse` undo strategy.
+
+Each action commits at once in its own transaction; its undo is an inverse SQL script (from
+the client today, from the planner later). Before the action runs, the pair is tested: inside a
+transaction that is always rolled back, fingerprint, action, inverse, fingerprint. Only if the
+two fingerprints match does the action run (the engine blocks it otherwise, with the diff).
+Statements a transaction cannot roll back (VACUUM, some PRAGMAs) are tested on a clone made
+with SQLite's online backup API instead. Undo runs the inverse in a transaction and compares
+the result with the pre-action fingerprint; if the database changed in between (other writers),
+the undo still runs and says it could not verify.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from goexd.dbinspect import sqlite as inspect
+from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
+from goexd.errors import InvalidArgument
+from goexd.resources import sqlite_run as run
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.sandbox.base import Limits
+from goexd.sql.classify import StatementClass
+
+
+class SqliteInverseResource:
+    undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
+
+    def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
+        self.resource = resource
+        self.path = Path(resource.uri)
+        self._row_limit = row_limit
+        self._busy_timeout_s = busy_timeout_s
+        self._db = run.connect(self.path, busy_timeout_s)
+        self._lock = threading.Lock()
+
+    def describe(self, samples: bool = False) -> str:
+        head = "sqlite database (strategy inverse: each action commits at once; undo runs its tested inverse)"
+        with self._lock:
+            return head + "\n" + inspect.describe(self._db, sample_rows=3 if samples else 0)
+
+    def precheck(self, spec: ActionSpec) -> None:
+        run.check_script(spec)
+
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        """A write needs an inverse; a read needs none."""
+        statements = run.check_script(spec)
+        if inverse is not None:
+            run.check_script(inverse, "inverse")
+        elif any(st.cls is not StatementClass.READ for st in statements):
+            raise InvalidArgument(
+                "inverse", "the inverse strategy needs an inverse for an action that writes (goex sql --inverse ...)"
+            )
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility:
+        """Action then inverse, on a transaction that is rolled back (or on a clone); changes nothing."""
+        self.check_inverse(spec, inverse)
+        if inverse is None:
+            return Reversibility(ReversibilityClass.READ_ONLY, Verdict.PASSED, "the action only reads")
+        both = [*run.check_script(spec), *run.check_script(inverse, "inverse")]
+        with self._lock:
+            if all(st.transactional for st in both):
+                return self._test_in_transaction(spec, inverse, limits, cancel)
+            return self._test_on_clone(spec, inverse, limits, cancel)
+
+    def _test_in_transaction(
+        self, spec: ActionSpec, inverse: ActionSpec, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            return _pair_test(self._db, spec, inverse, limits, cancel, self._row_limit, "in a rolled-back transaction")
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+
+    def _test_on_clone(
+        self, spec: ActionSpec, inverse: ActionSpec, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility:
+        # A statement a transaction cannot take back: try the pair on a private copy instead.
+        with tempfile.TemporaryDirectory(prefix="goexd-clone-") as tmp:
+            clone = sqlite3.connect(Path(tmp) / "clone.db", isolation_level=None, check_same_thread=False)
+            try:
+                self._db.backup(clone)
+                return _pair_test(clone, spec, inverse, limits, cancel, self._row_limit, "on a clone of the database")
+            finally:
+                clone.close()
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
+        with self._lock:
+            cp = {"pre": inspect.fingerprint(self._db).digest}
+        if inverse is not None:
+            cp["inverse_sql"] = inverse.sql
+            cp["inverse_params"] = json.dumps(list(inverse.params))
+        return cp
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
+    ) -> Outcome:
+        statements = run.check_script(spec)
+        with self._lock:
+            transactional = all(st.transactional for st in statements)
+            if transactional:
+                self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = run.run_script(self._db, statements, spec.params, limits, cancel, self._row_limit)
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except run.StatementFailed as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise InvalidArgument("spec.sql.sql", exc.why) from None
+            post = inspect.fingerprint(self._db).digest
+        return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"post": post})
+
+    def commit_check(self, action_ids: Sequence[str]) -> None:
+        return None
+
+    def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
+        return None  # already committed in the database; the inverse is simply no longer offered
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if "post" not in checkpoint:  # the action failed: its own transaction was rolled back
+            return RollbackReport(verified=True, detail="the action's transaction was rolled back; nothing to undo")
+        if "inverse_sql" not in checkpoint:
+            return RollbackReport(verified=True, detail="the action only read; nothing to undo")
+        inverse = ActionSpec(
+            ActionKind.SQL,
+            sql=checkpoint["inverse_sql"],
+            params=tuple(json.loads(checkpoint.get("inverse_params", "[]"))),
+        )
+        statements = run.check_script(inverse, "inverse")
+        with self._lock:
+            drifted = inspect.fingerprint(self._db).digest != checkpoint["post"]
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                run.run_script(self._db, statements, inverse.params, Limits(timeout_s=600), None, self._row_limit)
+                self._db.execute("COMMIT")
+            except run.StatementFailed as exc:
+                self._db.execute("ROLLBACK")
+                raise InvalidArgument(
+                    "inverse.sql.sql", f"the inverse failed, nothing was changed: {exc.why}"
+                ) from None
+            after = inspect.fingerprint(self._db)
+        if after.digest == checkpoint["pre"]:
+            return RollbackReport(verified=True, detail="ran the inverse; the database matches its pre-action state")
+        why = "the database had changed since the action" if drifted else "the inverse did not restore it"
+        return RollbackReport(
+            verified=False, detail=f"ran the inverse, but {why}: it differs from the pre-action state"
+        )
+
+    def take_lost(self) -> list[str]:
+        return []
+
+    def fingerprint(self) -> str:
+        with self._lock:
+            return inspect.fingerprint(self._db).digest
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _pair_test(
+    db: sqlite3.Connection,
+    spec: ActionSpec,
+    inverse: ActionSpec,
+    limits: Limits,
+    cancel: threading.Event | None,
+    row_limit: int,
+    where: str,
+) -> Reversibility:
+    before = inspect.fingerprint(db)
+    try:
+        run.run_script(db, run.check_script(spec), spec.params, limits, cancel, row_limit)
+    except run.StatementFailed as exc:
+        raise InvalidArgument("spec.sql.sql", f"the action fails ({where}): {exc.why}") from None
+    try:
+        run.run_script(db, run.check_script(inverse, "inverse"), inverse.params, limits, cancel, row_limit)
+    except run.StatementFailed as exc:
+        return Reversibility(
+            ReversibilityClass.IRREVERSIBLE, Verdict.FAILED, f"the inverse fails after the action ({where}): {exc.why}"
+        )
+    after = inspect.fingerprint(db)
+    if after.digest == before.digest:
+        return Reversibility(
+            ReversibilityClass.REVERSIBLE, Verdict.PASSED, f"action then inverse left the database unchanged ({where})"
+        )
+    return Reversibility(
+        ReversibilityClass.IRREVERSIBLE,
+        Verdict.FAILED,
+        f"action then inverse did not restore the database ({where}): {inspect.diff(before, after).text}",
+    )
