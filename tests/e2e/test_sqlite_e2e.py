@@ -146,3 +146,69 @@ def test_session_open_refuses_bad_database_urls(daemon: DaemonProcess, tmp_path:
         assert code == grpc.StatusCode.INVALID_ARGUMENT and words in msg, (url, msg)
     code, msg = status_of(lambda: open_db(daemon, workspace / "inside.db", fs=workspace))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "overlap" in msg
+
+
+def open_inverse(d: DaemonProcess, db: Path) -> pb.Session:
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER NOT NULL)")
+        setup.execute("INSERT INTO users (name, balance) VALUES ('ann', 10), ('bob', 20)")
+    spec = pb.ResourceSpec(db=pb.DbResourceSpec(url=f"sqlite://{db}"), strategy=pb.UNDO_STRATEGY_INVERSE)
+    return d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec])).session
+
+
+def sql_with_inverse(d: DaemonProcess, session_id: str, text: str, inverse: str | None) -> pb.Action:
+    req = apb.SubmitActionRequest(session_id=session_id, spec=pb.ActionSpec(sql=pb.SqlAction(sql=text)))
+    if inverse is not None:
+        req.inverse.CopyFrom(pb.ActionSpec(sql=pb.SqlAction(sql=inverse)))
+    return d.actions.SubmitAction(req).action
+
+
+def test_inverse_strategy_tests_the_pair_commits_at_once_and_undoes_by_the_inverse(
+    daemon: DaemonProcess, db: Path
+) -> None:
+    s = open_inverse(daemon, db)
+    bump = sql_with_inverse(
+        daemon, s.id, "UPDATE users SET balance = balance + 500", "UPDATE users SET balance = balance - 500"
+    )
+    assert bump.state == pb.ACTION_STATE_EXECUTED and bump.reversibility.verdict == pb.VERDICT_PASSED
+    assert "rolled-back transaction" in bump.reversibility.detail and bump.inverse.sql.sql.endswith("- 500")
+    assert seen_by_others(db, "SELECT balance FROM users ORDER BY id") == [(510,), (520,)]  # committed at once
+
+    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    assert undone.state == pb.ACTION_STATE_UNDONE and undone.reversibility.verdict == pb.VERDICT_PASSED
+    assert seen_by_others(db, "SELECT balance FROM users ORDER BY id") == [(10,), (20,)]
+
+    wrong = sql_with_inverse(daemon, s.id, "DELETE FROM users WHERE name = 'bob'", "SELECT 1")
+    assert wrong.state == pb.ACTION_STATE_BLOCKED and "users: 2 → 1 rows: 1 removed" in wrong.error
+    assert seen_by_others(db, "SELECT count(*) FROM users") == [(2,)]  # a blocked action has no side effect
+
+    code, msg = status_of(lambda: sql_with_inverse(daemon, s.id, "DELETE FROM users", None))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("inverse: ")
+    read = sql_with_inverse(daemon, s.id, "SELECT name FROM users ORDER BY id", None)
+    assert (
+        rows(read) == [["ann"], ["bob"]] and read.reversibility.reversibility_class == pb.REVERSIBILITY_CLASS_READ_ONLY
+    )
+
+
+def test_test_reversibility_changes_nothing(daemon: DaemonProcess, db: Path, tmp_path: Path) -> None:
+    s = open_inverse(daemon, db)
+    before = seen_by_others(db, "SELECT * FROM users")
+    req = apb.TestReversibilityRequest(
+        session_id=s.id,
+        spec=pb.ActionSpec(sql=pb.SqlAction(sql="INSERT INTO users (name, balance) VALUES ('cy', 1)")),
+        inverse=pb.ActionSpec(sql=pb.SqlAction(sql="DELETE FROM users WHERE name = 'cy'")),
+    )
+    verdict = daemon.actions.TestReversibility(req).reversibility
+    assert verdict.verdict == pb.VERDICT_PASSED and verdict.HasField("tested_at")
+    req.inverse.sql.sql = "SELECT 1"
+    assert daemon.actions.TestReversibility(req).reversibility.verdict == pb.VERDICT_FAILED
+    assert seen_by_others(db, "SELECT * FROM users") == before
+    assert list(daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions) == []
+
+    tx = open_db(daemon, tmp_path / "tx.db")
+    code, msg = status_of(
+        lambda: daemon.actions.TestReversibility(
+            apb.TestReversibilityRequest(session_id=tx.id, spec=pb.ActionSpec(sql=pb.SqlAction(sql="SELECT 1")))
+        )
+    )
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "inverse strategy" in msg

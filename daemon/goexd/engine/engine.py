@@ -56,6 +56,7 @@ from goexd.errors import (
 )
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.snapshots.base import ChangeSet
@@ -167,7 +168,7 @@ class Engine:
             return Resource(req.name or "fs", ResourceKind.FS, str(path), strategy)
         if req.kind is ResourceKind.SQLITE:
             strategy = req.strategy or UndoStrategy.TRANSACTION
-            if strategy is not UndoStrategy.TRANSACTION:
+            if strategy not in (UndoStrategy.TRANSACTION, UndoStrategy.INVERSE):
                 raise Unimplemented(f"{fld}.strategy: the sqlite {strategy.value} strategy is not built yet")
             if req.secret:
                 raise InvalidArgument(f"{fld}.db.secret", "a sqlite database takes no secret")
@@ -250,6 +251,8 @@ class Engine:
             return live
 
     def _open_manager(self, resource: Resource) -> ResourceManager:
+        if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
+            return SqliteInverseResource(resource)
         if resource.kind is ResourceKind.SQLITE:
             return SqliteTransactionResource(resource)
         workspace = Path(resource.uri)
@@ -291,8 +294,6 @@ class Engine:
         self._refuse_if_stopping()
         if spec.kind in _NOT_BUILT:
             raise Unimplemented(_NOT_BUILT[spec.kind])
-        if inverse is not None:
-            raise Unimplemented("client-provided inverses need the inverse undo strategy, which is not built yet")
         self.check_limits("spec.limits", spec.limits)
         if spec.egress is not None:
             if self.egress is None:
@@ -300,12 +301,15 @@ class Engine:
             egress_plan.check(spec.egress, spec.kind, self.vault, self.cfg.egress.allowed_hosts)
         live = self._live_session(session_id)
         resource = self._pick_resource(live.session, spec)
-        live.managers[resource.name].precheck(spec)
+        manager = live.managers[resource.name]
+        manager.precheck(spec)
+        manager.check_inverse(spec, inverse)
         action = Action(
             id=_new_id("act"),
             session_id=session_id,
             seq=0,
             spec=spec,
+            inverse=inverse,
             state=ActionState.PROPOSED,
             resource=resource.name,
             created_at=time.time(),
@@ -368,9 +372,25 @@ class Engine:
         if cancel.is_set():
             self._transition(action, ActionState.FAILED, error="cancelled before it started; nothing ran")
             return self._get(action.id)
+        limits = action.spec.limits.over(live.session.limits)
+        try:
+            tested = manager.test(action.spec, action.inverse, limits, cancel)
+        except GoexError as exc:
+            self._transition(action, ActionState.FAILED, error=self.redact_text(f"{exc}; nothing ran"))
+            return self._get(action.id)
+        if tested is not None and tested.verdict is Verdict.FAILED:
+            # Its undo is known not to work: it does not run (no side effect), and the test says why.
+            self._transition(
+                action,
+                ActionState.BLOCKED,
+                error=self.redact_text(f"its inverse failed the reversibility test: {tested.detail}"),
+                reversibility=codec.dumps(codec.reversibility_to_json(replace(tested, tested_at=time.time()))),
+                finished_at=time.time(),
+            )
+            return self._get(action.id)
         self._transition(action, ActionState.PREPARING)
         try:
-            checkpoint = manager.checkpoint(action.id)
+            checkpoint = manager.checkpoint(action.id, action.inverse)
         except Exception as exc:
             log.exception("checkpoint of %s failed", action.id)
             self._transition(
@@ -382,7 +402,6 @@ class Engine:
             return self._get(action.id)
         self.journal.update(action.id, checkpoint=codec.dumps(checkpoint))
         prepared = time.monotonic()
-        limits = action.spec.limits.over(live.session.limits)
         self._transition(replace(action, state=ActionState.PREPARING), ActionState.RUNNING)
         running = replace(action, state=ActionState.RUNNING, checkpoint=checkpoint)
         channel = self.channels.get(action.id)
@@ -449,7 +468,9 @@ class Engine:
             checkpoint=codec.dumps(checkpoint),
             reversibility=codec.dumps(
                 codec.reversibility_to_json(
-                    Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
+                    replace(tested, tested_at=time.time())
+                    if tested is not None
+                    else Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
                 )
             ),
             timings=codec.dumps(
@@ -637,11 +658,20 @@ class Engine:
         return self._get(action.id)
 
     def test_reversibility(self, session_id: str, spec: ActionSpec, inverse: ActionSpec | None) -> Reversibility:
-        self.get_session(session_id)
-        raise Unimplemented(
-            "reversibility tests of inverse actions need the inverse undo strategy, which is not built yet; "
-            "versioned fs actions are verified on every undo"
-        )
+        """Run the action and its inverse where nothing stays (a rolled-back transaction or a clone)."""
+        live = self._live_session(session_id)
+        resource = self._pick_resource(live.session, spec)
+        manager = live.managers[resource.name]
+        manager.precheck(spec)
+        if resource.strategy is not UndoStrategy.INVERSE:
+            raise Unimplemented(
+                f"reversibility tests are built for the inverse strategy; resource {resource.name!r} uses "
+                f"{resource.strategy.value}, whose undo is verified on every undo"
+            )
+        with live.lock:
+            tested = manager.test(spec, inverse, spec.limits.over(live.session.limits), None)
+        assert tested is not None  # the inverse strategy always tests
+        return replace(tested, tested_at=time.time())
 
     # ================================================================ recovery / shutdown
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from goexd.engine.models import ActionSpec, Resource, SqlResult
+from goexd.engine.models import ActionSpec, Resource, Reversibility, SqlResult
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
 
@@ -63,7 +63,15 @@ class ResourceManager(Protocol):
     def take_lost(self) -> list[str]:
         """Pending actions whose effects the backend discarded on its own since the last call."""
 
-    def checkpoint(self, action_id: str) -> Checkpoint: ...
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        """Refuse a client inverse where the strategy has no use for one, or a missing one where it needs it."""
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        """Try action then inverse without leaving a trace; None when the strategy needs no test."""
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint: ...
 
     def execute(
         self,

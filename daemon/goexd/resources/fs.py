@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource
+from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility
 from goexd.errors import InvalidArgument
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
@@ -98,7 +98,19 @@ class FsVersionedResource:
             lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
         return "\n".join(lines)
 
-    def checkpoint(self, action_id: str) -> Checkpoint:
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        if inverse is not None:
+            raise InvalidArgument(
+                "inverse",
+                f"{self.resource.name!r} undoes by restoring snapshots; client inverses are for the inverse strategy",
+            )
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        return None
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         snap = self._store.capture()
         self._store.pin(f"actions/{action_id}/pre", snap)
         return {"pre": snap.id}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
-from goexd.engine.models import ActionSpec, Resource
+from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.resources import sqlite_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
@@ -76,7 +76,19 @@ class SqliteTransactionResource:
     def precheck(self, spec: ActionSpec) -> None:
         run.check_script(spec)
 
-    def checkpoint(self, action_id: str) -> Checkpoint:
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        if inverse is not None:
+            raise InvalidArgument(
+                "inverse",
+                f"{self.resource.name!r} undoes inside its transaction; client inverses are for the inverse strategy",
+            )
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        return None
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
             if not self._db.in_transaction:
                 try:
