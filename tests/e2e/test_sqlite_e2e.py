@@ -212,3 +212,20 @@ def test_test_reversibility_changes_nothing(daemon: DaemonProcess, db: Path, tmp
         )
     )
     assert code == grpc.StatusCode.UNIMPLEMENTED and "inverse strategy" in msg
+
+
+def test_clone_strategy_takes_back_even_a_vacuum_and_survives_a_restart(daemon: DaemonProcess, db: Path) -> None:
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE t (x INTEGER)")
+        setup.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    spec = pb.ResourceSpec(db=pb.DbResourceSpec(url=f"sqlite://{db}"), strategy=pb.UNDO_STRATEGY_CLONE)
+    s = daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec])).session
+    wipe = sql(daemon, s.id, "DELETE FROM t; VACUUM")
+    assert wipe.state == pb.ACTION_STATE_EXECUTED and seen_by_others(db, "SELECT count(*) FROM t") == [(0,)]
+    assert len(list((daemon.state_dir / "db").glob("*.sqlite"))) == 1
+    daemon.stop()
+    daemon.start()  # the clone is on disk: the pending action stays undoable
+    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    assert undone.reversibility.verdict == pb.VERDICT_PASSED
+    assert seen_by_others(db, "SELECT count(*) FROM t") == [(100,)]
+    assert list((daemon.state_dir / "db").glob("*.sqlite")) == []

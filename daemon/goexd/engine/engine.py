@@ -56,6 +56,7 @@ from goexd.errors import (
 )
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
@@ -168,8 +169,8 @@ class Engine:
             return Resource(req.name or "fs", ResourceKind.FS, str(path), strategy)
         if req.kind is ResourceKind.SQLITE:
             strategy = req.strategy or UndoStrategy.TRANSACTION
-            if strategy not in (UndoStrategy.TRANSACTION, UndoStrategy.INVERSE):
-                raise Unimplemented(f"{fld}.strategy: the sqlite {strategy.value} strategy is not built yet")
+            if strategy not in (UndoStrategy.TRANSACTION, UndoStrategy.INVERSE, UndoStrategy.CLONE):
+                raise InvalidArgument(f"{fld}.strategy", f"a sqlite database cannot use the {strategy.value} strategy")
             if req.secret:
                 raise InvalidArgument(f"{fld}.db.secret", "a sqlite database takes no secret")
             path = validate_sqlite_url(req.location, f"{fld}.db.url", [self.cfg.state_dir])
@@ -253,6 +254,8 @@ class Engine:
     def _open_manager(self, resource: Resource) -> ResourceManager:
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
             return SqliteInverseResource(resource)
+        if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.CLONE:
+            return SqliteCloneResource(resource, self.cfg.state_dir / "db")
         if resource.kind is ResourceKind.SQLITE:
             return SqliteTransactionResource(resource)
         workspace = Path(resource.uri)

@@ -1,0 +1,130 @@
+"""A SQLite database with the `clone` undo strategy.
+
+Before each action the whole database is copied with SQLite's online backup API into the
+daemon's state dir (`db/<action>.sqlite`, 0600); the action then commits at once; undo copies
+the clone back the same way and verifies the result against the clone's fingerprint. It costs
+a copy per action, but it takes back what neither a transaction nor an inverse can (VACUUM,
+PRAGMAs that rewrite the file, whatever a statement did). Committing deletes the clone.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from goexd.dbinspect import sqlite as inspect
+from goexd.engine.models import ActionSpec, Resource, Reversibility
+from goexd.errors import InvalidArgument
+from goexd.resources import sqlite_run as run
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.sandbox.base import Limits
+
+
+class SqliteCloneResource:
+    undo_note = "undo copies back the clone taken before the action and verifies it by fingerprint"
+
+    def __init__(
+        self, resource: Resource, clones_dir: Path, row_limit: int = 1000, busy_timeout_s: float = 5.0
+    ) -> None:
+        self.resource = resource
+        self.path = Path(resource.uri)
+        self._clones = clones_dir
+        self._clones.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._row_limit = row_limit
+        self._db = run.connect(self.path, busy_timeout_s)
+        self._lock = threading.Lock()
+
+    def describe(self, samples: bool = False) -> str:
+        head = "sqlite database (strategy clone: each action commits at once; undo copies back a clone)"
+        with self._lock:
+            return head + "\n" + inspect.describe(self._db, sample_rows=3 if samples else 0)
+
+    def precheck(self, spec: ActionSpec) -> None:
+        run.check_script(spec)
+
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        if inverse is not None:
+            raise InvalidArgument("inverse", f"{self.resource.name!r} undoes from a clone; client inverses go unused")
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        return None
+
+    def _clone_path(self, action_id: str) -> Path:
+        return self._clones / f"{action_id}.sqlite"
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
+        target = self._clone_path(action_id)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        clone = sqlite3.connect(target)
+        try:
+            with self._lock:
+                self._db.backup(clone)  # a consistent copy even while others read the file
+                pre = inspect.fingerprint(self._db).digest
+        finally:
+            clone.close()
+        return {"clone": str(target), "pre": pre}
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
+    ) -> Outcome:
+        statements = run.check_script(spec)
+        with self._lock:
+            transactional = all(st.transactional for st in statements)
+            if transactional:
+                self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = run.run_script(self._db, statements, spec.params, limits, cancel, self._row_limit)
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except run.StatementFailed as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise InvalidArgument("spec.sql.sql", exc.why) from None
+        return Outcome(exec=None, changes=None, sql=result)
+
+    def commit_check(self, action_ids: Sequence[str]) -> None:
+        return None
+
+    def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
+        Path(checkpoint["clone"]).unlink(missing_ok=True)
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        clone_path = Path(checkpoint["clone"])
+        if not clone_path.exists():
+            raise InvalidArgument("action_id", f"the clone of {action_id} is gone; it cannot be undone")
+        clone = sqlite3.connect(clone_path)
+        try:
+            with self._lock:
+                clone.backup(self._db)  # writes the clone's pages into the live database, in one transaction
+                after = inspect.fingerprint(self._db).digest
+        finally:
+            clone.close()
+        clone_path.unlink(missing_ok=True)
+        verified = after == checkpoint["pre"]
+        detail = "copied back the clone taken before the action" + (
+            "; fingerprint matches" if verified else "; the fingerprint differs from the pre-action one"
+        )
+        return RollbackReport(verified=verified, detail=detail)
+
+    def take_lost(self) -> list[str]:
+        return []
+
+    def fingerprint(self) -> str:
+        with self._lock:
+            return inspect.fingerprint(self._db).digest
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
