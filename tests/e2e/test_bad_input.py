@@ -133,10 +133,14 @@ def test_a_workspace_is_held_by_one_open_session(daemon: DaemonProcess, workspac
         (
             lambda d: d.sessions.CreateSession(
                 spb.CreateSessionRequest(
-                    resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url="postgresql://app@127.0.0.1/db"))]
+                    resources=[
+                        pb.ResourceSpec(
+                            db=pb.DbResourceSpec(url="postgresql://app@127.0.0.1/db"), strategy=pb.UNDO_STRATEGY_CLONE
+                        )
+                    ]
                 )
             ),
-            "postgres resources are not built yet",
+            "the postgres clone strategy is not built yet",
         ),
     ],
 )

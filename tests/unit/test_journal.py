@@ -126,6 +126,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE actions DROP COLUMN egress")
     db.execute("ALTER TABLE actions DROP COLUMN sql")
+    db.execute("ALTER TABLE resources DROP COLUMN secret")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -134,7 +135,9 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert action is not None and action.egress == () and action.sql is None
     j.update("a1", egress='[{"method": "GET"}]', sql="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "3"
+    assert version == "4"
+    session = j.get_session("s1")
+    assert session is not None and session.resources[0].secret == ""
 
 
 def test_a_journal_from_a_newer_goexd_is_refused(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from goexd.config import Config
 from goexd.engine import codec
@@ -56,6 +57,7 @@ from goexd.errors import (
 )
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.postgres_tx import PostgresTransactionResource, validate_postgres_url
 from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
@@ -82,6 +84,14 @@ _NOT_BUILT = {
     ActionKind.HTTP: "http actions need REST API resources, which are not built yet",
     ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
 }
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Paths overlap when one contains the other; URLs (databases, services) only when equal."""
+    if "://" in a or "://" in b:
+        return a == b
+    pa, pb = Path(a), Path(b)
+    return pa == pb or pa in pb.parents or pb in pa.parents
 
 
 def _new_id(prefix: str) -> str:
@@ -175,20 +185,27 @@ class Engine:
                 raise InvalidArgument(f"{fld}.db.secret", "a sqlite database takes no secret")
             path = validate_sqlite_url(req.location, f"{fld}.db.url", [self.cfg.state_dir])
             return Resource(req.name or "db", ResourceKind.SQLITE, str(path), strategy)
-        raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet; fs and sqlite work today")
+        if req.kind is ResourceKind.POSTGRES:
+            strategy = req.strategy or UndoStrategy.TRANSACTION
+            if strategy is not UndoStrategy.TRANSACTION:
+                raise Unimplemented(f"{fld}.strategy: the postgres {strategy.value} strategy is not built yet")
+            url = validate_postgres_url(req.location, f"{fld}.db.url")
+            if req.secret:
+                self.vault.get(req.secret)  # NOT_FOUND now rather than at the first action
+            return Resource(req.name or "db", ResourceKind.POSTGRES, url, strategy, req.secret)
+        raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet; fs, sqlite and postgres work today")
 
     def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
         for i, r in enumerate(resources):  # within the new session: one undo mechanism per file
             for other in resources[i + 1 :]:
-                a, b = Path(r.uri), Path(other.uri)
-                if a == b or a in b.parents or b in a.parents:
-                    raise InvalidArgument("resources", f"resources {r.name!r} and {other.name!r} overlap ({a}, {b})")
+                if _overlap(r.uri, other.uri):
+                    raise InvalidArgument(
+                        "resources", f"resources {r.name!r} and {other.name!r} overlap ({r.uri}, {other.uri})"
+                    )
         held = self.journal.held_resources()
         for r in resources:
-            mine = Path(r.uri)
             for session_id, uri in held:
-                theirs = Path(uri)
-                if mine == theirs or theirs in mine.parents or mine in theirs.parents:
+                if _overlap(r.uri, uri):
                     raise FailedPrecondition(
                         f"resource {r.uri} overlaps {uri}, held by open session {session_id}; close that session first"
                     )
@@ -251,6 +268,14 @@ class Engine:
             self._live[session_id] = live
             return live
 
+    def _db_password(self, resource: Resource) -> str | None:
+        """The DSN password from the vault, if the resource names a secret allowed for its host."""
+        if not resource.secret:
+            return None
+        parts = urlsplit(resource.uri)
+        secret = self.vault.resolve(resource.secret, parts.hostname or "localhost", parts.port or 5432)
+        return secret.primary.decode("utf-8", "surrogateescape")
+
     def _open_manager(self, resource: Resource) -> ResourceManager:
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
             return SqliteInverseResource(resource)
@@ -258,6 +283,8 @@ class Engine:
             return SqliteCloneResource(resource, self.cfg.state_dir / "db")
         if resource.kind is ResourceKind.SQLITE:
             return SqliteTransactionResource(resource)
+        if resource.kind is ResourceKind.POSTGRES:
+            return PostgresTransactionResource(resource, self._db_password(resource))
         workspace = Path(resource.uri)
         if not workspace.is_dir():
             raise FailedPrecondition(f"workspace {workspace} no longer exists")
@@ -402,6 +429,7 @@ class Engine:
                 error=self.redact_text(f"could not checkpoint the resource: {exc}"),
                 finished_at=time.time(),
             )
+            self._mark_lost(manager, f"the database connection was lost before action {action.id}: {exc}")
             return self._get(action.id)
         self.journal.update(action.id, checkpoint=codec.dumps(checkpoint))
         prepared = time.monotonic()
@@ -584,12 +612,20 @@ class Engine:
             return self._commit_locked(live, pending)
 
     def _commit_locked(self, live: _LiveSession, pending: Sequence[Action]) -> list[Action]:
-        for name, manager in live.managers.items():  # all or nothing: check every resource first
-            manager.commit_check([a.id for a in pending if a.resource == name])
+        try:
+            for name, manager in live.managers.items():  # all or nothing: check every resource first
+                manager.commit_check([a.id for a in pending if a.resource == name])
+            # The managers commit first (a database's COMMIT may still fail); only then is it journaled,
+            # so the journal never says COMMITTED for what the database did not keep.
+            for a in pending:
+                live.managers[a.resource].commit(a.id, a.checkpoint)
+        except GoexError as exc:
+            for manager in live.managers.values():
+                self._mark_lost(manager, f"the database discarded its transaction while committing: {exc}")
+            raise
         done = []
         for a in pending:
             self._transition(a, ActionState.COMMITTED, resolved_at=time.time())
-            live.managers[a.resource].commit(a.id, a.checkpoint)
             done.append(self._get(a.id))
         return done
 
@@ -698,7 +734,10 @@ class Engine:
     def _held_in_a_transaction(self, action: Action) -> bool:
         session = self.journal.get_session(action.session_id)
         kinds = {r.name: (r.kind, r.strategy) for r in session.resources} if session else {}
-        return kinds.get(action.resource) == (ResourceKind.SQLITE, UndoStrategy.TRANSACTION)
+        return kinds.get(action.resource) in (
+            (ResourceKind.SQLITE, UndoStrategy.TRANSACTION),
+            (ResourceKind.POSTGRES, UndoStrategy.TRANSACTION),
+        )
 
     def _lost_at_restart(self, action: Action) -> Action:
         log.warning("recovery: %s was pending in a database transaction that ended with goexd", action.id)

@@ -29,9 +29,13 @@ from goexd.engine.models import (
 )
 from goexd.errors import FailedPrecondition, InternalError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Each step takes a journal from version N to N + 1; run in order at open.
-_MIGRATIONS = {1: "ALTER TABLE actions ADD COLUMN egress TEXT", 2: "ALTER TABLE actions ADD COLUMN sql TEXT"}
+_MIGRATIONS = {
+    1: "ALTER TABLE actions ADD COLUMN egress TEXT",
+    2: "ALTER TABLE actions ADD COLUMN sql TEXT",
+    3: "ALTER TABLE resources ADD COLUMN secret TEXT NOT NULL DEFAULT ''",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +54,7 @@ CREATE TABLE IF NOT EXISTS resources (
     kind TEXT NOT NULL,
     uri TEXT NOT NULL,
     strategy TEXT NOT NULL,
+    secret TEXT NOT NULL DEFAULT '',
     held INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (session_id, name)
 );
@@ -178,8 +183,9 @@ class Journal:
                 )
                 for r in session.resources:
                     db.execute(
-                        "INSERT INTO resources (session_id, name, kind, uri, strategy) VALUES (?, ?, ?, ?, ?)",
-                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value),
+                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value, r.secret),
                     )
         except sqlite3.IntegrityError as exc:
             holder = self.holder_of([r.uri for r in session.resources])
@@ -222,7 +228,7 @@ class Journal:
 
     def _session(self, row: sqlite3.Row) -> Session:
         resources = tuple(
-            Resource(r["name"], ResourceKind(r["kind"]), r["uri"], UndoStrategy(r["strategy"]))
+            Resource(r["name"], ResourceKind(r["kind"]), r["uri"], UndoStrategy(r["strategy"]), r["secret"])
             for r in self._query("SELECT * FROM resources WHERE session_id = ? ORDER BY rowid", (row["id"],))
         )
         counts = self._query(

@@ -123,6 +123,7 @@ class Resource:
     kind: ResourceKind
     uri: str  # canonical: resolved absolute path, or URL without credentials
     strategy: UndoStrategy
+    secret: str = ""  # vault secret the daemon authenticates with (postgres password, http credential)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import postgres as inspect
-from goexd.engine.models import ActionKind, ActionSpec, Resource, SqlResult
+from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, SqlResult
 from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
 from goexd.sandbox.base import Limits
@@ -244,7 +244,19 @@ class PostgresTransactionResource:
             raise InvalidArgument("spec.sql.params", f"parameters need exactly one statement, not {len(statements)}")
         return statements
 
-    def checkpoint(self, action_id: str) -> Checkpoint:
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        if inverse is not None:
+            raise InvalidArgument(
+                "inverse",
+                f"{self.resource.name!r} undoes inside its transaction; client inverses are for the inverse strategy",
+            )
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        return None
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         name = savepoint_name(action_id)
         with self._lock:
             try:
