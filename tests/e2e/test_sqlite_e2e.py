@@ -13,6 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
+from goexd.engine.journal import Journal
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
 
@@ -229,3 +230,16 @@ def test_clone_strategy_takes_back_even_a_vacuum_and_survives_a_restart(daemon: 
     assert undone.reversibility.verdict == pb.VERDICT_PASSED
     assert seen_by_others(db, "SELECT count(*) FROM t") == [(100,)]
     assert list((daemon.state_dir / "db").glob("*.sqlite")) == []
+
+
+def test_a_crash_while_committing_is_reported_as_unknown_not_as_rolled_back(daemon: DaemonProcess, db: Path) -> None:
+    s = open_db(daemon, db)
+    a = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    daemon.kill()
+    # What the journal holds when goexd dies between its "commit started" note and the COMMITTED row.
+    journal = Journal(daemon.state_dir / "journal.sqlite3")
+    journal.update(a.id, note="commit started")
+    journal.close()
+    daemon.start()
+    after = daemon.actions.GetAction(apb.GetActionRequest(action_id=a.id)).action
+    assert after.state == pb.ACTION_STATE_INTERRUPTED and "unknown" in after.error

@@ -86,6 +86,9 @@ _NOT_BUILT = {
 }
 
 
+_COMMIT_STARTED = "commit started"
+
+
 def _overlap(a: str, b: str) -> bool:
     """Paths overlap when one contains the other; URLs (databases, services) only when equal."""
     if "://" in a or "://" in b:
@@ -616,7 +619,10 @@ class Engine:
             for name, manager in live.managers.items():  # all or nothing: check every resource first
                 manager.commit_check([a.id for a in pending if a.resource == name])
             # The managers commit first (a database's COMMIT may still fail); only then is it journaled,
-            # so the journal never says COMMITTED for what the database did not keep.
+            # so the journal never says COMMITTED for what the database did not keep. The intent is
+            # noted first, so a crash in between is reported as such at the next start.
+            for a in pending:
+                self.journal.update(a.id, note=_COMMIT_STARTED)
             for a in pending:
                 live.managers[a.resource].commit(a.id, a.checkpoint)
         except GoexError as exc:
@@ -741,13 +747,18 @@ class Engine:
 
     def _lost_at_restart(self, action: Action) -> Action:
         log.warning("recovery: %s was pending in a database transaction that ended with goexd", action.id)
-        self._transition(
-            action,
-            ActionState.INTERRUPTED,
-            error="goexd stopped while the action was pending in the session's open database transaction; "
-            "the database rolled that transaction back, so its effects are gone",
-            resolved_at=time.time(),
-        )
+        notes = [note for _, _, _, note in self.journal.transitions(action.id)]
+        if notes and notes[-1] == _COMMIT_STARTED:
+            error = (
+                "goexd stopped while committing the session's database transaction; whether the database "
+                "committed it before that is unknown: check the data"
+            )
+        else:
+            error = (
+                "goexd stopped while the action was pending in the session's open database transaction; "
+                "the database rolled that transaction back, so its effects are gone"
+            )
+        self._transition(action, ActionState.INTERRUPTED, error=error, resolved_at=time.time())
         return self._get(action.id)
 
     def _recover_one(self, action: Action) -> Action:
