@@ -7,6 +7,8 @@ nothing is left pending); committing the session's pending actions on the databa
 transaction whole. DDL is transactional in PostgreSQL, so it is undone the same way. Until the
 commit, other connections see none of it, and the locks the actions took (an ALTER TABLE's
 ACCESS EXCLUSIVE lock, the rows an UPDATE changed) stay held: that is the price of this strategy.
+Connecting, checking scripts and running statements live in postgres_run.py, shared with the
+inverse and clone strategies.
 
 Decisions:
 - Parameters use PostgreSQL's own placeholders, $1, $2... (psycopg's RawCursor): they are what
@@ -51,78 +53,36 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
-import math
-import re
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from typing import TypeVar
 
 import psycopg
-from pglast import ast
-from psycopg import RawCursor, sql
-from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import postgres as inspect
-from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, SqlResult
-from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from goexd.engine.models import ActionSpec, Resource, Reversibility
+from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.resources import postgres_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.postgres_run import Conn, validate_postgres_url
 from goexd.sandbox.base import Limits
-from goexd.sql.model import SQL_FIELD, Classified, StatementClass
-from goexd.sql.postgres_parse import parse_postgres
-from goexd.sql.postgres_rules import classify_postgres
+from goexd.sql.model import SQL_FIELD, Classified
 
-Conn = psycopg.Connection[tuple[Any, ...]]
+__all__ = ["PostgresTransactionResource", "savepoint_name", "validate_postgres_url"]
+
 T = TypeVar("T")
 
-CANCEL_POLL_S = 0.02  # how often the watcher looks at the engine's cancel Event
-CANCEL_REQUEST_TIMEOUT_S = 5.0
-_COUNTED_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 _CHECK_SAVEPOINT = "goex_commit_check"
-_MAX_TIMEOUT_MS = 2_147_483_647  # statement_timeout is an int (milliseconds)
-_USABLE = (TransactionStatus.IDLE, TransactionStatus.INTRANS, TransactionStatus.INERROR)
+_NON_TRANSACTIONAL = (
+    "the transaction strategy runs every action inside the session's open transaction, which cannot run this "
+    "statement or undo it; the clone strategy can (--db-strategy clone)"
+)
 
 
 def savepoint_name(action_id: str) -> str:
     return f"goex_{action_id}"
-
-
-def validate_postgres_url(url: str, fld: str) -> str:
-    """postgresql://USER@HOST[:PORT]/DATABASE[?options] -> the URL; never one that carries a password.
-
-    Messages never repeat the URL (it might hold a password the check is about to refuse)."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise InvalidArgument(fld, "a PostgreSQL database is a postgresql://USER@HOST[:PORT]/DATABASE URL")
-    if any(c in url for c in "\x00\r\n"):
-        raise InvalidArgument(fld, "the URL must not contain NUL or line breaks")
-    try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        _ = parts.port
-    except ValueError as exc:
-        raise InvalidArgument(fld, f"not a valid URL ({exc})") from None
-    if parts.password is not None or any(k.lower() == "password" for k, _v in query):
-        raise InvalidArgument(
-            fld,
-            "the URL must not carry a password: store it in the vault "
-            "(goex secret put NAME --dsn-password --host HOST) and name that secret for the database "
-            "(goex session open --db URL --db-secret NAME)",
-        )
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.Error as exc:
-        reason = _one_line(str(exc)).replace(url, "<the URL>")
-        raise InvalidArgument(fld, f"libpq cannot read the URL: {reason}") from None
-    if info.get("password"):  # libpq found one the URL parser did not: refuse it all the same
-        raise InvalidArgument(fld, "the URL must not carry a password: use a vault secret (--db-secret)")
-    if not (info.get("host") or info.get("hostaddr")):
-        raise InvalidArgument(fld, "the URL names no host (postgresql://USER@HOST[:PORT]/DATABASE)")
-    if not info.get("dbname"):
-        raise InvalidArgument(fld, "the URL names no database (postgresql://USER@HOST[:PORT]/DATABASE)")
-    return url
 
 
 class PostgresTransactionResource:
@@ -132,16 +92,10 @@ class PostgresTransactionResource:
         self, resource: Resource, password: str | None, row_limit: int = 1000, connect_timeout_s: float = 5.0
     ) -> None:
         self.resource = resource
-        self._password = password or None
+        self._pg = run.PgEndpoint(resource.uri, password, connect_timeout_s)
         self._row_limit = row_limit
-        self._connect_timeout_s = connect_timeout_s
-        try:
-            info = conninfo_to_dict(resource.uri)
-        except psycopg.Error as exc:
-            raise InvalidArgument("resource.uri", f"libpq cannot read the URL: {self._scrub(str(exc))}") from None
-        host = str(info.get("host") or info.get("hostaddr") or "localhost")
-        self._where = f"{host}:{info.get('port') or 5432}"
-        self._dbname = str(info.get("dbname") or "")
+        self._where = self._pg.where
+        self._dbname = self._pg.dbname
         self._live: list[str] = []  # actions with a live savepoint, oldest first
         self._committing: list[str] = []  # actions released for the COMMIT that ends the transaction
         self._lost: list[str] = []  # pending actions the server discarded (see take_lost)
@@ -152,23 +106,7 @@ class PostgresTransactionResource:
     # ------------------------------------------------------------ connection
 
     def _connect(self) -> Conn:
-        kwargs: dict[str, Any] = {
-            "autocommit": False,
-            "prepare_threshold": None,  # no server-side prepared statements: DDL in actions would stale them
-            "connect_timeout": max(2, math.ceil(self._connect_timeout_s)),  # libpq counts whole seconds, >= 2
-            "application_name": "goexd",
-        }
-        if self._password is not None:
-            kwargs["password"] = self._password
-        try:
-            return psycopg.connect(self.resource.uri, **kwargs)
-        except psycopg.Error as exc:
-            reason = self._reason(exc)
-            if "no password supplied" in reason:
-                reason += " (give the session a vault secret holding the password: --db-secret NAME)"
-            raise Unavailable(
-                f"cannot connect to PostgreSQL at {self._where} (database {self._dbname}): {reason}"
-            ) from None
+        return self._pg.connect(autocommit=False)
 
     def _ready(self) -> Conn:
         """The connection; a new one (and so a new transaction) if the last one was lost."""
@@ -179,12 +117,7 @@ class PostgresTransactionResource:
 
     def _broken(self) -> bool:
         """Whether the connection is gone, or was left in a state no statement can follow (then closed)."""
-        if self._conn.closed:
-            return True
-        if self._conn.info.transaction_status not in _USABLE:
-            self._conn.close()
-            return True
-        return False
+        return run.broken(self._conn)
 
     def _discard_live(self, running: str | None) -> list[str]:
         """The server rolled the session's transaction back: every pending action but `running` is lost."""
@@ -234,15 +167,7 @@ class PostgresTransactionResource:
         self._checked(spec)
 
     def _checked(self, spec: ActionSpec) -> list[Classified]:
-        if spec.kind is not ActionKind.SQL:
-            raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on a database resource")
-        parsed = parse_postgres(spec.sql)
-        statements = [classify_postgres(p) for p in parsed]
-        for i, (p, st) in enumerate(zip(parsed, statements, strict=True)):
-            _refuse(i, p.node, st)
-        if spec.params and len(statements) != 1:
-            raise InvalidArgument("spec.sql.params", f"parameters need exactly one statement, not {len(statements)}")
-        return statements
+        return run.check_script(spec, runs_in="its own savepoint", non_transactional=_NON_TRANSACTIONAL)
 
     def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
         if inverse is not None:
@@ -283,69 +208,16 @@ class PostgresTransactionResource:
         with self._lock:
             if self._conn.closed:
                 raise FailedPrecondition("the action's savepoint went with the lost connection; nothing ran")
-            conn = self._conn
             running = self._live[-1] if self._live else None
-            params = list(spec.params) or None
-            timeout_ms = str(min(math.ceil(limits.timeout_s * 1000), _MAX_TIMEOUT_MS)) if limits.timeout_s > 0 else "0"
-            started = time.monotonic()
-            result = SqlResult()
-            affected = 0
-            at = 0
-            watch = _Watch(conn, cancel, limits.timeout_s)
             try:
-                with RawCursor(conn) as cur:
-                    cur.execute(
-                        "SELECT current_setting('statement_timeout'), set_config('statement_timeout', $1, true)",
-                        [timeout_ms],
-                    )
-                    previous = cur.fetchone()
-                    for st in statements:
-                        at += 1  # which statement failed, for the message
-                        cur.execute(st.sql, params)
-                        if cur.description is not None:
-                            result = self._rows(cur)
-                        if (cur.statusmessage or "").split(" ", 1)[0] in _COUNTED_TAGS and cur.rowcount > 0:
-                            affected += cur.rowcount
-                    if watch.finish():  # the deadline passed (or cancel came) as the last statement ended
-                        raise InvalidArgument(SQL_FIELD, f"stopped: {watch.stopped}")
-                    if previous is not None:
-                        cur.execute("SELECT set_config('statement_timeout', $1, true)", [str(previous[0])])
-            except psycopg.Error as exc:
-                stopped = watch.finish()
-                if self._broken():
-                    raise self._lost_connection(exc, "while the action ran", running) from None
-                if stopped:
-                    raise InvalidArgument(SQL_FIELD, f"stopped: {stopped}") from None
-                if (
-                    isinstance(exc, pg_errors.QueryCanceled)
-                    and "statement timeout" in str(exc)
-                    and time.monotonic() - started >= limits.timeout_s > 0
-                ):  # the server's backstop, not a statement_timeout the action set itself
-                    raise InvalidArgument(SQL_FIELD, f"stopped: wall-clock timeout of {limits.timeout_s:g} s") from None
-                where = f" (statement {at} of {len(statements)})" if len(statements) > 1 and at else ""
-                raise InvalidArgument(SQL_FIELD, f"postgres{where}: {self._message(exc)}") from None
-            finally:
-                watch.finish()
-        return Outcome(
-            exec=None,
-            changes=None,
-            sql=SqlResult(result.columns, result.rows, result.total_rows, result.truncated, affected),
-        )
-
-    def _rows(self, cur: RawCursor[tuple[Any, ...]]) -> SqlResult:
-        """The result as the server's text, straight from libpq's result: no conversion to Python objects."""
-        res, desc = cur.pgresult, cur.description
-        if res is None or desc is None:
-            return SqlResult()
-        encoding = cur.connection.info.encoding
-        total = res.ntuples
-        kept = min(total, self._row_limit)
-        width = range(res.nfields)
-        rows = tuple(
-            tuple(None if (v := res.get_value(i, j)) is None else v.decode(encoding, "replace") for j in width)
-            for i in range(kept)
-        )
-        return SqlResult(tuple(c.name for c in desc), rows, total, total > kept)
+                result = run.run_script(
+                    self._conn, statements, spec.params, limits, cancel, self._row_limit, self._message
+                )
+            except run.ConnectionLost as lost:
+                raise self._lost_connection(lost.error, "while the action ran", running) from None
+            except run.StatementFailed as exc:
+                raise InvalidArgument(SQL_FIELD, exc.why) from None
+        return Outcome(exec=None, changes=None, sql=result)
 
     def take_lost(self) -> list[str]:
         """Pending actions whose effects the database discarded on its own since the last call."""
@@ -466,97 +338,8 @@ class PostgresTransactionResource:
 
     # ------------------------------------------------------------ messages
 
-    def _scrub(self, text: str) -> str:
-        """The text without the password, in any of the forms it could appear in."""
-        pw = self._password
-        if pw:
-            for form in {pw, quote(pw, safe=""), quote_plus(pw)}:
-                text = text.replace(form, "***")
-        return text
-
     def _reason(self, exc: psycopg.Error) -> str:
-        """A connection error, on one line: psycopg's text can span several, and can echo the conninfo."""
-        return self._scrub(_one_line(str(exc)).removeprefix("connection failed: ")) or type(exc).__name__
+        return self._pg.reason(exc)
 
     def _message(self, exc: psycopg.Error) -> str:
-        """A statement error: PostgreSQL's message with its detail and hint."""
-        diag = exc.diag
-        parts = [diag.message_primary or _one_line(str(exc)) or type(exc).__name__]
-        if diag.message_detail:
-            parts.append(f"DETAIL: {diag.message_detail}")
-        if diag.message_hint:
-            parts.append(f"HINT: {diag.message_hint}")
-        return self._scrub("; ".join(_one_line(p) for p in parts))
-
-
-class _Watch:
-    """Stops the running statement (conn.cancel_safe) when the engine cancels or the deadline passes.
-
-    The cancel request is sent under a lock that finish() takes too: once finish() has returned,
-    no cancel can reach a later statement (a cancel that arrives while the backend is idle is
-    ignored by the server)."""
-
-    def __init__(self, conn: Conn, cancel: threading.Event | None, timeout_s: float) -> None:
-        self.stopped = ""
-        self._conn = conn
-        self._cancel = cancel
-        self._timeout_s = timeout_s
-        self._deadline = time.monotonic() + timeout_s if timeout_s > 0 else math.inf
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        if cancel is not None or timeout_s > 0:
-            threading.Thread(target=self._run, name="goexd-pg-watch", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            if self._cancel is not None and self._cancel.is_set():
-                why = "cancelled"
-            elif now >= self._deadline:
-                why = f"wall-clock timeout of {self._timeout_s:g} s"
-            else:
-                wait = self._deadline - now
-                if self._cancel is not None:
-                    wait = min(wait, CANCEL_POLL_S)
-                if self._done.wait(None if math.isinf(wait) else wait):
-                    return
-                continue
-            with self._lock:
-                if self._done.is_set():
-                    return
-                self.stopped = why
-                with contextlib.suppress(psycopg.Error):  # the statement's error (or the lost connection) tells
-                    self._conn.cancel_safe(timeout=CANCEL_REQUEST_TIMEOUT_S)
-            return
-
-    def finish(self) -> str:
-        """No more cancelling; what stopped the action, if anything did."""
-        with self._lock:
-            self._done.set()
-        return self.stopped
-
-
-def _refuse(i: int, node: ast.Node, st: Classified) -> None:
-    n = i + 1
-    if st.cls is StatementClass.PRIVILEGED:
-        raise PermissionDenied(
-            f"spec.sql.sql: statement {n} is privileged ({st.reason}); the session's policy does not allow it"
-        )
-    if st.cls is StatementClass.TRANSACTION:
-        raise InvalidArgument(SQL_FIELD, f"statement {n} ({st.reason}): goexd runs each action in its own savepoint")
-    if not st.transactional:
-        raise InvalidArgument(
-            SQL_FIELD,
-            f"statement {n} ({st.reason}): the transaction strategy runs every action inside the session's open "
-            "transaction, which cannot run this statement or undo it; the clone strategy can (--db-strategy clone)",
-        )
-    if isinstance(node, ast.CopyStmt):  # FROM STDIN / TO STDOUT: the file and PROGRAM forms are privileged
-        raise InvalidArgument(
-            SQL_FIELD,
-            f"statement {n}: COPY {'FROM STDIN' if node.is_from else 'TO STDOUT'} needs a data stream that SQL "
-            f"actions do not have; use {'INSERT' if node.is_from else 'SELECT'} instead",
-        )
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+        return self._pg.message(exc)
