@@ -1,0 +1,305 @@
+"""The PostgreSQL `inverse` strategy on the suite's private cluster: tested pairs, the paper's
+scenarios, tests on a copy for statements a transaction cannot take back, drift, failures.
+
+Each test gets a fresh database owned by `app` and connects as `app` over TCP with its
+password, as goexd does with the password from a vault secret.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from goexd.engine.models import (
+    ActionKind,
+    ActionSpec,
+    Resource,
+    ResourceKind,
+    ReversibilityClass,
+    UndoStrategy,
+    Verdict,
+)
+from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from goexd.resources.postgres_inverse import PostgresInverseResource
+from goexd.sandbox.base import Limits
+from tests.services.postgres import PgCluster
+
+LIMITS = Limits(timeout_s=10)
+USERS = "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, balance integer NOT NULL)"
+
+
+def q(sql: str, *params: str) -> ActionSpec:
+    return ActionSpec(ActionKind.SQL, sql=sql, params=params)
+
+
+def open_resource(cluster: PgCluster, dbname: str, password: str | None = None) -> PostgresInverseResource:
+    resource = Resource("db", ResourceKind.POSTGRES, cluster.app_dsn_for(dbname), UndoStrategy.INVERSE)
+    return PostgresInverseResource(resource, cluster.app_password if password is None else password)
+
+
+@pytest.fixture
+def res(pg_cluster: PgCluster, pg_database: str) -> Iterator[PostgresInverseResource]:
+    with pg_cluster.connect_app(pg_database) as setup:
+        setup.execute(USERS)
+        setup.execute("INSERT INTO users VALUES (1, 'ann', 10), (2, 'bob', 20)")
+    r = open_resource(pg_cluster, pg_database)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def createdb(pg_cluster: PgCluster) -> Iterator[None]:
+    """`app` may create databases (the copies tests run on) for the test's duration."""
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app CREATEDB")
+    yield
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app NOCREATEDB")
+
+
+@pytest.fixture(autouse=True)
+def no_copies_left(pg_cluster: PgCluster) -> Iterator[None]:
+    """Every copy goexd made is gone at the end of each test (dropped, or swapped in)."""
+    yield
+    assert not [d for d in databases(pg_cluster) if d.startswith("goex_")]
+
+
+def seen(cluster: PgCluster, dbname: str, query: str) -> list[tuple[object, ...]]:
+    """What another connection sees."""
+    with cluster.connect_app(dbname) as other:
+        return other.execute(query).fetchall()
+
+
+def databases(cluster: PgCluster) -> list[str]:
+    with cluster.connect() as su:
+        return [r[0] for r in su.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()]
+
+
+def act(res: PostgresInverseResource, spec: ActionSpec, inverse: ActionSpec | None) -> dict[str, str]:
+    """The engine's order: test, checkpoint, execute; returns the checkpoint undo needs."""
+    verdict = res.test(spec, inverse, LIMITS, None)
+    assert verdict.verdict is Verdict.PASSED, verdict.detail
+    cp = res.checkpoint("act_x", inverse)
+    out = res.execute(spec, LIMITS, cp, None, None)
+    return {**cp, **out.checkpoint_extra}
+
+
+def test_the_paper_scenarios_commit_at_once_and_undo_by_their_inverse(pg_cluster: PgCluster, pg_database: str) -> None:
+    res = open_resource(pg_cluster, pg_database)
+    try:
+        empty = res.fingerprint()
+        create = act(res, q(USERS), q("DROP TABLE users"))
+        assert seen(pg_cluster, pg_database, "SELECT to_regclass('users') IS NOT NULL") == [(True,)]  # at once
+        after_create = res.fingerprint()
+        add = act(
+            res,
+            q("INSERT INTO users VALUES (1, 'ann', 100), (2, 'bob', 200), (3, 'cy', 300)"),
+            q("DELETE FROM users WHERE id IN (1, 2, 3)"),
+        )
+        after_add = res.fingerprint()
+        bump = act(
+            res,
+            q("UPDATE users SET balance = balance + $1", "500"),
+            q("UPDATE users SET balance = balance - $1", "500"),
+        )
+        assert seen(pg_cluster, pg_database, "SELECT sum(balance) FROM users") == [(2100,)]
+
+        report = res.rollback("act_x", bump)
+        assert report.verified and "matches its pre-action state" in report.detail
+        assert res.fingerprint() == after_add
+        assert seen(pg_cluster, pg_database, "SELECT name, balance FROM users ORDER BY id") == [
+            ("ann", 100),
+            ("bob", 200),
+            ("cy", 300),
+        ]
+        assert res.rollback("act_x", add).verified and res.fingerprint() == after_create
+        assert res.rollback("act_x", create).verified and res.fingerprint() == empty
+        assert seen(pg_cluster, pg_database, "SELECT to_regclass('users') IS NULL") == [(True,)]
+
+        # With commit: the actions are in the database already; committing only stops offering the inverse.
+        for spec, inverse in (
+            (q(USERS), q("DROP TABLE users")),
+            (q("INSERT INTO users VALUES (1, 'ann', 100)"), q("DELETE FROM users WHERE id = 1")),
+            (q("UPDATE users SET balance = balance + 500"), q("UPDATE users SET balance = balance - 500")),
+        ):
+            res.commit("act_x", act(res, spec, inverse))
+        res.commit_check(["act_x"])
+        assert seen(pg_cluster, pg_database, "SELECT name, balance FROM users") == [("ann", 600)]
+        assert res.take_lost() == []
+    finally:
+        res.close()
+
+
+def test_a_wrong_inverse_fails_its_test_with_the_diff_and_changes_nothing(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    before = res.fingerprint()
+    verdict = res.test(
+        q("UPDATE users SET balance = balance + 500"), q("UPDATE users SET balance = balance - 50"), LIMITS, None
+    )
+    assert verdict.verdict is Verdict.FAILED and verdict.reversibility_class is ReversibilityClass.IRREVERSIBLE
+    assert "in a rolled-back transaction" in verdict.detail
+    assert "users: 2 → 2 rows: 2 changed" in verdict.detail  # the table-level diff says what the pair left behind
+    schema = res.test(q("ALTER TABLE users ADD COLUMN email text"), q("SELECT 1"), LIMITS, None)
+    assert schema.verdict is Verdict.FAILED and "users: definition changed" in schema.detail
+    assert res.fingerprint() == before  # the tests ran in transactions that were rolled back
+    assert seen(pg_cluster, pg_database, "SELECT sum(balance) FROM users") == [(30,)]
+    # ...and left no lock behind: another connection can change the rows at once.
+    with pg_cluster.connect_app(pg_database) as other:
+        other.execute("SET lock_timeout = '1s'")
+        other.execute("UPDATE users SET balance = balance WHERE id = 1")
+
+
+def test_a_failing_inverse_a_failing_action_and_refused_statements(res: PostgresInverseResource) -> None:
+    verdict = res.test(q("DELETE FROM users WHERE name = 'ann'"), q("INSERT INTO nope VALUES (1)"), LIMITS, None)
+    assert verdict.verdict is Verdict.FAILED
+    assert 'the inverse fails after the action (in a rolled-back transaction): postgres: relation "nope"' in (
+        verdict.detail
+    )
+    with pytest.raises(InvalidArgument, match=r'the action fails .*null value in column "balance"'):
+        res.test(q("INSERT INTO users (id, name) VALUES (3, 'no balance')"), q("SELECT 1"), LIMITS, None)
+    with pytest.raises(InvalidArgument, match=r"inverse\.sql\.sql: .*syntax error"):
+        res.test(q("DELETE FROM users"), q("DELET FROM users"), LIMITS, None)
+    with pytest.raises(PermissionDenied, match="privileged"):
+        res.precheck(q("ALTER SYSTEM SET work_mem = '1GB'"))
+    with pytest.raises(InvalidArgument, match="goexd runs each action in its own transaction"):
+        res.precheck(q("COMMIT"))
+    with pytest.raises(InvalidArgument, match="data stream"):
+        res.precheck(q("COPY users FROM STDIN"))
+    with pytest.raises(InvalidArgument, match=r"stopped: wall-clock timeout of 0\.3 s"):
+        res.test(
+            q("UPDATE users SET balance = 0 WHERE pg_sleep(5) IS NOT NULL"), q("SELECT 1"), Limits(timeout_s=0.3), None
+        )
+    assert res.fingerprint() == res.fingerprint()  # still usable: each test ended with its ROLLBACK
+
+
+def test_writes_need_an_inverse_reads_do_not(res: PostgresInverseResource) -> None:
+    with pytest.raises(InvalidArgument, match="needs an inverse"):
+        res.test(q("DELETE FROM users"), None, LIMITS, None)
+    verdict = res.test(q("SELECT * FROM users"), None, LIMITS, None)
+    assert verdict.reversibility_class is ReversibilityClass.READ_ONLY
+    cp = res.checkpoint("act_r")
+    out = res.execute(q("SELECT name FROM users ORDER BY id"), LIMITS, cp, None, None)
+    assert out.sql is not None and out.sql.rows == (("ann",), ("bob",))
+    assert res.rollback("act_r", {**cp, **out.checkpoint_extra}).detail == "the action only read; nothing to undo"
+
+
+@pytest.mark.usefixtures("createdb")
+def test_statements_a_transaction_cannot_take_back_are_tested_on_a_copy(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    with pg_cluster.connect_app(pg_database) as setup:
+        setup.execute("CREATE SEQUENCE s")
+    before_dbs = databases(pg_cluster)
+    t0 = time.monotonic()
+    verdict = res.test(q("VACUUM users"), q("SELECT 1"), LIMITS, None)
+    assert verdict.verdict is Verdict.PASSED and "on a copy of the database" in verdict.detail
+    assert time.monotonic() - t0 < 2
+    bad = res.test(q("DELETE FROM users; VACUUM users"), q("SELECT 1"), LIMITS, None)
+    assert bad.verdict is Verdict.FAILED and "on a copy" in bad.detail and "users: 2 → 0 rows: 2 removed" in bad.detail
+    moved = res.test(q("SELECT nextval('s')"), q("SELECT setval('s', 1, false)"), LIMITS, None)
+    assert moved.verdict is Verdict.PASSED
+    assert seen(pg_cluster, pg_database, "SELECT count(*) FROM users") == [(2,)]  # the copy took the damage
+    assert seen(pg_cluster, pg_database, "SELECT last_value, is_called FROM s") == [(1, False)]  # never moved
+    assert databases(pg_cluster) == before_dbs  # the copies were dropped
+    # Run for real (outside a transaction), and undone by the inverse.
+    cp = act(res, q("CREATE INDEX CONCURRENTLY users_name ON users (name)"), q("DROP INDEX CONCURRENTLY users_name"))
+    assert seen(pg_cluster, pg_database, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name'") == [(1,)]
+    assert res.rollback("act_x", cp).verified
+    assert seen(pg_cluster, pg_database, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name'") == [(0,)]
+    # The action's timeout was set for the session while it ran outside a transaction, and put back after.
+    res.execute(q("VACUUM users"), Limits(timeout_s=2.5), res.checkpoint("act_v", q("SELECT 1")), None, None)
+    assert res._db.conn().execute("SHOW statement_timeout").fetchall() == [("0",)]
+
+
+@pytest.mark.usefixtures("createdb")
+def test_a_copy_test_is_refused_at_once_while_others_are_connected(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    with pg_cluster.connect_app(pg_database), pg_cluster.connect(pg_database):
+        t0 = time.monotonic()
+        with pytest.raises(FailedPrecondition, match=r"runs on a copy of database .* it has 2 other connection\(s\)"):
+            res.test(q("VACUUM users"), q("SELECT 1"), LIMITS, None)
+        assert time.monotonic() - t0 < 1  # not PostgreSQL's 5 s wait
+    assert res.test(q("VACUUM users"), q("SELECT 1"), LIMITS, None).verdict is Verdict.PASSED
+
+
+def test_a_copy_test_without_createdb_fails_with_the_reason(res: PostgresInverseResource) -> None:
+    with pytest.raises(FailedPrecondition, match="permission denied to create database"):
+        res.test(q("VACUUM users"), q("SELECT 1"), LIMITS, None)
+    assert res.fingerprint()  # its connection came back
+
+
+def test_undo_after_others_changed_the_database_runs_but_says_it_could_not_verify(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    cp = act(res, q("UPDATE users SET balance = balance + 500"), q("UPDATE users SET balance = balance - 500"))
+    with pg_cluster.connect_app(pg_database) as other:
+        other.execute("INSERT INTO users VALUES (3, 'zed', 1)")
+    report = res.rollback("act_x", cp)
+    assert not report.verified and "changed since the action" in report.detail
+    # The inverse ran as written (and so also took 500 from the newcomer): the report says it is unverified.
+    assert seen(pg_cluster, pg_database, "SELECT name, balance FROM users ORDER BY id") == [
+        ("ann", 10),
+        ("bob", 20),
+        ("zed", -499),
+    ]
+
+
+def test_a_failed_action_leaves_nothing_to_undo(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    before = res.fingerprint()
+    cp = res.checkpoint("act_f", q("DELETE FROM users WHERE id = 3"))
+    with pytest.raises(InvalidArgument, match=r"statement 2 of 3\): null value"):
+        res.execute(
+            q("INSERT INTO users VALUES (3, 'x', 1); INSERT INTO users (id) VALUES (4); SELECT 1"),
+            LIMITS,
+            cp,
+            None,
+            None,
+        )
+    report = res.rollback("act_f", cp)
+    assert report.verified and "nothing to undo" in report.detail and res.fingerprint() == before
+    # Outside a transaction (VACUUM), the statements before the failing one stay: undo says so.
+    cp = res.checkpoint("act_g", q("SELECT 1"))
+    with pytest.raises(InvalidArgument, match='relation "nope" does not exist'):
+        res.execute(q("DELETE FROM users WHERE id = 1; VACUUM nope"), LIMITS, cp, None, None)
+    report = res.rollback("act_g", cp)
+    assert not report.verified and "outside a transaction had taken effect" in report.detail
+    assert seen(pg_cluster, pg_database, "SELECT name FROM users") == [("bob",)]
+
+
+def test_a_lost_connection_fails_the_running_action_and_the_next_call_reconnects(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    def terminate() -> None:
+        with pg_cluster.connect() as su:
+            su.execute("SELECT pg_terminate_backend(%s)", (res._db.conn().info.backend_pid,))
+
+    before = res.fingerprint()
+    terminate()  # between calls: nothing was pending, the next call reconnects without a word
+    cp = act(res, q("UPDATE users SET balance = 0"), q("UPDATE users SET balance = id * 10"))
+    assert res.rollback("act_x", cp).verified
+    cp = res.checkpoint("act_l", q("DELETE FROM users WHERE id = 9"))
+    threading.Timer(0.3, terminate).start()
+    with pytest.raises(Unavailable, match=r"lost the connection .* while the action ran .* rolled back"):
+        res.execute(q("INSERT INTO users VALUES (9, 'z', 0); SELECT pg_sleep(10)"), LIMITS, cp, None, None)
+    assert res.rollback("act_l", cp).verified and res.fingerprint() == before
+
+
+def test_wrong_password_is_unavailable_without_the_password(pg_cluster: PgCluster, pg_database: str) -> None:
+    wrong = "s3cr%t w@rd/" + pg_cluster.app_password[:6]
+    with pytest.raises(Unavailable) as caught:
+        open_resource(pg_cluster, pg_database, password=wrong)
+    assert "password authentication failed" in str(caught.value) and wrong not in str(caught.value)
+
+
+def test_describe_names_the_strategy_and_the_schema(res: PostgresInverseResource, pg_cluster: PgCluster) -> None:
+    text = res.describe(samples=True)
+    assert "strategy inverse" in text and "users" in text and "balance" in text and "ann" in text
+    for secret in (pg_cluster.host, str(pg_cluster.port), pg_cluster.app_password, "postgresql://"):
+        assert secret not in text
