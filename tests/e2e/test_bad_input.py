@@ -130,18 +130,6 @@ def test_a_workspace_is_held_by_one_open_session(daemon: DaemonProcess, workspac
     ("call", "words"),
     [
         (lambda d: d.admin.CheckPolicy(adpb.CheckPolicyRequest(toml="")), "policy"),
-        (
-            lambda d: d.sessions.CreateSession(
-                spb.CreateSessionRequest(
-                    resources=[
-                        pb.ResourceSpec(
-                            db=pb.DbResourceSpec(url="postgresql://app@127.0.0.1/db"), strategy=pb.UNDO_STRATEGY_CLONE
-                        )
-                    ]
-                )
-            ),
-            "the postgres clone strategy is not built yet",
-        ),
     ],
 )
 def test_capabilities_not_built_yet_are_unimplemented(daemon: DaemonProcess, call: object, words: str) -> None:
@@ -167,3 +155,11 @@ def test_sql_without_a_database_and_reversibility_tests(daemon: DaemonProcess, w
     )
     assert code == grpc.StatusCode.UNIMPLEMENTED and "inverse" in msg
     assert shell(daemon, session.id, "true").state == pb.ACTION_STATE_EXECUTED
+
+
+def test_a_database_refuses_a_strategy_it_cannot_use(daemon: DaemonProcess, tmp_path: Path) -> None:
+    for url, kind in ((f"sqlite://{tmp_path}/a.db", "sqlite"), ("postgresql://app@127.0.0.1/db", "postgres")):
+        spec = pb.ResourceSpec(db=pb.DbResourceSpec(url=url), strategy=pb.UNDO_STRATEGY_VERSIONED)
+        code, msg = status_of(lambda s=spec: daemon.sessions.CreateSession(spb.CreateSessionRequest(resources=[s])))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("resources[0].strategy: "), msg
+        assert kind in msg and "versioned" in msg

@@ -122,3 +122,48 @@ def test_pending_postgres_actions_are_reported_lost_after_a_crash(
     assert after.state == pb.ACTION_STATE_INTERRUPTED
     assert others_see(cluster, dsn, "SELECT count(*) FROM pg_tables WHERE tablename = 't'") == [(0,)]
     assert sql(daemon, s.id, "CREATE TABLE t (x int)").state == pb.ACTION_STATE_EXECUTED
+
+
+def open_pg_with(d: DaemonProcess, dsn: str, strategy: int) -> pb.Session:
+    spec = pb.ResourceSpec(db=pb.DbResourceSpec(url=dsn, secret="pgpass"), strategy=strategy)  # type: ignore[arg-type]
+    return d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec])).session
+
+
+@pytest.fixture
+def app_may_create_databases(pg: tuple[str, PgCluster]) -> Iterator[None]:
+    """The clone strategy copies the database; the cluster is shared, so the grant is taken back."""
+    with pg[1].connect() as su:
+        su.execute("ALTER ROLE app CREATEDB")
+    yield
+    with pg[1].connect() as su:
+        su.execute("ALTER ROLE app NOCREATEDB")
+
+
+@pytest.mark.usefixtures("app_may_create_databases")
+def test_inverse_and_clone_strategies_on_postgres(daemon: DaemonProcess, pg: tuple[str, PgCluster]) -> None:
+    dsn, cluster = pg
+    with psycopg.connect(dsn, password=cluster.app_password, autocommit=True) as setup:
+        setup.execute("CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, balance int NOT NULL)")
+        setup.execute("INSERT INTO users (name, balance) VALUES ('ann', 10), ('bob', 20)")
+
+    inv = open_pg_with(daemon, dsn, pb.UNDO_STRATEGY_INVERSE)
+    req = apb.SubmitActionRequest(
+        session_id=inv.id,
+        spec=pb.ActionSpec(sql=pb.SqlAction(sql="UPDATE users SET balance = balance + 500")),
+        inverse=pb.ActionSpec(sql=pb.SqlAction(sql="UPDATE users SET balance = balance - 500")),
+    )
+    bump = daemon.actions.SubmitAction(req).action
+    assert bump.state == pb.ACTION_STATE_EXECUTED and bump.reversibility.verdict == pb.VERDICT_PASSED
+    assert others_see(cluster, dsn, "SELECT sum(balance) FROM users") == [(1030,)]  # committed at once
+    daemon.actions.UndoAction(apb.UndoActionRequest(session_id=inv.id))
+    assert others_see(cluster, dsn, "SELECT sum(balance) FROM users") == [(30,)]
+    req.inverse.sql.sql = "SELECT 1"
+    assert daemon.actions.SubmitAction(req).action.state == pb.ACTION_STATE_BLOCKED
+    daemon.sessions.CloseSession(sepb.CloseSessionRequest(session_id=inv.id))
+
+    clone = open_pg_with(daemon, dsn, pb.UNDO_STRATEGY_CLONE)
+    wipe = sql(daemon, clone.id, "DROP TABLE users")
+    assert wipe.state == pb.ACTION_STATE_EXECUTED, wipe.error
+    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=clone.id)).undone
+    assert undone.reversibility.verdict == pb.VERDICT_PASSED, undone.reversibility.detail
+    assert others_see(cluster, dsn, "SELECT name, balance FROM users ORDER BY id") == [("ann", 10), ("bob", 20)]

@@ -57,7 +57,10 @@ from goexd.errors import (
 )
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
-from goexd.resources.postgres_tx import PostgresTransactionResource, validate_postgres_url
+from goexd.resources.postgres_clone import PostgresCloneResource
+from goexd.resources.postgres_inverse import PostgresInverseResource
+from goexd.resources.postgres_run import validate_postgres_url
+from goexd.resources.postgres_tx import PostgresTransactionResource
 from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
@@ -190,8 +193,10 @@ class Engine:
             return Resource(req.name or "db", ResourceKind.SQLITE, str(path), strategy)
         if req.kind is ResourceKind.POSTGRES:
             strategy = req.strategy or UndoStrategy.TRANSACTION
-            if strategy is not UndoStrategy.TRANSACTION:
-                raise Unimplemented(f"{fld}.strategy: the postgres {strategy.value} strategy is not built yet")
+            if strategy not in (UndoStrategy.TRANSACTION, UndoStrategy.INVERSE, UndoStrategy.CLONE):
+                raise InvalidArgument(
+                    f"{fld}.strategy", f"a postgres database cannot use the {strategy.value} strategy"
+                )
             url = validate_postgres_url(req.location, f"{fld}.db.url")
             if req.secret:
                 self.vault.get(req.secret)  # NOT_FOUND now rather than at the first action
@@ -286,6 +291,10 @@ class Engine:
             return SqliteCloneResource(resource, self.cfg.state_dir / "db")
         if resource.kind is ResourceKind.SQLITE:
             return SqliteTransactionResource(resource)
+        if resource.kind is ResourceKind.POSTGRES and resource.strategy is UndoStrategy.INVERSE:
+            return PostgresInverseResource(resource, self._db_password(resource))
+        if resource.kind is ResourceKind.POSTGRES and resource.strategy is UndoStrategy.CLONE:
+            return PostgresCloneResource(resource, self._db_password(resource))
         if resource.kind is ResourceKind.POSTGRES:
             return PostgresTransactionResource(resource, self._db_password(resource))
         workspace = Path(resource.uri)
