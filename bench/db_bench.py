@@ -198,6 +198,8 @@ def bench_test(g: Goexd, req: apb.TestReversibilityRequest, reps: int) -> list[f
 
 
 def load_users(cluster: PgCluster, n: int) -> str:
+    with cluster.connect() as su:
+        su.execute("ALTER ROLE app CREATEDB")  # the clone strategy (and inverse tests on a copy) copy the database
     name = cluster.create_database(f"bench_{human(n).lower()}")
     with cluster.connect(name) as conn:
         conn.execute("CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, balance int NOT NULL)")
