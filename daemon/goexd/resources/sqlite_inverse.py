@@ -111,17 +111,7 @@ class SqliteInverseResource:
     ) -> Outcome:
         statements = run.check_script(spec)
         with self._lock:
-            transactional = all(st.transactional for st in statements)
-            if transactional:
-                self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = run.run_script(self._db, statements, spec.params, limits, cancel, self._row_limit)
-                if self._db.in_transaction:
-                    self._db.execute("COMMIT")
-            except run.StatementFailed as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise InvalidArgument("spec.sql.sql", exc.why) from None
+            result = run.commit_at_once(self._db, statements, spec.params, limits, cancel, self._row_limit)
             post = inspect.fingerprint(self._db).digest
         return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"post": post})
 

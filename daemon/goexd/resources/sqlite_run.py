@@ -95,6 +95,29 @@ def run_script(
     return SqlResult(result.columns, result.rows, result.total_rows, result.truncated, db.total_changes - before)
 
 
+def commit_at_once(
+    db: sqlite3.Connection,
+    statements: Sequence[Classified],
+    params: Sequence[str],
+    limits: Limits,
+    cancel: threading.Event | None,
+    row_limit: int,
+) -> SqlResult:
+    """Run in one transaction and commit it (statements a transaction cannot hold run on their own);
+    on failure roll back and raise InvalidArgument with the cause."""
+    if all(st.transactional for st in statements):
+        db.execute("BEGIN IMMEDIATE")
+    try:
+        result = run_script(db, statements, params, limits, cancel, row_limit)
+        if db.in_transaction:
+            db.execute("COMMIT")
+    except StatementFailed as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise InvalidArgument("spec.sql.sql", exc.why) from None
+    return result
+
+
 def _rows(cur: sqlite3.Cursor, row_limit: int) -> SqlResult:
     columns = tuple(d[0] for d in cur.description)
     rows: list[tuple[str | None, ...]] = []
