@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from goexd.engine.models import ActionSpec, Resource, Reversibility, SqlResult
+from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
 
@@ -45,6 +46,25 @@ class SandboxNetwork:
 class RollbackReport:
     verified: bool
     detail: str
+
+
+class UndoesByItself:
+    """For strategies whose undo needs no client inverse and no reversibility test before the action."""
+
+    resource: Resource
+    undoes_by: str  # e.g. "by restoring snapshots", for the refusal of a client inverse
+
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        if inverse is not None:
+            raise InvalidArgument(
+                "inverse",
+                f"{self.resource.name!r} undoes {self.undoes_by}; client inverses are for the inverse strategy",
+            )
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        return None
 
 
 class ResourceManager(Protocol):

@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility
+from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import InvalidArgument
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
 from goexd.snapshots.base import Snapshot
 from goexd.snapshots.git_store import GitWorkspaceStore
@@ -57,7 +57,9 @@ def validate_workspace(raw: str, field: str, forbidden: Sequence[Path]) -> Path:
     return path
 
 
-class FsVersionedResource:
+class FsVersionedResource(UndoesByItself):
+    undoes_by = "by restoring snapshots"
+
     def __init__(
         self,
         resource: Resource,
@@ -97,18 +99,6 @@ class FsVersionedResource:
         if count > DESCRIBE_MAX_ENTRIES:
             lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
         return "\n".join(lines)
-
-    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
-        if inverse is not None:
-            raise InvalidArgument(
-                "inverse",
-                f"{self.resource.name!r} undoes by restoring snapshots; client inverses are for the inverse strategy",
-            )
-
-    def test(
-        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility | None:
-        return None
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         snap = self._store.capture()

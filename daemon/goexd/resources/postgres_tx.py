@@ -62,10 +62,10 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import postgres as inspect
-from goexd.engine.models import ActionSpec, Resource, Reversibility
+from goexd.engine.models import ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.resources import postgres_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.postgres_run import Conn, validate_postgres_url
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified
@@ -85,7 +85,8 @@ def savepoint_name(action_id: str) -> str:
     return f"goex_{action_id}"
 
 
-class PostgresTransactionResource:
+class PostgresTransactionResource(UndoesByItself):
+    undoes_by = "inside its transaction"
     undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
 
     def __init__(
@@ -168,18 +169,6 @@ class PostgresTransactionResource:
 
     def _checked(self, spec: ActionSpec) -> list[Classified]:
         return run.check_script(spec, runs_in="its own savepoint", non_transactional=_NON_TRANSACTIONAL)
-
-    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
-        if inverse is not None:
-            raise InvalidArgument(
-                "inverse",
-                f"{self.resource.name!r} undoes inside its transaction; client inverses are for the inverse strategy",
-            )
-
-    def test(
-        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility | None:
-        return None
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         name = savepoint_name(action_id)

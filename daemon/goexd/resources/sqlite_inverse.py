@@ -17,6 +17,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
@@ -25,7 +26,7 @@ from goexd.errors import InvalidArgument
 from goexd.resources import sqlite_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
 from goexd.sandbox.base import Limits
-from goexd.sql.classify import StatementClass
+from goexd.sql.classify import Classified, StatementClass
 
 
 class SqliteInverseResource:
@@ -64,31 +65,27 @@ class SqliteInverseResource:
         self.check_inverse(spec, inverse)
         if inverse is None:
             return Reversibility(ReversibilityClass.READ_ONLY, Verdict.PASSED, "the action only reads")
-        both = [*run.check_script(spec), *run.check_script(inverse, "inverse")]
+        pair = _Pair(spec, run.check_script(spec), inverse, run.check_script(inverse, "inverse"), limits, cancel)
         with self._lock:
-            if all(st.transactional for st in both):
-                return self._test_in_transaction(spec, inverse, limits, cancel)
-            return self._test_on_clone(spec, inverse, limits, cancel)
+            if all(st.transactional for st in (*pair.action, *pair.undo)):
+                return self._test_in_transaction(pair)
+            return self._test_on_clone(pair)
 
-    def _test_in_transaction(
-        self, spec: ActionSpec, inverse: ActionSpec, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility:
+    def _test_in_transaction(self, pair: _Pair) -> Reversibility:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            return _pair_test(self._db, spec, inverse, limits, cancel, self._row_limit, "in a rolled-back transaction")
+            return pair.run(self._db, self._row_limit, "in a rolled-back transaction")
         finally:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
 
-    def _test_on_clone(
-        self, spec: ActionSpec, inverse: ActionSpec, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility:
+    def _test_on_clone(self, pair: _Pair) -> Reversibility:
         # A statement a transaction cannot take back: try the pair on a private copy instead.
         with tempfile.TemporaryDirectory(prefix="goexd-clone-") as tmp:
             clone = sqlite3.connect(Path(tmp) / "clone.db", isolation_level=None, check_same_thread=False)
             try:
                 self._db.backup(clone)
-                return _pair_test(clone, spec, inverse, limits, cancel, self._row_limit, "on a clone of the database")
+                return pair.run(clone, self._row_limit, "on a clone of the database")
             finally:
                 clone.close()
 
@@ -163,33 +160,40 @@ class SqliteInverseResource:
             self._db.close()
 
 
-def _pair_test(
-    db: sqlite3.Connection,
-    spec: ActionSpec,
-    inverse: ActionSpec,
-    limits: Limits,
-    cancel: threading.Event | None,
-    row_limit: int,
-    where: str,
-) -> Reversibility:
-    before = inspect.fingerprint(db)
-    try:
-        run.run_script(db, run.check_script(spec), spec.params, limits, cancel, row_limit)
-    except run.StatementFailed as exc:
-        raise InvalidArgument("spec.sql.sql", f"the action fails ({where}): {exc.why}") from None
-    try:
-        run.run_script(db, run.check_script(inverse, "inverse"), inverse.params, limits, cancel, row_limit)
-    except run.StatementFailed as exc:
+@dataclass(frozen=True)
+class _Pair:
+    """An action and its inverse, each parsed once, run back to back by the reversibility test."""
+
+    spec: ActionSpec
+    action: list[Classified]
+    inverse: ActionSpec
+    undo: list[Classified]
+    limits: Limits
+    cancel: threading.Event | None
+
+    def run(self, db: sqlite3.Connection, row_limit: int, where: str) -> Reversibility:
+        before = inspect.fingerprint(db)
+        try:
+            run.run_script(db, self.action, self.spec.params, self.limits, self.cancel, row_limit)
+        except run.StatementFailed as exc:
+            raise InvalidArgument("spec.sql.sql", f"the action fails ({where}): {exc.why}") from None
+        try:
+            run.run_script(db, self.undo, self.inverse.params, self.limits, self.cancel, row_limit)
+        except run.StatementFailed as exc:
+            return Reversibility(
+                ReversibilityClass.IRREVERSIBLE,
+                Verdict.FAILED,
+                f"the inverse fails after the action ({where}): {exc.why}",
+            )
+        after = inspect.fingerprint(db)
+        if after.digest == before.digest:
+            return Reversibility(
+                ReversibilityClass.REVERSIBLE,
+                Verdict.PASSED,
+                f"action then inverse left the database unchanged ({where})",
+            )
         return Reversibility(
-            ReversibilityClass.IRREVERSIBLE, Verdict.FAILED, f"the inverse fails after the action ({where}): {exc.why}"
+            ReversibilityClass.IRREVERSIBLE,
+            Verdict.FAILED,
+            f"action then inverse did not restore the database ({where}): {inspect.diff(before, after).text}",
         )
-    after = inspect.fingerprint(db)
-    if after.digest == before.digest:
-        return Reversibility(
-            ReversibilityClass.REVERSIBLE, Verdict.PASSED, f"action then inverse left the database unchanged ({where})"
-        )
-    return Reversibility(
-        ReversibilityClass.IRREVERSIBLE,
-        Verdict.FAILED,
-        f"action then inverse did not restore the database ({where}): {inspect.diff(before, after).text}",
-    )

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
-from goexd.engine.models import ActionSpec, Resource, Reversibility
+from goexd.engine.models import ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.resources import sqlite_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.sandbox.base import Limits
 
 
@@ -52,7 +52,8 @@ def validate_sqlite_url(url: str, fld: str, forbidden: Sequence[Path]) -> Path:
     return path
 
 
-class SqliteTransactionResource:
+class SqliteTransactionResource(UndoesByItself):
+    undoes_by = "inside its transaction"
     undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
 
     def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
@@ -75,18 +76,6 @@ class SqliteTransactionResource:
 
     def precheck(self, spec: ActionSpec) -> None:
         run.check_script(spec)
-
-    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
-        if inverse is not None:
-            raise InvalidArgument(
-                "inverse",
-                f"{self.resource.name!r} undoes inside its transaction; client inverses are for the inverse strategy",
-            )
-
-    def test(
-        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility | None:
-        return None
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
