@@ -92,6 +92,12 @@ class EgressConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    # The daemon-wide default policy (TOML, see docs/policy.md); a session's own policy is layered over it.
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     socket: Path = field(default_factory=default_socket)
     state_dir: Path = field(default_factory=default_state_dir)
@@ -105,6 +111,7 @@ class Config:
     gc: GcConfig = field(default_factory=GcConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def vault_path(self) -> Path:
@@ -129,6 +136,7 @@ _SECTIONS = {
     "gc": GcConfig,
     "vault": VaultConfig,
     "egress": EgressConfig,
+    "policy": PolicyConfig,
 }
 _ENV_PREFIX = "GOEXD_"
 

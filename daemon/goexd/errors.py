@@ -7,6 +7,7 @@
     ├── AlreadyExists        e.g. a secret put without overwrite -> ALREADY_EXISTS
     ├── FailedPrecondition   valid request, wrong state          -> FAILED_PRECONDITION
     ├── PermissionDenied     refused by policy                   -> PERMISSION_DENIED
+    ├── ResourceExhausted    a policy rate limit was reached     -> RESOURCE_EXHAUSTED
     ├── Unavailable          a backend cannot be reached         -> UNAVAILABLE
     ├── DeadlineExceeded     waited for something that did not come -> DEADLINE_EXCEEDED
     ├── Unimplemented        capability not built yet            -> UNIMPLEMENTED
@@ -47,6 +48,10 @@ class FailedPrecondition(GoexError):
 
 
 class PermissionDenied(GoexError):
+    pass
+
+
+class ResourceExhausted(GoexError):
     pass
 
 

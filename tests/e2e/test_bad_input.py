@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-import pytest
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
@@ -124,18 +123,6 @@ def test_a_workspace_is_held_by_one_open_session(daemon: DaemonProcess, workspac
         assert code == grpc.StatusCode.FAILED_PRECONDITION, msg
         assert first.id in msg
     assert _journal_counts(daemon) == before
-
-
-@pytest.mark.parametrize(
-    ("call", "words"),
-    [
-        (lambda d: d.admin.CheckPolicy(adpb.CheckPolicyRequest(toml="")), "policy"),
-    ],
-)
-def test_capabilities_not_built_yet_are_unimplemented(daemon: DaemonProcess, call: object, words: str) -> None:
-    code, msg = status_of(lambda: call(daemon))  # type: ignore[operator]
-    assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert words in msg
 
 
 def test_sql_without_a_database_and_reversibility_tests(daemon: DaemonProcess, workspace: Path) -> None:

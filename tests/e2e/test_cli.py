@@ -447,8 +447,11 @@ def test_every_command_prints_one_json_object_with_the_response_fields(
         "error": {"code": "NOT_FOUND", "message": "action 'act_0000000000000000' not found"}
     }
     assert j("secret", "delete", "nope", code=1)["error"] == {"code": "NOT_FOUND", "message": "secret 'nope' not found"}
-    (tmp_path / "p.toml").write_text("[fs]\n")
-    assert j("policy", "check", "p.toml", code=1)["error"]["code"] == "UNIMPLEMENTED"
+    (tmp_path / "p.toml").write_text('[sql]\nwrite = "allow"\n[fs]\n')
+    checked = j("policy", "check", "p.toml", code=1)
+    parses_as(checked, adpb.CheckPolicyResponse)
+    assert checked["errors"] == [{"line": 3, "message": checked["errors"][0]["message"]}]
+    assert "fs: unknown key" in checked["errors"][0]["message"]
     assert j("log", code=1)["error"]["code"] == "FAILED_PRECONDITION"  # no current session
     assert j("run", code=2)["error"]["code"] == "INVALID_ARGUMENT"
 
@@ -474,9 +477,7 @@ def test_errors_are_one_line_and_exit_1(
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"long-enough-token\n")))
     assert goex_cli.error("secret", "put", "a/b") == "info.name: 'a/b' contains a path separator or a control character"
 
-    # Capabilities goexd does not have yet: the error names what is missing.
-    (tmp_path / "policy.toml").write_text("[fs]\n")
-    assert "policy engine is not built yet" in goex_cli.error("policy", "check", "policy.toml")
+    assert goex_cli.error("policy", "check", str(tmp_path / "none.toml")).startswith("cannot read ")
 
     monkeypatch.setenv("GOEX_SOCKET", str(tmp_path / "nowhere.sock"))
     message = goex_cli.error("health")

@@ -345,10 +345,7 @@ def test_failed_precondition(client: goex.Client, session: goex.Session, workspa
 
 
 def test_capabilities_not_built_yet_are_unimplemented(client: goex.Client, session: goex.Session) -> None:
-    for call, words in (
-        (lambda: client.check_policy("[fs]\n"), "policy engine is not built yet"),
-        (lambda: client.test_reversibility(session.id, goex.Shell(["true"])), "reversibility tests"),
-    ):
+    for call, words in ((lambda: client.test_reversibility(session.id, goex.Shell(["true"])), "reversibility tests"),):
         with pytest.raises(goex.Unimplemented) as exc:
             call()
         assert words in exc.value.message and exc.value.code_name == "UNIMPLEMENTED"
@@ -357,11 +354,18 @@ def test_capabilities_not_built_yet_are_unimplemented(client: goex.Client, sessi
     assert client.list_actions(session.id) == []  # none of those left an action behind
 
 
-def test_a_session_policy_is_refused_while_the_policy_engine_is_missing(client: goex.Client, workspace: Path) -> None:
+def test_a_bad_session_policy_opens_nothing_and_check_policy_says_why(client: goex.Client, workspace: Path) -> None:
     before = client.list_sessions(include_closed=True)
-    with pytest.raises(goex.Unimplemented, match="policy"):
-        client.create_session(fs=workspace, policy='[fs]\ndeny_delete = ["*"]\n')
+    with pytest.raises(goex.InvalidArgument, match=r"policy_toml: line 2: fs: unknown key"):
+        client.create_session(fs=workspace, policy='[sql]\n[fs]\ndeny_delete = ["*"]\n')
     assert client.list_sessions(include_closed=True) == before
+    check = client.check_policy('[sandbox]\nmax_timeout_s = 5\nnetwork = "sometimes"\n')
+    assert not check.ok and [(e.line, "sandbox.network" in e.message) for e in check.errors] == [(3, True)]
+    assert client.check_policy("[sandbox]\nmax_timeout_s = 5\n").ok
+    session = client.create_session(fs=workspace, policy="[sandbox]\nmax_timeout_s = 5\n")
+    with pytest.raises(goex.PermissionDenied, match=r"sandbox.max_timeout_s"):
+        client.run_shell(session.id, ["true"], limits=goex.Limits(timeout=9))
+    assert client.run_shell(session.id, ["true"]).state is goex.ActionState.EXECUTED
 
 
 def test_daemon_not_running(tmp_path: Path) -> None:

@@ -208,14 +208,16 @@ def test_egress_refusals_happen_before_anything_runs(daemon: DaemonProcess, http
         (["nowhere"], [], grpc.StatusCode.PERMISSION_DENIED, "secret 'nowhere' is allowed for no host"),
         (["missing"], [], grpc.StatusCode.NOT_FOUND, "secret 'missing' not found"),
         (["a/b"], [], grpc.StatusCode.INVALID_ARGUMENT, "spec.egress.secrets[0]"),
-        ([], ["api.example.com"], grpc.StatusCode.PERMISSION_DENIED, "not in the daemon's egress.allowed_hosts"),
+        ([], ["api.example.com"], grpc.StatusCode.PERMISSION_DENIED, "egress.hosts"),
         ([], ["http://x/"], grpc.StatusCode.INVALID_ARGUMENT, "spec.egress.hosts[0]"),
     ]
     for secrets, hosts, code, words in cases:
         got, msg = status_of(lambda s=secrets, h=hosts: python(daemon, session.id, "print(1)", s, h))
         assert got == code and words in msg, (got, msg)
-    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=session.id))
-    assert list(listed.actions) == []
+    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=session.id)).actions
+    # Bad input leaves no trace; the policy's refusal of a host is recorded as a BLOCKED action that never ran.
+    assert [(a.state, "policy rule egress.hosts" in a.error) for a in listed] == [(pb.ACTION_STATE_BLOCKED, True)]
+    assert list(listed[0].egress) == [] and not listed[0].HasField("exec")
 
 
 def test_without_egress_there_is_no_network(daemon: DaemonProcess, httpbin_port: int, workspace: Path) -> None:

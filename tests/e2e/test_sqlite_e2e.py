@@ -73,7 +73,7 @@ def test_paper_scenarios_undo_and_commit(daemon: DaemonProcess, db: Path) -> Non
     daemon.actions.UndoTo(apb.UndoToRequest(action_id=create.id))  # nothing pending: a no-op
 
 
-def test_bad_sql_is_refused_before_it_is_recorded_and_the_transaction_stays_usable(
+def test_bad_sql_is_refused_before_it_runs_and_the_transaction_stays_usable(
     daemon: DaemonProcess, db: Path, tmp_path: Path
 ) -> None:
     s = open_db(daemon, db)
@@ -91,7 +91,15 @@ def test_bad_sql_is_refused_before_it_is_recorded_and_the_transaction_stays_usab
     ok = sql(daemon, s.id, "SELECT count(*) FROM t")
     assert rows(ok) == [["0"]]  # the failed action's first statement was rolled back with it
     listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
-    assert [a.id for a in listed] == [first.id, failed.id, ok.id]
+    # Bad input leaves no trace; the policy's refusal is recorded as a BLOCKED action that never ran.
+    assert [a.state for a in listed] == [
+        pb.ACTION_STATE_EXECUTED,
+        pb.ACTION_STATE_BLOCKED,
+        pb.ACTION_STATE_FAILED,
+        pb.ACTION_STATE_EXECUTED,
+    ]
+    assert [listed[0].id, listed[2].id, listed[3].id] == [first.id, failed.id, ok.id]
+    assert "privileged" in listed[1].error and "policy rule sql.privileged" in listed[1].error
     assert not (tmp_path / "x.db").exists()
 
 

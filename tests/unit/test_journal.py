@@ -122,8 +122,10 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     j.insert_session(_session("s1", "/w"))
     j.insert_action(_action("a1", "s1"))
     j.close()
-    # Make it what goexd 0.1 wrote: no egress or sql column, schema 1.
+    # Make it what goexd 0.1 wrote: no egress, sql, http or approval column, schema 1.
     db = sqlite3.connect(path)
+    db.execute("ALTER TABLE actions DROP COLUMN http")
+    db.execute("ALTER TABLE actions DROP COLUMN approval")
     db.execute("ALTER TABLE actions DROP COLUMN egress")
     db.execute("ALTER TABLE actions DROP COLUMN sql")
     db.execute("ALTER TABLE resources DROP COLUMN secret")
@@ -132,10 +134,10 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db.close()
     j = Journal(path)
     action = j.get_action("a1")
-    assert action is not None and action.egress == () and action.sql is None
-    j.update("a1", egress='[{"method": "GET"}]', sql="{}")  # the columns exist again
+    assert action is not None and action.egress == () and action.sql is None and action.approval == ""
+    j.update("a1", egress='[{"method": "GET"}]', sql="{}", http="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "4"
+    assert version == "6"
     session = j.get_session("s1")
     assert session is not None and session.resources[0].secret == ""
 

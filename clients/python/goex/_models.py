@@ -386,6 +386,7 @@ class Action(_Model[types_pb2.Action]):
     finished_at: datetime | None
     resolved_at: datetime | None  # committed or undone
     egress: tuple[EgressRecord, ...]  # requests made through the egress proxy, in order
+    approval: str  # the explicit approval it was submitted with, when its policy asked for one
 
     @property
     def is_pending(self) -> bool:
@@ -423,6 +424,7 @@ class Action(_Model[types_pb2.Action]):
             finished_at=timestamp(msg, "finished_at"),
             resolved_at=timestamp(msg, "resolved_at"),
             egress=tuple(EgressRecord.from_proto(r) for r in msg.egress),
+            approval=msg.approval,
             proto=msg,
         )
 

@@ -1,14 +1,13 @@
 """What the engine checks and prepares before a sandboxed action with egress runs.
 
 An action names the secrets it uses and any further hosts; this module refuses what the
-vault or the daemon's config does not allow (before anything runs) and gathers the
+vault does not allow (before anything runs) and gathers the
 environment an env-injected secret opts into. The proxy itself is reached through the
 `EgressRoutes` protocol so the engine does not depend on how it is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -39,19 +38,9 @@ class EgressRoutes(Protocol):
     def open_route(self, grant: EgressGrant) -> EgressRoute: ...
 
 
-def covers(allowed: str, requested: str) -> bool:
-    """Whether an `egress.allowed_hosts` pattern admits a requested host pattern."""
-    a_host, _, a_port = allowed.rpartition(":") if allowed.count(":") == 1 else (allowed, "", "")
-    r_host, _, r_port = requested.rpartition(":") if requested.count(":") == 1 else (requested, "", "")
-    if a_port and a_port != r_port:
-        return False
-    if a_host.startswith("*."):
-        return r_host.endswith(a_host[1:]) and r_host != a_host[2:]
-    return a_host == r_host
-
-
-def check(req: EgressRequest, kind: ActionKind, vault: Vault, allowed_hosts: Sequence[str]) -> None:
-    """Refuse an egress request the vault or the daemon's config does not allow; changes nothing."""
+def check(req: EgressRequest, kind: ActionKind, vault: Vault) -> None:
+    """Refuse an egress request the vault does not allow; changes nothing. (Which hosts code may reach
+    without a secret is the session policy's call: `[egress] hosts`.)"""
     if kind not in SANDBOXED:
         raise InvalidArgument("spec.egress", f"only shell and python actions use the egress proxy, not {kind.value}")
     for i, name in enumerate(req.secrets):
@@ -63,12 +52,6 @@ def check(req: EgressRequest, kind: ActionKind, vault: Vault, allowed_hosts: Seq
                 "store it again with the hosts it may be sent to"
             )
         vault.usable(secret)  # an OAuth2 secret whose refresh was refused says so now
-    for i, host in enumerate(req.hosts):
-        if not any(covers(a, host) for a in allowed_hosts):
-            raise PermissionDenied(
-                f"spec.egress.hosts[{i}]: {host} is not in the daemon's egress.allowed_hosts "
-                f"({', '.join(allowed_hosts) or 'empty'}); a secret's own hosts need no listing"
-            )
 
 
 def sandbox_env(req: EgressRequest, vault: Vault) -> dict[str, str]:

@@ -52,9 +52,15 @@ from goexd.errors import (
     InternalError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
     Unavailable,
     Unimplemented,
 )
+from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
+from goexd.policy.defaults import daemon_layers
+from goexd.policy.model import ActionFacts, Decision, DecisionKind, LimitsFacts, SqlStatementFacts
+from goexd.policy.parse import PolicyError, build, parse
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.postgres_clone import PostgresCloneResource
@@ -67,6 +73,8 @@ from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.snapshots.base import ChangeSet
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.sql.classify import classify_script
+from goexd.sql.model import Dialect
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.engine")
@@ -110,6 +118,7 @@ class _LiveSession:
 
     session: Session
     managers: dict[str, ResourceManager]
+    policy: SessionPolicy
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -128,6 +137,8 @@ class Engine:
         self._cancel: dict[str, threading.Event] = {}
         self._stopping = threading.Event()
         self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="goexd-action")
+        # Raises SetupError for a bad policy file: the daemon does not start with confinement it cannot read.
+        self.policy_defaults = daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts)
         self.default_limits = Limits(
             timeout_s=cfg.sandbox.timeout_s,
             memory_bytes=cfg.sandbox.memory_bytes,
@@ -147,9 +158,7 @@ class Engine:
         self._refuse_if_stopping()
         if not requests:
             raise InvalidArgument("resources", "at least one resource is required")
-        if policy_toml.strip():
-            # Accepting a policy we cannot enforce would give a false sense of protection.
-            raise Unimplemented("policy_toml: the damage-confinement policy engine is not built yet")
+        self.parse_policy(policy_toml)
         session_limits = self.check_limits("limits", limits or LimitsRequest()).over(self.default_limits)
         resources: list[Resource] = []
         names: set[str] = set()
@@ -175,6 +184,13 @@ class Engine:
             self.journal.close_session(session.id)
             raise
         return self.get_session(session.id)
+
+    def parse_policy(self, text: str, fld: str = "policy_toml") -> SessionPolicy:
+        """A session's policy over the daemon's defaults; INVALID_ARGUMENT naming the line of the first error."""
+        try:
+            return SessionPolicy(build([*self.policy_defaults, parse(text)]), text)
+        except PolicyError as exc:
+            raise InvalidArgument(fld, f"line {exc.line}: {exc.message}") from None
 
     def _check_resource(self, req: ResourceRequest, fld: str) -> Resource:
         if req.kind is ResourceKind.FS:
@@ -271,8 +287,9 @@ class Engine:
             session = self.get_session(session_id)
             if session.state is not SessionState.OPEN:
                 raise FailedPrecondition(f"session {session_id} is closed")
+            policy = self.parse_policy(self.journal.session_policy(session_id))
             managers = {r.name: self._open_manager(r) for r in session.resources}
-            live = _LiveSession(session, managers)
+            live = _LiveSession(session, managers, policy)
             self._live[session_id] = live
             return live
 
@@ -331,21 +348,31 @@ class Engine:
         return req
 
     def submit(
-        self, session_id: str, spec: ActionSpec, inverse: ActionSpec | None = None, detach: bool = False
+        self,
+        session_id: str,
+        spec: ActionSpec,
+        inverse: ActionSpec | None = None,
+        detach: bool = False,
+        approval: str = "",
     ) -> Action:
         self._refuse_if_stopping()
         if spec.kind in _NOT_BUILT:
             raise Unimplemented(_NOT_BUILT[spec.kind])
+        if len(approval) > MAX_APPROVAL_CHARS:
+            raise InvalidArgument("approval", f"at most {MAX_APPROVAL_CHARS} characters")
         self.check_limits("spec.limits", spec.limits)
-        if spec.egress is not None:
-            if self.egress is None:
-                raise Unavailable("spec.egress: this goexd runs without its egress proxy")
-            egress_plan.check(spec.egress, spec.kind, self.vault, self.cfg.egress.allowed_hosts)
+        if spec.egress is not None and self.egress is None:
+            raise Unavailable("spec.egress: this goexd runs without its egress proxy")
         live = self._live_session(session_id)
+        if spec.egress is not None:
+            egress_plan.check(spec.egress, spec.kind, self.vault)
         resource = self._pick_resource(live.session, spec)
         manager = live.managers[resource.name]
-        manager.precheck(spec)
-        manager.check_inverse(spec, inverse)
+        # The policy first: a statement it refuses is refused as such, whatever else is wrong with it.
+        decision = live.policy.check(self._facts(resource, spec), approval)
+        if decision.allowed:
+            manager.precheck(spec)
+            manager.check_inverse(spec, inverse)
         action = Action(
             id=_new_id("act"),
             session_id=session_id,
@@ -355,11 +382,16 @@ class Engine:
             state=ActionState.PROPOSED,
             resource=resource.name,
             created_at=time.time(),
+            approval=decision.approval,
         )
+        if not decision.allowed:
+            self._block(action, decision)
         self.channels.create(action.id).state(ActionState.PROPOSED)
         self._cancel[action.id] = threading.Event()
         try:
-            action = self.journal.insert_action(action)
+            action = self.journal.insert_action(
+                action, note=f"approved: {decision.approval}" if decision.approval else ""
+            )
         except Exception:
             self.channels.close(action.id)
             raise
@@ -367,6 +399,33 @@ class Engine:
             self._workers.submit(self._run_guarded, live, action)
             return action
         return self._run(live, action)
+
+    def _facts(self, resource: Resource, spec: ActionSpec) -> ActionFacts:
+        """What the policy is told about an action before it runs."""
+        if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:
+            dialect: Dialect = "sqlite" if resource.kind is ResourceKind.SQLITE else "postgres"
+            statements = tuple(SqlStatementFacts(st.cls.value, st.reason) for st in classify_script(spec.sql, dialect))
+            return ActionFacts("sql", resource.name, statements=statements)
+        asked = spec.limits
+        return ActionFacts(
+            spec.kind.value,
+            resource.name,
+            limits=LimitsFacts(asked.timeout_s, asked.memory_bytes, asked.max_processes),
+            egress_hosts=spec.egress.hosts if spec.egress is not None else (),
+            uses_egress=spec.egress is not None,
+        )
+
+    def _block(self, action: Action, decision: Decision) -> None:
+        """Record a refused action as BLOCKED (it never runs), then refuse the request with the rule and reason."""
+        why = f"{decision.reason} [policy rule {decision.rule}]"
+        if decision.kind is DecisionKind.NEEDS_APPROVAL:
+            why += "; submit it again with an explicit approval to run it"
+        action = self.journal.insert_action(action)
+        self._transition(action, ActionState.BLOCKED, error=self.redact_text(why), finished_at=time.time())
+        message = f"{why} (recorded as blocked action {action.id})"
+        if decision.retry_after_s is not None:
+            raise ResourceExhausted(message)
+        raise PermissionDenied(message)
 
     def cancel(self, action_id: str) -> Action:
         action = self._get(action_id)
@@ -414,7 +473,7 @@ class Engine:
         if cancel.is_set():
             self._transition(action, ActionState.FAILED, error="cancelled before it started; nothing ran")
             return self._get(action.id)
-        limits = action.spec.limits.over(live.session.limits)
+        limits = live.policy.limits(action.spec.limits, live.session.limits)
         try:
             tested = manager.test(action.spec, action.inverse, limits, cancel)
         except GoexError as exc:
@@ -723,7 +782,7 @@ class Engine:
                 f"{resource.strategy.value}, whose undo is verified on every undo"
             )
         with live.lock:
-            tested = manager.test(spec, inverse, spec.limits.over(live.session.limits), None)
+            tested = manager.test(spec, inverse, live.policy.limits(spec.limits, live.session.limits), None)
         assert tested is not None  # the inverse strategy always tests
         return replace(tested, tested_at=time.time())
 

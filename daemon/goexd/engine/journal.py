@@ -29,12 +29,14 @@ from goexd.engine.models import (
 )
 from goexd.errors import FailedPrecondition, InternalError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 # Each step takes a journal from version N to N + 1; run in order at open.
 _MIGRATIONS = {
     1: "ALTER TABLE actions ADD COLUMN egress TEXT",
     2: "ALTER TABLE actions ADD COLUMN sql TEXT",
     3: "ALTER TABLE resources ADD COLUMN secret TEXT NOT NULL DEFAULT ''",
+    4: "ALTER TABLE actions ADD COLUMN http TEXT",
+    5: "ALTER TABLE actions ADD COLUMN approval TEXT NOT NULL DEFAULT ''",
 }
 
 _SCHEMA = """
@@ -79,6 +81,8 @@ CREATE TABLE IF NOT EXISTS actions (
     created_at REAL NOT NULL,
     egress TEXT,
     sql TEXT,
+    http TEXT,
+    approval TEXT NOT NULL DEFAULT '',
     finished_at REAL,
     resolved_at REAL,
     UNIQUE (session_id, seq)
@@ -108,6 +112,7 @@ _ACTION_COLUMNS = {
     "inverse",
     "egress",
     "sql",
+    "http",
 }
 
 
@@ -195,6 +200,11 @@ class Journal:
                 else f"cannot create session: {exc}"
             ) from None
 
+    def session_policy(self, session_id: str) -> str:
+        """The session's own policy TOML, as it was given."""
+        rows = self._query("SELECT policy_toml FROM sessions WHERE id = ?", (session_id,))
+        return str(rows[0]["policy_toml"]) if rows else ""
+
     def holder_of(self, uris: list[str]) -> tuple[str, str] | None:
         for uri in uris:
             rows = self._query("SELECT session_id FROM resources WHERE uri = ? AND held = 1", (uri,))
@@ -256,8 +266,8 @@ class Journal:
                 "SELECT coalesce(max(seq), 0) + 1 FROM actions WHERE session_id = ?", (action.session_id,)
             ).fetchone()[0]
             db.execute(
-                "INSERT INTO actions (id, session_id, seq, kind, resource, state, spec, inverse, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO actions (id, session_id, seq, kind, resource, state, spec, inverse, approval, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     action.id,
                     action.session_id,
@@ -269,6 +279,7 @@ class Journal:
                     self._redacted({"inverse": codec.dumps(codec.spec_to_json(action.inverse))})["inverse"]
                     if action.inverse
                     else None,
+                    self.redact(action.approval),
                     action.created_at,
                 ),
             )
@@ -387,4 +398,5 @@ class Journal:
             undo_started=bool(row["undo_started"]),
             egress=tuple(codec.egress_from_json(codec.loads(row["egress"]) or [])),
             sql=opt("sql", codec.sql_from_json),
+            approval=row["approval"],
         )

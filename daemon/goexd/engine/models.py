@@ -212,6 +212,7 @@ class Action:
     undo_started: bool = False
     egress: tuple[EgressRecordData, ...] = ()  # requests made through the egress proxy, in order
     sql: SqlResult | None = None
+    approval: str = ""  # the explicit approval it carried, when the policy asked for one
 
     @property
     def kind(self) -> ActionKind:

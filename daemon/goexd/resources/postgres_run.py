@@ -4,9 +4,10 @@
 - `PgEndpoint`: where a resource's database is and how to log in (the password is given to
   psycopg.connect separately, never put into the URI) and the messages about it, with the
   password scrubbed from every one.
-- `check_script`: parse (pglast) and classify a SQL action; refuse privileged statements,
-  transaction control, COPY FROM STDIN / TO STDOUT, and, where the strategy says so, statements
-  a transaction cannot run or take back.
+- `check_script`: parse (pglast) and classify a SQL action; refuse transaction control,
+  COPY FROM STDIN / TO STDOUT, and, where the strategy says so, statements a transaction cannot
+  run or take back. Privileged statements are the session policy's call (the engine asks it
+  before an action is accepted).
 - `run_script`: run the statements with $1 parameters (psycopg's RawCursor), rows as the
   server's text (capped, with the total), affected rows, a wall-clock deadline and cancel by a
   watcher thread (conn.cancel_safe), and statement_timeout as the server's backstop; a lost
@@ -39,7 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from goexd.engine.models import ActionKind, ActionSpec, SqlResult
-from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
 from goexd.sql.postgres_parse import parse_postgres
@@ -202,10 +203,6 @@ def check_script(
 def _refuse(
     sql_field: str, n: int, node: ast.Node, st: Classified, runs_in: str, non_transactional: str | None
 ) -> None:
-    if st.cls is StatementClass.PRIVILEGED:
-        raise PermissionDenied(
-            f"{sql_field}: statement {n} is privileged ({st.reason}); the session's policy does not allow it"
-        )
     if st.cls is StatementClass.TRANSACTION:
         raise InvalidArgument(sql_field, f"statement {n} ({st.reason}): goexd runs each action in {runs_in}")
     if not st.transactional and non_transactional is not None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, SqlResult
-from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.sandbox.base import Limits
 from goexd.sql.classify import Classified, StatementClass, classify_script
 
@@ -43,15 +43,13 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
 
 
 def check_script(spec: ActionSpec, fld: str = "spec") -> list[Classified]:
-    """Parse and classify; refuse privileged and transaction statements. Changes nothing."""
+    """Parse and classify; refuse transaction statements. Changes nothing.
+
+    Privileged statements are not refused here: whether they run is the session policy's call (the engine's)."""
     if spec.kind is not ActionKind.SQL:
         raise InvalidArgument(fld, f"{spec.kind.value} actions do not run on a database resource")
     statements = classify_script(spec.sql, "sqlite")
     for i, st in enumerate(statements):
-        if st.cls is StatementClass.PRIVILEGED:
-            raise PermissionDenied(
-                f"{fld}.sql.sql: statement {i + 1} is privileged ({st.reason}); the session's policy does not allow it"
-            )
         if st.cls is StatementClass.TRANSACTION:
             raise InvalidArgument(
                 f"{fld}.sql.sql", f"statement {i + 1} ({st.reason}): goexd runs each action in its own savepoint"

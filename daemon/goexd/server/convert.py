@@ -333,6 +333,7 @@ def action_pb(a: Action) -> pb.Action:
         finished_at=ts(a.finished_at),
         resolved_at=ts(a.resolved_at),
         egress=[egress_record_pb(r) for r in a.egress],
+        approval=a.approval,
     )
     if a.inverse is not None:
         msg.inverse.CopyFrom(spec_pb(a.inverse))

@@ -20,7 +20,9 @@ from goex.v1 import types_pb2 as pb
 from goexd import __version__
 from goexd.admin import Admin
 from goexd.engine.engine import Engine
-from goexd.errors import InvalidArgument, Unimplemented
+from goexd.errors import InvalidArgument
+from goexd.policy.parse import PolicyError
+from goexd.policy.parse import parse as parse_policy
 from goexd.server import convert as cv
 from goexd.server import convert_secrets as cs
 from goexd.vault.oauth import OAuthFlows
@@ -71,7 +73,7 @@ class ActionsServicer(agrpc.ActionsServicer):
             raise_missing("spec")
         spec = cv.action_spec(req.spec, "spec")
         inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
-        action = self.engine.submit(session_id, spec, inverse, detach=req.detach)
+        action = self.engine.submit(session_id, spec, inverse, detach=req.detach, approval=req.approval)
         return apb.SubmitActionResponse(action=cv.action_pb(action))
 
     def GetAction(self, req: apb.GetActionRequest, ctx: Ctx) -> apb.GetActionResponse:
@@ -199,4 +201,8 @@ class AdminServicer(adgrpc.AdminServicer):
         return adpb.RunGcResponse(snapshots_removed=r.removed, bytes_freed=r.bytes_freed, reasons=r.reasons)
 
     def CheckPolicy(self, req: adpb.CheckPolicyRequest, ctx: Ctx) -> adpb.CheckPolicyResponse:
-        raise Unimplemented("the damage-confinement policy engine is not built yet")
+        try:
+            parse_policy(req.toml)
+        except PolicyError as exc:
+            return adpb.CheckPolicyResponse(ok=False, errors=[adpb.PolicyError(line=exc.line, message=exc.message)])
+        return adpb.CheckPolicyResponse(ok=True)

@@ -87,6 +87,7 @@ def _add_action_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the command's own output")
     p.add_argument("--resource", metavar="NAME", help="target resource (default: the session's only one)")
     p.add_argument("-m", "--description", metavar="TEXT", help="free text for the timeline")
+    add_approve_flag(p)
     add_limit_flags(p)
     net = p.add_argument_group(
         "network",
@@ -137,6 +138,7 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         limits=limits_from_args(args),
         description=args.description,
         egress=egress_from_args(args),
+        approval=args.approve or "",
     )
     if outcome is None:
         return 0
@@ -185,6 +187,14 @@ def submit_action(
         return _follow(app, client, accepted)
     except KeyboardInterrupt:
         raise _cancel_interrupted(client, accepted.id) from None
+
+
+def add_approve_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--approve",
+        metavar="TEXT",
+        help="explicit approval (who and why) for an action the session's policy holds for approval; recorded",
+    )
 
 
 def egress_from_args(args: argparse.Namespace) -> Egress | None:

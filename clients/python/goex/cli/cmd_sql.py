@@ -12,7 +12,7 @@ from goex.cli._app import App, UsageError
 from goex.cli._render import exit_status, sql_affected_text
 from goex.cli._units import parse_duration
 from goex.cli.cmd_log import print_sql_rows
-from goex.cli.cmd_run import print_summary, submit_action
+from goex.cli.cmd_run import add_approve_flag, print_summary, submit_action
 from goex.v1 import actions_pb2
 
 _DESCRIPTION = """\
@@ -63,6 +63,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "tests it first, then uses it to undo",
     )
     p.add_argument("-m", "--description", metavar="TEXT", help="free text for the timeline")
+    add_approve_flag(p)
     p.add_argument("--resource", metavar="NAME", help="target database (default: the session's only one)")
     p.add_argument("--timeout", metavar="DURATION", help="time limit: seconds, or 500ms / 2m / 1h")
     p.add_argument("--detach", action="store_true", help="print the action id once accepted and return")
@@ -100,6 +101,7 @@ def cmd_sql(app: App, args: argparse.Namespace) -> int:
         inverse=inverse,
         limits=limits_from_sql_args(args),
         description=args.description,
+        approval=args.approve or "",
     )
     if outcome is None:
         return 0

@@ -500,7 +500,7 @@ class Timings(_message.Message):
     def __init__(self, prepare: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., capture: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., total: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., undo: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("id", "session_id", "seq", "kind", "state", "resource", "spec", "inverse", "reversibility", "error", "exec", "changes", "sql", "http", "timings", "created_at", "finished_at", "resolved_at", "egress")
+    __slots__ = ("id", "session_id", "seq", "kind", "state", "resource", "spec", "inverse", "reversibility", "error", "exec", "changes", "sql", "http", "timings", "created_at", "finished_at", "resolved_at", "egress", "approval")
     ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -520,6 +520,7 @@ class Action(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     session_id: str
     seq: int
@@ -539,7 +540,8 @@ class Action(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     resolved_at: _timestamp_pb2.Timestamp
     egress: _containers.RepeatedCompositeFieldContainer[EgressRecord]
-    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[ActionKind, str]] = ..., state: _Optional[_Union[ActionState, str]] = ..., resource: _Optional[str] = ..., spec: _Optional[_Union[ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[ActionSpec, _Mapping]] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., error: _Optional[str] = ..., exec: _Optional[_Union[ExecResult, _Mapping]] = ..., changes: _Optional[_Union[ChangeSet, _Mapping]] = ..., sql: _Optional[_Union[SqlResult, _Mapping]] = ..., http: _Optional[_Union[HttpResult, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., egress: _Optional[_Iterable[_Union[EgressRecord, _Mapping]]] = ...) -> None: ...
+    approval: str
+    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[ActionKind, str]] = ..., state: _Optional[_Union[ActionState, str]] = ..., resource: _Optional[str] = ..., spec: _Optional[_Union[ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[ActionSpec, _Mapping]] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., error: _Optional[str] = ..., exec: _Optional[_Union[ExecResult, _Mapping]] = ..., changes: _Optional[_Union[ChangeSet, _Mapping]] = ..., sql: _Optional[_Union[SqlResult, _Mapping]] = ..., http: _Optional[_Union[HttpResult, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., egress: _Optional[_Iterable[_Union[EgressRecord, _Mapping]]] = ..., approval: _Optional[str] = ...) -> None: ...
 
 class OutputChunk(_message.Message):
     __slots__ = ("stream", "data")

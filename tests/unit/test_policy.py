@@ -1,0 +1,273 @@
+"""The policy engine: TOML validation with line numbers, layering, and Policy.check decisions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from goexd.policy.check import RateCounter, SessionPolicy, check, path_allowed
+from goexd.policy.model import (
+    ActionFacts,
+    DecisionKind,
+    HttpRequestFacts,
+    LimitsFacts,
+    SqlStatementFacts,
+)
+from goexd.policy.parse import PolicyError, build, load, parse
+
+
+def _err(text: str) -> PolicyError:
+    with pytest.raises(PolicyError) as info:
+        parse(text)
+    return info.value
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_an_empty_policy_is_valid_and_takes_the_defaults() -> None:
+    policy = load("")
+    assert policy.sql["privileged"] == "deny"
+    assert policy.sql["write"] == "allow"
+    assert policy.http.classes["irreversible"] == "approval"
+    assert policy.deny == ()
+
+
+def test_a_syntax_error_names_its_line() -> None:
+    e = _err('[sql]\nwrite = "allow"\nddl = allow\n')
+    assert e.line == 3
+    assert "invalid TOML" in e.message
+
+
+def test_an_unknown_top_level_key_is_refused_with_its_line() -> None:
+    e = _err('[sql]\nwrite = "allow"\n\n[sqll]\nddl = "deny"\n')
+    assert e.line == 4
+    assert "sqll" in e.message and "unknown key" in e.message
+
+
+def test_an_unknown_key_in_a_nested_resource_table_names_the_key_and_line() -> None:
+    text = '[http]\nmethods = ["GET"]\n\n[http.resources.s3]\npaths = ["/b/**"]\nmethod = ["PUT"]\n'
+    e = _err(text)
+    assert e.line == 6
+    assert "http.resources.s3.method" in e.message
+    assert "methods" in e.message  # lists what is known there
+
+
+def test_an_error_in_the_third_deny_rule_points_at_that_rule() -> None:
+    text = "\n".join(
+        [
+            "[[deny]]",
+            'name = "a"',
+            'contains = "x"',
+            "[[deny]]",
+            'name = "b"',
+            'contains = "y"',
+            "[[deny]]",
+            'name = "c"',
+            'regex = "(unclosed"',
+        ]
+    )
+    e = _err(text)
+    assert e.line == 9
+    assert "deny[2].regex" in e.message and "regular expression" in e.message
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[sql]\nprivileged = "yes"\n', "allow"),
+        ('[http]\nmethods = ["get"]\n', "capitals"),
+        ('[http]\npaths = ["items/*"]\n', "start with '/'"),
+        ('[http]\nrate_limit = "many"\n', "30/minute"),
+        ('[http]\nrate_limit = "0/minute"\n', "positive"),
+        ('[http]\nhosts = ["not a host"]\n', "not a host name"),
+        ("[sandbox]\nmax_processes = -3\n", "positive integer"),
+        ('[sandbox]\nmax_memory = "lots"\n', "size"),
+        ('[egress]\nhosts = "api.example.com"\n', "list of strings"),
+        ('[[deny]]\ncontains = "x"\n', "needs a name"),
+        ('[[deny]]\nname = "a"\n', "exactly one of contains, regex or json"),
+        ('[[deny]]\nname = "a"\njson = "amount"\n', "exactly one of above or not_matching"),
+        ('[[deny]]\nname = "a"\ncontains = "x"\nabove = 3\n', "go with json"),
+        ('[[deny]]\nname = "a"\ncontains = "x"\n[[deny]]\nname = "a"\ncontains = "y"\n', "defined twice"),
+        ('[[deny]]\nname = "a"\ncontains = "x"\nin = "cookies"\n', "one of url, headers, body, any"),
+        ("sql = 3\n", "must be a table"),
+    ],
+)
+def test_bad_values_are_refused_with_a_reason(text: str, needle: str) -> None:
+    e = _err(text)
+    assert needle in e.message, e.message
+    assert e.line >= 1
+
+
+def test_a_full_policy_parses() -> None:
+    text = """
+[sql]
+privileged = "allow"
+ddl = "approval"
+
+[http]
+methods = ["GET", "POST", "DELETE"]
+rate_limit = "30/minute"
+irreversible = "deny"
+hosts = ["127.0.0.1:5000", "*.example.com"]
+
+[http.resources.s3]
+paths = ["/bucket-*", "/bucket-*/**"]
+rate_limit = "5/s"
+
+[[deny]]
+name = "big-payments"
+json = "amount"
+above = 1000
+reason = "payments over 1000 need a person"
+
+[sandbox]
+max_timeout_s = 30
+max_memory = "256MiB"
+network = "approval"
+
+[egress]
+hosts = ["api.example.com"]
+"""
+    policy = load(text)
+    assert policy.sql["privileged"] == "allow" and policy.sql["ddl"] == "approval"
+    s3 = policy.rules_for("s3")
+    assert s3.methods == frozenset({"GET", "POST", "DELETE"})  # inherited from [http]
+    assert s3.paths == ("/bucket-*", "/bucket-*/**")
+    assert s3.rate_limit is not None and s3.rate_limit.count == 5 and s3.rate_limit.per_s == 1
+    assert s3.classes["irreversible"] == "deny"
+    assert policy.sandbox.max_memory_bytes == 256 * 1024 * 1024
+    assert policy.egress_hosts == ("api.example.com",)
+    assert policy.http_hosts == ("127.0.0.1:5000", "*.example.com")
+
+
+def test_layers_merge_key_by_key_and_deny_rules_accumulate() -> None:
+    daemon = parse('[sql]\nddl = "deny"\nwrite = "approval"\n[[deny]]\nname = "d"\ncontains = "secret-word"\n')
+    session = parse('[sql]\nwrite = "allow"\n[[deny]]\nname = "s"\ncontains = "other"\n')
+    policy = build([daemon, session])
+    assert policy.sql["ddl"] == "deny"  # kept from the daemon
+    assert policy.sql["write"] == "allow"  # the session's
+    assert [r.name for r in policy.deny] == ["d", "s"]
+
+
+# ---------------------------------------------------------------- decisions
+
+
+def _sql(*classes: str) -> ActionFacts:
+    return ActionFacts("sql", "db", statements=tuple(SqlStatementFacts(c, f"a {c} statement") for c in classes))
+
+
+def _http(method: str, path: str, body: object = b"", reversibility: str = "", resource: str = "api") -> ActionFacts:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = HttpRequestFacts(method, f"http://127.0.0.1:9/{path.lstrip('/')}", path, {"x-test": "1"}, raw, reversibility)
+    return ActionFacts("http", resource, request=req)
+
+
+def test_privileged_sql_is_denied_by_default_naming_the_rule_and_statement() -> None:
+    d = check(load(""), _sql("read", "privileged"))
+    assert d.kind is DecisionKind.DENY
+    assert d.rule == "sql.privileged"
+    assert "statement 2" in d.reason
+
+
+def test_a_session_policy_can_allow_privileged_sql() -> None:
+    assert check(load('[sql]\nprivileged = "allow"\n'), _sql("privileged")).allowed
+
+
+def test_approval_turns_needs_approval_into_allow_but_never_overrides_a_deny() -> None:
+    policy = load('[sql]\nddl = "approval"\n')
+    needs = check(policy, _sql("ddl"))
+    assert needs.kind is DecisionKind.NEEDS_APPROVAL and needs.rule == "sql.ddl"
+    ok = check(policy, _sql("ddl"), approval="  ops: ticket 42 ")
+    assert ok.allowed and ok.approval == "ops: ticket 42"
+    assert check(policy, _sql("ddl"), approval="   ").kind is DecisionKind.NEEDS_APPROVAL
+    denied = check(policy, _sql("ddl", "privileged"), approval="yes")
+    assert denied.kind is DecisionKind.DENY and denied.rule == "sql.privileged"
+
+
+def test_http_methods_and_paths_are_confined_per_resource() -> None:
+    policy = load('[http]\nmethods = ["GET", "PUT"]\n[http.resources.s3]\npaths = ["/bucket-*", "/bucket-*/**"]\n')
+    assert check(policy, _http("PUT", "/bucket-a/key/x.txt", resource="s3")).allowed
+    d = check(policy, _http("DELETE", "/bucket-a", resource="s3"))
+    assert d.kind is DecisionKind.DENY and d.rule == "http.resources.s3.methods"
+    d = check(policy, _http("GET", "/other", resource="s3"))
+    assert d.kind is DecisionKind.DENY and d.rule == "http.resources.s3.paths"
+    assert check(policy, _http("GET", "/other", resource="api")).allowed  # only s3 has the path rule
+
+
+def test_globs_keep_single_stars_within_a_segment() -> None:
+    assert path_allowed(("/items/*",), "/items/7")
+    assert not path_allowed(("/items/*",), "/items/7/tags")
+    assert path_allowed(("/items/**",), "/items/7/tags")
+    assert not path_allowed(("/items/?",), "/items/17")
+
+
+def test_deny_patterns_match_url_headers_body_and_json_fields() -> None:
+    policy = load(
+        "\n".join(
+            [
+                "[[deny]]",
+                'name = "no-admin"',
+                'in = "url"',
+                'regex = "/admin(/|$)"',
+                "[[deny]]",
+                'name = "outside-recipients"',
+                'json = "to"',
+                r'not_matching = "@example\\.com$"',
+                'reason = "mail only to example.com"',
+                "[[deny]]",
+                'name = "big-amounts"',
+                'json = "payment.amount"',
+                "above = 1000",
+                'methods = ["POST"]',
+            ]
+        )
+    )
+    d = check(policy, _http("GET", "/admin/users"))
+    assert d.kind is DecisionKind.DENY and d.rule == "deny.no-admin"
+    assert check(policy, _http("GET", "/administrators")).allowed
+    d = check(policy, _http("POST", "/mail", {"to": ["a@example.com", "b@evil.test"]}))
+    assert d.kind is DecisionKind.DENY and d.rule == "deny.outside-recipients"
+    assert "b@evil.test" in d.reason and "mail only to example.com" in d.reason
+    assert check(policy, _http("POST", "/mail", {"to": ["a@example.com"]})).allowed
+    d = check(policy, _http("POST", "/pay", {"payment": {"amount": "1500.5"}}))
+    assert d.kind is DecisionKind.DENY and d.rule == "deny.big-amounts"
+    assert check(policy, _http("PUT", "/pay", {"payment": {"amount": 5000}})).allowed  # the rule names POST only
+    assert check(policy, _http("POST", "/pay", b"amount=5000")).allowed  # not JSON: a json rule cannot look
+
+
+def test_irreversible_calls_need_approval_by_default_and_a_policy_can_deny_or_allow_them() -> None:
+    d = check(load(""), _http("POST", "/mail", {"to": "x"}, reversibility="irreversible"))
+    assert d.kind is DecisionKind.NEEDS_APPROVAL and d.rule == "http.irreversible"
+    assert check(load(""), _http("POST", "/mail", b"", "irreversible"), approval="sent by ops").allowed
+    d = check(load('[http.resources.api]\nirreversible = "deny"\n'), _http("POST", "/m", b"", "irreversible"))
+    assert d.kind is DecisionKind.DENY and d.rule == "http.resources.api.irreversible"
+    assert check(load('[http]\nirreversible = "allow"\n'), _http("POST", "/m", b"", "irreversible")).allowed
+    assert check(load(""), _http("GET", "/m", reversibility="read_only")).allowed
+
+
+def test_sandbox_limits_and_network() -> None:
+    policy = load('[sandbox]\nmax_timeout_s = 10\nnetwork = "deny"\n')
+    facts = ActionFacts("python", "fs", limits=LimitsFacts(30, 1 << 20, 10))
+    d = check(policy, facts)
+    assert d.kind is DecisionKind.DENY and d.rule == "sandbox.max_timeout_s"
+    d = check(policy, ActionFacts("shell", "fs", limits=LimitsFacts(5, 1 << 20, 10), uses_egress=True))
+    assert d.kind is DecisionKind.DENY and d.rule == "sandbox.network"
+    assert check(policy, ActionFacts("shell", "fs", limits=LimitsFacts(5, 1 << 20, 10))).allowed
+
+
+def test_rate_limits_count_allowed_calls_in_a_sliding_window() -> None:
+    now = [100.0]
+    policy = SessionPolicy(load('[http]\nrate_limit = "2/minute"\n'), counter=RateCounter(clock=lambda: now[0]))
+    assert policy.check(_http("GET", "/a")).allowed
+    assert policy.check(_http("GET", "/a", resource="other")).allowed  # counted per resource
+    now[0] = 130.0
+    assert policy.check(_http("GET", "/b")).allowed
+    third = policy.check(_http("GET", "/c"))
+    assert third.kind is DecisionKind.DENY and third.rule == "http.rate_limit"
+    assert third.retry_after_s == pytest.approx(30.0)
+    now[0] = 160.5  # the first call left the window
+    assert policy.check(_http("GET", "/d")).allowed
+    # a refused call does not use up the window
+    assert policy.check(_http("DELETE", "/x", b"", "irreversible")).kind is DecisionKind.NEEDS_APPROVAL
