@@ -4,18 +4,29 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Node programs the tests run as real services (json-server), as locked in tests/services/node.
+NODE_DIR := $(VENV)/node
+NODE_STAMP := $(NODE_DIR)/.installed
+NODE_LOCK := tests/services/node/package.json tests/services/node/package-lock.json
 PROTOS := $(wildcard proto/goex/v1/*.proto)
 
 .PHONY: install demo test test-fast bench proto lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml scripts/install-system-deps.sh
+$(STAMP): pyproject.toml clients/python/pyproject.toml scripts/install-system-deps.sh $(NODE_STAMP)
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e clients/python -e '.[dev]'
 	touch $(STAMP)
+
+$(NODE_STAMP): $(NODE_LOCK) scripts/install-system-deps.sh
+	./scripts/install-system-deps.sh
+	mkdir -p $(NODE_DIR)
+	cp $(NODE_LOCK) $(NODE_DIR)/
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 demo: install
 	$(BIN)/python scripts/demo.py

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages goexd needs (bubblewrap, git, sqlite3) when they are missing,
-# and the PostgreSQL server binaries the tests start private clusters with.
+# the PostgreSQL server binaries the tests start private clusters with, and node and npm for
+# the json-server the tests run.
 # Runs apt-get only as root; otherwise names what to install and fails.
 set -euo pipefail
 need=()
@@ -11,6 +12,9 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)  # the tests look for leftover sandbox processes
 [ -x /usr/bin/curl ] || need+=(curl)  # the egress proxy tests run curl in the sandbox
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# node and npm: make install puts json-server, a REST service the tests run, into .venv/node.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # initdb/pg_ctl/postgres for the tests' throwaway clusters (tests/services/postgres.py): taken from
 # /usr/local/bin, else from a Debian install under /usr/lib/postgresql/*/bin.
 pg_missing=0
