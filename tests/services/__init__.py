@@ -30,13 +30,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.services.http_service import LoopbackService, stop_process
+
 OAUTH_SERVER_SCRIPT = Path(__file__).with_name("oauth_server.py")
 SHORT_TOKEN_S = 3
 
 
 @dataclass(frozen=True)
-class OAuthServer:
-    port: int
+class OAuthServer(LoopbackService):
     public_client_id: str  # public client, consent skipped: the flow needs only a login
     consent_client_id: str  # public client that asks the user to approve (so a test can deny)
     confidential_client_id: str
@@ -45,15 +46,6 @@ class OAuthServer:
     password: str
     access_token_expire_s: int
     log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        """As an allowed-host entry for a secret."""
-        return f"127.0.0.1:{self.port}"
 
     @property
     def authorization_url(self) -> str:
@@ -186,12 +178,7 @@ def run_oauth_server(state_dir: Path, access_token_expire_s: int = 3600, timeout
             log_path=log_path,
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         assert proc.stdout is not None
         proc.stdout.close()
 
