@@ -19,7 +19,17 @@ def sandbox() -> BwrapSandbox:
     return sb
 
 
-# One private PostgreSQL cluster per test session (tests/services/postgres.py), shared by the
-# integration and end-to-end tests: registered here rather than in each package's conftest,
-# where each package would start its own.
-from tests.services import pg_cluster, pg_database  # noqa: E402, F401
+# The services tests run against (tests/services), registered here rather than in each package's
+# conftest: one private PostgreSQL cluster per test session, shared by the integration and
+# end-to-end tests (where each package would otherwise start its own), and the REST services for
+# HTTP actions (moto's S3 per module, json-server per test).
+from tests.services import (  # noqa: E402, F401
+    json_server,
+    json_server_seed,
+    moto_s3,
+    moto_s3_auth,
+    pg_cluster,
+    pg_database,
+    s3_bucket,
+    s3_versioned_bucket,
+)

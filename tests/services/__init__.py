@@ -10,6 +10,25 @@ PostgreSQL: `run_pg_cluster()` (tests/services/postgres.py) starts a private clu
 `PgCluster`; the fixture `pg_cluster` starts one per test session and `pg_database` gives a test
 a fresh database owned by the password-protected role `app`. They are registered in
 tests/conftest.py, so integration and end-to-end tests share the one cluster.
+
+REST services for the tests of HTTP actions, each a real server in a subprocess on a free port of
+127.0.0.1, stopped at the end (tests/services/http_service.py starts them: readiness by polling,
+output to a log file whose tail a failed start reports). Registered in tests/conftest.py too.
+
+- S3: moto in server mode (tests/services/moto_s3.py). `run_moto_s3(dir)` yields a `MotoS3`
+  (port, base_url, host, log_path, start_s, credentials; `client()` is a fresh boto3 S3 client on
+  it: dummy credentials, us-east-1, path-style; `url(bucket, key)`; `new_bucket(versioned=...)`).
+  Fixtures: `moto_s3` (one per test module, ~0.4 s to start; checks no signature),
+  `s3_bucket` and `s3_versioned_bucket` (a fresh, uniquely named bucket on it per test), and
+  `moto_s3_auth` (one per module that verifies SigV4 signatures against an IAM user it makes).
+  What moto accepts signed and unsigned is in moto_s3.py's docstring.
+- JSON REST: json-server 0.17.4 (tests/services/json_server.py; npm, installed by `make install`
+  into .venv/node). `run_json_server(dir, seed)` yields a `JsonServer` (port, base_url, host,
+  db_path, log_path, start_s; `client()` an httpx client on it, `db()` the file's data). Fixture
+  `json_server`: one per test (~0.3 s to start) from a fresh file seeded with the fixture
+  `json_server_seed` (`{"items": [], "users": []}` unless a test overrides or parametrizes it).
+
+httpbin is not here: the egress tests run it in-process (werkzeug), each in its own way.
 """
 
 from __future__ import annotations
@@ -209,5 +228,14 @@ def oauth_server_short_tokens(tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield server
 
 
-# PostgreSQL: re-exported here like the OAuth fixtures above.
+# PostgreSQL and the REST services (moto's S3, json-server): re-exported here like the OAuth fixtures above.
+from tests.services.json_server import JsonServer, json_server, json_server_seed, run_json_server  # noqa: E402, F401
+from tests.services.moto_s3 import (  # noqa: E402, F401
+    MotoS3,
+    moto_s3,
+    moto_s3_auth,
+    run_moto_s3,
+    s3_bucket,
+    s3_versioned_bucket,
+)
 from tests.services.postgres import PgCluster, pg_cluster, pg_database, run_pg_cluster  # noqa: E402, F401
