@@ -159,12 +159,35 @@ def test_session_and_resources() -> None:
     assert s.state == "open" and s.label == "demo"
     (r,) = s.resources
     assert (r.name, r.kind, r.uri, r.strategy) == ("fs", goex.ResourceKind.FS, "/w", goex.UndoStrategy.VERSIONED)
+    assert r.rules == ""
     assert s.limits == goex.Limits(max_processes=64)
     assert s.closed_at is None and s.created_at == WHEN
     assert (s.pending_actions, s.total_actions) == (2, 5)
 
     closed = goex.ClosedSession.from_proto(sessions_pb2.CloseSessionResponse(session=msg, resolved=[full_action()]))
     assert closed.session.id == "s1" and [a.id for a in closed.resolved] == ["a1"]
+
+
+def test_http_resource_rules() -> None:
+    msg = pb.Resource(
+        name="api",
+        kind=pb.RESOURCE_KIND_HTTP,
+        uri="http://127.0.0.1:3000",
+        strategy=pb.UNDO_STRATEGY_INVERSE,
+        rules="s3",
+    )
+    r = goex.Resource.from_proto(msg)
+    assert (r.name, r.kind, r.strategy, r.rules) == ("api", goex.ResourceKind.HTTP, goex.UndoStrategy.INVERSE, "s3")
+    assert r.to_dict()["rules"] == "s3"
+    confined = goex.Resource.from_proto(pb.Resource(kind=pb.RESOURCE_KIND_HTTP, strategy=pb.UNDO_STRATEGY_CONFINE))
+    assert confined.strategy is goex.UndoStrategy.CONFINE and confined.rules == ""
+
+
+def test_http_text_shows_the_query_sorted() -> None:
+    assert goex.Http("delete", "/items/7").text == "DELETE /items/7"
+    assert goex.Http("GET", "/items", query={"q": "a&b", "limit": "10"}).text == "GET /items?limit=10&q=a%26b"
+    spec = goex.ActionSpec(goex.Http("GET", "/s", query={"x": "1"}))
+    assert spec.text == "GET /s?x=1" and spec.kind is goex.ActionKind.HTTP
 
 
 def test_action_events() -> None:

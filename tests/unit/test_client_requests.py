@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -127,13 +128,131 @@ def test_run_sql_bodies() -> None:
         goex.Sql("SELECT ?", "x")
 
 
-def test_run_sql_has_the_same_signature_on_both_clients() -> None:
-    sync, aio = inspect.signature(goex.Client.run_sql), inspect.signature(goex.AsyncClient.run_sql)
+@pytest.mark.parametrize(
+    ("method", "parameters"),
+    [
+        ("run_sql", ["sql", "params", "inverse", "resource", "detach", "limits", "approval"]),
+        (
+            "run_http",
+            [
+                "method", "path", "query", "headers", "json", "body", "inverse",
+                "resource", "approval", "detach", "limits",
+            ],
+        ),
+        (
+            "run_shell",
+            ["argv", "env", "stdin", "resource", "inverse", "detach", "limits", "secrets", "hosts", "approval"],
+        ),
+        ("run_python", ["code", "env", "stdin", "resource", "detach", "limits", "secrets", "hosts", "approval"]),
+    ],
+)  # fmt: skip
+def test_run_helpers_have_the_same_signature_on_both_clients(method: str, parameters: list[str]) -> None:
+    sync, aio = inspect.signature(getattr(goex.Client, method)), inspect.signature(getattr(goex.AsyncClient, method))
     assert sync == aio
-    assert list(sync.parameters) == [
-        "self", "session_id", "sql", "params", "inverse", "resource", "detach", "limits"
-    ]  # fmt: skip
-    assert inspect.iscoroutinefunction(goex.AsyncClient.run_sql)
+    assert list(sync.parameters) == ["self", "session_id", *parameters]
+    assert inspect.iscoroutinefunction(getattr(goex.AsyncClient, method))
+    # approval is keyword-only and defaults to none (no approval).
+    assert (
+        sync.parameters["approval"].default == "" and sync.parameters["approval"].kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+def test_http_bodies_json_as_text_or_as_a_value() -> None:
+    as_text, none = rq.http_bodies(
+        "post", "/items", query=None, headers=None, json='{"name": "x"}', body=None, inverse=None
+    )
+    assert as_text == goex.Http("POST", "/items", json='{"name": "x"}') and none is None
+    # Text is sent as given, not re-serialised (nor checked: goexd says what is wrong with it).
+    assert rq.http_bodies("POST", "/", query=None, headers=None, json="{bad", body=None, inverse=None)[0].json == "{bad"
+    value = {"name": "ü", "tags": ["a", 1, None, True], "n": 1.5}
+    as_value, _ = rq.http_bodies("PUT", "/items/1", query=None, headers=None, json=value, body=None, inverse=None)
+    assert as_value.json is not None and json.loads(as_value.json) == value and as_value.body is None
+    # A list, a number, False: any JSON value; None means no body.
+    for other in ([1, 2], 0, False):
+        sent = rq.http_bodies("POST", "/", query=None, headers=None, json=other, body=None, inverse=None)[0].json
+        assert sent is not None and json.loads(sent) == other
+    nothing = rq.http_bodies("GET", "/", query=None, headers=None, json=None, body=None, inverse=None)[0]
+    assert nothing.json is None and nothing.body is None
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        rq.http_bodies("POST", "/", query=None, headers=None, json={"x": math.nan}, body=None, inverse=None)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        rq.http_bodies("POST", "/", query=None, headers=None, json={"x": object()}, body=None, inverse=None)
+    with pytest.raises(TypeError, match="pass bytes as body"):
+        rq.http_bodies("POST", "/", query=None, headers=None, json=b"{}", body=None, inverse=None)
+    with pytest.raises(ValueError, match="not both"):
+        rq.http_bodies("POST", "/", query=None, headers=None, json={}, body=b"x", inverse=None)
+
+
+def test_http_bodies_raw_body_query_headers_and_inverse() -> None:
+    undo = goex.Http("DELETE", "/items/7")
+    action, inverse = rq.http_bodies(
+        "PUT",
+        "/blob",
+        query={"versionId": "3", "q": "a b"},
+        headers={"Content-Type": "application/octet-stream"},
+        json=None,
+        body=b"\x00\xff",
+        inverse=undo,
+    )
+    assert inverse is undo
+    assert action.body == b"\x00\xff" and action.json is None
+    assert dict(action.query) == {"versionId": "3", "q": "a b"}
+    assert action.text == "PUT /blob?q=a+b&versionId=3"
+    text_body = rq.http_bodies("POST", "/t", query=None, headers=None, json=None, body="é", inverse=None)[0]
+    assert text_body.body == "é".encode()
+
+
+def test_http_submit_request() -> None:
+    action, inverse = rq.http_bodies(
+        "POST",
+        "/items",
+        query={"dry": "0"},
+        headers={"Accept": "application/json"},
+        json={"name": "x"},
+        body=None,
+        inverse=goex.Http("DELETE", "/items/by-name/x", json="{}"),
+    )
+    req = rq.submit(
+        "ses_1",
+        action,
+        resource="api",
+        inverse=inverse,
+        detach=False,
+        limits=goex.Limits(timeout=5),
+        description="add x",
+        approval="ann: ok",
+    )
+    assert req.spec.WhichOneof("body") == "http" and req.spec.resource == "api" and req.approval == "ann: ok"
+    h = req.spec.http
+    assert (h.method, h.path, h.WhichOneof("payload"), h.json) == ("POST", "/items", "json", '{"name": "x"}')
+    assert dict(h.query) == {"dry": "0"} and dict(h.headers) == {"Accept": "application/json"}
+    assert req.inverse.resource == "api" and req.inverse.limits.timeout.ToSeconds() == 5
+    assert (req.inverse.http.method, req.inverse.http.path, req.inverse.http.json) == (
+        "DELETE",
+        "/items/by-name/x",
+        "{}",
+    )
+    raw = rq.http_bodies("PUT", "/b", query=None, headers=None, json=None, body=b"", inverse=None)[0]
+    # An empty body is still a body (the payload oneof is set), unlike no body at all.
+    assert goex.ActionSpec(raw).to_proto().http.WhichOneof("payload") == "body"
+    bare = rq.http_bodies("GET", "/b", query=None, headers=None, json=None, body=None, inverse=None)[0]
+    assert goex.ActionSpec(bare).to_proto().http.WhichOneof("payload") is None
+
+
+def test_http_resource_spec_rules() -> None:
+    spec = goex.ResourceSpec.http("https://api.example/v1", secret="tok", name="api", strategy="confine", rules="s3")
+    msg = spec.to_proto()
+    assert (msg.name, msg.http.base_url, msg.http.secret, msg.http.rules) == (
+        "api",
+        "https://api.example/v1",
+        "tok",
+        "s3",
+    )
+    assert msg.strategy == pb.UNDO_STRATEGY_CONFINE
+    default = goex.ResourceSpec.http("http://127.0.0.1:3000").to_proto()
+    assert default.http.rules == "" and default.strategy == pb.UNDO_STRATEGY_UNSPECIFIED and default.name == ""
+    # Only http resources have a rule set.
+    assert goex.ResourceSpec.db("sqlite:///a.db").rules == ""
 
 
 def test_start_oauth_request() -> None:

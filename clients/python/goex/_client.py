@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 
@@ -30,7 +30,18 @@ from goex._models import (
 )
 from goex._rpc import Req, Resp
 from goex._socket import resolve_target
-from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, Python, ResourceSpec, Shell, Sql
+from goex._specs import (
+    ActionBody,
+    ActionSpec,
+    Egress,
+    Http,
+    Injection,
+    Limits,
+    Python,
+    ResourceSpec,
+    Shell,
+    Sql,
+)
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
 __all__ = ["CHANNEL_OPTIONS", "Client"]
@@ -194,11 +205,13 @@ class Client:
         limits: Limits | None = None,
         secrets: Iterable[str] = (),
         hosts: Iterable[str] = (),
+        approval: str = "",
     ) -> Action:
         """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell).
 
         `secrets` (vault names, seen inside as "goex-secret:NAME") and `hosts` give it
-        network through the egress proxy; without either it has none.
+        network through the egress proxy; without either it has none. `approval` is the
+        explicit approval (who and why) for an action the session's policy holds for one.
         """
         return self.submit(
             session_id,
@@ -208,6 +221,7 @@ class Client:
             detach=detach,
             limits=limits,
             egress=rq.egress(secrets, hosts),
+            approval=approval,
         )
 
     def run_python(
@@ -222,10 +236,12 @@ class Client:
         limits: Limits | None = None,
         secrets: Iterable[str] = (),
         hosts: Iterable[str] = (),
+        approval: str = "",
     ) -> Action:
         """`submit` a python action: `code` runs with the sandbox's python3.
 
-        `secrets` and `hosts` give it network through the egress proxy, as for `run_shell`.
+        `secrets` and `hosts` give it network through the egress proxy, and `approval`
+        approves it, as for `run_shell`.
         """
         return self.submit(
             session_id,
@@ -234,6 +250,7 @@ class Client:
             detach=detach,
             limits=limits,
             egress=rq.egress(secrets, hosts),
+            approval=approval,
         )
 
     def run_sql(
@@ -246,13 +263,15 @@ class Client:
         resource: str | None = None,
         detach: bool = False,
         limits: Limits | None = None,
+        approval: str = "",
     ) -> Action:
         """`submit` a SQL action: `sql` (one statement or a script) runs in goexd on a database resource.
 
         `params` are bound to the placeholders of a single statement, as text. `inverse`
         is SQL that undoes it (a `goex.Sql` when it needs parameters of its own); under
         the inverse strategy goexd tests it first and runs it to undo. The rows and the
-        affected-row count come back in `Action.sql`.
+        affected-row count come back in `Action.sql`. `approval` is the explicit approval
+        for a statement the session's policy holds for one.
         """
         body, undo = rq.sql_bodies(sql, params, inverse)
         return self.submit(
@@ -262,6 +281,45 @@ class Client:
             inverse=undo,
             detach=detach,
             limits=limits,
+            approval=approval,
+        )
+
+    def run_http(
+        self,
+        session_id: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        inverse: Http | None = None,
+        resource: str | None = None,
+        approval: str = "",
+        detach: bool = False,
+        limits: Limits | None = None,
+    ) -> Action:
+        """`submit` an HTTP action: goexd sends `method` `path` to an http resource of the session.
+
+        `path` is relative to the resource's base URL and may not leave it; `query` and
+        `headers` are sent as given (no credentials: goexd injects the resource's secret).
+        `json` is the JSON body, as JSON text when a str, else any JSON-serialisable value
+        (serialised with `json.dumps`; None sends none, the text "null" sends JSON null);
+        `body` is a raw body instead (a str is sent as UTF-8). Under the inverse strategy
+        goexd derives the inverse from the recorded response; `inverse` (a `goex.Http`)
+        takes precedence. A 4xx/5xx answer fails the action; the response comes back in
+        `Action.http` either way, the inverse in `Action.inverse`.
+        """
+        action, undo = rq.http_bodies(method, path, query=query, headers=headers, json=json, body=body, inverse=inverse)
+        return self.submit(
+            session_id,
+            action,
+            resource=resource,
+            inverse=undo,
+            detach=detach,
+            limits=limits,
+            approval=approval,
         )
 
     def get_action(self, action_id: str) -> Action:

@@ -82,6 +82,7 @@ class Resource(_Model[types_pb2.Resource]):
     kind: ResourceKind
     uri: str
     strategy: UndoStrategy
+    rules: str  # http: the rule set deriving inverses ("rest", "s3", ...); empty for other kinds
 
     @classmethod
     def from_proto(cls, msg: types_pb2.Resource) -> Resource:
@@ -90,6 +91,7 @@ class Resource(_Model[types_pb2.Resource]):
             kind=ResourceKind.from_proto(msg.kind),
             uri=msg.uri,
             strategy=UndoStrategy.from_proto(msg.strategy),
+            rules=msg.rules,
             proto=msg,
         )
 

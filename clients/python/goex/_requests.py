@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json as _json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from goex._enums import ActionState, SecretKind
 from goex._protoutil import duration
-from goex._specs import ActionBody, ActionSpec, Egress, Injection, Limits, ResourceSpec, Sql
+from goex._specs import ActionBody, ActionSpec, Egress, Http, Injection, Limits, ResourceSpec, Sql
 from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
 
 CloseModeArg = Literal["commit", "undo"] | None
@@ -103,6 +104,36 @@ def egress(secrets: Iterable[str], hosts: Iterable[str]) -> Egress | None:
 def sql_bodies(sql: str, params: Iterable[str], inverse: str | Sql | None) -> tuple[Sql, Sql | None]:
     """`run_sql`'s action and inverse: an inverse given as text has no parameters of its own."""
     return Sql(sql, params), Sql(inverse) if isinstance(inverse, str) else inverse
+
+
+def http_bodies(
+    method: str,
+    path: str,
+    *,
+    query: Mapping[str, str] | None,
+    headers: Mapping[str, str] | None,
+    json: Any,
+    body: bytes | str | None,
+    inverse: Http | None,
+) -> tuple[Http, Http | None]:
+    """`run_http`'s action and inverse.
+
+    `json` is JSON text when a str, else a value to serialise (None: no JSON body; send
+    JSON null as the text "null"). `body` is sent as raw bytes, a str as UTF-8.
+    """
+    if json is not None and body is not None:
+        raise ValueError("give json or body, not both")
+    text: str | None
+    if json is None or isinstance(json, str):
+        text = json
+    elif isinstance(json, bytes | bytearray):
+        # bytes would fail in json.dumps with a less helpful message.
+        raise TypeError("json must be JSON text (str) or a JSON-serialisable value; pass bytes as body=")
+    else:
+        # NaN and infinities are not JSON: refuse them here rather than send invalid text.
+        text = _json.dumps(json, allow_nan=False)
+    raw = _bytes(body) if body is not None else None
+    return Http(method, path, query=query, headers=headers, body=raw, json=text), inverse
 
 
 def test_reversibility(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
+from urllib.parse import urlencode
 
 from goex._enums import ActionKind, UndoStrategy
 from goex._protoutil import duration, seconds
@@ -87,6 +88,7 @@ class ResourceSpec:
     name: str = ""  # default: the kind ("fs", "db") or the http alias
     secret: str = ""  # db / http: vault secret to authenticate with
     strategy: UndoStrategy = UndoStrategy.UNSPECIFIED
+    rules: str = ""  # http: the rule set deriving inverses ("rest", "s3", ...); empty: goexd's default
 
     @classmethod
     def fs(cls, path: str | os.PathLike[str], *, name: str = "", strategy: UndoStrategy | str = "") -> ResourceSpec:
@@ -99,9 +101,22 @@ class ResourceSpec:
 
     @classmethod
     def http(
-        cls, base_url: str, *, secret: str = "", name: str = "", strategy: UndoStrategy | str = ""
+        cls,
+        base_url: str,
+        *,
+        secret: str = "",
+        name: str = "",
+        strategy: UndoStrategy | str = "",
+        rules: str = "",
     ) -> ResourceSpec:
-        return cls("http", base_url, name=name, secret=secret, strategy=_strategy(strategy))
+        """A REST service: actions' paths are relative to `base_url` and may not leave it.
+
+        `secret` names the vault secret goexd authenticates with (injected by goexd, never
+        seen by the caller); `strategy` is "inverse" (the default) or "confine"; `rules`
+        names the rule set that derives inverses from the recorded responses ("rest",
+        the default, or "s3", ...).
+        """
+        return cls("http", base_url, name=name, secret=secret, strategy=_strategy(strategy), rules=rules)
 
     def to_proto(self) -> types_pb2.ResourceSpec:
         msg = types_pb2.ResourceSpec(name=self.name, strategy=self.strategy.proto_name)
@@ -113,6 +128,7 @@ class ResourceSpec:
         else:
             msg.http.base_url = self.location
             msg.http.secret = self.secret
+            msg.http.rules = self.rules
         return msg
 
 
@@ -183,7 +199,11 @@ class Sql:
 
 @dataclass(frozen=True)
 class Http:
-    """A request relative to the resource's base URL; `json` is JSON text, `body` raw bytes."""
+    """A request relative to the resource's base URL; `json` is JSON text, `body` raw bytes.
+
+    `path` is percent-encoded and carries no query: the parameters go in `query`. No
+    credentials in `headers`: goexd injects the resource's secret.
+    """
 
     method: str
     path: str
@@ -213,7 +233,11 @@ class Http:
 
     @property
     def text(self) -> str:
-        return f"{self.method} {self.path}"
+        """ "POST /items", or with the query: "GET /items?limit=10&q=x" (parameters sorted)."""
+        line = f"{self.method} {self.path}"
+        if self.query:
+            line += "?" + urlencode(sorted(self.query.items()))
+        return line
 
 
 @dataclass(frozen=True)
