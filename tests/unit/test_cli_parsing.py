@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from goex.cli import _render
 from goex.cli._app import App, UsageError, limits_from_args
 from goex.cli._state import CliState
 from goex.cli._units import format_bytes, format_duration, parse_duration, parse_size
+from goex.cli.cmd_http import http_from_args, print_http_result
 from goex.cli.cmd_log import render_action
 from goex.cli.cmd_run import egress_from_args, print_egress, print_summary
 from goex.cli.cmd_secret import expiry_text, open_browser, parse_header, parse_query
@@ -659,3 +661,276 @@ def test_describe_prints_each_resource_under_its_name() -> None:
     assert out.getvalue() == (
         "== fs ==\ndirectory /w\n  a.txt\n\n== db ==\ntable users (id INTEGER, balance INTEGER)\n"
     )
+
+
+# ---------------------------------------------------------------- goex session open --http / goex http
+
+
+def test_session_open_http_resources() -> None:
+    args = parse(
+        "session", "open", "--http", "items=http://127.0.0.1:3000", "--http", "https://api.example/v1?x=a=b",
+        "--http-secret", "tok", "--http-rules", "s3", "--http-strategy", "confine",
+    )  # fmt: skip
+    named, bare = resources_from_args(args)
+    assert named == goex.ResourceSpec.http(
+        "http://127.0.0.1:3000", name="items", secret="tok", strategy="confine", rules="s3"
+    )
+    # A bare URL (its '=' comes after "https:") keeps the daemon's default name.
+    assert (bare.name, bare.location, bare.secret, bare.rules) == ("", "https://api.example/v1?x=a=b", "tok", "s3")
+    msg = named.to_proto()
+    assert (msg.name, msg.http.base_url, msg.http.secret, msg.http.rules) == (
+        "items",
+        "http://127.0.0.1:3000",
+        "tok",
+        "s3",
+    )
+    assert msg.strategy == pb.UNDO_STRATEGY_CONFINE
+    # The issue's spelling --secret is --http-secret; no flags: the daemon's defaults.
+    [aliased] = resources_from_args(parse("session", "open", "--http", "http://h", "--secret", "tok"))
+    assert aliased == goex.ResourceSpec.http("http://h", secret="tok")
+    assert aliased.strategy is goex.UndoStrategy.UNSPECIFIED and aliased.rules == ""
+    [inverse] = resources_from_args(parse("session", "open", "--http", "a=http://h", "--http-strategy", "inverse"))
+    assert inverse.strategy is goex.UndoStrategy.INVERSE and inverse.name == "a"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--fs", ".", "--http-rules", "s3"], "--http-rules needs --http BASE_URL"),
+        (["--fs", ".", "--http-strategy", "confine"], "--http-strategy needs --http BASE_URL"),
+        (["--fs", ".", "--secret", "tok"], "--http-secret needs --http BASE_URL"),
+        (["--http", "items="], "--http 'items=': no base URL"),
+        (["--http", " "], "no base URL"),
+    ],
+)
+def test_session_open_http_flags_are_checked(flags: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        resources_from_args(parse("session", "open", *flags))
+
+
+def test_http_flags() -> None:
+    args = parse(
+        "http", "post", "/items", "--json", '{"name": "x"}',
+        "--query", "dry=0", "--query", "tag=a=b", "--query", "empty=",
+        "--header", "Accept: application/json", "--header", "X-Trace:  t1 ",
+        "--inverse-method", "delete", "--inverse-path", "/items/by-name/x", "--inverse-json", "{}",
+        "--resource", "items", "-m", "add x", "--approve", "ann: ok", "--timeout", "2m", "--detach", "-q",
+    )  # fmt: skip
+    request, inverse = http_from_args(args)
+    assert request == goex.Http(
+        "POST",
+        "/items",
+        query={"dry": "0", "tag": "a=b", "empty": ""},
+        headers={"Accept": "application/json", "X-Trace": "t1"},
+        json='{"name": "x"}',
+    )
+    assert inverse == goex.Http("DELETE", "/items/by-name/x", json="{}")
+    assert (args.resource, args.description, args.approve, args.detach, args.quiet) == (
+        "items", "add x", "ann: ok", True, True
+    )  # fmt: skip
+    assert limits_from_sql_args(args) == goex.Limits(timeout=120.0)
+    # Here --json is the request's body: it does not ask for JSON output.
+    assert not hasattr(args, "json")
+    plain = parse("http", "GET", "/items")
+    assert http_from_args(plain) == (goex.Http("GET", "/items"), None)
+    assert not (plain.detach or plain.quiet or plain.resource or plain.approve)
+
+
+def test_http_json_output_goes_before_the_command() -> None:
+    args = parse("--json", "http", "PUT", "/items/1", "--json", "{}")
+    assert args.json is True and args.json_body == "{}"
+    assert App(args).json
+    assert not App(parse("http", "PUT", "/items/1", "--json", "{}")).json
+    # The other commands keep --json after the command.
+    assert parse("sql", "SELECT 1", "--json").json is True
+    assert parse("session", "open", "--fs", ".", "--json").json is True
+
+
+def test_http_raw_bodies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert http_from_args(parse("http", "PUT", "/t", "--body", "é"))[0].body == "é".encode()
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)))
+    from_file = http_from_args(parse("http", "PUT", "/blob", "--body-file", str(blob)))[0]
+    assert from_file.body == bytes(range(256)) and from_file.json is None
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\x00\x01raw")))
+    assert http_from_args(parse("http", "PUT", "/b", "--body-file", "-"))[0].body == b"\x00\x01raw"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"from": "stdin"}\n')))
+    assert http_from_args(parse("http", "POST", "/b", "--json", "-"))[0].json == '{"from": "stdin"}\n'
+    # A path starting with '-' goes after --.
+    assert http_from_args(parse("http", "GET", "--", "-x"))[0].path == "-x"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["POST", "/i", "--json", "{}", "--body", "x"], "give one request body: --json and --body both given"),
+        (["POST", "/i", "--body", "x", "--body-file", "f"], "give one request body: --body and --body-file both given"),
+        (["GET", "/i", "--query", "limit"], "invalid --query 'limit': expected K=V"),
+        (["GET", "/i", "--query", "=1"], "invalid --query '=1': expected K=V"),
+        (["GET", "/i", "--query", "a=1", "--query", "a=2"], "--query a given twice"),
+        (["GET", "/i", "--header", "Accept application/json"], "invalid --header 'Accept application/json'"),
+        (["GET", "/i", "--header", ": x"], "invalid --header ': x'"),
+        (["GET", "/i", "--header", "X-A: 1", "--header", "x-a: 2"], "--header x-a given twice"),
+        (["GET", "/i?limit=1"], "PATH '/i?limit=1' carries a query: give its parameters with --query K=V"),
+        (["GET", " "], "PATH is empty"),
+        (["GE T", "/i"], "METHOD 'GE T' is not an HTTP method"),
+        (["POST", "/i", "--inverse-method", "DELETE"], "--inverse-method and --inverse-path go together"),
+        (["POST", "/i", "--inverse-path", "/i/1"], "--inverse-method and --inverse-path go together"),
+        (["POST", "/i", "--inverse-json", "{}"], "--inverse-json needs --inverse-method and --inverse-path"),
+        (["GET", "/i", "--timeout", "soon"], "--timeout: invalid duration 'soon'"),
+    ],
+)
+def test_http_input_is_checked_before_goexd_is_asked(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # goexd is not running here: had the CLI asked it, the exit status would be 1.
+    assert main(["--session", "S", "http", *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith(f"error: {message}")
+
+
+def test_http_usage_errors_in_json_mode_follow_the_global_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    # --json after `http` is the request's body: a usage error is not reported as JSON.
+    assert main(["http", "POST", "--json", "{}"]) == 2  # PATH missing
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines()[-1].startswith("error: ")
+    assert main(["--json", "http", "POST", "/i", "--json", "{}", "--body", "x"]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["error"] == {
+        "code": "INVALID_ARGUMENT",
+        "message": "give one request body: --json and --body both given",
+    }
+    assert err == ""
+    assert main(["--session", "S", "--json", "http", "GET"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "INVALID_ARGUMENT"
+    # Valid input: then goexd (not running here) is asked.
+    assert main(["--session", "S", "--json", "http", "GET", "/items"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAVAILABLE"
+    assert main(["--session", "S", "http", "GET", "/items", "--json", "{}"]) == 1
+    assert capsys.readouterr().err.startswith("error: goexd is not running")
+
+
+def http_action(
+    state: int = pb.ACTION_STATE_EXECUTED,
+    *,
+    status: int = 201,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    truncated: bool = False,
+) -> goex.Action:
+    msg = pb.Action(id="a5", kind=pb.ACTION_KIND_HTTP, state=state, resource="items")
+    msg.spec.http.method = "POST"
+    msg.spec.http.path = "/items"
+    msg.spec.http.json = '{"name": "x"}'
+    msg.http.CopyFrom(pb.HttpResult(status=status, headers=headers or {}, body=body, body_truncated=truncated))
+    msg.inverse.http.method = "DELETE"
+    msg.inverse.http.path = "/items/7"
+    msg.inverse.http.query["force"] = "1"
+    msg.reversibility.CopyFrom(
+        pb.Reversibility(
+            reversibility_class=pb.REVERSIBILITY_CLASS_REVERSIBLE,
+            verdict=pb.VERDICT_UNTESTED,
+            detail="inverse derived from the response",
+        )
+    )
+    msg.timings.total.FromMilliseconds(12)
+    return goex.Action.from_proto(msg)
+
+
+def http_output(a: goex.Action) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    app = App(argparse.Namespace(), stdout=out, stderr=err)
+    print_http_result(app, a)
+    print_summary(app, a)
+    return out.getvalue(), err.getvalue()
+
+
+def test_http_result_prints_status_headers_body_then_reversibility_and_inverse() -> None:
+    a = http_action(
+        headers={"location": "/items/7", "content-type": "application/json; charset=utf-8"},
+        body=b'{"name":"[red]x","id":7}',
+    )
+    out, err = http_output(a)
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0] == "201 Created"
+    assert [line.split(None, 1) for line in lines[1:4]] == [
+        ["HEADER", "VALUE"],
+        ["content-type", "application/json; charset=utf-8"],
+        ["location", "/items/7"],
+    ]
+    # JSON pretty-printed, its text never markup.
+    assert lines[4:8] == ["{", '  "name": "[red]x",', '  "id": 7', "}"]
+    assert lines[8:] == [
+        "reversibility  reversible, test untested: inverse derived from the response",
+        "inverse        DELETE /items/7?force=1",
+        "action a5: executed, HTTP 201, 12 ms",
+    ]
+    assert _render.exit_status(a) == 0
+
+
+def test_http_bodies_text_binary_and_truncated() -> None:
+    text = http_action(status=200, headers={"content-type": "text/plain"}, body=b"hello\nworld\n")
+    assert _render.http_body_text(text.http) is not None  # type: ignore[arg-type]
+    out, _ = http_output(text)
+    assert out.splitlines()[:5] == ["200 OK", "HEADER        VALUE", "content-type  text/plain", "hello", "world"]
+    binary = http_action(status=200, headers={"content-type": "image/png"}, body=b"\x89PNG\r\n\x1a\n" + b"x" * 92)
+    assert "100 bytes of image/png\n" in http_output(binary)[0]
+    undeclared = http_action(status=200, body=bytes(range(256)))
+    assert "256 bytes of binary data\n" in http_output(undeclared)[0]
+    latin = http_action(
+        status=200, headers={"content-type": "text/plain; charset=latin-1"}, body="café".encode("latin-1")
+    )
+    assert "café\n" in http_output(latin)[0]
+    # Capped by goexd: no longer JSON, shown as text with a note.
+    capped = http_action(
+        status=200, headers={"content-type": "application/json"}, body=b'[{"id": 1}, {"id', truncated=True
+    )
+    out, _ = http_output(capped)
+    assert '[{"id": 1}, {"id\n... body truncated by goexd: first 16 bytes shown\n' in out
+    # JSON without a JSON content type is still recognised.
+    sniffed = http_action(status=200, headers={"content-type": "text/plain"}, body=b'{"a":[1]}')
+    assert '{\n  "a": [\n    1\n  ]\n}\n' in http_output(sniffed)[0]
+    empty = http_action(status=204)
+    out, _ = http_output(empty)
+    assert out.splitlines()[0] == "204 No Content" and "HEADER" not in out
+
+
+def test_http_action_that_did_not_complete() -> None:
+    msg = http_action(pb.ACTION_STATE_FAILED, status=404, body=b"{}").proto
+    msg.error = "the service answered 404 Not Found"
+    msg.ClearField("inverse")
+    msg.ClearField("reversibility")
+    a = goex.Action.from_proto(msg)
+    out, err = http_output(a)
+    assert out.splitlines() == ["404 Not Found", "{}", "action a5: failed, HTTP 404, 12 ms"]
+    # A request sent is not taken back: no "(rolled back)" for http.
+    assert err == "failed: the service answered 404 Not Found\n"
+    assert _render.exit_status(a) == _render.EXIT_NOT_COMPLETED
+    blocked = goex.Action.from_proto(
+        pb.Action(id="a6", kind=pb.ACTION_KIND_HTTP, state=pb.ACTION_STATE_BLOCKED, error="no")
+    )
+    out, err = http_output(blocked)
+    assert out == "action a6: blocked\n" and err == "blocked: no\n"
+    assert _render.exit_status(blocked) == _render.EXIT_NOT_COMPLETED
+
+
+def test_show_and_log_render_http_actions() -> None:
+    a = http_action(headers={"content-type": "application/json"}, body=b'{"id":7}')
+    out = io.StringIO()
+    render_action(App(argparse.Namespace(), stdout=out), a)
+    text = out.getvalue()
+    assert "command        POST /items\n" in text and "kind           http\n" in text
+    assert "inverse        DELETE /items/7?force=1\n" in text
+    assert "reversibility  reversible, test untested: inverse derived from the response\n" in text
+    assert "status         201 Created\n" in text
+    tail = text[text.index("--- headers") :].splitlines()
+    assert tail == [
+        "--- headers",
+        "HEADER        VALUE",
+        "content-type  application/json",
+        "--- body",
+        "{",
+        '  "id": 7',
+        "}",
+    ]

@@ -22,7 +22,16 @@ from goex._specs import Limits
 from goex.cli._state import CliState
 from goex.cli._units import parse_duration, parse_size
 
-__all__ = ["App", "ArgumentParser", "CliError", "Handler", "UsageError", "add_limit_flags", "limits_from_args"]
+__all__ = [
+    "App",
+    "ArgumentParser",
+    "CliError",
+    "Handler",
+    "UsageError",
+    "add_limit_flags",
+    "common_flags",
+    "limits_from_args",
+]
 
 # Exit codes shared by every command.
 EXIT_OK = 0
@@ -170,6 +179,30 @@ class Spinner:
 
 
 # ---------------------------------------------------------------- shared flags
+
+
+def common_flags(*, json_output: bool = True) -> ArgumentParser:
+    """The global flags, as a parent of every (sub)command's parser.
+
+    `json_output=False` leaves out --json, for a command that gives --json a meaning of its own
+    (`goex http`: the request's body); `goex --json COMMAND` still asks for JSON output there.
+    """
+    # SUPPRESS keeps a subcommand's unset flag from overwriting one given before it,
+    # so `goex --json log` and `goex log --json` both work.
+    common = ArgumentParser(add_help=False)
+    g = common.add_argument_group("global options")
+    g.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help="daemon socket (env GOEX_SOCKET)")
+    g.add_argument(
+        "--session", metavar="ID", default=argparse.SUPPRESS, help="act on this session instead of the current one"
+    )
+    if json_output:
+        g.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print exactly one JSON object (the RPC response) on stdout",
+        )
+    return common
 
 
 def add_limit_flags(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Human rendering shared by the commands: change sets, action status lines, egress, SQL results, key/value grids.
+"""Human rendering shared by the commands: change sets, action status lines, egress, SQL and HTTP results,
+key/value grids.
 
 Everything the daemon sends (paths, errors, output) is wrapped in `Text`, never
 parsed as rich markup: a file named "[red]x" must print as itself.
@@ -6,6 +7,8 @@ parsed as rich markup: a file named "[red]x" must print as itself.
 
 from __future__ import annotations
 
+import http
+import json
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -14,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from goex._enums import ActionState, ChangeKind, EgressDecision, Termination
-from goex._models import Action, ChangeSet, EgressRecord, ExecResult, SqlResult
+from goex._models import Action, ChangeSet, EgressRecord, ExecResult, HttpResult, Reversibility, SqlResult
 from goex.cli._units import format_ms
 
 __all__ = [
@@ -25,7 +28,11 @@ __all__ = [
     "egress_table",
     "exit_status",
     "format_time",
+    "http_body_text",
+    "http_headers_table",
+    "http_status_text",
     "kv_grid",
+    "reversibility_text",
     "sql_affected_text",
     "sql_more_rows_text",
     "sql_table",
@@ -131,6 +138,87 @@ def sql_affected_text(result: SqlResult) -> Text:
     return Text(f"{n} row{'s' if n != 1 else ''} affected")
 
 
+def http_status_text(result: HttpResult) -> Text:
+    """ "201 Created" (green 2xx, yellow 3xx, red 4xx/5xx); the number alone for a status without a phrase."""
+    try:
+        phrase = http.HTTPStatus(result.status).phrase
+    except ValueError:
+        phrase = ""
+    style = {2: "green", 3: "yellow", 4: "red", 5: "red"}.get(result.status // 100, "")
+    return Text(f"{result.status} {phrase}".rstrip(), style=style)
+
+
+def http_headers_table(result: HttpResult) -> Table | None:
+    """The response headers (names as goexd sends them, lower-cased), sorted; None when there are none."""
+    if not result.headers:
+        return None
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("HEADER", no_wrap=True)
+    table.add_column("VALUE", overflow="fold")
+    for name, value in sorted(result.headers.items()):
+        table.add_row(Text(name), Text(value))
+    return table
+
+
+# Media types whose bodies are summarised rather than printed, whatever their bytes.
+_BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/octet-stream", "application/zip")
+
+
+def http_body_text(result: HttpResult) -> Text | None:
+    """The body for reading: JSON pretty-printed, other text as it is, binary as "N bytes (TYPE)"; None when empty.
+
+    A body goexd capped gets a note after it; a capped JSON body no longer parses and shows as text.
+    """
+    body = result.body
+    if not body:
+        return None
+    media_type, _, params = result.headers.get("content-type", "").partition(";")
+    media_type = media_type.strip().lower()
+    text = None if media_type.startswith(_BINARY_TYPES) else _decode(body, _charset(params))
+    if text is None:
+        size = f"{len(body)} bytes" + (" (first bytes only: truncated)" if result.body_truncated else "")
+        return Text(f"{size} of {media_type or 'binary data'}", style="dim")
+    if "json" in media_type or text.lstrip()[:1] in ("{", "["):
+        text = _pretty_json(text)
+    out = Text(text.rstrip("\n"))
+    if result.body_truncated:
+        out.append(f"\n... body truncated by goexd: first {len(body)} bytes shown", style="dim")
+    return out
+
+
+def _pretty_json(text: str) -> str:
+    """JSON text indented; other text (not JSON after all, or capped) as it is."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _charset(params: str) -> str:
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"')
+    return "utf-8"
+
+
+def _decode(body: bytes, charset: str) -> str | None:
+    """The body as text; None when it is not text in its charset (or holds NUL bytes)."""
+    try:
+        text = body.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    return None if "\x00" in text else text
+
+
+def reversibility_text(r: Reversibility) -> Text:
+    """ "reversible, test passed", then the test's detail after a colon."""
+    text = f"{r.reversibility_class}, test {r.verdict}"
+    if r.detail:
+        text += f": {r.detail}"
+    return Text(text)
+
+
 def termination_text(result: ExecResult) -> str:
     """How the sandboxed process ended, e.g. "exit 0", "killed by signal 9", "timed out"."""
     t = result.termination
@@ -161,6 +249,8 @@ def action_headline(action: Action) -> Text:
     line.append_text(state_text(action.state))
     if action.exec is not None:
         line.append(", " + termination_text(action.exec))
+    if action.http is not None:
+        line.append(f", HTTP {action.http.status}")
     if action.timings is not None and action.timings.total is not None:
         line.append(f", {format_ms(action.timings.total)} ms")
     return line

@@ -9,14 +9,18 @@ from rich.table import Table
 from rich.text import Text
 
 from goex._enums import ActionState
-from goex._models import Action, SqlResult
+from goex._models import Action, HttpResult, SqlResult
 from goex._specs import ActionSpec
 from goex.cli._app import App, UsageError
 from goex.cli._render import (
     change_lines,
     egress_table,
     format_time,
+    http_body_text,
+    http_headers_table,
+    http_status_text,
     kv_grid,
+    reversibility_text,
     sql_more_rows_text,
     sql_table,
     state_text,
@@ -125,11 +129,7 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
     if a.inverse is not None:
         rows.append(("inverse", _spec_text(a.inverse)))
     if a.reversibility is not None:
-        r = a.reversibility
-        text = f"{r.reversibility_class}, test {r.verdict}"
-        if r.detail:
-            text += f": {r.detail}"
-        rows.append(("reversibility", Text(text)))
+        rows.append(("reversibility", reversibility_text(a.reversibility)))
     if a.error:
         rows.append(("error", Text(a.error, style="red")))
     if a.exec is not None:
@@ -141,7 +141,7 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
     if a.sql is not None:
         rows.append(("rows", f"{a.sql.total_rows} returned, {a.sql.affected_rows} affected"))
     if a.http is not None:
-        rows.append(("http", f"status {a.http.status}"))
+        rows.append(("status", http_status_text(a.http)))
     if a.timings is not None:
         t = a.timings
         # goexd may send a zero undo time for actions never undone: only show it for undone ones.
@@ -178,9 +178,8 @@ def _render_outputs(app: App, a: Action) -> None:
         app.print_table(egress)
     if a.sql is not None:
         print_sql_rows(app, a.sql)
-    if a.http is not None and a.http.body:
-        app.out.print(Text("--- body" + (" (truncated)" if a.http.body_truncated else ""), style="bold"))
-        app.write_raw(a.http.body if a.http.body.endswith(b"\n") else a.http.body + b"\n")
+    if a.http is not None:
+        print_http_response(app, a.http, headers_title="--- headers", body_title="--- body")
 
 
 def print_sql_rows(app: App, result: SqlResult) -> bool:
@@ -193,3 +192,20 @@ def print_sql_rows(app: App, result: SqlResult) -> bool:
     if more is not None:
         app.out.print(more)
     return True
+
+
+def print_http_response(app: App, result: HttpResult, *, headers_title: str = "", body_title: str = "") -> None:
+    """The response headers as a table, then the body (pretty JSON, text, or "N bytes" for binary data).
+
+    A title, when given, is printed before its part (as `goex show` does); parts that are empty are left out.
+    """
+    table = http_headers_table(result)
+    if table is not None:
+        if headers_title:
+            app.out.print(Text(headers_title, style="bold"))
+        app.print_table(table)
+    body = http_body_text(result)
+    if body is not None:
+        if body_title:
+            app.out.print(Text(body_title, style="bold"))
+        app.out.print(body)

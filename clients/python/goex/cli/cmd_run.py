@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 
 from goex._client import Client
-from goex._enums import ActionState, OutputStream
+from goex._enums import ActionKind, ActionState, OutputStream
 from goex._exceptions import FailedPrecondition
 from goex._models import Action, OutputEvent, StateEvent
 from goex._specs import ActionBody, Egress, Python, Shell
@@ -302,6 +302,9 @@ def print_summary(app: App, action: Action) -> None:
             ActionState.FAILED: "failed (rolled back)",
             ActionState.INTERRUPTED: "interrupted (rolled back)",
         }.get(action.state, str(action.state))
+        if action.kind is ActionKind.HTTP and action.state is not ActionState.BLOCKED:
+            # A sent request is not taken back: the service refused it, or may have acted (the error says).
+            reason = str(action.state)
         app.err.print(Text(f"{reason}: {action.error}", style="red"))
     lines = change_lines(action.changes)
     if lines and action.state in (ActionState.FAILED, ActionState.INTERRUPTED):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -18,8 +19,12 @@ from goex.cli._render import format_time, kv_grid
 from goex.cli._units import format_bytes, format_duration
 from goex.v1 import sessions_pb2
 
-# The undo strategies `goex session open --db-strategy` offers for databases.
+# The undo strategies `goex session open --db-strategy` offers for databases, --http-strategy for REST services.
 DB_STRATEGIES = (UndoStrategy.TRANSACTION.value, UndoStrategy.INVERSE.value, UndoStrategy.CLONE.value)
+HTTP_STRATEGIES = (UndoStrategy.INVERSE.value, UndoStrategy.CONFINE.value)
+
+# NAME=BASE_URL: a resource name before the first '=' (a bare URL has "scheme:" before any '=').
+_HTTP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -46,8 +51,34 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "savepoint per action), inverse (each action commits at once; undo runs its tested inverse "
         "SQL) or clone (a copy of the database before each action)",
     )
-    o.add_argument("--http", metavar="BASE_URL", action="append", default=[], help="REST service (repeatable)")
-    o.add_argument("--http-secret", metavar="NAME", default="", help="vault secret to authenticate with")
+    o.add_argument(
+        "--http",
+        metavar="[NAME=]BASE_URL",
+        action="append",
+        default=[],
+        help="REST service, named NAME (default: http) in --resource; goex http's paths are relative "
+        "to BASE_URL and may not leave it (repeatable)",
+    )
+    o.add_argument(
+        "--http-secret",
+        "--secret",
+        metavar="NAME",
+        default="",
+        help="vault secret goexd authenticates to the --http services with (never seen by actions)",
+    )
+    o.add_argument(
+        "--http-rules",
+        metavar="NAME",
+        default="",
+        help="rule set deriving the --http services' inverses from their responses: rest (the default), s3, ...",
+    )
+    o.add_argument(
+        "--http-strategy",
+        choices=HTTP_STRATEGIES,
+        default="",
+        help="how goexd undoes HTTP actions: inverse (the default: an inverse request derived from the "
+        "recorded response) or confine (no undo; every write is irreversible and the policy decides)",
+    )
     o.add_argument("--label", default="", help="free text shown in `goex session list`")
     o.add_argument("--policy", metavar="FILE", help="damage-confinement policy (TOML) for this session")
     add_limit_flags(o)
@@ -105,11 +136,36 @@ def resources_from_args(args: argparse.Namespace) -> list[ResourceSpec]:
     """--db / --http as resources (--fs goes to create_session as itself); at least one resource overall."""
     if args.db_strategy and not args.db:
         raise UsageError("--db-strategy needs --db URL")
+    for flag, value in (
+        ("--http-secret", args.http_secret),
+        ("--http-rules", args.http_rules),
+        ("--http-strategy", args.http_strategy),
+    ):
+        if value and not args.http:
+            raise UsageError(f"{flag} needs --http BASE_URL")
     resources = [ResourceSpec.db(url, secret=args.db_secret, strategy=args.db_strategy) for url in args.db]
-    resources += [ResourceSpec.http(url, secret=args.http_secret) for url in args.http]
+    for item in args.http:
+        name, base_url = parse_http_item(item)
+        resources.append(
+            ResourceSpec.http(
+                base_url, name=name, secret=args.http_secret, strategy=args.http_strategy, rules=args.http_rules
+            )
+        )
     if args.fs is None and not resources:
         raise UsageError("give at least one resource: --fs PATH, --db URL or --http BASE_URL")
     return resources
+
+
+def parse_http_item(item: str) -> tuple[str, str]:
+    """--http NAME=BASE_URL as (NAME, BASE_URL); a bare BASE_URL has the default name ""."""
+    name, sep, rest = item.partition("=")
+    if sep and _HTTP_NAME.fullmatch(name):
+        base_url = rest
+    else:  # "https://api.example/x?a=b" has a ':' before its '=': a bare URL
+        name, base_url = "", item
+    if not base_url.strip():
+        raise UsageError(f"--http {item!r}: no base URL (--http NAME=BASE_URL or --http BASE_URL)")
+    return name, base_url
 
 
 def cmd_open(app: App, args: argparse.Namespace) -> int:
@@ -185,7 +241,8 @@ def _render_session(app: App, s: Session) -> None:
         )
     )
     for r in s.resources:
-        rows.append((f"resource {r.name}", Text(f"{r.kind} {r.uri} (undo: {r.strategy})")))
+        rules = f", rules: {r.rules}" if r.rules else ""
+        rows.append((f"resource {r.name}", Text(f"{r.kind} {r.uri} (undo: {r.strategy}{rules})")))
     app.out.print(kv_grid(rows))
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from goex._models import Action
-from goex._specs import Limits, Sql
+from goex._specs import ActionBody, Limits, Sql
 from goex.cli._app import App, UsageError
 from goex.cli._render import exit_status, sql_affected_text
 from goex.cli._units import parse_duration
@@ -93,6 +94,22 @@ def limits_from_sql_args(args: argparse.Namespace) -> Limits | None:
 
 def cmd_sql(app: App, args: argparse.Namespace) -> int:
     body, inverse = sql_from_args(args)
+    return submit_from_args(app, args, body, inverse, lambda action: _print(app, args, action))
+
+
+def _print(app: App, args: argparse.Namespace, action: Action) -> None:
+    print_sql_result(app, action)
+    if not args.quiet:
+        print_summary(app, action)
+
+
+def submit_from_args(
+    app: App, args: argparse.Namespace, body: ActionBody, inverse: ActionBody | None, show: Callable[[Action], None]
+) -> int:
+    """`goex sql` / `goex http`: submit `body` with the flags they share, `show` the result; the exit status.
+
+    With --detach only the id is printed; with --json the SubmitAction response, not `show`.
+    """
     outcome = submit_action(
         app,
         body,
@@ -108,10 +125,8 @@ def cmd_sql(app: App, args: argparse.Namespace) -> int:
     action, _ = outcome
     if app.json:
         app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
-        return exit_status(action)
-    print_sql_result(app, action)
-    if not args.quiet:
-        print_summary(app, action)
+    else:
+        show(action)
     return exit_status(action)
 
 

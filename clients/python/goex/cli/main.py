@@ -2,8 +2,8 @@
 
 Exit codes (every command): 0 success, 1 error (one red `error: ...` line on stderr,
 or {"error": {"code": ..., "message": ...}} on stdout with --json), 2 usage error,
-130 interrupted. `goex run`/`goex python` add the command's own status, `goex sql` 125
-for an action that did not complete (see their --help).
+130 interrupted. `goex run`/`goex python` add the command's own status, `goex sql` and
+`goex http` 125 for an action that did not complete (see their --help).
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ from rich.console import Console
 
 from goex import __version__
 from goex._exceptions import GoexError
-from goex.cli import cmd_admin, cmd_log, cmd_policy, cmd_resolve, cmd_run, cmd_secret, cmd_session, cmd_sql
+from goex.cli import (
+    cmd_admin,
+    cmd_http,
+    cmd_log,
+    cmd_policy,
+    cmd_resolve,
+    cmd_run,
+    cmd_secret,
+    cmd_session,
+    cmd_sql,
+)
 from goex.cli._app import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -26,6 +36,7 @@ from goex.cli._app import (
     ArgumentParser,
     CliError,
     UsageError,
+    common_flags,
 )
 
 __all__ = ["build_parser", "main"]
@@ -37,6 +48,8 @@ is checkpointed first, and stays pending until you commit or undo it.
   goex session open --fs .          open a session over a workspace (becomes current)
   goex run -- make build            run a command; shows its output and file changes
   goex sql "UPDATE t SET n = n + 1" run SQL on the session's database (--db at open)
+  goex http POST /items --json '{"name": "x"}'
+                                    call the session's REST service (--http at open)
   goex log                          the session's timeline
   goex undo                         roll back the newest pending action
   goex commit                       keep everything pending
@@ -50,31 +63,13 @@ environment:
                    (default $XDG_STATE_HOME/goex/cli.json or ~/.local/state/goex/cli.json)
 
 exit status: 0 ok, 1 error, 2 usage error, 130 interrupted; goex run / goex python
-exit with the command's own status (see `goex run --help`), goex sql with 125 when
-the action did not complete (see `goex sql --help`).
+exit with the command's own status (see `goex run --help`), goex sql and goex http
+with 125 when the action did not complete (see `goex sql --help`, `goex http --help`).
 """
 
 
-def _common_flags() -> ArgumentParser:
-    # SUPPRESS keeps a subcommand's unset flag from overwriting one given before it,
-    # so `goex --json log` and `goex log --json` both work.
-    common = ArgumentParser(add_help=False)
-    g = common.add_argument_group("global options")
-    g.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help="daemon socket (env GOEX_SOCKET)")
-    g.add_argument(
-        "--session", metavar="ID", default=argparse.SUPPRESS, help="act on this session instead of the current one"
-    )
-    g.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print exactly one JSON object (the RPC response) on stdout",
-    )
-    return common
-
-
 def build_parser() -> ArgumentParser:
-    common = _common_flags()
+    common = common_flags()
     parser = ArgumentParser(
         prog="goex",
         description=_DESCRIPTION,
@@ -84,15 +79,30 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"goex {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (cmd_session, cmd_run, cmd_sql, cmd_log, cmd_resolve, cmd_secret, cmd_policy, cmd_admin):
+    for module in (cmd_session, cmd_run, cmd_sql, cmd_http, cmd_log, cmd_resolve, cmd_secret, cmd_policy, cmd_admin):
         module.register(sub, common)
     return parser
 
 
 def _wants_json(argv: list[str]) -> bool:
-    """--json before any `--` (for errors raised before parsing has finished)."""
+    """--json before any `--` (for errors raised before parsing has finished).
+
+    After the command `http`, --json is the request's body, not this.
+    """
     end = argv.index("--") if "--" in argv else len(argv)
-    return "--json" in argv[:end]
+    words = argv[:end]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("--socket", "--session"):
+            i += 2  # and its value
+            continue
+        if not word.startswith("-"):  # the command
+            if word == "http":
+                words = words[:i]
+            break
+        i += 1
+    return "--json" in words
 
 
 def _report(json_mode: bool, code: str, message: str) -> None:
