@@ -1,0 +1,378 @@
+"""The undo of a REST call, derived from its recorded response by declarative rule sets.
+
+A rule set (TOML, one file per service: shipped in http_rules/, extendable from the user's
+directories; grammar in docs/http-rules.md) matches a write by method and path. Before the call,
+`plan` says whether to capture a pre-image (a GET sent first) and predicts the reversibility
+class, for the policy. After it, `derive` picks the first outcome whose conditions hold on the
+response (and the capture), and builds the inverse call from the real values the service
+returned (ids, version ids, the captured body), with the check that proves the undo worked.
+Pure: no I/O but reading the rule files; the HTTP resource manager sends the calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from goexd.engine.models import ReversibilityClass
+from goexd.policy.locate import line_of
+from goexd.resources.http_rules_parse import parse_rule_file
+from goexd.resources.http_rules_spec import (
+    CallSpec,
+    Outcome,
+    RuleError,
+    RuleFile,
+    VerifyKind,
+    VerifySpec,
+    When,
+)
+from goexd.resources.http_rules_template import (
+    Missing,
+    Ref,
+    Template,
+    Value,
+    json_value,
+    parse_json_body,
+    render,
+    render_json,
+)
+
+__all__ = [
+    "Derived",
+    "Exchange",
+    "HttpCall",
+    "Planned",
+    "RuleError",
+    "RuleSet",
+    "Verify",
+    "VerifyKind",
+    "load_rule_sets",
+    "pre_image_matches",
+    "verified",
+]
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+GONE = (404, 410)
+# From the strongest to the weakest: a rule's prediction is its weakest outcome.
+_STRENGTH = (ReversibilityClass.REVERSIBLE, ReversibilityClass.BEST_EFFORT, ReversibilityClass.IRREVERSIBLE)
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """One request, relative to the resource's base URL."""
+
+    method: str  # upper case
+    path: str  # starts with "/", percent-encoded as sent, no query
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A recorded response."""
+
+    status: int
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Planned:
+    rule: str  # "<ruleset>.<rule name>", "" when no rule matched
+    capture: HttpCall | None  # the GET to send before the call (pre-image), or None
+    predicted: ReversibilityClass  # the weakest class among the rule's outcomes
+    variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Verify:
+    kind: VerifyKind
+    # ABSENT: expect 404/410; PRE_IMAGE: expect what the capture got; None for STATUS and NONE.
+    call: HttpCall | None
+
+
+@dataclass(frozen=True)
+class Derived:
+    reversibility: ReversibilityClass
+    inverse: HttpCall | None  # None: nothing to undo, or no undo possible (IRREVERSIBLE)
+    verify: Verify
+    note: str  # one line for the user: the rule, the outcome and why (never body contents)
+
+
+_NO_CHECK = Verify(VerifyKind.NONE, None)
+
+
+class RuleSet:
+    def __init__(self, spec: RuleFile, source: str) -> None:
+        self.name = spec.name
+        self.description = spec.description
+        self.source = source  # the file it was loaded from
+        self.rules = spec.rules
+        self._by_name = {r.name: r for r in spec.rules}
+
+    def __repr__(self) -> str:
+        return f"RuleSet({self.name!r}, {len(self.rules)} rules, from {self.source})"
+
+    def plan(self, call: HttpCall) -> Planned:
+        """The first rule matching the call (in file order), its capture and its prediction."""
+        if call.method in READ_ONLY_METHODS:
+            return Planned("", None, ReversibilityClass.READ_ONLY)
+        for rule in self.rules:
+            if call.method not in rule.methods or (rule.no_query and call.query):
+                continue
+            variables = rule.pattern.match(call.path)
+            if variables is None:
+                continue
+            context = _Context(variables, call, None, None)
+            capture = None
+            if rule.capture is not None:
+                # From a request value that is not there: no capture, and derive falls through.
+                with contextlib.suppress(Missing):
+                    capture = _build(rule.capture, context)
+            predicted = max((o.reversibility for o in rule.outcomes), key=_STRENGTH.index)
+            return Planned(f"{self.name}.{rule.name}", capture, predicted, MappingProxyType(variables))
+        return Planned("", None, ReversibilityClass.IRREVERSIBLE)
+
+    def derive(self, planned: Planned, call: HttpCall, response: Exchange, capture: Exchange | None) -> Derived:
+        """The undo of `call` from its recorded response (and the capture's, when one was sent)."""
+        if call.method in READ_ONLY_METHODS:
+            return Derived(
+                ReversibilityClass.READ_ONLY, None, _NO_CHECK, f"{call.method} is read-only: nothing to undo"
+            )
+        if not planned.rule:
+            note = f"no rule of {self.name} matches {call.method} {call.path}"
+            return Derived(ReversibilityClass.IRREVERSIBLE, None, _NO_CHECK, note)
+        set_name, _, rule_name = planned.rule.partition(".")
+        rule = self._by_name.get(rule_name)
+        if set_name != self.name or rule is None:
+            raise ValueError(f"{planned.rule!r} is not a rule of {self.name}")
+        context = _Context(dict(planned.variables), call, response, capture)
+        reasons: list[str] = []
+        for j, outcome in enumerate(rule.outcomes):
+            label = f"{planned.rule} [{outcome.label or f'outcome {j + 1}'}]"
+            try:
+                _check(outcome.when, context)
+                inverse = _build(outcome.inverse, context) if outcome.inverse is not None else None
+                verify = _verify(outcome.verify, inverse, planned.capture, context)
+            except Missing as exc:
+                reasons.append(f"{outcome.label or j + 1}: {exc.reason}")
+                continue
+            return Derived(outcome.reversibility, inverse, verify, _note(label, outcome, inverse))
+        note = f"{planned.rule}: no outcome applies ({'; '.join(reasons)})"
+        return Derived(ReversibilityClass.IRREVERSIBLE, None, _NO_CHECK, note)
+
+
+def _note(label: str, outcome: Outcome, inverse: HttpCall | None) -> str:
+    undo = f"undo {inverse.method} {inverse.path}" if inverse is not None else "nothing to undo"
+    if outcome.reversibility is ReversibilityClass.IRREVERSIBLE:
+        undo = "no undo"
+    text = f"{label}: {outcome.reversibility}, {undo}" + (f": {outcome.note}" if outcome.note else "")
+    return re.sub(r"\s+", " ", text)
+
+
+# ---------------------------------------------------------------- building calls
+
+
+@dataclass
+class _Context:
+    variables: dict[str, str]
+    request: HttpCall
+    response: Exchange | None
+    capture: Exchange | None
+
+    def lookup(self, ref: Ref) -> Value:
+        if not ref.source:
+            return self.variables[ref.field]  # checked against the pattern when loaded
+        if ref.source == "request":
+            headers: Mapping[str, str] = {k.lower(): v for k, v in self.request.headers}
+            body = self.request.body
+        else:
+            exchange = self.response if ref.source == "response" else self.capture
+            if exchange is None:
+                raise Missing(f"{ref}: no {ref.source} was recorded")
+            headers, body = exchange.headers, exchange.body
+        if ref.field == "body":
+            return body
+        if ref.field == "headers":
+            if ref.path[0] not in headers:
+                raise Missing(f"{ref} is missing")
+            return headers[ref.path[0]]
+        return json_value(ref, parse_json_body(ref, body), ref.path)
+
+
+def _build(spec: CallSpec, context: _Context) -> HttpCall:
+    lookup = context.lookup
+    path = render(spec.path, lookup, in_path=True)
+    query = tuple((k, render(v, lookup)) for k, v in spec.query)
+    headers: list[tuple[str, str]] = []
+    for name, template in spec.headers:
+        with contextlib.suppress(Missing):  # a header whose value is not there is left out
+            headers.append((name, render(template, lookup)))
+    body = b""
+    if spec.body is not None:
+        raw = _raw_body(spec.body, context)
+        body = raw if raw is not None else render(spec.body, lookup).encode()
+    elif spec.json is not None:
+        raw = _raw_body(spec.json, context) if isinstance(spec.json, Template) else None
+        if raw is not None:
+            parse_json_body(_exact(spec.json), raw)  # sent as it is, but only if it is JSON
+            body = raw
+        else:
+            body = json.dumps(render_json(spec.json, lookup), separators=(",", ":")).encode()
+        if not any(name == "content-type" for name, _ in headers):
+            headers.append(("content-type", "application/json"))
+    return HttpCall(spec.method, path, query, tuple(headers), body)
+
+
+def _exact(template: Template) -> Ref:
+    ref = template.exact
+    assert ref is not None
+    return ref
+
+
+def _raw_body(template: Template, context: _Context) -> bytes | None:
+    """The bytes of `{x.body}` when the template is exactly that (sent unchanged), else None."""
+    ref = template.exact
+    if ref is None or ref.field != "body":
+        return None
+    value = context.lookup(ref)
+    assert isinstance(value, bytes)
+    return value
+
+
+def _in(status: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    return any(lo <= status <= hi for lo, hi in ranges)
+
+
+def _check(when: When, context: _Context) -> None:
+    """Missing (saying which) unless every condition holds."""
+    response = context.response
+    assert response is not None
+    if when.response_status and not _in(response.status, when.response_status):
+        raise Missing(f"response status {response.status} not in the outcome's")
+    for name in when.response_header:
+        if name not in response.headers:
+            raise Missing(f"response header {name} is missing")
+    for name, value in when.response_header_not:
+        if response.headers.get(name) == value:
+            raise Missing(f"response header {name} is {value!r}")
+    for path in when.response_json:
+        ref = Ref("response", "json", path)
+        context.lookup(ref)
+    if when.capture_status:
+        capture = context.capture
+        if capture is None:
+            raise Missing("no capture was recorded")
+        if not _in(capture.status, when.capture_status):
+            raise Missing(f"capture status {capture.status} not in the outcome's")
+
+
+def _verify(spec: VerifySpec, inverse: HttpCall | None, capture: HttpCall | None, context: _Context) -> Verify:
+    if spec.kind in (VerifyKind.STATUS, VerifyKind.NONE):
+        return Verify(spec.kind, None)
+    if spec.path is not None:
+        lookup = context.lookup
+        path = render(spec.path, lookup, in_path=True)
+        return Verify(spec.kind, HttpCall(spec.method, path, tuple((k, render(v, lookup)) for k, v in spec.query)))
+    if spec.kind is VerifyKind.ABSENT and inverse is not None and inverse.method == "DELETE":
+        return Verify(spec.kind, HttpCall(spec.method, inverse.path))
+    if capture is None:
+        raise Missing("no capture call to verify with")
+    if spec.kind is VerifyKind.ABSENT:
+        return Verify(spec.kind, HttpCall(spec.method, capture.path, capture.query))
+    return Verify(spec.kind, capture)
+
+
+# ---------------------------------------------------------------- checking an undo
+
+
+def pre_image_matches(capture: Exchange, now: Exchange) -> bool:
+    """Whether `now` answers what the capture did: both gone (404/410), or the same status and
+    body (JSON-equal when both are JSON, else byte-equal)."""
+    if capture.status in GONE:
+        return now.status in GONE
+    if capture.status != now.status:
+        return False
+    if _is_json(capture) and _is_json(now):
+        try:
+            return _same(json.loads(capture.body), json.loads(now.body))
+        except ValueError:
+            pass
+    return capture.body == now.body
+
+
+def verified(verify: Verify, *, inverse: Exchange | None, check: Exchange | None, capture: Exchange | None) -> bool:
+    """Whether an undo passed its check: `inverse` is the inverse call's answer (None when there
+    was none to send), `check` the answer to verify.call, `capture` the pre-image."""
+    if inverse is not None and not 200 <= inverse.status < 300:
+        return False
+    if verify.kind is VerifyKind.ABSENT:
+        return check is not None and check.status in GONE
+    if verify.kind is VerifyKind.PRE_IMAGE:
+        return check is not None and capture is not None and pre_image_matches(capture, check)
+    return True
+
+
+def _is_json(exchange: Exchange) -> bool:
+    kind = exchange.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality that tells true from 1 (Python's == does not)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b  # 1 and 1.0 are one JSON number
+    return type(a) is type(b) and a == b
+
+
+# ---------------------------------------------------------------- loading
+
+
+def shipped_rule_files() -> list[Traversable]:
+    """The rule files in the package (also in an installed wheel, hence importlib.resources)."""
+    folder = resources.files("goexd.resources").joinpath("http_rules")
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+
+
+def load_rule_sets(dirs: Sequence[Path | str] = ()) -> dict[str, RuleSet]:
+    """The shipped rule sets, then each directory's *.toml in turn: a file whose `name` is
+    already loaded from an earlier place replaces it; two files of one place with the same name
+    are an error."""
+    sets = _load_group([(f"{f.name} (shipped)", f.read_text(encoding="utf-8")) for f in shipped_rule_files()])
+    for folder in map(Path, dirs):
+        if not folder.is_dir():
+            raise RuleError(str(folder), 0, "not a directory of rule files")
+        files = []
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                files.append((str(path), path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise RuleError(str(path), 0, f"cannot read: {exc}") from None
+        sets.update(_load_group(files))
+    return sets
+
+
+def _load_group(files: Sequence[tuple[str, str]]) -> dict[str, RuleSet]:
+    group: dict[str, RuleSet] = {}
+    for file, text in files:
+        rule_set = RuleSet(parse_rule_file(text, file), file)
+        if rule_set.name in group:
+            other = group[rule_set.name].source
+            raise RuleError(file, line_of(text, ("name",)), f"rule set {rule_set.name!r} is also defined in {other}")
+        group[rule_set.name] = rule_set
+    return group
