@@ -1,0 +1,128 @@
+"""`goex http` and `goex session open --http` against a real goexd and a real REST service
+(json-server), as a user types them; then the same calls through `goex.Client.run_http`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import goex
+from tests.daemon_process import DaemonProcess
+from tests.e2e.test_cli_sql import goex as goex_cli
+from tests.services.json_server import JsonServer
+
+
+def items(server: JsonServer) -> list[dict[str, object]]:
+    """What the service holds now, asked over HTTP (its db file is written a moment after each change)."""
+    with server.client() as http:
+        got: list[dict[str, object]] = http.get("/items").raise_for_status().json()
+        return got
+
+
+def test_create_undo_and_read_from_the_cli(daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path) -> None:
+    def cli(*argv: str, code: int = 0) -> str:
+        return goex_cli(daemon, tmp_path, *argv, code=code)
+
+    cli("session", "open", "--http", f"items={json_server.base_url}")
+    created = cli("http", "POST", "/items", "--json", '{"name": "x"}', "-m", "add x")
+    assert created.startswith("201 Created\n"), created
+    assert re.search(r"^location\s+\S*/items/1$", created, re.M), created  # the headers table
+    assert '  "name": "x",\n  "id": 1\n' in created  # the body, pretty-printed
+    assert re.search(r"^reversibility\s+reversible, test ", created, re.M), created
+    assert re.search(r"^inverse\s+DELETE /items/1$", created, re.M), created
+    action_id = re.search(r"^action (\S+): executed, HTTP 201, ", created, re.M)
+    assert action_id is not None, created
+    assert items(json_server) == [{"name": "x", "id": 1}]
+
+    log = cli("log")
+    assert re.search(r"\bhttp\s+executed\b.*add x: POST /items$", log, re.M), log
+    shown = cli("show", action_id[1])
+    assert re.search(r"^status\s+201 Created$", shown, re.M) and re.search(r"^inverse\s+DELETE /items/1$", shown, re.M)
+
+    assert "undone" in cli("undo")
+    assert items(json_server) == []
+    gone = cli("http", "GET", "/items/1", code=125)
+    assert gone.startswith("404 Not Found\n") and "failed, HTTP 404" in gone, gone
+
+    listed = cli("http", "GET", "/items", "--resource", "items")
+    assert listed.startswith("200 OK\n") and re.search(r"^reversibility\s+read_only, ", listed, re.M), listed
+    assert not re.search(r"^inverse", listed, re.M)
+    # --json before the command: the SubmitAction response; -q: the body alone, as the service sent it.
+    response = json.loads(cli("--json", "http", "POST", "/items", "--json", '{"name": "y"}'))
+    assert response["action"]["http"]["status"] == 201 and response["action"]["inverse"]["http"]["method"] == "DELETE"
+    assert response["action"]["reversibility"]["reversibility_class"] == "REVERSIBILITY_CLASS_REVERSIBLE"
+    assert [i["name"] for i in json.loads(cli("http", "GET", "/items", "-q", "--query", "name=y"))] == ["y"]
+    assert json.loads(cli("http", "GET", "/items", "-q", "--query", "name=x")) == []
+    cli("commit")
+    assert [i["name"] for i in items(json_server)] == ["y"]
+
+
+def test_bad_calls_are_refused_before_anything_is_sent(
+    daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+) -> None:
+    def cli(*argv: str, code: int = 0) -> str:
+        return goex_cli(daemon, tmp_path, *argv, code=code)
+
+    cli("session", "open", "--http", json_server.base_url)  # a bare URL: the default name
+    error = json.loads(cli("--json", "http", "POST", "/items", "--json", "{bad", code=1))["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and "json" in error["message"], error
+    assert cli("http", "POST", "/items", "--json", "{bad", code=1).startswith("error: ")
+    for path in ("/../x", "//evil.test/x"):
+        refused = json.loads(cli("--json", "http", "GET", path, code=1))["error"]
+        assert refused["code"] == "INVALID_ARGUMENT" and "outside" in refused["message"], (path, refused)
+    # Flags that do not go together never reach goexd.
+    usage = cli("http", "POST", "/items", "--json", "{}", "--body", "x", code=2)
+    assert "give one request body" in usage
+    assert "no actions" in cli("log")
+    assert items(json_server) == []
+
+
+def test_confine_strategy_needs_an_approval_and_cannot_be_undone(
+    daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+) -> None:
+    def cli(*argv: str, code: int = 0) -> str:
+        return goex_cli(daemon, tmp_path, *argv, code=code)
+
+    sid = cli("session", "open", "--http", f"api={json_server.base_url}", "--http-strategy", "confine").strip()
+    shown = cli("session", "show")
+    assert re.search(r"^resource api\s+http \S+ \(undo: confine, rules: rest\)$", shown, re.M), shown
+    refused = json.loads(cli("--json", "http", "POST", "/items", "--json", '{"name": "z"}', code=1))["error"]
+    assert refused["code"] == "PERMISSION_DENIED" and "approval" in refused["message"], refused
+    assert items(json_server) == []
+    sent = cli("http", "POST", "/items", "--json", '{"name": "z"}', "--approve", "ann: add z")
+    assert sent.startswith("201 Created\n") and re.search(r"^reversibility\s+irreversible, ", sent, re.M), sent
+    assert "ann: add z" in cli("--json", "log")
+    assert "irreversible" in cli("undo", code=1)
+    assert [i["name"] for i in items(json_server)] == ["z"]
+
+    # The same through the Python client: run_http sends json as a value, and the approval.
+    with goex.Client(daemon.socket) as client:
+        [resource] = client.get_session(sid).resources
+        assert (resource.name, resource.strategy, resource.rules) == ("api", goex.UndoStrategy.CONFINE, "rest")
+        with_approval = client.run_http(sid, "post", "/items", json={"name": "w", "n": [1, 2]}, approval="ann: ok")
+        assert with_approval.state is goex.ActionState.EXECUTED and with_approval.approval == "ann: ok"
+        assert with_approval.http is not None and with_approval.http.status == 201
+        assert with_approval.spec is not None and with_approval.spec.text == "POST /items"
+        with pytest.raises(goex.PermissionDenied, match="approval"):
+            client.run_http(sid, "DELETE", "/items/1")
+    assert [i["name"] for i in items(json_server)] == ["z", "w"]
+    assert items(json_server)[1]["n"] == [1, 2]
+
+
+def test_run_http_undoes_from_the_recorded_response(daemon: DaemonProcess, json_server: JsonServer) -> None:
+    with goex.Client(daemon.socket) as client:
+        session = client.create_session(resources=[goex.ResourceSpec.http(json_server.base_url, name="items")])
+        created = client.run_http(session.id, "POST", "/items", json='{"name": "v"}', headers={"Accept": "*/*"})
+        assert created.http is not None and created.http.status == 201, created.error
+        assert created.inverse is not None and created.inverse.text == "DELETE /items/1"
+        assert created.reversibility is not None
+        assert created.reversibility.reversibility_class is goex.ReversibilityClass.REVERSIBLE
+        assert items(json_server) == [{"name": "v", "id": 1}]
+        [undone] = client.undo(session.id)
+        assert undone.state is goex.ActionState.UNDONE and items(json_server) == []
+        read = client.run_http(session.id, "GET", "/items", query={"name": "v"})
+        assert read.http is not None and read.http.status == 200 and json.loads(read.http.body) == []
+        assert read.spec is not None and read.spec.text == "GET /items?name=v"
