@@ -126,3 +126,23 @@ def test_run_http_undoes_from_the_recorded_response(daemon: DaemonProcess, json_
         read = client.run_http(session.id, "GET", "/items", query={"name": "v"})
         assert read.http is not None and read.http.status == 200 and json.loads(read.http.body) == []
         assert read.spec is not None and read.spec.text == "GET /items?name=v"
+
+
+def test_an_inverse_given_on_the_command_line_is_the_one_undo_sends(
+    daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+) -> None:
+    def cli(*argv: str, code: int = 0) -> str:
+        return goex_cli(daemon, tmp_path, *argv, code=code)
+
+    cli("session", "open", "--http", f"items={json_server.base_url}")
+    cli("http", "POST", "/items", "--json", '{"name": "x", "n": 1}')
+    cli("commit")
+    # goexd would derive a PUT of the captured item; the caller's PATCH takes precedence.
+    patched = cli(
+        "http", "PATCH", "/items/1", "--json", '{"n": 2}',
+        "--inverse-method", "patch", "--inverse-path", "/items/1", "--inverse-json", '{"n": 1}',
+    )  # fmt: skip
+    assert re.search(r"^inverse\s+PATCH /items/1$", patched, re.M), patched
+    assert items(json_server) == [{"name": "x", "n": 2, "id": 1}]
+    cli("undo")
+    assert items(json_server) == [{"name": "x", "n": 1, "id": 1}]
