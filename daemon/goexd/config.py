@@ -92,6 +92,14 @@ class EgressConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    # Directories of extra rule sets (*.toml) for deriving inverses of REST calls; a file whose `name`
+    # equals a shipped set ("rest", "s3") replaces it. See docs/http-rules.md.
+    rules_dirs: tuple[str, ...] = ()
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     # The daemon-wide default policy (TOML, see docs/policy.md); a session's own policy is layered over it.
     file: Path | None = None
@@ -112,6 +120,7 @@ class Config:
     vault: VaultConfig = field(default_factory=VaultConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def vault_path(self) -> Path:
@@ -137,6 +146,7 @@ _SECTIONS = {
     "vault": VaultConfig,
     "egress": EgressConfig,
     "policy": PolicyConfig,
+    "http": HttpConfig,
 }
 _ENV_PREFIX = "GOEXD_"
 

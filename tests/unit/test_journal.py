@@ -129,6 +129,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db.execute("ALTER TABLE actions DROP COLUMN egress")
     db.execute("ALTER TABLE actions DROP COLUMN sql")
     db.execute("ALTER TABLE resources DROP COLUMN secret")
+    db.execute("ALTER TABLE resources DROP COLUMN rules")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -137,9 +138,9 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert action is not None and action.egress == () and action.sql is None and action.approval == ""
     j.update("a1", egress='[{"method": "GET"}]', sql="{}", http="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "6"
+    assert version == "7"
     session = j.get_session("s1")
-    assert session is not None and session.resources[0].secret == ""
+    assert session is not None and session.resources[0].secret == "" and session.resources[0].rules == ""
 
 
 def test_a_journal_from_a_newer_goexd_is_refused(tmp_path: Path) -> None:

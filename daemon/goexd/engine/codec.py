@@ -13,6 +13,8 @@ from goexd.engine.models import (
     ActionKind,
     ActionSpec,
     EgressRequest,
+    HttpRequest,
+    HttpResult,
     LimitsRequest,
     Reversibility,
     ReversibilityClass,
@@ -81,7 +83,48 @@ def spec_to_json(spec: ActionSpec) -> dict[str, Any]:
         "egress": None
         if spec.egress is None
         else {"secrets": list(spec.egress.secrets), "hosts": list(spec.egress.hosts)},
+        "http": None if spec.http is None else http_request_to_json(spec.http),
     }
+
+
+def http_request_to_json(r: HttpRequest) -> dict[str, Any]:
+    return {
+        "method": r.method,
+        "path": r.path,
+        "query": [list(p) for p in r.query],
+        "headers": [list(h) for h in r.headers],
+        "body": _b64(r.body),
+        "json": r.json,
+    }
+
+
+def http_request_from_json(d: dict[str, Any]) -> HttpRequest:
+    return HttpRequest(
+        method=d["method"],
+        path=d["path"],
+        query=tuple((k, v) for k, v in d["query"]),
+        headers=tuple((k, v) for k, v in d["headers"]),
+        body=_unb64(d["body"]),
+        json=d["json"],
+    )
+
+
+def http_result_to_json(r: HttpResult) -> dict[str, Any]:
+    return {
+        "status": r.status,
+        "headers": [list(h) for h in r.headers],
+        "body": _b64(r.body),
+        "body_truncated": r.body_truncated,
+    }
+
+
+def http_result_from_json(d: dict[str, Any]) -> HttpResult:
+    return HttpResult(
+        status=d["status"],
+        headers=tuple((k, v) for k, v in d["headers"]),
+        body=_unb64(d["body"]),
+        body_truncated=d["body_truncated"],
+    )
 
 
 def spec_from_json(d: dict[str, Any]) -> ActionSpec:
@@ -100,6 +143,7 @@ def spec_from_json(d: dict[str, Any]) -> ActionSpec:
         egress=None
         if d.get("egress") is None
         else EgressRequest(tuple(d["egress"]["secrets"]), tuple(d["egress"]["hosts"])),
+        http=None if d.get("http") is None else http_request_from_json(d["http"]),
     )
 
 

@@ -54,15 +54,20 @@ from goexd.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    SetupError,
     Unavailable,
     Unimplemented,
 )
 from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
 from goexd.policy.defaults import daemon_layers
-from goexd.policy.model import ActionFacts, Decision, DecisionKind, LimitsFacts, SqlStatementFacts
+from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
 from goexd.policy.parse import PolicyError, build, parse
 from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.http import HttpResource, check_http_host, validate_base_url
+from goexd.resources.http_rules import RuleError
+from goexd.resources.http_rules import load_rule_sets as load_http_rules
+from goexd.resources.http_send import HttpSender, check_secret_injection
 from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.postgres_run import validate_postgres_url
@@ -92,7 +97,6 @@ _ROLLBACK_ON = frozenset(
 _SANDBOXED_KINDS = frozenset({ActionKind.SHELL, ActionKind.PYTHON})
 _DB_KINDS = frozenset({ResourceKind.SQLITE, ResourceKind.POSTGRES})
 _NOT_BUILT = {
-    ActionKind.HTTP: "http actions need REST API resources, which are not built yet",
     ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
 }
 
@@ -139,6 +143,10 @@ class Engine:
         self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="goexd-action")
         # Raises SetupError for a bad policy file: the daemon does not start with confinement it cannot read.
         self.policy_defaults = daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts)
+        try:  # a broken rule file stops the start, like a broken policy file: undo rules must be what they say
+            self.rule_sets = load_http_rules([Path(d).expanduser() for d in cfg.http.rules_dirs])
+        except RuleError as exc:
+            raise SetupError(f"http rule sets: {exc}") from None
         self.default_limits = Limits(
             timeout_s=cfg.sandbox.timeout_s,
             memory_bytes=cfg.sandbox.memory_bytes,
@@ -158,7 +166,7 @@ class Engine:
         self._refuse_if_stopping()
         if not requests:
             raise InvalidArgument("resources", "at least one resource is required")
-        self.parse_policy(policy_toml)
+        policy = self.parse_policy(policy_toml)
         session_limits = self.check_limits("limits", limits or LimitsRequest()).over(self.default_limits)
         resources: list[Resource] = []
         names: set[str] = set()
@@ -169,6 +177,9 @@ class Engine:
             names.add(resource.name)
             resources.append(resource)
         self._refuse_overlaps(resources)
+        for r in resources:
+            if r.kind is ResourceKind.HTTP:
+                check_http_host(r, policy.policy.http_hosts)
         session = Session(
             id=_new_id("ses"),
             label=label,
@@ -217,7 +228,21 @@ class Engine:
             if req.secret:
                 self.vault.get(req.secret)  # NOT_FOUND now rather than at the first action
             return Resource(req.name or "db", ResourceKind.POSTGRES, url, strategy, req.secret)
-        raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet; fs, sqlite and postgres work today")
+        if req.kind is ResourceKind.HTTP:
+            strategy = req.strategy or UndoStrategy.INVERSE
+            if strategy not in (UndoStrategy.INVERSE, UndoStrategy.CONFINE):
+                raise InvalidArgument(f"{fld}.strategy", f"an http resource cannot use the {strategy.value} strategy")
+            url = validate_base_url(req.location, f"{fld}.http.base_url")
+            rules = req.rules or "rest"
+            if rules not in self.rule_sets:
+                known = ", ".join(sorted(self.rule_sets))
+                raise InvalidArgument(f"{fld}.http.rules", f"no rule set named {rules!r} (known: {known})")
+            if req.secret:
+                check_secret_injection(self.vault.get(req.secret), f"{fld}.http.secret")
+                parts = urlsplit(url)
+                self.vault.resolve(req.secret, parts.hostname or "", parts.port or 0)  # PERMISSION_DENIED now
+            return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules)
+        raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet")
 
     def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
         for i, r in enumerate(resources):  # within the new session: one undo mechanism per file
@@ -271,6 +296,7 @@ class Engine:
             if mode is CloseMode.COMMIT_ALL:
                 resolved = self._commit_locked(live, pending)
             elif mode is CloseMode.UNDO_ALL:
+                self._refuse_irreversible(pending)
                 resolved = [self._undo_one(live, a) for a in reversed(pending)]
             self.journal.close_session(session_id)
             with self._live_lock:
@@ -302,6 +328,12 @@ class Engine:
         return secret.primary.decode("utf-8", "surrogateescape")
 
     def _open_manager(self, resource: Resource) -> ResourceManager:
+        if resource.kind is ResourceKind.HTTP:
+            sender = HttpSender(resource.uri, resource.secret, self.vault.resolve, self.cfg.http.connect_timeout_s)
+            sender.reachable()
+            return HttpResource(
+                resource, sender, self.rule_sets[resource.rules], self.vault.redactor, self.vault.redactor.text
+            )
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
             return SqliteInverseResource(resource)
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.CLONE:
@@ -369,7 +401,7 @@ class Engine:
         resource = self._pick_resource(live.session, spec)
         manager = live.managers[resource.name]
         # The policy first: a statement it refuses is refused as such, whatever else is wrong with it.
-        decision = live.policy.check(self._facts(resource, spec), approval)
+        decision = live.policy.check(self._facts(resource, manager, spec, inverse), approval)
         if decision.allowed:
             manager.precheck(spec)
             manager.check_inverse(spec, inverse)
@@ -400,8 +432,22 @@ class Engine:
             return action
         return self._run(live, action)
 
-    def _facts(self, resource: Resource, spec: ActionSpec) -> ActionFacts:
+    def _facts(
+        self, resource: Resource, manager: ResourceManager, spec: ActionSpec, inverse: ActionSpec | None
+    ) -> ActionFacts:
         """What the policy is told about an action before it runs."""
+        if spec.kind is ActionKind.HTTP and isinstance(manager, HttpResource) and spec.http is not None:
+            manager.precheck(spec)  # the facts need a request that stays within the base URL
+            req = spec.http
+            facts = HttpRequestFacts(
+                method=req.method,
+                url=manager.url(spec),
+                path=req.path,
+                headers=dict(req.headers),
+                body=req.body,
+                reversibility=manager.predicted_class(spec, inverse).value,
+            )
+            return ActionFacts("http", resource.name, request=facts)
         if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:
             dialect: Dialect = "sqlite" if resource.kind is ResourceKind.SQLITE else "postgres"
             statements = tuple(SqlStatementFacts(st.cls.value, st.reason) for st in classify_script(spec.sql, dialect))
@@ -441,7 +487,13 @@ class Engine:
                 if r.name == spec.resource:
                     return r
             raise InvalidArgument("spec.resource", f"session has no resource named {spec.resource!r}")
-        wanted = _DB_KINDS if spec.kind is ActionKind.SQL else frozenset({ResourceKind.FS})
+        wanted = (
+            _DB_KINDS
+            if spec.kind is ActionKind.SQL
+            else frozenset({ResourceKind.HTTP})
+            if spec.kind is ActionKind.HTTP
+            else frozenset({ResourceKind.FS})
+        )
         fitting = [r for r in session.resources if r.kind in wanted]
         if len(fitting) == 1:
             return fitting[0]
@@ -560,6 +612,18 @@ class Engine:
                 started,
                 interrupted=self._stopping.is_set() and result.termination is Termination.CANCELLED,
             )
+        if outcome.http is not None:
+            self.journal.update(action.id, http=codec.dumps(codec.http_result_to_json(outcome.http)))
+        if outcome.failure is not None:
+            return self._fail_and_rollback(running, manager, checkpoint, outcome.failure, None, None, started)
+        if outcome.inverse is not None:
+            self.journal.update(action.id, inverse=codec.dumps(codec.spec_to_json(outcome.inverse)))
+        reversibility = (
+            replace(tested, tested_at=time.time())
+            if tested is not None
+            else outcome.reversibility
+            or Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
+        )
         now = time.monotonic()
         self._transition(
             running,
@@ -568,13 +632,7 @@ class Engine:
             changes=codec.dumps(codec.changes_to_json(outcome.changes)) if outcome.changes else None,
             sql=codec.dumps(codec.sql_to_json(outcome.sql)) if outcome.sql else None,
             checkpoint=codec.dumps(checkpoint),
-            reversibility=codec.dumps(
-                codec.reversibility_to_json(
-                    replace(tested, tested_at=time.time())
-                    if tested is not None
-                    else Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
-                )
-            ),
+            reversibility=codec.dumps(codec.reversibility_to_json(reversibility)),
             timings=codec.dumps(
                 codec.timings_to_json(
                     Timings(
@@ -723,13 +781,16 @@ class Engine:
                     f"action {target.id} has later pending actions on resource {target.resource!r} ({ids}); "
                     "undo those first, or ask to cascade"
                 )
-            return [self._undo_one(live, a) for a in [*reversed(later), target]]
+            targets = [*reversed(later), target]
+            self._refuse_irreversible(targets)
+            return [self._undo_one(live, a) for a in targets]
 
     def undo_to(self, action_id: str) -> list[Action]:
         anchor = self._get(action_id)
         live = self._live_session(anchor.session_id)
         with live.lock:
             pending = self.journal.list_actions(anchor.session_id, [ActionState.EXECUTED], after_seq=anchor.seq)
+            self._refuse_irreversible(pending)
             return [self._undo_one(live, a) for a in reversed(pending)]
 
     @staticmethod
@@ -745,7 +806,18 @@ class Engine:
         }.get(action.state, f"it is still {action.state.value}")
         raise FailedPrecondition(f"cannot undo action {action.id}: {why}")
 
+    @staticmethod
+    def _refuse_irreversible(actions: Sequence[Action]) -> None:
+        """Before undoing anything: one irreversible action in the batch refuses the whole undo."""
+        for a in actions:
+            known = a.reversibility
+            if known is not None and known.reversibility_class is ReversibilityClass.IRREVERSIBLE:
+                raise FailedPrecondition(
+                    f"action {a.id} is irreversible ({known.detail}); it cannot be undone, only committed"
+                )
+
     def _undo_one(self, live: _LiveSession, action: Action) -> Action:
+        known = action.reversibility
         started = time.monotonic()
         # The intent is journaled first: a crash mid-restore is finished at the next start-up.
         self.journal.update(action.id, note="undo started", undo_started=1)
@@ -760,7 +832,7 @@ class Engine:
             reversibility=codec.dumps(
                 codec.reversibility_to_json(
                     Reversibility(
-                        ReversibilityClass.REVERSIBLE,
+                        known.reversibility_class if known is not None else ReversibilityClass.REVERSIBLE,
                         Verdict.PASSED if report.verified else Verdict.FAILED,
                         report.detail,
                         time.time(),
@@ -842,6 +914,13 @@ class Engine:
                 action,
                 ActionState.INTERRUPTED,
                 error=f"goexd stopped while the action was running; rolled back to its checkpoint ({report.detail})",
+                finished_at=time.time(),
+            )
+        elif action.state is ActionState.RUNNING and action.kind is ActionKind.HTTP:
+            self._transition(
+                action,
+                ActionState.INTERRUPTED,
+                error="goexd stopped during the call; the service may have carried it out (goexd never resends)",
                 finished_at=time.time(),
             )
         else:

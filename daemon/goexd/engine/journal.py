@@ -29,7 +29,7 @@ from goexd.engine.models import (
 )
 from goexd.errors import FailedPrecondition, InternalError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Each step takes a journal from version N to N + 1; run in order at open.
 _MIGRATIONS = {
     1: "ALTER TABLE actions ADD COLUMN egress TEXT",
@@ -37,6 +37,7 @@ _MIGRATIONS = {
     3: "ALTER TABLE resources ADD COLUMN secret TEXT NOT NULL DEFAULT ''",
     4: "ALTER TABLE actions ADD COLUMN http TEXT",
     5: "ALTER TABLE actions ADD COLUMN approval TEXT NOT NULL DEFAULT ''",
+    6: "ALTER TABLE resources ADD COLUMN rules TEXT NOT NULL DEFAULT ''",
 }
 
 _SCHEMA = """
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS resources (
     uri TEXT NOT NULL,
     strategy TEXT NOT NULL,
     secret TEXT NOT NULL DEFAULT '',
+    rules TEXT NOT NULL DEFAULT '',
     held INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (session_id, name)
 );
@@ -188,9 +190,9 @@ class Journal:
                 )
                 for r in session.resources:
                     db.execute(
-                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value, r.secret),
+                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret, rules)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value, r.secret, r.rules),
                     )
         except sqlite3.IntegrityError as exc:
             holder = self.holder_of([r.uri for r in session.resources])
@@ -238,7 +240,7 @@ class Journal:
 
     def _session(self, row: sqlite3.Row) -> Session:
         resources = tuple(
-            Resource(r["name"], ResourceKind(r["kind"]), r["uri"], UndoStrategy(r["strategy"]), r["secret"])
+            Resource(r["name"], ResourceKind(r["kind"]), r["uri"], UndoStrategy(r["strategy"]), r["secret"], r["rules"])
             for r in self._query("SELECT * FROM resources WHERE session_id = ? ORDER BY rowid", (row["id"],))
         )
         counts = self._query(
@@ -398,5 +400,6 @@ class Journal:
             undo_started=bool(row["undo_started"]),
             egress=tuple(codec.egress_from_json(codec.loads(row["egress"]) or [])),
             sql=opt("sql", codec.sql_from_json),
+            http=opt("http", codec.http_result_from_json),
             approval=row["approval"],
         )

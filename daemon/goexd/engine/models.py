@@ -115,6 +115,7 @@ class ResourceRequest:
     location: str  # fs: path as given; db/http: URL
     strategy: UndoStrategy | None = None
     secret: str = ""
+    rules: str = ""  # http: rule set name
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,29 @@ class Resource:
     uri: str  # canonical: resolved absolute path, or URL without credentials
     strategy: UndoStrategy
     secret: str = ""  # vault secret the daemon authenticates with (postgres password, http credential)
+    rules: str = ""  # http: the rule set that derives inverses ("rest", "s3", or a user's)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A declarative HTTP call, relative to its resource's base URL."""
+
+    method: str  # upper case
+    path: str  # starts with "/", percent-encoded as sent; no query
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    json: bool = False  # the body is JSON text, sent as application/json
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """What the service answered (headers and body redacted; the body capped)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    body_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +172,7 @@ class ActionSpec:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # kinds not built yet keep their payload here
     egress: EgressRequest | None = None  # None = no network at all
+    http: HttpRequest | None = None  # http actions
 
 
 @dataclass(frozen=True)
@@ -212,6 +237,7 @@ class Action:
     undo_started: bool = False
     egress: tuple[EgressRecordData, ...] = ()  # requests made through the egress proxy, in order
     sql: SqlResult | None = None
+    http: HttpResult | None = None
     approval: str = ""  # the explicit approval it carried, when the policy asked for one
 
     @property

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from goexd.engine.models import ActionSpec, Resource, Reversibility, SqlResult
+from goexd.engine.models import ActionSpec, HttpResult, Resource, Reversibility, SqlResult
 from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
@@ -32,6 +32,10 @@ class Outcome:
     checkpoint_extra: Checkpoint = field(default_factory=dict)
     capture_s: float = 0.0  # time spent recording the post-action state and the change set
     sql: SqlResult | None = None
+    http: HttpResult | None = None
+    failure: str | None = None  # the action failed (an http call refused or unanswered): why; rolled back
+    reversibility: Reversibility | None = None  # known only after it ran (an http call's class)
+    inverse: ActionSpec | None = None  # derived from the outcome (an http call's recorded response)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from goexd.engine.models import (
 )
 from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, Stream
+from goexd.server.convert_http import http_action_pb, http_request, http_result_pb
 from goexd.snapshots.base import ChangeSet
 from goexd.vault.models import check_host, check_name
 
@@ -121,7 +122,9 @@ def resource_request(msg: pb.ResourceSpec, fld: str) -> ResourceRequest:
         kind = ResourceKind.POSTGRES if msg.db.url.startswith("postgres") else ResourceKind.SQLITE
         return ResourceRequest(msg.name, kind, msg.db.url, strategy, msg.db.secret)
     if which == "http":
-        return ResourceRequest(msg.name, ResourceKind.HTTP, msg.http.base_url, strategy, msg.http.secret)
+        return ResourceRequest(
+            msg.name, ResourceKind.HTTP, msg.http.base_url, strategy, msg.http.secret, msg.http.rules
+        )
     raise InvalidArgument(f"{fld}.kind", "set one of fs, db or http")
 
 
@@ -150,7 +153,7 @@ def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
             raise InvalidArgument(f"{fld}.sql.sql", "must not be empty")
         return spec(ActionKind.SQL, sql=msg.sql.sql, params=tuple(msg.sql.params))
     if which == "http":
-        return spec(ActionKind.HTTP, extra={"method": msg.http.method, "path": msg.http.path})
+        return spec(ActionKind.HTTP, http=http_request(msg.http, f"{fld}.http"))
     if which == "prompt":
         return spec(ActionKind.PROMPT, extra={"prompt": msg.prompt.prompt})
     raise InvalidArgument(f"{fld}.body", "set one of shell, python, sql, http or prompt")
@@ -189,7 +192,9 @@ def limits_pb(lim: Limits) -> pb.SandboxLimits:
 
 
 def resource_pb(r: Resource) -> pb.Resource:
-    return pb.Resource(name=r.name, kind=_RKIND_TO_PB[r.kind], uri=r.uri, strategy=_STRATEGY_TO_PB[r.strategy])
+    return pb.Resource(
+        name=r.name, kind=_RKIND_TO_PB[r.kind], uri=r.uri, strategy=_STRATEGY_TO_PB[r.strategy], rules=r.rules
+    )
 
 
 def session_pb(s: Session) -> pb.Session:
@@ -231,8 +236,8 @@ def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
         msg.python.CopyFrom(pb.PythonAction(code=spec.code, env=spec.env, stdin=spec.stdin))
     elif spec.kind is ActionKind.SQL:
         msg.sql.CopyFrom(pb.SqlAction(sql=spec.sql, params=list(spec.params)))
-    elif spec.kind is ActionKind.HTTP:
-        msg.http.CopyFrom(pb.HttpAction(method=str(spec.extra.get("method", "")), path=str(spec.extra.get("path", ""))))
+    elif spec.kind is ActionKind.HTTP and spec.http is not None:
+        msg.http.CopyFrom(http_action_pb(spec.http))
     elif spec.kind is ActionKind.PROMPT:
         msg.prompt.CopyFrom(pb.PromptAction(prompt=str(spec.extra.get("prompt", ""))))
     return msg
@@ -345,6 +350,8 @@ def action_pb(a: Action) -> pb.Action:
         msg.changes.CopyFrom(changes_pb(a.changes))
     if a.sql is not None:
         msg.sql.CopyFrom(sql_pb(a.sql))
+    if a.http is not None:
+        msg.http.CopyFrom(http_result_pb(a.http))
     return msg
 
 

@@ -177,12 +177,14 @@ class DbResourceSpec(_message.Message):
     def __init__(self, url: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
 
 class HttpResourceSpec(_message.Message):
-    __slots__ = ("base_url", "secret")
+    __slots__ = ("base_url", "secret", "rules")
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
     base_url: str
     secret: str
-    def __init__(self, base_url: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
+    rules: str
+    def __init__(self, base_url: _Optional[str] = ..., secret: _Optional[str] = ..., rules: _Optional[str] = ...) -> None: ...
 
 class ResourceSpec(_message.Message):
     __slots__ = ("name", "strategy", "fs", "db", "http")
@@ -199,16 +201,18 @@ class ResourceSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., fs: _Optional[_Union[FsResourceSpec, _Mapping]] = ..., db: _Optional[_Union[DbResourceSpec, _Mapping]] = ..., http: _Optional[_Union[HttpResourceSpec, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "kind", "uri", "strategy")
+    __slots__ = ("name", "kind", "uri", "strategy", "rules")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: ResourceKind
     uri: str
     strategy: UndoStrategy
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., uri: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ...) -> None: ...
+    rules: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., uri: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., rules: _Optional[str] = ...) -> None: ...
 
 class SandboxLimits(_message.Message):
     __slots__ = ("timeout", "memory_bytes", "max_processes", "output_bytes")

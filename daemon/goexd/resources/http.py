@@ -1,0 +1,442 @@
+"""A REST API as a resource: declarative calls run by goexd, undone by inverses built from recorded responses.
+
+Strategies:
+- `inverse` (default): before a write, the resource's rule set (resources/http_rules/) says whether
+  to capture a pre-image (a GET before the call) and predicts the call's reversibility class
+  (the policy decides on it). After the call the inverse is built from the *recorded response*
+  (the real id, the version the service assigned) and stored in the checkpoint; a client's own
+  inverse takes precedence. Undo sends the inverse and verifies it (the created item is gone,
+  the item equals its pre-image...); the verdict is the undo's result.
+- `confine`: no undo at all; every write is irreversible and the session's policy decides
+  (by default: only with an explicit approval).
+
+A call is sent once and never retried. A 4xx/5xx answer fails the action (recorded, with the
+response); a call that got no answer fails with its cause, and says when the service may still
+have acted on it. Pre-images are checked against the redactor: one that holds a vault secret
+is kept redacted and the undo is downgraded to best effort rather than storing the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from goexd.engine.models import (
+    ActionKind,
+    ActionSpec,
+    HttpRequest,
+    HttpResult,
+    Resource,
+    Reversibility,
+    ReversibilityClass,
+    UndoStrategy,
+    Verdict,
+)
+from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.http_rules import (
+    Derived,
+    Exchange,
+    HttpCall,
+    Planned,
+    RuleSet,
+    Verify,
+    VerifyKind,
+    pre_image_matches,
+)
+from goexd.resources.http_send import FORBIDDEN_HEADERS, CallFailed, HttpSender
+from goexd.sandbox.base import Limits
+from goexd.vault.models import host_matches
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_PRE_IMAGE_BYTES = 4 * 1024 * 1024  # larger pre-images are not kept: such a call is irreversible
+_PLACEHOLDER = "goex-secret"
+
+Redact = Callable[[bytes, bool], bytes]
+
+
+def validate_base_url(url: str, fld: str) -> str:
+    """http(s)://host[:port][/prefix], without credentials, query or fragment; returned without a trailing '/'."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgument(fld, f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(fld, f"{url!r} is not an http(s)://host[:port][/path] URL")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgument(fld, "must not carry credentials; store them in the vault and name the secret")
+    if parts.query or parts.fragment:
+        raise InvalidArgument(fld, "must not have a query or fragment")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def check_http_host(resource: Resource, allowed: tuple[str, ...] | None) -> None:
+    """The session policy's `[http] hosts`, when set, names every host an http resource may point at."""
+    if allowed is None:
+        return
+    parts = urlsplit(resource.uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not any(host_matches(p, parts.hostname or "", port) for p in allowed):
+        raise PermissionDenied(
+            f"resource {resource.name!r}: {parts.hostname}:{port} is not among the policy's http hosts "
+            f"({', '.join(allowed)}) [policy rule http.hosts]"
+        )
+
+
+def call_of(req: HttpRequest) -> HttpCall:
+    headers = req.headers
+    if req.json and not any(k.lower() == "content-type" for k, _ in headers):
+        headers = (*headers, ("content-type", "application/json"))
+    return HttpCall(req.method, req.path, req.query, headers, req.body)
+
+
+def request_of(call: HttpCall) -> HttpRequest:
+    json_body = any(k.lower() == "content-type" and "json" in v.lower() for k, v in call.headers)
+    return HttpRequest(call.method, call.path, call.query, call.headers, call.body, json=json_body and bool(call.body))
+
+
+def _call_json(call: HttpCall) -> str:
+    return json.dumps(
+        {
+            "method": call.method,
+            "path": call.path,
+            "query": [list(p) for p in call.query],
+            "headers": [list(h) for h in call.headers],
+            "body": base64.b64encode(call.body).decode(),
+        }
+    )
+
+
+def _call_from(text: str) -> HttpCall:
+    d = json.loads(text)
+    return HttpCall(
+        d["method"],
+        d["path"],
+        tuple((k, v) for k, v in d["query"]),
+        tuple((k, v) for k, v in d["headers"]),
+        base64.b64decode(d["body"]),
+    )
+
+
+def _exchange_json(x: Exchange) -> str:
+    return json.dumps({"status": x.status, "headers": dict(x.headers), "body": base64.b64encode(x.body).decode()})
+
+
+def _exchange_from(text: str) -> Exchange:
+    d = json.loads(text)
+    return Exchange(d["status"], d["headers"], base64.b64decode(d["body"]))
+
+
+class HttpResource:
+    def __init__(
+        self,
+        resource: Resource,
+        sender: HttpSender,
+        rules: RuleSet,
+        redact: Redact,
+        redact_text: Callable[[str], str],
+    ) -> None:
+        self.resource = resource
+        self.sender = sender
+        self.rules = rules
+        self._redact = redact
+        self._redact_text = redact_text
+        self._confine = resource.strategy is UndoStrategy.CONFINE
+        self.undo_note = (
+            "no undo: the confine strategy leaves each call to the policy"
+            if self._confine
+            else f"undo sends the inverse built from the recorded response (rule set {rules.name!r}) and verifies it"
+        )
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ before anything is recorded
+
+    def describe(self, samples: bool = False) -> str:
+        lines = [f"REST API at {self.resource.uri}"]
+        if self.resource.secret:
+            lines.append("authentication: added by goexd to every call (the credential is never shown)")
+        if self._confine:
+            lines.append("undo: none (confine strategy); writes are irreversible and subject to approval")
+        else:
+            lines.append(f"undo: inverses derived by the {self.rules.name!r} rule set: {self.rules.description}")
+        lines.append("actions: http {method, path relative to the base URL, query, headers, json or body}")
+        return "\n".join(lines)
+
+    def precheck(self, spec: ActionSpec) -> None:
+        if spec.kind is not ActionKind.HTTP or spec.http is None:
+            raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on an http resource")
+        self._check_request(spec.http, "spec.http")
+
+    def _check_request(self, req: HttpRequest, fld: str) -> None:
+        base = urlsplit(self.resource.uri)
+        full = urlsplit(self.sender.url(call_of(req)))
+        prefix = base.path.rstrip("/")
+        segments = [s for s in req.path.split("/") if s]
+        if (
+            (full.scheme, full.netloc) != (base.scheme, base.netloc)
+            or not full.path.startswith(prefix + "/")
+            or any(s in (".", "..") or s.lower() in ("%2e", "%2e%2e", ".%2e", "%2e.") for s in segments)
+            or req.path.startswith("//")
+        ):
+            raise InvalidArgument(
+                f"{fld}.path", f"{req.path!r} leads outside the resource's base URL {self.resource.uri}"
+            )
+        for name, value in req.headers:
+            if name.lower() in FORBIDDEN_HEADERS:
+                raise InvalidArgument(f"{fld}.headers[{name}]", "is set by goexd itself")
+            if _PLACEHOLDER in value:
+                raise InvalidArgument(
+                    f"{fld}.headers[{name}]",
+                    "secret placeholders are for sandboxed code; the resource's secret is added by goexd",
+                )
+        content_type = next((v for k, v in req.headers if k.lower() == "content-type"), "")
+        if req.json or "json" in content_type.lower():
+            where = f"{fld}.json" if req.json else f"{fld}.body"
+            if req.json and content_type and "json" not in content_type.lower():
+                raise InvalidArgument(f"{fld}.headers[content-type]", f"{content_type!r} contradicts a JSON payload")
+            if req.body or req.json:
+                try:
+                    json.loads(req.body)
+                except ValueError as exc:
+                    raise InvalidArgument(where, f"is not valid JSON ({exc}) but is sent as JSON") from None
+        if req.method in ("GET", "HEAD") and req.body:
+            raise InvalidArgument(f"{fld}.body", f"a {req.method} carries no body")
+
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        if inverse is None:
+            return
+        if self._confine:
+            raise InvalidArgument("inverse", f"{self.resource.name!r} uses the confine strategy: nothing is undone")
+        if inverse.kind is not ActionKind.HTTP or inverse.http is None:
+            raise InvalidArgument("inverse", "the inverse of an http action is an http action")
+        if inverse.resource and inverse.resource != self.resource.name:
+            raise InvalidArgument("inverse.resource", "an inverse acts on the same resource as its action")
+        self._check_request(inverse.http, "inverse.http")
+
+    def plan(self, spec: ActionSpec) -> Planned:
+        assert spec.http is not None
+        call = call_of(spec.http)
+        if call.method in READ_METHODS:
+            return Planned("", None, ReversibilityClass.READ_ONLY, {})
+        if self._confine:
+            return Planned("", None, ReversibilityClass.IRREVERSIBLE, {})
+        return self.rules.plan(call)
+
+    def predicted_class(self, spec: ActionSpec, inverse: ActionSpec | None) -> ReversibilityClass:
+        """What the policy is told before the call: a client inverse makes a write reversible."""
+        planned = self.plan(spec)
+        if inverse is not None and planned.predicted is not ReversibilityClass.READ_ONLY:
+            return ReversibilityClass.REVERSIBLE
+        return planned.predicted
+
+    def url(self, spec: ActionSpec) -> str:
+        assert spec.http is not None
+        call = call_of(spec.http)
+        query = "&".join(f"{k}={v}" for k, v in call.query)
+        return self.sender.url(call) + (f"?{query}" if query else "")
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility | None:
+        return None  # a call cannot be tried without its side effect; its undo is verified when it runs
+
+    def commit_check(self, action_ids: Any) -> None:
+        return None
+
+    def take_lost(self) -> list[str]:
+        return []
+
+    # ------------------------------------------------------------ the action
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
+        """Only the client's inverse: the pre-image is taken in execute(), right before the call."""
+        if inverse is not None and inverse.http is not None:
+            return {"client_inverse": _call_json(call_of(inverse.http))}
+        return {}
+
+    def _capture(self, spec: ActionSpec, timeout_s: float) -> Checkpoint | str:
+        """The pre-image the rule asks for (a GET before the call), or why it could not be taken."""
+        planned = self.plan(spec)
+        if planned.capture is None:
+            return {}
+        try:
+            captured = self.sender.send(planned.capture, timeout_s)
+        except CallFailed as exc:
+            return f"could not take the pre-image ({planned.capture.method} {planned.capture.path}): {exc.why}"
+        if len(captured.body) > MAX_PRE_IMAGE_BYTES:
+            return {"capture_dropped": f"the pre-image is {len(captured.body)} bytes, above {MAX_PRE_IMAGE_BYTES}"}
+        cp: Checkpoint = {}
+        redacted = self._redact(captured.body, False)
+        if redacted != captured.body:
+            cp["capture_redacted"] = "1"
+            captured = Exchange(captured.status, captured.headers, redacted)
+        cp["capture"] = _exchange_json(captured)
+        return cp
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
+    ) -> Outcome:
+        assert spec.http is not None
+        call = call_of(spec.http)
+        captured = self._capture(spec, limits.timeout_s)
+        if isinstance(captured, str):
+            return Outcome(exec=None, changes=None, checkpoint_extra={"sent": "no"}, failure=f"{captured}; not sent")
+        checkpoint = {**checkpoint, **captured}
+        try:
+            response = self.sender.send(call, limits.timeout_s)
+        except CallFailed as exc:
+            unanswered = {**captured, "sent": "maybe" if exc.maybe_sent else "no"}
+            return Outcome(exec=None, changes=None, checkpoint_extra=unanswered, failure=exc.why)
+        result = self._record(response, limits.output_bytes)
+        if response.status >= 400:
+            failure = f"the service answered {response.status}"
+            refused = {**captured, "sent": "refused"}
+            return Outcome(exec=None, changes=None, checkpoint_extra=refused, http=result, failure=failure)
+        derived = self._derive(spec, call, response, checkpoint)
+        extra: Checkpoint = {**captured, "sent": "yes", "class": derived.reversibility.value, "note": derived.note}
+        extra["verify"] = json.dumps(
+            {
+                "kind": derived.verify.kind.value,
+                "call": _call_json(derived.verify.call) if derived.verify.call else None,
+            }
+        )
+        inverse_spec: ActionSpec | None = None
+        if derived.inverse is not None:
+            extra["inverse"] = _call_json(derived.inverse)
+            inverse_spec = ActionSpec(ActionKind.HTTP, resource=self.resource.name, http=request_of(derived.inverse))
+        return Outcome(
+            exec=None,
+            changes=None,
+            checkpoint_extra=extra,
+            http=result,
+            reversibility=Reversibility(derived.reversibility, Verdict.UNTESTED, self._redact_text(derived.note)),
+            inverse=inverse_spec,
+        )
+
+    def _derive(self, spec: ActionSpec, call: HttpCall, response: Exchange, cp: Mapping[str, str]) -> Derived:
+        if call.method in READ_METHODS:
+            return Derived(
+                ReversibilityClass.READ_ONLY, None, Verify(VerifyKind.NONE, None), "read-only: nothing to undo"
+            )
+        if self._confine:
+            return Derived(
+                ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), "confine strategy: no undo"
+            )
+        if "client_inverse" in cp:
+            inverse = _call_from(cp["client_inverse"])
+            return Derived(
+                ReversibilityClass.REVERSIBLE,
+                inverse,
+                Verify(VerifyKind.STATUS, None),
+                "the client's inverse (verified by its status when undone)",
+            )
+        planned = self.rules.plan(call)
+        capture = _exchange_from(cp["capture"]) if "capture" in cp else None
+        if planned.capture is not None and capture is None:
+            why = cp.get("capture_dropped", "no pre-image was taken")
+            return Derived(ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), f"no undo: {why}")
+        derived = self.rules.derive(planned, call, response, capture)
+        if cp.get("capture_redacted") and derived.reversibility is ReversibilityClass.REVERSIBLE:
+            return Derived(
+                ReversibilityClass.BEST_EFFORT,
+                derived.inverse,
+                derived.verify,
+                derived.note + "; the pre-image held a vault secret, which goexd keeps only redacted",
+            )
+        return derived
+
+    def _record(self, response: Exchange, cap: int) -> HttpResult:
+        body = response.body[:cap]
+        truncated = len(response.body) > cap
+        return HttpResult(
+            status=response.status,
+            headers=tuple((k, self._redact_text(v)) for k, v in sorted(response.headers.items())),
+            body=self._redact(body, truncated),
+            body_truncated=truncated,
+        )
+
+    # ------------------------------------------------------------ resolution
+
+    def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
+        return None  # the call is done already; accepting it only drops the pre-image with the checkpoint
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        sent = checkpoint.get("sent")
+        if sent in (None, "no", "refused"):
+            return RollbackReport(True, "nothing to undo: the service did not act on the call")
+        if sent == "maybe":
+            return RollbackReport(
+                False, "the call got no answer and may have been carried out; goexd does not retry or guess an undo"
+            )
+        if checkpoint.get("class") == ReversibilityClass.READ_ONLY.value:
+            return RollbackReport(True, "read-only: nothing to undo")
+        if "inverse" not in checkpoint:
+            if checkpoint.get("class") == ReversibilityClass.IRREVERSIBLE.value:
+                raise FailedPrecondition(f"action {action_id} is irreversible: {checkpoint.get('note', '')}")
+            return RollbackReport(True, f"nothing to undo: {checkpoint.get('note', 'the call changed nothing')}")
+        inverse = _call_from(checkpoint["inverse"])
+        with self._lock:
+            try:
+                answer = self.sender.send(inverse, 60.0)
+            except CallFailed as exc:
+                raise Unavailable(f"the inverse {inverse.method} {inverse.path} failed: {exc.why}") from None
+            if answer.status >= 400:
+                raise FailedPrecondition(
+                    f"the inverse {inverse.method} {inverse.path} was answered {answer.status}; "
+                    "the action stays pending"
+                )
+            head = f"inverse {inverse.method} {inverse.path} answered {answer.status}"
+            return self._verify(checkpoint, head)
+
+    def _verify(self, checkpoint: Checkpoint, head: str) -> RollbackReport:
+        verify = json.loads(checkpoint.get("verify", '{"kind": "status", "call": null}'))
+        kind = VerifyKind(verify["kind"])
+        if kind in (VerifyKind.STATUS, VerifyKind.NONE) or not verify["call"]:
+            return RollbackReport(
+                kind is VerifyKind.STATUS,
+                f"{head}; {'its status is the check' if kind is VerifyKind.STATUS else 'no check possible'}",
+            )
+        probe = _call_from(verify["call"])
+        try:
+            now = self.sender.send(probe, 60.0)
+        except CallFailed as exc:
+            return RollbackReport(False, f"{head}; the check {probe.method} {probe.path} failed: {exc.why}")
+        if kind is VerifyKind.ABSENT:
+            ok = now.status in (404, 410)
+            return RollbackReport(
+                ok,
+                f"{head}; {probe.method} {probe.path} answered {now.status}"
+                + (" (gone, as expected)" if ok else ", but it should be gone"),
+            )
+        capture = _exchange_from(checkpoint["capture"]) if "capture" in checkpoint else None
+        if capture is None:
+            return RollbackReport(False, f"{head}; no pre-image to compare with")
+        ok = pre_image_matches(capture, now)
+        return RollbackReport(
+            ok,
+            f"{head}; {probe.method} {probe.path} "
+            + (
+                "equals the pre-image"
+                if ok
+                else f"differs from the pre-image (status {now.status} vs {capture.status})"
+            ),
+        )
+
+    def fingerprint(self) -> str:
+        raise FailedPrecondition("a REST service has no fingerprint; each undo is verified call by call")
+
+    def close(self) -> None:
+        self.sender.close()

@@ -1,0 +1,112 @@
+"""Send one call to an http resource with its credential put in by goexd, never retried.
+
+The resource's secret is resolved from the vault for the base URL's host:port on every call
+(Vault.resolve refuses a host the secret is not allowed for, and refreshes a due OAuth2 token)
+and injected as its header or query parameter says. What comes back is raw: the caller redacts
+what it records. A call is sent once: a timeout or a dropped connection is reported, never
+retried, because a retry could repeat a side effect.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from goexd.errors import InvalidArgument, Unavailable
+from goexd.resources.http_rules import Exchange, HttpCall
+from goexd.vault.models import InjectionTarget, Secret, render
+
+Resolve = Callable[[str, str, int], Secret]
+
+# Headers goexd sets itself (or that would change how the request is framed).
+FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"})
+
+
+class CallFailed(Exception):
+    """No response: the cause, and whether the service may have received the request."""
+
+    def __init__(self, why: str, maybe_sent: bool) -> None:
+        super().__init__(why)
+        self.why = why
+        self.maybe_sent = maybe_sent
+
+
+def check_secret_injection(secret: Secret, fld: str) -> None:
+    """An http resource's secret must go in a header or a query parameter."""
+    inj = secret.injection
+    if inj is None or inj.target not in (InjectionTarget.HEADER, InjectionTarget.QUERY):
+        where = "no injection" if inj is None else inj.describe()
+        raise InvalidArgument(
+            fld,
+            f"secret {secret.name!r} has {where}; an http resource needs one injected as a header or query parameter",
+        )
+
+
+class HttpSender:
+    def __init__(self, base_url: str, secret: str, resolve: Resolve, connect_timeout_s: float = 10.0) -> None:
+        parts = urlsplit(base_url)
+        self.base_url = base_url.rstrip("/")
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.secret = secret
+        self._resolve = resolve
+        self._lock = threading.Lock()  # httpx.Client is thread-safe, but closing must not race a call
+        # No retries, no redirects followed (a redirect could leave the base URL), no env proxies.
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(60.0, connect=connect_timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+            transport=httpx.HTTPTransport(retries=0),
+        )
+
+    def url(self, call: HttpCall) -> str:
+        return self.base_url + call.path
+
+    def send(self, call: HttpCall, timeout_s: float) -> Exchange:
+        headers = [(k, v) for k, v in call.headers]
+        params: list[tuple[str, str | int | float | bool | None]] = list(call.query)
+        if self.secret:
+            secret = self._resolve(self.secret, self.host, self.port)  # refuses a host it may not go to
+            inj = secret.injection
+            assert inj is not None  # checked at session open
+            value = render(inj.template, secret)
+            if inj.target is InjectionTarget.HEADER:
+                headers = [(k, v) for k, v in headers if k.lower() != inj.name.lower()] + [(inj.name, value)]
+            else:
+                params = [(k, v) for k, v in params if k != inj.name] + [(inj.name, value)]
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        try:
+            response = self._client.request(
+                call.method, self.url(call), params=params, headers=headers, content=call.body, timeout=timeout
+            )
+        except httpx.ConnectError as exc:
+            raise CallFailed(f"cannot connect to {self.host}:{self.port}: {exc}", maybe_sent=False) from None
+        except httpx.ConnectTimeout:
+            raise CallFailed(f"connecting to {self.host}:{self.port} timed out", maybe_sent=False) from None
+        except httpx.TimeoutException:
+            raise CallFailed(
+                f"no answer from {self.host}:{self.port} within {timeout_s:g} s; the service may still act on it",
+                maybe_sent=True,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CallFailed(f"the call to {self.host}:{self.port} failed: {exc}", maybe_sent=True) from None
+        return Exchange(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.content,
+        )
+
+    def reachable(self) -> None:
+        """UNAVAILABLE when nothing listens at the base URL (a TCP connect, no request is sent)."""
+        try:
+            socket.create_connection((self.host, self.port), timeout=5).close()
+        except OSError as exc:
+            raise Unavailable(f"{self.host}:{self.port} is not reachable: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
