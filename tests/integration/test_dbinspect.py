@@ -6,6 +6,7 @@ connect as the password-protected role `app` over TCP, as the daemon will.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import time
@@ -18,7 +19,7 @@ import psycopg
 import psycopg.rows
 import pytest
 
-from goexd.dbinspect import DbFingerprint, describe, diff, fingerprint
+from goexd.dbinspect import DbFingerprint, describe, diff, fingerprint, pg_changes
 from tests.services.postgres import PgCluster
 
 SQLITE_SCHEMA = [
@@ -497,3 +498,55 @@ def test_sqlite_fingerprint_timing(sqlite_db: Db, capsys: pytest.CaptureFixture[
     assert fp.tables["big"].row_count == rows
     with capsys.disabled():
         print(f"\n[timing] SQLite fingerprint of {rows} rows: {seconds * 1000:.0f} ms")
+
+
+# ---------------------------------------------------------------- pg_changes: what a transaction changed
+
+
+def _probe(conn: Any, written: Sequence[tuple[str | None, str]], *statements: str) -> Any:
+    """BEGIN, Probe.start, the statements, finish, ROLLBACK; the Pending comparison."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    try:
+        probe = pg_changes.Probe.start(conn, written)
+        for s in statements:
+            conn.execute(s)
+        return probe.finish(
+            conn, lambda: contextlib.closing(psycopg.connect(conn.info.dsn, password=conn.info.password))
+        )
+    finally:
+        conn.rollback()
+
+
+def test_pg_changes_settles_captured_writes_without_reading_rows(pg_db: Db) -> None:
+    pg_db.load()
+    pg_db.run("CREATE TABLE notes (id int PRIMARY KEY, text text)", "INSERT INTO notes VALUES (1, 'a')")
+    # Captured (users is written by name, orders through its cascade) and undone: nothing to read.
+    pending = _probe(
+        pg_db.conn,
+        [(None, "users")],
+        "UPDATE users SET balance = balance + 1 WHERE id = 2",
+        "UPDATE users SET balance = balance - 1 WHERE id = 2",
+        "DELETE FROM users WHERE id = 3",
+        "INSERT INTO users (id, name, email, balance) VALUES (3, 'carol', 'carol@example.org', 0)",
+    )
+    assert pending.after is None and pending.result() is None
+    # Written but not captured (not named): read on both sides, and found the same.
+    pending = _probe(pg_db.conn, [], "UPDATE notes SET text = 'b'", "UPDATE notes SET text = 'a'")
+    assert pending.read == {"notes"} and pending.result() is None
+    # Captured and changed: both sides read, the diff counts the row.
+    pending = _probe(pg_db.conn, [(None, "notes")], "UPDATE notes SET text = 'b'")
+    assert pending.read == {"notes"}
+    found = pending.result()
+    assert found is not None and "notes: 1 → 1 rows: 1 changed" in found.text
+    # A captured digest is the fingerprint's digest of the same row: the net change is zero only
+    # when the rows are equal, whatever the session's settings make of their text.
+    pg_db.run("SET DateStyle = 'German'", "SET extra_float_digits = 0")
+    pg_db.run("CREATE TABLE t (id int PRIMARY KEY, at timestamptz, f float8)", "INSERT INTO t VALUES (1, now(), 0.1)")
+    pending = _probe(
+        pg_db.conn,
+        [(None, "t")],
+        "UPDATE t SET f = 0.3",
+        "SET DateStyle = 'SQL'",
+        "UPDATE t SET f = 0.1",
+    )
+    assert pending.after is None

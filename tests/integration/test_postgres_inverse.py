@@ -301,3 +301,117 @@ def test_describe_names_the_strategy_and_the_schema(res: PostgresInverseResource
     assert "strategy inverse" in text and "users" in text and "balance" in text and "ann" in text
     for secret in (pg_cluster.host, str(pg_cluster.port), pg_cluster.app_password, "postgresql://"):
         assert secret not in text
+
+
+# ---------------------------------------------------------------- the test's shortcuts (dbinspect/pg_changes.py)
+# The test reads only what the pair could have changed: tables the counters say were written,
+# settled by capture triggers where it can. Each case below must still be judged as a whole
+# fingerprint would judge it.
+
+
+def failed(res: PostgresInverseResource, action: str, inverse: str) -> str:
+    verdict = res.test(q(action), q(inverse), LIMITS, None)
+    assert verdict.verdict is Verdict.FAILED, verdict.detail
+    return verdict.detail
+
+
+def passed(res: PostgresInverseResource, action: str, inverse: str) -> None:
+    verdict = res.test(q(action), q(inverse), LIMITS, None)
+    assert verdict.verdict is Verdict.PASSED, verdict.detail
+
+
+def test_changes_the_script_does_not_name_fail_the_test(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    with pg_cluster.connect_app(pg_database) as setup:
+        setup.execute("CREATE TABLE audit (n serial, who text)")
+        setup.execute(
+            "CREATE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN INSERT INTO audit (who) VALUES (NEW.name); RETURN NEW; END $$"
+        )
+        setup.execute("CREATE TRIGGER log_it AFTER UPDATE ON users FOR EACH ROW EXECUTE FUNCTION log_it()")
+        setup.execute("CREATE TABLE orders (id int PRIMARY KEY, user_id int REFERENCES users ON DELETE CASCADE)")
+        setup.execute("INSERT INTO orders VALUES (10, 1), (11, 1), (12, 2)")
+    before = res.fingerprint()
+    # A trigger writes a table the script never names: the audit rows stay after the inverse.
+    detail = failed(res, "UPDATE users SET balance = 0 WHERE id = 1", "UPDATE users SET balance = 10 WHERE id = 1")
+    assert "audit: 0 → 2 rows: 2 added" in detail and "users" not in detail.split("Tables changed:")[1]
+    # A foreign key cascades a delete; putting the parent back does not bring its orders back.
+    detail = failed(res, "DELETE FROM users WHERE id = 1", "INSERT INTO users VALUES (1, 'ann', 10)")
+    assert "orders: 3 → 1 rows: 2 removed" in detail
+    # Put back whole, the cascade passes.
+    passed(
+        res,
+        "DELETE FROM users WHERE id = 1",
+        "INSERT INTO users VALUES (1, 'ann', 10); INSERT INTO orders VALUES (10, 1), (11, 1)",
+    )
+    assert res.fingerprint() == before
+
+
+def test_rows_added_then_deleted_truncate_and_put_back(res: PostgresInverseResource) -> None:
+    passed(res, "INSERT INTO users VALUES (3, 'cy', 30), (4, 'di', 40)", "DELETE FROM users WHERE id IN (3, 4)")
+    detail = failed(res, "INSERT INTO users VALUES (3, 'cy', 30), (4, 'di', 40)", "DELETE FROM users WHERE id = 3")
+    assert "users: 2 → 3 rows: 1 added" in detail
+    # A row deleted and inserted again under another key is a change, even with the same count.
+    assert "1 added, 1 removed" in failed(
+        res, "DELETE FROM users WHERE id = 2", "INSERT INTO users VALUES (5, 'bob', 20)"
+    )
+    # TRUNCATE writes no row the counters see: the table's new file tells.
+    passed(res, "TRUNCATE users", "INSERT INTO users VALUES (1, 'ann', 10), (2, 'bob', 20)")
+    assert "users: 2 → 1 rows: 1 removed" in failed(res, "TRUNCATE users", "INSERT INTO users VALUES (1, 'ann', 10)")
+    # Dropped and created again (a new oid), with the same rows: the same database.
+    passed(
+        res,
+        "CREATE TABLE keep AS SELECT * FROM users; DROP TABLE users",
+        f"{USERS}; INSERT INTO users SELECT * FROM keep; DROP TABLE keep",
+    )
+
+
+def test_writes_the_capture_triggers_cannot_see_are_read(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    # Triggers switched off around a write: the capture saw nothing, the counters did.
+    detail = failed(
+        res,
+        "ALTER TABLE users DISABLE TRIGGER ALL; UPDATE users SET balance = 0 WHERE id = 1; "
+        "ALTER TABLE users ENABLE TRIGGER ALL",
+        "SELECT 1",
+    )
+    assert "users: 2 → 2 rows: 1 changed" in detail
+    # A write rolled back inside a subtransaction: counted, not captured; the rows are the same.
+    passed(
+        res,
+        "DO $$ BEGIN BEGIN UPDATE users SET balance = 0; RAISE EXCEPTION 'no'; "
+        "EXCEPTION WHEN OTHERS THEN NULL; END; END $$",
+        "SELECT 1",
+    )
+    # A table goexd may not put a trigger on (owned by another role) is read.
+    with pg_cluster.connect(pg_database) as su:
+        su.execute("CREATE TABLE theirs (id int PRIMARY KEY, v int)")
+        su.execute("INSERT INTO theirs VALUES (1, 1)")
+        su.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON theirs TO app")
+    assert "theirs: 1 → 1 rows: 1 changed" in failed(res, "UPDATE theirs SET v = 2", "UPDATE theirs SET v = 3")
+    passed(res, "UPDATE theirs SET v = 2", "UPDATE theirs SET v = 1")
+
+
+def test_a_session_writing_the_table_does_not_hold_the_test_up(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    """The capture trigger waits for its table's lock only briefly; then the table is read instead."""
+    with pg_cluster.connect_app(pg_database, autocommit=False) as other:
+        other.execute("INSERT INTO users VALUES (7, 'other', 0)")  # an open write transaction on users
+        t0 = time.monotonic()
+        passed(res, "UPDATE users SET balance = 0 WHERE id = 1", "UPDATE users SET balance = 10 WHERE id = 1")
+        assert "users: 2 → 2 rows: 1 changed" in failed(
+            res, "UPDATE users SET balance = 0 WHERE id = 1", "UPDATE users SET balance = 1 WHERE id = 1"
+        )
+        assert time.monotonic() - t0 < 2
+        other.commit()  # and the test left nothing in its way
+    assert seen(pg_cluster, pg_database, "SELECT count(*) FROM users") == [(3,)]
+
+
+def test_schema_and_privilege_changes_fail_the_test(res: PostgresInverseResource) -> None:
+    assert "Tables added: t2 (0 rows)" in failed(res, "CREATE TABLE t2 (id int)", "SELECT 1")
+    assert "users: definition changed" in failed(res, "CREATE INDEX users_name ON users (name)", "SELECT 1")
+    assert "Not readable" in failed(res, "REVOKE SELECT ON users FROM app", "SELECT 1")
+    passed(res, "CREATE TABLE t2 (id int); INSERT INTO t2 VALUES (1)", "DROP TABLE t2")

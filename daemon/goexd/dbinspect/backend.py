@@ -9,7 +9,8 @@
   REPEATABLE READ READ ONLY transaction (one snapshot for every table). The output settings
   that shape a row's text (TimeZone, DateStyle, IntervalStyle, extra_float_digits,
   bytea_output) and search_path are pinned with SET LOCAL inside it, so a fingerprint does not
-  depend on how the session was configured; the rollback undoes them.
+  depend on how the session was configured; the rollback undoes them. Given a `snapshot` (one
+  pg_export_snapshot() named), an idle connection reads as that snapshot saw the database.
 Either way nothing is written, and a failure inside the scope leaves the caller's transaction
 usable.
 """
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import pg_catalog, pg_data, sqlite_catalog, sqlite_data
@@ -30,12 +32,18 @@ from goexd.dbinspect.model import Relation, Schema
 
 DbConnection = sqlite3.Connection | psycopg.Connection[Any]
 
-_PIN_SETTINGS = """
-SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true),
-       set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true),
-       set_config('bytea_output', 'hex', true), set_config('search_path', 'public', true),
-       set_config('quote_all_identifiers', 'off', true)
-"""
+# The settings that shape a row's text, as every PostgreSQL digest is taken (pg_changes.py pins
+# them on its capture function too, so both hash the same text).
+PINNED_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("search_path", "public"),
+    ("quote_all_identifiers", "off"),
+)
+_PIN_SETTINGS = "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in PINNED_SETTINGS)
 
 
 class Backend(Protocol):
@@ -89,12 +97,14 @@ class PgBackend:
 
 
 @contextmanager
-def reading(conn: DbConnection) -> Iterator[Backend]:
+def reading(conn: DbConnection, snapshot: str | None = None) -> Iterator[Backend]:
     if isinstance(conn, sqlite3.Connection):
+        if snapshot is not None:
+            raise ValueError("snapshots are for PostgreSQL connections")
         with _sqlite_scope(conn):
             yield SqliteBackend(conn)
     elif isinstance(conn, psycopg.Connection):
-        with _pg_scope(conn):
+        with _pg_scope(conn, snapshot):
             yield PgBackend(conn)
     else:
         raise TypeError(f"not a sqlite3 or psycopg connection: {type(conn).__name__}")
@@ -114,14 +124,18 @@ def _sqlite_scope(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 @contextmanager
-def _pg_scope(conn: psycopg.Connection[Any]) -> Iterator[None]:
+def _pg_scope(conn: psycopg.Connection[Any], snapshot: str | None = None) -> Iterator[None]:
     status = conn.info.transaction_status
     if status == TransactionStatus.INERROR:
         raise ValueError("the connection's transaction is aborted (a statement failed): roll it back first")
     if status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
         raise ValueError(f"the connection is busy ({status.name})")
+    if snapshot is not None and status != TransactionStatus.IDLE:
+        raise ValueError("a snapshot is read in a transaction of its own: the connection must be idle")
     with conn.transaction(force_rollback=True):
         if status == TransactionStatus.IDLE:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if snapshot is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         conn.execute(_PIN_SETTINGS)
         yield

@@ -13,8 +13,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from goexd.dbinspect.backend import DbConnection, reading
-from goexd.dbinspect.model import object_hashes, relation_hash, schema_hash
+from goexd.dbinspect.backend import Backend, DbConnection, reading
+from goexd.dbinspect.model import Relation, Schema, object_hashes, relation_hash, schema_hash
 
 ROW_DETAIL_LIMIT = 10_000  # per-row digests kept for tables up to this many rows
 
@@ -54,22 +54,29 @@ class DbFingerprint:
         return h.hexdigest()
 
 
-def fingerprint(conn: DbConnection, row_detail_limit: int = ROW_DETAIL_LIMIT) -> DbFingerprint:
-    with reading(conn) as db:
-        schema = db.schema()
-        objects = object_hashes(schema)
-        tables = {}
-        unreadable = tuple(rel.ref for rel in schema.tables if not rel.readable)
-        for rel in schema.tables:
-            if not rel.readable:
-                continue
-            content = db.table_content(rel, row_detail_limit)
-            tables[rel.ref] = TableFingerprint(
-                schema_hash=relation_hash(rel),
-                row_count=content.row_count,
-                content_hash=f"{content.content_hash:016x}",
-                primary_key=rel.primary_key,
-                rows_by_key=content.by_key,
-                row_multiset=content.multiset,
-            )
+def fingerprint(
+    conn: DbConnection, row_detail_limit: int = ROW_DETAIL_LIMIT, snapshot: str | None = None
+) -> DbFingerprint:
+    """The whole database's fingerprint (on PostgreSQL as an exported `snapshot` saw it, when given)."""
+    with reading(conn, snapshot) as db:
+        return fingerprint_of(db, db.schema(), row_detail_limit)
+
+
+def fingerprint_of(db: Backend, schema: Schema, row_detail_limit: int = ROW_DETAIL_LIMIT) -> DbFingerprint:
+    """The fingerprint of `schema` (read through `db`, inside its read scope) and of every table's rows."""
+    objects = object_hashes(schema)
+    unreadable = tuple(rel.ref for rel in schema.tables if not rel.readable)
+    tables = {rel.ref: table_fingerprint(db, rel, row_detail_limit) for rel in schema.tables if rel.readable}
     return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable)
+
+
+def table_fingerprint(db: Backend, rel: Relation, row_detail_limit: int = ROW_DETAIL_LIMIT) -> TableFingerprint:
+    content = db.table_content(rel, row_detail_limit)
+    return TableFingerprint(
+        schema_hash=relation_hash(rel),
+        row_count=content.row_count,
+        content_hash=f"{content.content_hash:016x}",
+        primary_key=rel.primary_key,
+        rows_by_key=content.by_key,
+        row_multiset=content.multiset,
+    )

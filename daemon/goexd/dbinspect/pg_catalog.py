@@ -16,7 +16,7 @@ from psycopg.rows import tuple_row
 
 from goexd.dbinspect.model import TABLE, VIEW, Column, Index, Relation, Schema
 
-_USER_NAMESPACES = """
+USER_NAMESPACES = """
     n.nspname NOT IN ('pg_catalog', 'information_schema')
     AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
 """
@@ -27,7 +27,7 @@ _RELATIONS = f"""
 SELECT c.oid, n.nspname, c.relname, quote_ident(n.nspname), quote_ident(c.relname), c.relkind, c.reltuples,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END, has_table_privilege(c.oid, 'SELECT')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_NAMESPACES}
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_NAMESPACES}
 ORDER BY n.nspname, c.relname
 """  # noqa: S608 (constant text)
 
@@ -68,7 +68,7 @@ _ENUMS = f"""
 SELECT quote_ident(n.nspname), quote_ident(t.typname),
        array_agg(quote_literal(e.enumlabel) ORDER BY e.enumsortorder)
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
-WHERE {_USER_NAMESPACES}
+WHERE {USER_NAMESPACES}
 GROUP BY n.nspname, t.typname ORDER BY n.nspname, t.typname
 """  # noqa: S608 (constant text)
 

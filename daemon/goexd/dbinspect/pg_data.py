@@ -22,7 +22,8 @@ from psycopg.rows import tuple_row
 from goexd.dbinspect.content import MASK64, ContentAccumulator, RowCount, TableContent
 from goexd.dbinspect.model import Relation
 
-_DIGEST = sql.SQL("hashtextextended(ROW(t.*)::text, 0)")
+DIGEST = "hashtextextended(ROW(t.*)::text, 0)"  # of a row `t` (pg_changes.py hashes captured rows alike)
+_DIGEST = sql.SQL(DIGEST)
 
 
 def _table(rel: Relation) -> sql.Composable:

@@ -2,9 +2,9 @@
 
 Each action commits at once in its own transaction; its undo is an inverse SQL script (from the
 client today, from the planner later). Before the action runs, the pair is tested: BEGIN
-(REPEATABLE READ, so both fingerprints see one snapshot plus the test's own changes);
-fingerprint, action, inverse, fingerprint; ROLLBACK, always. Only if the two fingerprints match
-does the action run (the engine blocks it otherwise, with dbinspect's table-level diff). Undo
+(REPEATABLE READ: one snapshot plus the test's own changes); note the state, action, inverse,
+compare; ROLLBACK, always. Only if the database is as it was does the action run (the engine
+blocks it otherwise, with dbinspect's table-level diff). Undo
 runs the inverse in a transaction and compares the result with the pre-action fingerprint; if
 the database changed in between (other writers), the undo still runs and says it could not
 verify.
@@ -22,8 +22,15 @@ Decisions:
   copy (on the test cluster: ~70 ms for an empty database, ~100 ms at 100k rows, ~330 ms at 1M).
 - Such an action, and such an inverse at undo, also run outside a transaction (autocommit,
   statement by statement): a failure part-way leaves the statements before it applied.
-- The test's cost is the action, the inverse and two fingerprints (~45 ms at 100k rows, ~175 ms
-  at 1M); an action's round trip adds a fingerprint before it and one after it, its undo one
+- The test compares what the pair could have changed, not every row (dbinspect/pg_changes.py):
+  the schema whole; the tables the transaction's counters say were written, settled by capture
+  triggers on the tables the scripts name (their net change in rows and digest sum) or else read
+  on both sides (the side before the action through an exported snapshot, on a second
+  connection, after the ROLLBACK). Its cost is the action, the inverse and ~10 ms; the tables it
+  has to read, and a failing test's diff, cost what fingerprints cost (~175 ms a pass at 1M
+  rows). The capture triggers hold a SHARE ROW EXCLUSIVE lock on the written tables until the
+  ROLLBACK: other sessions' writes to them wait for the test.
+- An action's round trip adds a whole fingerprint before it and one after it, its undo one
   before the inverse (to tell drift apart) and one after (bench/pg_strategy_micro.py).
 - Session settings an action SETs stay on the connection for later actions, until it is
   replaced (a lost connection, or a test on a copy, which closes it).
@@ -47,10 +54,14 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
 
 import psycopg
 
+from goexd.dbinspect import pg_changes
 from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import (
     ActionKind,
@@ -66,6 +77,7 @@ from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackRe
 from goexd.resources.postgres_run import Conn
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
+from goexd.sql.postgres_targets import written_tables
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +151,7 @@ class PostgresInverseResource:
         cancel: threading.Event | None,
     ) -> Reversibility:
         where = "in a rolled-back transaction"
+        watch = _Changes([*written_tables(spec.sql), *written_tables(inverse.sql)], self._view)
         for attempt in (1, 2):
             conn = self._db.conn()
             try:
@@ -148,11 +161,13 @@ class PostgresInverseResource:
                     raise self._unusable(conn, exc, "before the test") from None
                 continue  # found lost between calls: nothing was pending, a new connection will do
             try:
-                return self._pair(conn, spec, action, inverse, undo, limits, cancel, where)
+                outcome = self._pair(conn, spec, action, inverse, undo, limits, cancel, where, watch)
             finally:
                 if not run.broken(conn):
                     with contextlib.suppress(psycopg.Error):  # a failure here closes it: the next call reconnects
                         conn.rollback()
+            # The state before the test is read (where it has to be) only now, with the test's locks gone.
+            return outcome if isinstance(outcome, Reversibility) else self._verdict(outcome, where)
         raise AssertionError("unreachable")
 
     def _test_on_copy(
@@ -178,8 +193,10 @@ class PostgresInverseResource:
         self._db.copy_to(name, busy)
         try:
             copy = self._pg.connect(autocommit=True, dbname=name)
+            where = "on a copy of the database"
             try:
-                return self._pair(copy, spec, action, inverse, undo, limits, cancel, "on a copy of the database")
+                outcome = self._pair(copy, spec, action, inverse, undo, limits, cancel, where, _Whole())
+                return outcome if isinstance(outcome, Reversibility) else self._verdict(outcome, where)
             finally:
                 self._db.leave(copy)
         finally:
@@ -198,8 +215,13 @@ class PostgresInverseResource:
         limits: Limits,
         cancel: threading.Event | None,
         where: str,
-    ) -> Reversibility:
-        before = self._fingerprint(conn)
+        watch: _Watch,
+    ) -> Reversibility | _Compared:
+        """Action then inverse between the watch's two looks; a verdict, or what is left to compare."""
+        try:
+            watch.start(conn)
+        except psycopg.Error as exc:
+            raise self._unusable(conn, exc, "while noting its state for the test") from None
         try:
             run.run_script(conn, action, spec.params, limits, cancel, self._row_limit, self._pg.message)
         except run.StatementFailed as exc:
@@ -218,8 +240,19 @@ class PostgresInverseResource:
             )
         except run.ConnectionLost as lost:
             raise self._unusable(conn, lost.error, "during the reversibility test") from None
-        after = self._fingerprint(conn)
-        if after.digest == before.digest:
+        try:
+            return watch.finish(conn)
+        except psycopg.Error as exc:
+            raise self._unusable(conn, exc, "while comparing it after the test") from None
+
+    def _verdict(self, compared: _Compared, where: str) -> Reversibility:
+        try:
+            found = compared.result()
+        except psycopg.Error as exc:
+            raise FailedPrecondition(
+                f"cannot test on the database: reading it as it was before the test failed: {self._pg.message(exc)}"
+            ) from None
+        if found is None:
             return Reversibility(
                 ReversibilityClass.REVERSIBLE,
                 Verdict.PASSED,
@@ -228,14 +261,17 @@ class PostgresInverseResource:
         return Reversibility(
             ReversibilityClass.IRREVERSIBLE,
             Verdict.FAILED,
-            f"action then inverse did not restore the database ({where}): {inspect.diff(before, after).text}",
+            f"action then inverse did not restore the database ({where}): {found.text}",
         )
 
-    def _fingerprint(self, conn: Conn) -> inspect.DbFingerprint:
+    @contextlib.contextmanager
+    def _view(self) -> Iterator[Conn]:
+        """A second connection, for reading the database as the test's snapshot saw it."""
+        conn = self._pg.connect(autocommit=True)
         try:
-            return inspect.fingerprint(conn)
-        except psycopg.Error as exc:
-            raise self._unusable(conn, exc, "while fingerprinting it for the test") from None
+            yield conn
+        finally:
+            self._db.leave(conn)
 
     # ------------------------------------------------------------ the action and its undo
 
@@ -337,3 +373,55 @@ class PostgresInverseResource:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _Compared(Protocol):
+    def result(self) -> inspect.DbDiff | None:
+        """None when the database is as it was before the action, else what differs."""
+
+
+class _Watch(Protocol):
+    """How the test looks at the database before the action and after the inverse."""
+
+    def start(self, conn: Conn) -> None: ...
+
+    def finish(self, conn: Conn) -> _Compared: ...
+
+
+@dataclass(frozen=True)
+class _Fingerprints:
+    before: inspect.DbFingerprint
+    after: inspect.DbFingerprint
+
+    def result(self) -> inspect.DbDiff | None:
+        return None if self.after.digest == self.before.digest else inspect.diff(self.before, self.after)
+
+
+@dataclass
+class _Whole:
+    """Every row, before and after: on a copy, whose statements run outside a transaction."""
+
+    before: inspect.DbFingerprint | None = None
+
+    def start(self, conn: Conn) -> None:
+        self.before = inspect.fingerprint(conn)
+
+    def finish(self, conn: Conn) -> _Compared:
+        assert self.before is not None
+        return _Fingerprints(self.before, inspect.fingerprint(conn))
+
+
+@dataclass
+class _Changes:
+    """What the transaction changed, in O(changed rows) where it can (dbinspect/pg_changes.py)."""
+
+    written: list[tuple[str | None, str]]
+    view: Callable[[], AbstractContextManager[Conn]]
+    probe: pg_changes.Probe | None = None
+
+    def start(self, conn: Conn) -> None:
+        self.probe = pg_changes.Probe.start(conn, self.written)
+
+    def finish(self, conn: Conn) -> _Compared:
+        assert self.probe is not None
+        return self.probe.finish(conn, self.view)
