@@ -238,3 +238,30 @@ def test_without_createdb_or_ownership_the_strategy_is_refused_at_the_start(pg_c
         with pg_cluster.connect() as su:
             su.execute(f"ALTER DATABASE {db} OWNER TO app")
             su.execute("ALTER ROLE app NOCREATEDB")
+
+
+def test_the_pre_action_fingerprint_is_taken_from_the_copy_off_the_critical_path(
+    res: PostgresCloneResource, pg_cluster: PgCluster, db: str
+) -> None:
+    before = res.fingerprint()
+    cp = res.checkpoint("act_7")
+    assert "pre" not in cp and cp["clone_oid"]  # the copy only: its fingerprint is taken on a thread
+    out = res.execute(q("DELETE FROM users WHERE id > 10; SELECT pg_sleep(0.5)"), LIMITS, cp, None, None)
+    assert out.checkpoint_extra == {"pre": before}  # ready by the end of the action: journaled with it
+    # The copy is what undo verifies against: one changed behind goexd's back does not pass.
+    with pg_cluster.connect_app(clone_name("act_7")) as sneaky:
+        sneaky.execute("UPDATE users SET balance = -1 WHERE id = 1")
+    report = res.rollback("act_7", {**cp, **out.checkpoint_extra})
+    assert not report.verified and "differs from the pre-action one" in report.detail
+    # Without a recorded fingerprint (goexd restarted before it was ready), undo takes it from the copy.
+    cp = run(res, "act_8", "DELETE FROM users")
+    again = open_resource(pg_cluster, db)
+    try:
+        report = again.rollback("act_8", {k: v for k, v in cp.items() if k != "pre"})
+        assert report.verified and "fingerprint matches" in report.detail
+    finally:
+        again.close()
+    assert seen(pg_cluster, db, "SELECT count(*) FROM users") == [(1000,)]
+    # Committed while its fingerprint is being taken: the thread is stopped and the copy dropped.
+    res.commit("act_9", res.checkpoint("act_9"))
+    assert clone_name("act_9") not in databases(pg_cluster)

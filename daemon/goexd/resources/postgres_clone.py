@@ -8,7 +8,8 @@ commits at once. Undo makes the copy the database again, by two renames in one t
 <db>), then drops the replaced database and verifies the result against the pre-action
 fingerprint. Committing drops the copy. It takes back what neither a transaction nor an inverse
 can (VACUUM, CREATE INDEX CONCURRENTLY, sequences, whatever a statement did), at the cost of a
-copy per action. The checkpoint is {"clone": name, "pre": digest, "clone_s": the copy's time}.
+copy per action. The checkpoint is {"clone": name, "clone_s": the copy's time, "clone_oid": its
+oid}, and "pre" (the copy's fingerprint) once it is known.
 
 Decisions:
 - PostgreSQL copies, renames or drops a database only while no other session is connected to
@@ -32,8 +33,14 @@ Decisions:
 - A failed action whose statements ran in one transaction (rolled back) left the database as
   it was: its undo only drops the copy. Any other failure (statements outside a transaction,
   or after a restart, when that is no longer known) is undone by the swap.
-- checkpoint() fingerprints the database before copying it ("pre"; ~175 ms at 1M rows), so
-  that undo verifies against the state before the action, not merely against the copy.
+- Undo verifies the swapped-in database against the pre-action fingerprint ("pre"). That is the
+  fingerprint of the copy, which no one writes to: it is taken off the critical path, on a
+  thread of its own with its own connection to the copy, started by checkpoint() (~175 ms at
+  1M rows, while the action runs), so the checkpoint costs the copy alone. execute() journals
+  it when it is ready by then; otherwise undo waits for the thread, or, after a restart,
+  fingerprints the copy itself before the swap. Commit cancels the thread. An undo that goexd
+  stopped in after the swap, before any fingerprint was journaled, is told finished by the
+  copy's oid ("clone_oid") but reported unverified.
 - `copy_strategy` picks CREATE DATABASE's STRATEGY (PostgreSQL 15+): None keeps the server's
   default (wal_log: the copy goes through the WAL, no checkpoint); "file_copy" copies the files
   between two checkpoints: faster for large databases where checkpoints are cheap.
@@ -45,17 +52,21 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 import time
 from collections.abc import Sequence
 
+import psycopg
+
 from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument
 from goexd.resources import postgres_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.postgres_run import Conn
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD
 
@@ -93,6 +104,7 @@ class PostgresCloneResource:
         self._db = run.PgDatabase(self._pg, admin_database, copy_strategy)
         self._row_limit = row_limit
         self._untouched: set[str] = set()  # copies of failed actions whose one transaction was rolled back
+        self._pre: dict[str, _CopyFingerprint] = {}  # by copy: its fingerprint, being taken
         self._lock = threading.Lock()
         try:
             self._check_rights()
@@ -162,14 +174,13 @@ class PostgresCloneResource:
         clone = clone_name(action_id)
         with self._lock:
             try:
-                n = self._db.others()  # before the fingerprint, which takes time on a large database
-                if n:
-                    raise FailedPrecondition(self._busy(n))
-                pre = self._db.reading("before the action ran", lambda c: inspect.fingerprint(c).digest)
                 took = self._db.copy_to(clone, self._busy)
             finally:
                 self._db.release()
-        return {"clone": clone, "pre": pre, "clone_s": f"{took:.3f}"}
+            self._pre[clone] = _CopyFingerprint(self._pg, clone)
+            # Tells, after a restart, whether an undo that goexd did not record had swapped the copy in.
+            oid = self._db.ask("SELECT oid::text FROM pg_database WHERE datname = %s", (clone,))
+        return {"clone": clone, "clone_s": f"{took:.3f}", "clone_oid": str(oid[0][0]) if oid else ""}
 
     def execute(
         self,
@@ -192,7 +203,9 @@ class PostgresCloneResource:
                 raise InvalidArgument(SQL_FIELD, exc.why) from None
             finally:
                 self._db.release()
-        return Outcome(exec=None, changes=None, sql=result)
+            taking = self._pre.get(checkpoint["clone"])
+            pre = self._taken(checkpoint["clone"]) if taking is not None and taking.done() else None
+        return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"pre": pre} if pre else {})
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         return None
@@ -202,6 +215,7 @@ class PostgresCloneResource:
         clone = checkpoint["clone"]
         with self._lock:
             self._untouched.discard(clone)
+            self._stop_fingerprint(clone)
             try:
                 self._db.drop(clone, force=True)
             except GoexError as exc:
@@ -210,18 +224,21 @@ class PostgresCloneResource:
                 )
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        clone, pre = checkpoint["clone"], checkpoint["pre"]
+        clone, pre = checkpoint["clone"], checkpoint.get("pre")
         old = old_name(action_id)
         with self._lock:
             try:
                 if clone in self._untouched:
                     self._untouched.discard(clone)
+                    self._stop_fingerprint(clone)
                     self._db.drop(clone, force=True)
                     return RollbackReport(
                         verified=True, detail="the action's transaction was rolled back; nothing to undo"
                     )
+                pre = self._taken(clone) or pre  # the thread is waited for (and its connection gone) either way
                 if not self._db.exists(clone):
-                    return self._finish_earlier_swap(action_id, clone, old, pre)
+                    return self._finish_earlier_swap(action_id, clone, old, pre, checkpoint.get("clone_oid"))
+                pre = pre or self._copy_fingerprint(clone)
                 t0 = time.monotonic()
                 missing = self._db.swap_in(clone, old, self._busy_swap)
                 swapped_ms = (time.monotonic() - t0) * 1000
@@ -235,6 +252,36 @@ class PostgresCloneResource:
         if missing:
             detail += f"; not carried over to it: {', '.join(missing)}"
         return RollbackReport(verified=verified, detail=detail)
+
+    def _copy_fingerprint(self, clone: str) -> str:
+        """The copy's fingerprint, taken now (after a restart, or when its thread failed)."""
+        conn = self._pg.connect(autocommit=True, dbname=clone)
+        try:
+            return inspect.fingerprint(conn).digest
+        except psycopg.Error as exc:
+            raise FailedPrecondition(
+                f"cannot read the copy {clone} of database {self._db.name} to verify the undo: {self._pg.message(exc)}"
+            ) from None
+        finally:
+            self._db.leave(conn)
+
+    def _taken(self, clone: str) -> str | None:
+        """Wait for the copy's fingerprint thread, if there is one; its digest, or None if it failed."""
+        taking = self._pre.pop(clone, None)
+        if taking is None:
+            return None
+        taking.wait()
+        if taking.pid is not None:
+            self._db.left(taking.pid)  # its backend must be gone before the copy is renamed or dropped
+        if taking.error:
+            log.warning("fingerprinting the copy %s in the background failed: %s", clone, taking.error)
+        return taking.digest
+
+    def _stop_fingerprint(self, clone: str) -> None:
+        taking = self._pre.get(clone)
+        if taking is not None:
+            taking.cancel()
+            self._taken(clone)
 
     def _busy_swap(self, which: str, n: int) -> str:
         role = "the database" if which == self._db.name else "its copy"
@@ -252,16 +299,27 @@ class PostgresCloneResource:
             return f"; the replaced database {old} could not be dropped ({exc}): drop it yourself"
         return ""
 
-    def _finish_earlier_swap(self, action_id: str, clone: str, old: str, pre: str) -> RollbackReport:
+    def _finish_earlier_swap(
+        self, action_id: str, clone: str, old: str, pre: str | None, clone_oid: str | None
+    ) -> RollbackReport:
         """No copy: an earlier undo swapped it in (and goexd stopped before it was recorded), or it is gone."""
-        swapped = self._db.exists(old)
-        detail = self._drop_old(old) if swapped else ""
-        after = self._db.reading("after the undo", lambda c: inspect.fingerprint(c).digest)
-        if after == pre:
+        left_behind = self._db.exists(old)
+        detail = self._drop_old(old) if left_behind else ""
+        current = self._db.ask("SELECT oid::text FROM pg_database WHERE datname = %s", (self._db.name,))
+        # The database under its name is the copy (the same oid), or an old one was left by the swap.
+        swapped = left_behind or (clone_oid is not None and bool(current) and current[0][0] == clone_oid)
+        if pre is None:
+            if swapped:
+                return RollbackReport(
+                    verified=False,
+                    detail="the copy had already been swapped in; its fingerprint had not been recorded, so the "
+                    "result cannot be verified" + detail,
+                )
+        elif self._db.reading("after the undo", lambda c: inspect.fingerprint(c).digest) == pre:
             return RollbackReport(
                 verified=True, detail="the copy had already been swapped in; fingerprint matches" + detail
             )
-        if swapped:
+        elif swapped:
             return RollbackReport(
                 verified=False,
                 detail="the copy had already been swapped in, but the fingerprint differs from the pre-action one"
@@ -283,4 +341,56 @@ class PostgresCloneResource:
 
     def close(self) -> None:
         with self._lock:
+            for clone in list(self._pre):
+                self._stop_fingerprint(clone)
             self._db.close()
+
+
+class _CopyFingerprint:
+    """A copy's fingerprint, taken on a thread with a connection of its own (the copy is quiescent).
+
+    The thread closes its connection when it ends; `pid` names the backend, which the owner
+    hands to PgDatabase.left() so that renames and drops of the copy wait until it is gone."""
+
+    def __init__(self, pg: run.PgEndpoint, dbname: str) -> None:
+        self.digest: str | None = None
+        self.error = ""
+        self.pid: int | None = None
+        self._pg = pg
+        self._dbname = dbname
+        self._conn: Conn | None = None
+        self._done = threading.Event()
+        self._cancelled = False
+        self._lock = threading.Lock()  # _conn and _cancelled, between the thread and cancel()
+        threading.Thread(target=self._run, name="goexd-pg-copy-fingerprint", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            conn = self._pg.connect(autocommit=True, dbname=self._dbname)
+            with self._lock:
+                self._conn, self.pid = conn, conn.info.backend_pid
+                if self._cancelled:
+                    return
+            self.digest = inspect.fingerprint(conn).digest
+        except (GoexError, psycopg.Error) as exc:
+            self.error = str(exc) if isinstance(exc, GoexError) else self._pg.message(exc)
+        finally:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+    def cancel(self) -> None:
+        """Stop the fingerprint's query (the thread then ends with an error); returns at once."""
+        with self._lock:
+            self._cancelled = True
+            if self._conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.cancel_safe(timeout=run.CANCEL_REQUEST_TIMEOUT_S)

@@ -516,6 +516,10 @@ class PgDatabase:
             return
         pid = conn.info.backend_pid
         conn.close()
+        self.left(pid)
+
+    def left(self, pid: int) -> None:
+        """Note the backend of a connection of ours that was closed (maybe by another thread) until it has left."""
         self._left.append(pid)
 
     def admin(self) -> Conn:
