@@ -4,6 +4,7 @@ with reports failed starts and leaves nothing running."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -169,6 +170,11 @@ def test_json_server_post_creates_with_an_id(json_server: JsonServer) -> None:
         assert http.get("/items/1").json() == first
         assert http.get("/items").json() == [first, second]
     assert json_server.db() == {"items": [first, second], "users": []}
+    # The file catches up some time after the answers (json-server writes it asynchronously).
+    deadline = time.monotonic() + 5
+    while json.loads(json_server.db_path.read_text()) != json_server.db():
+        assert time.monotonic() < deadline, json_server.db_path.read_text()
+        time.sleep(0.02)
 
 
 def test_json_server_put_patch_delete(json_server: JsonServer) -> None:

@@ -24,7 +24,7 @@ output to a log file whose tail a failed start reports). Registered in tests/con
   What moto accepts signed and unsigned is in moto_s3.py's docstring.
 - JSON REST: json-server 0.17.4 (tests/services/json_server.py; npm, installed by `make install`
   into .venv/node). `run_json_server(dir, seed)` yields a `JsonServer` (port, base_url, host,
-  db_path, log_path, start_s; `client()` an httpx client on it, `db()` the file's data). Fixture
+  db_path, log_path, start_s; `client()` an httpx client on it, `db()` its whole state by GET /db). Fixture
   `json_server`: one per test (~0.3 s to start) from a fresh file seeded with the fixture
   `json_server_seed` (`{"items": [], "users": []}` unless a test overrides or parametrizes it).
 

@@ -10,8 +10,10 @@ seed by defining a `json_server_seed` fixture or with
 Each top-level key of the seed is a collection: POST /items → 201 with the created object,
 `id` included (max numeric id + 1, starting at 1), and a Location header; GET, PUT (replaces,
 keeping the id), PATCH (merges) and DELETE /items/:id, each 404 for a missing id (PUT does not
-create); DELETE answers 200 `{}`. A POST with an id already taken is a 500. json-server writes
-the whole file after each change, so `JsonServer.db()` reads the state it holds.
+create); DELETE answers 200 `{}`. A POST with an id already taken is a 500. GET /db answers the
+whole state, which is what `JsonServer.db()` returns. Not the file: json-server rewrites it
+after each change but asynchronously (lowdb's FileAsync), after it has answered, so right after
+a call the file may still hold the state before it.
 
 It runs without `--watch` (the file is read once at start) and from its own directory, so no
 json-server.json, public/ or routes file of the repository is picked up.
@@ -45,7 +47,7 @@ DEFAULT_SEED: dict[str, Any] = {"items": [], "users": []}
 
 @dataclass(frozen=True)
 class JsonServer(LoopbackService):
-    db_path: Path  # the JSON file it serves and writes
+    db_path: Path  # the JSON file it serves, rewritten some time after each change
     log_path: Path
     start_s: float  # spawn to first answer
 
@@ -57,8 +59,10 @@ class JsonServer(LoopbackService):
         return httpx.Client(base_url=self.base_url, trust_env=False, timeout=10)
 
     def db(self) -> dict[str, Any]:
-        """The data as json-server last wrote it to its file."""
-        data: dict[str, Any] = json.loads(self.db_path.read_text())
+        """The whole state json-server holds now (GET /db): every collection by name."""
+        r = httpx.get(self.url("/db"), trust_env=False, timeout=10)
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
         return data
 
 
