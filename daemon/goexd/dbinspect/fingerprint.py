@@ -10,7 +10,7 @@ and after the action and its inverse. See content.py for how a table's content i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from goexd.dbinspect.backend import Backend, DbConnection, reading
@@ -64,10 +64,33 @@ def fingerprint(
 
 def fingerprint_of(db: Backend, schema: Schema, row_detail_limit: int = ROW_DETAIL_LIMIT) -> DbFingerprint:
     """The fingerprint of `schema` (read through `db`, inside its read scope) and of every table's rows."""
+    return partial_fingerprint(db, schema, None, row_detail_limit)
+
+
+def partial_fingerprint(
+    db: Backend, schema: Schema, read: Collection[str] | None, row_detail_limit: int = ROW_DETAIL_LIMIT
+) -> DbFingerprint:
+    """The fingerprint of `schema` and of the rows of the tables in `read` (None: every table).
+
+    The other tables stand in unread (a row count of 0, the content hash "unread"): two partial
+    fingerprints that read the same tables compare and diff like whole ones, as long as the
+    tables left unread are known to be the same on both sides."""
     objects = object_hashes(schema)
-    unreadable = tuple(rel.ref for rel in schema.tables if not rel.readable)
-    tables = {rel.ref: table_fingerprint(db, rel, row_detail_limit) for rel in schema.tables if rel.readable}
-    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable)
+    tables = {
+        rel.ref: (
+            table_fingerprint(db, rel, row_detail_limit)
+            if read is None or rel.ref in read
+            else TableFingerprint(relation_hash(rel), 0, "unread", rel.primary_key)
+        )
+        for rel in schema.tables
+        if rel.readable
+    }
+    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable(schema))
+
+
+def unreadable(schema: Schema) -> tuple[str, ...]:
+    """The tables whose rows the connection's role may not read (compared by definition only)."""
+    return tuple(rel.ref for rel in schema.tables if not rel.readable)
 
 
 def table_fingerprint(db: Backend, rel: Relation, row_detail_limit: int = ROW_DETAIL_LIMIT) -> TableFingerprint:

@@ -57,8 +57,8 @@ from psycopg.rows import tuple_row
 from goexd.dbinspect.backend import PINNED_SETTINGS, Backend, reading
 from goexd.dbinspect.content import MASK64
 from goexd.dbinspect.diff import DbDiff, diff
-from goexd.dbinspect.fingerprint import ROW_DETAIL_LIMIT, DbFingerprint, TableFingerprint, table_fingerprint
-from goexd.dbinspect.model import Schema, object_hashes, relation_hash, schema_hash
+from goexd.dbinspect.fingerprint import DbFingerprint, partial_fingerprint, unreadable
+from goexd.dbinspect.model import Schema, object_hashes
 from goexd.dbinspect.pg_catalog import USER_NAMESPACES
 from goexd.dbinspect.pg_data import DIGEST
 
@@ -180,7 +180,7 @@ class Probe:
             read = _to_read(self, schema, states, captured)
             if not read:
                 return Pending(None)
-            after = _partial(db, schema, read)
+            after = partial_fingerprint(db, schema, read)
         pending = Pending(after, self.schema, read)
         try:
             pending.open(open_view(), self.snapshot)
@@ -210,8 +210,8 @@ class Pending:
             if self.after is None:
                 return None
             assert self._view is not None and self.schema is not None
-            found = diff(_partial(self._view, self.schema, self.read), self.after)
-            return None if found.identical else found
+            before = partial_fingerprint(self._view, self.schema, self.read)
+            return None if before.digest == self.after.digest else diff(before, self.after)
         finally:
             self.close()
 
@@ -281,7 +281,7 @@ def _to_read(
 ) -> frozenset[str]:
     """The tables to fingerprint on both sides: every table when the schema changed, else those written
     whose change the captures do not settle, and those the captures saw changed."""
-    if object_hashes(schema) != object_hashes(probe.schema) or _unreadable(schema) != _unreadable(probe.schema):
+    if object_hashes(schema) != object_hashes(probe.schema) or unreadable(schema) != unreadable(probe.schema):
         return frozenset(rel.ref for rel in (*schema.tables, *probe.schema.tables))
     read = set()
     for rel in schema.tables:
@@ -298,22 +298,3 @@ def _to_read(
         if seen is None or seen.counts != moved or seen.net_rows != 0 or seen.net_digests != 0:
             read.add(rel.ref)  # not captured, not all seen, or changed: the fingerprints tell which
     return frozenset(read)
-
-
-def _unreadable(schema: Schema) -> tuple[str, ...]:
-    return tuple(rel.ref for rel in schema.tables if not rel.readable)
-
-
-def _partial(db: Backend, schema: Schema, read: frozenset[str]) -> DbFingerprint:
-    """A fingerprint whose tables outside `read` stand in unread (the same on both sides, so diff passes them)."""
-    objects = object_hashes(schema)
-    tables = {
-        rel.ref: (
-            table_fingerprint(db, rel, ROW_DETAIL_LIMIT)
-            if rel.ref in read
-            else TableFingerprint(relation_hash(rel), 0, "unread", rel.primary_key)
-        )
-        for rel in schema.tables
-        if rel.readable
-    }
-    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, _unreadable(schema))
