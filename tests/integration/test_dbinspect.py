@@ -19,7 +19,7 @@ import psycopg
 import psycopg.rows
 import pytest
 
-from goexd.dbinspect import DbFingerprint, describe, diff, fingerprint, pg_changes
+from goexd.dbinspect import DbFingerprint, describe, diff, fingerprint, pg_changes, sqlite_changes
 from tests.services.postgres import PgCluster
 
 SQLITE_SCHEMA = [
@@ -550,3 +550,51 @@ def test_pg_changes_settles_captured_writes_without_reading_rows(pg_db: Db) -> N
         "UPDATE t SET f = 0.1",
     )
     assert pending.after is None
+
+
+# ---------------------------------------------------------------- sqlite_changes: what a transaction changed
+
+
+def test_sqlite_written_tables_follows_triggers_cascades_and_views(sqlite_db: Db) -> None:
+    sqlite_db.load()
+    sqlite_db.run(
+        "CREATE TABLE audit (who TEXT)",
+        "CREATE TRIGGER log_it AFTER UPDATE ON users BEGIN INSERT INTO audit VALUES (NEW.name); END",
+        "CREATE VIEW v AS SELECT * FROM users",
+        "CREATE TRIGGER v_del INSTEAD OF DELETE ON v BEGIN DELETE FROM users WHERE id = OLD.id; END",
+    )
+    conn = sqlite_db.conn
+
+    def written(*statements: str) -> frozenset[str] | None:
+        return sqlite_changes.written_tables(conn, [(s, ()) for s in statements])
+
+    assert written("UPDATE users SET balance = 1 WHERE id = ?") is None  # a parameter it was not given
+    assert written("UPDATE users SET balance = 1") == {"users", "audit"}
+    assert written("DELETE FROM v WHERE id = 1") == {"v", "users", "orders"}  # the view, its trigger, the cascade
+    assert written("SELECT * FROM orders", "EXPLAIN DELETE FROM users") == set()
+    assert written("CREATE TABLE t (x)", "INSERT INTO t VALUES (1)") is None  # needs what the first creates
+    assert written("PRAGMA user_version = 7") is None  # a PRAGMA acts while it is compiled: not even that
+    assert sqlite_db.conn.execute("PRAGMA user_version").fetchone() == (0,)
+
+
+def test_sqlite_probe_after_equals_the_whole_fingerprint(sqlite_db: Db) -> None:
+    sqlite_db.load()
+    sqlite_db.run("CREATE UNIQUE INDEX users_name ON users (name)")
+    conn = sqlite_db.conn
+    for statements in (
+        ["UPDATE users SET balance = balance + 1 WHERE id < 3", "INSERT INTO orders VALUES (13, 3, 1.5, 'x')"],
+        ["DELETE FROM users WHERE id = 1"],  # cascades to orders
+        ["INSERT OR REPLACE INTO users (id, name, email) VALUES (9, 'bob', 'b@x')"],  # deletes bob's row unseen
+        ["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"],  # not known beforehand: read whole
+    ):
+        before = fingerprint(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        probe = sqlite_changes.Probe.start(conn, sqlite_changes.written_tables(conn, [(s, ()) for s in statements]))
+        for s in statements:
+            conn.execute(s)
+        after = probe.after(before)
+        probe.stop()
+        probe.drop()
+        conn.execute("COMMIT")
+        assert after == fingerprint(conn), statements
+        assert conn.execute("SELECT count(*) FROM temp.sqlite_master").fetchone() == (0,)  # no trigger stays

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 import stat
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from goexd.dbinspect import sqlite as inspect
 from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.errors import InvalidArgument
 from goexd.resources.sqlite_clone import SqliteCloneResource
@@ -64,3 +66,26 @@ def test_commit_drops_the_clone_and_a_failed_action_changes_nothing(res: SqliteC
     assert not Path(cp["clone"]).exists()
     with pytest.raises(InvalidArgument, match="client inverses go unused"):
         res.check_inverse(q("DELETE FROM users"), q("SELECT 1"))
+
+
+def whole(db: Path) -> str:
+    """The database's fingerprint, read whole on a connection of its own."""
+    with closing(sqlite3.connect(db)) as other:
+        return inspect.fingerprint(other).digest
+
+
+def test_the_clone_fingerprint_is_known_without_reading_every_row_unless_others_wrote(
+    res: SqliteCloneResource, db: Path
+) -> None:
+    for i, sql in enumerate(("UPDATE users SET balance = 0 WHERE id = 1", "DELETE FROM users WHERE id > 990")):
+        cp = res.checkpoint(f"act_{i}")
+        assert cp["pre"] == whole(db)
+        res.execute(q(sql), LIMITS, cp, None, None)
+        res.commit(f"act_{i}", cp)
+    with sqlite3.connect(db) as other:  # noticed by PRAGMA data_version: the next one is read whole
+        other.execute("INSERT INTO users (name, balance) VALUES ('zed', 1)")
+    cp = res.checkpoint("act_z")
+    assert cp["pre"] == whole(db)
+    res.execute(q("DELETE FROM users WHERE name = 'zed'"), LIMITS, cp, None, None)
+    report = res.rollback("act_z", cp)
+    assert report.verified and whole(db) == cp["pre"] and res.fingerprint() == cp["pre"]

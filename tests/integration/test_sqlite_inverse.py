@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from goexd.dbinspect import sqlite as inspect
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
@@ -20,6 +22,7 @@ from goexd.engine.models import (
 from goexd.errors import InvalidArgument
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.sandbox.base import Limits
+from tests.integration.verdicts import failed, passed
 
 LIMITS = Limits(timeout_s=10)
 
@@ -123,3 +126,95 @@ def test_a_failed_action_leaves_nothing_to_undo(res: SqliteInverseResource) -> N
     with pytest.raises(InvalidArgument, match="NOT NULL"):
         res.execute(q("INSERT INTO users (name) VALUES ('x'); SELECT 1"), LIMITS, cp, None, None)
     assert res.rollback("act_f", cp).verified and res.fingerprint() == before
+
+
+# ---------------------------------------------------------------- the shortcuts (dbinspect/sqlite_changes.py)
+# The test, and the fingerprints around an action and its undo, read only what the statements
+# could have written, settled by capture triggers where they can. Each case must still be judged
+# as whole fingerprints would judge it.
+
+
+def whole(db: Path) -> str:
+    """The database's fingerprint, read whole on a connection of its own."""
+    with closing(sqlite3.connect(db)) as other:
+        return inspect.fingerprint(other).digest
+
+
+def test_changes_the_script_does_not_name_fail_the_test(res: SqliteInverseResource, db: Path) -> None:
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE audit (who TEXT)")
+        setup.execute("CREATE TRIGGER log_it AFTER UPDATE ON users BEGIN INSERT INTO audit VALUES (NEW.name); END")
+        setup.execute(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users ON DELETE CASCADE)"
+        )
+        setup.execute("INSERT INTO orders VALUES (10, 1), (11, 1), (12, 2)")
+        setup.execute("CREATE VIEW rich AS SELECT * FROM users")
+        setup.execute("CREATE TRIGGER rich_del INSTEAD OF DELETE ON rich BEGIN DELETE FROM orders; END")
+    before = whole(db)
+    detail = failed(res, "UPDATE users SET balance = 0 WHERE id = 1", "UPDATE users SET balance = 10 WHERE id = 1")
+    assert "audit: 0 → 2 rows: 2 added" in detail and "users" not in detail.split("Tables changed:")[1]
+    assert "orders: 3 → 1 rows: 2 removed" in failed(
+        res, "DELETE FROM users WHERE id = 1", "INSERT INTO users VALUES (1, 'ann', 10)"
+    )
+    passed(
+        res,
+        "DELETE FROM users WHERE id = 1",
+        "INSERT INTO users VALUES (1, 'ann', 10); INSERT INTO orders VALUES (10, 1), (11, 1)",
+    )
+    assert "orders: 3 → 0 rows: 3 removed" in failed(res, "DELETE FROM rich WHERE id = 2", "SELECT 1")
+    assert whole(db) == before
+
+
+def test_replace_added_then_deleted_and_statements_that_need_earlier_ones(res: SqliteInverseResource) -> None:
+    with closing(sqlite3.connect(res.path)) as setup:
+        setup.execute("CREATE UNIQUE INDEX users_name ON users (name)")
+    # REPLACE deletes the row in its way without firing delete triggers: the row count tells.
+    assert "users: 2 → 1 rows: 1 removed" in failed(
+        res, "INSERT OR REPLACE INTO users VALUES (3, 'bob', 20)", "DELETE FROM users WHERE id = 3"
+    )
+    passed(res, "INSERT OR REPLACE INTO users VALUES (1, 'ann', 10)", "SELECT 1")
+    passed(res, "INSERT INTO users VALUES (3, 'cy', 30), (4, 'di', 40)", "DELETE FROM users WHERE id IN (3, 4)")
+    assert "users: 2 → 3 rows: 1 added" in failed(
+        res, "INSERT INTO users VALUES (3, 'cy', 30), (4, 'di', 40)", "DELETE FROM users WHERE id = 3"
+    )
+    # A statement naming a table an earlier one creates cannot be compiled beforehand: every table is read.
+    passed(
+        res,
+        "CREATE TABLE t2 (x); INSERT INTO t2 VALUES (1); UPDATE users SET balance = 1",
+        "DROP TABLE t2; UPDATE users SET balance = id * 10",
+    )
+    assert "users: definition changed" in failed(res, "ALTER TABLE users ADD COLUMN email TEXT", "SELECT 1")
+
+
+def test_a_script_that_drops_the_capture_triggers_is_still_caught(res: SqliteInverseResource) -> None:
+    detail = failed(
+        res, "DROP TRIGGER IF EXISTS temp.goex_capture_0_update; UPDATE users SET balance = 0 WHERE id = 1", "SELECT 1"
+    )
+    assert "users: 2 → 2 rows: 1 changed" in detail
+
+
+def test_a_write_to_most_rows_is_read_rather_than_captured(res: SqliteInverseResource, db: Path) -> None:
+    with sqlite3.connect(db) as setup:
+        setup.executemany("INSERT INTO users (name, balance) VALUES (?, ?)", [(f"u{i}", i) for i in range(3000)])
+    passed(res, "UPDATE users SET balance = balance + 1", "UPDATE users SET balance = balance - 1")
+    assert "users: 3002 → 3002 rows: 3002 changed" in failed(
+        res, "UPDATE users SET balance = balance + 1", "UPDATE users SET balance = balance - 2 WHERE id < 10"
+    )
+
+
+def test_the_fingerprints_around_actions_are_known_without_reading_every_row(
+    res: SqliteInverseResource, db: Path
+) -> None:
+    cp = act(
+        res, q("UPDATE users SET balance = balance + 5 WHERE id = 1"), q("UPDATE users SET balance = 10 WHERE id = 1")
+    )
+    assert cp["post"] == whole(db)  # worked out from the captured change, and the same as reading it all
+    assert res.rollback("act_x", cp).verified and res.fingerprint() == whole(db) == cp["pre"]
+    # Another connection's commit is noticed (PRAGMA data_version): the next fingerprint is read whole.
+    with sqlite3.connect(db) as other:
+        other.execute("INSERT INTO users (name, balance) VALUES ('zed', 1)")
+    cp = act(res, q("DELETE FROM users WHERE name = 'zed'"), q("INSERT INTO users (name, balance) VALUES ('zed', 1)"))
+    assert res.rollback("act_x", cp).verified and cp["pre"] == whole(db)
+    # Statements outside a transaction (VACUUM) are fingerprinted whole before and after.
+    cp = act(res, q("DELETE FROM users WHERE id = 2; VACUUM"), q("INSERT INTO users VALUES (2, 'bob', 20)"))
+    assert cp["post"] == whole(db)

@@ -11,8 +11,9 @@ an open transaction, sees that transaction's uncommitted changes, and changes no
 Modules: model (schema model, definition hashes), sqlite_catalog / pg_catalog (schema readers),
 content (counts, row-digest sums), sqlite_data / pg_data (counts, samples, row digests),
 backend (engine dispatch, read scopes), describe, fingerprint, diff; sqlite and postgres hold
-the same three functions typed for one engine's connection; pg_changes tells what an open
-PostgreSQL transaction changed without reading every row (the reversibility test's shortcut).
+the same three functions typed for one engine's connection; pg_changes and sqlite_changes tell
+what an open transaction changed without reading every row (the reversibility test's shortcut,
+and on SQLite the fingerprints around an action).
 """
 
 from goexd.dbinspect.backend import DbConnection

@@ -5,6 +5,11 @@ daemon's state dir (`db/<action>.sqlite`, 0600); the action then commits at once
 the clone back the same way and verifies the result against the clone's fingerprint. It costs
 a copy per action, but it takes back what neither a transaction nor an inverse can (VACUUM,
 PRAGMAs that rewrite the file, whatever a statement did). Committing deletes the clone.
+
+The clone's fingerprint is the database's as this connection last knew it (run.Tracked): read
+whole only when another connection has committed since; each action is committed with the
+fingerprint after it, from what its statements changed (dbinspect/sqlite_changes.py). So a
+checkpoint costs the copy alone, and an undo the copy back and one whole fingerprint (to verify).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class SqliteCloneResource:
         self._clones.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._row_limit = row_limit
         self._db = run.connect(self.path, busy_timeout_s)
+        self._state = run.Tracked(self._db)
         self._lock = threading.Lock()
 
     def describe(self, samples: bool = False) -> str:
@@ -65,7 +71,7 @@ class SqliteCloneResource:
         try:
             with self._lock:
                 self._db.backup(clone)  # a consistent copy even while others read the file
-                pre = inspect.fingerprint(self._db).digest
+                pre = self._state.current().digest  # known without reading every row, unless others wrote
         finally:
             clone.close()
         return {"clone": str(target), "pre": pre}
@@ -81,7 +87,10 @@ class SqliteCloneResource:
     ) -> Outcome:
         statements = run.check_script(spec)
         with self._lock:
-            result = run.commit_at_once(self._db, statements, spec.params, limits, cancel, self._row_limit)
+            try:  # committed with the fingerprint after it, so the next checkpoint need not read every row
+                result, _, _ = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)
+            except run.StatementFailed as exc:
+                raise InvalidArgument("spec.sql.sql", exc.why) from None
         return Outcome(exec=None, changes=None, sql=result)
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
@@ -97,8 +106,9 @@ class SqliteCloneResource:
         clone = sqlite3.connect(clone_path)
         try:
             with self._lock:
+                self._state.forget()  # this connection writes now, outside what Tracked follows
                 clone.backup(self._db)  # writes the clone's pages into the live database, in one transaction
-                after = inspect.fingerprint(self._db).digest
+                after = self._state.current().digest
         finally:
             clone.close()
         clone_path.unlink(missing_ok=True)
@@ -113,7 +123,7 @@ class SqliteCloneResource:
 
     def fingerprint(self) -> str:
         with self._lock:
-            return inspect.fingerprint(self._db).digest
+            return self._state.current().digest
 
     def close(self) -> None:
         with self._lock:

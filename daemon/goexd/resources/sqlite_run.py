@@ -2,7 +2,9 @@
 
 `check_script` refuses, before anything runs, what no strategy may run; `run_script` executes
 the statements with a deadline and cancel (SQLite's progress handler) and returns the last
-statement's rows (capped) and the rows all statements changed.
+statement's rows (capped) and the rows all statements changed. `Tracked` keeps the database's
+fingerprint between calls and commits statements with the fingerprints before and after them,
+in O(changed rows) (dbinspect/sqlite_changes.py) for the strategies that verify by fingerprint.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from goexd.dbinspect import sqlite as inspect
+from goexd.dbinspect import sqlite_changes
+from goexd.dbinspect.sqlite_catalog import rows as fetch
 from goexd.engine.models import ActionKind, ActionSpec, SqlResult
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.sandbox.base import Limits
@@ -93,29 +98,6 @@ def run_script(
     return SqlResult(result.columns, result.rows, result.total_rows, result.truncated, db.total_changes - before)
 
 
-def commit_at_once(
-    db: sqlite3.Connection,
-    statements: Sequence[Classified],
-    params: Sequence[str],
-    limits: Limits,
-    cancel: threading.Event | None,
-    row_limit: int,
-) -> SqlResult:
-    """Run in one transaction and commit it (statements a transaction cannot hold run on their own);
-    on failure roll back and raise InvalidArgument with the cause."""
-    if all(st.transactional for st in statements):
-        db.execute("BEGIN IMMEDIATE")
-    try:
-        result = run_script(db, statements, params, limits, cancel, row_limit)
-        if db.in_transaction:
-            db.execute("COMMIT")
-    except StatementFailed as exc:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise InvalidArgument("spec.sql.sql", exc.why) from None
-    return result
-
-
 def _rows(cur: sqlite3.Cursor, row_limit: int) -> SqlResult:
     columns = tuple(d[0] for d in cur.description)
     rows: list[tuple[str | None, ...]] = []
@@ -131,3 +113,67 @@ def _text(value: object) -> str:
     if isinstance(value, bytes):
         return "\\x" + value.hex()
     return str(value)
+
+
+class Tracked:
+    """A connection's database and its fingerprint, known without reading every row while no other
+    connection commits (PRAGMA data_version tells: it moves only for other connections' commits).
+
+    The strategies' own writes go through commit(), which knows the fingerprint after them from
+    the one before and what the statements changed; any other write of this connection must be
+    followed by forget()."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self._known: tuple[int, inspect.DbFingerprint] | None = None  # (data_version, fingerprint)
+
+    def current(self) -> inspect.DbFingerprint:
+        """The database's fingerprint now (read whole only when others have committed since)."""
+        version = self._version()
+        if self._known is None or self._known[0] != version:
+            self._known = (version, inspect.fingerprint(self.db))
+        return self._known[1]
+
+    def forget(self) -> None:
+        self._known = None
+
+    def commit(
+        self,
+        statements: Sequence[Classified],
+        params: Sequence[str],
+        limits: Limits,
+        cancel: threading.Event | None,
+        row_limit: int,
+    ) -> tuple[SqlResult, inspect.DbFingerprint, inspect.DbFingerprint]:
+        """Run the statements and commit them: the result, the fingerprints before and after.
+
+        In one transaction (BEGIN IMMEDIATE, so no one writes between the two fingerprints), the
+        changes captured as they are made; statements a transaction cannot hold run on their own,
+        between two whole fingerprints. Raises StatementFailed after rolling back."""
+        if not all(st.transactional for st in statements):
+            before = self.current()
+            self.forget()  # whatever happens now, this connection wrote
+            return run_script(self.db, statements, params, limits, cancel, row_limit), before, self.current()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self.current()
+            written = sqlite_changes.written_tables(self.db, [(st.sql, params) for st in statements])
+            probe = sqlite_changes.Probe.start(self.db, written)
+            try:
+                result = run_script(self.db, statements, params, limits, cancel, row_limit)
+                after = probe.after(before)
+                probe.drop()  # temporary triggers outlive a COMMIT
+            finally:
+                probe.stop()
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if not isinstance(exc, StatementFailed):  # rolled back, as it was: anything else, read again
+                self.forget()
+            raise
+        self._known = (self._version(), after)
+        return result, before, after
+
+    def _version(self) -> int:
+        return int(fetch(self.db, "PRAGMA data_version")[0][0])
