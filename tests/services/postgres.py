@@ -117,7 +117,8 @@ class PgCluster:
 
         PostgreSQL copies the template only when nothing else is connected to it (and when
         something is, it waits 5 s before failing): this looks first and raises a PgClusterError
-        naming the connections at once (close them first)."""
+        naming the connections at once (close them first). Autovacuum workers (no user) are left
+        out: PostgreSQL stops those itself, and one may be on template1 at any time."""
         name = name or f"t_{uuid.uuid4().hex[:12]}"
         stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
             sql.Identifier(name), sql.Identifier(template), sql.Identifier(owner or self.app_role)
@@ -125,7 +126,7 @@ class PgCluster:
         with self.connect() as conn:
             others = conn.execute(
                 "SELECT pid, usename, client_addr::text, state FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                "WHERE datname = %s AND pid <> pg_backend_pid() AND usesysid IS NOT NULL",
                 (template,),
             ).fetchall()
             if others:
