@@ -401,8 +401,18 @@ def test_a_session_writing_the_table_does_not_hold_the_test_up(
     assert seen(pg_cluster, pg_database, "SELECT count(*) FROM users") == [(3,)]
 
 
-def test_schema_and_privilege_changes_fail_the_test(res: PostgresInverseResource) -> None:
+def test_schema_and_privilege_changes_fail_the_test(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
     assert "Tables added: t2 (0 rows)" in failed(res, "CREATE TABLE t2 (id int)", "SELECT 1")
+    # The schema is read again when the statements wrote the catalogs, whatever statement did it.
+    with pg_cluster.connect_app(pg_database) as setup:
+        setup.execute(
+            "CREATE FUNCTION widen() RETURNS void LANGUAGE plpgsql AS "
+            "$$ BEGIN EXECUTE 'ALTER TABLE users ADD COLUMN note text'; END $$"
+        )
+    assert "users: definition changed" in failed(res, "SELECT widen()", "SELECT 1")
+    passed(res, "ANALYZE users", "SELECT 1")  # catalogs written (statistics), the schema the same
     assert "users: definition changed" in failed(res, "CREATE INDEX users_name ON users (name)", "SELECT 1")
     assert "Not readable" in failed(res, "REVOKE SELECT ON users FROM app", "SELECT 1")
     passed(res, "CREATE TABLE t2 (id int); INSERT INTO t2 VALUES (1)", "DROP TABLE t2")

@@ -12,7 +12,8 @@ Fingerprinting the whole database before and after hashes every row of every tab
   the rows each statement inserted, updated and deleted, and the sums of their digests (old
   rows and new rows; pg_data's digest, under the same pinned settings).
 `Probe.finish`, after the action and the inverse, tells what changed:
-- the schema is compared whole;
+- the schema is compared whole, when the statements wrote any row of the system catalogs (DDL,
+  GRANT, ANALYZE... do; the counts tell, as for tables); otherwise it is as it was;
 - a table whose counts did not move and whose file node (TRUNCATE, a rewrite) and oid (dropped
   and created again) are the same was not written: its rows are the same, unread;
 - a written table with a capture is judged by its net change, new rows minus old rows in count
@@ -77,6 +78,14 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND {USER_NAMESPACES}
 """  # noqa: S608 (constant text)
 
+# Rows of the system catalogs this backend has written so far: DDL (and GRANT, ANALYZE...) writes
+# them; when the statements wrote none, the schema is as it was, unread.
+_CATALOG_WRITES = """
+SELECT coalesce(sum(pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+                    + pg_stat_get_xact_tuples_deleted(c.oid)), 0)
+FROM pg_class c WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relkind = 'r'
+"""
+
 # The written tables, resolved as the session would (search_path), and the tables their
 # foreign keys' ON DELETE/UPDATE actions reach; those a capture trigger can go on.
 _CAPTURABLE = f"""
@@ -90,7 +99,7 @@ WITH RECURSIVE named(oid) AS (
     SELECT con.conrelid FROM pg_constraint con JOIN reach ON con.confrelid = reach.oid
     WHERE con.contype = 'f' AND (con.confdeltype IN ('c', 'n', 'd') OR con.confupdtype IN ('c', 'n', 'd'))
 )
-SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), current_setting('lock_timeout')
 FROM reach JOIN pg_class c ON c.oid = reach.oid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND NOT c.relispartition AND {USER_NAMESPACES}
   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)
@@ -156,6 +165,7 @@ class Probe:
     schema: Schema
     tables: dict[str, _TableState]  # by the table's SQL name
     captured: tuple[str, ...]  # the tables with capture triggers (schema-qualified, quoted)
+    catalog_writes: int  # catalog rows written when the statements were about to run
 
     @classmethod
     def start(cls, conn: Conn, written: Sequence[tuple[str | None, str]]) -> Probe:
@@ -165,7 +175,8 @@ class Probe:
         with reading(conn) as db:
             schema = db.schema()
             tables = _states(conn)
-        return cls(str(row[0]), schema, tables, _capture(conn, written))
+        captured = _capture(conn, written)
+        return cls(str(row[0]), schema, tables, captured, _catalog_writes(conn))
 
     def finish(self, conn: Conn, open_view: Callable[[], AbstractContextManager[Conn]]) -> Pending:
         """After the action and the inverse, still in the transaction: compare with the start.
@@ -173,9 +184,10 @@ class Probe:
         Returns what is left to read from the snapshot's side; call its result() after the
         ROLLBACK. `open_view()` gives a new connection to the same database, for as long as
         the context lasts (result() ends it)."""
+        same_schema = _catalog_writes(conn) == self.catalog_writes  # before the capture's own DROP
         captured = _collect(conn) if self.captured else {}
         with reading(conn) as db:
-            schema = db.schema()
+            schema = self.schema if same_schema else db.schema()
             states = _states(conn)
             read = _to_read(self, schema, states, captured)
             if not read:
@@ -230,11 +242,10 @@ def _capture(conn: Conn, written: Sequence[tuple[str | None, str]]) -> tuple[str
         return ()
     cur = conn.cursor(row_factory=tuple_row)
     names = [w[0] for w in written], [w[1] for w in written]
-    tables = tuple(str(r[0]) for r in cur.execute(_CAPTURABLE, names).fetchall())
-    if not tables:
+    found = cur.execute(_CAPTURABLE, names).fetchall()
+    if not found:
         return ()
-    row = cur.execute("SELECT current_setting('lock_timeout')").fetchone()
-    assert row is not None
+    tables, lock_timeout = tuple(str(r[0]) for r in found), str(found[0][1])
     statements: list[sql.Composable] = [
         sql.SQL("SAVEPOINT {}").format(sql.Identifier(_SAVEPOINT)),
         sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{LOCK_WAIT_MS}ms")),
@@ -248,7 +259,7 @@ def _capture(conn: Conn, written: Sequence[tuple[str | None, str]]) -> tuple[str
                 ).format(sql.Identifier(name), sql.SQL(event), sql.SQL(table), sql.SQL(referencing), sql.SQL(_FUNCTION))
             )
     statements += [
-        sql.SQL("SELECT set_config('lock_timeout', {}, true)").format(sql.Literal(str(row[0]))),
+        sql.SQL("SELECT set_config('lock_timeout', {}, true)").format(sql.Literal(lock_timeout)),
         sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(_SAVEPOINT)),
     ]
     try:
@@ -260,6 +271,11 @@ def _capture(conn: Conn, written: Sequence[tuple[str | None, str]]) -> tuple[str
         conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {0}; RELEASE SAVEPOINT {0}").format(sql.Identifier(_SAVEPOINT)))
         return ()
     return tables
+
+
+def _catalog_writes(conn: Conn) -> int:
+    row = conn.cursor(row_factory=tuple_row).execute(_CATALOG_WRITES).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _collect(conn: Conn) -> dict[int, _Captured]:

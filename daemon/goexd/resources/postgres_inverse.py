@@ -117,13 +117,18 @@ class PostgresInverseResource:
 
     def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
         """A write needs an inverse; a read needs none."""
+        self._checked(spec, inverse)
+
+    def _checked(self, spec: ActionSpec, inverse: ActionSpec | None) -> tuple[list[Classified], list[Classified]]:
+        """The action's statements and the inverse's (none without one), each script parsed once."""
         statements = run.check_script(spec, runs_in=RUNS_IN)
         if inverse is not None:
-            run.check_script(inverse, "inverse", runs_in=RUNS_IN)
-        elif any(st.cls is not StatementClass.READ for st in statements):
+            return statements, run.check_script(inverse, "inverse", runs_in=RUNS_IN)
+        if any(st.cls is not StatementClass.READ for st in statements):
             raise InvalidArgument(
                 "inverse", "the inverse strategy needs an inverse for an action that writes (goex sql --inverse ...)"
             )
+        return statements, []
 
     # ------------------------------------------------------------ the reversibility test
 
@@ -131,11 +136,9 @@ class PostgresInverseResource:
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility:
         """Action then inverse, in a transaction that is rolled back (or on a copy); changes nothing."""
-        self.check_inverse(spec, inverse)
+        action, undo = self._checked(spec, inverse)
         if inverse is None:
             return Reversibility(ReversibilityClass.READ_ONLY, Verdict.PASSED, "the action only reads")
-        action = run.check_script(spec, runs_in=RUNS_IN)
-        undo = run.check_script(inverse, "inverse", runs_in=RUNS_IN)
         with self._lock:
             if all(st.transactional for st in [*action, *undo]):
                 return self._test_in_transaction(spec, action, inverse, undo, limits, cancel)
