@@ -11,13 +11,15 @@ test and once or twice more around each action and undo. Instead, in the caller'
   the digest sum (mod 2^64) of new rows minus old rows, exactly how far its fingerprint moved;
   an authorizer notes the tables the statements really write while they run;
 - `Probe.compare` (the test: the database is as it was, or the diff) and `Probe.after` (the
-  fingerprint now, from a whole one at the start: an action's or an undo's) trust a capture only
-  when the row count moved by as many rows as it saw (REPLACE deletes rows without firing delete
-  triggers) and its triggers are still in place. Other tables the statements wrote are read: on
-  both sides for compare, the side before through a second, read-only connection (in WAL mode it
-  sees the last commit, i.e. the state before the transaction, while the transaction is open);
-  only now for after. A schema change, a write to a virtual table (its shadow tables are written
-  behind SQL's back) or statements whose writes could not be told beforehand mean every table.
+  fingerprint now, from a whole one at the start: an action's or an undo's) read the schema again
+  only when PRAGMA schema_version moved (every schema change moves it; scripts may not set it),
+  and trust a capture only when the row count moved by as many rows as it saw (REPLACE deletes
+  rows without firing delete triggers) and its triggers are still in place. Other tables the
+  statements wrote are read: on both sides for compare, the side before through a second,
+  read-only connection (in WAL mode it sees the last commit, i.e. the state before the
+  transaction, while the transaction is open); only now for after. A schema change, a write to a
+  virtual table (its shadow tables are written behind SQL's back) or statements whose writes
+  could not be told beforehand mean every table.
 Digests are sqlite_data's (BLAKE2b of the row's repr()), so a probe's numbers and a fingerprint's
 agree. Same caveat as fingerprint(): a sum of 64-bit digests.
 """
@@ -95,6 +97,7 @@ class Probe:
     triggers: dict[str, str]  # the capture triggers: name -> their SQL, as temp.sqlite_master keeps it
     wal: bool  # whether a second connection sees the state before the transaction
     everything: bool  # what the statements write was not known: every table counts as written
+    schema_version: int  # SQLite's count of changes to the main schema, at the start
     written: set[str] = field(default_factory=set)  # tables (by name) the statements were compiled to write
     seen: dict[str, list[int]] = field(default_factory=dict)  # name -> rows added, net digest sum, rows seen
 
@@ -103,8 +106,8 @@ class Probe:
         """In the caller's open transaction, before the statements run (see written_tables for `written`)."""
         with reading(conn) as db:
             schema = db.schema()
-        journal = rows(conn, "PRAGMA journal_mode")
-        probe = cls(conn, schema, {}, {}, bool(journal) and str(journal[0][0]).lower() == "wal", written is None)
+        ((journal,),) = rows(conn, "PRAGMA journal_mode")
+        probe = cls(conn, schema, {}, {}, str(journal).lower() == "wal", written is None, _schema_version(conn))
         conn.create_function(_FUNCTION, -1, probe._capture)
         tables = {rel.name: rel for rel in schema.tables}
         for n, name in enumerate(sorted(written or ())):
@@ -159,7 +162,7 @@ class Probe:
         `view()` gives a second connection to the same file for reading the side before (WAL)."""
         self.stop()
         with reading(self.conn) as db:
-            schema = db.schema()
+            schema = self._schema(db)
             read = self._to_read(db, schema, zero=True)
             if not read:
                 return None
@@ -175,7 +178,7 @@ class Probe:
         whole fingerprint of the database at the start of the transaction) and what changed."""
         self.stop()
         with reading(self.conn) as db:
-            schema = db.schema()
+            schema = self._schema(db)
             if object_hashes(schema) != before.objects:
                 return fingerprint_of(db, schema)
             read = self._to_read(db, schema, zero=False)
@@ -187,6 +190,10 @@ class Probe:
                     added, digests, _ = self.seen[rel.name]
                     tables[rel.ref] = _moved(tables[rel.ref], added, digests)
         return replace(before, tables=tables)
+
+    def _schema(self, db: Backend) -> Schema:
+        """The schema now: the one at the start unless the main schema's version moved (any DDL moves it)."""
+        return self.schema if _schema_version(self.conn) == self.schema_version else db.schema()
 
     def _to_read(self, db: Backend, schema: Schema, zero: bool) -> frozenset[str]:
         """The tables whose rows must be read; with `zero`, also those the captures saw changed."""
@@ -221,6 +228,10 @@ class Probe:
     def _count(self, rel: Relation) -> int:
         ((count,),) = rows(self.conn, f"SELECT count(*) FROM main.{rel.ref}")  # noqa: S608 (quoted by the catalog)
         return int(count)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    return int(rows(conn, "PRAGMA main.schema_version")[0][0])
 
 
 def _moved(table: TableFingerprint, rows_added: int, digests: int) -> TableFingerprint:
