@@ -598,3 +598,21 @@ def test_sqlite_probe_after_equals_the_whole_fingerprint(sqlite_db: Db) -> None:
         conn.execute("COMMIT")
         assert after == fingerprint(conn), statements
         assert conn.execute("SELECT count(*) FROM temp.sqlite_master").fetchone() == (0,)  # no trigger stays
+
+
+def test_pg_changes_with_schemas_and_names_that_need_quotes(pg_db: Db) -> None:
+    pg_db.run(
+        'CREATE SCHEMA "Audit"',
+        'CREATE TABLE "Audit"."Log Book" (id int PRIMARY KEY, "Note" text)',
+        "INSERT INTO \"Audit\".\"Log Book\" VALUES (1, 'a'), (2, 'b')",
+    )
+    pending = _probe(
+        pg_db.conn,
+        [("Audit", "Log Book")],
+        'UPDATE "Audit"."Log Book" SET "Note" = \'z\' WHERE id = 1',
+        'UPDATE "Audit"."Log Book" SET "Note" = \'a\' WHERE id = 1',
+    )
+    assert pending.after is None  # captured, and settled without reading
+    pending = _probe(pg_db.conn, [("Audit", "Log Book")], 'DELETE FROM "Audit"."Log Book" WHERE id = 2')
+    found = pending.result()
+    assert found is not None and '"Audit"."Log Book": 2 → 1 rows: 1 removed' in found.text
