@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from goexd.errors import InvalidArgument
 from goexd.policy.locate import line_of
 from goexd.policy.model import DenyRule, Effect, HttpRules, Policy, RateLimit, SandboxRules
+from goexd.tomlcheck import Check, Invalid, KeyPath, choice, http_method, key_name, nonempty_str, table
 from goexd.vault.models import check_host
 
-Path = tuple[str | int, ...]
+Path = KeyPath
 
 SQL_CLASSES = ("read", "write", "ddl", "privileged", "other")
 REVERSIBILITY_CLASSES = ("reversible", "best_effort", "irreversible", "read_only")
@@ -48,20 +49,6 @@ class PolicyError(Exception):
         self.message = message
 
 
-class _Invalid(Exception):
-    def __init__(self, path: Path, message: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
-
-
-def _name(path: Path) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-    return out
-
-
 def parse(text: str) -> dict[str, Any]:
     """The validated tables of one policy text; PolicyError(line, message) on the first problem."""
     try:
@@ -71,8 +58,8 @@ def parse(text: str) -> dict[str, Any]:
         raise PolicyError(int(m.group(1)) if m else 1, f"invalid TOML: {exc}") from None
     try:
         _check_top(data)
-    except _Invalid as exc:
-        raise PolicyError(line_of(text, exc.path), f"{_name(exc.path)}: {exc.message}") from None
+    except Invalid as exc:
+        raise PolicyError(line_of(text, exc.path), f"{key_name(exc.path)}: {exc.message}") from None
     return data
 
 
@@ -165,109 +152,79 @@ def _deny_rule(t: Mapping[str, Any]) -> DenyRule:
 
 # ---------------------------------------------------------------- checking
 
-Check = Callable[[Path, Any], None]
-
-
-def _table(path: Path, value: Any, keys: Mapping[str, Check]) -> None:
-    if not isinstance(value, dict):
-        raise _Invalid(path, "must be a table")
-    for key, item in value.items():
-        check = keys.get(key)
-        if check is None:
-            raise _Invalid((*path, key), f"unknown key (known here: {', '.join(sorted(keys))})")
-        check((*path, key), item)
-
-
-def _str(path: Path, value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise _Invalid(path, "must be a non-empty string")
-
 
 def _effect(path: Path, value: Any) -> None:
     if value not in ("allow", "deny", "approval"):
-        raise _Invalid(path, f'must be "allow", "deny" or "approval", not {value!r}')
+        raise Invalid(path, f'must be "allow", "deny" or "approval", not {value!r}')
 
 
 def _str_list(item: Check) -> Check:
     def check(path: Path, value: Any) -> None:
         if not isinstance(value, list):
-            raise _Invalid(path, "must be a list of strings")
+            raise Invalid(path, "must be a list of strings")
         for i, v in enumerate(value):
             if not isinstance(v, str):
-                raise _Invalid(path, f"element {i} must be a string, not {type(v).__name__}")
+                raise Invalid(path, f"element {i} must be a string, not {type(v).__name__}")
             item(path, v)
 
     return check
 
 
-def _method(path: Path, value: str) -> None:
-    if not _METHOD.match(value):
-        raise _Invalid(path, f"{value!r} is not an HTTP method in capitals (GET, POST, ...)")
-
-
 def _path_pattern(path: Path, value: str) -> None:
     if not value.startswith("/"):
-        raise _Invalid(path, f"path pattern {value!r} must start with '/'")
+        raise Invalid(path, f"path pattern {value!r} must start with '/'")
 
 
 def _host(path: Path, value: str) -> None:
     try:
-        check_host(value, _name(path))  # one definition of a host pattern, shared with secrets
+        check_host(value, key_name(path))  # one definition of a host pattern, shared with secrets
     except InvalidArgument as exc:
-        raise _Invalid(path, exc.problem) from None
+        raise Invalid(path, exc.problem) from None
 
 
 def _any_str(path: Path, value: str) -> None:
     if not value:
-        raise _Invalid(path, "must not contain empty strings")
+        raise Invalid(path, "must not contain empty strings")
 
 
 def _rate_check(path: Path, value: Any) -> None:
     m = _RATE.match(value) if isinstance(value, str) else None
     if m is None or int(m.group(1)) < 1:
-        raise _Invalid(path, f'must be like "30/minute" (a positive count per second|minute|hour|day), not {value!r}')
+        raise Invalid(path, f'must be like "30/minute" (a positive count per second|minute|hour|day), not {value!r}')
 
 
 def _positive_number(path: Path, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _Invalid(path, f"must be a positive number, not {value!r}")
+        raise Invalid(path, f"must be a positive number, not {value!r}")
 
 
 def _positive_int(path: Path, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise _Invalid(path, f"must be a positive integer, not {value!r}")
+        raise Invalid(path, f"must be a positive integer, not {value!r}")
 
 
 def _size_check(path: Path, value: Any) -> None:
     ok = (isinstance(value, int) and value > 0) or (isinstance(value, str) and _SIZE.match(value) is not None)
     if isinstance(value, bool) or not ok:
-        raise _Invalid(path, f'must be a size in bytes or like "512MiB", not {value!r}')
+        raise Invalid(path, f'must be a size in bytes or like "512MiB", not {value!r}')
 
 
 def _regex(path: Path, value: Any) -> None:
-    _str(path, value)
+    nonempty_str(path, value)
     try:
         re.compile(value)
     except re.error as exc:
-        raise _Invalid(path, f"invalid regular expression: {exc}") from None
+        raise Invalid(path, f"invalid regular expression: {exc}") from None
 
 
 def _number(path: Path, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid(path, f"must be a number, not {value!r}")
-
-
-def _choice(options: Sequence[str]) -> Check:
-    def check(path: Path, value: Any) -> None:
-        if value not in options:
-            raise _Invalid(path, f"must be one of {', '.join(options)}, not {value!r}")
-
-    return check
+        raise Invalid(path, f"must be a number, not {value!r}")
 
 
 def _http_keys(with_hosts: bool) -> dict[str, Check]:
     keys: dict[str, Check] = {
-        "methods": _str_list(_method),
+        "methods": _str_list(http_method),
         "paths": _str_list(_path_pattern),
         "rate_limit": _rate_check,
         **{c: _effect for c in REVERSIBILITY_CLASSES},
@@ -280,71 +237,71 @@ def _http_keys(with_hosts: bool) -> dict[str, Check]:
 
 def _http_resources(path: Path, value: Any) -> None:
     if not isinstance(value, dict):
-        raise _Invalid(path, "must be a table of resource tables ([http.resources.NAME])")
-    for name, table in value.items():
-        _table((*path, name), table, _http_keys(with_hosts=False))
+        raise Invalid(path, "must be a table of resource tables ([http.resources.NAME])")
+    for name, resource in value.items():
+        table((*path, name), resource, _http_keys(with_hosts=False))
 
 
 def _deny(path: Path, value: Any) -> None:
     if not isinstance(value, list):
-        raise _Invalid(path, "must be an array of tables ([[deny]])")
+        raise Invalid(path, "must be an array of tables ([[deny]])")
     names: set[str] = set()
     for i, rule in enumerate(value):
         here = (*path, i)
-        _table(
+        table(
             here,
             rule,
             {
-                "name": _str,
-                "reason": _str,
-                "in": _choice(DENY_WHERE),
-                "contains": _str,
+                "name": nonempty_str,
+                "reason": nonempty_str,
+                "in": choice(DENY_WHERE),
+                "contains": nonempty_str,
                 "regex": _regex,
-                "json": _str,
+                "json": nonempty_str,
                 "above": _number,
                 "not_matching": _regex,
                 "resources": _str_list(_any_str),
-                "methods": _str_list(_method),
+                "methods": _str_list(http_method),
             },
         )
         if "name" not in rule:
-            raise _Invalid(here, "a deny rule needs a name (it is reported when the rule refuses a request)")
+            raise Invalid(here, "a deny rule needs a name (it is reported when the rule refuses a request)")
         if not _RULE_NAME.match(rule["name"]):
-            raise _Invalid((*here, "name"), "use letters, digits, '_', '-' and '.' (at most 64)")
+            raise Invalid((*here, "name"), "use letters, digits, '_', '-' and '.' (at most 64)")
         if rule["name"] in names:
-            raise _Invalid((*here, "name"), f"deny rule {rule['name']!r} is defined twice")
+            raise Invalid((*here, "name"), f"deny rule {rule['name']!r} is defined twice")
         names.add(rule["name"])
         matchers = [k for k in ("contains", "regex", "json") if k in rule]
         if len(matchers) != 1:
-            raise _Invalid(here, "a deny rule needs exactly one of contains, regex or json")
+            raise Invalid(here, "a deny rule needs exactly one of contains, regex or json")
         if "json" in rule:
             tests = [k for k in ("above", "not_matching") if k in rule]
             if len(tests) != 1:
-                raise _Invalid(here, "a json deny rule needs exactly one of above or not_matching")
+                raise Invalid(here, "a json deny rule needs exactly one of above or not_matching")
             if rule.get("in", "body") != "body":
-                raise _Invalid((*here, "in"), "a json deny rule looks at the body; leave out `in` or set it to body")
+                raise Invalid((*here, "in"), "a json deny rule looks at the body; leave out `in` or set it to body")
         elif "above" in rule or "not_matching" in rule:
-            raise _Invalid(here, "above and not_matching go with json")
+            raise Invalid(here, "above and not_matching go with json")
 
 
 def _check_top(data: dict[str, Any]) -> None:
-    _table(
+    table(
         (),
         data,
         {
-            "sql": lambda p, v: _table(p, v, {c: _effect for c in SQL_CLASSES}),
-            "http": lambda p, v: _table(p, v, _http_keys(with_hosts=True)),
+            "sql": lambda p, v: table(p, v, {c: _effect for c in SQL_CLASSES}),
+            "http": lambda p, v: table(p, v, _http_keys(with_hosts=True)),
             "deny": _deny,
-            "sandbox": lambda p, v: _table(
+            "sandbox": lambda p, v: table(
                 p,
                 v,
                 {
                     "max_timeout_s": _positive_number,
                     "max_memory": _size_check,
                     "max_processes": _positive_int,
-                    "network": _choice(("allow", "deny", "approval")),
+                    "network": choice(("allow", "deny", "approval")),
                 },
             ),
-            "egress": lambda p, v: _table(p, v, {"hosts": _str_list(_host)}),
+            "egress": lambda p, v: table(p, v, {"hosts": _str_list(_host)}),
         },
     )

@@ -17,7 +17,6 @@ from typing import Any
 
 from goexd.engine.models import ReversibilityClass
 from goexd.policy.locate import line_of
-from goexd.policy.parse import Check, _choice, _Invalid, _method, _name, _str, _table
 from goexd.resources.http_rules_spec import (
     CallSpec,
     Outcome,
@@ -31,6 +30,7 @@ from goexd.resources.http_rules_spec import (
     When,
 )
 from goexd.resources.http_rules_template import Template, TemplateError, parse_template
+from goexd.tomlcheck import Check, Invalid, choice, http_method, key_name, nonempty_str, table
 
 KeyPath = tuple[str | int, ...]
 
@@ -53,8 +53,8 @@ def parse_rule_file(text: str, file: str) -> RuleFile:
         raise RuleError(file, int(m.group(1)) if m else 1, f"invalid TOML: {exc}") from None
     try:
         return _rule_file(data)
-    except _Invalid as exc:
-        where = f"{_name(exc.path)}: " if exc.path else ""
+    except Invalid as exc:
+        where = f"{key_name(exc.path)}: " if exc.path else ""
         raise RuleError(file, _line(text, exc.path), where + exc.message) from None
 
 
@@ -76,39 +76,39 @@ def _line(text: str, path: KeyPath) -> int:
 
 
 def _rule_file(data: dict[str, Any]) -> RuleFile:
-    _table((), data, {"name": _ident, "description": _str, "rule": _array_of_tables})
+    table((), data, {"name": _ident, "description": nonempty_str, "rule": _array_of_tables})
     if "name" not in data:
-        raise _Invalid((), "a rule file needs a name (rule sets are chosen by it)")
+        raise Invalid((), "a rule file needs a name (rule sets are chosen by it)")
     rules = data.get("rule", [])
     if not rules:
-        raise _Invalid((), "a rule file needs at least one [[rule]]")
+        raise Invalid((), "a rule file needs at least one [[rule]]")
     names: set[str] = set()
     built = []
-    for i, table in enumerate(rules):
-        rule = _rule(("rule", i), table)
+    for i, rule_table in enumerate(rules):
+        rule = _rule(("rule", i), rule_table)
         if rule.name in names:
-            raise _Invalid(("rule", i, "name"), f"rule {rule.name!r} is defined twice")
+            raise Invalid(("rule", i, "name"), f"rule {rule.name!r} is defined twice")
         names.add(rule.name)
         built.append(rule)
     return RuleFile(data["name"], data.get("description", ""), tuple(built))
 
 
 def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
-    _table(
+    table(
         here,
         t,
         {
             "name": _ident,
             "method": _methods,
-            "path": _str,
+            "path": nonempty_str,
             "no_query": _bool,
-            "capture": lambda p, v: _table(p, v, {"method": _choice(("GET", "HEAD")), **_CALL_KEYS}),
+            "capture": lambda p, v: table(p, v, {"method": choice(("GET", "HEAD")), **_CALL_KEYS}),
             "outcome": _array_of_tables,
         },
     )
     for key in ("name", "method", "path", "outcome"):
         if key not in t:
-            raise _Invalid(here, f"a rule needs {key}")
+            raise Invalid(here, f"a rule needs {key}")
     pattern = _pattern((*here, "path"), t["path"])
     variables = pattern.variables
     capture = None
@@ -117,27 +117,27 @@ def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
     scope = _Scope(variables, capture is not None, True)
     outcomes = tuple(_outcome((*here, "outcome", j), o, scope) for j, o in enumerate(t["outcome"]))
     if not outcomes:
-        raise _Invalid((*here, "outcome"), "a rule needs at least one [[rule.outcome]]")
+        raise Invalid((*here, "outcome"), "a rule needs at least one [[rule.outcome]]")
     methods = t["method"] if isinstance(t["method"], list) else [t["method"]]
     return Rule(t["name"], frozenset(methods), pattern, bool(t.get("no_query", False)), capture, outcomes)
 
 
 def _pattern(here: KeyPath, text: str) -> PathPattern:
     if not text.startswith("/") or "?" in text:
-        raise _Invalid(here, f"path pattern {text!r} must start with '/' and hold no query")
+        raise Invalid(here, f"path pattern {text!r} must start with '/' and hold no query")
     segments: list[Segment] = []
     for word in text[1:].split("/"):
         m = _SEGMENT_VAR.match(word)
         if m is not None:
             if m.group(1) in {s.text for s in segments if s.variable}:
-                raise _Invalid(here, f"variable {{{m.group(1)}}} appears twice")
+                raise Invalid(here, f"variable {{{m.group(1)}}} appears twice")
             segments.append(Segment(m.group(1), variable=True, plus=m.group(2) == "+"))
         elif "{" in word or "}" in word:
-            raise _Invalid(here, f"{word!r}: a variable is a whole segment, {{name}} or {{name+}}")
+            raise Invalid(here, f"{word!r}: a variable is a whole segment, {{name}} or {{name+}}")
         else:
             segments.append(Segment(word))
     if sum(s.plus for s in segments) > 1:
-        raise _Invalid(here, "at most one {name+} variable")
+        raise Invalid(here, "at most one {name+} variable")
     return PathPattern(text, tuple(segments))
 
 
@@ -152,21 +152,21 @@ def _template(here: KeyPath, text: str, scope: _Scope) -> Template:
     try:
         template = parse_template(text)
     except TemplateError as exc:
-        raise _Invalid(here, str(exc)) from None
+        raise Invalid(here, str(exc)) from None
     for ref in template.refs:
         if not ref.source and ref.field not in scope.variables:
             bound = ", ".join(sorted(scope.variables)) or "nothing"
-            raise _Invalid(here, f"unknown variable {{{ref}}} (the rule's path binds {bound})")
+            raise Invalid(here, f"unknown variable {{{ref}}} (the rule's path binds {bound})")
         if ref.source == "capture" and not scope.capture:
-            raise _Invalid(here, f"{{{ref}}} needs a capture in the rule")
+            raise Invalid(here, f"{{{ref}}} needs a capture in the rule")
         if ref.source == "response" and not scope.response:
-            raise _Invalid(here, f"{{{ref}}}: the capture is sent before the call, there is no response yet")
+            raise Invalid(here, f"{{{ref}}}: the capture is sent before the call, there is no response yet")
     return template
 
 
 def _path_template(here: KeyPath, text: str, scope: _Scope) -> Template:
     if not text.startswith("/") or "?" in text:
-        raise _Invalid(here, f"{text!r} must start with '/' and hold no query (use query = {{ ... }})")
+        raise Invalid(here, f"{text!r} must start with '/' and hold no query (use query = {{ ... }})")
     return _template(here, text, scope)
 
 
@@ -176,9 +176,9 @@ def _templates(here: KeyPath, table: Mapping[str, str], scope: _Scope) -> tuple[
 
 def _call(here: KeyPath, t: dict[str, Any], scope: _Scope) -> CallSpec:
     if "path" not in t:
-        raise _Invalid(here, "a call needs a path")
+        raise Invalid(here, "a call needs a path")
     if "body" in t and "json" in t:
-        raise _Invalid(here, "give body or json, not both")
+        raise Invalid(here, "give body or json, not both")
     headers = _templates((*here, "headers"), t.get("headers", {}), scope)
     return CallSpec(
         method=t["method"],
@@ -198,38 +198,38 @@ def _json_templates(here: KeyPath, value: Any, scope: _Scope) -> Any:
     if isinstance(value, list):
         return [_json_templates(here, v, scope) for v in value]
     if not isinstance(value, bool | int | float):
-        raise _Invalid(here, f"{type(value).__name__} has no JSON form")
+        raise Invalid(here, f"{type(value).__name__} has no JSON form")
     return value
 
 
 def _outcome(here: KeyPath, t: dict[str, Any], scope: _Scope) -> Outcome:
-    _table(
+    table(
         here,
         t,
         {
-            "name": _str,
+            "name": nonempty_str,
             "when": _when_keys,
-            "class": _choice(OUTCOME_CLASSES),
+            "class": choice(OUTCOME_CLASSES),
             "inverse": _inverse_keys,
             "verify": _verify_keys,
-            "note": _str,
+            "note": nonempty_str,
         },
     )
     if "class" not in t:
-        raise _Invalid(here, "an outcome needs a class")
+        raise Invalid(here, "an outcome needs a class")
     reversibility = ReversibilityClass(t["class"])
     irreversible = reversibility is ReversibilityClass.IRREVERSIBLE
     for key in ("inverse", "verify"):
         if key not in t and not irreversible:
-            raise _Invalid(here, f"a {t['class']} outcome needs {key}")
+            raise Invalid(here, f"a {t['class']} outcome needs {key}")
     inverse = None
     if isinstance(t.get("inverse"), dict):
         if irreversible:
-            raise _Invalid((*here, "inverse"), 'an irreversible outcome has inverse = "none"')
+            raise Invalid((*here, "inverse"), 'an irreversible outcome has inverse = "none"')
         inverse = _call((*here, "inverse"), t["inverse"], scope)
     verify = _verify((*here, "verify"), t.get("verify", "none"), inverse, scope)
     if irreversible and verify.kind is not VerifyKind.NONE:
-        raise _Invalid((*here, "verify"), 'an irreversible outcome has nothing to verify: verify = "none"')
+        raise Invalid((*here, "verify"), 'an irreversible outcome has nothing to verify: verify = "none"')
     when = _when((*here, "when"), t.get("when", {}), scope)
     return Outcome(t.get("name", ""), when, reversibility, inverse, verify, t.get("note", ""))
 
@@ -237,25 +237,25 @@ def _outcome(here: KeyPath, t: dict[str, Any], scope: _Scope) -> Outcome:
 def _verify(here: KeyPath, value: str | dict[str, Any], inverse: CallSpec | None, scope: _Scope) -> VerifySpec:
     t: dict[str, Any] = {"kind": value} if isinstance(value, str) else value
     if "kind" not in t:
-        raise _Invalid(here, "verify needs a kind")
+        raise Invalid(here, "verify needs a kind")
     kind = VerifyKind(t["kind"])
     path = _path_template((*here, "path"), t["path"], scope) if "path" in t else None
     query = _templates((*here, "query"), t.get("query", {}), scope)
     if kind in (VerifyKind.STATUS, VerifyKind.NONE) and len(t) > 1:
-        raise _Invalid(here, f"verify {kind} sends no check: it takes no method, path or query")
+        raise Invalid(here, f"verify {kind} sends no check: it takes no method, path or query")
     if kind is VerifyKind.STATUS and inverse is None:
-        raise _Invalid(here, "verify status checks the inverse's answer: this outcome has no inverse")
+        raise Invalid(here, "verify status checks the inverse's answer: this outcome has no inverse")
     if path is None and kind is VerifyKind.PRE_IMAGE and not scope.capture:
-        raise _Invalid(here, "verify pre-image compares with the capture: the rule has no capture")
+        raise Invalid(here, "verify pre-image compares with the capture: the rule has no capture")
     deletes = inverse is not None and inverse.method == "DELETE"
     if path is None and kind is VerifyKind.ABSENT and not scope.capture and not deletes:
-        raise _Invalid(here, "verify absent needs a path here (no DELETE inverse nor capture to take it from)")
+        raise Invalid(here, "verify absent needs a path here (no DELETE inverse nor capture to take it from)")
     return VerifySpec(kind, t.get("method", "GET"), path, query)
 
 
 def _when(here: KeyPath, t: dict[str, Any], scope: _Scope) -> When:
     if "capture_status" in t and not scope.capture:
-        raise _Invalid((*here, "capture_status"), "the rule has no capture")
+        raise Invalid((*here, "capture_status"), "the rule has no capture")
     return When(
         response_status=tuple(_status_range(s) for s in t.get("response_status", ())),
         response_header=tuple(h.lower() for h in _one_or_list(t.get("response_header", ()))),
@@ -281,64 +281,64 @@ def _one_or_list(value: str | Sequence[str]) -> Sequence[str]:
 
 def _ident(path: KeyPath, value: Any) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise _Invalid(path, f"use 1 to 64 letters, digits, '_' and '-', not {value!r}")
+        raise Invalid(path, f"use 1 to 64 letters, digits, '_' and '-', not {value!r}")
 
 
 def _bool(path: KeyPath, value: Any) -> None:
     if not isinstance(value, bool):
-        raise _Invalid(path, f"must be true or false, not {value!r}")
+        raise Invalid(path, f"must be true or false, not {value!r}")
 
 
 def _array_of_tables(path: KeyPath, value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise _Invalid(path, "must be an array of tables")
+        raise Invalid(path, "must be an array of tables")
 
 
 def _methods(path: KeyPath, value: Any) -> None:
     values = value if isinstance(value, list) else [value]
     if not values:
-        raise _Invalid(path, "name at least one method")
+        raise Invalid(path, "name at least one method")
     for v in values:
         if not isinstance(v, str):
-            raise _Invalid(path, f"must be a method or a list of methods, not {v!r}")
-        _method(path, v)
+            raise Invalid(path, f"must be a method or a list of methods, not {v!r}")
+        http_method(path, v)
 
 
 def _strings(path: KeyPath, value: Any) -> None:
     if not isinstance(value, str | list) or not all(isinstance(v, str) and v for v in _one_or_list(value)):
-        raise _Invalid(path, "must be a string or a list of strings")
+        raise Invalid(path, "must be a string or a list of strings")
 
 
 def _header_table(path: KeyPath, value: Any) -> None:
     if not isinstance(value, dict):
-        raise _Invalid(path, "must be a table of header names to strings")
+        raise Invalid(path, "must be a table of header names to strings")
     for k, v in value.items():
         if not _HEADER.match(k):
-            raise _Invalid((*path, k), "not a header name")
-        _str((*path, k), v)
+            raise Invalid((*path, k), "not a header name")
+        nonempty_str((*path, k), v)
 
 
 def _string_table(path: KeyPath, value: Any) -> None:
     if not isinstance(value, dict):
-        raise _Invalid(path, "must be a table of names to strings")
+        raise Invalid(path, "must be a table of names to strings")
     for k, v in value.items():
         _text((*path, k), v)
 
 
 def _statuses(path: KeyPath, value: Any) -> None:
     if not isinstance(value, list) or not value:
-        raise _Invalid(path, 'must be a list of statuses, as [200, 201] or ["2xx"]')
+        raise Invalid(path, 'must be a list of statuses, as [200, 201] or ["2xx"]')
     for v in value:
         ok = (isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599) or (
             isinstance(v, str) and _STATUS_CLASS.match(v) is not None
         )
         if not ok:
-            raise _Invalid(path, f'{v!r} is not a status (100 to 599, or a class as "4xx")')
+            raise Invalid(path, f'{v!r} is not a status (100 to 599, or a class as "4xx")')
 
 
 def _text(path: KeyPath, value: Any) -> None:
     if not isinstance(value, str):
-        raise _Invalid(path, f"must be a string, not {value!r}")
+        raise Invalid(path, f"must be a string, not {value!r}")
 
 
 def _json_value(path: KeyPath, value: Any) -> None:
@@ -346,33 +346,33 @@ def _json_value(path: KeyPath, value: Any) -> None:
 
 
 _CALL_KEYS: dict[str, Check] = {
-    "path": _str,
+    "path": nonempty_str,
     "query": _string_table,
     "headers": _header_table,
 }
-_INVERSE_KEYS: dict[str, Check] = {"method": _method, **_CALL_KEYS, "body": _text, "json": _json_value}
+_INVERSE_KEYS: dict[str, Check] = {"method": http_method, **_CALL_KEYS, "body": _text, "json": _json_value}
 
 
 def _inverse_keys(path: KeyPath, value: Any) -> None:
     if value == "none":
         return
     if not isinstance(value, dict):
-        raise _Invalid(path, f'must be "none" or a table {{ method = ..., path = ... }}, not {value!r}')
-    _table(path, value, _INVERSE_KEYS)
+        raise Invalid(path, f'must be "none" or a table {{ method = ..., path = ... }}, not {value!r}')
+    table(path, value, _INVERSE_KEYS)
     if "method" not in value:
-        raise _Invalid(path, "an inverse call needs a method")
+        raise Invalid(path, "an inverse call needs a method")
 
 
 def _verify_keys(path: KeyPath, value: Any) -> None:
-    kinds = _choice(tuple(VerifyKind))
+    kinds = choice(tuple(VerifyKind))
     if isinstance(value, str):
         kinds(path, value)
         return
-    _table(path, value, {"kind": kinds, "method": _choice(("GET", "HEAD")), "path": _str, "query": _string_table})
+    table(path, value, {"kind": kinds, "method": choice(("GET", "HEAD")), "path": nonempty_str, "query": _string_table})
 
 
 def _when_keys(path: KeyPath, value: Any) -> None:
-    _table(
+    table(
         path,
         value,
         {
