@@ -21,8 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from goexd.engine.models import (
@@ -247,7 +246,7 @@ class HttpResource:
     ) -> Reversibility | None:
         return None  # a call cannot be tried without its side effect; its undo is verified when it runs
 
-    def commit_check(self, action_ids: Any) -> None:
+    def commit_check(self, action_ids: Sequence[str]) -> None:
         return None
 
     def take_lost(self) -> list[str]:
