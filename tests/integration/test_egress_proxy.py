@@ -438,6 +438,17 @@ def test_a_body_above_the_limit_is_refused(sandbox: BwrapSandbox, route: Route, 
     assert_refused(answer, 413, str(MAX_REQUEST_BYTES))
 
 
+def test_a_client_still_sending_a_large_body_reads_the_refusal(
+    sandbox: BwrapSandbox, route: Route, http_upstream: Upstream
+) -> None:
+    """The refusal comes while most of the body is still on its way: the proxy reads and
+    discards the rest rather than closing on unread data, which would reset the connection
+    and leave the client without the answer."""
+    big = "x" * (MAX_REQUEST_BYTES * 64)
+    (answer,) = fetch(sandbox, route, {"url": f"http://127.0.0.1:{http_upstream.port}/post", "data": big})
+    assert_refused(answer, 413, str(MAX_REQUEST_BYTES))
+
+
 def test_origin_form_requests_are_refused(proxy: EgressProxy, route: Route) -> None:
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(route.socket_path))

@@ -11,7 +11,7 @@ import h11
 import httpx
 
 from goexd.egress.exchange import CLIENT_GONE, Exchange, RouteContext
-from goexd.egress.http11 import H11Stream
+from goexd.egress.http11 import READ_CHUNK, H11Stream
 from goexd.egress.models import Decision
 from goexd.egress.policy import BadRequest, Target, check_reachable, parse_authority
 from goexd.egress.substitute import Refused
@@ -19,6 +19,7 @@ from goexd.egress.substitute import Refused
 log = logging.getLogger("goexd.egress")
 
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
+LINGER_S = 5.0  # how long a refused request's remaining body is read and discarded
 
 
 async def serve(ctx: RouteContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -76,7 +77,8 @@ async def _read_body(ctx: RouteContext, stream: H11Stream, exchange: Exchange) -
     # h11 has checked the header (digits only) and lower-cased names.
     length = next((v for k, v in exchange.head.headers if k == b"content-length"), None)
     if length is not None and int(length) > limit:
-        await exchange.refuse(413, too_large)
+        await exchange.refuse(413, too_large, close=True)
+        await _drain_until_eof(stream)
         return None
     if stream.conn.they_are_waiting_for_100_continue:
         await stream.send(h11.InformationalResponse(status_code=100, headers=[]))
@@ -87,13 +89,29 @@ async def _read_body(ctx: RouteContext, stream: H11Stream, exchange: Exchange) -
         if isinstance(event, h11.Data):
             size += len(event.data)
             if size > limit:
-                await exchange.refuse(413, too_large)
+                await exchange.refuse(413, too_large, close=True)
+                await _drain_until_eof(stream)
                 return None
             chunks.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
             return b"".join(chunks)
         else:
             return None  # the client went away mid-body
+
+
+async def _drain_until_eof(stream: H11Stream) -> None:
+    """After answering a request whose body is still coming: end our side, discard theirs.
+
+    Closing a socket with unread data in it resets the connection, and a client still
+    sending its body would then see the reset instead of the answer (nginx's "lingering
+    close" does the same). Bounded in time: a client that keeps sending is cut off.
+    """
+    if stream.writer.can_write_eof():
+        stream.writer.write_eof()
+    with contextlib.suppress(TimeoutError, CLIENT_GONE):
+        async with asyncio.timeout(LINGER_S):
+            while await stream.reader.read(READ_CHUNK):
+                pass
 
 
 async def _tunnel(ctx: RouteContext, stream: H11Stream, head: h11.Request) -> None:

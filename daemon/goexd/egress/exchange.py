@@ -79,17 +79,15 @@ class Exchange:
 
     # -- answering
 
-    async def refuse(self, status: int, reason: str) -> None:
-        """Answer with a refusal; nothing went upstream."""
+    async def refuse(self, status: int, reason: str, close: bool = False) -> None:
+        """Answer with a refusal; nothing went upstream. `close`: the connection ends after it."""
         reason = self.ctx.vault.redactor.text(reason)
         self.record(Decision.REFUSED, reason)
         if self.stream.can_respond():
-            await self.stream.send_text(
-                status,
-                f"{REFUSED_PREFIX}{reason}\n",
-                [(REFUSED_HEADER, _header_safe(reason))],
-                head_only=self.method == "HEAD",
-            )
+            headers = [(REFUSED_HEADER, _header_safe(reason))]
+            if close:
+                headers.append((b"Connection", b"close"))
+            await self.stream.send_text(status, f"{REFUSED_PREFIX}{reason}\n", headers, head_only=self.method == "HEAD")
 
     async def run(self, body: bytes) -> None:
         try:
