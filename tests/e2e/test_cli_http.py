@@ -42,7 +42,9 @@ def test_create_undo_and_read_from_the_cli(daemon: DaemonProcess, json_server: J
     shown = cli("show", action_id[1])
     assert re.search(r"^status\s+201 Created$", shown, re.M) and re.search(r"^inverse\s+DELETE /items/1$", shown, re.M)
 
-    assert "undone" in cli("undo")
+    undone = cli("undo")  # one line per action on stdout, then how goexd checked the undo (stderr)
+    assert undone.startswith(f"undone {action_id[1]} (seq 1)  POST /items\n"), undone
+    assert "  verified: inverse DELETE /items/1 answered 200; GET /items/1 answered 404 (gone" in undone, undone
     assert items(json_server) == []
     gone = cli("http", "GET", "/items/1", code=125)
     assert gone.startswith("404 Not Found\n") and "failed, HTTP 404" in gone, gone
@@ -94,7 +96,12 @@ def test_confine_strategy_needs_an_approval_and_cannot_be_undone(
     assert items(json_server) == []
     sent = cli("http", "POST", "/items", "--json", '{"name": "z"}', "--approve", "ann: add z")
     assert sent.startswith("201 Created\n") and re.search(r"^reversibility\s+irreversible, ", sent, re.M), sent
+    assert re.search(r"^approval\s+ann: add z$", sent, re.M), sent
+    approved = re.search(r"^action (\S+): executed, ", sent, re.M)
+    assert approved is not None and re.search(r"^approval\s+ann: add z$", cli("show", approved[1]), re.M)
     assert "ann: add z" in cli("--json", "log")
+    assert re.search(r"\bhttp\s+blocked\b.*POST /items$", cli("log"), re.M)
+    assert re.search(r"\bhttp\s+executed\b.*POST /items  \(approved: ann: add z\)$", cli("log"), re.M)
     assert "irreversible" in cli("undo", code=1)
     assert [i["name"] for i in items(json_server)] == ["z"]
 

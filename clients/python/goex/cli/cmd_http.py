@@ -43,8 +43,9 @@ exit status:
 
 Prints the status line, the response headers (a table), the body (JSON pretty-printed,
 other text as it is, binary data as "N bytes of TYPE"; a note when goexd capped it),
-then the reversibility class, the inverse goexd will send to undo the call, and the
-summary: the action's id, state, status and time. --quiet prints only the body, byte for byte.
+then the reversibility class, the inverse goexd will send to undo the call, the --approve
+text it was sent with, and the summary: the action's id, state, status and time. --quiet
+prints only the body, byte for byte.
 """
 
 # An HTTP method is a token (RFC 9110 section 9.1).
@@ -217,5 +218,7 @@ def print_http_result(app: App, action: Action) -> None:
         rows.append(("reversibility", reversibility_text(action.reversibility)))
     if action.inverse is not None and action.inverse.body is not None:
         rows.append(("inverse", Text(action.inverse.text)))
+    if action.approval:
+        rows.append(("approval", Text(action.approval)))
     if rows:
         app.out.print(kv_grid(rows))

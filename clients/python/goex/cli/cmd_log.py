@@ -92,6 +92,8 @@ def _what(action: Action) -> str:
     text = action.spec.text if action.spec is not None else ""
     if action.spec is not None and action.spec.description:
         text = f"{action.spec.description}: {text}" if text else action.spec.description
+    if action.approval:
+        text += f"  (approved: {action.approval})"
     return text
 
 
@@ -130,6 +132,8 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
         rows.append(("inverse", _spec_text(a.inverse)))
     if a.reversibility is not None:
         rows.append(("reversibility", reversibility_text(a.reversibility)))
+    if a.approval:
+        rows.append(("approval", Text(a.approval)))
     if a.error:
         rows.append(("error", Text(a.error, style="red")))
     if a.exec is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from goex._enums import ActionState, Verdict
 from goex._models import Action
 from goex.cli._app import App
 from goex.v1 import actions_pb2
@@ -30,7 +31,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="roll back a pending action (default: the newest)",
         description="Undo one pending action of the current session (the newest when ACTION is "
         "omitted). The daemon refuses while a later pending action on the same resource exists, "
-        "unless --cascade also undoes those, newest first.",
+        "unless --cascade also undoes those, newest first. Prints one line per undone action, "
+        "and on stderr how goexd checked the undo (verified: ..., or NOT verified: ...).",
     )
     u.add_argument("action", nargs="?", metavar="ACTION")
     u.add_argument("--cascade", action="store_true", help="also undo later pending actions on the resource")
@@ -40,7 +42,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "undo-to",
         parents=[common],
         help="roll back every pending action after ACTION",
-        description="Undo every pending action after ACTION, newest first; ACTION itself stays.",
+        description="Undo every pending action after ACTION, newest first; ACTION itself stays. "
+        "Prints what `goex undo` prints.",
     )
     t.add_argument("action", metavar="ACTION")
     t.set_defaults(handler=cmd_undo_to)
@@ -55,6 +58,23 @@ def _report(app: App, verb: str, actions: Sequence[Action], *, none: str) -> Non
         if a.spec is not None and a.spec.text:
             line.append(f"  {a.spec.text}", style="dim")
         app.out.print(line)
+        check = undo_check_text(a)
+        if check is not None:
+            app.err.print(check)
+
+
+def undo_check_text(a: Action) -> Text | None:
+    """How goexd checked an undone action ("  verified: ..." or "  NOT verified: ..."); None for other actions.
+
+    On stderr, so that stdout keeps one line per action."""
+    r = a.reversibility
+    if a.state is not ActionState.UNDONE or r is None or not r.detail:
+        return None
+    if r.verdict is Verdict.PASSED:
+        return Text(f"  verified: {r.detail}", style="dim")
+    if r.verdict is Verdict.FAILED:
+        return Text(f"  NOT verified: {r.detail}", style="bold red")
+    return None
 
 
 def cmd_commit(app: App, args: argparse.Namespace) -> int:
