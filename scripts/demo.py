@@ -1,26 +1,39 @@
 """`make demo`: start goexd on its embedded defaults, walk through the main job with the real
-`goex` CLI (undo of file changes, then secrets used through the egress proxy), then stop the
-daemon. Everything lives in a temporary directory, so a goexd you
-already run is not disturbed."""
+`goex` CLI (undo of file changes, secrets used through the egress proxy, REST calls undone and
+confined by a policy against a json-server on loopback, SQL), then stop the daemon. Everything
+lives in a temporary directory, so a goexd you already run is not disturbed."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shlex
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpbin
 from werkzeug.serving import make_server
 
 from goexd.launcher import DaemonProcess
+
+# httpbin warns when imported that its optional Swagger UI (flasgger) is missing: no news for the demo.
+logging.getLogger("httpbin.core").setLevel(logging.ERROR)
+import httpbin  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python scripts/demo.py` puts scripts/, not the repo root, on sys.path
+    sys.path.insert(0, str(REPO))
+
+from tests.services.json_server import JsonServer, run_json_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -30,10 +43,43 @@ def show_tree(ws: Path) -> None:
     print(f"   myproject/ now holds: {', '.join(files)}")
 
 
-def goex(*args: str, env: dict[str, str], cwd: Path, stdin: bytes | None = None, shown_stdin: str = "") -> None:
+def goex(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    stdin: bytes | None = None,
+    shown_stdin: str = "",
+    fold_headers: bool = False,
+) -> None:
+    """Show the command, run it. fold_headers: `goex http`'s response-header table becomes one line."""
     prefix = f"{shown_stdin} | " if shown_stdin else ""
     print(f"\n\033[1m$ {prefix}goex {shlex.join(args)}\033[0m", flush=True)
-    subprocess.run([str(BIN / "goex"), *args], env=env, cwd=cwd, check=False, input=stdin)
+    if not fold_headers:
+        subprocess.run([str(BIN / "goex"), *args], env=env, cwd=cwd, check=False, input=stdin)
+        return
+    done = subprocess.run(
+        [str(BIN / "goex"), *args],
+        env=env,
+        cwd=cwd,
+        check=False,
+        input=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    print(folded_headers(done.stdout.decode()), end="", flush=True)
+
+
+def folded_headers(output: str) -> str:
+    """`goex http` output with its HEADER/VALUE table replaced by a line saying how many rows it had."""
+    lines = output.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if re.fullmatch(r"HEADER +VALUE\s*", line):
+            end = i + 1
+            while end < len(lines) and re.match(r"[!#$%&'*+.^_`|~0-9a-z-]+ {2,}\S", lines[end]):
+                end += 1
+            lines[i:end] = [f"({end - i - 1} response headers: a table like the first call's, left out here)\n"]
+            break
+    return "".join(lines)
 
 
 @contextmanager
@@ -79,6 +125,80 @@ def database_tour(env: dict[str, str], root: Path) -> None:
     with sqlite3.connect(db) as other:
         seen = other.execute("SELECT name, balance FROM users").fetchall()
     print(f"   another connection now sees: {seen}")
+
+
+HTTP_POLICY = """\
+# What this session may do to the shop API (docs/policy.md)
+[http]
+methods = ["GET", "POST", "PATCH", "DELETE"]
+paths = ["/items", "/items/**"]
+irreversible = "approval"   # the default: a call no rule can undo needs --approve
+
+[[deny]]
+name = "price-cap"
+reason = "no item may cost more than 500"
+json = "price"
+above = 500
+"""
+
+
+def service_log(server: JsonServer) -> list[str]:
+    """The requests json-server answered, as "METHOD PATH STATUS", from its own log (ANSI colours dropped)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", server.log_path.read_text(errors="replace"))
+    return [" ".join(m.groups()) for m in re.finditer(r"^(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) (\d{3}) ", text, re.M)]
+
+
+def show_items(server: JsonServer) -> None:
+    """What the service holds, read straight from it (GET /db, not through goexd)."""
+    print(f"   json-server now holds: {json.dumps(server.db()['items'])}")
+
+
+def http_tour(env: dict[str, str], root: Path) -> None:
+    """REST calls goexd makes itself: undone by an inverse built from the recorded response, confined by a policy."""
+    seed = {"items": [{"id": 1, "name": "lamp", "price": 40}], "reviews": []}
+    with run_json_server(root / "shop-api", seed) as server:
+        print("\n== REST APIs: goexd makes the call, records it, and can take it back or refuse it ==")
+        print(f"   (json-server on {server.base_url}, a real REST service, seeded with one item)")
+        goex(
+            "secret", "put", "shop", "--kind", "bearer", "--host", server.host,
+            env=env, cwd=root, stdin=b"shop-" + os.urandom(12).hex().encode() + b"\n", shown_stdin="echo $SHOP_TOKEN",
+        )  # fmt: skip
+        (root / "policy.toml").write_text(HTTP_POLICY)
+        print("\n\033[1m$ cat policy.toml\033[0m\n" + HTTP_POLICY, end="")
+        (root / "broken.toml").write_text(HTTP_POLICY.replace("methods =", "metods ="))
+        goex("policy", "check", "broken.toml", env=env, cwd=root)
+        print("   (a copy with a typo: refused with its line, so a policy never half-applies)")
+        goex(
+            "session", "open", "--http", f"items={server.base_url}", "--http-secret", "shop", "--policy", "policy.toml",
+            env=env, cwd=root,
+        )  # fmt: skip
+        print("   (goexd adds 'Authorization: Bearer <token>' to each call; the caller never sees the token)")
+        goex("http", "POST", "/items", "--json", '{"name": "desk", "price": 120}', env=env, cwd=root)
+        print("   (the inverse is built from the response: the id the service gave the new item)")
+        goex("http", "PATCH", "/items/1", "--json", '{"price": 45}', env=env, cwd=root, fold_headers=True)
+        print("   (goexd sent a GET of /items/1 first: undo PUTs that pre-image back)")
+        show_items(server)
+        goex("undo", env=env, cwd=root)
+        goex("undo", env=env, cwd=root)
+        show_items(server)
+        print("   (the desk is gone and the lamp costs 40 again; each undo checked the service afterwards)")
+        goex("http", "POST", "/items", "--json", '{"name": "gold desk", "price": 9000}', env=env, cwd=root)
+        print("   (refused by the deny rule before anything was sent, and recorded as blocked)")
+        review = ("http", "POST", "/items/1/reviews", "--json", '{"stars": 5}')
+        goex(*review, env=env, cwd=root)
+        print("   (no rule of the `rest` set can undo a nested create: irreversible, so it waits for an approval)")
+        goex(*review, "--approve", "ann: reviews may go out", env=env, cwd=root, fold_headers=True)
+        goex("log", env=env, cwd=root)
+        goex("session", "close", "--commit-all", env=env, cwd=root)
+        server.db()  # its log line comes after every request goexd sent
+        deadline = time.monotonic() + 5
+        while service_log(server)[-1:] != ["GET /db 200"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = [line for line in service_log(server) if not line.startswith("GET /db ")]
+        print("\n   what json-server received, from its own log:")
+        print(textwrap.fill(" · ".join(sent), width=100, initial_indent="     ", subsequent_indent="     "))
+        print("   (the GET before the PATCH took its pre-image; each undo sent an inverse, then a GET to check it;")
+        print("   the two blocked calls never arrived)")
 
 
 def vault_tour(daemon: DaemonProcess, env: dict[str, str], root: Path) -> None:
@@ -145,6 +265,7 @@ def main() -> int:
             show_tree(ws)
             vault_tour(daemon, env, root)
             goex("session", "close", "--commit-all", env=env, cwd=root)
+            http_tour(env, root)
             database_tour(env, root)
         finally:
             code = daemon.stop()

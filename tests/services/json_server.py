@@ -1,4 +1,4 @@
-"""A generic JSON REST API for the tests: json-server 0.17.4 (npm), a node subprocess on
+"""A generic JSON REST API for the tests and `make demo`: json-server 0.17.4 (npm), a node subprocess on
 127.0.0.1 on a free port, serving a JSON file of its own.
 
 `run_json_server(dir, seed)` writes `seed` to dir/db.json, starts json-server on it and yields a
