@@ -89,6 +89,8 @@ class EgressConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     max_request_bytes: int = 32 * 1024 * 1024
+    # How much of each request and response body is kept on the action's egress record (redacted).
+    record_body_bytes: int = 16 * 1024
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,15 @@ def test_run_sql_bodies() -> None:
         ),
         (
             "run_shell",
-            ["argv", "env", "stdin", "resource", "inverse", "detach", "limits", "secrets", "hosts", "approval"],
+            [
+                "argv", "env", "stdin", "resource", "inverse", "detach", "limits",
+                "secrets", "hosts", "http_resources", "approval",
+            ],
         ),
-        ("run_python", ["code", "env", "stdin", "resource", "detach", "limits", "secrets", "hosts", "approval"]),
+        (
+            "run_python",
+            ["code", "env", "stdin", "resource", "detach", "limits", "secrets", "hosts", "http_resources", "approval"],
+        ),
     ],
 )  # fmt: skip
 def test_run_helpers_have_the_same_signature_on_both_clients(method: str, parameters: list[str]) -> None:

@@ -205,13 +205,17 @@ class Client:
         limits: Limits | None = None,
         secrets: Iterable[str] = (),
         hosts: Iterable[str] = (),
+        http_resources: Iterable[str] = (),
         approval: str = "",
     ) -> Action:
         """`submit` a shell action: `argv` runs as-is (wrap in ["sh", "-c", ...] for a shell).
 
         `secrets` (vault names, seen inside as "goex-secret:NAME") and `hosts` give it
-        network through the egress proxy; without either it has none. `approval` is the
-        explicit approval (who and why) for an action the session's policy holds for one.
+        network through the egress proxy; without either it has none. `http_resources` names
+        the session's http resources it may call through the proxy: their policy applies to each
+        request, and each call is recorded with its inverse and undone with the action.
+        `approval` is the explicit approval (who and why) for an action (or a call) the
+        session's policy holds for one.
         """
         return self.submit(
             session_id,
@@ -220,7 +224,7 @@ class Client:
             inverse=Shell(inverse) if inverse is not None else None,
             detach=detach,
             limits=limits,
-            egress=rq.egress(secrets, hosts),
+            egress=rq.egress(secrets, hosts, http_resources),
             approval=approval,
         )
 
@@ -236,12 +240,13 @@ class Client:
         limits: Limits | None = None,
         secrets: Iterable[str] = (),
         hosts: Iterable[str] = (),
+        http_resources: Iterable[str] = (),
         approval: str = "",
     ) -> Action:
         """`submit` a python action: `code` runs with the sandbox's python3.
 
-        `secrets` and `hosts` give it network through the egress proxy, and `approval`
-        approves it, as for `run_shell`.
+        `secrets`, `hosts` and `http_resources` give it network through the egress proxy, and
+        `approval` approves it, as for `run_shell`.
         """
         return self.submit(
             session_id,
@@ -249,7 +254,7 @@ class Client:
             resource=resource,
             detach=detach,
             limits=limits,
-            egress=rq.egress(secrets, hosts),
+            egress=rq.egress(secrets, hosts, http_resources),
             approval=approval,
         )
 

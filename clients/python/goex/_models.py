@@ -30,7 +30,7 @@ from goex._enums import (
     Verdict,
 )
 from goex._protoutil import message_to_dict, seconds, timestamp
-from goex._specs import ActionSpec, Injection, Limits
+from goex._specs import ActionSpec, Http, Injection, Limits, http_from_proto
 from goex.v1 import admin_pb2, secrets_pb2, sessions_pb2, types_pb2
 
 __all__ = [
@@ -339,6 +339,14 @@ class EgressRecord(_Model[types_pb2.EgressRecord]):
     response_bytes: int
     duration: float | None  # seconds
     at: datetime | None
+    request_headers: Mapping[str, str] = field(hash=False)  # as sent: placeholders, never values; redacted
+    request_body: bytes  # redacted, capped
+    request_body_truncated: bool
+    response: HttpResult | None  # None when nothing came back
+    # Set for a call to one of the action's http resources (Egress.resources):
+    resource: str
+    reversibility: Reversibility | None  # its class; after an undo, the verdict and what the check found
+    inverse: Http | None  # derived from the recorded response
 
     @property
     def allowed(self) -> bool:
@@ -358,6 +366,13 @@ class EgressRecord(_Model[types_pb2.EgressRecord]):
             response_bytes=msg.response_bytes,
             duration=seconds(msg, "duration"),
             at=timestamp(msg, "at"),
+            request_headers=MappingProxyType(dict(msg.request_headers)),
+            request_body=msg.request_body,
+            request_body_truncated=msg.request_body_truncated,
+            response=HttpResult.from_proto(msg.response) if msg.HasField("response") else None,
+            resource=msg.resource,
+            reversibility=Reversibility.from_proto(msg.reversibility) if msg.HasField("reversibility") else None,
+            inverse=http_from_proto(msg.inverse) if msg.HasField("inverse") else None,
             proto=msg,
         )
 

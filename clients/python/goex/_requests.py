@@ -95,9 +95,10 @@ def submit(
     return msg
 
 
-def egress(secrets: Iterable[str], hosts: Iterable[str]) -> Egress | None:
-    """`run_shell` / `run_python`'s secrets and hosts as an Egress; None (no network) when both are empty."""
-    result = Egress(secrets=secrets, hosts=hosts)
+def egress(secrets: Iterable[str], hosts: Iterable[str], resources: Iterable[str] = ()) -> Egress | None:
+    """`run_shell` / `run_python`'s secrets, hosts and http resources as an Egress; None (no network) when all
+    are empty."""
+    result = Egress(secrets=secrets, hosts=hosts, resources=resources)
     return None if result.is_empty else result
 
 

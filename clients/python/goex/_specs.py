@@ -277,18 +277,22 @@ class Egress:
 
     secrets: tuple[str, ...] = ()  # vault secret names
     hosts: tuple[str, ...] = ()  # further hosts to reach without credentials
+    # The session's http resources it may call: their policy applies to each request, their secret
+    # is added, and each call is recorded with its inverse and undone with the action.
+    resources: tuple[str, ...] = ()
 
-    def __init__(self, secrets: Iterable[str] = (), hosts: Iterable[str] = ()) -> None:
-        for what, value in (("secrets", secrets), ("hosts", hosts)):
+    def __init__(self, secrets: Iterable[str] = (), hosts: Iterable[str] = (), resources: Iterable[str] = ()) -> None:
+        for what, value in (("secrets", secrets), ("hosts", hosts), ("resources", resources)):
             if isinstance(value, str | bytes):
                 # A bare string would silently become one entry per character.
                 raise TypeError(f"{what} must be a sequence of strings, not a string")
         object.__setattr__(self, "secrets", tuple(secrets))
         object.__setattr__(self, "hosts", tuple(hosts))
+        object.__setattr__(self, "resources", tuple(resources))
 
     @property
     def is_empty(self) -> bool:
-        return not self.secrets and not self.hosts
+        return not self.secrets and not self.hosts and not self.resources
 
     @property
     def text(self) -> str:
@@ -298,14 +302,16 @@ class Egress:
             parts.append("secrets " + ", ".join(self.secrets))
         if self.hosts:
             parts.append("hosts " + ", ".join(self.hosts))
+        if self.resources:
+            parts.append("http resources " + ", ".join(self.resources))
         return "; ".join(parts) or "no secrets or hosts"
 
     def to_proto(self) -> types_pb2.Egress:
-        return types_pb2.Egress(secrets=list(self.secrets), hosts=list(self.hosts))
+        return types_pb2.Egress(secrets=list(self.secrets), hosts=list(self.hosts), resources=list(self.resources))
 
     @classmethod
     def from_proto(cls, msg: types_pb2.Egress) -> Egress:
-        return cls(secrets=msg.secrets, hosts=msg.hosts)
+        return cls(secrets=msg.secrets, hosts=msg.hosts, resources=msg.resources)
 
 
 # ---------------------------------------------------------------- action specs
@@ -391,19 +397,22 @@ def _body_from_proto(msg: types_pb2.ActionSpec) -> ActionBody | None:
     if which == "sql":
         return Sql(msg.sql.sql, params=msg.sql.params)
     if which == "http":
-        h = msg.http
-        payload = h.WhichOneof("payload")
-        return Http(
-            h.method,
-            h.path,
-            query=h.query,
-            headers=h.headers,
-            body=h.body if payload == "body" else None,
-            json=h.json if payload == "json" else None,
-        )
+        return http_from_proto(msg.http)
     if which == "prompt":
         return Prompt(msg.prompt.prompt)
     return None
+
+
+def http_from_proto(h: types_pb2.HttpAction) -> Http:
+    payload = h.WhichOneof("payload")
+    return Http(
+        h.method,
+        h.path,
+        query=h.query,
+        headers=h.headers,
+        body=h.body if payload == "body" else None,
+        json=h.json if payload == "json" else None,
+    )
 
 
 # ---------------------------------------------------------------- secrets

@@ -12,7 +12,6 @@ import httpx
 
 from goexd.egress.exchange import CLIENT_GONE, Exchange, RouteContext
 from goexd.egress.http11 import READ_CHUNK, H11Stream
-from goexd.egress.models import Decision
 from goexd.egress.policy import BadRequest, Target, check_reachable, parse_authority
 from goexd.egress.substitute import Refused
 
@@ -60,10 +59,10 @@ async def _serve(ctx: RouteContext, stream: H11Stream, tunnel: Target | None) ->
         try:
             await exchange.run(body)
         except CLIENT_GONE:
-            exchange.record(Decision.ALLOWED, "the sandbox closed the connection before the response was complete")
+            exchange.abandon("the sandbox closed the connection before the response was complete")
             raise
         except asyncio.CancelledError:
-            exchange.record(Decision.ALLOWED, "the route was closed during the exchange")
+            exchange.abandon("the route was closed during the exchange")
             raise
         if not stream.can_continue():
             return
@@ -126,7 +125,7 @@ async def _tunnel(ctx: RouteContext, stream: H11Stream, head: h11.Request) -> No
         return
     exchange.host = target.host
     try:
-        await asyncio.to_thread(check_reachable, ctx.vault, ctx.grant, target)
+        await asyncio.to_thread(check_reachable, ctx.vault, ctx.grant, target, True)
     except Refused as e:
         await exchange.refuse(403, str(e))
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
-from goexd.egress.models import EgressGrant
+from goexd.egress.models import EgressGrant, Gate, GateRequest
 from goexd.egress.substitute import Outgoing, Refused, Request, substitute
 from goexd.errors import NotFound
 from goexd.vault.models import host_matches
@@ -56,12 +56,15 @@ def parse_authority(authority: str, scheme: str = "https") -> Target:
     return Target(scheme, parts.hostname, port)
 
 
-def check_reachable(vault: Vault, grant: EgressGrant, target: Target) -> None:
+def check_reachable(vault: Vault, grant: EgressGrant, target: Target, tunnel: bool = False) -> None:
     """Refuse a host that is neither granted nor allowed for one of the declared secrets.
 
     Secrets are looked up per request, so a change to a secret's hosts applies at once.
+    `tunnel`: a CONNECT, which may also go to a gate's host (each request inside is matched then).
     """
     if any(host_matches(p, target.host, target.port) for p in grant.hosts):
+        return
+    if tunnel and any(_gate_target(g) == target for g in grant.gates):
         return
     for name in grant.secrets:
         try:
@@ -77,7 +80,53 @@ def check_reachable(vault: Vault, grant: EgressGrant, target: Target) -> None:
     )
 
 
-def decide(vault: Vault, grant: EgressGrant, target: Target, req: Request) -> Outgoing:
-    """The request as it goes upstream, or `Refused`. Blocking (the vault may refresh a token)."""
-    check_reachable(vault, grant, target)
-    return substitute(req, grant.secrets, target.host, target.port, vault.resolve)
+def decide(vault: Vault, grant: EgressGrant, target: Target, req: Request, gate: Gate | None = None) -> Outgoing:
+    """The request as it goes upstream, or `Refused`. Blocking (the vault may refresh a token).
+
+    A gated request is reachable through its gate and carries the gate's secret too.
+    """
+    if gate is None:
+        check_reachable(vault, grant, target)
+        return substitute(req, grant.secrets, target.host, target.port, vault.resolve)
+    secrets = (*grant.secrets, gate.secret) if gate.secret else grant.secrets
+    return substitute(req, secrets, target.host, target.port, vault.resolve)
+
+
+def _gate_target(gate: Gate) -> Target:
+    return parse_url(gate.base_url)
+
+
+def _prefix(gate: Gate) -> str:
+    return urllib.parse.urlsplit(gate.base_url).path.rstrip("/")
+
+
+def find_gate(grant: EgressGrant, target: Target, url: str) -> Gate | None:
+    """The gate whose base URL holds `url`: same scheme, host and port, and a path under its prefix."""
+    path = urllib.parse.urlsplit(url).path or "/"
+    for gate in grant.gates:
+        if _gate_target(gate) != target:
+            continue
+        prefix = _prefix(gate)
+        if not prefix or path == prefix or path.startswith(prefix + "/"):
+            return gate
+    return None
+
+
+_DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
+
+
+def gate_request(gate: Gate, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> GateRequest:
+    """`url` relative to the gate's base URL; BadRequest for dot segments, which could climb out of it
+    after the policy saw the path (the service resolves them, the policy's globs do not)."""
+    parts = urllib.parse.urlsplit(url)
+    segments = (parts.path or "/").split("/")[1:]
+    if any(not s for s in segments[:-1]) or any(s.lower() in _DOT_SEGMENTS for s in segments):
+        raise BadRequest(f"dot segments and empty segments in the path are refused for resource {gate.resource!r}")
+    relative = (parts.path or "/")[len(_prefix(gate)) :] or "/"
+    return GateRequest(
+        method=method,
+        path=relative,
+        query=tuple(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)),
+        headers=tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers),
+        body=body,
+    )

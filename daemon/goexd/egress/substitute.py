@@ -39,7 +39,11 @@ Resolve = Callable[[str, str, int], Secret]
 
 
 class Refused(Exception):
-    """The request may not go out; the message says why (never a value)."""
+    """The request may not go out; the message says why (never a value). `status`: the answer's status."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from goexd.egress.models import Decision, EgressRecordData
+from goexd.egress.models import Decision, EgressRecordData, RecordedCall, RecordedResponse, ResourceCall
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
@@ -42,15 +42,111 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _pairs(items: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v) for k, v in items)
+
+
+def _recorded_call_to_json(c: RecordedCall) -> dict[str, Any]:
+    return {
+        "method": c.method,
+        "path": c.path,
+        "query": [list(p) for p in c.query],
+        "headers": [list(h) for h in c.headers],
+        "body": _b64(c.body),
+    }
+
+
+def _recorded_call_from_json(d: dict[str, Any]) -> RecordedCall:
+    return RecordedCall(d["method"], d["path"], _pairs(d["query"]), _pairs(d["headers"]), _unb64(d["body"]))
+
+
+def _resource_call_to_json(c: ResourceCall) -> dict[str, Any]:
+    return {
+        "resource": c.resource,
+        "reversibility": c.reversibility,
+        "note": c.note,
+        "inverse": None if c.inverse is None else _recorded_call_to_json(c.inverse),
+        "undo_state": dict(c.undo_state),
+        "verdict": c.verdict,
+        "undo_detail": c.undo_detail,
+    }
+
+
+def _resource_call_from_json(d: dict[str, Any]) -> ResourceCall:
+    return ResourceCall(
+        resource=d["resource"],
+        reversibility=d["reversibility"],
+        note=d["note"],
+        inverse=None if d["inverse"] is None else _recorded_call_from_json(d["inverse"]),
+        undo_state=d["undo_state"],
+        verdict=d["verdict"],
+        undo_detail=d["undo_detail"],
+    )
+
+
+def egress_record_to_json(r: EgressRecordData) -> dict[str, Any]:
+    response = r.response
+    return {
+        "method": r.method,
+        "url": r.url,
+        "host": r.host,
+        "status": r.status,
+        "decision": r.decision.value,
+        "reason": r.reason,
+        "secrets_used": list(r.secrets_used),
+        "request_bytes": r.request_bytes,
+        "response_bytes": r.response_bytes,
+        "duration_s": r.duration_s,
+        "at": r.at,
+        "request_headers": [list(h) for h in r.request_headers],
+        "request_body": _b64(r.request_body),
+        "request_body_truncated": r.request_body_truncated,
+        "response": None
+        if response is None
+        else {
+            "status": response.status,
+            "headers": [list(h) for h in response.headers],
+            "body": _b64(response.body),
+            "body_truncated": response.body_truncated,
+        },
+        "call": None if r.call is None else _resource_call_to_json(r.call),
+    }
+
+
+def egress_record_from_json(d: dict[str, Any]) -> EgressRecordData:
+    """Records journaled before bodies and calls were recorded (schema < 8) have neither."""
+    response = d.get("response")
+    call = d.get("call")
+    return EgressRecordData(
+        method=d["method"],
+        url=d["url"],
+        host=d["host"],
+        status=d["status"],
+        decision=Decision(d["decision"]),
+        reason=d["reason"],
+        secrets_used=tuple(d["secrets_used"]),
+        request_bytes=d["request_bytes"],
+        response_bytes=d["response_bytes"],
+        duration_s=d["duration_s"],
+        at=d["at"],
+        request_headers=_pairs(d.get("request_headers", [])),
+        request_body=_unb64(d.get("request_body", "")),
+        request_body_truncated=d.get("request_body_truncated", False),
+        response=None
+        if response is None
+        else RecordedResponse(
+            response["status"], _pairs(response["headers"]), _unb64(response["body"]), response["body_truncated"]
+        ),
+        call=None if call is None else _resource_call_from_json(call),
+    )
+
+
 def egress_to_json(records: Iterable[EgressRecordData]) -> list[dict[str, Any]]:
-    return [{**asdict(r), "decision": r.decision.value, "secrets_used": list(r.secrets_used)} for r in records]
+    return [egress_record_to_json(r) for r in records]
 
 
 def egress_from_json(items: list[dict[str, Any]]) -> list[EgressRecordData]:
-    return [
-        EgressRecordData(**{**d, "decision": Decision(d["decision"]), "secrets_used": tuple(d["secrets_used"])})
-        for d in items
-    ]
+    return [egress_record_from_json(d) for d in items]
 
 
 def sql_to_json(r: SqlResult) -> dict[str, Any]:
@@ -82,7 +178,11 @@ def spec_to_json(spec: ActionSpec) -> dict[str, Any]:
         "extra": spec.extra,
         "egress": None
         if spec.egress is None
-        else {"secrets": list(spec.egress.secrets), "hosts": list(spec.egress.hosts)},
+        else {
+            "secrets": list(spec.egress.secrets),
+            "hosts": list(spec.egress.hosts),
+            "resources": list(spec.egress.resources),
+        },
         "http": None if spec.http is None else http_request_to_json(spec.http),
     }
 
@@ -142,7 +242,9 @@ def spec_from_json(d: dict[str, Any]) -> ActionSpec:
         extra=d.get("extra", {}),
         egress=None
         if d.get("egress") is None
-        else EgressRequest(tuple(d["egress"]["secrets"]), tuple(d["egress"]["hosts"])),
+        else EgressRequest(
+            tuple(d["egress"]["secrets"]), tuple(d["egress"]["hosts"]), tuple(d["egress"].get("resources", ()))
+        ),
         http=None if d.get("http") is None else http_request_from_json(d["http"]),
     )
 

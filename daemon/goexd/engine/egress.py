@@ -8,10 +8,11 @@ environment an env-injected secret opts into. The proxy itself is reached throug
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from goexd.egress.models import EgressGrant, EgressRecordData
+from goexd.egress.models import EgressGrant, EgressRecordData, Gate
 from goexd.engine.models import ActionKind, EgressRequest
 from goexd.errors import InvalidArgument, PermissionDenied
 from goexd.vault.models import InjectionTarget
@@ -64,5 +65,5 @@ def sandbox_env(req: EgressRequest, vault: Vault) -> dict[str, str]:
     return env
 
 
-def grant(action_id: str, req: EgressRequest) -> EgressGrant:
-    return EgressGrant(action_id=action_id, secrets=req.secrets, hosts=req.hosts)
+def grant(action_id: str, req: EgressRequest, gates: Sequence[Gate] = ()) -> EgressGrant:
+    return EgressGrant(action_id=action_id, secrets=req.secrets, hosts=req.hosts, gates=tuple(gates))

@@ -21,10 +21,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from goexd.config import Config
+from goexd.egress.models import EgressRecordData
 from goexd.engine import codec
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
+from goexd.engine.http_gate import CallJournal, ResourceGate, settled_calls, undo_call
 from goexd.engine.journal import Journal
 from goexd.engine.models import (
     ACTIVE_STATES,
@@ -62,7 +64,7 @@ from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
 from goexd.policy.parse import PolicyError, build, parse
-from goexd.resources.base import Checkpoint, ResourceManager, SandboxNetwork
+from goexd.resources.base import Checkpoint, ResourceManager, RollbackReport, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.http import HttpResource, check_http_host, validate_base_url
 from goexd.resources.http_rules import RuleError
@@ -110,6 +112,25 @@ def _overlap(a: str, b: str) -> bool:
         return a == b
     pa, pb = Path(a), Path(b)
     return pa == pb or pa in pb.parents or pb in pa.parents
+
+
+def _touched(action: Action) -> set[str]:
+    """The resources an action changed: its own, and the http resources its code called."""
+    return {action.resource} | {c.resource for i in settled_calls(action.egress) if (c := action.egress[i].call)}
+
+
+def _with_calls(base: Reversibility, records: Sequence[EgressRecordData]) -> Reversibility:
+    """A code action's class with its calls to http resources: the least reversible of them all."""
+    calls = [(records[i], records[i].call) for i in settled_calls(records)]
+    if not calls:
+        return base
+    classes = {c.reversibility for _, c in calls if c is not None}
+    cls = base.reversibility_class
+    for worse in (ReversibilityClass.BEST_EFFORT, ReversibilityClass.IRREVERSIBLE):
+        if worse.value in classes:
+            cls = worse
+    listing = "; ".join(f"{r.method} {r.url}: {c.note}" for r, c in calls if c is not None)
+    return Reversibility(cls, base.verdict, f"{base.detail}; and {len(calls)} call(s) to http resources: {listing}")
 
 
 def _new_id(prefix: str) -> str:
@@ -400,6 +421,8 @@ class Engine:
             egress_plan.check(spec.egress, spec.kind, self.vault)
         resource = self._pick_resource(live.session, spec)
         manager = live.managers[resource.name]
+        if spec.egress is not None:
+            self._check_egress_resources(live.session, spec.egress.resources)
         # The policy first: a statement it refuses is refused as such, whatever else is wrong with it.
         decision = live.policy.check(self._facts(resource, manager, spec, inverse), approval)
         if decision.allowed:
@@ -414,7 +437,8 @@ class Engine:
             state=ActionState.PROPOSED,
             resource=resource.name,
             created_at=time.time(),
-            approval=decision.approval,
+            # Code that calls http resources carries its approval to each call the policy holds for one.
+            approval=decision.approval or (approval.strip() if spec.egress and spec.egress.resources else ""),
         )
         if not decision.allowed:
             self._block(action, decision)
@@ -431,6 +455,73 @@ class Engine:
             self._workers.submit(self._run_guarded, live, action)
             return action
         return self._run(live, action)
+
+    def _gates(self, live: _LiveSession, action: Action, timeout_s: float) -> list[ResourceGate]:
+        """The http resources a code action named, opened to it through its egress route."""
+        assert action.spec.egress is not None
+        if not action.spec.egress.resources:
+            return []
+        calls = CallJournal(
+            lambda records: self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
+        )
+        by_name = {r.name: r for r in live.session.resources}
+        gates = []
+        for name in action.spec.egress.resources:
+            manager = live.managers[name]
+            assert isinstance(manager, HttpResource)  # checked at submit
+            gates.append(
+                ResourceGate(
+                    by_name[name], manager, live.policy, action.approval, timeout_s, calls.persist, self.redact_text
+                )
+            )
+        return gates
+
+    def _undo_calls(self, live: _LiveSession, action: Action, keep_going: bool) -> RollbackReport | None:
+        """Send the inverses of the calls a code action made to http resources, newest first, each verified.
+
+        Each undone call is journaled at once, so a retry after a failure does not send an inverse twice.
+        `keep_going` (the action failed): a call that cannot be undone is reported and the rest still are;
+        otherwise its error stops the undo, and the action stays pending.
+        """
+        records = list(action.egress)
+        pending = [i for i in settled_calls(records) if (c := records[i].call) is not None and c.verdict == "untested"]
+        if not pending:
+            return None
+        details: list[str] = []
+        verified = True
+        for i in reversed(pending):
+            record = records[i]
+            assert record.call is not None
+            what = f"{record.method} {record.url}"
+            manager = live.managers.get(record.call.resource)
+            if not isinstance(manager, HttpResource):
+                verified = False
+                details.append(f"{what}: NOT undone: the session has no http resource {record.call.resource!r}")
+                continue
+            try:
+                records[i], ok = undo_call(manager, action.id, record)
+            except GoexError as exc:
+                if not keep_going:
+                    raise
+                verified = False
+                details.append(f"{what}: NOT undone: {exc}")
+                continue
+            self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
+            verified = verified and ok
+            undone = records[i].call
+            details.append(f"{what}: {undone.undo_detail if undone is not None else ''}")
+        return RollbackReport(verified, "; ".join(details))
+
+    @staticmethod
+    def _check_egress_resources(session: Session, names: Sequence[str]) -> None:
+        http = {r.name for r in session.resources if r.kind is ResourceKind.HTTP}
+        for i, name in enumerate(names):
+            if name not in http:
+                known = ", ".join(sorted(http)) or "none"
+                raise InvalidArgument(
+                    f"spec.egress.resources[{i}]",
+                    f"the session has no http resource named {name!r} (its http resources: {known})",
+                )
 
     def _facts(
         self, resource: Resource, manager: ResourceManager, spec: ActionSpec, inverse: ActionSpec | None
@@ -554,9 +645,11 @@ class Engine:
             )
             self._mark_lost(manager, f"the database connection was lost before action {action.id}: {exc}")
             return self._get(action.id)
-        self.journal.update(action.id, checkpoint=codec.dumps(checkpoint))
+        # The checkpoint is journaled with the transition that announces the run: one commit, before it runs.
+        self._transition(
+            replace(action, state=ActionState.PREPARING), ActionState.RUNNING, checkpoint=codec.dumps(checkpoint)
+        )
         prepared = time.monotonic()
-        self._transition(replace(action, state=ActionState.PREPARING), ActionState.RUNNING)
         running = replace(action, state=ActionState.RUNNING, checkpoint=checkpoint)
         channel = self.channels.get(action.id)
         # One stream redactor per stream: a value split across two chunks is still caught.
@@ -571,7 +664,8 @@ class Engine:
             try:
                 network = None
                 if action.spec.egress is not None and self.egress is not None:
-                    route = self.egress.open_route(egress_plan.grant(action.id, action.spec.egress))
+                    gates = self._gates(live, action, limits.timeout_s)
+                    route = self.egress.open_route(egress_plan.grant(action.id, action.spec.egress, gates))
                     network = SandboxNetwork(
                         ProxyEndpoint(route.socket_path, self.egress.ca_path),
                         egress_plan.sandbox_env(action.spec.egress, self.vault),
@@ -583,13 +677,14 @@ class Engine:
                         channel.output(stream, rest)
                 if route is not None:
                     route.close()
-                    self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(route.records())))
+                    records = route.records()
+                    self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
         except GoexError as exc:
-            return self._fail_and_rollback(running, manager, checkpoint, str(exc), None, None, started)
+            return self._fail_and_rollback(live, running, checkpoint, str(exc), None, None, started)
         except Exception as exc:
             log.exception("action %s crashed in its resource manager", action.id)
             return self._fail_and_rollback(
-                running, manager, checkpoint, f"internal error while running: {exc}", None, None, started
+                live, running, checkpoint, f"internal error while running: {exc}", None, None, started
             )
         ran = time.monotonic()
         checkpoint = {**checkpoint, **outcome.checkpoint_extra}
@@ -603,8 +698,8 @@ class Engine:
         if result is not None and result.termination in _ROLLBACK_ON:
             reason = result.detail or f"stopped: {result.termination.value}"
             return self._fail_and_rollback(
+                live,
                 running,
-                manager,
                 checkpoint,
                 reason,
                 result,
@@ -615,14 +710,17 @@ class Engine:
         if outcome.http is not None:
             self.journal.update(action.id, http=codec.dumps(codec.http_result_to_json(outcome.http)))
         if outcome.failure is not None:
-            return self._fail_and_rollback(running, manager, checkpoint, outcome.failure, None, None, started)
+            return self._fail_and_rollback(live, running, checkpoint, outcome.failure, None, None, started)
         if outcome.inverse is not None:
             self.journal.update(action.id, inverse=codec.dumps(codec.spec_to_json(outcome.inverse)))
         reversibility = (
             replace(tested, tested_at=time.time())
             if tested is not None
             else outcome.reversibility
-            or Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
+            or _with_calls(
+                Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED, manager.undo_note),
+                route.records() if route is not None else [],
+            )
         )
         now = time.monotonic()
         self._transition(
@@ -649,8 +747,8 @@ class Engine:
 
     def _fail_and_rollback(
         self,
+        live: _LiveSession,
         action: Action,
-        manager: ResourceManager,
         checkpoint: Checkpoint,
         reason: str,
         result: ExecResult | None,
@@ -658,6 +756,7 @@ class Engine:
         started: float,
         interrupted: bool = False,
     ) -> Action:
+        manager = live.managers[action.resource]
         self.journal.update(action.id, note=f"rolling back: {reason}")
         detail = ""
         try:
@@ -666,6 +765,9 @@ class Engine:
         except Exception as exc:
             log.exception("rollback of %s failed", action.id)
             detail = f"; ROLLBACK FAILED: {exc}"
+        calls = self._undo_calls(live, self._get(action.id), keep_going=True)
+        if calls is not None:
+            detail += f"; its calls: {calls.detail}"
         final = ActionState.INTERRUPTED if interrupted else ActionState.FAILED
         self._transition(
             action,
@@ -774,7 +876,8 @@ class Engine:
             else:
                 raise FailedPrecondition(f"session {session_id} has no pending action to undo")
             self._require_pending(target)
-            later = [a for a in pending if a.seq > target.seq and a.resource == target.resource]
+            touched = _touched(target)
+            later = [a for a in pending if a.seq > target.seq and _touched(a) & touched]
             if later and not cascade:
                 ids = ", ".join(a.id for a in later)
                 raise FailedPrecondition(
@@ -821,7 +924,15 @@ class Engine:
         started = time.monotonic()
         # The intent is journaled first: a crash mid-restore is finished at the next start-up.
         self.journal.update(action.id, note="undo started", undo_started=1)
-        report = live.managers[action.resource].rollback(action.id, action.checkpoint)
+        try:
+            calls = self._undo_calls(live, action, keep_going=False)
+            report = live.managers[action.resource].rollback(action.id, action.checkpoint)
+        except GoexError as exc:
+            # Refused or failed before anything was restored for good: the action stays pending, to retry.
+            self.journal.update(action.id, note=f"undo failed: {exc}", undo_started=0)
+            raise
+        if calls is not None:
+            report = RollbackReport(report.verified and calls.verified, f"{report.detail}; its calls: {calls.detail}")
         undo_s = time.monotonic() - started
         self._transition(
             action,
@@ -910,10 +1021,12 @@ class Engine:
             live = self._live_session(action.session_id)
             self.journal.update(action.id, note="recovery: rolling back to the checkpoint")
             report = live.managers[action.resource].rollback(action.id, action.checkpoint)
+            calls = self._undo_calls(live, action, keep_going=True)
+            detail = report.detail + (f"; its calls: {calls.detail}" if calls is not None else "")
             self._transition(
                 action,
                 ActionState.INTERRUPTED,
-                error=f"goexd stopped while the action was running; rolled back to its checkpoint ({report.detail})",
+                error=f"goexd stopped while the action was running; rolled back to its checkpoint ({detail})",
                 finished_at=time.time(),
             )
         elif action.state is ActionState.RUNNING and action.kind is ActionKind.HTTP:

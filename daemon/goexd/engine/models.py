@@ -156,6 +156,7 @@ class EgressRequest:
 
     secrets: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()  # the session's http resources it may call (their policy applies)
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,9 @@ class HttpResource:
 
     def plan(self, spec: ActionSpec) -> Planned:
         assert spec.http is not None
-        call = call_of(spec.http)
+        return self.plan_call(call_of(spec.http))
+
+    def plan_call(self, call: HttpCall) -> Planned:
         if call.method in READ_METHODS:
             return Planned("", None, ReversibilityClass.READ_ONLY, {})
         if self._confine:
@@ -260,9 +262,9 @@ class HttpResource:
             return {"client_inverse": _call_json(call_of(inverse.http))}
         return {}
 
-    def _capture(self, spec: ActionSpec, timeout_s: float) -> Checkpoint | str:
+    def capture(self, call: HttpCall, timeout_s: float) -> Checkpoint | str:
         """The pre-image the rule asks for (a GET before the call), or why it could not be taken."""
-        planned = self.plan(spec)
+        planned = self.plan_call(call)
         if planned.capture is None:
             return {}
         try:
@@ -290,7 +292,7 @@ class HttpResource:
     ) -> Outcome:
         assert spec.http is not None
         call = call_of(spec.http)
-        captured = self._capture(spec, limits.timeout_s)
+        captured = self.capture(call, limits.timeout_s)
         if isinstance(captured, str):
             return Outcome(exec=None, changes=None, checkpoint_extra={"sent": "no"}, failure=f"{captured}; not sent")
         checkpoint = {**checkpoint, **captured}
@@ -304,28 +306,34 @@ class HttpResource:
             failure = f"the service answered {response.status}"
             refused = {**captured, "sent": "refused"}
             return Outcome(exec=None, changes=None, checkpoint_extra=refused, http=result, failure=failure)
-        derived = self._derive(spec, call, response, checkpoint)
-        extra: Checkpoint = {**captured, "sent": "yes", "class": derived.reversibility.value, "note": derived.note}
+        derived, extra = self.settle(call, response, checkpoint)
+        inverse_spec: ActionSpec | None = None
+        if derived.inverse is not None:
+            inverse_spec = ActionSpec(ActionKind.HTTP, resource=self.resource.name, http=request_of(derived.inverse))
+        return Outcome(
+            exec=None,
+            changes=None,
+            checkpoint_extra={**captured, **extra},
+            http=result,
+            reversibility=Reversibility(derived.reversibility, Verdict.UNTESTED, self._redact_text(derived.note)),
+            inverse=inverse_spec,
+        )
+
+    def settle(self, call: HttpCall, response: Exchange, checkpoint: Mapping[str, str]) -> tuple[Derived, Checkpoint]:
+        """After a successful call: its class and inverse from the response, and what rollback() needs."""
+        derived = self._derive(call, response, checkpoint)
+        extra: Checkpoint = {"sent": "yes", "class": derived.reversibility.value, "note": derived.note}
         extra["verify"] = json.dumps(
             {
                 "kind": derived.verify.kind.value,
                 "call": _call_json(derived.verify.call) if derived.verify.call else None,
             }
         )
-        inverse_spec: ActionSpec | None = None
         if derived.inverse is not None:
             extra["inverse"] = _call_json(derived.inverse)
-            inverse_spec = ActionSpec(ActionKind.HTTP, resource=self.resource.name, http=request_of(derived.inverse))
-        return Outcome(
-            exec=None,
-            changes=None,
-            checkpoint_extra=extra,
-            http=result,
-            reversibility=Reversibility(derived.reversibility, Verdict.UNTESTED, self._redact_text(derived.note)),
-            inverse=inverse_spec,
-        )
+        return derived, extra
 
-    def _derive(self, spec: ActionSpec, call: HttpCall, response: Exchange, cp: Mapping[str, str]) -> Derived:
+    def _derive(self, call: HttpCall, response: Exchange, cp: Mapping[str, str]) -> Derived:
         if call.method in READ_METHODS:
             return Derived(
                 ReversibilityClass.READ_ONLY, None, Verify(VerifyKind.NONE, None), "read-only: nothing to undo"

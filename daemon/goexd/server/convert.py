@@ -18,6 +18,7 @@ from goexd.engine.models import (
     ActionState,
     CloseMode,
     EgressRequest,
+    HttpResult,
     LimitsRequest,
     Resource,
     ResourceKind,
@@ -30,7 +31,7 @@ from goexd.engine.models import (
 )
 from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, Stream
-from goexd.server.convert_http import http_action_pb, http_request, http_result_pb
+from goexd.server.convert_http import http_action_pb, http_request, http_result_pb, joined_headers, request_of_recorded
 from goexd.snapshots.base import ChangeSet
 from goexd.vault.models import check_host, check_name
 
@@ -215,15 +216,22 @@ def egress_request(msg: pb.Egress, fld: str) -> EgressRequest:
     for i, name in enumerate(msg.secrets):
         check_name(name, f"{fld}.secrets[{i}]")
     hosts = tuple(check_host(h, f"{fld}.hosts[{i}]") for i, h in enumerate(msg.hosts))
-    if not msg.secrets and not hosts:
-        raise InvalidArgument(fld, "name at least one secret or host, or leave egress unset for no network")
-    return EgressRequest(tuple(dict.fromkeys(msg.secrets)), tuple(dict.fromkeys(hosts)))
+    for i, name in enumerate(msg.resources):
+        check_name(name, f"{fld}.resources[{i}]")
+    if not msg.secrets and not hosts and not msg.resources:
+        raise InvalidArgument(fld, "name at least one secret, host or resource, or leave egress unset for no network")
+    return EgressRequest(
+        tuple(dict.fromkeys(msg.secrets)), tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(msg.resources))
+    )
 
 
 def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
     msg = pb.ActionSpec(resource=spec.resource, description=spec.description)
     if spec.egress is not None:
-        msg.egress.CopyFrom(pb.Egress(secrets=list(spec.egress.secrets), hosts=list(spec.egress.hosts)))
+        egress = spec.egress
+        msg.egress.CopyFrom(
+            pb.Egress(secrets=list(egress.secrets), hosts=list(egress.hosts), resources=list(egress.resources))
+        )
     lim = spec.limits
     if lim.timeout_s:
         msg.limits.timeout.CopyFrom(dur(lim.timeout_s))
@@ -308,7 +316,7 @@ def sql_pb(r: SqlResult) -> pb.SqlResult:
 
 
 def egress_record_pb(r: EgressRecordData) -> pb.EgressRecord:
-    return pb.EgressRecord(
+    msg = pb.EgressRecord(
         method=r.method,
         url=r.url,
         host=r.host,
@@ -320,7 +328,28 @@ def egress_record_pb(r: EgressRecordData) -> pb.EgressRecord:
         response_bytes=r.response_bytes,
         duration=dur(r.duration_s),
         at=ts(r.at),
+        request_headers=joined_headers(r.request_headers),
+        request_body=r.request_body,
+        request_body_truncated=r.request_body_truncated,
     )
+    if r.response is not None:
+        msg.response.CopyFrom(
+            http_result_pb(
+                HttpResult(r.response.status, r.response.headers, r.response.body, r.response.body_truncated)
+            )
+        )
+    if r.call is not None:
+        msg.resource = r.call.resource
+        msg.reversibility.CopyFrom(
+            pb.Reversibility(
+                reversibility_class=_RCLASS_TO_PB[r.call.reversibility],
+                verdict=_VERDICT_TO_PB[r.call.verdict],
+                detail=r.call.undo_detail or r.call.note,
+            )
+        )
+        if r.call.inverse is not None:
+            msg.inverse.CopyFrom(http_action_pb(request_of_recorded(r.call.inverse)))
+    return msg
 
 
 def action_pb(a: Action) -> pb.Action:

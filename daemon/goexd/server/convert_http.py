@@ -8,8 +8,10 @@ what its content type says is the http resource manager's check, before anything
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from goex.v1 import types_pb2 as pb
+from goexd.egress.models import RecordedCall
 from goexd.engine.models import HttpRequest, HttpResult
 from goexd.errors import InvalidArgument
 
@@ -55,8 +57,21 @@ def http_action_pb(r: HttpRequest) -> pb.HttpAction:
     return msg
 
 
-def http_result_pb(r: HttpResult) -> pb.HttpResult:
+def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A repeated header (set-cookie...) is joined, as HTTP allows for most."""
     headers: dict[str, str] = {}
-    for name, value in r.headers:  # a repeated header (set-cookie...) is joined, as HTTP allows for most
+    for name, value in pairs:
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return pb.HttpResult(status=r.status, headers=headers, body=r.body, body_truncated=r.body_truncated)
+    return headers
+
+
+def http_result_pb(r: HttpResult) -> pb.HttpResult:
+    return pb.HttpResult(
+        status=r.status, headers=joined_headers(r.headers), body=r.body, body_truncated=r.body_truncated
+    )
+
+
+def request_of_recorded(c: RecordedCall) -> HttpRequest:
+    """An inverse a gate recorded, as the request type actions use (a JSON content type makes it JSON)."""
+    is_json = any(k.lower() == "content-type" and "json" in v.lower() for k, v in c.headers) and bool(c.body)
+    return HttpRequest(c.method, c.path, c.query, c.headers, c.body, json=is_json)

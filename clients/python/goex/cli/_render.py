@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from goex._enums import ActionState, ChangeKind, EgressDecision, Termination
+from goex._enums import ActionState, ChangeKind, EgressDecision, Termination, Verdict
 from goex._models import Action, ChangeSet, EgressRecord, ExecResult, HttpResult, Reversibility, SqlResult
 from goex.cli._units import format_ms
 
@@ -97,15 +97,35 @@ def egress_table(records: Iterable[EgressRecord]) -> Table | None:
     table.add_column("STATUS", justify="right", no_wrap=True)
     table.add_column("DECISION", no_wrap=True)
     table.add_column("REASON", overflow="fold")
+    calls = any(r.resource for r in rows)
+    if calls:
+        table.add_column("UNDO", overflow="fold")
     for r in rows:
-        table.add_row(
+        cells: list[Text] = [
             Text(r.method),
             Text(r.url),
-            str(r.status) if r.status else "-",
+            Text(str(r.status) if r.status else "-"),
             Text(str(r.decision), style=_DECISION_STYLES.get(r.decision, "")),
             Text(r.reason or "-"),
-        )
+        ]
+        if calls:
+            cells.append(_call_undo(r))
+        table.add_row(*cells)
     return table
+
+
+def _call_undo(r: EgressRecord) -> Text:
+    """For a call to an http resource: its class, the inverse, and the verdict once undone."""
+    if not r.resource or r.reversibility is None:
+        return Text("-")
+    rev = r.reversibility
+    text = Text(f"{r.resource}: {rev.reversibility_class}")
+    if r.inverse is not None:
+        text.append(f", inverse {r.inverse.method} {r.inverse.path}")
+    if rev.verdict in (Verdict.PASSED, Verdict.FAILED):
+        text.append(f"; undone, {rev.verdict}: ", style="green" if rev.verdict is Verdict.PASSED else "red")
+        text.append(rev.detail)
+    return text
 
 
 def sql_table(result: SqlResult) -> Table | None:

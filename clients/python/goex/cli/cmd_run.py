@@ -111,6 +111,15 @@ def _add_action_flags(p: argparse.ArgumentParser) -> None:
         metavar="HOST",
         help="further host to reach without credentials; goexd's egress.allowed_hosts must allow it (repeatable)",
     )
+    net.add_argument(
+        "--http",
+        action="append",
+        default=[],
+        dest="http_resources",
+        metavar="NAME",
+        help="the session's http resource the code may call: its policy applies to each request, goexd adds "
+        "its secret, and each call is recorded with its inverse and undone with the action (repeatable)",
+    )
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
@@ -198,11 +207,15 @@ def add_approve_flag(p: argparse.ArgumentParser) -> None:
 
 
 def egress_from_args(args: argparse.Namespace) -> Egress | None:
-    """--secret / --allow-host as the action's egress; None (no network) without either."""
-    for flag, values in (("--secret", args.secrets), ("--allow-host", args.allow_hosts)):
+    """--secret / --allow-host / --http as the action's egress; None (no network) without any."""
+    for flag, values in (
+        ("--secret", args.secrets),
+        ("--allow-host", args.allow_hosts),
+        ("--http", args.http_resources),
+    ):
         if any(not v.strip() for v in values):
             raise UsageError(f"{flag} needs a non-empty value")
-    egress = Egress(secrets=args.secrets, hosts=args.allow_hosts)
+    egress = Egress(secrets=args.secrets, hosts=args.allow_hosts, resources=args.http_resources)
     return None if egress.is_empty else egress
 
 

@@ -349,15 +349,24 @@ class ActionSpec(_message.Message):
     def __init__(self, shell: _Optional[_Union[ShellAction, _Mapping]] = ..., python: _Optional[_Union[PythonAction, _Mapping]] = ..., sql: _Optional[_Union[SqlAction, _Mapping]] = ..., http: _Optional[_Union[HttpAction, _Mapping]] = ..., prompt: _Optional[_Union[PromptAction, _Mapping]] = ..., resource: _Optional[str] = ..., limits: _Optional[_Union[SandboxLimits, _Mapping]] = ..., description: _Optional[str] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ...) -> None: ...
 
 class Egress(_message.Message):
-    __slots__ = ("secrets", "hosts")
+    __slots__ = ("secrets", "hosts", "resources")
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     secrets: _containers.RepeatedScalarFieldContainer[str]
     hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, secrets: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    resources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, secrets: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[str]] = ..., resources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EgressRecord(_message.Message):
-    __slots__ = ("method", "url", "host", "status", "decision", "reason", "secrets_used", "request_bytes", "response_bytes", "duration", "at")
+    __slots__ = ("method", "url", "host", "status", "decision", "reason", "secrets_used", "request_bytes", "response_bytes", "duration", "at", "request_headers", "request_body", "request_body_truncated", "response", "resource", "reversibility", "inverse")
+    class RequestHeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     METHOD_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +378,13 @@ class EgressRecord(_message.Message):
     RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_BODY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_BODY_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    REVERSIBILITY_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_FIELD_NUMBER: _ClassVar[int]
     method: str
     url: str
     host: str
@@ -380,7 +396,14 @@ class EgressRecord(_message.Message):
     response_bytes: int
     duration: _duration_pb2.Duration
     at: _timestamp_pb2.Timestamp
-    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., host: _Optional[str] = ..., status: _Optional[int] = ..., decision: _Optional[_Union[EgressDecision, str]] = ..., reason: _Optional[str] = ..., secrets_used: _Optional[_Iterable[str]] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    request_headers: _containers.ScalarMap[str, str]
+    request_body: bytes
+    request_body_truncated: bool
+    response: HttpResult
+    resource: str
+    reversibility: Reversibility
+    inverse: HttpAction
+    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., host: _Optional[str] = ..., status: _Optional[int] = ..., decision: _Optional[_Union[EgressDecision, str]] = ..., reason: _Optional[str] = ..., secrets_used: _Optional[_Iterable[str]] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_headers: _Optional[_Mapping[str, str]] = ..., request_body: _Optional[bytes] = ..., request_body_truncated: _Optional[bool] = ..., response: _Optional[_Union[HttpResult, _Mapping]] = ..., resource: _Optional[str] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., inverse: _Optional[_Union[HttpAction, _Mapping]] = ...) -> None: ...
 
 class ExecResult(_message.Message):
     __slots__ = ("termination", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "stdout_total_bytes", "stderr_total_bytes", "detail", "limits_enforced_by")

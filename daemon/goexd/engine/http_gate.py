@@ -1,0 +1,156 @@
+"""An http resource opened to sandboxed code: the egress proxy's `Gate` for one action.
+
+A python or shell action that names a session's http resource (`Egress.resources`) reaches it
+through the egress proxy, and each of its requests there is treated as a declarative call
+would be: the session policy decides on it (methods, paths, deny rules, rate limits, and the
+class the resource's rule set predicts; an irreversible call needs the action's approval), the
+rule set's pre-image is fetched first, the resource's secret is added, and the inverse is
+derived from the recorded response. What undo needs is journaled as soon as the call is
+settled, so a crash does not lose it; undoing (or failing) the action sends the inverses,
+newest first, and verifies each one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from goexd.egress.models import EgressRecordData, GateRequest, GateResponse, RecordedCall, ResourceCall
+from goexd.egress.substitute import Refused
+from goexd.engine.models import Resource, ReversibilityClass
+from goexd.policy.check import SessionPolicy
+from goexd.policy.model import ActionFacts, DecisionKind, HttpRequestFacts
+from goexd.resources.base import Checkpoint, RollbackReport
+from goexd.resources.http import MAX_PRE_IMAGE_BYTES, HttpResource
+from goexd.resources.http_rules import Exchange, HttpCall
+
+# Headers of the sandbox's request that concern its connection to the proxy, not the call.
+_NOT_PART_OF_THE_CALL = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "proxy-connection", "keep-alive", "te", "expect"}
+)
+
+Persist = Callable[[EgressRecordData], None]
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    call: HttpCall
+    captured: Checkpoint
+
+
+class ResourceGate:
+    def __init__(
+        self,
+        resource: Resource,
+        manager: HttpResource,
+        policy: SessionPolicy,
+        approval: str,
+        timeout_s: float,
+        persist: Persist,
+        redact_text: Callable[[str], str],
+    ) -> None:
+        self.resource = resource.name
+        self.base_url = resource.uri
+        self.secret = resource.secret
+        self.capture_bytes = MAX_PRE_IMAGE_BYTES  # a larger response cannot be read for an inverse
+        self._manager = manager
+        self._policy = policy
+        self._approval = approval
+        self._timeout_s = timeout_s
+        self._persist = persist
+        self._redact_text = redact_text
+
+    def admit(self, request: GateRequest) -> _Ticket:
+        headers = tuple((k, v) for k, v in request.headers if k not in _NOT_PART_OF_THE_CALL)
+        call = HttpCall(request.method, request.path, request.query, headers, request.body)
+        query = "&".join(f"{k}={v}" for k, v in call.query)
+        facts = HttpRequestFacts(
+            method=call.method,
+            url=self.base_url + call.path + (f"?{query}" if query else ""),
+            path=call.path,
+            headers=dict(headers),
+            body=call.body,
+            reversibility=self._manager.plan_call(call).predicted.value,
+        )
+        decision = self._policy.check(ActionFacts("http", self.resource, request=facts), self._approval)
+        if not decision.allowed:
+            why = f"{decision.reason} [policy rule {decision.rule}]"
+            if decision.kind is DecisionKind.NEEDS_APPROVAL:
+                why += "; run the action again with an explicit approval (goex --approve) to let it through"
+            raise Refused(f"resource {self.resource!r}: {why}", status=429 if decision.retry_after_s else 403)
+        captured = self._manager.capture(call, self._timeout_s)
+        if isinstance(captured, str):
+            raise Refused(f"resource {self.resource!r}: {captured}; not sent", status=502)
+        return _Ticket(call, captured)
+
+    def settle(self, ticket: object, response: GateResponse) -> ResourceCall:
+        assert isinstance(ticket, _Ticket)
+        if response.status >= 400:
+            note = f"the service answered {response.status}: nothing to undo"
+            return self._call(ReversibilityClass.READ_ONLY, note, None, {**ticket.captured, "sent": "refused"})
+        if response.truncated:
+            note = f"no undo: the response is larger than {self.capture_bytes} bytes, too large to derive an inverse"
+            state = {**ticket.captured, "sent": "yes", "class": ReversibilityClass.IRREVERSIBLE.value, "note": note}
+            return self._call(ReversibilityClass.IRREVERSIBLE, note, None, state)
+        exchange = Exchange(response.status, dict(response.headers), response.body)
+        derived, extra = self._manager.settle(ticket.call, exchange, ticket.captured)
+        inverse = derived.inverse
+        recorded = (
+            None
+            if inverse is None
+            else RecordedCall(inverse.method, inverse.path, inverse.query, inverse.headers, inverse.body)
+        )
+        return self._call(derived.reversibility, derived.note, recorded, {**ticket.captured, **extra})
+
+    def unanswered(self, ticket: object, why: str, maybe_sent: bool) -> ResourceCall:
+        assert isinstance(ticket, _Ticket)
+        if not maybe_sent:
+            return self._call(ReversibilityClass.READ_ONLY, f"not sent: {why}", None, {"sent": "no"})
+        note = f"no answer ({why}); the service may have carried it out, and goexd cannot undo what it cannot see"
+        return self._call(ReversibilityClass.BEST_EFFORT, note, None, {**ticket.captured, "sent": "maybe"})
+
+    def persist(self, record: EgressRecordData) -> None:
+        self._persist(record)
+
+    def _call(
+        self, cls: ReversibilityClass, note: str, inverse: RecordedCall | None, state: Mapping[str, str]
+    ) -> ResourceCall:
+        return ResourceCall(self.resource, cls.value, self._redact_text(note), inverse, dict(state))
+
+
+class CallJournal:
+    """The records of one action's gated calls, journaled each time one is settled."""
+
+    def __init__(self, write: Callable[[list[EgressRecordData]], None]) -> None:
+        self._write = write
+        self._records: list[EgressRecordData] = []
+        self._lock = threading.Lock()
+
+    def persist(self, record: EgressRecordData) -> None:
+        with self._lock:
+            self._records.append(record)
+            self._write(list(self._records))
+
+
+def settled_calls(records: Sequence[EgressRecordData]) -> list[int]:
+    """Indexes of the records whose call reached (or may have reached) its service, oldest first."""
+    return [
+        i
+        for i, r in enumerate(records)
+        if r.call is not None
+        and r.call.undo_state.get("sent") in ("yes", "maybe")
+        and r.call.reversibility != ReversibilityClass.READ_ONLY.value
+    ]
+
+
+def undo_call(manager: HttpResource, action_id: str, record: EgressRecordData) -> tuple[EgressRecordData, bool]:
+    """Send one call's inverse and check it; the record with the verdict, and whether it was verified.
+
+    Raises as `HttpResource.rollback` does (the inverse failed or was refused): the call stays as it was.
+    """
+    assert record.call is not None
+    report: RollbackReport = manager.rollback(action_id, dict(record.call.undo_state))
+    verdict = "passed" if report.verified else "failed"
+    call = replace(record.call, verdict=verdict, undo_detail=report.detail)
+    return replace(record, call=call), report.verified
