@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from goexd.egress.models import EgressRecordData, GateRequest, GateResponse, RecordedCall, ResourceCall
 from goexd.egress.substitute import Refused
 from goexd.engine.models import Resource, ReversibilityClass
+from goexd.errors import GoexError, Unavailable
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ActionFacts, DecisionKind, HttpRequestFacts
 from goexd.resources.base import Checkpoint, RollbackReport
@@ -79,7 +80,11 @@ class ResourceGate:
             if decision.kind is DecisionKind.NEEDS_APPROVAL:
                 why += "; run the action again with an explicit approval (goex --approve) to let it through"
             raise Refused(f"resource {self.resource!r}: {why}", status=429 if decision.retry_after_s else 403)
-        captured = self._manager.capture(call, self._timeout_s)
+        try:
+            captured = self._manager.capture(call, self._timeout_s)
+        except GoexError as exc:  # the resource's secret: gone, no longer allowed for the host, or unusable
+            why = f"resource {self.resource!r}: could not take the pre-image: {exc}; not sent"
+            raise Refused(why, status=502 if isinstance(exc, Unavailable) else 403) from None
         if isinstance(captured, str):
             raise Refused(f"resource {self.resource!r}: {captured}; not sent", status=502)
         return _Ticket(call, captured)
