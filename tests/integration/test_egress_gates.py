@@ -409,3 +409,26 @@ def test_a_pre_image_the_resources_secret_may_no_longer_fetch_refuses_the_call(
     assert (record.decision, record.status, record.call) == (Decision.REFUSED, 0, None)
     assert "could not take the pre-image" in record.reason
     assert front.received == b"" and api_server.items() == SEED["items"]
+
+
+def test_a_call_whose_resource_secret_may_no_longer_go_to_the_service_is_refused(
+    sandbox: BwrapSandbox,
+    open_route: Callable[..., Route],
+    make_gate: Callable[..., Gated],
+    front: TlsFront,
+    api_server: ApiServer,
+    proxy: EgressProxy,  # noqa: F811
+) -> None:
+    """A POST needs no pre-image; it must still not go out without the resource's credential."""
+    route = open_route(make_gate(secret="GATE").gate)
+    moved = SecretRequest(
+        "GATE", SecretKind.BEARER, {"value": GATE_VALUE.encode()}, allowed_hosts=("elsewhere.test",), overwrite=True
+    )
+    proxy.vault.put(moved)
+    (answer,) = fetch(sandbox, route, send_json("POST", f"https://{front.host}/api/items", {"name": "chair"}))
+    assert_refused(
+        answer, 403, "resource 'api'", "its secret 'GATE' cannot be used", f"may not be sent to {front.host}"
+    )
+    (record,) = route.records()
+    assert record.decision is Decision.REFUSED
+    assert front.received == b"" and api_server.items() == SEED["items"]

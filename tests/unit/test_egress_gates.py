@@ -191,6 +191,10 @@ def test_method_body_and_headers_are_handed_over_with_header_names_lower_cased()
         "/api/.%2e/db",
         "/api/%2e./db",
         "/api/%2E/items",
+        "/api/..;jsessionid=x/db",  # Tomcat and Spring read "..;x" as ".."
+        "/api/%2e%2e%2fdb",  # an encoded slash: a server that decodes before splitting climbs
+        "/api/items%2F..%2F..%2Fdb",
+        "/api/..%5cdb",  # a backslash, a separator to some servers
         "/api//items",  # an empty inner segment: some services fold it, the policy's globs do not
         "/api/items//1",
         "/api/items//",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from goexd.egress.models import EgressGrant, Gate, GateRequest
 from goexd.egress.substitute import Outgoing, Refused, Request, substitute
-from goexd.errors import NotFound
+from goexd.errors import GoexError, NotFound
 from goexd.vault.models import host_matches
 from goexd.vault.vault import Vault
 
@@ -88,6 +88,13 @@ def decide(vault: Vault, grant: EgressGrant, target: Target, req: Request, gate:
     if gate is None:
         check_reachable(vault, grant, target)
         return substitute(req, grant.secrets, target.host, target.port, vault.resolve)
+    if gate.secret:
+        # A resource's calls carry its secret or do not go out (substitute skips a declared secret
+        # the host may not have, which for a resource would send the call unauthenticated).
+        try:
+            vault.resolve(gate.secret, target.host, target.port)
+        except GoexError as e:
+            raise Refused(f"resource {gate.resource!r}: its secret {gate.secret!r} cannot be used: {e}") from None
     secrets = (*grant.secrets, gate.secret) if gate.secret else grant.secrets
     return substitute(req, secrets, target.host, target.port, vault.resolve)
 
@@ -112,7 +119,12 @@ def find_gate(grant: EgressGrant, target: Target, url: str) -> Gate | None:
     return None
 
 
-_DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
+def _climbs(segment: str) -> bool:
+    """Whether a path segment is, or may be read by some server as, a dot segment: percent-decoded,
+    with `;params` dropped (`..;x`, which Tomcat reads as `..`), and split at encoded slashes or
+    backslashes (`%2e%2e%2f`)."""
+    decoded = urllib.parse.unquote(segment.split(";", 1)[0])
+    return any(part in (".", "..") for part in decoded.replace("\\", "/").split("/"))
 
 
 def gate_request(gate: Gate, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> GateRequest:
@@ -120,7 +132,7 @@ def gate_request(gate: Gate, method: str, url: str, headers: list[tuple[bytes, b
     after the policy saw the path (the service resolves them, the policy's globs do not)."""
     parts = urllib.parse.urlsplit(url)
     segments = (parts.path or "/").split("/")[1:]
-    if any(not s for s in segments[:-1]) or any(s.lower() in _DOT_SEGMENTS for s in segments):
+    if any(not s for s in segments[:-1]) or any(_climbs(s) for s in segments):
         raise BadRequest(f"dot segments and empty segments in the path are refused for resource {gate.resource!r}")
     relative = (parts.path or "/")[len(_prefix(gate)) :] or "/"
     return GateRequest(
