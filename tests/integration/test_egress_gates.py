@@ -28,6 +28,7 @@ import trustme
 
 from goexd.egress.models import Decision, EgressGrant, EgressRecordData, RecordedCall
 from goexd.egress.proxy import EgressProxy, Route
+from goexd.egress.upstream import tls_context as upstream_tls_context
 from goexd.engine.http_gate import ResourceGate, undo_call
 from goexd.engine.models import Resource, ResourceKind, UndoStrategy
 from goexd.policy.check import SessionPolicy
@@ -176,7 +177,6 @@ class Gated:
 def make_gate(
     proxy: EgressProxy,  # noqa: F811
     front: TlsFront,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., Gated]]:
     """A ResourceGate for resource "api" at https://{front}/api, built as the engine builds one."""
     store = proxy.vault
@@ -196,12 +196,8 @@ def make_gate(
             secret=secret,
             rules="rest",
         )
-        # HttpSender (the pre-image GET, the inverse, the check) has no setting for a CA of its own and
-        # does not read egress.upstream_ca_file as the proxy does; httpx's transport reads SSL_CERT_FILE
-        # when it is made, so the sender trusts the test CA (and only it) that way.
-        with monkeypatch.context() as env:
-            env.setenv("SSL_CERT_FILE", str(proxy.cfg.upstream_ca_file))
-            sender = HttpSender(resource.uri, resource.secret, store.resolve)
+        # As the engine makes it: trusting what the proxy trusts (the system's CAs + egress.upstream_ca_file).
+        sender = HttpSender(resource.uri, resource.secret, store.resolve, verify=upstream_tls_context(proxy.cfg))
         manager = HttpResource(resource, sender, load_rule_sets()["rest"], store.redactor, store.redactor.text)
         made.append(manager)
         # As Engine.parse_policy makes a session's policy (the daemon's own layers: none configured here).

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from goexd.config import Config
 from goexd.egress.models import EgressRecordData
+from goexd.egress.upstream import tls_context as upstream_tls_context
 from goexd.engine import codec
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
@@ -350,7 +351,13 @@ class Engine:
 
     def _open_manager(self, resource: Resource) -> ResourceManager:
         if resource.kind is ResourceKind.HTTP:
-            sender = HttpSender(resource.uri, resource.secret, self.vault.resolve, self.cfg.http.connect_timeout_s)
+            sender = HttpSender(
+                resource.uri,
+                resource.secret,
+                self.vault.resolve,
+                self.cfg.http.connect_timeout_s,
+                verify=upstream_tls_context(self.cfg.egress),  # what the egress proxy trusts, for the same services
+            )
             sender.reachable()
             return HttpResource(
                 resource, sender, self.rule_sets[resource.rules], self.vault.redactor, self.vault.redactor.text

@@ -10,6 +10,7 @@ retried, because a retry could repeat a side effect.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -47,7 +48,16 @@ def check_secret_injection(secret: Secret, fld: str) -> None:
 
 
 class HttpSender:
-    def __init__(self, base_url: str, secret: str, resolve: Resolve, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        resolve: Resolve,
+        connect_timeout_s: float = 10.0,
+        verify: ssl.SSLContext | None = None,
+    ) -> None:
+        """`verify`: the CAs trusted for https (the daemon passes the egress proxy's: the system's plus
+        `egress.upstream_ca_file`, so a call from code and goexd's own calls trust the same services)."""
         parts = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
         self.host = parts.hostname or ""
@@ -60,7 +70,9 @@ class HttpSender:
             timeout=httpx.Timeout(60.0, connect=connect_timeout_s),
             follow_redirects=False,
             trust_env=False,
-            transport=httpx.HTTPTransport(retries=0),
+            transport=httpx.HTTPTransport(
+                retries=0, verify=verify if verify is not None else ssl.create_default_context()
+            ),
         )
 
     def url(self, call: HttpCall) -> str:
