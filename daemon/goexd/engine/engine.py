@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from goexd.config import Config
@@ -714,12 +715,17 @@ class Engine:
                 started,
                 interrupted=self._stopping.is_set() and result.termination is Termination.CANCELLED,
             )
+        # The response, and the inverse derived from it, are written with the transition to EXECUTED: one
+        # commit instead of three (a refused call's response is written before its rollback).
+        recorded: dict[str, Any] = {}
         if outcome.http is not None:
-            self.journal.update(action.id, http=codec.dumps(codec.http_result_to_json(outcome.http)))
+            recorded["http"] = codec.dumps(codec.http_result_to_json(outcome.http))
         if outcome.failure is not None:
+            if recorded:
+                self.journal.update(action.id, **recorded)
             return self._fail_and_rollback(live, running, checkpoint, outcome.failure, None, None, started)
         if outcome.inverse is not None:
-            self.journal.update(action.id, inverse=codec.dumps(codec.spec_to_json(outcome.inverse)))
+            recorded["inverse"] = codec.dumps(codec.spec_to_json(outcome.inverse))
         reversibility = (
             replace(tested, tested_at=time.time())
             if tested is not None
@@ -749,6 +755,7 @@ class Engine:
                 )
             ),
             finished_at=time.time(),
+            **recorded,
         )
         return self._get(action.id)
 
