@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/vault_bench.py
 	$(BIN)/python bench/db_bench.py
+	$(BIN)/python bench/http_bench.py
 
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=clients/python --pyi_out=clients/python \

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from measure import ms_since, pct, progress, publish, table
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import actions_pb2_grpc, secrets_pb2_grpc, sessions_pb2_grpc
@@ -72,11 +73,6 @@ PREPARE_NOTE = (
 # ---------------------------------------------------------------- helpers
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
-
-
 def p50(xs: list[float] | None) -> float:
     assert xs
     return pct(xs, 0.5)
@@ -88,26 +84,12 @@ def p50_p99(xs: list[float] | None, digits: int = 1) -> str:
     return f"{pct(xs, 0.5):.{digits}f} / {pct(xs, 0.99):.{digits}f}"
 
 
-def ms_since(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
-
-
-def table(header: list[str], align: str, rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:" if a == "r" else "---" for a in align]) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def verdict(value: float, limit: float) -> str:
     return f"met (≤ {limit:.0f})" if value <= limit else f"**missed** (> {limit:.0f})"
 
 
 def ratio(x: float) -> str:
     return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
-
-
-def progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def human(n: int) -> str:
@@ -561,9 +543,7 @@ def main() -> int:
         finally:
             daemon.stop()
     text = report(pg, lite, args.sqlite_rows, server, time.perf_counter() - started)
-    print(text)
-    args.out.write_text(text)
-    progress(f"done in {time.perf_counter() - started:.0f} s; written to {args.out}")
+    publish(text, args.out, started)
     return 0
 
 

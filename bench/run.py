@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from measure import pct
+
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import actions_pb2_grpc, sessions_pb2_grpc
 from goex.v1 import sessions_pb2 as spb
@@ -52,11 +54,6 @@ def make_workspace(root: Path, n: int) -> Path:
             d.mkdir(parents=True)
         (d / f"f{i}.txt").write_text(f"file {i}\n" * 8)
     return ws
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def timed(fn: Callable[[], object]) -> float:

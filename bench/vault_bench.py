@@ -37,6 +37,7 @@ from typing import Any
 import httpcore
 import httpx
 from httpcore._async.http11 import AsyncHTTP11Connection  # private, but where the read size is defined
+from measure import ms_since, pct, progress, publish, table
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from goexd.config import Config, VaultConfig
@@ -74,31 +75,12 @@ KEY_SOURCES = [
 # ---------------------------------------------------------------- helpers
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
-
-
 def p50_p99(xs: list[float], digits: int = 2) -> str:
     return f"{pct(xs, 0.5):.{digits}f} / {pct(xs, 0.99):.{digits}f}"
 
 
 def added(xs: list[float], base: list[float], digits: int = 2) -> str:
     return f"+{pct(xs, 0.5) - pct(base, 0.5):.{digits}f} / +{pct(xs, 0.99) - pct(base, 0.99):.{digits}f}"
-
-
-def ms_since(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
-
-
-def table(header: list[str], align: str, rows: Iterable[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:" if a == "r" else "---" for a in align]) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- the vault's contents
@@ -584,9 +566,7 @@ def main() -> int:
         parts.append(section_request_path(vaults, args.reps_request, args.chunk))
         parts.append(section_end_to_end(root, vaults[10], args.reps_e2e))
     text = "\n".join(parts)
-    print(text)
-    args.out.write_text(text)
-    progress(f"done in {time.perf_counter() - started:.0f} s; written to {args.out}")
+    publish(text, args.out, started)
     return 0
 
 
