@@ -564,7 +564,7 @@ class Engine:
         """Record a refused action as BLOCKED (it never runs), then refuse the request with the rule and reason."""
         why = f"{decision.reason} [policy rule {decision.rule}]"
         if decision.kind is DecisionKind.NEEDS_APPROVAL:
-            why += "; submit it again with an explicit approval to run it"
+            why += '; submit it again with an explicit approval (goex: --approve "who: why") to run it'
         action = self.journal.insert_action(action)
         self._transition(action, ActionState.BLOCKED, error=self.redact_text(why), finished_at=time.time())
         message = f"{why} (recorded as blocked action {action.id})"
