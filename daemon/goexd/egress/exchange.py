@@ -170,8 +170,13 @@ class Exchange:
         self._capture_limit = max(self._capture_limit, gate.capture_bytes)
         return True
 
+    @property
+    def _unsettled(self) -> bool:
+        """A gated call was admitted and nothing has been made of it yet."""
+        return self.gate is not None and self.ticket is not None and self.call is None
+
     async def _unanswered(self, why: str, maybe_sent: bool) -> None:
-        if self.gate is not None and self.ticket is not None and self.call is None:
+        if self._unsettled and self.gate is not None:
             self.call = await asyncio.to_thread(self.gate.unanswered, self.ticket, why, maybe_sent)
 
     def abandon(self, why: str) -> None:
@@ -180,8 +185,8 @@ class Exchange:
         Blocking on purpose: called while the exchange is being torn down, when awaiting is no longer
         possible; the gate's journal write is short.
         """
-        settled_now = self.gate is not None and self.ticket is not None and self.call is None
-        if self.gate is not None and self.ticket is not None and self.call is None:
+        settled_now = self._unsettled
+        if settled_now and self.gate is not None:
             self.call = self.gate.unanswered(self.ticket, f"{why}; the service may have carried the call out", True)
         recorded = self._recorded
         self.record(Decision.ALLOWED, why)
@@ -302,7 +307,7 @@ class Exchange:
 
     async def _persist(self) -> None:
         if self.gate is not None and self._recorded_data is not None:
-            await asyncio.to_thread(self.gate.persist, self._recorded_data)
+            await asyncio.to_thread(self._persist_now)
 
     def _persist_now(self) -> None:
         if self.gate is not None and self._recorded_data is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from dataclasses import dataclass
 
@@ -99,12 +100,18 @@ def decide(vault: Vault, grant: EgressGrant, target: Target, req: Request, gate:
     return substitute(req, secrets, target.host, target.port, vault.resolve)
 
 
+@functools.lru_cache(maxsize=256)
+def _base(base_url: str) -> tuple[Target, str]:
+    """A gate's target and path prefix (without a trailing "/"), parsed once per base URL."""
+    return parse_url(base_url), urllib.parse.urlsplit(base_url).path.rstrip("/")
+
+
 def _gate_target(gate: Gate) -> Target:
-    return parse_url(gate.base_url)
+    return _base(gate.base_url)[0]
 
 
 def _prefix(gate: Gate) -> str:
-    return urllib.parse.urlsplit(gate.base_url).path.rstrip("/")
+    return _base(gate.base_url)[1]
 
 
 def find_gate(grant: EgressGrant, target: Target, url: str) -> Gate | None:

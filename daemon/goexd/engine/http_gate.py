@@ -25,11 +25,11 @@ from goexd.policy.model import ActionFacts, DecisionKind, HttpRequestFacts
 from goexd.resources.base import Checkpoint, RollbackReport
 from goexd.resources.http import MAX_PRE_IMAGE_BYTES, HttpResource
 from goexd.resources.http_rules import Exchange, HttpCall
+from goexd.resources.http_send import FORBIDDEN_HEADERS
 
-# Headers of the sandbox's request that concern its connection to the proxy, not the call.
-_NOT_PART_OF_THE_CALL = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "proxy-connection", "keep-alive", "te", "expect"}
-)
+# Headers of the sandbox's request that concern its connection to the proxy, not the call: those goexd
+# sets itself on a declarative call, and the proxy's hop-by-hop ones.
+_NOT_PART_OF_THE_CALL = FORBIDDEN_HEADERS | {"proxy-connection", "keep-alive", "expect"}
 
 Persist = Callable[[EgressRecordData], None]
 
