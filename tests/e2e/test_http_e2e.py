@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -262,9 +264,77 @@ def test_policy_confines_methods_paths_patterns_and_rate(daemon: DaemonProcess, 
         assert got == grpc.StatusCode.PERMISSION_DENIED and f"policy rule {rule}" in msg, msg
     assert items(json_server) == [] and users(json_server) == []
     for _ in range(3):
-        assert call(daemon, s.id, "GET", "/items").state == pb.ACTION_STATE_EXECUTED
+        assert call(daemon, s.id, "GET", "/items").state == pb.ACTION_STATE_COMMITTED  # read-only: resolved at once
     got, msg = status_of(lambda: call(daemon, s.id, "GET", "/items"))
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit 3/minute" in msg
+
+
+def test_a_read_is_resolved_at_once_so_undo_takes_back_the_last_write(
+    daemon: DaemonProcess, json_server: JsonServer
+) -> None:
+    s = open_http(daemon, json_server.base_url)
+    created = call(daemon, s.id, "POST", "/items", body={"name": "lamp"})
+    read = call(daemon, s.id, "GET", "/items")
+    assert read.state == pb.ACTION_STATE_COMMITTED and read.HasField("resolved_at")
+    assert read.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_READ_ONLY
+    assert [i["name"] for i in json.loads(read.http.body)] == ["lamp"]
+    # `undo` with no action id takes back the newest pending action: the POST, not the read after it.
+    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    assert undone.id == created.id and undone.reversibility.verdict == pb.VERDICT_PASSED
+    assert items(json_server) == []
+    got, msg = status_of(lambda: undo(daemon, s.id, read.id))
+    assert got == grpc.StatusCode.FAILED_PRECONDITION and "committed" in msg
+    assert list(daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed) == []
+    # A read the service refuses is a failed action like any other, its answer recorded.
+    missing = call(daemon, s.id, "GET", "/items/404")
+    assert missing.state == pb.ACTION_STATE_FAILED and missing.http.status == 404 and "404" in missing.error
+
+
+def _journal_rows(daemon: DaemonProcess, session_id: str) -> list[tuple[str, str]]:
+    """What another reader of goexd's journal sees committed: (method path, state) of each action of the session."""
+    db = sqlite3.connect(f"file:{daemon.state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT spec, state FROM actions WHERE session_id = ? ORDER BY seq", (session_id,))
+        return [(" ".join(json.loads(spec)["http"][k] for k in ("method", "path")), state) for spec, state in rows]
+    finally:
+        db.close()
+
+
+def test_a_write_is_durably_running_before_it_is_sent_a_read_is_journaled_once_it_ran(
+    daemon: DaemonProcess,
+    httpbin_port: int,  # noqa: F811
+) -> None:
+    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="bin")
+    for method, while_sent in (("POST", [("POST /delay/2", "running")]), ("GET", [("POST /delay/2", "executed")])):
+        with ThreadPoolExecutor(1) as pool:
+            kwargs: dict[str, Any] = {"body": {}, "approval": "test"} if method == "POST" else {}
+            done = pool.submit(call, daemon, s.id, method, "/delay/2", **kwargs)
+            # httpbin answers after 2 s: a second in, the call is out (the GET too, journaled or not).
+            deadline = time.monotonic() + 1.0
+            seen = _journal_rows(daemon, s.id)
+            while seen != while_sent or time.monotonic() < deadline:
+                time.sleep(0.02)
+                seen = _journal_rows(daemon, s.id)
+                assert time.monotonic() < deadline + 0.5, seen
+            assert seen == while_sent and not done.done(), seen
+            assert done.result().http.status == 200
+    assert _journal_rows(daemon, s.id) == [("POST /delay/2", "executed"), ("GET /delay/2", "committed")]
+    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
+    assert [a.state for a in listed] == [pb.ACTION_STATE_EXECUTED, pb.ACTION_STATE_COMMITTED]
+    db = sqlite3.connect(f"file:{daemon.state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
+    try:
+        trail = db.execute(
+            "SELECT from_state, to_state, note FROM transitions WHERE action_id = ? ORDER BY id", (listed[1].id,)
+        ).fetchall()
+    finally:
+        db.close()
+    assert trail == [
+        (None, "proposed", ""),
+        ("proposed", "preparing", ""),
+        ("preparing", "running", ""),
+        ("running", "executed", ""),
+        ("executed", "committed", "read-only: nothing to undo or accept; resolved at once"),
+    ]
 
 
 def test_bad_input_is_refused_before_anything_is_sent(daemon: DaemonProcess, json_server: JsonServer) -> None:

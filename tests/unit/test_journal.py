@@ -83,6 +83,48 @@ def test_transitions_are_compare_and_set_and_audited(journal: Journal) -> None:
     ]
 
 
+def test_a_batch_is_one_commit_seen_whole_or_not_at_all(journal: Journal, tmp_path: Path) -> None:
+    journal.insert_session(_session("s1", "/w"))
+    reader = sqlite3.connect(journal.path)  # another connection sees only what is committed
+    before = journal.commits
+    with journal.batch():
+        journal.insert_action(_action("a1", "s1"), note="approved: ann")
+        journal.transition("a1", ActionState.PROPOSED, ActionState.PREPARING)
+        journal.transition("a1", ActionState.PREPARING, ActionState.RUNNING, checkpoint='{"k": "v"}')
+        assert reader.execute("SELECT count(*) FROM actions").fetchone() == (0,)
+    assert journal.commits == before + 1
+    assert reader.execute("SELECT state, checkpoint FROM actions").fetchall() == [("running", '{"k": "v"}')]
+    assert [(f, t, n) for f, t, _, n in journal.transitions("a1")] == [
+        (None, "proposed", "approved: ann"),
+        ("proposed", "preparing", ""),
+        ("preparing", "running", ""),
+    ]
+
+    # A step that fails takes the whole batch back: the action it inserted is not there either.
+    with pytest.raises(FailedPrecondition, match="no longer proposed"), journal.batch():
+        journal.insert_action(_action("a2", "s1"))
+        journal.transition("a2", ActionState.PROPOSED, ActionState.PREPARING)
+        journal.transition("a2", ActionState.PROPOSED, ActionState.RUNNING)
+    assert journal.get_action("a2") is None and journal.transitions("a2") == []
+    assert journal.commits == before + 1
+    journal.insert_action(_action("a2", "s1"))  # and the journal takes writes again
+    assert journal.commits == before + 2
+
+
+def test_batches_do_not_nest_and_other_writers_wait_for_one(journal: Journal) -> None:
+    journal.insert_session(_session("s1", "/w"))
+    with pytest.raises(InternalError, match="do not nest"), journal.batch(), journal.batch():
+        pass
+    inserted = threading.Event()
+    with journal.batch():
+        journal.insert_action(_action("a1", "s1"))
+        other = threading.Thread(target=lambda: (journal.insert_action(_action("a2", "s1")), inserted.set()))
+        other.start()
+        assert not inserted.wait(0.2)  # it waits for the batch to end
+    other.join(5)
+    assert inserted.is_set() and [a.seq for a in journal.list_actions("s1")] == [1, 2]
+
+
 def test_seq_is_dense_under_concurrent_inserts(journal: Journal) -> None:
     journal.insert_session(_session("s1", "/w"))
     threads = [threading.Thread(target=journal.insert_action, args=(_action(f"a{i}", "s1"),)) for i in range(20)]

@@ -66,7 +66,7 @@ from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
 from goexd.policy.parse import PolicyError, build, parse
-from goexd.resources.base import Checkpoint, ResourceManager, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Journaling, ResourceManager, RollbackReport, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.http import HttpResource, check_http_host, validate_base_url
 from goexd.resources.http_rules import RuleError
@@ -106,6 +106,7 @@ _NOT_BUILT = {
 
 
 _COMMIT_STARTED = "commit started"
+_RESOLVED_AT_ONCE = "read-only: nothing to undo or accept; resolved at once"
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -137,6 +138,25 @@ def _with_calls(base: Reversibility, records: Sequence[EgressRecordData]) -> Rev
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One transition to journal: the new state, the action's columns written with it, the audit note."""
+
+    state: ActionState
+    fields: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class _Run:
+    """A submitted action on its way through _run: whether the journal has it yet, and how its steps are journaled."""
+
+    action: Action
+    journaling: Journaling
+    journaled: bool
+    note: str  # the note of its first journal row (an approval)
 
 
 @dataclass
@@ -450,19 +470,24 @@ class Engine:
         )
         if not decision.allowed:
             self._block(action, decision)
+        run = _Run(
+            action, manager.journaling(spec), False, f"approved: {decision.approval}" if decision.approval else ""
+        )
         self.channels.create(action.id).state(ActionState.PROPOSED)
         self._cancel[action.id] = threading.Event()
-        try:
-            action = self.journal.insert_action(
-                action, note=f"approved: {decision.approval}" if decision.approval else ""
-            )
-        except Exception:
-            self.channels.close(action.id)
-            raise
+        # A detached action is journaled at once: its id is answered now, and must be found. An action whose
+        # preparation leaves no trace is journaled together with its way to RUNNING (or its end): fewer commits.
+        if detach or run.journaling is Journaling.EACH_STEP:
+            try:
+                run.action, run.journaled = self.journal.insert_action(action, note=run.note), True
+            except Exception:
+                self._cancel.pop(action.id, None)
+                self.channels.close(action.id)
+                raise
         if detach:
-            self._workers.submit(self._run_guarded, live, action)
-            return action
-        return self._run(live, action)
+            self._workers.submit(self._run_guarded, live, run)
+            return run.action
+        return self._run(live, run)
 
     def _gates(self, live: _LiveSession, action: Action, timeout_s: float) -> list[ResourceGate]:
         """The http resources a code action named, opened to it through its egress route."""
@@ -600,65 +625,100 @@ class Engine:
             raise InvalidArgument("spec.resource", "the session has several resources of that kind; name one")
         raise InvalidArgument("spec.resource", f"no resource for {spec.kind.value} actions in this session")
 
-    def _run_guarded(self, live: _LiveSession, action: Action) -> None:
+    def _run_guarded(self, live: _LiveSession, run: _Run) -> None:
         try:
-            self._run(live, action)
+            self._run(live, run)
         except Exception:
-            log.exception("detached action %s failed", action.id)
+            log.exception("detached action %s failed", run.action.id)
 
-    def _run(self, live: _LiveSession, action: Action) -> Action:
-        cancel = self._cancel[action.id]
+    def _run(self, live: _LiveSession, run: _Run) -> Action:
+        cancel = self._cancel[run.action.id]
         try:
             with live.lock:
-                return self._run_locked(live, action, cancel)
+                return self._run_locked(live, run, cancel)
         finally:
-            self._cancel.pop(action.id, None)
-            self.channels.close(action.id)
+            self._cancel.pop(run.action.id, None)
+            self.channels.close(run.action.id)
 
-    def _run_locked(self, live: _LiveSession, action: Action, cancel: threading.Event) -> Action:
+    def _advance(self, run: _Run, *steps: _Step) -> None:
+        """Journal `steps` in one commit, with the action itself when the journal has not got it yet.
+
+        Watchers hear of the new states once they are durable.
+        """
+        action = run.action
+        with self.journal.batch():
+            if not run.journaled:
+                action = self.journal.insert_action(action, note=run.note)
+            for step in steps:
+                if step.state not in TRANSITIONS[action.state]:
+                    raise InternalError(
+                        f"illegal transition {action.state.value} -> {step.state.value} for {action.id}"
+                    )
+                self.journal.transition(action.id, action.state, step.state, step.note, **step.fields)
+                action = replace(action, state=step.state)
+        run.action, run.journaled = action, True
+        channel = self.channels.get(action.id)
+        if channel is not None:
+            for step in steps:
+                channel.state(step.state)
+
+    def _run_locked(self, live: _LiveSession, run: _Run, cancel: threading.Event) -> Action:
+        action = run.action
         manager = live.managers[action.resource]
         started = time.monotonic()
         if self._stopping.is_set():
-            self._transition(action, ActionState.INTERRUPTED, error="goexd stopped before the action started")
+            self._advance(run, _Step(ActionState.INTERRUPTED, {"error": "goexd stopped before the action started"}))
             return self._get(action.id)
         if cancel.is_set():
-            self._transition(action, ActionState.FAILED, error="cancelled before it started; nothing ran")
+            self._advance(run, _Step(ActionState.FAILED, {"error": "cancelled before it started; nothing ran"}))
             return self._get(action.id)
         limits = live.policy.limits(action.spec.limits, live.session.limits)
         try:
             tested = manager.test(action.spec, action.inverse, limits, cancel)
         except GoexError as exc:
-            self._transition(action, ActionState.FAILED, error=self.redact_text(f"{exc}; nothing ran"))
+            self._advance(run, _Step(ActionState.FAILED, {"error": self.redact_text(f"{exc}; nothing ran")}))
             return self._get(action.id)
         if tested is not None and tested.verdict is Verdict.FAILED:
             # Its undo is known not to work: it does not run (no side effect), and the test says why.
-            self._transition(
-                action,
-                ActionState.BLOCKED,
-                error=self.redact_text(f"its inverse failed the reversibility test: {tested.detail}"),
-                reversibility=codec.dumps(codec.reversibility_to_json(replace(tested, tested_at=time.time()))),
-                finished_at=time.time(),
-            )
+            blocked = {
+                "error": self.redact_text(f"its inverse failed the reversibility test: {tested.detail}"),
+                "reversibility": codec.dumps(codec.reversibility_to_json(replace(tested, tested_at=time.time()))),
+                "finished_at": time.time(),
+            }
+            self._advance(run, _Step(ActionState.BLOCKED, blocked))
             return self._get(action.id)
-        self._transition(action, ActionState.PREPARING)
+        if run.journaling is Journaling.EACH_STEP:
+            self._advance(run, _Step(ActionState.PREPARING))
         try:
             checkpoint = manager.checkpoint(action.id, action.inverse)
         except Exception as exc:
             log.exception("checkpoint of %s failed", action.id)
-            self._transition(
-                replace(action, state=ActionState.PREPARING),
-                ActionState.FAILED,
-                error=self.redact_text(f"could not checkpoint the resource: {exc}"),
-                finished_at=time.time(),
-            )
+            failed = {
+                "error": self.redact_text(f"could not checkpoint the resource: {exc}"),
+                "finished_at": time.time(),
+            }
+            owed = [] if run.action.state is ActionState.PREPARING else [_Step(ActionState.PREPARING)]
+            self._advance(run, *owed, _Step(ActionState.FAILED, failed))
             self._mark_lost(manager, f"the database connection was lost before action {action.id}: {exc}")
             return self._get(action.id)
         # The checkpoint is journaled with the transition that announces the run: one commit, before it runs.
-        self._transition(
-            replace(action, state=ActionState.PREPARING), ActionState.RUNNING, checkpoint=codec.dumps(checkpoint)
-        )
+        to_running = [
+            _Step(ActionState.PREPARING),
+            _Step(ActionState.RUNNING, {"checkpoint": codec.dumps(checkpoint)}),
+        ][1 if run.action.state is ActionState.PREPARING else 0 :]
+        if run.journaling is not Journaling.AFTER_RUN:
+            self._advance(run, *to_running)
+            to_running.clear()
+        # else: it changes nothing, so there is nothing to announce before it runs; all of it is journaled at its end.
+
+        def journaled_running() -> Action:
+            """The action as RUNNING in the journal (an AFTER_RUN action that failed is journaled up to RUNNING)."""
+            if to_running:
+                self._advance(run, *to_running)
+                to_running.clear()
+            return replace(run.action, checkpoint=checkpoint)
+
         prepared = time.monotonic()
-        running = replace(action, state=ActionState.RUNNING, checkpoint=checkpoint)
         channel = self.channels.get(action.id)
         # One stream redactor per stream: a value split across two chunks is still caught.
         redactors = {s: self.vault.redactor.stream() for s in Stream}
@@ -686,13 +746,14 @@ class Engine:
                 if route is not None:
                     route.close()
                     records = route.records()
+                    journaled_running()
                     self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
         except GoexError as exc:
-            return self._fail_and_rollback(live, running, checkpoint, str(exc), None, None, started)
+            return self._fail_and_rollback(live, journaled_running(), checkpoint, str(exc), None, None, started)
         except Exception as exc:
             log.exception("action %s crashed in its resource manager", action.id)
             return self._fail_and_rollback(
-                live, running, checkpoint, f"internal error while running: {exc}", None, None, started
+                live, journaled_running(), checkpoint, f"internal error while running: {exc}", None, None, started
             )
         ran = time.monotonic()
         checkpoint = {**checkpoint, **outcome.checkpoint_extra}
@@ -707,7 +768,7 @@ class Engine:
             reason = result.detail or f"stopped: {result.termination.value}"
             return self._fail_and_rollback(
                 live,
-                running,
+                journaled_running(),
                 checkpoint,
                 reason,
                 result,
@@ -721,6 +782,7 @@ class Engine:
         if outcome.http is not None:
             recorded["http"] = codec.dumps(codec.http_result_to_json(outcome.http))
         if outcome.failure is not None:
+            running = journaled_running()
             if recorded:
                 self.journal.update(action.id, **recorded)
             return self._fail_and_rollback(live, running, checkpoint, outcome.failure, None, None, started)
@@ -736,15 +798,13 @@ class Engine:
             )
         )
         now = time.monotonic()
-        self._transition(
-            running,
-            ActionState.EXECUTED,
-            exec=codec.dumps(codec.exec_to_json(result)) if result else None,
-            changes=codec.dumps(codec.changes_to_json(outcome.changes)) if outcome.changes else None,
-            sql=codec.dumps(codec.sql_to_json(outcome.sql)) if outcome.sql else None,
-            checkpoint=codec.dumps(checkpoint),
-            reversibility=codec.dumps(codec.reversibility_to_json(reversibility)),
-            timings=codec.dumps(
+        executed = {
+            "exec": codec.dumps(codec.exec_to_json(result)) if result else None,
+            "changes": codec.dumps(codec.changes_to_json(outcome.changes)) if outcome.changes else None,
+            "sql": codec.dumps(codec.sql_to_json(outcome.sql)) if outcome.sql else None,
+            "checkpoint": codec.dumps(checkpoint),
+            "reversibility": codec.dumps(codec.reversibility_to_json(reversibility)),
+            "timings": codec.dumps(
                 codec.timings_to_json(
                     Timings(
                         prepare_s=prepared - started,
@@ -754,9 +814,13 @@ class Engine:
                     )
                 )
             ),
-            finished_at=time.time(),
+            "finished_at": time.time(),
             **recorded,
-        )
+        }
+        steps = [*to_running, _Step(ActionState.EXECUTED, executed)]
+        if run.journaling is Journaling.AFTER_RUN:  # it changed nothing: no one need accept or undo it
+            steps.append(_Step(ActionState.COMMITTED, {"resolved_at": time.time()}, _RESOLVED_AT_ONCE))
+        self._advance(run, *steps)
         return self._get(action.id)
 
     def _fail_and_rollback(

@@ -128,7 +128,9 @@ class Journal:
         # Replaced by the vault's redactor at start-up: no secret value is ever written here.
         self.redact: Callable[[str], str] = lambda text: text
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the writes of a batch()
+        self._batching = False
+        self.commits = 0  # write transactions committed (each one fsync under sync=full): for tests and benchmarks
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -157,8 +159,34 @@ class Journal:
             self._db.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes inside are one transaction: one commit (one fsync under sync=full), all or none.
+
+        For steps that need not be durable one by one (nothing happens between them that a
+        crash could leave half done). Other threads' journal calls wait until it ends, so only
+        journal writes and in-memory work belong inside.
+        """
+        with self._lock:
+            if self._batching:
+                raise InternalError("journal batches do not nest")
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batching = True
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._batching = False
+            self._db.execute("COMMIT")
+            self.commits += 1
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._batching:  # inside batch(): its transaction is this one's
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -166,6 +194,7 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self.commits += 1
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

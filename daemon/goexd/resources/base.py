@@ -11,6 +11,7 @@ records each transition before the call that performs it.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,25 @@ from goexd.snapshots.base import ChangeSet
 
 Checkpoint = dict[str, str]
 OutputCallback = Callable[[Stream, bytes], None]
+
+
+class Journaling(enum.Enum):
+    """What the journal must hold before an action runs, given what preparing and running it can leave behind."""
+
+    # Preparing leaves traces (a snapshot, a copy, a savepoint): PREPARING, then RUNNING, each committed first.
+    EACH_STEP = "each step"
+    # Preparing happens in goexd's memory only: the way to RUNNING is one commit, made before the action runs.
+    BEFORE_RUN = "before run"
+    # The action changes nothing (a read-only call): its whole record is one commit once it has run, and it is
+    # resolved at once (nothing to undo, nothing to accept). A crash while it runs leaves nothing to recover.
+    AFTER_RUN = "after run"
+
+
+class StepByStep:
+    """For managers whose preparation leaves traces a crash recovery must find: every step is journaled."""
+
+    def journaling(self, spec: ActionSpec) -> Journaling:
+        return Journaling.EACH_STEP
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,7 @@ class RollbackReport:
     detail: str
 
 
-class UndoesByItself:
+class UndoesByItself(StepByStep):
     """For strategies whose undo needs no client inverse and no reversibility test before the action."""
 
     resource: Resource
@@ -94,6 +114,9 @@ class ResourceManager(Protocol):
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility | None:
         """Try action then inverse without leaving a trace; None when the strategy needs no test."""
+
+    def journaling(self, spec: ActionSpec) -> Journaling:
+        """How the engine journals this action's way to RUNNING (see Journaling)."""
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint: ...
 

@@ -36,7 +36,7 @@ from goexd.engine.models import (
     Verdict,
 )
 from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Journaling, Outcome, OutputCallback, RollbackReport, SandboxNetwork
 from goexd.resources.http_rules import (
     Derived,
     Exchange,
@@ -247,6 +247,12 @@ class HttpResource:
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility | None:
         return None  # a call cannot be tried without its side effect; its undo is verified when it runs
+
+    def journaling(self, spec: ActionSpec) -> Journaling:
+        # test() does nothing and checkpoint() is in memory (the pre-image GET is taken in execute, once RUNNING is
+        # durable); a read-only call has no side effect to announce at all.
+        assert spec.http is not None
+        return Journaling.AFTER_RUN if spec.http.method in READ_METHODS else Journaling.BEFORE_RUN
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         return None

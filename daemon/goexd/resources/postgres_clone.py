@@ -65,7 +65,7 @@ from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument
 from goexd.resources import postgres_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.resources.postgres_run import Conn
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD
@@ -87,7 +87,7 @@ def _safe(action_id: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", action_id.lower())[:48]  # database names stop at 63 bytes
 
 
-class PostgresCloneResource:
+class PostgresCloneResource(StepByStep):
     undo_note = "undo swaps in the copy of the database taken before the action and verifies it by fingerprint"
 
     def __init__(

@@ -73,7 +73,7 @@ from goexd.engine.models import (
 )
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
 from goexd.resources import postgres_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.resources.postgres_run import Conn
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
@@ -85,7 +85,7 @@ RUNS_IN = "its own transaction"
 UNDO_TIMEOUT_S = 600.0
 
 
-class PostgresInverseResource:
+class PostgresInverseResource(StepByStep):
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
 
     def __init__(

@@ -24,11 +24,11 @@ from goexd.dbinspect import sqlite as inspect
 from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import InvalidArgument
 from goexd.resources import sqlite_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.sandbox.base import Limits
 
 
-class SqliteCloneResource:
+class SqliteCloneResource(StepByStep):
     undo_note = "undo copies back the clone taken before the action and verifies it by fingerprint"
 
     def __init__(

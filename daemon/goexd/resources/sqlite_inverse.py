@@ -33,12 +33,12 @@ from goexd.dbinspect import sqlite_changes
 from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
 from goexd.errors import InvalidArgument
 from goexd.resources import sqlite_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.sandbox.base import Limits
 from goexd.sql.classify import Classified, StatementClass
 
 
-class SqliteInverseResource:
+class SqliteInverseResource(StepByStep):
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
 
     def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
