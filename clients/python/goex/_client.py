@@ -76,6 +76,7 @@ class Client:
         self._target, self.socket_path = resolve_target(socket_path, target)
         self.timeout = timeout
         self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        self._unary: dict[str, Any] = {}  # method path -> its multi-callable on this channel, built on first use
 
     @property
     def target(self) -> str:
@@ -104,8 +105,11 @@ class Client:
         return self._call_within(method, request, self.timeout)
 
     def _call_within(self, method: _rpc.Method[Req, Resp], request: Req, timeout: float | None) -> Resp:
+        call: grpc.UnaryUnaryMultiCallable[Req, Resp] | None = self._unary.get(method.path)
+        if call is None:
+            call = self._unary[method.path] = method.unary(self._channel)
         try:
-            return method.unary(self._channel)(request, timeout=timeout)
+            return call(request, timeout=timeout)
         except grpc.RpcError as err:
             raise self._error(err) from err
 
