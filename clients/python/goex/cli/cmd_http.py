@@ -22,7 +22,9 @@ Have goexd send METHOD PATH to a REST service of the session (`goex session open
 NAME=BASE_URL`). PATH is relative to the service's base URL and may not leave it; goexd
 adds the credentials of the session's --http-secret, which the caller never sees. A write
 stays pending until `goex commit`; under the inverse strategy goexd derives its inverse
-from the recorded response (a created item's DELETE, ...) and `goex undo` sends it.
+from the recorded response (a created item's DELETE, ...) and `goex undo` sends it. A read
+(GET, HEAD, OPTIONS) changes nothing: it is recorded as committed at once, so `goex undo`
+takes back the last write, not a read after it.
 
 --json TEXT is the request's JSON body, as in curl. For this command's output as JSON,
 put --json before `http`: goex --json http GET /items. PATH starting with '-' goes after
@@ -31,7 +33,7 @@ put --json before `http`: goex --json http GET /items. PATH starting with '-' go
 
 EXIT_HELP = """\
 exit status:
-  0       the service answered 1xx-3xx (a write is pending); with --detach: the action was accepted
+  0       the service answered 1xx-3xx (a write is pending, a read committed); with --detach: accepted
   125     the action did not complete: a 4xx/5xx answer (printed; goexd records it), no answer
           at all (refused connection, time limit, cancelled), or blocked
   1       goex error: daemon not running, unknown session, a call goexd refuses (invalid JSON,

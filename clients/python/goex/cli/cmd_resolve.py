@@ -13,6 +13,16 @@ from goex._models import Action
 from goex.cli._app import App
 from goex.v1 import actions_pb2
 
+EXIT_UNVERIFIED = 3  # undone, but goexd could not confirm the resource is back as it was
+UNDO_EXIT_HELP = """\
+exit status:
+  0   undone, and every undo verified (or nothing to undo)
+  3   undone, but at least one undo could not be verified (NOT verified: on stderr says
+      why; --json: its reversibility verdict is FAILED): check the resource yourself
+  1   goex error: daemon not running, nothing pending, a later pending action in the way
+      (without --cascade), an irreversible action, an inverse that failed (nothing undone)
+"""
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser(
@@ -33,6 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "omitted). The daemon refuses while a later pending action on the same resource exists, "
         "unless --cascade also undoes those, newest first. Prints one line per undone action, "
         "and on stderr how goexd checked the undo (verified: ..., or NOT verified: ...).",
+        epilog=UNDO_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     u.add_argument("action", nargs="?", metavar="ACTION")
     u.add_argument("--cascade", action="store_true", help="also undo later pending actions on the resource")
@@ -44,6 +56,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="roll back every pending action after ACTION",
         description="Undo every pending action after ACTION, newest first; ACTION itself stays. "
         "Prints what `goex undo` prints.",
+        epilog=UNDO_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("action", metavar="ACTION")
     t.set_defaults(handler=cmd_undo_to)
@@ -77,6 +91,12 @@ def undo_check_text(a: Action) -> Text | None:
     return None
 
 
+def undo_exit_status(undone: Sequence[Action]) -> int:
+    """3 when an undo's check failed: the action is undone, but a script must not take the state as restored."""
+    unverified = [a for a in undone if a.reversibility is not None and a.reversibility.verdict is Verdict.FAILED]
+    return EXIT_UNVERIFIED if unverified else 0
+
+
 def cmd_commit(app: App, args: argparse.Namespace) -> int:
     committed = app.client().commit(app.session_id(), up_to=args.up_to)
     if app.json:
@@ -92,7 +112,7 @@ def cmd_undo(app: App, args: argparse.Namespace) -> int:
         app.emit(actions_pb2.UndoActionResponse(undone=[a.proto for a in undone]))
     else:
         _report(app, "undone", undone, none="nothing undone")
-    return 0
+    return undo_exit_status(undone)
 
 
 def cmd_undo_to(app: App, args: argparse.Namespace) -> int:
@@ -101,4 +121,4 @@ def cmd_undo_to(app: App, args: argparse.Namespace) -> int:
         app.emit(actions_pb2.UndoToResponse(undone=[a.proto for a in undone]))
     else:
         _report(app, "undone", undone, none="nothing to undo after that action")
-    return 0
+    return undo_exit_status(undone)
