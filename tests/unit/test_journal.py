@@ -111,6 +111,26 @@ def test_a_batch_is_one_commit_seen_whole_or_not_at_all(journal: Journal, tmp_pa
     assert journal.commits == before + 2
 
 
+def test_an_action_inserted_with_its_trail_reads_as_if_moved_step_by_step(journal: Journal) -> None:
+    journal.insert_session(_session("s1", "/w"))
+    journal.redact = lambda text: text.replace("hunter2", "[secret:pw]")
+    trail = [(ActionState.PREPARING, ""), (ActionState.RUNNING, ""), (ActionState.EXECUTED, "ran: hunter2")]
+    a = journal.insert_action(_action("a1", "s1"), "approved: ann", trail, checkpoint='{"k": "hunter2"}', error="x")
+    assert (a.seq, a.state) == (1, ActionState.EXECUTED)
+    got = journal.get_action("a1")
+    assert got is not None and got.state is ActionState.EXECUTED
+    assert got.checkpoint == {"k": "hunter2"} and got.error == "x"  # the checkpoint is goexd's own: not redacted
+    assert [(f, t, n) for f, t, _, n in journal.transitions("a1")] == [
+        (None, "proposed", "approved: ann"),
+        ("proposed", "preparing", ""),
+        ("preparing", "running", ""),
+        ("running", "executed", "ran: [secret:pw]"),
+    ]
+    with pytest.raises(InternalError, match="unknown action columns"):
+        journal.insert_action(_action("a2", "s1"), "", trail, state="committed")
+    assert journal.get_action("a2") is None
+
+
 def test_batches_do_not_nest_and_other_writers_wait_for_one(journal: Journal) -> None:
     journal.insert_session(_session("s1", "/w"))
     with pytest.raises(InternalError, match="do not nest"), journal.batch(), journal.batch():

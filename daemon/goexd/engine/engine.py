@@ -645,19 +645,23 @@ class Engine:
 
         Watchers hear of the new states once they are durable.
         """
-        action = run.action
-        with self.journal.batch():
-            if not run.journaled:
-                action = self.journal.insert_action(action, note=run.note)
-            for step in steps:
-                if step.state not in TRANSITIONS[action.state]:
-                    raise InternalError(
-                        f"illegal transition {action.state.value} -> {step.state.value} for {action.id}"
-                    )
-                self.journal.transition(action.id, action.state, step.state, step.note, **step.fields)
-                action = replace(action, state=step.state)
-        run.action, run.journaled = action, True
-        channel = self.channels.get(action.id)
+        state = run.action.state
+        for step in steps:  # the whole way is checked before anything is written
+            if step.state not in TRANSITIONS[state]:
+                raise InternalError(f"illegal transition {state.value} -> {step.state.value} for {run.action.id}")
+            state = step.state
+        if run.journaled:
+            action = run.action
+            with self.journal.batch():
+                for step in steps:
+                    self.journal.transition(action.id, action.state, step.state, step.note, **step.fields)
+                    action = replace(action, state=step.state)
+            run.action = action
+        else:  # inserted as having come that way: fewer statements than step by step
+            fields = {k: v for step in steps for k, v in step.fields.items()}
+            trail = [(step.state, step.note) for step in steps]
+            run.action, run.journaled = self.journal.insert_action(run.action, run.note, trail, **fields), True
+        channel = self.channels.get(run.action.id)
         if channel is not None:
             for step in steps:
                 channel.state(step.state)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -117,6 +117,9 @@ _ACTION_COLUMNS = {
     "http",
 }
 
+
+# What insert_action() always writes; other columns come as fields.
+_INSERTED = ("id", "session_id", "seq", "kind", "resource", "state", "spec", "inverse", "approval", "created_at")
 
 # Columns the daemon itself generates (snapshot ids, times); everything else is redacted on write.
 _UNREDACTED = frozenset({"checkpoint", "finished_at", "resolved_at", "undo_started"})
@@ -290,36 +293,54 @@ class Journal:
 
     # ------------------------------------------------------------ actions
 
-    def insert_action(self, action: Action, note: str = "") -> Action:
-        """Insert with the next seq of its session; returns the action with its seq."""
+    def insert_action(
+        self, action: Action, note: str = "", trail: Sequence[tuple[ActionState, str]] = (), **fields: Any
+    ) -> Action:
+        """Insert with the next seq of its session; returns the action with its seq (and its last state).
+
+        With `trail` ((state, note) each) and `fields`, the action is inserted as having gone through those
+        states with those columns written: what transition() after transition() would leave, in fewer statements.
+        """
+        bad = set(fields) - _ACTION_COLUMNS
+        if bad:
+            raise InternalError(f"unknown action columns {sorted(bad)}")
+        fields = self._redacted(fields)
+        final = trail[-1][0] if trail else action.state
+        states = [action.state, *(state for state, _ in trail)]
         with self._tx() as db:
             seq = db.execute(
                 "SELECT coalesce(max(seq), 0) + 1 FROM actions WHERE session_id = ?", (action.session_id,)
             ).fetchone()[0]
-            db.execute(
-                "INSERT INTO actions (id, session_id, seq, kind, resource, state, spec, inverse, approval, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    action.id,
-                    action.session_id,
-                    seq,
-                    action.spec.kind.value,
-                    action.resource,
-                    action.state.value,
-                    self._redacted({"spec": codec.dumps(codec.spec_to_json(action.spec))})["spec"],
-                    self._redacted({"inverse": codec.dumps(codec.spec_to_json(action.inverse))})["inverse"]
-                    if action.inverse
-                    else None,
-                    self.redact(action.approval),
-                    action.created_at,
-                ),
+            values = (
+                action.id,
+                action.session_id,
+                seq,
+                action.spec.kind.value,
+                action.resource,
+                final.value,
+                self._redacted({"spec": codec.dumps(codec.spec_to_json(action.spec))})["spec"],
+                self._redacted({"inverse": codec.dumps(codec.spec_to_json(action.inverse))})["inverse"]
+                if action.inverse
+                else None,
+                self.redact(action.approval),
+                action.created_at,
+                *fields.values(),
             )
-            db.execute(
-                "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, NULL, ?, ?, ?)",
-                (action.id, action.state.value, action.created_at, self.redact(note)),
+            columns = ", ".join((*_INSERTED, *fields))  # the field names are checked above
+            db.execute(f"INSERT INTO actions ({columns}) VALUES ({', '.join('?' * len(values))})", values)  # noqa: S608
+            now = time.time()
+            rows: list[tuple[str, str | None, str, float, str]] = [
+                (action.id, None, action.state.value, action.created_at, self.redact(note))
+            ]
+            rows += [
+                (action.id, before.value, state.value, now, self.redact(step_note))
+                for before, (state, step_note) in zip(states[:-1], trail, strict=True)
+            ]
+            db.executemany(
+                "INSERT INTO transitions (action_id, from_state, to_state, at, note) VALUES (?, ?, ?, ?, ?)", rows
             )
         # The caller runs what was submitted; only the journal's copy of the spec is redacted.
-        return replace(action, seq=seq)
+        return replace(action, seq=seq, state=final)
 
     def transition(self, action_id: str, old: ActionState, new: ActionState, note: str = "", **fields: Any) -> None:
         """Compare-and-set the state and write `fields`, atomically with the audit row."""
