@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from goexd.egress.models import Decision, EgressRecordData, RecordedCall, RecordedResponse, ResourceCall
@@ -249,8 +249,13 @@ def spec_from_json(d: dict[str, Any]) -> ActionSpec:
     )
 
 
+def _flat(obj: Any) -> dict[str, Any]:
+    """A dataclass of scalars as a dict: asdict() without its deep copies."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def limits_request_to_json(lr: LimitsRequest) -> dict[str, Any]:
-    return asdict(lr)
+    return _flat(lr)
 
 
 def limits_request_from_json(d: dict[str, Any]) -> LimitsRequest:
@@ -258,7 +263,7 @@ def limits_request_from_json(d: dict[str, Any]) -> LimitsRequest:
 
 
 def limits_to_json(lim: Limits) -> dict[str, Any]:
-    return asdict(lim)
+    return _flat(lim)
 
 
 def limits_from_json(d: dict[str, Any]) -> Limits:
@@ -316,7 +321,7 @@ def changes_from_json(d: dict[str, Any]) -> ChangeSet:
 
 
 def timings_to_json(t: Timings) -> dict[str, Any]:
-    return asdict(t)
+    return _flat(t)
 
 
 def timings_from_json(d: dict[str, Any]) -> Timings:

@@ -451,10 +451,15 @@ class Engine:
         manager = live.managers[resource.name]
         if spec.egress is not None:
             self._check_egress_resources(live.session, spec.egress.resources)
-        # The policy first: a statement it refuses is refused as such, whatever else is wrong with it.
+        # The policy first: a statement it refuses is refused as such, whatever else is wrong with it. But an
+        # http request is checked before: its facts need a request that stays within the base URL.
+        checked_first = spec.kind is ActionKind.HTTP
+        if checked_first:
+            manager.precheck(spec)
         decision = live.policy.check(self._facts(resource, manager, spec, inverse), approval)
         if decision.allowed:
-            manager.precheck(spec)
+            if not checked_first:
+                manager.precheck(spec)
             manager.check_inverse(spec, inverse)
         action = Action(
             id=_new_id("act"),
@@ -561,8 +566,7 @@ class Engine:
     ) -> ActionFacts:
         """What the policy is told about an action before it runs."""
         if spec.kind is ActionKind.HTTP and isinstance(manager, HttpResource) and spec.http is not None:
-            manager.precheck(spec)  # the facts need a request that stays within the base URL
-            req = spec.http
+            req = spec.http  # checked by precheck() already: it stays within the base URL
             facts = HttpRequestFacts(
                 method=req.method,
                 url=manager.url(spec),

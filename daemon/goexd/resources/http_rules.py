@@ -118,12 +118,23 @@ class RuleSet:
         self.source = source  # the file it was loaded from
         self.rules = spec.rules
         self._by_name = {r.name: r for r in spec.rules}
+        # An action's call is planned up to three times in a row (the policy's facts, the pre-image, the
+        # derivation): the last plan is kept. One only: a call holds its body, which may be large.
+        self._last: tuple[HttpCall, Planned] | None = None
 
     def __repr__(self) -> str:
         return f"RuleSet({self.name!r}, {len(self.rules)} rules, from {self.source})"
 
     def plan(self, call: HttpCall) -> Planned:
         """The first rule matching the call (in file order), its capture and its prediction."""
+        last = self._last  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == call:
+            return last[1]
+        planned = self._plan(call)
+        self._last = (call, planned)
+        return planned
+
+    def _plan(self, call: HttpCall) -> Planned:
         if call.method in READ_ONLY_METHODS:
             return Planned("", None, ReversibilityClass.READ_ONLY)
         for rule in self.rules:
