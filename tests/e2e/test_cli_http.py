@@ -101,7 +101,7 @@ def test_confine_strategy_needs_an_approval_and_cannot_be_undone(
     approved = re.search(r"^action (\S+): executed, ", sent, re.M)
     assert approved is not None and re.search(r"^approval\s+ann: add z$", cli("show", approved[1]), re.M)
     assert "ann: add z" in cli("--json", "log")
-    assert re.search(r"\bhttp\s+blocked\b.*POST /items$", cli("log"), re.M)
+    assert re.search(r"\bhttp\s+blocked\b.*POST /items  \(blocked by http\.irreversible\)$", cli("log"), re.M)
     assert re.search(r"\bhttp\s+executed\b.*POST /items  \(approved: ann: add z\)$", cli("log"), re.M)
     assert "irreversible" in cli("undo", code=1)
     assert [i["name"] for i in items(json_server)] == ["z"]

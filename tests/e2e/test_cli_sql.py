@@ -16,6 +16,7 @@ GOEX = Path(sys.executable).with_name("goex")
 
 def goex(daemon: DaemonProcess, tmp_path: Path, *argv: str, code: int = 0) -> str:
     env = {**os.environ, "GOEX_SOCKET": str(daemon.socket), "GOEX_CLI_STATE": str(tmp_path / "cli.json")}
+    env["COLUMNS"] = "200"  # tables as wide as off a terminal, whatever width the test run itself has
     done = subprocess.run([str(GOEX), *argv], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == code, (argv, done.returncode, done.stdout, done.stderr)
     return done.stdout + done.stderr

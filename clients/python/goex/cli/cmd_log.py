@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from rich.table import Table
@@ -88,12 +89,19 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+# How goexd names the rule that refused an action, in its error ("... [policy rule http.methods]").
+_POLICY_RULE = re.compile(r"\[policy rule ([^\]]+)\]")
+
+
 def _what(action: Action) -> str:
     text = action.spec.text if action.spec is not None else ""
     if action.spec is not None and action.spec.description:
         text = f"{action.spec.description}: {text}" if text else action.spec.description
     if action.approval:
         text += f"  (approved: {action.approval})"
+    rule = _POLICY_RULE.search(action.error) if action.state is ActionState.BLOCKED else None
+    if rule is not None:
+        text += f"  (blocked by {rule[1]})"
     return text
 
 
