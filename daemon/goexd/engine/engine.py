@@ -710,10 +710,9 @@ class Engine:
             self._mark_lost(manager, f"the database connection was lost before action {action.id}: {exc}")
             return self._get(action.id)
         # The checkpoint is journaled with the transition that announces the run: one commit, before it runs.
-        to_running = [
-            _Step(ActionState.PREPARING),
-            _Step(ActionState.RUNNING, {"checkpoint": codec.dumps(checkpoint)}),
-        ][1 if run.action.state is ActionState.PREPARING else 0 :]
+        run_step = _Step(ActionState.RUNNING, {"checkpoint": codec.dumps(checkpoint)})
+        prepared_already = run.action.state is ActionState.PREPARING
+        to_running = [run_step] if prepared_already else [_Step(ActionState.PREPARING), run_step]
         if run.journaling is not Journaling.AFTER_RUN:
             self._advance(run, *to_running)
             to_running.clear()
@@ -874,13 +873,9 @@ class Engine:
             if lost.state is ActionState.EXECUTED:
                 self._transition(lost, ActionState.INTERRUPTED, error=why, resolved_at=time.time())
 
-    def _transition(self, action: Action, new: ActionState, note: str = "", **fields: object) -> None:
-        if new not in TRANSITIONS[action.state]:
-            raise InternalError(f"illegal transition {action.state.value} -> {new.value} for {action.id}")
-        self.journal.transition(action.id, action.state, new, note, **fields)
-        channel = self.channels.get(action.id)
-        if channel is not None:
-            channel.state(new)
+    def _transition(self, action: Action, new: ActionState, note: str = "", **fields: Any) -> None:
+        """One step of an action the journal has (commit, undo, recovery, failures): see _advance."""
+        self._advance(_Run(action, Journaling.EACH_STEP, True, ""), _Step(new, fields, note))
 
     def _get(self, action_id: str) -> Action:
         action = self.journal.get_action(action_id)
