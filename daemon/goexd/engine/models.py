@@ -139,6 +139,19 @@ class HttpRequest:
     body: bytes = b""
     json: bool = False  # the body is JSON text, sent as application/json
 
+    @classmethod
+    def as_sent(
+        cls,
+        method: str,
+        path: str,
+        query: tuple[tuple[str, str], ...],
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+    ) -> HttpRequest:
+        """A request goexd built (an inverse): a body under a JSON content type is its JSON."""
+        is_json = bool(body) and any(k.lower() == "content-type" and "json" in v.lower() for k, v in headers)
+        return cls(method, path, query, headers, body, json=is_json)
+
 
 @dataclass(frozen=True)
 class HttpResult:

@@ -97,8 +97,7 @@ def call_of(req: HttpRequest) -> HttpCall:
 
 
 def request_of(call: HttpCall) -> HttpRequest:
-    json_body = any(k.lower() == "content-type" and "json" in v.lower() for k, v in call.headers)
-    return HttpRequest(call.method, call.path, call.query, call.headers, call.body, json=json_body and bool(call.body))
+    return HttpRequest.as_sent(call.method, call.path, call.query, call.headers, call.body)
 
 
 def _call_json(call: HttpCall) -> str:

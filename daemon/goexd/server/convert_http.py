@@ -72,6 +72,5 @@ def http_result_pb(r: HttpResult) -> pb.HttpResult:
 
 
 def request_of_recorded(c: RecordedCall) -> HttpRequest:
-    """An inverse a gate recorded, as the request type actions use (a JSON content type makes it JSON)."""
-    is_json = any(k.lower() == "content-type" and "json" in v.lower() for k, v in c.headers) and bool(c.body)
-    return HttpRequest(c.method, c.path, c.query, c.headers, c.body, json=is_json)
+    """An inverse a gate recorded, as the request type actions use."""
+    return HttpRequest.as_sent(c.method, c.path, c.query, c.headers, c.body)
