@@ -350,6 +350,21 @@ print(len(data), data.count(b"{STREAM_VALUE}"), data.count(b"[secret:STREAM]"))
     assert only_record(route).response_bytes == size
 
 
+def test_a_cookie_set_upstream_reaches_the_sandbox_but_the_proxy_keeps_none(
+    sandbox: BwrapSandbox, open_route: Callable[..., Route], http_upstream: Upstream
+) -> None:
+    base = f"http://127.0.0.1:{http_upstream.port}"
+    # The proxy's one upstream client serves every action: a cookie it kept would ride along on others'.
+    (answer,) = fetch(sandbox, open_route(("API",)), {"url": f"{base}/response-headers?Set-Cookie=session%3Dabc123"})
+    assert answer["status"] == 200 and answer["headers"]["Set-Cookie"] == "session=abc123"
+    # urllib follows /cookies/set's redirect to /cookies itself, keeping no cookie: nor does the proxy.
+    same, other = fetch(
+        sandbox, open_route(("API",)), {"url": f"{base}/cookies/set?flavor=oat"}, {"url": f"{base}/cookies"}
+    )
+    assert body_json(same) == {"cookies": {}} and body_json(other) == {"cookies": {}}
+    assert all("cookie" not in seen["headers"] for seen in arrived(http_upstream))
+
+
 def test_head_and_no_content_responses_have_no_body(
     sandbox: BwrapSandbox, route: Route, http_upstream: Upstream
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -80,6 +81,9 @@ def make_client(cfg: EgressConfig) -> httpx.AsyncClient:
     )
     return httpx.AsyncClient(
         timeout=timeout,
+        # One client serves every sandbox: a cookie it kept from one response would go out with other
+        # agents' requests. Set-Cookie still reaches the sandbox, whose own client may keep it.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         trust_env=False,  # the daemon's own proxy settings must not apply to the sandbox's traffic
         follow_redirects=False,  # the client decides; each hop is checked and recorded
         # Never retry: a request may have side effects upstream, and the sandbox sees the failure.
