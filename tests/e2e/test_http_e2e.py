@@ -416,3 +416,22 @@ def test_the_credential_is_injected_and_never_recorded(daemon: DaemonProcess, ht
     put_secret(daemon, "elsewhere", "api.example.com", TOKEN + "x")
     got, msg = status_of(lambda: open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="b2", secret="elsewhere"))
     assert got == grpc.StatusCode.PERMISSION_DENIED and "may not be sent" in msg
+
+
+def test_what_goes_out_is_what_is_recorded_no_cookie_is_kept_between_calls(
+    daemon: DaemonProcess,
+    httpbin_port: int,  # noqa: F811
+) -> None:
+    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="bin")
+    # httpbin answers 302 with Set-Cookie; goexd records the 3xx and follows nothing.
+    set_cookie = call(daemon, s.id, "GET", "/cookies/set", query={"session": "abc123"})
+    assert set_cookie.http.status == 302 and "session=abc123" in set_cookie.http.headers["set-cookie"]
+    assert set_cookie.state == pb.ACTION_STATE_COMMITTED
+    # A later call carries no cookie it did not ask for: not in the record, so not sent.
+    assert json.loads(call(daemon, s.id, "GET", "/cookies").http.body) == {"cookies": {}}
+    echoed = json.loads(call(daemon, s.id, "GET", "/headers").http.body)["headers"]
+    assert "Cookie" not in echoed and echoed["User-Agent"].startswith("goexd/") and echoed["Accept"] == "*/*"
+    # The caller's own User-Agent (any case) replaces goexd's; a cookie it sends is the one that arrives.
+    mine = call(daemon, s.id, "GET", "/headers", headers={"user-agent": "agent/1.0", "Cookie": "mine=1"})
+    echoed = json.loads(mine.http.body)["headers"]
+    assert echoed["User-Agent"] == "agent/1.0" and echoed["Cookie"] == "mine=1"

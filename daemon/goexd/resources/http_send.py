@@ -5,6 +5,12 @@ The resource's secret is resolved from the vault for the base URL's host:port on
 and injected as its header or query parameter says. What comes back is raw: the caller redacts
 what it records. A call is sent once: a timeout or a dropped connection is reported, never
 retried, because a retry could repeat a side effect.
+
+Requests go straight to an httpx transport, not through an httpx.Client: a client keeps a
+cookie jar, and a cookie one response set would ride along on later calls (other agents'
+included) without being in what the journal records as sent. What goes out is the recorded
+request, the credential, and the framing headers (Host, Content-Length), plus a User-Agent
+and Accept when the caller gave none.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from goexd import __version__
 from goexd.errors import InvalidArgument, Unavailable
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.vault.models import InjectionTarget, Secret, render
@@ -25,6 +32,8 @@ Resolve = Callable[[str, str, int], Secret]
 
 # Headers goexd sets itself (or that would change how the request is framed).
 FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"})
+# Sent unless the call has its own: some services refuse a request without a User-Agent.
+DEFAULT_HEADERS = (("user-agent", f"goexd/{__version__}"), ("accept", "*/*"))
 
 
 class CallFailed(Exception):
@@ -64,15 +73,12 @@ class HttpSender:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.secret = secret
         self._resolve = resolve
-        self._lock = threading.Lock()  # httpx.Client is thread-safe, but closing must not race a call
-        # No retries, no redirects followed (a redirect could leave the base URL), no env proxies.
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(60.0, connect=connect_timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-            transport=httpx.HTTPTransport(
-                retries=0, verify=verify if verify is not None else ssl.create_default_context()
-            ),
+        self.connect_timeout_s = connect_timeout_s
+        self._lock = threading.Lock()  # the transport is thread-safe, but closing must not race a call
+        # No retries; no redirects are followed (a redirect could leave the base URL: the caller sees
+        # the 3xx), no environment proxies (a transport has none), no cookie jar (see above).
+        self._transport = httpx.HTTPTransport(
+            retries=0, verify=verify if verify is not None else ssl.create_default_context()
         )
 
     def url(self, call: HttpCall) -> str:
@@ -90,11 +96,23 @@ class HttpSender:
                 headers = [(k, v) for k, v in headers if k.lower() != inj.name.lower()] + [(inj.name, value)]
             else:
                 params = [(k, v) for k, v in params if k != inj.name] + [(inj.name, value)]
-        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        named = {k.lower() for k, _ in headers}
+        headers += [(k, v) for k, v in DEFAULT_HEADERS if k not in named]
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, self.connect_timeout_s))
+        request = httpx.Request(
+            call.method,
+            self.url(call),
+            params=params,
+            headers=headers,
+            content=call.body,
+            extensions={"timeout": timeout.as_dict()},
+        )
         try:
-            response = self._client.request(
-                call.method, self.url(call), params=params, headers=headers, content=call.body, timeout=timeout
-            )
+            response = self._transport.handle_request(request)
+            try:
+                body = response.read()
+            finally:
+                response.close()
         except httpx.ConnectError as exc:
             raise CallFailed(f"cannot connect to {self.host}:{self.port}: {exc}", maybe_sent=False) from None
         except httpx.ConnectTimeout:
@@ -109,7 +127,7 @@ class HttpSender:
         return Exchange(
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
-            body=response.content,
+            body=body,
         )
 
     def reachable(self) -> None:
@@ -121,4 +139,4 @@ class HttpSender:
 
     def close(self) -> None:
         with self._lock:
-            self._client.close()
+            self._transport.close()
