@@ -150,3 +150,14 @@ def test_a_database_refuses_a_strategy_it_cannot_use(daemon: DaemonProcess, tmp_
         code, msg = status_of(lambda s=spec: daemon.sessions.CreateSession(spb.CreateSessionRequest(resources=[s])))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("resources[0].strategy: "), msg
         assert kind in msg and "versioned" in msg
+
+
+def test_a_method_goexd_does_not_have_is_unimplemented_every_time(daemon: DaemonProcess) -> None:
+    # Handlers are kept per method once called; a name goexd has none for is not, and stays unimplemented.
+    unknown = daemon.connect().unary_unary("/goex.v1.Actions/NoSuchMethod")
+    for _ in range(2):
+        code, _msg = status_of(lambda: unknown(b"", timeout=10))
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+    for _ in range(2):  # a known method answers through its kept handler, errors mapped as on its first call
+        code, msg = status_of(lambda: daemon.actions.GetAction(apb.GetActionRequest(action_id="act-missing")))
+        assert code == grpc.StatusCode.NOT_FOUND and "act-missing" in msg
