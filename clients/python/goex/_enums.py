@@ -8,7 +8,7 @@ know (a newer daemon) converts to `UNSPECIFIED` instead of failing.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Self, cast
 
 from google.protobuf.descriptor import EnumDescriptor
 
@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _DESCRIPTORS: dict[type[ProtoEnum], EnumDescriptor] = {}
+_BY_NUMBER: dict[type[ProtoEnum], dict[int, ProtoEnum]] = {}
 
 
 class ProtoEnum(StrEnum):
@@ -46,11 +47,16 @@ class ProtoEnum(StrEnum):
 
     @classmethod
     def from_proto(cls, number: int) -> Self:
-        value = cls._descriptor().values_by_number.get(number)
-        if value is None:
-            return cls["UNSPECIFIED"]
-        name = value.name.removeprefix(cls._prefix())
-        return cls[name] if name in cls.__members__ else cls["UNSPECIFIED"]
+        by_number = _BY_NUMBER.get(cls)
+        if by_number is None:  # built once per enum: every result converts a few
+            prefix = cls._prefix()
+            by_number = _BY_NUMBER[cls] = {
+                v.number: cls[v.name.removeprefix(prefix)]
+                for v in cls._descriptor().values
+                if v.name.removeprefix(prefix) in cls.__members__
+            }
+        member = by_number.get(number)
+        return cast(Self, member) if member is not None else cls["UNSPECIFIED"]
 
     @property
     def proto_name(self) -> str:
