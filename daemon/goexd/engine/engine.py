@@ -490,8 +490,9 @@ class Engine:
                 self.channels.close(action.id)
                 raise
         if detach:
+            proposed = run.action  # taken first: the worker moves run.action on as soon as it starts
             self._workers.submit(self._run_guarded, live, run)
-            return run.action
+            return proposed
         return self._run(live, run)
 
     def _gates(self, live: _LiveSession, action: Action, timeout_s: float) -> list[ResourceGate]:
