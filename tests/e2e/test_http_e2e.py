@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
 from tests.e2e.test_egress_e2e import httpbin_port  # noqa: F401 - the fixture: httpbin in a thread
+from tests.services.http_service import serve_http
 from tests.services.json_server import JsonServer
 from tests.services.moto_s3 import ANY_SIGV4, MotoS3
 
@@ -435,3 +437,47 @@ def test_what_goes_out_is_what_is_recorded_no_cookie_is_kept_between_calls(
     mine = call(daemon, s.id, "GET", "/headers", headers={"user-agent": "agent/1.0", "Cookie": "mine=1"})
     echoed = json.loads(mine.http.body)["headers"]
     assert echoed["User-Agent"] == "agent/1.0" and echoed["Cookie"] == "mine=1"
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_a_huge_answer_is_read_only_as_far_as_it_is_used(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # A real static file server (the standard library's) with a 300 MB file.
+    files = tmp_path / "files"
+    files.mkdir()
+    with (files / "huge.bin").open("wb") as f:
+        f.truncate(300 * 1024 * 1024)
+    with serve_http(
+        "http.server",
+        lambda port: [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        "/",
+        tmp_path / "http-server.log",
+        cwd=files,
+    ) as started:
+        s = open_http(daemon, f"http://127.0.0.1:{started.port}", name="files")
+        assert daemon.proc is not None
+        before = _peak_rss_bytes(daemon.proc.pid)
+        got = call(daemon, s.id, "GET", "/huge.bin")
+        grew = _peak_rss_bytes(daemon.proc.pid) - before
+    assert got.state == pb.ACTION_STATE_COMMITTED and got.http.status == 200
+    assert got.http.body_truncated and len(got.http.body) == 1024 * 1024  # the session's output cap
+    assert got.http.headers["content-length"] == str(300 * 1024 * 1024)
+    assert grew < 64 * 1024 * 1024, f"goexd's peak memory grew by {grew} bytes for a capped answer"
+
+
+def test_a_write_whose_answer_is_too_large_to_derive_from_is_irreversible(
+    daemon: DaemonProcess,
+    httpbin_port: int,  # noqa: F811
+) -> None:
+    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="echo")
+    # httpbin echoes the body twice (as data and as json): over the 4 MiB an inverse may be derived from.
+    big = {"name": "x" * (2560 * 1024)}
+    done = call(daemon, s.id, "POST", "/anything", body=big, approval="ok: an echo")
+    assert done.state == pb.ACTION_STATE_EXECUTED and done.http.status == 200 and done.http.body_truncated
+    assert done.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_IRREVERSIBLE
+    assert "too large to derive an inverse" in done.reversibility.detail and not done.HasField("inverse")

@@ -53,6 +53,8 @@ from goexd.vault.models import host_matches
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PRE_IMAGE_BYTES = 4 * 1024 * 1024  # larger pre-images are not kept: such a call is irreversible
+# How much of an answer an inverse may be derived from (a larger one makes the call irreversible).
+MAX_DERIVE_BYTES = MAX_PRE_IMAGE_BYTES
 _PLACEHOLDER = "goex-secret"
 
 Redact = Callable[[bytes, bool], bytes]
@@ -273,11 +275,11 @@ class HttpResource:
         if planned.capture is None:
             return {}
         try:
-            captured = self.sender.send(planned.capture, timeout_s)
+            captured = self.sender.send(planned.capture, timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
         except CallFailed as exc:
             return f"could not take the pre-image ({planned.capture.method} {planned.capture.path}): {exc.why}"
-        if len(captured.body) > MAX_PRE_IMAGE_BYTES:
-            return {"capture_dropped": f"the pre-image is {len(captured.body)} bytes, above {MAX_PRE_IMAGE_BYTES}"}
+        if captured.truncated:
+            return {"capture_dropped": f"the pre-image is larger than {MAX_PRE_IMAGE_BYTES} bytes"}
         cp: Checkpoint = {}
         redacted = self._redact(captured.body, False)
         if redacted != captured.body:
@@ -302,7 +304,7 @@ class HttpResource:
             return Outcome(exec=None, changes=None, checkpoint_extra={"sent": "no"}, failure=f"{captured}; not sent")
         checkpoint = {**checkpoint, **captured}
         try:
-            response = self.sender.send(call, limits.timeout_s)
+            response = self.sender.send(call, limits.timeout_s, max_body=max(limits.output_bytes, MAX_DERIVE_BYTES))
         except CallFailed as exc:
             unanswered = {**captured, "sent": "maybe" if exc.maybe_sent else "no"}
             return Outcome(exec=None, changes=None, checkpoint_extra=unanswered, failure=exc.why)
@@ -355,6 +357,9 @@ class HttpResource:
                 Verify(VerifyKind.STATUS, None),
                 "the client's inverse (verified by its status when undone)",
             )
+        if response.truncated:
+            why = f"no undo: the response is larger than {MAX_DERIVE_BYTES} bytes, too large to derive an inverse"
+            return Derived(ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), why)
         planned = self.rules.plan(call)
         capture = _exchange_from(cp["capture"]) if "capture" in cp else None
         if planned.capture is not None and capture is None:
@@ -372,7 +377,7 @@ class HttpResource:
 
     def _record(self, response: Exchange, cap: int) -> HttpResult:
         body = response.body[:cap]
-        truncated = len(response.body) > cap
+        truncated = response.truncated or len(response.body) > cap
         return HttpResult(
             status=response.status,
             headers=tuple((k, self._redact_text(v)) for k, v in sorted(response.headers.items())),
@@ -402,7 +407,7 @@ class HttpResource:
         inverse = _call_from(checkpoint["inverse"])
         with self._lock:
             try:
-                answer = self.sender.send(inverse, 60.0)
+                answer = self.sender.send(inverse, 60.0, max_body=MAX_DERIVE_BYTES)
             except CallFailed as exc:
                 raise Unavailable(f"the inverse {inverse.method} {inverse.path} failed: {exc.why}") from None
             if answer.status >= 400:
@@ -423,7 +428,7 @@ class HttpResource:
             )
         probe = _call_from(verify["call"])
         try:
-            now = self.sender.send(probe, 60.0)
+            now = self.sender.send(probe, 60.0, max_body=MAX_PRE_IMAGE_BYTES)
         except CallFailed as exc:
             return RollbackReport(False, f"{head}; the check {probe.method} {probe.path} failed: {exc.why}")
         if kind is VerifyKind.ABSENT:

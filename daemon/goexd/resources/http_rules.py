@@ -83,6 +83,7 @@ class Exchange:
     status: int
     headers: Mapping[str, str]  # names lower-cased
     body: bytes
+    truncated: bool = False  # the service sent more than was read
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The resource's secret is resolved from the vault for the base URL's host:port on
 (Vault.resolve refuses a host the secret is not allowed for, and refreshes a due OAuth2 token)
 and injected as its header or query parameter says. What comes back is raw: the caller redacts
 what it records. A call is sent once: a timeout or a dropped connection is reported, never
-retried, because a retry could repeat a side effect.
+retried, because a retry could repeat a side effect. At most the caller's `max_body` bytes of an
+answer are read: a service cannot make goexd hold a body of any size.
 
 Requests go straight to an httpx transport, not through an httpx.Client: a client keeps a
 cookie jar, and a cookie one response set would ride along on later calls (other agents'
@@ -84,7 +85,8 @@ class HttpSender:
     def url(self, call: HttpCall) -> str:
         return self.base_url + call.path
 
-    def send(self, call: HttpCall, timeout_s: float) -> Exchange:
+    def send(self, call: HttpCall, timeout_s: float, *, max_body: int) -> Exchange:
+        """The answer, its body cut after `max_body` bytes (the rest is not read: the connection is closed)."""
         headers = [(k, v) for k, v in call.headers]
         params: list[tuple[str, str | int | float | bool | None]] = list(call.query)
         if self.secret:
@@ -110,7 +112,7 @@ class HttpSender:
         try:
             response = self._transport.handle_request(request)
             try:
-                body = response.read()
+                body, truncated = _read_at_most(response, max_body)
             finally:
                 response.close()
         except httpx.ConnectError as exc:
@@ -128,6 +130,7 @@ class HttpSender:
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
             body=body,
+            truncated=truncated,
         )
 
     def reachable(self) -> None:
@@ -140,3 +143,15 @@ class HttpSender:
     def close(self) -> None:
         with self._lock:
             self._transport.close()
+
+
+def _read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The (decoded) body up to `limit` bytes, and whether there was more."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
