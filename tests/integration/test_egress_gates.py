@@ -26,7 +26,7 @@ import httpx
 import pytest
 import trustme
 
-from goexd.egress.models import Decision, EgressGrant, EgressRecordData, RecordedCall
+from goexd.egress.models import Decision, EgressGrant, EgressRecordData, GateRequest, GateResponse, RecordedCall
 from goexd.egress.proxy import EgressProxy, Route
 from goexd.egress.upstream import tls_context as upstream_tls_context
 from goexd.engine.http_gate import ResourceGate, undo_call
@@ -428,3 +428,15 @@ def test_a_call_whose_resource_secret_may_no_longer_go_to_the_service_is_refused
     (record,) = route.records()
     assert record.decision is Decision.REFUSED
     assert front.received == b"" and api_server.items() == SEED["items"]
+
+
+def test_an_answer_cut_at_the_capture_limit_leaves_a_read_read_only_and_a_write_irreversible(
+    make_gate: Callable[..., Gated],
+) -> None:
+    gate = make_gate().gate
+    cut = GateResponse(200, {"content-type": "application/json"}, b'{"id": 7, "name": "la', truncated=True)
+    read = gate.settle(gate.admit(GateRequest("GET", "/items/7", (), (), b"")), cut)
+    assert read.reversibility == "read_only" and read.inverse is None
+    write = gate.settle(gate.admit(GateRequest("POST", "/items", (), (), b'{"name": "lamp"}')), cut)
+    assert write.reversibility == "irreversible" and write.inverse is None
+    assert "too large to derive an inverse" in write.note and write.undo_state["sent"] == "yes"

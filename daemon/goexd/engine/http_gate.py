@@ -23,7 +23,7 @@ from goexd.errors import GoexError, Unavailable
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ActionFacts, DecisionKind, HttpRequestFacts
 from goexd.resources.base import Checkpoint, RollbackReport
-from goexd.resources.http import MAX_PRE_IMAGE_BYTES, HttpResource
+from goexd.resources.http import MAX_DERIVE_BYTES, HttpResource
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.resources.http_send import FORBIDDEN_HEADERS
 
@@ -54,7 +54,7 @@ class ResourceGate:
         self.resource = resource.name
         self.base_url = resource.uri
         self.secret = resource.secret
-        self.capture_bytes = MAX_PRE_IMAGE_BYTES  # a larger response cannot be read for an inverse
+        self.capture_bytes = MAX_DERIVE_BYTES  # as much of an answer as an inverse may be derived from
         self._manager = manager
         self._policy = policy
         self._approval = approval
@@ -94,11 +94,9 @@ class ResourceGate:
         if response.status >= 400:
             note = f"the service answered {response.status}: nothing to undo"
             return self._call(ReversibilityClass.READ_ONLY, note, None, {**ticket.captured, "sent": "refused"})
-        if response.truncated:
-            note = f"no undo: the response is larger than {self.capture_bytes} bytes, too large to derive an inverse"
-            state = {**ticket.captured, "sent": "yes", "class": ReversibilityClass.IRREVERSIBLE.value, "note": note}
-            return self._call(ReversibilityClass.IRREVERSIBLE, note, None, state)
-        exchange = Exchange(response.status, dict(response.headers), response.body)
+        # A body cut at capture_bytes is settled as the manager settles its own: a write's answer too large
+        # to derive an inverse from makes it irreversible; a read stays read-only.
+        exchange = Exchange(response.status, dict(response.headers), response.body, response.truncated)
         derived, extra = self._manager.settle(ticket.call, exchange, ticket.captured)
         inverse = derived.inverse
         recorded = (
