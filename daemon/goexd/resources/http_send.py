@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -75,7 +74,6 @@ class HttpSender:
         self.secret = secret
         self._resolve = resolve
         self.connect_timeout_s = connect_timeout_s
-        self._lock = threading.Lock()  # the transport is thread-safe, but closing must not race a call
         # No retries; no redirects are followed (a redirect could leave the base URL: the caller sees
         # the 3xx), no environment proxies (a transport has none), no cookie jar (see above).
         self._transport = httpx.HTTPTransport(
@@ -141,8 +139,7 @@ class HttpSender:
             raise Unavailable(f"{self.host}:{self.port} is not reachable: {exc.strerror or exc}") from None
 
     def close(self) -> None:
-        with self._lock:
-            self._transport.close()
+        self._transport.close()
 
 
 def _read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
