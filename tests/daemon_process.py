@@ -11,8 +11,17 @@ TEST_CONFIG = 'shutdown_grace_s = 1.0\njournal_sync = "normal"\n'
 
 
 class DaemonProcess(_Launcher):
-    def __init__(self, root: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
-        super().__init__(root, *extra_args, env=env, config_toml=TEST_CONFIG)
+    """`config_toml` is added to the tests' config; `user`: run goexd as that user (we must be root)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        config_toml: str = "",
+        user: str | None = None,
+    ) -> None:
+        super().__init__(root, *extra_args, env=env, config_toml=TEST_CONFIG + config_toml, user=user)
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         super().start(timeout)

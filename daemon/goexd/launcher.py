@@ -1,10 +1,12 @@
 """Start goexd as a subprocess on its own socket and state dir and wait until it is healthy.
 
-Used by the end-to-end tests, the benchmark and the demo."""
+Used by the end-to-end tests, the benchmark and the demo. Started by root, it can run goexd
+as another (unprivileged) user: the security suite runs it both ways."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -14,18 +16,41 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# The caller's per-user variables, which must not follow goexd to another user.
+_PER_USER_ENV = ("HOME", "USER", "LOGNAME", "MAIL", "TMPDIR", "KRB5CCNAME", "SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS")
+
+
+def user_env(base: dict[str, str], user: pwd.struct_passwd) -> dict[str, str]:
+    """`base` as `user` would have it: their HOME, USER and LOGNAME, none of the caller's XDG_* dirs."""
+    env = {k: v for k, v in base.items() if k not in _PER_USER_ENV and not k.startswith("XDG_")}
+    env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
+    return env
+
 
 class DaemonProcess:
-    """One goexd process; `root` holds its socket dir, state dir, config and log."""
+    """One goexd process; `root` holds its socket dir, state dir, config and log.
 
-    def __init__(self, root: Path, *extra_args: str, env: dict[str, str] | None = None, config_toml: str = "") -> None:
+    `user`: run goexd as this user (the caller must be root); `root` is then made theirs, and
+    it needs every directory above it searchable by them (not under a 0700 temp dir).
+    `env` is applied last, over the user's environment."""
+
+    def __init__(
+        self,
+        root: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        config_toml: str = "",
+        user: str | None = None,
+    ) -> None:
         self.root = root
         self.socket = root / "run" / "goexd.sock"
         self.state_dir = root / "state"
         self.log_path = root / "goexd.log"
         self.extra_args = list(extra_args)
         self.config_toml = config_toml
-        self.env = {**os.environ, **(env or {})}
+        self.user = pwd.getpwnam(user) if user is not None else None
+        base = dict(os.environ) if self.user is None else user_env(dict(os.environ), self.user)
+        self.env = {**base, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.channel: grpc.Channel | None = None
 
@@ -50,9 +75,30 @@ class DaemonProcess:
             cfg.write_text(self.config_toml)
         return cfg
 
+    @property
+    def uid(self) -> int:
+        return self.user.pw_uid if self.user is not None else os.geteuid()
+
+    @property
+    def gid(self) -> int:
+        return self.user.pw_gid if self.user is not None else os.getegid()
+
     def start(self, timeout: float = 30.0) -> DaemonProcess:
+        if self.user is not None:
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        uid, gid = (self.user.pw_uid, self.user.pw_gid) if self.user is not None else (None, None)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=log,
+                env=self.env,
+                start_new_session=True,
+                cwd=self.root if self.user is not None else None,  # the caller's cwd may be out of their reach
+                user=uid,
+                group=gid,
+                extra_groups=[] if self.user is not None else None,  # none of the caller's groups
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

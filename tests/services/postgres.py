@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import glob
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -39,6 +38,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.users import UserSetupError, ensure_system_user
 
 PG_USER = "goex-pg"  # the unprivileged system user the cluster runs as when the suite runs as root
 SUPERUSER = "postgres"
@@ -154,27 +155,9 @@ def _run_as(uid: int | None, gid: int | None, argv: Sequence[str]) -> subprocess
 def _unprivileged_user() -> tuple[int, int]:
     """The system user the cluster runs as when we are root: goex-pg, created if missing."""
     try:
-        pw = pwd.getpwnam(PG_USER)
-    except KeyError:
-        r = subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                PG_USER,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        try:  # another suite may have created it meanwhile (useradd then fails): look again
-            pw = pwd.getpwnam(PG_USER)
-        except KeyError:
-            raise PgClusterError(f"cannot create the system user {PG_USER}: {r.stderr.strip()}") from None
+        pw = ensure_system_user(PG_USER)
+    except UserSetupError as e:
+        raise PgClusterError(str(e)) from None
     return pw.pw_uid, pw.pw_gid
 
 

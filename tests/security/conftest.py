@@ -1,0 +1,205 @@
+"""The security suite's harness: every test here runs against a real goexd, twice.
+
+`sec_daemon` is parametrized over two modes (the ids show in test names):
+
+- "root": goexd runs as root, as the other tests and CI run it, over a root-owned
+  workspace: the worst case, where the sandbox keeps uid 0 (without capabilities) and only
+  its view of the host protects the host.
+- "user": goexd runs as the unprivileged system user `goex-sec` (created if missing), over a
+  workspace that user owns.
+
+One daemon per module and mode (starting one costs about a second). Its root dir is under
+/var/tmp, not pytest's tmp_path (root's 0700 dir, which `goex-sec` cannot reach). A module
+may set `SEC_DAEMON_CONFIG` (TOML added to the daemon's config) for its daemons.
+
+Escape attempts are actions submitted through the daemon's gRPC API (`run`), asserted to fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import sessions_pb2 as spb
+from goex.v1 import types_pb2 as pb
+from tests.daemon_process import DaemonProcess
+from tests.users import ensure_system_user
+
+SEC_USER = "goex-sec"  # the unprivileged user goexd runs as in "user" mode
+MODES = ("root", "user")
+# An environment variable of the daemon's that no sandbox may see (class 3). Not GOEXD_*: the
+# daemon reads those as config keys.
+MARKER_VAR = "GOEX_SEC_MARKER"
+DEFAULT_TIMEOUT_S = 30
+
+
+def _scratch_dir(prefix: str, uid: int, gid: int) -> Path:
+    """A fresh 0755 dir under /var/tmp owned by uid:gid (reachable by every user, unlike tmp_path)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    path.chmod(0o755)
+    os.chown(path, uid, gid)
+    return path
+
+
+@contextlib.contextmanager
+def start_daemon(mode: str, config_toml: str = "", env: dict[str, str] | None = None) -> Iterator[DaemonProcess]:
+    """A started goexd in `mode` ("root" or "user"), stopped and removed afterwards.
+
+    It must still be alive at the end (no escape attempt may crash it), stop cleanly on SIGTERM
+    and have logged no traceback."""
+    assert mode in MODES, mode
+    user = ensure_system_user(SEC_USER) if mode == "user" else None
+    uid, gid = (user.pw_uid, user.pw_gid) if user is not None else (0, 0)
+    root = _scratch_dir("goex-sec-", uid, gid)
+    marker = secrets.token_hex(16)
+    d = DaemonProcess(
+        root,
+        "--log-file",
+        str(root / "logs" / "goexd.log"),
+        config_toml=config_toml,
+        env={MARKER_VAR: marker, **(env or {})},
+        user=SEC_USER if user is not None else None,
+    )
+    try:
+        d.start()
+        yield d
+        assert d.proc is not None
+        alive = d.proc.poll() is None
+        code = d.stop()
+        assert alive, f"goexd ({mode}) died during the tests:\n{d.log()}"
+        assert code == 0, f"goexd ({mode}) exited with {code} on SIGTERM:\n{d.log()}"
+        assert "Traceback" not in d.log(), d.log()
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def sec_daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
+    """One goexd per module and mode; see the module docstring."""
+    with start_daemon(request.param, getattr(request.module, "SEC_DAEMON_CONFIG", "")) as d:
+        yield d
+
+
+def mode_of(d: DaemonProcess) -> str:
+    return "user" if d.user is not None else "root"
+
+
+@contextlib.contextmanager
+def make_workspace(uid: int, gid: int) -> Iterator[Path]:
+    """A fresh workspace dir owned by uid:gid, in a 0755 root-owned parent that holds nothing else."""
+    parent = _scratch_dir("goex-secws-", 0, 0)
+    ws = parent / "ws"
+    ws.mkdir(mode=0o755)
+    (ws / "README").write_text("a workspace of the security suite\n")
+    for p in (ws, ws / "README"):
+        os.chown(p, uid, gid)
+    try:
+        yield ws
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def sec_workspace(sec_daemon: DaemonProcess) -> Iterator[Path]:
+    """A fresh workspace owned by the daemon's user ("user" mode) or by root ("root" mode)."""
+    with make_workspace(sec_daemon.uid, sec_daemon.gid) as ws:
+        yield ws
+
+
+def sec_session(d: DaemonProcess, ws: Path, policy_toml: str = "") -> str:
+    """Open a session over the fs workspace `ws`; returns its id."""
+    req = spb.CreateSessionRequest(
+        resources=[pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(ws)))], policy_toml=policy_toml
+    )
+    return str(d.sessions.CreateSession(req, timeout=60).session.id)
+
+
+def close_session(d: DaemonProcess, session_id: str) -> None:
+    d.sessions.CloseSession(spb.CloseSessionRequest(session_id=session_id, mode=spb.CLOSE_MODE_COMMIT_ALL), timeout=60)
+
+
+class Shared(NamedTuple):
+    """One daemon, one workspace and one open session, shared by a module's tests."""
+
+    d: DaemonProcess
+    ws: Path
+    session: str
+
+
+@pytest.fixture(scope="module")
+def sec_shared(sec_daemon: DaemonProcess) -> Iterator[Shared]:
+    """A module-wide session (each test uses its own scratch names in the workspace)."""
+    with make_workspace(sec_daemon.uid, sec_daemon.gid) as ws:
+        session = sec_session(sec_daemon, ws)
+        yield Shared(sec_daemon, ws, session)
+        close_session(sec_daemon, session)
+
+
+class Run(NamedTuple):
+    code: int | None  # the exit code; None when the action did not exit by itself (see the action)
+    out: str
+    err: str
+
+
+def action_spec(
+    script: str,
+    *,
+    python: bool = False,
+    network: bool | Sequence[str] = False,
+    env: dict[str, str] | None = None,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    max_processes: int = 0,
+) -> pb.ActionSpec:
+    """A shell (`sh -c script`) or python action. `network`: True = the egress proxy with no host
+    granted, a list = those hosts, False = no network at all."""
+    if python:
+        spec = pb.ActionSpec(python=pb.PythonAction(code=script, env=env or {}))
+    else:
+        spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", script], env=env or {}))
+    spec.limits.timeout.FromSeconds(timeout_s)
+    if max_processes:
+        spec.limits.max_processes = max_processes
+    if network is not False:
+        spec.egress.SetInParent()
+        if network is not True:
+            spec.egress.hosts.extend(network)
+    return spec
+
+
+def run_action(d: DaemonProcess, session: str, script: str, **kw: object) -> pb.Action:
+    """Submit an action and wait for it; returns the finished action."""
+    spec = action_spec(script, **kw)  # type: ignore[arg-type]
+    req = apb.SubmitActionRequest(session_id=session, spec=spec)
+    return d.actions.SubmitAction(req, timeout=DEFAULT_TIMEOUT_S + 60).action
+
+
+def result_of(action: pb.Action) -> Run:
+    ex = action.exec
+    code = ex.exit_code if ex.termination == pb.TERMINATION_EXITED else None
+    return Run(code, ex.stdout.decode(errors="replace"), ex.stderr.decode(errors="replace"))
+
+
+def run(
+    d: DaemonProcess,
+    session: str,
+    script: str,
+    *,
+    python: bool = False,
+    network: bool | Sequence[str] = False,
+    env: dict[str, str] | None = None,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+) -> Run:
+    """Run `script` as an action (shell, or python code) and return its exit code and output."""
+    action = run_action(d, session, script, python=python, network=network, env=env, timeout_s=timeout_s)
+    return result_of(action)
