@@ -79,6 +79,7 @@ class VaultConfig:
     retired_values_days: float = 7.0
     oauth_refresh_margin_s: float = 300.0  # refresh access tokens that expire within this window
     oauth_flow_timeout_s: float = 600.0  # an unfinished authorization flow is abandoned after this
+    oauth_max_open_flows: int = 16  # unfinished authorization flows at once (each holds a listener thread)
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,8 @@ def validate(cfg: Config) -> None:
         raise SetupError(f"config key 'vault.key_source': {cfg.vault.key_source!r} is not keyfile|passphrase|keyring")
     if cfg.vault.kdf not in ("argon2id", "scrypt"):
         raise SetupError(f"config key 'vault.kdf': {cfg.vault.kdf!r} is not argon2id|scrypt")
+    if cfg.vault.oauth_max_open_flows < 1 or cfg.vault.oauth_flow_timeout_s <= 0:
+        raise SetupError("config keys 'vault.oauth_max_open_flows' and 'vault.oauth_flow_timeout_s': must be positive")
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
 

@@ -44,6 +44,20 @@ def vault(tmp_path: Path) -> Vault:
     v.put(SecretRequest("OTHER", SecretKind.GENERIC, {"value": b"other-value-1"}, allowed_hosts=("other.example",)))
     v.put(
         SecretRequest(
+            "ENV", SecretKind.API_KEY, {"value": b"env-value-1"}, Injection(InjectionTarget.ENV, "ENV_TOKEN"), hosts
+        )
+    )
+    v.put(SecretRequest("DSN", SecretKind.DSN, {"value": b"dsn-value-1"}, allowed_hosts=hosts))
+    v.put(
+        SecretRequest(
+            "PLAINHTTP",
+            SecretKind.BEARER,
+            {"value": b"plainhttp-value-1"},
+            allowed_hosts=("http://api.example.com:8080",),
+        )
+    )
+    v.put(
+        SecretRequest(
             "REVOKED",
             SecretKind.OAUTH2,
             {"access_token": b"oauth-token-1"},
@@ -70,10 +84,18 @@ def header(out: Outgoing, name: bytes) -> list[bytes]:
     return [v for k, v in out.headers if k.lower() == name.lower()]
 
 
-def test_placeholders_in_header_values_become_raw_values(vault: Vault) -> None:
-    out = sub(vault, ("PLAIN", "my.hdr"), headers=[(b"X-A", b"a goex-secret:PLAIN b goex-secret:my.hdr")])
-    assert header(out, b"X-A") == [b"a plain-value-1 b " + HDR]
-    assert out.secrets_used == ("PLAIN", "my.hdr")
+def test_a_placeholder_in_its_own_header_becomes_the_raw_value(vault: Vault) -> None:
+    out = sub(
+        vault,
+        ("BEARER", "my.hdr"),
+        headers=[
+            (b"x-key", b"a goex-secret:my.hdr b goex-secret%3Amy.hdr"),
+            (b"Authorization", b"Bearer goex-secret:BEARER"),
+        ],
+    )
+    assert header(out, b"X-Key") == [b"a " + HDR + b" b " + HDR]  # header names compare without case
+    assert header(out, b"Authorization") == [b"Bearer " + BEARER]
+    assert out.secrets_used == ("my.hdr", "BEARER")
 
 
 def test_declared_header_secrets_are_added_by_template_when_absent(vault: Vault) -> None:
@@ -95,10 +117,10 @@ def test_basic_secrets_render_their_template(vault: Vault) -> None:
     assert header(out, b"Authorization") == [b"Basic " + base64.b64encode(BASIC_USER + b":" + BASIC_PW)]
 
 
-def test_query_placeholders_are_replaced_url_encoded_for_query_secrets_only(vault: Vault) -> None:
-    url = "https://api.example.com/x?key=goex-secret:QUERY&alt=goex-secret%3AQUERY&h=goex-secret:PLAIN#frag"
-    out = sub(vault, ("QUERY", "PLAIN"), url=url)
-    assert out.url == "https://api.example.com/x?key=q%2Fvalue%2B1%202&alt=q%2Fvalue%2B1%202&h=goex-secret:PLAIN#frag"
+def test_a_placeholder_in_its_own_query_parameter_becomes_the_url_encoded_value(vault: Vault) -> None:
+    url = "https://api.example.com/x?a=1&key=goex-secret:QUERY&b=&k%65y=goex-secret%3AQUERY#frag"
+    out = sub(vault, ("QUERY",), url=url)
+    assert out.url == "https://api.example.com/x?a=1&key=q%2Fvalue%2B1%202&b=&k%65y=q%2Fvalue%2B1%202#frag"
     assert out.secrets_used == ("QUERY",)
 
 
@@ -111,11 +133,42 @@ def test_query_secrets_are_added_when_their_parameter_is_absent(vault: Vault) ->
     assert kept.url == "https://api.example.com/?key=mine" and kept.secrets_used == ()
 
 
-def test_placeholders_in_the_path_and_body_are_checked_but_left_alone(vault: Vault) -> None:
-    body = b'{"token": "goex-secret:PLAIN"}'
-    out = sub(vault, ("PLAIN",), url="https://api.example.com/goex-secret:PLAIN", body=body)
-    assert out.url == "https://api.example.com/goex-secret:PLAIN"
-    assert out.secrets_used == ()
+@pytest.mark.parametrize(
+    ("secret", "where", "kwargs", "goes"),
+    [
+        # A header an upstream echoes (httpbin's /headers, /anything) would hand the value back.
+        (
+            "BEARER",
+            "header X-Other",
+            {"headers": [(b"X-Other", b"goex-secret:BEARER")]},
+            "only into header Authorization",
+        ),
+        ("my.hdr", "header Authorization", {"headers": [(b"Authorization", b"goex-secret:my.hdr")]}, "header X-Key"),
+        ("BEARER", "a header name", {"headers": [(b"goex-secret%3ABEARER", b"x")]}, "header Authorization"),
+        ("BEARER", "the URL path", {"url": "https://api.example.com/anything/goex-secret:BEARER"}, "Authorization"),
+        ("BEARER", "the URL path", {"url": "https://api.example.com/a/goex-secret%3aBEARER/b"}, "Authorization"),
+        ("BEARER", "the request body", {"body": b'{"t": "goex-secret:BEARER"}'}, "Authorization"),
+        ("QUERY", "the request body", {"body": b"a=goex-secret%3AQUERY"}, "only into query parameter key"),
+        ("QUERY", "query parameter other", {"url": "https://api.example.com/?other=goex-secret:QUERY"}, "key"),
+        ("QUERY", "query parameter KEY", {"url": "https://api.example.com/?KEY=goex-secret:QUERY"}, "key"),
+        # `;` is no separator here, so this is a value of x (a server that splits at `;` would see key).
+        ("QUERY", "query parameter x", {"url": "https://api.example.com/?x=1;key=goex-secret:QUERY"}, "key"),
+        ("QUERY", "a query parameter name", {"url": "https://api.example.com/?goex-secret:QUERY=1"}, "key"),
+        ("QUERY", "header X-Key", {"headers": [(b"X-Key", b"goex-secret:QUERY")]}, "query parameter key"),
+        ("BEARER", "query parameter key", {"url": "https://api.example.com/?key=goex-secret:BEARER"}, "Authorization"),
+        ("PLAIN", "header X-A", {"headers": [(b"X-A", b"goex-secret:PLAIN")]}, "nowhere in a request"),
+        ("ENV", "header X-Env", {"headers": [(b"X-Env", b"goex-secret:ENV")]}, "environment variable ENV_TOKEN"),
+        ("DSN", "header Authorization", {"headers": [(b"Authorization", b"goex-secret:DSN")]}, "database connection"),
+    ],
+)
+def test_a_placeholder_anywhere_else_refuses_the_request(
+    vault: Vault, secret: str, where: str, kwargs: dict[str, object], goes: str
+) -> None:
+    with pytest.raises(Refused) as exc:
+        sub(vault, ("BEARER", "QUERY", "my.hdr", "PLAIN", "ENV", "DSN"), **kwargs)  # type: ignore[arg-type]
+    message = str(exc.value)
+    assert f"placeholder of secret {secret!r} in {where} is refused" in message, message
+    assert goes in message and "https://api.example.com:443" in message and exc.value.status == 403
 
 
 @pytest.mark.parametrize(
@@ -128,13 +181,31 @@ def test_placeholders_in_the_path_and_body_are_checked_but_left_alone(vault: Vau
     ],
 )
 def test_an_undeclared_secret_anywhere_refuses_the_request(vault: Vault, where: str, kwargs: dict[str, object]) -> None:
-    with pytest.raises(Refused, match=r"'PLAIN' is not declared .* api\.example\.com:443"):
+    with pytest.raises(Refused, match=r"'PLAIN' is not declared .* https://api\.example\.com:443"):
         sub(vault, ("BEARER",), **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_secret_not_allowed_for_the_host_refuses_the_request(vault: Vault) -> None:
-    with pytest.raises(Refused, match=r"'OTHER' may not be sent to api\.example\.com:443; it is allowed for other"):
+    with pytest.raises(
+        Refused, match=r"'OTHER' may not be sent to https://api\.example\.com:443; it is allowed for other"
+    ):
         sub(vault, ("OTHER",), headers=[(b"X-A", b"goex-secret:OTHER")])
+    # Its own header, towards a host it is not meant for: refused just the same.
+    with pytest.raises(Refused, match=r"'BEARER' may not be sent to https://elsewhere\.example:443"):
+        sub(vault, ("BEARER",), headers=[(b"Authorization", b"Bearer goex-secret:BEARER")], host="elsewhere.example")
+
+
+def test_scheme_and_port_decide_as_much_as_the_host(vault: Vault) -> None:
+    """A bare entry is https on 443; plain http needs its http:// entry (and its port)."""
+    plain = "http://api.example.com/x"
+    with pytest.raises(Refused, match=r"may not be sent to http://api\.example\.com:80.*http:// entry"):
+        sub(vault, ("BEARER",), url=plain, headers=[(b"Authorization", b"goex-secret:BEARER")], port=80)
+    assert sub(vault, ("BEARER",), url=plain, port=80).secrets_used == ()  # not added either
+    assert sub(vault, ("BEARER",), port=8443).secrets_used == ()  # another port of an https host
+    out = sub(vault, ("PLAINHTTP",), url="http://api.example.com:8080/x", port=8080)
+    assert header(out, b"Authorization") == [b"Bearer plainhttp-value-1"]
+    assert sub(vault, ("PLAINHTTP",), url="http://api.example.com:8081/x", port=8081).secrets_used == ()
+    assert sub(vault, ("PLAINHTTP",), url="https://api.example.com:8080/x", port=8080).secrets_used == ()
 
 
 def test_a_declared_secret_for_another_host_is_simply_not_added(vault: Vault) -> None:
@@ -157,17 +228,17 @@ def test_an_unusable_secret_meant_for_the_host_refuses_rather_than_going_without
 def test_each_secret_is_resolved_once_per_request(vault: Vault) -> None:
     calls: Counter[str] = Counter()
 
-    def counting(name: str, host: str, port: int) -> Secret:
+    def counting(name: str, scheme: str, host: str, port: int) -> Secret:
         calls[name] += 1
-        return vault.resolve(name, host, port)
+        return vault.resolve(name, scheme, host, port)
 
-    req = Request("GET", "https://api.example.com/?key=goex-secret:QUERY", [(b"A", b"goex-secret:QUERY")], b"")
+    req = Request("GET", "https://api.example.com/?key=goex-secret:QUERY&key=goex-secret:QUERY", [], b"")
     substitute(req, ("QUERY", "BEARER"), HOST, PORT, counting)
     assert calls == {"QUERY": 1, "BEARER": 1}
 
 
 def test_ipv6_targets_are_named_with_brackets(vault: Vault) -> None:
-    with pytest.raises(Refused, match=r"\[::1\]:8080"):
+    with pytest.raises(Refused, match=r"https://\[::1\]:8080"):
         sub(vault, (), headers=[(b"X", b"goex-secret:PLAIN")], host="::1", port=8080)
 
 

@@ -14,9 +14,9 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from goexd import config
-from goexd.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, SetupError
+from goexd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, SetupError
 from goexd.vault.keys import PASSPHRASE_ENV, KeyFile
-from goexd.vault.models import Injection, InjectionTarget, SecretKind, SecretRequest
+from goexd.vault.models import Injection, InjectionTarget, Secret, SecretKind, SecretRequest, render
 from goexd.vault.sealed_file import MAGIC, VaultCorrupt, VaultKeyError, read_header
 from goexd.vault.vault import Vault
 
@@ -266,7 +266,31 @@ def test_put_rules(cfg: config.Config) -> None:
         (
             SecretRequest("h", SecretKind.API_KEY, {"value": TOKEN}, allowed_hosts=("http://x.com/",)),
             "info.allowed_hosts[0]",
+            "not scheme://host[:port]",
+        ),
+        (
+            SecretRequest("h", SecretKind.API_KEY, {"value": TOKEN}, allowed_hosts=("x.com", "ftp://x.com")),
+            "info.allowed_hosts[1]",
+            "the scheme must be one of",
+        ),
+        (
+            SecretRequest("h", SecretKind.API_KEY, {"value": TOKEN}, allowed_hosts=("x.com/path",)),
+            "info.allowed_hosts[0]",
             "not a host name",
+        ),
+        (
+            SecretRequest(
+                "h", SecretKind.API_KEY, {"value": TOKEN}, allowed_hosts=tuple(f"h{i}.com" for i in range(65))
+            ),
+            "info.allowed_hosts",
+            "at most 64",
+        ),
+        (
+            SecretRequest(
+                "h", SecretKind.API_KEY, {"value": TOKEN}, Injection(InjectionTarget.HEADER, "X-" + "k" * 200)
+            ),
+            "info.injection.header.name",
+            "longer than 128",
         ),
     ]
     before = cfg.vault_path.read_bytes()
@@ -279,24 +303,129 @@ def test_put_rules(cfg: config.Config) -> None:
         vault.delete("nope")
 
 
-def test_resolve_checks_the_host(cfg: config.Config) -> None:
+def test_resolve_checks_scheme_host_and_port(cfg: config.Config) -> None:
     vault = Vault.open(cfg)
     vault.put(bearer())
     vault.put(SecretRequest("wild", SecretKind.API_KEY, {"value": TOKEN + b"2"}, allowed_hosts=("*.example.com:8443",)))
     vault.put(SecretRequest("nowhere", SecretKind.API_KEY, {"value": TOKEN + b"3"}))
-    assert vault.resolve("gh", "api.github.com", 443).name == "gh"
-    assert vault.resolve("wild", "a.example.com", 8443).name == "wild"
-    for name, host, port, words in (
-        ("gh", "evil.com", 443, "may not be sent to evil.com:443; it is allowed for api.github.com"),
-        ("wild", "example.com", 8443, "allowed for *.example.com:8443"),
-        ("wild", "a.example.com", 443, "a.example.com:443"),
-        ("nowhere", "api.github.com", 443, "it is allowed for no host"),
+    vault.put(
+        SecretRequest(
+            "plain",
+            SecretKind.API_KEY,
+            {"value": TOKEN + b"4"},
+            allowed_hosts=("HTTP://127.0.0.1:5000", "http://h.test"),
+        )
+    )
+    vault.put(SecretRequest("db", SecretKind.DSN, {"value": TOKEN + b"5"}, allowed_hosts=("postgres://db.test",)))
+    assert vault.info("plain").allowed_hosts == ("http://127.0.0.1:5000", "http://h.test")
+    assert vault.info("db").allowed_hosts == ("postgresql://db.test",)
+    for name, scheme, host, port in (
+        ("gh", "https", "api.github.com", 443),
+        ("gh", "postgresql", "api.github.com", 5432),  # a bare entry: https or a database, default ports
+        ("wild", "https", "a.example.com", 8443),
+        ("plain", "http", "127.0.0.1", 5000),
+        ("plain", "http", "h.test", 80),
+        ("db", "postgresql", "db.test", 5432),
+    ):
+        assert vault.resolve(name, scheme, host, port).name == name
+    for name, scheme, host, port, words in (
+        ("gh", "https", "evil.com", 443, "may not be sent to https://evil.com:443; it is allowed for api.github.com"),
+        # A host without a port is the scheme's default port, not any port (values went out in clear text).
+        ("gh", "https", "api.github.com", 8443, "https://api.github.com:8443"),
+        ("gh", "http", "api.github.com", 80, "plain http needs an http:// entry"),
+        ("gh", "http", "api.github.com", 443, "http://api.github.com:443"),
+        ("wild", "https", "example.com", 8443, "allowed for *.example.com:8443"),
+        ("wild", "https", "a.example.com", 443, "a.example.com:443"),
+        ("wild", "http", "a.example.com", 8443, "http://a.example.com:8443"),
+        ("plain", "https", "127.0.0.1", 5000, "https://127.0.0.1:5000"),
+        ("plain", "http", "127.0.0.1", 5001, "http://127.0.0.1:5001"),
+        ("plain", "http", "h.test", 8080, "http://h.test:8080"),
+        ("db", "https", "db.test", 443, "https://db.test:443"),
+        ("db", "postgresql", "db.test", 5433, "postgresql://db.test:5433"),
+        ("nowhere", "https", "api.github.com", 443, "it is allowed for no host"),
     ):
         with pytest.raises(PermissionDenied) as exc:
-            vault.resolve(name, host, port)
+            vault.resolve(name, scheme, host, port)
         assert words in str(exc.value) and repr(name) in str(exc.value)
     with pytest.raises(NotFound):
-        vault.resolve("missing", "api.github.com", 443)
+        vault.resolve("missing", "https", "api.github.com", 443)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{value:>100000000}",  # a format spec: once made one header 100 MB
+        "{",
+        "}",
+        "Bearer {value",
+        "{value!r}",
+        "{value.__class__}",
+        "{value[0]}",
+        "{0}",
+        "{}",
+        "{ value }",
+        "Bearer {value}\r\nX-Evil: 1",
+        "Bearer {value}\x00",
+        "B\u00e9arer {value}",
+        "{value}" + "x" * 300,
+        "no field at all",
+        "{{value}}",  # escaped braces only: no field
+    ],
+)
+def test_templates_are_literal_text_and_fields_only(cfg: config.Config, template: str) -> None:
+    vault = Vault.open(cfg)
+    before = cfg.vault_path.read_bytes()
+    for target, fld in ((InjectionTarget.HEADER, "header"), (InjectionTarget.QUERY, "query")):
+        req = SecretRequest("t", SecretKind.API_KEY, {"value": TOKEN}, Injection(target, "X-Key", template))
+        with pytest.raises(InvalidArgument) as exc:
+            vault.put(req)
+        assert exc.value.field == f"info.injection.{fld}.template"
+        assert len(str(exc.value)) < 600  # a long template is quoted cut short
+    assert cfg.vault_path.read_bytes() == before and vault.names() == []
+
+
+def test_good_templates_render_with_escapes_and_basic(cfg: config.Config) -> None:
+    vault = Vault.open(cfg)
+    vault.put(
+        SecretRequest(
+            "t",
+            SecretKind.API_KEY,
+            {"value": TOKEN},
+            Injection(InjectionTarget.HEADER, "X-Key", "{{literal}} k={value};v={value}"),
+            ("h.test",),
+        )
+    )
+    vault.put(SecretRequest("b", SecretKind.BASIC, {"username": b"ann", "password": b"pw-123456"}, None, ("h.test",)))
+    assert (
+        render("{{literal}} k={value};v={value}", vault.get("t"))
+        == f"{{literal}} k={TOKEN.decode()};v={TOKEN.decode()}"
+    )
+    assert render("Basic {basic}|{username}", vault.get("b")) == "Basic YW5uOnB3LTEyMzQ1Ng==|ann"
+
+
+def test_a_stored_bad_template_does_not_stop_the_vault_and_refuses_only_its_secret(cfg: config.Config) -> None:
+    """A vault written before templates were checked strictly: it opens; the secret says what is wrong;
+    using it is FAILED_PRECONDITION; other secrets work."""
+    vault = Vault.open(cfg)
+    vault.put(bearer())
+    old = Secret(
+        "old",
+        SecretKind.API_KEY,
+        {"value": TOKEN + b"x"},
+        Injection(InjectionTarget.HEADER, "X-Key", "{value:>99999999}"),
+        ("api.github.com",),
+        0.0,
+        0.0,
+    )
+    vault._commit({**vault._secrets, "old": old}, [])  # as an older goexd would have stored it
+    reopened = Vault.open(cfg)
+    assert "format specs" in reopened.info("old").problem and reopened.info("gh").problem == ""
+    with pytest.raises(FailedPrecondition, match=r"secret 'old' cannot be used: its template .*store it again"):
+        reopened.resolve("old", "https", "api.github.com", 443)
+    with pytest.raises(FailedPrecondition):
+        render("{value:>99999999}", reopened.get("old"))
+    assert reopened.resolve("gh", "https", "api.github.com", 443).name == "gh"
+    assert reopened.redactor(TOKEN + b"x") == b"[secret:old]"  # still redacted
 
 
 def test_replaced_and_deleted_values_stay_redacted(cfg: config.Config) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from goexd.egress.models import EgressGrant, Gate, GateRequest
 from goexd.egress.substitute import Outgoing, Refused, Request, substitute
 from goexd.errors import GoexError, NotFound
+from goexd.vault.destinations import allowed
 from goexd.vault.models import host_matches
 from goexd.vault.vault import Vault
 
@@ -72,7 +73,7 @@ def check_reachable(vault: Vault, grant: EgressGrant, target: Target, tunnel: bo
             secret = vault.get(name)
         except NotFound:
             continue
-        if any(host_matches(p, target.host, target.port) for p in secret.allowed_hosts):
+        if allowed(secret.allowed_hosts, target.scheme, target.host, target.port):  # vault/destinations.py
             return
     declared = ", ".join(grant.secrets) or "none"
     raise Refused(
@@ -93,7 +94,7 @@ def decide(vault: Vault, grant: EgressGrant, target: Target, req: Request, gate:
         # A resource's calls carry its secret or do not go out (substitute skips a declared secret
         # the host may not have, which for a resource would send the call unauthenticated).
         try:
-            vault.resolve(gate.secret, target.host, target.port)
+            vault.resolve(gate.secret, target.scheme, target.host, target.port)
         except GoexError as e:
             raise Refused(f"resource {gate.resource!r}: its secret {gate.secret!r} cannot be used: {e}") from None
     secrets = (*grant.secrets, gate.secret) if gate.secret else grant.secrets

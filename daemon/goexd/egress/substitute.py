@@ -1,20 +1,25 @@
 """Secret placeholders in a request: check them, put values in, add declared secrets. Pure.
 
 The sandbox never holds a secret value, only the placeholder text `goex-secret:NAME`
-(NAME as `vault.models.NAME_RE`). For one request to host:port:
+(NAME as `vault.models.NAME_RE`; also found with the colon URL-encoded as `%3A`). For one
+request to scheme://host:port (the scheme is the request URL's):
 
-1. Every placeholder anywhere (URL, headers, body; also with the colon URL-encoded as
-   `%3A`) must name a secret the action declared and that may be sent to that host
-   (`resolve`, i.e. `Vault.resolve`); otherwise the whole request is refused, naming the
-   secret and the host.
-2. A placeholder in a header value becomes the secret's raw value; one in the query string
-   becomes its URL-encoded value, but only for a secret injected as a query parameter
-   (others stay as they are). Placeholders in the path and in the body are never replaced:
-   the body is forwarded byte for byte (a value there would be out of reach of the
-   injection rules, and rewriting bodies would break signatures and lengths).
-3. Each declared secret allowed for this host and injected as a header or query parameter
-   is added, rendered with its template, when the request does not carry that header or
-   parameter already.
+1. Every placeholder must name a secret the action declared and that may be sent there
+   (`resolve`, i.e. `Vault.resolve`: scheme, host and port, see vault/destinations.py);
+   otherwise the whole request is refused, naming the secret and the target.
+2. A value is inserted only where its secret says, and a placeholder anywhere else refuses
+   the whole request (an upstream that echoes what it gets, such as httpbin's /anything,
+   would hand the value back in a form the redactor may not know: reversed, re-encoded,
+   compressed):
+   - in a value of the header its secret is injected as (name compared without case): the
+     raw value;
+   - in the value of the query parameter its secret is injected as: the URL-encoded value;
+   - anywhere else (another header, a header name, the path, another parameter, the body):
+     refused. A secret injected as an environment variable or as a DSN password has no
+     place in a request at all.
+3. Each declared secret allowed for this target and injected as a header or query
+   parameter is added, rendered with its template, when the request does not carry that
+   header or parameter already.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ PLACEHOLDER_PREFIX = "goex-secret:"
 
 # A name cannot contain ':' or '%', so the match ends where the name does.
 _NAME = NAME_RE.pattern
-_TEXT = re.compile(rb"goex-secret:(" + _NAME.encode() + rb")")
 _ANY = re.compile(rb"goex-secret(?::|%3[aA])(" + _NAME.encode() + rb")")
 _ANY_STR = re.compile(r"goex-secret(?::|%3[aA])(" + _NAME + r")")
 
-Resolve = Callable[[str, str, int], Secret]
+# (name, scheme, host, port) -> the secret, or NotFound / PermissionDenied / another GoexError
+Resolve = Callable[[str, str, str, int], Secret]
 
 
 class Refused(Exception):
@@ -67,27 +72,16 @@ def placeholder(name: str) -> str:
 
 def substitute(req: Request, declared: Sequence[str], host: str, port: int, resolve: Resolve) -> Outgoing:
     """The request as it goes upstream, or `Refused`. `resolve` may block (OAuth2 refresh)."""
-    lookup = _Lookup(declared, host, port, resolve)
-    for name in _placeholders(req):
-        lookup.required(name)  # rule 1, before anything is filled in
-
+    parts = urllib.parse.urlsplit(req.url)
+    lookup = _Lookup(declared, parts.scheme, host, port, resolve)
     used: dict[str, None] = {}  # insertion-ordered set
 
-    def header_value(m: re.Match[bytes]) -> bytes:
-        name = m[1].decode()
-        used[name] = None
-        return lookup.required(name).primary
-
-    def query_value(m: re.Match[str]) -> str:
-        secret = lookup.required(m[1])
-        if secret.injection is None or secret.injection.target is not InjectionTarget.QUERY:
-            return m[0]
-        used[secret.name] = None
-        return urllib.parse.quote(secret.primary, safe="")
-
-    headers = [(k, _TEXT.sub(header_value, v)) for k, v in req.headers]
-    parts = urllib.parse.urlsplit(req.url)
-    query = _ANY_STR.sub(query_value, parts.query)
+    headers = [(k, _header_value(lookup, k, v, used)) for k, v in req.headers]
+    for m in _ANY_STR.finditer(urllib.parse.urlunsplit(parts._replace(query=""))):
+        lookup.misplaced(m[1], "the URL path")
+    query = "&".join(_query_field(lookup, f, used) for f in parts.query.split("&")) if parts.query else ""
+    if (m_body := _ANY.search(req.body)) is not None:
+        lookup.misplaced(m_body[1].decode(), "the request body")
 
     present_headers = {k.lower() for k, _ in headers}
     present_params = {k for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)}
@@ -99,10 +93,10 @@ def substitute(req: Request, declared: Sequence[str], host: str, port: int, reso
         inj = secret.injection
         # Two declared secrets may inject the same header or parameter: the first declared wins.
         if inj.target is InjectionTarget.HEADER and inj.name.lower().encode() not in present_headers:
-            headers.append((inj.name.encode(), render(inj.template, secret).encode("utf-8", "surrogateescape")))
+            headers.append((inj.name.encode(), lookup.rendered(secret).encode("utf-8", "surrogateescape")))
             present_headers.add(inj.name.lower().encode())
         elif inj.target is InjectionTarget.QUERY and inj.name not in present_params:
-            value = render(inj.template, secret).encode("utf-8", "surrogateescape")
+            value = lookup.rendered(secret).encode("utf-8", "surrogateescape")
             added.append(f"{urllib.parse.quote(inj.name, safe='')}={urllib.parse.quote(value, safe='')}")
             present_params.add(inj.name)
         else:
@@ -114,52 +108,114 @@ def substitute(req: Request, declared: Sequence[str], host: str, port: int, reso
     return Outgoing(url, tuple(headers), tuple(used))
 
 
-def _placeholders(req: Request) -> list[str]:
-    found: dict[str, None] = {}
-    blobs = [req.url.encode("utf-8", "surrogateescape"), req.body]
-    blobs += [k + b": " + v for k, v in req.headers]
-    for blob in blobs:
-        for m in _ANY.finditer(blob):
-            found[m[1].decode()] = None
-    return list(found)
+def _header_value(lookup: _Lookup, name: bytes, value: bytes, used: dict[str, None]) -> bytes:
+    """`value` with the placeholders of secrets injected as header `name` filled in; Refused for any other."""
+    for m in _ANY.finditer(name):
+        lookup.misplaced(m[1].decode(), "a header name")
+    header = name.decode("latin-1")
+
+    def fill(m: re.Match[bytes]) -> bytes:
+        secret = lookup.placed(m[1].decode(), InjectionTarget.HEADER, header, f"header {header}")
+        used[secret.name] = None
+        return secret.primary
+
+    return _ANY.sub(fill, value)
+
+
+def _query_field(lookup: _Lookup, field: str, used: dict[str, None]) -> str:
+    """One `name=value` of the query string, as sent; a placeholder is filled in only in the value of
+    the parameter its secret is injected as."""
+    raw_name, eq, raw_value = field.partition("=")
+    for m in _ANY_STR.finditer(raw_name):
+        lookup.misplaced(m[1], "a query parameter name")
+    param = urllib.parse.unquote_plus(raw_name)
+
+    def fill(m: re.Match[str]) -> str:
+        secret = lookup.placed(m[1], InjectionTarget.QUERY, param, f"query parameter {param}")
+        used[secret.name] = None
+        return urllib.parse.quote(secret.primary, safe="")
+
+    return raw_name + eq + _ANY_STR.sub(fill, raw_value)
+
+
+def _where(secret: Secret) -> str:
+    """Where a secret's value goes, in words."""
+    inj = secret.injection
+    if inj is None:
+        return "nowhere in a request (it has no injection)"
+    if inj.target is InjectionTarget.HEADER:
+        return f"only into header {inj.name}"
+    if inj.target is InjectionTarget.QUERY:
+        return f"only into query parameter {inj.name}"
+    if inj.target is InjectionTarget.ENV:
+        return f"into the environment variable {inj.name}, never into a request"
+    return "into a database connection, never into an http request"
 
 
 class _Lookup:
     """Resolves each name at most once per request, turning refusals into `Refused`."""
 
-    def __init__(self, declared: Sequence[str], host: str, port: int, resolve: Resolve) -> None:
+    def __init__(self, declared: Sequence[str], scheme: str, host: str, port: int, resolve: Resolve) -> None:
         self.declared = frozenset(declared)
-        self.host, self.port = host, port
+        self.scheme, self.host, self.port = scheme, host, port
         self.resolve = resolve
-        self.target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        self.target = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
         self._seen: dict[str, Secret | GoexError] = {}
 
     def _get(self, name: str) -> Secret | GoexError:
         if name not in self._seen:
             try:
-                self._seen[name] = self.resolve(name, self.host, self.port)
+                self._seen[name] = self.resolve(name, self.scheme, self.host, self.port)
             except GoexError as e:
                 self._seen[name] = e
         return self._seen[name]
 
     def required(self, name: str) -> Secret:
-        """A secret a placeholder names: declared, existing, allowed for this host, usable."""
+        """A secret a placeholder names: declared, existing, allowed for this target, usable."""
         if name not in self.declared:
             raise Refused(f"secret {name!r} is not declared by this action, so it may not be sent to {self.target}")
         got = self._get(name)
         if isinstance(got, NotFound):
             raise Refused(f"secret {name!r} does not exist (placeholder in a request to {self.target})")
         if isinstance(got, PermissionDenied):
-            raise Refused(str(got))  # the vault's words name the secret, the host and where it may go
+            raise Refused(str(got))  # the vault's words name the secret, the target and where it may go
         if isinstance(got, GoexError):
             raise Refused(f"{got} (placeholder in a request to {self.target})")
         return got
 
+    def placed(self, name: str, target: InjectionTarget, key: str, where: str) -> Secret:
+        """The secret whose placeholder stands in header / query parameter `key`, if that is where it goes."""
+        secret = self.required(name)
+        inj = secret.injection
+        # Header names are case-insensitive (RFC 9110); query parameter names are not.
+        same = inj is not None and (
+            inj.name.lower() == key.lower() if target is InjectionTarget.HEADER else inj.name == key
+        )
+        if inj is None or inj.target is not target or not same:
+            self._refuse(secret, where)
+        return secret
+
+    def misplaced(self, name: str, where: str) -> None:
+        """A placeholder where no value is ever inserted."""
+        self._refuse(self.required(name), where)
+
+    def _refuse(self, secret: Secret, where: str) -> None:
+        raise Refused(
+            f"a placeholder of secret {secret.name!r} in {where} is refused: its value goes {_where(secret)} "
+            f"(request to {self.target})"
+        )
+
     def optional(self, name: str) -> Secret | None:
-        """A declared secret to add if allowed for this host; one that is meant for it but unusable refuses."""
+        """A declared secret to add if allowed for this target; one that is meant for it but unusable refuses."""
         got = self._get(name)
         if isinstance(got, NotFound | PermissionDenied):
             return None
         if isinstance(got, GoexError):
             raise Refused(f"{got} (needed for the request to {self.target})")
         return got
+
+    def rendered(self, secret: Secret) -> str:
+        try:
+            return render(secret.injection.template if secret.injection else "{value}", secret)
+        except GoexError as e:  # a template stored before templates were checked strictly
+            raise Refused(f"{e} (needed for the request to {self.target})") from None

@@ -84,6 +84,7 @@ from goexd.snapshots.base import ChangeSet
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.sql.classify import classify_script
 from goexd.sql.model import Dialect
+from goexd.vault.destinations import DEFAULT_PORTS
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.engine")
@@ -283,7 +284,8 @@ class Engine:
             if req.secret:
                 check_secret_injection(self.vault.get(req.secret), f"{fld}.http.secret")
                 parts = urlsplit(url)
-                self.vault.resolve(req.secret, parts.hostname or "", parts.port or 0)  # PERMISSION_DENIED now
+                port = parts.port or DEFAULT_PORTS[parts.scheme]
+                self.vault.resolve(req.secret, parts.scheme, parts.hostname or "", port)  # PERMISSION_DENIED now
             return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules)
         raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet")
 
@@ -367,7 +369,7 @@ class Engine:
         if not resource.secret:
             return None
         parts = urlsplit(resource.uri)
-        secret = self.vault.resolve(resource.secret, parts.hostname or "localhost", parts.port or 5432)
+        secret = self.vault.resolve(resource.secret, "postgresql", parts.hostname or "localhost", parts.port or 5432)
         return secret.primary.decode("utf-8", "surrogateescape")
 
     def _open_manager(self, resource: Resource) -> ResourceManager:

@@ -28,7 +28,7 @@ from goexd.errors import InvalidArgument, Unavailable
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.vault.models import InjectionTarget, Secret, render
 
-Resolve = Callable[[str, str, int], Secret]
+Resolve = Callable[[str, str, str, int], Secret]  # (name, scheme, host, port): Vault.resolve
 
 # Headers goexd sets itself (or that would change how the request is framed).
 FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"})
@@ -69,6 +69,7 @@ class HttpSender:
         `egress.upstream_ca_file`, so a call from code and goexd's own calls trust the same services)."""
         parts = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
+        self.scheme = parts.scheme
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.secret = secret
@@ -88,7 +89,7 @@ class HttpSender:
         headers = [(k, v) for k, v in call.headers]
         params: list[tuple[str, str | int | float | bool | None]] = list(call.query)
         if self.secret:
-            secret = self._resolve(self.secret, self.host, self.port)  # refuses a host it may not go to
+            secret = self._resolve(self.secret, self.scheme, self.host, self.port)  # refuses a host it may not go to
             inj = secret.injection
             assert inj is not None  # checked at session open
             value = render(inj.template, secret)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import enum
 import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from goexd.errors import InvalidArgument
+from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.textcap import shown
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Redaction needs a value long enough to be told apart from ordinary output.
@@ -85,6 +85,17 @@ class Secret:
                 return self.values[part]
         raise KeyError(f"secret {self.name} has no primary value")
 
+    def problem(self) -> str:
+        """Why the secret cannot be used now ("" when it can)."""
+        if self.oauth is not None and self.oauth.problem:
+            return self.oauth.problem
+        inj = self.injection
+        templated = inj is not None and inj.target in (InjectionTarget.HEADER, InjectionTarget.QUERY)
+        # A template stored before templates were checked strictly: kept (the daemon starts), never rendered.
+        if templated and inj is not None and (why := template_problem(inj.template, self.values)):
+            return f"its template {why}; store it again with a plain template such as 'Bearer {{value}}'"
+        return ""
+
     def redactable(self) -> list[bytes]:
         return [v for k, v in self.values.items() if k not in PUBLIC_PARTS]
 
@@ -99,7 +110,7 @@ class Secret:
             parts=tuple(sorted(self.values)),
             expires_at=self.oauth.expires_at if self.oauth else None,
             refreshable=bool(self.oauth and "refresh_token" in self.values),
-            problem=self.oauth.problem if self.oauth else "",
+            problem=self.problem(),
         )
 
 
@@ -136,11 +147,12 @@ def check_name(name: str, fld: str = "name") -> str:
     if not name:
         raise InvalidArgument(fld, "a secret name is required")
     if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidArgument(fld, f"{name!r} contains a path separator or a control character")
+        raise InvalidArgument(fld, f"{shown(name)} contains a path separator or a control character")
     if not NAME_RE.fullmatch(name):
         raise InvalidArgument(
             fld,
-            f"{name!r} is not a secret name: 1-64 of letters, digits, '_', '.', '-', starting with a letter or digit",
+            f"{shown(name)} is not a secret name: 1-64 of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit",
         )
     return name
 
@@ -153,7 +165,7 @@ def check_host(host: str, fld: str) -> str:
     """'api.example.com', 'api.example.com:8443', '*.example.com', '127.0.0.1:5000', '[::1]:80'."""
     h = host.strip().lower()
     if not h or not (_HOST_RE.fullmatch(h) or _IPV6_RE.fullmatch(h)):
-        raise InvalidArgument(fld, f"{host!r} is not a host name (host, host:port or *.domain)")
+        raise InvalidArgument(fld, f"{shown(host)} is not a host name (host, host:port or *.domain)")
     return h
 
 
@@ -171,27 +183,83 @@ def host_matches(pattern: str, host: str, port: int) -> bool:
     return host == name
 
 
-def check_template(template: str, parts: Mapping[str, bytes] | set[str], fld: str) -> str:
-    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    if not fields:
-        raise InvalidArgument(fld, f"template {template!r} has no {{value}} field")
+MAX_TEMPLATE_CHARS = 256
+# `{{` and `}}` are literal braces, `{field}` a substitution; any other brace is an error.
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+
+
+def template_fields(parts: Mapping[str, bytes] | set[str]) -> set[str]:
+    """The fields a template of a secret with these parts may name."""
     allowed = {"value", *parts}
     if "username" in parts and "password" in parts:
         allowed.add("basic")
-    for f in fields:
-        if f not in allowed:
-            raise InvalidArgument(fld, f"template field {{{f}}} is not one of {sorted(allowed)}")
+    return allowed
+
+
+def _parse_template(template: str, allowed: set[str]) -> list[tuple[bool, str]]:
+    """(is_field, text) pieces, or ValueError saying what is wrong. Never Python's str.format: a
+    format spec such as `{value:>100000000}` once made one header 100 MB."""
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ValueError(f"is {len(template)} characters long; at most {MAX_TEMPLATE_CHARS} are accepted")
+    if any(not (" " <= c <= "~") for c in template):
+        raise ValueError(f"{shown(template)} holds a control or non-ASCII character; only printable ASCII is accepted")
+    pieces: list[tuple[bool, str]] = []
+    at = 0
+    for m in _TEMPLATE_TOKEN.finditer(template):
+        if m.start() > at:
+            pieces.append((False, template[at : m.start()]))
+        at = m.end()
+        token = m[0]
+        if token in ("{{", "}}"):
+            pieces.append((False, token[0]))
+        elif m[1] is not None:
+            if m[1] not in allowed:
+                raise ValueError(f"{shown(template)}: field {{{m[1]}}} is not one of {sorted(allowed)}")
+            pieces.append((True, m[1]))
+        else:
+            raise ValueError(
+                f"{shown(template)}: {token!r} at position {m.start()} is not part of a field "
+                "({value}) or an escaped brace ({{ or }}); nothing else (format specs, conversions) is accepted"
+            )
+    if at < len(template):
+        pieces.append((False, template[at:]))
+    if not any(is_field for is_field, _ in pieces):
+        raise ValueError(f"{shown(template)} has no {{value}} field")
+    return pieces
+
+
+def template_problem(template: str, parts: Mapping[str, bytes] | set[str]) -> str:
+    """Why a stored template cannot be used ("" when it can)."""
+    try:
+        _parse_template(template, template_fields(parts))
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
+def check_template(template: str, parts: Mapping[str, bytes] | set[str], fld: str) -> str:
+    try:
+        _parse_template(template, template_fields(parts))
+    except ValueError as e:
+        raise InvalidArgument(fld, f"template {e}") from None
     return template
 
 
 def render(template: str, secret: Secret) -> str:
-    """Fill a template with the secret's parts; values are decoded as UTF-8 (they travel in headers/URLs)."""
+    """Fill a template with the secret's parts; values are decoded as UTF-8 (they travel in headers/URLs).
+
+    FailedPrecondition for a template stored before templates were checked this strictly.
+    """
+    try:
+        pieces = _parse_template(template, template_fields(secret.values))
+    except ValueError as e:
+        raise FailedPrecondition(f"secret {secret.name!r} cannot be used: its template {e}; store it again") from None
     fields: dict[str, str] = {k: v.decode("utf-8", "surrogateescape") for k, v in secret.values.items()}
     fields["value"] = secret.primary.decode("utf-8", "surrogateescape")
     if "username" in secret.values and "password" in secret.values:
         raw = secret.values["username"] + b":" + secret.values["password"]
         fields["basic"] = base64.b64encode(raw).decode()
-    return template.format_map(fields)
+    return "".join(fields[text] if is_field else text for is_field, text in pieces)
 
 
 def default_injection(kind: SecretKind) -> Injection | None:

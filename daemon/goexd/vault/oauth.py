@@ -6,6 +6,7 @@ tokens and stored (kind oauth2, injected as "Authorization: Bearer"); `wait` rep
 flow ended. A flow accepts exactly one callback carrying its state: a request without it may
 be anyone on the machine (or a web page poking at local ports), so it gets a 400 and the flow
 keeps waiting for the real one. A flow is abandoned, and its listener closed, at expiry.
+At most `vault.oauth_max_open_flows` flows wait at once; one more is RESOURCE_EXHAUSTED.
 
 Finished flows are kept for a while, so a client that awaits after the browser has already
 come back still learns the outcome.
@@ -33,6 +34,7 @@ from goexd.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 from goexd.vault import oauth_tokens
@@ -44,17 +46,17 @@ from goexd.vault.models import (
     SecretInfo,
     SecretKind,
     SecretRequest,
-    check_host,
     check_name,
 )
 from goexd.vault.oauth_listener import LoopbackListener, Page
 from goexd.vault.oauth_refresh import TokenRefresher
-from goexd.vault.vault import Vault
+from goexd.vault.vault import Vault, check_destinations
 
 log = logging.getLogger("goexd.vault.oauth")
 
-# How long the outcome of a finished flow stays available to `wait`.
+# How long the outcome of a finished flow stays available to `wait`, and for how many flows at most.
 FINISHED_RETAIN_S = 600.0
+FINISHED_RETAIN_MAX = 64
 # `wait` without a timeout also covers a code exchange still running when the flow expires.
 _EXCHANGE_GRACE_S = oauth_tokens.TOKEN_TIMEOUT.read or 15.0
 _LOOPBACK_NAMES = frozenset({"localhost"})
@@ -124,7 +126,7 @@ class OAuthFlows:
         _check_endpoint(req.token_url, "token_url")
         client_id = _check_client_id(req.client_id)
         scopes = tuple(_check_scope(s, f"scopes[{i}]") for i, s in enumerate(req.scopes))
-        hosts = tuple(dict.fromkeys(check_host(h, f"allowed_hosts[{i}]") for i, h in enumerate(req.allowed_hosts)))
+        hosts = check_destinations(req.allowed_hosts, "allowed_hosts")
         _check_client_secret(req.client_secret)
         req = replace(req, client_id=client_id, scopes=scopes, allowed_hosts=hosts)
         with self._lock:
@@ -139,6 +141,7 @@ class OAuthFlows:
                 )
             if not req.overwrite and name in self._vault.names():
                 raise AlreadyExists(f"secret {name!r} already exists; set overwrite (goex: --overwrite) to replace it")
+            self._check_room()
             flow = self._new_flow(req)
             try:
                 client = oauth_tokens.Client(req.token_url, client_id, req.client_secret, scopes)
@@ -311,11 +314,31 @@ class OAuthFlows:
             log.info("oauth flow %r failed: %s", flow.req.name, error[1])
         return True
 
+    def _check_room(self) -> None:
+        """ResourceExhausted when the open flows are at the cap: each holds a listener (a thread and a
+        port) until the browser comes back or it expires, and 300 unfinished ones once added 600 threads.
+        Caller holds self._lock."""
+        waiting = [f for f in self._flows.values() if not f.done.is_set()]
+        cap = self._cfg.oauth_max_open_flows
+        if len(waiting) >= cap:
+            first = min(f.expires_at for f in waiting)
+            raise ResourceExhausted(
+                f"{len(waiting)} authorization flows are already waiting for a browser, the most goexd keeps open "
+                f"(vault.oauth_max_open_flows = {cap}); finish one, or start again after {_iso(first)}, "
+                "when the oldest expires"
+            )
+
     def _prune(self) -> None:
-        """Forget flows that ended long ago. Caller holds self._lock."""
-        cutoff = time.time() - FINISHED_RETAIN_S
-        for name in [n for n, f in self._flows.items() if f.done.is_set() and f.finished_at < cutoff]:
-            del self._flows[name]
+        """Expire flows past their time (should a timer be late), forget flows that ended long ago, and
+        keep at most FINISHED_RETAIN_MAX ended ones. Caller holds self._lock."""
+        now = time.time()
+        for flow in [f for f in self._flows.values() if not f.done.is_set() and f.expires_at <= now]:
+            self._expire(flow)
+        ended = sorted((f.finished_at, n) for n, f in self._flows.items() if f.done.is_set())
+        cutoff = now - FINISHED_RETAIN_S
+        for i, (finished_at, name) in enumerate(ended):
+            if finished_at < cutoff or i < len(ended) - FINISHED_RETAIN_MAX:
+                del self._flows[name]
 
 
 # ---------------------------------------------------------------- validation

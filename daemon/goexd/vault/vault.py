@@ -16,13 +16,15 @@ import os
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from goexd.config import Config
 from goexd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, SetupError
+from goexd.textcap import shown
+from goexd.vault.destinations import allowed, check_destination
 from goexd.vault.keys import KeyFile, KeyringKey, StoredKey, read_passphrase
 from goexd.vault.models import (
     MAX_VALUE_BYTES,
@@ -35,11 +37,9 @@ from goexd.vault.models import (
     SecretInfo,
     SecretKind,
     SecretRequest,
-    check_host,
     check_name,
     check_template,
     default_injection,
-    host_matches,
 )
 from goexd.vault.redact import Redactor
 from goexd.vault.sealed_file import (
@@ -68,6 +68,8 @@ _RESERVED_ENV = frozenset(
     {"PATH", "HOME", "PWD", "LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
 )
 _PROXY_ENV = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"})
+MAX_HOSTS = 64  # host entries per secret
+MAX_INJECTION_NAME = 128  # header, query parameter or variable name
 
 Refresher = Callable[[Secret], Secret]
 
@@ -177,7 +179,7 @@ class Vault:
         name = check_name(req.name, "info.name")
         values = _check_values(req.kind, req.values)
         injection = _check_injection(req.injection or default_injection(req.kind), values)
-        hosts = tuple(dict.fromkeys(check_host(h, f"info.allowed_hosts[{i}]") for i, h in enumerate(req.allowed_hosts)))
+        hosts = check_destinations(req.allowed_hosts, "info.allowed_hosts")
         with self._lock:
             old = self._secrets.get(name)
             if old is not None and not req.overwrite:
@@ -256,20 +258,24 @@ class Vault:
         with self._lock:
             return sorted(self._secrets)
 
-    def resolve(self, name: str, host: str, port: int) -> Secret:
-        """The secret, if it may be sent to host:port, with a fresh OAuth2 token when one is due."""
+    def resolve(self, name: str, scheme: str, host: str, port: int) -> Secret:
+        """The secret, if it may be sent to scheme://host:port (destinations.py), with a fresh OAuth2
+        token when one is due."""
         secret = self.get(name)
-        if not any(host_matches(p, host, port) for p in secret.allowed_hosts):
-            allowed = ", ".join(secret.allowed_hosts) or "no host"
-            raise PermissionDenied(f"secret {name!r} may not be sent to {host}:{port}; it is allowed for {allowed}")
+        if not allowed(secret.allowed_hosts, scheme, host, port):
+            where = ", ".join(secret.allowed_hosts) or "no host"
+            shown_host = f"[{host}]" if ":" in host else host
+            raise PermissionDenied(
+                f"secret {name!r} may not be sent to {scheme}://{shown_host}:{port}; it is allowed for {where} "
+                "(a host without a port means the default port; plain http needs an http:// entry)"
+            )
         return self.usable(secret)
 
     def usable(self, secret: Secret) -> Secret:
-        if secret.oauth is not None:
-            if secret.oauth.problem:
-                raise FailedPrecondition(f"secret {secret.name!r} cannot be used: {secret.oauth.problem}")
-            if self.refresher is not None:
-                return self.refresher(secret)
+        if problem := secret.problem():
+            raise FailedPrecondition(f"secret {secret.name!r} cannot be used: {problem}")
+        if secret.oauth is not None and self.refresher is not None:
+            return self.refresher(secret)
         return secret
 
     def update_tokens(self, name: str, values: Mapping[str, bytes], oauth: OAuthState) -> Secret:
@@ -337,22 +343,34 @@ def _check_values(kind: SecretKind, values: Mapping[str, bytes]) -> dict[str, by
     return dict(values)
 
 
+def check_destinations(entries: Sequence[str], fld: str) -> tuple[str, ...]:
+    """A secret's host entries, checked and without repeats (destinations.py says what each covers)."""
+    if len(entries) > MAX_HOSTS:
+        raise InvalidArgument(fld, f"{len(entries)} entries; at most {MAX_HOSTS}")
+    return tuple(dict.fromkeys(check_destination(h, f"{fld}[{i}]") for i, h in enumerate(entries)))
+
+
 def _check_injection(injection: Injection | None, values: Mapping[str, bytes]) -> Injection | None:
     if injection is None:
         return None
     t = injection.target
+    if len(injection.name) > MAX_INJECTION_NAME:
+        fld = {InjectionTarget.HEADER: "header.name", InjectionTarget.QUERY: "query.param"}.get(t, "env.variable")
+        raise InvalidArgument(f"info.injection.{fld}", f"is longer than {MAX_INJECTION_NAME} characters")
     if t is InjectionTarget.HEADER:
         if not injection.name or not set(injection.name) <= _HEADER_TOKEN:
-            raise InvalidArgument("info.injection.header.name", f"{injection.name!r} is not an HTTP header name")
+            raise InvalidArgument("info.injection.header.name", f"{shown(injection.name)} is not an HTTP header name")
         check_template(injection.template, set(values), "info.injection.header.template")
     elif t is InjectionTarget.QUERY:
         if not injection.name or any(c in injection.name for c in "&=#?% \t"):
-            raise InvalidArgument("info.injection.query.param", f"{injection.name!r} is not a query parameter name")
+            raise InvalidArgument(
+                "info.injection.query.param", f"{shown(injection.name)} is not a query parameter name"
+            )
         check_template(injection.template, set(values), "info.injection.query.template")
     elif t is InjectionTarget.ENV:
         var = injection.name
         if not var.isidentifier() or not var.isascii():
-            raise InvalidArgument("info.injection.env.variable", f"{var!r} is not an environment variable name")
+            raise InvalidArgument("info.injection.env.variable", f"{shown(var)} is not an environment variable name")
         if var.upper() in _RESERVED_ENV | _PROXY_ENV or var.upper().startswith("GOEX"):
             raise InvalidArgument("info.injection.env.variable", f"{var} steers the sandbox itself; pick another name")
     return injection
