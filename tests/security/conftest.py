@@ -10,7 +10,8 @@
 
 One daemon per module and mode (starting one costs about a second). Its root dir is under
 /var/tmp, not pytest's tmp_path (root's 0700 dir, which `goex-sec` cannot reach). A module
-may set `SEC_DAEMON_CONFIG` (TOML added to the daemon's config) for its daemons.
+may set `SEC_DAEMON_CONFIG` (TOML added to the daemon's config) and `SEC_ALLOWED_ADDRESSES` (its
+egress.allowed_addresses; none by default) for its daemons.
 
 Escape attempts are actions submitted through the daemon's gRPC API (`run`), asserted to fail.
 """
@@ -51,8 +52,11 @@ def _scratch_dir(prefix: str, uid: int, gid: int) -> Path:
 
 
 @contextlib.contextmanager
-def start_daemon(mode: str, config_toml: str = "", env: dict[str, str] | None = None) -> Iterator[DaemonProcess]:
-    """A started goexd in `mode` ("root" or "user"), stopped and removed afterwards.
+def start_daemon(
+    mode: str, config_toml: str = "", env: dict[str, str] | None = None, allowed_addresses: Sequence[str] = ()
+) -> Iterator[DaemonProcess]:
+    """A started goexd in `mode` ("root" or "user"), stopped and removed afterwards. By default it
+    may reach no special address (loopback, private, ...) over HTTP: `allowed_addresses` adds some.
 
     It must still be alive at the end (no escape attempt may crash it), stop cleanly on SIGTERM
     and have logged no traceback."""
@@ -68,6 +72,7 @@ def start_daemon(mode: str, config_toml: str = "", env: dict[str, str] | None = 
         config_toml=config_toml,
         env={MARKER_VAR: marker, **(env or {})},
         user=SEC_USER if user is not None else None,
+        allowed_addresses=allowed_addresses,
     )
     try:
         d.start()
@@ -87,7 +92,9 @@ def start_daemon(mode: str, config_toml: str = "", env: dict[str, str] | None = 
 @pytest.fixture(scope="module", params=MODES)
 def sec_daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
     """One goexd per module and mode; see the module docstring."""
-    with start_daemon(request.param, getattr(request.module, "SEC_DAEMON_CONFIG", "")) as d:
+    config = getattr(request.module, "SEC_DAEMON_CONFIG", "")
+    addresses = getattr(request.module, "SEC_ALLOWED_ADDRESSES", ())
+    with start_daemon(request.param, config, allowed_addresses=addresses) as d:
         yield d
 
 
