@@ -218,6 +218,8 @@ class ChangeSet(_Model[types_pb2.ChangeSet]):
     deleted: int
     total: int
     truncated: bool
+    # What goexd changed after the action (set-id bits, file capabilities it took away).
+    warnings: tuple[str, ...] = ()
 
     @property
     def omitted(self) -> int:
@@ -238,6 +240,7 @@ class ChangeSet(_Model[types_pb2.ChangeSet]):
             deleted=msg.deleted,
             total=msg.total,
             truncated=msg.truncated,
+            warnings=tuple(msg.warnings),
             proto=msg,
         )
 

@@ -307,6 +307,7 @@ def changes_to_json(c: ChangeSet) -> dict[str, Any]:
         "modified": c.modified,
         "deleted": c.deleted,
         "truncated": c.truncated,
+        "warnings": list(c.warnings),
     }
 
 
@@ -317,6 +318,7 @@ def changes_from_json(d: dict[str, Any]) -> ChangeSet:
         modified=d["modified"],
         deleted=d["deleted"],
         truncated=d["truncated"],
+        warnings=tuple(d.get("warnings", ())),  # absent in actions journaled before it existed
     )
 
 

@@ -3,6 +3,8 @@
 Checkpoints are snapshots in a git directory inside the daemon's state dir (never the
 workspace's own .git); actions run in the sandbox with the workspace bound read-write and
 its .git read-only; undo restores the pre-action snapshot and verifies it by content id.
+After each action, the files it changed lose any set-id bits and file capabilities
+(snapshots/privileges.py); the action's change set says so.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource
@@ -130,8 +133,9 @@ class FsVersionedResource(UndoesByItself):
             cancel=cancel,
         )
         started = time.monotonic()
-        post = self._store.capture()
-        changes = self._store.changes(Snapshot(checkpoint["pre"]), post, limit=self._change_limit)
+        pre = Snapshot(checkpoint["pre"])
+        post, warnings = self._store.strip_privileges(pre, self._store.capture())
+        changes = replace(self._store.changes(pre, post, limit=self._change_limit), warnings=warnings)
         return Outcome(
             exec=result, changes=changes, checkpoint_extra={"post": post.id}, capture_s=time.monotonic() - started
         )
@@ -152,11 +156,14 @@ class FsVersionedResource(UndoesByItself):
         before = self._store.capture()
         self._store.pin(f"actions/{action_id}/before-undo", before)
         target = Snapshot(checkpoint["pre"])
-        self._store.restore(target)
+        restored = self._store.restore(target)
+        kept = f"state before the undo kept as {before.id[:12]}"
+        if restored.unowned:  # contents and modes are back, some owners are not: not the state it was
+            return RollbackReport(
+                verified=False, detail=f"restored snapshot {target.id[:12]} but {restored.describe()}; {kept}"
+            )
         return RollbackReport(
-            verified=True,
-            detail=f"restored snapshot {target.id[:12]} (verified by content id); "
-            f"state before the undo kept as {before.id[:12]}",
+            verified=True, detail=f"restored snapshot {target.id[:12]} (verified by content id); {kept}"
         )
 
     def fingerprint(self) -> str:

@@ -278,6 +278,7 @@ def changes_pb(c: ChangeSet) -> pb.ChangeSet:
         deleted=c.deleted,
         total=c.total,
         truncated=c.truncated,
+        warnings=c.warnings,
     )
 
 

@@ -1,25 +1,30 @@
 """Apply per-path differences to the workspace (the restore's write half).
 
 Order matters: remove what goes away (files, then directories deepest first), create
-directories (shallowest first), write contents, then set modes, directories last and
-deepest first so a read-only directory never blocks work below it. Rewritten files
-are replaced rather than truncated so that a hard link to a file outside the
+directories (shallowest first), write contents, then set owners and modes, directories
+last and deepest first so a read-only directory never blocks work below it. Rewritten
+files are replaced rather than truncated so that a hard link to a file outside the
 workspace is never written through.
+
+Every entry written gets its recorded owner (the daemon may be root, restoring into a
+user's workspace) before its mode, and an entry whose owner the daemon may not set
+(it is not root) gets no set-id bits: it is listed in the result instead.
 """
 
 from __future__ import annotations
 
+from goexd.snapshots.base import Unowned
 from goexd.snapshots.objects import BlobStore
 from goexd.snapshots.safefs import SafeFS
-from goexd.snapshots.treediff import DIR, FILE, LINK, Change
+from goexd.snapshots.treediff import DIR, LINK, Change, Entry
 
 
-def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> None:
+def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> list[Unowned]:
     doomed_dirs: list[str] = []
     new_dirs: list[str] = []
     writes: list[str] = []
-    chmods: list[str] = []
-    dir_modes: list[str] = []
+    metas: list[str] = []
+    dir_metas: list[str] = []
 
     for path, (old, new) in changes.items():
         if old is not None and old.kind == DIR and (new is None or new.kind != DIR):
@@ -31,12 +36,18 @@ def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> N
         if new.kind == DIR:
             if old is None or old.kind != DIR:
                 new_dirs.append(path)
-            if old is None or old.kind != DIR or old.perm != new.perm:
-                dir_modes.append(path)
+            if old is None or old.kind != DIR or _meta(old) != _meta(new):
+                dir_metas.append(path)
         elif old is None or old.kind != new.kind or old.oid != new.oid:
             writes.append(path)
-        elif new.kind == FILE and old.perm != new.perm:
-            chmods.append(path)
+        elif _meta(old) != _meta(new):
+            metas.append(path)
+
+    unowned: list[Unowned] = []
+
+    def owned(path: str, new: Entry, ok: bool) -> None:
+        if not ok:
+            unowned.append(Unowned(path, new.owner, new.perm))
 
     for path in sorted(doomed_dirs, reverse=True):  # children sort after parents
         fs.remove(path)
@@ -44,18 +55,28 @@ def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> N
         if not fs.exists_as_dir(path):
             fs.mkdir(path)
     for path in writes:
-        new = changes[path][1]
-        assert new is not None and new.oid is not None
+        new = _new(changes, path)
+        assert new.oid is not None
         fs.remove(path)
         if new.kind == LINK:
             fs.symlink(path, b"".join(bytes(c) for c in blobs.read_chunks(new.oid)))
+            owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
         else:
-            fs.write_file(path, blobs.read_chunks(new.oid), new.perm)
-    for path in chmods:
-        new = changes[path][1]
-        assert new is not None
-        fs.chmod(path, new.perm)
-    for path in sorted(dir_modes, reverse=True):
-        new = changes[path][1]
-        assert new is not None
-        fs.chmod(path, new.perm)
+            owned(path, new, fs.write_file(path, blobs.read_chunks(new.oid), new.perm, new.owner))
+    for path in metas:
+        new = _new(changes, path)
+        owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
+    for path in sorted(dir_metas, reverse=True):
+        new = _new(changes, path)
+        owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
+    return unowned
+
+
+def _meta(e: Entry) -> tuple[int, tuple[int, int]]:
+    return e.perm, e.owner
+
+
+def _new(changes: dict[str, Change], path: str) -> Entry:
+    new = changes[path][1]
+    assert new is not None
+    return new

@@ -13,11 +13,14 @@ restore() diffs the current snapshot against the target (O(changed)), applies ju
 those differences and verifies by capturing again. The workspace's own .git is never
 read or written (nor any nested .git: git cannot store one).
 
+Owners are captured (layout.py) and restored where the daemon may set them (apply.py).
+
 Not captured: any `.git` below the top (a nested repository's files are captured,
 its .git is not), other names git refuses (".GIT", "git~1", a symlinked
-.gitmodules), FIFOs, sockets and devices, owners, timestamps, xattrs and hard-link
-identity. restore() leaves such entries alone unless it removes a directory that the
-target lacks, which takes them along. Renaming a directory re-reads its files.
+.gitmodules), FIFOs, sockets and devices, timestamps, xattrs (file capabilities
+included: a restore never recreates one) and hard-link identity. restore() leaves
+such entries alone unless it removes a directory that the target lacks, which takes
+them along. Renaming a directory re-reads its files.
 """
 
 from __future__ import annotations
@@ -39,33 +42,45 @@ from goexd.snapshots.base import (
     ChangeKind,
     ChangeSet,
     FileChange,
+    RestoreReport,
     Snapshot,
     SnapshotError,
+    Unowned,
 )
 from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo
 from goexd.snapshots.layout import (
     META,
     SELF,
     WORK,
-    encode_perm,
+    Meta,
+    Owner,
+    decode_owner,
+    dir_meta,
+    encode_meta,
+    encode_owner,
+    entry_meta,
     escape,
     meta_dir_key,
     meta_file_key,
-    needs_meta,
     parent_of,
     parse_meta_key,
     storable,
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
+from goexd.snapshots.privileges import SETID, strip_privileges
 from goexd.snapshots.safefs import NotRegularFile, SafeFS
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
-from goexd.snapshots.treediff import DIR, Entry, PermReader, diff, has_files_below, load
+from goexd.snapshots.treediff import DIR, FILE, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
 from goexd.snapshots.watch import Dirty, DirtyTracker
 
 PIN_PREFIX = "refs/goex/"
 # The state found by the latest restore, kept reachable even if the caller forgot to
 # pin it (outside PIN_PREFIX, so pinned() does not list it).
 PRE_RESTORE_REF = "refs/goexd/pre-restore"
+# The owner metadata entries leave out (layout.py), set once per store.
+DEFAULT_OWNER_KEY = "goex.defaultOwner"
+# The most set-id / capability findings an action's result lists.
+MAX_WARNINGS = 20
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
@@ -79,15 +94,18 @@ class GitWorkspaceStore:
         if not self._root.is_dir():
             raise SnapshotError(f"workspace {self._root} is not a directory")
         self._repo = open_repo(self._git_dir)
+        self._owner = _default_owner(self._repo, self._root)
         self._blobs = BlobStore(self._repo, self._git_dir)
-        self._perms = PermReader(self._repo)
+        self._metas = MetaReader(self._repo, self._owner)
         self._index = _open_index(self._git_dir / "index")
         self._index_dirty = False  # in-memory changes the git CLI has not seen
         self._meta = pygit2.Index()  # in memory only: a full scan rebuilds it
-        self._meta_map: dict[str, int] | None = None  # mirror of _meta, after full scans
-        self._perm_oids: dict[int, pygit2.Oid] = {}
+        self._meta_map: dict[str, Meta] | None = None  # mirror of _meta, after full scans
+        self._meta_oids: dict[Meta, pygit2.Oid] = {}
         self._tracker = DirtyTracker(self._root) if watch else None
         self._last: tuple[pygit2.Oid, pygit2.Oid, Snapshot] | None = None
+        # Paths the latest capture re-read (inotify's dirty set), None after a full scan.
+        self._touched: set[str] | None = None
         self._lock = threading.RLock()
         self._closed = False
         self._full_scans = 0
@@ -107,7 +125,7 @@ class GitWorkspaceStore:
         with self._session():
             old_trees, new_trees = load(self._repo, old.id), load(self._repo, new.id)
             found: list[FileChange] = []
-            for path, (o, n) in diff(self._repo, old_trees, new_trees, self._perms).items():
+            for path, (o, n) in diff(self._repo, old_trees, new_trees, self._metas).items():
                 change = _change(path, o, n)
                 if change is None:
                     continue
@@ -132,23 +150,63 @@ class GitWorkspaceStore:
             truncated=len(found) > limit,
         )
 
-    def restore(self, snapshot: Snapshot) -> None:
+    def restore(self, snapshot: Snapshot) -> RestoreReport:
         with self._session():
             target = load(self._repo, snapshot.id)
             current = self._capture()
             self._set_ref(PRE_RESTORE_REF, current)
             if current.id == snapshot.id:
-                return
-            changes = diff(self._repo, load(self._repo, current.id), target, self._perms)
+                return RestoreReport()
+            changes = diff(self._repo, load(self._repo, current.id), target, self._metas)
             try:
                 with SafeFS(self._root).batch() as fs:
-                    apply_changes(fs, self._blobs, changes)
+                    unowned = apply_changes(fs, self._blobs, changes)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
                 raise SnapshotError(f"restore of {snapshot.id} failed at {path}: {e}") from e
             after = self._capture()
-            if after.id != snapshot.id:
+            if after.id != snapshot.id and not self._only_unowned(after, target, unowned):
                 raise SnapshotError(f"restore of {snapshot.id} not verified: the workspace captures as {after.id}")
+            return RestoreReport(tuple(unowned))
+
+    def _only_unowned(self, after: Snapshot, target: SnapshotTrees, unowned: list[Unowned]) -> bool:
+        """Whether `after` differs from `target` only as apply_changes said it would: in the
+        owner of entries it could not chown, which then lack their set-id bits."""
+        if not unowned:
+            return False
+        expected = {u.path: u for u in unowned}
+        for path, (got, want) in diff(self._repo, load(self._repo, after.id), target, self._metas).items():
+            if path not in expected or got is None or want is None:
+                return False
+            if (got.kind, got.oid, got.perm) != (want.kind, want.oid, want.perm & ~SETID):
+                return False
+        return True
+
+    def strip_privileges(self, old: Snapshot, new: Snapshot) -> tuple[Snapshot, tuple[str, ...]]:
+        """Take set-id bits and file capabilities away from every regular file that
+        changed from `old` to `new` (the latest capture), or whose attributes changed
+        (inotify's dirty set, when the latest capture used it: a capability written on
+        an unchanged file changes no snapshot). Returns the snapshot of the result (a
+        new capture when anything was taken away) and what was done, in words."""
+        with self._session():
+            if self._last is None or self._last[2] != new:
+                raise SnapshotError(f"{new.id} is not the latest capture")
+            changed = diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas)
+            paths = {path for path, (_, n) in changed.items() if n is not None and n.kind == FILE}
+            if self._touched is not None:
+                paths |= self._touched
+            with SafeFS(self._root).batch() as fs:
+                found = strip_privileges(fs, sorted(paths))
+            if not found:
+                return new, ()
+            if self._tracker is not None and any(f.links > 1 for f in found):
+                # Other names of those inodes changed too, without an event: look again.
+                self._tracker.invalidate()
+            after = self._capture()
+        notes = [f.describe() for f in found[:MAX_WARNINGS]]
+        if len(found) > MAX_WARNINGS:
+            notes.append(f"... and {len(found) - MAX_WARNINGS} more files")
+        return after, tuple(notes)
 
     def pin(self, name: str, snapshot: Snapshot) -> None:
         with self._session():
@@ -195,8 +253,10 @@ class GitWorkspaceStore:
 
     def _capture(self) -> Snapshot:
         dirty = self._tracker.drain() if self._tracker is not None else None
+        self._touched = None
         if dirty is None or self._last is None:
             return self._full_capture()
+        self._touched = dirty.paths
         if not dirty:
             return self._last[2]
         try:
@@ -244,7 +304,7 @@ class GitWorkspaceStore:
             self._tracker.arm()  # before the walk: later changes become events
         try:
             prev_work = self._last[0] if self._last is not None else None
-            scan = scan_workspace(self._root)
+            scan = scan_workspace(self._root, self._owner)
             raced = self._git_add(scan)
             self._index.read(force=True)
             with SafeFS(self._root).batch() as fs:
@@ -272,7 +332,7 @@ class GitWorkspaceStore:
                 raced.append(e.path if not top or top in raced else top)
         raise SnapshotError(f"{self._root} keeps changing under git add")
 
-    def _stage_trees(self, tops: list[str], meta: dict[str, int], fs: SafeFS) -> list[str]:
+    def _stage_trees(self, tops: list[str], meta: dict[str, Meta], fs: SafeFS) -> list[str]:
         """Stage what is now at and below each of `tops` from here rather than git;
         returns the staged paths and refreshes their metadata in `meta`."""
         staged: list[str] = []
@@ -288,12 +348,13 @@ class GitWorkspaceStore:
                 meta.pop(meta_file_key(top), None)
                 st = _lstat(fs, top)
                 self._stage(top, st, fs, with_meta=False)
-                if st is not None and stat.S_ISREG(st.st_mode) and needs_meta(stat.S_IMODE(st.st_mode)):
-                    meta[meta_file_key(top)] = stat.S_IMODE(st.st_mode)
+                found = entry_meta(st, self._owner) if st is not None and not stat.S_ISDIR(st.st_mode) else None
+                if found is not None:
+                    meta[meta_file_key(top)] = found
                 staged.append(top)
                 continue
             meta.pop(meta_file_key(top), None)
-            sub = scan_tree(top_fd, top, collect=True)
+            sub = scan_tree(top_fd, top, self._owner, collect=True)
             meta.update(sub.meta)
             for path, st in sub.entries:
                 self._stage(path, st, fs, with_meta=False)
@@ -301,7 +362,7 @@ class GitWorkspaceStore:
         return staged
 
     def _reconcile(
-        self, prev_work: pygit2.Oid | None, tops: list[str], staged: list[str], meta: dict[str, int], fs: SafeFS
+        self, prev_work: pygit2.Oid | None, tops: list[str], staged: list[str], meta: dict[str, Meta], fs: SafeFS
     ) -> None:
         """Make the index and the walk's metadata describe one state.
 
@@ -332,7 +393,7 @@ class GitWorkspaceStore:
                 continue
             st = _lstat(fs, rel)
             if st is not None and stat.S_ISDIR(st.st_mode) and self._has_parents(rel, meta, fs, known_dirs):
-                meta[key] = stat.S_IMODE(st.st_mode)
+                meta[key] = dir_meta(st, self._owner)
             else:
                 self._index.remove_directory(rel)
         for top in tops:  # walked after the main walk: their parents may be new
@@ -351,7 +412,7 @@ class GitWorkspaceStore:
             if not self._has_parents(path, meta, fs, known_dirs):
                 self._unstage(path)  # gone with its directory
 
-    def _has_parents(self, path: str, meta: dict[str, int], fs: SafeFS, known: set[str]) -> bool:
+    def _has_parents(self, path: str, meta: dict[str, Meta], fs: SafeFS, known: set[str]) -> bool:
         """Whether every directory above path is in `meta`, adding those that exist."""
         parent = parent_of(path)
         while parent and parent not in known:
@@ -359,7 +420,7 @@ class GitWorkspaceStore:
                 st = _lstat(fs, parent)
                 if st is None or not stat.S_ISDIR(st.st_mode):
                     return False
-                meta[meta_dir_key(parent)] = stat.S_IMODE(st.st_mode)
+                meta[meta_dir_key(parent)] = dir_meta(st, self._owner)
             known.add(parent)
             parent = parent_of(parent)
         return True
@@ -367,16 +428,16 @@ class GitWorkspaceStore:
     def _empty_tree(self) -> pygit2.Oid:
         return self._repo.TreeBuilder().write()
 
-    def _rebuild_meta(self, new: dict[str, int]) -> None:
+    def _rebuild_meta(self, new: dict[str, Meta]) -> None:
         old = self._meta_map
         if old is None:
             self._meta = pygit2.Index()
             old = {}
         for key in old.keys() - new.keys():
             self._meta.remove(key)
-        for key, perm in new.items():
-            if old.get(key) != perm:
-                self._meta.add(pygit2.IndexEntry(key, self._perm_oid(perm), FileMode.BLOB))
+        for key, meta in new.items():
+            if old.get(key) != meta:
+                self._meta.add(pygit2.IndexEntry(key, self._meta_oid(meta), FileMode.BLOB))
         self._meta_map = new
 
     def _apply_dirty(self, dirty: Dirty) -> None:
@@ -397,12 +458,12 @@ class GitWorkspaceStore:
         if not path:
             if st is None:
                 raise SnapshotError(f"workspace {self._root} vanished")
-            self._meta_set(SELF, stat.S_IMODE(st.st_mode))
+            self._meta_set(SELF, dir_meta(st, self._owner))
             return
         if st is not None and stat.S_ISDIR(st.st_mode):
             self._unstage(path)
             self._meta_set(meta_file_key(path), None)
-            self._meta_set(meta_dir_key(path), stat.S_IMODE(st.st_mode))
+            self._meta_set(meta_dir_key(path), dir_meta(st, self._owner))
             return
         not_dirs.add(path)
         self._index.remove_directory(path)
@@ -411,7 +472,7 @@ class GitWorkspaceStore:
 
     def _stage(self, path: str, st: os.stat_result | None, fs: SafeFS, *, with_meta: bool) -> None:
         """Record the file or symlink at path (lstat result `st`), or its absence."""
-        perm: int | None = None
+        meta: Meta | None = None
         entry: pygit2.IndexEntry | None = None
         name = path.rpartition("/")[2]
         try:
@@ -420,10 +481,12 @@ class GitWorkspaceStore:
             elif stat.S_ISLNK(st.st_mode) and storable(name, is_link=True):
                 oid = self._blobs.write_bytes(fs.readlink(path))
                 entry = pygit2.IndexEntry(path, oid, FileMode.LINK)
+                meta = entry_meta(st, self._owner)
             elif stat.S_ISREG(st.st_mode):
-                oid, perm = self._read_file(path, fs)
-                mode = FileMode.BLOB_EXECUTABLE if perm & stat.S_IXUSR else FileMode.BLOB
+                oid, st = self._read_file(path, fs)
+                mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
                 entry = pygit2.IndexEntry(path, oid, mode)
+                meta = entry_meta(st, self._owner)
         except (*_GONE, _Replaced):
             pass  # changed while we looked: that change is queued as a new event
         except OSError as e:
@@ -431,13 +494,14 @@ class GitWorkspaceStore:
                 raise SnapshotError(f"cannot read {self._root / path}: {e}") from e
         if entry is None:
             self._unstage(path)
+            meta = None
         else:
             self._index.add(entry)
         if with_meta:
-            keep = perm is not None and needs_meta(perm)
-            self._meta_set(meta_file_key(path), perm if keep else None)
+            self._meta_set(meta_file_key(path), meta)
 
-    def _read_file(self, path: str, fs: SafeFS) -> tuple[pygit2.Oid, int]:
+    def _read_file(self, path: str, fs: SafeFS) -> tuple[pygit2.Oid, os.stat_result]:
+        """The file's content id and its fstat (the mode and owner of what was read)."""
         for _ in range(_READ_ATTEMPTS):
             try:
                 fd, st = fs.open_file(path)
@@ -448,7 +512,7 @@ class GitWorkspaceStore:
                     raise _Replaced from e
                 raise
             try:
-                return self._blobs.write_fd(fd, st.st_size), stat.S_IMODE(st.st_mode)
+                return self._blobs.write_fd(fd, st.st_size), st
             except FileShrank:
                 continue
             finally:
@@ -459,20 +523,20 @@ class GitWorkspaceStore:
         if path in self._index:
             self._index.remove(path)
 
-    def _meta_set(self, key: str, perm: int | None) -> None:
+    def _meta_set(self, key: str, meta: Meta | None) -> None:
         present = key in self._meta
-        if perm is None:
+        if meta is None:
             if present:
                 self._meta.remove(key)
             return
-        oid = self._perm_oid(perm)
+        oid = self._meta_oid(meta)
         if not present or self._meta[key].id != oid:
             self._meta.add(pygit2.IndexEntry(key, oid, FileMode.BLOB))
 
-    def _perm_oid(self, perm: int) -> pygit2.Oid:
-        oid = self._perm_oids.get(perm)
+    def _meta_oid(self, meta: Meta) -> pygit2.Oid:
+        oid = self._meta_oids.get(meta)
         if oid is None:
-            oid = self._perm_oids[perm] = self._repo.create_blob(encode_perm(perm))
+            oid = self._meta_oids[meta] = self._repo.create_blob(encode_meta(meta))
         return oid
 
     # -- helpers -------------------------------------------------------------------
@@ -513,6 +577,23 @@ def _open_index(path: Path) -> pygit2.Index:
         return _Index(str(path))
 
 
+def _default_owner(repo: pygit2.Repository, root: Path) -> Owner:
+    """The store's default owner: the workspace root's owner when the store was made."""
+    try:
+        recorded = repo.config[DEFAULT_OWNER_KEY]
+    except KeyError:
+        recorded = None
+    if recorded is not None:
+        try:
+            return decode_owner(recorded)
+        except ValueError as e:
+            raise SnapshotError(f"damaged {DEFAULT_OWNER_KEY} in the snapshot store: {recorded!r}") from e
+    st = os.stat(root)
+    owner = (st.st_uid, st.st_gid)
+    repo.config[DEFAULT_OWNER_KEY] = encode_owner(owner)
+    return owner
+
+
 def _pin_ref(name: str) -> str:
     ref = PIN_PREFIX + name
     if not name or not pygit2.reference_is_valid_name(ref):
@@ -538,7 +619,7 @@ def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
         return None
 
 
-def _drop_meta_below(meta: dict[str, int], path: str) -> None:
+def _drop_meta_below(meta: dict[str, Meta], path: str) -> None:
     """Forget the directory `path` and everything below it (rare: races only)."""
     below = escape(path) + "/"
     for key in [k for k in meta if k.startswith(below)]:

@@ -3,15 +3,23 @@
 A snapshot is one root tree with two entries:
 
     w   the workspace files, as git records them (100644, 100755, 120000)
-    m   metadata git cannot record: exact permission bits
+    m   metadata git cannot record: exact permission bits (set-id and sticky bits
+        included) and owners
 
 The metadata tree mirrors the workspace's directories. Every workspace name gets a
 "_" prefix so none can collide with the "=" entry that holds a directory's own mode;
-each blob holds octal permission bits (b"750"):
+each blob holds octal permission bits, then the owner when it is not the store's
+default owner (b"750", b"4755 65534:65534"):
 
-    m/=        the workspace root's mode
+    m/=        the workspace root's mode (and owner)
     m/_a/=     directory a's mode (every directory has one, so empty ones survive)
-    m/_a/_f    file a/f's mode, only when git's 644/755 would lose bits
+    m/_a/_f    file or symlink a/f: only when git's 644/755 would lose bits or its
+               owner is not the default one
+
+The default owner is the workspace root's owner when the store was created, kept in
+the store's config (never changed), so every snapshot of one store reads owners the
+same way, and a workspace whose files all belong to its owner costs no entries.
+Snapshots written before owners were recorded read as "everything default-owned".
 
 Mirroring directories (rather than one flat blob) keeps the metadata incremental: a
 change rewrites one small blob and the trees above it, like the workspace tree.
@@ -19,6 +27,7 @@ change rewrites one small blob and the trees above it, like the workspace tree.
 
 from __future__ import annotations
 
+import os
 import stat
 
 WORK = "w"
@@ -74,12 +83,51 @@ def needs_meta(perm: int) -> bool:
     return perm != git_perm(perm)
 
 
-def encode_perm(perm: int) -> bytes:
-    return b"%o" % perm
+Owner = tuple[int, int]  # uid, gid
+# Permission bits, and the owner when it differs from the store's default.
+Meta = tuple[int, Owner | None]
+LINK_PERM = 0o777  # what a symlink's metadata entry (kept for its owner only) records
 
 
-def decode_perm(data: bytes) -> int:
-    return int(data, 8)
+def owner_of(st: os.stat_result, default: Owner) -> Owner | None:
+    """st's owner, or None when it is the default one."""
+    uid, gid = st.st_uid, st.st_gid
+    return None if (uid, gid) == default else (uid, gid)
+
+
+def dir_meta(st: os.stat_result, default: Owner) -> Meta:
+    return stat.S_IMODE(st.st_mode), owner_of(st, default)
+
+
+def entry_meta(st: os.stat_result, default: Owner) -> Meta | None:
+    """A file's or symlink's metadata entry, or None when git's tree says it all."""
+    owner = owner_of(st, default)
+    if stat.S_ISLNK(st.st_mode):
+        return (LINK_PERM, owner) if owner is not None else None
+    perm = stat.S_IMODE(st.st_mode)
+    return (perm, owner) if owner is not None or needs_meta(perm) else None
+
+
+def encode_meta(meta: Meta) -> bytes:
+    perm, owner = meta
+    return b"%o" % perm if owner is None else b"%o %d:%d" % (perm, *owner)
+
+
+def decode_meta(data: bytes) -> Meta:
+    perm, _, owner = data.partition(b" ")
+    if not owner:
+        return int(perm, 8), None
+    uid, _, gid = owner.partition(b":")
+    return int(perm, 8), (int(uid), int(gid))
+
+
+def encode_owner(owner: Owner) -> str:
+    return f"{owner[0]}:{owner[1]}"
+
+
+def decode_owner(text: str) -> Owner:
+    uid, _, gid = text.partition(":")
+    return int(uid), int(gid)
 
 
 def storable(name: str, is_link: bool = False) -> bool:

@@ -4,10 +4,15 @@ The daemon runs as root while agents can create symlinks in the workspace: resol
 "a/b/f" by path could read (capture) or write (restore) a file outside the workspace
 if "a" were swapped for a symlink. Every access here walks directory fds with
 O_NOFOLLOW instead. The fds of parent directories are cached for one batch of work.
+
+Owners and modes are set on the inode that was opened (O_PATH, then /proc/self/fd/N):
+a file's set-id bits are only ever set after its owner is right, since the daemon may
+be root and a set-id file owned by the wrong user is a privilege handed out.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -15,12 +20,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from goexd.snapshots.layout import is_under
+from goexd.snapshots.layout import Owner, is_under
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not hang; it is a no-op for regular files.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_ROOT_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_SETID = stat.S_ISUID | stat.S_ISGID
+# chown refused: not permitted (not root, not the owner, or a group we are not in), or
+# an id the daemon's user namespace does not map.
+_CHOWN_REFUSED = (errno.EPERM, errno.EINVAL)
 
 
 class NotRegularFile(OSError):
@@ -47,7 +58,8 @@ class SafeFS:
             self._fds[rel] = fd
         return fd
 
-    def _at(self, rel: str) -> tuple[int, str]:
+    def at(self, rel: str) -> tuple[int, str]:
+        """(fd of rel's parent directory, rel's last name), for the *at() calls."""
         parent, _, name = rel.rpartition("/")
         return self.dir_fd(parent), name
 
@@ -73,17 +85,17 @@ class SafeFS:
     def lstat(self, rel: str) -> os.stat_result:
         if not rel:
             return os.stat(self.root)
-        fd, name = self._at(rel)
+        fd, name = self.at(rel)
         return os.stat(name, dir_fd=fd, follow_symlinks=False)
 
     def readlink(self, rel: str) -> bytes:
-        fd, name = self._at(rel)
+        fd, name = self.at(rel)
         return os.readlink(os.fsencode(name), dir_fd=fd)
 
     def open_file(self, rel: str) -> tuple[int, os.stat_result]:
         """Open a regular file for reading. A symlink raises OSError(ELOOP), anything
         else NotRegularFile."""
-        fd, name = self._at(rel)
+        fd, name = self.at(rel)
         ffd = os.open(name, _READ_FLAGS, dir_fd=fd)
         st = os.fstat(ffd)
         if not stat.S_ISREG(st.st_mode):
@@ -93,37 +105,48 @@ class SafeFS:
 
     # -- writing ---------------------------------------------------------------------
 
-    def write_file(self, rel: str, chunks: Iterable[bytes | memoryview], perm: int) -> None:
-        fd, name = self._at(rel)
+    def write_file(self, rel: str, chunks: Iterable[bytes | memoryview], perm: int, owner: Owner) -> bool:
+        """Create rel with this content, owner and mode. Returns False when the owner could
+        not be set: the file then keeps the daemon's and gets no set-id bits."""
+        fd, name = self.at(rel)
         ffd = os.open(name, _WRITE_FLAGS, 0o600, dir_fd=fd)
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(ffd, view) :]
-            os.fchmod(ffd, perm)
+            owned = _chown(ffd, owner)
+            os.fchmod(ffd, perm if owned else perm & ~_SETID)
         finally:
             os.close(ffd)
+        return owned
 
     def symlink(self, rel: str, target: bytes) -> None:
-        fd, name = self._at(rel)
+        fd, name = self.at(rel)
         os.symlink(target, os.fsencode(name), dir_fd=fd)
 
     def mkdir(self, rel: str) -> None:
-        fd, name = self._at(rel)
+        fd, name = self.at(rel)
         os.mkdir(name, 0o700, dir_fd=fd)
 
-    def chmod(self, rel: str, perm: int) -> None:
-        """chmod without following a final symlink (Linux has no lchmod)."""
-        if not rel:
-            os.chmod(self.root, perm)
-            return
-        fd, name = self._at(rel)
-        tfd = os.open(name, _READ_FLAGS, dir_fd=fd)
+    def set_owner_and_mode(self, rel: str, owner: Owner, perm: int) -> bool:
+        """Give rel this owner, then this mode, without following a final symlink (a
+        symlink gets its owner only: its mode means nothing on Linux). Returns False when
+        the owner could not be set: set-id bits are then left out of the mode."""
+        fd, name = self.at(rel) if rel else (-1, "")
+        # The root is the resolved workspace path (its ancestors may be symlinks).
+        pfd = os.open(name, _PATH_FLAGS, dir_fd=fd) if rel else os.open(self.root, _ROOT_PATH_FLAGS)
         try:
-            os.fchmod(tfd, perm)
+            st = os.fstat(pfd)
+            if stat.S_ISLNK(st.st_mode):
+                return _chown_link(fd, name, owner, st)
+            proc = f"/proc/self/fd/{pfd}"
+            owned = (st.st_uid, st.st_gid) == owner or _chown(proc, owner)
+            # After chown, which clears a file's set-id bits.
+            os.chmod(proc, perm if owned else perm & ~_SETID)
         finally:
-            os.close(tfd)
+            os.close(pfd)
+        return owned
 
     def remove(self, rel: str) -> None:
         """Remove whatever is at rel (a whole directory tree included); absent is fine."""
@@ -131,7 +154,7 @@ class SafeFS:
             st = self.lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
             return
-        fd, name = self._at(rel)
+        fd, name = self.at(rel)
         if stat.S_ISDIR(st.st_mode):
             self.forget(rel)
             shutil.rmtree(name, dir_fd=fd)
@@ -143,3 +166,27 @@ class SafeFS:
             return stat.S_ISDIR(self.lstat(rel).st_mode)
         except (FileNotFoundError, NotADirectoryError):
             return False
+
+
+def _chown(target: int | str, owner: Owner) -> bool:
+    """chown an fd or a /proc/self/fd path; False when refused and not already so."""
+    try:
+        os.chown(target, *owner)
+    except OSError as e:
+        if e.errno not in _CHOWN_REFUSED:
+            raise
+        st = os.stat(target)
+        return (st.st_uid, st.st_gid) == owner
+    return True
+
+
+def _chown_link(dir_fd: int, name: str, owner: Owner, st: os.stat_result) -> bool:
+    if (st.st_uid, st.st_gid) == owner:
+        return True
+    try:
+        os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as e:
+        if e.errno not in _CHOWN_REFUSED:
+            raise
+        return False
+    return True

@@ -2,7 +2,7 @@
 
 libgit2 skips subtrees whose ids match, so this costs O(changed paths), not O(tree).
 The workspace diff and the metadata diff are merged into one entry per path giving
-its exact type, permission bits and content on each side.
+its exact type, permission bits, owner and content on each side.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from pygit2.enums import DeltaStatus, DiffOption, FileMode
 
 from goexd.snapshots.base import SnapshotError
 from goexd.snapshots.layout import (
+    LINK_PERM,
     META,
     WORK,
-    decode_perm,
+    Owner,
+    decode_meta,
     meta_file_key,
     parse_meta_key,
 )
@@ -32,6 +34,7 @@ DIR = "dir"
 class Entry:
     kind: str  # FILE, LINK or DIR
     perm: int
+    owner: Owner  # uid, gid
     oid: pygit2.Oid | None = None  # content of a file or symlink; None for a directory
 
     @property
@@ -62,21 +65,27 @@ def load(repo: pygit2.Repository, snapshot_id: str) -> SnapshotTrees:
     raise SnapshotError(f"unknown or damaged snapshot {snapshot_id!r}")
 
 
-class PermReader:
-    """Decodes metadata blobs (few distinct ones: cache by id)."""
+class MetaReader:
+    """Decodes metadata blobs (few distinct ones: cache by id) into (perm, owner), the
+    owner resolved against the store's default."""
 
-    def __init__(self, repo: pygit2.Repository) -> None:
+    def __init__(self, repo: pygit2.Repository, default_owner: Owner) -> None:
         self._repo = repo
-        self._perms: dict[pygit2.Oid, int] = {}
+        self.default_owner = default_owner
+        self._metas: dict[pygit2.Oid, tuple[int, Owner]] = {}
 
-    def perm(self, oid: pygit2.Oid) -> int:
-        perm = self._perms.get(oid)
-        if perm is None:
+    def meta(self, oid: pygit2.Oid) -> tuple[int, Owner]:
+        found = self._metas.get(oid)
+        if found is None:
             blob = self._repo[oid]
             if not isinstance(blob, pygit2.Blob):
                 raise SnapshotError(f"damaged metadata object {oid}")
-            perm = self._perms[oid] = decode_perm(blob.data)
-        return perm
+            try:
+                perm, owner = decode_meta(blob.data)
+            except ValueError as e:
+                raise SnapshotError(f"damaged metadata object {oid}: {e}") from e
+            found = self._metas[oid] = (perm, owner or self.default_owner)
+        return found
 
 
 def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
@@ -86,19 +95,24 @@ def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
         return None
 
 
-def _work_entry(tree: SnapshotTrees, mode: int, oid: pygit2.Oid, path: str, perms: PermReader) -> Entry:
-    if mode == FileMode.LINK:
-        return Entry(LINK, 0o777, oid)
+def _work_entry(tree: SnapshotTrees, mode: int, oid: pygit2.Oid, path: str, metas: MetaReader) -> Entry:
     meta = _lookup(tree.meta, meta_file_key(path))
-    perm = perms.perm(meta.id) if meta is not None else mode & 0o777
-    return Entry(FILE, perm, oid)
+    return _entry(mode, oid, metas.meta(meta.id) if meta is not None else None, metas)
+
+
+def _entry(mode: int, oid: pygit2.Oid, meta: tuple[int, Owner] | None, metas: MetaReader) -> Entry:
+    """A file or symlink from its git mode and content, and its metadata entry if any."""
+    owner = meta[1] if meta is not None else metas.default_owner
+    if mode == FileMode.LINK:
+        return Entry(LINK, LINK_PERM, owner, oid)
+    return Entry(FILE, meta[0] if meta is not None else mode & 0o777, owner, oid)
 
 
 def _path(f: pygit2.DiffFile) -> str:
     return os.fsdecode(f.raw_path)
 
 
-def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, perms: PermReader) -> dict[str, Change]:
+def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, metas: MetaReader) -> dict[str, Change]:
     """path -> (old entry, new entry) for every path that differs ("" is the root)."""
     out: dict[str, Change] = {}
     if old.root.id == new.root.id:
@@ -111,38 +125,36 @@ def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, perms:
         n = None if d.status == DeltaStatus.DELETED else (int(d.new_file.mode), d.new_file.id)
         work_modes[_path(d.new_file if n else d.old_file)] = (o, n)
 
-    file_perms: dict[str, tuple[int | None, int | None]] = {}
+    file_metas: dict[str, tuple[tuple[int, Owner] | None, tuple[int, Owner] | None]] = {}
     for d in old.meta.diff_to_tree(new.meta, flags=flags).deltas:
-        o_perm = None if d.status == DeltaStatus.ADDED else perms.perm(d.old_file.id)
-        n_perm = None if d.status == DeltaStatus.DELETED else perms.perm(d.new_file.id)
+        o_meta = None if d.status == DeltaStatus.ADDED else metas.meta(d.old_file.id)
+        n_meta = None if d.status == DeltaStatus.DELETED else metas.meta(d.new_file.id)
         try:
-            rel, is_dir = parse_meta_key(_path(d.new_file if n_perm is not None else d.old_file))
+            rel, is_dir = parse_meta_key(_path(d.new_file if n_meta is not None else d.old_file))
         except ValueError as e:
             raise SnapshotError(str(e)) from e
         if is_dir:
-            o_dir = Entry(DIR, o_perm) if o_perm is not None else None
-            n_dir = Entry(DIR, n_perm) if n_perm is not None else None
+            o_dir = Entry(DIR, *o_meta) if o_meta is not None else None
+            n_dir = Entry(DIR, *n_meta) if n_meta is not None else None
             out[rel] = (o_dir, n_dir)
         else:
-            file_perms[rel] = (o_perm, n_perm)
+            file_metas[rel] = (o_meta, n_meta)
 
     for path, (o, n) in work_modes.items():
-        o_entry = _work_entry(old, o[0], o[1], path, perms) if o else None
-        n_entry = _work_entry(new, n[0], n[1], path, perms) if n else None
+        o_entry = _work_entry(old, o[0], o[1], path, metas) if o else None
+        n_entry = _work_entry(new, n[0], n[1], path, metas) if n else None
         # A path that changed between file and directory also has a directory entry.
         o_dir, n_dir = out.get(path, (None, None))
         out[path] = (o_entry or o_dir, n_entry or n_dir)
 
-    for path, (o_perm, n_perm) in file_perms.items():
+    for path, (o_meta, n_meta) in file_metas.items():
         if path in work_modes:
             continue  # already resolved with the content change
-        # Same content, new bits: the workspace entry is identical on both sides.
+        # Same content, new bits or owner: the workspace entry is identical on both sides.
         o_obj, n_obj = _lookup(old.work, path), _lookup(new.work, path)
         if o_obj is None or n_obj is None:
             raise SnapshotError(f"metadata without a file for {path!r}")
-        o_entry = Entry(FILE, o_perm if o_perm is not None else o_obj.filemode & 0o777, o_obj.id)
-        n_entry = Entry(FILE, n_perm if n_perm is not None else n_obj.filemode & 0o777, n_obj.id)
-        out[path] = (o_entry, n_entry)
+        out[path] = (_entry(o_obj.filemode, o_obj.id, o_meta, metas), _entry(n_obj.filemode, n_obj.id, n_meta, metas))
     return out
 
 

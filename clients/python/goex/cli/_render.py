@@ -70,7 +70,8 @@ def state_text(state: ActionState) -> Text:
 
 
 def change_lines(changes: ChangeSet | None, *, limit: int | None = None) -> list[Text]:
-    """ "A a.txt", "M b.txt", "D c.txt" (T type change, P mode change), then "... and N more"."""
+    """ "A a.txt", "M b.txt", "D c.txt" (T type change, P mode change), then "... and N more", then what
+    goexd itself changed after the action ("goexd: removed the set-user-ID bit of ...")."""
     if changes is None:
         return []
     shown = changes.changes if limit is None else changes.changes[:limit]
@@ -80,6 +81,7 @@ def change_lines(changes: ChangeSet | None, *, limit: int | None = None) -> list
         lines.append(Text(f"... and {more} more", style="dim"))
     elif changes.truncated and not lines:
         lines.append(Text("... (change list truncated)", style="dim"))
+    lines += [Text(f"goexd: {w}", style="yellow") for w in changes.warnings]
     return lines
 
 

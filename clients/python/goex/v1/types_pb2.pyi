@@ -444,20 +444,22 @@ class FileChange(_message.Message):
     def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., path: _Optional[str] = ..., old_mode: _Optional[int] = ..., new_mode: _Optional[int] = ...) -> None: ...
 
 class ChangeSet(_message.Message):
-    __slots__ = ("changes", "added", "modified", "deleted", "total", "truncated")
+    __slots__ = ("changes", "added", "modified", "deleted", "total", "truncated", "warnings")
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[FileChange]
     added: int
     modified: int
     deleted: int
     total: int
     truncated: bool
-    def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ..., added: _Optional[int] = ..., modified: _Optional[int] = ..., deleted: _Optional[int] = ..., total: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ..., added: _Optional[int] = ..., modified: _Optional[int] = ..., deleted: _Optional[int] = ..., total: _Optional[int] = ..., truncated: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SqlResult(_message.Message):
     __slots__ = ("columns", "rows", "total_rows", "truncated", "affected_rows")
