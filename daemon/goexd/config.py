@@ -222,6 +222,15 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _explicit_config_file(config_file: Path | None, environ: Mapping[str, str]) -> Path | None:
+    return config_file or (Path(environ["GOEXD_CONFIG"]) if environ.get("GOEXD_CONFIG") else None)
+
+
+def config_file_path(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file goexd reads (whether or not it exists): the flag, else $GOEXD_CONFIG, else XDG's."""
+    return _explicit_config_file(config_file, os.environ if environ is None else environ) or default_config_file()
+
+
 def load(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -230,7 +239,7 @@ def load(
     """Build the effective config. `overrides` come from flags: {"socket": ..., "sandbox": {...}}."""
     environ = os.environ if environ is None else environ
     cfg = Config()
-    explicit = config_file or (Path(environ["GOEXD_CONFIG"]) if environ.get("GOEXD_CONFIG") else None)
+    explicit = _explicit_config_file(config_file, environ)
     path = explicit or default_config_file()
     if path.exists():
         try:

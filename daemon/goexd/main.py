@@ -21,6 +21,7 @@ from goexd.egress.proxy import EgressProxy
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.errors import SetupError
+from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import detect_enforcer
@@ -90,14 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(cfg)
     try:
-        return serve(cfg)
+        return serve(cfg, config.config_file_path(ns.config))
     except SetupError as exc:
         log.error("%s", exc)
         print(f"goexd: {exc}", file=sys.stderr)
         return 1
 
 
-def serve(cfg: config.Config) -> int:
+def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     sandbox = BwrapSandbox(detect_enforcer(cfg.sandbox.cgroup_parent or None))
     try:
         sandbox.check()
@@ -105,6 +106,7 @@ def serve(cfg: config.Config) -> int:
         raise SetupError(str(exc)) from None
     cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg.state_dir.chmod(0o700)
+    mark_state_dir(cfg.state_dir)  # so that no goexd takes it, or a tree holding it, for a workspace
     vault = Vault.open(cfg)
     install_log_redaction(vault.redact_text)
     journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
@@ -113,7 +115,7 @@ def serve(cfg: config.Config) -> int:
     # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
     egress = EgressProxy(vault, cfg.egress, Path(tempfile.mkdtemp(prefix="goexd-egress-")))
     egress.start()
-    engine = Engine(cfg, journal, sandbox, vault, egress)
+    engine = Engine(cfg, journal, sandbox, vault, egress, own_paths=daemon_paths(cfg, config_file, [egress.run_dir]))
     recovered = engine.recover()
     for a in recovered:
         log.warning("recovered action %s -> %s", a.id, a.state.value)

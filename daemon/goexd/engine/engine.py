@@ -11,6 +11,7 @@ Rules it enforces:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -68,6 +69,7 @@ from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestF
 from goexd.policy.parse import PolicyError, build, parse
 from goexd.resources.base import Checkpoint, Journaling, ResourceManager, RollbackReport, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.host_paths import OwnPaths, daemon_paths
 from goexd.resources.http import HttpResource, check_http_host, validate_base_url
 from goexd.resources.http_rules import RuleError
 from goexd.resources.http_rules import load_rule_sets as load_http_rules
@@ -137,6 +139,33 @@ def _with_calls(base: Reversibility, records: Sequence[EgressRecordData]) -> Rev
     return Reversibility(cls, base.verdict, f"{base.detail}; and {len(calls)} call(s) to http resources: {listing}")
 
 
+_NOT_OURS = "not a token this server issued"
+_MAX_SEQ = 2**63 - 1  # SQLite's INTEGER
+
+
+def _action_token(token: str) -> int:
+    """ListActions' page token: the last seq of the previous page."""
+    if not token:
+        return 0
+    if len(token) > 20 or not token.isascii() or not token.isdigit() or int(token) > _MAX_SEQ:
+        raise InvalidArgument("page_token", _NOT_OURS)
+    return int(token)
+
+
+def _session_token(token: str) -> tuple[float, str]:
+    """ListSessions' page token: "created_at/id" of the last session of the previous page."""
+    if not token:
+        return 0.0, ""
+    created, _, ident = token.partition("/")
+    try:
+        at = float(created) if len(token) <= 128 else math.nan
+    except ValueError:
+        at = math.nan
+    if not math.isfinite(at) or not ident or not ident.replace("_", "").isalnum():
+        raise InvalidArgument("page_token", _NOT_OURS)
+    return at, ident
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
@@ -172,9 +201,16 @@ class _LiveSession:
 
 class Engine:
     def __init__(
-        self, cfg: Config, journal: Journal, sandbox: Sandbox, vault: Vault, egress: EgressRoutes | None = None
+        self,
+        cfg: Config,
+        journal: Journal,
+        sandbox: Sandbox,
+        vault: Vault,
+        egress: EgressRoutes | None = None,
+        own_paths: OwnPaths | None = None,
     ) -> None:
         self.cfg = cfg
+        self.own_paths = own_paths or daemon_paths(cfg)  # what no resource may reach: goexd's own files
         self.journal = journal
         self.sandbox = sandbox
         self.vault = vault
@@ -232,11 +268,11 @@ class Engine:
             limits=session_limits,
             created_at=time.time(),
         )
-        self.journal.insert_session(session, policy_toml)
+        self.journal.insert_session(session, policy_toml)  # holds its resources: a second session waits no more
         try:
             self._live_session(session.id)  # opens the stores and takes the baseline snapshot
         except Exception:
-            self.journal.close_session(session.id)
+            self.journal.discard_session(session.id)  # a session that never opened leaves no row
             raise
         return self.get_session(session.id)
 
@@ -252,7 +288,7 @@ class Engine:
             strategy = req.strategy or UndoStrategy.VERSIONED
             if strategy is not UndoStrategy.VERSIONED:
                 raise Unimplemented(f"{fld}.strategy: the fs {strategy.value} strategy is not built yet")
-            path = validate_workspace(req.location, f"{fld}.fs.path", [self.cfg.state_dir])
+            path = validate_workspace(req.location, f"{fld}.fs.path", self.own_paths)
             return Resource(req.name or "fs", ResourceKind.FS, str(path), strategy)
         if req.kind is ResourceKind.SQLITE:
             strategy = req.strategy or UndoStrategy.TRANSACTION
@@ -260,7 +296,7 @@ class Engine:
                 raise InvalidArgument(f"{fld}.strategy", f"a sqlite database cannot use the {strategy.value} strategy")
             if req.secret:
                 raise InvalidArgument(f"{fld}.db.secret", "a sqlite database takes no secret")
-            path = validate_sqlite_url(req.location, f"{fld}.db.url", [self.cfg.state_dir])
+            path = validate_sqlite_url(req.location, f"{fld}.db.url", self.own_paths)
             return Resource(req.name or "db", ResourceKind.SQLITE, str(path), strategy)
         if req.kind is ResourceKind.POSTGRES:
             strategy = req.strategy or UndoStrategy.TRANSACTION
@@ -314,7 +350,7 @@ class Engine:
         limit = page_size or 100
         if limit > 1000:
             raise InvalidArgument("page_size", "must be at most 1000")
-        sessions = self.journal.list_sessions(include_closed, page_token, limit + 1)
+        sessions = self.journal.list_sessions(include_closed, _session_token(page_token), limit + 1)
         if len(sessions) > limit:
             last = sessions[limit - 1]
             return sessions[:limit], f"{last.created_at!r}/{last.id}"
@@ -359,7 +395,14 @@ class Engine:
             if session.state is not SessionState.OPEN:
                 raise FailedPrecondition(f"session {session_id} is closed")
             policy = self.parse_policy(self.journal.session_policy(session_id))
-            managers = {r.name: self._open_manager(r) for r in session.resources}
+            managers: dict[str, ResourceManager] = {}
+            try:
+                for r in session.resources:
+                    managers[r.name] = self._open_manager(r)
+            except Exception:
+                for m in managers.values():  # no store, watch or connection outlives a failed opening
+                    m.close()
+                raise
             live = _LiveSession(session, managers, policy)
             self._live[session_id] = live
             return live
@@ -896,11 +939,7 @@ class Engine:
         limit = page_size or 100
         if limit > 1000:
             raise InvalidArgument("page_size", "must be at most 1000")
-        try:
-            after = int(page_token or 0)
-        except ValueError:
-            raise InvalidArgument("page_token", "not a token this server issued") from None
-        actions = self.journal.list_actions(session_id, states, after, limit + 1)
+        actions = self.journal.list_actions(session_id, states, _action_token(page_token), limit + 1)
         if len(actions) > limit:
             return actions[:limit], str(actions[limit - 1].seq)
         return actions, ""

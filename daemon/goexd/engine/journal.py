@@ -250,6 +250,15 @@ class Journal:
         rows = self._query("SELECT session_id, uri FROM resources WHERE held = 1")
         return [(r["session_id"], r["uri"]) for r in rows]
 
+    def discard_session(self, session_id: str) -> None:
+        """Remove a session that never opened (no action can refer to it yet): a failed creation leaves no row."""
+        with self._tx() as db:
+            db.execute("DELETE FROM resources WHERE session_id = ?", (session_id,))
+            db.execute(
+                "DELETE FROM sessions WHERE id = ? AND NOT EXISTS (SELECT 1 FROM actions WHERE session_id = ?)",
+                (session_id, session_id),
+            )
+
     def close_session(self, session_id: str) -> None:
         with self._tx() as db:
             db.execute(
@@ -262,12 +271,12 @@ class Journal:
         rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
         return self._session(rows[0]) if rows else None
 
-    def list_sessions(self, include_closed: bool, after: str, limit: int) -> list[Session]:
+    def list_sessions(self, include_closed: bool, after: tuple[float, str], limit: int) -> list[Session]:
+        """Sessions after (created_at, id), oldest first."""
         sql = "SELECT * FROM sessions WHERE (created_at, id) > (?, ?)"
         if not include_closed:
             sql += " AND state = 'open'"
-        created, _, ident = after.partition("/")
-        rows = self._query(sql + " ORDER BY created_at, id LIMIT ?", (float(created or 0), ident, limit))
+        rows = self._query(sql + " ORDER BY created_at, id LIMIT ?", (*after, limit))
         return [self._session(r) for r in rows]
 
     def _session(self, row: sqlite3.Row) -> Session:

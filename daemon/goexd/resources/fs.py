@@ -20,9 +20,20 @@ from pathlib import Path
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import InvalidArgument
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
+from goexd.resources.host_paths import (
+    OwnPaths,
+    checked_syntax,
+    refuse_containing_state_dir,
+    refuse_homes,
+    refuse_inside_state_dir,
+    refuse_own,
+    refuse_system,
+    resolved,
+)
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
 from goexd.snapshots.base import Snapshot
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.textcap import shown
 
 DESCRIBE_MAX_ENTRIES = 200
 
@@ -33,30 +44,16 @@ def store_dir_for(snapshots_dir: Path, workspace: Path) -> Path:
     return snapshots_dir / f"{digest}.git"
 
 
-def validate_workspace(raw: str, field: str, forbidden: Sequence[Path]) -> Path:
-    """Resolve and check a workspace path; raises InvalidArgument naming the field."""
-    if not raw:
-        raise InvalidArgument(field, "a workspace path is required")
-    if "\x00" in raw:
-        raise InvalidArgument(field, "path contains a NUL byte")
-    given = Path(raw)
-    if not given.is_absolute():
-        raise InvalidArgument(field, f"{raw!r} is not an absolute path")
-    if not given.exists():
-        raise InvalidArgument(field, f"{raw} does not exist")
-    path = given.resolve()
+def validate_workspace(raw: str, fld: str, own: OwnPaths) -> Path:
+    """Resolve and check a workspace path (see host_paths); raises InvalidArgument naming the field."""
+    path = resolved(checked_syntax(raw, fld, "a workspace"), fld)
     if not path.is_dir():
-        raise InvalidArgument(field, f"{raw} is not a directory")
-    if path == Path("/"):
-        raise InvalidArgument(field, "the root directory cannot be a workspace")
-    if path == Path.home().resolve() or path == Path(os.path.expanduser("~root")).resolve():
-        raise InvalidArgument(field, f"{raw} is the user's home directory; use a project directory inside it")
-    for forbidden_path in forbidden:
-        bad = forbidden_path.resolve()
-        if path == bad or bad in path.parents:
-            raise InvalidArgument(field, f"{raw} is inside the daemon's state directory {bad}")
-        if path in bad.parents:
-            raise InvalidArgument(field, f"{raw} contains the daemon's state directory {bad}")
+        raise InvalidArgument(fld, f"{shown(raw)} is not a directory")
+    refuse_own(path, fld, own, container=True)
+    refuse_system(path, fld, container=True)
+    refuse_homes(path, fld)
+    refuse_inside_state_dir(path, fld)
+    refuse_containing_state_dir(path, fld)
     return path
 
 

@@ -19,6 +19,7 @@ is kept redacted and the undo is downgraded to best effort rather than storing t
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,7 @@ from goexd.resources.http_rules import (
 )
 from goexd.resources.http_send import FORBIDDEN_HEADERS, CallFailed, HttpSender
 from goexd.sandbox.base import Limits
+from goexd.textcap import shown
 from goexd.vault.models import host_matches
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -56,6 +58,7 @@ MAX_PRE_IMAGE_BYTES = 4 * 1024 * 1024  # larger pre-images are not kept: such a 
 # How much of an answer an inverse may be derived from (a larger one makes the call irreversible).
 MAX_DERIVE_BYTES = MAX_PRE_IMAGE_BYTES
 _PLACEHOLDER = "goex-secret"
+MAX_HOST_BYTES = 253  # a DNS name's length in text form
 
 Redact = Callable[[bytes, bool], bytes]
 
@@ -68,14 +71,30 @@ def validate_base_url(url: str, fld: str) -> str:
     except ValueError as exc:
         raise InvalidArgument(fld, f"not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(fld, f"{url!r} is not an http(s)://host[:port][/path] URL")
+        raise InvalidArgument(fld, f"{shown(url)} is not an http(s)://host[:port][/path] URL")
     if parts.username is not None or parts.password is not None:
         raise InvalidArgument(fld, "must not carry credentials; store them in the vault and name the secret")
     if parts.query or parts.fragment:
         raise InvalidArgument(fld, "must not have a query or fragment")
+    _check_host_name(parts.hostname, fld)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = f"{host}:{port}" if port else host
     return f"{parts.scheme}://{netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def _check_host_name(host: str, fld: str) -> None:
+    """A DNS name the resolver can take (labels of 1..63 bytes, 253 in all) or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        raise InvalidArgument(fld, f"host {shown(host)} is not a DNS name (each label 1 to 63 bytes)") from None
+    if len(encoded.rstrip(b".")) > MAX_HOST_BYTES:
+        raise InvalidArgument(fld, f"host {shown(host)} is longer than {MAX_HOST_BYTES} bytes")
 
 
 def check_http_host(resource: Resource, allowed: tuple[str, ...] | None) -> None:

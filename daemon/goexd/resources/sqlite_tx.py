@@ -14,7 +14,10 @@ statements, because goexd owns the transaction.
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,32 +27,69 @@ from goexd.engine.models import ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.resources import sqlite_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
+from goexd.resources.host_paths import (
+    OwnPaths,
+    checked_syntax,
+    file_type,
+    refuse_inside_state_dir,
+    refuse_own,
+    refuse_system,
+    resolved,
+)
 from goexd.sandbox.base import Limits
+from goexd.textcap import shown
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def savepoint_name(action_id: str) -> str:
     return f"goex_{action_id}"
 
 
-def validate_sqlite_url(url: str, fld: str, forbidden: Sequence[Path]) -> Path:
-    """sqlite:///abs/path.db -> the file's path; the file may not exist yet, its directory must."""
+def validate_sqlite_url(url: str, fld: str, own: OwnPaths) -> Path:
+    """sqlite:///abs/path.db -> the file's resolved path; the file may not exist yet, its directory must.
+
+    An existing file must be a regular file that is a SQLite database: goexd opens it itself, so a
+    FIFO would hang it, a device or a /proc file would be written to, any other file overwritten."""
     if not url.startswith("sqlite:///"):
-        raise InvalidArgument(fld, f"{url!r} is not a sqlite:///ABSOLUTE/PATH URL")
+        raise InvalidArgument(fld, f"{shown(url)} is not a sqlite:///ABSOLUTE/PATH URL")
     raw = url.removeprefix("sqlite://")
-    if "\x00" in raw or "?" in raw or "#" in raw:
-        raise InvalidArgument(fld, "the path must not contain NUL, '?' or '#'")
-    path = Path(raw)
-    if not path.is_absolute() or path.name in ("", ".", ".."):
-        raise InvalidArgument(fld, f"{raw!r} is not an absolute file path")
+    if "?" in raw or "#" in raw:
+        raise InvalidArgument(fld, "the path must not contain '?' or '#'")
+    given = checked_syntax(raw, fld, "a database")
+    if given.name in ("", ".", "..") or raw.endswith("/"):
+        raise InvalidArgument(fld, f"{shown(raw)} is not an absolute file path")
+    path = resolved(given.parent, fld) / given.name
+    if os.path.lexists(path):  # a link is followed to what it names, and that is what is checked
+        path = resolved(path, fld)
+    refuse_own(path, fld, own, container=False)
+    refuse_system(path, fld, container=False)
+    refuse_inside_state_dir(path.parent, fld)
     if not path.parent.is_dir():
-        raise InvalidArgument(fld, f"directory {path.parent} does not exist")
-    path = path.parent.resolve() / path.name
-    if path.is_dir():
-        raise InvalidArgument(fld, f"{path} is a directory")
-    for state in (p.resolve() for p in forbidden):
-        if path == state or state in path.parents:
-            raise InvalidArgument(fld, f"{path} is inside the daemon's state directory {state}")
+        raise InvalidArgument(fld, f"{path.parent} is not a directory")
+    _check_database_file(path, fld)
     return path
+
+
+def _check_database_file(path: Path, fld: str) -> None:
+    """Nothing there yet, an empty file, or a regular file that starts with SQLite's header."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise InvalidArgument(fld, f"{path} is a directory") from None
+        raise InvalidArgument(fld, f"{path} cannot be opened: {os.strerror(exc.errno or errno.EIO)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgument(fld, f"{path} is {file_type(st.st_mode)}, not a database file")
+        head = os.read(fd, len(SQLITE_HEADER)) if st.st_size else b""
+    finally:
+        os.close(fd)
+    if head and head != SQLITE_HEADER:
+        raise InvalidArgument(fld, f"{path} is not a SQLite database (it does not start with SQLite's header)")
 
 
 class SqliteTransactionResource(UndoesByItself):

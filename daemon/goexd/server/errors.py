@@ -1,7 +1,8 @@
 """The one place where domain errors become gRPC status codes.
 
 Unexpected exceptions are logged with their traceback under an incident id; the client
-gets INTERNAL with that id and never the traceback.
+gets INTERNAL with that id and never the traceback. Every detail is bounded, whatever input it
+quotes: a status message travels in a header, and gRPC drops a call whose headers pass 8-16 KiB.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from goexd import errors
 log = logging.getLogger("goexd.server")
 
 TextRedactor = Callable[[str], str]
+
+# A status message's UTF-8 bytes; percent-encoded on the wire (up to 3x), it stays under gRPC's 8 KiB soft limit.
+MAX_DETAIL_BYTES = 2048
+# Redaction runs on this much of a message: far more than is kept, so no secret is cut before it is redacted.
+_REDACTED_CHARS = 64 * 1024
+TRUNCATED = "… [truncated]"
 
 STATUS_OF: dict[type[errors.GoexError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -40,10 +47,19 @@ def status_of(exc: errors.GoexError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def detail(message: str, redact: TextRedactor) -> str:
+    """The status message of an error: redacted, then cut to MAX_DETAIL_BYTES (saying so)."""
+    data = redact(message[:_REDACTED_CHARS]).encode("utf-8", "replace")  # a lone surrogate becomes '?'
+    if len(data) <= MAX_DETAIL_BYTES and len(message) <= _REDACTED_CHARS:
+        return data.decode("utf-8")
+    room = MAX_DETAIL_BYTES - len(TRUNCATED.encode())
+    return data[:room].decode("utf-8", "ignore") + TRUNCATED
+
+
 def _abort(context: grpc.ServicerContext, method: str, exc: BaseException, redact: TextRedactor) -> None:
     if isinstance(exc, errors.GoexError):
         code = status_of(exc)
-        message = redact(str(exc))
+        message = detail(str(exc), redact)
         if code is grpc.StatusCode.INTERNAL:
             log.error("%s: %s", method, message)
         context.abort(code, message)
