@@ -107,11 +107,14 @@ def assert_refused(out: str, *names: str, refusals: frozenset[str] = REFUSALS) -
         assert ret == -1 and err in refusals, f"{name} was not refused: returned {ret} ({err})\n{out}"
 
 
-def run_on_host(code: str, uid: int | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run python `code` on the host (as `uid` via setpriv if given): the controls."""
+def run_on_host(
+    code: str, uid: int | None = None, gid: int | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run python `code` on the host (as uid:gid via setpriv if given): the controls."""
     argv = ["/usr/bin/python3", "-c", code]
     if uid is not None:
-        argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
+        gid = uid if gid is None else gid
+        argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -167,10 +170,11 @@ def unix_listener(path: Path | str, mode: int = 0o777) -> Iterator[Listener]:
                 os.unlink(name)
 
 
-def connects_from_host(path: Path | str, uid: int | None = None) -> bool:
-    """Control: whether a host process (as `uid`) can connect to the socket at `path`."""
-    code = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(path)!r}); print('CONNECTED')"
-    return "CONNECTED" in run_on_host(code, uid).stdout
+def connects_from_host(path: Path | str, uid: int | None = None, gid: int | None = None) -> bool:
+    """Control: whether a host process (as uid:gid) can connect to the socket at `path` ("@name": abstract)."""
+    target = "\0" + str(path)[1:] if str(path).startswith("@") else str(path)
+    code = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({target!r}); print('CONNECTED')"
+    return "CONNECTED" in run_on_host(code, uid, gid).stdout
 
 
 # The probe an action runs against sockets: "CONNECTED target" or "refused target why".
