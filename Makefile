@@ -1,6 +1,8 @@
 # goex: two commands set everything up on a fresh machine: `make demo` and `make test`.
 SHELL := /bin/bash
-PY ?= python3
+# The system interpreter when there is one: the security suite runs goexd as an unprivileged
+# user, who cannot reach an interpreter under /root (pyenv's, say) that the venv would link to.
+PY ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

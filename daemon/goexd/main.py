@@ -24,6 +24,7 @@ from goexd.errors import SetupError
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
+from goexd.sandbox.keyring import join_fresh_session_keyring
 from goexd.sandbox.limits import detect_enforcer
 from goexd.server.app import build_server, set_not_serving
 from goexd.vault.log_redaction import install_log_redaction
@@ -99,7 +100,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(cfg: config.Config, config_file: Path | None = None) -> int:
-    sandbox = BwrapSandbox(detect_enforcer(cfg.sandbox.cgroup_parent or None))
+    join_fresh_session_keyring()
+    # goexd's own files, hidden from every sandbox where they fall inside a visible tree
+    # (a config under /etc, say); the rest of the host is not visible at all.
+    own = [cfg.state_dir, cfg.socket.parent, config.config_file_path(config_file)]
+    if cfg.log_file is not None:
+        own.append(cfg.log_file)
+    sandbox = BwrapSandbox(
+        detect_enforcer(cfg.sandbox.cgroup_parent or None),
+        always_masked=own,
+        read_paths=[Path(p) for p in cfg.sandbox.read_paths],
+    )
     try:
         sandbox.check()
     except SandboxUnavailable as exc:

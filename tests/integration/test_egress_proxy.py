@@ -5,6 +5,7 @@ CA) served by werkzeug on 127.0.0.1. Sandboxed code is the system python3 (urlli
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import random
@@ -145,8 +146,8 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def vault(state: Path, http_upstream: Upstream, https_upstream: Upstream) -> Vault:
     v = Vault.open(config.load(None, {"state_dir": str(state / "state")}, {}))
-    here = f"127.0.0.1:{http_upstream.port}"
-    here_tls = f"127.0.0.1:{https_upstream.port}"
+    here = f"http://127.0.0.1:{http_upstream.port}"  # plain http is allowed only by an http:// entry
+    here_tls = f"127.0.0.1:{https_upstream.port}"  # a bare entry: https
 
     def put(name: str, kind: SecretKind, value: str, hosts: tuple[str, ...], inj: Injection | None = None) -> None:
         v.put(SecretRequest(name=name, kind=kind, values={"value": value.encode()}, injection=inj, allowed_hosts=hosts))
@@ -166,6 +167,7 @@ def proxy(state: Path, vault: Vault, upstream_ca: trustme.CA) -> Iterator[Egress
     upstream_ca.cert_pem.write_to_path(str(ca_file))
     cfg = replace(
         config.EgressConfig(),
+        allowed_addresses=("127.0.0.1/32",),  # the upstreams of these tests listen on loopback
         upstream_ca_file=ca_file,
         connect_timeout_s=5.0,
         read_timeout_s=10.0,
@@ -269,53 +271,78 @@ def test_declared_header_secrets_are_added_by_template_and_echoes_come_back_reda
     assert 0 < rec.duration_s < 10 and abs(rec.at - time.time()) < 60
 
 
-def test_placeholders_in_headers_are_replaced_and_nothing_is_added_twice(
+def test_placeholders_in_their_own_headers_are_replaced_and_nothing_is_added_twice(
     sandbox: BwrapSandbox, route: Route, http_upstream: Upstream
 ) -> None:
-    headers = {"Authorization": "Token goex-secret:API", "X-Both": "goex-secret:HDR and goex-secret:API"}
+    headers = {"Authorization": "Token goex-secret:API", "x-api-key": "goex-secret:HDR and goex-secret:HDR"}
     (answer,) = fetch(sandbox, route, {"url": f"http://127.0.0.1:{http_upstream.port}/headers", "headers": headers})
     echoed = body_json(answer)["headers"]
     assert echoed["Authorization"] == "Token [secret:API]"
-    assert echoed["X-Both"] == "[secret:HDR] and [secret:API]"
+    assert echoed["X-Api-Key"] == "[secret:HDR] and [secret:HDR]"
     (got,) = arrived(http_upstream)
     assert got["headers"]["authorization"] == f"Token {API_VALUE}"  # the sandbox's header stays; no second one
-    assert got["headers"]["x-both"] == f"{HDR_VALUE} and {API_VALUE}"  # raw values, not templates
+    assert got["headers"]["x-api-key"] == f"{HDR_VALUE} and {HDR_VALUE}"  # raw values, not templates
+
+
+def test_a_placeholder_in_another_header_is_refused_and_nothing_goes_upstream(
+    sandbox: BwrapSandbox, route: Route, http_upstream: Upstream
+) -> None:
+    # An echoing upstream (httpbin's /headers) would hand the value back, in whatever form it likes.
+    headers = {"X-Both": "goex-secret:HDR and goex-secret:API"}
+    (answer,) = fetch(sandbox, route, {"url": f"http://127.0.0.1:{http_upstream.port}/headers", "headers": headers})
+    assert_refused(answer, 403, "'HDR' in header X-Both is refused", "only into header X-Api-Key")
+    assert arrived(http_upstream) == []
+    assert only_record(route).decision == Decision.REFUSED
 
 
 def test_query_secrets_are_added_or_replaced_url_encoded(
     sandbox: BwrapSandbox, route: Route, http_upstream: Upstream
 ) -> None:
     base = f"http://127.0.0.1:{http_upstream.port}/get"
-    added, replaced = fetch(
+    added, replaced, elsewhere = fetch(
         sandbox,
         route,
         {"url": f"{base}?q=1"},
-        {"url": f"{base}?q=2&api_key=goex-secret:KEY&h=goex-secret:HDR"},
+        {"url": f"{base}?q=2&api_key=goex-secret:KEY"},
+        {"url": f"{base}?q=3&h=goex-secret:HDR"},
     )
     assert body_json(added)["args"] == {"q": "1", "api_key": "[secret:KEY]"}
-    # A header-injected secret's placeholder in the query is left alone (values go in the query only by choice).
-    assert body_json(replaced)["args"] == {"q": "2", "api_key": "[secret:KEY]", "h": "goex-secret:HDR"}
+    assert body_json(replaced)["args"] == {"q": "2", "api_key": "[secret:KEY]"}
+    # A header-injected secret's placeholder in the query: refused (the value goes only into its header).
+    assert_refused(elsewhere, 403, "query parameter h is refused")
     encoded = KEY_VALUE.replace("/", "%2F").replace("+", "%2B")
     first, second = arrived(http_upstream)
     assert first["query"] == f"q=1&api_key={encoded}"
-    assert second["query"] == f"q=2&api_key={encoded}&h=goex-secret:HDR"
+    assert second["query"] == f"q=2&api_key={encoded}"
     records = route.records()
-    assert [r.url for r in records] == [f"{base}?q=1", f"{base}?q=2&api_key=goex-secret:KEY&h=goex-secret:HDR"]
+    assert [r.url for r in records] == [
+        f"{base}?q=1",
+        f"{base}?q=2&api_key=goex-secret:KEY",
+        f"{base}?q=3&h=goex-secret:HDR",
+    ]
     assert "HDR" in records[1].secrets_used  # added as a header, as declared
+    assert records[2].decision == Decision.REFUSED
 
 
 def test_bodies_go_as_they_are_and_echoes_are_redacted(
     sandbox: BwrapSandbox, route: Route, http_upstream: Upstream
 ) -> None:
-    body = "text=goex-secret:API&raw=" + UNDECLARED_VALUE[:4]
+    body = "text=goex-secret%20API&raw=" + UNDECLARED_VALUE[:4]
     url = f"http://127.0.0.1:{http_upstream.port}/anything/x"
-    (answer,) = fetch(sandbox, route, {"url": url, "data": body, "method": "PUT"})
+    answer, with_placeholder = fetch(
+        sandbox,
+        route,
+        {"url": url, "data": body, "method": "PUT"},
+        {"url": url, "data": "text=goex-secret:API", "method": "PUT"},
+    )
     echoed = body_json(answer)
-    assert echoed["form"] == {"text": "goex-secret:API", "raw": UNDECLARED_VALUE[:4]}  # never replaced in the body
+    assert echoed["form"] == {"text": "goex-secret API", "raw": UNDECLARED_VALUE[:4]}  # byte for byte
     assert echoed["headers"]["Authorization"] == "Bearer [secret:API]"
     assert echoed["method"] == "PUT"
-    rec = only_record(route)
-    assert rec.request_bytes == len(body)
+    # A placeholder in a body is never filled in, and refused: an echo of the body must not carry a value.
+    assert_refused(with_placeholder, 403, "'API' in the request body is refused")
+    assert len(arrived(http_upstream)) == 1
+    assert route.records()[0].request_bytes == len(body)
 
 
 def test_compressed_echoes_are_decoded_and_redacted(
@@ -569,26 +596,30 @@ def test_a_sandbox_reaches_its_own_route_only(
 ) -> None:
     mine, other = open_route(("API",)), open_route(("API",))
     code = """
-import socket, sys
+import os, socket, sys
 for path in sys.argv[1:]:
-    s = socket.socket(socket.AF_UNIX)
     try:
+        s = socket.socket(socket.AF_UNIX)
         s.connect(path)
         print("connected", path)
     except OSError as e:
-        print("refused", path, type(e).__name__)
+        print("refused", path, e.errno)
+try:  # the forwarder (the parent) holds the route's socket: its descriptors are not ours to use
+    print("listed", os.listdir(f"/proc/{os.getppid()}/fd"))
+except OSError as e:
+    print("refused fds", e.errno)
 """
     targets = [str(other.socket_path), str(mine.socket_path), str(proxy.run_dir), "/run/goex/egress.sock"]
     r = run(sandbox, mine, [PY, "-c", code, *targets])
-    # Other routes and its own route's host path are masked like every live socket; the bind
-    # at /run/goex/egress.sock is the one way to the proxy.
+    # The command cannot make a Unix socket at all (seccomp): only the forwarder, which reaches
+    # its route by descriptor, talks to the proxy.
     lines = r.stdout.decode().splitlines()
-    assert [line.split()[:2] for line in lines] == [
-        ["refused", str(other.socket_path)],
-        ["refused", str(mine.socket_path)],
-        ["refused", str(proxy.run_dir)],
-        ["connected", "/run/goex/egress.sock"],
+    assert [line.split() for line in lines] == [
+        *(["refused", t, str(errno.EAFNOSUPPORT)] for t in targets),
+        ["refused", "fds", str(errno.EACCES)],
     ], lines
+    # Control: the route itself works (the proxy answers, refusing a host the grant does not name).
+    assert fetch(sandbox, mine, {"url": "http://not-granted.invalid/"})[0]["status"] == 403
 
 
 def test_only_the_ca_certificate_is_on_disk(proxy: EgressProxy, route: Route) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import statistics
 import subprocess
 import threading
@@ -24,19 +23,20 @@ from goexd.sandbox.base import (
     Stream,
     Termination,
 )
-from goexd.sandbox.bwrap import (
+from goexd.sandbox.bwrap import MISSING_BWRAP, BwrapSandbox
+from goexd.sandbox.bwrap_plan import (
     FORWARDER_PYTHON,
-    MISSING_BWRAP,
     PROXY_ENV,
-    BwrapSandbox,
-    Entry,
+    Fds,
     HostView,
     MountOp,
     Op,
-    probe_host,
+    SystemPath,
     render_plan,
 )
-from goexd.sandbox.egress_forwarder import CA_PATH, SOCKET_PATH, SOURCE
+from goexd.sandbox.egress_forwarder import CA_PATH, SOURCE
+from goexd.sandbox.host_view import UnreadableScan, probe
+from goexd.sandbox.identity import RunAs
 from goexd.sandbox.limits import (
     RUN_PREFIX,
     CgroupUnusable,
@@ -125,10 +125,10 @@ def test_missing_command_is_spawn_failed(sandbox: BwrapSandbox) -> None:
     assert "/no/such/cmd" in r.detail
 
 
-def test_missing_workspace_is_spawn_failed_with_bwrap_message(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+def test_missing_workspace_is_spawn_failed_naming_it(sandbox: BwrapSandbox, tmp_path: Path) -> None:
     r = sandbox.run(SandboxSpec(argv=["true"], workspace=tmp_path / "gone"))
     assert r.termination is Termination.SPAWN_FAILED
-    assert "bwrap" in r.detail and "gone" in r.detail
+    assert "workspace" in r.detail and "gone" in r.detail
 
 
 def test_check_names_the_package_when_bwrap_is_missing() -> None:
@@ -146,16 +146,16 @@ def test_proxy_network_needs_its_endpoint_and_only_it_does(sandbox: BwrapSandbox
 
 
 class StaleFirstProbe(BwrapSandbox):
-    """Its first look at the host names a socket that is gone by the time bwrap runs."""
+    """Its first look at the host names a masked file that is gone by the time bwrap runs."""
 
     probes = 0
 
-    def probe(self, spec: SandboxSpec) -> HostView:
-        host = super().probe(spec)
+    def probe(self, spec: SandboxSpec, run_as: RunAs | None = None) -> HostView:
+        host = super().probe(spec, run_as)
         self.probes += 1
         if self.probes == 1:
-            gone = f"/var/tmp/goex-vanished-{uuid.uuid4().hex}.sock"
-            return dataclasses.replace(host, unix_sockets=(*host.unix_sockets, gone))
+            gone = f"/etc/goex-vanished-{uuid.uuid4().hex}"
+            return dataclasses.replace(host, masked_files=(*host.masked_files, gone))
         return host
 
 
@@ -460,94 +460,81 @@ def index(mounts: tuple[MountOp, ...], op: Op, dest: str) -> int:
     return next(i for i, m in enumerate(mounts) if m.op is op and m.dest == dest)
 
 
+SYSTEM = (SystemPath("/usr"), SystemPath("/bin", symlink="usr/bin"), SystemPath("/etc"))
 HOST = HostView(
-    masked_dirs=("/root", "/run", "/var/lib/goexd"),
-    masked_files=("/etc/shadow", "/tmp/ws/secret.env"),
-    unix_sockets=("/run/dbus/system_bus_socket", "/tmp/x.sock", "/var/tmp/a/s.sock", "/tmp/ws/app.sock"),
+    system=SYSTEM,
+    masked_dirs=("/etc/ssl/private", "/var/lib/goexd", "/tmp/ws/private"),
+    masked_files=("/etc/shadow", "/tmp/ws/secret.env", "/home/alice/.netrc"),
     workspace="/tmp/ws",
     readonly_subpaths=(".git",),
 )
+FDS = Fds(seccomp=3)
+PROXY_FDS = Fds(seccomp=3, ca=4, proxy_socket=5, unix_filter=6)
 
 
 def test_plan_flags_isolate_everything() -> None:
-    opts = render_plan(SandboxSpec(argv=["true"], workspace=None), HostView()).bwrap_options()
+    opts = render_plan(SandboxSpec(argv=["true"], workspace=None), HostView(), FDS).bwrap_options()
     for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
         assert flag in opts
     assert opts[opts.index("--cap-drop") + 1] == "ALL"
+    assert opts[opts.index("--seccomp") + 1] == "3"
     assert "--share-net" not in opts
 
 
-def test_plan_mount_order() -> None:
-    plan = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST)
+def test_plan_shows_only_the_allow_list_of_the_host() -> None:
+    plan = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST, FDS)
     m = plan.mounts
-    assert m[0] == MountOp(Op.RO_BIND, "/", "/", why="system read-only")
+    binds = [(x.source, x.dest) for x in m if x.op in (Op.RO_BIND, Op.BIND) and x.source != "/dev/null"]
+    assert binds == [
+        ("/usr", "/usr"),
+        ("/etc", "/etc"),
+        ("/proc/sys", "/proc/sys"),
+        ("/tmp/ws", "/workspace"),
+        ("/tmp/ws/.git", "/workspace/.git"),
+    ]
+    assert MountOp(Op.SYMLINK, "/bin", "usr/bin", why="system link") in m
+    assert "/" not in dests(m, Op.RO_BIND)  # never the whole host
+    assert m[-1] == MountOp(Op.REMOUNT_RO, "/", why="root read-only")
+
+
+def test_plan_mount_order() -> None:
+    plan = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST, FDS)
+    m = plan.mounts
     assert dests(m, Op.DEV) == ["/dev"] and dests(m, Op.PROC) == ["/proc"]
     tmp = index(m, Op.TMPFS, "/tmp")
     ws = index(m, Op.BIND, "/workspace")
-    # The workspace lives under /tmp: its bind comes after /tmp and every host mask.
-    assert tmp < ws
+    assert tmp < ws  # the workspace lives under /tmp on the host, not in the sandbox's /tmp
     assert all(i < ws for i, x in enumerate(m) if x.why == "mask" and not x.dest.startswith("/workspace"))
-    assert m[ws].source == "/tmp/ws"
     assert index(m, Op.RO_BIND, "/workspace/.git") > ws
     assert plan.chdir == "/workspace"
 
 
-def test_plan_masks_dirs_with_tmpfs_and_files_with_dev_null() -> None:
-    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST).mounts
-    assert MountOp(Op.TMPFS, "/var/lib/goexd", size=4096, why="mask") in m
+def test_plan_masks_only_inside_visible_trees() -> None:
+    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST, FDS).mounts
+    assert MountOp(Op.TMPFS, "/etc/ssl/private", size=4096, why="mask") in m
     assert MountOp(Op.RO_BIND, "/etc/shadow", "/dev/null", why="mask") in m
-    # Masks are made read-only at the very end, after any mount point was created in them.
+    # Not visible at all: nothing to mask (each mount costs time).
+    assert "/var/lib/goexd" not in dests(m) and "/home/alice/.netrc" not in dests(m)
+    # Inside the workspace, masked paths show through its mount.
+    ws = index(m, Op.BIND, "/workspace")
+    assert index(m, Op.RO_BIND, "/workspace/secret.env") > ws
+    assert index(m, Op.TMPFS, "/workspace/private") > ws
+    # Masks are made read-only at the end, after any mount point was created in them.
     remounts = dests(m, Op.REMOUNT_RO)
-    assert {"/root", "/run", "/var/lib/goexd"} <= set(remounts)
+    assert remounts == ["/etc/ssl/private", "/workspace/private", "/"]
     assert dests(m)[-len(remounts) :] == remounts
 
 
-def test_plan_masks_sockets_not_already_hidden() -> None:
-    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), HOST).mounts
-    null_binds = [x.dest for x in m if x.source == "/dev/null"]
-    assert "/var/tmp/a/s.sock" in null_binds
-    assert "/run/dbus/system_bus_socket" not in null_binds  # /run is masked as a whole
-    assert "/tmp/x.sock" not in null_binds  # /tmp is a fresh tmpfs
-    # Inside the workspace, the socket and the masked file show through its mount.
-    ws = index(m, Op.BIND, "/workspace")
-    assert index(m, Op.RO_BIND, "/workspace/app.sock") > ws
-    assert index(m, Op.RO_BIND, "/workspace/secret.env") > ws
-
-
 def test_plan_never_masks_the_workspace_itself() -> None:
-    host = HostView(masked_dirs=("/srv/ws", "/srv"), workspace="/srv/ws")
+    host = HostView(system=SYSTEM, masked_dirs=("/srv/ws", "/srv"), workspace="/srv/ws")
     spec = SandboxSpec(argv=["true"], workspace=Path("/srv/ws"), workspace_mount="/srv/ws")
-    m = render_plan(spec, host).mounts
-    assert dests(m, Op.TMPFS).count("/srv") == 1
-    assert "/srv/ws" not in dests(m, Op.TMPFS)
-    assert index(m, Op.BIND, "/srv/ws") > index(m, Op.TMPFS, "/srv")
-
-
-def test_plan_rebuilds_root_when_the_mount_point_is_missing() -> None:
-    host = HostView(
-        masked_dirs=("/root",),
-        workspace="/tmp/ws",
-        anchor="/",
-        anchor_entries=(
-            Entry("bin", symlink="usr/bin"),
-            Entry("etc"),
-            Entry("proc"),
-            Entry("root"),
-            Entry("srv", empty_dir=True),
-            Entry("usr"),
-        ),
-    )
-    m = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws")), host).mounts
-    assert MountOp(Op.RO_BIND, "/", "/", why="system read-only") not in m
-    assert MountOp(Op.SYMLINK, "/bin", "usr/bin", why="rebuilt dir") in m
-    assert {"/etc", "/usr"} <= set(dests(m, Op.RO_BIND))
-    assert "/proc" not in dests(m, Op.RO_BIND) and "/root" not in dests(m, Op.RO_BIND)
-    assert dests(m, Op.DIR) == ["/srv"]  # empty: recreated, not mounted
-    assert m[-1] == MountOp(Op.REMOUNT_RO, "/", why="rebuilt dir read-only")
+    m = render_plan(spec, host, FDS).mounts
+    assert "/srv/ws" not in dests(m, Op.TMPFS) and "/srv" not in dests(m, Op.TMPFS)
+    assert index(m, Op.BIND, "/srv/ws") >= 0
 
 
 def test_plan_env_and_chdir_without_workspace() -> None:
-    plan = render_plan(SandboxSpec(argv=["env"], workspace=None, env={"A": "1"}), HostView())
+    plan = render_plan(SandboxSpec(argv=["env"], workspace=None, env={"A": "1"}), HostView(), FDS)
     env = dict(plan.env)
     assert env.pop("PATH").startswith("/usr/local/sbin:")
     assert env == {"HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb", "A": "1"}
@@ -567,30 +554,20 @@ def proxied(workspace: Path | None = Path("/tmp/ws"), **kw: object) -> SandboxSp
     )
 
 
-def test_plan_wires_the_egress_socket_and_ca_after_every_mask() -> None:
-    host = dataclasses.replace(HOST, unix_sockets=(*HOST.unix_sockets, str(PROXY_ENDPOINT.socket_path)))
-    plan = render_plan(proxied(), host)
+def test_plan_copies_the_egress_ca_in_and_mounts_no_socket() -> None:
+    plan = render_plan(proxied(), HOST, PROXY_FDS)
     m = plan.mounts
-    sock = m.index(MountOp(Op.RO_BIND, SOCKET_PATH, str(PROXY_ENDPOINT.socket_path), why="egress socket"))
-    ca = m.index(MountOp(Op.RO_BIND, CA_PATH, str(PROXY_ENDPOINT.ca_path), why="egress CA"))
+    ca = m.index(MountOp(Op.RO_BIND_DATA, CA_PATH, "4", why="egress CA"))
     masks = [i for i, x in enumerate(m) if x.why == "mask"]
     remounts = [i for i, x in enumerate(m) if x.op is Op.REMOUNT_RO]
-    # On the /run mask's tmpfs, after every mask (the route socket itself is masked at its host
-    # path like any live socket) and before the remounts make the masks read-only.
-    assert index(m, Op.TMPFS, "/run") < min(sock, ca)
-    assert max(masks) < sock < ca < min(remounts)
-    assert MountOp(Op.RO_BIND, str(PROXY_ENDPOINT.socket_path), "/dev/null", why="mask") in m
+    assert max(masks) < ca < min(remounts)
+    assert str(PROXY_ENDPOINT.socket_path) not in [x.source for x in m]  # reached by descriptor only
     assert "--unshare-all" in plan.flags and "--share-net" not in plan.bwrap_options()
 
 
-def test_plan_masks_run_for_the_proxy_even_when_it_is_not_masked_otherwise() -> None:
-    m = render_plan(proxied(workspace=None), HostView()).mounts
-    assert index(m, Op.TMPFS, "/run") < index(m, Op.RO_BIND, SOCKET_PATH) < index(m, Op.REMOUNT_RO, "/run")
-
-
 def test_plan_runs_the_command_behind_the_forwarder_with_proxy_env() -> None:
-    plan = render_plan(proxied(env={"HTTPS_PROXY": "http://elsewhere", "FOO": "1"}), HOST)
-    assert plan.argv == (FORWARDER_PYTHON, "-I", "-S", "-c", SOURCE, "curl", "x")
+    plan = render_plan(proxied(env={"HTTPS_PROXY": "http://elsewhere", "FOO": "1"}), HOST, PROXY_FDS)
+    assert plan.argv == (FORWARDER_PYTHON, "-I", "-S", "-c", SOURCE, "5", "6", "--", "curl", "x")
     env = dict(plan.env)
     assert env["FOO"] == "1"
     assert {k: env[k] for k in PROXY_ENV} == PROXY_ENV  # the proxy settings win over the spec's
@@ -600,35 +577,51 @@ def test_plan_runs_the_command_behind_the_forwarder_with_proxy_env() -> None:
 
 
 def test_plan_without_proxy_is_unchanged() -> None:
-    plan = render_plan(SandboxSpec(argv=["curl", "x"], workspace=Path("/tmp/ws")), HOST)
+    plan = render_plan(SandboxSpec(argv=["curl", "x"], workspace=Path("/tmp/ws")), HOST, FDS)
     assert plan.argv == ("curl", "x")
-    assert not {"egress socket", "egress CA"} & {x.why for x in plan.mounts}
+    assert "egress CA" not in {x.why for x in plan.mounts}
     assert "HTTPS_PROXY" not in dict(plan.env)
 
 
-def test_plan_refuses_proxy_specs_that_cannot_work() -> None:
-    with pytest.raises(ValueError, match="overlaps /run/goex"):
-        render_plan(proxied(workspace_mount="/run"), HOST)
+def test_plan_refuses_specs_that_cannot_work() -> None:
+    for mount in ("/run", "/run/goex/x", "/usr/ws", "/etc", "/proc/x", "/tmp/ws", "/"):
+        with pytest.raises(ValueError, match="workspace_mount"):
+            render_plan(proxied(workspace_mount=mount), HOST, PROXY_FDS)
     relative = ProxyEndpoint(Path("egress.sock"), Path("/ca.pem"))
     with pytest.raises(ValueError, match="absolute"):
-        render_plan(SandboxSpec(argv=["x"], workspace=None, network=Network.PROXY, proxy=relative), HostView())
+        spec = SandboxSpec(argv=["x"], workspace=None, network=Network.PROXY, proxy=relative)
+        render_plan(spec, HostView(), PROXY_FDS)
+    with pytest.raises(ValueError, match="descriptors"):
+        render_plan(proxied(), HOST, FDS)
 
 
 def test_plan_rejects_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="subpath"):
-        probe_host(SandboxSpec(argv=["true"], workspace=tmp_path, readonly_subpaths=["../etc"]))
+        spec = SandboxSpec(argv=["true"], workspace=tmp_path, readonly_subpaths=["../etc"])
+        probe(spec, RunAs(0, 0), SYSTEM, UnreadableScan([]))
     with pytest.raises(ValueError, match="workspace_mount"):
-        render_plan(SandboxSpec(argv=["true"], workspace=tmp_path, workspace_mount="relative"), HostView())
+        render_plan(SandboxSpec(argv=["true"], workspace=tmp_path, workspace_mount="relative"), HostView(), FDS)
     with pytest.raises(ValueError, match="argv"):
-        render_plan(SandboxSpec(argv=[], workspace=None), HostView())
+        render_plan(SandboxSpec(argv=[], workspace=None), HostView(), FDS)
 
 
-def test_probe_finds_live_unix_sockets(tmp_path: Path) -> None:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(tmp_path / "live.sock"))
-        host = probe_host(SandboxSpec(argv=["true"], workspace=tmp_path))
-    assert str(tmp_path / "live.sock") in host.unix_sockets
-    assert host.workspace == str(tmp_path)
+def test_probe_masks_what_others_may_not_read_only_for_uid_0(tmp_path: Path) -> None:
+    tree = tmp_path / "etc"
+    (tree / "private").mkdir(parents=True)
+    (tree / "private").chmod(0o700)
+    (tree / "key.pem").write_text("k")
+    (tree / "key.pem").chmod(0o600)
+    (tree / "public.conf").write_text("p")
+    (tree / "public.conf").chmod(0o644)
+    scan = UnreadableScan([str(tree)])
+    spec = SandboxSpec(argv=["true"], workspace=None)
+    as_root = probe(spec, RunAs(0, 0), SYSTEM, scan)
+    assert str(tree / "private") in as_root.masked_dirs
+    assert str(tree / "key.pem") in as_root.masked_files
+    assert str(tree / "public.conf") not in as_root.masked_files
+    # A non-root identity is held by the modes themselves: no masks, no mounts to pay for.
+    as_user = probe(spec, RunAs(1000, 1000), SYSTEM, scan)
+    assert as_user.masked_dirs == () and as_user.masked_files == ()
 
 
 def test_nul_bytes_cannot_inject_bwrap_options(sandbox: BwrapSandbox) -> None:
@@ -637,6 +630,8 @@ def test_nul_bytes_cannot_inject_bwrap_options(sandbox: BwrapSandbox) -> None:
     with pytest.raises(ValueError, match="NUL"):
         sandbox.run(SandboxSpec(argv=["true"], workspace=None, env={"X": evil}))
     with pytest.raises(ValueError, match="NUL"):
-        render_plan(SandboxSpec(argv=["true"], workspace=None), HostView(masked_files=(evil,))).bwrap_options()
+        render_plan(
+            SandboxSpec(argv=["true"], workspace=None), HostView(system=SYSTEM, masked_files=("/etc/" + evil,)), FDS
+        ).bwrap_options()
     with pytest.raises(ValueError):
         sandbox.run(SandboxSpec(argv=["true"], workspace=None, env={"A=B": "1"}))

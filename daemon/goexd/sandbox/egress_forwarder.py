@@ -1,20 +1,28 @@
 """The egress forwarder: runs inside a `Network.PROXY` sandbox, in front of the command.
 
-The sandbox has its own network namespace with only a loopback interface, and the
-daemon's egress proxy bound in as a Unix socket at `SOCKET_PATH`. HTTP clients know
-TCP proxies, not Unix sockets, so this program listens on `LISTEN_HOST:LISTEN_PORT`
+The sandbox has its own network namespace with only a loopback interface. The daemon's
+egress proxy listens on a Unix socket this program reaches through an inherited O_PATH
+descriptor (connect to /proc/self/fd/N: no path of the host is mounted in). HTTP clients
+know TCP proxies, not Unix sockets, so this program listens on `LISTEN_HOST:LISTEN_PORT`
 (the address the sandbox's HTTP(S)_PROXY names) and copies each TCP connection to the
 socket, byte for byte. It starts the command as its child once it listens, forwards
 SIGTERM/SIGINT to it, and ends the way the child ended: the same exit code, or death by
 the same signal, so the sandbox reports the command's termination, not its own.
 
-bwrap runs it as `python3 -I -S -c <this file's text> <argv...>` (`SOURCE` below), with
-the system python3: stdlib only, no goexd imports. It is an ordinary module as well,
-so it is linted and type-checked with the rest of the daemon.
+The command runs under one more seccomp program than this forwarder: the one refusing
+socket(AF_UNIX) (sandbox/seccomp.py), loaded in the child before exec, since the
+forwarder itself needs a Unix socket per connection. The forwarder makes itself
+non-dumpable, so the command (same uid) cannot read or write its memory or descriptors
+through /proc; ptrace is refused to the whole sandbox.
+
+bwrap runs it as `python3 -I -S -c <this file's text> SOCKET_FD FILTER_FD -- <argv...>`
+(`SOURCE` below), with the system python3: stdlib only, no goexd imports. It is an
+ordinary module as well, so it is linted and type-checked with the rest of the daemon.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
@@ -22,7 +30,6 @@ import socket
 import sys
 import threading
 
-SOCKET_PATH = "/run/goex/egress.sock"
 CA_PATH = "/run/goex/ca.pem"
 LISTEN_HOST = "127.0.0.1"
 LISTEN_PORT = 3128
@@ -34,6 +41,13 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Python ignores these at start-up; the command must get them with their default action.
 _DEFAULT_FOR_CHILD = (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED_SIGNALS)
 _CHUNK = 64 * 1024
+_PR_SET_DUMPABLE = 4
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def _original_environ() -> dict[bytes, bytes]:
@@ -63,10 +77,10 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
                 pass
 
 
-def _relay(client: socket.socket) -> None:
+def _relay(client: socket.socket, proxy: str) -> None:
     upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        upstream.connect(SOCKET_PATH)
+        upstream.connect(proxy)
     except OSError as e:
         # The proxy route is gone (the action is ending): the client sees the connection close.
         print(f"goex-forwarder: egress proxy unreachable: {e}", file=sys.stderr, flush=True)
@@ -89,15 +103,34 @@ def _listen() -> socket.socket:
     return listener
 
 
-def _spawn(argv: list[str]) -> int:
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    os.close(fd)
+    return data
+
+
+def _spawn(argv: list[str], env: dict[bytes, bytes], program: bytes, libc: ctypes.CDLL) -> int:
+    """Fork; the child takes the command's seccomp program and becomes the command."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    pid = os.fork()  # still single-threaded: the relay threads start later
+    if pid:
+        return pid
     try:
-        return os.posix_spawnp(argv[0], argv, _original_environ(), setsigdef=_DEFAULT_FOR_CHILD, setsigmask=())
+        for signo in _DEFAULT_FOR_CHILD:
+            signal.signal(signo, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "cannot load the command's seccomp filter")
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - the command, exactly as given
     except OSError as e:
         print(f"{EXEC_FAILED}{argv[0]}: {e.strerror}", file=sys.stderr, flush=True)
-        os._exit(EXEC_FAILED_STATUS)
+    os._exit(EXEC_FAILED_STATUS)
 
 
-def _serve_until_exit(listener: socket.socket, child: int, wakeup: int) -> int:
+def _serve_until_exit(listener: socket.socket, proxy: str, child: int, wakeup: int) -> int:
     """Accept and relay connections until the child exits; its wait status."""
     pidfd = os.pidfd_open(child)
     with select.epoll() as ep:
@@ -115,7 +148,7 @@ def _serve_until_exit(listener: socket.socket, child: int, wakeup: int) -> int:
                     client, _ = listener.accept()
                 except OSError:
                     continue  # the client gave up before we got to it
-                threading.Thread(target=_relay, args=(client,), daemon=True).start()
+                threading.Thread(target=_relay, args=(client, proxy), daemon=True).start()
 
 
 def _end_like(status: int) -> None:
@@ -138,9 +171,18 @@ def _end_like(status: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if not argv:
-        print("goex-forwarder: no command given", file=sys.stderr, flush=True)
+    if len(argv) < 4 or argv[2] != "--":
+        print("goex-forwarder: usage: SOCKET_FD FILTER_FD -- COMMAND...", file=sys.stderr, flush=True)
         os._exit(2)
+    socket_fd, program, command = int(argv[0]), _read_all(int(argv[1])), argv[3:]
+    os.set_inheritable(socket_fd, False)  # the command must not get it
+    proxy = f"/proc/self/fd/{socket_fd}"  # the socket itself, whatever its path on the host
+    env = _original_environ()  # first: once not dumpable, /proc/self is no longer ours to read
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Not dumpable: the command, with the same uid, cannot open our /proc/PID/mem or fds.
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        print("goex-forwarder: cannot make itself non-dumpable", file=sys.stderr, flush=True)
+        os._exit(EXEC_FAILED_STATUS)
     listener = _listen()  # before the child starts: it may connect at once
     children: list[int] = []
 
@@ -155,9 +197,9 @@ def main(argv: list[str]) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     for signo in FORWARDED_SIGNALS:
         signal.signal(signo, forward)
-    children.append(_spawn(argv))
+    children.append(_spawn(command, env, program, libc))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    status = _serve_until_exit(listener, children[0], wake_r)
+    status = _serve_until_exit(listener, proxy, children[0], wake_r)
     sys.stdout.flush()
     sys.stderr.flush()
     _end_like(status)

@@ -19,7 +19,7 @@ import contextlib
 import errno
 import logging
 import os
-import resource
+import shutil
 import signal
 import time
 import uuid
@@ -38,6 +38,7 @@ RUN_PREFIX = "goex-"
 # bwrap's own processes live in the run's cgroup too (the outer bwrap and the pid-1
 # reaper of the sandbox's pid namespace); they do not count against the user's limit.
 BWRAP_OVERHEAD_PIDS = 2
+PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
 
 
 class CgroupUnusable(Exception):
@@ -46,6 +47,10 @@ class CgroupUnusable(Exception):
 
 class RunLimits(Protocol):
     """Limits for one process tree, from attach() to close()."""
+
+    def launcher(self, uid: int) -> Sequence[str]:
+        """An argv prefix that puts the limits on the process it then execs, for limits that
+        must be set from inside (rlimits of a process of another uid); () if none."""
 
     def attach(self, pid: int) -> None:
         """Put `pid` (not yet forked) under the limits. Raises OSError on failure."""
@@ -308,6 +313,9 @@ class _V2Run(_CgroupRun):
         self._memory_events = os.open(path / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
         self._pids_events = os.open(path / "pids.events", os.O_RDONLY | os.O_CLOEXEC)
 
+    def launcher(self, uid: int) -> Sequence[str]:
+        return ()
+
     def attach(self, pid: int) -> None:
         _write(self.path / "cgroup.procs", str(pid))
 
@@ -393,6 +401,9 @@ class _V1Run(_CgroupRun):
         self._oom_control = os.open(memory / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
         self._pids_events = os.open(pids / "pids.events", os.O_RDONLY | os.O_CLOEXEC)
 
+    def launcher(self, uid: int) -> Sequence[str]:
+        return ()
+
     def attach(self, pid: int) -> None:
         _write(self.memory / "cgroup.procs", str(pid))
         _write(self.pids / "cgroup.procs", str(pid))
@@ -452,11 +463,15 @@ class _RlimitRun:
         self.limits = limits
         self.pid: int | None = None
 
-    def attach(self, pid: int) -> None:
+    def launcher(self, uid: int) -> Sequence[str]:
+        # util-linux prlimit sets them on itself, then execs bwrap: set from outside, they would
+        # need CAP_SYS_RESOURCE once the run has another uid than the daemon (a root daemon
+        # switching to the workspace's owner), which root in a container may not hold.
         mem = self.limits.memory_bytes
-        resource.prlimit(pid, resource.RLIMIT_AS, (mem, mem))
-        nproc = _tasks_of_uid(os.getuid()) + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
-        resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
+        nproc = _tasks_of_uid(uid) + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
+        return (PRLIMIT, f"--as={mem}:{mem}", f"--nproc={nproc}:{nproc}", "--")
+
+    def attach(self, pid: int) -> None:
         self.pid = pid
 
     def watch_fds(self) -> Sequence[int]:
