@@ -54,6 +54,9 @@ class SandboxConfig:
     max_output_bytes: int = 64 * 1024 * 1024
     cgroup_parent: str = ""  # cgroup path to create per-run cgroups under; "" = the daemon's own
 
+    # Host paths shown read-only in every sandbox besides /usr, /etc and the /bin, /sbin, /lib*
+    # trees (e.g. "/opt/toolchain"); nothing else of the host is visible. See docs/security.md.
+    read_paths: tuple[str, ...] = ()
 
 @dataclass(frozen=True)
 class FsConfig:
@@ -279,6 +282,9 @@ def validate(cfg: Config) -> None:
     if cfg.vault.kdf not in ("argon2id", "scrypt"):
         raise SetupError(f"config key 'vault.kdf': {cfg.vault.kdf!r} is not argon2id|scrypt")
     if cfg.vault.oauth_max_open_flows < 1 or cfg.vault.oauth_flow_timeout_s <= 0:
+    for raw in s.read_paths:
+        if not Path(raw).is_absolute() or Path(raw).resolve() == Path("/"):
+            raise SetupError(f"config key 'sandbox.read_paths': {raw!r} must be an absolute path other than /")
         raise SetupError("config keys 'vault.oauth_max_open_flows' and 'vault.oauth_flow_timeout_s': must be positive")
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
