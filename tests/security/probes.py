@@ -213,7 +213,8 @@ def connected(out: str) -> list[str]:
 
 
 def setid_files(root: Path) -> list[str]:
-    """Set-uid / set-gid files and dirs, device nodes and files with a capability under root."""
+    """Set-uid / set-gid files, device nodes and files with a capability under root. (Not set-gid
+    directories: they only pass their group on to new entries, which grants nothing.)"""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
@@ -221,7 +222,7 @@ def setid_files(root: Path) -> list[str]:
             st = os.lstat(p)
             if stat.S_ISLNK(st.st_mode):
                 continue
-            if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID) and not stat.S_ISDIR(st.st_mode):
                 found.append(f"{p} mode {stat.filemode(st.st_mode)} uid {st.st_uid}")
             if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
                 found.append(f"{p} device node")
