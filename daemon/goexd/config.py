@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from goexd.egress.addresses import parse_networks
 from goexd.errors import SetupError
 
 
@@ -53,10 +54,10 @@ class SandboxConfig:
     max_max_processes: int = 4096
     max_output_bytes: int = 64 * 1024 * 1024
     cgroup_parent: str = ""  # cgroup path to create per-run cgroups under; "" = the daemon's own
-
     # Host paths shown read-only in every sandbox besides /usr, /etc and the /bin, /sbin, /lib*
     # trees (e.g. "/opt/toolchain"); nothing else of the host is visible. See docs/security.md.
     read_paths: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class FsConfig:
@@ -89,6 +90,10 @@ class VaultConfig:
 class EgressConfig:
     # Hosts a sandboxed action may ask to reach without a secret (Egress.hosts); "*.example.com" matches subdomains.
     allowed_hosts: tuple[str, ...] = ()
+    # Special-purpose addresses (loopback, private, link-local, CGNAT, ...) goexd may connect to over HTTP
+    # after all: CIDRs such as "127.0.0.1/32". Without them only public addresses are reached. Daemon-only:
+    # no session policy or request can add to it (goexd.egress.addresses).
+    allowed_addresses: tuple[str, ...] = ()
     upstream_ca_file: Path | None = None  # extra CA bundle trusted for upstream TLS, besides the system's
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
@@ -277,15 +282,19 @@ def validate(cfg: Config) -> None:
             raise SetupError(f"config key 'sandbox.{key}': must be positive")
         if value > ceiling:
             raise SetupError(f"config key 'sandbox.{key}': {value} is above its ceiling {ceiling}")
+    for raw in s.read_paths:
+        if not Path(raw).is_absolute() or Path(raw).resolve() == Path("/"):
+            raise SetupError(f"config key 'sandbox.read_paths': {raw!r} must be an absolute path other than /")
     if cfg.vault.key_source not in ("keyfile", "passphrase", "keyring"):
         raise SetupError(f"config key 'vault.key_source': {cfg.vault.key_source!r} is not keyfile|passphrase|keyring")
     if cfg.vault.kdf not in ("argon2id", "scrypt"):
         raise SetupError(f"config key 'vault.kdf': {cfg.vault.kdf!r} is not argon2id|scrypt")
     if cfg.vault.oauth_max_open_flows < 1 or cfg.vault.oauth_flow_timeout_s <= 0:
-    for raw in s.read_paths:
-        if not Path(raw).is_absolute() or Path(raw).resolve() == Path("/"):
-            raise SetupError(f"config key 'sandbox.read_paths': {raw!r} must be an absolute path other than /")
         raise SetupError("config keys 'vault.oauth_max_open_flows' and 'vault.oauth_flow_timeout_s': must be positive")
+    try:
+        parse_networks(cfg.egress.allowed_addresses)
+    except ValueError as exc:
+        raise SetupError(f"config key 'egress.allowed_addresses': {exc}") from None
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
 

@@ -12,11 +12,11 @@ from google.protobuf.duration_pb2 import Duration
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
+from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
-from tests.e2e.test_postgres_e2e import pg  # noqa: F401 - the fixture: a database, its password in the vault
 from tests.services.postgres import PgCluster
 
 
@@ -89,27 +89,56 @@ def test_an_approval_never_overrides_a_deny(daemon: DaemonProcess, tmp_path: Pat
     assert not (tmp_path / "x.db").exists()
 
 
-def test_a_session_policy_can_allow_privileged_sql_on_postgres(
-    daemon: DaemonProcess,
-    pg: tuple[str, PgCluster],  # noqa: F811
-) -> None:
-    dsn, _ = pg
-    strict = open_db(daemon, dsn, secret="pgpass")
-    sql(daemon, strict.id, "CREATE TABLE t (x int)")
-    got, msg = status_of(lambda: sql(daemon, strict.id, "GRANT SELECT ON t TO PUBLIC"))
-    assert got == grpc.StatusCode.PERMISSION_DENIED and "GRANT" in msg and "sql.privileged" in msg
-    daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=strict.id))
-    daemon.sessions.CloseSession(sepb.CloseSessionRequest(session_id=strict.id))
+def _pg_secret(cluster: PgCluster) -> secpb.PutSecretRequest:
+    info = secpb.SecretInfo(
+        name="pgpass",
+        kind=secpb.SECRET_KIND_DSN,
+        allowed_hosts=[f"{cluster.host}:{cluster.port}"],
+        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
+    )
+    return secpb.PutSecretRequest(info=info, value=cluster.app_password.encode())
 
-    lenient = open_db(daemon, dsn, '[sql]\nprivileged = "allow"\n', secret="pgpass")
-    granted = sql(daemon, lenient.id, "GRANT SELECT ON t TO PUBLIC")
-    assert granted.state == pb.ACTION_STATE_EXECUTED, granted.error
-    seen = sql(daemon, lenient.id, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'PUBLIC'")
-    assert [list(r.values) for r in seen.sql.rows] == [["1"]]
-    undone = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=lenient.id, action_id=granted.id, cascade=True))
-    assert undone.undone[-1].state == pb.ACTION_STATE_UNDONE
-    seen = sql(daemon, lenient.id, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'PUBLIC'")
-    assert [list(r.values) for r in seen.sql.rows] == [["0"]]
+
+def test_privileged_sql_on_postgres_is_the_daemons_call_and_a_session_cannot_allow_it(
+    tmp_path: Path, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    dsn, cluster = pg_cluster.app_dsn_for(pg_database), pg_cluster
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('[sql]\nprivileged = "allow"\n')
+    strict_root, lenient_root = tmp_path / "strict", tmp_path / "lenient"
+    strict_root.mkdir()
+    lenient_root.mkdir()
+    strict = DaemonProcess(strict_root).start()  # the built-in default: privileged = "deny"
+    try:
+        strict.secrets.PutSecret(_pg_secret(cluster))
+        s = open_db(strict, dsn, '[sql]\nprivileged = "allow"\n', secret="pgpass")  # asks for more than it may
+        sql(strict, s.id, "CREATE TABLE t (x int)")
+        got, msg = status_of(lambda: sql(strict, s.id, "GRANT SELECT ON t TO PUBLIC"))
+        assert got == grpc.StatusCode.PERMISSION_DENIED and "GRANT" in msg and "sql.privileged" in msg
+        assert "the daemon's policy" in msg
+        strict.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
+        strict.sessions.CloseSession(sepb.CloseSessionRequest(session_id=s.id))
+    finally:
+        assert strict.stop() == 0
+
+    lenient = DaemonProcess(lenient_root, env={"GOEXD_POLICY__FILE": str(policy_file)}).start()
+    try:
+        lenient.secrets.PutSecret(_pg_secret(cluster))
+        s = open_db(lenient, dsn, secret="pgpass")
+        granted = sql(lenient, s.id, "GRANT SELECT ON t TO PUBLIC")
+        assert granted.state == pb.ACTION_STATE_EXECUTED, granted.error
+        seen = sql(lenient, s.id, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'PUBLIC'")
+        assert [list(r.values) for r in seen.sql.rows] == [["1"]]
+        undone = lenient.actions.UndoAction(apb.UndoActionRequest(session_id=s.id, action_id=granted.id, cascade=True))
+        assert undone.undone[-1].state == pb.ACTION_STATE_UNDONE
+        lenient.sessions.CloseSession(sepb.CloseSessionRequest(session_id=s.id))
+        # ... and a session may still narrow what the daemon allows
+        narrow = open_db(lenient, dsn, '[sql]\nprivileged = "deny"\n', secret="pgpass")
+        got, msg = status_of(lambda: sql(lenient, narrow.id, "GRANT SELECT ON t TO PUBLIC"))
+        assert got == grpc.StatusCode.PERMISSION_DENIED and "sql.privileged" in msg
+        assert "the daemon's policy" not in msg
+    finally:
+        assert lenient.stop() == 0
 
 
 def test_sandbox_limits_and_network_are_confined(daemon: DaemonProcess, workspace: Path) -> None:
@@ -132,7 +161,7 @@ def test_sandbox_limits_and_network_are_confined(daemon: DaemonProcess, workspac
     ]
 
 
-def test_the_daemon_policy_file_is_the_default_and_a_session_policy_lays_over_it(tmp_path: Path) -> None:
+def test_the_daemon_policy_file_is_the_default_and_a_session_policy_only_narrows_it(tmp_path: Path) -> None:
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text('[sql]\nwrite = "deny"\n\n[[deny]]\nname = "no-admin"\nin = "url"\ncontains = "/admin"\n')
     root = tmp_path / "d"
@@ -145,8 +174,12 @@ def test_the_daemon_policy_file_is_the_default_and_a_session_policy_lays_over_it
         got, msg = status_of(lambda: sql(d, s.id, "INSERT INTO t VALUES (1)"))
         assert got == grpc.StatusCode.PERMISSION_DENIED and "sql.write" in msg
         d.sessions.CloseSession(sepb.CloseSessionRequest(session_id=s.id))
-        s = open_db(d, f"sqlite:///{db}", '[sql]\nwrite = "allow"\n')
-        assert sql(d, s.id, "INSERT INTO t VALUES (1)").state == pb.ACTION_STATE_EXECUTED
+        s = open_db(d, f"sqlite:///{db}", '[sql]\nwrite = "allow"\nread = "deny"\n')
+        got, msg = status_of(lambda: sql(d, s.id, "INSERT INTO t VALUES (1)"))  # the session cannot loosen it
+        assert got == grpc.StatusCode.PERMISSION_DENIED and "sql.write" in msg and "the daemon's policy" in msg
+        got, msg = status_of(lambda: sql(d, s.id, "SELECT * FROM t"))  # but it can narrow
+        assert got == grpc.StatusCode.PERMISSION_DENIED and "sql.read" in msg
+        assert [r[0] for r in sqlite3.connect(db).execute("SELECT count(*) FROM t")] == [0]
     finally:
         assert d.stop() == 0
 

@@ -33,7 +33,7 @@ from goexd.engine.http_gate import ResourceGate, undo_call
 from goexd.engine.models import Resource, ResourceKind, UndoStrategy
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
-from goexd.policy.parse import build, parse
+from goexd.policy.parse import build, build_session, parse
 from goexd.resources.http import HttpResource, validate_base_url
 from goexd.resources.http_rules import load_rule_sets
 from goexd.resources.http_send import HttpSender
@@ -197,11 +197,17 @@ def make_gate(
             rules="rest",
         )
         # As the engine makes it: trusting what the proxy trusts (the system's CAs + egress.upstream_ca_file).
-        sender = HttpSender(resource.uri, resource.secret, store.resolve, verify=upstream_tls_context(proxy.cfg))
+        sender = HttpSender(
+            resource.uri,
+            resource.secret,
+            store.resolve,
+            verify=upstream_tls_context(proxy.cfg),
+            addresses=proxy.addresses,
+        )
         manager = HttpResource(resource, sender, load_rule_sets()["rest"], store.redactor, store.redactor.text)
         made.append(manager)
-        # As Engine.parse_policy makes a session's policy (the daemon's own layers: none configured here).
-        policy = SessionPolicy(build([*daemon_layers(None, ()), parse(policy_toml)]), policy_toml)
+        # As Engine.parse_policy makes a session's policy: its own beside the daemon's (no layers configured here).
+        policy = SessionPolicy(build(daemon_layers(None, ())), build_session(parse(policy_toml)), policy_toml)
         persisted: list[EgressRecordData] = []
         gate = ResourceGate(resource, manager, policy, approval, 10.0, persisted.append, store.redactor.text)
         return Gated(gate, manager, persisted)

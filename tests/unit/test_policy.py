@@ -1,4 +1,5 @@
-"""The policy engine: TOML validation with line numbers, layering, and Policy.check decisions."""
+"""The policy engine: TOML validation with line numbers, layering, Policy.check decisions, and a session's
+policy checked beside the daemon's (it can only narrow it, key by key)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 
 import pytest
 
+from goexd.engine.models import LimitsRequest
+from goexd.errors import InvalidArgument
 from goexd.policy.check import RateCounter, SessionPolicy, check, path_allowed
 from goexd.policy.model import (
     ActionFacts,
@@ -14,7 +17,8 @@ from goexd.policy.model import (
     LimitsFacts,
     SqlStatementFacts,
 )
-from goexd.policy.parse import PolicyError, build, load, parse
+from goexd.policy.parse import MAX_POLICY_BYTES, PolicyError, build, build_session, check_size, load, parse
+from goexd.sandbox.base import Limits
 
 
 def _err(text: str) -> PolicyError:
@@ -142,7 +146,7 @@ hosts = ["api.example.com"]
     assert policy.http_hosts == ("127.0.0.1:5000", "*.example.com")
 
 
-def test_layers_merge_key_by_key_and_deny_rules_accumulate() -> None:
+def test_the_daemons_own_layers_merge_key_by_key_and_deny_rules_accumulate() -> None:
     daemon = parse('[sql]\nddl = "deny"\nwrite = "approval"\n[[deny]]\nname = "d"\ncontains = "secret-word"\n')
     session = parse('[sql]\nwrite = "allow"\n[[deny]]\nname = "s"\ncontains = "other"\n')
     policy = build([daemon, session])
@@ -171,7 +175,7 @@ def test_privileged_sql_is_denied_by_default_naming_the_rule_and_statement() -> 
     assert "statement 2" in d.reason
 
 
-def test_a_session_policy_can_allow_privileged_sql() -> None:
+def test_a_daemon_policy_can_allow_privileged_sql() -> None:
     assert check(load('[sql]\nprivileged = "allow"\n'), _sql("privileged")).allowed
 
 
@@ -271,3 +275,157 @@ def test_rate_limits_count_allowed_calls_in_a_sliding_window() -> None:
     assert policy.check(_http("GET", "/d")).allowed
     # a refused call does not use up the window
     assert policy.check(_http("DELETE", "/x", b"", "irreversible")).kind is DecisionKind.NEEDS_APPROVAL
+
+
+# ---------------------------------------------------------------- class 8: hostile policy text
+
+
+@pytest.mark.parametrize("opener,closer", [("[", "]"), ("{a=", "}")])
+def test_a_policy_nested_thousands_deep_is_a_policy_error_not_a_crash(opener: str, closer: str) -> None:
+    e = _err("x = " + opener * 5000 + "1" * (opener != "[") + closer * 5000)
+    assert e.line == 1 and "nested too deeply" in e.message
+
+
+def test_a_policy_larger_than_the_cap_is_refused_naming_the_field() -> None:
+    check_size("#" * MAX_POLICY_BYTES, "policy_toml")  # at the cap: accepted
+    with pytest.raises(InvalidArgument) as info:
+        check_size("#" * (MAX_POLICY_BYTES + 1), "policy_toml")
+    assert info.value.field == "policy_toml" and f"at most {MAX_POLICY_BYTES}" in info.value.problem
+
+
+# ---------------------------------------------------------------- a session's policy only narrows the daemon's
+
+
+def _narrowed(daemon: str, session: str) -> SessionPolicy:
+    return SessionPolicy(load(daemon), build_session(parse(session)), session)
+
+
+def _code(hosts: tuple[str, ...] = (), limits: LimitsFacts | None = None, egress: bool = True) -> ActionFacts:
+    return ActionFacts("shell", "fs", limits=limits or LimitsFacts(), egress_hosts=hosts, uses_egress=egress)
+
+
+def test_a_session_policy_alone_restricts_nothing_it_does_not_name() -> None:
+    own = build_session(parse(""))
+    assert own.sql == {} and own.http.classes == {} and own.egress_hosts is None and own.http_hosts is None
+    empty = _narrowed("", "")
+    for facts in (_sql("read", "write", "ddl"), _http("GET", "/a"), _code(egress=False)):
+        assert empty.check(facts) == check(load(""), facts)
+
+
+@pytest.mark.parametrize(
+    "daemon,session,facts,rule",
+    [
+        # each key: the session asks for more than the daemon allows, and gets the daemon's answer
+        ('[sql]\nwrite = "deny"\n', '[sql]\nwrite = "allow"\n', _sql("write"), "sql.write"),
+        ("", '[sql]\nprivileged = "allow"\n', _sql("privileged"), "sql.privileged"),  # the built-in default
+        ('[http]\nmethods = ["GET"]\n', '[http]\nmethods = ["GET", "DELETE"]\n', _http("DELETE", "/a"), "http.methods"),
+        ('[http]\npaths = ["/a"]\n', '[http]\npaths = ["/**"]\n', _http("GET", "/b"), "http.paths"),
+        (
+            '[http.resources.api]\nmethods = ["GET"]\n',
+            '[http.resources.api]\nmethods = ["POST"]\n',
+            _http("POST", "/a"),
+            "http.resources.api.methods",
+        ),
+        (
+            '[http]\nbest_effort = "deny"\n',
+            '[http]\nbest_effort = "allow"\n',
+            _http("PUT", "/a", b"", "best_effort"),
+            "http.best_effort",
+        ),
+        (
+            '[[deny]]\nname = "d"\ncontains = "secret-word"\n',
+            '[[deny]]\nname = "d"\ncontains = "harmless"\n',  # same name: it cannot replace the daemon's rule
+            _http("POST", "/a", b"the secret-word"),
+            "deny.d",
+        ),
+        (
+            '[egress]\nhosts = ["api.example.com"]\n',
+            '[egress]\nhosts = ["api.example.com", "evil.example.net"]\n',
+            _code(("evil.example.net",)),
+            "egress.hosts",
+        ),
+        ("", '[egress]\nhosts = ["127.0.0.1:5432"]\n', _code(("127.0.0.1:5432",)), "egress.hosts"),  # none allowed
+        ('[sandbox]\nnetwork = "deny"\n', '[sandbox]\nnetwork = "allow"\n', _code(), "sandbox.network"),
+        (
+            "[sandbox]\nmax_timeout_s = 10\n",
+            "[sandbox]\nmax_timeout_s = 1000\n",
+            _code(limits=LimitsFacts(timeout_s=60), egress=False),
+            "sandbox.max_timeout_s",
+        ),
+        (
+            '[sandbox]\nmax_memory = "64MiB"\n',
+            '[sandbox]\nmax_memory = "8GiB"\n',
+            _code(limits=LimitsFacts(memory_bytes=1 << 30), egress=False),
+            "sandbox.max_memory",
+        ),
+        (
+            "[sandbox]\nmax_processes = 8\n",
+            "[sandbox]\nmax_processes = 4096\n",
+            _code(limits=LimitsFacts(max_processes=100), egress=False),
+            "sandbox.max_processes",
+        ),
+    ],
+)
+def test_a_session_policy_cannot_loosen_a_key_of_the_daemons(
+    daemon: str, session: str, facts: ActionFacts, rule: str
+) -> None:
+    assert check(build_session(parse(session)), facts).allowed  # control: the session's policy alone allows it
+    d = _narrowed(daemon, session).check(facts)
+    assert d.kind is DecisionKind.DENY and d.rule == rule, d
+    assert "the daemon's policy" in d.reason
+
+
+def test_approvals_the_daemon_requires_stay_required() -> None:
+    policy = _narrowed("", '[http]\nirreversible = "allow"\n')  # the daemon's default: approval
+    facts = _http("POST", "/mail", b"", "irreversible")
+    d = policy.check(facts)
+    assert d.kind is DecisionKind.NEEDS_APPROVAL and d.rule == "http.irreversible"
+    approved = policy.check(facts, approval="ann: ok")
+    assert approved.allowed and approved.approval == "ann: ok"
+
+
+def test_a_session_policy_still_narrows() -> None:
+    policy = _narrowed("", '[sql]\nwrite = "approval"\n[http]\nmethods = ["GET"]\n[egress]\nhosts = []\n')
+    d = policy.check(_sql("write"))
+    assert d.kind is DecisionKind.NEEDS_APPROVAL and "the daemon's policy" not in d.reason
+    assert policy.check(_http("POST", "/a")).rule == "http.methods"
+    assert policy.check(_http("GET", "/a")).allowed
+    wide = _narrowed('[egress]\nhosts = ["*.example.com"]\n', '[egress]\nhosts = ["api.example.com"]\n')
+    assert wide.check(_code(("api.example.com",))).allowed
+    assert wide.check(_code(("www.example.com",))).rule == "egress.hosts"  # the daemon's allows it, the session's not
+
+
+def test_http_hosts_of_both_policies_apply() -> None:
+    policy = _narrowed('[http]\nhosts = ["127.0.0.1:5000"]\n', '[http]\nhosts = ["127.0.0.1:5000", "evil.test"]\n')
+    assert policy.http_hosts == (("127.0.0.1:5000",), ("127.0.0.1:5000", "evil.test"))
+    assert _narrowed("", "").http_hosts == ()
+
+
+def test_limits_are_lowered_to_both_ceilings() -> None:
+    policy = _narrowed(
+        '[sandbox]\nmax_timeout_s = 10\nmax_memory = "1GiB"\n',
+        '[sandbox]\nmax_timeout_s = 100\nmax_memory = "64MiB"\nmax_processes = 8\n',
+    )
+    got = policy.limits(LimitsRequest(), Limits(timeout_s=60, memory_bytes=1 << 31, max_processes=256))
+    assert (got.timeout_s, got.memory_bytes, got.max_processes) == (10, 64 << 20, 8)
+
+
+def test_both_rate_limits_count_and_a_looser_one_does_not_lift_the_daemons() -> None:
+    now = [100.0]
+    policy = SessionPolicy(
+        load('[http]\nrate_limit = "2/minute"\n'),
+        build_session(parse('[http]\nrate_limit = "1000/second"\n')),
+        counter=RateCounter(clock=lambda: now[0]),
+    )
+    assert policy.check(_http("GET", "/a")).allowed
+    assert policy.check(_http("GET", "/b")).allowed
+    third = policy.check(_http("GET", "/c"))
+    assert third.kind is DecisionKind.DENY and third.rule == "http.rate_limit" and "the daemon's policy" in third.reason
+    tight = SessionPolicy(
+        load('[http]\nrate_limit = "1000/second"\n'),
+        build_session(parse('[http]\nrate_limit = "1/minute"\n')),
+        counter=RateCounter(clock=lambda: now[0]),
+    )
+    assert tight.check(_http("GET", "/a")).allowed
+    second = tight.check(_http("GET", "/b"))
+    assert second.rule == "http.rate_limit" and "1/minute" in second.reason

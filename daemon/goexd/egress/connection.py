@@ -10,6 +10,8 @@ import ssl
 import h11
 import httpx
 
+from goexd.egress.addresses import AddressRefused
+from goexd.egress.dial import resolve_checked
 from goexd.egress.exchange import CLIENT_GONE, Exchange, RouteContext
 from goexd.egress.http11 import READ_CHUNK, H11Stream
 from goexd.egress.policy import BadRequest, Target, check_reachable, parse_authority
@@ -126,9 +128,14 @@ async def _tunnel(ctx: RouteContext, stream: H11Stream, head: h11.Request) -> No
     exchange.host = target.host
     try:
         await asyncio.to_thread(check_reachable, ctx.vault, ctx.grant, target, True)
-    except Refused as e:
+        # Refused here already for a clear answer to the CONNECT; each connection made for a request inside the
+        # tunnel resolves and checks the name again and connects to what it checked (goexd.egress.dial).
+        await resolve_checked(ctx.addresses, target.host, target.port, ctx.cfg.connect_timeout_s)
+    except (Refused, AddressRefused) as e:
         await exchange.refuse(403, str(e))
         return
+    except OSError:  # TimeoutError too
+        pass  # a name that does not resolve now fails each request inside, as an upstream error, as before
     await stream.send(h11.Response(status_code=200, headers=[], reason=b"Connection established"))
     early, _ = stream.conn.trailing_data
     if early:

@@ -13,6 +13,7 @@ import h11
 import httpx
 
 from goexd.config import EgressConfig
+from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.http11 import H11Stream
 from goexd.egress.models import (
     Decision,
@@ -52,6 +53,7 @@ class RouteContext:
     grant: EgressGrant
     vault: Vault
     cfg: EgressConfig
+    addresses: AddressRule  # which addresses the client connects to (egress.allowed_addresses)
     client: httpx.AsyncClient
     ca: CertificateAuthority
     record: Callable[[EgressRecordData], None]
@@ -144,6 +146,10 @@ class Exchange:
             )
             self.request_bytes = len(body)
             response = await self.ctx.client.send(upstream, stream=True)
+        except AddressRefused as e:  # the name resolved to loopback, private, ...: nothing was sent
+            await self._unanswered(str(e), maybe_sent=False)
+            await self.refuse(403, str(e))
+            return
         except UPSTREAM_ERRORS as e:
             cause = self.ctx.vault.redactor.text(_error_text(e))
             await self._unanswered(cause, maybe_sent=not isinstance(e, NOT_SENT_ERRORS))

@@ -29,6 +29,7 @@ import httpx
 
 from goexd.config import EgressConfig
 from goexd.egress import connection
+from goexd.egress.addresses import AddressRule
 from goexd.egress.exchange import RouteContext
 from goexd.egress.models import EgressGrant, EgressRecordData
 from goexd.egress.tls import CertificateAuthority
@@ -49,6 +50,7 @@ class EgressProxy:
     def __init__(self, vault: Vault, cfg: EgressConfig, run_dir: Path) -> None:
         self.vault = vault
         self.cfg = cfg
+        self.addresses = AddressRule.from_config(cfg.allowed_addresses)
         self.run_dir = run_dir
         if len(os.fsencode(run_dir)) + 1 + _SOCKET_NAME_LEN > _SUN_PATH_MAX:
             raise ValueError(f"egress run dir {run_dir} is too long for Unix socket paths (108 bytes)")
@@ -85,7 +87,7 @@ class EgressProxy:
         log.info("egress proxy started (run dir %s)", self.run_dir)
 
     async def _make_client(self) -> httpx.AsyncClient:
-        return make_client(self.cfg)
+        return make_client(self.cfg, self.addresses)
 
     @staticmethod
     def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -127,7 +129,7 @@ class EgressProxy:
             raise RuntimeError("the egress proxy is not started")
         path = self.run_dir / f"egress-{secrets.token_hex(8)}.sock"
         route = Route(self, grant, path)
-        ctx = RouteContext(grant, self.vault, self.cfg, self._client, self._ca, route._add_record)
+        ctx = RouteContext(grant, self.vault, self.cfg, self.addresses, self._client, self._ca, route._add_record)
         self._call(route._listen(ctx))
         with self._lock:
             self._routes.add(route)

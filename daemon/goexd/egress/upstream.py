@@ -1,4 +1,4 @@
-"""The upstream side: one shared httpx client, and the headers that may cross the proxy."""
+"""The upstream side: one shared httpx client (address-checked connections), and the headers that may cross."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 from goexd.config import EgressConfig
+from goexd.egress.addresses import AddressRule
+from goexd.egress.dial import GuardedAsyncTransport
 from goexd.vault.redact import Redactor
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: they concern one connection.
@@ -72,7 +74,7 @@ def tls_context(cfg: EgressConfig) -> ssl.SSLContext:
     return ctx
 
 
-def make_client(cfg: EgressConfig) -> httpx.AsyncClient:
+def make_client(cfg: EgressConfig, addresses: AddressRule) -> httpx.AsyncClient:
     timeout = httpx.Timeout(
         connect=cfg.connect_timeout_s,
         read=cfg.read_timeout_s,
@@ -86,6 +88,7 @@ def make_client(cfg: EgressConfig) -> httpx.AsyncClient:
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         trust_env=False,  # the daemon's own proxy settings must not apply to the sandbox's traffic
         follow_redirects=False,  # the client decides; each hop is checked and recorded
-        # Never retry: a request may have side effects upstream, and the sandbox sees the failure.
-        transport=httpx.AsyncHTTPTransport(verify=tls_context(cfg), retries=0),
+        # Never retries (a request may have side effects upstream, and the sandbox sees the failure); connects
+        # only to addresses the daemon's egress.allowed_addresses rule lets through, and only to the one it checked.
+        transport=GuardedAsyncTransport(addresses, tls_context(cfg)),
     )

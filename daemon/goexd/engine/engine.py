@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from goexd.config import Config
+from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
 from goexd.egress.upstream import tls_context as upstream_tls_context
 from goexd.engine import codec
@@ -66,11 +67,12 @@ from goexd.errors import (
 from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
-from goexd.policy.parse import PolicyError, build, parse
+from goexd.policy.parse import PolicyError, build, build_session, parse
+from goexd.policy.parse import check_size as check_policy_size
 from goexd.resources.base import Checkpoint, Journaling, ResourceManager, RollbackReport, SandboxNetwork
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.host_paths import OwnPaths, daemon_paths
-from goexd.resources.http import HttpResource, check_http_host, validate_base_url
+from goexd.resources.http import HttpResource, check_address, check_http_host, validate_base_url
 from goexd.resources.http_rules import RuleError
 from goexd.resources.http_rules import load_rule_sets as load_http_rules
 from goexd.resources.http_send import HttpSender, check_secret_injection
@@ -222,7 +224,8 @@ class Engine:
         self._stopping = threading.Event()
         self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="goexd-action")
         # Raises SetupError for a bad policy file: the daemon does not start with confinement it cannot read.
-        self.policy_defaults = daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts)
+        self.daemon_policy = build(daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts))
+        self.addresses = AddressRule.from_config(cfg.egress.allowed_addresses)  # what goexd's own HTTP may reach
         try:  # a broken rule file stops the start, like a broken policy file: undo rules must be what they say
             self.rule_sets = load_http_rules([Path(d).expanduser() for d in cfg.http.rules_dirs])
         except RuleError as exc:
@@ -246,6 +249,7 @@ class Engine:
         self._refuse_if_stopping()
         if not requests:
             raise InvalidArgument("resources", "at least one resource is required")
+        check_policy_size(policy_toml, "policy_toml")
         policy = self.parse_policy(policy_toml)
         session_limits = self.check_limits("limits", limits or LimitsRequest()).over(self.default_limits)
         resources: list[Resource] = []
@@ -258,8 +262,8 @@ class Engine:
             resources.append(resource)
         self._refuse_overlaps(resources)
         for r in resources:
-            if r.kind is ResourceKind.HTTP:
-                check_http_host(r, policy.policy.http_hosts)
+            for allowed in policy.http_hosts if r.kind is ResourceKind.HTTP else ():
+                check_http_host(r, allowed)
         session = Session(
             id=_new_id("ses"),
             label=label,
@@ -277,9 +281,10 @@ class Engine:
         return self.get_session(session.id)
 
     def parse_policy(self, text: str, fld: str = "policy_toml") -> SessionPolicy:
-        """A session's policy over the daemon's defaults; INVALID_ARGUMENT naming the line of the first error."""
+        """A session's policy beside the daemon's (it can only narrow it); INVALID_ARGUMENT naming the line of the
+        first error."""
         try:
-            return SessionPolicy(build([*self.policy_defaults, parse(text)]), text)
+            return SessionPolicy(self.daemon_policy, build_session(parse(text)), text)
         except PolicyError as exc:
             raise InvalidArgument(fld, f"line {exc.line}: {exc.message}") from None
 
@@ -313,6 +318,7 @@ class Engine:
             if strategy not in (UndoStrategy.INVERSE, UndoStrategy.CONFINE):
                 raise InvalidArgument(f"{fld}.strategy", f"an http resource cannot use the {strategy.value} strategy")
             url = validate_base_url(req.location, f"{fld}.http.base_url")
+            check_address(url, self.addresses, f"{fld}.http.base_url")
             rules = req.rules or "rest"
             if rules not in self.rule_sets:
                 known = ", ".join(sorted(self.rule_sets))
@@ -423,6 +429,7 @@ class Engine:
                 self.vault.resolve,
                 self.cfg.http.connect_timeout_s,
                 verify=upstream_tls_context(self.cfg.egress),  # what the egress proxy trusts, for the same services
+                addresses=self.addresses,
             )
             sender.reachable()
             return HttpResource(

@@ -5,6 +5,11 @@ and network, HTTP method and path), then deny patterns on the request, then the 
 action's reversibility class, then rate limits. An approval turns a needs-approval into an allow
 (it is recorded with the action); it never overrides a deny. Rate limits count allowed actions
 only, in a sliding window per resource.
+
+A session is held to two policies, the daemon's and its own, each checked alone; the stricter
+decision wins (deny over needs-approval over allow), limits are lowered to both ceilings and both
+rate limits count. So a session's policy can add restrictions and never remove one of the
+daemon's, whatever key it uses: what it asks for beyond the daemon's policy is clipped to it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 from goexd.engine.models import LimitsRequest
@@ -187,12 +193,13 @@ def _sandbox(policy: Policy, facts: ActionFacts) -> Decision | None:
     network = _effect(rules.network, "sandbox.network", "the action asks for network egress")
     if network is not None and network.kind is DecisionKind.DENY:
         return network
+    allowed = policy.egress_hosts
     for host in facts.egress_hosts:
-        if not any(covers(a, host) for a in policy.egress_hosts):
+        if allowed is not None and not any(covers(a, host) for a in allowed):
             return _deny(
                 "egress.hosts",
-                f"{host} is not among the hosts code may reach ({', '.join(policy.egress_hosts) or 'none'}; "
-                "the daemon's default is its egress.allowed_hosts); a secret's own hosts need no listing",
+                f"{host} is not among the hosts code may reach ({', '.join(allowed) or 'none'}; "
+                "the daemon's come from its egress.allowed_hosts setting); a secret's own hosts need no listing",
             )
     return network  # allowed, or allowed with an approval
 
@@ -261,42 +268,100 @@ class RateCounter:
 
     def take(self, key: str, limit: RateLimit) -> float | None:
         """Count one action and return None, or return the seconds until one would be allowed."""
+        refused = self.take_all([(key, limit)])
+        return refused[0][1] if refused else None
+
+    def take_all(self, limits: Sequence[tuple[str, RateLimit]]) -> list[tuple[int, float]]:
+        """Count one action under every (key, limit) if each allows it and return []; else, counting nothing,
+        (index, seconds until it would allow one) for each limit that refuses."""
         now = self._clock()
         with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - limit.per_s:
-                events.popleft()
-            if len(events) >= limit.count:
-                return events[0] + limit.per_s - now
-            events.append(now)
-            return None
+            refused: list[tuple[int, float]] = []
+            for i, (key, limit) in enumerate(limits):
+                events = self._events.setdefault(key, deque())
+                while events and events[0] <= now - limit.per_s:
+                    events.popleft()
+                if len(events) >= limit.count:
+                    refused.append((i, events[0] + limit.per_s - now))
+            if not refused:
+                for key, _ in limits:
+                    self._events[key].append(now)
+            return refused
+
+
+_RANK = {DecisionKind.ALLOW: 0, DecisionKind.NEEDS_APPROVAL: 1, DecisionKind.DENY: 2}
+DAEMON_NOTE = "the daemon's policy, which a session's policy can narrow but not loosen"
+
+
+def stricter(daemon: Decision, session: Decision) -> Decision:
+    """The decision that restricts more (deny > needs approval > allow; an allow that took an approval over one
+    that needed none); the session's on a tie, as its own rule is the one its client knows. A daemon refusal
+    says whose it is."""
+    if (_RANK[daemon.kind], bool(daemon.approval)) <= (_RANK[session.kind], bool(session.approval)):
+        return session
+    if daemon.kind is DecisionKind.ALLOW:
+        return daemon
+    return replace(daemon, reason=f"{daemon.reason} ({DAEMON_NOTE})")
 
 
 class SessionPolicy:
-    """One session's policy and its rate-limit state: the engine's `Policy.check(action, session)`."""
+    """One session's policies and its rate-limit state: the engine's `Policy.check(action, session)`.
 
-    def __init__(self, policy: Policy, text: str = "", counter: RateCounter | None = None) -> None:
-        self.policy = policy
+    `daemon` is the daemon's policy, `session` the session's own (parse.build_session); every check,
+    limit and host list applies both, so the session's can only narrow the daemon's.
+    """
+
+    def __init__(
+        self, daemon: Policy, session: Policy | None = None, text: str = "", counter: RateCounter | None = None
+    ) -> None:
+        self.daemon = daemon
+        self.session = session
         self.text = text  # the session's own TOML, as given
         self._rates = counter or RateCounter()
 
+    @property
+    def layers(self) -> tuple[tuple[str, Policy], ...]:
+        own = () if self.session is None else (("session", self.session),)
+        return (("daemon", self.daemon), *own)
+
+    @property
+    def http_hosts(self) -> tuple[tuple[str, ...], ...]:
+        """Each policy's `[http] hosts` that is set: an http resource's base URL must be in every one."""
+        return tuple(p.http_hosts for _, p in self.layers if p.http_hosts is not None)
+
     def limits(self, requested: LimitsRequest, session: Limits) -> Limits:
-        """An action's effective sandbox limits: what it asked for, else the session's within the policy's."""
-        return requested.over(clamp(session, self.policy.sandbox))
+        """An action's effective sandbox limits: what it asked for, else the session's within both policies'."""
+        for _, policy in self.layers:
+            session = clamp(session, policy.sandbox)
+        return requested.over(session)
 
     def check(self, facts: ActionFacts, approval: str = "") -> Decision:
-        decision = check(self.policy, facts, approval)
+        decision = check(self.daemon, facts, approval)
+        if self.session is not None:
+            decision = stricter(decision, check(self.session, facts, approval))
         if not decision.allowed or facts.kind != "http":
             return decision
-        rules = self.policy.rules_for(facts.resource)
-        if rules.rate_limit is not None:
-            wait = self._rates.take(facts.resource, rules.rate_limit)
-            if wait is not None:
-                scope = f"http.resources.{facts.resource}" if facts.resource in self.policy.http_resources else "http"
-                return Decision(
-                    DecisionKind.DENY,
-                    f"{scope}.rate_limit",
-                    f"rate limit {rules.rate_limit.text} reached for {facts.resource!r}; next call in {wait:.1f} s",
-                    retry_after_s=wait,
-                )
-        return decision
+        return self._rate(facts.resource) or decision
+
+    def _rate(self, resource: str) -> Decision | None:
+        """A denial once either policy's rate limit for `resource` is reached (an allowed call counts in both)."""
+        limits = [
+            (name, rate, policy)
+            for name, policy in self.layers
+            if (rate := policy.rules_for(resource).rate_limit) is not None
+        ]
+        if not limits:
+            return None
+        refused = self._rates.take_all([(f"{name}:{resource}", rate) for name, rate, _ in limits])
+        if not refused:
+            return None
+        i, wait = max(refused, key=lambda r: r[1])
+        name, rate, policy = limits[i]
+        scope = f"http.resources.{resource}" if resource in policy.http_resources else "http"
+        whose = f" ({DAEMON_NOTE})" if name == "daemon" else ""
+        return Decision(
+            DecisionKind.DENY,
+            f"{scope}.rate_limit",
+            f"rate limit {rate.text} reached for {resource!r}; next call in {wait:.1f} s{whose}",
+            retry_after_s=wait,
+        )

@@ -94,7 +94,9 @@ class Policy:
     http_resources: Mapping[str, HttpRules]  # per resource name, over `http`
     deny: tuple[DenyRule, ...]
     sandbox: SandboxRules
-    egress_hosts: tuple[str, ...]  # hosts code actions may reach through the proxy without a secret
+    # Hosts code actions may reach through the proxy without a secret; None (a session policy that does not
+    # say) restricts nothing of its own.
+    egress_hosts: tuple[str, ...] | None
     http_hosts: tuple[str, ...] | None  # hosts an http resource may point at; None = any
 
     def rules_for(self, resource: str) -> HttpRules:

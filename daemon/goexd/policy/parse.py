@@ -1,9 +1,11 @@
-"""Parse and validate policy TOML; layer a session's policy over the daemon's defaults.
+"""Parse and validate policy TOML; build the daemon's policy from its layers, and a session's on its own.
 
 Every key is checked: an unknown key, a wrong type or a bad value is a PolicyError naming the
-key and its line, so a typo never silently loosens (or tightens) confinement. Layers merge key
-by key (tables recursively, lists replaced), except `[[deny]]` rules, which accumulate: a
-session's policy cannot drop a deny rule of the daemon's.
+key and its line, so a typo never silently loosens (or tightens) confinement. The daemon's own
+layers (its `egress.allowed_hosts` setting, then its policy file) merge key by key (tables
+recursively, lists replaced, `[[deny]]` rules accumulated) over the built-in defaults. A session's
+policy is never merged into the daemon's: it is built alone, with no defaults (what it leaves out
+it has no opinion on), and both are checked (policy.check.SessionPolicy), so it can only narrow.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _RULE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day|s|min|h|d)\s*$")
 _RATE_UNITS = {"second": 1, "s": 1, "minute": 60, "min": 60, "hour": 3600, "h": 3600, "day": 86400, "d": 86400}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+# A policy is a few dozen lines; one sent over the API larger than this is refused before it is parsed.
+MAX_POLICY_BYTES = 64 * 1024
 
 # Defaults when no layer says otherwise: privileged SQL is refused, irreversible HTTP calls
 # need an approval; everything else runs (and is undoable, or tested, by its strategy).
@@ -49,6 +53,13 @@ class PolicyError(Exception):
         self.message = message
 
 
+def check_size(text: str, fld: str) -> None:
+    """A policy sent over the API is at most MAX_POLICY_BYTES (INVALID_ARGUMENT naming the field)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_POLICY_BYTES:
+        raise InvalidArgument(fld, f"the policy is {size} bytes; at most {MAX_POLICY_BYTES} are accepted")
+
+
 def parse(text: str) -> dict[str, Any]:
     """The validated tables of one policy text; PolicyError(line, message) on the first problem."""
     try:
@@ -56,6 +67,10 @@ def parse(text: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         raise PolicyError(int(m.group(1)) if m else 1, f"invalid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; thousands of levels exhaust the stack.
+        # Nothing was built yet, so nothing is left half done.
+        raise PolicyError(1, "invalid TOML: arrays or inline tables are nested too deeply") from None
     try:
         _check_top(data)
     except Invalid as exc:
@@ -76,17 +91,30 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any], path: Path = ()) -> 
 
 
 def build(layers: Sequence[Mapping[str, Any]]) -> Policy:
-    """A Policy from validated layers, later layers over earlier ones."""
+    """The daemon's Policy: validated layers, later ones over earlier ones, over the built-in defaults."""
     data: dict[str, Any] = {}
     for layer in layers:
         data = merge(data, layer)
+    return _policy(data, defaults=True)
+
+
+def build_session(data: Mapping[str, Any]) -> Policy:
+    """A session's own Policy: only what it says (no defaults: a key it leaves out restricts nothing).
+    It is checked beside the daemon's, never instead of it."""
+    return _policy(data, defaults=False)
+
+
+def _policy(data: Mapping[str, Any], defaults: bool) -> Policy:
     sql_table = data.get("sql", {})
-    sql = {**DEFAULT_SQL, **{k: Effect(v) for k, v in sql_table.items()}}
-    sql.setdefault("other", DEFAULT_SQL_OTHER)
+    sql = {**(DEFAULT_SQL if defaults else {}), **{k: Effect(v) for k, v in sql_table.items()}}
+    if defaults:
+        sql.setdefault("other", DEFAULT_SQL_OTHER)
     http_table = data.get("http", {})
     http = _http_rules(http_table)
-    http = HttpRules(http.methods, http.paths, http.rate_limit, {**DEFAULT_HTTP_CLASSES, **http.classes})
+    classes = {**DEFAULT_HTTP_CLASSES, **http.classes} if defaults else dict(http.classes)
+    http = HttpRules(http.methods, http.paths, http.rate_limit, classes)
     sandbox = data.get("sandbox", {})
+    egress = data.get("egress", {})
     return Policy(
         sql=sql,
         http=http,
@@ -98,12 +126,14 @@ def build(layers: Sequence[Mapping[str, Any]]) -> Policy:
             max_processes=sandbox.get("max_processes"),
             network=Effect(sandbox.get("network", "allow")),
         ),
-        egress_hosts=tuple(data.get("egress", {}).get("hosts", ())),
+        # The daemon reaches no host unless it lists it; a session that lists none narrows nothing.
+        egress_hosts=tuple(egress["hosts"]) if "hosts" in egress else (() if defaults else None),
         http_hosts=tuple(http_table["hosts"]) if "hosts" in http_table else None,
     )
 
 
 def load(text: str, defaults: Sequence[Mapping[str, Any]] = ()) -> Policy:
+    """A daemon policy from its text (over `defaults`, the daemon's earlier layers)."""
     return build([*defaults, parse(text)])
 
 

@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from goexd.egress.addresses import AddressRefused, AddressRule
+from goexd.egress.dial import resolve_checked_sync
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
@@ -95,6 +97,20 @@ def _check_host_name(host: str, fld: str) -> None:
         raise InvalidArgument(fld, f"host {shown(host)} is not a DNS name (each label 1 to 63 bytes)") from None
     if len(encoded.rstrip(b".")) > MAX_HOST_BYTES:
         raise InvalidArgument(fld, f"host {shown(host)} is longer than {MAX_HOST_BYTES} bytes")
+
+
+def check_address(url: str, addresses: AddressRule, fld: str) -> None:
+    """PERMISSION_DENIED when the base URL's host resolves only to addresses goexd may not connect to (loopback,
+    private, ... outside the daemon's egress.allowed_addresses). A name that does not resolve passes here: the
+    connection check that follows says UNAVAILABLE; and every call resolves and checks again."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        resolve_checked_sync(addresses, parts.hostname or "", port)
+    except AddressRefused as exc:
+        raise PermissionDenied(f"{fld}: {exc}") from None
+    except OSError:
+        pass
 
 
 def check_http_host(resource: Resource, allowed: tuple[str, ...] | None) -> None:

@@ -16,7 +16,6 @@ and Accept when the caller gave none.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -24,7 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from goexd import __version__
-from goexd.errors import InvalidArgument, Unavailable
+from goexd.egress.addresses import AddressRefused, AddressRule
+from goexd.egress.dial import GuardedTransport, connect
+from goexd.errors import InvalidArgument, PermissionDenied, Unavailable
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.vault.models import InjectionTarget, Secret, render
 
@@ -64,9 +65,12 @@ class HttpSender:
         resolve: Resolve,
         connect_timeout_s: float = 10.0,
         verify: ssl.SSLContext | None = None,
+        addresses: AddressRule | None = None,
     ) -> None:
         """`verify`: the CAs trusted for https (the daemon passes the egress proxy's: the system's plus
-        `egress.upstream_ca_file`, so a call from code and goexd's own calls trust the same services)."""
+        `egress.upstream_ca_file`, so a call from code and goexd's own calls trust the same services).
+        `addresses`: the special-purpose addresses it may connect to (the daemon's `egress.allowed_addresses`);
+        none when not given, so a base URL on loopback or a private network is refused."""
         parts = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
         self.scheme = parts.scheme
@@ -75,10 +79,12 @@ class HttpSender:
         self.secret = secret
         self._resolve = resolve
         self.connect_timeout_s = connect_timeout_s
+        self.addresses = addresses if addresses is not None else AddressRule()
         # No retries; no redirects are followed (a redirect could leave the base URL: the caller sees
-        # the 3xx), no environment proxies (a transport has none), no cookie jar (see above).
-        self._transport = httpx.HTTPTransport(
-            retries=0, verify=verify if verify is not None else ssl.create_default_context()
+        # the 3xx), no environment proxies (a transport has none), no cookie jar (see above); connections
+        # only to addresses the rule allows, to the one it checked (no second look-up between).
+        self._transport = GuardedTransport(
+            self.addresses, verify if verify is not None else ssl.create_default_context()
         )
 
     def url(self, call: HttpCall) -> str:
@@ -114,6 +120,8 @@ class HttpSender:
                 body, truncated = _read_at_most(response, max_body)
             finally:
                 response.close()
+        except AddressRefused as exc:
+            raise CallFailed(f"refused: {exc}", maybe_sent=False) from None
         except httpx.ConnectError as exc:
             raise CallFailed(f"cannot connect to {self.host}:{self.port}: {exc}", maybe_sent=False) from None
         except httpx.ConnectTimeout:
@@ -133,9 +141,12 @@ class HttpSender:
         )
 
     def reachable(self) -> None:
-        """UNAVAILABLE when nothing listens at the base URL (a TCP connect, no request is sent)."""
+        """UNAVAILABLE when nothing listens at the base URL (a TCP connect, no request is sent); PERMISSION_DENIED
+        when its host resolves only to addresses goexd may not connect to (never tried, so no port is probed)."""
         try:
-            socket.create_connection((self.host, self.port), timeout=5).close()
+            connect(self.addresses, self.host, self.port, timeout=5).close()
+        except AddressRefused as exc:
+            raise PermissionDenied(f"{self.base_url}: {exc}") from None
         except OSError as exc:
             raise Unavailable(f"{self.host}:{self.port} is not reachable: {exc.strerror or exc}") from None
 

@@ -22,6 +22,7 @@ from goexd.admin import Admin
 from goexd.engine.engine import Engine
 from goexd.errors import InvalidArgument
 from goexd.policy.parse import PolicyError
+from goexd.policy.parse import check_size as check_policy_size
 from goexd.policy.parse import parse as parse_policy
 from goexd.server import convert as cv
 from goexd.server import convert_secrets as cs
@@ -201,6 +202,7 @@ class AdminServicer(adgrpc.AdminServicer):
         return adpb.RunGcResponse(snapshots_removed=r.removed, bytes_freed=r.bytes_freed, reasons=r.reasons)
 
     def CheckPolicy(self, req: adpb.CheckPolicyRequest, ctx: Ctx) -> adpb.CheckPolicyResponse:
+        check_policy_size(req.toml, "toml")
         try:
             parse_policy(req.toml)
         except PolicyError as exc:
