@@ -59,7 +59,7 @@ from measure import ms_since, pct, progress, publish, table
 import goex
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
-from goexd.config import Config
+from goexd.config import Config, EgressConfig
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.engine.models import CloseMode, ResourceKind, ResourceRequest
@@ -75,6 +75,9 @@ from goexd.vault.redact import Redactor
 from goexd.vault.vault import Vault
 
 REPO = Path(__file__).resolve().parent.parent
+# json-server listens on loopback, which goexd reaches only where its config allows that address explicitly.
+LOOPBACK = ("127.0.0.1/32",)
+LOOPBACK_TOML = '[egress]\nallowed_addresses = ["127.0.0.1/32"]\n'
 if str(REPO) not in sys.path:  # `python bench/http_bench.py` puts bench/, not the repo root, on sys.path
     sys.path.insert(0, str(REPO))
 
@@ -362,7 +365,7 @@ def end_to_end(root: Path, base_url: str, rounds: int, warmup: int) -> tuple[Pla
     try:
         for sync in ("full", "normal"):
             (root / sync).mkdir()
-            daemons.append(DaemonProcess(root / sync, config_toml=f'journal_sync = "{sync}"\n').start())
+            daemons.append(DaemonProcess(root / sync, config_toml=f'journal_sync = "{sync}"\n{LOOPBACK_TOML}').start())
         with httpx.Client(
             base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False, timeout=60
         ) as http:
@@ -475,7 +478,7 @@ def in_process(root: Path, base_url: str, rounds: int, warmup: int) -> Breakdown
             base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False, timeout=60
         ) as http,
     ):
-        cfg = Config(state_dir=root / "state")
+        cfg = Config(state_dir=root / "state", egress=EgressConfig(allowed_addresses=LOOPBACK))
         cfg.state_dir.mkdir(parents=True, mode=0o700)
         vault = Vault.open(cfg)
         for r in secret_requests(host):

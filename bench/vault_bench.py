@@ -40,7 +40,7 @@ from httpcore._async.http11 import AsyncHTTP11Connection  # private, but where t
 from measure import ms_since, pct, progress, publish, table
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from goexd.config import Config, VaultConfig
+from goexd.config import Config, EgressConfig, VaultConfig
 from goexd.egress.models import Decision, EgressGrant
 from goexd.egress.policy import decide, parse_url
 from goexd.egress.proxy import EgressProxy, Route
@@ -511,7 +511,8 @@ def measure_end_to_end(proxy: EgressProxy, port: int, reps: int) -> list[list[st
 
 def section_end_to_end(root: Path, vault: Vault, reps: int) -> str:
     rows = []
-    with EgressProxy(vault, Config().egress, root / "egress") as proxy:
+    # The upstreams listen on loopback, which the proxy reaches only where its config allows that address.
+    with EgressProxy(vault, EgressConfig(allowed_addresses=("127.0.0.1/32",)), root / "egress") as proxy:
         for where, serve in (("a thread of this process", serve_thread), ("a child process", serve_process)):
             progress(f"end to end through the proxy, upstream in {where} ...")
             with serve(f"Bearer {API_VALUE}") as port:

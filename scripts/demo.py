@@ -239,7 +239,9 @@ def main() -> int:
 
         daemon_root = root / "goexd"
         daemon_root.mkdir()
-        daemon = DaemonProcess(daemon_root)  # no config file: embedded defaults
+        # Embedded defaults, except one address: the demo's services (json-server, an echo API) listen on the
+        # host's loopback, which goexd reaches only where its own config allows that address explicitly.
+        daemon = DaemonProcess(daemon_root, config_toml='[egress]\nallowed_addresses = ["127.0.0.1/32"]\n')
         print(f"starting goexd (socket {daemon.socket}, state {daemon.state_dir}) ...")
         daemon.start()
         env = {**os.environ, "GOEX_SOCKET": str(daemon.socket), "GOEX_CLI_STATE": str(root / "cli.json")}
