@@ -161,3 +161,98 @@ def test_a_method_goexd_does_not_have_is_unimplemented_every_time(daemon: Daemon
     for _ in range(2):  # a known method answers through its kept handler, errors mapped as on its first call
         code, msg = status_of(lambda: daemon.actions.GetAction(apb.GetActionRequest(action_id="act-missing")))
         assert code == grpc.StatusCode.NOT_FOUND and "act-missing" in msg
+
+
+def _rows(d: DaemonProcess) -> int:
+    return len(d.sessions.ListSessions(spb.ListSessionsRequest(include_closed=True), timeout=10).sessions)
+
+
+def test_page_tokens_goexd_did_not_issue_are_invalid_arguments(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # A non-numeric token answered INTERNAL (ListSessions), a huge one too (ListActions: beyond SQLite's INTEGER).
+    sessions = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        sessions.append(open_fs(daemon, tmp_path / name))
+    for token in ("garbage", "1e999/ses_x", "nan/ses_x", "1.5/", "1.5/../x", "9" * 5000, "x" * 100_000):
+        code, msg = status_of(
+            lambda t=token: daemon.sessions.ListSessions(spb.ListSessionsRequest(page_token=t), timeout=10)
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("page_token: "), (token[:20], code, msg)
+    for token in ("9" * 25, str(2**63), "-1", "١٢", "1e3", "9" * 10_000):
+        req = apb.ListActionsRequest(session_id=sessions[0].id, page_token=token)
+        code, msg = status_of(lambda r=req: daemon.actions.ListActions(r, timeout=10))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("page_token: "), (token[:20], code, msg)
+    # Control: the tokens goexd issues still page.
+    first = daemon.sessions.ListSessions(spb.ListSessionsRequest(page_size=1), timeout=10)
+    assert [s.id for s in first.sessions] == [sessions[0].id] and first.next_page_token
+    rest = daemon.sessions.ListSessions(spb.ListSessionsRequest(page_token=first.next_page_token), timeout=10)
+    assert [s.id for s in rest.sessions] == [sessions[1].id]
+    for _ in range(2):
+        shell(daemon, sessions[0].id, "true")
+    page = daemon.actions.ListActions(apb.ListActionsRequest(session_id=sessions[0].id, page_size=1), timeout=10)
+    later = daemon.actions.ListActions(
+        apb.ListActionsRequest(session_id=sessions[0].id, page_token=page.next_page_token), timeout=10
+    )
+    assert len(page.actions) == 1 and [a.seq for a in later.actions] == [2]
+
+
+def _http(url: str) -> spb.CreateSessionRequest:
+    return spb.CreateSessionRequest(resources=[pb.ResourceSpec(http=pb.HttpResourceSpec(base_url=url))])
+
+
+def test_dns_names_the_resolver_cannot_take_are_invalid_arguments(daemon: DaemonProcess) -> None:
+    # A label over 63 bytes answered INTERNAL (the idna codec raised inside getaddrinfo); a host over 253 UNAVAILABLE.
+    before = _rows(daemon)
+    for url in (
+        f"https://{'a' * 64}.example.com",
+        f"https://{'.'.join(['a' * 60] * 5)}.com",
+        "https://a..example.com",
+    ):
+        code, msg = status_of(lambda u=url: daemon.sessions.CreateSession(_http(u), timeout=30))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (url, code, msg)
+        assert msg.startswith("resources[0].http.base_url: host "), msg
+    assert _rows(daemon) == before
+
+
+def test_a_create_session_that_fails_leaves_no_row_and_no_file(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # Five such failures left closed session rows behind; the sqlite file of a failed session was created.
+    db_file = tmp_path / "fresh.db"
+    sqlite_res = pb.ResourceSpec(name="db", db=pb.DbResourceSpec(url=f"sqlite://{db_file}"))
+    unreachable_http = pb.ResourceSpec(name="api", http=pb.HttpResourceSpec(base_url="http://127.0.0.1:1"))
+    unreachable_pg = pb.ResourceSpec(name="pg", db=pb.DbResourceSpec(url="postgresql://app@127.0.0.1:1/db"))
+    (tmp_path / "ws").mkdir()
+    fs_res = pb.ResourceSpec(name="fs", fs=pb.FsResourceSpec(path=str(tmp_path / "ws")))
+    before = _rows(daemon)
+    for resources in (
+        [unreachable_http],
+        [unreachable_pg],
+        [sqlite_res, unreachable_http],
+        [fs_res, sqlite_res, unreachable_pg],
+    ):
+        req = spb.CreateSessionRequest(resources=resources)
+        code, msg = status_of(lambda r=req: daemon.sessions.CreateSession(r, timeout=60))
+        assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.PERMISSION_DENIED), (code, msg)
+        assert _rows(daemon) == before, msg
+        assert not db_file.exists()
+    # The resources it would have held are free: the same sqlite file and workspace open at once.
+    open_fs(daemon, tmp_path / "ws")
+    daemon.sessions.CreateSession(spb.CreateSessionRequest(resources=[sqlite_res]), timeout=60)
+    assert _rows(daemon) == before + 2
+
+
+def test_echoed_input_is_cut_in_error_details(daemon: DaemonProcess) -> None:
+    # A 10 MB path came back whole: more than gRPC lets a status carry, so the client saw a transport error.
+    before = _rows(daemon)
+    huge = "y" * 10_000_000
+    for req in (
+        _fs(huge),
+        _fs("/" + huge),
+        spb.CreateSessionRequest(resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url=huge))]),
+        _http("https://" + huge),
+        spb.CreateSessionRequest(label=huge, resources=[pb.ResourceSpec(fs=pb.FsResourceSpec(path="/nonexistent"))]),
+    ):
+        code, msg = status_of(lambda r=req: daemon.sessions.CreateSession(r, timeout=60))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, msg[:200])
+        assert len(msg.encode()) <= 2048, len(msg)
+        assert "y" * 130 not in msg, msg  # a quoted input is cut to 120 characters
+    assert _rows(daemon) == before

@@ -401,14 +401,17 @@ class Engine:
             if session.state is not SessionState.OPEN:
                 raise FailedPrecondition(f"session {session_id} is closed")
             policy = self.parse_policy(self.journal.session_policy(session_id))
-            managers: dict[str, ResourceManager] = {}
-            try:
-                for r in session.resources:
-                    managers[r.name] = self._open_manager(r)
+            opened: dict[str, ResourceManager] = {}
+            try:  # remote ones first: one that cannot be reached fails the opening before a local file is created
+                for r in sorted(
+                    session.resources, key=lambda r: r.kind not in (ResourceKind.HTTP, ResourceKind.POSTGRES)
+                ):
+                    opened[r.name] = self._open_manager(r)
             except Exception:
-                for m in managers.values():  # no store, watch or connection outlives a failed opening
+                for m in opened.values():  # no store, watch or connection outlives a failed opening
                     m.close()
                 raise
+            managers = {r.name: opened[r.name] for r in session.resources}
             live = _LiveSession(session, managers, policy)
             self._live[session_id] = live
             return live

@@ -49,9 +49,11 @@ def validate_workspace(raw: str, fld: str, own: OwnPaths) -> Path:
     path = resolved(checked_syntax(raw, fld, "a workspace"), fld)
     if not path.is_dir():
         raise InvalidArgument(fld, f"{shown(raw)} is not a directory")
-    refuse_own(path, fld, own, container=True)
     refuse_system(path, fld, container=True)
     refuse_homes(path, fld)
+    refuse_own(path, fld, own, container=True)
+    if not os.access(path, os.R_OK | os.X_OK):  # nor could goexd check it for a state dir inside
+        raise InvalidArgument(fld, f"{path} cannot be read by goexd's user")
     refuse_inside_state_dir(path, fld)
     refuse_containing_state_dir(path, fld)
     return path

@@ -167,10 +167,10 @@ def refuse_system(path: Path, fld: str, container: bool) -> None:
 
 
 def _homes() -> Iterator[tuple[str, Path]]:
-    yield "this daemon's user", _real(Path.home())
     for user in pwd.getpwall():
         if user.pw_dir and user.pw_dir != "/":
             yield f"user {user.pw_name}", _real(Path(user.pw_dir))
+    yield "this daemon's user ($HOME)", _real(Path.home())
 
 
 def refuse_homes(path: Path, fld: str) -> None:
@@ -186,7 +186,8 @@ def refuse_inside_state_dir(path: Path, fld: str) -> None:
     """The path, or a directory above it, is marked as a goexd state dir (another daemon's too)."""
     for d in (path, *path.parents):
         if os.path.lexists(d / STATE_MARKER):
-            raise InvalidArgument(fld, f"{path} is inside the state directory {d} of a goexd ({STATE_MARKER})")
+            where = "is" if d == path else f"is inside {d},"
+            raise InvalidArgument(fld, f"{path} {where} the state directory of a goexd ({STATE_MARKER})")
 
 
 def refuse_containing_state_dir(path: Path, fld: str, max_dirs: int = MAX_SCAN_DIRS) -> None:

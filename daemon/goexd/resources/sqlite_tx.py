@@ -62,8 +62,8 @@ def validate_sqlite_url(url: str, fld: str, own: OwnPaths) -> Path:
     path = resolved(given.parent, fld) / given.name
     if os.path.lexists(path):  # a link is followed to what it names, and that is what is checked
         path = resolved(path, fld)
-    refuse_own(path, fld, own, container=False)
     refuse_system(path, fld, container=False)
+    refuse_own(path, fld, own, container=False)
     refuse_inside_state_dir(path.parent, fld)
     if not path.parent.is_dir():
         raise InvalidArgument(fld, f"{path.parent} is not a directory")

@@ -67,6 +67,7 @@ _VERDICT_TO_PB = {"untested": pb.VERDICT_UNTESTED, "passed": pb.VERDICT_PASSED, 
 STREAM_TO_PB = {Stream.STDOUT: pb.OUTPUT_STREAM_STDOUT, Stream.STDERR: pb.OUTPUT_STREAM_STDERR}
 
 MAX_ID_LEN = 64
+MAX_LABEL_CHARS = 1024  # a session's label is kept in the journal and shown in listings
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -93,6 +94,12 @@ def require_id(value: str, fld: str) -> str:
 
 def optional_id(value: str, fld: str) -> str:
     return require_id(value, fld) if value else ""
+
+
+def label(value: str, fld: str) -> str:
+    if len(value) > MAX_LABEL_CHARS:
+        raise InvalidArgument(fld, f"at most {MAX_LABEL_CHARS} characters, not {len(value)}")
+    return value
 
 
 # ---------------------------------------------------------------- requests -> domain

@@ -39,7 +39,7 @@ class SessionsServicer(segrpc.SessionsServicer):
     def CreateSession(self, req: sepb.CreateSessionRequest, ctx: Ctx) -> sepb.CreateSessionResponse:
         requests = [cv.resource_request(r, f"resources[{i}]") for i, r in enumerate(req.resources)]
         session = self.engine.create_session(
-            requests, req.label, cv.limits_request(req.limits, "limits"), req.policy_toml
+            requests, cv.label(req.label, "label"), cv.limits_request(req.limits, "limits"), req.policy_toml
         )
         return sepb.CreateSessionResponse(session=cv.session_pb(session))
 

@@ -1,0 +1,36 @@
+"""Status details: redacted, then bounded whatever they quote (server/errors.py)."""
+
+from __future__ import annotations
+
+from goexd.server.errors import MAX_DETAIL_BYTES, TRUNCATED, detail
+
+
+def test_a_short_message_passes_unchanged() -> None:
+    assert detail("resources[0].fs.path: /etc is inside the system tree /etc", str) == (
+        "resources[0].fs.path: /etc is inside the system tree /etc"
+    )
+
+
+def test_a_long_message_is_cut_to_the_byte_budget_and_says_so() -> None:
+    for filler in ("x", "é", "😀"):  # 1, 2 and 4 bytes a character: never cut inside one
+        out = detail("field: " + filler * 10_000_000, str)
+        assert len(out.encode()) <= MAX_DETAIL_BYTES and out.endswith(TRUNCATED)
+        assert out.startswith("field: " + filler * 10)
+
+
+def test_redaction_runs_before_the_cut() -> None:
+    secret = "s3cr3t-value"
+
+    def redact(text: str) -> str:
+        return text.replace(secret, "[REDACTED]")
+
+    out = detail(f"token {secret} " + "z" * 100_000, redact)
+    assert secret not in out and "[REDACTED]" in out
+    tail = detail("z" * (MAX_DETAIL_BYTES - 20) + secret, redact)  # a secret across the cut is never half shown
+    assert "s3cr" not in tail
+
+
+def test_lone_surrogates_cannot_break_the_status() -> None:
+    out = detail("path \udcff here", str)
+    out.encode("utf-8")  # gRPC sends the detail as UTF-8
+    assert out == "path ? here"
