@@ -99,7 +99,7 @@ SEED = [{"id": 1, "name": "lamp", "price": 40}, {"id": 2, "name": "desk", "price
 def test_calls_from_code_are_recorded_with_inverses_and_undone_with_the_action(
     daemon: DaemonProcess, workspace: Path, json_server: JsonServer
 ) -> None:
-    put_secret(daemon, "items-token", json_server.host, TOKEN)
+    put_secret(daemon, "items-token", f"http://{json_server.host}", TOKEN)
     s = open_fs_and_http(daemon, workspace, json_server.base_url, secret="items-token")
     base = json_server.base_url
     action = code(
@@ -153,7 +153,7 @@ def test_the_resource_secret_is_added_and_redacted_in_what_comes_back(
     httpbin_port: int,  # noqa: F811
 ) -> None:
     host = f"127.0.0.1:{httpbin_port}"
-    put_secret(daemon, "bin-token", host, TOKEN)
+    put_secret(daemon, "bin-token", f"http://{host}", TOKEN)
     s = open_fs_and_http(daemon, workspace, f"http://{host}", secret="bin-token")
     action = code(daemon, s.id, {"method": "GET", "url": f"http://{host}/headers"})
     assert action.state == pb.ACTION_STATE_EXECUTED, action.error

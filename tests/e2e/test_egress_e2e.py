@@ -43,7 +43,7 @@ def httpbin_port() -> Iterator[int]:
 
 
 def plant(d: DaemonProcess, port: int) -> None:
-    host = f"127.0.0.1:{port}"
+    host = f"http://127.0.0.1:{port}"  # plain http: only an explicit http:// entry allows it
 
     def put(name: str, kind: int, injection: spb.Injection | None = None, **values: bytes) -> None:
         info = spb.SecretInfo(name=name, kind=kind, allowed_hosts=[host])  # type: ignore[arg-type]

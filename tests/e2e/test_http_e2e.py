@@ -108,7 +108,7 @@ def users(server: JsonServer) -> list[dict[str, Any]]:
 def test_create_update_delete_each_undone_from_the_recorded_response(
     daemon: DaemonProcess, json_server: JsonServer
 ) -> None:
-    put_secret(daemon, "items-token", json_server.host, TOKEN)
+    put_secret(daemon, "items-token", f"http://{json_server.host}", TOKEN)
     s = open_http(daemon, json_server.base_url, secret="items-token")
 
     created = call(daemon, s.id, "POST", "/items", body={"name": "lamp", "price": 12})
@@ -184,7 +184,7 @@ def test_confine_strategy_irreversible_call_with_approval_cannot_be_undone(
 @pytest.fixture
 def s3_session(daemon: DaemonProcess, moto_s3: MotoS3) -> Iterator[pb.Session]:
     # moto's default server accepts any well-formed SigV4 header; the vault holds it and goexd adds it.
-    put_secret(daemon, "s3-auth", moto_s3.host, ANY_SIGV4["Authorization"], tpl="{value}")
+    put_secret(daemon, "s3-auth", f"http://{moto_s3.host}", ANY_SIGV4["Authorization"], tpl="{value}")
     yield open_http(daemon, moto_s3.base_url, name="s3", rules="s3", secret="s3-auth")
 
 
@@ -403,7 +403,7 @@ def test_refused_connection_and_timeout_fail_the_action_with_the_cause_and_no_re
 
 
 def test_the_credential_is_injected_and_never_recorded(daemon: DaemonProcess, httpbin_port: int) -> None:  # noqa: F811
-    put_secret(daemon, "bin-token", f"127.0.0.1:{httpbin_port}", TOKEN)
+    put_secret(daemon, "bin-token", f"http://127.0.0.1:{httpbin_port}", TOKEN)
     s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="bin", secret="bin-token")
     echoed = call(daemon, s.id, "GET", "/headers")
     assert echoed.http.status == 200

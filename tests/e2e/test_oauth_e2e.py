@@ -38,7 +38,7 @@ def test_cli_oauth_flow_stores_a_refreshable_token_that_never_leaves_the_daemon(
             "--scope",
             "read",
             "--host",
-            oauth_server.host,
+            f"http://{oauth_server.host}",
             "--no-browser",
             "--timeout",
             "60",
@@ -113,7 +113,7 @@ def test_await_without_a_flow_is_not_found_and_bad_start_names_the_field(
             authorization_url=oauth_server.authorization_url,
             token_url=oauth_server.token_url,
             client_id=oauth_server.public_client_id,
-            allowed_hosts=[oauth_server.host],
+            allowed_hosts=[f"http://{oauth_server.host}"],
         )
         with pytest.raises(goex.DeadlineExceeded):
             client.await_oauth("later", timeout=0.5)  # the flow keeps waiting for the user
@@ -130,9 +130,55 @@ def test_await_outlives_the_clients_own_timeout(daemon: DaemonProcess, oauth_ser
             authorization_url=oauth_server.authorization_url,
             token_url=oauth_server.token_url,
             client_id=oauth_server.public_client_id,
-            allowed_hosts=[oauth_server.host],
+            allowed_hosts=[f"http://{oauth_server.host}"],
         )
         started = time.monotonic()
         with pytest.raises(goex.DeadlineExceeded, match="not finished"):
             client.await_oauth("slow", timeout=2)  # the daemon answers after 2 s, past the client's 0.5 s
         assert time.monotonic() - started >= 1.9
+
+
+def _threads(d: DaemonProcess) -> int:
+    assert d.proc is not None
+    status = Path(f"/proc/{d.proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_open_flows_are_capped_and_expire(tmp_path: Path, oauth_server: OAuthServer) -> None:
+    """300 unfinished flows once added 600 threads (37 -> 637): the cap refuses the rest."""
+    config = "[vault]\noauth_max_open_flows = 4\noauth_flow_timeout_s = 3.0\n"
+    (tmp_path / "d").mkdir()
+    d = DaemonProcess(tmp_path / "d", config_toml=config).start()
+    try:
+        with goex.Client(d.socket) as client:
+
+            def start(name: str) -> goex.OAuthStart:
+                return client.start_oauth(
+                    name,
+                    authorization_url=oauth_server.authorization_url,
+                    token_url=oauth_server.token_url,
+                    client_id=oauth_server.public_client_id,
+                    allowed_hosts=[f"http://{oauth_server.host}"],
+                )
+
+            for i in range(4):
+                start(f"f{i}")
+            threads = _threads(d)
+            for i in range(300):
+                with pytest.raises(
+                    goex.ResourceExhausted, match=r"4 authorization flows .*vault\.oauth_max_open_flows = 4"
+                ):
+                    start(f"g{i}")
+            assert _threads(d) <= threads + 2  # no thread, no listener for a refused flow
+            with pytest.raises(goex.NotFound):
+                client.await_oauth("g0", timeout=1)  # nothing of a refused flow is kept
+            with pytest.raises(goex.DeadlineExceeded, match="expired"):
+                client.await_oauth("f0")  # waits until the flow's expiry
+            time.sleep(0.5)
+            started = start("after")  # expired flows make room again
+            with oauth_server.browser() as browser:
+                assert browser.authorize(started.browser_url).status_code == 200
+            assert client.await_oauth("after", timeout=10).name == "after"
+    finally:
+        assert d.stop() == 0
+    assert "Traceback" not in d.log()

@@ -72,7 +72,7 @@ def _start(server: OAuthServer, name: str, **kw: Any) -> OAuthStart:
         "token_url": server.token_url,
         "client_id": server.public_client_id,
         "scopes": ("read",),
-        "allowed_hosts": (server.host,),
+        "allowed_hosts": (f"http://{server.host}",),
     }
     return OAuthStart(**{**args, **kw})
 
@@ -128,7 +128,7 @@ def test_full_flow_stores_the_secret_and_its_token_works(
     assert info.kind is SecretKind.OAUTH2
     assert info.parts == ("access_token", "refresh_token")
     assert info.refreshable and not info.problem
-    assert info.allowed_hosts == (server.host,)
+    assert info.allowed_hosts == (f"http://{server.host}",)
     assert info.injection == Injection(InjectionTarget.HEADER, "Authorization", "Bearer {value}")
     assert info.expires_at is not None
     assert before + server.access_token_expire_s - 1 < info.expires_at <= time.time() + server.access_token_expire_s
@@ -150,9 +150,9 @@ def test_full_flow_stores_the_secret_and_its_token_works(
     # Sealed and reopened: the same secret.
     assert Vault.open(cfg).info("dot") == vault.info("dot")
     # Used through the vault: fresh, so returned as is, and only for the allowed host.
-    assert vault.resolve("dot", "127.0.0.1", server.port).values["access_token"] == access
+    assert vault.resolve("dot", "http", "127.0.0.1", server.port).values["access_token"] == access
     with pytest.raises(PermissionDenied):
-        vault.resolve("dot", "example.com", 443)
+        vault.resolve("dot", "https", "example.com", 443)
 
 
 def test_confidential_client_keeps_its_secret_and_refreshes_with_it(
@@ -181,7 +181,7 @@ def test_expired_token_is_refreshed_on_resolve(server: OAuthServer, flows: OAuth
     _sleep_until(info.expires_at + 0.2)
     assert server.me(old.values["access_token"]).status_code == 403  # the provider agrees it expired
 
-    new = vault.resolve("dot", "127.0.0.1", server.port)
+    new = vault.resolve("dot", "http", "127.0.0.1", server.port)
 
     assert new.values["access_token"] != old.values["access_token"]
     assert new.values["refresh_token"] != old.values["refresh_token"]  # DOT rotates refresh tokens
@@ -209,7 +209,7 @@ def test_concurrent_resolves_refresh_once(
     def use() -> None:
         barrier.wait()
         try:
-            tokens.append(vault.resolve("dot", "127.0.0.1", server.port).values["access_token"])
+            tokens.append(vault.resolve("dot", "http", "127.0.0.1", server.port).values["access_token"])
         except BaseException as exc:
             errors.append(exc)
 
@@ -237,7 +237,7 @@ def test_revoked_refresh_token_marks_the_secret(server: OAuthServer, flows: OAut
     problem = vault.info("dot").problem
     assert "invalid_grant" in problem and "goex secret oauth dot" in problem
     with pytest.raises(FailedPrecondition, match=r"secret 'dot' cannot be used: refresh token was rejected"):
-        vault.resolve("dot", "127.0.0.1", server.port)
+        vault.resolve("dot", "http", "127.0.0.1", server.port)
     for token in secret.values.values():
         assert token.decode() not in str(exc.value)
     assert flows.refresh_due() == []  # a marked secret waits for a new authorization
@@ -274,20 +274,20 @@ def test_unreachable_token_endpoint(
     # Expired (as far as the vault knows): nothing usable.
     vault.update_tokens("dot", {}, replace(dead, expires_at=time.time() - 1))
     with pytest.raises(Unavailable, match=r"secret 'dot'.*unreachable.*expired"):
-        vault.resolve("dot", "127.0.0.1", server.port)
+        vault.resolve("dot", "http", "127.0.0.1", server.port)
     assert not vault.info("dot").problem  # a passing outage is not a revocation
 
 
 def test_expired_token_without_refresh_token(server: OAuthServer, flows: OAuthFlows, vault: Vault) -> None:
     oauth = OAuthState(server.token_url, server.public_client_id, expires_at=time.time() + 0.5)
     vault.put(
-        SecretRequest("norefresh", SecretKind.OAUTH2, {"access_token": b"A" * 20}, None, (server.host,), oauth=oauth)
+        SecretRequest("norefresh", SecretKind.OAUTH2, {"access_token": b"A" * 20}, None, (f"http://{server.host}",), oauth=oauth)
     )
     # Due but not expired: still usable, nothing to refresh it with.
-    assert vault.resolve("norefresh", "127.0.0.1", server.port).values["access_token"] == b"A" * 20
+    assert vault.resolve("norefresh", "http", "127.0.0.1", server.port).values["access_token"] == b"A" * 20
     vault.update_tokens("norefresh", {}, replace(oauth, expires_at=time.time() - 1))
     with pytest.raises(FailedPrecondition, match=r"secret 'norefresh'.*no refresh token"):
-        vault.resolve("norefresh", "127.0.0.1", server.port)
+        vault.resolve("norefresh", "http", "127.0.0.1", server.port)
 
 
 # ---------------------------------------------------------------- callbacks that are not the one
@@ -397,7 +397,7 @@ def test_bad_input_names_the_field(
 
 
 def test_existing_secret_and_waiting_flow(server: OAuthServer, flows: OAuthFlows, vault: Vault) -> None:
-    vault.put(SecretRequest("dot", SecretKind.BEARER, {"value": b"bearer-value"}, None, (server.host,)))
+    vault.put(SecretRequest("dot", SecretKind.BEARER, {"value": b"bearer-value"}, None, (f"http://{server.host}",)))
     with pytest.raises(AlreadyExists, match="'dot'"):
         flows.start(_start(server, "dot"))
     with pytest.raises(NotFound, match="oauth flow"):

@@ -28,6 +28,7 @@ from goexd.egress.policy import BadRequest, Target, decide, find_gate, gate_requ
 from goexd.egress.substitute import Refused, Request
 from goexd.egress.tls import CertificateAuthority
 from goexd.egress.upstream import request_headers, response_headers, undecodable_encoding
+from goexd.textcap import DETAIL_CHARS, capped
 from goexd.vault.redact import StreamRedactor
 from goexd.vault.vault import Vault
 
@@ -44,6 +45,9 @@ UPSTREAM_ERRORS = (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError)
 CLIENT_GONE = ConnectionError
 # Failures after which the request cannot have reached the service.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.InvalidURL)
+# A record's URL and each header value it keeps, at most (the rest is cut and the cut said).
+RECORD_URL_CHARS = 4096
+RECORD_HEADER_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,12 @@ class Exchange:
             await self._unanswered(str(e), maybe_sent=False)
             await self.refuse(e.status, str(e))
             return
+        except Exception:  # a bug, but the call must still be settled and recorded as not sent
+            log.exception("egress %s: preparing %s %s failed", self.ctx.grant.action_id, self.method, self.url)
+            why = "goexd failed to prepare the request (see its log); nothing was sent"
+            await self._unanswered(why, maybe_sent=False)
+            await self.refuse(500, why)
+            return
         self.secrets_used = outgoing.secrets_used
         framed = any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self.head.headers)
         try:
@@ -150,7 +160,9 @@ class Exchange:
             await self._unanswered(str(e), maybe_sent=False)
             await self.refuse(403, str(e))
             return
-        except UPSTREAM_ERRORS as e:
+        except Exception as e:  # UPSTREAM_ERRORS, or a bug: either way recorded, as sent unless it cannot have been
+            if not isinstance(e, UPSTREAM_ERRORS):
+                log.exception("egress %s: sending %s %s failed", self.ctx.grant.action_id, self.method, self.url)
             cause = self.ctx.vault.redactor.text(_error_text(e))
             await self._unanswered(cause, maybe_sent=not isinstance(e, NOT_SENT_ERRORS))
             await self._upstream_failed(cause)
@@ -289,7 +301,9 @@ class Exchange:
         truncated = truncated or len(body) > cap
         self.response = RecordedResponse(
             status=response.status_code,
-            headers=tuple((k.lower(), redact.text(v)) for k, v in response.headers.items()),
+            headers=tuple(
+                (k.lower(), capped(redact.text(v), RECORD_HEADER_CHARS)) for k, v in response.headers.items()
+            ),
             body=redact(body[:cap], truncated=truncated),
             body_truncated=truncated,
         )
@@ -329,18 +343,18 @@ class Exchange:
         cap = self.ctx.cfg.record_body_bytes
         rec = EgressRecordData(
             method=self.method,
-            url=redact.text(self.url),
+            url=capped(redact.text(self.url), RECORD_URL_CHARS),
             host=self.host,
             status=self.status,
             decision=decision,
-            reason=reason,
+            reason=capped(reason, DETAIL_CHARS),
             secrets_used=self.secrets_used,
             request_bytes=self.request_bytes,
             response_bytes=self.response_bytes,
             duration_s=time.monotonic() - self.started,
             at=self.at,
             request_headers=tuple(
-                (k.decode("latin-1").lower(), redact.text(v.decode("latin-1")))
+                (k.decode("latin-1").lower(), capped(redact.text(v.decode("latin-1")), RECORD_HEADER_CHARS))
                 for k, v in self.head.headers.raw_items()
             ),
             request_body=redact(self.request_body[:cap], truncated=len(self.request_body) > cap),
