@@ -167,6 +167,7 @@ def action_spec(
     env: dict[str, str] | None = None,
     timeout_s: int = DEFAULT_TIMEOUT_S,
     max_processes: int = 0,
+    memory_bytes: int = 0,
 ) -> pb.ActionSpec:
     """A shell (`sh -c script`) or python action. `network`: True = the egress proxy with no host
     granted, a list = those hosts, False = no network at all."""
@@ -177,6 +178,8 @@ def action_spec(
     spec.limits.timeout.FromSeconds(timeout_s)
     if max_processes:
         spec.limits.max_processes = max_processes
+    if memory_bytes:
+        spec.limits.memory_bytes = memory_bytes
     if network is not False:
         spec.egress.SetInParent()
         if network is not True:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import DaemonProcess
 from tests.security.conftest import Shared, run
 from tests.security.probes import (
     REFUSALS,
@@ -338,8 +337,3 @@ def test_the_pid_namespace_hides_every_host_process(sec_shared: Shared) -> None:
     count = int(r.out.split()[0])
     assert count <= 6, f"the sandbox sees {count} processes:\n{r.out}"
     assert "goexd" not in r.out and "pytest" not in r.out, r.out
-
-
-def daemon_alive_and_serving(d: DaemonProcess, session: str) -> None:
-    assert d.proc is not None and d.proc.poll() is None, d.log()
-    assert run(d, session, "echo alive").out == "alive\n"
