@@ -397,7 +397,8 @@ def test_a_session_policy_still_narrows() -> None:
 
 def test_http_hosts_of_both_policies_apply() -> None:
     policy = _narrowed('[http]\nhosts = ["127.0.0.1:5000"]\n', '[http]\nhosts = ["127.0.0.1:5000", "evil.test"]\n')
-    assert policy.http_hosts == (("127.0.0.1:5000",), ("127.0.0.1:5000", "evil.test"))
+    assert [hosts for hosts, _ in policy.http_hosts] == [("127.0.0.1:5000",), ("127.0.0.1:5000", "evil.test")]
+    assert "the daemon's policy" in policy.http_hosts[0][1] and policy.http_hosts[1][1] == ""
     assert _narrowed("", "").http_hosts == ()
 
 

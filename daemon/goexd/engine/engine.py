@@ -262,8 +262,8 @@ class Engine:
             resources.append(resource)
         self._refuse_overlaps(resources)
         for r in resources:
-            for allowed in policy.http_hosts if r.kind is ResourceKind.HTTP else ():
-                check_http_host(r, allowed)
+            for allowed, whose in policy.http_hosts if r.kind is ResourceKind.HTTP else ():
+                check_http_host(r, allowed, whose)
         session = Session(
             id=_new_id("ses"),
             label=label,

@@ -325,9 +325,14 @@ class SessionPolicy:
         return (("daemon", self.daemon), *own)
 
     @property
-    def http_hosts(self) -> tuple[tuple[str, ...], ...]:
-        """Each policy's `[http] hosts` that is set: an http resource's base URL must be in every one."""
-        return tuple(p.http_hosts for _, p in self.layers if p.http_hosts is not None)
+    def http_hosts(self) -> tuple[tuple[tuple[str, ...], str], ...]:
+        """Each policy's `[http] hosts` that is set, with whose it is (for a refusal): an http resource's base URL
+        must be in every one."""
+        return tuple(
+            (p.http_hosts, DAEMON_NOTE if name == "daemon" else "")
+            for name, p in self.layers
+            if p.http_hosts is not None
+        )
 
     def limits(self, requested: LimitsRequest, session: Limits) -> Limits:
         """An action's effective sandbox limits: what it asked for, else the session's within both policies'."""

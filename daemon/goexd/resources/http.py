@@ -113,8 +113,9 @@ def check_address(url: str, addresses: AddressRule, fld: str) -> None:
         pass
 
 
-def check_http_host(resource: Resource, allowed: tuple[str, ...] | None) -> None:
-    """The session policy's `[http] hosts`, when set, names every host an http resource may point at."""
+def check_http_host(resource: Resource, allowed: tuple[str, ...] | None, whose: str = "") -> None:
+    """A policy's `[http] hosts`, when set, names every host an http resource may point at. `whose`: said in the
+    refusal (which policy it was)."""
     if allowed is None:
         return
     parts = urlsplit(resource.uri)
@@ -122,7 +123,7 @@ def check_http_host(resource: Resource, allowed: tuple[str, ...] | None) -> None
     if not any(host_matches(p, parts.hostname or "", port) for p in allowed):
         raise PermissionDenied(
             f"resource {resource.name!r}: {parts.hostname}:{port} is not among the policy's http hosts "
-            f"({', '.join(allowed)}) [policy rule http.hosts]"
+            f"({', '.join(allowed)}){f' ({whose})' if whose else ''} [policy rule http.hosts]"
         )
 
 
