@@ -131,6 +131,21 @@ def test_missing_workspace_is_spawn_failed_naming_it(sandbox: BwrapSandbox, tmp_
     assert "workspace" in r.detail and "gone" in r.detail
 
 
+def test_a_workspace_its_owner_cannot_reach_fails_naming_why(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the suite runs as root (CI and make test do): this needs a root daemon's uid switch")
+    hidden = Path("/root") / f"goex-unreachable-{uuid.uuid4().hex[:8]}"  # /root is 0700
+    (hidden / "ws").mkdir(parents=True)
+    os.chown(hidden / "ws", 65534, 65534)
+    try:
+        r = sandbox.run(SandboxSpec(argv=["true"], workspace=hidden / "ws"))
+    finally:
+        (hidden / "ws").rmdir()
+        hidden.rmdir()
+    assert r.termination is Termination.SPAWN_FAILED
+    assert "workspace's owner, uid 65534" in r.detail and "Permission denied" in r.detail, r.detail
+
+
 def test_check_names_the_package_when_bwrap_is_missing() -> None:
     sb = BwrapSandbox(enforcer=RlimitEnforcer(), bwrap_path="/nonexistent/bwrap")
     with pytest.raises(SandboxUnavailable) as e:
@@ -468,8 +483,8 @@ HOST = HostView(
     workspace="/tmp/ws",
     readonly_subpaths=(".git",),
 )
-FDS = Fds(seccomp=3)
-PROXY_FDS = Fds(seccomp=3, ca=4, proxy_socket=5, unix_filter=6)
+FDS = Fds(seccomp=(3, 9))
+PROXY_FDS = Fds(seccomp=(3, 9), ca=4, proxy_socket=5, unix_filter=6)
 
 
 def test_plan_flags_isolate_everything() -> None:
@@ -477,7 +492,7 @@ def test_plan_flags_isolate_everything() -> None:
     for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
         assert flag in opts
     assert opts[opts.index("--cap-drop") + 1] == "ALL"
-    assert opts[opts.index("--seccomp") + 1] == "3"
+    assert [opts[i + 1] for i, o in enumerate(opts) if o == "--add-seccomp-fd"] == ["3", "9"]
     assert "--share-net" not in opts
 
 

@@ -115,7 +115,10 @@ class BwrapSandbox:
 
     def plan(self, spec: SandboxSpec) -> Plan:
         """The plan `run(spec)` would carry out now (for logs and debugging; placeholder fds)."""
-        fds = Fds(seccomp=3, ca=4, proxy_socket=5, unix_filter=6) if spec.network is Network.PROXY else Fds(seccomp=3)
+        if spec.network is Network.PROXY:
+            fds = Fds(seccomp=(3, 4), ca=5, proxy_socket=6, unix_filter=7)
+        else:
+            fds = Fds(seccomp=(3, 4))
         return render_plan(spec, self.probe(spec), fds)
 
     def run(
@@ -180,9 +183,10 @@ def _open_fds(spec: SandboxSpec, run_as: RunAs) -> Iterator[Fds]:
     programs = seccomp.programs()
     opened: list[int] = []
     try:
+        opened.append(seccomp.pipe_with(programs.personality))
         if spec.network is Network.NONE or spec.proxy is None:
             opened.append(seccomp.pipe_with(programs.full))
-            yield Fds(seccomp=opened[0])
+            yield Fds(seccomp=(opened[0], opened[1]))
             return
         opened.append(seccomp.pipe_with(programs.base))
         opened.append(os.open(spec.proxy.ca_path, os.O_RDONLY | os.O_CLOEXEC))
@@ -190,7 +194,7 @@ def _open_fds(spec: SandboxSpec, run_as: RunAs) -> Iterator[Fds]:
         opened.append(seccomp.pipe_with(programs.unix_sockets))
         if run_as != current():
             os.chown(spec.proxy.socket_path, run_as.uid, run_as.gid)
-        yield Fds(seccomp=opened[0], ca=opened[1], proxy_socket=opened[2], unix_filter=opened[3])
+        yield Fds(seccomp=(opened[0], opened[1]), ca=opened[2], proxy_socket=opened[3], unix_filter=opened[4])
     finally:
         for fd in opened:
             os.close(fd)
@@ -458,7 +462,13 @@ class _Execution:
             return Termination.SIGNALED, None, -returncode, f"bwrap killed by signal {-returncode}"
         message = stderr.decode(errors="replace").strip()
         if "exit-code" not in status:  # bwrap reports it only once the command was exec'd
-            return Termination.SPAWN_FAILED, None, None, message[-2000:] or f"bwrap exited {returncode}"
+            detail = message[-2000:] or f"bwrap exited {returncode}"
+            if self.run_as != current() and "Permission denied" in message:
+                detail += (
+                    f" (the sandbox runs as the workspace's owner, uid {self.run_as.uid}, who must be able"
+                    f" to reach {self.spec.workspace} and every directory above it)"
+                )
+            return Termination.SPAWN_FAILED, None, None, detail
         code = status["exit-code"]
         if code == 1 and stderr.startswith(b"bwrap: execvp "):
             return Termination.SPAWN_FAILED, None, None, message[-2000:]

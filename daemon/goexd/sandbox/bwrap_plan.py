@@ -119,13 +119,13 @@ class HostView:
 class Fds:
     """Descriptors the runner opened for this run (inherited by bwrap)."""
 
-    seccomp: int | None = None  # the program bwrap loads before it executes the command
+    seccomp: tuple[int, ...] = ()  # the programs bwrap stacks before it executes the command
     ca: int | None = None  # Network.PROXY: the CA's bytes, copied to forwarder.CA_PATH
     proxy_socket: int | None = None  # Network.PROXY: O_PATH descriptor of the route's socket
     unix_filter: int | None = None  # Network.PROXY: the program the forwarder puts on the command
 
     def passed(self) -> tuple[int, ...]:
-        return tuple(fd for fd in (self.seccomp, self.ca, self.proxy_socket, self.unix_filter) if fd is not None)
+        return (*self.seccomp, *(fd for fd in (self.ca, self.proxy_socket, self.unix_filter) if fd is not None))
 
 
 @dataclass(frozen=True)
@@ -134,14 +134,14 @@ class Plan:
     env: tuple[tuple[str, str], ...]
     chdir: str
     argv: tuple[str, ...]
-    seccomp_fd: int | None = None
+    seccomp_fds: tuple[int, ...] = ()
     flags: tuple[str, ...] = SECURITY_FLAGS
 
     def bwrap_options(self) -> list[str]:
         """Everything but the command, in order (bwrap applies mounts in this order)."""
         out = list(self.flags)
-        if self.seccomp_fd is not None:
-            out += ["--seccomp", str(self.seccomp_fd)]
+        for fd in self.seccomp_fds:
+            out += ["--add-seccomp-fd", str(fd)]
         for m in self.mounts:
             out += m.args()
         out.append("--clearenv")
@@ -154,7 +154,7 @@ class Plan:
         return out
 
     def describe(self) -> str:
-        seccomp = [f"--seccomp {self.seccomp_fd}"] if self.seccomp_fd is not None else []
+        seccomp = [f"--add-seccomp-fd {fd}" for fd in self.seccomp_fds]
         lines = [" ".join([*self.flags, *seccomp]), *map(str, self.mounts)]
         lines += [f"env {k}={v}" for k, v in self.env]
         argv = ["<egress forwarder source>" if a == forwarder.SOURCE else a for a in self.argv]
@@ -204,7 +204,7 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
             FORWARDER_PYTHON, "-I", "-S", "-c", forwarder.SOURCE,
             str(fds.proxy_socket), str(fds.unix_filter), "--", *argv,
         )  # fmt: skip
-    return Plan(tuple(mounts), tuple(env.items()), chdir, argv, seccomp_fd=fds.seccomp)
+    return Plan(tuple(mounts), tuple(env.items()), chdir, argv, seccomp_fds=fds.seccomp)
 
 
 def _check_network(spec: SandboxSpec, fds: Fds) -> bool:

@@ -20,9 +20,13 @@ profile, whose allow list leaves out exactly these calls), with any other archit
   stays allowed (multiprocessing, subprocess pipes). It also refuses pathname sockets the
   command would bind for itself: use TCP on its own loopback instead.
 
-`Network.NONE` runs the command under both (one program, `full`). `Network.PROXY` runs the
-egress forwarder under `base` (it must reach the proxy's Unix socket), and the forwarder
-puts `unix_sockets` on the command before exec (seccomp filters stack).
+- `personality`: personality(2) only with the values Docker's profile allows (the others can
+  turn off ASLR or make data executable); written by hand, libseccomp cannot say it.
+
+`Network.NONE` runs the command under `full` (base + unix_sockets) and `personality`, which
+bwrap stacks (--add-seccomp-fd). `Network.PROXY` runs the egress forwarder under `base` and
+`personality` (it must reach the proxy's Unix socket), and the forwarder puts
+`unix_sockets` on the command before exec.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import errno
 import functools
 import os
 import socket
+import struct
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -89,13 +95,20 @@ CLONE_NAMESPACE_FLAGS = (
 )
 
 
+# personality(2) values allowed, as in Docker's profile: PER_LINUX, PER_LINUX32, UNAME26 and
+# their mix, and the query. The rest can set ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ...
+PERSONALITY_MAX = 0x20008
+PERSONALITY_QUERY = 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class Programs:
-    """Compiled classic-BPF programs, as bwrap's --seccomp and prctl() take them."""
+    """Compiled classic-BPF programs, as bwrap's --add-seccomp-fd and prctl() take them."""
 
     base: bytes
     unix_sockets: bytes
     full: bytes  # base + unix_sockets, for a command bwrap executes directly
+    personality: bytes  # stacked on both: a rule libseccomp cannot express (see _personality)
 
 
 @functools.cache
@@ -105,6 +118,7 @@ def programs() -> Programs:
         base=_export(_base_rules()),
         unix_sockets=_export(_unix_rules()),
         full=_export([*_base_rules(), *_unix_rules()]),
+        personality=_personality(),
     )
 
 
@@ -140,6 +154,34 @@ def _base_rules() -> list[_Rule]:
 
 def _unix_rules() -> list[_Rule]:
     return [(sc.ERRNO(errno.EAFNOSUPPORT), "socket", (sc.Arg(0, sc.EQ, socket.AF_UNIX),))]
+
+
+def _personality() -> bytes:
+    """personality(2) refused unless its argument is one of the allowed values.
+
+    "Deny unless it is the query or at most PERSONALITY_MAX" takes two comparisons of one
+    argument in one rule, which libseccomp refuses; so this one is written out by hand.
+    The kernel reads the argument as 32 bits: any of the upper 32 set is refused too.
+    """
+    ld, jeq, jgt, ret = 0x20, 0x15, 0x25, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGT|K, BPF_RET|K
+    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    arch = sc.system_arch()
+    nr = sc.resolve_syscall(arch, "personality")
+    lo, hi = (16, 20) if sys.byteorder == "little" else (20, 16)  # seccomp_data.args[0]'s halves
+    insns = [  # (code, jump if true, jump if false, k); jumps are relative to the next instruction
+        (ld, 0, 0, 4),  # 0: A = arch
+        (jeq, 0, 7, arch),  # 1: another architecture: the base program kills it; allow here
+        (ld, 0, 0, 0),  # 2: A = syscall number
+        (jeq, 0, 5, nr),  # 3
+        (ld, 0, 0, hi),  # 4: A = the argument's upper half
+        (jeq, 0, 4, 0),  # 5: not zero: deny
+        (ld, 0, 0, lo),  # 6: A = the argument's lower half
+        (jeq, 1, 0, PERSONALITY_QUERY),  # 7: the query: allow
+        (jgt, 1, 0, PERSONALITY_MAX),  # 8: above the allowed values: deny
+        (ret, 0, 0, allow),  # 9
+        (ret, 0, 0, deny),  # 10
+    ]
+    return b"".join(struct.pack("=HBBI", *i) for i in insns)
 
 
 def _export(rules: Iterable[_Rule]) -> bytes:
