@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+import httpx
+
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import resolve_checked_sync
 from goexd.engine.models import (
@@ -81,7 +83,12 @@ def validate_base_url(url: str, fld: str) -> str:
     _check_host_name(parts.hostname, fld)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = f"{host}:{port}" if port else host
-    return f"{parts.scheme}://{netloc.lower()}{parts.path.rstrip('/')}"
+    base = f"{parts.scheme}://{netloc.lower()}{parts.path.rstrip('/')}"
+    try:  # what the sender's client parses it as; some hosts a resolver takes it refuses ("0177.0.0.1")
+        httpx.URL(base)
+    except httpx.InvalidURL as exc:
+        raise InvalidArgument(fld, f"not a URL goexd can send requests to: {exc}") from None
+    return base
 
 
 def _check_host_name(host: str, fld: str) -> None:
