@@ -11,6 +11,12 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 [ -x /usr/bin/python3 ] || need+=(python3)  # python actions run the system python3 in the sandbox
 command -v pgrep >/dev/null 2>&1 || need+=(procps)  # the tests look for leftover sandbox processes
 [ -x /usr/bin/curl ] || need+=(curl)  # the egress proxy tests run curl in the sandbox
+# The security suite (tests/security): it builds a static i386-entry probe with gcc, tries setcap
+# in actions, and starts host processes with setpriv and unshare.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+compgen -G '/usr/lib/*/libc.a' >/dev/null || need+=(libc6-dev)
+[ -x /usr/sbin/setcap ] || need+=(libcap2-bin)
+{ command -v setpriv && command -v unshare; } >/dev/null 2>&1 || need+=(util-linux)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # node and npm: make install puts json-server, a REST service the tests run, into .venv/node.
 command -v node >/dev/null 2>&1 || need+=(nodejs)

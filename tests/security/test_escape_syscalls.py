@@ -121,7 +121,12 @@ PROBES = {
         "h = ctypes.create_string_buffer(struct.pack('<Ii', 8, 1) + b'\\0' * 8)\n"
         "probe('open_by_handle_at', 304, -100, h, 0)"
     ),
-    "mount": "probe('mount', 165, b'none', b'/tmp', b'tmpfs', 0, None)",
+    "mount": (
+        "probe('mount:tmpfs', 165, b'none', b'/tmp', b'tmpfs', 0, None)\n"
+        "probe('mount:remount-root-rw', 165, None, b'/', None, 32 | 4096, None)  # MS_REMOUNT | MS_BIND\n"
+        "probe('mount:bind', 165, b'/workspace', b'/tmp', None, 4096, None)  # MS_BIND\n"
+        "probe('mount:proc', 165, b'proc', b'/tmp', b'proc', 0, None)"
+    ),
     "pivot_root": "probe('pivot_root', 155, b'/tmp', b'/tmp')",
     "chroot": "probe('chroot', 161, b'/tmp')",
     "setns": (
@@ -163,6 +168,7 @@ PROBES = {
 # The probed names, and which of them work for an unprivileged process on this host (controls).
 PROBE_NAMES = {
     "setns": [f"setns:{ns}" for ns in ("mnt", "net", "pid", "uts", "ipc")],
+    "mount": ["mount:tmpfs", "mount:remount-root-rw", "mount:bind", "mount:proc"],
     "personality": ["personality:ADDR_NO_RANDOMIZE", "personality:READ_IMPLIES_EXEC"],
     "unshare": ["unshare:user", "unshare:mount", "unshare:net", "unshare:pid"],
 }
@@ -181,6 +187,16 @@ def test_a_refused_syscall(sec_shared: Shared, name: str) -> None:
     r = run(sec_shared.d, sec_shared.session, code, python=True)
     refusals = REFUSALS | {"ENOSPC"} if name == "unshare" else REFUSALS
     assert_refused(r.out, *names, refusals=refusals)
+
+
+def test_no_capability_and_no_new_privileges(sec_shared: Shared) -> None:
+    """Nothing to regain privileges with: every capability set empty, and no_new_privs, so that no
+    set-uid or file-capability binary in the view (su, mount, ping...) raises anything."""
+    r = run(sec_shared.d, sec_shared.session, "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status")
+    fields = dict(line.split(":\t") for line in r.out.splitlines())
+    assert len(fields) == 6, r
+    assert {k: v for k, v in fields.items() if k.startswith("Cap") and int(v, 16) != 0} == {}, fields
+    assert fields["NoNewPrivs"] == "1", fields
 
 
 def test_umount_cannot_lift_any_mount_of_the_view(sec_shared: Shared) -> None:
