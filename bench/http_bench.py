@@ -179,7 +179,7 @@ def secret_requests(host: str) -> list[SecretRequest]:
             SecretKind.API_KEY,
             {"value": TOKEN.encode()},
             Injection(InjectionTarget.HEADER, "Authorization", "Bearer {value}"),
-            (host,),
+            (f"http://{host}",),  # the server speaks plain http: only an http:// entry allows that
         )
     ]
     for i in range(OTHER_SECRETS):

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +86,20 @@ def added(xs: list[float], base: list[float], digits: int = 2) -> str:
 # ---------------------------------------------------------------- the vault's contents
 
 
+LOCAL_API = "http://127.0.0.1:8080"  # the request-path section's target (plain http: named with its scheme)
+
+
 def secret_requests(n: int) -> list[SecretRequest]:
-    """`api` (bearer) and `key` (api_key as X-Api-Key) for 127.0.0.1, then a mix of kinds for other hosts."""
+    """`api` (bearer) and `key` (api_key as X-Api-Key) for http://127.0.0.1:8080, then a mix of kinds for other
+    hosts. (The end-to-end section stores `api` again for its upstream's port.)"""
     reqs = [
-        SecretRequest("api", SecretKind.BEARER, {"value": API_VALUE.encode()}, allowed_hosts=("127.0.0.1",)),
+        SecretRequest("api", SecretKind.BEARER, {"value": API_VALUE.encode()}, allowed_hosts=(LOCAL_API,)),
         SecretRequest(
             "key",
             SecretKind.API_KEY,
             {"value": KEY_VALUE.encode()},
             Injection(InjectionTarget.HEADER, "X-Api-Key"),
-            allowed_hosts=("127.0.0.1",),
+            allowed_hosts=(LOCAL_API,),
         ),
     ]
     for i in range(2, n):
@@ -516,6 +520,10 @@ def section_end_to_end(root: Path, vault: Vault, reps: int) -> str:
         for where, serve in (("a thread of this process", serve_thread), ("a child process", serve_process)):
             progress(f"end to end through the proxy, upstream in {where} ...")
             with serve(f"Bearer {API_VALUE}") as port:
+                api = SecretRequest(
+                    "api", SecretKind.BEARER, {"value": API_VALUE.encode()}, None, (f"http://127.0.0.1:{port}",)
+                )
+                vault.put(replace(api, overwrite=True))  # plain http goes only to a port named with http://
                 rows += [[where, *row] for row in measure_end_to_end(proxy, port, reps)]
     line = (
         f"GET /range/{BODY_BYTES} ({BODY_BYTES // 1024} KiB) from httpbin on werkzeug (threaded, 127.0.0.1; it closes "

@@ -160,7 +160,7 @@ def http_tour(env: dict[str, str], root: Path) -> None:
         print("\n== REST APIs: goexd makes the call, records it, and can take it back or refuse it ==")
         print(f"   (json-server on {server.base_url}, a real REST service, seeded with one item)")
         goex(
-            "secret", "put", "shop", "--kind", "bearer", "--host", server.host,
+            "secret", "put", "shop", "--kind", "bearer", "--host", f"http://{server.host}",
             env=env, cwd=root, stdin=b"shop-" + os.urandom(12).hex().encode() + b"\n", shown_stdin="echo $SHOP_TOKEN",
         )  # fmt: skip
         (root / "policy.toml").write_text(HTTP_POLICY)
@@ -208,7 +208,7 @@ def vault_tour(daemon: DaemonProcess, env: dict[str, str], root: Path) -> None:
         api = f"127.0.0.1:{port}"
         print("\n== secrets: the agent uses a token it never sees ==")
         goex(
-            "secret", "put", "api", "--kind", "bearer", "--host", api,
+            "secret", "put", "api", "--kind", "bearer", "--host", f"http://{api}",
             env=env, cwd=root, stdin=token + b"\n", shown_stdin="echo $API_TOKEN",
         )  # fmt: skip
         goex("secret", "list", env=env, cwd=root)

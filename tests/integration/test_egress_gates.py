@@ -406,7 +406,7 @@ def test_a_pre_image_the_resources_secret_may_no_longer_fetch_refuses_the_call(
     )
     proxy.vault.put(moved)
     (answer,) = fetch(sandbox, route, send_json("PATCH", f"https://{front.host}/api/items/1", {"price": 45}))
-    assert_refused(answer, 403, "resource 'api'", f"may not be sent to {front.host}", "not sent")
+    assert_refused(answer, 403, "resource 'api'", f"may not be sent to https://{front.host}", "not sent")
     (record,) = route.records()
     assert (record.decision, record.status, record.call) == (Decision.REFUSED, 0, None)
     assert "could not take the pre-image" in record.reason
@@ -429,7 +429,7 @@ def test_a_call_whose_resource_secret_may_no_longer_go_to_the_service_is_refused
     proxy.vault.put(moved)
     (answer,) = fetch(sandbox, route, send_json("POST", f"https://{front.host}/api/items", {"name": "chair"}))
     assert_refused(
-        answer, 403, "resource 'api'", "its secret 'GATE' cannot be used", f"may not be sent to {front.host}"
+        answer, 403, "resource 'api'", "its secret 'GATE' cannot be used", f"may not be sent to https://{front.host}"
     )
     (record,) = route.records()
     assert record.decision is Decision.REFUSED

@@ -38,6 +38,8 @@ PLACEHOLDER_PREFIX = "goex-secret:"
 _NAME = NAME_RE.pattern
 _ANY = re.compile(rb"goex-secret(?::|%3[aA])(" + _NAME.encode() + rb")")
 _ANY_STR = re.compile(r"goex-secret(?::|%3[aA])(" + _NAME + r")")
+_PREFIX_STR = "goex-secret"
+_PREFIX = _PREFIX_STR.encode()
 
 # (name, scheme, host, port) -> the secret, or NotFound / PermissionDenied / another GoexError
 Resolve = Callable[[str, str, str, int], Secret]
@@ -76,10 +78,15 @@ def substitute(req: Request, declared: Sequence[str], host: str, port: int, reso
     lookup = _Lookup(declared, parts.scheme, host, port, resolve)
     used: dict[str, None] = {}  # insertion-ordered set
 
-    headers = [(k, _header_value(lookup, k, v, used)) for k, v in req.headers]
-    for m in _ANY_STR.finditer(urllib.parse.urlunsplit(parts._replace(query=""))):
-        lookup.misplaced(m[1], "the URL path")
-    query = "&".join(_query_field(lookup, f, used) for f in parts.query.split("&")) if parts.query else ""
+    # Most requests carry no placeholder at all: each part is looked at only if it holds the prefix.
+    headers = [
+        (k, _header_value(lookup, k, v, used)) if _PREFIX in k or _PREFIX in v else (k, v) for k, v in req.headers
+    ]
+    query = parts.query
+    if _PREFIX_STR in req.url:
+        for m in _ANY_STR.finditer(urllib.parse.urlunsplit(parts._replace(query=""))):
+            lookup.misplaced(m[1], "the URL path")
+        query = "&".join(_query_field(lookup, f, used) for f in query.split("&")) if query else ""
     if (m_body := _ANY.search(req.body)) is not None:
         lookup.misplaced(m_body[1].decode(), "the request body")
 
@@ -142,7 +149,7 @@ def _where(secret: Secret) -> str:
     """Where a secret's value goes, in words."""
     inj = secret.injection
     if inj is None:
-        return "nowhere in a request (it has no injection)"
+        return "nowhere in a request: it has no injection (store it again with a header or query injection)"
     if inj.target is InjectionTarget.HEADER:
         return f"only into header {inj.name}"
     if inj.target is InjectionTarget.QUERY:

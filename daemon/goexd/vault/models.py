@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -188,15 +189,16 @@ MAX_TEMPLATE_CHARS = 256
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 
 
-def template_fields(parts: Mapping[str, bytes] | set[str]) -> set[str]:
+def template_fields(parts: Mapping[str, bytes] | set[str]) -> frozenset[str]:
     """The fields a template of a secret with these parts may name."""
     allowed = {"value", *parts}
     if "username" in parts and "password" in parts:
         allowed.add("basic")
-    return allowed
+    return frozenset(allowed)
 
 
-def _parse_template(template: str, allowed: set[str]) -> list[tuple[bool, str]]:
+@functools.lru_cache(maxsize=256)  # rendered on every request that adds a secret; a failure is not kept
+def _parse_template(template: str, allowed: frozenset[str]) -> tuple[tuple[bool, str], ...]:
     """(is_field, text) pieces, or ValueError saying what is wrong. Never Python's str.format: a
     format spec such as `{value:>100000000}` once made one header 100 MB."""
     if len(template) > MAX_TEMPLATE_CHARS:
@@ -225,7 +227,7 @@ def _parse_template(template: str, allowed: set[str]) -> list[tuple[bool, str]]:
         pieces.append((False, template[at:]))
     if not any(is_field for is_field, _ in pieces):
         raise ValueError(f"{shown(template)} has no {{value}} field")
-    return pieces
+    return tuple(pieces)
 
 
 def template_problem(template: str, parts: Mapping[str, bytes] | set[str]) -> str:
