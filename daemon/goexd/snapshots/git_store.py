@@ -104,8 +104,9 @@ class GitWorkspaceStore:
         self._meta_oids: dict[Meta, pygit2.Oid] = {}
         self._tracker = DirtyTracker(self._root) if watch else None
         self._last: tuple[pygit2.Oid, pygit2.Oid, Snapshot] | None = None
-        # Paths the latest capture re-read (inotify's dirty set), None after a full scan.
-        self._touched: set[str] | None = None
+        # What the latest capture re-read (inotify's dirty set) and the snapshot it started
+        # from; None after a full scan.
+        self._touched: tuple[Snapshot, set[str]] | None = None
         self._lock = threading.RLock()
         self._closed = False
         self._full_scans = 0
@@ -191,10 +192,14 @@ class GitWorkspaceStore:
         with self._session():
             if self._last is None or self._last[2] != new:
                 raise SnapshotError(f"{new.id} is not the latest capture")
-            changed = diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas)
-            paths = {path for path, (_, n) in changed.items() if n is not None and n.kind == FILE}
-            if self._touched is not None:
-                paths |= self._touched
+            touched = self._touched
+            if touched is not None and touched[0] == old:
+                paths = touched[1]  # every change since `old` raised an event (the hot path: no diff)
+            else:
+                changed = diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas)
+                paths = {path for path, (_, n) in changed.items() if n is not None and n.kind == FILE}
+                if touched is not None:
+                    paths |= touched[1]
             with SafeFS(self._root).batch() as fs:
                 found = strip_privileges(fs, sorted(paths))
             if not found:
@@ -256,7 +261,7 @@ class GitWorkspaceStore:
         self._touched = None
         if dirty is None or self._last is None:
             return self._full_capture()
-        self._touched = dirty.paths
+        self._touched = (self._last[2], dirty.paths)
         if not dirty:
             return self._last[2]
         try:
