@@ -12,7 +12,7 @@ NODE_STAMP := $(NODE_DIR)/.installed
 NODE_LOCK := tests/services/node/package.json tests/services/node/package-lock.json
 PROTOS := $(wildcard proto/goex/v1/*.proto)
 
-.PHONY: install demo test test-fast bench proto lint clean
+.PHONY: install demo test test-fast fuzz bench proto lint clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# The gRPC fuzz test at length (make test runs a few examples per method; this runs hundreds, both daemon modes).
+fuzz: install
+	GOEX_FUZZ_EXAMPLES=$${GOEX_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q tests/security/test_grpc_fuzz.py
 
 bench: install
 	$(BIN)/python bench/run.py

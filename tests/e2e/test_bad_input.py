@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
+from goex.v1 import secrets_pb2 as scpb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import open_fs, shell, status_of
+from tests.e2e.rpc import get, open_fs, shell, status_of
 from tests.fs_fingerprint import fingerprint
 
 
@@ -256,3 +259,56 @@ def test_echoed_input_is_cut_in_error_details(daemon: DaemonProcess) -> None:
         assert len(msg.encode()) <= 2048, len(msg)
         assert "y" * 130 not in msg, msg  # a quoted input is cut to 120 characters
     assert _rows(daemon) == before
+
+
+def test_durations_out_of_their_range_are_invalid_arguments(daemon: DaemonProcess, workspace: Path) -> None:
+    # Found by the fuzz test: AwaitOAuth with timeout.seconds = -2**63 answered INTERNAL (an overflow).
+    session = open_fs(daemon, workspace)
+    before = _rows(daemon)
+    for seconds, nanos in ((-(2**63), 0), (2**62, 0), (1, -1), (0, 2_000_000_000)):
+        req = scpb.AwaitOAuthRequest(name="github", timeout=Duration(seconds=seconds, nanos=nanos))
+        code, msg = status_of(lambda r=req: daemon.secrets.AwaitOAuth(r, timeout=10))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("timeout: "), (seconds, code, msg)
+        spec = pb.ActionSpec(shell=pb.ShellAction(argv=["true"]))
+        spec.limits.timeout.CopyFrom(Duration(seconds=seconds, nanos=nanos))
+        sub = apb.SubmitActionRequest(session_id=session.id, spec=spec)
+        code, msg = status_of(lambda r=sub: daemon.actions.SubmitAction(r, timeout=10))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("spec.limits.timeout: "), (code, msg)
+    # The longest Duration there is waits like any other (there is no flow to wait for here).
+    req = scpb.AwaitOAuthRequest(name="github", timeout=Duration(seconds=315_576_000_000))
+    code, msg = status_of(lambda: daemon.secrets.AwaitOAuth(req, timeout=10))
+    assert code == grpc.StatusCode.NOT_FOUND, (code, msg)
+    assert _rows(daemon) == before
+
+
+def test_closing_a_session_with_a_queued_action_never_runs_it_on_closed_managers(
+    daemon: DaemonProcess, workspace: Path
+) -> None:
+    # Found by the fuzz test: a close that took the session's lock before a queued detached action closed the
+    # snapshot store under it; the action then failed with "snapshot store is closed" (a traceback in the log).
+    for _ in range(3):
+        session = open_fs(daemon, workspace)
+        slow = shell(daemon, session.id, "sleep 0.5; echo a >> a.txt", detach=True)
+        queued = shell(daemon, session.id, "echo b >> b.txt", detach=True)
+        req = spb.CloseSessionRequest(session_id=session.id, mode=spb.CLOSE_MODE_COMMIT_ALL)
+        try:
+            daemon.sessions.CloseSession(req, timeout=60)
+        except grpc.RpcError as exc:  # it found the queued action: refused, and says why
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "queued or running" in (exc.details() or "")
+            _wait_done(daemon, queued.id)
+            daemon.sessions.CloseSession(req, timeout=60)
+        for action in (slow, queued):
+            done = _wait_done(daemon, action.id)
+            assert done.state in (pb.ACTION_STATE_COMMITTED, pb.ACTION_STATE_EXECUTED), (done.state, done.error)
+        assert "closed" not in get(daemon, queued.id).error
+    assert "snapshot store is closed" not in daemon.log()
+
+
+def _wait_done(d: DaemonProcess, action_id: str) -> pb.Action:
+    deadline = time.monotonic() + 60
+    while True:
+        action = get(d, action_id)
+        if action.state not in (pb.ACTION_STATE_PROPOSED, pb.ACTION_STATE_PREPARING, pb.ACTION_STATE_RUNNING):
+            return action
+        assert time.monotonic() < deadline, action
+        time.sleep(0.05)

@@ -191,6 +191,28 @@ class _Run:
     note: str  # the note of its first journal row (an approval)
 
 
+class _SessionClosed(FailedPrecondition):
+    pass
+
+
+class _SessionLock:
+    """A session's lock. Once the session is closed (its managers with it), taking it fails: a call that
+    got the session before the close and waited for the lock finds it closed, not closed managers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.closed = False
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self.closed:
+            self._lock.release()
+            raise _SessionClosed("the session was closed meanwhile")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 @dataclass
 class _LiveSession:
     """What an open session holds in memory: its resource managers and its lock."""
@@ -198,7 +220,7 @@ class _LiveSession:
     session: Session
     managers: dict[str, ResourceManager]
     policy: SessionPolicy
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    lock: _SessionLock = field(default_factory=_SessionLock)
 
 
 class Engine:
@@ -373,6 +395,12 @@ class Engine:
             raise FailedPrecondition(f"session {session_id} is already closed")
         live = self._live_session(session_id)
         with live.lock:
+            queued = self.journal.list_actions(session_id, ACTIVE_STATES)
+            if queued:  # a detached action waiting for the lock: it would run on closed managers
+                raise FailedPrecondition(
+                    f"session {session_id} has {len(queued)} action(s) queued or running; "
+                    "wait for them or cancel them first"
+                )
             pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
             resolved: list[Action] = []
             if pending and mode is CloseMode.REFUSE_IF_PENDING:
@@ -386,6 +414,7 @@ class Engine:
                 self._refuse_irreversible(pending)
                 resolved = [self._undo_one(live, a) for a in reversed(pending)]
             self.journal.close_session(session_id)
+            live.lock.closed = True
             with self._live_lock:
                 self._live.pop(session_id, None)
             for m in live.managers.values():
@@ -696,6 +725,9 @@ class Engine:
         try:
             with live.lock:
                 return self._run_locked(live, run, cancel)
+        except _SessionClosed:
+            self._advance(run, _Step(ActionState.FAILED, {"error": "the session was closed before it started"}))
+            return self._get(run.action.id)
         finally:
             self._cancel.pop(run.action.id, None)
             self.channels.close(run.action.id)

@@ -68,6 +68,7 @@ STREAM_TO_PB = {Stream.STDOUT: pb.OUTPUT_STREAM_STDOUT, Stream.STDERR: pb.OUTPUT
 
 MAX_ID_LEN = 64
 MAX_LABEL_CHARS = 1024  # a session's label is kept in the journal and shown in listings
+MAX_DURATION_S = 315_576_000_000  # google.protobuf.Duration's own range (about 10,000 years)
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -105,8 +106,16 @@ def label(value: str, fld: str) -> str:
 # ---------------------------------------------------------------- requests -> domain
 
 
+def duration_s(msg: Duration, fld: str) -> float:
+    """A Duration in seconds; one outside the type's range (or with mixed signs) is INVALID_ARGUMENT."""
+    seconds, nanos = msg.seconds, msg.nanos
+    if abs(seconds) > MAX_DURATION_S or abs(nanos) > 999_999_999 or seconds * nanos < 0:
+        raise InvalidArgument(fld, "not a valid duration")
+    return seconds + nanos / 1e9
+
+
 def limits_request(msg: pb.SandboxLimits, fld: str) -> LimitsRequest:
-    timeout = msg.timeout.ToNanoseconds() / 1e9 if msg.HasField("timeout") else None
+    timeout = duration_s(msg.timeout, f"{fld}.timeout") if msg.HasField("timeout") else None
     if timeout is not None and timeout < 0:
         raise InvalidArgument(f"{fld}.timeout", "must not be negative")
     return LimitsRequest(

@@ -30,6 +30,7 @@ from goexd.vault.oauth import OAuthFlows
 from goexd.vault.vault import Vault
 
 Ctx = grpc.ServicerContext
+MAX_AWAIT_S = 86_400.0
 
 
 class SessionsServicer(segrpc.SessionsServicer):
@@ -167,10 +168,11 @@ class SecretsServicer(sgrpc.SecretsServicer):
         )
 
     def AwaitOAuth(self, req: spb.AwaitOAuthRequest, ctx: Ctx) -> spb.AwaitOAuthResponse:
-        timeout = req.timeout.ToTimedelta().total_seconds() if req.HasField("timeout") else 0.0
+        timeout = cv.duration_s(req.timeout, "timeout") if req.HasField("timeout") else 0.0
         if timeout < 0:
             raise InvalidArgument("timeout", "must not be negative")
-        info = self.oauth.wait(req.name, timeout or None)
+        # No flow outlives a day: a longer wait is the same wait (and would overflow the thread's timer).
+        info = self.oauth.wait(req.name, min(timeout, MAX_AWAIT_S) or None)
         return spb.AwaitOAuthResponse(info=cs.info_pb(info))
 
 
