@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import grpc
-import httpbin
 import pytest
-from werkzeug.serving import make_server
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import secrets_pb2 as secpb
@@ -37,6 +33,7 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
 from tests.security.conftest import MODES, make_workspace, start_daemon
+from tests.security.upstreams import Service, serving
 
 # Names and numerals of the host's loopback: what each stands for once resolved.
 LOOPBACK_SPELLINGS = {
@@ -64,31 +61,6 @@ SPECIAL = {
     "224.0.0.1": "multicast",
     "[::ffff:169.254.169.254]": "link-local",
 }
-
-
-@dataclass
-class Service:
-    port: int = 0
-    paths: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def serving() -> Iterator[Service]:
-    service = Service()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        service.paths.append(environ.get("PATH_INFO", ""))
-        return httpbin.app(environ, start_response)
-
-    wsgi = make_server("127.0.0.1", 0, app, threaded=True)
-    service.port = wsgi.server_port
-    thread = threading.Thread(target=wsgi.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        wsgi.shutdown()
-        thread.join()
 
 
 @dataclass(frozen=True)
@@ -182,12 +154,12 @@ def test_loopback_by_any_name_is_refused_and_reached_only_where_the_daemon_allow
     port = env.service.port
     urls = {h: f"{scheme}://{h}:{port}/anything/x" for h in LOOPBACK_SPELLINGS}
     hosts = _hosts(port)
-    before = len(env.service.paths)
+    before = len(env.service.requests)
     closed, action = probe(env.closed, list(urls.values()), hosts)
     assert {h: closed[u] for h, u in urls.items()} == dict.fromkeys(LOOPBACK_SPELLINGS, "403"), closed
     for h in LOOPBACK_SPELLINGS:
         assert "loopback" in _reason(action, h) and "egress.allowed_addresses" in _reason(action, h), h
-    assert len(env.service.paths) == before  # nothing reached the service
+    assert len(env.service.requests) == before  # nothing reached the service
 
     # control: "open" allows 127.0.0.1, and every spelling of it gets through; 127.0.0.2 and ::1 do not
     opened, _ = probe(env.open, list(urls.values()), hosts)
@@ -195,7 +167,7 @@ def test_loopback_by_any_name_is_refused_and_reached_only_where_the_daemon_allow
     expected = {h: through if a == "127.0.0.1" else "403" for h, a in LOOPBACK_SPELLINGS.items()}
     assert {h: opened[u] for h, u in urls.items()} == expected, opened
     if scheme == "http":
-        assert len(env.service.paths) == before + sum(a == "127.0.0.1" for a in LOOPBACK_SPELLINGS.values())
+        assert len(env.service.requests) == before + sum(a == "127.0.0.1" for a in LOOPBACK_SPELLINGS.values())
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -219,12 +191,12 @@ def test_a_secret_allowed_for_loopback_does_not_open_loopback(env: Env) -> None:
             name="lo", kind=secpb.SECRET_KIND_BEARER, allowed_hosts=[f"http://127.0.0.1:{env.service.port}"]
         )
         d.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=b"lo-value-123456", overwrite=True), timeout=30)
-    before = len(env.service.paths)
+    before = len(env.service.requests)
     got, action = probe(env.closed, [url], [], secrets=("lo",))
     assert got[url] == "403" and "loopback" in _reason(action, "127.0.0.1")
-    assert len(env.service.paths) == before
+    assert len(env.service.requests) == before
     got, _ = probe(env.open, [url], [], secrets=("lo",))  # control
-    assert got[url] == "200" and len(env.service.paths) == before + 1
+    assert got[url] == "200" and len(env.service.requests) == before + 1
 
 
 # ---------------------------------------------------------------- declarative http resources
@@ -265,10 +237,10 @@ def test_an_octal_loopback_is_refused_as_a_url_goexd_cannot_send_to(env: Env) ->
         )
         assert got == grpc.StatusCode.INVALID_ARGUMENT and "resources[0].http.base_url" in msg, (got, msg)
     url = f"http://0177.0.0.1:{port}/anything/o"
-    before = len(env.service.paths)
+    before = len(env.service.requests)
     got, action = probe(env.open, [url], [f"0177.0.0.1:{port}"])
     assert got[url] == "502" and "Invalid IPv4 address" in action.egress[0].reason
-    assert len(env.service.paths) == before
+    assert len(env.service.requests) == before
 
 
 def test_the_metadata_address_as_an_http_resource_is_refused_without_a_connection(env: Env) -> None:

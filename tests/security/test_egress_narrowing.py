@@ -23,16 +23,12 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
-import httpbin
 import pytest
-from werkzeug.serving import make_server
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
@@ -42,6 +38,7 @@ from goexd.policy.parse import MAX_POLICY_BYTES
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
 from tests.security.conftest import MODES, make_workspace, start_daemon
+from tests.security.upstreams import Service, serving
 
 # The daemon's policy file; {api} is the port of the one service it lets sessions call.
 POLICY = """
@@ -70,41 +67,6 @@ APPROVAL = "sec-suite: approved"
 
 
 # ---------------------------------------------------------------- services and the daemon
-
-
-@dataclass
-class Service:
-    """httpbin on 127.0.0.1, counting the requests that reach it."""
-
-    port: int = 0
-    paths: list[str] = field(default_factory=list)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@contextlib.contextmanager
-def serving() -> Iterator[Service]:
-    service = Service()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        service.paths.append(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}")
-        return httpbin.app(environ, start_response)
-
-    wsgi = make_server("127.0.0.1", 0, app, threaded=True)
-    service.port = wsgi.server_port
-    thread = threading.Thread(target=wsgi.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        wsgi.shutdown()
-        thread.join()
 
 
 @dataclass(frozen=True)
@@ -242,10 +204,10 @@ def test_egress_hosts_a_session_adds_stay_out_of_reach(env: Env, ws: Path) -> No
     """The issue's case: the session's [egress] hosts named a loopback service the daemon does not list."""
     policy = f'[egress]\nhosts = ["{env.api.host}", "{env.other.host}"]\n'
     s = create(env.d, policy, fs(ws))
-    before = list(env.other.paths)
+    before = list(env.other.requests)
     widened = code(curl(f"{env.other.url}/anything/x"), hosts=[env.other.host])
     refused(lambda: submit(env.d, s.id, widened, APPROVAL), grpc.StatusCode.PERMISSION_DENIED, "egress.hosts")
-    assert env.other.paths == before
+    assert env.other.requests == before
     # control: the host the daemon lists is reached, by the same session
     assert (
         stdout(submit(env.d, s.id, code(curl(f"{env.api.url}/anything/ok"), hosts=[env.api.host]), APPROVAL)) == "200"
@@ -322,19 +284,19 @@ def test_http_hosts_a_session_adds_cannot_be_opened(env: Env) -> None:
 
 def test_http_methods_a_session_adds_stay_refused(env: Env) -> None:
     s = create(env.d, '[http]\nmethods = ["GET", "DELETE"]\n', http(env.api.url))
-    before = list(env.api.paths)
+    before = list(env.api.requests)
     refused(
         lambda: call(env.d, s.id, "DELETE", "/anything/ok", APPROVAL), grpc.StatusCode.PERMISSION_DENIED, "http.methods"
     )
-    assert env.api.paths == before
+    assert env.api.requests == before
     assert call(env.d, s.id, "GET", "/anything/ok").http.status == 200  # control
 
 
 def test_http_paths_a_session_adds_stay_refused(env: Env) -> None:
     s = create(env.d, '[http]\npaths = ["/**"]\n', http(env.api.url))
-    before = list(env.api.paths)
+    before = list(env.api.requests)
     refused(lambda: call(env.d, s.id, "GET", "/anything/elsewhere"), grpc.StatusCode.PERMISSION_DENIED, "http.paths")
-    assert env.api.paths == before
+    assert env.api.requests == before
     assert call(env.d, s.id, "GET", "/anything/ok/7").http.status == 200  # control
 
 
@@ -348,24 +310,24 @@ def test_a_rate_limit_a_session_loosens_stays_the_daemons(env: Env) -> None:
 
 def test_irreversible_calls_the_daemon_holds_for_approval_stay_held(env: Env) -> None:
     s = create(env.d, '[http]\nirreversible = "allow"\n', http(env.api.url, strategy=pb.UNDO_STRATEGY_CONFINE))
-    before = list(env.api.paths)
+    before = list(env.api.requests)
     msg = refused(
         lambda: call(env.d, s.id, "POST", "/anything/ok"), grpc.StatusCode.PERMISSION_DENIED, "http.irreversible"
     )
-    assert "explicit approval" in msg and env.api.paths == before
+    assert "explicit approval" in msg and env.api.requests == before
     assert call(env.d, s.id, "POST", "/anything/ok", APPROVAL).http.status == 200  # control
 
 
 def test_a_deny_rule_of_the_daemon_cannot_be_replaced_by_one_of_the_same_name(env: Env) -> None:
     policy = '[[deny]]\nname = "no-forbidden-word"\ncontains = "something-harmless"\n'
     s = create(env.d, policy, http(env.api.url))
-    before = list(env.api.paths)
+    before = list(env.api.requests)
     refused(
         lambda: call(env.d, s.id, "GET", "/anything/ok", q="forbidden-word"),
         grpc.StatusCode.PERMISSION_DENIED,
         "deny.no-forbidden-word",
     )
-    assert env.api.paths == before
+    assert env.api.requests == before
     assert call(env.d, s.id, "GET", "/anything/ok", q="fine").http.status == 200  # control
 
 
@@ -377,7 +339,7 @@ def test_code_calling_an_http_resource_gets_the_daemons_methods_too(env: Env, ws
     assert stdout(action).split() == ["403", "200"]
     refusal = next(r for r in action.egress if r.method == "DELETE")
     assert "http.methods" in refusal.reason and "the daemon's policy" in refusal.reason
-    assert "DELETE /anything/ok" not in env.api.paths
+    assert "DELETE /anything/ok" not in env.api.requests
 
 
 # ---------------------------------------------------------------- keys a session does not have at all

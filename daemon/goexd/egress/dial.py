@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -32,7 +33,10 @@ __all__ = [
 
 SocketOptions = Iterable[httpcore.SOCKET_OPTION] | None
 
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)  # httpx's default
+# httpx's default limits, and no retries (a request may have had side effects).
+_POOL: dict[str, Any] = {"max_connections": 100, "max_keepalive_connections": 20, "keepalive_expiry": 5.0, "retries": 0}
+_CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
+T = TypeVar("T")
 
 
 def resolve_checked_sync(rule: AddressRule, host: str, port: int) -> list[str]:
@@ -47,17 +51,23 @@ async def resolve_checked(rule: AddressRule, host: str, port: int, timeout: floa
     return permitted(rule, host, port, infos)
 
 
+def _first_that_connects(addresses: list[str], attempt: Callable[[str], T], errors: tuple[type[Exception], ...]) -> T:
+    """`attempt` on each address in turn until one succeeds; the last error when none does."""
+    error: Exception | None = None
+    for address in addresses:
+        try:
+            return attempt(address)
+        except errors as exc:
+            error = exc
+    assert error is not None  # resolve_checked* return at least one address
+    raise error
+
+
 def connect(rule: AddressRule, host: str, port: int, timeout: float | None) -> socket.socket:
     """A TCP connection to the first checked address of `host` that answers (a socket.create_connection
     that refuses what the rule refuses)."""
-    error: OSError | None = None
-    for address in resolve_checked_sync(rule, host, port):
-        try:
-            return socket.create_connection((address, port), timeout)
-        except OSError as exc:
-            error = exc
-    assert error is not None  # resolve_checked_sync returns at least one address
-    raise error
+    addresses = resolve_checked_sync(rule, host, port)
+    return _first_that_connects(addresses, lambda a: socket.create_connection((a, port), timeout), (OSError,))
 
 
 class _Backend(httpcore.SyncBackend):
@@ -76,14 +86,11 @@ class _Backend(httpcore.SyncBackend):
             addresses = resolve_checked_sync(self.rule, host, port)
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        assert error is not None
-        raise error
+        return _first_that_connects(
+            addresses,
+            lambda a: super(_Backend, self).connect_tcp(a, port, timeout, local_address, socket_options),
+            _CONNECT_ERRORS,
+        )
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):
@@ -106,10 +113,10 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
         error: Exception | None = None
-        for address in addresses:
+        for address in addresses:  # as _first_that_connects, awaiting each attempt
             try:
                 return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except _CONNECT_ERRORS as exc:
                 error = exc
         assert error is not None
         raise error
@@ -128,14 +135,7 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def __init__(self, rule: AddressRule, verify: ssl.SSLContext) -> None:
         super().__init__(verify=verify, trust_env=False, retries=0)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=verify,
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-            retries=0,
-            network_backend=_Backend(rule),
-        )
+        self._pool = httpcore.ConnectionPool(ssl_context=verify, network_backend=_Backend(rule), **_POOL)
 
 
 class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
@@ -143,11 +143,4 @@ class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, rule: AddressRule, verify: ssl.SSLContext) -> None:
         super().__init__(verify=verify, trust_env=False, retries=0)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=verify,
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-            retries=0,
-            network_backend=_AsyncBackend(rule),
-        )
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=verify, network_backend=_AsyncBackend(rule), **_POOL)
