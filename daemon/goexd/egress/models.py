@@ -88,8 +88,9 @@ class Gate(Protocol):
 class EgressGrant:
     """One action's egress: the secrets it declared and further hosts it may reach.
 
-    The engine checks `hosts` against `EgressConfig.allowed_hosts` before opening a route;
-    the proxy honours the grant as given. A declared secret makes its own allowed hosts
+    The engine checks `hosts` against both policies' `[egress] hosts` (the daemon's comes from
+    `EgressConfig.allowed_hosts`) before opening a route; the proxy honours the grant as given, and
+    connects only to addresses `EgressConfig.allowed_addresses` allows (egress/addresses.py). A declared secret makes its own allowed hosts
     reachable (looked up per request, so an edit to the secret applies at once).
     """
 

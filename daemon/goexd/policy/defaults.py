@@ -1,4 +1,5 @@
-"""The daemon-wide policy layers every session's policy is laid over.
+"""The daemon's own policy layers, over the built-in defaults: the daemon's policy, which every session's
+policy is checked beside (and can only narrow).
 
 First the hosts of the daemon's `egress.allowed_hosts` setting (kept so an existing config goes on
 meaning what it meant), then the `[policy] file`, whose errors stop the daemon from starting.
