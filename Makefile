@@ -38,13 +38,14 @@ test: install
 
 # The gRPC fuzz test at length (make test runs a few examples per method; this runs hundreds, both daemon modes).
 fuzz: install
-	GOEX_FUZZ_EXAMPLES=$${GOEX_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q tests/security/test_grpc_fuzz.py
+	GOEX_FUZZ_EXAMPLES=$${GOEX_FUZZ_EXAMPLES:-300} GOEX_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/security/test_grpc_fuzz.py
 
 bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/vault_bench.py
 	$(BIN)/python bench/db_bench.py
 	$(BIN)/python bench/http_bench.py
+	$(BIN)/python bench/confine_bench.py
 
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=clients/python --pyi_out=clients/python \

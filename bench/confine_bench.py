@@ -11,7 +11,7 @@ differences between two variants (paired), besides each variant's own p50 / p90.
        /workspace does not exist on the host), uid 0;
    (b) the allow-list plan on bwrap's empty root, uid 0, without the seccomp filter and without
        the /etc masks of uid 0 (BwrapSandbox's own steps, `render_plan` with `Fds()`);
-   (c) (b) + the seccomp filter (`--seccomp FD`);
+   (c) (b) + the seccomp filters (`--add-seccomp-fd`, as `_open_fds` opens them);
    (d) (c) + the uid switch: a workspace owned by the unprivileged user goex-ws, bwrap started as
        that user (Popen user=/group=/extra_groups=[], which rules out vfork): `BwrapSandbox.run`;
    (e) (c) + /etc's unreadable entries masked for a command that keeps uid 0 (root-owned
@@ -25,7 +25,8 @@ differences between two variants (paired), besides each variant's own p50 / p90.
    and undo): goexd as root over a root-owned workspace and over one owned by goex-ws (uid
    switch), and goexd at f8f630f (extracted with `git archive`, run with PYTHONPATH) over a
    root-owned one, with the daemon's own timings (prepare = snapshot, run = sandbox, capture =
-   change set) beside the client's round trip.
+   change set) beside the client's round trip. One more goexd shows a proposal that is not shipped:
+   the uid switch by `setpriv` in front of bwrap, so that Popen keeps vfork (see SETPRIV_SHIM).
 
 Needs root (a test user, cgroups, the uid switch). Prints Markdown tables and writes them to
 bench/confine_results.md.
@@ -39,14 +40,13 @@ import importlib.util
 import inspect
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -60,9 +60,8 @@ from goex.v1 import actions_pb2_grpc, sessions_pb2_grpc
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from goexd.launcher import DaemonProcess
-from goexd.sandbox import seccomp
 from goexd.sandbox.base import ExecResult, Network, ProxyEndpoint, SandboxSpec, Termination
-from goexd.sandbox.bwrap import BwrapSandbox, _Execution
+from goexd.sandbox.bwrap import BwrapSandbox, _Execution, _open_fds
 from goexd.sandbox.bwrap_plan import Fds, render_plan
 from goexd.sandbox.identity import RunAs
 from goexd.sandbox.limits import detect_enforcer
@@ -145,8 +144,7 @@ def bindable_old_sandbox(old_mod: ModuleType, enforcer: Any, seen: list[tuple[in
     return OldSandbox(enforcer)  # as f8f630f's main.py made it
 
 
-OLD_SHIM = "old_goexd_shim"
-OLD_SHIM_TEXT = f"""# f8f630f's goexd, with the Unix sockets its bwrap cannot bind over left out (see confine_bench.py)
+OLD_SHIM = f"""# f8f630f's goexd, with the Unix sockets its bwrap cannot bind over left out (see confine_bench.py)
 import os
 import runpy
 
@@ -158,28 +156,52 @@ _all = bwrap._unix_sockets
 bwrap._unix_sockets = lambda realpath: [p for p in _all(realpath) if searchable_without_caps(p)]
 runpy.run_module("goexd.main", run_name="__main__")
 """
+# A proposal, not shipped: the uid switch by util-linux setpriv in front of bwrap (as prlimit is for
+# rlimits) instead of Popen(user=, group=, extra_groups=), so that Popen keeps using vfork.
+SETPRIV_SHIM = """# goexd with bwrap started through setpriv for the uid switch (see confine_bench.py)
+import runpy
+import subprocess
+import types
+
+from goexd.sandbox import bwrap
+
+_popen = subprocess.Popen
+
+
+def popen(argv, *, user=None, group=None, extra_groups=None, **kw):
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups", "--", *argv]
+    return _popen(argv, **kw)
+
+
+bwrap.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": popen})
+runpy.run_module("goexd.main", run_name="__main__")
+"""
 
 
 def extract_old_daemon(dest: Path) -> Path | None:
-    """f8f630f's daemon/ (git archive) plus the shim, for PYTHONPATH; None when this clone lacks the commit."""
+    """f8f630f's daemon/ (git archive), for PYTHONPATH; None when this clone lacks the commit."""
     r = subprocess.run(["git", "-C", str(REPO), "archive", OLD, "daemon"], capture_output=True, check=False)
     if r.returncode != 0:
         return None
     dest.mkdir()
     subprocess.run(["tar", "-x", "-C", str(dest)], input=r.stdout, check=True)
-    (dest / "daemon" / f"{OLD_SHIM}.py").write_text(OLD_SHIM_TEXT)
     return dest / "daemon"
 
 
-class OldDaemon(DaemonProcess):
-    """goexd at f8f630f: its source first on PYTHONPATH, started through the shim."""
+class ShimDaemon(DaemonProcess):
+    """goexd started through `shim` (a module's text), with `source` (a daemon/ tree) first on PYTHONPATH."""
 
-    def __init__(self, root: Path, src: Path) -> None:
-        super().__init__(root, env={"PYTHONPATH": str(src)}, config_toml=JOURNAL)
+    def __init__(self, root: Path, shim: str, source: Path | None = None) -> None:
+        shim_dir = root.parent / f"{root.name}-shim"
+        shim_dir.mkdir()
+        (shim_dir / "goexd_shim.py").write_text(shim)
+        path = [str(shim_dir), *([str(source)] if source is not None else [])]
+        super().__init__(root, env={"PYTHONPATH": os.pathsep.join(path)}, config_toml=JOURNAL)
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", OLD_SHIM, *super().argv[3:]]
+        return [sys.executable, "-m", "goexd_shim", *super().argv[3:]]
 
 
 # --- interleaved rounds ---------------------------------------------------------------------
@@ -235,19 +257,16 @@ def exited_zero(r: ExecResult) -> None:
 
 
 def run_switchable(sb: BwrapSandbox, spec: SandboxSpec, run_as: RunAs, masks: bool, filtered: bool) -> ExecResult:
-    """`BwrapSandbox._run_once`'s steps for Network.NONE, with the uid-0 masks and the filter switchable."""
+    """`BwrapSandbox._run_once`'s steps for Network.NONE, with the uid-0 masks and the filters switchable."""
     started = time.monotonic()
     host = sb.probe(spec, run_as if masks else NOT_ROOT)
     assert sb.bwrap_path is not None
     limits = sb.enforcer.start(spec.limits)
-    fd = seccomp.pipe_with(seccomp.programs().full) if filtered else None
     try:
-        fds = Fds(seccomp=fd)
-        run = _Execution(sb.bwrap_path, render_plan(spec, host, fds), spec, run_as, fds, limits, None, None, started)
-        return run.execute(sb.enforcer.name)
+        with _open_fds(spec, run_as) if filtered else nullcontext(Fds()) as fds:
+            plan = render_plan(spec, host, fds)
+            return _Execution(sb.bwrap_path, plan, spec, run_as, fds, limits, None, None, started).execute("")
     finally:
-        if fd is not None:
-            os.close(fd)
         limits.close()
 
 
@@ -312,7 +331,7 @@ def spawn_variants(s: Setup) -> tuple[list[Variant], list[Variant]]:
     ladder = [
         Variant("b", "allow list on an empty root, uid 0, no filter, no /etc masks",
                 lambda: run_switchable(new, root_spec, ROOT, masks=False, filtered=False)),
-        Variant("c", "(b) + seccomp filter",
+        Variant("c", "(b) + seccomp filters",
                 lambda: run_switchable(new, root_spec, ROOT, masks=False, filtered=True)),
         Variant("d", f"(c) + uid switch to {WS_USER}, its workspace: shipping `BwrapSandbox.run`",
                 lambda: new.run(user_spec)),
@@ -338,7 +357,6 @@ def plan_sizes(s: Setup) -> dict[str, tuple[int, float]]:
     new = s.new
     fns: dict[str, Callable[[], Any]] = {
         "b": lambda: render_plan(s.root_spec, new.probe(s.root_spec, NOT_ROOT), Fds()),
-        "c": lambda: render_plan(s.root_spec, new.probe(s.root_spec, NOT_ROOT), Fds(seccomp=3)),
         "d": lambda: new.plan(s.user_spec),
         "e": lambda: new.plan(s.root_spec),
     }
@@ -346,7 +364,8 @@ def plan_sizes(s: Setup) -> dict[str, tuple[int, float]]:
         fns["a"] = lambda: s.old.plan(s.root_spec)
     variants = [Variant(k, k, fn) for k, fn in fns.items()]
     interleave(variants, 200, 5, "plans")
-    return {v.key: (len(v.results[0].mounts), pct(v.ms, 0.5)) for v in variants}
+    sizes = {v.key: (len(v.results[0].mounts), pct(v.ms, 0.5)) for v in variants}
+    return {**sizes, "c": sizes["b"]}  # the filters add descriptors, not mounts
 
 
 def section_spawn(s: Setup, rounds: int) -> str:
@@ -443,12 +462,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+E2E_REFS = {"root": ["old"], "user": ["old", "root"], "setpriv": ["old", "user"], "old": []}
+
+
 def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> str:
-    daemons = {"new": DaemonProcess(root / "new", config_toml=JOURNAL)}
+    daemons: dict[str, DaemonProcess] = {
+        "new": DaemonProcess(root / "new", config_toml=JOURNAL),
+        "setpriv": ShimDaemon(root / "setpriv", SETPRIV_SHIM),
+    }
     if old_src is not None:
-        daemons["old"] = OldDaemon(root / "old", old_src)
+        daemons["old"] = ShimDaemon(root / "old", OLD_SHIM, old_src)
+    # key: (label, daemon, workspace owner)
+    plans = {
+        "root": ("goexd as root, root-owned workspace (uid 0 + /etc masks)", "new", ROOT),
+        "user": (f"goexd as root, {WS_USER}'s workspace (uid switch)", "new", user),
+        "setpriv": (f"proposal, not shipped: the uid switch by setpriv (vfork kept), {WS_USER}'s", "setpriv", user),
+        "old": (f"goexd at {OLD} as root, root-owned workspace", "old", ROOT),
+    }
+    plans = {k: v for k, v in plans.items() if v[1] in daemons}
     spaces = {}
-    for name, who in {"root": ROOT, "user": user, "old": ROOT}.items():
+    for name, (_, _, who) in plans.items():
         (root / f"ws-{name}").mkdir(mode=0o755)
         ws = make_workspace(root / f"ws-{name}", 1000)
         if who != ROOT:
@@ -460,14 +493,7 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
         d.root.mkdir()
         d.start()
     try:
-        sessions = [
-            open_session("root", "goexd as root, root-owned workspace (uid 0 + /etc masks)", daemons["new"],
-                         spaces["root"]),
-            open_session("user", f"goexd as root, {WS_USER}'s workspace (uid switch)", daemons["new"], spaces["user"]),
-        ]  # fmt: skip
-        if "old" in daemons:
-            sessions.append(open_session("old", f"goexd at {OLD} as root, root-owned workspace", daemons["old"],
-                                         spaces["old"]))  # fmt: skip
+        sessions = [open_session(k, label, daemons[d], spaces[k]) for k, (label, d, _) in plans.items()]
         variants = [Variant(s.key, s.label, s.one) for s in sessions]
         interleave(variants, rounds, 3, "end to end")
         rss = {k: rss_mb(d.proc.pid) for k, d in daemons.items() if d.proc is not None}
@@ -484,7 +510,8 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
         undo = [r[1] for r in v.results]
         timing = [pct([ms_of(getattr(a.timings, f)) for a in actions], 0.5) for f in ("prepare", "run", "capture")]
         rest = pct([r[0] - ms_of(r[2].timings.total) for r in v.results], 0.5)
-        vs_old = delta(act[v.key], act["old"]) if "old" in act and v.key != "old" else "-"
+        refs = [r for r in E2E_REFS[v.key] if r in act]
+        vs = ", ".join(delta(act[v.key], act[r]) for r in refs) or "-"
         rows.append(
             [
                 v.label,
@@ -492,7 +519,7 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
                 *(f"{t:.1f}" for t in timing),
                 f"{rest:.1f}",
                 f"{pct(undo, 0.5):.1f} / {pct(undo, 0.9):.1f}",
-                vs_old,
+                vs,
             ]
         )
     hdr = [
@@ -549,7 +576,6 @@ def main() -> int:
             f"shared with other jobs (1-minute load average {load_before:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end).\n{missing}\n"
         )
-        shutil.rmtree(root / "old-src", ignore_errors=True)
     publish(header + "\n".join(parts), args.out, started)
     return 0
 
