@@ -130,6 +130,32 @@ def test_a_failed_actions_rollback_recreates_owner_and_mode_too(sec_daemon: Daem
         assert "could not restore the owner" in action.error
 
 
+def test_an_action_that_leaves_read_only_directories_is_undone(sec_daemon: DaemonProcess, sec_workspace: Path) -> None:
+    """Go's module cache, `chmod -R a-w`: an unprivileged goexd cannot write in such a directory
+    (root can), yet its undo must remove what is in it and put every mode back."""
+    d, ws = sec_daemon, sec_workspace
+    lib = ws / "lib"
+    lib.mkdir(mode=0o755)
+    make(lib / "keep.txt", ws_owner(d), 0o644, "kept\n")
+    os.chown(lib, *ws_owner(d))
+    session = sec_session(d, ws)
+    try:
+        action = executed(
+            d, session, "mkdir -p cache/mod && echo x > cache/mod/f && rm lib/keep.txt && chmod -R a-w cache lib . "
+        )
+        assert perm(ws) == 0o555 and perm(ws / "cache" / "mod") == 0o555  # the control
+        undone = undo(d, session, action.id)
+        root_after = perm(ws)
+    finally:
+        os.chmod(ws, 0o755)  # whatever happened, let the fixture remove it
+        close_session(d, session)
+    assert undone.reversibility.verdict == pb.VERDICT_PASSED, (undone.error, undone.reversibility.detail)
+    assert root_after == 0o755
+    assert sorted(p.name for p in ws.iterdir()) == ["README", "lib"]
+    assert (lib / "keep.txt").read_text() == "kept\n"
+    assert (perm(lib), perm(lib / "keep.txt")) == (0o755, 0o644)
+
+
 # --- no action leaves a set-id file or a file capability -----------------------------------
 
 

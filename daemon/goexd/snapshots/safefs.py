@@ -8,19 +8,27 @@ O_NOFOLLOW instead. The fds of parent directories are cached for one batch of wo
 Owners and modes are set on the inode that was opened (O_PATH, then /proc/self/fd/N):
 a file's set-id bits are only ever set after its owner is right, since the daemon may
 be root and a set-id file owned by the wrong user is a privilege handed out.
+
+An unprivileged daemon meets read-only directories an action left (`chmod 555 d`, Go's
+module cache): where it owns one, a write refused there opens it up (u+rwx) for the
+batch, and close() gives it its mode back unless set_owner_and_mode set one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from goexd.snapshots.layout import Owner, is_under
+from goexd.snapshots.layout import Owner, is_under, join, parent_of
+
+T = TypeVar("T")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not hang; it is a no-op for regular files.
@@ -44,6 +52,7 @@ class SafeFS:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._fds: dict[str, int] = {}
+        self._opened: dict[str, int] = {}  # directories opened up for writing -> their mode
 
     # -- directory fds -------------------------------------------------------------
 
@@ -69,9 +78,12 @@ class SafeFS:
             os.close(self._fds.pop(key))
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        try:
+            self._close_up()
+        finally:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
     @contextmanager
     def batch(self) -> Iterator[SafeFS]:
@@ -108,8 +120,7 @@ class SafeFS:
     def write_file(self, rel: str, chunks: Iterable[bytes | memoryview], perm: int, owner: Owner) -> bool:
         """Create rel with this content, owner and mode. Returns False when the owner could
         not be set: the file then keeps the daemon's and gets no set-id bits."""
-        fd, name = self.at(rel)
-        ffd = os.open(name, _WRITE_FLAGS, 0o600, dir_fd=fd)
+        ffd = self._in(rel, lambda fd, name: os.open(name, _WRITE_FLAGS, 0o600, dir_fd=fd))
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
@@ -122,12 +133,10 @@ class SafeFS:
         return owned
 
     def symlink(self, rel: str, target: bytes) -> None:
-        fd, name = self.at(rel)
-        os.symlink(target, os.fsencode(name), dir_fd=fd)
+        self._in(rel, lambda fd, name: os.symlink(target, os.fsencode(name), dir_fd=fd))
 
     def mkdir(self, rel: str) -> None:
-        fd, name = self.at(rel)
-        os.mkdir(name, 0o700, dir_fd=fd)
+        self._in(rel, lambda fd, name: os.mkdir(name, 0o700, dir_fd=fd))
 
     def set_owner_and_mode(self, rel: str, owner: Owner, perm: int) -> bool:
         """Give rel this owner, then this mode, without following a final symlink (a
@@ -140,6 +149,7 @@ class SafeFS:
             st = os.fstat(pfd)
             if stat.S_ISLNK(st.st_mode):
                 return _chown_link(fd, name, owner, st)
+            self._opened.pop(rel, None)  # its mode is set here
             proc = f"/proc/self/fd/{pfd}"
             owned = (st.st_uid, st.st_gid) == owner or _chown(proc, owner)
             # After chown, which clears a file's set-id bits.
@@ -154,12 +164,65 @@ class SafeFS:
             st = self.lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
             return
+        if not stat.S_ISDIR(st.st_mode):
+            self._in(rel, lambda fd, name: os.unlink(name, dir_fd=fd))
+            return
         fd, name = self.at(rel)
-        if stat.S_ISDIR(st.st_mode):
+        self.forget(rel)
+        try:
+            shutil.rmtree(name, dir_fd=fd)
+        except PermissionError:
+            opened = self._open_up(parent_of(rel))
+            if not self._open_up_tree(rel) and not opened:
+                raise
             self.forget(rel)
             shutil.rmtree(name, dir_fd=fd)
-        else:
-            os.unlink(name, dir_fd=fd)
+        for key in [k for k in self._opened if is_under(k, rel)]:
+            del self._opened[key]
+
+    # -- read-only directories ------------------------------------------------------
+
+    def _in(self, rel: str, op: Callable[[int, str], T]) -> T:
+        """op(fd of rel's parent, rel's name); refused for want of access to the parent,
+        open the parent up and try once more."""
+        fd, name = self.at(rel)
+        try:
+            return op(fd, name)
+        except PermissionError:
+            if not self._open_up(parent_of(rel)):
+                raise
+            return op(fd, name)
+
+    def _open_up(self, rel: str) -> bool:
+        """Give the daemon's user rwx on directory rel, when it owns it and lacks some."""
+        if rel in self._opened:
+            return False
+        fd = self.dir_fd(rel)
+        st = os.fstat(fd)
+        perm = stat.S_IMODE(st.st_mode)
+        if st.st_uid != os.geteuid() or perm & stat.S_IRWXU == stat.S_IRWXU:
+            return False
+        self._opened[rel] = perm
+        os.fchmod(fd, perm | stat.S_IRWXU)
+        return True
+
+    def _open_up_tree(self, top: str) -> bool:
+        """Open up every directory of the tree at top, to remove it; whether any was."""
+        opened = False
+        stack = [top]
+        while stack:
+            rel = stack.pop()
+            opened = self._open_up(rel) or opened
+            with os.scandir(self.dir_fd(rel)) as entries:
+                stack += [join(rel, e.name) for e in entries if e.is_dir(follow_symlinks=False)]
+        return opened
+
+    def _close_up(self) -> None:
+        """Give the directories opened up their modes back, deepest first."""
+        for rel, perm in sorted(self._opened.items(), reverse=True):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.fchmod(self.dir_fd(rel), perm)
+        self._opened.clear()
 
     def exists_as_dir(self, rel: str) -> bool:
         try:
