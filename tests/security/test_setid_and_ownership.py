@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from tests.security.conftest import (
 )
 from tests.users import ensure_system_user
 
+GOEX = Path(sys.executable).with_name("goex")  # the CLI installed in the venv
 NOBODY = (65534, 65534)
 SETID = stat.S_ISUID | stat.S_ISGID
 WS_USER = "goex-ws"  # an unprivileged user whose workspace a root goexd works on
@@ -199,6 +202,15 @@ def test_a_hard_link_to_a_setuid_file_is_stripped_and_its_undo_restores_the_orig
         ]
         changes = {c.path: c.kind for c in action.changes.changes}
         assert changes == {"exposed": pb.CHANGE_KIND_ADDED, "private/own-suid": pb.CHANGE_KIND_MODE_CHANGED}
+        # The CLI shows it too.
+        shown = subprocess.run(
+            [str(GOEX), "show", action.id],
+            env={**os.environ, "GOEX_SOCKET": str(d.socket), "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "goexd: removed the set-user-ID bit of exposed (mode 4755 -> 0755)" in shown, shown
         undone = undo(d, session, action.id)
     finally:
         close_session(d, session)
