@@ -99,12 +99,15 @@ def test_undo_of_a_deleted_nobody_owned_setuid_file_recreates_it_as_it_was(store
     os.chmod(ws / "bin", 0o2775)  # a setgid directory is kept too
     os.symlink("suid", ws / "bin" / "link")
     os.chown(ws / "bin" / "link", *NOBODY, follow_symlinks=False)
+    (ws / "scratch").mkdir()
+    os.chmod(ws / "scratch", 0o1777)  # and the sticky bit
     before, owned_before = fingerprint(ws), owners(ws)
     pre = store.capture()
 
     for p in (ws / "bin" / "link", ws / "bin" / "suid"):
         p.unlink()
-    (ws / "bin").rmdir()
+    for d in (ws / "bin", ws / "scratch"):
+        d.rmdir()
     store.capture()
     report = store.restore(pre)
 
@@ -112,7 +115,7 @@ def test_undo_of_a_deleted_nobody_owned_setuid_file_recreates_it_as_it_was(store
     assert fingerprint(ws) == before, describe_diff(before, fingerprint(ws))
     assert owners(ws) == owned_before
     assert owner(ws / "bin" / "suid") == NOBODY and perm(ws / "bin" / "suid") == 0o4755  # not root's
-    assert perm(ws / "bin") == 0o2775
+    assert perm(ws / "bin") == 0o2775 and perm(ws / "scratch") == 0o1777
     assert store.capture() == pre
 
 

@@ -112,7 +112,7 @@ def test_undo_of_a_deleted_nobody_owned_setuid_file_recreates_it_as_it_was(
         # goexd may not chown to nobody: the file is its user's, and no set-id bit comes back.
         assert (owner(suid), perm(suid)) == (ws_owner(d), 0o755)
         assert undone.reversibility.verdict == pb.VERDICT_FAILED
-        assert "could not restore the owner of 1 entries" in undone.reversibility.detail
+        assert "could not restore the owner of 1 entry (goexd runs as uid" in undone.reversibility.detail
         assert "suid (recorded 65534:65534 mode 4755)" in undone.reversibility.detail
 
 

@@ -85,8 +85,9 @@ class RestoreReport:
             f"{u.path or '.'} (recorded {u.owner[0]}:{u.owner[1]} mode {u.perm:04o})" for u in self.unowned[:limit]
         )
         more = f" and {len(self.unowned) - limit} more" if len(self.unowned) > limit else ""
+        count = f"{len(self.unowned)} entr{'y' if len(self.unowned) == 1 else 'ies'}"
         return (
-            f"could not restore the owner of {len(self.unowned)} entries (goexd runs as uid {os.geteuid()}): "
+            f"could not restore the owner of {count} (goexd runs as uid {os.geteuid()}): "
             f"{shown}{more}; they are owned by goexd's user, without set-id bits"
         )
 
