@@ -49,7 +49,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     where.add_argument("--env", metavar="VAR", help="expose it to sandboxed processes as $VAR (explicit opt-in)")
     where.add_argument("--dsn-password", action="store_true", help="use it as a database URL's password")
     put.add_argument(
-        "--host", action="append", default=[], dest="hosts", metavar="HOST", help="allowed host (repeatable)"
+        "--host", action="append", default=[], dest="hosts", metavar="HOST", help="allowed [scheme://]host[:port] (repeatable; bare = https on 443, plain http needs http://)"
     )
     put.add_argument("--username", help="basic auth: the user name (the value is the password)")
     put.add_argument("--overwrite", action="store_true", help="replace an existing secret of that name")
@@ -93,7 +93,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     oa.add_argument("--client-id", required=True, metavar="ID", help="the OAuth2 client registered with the provider")
     oa.add_argument("--scope", action="append", default=[], dest="scopes", metavar="SCOPE", help="(repeatable)")
     oa.add_argument(
-        "--host", action="append", default=[], dest="hosts", metavar="HOST", help="allowed host (repeatable)"
+        "--host", action="append", default=[], dest="hosts", metavar="HOST", help="allowed [scheme://]host[:port] (repeatable; bare = https on 443, plain http needs http://)"
     )
     oa.add_argument(
         "--client-secret-stdin",
