@@ -8,12 +8,28 @@ is reported: the action just ends."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 
+import pytest
+
+from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
-from tests.security.conftest import Shared, result_of, run, run_action
+from tests.security.conftest import (
+    MODES,
+    Shared,
+    action_spec,
+    make_workspace,
+    result_of,
+    run,
+    run_action,
+    sec_session,
+    start_daemon,
+)
 from tests.security.probes import tag
+from tests.security.test_sandbox_isolation import pids_running, run_cgroups_of, wait_for
 
 MAX_PROCESSES = 32
 FORK_BOMB = """
@@ -72,3 +88,25 @@ def test_a_memory_bomb_is_contained_and_the_daemon_lives(sec_shared: Shared) -> 
     else:
         assert "MemoryError" in result_of(action).out or ex.termination != pb.TERMINATION_EXITED, ex
     assert run(sec_shared.d, sec_shared.session, "echo alive").out == "alive\n"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_action_does_not_outlive_a_killed_daemon(mode: str) -> None:
+    """SIGKILL goexd (no clean-up) while an action sleeps: the sandbox dies with it, whoever the
+    sandbox runs as (a root daemon may start it as the workspace's owner)."""
+    marker = f"300.{int(time.time() * 1000) % 10**9}"  # a unique `sleep` argv to find it by
+    with start_daemon(mode, check_alive=False) as d, make_workspace(d.uid, d.gid) as ws:
+        session = sec_session(d, ws)
+        spec = action_spec(f"sleep {marker}", timeout_s=600)
+        d.actions.SubmitAction(apb.SubmitActionRequest(session_id=session, spec=spec, detach=True), timeout=60)
+        assert wait_for(lambda: pids_running(["sleep", marker]), 20), "the sandboxed sleep never started"
+        leftovers = run_cgroups_of(pids_running(["sleep", marker])[0])
+        d.kill()
+        try:
+            assert wait_for(lambda: not pids_running(["sleep", marker]), 5), "the action outlived goexd"
+        finally:
+            for pid in pids_running(["sleep", marker]):
+                os.kill(pid, signal.SIGKILL)
+            for cgroup in leftovers:  # the daemon died before it could remove them
+                assert wait_for(lambda c=cgroup: not (c / "cgroup.procs").read_text(), 5)
+                cgroup.rmdir()
