@@ -56,6 +56,13 @@ def undo(d: DaemonProcess, session: str, action_id: str) -> None:
     d.actions.UndoAction(apb.UndoActionRequest(session_id=session, action_id=action_id), timeout=60)
 
 
+def act_and_undo(s: Shared, script: str) -> None:
+    """Run `script` (it must succeed), then undo it."""
+    action = run_action(s.d, s.session, script)
+    assert result_of(action).code == 0, result_of(action)
+    undo(s.d, s.session, action.id)
+
+
 def prepared(s: Shared, files: dict[str, str]) -> str:
     """A fresh dir in the shared workspace holding `files` (relative path -> text), the daemon's user's."""
     t = tag()
@@ -70,9 +77,7 @@ def prepared(s: Shared, files: dict[str, str]) -> str:
 
 def test_undo_does_not_write_through_a_file_symlink(sec_shared: Shared, victim: Victim) -> None:
     t = prepared(sec_shared, {"f": "hello\n"})
-    action = run_action(sec_shared.d, sec_shared.session, f"rm {t}/f && ln -s {victim.file} {t}/f")
-    assert result_of(action).code == 0, result_of(action)
-    undo(sec_shared.d, sec_shared.session, action.id)
+    act_and_undo(sec_shared, f"rm {t}/f && ln -s {victim.file} {t}/f")
     assert victim.intact(), f"undo wrote through a symlink into {victim.file}: {victim.file.read_text()!r}"
     f = sec_shared.ws / t / "f"
     assert not f.is_symlink() and f.read_text() == "hello\n"
@@ -80,9 +85,7 @@ def test_undo_does_not_write_through_a_file_symlink(sec_shared: Shared, victim: 
 
 def test_undo_does_not_restore_into_a_directory_symlink(sec_shared: Shared, victim: Victim) -> None:
     t = prepared(sec_shared, {"sub/c.txt": "sea\n", "sub/canary": "mine\n"})
-    action = run_action(sec_shared.d, sec_shared.session, f"rm -r {t}/sub && ln -s {victim.dir} {t}/sub")
-    assert result_of(action).code == 0, result_of(action)
-    undo(sec_shared.d, sec_shared.session, action.id)
+    act_and_undo(sec_shared, f"rm -r {t}/sub && ln -s {victim.dir} {t}/sub")
     assert victim.intact(), f"undo restored into {victim.dir}: {sorted(os.listdir(victim.dir))}"
     sub = sec_shared.ws / t / "sub"
     assert not sub.is_symlink() and (sub / "c.txt").read_text() == "sea\n"
@@ -90,10 +93,9 @@ def test_undo_does_not_restore_into_a_directory_symlink(sec_shared: Shared, vict
 
 def test_undo_removes_a_symlink_not_what_it_points_to(sec_shared: Shared, victim: Victim) -> None:
     t = prepared(sec_shared, {"keep": "k\n"})
-    script = f"ln -s {victim.dir} {t}/evil-dir && ln -s {victim.file} {t}/evil-file && ln -s / {t}/evil-root"
-    action = run_action(sec_shared.d, sec_shared.session, script)
-    assert result_of(action).code == 0, result_of(action)
-    undo(sec_shared.d, sec_shared.session, action.id)
+    act_and_undo(
+        sec_shared, f"ln -s {victim.dir} {t}/evil-dir && ln -s {victim.file} {t}/evil-file && ln -s / {t}/evil-root"
+    )
     assert victim.intact()
     assert sorted(p.name for p in (sec_shared.ws / t).iterdir()) == ["keep"]
 
@@ -101,10 +103,7 @@ def test_undo_removes_a_symlink_not_what_it_points_to(sec_shared: Shared, victim
 def test_undo_does_not_follow_a_symlinked_parent(sec_shared: Shared, victim: Victim) -> None:
     """A deep path whose parent became a symlink: restoring a/b/file must not go through it."""
     t = prepared(sec_shared, {"a/b/file": "deep\n"})
-    script = f"mv {t}/a {t}/a.moved && mkdir {t}/a && ln -s {victim.dir} {t}/a/b"
-    action = run_action(sec_shared.d, sec_shared.session, script)
-    assert result_of(action).code == 0, result_of(action)
-    undo(sec_shared.d, sec_shared.session, action.id)
+    act_and_undo(sec_shared, f"mv {t}/a {t}/a.moved && mkdir {t}/a && ln -s {victim.dir} {t}/a/b")
     assert victim.intact(), sorted(os.listdir(victim.dir))
     assert (sec_shared.ws / t / "a" / "b" / "file").read_text() == "deep\n"
     assert not (sec_shared.ws / t / "a" / "b").is_symlink()
