@@ -196,7 +196,8 @@ def run_action(d: DaemonProcess, session: str, script: str, **kw: object) -> pb.
     """Submit an action and wait for it; returns the finished action."""
     spec = action_spec(script, **kw)  # type: ignore[arg-type]
     req = apb.SubmitActionRequest(session_id=session, spec=spec)
-    return d.actions.SubmitAction(req, timeout=DEFAULT_TIMEOUT_S + 60).action
+    action: pb.Action = d.actions.SubmitAction(req, timeout=spec.limits.timeout.seconds + 60).action
+    return action
 
 
 def result_of(action: pb.Action) -> Run:
