@@ -19,7 +19,7 @@ import pytest
 from goexd.snapshots.base import ChangeKind, Snapshot, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import META, SELF
-from goexd.snapshots.privileges import CAPABILITY_XATTR
+from goexd.snapshots.privileges import CAPABILITY_XATTR, listed
 from tests.fs_fingerprint import describe_diff, fingerprint
 from tests.users import ensure_system_user
 
@@ -80,6 +80,12 @@ def owners(root: Path) -> dict[str, tuple[int, int]]:
             full = Path(dirpath) / name
             out[str(full.relative_to(root))] = owner(full)
     return out
+
+
+def strip(store: GitWorkspaceStore, old: Snapshot, new: Snapshot) -> tuple[Snapshot, tuple[str, ...]]:
+    """strip_privileges, its findings in words (as an action's result lists them)."""
+    snap, found = store.strip_privileges(old, new)
+    return snap, listed(found)
 
 
 def has_capability(path: Path) -> bool:
@@ -199,7 +205,7 @@ def test_a_new_setuid_or_setgid_file_loses_its_bits_and_it_is_said(store: GitWor
     make(ws / "plain", "#!/bin/sh\n", 0o755)
     assert perm(ws / "rootsh") == 0o4755  # the control: the bits were set
 
-    post, notes = store.strip_privileges(pre, store.capture())
+    post, notes = strip(store, pre, store.capture())
 
     assert (perm(ws / "rootsh"), perm(ws / "groupsh"), perm(ws / "plain")) == (0o755, 0o711, 0o755)
     assert notes == (
@@ -216,7 +222,7 @@ def test_a_setuid_file_from_before_the_action_is_left_alone(store: GitWorkspaceS
     make(ws / "users-own", "#!/bin/sh\n", 0o4755)
     pre = store.capture()
     make(ws / "other.txt")
-    _, notes = store.strip_privileges(pre, store.capture())
+    _, notes = strip(store, pre, store.capture())
     assert notes == ()
     assert perm(ws / "users-own") == 0o4755
 
@@ -225,7 +231,7 @@ def test_a_setuid_file_the_action_changed_is_stripped(store: GitWorkspaceStore, 
     make(ws / "users-own", "#!/bin/sh\n", 0o4755)
     pre = store.capture()
     os.chmod(ws / "users-own", 0o4750)  # still set-id: changed by the action
-    _, notes = store.strip_privileges(pre, store.capture())
+    _, notes = strip(store, pre, store.capture())
     assert notes == ("removed the set-user-ID bit of users-own (mode 4750 -> 0750)",)
     assert perm(ws / "users-own") == 0o750
 
@@ -237,7 +243,7 @@ def test_a_new_hard_link_to_a_setuid_file_strips_the_inode_and_the_snapshot_sees
     pre = store.capture()
     os.link(ws / "d" / "users-own", ws / "exposed")
 
-    post, notes = store.strip_privileges(pre, store.capture())
+    post, notes = strip(store, pre, store.capture())
 
     assert notes == (
         "removed the set-user-ID bit of exposed (mode 4755 -> 0755); the file has 2 hard links, which all lost them",
@@ -255,7 +261,7 @@ def test_setgid_directories_are_kept(store: GitWorkspaceStore, ws: Path) -> None
     (ws / "shared").mkdir()
     os.chmod(ws / "shared", 0o2775)
     make(ws / "shared" / "f.txt")
-    _, notes = store.strip_privileges(pre, store.capture())
+    _, notes = strip(store, pre, store.capture())
     assert notes == ()
     assert perm(ws / "shared") == 0o2775
 
@@ -266,7 +272,7 @@ def test_a_symlink_to_a_setuid_file_outside_is_not_followed(store: GitWorkspaceS
     os.symlink(outside, ws / "link")
     (ws / "dir").mkdir()
     os.symlink(outside.parent, ws / "dir" / "via")  # a directory symlink: "dir/via/suid" must not resolve
-    _, notes = store.strip_privileges(pre, store.capture())
+    _, notes = strip(store, pre, store.capture())
     assert notes == ()
     assert perm(outside) == 0o4755
 
@@ -279,7 +285,7 @@ def test_a_file_capability_is_removed_from_a_changed_file(store: GitWorkspaceSto
     pre = store.capture()
     os.chmod(ws / "ping", 0o4750)  # a mode change: in the change set in both modes
 
-    _, notes = store.strip_privileges(pre, store.capture())
+    _, notes = strip(store, pre, store.capture())
 
     assert notes == (
         f"removed the set-user-ID bit and the file capability ({CAPABILITY_XATTR}) of ping (mode 4750 -> 0750)",
@@ -296,7 +302,7 @@ def test_a_capability_written_on_an_unchanged_file_is_found_through_inotify(tmp_
         os.setxattr(ws / "tool", CAPABILITY_XATTR, CAP_NET_RAW)
         post = store.capture()
         assert post == pre  # the control: invisible to the snapshot
-        _, notes = store.strip_privileges(pre, post)
+        _, notes = strip(store, pre, post)
     assert notes == (f"removed the file capability ({CAPABILITY_XATTR}) of tool",)
     assert not has_capability(ws / "tool")
 
@@ -306,4 +312,4 @@ def test_strip_refuses_a_snapshot_that_is_not_the_latest(store: GitWorkspaceStor
     make(ws / "b.txt")
     store.capture()
     with pytest.raises(SnapshotError, match="not the latest capture"):
-        store.strip_privileges(pre, Snapshot(pre.id))
+        strip(store, pre, Snapshot(pre.id))

@@ -219,6 +219,29 @@ def test_a_hard_link_to_a_setuid_file_is_stripped_and_its_undo_restores_the_orig
     assert (owner(own), perm(own)) == (ws_owner(d), 0o4755)
 
 
+def test_a_setuid_file_goexd_cannot_strip_fails_the_action(sec_daemon: DaemonProcess, sec_workspace: Path) -> None:
+    """nobody's world-writable setuid file, touched by the action: a root goexd takes the bit away;
+    an unprivileged one cannot (not its file), so the action is refused: rolled back, FAILED."""
+    d, ws = sec_daemon, sec_workspace
+    shared = make(ws / "shared", NOBODY, 0o4757)
+    session = sec_session(d, ws)
+    try:
+        action = run_action(d, session, "touch shared")
+    finally:
+        close_session(d, session)
+    if mode_of(d) == "root":
+        assert action.state == pb.ACTION_STATE_EXECUTED, action.error
+        assert list(action.changes.warnings) == ["removed the set-user-ID bit of shared (mode 4757 -> 0757)"]
+        assert perm(shared) == 0o757
+    else:
+        assert action.state == pb.ACTION_STATE_FAILED
+        assert action.error.startswith("FAILED to remove the set-user-ID bit of shared: Operation not permitted"), (
+            action.error
+        )
+        assert "the action is rolled back" in action.error
+        assert (owner(shared), perm(shared)) == (NOBODY, 0o4757)  # as it was before the action: not goexd's to change
+
+
 def test_a_file_capability_on_a_file_an_action_touched_is_removed(
     sec_daemon: DaemonProcess, sec_workspace: Path
 ) -> None:

@@ -33,6 +33,7 @@ from goexd.resources.host_paths import (
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
 from goexd.snapshots.base import Snapshot
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.privileges import listed
 from goexd.textcap import shown
 
 DESCRIBE_MAX_ENTRIES = 200
@@ -133,10 +134,16 @@ class FsVersionedResource(UndoesByItself):
         )
         started = time.monotonic()
         pre = Snapshot(checkpoint["pre"])
-        post, warnings = self._store.strip_privileges(pre, self._store.capture())
-        changes = replace(self._store.changes(pre, post, limit=self._change_limit), warnings=warnings)
+        post, found = self._store.strip_privileges(pre, self._store.capture())
+        changes = replace(self._store.changes(pre, post, limit=self._change_limit), warnings=listed(found))
+        left = [f.describe() for f in found if f.left]
         return Outcome(
-            exec=result, changes=changes, checkpoint_extra={"post": post.id}, capture_s=time.monotonic() - started
+            exec=result,
+            changes=changes,
+            checkpoint_extra={"post": post.id},
+            capture_s=time.monotonic() - started,
+            # A privilege goexd could not take away must not stay: the action is rolled back.
+            failure=f"{left[0]}; the action is rolled back" if left else None,
         )
 
     @staticmethod

@@ -24,7 +24,10 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from goexd.snapshots.privileges import Privileged
 
 
 class ChangeKind(enum.StrEnum):
@@ -103,7 +106,7 @@ class WorkspaceSnapshotter(Protocol):
 
     def restore(self, snapshot: Snapshot) -> RestoreReport: ...
 
-    def strip_privileges(self, old: Snapshot, new: Snapshot) -> tuple[Snapshot, tuple[str, ...]]: ...
+    def strip_privileges(self, old: Snapshot, new: Snapshot) -> tuple[Snapshot, tuple[Privileged, ...]]: ...
 
     def pin(self, name: str, snapshot: Snapshot) -> None: ...
 

@@ -67,7 +67,7 @@ from goexd.snapshots.layout import (
     storable,
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
-from goexd.snapshots.privileges import SETID, strip_privileges
+from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
 from goexd.snapshots.safefs import NotRegularFile, SafeFS
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
 from goexd.snapshots.treediff import DIR, FILE, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
@@ -79,8 +79,6 @@ PIN_PREFIX = "refs/goex/"
 PRE_RESTORE_REF = "refs/goexd/pre-restore"
 # The owner metadata entries leave out (layout.py), set once per store.
 DEFAULT_OWNER_KEY = "goex.defaultOwner"
-# The most set-id / capability findings an action's result lists.
-MAX_WARNINGS = 20
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
@@ -183,12 +181,12 @@ class GitWorkspaceStore:
                 return False
         return True
 
-    def strip_privileges(self, old: Snapshot, new: Snapshot) -> tuple[Snapshot, tuple[str, ...]]:
+    def strip_privileges(self, old: Snapshot, new: Snapshot) -> tuple[Snapshot, tuple[Privileged, ...]]:
         """Take set-id bits and file capabilities away from every regular file that
         changed from `old` to `new` (the latest capture), or whose attributes changed
         (inotify's dirty set, when the latest capture used it: a capability written on
         an unchanged file changes no snapshot). Returns the snapshot of the result (a
-        new capture when anything was taken away) and what was done, in words."""
+        new capture when anything was taken away) and the files found."""
         with self._session():
             if self._last is None or self._last[2] != new:
                 raise SnapshotError(f"{new.id} is not the latest capture")
@@ -208,10 +206,7 @@ class GitWorkspaceStore:
                 # Other names of those inodes changed too, without an event: look again.
                 self._tracker.invalidate()
             after = self._capture()
-        notes = [f.describe() for f in found[:MAX_WARNINGS]]
-        if len(found) > MAX_WARNINGS:
-            notes.append(f"... and {len(found) - MAX_WARNINGS} more files")
-        return after, tuple(notes)
+        return after, tuple(found)
 
     def pin(self, name: str, snapshot: Snapshot) -> None:
         with self._session():

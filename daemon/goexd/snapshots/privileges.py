@@ -25,12 +25,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from goexd.snapshots.safefs import SafeFS
 
 CAPABILITY_XATTR = "security.capability"
+MAX_LISTED = 20  # findings an action's result lists one by one
 SETID = stat.S_ISUID | stat.S_ISGID
 _GONE = (FileNotFoundError, NotADirectoryError)
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -61,6 +62,14 @@ class Privileged:
         if self.links > 1:
             text += f"; the file has {self.links} hard links, which all lost them"
         return text
+
+
+def listed(found: Sequence[Privileged]) -> tuple[str, ...]:
+    """Findings in words, for the action's result (capped)."""
+    lines = [f.describe() for f in found[:MAX_LISTED]]
+    if len(found) > MAX_LISTED:
+        lines.append(f"... and {len(found) - MAX_LISTED} more files")
+    return tuple(lines)
 
 
 def strip_privileges(fs: SafeFS, paths: Iterable[str]) -> list[Privileged]:
