@@ -90,8 +90,9 @@ class EgressGrant:
 
     The engine checks `hosts` against both policies' `[egress] hosts` (the daemon's comes from
     `EgressConfig.allowed_hosts`) before opening a route; the proxy honours the grant as given, and
-    connects only to addresses `EgressConfig.allowed_addresses` allows (egress/addresses.py). A declared secret makes its own allowed hosts
-    reachable (looked up per request, so an edit to the secret applies at once).
+    connects only to addresses `EgressConfig.allowed_addresses` allows (egress/addresses.py). A declared
+    secret makes its own allowed hosts reachable (looked up per request, so an edit to the secret applies
+    at once).
     """
 
     action_id: str
