@@ -40,6 +40,7 @@ import importlib.util
 import inspect
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -144,38 +145,47 @@ def bindable_old_sandbox(old_mod: ModuleType, enforcer: Any, seen: list[tuple[in
     return OldSandbox(enforcer)  # as f8f630f's main.py made it
 
 
-OLD_SHIM = f"""# f8f630f's goexd, with the Unix sockets its bwrap cannot bind over left out (see confine_bench.py)
+# Every goexd of section 3 starts through a shim that times the Popen() that starts bwrap (one line
+# per spawn to $GOEX_BENCH_POPEN_LOG), wrapping `POPEN`, which the shim's middle part defines.
+SHIM_HEAD = """# goexd for bench/confine_bench.py
 import os
 import runpy
-
-from goexd.sandbox import bwrap
-
-{inspect.getsource(searchable_without_caps)}
-
-_all = bwrap._unix_sockets
-bwrap._unix_sockets = lambda realpath: [p for p in _all(realpath) if searchable_without_caps(p)]
-runpy.run_module("goexd.main", run_name="__main__")
-"""
-# A proposal, not shipped: the uid switch by util-linux setpriv in front of bwrap (as prlimit is for
-# rlimits) instead of Popen(user=, group=, extra_groups=), so that Popen keeps using vfork.
-SETPRIV_SHIM = """# goexd with bwrap started through setpriv for the uid switch (see confine_bench.py)
-import runpy
 import subprocess
+import time
 import types
 
 from goexd.sandbox import bwrap
 
-_popen = subprocess.Popen
+_log = open(os.environ["GOEX_BENCH_POPEN_LOG"], "a", buffering=1)
+POPEN = subprocess.Popen
+"""
+SHIM_TAIL = """
+
+def timed_popen(argv, **kw):
+    t0 = time.perf_counter()
+    proc = POPEN(argv, **kw)
+    _log.write(f"{(time.perf_counter() - t0) * 1000:.3f}\\n")
+    return proc
 
 
-def popen(argv, *, user=None, group=None, extra_groups=None, **kw):
+bwrap.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": timed_popen})
+runpy.run_module("goexd.main", run_name="__main__")
+"""
+# f8f630f's goexd, with the Unix sockets its bwrap cannot bind over left out (see bindable_old_sandbox).
+OLD_SHIM = f"""
+{inspect.getsource(searchable_without_caps)}
+
+_all = bwrap._unix_sockets
+bwrap._unix_sockets = lambda realpath: [p for p in _all(realpath) if searchable_without_caps(p)]
+"""
+# A proposal, not shipped: the uid switch by util-linux setpriv in front of bwrap (as prlimit is for
+# rlimits) instead of Popen(user=, group=, extra_groups=), so that Popen keeps using vfork.
+SETPRIV_SHIM = """
+
+def POPEN(argv, *, user=None, group=None, extra_groups=None, **kw):
     if user is not None:
         argv = ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups", "--", *argv]
-    return _popen(argv, **kw)
-
-
-bwrap.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": popen})
-runpy.run_module("goexd.main", run_name="__main__")
+    return subprocess.Popen(argv, **kw)
 """
 
 
@@ -190,18 +200,24 @@ def extract_old_daemon(dest: Path) -> Path | None:
 
 
 class ShimDaemon(DaemonProcess):
-    """goexd started through `shim` (a module's text), with `source` (a daemon/ tree) first on PYTHONPATH."""
+    """goexd started through a shim (SHIM_HEAD + `middle` + SHIM_TAIL), with `source` (a daemon/
+    tree) first on PYTHONPATH; `popen_ms()` reads the Popen() timings it logged."""
 
-    def __init__(self, root: Path, shim: str, source: Path | None = None) -> None:
+    def __init__(self, root: Path, middle: str = "", source: Path | None = None) -> None:
         shim_dir = root.parent / f"{root.name}-shim"
         shim_dir.mkdir()
-        (shim_dir / "goexd_shim.py").write_text(shim)
+        (shim_dir / "goexd_shim.py").write_text(SHIM_HEAD + middle + SHIM_TAIL)
+        self.popen_log = shim_dir / "popen.log"
         path = [str(shim_dir), *([str(source)] if source is not None else [])]
-        super().__init__(root, env={"PYTHONPATH": os.pathsep.join(path)}, config_toml=JOURNAL)
+        env = {"PYTHONPATH": os.pathsep.join(path), "GOEX_BENCH_POPEN_LOG": str(self.popen_log)}
+        super().__init__(root, env=env, config_toml=JOURNAL)
 
     @property
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "goexd_shim", *super().argv[3:]]
+
+    def popen_ms(self, last: int) -> list[float]:
+        return [float(x) for x in self.popen_log.read_text().split()[-last:]]
 
 
 # --- interleaved rounds ---------------------------------------------------------------------
@@ -402,11 +418,13 @@ def section_spawn(s: Setup, rounds: int) -> str:
             f"{min(left)}-{max(left)} it could not bind over (another user's socket in a 0700 dir: with "
             "them every run failed, the issue's `Permission denied`)."
         )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return (
         f"## 1. bwrap spawn of `true` ({rounds} interleaved rounds, {s.new.enforcer.name} limits)\n\n"
-        "Each run: probe the host, plan, a run cgroup, bwrap, `true`, exit status; in the bench process "
-        "(small RSS). Mount ops: bwrap mount operations in the plan. Probe + plan: the daemon-side Python "
-        f"before the spawn (p50). Δ: median over rounds of (this - that) in the same round.{note}\n\n"
+        "Each run: probe the host, plan, a run cgroup, bwrap, `true`, exit status, in the bench process "
+        f"(max RSS {rss:.0f} MB; goexd's is about 110 MB, and what fork costs grows with it: see 3). Mount "
+        "ops: bwrap mount operations in the plan. Probe + plan: the daemon-side Python before the spawn "
+        f"(p50). Δ: median over rounds of (this - that) in the same round.{note}\n\n"
         f"{spawn}\n\n"
         f"## 2. network=proxy: the egress forwarder's start ({rounds} rounds, same run as 1)\n\n"
         "`python3 -I -S -c SOURCE ... -- true` in front of the command; Δ against the same plan without "
@@ -466,20 +484,16 @@ E2E_REFS = {"root": ["old"], "user": ["old", "root"], "setpriv": ["old", "user"]
 
 
 def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> str:
-    daemons: dict[str, DaemonProcess] = {
-        "new": DaemonProcess(root / "new", config_toml=JOURNAL),
-        "setpriv": ShimDaemon(root / "setpriv", SETPRIV_SHIM),
-    }
-    if old_src is not None:
-        daemons["old"] = ShimDaemon(root / "old", OLD_SHIM, old_src)
-    # key: (label, daemon, workspace owner)
+    # One daemon per case, so that each one's Popen() timings are its own. key: (label, shim, owner)
     plans = {
-        "root": ("goexd as root, root-owned workspace (uid 0 + /etc masks)", "new", ROOT),
-        "user": (f"goexd as root, {WS_USER}'s workspace (uid switch)", "new", user),
-        "setpriv": (f"proposal, not shipped: the uid switch by setpriv (vfork kept), {WS_USER}'s", "setpriv", user),
-        "old": (f"goexd at {OLD} as root, root-owned workspace", "old", ROOT),
+        "root": ("goexd as root, root-owned workspace (uid 0 + /etc masks)", "", ROOT),
+        "user": (f"goexd as root, {WS_USER}'s workspace (uid switch)", "", user),
+        "setpriv": (f"proposal, not shipped: the uid switch by setpriv (vfork kept), {WS_USER}'s", SETPRIV_SHIM, user),
+        "old": (f"goexd at {OLD} as root, root-owned workspace", OLD_SHIM, ROOT),
     }
-    plans = {k: v for k, v in plans.items() if v[1] in daemons}
+    if old_src is None:
+        del plans["old"]
+    daemons = {k: ShimDaemon(root / k, shim, old_src if k == "old" else None) for k, (_, shim, _) in plans.items()}
     spaces = {}
     for name, (_, _, who) in plans.items():
         (root / f"ws-{name}").mkdir(mode=0o755)
@@ -493,10 +507,11 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
         d.root.mkdir()
         d.start()
     try:
-        sessions = [open_session(k, label, daemons[d], spaces[k]) for k, (label, d, _) in plans.items()]
+        sessions = [open_session(k, label, daemons[k], spaces[k]) for k, (label, _, _) in plans.items()]
         variants = [Variant(s.key, s.label, s.one) for s in sessions]
         interleave(variants, rounds, 3, "end to end")
         rss = {k: rss_mb(d.proc.pid) for k, d in daemons.items() if d.proc is not None}
+        popen = {k: d.popen_ms(rounds) for k, d in daemons.items()}
         for s in sessions:
             s.close()
     finally:
@@ -517,6 +532,7 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
                 v.label,
                 *cells(act[v.key]),
                 *(f"{t:.1f}" for t in timing),
+                f"{pct(popen[v.key], 0.5):.1f} / {pct(popen[v.key], 0.9):.1f}",
                 f"{rest:.1f}",
                 f"{pct(undo, 0.5):.1f} / {pct(undo, 0.9):.1f}",
                 vs,
@@ -529,6 +545,7 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
         "prepare p50",
         "run p50",
         "capture p50",
+        "of run: bwrap's Popen() p50 / p90",
         "action - daemon total, p50",
         "undo p50 / p90 (ms)",
         "action: paired Δ p50 vs",
@@ -538,8 +555,9 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
         f"## 3. End to end: the 1k-file FS action through goexd over gRPC ({rounds} interleaved rounds)\n\n"
         f"Action: `sh -c '{ACTION}'`, then its undo; journal_sync=full. Target: action p50 ≤ 20 ms "
         "(18.4 ms before issue 13). prepare / run / capture: the daemon's own Timings (snapshot, sandbox, "
-        f"change set). Daemon RSS at the end: {rss_note}.\n\n"
-        f"{table(hdr, 'lrrrrrrrr', rows)}\n"
+        "change set); Popen(): the call that starts bwrap, inside run (fork + exec, or vfork + exec), "
+        f"timed by the daemon's shim. One goexd per row; RSS at the end: {rss_note}.\n\n"
+        f"{table(hdr, 'lrrrrrrrrr', rows)}\n"
     )
 
 
