@@ -17,11 +17,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from goexd import __version__, config
 from goexd.admin import Admin
+from goexd.egress.addresses import AddressRefused, AddressRule
+from goexd.egress.dial import GuardedTransport
 from goexd.egress.proxy import EgressProxy
+from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.errors import SetupError
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
+from goexd.resources.http import check_address
 from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.keyring import join_fresh_session_keyring
@@ -29,6 +33,7 @@ from goexd.sandbox.limits import detect_enforcer
 from goexd.server.app import build_server, set_not_serving
 from goexd.vault.log_redaction import install_log_redaction
 from goexd.vault.oauth import OAuthFlows
+from goexd.vault.oauth_tokens import Dialer
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd")
@@ -122,7 +127,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     install_log_redaction(vault.redact_text)
     journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
     journal.redact = vault.redact_text
-    oauth = OAuthFlows(vault, cfg.vault)
+    oauth = OAuthFlows(vault, cfg.vault, token_dialer(cfg))
     # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
     egress = EgressProxy(vault, cfg.egress, Path(tempfile.mkdtemp(prefix="goexd-egress-")))
     egress.start()
@@ -156,6 +161,18 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     cfg.socket.unlink(missing_ok=True)
     log.info("goexd stopped")
     return 0
+
+
+def token_dialer(cfg: config.Config) -> Dialer:
+    """OAuth2 token requests under the address rule of all goexd's own HTTP, trusting what http resources trust
+    (wired here: vault/ does not import egress/)."""
+    rule = AddressRule.from_config(cfg.egress.allowed_addresses)
+    verify = tls_context(cfg.egress)
+    return Dialer(
+        transport=lambda: GuardedTransport(rule, verify),
+        check=lambda url, fld: check_address(url, rule, fld),
+        refused=AddressRefused,
+    )
 
 
 def start_scheduler(admin: Admin, oauth: OAuthFlows, cfg: config.Config) -> Any:

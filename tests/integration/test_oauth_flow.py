@@ -29,9 +29,12 @@ from goexd.errors import (
     PermissionDenied,
     Unavailable,
 )
+from goexd.main import token_dialer
+from goexd.vault import oauth_tokens
 from goexd.vault.models import Injection, InjectionTarget, OAuthState, SecretInfo, SecretKind, SecretRequest
 from goexd.vault.oauth import OAuthFlows, OAuthStart
 from goexd.vault.vault import Vault
+from tests.daemon_process import LOOPBACK
 from tests.services import OAuthServer
 
 MARGIN_S = 1.0
@@ -43,9 +46,11 @@ def server(oauth_server_short_tokens: OAuthServer) -> OAuthServer:
     return oauth_server_short_tokens
 
 
-def _config(tmp: Path, **vault: Any) -> Config:
+def _config(tmp: Path, allowed_addresses: tuple[str, ...] = LOOPBACK, **vault: Any) -> Config:
+    """The provider runs on loopback, which goexd reaches only where egress.allowed_addresses says so."""
     settings = {"oauth_refresh_margin_s": MARGIN_S, "oauth_flow_timeout_s": 30.0, **vault}
-    return config.load(None, {"state_dir": str(tmp / "state"), "vault": settings}, {})
+    egress = {"allowed_addresses": list(allowed_addresses)}
+    return config.load(None, {"state_dir": str(tmp / "state"), "vault": settings, "egress": egress}, {})
 
 
 @pytest.fixture
@@ -60,7 +65,7 @@ def vault(cfg: Config) -> Vault:
 
 @pytest.fixture
 def flows(vault: Vault, cfg: Config) -> Iterator[OAuthFlows]:
-    f = OAuthFlows(vault, cfg.vault)
+    f = OAuthFlows(vault, cfg.vault, token_dialer(cfg))
     yield f
     f.close()
 
@@ -281,7 +286,9 @@ def test_unreachable_token_endpoint(
 def test_expired_token_without_refresh_token(server: OAuthServer, flows: OAuthFlows, vault: Vault) -> None:
     oauth = OAuthState(server.token_url, server.public_client_id, expires_at=time.time() + 0.5)
     vault.put(
-        SecretRequest("norefresh", SecretKind.OAUTH2, {"access_token": b"A" * 20}, None, (f"http://{server.host}",), oauth=oauth)
+        SecretRequest(
+            "norefresh", SecretKind.OAUTH2, {"access_token": b"A" * 20}, None, (f"http://{server.host}",), oauth=oauth
+        )
     )
     # Due but not expired: still usable, nothing to refresh it with.
     assert vault.resolve("norefresh", "http", "127.0.0.1", server.port).values["access_token"] == b"A" * 20
@@ -336,7 +343,7 @@ def test_access_denied_fails_the_flow_and_stores_nothing(server: OAuthServer, fl
 def test_flow_timeout(server: OAuthServer, tmp_path: Path) -> None:
     cfg = _config(tmp_path, oauth_flow_timeout_s=0.6)
     vault = Vault.open(cfg)
-    flows = OAuthFlows(vault, cfg.vault)
+    flows = OAuthFlows(vault, cfg.vault, token_dialer(cfg))
     try:
         started = flows.start(_start(server, "dot"))
         with pytest.raises(DeadlineExceeded, match="has not finished yet"):
@@ -436,3 +443,71 @@ def test_refreshed_tokens_pass_the_vault_checks(server: OAuthServer, flows: OAut
     with pytest.raises(InvalidArgument, match="line break"):
         vault.update_tokens("dot", {"access_token": b"token\r\nX-Injected: 1"}, secret.oauth)
     assert vault.get("dot") == secret
+
+
+# ---------------------------------------------------------------- addresses goexd does not connect to
+
+
+@pytest.fixture
+def strict(vault: Vault, tmp_path: Path) -> Iterator[OAuthFlows]:
+    """Flows over the same vault in a daemon that allows no special-purpose address (the default)."""
+    f = OAuthFlows(vault, _config(tmp_path).vault, token_dialer(_config(tmp_path, allowed_addresses=())))
+    yield f
+    f.close()
+
+
+def test_token_url_on_a_refused_address_is_refused_at_start(
+    server: OAuthServer, flows: OAuthFlows, strict: OAuthFlows, vault: Vault
+) -> None:
+    refused = {
+        server.token_url: "127.0.0.1 is loopback",
+        f"http://localhost:{server.port}/o/token/": "is loopback",  # a name resolving to loopback
+        "https://169.254.169.254/latest/api/token": "cloud metadata",
+        "https://[::ffff:10.0.0.1]/token": "private",
+    }
+    for url, why in refused.items():
+        with pytest.raises(PermissionDenied, match=rf"^token_url: .*{why}.*egress\.allowed_addresses"):
+            strict.start(_start(server, "dot", token_url=url))
+        with pytest.raises(NotFound):  # nothing kept: no flow, no listener
+            strict.wait("dot", 0)
+    assert vault.names() == []
+    # Control: the loopback provider is refused for its address alone; allowed, the same request starts.
+    flows.start(_start(server, "dot"))
+
+
+def test_refresh_to_a_refused_address_marks_the_secret_and_sends_nothing(
+    server: OAuthServer, flows: OAuthFlows, strict: OAuthFlows, vault: Vault, cfg: Config
+) -> None:
+    _authorize(server, flows, "dot")
+    secret = vault.get("dot")
+
+    with pytest.raises(FailedPrecondition, match=r"secret 'dot' cannot be used: goexd does not send token requests"):
+        strict.refresh(secret, force=True)
+
+    problem = vault.info("dot").problem
+    assert "127.0.0.1 is loopback" in problem and "goex secret oauth dot" in problem
+    with pytest.raises(FailedPrecondition, match="cannot be used"):
+        vault.resolve("dot", "http", "127.0.0.1", server.port)
+    assert strict.refresh_due() == []  # marked: not tried again on a schedule
+    # Nothing reached the provider: the refresh token (rotated on use) is still good.
+    client = oauth_tokens.Client(server.token_url, server.public_client_id)
+    refresh_token = secret.values["refresh_token"]
+    assert oauth_tokens.refresh(client, refresh_token, token_dialer(cfg)).access_token != secret.values["access_token"]
+
+
+def test_token_url_that_resolves_elsewhere_at_the_exchange(server: OAuthServer, vault: Vault, tmp_path: Path) -> None:
+    """A name checked at start can resolve to a refused address by the time the code is exchanged: the
+    connection is checked again, and the flow fails with PERMISSION_DENIED, storing nothing."""
+    loose, strict = token_dialer(_config(tmp_path)), token_dialer(_config(tmp_path, allowed_addresses=()))
+    rebinding = oauth_tokens.Dialer(transport=strict.transport, check=loose.check, refused=strict.refused)
+    flows = OAuthFlows(vault, _config(tmp_path).vault, rebinding)
+    try:
+        started = flows.start(_start(server, "dot"))
+        with server.browser() as browser:
+            page = browser.authorize(started.browser_url)
+        assert page.status_code == 403 and "127.0.0.1 is loopback" in page.text
+        with pytest.raises(PermissionDenied, match=r"^token_url: .*127\.0\.0\.1 is loopback"):
+            flows.wait("dot", 10)
+        assert vault.names() == []
+    finally:
+        flows.close()

@@ -109,10 +109,12 @@ class _Flow:
 
 
 class OAuthFlows:
-    def __init__(self, vault: Vault, cfg: VaultConfig) -> None:
+    def __init__(self, vault: Vault, cfg: VaultConfig, dialer: oauth_tokens.Dialer) -> None:
+        """`dialer`: how token requests reach the network (the daemon's address rule; see oauth_tokens.Dialer)."""
         self._vault = vault
         self._cfg = cfg
-        self._refresher = TokenRefresher(vault, cfg.oauth_refresh_margin_s)
+        self._dialer = dialer
+        self._refresher = TokenRefresher(vault, cfg.oauth_refresh_margin_s, dialer)
         self._lock = threading.Lock()
         self._flows: dict[str, _Flow] = {}
         self._closed = False
@@ -128,6 +130,9 @@ class OAuthFlows:
         scopes = tuple(_check_scope(s, f"scopes[{i}]") for i, s in enumerate(req.scopes))
         hosts = check_destinations(req.allowed_hosts, "allowed_hosts")
         _check_client_secret(req.client_secret)
+        # Before anything is kept: a token endpoint on loopback, a private network or the cloud metadata
+        # address is refused now (as an http resource's base URL is), not after the user has logged in.
+        self._dialer.check(req.token_url, "token_url")
         req = replace(req, client_id=client_id, scopes=scopes, allowed_hosts=hosts)
         with self._lock:
             if self._closed:
@@ -257,7 +262,9 @@ class OAuthFlows:
             raise FailedPrecondition(f"the provider redirected back without a code for {req.name!r}")
         client = oauth_tokens.Client(req.token_url, req.client_id, req.client_secret, req.scopes)
         try:
-            tokens = oauth_tokens.exchange_code(client, code, flow.listener.redirect_uri, flow.verifier)
+            tokens = oauth_tokens.exchange_code(client, code, flow.listener.redirect_uri, flow.verifier, self._dialer)
+        except oauth_tokens.TokenEndpointRefused as exc:  # resolves elsewhere than at start: nothing was sent
+            raise PermissionDenied(f"token_url: {exc}") from None
         except oauth_tokens.TokenEndpointDown as exc:
             raise Unavailable(f"the token endpoint {req.token_url} could not be reached ({exc})") from None
         except oauth_tokens.TokenEndpointError as exc:

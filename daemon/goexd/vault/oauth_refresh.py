@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from typing import NoReturn
 
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, NotFound, Unavailable
 from goexd.vault import oauth_tokens
@@ -29,9 +30,10 @@ def reauthorize_hint(name: str) -> str:
 
 
 class TokenRefresher:
-    def __init__(self, vault: Vault, margin_s: float) -> None:
+    def __init__(self, vault: Vault, margin_s: float, dialer: oauth_tokens.Dialer) -> None:
         self._vault = vault
         self._margin_s = margin_s
+        self._dialer = dialer
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}  # one per secret name; a handful, never pruned
 
@@ -97,18 +99,19 @@ class TokenRefresher:
             return secret
         client = oauth_tokens.Client(oauth.token_url, oauth.client_id, secret.values.get("client_secret", b""))
         try:
-            tokens = oauth_tokens.refresh(client, refresh_token)
+            tokens = oauth_tokens.refresh(client, refresh_token, self._dialer)
         except oauth_tokens.TokenRejected as exc:
             if exc.error == "invalid_grant":
-                problem = f"refresh token was rejected (invalid_grant); {reauthorize_hint(name)}"
-                self._vault.update_tokens(name, {}, replace(oauth, problem=problem))
-                log.warning("secret %r: the refresh token was rejected; unusable until authorized again", name)
-                raise FailedPrecondition(f"secret {name!r} cannot be used: {problem}") from None
+                self._mark(secret, f"refresh token was rejected (invalid_grant); {reauthorize_hint(name)}")
             return self._keep_current(secret, FailedPrecondition, f"the token endpoint refused the refresh ({exc})")
         except oauth_tokens.TokenEndpointDown as exc:
             return self._keep_current(
                 secret, Unavailable, f"the token endpoint {oauth.token_url} is unreachable ({exc})"
             )
+        except oauth_tokens.TokenEndpointRefused as exc:
+            # The daemon's address rule, not an outage: retrying on every use or schedule would not help.
+            refused = f"goexd does not send token requests to {oauth.token_url}: {exc}"
+            self._mark(secret, f"{refused}; {reauthorize_hint(name)}")
         except oauth_tokens.BadTokenResponse as exc:
             return self._keep_current(secret, FailedPrecondition, f"the token endpoint answered badly ({exc})")
         new_oauth = replace(oauth, expires_at=tokens.expires_at, scopes=tokens.scopes or oauth.scopes, problem="")
@@ -119,6 +122,13 @@ class TokenRefresher:
             return self._keep_current(secret, FailedPrecondition, f"the refreshed token is unusable ({exc.problem})")
         log.info("secret %r: OAuth2 access token refreshed", name)
         return new
+
+    def _mark(self, secret: Secret, problem: str) -> NoReturn:
+        """Record why the secret cannot be used until it is authorized again, and say so."""
+        assert secret.oauth is not None
+        self._vault.update_tokens(secret.name, {}, replace(secret.oauth, problem=problem))
+        log.warning("secret %r: unusable until authorized again: %s", secret.name, problem)
+        raise FailedPrecondition(f"secret {secret.name!r} cannot be used: {problem}") from None
 
     def _keep_current(self, secret: Secret, error: type[GoexError], why: str) -> Secret:
         """A refresh that failed for a reason that may pass: use the current token while it lasts."""

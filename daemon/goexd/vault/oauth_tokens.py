@@ -1,9 +1,12 @@
 """The OAuth2 client side of the wire: the authorization URL and the token endpoint, via Authlib.
 
 Authlib builds the requests (PKCE S256, client authentication, grant parameters); this module
-turns its answers and failures into a `TokenSet` or one of three errors the vault can act on:
+turns its answers and failures into a `TokenSet` or one of four errors the vault can act on:
 `TokenRejected` (the server said no: invalid_grant and friends), `TokenEndpointDown` (could not
-ask: network, timeout, 5xx) and `BadTokenResponse` (an answer that is not a usable token).
+ask: network, timeout, 5xx), `BadTokenResponse` (an answer that is not a usable token) and
+`TokenEndpointRefused` (goexd does not connect to the address the endpoint's name resolves to).
+
+Token requests go out through a `Dialer`, the same address rule as all of goexd's own HTTP.
 """
 
 from __future__ import annotations
@@ -48,6 +51,23 @@ class BadTokenResponse(TokenEndpointError):
     pass
 
 
+class TokenEndpointRefused(TokenEndpointError):
+    """The endpoint's name resolved only to addresses goexd may not connect to; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class Dialer:
+    """How token requests reach the network: under the rule for every HTTP connection goexd makes (resolve the
+    name once, refuse loopback, private, link-local (cloud metadata), ... addresses unless the daemon's
+    egress.allowed_addresses holds them, connect to the address checked). main.py builds it from goexd.egress.dial:
+    vault/ does not import egress/, which depends on vault/."""
+
+    transport: Callable[[], httpx.BaseTransport]  # a new one per token client (closing a client closes it)
+    # (url, field): PermissionDenied naming the field when url's host resolves only to refused addresses
+    check: Callable[[str, str], None]
+    refused: type[Exception]  # what a transport raises for such a host, before sending anything
+
+
 @dataclass(frozen=True)
 class Client:
     """How to talk to one provider's token endpoint as one registered client."""
@@ -57,7 +77,7 @@ class Client:
     client_secret: bytes = b""
     scopes: tuple[str, ...] = ()
 
-    def session(self, redirect_uri: str | None = None) -> Any:
+    def session(self, redirect_uri: str | None = None, transport: httpx.BaseTransport | None = None) -> Any:
         secret = self.client_secret.decode("utf-8", "surrogateescape") or None
         # Without a secret Authlib authenticates as a public client (client_id in the body);
         # with one, HTTP Basic (client_secret_basic), the method RFC 6749 requires servers to support.
@@ -68,6 +88,7 @@ class Client:
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
             timeout=TOKEN_TIMEOUT,
+            transport=transport,  # also keeps httpx from using a proxy from the environment
         )
 
 
@@ -96,16 +117,16 @@ def authorization_url(endpoint: str, client: Client, redirect_uri: str, state: s
     return str(url)
 
 
-def exchange_code(client: Client, code: str, redirect_uri: str, code_verifier: str) -> TokenSet:
-    with client.session(redirect_uri) as session:
-        return _call(lambda: session.fetch_token(client.token_url, code=code, code_verifier=code_verifier))
+def exchange_code(client: Client, code: str, redirect_uri: str, code_verifier: str, dialer: Dialer) -> TokenSet:
+    with client.session(redirect_uri, dialer.transport()) as session:
+        return _call(lambda: session.fetch_token(client.token_url, code=code, code_verifier=code_verifier), dialer)
 
 
-def refresh(client: Client, refresh_token: bytes) -> TokenSet:
+def refresh(client: Client, refresh_token: bytes, dialer: Dialer) -> TokenSet:
     # No scope parameter: RFC 6749 section 6 then grants what the refresh token already carries.
-    with Client(client.token_url, client.client_id, client.client_secret).session() as session:
+    with Client(client.token_url, client.client_id, client.client_secret).session(None, dialer.transport()) as session:
         rt = refresh_token.decode("utf-8", "surrogateescape")
-        return _call(lambda: session.refresh_token(client.token_url, refresh_token=rt))
+        return _call(lambda: session.refresh_token(client.token_url, refresh_token=rt), dialer)
 
 
 def provider_text(text: object) -> str:
@@ -114,10 +135,12 @@ def provider_text(text: object) -> str:
     return s if len(s) <= _MAX_PROVIDER_TEXT else s[: _MAX_PROVIDER_TEXT - 3] + "..."
 
 
-def _call(request: Callable[[], Mapping[str, Any]]) -> TokenSet:
+def _call(request: Callable[[], Mapping[str, Any]], dialer: Dialer) -> TokenSet:
     issued = time.time()  # before the request: an expiry computed from it errs early, never late
     try:
         token = request()
+    except dialer.refused as exc:
+        raise TokenEndpointRefused(str(exc)) from None
     except OAuthError as exc:
         raise TokenRejected(str(exc.error), str(exc.description or "")) from None
     except httpx.HTTPStatusError as exc:
