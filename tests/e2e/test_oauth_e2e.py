@@ -182,3 +182,82 @@ def test_open_flows_are_capped_and_expire(tmp_path: Path, oauth_server: OAuthSer
     finally:
         assert d.stop() == 0
     assert "Traceback" not in d.log()
+
+
+# ---------------------------------------------------------------- addresses goexd does not connect to
+
+
+def _start_oauth(client: goex.Client, oauth_server: OAuthServer, name: str, token_url: str) -> goex.OAuthStart:
+    return client.start_oauth(
+        name,
+        authorization_url=oauth_server.authorization_url,
+        token_url=token_url,
+        client_id=oauth_server.public_client_id,
+        allowed_hosts=[f"http://{oauth_server.host}"],
+    )
+
+
+def test_start_oauth_to_a_refused_address_is_permission_denied(tmp_path: Path, oauth_server: OAuthServer) -> None:
+    """goexd POSTs the code to token_url: a daemon that allows no special-purpose address refuses one on
+    loopback (by IP or by name) or the cloud metadata address, before anything is kept."""
+    (tmp_path / "d").mkdir()
+    d = DaemonProcess(tmp_path / "d", allowed_addresses=()).start()
+    try:
+        with goex.Client(d.socket) as client:
+            threads = 0
+            for _ in range(3):  # a flow kept would hold two threads (listener, expiry timer) per start
+                for url, why in (
+                    (oauth_server.token_url, "127.0.0.1 is loopback"),
+                    (f"http://localhost:{oauth_server.port}/o/token/", "is loopback"),
+                    ("https://169.254.169.254/latest/api/token", "cloud metadata"),
+                ):
+                    with pytest.raises(goex.PermissionDenied, match=rf"^token_url: .*{why}.*allowed_addresses"):
+                        _start_oauth(client, oauth_server, "dot", url)
+                    with pytest.raises(goex.NotFound):
+                        client.await_oauth("dot", timeout=1)
+                threads = threads or _threads(d)  # after the first round: gRPC's pool grows on demand
+            assert client.list_secrets() == []
+            assert _threads(d) <= threads + 2
+    finally:
+        assert d.stop() == 0
+    assert "Traceback" not in d.log()
+
+
+def test_allowing_loopback_does_not_allow_the_metadata_address(
+    daemon: DaemonProcess, oauth_server: OAuthServer
+) -> None:
+    with goex.Client(daemon.socket) as client:
+        with pytest.raises(goex.PermissionDenied, match=r"^token_url: .*169\.254\.169\.254 is link-local"):
+            _start_oauth(client, oauth_server, "dot", "https://169.254.169.254/latest/api/token")
+        _start_oauth(client, oauth_server, "dot", oauth_server.token_url)  # control: loopback is allowed here
+
+
+def test_refresh_to_a_refused_address_is_recorded_on_the_secret(
+    tmp_path: Path, oauth_server_short_tokens: OAuthServer
+) -> None:
+    """Authorized while loopback was allowed; the daemon restarted without it refreshes the (due) token on its
+    schedule, is refused, and records why on the secret instead of retrying."""
+    server, root = oauth_server_short_tokens, tmp_path / "d"
+    root.mkdir()
+    config = "[vault]\noauth_refresh_margin_s = 15.0\n"  # 3-second tokens: due at once; refreshed every 5 s
+    first = DaemonProcess(root, config_toml=config).start()
+    try:
+        with goex.Client(first.socket) as client:
+            started = _start_oauth(client, server, "dot", server.token_url)
+            with server.browser() as browser:
+                assert browser.authorize(started.browser_url).status_code == 200
+            assert client.await_oauth("dot", timeout=10).problem == ""
+    finally:
+        assert first.stop() == 0
+    second = DaemonProcess(root, config_toml=config, allowed_addresses=()).start()
+    try:
+        with goex.Client(second.socket) as client:
+            deadline = time.monotonic() + 20
+            while (problem := client.list_secrets()[0].problem) == "" and time.monotonic() < deadline:
+                time.sleep(0.5)
+        assert problem.startswith(f"goexd does not send token requests to {server.token_url}: ")
+        assert "127.0.0.1 is loopback" in problem and "goex secret oauth dot" in problem
+    finally:
+        assert second.stop() == 0
+    log = second.log()
+    assert "Traceback" not in log and "unusable until authorized again" in log
