@@ -503,10 +503,10 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
                 for p in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
                     os.chown(p, who.uid, who.gid)
         spaces[name] = ws
-    for d in daemons.values():
-        d.root.mkdir()
-        d.start()
     try:
+        for d in daemons.values():
+            d.root.mkdir()
+            d.start()
         sessions = [open_session(k, label, daemons[k], spaces[k]) for k, (label, _, _) in plans.items()]
         variants = [Variant(s.key, s.label, s.one) for s in sessions]
         interleave(variants, rounds, 3, "end to end")
