@@ -53,6 +53,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import grpc
 from measure import ms_since, pct, progress, publish, table
 from run import ACTION, make_workspace
 
@@ -509,7 +510,12 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
             d.start()
         sessions = [open_session(k, label, daemons[k], spaces[k]) for k, (label, _, _) in plans.items()]
         variants = [Variant(s.key, s.label, s.one) for s in sessions]
-        interleave(variants, rounds, 3, "end to end")
+        try:
+            interleave(variants, rounds, 3, "end to end")
+        except (grpc.RpcError, RuntimeError):
+            for k, d in daemons.items():  # their dirs go with the temp dir: show why here
+                progress(f"--- goexd {k}, log tail:\n{d.log()[-4000:]}")
+            raise
         rss = {k: rss_mb(d.proc.pid) for k, d in daemons.items() if d.proc is not None}
         popen = {k: d.popen_ms(rounds) for k, d in daemons.items()}
         for s in sessions:
