@@ -11,6 +11,10 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 [ -x /usr/bin/python3 ] || need+=(python3)  # python actions run the system python3 in the sandbox
 command -v pgrep >/dev/null 2>&1 || need+=(procps)  # the tests look for leftover sandbox processes
 [ -x /usr/bin/curl ] || need+=(curl)  # the egress proxy tests run curl in the sandbox
+# The sandbox's seccomp filters are compiled with libseccomp (pyseccomp loads it); a root goexd
+# switches to a workspace's owner with setpriv and applies rlimits with prlimit (util-linux).
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
+{ command -v prlimit && command -v setpriv; } >/dev/null 2>&1 || need+=(util-linux)
 # The security suite (tests/security): it builds a static i386-entry probe with gcc, tries setcap
 # in actions, and starts host processes with setpriv and unshare.
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
