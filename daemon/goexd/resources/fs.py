@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource
-from goexd.errors import InvalidArgument
+from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -31,7 +31,7 @@ from goexd.resources.host_paths import (
     resolved,
 )
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
-from goexd.snapshots.base import Snapshot
+from goexd.snapshots.base import Snapshot, UnreadableEntries
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.privileges import listed
 from goexd.textcap import shown
@@ -104,7 +104,7 @@ class FsVersionedResource(UndoesByItself):
         return "\n".join(lines)
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
-        snap = self._store.capture()
+        snap = self._capture()
         self._store.pin(f"actions/{action_id}/pre", snap)
         return {"pre": snap.id}
 
@@ -134,7 +134,7 @@ class FsVersionedResource(UndoesByItself):
         )
         started = time.monotonic()
         pre = Snapshot(checkpoint["pre"])
-        post, found = self._store.strip_privileges(pre, self._store.capture())
+        post, found = self._store.strip_privileges(pre, self._capture())
         changes = replace(self._store.changes(pre, post, limit=self._change_limit), warnings=listed(found))
         left = [f.describe() for f in found if f.left]
         return Outcome(
@@ -158,13 +158,21 @@ class FsVersionedResource(UndoesByItself):
         # Snapshots stay pinned until the retention GC: a committed action's history remains inspectable.
         return None
 
+    def _capture(self) -> Snapshot:
+        """A snapshot, or FailedPrecondition when the workspace holds what goexd cannot snapshot."""
+        try:
+            return self._store.capture()
+        except UnreadableEntries as e:
+            raise FailedPrecondition(f"{e} (and no action can be undone while that is so)") from e
+
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        before = self._store.capture()
+        # What goexd may not read is left out (and left alone by the restore, which says so).
+        before = self._store.capture(lenient=True)
         self._store.pin(f"actions/{action_id}/before-undo", before)
         target = Snapshot(checkpoint["pre"])
         restored = self._store.restore(target)
         kept = f"state before the undo kept as {before.id[:12]}"
-        if restored.unowned:  # contents and modes are back, some owners are not: not the state it was
+        if restored.unowned or restored.unreadable:  # some of it is not back: not the state it was
             return RollbackReport(
                 verified=False, detail=f"restored snapshot {target.id[:12]} but {restored.describe()}; {kept}"
             )

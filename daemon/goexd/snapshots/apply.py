@@ -6,6 +6,9 @@ last and deepest first so a read-only directory never blocks work below it. Rewr
 files are replaced rather than truncated so that a hard link to a file outside the
 workspace is never written through.
 
+SafeFS caches directory fds; trim() between steps keeps a restore of many directories
+within the daemon's descriptor limit.
+
 Every entry written gets its recorded owner (the daemon may be root, restoring into a
 user's workspace) before its mode, and an entry whose owner the daemon may not set
 (it is not root) gets no set-id bits: it is listed in the result instead.
@@ -31,6 +34,7 @@ def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> l
             doomed_dirs.append(path)
         elif old is not None and (new is None or new.kind != old.kind or new.oid != old.oid):
             fs.remove(path)
+            fs.trim()
         if new is None:
             continue
         if new.kind == DIR:
@@ -51,9 +55,11 @@ def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> l
 
     for path in sorted(doomed_dirs, reverse=True):  # children sort after parents
         fs.remove(path)
+        fs.trim()
     for path in sorted(new_dirs):
         if not fs.exists_as_dir(path):
             fs.mkdir(path)
+        fs.trim()
     for path in writes:
         new = _new(changes, path)
         assert new.oid is not None
@@ -63,12 +69,11 @@ def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> l
             owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
         else:
             owned(path, new, fs.write_file(path, blobs.read_chunks(new.oid), new.perm, new.owner))
-    for path in metas:
+        fs.trim()
+    for path in metas + sorted(dir_metas, reverse=True):
         new = _new(changes, path)
         owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
-    for path in sorted(dir_metas, reverse=True):
-        new = _new(changes, path)
-        owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
+        fs.trim()
     return unowned
 
 

@@ -77,30 +77,73 @@ class Unowned:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """An entry goexd's user may not read (or enter) and does not own, so may not open
+    up: it cannot be snapshotted, and a restore leaves it as it is."""
+
+    path: str  # relative, never "" (the root)
+    is_dir: bool
+    detail: str  # its owner and mode, or the error
+
+    def describe(self) -> str:
+        return f"{self.path}{'/' if self.is_dir else ''} ({self.detail})"
+
+
+@dataclass(frozen=True)
 class RestoreReport:
     unowned: tuple[Unowned, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()  # left as they were
 
     def describe(self, limit: int = 10) -> str:
         """ "" when everything was restored as recorded."""
-        if not self.unowned:
-            return ""
-        shown = ", ".join(
-            f"{u.path or '.'} (recorded {u.owner[0]}:{u.owner[1]} mode {u.perm:04o})" for u in self.unowned[:limit]
-        )
-        more = f" and {len(self.unowned) - limit} more" if len(self.unowned) > limit else ""
-        count = f"{len(self.unowned)} entr{'y' if len(self.unowned) == 1 else 'ies'}"
-        return (
-            f"could not restore the owner of {count} (goexd runs as uid {os.geteuid()}): "
-            f"{shown}{more}; they are owned by goexd's user, without set-id bits"
-        )
+        parts = []
+        if self.unowned:
+            shown = ", ".join(
+                f"{u.path or '.'} (recorded {u.owner[0]}:{u.owner[1]} mode {u.perm:04o})" for u in self.unowned[:limit]
+            )
+            parts.append(
+                f"could not restore the owner of {_entries(len(self.unowned))} (goexd runs as uid {os.geteuid()}): "
+                f"{shown}{_more(len(self.unowned), limit)}; they are owned by goexd's user, without set-id bits"
+            )
+        if self.unreadable:
+            n = len(self.unreadable)
+            parts.append(
+                f"left {_entries(n)} as {'it was' if n == 1 else 'they were'}, which goexd's user "
+                f"(uid {os.geteuid()}) may not read and does not own: {_shown(self.unreadable, limit)}"
+            )
+        return "; ".join(parts)
 
 
 class SnapshotError(Exception):
     """The store is damaged or a restore could not be verified."""
 
 
+class UnreadableEntries(SnapshotError):
+    """The workspace holds entries goexd's user may not read and does not own."""
+
+    def __init__(self, entries: tuple[Unreadable, ...]) -> None:
+        self.entries = entries
+        n = len(entries)
+        super().__init__(
+            f"goexd's user (uid {os.geteuid()}) may not read {_entries(n)} it does not own, so goexd cannot "
+            f"snapshot {'it' if n == 1 else 'them'}: {_shown(entries, 10)}"
+        )
+
+
+def _shown(entries: tuple[Unreadable, ...], limit: int) -> str:
+    return ", ".join(e.describe() for e in entries[:limit]) + _more(len(entries), limit)
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _more(count: int, limit: int) -> str:
+    return f" and {count - limit} more" if count > limit else ""
+
+
 class WorkspaceSnapshotter(Protocol):
-    def capture(self) -> Snapshot: ...
+    def capture(self, *, lenient: bool = False) -> Snapshot: ...
 
     def changes(self, old: Snapshot, new: Snapshot, limit: int = 1000) -> ChangeSet: ...
 

@@ -15,6 +15,12 @@ read or written (nor any nested .git: git cannot store one).
 
 Owners are captured (layout.py) and restored where the daemon may set them (apply.py).
 
+An unprivileged goexd opens up, for the length of one capture or restore, what it owns
+and may not read, enter or write (safefs.py), and records modes as found. What it does
+not own and may not read cannot be snapshotted: capture() refuses (UnreadableEntries,
+naming it), and restore() leaves it, and the directories holding it, as they are and
+says so in its report.
+
 Not captured: any `.git` below the top (a nested repository's files are captured,
 its .git is not), other names git refuses (".GIT", "git~1", a symlinked
 .gitmodules), FIFOs, sockets and devices, timestamps, xattrs (file capabilities
@@ -25,6 +31,7 @@ them along. Renaming a directory re-reads its files.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -46,6 +53,8 @@ from goexd.snapshots.base import (
     Snapshot,
     SnapshotError,
     Unowned,
+    Unreadable,
+    UnreadableEntries,
 )
 from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo
 from goexd.snapshots.layout import (
@@ -68,9 +77,9 @@ from goexd.snapshots.layout import (
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
-from goexd.snapshots.safefs import NotRegularFile, SafeFS
+from goexd.snapshots.safefs import NotRegularFile, SafeFS, close_up_left
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
-from goexd.snapshots.treediff import DIR, FILE, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
+from goexd.snapshots.treediff import DIR, FILE, Change, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
 from goexd.snapshots.watch import Dirty, DirtyTracker
 
 PIN_PREFIX = "refs/goex/"
@@ -79,6 +88,8 @@ PIN_PREFIX = "refs/goex/"
 PRE_RESTORE_REF = "refs/goexd/pre-restore"
 # The owner metadata entries leave out (layout.py), set once per store.
 DEFAULT_OWNER_KEY = "goex.defaultOwner"
+# In the git dir: the modes a capture or restore opened up, until it gives them back.
+OPENED_JOURNAL = "goex-opened"
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
@@ -92,6 +103,11 @@ class GitWorkspaceStore:
         if not self._root.is_dir():
             raise SnapshotError(f"workspace {self._root} is not a directory")
         self._repo = open_repo(self._git_dir)
+        self._journal = self._git_dir / OPENED_JOURNAL
+        try:
+            close_up_left(self._root, self._journal)  # goexd was killed in the middle of one
+        except OSError as e:
+            raise SnapshotError(f"cannot give back the modes {self._journal} lists: {e}") from e
         self._owner = _default_owner(self._repo, self._root)
         self._blobs = BlobStore(self._repo, self._git_dir)
         self._metas = MetaReader(self._repo, self._owner)
@@ -105,6 +121,8 @@ class GitWorkspaceStore:
         # What the latest capture re-read (inotify's dirty set) and the snapshot it started
         # from; None after a full scan.
         self._touched: tuple[Snapshot, set[str]] | None = None
+        # What the latest capture could not read (lenient captures only; see restore()).
+        self._unreadable: tuple[Unreadable, ...] = ()
         self._lock = threading.RLock()
         self._closed = False
         self._full_scans = 0
@@ -116,9 +134,11 @@ class GitWorkspaceStore:
 
     # -- protocol ------------------------------------------------------------------
 
-    def capture(self) -> Snapshot:
+    def capture(self, *, lenient: bool = False) -> Snapshot:
+        """The workspace's snapshot. Entries goexd may not read and does not own raise
+        UnreadableEntries, or with `lenient` are left out of it."""
         with self._session():
-            return self._capture()
+            return self._capture(lenient)
 
     def changes(self, old: Snapshot, new: Snapshot, limit: int = 1000) -> ChangeSet:
         with self._session():
@@ -150,31 +170,38 @@ class GitWorkspaceStore:
         )
 
     def restore(self, snapshot: Snapshot) -> RestoreReport:
+        """Make the workspace `snapshot` and verify it. What goexd may not read and does not
+        own is left as it is, with the directories above it, and named in the report."""
         with self._session():
             target = load(self._repo, snapshot.id)
-            current = self._capture()
+            current = self._capture(lenient=True)
             self._set_ref(PRE_RESTORE_REF, current)
             if current.id == snapshot.id:
-                return RestoreReport()
+                return RestoreReport(unreadable=self._unreadable)
             changes = diff(self._repo, load(self._repo, current.id), target, self._metas)
+            left = _Left(self._unreadable)
             try:
-                with SafeFS(self._root).batch() as fs:
-                    unowned = apply_changes(fs, self._blobs, changes)
+                with self._batch() as fs:
+                    unowned = apply_changes(fs, self._blobs, left.drop(changes))
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
                 raise SnapshotError(f"restore of {snapshot.id} failed at {path}: {e}") from e
-            after = self._capture()
-            if after.id != snapshot.id and not self._only_unowned(after, target, unowned):
+            after = self._capture(lenient=True)
+            left = _Left(self._unreadable)
+            if after.id != snapshot.id and not self._only_expected(after, target, unowned, left):
                 raise SnapshotError(f"restore of {snapshot.id} not verified: the workspace captures as {after.id}")
-            return RestoreReport(tuple(unowned))
+            return RestoreReport(tuple(unowned), self._unreadable)
 
-    def _only_unowned(self, after: Snapshot, target: SnapshotTrees, unowned: list[Unowned]) -> bool:
+    def _only_expected(self, after: Snapshot, target: SnapshotTrees, unowned: list[Unowned], left: _Left) -> bool:
         """Whether `after` differs from `target` only as apply_changes said it would: in the
-        owner of entries it could not chown, which then lack their set-id bits."""
-        if not unowned:
+        owner of entries it could not chown, which then lack their set-id bits; and in
+        what it left alone (unreadable entries, and the directories holding them)."""
+        if not unowned and not left:
             return False
         expected = {u.path: u for u in unowned}
         for path, (got, want) in diff(self._repo, load(self._repo, after.id), target, self._metas).items():
+            if left.covers(path, want):
+                continue
             if path not in expected or got is None or want is None:
                 return False
             if (got.kind, got.oid, got.perm) != (want.kind, want.oid, want.perm & ~SETID):
@@ -198,7 +225,7 @@ class GitWorkspaceStore:
                 paths = {path for path, (_, n) in changed.items() if n is not None and n.kind == FILE}
                 if touched is not None:
                     paths |= touched[1]
-            with SafeFS(self._root).batch() as fs:
+            with self._batch() as fs:
                 found = strip_privileges(fs, sorted(paths))
             if not found:
                 return new, ()
@@ -248,28 +275,37 @@ class GitWorkspaceStore:
 
     def full_scan(self) -> Snapshot:
         """Capture by rescanning everything (what capture() falls back to)."""
-        with self._session():
-            return self._full_capture()
+        with self._session(), self._batch() as fs:
+            return self._full_capture(fs, lenient=False)
 
-    def _capture(self) -> Snapshot:
-        dirty = self._tracker.drain() if self._tracker is not None else None
-        self._touched = None
-        if dirty is None or self._last is None:
-            return self._full_capture()
-        self._touched = (self._last[2], dirty.paths)
-        if not dirty:
-            return self._last[2]
-        try:
-            self._apply_dirty(dirty)
-        except BaseException:
-            # The dirty set is consumed: only a full scan can catch up now.
-            if self._tracker is not None:
-                self._tracker.invalidate()
-            raise
-        return self._write_snapshot()
+    def _batch(self) -> contextlib.AbstractContextManager[SafeFS]:
+        """One capture's or restore's file access: what it opens up, it gives back at the end."""
+        return SafeFS(self._root, self._journal).batch()
 
-    def _full_capture(self) -> Snapshot:
-        self._full_scan()
+    def _capture(self, lenient: bool = False) -> Snapshot:
+        with self._batch() as fs:
+            dirty = self._tracker.drain(fs.open_up_dir) if self._tracker is not None else None
+            self._touched = None
+            if dirty is None or self._last is None:
+                return self._full_capture(fs, lenient)
+            self._touched = (self._last[2], dirty.paths)
+            if not dirty:
+                return self._last[2]
+            try:
+                self._apply_dirty(dirty, fs)
+            except UnreadableEntries:
+                # Not goexd's to open up: the full scan lists all such entries (or refuses).
+                self._touched = None
+                return self._full_capture(fs, lenient)
+            except BaseException:
+                # The dirty set is consumed: only a full scan can catch up now.
+                if self._tracker is not None:
+                    self._tracker.invalidate()
+                raise
+            return self._write_snapshot()
+
+    def _full_capture(self, fs: SafeFS, lenient: bool) -> Snapshot:
+        self._full_scan(fs, lenient)
         snap = self._write_snapshot()
         # write_tree filled libgit2's tree cache; on disk it lets the next `git add`
         # keep unchanged subtrees valid, so the next write_tree is ~2 ms, not ~120.
@@ -298,22 +334,30 @@ class GitWorkspaceStore:
         self._last = (work, meta, snap)
         return snap
 
-    def _full_scan(self) -> None:
+    def _full_scan(self, fs: SafeFS, lenient: bool) -> None:
         self._full_scans += 1
+        self._unreadable = ()
         if self._tracker is not None:
-            self._tracker.arm()  # before the walk: later changes become events
+            self._tracker.arm(fs.open_up_dir)  # before the walk: later changes become events
         try:
             prev_work = self._last[0] if self._last is not None else None
-            scan = scan_workspace(self._root, self._owner)
+            scan = scan_workspace(self._root, self._owner, fs)
+            _check_readable(scan.unreadable, lenient)
             raced = self._git_add(scan)
             self._index.read(force=True)
-            with SafeFS(self._root).batch() as fs:
-                # git would record a nested repository as a bare gitlink: stage its
-                # files here instead (its .git stays out, like every .git).
-                tops = scan.nested + raced
-                staged = self._stage_trees(tops, scan.meta, fs)
-                self._reconcile(prev_work, tops, staged, scan.meta, fs)
+            # git would record a nested repository as a bare gitlink: stage its
+            # files here instead (its .git stays out, like every .git).
+            tops = scan.nested + raced
+            staged = self._stage_trees(tops, scan.meta, fs, scan.unreadable)
+            _check_readable(scan.unreadable, lenient)
+            for path in (u.path for u in scan.unreadable):
+                self._index.remove_directory(path)  # what an earlier capture saw there
+                self._unstage(path)
+            self._reconcile(prev_work, tops, staged, scan.meta, fs)
             self._rebuild_meta(scan.meta)
+            self._unreadable = tuple(scan.unreadable)
+            if self._unreadable and self._tracker is not None:
+                self._tracker.invalidate()  # only a full scan keeps the list of them right
         except BaseException:
             if self._tracker is not None:
                 self._tracker.invalidate()
@@ -325,16 +369,20 @@ class GitWorkspaceStore:
         raced: list[str] = []
         for _ in range(_ADD_ATTEMPTS):
             try:
-                add_all(self._git_dir, self._root, scan.refused + scan.nested + raced)
+                unreadable = [u.path for u in scan.unreadable]
+                add_all(self._git_dir, self._root, scan.refused + scan.nested + unreadable + raced)
                 return raced
             except VanishedDuringAdd as e:
                 top = parent_of(e.path)
                 raced.append(e.path if not top or top in raced else top)
         raise SnapshotError(f"{self._root} keeps changing under git add")
 
-    def _stage_trees(self, tops: list[str], meta: dict[str, Meta], fs: SafeFS) -> list[str]:
+    def _stage_trees(
+        self, tops: list[str], meta: dict[str, Meta], fs: SafeFS, unreadable: list[Unreadable] | None = None
+    ) -> list[str]:
         """Stage what is now at and below each of `tops` from here rather than git;
-        returns the staged paths and refreshes their metadata in `meta`."""
+        returns the staged paths, refreshes their metadata in `meta` and adds what it
+        may not read to `unreadable`."""
         staged: list[str] = []
         for top in tops:
             self._index.remove_directory(top)
@@ -354,11 +402,14 @@ class GitWorkspaceStore:
                 staged.append(top)
                 continue
             meta.pop(meta_file_key(top), None)
-            sub = scan_tree(top_fd, top, self._owner, collect=True)
+            sub = scan_tree(top_fd, top, self._owner, fs, collect=True)
             meta.update(sub.meta)
+            if unreadable is not None:
+                unreadable += sub.unreadable
             for path, st in sub.entries:
                 self._stage(path, st, fs, with_meta=False)
                 staged.append(path)
+                fs.trim()
         return staged
 
     def _reconcile(
@@ -440,18 +491,18 @@ class GitWorkspaceStore:
                 self._meta.add(pygit2.IndexEntry(key, self._meta_oid(meta), FileMode.BLOB))
         self._meta_map = new
 
-    def _apply_dirty(self, dirty: Dirty) -> None:
+    def _apply_dirty(self, dirty: Dirty, fs: SafeFS) -> None:
         self._meta_map = None  # edited below without the mirror
         self._index_dirty = True
-        with SafeFS(self._root).batch() as fs:
-            for top in dirty.subtrees:
-                self._index.remove_directory(top)
-                self._meta.remove_directory(escape(top))
-            not_dirs: set[str] = set()
-            # Sorted: a path's ancestors come first, so one that stopped being a
-            # directory is known before anything below it is looked up.
-            for path in sorted(dirty.paths):
-                self._update(path, fs, not_dirs)
+        for top in dirty.subtrees:
+            self._index.remove_directory(top)
+            self._meta.remove_directory(escape(top))
+        not_dirs: set[str] = set()
+        # Sorted: a path's ancestors come first, so one that stopped being a
+        # directory is known before anything below it is looked up.
+        for path in sorted(dirty.paths):
+            self._update(path, fs, not_dirs)
+            fs.trim()
 
     def _update(self, path: str, fs: SafeFS, not_dirs: set[str]) -> None:
         st = None if _below_any(path, not_dirs) else _lstat(fs, path)
@@ -489,6 +540,8 @@ class GitWorkspaceStore:
                 meta = entry_meta(st, self._owner)
         except (*_GONE, _Replaced):
             pass  # changed while we looked: that change is queued as a new event
+        except PermissionError as e:  # not goexd's, or it would have been opened up
+            raise UnreadableEntries((Unreadable(path, False, str(e)),)) from e
         except OSError as e:
             if e.errno != errno.ELOOP:  # ELOOP: an ancestor became a symlink, as above
                 raise SnapshotError(f"cannot read {self._root / path}: {e}") from e
@@ -606,6 +659,8 @@ def _lstat(fs: SafeFS, path: str) -> os.stat_result | None:
         return fs.lstat(path)
     except _GONE:
         return None
+    except PermissionError as e:  # not goexd's, or it would have been opened up
+        raise UnreadableEntries((Unreadable(parent_of(path) or ".", True, str(e)),)) from e
     except OSError as e:
         if e.errno == errno.ELOOP:  # an ancestor is now a symlink
             return None
@@ -617,6 +672,45 @@ def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
         return tree[path]
     except KeyError:
         return None
+
+
+def _check_readable(unreadable: list[Unreadable], lenient: bool) -> None:
+    """Refuse a capture that would leave entries out, unless lenient; the root never can be."""
+    if unreadable and (not lenient or any(u.path == "." for u in unreadable)):
+        raise UnreadableEntries(tuple(unreadable))
+
+
+class _Left:
+    """What a restore leaves alone: unreadable entries, and the directories holding them."""
+
+    def __init__(self, unreadable: tuple[Unreadable, ...]) -> None:
+        self._tops = {u.path for u in unreadable}
+        self._holders = {parent for path in self._tops for parent in _parents(path)}
+
+    def __bool__(self) -> bool:
+        return bool(self._tops)
+
+    def covers(self, path: str, want: Entry | None) -> bool:
+        """Whether a difference at path (`want` in the target) is one left alone."""
+        if not self._tops:
+            return False
+        if path in self._holders:  # kept for what it holds, unless the target has it too
+            return want is None or want.kind != DIR
+        return path in self._tops or any(p in self._tops for p in _parents(path))
+
+    def drop(self, changes: dict[str, Change]) -> dict[str, Change]:
+        """`changes` without those at or below what is left, nor the removal of a holder."""
+        if not self._tops:
+            return changes
+        return {path: change for path, change in changes.items() if not self.covers(path, change[1])}
+
+
+def _parents(path: str) -> Iterator[str]:
+    """The directories above path, nearest first; "" (the root) excluded."""
+    parent = parent_of(path)
+    while parent:
+        yield parent
+        parent = parent_of(parent)
 
 
 def _drop_meta_below(meta: dict[str, Meta], path: str) -> None:

@@ -34,7 +34,6 @@ CAPABILITY_XATTR = "security.capability"
 MAX_LISTED = 20  # findings an action's result lists one by one
 SETID = stat.S_ISUID | stat.S_ISGID
 _GONE = (FileNotFoundError, NotADirectoryError)
-_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _SETID_NAMES = ((stat.S_ISUID, "set-user-ID"), (stat.S_ISGID, "set-group-ID"))
 
 
@@ -79,8 +78,7 @@ def strip_privileges(fs: SafeFS, paths: Iterable[str]) -> list[Privileged]:
         if not path:
             continue  # the workspace root: a directory
         try:
-            fd, name = fs.at(path)
-            pfd = os.open(name, _PATH_FLAGS, dir_fd=fd)
+            pfd = fs.open_path(path)  # opens up a directory goexd owns and may not enter
         except _GONE:
             continue
         except OSError as e:
@@ -93,6 +91,7 @@ def strip_privileges(fs: SafeFS, paths: Iterable[str]) -> list[Privileged]:
             os.close(pfd)
         if hit is not None:
             found.append(hit)
+        fs.trim()
     return found
 
 

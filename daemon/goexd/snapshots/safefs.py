@@ -3,15 +3,22 @@
 The daemon runs as root while agents can create symlinks in the workspace: resolving
 "a/b/f" by path could read (capture) or write (restore) a file outside the workspace
 if "a" were swapped for a symlink. Every access here walks directory fds with
-O_NOFOLLOW instead. The fds of parent directories are cached for one batch of work.
+O_NOFOLLOW instead. The fds of parent directories are cached for one batch of work
+(trim() lets long loops drop them between steps).
 
 Owners and modes are set on the inode that was opened (O_PATH, then /proc/self/fd/N):
 a file's set-id bits are only ever set after its owner is right, since the daemon may
 be root and a set-id file owned by the wrong user is a privilege handed out.
 
-An unprivileged daemon meets read-only directories an action left (`chmod 555 d`, Go's
-module cache): where it owns one, a write refused there opens it up (u+rwx) for the
-batch, and close() gives it its mode back unless set_owner_and_mode set one.
+An unprivileged daemon meets entries an action left that its user may not read,
+enter or write (`chmod 000 d`, `chmod 0 f`, Go's read-only module cache). Where it
+owns one and an access is refused, it opens it up (u+rx on a directory to read it,
+u+r on a file, u+rwx on a directory to write in it) for the batch, and close() gives
+each its mode back, unless set_owner_and_mode set one, or someone changed it
+meanwhile. Reads report the mode as found (lstat, open_file), so a capture records
+what the action left, not what goexd made of it. Each opening is appended to a
+journal file before the chmod: if goexd dies mid-batch, close_up_left() puts the
+modes back at the next start. What goexd does not own is never touched.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from goexd.snapshots.layout import Owner, is_under, join, parent_of
 
@@ -36,23 +44,44 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _ROOT_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_JOURNAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 _SETID = stat.S_ISUID | stat.S_ISGID
 # chown refused: not permitted (not root, not the owner, or a group we are not in), or
 # an id the daemon's user namespace does not map.
 _CHOWN_REFUSED = (errno.EPERM, errno.EINVAL)
+# What reading needs: a directory listed and entered, a file read.
+DIR_READ = stat.S_IRUSR | stat.S_IXUSR
+FILE_READ = stat.S_IRUSR
+# Cached directory fds a trim() keeps (the daemon's soft RLIMIT_NOFILE may be 1024).
+_KEEP_FDS = 64
 
 
 class NotRegularFile(OSError):
     """open_file() found something else than a regular file."""
 
 
-class SafeFS:
-    """Relative-path operations on one workspace; "" is the root itself."""
+@dataclass(frozen=True)
+class Opened:
+    """An entry opened up for the batch."""
 
-    def __init__(self, root: Path) -> None:
+    perm: int  # its permission bits as found, which close() puts back
+    granted: int  # its bits while opened up
+    ino: int  # the inode that was opened up (close() leaves any other alone)
+
+
+class SafeFS:
+    """Relative-path operations on one workspace; "" is the root itself. `journal`: the
+    file that records openings until close() (None: none is kept)."""
+
+    def __init__(self, root: Path, journal: Path | None = None) -> None:
         self.root = root
         self._fds: dict[str, int] = {}
-        self._opened: dict[str, int] = {}  # directories opened up for writing -> their mode
+        # Entries opened up, by path. Read by the scan (scan.py) for the modes as found.
+        self.opened: dict[str, Opened] = {}
+        self.openings = 0  # how many times open_up() changed a mode
+        self._journal = journal
+        self._journal_fd: int | None = None
+        self._closing = False  # giving modes back: open nothing up any more
 
     # -- directory fds -------------------------------------------------------------
 
@@ -61,9 +90,10 @@ class SafeFS:
         if fd is None:
             if rel:
                 parent, _, name = rel.rpartition("/")
-                fd = os.open(name, _DIR_FLAGS, dir_fd=self.dir_fd(parent))
+                pfd = self.dir_fd(parent)
+                fd = self._retry(rel, lambda: os.open(name, _DIR_FLAGS, dir_fd=pfd), DIR_READ)
             else:
-                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                fd = self._retry(rel, lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), DIR_READ)
             self._fds[rel] = fd
         return fd
 
@@ -72,10 +102,27 @@ class SafeFS:
         parent, _, name = rel.rpartition("/")
         return self.dir_fd(parent), name
 
+    def open_path(self, rel: str, *, open_up: bool = True) -> int:
+        """An O_PATH fd on rel itself (a symlink is not followed); the caller closes it."""
+        if not rel:  # the root is the resolved workspace path (its ancestors may be symlinks)
+            return os.open(self.root, _ROOT_PATH_FLAGS)
+        fd, name = self.at(rel)
+        if not open_up:
+            return os.open(name, _PATH_FLAGS, dir_fd=fd)
+        return self._retry(rel, lambda: os.open(name, _PATH_FLAGS, dir_fd=fd), 0)
+
     def forget(self, rel: str) -> None:
         """Drop cached fds at or below rel (it was removed or replaced)."""
         for key in [k for k in self._fds if is_under(k, rel)]:
             os.close(self._fds.pop(key))
+
+    def trim(self) -> None:
+        """Close the cached fds when there are many: only between steps, when no caller
+        holds one (a huge tree must not exhaust the daemon's descriptors)."""
+        if len(self._fds) > _KEEP_FDS:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
     def close(self) -> None:
         try:
@@ -95,25 +142,40 @@ class SafeFS:
     # -- reading ---------------------------------------------------------------------
 
     def lstat(self, rel: str) -> os.stat_result:
+        """rel's lstat, with its mode as found (before any opening up)."""
         if not rel:
-            return os.stat(self.root)
+            return self._as_found(rel, os.stat(self.root))
         fd, name = self.at(rel)
-        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        st = self._retry(rel, lambda: os.stat(name, dir_fd=fd, follow_symlinks=False), 0)
+        return self._as_found(rel, st)
 
     def readlink(self, rel: str) -> bytes:
         fd, name = self.at(rel)
-        return os.readlink(os.fsencode(name), dir_fd=fd)
+        return self._retry(rel, lambda: os.readlink(os.fsencode(name), dir_fd=fd), 0)
 
     def open_file(self, rel: str) -> tuple[int, os.stat_result]:
-        """Open a regular file for reading. A symlink raises OSError(ELOOP), anything
-        else NotRegularFile."""
+        """Open a regular file for reading; its fstat has its mode as found. A symlink
+        raises OSError(ELOOP), anything else NotRegularFile."""
         fd, name = self.at(rel)
-        ffd = os.open(name, _READ_FLAGS, dir_fd=fd)
+        ffd = self._retry(rel, lambda: os.open(name, _READ_FLAGS, dir_fd=fd), FILE_READ)
         st = os.fstat(ffd)
         if not stat.S_ISREG(st.st_mode):
             os.close(ffd)
             raise NotRegularFile(f"not a regular file: {rel}")
-        return ffd, st
+        return ffd, self._as_found(rel, st)
+
+    def found_perm(self, rel: str, perm: int) -> int:
+        """rel's permission bits as found, given those it has now."""
+        opened = self.opened.get(rel)
+        return opened.perm if opened is not None and opened.granted == perm else perm
+
+    def _as_found(self, rel: str, st: os.stat_result) -> os.stat_result:
+        opened = self.opened.get(rel) if self.opened else None
+        if opened is None or opened.ino != st.st_ino or stat.S_IMODE(st.st_mode) != opened.granted:
+            return st
+        reduced: Any = st.__reduce__()  # (stat_result, (the 10 fields, the named rest))
+        fields, extra = reduced[1]
+        return os.stat_result((stat.S_IFMT(st.st_mode) | opened.perm, *fields[1:]), extra)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -142,14 +204,12 @@ class SafeFS:
         """Give rel this owner, then this mode, without following a final symlink (a
         symlink gets its owner only: its mode means nothing on Linux). Returns False when
         the owner could not be set: set-id bits are then left out of the mode."""
-        fd, name = self.at(rel) if rel else (-1, "")
-        # The root is the resolved workspace path (its ancestors may be symlinks).
-        pfd = os.open(name, _PATH_FLAGS, dir_fd=fd) if rel else os.open(self.root, _ROOT_PATH_FLAGS)
+        pfd = self.open_path(rel)
         try:
             st = os.fstat(pfd)
             if stat.S_ISLNK(st.st_mode):
-                return _chown_link(fd, name, owner, st)
-            self._opened.pop(rel, None)  # its mode is set here
+                return _chown_link(*self.at(rel), owner, st)
+            self._forget_opened(rel)  # its mode is set here
             proc = f"/proc/self/fd/{pfd}"
             owned = (st.st_uid, st.st_gid) == owner or _chown(proc, owner)
             # After chown, which clears a file's set-id bits.
@@ -172,15 +232,71 @@ class SafeFS:
         try:
             shutil.rmtree(name, dir_fd=fd)
         except PermissionError:
-            opened = self._open_up(parent_of(rel))
+            opened = self.open_up(parent_of(rel), stat.S_IRWXU)
             if not self._open_up_tree(rel) and not opened:
                 raise
             self.forget(rel)
             shutil.rmtree(name, dir_fd=fd)
-        for key in [k for k in self._opened if is_under(k, rel)]:
-            del self._opened[key]
+        for key in [k for k in self.opened if is_under(k, rel)]:
+            self._forget_opened(key)
 
-    # -- read-only directories ------------------------------------------------------
+    # -- opening up what goexd owns ------------------------------------------------
+
+    def open_up(self, rel: str, bits: int, pfd: int | None = None) -> bool:
+        """Give goexd's user `bits` on the directory or regular file rel until close(),
+        when it owns rel and lacks some of them; whether it did. `pfd`: an fd on rel
+        (else one is opened here)."""
+        fd = self.open_path(rel) if pfd is None else pfd
+        try:
+            st = os.fstat(fd)
+            perm = stat.S_IMODE(st.st_mode)
+            if st.st_uid != os.geteuid() or perm & bits == bits:
+                return False
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                return False
+            found = self.opened.get(rel)
+            if found is not None and found.ino == st.st_ino and found.granted == perm:
+                perm = found.perm  # opened up before in this batch: keep the mode as found
+            opened = Opened(perm, stat.S_IMODE(st.st_mode) | bits, st.st_ino)
+            self._note(rel, opened)  # before the chmod: a crash after it still finds it
+            self.opened[rel] = opened
+            self.openings += 1
+            proc = f"/proc/self/fd/{fd}"
+            os.chmod(proc, opened.granted)
+            now = stat.S_IMODE(os.stat(proc).st_mode)
+            if now != opened.granted:  # the kernel dropped S_ISGID (a group goexd is not in)
+                self.opened[rel] = opened = Opened(opened.perm, now, opened.ino)
+                self._note(rel, opened)
+            return True
+        finally:
+            if pfd is None:
+                os.close(fd)
+
+    def open_up_dir(self, rel: str) -> bool:
+        """Let goexd's user list directory rel by path (read access to it, search access
+        above it) where it owns what lacks them; whether anything was opened up."""
+        before = self.openings
+        with contextlib.suppress(OSError):  # the caller's own attempt says what is wrong
+            self.open_up(rel, DIR_READ)
+        self.trim()
+        return self.openings > before
+
+    def _retry(self, rel: str, op: Callable[[], T], bits: int) -> T:
+        """op() on rel; refused, open up rel's directory (to enter it), then rel itself
+        (`bits`), where goexd owns them and lacks those, trying again after each."""
+        try:
+            return op()
+        except PermissionError:
+            if self._closing:
+                raise
+            if rel and self.open_up(parent_of(rel), DIR_READ):
+                try:
+                    return op()
+                except PermissionError:
+                    pass
+            if not bits or not self.open_up(rel, bits):
+                raise
+        return op()
 
     def _in(self, rel: str, op: Callable[[int, str], T]) -> T:
         """op(fd of rel's parent, rel's name); refused for want of access to the parent,
@@ -189,22 +305,9 @@ class SafeFS:
         try:
             return op(fd, name)
         except PermissionError:
-            if not self._open_up(parent_of(rel)):
+            if not self.open_up(parent_of(rel), stat.S_IRWXU):
                 raise
             return op(fd, name)
-
-    def _open_up(self, rel: str) -> bool:
-        """Give the daemon's user rwx on directory rel, when it owns it and lacks some."""
-        if rel in self._opened:
-            return False
-        fd = self.dir_fd(rel)
-        st = os.fstat(fd)
-        perm = stat.S_IMODE(st.st_mode)
-        if st.st_uid != os.geteuid() or perm & stat.S_IRWXU == stat.S_IRWXU:
-            return False
-        self._opened[rel] = perm
-        os.fchmod(fd, perm | stat.S_IRWXU)
-        return True
 
     def _open_up_tree(self, top: str) -> bool:
         """Open up every directory of the tree at top, to remove it; whether any was."""
@@ -212,23 +315,89 @@ class SafeFS:
         stack = [top]
         while stack:
             rel = stack.pop()
-            opened = self._open_up(rel) or opened
+            opened = self.open_up(rel, stat.S_IRWXU) or opened
             with os.scandir(self.dir_fd(rel)) as entries:
                 stack += [join(rel, e.name) for e in entries if e.is_dir(follow_symlinks=False)]
         return opened
 
     def _close_up(self) -> None:
-        """Give the directories opened up their modes back, deepest first."""
-        for rel, perm in sorted(self._opened.items(), reverse=True):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                os.fchmod(self.dir_fd(rel), perm)
-        self._opened.clear()
+        """Give what was opened up its mode back, deepest first (children sort after their
+        parent), unless it changed meanwhile. Then the journal goes."""
+        self._closing = True
+        try:
+            for rel, opened in sorted(self.opened.items(), reverse=True):
+                with contextlib.suppress(OSError):  # gone or moved: nothing left to give back
+                    _give_back(self.open_path(rel, open_up=False), opened)
+                self._trim_outside(rel)
+            self.opened.clear()
+        finally:
+            self._closing = False
+            if self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+                assert self._journal is not None
+                self._journal.unlink(missing_ok=True)
+
+    def _trim_outside(self, rel: str) -> None:
+        """Close cached fds of directories that are not above rel (a deepest-first walk
+        over many paths needs only the current one's chain)."""
+        if len(self._fds) > _KEEP_FDS:
+            for key in [k for k in self._fds if not is_under(rel, k)]:
+                os.close(self._fds.pop(key))
+
+    def _forget_opened(self, rel: str) -> None:
+        if self.opened.pop(rel, None) is not None:
+            self._note(rel, None)
+
+    def _note(self, rel: str, opened: Opened | None) -> None:
+        """Append an opening (or, with None, that rel's mode is no longer ours to give back)."""
+        if self._journal is None:
+            return
+        if self._journal_fd is None:
+            self._journal_fd = os.open(self._journal, _JOURNAL_FLAGS, 0o600)
+        o = opened or Opened(0, 0, 0)
+        os.write(self._journal_fd, b"%d %o %o " % (o.ino, o.perm, o.granted) + os.fsencode(rel) + b"\0")
 
     def exists_as_dir(self, rel: str) -> bool:
         try:
             return stat.S_ISDIR(self.lstat(rel).st_mode)
         except (FileNotFoundError, NotADirectoryError):
             return False
+
+
+def close_up_left(root: Path, journal: Path) -> None:
+    """Give back the modes a batch opened up and never gave back (goexd was killed)."""
+    try:
+        data = journal.read_bytes()
+    except FileNotFoundError:
+        return
+    fs = SafeFS(root)
+    for record in data.split(b"\0"):
+        try:
+            ino, perm, granted, path = record.split(b" ", 3)
+            opened = Opened(int(perm, 8), int(granted, 8), int(ino))
+        except ValueError:
+            continue  # the last record, cut short: its chmod never happened
+        rel = os.fsdecode(path)
+        if opened.ino:
+            fs.opened[rel] = opened
+        else:
+            fs.opened.pop(rel, None)
+    try:
+        fs.close()
+    finally:
+        journal.unlink(missing_ok=True)
+
+
+def _give_back(pfd: int, opened: Opened) -> None:
+    """Put the mode as found back on the inode open as pfd (closed here), if it is the one
+    opened up and still has the mode given it."""
+    try:
+        st = os.fstat(pfd)
+        if st.st_ino == opened.ino and stat.S_IMODE(st.st_mode) == opened.granted:
+            os.chmod(f"/proc/self/fd/{pfd}", opened.perm)
+    finally:
+        os.close(pfd)
 
 
 def _chown(target: int | str, owner: Owner) -> bool:

@@ -4,6 +4,11 @@ It records exact modes and owners (metadata), finds nested repositories (git wou
 gitlink instead of their files) and names git refuses. It walks with directory fds
 and O_NOFOLLOW, holding one fd per level, so a swapped-in symlink cannot lead it
 outside the workspace and huge trees do not exhaust descriptors.
+
+An unprivileged goexd also makes sure git can read what it will add: a directory it
+may not list or enter, or a file it may not read, is opened up where goexd owns it
+(SafeFS.open_up, until the capture ends) and recorded with its mode as found; one it
+does not own is listed as unreadable and not walked. Root reads everything: no check.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goexd.snapshots.base import SnapshotError
+from goexd.snapshots.base import SnapshotError, Unreadable, UnreadableEntries
 from goexd.snapshots.layout import LINK_PERM, SELF, Meta, Owner, meta_dir_key, meta_file_key, needs_meta, storable
+from goexd.snapshots.safefs import DIR_READ, FILE_READ, SafeFS
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (FileNotFoundError, NotADirectoryError)
 
 
@@ -29,28 +36,39 @@ class TreeScan:
     refused: list[str] = field(default_factory=list)  # names git refuses (never .git itself)
     # With collect=True: every file and symlink, with its lstat result.
     entries: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)  # left out: not goexd's, not readable
 
 
-def scan_workspace(root: Path, default: Owner) -> TreeScan:
+def scan_workspace(root: Path, default: Owner, fs: SafeFS) -> TreeScan:
     try:
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        root_fd = os.dup(fs.dir_fd(""))
+    except PermissionError as e:
+        raise UnreadableEntries((Unreadable(".", True, str(e)),)) from e
     except OSError as e:
         raise SnapshotError(f"workspace {root} is not readable: {e}") from e
-    return scan_tree(root_fd, "", default)
+    return scan_tree(root_fd, "", default, fs)
 
 
-def scan_tree(top_fd: int, top: str, default: Owner, *, collect: bool = False) -> TreeScan:
+def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: bool = False) -> TreeScan:
     """Walk the directory open as `top_fd` (relative path `top`); closes top_fd.
     Owners equal to `default` are recorded as None."""
     out = TreeScan()
     d_uid, d_gid = default
+    me = os.geteuid()
+    checks = me != 0  # goexd may be refused access
+    remap = bool(fs.opened)  # entries opened up before this walk: record their modes as found
     try:
         st = os.fstat(top_fd)
+        lacks = st.st_uid != me or st.st_mode & DIR_READ != DIR_READ
+        if checks and lacks and not _may_enter_top(fs, top, top_fd, st):
+            os.close(top_fd)
+            out.unreadable.append(Unreadable(top or ".", True, _found(st)))
+            return out
     except OSError:
         os.close(top_fd)
         raise
     owner = None if (st.st_uid, st.st_gid) == default else (st.st_uid, st.st_gid)
-    out.meta[meta_dir_key(top) if top else SELF] = (stat.S_IMODE(st.st_mode), owner)
+    out.meta[meta_dir_key(top) if top else SELF] = (fs.found_perm(top, stat.S_IMODE(st.st_mode)), owner)
     # One frame per open directory: (relative path, fd, remaining entries, nested).
     stack: list[tuple[str, int, Iterator[os.DirEntry[str]], bool]] = []
     _push(stack, top, top_fd, False, out)
@@ -69,20 +87,31 @@ def scan_tree(top_fd: int, top: str, default: Owner, *, collect: bool = False) -
                     st = entry.stat(follow_symlinks=False)
                 except _GONE:
                     continue  # vanished mid-scan
+                except PermissionError as e:
+                    raise UnreadableEntries((Unreadable(rel or ".", True, str(e)),)) from e
                 except OSError as e:
                     raise SnapshotError(f"cannot stat {path}: {e}") from e
                 mode = st.st_mode
                 # Inlined owner_of / entry_meta (layout.py): this loop runs once per file.
                 owner = None if st.st_uid == d_uid and st.st_gid == d_gid else (st.st_uid, st.st_gid)
                 if stat.S_ISDIR(mode):
+                    lacks = checks and (st.st_uid != me or mode & DIR_READ != DIR_READ)
+                    if lacks and not _may_read(fs, fd, name, path, st, DIR_READ, os.R_OK | os.X_OK, out):
+                        continue
                     child = _open_dir(fd, name, path)
                     if child is not None:
-                        out.meta[meta_dir_key(path)] = (stat.S_IMODE(mode), owner)
+                        perm = stat.S_IMODE(mode)
+                        out.meta[meta_dir_key(path)] = (fs.found_perm(path, perm) if remap else perm, owner)
                         _push(stack, path, child, nested, out)
                         break
                 elif stat.S_ISREG(mode):
                     perm = mode & 0o7777
+                    if remap:
+                        perm = fs.found_perm(path, perm)
                     if owner is not None or (perm != 0o644 and perm != 0o755 and needs_meta(perm)):  # noqa: PLR1714 (hot loop)
+                        lacks = checks and (st.st_uid != me or not perm & FILE_READ)
+                        if lacks and not _may_read(fs, fd, name, path, st, FILE_READ, os.R_OK, out):
+                            continue
                         out.meta[meta_file_key(path)] = (perm, owner)
                     if collect:
                         out.entries.append((path, st))
@@ -104,11 +133,46 @@ def scan_tree(top_fd: int, top: str, default: Owner, *, collect: bool = False) -
     return out
 
 
+def _may_read(
+    fs: SafeFS, parent_fd: int, name: str, path: str, st: os.stat_result, bits: int, access: int, out: TreeScan
+) -> bool:
+    """Whether goexd may read the entry (list and enter a directory): opened up where
+    goexd owns it, else asked of the kernel; listed in `out` when it may not."""
+    try:
+        if st.st_uid == os.geteuid():
+            pfd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+            try:
+                fs.open_up(path, bits, pfd)
+            finally:
+                os.close(pfd)
+            return True
+        if os.access(name, access, dir_fd=parent_fd, effective_ids=True, follow_symlinks=False):
+            return True
+    except _GONE:
+        return True  # vanished: the walk's next step says so
+    out.unreadable.append(Unreadable(path, stat.S_ISDIR(st.st_mode), _found(st)))
+    return False
+
+
+def _may_enter_top(fs: SafeFS, top: str, top_fd: int, st: os.stat_result) -> bool:
+    """_may_read for the directory a walk starts at (open already)."""
+    if st.st_uid == os.geteuid():
+        fs.open_up(top, DIR_READ, top_fd)
+        return True
+    return os.access(f"/proc/self/fd/{top_fd}", os.R_OK | os.X_OK, effective_ids=True)
+
+
+def _found(st: os.stat_result) -> str:
+    return f"owner {st.st_uid}:{st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o}"
+
+
 def _open_dir(parent_fd: int, name: str, path: str) -> int | None:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except _GONE:
         return None
+    except PermissionError as e:
+        raise UnreadableEntries((Unreadable(path, True, str(e)),)) from e
     except OSError as e:
         if e.errno == errno.ELOOP:  # replaced by a symlink meanwhile
             return None

@@ -6,7 +6,12 @@ change made so far. inotify is not recursive, so every directory gets a watch; a
 directory that appears (created or moved in) is watched and then listed, and all of
 its content reported, since files may have been created in it before the watch.
 Whenever the tracker cannot be sure (queue overflow, the root itself moved or
-deleted, out of watches) it answers "unknown" and the caller rescans everything.
+deleted, out of watches, a directory it may not read) it answers "unknown" and the
+caller rescans everything.
+
+Watching and listing a directory needs read access to it and search access above it:
+where that is refused, the caller's `open_up(rel)` may grant it (SafeFS.open_up_dir,
+for a directory goexd owns) and the tracker tries once more.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +35,10 @@ _MASK = _EVENTS | F.ONLYDIR | F.DONT_FOLLOW
 # A writer that never pauses must not keep capture() draining forever; what is left
 # stays queued for the next capture.
 _MAX_READS = 256
+
+# Gives goexd's user read access to directory rel (and search access above it) where it
+# may; whether it changed anything.
+OpenUp = Callable[[str], bool]
 
 
 @dataclass
@@ -58,14 +68,14 @@ class DirtyTracker:
     def usable(self) -> bool:
         return not self._broken
 
-    def arm(self) -> None:
+    def arm(self, open_up: OpenUp) -> None:
         """(Re)start watching every directory. Changes made after this returns are
         reported by drain(); the caller rescans the tree for anything before."""
         self._close_fd()
         if self._broken:
             return
         self._ino = INotify(nonblocking=True)
-        self._sure = self._watch_tree("", set())
+        self._sure = self._watch_tree("", set(), open_up)
         if not self._sure:
             self._close_fd()
 
@@ -73,7 +83,7 @@ class DirtyTracker:
         """Make the next drain() answer "unknown" (the caller lost track)."""
         self._sure = False
 
-    def drain(self) -> Dirty | None:
+    def drain(self, open_up: OpenUp) -> Dirty | None:
         """Changes since the previous drain or arm, or None for "unknown"."""
         if self._ino is None or not self._sure:
             return None
@@ -84,7 +94,7 @@ class DirtyTracker:
             if not events:
                 break
             for ev in events:
-                if not self._handle(ev.wd, ev.mask, ev.name, dirty, moved_out):
+                if not self._handle(ev.wd, ev.mask, ev.name, dirty, moved_out, open_up):
                     self._sure = False
                     return None
         # Watches of directories that left the workspace (a move without a matching
@@ -100,7 +110,7 @@ class DirtyTracker:
 
     # -- internals -----------------------------------------------------------------
 
-    def _handle(self, wd: int, mask: int, name: str, dirty: Dirty, moved_out: list[int]) -> bool:
+    def _handle(self, wd: int, mask: int, name: str, dirty: Dirty, moved_out: list[int], open_up: OpenUp) -> bool:
         if mask & F.Q_OVERFLOW:
             return False
         if mask & F.IGNORED:
@@ -126,7 +136,7 @@ class DirtyTracker:
                 dirty.subtrees.add(rel)
                 # A move inside the workspace keeps the inodes' watches: add_watch
                 # returns the same descriptors, now filed under the new path.
-                return self._watch_tree(rel, dirty.paths)
+                return self._watch_tree(rel, dirty.paths, open_up)
         return True
 
     def _drop_watches(self, top: str) -> list[int]:
@@ -135,16 +145,23 @@ class DirtyTracker:
             del self._paths[wd]
         return wds
 
-    def _watch_tree(self, top: str, found: set[str]) -> bool:
+    def _watch_tree(self, top: str, found: set[str], open_up: OpenUp) -> bool:
         """Watch top and every directory below it, then list it into `found`."""
         assert self._ino is not None
+        ino = self._ino
         stack = [top]
         while stack:
             rel = stack.pop()
             path = os.path.join(self._root, rel) if rel else str(self._root)
+            # The root may itself be a symlink (e.g. /home -> /data/home).
+            mask = _MASK if rel else _EVENTS | F.ONLYDIR
             try:
-                # The root may itself be a symlink (e.g. /home -> /data/home).
-                wd = self._ino.add_watch(path, _MASK if rel else _EVENTS | F.ONLYDIR)
+                try:
+                    wd = ino.add_watch(path, mask)
+                except PermissionError:
+                    if not open_up(rel):
+                        raise
+                    wd = ino.add_watch(path, mask)
             except OSError as e:
                 if rel and e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     continue  # gone or replaced meanwhile: the parent's events say so
@@ -154,7 +171,12 @@ class DirtyTracker:
             self._paths[wd] = rel
             found.add(rel)
             try:
-                entries = os.scandir(path)
+                try:
+                    entries = os.scandir(path)
+                except PermissionError:
+                    if not open_up(rel):
+                        return False  # not goexd's: the full scan names it
+                    entries = os.scandir(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             with entries:
