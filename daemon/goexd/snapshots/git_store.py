@@ -355,7 +355,7 @@ class GitWorkspaceStore:
                 self._unstage(path)
             self._reconcile(prev_work, tops, staged, scan.meta, fs)
             self._rebuild_meta(scan.meta)
-            self._unreadable = tuple(scan.unreadable)
+            self._unreadable = tuple(sorted(scan.unreadable, key=lambda u: u.path))
             if self._unreadable and self._tracker is not None:
                 self._tracker.invalidate()  # only a full scan keeps the list of them right
         except BaseException:
@@ -677,7 +677,7 @@ def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
 def _check_readable(unreadable: list[Unreadable], lenient: bool) -> None:
     """Refuse a capture that would leave entries out, unless lenient; the root never can be."""
     if unreadable and (not lenient or any(u.path == "." for u in unreadable)):
-        raise UnreadableEntries(tuple(unreadable))
+        raise UnreadableEntries(tuple(sorted(unreadable, key=lambda u: u.path)))
 
 
 class _Left:
