@@ -487,7 +487,9 @@ class Engine:
             workspace,
             watch=self.cfg.fs.change_detection == "inotify",
         )
-        store.capture()  # baseline; later captures are incremental
+        # Baseline; later captures are incremental. What goexd may not read and does not own fails the
+        # first action's checkpoint instead (naming it), and never a restart's recovery.
+        store.capture(lenient=True)
         return FsVersionedResource(
             resource,
             store,
@@ -788,7 +790,10 @@ class Engine:
         try:
             checkpoint = manager.checkpoint(action.id, action.inverse)
         except Exception as exc:
-            log.exception("checkpoint of %s failed", action.id)
+            if isinstance(exc, GoexError):  # refused (e.g. what goexd cannot snapshot): said in the action's error
+                log.warning("checkpoint of %s refused: %s", action.id, exc)
+            else:
+                log.exception("checkpoint of %s failed", action.id)
             failed = {
                 "error": self.redact_text(f"could not checkpoint the resource: {exc}"),
                 "finished_at": time.time(),
