@@ -25,8 +25,8 @@ differences between two variants (paired), besides each variant's own p50 / p90.
    and undo): goexd as root over a root-owned workspace and over one owned by goex-ws (uid
    switch), and goexd at f8f630f (extracted with `git archive`, run with PYTHONPATH) over a
    root-owned one, with the daemon's own timings (prepare = snapshot, run = sandbox, capture =
-   change set) beside the client's round trip. One more goexd shows a proposal that is not shipped:
-   the uid switch by `setpriv` in front of bwrap, so that Popen keeps vfork (see SETPRIV_SHIM).
+   change set) beside the client's round trip. The uid switch goes through util-linux `setpriv` in
+   front of bwrap (so that Popen keeps vfork); the "Popen()" column shows what starting bwrap costs.
 
 Needs root (a test user, cgroups, the uid switch). Prints Markdown tables and writes them to
 bench/confine_results.md.
@@ -178,15 +178,6 @@ OLD_SHIM = f"""
 
 _all = bwrap._unix_sockets
 bwrap._unix_sockets = lambda realpath: [p for p in _all(realpath) if searchable_without_caps(p)]
-"""
-# A proposal, not shipped: the uid switch by util-linux setpriv in front of bwrap (as prlimit is for
-# rlimits) instead of Popen(user=, group=, extra_groups=), so that Popen keeps using vfork.
-SETPRIV_SHIM = """
-
-def POPEN(argv, *, user=None, group=None, extra_groups=None, **kw):
-    if user is not None:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups", "--", *argv]
-    return subprocess.Popen(argv, **kw)
 """
 
 
@@ -481,7 +472,7 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-E2E_REFS = {"root": ["old"], "user": ["old", "root"], "setpriv": ["old", "user"], "old": []}
+E2E_REFS = {"root": ["old"], "user": ["old", "root"], "old": []}
 
 
 def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> str:
@@ -489,7 +480,6 @@ def section_e2e(root: Path, user: RunAs, old_src: Path | None, rounds: int) -> s
     plans = {
         "root": ("goexd as root, root-owned workspace (uid 0 + /etc masks)", "", ROOT),
         "user": (f"goexd as root, {WS_USER}'s workspace (uid switch)", "", user),
-        "setpriv": (f"proposal, not shipped: the uid switch by setpriv (vfork kept), {WS_USER}'s", SETPRIV_SHIM, user),
         "old": (f"goexd at {OLD} as root, root-owned workspace", OLD_SHIM, ROOT),
     }
     if old_src is None:
