@@ -147,8 +147,10 @@ def leave_unreadable(ws: Path) -> None:
     """What the hostile actions of the issue leave, all owned by the store's user."""
     write(ws / "d" / "f", "in a 000 dir\n")
     write(ws / "d" / "sub" / "g", "deeper\n")
-    os.chmod(ws / "d", 0)
     os.chmod(write(ws / "f000", "a 000 file\n"), 0)
+    os.link(ws / "f000", ws / "d" / "f000-link")  # a mode shared by two names, opened up once
+    os.link(ws / "f000", ws / "z-link")
+    os.chmod(ws / "d", 0)
     os.chmod(write(ws / "f200", "write only\n"), 0o200)
     write(ws / "w" / "inside", "in a 0300 dir\n")
     os.chmod(ws / "w", 0o300)

@@ -67,6 +67,7 @@ class Opened:
     perm: int  # its permission bits as found, which close() puts back
     granted: int  # its bits while opened up
     ino: int  # the inode that was opened up (close() leaves any other alone)
+    dev: int = 0
 
 
 class SafeFS:
@@ -76,8 +77,9 @@ class SafeFS:
     def __init__(self, root: Path, journal: Path | None = None) -> None:
         self.root = root
         self._fds: dict[str, int] = {}
-        # Entries opened up, by path. Read by the scan (scan.py) for the modes as found.
-        self.opened: dict[str, Opened] = {}
+        self.opened: dict[str, Opened] = {}  # by path: what close() gives back
+        # The same by inode: what any name of it reads as (a hard link shares the mode).
+        self.found: dict[tuple[int, int], Opened] = {}
         self.openings = 0  # how many times open_up() changed a mode
         self._journal = journal
         self._journal_fd: int | None = None
@@ -144,10 +146,10 @@ class SafeFS:
     def lstat(self, rel: str) -> os.stat_result:
         """rel's lstat, with its mode as found (before any opening up)."""
         if not rel:
-            return self._as_found(rel, os.stat(self.root))
+            return self._as_found(os.stat(self.root))
         fd, name = self.at(rel)
         st = self._retry(rel, lambda: os.stat(name, dir_fd=fd, follow_symlinks=False), 0)
-        return self._as_found(rel, st)
+        return self._as_found(st)
 
     def readlink(self, rel: str) -> bytes:
         fd, name = self.at(rel)
@@ -162,20 +164,22 @@ class SafeFS:
         if not stat.S_ISREG(st.st_mode):
             os.close(ffd)
             raise NotRegularFile(f"not a regular file: {rel}")
-        return ffd, self._as_found(rel, st)
+        return ffd, self._as_found(st)
 
-    def found_perm(self, rel: str, perm: int) -> int:
-        """rel's permission bits as found, given those it has now."""
-        opened = self.opened.get(rel)
+    def found_perm(self, st: os.stat_result) -> int:
+        """The permission bits of the entry `st` describes as found, before this batch
+        opened its inode up (through any of its names)."""
+        perm = stat.S_IMODE(st.st_mode)
+        opened = self.found.get((st.st_dev, st.st_ino)) if self.found else None
         return opened.perm if opened is not None and opened.granted == perm else perm
 
-    def _as_found(self, rel: str, st: os.stat_result) -> os.stat_result:
-        opened = self.opened.get(rel) if self.opened else None
-        if opened is None or opened.ino != st.st_ino or stat.S_IMODE(st.st_mode) != opened.granted:
+    def _as_found(self, st: os.stat_result) -> os.stat_result:
+        perm = self.found_perm(st)
+        if perm == stat.S_IMODE(st.st_mode):
             return st
         reduced: Any = st.__reduce__()  # (stat_result, (the 10 fields, the named rest))
         fields, extra = reduced[1]
-        return os.stat_result((stat.S_IFMT(st.st_mode) | opened.perm, *fields[1:]), extra)
+        return os.stat_result((stat.S_IFMT(st.st_mode) | perm, *fields[1:]), extra)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -254,19 +258,14 @@ class SafeFS:
                 return False
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 return False
-            found = self.opened.get(rel)
-            if found is not None and found.ino == st.st_ino and found.granted == perm:
-                perm = found.perm  # opened up before in this batch: keep the mode as found
-            opened = Opened(perm, stat.S_IMODE(st.st_mode) | bits, st.st_ino)
-            self._note(rel, opened)  # before the chmod: a crash after it still finds it
-            self.opened[rel] = opened
+            opened = Opened(self.found_perm(st), perm | bits, st.st_ino, st.st_dev)
+            self._record(rel, opened)  # before the chmod: a crash after it still finds it
             self.openings += 1
             proc = f"/proc/self/fd/{fd}"
             os.chmod(proc, opened.granted)
             now = stat.S_IMODE(os.stat(proc).st_mode)
             if now != opened.granted:  # the kernel dropped S_ISGID (a group goexd is not in)
-                self.opened[rel] = opened = Opened(opened.perm, now, opened.ino)
-                self._note(rel, opened)
+                self._record(rel, Opened(opened.perm, now, opened.ino, opened.dev))
             return True
         finally:
             if pfd is None:
@@ -330,6 +329,7 @@ class SafeFS:
                     _give_back(self.open_path(rel, open_up=False), opened)
                 self._trim_outside(rel)
             self.opened.clear()
+            self.found.clear()
         finally:
             self._closing = False
             if self._journal_fd is not None:
@@ -345,8 +345,14 @@ class SafeFS:
             for key in [k for k in self._fds if not is_under(rel, k)]:
                 os.close(self._fds.pop(key))
 
+    def _record(self, rel: str, opened: Opened) -> None:
+        self._note(rel, opened)
+        self.opened[rel] = self.found[opened.dev, opened.ino] = opened
+
     def _forget_opened(self, rel: str) -> None:
-        if self.opened.pop(rel, None) is not None:
+        opened = self.opened.pop(rel, None)
+        if opened is not None:
+            self.found.pop((opened.dev, opened.ino), None)
             self._note(rel, None)
 
     def _note(self, rel: str, opened: Opened | None) -> None:

@@ -56,7 +56,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
     d_uid, d_gid = default
     me = os.geteuid()
     checks = me != 0  # goexd may be refused access
-    remap = bool(fs.opened)  # entries opened up before this walk: record their modes as found
+    found = fs.found  # inodes opened up (before, or through another name): record modes as found
     try:
         st = os.fstat(top_fd)
         lacks = st.st_uid != me or st.st_mode & DIR_READ != DIR_READ
@@ -68,7 +68,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
         os.close(top_fd)
         raise
     owner = None if (st.st_uid, st.st_gid) == default else (st.st_uid, st.st_gid)
-    out.meta[meta_dir_key(top) if top else SELF] = (fs.found_perm(top, stat.S_IMODE(st.st_mode)), owner)
+    out.meta[meta_dir_key(top) if top else SELF] = (fs.found_perm(st), owner)
     # One frame per open directory: (relative path, fd, remaining entries, nested).
     stack: list[tuple[str, int, Iterator[os.DirEntry[str]], bool]] = []
     _push(stack, top, top_fd, False, out)
@@ -100,14 +100,11 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
                         continue
                     child = _open_dir(fd, name, path)
                     if child is not None:
-                        perm = stat.S_IMODE(mode)
-                        out.meta[meta_dir_key(path)] = (fs.found_perm(path, perm) if remap else perm, owner)
+                        out.meta[meta_dir_key(path)] = (fs.found_perm(st) if found else stat.S_IMODE(mode), owner)
                         _push(stack, path, child, nested, out)
                         break
                 elif stat.S_ISREG(mode):
-                    perm = mode & 0o7777
-                    if remap:
-                        perm = fs.found_perm(path, perm)
+                    perm = fs.found_perm(st) if found else mode & 0o7777
                     if owner is not None or (perm != 0o644 and perm != 0o755 and needs_meta(perm)):  # noqa: PLR1714 (hot loop)
                         lacks = checks and (st.st_uid != me or not perm & FILE_READ)
                         if lacks and not _may_read(fs, fd, name, path, st, FILE_READ, os.R_OK, out):
