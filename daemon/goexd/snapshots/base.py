@@ -10,10 +10,14 @@ committed or undone.
 Rules:
 - `capture()` is cheap after the first call: it writes only what changed since the last
   capture (changes made by anyone, the user included), found without rehashing
-  unchanged files.
+  unchanged files. Whatever modes the daemon's user left on what it owns, it is read (and
+  every mode given back as found); what that user may not read and does not own raises
+  UnreadableEntries naming it, or is left out with `lenient`.
 - `restore(s)` makes the workspace exactly `s` and verifies it (raises if not), owners
   included where the daemon may set them; where it may not (it is not root), the entry
-  keeps the daemon's owner, gets no set-id bits, and is named in the report.
+  keeps the daemon's owner, gets no set-id bits, and is named in the report. What the
+  daemon's user may not read and does not own stays as it is (with the directories
+  holding it) and is named in the report too.
 - `strip_privileges(old, new)` takes set-id bits and file capabilities away from the
   regular files that changed between two snapshots (see privileges.py).
 - Nothing here touches the workspace's own `.git`.
