@@ -348,7 +348,7 @@ def test_a_capture_refuses_what_goexd_may_not_read_and_does_not_own(store: GitWo
 
     assert sorted(e.path for e in raised.value.entries) == ["d/foreign", "foreign.txt"]
     message = str(raised.value)
-    assert "may not read 2 entries it does not own, so goexd cannot snapshot them" in message
+    assert "may not read 2 entries and cannot open them up, so goexd cannot snapshot them" in message
     assert "d/foreign/ (owner 0:0, mode 0700)" in message and "foreign.txt (owner 0:0, mode 0600)" in message
 
 

@@ -82,8 +82,8 @@ class Unowned:
 
 @dataclass(frozen=True)
 class Unreadable:
-    """An entry goexd's user may not read (or enter) and does not own, so may not open
-    up: it cannot be snapshotted, and a restore leaves it as it is."""
+    """An entry goexd's user may not read (or enter) and cannot open up (it is not its
+    own): it cannot be snapshotted, and a restore leaves it as it is."""
 
     path: str  # relative, never "" (the root)
     is_dir: bool
@@ -113,7 +113,7 @@ class RestoreReport:
             n = len(self.unreadable)
             parts.append(
                 f"left {_entries(n)} as {'it was' if n == 1 else 'they were'}, which goexd's user "
-                f"(uid {os.geteuid()}) may not read and does not own: {_shown(self.unreadable, limit)}"
+                f"(uid {os.geteuid()}) may not read and cannot open up: {_shown(self.unreadable, limit)}"
             )
         return "; ".join(parts)
 
@@ -123,14 +123,14 @@ class SnapshotError(Exception):
 
 
 class UnreadableEntries(SnapshotError):
-    """The workspace holds entries goexd's user may not read and does not own."""
+    """The workspace holds entries goexd's user may not read and cannot open up."""
 
     def __init__(self, entries: tuple[Unreadable, ...]) -> None:
         self.entries = entries
-        n = len(entries)
+        them = "it" if len(entries) == 1 else "them"
         super().__init__(
-            f"goexd's user (uid {os.geteuid()}) may not read {_entries(n)} it does not own, so goexd cannot "
-            f"snapshot {'it' if n == 1 else 'them'}: {_shown(entries, 10)}"
+            f"goexd's user (uid {os.geteuid()}) may not read {_entries(len(entries))} and cannot open {them} up, "
+            f"so goexd cannot snapshot {them}: {_shown(entries, 10)}"
         )
 
 

@@ -123,6 +123,7 @@ class GitWorkspaceStore:
         self._touched: tuple[Snapshot, set[str]] | None = None
         # What the latest capture could not read (lenient captures only; see restore()).
         self._unreadable: tuple[Unreadable, ...] = ()
+        self._capture_fs: SafeFS | None = None  # see _capture_batch()
         self._lock = threading.RLock()
         self._closed = False
         self._full_scans = 0
@@ -283,26 +284,44 @@ class GitWorkspaceStore:
         return SafeFS(self._root, self._journal).batch()
 
     def _capture(self, lenient: bool = False) -> Snapshot:
-        with self._batch() as fs:
-            dirty = self._tracker.drain(fs.open_up_dir) if self._tracker is not None else None
+        try:
+            return self._capture_in_batch(lenient)
+        finally:
+            if self._capture_fs is not None:  # what it opened up is given back
+                fs, self._capture_fs = self._capture_fs, None
+                fs.close()
+
+    def _capture_batch(self) -> SafeFS:
+        """The current capture's file access, made when first needed (an unchanged capture
+        needs none: it costs nothing)."""
+        if self._capture_fs is None:
+            self._capture_fs = SafeFS(self._root, self._journal)
+        return self._capture_fs
+
+    def _open_up_dir(self, rel: str) -> bool:
+        return self._capture_batch().open_up_dir(rel)
+
+    def _capture_in_batch(self, lenient: bool) -> Snapshot:
+        dirty = self._tracker.drain(self._open_up_dir) if self._tracker is not None else None
+        self._touched = None
+        if dirty is None or self._last is None:
+            return self._full_capture(self._capture_batch(), lenient)
+        self._touched = (self._last[2], dirty.paths)
+        if not dirty:
+            return self._last[2]
+        fs = self._capture_batch()
+        try:
+            self._apply_dirty(dirty, fs)
+        except UnreadableEntries:
+            # Not goexd's to open up: the full scan lists all such entries (or refuses).
             self._touched = None
-            if dirty is None or self._last is None:
-                return self._full_capture(fs, lenient)
-            self._touched = (self._last[2], dirty.paths)
-            if not dirty:
-                return self._last[2]
-            try:
-                self._apply_dirty(dirty, fs)
-            except UnreadableEntries:
-                # Not goexd's to open up: the full scan lists all such entries (or refuses).
-                self._touched = None
-                return self._full_capture(fs, lenient)
-            except BaseException:
-                # The dirty set is consumed: only a full scan can catch up now.
-                if self._tracker is not None:
-                    self._tracker.invalidate()
-                raise
-            return self._write_snapshot()
+            return self._full_capture(fs, lenient)
+        except BaseException:
+            # The dirty set is consumed: only a full scan can catch up now.
+            if self._tracker is not None:
+                self._tracker.invalidate()
+            raise
+        return self._write_snapshot()
 
     def _full_capture(self, fs: SafeFS, lenient: bool) -> Snapshot:
         self._full_scan(fs, lenient)

@@ -128,7 +128,8 @@ class SafeFS:
 
     def close(self) -> None:
         try:
-            self._close_up()
+            if self.opened or self._journal_fd is not None:
+                self._close_up()
         finally:
             for fd in self._fds.values():
                 os.close(fd)

@@ -147,6 +147,9 @@ def _may_read(
             return True
     except _GONE:
         return True  # vanished: the walk's next step says so
+    except OSError as e:  # its own, yet it could not be opened up (a read-only mount, say)
+        out.unreadable.append(Unreadable(path, stat.S_ISDIR(st.st_mode), f"{_found(st)}: {e.strerror}"))
+        return False
     out.unreadable.append(Unreadable(path, stat.S_ISDIR(st.st_mode), _found(st)))
     return False
 
