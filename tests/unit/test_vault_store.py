@@ -48,7 +48,7 @@ def test_first_start_creates_a_0600_vault_and_key_and_values_are_never_in_plaint
     assert TOKEN not in blob and name.encode() not in blob  # names are encrypted too
     reopened = Vault.open(cfg)
     assert [i.name for i in reopened.list_info()] == [name]
-    assert reopened.get("gh").values["value"] == TOKEN
+    assert reopened.get(name).values["value"] == TOKEN
 
 
 def test_each_write_uses_a_fresh_nonce(cfg: config.Config) -> None:
