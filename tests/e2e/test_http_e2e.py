@@ -349,6 +349,10 @@ def test_bad_input_is_refused_before_anything_is_sent(daemon: DaemonProcess, jso
         ("POST", "/items", {"headers": {"Host": "evil.test"}}, "set by goexd"),
         ("POST", "/items", {"headers": {"Authorization": "Bearer goex-secret:x"}}, "placeholders"),
         ("FETCH!", "/items", {}, "not an HTTP method"),
+        # Headers are journaled with the action: none may be unbounded.
+        ("POST", "/items", {"headers": {"X-Big": "a" * 20_000}}, "headers['X-Big']: 20005 bytes, more than"),
+        ("POST", "/items", {"headers": {f"X-{i}": "a" * 15_000 for i in range(5)}}, "bytes in all, more than"),
+        ("POST", "/items", {"headers": {f"X-{i}": "1" for i in range(101)}}, "101 headers, more than 100"),
     ):
         got, msg = status_of(lambda m=method, p=path, k=kwargs: call(daemon, s.id, m, p, **k))
         assert got == grpc.StatusCode.INVALID_ARGUMENT and words in msg, (path, msg)

@@ -63,6 +63,11 @@ MAX_PRE_IMAGE_BYTES = 4 * 1024 * 1024  # larger pre-images are not kept: such a 
 MAX_DERIVE_BYTES = MAX_PRE_IMAGE_BYTES
 _PLACEHOLDER = "goex-secret"
 MAX_HOST_BYTES = 253  # a DNS name's length in text form
+# What a declarative call's headers may hold: each header is journaled with the action, and
+# servers refuse far less (8-16 KiB per field, typically; the whole gRPC request is 4 MiB).
+MAX_HEADER_BYTES = 16 * 1024  # one header's name + value
+MAX_HEADERS_BYTES = 64 * 1024  # all of them
+MAX_HEADERS = 100
 
 Redact = Callable[[bytes, bool], bytes]
 
@@ -217,6 +222,21 @@ class HttpResource:
             raise InvalidArgument("spec", f"{spec.kind.value} actions do not run on an http resource")
         self._check_request(spec.http, "spec.http")
 
+    @staticmethod
+    def _check_header_sizes(req: HttpRequest, fld: str) -> None:
+        if len(req.headers) > MAX_HEADERS:
+            raise InvalidArgument(f"{fld}.headers", f"{len(req.headers)} headers, more than {MAX_HEADERS}")
+        total = 0
+        for name, value in req.headers:
+            size = len(name.encode(errors="replace")) + len(value.encode(errors="replace"))
+            if size > MAX_HEADER_BYTES:
+                raise InvalidArgument(
+                    f"{fld}.headers[{shown(name)}]", f"{size} bytes, more than one header may hold ({MAX_HEADER_BYTES})"
+                )
+            total += size
+        if total > MAX_HEADERS_BYTES:
+            raise InvalidArgument(f"{fld}.headers", f"{total} bytes in all, more than {MAX_HEADERS_BYTES}")
+
     def _check_request(self, req: HttpRequest, fld: str) -> None:
         base = urlsplit(self.resource.uri)
         full = urlsplit(self.sender.url(call_of(req)))
@@ -231,6 +251,7 @@ class HttpResource:
             raise InvalidArgument(
                 f"{fld}.path", f"{req.path!r} leads outside the resource's base URL {self.resource.uri}"
             )
+        self._check_header_sizes(req, fld)
         for name, value in req.headers:
             if name.lower() in FORBIDDEN_HEADERS:
                 raise InvalidArgument(f"{fld}.headers[{name}]", "is set by goexd itself")
