@@ -249,17 +249,27 @@ def test_changes_below_a_000_directory_are_seen_and_undone(store: GitWorkspaceSt
     restore_and_check(store, ws, first, first_fp)
 
 
-def test_opening_up_costs_no_extra_full_scan(place: Path, ws: Path, as_user: None) -> None:
-    """The modes given back after a capture raise inotify events: the next captures read those
-    entries again (a few syscalls each), and stay incremental."""
+def test_an_unchanged_capture_opens_nothing_up_again(place: Path, ws: Path, as_user: None) -> None:
+    """Giving the modes back raises inotify events; the capture drops those (the entries still
+    have the modes it recorded), so the next capture reads nothing: no entry's ctime moves (each
+    opening up is a chmod). A real change made afterwards to such an entry is still seen."""
     leave_unreadable(ws)
+    locked = [ws / "d", ws / "d" / "f", ws / "f000", ws / "t" / "a" / "b" / "f", ws / "w"]
     with GitWorkspaceStore(place / "state" / "ws.git", ws, watch=True) as store:
         snap = store.capture()
+        ctimes = ctimes_of(locked)
         for _ in range(3):
             assert store.capture() == snap
-        write(ws / "later")
-        assert store.capture() != snap
+        assert ctimes_of(locked) == ctimes
+        os.chmod(ws / "f000", 0o200)
+        changed = store.capture()
+        assert [(c.kind.value, c.path) for c in store.changes(snap, changed).changes] == [("mode_changed", "f000")]
         assert store.full_scans == 1
+
+
+def ctimes_of(paths: list[Path]) -> list[int]:
+    with as_root():
+        return [os.lstat(p).st_ctime_ns for p in paths]
 
 
 def test_modes_opened_up_by_a_killed_goexd_are_given_back_when_the_store_opens(

@@ -77,7 +77,7 @@ from goexd.snapshots.layout import (
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
-from goexd.snapshots.safefs import NotRegularFile, SafeFS, close_up_left
+from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
 from goexd.snapshots.treediff import DIR, FILE, Change, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
 from goexd.snapshots.watch import Dirty, DirtyTracker
@@ -290,6 +290,36 @@ class GitWorkspaceStore:
             if self._capture_fs is not None:  # what it opened up is given back
                 fs, self._capture_fs = self._capture_fs, None
                 fs.close()
+                if fs.given_back and self._tracker is not None:
+                    self._settle(fs.given_back)
+
+    def _settle(self, given_back: dict[str, Opened]) -> None:
+        """Keep the modes a capture gave back from reading as changes at the next one: an
+        attribute event on such a path is dropped while it still has the mode and owner
+        recorded. One below a directory given back mode 0 cannot be looked at; it is
+        dropped too, as nobody but root could have changed it meanwhile."""
+        me = os.geteuid()
+        with SafeFS(self._root, open_up=False).batch() as fs:
+
+            def own(path: str) -> bool:
+                opened = given_back.get(path)
+                if opened is None:
+                    return False
+                try:
+                    st = fs.lstat(path)
+                except PermissionError:
+                    return True
+                except OSError:
+                    return False
+                return (st.st_ino, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (
+                    opened.ino,
+                    opened.perm,
+                    me,
+                    opened.gid,
+                )
+
+            assert self._tracker is not None
+            self._tracker.settle(own)
 
     def _capture_batch(self) -> SafeFS:
         """The current capture's file access, made when first needed (an unchanged capture

@@ -68,13 +68,14 @@ class Opened:
     granted: int  # its bits while opened up
     ino: int  # the inode that was opened up (close() leaves any other alone)
     dev: int = 0
+    gid: int = -1  # its group then (its owner is goexd's user)
 
 
 class SafeFS:
     """Relative-path operations on one workspace; "" is the root itself. `journal`: the
     file that records openings until close() (None: none is kept)."""
 
-    def __init__(self, root: Path, journal: Path | None = None) -> None:
+    def __init__(self, root: Path, journal: Path | None = None, *, open_up: bool = True) -> None:
         self.root = root
         self._fds: dict[str, int] = {}
         self.opened: dict[str, Opened] = {}  # by path: what close() gives back
@@ -83,7 +84,8 @@ class SafeFS:
         self.openings = 0  # how many times open_up() changed a mode
         self._journal = journal
         self._journal_fd: int | None = None
-        self._closing = False  # giving modes back: open nothing up any more
+        self._frozen = not open_up  # open nothing up (also while giving modes back)
+        self.given_back: dict[str, Opened] = {}  # by close(): the modes it put back
 
     # -- directory fds -------------------------------------------------------------
 
@@ -251,6 +253,8 @@ class SafeFS:
         """Give goexd's user `bits` on the directory or regular file rel until close(),
         when it owns rel and lacks some of them; whether it did. `pfd`: an fd on rel
         (else one is opened here)."""
+        if self._frozen:
+            return False
         fd = self.open_path(rel) if pfd is None else pfd
         try:
             st = os.fstat(fd)
@@ -259,14 +263,14 @@ class SafeFS:
                 return False
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 return False
-            opened = Opened(self.found_perm(st), perm | bits, st.st_ino, st.st_dev)
+            opened = Opened(self.found_perm(st), perm | bits, st.st_ino, st.st_dev, st.st_gid)
             self._record(rel, opened)  # before the chmod: a crash after it still finds it
             self.openings += 1
             proc = f"/proc/self/fd/{fd}"
             os.chmod(proc, opened.granted)
             now = stat.S_IMODE(os.stat(proc).st_mode)
             if now != opened.granted:  # the kernel dropped S_ISGID (a group goexd is not in)
-                self._record(rel, Opened(opened.perm, now, opened.ino, opened.dev))
+                self._record(rel, Opened(opened.perm, now, opened.ino, opened.dev, opened.gid))
             return True
         finally:
             if pfd is None:
@@ -287,7 +291,7 @@ class SafeFS:
         try:
             return op()
         except PermissionError:
-            if self._closing:
+            if self._frozen:
                 raise
             if rel and self.open_up(parent_of(rel), DIR_READ):
                 try:
@@ -323,16 +327,17 @@ class SafeFS:
     def _close_up(self) -> None:
         """Give what was opened up its mode back, deepest first (children sort after their
         parent), unless it changed meanwhile. Then the journal goes."""
-        self._closing = True
+        frozen, self._frozen = self._frozen, True
         try:
             for rel, opened in sorted(self.opened.items(), reverse=True):
                 with contextlib.suppress(OSError):  # gone or moved: nothing left to give back
-                    _give_back(self.open_path(rel, open_up=False), opened)
+                    if _give_back(self.open_path(rel, open_up=False), opened):
+                        self.given_back[rel] = opened
                 self._trim_outside(rel)
             self.opened.clear()
             self.found.clear()
         finally:
-            self._closing = False
+            self._frozen = frozen
             if self._journal_fd is not None:
                 os.close(self._journal_fd)
                 self._journal_fd = None
@@ -396,13 +401,15 @@ def close_up_left(root: Path, journal: Path) -> None:
         journal.unlink(missing_ok=True)
 
 
-def _give_back(pfd: int, opened: Opened) -> None:
+def _give_back(pfd: int, opened: Opened) -> bool:
     """Put the mode as found back on the inode open as pfd (closed here), if it is the one
-    opened up and still has the mode given it."""
+    opened up and still has the mode given it; whether it did."""
     try:
         st = os.fstat(pfd)
-        if st.st_ino == opened.ino and stat.S_IMODE(st.st_mode) == opened.granted:
-            os.chmod(f"/proc/self/fd/{pfd}", opened.perm)
+        if st.st_ino != opened.ino or stat.S_IMODE(st.st_mode) != opened.granted:
+            return False
+        os.chmod(f"/proc/self/fd/{pfd}", opened.perm)
+        return True
     finally:
         os.close(pfd)
 

@@ -63,6 +63,7 @@ class DirtyTracker:
         self._paths: dict[int, str] = {}  # watch descriptor -> relative dir path
         self._sure = False
         self._broken = False  # out of watches: stay in "unknown" until closed
+        self._pending: Dirty | None = None  # read by settle(), for the next drain()
 
     @property
     def usable(self) -> bool:
@@ -85,25 +86,46 @@ class DirtyTracker:
 
     def drain(self, open_up: OpenUp) -> Dirty | None:
         """Changes since the previous drain or arm, or None for "unknown"."""
-        if self._ino is None or not self._sure:
+        dirty, self._pending = self._pending or Dirty(), None
+        if self._ino is None or not self._sure or not self._read(dirty, open_up):
             return None
-        dirty = Dirty()
+        return dirty
+
+    def settle(self, own: Callable[[str], bool]) -> None:
+        """Read what is queued now for the next drain(), leaving out attribute-only events
+        on paths `own` vouches for: the modes a capture just gave back (safefs.py), which
+        would make every later capture read those entries again."""
+        if self._ino is None or not self._sure:
+            return
+        self._pending = self._pending or Dirty()
+        if not self._read(self._pending, _no_open_up, own):
+            self._pending = None
+
+    def _read(self, dirty: Dirty, open_up: OpenUp, own: Callable[[str], bool] | None = None) -> bool:
+        """Queued events into `dirty`; False when the tracker lost track."""
+        assert self._ino is not None
         moved_out: list[int] = []
         for _ in range(_MAX_READS):
             events = self._ino.read(timeout=0)
             if not events:
                 break
             for ev in events:
+                if own is not None and ev.mask & ~F.ISDIR == F.ATTRIB and self._vouched(ev.wd, ev.name, own):
+                    continue
                 if not self._handle(ev.wd, ev.mask, ev.name, dirty, moved_out, open_up):
                     self._sure = False
-                    return None
+                    return False
         # Watches of directories that left the workspace (a move without a matching
         # move-in, re-watched above) would keep reporting outside paths.
         for wd in moved_out:
             if wd not in self._paths:
                 with contextlib.suppress(OSError):  # already gone with its directory
                     self._ino.rm_watch(wd)
-        return dirty
+        return True
+
+    def _vouched(self, wd: int, name: str, own: Callable[[str], bool]) -> bool:
+        base = self._paths.get(wd)
+        return base is not None and own(join(base, name) if name else base)
 
     def close(self) -> None:
         self._close_fd()
@@ -195,3 +217,8 @@ class DirtyTracker:
             self._ino = None
         self._paths.clear()
         self._sure = False
+        self._pending = None
+
+
+def _no_open_up(rel: str) -> bool:
+    return False
