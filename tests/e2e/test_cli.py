@@ -592,9 +592,16 @@ class Terminal:
     def __init__(self, argv: list[str], cwd: Path) -> None:
         master, slave = pty.openpty()
         self.master = master
-        self.proc = subprocess.Popen(
-            [str(GOEX), *argv], cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE
-        )
+        # As a terminal's shell would start it: a suite run in the background of a non-interactive
+        # shell (`make test &`) has SIGINT ignored, which exec passes on, and Python then leaves
+        # Ctrl-C ignored in the CLI too. A handler (unlike "ignore") is reset to the default by exec.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.proc = subprocess.Popen(
+                [str(GOEX), *argv], cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         os.close(slave)
         self.seen = b""
 
