@@ -25,6 +25,8 @@ from goex.cli._render import format_time
 from goex.cli._units import parse_duration
 from goex.v1 import secrets_pb2
 
+HOST_HELP = "allowed [scheme://]host[:port] (repeatable; bare = https on 443, plain http needs http://)"
+
 _KINDS = [k.value for k in SecretKind if k is not SecretKind.UNSPECIFIED]
 
 
@@ -48,9 +50,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     where.add_argument("--query-param", metavar="PARAM[=TEMPLATE]", help="e.g. 'api_key' or 'key={value}'")
     where.add_argument("--env", metavar="VAR", help="expose it to sandboxed processes as $VAR (explicit opt-in)")
     where.add_argument("--dsn-password", action="store_true", help="use it as a database URL's password")
-    put.add_argument(
-        "--host", action="append", default=[], dest="hosts", metavar="HOST", help="allowed [scheme://]host[:port] (repeatable; bare = https on 443, plain http needs http://)"
-    )
+    put.add_argument("--host", action="append", default=[], dest="hosts", metavar="HOST", help=HOST_HELP)
     put.add_argument("--username", help="basic auth: the user name (the value is the password)")
     put.add_argument("--overwrite", action="store_true", help="replace an existing secret of that name")
     put.set_defaults(handler=cmd_put)
@@ -92,9 +92,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     oa.add_argument("--token-url", required=True, metavar="URL", help="token endpoint")
     oa.add_argument("--client-id", required=True, metavar="ID", help="the OAuth2 client registered with the provider")
     oa.add_argument("--scope", action="append", default=[], dest="scopes", metavar="SCOPE", help="(repeatable)")
-    oa.add_argument(
-        "--host", action="append", default=[], dest="hosts", metavar="HOST", help="allowed [scheme://]host[:port] (repeatable; bare = https on 443, plain http needs http://)"
-    )
+    oa.add_argument("--host", action="append", default=[], dest="hosts", metavar="HOST", help=HOST_HELP)
     oa.add_argument(
         "--client-secret-stdin",
         action="store_true",
