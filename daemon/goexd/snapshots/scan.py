@@ -95,7 +95,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
                 # Inlined owner_of / entry_meta (layout.py): this loop runs once per file.
                 owner = None if st.st_uid == d_uid and st.st_gid == d_gid else (st.st_uid, st.st_gid)
                 if stat.S_ISDIR(mode):
-                    lacks = checks and (st.st_uid != me or mode & DIR_READ != DIR_READ)
+                    lacks = checks and (st.st_uid != me or mode & 0o500 != 0o500)  # DIR_READ, inlined
                     if lacks and not _may_read(fs, fd, name, path, st, DIR_READ, os.R_OK | os.X_OK, out):
                         continue
                     child = _open_dir(fd, name, path)
@@ -106,7 +106,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
                 elif stat.S_ISREG(mode):
                     perm = fs.found_perm(st) if found else mode & 0o7777
                     if owner is not None or (perm != 0o644 and perm != 0o755 and needs_meta(perm)):  # noqa: PLR1714 (hot loop)
-                        lacks = checks and (st.st_uid != me or not perm & FILE_READ)
+                        lacks = checks and (st.st_uid != me or not perm & 0o400)  # FILE_READ
                         if lacks and not _may_read(fs, fd, name, path, st, FILE_READ, os.R_OK, out):
                             continue
                         out.meta[meta_file_key(path)] = (perm, owner)
