@@ -5,6 +5,7 @@ as another (unprivileged) user: the security suite runs it both ways."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -135,7 +136,16 @@ class DaemonProcess:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # goexd's faulthandler writes every thread's stack to its log on SIGABRT: say where it hung.
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            raise RuntimeError(
+                f"goexd did not stop within {timeout:.0f} s of SIGTERM:\n{self.log()[-20000:]}"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL: a crash, with no chance to clean up."""

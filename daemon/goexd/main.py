@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import shutil
 import signal
 import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_toml(cfg), end="")
         return 0
     setup_logging(cfg)
+    faulthandler.enable()  # a hang or crash can be read from every thread's stack (SIGABRT, SIGSEGV)
     try:
         return serve(cfg, config.config_file_path(ns.config))
     except SetupError as exc:
@@ -139,17 +141,9 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     server, health_servicer = build_server(engine, admin, vault, oauth, cfg.socket, cfg.grpc_workers)
     scheduler = start_scheduler(admin, oauth, cfg)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     server.start()
     log.info("goexd %s serving on %s (state %s, sandbox %s)", __version__, cfg.socket, cfg.state_dir, sandbox.name)
-    stop.wait()
+    wait_for_stop_signal()
     set_not_serving(health_servicer)
     scheduler.shutdown(wait=False)
     oauth.close()
@@ -161,6 +155,26 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     cfg.socket.unlink(missing_ok=True)
     log.info("goexd stopped")
     return 0
+
+
+def wait_for_stop_signal() -> None:
+    """Return once SIGTERM or SIGINT arrived.
+
+    The kernel may hand a process signal to any of gRPC's threads; Python then runs the handler only when the
+    main thread next runs bytecode, so the main thread must never block for good (an Event.wait() without a
+    timeout did, once, and goexd ignored SIGTERM). The handler only sets a flag: taking a lock in it could
+    deadlock against the interrupted main thread.
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not received:
+        time.sleep(0.2)
+    log.info("received %s; shutting down", signal.Signals(received[0]).name)
 
 
 def token_dialer(cfg: config.Config) -> Dialer:

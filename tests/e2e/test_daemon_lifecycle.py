@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +82,24 @@ def test_second_daemon_on_the_same_socket_refuses(daemon: DaemonProcess, tmp_pat
     )
     assert other.returncode == 1 and "already serving" in other.stderr
     assert daemon.admin.GetHealth(adpb.GetHealthRequest()).ok
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+    if libc.syscall(sys_tgkill, pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
+
+
+def test_sigterm_delivered_to_any_thread_stops_the_daemon(daemon: DaemonProcess) -> None:
+    """The kernel may hand a process signal to any thread; goexd must stop whichever one gets it."""
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert others, "goexd runs gRPC's threads"
+    _tgkill(pid, others[-1], signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    assert "received SIGTERM; shutting down" in daemon.log() and "goexd stopped" in daemon.log()
 
 
 def _wait_running(d: DaemonProcess, action_id: str, marker: Path) -> None:
