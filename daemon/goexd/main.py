@@ -75,7 +75,8 @@ def setup_logging(cfg: config.Config) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if cfg.log_file:
         cfg.log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(cfg.log_file))
+        # A message quoting a file name that is not UTF-8 is written with \udcXX, not lost to an encoding error.
+        handlers.append(logging.FileHandler(cfg.log_file, errors="backslashreplace"))
     logging.basicConfig(
         level=cfg.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -33,4 +33,4 @@ def test_redaction_runs_before_the_cut() -> None:
 def test_lone_surrogates_cannot_break_the_status() -> None:
     out = detail("path \udcff here", str)
     out.encode("utf-8")  # gRPC sends the detail as UTF-8
-    assert out == "path ? here"
+    assert out == "path \\xff here"  # the byte 0xff of a name, shown as goexd shows names (goexd/names.py)

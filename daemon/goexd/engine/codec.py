@@ -35,7 +35,10 @@ def _unb64(text: str) -> bytes:
 
 
 def dumps(obj: dict[str, Any] | list[Any] | None) -> str | None:
-    return None if obj is None else json.dumps(obj, separators=(",", ":"), sort_keys=True)
+    # ASCII on purpose: a path that is not UTF-8 is a str with lone surrogates inside goexd
+    # (os.fsdecode), which SQLite TEXT cannot hold; as \\udcff escapes it is stored and loaded
+    # back exactly (surrogateescape yields only U+DC80..U+DCFF, which JSON never pairs up).
+    return None if obj is None else json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
 
 
 def loads(text: str | None) -> Any:

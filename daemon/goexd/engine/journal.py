@@ -28,6 +28,7 @@ from goexd.engine.models import (
     UndoStrategy,
 )
 from goexd.errors import FailedPrecondition, InternalError
+from goexd.names import utf8_text
 
 SCHEMA_VERSION = 7
 # Each step takes a journal from version N to N + 1; run in order at open.
@@ -339,10 +340,10 @@ class Journal:
             db.execute(f"INSERT INTO actions ({columns}) VALUES ({', '.join('?' * len(values))})", values)  # noqa: S608
             now = time.time()
             rows: list[tuple[str, str | None, str, float, str]] = [
-                (action.id, None, action.state.value, action.created_at, self.redact(note))
+                (action.id, None, action.state.value, action.created_at, self._text(note))
             ]
             rows += [
-                (action.id, before.value, state.value, now, self.redact(step_note))
+                (action.id, before.value, state.value, now, self._text(step_note))
                 for before, (state, step_note) in zip(states[:-1], trail, strict=True)
             ]
             db.executemany(
@@ -356,7 +357,7 @@ class Journal:
         bad = set(fields) - _ACTION_COLUMNS
         if bad:
             raise InternalError(f"unknown action columns {sorted(bad)}")
-        fields, note = self._redacted(fields), self.redact(note)
+        fields, note = self._redacted(fields), self._text(note)
         with self._tx() as db:
             sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in fields])
             cur = db.execute(
@@ -375,7 +376,7 @@ class Journal:
         bad = set(fields) - _ACTION_COLUMNS
         if bad:
             raise InternalError(f"unknown action columns {sorted(bad)}")
-        fields, note = self._redacted(fields), self.redact(note)
+        fields, note = self._redacted(fields), self._text(note)
         with self._tx() as db:
             if fields:
                 sets = ", ".join(f"{k} = ?" for k in fields)
@@ -388,7 +389,13 @@ class Journal:
                 )
 
     def _redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return {k: self.redact(v) if isinstance(v, str) and k not in _UNREDACTED else v for k, v in fields.items()}
+        return {k: self._text(v) if isinstance(v, str) and k not in _UNREDACTED else v for k, v in fields.items()}
+
+    def _text(self, text: str) -> str:
+        """Redacted, and storable as SQLite TEXT: an error or note quoting a file name that is not
+        UTF-8 (a lone surrogate inside goexd) keeps that byte as \\xHH (goexd/names.py). Paths in
+        change sets are JSON with \\uDCxx escapes instead (codec.dumps), which load back exactly."""
+        return utf8_text(self.redact(text))
 
     def get_action(self, action_id: str) -> Action | None:
         rows = self._query("SELECT * FROM actions WHERE id = ?", (action_id,))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.names import display_path
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -98,7 +99,7 @@ class FsVersionedResource(UndoesByItself):
             for name in sorted(files):
                 count += 1
                 if count <= DESCRIBE_MAX_ENTRIES:
-                    lines.append(f"  {name if rel == '.' else os.path.join(rel, name)}")
+                    lines.append(f"  {display_path(name if rel == '.' else os.path.join(rel, name))}")
         if count > DESCRIBE_MAX_ENTRIES:
             lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
         return "\n".join(lines)

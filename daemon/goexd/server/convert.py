@@ -3,6 +3,7 @@ field; semantic checks (does the path exist, is the action pending) belong to th
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any, cast
 
@@ -30,6 +31,7 @@ from goexd.engine.models import (
     UndoStrategy,
 )
 from goexd.errors import InvalidArgument
+from goexd.names import display_path, utf8_text
 from goexd.sandbox.base import ExecResult, Limits, Stream
 from goexd.server.convert_http import http_action_pb, http_request, http_result_pb, joined_headers, request_of_recorded
 from goexd.snapshots.base import ChangeSet
@@ -286,7 +288,13 @@ def exec_pb(r: ExecResult) -> pb.ExecResult:
 def changes_pb(c: ChangeSet) -> pb.ChangeSet:
     return pb.ChangeSet(
         changes=[
-            pb.FileChange(kind=_CHANGE_TO_PB[f.kind.value], path=f.path, old_mode=f.old_mode, new_mode=f.new_mode)
+            pb.FileChange(
+                kind=_CHANGE_TO_PB[f.kind.value],
+                path=display_path(f.path),
+                path_bytes=os.fsencode(f.path),
+                old_mode=f.old_mode,
+                new_mode=f.new_mode,
+            )
             for f in c.changes
         ],
         added=c.added,
@@ -294,7 +302,7 @@ def changes_pb(c: ChangeSet) -> pb.ChangeSet:
         deleted=c.deleted,
         total=c.total,
         truncated=c.truncated,
-        warnings=c.warnings,
+        warnings=[utf8_text(w) for w in c.warnings],
     )
 
 
@@ -302,7 +310,7 @@ def reversibility_pb(r: Reversibility) -> pb.Reversibility:
     return pb.Reversibility(
         reversibility_class=_RCLASS_TO_PB[r.reversibility_class.value],
         verdict=_VERDICT_TO_PB[r.verdict.value],
-        detail=r.detail,
+        detail=utf8_text(r.detail),  # an undo's report may quote paths
         tested_at=ts(r.tested_at),
     )
 
@@ -378,7 +386,7 @@ def action_pb(a: Action) -> pb.Action:
         state=_STATE_TO_PB[a.state],
         resource=a.resource,
         spec=spec_pb(a.spec),
-        error=a.error,
+        error=utf8_text(a.error),  # may quote a path (a snapshot error, say)
         timings=timings_pb(a.timings),
         created_at=ts(a.created_at),
         finished_at=ts(a.finished_at),

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from goexd import errors
+from goexd.names import utf8_text
 
 log = logging.getLogger("goexd.server")
 
@@ -49,7 +50,8 @@ def status_of(exc: errors.GoexError) -> grpc.StatusCode:
 
 def detail(message: str, redact: TextRedactor) -> str:
     """The status message of an error: redacted, then cut to MAX_DETAIL_BYTES (saying so)."""
-    data = redact(message[:_REDACTED_CHARS]).encode("utf-8", "replace")  # a lone surrogate becomes '?'
+    # A name's undecodable byte (a lone surrogate) becomes \xHH, as goexd shows names everywhere.
+    data = utf8_text(redact(message[:_REDACTED_CHARS])).encode("utf-8")
     if len(data) <= MAX_DETAIL_BYTES and len(message) <= _REDACTED_CHARS:
         return data.decode("utf-8")
     room = MAX_DETAIL_BYTES - len(TRUNCATED.encode())

@@ -30,6 +30,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from goexd.names import display_path
+
 if TYPE_CHECKING:
     from goexd.snapshots.privileges import Privileged
 
@@ -90,7 +92,7 @@ class Unreadable:
     detail: str  # its owner and mode, or the error
 
     def describe(self) -> str:
-        return f"{self.path}{'/' if self.is_dir else ''} ({self.detail})"
+        return f"{display_path(self.path)}{'/' if self.is_dir else ''} ({self.detail})"
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class RestoreReport:
         parts = []
         if self.unowned:
             shown = ", ".join(
-                f"{u.path or '.'} (recorded {u.owner[0]}:{u.owner[1]} mode {u.perm:04o})" for u in self.unowned[:limit]
+                f"{display_path(u.path) or '.'} (recorded {u.owner[0]}:{u.owner[1]} mode {u.perm:04o})"
+                for u in self.unowned[:limit]
             )
             parts.append(
                 f"could not restore the owner of {_entries(len(self.unowned))} (goexd runs as uid {os.geteuid()}): "

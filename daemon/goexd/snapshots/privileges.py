@@ -28,6 +28,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from goexd.names import display_path
 from goexd.snapshots.safefs import SafeFS
 
 CAPABILITY_XATTR = "security.capability"
@@ -52,7 +53,7 @@ class Privileged:
         what = [f"{' and '.join(bits)} bit"] if bits else []
         if self.capability:
             what.append(f"file capability ({CAPABILITY_XATTR})")
-        subject = f"the {' and the '.join(what)} of {self.path}"
+        subject = f"the {' and the '.join(what)} of {display_path(self.path)}"
         if self.left:
             return f"FAILED to remove {subject}: {self.left}"
         text = f"removed {subject}"

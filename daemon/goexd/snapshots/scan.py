@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from goexd.names import display_path
 from goexd.snapshots.base import SnapshotError, Unreadable, UnreadableEntries
 from goexd.snapshots.layout import LINK_PERM, SELF, Meta, Owner, meta_dir_key, meta_file_key, needs_meta, storable
 from goexd.snapshots.safefs import DIR_READ, FILE_READ, SafeFS
@@ -90,7 +91,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
                 except PermissionError as e:
                     raise UnreadableEntries((Unreadable(rel or ".", True, str(e)),)) from e
                 except OSError as e:
-                    raise SnapshotError(f"cannot stat {path}: {e}") from e
+                    raise SnapshotError(f"cannot stat {display_path(path)}: {e}") from e
                 mode = st.st_mode
                 # Inlined owner_of / entry_meta (layout.py): this loop runs once per file.
                 owner = None if st.st_uid == d_uid and st.st_gid == d_gid else (st.st_uid, st.st_gid)
@@ -176,7 +177,7 @@ def _open_dir(parent_fd: int, name: str, path: str) -> int | None:
     except OSError as e:
         if e.errno == errno.ELOOP:  # replaced by a symlink meanwhile
             return None
-        raise SnapshotError(f"cannot open directory {path}: {e}") from e
+        raise SnapshotError(f"cannot open directory {display_path(path)}: {e}") from e
 
 
 def _push(
@@ -191,7 +192,7 @@ def _push(
             entries = list(it)
     except OSError as e:
         os.close(fd)
-        raise SnapshotError(f"cannot list directory {rel or '.'}: {e}") from e
+        raise SnapshotError(f"cannot list directory {display_path(rel) or '.'}: {e}") from e
     if rel and not nested and any(e.name == ".git" for e in entries):
         nested = True
         out.nested.append(rel)
