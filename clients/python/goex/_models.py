@@ -7,6 +7,7 @@ message it came from in `.proto` (and `to_dict()` gives its JSON form).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -190,9 +191,17 @@ class ExecResult(_Model[types_pb2.ExecResult]):
 @dataclass(frozen=True)
 class FileChange(_Model[types_pb2.FileChange]):
     kind: ChangeKind
-    path: str  # relative to the workspace; directories end with "/"
+    # Relative to the workspace; directories end with "/". For people: goexd's display form of
+    # path_bytes, one printable line (a byte that is not UTF-8 as \xHH, a backslash as \\, ...).
+    path: str
     old_mode: int
     new_mode: int
+    path_bytes: bytes = b""  # the exact name on disk (Linux names are bytes, not always UTF-8)
+
+    @property
+    def fspath(self) -> str:
+        """The exact name as Python's os functions take it (os.fsdecode of path_bytes)."""
+        return os.fsdecode(self.path_bytes)
 
     @property
     def line(self) -> str:
@@ -206,6 +215,7 @@ class FileChange(_Model[types_pb2.FileChange]):
             path=msg.path,
             old_mode=msg.old_mode,
             new_mode=msg.new_mode,
+            path_bytes=msg.path_bytes or msg.path.encode(),  # a goexd before path_bytes sent the name itself
             proto=msg,
         )
 
