@@ -1,11 +1,25 @@
 from goex.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class DiffContent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIFF_CONTENT_UNSPECIFIED: _ClassVar[DiffContent]
+    DIFF_CONTENT_NONE: _ClassVar[DiffContent]
+    DIFF_CONTENT_TEXT: _ClassVar[DiffContent]
+    DIFF_CONTENT_BINARY: _ClassVar[DiffContent]
+    DIFF_CONTENT_NOT_READ: _ClassVar[DiffContent]
+DIFF_CONTENT_UNSPECIFIED: DiffContent
+DIFF_CONTENT_NONE: DiffContent
+DIFF_CONTENT_TEXT: DiffContent
+DIFF_CONTENT_BINARY: DiffContent
+DIFF_CONTENT_NOT_READ: DiffContent
 
 class SubmitActionRequest(_message.Message):
     __slots__ = ("session_id", "spec", "inverse", "detach", "approval")
@@ -134,3 +148,105 @@ class TestReversibilityResponse(_message.Message):
     REVERSIBILITY_FIELD_NUMBER: _ClassVar[int]
     reversibility: _types_pb2.Reversibility
     def __init__(self, reversibility: _Optional[_Union[_types_pb2.Reversibility, _Mapping]] = ...) -> None: ...
+
+class GetDiffRequest(_message.Message):
+    __slots__ = ("action_id", "since_last", "options")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_LAST_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    since_last: SinceLastAction
+    options: DiffOptions
+    def __init__(self, action_id: _Optional[str] = ..., since_last: _Optional[_Union[SinceLastAction, _Mapping]] = ..., options: _Optional[_Union[DiffOptions, _Mapping]] = ...) -> None: ...
+
+class SinceLastAction(_message.Message):
+    __slots__ = ("session_id", "resource")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    resource: str
+    def __init__(self, session_id: _Optional[str] = ..., resource: _Optional[str] = ...) -> None: ...
+
+class DiffOptions(_message.Message):
+    __slots__ = ("max_file_bytes", "max_total_bytes", "max_files", "context_lines", "stat_only")
+    MAX_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_FILES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LINES_FIELD_NUMBER: _ClassVar[int]
+    STAT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    max_file_bytes: int
+    max_total_bytes: int
+    max_files: int
+    context_lines: int
+    stat_only: bool
+    def __init__(self, max_file_bytes: _Optional[int] = ..., max_total_bytes: _Optional[int] = ..., max_files: _Optional[int] = ..., context_lines: _Optional[int] = ..., stat_only: _Optional[bool] = ...) -> None: ...
+
+class GetDiffResponse(_message.Message):
+    __slots__ = ("action_id", "resource", "resource_kind", "from_snapshot", "to_snapshot", "files", "files_changed", "additions", "deletions", "truncated", "notes", "summary")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_KIND_FIELD_NUMBER: _ClassVar[int]
+    FROM_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TO_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    FILES_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    ADDITIONS_FIELD_NUMBER: _ClassVar[int]
+    DELETIONS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    resource: str
+    resource_kind: _types_pb2.ResourceKind
+    from_snapshot: str
+    to_snapshot: str
+    files: _containers.RepeatedCompositeFieldContainer[FileDiff]
+    files_changed: int
+    additions: int
+    deletions: int
+    truncated: bool
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    summary: str
+    def __init__(self, action_id: _Optional[str] = ..., resource: _Optional[str] = ..., resource_kind: _Optional[_Union[_types_pb2.ResourceKind, str]] = ..., from_snapshot: _Optional[str] = ..., to_snapshot: _Optional[str] = ..., files: _Optional[_Iterable[_Union[FileDiff, _Mapping]]] = ..., files_changed: _Optional[int] = ..., additions: _Optional[int] = ..., deletions: _Optional[int] = ..., truncated: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class FileDiff(_message.Message):
+    __slots__ = ("path", "path_bytes", "kind", "old", "new", "content", "additions", "deletions", "patch", "patch_truncated", "note")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OLD_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    ADDITIONS_FIELD_NUMBER: _ClassVar[int]
+    DELETIONS_FIELD_NUMBER: _ClassVar[int]
+    PATCH_FIELD_NUMBER: _ClassVar[int]
+    PATCH_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    path_bytes: bytes
+    kind: _types_pb2.ChangeKind
+    old: DiffSide
+    new: DiffSide
+    content: DiffContent
+    additions: int
+    deletions: int
+    patch: bytes
+    patch_truncated: bool
+    note: str
+    def __init__(self, path: _Optional[str] = ..., path_bytes: _Optional[bytes] = ..., kind: _Optional[_Union[_types_pb2.ChangeKind, str]] = ..., old: _Optional[_Union[DiffSide, _Mapping]] = ..., new: _Optional[_Union[DiffSide, _Mapping]] = ..., content: _Optional[_Union[DiffContent, str]] = ..., additions: _Optional[int] = ..., deletions: _Optional[int] = ..., patch: _Optional[bytes] = ..., patch_truncated: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+
+class DiffSide(_message.Message):
+    __slots__ = ("mode", "uid", "gid", "size", "blob_id", "sha256")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    BLOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    blob_id: str
+    sha256: str
+    def __init__(self, mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., blob_id: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -82,6 +82,11 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.TestReversibilityRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_actions__pb2.TestReversibilityResponse.FromString,
                 _registered_method=True)
+        self.GetDiff = channel.unary_unary(
+                '/goex.v1.Actions/GetDiff',
+                request_serializer=goex_dot_v1_dot_actions__pb2.GetDiffRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.GetDiffResponse.FromString,
+                _registered_method=True)
 
 
 class ActionsServicer:
@@ -151,6 +156,18 @@ class ActionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDiff(self, request, context):
+        """What an action changed, or what changed in a workspace since the session's latest action there
+        (a person's own edits): a git-style unified diff per file of a directory; for a database or an
+        http call, what goexd recorded of the change (see GetDiffResponse.summary). Redacted like every
+        output, capped (DiffOptions). NOT_FOUND for an unknown action; FAILED_PRECONDITION when the
+        action left nothing to diff (still running, failed and rolled back) or its snapshots were
+        garbage-collected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +215,11 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.TestReversibility,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.TestReversibilityRequest.FromString,
                     response_serializer=goex_dot_v1_dot_actions__pb2.TestReversibilityResponse.SerializeToString,
+            ),
+            'GetDiff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDiff,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.GetDiffRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.GetDiffResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -445,6 +467,33 @@ class Actions:
             '/goex.v1.Actions/TestReversibility',
             goex_dot_v1_dot_actions__pb2.TestReversibilityRequest.SerializeToString,
             goex_dot_v1_dot_actions__pb2.TestReversibilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/GetDiff',
+            goex_dot_v1_dot_actions__pb2.GetDiffRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.GetDiffResponse.FromString,
             options,
             channel_credentials,
             insecure,
