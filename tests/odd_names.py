@@ -48,15 +48,19 @@ def build(root: bytes | str) -> None:
     os.chmod(os.path.join(base, ODD_DIR_MODE[0]), ODD_DIR_MODE[1])
 
 
+def _octal(raw: bytes) -> str:
+    return "".join(f"\\{b:03o}" for b in raw)
+
+
 def sh_word(raw: bytes) -> str:
     """A shell word that expands to exactly `raw` (no trailing newline), in ASCII."""
-    return "\"$(printf '" + "".join(f"\\{b:03o}" for b in raw) + "')\""
+    return f"\"$(printf '{_octal(raw)}')\""
 
 
 def shell_script() -> str:
     """The shell commands that make what build() makes."""
     lines = [f"mkdir -p {sh_word(d)}" for d in ODD_DIRS]
-    lines += [f"printf '%s' {sh_word(data)} > {sh_word(rel)}" for rel, data in ODD_FILES.items()]
+    lines += [f"printf '{_octal(data)}' > {sh_word(rel)}" for rel, data in ODD_FILES.items()]
     lines.append(f"ln -s {sh_word(ODD_LINK[1])} {sh_word(ODD_LINK[0])}")
     lines.append(f"chmod {ODD_MODE[1]:o} {sh_word(ODD_MODE[0])}")
     lines.append(f"chmod {ODD_DIR_MODE[1]:o} {sh_word(ODD_DIR_MODE[0])}")

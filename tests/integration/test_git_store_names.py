@@ -4,13 +4,17 @@ restore are exact for them, in both change-detection modes."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pygit2
 import pytest
+from pygit2.enums import FileMode
 
 from goexd.snapshots.base import ChangeKind
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.rawtree import write_tree
 from tests.odd_names import LONG, ODD_DIRS, ODD_FILES, ODD_LINK, build, listing
 
 
@@ -79,3 +83,40 @@ def test_edits_deletes_renames_and_type_changes_of_odd_names(store: tuple[GitWor
     assert listing(ws) == at_first
     s.restore(second)
     assert listing(ws) == at_second
+
+
+def test_raw_tree_writer_matches_libgit2_for_odd_names(tmp_path: Path) -> None:
+    """rawtree.write_tree (pygit2's TreeBuilder takes UTF-8 names only) writes the very tree
+    libgit2's index writes for the same entries: same format, same order, same id."""
+    repo = pygit2.init_repository(str(tmp_path / "r.git"), bare=True)
+    blob, other = repo.create_blob(b"x"), repo.create_blob(b"y")
+    sub = _index_tree(repo, {"f": blob})
+    base_entries = {os.fsdecode(n): blob for n in ODD_FILES if b"/" not in n} | {"a": blob, "a.b": blob}
+    base = repo[_index_tree(repo, base_entries)]
+    assert isinstance(base, pygit2.Tree)
+    # put a file and a tree under odd names, replace one, remove two (one absent), keep the rest
+    changes: dict[str, tuple[pygit2.Oid, int] | None] = {
+        "new\udcff": (other, FileMode.BLOB),
+        "a": (sub, FileMode.TREE),  # sorts as "a/", after "a.b"
+        "bad\udcff": (other, FileMode.BLOB_EXECUTABLE),
+        "nl\nname": None,
+        "never\udcfe": None,
+    }
+    expected = dict(base_entries) | {"new\udcff": other, "bad\udcff": other}
+    del expected["nl\nname"], expected["a"]
+    index = pygit2.Index()
+    for name, oid in expected.items():
+        mode = FileMode.BLOB_EXECUTABLE if name == "bad\udcff" else FileMode.BLOB
+        index.add(pygit2.IndexEntry(name, oid, mode))
+    index.add(pygit2.IndexEntry("a/f", blob, FileMode.BLOB))
+    assert write_tree(repo, base, changes) == index.write_tree(repo)
+    assert write_tree(repo, None, {"only\udcff": None}) is None  # empty: git has no empty trees
+    fsck = subprocess.run(["git", "--git-dir", str(tmp_path / "r.git"), "fsck", "--strict"], capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+def _index_tree(repo: pygit2.Repository, entries: dict[str, pygit2.Oid]) -> pygit2.Oid:
+    index = pygit2.Index()
+    for name, oid in entries.items():
+        index.add(pygit2.IndexEntry(name, oid, FileMode.BLOB))
+    return index.write_tree(repo)
