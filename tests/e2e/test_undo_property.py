@@ -22,8 +22,11 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import open_fs, shell
 from tests.fs_fingerprint import describe_diff, fingerprint
+from tests.odd_names import sh_word
 
 NAMES = ["a", "b", "sub/c", "sub/deep/d", "ignored/e", "x y"]
+# Names are bytes: not UTF-8, a newline, a backslash, inside a directory that is not UTF-8.
+ODD = [b"bad\xff", b"nl\nx", b"back\\slash", b"d\xfe/f\x80"]
 _counter = itertools.count()
 
 ops = st.one_of(
@@ -48,10 +51,16 @@ ops = st.one_of(
     st.builds(
         lambda a, b: f"[ -e '{a}' ] && mv '{a}' '{b}'", st.sampled_from(NAMES), st.sampled_from(["moved", "sub/m"])
     ),
+    st.builds(
+        lambda n, t: f"mkdir -p \"$(dirname {sh_word(n)})\" && printf '{t}' >> {sh_word(n)}",
+        st.sampled_from(ODD),
+        st.sampled_from(["odd", "more"]),
+    ),
+    st.builds(lambda n: f"rm -rf {sh_word(n)}", st.sampled_from([*ODD, b"d\xfe"])),
     st.just("[ -d sub ] && mv sub sub2"),
     st.just("[ -d sub ] && chmod 700 sub"),
 )
-user_edits = st.one_of(st.none(), st.sampled_from(["user.txt", "a", "sub/user"]))
+user_edits = st.one_of(st.none(), st.sampled_from(["user.txt", "a", "sub/user", "bad\udcff"]))
 
 
 @pytest.fixture(scope="module")
