@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -83,7 +84,7 @@ def act(res: PostgresInverseResource, spec: ActionSpec, inverse: ActionSpec | No
     """The engine's order: test, checkpoint, execute; returns the checkpoint undo needs."""
     verdict = res.test(spec, inverse, LIMITS, None)
     assert verdict.verdict is Verdict.PASSED, verdict.detail
-    cp = res.checkpoint("act_x", inverse)
+    cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", inverse)  # each action its own id, as the engine gives
     out = res.execute(spec, LIMITS, cp, None, None)
     return {**cp, **out.checkpoint_extra}
 
@@ -108,7 +109,7 @@ def test_the_paper_scenarios_commit_at_once_and_undo_by_their_inverse(pg_cluster
         )
         assert seen(pg_cluster, pg_database, "SELECT sum(balance) FROM users") == [(2100,)]
 
-        report = res.rollback("act_x", bump)
+        report = res.rollback(bump["marker"], bump)
         assert report.verified and "matches its pre-action state" in report.detail
         assert res.fingerprint() == after_add
         assert seen(pg_cluster, pg_database, "SELECT name, balance FROM users ORDER BY id") == [
@@ -116,8 +117,8 @@ def test_the_paper_scenarios_commit_at_once_and_undo_by_their_inverse(pg_cluster
             ("bob", 200),
             ("cy", 300),
         ]
-        assert res.rollback("act_x", add).verified and res.fingerprint() == after_create
-        assert res.rollback("act_x", create).verified and res.fingerprint() == empty
+        assert res.rollback(add["marker"], add).verified and res.fingerprint() == after_create
+        assert res.rollback(create["marker"], create).verified and res.fingerprint() == empty
         assert seen(pg_cluster, pg_database, "SELECT to_regclass('users') IS NULL") == [(True,)]
 
         # With commit: the actions are in the database already; committing only stops offering the inverse.
@@ -207,7 +208,7 @@ def test_statements_a_transaction_cannot_take_back_are_tested_on_a_copy(
     # Run for real (outside a transaction), and undone by the inverse.
     cp = act(res, q("CREATE INDEX CONCURRENTLY users_name ON users (name)"), q("DROP INDEX CONCURRENTLY users_name"))
     assert seen(pg_cluster, pg_database, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name'") == [(1,)]
-    assert res.rollback("act_x", cp).verified
+    assert res.rollback(cp["marker"], cp).verified
     assert seen(pg_cluster, pg_database, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name'") == [(0,)]
     # The action's timeout was set for the session while it ran outside a transaction, and put back after.
     res.execute(q("VACUUM users"), Limits(timeout_s=2.5), res.checkpoint("act_v", q("SELECT 1")), None, None)
@@ -238,7 +239,7 @@ def test_undo_after_others_changed_the_database_runs_but_says_it_could_not_verif
     cp = act(res, q("UPDATE users SET balance = balance + 500"), q("UPDATE users SET balance = balance - 500"))
     with pg_cluster.connect_app(pg_database) as other:
         other.execute("INSERT INTO users VALUES (3, 'zed', 1)")
-    report = res.rollback("act_x", cp)
+    report = res.rollback(cp["marker"], cp)
     assert not report.verified and "changed since the action" in report.detail
     # The inverse ran as written (and so also took 500 from the newcomer): the report says it is unverified.
     assert seen(pg_cluster, pg_database, "SELECT name, balance FROM users ORDER BY id") == [
@@ -282,7 +283,7 @@ def test_a_lost_connection_fails_the_running_action_and_the_next_call_reconnects
     before = res.fingerprint()
     terminate()  # between calls: nothing was pending, the next call reconnects without a word
     cp = act(res, q("UPDATE users SET balance = 0"), q("UPDATE users SET balance = id * 10"))
-    assert res.rollback("act_x", cp).verified
+    assert res.rollback(cp["marker"], cp).verified
     cp = res.checkpoint("act_l", q("DELETE FROM users WHERE id = 9"))
     threading.Timer(0.3, terminate).start()
     with pytest.raises(Unavailable, match=r"lost the connection .* while the action ran .* rolled back"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -56,7 +57,7 @@ def act(res: SqliteInverseResource, spec: ActionSpec, inverse: ActionSpec | None
     """The engine's order: test, checkpoint, execute; returns the checkpoint undo needs."""
     verdict = res.test(spec, inverse, LIMITS, None)
     assert verdict.verdict is Verdict.PASSED, verdict.detail
-    cp = res.checkpoint("act_x", inverse)
+    cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", inverse)  # each action its own id, as the engine gives
     out = res.execute(spec, LIMITS, cp, None, None)
     return {**cp, **out.checkpoint_extra}
 
@@ -65,15 +66,15 @@ def test_the_paper_scenarios_commit_at_once_and_undo_by_their_inverse(res: Sqlit
     before = res.fingerprint()
     bump = act(res, q("UPDATE users SET balance = balance + 500"), q("UPDATE users SET balance = balance - 500"))
     assert seen(db, "SELECT balance FROM users ORDER BY id") == [(510,), (520,)]  # committed at once
-    report = res.rollback("act_x", bump)
+    report = res.rollback(bump["marker"], bump)
     assert report.verified and res.fingerprint() == before
 
     add = act(res, q("INSERT INTO users (name, balance) VALUES ('cy', 3)"), q("DELETE FROM users WHERE name = 'cy'"))
-    assert res.rollback("act_x", add).verified and res.fingerprint() == before
+    assert res.rollback(add["marker"], add).verified and res.fingerprint() == before
 
     create = act(res, q("CREATE TABLE orders (id INTEGER PRIMARY KEY)"), q("DROP TABLE orders"))
     assert seen(db, "SELECT count(*) FROM sqlite_master WHERE name = 'orders'") == [(1,)]
-    assert res.rollback("act_x", create).verified and res.fingerprint() == before
+    assert res.rollback(create["marker"], create).verified and res.fingerprint() == before
 
 
 def test_a_wrong_inverse_fails_its_test_and_changes_nothing(res: SqliteInverseResource) -> None:
@@ -114,7 +115,7 @@ def test_undo_after_others_changed_the_database_runs_but_says_it_could_not_verif
     cp = act(res, q("UPDATE users SET balance = balance + 500"), q("UPDATE users SET balance = balance - 500"))
     with sqlite3.connect(db) as other:
         other.execute("INSERT INTO users (name, balance) VALUES ('zed', 1)")
-    report = res.rollback("act_x", cp)
+    report = res.rollback(cp["marker"], cp)
     assert not report.verified and "changed since the action" in report.detail
     # The inverse ran as written (and so also took 500 from the newcomer): the report says it is unverified.
     assert seen(db, "SELECT name, balance FROM users ORDER BY id") == [("ann", 10), ("bob", 20), ("zed", -499)]
@@ -209,12 +210,12 @@ def test_the_fingerprints_around_actions_are_known_without_reading_every_row(
         res, q("UPDATE users SET balance = balance + 5 WHERE id = 1"), q("UPDATE users SET balance = 10 WHERE id = 1")
     )
     assert cp["post"] == whole(db)  # worked out from the captured change, and the same as reading it all
-    assert res.rollback("act_x", cp).verified and res.fingerprint() == whole(db) == cp["pre"]
+    assert res.rollback(cp["marker"], cp).verified and res.fingerprint() == whole(db) == cp["pre"]
     # Another connection's commit is noticed (PRAGMA data_version): the next fingerprint is read whole.
     with sqlite3.connect(db) as other:
         other.execute("INSERT INTO users (name, balance) VALUES ('zed', 1)")
     cp = act(res, q("DELETE FROM users WHERE name = 'zed'"), q("INSERT INTO users (name, balance) VALUES ('zed', 1)"))
-    assert res.rollback("act_x", cp).verified and cp["pre"] == whole(db)
+    assert res.rollback(cp["marker"], cp).verified and cp["pre"] == whole(db)
     # Statements outside a transaction (VACUUM) are fingerprinted whole before and after.
     cp = act(res, q("DELETE FROM users WHERE id = 2; VACUUM"), q("INSERT INTO users VALUES (2, 'bob', 20)"))
     assert cp["post"] == whole(db)

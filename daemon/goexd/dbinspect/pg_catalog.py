@@ -1,6 +1,7 @@
 """Read the user schemas of a PostgreSQL database into the model, in a few catalog queries.
 
-Skipped: pg_catalog, information_schema, TOAST and temporary schemas. Definitions come from the
+Skipped: pg_catalog, information_schema, TOAST and temporary schemas, and goex's own marker table
+(hidden.py; its indexes and constraints go with it, being read by table). Definitions come from the
 server's own deparsers (format_type, pg_get_expr, pg_get_constraintdef, pg_get_indexdef,
 pg_get_triggerdef, pg_get_viewdef), so they are valid SQL for this server.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from goexd.dbinspect.hidden import OUTCOMES_TABLE
 from goexd.dbinspect.model import TABLE, VIEW, Column, Index, Relation, Schema
 
 USER_NAMESPACES = """
@@ -27,7 +29,7 @@ _RELATIONS = f"""
 SELECT c.oid, n.nspname, c.relname, quote_ident(n.nspname), quote_ident(c.relname), c.relkind, c.reltuples,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END, has_table_privilege(c.oid, 'SELECT')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_NAMESPACES}
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_NAMESPACES} AND c.relname <> '{OUTCOMES_TABLE}'
 ORDER BY n.nspname, c.relname
 """  # noqa: S608 (constant text)
 

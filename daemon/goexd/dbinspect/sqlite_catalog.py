@@ -1,4 +1,7 @@
-"""Read the schema of a SQLite database's `main` schema into the model (sqlite_% objects skipped)."""
+"""Read the schema of a SQLite database's `main` schema into the model.
+
+Skipped: sqlite_% objects, and goex's own marker table with its indexes and triggers (hidden.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections import defaultdict
 from contextlib import closing
 from typing import Any
 
+from goexd.dbinspect.hidden import OUTCOMES_TABLE
 from goexd.dbinspect.model import TABLE, VIEW, Column, Index, Relation, Schema
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -49,7 +53,8 @@ def read_schema(conn: sqlite3.Connection) -> Schema:
     objects = rows(
         conn,
         "SELECT type, name, tbl_name, sql FROM main.sqlite_master "
-        "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND lower(tbl_name) <> ? ORDER BY name",
+        (OUTCOMES_TABLE,),
     )
     index_sql: dict[str, str] = {}
     triggers: dict[str, list[str]] = defaultdict(list)

@@ -7,6 +7,10 @@ Lifecycle of one action on a resource:
     rollback(action_id, cp)             restore the pre-action state exactly, and verify it
 Resource managers know nothing of gRPC or of the journal; the engine orders the calls and
 records each transition before the call that performs it.
+
+A resource where an action commits at once (the inverse strategy) can be left with its outcome
+in doubt by a crash between its COMMIT and the journal's record: such managers also implement
+SettlesInDoubt, and recovery asks them (`settling(manager)` gives the default for the others).
 """
 
 from __future__ import annotations
@@ -89,6 +93,49 @@ class UndoesByItself(StepByStep):
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility | None:
         return None
+
+
+class Resolution(enum.Enum):
+    """What became of an action found RUNNING at a restart, as the resource itself tells."""
+
+    ROLL_BACK = "roll back"  # none of it stayed, or the checkpoint takes it back: roll back as usual
+    EXECUTED = "executed"  # the resource committed all of it: it is pending again, undoable by its inverse
+    UNKNOWN = "unknown"  # part of it may have taken effect, and nothing tells which: left as it is, and said
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    resolution: Resolution
+    detail: str = ""  # why, for the journal
+    checkpoint_extra: Checkpoint = field(default_factory=dict)  # EXECUTED: what its undo needs besides
+
+
+class SettlesInDoubt:
+    """Outcomes in doubt, settled from the resource itself (the default: the checkpoint decides).
+
+    Overridden by managers whose actions commit at once; they keep evidence (marker rows) in
+    the resource, written in the same transaction as what it proves, until the journal has
+    recorded the end of the action (settle), and make their rollback() run an inverse at most once."""
+
+    def resolve_in_doubt(self, action_id: str, checkpoint: Checkpoint) -> InDoubt:
+        """An action the journal has as RUNNING (goexd stopped while it ran): did the resource keep it?"""
+        return InDoubt(Resolution.ROLL_BACK)
+
+    def marked(self) -> list[str]:
+        """The actions the resource holds evidence for (to drop that of actions the journal has settled)."""
+        return []
+
+    def settle(self, action_ids: Sequence[str]) -> None:
+        """The journal has recorded these actions' ends: drop their evidence (best effort: never raises)."""
+        return None
+
+
+_CHECKPOINT_DECIDES = SettlesInDoubt()
+
+
+def settling(manager: object) -> SettlesInDoubt:
+    """The manager's way of settling outcomes in doubt, or the default one."""
+    return manager if isinstance(manager, SettlesInDoubt) else _CHECKPOINT_DECIDES
 
 
 class ResourceManager(Protocol):

@@ -45,6 +45,11 @@ Decisions:
   transaction had taken effect, or others changed the database).
 - Fingerprints do not cover sequences' positions (dbinspect reads tables and schema), so a pair
   that only moves a sequence passes; the copy keeps that movement away from the database.
+- Outcomes in doubt are settled from the database (outcomes.py): the action's transaction and
+  the inverse's each write a marker into goex_outcomes (postgres_outcomes.py), so a restart after
+  a crash between a COMMIT and the journal's record, and a connection lost during a COMMIT, find
+  out whether the server committed: an action it kept is EXECUTED and undoable, an inverse it
+  committed is never run again. A database where the table cannot be kept is refused at open.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from typing import Protocol
 
 import psycopg
 
+from goexd import faults
 from goexd.dbinspect import pg_changes
 from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import (
@@ -69,11 +75,23 @@ from goexd.engine.models import (
     Resource,
     Reversibility,
     ReversibilityClass,
+    SqlResult,
     Verdict,
 )
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
+from goexd.resources import outcomes
 from goexd.resources import postgres_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
+from goexd.resources.base import (
+    Checkpoint,
+    InDoubt,
+    Outcome,
+    OutputCallback,
+    RollbackReport,
+    SandboxNetwork,
+    SettlesInDoubt,
+    StepByStep,
+)
+from goexd.resources.postgres_outcomes import PgMarks
 from goexd.resources.postgres_run import Conn
 from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
@@ -83,9 +101,10 @@ log = logging.getLogger(__name__)
 
 RUNS_IN = "its own transaction"
 UNDO_TIMEOUT_S = 600.0
+TAG = "postgres-inverse"  # its fault points' tag (faults.py)
 
 
-class PostgresInverseResource(StepByStep):
+class PostgresInverseResource(StepByStep, SettlesInDoubt):
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
 
     def __init__(
@@ -102,7 +121,16 @@ class PostgresInverseResource(StepByStep):
         self._db = run.PgDatabase(self._pg, admin_database, copy_strategy)
         self._row_limit = row_limit
         self._lock = threading.Lock()
-        self._db.conn()  # an unreachable server or a wrong password is refused now, at session open
+        self._marks = PgMarks(self._db.name, self._pg.message)
+        conn = self._db.conn()  # an unreachable server or a wrong password is refused now, at session open
+        try:
+            self._marks.ensure(conn)
+        except psycopg.Error as exc:
+            self._db.close()
+            raise self._unusable(conn, exc, "while setting up its outcome markers") from None
+        except Exception:
+            self._db.close()
+            raise
 
     # ------------------------------------------------------------ checks
 
@@ -284,6 +312,7 @@ class PostgresInverseResource(StepByStep):
         if inverse is not None:
             cp["inverse_sql"] = inverse.sql
             cp["inverse_params"] = json.dumps(list(inverse.params))
+            cp[outcomes.MARKER_KEY] = action_id  # what it writes needs an undo: its outcome is marked
         return cp
 
     def execute(
@@ -296,15 +325,56 @@ class PostgresInverseResource(StepByStep):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec, runs_in=RUNS_IN)
+        marker = checkpoint.get(outcomes.MARKER_KEY)
         with self._lock:
             try:
-                result = self._db.run_committed(statements, spec.params, limits, cancel, self._row_limit)
+                mark = self._marking(marker, outcomes.ACTION, statements) if marker else None
+                result = self._db.run_committed(statements, spec.params, limits, cancel, self._row_limit, mark)
             except run.StatementFailed as exc:
                 raise InvalidArgument(SQL_FIELD, exc.why) from None
+            except run.CommitUnknown as lost:
+                result = self._committed_after_all(lost, marker, outcomes.ACTION, "the action")
             except run.ConnectionLost as lost:
                 raise self._db.lost(lost, "the action") from None
-            post = self._db.reading("after the action ran", lambda c: inspect.fingerprint(c).digest)
+            faults.point("action-after-commit", TAG)
+            try:
+                post = self._digest("after the action ran")
+            except GoexError as exc:  # it committed: it stays undoable, its undo unverified for want of this
+                log.warning("no fingerprint of %s after an action that committed: %s", self._db.name, exc)
+                post = ""
         return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"post": post})
+
+    def _marking(self, action_id: str, step: str, statements: Sequence[Classified]) -> Callable[[Conn], None]:
+        """Mark `step` begun now when its statements run outside a transaction; returns what marks it done,
+        to run last before its COMMIT (outcomes.py)."""
+        if not all(st.transactional for st in statements):
+            try:
+                self._marks.write(self._db.conn(), action_id, outcomes.begun(step))
+            except psycopg.Error as exc:
+                raise self._unusable(self._db.conn(), exc, "while marking the start of statements") from None
+
+        def done(conn: Conn) -> None:
+            self._marks.write(conn, action_id, step)
+            faults.point(f"{step}-before-commit", TAG)
+
+        return done
+
+    def _committed_after_all(self, lost: run.CommitUnknown, marker: str | None, step: str, what: str) -> SqlResult:
+        """The connection went during the COMMIT of `what`: the marker, read on a new connection, tells
+        whether the server committed. Its result when it did; Unavailable saying which when it did not."""
+        if marker is None:
+            raise self._db.lost(lost, what) from None
+        try:
+            steps = self._db.reading(f"after the COMMIT of {what}", lambda c: self._marks.steps(c, marker))
+        except GoexError:
+            raise self._db.lost(lost, what) from None
+        if step in steps:
+            log.warning("the connection went during the COMMIT of %s, which the server had committed", what)
+            return lost.result
+        raise Unavailable(
+            f"lost the connection to PostgreSQL at {self._pg.where} during the COMMIT of {what}; the server did "
+            "not commit it (no outcome marker): nothing changed"
+        )
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         return None
@@ -324,11 +394,23 @@ class PostgresInverseResource(StepByStep):
                 params=tuple(json.loads(checkpoint.get("inverse_params", "[]"))),
             )
             statements = run.check_script(inverse, "inverse", runs_in=RUNS_IN)
-            drifted = self._digest("before the undo") != checkpoint["post"]
+            before = self._digest("before the undo")
+            steps = self._db.reading("before the undo", lambda c: self._marks.steps(c, action_id))
+            earlier = outcomes.undone_already(checkpoint, outcomes.Look(steps, lambda: before))
+            if earlier is not None:
+                return earlier
+            drifted = before != checkpoint["post"]
             try:
                 self._db.run_committed(
-                    statements, inverse.params, Limits(timeout_s=UNDO_TIMEOUT_S), None, self._row_limit
+                    statements,
+                    inverse.params,
+                    Limits(timeout_s=UNDO_TIMEOUT_S),
+                    None,
+                    self._row_limit,
+                    self._marking(action_id, outcomes.UNDO, statements),
                 )
+            except run.CommitUnknown as lost:
+                self._committed_after_all(lost, action_id, outcomes.UNDO, "the inverse")
             except run.StatementFailed as exc:
                 partly = "" if all(st.transactional for st in statements) else " (statements before it stayed applied)"
                 raise InvalidArgument(
@@ -336,6 +418,7 @@ class PostgresInverseResource(StepByStep):
                 ) from None
             except run.ConnectionLost as lost:
                 raise self._db.lost(lost, "the inverse") from None
+            faults.point("undo-after-commit", TAG)
             after = self._digest("after the undo")
         if after == checkpoint["pre"]:
             return RollbackReport(verified=True, detail="ran the inverse; the database matches its pre-action state")
@@ -368,6 +451,28 @@ class PostgresInverseResource(StepByStep):
 
     def take_lost(self) -> list[str]:
         return []  # nothing is ever pending in a transaction between calls
+
+    def resolve_in_doubt(self, action_id: str, checkpoint: Checkpoint) -> InDoubt:
+        during = "while settling an action goexd stopped in"
+        marker = checkpoint.get(outcomes.MARKER_KEY, action_id)
+        with self._lock:
+            steps = self._db.reading(during, lambda c: self._marks.steps(c, marker))
+            return outcomes.resolve_running(checkpoint, outcomes.Look(steps, lambda: self._digest(during)))
+
+    def marked(self) -> list[str]:
+        with self._lock:
+            try:
+                return self._db.reading("while listing its outcome markers", self._marks.marked)
+            except GoexError as exc:
+                log.warning("could not list the outcome markers in %s: %s", self._db.name, exc)
+                return []
+
+    def settle(self, action_ids: Sequence[str]) -> None:
+        with self._lock:
+            try:
+                self._db.reading("while dropping outcome markers", lambda c: self._marks.drop(c, action_ids))
+            except GoexError as exc:  # left for the next opening of a session to drop
+                log.warning("could not drop the outcome markers of %s in %s: %s", action_ids, self._db.name, exc)
 
     def fingerprint(self) -> str:
         with self._lock:

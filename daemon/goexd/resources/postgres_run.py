@@ -238,7 +238,11 @@ class ConnectionLost(Exception):
 
 
 class CommitUnknown(ConnectionLost):
-    """The connection went during COMMIT: whether the server committed is unknown."""
+    """The connection went during COMMIT: whether the server committed is unknown (`result`: had it, the result)."""
+
+    def __init__(self, error: psycopg.Error, result: SqlResult) -> None:
+        super().__init__(error)
+        self.result = result
 
 
 def left_untouched(exc: Exception, statements: Sequence[Classified]) -> bool:
@@ -458,15 +462,18 @@ class PgDatabase:
         limits: Limits,
         cancel: threading.Event | None,
         row_limit: int,
+        before_commit: Callable[[Conn], None] | None = None,
     ) -> SqlResult:
         """Run the statements and commit them: in one transaction, or one by one when one cannot run in any.
 
-        A connection found lost before any of them was sent is replaced once (nothing was pending on it).
-        Raises StatementFailed, ConnectionLost or CommitUnknown."""
+        `before_commit` runs last in the transaction (after the statements, outside one), for writes
+        that must commit with them (outcome markers). A connection found lost before any of them was
+        sent is replaced once (nothing was pending on it). Raises StatementFailed, ConnectionLost or
+        CommitUnknown."""
         for attempt in (1, 2):
             conn = self.conn()
             try:
-                return self._commit_once(conn, statements, params, limits, cancel, row_limit)
+                return self._commit_once(conn, statements, params, limits, cancel, row_limit, before_commit)
             except ConnectionLost as lost:
                 if lost.started or attempt == 2:
                     raise
@@ -480,9 +487,12 @@ class PgDatabase:
         limits: Limits,
         cancel: threading.Event | None,
         row_limit: int,
+        before_commit: Callable[[Conn], None] | None,
     ) -> SqlResult:
         if not all(st.transactional for st in statements):
-            return run_script(conn, statements, params, limits, cancel, row_limit, self.pg.message)
+            result = run_script(conn, statements, params, limits, cancel, row_limit, self.pg.message)
+            self._last_write(conn, before_commit)
+            return result
         try:
             conn.execute("BEGIN")
         except psycopg.Error as exc:
@@ -491,17 +501,32 @@ class PgDatabase:
             raise StatementFailed(f"postgres: BEGIN failed: {self.pg.message(exc)}", False) from None
         try:
             result = run_script(conn, statements, params, limits, cancel, row_limit, self.pg.message)
+            self._last_write(conn, before_commit)
         except StatementFailed:
-            conn.rollback()
+            if not broken(conn):
+                conn.rollback()
             raise
         try:
             conn.commit()
         except psycopg.Error as exc:
             if broken(conn):
-                raise CommitUnknown(exc) from None
+                raise CommitUnknown(exc, result) from None
             conn.rollback()
             raise StatementFailed(f"postgres: COMMIT failed: {self.pg.message(exc)}", False) from None
         return result
+
+    def _last_write(self, conn: Conn, write: Callable[[Conn], None] | None) -> None:
+        """`write` (run_committed's before_commit) as the last statement: its failure fails the statements."""
+        if write is None:
+            return
+        try:
+            write(conn)
+        except psycopg.Error as exc:
+            if broken(conn):
+                raise ConnectionLost(exc) from None
+            raise StatementFailed(
+                f"postgres: writing goex's outcome marker failed: {self.pg.message(exc)}", False
+            ) from None
 
     def lost(self, lost: ConnectionLost, what: str) -> Unavailable:
         """What to say when the connection went while `what` ran."""

@@ -16,29 +16,51 @@ triggers, else read on both sides (the side before through a read-only connectio
 fingerprints around an action and its undo come from the last known one and what the statements
 changed (run.Tracked), read whole only when another connection has committed meanwhile. A write
 to most rows of a large table costs about what reading it whole did, or up to twice that.
+
+A crash between the action's (or the inverse's) COMMIT and the journal's record is settled from
+the database: both transactions write an outcome marker into `goex_outcomes` (outcomes.py), so a
+restart finds an action the database kept EXECUTED and undoable, and an inverse that committed is
+never run a second time.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from goexd import faults
 from goexd.dbinspect import sqlite as inspect
 from goexd.dbinspect import sqlite_changes
 from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
 from goexd.errors import InvalidArgument
+from goexd.resources import outcomes
 from goexd.resources import sqlite_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
+from goexd.resources.base import (
+    Checkpoint,
+    InDoubt,
+    Outcome,
+    OutputCallback,
+    RollbackReport,
+    SandboxNetwork,
+    SettlesInDoubt,
+    StepByStep,
+)
+from goexd.resources.sqlite_outcomes import SqliteMarks
 from goexd.sandbox.base import Limits
 from goexd.sql.classify import Classified, StatementClass
 
+log = logging.getLogger(__name__)
 
-class SqliteInverseResource(StepByStep):
+TAG = "sqlite-inverse"  # its fault points' tag (faults.py)
+
+
+class SqliteInverseResource(StepByStep, SettlesInDoubt):
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
 
     def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
@@ -49,6 +71,12 @@ class SqliteInverseResource(StepByStep):
         self._db = run.connect(self.path, busy_timeout_s)
         self._state = run.Tracked(self._db)
         self._lock = threading.Lock()
+        self._marks = SqliteMarks(self._db, self.path)
+        try:
+            self._marks.ensure()
+        except Exception:
+            self._db.close()
+            raise
 
     def describe(self, samples: bool = False) -> str:
         head = "sqlite database (strategy inverse: each action commits at once; undo runs its tested inverse)"
@@ -105,6 +133,7 @@ class SqliteInverseResource(StepByStep):
         if inverse is not None:
             cp["inverse_sql"] = inverse.sql
             cp["inverse_params"] = json.dumps(list(inverse.params))
+            cp[outcomes.MARKER_KEY] = action_id  # what it writes needs an undo: its outcome is marked
         return cp
 
     def execute(
@@ -117,12 +146,27 @@ class SqliteInverseResource(StepByStep):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec)
+        marker = checkpoint.get(outcomes.MARKER_KEY)
         with self._lock:
             try:
-                result, _, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)
+                mark = self._marking(marker, outcomes.ACTION, statements) if marker else None
+                result, _, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit, mark)
             except run.StatementFailed as exc:
                 raise InvalidArgument("spec.sql.sql", exc.why) from None
+            faults.point("action-after-commit", TAG)
         return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"post": after.digest})
+
+    def _marking(self, action_id: str, step: str, statements: Sequence[Classified]) -> Callable[[], None]:
+        """Mark `step` begun now when its statements run outside a transaction; returns what marks it done,
+        to run last before its COMMIT (outcomes.py)."""
+        if not all(st.transactional for st in statements):
+            self._marks.write(action_id, outcomes.begun(step))
+
+        def done() -> None:
+            self._marks.write(action_id, step)
+            faults.point(f"{step}-before-commit", TAG)
+
+        return done
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         return None
@@ -142,14 +186,24 @@ class SqliteInverseResource(StepByStep):
         )
         statements = run.check_script(inverse, "inverse")
         with self._lock:
+            look = outcomes.Look(self._marks.steps(action_id), lambda: self._state.current().digest)
+            earlier = outcomes.undone_already(checkpoint, look)
+            if earlier is not None:
+                return earlier
             try:
                 _, before, after = self._state.commit(
-                    statements, inverse.params, Limits(timeout_s=600), None, self._row_limit
+                    statements,
+                    inverse.params,
+                    Limits(timeout_s=600),
+                    None,
+                    self._row_limit,
+                    self._marking(action_id, outcomes.UNDO, statements),
                 )
             except run.StatementFailed as exc:
                 raise InvalidArgument(
                     "inverse.sql.sql", f"the inverse failed, nothing was changed: {exc.why}"
                 ) from None
+            faults.point("undo-after-commit", TAG)
             drifted = before.digest != checkpoint["post"]
         if after.digest == checkpoint["pre"]:
             return RollbackReport(verified=True, detail="ran the inverse; the database matches its pre-action state")
@@ -160,6 +214,23 @@ class SqliteInverseResource(StepByStep):
 
     def take_lost(self) -> list[str]:
         return []
+
+    def resolve_in_doubt(self, action_id: str, checkpoint: Checkpoint) -> InDoubt:
+        with self._lock:
+            marker = checkpoint.get(outcomes.MARKER_KEY, action_id)
+            look = outcomes.Look(self._marks.steps(marker), lambda: self._state.current().digest)
+            return outcomes.resolve_running(checkpoint, look)
+
+    def marked(self) -> list[str]:
+        with self._lock:
+            return self._marks.marked()
+
+    def settle(self, action_ids: Sequence[str]) -> None:
+        with self._lock:
+            try:
+                self._marks.drop(action_ids)
+            except sqlite3.Error as exc:  # left for the next opening of a session to drop
+                log.warning("could not drop the outcome markers of %s in %s: %s", action_ids, self.path, exc)
 
     def fingerprint(self) -> str:
         with self._lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
@@ -144,16 +144,22 @@ class Tracked:
         limits: Limits,
         cancel: threading.Event | None,
         row_limit: int,
+        before_commit: Callable[[], None] | None = None,
     ) -> tuple[SqlResult, inspect.DbFingerprint, inspect.DbFingerprint]:
         """Run the statements and commit them: the result, the fingerprints before and after.
 
         In one transaction (BEGIN IMMEDIATE, so no one writes between the two fingerprints), the
         changes captured as they are made; statements a transaction cannot hold run on their own,
-        between two whole fingerprints. Raises StatementFailed after rolling back."""
+        between two whole fingerprints. `before_commit` runs last in the transaction (after the
+        statements, outside one), for writes that must commit with them and that fingerprints do not
+        see (outcome markers). Raises StatementFailed after rolling back."""
         if not all(st.transactional for st in statements):
             before = self.current()
             self.forget()  # whatever happens now, this connection wrote
-            return run_script(self.db, statements, params, limits, cancel, row_limit), before, self.current()
+            result = run_script(self.db, statements, params, limits, cancel, row_limit)
+            if before_commit is not None:
+                before_commit()
+            return result, before, self.current()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             before = self.current()
@@ -165,6 +171,8 @@ class Tracked:
                 probe.drop()  # temporary triggers outlive a COMMIT
             finally:
                 probe.stop()
+            if before_commit is not None:
+                before_commit()
             self.db.execute("COMMIT")
         except BaseException as exc:
             if self.db.in_transaction:
