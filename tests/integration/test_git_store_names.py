@@ -120,3 +120,16 @@ def _index_tree(repo: pygit2.Repository, entries: dict[str, pygit2.Oid]) -> pygi
     for name, oid in entries.items():
         index.add(pygit2.IndexEntry(name, oid, FileMode.BLOB))
     return index.write_tree(repo)
+
+
+def test_change_set_is_sorted_by_name_bytes(store: tuple[GitWorkspaceStore, bytes]) -> None:
+    s, ws = store
+    before = s.capture()
+    # As str (goexd's surrogate-escaped paths), U+20AC and U+1F600 sort around b"\x80" and b"\xff".
+    names = [b"\x80x", "€".encode(), "😀".encode(), b"\xff", b"a.b", b"a/b"]
+    os.mkdir(os.path.join(ws, b"a"))
+    for n in names:
+        with open(os.path.join(ws, n), "wb") as f:
+            f.write(n)
+    got = [os.fsencode(c.path) for c in s.changes(before, s.capture()).changes]
+    assert got == [b"a.b", b"a/b", b"\x80x", "€".encode(), "😀".encode(), b"\xff"]

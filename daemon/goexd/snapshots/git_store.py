@@ -158,7 +158,7 @@ class GitWorkspaceStore:
                     implied = False
                 if not implied:
                     found.append(change)
-        found.sort(key=lambda c: c.path)
+        found.sort(key=lambda c: os.fsencode(c.path))  # by name bytes, as git orders them
         kinds = [c.kind for c in found]
         added = kinds.count(ChangeKind.ADDED)
         deleted = kinds.count(ChangeKind.DELETED)
