@@ -179,7 +179,6 @@ def cli(
     monkeypatch.setenv("GOEX_SOCKET", str(shared_daemon.socket))
     monkeypatch.setenv("GOEX_CLI_STATE", str(tmp_path / "state" / "cli.json"))
     monkeypatch.delenv("GOEX_DEBUG", raising=False)
-    monkeypatch.setenv("COLUMNS", "2000")  # a 255-byte name shows as 1020 characters: keep it on one line
     return Cli(capsys)
 
 
