@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,10 @@ from hypothesis import strategies as st
 
 from goexd.engine import codec
 from goexd.engine.journal import Journal
-from goexd.engine.models import (
-    Action,
-    ActionKind,
-    ActionSpec,
-    ActionState,
-    Resource,
-    ResourceKind,
-    Session,
-    SessionState,
-    UndoStrategy,
-)
+from goexd.engine.models import ActionState
 from goexd.names import display_path, utf8_text
-from goexd.sandbox.base import Limits
 from goexd.snapshots.base import ChangeKind, ChangeSet, FileChange
+from tests.unit.test_journal import _action, _session
 
 # name as on disk -> how goexd shows it (written out by hand: this is the rule).
 SHOWN = [
@@ -101,21 +90,8 @@ def test_a_message_quoting_a_name_becomes_utf8() -> None:
 
 def _journal_with_action(path: Path) -> Journal:
     journal = Journal(path)
-    journal.insert_session(
-        Session(
-            id="s1",
-            label="",
-            state=SessionState.OPEN,
-            resources=(Resource("fs", ResourceKind.FS, "/w", UndoStrategy.VERSIONED),),
-            limits=Limits(),
-            created_at=time.time(),
-        )
-    )
-    spec = ActionSpec(ActionKind.SHELL, argv=("true",))
-    action = Action(
-        id="a1", session_id="s1", seq=0, spec=spec, state=ActionState.PROPOSED, resource="fs", created_at=time.time()
-    )
-    journal.insert_action(action)
+    journal.insert_session(_session("s1", "/w"))
+    journal.insert_action(_action("a1", "s1"))
     return journal
 
 
