@@ -26,7 +26,7 @@ from goexd.config import Config
 from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
 from goexd.egress.upstream import tls_context as upstream_tls_context
-from goexd.engine import codec
+from goexd.engine import codec, diffs
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
@@ -84,8 +84,9 @@ from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
-from goexd.snapshots.base import ChangeSet
+from goexd.snapshots.base import ChangeSet, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.textdiff import DiffOptions
 from goexd.sql.classify import classify_script
 from goexd.sql.model import Dialect
 from goexd.vault.destinations import DEFAULT_PORTS
@@ -1138,6 +1139,29 @@ class Engine:
             tested = manager.test(spec, inverse, live.policy.limits(spec.limits, live.session.limits), None)
         assert tested is not None  # the inverse strategy always tests
         return replace(tested, tested_at=time.time())
+
+    # ================================================================ diffs
+
+    def diff_action(self, action_id: str, options: DiffOptions) -> diffs.ActionDiff:
+        """What an action changed (engine/diffs.py); read from the record and the snapshot store, so its
+        session may be closed."""
+        action = self._get(action_id)
+        redact = diffs.Redactors(self.redact, self.redact_text)
+        return diffs.action_diff(action, self.get_session(action.session_id), self.cfg.snapshots_dir, redact, options)
+
+    def diff_since_last(self, session_id: str, resource: str, options: DiffOptions) -> diffs.ActionDiff:
+        """What changed in a workspace since the session's latest action on it left it: a person's edits."""
+        live = self._live_session(session_id)
+        fs = diffs.fs_resource(live.session, resource, "since_last.resource")
+        with live.lock:  # between actions: an action's changes are not a person's
+            pending = self.journal.list_actions(session_id, list(diffs.IN_EFFECT))
+            latest = diffs.latest_in_effect(pending, fs)
+            try:
+                now = live.managers[fs.name].fingerprint()  # an fs resource's: its workspace's snapshot id
+            except SnapshotError as e:  # what goexd may not read and does not own (named)
+                raise FailedPrecondition(f"cannot snapshot {fs.name!r} to compare it: {e}") from e
+        redact = diffs.Redactors(self.redact, self.redact_text)
+        return diffs.since_last_diff(latest, fs, now, self.cfg.snapshots_dir, redact, options)
 
     # ================================================================ recovery / shutdown
 

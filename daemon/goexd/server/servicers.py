@@ -25,6 +25,7 @@ from goexd.policy.parse import PolicyError
 from goexd.policy.parse import check_size as check_policy_size
 from goexd.policy.parse import parse as parse_policy
 from goexd.server import convert as cv
+from goexd.server import convert_diff as cd
 from goexd.server import convert_secrets as cs
 from goexd.vault.oauth import OAuthFlows
 from goexd.vault.vault import Vault
@@ -134,6 +135,18 @@ class ActionsServicer(agrpc.ActionsServicer):
         inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
         verdict = self.engine.test_reversibility(session_id, spec, inverse)
         return apb.TestReversibilityResponse(reversibility=cv.reversibility_pb(verdict))
+
+    def GetDiff(self, req: apb.GetDiffRequest, ctx: Ctx) -> apb.GetDiffResponse:
+        options = cd.diff_options(req.options, "options")
+        target = req.WhichOneof("target")
+        if target == "action_id":
+            found = self.engine.diff_action(cv.require_id(req.action_id, "action_id"), options)
+        elif target == "since_last":
+            session_id = cv.require_id(req.since_last.session_id, "since_last.session_id")
+            found = self.engine.diff_since_last(session_id, req.since_last.resource, options)
+        else:
+            raise InvalidArgument("target", "action_id or since_last is required")
+        return cd.diff_pb(found)
 
 
 def raise_missing(fld: str) -> None:
