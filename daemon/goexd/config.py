@@ -63,6 +63,9 @@ class SandboxConfig:
 class FsConfig:
     change_detection: str = "inotify"  # "inotify" (O(changed)) or "scan" (full stat scan per capture)
     change_list_limit: int = 1000
+    # "auto": over an overlay of the workspace where this kernel mounts one, else direct;
+    # "overlay": refuse to start without it; "direct": over the workspace itself (resources/fs.py).
+    isolation: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,8 @@ def validate(cfg: Config) -> None:
         raise SetupError(f"config key 'log_level': {cfg.log_level!r} is not debug|info|warning|error")
     if cfg.journal_sync not in ("full", "normal"):
         raise SetupError(f"config key 'journal_sync': {cfg.journal_sync!r} is not full|normal")
+    if cfg.fs.isolation not in ("auto", "overlay", "direct"):
+        raise SetupError(f"config key 'fs.isolation': {cfg.fs.isolation!r} is not auto|overlay|direct")
     if cfg.fs.change_detection not in ("inotify", "scan"):
         raise SetupError(f"config key 'fs.change_detection': {cfg.fs.change_detection!r} is not inotify|scan")
     s = cfg.sandbox

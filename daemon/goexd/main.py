@@ -25,6 +25,7 @@ from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.errors import SetupError
+from goexd.resources.fs import clear_overlays, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.resources.http import check_address
 from goexd.sandbox.base import SandboxUnavailable
@@ -134,10 +135,14 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
     egress = EgressProxy(vault, cfg.egress, Path(tempfile.mkdtemp(prefix="goexd-egress-")))
     egress.start()
-    engine = Engine(cfg, journal, sandbox, vault, egress, own_paths=daemon_paths(cfg, config_file, [egress.run_dir]))
+    overlays = fs_overlays_dir(cfg, sandbox)
+    own_paths = daemon_paths(cfg, config_file, [egress.run_dir])
+    engine = Engine(cfg, journal, sandbox, vault, egress, own_paths=own_paths, fs_overlays=overlays)
     recovered = engine.recover()
     for a in recovered:
         log.warning("recovered action %s -> %s", a.id, a.state.value)
+    if overlays is not None:
+        clear_overlays(overlays)  # what recovery did not claim: runs that never started
     admin = Admin(cfg, engine, sandbox)
     server, health_servicer = build_server(engine, admin, vault, oauth, cfg.socket, cfg.grpc_workers)
     scheduler = start_scheduler(admin, oauth, cfg)
@@ -156,6 +161,21 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     cfg.socket.unlink(missing_ok=True)
     log.info("goexd stopped")
     return 0
+
+
+def fs_overlays_dir(cfg: config.Config, sandbox: BwrapSandbox) -> Path | None:
+    """Where fs actions get their overlays, or None to run them over the workspace (fs.isolation)."""
+    if cfg.fs.isolation == "direct":
+        return None
+    overlays = cfg.state_dir / "overlays"
+    overlays.mkdir(mode=0o700, exist_ok=True)
+    why = probe_overlay(sandbox, overlays)
+    if why is None:
+        return overlays
+    if cfg.fs.isolation == "overlay":
+        raise SetupError(f"fs.isolation = overlay, but {why}")
+    log.warning("fs actions run over the workspace itself (fs.isolation = direct): %s", why)
+    return None
 
 
 def wait_for_stop_signal() -> None:

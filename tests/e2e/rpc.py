@@ -47,6 +47,11 @@ def get(d: DaemonProcess, action_id: str) -> pb.Action:
     return d.actions.GetAction(apb.GetActionRequest(action_id=action_id), timeout=10).action
 
 
+def upper_of(d: DaemonProcess, action_id: str) -> Path:
+    """Where a running fs action's writes land (its overlay's upper dir), not the workspace."""
+    return d.state_dir / "overlays" / action_id / "upper"
+
+
 def status_of(call: object) -> tuple[grpc.StatusCode, str]:
     """Run a zero-argument callable expected to fail; return its status code and message."""
     try:

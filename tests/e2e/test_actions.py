@@ -12,7 +12,7 @@ from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import change_lines, commit, get, open_fs, shell, status_of, undo
+from tests.e2e.rpc import change_lines, commit, get, open_fs, shell, status_of, undo, upper_of
 from tests.fs_fingerprint import fingerprint
 
 
@@ -252,8 +252,11 @@ def test_cancel_stops_a_running_action_and_rolls_it_back(daemon: DaemonProcess, 
     session = open_fs(daemon, workspace)
     action = shell(daemon, session.id, "rm b.txt; echo x > started.txt; sleep 60", detach=True)
     deadline = time.monotonic() + 30
-    while not (workspace / "started.txt").exists() and time.monotonic() < deadline:
+    upper = upper_of(daemon, action.id)
+    while not (upper / "started.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    # While it runs, its writes are in its overlay, not in the workspace.
+    assert (upper / "started.txt").exists() and fingerprint(workspace) == before
     daemon.actions.CancelAction(apb.CancelActionRequest(action_id=action.id), timeout=10)
     while get(daemon, action.id).state not in (pb.ACTION_STATE_FAILED,) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -261,5 +264,6 @@ def test_cancel_stops_a_running_action_and_rolls_it_back(daemon: DaemonProcess, 
     assert final.state == pb.ACTION_STATE_FAILED
     assert final.exec.termination == pb.TERMINATION_CANCELLED
     assert fingerprint(workspace) == before
+    assert not upper.parent.exists()  # the overlay is gone with it
     code, msg = status_of(lambda: daemon.actions.CancelAction(apb.CancelActionRequest(action_id=action.id)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "not running" in msg

@@ -18,7 +18,7 @@ from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import get, open_fs, shell
+from tests.e2e.rpc import get, open_fs, shell, upper_of
 from tests.fs_fingerprint import fingerprint
 
 
@@ -124,13 +124,14 @@ def test_sigkill_mid_action_is_rolled_back_at_restart(tmp_path: Path, workspace:
     session = open_fs(d, workspace)
     tag = f"sleep 300.{os.getpid()}"  # a unique command line to look for after the crash
     action = shell(d, session.id, f"rm b.txt; echo half > started.txt; {tag}", detach=True)
-    _wait_running(d, action.id, workspace / "started.txt")
+    _wait_running(d, action.id, upper_of(d, action.id) / "started.txt")
     d.kill()
     deadline = time.monotonic() + 10  # the sandbox dies with the daemon
     while _sandbox_pids(tag) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _sandbox_pids(tag) == []
-    assert not (workspace / "b.txt").exists()  # the crash left the half-done action behind
+    # Its half-done writes sit in its overlay: the workspace never saw them.
+    assert (upper_of(d, action.id) / "started.txt").exists() and fingerprint(workspace) == before
 
     d2 = DaemonProcess(root).start()
     try:
@@ -138,6 +139,7 @@ def test_sigkill_mid_action_is_rolled_back_at_restart(tmp_path: Path, workspace:
         assert after.state == pb.ACTION_STATE_INTERRUPTED
         assert "rolled back" in after.error
         assert fingerprint(workspace) == before
+        assert not upper_of(d2, action.id).parent.exists()  # recovery threw the overlay away
         # The session survives the crash and keeps working.
         assert shell(d2, session.id, "echo again > again.txt").state == pb.ACTION_STATE_EXECUTED
     finally:
@@ -152,7 +154,7 @@ def test_sigterm_interrupts_a_long_action_and_exits_cleanly(tmp_path: Path, work
     before = fingerprint(workspace)
     session = open_fs(d, workspace)
     action = shell(d, session.id, "echo x > started.txt; sleep 300", detach=True)
-    _wait_running(d, action.id, workspace / "started.txt")
+    _wait_running(d, action.id, upper_of(d, action.id) / "started.txt")
     t0 = time.monotonic()
     assert d.stop() == 0
     assert time.monotonic() - t0 < 15

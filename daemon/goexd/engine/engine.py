@@ -233,8 +233,11 @@ class Engine:
         vault: Vault,
         egress: EgressRoutes | None = None,
         own_paths: OwnPaths | None = None,
+        fs_overlays: Path | None = None,
     ) -> None:
+        """`fs_overlays`: where fs actions get their overlay dirs; None runs them over the workspace itself."""
         self.cfg = cfg
+        self.fs_overlays = fs_overlays
         self.own_paths = own_paths or daemon_paths(cfg)  # what no resource may reach: goexd's own files
         self.journal = journal
         self.sandbox = sandbox
@@ -497,6 +500,7 @@ class Engine:
             self.sandbox,
             masked_paths=[self.cfg.state_dir, self.cfg.socket.parent],
             change_list_limit=self.cfg.fs.change_list_limit,
+            overlays_dir=self.fs_overlays,
         )
 
     # ================================================================ actions
@@ -1210,7 +1214,7 @@ class Engine:
         if action.state is ActionState.EXECUTED:
             log.warning("recovery: finishing the interrupted undo of %s", action.id)
             return self._undo_one(self._live_session(action.session_id), action)
-        if action.state is ActionState.RUNNING and action.checkpoint.get("pre"):
+        if action.state is ActionState.RUNNING and (action.checkpoint.get("pre") or action.checkpoint.get("overlay")):
             log.warning("recovery: rolling back %s to its checkpoint", action.id)
             live = self._live_session(action.session_id)
             self.journal.update(action.id, note="recovery: rolling back to the checkpoint")

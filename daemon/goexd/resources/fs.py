@@ -1,16 +1,33 @@
 """The file-system resource with the `versioned` undo strategy.
 
-Checkpoints are snapshots in a git directory inside the daemon's state dir (never the
-workspace's own .git); actions run in the sandbox with the workspace bound read-write and
-its .git read-only; undo restores the pre-action snapshot and verifies it by content id.
-After each action, the files it changed lose any set-id bits and file capabilities
-(snapshots/privileges.py); the action's change set says so.
+Snapshots live in a git directory inside the daemon's state dir (never the workspace's own
+.git). An action runs in the sandbox with its workspace's .git read-only, in one of two ways:
+
+- *overlay* (the default where the kernel allows it): over an overlay of the workspace
+  (sandbox/overlay.py), so the workspace itself is not touched while it runs. When it ends,
+  goexd snapshots the workspace (`pre`: whatever the person changed meanwhile is theirs), turns
+  the overlay's upper dir into the action's result (`post` = pre + the upper, exact by
+  construction) and applies exactly that to the workspace. A path the person changed while the
+  action ran and the action changed too gets the action's version; the person's is set aside.
+  A crash before the apply leaves nothing behind; during it, an intent file in the run's
+  overlay dir lets recovery take it back.
+- *direct*: over the workspace itself, snapshotted before and after; a change someone else
+  makes while the action runs cannot be told from the action's (the change set says so).
+
+Undo, either way, is three-way (snapshots/threeway.py): each path the action changed goes
+back to its `pre` state where it is still as the action left it; a path changed since is a
+conflict, refused unless forced, and then set aside, never dropped. Nothing else is written.
+Files an action leaves with set-id bits or file capabilities lose them (overlay: they are
+never applied; direct: snapshots/privileges.py); the change set says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
+import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -18,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource
-from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.errors import FailedPrecondition, InvalidArgument, NotFound
 from goexd.names import display_path
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
@@ -31,13 +48,21 @@ from goexd.resources.host_paths import (
     refuse_system,
     resolved,
 )
-from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec
-from goexd.snapshots.base import Snapshot, UnreadableEntries
+from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
+from goexd.sandbox.overlay import OverlayUnavailable, check_paths
+from goexd.snapshots.base import ChangeSet, RevertConflict, Snapshot, UnreadableEntries
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.privileges import listed
+from goexd.snapshots.set_aside import SetAside, UnknownSetAside
 from goexd.textcap import shown
 
 DESCRIBE_MAX_ENTRIES = 200
+APPLY_INTENT = "applying"  # in a run's overlay dir: {"pre", "post"} once goexd starts applying it
+# A file's ctime comes from a coarse clock (one tick, a few ms, behind): an edit made that close
+# to the start of a run counts as made during it (its version is then set aside needlessly, never lost).
+CTIME_SLACK_NS = 20_000_000
+CONCURRENT = "changed in the workspace while the action ran; the action's version was applied"
+FORCED = "changed since the action; overwritten by a forced undo"
 
 
 def store_dir_for(snapshots_dir: Path, workspace: Path) -> Path:
@@ -71,15 +96,27 @@ class FsVersionedResource(UndoesByItself):
         sandbox: Sandbox,
         masked_paths: Sequence[Path],
         change_list_limit: int = 1000,
+        overlays_dir: Path | None = None,
     ) -> None:
+        """`overlays_dir`: where runs get their overlay dirs (overlay mode); None: direct mode."""
         self.resource = resource
         self.workspace = Path(resource.uri)
         self._store = store
         self._sandbox = sandbox
         self._masked = tuple(masked_paths)
         self._change_limit = change_list_limit
+        self._overlays = overlays_dir
+        if overlays_dir is not None:
+            try:
+                check_paths(self.workspace, overlays_dir)
+            except OverlayUnavailable:
+                self._overlays = None  # such a path cannot be given to overlayfs: run over the workspace
 
-    undo_note = "undo restores the pre-action snapshot and verifies it by content id"
+    @property
+    def isolation(self) -> str:
+        return "overlay" if self._overlays is not None else "direct"
+
+    undo_note = "undo takes back the paths the action changed (three-way: paths changed since are conflicts)"
 
     def precheck(self, spec: ActionSpec) -> None:
         self._argv(spec)  # refuses kinds that do not run on a file-system resource
@@ -104,10 +141,24 @@ class FsVersionedResource(UndoesByItself):
             lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
         return "\n".join(lines)
 
+    # -- running
+
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
-        snap = self._capture()
-        self._store.pin(f"actions/{action_id}/pre", snap)
-        return {"pre": snap.id}
+        if self._overlays is None:
+            snap = self._capture()
+            self._store.pin(f"actions/{action_id}/pre", snap)
+            return {"pre": snap.id}
+        run_dir = self._overlays / action_id
+        _discard(run_dir)  # a leftover of an earlier attempt under this id
+        (run_dir / "work").mkdir(parents=True, mode=0o700)
+        upper = run_dir / "upper"
+        upper.mkdir(mode=0o700)
+        # A merged directory shows its upper's owner and mode: the workspace root's.
+        st = os.stat(self.workspace)
+        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            os.chown(upper, st.st_uid, st.st_gid)
+        os.chmod(upper, stat.S_IMODE(st.st_mode))
+        return {"overlay": str(run_dir)}
 
     def execute(
         self,
@@ -118,6 +169,8 @@ class FsVersionedResource(UndoesByItself):
         cancel: threading.Event | None,
         network: SandboxNetwork | None = None,
     ) -> Outcome:
+        run_dir = Path(checkpoint["overlay"]) if "overlay" in checkpoint else None
+        started_ns = time.time_ns()
         result = self._sandbox.run(
             SandboxSpec(
                 argv=self._argv(spec),
@@ -129,23 +182,57 @@ class FsVersionedResource(UndoesByItself):
                 limits=limits,
                 network=Network.PROXY if network else Network.NONE,
                 proxy=network.proxy if network else None,
+                overlay=WorkspaceOverlay(run_dir / "upper", run_dir / "work") if run_dir is not None else None,
             ),
             on_output=on_output,
             cancel=cancel,
         )
         started = time.monotonic()
+        if run_dir is not None:
+            changes, extra = self._apply(run_dir, started_ns)
+            return Outcome(exec=result, changes=changes, checkpoint_extra=extra, capture_s=time.monotonic() - started)
         pre = Snapshot(checkpoint["pre"])
         post, found = self._store.strip_privileges(pre, self._capture())
-        changes = replace(self._store.changes(pre, post, limit=self._change_limit), warnings=listed(found))
+        changes = self._store.changes(pre, post, limit=self._change_limit)
+        notes = [*listed(found), "direct mode: changes others made in the workspace while it ran count as its own"]
         left = [f.describe() for f in found if f.left]
         return Outcome(
             exec=result,
-            changes=changes,
+            changes=replace(changes, warnings=tuple(notes)),
             checkpoint_extra={"post": post.id},
             capture_s=time.monotonic() - started,
             # A privilege goexd could not take away must not stay: the action is rolled back.
             failure=f"{left[0]}; the action is rolled back" if left else None,
         )
+
+    def _apply(self, run_dir: Path, started_ns: int) -> tuple[ChangeSet, Checkpoint]:
+        """Apply an overlay run's result to the workspace; its change set and checkpoint entries."""
+        action_id = run_dir.name
+        pre = self._capture()
+        post, upper = self._store.edit(pre, run_dir / "upper", privileged=os.geteuid() == 0)
+        self._store.pin(f"actions/{action_id}/pre", pre)
+        self._store.pin(f"actions/{action_id}/post", post)
+        notes = [*upper.stripped, *(f"not applied: {s}" for s in upper.skipped)]
+        if post != pre:
+            concurrent = [p for p in upper.paths if self._changed_since(p, started_ns)]
+            if concurrent:
+                kept = self._store.set_aside(pre, post, concurrent, action_id, CONCURRENT)
+                notes.append(_kept_note(concurrent, kept.id, "changed in the workspace while the action ran"))
+            _write_intent(run_dir, pre, post)
+            applied = self._store.revert(pre, post, force=True)
+            if applied.plan.conflicts:  # changed in the moment between the snapshot and the apply
+                kept = self._store.set_aside(applied.before, post, applied.plan.conflicts, action_id, CONCURRENT)
+                notes.append(_kept_note(list(applied.plan.conflicts), kept.id, "changed while it was applied"))
+        _discard(run_dir)
+        changes = self._store.changes(pre, post, limit=self._change_limit)
+        return replace(changes, warnings=tuple(notes)), {"pre": pre.id, "post": post.id}
+
+    def _changed_since(self, rel: str, started_ns: int) -> bool:
+        try:
+            st = os.lstat(self.workspace / rel)
+        except OSError:
+            return False  # absent (or beyond a symlink): nothing of anyone's to keep there
+        return st.st_ctime_ns >= started_ns - CTIME_SLACK_NS and not stat.S_ISDIR(st.st_mode)
 
     @staticmethod
     def _argv(spec: ActionSpec) -> list[str]:
@@ -166,23 +253,168 @@ class FsVersionedResource(UndoesByItself):
         except UnreadableEntries as e:
             raise FailedPrecondition(f"{e} (and no action can be undone while that is so)") from e
 
+    # -- undo
+
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        # What goexd may not read is left out (and left alone by the restore, which says so).
+        return self._rollback(action_id, checkpoint, force=False)
+
+    def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        """Undo even where paths changed since the action; what was there is set aside."""
+        return self._rollback(action_id, checkpoint, force=True)
+
+    def _rollback(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
+        if "post" in checkpoint:
+            return self._revert(action_id, Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), force)
+        if "overlay" in checkpoint:  # it stopped before its result was recorded as applied
+            run_dir = Path(checkpoint["overlay"])
+            intent = _read_intent(run_dir)
+            if intent is None:
+                _discard(run_dir)
+                return RollbackReport(True, "nothing of it reached the workspace (it ran over an overlay)")
+            report = self._revert(action_id, intent[1], intent[0], force)
+            _discard(run_dir)
+            return report
+        # Direct mode, stopped while running: what it did is all that changed since its snapshot.
+        target = Snapshot(checkpoint["pre"])
         before = self._store.capture(lenient=True)
         self._store.pin(f"actions/{action_id}/before-undo", before)
-        target = Snapshot(checkpoint["pre"])
         restored = self._store.restore(target)
-        kept = f"state before the undo kept as {before.id[:12]}"
-        if restored.unowned or restored.unreadable:  # some of it is not back: not the state it was
-            return RollbackReport(
-                verified=False, detail=f"restored snapshot {target.id[:12]} but {restored.describe()}; {kept}"
-            )
-        return RollbackReport(
-            verified=True, detail=f"restored snapshot {target.id[:12]} (verified by content id); {kept}"
-        )
+        kept = f"the state it stopped in is kept as snapshot {before.id[:12]}"
+        if restored.unowned or restored.unreadable:
+            return RollbackReport(False, f"restored snapshot {target.id[:12]} but {restored.describe()}; {kept}")
+        return RollbackReport(True, f"restored snapshot {target.id[:12]} (verified by content id); {kept}")
+
+    def _revert(self, action_id: str, post: Snapshot, pre: Snapshot, force: bool) -> RollbackReport:
+        try:
+            done = self._store.revert(post, pre, force=force)
+        except RevertConflict as e:
+            raise FailedPrecondition(
+                f"cannot undo action {action_id}: changed since it ran (by you or a later action): "
+                f"{_paths(e.paths)}; undo later actions first (cascade), or force the undo to set "
+                "those versions aside"
+            ) from e
+        parts = [f"took back {_count(len(done.plan.apply), 'path')} (three-way, verified on disk)"]
+        if done.plan.already:
+            parts.append(f"{_count(len(done.plan.already), 'path')} already as before it")
+        if done.plan.kept_dirs:
+            parts.append(f"kept {_paths(done.plan.kept_dirs, '/')}: they hold files added since")
+        if done.plan.conflicts:
+            kept = self._store.set_aside(done.before, done.after, done.plan.conflicts, action_id, FORCED)
+            parts.append(_kept_note(list(done.plan.conflicts), kept.id, "changed since the action"))
+        report = done.report
+        if report.unowned or report.unreadable:
+            return RollbackReport(False, "; ".join([*parts, report.describe()]))
+        return RollbackReport(True, "; ".join(parts))
+
+    # -- set-asides
+
+    def set_asides(self) -> list[SetAside]:
+        return self._store.set_asides()
+
+    def restore_set_aside(self, set_aside_id: str, *, force: bool = False) -> RollbackReport:
+        try:
+            done = self._store.restore_set_aside(set_aside_id, force=force)
+        except UnknownSetAside as e:
+            raise NotFound("set-aside", set_aside_id) from e
+        except RevertConflict as e:
+            raise FailedPrecondition(
+                f"cannot bring back set-aside {set_aside_id}: changed since it was set aside: {_paths(e.paths)}; "
+                "force it to set those versions aside in turn"
+            ) from e
+        parts = [f"brought back {_count(len(done.plan.apply), 'path')}"]
+        if done.plan.conflicts:
+            kept = self._store.set_aside(done.before, done.after, done.plan.conflicts, "", FORCED)
+            parts.append(_kept_note(list(done.plan.conflicts), kept.id, "changed since it was set aside"))
+        return RollbackReport(not (done.report.unowned or done.report.unreadable), "; ".join(parts))
+
+    def drop_set_asides(self, older_than: float) -> int:
+        return len(self._store.drop_set_asides(older_than))
 
     def fingerprint(self) -> str:
         return self._store.capture().id
 
     def close(self) -> None:
         self._store.close()
+
+
+def probe_overlay(sandbox: Sandbox, overlays_dir: Path) -> str | None:
+    """None when fs actions can run over an overlay here (a real run in a scratch workspace), else why not."""
+    probe = overlays_dir / ".probe"
+    _discard(probe)
+    try:
+        workspace = probe / "workspace"
+        workspace.mkdir(parents=True, mode=0o700)
+        (probe / "work").mkdir(mode=0o700)
+        (probe / "upper").mkdir(mode=0o700)
+        check_paths(workspace, probe)
+        result = sandbox.run(
+            SandboxSpec(
+                argv=["sh", "-c", "echo probe > written"],
+                workspace=workspace,
+                overlay=WorkspaceOverlay(probe / "upper", probe / "work"),
+                limits=Limits(timeout_s=10.0),
+            )
+        )
+        if result.termination.value != "exited" or result.exit_code != 0:
+            why = result.detail or result.stderr.decode(errors="replace").strip()
+            return f"a run over an overlay failed ({result.termination.value}): {why}"
+        if (workspace / "written").exists() or not (probe / "upper" / "written").is_file():
+            return "a run over an overlay did not write to the overlay's upper dir"
+        return None
+    except (OSError, OverlayUnavailable) as e:
+        return str(e)
+    finally:
+        _discard(probe)
+
+
+def clear_overlays(overlays_dir: Path) -> None:
+    """Remove every run dir (at start, after recovery: no run is under way)."""
+    for run_dir in overlays_dir.iterdir():
+        _discard(run_dir)
+
+
+def _write_intent(run_dir: Path, pre: Snapshot, post: Snapshot) -> None:
+    path = run_dir / APPLY_INTENT
+    with open(path, "w") as f:
+        json.dump({"pre": pre.id, "post": post.id}, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_intent(run_dir: Path) -> tuple[Snapshot, Snapshot] | None:
+    try:
+        data = json.loads((run_dir / APPLY_INTENT).read_text())
+        return Snapshot(str(data["pre"])), Snapshot(str(data["post"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # torn before its fsync: the apply had not begun
+
+
+def _discard(run_dir: Path) -> None:
+    """Remove a run's overlay dir, whatever modes the run left in it (overlayfs' own work dir is 000)."""
+
+    def open_up(_fn: object, path: str, _exc: object) -> None:
+        parent = os.path.dirname(path)
+        os.chmod(parent, 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+            shutil.rmtree(path, onerror=open_up)
+        else:
+            os.unlink(path)
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir, onerror=open_up)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _paths(paths: Sequence[str], suffix: str = "", limit: int = 10) -> str:
+    shown_paths = ", ".join(display_path(p) + suffix if p else "." for p in paths[:limit])
+    return shown_paths + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _kept_note(paths: list[str], set_aside_id: str, why: str) -> str:
+    return f"set aside your version of {_paths(paths)} ({why}) as {set_aside_id}: goex set-aside restore {set_aside_id}"

@@ -53,6 +53,17 @@ class Stream(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class WorkspaceOverlay:
+    """Run over an overlay of the workspace: the command's writes land in `upper` (host dir,
+    empty at the start), the workspace itself stays as it was; `work` is overlayfs' own
+    scratch dir on the same file system. The upper's root must carry the workspace root's
+    owner and mode (a merged directory shows its upper's)."""
+
+    upper: Path
+    work: Path
+
+
+@dataclass(frozen=True)
 class Limits:
     timeout_s: float = 60.0
     memory_bytes: int = 512 * 1024 * 1024
@@ -72,6 +83,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     network: Network = Network.NONE
     proxy: ProxyEndpoint | None = None  # required by, and only allowed with, Network.PROXY
+    overlay: WorkspaceOverlay | None = None  # with a workspace: run over an overlay of it
 
 
 @dataclass(frozen=True)

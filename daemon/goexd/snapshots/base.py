@@ -125,6 +125,16 @@ class SnapshotError(Exception):
     """The store is damaged or a restore could not be verified."""
 
 
+class RevertConflict(SnapshotError):
+    """Paths changed since the state a revert expected: nothing was written."""
+
+    def __init__(self, paths: tuple[str, ...], current: Snapshot) -> None:
+        self.paths = paths
+        self.current = current
+        shown = ", ".join(p or "." for p in paths[:20]) + _more(len(paths), 20)
+        super().__init__(f"changed since: {shown}")
+
+
 class UnreadableEntries(SnapshotError):
     """The workspace holds entries goexd's user may not read and cannot open up."""
 

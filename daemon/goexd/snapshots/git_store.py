@@ -36,20 +36,23 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import pygit2
 from pygit2.enums import DeltaStatus, FileMode
 
+from goexd.snapshots import set_aside
 from goexd.snapshots.apply import apply_changes
 from goexd.snapshots.base import (
     ChangeKind,
     ChangeSet,
     FileChange,
     RestoreReport,
+    RevertConflict,
     Snapshot,
     SnapshotError,
     Unowned,
@@ -69,6 +72,7 @@ from goexd.snapshots.layout import (
     encode_owner,
     entry_meta,
     escape,
+    is_under,
     meta_dir_key,
     meta_file_key,
     parent_of,
@@ -76,9 +80,13 @@ from goexd.snapshots.layout import (
     storable,
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
+from goexd.snapshots.overlay_upper import UpperChanges, read_upper
 from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
 from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
+from goexd.snapshots.set_aside import SetAside
+from goexd.snapshots.threeway import RevertPlan, plan_revert
+from goexd.snapshots.tree_edit import edit_snapshot
 from goexd.snapshots.treediff import DIR, FILE, Change, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
 from goexd.snapshots.watch import Dirty, DirtyTracker
 
@@ -192,6 +200,76 @@ class GitWorkspaceStore:
             if after.id != snapshot.id and not self._only_expected(after, target, unowned, left):
                 raise SnapshotError(f"restore of {snapshot.id} not verified: the workspace captures as {after.id}")
             return RestoreReport(tuple(unowned), self._unreadable)
+
+    def edit(self, base: Snapshot, upper: Path, *, privileged: bool) -> tuple[Snapshot, UpperChanges]:
+        """`base` with an overlay run's upper dir applied, as a new snapshot; the workspace is
+        not read or written (see overlay_upper.py)."""
+        with self._session():
+            changes = read_upper(upper, self._blobs, self._owner, privileged=privileged)
+            return edit_snapshot(self._repo, load(self._repo, base.id), changes.edits, self._meta_oid), changes
+
+    def revert(
+        self, expected: Snapshot, target: Snapshot, *, paths: Sequence[str] | None = None, force: bool = False
+    ) -> Reverted:
+        """Take the workspace from `expected` to `target` by the three-way rule (threeway.py): only
+        the paths that differ between the two (or those at or below `paths`), each only where
+        the workspace still is as `expected` has it. A path changed since raises RevertConflict
+        before anything is written, unless `force`, which overwrites it (the caller keeps what
+        was there: `Reverted.before` holds it). Verified: every path written is compared with
+        `target` in a fresh capture."""
+        with self._session():
+            exp_t, tgt_t = load(self._repo, expected.id), load(self._repo, target.id)
+            wanted = diff(self._repo, exp_t, tgt_t, self._metas)
+            if paths is not None:
+                tops = list(paths)
+                wanted = {p: c for p, c in wanted.items() if any(is_under(p, t) for t in tops)}
+            current = self._capture(lenient=True)
+            since = diff(self._repo, exp_t, load(self._repo, current.id), self._metas)
+            plan = plan_revert(wanted, since, force=force)
+            if plan.conflicts and not force:
+                raise RevertConflict(plan.conflicts, current)
+            todo = _Left(self._unreadable).drop(plan.apply)
+            if not todo:
+                return Reverted(current, current, plan, RestoreReport(unreadable=self._unreadable))
+            self._set_ref(PRE_RESTORE_REF, current)
+            try:
+                with self._batch() as fs:
+                    unowned = apply_changes(fs, self._blobs, todo)
+            except (OSError, pygit2.GitError, ValueError) as e:
+                path = getattr(e, "filename", None)
+                raise SnapshotError(f"revert to {target.id} failed at {path}: {e}") from e
+            after = self._capture(lenient=True)
+            expected_owner = {u.path for u in unowned}
+            for path, (got, want) in diff(self._repo, load(self._repo, after.id), tgt_t, self._metas).items():
+                if path not in todo:
+                    continue  # not the revert's: changed by someone else, or left
+                if path in expected_owner and _same_but_owner(got, want):
+                    continue
+                raise SnapshotError(f"revert to {target.id} not verified: {path or '.'} is not as recorded")
+            return Reverted(current, after, plan, RestoreReport(tuple(unowned), self._unreadable))
+
+    def set_aside(
+        self, source: Snapshot, after: Snapshot, paths: Sequence[str], action_id: str, reason: str
+    ) -> SetAside:
+        """Keep what `source` has at `paths` (overwritten; `after` replaced it), listed until restored or expired."""
+        with self._session():
+            return set_aside.record(self._repo, source, after, paths, action_id, reason)
+
+    def set_asides(self) -> list[SetAside]:
+        with self._session():
+            return set_aside.list_all(self._repo)
+
+    def restore_set_aside(self, set_aside_id: str, *, force: bool = False) -> Reverted:
+        """Bring back what a set-aside holds, by the three-way rule from what replaced it; then forget it."""
+        with self._session():
+            kept = set_aside.get(self._repo, set_aside_id)
+            done = self.revert(kept.after, kept.source, paths=kept.paths, force=force)
+            set_aside.drop(self._repo, set_aside_id)
+            return done
+
+    def drop_set_asides(self, older_than: float) -> list[SetAside]:
+        with self._session():
+            return set_aside.drop_older(self._repo, older_than)
 
     def _only_expected(self, after: Snapshot, target: SnapshotTrees, unowned: list[Unowned], left: _Left) -> bool:
         """Whether `after` differs from `target` only as apply_changes said it would: in the
@@ -656,6 +734,21 @@ class GitWorkspaceStore:
                 yield
             except pygit2.GitError as e:
                 raise SnapshotError(f"snapshot store {self._git_dir}: {e}") from e
+
+
+@dataclass(frozen=True)
+class Reverted:
+    before: Snapshot  # the workspace just before (what a forced revert overwrote is here)
+    after: Snapshot  # and after
+    plan: RevertPlan
+    report: RestoreReport
+
+
+def _same_but_owner(got: Entry | None, want: Entry | None) -> bool:
+    """An entry restored as recorded but for the owner goexd may not set (and so without set-id bits)."""
+    if got is None or want is None:
+        return False
+    return (got.kind, got.oid, got.perm) == (want.kind, want.oid, want.perm & ~SETID)
 
 
 class _Replaced(Exception):

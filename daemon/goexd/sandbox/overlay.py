@@ -1,0 +1,72 @@
+"""Running a command over an overlay of its workspace instead of the workspace itself.
+
+The command's writes land in an upper directory that goexd owns (`WorkspaceOverlay`);
+the live workspace is only its lower layer, so nobody else's change to it during the run
+can be mistaken for the command's, and the run can be thrown away whole. goexd applies
+the upper afterwards (snapshots/overlay_upper.py).
+
+bubblewrap 0.8 has no --overlay, so the overlay is mounted over the workspace's own path
+in a private mount namespace by a short prefix of the launch argv (`unshare`, a POSIX sh
+running util-linux `mount`, then exec of the rest), and bwrap, started inside that
+namespace, binds that path as it always does:
+
+- a root daemon mounts as root (`unshare --mount`): the upper may live in its private
+  state dir, and the layers are used with root's rights; it then switches to the
+  workspace's owner (setpriv) as before.
+- an unprivileged daemon mounts in a user namespace of its own (`unshare --user
+  --map-root-user --mount`, `userxattr`); bwrap then runs as that namespace's root and is
+  told the daemon's uid and gid (`--uid/--gid`), so the command sees the ids it saw before.
+
+Both ways redirect_dir stays off (an unprivileged mount cannot have it): renaming a
+directory that exists in the workspace fails with EXDEV inside the sandbox (mv, shutil.move
+fall back to copy and delete; a bare rename(2) of such a directory does not).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from goexd.sandbox.base import WorkspaceOverlay
+
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+MOUNT = shutil.which("mount") or "/usr/bin/mount"
+SH = "/bin/sh"
+# The overlay options travel through libmount (commas split options, quotes group) and
+# overlayfs (colons split lower layers, backslash escapes): paths holding any of these
+# are not given to it.
+UNSAFE_CHARS = frozenset(',:\\"\n')
+MOUNT_FAILED_STATUS = 125
+MOUNT_FAILED = "goex-overlay: cannot mount the workspace overlay"
+# $1: mount options, $2: the workspace path; the rest is the command to exec.
+_SCRIPT = (
+    f'{MOUNT} -t overlay goex-overlay -o "$1" -- "$2" || {{ echo "{MOUNT_FAILED}" >&2; exit {MOUNT_FAILED_STATUS}; }}; '
+    'shift 2; exec "$@"'
+)
+
+
+class OverlayUnavailable(Exception):
+    """This workspace cannot be run over an overlay here; the message says why."""
+
+
+def check_paths(*paths: Path) -> None:
+    for p in paths:
+        if UNSAFE_CHARS & set(str(p)):
+            raise OverlayUnavailable(f'{p}: a path with , : \\ " or a newline cannot be an overlay layer')
+
+
+def mount_options(lower: Path, overlay: WorkspaceOverlay, privileged: bool) -> str:
+    check_paths(lower, overlay.upper, overlay.work)
+    opts = [f"lowerdir={lower}", f"upperdir={overlay.upper}", f"workdir={overlay.work}"]
+    # An unprivileged mount may only use user.overlay.* attributes, and then never creates
+    # redirects (asking for redirect_dir at all is refused); a root one is told so.
+    opts.append("redirect_dir=off" if privileged else "userxattr")
+    return ",".join(opts)
+
+
+def launch_prefix(lower: Path, overlay: WorkspaceOverlay, privileged: bool) -> list[str]:
+    """The argv prefix that mounts the overlay over `lower` in a new mount namespace, then
+    execs the argv that follows it (the uid switch, the limits launcher, bwrap)."""
+    ns = ["--mount", "--propagation", "private"] if privileged else ["--user", "--map-root-user", "--mount"]
+    options = mount_options(lower, overlay, privileged)
+    return [UNSHARE, *ns, "--", SH, "-c", _SCRIPT, "goex-overlay", options, str(lower)]

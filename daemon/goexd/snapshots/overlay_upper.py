@@ -1,0 +1,160 @@
+"""What an overlay run changed, read from its upper directory as snapshot edits.
+
+overlayfs records a run's writes in the upper dir (sandbox/overlay.py mounts it): a file or
+symlink there is the run's version of that path (new, or copied up and changed); a directory
+there holds changes below it, and is *opaque* when it replaced whatever the workspace had at
+that path; a whiteout (a 0/0 character device) says the path was removed. This module walks
+the upper once, hashes what it finds into the store and returns the edits that turn the
+snapshot taken before applying into the run's result (tree_edit.py). The upper is the
+daemon's own directory and the run is over, so nothing in it moves while it is read; still,
+nothing in it is followed (O_NOFOLLOW, lstat).
+
+What a snapshot cannot hold is named in `skipped`, not applied: FIFOs, sockets and devices,
+names git refuses (a nested `.git` among them: goexd never lets an action plant one).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pygit2.enums import FileMode
+
+from goexd.snapshots.layout import Owner, dir_meta, entry_meta, join, needs_meta, storable
+from goexd.snapshots.objects import BlobStore
+from goexd.snapshots.privileges import SETID
+from goexd.snapshots.tree_edit import Edit, PutDir, PutFile, Remove
+
+_TRUSTED = "trusted.overlay."
+_USER = "user.overlay."
+# Written only with features goexd does not turn on (metacopy, redirect_dir): an upper holding
+# one is not something goexd knows how to apply.
+_UNSUPPORTED = ("metacopy", "redirect")
+
+
+class UpperUnreadable(Exception):
+    """The upper holds something goexd cannot apply; the message names it."""
+
+
+@dataclass
+class UpperChanges:
+    edits: list[Edit] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "path (why)"
+    paths: list[str] = field(default_factory=list)  # every path the run wrote or removed, in walk order
+    stripped: list[str] = field(default_factory=list)  # files whose set-id bits are not applied
+
+
+def read_upper(upper: Path, blobs: BlobStore, default_owner: Owner, *, privileged: bool) -> UpperChanges:
+    prefix = _TRUSTED if privileged else _USER
+    out = UpperChanges()
+    root = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(root)
+        out.edits.append(PutDir("", dir_meta(st, default_owner), opaque=_opaque(root, prefix)))
+        _walk(root, "", blobs, default_owner, prefix, out)
+    finally:
+        os.close(root)
+    return out
+
+
+def _walk(dir_fd: int, rel: str, blobs: BlobStore, owner: Owner, prefix: str, out: UpperChanges) -> None:
+    for name in sorted(_names(dir_fd)):
+        path = join(rel, name)
+        st = os.lstat(name, dir_fd=dir_fd)
+        mode = st.st_mode
+        if stat.S_ISCHR(mode) and st.st_rdev == 0:
+            out.edits.append(Remove(path))
+            out.paths.append(path)
+            continue
+        if not storable(name, is_link=stat.S_ISLNK(mode)):
+            out.skipped.append(f"{path} (a name goexd's snapshots cannot hold)")
+            continue
+        if stat.S_ISDIR(mode):
+            fd = _open(name, dir_fd, os.O_RDONLY | os.O_DIRECTORY, st)
+            try:
+                _refuse_unsupported(fd, prefix, path)
+                opaque = _opaque(fd, prefix)
+                out.edits.append(PutDir(path, dir_meta(st, owner), opaque=opaque))
+                out.paths.append(path)
+                _walk(fd, path, blobs, owner, prefix, out)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(mode):
+            target = os.readlink(name, dir_fd=dir_fd)
+            oid = blobs.write_bytes(os.fsencode(target))
+            out.edits.append(PutFile(path, FileMode.LINK, oid, entry_meta(st, owner)))
+            out.paths.append(path)
+        elif stat.S_ISREG(mode):
+            fd = _open(name, dir_fd, os.O_RDONLY | os.O_NONBLOCK, st)
+            try:
+                _refuse_unsupported(fd, prefix, path)
+                if st.st_size == 0 and _xattr(fd, prefix + "whiteout") is not None:  # a whiteout as a file (xwhiteout)
+                    out.edits.append(Remove(path))
+                    out.paths.append(path)
+                    continue
+                oid = blobs.write_fd(fd, st.st_size)
+            finally:
+                os.close(fd)
+            git_mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
+            meta = entry_meta(st, owner)
+            if meta is not None and meta[0] & SETID:
+                # Never applied: nothing an action writes gains privileges outside the sandbox
+                # (file capabilities are not applied either: xattrs are not copied at all).
+                out.stripped.append(f"{path}: set-id bits {meta[0] & SETID:o} not applied")
+                meta = (meta[0] & ~SETID, meta[1])
+                meta = meta if meta[1] is not None or needs_meta(meta[0]) else None
+            out.edits.append(PutFile(path, git_mode, oid, meta))
+            out.paths.append(path)
+        else:
+            out.skipped.append(f"{path} (a {_kind(mode)}: snapshots hold files, symlinks and directories)")
+
+
+def _names(dir_fd: int) -> Iterator[str]:
+    with os.scandir(dir_fd) as it:
+        for entry in it:
+            yield entry.name
+
+
+def _open(name: str, dir_fd: int, flags: int, st: os.stat_result) -> int:
+    """Open an entry of the upper; one the daemon's user owns but may not read is opened up
+    (its recorded mode is the one found, `st`)."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        if st.st_uid != os.geteuid():
+            raise
+    bits = stat.S_IRUSR | (stat.S_IXUSR if stat.S_ISDIR(st.st_mode) else 0)
+    os.chmod(name, stat.S_IMODE(st.st_mode) | bits, dir_fd=dir_fd)  # lstat said: not a symlink
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _xattr(fd: int, key: str) -> bytes | None:
+    try:
+        return os.getxattr(fd, key)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return None
+        raise
+
+
+def _opaque(fd: int, prefix: str) -> bool:
+    return _xattr(fd, prefix + "opaque") == b"y"
+
+
+def _refuse_unsupported(fd: int, prefix: str, path: str) -> None:
+    for name in _UNSUPPORTED:
+        if _xattr(fd, prefix + name) is not None:
+            raise UpperUnreadable(f"{path or '.'}: the overlay recorded a {name}, which goexd does not apply")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
