@@ -22,64 +22,75 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from goex.v1 import types_pb2 as goex_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goex/v1/actions.proto\x12\x07goex.v1\x1a\x13goex/v1/types.proto\"\x94\x01\n\x13SubmitActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12\x0e\n\x06\x64\x65tach\x18\x04 \x01(\x08\x12\x10\n\x08\x61pproval\x18\x05 \x01(\t\"7\n\x14SubmitActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"%\n\x10GetActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"4\n\x11GetActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"u\n\x12ListActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.goex.v1.ActionState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"P\n\x13ListActionsResponse\x12 \n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"(\n\x13\x43\x61ncelActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"7\n\x14\x43\x61ncelActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"C\n\x14\x43ommitActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0fup_to_action_id\x18\x02 \x01(\t\";\n\x15\x43ommitActionsResponse\x12\"\n\tcommitted\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"K\n\x11UndoActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x03 \x01(\x08\"5\n\x12UndoActionResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"\"\n\rUndoToRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"1\n\x0eUndoToResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"w\n\x18TestReversibilityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\"J\n\x19TestReversibilityResponse\x12-\n\rreversibility\x18\x01 \x01(\x0b\x32\x16.goex.v1.Reversibility\"\x86\x01\n\x0eGetDiffRequest\x12\x13\n\taction_id\x18\x01 \x01(\tH\x00\x12.\n\nsince_last\x18\x02 \x01(\x0b\x32\x18.goex.v1.SinceLastActionH\x00\x12%\n\x07options\x18\x03 \x01(\x0b\x32\x14.goex.v1.DiffOptionsB\x08\n\x06target\"7\n\x0fSinceLastAction\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\"\x92\x01\n\x0b\x44iffOptions\x12\x16\n\x0emax_file_bytes\x18\x01 \x01(\x04\x12\x17\n\x0fmax_total_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_files\x18\x03 \x01(\r\x12\x1a\n\rcontext_lines\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\tstat_only\x18\x05 \x01(\x08\x42\x10\n\x0e_context_lines\"\xa2\x02\n\x0fGetDiffResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12,\n\rresource_kind\x18\x03 \x01(\x0e\x32\x15.goex.v1.ResourceKind\x12\x15\n\rfrom_snapshot\x18\x04 \x01(\t\x12\x13\n\x0bto_snapshot\x18\x05 \x01(\t\x12 \n\x05\x66iles\x18\x06 \x03(\x0b\x32\x11.goex.v1.FileDiff\x12\x15\n\rfiles_changed\x18\x07 \x01(\r\x12\x11\n\tadditions\x18\x08 \x01(\x04\x12\x11\n\tdeletions\x18\t \x01(\x04\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\r\n\x05notes\x18\x0b \x03(\t\x12\x0f\n\x07summary\x18\x0c \x01(\t\"\x92\x02\n\x08\x46ileDiff\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\npath_bytes\x18\x02 \x01(\x0c\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.goex.v1.ChangeKind\x12\x1e\n\x03old\x18\x04 \x01(\x0b\x32\x11.goex.v1.DiffSide\x12\x1e\n\x03new\x18\x05 \x01(\x0b\x32\x11.goex.v1.DiffSide\x12%\n\x07\x63ontent\x18\x06 \x01(\x0e\x32\x14.goex.v1.DiffContent\x12\x11\n\tadditions\x18\x07 \x01(\r\x12\x11\n\tdeletions\x18\x08 \x01(\r\x12\r\n\x05patch\x18\t \x01(\x0c\x12\x17\n\x0fpatch_truncated\x18\n \x01(\x08\x12\x0c\n\x04note\x18\x0b \x01(\t\"a\n\x08\x44iffSide\x12\x0c\n\x04mode\x18\x01 \x01(\r\x12\x0b\n\x03uid\x18\x02 \x01(\r\x12\x0b\n\x03gid\x18\x03 \x01(\r\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0f\n\x07\x62lob_id\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t*\x8d\x01\n\x0b\x44iffContent\x12\x1c\n\x18\x44IFF_CONTENT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IFF_CONTENT_NONE\x10\x01\x12\x15\n\x11\x44IFF_CONTENT_TEXT\x10\x02\x12\x17\n\x13\x44IFF_CONTENT_BINARY\x10\x03\x12\x19\n\x15\x44IFF_CONTENT_NOT_READ\x10\x04\x32\xe1\x05\n\x07\x41\x63tions\x12K\n\x0cSubmitAction\x12\x1c.goex.v1.SubmitActionRequest\x1a\x1d.goex.v1.SubmitActionResponse\x12\x42\n\tGetAction\x12\x19.goex.v1.GetActionRequest\x1a\x1a.goex.v1.GetActionResponse\x12H\n\x0bListActions\x12\x1b.goex.v1.ListActionsRequest\x1a\x1c.goex.v1.ListActionsResponse\x12\x42\n\x0bWatchAction\x12\x1b.goex.v1.WatchActionRequest\x1a\x14.goex.v1.ActionEvent0\x01\x12K\n\x0c\x43\x61ncelAction\x12\x1c.goex.v1.CancelActionRequest\x1a\x1d.goex.v1.CancelActionResponse\x12N\n\rCommitActions\x12\x1d.goex.v1.CommitActionsRequest\x1a\x1e.goex.v1.CommitActionsResponse\x12\x45\n\nUndoAction\x12\x1a.goex.v1.UndoActionRequest\x1a\x1b.goex.v1.UndoActionResponse\x12\x39\n\x06UndoTo\x12\x16.goex.v1.UndoToRequest\x1a\x17.goex.v1.UndoToResponse\x12Z\n\x11TestReversibility\x12!.goex.v1.TestReversibilityRequest\x1a\".goex.v1.TestReversibilityResponse\x12<\n\x07GetDiff\x12\x17.goex.v1.GetDiffRequest\x1a\x18.goex.v1.GetDiffResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goex/v1/actions.proto\x12\x07goex.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13goex/v1/types.proto\"\x94\x01\n\x13SubmitActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12\x0e\n\x06\x64\x65tach\x18\x04 \x01(\x08\x12\x10\n\x08\x61pproval\x18\x05 \x01(\t\"7\n\x14SubmitActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"%\n\x10GetActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"4\n\x11GetActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"u\n\x12ListActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x06states\x18\x02 \x03(\x0e\x32\x14.goex.v1.ActionState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"P\n\x13ListActionsResponse\x12 \n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"(\n\x13\x43\x61ncelActionRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\"7\n\x14\x43\x61ncelActionResponse\x12\x1f\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x0f.goex.v1.Action\"C\n\x14\x43ommitActionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0fup_to_action_id\x18\x02 \x01(\t\";\n\x15\x43ommitActionsResponse\x12\"\n\tcommitted\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"Z\n\x11UndoActionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x03 \x01(\x08\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"5\n\x12UndoActionResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"1\n\rUndoToRequest\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"1\n\x0eUndoToResponse\x12\x1f\n\x06undone\x18\x01 \x03(\x0b\x32\x0f.goex.v1.Action\"w\n\x18TestReversibilityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x04spec\x18\x02 \x01(\x0b\x32\x13.goex.v1.ActionSpec\x12$\n\x07inverse\x18\x03 \x01(\x0b\x32\x13.goex.v1.ActionSpec\"J\n\x19TestReversibilityResponse\x12-\n\rreversibility\x18\x01 \x01(\x0b\x32\x16.goex.v1.Reversibility\"\x86\x01\n\x0eGetDiffRequest\x12\x13\n\taction_id\x18\x01 \x01(\tH\x00\x12.\n\nsince_last\x18\x02 \x01(\x0b\x32\x18.goex.v1.SinceLastActionH\x00\x12%\n\x07options\x18\x03 \x01(\x0b\x32\x14.goex.v1.DiffOptionsB\x08\n\x06target\"7\n\x0fSinceLastAction\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\"\x92\x01\n\x0b\x44iffOptions\x12\x16\n\x0emax_file_bytes\x18\x01 \x01(\x04\x12\x17\n\x0fmax_total_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_files\x18\x03 \x01(\r\x12\x1a\n\rcontext_lines\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\tstat_only\x18\x05 \x01(\x08\x42\x10\n\x0e_context_lines\"\xa2\x02\n\x0fGetDiffResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12,\n\rresource_kind\x18\x03 \x01(\x0e\x32\x15.goex.v1.ResourceKind\x12\x15\n\rfrom_snapshot\x18\x04 \x01(\t\x12\x13\n\x0bto_snapshot\x18\x05 \x01(\t\x12 \n\x05\x66iles\x18\x06 \x03(\x0b\x32\x11.goex.v1.FileDiff\x12\x15\n\rfiles_changed\x18\x07 \x01(\r\x12\x11\n\tadditions\x18\x08 \x01(\x04\x12\x11\n\tdeletions\x18\t \x01(\x04\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\r\n\x05notes\x18\x0b \x03(\t\x12\x0f\n\x07summary\x18\x0c \x01(\t\"\x92\x02\n\x08\x46ileDiff\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\npath_bytes\x18\x02 \x01(\x0c\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.goex.v1.ChangeKind\x12\x1e\n\x03old\x18\x04 \x01(\x0b\x32\x11.goex.v1.DiffSide\x12\x1e\n\x03new\x18\x05 \x01(\x0b\x32\x11.goex.v1.DiffSide\x12%\n\x07\x63ontent\x18\x06 \x01(\x0e\x32\x14.goex.v1.DiffContent\x12\x11\n\tadditions\x18\x07 \x01(\r\x12\x11\n\tdeletions\x18\x08 \x01(\r\x12\r\n\x05patch\x18\t \x01(\x0c\x12\x17\n\x0fpatch_truncated\x18\n \x01(\x08\x12\x0c\n\x04note\x18\x0b \x01(\t\"a\n\x08\x44iffSide\x12\x0c\n\x04mode\x18\x01 \x01(\r\x12\x0b\n\x03uid\x18\x02 \x01(\r\x12\x0b\n\x03gid\x18\x03 \x01(\r\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0f\n\x07\x62lob_id\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\"\x9f\x01\n\x08SetAside\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x11\n\taction_id\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05paths\x18\x06 \x03(\t\x12\x13\n\x0bpaths_bytes\x18\x07 \x03(\x0c\"*\n\x14ListSetAsidesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\">\n\x15ListSetAsidesResponse\x12%\n\nset_asides\x18\x01 \x03(\x0b\x32\x11.goex.v1.SetAside\"Q\n\x16RestoreSetAsideRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cset_aside_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\";\n\x17RestoreSetAsideResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*\x8d\x01\n\x0b\x44iffContent\x12\x1c\n\x18\x44IFF_CONTENT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IFF_CONTENT_NONE\x10\x01\x12\x15\n\x11\x44IFF_CONTENT_TEXT\x10\x02\x12\x17\n\x13\x44IFF_CONTENT_BINARY\x10\x03\x12\x19\n\x15\x44IFF_CONTENT_NOT_READ\x10\x04\x32\x87\x07\n\x07\x41\x63tions\x12K\n\x0cSubmitAction\x12\x1c.goex.v1.SubmitActionRequest\x1a\x1d.goex.v1.SubmitActionResponse\x12\x42\n\tGetAction\x12\x19.goex.v1.GetActionRequest\x1a\x1a.goex.v1.GetActionResponse\x12H\n\x0bListActions\x12\x1b.goex.v1.ListActionsRequest\x1a\x1c.goex.v1.ListActionsResponse\x12\x42\n\x0bWatchAction\x12\x1b.goex.v1.WatchActionRequest\x1a\x14.goex.v1.ActionEvent0\x01\x12K\n\x0c\x43\x61ncelAction\x12\x1c.goex.v1.CancelActionRequest\x1a\x1d.goex.v1.CancelActionResponse\x12N\n\rCommitActions\x12\x1d.goex.v1.CommitActionsRequest\x1a\x1e.goex.v1.CommitActionsResponse\x12\x45\n\nUndoAction\x12\x1a.goex.v1.UndoActionRequest\x1a\x1b.goex.v1.UndoActionResponse\x12\x39\n\x06UndoTo\x12\x16.goex.v1.UndoToRequest\x1a\x17.goex.v1.UndoToResponse\x12Z\n\x11TestReversibility\x12!.goex.v1.TestReversibilityRequest\x1a\".goex.v1.TestReversibilityResponse\x12<\n\x07GetDiff\x12\x17.goex.v1.GetDiffRequest\x1a\x18.goex.v1.GetDiffResponse\x12N\n\rListSetAsides\x12\x1d.goex.v1.ListSetAsidesRequest\x1a\x1e.goex.v1.ListSetAsidesResponse\x12T\n\x0fRestoreSetAside\x12\x1f.goex.v1.RestoreSetAsideRequest\x1a .goex.v1.RestoreSetAsideResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'goex.v1.actions_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIFFCONTENT']._serialized_start=2256
-  _globals['_DIFFCONTENT']._serialized_end=2397
-  _globals['_SUBMITACTIONREQUEST']._serialized_start=56
-  _globals['_SUBMITACTIONREQUEST']._serialized_end=204
-  _globals['_SUBMITACTIONRESPONSE']._serialized_start=206
-  _globals['_SUBMITACTIONRESPONSE']._serialized_end=261
-  _globals['_GETACTIONREQUEST']._serialized_start=263
-  _globals['_GETACTIONREQUEST']._serialized_end=300
-  _globals['_GETACTIONRESPONSE']._serialized_start=302
-  _globals['_GETACTIONRESPONSE']._serialized_end=354
-  _globals['_LISTACTIONSREQUEST']._serialized_start=356
-  _globals['_LISTACTIONSREQUEST']._serialized_end=473
-  _globals['_LISTACTIONSRESPONSE']._serialized_start=475
-  _globals['_LISTACTIONSRESPONSE']._serialized_end=555
-  _globals['_WATCHACTIONREQUEST']._serialized_start=557
-  _globals['_WATCHACTIONREQUEST']._serialized_end=596
-  _globals['_CANCELACTIONREQUEST']._serialized_start=598
-  _globals['_CANCELACTIONREQUEST']._serialized_end=638
-  _globals['_CANCELACTIONRESPONSE']._serialized_start=640
-  _globals['_CANCELACTIONRESPONSE']._serialized_end=695
-  _globals['_COMMITACTIONSREQUEST']._serialized_start=697
-  _globals['_COMMITACTIONSREQUEST']._serialized_end=764
-  _globals['_COMMITACTIONSRESPONSE']._serialized_start=766
-  _globals['_COMMITACTIONSRESPONSE']._serialized_end=825
-  _globals['_UNDOACTIONREQUEST']._serialized_start=827
-  _globals['_UNDOACTIONREQUEST']._serialized_end=902
-  _globals['_UNDOACTIONRESPONSE']._serialized_start=904
-  _globals['_UNDOACTIONRESPONSE']._serialized_end=957
-  _globals['_UNDOTOREQUEST']._serialized_start=959
-  _globals['_UNDOTOREQUEST']._serialized_end=993
-  _globals['_UNDOTORESPONSE']._serialized_start=995
-  _globals['_UNDOTORESPONSE']._serialized_end=1044
-  _globals['_TESTREVERSIBILITYREQUEST']._serialized_start=1046
-  _globals['_TESTREVERSIBILITYREQUEST']._serialized_end=1165
-  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_start=1167
-  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_end=1241
-  _globals['_GETDIFFREQUEST']._serialized_start=1244
-  _globals['_GETDIFFREQUEST']._serialized_end=1378
-  _globals['_SINCELASTACTION']._serialized_start=1380
-  _globals['_SINCELASTACTION']._serialized_end=1435
-  _globals['_DIFFOPTIONS']._serialized_start=1438
-  _globals['_DIFFOPTIONS']._serialized_end=1584
-  _globals['_GETDIFFRESPONSE']._serialized_start=1587
-  _globals['_GETDIFFRESPONSE']._serialized_end=1877
-  _globals['_FILEDIFF']._serialized_start=1880
-  _globals['_FILEDIFF']._serialized_end=2154
-  _globals['_DIFFSIDE']._serialized_start=2156
-  _globals['_DIFFSIDE']._serialized_end=2253
-  _globals['_ACTIONS']._serialized_start=2400
-  _globals['_ACTIONS']._serialized_end=3137
+  _globals['_DIFFCONTENT']._serialized_start=2733
+  _globals['_DIFFCONTENT']._serialized_end=2874
+  _globals['_SUBMITACTIONREQUEST']._serialized_start=89
+  _globals['_SUBMITACTIONREQUEST']._serialized_end=237
+  _globals['_SUBMITACTIONRESPONSE']._serialized_start=239
+  _globals['_SUBMITACTIONRESPONSE']._serialized_end=294
+  _globals['_GETACTIONREQUEST']._serialized_start=296
+  _globals['_GETACTIONREQUEST']._serialized_end=333
+  _globals['_GETACTIONRESPONSE']._serialized_start=335
+  _globals['_GETACTIONRESPONSE']._serialized_end=387
+  _globals['_LISTACTIONSREQUEST']._serialized_start=389
+  _globals['_LISTACTIONSREQUEST']._serialized_end=506
+  _globals['_LISTACTIONSRESPONSE']._serialized_start=508
+  _globals['_LISTACTIONSRESPONSE']._serialized_end=588
+  _globals['_WATCHACTIONREQUEST']._serialized_start=590
+  _globals['_WATCHACTIONREQUEST']._serialized_end=629
+  _globals['_CANCELACTIONREQUEST']._serialized_start=631
+  _globals['_CANCELACTIONREQUEST']._serialized_end=671
+  _globals['_CANCELACTIONRESPONSE']._serialized_start=673
+  _globals['_CANCELACTIONRESPONSE']._serialized_end=728
+  _globals['_COMMITACTIONSREQUEST']._serialized_start=730
+  _globals['_COMMITACTIONSREQUEST']._serialized_end=797
+  _globals['_COMMITACTIONSRESPONSE']._serialized_start=799
+  _globals['_COMMITACTIONSRESPONSE']._serialized_end=858
+  _globals['_UNDOACTIONREQUEST']._serialized_start=860
+  _globals['_UNDOACTIONREQUEST']._serialized_end=950
+  _globals['_UNDOACTIONRESPONSE']._serialized_start=952
+  _globals['_UNDOACTIONRESPONSE']._serialized_end=1005
+  _globals['_UNDOTOREQUEST']._serialized_start=1007
+  _globals['_UNDOTOREQUEST']._serialized_end=1056
+  _globals['_UNDOTORESPONSE']._serialized_start=1058
+  _globals['_UNDOTORESPONSE']._serialized_end=1107
+  _globals['_TESTREVERSIBILITYREQUEST']._serialized_start=1109
+  _globals['_TESTREVERSIBILITYREQUEST']._serialized_end=1228
+  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_start=1230
+  _globals['_TESTREVERSIBILITYRESPONSE']._serialized_end=1304
+  _globals['_GETDIFFREQUEST']._serialized_start=1307
+  _globals['_GETDIFFREQUEST']._serialized_end=1441
+  _globals['_SINCELASTACTION']._serialized_start=1443
+  _globals['_SINCELASTACTION']._serialized_end=1498
+  _globals['_DIFFOPTIONS']._serialized_start=1501
+  _globals['_DIFFOPTIONS']._serialized_end=1647
+  _globals['_GETDIFFRESPONSE']._serialized_start=1650
+  _globals['_GETDIFFRESPONSE']._serialized_end=1940
+  _globals['_FILEDIFF']._serialized_start=1943
+  _globals['_FILEDIFF']._serialized_end=2217
+  _globals['_DIFFSIDE']._serialized_start=2219
+  _globals['_DIFFSIDE']._serialized_end=2316
+  _globals['_SETASIDE']._serialized_start=2319
+  _globals['_SETASIDE']._serialized_end=2478
+  _globals['_LISTSETASIDESREQUEST']._serialized_start=2480
+  _globals['_LISTSETASIDESREQUEST']._serialized_end=2522
+  _globals['_LISTSETASIDESRESPONSE']._serialized_start=2524
+  _globals['_LISTSETASIDESRESPONSE']._serialized_end=2586
+  _globals['_RESTORESETASIDEREQUEST']._serialized_start=2588
+  _globals['_RESTORESETASIDEREQUEST']._serialized_end=2669
+  _globals['_RESTORESETASIDERESPONSE']._serialized_start=2671
+  _globals['_RESTORESETASIDERESPONSE']._serialized_end=2730
+  _globals['_ACTIONS']._serialized_start=2877
+  _globals['_ACTIONS']._serialized_end=3780
 # @@protoc_insertion_point(module_scope)

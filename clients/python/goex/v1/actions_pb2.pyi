@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from goex.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -106,14 +109,16 @@ class CommitActionsResponse(_message.Message):
     def __init__(self, committed: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ...) -> None: ...
 
 class UndoActionRequest(_message.Message):
-    __slots__ = ("session_id", "action_id", "cascade")
+    __slots__ = ("session_id", "action_id", "cascade", "force")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     CASCADE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     action_id: str
     cascade: bool
-    def __init__(self, session_id: _Optional[str] = ..., action_id: _Optional[str] = ..., cascade: _Optional[bool] = ...) -> None: ...
+    force: bool
+    def __init__(self, session_id: _Optional[str] = ..., action_id: _Optional[str] = ..., cascade: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class UndoActionResponse(_message.Message):
     __slots__ = ("undone",)
@@ -122,10 +127,12 @@ class UndoActionResponse(_message.Message):
     def __init__(self, undone: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ...) -> None: ...
 
 class UndoToRequest(_message.Message):
-    __slots__ = ("action_id",)
+    __slots__ = ("action_id", "force")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     action_id: str
-    def __init__(self, action_id: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, action_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class UndoToResponse(_message.Message):
     __slots__ = ("undone",)
@@ -250,3 +257,51 @@ class DiffSide(_message.Message):
     blob_id: str
     sha256: str
     def __init__(self, mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., blob_id: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class SetAside(_message.Message):
+    __slots__ = ("id", "resource", "action_id", "created_at", "reason", "paths", "paths_bytes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    PATHS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    resource: str
+    action_id: str
+    created_at: _timestamp_pb2.Timestamp
+    reason: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    paths_bytes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, id: _Optional[str] = ..., resource: _Optional[str] = ..., action_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., paths_bytes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ListSetAsidesRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ListSetAsidesResponse(_message.Message):
+    __slots__ = ("set_asides",)
+    SET_ASIDES_FIELD_NUMBER: _ClassVar[int]
+    set_asides: _containers.RepeatedCompositeFieldContainer[SetAside]
+    def __init__(self, set_asides: _Optional[_Iterable[_Union[SetAside, _Mapping]]] = ...) -> None: ...
+
+class RestoreSetAsideRequest(_message.Message):
+    __slots__ = ("session_id", "set_aside_id", "force")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SET_ASIDE_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    set_aside_id: str
+    force: bool
+    def __init__(self, session_id: _Optional[str] = ..., set_aside_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RestoreSetAsideResponse(_message.Message):
+    __slots__ = ("verified", "detail")
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    verified: bool
+    detail: str
+    def __init__(self, verified: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...

@@ -87,6 +87,16 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.GetDiffRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_actions__pb2.GetDiffResponse.FromString,
                 _registered_method=True)
+        self.ListSetAsides = channel.unary_unary(
+                '/goex.v1.Actions/ListSetAsides',
+                request_serializer=goex_dot_v1_dot_actions__pb2.ListSetAsidesRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.ListSetAsidesResponse.FromString,
+                _registered_method=True)
+        self.RestoreSetAside = channel.unary_unary(
+                '/goex.v1.Actions/RestoreSetAside',
+                request_serializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideResponse.FromString,
+                _registered_method=True)
 
 
 class ActionsServicer:
@@ -136,7 +146,11 @@ class ActionsServicer:
 
     def UndoAction(self, request, context):
         """Undoes one pending action (the newest when action_id is empty). Refused while a later
-        pending action on the same resource exists, unless cascade is set.
+        pending action on the same resource exists, unless cascade is set; on a workspace, only a
+        later action that changed some of the same paths counts. A workspace undo is three-way: each
+        path the action changed goes back only where it is still as the action left it; a path changed
+        since (by a person or a later action) refuses the undo (FAILED_PRECONDITION naming the paths)
+        unless force is set, which sets those versions aside (ListSetAsides) before overwriting them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +177,23 @@ class ActionsServicer:
         output, capped (DiffOptions). NOT_FOUND for an unknown action; FAILED_PRECONDITION when the
         action left nothing to diff (still running, failed and rolled back) or its snapshots were
         garbage-collected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSetAsides(self, request, context):
+        """What goexd overwrote of someone's work in the session's workspaces (a forced undo, a file the
+        person changed while an action ran that changed it too), kept until brought back or expired
+        (gc.retention_hours). Workspaces keep theirs across sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSetAside(self, request, context):
+        """Brings a set-aside back by the three-way rule: where its paths are still as goexd left them;
+        FAILED_PRECONDITION naming the paths changed since, unless force (which sets those aside in turn).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -220,6 +251,16 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.GetDiff,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.GetDiffRequest.FromString,
                     response_serializer=goex_dot_v1_dot_actions__pb2.GetDiffResponse.SerializeToString,
+            ),
+            'ListSetAsides': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSetAsides,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.ListSetAsidesRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.ListSetAsidesResponse.SerializeToString,
+            ),
+            'RestoreSetAside': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSetAside,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +535,60 @@ class Actions:
             '/goex.v1.Actions/GetDiff',
             goex_dot_v1_dot_actions__pb2.GetDiffRequest.SerializeToString,
             goex_dot_v1_dot_actions__pb2.GetDiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSetAsides(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/ListSetAsides',
+            goex_dot_v1_dot_actions__pb2.ListSetAsidesRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.ListSetAsidesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSetAside(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/RestoreSetAside',
+            goex_dot_v1_dot_actions__pb2.RestoreSetAsideRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.RestoreSetAsideResponse.FromString,
             options,
             channel_credentials,
             insecure,
