@@ -6,9 +6,10 @@ and the resource agree. Production code calls `point(name, tag)` at the journal 
 boundaries below; unless armed, a call is one global lookup and a comparison.
 
 Arming needs two environment variables, read once at start (main.py):
-    GOEXD_TEST_FAULTS=1                       the switch; without it GOEXD_FAULT is ignored (with a warning)
-    GOEXD_FAULT=POINT[:TAG][@N]               kill at the Nth time (default 1st) POINT is reached with TAG
+    GOEX_TEST_FAULTS=1                        the switch; without it GOEX_FAULT_POINT is ignored (with a warning)
+    GOEX_FAULT_POINT=POINT[:TAG][@N]          kill at the Nth time (default 1st) POINT is reached with TAG
                                               (any tag when none is given); e.g. action-after-commit:sqlite-inverse
+(Not GOEXD_*: those are config keys, and goexd refuses unknown ones.)
 An unknown POINT, a malformed TAG or N stops the start (SetupError): a typo must not make a crash
 test pass without crashing. When the point fires, goexd writes `goexd: fault point POINT:TAG hit`
 to stderr (its log) and sends itself SIGKILL: no cleanup, no flush, no atexit.
@@ -30,8 +31,8 @@ from goexd.errors import SetupError
 
 log = logging.getLogger(__name__)
 
-ARM_ENV = "GOEXD_TEST_FAULTS"
-POINT_ENV = "GOEXD_FAULT"
+ARM_ENV = "GOEX_TEST_FAULTS"
+POINT_ENV = "GOEX_FAULT_POINT"
 
 # Every point and where it is; called with the resource's tag.
 POINTS: Mapping[str, str] = {
@@ -71,7 +72,7 @@ _lock = threading.Lock()
 
 
 def arm_from_env(env: Mapping[str, str]) -> str | None:
-    """Arm the point GOEXD_FAULT names, when GOEXD_TEST_FAULTS=1 too; returns the spec armed (None: none)."""
+    """Arm the point GOEX_FAULT_POINT names, when GOEX_TEST_FAULTS=1 too; returns the spec armed (None: none)."""
     spec = env.get(POINT_ENV, "")
     if not spec:
         return None

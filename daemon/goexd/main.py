@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from goexd import __version__, config
+from goexd import __version__, config, faults
 from goexd.admin import Admin
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg)
     faulthandler.enable()  # a hang or crash can be read from every thread's stack (SIGABRT, SIGSEGV)
     try:
+        faults.arm_from_env(os.environ)  # test-only crash points; inert unless GOEX_TEST_FAULTS=1 (faults.py)
         return serve(cfg, config.config_file_path(ns.config))
     except SetupError as exc:
         log.error("%s", exc)

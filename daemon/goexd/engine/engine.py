@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from goexd import faults
 from goexd.config import Config
 from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
@@ -69,7 +70,16 @@ from goexd.policy.defaults import daemon_layers
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
 from goexd.policy.parse import PolicyError, build, build_session, parse
 from goexd.policy.parse import check_size as check_policy_size
-from goexd.resources.base import Checkpoint, Journaling, ResourceManager, RollbackReport, SandboxNetwork
+from goexd.resources.base import (
+    Checkpoint,
+    InDoubt,
+    Journaling,
+    Resolution,
+    ResourceManager,
+    RollbackReport,
+    SandboxNetwork,
+    settling,
+)
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.host_paths import OwnPaths, daemon_paths
 from goexd.resources.http import HttpResource, check_address, check_http_host, validate_base_url
@@ -171,6 +181,11 @@ def _session_token(token: str) -> tuple[float, str]:
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+def _tag(manager: ResourceManager) -> str:
+    """The resource's tag for fault points (faults.py): "<kind>-<strategy>"."""
+    return f"{manager.resource.kind.value}-{manager.resource.strategy.value}"
 
 
 @dataclass(frozen=True)
@@ -445,6 +460,7 @@ class Engine:
                     m.close()
                 raise
             managers = {r.name: opened[r.name] for r in session.resources}
+            self._settle_resolved(managers)
             live = _LiveSession(session, managers, policy)
             self._live[session_id] = live
             return live
@@ -807,13 +823,19 @@ class Engine:
             self._advance(run, *owed, _Step(ActionState.FAILED, failed))
             self._mark_lost(manager, f"the database connection was lost before action {action.id}: {exc}")
             return self._get(action.id)
-        # The checkpoint is journaled with the transition that announces the run: one commit, before it runs.
-        run_step = _Step(ActionState.RUNNING, {"checkpoint": codec.dumps(checkpoint)})
+        # The checkpoint is journaled with the transition that announces the run: one commit, before it runs;
+        # the test's verdict too, for a restart that finds the action kept by a resource that commits at once.
+        announced: dict[str, Any] = {"checkpoint": codec.dumps(checkpoint)}
+        if tested is not None:
+            tested = replace(tested, tested_at=time.time())
+            announced["reversibility"] = codec.dumps(codec.reversibility_to_json(tested))
+        run_step = _Step(ActionState.RUNNING, announced)
         prepared_already = run.action.state is ActionState.PREPARING
         to_running = [run_step] if prepared_already else [_Step(ActionState.PREPARING), run_step]
         if run.journaling is not Journaling.AFTER_RUN:
             self._advance(run, *to_running)
             to_running.clear()
+            faults.point("run-journaled", _tag(manager))
         # else: it changes nothing, so there is nothing to announce before it runs; all of it is journaled at its end.
 
         def journaled_running() -> Action:
@@ -844,6 +866,7 @@ class Engine:
                         egress_plan.sandbox_env(action.spec.egress, self.vault),
                     )
                 outcome = manager.execute(action.spec, limits, checkpoint, on_output, cancel, network)
+                faults.point("run-returned", _tag(manager))
             finally:
                 for stream, redactor in redactors.items():
                     if channel is not None and (rest := redactor.flush()):
@@ -1027,7 +1050,9 @@ class Engine:
             for a in pending:
                 self.journal.update(a.id, note=_COMMIT_STARTED)
             for a in pending:
+                faults.point("commit-journaled", _tag(live.managers[a.resource]))
                 live.managers[a.resource].commit(a.id, a.checkpoint)
+                faults.point("commit-returned", _tag(live.managers[a.resource]))
         except GoexError as exc:
             for manager in live.managers.values():
                 self._mark_lost(manager, f"the database discarded its transaction while committing: {exc}")
@@ -1035,6 +1060,7 @@ class Engine:
         done = []
         for a in pending:
             self._transition(a, ActionState.COMMITTED, resolved_at=time.time())
+            settling(live.managers[a.resource]).settle([a.id])
             done.append(self._get(a.id))
         return done
 
@@ -1099,9 +1125,12 @@ class Engine:
         started = time.monotonic()
         # The intent is journaled first: a crash mid-restore is finished at the next start-up.
         self.journal.update(action.id, note="undo started", undo_started=1)
+        manager = live.managers[action.resource]
+        faults.point("undo-journaled", _tag(manager))
         try:
             calls = self._undo_calls(live, action, keep_going=False)
-            report = live.managers[action.resource].rollback(action.id, action.checkpoint)
+            report = manager.rollback(action.id, action.checkpoint)
+            faults.point("undo-returned", _tag(manager))
         except GoexError as exc:
             # Refused or failed before anything was restored for good: the action stays pending, to retry.
             self.journal.update(action.id, note=f"undo failed: {exc}", undo_started=0)
@@ -1126,6 +1155,7 @@ class Engine:
                 )
             ),
         )
+        settling(manager).settle([action.id])
         return self._get(action.id)
 
     def test_reversibility(self, session_id: str, spec: ActionSpec, inverse: ActionSpec | None) -> Reversibility:
@@ -1180,6 +1210,7 @@ class Engine:
                 continue
             if action.state is ActionState.EXECUTED and not action.undo_started:
                 continue
+            faults.point("recovery-action", self._tag_of(action))
             try:
                 resolved.append(self._recover_one(action))
             except Exception:
@@ -1217,6 +1248,9 @@ class Engine:
         if action.state is ActionState.RUNNING and (action.checkpoint.get("pre") or action.checkpoint.get("overlay")):
             log.warning("recovery: rolling back %s to its checkpoint", action.id)
             live = self._live_session(action.session_id)
+            found = settling(live.managers[action.resource]).resolve_in_doubt(action.id, action.checkpoint)
+            if found.resolution is not Resolution.ROLL_BACK:
+                return self._settle_in_doubt(action, found)
             self.journal.update(action.id, note="recovery: rolling back to the checkpoint")
             report = live.managers[action.resource].rollback(action.id, action.checkpoint)
             calls = self._undo_calls(live, action, keep_going=True)
@@ -1242,6 +1276,45 @@ class Engine:
                 finished_at=time.time(),
             )
         return self._get(action.id)
+
+    def _settle_in_doubt(self, action: Action, found: InDoubt) -> Action:
+        """A RUNNING action its resource says it kept whole (pending again) or cannot tell about (said so)."""
+        if found.resolution is Resolution.UNKNOWN:
+            log.warning("recovery: the outcome of %s is unknown: %s", action.id, found.detail)
+            error = f"goexd stopped while the action was running; {found.detail}"
+            self._transition(action, ActionState.INTERRUPTED, error=error, finished_at=time.time())
+            return self._get(action.id)
+        log.warning("recovery: %s had committed before goexd stopped; it is pending again", action.id)
+        known = action.reversibility or Reversibility(ReversibilityClass.REVERSIBLE, Verdict.UNTESTED)
+        self._transition(
+            action,
+            ActionState.EXECUTED,
+            note=f"recovery: {found.detail}",
+            checkpoint=codec.dumps({**action.checkpoint, **found.checkpoint_extra}),
+            reversibility=codec.dumps(
+                codec.reversibility_to_json(replace(known, detail=f"{known.detail}; recovery: {found.detail}"))
+            ),
+            finished_at=time.time(),
+        )
+        return self._get(action.id)
+
+    def _settle_resolved(self, managers: dict[str, ResourceManager]) -> None:
+        """Drop the outcome evidence a resource still holds of actions the journal has resolved (a crash
+        came between the two); that of actions this journal does not know (another goexd's) stays."""
+        for manager in managers.values():
+            resolved = [
+                a.id
+                for a in map(self.journal.get_action, settling(manager).marked())
+                if a is not None and a.state not in ACTIVE_STATES and a.state is not ActionState.EXECUTED
+            ]
+            if resolved:
+                settling(manager).settle(resolved)
+
+    def _tag_of(self, action: Action) -> str:
+        """The fault-point tag of the action's resource, from the journal (recovery has no manager yet)."""
+        session = self.journal.get_session(action.session_id)
+        found = [r for r in session.resources if r.name == action.resource] if session is not None else []
+        return f"{found[0].kind.value}-{found[0].strategy.value}" if found else "unknown-resource"
 
     def running_count(self) -> int:
         return len(self._cancel)
