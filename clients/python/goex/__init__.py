@@ -15,10 +15,12 @@ from importlib import metadata as _metadata
 
 from goex._aio import AsyncClient
 from goex._client import Client
+from goex._diffs import Diff, DiffSide, FileDiff
 from goex._enums import (
     ActionKind,
     ActionState,
     ChangeKind,
+    DiffContent,
     EgressDecision,
     OutputStream,
     ResourceKind,
@@ -114,12 +116,16 @@ __all__ = [
     "DaemonNotRunning",
     "DataLoss",
     "DeadlineExceeded",
+    "Diff",
+    "DiffContent",
+    "DiffSide",
     "Egress",
     "EgressDecision",
     "EgressRecord",
     "ExecResult",
     "FailedPrecondition",
     "FileChange",
+    "FileDiff",
     "GcResult",
     "GoexError",
     "Health",

@@ -13,6 +13,7 @@ import grpc.aio
 from goex import _requests as rq
 from goex import _rpc
 from goex._client import CHANNEL_OPTIONS
+from goex._diffs import Diff, DiffOptionsArgs, action_request, since_last_request
 from goex._enums import ActionState, SecretKind
 from goex._exceptions import GoexError, from_rpc_error
 from goex._models import (
@@ -403,6 +404,44 @@ class AsyncClient:
         """Run `action` and its inverse on a throwaway fork of the resource and compare."""
         req = rq.test_reversibility(session_id, action, inverse=inverse, resource=resource, limits=limits)
         return Reversibility.from_proto((await self._call(_rpc.TEST_REVERSIBILITY, req)).reversibility)
+
+    async def diff(
+        self,
+        action_id: str,
+        *,
+        max_file_bytes: int = 0,
+        max_total_bytes: int = 0,
+        max_files: int = 0,
+        context_lines: int | None = None,
+        stat_only: bool = False,
+    ) -> Diff:
+        """What action `action_id` changed: a git-style unified diff per file of a workspace (`Diff.patch`),
+        what goexd recorded for SQL and http actions (`Diff.summary`). Redacted like every output.
+
+        The caps (0 = the daemon's defaults: 256 KiB a file, 4 MiB in all, 1000 files) cut at a line end
+        and are named in `Diff.notes`; `stat_only` leaves the patch text out. Raises NotFound for an
+        unknown action, FailedPrecondition when it left nothing to diff or its snapshots were collected.
+        """
+        options = DiffOptionsArgs(max_file_bytes, max_total_bytes, max_files, context_lines, stat_only)
+        return Diff.from_proto(await self._call(_rpc.GET_DIFF, action_request(action_id, options)))
+
+    async def diff_since_last(
+        self,
+        session_id: str,
+        *,
+        resource: str | None = None,
+        max_file_bytes: int = 0,
+        max_total_bytes: int = 0,
+        max_files: int = 0,
+        context_lines: int | None = None,
+        stat_only: bool = False,
+    ) -> Diff:
+        """What changed in the session's workspace (`resource`: its fs resource, when it has several)
+        since its latest pending or committed action left it: a person's own edits. `Diff.action_id`
+        is that action. Caps as for `diff`."""
+        options = DiffOptionsArgs(max_file_bytes, max_total_bytes, max_files, context_lines, stat_only)
+        req = since_last_request(session_id, resource, options)
+        return Diff.from_proto(await self._call(_rpc.GET_DIFF, req))
 
     # ------------------------------------------------------------ secrets
 

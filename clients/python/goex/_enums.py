@@ -12,12 +12,13 @@ from typing import Self, cast
 
 from google.protobuf.descriptor import EnumDescriptor
 
-from goex.v1 import secrets_pb2, types_pb2
+from goex.v1 import actions_pb2, secrets_pb2, types_pb2
 
 __all__ = [
     "ActionKind",
     "ActionState",
     "ChangeKind",
+    "DiffContent",
     "EgressDecision",
     "OutputStream",
     "ResourceKind",
@@ -157,6 +158,16 @@ _LETTERS = {
 }
 
 
+class DiffContent(ProtoEnum):
+    """How a changed file's content was compared in a diff."""
+
+    UNSPECIFIED = "unspecified"
+    NONE = "none"  # no content changed: mode, owner, a directory
+    TEXT = "text"  # compared as text: additions and deletions count lines
+    BINARY = "binary"  # compared, binary: sizes and hashes only
+    NOT_READ = "not_read"  # not compared (too large to read for a diff): sizes and blob ids only
+
+
 class ReversibilityClass(ProtoEnum):
     UNSPECIFIED = "unspecified"
     REVERSIBLE = "reversible"
@@ -211,3 +222,4 @@ for _cls in (
 ):
     _DESCRIPTORS[_cls] = types_pb2.DESCRIPTOR.enum_types_by_name[_cls.__name__]
 _DESCRIPTORS[SecretKind] = secrets_pb2.DESCRIPTOR.enum_types_by_name["SecretKind"]
+_DESCRIPTORS[DiffContent] = actions_pb2.DESCRIPTOR.enum_types_by_name["DiffContent"]

@@ -89,6 +89,7 @@ UNDO_TO = _method(_AF, "Actions", "UndoTo", _A.UndoToRequest, _A.UndoToResponse)
 TEST_REVERSIBILITY = _method(
     _AF, "Actions", "TestReversibility", _A.TestReversibilityRequest, _A.TestReversibilityResponse
 )
+GET_DIFF = _method(_AF, "Actions", "GetDiff", _A.GetDiffRequest, _A.GetDiffResponse)
 
 PUT_SECRET = _method(_XF, "Secrets", "PutSecret", _X.PutSecretRequest, _X.PutSecretResponse)
 LIST_SECRETS = _method(_XF, "Secrets", "ListSecrets", _X.ListSecretsRequest, _X.ListSecretsResponse)

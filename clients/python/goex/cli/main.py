@@ -19,6 +19,7 @@ from goex import __version__
 from goex._exceptions import GoexError
 from goex.cli import (
     cmd_admin,
+    cmd_diff,
     cmd_http,
     cmd_log,
     cmd_policy,
@@ -51,6 +52,7 @@ is checkpointed first, and stays pending until you commit or undo it.
   goex http POST /items --json '{"name": "x"}'
                                     call the session's REST service (--http at open)
   goex log                          the session's timeline
+  goex diff [ACTION]                what an action changed (--since-last: your edits since)
   goex undo                         roll back the newest pending action
   goex commit                       keep everything pending
 """
@@ -79,7 +81,18 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"goex {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (cmd_session, cmd_run, cmd_sql, cmd_http, cmd_log, cmd_resolve, cmd_secret, cmd_policy, cmd_admin):
+    for module in (
+        cmd_session,
+        cmd_run,
+        cmd_sql,
+        cmd_http,
+        cmd_log,
+        cmd_diff,
+        cmd_resolve,
+        cmd_secret,
+        cmd_policy,
+        cmd_admin,
+    ):
         module.register(sub, common)
     return parser
 
