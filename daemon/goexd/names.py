@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 
 # With a UTF-8 file-system encoding (every Linux locale since Python 3.7 but a legacy
 # 8-bit one), a printable str holds no surrogate and encodes to the same characters.
@@ -52,6 +53,12 @@ def display_path(path: str | bytes) -> str:
     if text.isprintable() and "\\" not in text:
         return text
     return "".join(_escape_char(c) for c in text)
+
+
+def display_paths(paths: Sequence[str], suffix: str = "", limit: int = 10) -> str:
+    """Relative paths for a message: display forms ("." for the root), the first `limit`, then a count."""
+    shown = ", ".join(display_path(p) + suffix if p else "." for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 def _escape_char(c: str) -> str:

@@ -65,6 +65,7 @@ from goexd.errors import (
     Unavailable,
     Unimplemented,
 )
+from goexd.names import display_paths
 from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
@@ -78,6 +79,7 @@ from goexd.resources.base import (
     ResourceManager,
     RollbackReport,
     SandboxNetwork,
+    UndoesThreeWay,
     settling,
 )
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
@@ -96,6 +98,7 @@ from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.snapshots.base import ChangeSet, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.set_aside import SetAside
 from goexd.snapshots.textdiff import DiffOptions
 from goexd.sql.classify import classify_script
 from goexd.sql.model import Dialect
@@ -1064,7 +1067,7 @@ class Engine:
             done.append(self._get(a.id))
         return done
 
-    def undo(self, session_id: str, action_id: str = "", cascade: bool = False) -> list[Action]:
+    def undo(self, session_id: str, action_id: str = "", cascade: bool = False, force: bool = False) -> list[Action]:
         live = self._live_session(session_id)
         with live.lock:
             pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
@@ -1077,8 +1080,12 @@ class Engine:
             else:
                 raise FailedPrecondition(f"session {session_id} has no pending action to undo")
             self._require_pending(target)
-            touched = _touched(target)
+            # A later action on a workspace alone does not stand in the way: its three-way undo refuses
+            # only where the later one changed the same paths (the conflict names them).
+            touched = _touched(target) - self._three_way_resources(live)
             later = [a for a in pending if a.seq > target.seq and _touched(a) & touched]
+            if cascade:
+                later = [a for a in pending if a.seq > target.seq and _touched(a) & _touched(target)]
             if later and not cascade:
                 ids = ", ".join(a.id for a in later)
                 raise FailedPrecondition(
@@ -1087,15 +1094,41 @@ class Engine:
                 )
             targets = [*reversed(later), target]
             self._refuse_irreversible(targets)
-            return [self._undo_one(live, a) for a in targets]
+            return [self._undo_one(live, a, force) for a in targets]
 
-    def undo_to(self, action_id: str) -> list[Action]:
+    def undo_to(self, action_id: str, force: bool = False) -> list[Action]:
         anchor = self._get(action_id)
         live = self._live_session(anchor.session_id)
         with live.lock:
             pending = self.journal.list_actions(anchor.session_id, [ActionState.EXECUTED], after_seq=anchor.seq)
             self._refuse_irreversible(pending)
-            return [self._undo_one(live, a) for a in reversed(pending)]
+            return [self._undo_one(live, a, force) for a in reversed(pending)]
+
+    @staticmethod
+    def _three_way_resources(live: _LiveSession) -> set[str]:
+        return {name for name, m in live.managers.items() if isinstance(m, UndoesThreeWay)}
+
+    def list_set_asides(self, session_id: str) -> list[tuple[str, SetAside]]:
+        """(resource name, set-aside) of every workspace of the session, oldest first."""
+        live = self._live_session(session_id)
+        with live.lock:
+            found = [
+                (name, kept)
+                for name, m in live.managers.items()
+                if isinstance(m, UndoesThreeWay)
+                for kept in m.set_asides()
+            ]
+        return sorted(found, key=lambda f: f[1].created)
+
+    def restore_set_aside(self, session_id: str, set_aside_id: str, force: bool = False) -> RollbackReport:
+        live = self._live_session(session_id)
+        with live.lock:
+            for name, kept in self.list_set_asides(session_id):
+                if kept.id == set_aside_id:
+                    manager = live.managers[name]
+                    assert isinstance(manager, UndoesThreeWay)
+                    return manager.restore_set_aside(set_aside_id, force=force)
+        raise NotFound("set-aside", set_aside_id)
 
     @staticmethod
     def _require_pending(action: Action) -> None:
@@ -1120,16 +1153,33 @@ class Engine:
                     f"action {a.id} is irreversible ({known.detail}); it cannot be undone, only committed"
                 )
 
-    def _undo_one(self, live: _LiveSession, action: Action) -> Action:
+    def _undo_one(self, live: _LiveSession, action: Action, force: bool = False) -> Action:
         known = action.reversibility
         started = time.monotonic()
+        manager = live.managers[action.resource]
+        three_way = manager if isinstance(manager, UndoesThreeWay) else None
+        if force and three_way is None:
+            raise InvalidArgument("force", f"resource {action.resource!r} has nothing to overwrite: only workspaces do")
+        if (
+            three_way is not None
+            and not force
+            and (conflicts := three_way.undo_conflicts(action.id, action.checkpoint))
+        ):
+            # Before anything is undone (its http calls included): refused whole.
+            raise FailedPrecondition(
+                f"cannot undo action {action.id}: changed since it ran (by you or a later action): "
+                f"{display_paths(conflicts)}; undo the later actions first (cascade), or force the undo "
+                "to set those versions aside"
+            )
         # The intent is journaled first: a crash mid-restore is finished at the next start-up.
         self.journal.update(action.id, note="undo started", undo_started=1)
-        manager = live.managers[action.resource]
         faults.point("undo-journaled", _tag(manager))
         try:
             calls = self._undo_calls(live, action, keep_going=False)
-            report = manager.rollback(action.id, action.checkpoint)
+            if force and three_way is not None:
+                report = three_way.rollback_overwriting(action.id, action.checkpoint)
+            else:
+                report = manager.rollback(action.id, action.checkpoint)
             faults.point("undo-returned", _tag(manager))
         except GoexError as exc:
             # Refused or failed before anything was restored for good: the action stays pending, to retry.

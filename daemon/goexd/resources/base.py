@@ -19,12 +19,13 @@ import enum
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from goexd.engine.models import ActionSpec, HttpResult, Resource, Reversibility, SqlResult
 from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
+from goexd.snapshots.set_aside import SetAside
 
 Checkpoint = dict[str, str]
 OutputCallback = Callable[[Stream, bytes], None]
@@ -136,6 +137,22 @@ _CHECKPOINT_DECIDES = SettlesInDoubt()
 def settling(manager: object) -> SettlesInDoubt:
     """The manager's way of settling outcomes in doubt, or the default one."""
     return manager if isinstance(manager, SettlesInDoubt) else _CHECKPOINT_DECIDES
+
+
+@runtime_checkable
+class UndoesThreeWay(Protocol):
+    """A manager whose undo takes back only the action's own changes, where they are still as it left
+    them (a workspace: snapshots/threeway.py); what it overwrites when forced is set aside."""
+
+    def undo_conflicts(self, action_id: str, checkpoint: Checkpoint) -> tuple[str, ...]:
+        """The paths an undo would refuse for: changed since the action (nothing is written)."""
+
+    def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        """rollback() that overwrites what changed since, setting it aside first."""
+
+    def set_asides(self) -> list[SetAside]: ...
+
+    def restore_set_aside(self, set_aside_id: str, *, force: bool = False) -> RollbackReport: ...
 
 
 class ResourceManager(Protocol):

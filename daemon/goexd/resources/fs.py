@@ -36,7 +36,7 @@ from pathlib import Path
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument, NotFound
-from goexd.names import display_path
+from goexd.names import display_path, display_paths
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -258,6 +258,13 @@ class FsVersionedResource(UndoesByItself):
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         return self._rollback(action_id, checkpoint, force=False)
 
+    def undo_conflicts(self, action_id: str, checkpoint: Checkpoint) -> tuple[str, ...]:
+        if "post" not in checkpoint:
+            return ()
+        return self._store.revert(
+            Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), dry_run=True
+        ).plan.conflicts
+
     def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         """Undo even where paths changed since the action; what was there is set aside."""
         return self._rollback(action_id, checkpoint, force=True)
@@ -290,14 +297,14 @@ class FsVersionedResource(UndoesByItself):
         except RevertConflict as e:
             raise FailedPrecondition(
                 f"cannot undo action {action_id}: changed since it ran (by you or a later action): "
-                f"{_paths(e.paths)}; undo later actions first (cascade), or force the undo to set "
+                f"{display_paths(e.paths)}; undo later actions first (cascade), or force the undo to set "
                 "those versions aside"
             ) from e
         parts = [f"took back {_count(len(done.plan.apply), 'path')} (three-way, verified on disk)"]
         if done.plan.already:
             parts.append(f"{_count(len(done.plan.already), 'path')} already as before it")
         if done.plan.kept_dirs:
-            parts.append(f"kept {_paths(done.plan.kept_dirs, '/')}: they hold files added since")
+            parts.append(f"kept {display_paths(done.plan.kept_dirs, '/')}: they hold files added since")
         if done.plan.conflicts:
             kept = self._store.set_aside(done.before, done.after, done.plan.conflicts, action_id, FORCED)
             parts.append(_kept_note(list(done.plan.conflicts), kept.id, "changed since the action"))
@@ -318,8 +325,8 @@ class FsVersionedResource(UndoesByItself):
             raise NotFound("set-aside", set_aside_id) from e
         except RevertConflict as e:
             raise FailedPrecondition(
-                f"cannot bring back set-aside {set_aside_id}: changed since it was set aside: {_paths(e.paths)}; "
-                "force it to set those versions aside in turn"
+                f"cannot bring back set-aside {set_aside_id}: changed since it was set aside: "
+                f"{display_paths(e.paths)}; force it to set those versions aside in turn"
             ) from e
         parts = [f"brought back {_count(len(done.plan.apply), 'path')}"]
         if done.plan.conflicts:
@@ -411,10 +418,8 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
-def _paths(paths: Sequence[str], suffix: str = "", limit: int = 10) -> str:
-    shown_paths = ", ".join(display_path(p) + suffix if p else "." for p in paths[:limit])
-    return shown_paths + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
-
-
 def _kept_note(paths: list[str], set_aside_id: str, why: str) -> str:
-    return f"set aside your version of {_paths(paths)} ({why}) as {set_aside_id}: goex set-aside restore {set_aside_id}"
+    return (
+        f"set aside your version of {display_paths(paths)} ({why}) as {set_aside_id}: "
+        f"goex set-aside restore {set_aside_id}"
+    )

@@ -27,6 +27,7 @@ from goexd.policy.parse import parse as parse_policy
 from goexd.server import convert as cv
 from goexd.server import convert_diff as cd
 from goexd.server import convert_secrets as cs
+from goexd.server import convert_set_aside as csa
 from goexd.vault.oauth import OAuthFlows
 from goexd.vault.vault import Vault
 
@@ -122,12 +123,23 @@ class ActionsServicer(agrpc.ActionsServicer):
             cv.require_id(req.session_id, "session_id"),
             cv.optional_id(req.action_id, "action_id"),
             req.cascade,
+            req.force,
         )
         return apb.UndoActionResponse(undone=[cv.action_pb(a) for a in undone])
 
     def UndoTo(self, req: apb.UndoToRequest, ctx: Ctx) -> apb.UndoToResponse:
-        undone = self.engine.undo_to(cv.require_id(req.action_id, "action_id"))
+        undone = self.engine.undo_to(cv.require_id(req.action_id, "action_id"), req.force)
         return apb.UndoToResponse(undone=[cv.action_pb(a) for a in undone])
+
+    def ListSetAsides(self, req: apb.ListSetAsidesRequest, ctx: Ctx) -> apb.ListSetAsidesResponse:
+        found = self.engine.list_set_asides(cv.require_id(req.session_id, "session_id"))
+        return apb.ListSetAsidesResponse(set_asides=[csa.set_aside_pb(name, kept) for name, kept in found])
+
+    def RestoreSetAside(self, req: apb.RestoreSetAsideRequest, ctx: Ctx) -> apb.RestoreSetAsideResponse:
+        report = self.engine.restore_set_aside(
+            cv.require_id(req.session_id, "session_id"), cv.require_id(req.set_aside_id, "set_aside_id"), req.force
+        )
+        return apb.RestoreSetAsideResponse(verified=report.verified, detail=report.detail)
 
     def TestReversibility(self, req: apb.TestReversibilityRequest, ctx: Ctx) -> apb.TestReversibilityResponse:
         session_id = cv.require_id(req.session_id, "session_id")

@@ -209,14 +209,20 @@ class GitWorkspaceStore:
             return edit_snapshot(self._repo, load(self._repo, base.id), changes.edits, self._meta_oid), changes
 
     def revert(
-        self, expected: Snapshot, target: Snapshot, *, paths: Sequence[str] | None = None, force: bool = False
+        self,
+        expected: Snapshot,
+        target: Snapshot,
+        *,
+        paths: Sequence[str] | None = None,
+        force: bool = False,
+        dry_run: bool = False,
     ) -> Reverted:
         """Take the workspace from `expected` to `target` by the three-way rule (threeway.py): only
         the paths that differ between the two (or those at or below `paths`), each only where
         the workspace still is as `expected` has it. A path changed since raises RevertConflict
         before anything is written, unless `force`, which overwrites it (the caller keeps what
         was there: `Reverted.before` holds it). Verified: every path written is compared with
-        `target` in a fresh capture."""
+        `target` in a fresh capture. `dry_run`: only the plan."""
         with self._session():
             exp_t, tgt_t = load(self._repo, expected.id), load(self._repo, target.id)
             wanted = diff(self._repo, exp_t, tgt_t, self._metas)
@@ -226,6 +232,8 @@ class GitWorkspaceStore:
             current = self._capture(lenient=True)
             since = diff(self._repo, exp_t, load(self._repo, current.id), self._metas)
             plan = plan_revert(wanted, since, force=force)
+            if dry_run:  # the plan only (its conflicts); nothing is written
+                return Reverted(current, current, plan, RestoreReport(unreadable=self._unreadable))
             if plan.conflicts and not force:
                 raise RevertConflict(plan.conflicts, current)
             todo = _Left(self._unreadable).drop(plan.apply)
