@@ -26,6 +26,7 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import commit, open_fs, shell, status_of
 from tests.fs_fingerprint import describe_diff, fingerprint
+from tests.services.json_server import JsonServer
 
 BAD = os.fsdecode(b"bad\xffname")  # a name that is not UTF-8
 
@@ -261,18 +262,31 @@ def test_an_undone_action_and_a_closed_sessions_action_keep_their_diff(shared_da
 
 
 def test_sql_actions_give_what_goexd_recorded(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
-    db = tmp_path / "app.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
-        conn.executemany("INSERT INTO t (n) VALUES (?)", [(1,), (2,), (3,)])
-    req = sepb.CreateSessionRequest(resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url=f"sqlite://{db}"))])
-    s = shared_daemon.sessions.CreateSession(req, timeout=60).session
-    spec = pb.ActionSpec(sql=pb.SqlAction(sql="UPDATE t SET n = n + 1 WHERE n > 1"))
-    action = shared_daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=spec), timeout=60).action
-    diff = get_diff(shared_daemon, action.id)
-    assert diff.resource_kind == pb.RESOURCE_KIND_SQLITE and not diff.files
-    assert "2 row(s) affected" in diff.summary and "UPDATE t SET n = n + 1 WHERE n > 1" in diff.summary
-    assert "transaction strategy" in diff.summary
+    found = {}
+    for strategy in (pb.UNDO_STRATEGY_TRANSACTION, pb.UNDO_STRATEGY_INVERSE, pb.UNDO_STRATEGY_CLONE):
+        db = tmp_path / f"app{strategy}.db"
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+            conn.executemany("INSERT INTO t (n) VALUES (?)", [(1,), (2,), (3,)])
+        resource = pb.ResourceSpec(strategy=strategy, db=pb.DbResourceSpec(url=f"sqlite://{db}"))
+        s = shared_daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[resource]), timeout=60).session
+        req = apb.SubmitActionRequest(
+            session_id=s.id, spec=pb.ActionSpec(sql=pb.SqlAction(sql="UPDATE t SET n = n + 1 WHERE n > 1"))
+        )
+        if strategy == pb.UNDO_STRATEGY_INVERSE:
+            req.inverse.CopyFrom(pb.ActionSpec(sql=pb.SqlAction(sql="UPDATE t SET n = n - 1 WHERE n > 2")))
+        action = shared_daemon.actions.SubmitAction(req, timeout=60).action
+        assert action.state == pb.ACTION_STATE_EXECUTED, action.error
+        diff = get_diff(shared_daemon, action.id)
+        assert diff.resource_kind == pb.RESOURCE_KIND_SQLITE and not diff.files
+        assert "2 row(s) affected" in diff.summary and "Statements: UPDATE t SET n = n + 1 WHERE n > 1" in diff.summary
+        found[strategy] = diff.summary
+    transaction, inverse, clone = found.values()
+    assert "(sqlite, transaction strategy): 2 row(s) affected.\nWhich tables and rows it changed was not" in transaction
+    # Where the strategy measured the change (fingerprints before and after), the diff says it per table.
+    assert "(sqlite, inverse strategy): 2 row(s) affected.\nTables changed: t: 3 → 3 rows" in inverse
+    assert "Inverse: UPDATE t SET n = n - 1 WHERE n > 2" in inverse
+    assert "(sqlite, clone strategy): 2 row(s) affected.\nTables changed: t: 3 → 3 rows" in clone
 
 
 @pytest.fixture
@@ -291,3 +305,17 @@ def test_a_garbage_collected_actions_diff_is_a_failed_precondition(gc_daemon: Da
     assert gc_daemon.admin.RunGc(adpb.RunGcRequest(), timeout=60).snapshots_removed >= 1
     code, msg = status_of(lambda: get_diff(gc_daemon, action.id))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "garbage-collected" in msg
+
+
+def test_an_http_call_has_no_diff_but_its_record(shared_daemon: DaemonProcess, json_server: JsonServer) -> None:
+    spec = pb.ResourceSpec(name="api", http=pb.HttpResourceSpec(base_url=json_server.base_url))
+    s = shared_daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session
+    call = pb.ActionSpec(http=pb.HttpAction(method="POST", path="/items", json='{"name": "lamp"}'))
+    req = apb.SubmitActionRequest(session_id=s.id, spec=call)
+    action = shared_daemon.actions.SubmitAction(req, timeout=60).action
+    assert action.state == pb.ACTION_STATE_EXECUTED, action.error
+    diff = get_diff(shared_daemon, action.id)
+    assert diff.resource_kind == pb.RESOURCE_KIND_HTTP and not diff.files and not diff.from_snapshot
+    assert diff.summary.startswith("No diff: an http call changes a remote service")
+    assert "Request: POST /items" in diff.summary and "Answer: 201" in diff.summary
+    assert "Inverse: DELETE /items/1" in diff.summary

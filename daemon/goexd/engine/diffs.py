@@ -24,6 +24,7 @@ from pathlib import Path
 
 from goexd.engine.models import Action, ActionKind, ActionState, Resource, ResourceKind, Session
 from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.resources.base import CHANGED_KEY
 from goexd.resources.fs import store_dir_for
 from goexd.snapshots.base import SnapshotError
 from goexd.snapshots.textdiff import DiffOptions, SnapshotDiff, diff_snapshots, open_store
@@ -32,8 +33,6 @@ from goexd.textcap import capped, shown
 RedactBytes = Callable[[bytes], bytes]
 RedactText = Callable[[str], str]
 
-# A checkpoint key a database strategy may set: the tables the action changed, in words (dbinspect.diff).
-CHANGED_KEY = "changed"
 _QUOTED_SQL_CHARS = 2000  # of each statement text a summary quotes
 _DIFFABLE = frozenset({ActionState.EXECUTED, ActionState.COMMITTED, ActionState.UNDONE})
 IN_EFFECT = (ActionState.EXECUTED, ActionState.COMMITTED)  # states of actions whose changes are in place
@@ -168,15 +167,15 @@ def _notes(action: Action) -> list[str]:
 
 
 def _sql_summary(action: Action, resource: Resource) -> str:
-    parts = [f"SQL on {resource.name!r} ({resource.kind.value}, {resource.strategy.value} strategy)"]
+    head = f"SQL on {resource.name!r} ({resource.kind.value}, {resource.strategy.value} strategy)"
     if action.sql is not None:
-        parts.append(f"{action.sql.affected_rows} row(s) affected")
+        head += f": {action.sql.affected_rows} row(s) affected"
     changed = action.checkpoint.get(CHANGED_KEY)
-    parts.append(f"tables: {changed}" if changed else "which tables and rows changed was not recorded")
-    text = "; ".join(parts) + f".\nStatements: {capped(action.spec.sql, _QUOTED_SQL_CHARS)}"
+    lines = [head + ".", changed or "Which tables and rows it changed was not recorded by this strategy."]
+    lines.append(f"Statements: {capped(action.spec.sql, _QUOTED_SQL_CHARS)}")
     if action.inverse is not None and action.inverse.sql:
-        text += f"\nInverse: {capped(action.inverse.sql, _QUOTED_SQL_CHARS)}"
-    return text
+        lines.append(f"Inverse: {capped(action.inverse.sql, _QUOTED_SQL_CHARS)}")
+    return "\n".join(lines)
 
 
 def _http_summary(action: Action) -> str:

@@ -28,6 +28,8 @@ from goexd.snapshots.base import ChangeSet
 from goexd.snapshots.set_aside import SetAside
 
 Checkpoint = dict[str, str]
+# A checkpoint entry a database strategy may add: what the action changed, per table, in words (its diff).
+CHANGED_KEY = "changed"
 OutputCallback = Callable[[Stream, bytes], None]
 
 

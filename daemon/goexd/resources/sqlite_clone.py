@@ -88,10 +88,10 @@ class SqliteCloneResource(StepByStep):
         statements = run.check_script(spec)
         with self._lock:
             try:  # committed with the fingerprint after it, so the next checkpoint need not read every row
-                result, _, _ = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)
+                result, before, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)
             except run.StatementFailed as exc:
                 raise InvalidArgument("spec.sql.sql", exc.why) from None
-        return Outcome(exec=None, changes=None, sql=result)
+        return Outcome(exec=None, changes=None, sql=result, checkpoint_extra=run.changed_tables(before, after))
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         return None

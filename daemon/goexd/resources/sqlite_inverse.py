@@ -150,11 +150,14 @@ class SqliteInverseResource(StepByStep, SettlesInDoubt):
         with self._lock:
             try:
                 mark = self._marking(marker, outcomes.ACTION, statements) if marker else None
-                result, _, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit, mark)
+                result, before, after = self._state.commit(
+                    statements, spec.params, limits, cancel, self._row_limit, mark
+                )
             except run.StatementFailed as exc:
                 raise InvalidArgument("spec.sql.sql", exc.why) from None
             faults.point("action-after-commit", TAG)
-        return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"post": after.digest})
+        extra = {"post": after.digest, **run.changed_tables(before, after)}
+        return Outcome(exec=None, changes=None, sql=result, checkpoint_extra=extra)
 
     def _marking(self, action_id: str, step: str, statements: Sequence[Classified]) -> Callable[[], None]:
         """Mark `step` begun now when its statements run outside a transaction; returns what marks it done,

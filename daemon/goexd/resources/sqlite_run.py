@@ -20,10 +20,13 @@ from goexd.dbinspect import sqlite_changes
 from goexd.dbinspect.sqlite_catalog import rows as fetch
 from goexd.engine.models import ActionKind, ActionSpec, SqlResult
 from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.resources.base import CHANGED_KEY, Checkpoint
 from goexd.sandbox.base import Limits
 from goexd.sql.classify import Classified, StatementClass, classify_script
+from goexd.textcap import capped
 
 PROGRESS_STEPS = 10_000  # SQLite VM steps between checks of the deadline and of cancel
+CHANGED_CHARS = 2000  # of what an action changed, in words, kept in its checkpoint
 
 
 class StatementFailed(Exception):
@@ -107,6 +110,12 @@ def _rows(cur: sqlite3.Cursor, row_limit: int) -> SqlResult:
         if len(rows) < row_limit:
             rows.append(tuple(None if v is None else _text(v) for v in row))
     return SqlResult(columns, tuple(rows), total, total > len(rows))
+
+
+def changed_tables(before: inspect.DbFingerprint, after: inspect.DbFingerprint) -> Checkpoint:
+    """The checkpoint entry saying what statements changed, per table: the two fingerprints are
+    known anyway (Tracked.commit), so an action's diff can say it at no extra read."""
+    return {CHANGED_KEY: capped(inspect.diff(before, after).text, CHANGED_CHARS)}
 
 
 def _text(value: object) -> str:
