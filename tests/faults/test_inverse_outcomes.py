@@ -197,6 +197,31 @@ def test_killed_in_an_undo_before_the_inverse_committed_recovery_runs_it_once(ma
     stop_cleanly(run.d)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_restart_drops_the_markers_of_resolved_actions_and_keeps_others(backend: str, tmp_path: Path) -> None:
+    """Killed at the second action's COMMIT (@2); markers a crash between UNDONE and their removal would
+    leave, and another goexd's, were in the database: the reopened session drops the first only."""
+    (tmp_path / "projects").mkdir()
+    db = sqlite_db(tmp_path / "projects" / "app.db")
+    d = armed(tmp_path / "daemon", f"action-after-commit:{db.tag}@2")
+    try:
+        run = Run(d, db, d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[db.spec])).session.id)
+        first = run.submit()  # the point's first hit: goes on
+        [undone] = run.undo()
+        assert undone.state == pb.ACTION_STATE_UNDONE and db.markers() == 0
+        with sqlite3.connect(tmp_path / "projects" / "app.db") as conn:
+            conn.execute("INSERT INTO goex_outcomes VALUES (?, 'undo', 0), ('act_elsewhere', 'action', 0)", (first.id,))
+        crash(d, f"action-after-commit:{db.tag}", run.submit)
+        restart(d)
+        second = next(a for a in run.actions() if a.id != first.id)
+        assert second.state == pb.ACTION_STATE_EXECUTED and db.state() == APPLIED
+        left = set(db.query("SELECT action_id, step FROM goex_outcomes"))
+        assert left == {(second.id, "action"), ("act_elsewhere", "action")}
+        stop_cleanly(d)
+    finally:
+        d.kill()
+
+
 # ---------------------------------------------------------------- controls: without the markers
 
 

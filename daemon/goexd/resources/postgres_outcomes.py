@@ -41,8 +41,8 @@ class PgMarks:
 
     def ensure(self, conn: Conn) -> None:
         """At session open, on an idle autocommit connection: the table is there and usable, or FailedPrecondition."""
-        row = conn.execute("SELECT current_schema()").fetchone()
-        schema = row[0] if row else None
+        row = conn.execute("SELECT current_schema(), current_user").fetchone()
+        schema, role = (row[0], str(row[1])) if row else (None, "")
         if schema is None:
             raise FailedPrecondition(
                 f"the inverse strategy keeps a table {TABLE} in database {self._where} to settle, after a crash, "
@@ -53,7 +53,7 @@ class PgMarks:
         create = sql.SQL("CREATE TABLE {} ({}); COMMENT ON TABLE {} IS {}").format(
             table, sql.SQL(_COLUMNS), table, sql.Literal(PURPOSE)
         )
-        grant = sql.SQL("GRANT {} ON {} TO CURRENT_USER").format(sql.SQL(", ".join(_PRIVILEGES)), table)
+        grant = sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(", ".join(_PRIVILEGES)), table, sql.Identifier(role))
         if not self._exists(conn, table):
             try:
                 conn.execute(create)
