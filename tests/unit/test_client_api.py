@@ -55,6 +55,8 @@ EXPECTED = {
     "Diff",
     "DiffSide",
     "FileDiff",
+    "SetAside",
+    "SetAsideRestored",
     # enums
     "ActionKind",
     "ActionState",

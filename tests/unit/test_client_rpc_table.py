@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from goex import _rpc
+import inspect
+
+from goex import _aio, _client, _rpc
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
 
@@ -21,3 +23,13 @@ def test_cancel_action_entry() -> None:
     assert _rpc.CANCEL_ACTION.path == "/goex.v1.Actions/CancelAction"
     assert _rpc.CANCEL_ACTION.request is actions_pb2.CancelActionRequest
     assert _rpc.CANCEL_ACTION.response is actions_pb2.CancelActionResponse
+
+
+def test_both_clients_call_every_rpc() -> None:
+    # Each client reaches an RPC through its table entry (`_rpc.NAME`): one left unused is an RPC
+    # that client does not offer.
+    names = [name for name, m in vars(_rpc).items() if isinstance(m, _rpc.Method)]
+    for module in (_client, _aio):
+        source = inspect.getsource(module)
+        missing = [name for name in names if f"_rpc.{name}" not in source]
+        assert missing == [], f"{module.__name__} has no call for {missing}"

@@ -77,6 +77,7 @@ from goex._models import (
     Stats,
     Timings,
 )
+from goex._set_asides import SetAside, SetAsideRestored
 from goex._socket import default_socket_path
 from goex._specs import (
     ActionBody,
@@ -156,6 +157,8 @@ __all__ = [
     "SecretKind",
     "Session",
     "SessionState",
+    "SetAside",
+    "SetAsideRestored",
     "Shell",
     "Sql",
     "SqlResult",

@@ -30,6 +30,7 @@ from goex._models import (
     action_event_from_proto,
 )
 from goex._rpc import Req, Resp
+from goex._set_asides import SetAside, SetAsideRestored, list_request, restore_request
 from goex._socket import resolve_target
 from goex._specs import (
     ActionBody,
@@ -381,17 +382,24 @@ class Client:
         req = actions_pb2.CommitActionsRequest(session_id=session_id, up_to_action_id=up_to or "")
         return [Action.from_proto(a) for a in self._call(_rpc.COMMIT_ACTIONS, req).committed]
 
-    def undo(self, session_id: str, action_id: str | None = None, *, cascade: bool = False) -> list[Action]:
+    def undo(
+        self, session_id: str, action_id: str | None = None, *, cascade: bool = False, force: bool = False
+    ) -> list[Action]:
         """Undo one pending action (the newest when None); returns the undone, newest first.
 
-        Refused while a later pending action on the same resource exists unless `cascade`.
+        Refused while a later pending action on the same resource exists unless `cascade` (on a
+        workspace only one that changed some of the same paths counts). A workspace undo is
+        three-way: each path the action changed goes back only where it is still as the action
+        left it; a path changed since (by you or a later action) refuses the whole undo
+        (FailedPrecondition naming the paths) unless `force`, which first sets those versions
+        aside (`set_asides`, `restore_set_aside`): nothing is lost.
         """
-        req = actions_pb2.UndoActionRequest(session_id=session_id, action_id=action_id or "", cascade=cascade)
+        req = rq.undo(session_id, action_id, cascade, force)
         return [Action.from_proto(a) for a in self._call(_rpc.UNDO_ACTION, req).undone]
 
-    def undo_to(self, action_id: str) -> list[Action]:
-        """Undo every pending action after `action_id` (which stays), newest first."""
-        req = actions_pb2.UndoToRequest(action_id=action_id)
+    def undo_to(self, action_id: str, *, force: bool = False) -> list[Action]:
+        """Undo every pending action after `action_id` (which stays), newest first; `force` as for `undo`."""
+        req = rq.undo_to(action_id, force)
         return [Action.from_proto(a) for a in self._call(_rpc.UNDO_TO, req).undone]
 
     def test_reversibility(
@@ -444,6 +452,20 @@ class Client:
         options = DiffOptionsArgs(max_file_bytes, max_total_bytes, max_files, context_lines, stat_only)
         req = since_last_request(session_id, resource, options)
         return Diff.from_proto(self._call(_rpc.GET_DIFF, req))
+
+    def set_asides(self, session_id: str) -> list[SetAside]:
+        """What goexd overwrote of someone's work in the session's workspaces and kept, oldest first:
+        by a forced undo, or where an action changed a file you changed while it ran. Each stays until
+        restored or until the snapshot retention (gc.retention_hours) expires it."""
+        resp = self._call(_rpc.LIST_SET_ASIDES, list_request(session_id))
+        return [SetAside.from_proto(s) for s in resp.set_asides]
+
+    def restore_set_aside(self, session_id: str, set_aside_id: str, *, force: bool = False) -> SetAsideRestored:
+        """Bring a set-aside back, then forget it. Three-way like undo: its paths go back where they are
+        still as goexd left them; one changed since refuses (FailedPrecondition naming the paths) unless
+        `force`, which sets those versions aside in turn. NotFound for an unknown id."""
+        resp = self._call(_rpc.RESTORE_SET_ASIDE, restore_request(session_id, set_aside_id, force))
+        return SetAsideRestored.from_proto(resp)
 
     # ------------------------------------------------------------ secrets
 

@@ -52,6 +52,14 @@ def close_session(session_id: str, mode: CloseModeArg) -> sessions_pb2.CloseSess
     return sessions_pb2.CloseSessionRequest(session_id=session_id, mode=names[mode])
 
 
+def undo(session_id: str, action_id: str | None, cascade: bool, force: bool) -> actions_pb2.UndoActionRequest:
+    return actions_pb2.UndoActionRequest(session_id=session_id, action_id=action_id or "", cascade=cascade, force=force)
+
+
+def undo_to(action_id: str, force: bool) -> actions_pb2.UndoToRequest:
+    return actions_pb2.UndoToRequest(action_id=action_id, force=force)
+
+
 def action_spec(
     action: ActionBody | ActionSpec,
     *,

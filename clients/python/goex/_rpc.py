@@ -90,6 +90,8 @@ TEST_REVERSIBILITY = _method(
     _AF, "Actions", "TestReversibility", _A.TestReversibilityRequest, _A.TestReversibilityResponse
 )
 GET_DIFF = _method(_AF, "Actions", "GetDiff", _A.GetDiffRequest, _A.GetDiffResponse)
+LIST_SET_ASIDES = _method(_AF, "Actions", "ListSetAsides", _A.ListSetAsidesRequest, _A.ListSetAsidesResponse)
+RESTORE_SET_ASIDE = _method(_AF, "Actions", "RestoreSetAside", _A.RestoreSetAsideRequest, _A.RestoreSetAsideResponse)
 
 PUT_SECRET = _method(_XF, "Secrets", "PutSecret", _X.PutSecretRequest, _X.PutSecretResponse)
 LIST_SECRETS = _method(_XF, "Secrets", "ListSecrets", _X.ListSecretsRequest, _X.ListSecretsResponse)
