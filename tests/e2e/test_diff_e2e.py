@@ -6,6 +6,7 @@ diff is exactly the change, and `git hash-object` / sha256 that the hashes name 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+import goex
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
 from goex.v1 import secrets_pb2 as spb
@@ -319,3 +321,24 @@ def test_an_http_call_has_no_diff_but_its_record(shared_daemon: DaemonProcess, j
     assert diff.summary.startswith("No diff: an http call changes a remote service")
     assert "Request: POST /items" in diff.summary and "Answer: 201" in diff.summary
     assert "Inverse: DELETE /items/1" in diff.summary
+
+
+def test_the_python_clients(shared_daemon: DaemonProcess, ws: Path) -> None:
+    s = open_fs(shared_daemon, ws)
+    action = shell(shared_daemon, s.id, "echo more >> a.txt; head -c 100 /dev/zero > z.bin")
+    with goex.Client(shared_daemon.socket, timeout=60) as client:
+        diff = client.diff(action.id, context_lines=0)
+    assert isinstance(diff, goex.Diff) and diff.action_id == action.id and diff.resource_kind is goex.ResourceKind.FS
+    text, binary = diff.files
+    assert (text.path, text.kind, text.content, text.additions) == ("a.txt", goex.ChangeKind.MODIFIED, "text", 1)
+    assert diff.patch.startswith(b"diff --git a/a.txt b/a.txt\n") and b"\n+more\n" in diff.patch
+    assert binary.content is goex.DiffContent.BINARY and binary.old is None and binary.new is not None
+    assert binary.new.size == 100 and binary.new.sha256 == hashlib.sha256(bytes(100)).hexdigest()
+    (ws / "a.txt").write_text("by hand\n")
+
+    async def since() -> goex.Diff:
+        async with goex.AsyncClient(shared_daemon.socket, timeout=60) as aclient:
+            return await aclient.diff_since_last(s.id, stat_only=True)
+
+    edits = asyncio.run(since())
+    assert edits.action_id == action.id and [f.path for f in edits.files] == ["a.txt"] and edits.patch == b""
