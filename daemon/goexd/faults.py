@@ -44,6 +44,9 @@ POINTS: Mapping[str, str] = {
     "commit-journaled": "'commit started' is journaled; the resource has not committed",
     "commit-returned": "the resource committed; COMMITTED not journaled",
     "recovery-action": "at a restart, before recovery resolves one action left unresolved",
+    # a workspace action run over an overlay (resources/fs.py)
+    "fs-apply-intent": "the run's result is snapshotted and its apply intent written; the workspace is unchanged",
+    "fs-applied": "the run's result is applied to the workspace; EXECUTED not journaled",
     # resources that commit at once (the inverse strategy on SQLite and PostgreSQL)
     "action-before-commit": "the action's statements and its outcome marker are written; COMMIT not sent",
     "action-after-commit": "the action's COMMIT returned; nothing else done",

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from goexd import faults
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument, NotFound
 from goexd.names import display_path, display_paths
@@ -111,6 +112,10 @@ class FsVersionedResource(UndoesByItself):
                 check_paths(self.workspace, overlays_dir)
             except OverlayUnavailable:
                 self._overlays = None  # such a path cannot be given to overlayfs: run over the workspace
+
+    @property
+    def _tag(self) -> str:
+        return f"{self.resource.kind.value}-{self.resource.strategy.value}"
 
     @property
     def isolation(self) -> str:
@@ -219,7 +224,9 @@ class FsVersionedResource(UndoesByItself):
                 kept = self._store.set_aside(pre, post, concurrent, action_id, CONCURRENT)
                 notes.append(_kept_note(concurrent, kept.id, "changed in the workspace while the action ran"))
             _write_intent(run_dir, pre, post)
+            faults.point("fs-apply-intent", self._tag)
             applied = self._store.revert(pre, post, force=True)
+            faults.point("fs-applied", self._tag)
             if applied.plan.conflicts:  # changed in the moment between the snapshot and the apply
                 kept = self._store.set_aside(applied.before, post, applied.plan.conflicts, action_id, CONCURRENT)
                 notes.append(_kept_note(list(applied.plan.conflicts), kept.id, "changed while it was applied"))
@@ -278,7 +285,8 @@ class FsVersionedResource(UndoesByItself):
             if intent is None:
                 _discard(run_dir)
                 return RollbackReport(True, "nothing of it reached the workspace (it ran over an overlay)")
-            report = self._revert(action_id, intent[1], intent[0], force)
+            # Crashed while applying: what anyone changed there since is set aside, not left half-applied.
+            report = self._revert(action_id, intent[1], intent[0], force=True)
             _discard(run_dir)
             return report
         # Direct mode, stopped while running: what it did is all that changed since its snapshot.
