@@ -135,6 +135,7 @@ class GitWorkspaceStore:
         self._lock = threading.RLock()
         self._closed = False
         self._full_scans = 0
+        self._linked = False  # the latest incremental capture re-read a file with more than one name
 
     @property
     def full_scans(self) -> int:
@@ -426,8 +427,14 @@ class GitWorkspaceStore:
         if not dirty:
             return self._last[2]
         fs = self._capture_batch()
+        self._linked = False
         try:
             self._apply_dirty(dirty, fs)
+            if self._linked:
+                # A file with other names changed: inotify told of this name only. The full scan's
+                # stat cache finds the others (same inode, new times).
+                self._touched = None
+                return self._full_capture(fs, lenient)
         except UnreadableEntries:
             # Not goexd's to open up: the full scan lists all such entries (or refuses).
             self._touched = None
@@ -670,6 +677,7 @@ class GitWorkspaceStore:
                 meta = entry_meta(st, self._owner)
             elif stat.S_ISREG(st.st_mode):
                 oid, st = self._read_file(path, fs)
+                self._linked |= st.st_nlink > 1
                 mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
                 entry = pygit2.IndexEntry(path, oid, mode)
                 meta = entry_meta(st, self._owner)
