@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +190,7 @@ class _Maker:
     cut_total: list[str] = field(default_factory=list)  # by the total cap
     not_read: dict[str, list[str]] = field(default_factory=dict)  # reason -> names
     hashes: dict[pygit2.Oid, str] = field(default_factory=dict)  # sha256 of the contents read
+    sizes: dict[pygit2.Oid, int] = field(default_factory=dict)  # each content's, looked up once
 
     def __post_init__(self) -> None:
         self.total_left = max(self.options.max_total_bytes, 0)
@@ -288,8 +290,10 @@ class _Maker:
     def _size(self, e: Entry) -> int:
         if e.oid is None:
             return 0
-        _, size = self.repo.odb.read_header(e.oid)
-        return int(size)
+        size = self.sizes.get(e.oid)
+        if size is None:
+            size = self.sizes[e.oid] = int(self.repo.odb.read_header(e.oid)[1])
+        return size
 
     def _owner_lines(self, o: Entry | None, n: Entry | None) -> list[bytes]:
         if o is not None and n is not None and o.owner != n.owner:
@@ -382,6 +386,7 @@ def _lines(lines: list[bytes]) -> bytes:
     return b"".join(line + b"\n" for line in lines)
 
 
+_PLAIN = re.compile(rb'[^\x00-\x1f\x7f"\\\x80-\xff]*')  # printable ASCII but for a quote and a backslash
 _C_ESCAPES = {0x07: b"\\a", 0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0B: b"\\v", 0x0C: b"\\f", 0x0D: b"\\r"}
 
 
@@ -389,6 +394,8 @@ def _quoted(prefix: bytes, path: str) -> bytes:
     """prefix + path as git writes it in a diff header: C-quoted when it holds a control
     character, a quote, a backslash or bytes that are not UTF-8 (as octal, which git apply reads)."""
     raw = prefix + os.fsencode(path)
+    if _PLAIN.fullmatch(raw):  # the common case, and cheap
+        return raw
     text = raw.decode("utf-8", "surrogateescape")
     if all(" " <= c != "\x7f" and c not in '"\\' and not 0xDC80 <= ord(c) <= 0xDCFF for c in text):
         return raw
