@@ -308,7 +308,7 @@ class _Execution:
             argv = [
                 *self._overlay(),
                 *self._switch_user(),
-                *self.limits.launcher(self.run_as.uid),
+                *self.limits.launcher(self.run_as.uid, own_userns=self._overlay_userns()),
                 *(self.bwrap, "--args", str(args_r), "--json-status-fd", str(status_w), "--", *self.plan.argv),
             ]
             proc = subprocess.Popen(
@@ -343,10 +343,14 @@ class _Execution:
             return []
         return overlay.launch_prefix(spec.workspace, spec.overlay, privileged=current().is_root)
 
+    def _overlay_userns(self) -> bool:
+        """Whether the launch chain runs in the overlay's own user namespace (an unprivileged daemon)."""
+        return self.spec.overlay is not None and self.spec.workspace is not None and not current().is_root
+
     def _identity_options(self) -> list[str]:
         """An unprivileged daemon's overlay puts bwrap in a user namespace as its root: bwrap is
         told the ids to show, so the command sees the ones it would without the overlay."""
-        if self.spec.overlay is None or self.spec.workspace is None or current().is_root:
+        if not self._overlay_userns():
             return []
         return ["--uid", str(self.run_as.uid), "--gid", str(self.run_as.gid)]
 

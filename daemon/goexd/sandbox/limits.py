@@ -48,9 +48,10 @@ class CgroupUnusable(Exception):
 class RunLimits(Protocol):
     """Limits for one process tree, from attach() to close()."""
 
-    def launcher(self, uid: int) -> Sequence[str]:
+    def launcher(self, uid: int, own_userns: bool = False) -> Sequence[str]:
         """An argv prefix that puts the limits on the process it then execs, for limits that
-        must be set from inside (rlimits of a process of another uid); () if none."""
+        must be set from inside (rlimits of a process of another uid); () if none.
+        `own_userns`: it runs in a user namespace of its own, where `uid` has no other tasks."""
 
     def attach(self, pid: int) -> None:
         """Put `pid` (not yet forked) under the limits. Raises OSError on failure."""
@@ -313,7 +314,7 @@ class _V2Run(_CgroupRun):
         self._memory_events = os.open(path / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
         self._pids_events = os.open(path / "pids.events", os.O_RDONLY | os.O_CLOEXEC)
 
-    def launcher(self, uid: int) -> Sequence[str]:
+    def launcher(self, uid: int, own_userns: bool = False) -> Sequence[str]:
         return ()
 
     def attach(self, pid: int) -> None:
@@ -401,7 +402,7 @@ class _V1Run(_CgroupRun):
         self._oom_control = os.open(memory / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
         self._pids_events = os.open(pids / "pids.events", os.O_RDONLY | os.O_CLOEXEC)
 
-    def launcher(self, uid: int) -> Sequence[str]:
+    def launcher(self, uid: int, own_userns: bool = False) -> Sequence[str]:
         return ()
 
     def attach(self, pid: int) -> None:
@@ -463,12 +464,15 @@ class _RlimitRun:
         self.limits = limits
         self.pid: int | None = None
 
-    def launcher(self, uid: int) -> Sequence[str]:
+    def launcher(self, uid: int, own_userns: bool = False) -> Sequence[str]:
         # util-linux prlimit sets them on itself, then execs bwrap: set from outside, they would
         # need CAP_SYS_RESOURCE once the run has another uid than the daemon (a root daemon
         # switching to the workspace's owner), which root in a container may not hold.
+        # In a user namespace of its own, RLIMIT_NPROC counts the tasks of that namespace's
+        # uid (kernel ucounts): the run's alone, so the limit is exact there.
         mem = self.limits.memory_bytes
-        nproc = _tasks_of_uid(uid) + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
+        others = 0 if own_userns else _tasks_of_uid(uid)
+        nproc = others + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
         return (PRLIMIT, f"--as={mem}:{mem}", f"--nproc={nproc}:{nproc}", "--")
 
     def attach(self, pid: int) -> None:
