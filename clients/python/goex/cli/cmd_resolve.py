@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from rich.text import Text
 
 from goex._enums import ActionState, Verdict
+from goex._exceptions import FailedPrecondition
 from goex._models import Action
-from goex.cli._app import App
+from goex.cli._app import App, CliError
 from goex.v1 import actions_pb2
 
 EXIT_UNVERIFIED = 3  # undone, but goexd could not confirm the resource is back as it was
@@ -19,9 +21,20 @@ exit status:
   0   undone, and every undo verified (or nothing to undo)
   3   undone, but at least one undo could not be verified (NOT verified: on stderr says
       why; --json: its reversibility verdict is FAILED): check the resource yourself
-  1   goex error: daemon not running, nothing pending, a later pending action in the way
-      (without --cascade), an irreversible action, an inverse that failed (nothing undone)
+  1   goex error, nothing undone: daemon not running, nothing pending, a later pending action
+      in the way (without --cascade), paths changed since the action (without --force; the
+      error names them), an irreversible action, an inverse that failed
 """
+FORCE_HELP = (
+    "on a workspace, also take back paths changed since the action (by you or a later action) instead "
+    "of refusing; nothing is lost: the versions it overwrites are set aside, listed by `goex set-aside "
+    "list` and brought back by `goex set-aside restore ID`"
+)
+THREE_WAY = (
+    "A workspace undo is three-way: each path the action changed goes back only where it is still as "
+    "the action left it, and files it did not touch are left alone; a path changed since refuses the "
+    "undo (the error names it) unless --force."
+)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -40,14 +53,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="roll back a pending action (default: the newest)",
         description="Undo one pending action of the current session (the newest when ACTION is "
-        "omitted). The daemon refuses while a later pending action on the same resource exists, "
-        "unless --cascade also undoes those, newest first. Prints one line per undone action, "
-        "and on stderr how goexd checked the undo (verified: ..., or NOT verified: ...).",
+        "omitted). The daemon refuses while a later pending action on the same resource exists (on a "
+        "workspace: one that changed some of the same paths), unless --cascade also undoes those, newest "
+        f"first. {THREE_WAY} Prints one line per undone action, and on stderr how goexd checked the undo "
+        "(verified: ..., or NOT verified: ...) and what it set aside.",
         epilog=UNDO_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     u.add_argument("action", nargs="?", metavar="ACTION")
     u.add_argument("--cascade", action="store_true", help="also undo later pending actions on the resource")
+    u.add_argument("--force", action="store_true", help=FORCE_HELP)
     u.set_defaults(handler=cmd_undo)
 
     t = sub.add_parser(
@@ -55,11 +70,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="roll back every pending action after ACTION",
         description="Undo every pending action after ACTION, newest first; ACTION itself stays. "
-        "Prints what `goex undo` prints.",
+        f"{THREE_WAY} Prints what `goex undo` prints.",
         epilog=UNDO_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("action", metavar="ACTION")
+    t.add_argument("--force", action="store_true", help=FORCE_HELP)
     t.set_defaults(handler=cmd_undo_to)
 
 
@@ -106,8 +122,30 @@ def cmd_commit(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+def _undo_hint(exc: FailedPrecondition, command: str) -> str | None:
+    """The flags that get past goexd's refusal (its message names the paths and says cascade or force)."""
+    if "force" in exc.message:  # "changed since it ran ...: PATHS; ... (cascade), or force the undo ..."
+        cascade = "--cascade, or " if command == "undo" else ""
+        return f"goex {command} {cascade}--force: what it overwrites is set aside, see `goex set-aside list`"
+    if "cascade" in exc.message and command == "undo":  # "later pending actions ...; ... ask to cascade"
+        return "goex undo --cascade"
+    return None
+
+
+@contextmanager
+def _refusal_hint(app: App, command: str) -> Iterator[None]:
+    try:
+        yield
+    except FailedPrecondition as exc:
+        hint = _undo_hint(exc, command)
+        if app.json or hint is None:
+            raise
+        raise CliError(f"{exc.message} ({hint})", code=exc.code_name) from None
+
+
 def cmd_undo(app: App, args: argparse.Namespace) -> int:
-    undone = app.client().undo(app.session_id(), args.action, cascade=args.cascade)
+    with _refusal_hint(app, "undo"):
+        undone = app.client().undo(app.session_id(), args.action, cascade=args.cascade, force=args.force)
     if app.json:
         app.emit(actions_pb2.UndoActionResponse(undone=[a.proto for a in undone]))
     else:
@@ -116,7 +154,8 @@ def cmd_undo(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_undo_to(app: App, args: argparse.Namespace) -> int:
-    undone = app.client().undo_to(args.action)
+    with _refusal_hint(app, "undo-to"):
+        undone = app.client().undo_to(args.action, force=args.force)
     if app.json:
         app.emit(actions_pb2.UndoToResponse(undone=[a.proto for a in undone]))
     else:

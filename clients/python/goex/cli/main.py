@@ -27,6 +27,7 @@ from goex.cli import (
     cmd_run,
     cmd_secret,
     cmd_session,
+    cmd_set_aside,
     cmd_sql,
 )
 from goex.cli._app import (
@@ -54,6 +55,7 @@ is checkpointed first, and stays pending until you commit or undo it.
   goex log                          the session's timeline
   goex diff [ACTION]                what an action changed (--since-last: your edits since)
   goex undo                         roll back the newest pending action
+  goex set-aside list               your versions an undo --force overwrote (restore ID)
   goex commit                       keep everything pending
 """
 
@@ -89,6 +91,7 @@ def build_parser() -> ArgumentParser:
         cmd_log,
         cmd_diff,
         cmd_resolve,
+        cmd_set_aside,
         cmd_secret,
         cmd_policy,
         cmd_admin,
