@@ -189,3 +189,13 @@ def test_a_persons_edit_through_another_name_of_a_file_is_seen(d: DaemonProcess,
     undo(d, s)
     # The state before the action had the person's edit under both names: both get it back.
     assert (ws / "q" / "2.txt").read_text() == "v1\nperson\n" and (ws / "p" / "1.txt").read_text() == "v1\nperson\n"
+
+
+def test_paths_that_run_code_later_are_flagged_for_the_reviewer(d: DaemonProcess, ws: Path) -> None:
+    s = sec_session(d, ws)
+    action = run_action(
+        d, s, "echo 'export X=1' > .envrc; mkdir -p .vscode && echo '{}' > .vscode/tasks.json; echo x > a.txt"
+    )
+    flagged = {c.path: c.runs_code for c in action.changes.changes}
+    assert flagged == {".envrc": True, ".vscode/tasks.json": True, "a.txt": False}
+    assert any(".envrc" in w and "run code later" in w for w in action.changes.warnings)

@@ -197,6 +197,7 @@ class FileChange(_Model[types_pb2.FileChange]):
     old_mode: int
     new_mode: int
     path_bytes: bytes = b""  # the exact name on disk (Linux names are bytes, not always UTF-8)
+    runs_code: bool = False  # a path tools may execute or obey later (hooks, .envrc, editor/CI config)
 
     @property
     def fspath(self) -> str:
@@ -216,6 +217,7 @@ class FileChange(_Model[types_pb2.FileChange]):
             old_mode=msg.old_mode,
             new_mode=msg.new_mode,
             path_bytes=msg.path_bytes or msg.path.encode(),  # a goexd before path_bytes sent the name itself
+            runs_code=msg.runs_code,
             proto=msg,
         )
 

@@ -24,6 +24,7 @@ from goexd.engine.models import (
 )
 from goexd.sandbox.base import ExecResult, Limits, Termination
 from goexd.snapshots.base import ChangeKind, ChangeSet, FileChange
+from goexd.snapshots.code_paths import runs_code_later
 
 
 def _b64(data: bytes) -> str:
@@ -316,7 +317,8 @@ def changes_to_json(c: ChangeSet) -> dict[str, Any]:
 
 def changes_from_json(d: dict[str, Any]) -> ChangeSet:
     return ChangeSet(
-        changes=tuple(FileChange(ChangeKind(k), p, o, n) for k, p, o, n in d["changes"]),
+        # runs_code is a function of the path: worked out again, not stored.
+        changes=tuple(FileChange(ChangeKind(k), p, o, n, runs_code_later(p)) for k, p, o, n in d["changes"]),
         added=d["added"],
         modified=d["modified"],
         deleted=d["deleted"],

@@ -203,7 +203,7 @@ class FsVersionedResource(UndoesByItself):
         left = [f.describe() for f in found if f.left]
         return Outcome(
             exec=result,
-            changes=replace(changes, warnings=tuple(notes)),
+            changes=replace(changes, warnings=(*changes.warnings, *notes)),
             checkpoint_extra={"post": post.id},
             capture_s=time.monotonic() - started,
             # A privilege goexd could not take away must not stay: the action is rolled back.
@@ -232,7 +232,7 @@ class FsVersionedResource(UndoesByItself):
                 notes.append(_kept_note(list(applied.plan.conflicts), kept.id, "changed while it was applied"))
         _discard(run_dir)
         changes = self._store.changes(pre, post, limit=self._change_limit)
-        return replace(changes, warnings=tuple(notes)), {"pre": pre.id, "post": post.id}
+        return replace(changes, warnings=(*changes.warnings, *notes)), {"pre": pre.id, "post": post.id}
 
     def _changed_since(self, rel: str, started_ns: int) -> bool:
         try:

@@ -294,6 +294,7 @@ def changes_pb(c: ChangeSet) -> pb.ChangeSet:
                 path_bytes=os.fsencode(f.path),
                 old_mode=f.old_mode,
                 new_mode=f.new_mode,
+                runs_code=f.runs_code,
             )
             for f in c.changes
         ],

@@ -50,6 +50,7 @@ class FileChange:
     path: str  # relative; directories end with "/"
     old_mode: int = 0  # full st_mode, 0 when absent
     new_mode: int = 0
+    runs_code: bool = False  # a path tools may execute or obey later (code_paths.py)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from types import TracebackType
 import pygit2
 from pygit2.enums import DeltaStatus, FileMode
 
-from goexd.snapshots import set_aside
+from goexd.snapshots import code_paths, set_aside
 from goexd.snapshots.apply import apply_changes
 from goexd.snapshots.base import (
     ChangeKind,
@@ -59,6 +59,7 @@ from goexd.snapshots.base import (
     Unreadable,
     UnreadableEntries,
 )
+from goexd.snapshots.code_paths import runs_code_later
 from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo
 from goexd.snapshots.layout import (
     META,
@@ -171,12 +172,14 @@ class GitWorkspaceStore:
         kinds = [c.kind for c in found]
         added = kinds.count(ChangeKind.ADDED)
         deleted = kinds.count(ChangeKind.DELETED)
+        code = [c.path for c in found if c.runs_code]
         return ChangeSet(
             changes=tuple(found[: max(limit, 0)]),
             added=added,
             modified=len(found) - added - deleted,
             deleted=deleted,
             truncated=len(found) > limit,
+            warnings=(code_paths.warning(code),) if code else (),
         )
 
     def restore(self, snapshot: Snapshot) -> RestoreReport:
@@ -908,4 +911,5 @@ def _change(path: str, old: Entry | None, new: Entry | None) -> FileChange | Non
         path=name,
         old_mode=old.st_mode if old is not None else 0,
         new_mode=new.st_mode if new is not None else 0,
+        runs_code=runs_code_later(name),
     )

@@ -432,18 +432,20 @@ class ExecResult(_message.Message):
     def __init__(self, termination: _Optional[_Union[Termination, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., stdout_total_bytes: _Optional[int] = ..., stderr_total_bytes: _Optional[int] = ..., detail: _Optional[str] = ..., limits_enforced_by: _Optional[str] = ...) -> None: ...
 
 class FileChange(_message.Message):
-    __slots__ = ("kind", "path", "old_mode", "new_mode", "path_bytes")
+    __slots__ = ("kind", "path", "old_mode", "new_mode", "path_bytes", "runs_code")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     OLD_MODE_FIELD_NUMBER: _ClassVar[int]
     NEW_MODE_FIELD_NUMBER: _ClassVar[int]
     PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUNS_CODE_FIELD_NUMBER: _ClassVar[int]
     kind: ChangeKind
     path: str
     old_mode: int
     new_mode: int
     path_bytes: bytes
-    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., path: _Optional[str] = ..., old_mode: _Optional[int] = ..., new_mode: _Optional[int] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
+    runs_code: bool
+    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., path: _Optional[str] = ..., old_mode: _Optional[int] = ..., new_mode: _Optional[int] = ..., path_bytes: _Optional[bytes] = ..., runs_code: _Optional[bool] = ...) -> None: ...
 
 class ChangeSet(_message.Message):
     __slots__ = ("changes", "added", "modified", "deleted", "total", "truncated", "warnings")
