@@ -199,3 +199,21 @@ def test_paths_that_run_code_later_are_flagged_for_the_reviewer(d: DaemonProcess
     flagged = {c.path: c.runs_code for c in action.changes.changes}
     assert flagged == {".envrc": True, ".vscode/tasks.json": True, "a.txt": False}
     assert any(".envrc" in w and "run code later" in w for w in action.changes.warnings)
+
+
+def test_direct_isolation_undoes_three_way_too_and_says_attribution_is_approximate() -> None:
+    with start_daemon("root", '[fs]\nisolation = "direct"\n') as direct, make_workspace(0, 0) as w:
+        (w / "a.txt").write_text("a\n")
+        s = sec_session(direct, w)
+        action = run_action(direct, s, "echo agent > a.txt; echo new > made.txt")
+        assert any("direct mode" in warning for warning in action.changes.warnings)
+        assert (w / "a.txt").read_text() == "agent\n"  # written in place while it ran
+        (w / "mine.txt").write_text("mine\n")
+        (w / "made.txt").write_text("the person's now\n")
+        code, msg = status_of(lambda: undo(direct, s))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "made.txt" in msg
+        undone = undo(direct, s, force=True)
+        assert undone[0].state == pb.ACTION_STATE_UNDONE
+        assert (w / "a.txt").read_text() == "a\n" and not (w / "made.txt").exists()
+        assert (w / "mine.txt").read_text() == "mine\n"
+        assert [list(k.paths) for k in set_asides(direct, s)] == [["made.txt"]]

@@ -152,7 +152,7 @@ class FsVersionedResource(UndoesByItself):
         if self._overlays is None:
             snap = self._capture()
             self._store.pin(f"actions/{action_id}/pre", snap)
-            return {"pre": snap.id}
+            return {"pre": snap.id, "action": action_id}
         run_dir = self._overlays / action_id
         _discard(run_dir)  # a leftover of an earlier attempt under this id
         (run_dir / "work").mkdir(parents=True, mode=0o700)
@@ -198,6 +198,7 @@ class FsVersionedResource(UndoesByItself):
             return Outcome(exec=result, changes=changes, checkpoint_extra=extra, capture_s=time.monotonic() - started)
         pre = Snapshot(checkpoint["pre"])
         post, found = self._store.strip_privileges(pre, self._capture())
+        self._store.pin(f"actions/{checkpoint['action']}/post", post)  # what its undo and diff compare with
         changes = self._store.changes(pre, post, limit=self._change_limit)
         notes = [*listed(found), "direct mode: changes others made in the workspace while it ran count as its own"]
         left = [f.describe() for f in found if f.left]
