@@ -31,7 +31,6 @@ PERSONS_EDIT = b"the person's edit\r\n\x00\xff no newline"
 
 def test_forced_undo_sets_the_persons_edit_aside_and_restore_brings_it_back(cli: Cli) -> None:
     run, ws = cli.goex, cli.project
-    (ws / "a.txt").write_text("original\n")
     action = cli.run("echo agent > a.txt; echo new > n.txt")
     (ws / "a.txt").write_bytes(PERSONS_EDIT)
 
@@ -48,7 +47,7 @@ def test_forced_undo_sets_the_persons_edit_aside_and_restore_brings_it_back(cli:
     # Forced: the action's paths go back, the person's version is set aside and named on stderr.
     out, err = run("undo", "--force")
     assert out.startswith(f"undone {action} (seq 1)")
-    assert (ws / "a.txt").read_text() == "original\n" and not (ws / "n.txt").exists()
+    assert not (ws / "a.txt").exists() and not (ws / "n.txt").exists()
     found = re.search(r"set aside your version of a\.txt \(.*\) as ([0-9a-f]{12}): goex set-aside restore \1$", err)
     assert found is not None and err.startswith("  verified: "), err
     kept = found.group(1)
@@ -71,12 +70,9 @@ def test_forced_undo_sets_the_persons_edit_aside_and_restore_brings_it_back(cli:
 
 def test_list_json_is_the_rpc_response(cli: Cli) -> None:
     run = cli.goex
-    (cli.project / "a.txt").write_text("original\n")
-    (cli.project / "d").mkdir()
-    (cli.project / "d" / "y").write_text("before\n")
-    action = cli.run("echo agent > a.txt; echo x > d/y")
-    (cli.project / "a.txt").write_bytes(PERSONS_EDIT)
-    (cli.project / "d" / "y").write_text("mine\n")
+    action = cli.run("echo agent > b.txt; echo x > sub/c.bin")
+    (cli.project / "b.txt").write_bytes(PERSONS_EDIT)
+    (cli.project / "sub" / "c.bin").write_text("mine\n")
     assert run.json("set-aside", "list") == {"set_asides": []}  # empty: the list, not a missing key
 
     before = datetime.now(UTC)
@@ -88,8 +84,8 @@ def test_list_json_is_the_rpc_response(cli: Cli) -> None:
     [kept] = data["set_asides"]
     assert sorted(kept) == ["action_id", "created_at", "id", "paths", "paths_bytes", "reason", "resource"]
     assert kept["action_id"] == action and kept["resource"] == "fs"
-    assert kept["paths"] == ["a.txt", "d/y"]
-    assert [base64.b64decode(p) for p in kept["paths_bytes"]] == [b"a.txt", b"d/y"]
+    assert kept["paths"] == ["b.txt", "sub/c.bin"]
+    assert [base64.b64decode(p) for p in kept["paths_bytes"]] == [b"b.txt", b"sub/c.bin"]
     created = datetime.fromisoformat(kept["created_at"])
     assert before - timedelta(seconds=5) < created < datetime.now(UTC) + timedelta(seconds=1)
     # The verdict of the forced undo mentions the set-aside by its id.
@@ -98,8 +94,8 @@ def test_list_json_is_the_rpc_response(cli: Cli) -> None:
     restored = run.json("set-aside", "restore", kept["id"])
     parses_as(restored, apb.RestoreSetAsideResponse)
     assert restored == {"verified": True, "detail": "brought back 2 paths"}
-    assert (cli.project / "a.txt").read_bytes() == PERSONS_EDIT
-    assert (cli.project / "d" / "y").read_text() == "mine\n"
+    assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
+    assert (cli.project / "sub" / "c.bin").read_text() == "mine\n"
     assert run.json("set-aside", "list") == {"set_asides": []}
 
 
@@ -120,43 +116,42 @@ def test_unknown_or_malformed_ids_fail_clearly(cli: Cli) -> None:
 
 def test_undo_to_force_and_a_restore_refused_then_forced(cli: Cli) -> None:
     run = cli.goex
-    (cli.project / "a.txt").write_text("original\n")
     anchor = cli.run("echo anchor > anchor.txt")
-    later = cli.run("echo agent > a.txt")
-    (cli.project / "a.txt").write_bytes(PERSONS_EDIT)
+    later = cli.run("echo agent > b.txt")
+    (cli.project / "b.txt").write_bytes(PERSONS_EDIT)
 
     message = run.error("undo-to", anchor)
-    assert message.startswith(f"cannot undo action {later}: changed since it ran") and ": a.txt;" in message
+    assert message.startswith(f"cannot undo action {later}: changed since it ran") and ": b.txt;" in message
     assert message.endswith("(goex undo-to --force: what it overwrites is set aside, see `goex set-aside list`)")
-    assert (cli.project / "a.txt").read_bytes() == PERSONS_EDIT
+    assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
     # --json keeps goexd's own message and status.
     refused = run.json("undo-to", anchor, code=1)["error"]
     assert refused["code"] == "FAILED_PRECONDITION" and "--force" not in refused["message"]
 
     out, err = run("undo-to", anchor, "--force")
-    assert out.startswith(f"undone {later} (seq 2)") and "set aside your version of a.txt" in err
-    assert (cli.project / "a.txt").read_text() == "original\n" and (cli.project / "anchor.txt").exists()
+    assert out.startswith(f"undone {later} (seq 2)") and "set aside your version of b.txt" in err
+    assert (cli.project / "b.txt").read_text() == "bee\n" and (cli.project / "anchor.txt").exists()
     [kept] = cli.client.set_asides(cli.session)
-    assert kept.action_id == later and kept.paths_bytes == (b"a.txt",)
+    assert kept.action_id == later and kept.paths_bytes == (b"b.txt",)
 
-    # The person changes a.txt again: bringing the first version back would overwrite this one.
-    (cli.project / "a.txt").write_text("third\n")
+    # The person changes b.txt again: bringing the first version back would overwrite this one.
+    (cli.project / "b.txt").write_text("third\n")
     message = run.error("set-aside", "restore", kept.id)
-    assert message.startswith(f"cannot bring back set-aside {kept.id}: changed since it was set aside: a.txt")
+    assert message.startswith(f"cannot bring back set-aside {kept.id}: changed since it was set aside: b.txt")
     assert message.endswith(f"(`goex set-aside restore {kept.id} --force` sets those versions aside in turn)")
-    assert (cli.project / "a.txt").read_text() == "third\n"
+    assert (cli.project / "b.txt").read_text() == "third\n"
     assert [s.id for s in cli.client.set_asides(cli.session)] == [kept.id]
 
     out, err = run("set-aside", "restore", kept.id, "--force")
-    assert out.startswith(f"restored {kept.id}: brought back 1 path; set aside your version of a.txt") and err == ""
-    assert (cli.project / "a.txt").read_bytes() == PERSONS_EDIT
+    assert out.startswith(f"restored {kept.id}: brought back 1 path; set aside your version of b.txt") and err == ""
+    assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
     # The overwritten third version is itself a set-aside, made by no action ("-").
     [again] = cli.client.set_asides(cli.session)
     assert again.id != kept.id and again.action_id == "" and again.id in out
     row = run("set-aside", "list")[0].splitlines()[1]
-    assert row.split()[0] == again.id and " - " in row and "a.txt" in row
+    assert row.split()[0] == again.id and " - " in row and "b.txt" in row
     run("set-aside", "restore", again.id)
-    assert (cli.project / "a.txt").read_text() == "third\n"
+    assert (cli.project / "b.txt").read_text() == "third\n"
 
 
 def test_undo_without_conflicts_keeps_no_set_aside_and_says_none(cli: Cli) -> None:
