@@ -31,7 +31,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +56,20 @@ log = logging.getLogger(__name__)
 
 MISSING_BWRAP = "bubblewrap (bwrap) not found: install the 'bubblewrap' package (apt-get install bubblewrap)"
 MIN_BWRAP_VERSION = (0, 8)  # --disable-userns, --size and --ro-bind-data
-SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"  # util-linux: the uid switch of a root daemon
+# util-linux: the uid switch of a root daemon, and the parent-death signal of every launch chain
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 MISSING_SETPRIV = (
-    "setpriv not found: a root goexd runs actions as the workspace's owner through it (apt-get install util-linux)"
+    "setpriv not found: goexd starts every sandbox through it (so that the sandbox dies with goexd)"
+    " and a root goexd runs actions as the workspace's owner through it (apt-get install util-linux)"
 )
+# The launch chain dies with the daemon thread that started it (PR_SET_PDEATHSIG, kept across
+# exec, cleared by a uid change: each setpriv that switches the uid sets it again).
+DIE_WITH_DAEMON = "--pdeathsig=KILL"
+# Given after --args: bwrap refuses it at parse time unless --unshare-user came before, which only
+# the options bring. A bwrap whose daemon died before writing them (it reads EOF) then exits
+# instead of going on with no options at all (no namespaces but a mount one, all of root's
+# capabilities, and a child that blocks for ever: sandbox/reaper.py).
+NEEDS_THE_OPTIONS = "--disable-userns"
 SCANNED_FOR_UNREADABLE = ("/etc",)  # plus the read paths (host_view's doc says why not /usr)
 
 READ_CHUNK = 64 * 1024
@@ -86,8 +96,12 @@ class BwrapSandbox:
         bwrap_path: str | None = None,
         always_masked: Sequence[Path] = (),
         read_paths: Sequence[Path] = (),
+        spawn_env: Mapping[str, str] | None = None,
     ) -> None:
         self.enforcer = enforcer if enforcer is not None else detect_enforcer()
+        # The whole environment of the launch chain and of bwrap: the daemon's sandbox mark
+        # (sandbox/reaper.py), never the daemon's own variables.
+        self.spawn_env = dict(spawn_env or {})
         self.bwrap_path = bwrap_path if bwrap_path is not None else shutil.which("bwrap")
         self.always_masked = tuple(always_masked)
         self.system = system_paths(read_paths)
@@ -97,7 +111,7 @@ class BwrapSandbox:
         if self.bwrap_path is None or not os.access(self.bwrap_path, os.X_OK):
             raise SandboxUnavailable(MISSING_BWRAP)
         _check_version(self.bwrap_path)
-        if current().is_root and not os.access(SETPRIV, os.X_OK):
+        if not os.access(SETPRIV, os.X_OK):
             raise SandboxUnavailable(MISSING_SETPRIV)
         try:
             seccomp.programs()
@@ -170,7 +184,9 @@ class BwrapSandbox:
                 plan = render_plan(spec, host, fds)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("sandbox plan (as uid %d gid %d):\n%s", run_as.uid, run_as.gid, plan.describe())
-                run = _Execution(self.bwrap_path, plan, spec, run_as, fds, limits, on_output, cancel, started)
+                run = _Execution(
+                    self.bwrap_path, plan, spec, run_as, fds, limits, on_output, cancel, started, self.spawn_env
+                )
                 return run.execute(self.enforcer.name)
         except OSError as e:
             return _failed(started, self.enforcer.name, f"cannot prepare the sandbox: {e}")
@@ -204,6 +220,16 @@ def _open_fds(spec: SandboxSpec, run_as: RunAs) -> Iterator[Fds]:
     finally:
         for fd in opened:
             os.close(fd)
+
+
+def _dying_with_daemon(argv: list[str]) -> list[str]:
+    """`argv` started so that it dies with the daemon at every step, including while bwrap waits
+    for its options: killed then, bwrap would read EOF and go on with no options at all, and its
+    child would block for ever (sandbox/reaper.py says why). A chain that starts with the uid
+    switch has the signal set by it already."""
+    if argv[0] == SETPRIV and DIE_WITH_DAEMON in argv[: argv.index("--")]:
+        return argv
+    return [SETPRIV, DIE_WITH_DAEMON, "--", *argv]
 
 
 def _check_version(bwrap: str) -> None:
@@ -254,8 +280,10 @@ class _Execution:
         on_output: OutputSink | None,
         cancel: threading.Event | None,
         started: float,
+        spawn_env: Mapping[str, str] | None = None,
     ) -> None:
         self.bwrap = bwrap
+        self.spawn_env = dict(spawn_env or {})
         self.plan = plan
         self.spec = spec
         self.run_as = run_as
@@ -305,18 +333,21 @@ class _Execution:
             # identity: a root daemon switches to the workspace's owner through setpriv.
             # (Popen's user=/group= would do it too, but they rule out vfork: a fork of the
             # whole daemon, ~19 ms at 110 MB, measured by bench/confine_bench.py.)
-            argv = [
-                *self._overlay(),
-                *self._switch_user(),
-                *self.limits.launcher(self.run_as.uid, own_userns=self._overlay_userns()),
-                *(self.bwrap, "--args", str(args_r), "--json-status-fd", str(status_w), "--", *self.plan.argv),
-            ]
+            argv = _dying_with_daemon(
+                [
+                    *self._overlay(),
+                    *self._switch_user(),
+                    *self.limits.launcher(self.run_as.uid, own_userns=self._overlay_userns()),
+                    *(self.bwrap, "--args", str(args_r), NEEDS_THE_OPTIONS, "--json-status-fd", str(status_w)),
+                    *("--", *self.plan.argv),
+                ]
+            )
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.PIPE if self.spec.stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={},
+                env=self.spawn_env,
                 pass_fds=(args_r, status_w, *self.fds.passed()),
                 start_new_session=True,  # keep terminal signals for the daemon away from it
             )
@@ -358,7 +389,7 @@ class _Execution:
         if self.run_as == current():
             return []
         who = self.run_as
-        return [SETPRIV, f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups", "--"]
+        return [SETPRIV, f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups", DIE_WITH_DAEMON, "--"]
 
     def _send_options(self, fd: int) -> None:
         blob = os.fsencode("\0".join([*self._identity_options(), *self.plan.bwrap_options()]) + "\0")

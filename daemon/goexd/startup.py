@@ -1,0 +1,114 @@
+"""What goexd does at start before it serves anything: claim its state dir, clear what an
+earlier start of it left behind when it was killed.
+
+- The state dir is held by one goexd at a time (an flock on `goexd.lock` in it, released by
+  the kernel when the daemon dies, however it dies). That is what makes the clean-up below
+  safe: whatever an earlier start of this state dir left is nobody's any more.
+- Sandbox processes marked by an earlier start (sandbox/reaper.py) are killed, before the
+  journal's recovery looks at any workspace: a leftover must not write while recovery restores.
+- The egress proxy's run dir (Unix sockets must have short paths, so it lives in $TMPDIR) is
+  named after the state dir (`goexd-egress-<owner>-XXXXXXXX`), so a start removes its own
+  earlier ones and never another live goexd's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from goexd.engine.journal_repair import RepairFailed, repair_journal
+from goexd.errors import SetupError
+from goexd.sandbox import reaper
+from goexd.sandbox.reaper import SandboxMark
+
+log = logging.getLogger("goexd")
+
+LOCK_FILE = "goexd.lock"
+EGRESS_PREFIX = "goexd-egress-"
+
+
+@dataclass(frozen=True)
+class StateDirClaim:
+    """The held state dir: `lock_fd` stays open (and locked) for the daemon's life."""
+
+    state_dir: Path
+    lock_fd: int
+    mark: SandboxMark
+
+
+def claim_state_dir(state_dir: Path) -> StateDirClaim:
+    """Create the state dir (0700) and lock it; SetupError when another goexd holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir.chmod(0o700)
+    path = state_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise SetupError(
+                f"the state dir {state_dir} is in use by another goexd (pid {holder}): one goexd per state dir"
+            ) from None
+        raise SetupError(f"cannot lock the state dir {state_dir}: {e.strerror}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # for the message above, seen by the next one
+    return StateDirClaim(state_dir, fd, SandboxMark.for_state_dir(state_dir))
+
+
+def reap_sandboxes(claim: StateDirClaim) -> int:
+    """Kill the sandbox processes an earlier start of this daemon left; returns how many."""
+    killed = reaper.reap(claim.mark)
+    for r in killed:
+        log.warning("killed sandbox process %d (%s) left by an earlier goexd run (%s)", r.pid, r.argv0, r.instance)
+    return len(killed)
+
+
+def egress_run_dir(claim: StateDirClaim) -> Path:
+    """A fresh private dir for the egress proxy's sockets; an earlier start's are removed first."""
+    prefix = f"{EGRESS_PREFIX}{claim.mark.owner}-"
+    tmp = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(tmp):
+            if entry.name.startswith(prefix):
+                _remove_own_dir(Path(entry.path))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
+
+
+def _remove_own_dir(path: Path) -> None:
+    """rm -r `path` when it is a real directory owned by us (a world-writable $TMPDIR may hold a
+    look-alike of another user's, or a symbolic link: those are left alone)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        log.warning("not removing %s: not a directory of goexd's user", path)
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    log.info("removed the egress run dir %s left by an earlier goexd run", path)
+
+
+def repair_journal_command(state_dir: Path, journal: Path) -> int:
+    """`goexd --repair-journal`: with the state dir held (no goexd may run on it meanwhile)."""
+    claim_state_dir(state_dir)
+    try:
+        report = repair_journal(journal)
+    except (RepairFailed, OSError) as e:
+        print(f"goexd: cannot repair the journal {journal}: {e}", file=sys.stderr)
+        return 1
+    if report is None:
+        print(f"the journal {journal} is sound: nothing to repair")
+        return 0
+    print(f"rebuilt the journal {journal}\n{report.describe()}")
+    return 0
