@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import FrameType
@@ -17,14 +16,14 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from goexd import __version__, config, faults
+from goexd import __version__, config, faults, startup
 from goexd.admin import Admin
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport
 from goexd.egress.proxy import EgressProxy
 from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
-from goexd.engine.journal import Journal
+from goexd.engine.journal_check import JournalDamaged, check_journal, open_journal
 from goexd.errors import SetupError
 from goexd.resources.fs import clear_overlays, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
@@ -40,6 +39,7 @@ from goexd.vault.oauth_tokens import Dialer
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd")
+EXIT_JOURNAL_DAMAGED = 3  # distinct, so a service manager can be told not to restart into it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-procs", help="default sandbox process-count limit")
     p.add_argument("--change-detection", choices=["inotify", "scan"], help="how fs changes are found")
     p.add_argument("--check-config", action="store_true", help="validate and print the effective config, then exit")
+    p.add_argument(
+        "--repair-journal",
+        action="store_true",
+        help="rebuild a damaged journal from what can be read (the damaged files are kept), then exit",
+    )
     p.add_argument("--version", action="version", version=f"goexd {__version__}")
     return p.parse_args(argv)
 
@@ -100,10 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_toml(cfg), end="")
         return 0
     setup_logging(cfg)
+    if ns.repair_journal:
+        try:
+            return startup.repair_journal_command(cfg.state_dir, cfg.journal_path)
+        except SetupError as exc:
+            print(f"goexd: {exc}", file=sys.stderr)
+            return 1
     faulthandler.enable()  # a hang or crash can be read from every thread's stack (SIGABRT, SIGSEGV)
     try:
         faults.arm_from_env(os.environ)  # test-only crash points; inert unless GOEX_TEST_FAULTS=1 (faults.py)
         return serve(cfg, config.config_file_path(ns.config))
+    except JournalDamaged as exc:
+        print(f"goexd: {exc}", file=sys.stderr)  # once, whole: the lines say what to do
+        return EXIT_JOURNAL_DAMAGED
     except SetupError as exc:
         log.error("%s", exc)
         print(f"goexd: {exc}", file=sys.stderr)
@@ -117,25 +131,27 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     own = [cfg.state_dir, cfg.socket.parent, config.config_file_path(config_file)]
     if cfg.log_file is not None:
         own.append(cfg.log_file)
+    claim = startup.claim_state_dir(cfg.state_dir)  # one goexd per state dir: held until it exits
+    startup.reap_sandboxes(claim)  # an earlier run's leftovers, before recovery touches a workspace
+    check_journal(cfg.journal_path)  # before anything reads it
     sandbox = BwrapSandbox(
         detect_enforcer(cfg.sandbox.cgroup_parent or None),
         always_masked=own,
         read_paths=[Path(p) for p in cfg.sandbox.read_paths],
+        spawn_env=claim.mark.env(),
     )
     try:
         sandbox.check()
     except SandboxUnavailable as exc:
         raise SetupError(str(exc)) from None
-    cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cfg.state_dir.chmod(0o700)
     mark_state_dir(cfg.state_dir)  # so that no goexd takes it, or a tree holding it, for a workspace
     vault = Vault.open(cfg)
     install_log_redaction(vault.redact_text)
-    journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
+    journal = open_journal(cfg.journal_path, cfg.journal_sync)
     journal.redact = vault.redact_text
     oauth = OAuthFlows(vault, cfg.vault, token_dialer(cfg))
     # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
-    egress = EgressProxy(vault, cfg.egress, Path(tempfile.mkdtemp(prefix="goexd-egress-")))
+    egress = EgressProxy(vault, cfg.egress, startup.egress_run_dir(claim))
     egress.start()
     overlays = fs_overlays_dir(cfg, sandbox)
     own_paths = daemon_paths(cfg, config_file, [egress.run_dir])
