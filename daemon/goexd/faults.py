@@ -48,6 +48,7 @@ POINTS: Mapping[str, str] = {
     "fs-apply-intent": "the run's result is snapshotted and its apply intent written; the workspace is unchanged",
     "fs-applied": "the run's result is applied to the workspace; EXECUTED not journaled",
     # resources that commit at once (the inverse strategy on SQLite and PostgreSQL)
+    # (statements a transaction cannot hold run in autocommit: there "before-commit" follows their marker's commit)
     "action-before-commit": "the action's statements and its outcome marker are written; COMMIT not sent",
     "action-after-commit": "the action's COMMIT returned; nothing else done",
     "undo-before-commit": "the inverse's statements and its outcome marker are written; COMMIT not sent",

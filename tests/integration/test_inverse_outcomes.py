@@ -155,6 +155,23 @@ def test_an_action_in_doubt_is_settled_by_its_marker(db: Db, opened: list[Manage
     assert after.resolve_in_doubt(failed_id, cp).resolution is Resolution.ROLL_BACK and db.counter() == 0
 
 
+def test_statements_outside_a_transaction_mark_their_start_and_their_end(db: Db, opened: list[Manager]) -> None:
+    """VACUUM runs outside a transaction: "action-begun" commits before it, "action" after it. A crash between
+    the two, with the database changed, is an outcome nothing can settle: UNKNOWN, said, never guessed."""
+    res = open_(db, opened)
+    action_id = f"act_{uuid.uuid4().hex[:16]}"  # the pair's test (on a copy) is not the point here
+    cp = res.checkpoint(action_id, UNBUMP)
+    vacuum = "UPDATE counter SET n = n + 1; VACUUM" + ("" if db.kind == "sqlite" else " counter")
+    cp |= res.execute(ActionSpec(ActionKind.SQL, sql=vacuum), LIMITS, cp, None, None).checkpoint_extra
+    assert db.markers() == {(action_id, "action-begun"), (action_id, "action")}
+    running = {k: v for k, v in cp.items() if k != "post"}
+    assert res.resolve_in_doubt(action_id, running).resolution is Resolution.EXECUTED
+    db.run(f"DELETE FROM goex_outcomes WHERE step = 'action' AND action_id = '{action_id}'")  # killed before it
+    unknown = res.resolve_in_doubt(action_id, running)
+    assert unknown.resolution is Resolution.UNKNOWN and "check the data" in unknown.detail
+    assert res.rollback(action_id, cp).verified and db.counter() == 0  # the undo itself is as ever
+
+
 def test_the_marker_table_stays_out_of_describe_and_fingerprints(db: Db, opened: list[Manager]) -> None:
     res = open_(db, opened)
     before = res.fingerprint()
