@@ -70,3 +70,13 @@ def test_a_deleted_parent_makes_its_children_conflict() -> None:
     since = {"d": (d(), None), "d/f": (f("new"), None)}
     plan = plan_revert(wanted, since, force=False)
     assert plan.conflicts == ("d/f",)
+
+
+def test_a_path_whose_directory_was_removed_since_conflicts() -> None:
+    # The action deleted d/f; the person then removed d/ (empty by then): undo would make d again.
+    wanted = {"d/f": (None, f("f"))}
+    since = {"d": (d(), None)}
+    plan = plan_revert(wanted, since, force=False)
+    assert plan.conflicts == ("d/f",) and plan.apply == {}
+    forced = plan_revert(wanted, since, force=True)
+    assert forced.apply == {"d/f": (None, f("f")), "d": (None, d())}

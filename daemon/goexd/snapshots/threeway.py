@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from goexd.snapshots.layout import is_under
+from goexd.snapshots.layout import is_under, parent_of
 from goexd.snapshots.treediff import DIR, Change, Entry
 
 
@@ -32,6 +32,16 @@ def plan_revert(wanted: dict[str, Change], since: dict[str, Change], *, force: b
     conflicts: list[str] = []
     already: list[str] = []
     for path, (exp, tgt) in wanted.items():
+        gone = _parents_gone(path, since, wanted) if tgt is not None else []
+        if gone:
+            # A directory above it was removed (or replaced) since: putting the path back would make
+            # it again. A conflict; forced, the directories come back as they were.
+            conflicts.append(path)
+            if force:
+                apply[path] = (since[path][1] if path in since else exp, tgt)
+                for parent in gone:
+                    apply[parent] = (since[parent][1], since[parent][0])
+            continue
         if path not in since:
             apply[path] = (exp, tgt)
             continue
@@ -59,6 +69,18 @@ def plan_revert(wanted: dict[str, Change], since: dict[str, Change], *, force: b
         else:  # it must become a file: what is below it would be lost
             conflicts += extra
     return RevertPlan(apply, tuple(sorted(set(conflicts))), tuple(sorted(kept)), tuple(sorted(already)))
+
+
+def _parents_gone(path: str, since: dict[str, Change], wanted: dict[str, Change]) -> list[str]:
+    """The directories above `path` that were directories at `expected` and are not now (those the
+    revert itself makes again, being in `wanted`, aside)."""
+    gone = []
+    parent = parent_of(path)
+    while parent:
+        if parent in since and parent not in wanted and _is_dir(since[parent][0]) and not _is_dir(since[parent][1]):
+            gone.append(parent)
+        parent = parent_of(parent)
+    return gone
 
 
 def _is_dir(e: Entry | None) -> bool:
