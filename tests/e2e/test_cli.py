@@ -274,7 +274,8 @@ def test_log_show_undo_cascade_undo_to_and_commit(goex_cli: Goex, session: str, 
     original = fingerprint(project)
     ids = []
     for i in range(3):
-        out, _ = goex_cli("run", "--", "sh", "-c", f"echo {i} > f{i}.txt; echo out{i}")
+        # Each also appends to shared.txt: an older action is refused only where a later one changed its paths.
+        out, _ = goex_cli("run", "--", "sh", "-c", f"echo {i} > f{i}.txt; echo {i} >> shared.txt; echo out{i}")
         ids.append(ACTION_ID.search(out).group(0))  # type: ignore[union-attr]
     out, _ = goex_cli("log")
     rows = out.splitlines()[1:]
@@ -285,7 +286,7 @@ def test_log_show_undo_cascade_undo_to_and_commit(goex_cli: Goex, session: str, 
     assert "\nA f0.txt\n" in out
     assert "--- stdout\nout0\n" in out
 
-    assert "cascade" in goex_cli.error("undo", ids[1])
+    assert "shared.txt; undo the later actions first (cascade)" in goex_cli.error("undo", ids[1])
     out, _ = goex_cli("undo", ids[1], "--cascade")
     assert [line.split()[1] for line in out.splitlines()] == [ids[2], ids[1]]
     out, _ = goex_cli("run", "--", "sh", "-c", "rm -r sub")
@@ -301,9 +302,9 @@ def test_log_show_undo_cascade_undo_to_and_commit(goex_cli: Goex, session: str, 
     out, _ = goex_cli("log", "--state", "undone")
     assert len(out.splitlines()) == 1 + 3
     # Only the committed first action is left: the rest was undone byte for byte.
-    assert (project / "f0.txt").read_text() == "0\n"
+    assert (project / "f0.txt").read_text() == "0\n" and (project / "shared.txt").read_text() == "0\n"
     after = fingerprint(project)
-    del after["f0.txt"]
+    del after["f0.txt"], after["shared.txt"]
     assert after == original, describe_diff(original, after)
 
 

@@ -252,10 +252,13 @@ def test_undo_cascade_undo_to_and_commit_restore_exactly(
     assert undone.id == a3.id and undone.state is A.UNDONE and undone.resolved_at is not None
     assert undone.reversibility is not None and undone.reversibility.verdict is goex.Verdict.PASSED
     assert_tree(workspace, after_a2)
-    a3b = client.run_shell(sid, ["sh", "-c", "echo three > c.txt"])
+    # A later action over a path a2 changed (it deleted b.txt) stands in the way; one elsewhere would not.
+    a3b = client.run_shell(sid, ["sh", "-c", "echo three > b.txt"])
     with pytest.raises(goex.FailedPrecondition, match="cascade") as refused:
         client.undo(sid, a2.id)
-    assert a3b.id in refused.value.message
+    assert f"cannot undo action {a2.id}: changed since it ran (by you or a later action): b.txt;" in (
+        refused.value.message
+    )
     assert [a.id for a in client.undo(sid, a2.id, cascade=True)] == [a3b.id, a2.id]
     assert_tree(workspace, after_a1)
 
