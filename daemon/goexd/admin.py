@@ -22,6 +22,7 @@ from goexd.engine.engine import Engine
 from goexd.engine.models import Action
 from goexd.resources.fs import store_dir_for
 from goexd.sandbox.base import Sandbox, SandboxUnavailable
+from goexd.snapshots import set_aside
 
 PIN_SUFFIXES = ("pre", "post", "before-undo")
 
@@ -126,6 +127,9 @@ class Admin:
             for r in session.resources:
                 if r.name == action.resource:
                     by_store.setdefault(store_dir_for(self.cfg.snapshots_dir, Path(r.uri)), []).append(pin)
+        # Every workspace store: set-asides expire by age whether or not an expired action names the store.
+        for git_dir in sorted(self.cfg.snapshots_dir.glob("*.git")) if self.cfg.snapshots_dir.exists() else []:
+            by_store.setdefault(git_dir, [])
         for git_dir, pins in by_store.items():
             if not git_dir.exists():
                 continue
@@ -138,6 +142,12 @@ class Admin:
                     report.reasons.append(f"{pin}: resolved more than {self.cfg.gc.retention_hours:g} h ago")
                     if not dry_run:
                         repo.references.delete(ref)
+            for kept in set_aside.list_all(repo):
+                if kept.created < now - retention_s:
+                    report.removed += 1
+                    report.reasons.append(f"set-aside {kept.id}: made more than {self.cfg.gc.retention_hours:g} h ago")
+                    if not dry_run:
+                        set_aside.drop(repo, kept.id)
             if not dry_run:
                 subprocess.run(
                     ["git", f"--git-dir={git_dir}", "prune", "--expire=1.hour.ago"],

@@ -63,15 +63,17 @@ def test_commit_then_undo_is_refused_and_changes_nothing(daemon: DaemonProcess, 
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "no pending action" in msg
 
 
-def test_undo_of_older_action_needs_cascade(daemon: DaemonProcess, workspace: Path) -> None:
+def test_undo_of_older_action_needs_cascade_when_a_later_one_changed_its_paths(
+    daemon: DaemonProcess, workspace: Path
+) -> None:
     before = fingerprint(workspace)
     session = open_fs(daemon, workspace)
     first = shell(daemon, session.id, "echo 1 >> b.txt")
-    second = shell(daemon, session.id, "mkdir -p new/dir && ln -s ../b.txt new/link")
+    second = shell(daemon, session.id, "echo 2 >> b.txt; mkdir -p new/dir && ln -s ../b.txt new/link")
     mid = fingerprint(workspace)
     code, msg = status_of(lambda: undo(daemon, session.id, first.id))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
-    assert second.id in msg and "cascade" in msg
+    assert second.id in msg and "b.txt" in msg and "cascade" in msg
     assert fingerprint(workspace) == mid
     assert get(daemon, first.id).state == pb.ACTION_STATE_EXECUTED
 

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from goex.v1 import actions_pb2 as apb
+from goex.v1 import admin_pb2 as adpb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import get, status_of
@@ -217,3 +218,17 @@ def test_direct_isolation_undoes_three_way_too_and_says_attribution_is_approxima
         assert (w / "a.txt").read_text() == "a\n" and not (w / "made.txt").exists()
         assert (w / "mine.txt").read_text() == "mine\n"
         assert [list(k.paths) for k in set_asides(direct, s)] == [["made.txt"]]
+
+
+def test_set_asides_expire_with_the_snapshot_retention() -> None:
+    with start_daemon("root", "[gc]\nretention_hours = 0.0\n") as daemon, make_workspace(0, 0) as w:
+        (w / "a.txt").write_text("a\n")
+        s = sec_session(daemon, w)
+        run_action(daemon, s, "echo agent > a.txt")
+        (w / "a.txt").write_text("mine\n")
+        undo(daemon, s, force=True)
+        assert len(set_asides(daemon, s)) == 1
+        dry = daemon.admin.RunGc(adpb.RunGcRequest(dry_run=True), timeout=60)
+        assert any("set-aside" in r for r in dry.reasons) and len(set_asides(daemon, s)) == 1
+        daemon.admin.RunGc(adpb.RunGcRequest(), timeout=60)
+        assert set_asides(daemon, s) == []

@@ -1104,6 +1104,17 @@ class Engine:
             self._refuse_irreversible(pending)
             return [self._undo_one(live, a, force) for a in reversed(pending)]
 
+    def _later_on_paths(self, action: Action, paths: set[str]) -> list[str]:
+        """Later pending actions on the same resource whose recorded changes include one of `paths`."""
+        pending = self.journal.list_actions(action.session_id, [ActionState.EXECUTED], after_seq=action.seq)
+        return [
+            a.id
+            for a in pending
+            if a.resource == action.resource
+            and a.changes is not None
+            and any(c.path.rstrip("/") in paths for c in a.changes.changes)
+        ]
+
     @staticmethod
     def _three_way_resources(live: _LiveSession) -> set[str]:
         return {name for name, m in live.managers.items() if isinstance(m, UndoesThreeWay)}
@@ -1166,8 +1177,10 @@ class Engine:
             and (conflicts := three_way.undo_conflicts(action.id, action.checkpoint))
         ):
             # Before anything is undone (its http calls included): refused whole.
+            later = self._later_on_paths(action, set(conflicts))
+            by = f"by later pending actions {', '.join(later)} or by you" if later else "by you or a later action"
             raise FailedPrecondition(
-                f"cannot undo action {action.id}: changed since it ran (by you or a later action): "
+                f"cannot undo action {action.id}: changed since it ran ({by}): "
                 f"{display_paths(conflicts)}; undo the later actions first (cascade), or force the undo "
                 "to set those versions aside"
             )
