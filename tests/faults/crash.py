@@ -38,9 +38,11 @@ def crash(d: DaemonProcess, point: str, call: Callable[[], object]) -> None:
     d.kill()  # closes the client's channel; the process is gone already
 
 
-def restart(d: DaemonProcess) -> DaemonProcess:
-    """goexd again on the same state dir, with no fault point: its start runs recovery."""
+def restart(d: DaemonProcess, spec: str | None = None) -> DaemonProcess:
+    """goexd again on the same state dir (its start runs recovery), armed at `spec` or at no point."""
     d.env.pop(POINT_ENV, None)
+    if spec is not None:
+        d.env.update({ARM_ENV: "1", POINT_ENV: spec})
     d.start()
     return d
 

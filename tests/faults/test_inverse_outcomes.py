@@ -198,6 +198,25 @@ def test_killed_in_an_undo_before_the_inverse_committed_recovery_runs_it_once(ma
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_engines_own_points_around_the_resource_settle_the_same_way(
+    backend: str, make: Callable[[str], Run]
+) -> None:
+    """Killed after the manager returned, at the engine's points (the database's COMMIT long done): after
+    execute (run-returned), then after the undo (undo-returned), with a restart between."""
+    run = make("run-returned")
+    crash(run.d, f"run-returned:{run.db.tag}", run.submit)
+    restart(run.d, f"undo-returned:{run.db.tag}")
+    [a] = run.actions()
+    assert a.state == pb.ACTION_STATE_EXECUTED and run.db.state() == APPLIED
+    crash(run.d, f"undo-returned:{run.db.tag}", run.undo)
+    restart(run.d)
+    [after] = run.actions()
+    assert after.state == pb.ACTION_STATE_UNDONE and "not run again" in after.reversibility.detail
+    assert run.db.state() == BEFORE and run.db.markers() == 0
+    stop_cleanly(run.d)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_restart_drops_the_markers_of_resolved_actions_and_keeps_others(backend: str, tmp_path: Path) -> None:
     """Killed at the second action's COMMIT (@2); markers a crash between UNDONE and their removal would
     leave, and another goexd's, were in the database: the reopened session drops the first only."""
