@@ -127,3 +127,19 @@ def test_async_client(shared_daemon: DaemonProcess, workspace: Path) -> None:
             await aio.close_session(s.id, "commit")
 
     asyncio.run(scenario())
+
+
+def test_a_file_in_a_directory_the_undo_removed_comes_back_with_its_directory(
+    client: goex.Client, session: goex.Session, workspace: Path
+) -> None:
+    action = client.submit(session.id, sh("mkdir -p d/e && echo agent > d/e/y && echo agent > d/other"))
+    (workspace / "d" / "e" / "y").write_bytes(PERSONS_EDIT)
+    client.undo(session.id, action.id, force=True)
+    assert not (workspace / "d").exists()  # the action made d: its undo takes it away
+    [kept] = client.set_asides(session.id)
+    assert kept.paths_bytes == (b"d/e/y",)
+    # Before goexd made the directories above a kept path again, this answered INTERNAL (ENOENT on d).
+    assert client.restore_set_aside(session.id, kept.id).verified
+    assert (workspace / "d" / "e" / "y").read_bytes() == PERSONS_EDIT
+    assert not (workspace / "d" / "other").exists()  # the action's file stays undone
+    assert client.set_asides(session.id) == []

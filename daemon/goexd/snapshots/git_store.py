@@ -232,7 +232,12 @@ class GitWorkspaceStore:
             wanted = diff(self._repo, exp_t, tgt_t, self._metas)
             if paths is not None:
                 tops = list(paths)
-                wanted = {p: c for p, c in wanted.items() if any(is_under(p, t) for t in tops)}
+                # With the directories above them that `target` has and `expected` lacks: made again to hold them.
+                wanted = {
+                    p: c
+                    for p, c in wanted.items()
+                    if any(is_under(p, t) or (c[0] is None and is_under(t, p)) for t in tops)
+                }
             current = self._capture(lenient=True)
             since = diff(self._repo, exp_t, load(self._repo, current.id), self._metas)
             plan = plan_revert(wanted, since, force=force)
