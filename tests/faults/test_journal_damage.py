@@ -66,6 +66,9 @@ def corrupt_header(journal: Path) -> None:
         f.write(random.Random(14).randbytes(100))
 
 
+# How many of the 41 actions the repair must bring back: all of them but where the pages are gone.
+# (The zeroed page is the actions table's root: its rows are read from the leaf pages below it.)
+RECOVERED = {"zeroed-page": 41, "random-index-page": 41, "corrupt-header": 41, "truncated": 1}
 VARIANTS: dict[str, Callable[[Path], None]] = {
     "zeroed-page": zero_a_page,
     "random-index-page": random_bytes_in_an_index,
@@ -158,7 +161,8 @@ def test_repair_journal_rebuilds_what_can_be_read_and_keeps_the_damaged_files(
     try:
         sessions = journal.list_sessions(include_closed=True, after=(0.0, ""), limit=100)
         actions = [a for s in sessions for a in journal.list_actions(s.id)]
-        assert actions, out  # something of the 41 actions was read back in each case
+        assert len(actions) >= RECOVERED[variant], out
+        assert len({a.id for a in actions}) == len(actions)
         assert {a.state for a in actions} <= set(ActionState)
         for a in actions:
             journal.transitions(a.id)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from goexd.engine import sqlite_pages
 from goexd.engine.journal import SCHEMA_VERSION, Journal
 from goexd.engine.journal_check import HEADER, is_fresh, problems_of, wal_paths
 
@@ -51,13 +52,17 @@ class RepairReport:
     dropped_actions: list[str] = field(default_factory=list)
     dropped_sessions: list[str] = field(default_factory=list)
     header_rewritten: bool = False
+    from_pages: int = 0  # rows read from leaf pages no table reaches any more
+    original_header: bytes = b""  # the damaged file's first 100 bytes, when they were rewritten
     problems: list[str] = field(default_factory=list)  # what the check found in the damaged journal
 
     def describe(self) -> str:
         lines = [f"the damaged journal: {'; '.join(self.problems[:3])}"]
         if self.header_rewritten:
-            lines.append("its header was unreadable: the rows were read behind a rewritten one")
+            lines.append("SQLite could not read it as it was: the rows were read behind a rewritten header")
         lines.append("rows kept: " + ", ".join(f"{n} {t}" for t, n in self.rows.items()))
+        if self.from_pages:
+            lines.append(f"{self.from_pages} of them read from pages that no table reached any more")
         if any(self.refused.values()):
             lines.append("rows read but not kept: " + ", ".join(f"{n} {t}" for t, n in self.refused.items() if n))
         if self.dropped_sessions:
@@ -102,6 +107,9 @@ def _rebuild(path: Path, scratch: Path) -> RepairReport:
         journal = Journal(scratch / path.name, sync="normal")
         try:
             for table in TABLES:
+                _copy_table(src, journal, table)
+            report.from_pages = _copy_orphans(src, copy, journal, report.original_header)
+            for table in TABLES:  # again: rows refused for want of a parent that the pages gave back
                 report.refused[table] = _copy_table(src, journal, table)
             _drop_unreadable(journal, report)
             report.rows = {t: _count(journal, t) for t in TABLES}
@@ -121,6 +129,7 @@ def _open_readable(copy: Path, report: RepairReport) -> sqlite3.Connection:
         return _connect_with_schema(copy)
     except sqlite3.DatabaseError as first:
         original = copy.read_bytes()[:100]
+        report.original_header = original
         for page_size in PAGE_SIZES:
             _write_header(copy, page_size)
             with contextlib.suppress(sqlite3.DatabaseError):
@@ -213,6 +222,54 @@ def _readable_rows(src: sqlite3.Connection, table: str, cols: str) -> Iterator[t
     with contextlib.suppress(sqlite3.DatabaseError):
         for _, *row in src.execute(query, (last if last is not None else -(2**63),)):
             yield tuple(row)
+
+
+def _copy_orphans(src: sqlite3.Connection, copy: Path, journal: Journal, original_header: bytes) -> int:
+    """Rows on table-leaf pages that no b-tree reaches (their parent page was destroyed) and that
+    are not free; each goes to the table whose column count it has. Rows already copied win.
+    None when the freelist is unknown (a header rewritten over a broken one): a freed page still
+    holds old rows, which must not come back."""
+    with contextlib.suppress(sqlite3.DatabaseError):
+        src.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the scratch copy's WAL into its pages
+    try:
+        roots = [int(r[0]) for r in src.execute("SELECT rootpage FROM sqlite_schema WHERE rootpage > 0")]
+        theirs = {t: _columns(src, t) for t in TABLES}
+    except sqlite3.DatabaseError:
+        return 0
+    f = sqlite_pages.PageFile.parse(copy.read_bytes())
+    if f is None:
+        return 0
+    if original_header and original_header[: len(HEADER)] != HEADER:
+        return 0
+    free = sqlite_pages.freelist(f, original_header or f.data[:100])
+    ours = {t: set(_columns(journal._db, t)) for t in TABLES}
+    copied = 0
+    with journal.batch():
+        for rowid, values in sqlite_pages.orphan_rows(f, sqlite_pages.reachable(f, roots) | free):
+            table = _table_of(len(values), theirs)
+            if table is None:
+                continue
+            cols = theirs[table][: len(values)]
+            if table == "transitions" and values and values[0] is None:
+                values[0] = rowid  # its INTEGER PRIMARY KEY is the rowid, stored as NULL in the record
+            pairs = [(c, v) for c, v in zip(cols, values, strict=True) if c in ours[table]]
+            names = ", ".join(c for c, _ in pairs)
+            insert = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(pairs))})"  # noqa: S608
+            try:
+                copied += journal._db.execute(insert, [v for _, v in pairs]).rowcount
+            except sqlite3.Error:
+                continue
+    return copied
+
+
+def _table_of(width: int, columns: dict[str, list[str]]) -> str | None:
+    """The table a record of `width` values belongs to: the one with that many columns; a wider
+    record than any but the actions' is an action row written before later columns were added."""
+    exact = [t for t, cols in columns.items() if len(cols) == width]
+    if len(exact) == 1:
+        return exact[0]
+    others = max(len(cols) for t, cols in columns.items() if t != "actions")
+    return "actions" if others < width <= len(columns["actions"]) else None
 
 
 def _drop_unreadable(journal: Journal, report: RepairReport) -> None:
