@@ -171,3 +171,20 @@ def test_refusal_without_cascade_says_which_flag(cli: Cli) -> None:
     assert "goex undo --cascade, or --force" in message
     out, _ = run("undo", first, "--cascade")
     assert out.count("undone ") == 2 and not (cli.project / "a.txt").exists()
+
+
+def test_set_asides_stay_with_the_workspace_after_its_session_closes(cli: Cli) -> None:
+    run = cli.goex
+    cli.run("echo agent > b.txt")
+    (cli.project / "b.txt").write_bytes(PERSONS_EDIT)
+    run("undo", "--force")
+    [kept] = cli.client.set_asides(cli.session)
+    run("session", "close")
+    assert run.error("set-aside", "list", "--session", cli.session) == (
+        f"session {cli.session} is closed (set-asides stay with the workspace: a session opened over it lists them)"
+    )
+    reopened = run("session", "open", "--fs", "./myproject")[0].strip()
+    assert run("set-aside", "list")[0].splitlines()[1].split()[0] == kept.id
+    run("set-aside", "restore", kept.id)
+    assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
+    run("session", "close", "--session", reopened)

@@ -10,7 +10,7 @@ import pytest
 import goex
 from goex._exceptions import FailedPrecondition, NotFound
 from goex.cli.cmd_resolve import _undo_hint
-from goex.cli.cmd_set_aside import _restore_hint, paths_cell
+from goex.cli.cmd_set_aside import hint, paths_cell
 from goex.cli.main import build_parser, main
 from goex.v1 import actions_pb2 as apb
 
@@ -94,15 +94,17 @@ def test_undo_hints_name_the_flags_goexd_means() -> None:
     assert _undo_hint(FailedPrecondition("action act_1 is irreversible (x); it cannot be undone"), "undo") is None
 
 
-def test_restore_hints() -> None:
-    assert _restore_hint(FailedPrecondition(RESTORE_CONFLICT), "ses_1", "0a1b") == (
+def test_set_aside_hints() -> None:
+    assert hint(FailedPrecondition(RESTORE_CONFLICT), "ses_1", "0a1b") == (
         "`goex set-aside restore 0a1b --force` sets those versions aside in turn"
     )
-    assert _restore_hint(NotFound("set-aside '0a1b' not found"), "ses_1", "0a1b") == (
-        "`goex set-aside list` shows session ses_1's"
-    )
-    assert _restore_hint(NotFound("session 'ses_1' not found"), "ses_1", "0a1b") is None
-    assert _restore_hint(FailedPrecondition("session ses_1 is closed"), "ses_1", "0a1b") is None
+    listed = "`goex set-aside list` shows session ses_1's"
+    assert hint(NotFound("set-aside '0a1b' not found"), "ses_1", "0a1b") == listed
+    closed = "set-asides stay with the workspace: a session opened over it lists them"
+    assert hint(FailedPrecondition("session ses_1 is closed"), "ses_1", "0a1b") == closed
+    assert hint(FailedPrecondition("session ses_1 is closed"), "ses_1", None) == closed  # list
+    assert hint(NotFound("session 'ses_1' not found"), "ses_1", "0a1b") is None
+    assert hint(FailedPrecondition("something else"), "ses_1", "0a1b") is None
 
 
 def test_paths_cell_shows_the_first_three_then_a_count() -> None:

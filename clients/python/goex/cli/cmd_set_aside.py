@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,7 +79,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(app: App, args: argparse.Namespace) -> int:
-    found = app.client().set_asides(app.session_id())
+    session_id = app.session_id()
+    with _hinted(app, session_id, None):
+        found = app.client().set_asides(session_id)
     if app.json:
         app.emit(actions_pb2.ListSetAsidesResponse(set_asides=[s.proto for s in found]))
         return 0
@@ -109,24 +113,33 @@ def paths_cell(s: SetAside) -> str:
     return f"{shown} +{more} more" if more > 0 else shown
 
 
-def _restore_hint(exc: NotFound | FailedPrecondition, session_id: str, set_aside_id: str) -> str | None:
-    """Which command shows the ids or forces the restore; goexd's message names the id or the paths."""
+def hint(exc: NotFound | FailedPrecondition, session_id: str, set_aside_id: str | None) -> str | None:
+    """What to do next, for goexd's refusals (its message names the id, the session or the paths)."""
     if isinstance(exc, NotFound):  # the set-aside (not the session: "session '...' not found")
         return f"`goex set-aside list` shows session {session_id}'s" if exc.message.startswith("set-aside ") else None
-    if "force" in exc.message:  # refused for paths changed since (goexd: "... force it to ...")
+    if exc.message.endswith(" is closed"):
+        return "set-asides stay with the workspace: a session opened over it lists them"
+    if set_aside_id is not None and "force" in exc.message:  # paths changed since ("... force it to ...")
         return f"`goex set-aside restore {set_aside_id} --force` sets those versions aside in turn"
     return None
 
 
+@contextmanager
+def _hinted(app: App, session_id: str, set_aside_id: str | None) -> Iterator[None]:
+    """goexd's refusal with what to do next appended (--json: goexd's message as it is)."""
+    try:
+        yield
+    except (NotFound, FailedPrecondition) as exc:
+        then = hint(exc, session_id, set_aside_id)
+        if app.json or then is None:
+            raise
+        raise CliError(f"{exc.message} ({then})", code=exc.code_name) from None
+
+
 def cmd_restore(app: App, args: argparse.Namespace) -> int:
     session_id = app.session_id()
-    try:
+    with _hinted(app, session_id, args.id):
         restored = app.client().restore_set_aside(session_id, args.id, force=args.force)
-    except (NotFound, FailedPrecondition) as exc:
-        hint = _restore_hint(exc, session_id, args.id)
-        if app.json or hint is None:
-            raise
-        raise CliError(f"{exc.message} ({hint})", code=exc.code_name) from None
     if app.json:
         app.emit(restored.proto)
     else:
