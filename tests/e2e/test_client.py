@@ -256,9 +256,7 @@ def test_undo_cascade_undo_to_and_commit_restore_exactly(
     a3b = client.run_shell(sid, ["sh", "-c", "echo three > b.txt"])
     with pytest.raises(goex.FailedPrecondition, match="cascade") as refused:
         client.undo(sid, a2.id)
-    assert f"cannot undo action {a2.id}: changed since it ran (by you or a later action): b.txt;" in (
-        refused.value.message
-    )
+    assert a3b.id in refused.value.message and "b.txt;" in refused.value.message
     assert [a.id for a in client.undo(sid, a2.id, cascade=True)] == [a3b.id, a2.id]
     assert_tree(workspace, after_a1)
 
