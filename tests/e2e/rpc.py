@@ -70,3 +70,15 @@ def change_lines(action: pb.Action) -> list[str]:
         pb.CHANGE_KIND_MODE_CHANGED: "P",
     }
     return [f"{letter[c.kind]} {c.path}" for c in action.changes.changes]
+
+
+def session_count(d: DaemonProcess) -> int:
+    """Every session the daemon has, open or closed, over all pages (a daemon shared by many tests
+    has more than one page: the first page's length would stop counting there)."""
+    count, token = 0, ""
+    while True:
+        page = d.sessions.ListSessions(spb.ListSessionsRequest(include_closed=True, page_token=token), timeout=30)
+        count += len(page.sessions)
+        token = page.next_page_token
+        if not token:
+            return count

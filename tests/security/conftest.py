@@ -8,10 +8,13 @@
 - "user": goexd runs as the unprivileged system user `goex-sec` (created if missing), over a
   workspace that user owns.
 
-One daemon per module and mode (starting one costs about a second). Its root dir is under
-/var/tmp, not pytest's tmp_path (root's 0700 dir, which `goex-sec` cannot reach). A module
-may set `SEC_DAEMON_CONFIG` (TOML added to the daemon's config) and `SEC_ALLOWED_ADDRESSES` (its
-egress.allowed_addresses; none by default) for its daemons.
+One daemon per mode for the whole session, shared by the modules (starting and stopping one
+costs 2-4 s on the test machine, and there are two per module): each module checks at its end
+that the daemon is still up and logged no traceback meanwhile, and the session's end that it
+stops cleanly. Its root dir is under /var/tmp, not pytest's tmp_path (root's 0700 dir, which
+`goex-sec` cannot reach). A module that sets `SEC_DAEMON_CONFIG` (TOML added to the daemon's
+config), `SEC_ALLOWED_ADDRESSES` (its egress.allowed_addresses; none by default) or
+`SEC_OWN_DAEMON = True` (its tests read or change daemon-wide state) gets daemons of its own.
 
 Escape attempts are actions submitted through the daemon's gRPC API (`run`), asserted to fail.
 """
@@ -94,13 +97,42 @@ def start_daemon(
         shutil.rmtree(root, ignore_errors=True)
 
 
+class SharedDaemons:
+    """The session's plain daemons, one per mode, started when first asked for (again if one died)."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._daemons: dict[str, DaemonProcess] = {}
+
+    def get(self, mode: str) -> DaemonProcess:
+        d = self._daemons.get(mode)
+        if d is None or d.proc is None or d.proc.poll() is not None:
+            # A dead one already failed its module; its start_daemon still reports it at the session's end.
+            d = self._daemons[mode] = self._stack.enter_context(start_daemon(mode))
+        return d
+
+
+@pytest.fixture(scope="session")
+def shared_sec_daemons() -> Iterator[SharedDaemons]:
+    with contextlib.ExitStack() as stack:
+        yield SharedDaemons(stack)
+
+
 @pytest.fixture(scope="module", params=MODES)
-def sec_daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
-    """One goexd per module and mode; see the module docstring."""
+def sec_daemon(request: pytest.FixtureRequest, shared_sec_daemons: SharedDaemons) -> Iterator[DaemonProcess]:
+    """The goexd of this module and mode; see the module docstring."""
     config = getattr(request.module, "SEC_DAEMON_CONFIG", "")
     addresses = getattr(request.module, "SEC_ALLOWED_ADDRESSES", ())
-    with start_daemon(request.param, config, allowed_addresses=addresses) as d:
-        yield d
+    if config or addresses or getattr(request.module, "SEC_OWN_DAEMON", False):
+        with start_daemon(request.param, config, allowed_addresses=addresses) as d:
+            yield d
+        return
+    d = shared_sec_daemons.get(request.param)
+    seen = len(d.log())
+    yield d
+    # What start_daemon checks at the end, for this module's share of the shared daemon's life.
+    assert d.proc is not None and d.proc.poll() is None, f"goexd ({request.param}) died during the tests:\n{d.log()}"
+    assert "Traceback" not in d.log()[seen:], d.log()[seen:]
 
 
 def mode_of(d: DaemonProcess) -> str:

@@ -23,7 +23,7 @@ import pytest
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import status_of
+from tests.e2e.rpc import session_count, status_of
 from tests.security.conftest import SEC_USER, close_session, make_workspace, mode_of
 
 FS_FIELD = "resources[0].fs.path"
@@ -41,7 +41,7 @@ def _db(path: str | Path) -> spb.CreateSessionRequest:
 
 
 def _rows(d: DaemonProcess) -> int:
-    return len(d.sessions.ListSessions(spb.ListSessionsRequest(include_closed=True), timeout=10).sessions)
+    return session_count(d)
 
 
 def _refused(d: DaemonProcess, req: spb.CreateSessionRequest, fld: str, *words: str) -> str:
