@@ -6,15 +6,19 @@ with goexd as root (over a root-owned workspace: the worst case, bwrap keeps uid
 unprivileged user goex-sec (over a workspace of theirs).
 
 - The window the kill -9 runs found: the daemon dies after starting bwrap and before writing its
-  options. A stand-in daemon (a real BwrapSandbox in a process of its own) kills itself exactly there;
-  the launch chain must die with it. The control, without the parent-death signal, shows the stuck
-  process that the window left before (root only: an unprivileged bwrap without options cannot even
-  make its namespaces).
-- What the parent-death signal cannot cover (bwrap's clone-to-eventfd window) the next start
-  reaps: planted marked processes of an earlier run are killed, another goexd's are not.
+  options. A stand-in daemon (a real BwrapSandbox in a process of its own) kills itself exactly
+  there. bwrap, reading EOF, must exit instead of running with no options (--disable-userns after
+  --args). The control, with that guard off, shows the stuck process the window left before (root
+  only: an unprivileged bwrap without options cannot even make its namespaces).
+- The parent-death signal over the whole launch chain (uid switch, limits launcher, the overlay's
+  unshare + sh prefix), with the options pipe held open elsewhere so that only the signal can end
+  bwrap; the control without it shows bwrap still waiting.
+- What neither can cover (bwrap's window between its clone and the eventfd write that releases the
+  child) the next start reaps: planted marked processes of an earlier run are killed, another
+  goexd's are not, and the reaper reaches into a live sandbox's own namespaces.
 - Seeded SIGKILLs during a burst of detached shell submits: after each restart no process of an
-  earlier run is left and there is one egress run dir. GOEX_FAULT_KILLS sets how many kills
-  (a few in make test; `make test-faults-long` runs hundreds).
+  earlier run is left and there is one egress run dir. GOEX_FAULT_KILLS sets how many kills per
+  daemon mode (1 in make test; `make faults-leftovers-long` runs more).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from tests.security.conftest import SEC_USER, _scratch_dir, make_workspace
 from tests.users import ensure_system_user
 
 MODES = ("root", "user")
-KILLS = int(os.environ.get("GOEX_FAULT_KILLS", "4"))
+KILLS = int(os.environ.get("GOEX_FAULT_KILLS", "1"))
 SEED = int(os.environ.get("GOEX_FAULT_SEED", "14"))
 
 
@@ -78,33 +82,72 @@ def scratch(mode: str) -> Iterator[Path]:
 # A stand-in for goexd: a real BwrapSandbox runs `sleep`, and the process SIGKILLs itself at the
 # moment the kill -9 runs found: bwrap is started (and in its cgroup) but has not got its options.
 STAND_IN = """
-import os, signal, sys
+import os, signal, stat, sys, time
 from pathlib import Path
 from goexd.sandbox import bwrap
-from goexd.sandbox.base import Limits, SandboxSpec
+from goexd.sandbox.base import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.reaper import MARK_ENV
 
-mark, workspace, tag, guards = sys.argv[1:5]
+mark, workspace, tag, guards, overlay_dir = sys.argv[1:6]
 if "pdeathsig" not in guards:  # the launch chain as it was: no parent-death signal
     bwrap._dying_with_daemon = lambda argv: argv
 if "needs-options" not in guards:  # nothing that makes bwrap refuse to start without its options
     bwrap.NEEDS_THE_OPTIONS = "--new-session"
 
+def bwrap_waiting():
+    # The chain is one process exec'ing its way to bwrap: wait until it is bwrap (every step of
+    # the chain has run by then, setpriv's prctl included), then die.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for tid in os.listdir("/proc/self/task"):
+            for pid in open(f"/proc/self/task/{tid}/children").read().split():
+                try:
+                    if os.readlink(f"/proc/{pid}/exe") == bwrap.shutil.which("bwrap"):
+                        return
+                except OSError:
+                    pass
+        time.sleep(0.001)
+    raise SystemExit("bwrap never started")
+
 def die_before_the_options(self, fd):
+    if "wait-for-bwrap" in guards:
+        bwrap_waiting()
+    if "hold-args" in guards:
+        # A process of its own keeps the options pipe open: bwrap reads no EOF when the stand-in
+        # dies, so only the parent-death signal can end it.
+        holder = os.fork()
+        if holder == 0:
+            os.setsid()
+            os.close(1)  # the test reads the stand-in's output to its end
+            os.close(2)
+            time.sleep(30)
+            os._exit(0)
+        print(holder, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
 bwrap._Execution._send_options = die_before_the_options
+overlay = None
+if overlay_dir:
+    upper, work = Path(overlay_dir, "upper"), Path(overlay_dir, "work")
+    upper.mkdir(mode=0o700)
+    work.mkdir(mode=0o700)
+    os.chmod(upper, stat.S_IMODE(os.stat(workspace).st_mode))
+    overlay = WorkspaceOverlay(upper, work)
 sandbox = bwrap.BwrapSandbox(spawn_env={MARK_ENV: mark})
-sandbox.run(SandboxSpec(argv=["sh", "-c", "sleep 300; :", tag], workspace=Path(workspace), limits=Limits(timeout_s=60)))
-raise SystemExit("the run returned: the stand-in did not die before the options")
+spec = SandboxSpec(
+    argv=["sh", "-c", "sleep 300; :", tag], workspace=Path(workspace), limits=Limits(timeout_s=60), overlay=overlay
+)
+result = sandbox.run(spec)
+raise SystemExit(f"the run returned: the stand-in did not die before the options: {result}")
 """
 
 
-def _stand_in(mode: str, ws: Path, mark: SandboxMark, tag: str, guards: str) -> None:
+def _stand_in(mode: str, ws: Path, mark: SandboxMark, tag: str, guards: str, overlay: Path | None = None) -> int:
+    """Run the stand-in; returns the pid of the process holding the options pipe ("hold-args"), else 0."""
     _, _, user = _ids(mode)
     who = pwd.getpwnam(user) if user is not None else None
     r = subprocess.run(
-        [sys.executable, "-c", STAND_IN, mark.value, str(ws), tag, guards],
+        [sys.executable, "-c", STAND_IN, mark.value, str(ws), tag, guards, str(overlay or "")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -114,16 +157,17 @@ def _stand_in(mode: str, ws: Path, mark: SandboxMark, tag: str, guards: str) -> 
         extra_groups=[] if who else None,
     )
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    return int(r.stdout) if r.stdout.strip() else 0
 
 
 @pytest.mark.parametrize("guards", ["pdeathsig,needs-options", "needs-options"])
 def test_a_daemon_killed_before_bwrap_has_its_options_takes_the_chain_with_it(mode: str, guards: str) -> None:
-    """Both guards as goexd runs, and the options check alone: it alone closes this window (the
-    parent-death signal may be set too late: setpriv sets it after its own start, by when the
-    daemon may be gone; it narrows the rest of the spawn, see the module doc)."""
+    """Both guards as goexd runs, and the options check alone: it alone closes this window. (The
+    parent-death signal cannot: a dying process closes its files, so bwrap reads EOF, before its
+    children are signalled, and setpriv may set the signal after the daemon is gone.)"""
     uid, gid, _ = _ids(mode)
     with make_workspace(uid, gid) as ws:
-        mark = SandboxMark(owner_key(ws), secrets.token_hex(8))  # any owner key of the test's own
+        mark = SandboxMark(secrets.token_hex(8), secrets.token_hex(8))  # an owner of this test alone
         tag = f"goex-window-{secrets.token_hex(6)}"
         for _ in range(3):
             _stand_in(mode, ws, mark, tag, guards)
@@ -131,10 +175,38 @@ def test_a_daemon_killed_before_bwrap_has_its_options_takes_the_chain_with_it(mo
         assert with_tag(tag) == []
 
 
+@pytest.mark.parametrize("overlay", [False, True], ids=["plain", "overlay"])
+@pytest.mark.parametrize("signal_set", [True, False], ids=["pdeathsig", "control"])
+def test_the_parent_death_signal_holds_over_the_whole_launch_chain(mode: str, overlay: bool, signal_set: bool) -> None:
+    """The daemon dies while bwrap waits for its options and the options pipe stays open elsewhere
+    (so no EOF ends bwrap): the parent-death signal set by the first setpriv must reach bwrap through
+    the whole chain, the uid switch of a root daemon (which sets it again), the limits launcher and
+    the overlay's unshare + sh prefix. The control, without it, shows bwrap still waiting."""
+    uid, gid, _ = _ids(mode)
+    with make_workspace(uid, gid) as ws:
+        mark = SandboxMark(secrets.token_hex(8), secrets.token_hex(8))
+        scratch = ws.parent / "overlay"
+        if overlay:
+            scratch.mkdir()
+            os.chown(scratch, uid, gid)
+        guards = "wait-for-bwrap,hold-args" + (",pdeathsig" if signal_set else "")
+        holder = _stand_in(mode, ws, mark, f"goex-chain-{secrets.token_hex(6)}", guards, scratch if overlay else None)
+        try:
+            left = settle(mark.owner)
+            if signal_set:
+                assert left == {}, "the launch chain outlived the daemon that started it"
+            else:
+                assert len(left) == 1, f"control: bwrap should still wait for its options: {left}"
+        finally:
+            for pid in [holder, *marked(mark.owner)]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+
 def test_control_without_the_parent_death_signal_the_window_leaves_a_process_that_reaping_kills() -> None:
     """Root only: that is where the window left uid 0 with every capability in the host's namespaces."""
     with make_workspace(0, 0) as ws:
-        mark = SandboxMark(owner_key(ws), secrets.token_hex(8))
+        mark = SandboxMark(secrets.token_hex(8), secrets.token_hex(8))
         tag = f"goex-window-{secrets.token_hex(6)}"
         try:
             _stand_in("root", ws, mark, tag, guards="")
@@ -228,7 +300,7 @@ def test_reaping_reaches_into_a_live_sandbox_of_an_earlier_run(mode: str) -> Non
     uid, gid, user = _ids(mode)
     who: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if user else {}
     with make_workspace(uid, gid) as ws:
-        mark = SandboxMark(owner_key(ws), secrets.token_hex(8))
+        mark = SandboxMark(secrets.token_hex(8), secrets.token_hex(8))
         tag = f"goex-live-{secrets.token_hex(6)}"
         argv = [sys.executable, "-c", LIVE_RUN, mark.value, str(ws), tag]
         sandbox = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd="/", **who)
