@@ -207,7 +207,7 @@ def test_direct_isolation_undoes_three_way_too_and_says_attribution_is_approxima
         (w / "a.txt").write_text("a\n")
         s = sec_session(direct, w)
         action = run_action(direct, s, "echo agent > a.txt; echo new > made.txt")
-        assert any("direct mode" in warning for warning in action.changes.warnings)
+        assert "direct isolation: changes others made" in action.reversibility.detail
         assert (w / "a.txt").read_text() == "agent\n"  # written in place while it ran
         (w / "mine.txt").write_text("mine\n")
         (w / "made.txt").write_text("the person's now\n")

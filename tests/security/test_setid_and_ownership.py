@@ -37,6 +37,9 @@ from tests.security.conftest import (
 )
 from tests.users import ensure_system_user
 
+# Direct isolation: the post-action check of what an action did to the workspace itself (under the
+# default overlay the workspace is not written until goexd applies the run: test_overlay_privileges.py).
+SEC_DAEMON_CONFIG = '[fs]\nisolation = "direct"\n'
 GOEX = Path(sys.executable).with_name("goex")  # the CLI installed in the venv
 NOBODY = (65534, 65534)
 SETID = stat.S_ISUID | stat.S_ISGID

@@ -38,6 +38,10 @@ from tests.security.conftest import (
     start_daemon,
 )
 
+# Direct isolation: these tests follow entries an action leaves in the workspace while it runs (under the
+# default overlay the workspace is not written until goexd applies the run: test_overlay_privileges.py).
+SEC_DAEMON_CONFIG = '[fs]\nisolation = "direct"\n'
+
 # name -> what the action does (its workspace holds README, lib/keep.txt and lib/sub/deep.txt).
 LEFT_UNREADABLE = {
     "a 000 directory with files": "mkdir d && echo x > d/f && mkdir d/sub && echo y > d/sub/g && chmod 000 d",
@@ -147,7 +151,7 @@ def test_a_failed_actions_rollback_brings_back_what_it_left_unreadable(
     finally:
         close_session(d, session)
     assert action.state == pb.ACTION_STATE_FAILED, action.error
-    assert "rolled back (restored snapshot" in action.error, action.error
+    assert "rolled back (took back" in action.error and "verified on disk" in action.error, action.error
     assert "ROLLBACK FAILED" not in action.error and "internal error" not in action.error, action.error
     assert_same(ws, before)
     assert_no_traceback(d)
@@ -156,7 +160,7 @@ def test_a_failed_actions_rollback_brings_back_what_it_left_unreadable(
 @pytest.mark.parametrize("mode", ["root", "user"])
 def test_recovery_after_a_kill_brings_back_what_the_action_left_unreadable(mode: str) -> None:
     """SIGKILL goexd while the action sleeps after its chmods; the restarted goexd rolls it back."""
-    with start_daemon(mode, check_alive=False) as d, make_workspace(d.uid, d.gid) as ws:
+    with start_daemon(mode, SEC_DAEMON_CONFIG, check_alive=False) as d, make_workspace(d.uid, d.gid) as ws:
         before = populate(ws, d.uid, d.gid)
         session = sec_session(d, ws)
         script = "mkdir d && echo x > d/f && chmod 000 d lib/keep.txt lib && touch ready && chmod 0 . && sleep 300"

@@ -51,9 +51,15 @@ class UpperChanges:
 def read_upper(upper: Path, blobs: BlobStore, default_owner: Owner, *, privileged: bool) -> UpperChanges:
     prefix = _TRUSTED if privileged else _USER
     out = UpperChanges()
-    root = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    st = os.lstat(upper)
+    root = _open(
+        upper.name,
+        os.open(upper.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC),
+        os.O_RDONLY | os.O_DIRECTORY,
+        st,
+        close_dir=True,
+    )
     try:
-        st = os.fstat(root)
         out.edits.append(PutDir("", dir_meta(st, default_owner), opaque=_opaque(root, prefix)))
         _walk(root, "", blobs, default_owner, prefix, out)
     finally:
@@ -119,18 +125,22 @@ def _names(dir_fd: int) -> Iterator[str]:
             yield entry.name
 
 
-def _open(name: str, dir_fd: int, flags: int, st: os.stat_result) -> int:
+def _open(name: str, dir_fd: int, flags: int, st: os.stat_result, *, close_dir: bool = False) -> int:
     """Open an entry of the upper; one the daemon's user owns but may not read is opened up
-    (its recorded mode is the one found, `st`)."""
+    (its recorded mode is the one found, `st`). `close_dir`: dir_fd is closed after."""
     flags |= os.O_NOFOLLOW | os.O_CLOEXEC
     try:
+        try:
+            return os.open(name, flags, dir_fd=dir_fd)
+        except PermissionError:
+            if st.st_uid != os.geteuid():
+                raise
+        bits = stat.S_IRUSR | (stat.S_IXUSR if stat.S_ISDIR(st.st_mode) else 0)
+        os.chmod(name, stat.S_IMODE(st.st_mode) | bits, dir_fd=dir_fd)  # lstat said: not a symlink
         return os.open(name, flags, dir_fd=dir_fd)
-    except PermissionError:
-        if st.st_uid != os.geteuid():
-            raise
-    bits = stat.S_IRUSR | (stat.S_IXUSR if stat.S_ISDIR(st.st_mode) else 0)
-    os.chmod(name, stat.S_IMODE(st.st_mode) | bits, dir_fd=dir_fd)  # lstat said: not a symlink
-    return os.open(name, flags, dir_fd=dir_fd)
+    finally:
+        if close_dir:
+            os.close(dir_fd)
 
 
 def _xattr(fd: int, key: str) -> bytes | None:
