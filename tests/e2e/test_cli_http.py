@@ -22,9 +22,11 @@ def items(server: JsonServer) -> list[dict[str, object]]:
         return got
 
 
-def test_create_undo_and_read_from_the_cli(daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path) -> None:
+def test_create_undo_and_read_from_the_cli(
+    shared_daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+) -> None:
     def cli(*argv: str, code: int = 0) -> str:
-        return goex_cli(daemon, tmp_path, *argv, code=code)
+        return goex_cli(shared_daemon, tmp_path, *argv, code=code)
 
     cli("session", "open", "--http", f"items={json_server.base_url}")
     created = cli("http", "POST", "/items", "--json", '{"name": "x"}', "-m", "add x")
@@ -64,10 +66,10 @@ def test_create_undo_and_read_from_the_cli(daemon: DaemonProcess, json_server: J
 
 
 def test_bad_calls_are_refused_before_anything_is_sent(
-    daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+    shared_daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
 ) -> None:
     def cli(*argv: str, code: int = 0) -> str:
-        return goex_cli(daemon, tmp_path, *argv, code=code)
+        return goex_cli(shared_daemon, tmp_path, *argv, code=code)
 
     cli("session", "open", "--http", json_server.base_url)  # a bare URL: the default name
     error = json.loads(cli("--json", "http", "POST", "/items", "--json", "{bad", code=1))["error"]
@@ -84,10 +86,10 @@ def test_bad_calls_are_refused_before_anything_is_sent(
 
 
 def test_confine_strategy_needs_an_approval_and_cannot_be_undone(
-    daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+    shared_daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
 ) -> None:
     def cli(*argv: str, code: int = 0) -> str:
-        return goex_cli(daemon, tmp_path, *argv, code=code)
+        return goex_cli(shared_daemon, tmp_path, *argv, code=code)
 
     sid = cli("session", "open", "--http", f"api={json_server.base_url}", "--http-strategy", "confine").strip()
     shown = cli("session", "show")
@@ -107,7 +109,7 @@ def test_confine_strategy_needs_an_approval_and_cannot_be_undone(
     assert [i["name"] for i in items(json_server)] == ["z"]
 
     # The same through the Python client: run_http sends json as a value, and the approval.
-    with goex.Client(daemon.socket) as client:
+    with goex.Client(shared_daemon.socket) as client:
         [resource] = client.get_session(sid).resources
         assert (resource.name, resource.strategy, resource.rules) == ("api", goex.UndoStrategy.CONFINE, "rest")
         with_approval = client.run_http(sid, "post", "/items", json={"name": "w", "n": [1, 2]}, approval="ann: ok")
@@ -120,8 +122,8 @@ def test_confine_strategy_needs_an_approval_and_cannot_be_undone(
     assert items(json_server)[1]["n"] == [1, 2]
 
 
-def test_run_http_undoes_from_the_recorded_response(daemon: DaemonProcess, json_server: JsonServer) -> None:
-    with goex.Client(daemon.socket) as client:
+def test_run_http_undoes_from_the_recorded_response(shared_daemon: DaemonProcess, json_server: JsonServer) -> None:
+    with goex.Client(shared_daemon.socket) as client:
         session = client.create_session(resources=[goex.ResourceSpec.http(json_server.base_url, name="items")])
         created = client.run_http(session.id, "POST", "/items", json='{"name": "v"}', headers={"Accept": "*/*"})
         assert created.http is not None and created.http.status == 201, created.error
@@ -137,10 +139,10 @@ def test_run_http_undoes_from_the_recorded_response(daemon: DaemonProcess, json_
 
 
 def test_an_inverse_given_on_the_command_line_is_the_one_undo_sends(
-    daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
+    shared_daemon: DaemonProcess, json_server: JsonServer, tmp_path: Path
 ) -> None:
     def cli(*argv: str, code: int = 0) -> str:
-        return goex_cli(daemon, tmp_path, *argv, code=code)
+        return goex_cli(shared_daemon, tmp_path, *argv, code=code)
 
     cli("session", "open", "--http", f"items={json_server.base_url}")
     cli("http", "POST", "/items", "--json", '{"name": "x", "n": 1}')

@@ -22,17 +22,17 @@ from tests.e2e.rpc import get, open_fs, shell, upper_of
 from tests.fs_fingerprint import fingerprint
 
 
-def test_health_reflection_and_admin(daemon: DaemonProcess) -> None:
-    ch = daemon.connect()
+def test_health_reflection_and_admin(shared_daemon: DaemonProcess) -> None:
+    ch = shared_daemon.connect()
     status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="goex.v1.Actions"))
     assert status.status == health_pb2.HealthCheckResponse.SERVING
     stub = reflection_pb2_grpc.ServerReflectionStub(ch)
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"goex.v1.Sessions", "goex.v1.Actions", "goex.v1.Secrets", "goex.v1.Admin"} <= names
-    health = daemon.admin.GetHealth(adpb.GetHealthRequest())
+    health = shared_daemon.admin.GetHealth(adpb.GetHealthRequest())
     assert health.ok and {c.name for c in health.components} >= {"journal", "sandbox", "snapshots"}
-    gc = daemon.admin.RunGc(adpb.RunGcRequest(dry_run=True))
+    gc = shared_daemon.admin.RunGc(adpb.RunGcRequest(dry_run=True))
     assert gc.snapshots_removed == 0
 
 
@@ -73,15 +73,23 @@ def test_missing_bwrap_is_a_clear_start_up_error(tmp_path: Path) -> None:
     assert not (tmp_path / "s.sock").exists()
 
 
-def test_second_daemon_on_the_same_socket_refuses(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_second_daemon_on_the_same_socket_refuses(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
     other = subprocess.run(
-        [sys.executable, "-m", "goexd.main", "--socket", str(daemon.socket), "--state-dir", str(tmp_path / "st2")],
+        [
+            sys.executable,
+            "-m",
+            "goexd.main",
+            "--socket",
+            str(shared_daemon.socket),
+            "--state-dir",
+            str(tmp_path / "st2"),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert other.returncode == 1 and "already serving" in other.stderr
-    assert daemon.admin.GetHealth(adpb.GetHealthRequest()).ok
+    assert shared_daemon.admin.GetHealth(adpb.GetHealthRequest()).ok
 
 
 def _tgkill(pid: int, tid: int, sig: int) -> None:
@@ -167,14 +175,14 @@ def test_sigterm_interrupts_a_long_action_and_exits_cleanly(tmp_path: Path, work
         d2.stop()
 
 
-def test_watch_ends_when_the_client_cancels(daemon: DaemonProcess, workspace: Path) -> None:
-    session = open_fs(daemon, workspace)
-    action = shell(daemon, session.id, "sleep 2", detach=True)
-    call = daemon.actions.WatchAction(apb.WatchActionRequest(action_id=action.id))
+def test_watch_ends_when_the_client_cancels(shared_daemon: DaemonProcess, workspace: Path) -> None:
+    session = open_fs(shared_daemon, workspace)
+    action = shell(shared_daemon, session.id, "sleep 2", detach=True)
+    call = shared_daemon.actions.WatchAction(apb.WatchActionRequest(action_id=action.id))
     first = next(call)
     assert first.state == pb.ACTION_STATE_PROPOSED
     call.cancel()
     deadline = time.monotonic() + 30
-    while get(daemon, action.id).state != pb.ACTION_STATE_EXECUTED and time.monotonic() < deadline:
+    while get(shared_daemon, action.id).state != pb.ACTION_STATE_EXECUTED and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert get(daemon, action.id).state == pb.ACTION_STATE_EXECUTED
+    assert get(shared_daemon, action.id).state == pb.ACTION_STATE_EXECUTED

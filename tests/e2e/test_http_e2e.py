@@ -34,6 +34,18 @@ from tests.services.moto_s3 import ANY_SIGV4, MotoS3
 TOKEN = "tok-e2e-http-5f1c9a7d3b"
 
 
+@pytest.fixture(autouse=True)
+def _close_shared_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test on the module's shared goexd closes the sessions it left open (committing what is pending)
+    when it ends: an HTTP resource (the module's one httpbin) is held by one open session at a time."""
+    yield
+    if "shared_daemon" in request.fixturenames:
+        d: DaemonProcess = request.getfixturevalue("shared_daemon")
+        for s in d.sessions.ListSessions(sepb.ListSessionsRequest(), timeout=30).sessions:
+            close = sepb.CloseSessionRequest(session_id=s.id, mode=sepb.CLOSE_MODE_COMMIT_ALL)
+            d.sessions.CloseSession(close, timeout=60)
+
+
 def put_secret(
     d: DaemonProcess, name: str, host: str, value: str, header: str = "Authorization", tpl: str = ""
 ) -> None:
@@ -106,75 +118,78 @@ def users(server: JsonServer) -> list[dict[str, Any]]:
 
 
 def test_create_update_delete_each_undone_from_the_recorded_response(
-    daemon: DaemonProcess, json_server: JsonServer
+    shared_daemon: DaemonProcess, json_server: JsonServer
 ) -> None:
-    put_secret(daemon, "items-token", f"http://{json_server.host}", TOKEN)
-    s = open_http(daemon, json_server.base_url, secret="items-token")
+    put_secret(shared_daemon, "items-token", f"http://{json_server.host}", TOKEN)
+    s = open_http(shared_daemon, json_server.base_url, secret="items-token")
 
-    created = call(daemon, s.id, "POST", "/items", body={"name": "lamp", "price": 12})
+    created = call(shared_daemon, s.id, "POST", "/items", body={"name": "lamp", "price": 12})
     assert created.state == pb.ACTION_STATE_EXECUTED, created.error
     assert created.http.status == 201
     item = json.loads(created.http.body)
     assert created.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_REVERSIBLE
     assert created.inverse.http.method == "DELETE" and created.inverse.http.path == f"/items/{item['id']}"
     assert [i["name"] for i in items(json_server)] == ["lamp"]
-    undone = undo(daemon, s.id, created.id)
+    undone = undo(shared_daemon, s.id, created.id)
     assert undone.state == pb.ACTION_STATE_UNDONE
     assert undone.reversibility.verdict == pb.VERDICT_PASSED, undone.reversibility.detail
     assert "404" in undone.reversibility.detail
     assert items(json_server) == []
 
-    kept = call(daemon, s.id, "POST", "/items", body={"name": "desk", "price": 80})
+    kept = call(shared_daemon, s.id, "POST", "/items", body={"name": "desk", "price": 80})
     kept_id = json.loads(kept.http.body)["id"]
-    daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
+    shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
     before = items(json_server)
 
-    updated = call(daemon, s.id, "PATCH", f"/items/{kept_id}", body={"price": 95})
+    updated = call(shared_daemon, s.id, "PATCH", f"/items/{kept_id}", body={"price": 95})
     assert updated.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_REVERSIBLE
     assert items(json_server)[0]["price"] == 95
-    undone = undo(daemon, s.id, updated.id)
+    undone = undo(shared_daemon, s.id, updated.id)
     assert undone.reversibility.verdict == pb.VERDICT_PASSED and "pre-image" in undone.reversibility.detail
     assert items(json_server) == before
 
-    deleted = call(daemon, s.id, "DELETE", f"/items/{kept_id}")
+    deleted = call(shared_daemon, s.id, "DELETE", f"/items/{kept_id}")
     assert deleted.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_BEST_EFFORT
     assert items(json_server) == []
-    undone = undo(daemon, s.id, deleted.id)
+    undone = undo(shared_daemon, s.id, deleted.id)
     # json-server keeps the id it is given, so the best-effort re-creation is exact, and verified as such.
     assert undone.reversibility.verdict == pb.VERDICT_PASSED, undone.reversibility.detail
     assert items(json_server) == before
 
-    read = call(daemon, s.id, "GET", "/items")
+    read = call(shared_daemon, s.id, "GET", "/items")
     assert read.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_READ_ONLY
     assert not read.HasField("inverse") and json.loads(read.http.body) == before
 
 
 def test_a_call_no_rule_covers_is_irreversible_and_needs_an_approval(
-    daemon: DaemonProcess, json_server: JsonServer
+    shared_daemon: DaemonProcess, json_server: JsonServer
 ) -> None:
-    s = open_http(daemon, json_server.base_url)
-    got, msg = status_of(lambda: call(daemon, s.id, "POST", "/items/1/archive", body={}))
+    s = open_http(shared_daemon, json_server.base_url)
+    got, msg = status_of(lambda: call(shared_daemon, s.id, "POST", "/items/1/archive", body={}))
     assert got == grpc.StatusCode.PERMISSION_DENIED and "policy rule http.irreversible" in msg, msg
-    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
+    listed = shared_daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
     assert [a.state for a in listed] == [pb.ACTION_STATE_BLOCKED] and not listed[0].HasField("http")
     assert items(json_server) == []
 
 
 def test_confine_strategy_irreversible_call_with_approval_cannot_be_undone(
-    daemon: DaemonProcess,
+    shared_daemon: DaemonProcess,
     httpbin_port: int,  # noqa: F811
 ) -> None:
-    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="mail", strategy=pb.UNDO_STRATEGY_CONFINE)
-    got, msg = status_of(lambda: call(daemon, s.id, "POST", "/post", body={"to": "ann@example.com"}))
+    s = open_http(shared_daemon, f"http://127.0.0.1:{httpbin_port}", name="mail", strategy=pb.UNDO_STRATEGY_CONFINE)
+    got, msg = status_of(lambda: call(shared_daemon, s.id, "POST", "/post", body={"to": "ann@example.com"}))
     assert got == grpc.StatusCode.PERMISSION_DENIED and "explicit approval" in msg
-    sent = call(daemon, s.id, "POST", "/post", body={"to": "ann@example.com"}, approval="ann: send it")
+    sent = call(shared_daemon, s.id, "POST", "/post", body={"to": "ann@example.com"}, approval="ann: send it")
     assert sent.state == pb.ACTION_STATE_EXECUTED and sent.approval == "ann: send it"
     assert sent.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_IRREVERSIBLE
     assert json.loads(sent.http.body)["json"] == {"to": "ann@example.com"}
-    got, msg = status_of(lambda: undo(daemon, s.id, sent.id))
+    got, msg = status_of(lambda: undo(shared_daemon, s.id, sent.id))
     assert got == grpc.StatusCode.FAILED_PRECONDITION and "irreversible" in msg
-    assert daemon.actions.GetAction(apb.GetActionRequest(action_id=sent.id)).action.state == pb.ACTION_STATE_EXECUTED
-    committed = daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed
+    assert (
+        shared_daemon.actions.GetAction(apb.GetActionRequest(action_id=sent.id)).action.state
+        == pb.ACTION_STATE_EXECUTED
+    )
+    committed = shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed
     assert [a.id for a in committed] == [sent.id]
 
 
@@ -243,7 +258,7 @@ def test_s3_subresource_calls_have_no_rule_and_are_refused_without_approval(
 # ---------------------------------------------------------------- confinement and bad input
 
 
-def test_policy_confines_methods_paths_patterns_and_rate(daemon: DaemonProcess, json_server: JsonServer) -> None:
+def test_policy_confines_methods_paths_patterns_and_rate(shared_daemon: DaemonProcess, json_server: JsonServer) -> None:
     policy = "\n".join(
         [
             "[http.resources.api]",
@@ -256,39 +271,41 @@ def test_policy_confines_methods_paths_patterns_and_rate(daemon: DaemonProcess, 
             "above = 100",
         ]
     )
-    s = open_http(daemon, json_server.base_url, policy=policy)
+    s = open_http(shared_daemon, json_server.base_url, policy=policy)
     for method, path, body, rule in (
         ("DELETE", "/items/1", None, "http.resources.api.methods"),
         ("POST", "/users", {"name": "x"}, "http.resources.api.paths"),
         ("POST", "/items", {"price": 500}, "deny.no-pricey"),
     ):
-        got, msg = status_of(lambda m=method, p=path, b=body: call(daemon, s.id, m, p, body=b))
+        got, msg = status_of(lambda m=method, p=path, b=body: call(shared_daemon, s.id, m, p, body=b))
         assert got == grpc.StatusCode.PERMISSION_DENIED and f"policy rule {rule}" in msg, msg
     assert items(json_server) == [] and users(json_server) == []
     for _ in range(3):
-        assert call(daemon, s.id, "GET", "/items").state == pb.ACTION_STATE_COMMITTED  # read-only: resolved at once
-    got, msg = status_of(lambda: call(daemon, s.id, "GET", "/items"))
+        assert (
+            call(shared_daemon, s.id, "GET", "/items").state == pb.ACTION_STATE_COMMITTED
+        )  # read-only: resolved at once
+    got, msg = status_of(lambda: call(shared_daemon, s.id, "GET", "/items"))
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit 3/minute" in msg
 
 
 def test_a_read_is_resolved_at_once_so_undo_takes_back_the_last_write(
-    daemon: DaemonProcess, json_server: JsonServer
+    shared_daemon: DaemonProcess, json_server: JsonServer
 ) -> None:
-    s = open_http(daemon, json_server.base_url)
-    created = call(daemon, s.id, "POST", "/items", body={"name": "lamp"})
-    read = call(daemon, s.id, "GET", "/items")
+    s = open_http(shared_daemon, json_server.base_url)
+    created = call(shared_daemon, s.id, "POST", "/items", body={"name": "lamp"})
+    read = call(shared_daemon, s.id, "GET", "/items")
     assert read.state == pb.ACTION_STATE_COMMITTED and read.HasField("resolved_at")
     assert read.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_READ_ONLY
     assert [i["name"] for i in json.loads(read.http.body)] == ["lamp"]
     # `undo` with no action id takes back the newest pending action: the POST, not the read after it.
-    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    [undone] = shared_daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
     assert undone.id == created.id and undone.reversibility.verdict == pb.VERDICT_PASSED
     assert items(json_server) == []
-    got, msg = status_of(lambda: undo(daemon, s.id, read.id))
+    got, msg = status_of(lambda: undo(shared_daemon, s.id, read.id))
     assert got == grpc.StatusCode.FAILED_PRECONDITION and "committed" in msg
-    assert list(daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed) == []
+    assert list(shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed) == []
     # A read the service refuses is a failed action like any other, its answer recorded.
-    missing = call(daemon, s.id, "GET", "/items/404")
+    missing = call(shared_daemon, s.id, "GET", "/items/404")
     assert missing.state == pb.ACTION_STATE_FAILED and missing.http.status == 404 and "404" in missing.error
 
 
@@ -303,27 +320,27 @@ def _journal_rows(daemon: DaemonProcess, session_id: str) -> list[tuple[str, str
 
 
 def test_a_write_is_durably_running_before_it_is_sent_a_read_is_journaled_once_it_ran(
-    daemon: DaemonProcess,
+    shared_daemon: DaemonProcess,
     httpbin_port: int,  # noqa: F811
 ) -> None:
-    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="bin")
+    s = open_http(shared_daemon, f"http://127.0.0.1:{httpbin_port}", name="bin")
     for method, while_sent in (("POST", [("POST /delay/2", "running")]), ("GET", [("POST /delay/2", "executed")])):
         with ThreadPoolExecutor(1) as pool:
             kwargs: dict[str, Any] = {"body": {}, "approval": "test"} if method == "POST" else {}
-            done = pool.submit(call, daemon, s.id, method, "/delay/2", **kwargs)
+            done = pool.submit(call, shared_daemon, s.id, method, "/delay/2", **kwargs)
             # httpbin answers after 2 s: a second in, the call is out (the GET too, journaled or not).
             deadline = time.monotonic() + 1.0
-            seen = _journal_rows(daemon, s.id)
+            seen = _journal_rows(shared_daemon, s.id)
             while seen != while_sent or time.monotonic() < deadline:
                 time.sleep(0.02)
-                seen = _journal_rows(daemon, s.id)
+                seen = _journal_rows(shared_daemon, s.id)
                 assert time.monotonic() < deadline + 0.5, seen
             assert seen == while_sent and not done.done(), seen
             assert done.result().http.status == 200
-    assert _journal_rows(daemon, s.id) == [("POST /delay/2", "executed"), ("GET /delay/2", "committed")]
-    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
+    assert _journal_rows(shared_daemon, s.id) == [("POST /delay/2", "executed"), ("GET /delay/2", "committed")]
+    listed = shared_daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
     assert [a.state for a in listed] == [pb.ACTION_STATE_EXECUTED, pb.ACTION_STATE_COMMITTED]
-    db = sqlite3.connect(f"file:{daemon.state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{shared_daemon.state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
     try:
         trail = db.execute(
             "SELECT from_state, to_state, note FROM transitions WHERE action_id = ? ORDER BY id", (listed[1].id,)
@@ -339,8 +356,8 @@ def test_a_write_is_durably_running_before_it_is_sent_a_read_is_journaled_once_i
     ]
 
 
-def test_bad_input_is_refused_before_anything_is_sent(daemon: DaemonProcess, json_server: JsonServer) -> None:
-    s = open_http(daemon, json_server.base_url)
+def test_bad_input_is_refused_before_anything_is_sent(shared_daemon: DaemonProcess, json_server: JsonServer) -> None:
+    s = open_http(shared_daemon, json_server.base_url)
     for method, path, kwargs, words in (
         ("GET", "/../etc/passwd", {}, "leads outside the resource's base URL"),
         ("GET", "//evil.test/x", {}, "leads outside"),
@@ -354,19 +371,21 @@ def test_bad_input_is_refused_before_anything_is_sent(daemon: DaemonProcess, jso
         ("POST", "/items", {"headers": {f"X-{i}": "a" * 15_000 for i in range(5)}}, "bytes in all, more than"),
         ("POST", "/items", {"headers": {f"X-{i}": "1" for i in range(101)}}, "101 headers, more than 100"),
     ):
-        got, msg = status_of(lambda m=method, p=path, k=kwargs: call(daemon, s.id, m, p, **k))
+        got, msg = status_of(lambda m=method, p=path, k=kwargs: call(shared_daemon, s.id, m, p, **k))
         assert got == grpc.StatusCode.INVALID_ARGUMENT and words in msg, (path, msg)
     bad_json = pb.HttpAction(method="POST", path="/items", json="{nope")
     got, msg = status_of(
-        lambda: daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=pb.ActionSpec(http=bad_json)))
+        lambda: shared_daemon.actions.SubmitAction(
+            apb.SubmitActionRequest(session_id=s.id, spec=pb.ActionSpec(http=bad_json))
+        )
     )
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "spec.http.json" in msg
-    assert list(daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions) == []
+    assert list(shared_daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions) == []
     assert items(json_server) == []
     for url, words in (("ftp://127.0.0.1/x", "http(s)://"), ("http://user:pw@127.0.0.1:1/", "credentials")):
-        got, msg = status_of(lambda u=url: open_http(daemon, u, name="other"))
+        got, msg = status_of(lambda u=url: open_http(shared_daemon, u, name="other"))
         assert got == grpc.StatusCode.INVALID_ARGUMENT and words in msg, msg
-    got, msg = status_of(lambda: open_http(daemon, json_server.base_url + "/v2", name="x", rules="nope"))
+    got, msg = status_of(lambda: open_http(shared_daemon, json_server.base_url + "/v2", name="x", rules="nope"))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "no rule set named 'nope'" in msg
 
 
@@ -377,7 +396,7 @@ def _free_port() -> int:
 
 
 def test_refused_connection_and_timeout_fail_the_action_with_the_cause_and_no_retry(
-    daemon: DaemonProcess,
+    shared_daemon: DaemonProcess,
     httpbin_port: int,  # noqa: F811
 ) -> None:
     port = _free_port()
@@ -389,20 +408,20 @@ def test_refused_connection_and_timeout_fail_the_action_with_the_cause_and_no_re
                 break
             except OSError:
                 time.sleep(0.05)
-        s = open_http(daemon, f"http://127.0.0.1:{port}", name="gone")
+        s = open_http(shared_daemon, f"http://127.0.0.1:{port}", name="gone")
     finally:
         server.terminate()
         server.wait()
-    failed = call(daemon, s.id, "POST", "/x", body={}, approval="test")
+    failed = call(shared_daemon, s.id, "POST", "/x", body={}, approval="test")
     assert failed.state == pb.ACTION_STATE_FAILED and "cannot connect" in failed.error
 
-    slow = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="slow")
+    slow = open_http(shared_daemon, f"http://127.0.0.1:{httpbin_port}", name="slow")
     started = time.monotonic()
-    timed_out = call(daemon, slow.id, "POST", "/delay/5", body={}, approval="test", timeout_s=1)
+    timed_out = call(shared_daemon, slow.id, "POST", "/delay/5", body={}, approval="test", timeout_s=1)
     assert time.monotonic() - started < 4  # one attempt, no retry
     assert timed_out.state == pb.ACTION_STATE_FAILED
     assert "within 1 s" in timed_out.error and "may still act" in timed_out.error
-    got, _ = status_of(lambda: open_http(daemon, f"http://127.0.0.1:{_free_port()}", name="nobody"))
+    got, _ = status_of(lambda: open_http(shared_daemon, f"http://127.0.0.1:{_free_port()}", name="nobody"))
     assert got == grpc.StatusCode.UNAVAILABLE
 
 
@@ -425,20 +444,20 @@ def test_the_credential_is_injected_and_never_recorded(daemon: DaemonProcess, ht
 
 
 def test_what_goes_out_is_what_is_recorded_no_cookie_is_kept_between_calls(
-    daemon: DaemonProcess,
+    shared_daemon: DaemonProcess,
     httpbin_port: int,  # noqa: F811
 ) -> None:
-    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="bin")
+    s = open_http(shared_daemon, f"http://127.0.0.1:{httpbin_port}", name="bin")
     # httpbin answers 302 with Set-Cookie; goexd records the 3xx and follows nothing.
-    set_cookie = call(daemon, s.id, "GET", "/cookies/set", query={"session": "abc123"})
+    set_cookie = call(shared_daemon, s.id, "GET", "/cookies/set", query={"session": "abc123"})
     assert set_cookie.http.status == 302 and "session=abc123" in set_cookie.http.headers["set-cookie"]
     assert set_cookie.state == pb.ACTION_STATE_COMMITTED
     # A later call carries no cookie it did not ask for: not in the record, so not sent.
-    assert json.loads(call(daemon, s.id, "GET", "/cookies").http.body) == {"cookies": {}}
-    echoed = json.loads(call(daemon, s.id, "GET", "/headers").http.body)["headers"]
+    assert json.loads(call(shared_daemon, s.id, "GET", "/cookies").http.body) == {"cookies": {}}
+    echoed = json.loads(call(shared_daemon, s.id, "GET", "/headers").http.body)["headers"]
     assert "Cookie" not in echoed and echoed["User-Agent"].startswith("goexd/") and echoed["Accept"] == "*/*"
     # The caller's own User-Agent (any case) replaces goexd's; a cookie it sends is the one that arrives.
-    mine = call(daemon, s.id, "GET", "/headers", headers={"user-agent": "agent/1.0", "Cookie": "mine=1"})
+    mine = call(shared_daemon, s.id, "GET", "/headers", headers={"user-agent": "agent/1.0", "Cookie": "mine=1"})
     echoed = json.loads(mine.http.body)["headers"]
     assert echoed["User-Agent"] == "agent/1.0" and echoed["Cookie"] == "mine=1"
 
@@ -475,13 +494,13 @@ def test_a_huge_answer_is_read_only_as_far_as_it_is_used(daemon: DaemonProcess, 
 
 
 def test_a_write_whose_answer_is_too_large_to_derive_from_is_irreversible(
-    daemon: DaemonProcess,
+    shared_daemon: DaemonProcess,
     httpbin_port: int,  # noqa: F811
 ) -> None:
-    s = open_http(daemon, f"http://127.0.0.1:{httpbin_port}", name="echo")
+    s = open_http(shared_daemon, f"http://127.0.0.1:{httpbin_port}", name="echo")
     # httpbin echoes the body twice (as data and as json): over the 4 MiB an inverse may be derived from.
     big = {"name": "x" * (2560 * 1024)}
-    done = call(daemon, s.id, "POST", "/anything", body=big, approval="ok: an echo")
+    done = call(shared_daemon, s.id, "POST", "/anything", body=big, approval="ok: an echo")
     assert done.state == pb.ACTION_STATE_EXECUTED and done.http.status == 200 and done.http.body_truncated
     assert done.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_IRREVERSIBLE
     assert "too large to derive an inverse" in done.reversibility.detail and not done.HasField("inverse")

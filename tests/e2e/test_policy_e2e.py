@@ -51,40 +51,44 @@ def test_a_bad_session_policy_is_refused_with_its_line_and_opens_nothing(daemon:
     open_db(daemon, f"sqlite:///{db}")  # the resource was not left held
 
 
-def test_check_policy_explains_the_first_error_with_its_line(daemon: DaemonProcess) -> None:
-    ok = daemon.admin.CheckPolicy(adpb.CheckPolicyRequest(toml='[sql]\nprivileged = "allow"\n'))
+def test_check_policy_explains_the_first_error_with_its_line(shared_daemon: DaemonProcess) -> None:
+    ok = shared_daemon.admin.CheckPolicy(adpb.CheckPolicyRequest(toml='[sql]\nprivileged = "allow"\n'))
     assert ok.ok and list(ok.errors) == []
-    bad = daemon.admin.CheckPolicy(adpb.CheckPolicyRequest(toml='[http]\nirreversible = "maybe"\n'))
+    bad = shared_daemon.admin.CheckPolicy(adpb.CheckPolicyRequest(toml='[http]\nirreversible = "maybe"\n'))
     assert not bad.ok and len(bad.errors) == 1
     assert bad.errors[0].line == 2 and "http.irreversible" in bad.errors[0].message
     assert '"allow", "deny" or "approval"' in bad.errors[0].message
 
 
-def test_approval_is_needed_where_the_policy_says_and_is_recorded(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_approval_is_needed_where_the_policy_says_and_is_recorded(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
     db = tmp_path / "app.db"
-    s = open_db(daemon, f"sqlite:///{db}", '[sql]\nddl = "approval"\n')
-    got, msg = status_of(lambda: sql(daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, balance INTEGER)"))
+    s = open_db(shared_daemon, f"sqlite:///{db}", '[sql]\nddl = "approval"\n')
+    got, msg = status_of(
+        lambda: sql(shared_daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, balance INTEGER)")
+    )
     assert got == grpc.StatusCode.PERMISSION_DENIED
     assert "policy rule sql.ddl" in msg and "explicit approval" in msg and "recorded as blocked action" in msg
-    blocked = listed(daemon, s.id)
+    blocked = listed(shared_daemon, s.id)
     assert [a.state for a in blocked] == [pb.ACTION_STATE_BLOCKED]
     assert "needs an explicit approval" in blocked[0].error and blocked[0].approval == ""
-    got, _ = status_of(lambda: sql(daemon, s.id, "CREATE TABLE t (x)", approval="x" * 501))
+    got, _ = status_of(lambda: sql(shared_daemon, s.id, "CREATE TABLE t (x)", approval="x" * 501))
     assert got == grpc.StatusCode.INVALID_ARGUMENT
 
-    approved = sql(daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, balance INTEGER)", "ann, ticket 7")
+    approved = sql(shared_daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, balance INTEGER)", "ann, ticket 7")
     assert approved.state == pb.ACTION_STATE_EXECUTED and approved.approval == "ann, ticket 7"
-    assert sql(daemon, s.id, "INSERT INTO users (balance) VALUES (10)").state == pb.ACTION_STATE_EXECUTED
-    daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
+    assert sql(shared_daemon, s.id, "INSERT INTO users (balance) VALUES (10)").state == pb.ACTION_STATE_EXECUTED
+    shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
     assert tables(db) == ["users"]
-    got_again = daemon.actions.GetAction(apb.GetActionRequest(action_id=approved.id)).action
+    got_again = shared_daemon.actions.GetAction(apb.GetActionRequest(action_id=approved.id)).action
     assert got_again.approval == "ann, ticket 7"
 
 
-def test_an_approval_never_overrides_a_deny(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_an_approval_never_overrides_a_deny(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
     db = tmp_path / "app.db"
-    s = open_db(daemon, f"sqlite:///{db}")
-    got, msg = status_of(lambda: sql(daemon, s.id, f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x", approval="please"))
+    s = open_db(shared_daemon, f"sqlite:///{db}")
+    got, msg = status_of(
+        lambda: sql(shared_daemon, s.id, f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x", approval="please")
+    )
     assert got == grpc.StatusCode.PERMISSION_DENIED and "policy rule sql.privileged" in msg
     assert not (tmp_path / "x.db").exists()
 
@@ -141,20 +145,22 @@ def test_privileged_sql_on_postgres_is_the_daemons_call_and_a_session_cannot_all
         assert lenient.stop() == 0
 
 
-def test_sandbox_limits_and_network_are_confined(daemon: DaemonProcess, workspace: Path) -> None:
+def test_sandbox_limits_and_network_are_confined(shared_daemon: DaemonProcess, workspace: Path) -> None:
     policy = '[sandbox]\nmax_timeout_s = 5\nnetwork = "deny"\n'
     fs = pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(workspace)))
-    s = daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[fs], policy_toml=policy)).session
+    s = shared_daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[fs], policy_toml=policy)).session
     long = pb.ActionSpec(shell=pb.ShellAction(argv=["true"]), limits=pb.SandboxLimits(timeout=Duration(seconds=10)))
-    got, msg = status_of(lambda: daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=long)))
+    got, msg = status_of(
+        lambda: shared_daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=long))
+    )
     assert got == grpc.StatusCode.PERMISSION_DENIED and "sandbox.max_timeout_s" in msg
     net = pb.ActionSpec(shell=pb.ShellAction(argv=["true"]), egress=pb.Egress(hosts=["example.com"]))
-    got, msg = status_of(lambda: daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=net)))
+    got, msg = status_of(lambda: shared_daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=net)))
     assert got == grpc.StatusCode.PERMISSION_DENIED and "sandbox.network" in msg
     ok = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", "echo hi > made.txt"]))
-    done = daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=ok)).action
+    done = shared_daemon.actions.SubmitAction(apb.SubmitActionRequest(session_id=s.id, spec=ok)).action
     assert done.state == pb.ACTION_STATE_EXECUTED and (workspace / "made.txt").read_text() == "hi\n"
-    assert [a.state for a in listed(daemon, s.id)] == [
+    assert [a.state for a in listed(shared_daemon, s.id)] == [
         pb.ACTION_STATE_BLOCKED,
         pb.ACTION_STATE_BLOCKED,
         pb.ACTION_STATE_EXECUTED,

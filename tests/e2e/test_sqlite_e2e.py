@@ -46,51 +46,55 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "app.db"
 
 
-def test_paper_scenarios_undo_and_commit(daemon: DaemonProcess, db: Path) -> None:
-    s = open_db(daemon, db)
+def test_paper_scenarios_undo_and_commit(shared_daemon: DaemonProcess, db: Path) -> None:
+    s = open_db(shared_daemon, db)
     assert [(r.kind, r.strategy) for r in s.resources] == [(pb.RESOURCE_KIND_SQLITE, pb.UNDO_STRATEGY_TRANSACTION)]
-    create = sql(daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER)")
-    add = sql(daemon, s.id, "INSERT INTO users (name, balance) VALUES ('ann', 10), ('bob', 20), ('cy', 30)")
-    bump = sql(daemon, s.id, "UPDATE users SET balance = balance + 500")
+    create = sql(
+        shared_daemon, s.id, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER)"
+    )
+    add = sql(shared_daemon, s.id, "INSERT INTO users (name, balance) VALUES ('ann', 10), ('bob', 20), ('cy', 30)")
+    bump = sql(shared_daemon, s.id, "UPDATE users SET balance = balance + 500")
     assert (add.sql.affected_rows, bump.sql.affected_rows) == (3, 3)
     assert bump.state == pb.ACTION_STATE_EXECUTED and "savepoint" in bump.reversibility.detail
     assert seen_by_others(db, "SELECT name FROM sqlite_master") == []  # nothing visible before the commit
 
-    undone = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    undone = shared_daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
     assert [a.id for a in undone] == [bump.id]
-    assert rows(sql(daemon, s.id, "SELECT sum(balance) FROM users")) == [["60"]]
-    described = daemon.sessions.DescribeSession(sepb.DescribeSessionRequest(session_id=s.id)).resources
+    assert rows(sql(shared_daemon, s.id, "SELECT sum(balance) FROM users")) == [["60"]]
+    described = shared_daemon.sessions.DescribeSession(sepb.DescribeSessionRequest(session_id=s.id)).resources
     assert "users" in described[0].text and "balance" in described[0].text and "ann" not in described[0].text
-    with_rows = daemon.sessions.DescribeSession(sepb.DescribeSessionRequest(session_id=s.id, include_samples=True))
+    with_rows = shared_daemon.sessions.DescribeSession(
+        sepb.DescribeSessionRequest(session_id=s.id, include_samples=True)
+    )
     assert "ann" in with_rows.resources[0].text and str(db) not in with_rows.resources[0].text
-    undone_to = daemon.actions.UndoTo(apb.UndoToRequest(action_id=add.id)).undone  # the queries since then
+    undone_to = shared_daemon.actions.UndoTo(apb.UndoToRequest(action_id=add.id)).undone  # the queries since then
     assert add.id not in [a.id for a in undone_to]
-    assert rows(sql(daemon, s.id, "SELECT count(*) FROM users")) == [["3"]]
+    assert rows(sql(shared_daemon, s.id, "SELECT count(*) FROM users")) == [["3"]]
 
-    committed = daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed
+    committed = shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id)).committed
     assert [create.id, add.id] == [a.id for a in committed][:2]
     assert seen_by_others(db, "SELECT name, balance FROM users ORDER BY id") == [("ann", 10), ("bob", 20), ("cy", 30)]
-    daemon.actions.UndoTo(apb.UndoToRequest(action_id=create.id))  # nothing pending: a no-op
+    shared_daemon.actions.UndoTo(apb.UndoToRequest(action_id=create.id))  # nothing pending: a no-op
 
 
 def test_bad_sql_is_refused_before_it_runs_and_the_transaction_stays_usable(
-    daemon: DaemonProcess, db: Path, tmp_path: Path
+    shared_daemon: DaemonProcess, db: Path, tmp_path: Path
 ) -> None:
-    s = open_db(daemon, db)
-    first = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    s = open_db(shared_daemon, db)
+    first = sql(shared_daemon, s.id, "CREATE TABLE t (x INTEGER)")
     for text, code, words in (
         ("SELEC 1", grpc.StatusCode.INVALID_ARGUMENT, "spec.sql.sql: "),
         (f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x", grpc.StatusCode.PERMISSION_DENIED, "privileged"),
         ("COMMIT", grpc.StatusCode.INVALID_ARGUMENT, "savepoint"),
         ("", grpc.StatusCode.INVALID_ARGUMENT, "spec.sql.sql: must not be empty"),
     ):
-        got, msg = status_of(lambda t=text: sql(daemon, s.id, t))
+        got, msg = status_of(lambda t=text: sql(shared_daemon, s.id, t))
         assert got == code and words in msg, (text, got, msg)
-    failed = sql(daemon, s.id, "INSERT INTO t VALUES (1); INSERT INTO nope VALUES (2)")
+    failed = sql(shared_daemon, s.id, "INSERT INTO t VALUES (1); INSERT INTO nope VALUES (2)")
     assert failed.state == pb.ACTION_STATE_FAILED and "no such table: nope" in failed.error
-    ok = sql(daemon, s.id, "SELECT count(*) FROM t")
+    ok = sql(shared_daemon, s.id, "SELECT count(*) FROM t")
     assert rows(ok) == [["0"]]  # the failed action's first statement was rolled back with it
-    listed = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
+    listed = shared_daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions
     # Bad input leaves no trace; the policy's refusal is recorded as a BLOCKED action that never ran.
     assert [a.state for a in listed] == [
         pb.ACTION_STATE_EXECUTED,
@@ -103,29 +107,33 @@ def test_bad_sql_is_refused_before_it_runs_and_the_transaction_stays_usable(
     assert not (tmp_path / "x.db").exists()
 
 
-def test_one_transaction_commits_whole(daemon: DaemonProcess, db: Path, workspace: Path) -> None:
-    s = open_db(daemon, db, fs=workspace)
-    a = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
-    b = sql(daemon, s.id, "INSERT INTO t VALUES (1)")
+def test_one_transaction_commits_whole(shared_daemon: DaemonProcess, db: Path, workspace: Path) -> None:
+    s = open_db(shared_daemon, db, fs=workspace)
+    a = sql(shared_daemon, s.id, "CREATE TABLE t (x INTEGER)")
+    b = sql(shared_daemon, s.id, "INSERT INTO t VALUES (1)")
     code, msg = status_of(
-        lambda: daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id, up_to_action_id=a.id))
+        lambda: shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id, up_to_action_id=a.id))
     )
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "commits whole" in msg and b.id in msg
-    pending = daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id, states=[pb.ACTION_STATE_EXECUTED]))
+    pending = shared_daemon.actions.ListActions(
+        apb.ListActionsRequest(session_id=s.id, states=[pb.ACTION_STATE_EXECUTED])
+    )
     assert [x.id for x in pending.actions] == [a.id, b.id]  # the refused commit changed nothing
-    daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
+    shared_daemon.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id))
     assert seen_by_others(db, "SELECT x FROM t") == [(1,)]
 
 
-def test_a_write_stopped_by_its_timeout_takes_the_pending_actions_with_it(daemon: DaemonProcess, db: Path) -> None:
-    s = open_db(daemon, db)
-    create = sql(daemon, s.id, "CREATE TABLE t (x INTEGER)")
+def test_a_write_stopped_by_its_timeout_takes_the_pending_actions_with_it(
+    shared_daemon: DaemonProcess, db: Path
+) -> None:
+    s = open_db(shared_daemon, db)
+    create = sql(shared_daemon, s.id, "CREATE TABLE t (x INTEGER)")
     forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) INSERT INTO t SELECT i FROM n"
-    stopped = sql(daemon, s.id, forever, timeout_s=0.5)
+    stopped = sql(shared_daemon, s.id, forever, timeout_s=0.5)
     assert stopped.state == pb.ACTION_STATE_FAILED and "timeout" in stopped.error and create.id in stopped.error
-    lost = daemon.actions.GetAction(apb.GetActionRequest(action_id=create.id)).action
+    lost = shared_daemon.actions.GetAction(apb.GetActionRequest(action_id=create.id)).action
     assert lost.state == pb.ACTION_STATE_INTERRUPTED and "discarded" in lost.error
-    assert rows(sql(daemon, s.id, "SELECT count(*) FROM sqlite_master WHERE name = 't'")) == [["0"]]
+    assert rows(sql(shared_daemon, s.id, "SELECT count(*) FROM sqlite_master WHERE name = 't'")) == [["0"]]
 
 
 def test_pending_actions_are_reported_lost_after_a_crash(daemon: DaemonProcess, db: Path) -> None:
@@ -140,20 +148,20 @@ def test_pending_actions_are_reported_lost_after_a_crash(daemon: DaemonProcess, 
     assert again.state == pb.ACTION_STATE_EXECUTED
 
 
-def test_session_open_refuses_bad_database_urls(daemon: DaemonProcess, tmp_path: Path, workspace: Path) -> None:
+def test_session_open_refuses_bad_database_urls(shared_daemon: DaemonProcess, tmp_path: Path, workspace: Path) -> None:
     for url, words in (
         ("sqlite://relative.db", "not a sqlite:///ABSOLUTE/PATH URL"),
         (f"sqlite://{tmp_path}/missing/app.db", "does not exist"),
         (f"sqlite://{tmp_path}", "is a directory"),
-        (f"sqlite://{daemon.state_dir}/x.db", "state directory"),
+        (f"sqlite://{shared_daemon.state_dir}/x.db", "state directory"),
     ):
         code, msg = status_of(
-            lambda u=url: daemon.sessions.CreateSession(
+            lambda u=url: shared_daemon.sessions.CreateSession(
                 sepb.CreateSessionRequest(resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url=u))])
             )
         )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and words in msg, (url, msg)
-    code, msg = status_of(lambda: open_db(daemon, workspace / "inside.db", fs=workspace))
+    code, msg = status_of(lambda: open_db(shared_daemon, workspace / "inside.db", fs=workspace))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "overlap" in msg
 
 
@@ -173,50 +181,50 @@ def sql_with_inverse(d: DaemonProcess, session_id: str, text: str, inverse: str 
 
 
 def test_inverse_strategy_tests_the_pair_commits_at_once_and_undoes_by_the_inverse(
-    daemon: DaemonProcess, db: Path
+    shared_daemon: DaemonProcess, db: Path
 ) -> None:
-    s = open_inverse(daemon, db)
+    s = open_inverse(shared_daemon, db)
     bump = sql_with_inverse(
-        daemon, s.id, "UPDATE users SET balance = balance + 500", "UPDATE users SET balance = balance - 500"
+        shared_daemon, s.id, "UPDATE users SET balance = balance + 500", "UPDATE users SET balance = balance - 500"
     )
     assert bump.state == pb.ACTION_STATE_EXECUTED and bump.reversibility.verdict == pb.VERDICT_PASSED
     assert "rolled-back transaction" in bump.reversibility.detail and bump.inverse.sql.sql.endswith("- 500")
     assert seen_by_others(db, "SELECT balance FROM users ORDER BY id") == [(510,), (520,)]  # committed at once
 
-    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
+    [undone] = shared_daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id)).undone
     assert undone.state == pb.ACTION_STATE_UNDONE and undone.reversibility.verdict == pb.VERDICT_PASSED
     assert seen_by_others(db, "SELECT balance FROM users ORDER BY id") == [(10,), (20,)]
 
-    wrong = sql_with_inverse(daemon, s.id, "DELETE FROM users WHERE name = 'bob'", "SELECT 1")
+    wrong = sql_with_inverse(shared_daemon, s.id, "DELETE FROM users WHERE name = 'bob'", "SELECT 1")
     assert wrong.state == pb.ACTION_STATE_BLOCKED and "users: 2 → 1 rows: 1 removed" in wrong.error
     assert seen_by_others(db, "SELECT count(*) FROM users") == [(2,)]  # a blocked action has no side effect
 
-    code, msg = status_of(lambda: sql_with_inverse(daemon, s.id, "DELETE FROM users", None))
+    code, msg = status_of(lambda: sql_with_inverse(shared_daemon, s.id, "DELETE FROM users", None))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("inverse: ")
-    read = sql_with_inverse(daemon, s.id, "SELECT name FROM users ORDER BY id", None)
+    read = sql_with_inverse(shared_daemon, s.id, "SELECT name FROM users ORDER BY id", None)
     assert (
         rows(read) == [["ann"], ["bob"]] and read.reversibility.reversibility_class == pb.REVERSIBILITY_CLASS_READ_ONLY
     )
 
 
-def test_test_reversibility_changes_nothing(daemon: DaemonProcess, db: Path, tmp_path: Path) -> None:
-    s = open_inverse(daemon, db)
+def test_test_reversibility_changes_nothing(shared_daemon: DaemonProcess, db: Path, tmp_path: Path) -> None:
+    s = open_inverse(shared_daemon, db)
     before = seen_by_others(db, "SELECT * FROM users")
     req = apb.TestReversibilityRequest(
         session_id=s.id,
         spec=pb.ActionSpec(sql=pb.SqlAction(sql="INSERT INTO users (name, balance) VALUES ('cy', 1)")),
         inverse=pb.ActionSpec(sql=pb.SqlAction(sql="DELETE FROM users WHERE name = 'cy'")),
     )
-    verdict = daemon.actions.TestReversibility(req).reversibility
+    verdict = shared_daemon.actions.TestReversibility(req).reversibility
     assert verdict.verdict == pb.VERDICT_PASSED and verdict.HasField("tested_at")
     req.inverse.sql.sql = "SELECT 1"
-    assert daemon.actions.TestReversibility(req).reversibility.verdict == pb.VERDICT_FAILED
+    assert shared_daemon.actions.TestReversibility(req).reversibility.verdict == pb.VERDICT_FAILED
     assert seen_by_others(db, "SELECT * FROM users") == before
-    assert list(daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions) == []
+    assert list(shared_daemon.actions.ListActions(apb.ListActionsRequest(session_id=s.id)).actions) == []
 
-    tx = open_db(daemon, tmp_path / "tx.db")
+    tx = open_db(shared_daemon, tmp_path / "tx.db")
     code, msg = status_of(
-        lambda: daemon.actions.TestReversibility(
+        lambda: shared_daemon.actions.TestReversibility(
             apb.TestReversibilityRequest(session_id=tx.id, spec=pb.ActionSpec(sql=pb.SqlAction(sql="SELECT 1")))
         )
     )
