@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,8 @@ from goexd.engine.journal_check import problems_of
 from goexd.engine.models import ActionState
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import open_fs, shell
+from tests.security.conftest import SEC_USER, _scratch_dir, make_workspace
+from tests.users import ensure_system_user
 
 JOURNAL = "journal.sqlite3"
 EXIT_JOURNAL_DAMAGED = 3
@@ -105,9 +108,10 @@ def _copy(made: Path, tmp_path: Path) -> DaemonProcess:
     return DaemonProcess(root)
 
 
-def _goexd(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def _goexd(d: DaemonProcess, *args: str, **popen: Any) -> subprocess.CompletedProcess[str]:
+    """goexd with `args` on d's socket and state dir, to its end (`popen`: user=, group=, ...)."""
     argv = [sys.executable, "-m", "goexd.main", "--socket", str(d.socket), "--state-dir", str(d.state_dir), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=d.env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=d.env, **popen)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -193,3 +197,36 @@ def test_repair_journal_refuses_while_goexd_runs(made: Path, tmp_path: Path) -> 
         assert r.returncode == 1 and "in use by another goexd" in r.stderr, r.stderr
     finally:
         assert d.stop() == 0
+
+
+def test_as_the_unprivileged_user_a_damaged_journal_stops_the_start_and_is_repaired() -> None:
+    """The same with goexd running as goex-sec over a workspace of theirs (one kind of damage)."""
+    user = ensure_system_user(SEC_USER)
+    root = _scratch_dir("goex-journal-", user.pw_uid, user.pw_gid)
+    try:
+        with make_workspace(user.pw_uid, user.pw_gid) as ws:
+            d = DaemonProcess(root, user=SEC_USER).start()
+            try:
+                session = open_fs(d, ws)
+                for i in range(10):
+                    shell(d, session.id, f"echo {i} > f{i}.txt")
+            finally:
+                assert d.stop() == 0
+            journal = d.state_dir / JOURNAL
+            zero_a_page(journal)
+            who = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": root}
+            r = _goexd(d, **who)
+            assert r.returncode == EXIT_JOURNAL_DAMAGED and "Traceback" not in r.stderr, (r.returncode, r.stderr)
+            assert f"the journal {journal} is damaged" in r.stderr
+            r = _goexd(d, "--repair-journal", **who)
+            assert r.returncode == 0 and "rebuilt the journal" in r.stdout, (r.stdout, r.stderr)
+            assert journal.stat().st_uid == user.pw_uid and journal.stat().st_mode & 0o777 == 0o600
+            d.start()
+            try:
+                sessions = d.sessions.ListSessions(spb.ListSessionsRequest(), timeout=30).sessions
+                assert [s.total_actions for s in sessions] == [10]
+            finally:
+                assert d.stop() == 0
+            assert "Traceback" not in d.log(), d.log()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
