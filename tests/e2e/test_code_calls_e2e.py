@@ -97,13 +97,13 @@ SEED = [{"id": 1, "name": "lamp", "price": 40}, {"id": 2, "name": "desk", "price
 
 
 def test_calls_from_code_are_recorded_with_inverses_and_undone_with_the_action(
-    daemon: DaemonProcess, workspace: Path, json_server: JsonServer
+    shared_daemon: DaemonProcess, workspace: Path, json_server: JsonServer
 ) -> None:
-    put_secret(daemon, "items-token", f"http://{json_server.host}", TOKEN)
-    s = open_fs_and_http(daemon, workspace, json_server.base_url, secret="items-token")
+    put_secret(shared_daemon, "items-token", f"http://{json_server.host}", TOKEN)
+    s = open_fs_and_http(shared_daemon, workspace, json_server.base_url, secret="items-token")
     base = json_server.base_url
     action = code(
-        daemon,
+        shared_daemon,
         s.id,
         {"method": "GET", "url": f"{base}/items/1"},
         {"method": "POST", "url": f"{base}/items", "json": {"name": "chair", "price": 30}},
@@ -131,7 +131,7 @@ def test_calls_from_code_are_recorded_with_inverses_and_undone_with_the_action(
     assert TOKEN not in str(action)
     assert "call(s) to http resources" in action.reversibility.detail
 
-    undone = undo(daemon, s.id, action.id)
+    undone = undo(shared_daemon, s.id, action.id)
     assert undone.state == pb.ACTION_STATE_UNDONE
     # Every check passed: the workspace by content id, each call's inverse by its own verification.
     assert undone.reversibility.verdict == pb.VERDICT_PASSED, undone.reversibility.detail
@@ -166,7 +166,9 @@ def test_the_resource_secret_is_added_and_redacted_in_what_comes_back(
     assert TOKEN not in str(action)
 
 
-def test_the_policy_confines_calls_from_code(daemon: DaemonProcess, workspace: Path, json_server: JsonServer) -> None:
+def test_the_policy_confines_calls_from_code(
+    shared_daemon: DaemonProcess, workspace: Path, json_server: JsonServer
+) -> None:
     policy = """
 [http]
 methods = ["GET", "POST", "PATCH"]
@@ -177,10 +179,10 @@ reason = "no item may cost more than 500"
 json = "price"
 above = 500
 """
-    s = open_fs_and_http(daemon, workspace, json_server.base_url, policy=policy)
+    s = open_fs_and_http(shared_daemon, workspace, json_server.base_url, policy=policy)
     base = json_server.base_url
     action = code(
-        daemon,
+        shared_daemon,
         s.id,
         {"method": "DELETE", "url": f"{base}/items/2"},
         {"method": "POST", "url": f"{base}/items", "json": {"name": "gold", "price": 9000}},
@@ -202,7 +204,7 @@ above = 500
 
     # With the action's approval the irreversible call goes out; the action is then irreversible.
     approved = code(
-        daemon,
+        shared_daemon,
         s.id,
         {"method": "POST", "url": f"{base}/items/1/reviews", "json": {"stars": 5}},
         approval="ann: reviews may go out",
@@ -210,9 +212,9 @@ above = 500
     assert [a["status"] for a in answers(approved)] == [201]
     assert approved.approval == "ann: reviews may go out"
     assert approved.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_IRREVERSIBLE
-    got, msg = status_of(lambda: undo(daemon, s.id, approved.id))
+    got, msg = status_of(lambda: undo(shared_daemon, s.id, approved.id))
     assert got == grpc.StatusCode.FAILED_PRECONDITION and "irreversible" in msg
-    assert get(daemon, approved.id).state == pb.ACTION_STATE_EXECUTED
+    assert get(shared_daemon, approved.id).state == pb.ACTION_STATE_EXECUTED
 
 
 def test_a_resource_the_action_did_not_name_is_out_of_reach(
@@ -242,11 +244,13 @@ def test_a_resource_the_action_did_not_name_is_out_of_reach(
     assert record.decision == pb.EGRESS_DECISION_REFUSED and "is not reachable" in record.reason
 
 
-def test_a_failed_action_takes_its_calls_back(daemon: DaemonProcess, workspace: Path, json_server: JsonServer) -> None:
-    s = open_fs_and_http(daemon, workspace, json_server.base_url)
+def test_a_failed_action_takes_its_calls_back(
+    shared_daemon: DaemonProcess, workspace: Path, json_server: JsonServer
+) -> None:
+    s = open_fs_and_http(shared_daemon, workspace, json_server.base_url)
     base = json_server.base_url
     action = code(
-        daemon,
+        shared_daemon,
         s.id,
         {"method": "POST", "url": f"{base}/items", "json": {"name": "chair", "price": 30}},
         {"sleep": 60},
@@ -260,17 +264,17 @@ def test_a_failed_action_takes_its_calls_back(daemon: DaemonProcess, workspace: 
 
 
 def test_later_calls_to_the_same_resource_must_be_undone_first(
-    daemon: DaemonProcess, workspace: Path, json_server: JsonServer
+    shared_daemon: DaemonProcess, workspace: Path, json_server: JsonServer
 ) -> None:
-    s = open_fs_and_http(daemon, workspace, json_server.base_url)
+    s = open_fs_and_http(shared_daemon, workspace, json_server.base_url)
     base = json_server.base_url
-    first = code(daemon, s.id, {"method": "PATCH", "url": f"{base}/items/1", "json": {"price": 45}})
+    first = code(shared_daemon, s.id, {"method": "PATCH", "url": f"{base}/items/1", "json": {"price": 45}})
     assert first.state == pb.ACTION_STATE_EXECUTED, first.error
-    second = call(daemon, s.id, "PATCH", "/items/1", body={"price": 50}, headers={})
+    second = call(shared_daemon, s.id, "PATCH", "/items/1", body={"price": 50}, headers={})
     assert second.state == pb.ACTION_STATE_EXECUTED, second.error
-    got, msg = status_of(lambda: undo(daemon, s.id, first.id))
+    got, msg = status_of(lambda: undo(shared_daemon, s.id, first.id))
     assert got == grpc.StatusCode.FAILED_PRECONDITION and second.id in msg
-    undone = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id, action_id=first.id, cascade=True))
+    undone = shared_daemon.actions.UndoAction(apb.UndoActionRequest(session_id=s.id, action_id=first.id, cascade=True))
     assert [a.id for a in undone.undone] == [second.id, first.id]
     assert sorted(items(json_server), key=lambda i: i["id"]) == SEED
 
