@@ -128,6 +128,9 @@ class Config:
     grpc_workers: int = 32
     shutdown_grace_s: float = 10.0
     journal_sync: str = "full"  # sqlite synchronous: "full" survives power loss, "normal" only crashes
+    # Actions that snapshot or clone are refused while the state dir's filesystem has less free (goexd/diskspace.py);
+    # an eighth of it is held back in a file for rolling back when space runs out. 0 turns both off.
+    state_reserve_bytes: int = 64 * 1024 * 1024
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     fs: FsConfig = field(default_factory=FsConfig)
     gc: GcConfig = field(default_factory=GcConfig)
@@ -300,6 +303,8 @@ def validate(cfg: Config) -> None:
         parse_networks(cfg.egress.allowed_addresses)
     except ValueError as exc:
         raise SetupError(f"config key 'egress.allowed_addresses': {exc}") from None
+    if cfg.state_reserve_bytes < 0:
+        raise SetupError("config key 'state_reserve_bytes': must not be negative")
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from goexd import faults
 from goexd.config import Config
+from goexd.diskspace import OutOfSpace, StateSpace, is_out_of_space, out_of_space
 from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
 from goexd.egress.upstream import tls_context as upstream_tls_context
@@ -134,6 +135,14 @@ def _overlap(a: str, b: str) -> bool:
         return a == b
     pa, pb = Path(a), Path(b)
     return pa == pb or pa in pb.parents or pb in pa.parents
+
+
+def _keeps_copies(resource: Resource) -> bool:
+    """Whether an action on it snapshots or clones into the state dir (and so needs the reserve free first)."""
+    return resource.kind is ResourceKind.FS or (resource.kind, resource.strategy) == (
+        ResourceKind.SQLITE,
+        UndoStrategy.CLONE,
+    )
 
 
 def _touched(action: Action) -> set[str]:
@@ -258,6 +267,10 @@ class Engine:
         self.fs_overlays = fs_overlays
         self.own_paths = own_paths or daemon_paths(cfg)  # what no resource may reach: goexd's own files
         self.journal = journal
+        # The state dir's reserve (diskspace.py): a journal write finding the disk full gives up the held-back part.
+        self.space = StateSpace(cfg.state_dir, cfg.state_reserve_bytes)
+        self.space.refill()
+        journal.on_full = self.space.release
         self.sandbox = sandbox
         self.vault = vault
         self.egress = egress  # the proxy; None = actions asking for egress are refused
@@ -512,7 +525,16 @@ class Engine:
         )
         # Baseline; later captures are incremental. What goexd may not read and does not own fails the
         # first action's checkpoint instead (naming it), and never a restart's recovery.
-        store.capture(lenient=True)
+        try:
+            store.capture(lenient=True)
+        except Exception as exc:
+            store.close()
+            if is_out_of_space(exc):
+                self.space.release()
+                raise out_of_space(
+                    f"taking the first snapshot of {workspace}", [self.cfg.snapshots_dir, workspace]
+                ) from exc
+            raise
         return FsVersionedResource(
             resource,
             store,
@@ -585,6 +607,8 @@ class Engine:
         )
         if not decision.allowed:
             self._block(action, decision)
+        if _keeps_copies(resource):  # refused before anything is recorded: the reserve is for rolling back
+            self.space.require(f"an action on resource {resource.name!r}")
         run = _Run(
             action, manager.journaling(spec), False, f"approved: {decision.approval}" if decision.approval else ""
         )
@@ -768,6 +792,20 @@ class Engine:
             if step.state not in TRANSITIONS[state]:
                 raise InternalError(f"illegal transition {state.value} -> {step.state.value} for {run.action.id}")
             state = step.state
+        for attempt in (1, 2):
+            try:
+                self._journal_steps(run, steps)
+                break
+            except OutOfSpace:
+                # A full disk: the journal gave up the space goexd holds back for this (diskspace.py); once more.
+                if attempt == 2:
+                    raise
+        channel = self.channels.get(run.action.id)
+        if channel is not None:
+            for step in steps:
+                channel.state(step.state)
+
+    def _journal_steps(self, run: _Run, steps: Sequence[_Step]) -> None:
         if run.journaled:
             action = run.action
             with self.journal.batch():
@@ -779,10 +817,6 @@ class Engine:
             fields = {k: v for step in steps for k, v in step.fields.items()}
             trail = [(step.state, step.note) for step in steps]
             run.action, run.journaled = self.journal.insert_action(run.action, run.note, trail, **fields), True
-        channel = self.channels.get(run.action.id)
-        if channel is not None:
-            for step in steps:
-                channel.state(step.state)
 
     def _run_locked(self, live: _LiveSession, run: _Run, cancel: threading.Event) -> Action:
         action = run.action
@@ -814,6 +848,10 @@ class Engine:
         try:
             checkpoint = manager.checkpoint(action.id, action.inverse)
         except Exception as exc:
+            if is_out_of_space(exc):
+                self.space.release()  # room to journal the failure
+                if not isinstance(exc, GoexError):
+                    exc = out_of_space(f"checkpointing resource {action.resource!r}", [self.cfg.state_dir])
             if isinstance(exc, GoexError):  # refused (e.g. what goexd cannot snapshot): said in the action's error
                 log.warning("checkpoint of %s refused: %s", action.id, exc)
             else:
@@ -880,8 +918,14 @@ class Engine:
                     journaled_running()
                     self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
         except GoexError as exc:
+            if isinstance(exc, OutOfSpace):
+                self.space.release()  # room to journal the failure and roll back
             return self._fail_and_rollback(live, journaled_running(), checkpoint, str(exc), None, None, started)
         except Exception as exc:
+            if is_out_of_space(exc):
+                self.space.release()
+                why = str(out_of_space(f"running action {action.id}", [self.cfg.state_dir]))
+                return self._fail_and_rollback(live, journaled_running(), checkpoint, why, None, None, started)
             log.exception("action %s crashed in its resource manager", action.id)
             return self._fail_and_rollback(
                 live, journaled_running(), checkpoint, f"internal error while running: {exc}", None, None, started
@@ -916,7 +960,7 @@ class Engine:
             running = journaled_running()
             if recorded:
                 self.journal.update(action.id, **recorded)
-            return self._fail_and_rollback(live, running, checkpoint, outcome.failure, None, None, started)
+            return self._fail_and_rollback(live, running, checkpoint, outcome.failure, result, None, started)
         if outcome.inverse is not None:
             recorded["inverse"] = codec.dumps(codec.spec_to_json(outcome.inverse))
         reversibility = (
@@ -966,13 +1010,20 @@ class Engine:
         interrupted: bool = False,
     ) -> Action:
         manager = live.managers[action.resource]
-        self.journal.update(action.id, note=f"rolling back: {reason}")
+        try:
+            self.journal.update(action.id, note=f"rolling back: {reason}")
+        except OutOfSpace as exc:  # only a note: the rollback must not wait for it (it may free the space)
+            log.warning("action %s: %s", action.id, exc)
         detail = ""
         try:
             report = manager.rollback(action.id, checkpoint)
             detail = f"; rolled back ({report.detail})"
         except Exception as exc:
-            log.exception("rollback of %s failed", action.id)
+            if is_out_of_space(exc):
+                self.space.release()
+                log.warning("rollback of %s failed: %s", action.id, exc)
+            else:
+                log.exception("rollback of %s failed", action.id)
             detail = f"; ROLLBACK FAILED: {exc}"
         calls = self._undo_calls(live, self._get(action.id), keep_going=True)
         if calls is not None:
@@ -1194,9 +1245,20 @@ class Engine:
             else:
                 report = manager.rollback(action.id, action.checkpoint)
             faults.point("undo-returned", _tag(manager))
-        except GoexError as exc:
+        except Exception as exc:
+            full = is_out_of_space(exc)
+            if full:
+                self.space.release()  # room for what follows
+            if not (full or isinstance(exc, GoexError)):
+                raise  # a bug: the intent stays, and the next start finishes the undo (three-way)
+            if isinstance(exc, OutOfSpace) and exc.partial:
+                # Part of it is written: the intent stays, so the next start finishes it if no retry does.
+                self.journal.update(action.id, note=f"undo stopped part way: {exc}")
+                raise
             # Refused or failed before anything was restored for good: the action stays pending, to retry.
             self.journal.update(action.id, note=f"undo failed: {exc}", undo_started=0)
+            if not isinstance(exc, GoexError):
+                raise out_of_space(f"undoing action {action.id}", [self.cfg.state_dir]) from exc
             raise
         if calls is not None:
             report = RollbackReport(report.verified and calls.verified, f"{report.detail}; its calls: {calls.detail}")

@@ -11,11 +11,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from goexd.diskspace import is_out_of_space, out_of_space
 from goexd.engine import codec
 from goexd.engine.models import (
     Action,
@@ -131,6 +132,8 @@ class Journal:
         self.path = path
         # Replaced by the vault's redactor at start-up: no secret value is ever written here.
         self.redact: Callable[[str], str] = lambda text: text
+        # Called when a write finds the disk full (the engine gives up its held-back space: goexd/diskspace.py).
+        self.on_full: Callable[[], object] = lambda: None
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.RLock()  # re-entered by the writes of a batch()
         self._batching = False
@@ -173,17 +176,16 @@ class Journal:
         with self._lock:
             if self._batching:
                 raise InternalError("journal batches do not nest")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             self._batching = True
             try:
                 yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                self._abort(exc)
                 raise
             finally:
                 self._batching = False
-            self._db.execute("COMMIT")
-            self.commits += 1
+            self._commit()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -191,14 +193,40 @@ class Journal:
             if self._batching:  # inside batch(): its transaction is this one's
                 yield self._db
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                self._abort(exc)
                 raise
+            self._commit()
+
+    # A write that fails for want of space leaves no transaction open (SQLite may have rolled it back
+    # itself, even at COMMIT): the next one starts clean, and the caller gets OutOfSpace, not a raw error.
+
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._abort(exc)
+            raise
+
+    def _commit(self) -> None:
+        try:
             self._db.execute("COMMIT")
-            self.commits += 1
+        except sqlite3.Error as exc:
+            self._abort(exc)
+            raise
+        self.commits += 1
+
+    def _abort(self, exc: BaseException) -> None:
+        """End the open transaction, if SQLite has not; raise OutOfSpace (from exc) when it was a full disk."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error) and is_out_of_space(exc):
+            self.on_full()
+            raise out_of_space("writing the journal", [self.path]) from exc
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -30,11 +30,13 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from goexd import faults
+from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument, NotFound
 from goexd.names import display_path, display_paths
@@ -51,7 +53,7 @@ from goexd.resources.host_paths import (
 )
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.overlay import OverlayUnavailable, check_paths
-from goexd.snapshots.base import ChangeSet, RevertConflict, Snapshot, UnreadableEntries
+from goexd.snapshots.base import ChangeSet, NoRoom, PartlyWritten, RevertConflict, Snapshot, UnreadableEntries
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.privileges import listed
 from goexd.snapshots.set_aside import SetAside, UnknownSetAside
@@ -155,6 +157,15 @@ class FsVersionedResource(UndoesByItself):
     # -- running
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
+        try:
+            with self._space("snapshotting before the action"):
+                return self._checkpoint(action_id)
+        except Exception:
+            if self._overlays is not None:
+                _discard(self._overlays / action_id)  # a failed checkpoint leaves nothing
+            raise
+
+    def _checkpoint(self, action_id: str) -> Checkpoint:
         if self._overlays is None:
             snap = self._capture()
             self._store.pin(f"actions/{action_id}/pre", snap)
@@ -201,10 +212,19 @@ class FsVersionedResource(UndoesByItself):
         )
         started = time.monotonic()
         if run_dir is not None:
-            changes, extra = self._apply(run_dir, started_ns)
+            try:
+                changes, extra = self._apply(run_dir, started_ns)
+            except Exception as e:
+                failed = self._full(e, "applying what the action wrote to the workspace")
+                if not isinstance(failed, OutOfSpace):
+                    raise
+                _give_up(run_dir, e)
+                # A failed action (rolled back from what is left of the run dir) that keeps its output.
+                return Outcome(exec=result, changes=None, failure=str(failed), capture_s=time.monotonic() - started)
             return Outcome(exec=result, changes=changes, checkpoint_extra=extra, capture_s=time.monotonic() - started)
         pre = Snapshot(checkpoint["pre"])
-        post, found = self._store.strip_privileges(pre, self._capture())
+        with self._space("snapshotting after the action"):
+            post, found = self._store.strip_privileges(pre, self._capture())
         self._store.pin(f"actions/{checkpoint['action']}/post", post)  # what its undo and diff compare with
         changes = self._store.changes(pre, post, limit=self._change_limit)
         notes = listed(found)
@@ -268,21 +288,52 @@ class FsVersionedResource(UndoesByItself):
         except UnreadableEntries as e:
             raise FailedPrecondition(f"{e} (and no action can be undone while that is so)") from e
 
+    @contextmanager
+    def _space(self, what: str) -> Iterator[None]:
+        """A full filesystem inside becomes OutOfSpace (see _full); anything else passes as it is."""
+        try:
+            yield
+        except Exception as e:
+            failed = self._full(e, what)
+            if failed is e:
+                raise
+            raise failed from e
+
+    def _full(self, exc: BaseException, what: str) -> BaseException:
+        """OutOfSpace for `exc` when a filesystem was full (naming it: the store's or the workspace's), else `exc`.
+
+        `partial`: the workspace was written in part, and stays so until a retry or the next start finishes it."""
+        if isinstance(exc, NoRoom):
+            what = f"{what} (it needs {size(exc.needed)}, {size(exc.free)} is free)"
+        elif not is_out_of_space(exc) or isinstance(exc, OutOfSpace):
+            return exc
+        partial = isinstance(exc, PartlyWritten)
+        hint = (
+            "it stopped part way; free space there, then retry it (or restart goexd, which finishes it)"
+            if partial
+            else "nothing was changed; free space there (commit or undo pending actions, then `goex gc` drops "
+            "snapshots past their retention; or remove other files), then retry"
+        )
+        return out_of_space(what, [self._store.git_dir, self.workspace], partial=partial, hint=hint)
+
     # -- undo
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        return self._rollback(action_id, checkpoint, force=False)
+        with self._space(f"undoing action {action_id}"):
+            return self._rollback(action_id, checkpoint, force=False)
 
     def undo_conflicts(self, action_id: str, checkpoint: Checkpoint) -> tuple[str, ...]:
         if "post" not in checkpoint:
             return ()
-        return self._store.revert(
-            Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), dry_run=True
-        ).plan.conflicts
+        with self._space(f"checking what an undo of action {action_id} would overwrite"):
+            return self._store.revert(
+                Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), dry_run=True
+            ).plan.conflicts
 
     def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         """Undo even where paths changed since the action; what was there is set aside."""
-        return self._rollback(action_id, checkpoint, force=True)
+        with self._space(f"undoing action {action_id}"):
+            return self._rollback(action_id, checkpoint, force=True)
 
     def _rollback(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
         if "post" in checkpoint:
@@ -335,6 +386,10 @@ class FsVersionedResource(UndoesByItself):
         return self._store.set_asides()
 
     def restore_set_aside(self, set_aside_id: str, *, force: bool = False) -> RollbackReport:
+        with self._space(f"bringing back set-aside {set_aside_id}"):
+            return self._restore_set_aside(set_aside_id, force)
+
+    def _restore_set_aside(self, set_aside_id: str, force: bool) -> RollbackReport:
         try:
             done = self._store.restore_set_aside(set_aside_id, force=force)
         except UnknownSetAside as e:
@@ -412,6 +467,17 @@ def _read_intent(run_dir: Path) -> tuple[Snapshot, Snapshot] | None:
         return None
     except (OSError, ValueError, KeyError, TypeError):
         return None  # torn before its fsync: the apply had not begun
+
+
+def _give_up(run_dir: Path, exc: BaseException) -> None:
+    """An overlay run whose apply ran out of space: its upper goes now, freeing what the action wrote.
+    Once the apply has begun (the intent is written) the intent stays, for the rollback to take back what
+    reached the workspace (nothing, unless it stopped part way); refused before any write, nothing stays."""
+    if isinstance(exc, NoRoom) or not (run_dir / APPLY_INTENT).exists():
+        _discard(run_dir)
+        return
+    for sub in ("upper", "work"):
+        _discard(run_dir / sub)
 
 
 def _discard(run_dir: Path) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
+from goexd.diskspace import is_out_of_space, out_of_space
 from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import InvalidArgument
 from goexd.resources import sqlite_run as run
@@ -65,15 +66,22 @@ class SqliteCloneResource(StepByStep):
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         target = self._clone_path(action_id)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.close(fd)
-        clone = sqlite3.connect(target)
         try:
-            with self._lock:
-                self._db.backup(clone)  # a consistent copy even while others read the file
-                pre = self._state.current().digest  # known without reading every row, unless others wrote
-        finally:
-            clone.close()
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.close(fd)
+            clone = sqlite3.connect(target)
+            try:
+                with self._lock:
+                    self._db.backup(clone)  # a consistent copy even while others read the file
+                    pre = self._state.current().digest  # known without reading every row, unless others wrote
+            finally:
+                clone.close()
+        except Exception as e:
+            for suffix in ("", "-journal", "-wal", "-shm"):  # a partial clone undoes nothing, and holds the space
+                Path(f"{target}{suffix}").unlink(missing_ok=True)
+            if is_out_of_space(e):
+                raise out_of_space(f"cloning {self.path} before the action", [self._clones]) from e
+            raise
         return {"clone": str(target), "pre": pre}
 
     def execute(
@@ -107,7 +115,12 @@ class SqliteCloneResource(StepByStep):
         try:
             with self._lock:
                 self._state.forget()  # this connection writes now, outside what Tracked follows
-                clone.backup(self._db)  # writes the clone's pages into the live database, in one transaction
+                try:
+                    clone.backup(self._db)  # writes the clone's pages into the live database, in one transaction
+                except sqlite3.Error as e:  # that transaction rolled back: the database is as it was, the clone kept
+                    if is_out_of_space(e):
+                        raise out_of_space(f"copying the clone back into {self.path}", [self.path]) from e
+                    raise
                 after = self._state.current().digest
         finally:
             clone.close()

@@ -4,7 +4,8 @@ Order matters: remove what goes away (files, then directories deepest first), cr
 directories (shallowest first), write contents, then set owners and modes, directories
 last and deepest first so a read-only directory never blocks work below it. Rewritten
 files are replaced rather than truncated so that a hard link to a file outside the
-workspace is never written through.
+workspace is never written through; a file's new content is written beside it and renamed
+over it, so a write that fails (a full disk) leaves that path as it was.
 
 SafeFS caches directory fds; trim() between steps keeps a restore of many directories
 within the daemon's descriptor limit.
@@ -63,11 +64,11 @@ def apply_changes(fs: SafeFS, blobs: BlobStore, changes: dict[str, Change]) -> l
     for path in writes:
         new = _new(changes, path)
         assert new.oid is not None
-        fs.remove(path)
         if new.kind == LINK:
+            fs.remove(path)
             fs.symlink(path, b"".join(bytes(c) for c in blobs.read_chunks(new.oid)))
             owned(path, new, fs.set_owner_and_mode(path, new.owner, new.perm))
-        else:
+        else:  # renamed over what is there: never half written, even when the disk fills up
             owned(path, new, fs.write_file(path, blobs.read_chunks(new.oid), new.perm, new.owner))
         fs.trim()
     for path in metas + sorted(dir_metas, reverse=True):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from goexd.names import display_path
@@ -124,6 +125,20 @@ class RestoreReport:
 
 class SnapshotError(Exception):
     """The store is damaged or a restore could not be verified."""
+
+
+class PartlyWritten(SnapshotError):
+    """A restore or revert failed after it began writing the workspace: some paths are written, others not."""
+
+
+class NoRoom(SnapshotError):
+    """A restore or revert would not fit on the workspace's filesystem: refused before anything was written."""
+
+    def __init__(self, root: Path, needed: int, free: int) -> None:
+        self.root = root
+        self.needed = needed
+        self.free = free
+        super().__init__(f"writing it needs about {needed} bytes on the filesystem of {root}, which has {free} free")
 
 
 class RevertConflict(SnapshotError):

@@ -51,6 +51,7 @@ from goexd.snapshots.base import (
     ChangeKind,
     ChangeSet,
     FileChange,
+    PartlyWritten,
     RestoreReport,
     RevertConflict,
     Snapshot,
@@ -60,7 +61,7 @@ from goexd.snapshots.base import (
     UnreadableEntries,
 )
 from goexd.snapshots.code_paths import runs_code_later
-from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo
+from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo, remove_leftovers
 from goexd.snapshots.layout import (
     META,
     SELF,
@@ -83,6 +84,7 @@ from goexd.snapshots.layout import (
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.overlay_upper import UpperChanges, read_upper
 from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
+from goexd.snapshots.room import check_room
 from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
 from goexd.snapshots.set_aside import SetAside
@@ -139,6 +141,10 @@ class GitWorkspaceStore:
         self._linked = False  # the latest incremental capture re-read a file with more than one name
 
     @property
+    def git_dir(self) -> Path:
+        return self._git_dir
+
+    @property
     def full_scans(self) -> int:
         """How many captures rescanned the whole workspace (for tests and benchmarks)."""
         return self._full_scans
@@ -193,13 +199,15 @@ class GitWorkspaceStore:
                 return RestoreReport(unreadable=self._unreadable)
             changes = diff(self._repo, load(self._repo, current.id), target, self._metas)
             left = _Left(self._unreadable)
+            todo = left.drop(changes)
+            check_room(self._root, self._blobs, todo)
             try:
                 with self._batch() as fs:
-                    unowned = apply_changes(fs, self._blobs, left.drop(changes))
+                    unowned = apply_changes(fs, self._blobs, todo)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
-                raise SnapshotError(f"restore of {snapshot.id} failed at {path}: {e}") from e
-            after = self._capture(lenient=True)
+                raise PartlyWritten(f"restore of {snapshot.id} failed at {path}: {e}") from e
+            after = self._capture_written(snapshot)
             left = _Left(self._unreadable)
             if after.id != snapshot.id and not self._only_expected(after, target, unowned, left):
                 raise SnapshotError(f"restore of {snapshot.id} not verified: the workspace captures as {after.id}")
@@ -248,14 +256,15 @@ class GitWorkspaceStore:
             todo = _Left(self._unreadable).drop(plan.apply)
             if not todo:
                 return Reverted(current, current, plan, RestoreReport(unreadable=self._unreadable))
+            check_room(self._root, self._blobs, todo)  # before the first write: none, or (nearly always) all
             self._set_ref(PRE_RESTORE_REF, current)
             try:
                 with self._batch() as fs:
                     unowned = apply_changes(fs, self._blobs, todo)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
-                raise SnapshotError(f"revert to {target.id} failed at {path}: {e}") from e
-            after = self._capture(lenient=True)
+                raise PartlyWritten(f"revert to {target.id} failed at {path}: {e}") from e
+            after = self._capture_written(target)
             expected_owner = {u.path for u in unowned}
             for path, (got, want) in diff(self._repo, load(self._repo, after.id), tgt_t, self._metas).items():
                 if path not in todo:
@@ -264,6 +273,15 @@ class GitWorkspaceStore:
                     continue
                 raise SnapshotError(f"revert to {target.id} not verified: {path or '.'} is not as recorded")
             return Reverted(current, after, plan, RestoreReport(tuple(unowned), self._unreadable))
+
+    def _capture_written(self, target: Snapshot) -> Snapshot:
+        """The capture that verifies a restore or revert: written already, a failure here is a partial one."""
+        try:
+            return self._capture(lenient=True)
+        except UnreadableEntries:
+            raise
+        except (SnapshotError, OSError, pygit2.GitError) as e:
+            raise PartlyWritten(f"written towards {target.id}, but the capture that verifies it failed: {e}") from e
 
     def set_aside(
         self, source: Snapshot, after: Snapshot, paths: Sequence[str], action_id: str, reason: str
@@ -756,8 +774,15 @@ class GitWorkspaceStore:
                 raise SnapshotError("snapshot store is closed")
             try:
                 yield
-            except pygit2.GitError as e:
-                raise SnapshotError(f"snapshot store {self._git_dir}: {e}") from e
+            except BaseException as e:
+                # What a write that died left (a full disk: git's temporary object can be most of it) is
+                # removed now, under the lock: it would keep the disk full and the index locked.
+                if not isinstance(e, RevertConflict | UnreadableEntries):  # refusals: nothing was written
+                    with contextlib.suppress(OSError):
+                        remove_leftovers(self._git_dir)
+                if isinstance(e, pygit2.GitError):
+                    raise SnapshotError(f"snapshot store {self._git_dir}: {e}") from e
+                raise
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ CONFIG: dict[str, str | bool | int] = {
     "maintenance.auto": False,
 }
 
+# An object directory's name: the first two hex digits of the ids it holds.
+_FANOUT = re.compile(r"[0-9a-f]{2}")
+
 # Overrides any .gitattributes in the workspace: content is stored byte for byte.
 ATTRIBUTES = "* -text -eol -crlf -filter -ident -working-tree-encoding\n"
 
@@ -47,6 +50,11 @@ def open_repo(git_dir: Path) -> pygit2.Repository:
         if not (git_dir / "HEAD").exists():
             git_dir.parent.mkdir(parents=True, exist_ok=True)
             pygit2.init_repository(str(git_dir), bare=True)
+        # Only this store uses the directory: a lock left by a crash is stale, and so is what a
+        # write that died (a full disk, a kill) left half written; gone first, it frees the space.
+        (git_dir / "index.lock").unlink(missing_ok=True)
+        remove_stale_locks(git_dir)
+        remove_temporaries(git_dir)
         repo = pygit2.Repository(str(git_dir))
         for key, value in CONFIG.items():
             if _config_get(repo, key) != value:
@@ -56,11 +64,49 @@ def open_repo(git_dir: Path) -> pygit2.Repository:
         attrs = info / "attributes"
         if not attrs.exists() or attrs.read_text() != ATTRIBUTES:
             attrs.write_text(ATTRIBUTES)
-        # Only this store uses the directory: a lock left by a crash is stale.
-        (git_dir / "index.lock").unlink(missing_ok=True)
     except (OSError, pygit2.GitError) as e:
         raise SnapshotError(f"cannot open snapshot store {git_dir}: {e}") from e
     return repo
+
+
+def remove_temporaries(git_dir: Path) -> int:
+    """Remove what an object write that failed left in the object store: git's tmp_obj_*, libgit2's
+    tmp_object_git2_*, goexd's own tmp_goex_* (objects.py), tmp_pack_* and tmp_idx_*; returns the bytes
+    freed. Only while no write to the store is under way (the store's own lock, or at open)."""
+    objects = git_dir / "objects"
+    freed = 0
+    try:
+        dirs = [objects, *(Path(e.path) for e in os.scandir(objects) if _FANOUT.fullmatch(e.name) or e.name == "pack")]
+    except FileNotFoundError:
+        return 0
+    for d in dirs:
+        try:
+            entries = [e for e in os.scandir(d) if e.name.startswith("tmp_") and e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            try:
+                size = e.stat(follow_symlinks=False).st_size
+                os.unlink(e.path)
+            except FileNotFoundError:
+                continue
+            freed += size
+    return freed
+
+
+def remove_leftovers(git_dir: Path) -> int:
+    """After a failed write, under the store's lock: the index lock git add held and every temporary."""
+    (git_dir / "index.lock").unlink(missing_ok=True)
+    return remove_temporaries(git_dir)
+
+
+def remove_stale_locks(git_dir: Path) -> None:
+    """Remove ref and config lock files (git's `*.lock`), which a write that died leaves for ever."""
+    for top in (git_dir / "refs", git_dir / "logs"):
+        for lock in top.rglob("*.lock") if top.is_dir() else ():
+            lock.unlink(missing_ok=True)
+    for name in ("packed-refs.lock", "config.lock", "HEAD.lock"):
+        (git_dir / name).unlink(missing_ok=True)
 
 
 def _config_get(repo: pygit2.Repository, key: str) -> str | bool | int | None:

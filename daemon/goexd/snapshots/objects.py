@@ -80,6 +80,10 @@ class BlobStore:
             raise
         return pygit2.Oid(hex=hexid)
 
+    def size(self, oid: pygit2.Oid) -> int:
+        """A blob's size, from its object's header (nothing else of it is read)."""
+        return int(self._repo.odb.read_header(oid)[1])
+
     def read_chunks(self, oid: pygit2.Oid) -> Iterator[bytes | memoryview]:
         """A blob's content, streamed from its loose object when it is large."""
         hexid = str(oid)

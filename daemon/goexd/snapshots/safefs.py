@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -41,7 +42,9 @@ T = TypeVar("T")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not hang; it is a no-op for regular files.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A file being written, beside the one it replaces (write_file).
+_TEMP_PREFIX = ".goex-write-"
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _ROOT_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _JOURNAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -187,18 +190,34 @@ class SafeFS:
     # -- writing ---------------------------------------------------------------------
 
     def write_file(self, rel: str, chunks: Iterable[bytes | memoryview], perm: int, owner: Owner) -> bool:
-        """Create rel with this content, owner and mode. Returns False when the owner could
-        not be set: the file then keeps the daemon's and gets no set-id bits."""
-        ffd = self._in(rel, lambda fd, name: os.open(name, _WRITE_FLAGS, 0o600, dir_fd=fd))
+        """Create rel, or replace the file or symlink there, with this content, owner and mode. Returns
+        False when the owner could not be set: the file then keeps the daemon's and gets no set-id bits.
+
+        Written under a temporary name beside it, then renamed over it: rel is never seen half written,
+        and a write that fails (a full disk) leaves rel as it was and no temporary behind."""
+
+        def create(fd: int, _name: str) -> tuple[int, str]:
+            while True:
+                tmp = f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+                with contextlib.suppress(FileExistsError):
+                    return os.open(tmp, _NEW_FLAGS, 0o600, dir_fd=fd), tmp
+
+        ffd, tmp = self._in(rel, create)
         try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(ffd, view) :]
-            owned = _chown(ffd, owner)
-            os.fchmod(ffd, perm if owned else perm & ~_SETID)
-        finally:
-            os.close(ffd)
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(ffd, view) :]
+                owned = _chown(ffd, owner)
+                os.fchmod(ffd, perm if owned else perm & ~_SETID)
+            finally:
+                os.close(ffd)
+            self._in(rel, lambda fd, name: os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._in(rel, lambda fd, _name: os.unlink(tmp, dir_fd=fd))
+            raise
         return owned
 
     def symlink(self, rel: str, target: bytes) -> None:
