@@ -26,12 +26,15 @@ from goexd.engine.models import (
     SessionState,
     UndoStrategy,
 )
+from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.sandbox.base import Limits
 from goexd.snapshots.base import NoRoom, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.gitrepo import add_all, open_repo
 from goexd.snapshots.safefs import SafeFS
+from tests.services.postgres import PG_USER, PgCluster
 from tests.small_fs import MiB, fill, free, small_fs, tmp_files
+from tests.users import ensure_system_user
 
 
 @pytest.fixture
@@ -183,3 +186,63 @@ def test_a_journal_write_on_a_full_disk_fails_alone_and_the_next_one_works(disk:
         journal.transition(action.id, ActionState.PROPOSED, ActionState.PREPARING, "")
     assert journal.get_action(action.id).state is ActionState.PREPARING
     journal.close()
+
+
+def test_a_postgres_copy_on_a_full_tablespace_fails_alone_and_works_once_space_is_back(pg_cluster: PgCluster) -> None:
+    """The clone strategy's copy (CREATE DATABASE ... TEMPLATE) on a server whose disk is full: the database
+    lives in a tablespace on a small tmpfs, so the copy runs out of room there. STRATEGY FILE_COPY writes the
+    copy's files at once; the default WAL_LOG (PostgreSQL 15+) goes through shared buffers, and a full disk
+    then shows only when the server flushes them (its checkpoints fail), not as the copy's error."""
+    pg_user = ensure_system_user(PG_USER) if os.geteuid() == 0 else None
+    uid, gid = (pg_user.pw_uid, pg_user.pw_gid) if pg_user is not None else (os.geteuid(), os.getegid())
+    dbname = f"t_full_{os.getpid()}"
+    with small_fs(32 * MiB, uid, gid) as disk:
+        location = disk / "ts"
+        location.mkdir(mode=0o700)
+        os.chown(location, uid, gid)
+        with pg_cluster.connect() as su:
+            su.execute(f"CREATE TABLESPACE goex_small LOCATION '{location}'")
+            su.execute("ALTER ROLE app CREATEDB")
+            su.execute(f"CREATE DATABASE {dbname} TABLESPACE goex_small OWNER app")
+        resource = None
+        filler = None
+        try:
+            with pg_cluster.connect_app(dbname) as app:
+                app.execute("CREATE TABLE t (id integer PRIMARY KEY, v text)")
+                app.execute("ALTER TABLE t ALTER COLUMN v SET STORAGE EXTERNAL")  # stored as it is: no compression
+                app.execute(
+                    "INSERT INTO t SELECT i, (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 64)) "
+                    "FROM generate_series(1, 2000) i"
+                )
+            resource = PostgresCloneResource(
+                Resource("db", ResourceKind.POSTGRES, pg_cluster.app_dsn_for(dbname), UndoStrategy.CLONE),
+                pg_cluster.app_password,
+                copy_strategy="file_copy",
+            )
+            with pg_cluster.connect() as su:
+                su.execute("CHECKPOINT")  # the table is on disk before the disk fills up
+            filler = fill(disk, leave=2 * MiB)
+            before = free(disk)
+            with pytest.raises(OutOfSpace) as caught:
+                resource.checkpoint("act_full")
+            assert "out of disk space" in str(caught.value) and "PostgreSQL" in str(caught.value), caught.value
+            with pg_cluster.connect() as su:
+                left = su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_%'").fetchall()
+            assert left == []
+            assert free(disk) >= before - 256 * 1024  # the part it had copied is gone
+            filler.unlink()
+            filler = None
+            with pg_cluster.connect() as su:
+                size = su.execute("SELECT pg_database_size(%s)", (dbname,)).fetchone()[0]
+            assert size > 3 * MiB and free(disk) > size, (size, free(disk))
+            checkpoint = resource.checkpoint("act_ok")
+            resource.commit("act_ok", checkpoint)  # drops the copy
+        finally:
+            if filler is not None:
+                filler.unlink()
+            if resource is not None:
+                resource.close()
+            pg_cluster.drop_database(dbname)
+            with pg_cluster.connect() as su:
+                su.execute("DROP TABLESPACE IF EXISTS goex_small")
+                su.execute("ALTER ROLE app NOCREATEDB")

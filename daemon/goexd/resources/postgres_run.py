@@ -39,6 +39,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
+from goexd.diskspace import OutOfSpace
 from goexd.engine.models import ActionKind, ActionSpec, SqlResult
 from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.sandbox.base import Limits
@@ -582,6 +583,12 @@ class PgDatabase:
             if busy:
                 raise FailedPrecondition(f"{busy} ({self.pg.message(exc)})") from None
             raise FailedPrecondition(f"cannot {during}: {self.pg.message(exc)}") from None
+        except pg_errors.DiskFull as exc:  # PostgreSQL removes a copy it could not finish
+            raise OutOfSpace(
+                f"out of disk space while trying to {during}: the PostgreSQL server at {self.pg.where} has no room "
+                f"({self.pg.message(exc)}); free space where it keeps its data (commit or undo pending actions: "
+                "each holds a copy of the database), then retry"
+            ) from None
         except psycopg.Error as exc:
             if broken(admin):
                 raise Unavailable(
