@@ -100,8 +100,10 @@ class Admin:
         egress = self.engine.egress
         running = egress is not None and egress.running
         out.append(ComponentHealth("egress", running, "proxy running" if running else "proxy not running"))
-        free = shutil.disk_usage(self.cfg.state_dir).free
-        out.append(ComponentHealth("snapshots", free > 100 * 1024 * 1024, f"{free // (1024 * 1024)} MiB free"))
+        # Below the reserve, actions that snapshot are refused (goexd/diskspace.py): not healthy.
+        free, reserve = shutil.disk_usage(self.cfg.state_dir).free, self.cfg.state_reserve_bytes
+        detail = f"{free // (1024 * 1024)} MiB free (reserve {reserve // (1024 * 1024)} MiB)"
+        out.append(ComponentHealth("snapshots", free >= reserve, detail))
         return out
 
     def stats(self) -> Stats:

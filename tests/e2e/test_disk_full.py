@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from goex.v1 import actions_pb2 as apb
+from goex.v1 import admin_pb2 as adpb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
@@ -61,6 +62,11 @@ def actions(d: DaemonProcess, session_id: str) -> list[pb.Action]:
 def restart(d: DaemonProcess) -> None:
     d.kill()  # a crash, with the disk as it is
     d.start()
+
+
+def snapshots_health(d: DaemonProcess) -> adpb.ComponentHealth:
+    health = d.admin.GetHealth(adpb.GetHealthRequest(), timeout=10)
+    return next(c for c in health.components if c.name == "snapshots")
 
 
 def sqlite_session(d: DaemonProcess, db: Path) -> pb.Session:
@@ -185,7 +191,9 @@ def test_actions_that_snapshot_are_refused_below_the_reserve_and_nothing_else_is
         tx = d.sessions.CreateSession(
             spb.CreateSessionRequest(resources=[pb.ResourceSpec(db=pb.DbResourceSpec(url=f"sqlite://{db}"))])
         ).session
+        assert snapshots_health(d).ok
         filler = fill(disk, leave=6 * MiB)
+        assert not snapshots_health(d).ok and "reserve 8 MiB" in snapshots_health(d).detail
         code, message = rpc.status_of(lambda: rpc.shell(d, s.id, "echo two > two"))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, message
         assert "state_reserve_bytes" in message and "8.0 MiB" in message and str(disk) in message, message
@@ -195,6 +203,7 @@ def test_actions_that_snapshot_are_refused_below_the_reserve_and_nothing_else_is
         filler.unlink()
         assert rpc.shell(d, s.id, "echo two > two").state == pb.ACTION_STATE_EXECUTED
         assert (d.state_dir / "space-reserve").stat().st_size == 1 * MiB
+        assert snapshots_health(d).ok
 
 
 def test_a_clone_that_runs_out_of_space_leaves_no_partial_clone(tmp_path: Path) -> None:
