@@ -349,6 +349,7 @@ def _submit_until(d: DaemonProcess, session: str, tag: str, stop: threading.Even
             time.sleep(0.01)  # queue full, or the daemon is gone
 
 
+@pytest.mark.timeout(60 + 30 * KILLS)  # a start and a burst per kill
 def test_seeded_kills_during_shell_submits_leave_nothing_after_the_restart(mode: str, scratch: Path) -> None:
     uid, gid, user = _ids(mode)
     rng = random.Random(f"{SEED}-{mode}")
