@@ -1,8 +1,11 @@
 """`make bench`: goexd action round trip and undo latency vs a GoEx-style baseline, in one run.
 
 For each workspace size (1k, 10k, 100k files) it measures, p50/p99:
-- goexd: a small shell action submitted over gRPC until its result (snapshot before, sandboxed
-  run, change set after), and the undo of that action (restore + verification);
+- goexd: a small shell action submitted over gRPC until its result (sandboxed run over an
+  overlay of the workspace, snapshot, the upper applied), and the undo of that action
+  (three-way: conflict check, the action's paths put back, verification);
+- goexd with fs.isolation = "direct" (snapshot before, run on the workspace itself, snapshot
+  after): the difference is what exact attribution (the overlay) costs;
 - baseline (the GoEx prototype's way): per action a fresh `git init && git add -A && git commit`
   of the workspace plus a fresh bwrap sandbox; undo = `git reset --hard && git clean -fdx`.
 Prints a Markdown table (copy it into the README) and writes it to bench/results.md.
@@ -140,32 +143,40 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="goex-bench-") as tmp:
         root = Path(tmp)
         daemon = DaemonProcess(root / "daemon", config_toml='journal_sync = "full"\n')
+        direct = DaemonProcess(root / "direct", config_toml='journal_sync = "full"\n[fs]\nisolation = "direct"\n')
         (root / "daemon").mkdir()
+        (root / "direct").mkdir()
         daemon.start()
+        direct.start()
         try:
             for n in sizes:
                 print(f"workspace of {n} files ...", file=sys.stderr, flush=True)
                 ws = make_workspace(root, n)
                 reps = args.reps if n <= 10000 else max(5, args.reps // 3)
                 g_run, g_undo = bench_goexd(daemon, ws, reps)
+                d_run, d_undo = bench_goexd(direct, ws, reps)
                 b_reps = reps if n <= 1000 else max(3, reps // (3 if n <= 10000 else 10))
                 b_run, b_undo = bench_baseline(ws, b_reps, root)
-                rows.append((n, g_run, g_undo, b_run, b_undo))
+                rows.append((n, g_run, g_undo, d_run, d_undo, b_run, b_undo))
                 shutil.rmtree(ws)
         finally:
             daemon.stop()
+            direct.stop()
     lines = [
-        "| files | goexd action p50 / p99 (ms) | goexd undo p50 / p99 (ms) | baseline action p50 (ms) "
-        "| baseline undo p50 (ms) | action speed-up | undo speed-up |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| files | goexd action p50 / p99 (ms) | goexd undo p50 / p99 (ms) | direct action / undo p50 (ms) "
+        "| overlay cost p50 (ms) | baseline action p50 (ms) | baseline undo p50 (ms) | action speed-up "
+        "| undo speed-up |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, g_run, g_undo, b_run, b_undo in rows:
+    for n, g_run, g_undo, d_run, d_undo, b_run, b_undo in rows:
         run50, undo50 = pct(g_run, 0.5), pct(g_undo, 0.5)
         base_run, base_undo = statistics.median(b_run), statistics.median(b_undo)
         cells = [
             f"{n:,}",
             f"{run50:.1f} / {pct(g_run, 0.99):.1f}",
             f"{undo50:.1f} / {pct(g_undo, 0.99):.1f}",
+            f"{pct(d_run, 0.5):.1f} / {pct(d_undo, 0.5):.1f}",
+            f"{run50 - pct(d_run, 0.5):+.1f}",
             f"{base_run:.0f}",
             f"{base_undo:.0f}",
             f"{base_run / run50:.0f}x",
@@ -175,7 +186,7 @@ def main() -> int:
     table = "\n".join(lines)
     header = (
         f"Action: `sh -c '{ACTION}'` (one file added, one modified), 2 cores; "
-        "goexd journal_sync=full, change detection inotify.\n\n"
+        "goexd journal_sync=full, change detection inotify; fs.isolation overlay (the default) and direct.\n\n"
     )
     print(table)
     args.out.write_text(header + table + "\n")
