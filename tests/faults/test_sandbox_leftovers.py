@@ -276,14 +276,23 @@ def test_the_next_start_kills_an_earlier_runs_sandbox_processes_and_no_other_dae
 
 
 LIVE_RUN = """
-import sys
+import os, stat, sys
 from pathlib import Path
-from goexd.sandbox.base import Limits, SandboxSpec
+from goexd.sandbox.base import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.reaper import MARK_ENV
 
 mark, workspace, tag = sys.argv[1:4]
-spec = SandboxSpec(argv=["sh", "-c", "sleep 300; :", tag], workspace=Path(workspace), limits=Limits(timeout_s=60))
+overlay = None
+if len(sys.argv) > 4:
+    upper, work = Path(sys.argv[4], "upper"), Path(sys.argv[4], "work")
+    upper.mkdir(mode=0o700)
+    work.mkdir(mode=0o700)
+    os.chmod(upper, stat.S_IMODE(os.stat(workspace).st_mode))
+    overlay = WorkspaceOverlay(upper, work)
+spec = SandboxSpec(
+    argv=["sh", "-c", "sleep 300; :", tag], workspace=Path(workspace), limits=Limits(timeout_s=60), overlay=overlay
+)
 result = BwrapSandbox(spawn_env={MARK_ENV: mark}).run(spec)
 print(result.termination.value, result.detail)
 """
@@ -380,3 +389,60 @@ def test_seeded_kills_during_shell_submits_leave_nothing_after_the_restart(mode:
         assert d.stop() == 0
     assert "Traceback" not in d.log(), d.log()[-5000:]
     print(f"{mode}: {KILLS} kills; {outlived} sandbox process(es) outlived a kill and were reaped at the next start")
+
+
+@pytest.mark.parametrize("overlay", [False, True], ids=["plain", "overlay"])
+def test_every_process_of_the_chain_carries_the_mark_and_nothing_of_the_daemons(mode: str, overlay: bool) -> None:
+    """/proc/PID/environ of a live run: bwrap and its pid-1 hold the mark and nothing of the daemon's
+    environment (a marker variable of the daemon's, its cwd); the command holds its own environment
+    and no mark (it lives in the pid namespace of a marked init)."""
+    uid, gid, user = _ids(mode)
+    who: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if user else {}
+    daemon_var = f"GOEX_DAEMON_ONLY={secrets.token_hex(8)}"
+    with make_workspace(uid, gid) as ws:
+        mark = SandboxMark(secrets.token_hex(8), secrets.token_hex(8))
+        tag = f"goex-env-{secrets.token_hex(6)}"
+        argv = [sys.executable, "-c", LIVE_RUN, mark.value, str(ws), tag]
+        if overlay:
+            (ws.parent / "overlay").mkdir()
+            os.chown(ws.parent / "overlay", uid, gid)
+            argv.append(str(ws.parent / "overlay"))
+        env = {**os.environ, "GOEX_DAEMON_ONLY": daemon_var.split("=", 1)[1]}
+        cwd = ws.parent  # the stand-in daemon's cwd: not to be seen in the chain's environment
+        run = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env, **who)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # until the command runs (the chain has done its part)
+                chain = marked(mark.owner)
+                if _children_with_tag(chain, tag):
+                    break
+                time.sleep(0.05)
+            chain = marked(mark.owner)
+            assert len(chain) >= 2, chain  # bwrap and its pid-1 at least
+            for pid in chain:
+                env_of = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                assert f"{MARK_ENV}={mark.value}".encode() in env_of
+                assert set(env_of) - {b"", f"{MARK_ENV}={mark.value}".encode(), b"PWD=/"} == set(), (pid, env_of)
+            command = _children_with_tag(chain, tag)
+            assert command, "control: the command's own process is there"
+            for pid in command:
+                env_of = Path(f"/proc/{pid}/environ").read_bytes()
+                assert MARK_ENV.encode() not in env_of and daemon_var.encode() not in env_of, env_of
+        finally:
+            for pid in marked(mark.owner):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            run.wait(20)
+
+
+def _children_with_tag(parents: dict[int, str], tag: str) -> list[int]:
+    """The unmarked processes with `tag` in their argv whose parent is one of `parents`: the command."""
+    out = []
+    for pid in with_tag(tag):
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid in parents and pid not in parents:
+            out.append(pid)
+    return out

@@ -350,6 +350,7 @@ class _Execution:
                 env=self.spawn_env,
                 pass_fds=(args_r, status_w, *self.fds.passed()),
                 start_new_session=True,  # keep terminal signals for the daemon away from it
+                cwd="/",  # a shell in the launch chain (the overlay's) exports PWD: not the daemon's cwd
             )
         except BaseException:
             for fd in (args_w, status_r):
