@@ -134,14 +134,20 @@ def test_a_snapshot_that_runs_out_of_space_leaves_no_git_temporary_and_recovers(
         assert (ws / "mine.bin").read_bytes() == data and not (ws / "y").exists()
 
 
+def removing_data(d: DaemonProcess, disk: Path, script: str) -> tuple[Path, bytes, pb.Session, pb.Action]:
+    """A workspace holding 8 MiB of data, and the executed action `script` that removes it."""
+    ws = workspace(disk)
+    data = os.urandom(8 * MiB)
+    (ws / "data").write_bytes(data)
+    s = rpc.open_fs(d, ws)
+    a = rpc.shell(d, s.id, script)
+    assert a.state == pb.ACTION_STATE_EXECUTED, a
+    return ws, data, s, a
+
+
 def test_an_undo_without_room_changes_nothing_and_a_restart_does_not_finish_it() -> None:
     with small_fs(48 * MiB) as disk, goexd_on(disk, 4 * MiB) as d:
-        ws = workspace(disk)
-        data = os.urandom(8 * MiB)
-        (ws / "data").write_bytes(data)
-        s = rpc.open_fs(d, ws)
-        a = rpc.shell(d, s.id, "rm data")
-        assert a.state == pb.ACTION_STATE_EXECUTED, a
+        ws, data, s, a = removing_data(d, disk, "rm data")
         filler = fill(disk, leave=2 * MiB)
         code, message = rpc.status_of(lambda: rpc.undo(d, s.id))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, message
@@ -157,12 +163,7 @@ def test_an_undo_without_room_changes_nothing_and_a_restart_does_not_finish_it()
 
 def test_an_undo_that_runs_out_of_space_part_way_is_finished_by_the_next_start() -> None:
     with small_fs(64 * MiB) as disk, goexd_on(disk, 4 * MiB) as d:
-        ws = workspace(disk)
-        data = os.urandom(8 * MiB)
-        (ws / "data").write_bytes(data)
-        s = rpc.open_fs(d, ws)
-        a = rpc.shell(d, s.id, "rm data; head -c 10M /dev/urandom > x")
-        assert a.state == pb.ACTION_STATE_EXECUTED, a
+        ws, data, s, a = removing_data(d, disk, "rm data; head -c 10M /dev/urandom > x")
         # Another name for x outside the workspace: removing x frees nothing, which goexd cannot
         # know before it writes (its room check counts x as freed), so the write of data fails.
         os.link(ws / "x", disk / "x-kept")

@@ -258,7 +258,13 @@ class FsVersionedResource(UndoesByItself):
             if applied.plan.conflicts:  # changed in the moment between the snapshot and the apply
                 kept = self._store.set_aside(applied.before, post, applied.plan.conflicts, action_id, CONCURRENT)
                 notes.append(_kept_note(list(applied.plan.conflicts), kept.id, "changed while it was applied"))
-        _discard(run_dir)
+            # The intent stays until the action's end is journaled (commit, undo, or the next start's
+            # clear_overlays): goexd killed before EXECUTED is journaled must find it, or recovery takes the
+            # applied result for one that never reached the workspace. The run's files go now.
+            _discard(run_dir / "upper")
+            _discard(run_dir / "work")
+        else:
+            _discard(run_dir)
         changes = self._store.changes(pre, post, limit=self._change_limit)
         return replace(changes, warnings=(*changes.warnings, *notes)), {"pre": pre.id, "post": post.id}
 
@@ -279,7 +285,12 @@ class FsVersionedResource(UndoesByItself):
 
     def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
         # Snapshots stay pinned until the retention GC: a committed action's history remains inspectable.
-        return None
+        self._drop_intent(action_id)
+
+    def _drop_intent(self, action_id: str) -> None:
+        """The apply intent an overlay run leaves (see _apply), once the action is resolved."""
+        if self._overlays is not None:
+            _discard(self._overlays / action_id)
 
     def _capture(self) -> Snapshot:
         """A snapshot, or FailedPrecondition when the workspace holds what goexd cannot snapshot."""
@@ -311,7 +322,7 @@ class FsVersionedResource(UndoesByItself):
         hint = (
             "it stopped part way; free space there, then retry it (or restart goexd, which finishes it)"
             if partial
-            else "nothing was changed; free space there (commit or undo pending actions, then `goex gc` drops "
+            else "it wrote nothing; free space there (commit or undo pending actions, then `goex gc` drops "
             "snapshots past their retention; or remove other files), then retry"
         )
         return out_of_space(what, [self._store.git_dir, self.workspace], partial=partial, hint=hint)
@@ -337,7 +348,9 @@ class FsVersionedResource(UndoesByItself):
 
     def _rollback(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
         if "post" in checkpoint:
-            return self._revert(action_id, Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), force)
+            report = self._revert(action_id, Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), force)
+            self._drop_intent(action_id)
+            return report
         if "overlay" in checkpoint:  # it stopped before its result was recorded as applied
             run_dir = Path(checkpoint["overlay"])
             intent = _read_intent(run_dir)

@@ -43,6 +43,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not hang; it is a no-op for regular files.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TMPFILE_FLAGS = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
 # A file being written, beside the one it replaces (write_file).
 _TEMP_PREFIX = ".goex-write-"
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -193,16 +194,10 @@ class SafeFS:
         """Create rel, or replace the file or symlink there, with this content, owner and mode. Returns
         False when the owner could not be set: the file then keeps the daemon's and gets no set-id bits.
 
-        Written under a temporary name beside it, then renamed over it: rel is never seen half written,
-        and a write that fails (a full disk) leaves rel as it was and no temporary behind."""
-
-        def create(fd: int, _name: str) -> tuple[int, str]:
-            while True:
-                tmp = f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-                with contextlib.suppress(FileExistsError):
-                    return os.open(tmp, _NEW_FLAGS, 0o600, dir_fd=fd), tmp
-
-        ffd, tmp = self._in(rel, create)
+        Written as an unnamed file in its directory (O_TMPFILE), then given a name and renamed over
+        rel: rel is never seen half written, and a write that fails (a full disk) or is killed leaves
+        rel as it was and nothing beside it. Where O_TMPFILE is not supported, a named temporary."""
+        ffd, tmp = self._in(rel, _create_unnamed)
         try:
             try:
                 for chunk in chunks:
@@ -211,12 +206,15 @@ class SafeFS:
                         view = view[os.write(ffd, view) :]
                 owned = _chown(ffd, owner)
                 os.fchmod(ffd, perm if owned else perm & ~_SETID)
+                if tmp is None:  # named now, for a moment: a rename needs a name
+                    tmp = self._in(rel, lambda fd, _name: _link_unnamed(ffd, fd))
             finally:
                 os.close(ffd)
             self._in(rel, lambda fd, name: os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd))
         except BaseException:
-            with contextlib.suppress(OSError):
-                self._in(rel, lambda fd, _name: os.unlink(tmp, dir_fd=fd))
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    self._in(rel, lambda fd, _name: os.unlink(tmp, dir_fd=fd))
             raise
         return owned
 
@@ -394,6 +392,32 @@ class SafeFS:
             return stat.S_ISDIR(self.lstat(rel).st_mode)
         except (FileNotFoundError, NotADirectoryError):
             return False
+
+
+def _create_unnamed(dir_fd: int, _name: str) -> tuple[int, str | None]:
+    """An unnamed file in the directory (None), or, where the filesystem has no O_TMPFILE, a named one."""
+    try:
+        return os.open(".", _TMPFILE_FLAGS, 0o600, dir_fd=dir_fd), None
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+    while True:
+        tmp = _temp_name()
+        with contextlib.suppress(FileExistsError):
+            return os.open(tmp, _NEW_FLAGS, 0o600, dir_fd=dir_fd), tmp
+
+
+def _link_unnamed(ffd: int, dir_fd: int) -> str:
+    """Give an O_TMPFILE file a temporary name in its directory (linkat through /proc: no privilege needed)."""
+    while True:
+        tmp = _temp_name()
+        with contextlib.suppress(FileExistsError):
+            os.link(f"/proc/self/fd/{ffd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            return tmp
+
+
+def _temp_name() -> str:
+    return f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
 
 
 def close_up_left(root: Path, journal: Path) -> None:
