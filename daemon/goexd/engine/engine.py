@@ -1108,6 +1108,8 @@ class Engine:
                 live.managers[a.resource].commit(a.id, a.checkpoint)
                 faults.point("commit-returned", _tag(live.managers[a.resource]))
         except GoexError as exc:
+            for a in pending:  # the intent is void: a restart must not finish this commit (see recover)
+                self.journal.update(a.id, note=f"commit failed: {exc}")
             for manager in live.managers.values():
                 self._mark_lost(manager, f"the database discarded its transaction while committing: {exc}")
             raise
@@ -1333,6 +1335,13 @@ class Engine:
             if action.state is ActionState.EXECUTED and self._held_in_a_transaction(action):
                 resolved.append(self._lost_at_restart(action))
                 continue
+            if action.state is ActionState.EXECUTED and self._last_note(action) == _COMMIT_STARTED:
+                faults.point("recovery-action", self._tag_of(action))
+                try:
+                    resolved.append(self._finish_commit(action))
+                except Exception:
+                    log.exception("recovery: finishing the commit of %s failed; it stays executed", action.id)
+                continue
             if action.state is ActionState.EXECUTED and not action.undo_started:
                 continue
             faults.point("recovery-action", self._tag_of(action))
@@ -1350,10 +1359,24 @@ class Engine:
             (ResourceKind.POSTGRES, UndoStrategy.TRANSACTION),
         )
 
+    def _last_note(self, action: Action) -> str:
+        notes = [note for _, _, _, note in self.journal.transitions(action.id)]
+        return notes[-1] if notes else ""
+
+    def _finish_commit(self, action: Action) -> Action:
+        """A commit goexd stopped in after journaling its intent: finished, never left pending, because its
+        resource may have let go of what an undo needs (the clone strategy drops its copy) and it was asked for."""
+        log.warning("recovery: finishing the interrupted commit of %s", action.id)
+        manager = self._live_session(action.session_id).managers[action.resource]
+        manager.commit(action.id, action.checkpoint)  # done again where it was done: each manager's is idempotent
+        note = "recovery: finished the commit goexd stopped in"
+        self._transition(action, ActionState.COMMITTED, note=note, resolved_at=time.time())
+        settling(manager).settle([action.id])
+        return self._get(action.id)
+
     def _lost_at_restart(self, action: Action) -> Action:
         log.warning("recovery: %s was pending in a database transaction that ended with goexd", action.id)
-        notes = [note for _, _, _, note in self.journal.transitions(action.id)]
-        if notes and notes[-1] == _COMMIT_STARTED:
+        if self._last_note(action) == _COMMIT_STARTED:
             error = (
                 "goexd stopped while committing the session's database transaction; whether the database "
                 "committed it before that is unknown: check the data"
@@ -1369,7 +1392,11 @@ class Engine:
     def _recover_one(self, action: Action) -> Action:
         if action.state is ActionState.EXECUTED:
             log.warning("recovery: finishing the interrupted undo of %s", action.id)
-            return self._undo_one(self._live_session(action.session_id), action)
+            live = self._live_session(action.session_id)
+            # Asked for and begun: a workspace's is finished forced, since a refusal would leave it half undone
+            # while the journal says pending; what changed there since (the person's, while goexd was down) is
+            # set aside, never dropped.
+            return self._undo_one(live, action, force=isinstance(live.managers[action.resource], UndoesThreeWay))
         if action.state is ActionState.RUNNING and (action.checkpoint.get("pre") or action.checkpoint.get("overlay")):
             log.warning("recovery: rolling back %s to its checkpoint", action.id)
             live = self._live_session(action.session_id)

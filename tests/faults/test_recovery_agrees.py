@@ -1,0 +1,190 @@
+"""The cases the seeded kill suite (test_seeded_kills.py) found where the journal and a resource
+disagreed after a restart, each pinned at its fault point (they failed before their fixes):
+
+- killed after a workspace action's result was applied and its run dir cleared, before EXECUTED
+  was journaled (seed 17): recovery found no apply intent, said "nothing of it reached the
+  workspace", and left the action's files in place. The intent now stays until the action is resolved;
+- killed after a SQLite clone undo had copied the clone back and removed it (seed 13): recovery's
+  second undo found no clone and failed, leaving the action EXECUTED with the database restored;
+- killed in a commit after the clone strategy dropped its copy (seeds 11, 16, 19): the action stayed
+  EXECUTED and could never be undone ("the copy ... is gone"). A restart now finishes a commit whose
+  intent was journaled;
+- killed in a workspace undo, then the person edits one of its paths while goexd is down: recovery's
+  three-way undo refused (a conflict), leaving the action EXECUTED and its other paths undone. It is
+  now finished forced: the person's version is set aside (listed, restorable), never dropped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import sessions_pb2 as sepb
+from goex.v1 import types_pb2 as pb
+from tests.daemon_process import DaemonProcess
+from tests.e2e.rpc import get, open_fs, shell
+from tests.faults.crash import armed, crash, restart, stop_cleanly
+from tests.faults.test_inverse_outcomes import postgres_db
+from tests.faults.world import wait_idle
+from tests.fs_fingerprint import fingerprint
+from tests.services.postgres import PgCluster
+
+
+def _workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("a\n")
+    (ws / "b.txt").write_text("b\n")
+    return ws
+
+
+def _submit(d: DaemonProcess, session: str, script: str) -> None:
+    spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", script]))
+    d.actions.SubmitAction(apb.SubmitActionRequest(session_id=session, spec=spec), timeout=60)
+
+
+def test_killed_after_the_apply_and_before_executed_it_is_taken_back(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    before = fingerprint(ws)
+    d = armed(tmp_path / "daemon", "run-returned:fs-versioned")
+    session = open_fs(d, ws).id
+    crash(d, "run-returned:fs-versioned", lambda: _submit(d, session, "echo agent > a.txt; echo n > new.txt"))
+    assert (ws / "a.txt").read_text() == "agent\n"  # applied; the journal still says RUNNING
+    restart(d)
+    [action] = d.actions.ListActions(apb.ListActionsRequest(session_id=session), timeout=10).actions
+    assert action.state == pb.ACTION_STATE_INTERRUPTED and "took back 2 paths" in action.error, action.error
+    assert fingerprint(ws) == before
+    stop_cleanly(d)
+
+
+def test_an_executed_workspace_action_keeps_no_run_dir_once_resolved(tmp_path: Path) -> None:
+    """The apply intent that stays for recovery goes when the action is committed or undone."""
+    ws = _workspace(tmp_path)
+    (tmp_path / "daemon").mkdir()
+    d = DaemonProcess(tmp_path / "daemon").start()
+    try:
+        session = open_fs(d, ws).id
+        first = shell(d, session, "echo A > a.txt")
+        second = shell(d, session, "echo B > b.txt")
+        overlays = d.state_dir / "overlays"
+        assert sorted(p.name for p in overlays.iterdir()) == sorted([first.id, second.id])
+        assert [p.name for p in (overlays / first.id).iterdir()] == ["applying"]  # the run's files are gone
+        d.actions.UndoAction(apb.UndoActionRequest(session_id=session, action_id=first.id), timeout=60)
+        d.actions.CommitActions(apb.CommitActionsRequest(session_id=session), timeout=60)
+        assert list(overlays.iterdir()) == []
+    finally:
+        d.stop()
+
+
+def _sqlite_clone(tmp_path: Path, point: str) -> tuple[DaemonProcess, str, Path]:
+    (tmp_path / "dbs").mkdir()
+    db = tmp_path / "dbs" / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (n INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    d = armed(tmp_path / "daemon", point)
+    spec = pb.ResourceSpec(db=pb.DbResourceSpec(url=f"sqlite://{db}"), strategy=pb.UNDO_STRATEGY_CLONE)
+    session = d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session.id
+    return d, session, db
+
+
+def _rows(db: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT n FROM t ORDER BY n").fetchall()
+    finally:
+        conn.close()
+
+
+def _sql(d: DaemonProcess, session: str, text: str) -> pb.Action:
+    req = apb.SubmitActionRequest(session_id=session, spec=pb.ActionSpec(sql=pb.SqlAction(sql=text)))
+    return d.actions.SubmitAction(req, timeout=60).action
+
+
+def test_killed_after_a_sqlite_clone_was_copied_back_the_undo_is_recorded(tmp_path: Path) -> None:
+    d, session, db = _sqlite_clone(tmp_path, "undo-returned:sqlite-clone")
+    action = _sql(d, session, "INSERT INTO t VALUES (2)")
+    req = apb.UndoActionRequest(session_id=session, action_id=action.id)
+    crash(d, "undo-returned:sqlite-clone", lambda: d.actions.UndoAction(req, timeout=60))
+    assert _rows(db) == [(1,)]  # copied back; the journal still says EXECUTED
+    restart(d)
+    after = get(d, action.id)
+    assert after.state == pb.ACTION_STATE_UNDONE and after.reversibility.verdict == pb.VERDICT_PASSED, after
+    assert "already been copied back" in after.reversibility.detail
+    assert _rows(db) == [(1,)]
+    stop_cleanly(d)
+
+
+def test_killed_in_a_sqlite_clone_commit_it_is_finished_at_restart(tmp_path: Path) -> None:
+    d, session, db = _sqlite_clone(tmp_path, "commit-returned:sqlite-clone")
+    action = _sql(d, session, "INSERT INTO t VALUES (2)")
+    clones = list((d.state_dir / "db").iterdir())
+    assert len(clones) == 1
+    crash(
+        d,
+        "commit-returned:sqlite-clone",
+        lambda: d.actions.CommitActions(apb.CommitActionsRequest(session_id=session), timeout=60),
+    )
+    assert not clones[0].exists()  # its copy is gone: it could no longer be undone
+    restart(d)
+    assert get(d, action.id).state == pb.ACTION_STATE_COMMITTED
+    assert _rows(db) == [(1,), (2,)]
+    stop_cleanly(d)
+
+
+@pytest.fixture
+def app_may_create_databases(pg_cluster: PgCluster) -> Iterator[None]:
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app CREATEDB")
+    yield
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app NOCREATEDB")
+
+
+@pytest.mark.usefixtures("app_may_create_databases")
+def test_killed_in_a_postgres_clone_commit_it_is_finished_at_restart(
+    tmp_path: Path, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    d = armed(tmp_path / "daemon", "commit-returned:postgres-clone")
+    try:
+        db = postgres_db(d, pg_cluster, pg_database)
+        spec = pb.ResourceSpec(db=db.spec.db, strategy=pb.UNDO_STRATEGY_CLONE)
+        wait_idle(pg_cluster, [pg_database])  # the setup's connection: the clone strategy needs the database alone
+        session = d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session.id
+        action = _sql(d, session, "INSERT INTO items (name) VALUES ('kept')")
+        commit = apb.CommitActionsRequest(session_id=session)
+        crash(d, "commit-returned:postgres-clone", lambda: d.actions.CommitActions(commit, timeout=60))
+        restart(d)
+        assert get(d, action.id).state == pb.ACTION_STATE_COMMITTED
+        assert db.query("SELECT name FROM items") == [("kept",)]
+        with pg_cluster.connect() as su:
+            left = su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_clone_%'").fetchall()
+        assert left == []  # its copy dropped, nothing left behind
+        stop_cleanly(d)
+    finally:
+        d.kill()
+
+
+@pytest.mark.parametrize("point", ["undo-journaled", "undo-returned"])
+def test_an_interrupted_workspace_undo_is_finished_and_the_persons_edit_set_aside(tmp_path: Path, point: str) -> None:
+    ws = _workspace(tmp_path)
+    d = armed(tmp_path / "daemon", f"{point}:fs-versioned")
+    session = open_fs(d, ws).id
+    action = shell(d, session, "echo A > a.txt; echo B > b.txt")
+    req = apb.UndoActionRequest(session_id=session, action_id=action.id)
+    crash(d, f"{point}:fs-versioned", lambda: d.actions.UndoAction(req, timeout=60))
+    (ws / "a.txt").write_text("the person's, while goexd was down\n")
+    restart(d)
+    after = get(d, action.id)
+    assert after.state == pb.ACTION_STATE_UNDONE, after  # it was refused, and stayed EXECUTED half undone
+    assert (ws / "a.txt").read_text() == "a\n" and (ws / "b.txt").read_text() == "b\n"
+    [kept] = d.actions.ListSetAsides(apb.ListSetAsidesRequest(session_id=session), timeout=30).set_asides
+    assert list(kept.paths) == ["a.txt"] and kept.action_id == action.id
+    d.actions.RestoreSetAside(apb.RestoreSetAsideRequest(session_id=session, set_aside_id=kept.id), timeout=60)
+    assert (ws / "a.txt").read_text() == "the person's, while goexd was down\n"
+    stop_cleanly(d)
