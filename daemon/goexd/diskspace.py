@@ -157,7 +157,15 @@ class StateSpace:
                     os.close(fd)
             except OSError as e:
                 self.ballast.unlink(missing_ok=True)
-                log.warning("cannot hold back %s of space in %s: %s", size(self.ballast_bytes), self.ballast, e)
+                if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS):  # no fallocate here: zeros might take no room
+                    log.warning(
+                        "cannot hold back space in %s (%s): rollbacks on a full disk have only what they free",
+                        self.state_dir,
+                        e,
+                    )
+                    self.ballast_bytes = 0
+                elif e.errno not in _ERRNOS:  # a race with another writer is tried again at the next check
+                    log.warning("cannot hold back %s of space in %s: %s", size(self.ballast_bytes), self.ballast, e)
 
     def release(self) -> bool:
         """Give up the held-back file (goexd ran out of space): what follows has that much room."""

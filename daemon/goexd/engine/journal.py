@@ -162,7 +162,11 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # a full disk, say: the WAL stays, and the next open replays it
+                if not is_out_of_space(exc):
+                    raise
             self._db.close()
 
     @contextmanager

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from goexd import errors
+from goexd.diskspace import is_out_of_space
 from goexd.names import utf8_text
 
 log = logging.getLogger("goexd.server")
@@ -26,6 +27,10 @@ MAX_DETAIL_BYTES = 2048
 # Redaction runs on this much of a message: far more than is kept, so no secret is cut before it is redacted.
 _REDACTED_CHARS = 64 * 1024
 TRUNCATED = "… [truncated]"
+OUT_OF_SPACE = (
+    "out of disk space (incident {incident}; the goexd log names the file): free space where goexd keeps its state "
+    "and your workspaces, then retry"
+)
 
 STATUS_OF: dict[type[errors.GoexError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -66,6 +71,9 @@ def _abort(context: grpc.ServicerContext, method: str, exc: BaseException, redac
             log.error("%s: %s", method, message)
         context.abort(code, message)
     incident = uuid.uuid4().hex[:12]
+    if is_out_of_space(exc):  # a full disk where no layer said so: still not a bug of goexd's
+        log.warning("%s: out of disk space (incident %s): %s", method, incident, exc)
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, OUT_OF_SPACE.format(incident=incident))
     log.error("%s failed (incident %s)", method, incident, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the goexd log")
 
