@@ -12,7 +12,7 @@ NODE_STAMP := $(NODE_DIR)/.installed
 NODE_LOCK := tests/services/node/package.json tests/services/node/package-lock.json
 PROTOS := $(wildcard proto/goex/v1/*.proto)
 
-.PHONY: install demo test test-fast fuzz faults-leftovers-long bench proto lint clean
+.PHONY: install demo test test-fast fuzz faults-leftovers-long faults bench proto lint clean
 
 install: $(STAMP)
 
@@ -44,6 +44,13 @@ fuzz: install
 # after every restart no sandbox process of the killed run may be left (tests/faults/test_sandbox_leftovers.py).
 faults-leftovers-long: install
 	GOEX_FAULT_KILLS=$${GOEX_FAULT_KILLS:-150} $(BIN)/python -m pytest -q -s tests/faults/test_sandbox_leftovers.py -k seeded
+
+# The seeded kill -9 suite at length (make test runs a fast slice): GOEX_FAULT_SEEDS (FIRST-LAST or a,b,c) seeds of
+# GOEX_FAULT_KILLS_PER_SEED kills each, over fs + SQLite + PostgreSQL with every strategy (tests/faults/test_seeded_kills.py).
+faults: install
+	@seeds=$${GOEX_FAULT_SEEDS:-1-25}; kills=$${GOEX_FAULT_KILLS_PER_SEED:-20}; \
+	echo "seeded kill suite: seeds $$seeds, $$kills kills each (a failure names its seed; GOEX_FAULT_SEEDS=N make faults runs it again)"; \
+	GOEX_FAULT_SEEDS=$$seeds GOEX_FAULT_KILLS_PER_SEED=$$kills $(BIN)/python -m pytest -q tests/faults/test_seeded_kills.py
 
 bench: install
 	$(BIN)/python bench/run.py
