@@ -25,7 +25,7 @@ from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
 from goexd.engine.journal_check import JournalDamaged, check_journal, open_journal
 from goexd.errors import SetupError
-from goexd.resources.fs import clear_overlays, probe_overlay
+from goexd.resources.fs import clear_overlays, drop_uppers, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.resources.http import check_address
 from goexd.sandbox.base import SandboxUnavailable
@@ -153,6 +153,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
     egress = EgressProxy(vault, cfg.egress, startup.egress_run_dir(claim))
     egress.start()
+    drop_uppers(cfg.state_dir / "overlays")  # what runs cut short wrote: room for the probe and recovery
     overlays = fs_overlays_dir(cfg, sandbox)
     own_paths = daemon_paths(cfg, config_file, [egress.run_dir])
     engine = Engine(cfg, journal, sandbox, vault, egress, own_paths=own_paths, fs_overlays=overlays)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +105,25 @@ def test_an_action_that_fills_the_disk_fails_alone_and_gives_the_space_back(user
         assert rpc.shell(d, s2.id, "echo ok > other.txt").state == pb.ACTION_STATE_EXECUTED
         assert rpc.undo(d, s.id)[0].state == pb.ACTION_STATE_UNDONE
         assert [x.state for x in actions(d, s.id)] == [pb.ACTION_STATE_FAILED, pb.ACTION_STATE_UNDONE]
+
+
+def test_a_start_after_a_kill_while_an_action_filled_the_disk_recovers_on_that_disk() -> None:
+    with small_fs(32 * MiB) as disk, goexd_on(disk, 4 * MiB) as d:
+        ws = workspace(disk)
+        s = rpc.open_fs(d, ws)
+        a = rpc.shell(d, s.id, "head -c 40M /dev/zero > big; sleep 60", detach=True)
+        deadline = time.monotonic() + 30
+        while free(disk) > 256 * 1024:  # its upper, in the state dir, fills the disk
+            assert time.monotonic() < deadline, free(disk)
+            time.sleep(0.05)
+        restart(d)  # killed while it runs; started again on the full disk
+        done = rpc.get(d, a.id)
+        assert done.state == pb.ACTION_STATE_INTERRUPTED, done
+        assert "nothing of it reached the workspace" in done.error, done.error
+        assert sorted(p.name for p in ws.iterdir()) == ["a.txt"] and list((d.state_dir / "overlays").iterdir()) == []
+        assert free(disk) > 20 * MiB
+        assert "run over the workspace itself" not in d.log()  # the overlay probe found room too
+        assert rpc.shell(d, s.id, "echo ok > ok").state == pb.ACTION_STATE_EXECUTED
 
 
 def test_a_snapshot_that_runs_out_of_space_leaves_no_git_temporary_and_recovers() -> None:

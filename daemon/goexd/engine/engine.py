@@ -1328,6 +1328,8 @@ class Engine:
 
     def recover(self) -> list[Action]:
         """Resolve what a crash left behind; runs before the server accepts requests."""
+        if self.space.free() < self.space.reserve:
+            self.space.release()  # what the held-back space is for: finishing and rolling back
         resolved: list[Action] = []
         for action in self.journal.actions_in_states(
             [ActionState.RUNNING, ActionState.PREPARING, ActionState.PROPOSED, ActionState.EXECUTED]

@@ -464,6 +464,16 @@ def clear_overlays(overlays_dir: Path) -> None:
         _discard(run_dir)
 
 
+def drop_uppers(overlays_dir: Path) -> None:
+    """At start, before anything else: what earlier runs wrote (their upper and work dirs) goes. No run is
+    under way, and recovery needs only their intent files; on a disk those runs filled, it needs the room."""
+    if not overlays_dir.is_dir():
+        return
+    for run_dir in overlays_dir.iterdir():
+        for sub in ("upper", "work"):
+            _discard(run_dir / sub)
+
+
 def _write_intent(run_dir: Path, pre: Snapshot, post: Snapshot) -> None:
     path = run_dir / APPLY_INTENT
     with open(path, "w") as f:
