@@ -198,9 +198,12 @@ def test_the_parent_death_signal_holds_over_the_whole_launch_chain(mode: str, ov
             else:
                 assert len(left) == 1, f"control: bwrap should still wait for its options: {left}"
         finally:
-            for pid in [holder, *marked(mark.owner)]:
+            # bwrap first: once the holder is gone bwrap reads EOF and (in the control) forks a child
+            # that would block for ever; then anything marked that came up meanwhile.
+            for pid in [*marked(mark.owner), holder, *marked(mark.owner)]:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+            assert settle(mark.owner) == {}
 
 
 def test_control_without_the_parent_death_signal_the_window_leaves_a_process_that_reaping_kills() -> None:
