@@ -7,8 +7,9 @@ earlier start of it left behind when it was killed.
 - Sandbox processes marked by an earlier start (sandbox/reaper.py) are killed, before the
   journal's recovery looks at any workspace: a leftover must not write while recovery restores.
 - The egress proxy's run dir (Unix sockets must have short paths, so it lives in $TMPDIR) is
-  named after the state dir (`goexd-egress-<owner>-XXXXXXXX`), so a start removes its own
-  earlier ones and never another live goexd's.
+  `goexd-egress-<owner>-XXXXXXXX`, named after the state dir, with a lock file inside held for
+  the daemon's life. A start removes every such dir of its user whose lock nobody holds (a goexd
+  killed, whose state dir may be gone too), never a live goexd's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ log = logging.getLogger("goexd")
 
 LOCK_FILE = "goexd.lock"
 EGRESS_PREFIX = "goexd-egress-"
+EGRESS_LOCK = ".goexd-egress.lock"
+_held: list[int] = []  # descriptors holding locks for the daemon's life
 
 
 @dataclass(frozen=True)
@@ -75,28 +78,52 @@ def reap_sandboxes(claim: StateDirClaim) -> int:
 
 
 def egress_run_dir(claim: StateDirClaim) -> Path:
-    """A fresh private dir for the egress proxy's sockets; an earlier start's are removed first."""
-    prefix = f"{EGRESS_PREFIX}{claim.mark.owner}-"
+    """A fresh private dir for the egress proxy's sockets, locked for the daemon's life; the dead
+    ones of any goexd of this user are removed first (see the module doc)."""
     tmp = Path(tempfile.gettempdir())
+    ours = f"{EGRESS_PREFIX}{claim.mark.owner}-"
     with contextlib.suppress(OSError):
         for entry in os.scandir(tmp):
-            if entry.name.startswith(prefix):
-                _remove_own_dir(Path(entry.path))
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
+            if entry.name.startswith(EGRESS_PREFIX):
+                _remove_if_dead(Path(entry.path), entry.name.startswith(ours))
+    path = Path(tempfile.mkdtemp(prefix=ours, dir=tmp))
+    # The lock file is locked under another name, then renamed: no other goexd sees it unlocked
+    # (and a dir of another goexd's without one is left alone).
+    staging = path / f"{EGRESS_LOCK}.{os.getpid()}"
+    fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held.append(fd)  # open until the daemon exits: the kernel releases the lock however it ends
+    staging.rename(path / EGRESS_LOCK)
+    return path
 
 
-def _remove_own_dir(path: Path) -> None:
-    """rm -r `path` when it is a real directory owned by us (a world-writable $TMPDIR may hold a
-    look-alike of another user's, or a symbolic link: those are left alone)."""
+def _remove_if_dead(path: Path, ours: bool) -> None:
+    """rm -r an egress run dir whose goexd is gone: a real directory of our user whose lock nobody
+    holds (or, without a lock file, one of this state dir's, which we hold). A world-writable $TMPDIR
+    may hold look-alikes of another user's, symbolic links, or dirs of goexd versions before the lock:
+    those are left alone."""
     try:
         st = path.lstat()
     except OSError:
         return
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        log.warning("not removing %s: not a directory of goexd's user", path)
         return
+    try:
+        fd = os.open(path / EGRESS_LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if not ours:
+            return
+    except OSError:
+        return
+    else:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # held: a live goexd's
+        finally:
+            os.close(fd)
     shutil.rmtree(path, ignore_errors=True)
-    log.info("removed the egress run dir %s left by an earlier goexd run", path)
+    log.info("removed the egress run dir %s left by a goexd that is gone", path)
 
 
 def repair_journal_command(state_dir: Path, journal: Path) -> int:

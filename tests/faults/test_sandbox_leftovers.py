@@ -24,6 +24,7 @@ unprivileged user goex-sec (over a workspace of theirs).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import random
@@ -32,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +47,7 @@ from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from goexd.sandbox.reaper import MARK_ENV, SandboxMark, owner_key
+from goexd.startup import EGRESS_LOCK, EGRESS_PREFIX
 from tests.daemon_process import DaemonProcess
 from tests.faults.leftovers import egress_dirs, marked, settle, with_tag
 from tests.security.conftest import SEC_USER, _scratch_dir, make_workspace
@@ -248,7 +251,18 @@ def _plant(owner: str, instance: str, uid: int, gid: int, tag: str) -> subproces
     )
 
 
-def test_the_next_start_kills_an_earlier_runs_sandbox_processes_and_no_other_daemons(mode: str, scratch: Path) -> None:
+def _egress_dir(owner: str, uid: int, gid: int, lock: bool) -> Path:
+    """An egress run dir as a goexd of `owner` would leave it (with its lock file, unlocked)."""
+    path = Path(tempfile.mkdtemp(prefix=f"{EGRESS_PREFIX}{owner}-"))
+    (path / "egress-0123456789abcdef.sock").touch()
+    if lock:
+        (path / EGRESS_LOCK).touch()
+    for entry in (path, *path.iterdir()):
+        os.chown(entry, uid, gid)
+    return path
+
+
+def test_the_next_start_removes_what_dead_goexds_left_and_nothing_of_live_ones(mode: str, scratch: Path) -> None:
     uid, gid, user = _ids(mode)
     d = DaemonProcess(scratch, user=user)
     d.state_dir.mkdir(mode=0o700)
@@ -258,6 +272,12 @@ def test_the_next_start_kills_an_earlier_runs_sandbox_processes_and_no_other_dae
     ours = [_plant(owner, secrets.token_hex(8), uid, gid, tag) for _ in range(2)]
     other_owner = secrets.token_hex(8)  # another goexd's state dir
     theirs = _plant(other_owner, secrets.token_hex(8), uid, gid, tag)
+    gone = [_egress_dir(owner, uid, gid, lock=False), _egress_dir(other_owner, uid, gid, lock=True)]
+    live = _egress_dir(other_owner, uid, gid, lock=True)  # its goexd runs: it holds the lock
+    old_style = _egress_dir(other_owner, uid, gid, lock=False)  # no lock: whose, and whether alive, is unknown
+    foreign = _egress_dir(secrets.token_hex(8), 0 if user else 65534, 0 if user else 65534, lock=True)
+    held = os.open(live / EGRESS_LOCK, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
     try:
         time.sleep(0.2)
         assert set(marked(owner)) == {p.pid for p in ours}  # control: they are there and marked
@@ -267,15 +287,21 @@ def test_the_next_start_kills_an_earlier_runs_sandbox_processes_and_no_other_dae
         assert marked(owner) == {}
         assert theirs.poll() is None, "the start killed a process of another goexd's"
         assert "left by an earlier goexd run" in d.log()
+        assert [p.exists() for p in gone] == [False, False]
+        assert live.exists() and old_style.exists() and foreign.exists()
+        assert len(egress_dirs(owner)) == 1  # its own, new one
         assert d.stop() == 0
         assert "Traceback" not in d.log()
     finally:
+        os.close(held)
         for p in (*ours, theirs):
             if p.poll() is None:
                 p.kill()
                 p.wait()
         if d.proc is not None and d.proc.poll() is None:
             d.kill()
+        for path in (*gone, live, old_style, foreign):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 LIVE_RUN = """
