@@ -8,13 +8,14 @@
 - "user": goexd runs as the unprivileged system user `goex-sec` (created if missing), over a
   workspace that user owns.
 
-One daemon per mode for the whole session, shared by the modules (starting and stopping one
-costs 2-4 s on the test machine, and there are two per module): each module checks at its end
-that the daemon is still up and logged no traceback meanwhile, and the session's end that it
-stops cleanly. Its root dir is under /var/tmp, not pytest's tmp_path (root's 0700 dir, which
-`goex-sec` cannot reach). A module that sets `SEC_DAEMON_CONFIG` (TOML added to the daemon's
-config), `SEC_ALLOWED_ADDRESSES` (its egress.allowed_addresses; none by default) or
-`SEC_OWN_DAEMON = True` (its tests read or change daemon-wide state) gets daemons of its own.
+A module may set `SEC_DAEMON_CONFIG` (TOML added to the daemon's config) and
+`SEC_ALLOWED_ADDRESSES` (its egress.allowed_addresses; none by default). One daemon per mode
+and such configuration serves every module that asks for it, for the whole session (starting
+and stopping one costs 2-4 s on the test machine, and there are two per module): each module
+checks at its end that the daemon is still up and logged no traceback meanwhile, and the
+session's end that it stops cleanly. A module that sets `SEC_OWN_DAEMON = True` (its tests read
+or change daemon-wide state) gets daemons of its own. A daemon's root dir is under /var/tmp, not
+pytest's tmp_path (root's 0700 dir, which `goex-sec` cannot reach).
 
 Escape attempts are actions submitted through the daemon's gRPC API (`run`), asserted to fail.
 """
@@ -98,17 +99,19 @@ def start_daemon(
 
 
 class SharedDaemons:
-    """The session's plain daemons, one per mode, started when first asked for (again if one died)."""
+    """The session's daemons, one per mode and configuration, started when first asked for (again if one died)."""
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self._stack = stack
-        self._daemons: dict[str, DaemonProcess] = {}
+        self._daemons: dict[tuple[str, str, tuple[str, ...]], DaemonProcess] = {}
 
-    def get(self, mode: str) -> DaemonProcess:
-        d = self._daemons.get(mode)
+    def get(self, mode: str, config_toml: str, allowed_addresses: Sequence[str]) -> DaemonProcess:
+        key = (mode, config_toml, tuple(allowed_addresses))
+        d = self._daemons.get(key)
         if d is None or d.proc is None or d.proc.poll() is not None:
             # A dead one already failed its module; its start_daemon still reports it at the session's end.
-            d = self._daemons[mode] = self._stack.enter_context(start_daemon(mode))
+            started = start_daemon(mode, config_toml, allowed_addresses=allowed_addresses)
+            d = self._daemons[key] = self._stack.enter_context(started)
         return d
 
 
@@ -123,11 +126,11 @@ def sec_daemon(request: pytest.FixtureRequest, shared_sec_daemons: SharedDaemons
     """The goexd of this module and mode; see the module docstring."""
     config = getattr(request.module, "SEC_DAEMON_CONFIG", "")
     addresses = getattr(request.module, "SEC_ALLOWED_ADDRESSES", ())
-    if config or addresses or getattr(request.module, "SEC_OWN_DAEMON", False):
+    if getattr(request.module, "SEC_OWN_DAEMON", False):
         with start_daemon(request.param, config, allowed_addresses=addresses) as d:
             yield d
         return
-    d = shared_sec_daemons.get(request.param)
+    d = shared_sec_daemons.get(request.param, config, addresses)
     seen = len(d.log())
     yield d
     # What start_daemon checks at the end, for this module's share of the shared daemon's life.
