@@ -275,7 +275,8 @@ def test_the_next_start_removes_what_dead_goexds_left_and_nothing_of_live_ones(m
     gone = [_egress_dir(owner, uid, gid, lock=False), _egress_dir(other_owner, uid, gid, lock=True)]
     live = _egress_dir(other_owner, uid, gid, lock=True)  # its goexd runs: it holds the lock
     old_style = _egress_dir(other_owner, uid, gid, lock=False)  # no lock: whose, and whether alive, is unknown
-    foreign = _egress_dir(secrets.token_hex(8), 0 if user else 65534, 0 if user else 65534, lock=True)
+    # Another user's (nobody's: no goexd of this machine runs as nobody, which would remove it rightly).
+    foreign = _egress_dir(secrets.token_hex(8), 65534, 65534, lock=True)
     held = os.open(live / EGRESS_LOCK, os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
