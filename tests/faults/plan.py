@@ -15,8 +15,9 @@ A kill plan, one per goexd start:
 - Armed: a fault point POINT[:TAG]@N (goexd/faults.py) with a random N; the operations then lean
   towards the ones that reach it;
 - External: SIGKILL from outside at a random delay while operations run;
-- RecoveryArmed: `recovery-action@N`, which fires only inside recovery at the start; the start may
-  also get an outside SIGKILL at a random moment (`startup_kill`).
+- RecoveryArmed: `recovery-action@N`, which fires only inside recovery at the start (often @1 when
+  the last kill left something in doubt); any start may also get an outside SIGKILL at a random
+  moment (`startup_kill`).
 Whichever kill has not come by the end of the burst is sent from outside then ("fallback").
 """
 
@@ -131,7 +132,11 @@ class Planner:
 
     # -- kills
 
-    def kill_plan(self) -> KillPlan:
+    def kill_plan(self, in_doubt: bool = False) -> KillPlan:
+        """`in_doubt`: the start will have something to recover (the last kill interrupted an operation, or
+        the last start): then it is often killed at the first action recovery resolves."""
+        if in_doubt and self.rng.random() < 0.35:
+            return RecoveryArmed(1)
         r = self.rng.random()
         if r < 0.5:
             info = self.rng.choice(RESOURCES)

@@ -114,7 +114,7 @@ class Run:
             while self.stats.kills < self.kills:
                 flight = self._burst(plan)
                 edits = self._edits_while_down()
-                plan = self._restart()
+                plan = self._restart(in_doubt=flight is not None)
                 self._check(flight, edits)
             self._note("stop")
             self.life.stop()
@@ -168,10 +168,10 @@ class Run:
         self.world.edit(edit)
         return [edit]
 
-    def _restart(self) -> KillPlan:
+    def _restart(self, in_doubt: bool) -> KillPlan:
         """Start goexd again until it serves (each start may be killed in recovery); the plan it is armed with."""
         while True:
-            plan = self.planner.kill_plan()
+            plan = self.planner.kill_plan(in_doubt)
             startup_kill = self.planner.startup_kill(self.life.last_start_s)
             self._note(f"restart armed {_spec(plan)}" + (f", killed at {startup_kill:.2f} s" if startup_kill else ""))
             self.stats.restarts += 1
@@ -179,6 +179,7 @@ class Run:
             if death is None:
                 return plan
             self._count(death, in_start=True)
+            in_doubt = in_doubt or death.in_recovery or death.point is not None
 
     def _count(self, death: Death, in_start: bool, fallback: bool = False) -> None:
         self.stats.kills += 1

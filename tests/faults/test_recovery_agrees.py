@@ -11,7 +11,10 @@ disagreed after a restart, each pinned at its fault point (they failed before th
   intent was journaled;
 - killed in a workspace undo, then the person edits one of its paths while goexd is down: recovery's
   three-way undo refused (a conflict), leaving the action EXECUTED and its other paths undone. It is
-  now finished forced: the person's version is set aside (listed, restorable), never dropped.
+  now finished forced: the person's version is set aside (listed, restorable), never dropped;
+- killed after a PostgreSQL clone action's statements committed, before EXECUTED (seeds 31-33): its
+  checkpoint has no "pre" until it ends, so recovery took it for one with no side effect and left its
+  rows (and its copy). It is now swapped back like any other interrupted clone action.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import get, open_fs, shell
 from tests.faults.crash import armed, crash, restart, stop_cleanly
-from tests.faults.test_inverse_outcomes import postgres_db
+from tests.faults.test_inverse_outcomes import Db, postgres_db
 from tests.faults.world import wait_idle
 from tests.fs_fingerprint import fingerprint
 from tests.services.postgres import PgCluster
@@ -146,16 +149,20 @@ def app_may_create_databases(pg_cluster: PgCluster) -> Iterator[None]:
         su.execute("ALTER ROLE app NOCREATEDB")
 
 
+def _pg_clone_session(d: DaemonProcess, cluster: PgCluster, name: str) -> tuple[str, Db]:
+    db = postgres_db(d, cluster, name)
+    spec = pb.ResourceSpec(db=db.spec.db, strategy=pb.UNDO_STRATEGY_CLONE)
+    wait_idle(cluster, [name])  # the setup's connection: the clone strategy needs the database to itself
+    return d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session.id, db
+
+
 @pytest.mark.usefixtures("app_may_create_databases")
 def test_killed_in_a_postgres_clone_commit_it_is_finished_at_restart(
     tmp_path: Path, pg_cluster: PgCluster, pg_database: str
 ) -> None:
     d = armed(tmp_path / "daemon", "commit-returned:postgres-clone")
     try:
-        db = postgres_db(d, pg_cluster, pg_database)
-        spec = pb.ResourceSpec(db=db.spec.db, strategy=pb.UNDO_STRATEGY_CLONE)
-        wait_idle(pg_cluster, [pg_database])  # the setup's connection: the clone strategy needs the database alone
-        session = d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session.id
+        session, db = _pg_clone_session(d, pg_cluster, pg_database)
         action = _sql(d, session, "INSERT INTO items (name) VALUES ('kept')")
         commit = apb.CommitActionsRequest(session_id=session)
         crash(d, "commit-returned:postgres-clone", lambda: d.actions.CommitActions(commit, timeout=60))
@@ -188,3 +195,25 @@ def test_an_interrupted_workspace_undo_is_finished_and_the_persons_edit_set_asid
     d.actions.RestoreSetAside(apb.RestoreSetAsideRequest(session_id=session, set_aside_id=kept.id), timeout=60)
     assert (ws / "a.txt").read_text() == "the person's, while goexd was down\n"
     stop_cleanly(d)
+
+
+@pytest.mark.usefixtures("app_may_create_databases")
+def test_killed_after_a_postgres_clone_action_committed_it_is_swapped_back(
+    tmp_path: Path, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    """Its checkpoint has no "pre" until it ends: recovery took it for one with no side effect (seed 31)."""
+    d = armed(tmp_path / "daemon", "run-returned:postgres-clone")
+    try:
+        session, db = _pg_clone_session(d, pg_cluster, pg_database)
+        crash(d, "run-returned:postgres-clone", lambda: _sql(d, session, "INSERT INTO items (name) VALUES ('gone')"))
+        assert db.query("SELECT name FROM items") == [("gone",)]  # committed; the journal says RUNNING
+        restart(d)
+        [action] = d.actions.ListActions(apb.ListActionsRequest(session_id=session), timeout=10).actions
+        assert action.state == pb.ACTION_STATE_INTERRUPTED and "swapped in the copy" in action.error, action.error
+        assert db.query("SELECT name FROM items") == []
+        with pg_cluster.connect() as su:
+            left = su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_%'").fetchall()
+        assert left == []
+        stop_cleanly(d)
+    finally:
+        d.kill()

@@ -1399,7 +1399,9 @@ class Engine:
             # while the journal says pending; what changed there since (the person's, while goexd was down) is
             # set aside, never dropped.
             return self._undo_one(live, action, force=isinstance(live.managers[action.resource], UndoesThreeWay))
-        if action.state is ActionState.RUNNING and (action.checkpoint.get("pre") or action.checkpoint.get("overlay")):
+        # A checkpoint that can take the action back: a snapshot or fingerprint ("pre"), an overlay run, a copy
+        # ("clone": PostgreSQL's has no "pre" until the action ends, and its statements commit at once).
+        if action.state is ActionState.RUNNING and any(action.checkpoint.get(k) for k in ("pre", "overlay", "clone")):
             log.warning("recovery: rolling back %s to its checkpoint", action.id)
             live = self._live_session(action.session_id)
             found = settling(live.managers[action.resource]).resolve_in_doubt(action.id, action.checkpoint)
