@@ -142,10 +142,10 @@ class Planner:
             info = self.rng.choice(RESOURCES)
             point = self.rng.choice(_points_for(info))
             tagged = self.rng.random() < 0.75
-            return Armed(point, info.tag if tagged else None, self.rng.randint(1, 3))
+            return Armed(point, info.tag if tagged else None, self.rng.choice((1, 1, 2, 3)))
         if r < 0.6:
             return RecoveryArmed(self.rng.randint(1, 3))
-        return External(round(self.rng.uniform(0.1, 4.0), 3))
+        return External(round(self.rng.uniform(0.05, 2.5), 3))
 
     def startup_kill(self, last_start_s: float) -> float | None:
         """A delay after which an outside SIGKILL hits a start (about when recovery runs), or None."""
@@ -159,7 +159,7 @@ class Planner:
     # -- operations
 
     def next_op(self, model: Timeline, aim: Armed | None) -> Op:
-        if aim is not None and self.rng.random() < 0.55:
+        if aim is not None and self.rng.random() < 0.7:
             op = self._towards(model, aim)
             if op is not None:
                 return op

@@ -106,7 +106,8 @@ def _rows(db: Path) -> list[tuple[object, ...]]:
 
 def _sql(d: DaemonProcess, session: str, text: str) -> pb.Action:
     req = apb.SubmitActionRequest(session_id=session, spec=pb.ActionSpec(sql=pb.SqlAction(sql=text)))
-    return d.actions.SubmitAction(req, timeout=60).action
+    action: pb.Action = d.actions.SubmitAction(req, timeout=60).action
+    return action
 
 
 def test_killed_after_a_sqlite_clone_was_copied_back_the_undo_is_recorded(tmp_path: Path) -> None:

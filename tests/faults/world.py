@@ -16,6 +16,7 @@ import pygit2
 from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import types_pb2 as pb
 from goexd.resources.fs import store_dir_for
+from goexd.resources.postgres_clone import clone_name, old_name
 from goexd.snapshots.layout import WORK
 from goexd.snapshots.set_aside import REF_PREFIX
 from tests.daemon_process import DaemonProcess
@@ -140,6 +141,16 @@ class World:
     def wait_pg_idle(self) -> None:
         """Until the clone strategy's database has no connection left (see wait_idle)."""
         wait_idle(self.cluster, [self.pg_names[r.name] for r in DBS if r.tag == "postgres-clone"])
+
+    def copies(self, state_dir: Path) -> list[tuple[str, str]]:
+        """(action id, what) of every copy the clone strategy keeps: SQLite files, PostgreSQL databases (those
+        of the cluster's other users too: the caller keeps its own actions')."""
+        found = [(p.stem, f"SQLite copy {p.name}") for p in (state_dir / "db").glob("*.sqlite")]
+        with self.cluster.connect() as su:
+            names = [str(n) for (n,) in su.execute("SELECT datname FROM pg_database").fetchall()]
+        for prefix, what in ((clone_name(""), "copy"), (old_name(""), "replaced database")):
+            found += [(n.removeprefix(prefix), f"PostgreSQL {what} {n}") for n in names if n.startswith(prefix)]
+        return found
 
     def set_aside_versions(self, state_dir: Path, ids: list[str]) -> dict[str, dict[str, Content]]:
         """set-aside id -> path -> the version it keeps (None: the path did not exist there)."""
