@@ -172,7 +172,7 @@ def test_detach_then_watch_states_and_output(client: goex.Client, session: goex.
 
 def test_cancel_a_running_action_rolls_it_back(client: goex.Client, session: goex.Session, workspace: Path) -> None:
     before = fingerprint(workspace)
-    a = client.run_shell(session.id, ["sh", "-c", "echo started; echo x > half.txt; rm b.txt; sleep 30"], detach=True)
+    a = client.run_shell(session.id, ["sh", "-c", "echo x > half.txt; rm b.txt; echo started; sleep 30"], detach=True)
     seen: list[goex.ActionEvent] = []
     t0 = time.monotonic()
     for event in client.watch_action(a.id, timeout=30):
