@@ -18,8 +18,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("seeded kill suite")
     for seed, stats, passed in sorted(RESULTS):
         terminalreporter.write_line(f"seed {seed}{'' if passed else ' FAILED'}: {stats.line()}")
+    span = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ",".join(map(str, seeds))
     terminalreporter.write_line(
-        f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds) - len(failed)} passed, failed: {failed or 'none'}): {total.line()}"
+        f"seeds {span} ({len(seeds) - len(failed)} passed, failed: {failed or 'none'}): {total.line()}"
     )
     terminalreporter.write_line(f"fault points hit: {dict(sorted(total.points.items()))}")
     if failed:

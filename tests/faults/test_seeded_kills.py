@@ -31,7 +31,9 @@ import pytest
 from tests.faults.runner import RESULTS, Run
 from tests.services.postgres import PgCluster
 
-FAST_SEEDS = "1-2"
+# make test: three seeds whose first kills land inside a workspace apply, an inverse's undo and an action's
+# COMMIT, and inside recovery (about 40 s here).
+FAST_SEEDS = "4,12,18"
 FAST_KILLS = 2
 
 
