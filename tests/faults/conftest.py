@@ -1,10 +1,24 @@
-"""The kill suite's totals at the end of a run (test_seeded_kills.py; `make faults` reports them)."""
+"""Fixtures of the fault tests, and the kill suite's totals at the end of a run (test_seeded_kills.py; `make faults`
+reports them)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from tests.faults.runner import RESULTS, Stats
+from tests.services.postgres import PgCluster
+
+
+@pytest.fixture
+def app_may_create_databases(pg_cluster: PgCluster) -> Iterator[None]:
+    """The clone strategy copies its database (CREATEDB); the cluster is shared, so the grant is taken back."""
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app CREATEDB")
+    yield
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app NOCREATEDB")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

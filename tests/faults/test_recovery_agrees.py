@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,23 +32,11 @@ from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import get, open_fs, shell
 from tests.faults.crash import armed, crash, restart, stop_cleanly
+from tests.faults.test_fs_crash import _submit, _workspace
 from tests.faults.test_inverse_outcomes import Db, postgres_db
 from tests.faults.world import wait_idle
 from tests.fs_fingerprint import fingerprint
 from tests.services.postgres import PgCluster
-
-
-def _workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "a.txt").write_text("a\n")
-    (ws / "b.txt").write_text("b\n")
-    return ws
-
-
-def _submit(d: DaemonProcess, session: str, script: str) -> None:
-    spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", script]))
-    d.actions.SubmitAction(apb.SubmitActionRequest(session_id=session, spec=spec), timeout=60)
 
 
 def test_killed_after_the_apply_and_before_executed_it_is_taken_back(tmp_path: Path) -> None:
@@ -141,41 +130,35 @@ def test_killed_in_a_sqlite_clone_commit_it_is_finished_at_restart(tmp_path: Pat
     stop_cleanly(d)
 
 
-@pytest.fixture
-def app_may_create_databases(pg_cluster: PgCluster) -> Iterator[None]:
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
-
-
-def _pg_clone_session(d: DaemonProcess, cluster: PgCluster, name: str) -> tuple[str, Db]:
-    db = postgres_db(d, cluster, name)
-    spec = pb.ResourceSpec(db=db.spec.db, strategy=pb.UNDO_STRATEGY_CLONE)
-    wait_idle(cluster, [name])  # the setup's connection: the clone strategy needs the database to itself
-    return d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session.id, db
+@contextmanager
+def _pg_clone(tmp_path: Path, cluster: PgCluster, name: str, point: str) -> Iterator[tuple[DaemonProcess, str, Db]]:
+    """goexd armed at `point`, with a session on a PostgreSQL database of the clone strategy; its copies
+    (and replaced databases) all gone at the end."""
+    d = armed(tmp_path / "daemon", point)
+    try:
+        db = postgres_db(d, cluster, name)
+        spec = pb.ResourceSpec(db=db.spec.db, strategy=pb.UNDO_STRATEGY_CLONE)
+        wait_idle(cluster, [name])  # the setup's connection: the clone strategy needs the database to itself
+        session = d.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec]), timeout=60).session.id
+        yield d, session, db
+        with cluster.connect() as su:
+            assert su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_%'").fetchall() == []
+        stop_cleanly(d)
+    finally:
+        d.kill()
 
 
 @pytest.mark.usefixtures("app_may_create_databases")
 def test_killed_in_a_postgres_clone_commit_it_is_finished_at_restart(
     tmp_path: Path, pg_cluster: PgCluster, pg_database: str
 ) -> None:
-    d = armed(tmp_path / "daemon", "commit-returned:postgres-clone")
-    try:
-        session, db = _pg_clone_session(d, pg_cluster, pg_database)
+    with _pg_clone(tmp_path, pg_cluster, pg_database, "commit-returned:postgres-clone") as (d, session, db):
         action = _sql(d, session, "INSERT INTO items (name) VALUES ('kept')")
         commit = apb.CommitActionsRequest(session_id=session)
         crash(d, "commit-returned:postgres-clone", lambda: d.actions.CommitActions(commit, timeout=60))
         restart(d)
         assert get(d, action.id).state == pb.ACTION_STATE_COMMITTED
         assert db.query("SELECT name FROM items") == [("kept",)]
-        with pg_cluster.connect() as su:
-            left = su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_clone_%'").fetchall()
-        assert left == []  # its copy dropped, nothing left behind
-        stop_cleanly(d)
-    finally:
-        d.kill()
 
 
 @pytest.mark.parametrize("point", ["undo-journaled", "undo-returned"])
@@ -203,18 +186,10 @@ def test_killed_after_a_postgres_clone_action_committed_it_is_swapped_back(
     tmp_path: Path, pg_cluster: PgCluster, pg_database: str
 ) -> None:
     """Its checkpoint has no "pre" until it ends: recovery took it for one with no side effect (seed 31)."""
-    d = armed(tmp_path / "daemon", "run-returned:postgres-clone")
-    try:
-        session, db = _pg_clone_session(d, pg_cluster, pg_database)
+    with _pg_clone(tmp_path, pg_cluster, pg_database, "run-returned:postgres-clone") as (d, session, db):
         crash(d, "run-returned:postgres-clone", lambda: _sql(d, session, "INSERT INTO items (name) VALUES ('gone')"))
         assert db.query("SELECT name FROM items") == [("gone",)]  # committed; the journal says RUNNING
         restart(d)
         [action] = d.actions.ListActions(apb.ListActionsRequest(session_id=session), timeout=10).actions
         assert action.state == pb.ACTION_STATE_INTERRUPTED and "swapped in the copy" in action.error, action.error
         assert db.query("SELECT name FROM items") == []
-        with pg_cluster.connect() as su:
-            left = su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_%'").fetchall()
-        assert left == []
-        stop_cleanly(d)
-    finally:
-        d.kill()

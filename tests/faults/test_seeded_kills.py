@@ -23,7 +23,6 @@ depends on the machine's speed).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,16 +47,6 @@ def _seeds(spec: str) -> list[int]:
 
 SEEDS = _seeds(os.environ.get("GOEX_FAULT_SEEDS", FAST_SEEDS))
 KILLS = int(os.environ.get("GOEX_FAULT_KILLS_PER_SEED", FAST_KILLS))
-
-
-@pytest.fixture(scope="module")
-def app_may_create_databases(pg_cluster: PgCluster) -> Iterator[None]:
-    """The clone strategy copies its database (CREATEDB); the cluster is shared, so the grant is taken back."""
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
 
 
 @pytest.mark.timeout(120 + 60 * KILLS)
