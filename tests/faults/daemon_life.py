@@ -85,6 +85,8 @@ class Life:
         finally:
             if killer is not None:
                 killer.cancel()
+        if killer is not None and killer.fired:  # it came as goexd became healthy, before it was called off
+            return self.death()
         self.last_start_s = time.monotonic() - t0
         return None
 
