@@ -7,7 +7,8 @@ in order, a workspace action's change set, the refusals the engine's rules give)
 the journal's states are the model's, and the workspace is the model's. After each restart:
 reconcile() (every resource against the journal, nothing the person wrote lost), no sandbox
 process of the killed goexd left (by the mark goexd gives them, tests/faults/leftovers.py), one
-egress run dir at most, no overlay dir left.
+egress run dir at most, no overlay dir left, the clone strategy's copies only for pending actions
+(one a kill left while it was being made is counted: postgres_clone.py documents it).
 """
 
 from __future__ import annotations
