@@ -1349,6 +1349,8 @@ class Engine:
             faults.point("recovery-action", self._tag_of(action))
             try:
                 resolved.append(self._recover_one(action))
+            except GoexError as e:  # a refusal with its reason (e.g. a workspace it may not read): no traceback
+                log.warning("recovery of action %s refused: %s; it stays %s", action.id, e, action.state.value)
             except Exception:
                 log.exception("recovery of action %s failed; it stays %s", action.id, action.state.value)
         return resolved
