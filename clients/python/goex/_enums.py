@@ -181,6 +181,7 @@ class Verdict(ProtoEnum):
     UNTESTED = "untested"
     PASSED = "passed"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 class OutputStream(ProtoEnum):

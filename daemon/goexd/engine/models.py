@@ -88,6 +88,7 @@ class Verdict(enum.StrEnum):
     UNTESTED = "untested"
     PASSED = "passed"
     FAILED = "failed"
+    UNKNOWN = "unknown"  # could not be tried (its detail says why); never taken for passed
 
 
 @dataclass(frozen=True)

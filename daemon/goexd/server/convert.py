@@ -65,7 +65,12 @@ _RCLASS_TO_PB = {
     "irreversible": pb.REVERSIBILITY_CLASS_IRREVERSIBLE,
     "read_only": pb.REVERSIBILITY_CLASS_READ_ONLY,
 }
-_VERDICT_TO_PB = {"untested": pb.VERDICT_UNTESTED, "passed": pb.VERDICT_PASSED, "failed": pb.VERDICT_FAILED}
+_VERDICT_TO_PB = {
+    "untested": pb.VERDICT_UNTESTED,
+    "passed": pb.VERDICT_PASSED,
+    "failed": pb.VERDICT_FAILED,
+    "unknown": pb.VERDICT_UNKNOWN,
+}
 STREAM_TO_PB = {Stream.STDOUT: pb.OUTPUT_STREAM_STDOUT, Stream.STDERR: pb.OUTPUT_STREAM_STDERR}
 
 MAX_ID_LEN = 64

@@ -96,6 +96,7 @@ class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERDICT_UNTESTED: _ClassVar[Verdict]
     VERDICT_PASSED: _ClassVar[Verdict]
     VERDICT_FAILED: _ClassVar[Verdict]
+    VERDICT_UNKNOWN: _ClassVar[Verdict]
 
 class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -158,6 +159,7 @@ VERDICT_UNSPECIFIED: Verdict
 VERDICT_UNTESTED: Verdict
 VERDICT_PASSED: Verdict
 VERDICT_FAILED: Verdict
+VERDICT_UNKNOWN: Verdict
 OUTPUT_STREAM_UNSPECIFIED: OutputStream
 OUTPUT_STREAM_STDOUT: OutputStream
 OUTPUT_STREAM_STDERR: OutputStream
