@@ -179,14 +179,16 @@ class DbResourceSpec(_message.Message):
     def __init__(self, url: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
 
 class HttpResourceSpec(_message.Message):
-    __slots__ = ("base_url", "secret", "rules")
+    __slots__ = ("base_url", "secret", "rules", "staging_base_url")
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    STAGING_BASE_URL_FIELD_NUMBER: _ClassVar[int]
     base_url: str
     secret: str
     rules: str
-    def __init__(self, base_url: _Optional[str] = ..., secret: _Optional[str] = ..., rules: _Optional[str] = ...) -> None: ...
+    staging_base_url: str
+    def __init__(self, base_url: _Optional[str] = ..., secret: _Optional[str] = ..., rules: _Optional[str] = ..., staging_base_url: _Optional[str] = ...) -> None: ...
 
 class ResourceSpec(_message.Message):
     __slots__ = ("name", "strategy", "fs", "db", "http")
@@ -203,18 +205,20 @@ class ResourceSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., fs: _Optional[_Union[FsResourceSpec, _Mapping]] = ..., db: _Optional[_Union[DbResourceSpec, _Mapping]] = ..., http: _Optional[_Union[HttpResourceSpec, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "kind", "uri", "strategy", "rules")
+    __slots__ = ("name", "kind", "uri", "strategy", "rules", "staging_base_url")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    STAGING_BASE_URL_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: ResourceKind
     uri: str
     strategy: UndoStrategy
     rules: str
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., uri: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., rules: _Optional[str] = ...) -> None: ...
+    staging_base_url: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., uri: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., rules: _Optional[str] = ..., staging_base_url: _Optional[str] = ...) -> None: ...
 
 class SandboxLimits(_message.Message):
     __slots__ = ("timeout", "memory_bytes", "max_processes", "output_bytes")
