@@ -137,12 +137,11 @@ def test_sql_without_a_database_and_reversibility_tests(shared_daemon: DaemonPro
     assert (
         code == grpc.StatusCode.INVALID_ARGUMENT and msg == "spec.resource: no resource for sql actions in this session"
     )
-    code, msg = status_of(
-        lambda: shared_daemon.actions.TestReversibility(
-            apb.TestReversibilityRequest(session_id=session.id, spec=pb.ActionSpec(shell=pb.ShellAction(argv=["true"])))
-        )
-    )
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "inverse" in msg
+    # A shell action on a workspace is tried on an overlay, whatever the strategy: `true` changes nothing.
+    tried = shared_daemon.actions.TestReversibility(
+        apb.TestReversibilityRequest(session_id=session.id, spec=pb.ActionSpec(shell=pb.ShellAction(argv=["true"])))
+    ).reversibility
+    assert tried.verdict == pb.VERDICT_PASSED and tried.reversibility_class == pb.REVERSIBILITY_CLASS_READ_ONLY
     assert shell(shared_daemon, session.id, "true").state == pb.ACTION_STATE_EXECUTED
 
 
@@ -154,6 +153,12 @@ def test_a_database_refuses_a_strategy_it_cannot_use(shared_daemon: DaemonProces
         )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("resources[0].strategy: "), msg
         assert kind in msg and "versioned" in msg
+    spec = pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(tmp_path)), strategy=pb.UNDO_STRATEGY_CLONE)
+    code, msg = status_of(lambda: shared_daemon.sessions.CreateSession(spb.CreateSessionRequest(resources=[spec])))
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and msg == "resources[0].strategy: a workspace cannot use the clone strategy"
+    )
 
 
 def test_a_method_goexd_does_not_have_is_unimplemented_every_time(daemon: DaemonProcess) -> None:

@@ -84,6 +84,8 @@ from goexd.resources.base import (
     settling,
 )
 from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.fs_inverse import FsInverseResource
+from goexd.resources.fs_trial import site_of, try_pair
 from goexd.resources.host_paths import OwnPaths, daemon_paths
 from goexd.resources.http import HttpResource, check_address, check_http_host, validate_base_url
 from goexd.resources.http_rules import RuleError
@@ -348,8 +350,8 @@ class Engine:
     def _check_resource(self, req: ResourceRequest, fld: str) -> Resource:
         if req.kind is ResourceKind.FS:
             strategy = req.strategy or UndoStrategy.VERSIONED
-            if strategy is not UndoStrategy.VERSIONED:
-                raise Unimplemented(f"{fld}.strategy: the fs {strategy.value} strategy is not built yet")
+            if strategy not in (UndoStrategy.VERSIONED, UndoStrategy.INVERSE):
+                raise InvalidArgument(f"{fld}.strategy", f"a workspace cannot use the {strategy.value} strategy")
             path = validate_workspace(req.location, f"{fld}.fs.path", self.own_paths)
             return Resource(req.name or "fs", ResourceKind.FS, str(path), strategy)
         if req.kind is ResourceKind.SQLITE:
@@ -535,7 +537,8 @@ class Engine:
                     f"taking the first snapshot of {workspace}", [self.cfg.snapshots_dir, workspace]
                 ) from exc
             raise
-        return FsVersionedResource(
+        fs_manager = FsInverseResource if resource.strategy is UndoStrategy.INVERSE else FsVersionedResource
+        return fs_manager(
             resource,
             store,
             self.sandbox,
@@ -1291,6 +1294,11 @@ class Engine:
         resource = self._pick_resource(live.session, spec)
         manager = live.managers[resource.name]
         manager.precheck(spec)
+        if isinstance(manager, FsVersionedResource):  # whatever its strategy: tried on an overlay of the workspace
+            limits = live.policy.limits(spec.limits, live.session.limits)
+            with live.lock:
+                tried = try_pair(site_of(manager), spec, inverse, limits, None, without_inverse="unknown")
+            return replace(tried.reversibility, tested_at=time.time())
         if resource.strategy is not UndoStrategy.INVERSE:
             raise Unimplemented(
                 f"reversibility tests are built for the inverse strategy; resource {resource.name!r} uses "

@@ -424,6 +424,10 @@ class FsVersionedResource(UndoesByItself):
     def fingerprint(self) -> str:
         return self._store.capture().id
 
+    def trial_parts(self) -> tuple[GitWorkspaceStore, Sandbox, tuple[Path, ...], Path | None]:
+        """What trying an action on an overlay of this workspace needs (fs_trial.py); no overlays: direct mode."""
+        return self._store, self._sandbox, self._masked, self._overlays
+
     def close(self) -> None:
         self._store.close()
 

@@ -1,0 +1,242 @@
+"""The file-system resource with the `inverse` undo strategy.
+
+An action carries an inverse command (shell or python; the client's today). Before the action
+runs, the pair is tried on a throwaway overlay of the workspace (fs_trial.py): a pair that does
+not leave the tree as it was is refused with the diff (the engine blocks it), and the workspace
+is not touched; a pair that could not be tried runs with the verdict unknown, and why. An action
+without an inverse runs only if the trial shows it changes nothing.
+
+The action itself runs as in the versioned strategy (fs.py: over an overlay, applied, snapshots
+before and after pinned), so the snapshots stay as a safety net. Undo runs the inverse for real,
+in the sandbox, the same way (over an overlay, then applied; in direct mode over the workspace)
+and then verifies the paths involved (those the action changed and those the inverse changed)
+against the action's pre-action snapshot: "verified" when they all match, else "not verified"
+with the diff, and the pre-action versions of what differs are kept as a set-aside (`goex
+set-aside restore ID` puts them back). Paths the action changed that someone changed since are
+a conflict: refused unless forced; forced, their versions are set aside first. An inverse that
+fails (non-zero exit, time limit) changes nothing (overlay: its upper is dropped; direct: what
+it wrote is taken back) and the action stays pending.
+
+An action that did not complete (time limit, cancelled, failed to apply) is rolled back from
+its snapshots, never by its inverse, which was meant for the whole action.
+
+Crash safety. A kill during the trial leaves only the trial's overlay dir (removed at the next
+start). During the action: as the versioned strategy (its overlay run and apply intent). During
+an undo, the undo's own overlay dir holds the apply intent of the inverse's result: recovery,
+which finishes an undo that was begun, finds it and finishes that apply (never running the
+inverse a second time); once applied, a pin `actions/<id>/undone` in the store says so, and a
+later attempt only verifies. Without that intent (killed while the inverse ran over its
+overlay) nothing reached the workspace, and the inverse runs once. In direct mode an undo killed
+while the inverse ran is run again; the pre-action snapshot stays pinned either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from goexd.engine import codec
+from goexd.engine.models import ActionSpec, Reversibility
+from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.names import display_paths
+from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
+from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
+from goexd.resources.fs_trial import argv_of, describe_change, site_of, try_pair
+from goexd.sandbox.base import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
+from goexd.snapshots.base import FileChange, Snapshot
+
+INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
+UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)
+LIMITS_KEY = "limits"  # checkpoint: the limits the action ran with, for its inverse
+UNDO_SUFFIX = ".undo"  # the undo's overlay dir: <overlays>/<action id>.undo
+UNDONE_PIN = "undone"  # pin actions/<id>/undone: the inverse's result reached the workspace
+NOT_RESTORED = "the pre-action version, which the inverse did not restore"
+_ALL = 1 << 30
+_COMPLETED = frozenset({Termination.EXITED, Termination.SIGNALED})
+
+
+class FsInverseResource(FsVersionedResource, SettlesInDoubt):
+    undo_note = (
+        "undo runs the inverse command, tried with the action on an overlay before it ran, and compares the "
+        "paths involved with the pre-action state"
+    )
+
+    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
+        argv_of(spec)
+        if inverse is not None:
+            argv_of(inverse, "inverse")
+            if inverse.egress is not None:
+                raise InvalidArgument("inverse.egress", "an inverse command runs without network")
+
+    def test(
+        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
+    ) -> Reversibility:
+        return try_pair(site_of(self), spec, inverse, limits, cancel, without_inverse="failed").reversibility
+
+    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
+        cp = super().checkpoint(action_id, inverse)
+        if inverse is not None:
+            cp[INVERSE_KEY] = json.dumps(codec.spec_to_json(inverse))
+        return cp
+
+    def execute(
+        self,
+        spec: ActionSpec,
+        limits: Limits,
+        checkpoint: Checkpoint,
+        on_output: OutputCallback | None,
+        cancel: threading.Event | None,
+        network: SandboxNetwork | None = None,
+    ) -> Outcome:
+        outcome = super().execute(spec, limits, checkpoint, on_output, cancel, network)
+        completed = outcome.exec is not None and outcome.exec.termination in _COMPLETED and outcome.failure is None
+        if not completed or INVERSE_KEY not in checkpoint:
+            return outcome
+        extra = {**outcome.checkpoint_extra, UNDO_BY: "inverse", LIMITS_KEY: json.dumps(asdict(limits))}
+        return replace(outcome, checkpoint_extra=extra)
+
+    # -- undo
+
+    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if checkpoint.get(UNDO_BY) != "inverse":  # incomplete, or changed nothing: its snapshots take it back
+            return super().rollback(action_id, checkpoint)
+        with self._space(f"undoing action {action_id}"):
+            return self._undo(action_id, checkpoint, force=False)
+
+    def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if checkpoint.get(UNDO_BY) != "inverse":
+            return super().rollback_overwriting(action_id, checkpoint)
+        with self._space(f"undoing action {action_id}"):
+            return self._undo(action_id, checkpoint, force=True)
+
+    def _undo(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
+        pre, post = Snapshot(checkpoint["pre"]), Snapshot(checkpoint["post"])
+        done = self._store.pinned().get(f"actions/{action_id}/{UNDONE_PIN}")
+        if done is not None:  # an earlier undo got the inverse's result into the workspace
+            undo_pre = self._store.pinned().get(f"actions/{action_id}{UNDO_SUFFIX}/pre", done)
+            return self._verified(
+                action_id, pre, post, undo_pre, done, "the inverse ran in an earlier undo (not again)"
+            )
+        run_dir = self._overlays / f"{action_id}{UNDO_SUFFIX}" if self._overlays is not None else None
+        intent = _read_intent(run_dir) if run_dir is not None else None
+        if intent is not None:  # killed while applying the inverse's result: finish that apply, not the inverse
+            self._store.revert(intent[0], intent[1], force=True)
+            self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", intent[1])
+            return self._verified(action_id, pre, post, intent[0], intent[1], "finished applying the inverse's result")
+        conflicts = self.undo_conflicts(action_id, checkpoint)
+        if conflicts and not force:
+            raise FailedPrecondition(
+                f"cannot undo action {action_id}: changed since it ran (by you or a later action): "
+                f"{display_paths(conflicts)}; undo later actions first (cascade), or force the undo to set "
+                "those versions aside"
+            )
+        notes = []
+        if conflicts:  # their versions are kept before the inverse can overwrite them
+            kept = self._store.set_aside(self._capture(), pre, conflicts, action_id, FORCED)
+            notes.append(f"set aside your version of {display_paths(conflicts)} as {kept.id}")
+        inverse = codec.spec_from_json(json.loads(checkpoint[INVERSE_KEY]))
+        limits = Limits(**json.loads(checkpoint[LIMITS_KEY])) if LIMITS_KEY in checkpoint else Limits()
+        undo_pre, undo_post = (
+            self._run_inverse_over(run_dir, action_id, inverse, limits)
+            if run_dir is not None
+            else self._run_inverse_direct(action_id, inverse, limits)
+        )
+        self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", undo_post)
+        report = self._verified(action_id, pre, post, undo_pre, undo_post, "ran the inverse")
+        return RollbackReport(report.verified, "; ".join([report.detail, *notes]))
+
+    def _run_inverse_over(
+        self, run_dir: Path, action_id: str, inverse: ActionSpec, limits: Limits
+    ) -> tuple[Snapshot, Snapshot]:
+        """The inverse over an overlay of the workspace, then its result applied; nothing when it fails."""
+        _discard(run_dir)  # a leftover of an undo killed while the inverse ran: nothing of it was applied
+        cp = super().checkpoint(run_dir.name)
+        started_ns = time.time_ns()
+        result = self._sandbox.run(
+            self._inverse_spec(inverse, limits, WorkspaceOverlay(run_dir / "upper", run_dir / "work"))
+        )
+        if result.termination is not Termination.EXITED or result.exit_code != 0:
+            _discard(run_dir)
+            raise FailedPrecondition(self._inverse_failed(action_id, result, "nothing was changed"))
+        assert cp["overlay"] == str(run_dir)
+        _, applied = self._apply(run_dir, started_ns)  # pins actions/<id>.undo/pre and /post
+        return Snapshot(applied["pre"]), Snapshot(applied["post"])
+
+    def _run_inverse_direct(self, action_id: str, inverse: ActionSpec, limits: Limits) -> tuple[Snapshot, Snapshot]:
+        """The inverse over the workspace itself, snapshotted around it; what it wrote is taken back when it fails."""
+        before = self._capture()
+        self._store.pin(f"actions/{action_id}{UNDO_SUFFIX}/pre", before)
+        result = self._sandbox.run(self._inverse_spec(inverse, limits, None))
+        after = self._capture()
+        if result.termination is not Termination.EXITED or result.exit_code != 0:
+            self._store.revert(after, before, force=True)
+            raise FailedPrecondition(self._inverse_failed(action_id, result, "what it wrote was taken back"))
+        return before, after
+
+    def _inverse_spec(self, inverse: ActionSpec, limits: Limits, overlay: WorkspaceOverlay | None) -> SandboxSpec:
+        return SandboxSpec(
+            argv=argv_of(inverse, "inverse"),
+            workspace=self.workspace,
+            readonly_subpaths=(".git",),
+            masked_paths=self._masked,
+            env=inverse.env,
+            stdin=inverse.stdin,
+            limits=limits,
+            overlay=overlay,
+        )
+
+    @staticmethod
+    def _inverse_failed(action_id: str, result: ExecResult, outcome: str) -> str:
+        how = f"exit {result.exit_code}" if result.termination is Termination.EXITED else result.termination.value
+        err = result.stderr.decode(errors="replace").strip()[-400:]
+        return (
+            f"cannot undo action {action_id}: its inverse failed ({how}{': ' + err if err else ''}); {outcome}, "
+            "and the action stays pending (commit it, or undo it again once the inverse can run)"
+        )
+
+    def _verified(
+        self, action_id: str, pre: Snapshot, post: Snapshot, undo_pre: Snapshot, undo_post: Snapshot, what: str
+    ) -> RollbackReport:
+        """Whether the paths the action and the inverse changed are as the pre-action snapshot has them."""
+        involved = _paths(self._store.changes(pre, post, limit=_ALL).changes)
+        involved |= _paths(self._store.changes(undo_pre, undo_post, limit=_ALL).changes)
+        differ = [c for c in self._store.changes(pre, undo_post, limit=_ALL).changes if _involved(c.path, involved)]
+        if not differ:
+            return RollbackReport(
+                True,
+                f"{what}; the {len(involved)} path(s) involved match the pre-action state (by content id: "
+                "contents, modes, owners, links)",
+            )
+        shown = "; ".join(describe_change(c) for c in differ[:20])
+        more = f"; and {len(differ) - 20} more" if len(differ) > 20 else ""
+        paths = [c.path.rstrip("/") for c in differ]
+        kept = self._store.set_aside(pre, undo_post, paths, action_id, NOT_RESTORED)
+        return RollbackReport(
+            False,
+            f"{what}, but {len(differ)} path(s) it involved differ from the pre-action state: {shown}{more}; "
+            f"their pre-action versions are kept as set-aside {kept.id}: goex set-aside restore {kept.id}",
+        )
+
+    # -- outcomes in doubt: only the undo's own dir and pin, once the journal has the action's end
+
+    def settle(self, action_ids: Sequence[str]) -> None:
+        if self._overlays is None:
+            return
+        for action_id in action_ids:
+            with contextlib.suppress(OSError):  # else left for the next start's clear_overlays
+                _discard(self._overlays / f"{action_id}{UNDO_SUFFIX}")
+
+
+def _paths(changes: Iterable[FileChange]) -> set[str]:
+    return {c.path.rstrip("/") for c in changes}
+
+
+def _involved(path: str, involved: set[str]) -> bool:
+    """At, above or below a path the action or the inverse changed (a directory they left behind or emptied)."""
+    path = path.rstrip("/")
+    return any(path == p or p.startswith(path + "/") or path.startswith(p + "/") for p in involved)

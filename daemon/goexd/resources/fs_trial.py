@@ -1,0 +1,279 @@
+"""A shell or python action and its inverse, tried on a throwaway copy-on-write copy of a workspace.
+
+The trial mounts an overlay over the workspace (sandbox/overlay.py), exactly as an overlay run
+does, and runs the action and then its inverse in the sandbox over the *same* upper dir: the
+inverse sees the action's result, and neither writes the workspace. The state after each is
+the workspace's snapshot before the trial plus the upper (snapshots/tree_edit.py), read from
+the upper without reading the workspace; the trial compares the snapshot after the inverse
+with the one before by id (every path, content, full mode, owner, symlink target and
+directory, empty ones included) and, when they differ, names what differs. Then the upper goes.
+
+Verdicts: passed (the two ids are equal), failed (they differ, or the inverse failed: the diff
+or why), unknown (the pair could not be tried: no overlay here, the action needs the network,
+a run did not finish; the detail says why). Never "passed" for what was not compared.
+
+A goexd killed during a trial leaves only the trial's dir among the overlay dirs, which the
+next start removes (fs.clear_overlays): nothing of a trial ever reaches the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from goexd.engine.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, Verdict
+from goexd.errors import InvalidArgument
+from goexd.names import display_path
+from goexd.resources.fs import FsVersionedResource
+from goexd.resources.fs import _discard as discard
+from goexd.sandbox.base import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
+from goexd.snapshots.base import ChangeKind, FileChange, Snapshot, SnapshotError
+from goexd.snapshots.git_store import GitWorkspaceStore
+
+TRIAL_PREFIX = "trial-"  # a trial's dir among the overlay dirs
+DIFF_SHOWN = 20  # paths named in a failed verdict's diff
+STDERR_SHOWN = 400
+WHERE = "tried on an overlay of the workspace; the workspace was not touched"
+
+
+@dataclass(frozen=True)
+class TrialSite:
+    """What a trial needs of an fs resource; `overlays` None: no overlay here (`why_not` says why)."""
+
+    workspace: Path
+    store: GitWorkspaceStore
+    sandbox: Sandbox
+    masked: tuple[Path, ...]
+    overlays: Path | None
+    why_not: str = ""
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A trial's verdict, and what the action alone changed (the paths involved), when it got that far."""
+
+    reversibility: Reversibility
+    action_changes: tuple[FileChange, ...] = ()
+
+
+def site_of(manager: FsVersionedResource) -> TrialSite:
+    store, sandbox, masked, overlays = manager.trial_parts()
+    why = "" if overlays is not None else "its actions run over the workspace itself (fs.isolation direct, or a path"
+    why += "" if overlays is not None else " overlayfs cannot take)"
+    return TrialSite(manager.workspace, store, sandbox, masked, overlays, why)
+
+
+def argv_of(spec: ActionSpec, fld: str = "spec") -> list[str]:
+    """The sandbox argv of a shell or python action; INVALID_ARGUMENT for other kinds."""
+    if spec.kind is ActionKind.SHELL:
+        if not spec.argv:
+            raise InvalidArgument(f"{fld}.shell.argv", "empty command")
+        return list(spec.argv)
+    if spec.kind is ActionKind.PYTHON:
+        return ["python3", "-c", spec.code]
+    raise InvalidArgument(fld, f"{spec.kind.value} actions do not run on a file-system resource")
+
+
+def unknown(why: str) -> Reversibility:
+    return Reversibility(ReversibilityClass.BEST_EFFORT, Verdict.UNKNOWN, f"not tried: {why}")
+
+
+def try_pair(
+    site: TrialSite,
+    spec: ActionSpec,
+    inverse: ActionSpec | None,
+    limits: Limits,
+    cancel: threading.Event | None,
+    *,
+    without_inverse: str,
+) -> TrialResult:
+    """Action then inverse on an overlay of the workspace; compared with the snapshot before.
+
+    `without_inverse`: what an action that changes something and has no inverse is told (the
+    strategy's answer: failed for the inverse strategy, unknown for the versioned one)."""
+    action_argv = argv_of(spec)
+    inverse_argv = argv_of(inverse, "inverse") if inverse is not None else None
+    if site.overlays is None:
+        return TrialResult(unknown(f"no overlay of the workspace can be made here ({site.why_not})"))
+    for what, s in (("action", spec), ("inverse", inverse)):
+        if s is not None and s.egress is not None:
+            return TrialResult(
+                unknown(f"the {what} reaches the network, which cannot be tried without its side effects")
+            )
+    try:
+        pre = site.store.capture()
+    except SnapshotError as e:
+        return TrialResult(unknown(f"the workspace cannot be snapshotted: {e}"))
+    run_dir = site.overlays / f"{TRIAL_PREFIX}{uuid.uuid4().hex[:16]}"
+    try:
+        overlay = _make_overlay(run_dir, site.workspace)
+        ran = _run(site, action_argv, spec, overlay, limits, cancel)
+        if ran.termination is not Termination.EXITED:
+            return TrialResult(unknown(f"the action did not finish in the trial ({_ended(ran)})"))
+        privileged = os.geteuid() == 0
+        mid, _ = site.store.edit(pre, overlay.upper, privileged=privileged)
+        involved = site.store.changes(pre, mid, limit=1 << 30).changes
+        if inverse_argv is None or inverse is None:
+            if mid == pre:
+                return TrialResult(_read_only(ran), ())
+            return TrialResult(_no_inverse(without_inverse, involved), involved)
+        undo = _run(site, inverse_argv, inverse, overlay, limits, cancel)
+        if undo.termination is not Termination.EXITED:
+            return TrialResult(unknown(f"the inverse did not finish in the trial ({_ended(undo)})"), involved)
+        post, upper = site.store.edit(pre, overlay.upper, privileged=privileged)
+        return TrialResult(_compared(site.store, pre, post, ran, undo, upper.skipped, len(involved)), involved)
+    except OSError as e:
+        return TrialResult(unknown(f"the trial's overlay could not be made or read: {e}"))
+    finally:
+        discard(run_dir)
+
+
+def _make_overlay(run_dir: Path, workspace: Path) -> WorkspaceOverlay:
+    (run_dir / "work").mkdir(parents=True, mode=0o700)
+    upper = run_dir / "upper"
+    upper.mkdir(mode=0o700)
+    # The merged root shows its upper's owner and mode: the workspace root's (as an overlay run's does).
+    st = os.stat(workspace)
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        os.chown(upper, st.st_uid, st.st_gid)
+    os.chmod(upper, stat.S_IMODE(st.st_mode))
+    return WorkspaceOverlay(upper, run_dir / "work")
+
+
+def _run(
+    site: TrialSite,
+    argv: list[str],
+    spec: ActionSpec,
+    overlay: WorkspaceOverlay,
+    limits: Limits,
+    cancel: threading.Event | None,
+) -> ExecResult:
+    """One run in the sandbox, confined as the real run is (same mounts, masks, limits; no network)."""
+    return site.sandbox.run(
+        SandboxSpec(
+            argv=argv,
+            workspace=site.workspace,
+            readonly_subpaths=(".git",),
+            masked_paths=site.masked,
+            env=spec.env,
+            stdin=spec.stdin,
+            limits=limits,
+            overlay=overlay,
+        ),
+        cancel=cancel,
+    )
+
+
+def _ended(result: ExecResult) -> str:
+    return result.detail or result.termination.value
+
+
+def _status(result: ExecResult) -> str:
+    return f"exit {result.exit_code}" if result.exit_code is not None else _ended(result)
+
+
+def _read_only(ran: ExecResult) -> Reversibility:
+    return Reversibility(
+        ReversibilityClass.READ_ONLY,
+        Verdict.PASSED,
+        f"the action changes nothing in the workspace ({_status(ran)}; {WHERE})",
+    )
+
+
+def _no_inverse(answer: str, involved: Sequence[FileChange]) -> Reversibility:
+    listing = ", ".join(display_path(c.path) for c in involved[:DIFF_SHOWN])
+    more = f" and {len(involved) - DIFF_SHOWN} more" if len(involved) > DIFF_SHOWN else ""
+    changed = f"the action changes {len(involved)} path(s) ({listing}{more}) and has no inverse ({WHERE})"
+    if answer == "failed":
+        return Reversibility(
+            ReversibilityClass.IRREVERSIBLE,
+            Verdict.FAILED,
+            f"{changed}; the inverse strategy undoes by an inverse: give one (goex run --inverse ...)",
+        )
+    return Reversibility(
+        ReversibilityClass.REVERSIBLE,
+        Verdict.UNKNOWN,
+        f"no inverse to try: {changed}; this resource undoes from its snapshots, verified when it is undone",
+    )
+
+
+def _compared(
+    store: GitWorkspaceStore,
+    pre: Snapshot,
+    post: Snapshot,
+    ran: ExecResult,
+    undo: ExecResult,
+    skipped: Sequence[str],
+    involved: int,
+) -> Reversibility:
+    if undo.exit_code != 0:
+        why = undo.stderr.decode(errors="replace").strip()[-STDERR_SHOWN:]
+        return Reversibility(
+            ReversibilityClass.IRREVERSIBLE,
+            Verdict.FAILED,
+            f"the inverse fails after the action ({_status(undo)}{': ' + why if why else ''}; {WHERE})",
+        )
+    if skipped:
+        return Reversibility(
+            ReversibilityClass.IRREVERSIBLE,
+            Verdict.FAILED,
+            f"action then inverse leave what a snapshot cannot hold: {', '.join(skipped[:DIFF_SHOWN])} ({WHERE})",
+        )
+    if post == pre:
+        return Reversibility(
+            ReversibilityClass.REVERSIBLE,
+            Verdict.PASSED,
+            f"action then inverse left the workspace as it was: {involved} path(s) the action changes, restored "
+            f"(compared by content id: paths, contents, modes, owners, links; action {_status(ran)}; {WHERE})",
+        )
+    return Reversibility(
+        ReversibilityClass.IRREVERSIBLE,
+        Verdict.FAILED,
+        f"action then inverse did not restore the workspace ({WHERE}): {diff_text(store, pre, post)}",
+    )
+
+
+def diff_text(store: GitWorkspaceStore, want: Snapshot, got: Snapshot, paths: Sequence[str] | None = None) -> str:
+    """What differs between `want` and `got` (at `paths` only, when given), path by path, in words."""
+    changes = store.changes(want, got, limit=1 << 30).changes
+    if paths is not None:
+        tops = set(paths)
+        changes = tuple(c for c in changes if c.path.rstrip("/") in tops)
+    shown = "; ".join(describe_change(c) for c in changes[:DIFF_SHOWN])
+    more = f"; and {len(changes) - DIFF_SHOWN} more" if len(changes) > DIFF_SHOWN else ""
+    return f"{len(changes)} path(s) differ: {shown}{more}"
+
+
+def describe_change(c: FileChange) -> str:
+    """One difference, from the state wanted (old) to the state found (new)."""
+    name = display_path(c.path)
+    if c.kind is ChangeKind.ADDED:
+        return f"{name}: left behind ({_kind(c.new_mode)}, should not exist)"
+    if c.kind is ChangeKind.DELETED:
+        return f"{name}: missing ({_kind(c.old_mode)} {_perm(c.old_mode)} expected)"
+    if c.kind is ChangeKind.TYPE_CHANGED:
+        return f"{name}: a {_kind(c.new_mode)} where a {_kind(c.old_mode)} was"
+    if c.kind is ChangeKind.MODE_CHANGED:
+        if stat.S_IMODE(c.old_mode) == stat.S_IMODE(c.new_mode):
+            return f"{name}: owner differs (contents restored)"
+        return f"{name}: mode {_perm(c.new_mode)} where {_perm(c.old_mode)} was (contents restored)"
+    what = "target" if stat.S_ISLNK(c.new_mode) else "contents"
+    mode = "" if c.old_mode == c.new_mode else f", and mode {_perm(c.new_mode)} where {_perm(c.old_mode)} was"
+    return f"{name}: {what} differ{mode}"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "file"
+
+
+def _perm(mode: int) -> str:
+    return f"{stat.S_IMODE(mode):04o}"
