@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from goexd.snapshots.base import ChangeKind, Snapshot, SnapshotError
 from goexd.snapshots.git_store import PRE_RESTORE_REF, GitWorkspaceStore
-from goexd.snapshots.layout import SMALL_BLOB
+from goexd.snapshots.layout import ESCAPE, SMALL_BLOB
 from tests.fs_fingerprint import describe_diff, fingerprint, tree_digest
 
 MODES = [pytest.param(True, id="watch"), pytest.param(False, id="scan")]
@@ -316,14 +316,31 @@ def test_unusual_names(store: GitWorkspaceStore, ws: Path) -> None:
     assert_restores(store, ws, s1, f1)
 
 
-def test_names_git_refuses_are_skipped(store: GitWorkspaceStore, ws: Path) -> None:
+def test_names_git_refuses_are_held_escaped_and_restored(store: GitWorkspaceStore, ws: Path) -> None:
+    """Names like ".GIT", "git~1" and a name that starts with the escape prefix are captured, listed under their
+    own names and restored; a symlinked .gitmodules (refused by kind) is the one left out."""
     write(ws / "ok.txt", "ok")
     write(ws / "sub/.GIT/config", "not a repo")
     write(ws / "sub/git~1", "ntfs alias")
+    write(ws / f"{ESCAPE}.git/x", "collides with the escape of .git")
+    write(ws / f"{ESCAPE}plain", "collides with the prefix")
     os.symlink("x", ws / "sub/.gitmodules")
-    snap = store.capture()
+    snap, f1 = store.capture(), fingerprint(ws)
     listed = {c.path for c in store.changes(Snapshot(_empty(store, ws)), snap).changes}
-    assert listed == {"ok.txt", "sub/"}
+    assert listed == {"ok.txt", "sub/.GIT/config", "sub/git~1", f"{ESCAPE}.git/x", f"{ESCAPE}plain"}
+    assert store.capture() == snap
+    shutil.rmtree(ws / "sub" / ".GIT")
+    (ws / "sub" / "git~1").unlink()
+    shutil.rmtree(ws / f"{ESCAPE}.git")
+    write(ws / f"{ESCAPE}plain", "changed")
+    changed = {c.path for c in store.changes(snap, store.capture()).changes}
+    assert changed == {"sub/.GIT/config", "sub/git~1", f"{ESCAPE}.git/x", f"{ESCAPE}plain"}
+    store.restore(snap)
+    f1.pop("sub/.gitmodules")  # left alone by the restore, as it was
+    actual = fingerprint(ws)
+    actual.pop("sub/.gitmodules")
+    assert actual == f1, describe_diff(f1, actual)
+    assert store.capture() == snap
 
 
 def _empty(store: GitWorkspaceStore, like: Path) -> str:
@@ -338,22 +355,26 @@ def _empty(store: GitWorkspaceStore, like: Path) -> str:
 
 
 def test_nested_repository_contents(store: GitWorkspaceStore, ws: Path) -> None:
+    """A nested repository is captured whole, its .git included (escaped in the store), and a restore
+    takes both its files and its .git back byte for byte."""
     write(ws / "lib/code.py", "v1")
     _git(ws / "lib", "init", "-q")
     _git(ws / "lib", "add", "code.py")
     _git(ws / "lib", "commit", "-qm", "nested")
-    nested_git = tree_digest(ws / "lib/.git")
     s1, f1 = store.capture(), fingerprint(ws)
-    assert "lib/code.py" in {c.path for c in store.changes(Snapshot(_empty(store, ws)), s1).changes}
+    listed = {c.path for c in store.changes(Snapshot(_empty(store, ws)), s1).changes}
+    assert {"lib/code.py", "lib/.git/HEAD", "lib/.git/config"} <= listed
+    assert all(c.runs_code for c in store.changes(Snapshot(_empty(store, ws)), s1).changes if "/.git/" in c.path)
 
     write(ws / "lib/code.py", "v2")
     write(ws / "lib/new.py", "n")
-    store.capture()
-    expected = {k: v for k, v in f1.items() if not k.startswith("lib/.git")}
-    store.restore(s1)
-    actual = {k: v for k, v in fingerprint(ws).items() if not k.startswith("lib/.git")}
-    assert actual == expected, describe_diff(expected, actual)
-    assert tree_digest(ws / "lib/.git") == nested_git
+    _git(ws / "lib", "add", "-A")
+    _git(ws / "lib", "commit", "-qm", "second")
+    s2 = store.capture()
+    assert any(c.path == "lib/.git/index" for c in store.changes(s1, s2).changes)
+    assert_restores(store, ws, s1, f1)
+    assert _git(ws / "lib", "log", "--format=%s") == "nested\n"
+    _git(ws / "lib", "fsck", "--strict")
 
 
 def test_changes_sorted_capped_counted(store: GitWorkspaceStore, ws: Path) -> None:

@@ -10,8 +10,11 @@ and libgit2 rewrites only the trees above it:
   watch=False): `git add -A -f` with git's stat cache plus a walk for the metadata.
 
 restore() diffs the current snapshot against the target (O(changed)), applies just
-those differences and verifies by capturing again. The workspace's own .git is never
-read or written (nor any nested .git: git cannot store one).
+those differences and verifies by capturing again. The workspace's own top-level .git
+is never read or written. Every other name git refuses (a nested repository's .git,
+".GIT", "git~1") is held under an escaped name (layout.store_name()), staged by goexd
+rather than `git add`, and read back unescaped wherever a path leaves the store
+(treediff.py), so it is captured, restored and reverted like any other entry.
 
 Owners are captured (layout.py) and restored where the daemon may set them (apply.py).
 
@@ -21,12 +24,10 @@ not own and may not read cannot be snapshotted: capture() refuses (UnreadableEnt
 naming it), and restore() leaves it, and the directories holding it, as they are and
 says so in its report.
 
-Not captured: any `.git` below the top (a nested repository's files are captured,
-its .git is not), other names git refuses (".GIT", "git~1", a symlinked
-.gitmodules), FIFOs, sockets and devices, timestamps, xattrs (file capabilities
-included: a restore never recreates one) and hard-link identity. restore() leaves
-such entries alone unless it removes a directory that the target lacks, which takes
-them along. Renaming a directory re-reads its files.
+Not captured: the top-level .git, a symlinked .gitmodules, FIFOs, sockets and devices,
+timestamps, xattrs (file capabilities included: a restore never recreates one) and
+hard-link identity. restore() leaves such entries alone unless it removes a directory
+that the target lacks, which takes them along. Renaming a directory re-reads its files.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ from goexd.snapshots.layout import (
     parent_of,
     parse_meta_key,
     storable,
+    store_path,
+    workspace_path,
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.overlay_upper import UpperChanges, read_upper
@@ -513,13 +516,13 @@ class GitWorkspaceStore:
             _check_readable(scan.unreadable, lenient)
             raced = self._git_add(scan)
             self._index.read(force=True)
-            # git would record a nested repository as a bare gitlink: stage its
-            # files here instead (its .git stays out, like every .git).
-            tops = scan.nested + raced
+            # git would record a nested repository as a bare gitlink, and cannot add a name
+            # the store holds escaped (a nested .git among them): those are staged here.
+            tops = _outermost(scan.nested + scan.escaped + raced)
             staged = self._stage_trees(tops, scan.meta, fs, scan.unreadable)
             _check_readable(scan.unreadable, lenient)
             for path in (u.path for u in scan.unreadable):
-                self._index.remove_directory(path)  # what an earlier capture saw there
+                self._drop_below(path)  # what an earlier capture saw there
                 self._unstage(path)
             self._reconcile(prev_work, tops, staged, scan.meta, fs)
             self._rebuild_meta(scan.meta)
@@ -538,7 +541,7 @@ class GitWorkspaceStore:
         for _ in range(_ADD_ATTEMPTS):
             try:
                 unreadable = [u.path for u in scan.unreadable]
-                add_all(self._git_dir, self._root, scan.refused + scan.nested + unreadable + raced)
+                add_all(self._git_dir, self._root, scan.refused + scan.escaped + scan.nested + unreadable + raced)
                 return raced
             except VanishedDuringAdd as e:
                 top = parent_of(e.path)
@@ -552,9 +555,16 @@ class GitWorkspaceStore:
         returns the staged paths, refreshes their metadata in `meta` and adds what it
         may not read to `unreadable`."""
         staged: list[str] = []
-        for top in tops:
-            self._index.remove_directory(top)
+        for top in tops:  # all first: one top's raw name may be where another's escaped one is staged
+            self._drop_below(top)
             self._unstage(top)
+            if store_path(top) != top:
+                # Index entries under the name itself are not this path's: a stale one of the path
+                # it would escape (staged again below if that exists), or of a store older than escaping.
+                self._index.remove_directory(top)
+                if top in self._index:
+                    self._index.remove(top)
+        for top in tops:
             try:
                 top_fd = os.dup(fs.dir_fd(top))
             except OSError as e:
@@ -598,7 +608,7 @@ class GitWorkspaceStore:
         for d in base.diff_to_tree(work).deltas:
             if d.status == DeltaStatus.DELETED:
                 continue
-            path = os.fsdecode(d.new_file.raw_path)
+            path = workspace_path(os.fsdecode(d.new_file.raw_path))
             (gitlinks if d.new_file.mode == FileMode.COMMIT else paths).append(path)
         if gitlinks:
             paths += self._stage_trees(gitlinks, meta, fs)
@@ -608,19 +618,19 @@ class GitWorkspaceStore:
         old_keys = self._meta_map.keys() if self._meta_map is not None else {e.path for e in self._meta}
         for key in old_keys - meta.keys():
             rel, is_dir = parse_meta_key(key)
-            if not is_dir or not isinstance(_lookup(work, rel), pygit2.Tree):
+            if not is_dir or not isinstance(_lookup(work, store_path(rel)), pygit2.Tree):
                 continue
             st = _lstat(fs, rel)
             if st is not None and stat.S_ISDIR(st.st_mode) and self._has_parents(rel, meta, fs, known_dirs):
                 meta[key] = dir_meta(st, self._owner)
             else:
-                self._index.remove_directory(rel)
+                self._drop_below(rel)
         for top in tops:  # walked after the main walk: their parents may be new
             if meta_dir_key(top) in meta and not self._has_parents(top, meta, fs, known_dirs):
-                self._index.remove_directory(top)
+                self._drop_below(top)
                 _drop_meta_below(meta, top)
         for path in paths:
-            if path not in self._index:
+            if store_path(path) not in self._index:
                 continue
             if meta_dir_key(path) in meta:  # both a file and a directory
                 st = _lstat(fs, path)
@@ -663,7 +673,7 @@ class GitWorkspaceStore:
         self._meta_map = None  # edited below without the mirror
         self._index_dirty = True
         for top in dirty.subtrees:
-            self._index.remove_directory(top)
+            self._drop_below(top)
             self._meta.remove_directory(escape(top))
         not_dirs: set[str] = set()
         # Sorted: a path's ancestors come first, so one that stopped being a
@@ -685,7 +695,7 @@ class GitWorkspaceStore:
             self._meta_set(meta_dir_key(path), dir_meta(st, self._owner))
             return
         not_dirs.add(path)
-        self._index.remove_directory(path)
+        self._drop_below(path)
         self._meta.remove_directory(escape(path))
         self._stage(path, st, fs, with_meta=True)
 
@@ -699,13 +709,13 @@ class GitWorkspaceStore:
                 pass
             elif stat.S_ISLNK(st.st_mode) and storable(name, is_link=True):
                 oid = self._blobs.write_bytes(fs.readlink(path))
-                entry = pygit2.IndexEntry(path, oid, FileMode.LINK)
+                entry = pygit2.IndexEntry(store_path(path), oid, FileMode.LINK)
                 meta = entry_meta(st, self._owner)
             elif stat.S_ISREG(st.st_mode):
                 oid, st = self._read_file(path, fs)
                 self._linked |= st.st_nlink > 1
                 mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
-                entry = pygit2.IndexEntry(path, oid, mode)
+                entry = pygit2.IndexEntry(store_path(path), oid, mode)
                 meta = entry_meta(st, self._owner)
         except (*_GONE, _Replaced):
             pass  # changed while we looked: that change is queued as a new event
@@ -742,8 +752,13 @@ class GitWorkspaceStore:
         raise SnapshotError(f"{self._root / path} keeps shrinking while being read")
 
     def _unstage(self, path: str) -> None:
-        if path in self._index:
-            self._index.remove(path)
+        stored = store_path(path)
+        if stored in self._index:
+            self._index.remove(stored)
+
+    def _drop_below(self, path: str) -> None:
+        """Unstage everything below the directory at workspace path `path`."""
+        self._index.remove_directory(store_path(path))
 
     def _meta_set(self, key: str, meta: Meta | None) -> None:
         present = key in self._meta
@@ -909,6 +924,12 @@ def _drop_meta_below(meta: dict[str, Meta], path: str) -> None:
     below = escape(path) + "/"
     for key in [k for k in meta if k.startswith(below)]:
         del meta[key]
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """`paths` without duplicates and without those below another one."""
+    unique = set(paths)
+    return sorted((p for p in unique if not any(q in unique for q in _parents(p))), key=os.fsencode)
 
 
 def _below_any(path: str, tops: set[str]) -> bool:

@@ -23,6 +23,17 @@ Snapshots written before owners were recorded read as "everything default-owned"
 
 Mirroring directories (rather than one flat blob) keeps the metadata incremental: a
 change rewrites one small blob and the trees above it, like the workspace tree.
+
+Names git refuses. git (CLI and libgit2) will not hold a path component ".git" in any case,
+nor libgit2's NTFS variants (".git.", ".git ", "git~1", ".git:x", ".git\\x"). In the `w`
+tree such a name is stored as ESCAPE + name, and so is every name that itself starts with
+ESCAPE, so that decoding is exact: store_name() is injective and its results are names git
+accepts. workspace_name() strips ESCAPE only from a name store_name() could have made (the
+rest still needs the escape), so a store written before escaping existed, which holds no
+escaped names, reads unchanged. Metadata keys need no escape: "_" + any name is storable.
+So a nested repository's .git is captured like any directory; only the workspace's own
+top-level .git is left out (TOP_GIT). A symlink named .gitmodules is the one name git
+refuses by kind rather than by name; it is left out (storable()).
 """
 
 from __future__ import annotations
@@ -130,15 +141,65 @@ def decode_owner(text: str) -> Owner:
     return int(uid), int(gid)
 
 
-def storable(name: str, is_link: bool = False) -> bool:
-    """Whether git (CLI and libgit2) accepts this path component.
+# Prefixed to a name the `w` tree could not hold as it is, and to every name starting with it.
+ESCAPE = "%goex%"
+# The workspace's own repository: never read, snapshotted or restored (bound read-only in runs).
+TOP_GIT = ".git"
+_RESERVED = (".git", "git~1")
 
-    Both refuse ".git" in any case at any depth, and libgit2 always applies its NTFS
-    rules (".git.", ".git ", "git~1", ".git::$INDEX_ALLOCATION"). A workspace's own
-    top-level .git and every nested repository's .git fall under this rule, so they
-    are never read, snapshotted or restored. git also refuses a symlinked .gitmodules.
-    """
-    base = name.lower().rstrip(" .")
-    if base in (".git", "git~1") or base.startswith((".git:", "git~1:")):
+
+def git_refuses(name: str) -> bool:
+    """Whether git (CLI or libgit2, whose NTFS rules always apply to an index) refuses this
+    name as a path component of any kind: ".git" in any case, followed by nothing, by
+    dots and spaces only, or by ":" or "\\" (NTFS streams, Windows separators); the same
+    after "git~1", .git's 8.3 short name."""
+    if name[:1] not in ".gG":  # the hot path: almost every name
         return False
-    return not (is_link and base in (".gitmodules", "gitmod~1"))
+    low = name.lower()
+    for reserved in _RESERVED:
+        if low.startswith(reserved):
+            rest = low[len(reserved) :]
+            return not rest.strip(" .") or rest[0] in ":\\"
+    return False
+
+
+def needs_escape(name: str) -> bool:
+    return name.startswith(ESCAPE) or git_refuses(name)
+
+
+def store_name(name: str) -> str:
+    """A workspace name as the `w` tree holds it."""
+    return ESCAPE + name if needs_escape(name) else name
+
+
+def workspace_name(stored: str) -> str:
+    """Inverse of store_name(); a name it could not have made is returned as it is."""
+    if stored.startswith(ESCAPE):
+        rest = stored[len(ESCAPE) :]
+        if needs_escape(rest):
+            return rest
+    return stored
+
+
+def store_path(rel: str) -> str:
+    """A workspace path as the `w` tree (and the store's index) holds it."""
+    if ESCAPE not in rel and "git" not in rel.lower():
+        return rel  # the hot path: nothing to escape
+    return "/".join(store_name(part) for part in rel.split("/")) if rel else ""
+
+
+def workspace_path(stored: str) -> str:
+    """Inverse of store_path()."""
+    if ESCAPE not in stored:
+        return stored
+    return "/".join(workspace_name(part) for part in stored.split("/"))
+
+
+def storable(name: str, is_link: bool = False) -> bool:
+    """Whether an entry with this name can be snapshotted (most names git refuses are escaped,
+    see store_name()). Not a symlinked .gitmodules (git refuses it by kind, and escaping by
+    kind would give one workspace path two names in the store)."""
+    if not is_link or name[:1] not in ".gG":
+        return True
+    base = name.lower().rstrip(" .")
+    return base not in (".gitmodules", "gitmod~1")

@@ -10,7 +10,11 @@ daemon's own directory and the run is over, so nothing in it moves while it is r
 nothing in it is followed (O_NOFOLLOW, lstat).
 
 What a snapshot cannot hold is named in `skipped`, not applied: FIFOs, sockets and devices,
-names git refuses (a nested `.git` among them: goexd never lets an action plant one).
+a symlinked .gitmodules, and a top-level `.git` (the workspace's own is bound read-only in
+the run, so one in the upper is a repository the action planted where the workspace had
+none: never applied, see docs/security.md). A `.git` below the top is applied like any
+directory (the store holds it escaped, layout.store_name()); the change set flags it
+(code_paths.py) and undo takes it back.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from pygit2.enums import FileMode
 
-from goexd.snapshots.layout import Owner, dir_meta, entry_meta, join, needs_meta, storable
+from goexd.snapshots.layout import TOP_GIT, Owner, dir_meta, entry_meta, join, needs_meta, storable
 from goexd.snapshots.objects import BlobStore
 from goexd.snapshots.privileges import SETID
 from goexd.snapshots.tree_edit import Edit, PutDir, PutFile, Remove
@@ -70,6 +74,9 @@ def read_upper(upper: Path, blobs: BlobStore, default_owner: Owner, *, privilege
 def _walk(dir_fd: int, rel: str, blobs: BlobStore, owner: Owner, prefix: str, out: UpperChanges) -> None:
     for name in sorted(_names(dir_fd)):
         path = join(rel, name)
+        if path == TOP_GIT:
+            out.skipped.append(f"{path} (a repository at the workspace's top: only its own may be there)")
+            continue
         st = os.lstat(name, dir_fd=dir_fd)
         mode = st.st_mode
         if stat.S_ISCHR(mode) and st.st_rdev == 0:

@@ -1,7 +1,9 @@
 """The full-scan walk: what git's `add -A` cannot tell us about a workspace.
 
 It records exact modes and owners (metadata), finds nested repositories (git would store a
-gitlink instead of their files) and names git refuses. It walks with directory fds
+gitlink instead of their files) and names git cannot add as they are (a nested .git among
+them: the store holds them escaped, layout.store_name(), and goexd stages them itself). The
+workspace's own top-level .git is not walked. It walks with directory fds
 and O_NOFOLLOW, holding one fd per level, so a swapped-in symlink cannot lead it
 outside the workspace and huge trees do not exhaust descriptors.
 
@@ -22,7 +24,19 @@ from pathlib import Path
 
 from goexd.names import display_path
 from goexd.snapshots.base import SnapshotError, Unreadable, UnreadableEntries
-from goexd.snapshots.layout import LINK_PERM, SELF, Meta, Owner, meta_dir_key, meta_file_key, needs_meta, storable
+from goexd.snapshots.layout import (
+    ESCAPE,
+    LINK_PERM,
+    SELF,
+    TOP_GIT,
+    Meta,
+    Owner,
+    meta_dir_key,
+    meta_file_key,
+    needs_escape,
+    needs_meta,
+    storable,
+)
 from goexd.snapshots.safefs import DIR_READ, FILE_READ, SafeFS
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -34,7 +48,10 @@ _GONE = (FileNotFoundError, NotADirectoryError)
 class TreeScan:
     meta: dict[str, Meta] = field(default_factory=dict)  # metadata key -> (permission bits, owner)
     nested: list[str] = field(default_factory=list)  # directories holding a .git
-    refused: list[str] = field(default_factory=list)  # names git refuses (never .git itself)
+    # Names the store holds escaped (a nested .git among them): not walked (but with collect=True), for
+    # goexd to stage rather than git.
+    escaped: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # names no snapshot holds (a symlinked .gitmodules)
     # With collect=True: every file and symlink, with its lstat result.
     entries: list[tuple[str, os.stat_result]] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)  # left out: not goexd's, not readable
@@ -52,7 +69,8 @@ def scan_workspace(root: Path, default: Owner, fs: SafeFS) -> TreeScan:
 
 def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: bool = False) -> TreeScan:
     """Walk the directory open as `top_fd` (relative path `top`); closes top_fd.
-    Owners equal to `default` are recorded as None."""
+    Owners equal to `default` are recorded as None. With `collect`, every entry is walked
+    and listed (escaped names too); without, escaped names are listed in `escaped` only."""
     out = TreeScan()
     d_uid, d_gid = default
     me = os.geteuid()
@@ -73,6 +91,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
     # One frame per open directory: (relative path, fd, remaining entries, nested).
     stack: list[tuple[str, int, Iterator[os.DirEntry[str]], bool]] = []
     _push(stack, top, top_fd, False, out)
+    escapes = ".gG" + ESCAPE[0]
     try:
         while stack:
             rel, fd, entries, nested = stack[-1]
@@ -80,10 +99,12 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
             for entry in entries:  # left early to descend; resumed afterwards
                 name = entry.name
                 path = prefix + name
-                if name[0] in ".gG" and not storable(name):
-                    if name != ".git":  # git skips .git itself; the rest must be excluded
-                        out.refused.append(path)
-                    continue
+                if name[0] in escapes and needs_escape(name):
+                    if path == TOP_GIT:
+                        continue  # the workspace's own: never snapshotted
+                    if not collect:
+                        out.escaped.append(path)  # git must not add it: staged by goexd
+                        continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except _GONE:

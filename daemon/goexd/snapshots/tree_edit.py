@@ -5,7 +5,9 @@ before): the result is exact by construction, whatever else happens in the works
 meanwhile. Only the trees on the edited paths are rewritten (O(edits x depth)).
 
 Edits are applied in order; a parent's edit must come before its children's (an opaque
-directory first drops everything below it, then its children are put back).
+directory first drops everything below it, then its children are put back). Their paths are
+workspace paths: the workspace tree gets them escaped (layout.store_path()), the metadata tree
+as its keys (layout.escape()).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from goexd.snapshots.base import Snapshot
-from goexd.snapshots.layout import META, SELF, WORK, Meta, escape
+from goexd.snapshots.layout import META, SELF, WORK, Meta, escape, store_path
 from goexd.snapshots.rawtree import write_tree
 from goexd.snapshots.treediff import SnapshotTrees
 
@@ -118,25 +120,25 @@ def edit_snapshot(
 ) -> Snapshot:
     work, meta = _Node(repo, base.work), _Node(repo, base.meta)
     for e in edits:
-        key = escape(e.path)
+        key, stored = escape(e.path), store_path(e.path)
         if isinstance(e, Remove):
-            work.remove(e.path)
+            work.remove(stored)
             meta.remove(key)
         elif isinstance(e, PutFile):
-            work.put(e.path, (e.oid, e.mode))
+            work.put(stored, (e.oid, e.mode))
             meta.remove(key)  # a directory's metadata tree, or the file's old entry
             if e.meta is not None:
                 meta.put(key, (meta_oid(e.meta), FileMode.BLOB))
         else:
             if e.path:
                 if e.opaque:
-                    work.remove(e.path)
+                    work.remove(stored)
                     meta.remove(key)
                 else:
                     # A file there becomes this directory: drop the file (its metadata too).
-                    _drop_file(work, e.path)
+                    _drop_file(work, stored)
                     _drop_file(meta, key)
-                work.ensure_dir(e.path)
+                work.ensure_dir(stored)
             elif e.opaque:
                 work.over.clear()
                 work.base = None

@@ -3,6 +3,9 @@
 libgit2 skips subtrees whose ids match, so this costs O(changed paths), not O(tree).
 The workspace diff and the metadata diff are merged into one entry per path giving
 its exact type, permission bits, owner and content on each side.
+
+Paths leave here as workspace paths: the workspace tree's escaped names (layout.store_name(),
+a nested .git's) are decoded, and lookups by workspace path encode them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from goexd.snapshots.layout import (
     decode_meta,
     meta_file_key,
     parse_meta_key,
+    store_path,
+    workspace_path,
 )
 
 FILE = "file"
@@ -95,6 +100,13 @@ def _lookup(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
         return None
 
 
+def _find(tree: pygit2.Tree, rel: str) -> pygit2.Object | None:
+    """What a workspace tree holds at workspace path `rel` (as it is, in a store older than escaping)."""
+    stored = store_path(rel)
+    found = _lookup(tree, stored)
+    return found if found is not None or stored == rel else _lookup(tree, rel)
+
+
 def _work_entry(tree: SnapshotTrees, mode: int, oid: pygit2.Oid, path: str, metas: MetaReader) -> Entry:
     meta = _lookup(tree.meta, meta_file_key(path))
     return _entry(mode, oid, metas.meta(meta.id) if meta is not None else None, metas)
@@ -112,6 +124,10 @@ def _path(f: pygit2.DiffFile) -> str:
     return os.fsdecode(f.raw_path)
 
 
+def _work_path(f: pygit2.DiffFile) -> str:
+    return workspace_path(os.fsdecode(f.raw_path))
+
+
 def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, metas: MetaReader) -> dict[str, Change]:
     """path -> (old entry, new entry) for every path that differs ("" is the root)."""
     out: dict[str, Change] = {}
@@ -123,7 +139,13 @@ def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, metas:
     for d in old.work.diff_to_tree(new.work, flags=flags).deltas:
         o = None if d.status == DeltaStatus.ADDED else (int(d.old_file.mode), d.old_file.id)
         n = None if d.status == DeltaStatus.DELETED else (int(d.new_file.mode), d.new_file.id)
-        work_modes[_path(d.new_file if n else d.old_file)] = (o, n)
+        path = _work_path(d.new_file if n else d.old_file)
+        if path in work_modes:
+            # One path under two stored names (a store older than escaping held a name that
+            # starts with ESCAPE as it is): one side's deletion, the other's addition.
+            po, pn = work_modes[path]
+            o, n = o or po, n or pn
+        work_modes[path] = (o, n)
 
     file_metas: dict[str, tuple[tuple[int, Owner] | None, tuple[int, Owner] | None]] = {}
     for d in old.meta.diff_to_tree(new.meta, flags=flags).deltas:
@@ -151,7 +173,7 @@ def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, metas:
         if path in work_modes:
             continue  # already resolved with the content change
         # Same content, new bits or owner: the workspace entry is identical on both sides.
-        o_obj, n_obj = _lookup(old.work, path), _lookup(new.work, path)
+        o_obj, n_obj = _find(old.work, path), _find(new.work, path)
         if o_obj is None or n_obj is None:
             raise SnapshotError(f"metadata without a file for {path!r}")
         out[path] = (_entry(o_obj.filemode, o_obj.id, o_meta, metas), _entry(n_obj.filemode, n_obj.id, n_meta, metas))
@@ -160,4 +182,4 @@ def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, metas:
 
 def has_files_below(tree: pygit2.Tree, rel: str) -> bool:
     """Whether a directory holds any file or symlink (git has no empty trees)."""
-    return not rel or _lookup(tree, rel) is not None
+    return not rel or _find(tree, rel) is not None

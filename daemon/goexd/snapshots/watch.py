@@ -9,6 +9,9 @@ Whenever the tracker cannot be sure (queue overflow, the root itself moved or
 deleted, out of watches, a directory it may not read) it answers "unknown" and the
 caller rescans everything.
 
+Nested repositories' .git directories are watched like any other (a `git status` there
+rewrites its index: one file re-read); the workspace's own top-level .git is not.
+
 Watching and listing a directory needs read access to it and search access above it:
 where that is refused, the caller's `open_up(rel)` may grant it (SafeFS.open_up_dir,
 for a directory goexd owns) and the tracker tries once more.
@@ -26,7 +29,7 @@ from pathlib import Path
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from goexd.snapshots.layout import is_under, join, storable
+from goexd.snapshots.layout import TOP_GIT, is_under, join
 
 _EVENTS = (
     F.CREATE | F.DELETE | F.MODIFY | F.CLOSE_WRITE | F.ATTRIB | F.MOVED_FROM | F.MOVED_TO | F.DELETE_SELF | F.MOVE_SELF
@@ -147,8 +150,8 @@ class DirtyTracker:
         if not name:
             dirty.paths.add(base)  # e.g. chmod of a watched directory
             return True
-        if not storable(name):
-            return True
+        if not base and name == TOP_GIT:
+            return True  # the workspace's own: never snapshotted
         rel = join(base, name)
         dirty.paths.add(rel)
         if mask & F.ISDIR:
@@ -203,7 +206,7 @@ class DirtyTracker:
                 continue
             with entries:
                 for entry in entries:
-                    if not storable(entry.name):
+                    if not rel and entry.name == TOP_GIT:
                         continue
                     child = join(rel, entry.name)
                     found.add(child)
