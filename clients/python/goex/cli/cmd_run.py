@@ -10,12 +10,12 @@ from typing import Any
 from rich.text import Text
 
 from goex._client import Client
-from goex._enums import ActionKind, ActionState, OutputStream
+from goex._enums import ActionKind, ActionState, OutputStream, Verdict
 from goex._exceptions import FailedPrecondition
 from goex._models import Action, OutputEvent, StateEvent
 from goex._specs import ActionBody, Egress, Python, Shell
 from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError, add_limit_flags, limits_from_args
-from goex.cli._render import action_headline, change_lines, egress_table, exit_status
+from goex.cli._render import action_headline, change_lines, egress_table, exit_status, kv_grid, reversibility_text
 from goex.v1 import actions_pb2
 
 EXIT_HELP = """\
@@ -30,6 +30,15 @@ exit status:
   130     interrupted (Ctrl-C): when the output is followed live (stdout is a terminal)
           goex cancels the action, which is rolled back; otherwise (--json, or output
           to a pipe) it may still finish in goexd: `goex cancel ACTION` stops it
+
+--inverse: on a workspace with the inverse strategy (goex session open --fs-strategy inverse),
+what undoes the action: for `goex run` a shell command line (run as `sh -c CMD`), for
+`goex python` Python code. goexd first tries the pair on an overlay of the workspace; a pair
+that does not leave it as it was is blocked (exit 125), the error naming what differs.
+--test: runs nothing for real; goexd tries the action and --inverse on a throwaway overlay of
+the workspace (any strategy) and prints the verdict: "test passed" (the workspace came back
+exactly: contents, modes, owners, links), "test failed" (what differs) or "test unknown" (not
+tried, and why). Exit 0 passed, 3 failed, 4 unknown.
 
 The command's stdout and stderr are passed through (live when stdout is a terminal).
 With --secret or --allow-host, the requests it made through goexd's egress proxy follow
@@ -87,6 +96,17 @@ def _add_action_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the command's own output")
     p.add_argument("--resource", metavar="NAME", help="target resource (default: the session's only one)")
     p.add_argument("-m", "--description", metavar="TEXT", help="free text for the timeline")
+    p.add_argument(
+        "--inverse",
+        metavar="CMD",
+        help="what undoes this action (goex run: a shell command line, run as sh -c CMD; goex python: code); "
+        "for a workspace with the inverse strategy, tried with the action before it runs",
+    )
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="run nothing for real: try the action and --inverse on a throwaway overlay of the workspace",
+    )
     add_approve_flag(p)
     add_limit_flags(p)
     net = p.add_argument_group(
@@ -128,17 +148,22 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError("nothing to run: goex run [options] -- ARGV...")
-    return run_action(app, args, Shell(argv))
+    inverse = Shell(["sh", "-c", args.inverse]) if args.inverse is not None else None
+    return run_action(app, args, Shell(argv), inverse)
 
 
 def cmd_python(app: App, args: argparse.Namespace) -> int:
     code: str = sys.stdin.read() if args.code == "-" else args.code
     if not code.strip():
         raise UsageError("no Python code given")
-    return run_action(app, args, Python(code))
+    return run_action(app, args, Python(code), Python(args.inverse) if args.inverse is not None else None)
 
 
-def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
+def run_action(app: App, args: argparse.Namespace, body: ActionBody, inverse: ActionBody | None = None) -> int:
+    if inverse is not None and not args.inverse.strip():
+        raise UsageError("--inverse needs a command")
+    if args.test:
+        return _test(app, args, body, inverse)
     outcome = submit_action(
         app,
         body,
@@ -148,6 +173,7 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         description=args.description,
         egress=egress_from_args(args),
         approval=args.approve or "",
+        inverse=inverse,
     )
     if outcome is None:
         return 0
@@ -160,6 +186,24 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody) -> int:
         print_egress(app, action)
         print_summary(app, action)
     return exit_status(action)
+
+
+EXIT_TEST_FAILED = 3  # as `goex undo`'s NOT verified
+EXIT_TEST_UNKNOWN = 4  # as `goex undo`'s unverified
+
+
+def _test(app: App, args: argparse.Namespace, body: ActionBody, inverse: ActionBody | None) -> int:
+    """--test: the action and its inverse tried on a throwaway overlay of the workspace; nothing runs for real."""
+    if args.detach or args.approve or egress_from_args(args) is not None:
+        raise UsageError("--test runs nothing for real: --detach, --approve and network flags do not go with it")
+    verdict = app.client().test_reversibility(
+        app.session_id(), body, inverse=inverse, resource=args.resource, limits=limits_from_args(args)
+    )
+    if app.json:
+        app.emit(actions_pb2.TestReversibilityResponse(reversibility=verdict.proto))
+    else:
+        app.out.print(kv_grid([("reversibility", reversibility_text(verdict))]))
+    return {Verdict.PASSED: 0, Verdict.FAILED: EXIT_TEST_FAILED}.get(verdict.verdict, EXIT_TEST_UNKNOWN)
 
 
 def submit_action(
@@ -325,5 +369,12 @@ def print_summary(app: App, action: Action) -> None:
         app.out.print(Text("changes before the rollback:", style="dim"))
     for line in lines:
         app.out.print(line)
+    tested = action.reversibility
+    if (
+        action.kind in (ActionKind.SHELL, ActionKind.PYTHON)
+        and tested is not None
+        and tested.verdict is not Verdict.UNTESTED
+    ):
+        app.out.print(kv_grid([("reversibility", reversibility_text(tested))]))  # its inverse's trial
     if action.is_pending and app.out.is_terminal:
         app.out.print(Text(f"pending: `goex commit` keeps it, `goex undo {action.id}` rolls it back", style="dim"))

@@ -19,7 +19,9 @@ from goex.cli._render import format_time, kv_grid
 from goex.cli._units import format_bytes, format_duration
 from goex.v1 import sessions_pb2
 
-# The undo strategies `goex session open --db-strategy` offers for databases, --http-strategy for REST services.
+# The undo strategies `goex session open` offers: --fs-strategy for a workspace, --db-strategy for databases,
+# --http-strategy for REST services.
+FS_STRATEGIES = (UndoStrategy.VERSIONED.value, UndoStrategy.INVERSE.value)
 DB_STRATEGIES = (UndoStrategy.TRANSACTION.value, UndoStrategy.INVERSE.value, UndoStrategy.CLONE.value)
 HTTP_STRATEGIES = (UndoStrategy.INVERSE.value, UndoStrategy.CONFINE.value)
 
@@ -41,6 +43,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "print its id and remember it as the current session of later goex commands.",
     )
     o.add_argument("--fs", metavar="PATH", help="workspace directory (made absolute)")
+    o.add_argument(
+        "--fs-strategy",
+        choices=FS_STRATEGIES,
+        default="",
+        help="how goexd undoes actions on the workspace: versioned (the default: snapshots, restored three-way) "
+        "or inverse (each action gives an inverse command, goex run --inverse; the pair is tried on an overlay "
+        "of the workspace before the action runs, and undo runs the inverse and checks the result)",
+    )
     o.add_argument("--db", metavar="URL", action="append", default=[], help="database URL (repeatable)")
     o.add_argument("--db-secret", metavar="NAME", default="", help="vault secret with the database password")
     o.add_argument(
@@ -136,6 +146,8 @@ def resources_from_args(args: argparse.Namespace) -> list[ResourceSpec]:
     """--db / --http as resources (--fs goes to create_session as itself); at least one resource overall."""
     if args.db_strategy and not args.db:
         raise UsageError("--db-strategy needs --db URL")
+    if args.fs_strategy and args.fs is None:
+        raise UsageError("--fs-strategy needs --fs PATH")
     for flag, value in (
         ("--http-secret", args.http_secret),
         ("--http-rules", args.http_rules),
@@ -177,8 +189,12 @@ def cmd_open(app: App, args: argparse.Namespace) -> int:
                 policy = f.read()
         except OSError as exc:
             raise CliError(f"cannot read policy {args.policy}: {exc.strerror}", code="INVALID_ARGUMENT") from None
+    fs = args.fs
+    if args.fs_strategy:  # the workspace as a resource spec, with its strategy
+        resources.insert(0, ResourceSpec.fs(args.fs, strategy=args.fs_strategy))
+        fs = None
     session = app.client().create_session(
-        fs=args.fs, label=args.label, limits=limits_from_args(args), resources=resources, policy=policy
+        fs=fs, label=args.label, limits=limits_from_args(args), resources=resources, policy=policy
     )
     app.state.set_session(session.id)
     if app.json:
