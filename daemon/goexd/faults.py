@@ -47,6 +47,9 @@ POINTS: Mapping[str, str] = {
     # a workspace action run over an overlay (resources/fs.py)
     "fs-apply-intent": "the run's result is snapshotted and its apply intent written; the workspace is unchanged",
     "fs-applied": "the run's result is applied to the workspace; EXECUTED not journaled",
+    # any three-way revert of a workspace (an apply, an undo, a recovery, bringing back a set-aside; git_store.py)
+    "fs-set-aside-kept": "a forced revert recorded the set-aside of what it overwrites; nothing written yet",
+    "fs-revert-written": "a revert's writes are done; not yet verified, nothing journaled",
     # resources that commit at once (the inverse strategy on SQLite and PostgreSQL)
     # (statements a transaction cannot hold run in autocommit: there "before-commit" follows their marker's commit)
     "action-before-commit": "the action's statements and its outcome marker are written; COMMIT not sent",

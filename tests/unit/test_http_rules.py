@@ -598,7 +598,19 @@ def test_notes_never_carry_bodies() -> None:
         (ex(200, b'{"a": "1"}', JSON), ex(200, b'{"a": 1}', JSON), False),
         (ex(200, b'{"a": [1]}', JSON), ex(200, b'{"a": [1, 1]}', JSON), False),
         (ex(200, b'{"a": 1}', JSON), ex(200, b'{"a": 1, "b": null}', JSON), False),
-        (ex(200, b'{"a": 1}', {"content-type": "application/problem+json"}), ex(200, b'{ "a":1 }', JSON), True),
+        (
+            ex(200, b'{"a": 1}', {"content-type": "application/ld+json"}),
+            ex(200, b'{ "a":1 }', {"content-type": "application/ld+json; charset=utf-8"}),
+            True,
+        ),
+        # another media type is another representation, even with equal JSON or equal bytes
+        (ex(200, b'{"a": 1}', {"content-type": "application/problem+json"}), ex(200, b'{ "a":1 }', JSON), False),
+        (ex(200, b"<p>", {"content-type": "text/html"}), ex(200, b"<p>", {"content-type": "text/plain"}), False),
+        (
+            ex(200, b"x", {"content-type": "Text/Plain"}),
+            ex(200, b"x", {"content-type": "text/plain; charset=utf-8"}),
+            True,
+        ),
         (ex(200, b'{"a": 1}', JSON), ex(200, b'{"a":1}', {"content-type": "text/plain"}), False),  # bytes then
         (ex(200, b'{"a": 1}'), ex(200, b'{"a": 1}'), True),
         (ex(200, b"not json", JSON), ex(200, b"not json", JSON), True),
@@ -647,7 +659,7 @@ path = "/x"
 
 
 def test_the_shipped_sets_are_package_data() -> None:
-    assert set(SHIPPED) == {"rest", "s3"}
+    assert set(SHIPPED) == {"rest", "s3", "generic"}
     assert REST.source == "rest.toml (shipped)"
     assert REST.description.startswith("JSON REST collections")
     assert [r.name for r in S3.rules] == ["create-bucket", "put-object", "delete-object", "delete-bucket"]
@@ -660,7 +672,7 @@ def test_user_dirs_add_and_replace_sets(tmp_path: Path) -> None:
     _write(first, "notes.txt", "not a rule file")
     _write(second, "later.toml", MINIMAL.format(name="extra", description="two"))
     sets = load_rule_sets([first, second])
-    assert set(sets) == {"rest", "s3", "extra"}
+    assert set(sets) == {"rest", "s3", "generic", "extra"}
     assert (sets["rest"].description, sets["rest"].source) == ("mine", str(first / "mine.toml"))
     assert sets["extra"].description == "two"
     assert sets["s3"].source == "s3.toml (shipped)"

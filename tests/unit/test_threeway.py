@@ -80,3 +80,14 @@ def test_a_path_whose_directory_was_removed_since_conflicts() -> None:
     assert plan.conflicts == ("d/f",) and plan.apply == {}
     forced = plan_revert(wanted, since, force=True)
     assert forced.apply == {"d/f": (None, f("f")), "d": (None, d())}
+
+
+def test_a_file_that_replaced_a_directory_since_is_a_conflict_when_forced() -> None:
+    # The action changed d/f; the person then replaced d/ by a file: forced, d/ comes back as a
+    # directory over the person's file, so the file is named among the conflicts (and set aside).
+    wanted = {"d/f": (f("new"), f("old"))}
+    since = {"d": (d(), f("the person's")), "d/f": (f("new"), None)}
+    assert plan_revert(wanted, since, force=False).conflicts == ("d/f",)
+    forced = plan_revert(wanted, since, force=True)
+    assert forced.conflicts == ("d", "d/f")
+    assert forced.apply == {"d/f": (None, f("old")), "d": (f("the person's"), d())}

@@ -90,6 +90,7 @@ from goexd.resources.host_paths import OwnPaths, daemon_paths
 from goexd.resources.http import HttpResource, check_address, check_http_host, validate_base_url
 from goexd.resources.http_rules import RuleError
 from goexd.resources.http_rules import load_rule_sets as load_http_rules
+from goexd.resources.http_rules import select_rules as select_http_rules
 from goexd.resources.http_send import HttpSender, check_secret_injection
 from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
@@ -379,9 +380,10 @@ class Engine:
             url = validate_base_url(req.location, f"{fld}.http.base_url")
             check_address(url, self.addresses, f"{fld}.http.base_url")
             rules = req.rules or "rest"
-            if rules not in self.rule_sets:
-                known = ", ".join(sorted(self.rule_sets))
-                raise InvalidArgument(f"{fld}.http.rules", f"no rule set named {rules!r} (known: {known})")
+            try:
+                select_http_rules(self.rule_sets, rules)
+            except ValueError as exc:
+                raise InvalidArgument(f"{fld}.http.rules", str(exc)) from None
             if req.secret:
                 check_secret_injection(self.vault.get(req.secret), f"{fld}.http.secret")
                 parts = urlsplit(url)
@@ -503,7 +505,11 @@ class Engine:
             )
             sender.reachable()
             return HttpResource(
-                resource, sender, self.rule_sets[resource.rules], self.vault.redactor, self.vault.redactor.text
+                resource,
+                sender,
+                select_http_rules(self.rule_sets, resource.rules, resource.uri),
+                self.vault.redactor,
+                self.vault.redactor.text,
             )
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
             return SqliteInverseResource(resource)
@@ -1190,10 +1196,10 @@ class Engine:
     def restore_set_aside(self, session_id: str, set_aside_id: str, force: bool = False) -> RollbackReport:
         live = self._live_session(session_id)
         with live.lock:
-            for name, kept in self.list_set_asides(session_id):
-                if kept.id == set_aside_id:
-                    manager = live.managers[name]
-                    assert isinstance(manager, UndoesThreeWay)
+            for manager in live.managers.values():
+                if not isinstance(manager, UndoesThreeWay):
+                    continue
+                try:  # each workspace looks its own up by id (one ref), none lists them all
                     return manager.restore_set_aside(set_aside_id, force=force)
         raise NotFound("set-aside", set_aside_id)
 

@@ -56,7 +56,7 @@ from goexd.sandbox.overlay import OverlayUnavailable, check_paths
 from goexd.snapshots.base import ChangeSet, NoRoom, PartlyWritten, RevertConflict, Snapshot, UnreadableEntries
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.privileges import listed
-from goexd.snapshots.set_aside import SetAside, UnknownSetAside
+from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
 from goexd.textcap import shown
 
 DESCRIBE_MAX_ENTRIES = 200
@@ -253,11 +253,11 @@ class FsVersionedResource(UndoesByItself):
                 notes.append(_kept_note(concurrent, kept.id, "changed in the workspace while the action ran"))
             _write_intent(run_dir, pre, post)
             faults.point("fs-apply-intent", self._tag)
-            applied = self._store.revert(pre, post, force=True)
+            # A path changed in the moment between the snapshot and the apply is set aside before it is written.
+            applied = self._store.revert(pre, post, force=True, keep_as=KeepAs(action_id, CONCURRENT))
             faults.point("fs-applied", self._tag)
-            if applied.plan.conflicts:  # changed in the moment between the snapshot and the apply
-                kept = self._store.set_aside(applied.before, post, applied.plan.conflicts, action_id, CONCURRENT)
-                notes.append(_kept_note(list(applied.plan.conflicts), kept.id, "changed while it was applied"))
+            if applied.kept is not None:
+                notes.append(_kept_note(list(applied.kept.paths), applied.kept.id, "changed while it was applied"))
             # The intent stays until the action's end is journaled (commit, undo, or the next start's
             # clear_overlays): goexd killed before EXECUTED is journaled must find it, or recovery takes the
             # applied result for one that never reached the workspace. The run's files go now.
@@ -373,7 +373,7 @@ class FsVersionedResource(UndoesByItself):
 
     def _revert(self, action_id: str, post: Snapshot, pre: Snapshot, force: bool) -> RollbackReport:
         try:
-            done = self._store.revert(post, pre, force=force)
+            done = self._store.revert(post, pre, force=force, keep_as=KeepAs(action_id, FORCED))
         except RevertConflict as e:
             raise FailedPrecondition(
                 f"cannot undo action {action_id}: changed since it ran (by you or a later action): "
@@ -385,9 +385,8 @@ class FsVersionedResource(UndoesByItself):
             parts.append(f"{_count(len(done.plan.already), 'path')} already as before it")
         if done.plan.kept_dirs:
             parts.append(f"kept {display_paths(done.plan.kept_dirs, '/')}: they hold files added since")
-        if done.plan.conflicts:
-            kept = self._store.set_aside(done.before, done.after, done.plan.conflicts, action_id, FORCED)
-            parts.append(_kept_note(list(done.plan.conflicts), kept.id, "changed since the action"))
+        if done.kept is not None:
+            parts.append(_kept_note(list(done.kept.paths), done.kept.id, "changed since the action"))
         report = done.report
         if report.unowned or report.unreadable:
             return RollbackReport(False, "; ".join([*parts, report.describe()]))
@@ -404,7 +403,7 @@ class FsVersionedResource(UndoesByItself):
 
     def _restore_set_aside(self, set_aside_id: str, force: bool) -> RollbackReport:
         try:
-            done = self._store.restore_set_aside(set_aside_id, force=force)
+            done = self._store.restore_set_aside(set_aside_id, force=force, keep_as=KeepAs("", FORCED))
         except UnknownSetAside as e:
             raise NotFound("set-aside", set_aside_id) from e
         except RevertConflict as e:
@@ -413,9 +412,8 @@ class FsVersionedResource(UndoesByItself):
                 f"{display_paths(e.paths)}; force it to set those versions aside in turn"
             ) from e
         parts = [f"brought back {_count(len(done.plan.apply), 'path')}"]
-        if done.plan.conflicts:
-            kept = self._store.set_aside(done.before, done.after, done.plan.conflicts, "", FORCED)
-            parts.append(_kept_note(list(done.plan.conflicts), kept.id, "changed since it was set aside"))
+        if done.kept is not None:
+            parts.append(_kept_note(list(done.kept.paths), done.kept.id, "changed since it was set aside"))
         return RollbackReport(not (done.report.unowned or done.report.unreadable), "; ".join(parts))
 
     def drop_set_asides(self, older_than: float) -> int:

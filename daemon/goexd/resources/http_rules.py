@@ -12,6 +12,7 @@ Pure: no I/O but reading the rule files; the HTTP resource manager sends the cal
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from goexd.engine.models import ReversibilityClass
 from goexd.policy.locate import line_of
@@ -28,6 +30,7 @@ from goexd.resources.http_rules_parse import parse_rule_file
 from goexd.resources.http_rules_spec import (
     CallSpec,
     Outcome,
+    Rule,
     RuleError,
     RuleFile,
     VerifyKind,
@@ -56,11 +59,15 @@ __all__ = [
     "VerifyKind",
     "load_rule_sets",
     "pre_image_matches",
+    "select_rules",
     "verified",
 ]
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 GONE = (404, 410)
+GENERIC = "generic"  # the built-in fallback: generic HTTP semantics (RFC 9110), tried after the named sets
+ONLY = "only:"  # a resource's `rules` with this prefix gets exactly the sets it names, no fallback
+_STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e\x80-\xff]*"')
 # From the strongest to the weakest: a rule's prediction is its weakest outcome.
 _STRENGTH = (ReversibilityClass.REVERSIBLE, ReversibilityClass.BEST_EFFORT, ReversibilityClass.IRREVERSIBLE)
 
@@ -119,15 +126,33 @@ class RuleSet:
         self.source = source  # the file it was loaded from
         self.rules = spec.rules
         self._by_name = {r.name: r for r in spec.rules}
+        # Set by bound(): what Location headers are resolved against, and the sets tried after this one.
+        self.base_url = ""
+        self.fallbacks: tuple[RuleSet, ...] = ()
         # An action's call is planned up to three times in a row (the policy's facts, the pre-image, the
         # derivation): the last plan is kept. One only: a call holds its body, which may be large.
         self._last: tuple[HttpCall, Planned] | None = None
 
     def __repr__(self) -> str:
-        return f"RuleSet({self.name!r}, {len(self.rules)} rules, from {self.source})"
+        return f"RuleSet({self.chain!r}, {len(self.rules)} rules, from {self.source})"
+
+    @property
+    def chain(self) -> str:
+        """The names of the sets tried, in order: "rest+generic"."""
+        return "+".join(s.name for s in (self, *self.fallbacks))
+
+    def bound(self, base_url: str, fallbacks: Sequence[RuleSet] = ()) -> RuleSet:
+        """This set for one resource: Location headers resolve against `base_url`, and a write none
+        of its rules matches is planned by the first of `fallbacks` that has a rule for it."""
+        chained = copy.copy(self)
+        chained.base_url = base_url.rstrip("/")
+        chained.fallbacks = tuple(fallbacks)
+        chained._last = None
+        return chained
 
     def plan(self, call: HttpCall) -> Planned:
-        """The first rule matching the call (in file order), its capture and its prediction."""
+        """The first rule matching the call (in file order, then in each fallback set's), its capture
+        and its prediction."""
         last = self._last  # one read: another thread may replace it meanwhile
         if last is not None and last[0] == call:
             return last[1]
@@ -138,6 +163,14 @@ class RuleSet:
     def _plan(self, call: HttpCall) -> Planned:
         if call.method in READ_ONLY_METHODS:
             return Planned("", None, ReversibilityClass.READ_ONLY)
+        for rule_set in (self, *self.fallbacks):
+            planned = rule_set._match(call)
+            if planned is not None:
+                return planned
+        return Planned("", None, ReversibilityClass.IRREVERSIBLE)
+
+    def _match(self, call: HttpCall) -> Planned | None:
+        """The plan of this set's own first rule matching the call, or None."""
         for rule in self.rules:
             if call.method not in rule.methods or (rule.no_query and call.query):
                 continue
@@ -152,7 +185,44 @@ class RuleSet:
                     capture = _build(rule.capture, context)
             predicted = max((o.reversibility for o in rule.outcomes), key=_STRENGTH.index)
             return Planned(f"{self.name}.{rule.name}", capture, predicted, MappingProxyType(variables))
-        return Planned("", None, ReversibilityClass.IRREVERSIBLE)
+        return None
+
+    def _candidates(self, planned: Planned, call: HttpCall) -> list[tuple[Planned, Rule]]:
+        """The planned rule, then each later set's rule for the call that planned the same capture:
+        a specific rule that cannot undo an answer (a non-JSON body for `rest`) leaves it to them."""
+        set_name, _, rule_name = planned.rule.partition(".")
+        chain = (self, *self.fallbacks)
+        owner = next((i for i, s in enumerate(chain) if s.name == set_name), None)
+        rule = chain[owner]._by_name.get(rule_name) if owner is not None else None
+        if owner is None or rule is None:
+            raise ValueError(f"{planned.rule!r} is not a rule of {self.chain}")
+        found = [(planned, rule)]
+        for later in chain[owner + 1 :]:
+            other = later._match(call)
+            if other is not None and other.capture == planned.capture:
+                found.append((other, later._by_name[other.rule.partition(".")[2]]))
+        return found
+
+    def predict(self, planned: Planned, call: HttpCall, capture: Exchange | None) -> ReversibilityClass:
+        """The prediction once the capture is in: the weakest class among the outcomes whose capture
+        conditions hold on it (IRREVERSIBLE when none can: a capture answered 301 or 500, say)."""
+        if not planned.rule:
+            return planned.predicted
+        if planned.capture is None:
+            return planned.predicted  # nothing learnt since the plan
+        context = _Context(dict(planned.variables), call, None, capture, self.base_url)
+        classes = []
+        for candidate, rule in self._candidates(planned, call):
+            context.variables = dict(candidate.variables)
+            for outcome in rule.outcomes:
+                try:
+                    _check_capture(outcome.when, context)
+                except Missing:
+                    continue
+                classes.append(outcome.reversibility)
+                if not _on_response(outcome.when):
+                    return max(classes, key=_STRENGTH.index)  # it applies whatever the answer: none after it can
+        return ReversibilityClass.IRREVERSIBLE  # some answer meets no outcome
 
     def derive(self, planned: Planned, call: HttpCall, response: Exchange, capture: Exchange | None) -> Derived:
         """The undo of `call` from its recorded response (and the capture's, when one was sent)."""
@@ -161,26 +231,39 @@ class RuleSet:
                 ReversibilityClass.READ_ONLY, None, _NO_CHECK, f"{call.method} is read-only: nothing to undo"
             )
         if not planned.rule:
-            note = f"no rule of {self.name} matches {call.method} {call.path}"
+            note = f"no rule of {self.chain} matches {call.method} {call.path}"
             return Derived(ReversibilityClass.IRREVERSIBLE, None, _NO_CHECK, note)
-        set_name, _, rule_name = planned.rule.partition(".")
-        rule = self._by_name.get(rule_name)
-        if set_name != self.name or rule is None:
-            raise ValueError(f"{planned.rule!r} is not a rule of {self.name}")
-        context = _Context(dict(planned.variables), call, response, capture)
         reasons: list[str] = []
-        for j, outcome in enumerate(rule.outcomes):
-            label = f"{planned.rule} [{outcome.label or f'outcome {j + 1}'}]"
-            try:
-                _check(outcome.when, context)
-                inverse = _build(outcome.inverse, context) if outcome.inverse is not None else None
-                verify = _verify(outcome.verify, inverse, planned.capture, context)
-            except Missing as exc:
-                reasons.append(f"{outcome.label or j + 1}: {exc.reason}")
-                continue
-            return Derived(outcome.reversibility, inverse, verify, _note(label, outcome, inverse))
+        for i, (candidate, rule) in enumerate(self._candidates(planned, call)):
+            context = _Context(dict(candidate.variables), call, response, capture, self.base_url)
+            derived = _derive_rule(candidate, rule, context, reasons, f"{candidate.rule} " if i else "")
+            if derived is not None:
+                return derived
         note = f"{planned.rule}: no outcome applies ({'; '.join(reasons)})"
         return Derived(ReversibilityClass.IRREVERSIBLE, None, _NO_CHECK, note)
+
+
+def _derive_rule(planned: Planned, rule: Rule, context: _Context, reasons: list[str], prefix: str) -> Derived | None:
+    """The first outcome of `rule` that applies, or None (each miss added to `reasons`, after `prefix`)."""
+    for j, outcome in enumerate(rule.outcomes):
+        label = f"{planned.rule} [{outcome.label or f'outcome {j + 1}'}]"
+        try:
+            _check(outcome.when, context)
+            inverse = _build(outcome.inverse, context) if outcome.inverse is not None else None
+            verify = _verify(outcome.verify, inverse, planned.capture, context)
+        except Missing as exc:
+            reasons.append(f"{prefix}{outcome.label or j + 1}: {exc.reason}")
+            continue
+        note = _note(label, outcome, inverse)
+        if outcome.reversibility is ReversibilityClass.IRREVERSIBLE and reasons:
+            note += f" ({'; '.join(reasons)})"  # why the outcomes before it did not apply
+        return Derived(outcome.reversibility, inverse, verify, note)
+    return None
+
+
+def _on_response(when: When) -> bool:
+    """Whether an outcome's conditions look at the response (else only at the capture)."""
+    return bool(when.response_status or when.response_header or when.response_header_not or when.response_json)
 
 
 def _note(label: str, outcome: Outcome, inverse: HttpCall | None) -> str:
@@ -200,6 +283,7 @@ class _Context:
     request: HttpCall
     response: Exchange | None
     capture: Exchange | None
+    base_url: str = ""  # the resource's, without a trailing "/"; "" when not bound to one
 
     def lookup(self, ref: Ref) -> Value:
         if not ref.source:
@@ -214,11 +298,44 @@ class _Context:
             headers, body = exchange.headers, exchange.body
         if ref.field == "body":
             return body
+        if ref.field == "location":
+            return self._location(ref, headers)
+        if ref.field == "etag":
+            etag = headers.get("etag", "").strip()
+            if not _STRONG_ETAG.fullmatch(etag):
+                raise Missing(f"{ref}: no strong ETag" + (f" ({etag!r} is weak)" if etag else ""))
+            return etag
         if ref.field == "headers":
             if ref.path[0] not in headers:
                 raise Missing(f"{ref} is missing")
             return headers[ref.path[0]]
         return json_value(ref, parse_json_body(ref, body), ref.path)
+
+    def _location(self, ref: Ref, headers: Mapping[str, str]) -> str:
+        """The Location header as a path under the base URL (RFC 9110: resolved against the
+        request's URL); Missing when absent, elsewhere, with a query, or naming the request's own
+        target or one of its ancestors (a DELETE there would remove more than what was made)."""
+        if "location" not in headers:
+            raise Missing(f"{ref}: no Location header")
+        if not self.base_url:
+            raise Missing(f"{ref}: the rule set is not bound to a base URL to resolve it against")
+        base = urlsplit(self.base_url)
+        target = urlsplit(urljoin(self.base_url + self.request.path, headers["location"].strip()))
+        prefix = base.path.rstrip("/")
+        if _origin(target) != _origin(base) or not target.path.startswith(prefix + "/"):
+            raise Missing(f"{ref} is outside the resource's base URL")
+        path = target.path[len(prefix) :]
+        if target.query or any(unquote(w) in (".", "..") for w in path.split("/")):
+            raise Missing(f"{ref} has a query or a dot segment")
+        own = self.request.path.rstrip("/")
+        if path.rstrip("/") == own or own.startswith(path.rstrip("/") + "/") or path == "/":
+            raise Missing(f"{ref} names the request's target or a container of it")
+        return path
+
+
+def _origin(url: SplitResult) -> tuple[str, str, int]:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme.lower(), (url.hostname or "").lower(), port
 
 
 def _build(spec: CallSpec, context: _Context) -> HttpCall:
@@ -267,6 +384,7 @@ def _in(status: int, ranges: Sequence[tuple[int, int]]) -> bool:
 
 def _check(when: When, context: _Context) -> None:
     """Missing (saying which) unless every condition holds."""
+    _check_capture(when, context)
     response = context.response
     assert response is not None
     if when.response_status and not _in(response.status, when.response_status):
@@ -280,12 +398,21 @@ def _check(when: When, context: _Context) -> None:
     for path in when.response_json:
         ref = Ref("response", "json", path)
         context.lookup(ref)
-    if when.capture_status:
-        capture = context.capture
-        if capture is None:
-            raise Missing("no capture was recorded")
-        if not _in(capture.status, when.capture_status):
-            raise Missing(f"capture status {capture.status} not in the outcome's")
+
+
+def _check_capture(when: When, context: _Context) -> None:
+    """Missing unless the conditions on the capture hold (the rest need the response)."""
+    if not when.capture_status and not when.capture_allows:
+        return
+    capture = context.capture
+    if capture is None:
+        raise Missing("no capture was recorded")
+    if when.capture_status and not _in(capture.status, when.capture_status):
+        raise Missing(f"capture status {capture.status} not in the outcome's")
+    allowed = {m.strip().upper() for m in capture.headers.get("allow", "").split(",")}
+    for method in when.capture_allows:
+        if method not in allowed:
+            raise Missing(f"the capture's Allow header does not list {method}")
 
 
 def _verify(spec: VerifySpec, inverse: HttpCall | None, capture: HttpCall | None, context: _Context) -> Verify:
@@ -308,11 +435,12 @@ def _verify(spec: VerifySpec, inverse: HttpCall | None, capture: HttpCall | None
 
 
 def pre_image_matches(capture: Exchange, now: Exchange) -> bool:
-    """Whether `now` answers what the capture did: both gone (404/410), or the same status and
-    body (JSON-equal when both are JSON, else byte-equal)."""
+    """Whether `now` answers what the capture did: both gone (404/410), or the same status, media
+    type (Content-Type without its parameters) and body (JSON-equal when both are JSON, else
+    byte-equal)."""
     if capture.status in GONE:
         return now.status in GONE
-    if capture.status != now.status:
+    if capture.status != now.status or _media_type(capture) != _media_type(now):
         return False
     if _is_json(capture) and _is_json(now):
         try:
@@ -334,8 +462,12 @@ def verified(verify: Verify, *, inverse: Exchange | None, check: Exchange | None
     return True
 
 
+def _media_type(exchange: Exchange) -> str:
+    return exchange.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _is_json(exchange: Exchange) -> bool:
-    kind = exchange.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = _media_type(exchange)
     return kind == "application/json" or kind.endswith("+json")
 
 
@@ -359,6 +491,23 @@ def shipped_rule_files() -> list[Traversable]:
     """The rule files in the package (also in an installed wheel, hence importlib.resources)."""
     folder = resources.files("goexd.resources").joinpath("http_rules")
     return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+
+
+def select_rules(sets: Mapping[str, RuleSet], spec: str, base_url: str = "") -> RuleSet:
+    """The rule sets a resource's `rules` names, bound to its base URL: one name or several joined
+    by "+" ("myapi+rest"), tried in that order, then `generic` unless named already or the value
+    starts with "only:". ValueError saying why for an unknown name or a malformed value."""
+    only = spec.startswith(ONLY)
+    names = spec.removeprefix(ONLY).split("+")
+    for name in names:
+        if name not in sets:
+            known = ", ".join(sorted(sets))
+            raise ValueError(f"no rule set named {name!r} (known: {known}; join several with '+', prefix 'only:')")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{spec!r} names a rule set twice")
+    if not only and GENERIC not in names and GENERIC in sets:
+        names.append(GENERIC)
+    return sets[names[0]].bound(base_url, [sets[n] for n in names[1:]])
 
 
 def load_rule_sets(dirs: Sequence[Path | str] = ()) -> dict[str, RuleSet]:

@@ -165,9 +165,17 @@ def _template(here: KeyPath, text: str, scope: _Scope) -> Template:
 
 
 def _path_template(here: KeyPath, text: str, scope: _Scope) -> Template:
+    template = _template(here, text.strip(), scope) if text.strip().startswith("{") else None
+    if template is not None and template.exact is not None and template.exact.field == "location":
+        return template  # a whole path, resolved and checked when filled in
     if not text.startswith("/") or "?" in text:
-        raise Invalid(here, f"{text!r} must start with '/' and hold no query (use query = {{ ... }})")
-    return _template(here, text, scope)
+        raise Invalid(
+            here, f"{text!r} must start with '/' and hold no query (use query = {{ ... }}), or be one location"
+        )
+    template = _template(here, text, scope)
+    if any(ref.field == "location" for ref in template.refs):
+        raise Invalid(here, f"{text!r}: a location is a whole path, alone in its template")
+    return template
 
 
 def _templates(here: KeyPath, table: Mapping[str, str], scope: _Scope) -> tuple[tuple[str, Template], ...]:
@@ -254,14 +262,16 @@ def _verify(here: KeyPath, value: str | dict[str, Any], inverse: CallSpec | None
 
 
 def _when(here: KeyPath, t: dict[str, Any], scope: _Scope) -> When:
-    if "capture_status" in t and not scope.capture:
-        raise Invalid((*here, "capture_status"), "the rule has no capture")
+    for key in ("capture_status", "capture_allows"):
+        if key in t and not scope.capture:
+            raise Invalid((*here, key), "the rule has no capture")
     return When(
         response_status=tuple(_status_range(s) for s in t.get("response_status", ())),
         response_header=tuple(h.lower() for h in _one_or_list(t.get("response_header", ()))),
         response_header_not=tuple((k.lower(), v) for k, v in t.get("response_header_not", {}).items()),
         response_json=tuple(tuple(p.split(".")) for p in _one_or_list(t.get("response_json", ()))),
         capture_status=tuple(_status_range(s) for s in t.get("capture_status", ())),
+        capture_allows=tuple(_one_or_list(t.get("capture_allows", ()))),
     )
 
 
@@ -302,6 +312,12 @@ def _methods(path: KeyPath, value: Any) -> None:
         if not isinstance(v, str):
             raise Invalid(path, f"must be a method or a list of methods, not {v!r}")
         http_method(path, v)
+
+
+def _method_list(path: KeyPath, value: Any) -> None:
+    if not isinstance(value, str | list) or not value:
+        raise Invalid(path, 'must be a method or a list of methods, as "PUT"')
+    _methods(path, value)
 
 
 def _strings(path: KeyPath, value: Any) -> None:
@@ -381,5 +397,6 @@ def _when_keys(path: KeyPath, value: Any) -> None:
             "response_header_not": _string_table,
             "response_json": _strings,
             "capture_status": _statuses,
+            "capture_allows": _method_list,
         },
     )

@@ -99,6 +99,7 @@ class When:
     response_header_not: tuple[tuple[str, str], ...] = ()
     response_json: tuple[tuple[str, ...], ...] = ()
     capture_status: tuple[tuple[int, int], ...] = ()
+    capture_allows: tuple[str, ...] = ()  # methods the capture's Allow header must list
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Templates of HTTP rule files (docs/http-rules.md): `{name}` references in strings.
 
 A reference is a path variable (`{id}`) or a value of the exchange: `{response.json.a.b}`,
-`{response.headers.name}`, `{response.body}`, and the same under `capture.` and `request.`.
+`{response.headers.name}`, `{response.body}`, and the same under `capture.` and `request.`;
+`{response.location}` (the Location header as a path under the resource's base URL) and
+`{response.etag}` (a strong ETag), and the same under `capture.`.
 `{{` and `}}` are literal braces. Rendering looks each reference up through a function and
 raises Missing when the value is not there, so the caller can fall through to the next outcome.
 This module knows nothing of HTTP: the rule engine supplies the lookup.
@@ -17,7 +19,9 @@ from typing import Any
 from urllib.parse import quote
 
 SOURCES = ("response", "capture", "request")
-FIELDS = ("json", "headers", "body")
+FIELDS = ("json", "headers", "body", "location", "etag")
+# Values the rule engine derives from a response's headers; a request has none of them.
+DERIVED_FIELDS = ("location", "etag")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PIECE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
@@ -77,6 +81,8 @@ def parse_ref(text: str) -> Ref:
         raise TemplateError(f"empty name in {{{text}}}")
     if field == "body" and rest:
         raise TemplateError(f"{{{text}}}: {source}.body is the whole body; use {source}.json.PATH for a part")
+    if field in DERIVED_FIELDS and (rest or source == "request"):
+        raise TemplateError(f"{{{text}}}: {field} is a value of a response or capture, as response.{field}")
     if field == "headers":
         if len(rest) != 1:
             raise TemplateError(f"{{{text}}}: name one header, as {source}.headers.NAME")
@@ -127,15 +133,17 @@ def scalar_text(ref: Ref, value: Value) -> str:
 
 
 def render(template: Template, lookup: Lookup, *, in_path: bool = False) -> str:
-    """The template's text. In a path, every value but a path variable is percent-encoded
-    (a matched variable is already encoded as it was sent)."""
+    """The template's text. In a path, every value but a path variable or a location is
+    percent-encoded (a matched variable is already encoded as it was sent, a location is a path
+    as the service wrote it, checked by the lookup)."""
     out: list[str] = []
     for part in template.parts:
         if isinstance(part, str):
             out.append(part)
             continue
         text = scalar_text(part, lookup(part))
-        out.append(quote(text, safe="") if in_path and part.source else text)
+        encode = in_path and part.source and part.field != "location"
+        out.append(quote(text, safe="") if encode else text)
     return "".join(out)
 
 

@@ -46,6 +46,7 @@ from types import TracebackType
 import pygit2
 from pygit2.enums import DeltaStatus, FileMode
 
+from goexd import faults
 from goexd.snapshots import code_paths, set_aside
 from goexd.snapshots.apply import apply_changes
 from goexd.snapshots.base import (
@@ -90,7 +91,7 @@ from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
 from goexd.snapshots.room import check_room
 from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
-from goexd.snapshots.set_aside import SetAside
+from goexd.snapshots.set_aside import KeepAs, SetAside
 from goexd.snapshots.threeway import RevertPlan, plan_revert
 from goexd.snapshots.tree_edit import edit_snapshot
 from goexd.snapshots.treediff import DIR, FILE, Change, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load
@@ -104,6 +105,9 @@ PRE_RESTORE_REF = "refs/goexd/pre-restore"
 DEFAULT_OWNER_KEY = "goex.defaultOwner"
 # In the git dir: the modes a capture or restore opened up, until it gives them back.
 OPENED_JOURNAL = "goex-opened"
+
+# The fault points here (goexd/faults.py) are tagged as the resource this store serves.
+FAULT_TAG = "fs-versioned"
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
@@ -230,14 +234,17 @@ class GitWorkspaceStore:
         *,
         paths: Sequence[str] | None = None,
         force: bool = False,
+        keep_as: KeepAs | None = None,
         dry_run: bool = False,
     ) -> Reverted:
         """Take the workspace from `expected` to `target` by the three-way rule (threeway.py): only
         the paths that differ between the two (or those at or below `paths`), each only where
         the workspace still is as `expected` has it. A path changed since raises RevertConflict
-        before anything is written, unless `force`, which overwrites it (the caller keeps what
-        was there: `Reverted.before` holds it). Verified: every path written is compared with
-        `target` in a fresh capture. `dry_run`: only the plan."""
+        before anything is written, unless `force`, which overwrites it. What was there is in
+        `Reverted.before`; with `keep_as` it is also recorded as a set-aside (`Reverted.kept`)
+        before the first write, so a kill or failure during the writes loses nobody's version.
+        Verified: every path written is compared with `target` in a fresh capture. `dry_run`:
+        only the plan."""
         with self._session():
             exp_t, tgt_t = load(self._repo, expected.id), load(self._repo, target.id)
             wanted = diff(self._repo, exp_t, tgt_t, self._metas)
@@ -261,12 +268,21 @@ class GitWorkspaceStore:
                 return Reverted(current, current, plan, RestoreReport(unreadable=self._unreadable))
             check_room(self._root, self._blobs, todo)  # before the first write: none, or (nearly always) all
             self._set_ref(PRE_RESTORE_REF, current)
+            kept = None
+            if plan.conflicts and keep_as is not None:
+                # Recorded before the first write, `after` = `target`: what is written at those paths (bar an
+                # owner goexd may not set), so bringing them back is three-way from it, written or not.
+                kept = self._same_set_aside(current, target, plan.conflicts, keep_as) or set_aside.record(
+                    self._repo, current, target, plan.conflicts, keep_as.action_id, keep_as.reason
+                )
+                faults.point("fs-set-aside-kept", FAULT_TAG)
             try:
                 with self._batch() as fs:
                     unowned = apply_changes(fs, self._blobs, todo)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
                 raise PartlyWritten(f"revert to {target.id} failed at {path}: {e}") from e
+            faults.point("fs-revert-written", FAULT_TAG)
             after = self._capture_written(target)
             expected_owner = {u.path for u in unowned}
             for path, (got, want) in diff(self._repo, load(self._repo, after.id), tgt_t, self._metas).items():
@@ -275,7 +291,7 @@ class GitWorkspaceStore:
                 if path in expected_owner and _same_but_owner(got, want):
                     continue
                 raise SnapshotError(f"revert to {target.id} not verified: {path or '.'} is not as recorded")
-            return Reverted(current, after, plan, RestoreReport(tuple(unowned), self._unreadable))
+            return Reverted(current, after, plan, RestoreReport(tuple(unowned), self._unreadable), kept)
 
     def _capture_written(self, target: Snapshot) -> Snapshot:
         """The capture that verifies a restore or revert: written already, a failure here is a partial one."""
@@ -293,16 +309,37 @@ class GitWorkspaceStore:
         with self._session():
             return set_aside.record(self._repo, source, after, paths, action_id, reason)
 
+    def _same_set_aside(
+        self, source: Snapshot, after: Snapshot, paths: Sequence[str], keep_as: KeepAs
+    ) -> SetAside | None:
+        """One that keeps the same versions of `paths` for the same reason: a retried revert (a kill or a failure
+        stopped the first try after it set them aside) keeps one set-aside, not one per try."""
+        for kept in set_aside.list_all(self._repo):
+            if (kept.action_id, kept.reason, kept.after, kept.paths) != (
+                keep_as.action_id,
+                keep_as.reason,
+                after,
+                tuple(paths),
+            ):
+                continue
+            changed = diff(self._repo, load(self._repo, kept.source.id), load(self._repo, source.id), self._metas)
+            if not any(is_under(c, p) or is_under(p, c) for c in changed for p in paths):
+                return kept
+        return None
+
     def set_asides(self) -> list[SetAside]:
         with self._session():
             return set_aside.list_all(self._repo)
 
-    def restore_set_aside(self, set_aside_id: str, *, force: bool = False) -> Reverted:
-        """Bring back what a set-aside holds, by the three-way rule from what replaced it; then forget it."""
+    def restore_set_aside(self, set_aside_id: str, *, force: bool = False, keep_as: KeepAs | None = None) -> Reverted:
+        """Bring back what a set-aside holds, by the three-way rule from what replaced it; then forget it.
+        `force`/`keep_as` as for revert(). It stays listed until the revert is verified, and it is not
+        forgotten while any of its paths was left as it was (unreadable to goexd)."""
         with self._session():
             kept = set_aside.get(self._repo, set_aside_id)
-            done = self.revert(kept.after, kept.source, paths=kept.paths, force=force)
-            set_aside.drop(self._repo, set_aside_id)
+            done = self.revert(kept.after, kept.source, paths=kept.paths, force=force, keep_as=keep_as)
+            if not any(is_under(u.path, p) or is_under(p, u.path) for u in done.report.unreadable for p in kept.paths):
+                set_aside.drop(self._repo, set_aside_id)
             return done
 
     def drop_set_asides(self, older_than: float) -> list[SetAside]:
@@ -806,6 +843,7 @@ class Reverted:
     after: Snapshot  # and after
     plan: RevertPlan
     report: RestoreReport
+    kept: SetAside | None = None  # what a forced revert overwrote, set aside (with `keep_as`)
 
 
 def _same_but_owner(got: Entry | None, want: Entry | None) -> bool:

@@ -5,6 +5,12 @@ paths the person changed while it ran. Their versions are never dropped: a set-a
 the snapshot holding them (`source`), the paths, and the snapshot that replaced them
 (`after`, the expected state when bringing them back by the three-way rule).
 
+A forced revert records its set-aside after its last check and before its first write
+(git_store.revert), with `after` = the revert's target: what it writes at those paths. So a
+kill in the writes leaves it listed, and bringing it back is right either way: paths written
+go back to the kept versions, paths not yet written are found as kept already, and a path
+someone changed since is a conflict (refused unless forced, then set aside in turn).
+
 Each is one commit in the workspace's store (its tree holds both snapshots, so both stay
 reachable; its message is the record as ASCII JSON) under refs/goexd/set-aside/<id>.
 """
@@ -30,6 +36,14 @@ class UnknownSetAside(SnapshotError):
     def __init__(self, set_aside_id: str) -> None:
         self.set_aside_id = set_aside_id
         super().__init__(f"no set-aside {set_aside_id!r} in this workspace's store")
+
+
+@dataclass(frozen=True)
+class KeepAs:
+    """Whose and why, for a set-aside a forced revert records before it overwrites anything."""
+
+    action_id: str  # "" when no action did it (bringing back a set-aside)
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ def plan_revert(wanted: dict[str, Change], since: dict[str, Change], *, force: b
                 apply[path] = (since[path][1] if path in since else exp, tgt)
                 for parent in gone:
                     apply[parent] = (since[parent][1], since[parent][0])
+                    if since[parent][1] is not None:  # what replaced the directory is overwritten too
+                        conflicts.append(parent)
             continue
         if path not in since:
             apply[path] = (exp, tgt)
