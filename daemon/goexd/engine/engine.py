@@ -1201,6 +1201,9 @@ class Engine:
                     continue
                 try:  # each workspace looks its own up by id (one ref), none lists them all
                     return manager.restore_set_aside(set_aside_id, force=force)
+                except NotFound as e:
+                    if (e.what, e.ident) != ("set-aside", set_aside_id):
+                        raise
         raise NotFound("set-aside", set_aside_id)
 
     @staticmethod
