@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def test_a_trial_cannot_reach_the_real_workspace(sec_daemon: DaemonProcess, inve
     assert "README: contents differ" in found.detail and "planted: left behind" in found.detail, found.detail
     assert fingerprint(ws) == before
     overlays = sec_daemon.state_dir / "overlays"
-    assert not [p for p in overlays.iterdir() if p.name.startswith("trial-")]  # nothing of it is left
+    deadline = time.monotonic() + 10  # nothing of it is left (its dir is removed in the background)
+    while [p for p in overlays.iterdir() if p.name.startswith("trial-")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in overlays.iterdir() if p.name.startswith("trial-")]
 
 
 def test_trials_and_inverses_do_not_reach_the_host_or_the_state_dir(

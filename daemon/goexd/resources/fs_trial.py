@@ -18,6 +18,7 @@ next start removes (fs.clear_overlays): nothing of a trial ever reaches the work
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -34,6 +35,8 @@ from goexd.resources.fs import _discard as discard
 from goexd.sandbox.base import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.snapshots.base import ChangeKind, FileChange, Snapshot, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
+
+log = logging.getLogger(__name__)
 
 TRIAL_PREFIX = "trial-"  # a trial's dir among the overlay dirs
 DIFF_SHOWN = 20  # paths named in a failed verdict's diff
@@ -130,7 +133,15 @@ def try_pair(
     except OSError as e:
         return TrialResult(unknown(f"the trial's overlay could not be made or read: {e}"))
     finally:
+        # Off the caller's path (removing overlayfs' work dir takes ~10 ms); a kill leaves it to the next start.
+        threading.Thread(target=_discard_quietly, args=(run_dir,), name="goexd-trial-discard", daemon=True).start()
+
+
+def _discard_quietly(run_dir: Path) -> None:
+    try:
         discard(run_dir)
+    except OSError as e:
+        log.warning("could not remove the trial dir %s (the next start does): %s", run_dir, e)
 
 
 def _make_overlay(run_dir: Path, workspace: Path) -> WorkspaceOverlay:
