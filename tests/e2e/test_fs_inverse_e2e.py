@@ -11,6 +11,9 @@ from pathlib import Path
 
 import goex
 from goex import Python, Shell, Verdict
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import sessions_pb2 as spb
+from goex.v1 import types_pb2 as pb
 from tests.corpus import fs_cases
 from tests.daemon_process import DaemonProcess
 from tests.fs_fingerprint import fingerprint
@@ -135,3 +138,57 @@ def test_test_reversibility_for_shell_and_python_on_both_strategies(
                 assert client.list_actions(session.id) == []
             finally:
                 client.close_session(session.id, "commit")
+
+
+def _submit(d: DaemonProcess, session: str, action: str, inverse: str, approval: str = "") -> apb.SubmitActionResponse:
+    spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", action]))
+    undo = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", inverse]))
+    req = apb.SubmitActionRequest(session_id=session, spec=spec, inverse=undo, approval=approval)
+    return d.actions.SubmitAction(req, timeout=120)
+
+
+def _inverse_session(d: DaemonProcess, ws: Path, policy: str = "") -> str:
+    spec = pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(ws)), strategy=pb.UNDO_STRATEGY_INVERSE)
+    req = spb.CreateSessionRequest(resources=[spec], policy_toml=policy)
+    return str(d.sessions.CreateSession(req, timeout=60).session.id)
+
+
+def test_a_failed_pair_is_refused_by_default(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    before = fingerprint(ws)
+    session = _inverse_session(shared_daemon, ws)
+    action = _submit(shared_daemon, session, "chmod 600 a.txt", "true", approval="ann: sure").action
+    assert action.state == pb.ACTION_STATE_BLOCKED, action
+    assert 'fs.failed_inverse = "deny"' in action.error and "a.txt: mode 0600 where 0644 was" in action.error
+    assert fingerprint(ws) == before
+    shared_daemon.sessions.CloseSession(spb.CloseSessionRequest(session_id=session), timeout=60)
+
+
+def test_the_policy_can_let_a_failed_pair_run_flagged_undone_from_snapshots(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('[fs]\nfailed_inverse = "approval"\n')
+    (tmp_path / "goexd").mkdir()
+    d = DaemonProcess(tmp_path / "goexd", env={"GOEXD_POLICY__FILE": str(policy_file)}).start()
+    try:
+        ws = _workspace(tmp_path)
+        before = fingerprint(ws)
+        session = _inverse_session(d, ws)
+        refused = _submit(d, session, "chmod 600 a.txt", "true").action
+        assert refused.state == pb.ACTION_STATE_BLOCKED and "explicit approval" in refused.error, refused.error
+        flagged = _submit(d, session, "chmod 600 a.txt", "true", approval="ann: the mode does not matter").action
+        assert flagged.state == pb.ACTION_STATE_EXECUTED, flagged.error
+        assert flagged.reversibility.verdict == pb.VERDICT_FAILED
+        assert flagged.reversibility.detail.startswith("flagged: its inverse failed"), flagged.reversibility.detail
+        assert "approved: ann: the mode does not matter" in flagged.reversibility.detail
+        assert (ws / "a.txt").stat().st_mode & 0o777 == 0o600
+        (undone,) = d.actions.UndoAction(apb.UndoActionRequest(session_id=session), timeout=120).undone
+        assert undone.reversibility.verdict == pb.VERDICT_PASSED, undone.reversibility.detail
+        assert fingerprint(ws) == before  # from the snapshots: its wrong inverse was not run
+        d.sessions.CloseSession(spb.CloseSessionRequest(session_id=session), timeout=60)
+        # A session's policy can only narrow: with its own deny, even an approval does not run it.
+        strict = _inverse_session(d, ws, policy='[fs]\nfailed_inverse = "deny"\n')
+        denied = _submit(d, strict, "chmod 600 a.txt", "true", approval="ann: again").action
+        assert denied.state == pb.ACTION_STATE_BLOCKED and 'fs.failed_inverse = "deny"' in denied.error
+        assert fingerprint(ws) == before
+    finally:
+        assert d.stop() == 0

@@ -92,7 +92,6 @@ from goexd.resources.http_rules import RuleError
 from goexd.resources.http_rules import load_rule_sets as load_http_rules
 from goexd.resources.http_rules import select_rules as select_http_rules
 from goexd.resources.http_send import HttpSender, check_secret_injection
-from goexd.resources.http_trial import test_http
 from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.postgres_run import validate_postgres_url
@@ -325,8 +324,6 @@ class Engine:
         for r in resources:
             for allowed, whose in policy.http_hosts if r.kind is ResourceKind.HTTP else ():
                 check_http_host(r, allowed, whose)
-                if r.staging:  # goexd sends calls there too
-                    check_http_host(replace(r, uri=r.staging), allowed, whose)
         session = Session(
             id=_new_id("ses"),
             label=label,
@@ -387,21 +384,12 @@ class Engine:
                 select_http_rules(self.rule_sets, rules)
             except ValueError as exc:
                 raise InvalidArgument(f"{fld}.http.rules", str(exc)) from None
-            staging = ""
-            if req.staging:
-                staging = validate_base_url(req.staging, f"{fld}.http.staging_base_url")
-                check_address(staging, self.addresses, f"{fld}.http.staging_base_url")
-                if staging == url:
-                    raise InvalidArgument(
-                        f"{fld}.http.staging_base_url", "is the resource's own base URL: tests would change the service"
-                    )
             if req.secret:
                 check_secret_injection(self.vault.get(req.secret), f"{fld}.http.secret")
-                for where in (url, staging) if staging else (url,):  # the staging copy gets the same credential
-                    parts = urlsplit(where)
-                    port = parts.port or DEFAULT_PORTS[parts.scheme]
-                    self.vault.resolve(req.secret, parts.scheme, parts.hostname or "", port)  # PERMISSION_DENIED now
-            return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules, staging)
+                parts = urlsplit(url)
+                port = parts.port or DEFAULT_PORTS[parts.scheme]
+                self.vault.resolve(req.secret, parts.scheme, parts.hostname or "", port)  # PERMISSION_DENIED now
+            return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules)
         raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet")
 
     def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
@@ -516,23 +504,12 @@ class Engine:
                 addresses=self.addresses,
             )
             sender.reachable()
-            staging = None
-            if resource.staging:  # not required to be up: a test that cannot reach it says so
-                staging = HttpSender(
-                    resource.staging,
-                    resource.secret,
-                    self.vault.resolve,
-                    self.cfg.http.connect_timeout_s,
-                    verify=upstream_tls_context(self.cfg.egress),
-                    addresses=self.addresses,
-                )
             return HttpResource(
                 resource,
                 sender,
                 select_http_rules(self.rule_sets, resource.rules, resource.uri),
                 self.vault.redactor,
                 self.vault.redactor.text,
-                staging=staging,
             )
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
             return SqliteInverseResource(resource)
@@ -693,29 +670,29 @@ class Engine:
         if not pending:
             return None
         details: list[str] = []
-        report = RollbackReport(True, "")
+        verified = True
         for i in reversed(pending):
             record = records[i]
             assert record.call is not None
             what = f"{record.method} {record.url}"
             manager = live.managers.get(record.call.resource)
             if not isinstance(manager, HttpResource):
-                report = report.with_calls(RollbackReport(False, ""))
+                verified = False
                 details.append(f"{what}: NOT undone: the session has no http resource {record.call.resource!r}")
                 continue
             try:
-                records[i], one = undo_call(manager, action.id, record)
+                records[i], ok = undo_call(manager, action.id, record)
             except GoexError as exc:
                 if not keep_going:
                     raise
-                report = report.with_calls(RollbackReport(False, ""))
+                verified = False
                 details.append(f"{what}: NOT undone: {exc}")
                 continue
             self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
-            report = report.with_calls(one)
+            verified = verified and ok
             undone = records[i].call
             details.append(f"{what}: {undone.undo_detail if undone is not None else ''}")
-        return replace(report, detail="; ".join(details))
+        return RollbackReport(verified, "; ".join(details))
 
     @staticmethod
     def _check_egress_resources(session: Session, names: Sequence[str]) -> None:
@@ -740,8 +717,7 @@ class Engine:
                 path=req.path,
                 headers=dict(req.headers),
                 body=req.body,
-                reversibility=manager.predicted_class(spec).value,
-                client_inverse=inverse is not None,
+                reversibility=manager.predicted_class(spec, inverse).value,
             )
             return ActionFacts("http", resource.name, request=facts)
         if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:
@@ -851,6 +827,23 @@ class Engine:
             trail = [(step.state, step.note) for step in steps]
             run.action, run.journaled = self.journal.insert_action(run.action, run.note, trail, **fields), True
 
+    @staticmethod
+    def _failed_inverse(live: _LiveSession, action: Action, tested: Reversibility) -> tuple[Reversibility | None, str]:
+        """A workspace action whose inverse failed its test: its flagged record where the policy lets it run ([fs]
+        failed_inverse; its undo then restores snapshots, never that inverse), else None and why it is refused."""
+        decision = live.policy.failed_inverse(action.approval)
+        if not decision.allowed:
+            again = "; submit it again with an explicit approval to run it flagged"
+            needs = decision.kind is DecisionKind.NEEDS_APPROVAL
+            return None, f"; {decision.reason} [policy rule {decision.rule}]{again if needs else ''}"
+        approved = f"; approved: {decision.approval}" if decision.approval else ""
+        detail = (
+            f"flagged: its inverse failed the reversibility test ({tested.detail}); it ran as the policy allows "
+            f"([fs] failed_inverse{approved}); its undo restores the workspace's snapshots (three-way), not that "
+            "inverse"
+        )
+        return Reversibility(ReversibilityClass.REVERSIBLE, Verdict.FAILED, detail), ""
+
     def _run_locked(self, live: _LiveSession, run: _Run, cancel: threading.Event) -> Action:
         action = run.action
         manager = live.managers[action.resource]
@@ -867,10 +860,15 @@ class Engine:
         except GoexError as exc:
             self._advance(run, _Step(ActionState.FAILED, {"error": self.redact_text(f"{exc}; nothing ran")}))
             return self._get(action.id)
-        if tested is not None and tested.verdict is Verdict.FAILED:
+        flagged: Reversibility | None = None
+        refusal = ""
+        if tested is not None and tested.verdict is Verdict.FAILED and isinstance(manager, FsInverseResource):
+            flagged, refusal = self._failed_inverse(live, action, tested)
+            tested = flagged or tested
+        if tested is not None and tested.verdict is Verdict.FAILED and flagged is None:
             # Its undo is known not to work: it does not run (no side effect), and the test says why.
             blocked = {
-                "error": self.redact_text(f"its inverse failed the reversibility test: {tested.detail}"),
+                "error": self.redact_text(f"its inverse failed the reversibility test: {tested.detail}{refusal}"),
                 "reversibility": codec.dumps(codec.reversibility_to_json(replace(tested, tested_at=time.time()))),
                 "finished_at": time.time(),
             }
@@ -879,7 +877,7 @@ class Engine:
         if run.journaling is Journaling.EACH_STEP:
             self._advance(run, _Step(ActionState.PREPARING))
         try:
-            checkpoint = manager.checkpoint(action.id, action.inverse)
+            checkpoint = manager.checkpoint(action.id, None if flagged is not None else action.inverse)
         except Exception as exc:
             if is_out_of_space(exc):
                 self.space.release()  # room to journal the failure
@@ -1299,7 +1297,7 @@ class Engine:
                 raise out_of_space(f"undoing action {action.id}", [self.cfg.state_dir]) from exc
             raise
         if calls is not None:
-            report = report.with_calls(calls)
+            report = RollbackReport(report.verified and calls.verified, f"{report.detail}; its calls: {calls.detail}")
         undo_s = time.monotonic() - started
         self._transition(
             action,
@@ -1311,7 +1309,7 @@ class Engine:
                 codec.reversibility_to_json(
                     Reversibility(
                         known.reversibility_class if known is not None else ReversibilityClass.REVERSIBLE,
-                        report.verdict,  # verified / not verified / unverified (nothing to compare against)
+                        Verdict.PASSED if report.verified else Verdict.FAILED,
                         report.detail,
                         time.time(),
                     )
@@ -1332,12 +1330,6 @@ class Engine:
             with live.lock:
                 tried = try_pair(site_of(manager), spec, inverse, limits, None, without_inverse="unknown")
             return replace(tried.reversibility, tested_at=time.time())
-        if isinstance(manager, HttpResource):  # never tried on the service itself; on its staging copy if named
-            manager.check_inverse(spec, inverse)
-            limits = live.policy.limits(spec.limits, live.session.limits)
-            with live.lock:
-                verdict = test_http(manager, spec, inverse, limits.timeout_s)
-            return replace(verdict, detail=self.redact_text(verdict.detail), tested_at=time.time())
         if resource.strategy is not UndoStrategy.INVERSE:
             raise Unimplemented(
                 f"reversibility tests are built for the inverse strategy; resource {resource.name!r} uses "

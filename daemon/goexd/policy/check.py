@@ -221,14 +221,8 @@ def _http(policy: Policy, facts: ActionFacts) -> Decision | None:
         if (what := deny_matches(rule, req)) is not None:
             return _deny(f"deny.{rule.name}", f"{rule.reason} ({what})")
     if req.reversibility:
-        cls, why = req.reversibility, f"the call is {req.reversibility.replace('_', ' ')}"
-        if req.client_inverse and cls != "read_only":
-            if rules.trust_client_inverses:  # the policy's own choice: the client's inverse is taken as its undo
-                cls, why = "reversible", f"{why} by its rule set; the policy trusts the client's inverse"
-            else:  # checked only when it is undone: it lifts nothing
-                why += " (its client inverse is not trusted: [http] trust_client_inverses)"
-        effect = rules.classes.get(cls, Effect.ALLOW)
-        return _effect(effect, f"{scope}.{cls}", why)
+        effect = rules.classes.get(req.reversibility, Effect.ALLOW)
+        return _effect(effect, f"{scope}.{req.reversibility}", f"the call is {req.reversibility.replace('_', ' ')}")
     return None
 
 
@@ -295,6 +289,17 @@ class RateCounter:
             return refused
 
 
+def _failed_inverse(effect: Effect | None, approval: str) -> Decision:
+    rule, what = "fs.failed_inverse", "its inverse failed the reversibility test"
+    if effect is Effect.DENY:
+        return Decision(DecisionKind.DENY, rule, f'{what}; the policy refuses such actions ({rule} = "deny")')
+    if effect is Effect.APPROVAL:
+        if approval.strip():
+            return Decision(DecisionKind.ALLOW, rule, what, approval=approval.strip())
+        return _needs(rule, f'{what}; the policy runs it (flagged) only with an approval ({rule} = "approval")')
+    return ALLOW
+
+
 _RANK = {DecisionKind.ALLOW: 0, DecisionKind.NEEDS_APPROVAL: 1, DecisionKind.DENY: 2}
 DAEMON_NOTE = "the daemon's policy, which a session's policy can narrow but not loosen"
 
@@ -345,6 +350,14 @@ class SessionPolicy:
         for _, policy in self.layers:
             session = clamp(session, policy.sandbox)
         return requested.over(session)
+
+    def failed_inverse(self, approval: str = "") -> Decision:
+        """Whether an fs action whose inverse failed its test may run flagged (`[fs] failed_inverse`, both policies)."""
+        decisions = [_failed_inverse(p.fs_failed_inverse, approval) for _, p in self.layers]
+        decision = decisions[0]
+        for own in decisions[1:]:
+            decision = stricter(decision, own)
+        return decision
 
     def check(self, facts: ActionFacts, approval: str = "") -> Decision:
         decision = check(self.daemon, facts, approval)

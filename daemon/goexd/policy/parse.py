@@ -112,9 +112,10 @@ def _policy(data: Mapping[str, Any], defaults: bool) -> Policy:
     http_table = data.get("http", {})
     http = _http_rules(http_table)
     classes = {**DEFAULT_HTTP_CLASSES, **http.classes} if defaults else dict(http.classes)
-    http = HttpRules(http.methods, http.paths, http.rate_limit, classes, http.trust_client_inverses)
+    http = HttpRules(http.methods, http.paths, http.rate_limit, classes)
     sandbox = data.get("sandbox", {})
     egress = data.get("egress", {})
+    fs_table = data.get("fs", {})
     return Policy(
         sql=sql,
         http=http,
@@ -129,6 +130,9 @@ def _policy(data: Mapping[str, Any], defaults: bool) -> Policy:
         # The daemon reaches no host unless it lists it; a session that lists none narrows nothing.
         egress_hosts=tuple(egress["hosts"]) if "hosts" in egress else (() if defaults else None),
         http_hosts=tuple(http_table["hosts"]) if "hosts" in http_table else None,
+        fs_failed_inverse=Effect(fs_table["failed_inverse"])
+        if "failed_inverse" in fs_table
+        else (Effect.DENY if defaults else None),
     )
 
 
@@ -147,7 +151,6 @@ def _http_rules(t: Mapping[str, Any]) -> HttpRules:
         paths=tuple(t["paths"]) if "paths" in t else None,
         rate_limit=_rate(rate) if rate is not None else None,
         classes={c: Effect(t[c]) for c in REVERSIBILITY_CLASSES if c in t},
-        trust_client_inverses=t.get("trust_client_inverses"),
     )
 
 
@@ -248,11 +251,6 @@ def _regex(path: Path, value: Any) -> None:
         raise Invalid(path, f"invalid regular expression: {exc}") from None
 
 
-def _bool(path: Path, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise Invalid(path, f"must be true or false, not {value!r}")
-
-
 def _number(path: Path, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Invalid(path, f"must be a number, not {value!r}")
@@ -264,7 +262,6 @@ def _http_keys(with_hosts: bool) -> dict[str, Check]:
         "paths": _str_list(_path_pattern),
         "rate_limit": _rate_check,
         **{c: _effect for c in REVERSIBILITY_CLASSES},
-        "trust_client_inverses": _bool,
     }
     if with_hosts:
         keys["hosts"] = _str_list(_host)
@@ -340,5 +337,6 @@ def _check_top(data: dict[str, Any]) -> None:
                 },
             ),
             "egress": lambda p, v: table(p, v, {"hosts": _str_list(_host)}),
+            "fs": lambda p, v: table(p, v, {"failed_inverse": choice(("allow", "deny", "approval"))}),
         },
     )
