@@ -51,7 +51,7 @@ def test_a_call_from_python_code_is_shown_with_its_inverse_undone_and_verified(
 
     shown = cli("show", action[1])
     assert re.search(r"^state\s+undone\b", shown, re.M), shown
-    assert re.search(row + r"api: reversible, inverse DELETE /items/1; undone, passed: ", shown, re.M), shown
+    assert re.search(row + r"api: reversible, inverse DELETE /items/1; undone, verified: ", shown, re.M), shown
     assert "GET /items/1 answered 404 (gone, as expected)" in shown, shown
     # The same verdict as goexd keeps it.
     (record,) = json.loads(cli("--json", "show", action[1]))["action"]["egress"]

@@ -288,8 +288,8 @@ def test_calls_in_a_tunnel_go_through_the_gate_with_their_inverses_and_are_undon
     assert gated.persisted == records
 
     for record in (patch, post):  # newest first, as the engine undoes them
-        undone, verified = undo_call(gated.manager, route.grant.action_id, record)
-        assert verified and undone.call is not None and undone.call.verdict == "passed", undone.call
+        undone, report = undo_call(gated.manager, route.grant.action_id, record)
+        assert report.verified and undone.call is not None and undone.call.verdict == "passed", undone.call
     assert api_server.items() == SEED["items"]
 
 

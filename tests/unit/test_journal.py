@@ -184,7 +184,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     j.insert_session(_session("s1", "/w"))
     j.insert_action(_action("a1", "s1"))
     j.close()
-    # Make it what goexd 0.1 wrote: no egress, sql, http or approval column, schema 1.
+    # Make it what goexd 0.1 wrote: no egress, sql, http or approval column (nor secret, rules, staging), schema 1.
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE actions DROP COLUMN http")
     db.execute("ALTER TABLE actions DROP COLUMN approval")
@@ -192,6 +192,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db.execute("ALTER TABLE actions DROP COLUMN sql")
     db.execute("ALTER TABLE resources DROP COLUMN secret")
     db.execute("ALTER TABLE resources DROP COLUMN rules")
+    db.execute("ALTER TABLE resources DROP COLUMN staging")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -200,9 +201,10 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert action is not None and action.egress == () and action.sql is None and action.approval == ""
     j.update("a1", egress='[{"method": "GET"}]', sql="{}", http="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "7"
+    assert version == "8"
     session = j.get_session("s1")
     assert session is not None and session.resources[0].secret == "" and session.resources[0].rules == ""
+    assert session.resources[0].staging == ""
 
 
 def test_a_journal_from_a_newer_goexd_is_refused(tmp_path: Path) -> None:

@@ -430,3 +430,40 @@ def test_both_rate_limits_count_and_a_looser_one_does_not_lift_the_daemons() -> 
     assert tight.check(_http("GET", "/a")).allowed
     second = tight.check(_http("GET", "/b"))
     assert second.rule == "http.rate_limit" and "1/minute" in second.reason
+
+
+# ---------------------------------------------------------------- client inverses
+
+
+def _with_inverse(reversibility: str, resource: str = "api") -> ActionFacts:
+    req = HttpRequestFacts("POST", "http://127.0.0.1:9/m", "/m", {}, b"", reversibility, client_inverse=True)
+    return ActionFacts("http", resource, request=req)
+
+
+def test_a_client_inverse_lifts_nothing_unless_the_policy_trusts_it() -> None:
+    d = check(load(""), _with_inverse("irreversible"))
+    assert d.kind is DecisionKind.NEEDS_APPROVAL and d.rule == "http.irreversible"
+    assert "its client inverse is not trusted: [http] trust_client_inverses" in d.reason
+    trusting = load("[http]\ntrust_client_inverses = true\n")
+    assert check(trusting, _with_inverse("irreversible")).allowed
+    assert check(trusting, _http("POST", "/m", b"", "irreversible")).kind is DecisionKind.NEEDS_APPROVAL  # none given
+    # Trust counts it reversible: a policy that holds reversible calls holds it too.
+    held = check(load('[http]\ntrust_client_inverses = true\nreversible = "approval"\n'), _with_inverse("best_effort"))
+    assert held.kind is DecisionKind.NEEDS_APPROVAL and held.rule == "http.reversible"
+    # Per resource, over [http]; a read stays a read.
+    per = load("[http]\ntrust_client_inverses = true\n[http.resources.mail]\ntrust_client_inverses = false\n")
+    assert check(per, _with_inverse("irreversible", "mail")).kind is DecisionKind.NEEDS_APPROVAL
+    assert check(per, _with_inverse("irreversible", "api")).allowed
+    assert check(load('[http]\nread_only = "approval"\n'), _with_inverse("read_only")).rule == "http.read_only"
+
+
+def test_a_session_cannot_trust_client_inverses_the_daemon_does_not() -> None:
+    policy = _narrowed("", '[http]\ntrust_client_inverses = true\nirreversible = "allow"\n')
+    assert policy.check(_with_inverse("irreversible")).kind is DecisionKind.NEEDS_APPROVAL
+    strict = _narrowed("[http]\ntrust_client_inverses = true\n", '[http]\nirreversible = "deny"\n')
+    assert strict.check(_with_inverse("irreversible")).kind is DecisionKind.DENY  # the session's own class rule
+
+
+def test_trust_client_inverses_must_be_a_boolean() -> None:
+    e = _err('[http]\ntrust_client_inverses = "yes"\n')
+    assert e.line == 2 and "http.trust_client_inverses: must be true or false" in e.message, e.message

@@ -84,6 +84,7 @@ class Resource(_Model[types_pb2.Resource]):
     uri: str
     strategy: UndoStrategy
     rules: str  # http: the rule set deriving inverses ("rest", "s3", ...); empty for other kinds
+    staging_base_url: str  # http: where reversibility tests try calls for real; empty: nowhere
 
     @classmethod
     def from_proto(cls, msg: types_pb2.Resource) -> Resource:
@@ -93,6 +94,7 @@ class Resource(_Model[types_pb2.Resource]):
             uri=msg.uri,
             strategy=UndoStrategy.from_proto(msg.strategy),
             rules=msg.rules,
+            staging_base_url=msg.staging_base_url,
             proto=msg,
         )
 

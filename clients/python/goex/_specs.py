@@ -89,6 +89,7 @@ class ResourceSpec:
     secret: str = ""  # db / http: vault secret to authenticate with
     strategy: UndoStrategy = UndoStrategy.UNSPECIFIED
     rules: str = ""  # http: the rule set deriving inverses ("rest", "s3", ...); empty: goexd's default
+    staging: str = ""  # http: base URL of a staging copy, where reversibility tests try calls for real
 
     @classmethod
     def fs(cls, path: str | os.PathLike[str], *, name: str = "", strategy: UndoStrategy | str = "") -> ResourceSpec:
@@ -108,15 +109,19 @@ class ResourceSpec:
         name: str = "",
         strategy: UndoStrategy | str = "",
         rules: str = "",
+        staging: str = "",
     ) -> ResourceSpec:
         """A REST service: actions' paths are relative to `base_url` and may not leave it.
 
         `secret` names the vault secret goexd authenticates with (injected by goexd, never
         seen by the caller); `strategy` is "inverse" (the default) or "confine"; `rules`
         names the rule set that derives inverses from the recorded responses ("rest",
-        the default, or "s3", ...).
+        the default, or "s3", ...); `staging` is the base URL of a staging copy of the service,
+        where `test_reversibility` tries a call and its inverse for real (never on `base_url`).
         """
-        return cls("http", base_url, name=name, secret=secret, strategy=_strategy(strategy), rules=rules)
+        return cls(
+            "http", base_url, name=name, secret=secret, strategy=_strategy(strategy), rules=rules, staging=staging
+        )
 
     def to_proto(self) -> types_pb2.ResourceSpec:
         msg = types_pb2.ResourceSpec(name=self.name, strategy=self.strategy.proto_name)
@@ -129,6 +134,7 @@ class ResourceSpec:
             msg.http.base_url = self.location
             msg.http.secret = self.secret
             msg.http.rules = self.rules
+            msg.http.staging_base_url = self.staging
         return msg
 
 

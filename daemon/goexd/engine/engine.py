@@ -92,6 +92,7 @@ from goexd.resources.http_rules import RuleError
 from goexd.resources.http_rules import load_rule_sets as load_http_rules
 from goexd.resources.http_rules import select_rules as select_http_rules
 from goexd.resources.http_send import HttpSender, check_secret_injection
+from goexd.resources.http_trial import test_http
 from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.postgres_run import validate_postgres_url
@@ -324,6 +325,8 @@ class Engine:
         for r in resources:
             for allowed, whose in policy.http_hosts if r.kind is ResourceKind.HTTP else ():
                 check_http_host(r, allowed, whose)
+                if r.staging:  # goexd sends calls there too
+                    check_http_host(replace(r, uri=r.staging), allowed, whose)
         session = Session(
             id=_new_id("ses"),
             label=label,
@@ -384,12 +387,21 @@ class Engine:
                 select_http_rules(self.rule_sets, rules)
             except ValueError as exc:
                 raise InvalidArgument(f"{fld}.http.rules", str(exc)) from None
+            staging = ""
+            if req.staging:
+                staging = validate_base_url(req.staging, f"{fld}.http.staging_base_url")
+                check_address(staging, self.addresses, f"{fld}.http.staging_base_url")
+                if staging == url:
+                    raise InvalidArgument(
+                        f"{fld}.http.staging_base_url", "is the resource's own base URL: tests would change the service"
+                    )
             if req.secret:
                 check_secret_injection(self.vault.get(req.secret), f"{fld}.http.secret")
-                parts = urlsplit(url)
-                port = parts.port or DEFAULT_PORTS[parts.scheme]
-                self.vault.resolve(req.secret, parts.scheme, parts.hostname or "", port)  # PERMISSION_DENIED now
-            return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules)
+                for where in (url, staging) if staging else (url,):  # the staging copy gets the same credential
+                    parts = urlsplit(where)
+                    port = parts.port or DEFAULT_PORTS[parts.scheme]
+                    self.vault.resolve(req.secret, parts.scheme, parts.hostname or "", port)  # PERMISSION_DENIED now
+            return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules, staging)
         raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet")
 
     def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
@@ -504,12 +516,23 @@ class Engine:
                 addresses=self.addresses,
             )
             sender.reachable()
+            staging = None
+            if resource.staging:  # not required to be up: a test that cannot reach it says so
+                staging = HttpSender(
+                    resource.staging,
+                    resource.secret,
+                    self.vault.resolve,
+                    self.cfg.http.connect_timeout_s,
+                    verify=upstream_tls_context(self.cfg.egress),
+                    addresses=self.addresses,
+                )
             return HttpResource(
                 resource,
                 sender,
                 select_http_rules(self.rule_sets, resource.rules, resource.uri),
                 self.vault.redactor,
                 self.vault.redactor.text,
+                staging=staging,
             )
         if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
             return SqliteInverseResource(resource)
@@ -670,29 +693,29 @@ class Engine:
         if not pending:
             return None
         details: list[str] = []
-        verified = True
+        report = RollbackReport(True, "")
         for i in reversed(pending):
             record = records[i]
             assert record.call is not None
             what = f"{record.method} {record.url}"
             manager = live.managers.get(record.call.resource)
             if not isinstance(manager, HttpResource):
-                verified = False
+                report = report.with_calls(RollbackReport(False, ""))
                 details.append(f"{what}: NOT undone: the session has no http resource {record.call.resource!r}")
                 continue
             try:
-                records[i], ok = undo_call(manager, action.id, record)
+                records[i], one = undo_call(manager, action.id, record)
             except GoexError as exc:
                 if not keep_going:
                     raise
-                verified = False
+                report = report.with_calls(RollbackReport(False, ""))
                 details.append(f"{what}: NOT undone: {exc}")
                 continue
             self.journal.update(action.id, egress=codec.dumps(codec.egress_to_json(records)))
-            verified = verified and ok
+            report = report.with_calls(one)
             undone = records[i].call
             details.append(f"{what}: {undone.undo_detail if undone is not None else ''}")
-        return RollbackReport(verified, "; ".join(details))
+        return replace(report, detail="; ".join(details))
 
     @staticmethod
     def _check_egress_resources(session: Session, names: Sequence[str]) -> None:
@@ -717,7 +740,8 @@ class Engine:
                 path=req.path,
                 headers=dict(req.headers),
                 body=req.body,
-                reversibility=manager.predicted_class(spec, inverse).value,
+                reversibility=manager.predicted_class(spec).value,
+                client_inverse=inverse is not None,
             )
             return ActionFacts("http", resource.name, request=facts)
         if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:
@@ -1297,7 +1321,7 @@ class Engine:
                 raise out_of_space(f"undoing action {action.id}", [self.cfg.state_dir]) from exc
             raise
         if calls is not None:
-            report = RollbackReport(report.verified and calls.verified, f"{report.detail}; its calls: {calls.detail}")
+            report = report.with_calls(calls)
         undo_s = time.monotonic() - started
         self._transition(
             action,
@@ -1309,7 +1333,7 @@ class Engine:
                 codec.reversibility_to_json(
                     Reversibility(
                         known.reversibility_class if known is not None else ReversibilityClass.REVERSIBLE,
-                        Verdict.PASSED if report.verified else Verdict.FAILED,
+                        report.verdict,  # verified / not verified / unverified (nothing to compare against)
                         report.detail,
                         time.time(),
                     )
@@ -1330,6 +1354,12 @@ class Engine:
             with live.lock:
                 tried = try_pair(site_of(manager), spec, inverse, limits, None, without_inverse="unknown")
             return replace(tried.reversibility, tested_at=time.time())
+        if isinstance(manager, HttpResource):  # never tried on the service itself; on its staging copy if named
+            manager.check_inverse(spec, inverse)
+            limits = live.policy.limits(spec.limits, live.session.limits)
+            with live.lock:
+                verdict = test_http(manager, spec, inverse, limits.timeout_s)
+            return replace(verdict, detail=self.redact_text(verdict.detail), tested_at=time.time())
         if resource.strategy is not UndoStrategy.INVERSE:
             raise Unimplemented(
                 f"reversibility tests are built for the inverse strategy; resource {resource.name!r} uses "

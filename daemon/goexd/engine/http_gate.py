@@ -147,13 +147,14 @@ def settled_calls(records: Sequence[EgressRecordData]) -> list[int]:
     ]
 
 
-def undo_call(manager: HttpResource, action_id: str, record: EgressRecordData) -> tuple[EgressRecordData, bool]:
-    """Send one call's inverse and check it; the record with the verdict, and whether it was verified.
+def undo_call(
+    manager: HttpResource, action_id: str, record: EgressRecordData
+) -> tuple[EgressRecordData, RollbackReport]:
+    """Send one call's inverse and check it; the record with the verdict, and how it was checked.
 
     Raises as `HttpResource.rollback` does (the inverse failed or was refused): the call stays as it was.
     """
     assert record.call is not None
     report: RollbackReport = manager.rollback(action_id, dict(record.call.undo_state))
-    verdict = "passed" if report.verified else "failed"
-    call = replace(record.call, verdict=verdict, undo_detail=report.detail)
-    return replace(record, call=call), report.verified
+    call = replace(record.call, verdict=report.verdict.value, undo_detail=report.detail)
+    return replace(record, call=call), report

@@ -31,7 +31,7 @@ from goexd.engine.models import (
 from goexd.errors import FailedPrecondition, InternalError
 from goexd.names import utf8_text
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # Each step takes a journal from version N to N + 1; run in order at open.
 _MIGRATIONS = {
     1: "ALTER TABLE actions ADD COLUMN egress TEXT",
@@ -40,6 +40,7 @@ _MIGRATIONS = {
     4: "ALTER TABLE actions ADD COLUMN http TEXT",
     5: "ALTER TABLE actions ADD COLUMN approval TEXT NOT NULL DEFAULT ''",
     6: "ALTER TABLE resources ADD COLUMN rules TEXT NOT NULL DEFAULT ''",
+    7: "ALTER TABLE resources ADD COLUMN staging TEXT NOT NULL DEFAULT ''",
 }
 
 _SCHEMA = """
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS resources (
     strategy TEXT NOT NULL,
     secret TEXT NOT NULL DEFAULT '',
     rules TEXT NOT NULL DEFAULT '',
+    staging TEXT NOT NULL DEFAULT '',
     held INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (session_id, name)
 );
@@ -255,9 +257,9 @@ class Journal:
                 )
                 for r in session.resources:
                     db.execute(
-                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret, rules)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value, r.secret, r.rules),
+                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret, rules, staging)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value, r.secret, r.rules, r.staging),
                     )
         except sqlite3.IntegrityError as exc:
             holder = self.holder_of([r.uri for r in session.resources])
@@ -314,7 +316,15 @@ class Journal:
 
     def _session(self, row: sqlite3.Row) -> Session:
         resources = tuple(
-            Resource(r["name"], ResourceKind(r["kind"]), r["uri"], UndoStrategy(r["strategy"]), r["secret"], r["rules"])
+            Resource(
+                r["name"],
+                ResourceKind(r["kind"]),
+                r["uri"],
+                UndoStrategy(r["strategy"]),
+                r["secret"],
+                r["rules"],
+                r["staging"],
+            )
             for r in self._query("SELECT * FROM resources WHERE session_id = ? ORDER BY rowid", (row["id"],))
         )
         counts = self._query(

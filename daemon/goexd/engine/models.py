@@ -117,6 +117,7 @@ class ResourceRequest:
     strategy: UndoStrategy | None = None
     secret: str = ""
     rules: str = ""  # http: rule set name
+    staging: str = ""  # http: base URL of a staging copy, where reversibility tests try calls ("" = none)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Resource:
     strategy: UndoStrategy
     secret: str = ""  # vault secret the daemon authenticates with (postgres password, http credential)
     rules: str = ""  # http: the rule set that derives inverses ("rest", "s3", or a user's)
+    staging: str = ""  # http: canonical base URL of its staging copy, where reversibility tests try calls
 
 
 @dataclass(frozen=True)

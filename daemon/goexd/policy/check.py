@@ -221,8 +221,14 @@ def _http(policy: Policy, facts: ActionFacts) -> Decision | None:
         if (what := deny_matches(rule, req)) is not None:
             return _deny(f"deny.{rule.name}", f"{rule.reason} ({what})")
     if req.reversibility:
-        effect = rules.classes.get(req.reversibility, Effect.ALLOW)
-        return _effect(effect, f"{scope}.{req.reversibility}", f"the call is {req.reversibility.replace('_', ' ')}")
+        cls, why = req.reversibility, f"the call is {req.reversibility.replace('_', ' ')}"
+        if req.client_inverse and cls != "read_only":
+            if rules.trust_client_inverses:  # the policy's own choice: the client's inverse is taken as its undo
+                cls, why = "reversible", f"{why} by its rule set; the policy trusts the client's inverse"
+            else:  # checked only when it is undone: it lifts nothing
+                why += " (its client inverse is not trusted: [http] trust_client_inverses)"
+        effect = rules.classes.get(cls, Effect.ALLOW)
+        return _effect(effect, f"{scope}.{cls}", why)
     return None
 
 

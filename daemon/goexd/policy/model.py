@@ -59,6 +59,9 @@ class HttpRules:
     paths: tuple[str, ...] | None = None  # glob patterns ('*' one segment, '**' any); None = any path
     rate_limit: RateLimit | None = None
     classes: Mapping[str, Effect] = field(default_factory=dict)  # reversibility class -> effect
+    # A write carrying a client's inverse counts as reversible (True), or keeps its rule set's class (False; None:
+    # not said, which is False). A client inverse is checked only when undone, so trusting it is the policy's call.
+    trust_client_inverses: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class Policy:
             paths=own.paths if own.paths is not None else self.http.paths,
             rate_limit=own.rate_limit if own.rate_limit is not None else self.http.rate_limit,
             classes={**self.http.classes, **own.classes},
+            trust_client_inverses=(
+                own.trust_client_inverses if own.trust_client_inverses is not None else self.http.trust_client_inverses
+            ),
         )
 
 
@@ -132,6 +138,7 @@ class HttpRequestFacts:
     headers: Mapping[str, str]
     body: bytes
     reversibility: str = ""  # "reversible" | "best_effort" | "irreversible" | "read_only"; "" = not known
+    client_inverse: bool = False  # the client attached its own inverse (`reversibility` is still the rule set's)
 
 
 @dataclass(frozen=True)

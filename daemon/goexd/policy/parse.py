@@ -112,7 +112,7 @@ def _policy(data: Mapping[str, Any], defaults: bool) -> Policy:
     http_table = data.get("http", {})
     http = _http_rules(http_table)
     classes = {**DEFAULT_HTTP_CLASSES, **http.classes} if defaults else dict(http.classes)
-    http = HttpRules(http.methods, http.paths, http.rate_limit, classes)
+    http = HttpRules(http.methods, http.paths, http.rate_limit, classes, http.trust_client_inverses)
     sandbox = data.get("sandbox", {})
     egress = data.get("egress", {})
     fs_table = data.get("fs", {})
@@ -151,6 +151,7 @@ def _http_rules(t: Mapping[str, Any]) -> HttpRules:
         paths=tuple(t["paths"]) if "paths" in t else None,
         rate_limit=_rate(rate) if rate is not None else None,
         classes={c: Effect(t[c]) for c in REVERSIBILITY_CLASSES if c in t},
+        trust_client_inverses=t.get("trust_client_inverses"),
     )
 
 
@@ -251,6 +252,11 @@ def _regex(path: Path, value: Any) -> None:
         raise Invalid(path, f"invalid regular expression: {exc}") from None
 
 
+def _bool(path: Path, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise Invalid(path, f"must be true or false, not {value!r}")
+
+
 def _number(path: Path, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Invalid(path, f"must be a number, not {value!r}")
@@ -262,6 +268,7 @@ def _http_keys(with_hosts: bool) -> dict[str, Check]:
         "paths": _str_list(_path_pattern),
         "rate_limit": _rate_check,
         **{c: _effect for c in REVERSIBILITY_CLASSES},
+        "trust_client_inverses": _bool,
     }
     if with_hosts:
         keys["hosts"] = _str_list(_host)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from goexd.engine.models import ActionSpec, HttpResult, Resource, Reversibility, SqlResult
+from goexd.engine.models import ActionSpec, HttpResult, Resource, Reversibility, SqlResult, Verdict
 from goexd.errors import InvalidArgument
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
 from goexd.snapshots.base import ChangeSet
@@ -75,8 +75,28 @@ class SandboxNetwork:
 
 @dataclass(frozen=True)
 class RollbackReport:
+    """How an undo was checked: verified (the result compared equal to what was expected), not verified (it was
+    compared and differs), or unverified (`compared` False: there was nothing to compare it against)."""
+
     verified: bool
     detail: str
+    compared: bool = True  # False: nothing to compare the result against; `verified` is then False too
+
+    @property
+    def verdict(self) -> Verdict:
+        """passed (verified) / failed (not verified) / unknown (unverified)."""
+        if self.verified:
+            return Verdict.PASSED
+        return Verdict.FAILED if self.compared else Verdict.UNKNOWN
+
+    def with_calls(self, calls: RollbackReport) -> RollbackReport:
+        """This undo and its http calls' together: not verified if either was, else unverified if either was."""
+        failed = (self.compared and not self.verified) or (calls.compared and not calls.verified)
+        return RollbackReport(
+            self.verified and calls.verified,
+            f"{self.detail}; its calls: {calls.detail}",
+            compared=failed or (self.compared and calls.compared),
+        )
 
 
 class UndoesByItself(StepByStep):

@@ -4,9 +4,13 @@ Strategies:
 - `inverse` (default): before a write, the resource's rule set (resources/http_rules/) says whether
   to capture a pre-image (a GET before the call) and predicts the call's reversibility class
   (the policy decides on it). After the call the inverse is built from the *recorded response*
-  (the real id, the version the service assigned) and stored in the checkpoint; a client's own
-  inverse takes precedence. Undo sends the inverse and verifies it (the created item is gone,
-  the item equals its pre-image...); the verdict is the undo's result.
+  (the real id, the version the service assigned) and stored in the checkpoint. Undo sends the
+  inverse and checks it (the created item is gone, the item equals its pre-image...): verified,
+  not verified, or unverified where there is nothing to compare the result against.
+  A client's own inverse is sent instead of the derived one but checked the same way: whatever
+  rule set plans the call still captures the pre-image and says what the undo must achieve; a
+  call no rule covers gets an unverified undo, never a verified one. Nor does a client inverse
+  make a call reversible for the policy (unless the policy trusts client inverses).
 - `confine`: no undo at all; every write is irreversible and the session's policy decides
   (by default: only with an explicit approval).
 
@@ -190,9 +194,13 @@ class HttpResource:
         rules: RuleSet,
         redact: Redact,
         redact_text: Callable[[str], str],
+        staging: HttpSender | None = None,
     ) -> None:
+        """`staging`: the sender to the resource's staging copy (`Resource.staging`), where reversibility
+        tests try calls for real; None when it names none."""
         self.resource = resource
         self.sender = sender
+        self.staging = staging
         self.rules = rules
         self._redact = redact
         self._redact_text = redact_text
@@ -214,6 +222,8 @@ class HttpResource:
             lines.append("undo: none (confine strategy); writes are irreversible and subject to approval")
         else:
             lines.append(f"undo: inverses derived by the {self.rules.name!r} rule set: {self.rules.description}")
+        if self.resource.staging:
+            lines.append(f"reversibility tests: tried for real on the staging copy at {self.resource.staging}")
         lines.append("actions: http {method, path relative to the base URL, query, headers, json or body}")
         return "\n".join(lines)
 
@@ -295,12 +305,10 @@ class HttpResource:
             return Planned("", None, ReversibilityClass.IRREVERSIBLE, {})
         return self.rules.plan(call)
 
-    def predicted_class(self, spec: ActionSpec, inverse: ActionSpec | None) -> ReversibilityClass:
-        """What the policy is told before the call: a client inverse makes a write reversible."""
-        planned = self.plan(spec)
-        if inverse is not None and planned.predicted is not ReversibilityClass.READ_ONLY:
-            return ReversibilityClass.REVERSIBLE
-        return planned.predicted
+    def predicted_class(self, spec: ActionSpec) -> ReversibilityClass:
+        """What the policy is told before the call: what its rule set predicts. A client inverse changes nothing
+        here (the policy is told it is there, and decides whether to trust it)."""
+        return self.plan(spec).predicted
 
     def url(self, spec: ActionSpec) -> str:
         assert spec.http is not None
@@ -333,13 +341,14 @@ class HttpResource:
             return {"client_inverse": _call_json(call_of(inverse.http))}
         return {}
 
-    def capture(self, call: HttpCall, timeout_s: float) -> Checkpoint | str:
-        """The pre-image the rule asks for (a GET before the call), or why it could not be taken."""
+    def capture(self, call: HttpCall, timeout_s: float, sender: HttpSender | None = None) -> Checkpoint | str:
+        """The pre-image the rule asks for (a GET before the call), or why it could not be taken. `sender`: where
+        (the resource itself unless given: a reversibility test passes the staging copy's)."""
         planned = self.plan_call(call)
         if planned.capture is None:
             return {}
         try:
-            captured = self.sender.send(planned.capture, timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
+            captured = (sender or self.sender).send(planned.capture, timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
         except CallFailed as exc:
             return f"could not take the pre-image ({planned.capture.method} {planned.capture.path}): {exc.why}"
         if captured.truncated:
@@ -413,18 +422,17 @@ class HttpResource:
             return Derived(
                 ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), "confine strategy: no undo"
             )
+        derived = self._rule_derived(call, response, cp)
         if "client_inverse" in cp:
-            inverse = _call_from(cp["client_inverse"])
-            return Derived(
-                ReversibilityClass.REVERSIBLE,
-                inverse,
-                Verify(VerifyKind.STATUS, None),
-                "the client's inverse (verified by its status when undone)",
-            )
+            return client_inverse_checked(derived, _call_from(cp["client_inverse"]))
+        return derived
+
+    def _rule_derived(self, call: HttpCall, response: Exchange, cp: Mapping[str, str]) -> Derived:
+        """What the rule set planning the call derives from its response and pre-image (or why nothing)."""
         if response.truncated:
             why = f"no undo: the response is larger than {MAX_DERIVE_BYTES} bytes, too large to derive an inverse"
             return Derived(ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), why)
-        planned = self.rules.plan(call)
+        planned = self.plan_call(call)
         capture = _exchange_from(cp["capture"]) if "capture" in cp else None
         if planned.capture is not None and capture is None:
             why = cp.get("capture_dropped", "no pre-image was taken")
@@ -468,33 +476,43 @@ class HttpResource:
             if checkpoint.get("class") == ReversibilityClass.IRREVERSIBLE.value:
                 raise FailedPrecondition(f"action {action_id} is irreversible: {checkpoint.get('note', '')}")
             return RollbackReport(True, f"nothing to undo: {checkpoint.get('note', 'the call changed nothing')}")
-        inverse = _call_from(checkpoint["inverse"])
         with self._lock:
             try:
-                answer = self.sender.send(inverse, 60.0, max_body=MAX_DERIVE_BYTES)
-            except CallFailed as exc:
-                raise Unavailable(f"the inverse {inverse.method} {inverse.path} failed: {exc.why}") from None
-            if answer.status >= 400:
-                raise FailedPrecondition(
-                    f"the inverse {inverse.method} {inverse.path} was answered {answer.status}; "
-                    "the action stays pending"
-                )
-            head = f"inverse {inverse.method} {inverse.path} answered {answer.status}"
-            return self._verify(checkpoint, head)
+                head = self.send_inverse(checkpoint, self.sender)
+            except FailedPrecondition as exc:
+                raise FailedPrecondition(f"{exc}; the action stays pending") from None
+            return self.check_undo(checkpoint, head, self.sender)
 
-    def _verify(self, checkpoint: Checkpoint, head: str) -> RollbackReport:
+    @staticmethod
+    def send_inverse(checkpoint: Checkpoint, sender: HttpSender) -> str:
+        """Send the checkpoint's inverse; what it answered (UNAVAILABLE without an answer, FAILED_PRECONDITION for a
+        4xx/5xx)."""
+        inverse = _call_from(checkpoint["inverse"])
+        try:
+            answer = sender.send(inverse, 60.0, max_body=MAX_DERIVE_BYTES)
+        except CallFailed as exc:
+            raise Unavailable(f"the inverse {inverse.method} {inverse.path} failed: {exc.why}") from None
+        if answer.status >= 400:
+            raise FailedPrecondition(f"the inverse {inverse.method} {inverse.path} was answered {answer.status}")
+        return f"inverse {inverse.method} {inverse.path} answered {answer.status}"
+
+    @staticmethod
+    def check_undo(checkpoint: Checkpoint, head: str, sender: HttpSender) -> RollbackReport:
+        """After the inverse: compare what the service holds now with what the undo must achieve (absent after a
+        create; the pre-image back after an update or delete). Unverified (compared=False) where the checkpoint has
+        nothing to compare against: an inverse's 2xx alone proves nothing."""
         verify = json.loads(checkpoint.get("verify", '{"kind": "status", "call": null}'))
         kind = VerifyKind(verify["kind"])
         if kind in (VerifyKind.STATUS, VerifyKind.NONE) or not verify["call"]:
-            return RollbackReport(
-                kind is VerifyKind.STATUS,
-                f"{head}; {'its status is the check' if kind is VerifyKind.STATUS else 'no check possible'}",
-            )
+            why = "only the inverse's own status" if kind is VerifyKind.STATUS else "no check possible"
+            return RollbackReport(False, f"{head}; nothing to compare the result against ({why})", compared=False)
         probe = _call_from(verify["call"])
         try:
-            now = self.sender.send(probe, 60.0, max_body=MAX_PRE_IMAGE_BYTES)
+            now = sender.send(probe, 60.0, max_body=MAX_PRE_IMAGE_BYTES)
         except CallFailed as exc:
-            return RollbackReport(False, f"{head}; the check {probe.method} {probe.path} failed: {exc.why}")
+            return RollbackReport(
+                False, f"{head}; the check {probe.method} {probe.path} failed: {exc.why}", compared=False
+            )
         if kind is VerifyKind.ABSENT:
             ok = now.status in (404, 410)
             return RollbackReport(
@@ -504,16 +522,12 @@ class HttpResource:
             )
         capture = _exchange_from(checkpoint["capture"]) if "capture" in checkpoint else None
         if capture is None:
-            return RollbackReport(False, f"{head}; no pre-image to compare with")
+            return RollbackReport(False, f"{head}; no pre-image to compare with", compared=False)
         ok = pre_image_matches(capture, now)
         return RollbackReport(
             ok,
             f"{head}; {probe.method} {probe.path} "
-            + (
-                "equals the pre-image"
-                if ok
-                else f"differs from the pre-image (status {now.status} vs {capture.status})"
-            ),
+            + ("equals the pre-image" if ok else f"differs from the pre-image ({_difference(capture, now)})"),
         )
 
     def fingerprint(self) -> str:
@@ -521,3 +535,49 @@ class HttpResource:
 
     def close(self) -> None:
         self.sender.close()
+        if self.staging is not None:
+            self.staging.close()
+
+
+def _difference(before: Exchange, now: Exchange) -> str:
+    """What differs between a pre-image and what the service answers now, by field name (values are not shown:
+    they may be anything the service holds)."""
+    if before.status != now.status:
+        return f"status {now.status}, was {before.status}"
+    try:
+        old, new = json.loads(before.body), json.loads(now.body)
+    except ValueError:
+        return f"body of {len(now.body)} bytes, was {len(before.body)} bytes, not the same"
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = [k for k in old if k in new and json.dumps(old[k]) != json.dumps(new[k])]
+        parts = [
+            f"{label}: {', '.join(shown(k) for k in keys[:10])}{', ...' if len(keys) > 10 else ''}"
+            for label, keys in (
+                ("changed", changed),
+                ("missing", [k for k in old if k not in new]),
+                ("added", [k for k in new if k not in old]),
+            )
+            if keys
+        ]
+        if parts:
+            return "; ".join(parts)
+    return "the JSON body is not the same"
+
+
+def client_inverse_checked(derived: Derived, inverse: HttpCall) -> Derived:
+    """A client's inverse in place of the derived one, held to the same check: what the rule set planning the call
+    says the undo must leave (the created item absent, the pre-image back). Where it says nothing comparable (no
+    rule, no pre-image, a status-only check) the undo will be unverified; the class is then best effort, never
+    reversible, and never irreversible either (the client's inverse can still be sent)."""
+    sent = f"the client's inverse {inverse.method} {inverse.path}"
+    check = derived.verify
+    if check.kind in (VerifyKind.ABSENT, VerifyKind.PRE_IMAGE) and check.call is not None:
+        cls = derived.reversibility
+        if cls not in (ReversibilityClass.REVERSIBLE, ReversibilityClass.BEST_EFFORT):
+            cls = ReversibilityClass.BEST_EFFORT
+        want = "must answer 404/410" if check.kind is VerifyKind.ABSENT else "must answer the pre-image"
+        probe = f"{check.call.method} {check.call.path}"
+        note = f"{sent}, checked when undone as the rule's own: {probe} {want} ({derived.note})"
+        return Derived(cls, inverse, check, note)
+    note = f"{sent}; nothing to check it against, so its undo is unverified ({derived.note})"
+    return Derived(ReversibilityClass.BEST_EFFORT, inverse, Verify(VerifyKind.NONE, None), note)

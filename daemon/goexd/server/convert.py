@@ -147,7 +147,13 @@ def resource_request(msg: pb.ResourceSpec, fld: str) -> ResourceRequest:
         return ResourceRequest(msg.name, kind, msg.db.url, strategy, msg.db.secret)
     if which == "http":
         return ResourceRequest(
-            msg.name, ResourceKind.HTTP, msg.http.base_url, strategy, msg.http.secret, msg.http.rules
+            msg.name,
+            ResourceKind.HTTP,
+            msg.http.base_url,
+            strategy,
+            msg.http.secret,
+            msg.http.rules,
+            msg.http.staging_base_url,
         )
     raise InvalidArgument(f"{fld}.kind", "set one of fs, db or http")
 
@@ -217,7 +223,12 @@ def limits_pb(lim: Limits) -> pb.SandboxLimits:
 
 def resource_pb(r: Resource) -> pb.Resource:
     return pb.Resource(
-        name=r.name, kind=_RKIND_TO_PB[r.kind], uri=r.uri, strategy=_STRATEGY_TO_PB[r.strategy], rules=r.rules
+        name=r.name,
+        kind=_RKIND_TO_PB[r.kind],
+        uri=r.uri,
+        strategy=_STRATEGY_TO_PB[r.strategy],
+        rules=r.rules,
+        staging_base_url=r.staging,
     )
 
 

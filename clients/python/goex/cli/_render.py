@@ -124,8 +124,11 @@ def _call_undo(r: EgressRecord) -> Text:
     text = Text(f"{r.resource}: {rev.reversibility_class}")
     if r.inverse is not None:
         text.append(f", inverse {r.inverse.method} {r.inverse.path}")
-    if rev.verdict in (Verdict.PASSED, Verdict.FAILED):
-        text.append(f"; undone, {rev.verdict}: ", style="green" if rev.verdict is Verdict.PASSED else "red")
+    said = {Verdict.PASSED: ("verified", "green"), Verdict.FAILED: ("NOT verified", "red")}
+    said[Verdict.UNKNOWN] = ("unverified", "yellow")
+    if rev.verdict in said:
+        word, style = said[rev.verdict]
+        text.append(f"; undone, {word}: ", style=style)
         text.append(rev.detail)
     return text
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
+from goex._enums import Verdict
 from goex._models import Action
 from goex._specs import Http
 from goex.cli._app import App, CliError, UsageError, common_flags
@@ -16,6 +17,7 @@ from goex.cli._render import http_status_text, kv_grid, reversibility_text
 from goex.cli.cmd_log import print_http_response
 from goex.cli.cmd_run import add_approve_flag, print_summary
 from goex.cli.cmd_sql import submit_from_args
+from goex.v1 import actions_pb2
 
 _DESCRIPTION = """\
 Have goexd send METHOD PATH to a REST service of the session (`goex session open --http
@@ -42,6 +44,12 @@ exit status:
           as blocked); 2: usage error
   130     interrupted (Ctrl-C): on a terminal goex cancels the action, but a request already
           sent is not taken back; otherwise it may still be made by goexd (`goex log` tells)
+
+--test: nothing is sent to the service; goexd says what it would do to undo the call
+(TestReversibility): "test passed" (a read; or the call and its inverse tried for real on the
+resource's staging copy, --http-staging, and the service restored), "test failed" (there, it was
+not: what differs) or "test unknown" (not tried, and why: a call cannot be tried without its
+side effect; then the rule set's plan). Exit 0 passed, 3 failed, 4 unknown.
 
 Prints the status line, the response headers (a table), the body (JSON pretty-printed,
 other text as it is, binary data as "N bytes of TYPE"; a note when goexd capped it),
@@ -99,6 +107,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", metavar="DURATION", help="time limit: seconds, or 500ms / 2m / 1h")
     p.add_argument("--detach", action="store_true", help="print the action id once accepted and return")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the response body")
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="send nothing: test the call's reversibility (on the staging copy if the resource names one)",
+    )
     p.set_defaults(handler=cmd_http)
 
 
@@ -198,7 +211,24 @@ def _read_stdin_text() -> str:
 
 def cmd_http(app: App, args: argparse.Namespace) -> int:
     request, inverse = http_from_args(args)
+    if args.test:
+        return _test(app, args, request, inverse)
     return submit_from_args(app, args, request, inverse, lambda action: _print(app, args, action))
+
+
+EXIT_TEST_FAILED = 3  # as `goex undo`'s NOT verified
+EXIT_TEST_UNKNOWN = 4  # as `goex undo`'s unverified
+
+
+def _test(app: App, args: argparse.Namespace, request: Http, inverse: Http | None) -> int:
+    if args.detach or args.approve:
+        raise UsageError("--test sends nothing: --detach and --approve do not go with it")
+    verdict = app.client().test_reversibility(app.session_id(), request, inverse=inverse, resource=args.resource)
+    if app.json:
+        app.emit(actions_pb2.TestReversibilityResponse(reversibility=verdict.proto))
+    else:
+        app.out.print(kv_grid([("reversibility", reversibility_text(verdict))]))
+    return {Verdict.PASSED: 0, Verdict.FAILED: EXIT_TEST_FAILED}.get(verdict.verdict, EXIT_TEST_UNKNOWN)
 
 
 def _print(app: App, args: argparse.Namespace, action: Action) -> None:

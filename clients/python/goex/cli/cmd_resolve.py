@@ -15,12 +15,16 @@ from goex._models import Action
 from goex.cli._app import App, CliError
 from goex.v1 import actions_pb2
 
-EXIT_UNVERIFIED = 3  # undone, but goexd could not confirm the resource is back as it was
+EXIT_NOT_VERIFIED = 3  # undone, but goexd's check found the resource is not back as it was
+EXIT_UNVERIFIED = 4  # undone, but goexd had nothing to compare the result against
 UNDO_EXIT_HELP = """\
 exit status:
   0   undone, and every undo verified (or nothing to undo)
-  3   undone, but at least one undo could not be verified (NOT verified: on stderr says
-      why; --json: its reversibility verdict is FAILED): check the resource yourself
+  3   undone, but at least one undo's check failed: the resource is NOT back as it was (NOT
+      verified: on stderr says what differs; --json: its reversibility verdict is FAILED)
+  4   undone, but at least one undo could not be checked: goexd had nothing to compare the
+      result against (unverified: on stderr says why; --json: verdict UNKNOWN); check the
+      resource yourself (3 wins when both happen)
   1   goex error, nothing undone: daemon not running, nothing pending, a later pending action
       in the way (without --cascade), paths changed since the action (without --force; the
       error names them), an irreversible action, an inverse that failed
@@ -56,7 +60,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "omitted). The daemon refuses while a later pending action on the same resource exists (on a "
         "workspace: one that changed some of the same paths), unless --cascade also undoes those, newest "
         f"first. {THREE_WAY} Prints one line per undone action, and on stderr how goexd checked the undo "
-        "(verified: ..., or NOT verified: ...) and what it set aside.",
+        "(verified: ..., NOT verified: ... or unverified: ...) and what it set aside.",
         epilog=UNDO_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -104,13 +108,18 @@ def undo_check_text(a: Action) -> Text | None:
         return Text(f"  verified: {r.detail}", style="dim")
     if r.verdict is Verdict.FAILED:
         return Text(f"  NOT verified: {r.detail}", style="bold red")
+    if r.verdict is Verdict.UNKNOWN:
+        return Text(f"  unverified: {r.detail}", style="yellow")
     return None
 
 
 def undo_exit_status(undone: Sequence[Action]) -> int:
-    """3 when an undo's check failed: the action is undone, but a script must not take the state as restored."""
-    unverified = [a for a in undone if a.reversibility is not None and a.reversibility.verdict is Verdict.FAILED]
-    return EXIT_UNVERIFIED if unverified else 0
+    """3 when an undo's check failed, 4 when one had nothing to compare against: either way the action is undone,
+    but a script must not take the state as restored."""
+    verdicts = {a.reversibility.verdict for a in undone if a.reversibility is not None}
+    if Verdict.FAILED in verdicts:
+        return EXIT_NOT_VERIFIED
+    return EXIT_UNVERIFIED if Verdict.UNKNOWN in verdicts else 0
 
 
 def cmd_commit(app: App, args: argparse.Namespace) -> int:

@@ -83,6 +83,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="rule set deriving the --http services' inverses from their responses: rest (the default), s3, ...",
     )
     o.add_argument(
+        "--http-staging",
+        metavar="BASE_URL",
+        default="",
+        help="a staging copy of the one --http service: `goex http --test` tries a call and its inverse there "
+        "for real (never on the service itself) and checks the undo",
+    )
+    o.add_argument(
         "--http-strategy",
         choices=HTTP_STRATEGIES,
         default="",
@@ -152,15 +159,23 @@ def resources_from_args(args: argparse.Namespace) -> list[ResourceSpec]:
         ("--http-secret", args.http_secret),
         ("--http-rules", args.http_rules),
         ("--http-strategy", args.http_strategy),
+        ("--http-staging", args.http_staging),
     ):
         if value and not args.http:
             raise UsageError(f"{flag} needs --http BASE_URL")
+    if args.http_staging and len(args.http) > 1:
+        raise UsageError("--http-staging is the staging copy of one service: give one --http with it")
     resources = [ResourceSpec.db(url, secret=args.db_secret, strategy=args.db_strategy) for url in args.db]
     for item in args.http:
         name, base_url = parse_http_item(item)
         resources.append(
             ResourceSpec.http(
-                base_url, name=name, secret=args.http_secret, strategy=args.http_strategy, rules=args.http_rules
+                base_url,
+                name=name,
+                secret=args.http_secret,
+                strategy=args.http_strategy,
+                rules=args.http_rules,
+                staging=args.http_staging,
             )
         )
     if args.fs is None and not resources:
@@ -258,6 +273,7 @@ def _render_session(app: App, s: Session) -> None:
     )
     for r in s.resources:
         rules = f", rules: {r.rules}" if r.rules else ""
+        rules += f", staging: {r.staging_base_url}" if r.staging_base_url else ""
         rows.append((f"resource {r.name}", Text(f"{r.kind} {r.uri} (undo: {r.strategy}{rules})")))
     app.out.print(kv_grid(rows))
 
