@@ -3,8 +3,10 @@ through the real daemon (hypothesis).
 
 Each example opens a session on a fresh workspace and interleaves, at random: shell actions
 (writes, appends, deletes, chmods, symlinks, empty dirs, renames, .gitignore'd files, names
-that are bytes, hard links), a person's edits (from here, between actions and *while* one runs),
-and undos of a random pending action, forced or not. Invariants:
+that are bytes, hard links; git run in a nested repository the workspace starts with, one planted
+by an action, raw writes inside a .git below the top, names git refuses and names starting with
+the store's escape prefix), a person's edits (its nested .git/config among them; from here, between
+actions and *while* one runs), and undos of a random pending action, forced or not. Invariants:
 - an action's change set is what it did: the tree before and after it differ exactly there,
   less what the person wrote while it ran (which is never in it);
 - an undo either is refused (FAILED_PRECONDITION) with nothing written, when a path the action
@@ -21,6 +23,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,12 +38,26 @@ from hypothesis import strategies as st
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
+from goexd.snapshots.layout import ESCAPE
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import open_fs, shell
 from tests.fs_fingerprint import fingerprint
 from tests.odd_names import sh_word
 
-NAMES = ["a", "b", "sub/c", "sub/deep/d", "ignored/e", "x y"]
+NAMES = ["a", "b", "sub/c", "sub/deep/d", "ignored/e", "x y", "v/.git/config", ".GIT/g", f"{ESCAPE}.git"]
+GIT = "git -c user.name=agent -c user.email=agent@example.com"
+# A nested repository: "repo" is the person's (made before the first action), "planted" an action's.
+GIT_OPS = [
+    "mkdir -p planted && git -C planted init -q",
+    f"[ -d repo/.git ] && printf x >> repo/f && git -C repo add -A && {GIT} -C repo commit -qm agent",
+    f"[ -d planted/.git ] && printf y >> planted/g && git -C planted add -A && {GIT} -C planted commit -qm agent",
+    "[ -d repo/.git ] && git -C repo config user.name agent",
+    "[ -d planted/.git ] && git -C planted config core.fsmonitor 'touch /tmp/pwned'",
+    "[ -d repo/.git ] && git -C repo branch -f side && git -C repo gc -q",
+    "git -C repo status --short >/dev/null",  # refreshes (rewrites) the nested index
+    "rm -rf repo/.git",
+    "rm -rf planted",
+]
 # Names are bytes: not UTF-8, a newline, a backslash, inside a directory that is not UTF-8.
 ODD = [b"bad\xff", b"nl\nx", b"back\\slash", b"d\xfe/f\x80"]
 _counter = itertools.count()
@@ -73,10 +90,11 @@ ops = st.one_of(
         st.sampled_from(["odd", "more"]),
     ),
     st.builds(lambda n: f"rm -rf {sh_word(n)}", st.sampled_from([*ODD, b"d\xfe"])),
+    st.sampled_from(GIT_OPS),
     st.just("[ -d sub ] && mv sub sub2"),
     st.just("[ -d sub ] && chmod 700 sub"),
 )
-user_paths = st.sampled_from(["user.txt", "a", "sub/user", "bad\udcff", "sub/c"])
+user_paths = st.sampled_from(["user.txt", "a", "sub/user", "bad\udcff", "sub/c", "repo/.git/config", "planted/g"])
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +151,10 @@ def test_each_undo_takes_back_exactly_its_action(
     ws.mkdir()
     (ws / ".gitignore").write_text(".git-ignored/\nignored/\n")
     (ws / "a").write_text("seed\n")
+    (ws / "repo").mkdir()
+    (ws / "repo" / "f").write_text("f\n")
+    for args in (["init", "-q"], ["add", "f"], ["commit", "-qm", "person"]):
+        subprocess.run([*GIT.split(), "-C", str(ws / "repo"), *args], check=True, capture_output=True)
     session = open_fs(d, ws)
     pending: list[tuple[pb.Action, Fp, Fp]] = []
     edits: dict[str, str] = {}  # the person's latest text per path

@@ -152,15 +152,6 @@ def test_a_directory_the_action_made_stays_for_what_the_person_put_in_it(d: Daem
     assert sorted(str(p.relative_to(ws)) for p in (ws / "new").rglob("*")) == ["new/mine.txt"]
 
 
-def test_a_repository_an_action_plants_is_never_applied(d: DaemonProcess, ws: Path) -> None:
-    s = sec_session(d, ws)
-    script = "mkdir -p sub/.git/hooks && echo '[core]' > sub/.git/config && echo ok > sub/file"
-    action = run_action(d, s, script)
-    assert action.state == pb.ACTION_STATE_EXECUTED
-    assert (ws / "sub" / "file").read_text() == "ok\n" and not (ws / "sub" / ".git").exists()
-    assert any("sub/.git" in w and "not applied" in w for w in action.changes.warnings)
-
-
 def test_hard_linked_names_each_get_their_content_back(d: DaemonProcess, ws: Path) -> None:
     person_writes(d, ws / "x" / "a.txt", "linked\n")
     (ws / "y").mkdir()

@@ -55,6 +55,7 @@ from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec, WorkspaceO
 from goexd.sandbox.overlay import OverlayUnavailable, check_paths
 from goexd.snapshots.base import ChangeSet, NoRoom, PartlyWritten, RevertConflict, Snapshot, UnreadableEntries
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.layout import TOP_GIT
 from goexd.snapshots.privileges import listed
 from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
 from goexd.textcap import shown
@@ -194,6 +195,7 @@ class FsVersionedResource(UndoesByItself):
     ) -> Outcome:
         run_dir = Path(checkpoint["overlay"]) if "overlay" in checkpoint else None
         started_ns = time.time_ns()
+        had_repo = os.path.lexists(self.workspace / TOP_GIT)  # if so, bound read-only in the run
         result = self._sandbox.run(
             SandboxSpec(
                 argv=self._argv(spec),
@@ -223,12 +225,17 @@ class FsVersionedResource(UndoesByItself):
                 return Outcome(exec=result, changes=None, failure=str(failed), capture_s=time.monotonic() - started)
             return Outcome(exec=result, changes=changes, checkpoint_extra=extra, capture_s=time.monotonic() - started)
         pre = Snapshot(checkpoint["pre"])
+        # A repository the action made where the workspace had none is never applied (as under overlay).
+        planted = None if had_repo else _remove_planted_repo(self.workspace)
         with self._space("snapshotting after the action"):
             post, found = self._store.strip_privileges(pre, self._capture())
         self._store.pin(f"actions/{checkpoint['action']}/post", post)  # what its undo and diff compare with
         changes = self._store.changes(pre, post, limit=self._change_limit)
-        notes = listed(found)
+        notes = [*listed(found)]
         left = [f.describe() for f in found if f.left]
+        if planted is not None:
+            notes.append(planted[0])
+            left += [planted[0]] if not planted[1] else []
         return Outcome(
             exec=result,
             changes=replace(changes, warnings=(*changes.warnings, *notes)),
@@ -519,6 +526,38 @@ def _discard(run_dir: Path) -> None:
 
     if run_dir.exists():
         shutil.rmtree(run_dir, onerror=open_up)
+
+
+def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:
+    """Remove the top-level .git a direct run made in a workspace that had none: (a note, whether it
+    is gone), or None when there is none. Never followed if it is a symbolic link."""
+    path = workspace / TOP_GIT
+    planted = f"not applied: {TOP_GIT} (the action made it where the workspace had none)"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"{planted}, but cannot look at it: {e}", False
+
+    def open_up(_fn: object, below: str, exc: tuple[type[BaseException], BaseException, object]) -> None:
+        if os.path.dirname(below) == str(workspace):
+            raise exc[1]  # the workspace root's mode is the person's, not goexd's to change
+        os.chmod(os.path.dirname(below), 0o700)  # inside the planted .git: the action's own modes
+        if os.path.isdir(below) and not os.path.islink(below):
+            shutil.rmtree(below, onerror=open_up)
+        else:
+            os.unlink(below)
+
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(path, 0o700)
+            shutil.rmtree(path, onerror=open_up)
+        else:
+            path.unlink()
+    except OSError as e:
+        return f"{planted}, but cannot remove it: {e}", False
+    return f"{planted}: removed", True
 
 
 def _count(n: int, what: str) -> str:

@@ -37,6 +37,7 @@ import errno
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,6 +112,9 @@ FAULT_TAG = "fs-versioned"
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
+# A file read this soon after its last change is not remembered as read (see _remember): a change
+# in the same tick of the kernel's coarse clock could leave its times as they were.
+_RACY_NS = 100_000_000
 _ADD_ATTEMPTS = 8
 
 
@@ -146,6 +150,11 @@ class GitWorkspaceStore:
         self._closed = False
         self._full_scans = 0
         self._linked = False  # the latest incremental capture re-read a file with more than one name
+        # Files goexd stages itself (nested repositories, escaped names; git's stat cache does not cover
+        # them): their stat when read and content id, this full scan's and the previous one's, so a full
+        # scan re-reads only those that changed.
+        self._own_stat: dict[str, tuple[_StatKey, pygit2.Oid]] = {}
+        self._own_prev: dict[str, tuple[_StatKey, pygit2.Oid]] = {}
 
     @property
     def git_dir(self) -> Path:
@@ -267,7 +276,8 @@ class GitWorkspaceStore:
             if not todo:
                 return Reverted(current, current, plan, RestoreReport(unreadable=self._unreadable))
             check_room(self._root, self._blobs, todo)  # before the first write: none, or (nearly always) all
-            self._set_ref(PRE_RESTORE_REF, current)
+            if current != expected:  # `expected` is the caller's to keep (pinned, or a set-aside's)
+                self._set_ref(PRE_RESTORE_REF, current)
             kept = None
             if plan.conflicts and keep_as is not None:
                 # Recorded before the first write, `after` = `target`: what is written at those paths (bar an
@@ -545,6 +555,7 @@ class GitWorkspaceStore:
     def _full_scan(self, fs: SafeFS, lenient: bool) -> None:
         self._full_scans += 1
         self._unreadable = ()
+        self._own_prev, self._own_stat = self._own_stat, {}
         if self._tracker is not None:
             self._tracker.arm(fs.open_up_dir)  # before the walk: later changes become events
         try:
@@ -622,7 +633,12 @@ class GitWorkspaceStore:
             if unreadable is not None:
                 unreadable += sub.unreadable
             for path, st in sub.entries:
-                self._stage(path, st, fs, with_meta=False)
+                known = self._own_prev.get(path) if stat.S_ISREG(st.st_mode) else None
+                if known is not None and known[0] == _stat_key(st):  # as when last read
+                    self._own_stat[path] = known
+                    self._index.add(pygit2.IndexEntry(store_path(path), known[1], _file_mode(st)))
+                else:
+                    self._stage(path, st, fs, with_meta=False)
                 staged.append(path)
                 fs.trim()
         return staged
@@ -751,8 +767,8 @@ class GitWorkspaceStore:
             elif stat.S_ISREG(st.st_mode):
                 oid, st = self._read_file(path, fs)
                 self._linked |= st.st_nlink > 1
-                mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
-                entry = pygit2.IndexEntry(store_path(path), oid, mode)
+                self._remember(path, st, oid)
+                entry = pygit2.IndexEntry(store_path(path), oid, _file_mode(st))
                 meta = entry_meta(st, self._owner)
         except (*_GONE, _Replaced):
             pass  # changed while we looked: that change is queued as a new event
@@ -768,6 +784,14 @@ class GitWorkspaceStore:
             self._index.add(entry)
         if with_meta:
             self._meta_set(meta_file_key(path), meta)
+
+    def _remember(self, path: str, st: os.stat_result, oid: pygit2.Oid) -> None:
+        """Keep what was read at path for the next full scan, unless it changed too recently to tell
+        a later change from it by its times."""
+        if st.st_ctime_ns < time.time_ns() - _RACY_NS:
+            self._own_stat[path] = (_stat_key(st), oid)
+        else:
+            self._own_stat.pop(path, None)
 
     def _read_file(self, path: str, fs: SafeFS) -> tuple[pygit2.Oid, os.stat_result]:
         """The file's content id and its fstat (the mode and owner of what was read)."""
@@ -962,6 +986,17 @@ def _drop_meta_below(meta: dict[str, Meta], path: str) -> None:
     below = escape(path) + "/"
     for key in [k for k in meta if k.startswith(below)]:
         del meta[key]
+
+
+_StatKey = tuple[int, int, int, int, int]
+
+
+def _stat_key(st: os.stat_result) -> _StatKey:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode
+
+
+def _file_mode(st: os.stat_result) -> FileMode:
+    return FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
 
 
 def _outermost(paths: list[str]) -> list[str]:

@@ -177,7 +177,8 @@ def diff(repo: pygit2.Repository, old: SnapshotTrees, new: SnapshotTrees, metas:
         if o_obj is None or n_obj is None:
             raise SnapshotError(f"metadata without a file for {path!r}")
         out[path] = (_entry(o_obj.filemode, o_obj.id, o_meta, metas), _entry(n_obj.filemode, n_obj.id, n_meta, metas))
-    return out
+    # Equal on both sides: one entry under two stored names (the merge above), not a difference.
+    return {path: change for path, change in out.items() if change[0] != change[1]}
 
 
 def has_files_below(tree: pygit2.Tree, rel: str) -> bool:
