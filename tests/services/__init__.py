@@ -28,6 +28,13 @@ output to a log file whose tail a failed start reports). Registered in tests/con
   `json_server`: one per test (~0.3 s to start) from a fresh file seeded with the fixture
   `json_server_seed` (`{"items": [], "users": []}` unless a test overrides or parametrizes it).
 
+Generic HTTP semantics (docs/http-rules.md) have two services of other shapes, each with a
+module-scoped fixture a test module imports from its file: WsgiDAV, a WebDAV server (PyPI;
+tests/services/wsgidav_server.py, fixture `wsgidav`: files at any depth, non-JSON bodies, empty
+201/204 answers, ETags), and the Community Solid Server (npm, installed with json-server;
+tests/services/solid_server.py, fixture `solid_server`: LDP containers, 201 with Location, 205,
+Allow headers). Both keep their state as files, which `files()` reads.
+
 httpbin is not here: the egress tests run it in-process (werkzeug), each in its own way.
 """
 

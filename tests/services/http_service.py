@@ -8,6 +8,8 @@ process dies, even from SIGKILL, instead of living on with its port.
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import subprocess
 import time
@@ -126,3 +128,34 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+NODE_MODULES = Path(__file__).resolve().parents[2] / ".venv" / "node" / "node_modules"
+
+
+def node_package_command(package: str, version: str, script: str, *node_options: str) -> list[str]:
+    """node (with `node_options`) and `script` of the npm `package` make install put in
+    .venv/node, checked: node there and the package at `version`."""
+    node = shutil.which("node")
+    package_dir = NODE_MODULES / package
+    manifest = package_dir / "package.json"
+    if node is None or not manifest.is_file():
+        missing = "node" if node is None else f"{package} (no {manifest})"
+        raise RuntimeError(f"{missing} is not installed: run `make install` (scripts/install-system-deps.sh, npm ci)")
+    found = json.loads(manifest.read_text()).get("version")
+    if found != version:
+        raise RuntimeError(f"{package_dir} is {package} {found}, the tests want {version}: run `make install`")
+    return [node, *node_options, str(package_dir / script)]
+
+
+def directory_state(root: Path, skip: Sequence[str] = ()) -> dict[str, bytes]:
+    """Every file under `root` by its path from it ("a/b/c.json") with its bytes, and each
+    directory as "a/" with b"", leaving out the top-level names in `skip` and all under them:
+    the state of a service that keeps its data as files."""
+    state: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        if name.split("/")[0] in skip:
+            continue
+        state[name + "/" if path.is_dir() else name] = b"" if path.is_dir() else path.read_bytes()
+    return state

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.services.http_service import LoopbackService, serve_http
+from tests.services.http_service import LoopbackService, node_package_command, serve_http
 
 VERSION = "0.17.4"
 REPO = Path(__file__).resolve().parents[2]
@@ -68,15 +67,7 @@ class JsonServer(LoopbackService):
 
 def json_server_command() -> list[str]:
     """node and json-server's CLI, checked: both there and json-server at VERSION."""
-    node = shutil.which("node")
-    manifest = PACKAGE_DIR / "package.json"
-    if node is None or not manifest.is_file():
-        missing = "node" if node is None else f"json-server (no {manifest})"
-        raise RuntimeError(f"{missing} is not installed: run `make install` (scripts/install-system-deps.sh, npm ci)")
-    version = json.loads(manifest.read_text()).get("version")
-    if version != VERSION:
-        raise RuntimeError(f"{PACKAGE_DIR} is json-server {version}, the tests want {VERSION}: run `make install`")
-    return [node, str(PACKAGE_DIR / "lib" / "cli" / "bin.js")]
+    return node_package_command("json-server", VERSION, "lib/cli/bin.js")
 
 
 @contextlib.contextmanager

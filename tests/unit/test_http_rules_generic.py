@@ -326,6 +326,22 @@ def test_a_specific_rule_that_cannot_undo_the_answer_leaves_it_to_generic() -> N
     assert alone.note.startswith("rest.update: no outcome applies (refused: response status 204")
 
 
+def test_rest_puts_a_deleted_item_back_where_its_allow_header_lists_put() -> None:
+    # An LDP server's /{container}/{doc} looks like a collection's item; a POST there would make a new one.
+    call = HttpCall("DELETE", "/profile/app.json")
+    capture = ex(200, b'{"a": 1}', {"content-type": "application/json", "allow": "GET, PUT, DELETE"})
+    d = derive(DEFAULT, call, ex(205), capture)
+    assert d.reversibility is RC.REVERSIBLE and d.note.startswith("rest.delete [deleted, PUT allowed]")
+    assert d.inverse == HttpCall(
+        "PUT",
+        "/profile/app.json",
+        headers=(("content-type", "application/json"), ("if-none-match", "*")),
+        body=b'{"a": 1}',
+    )
+    json_server_like = derive(DEFAULT, call, ex(200, b"{}"), ex(200, b'{"a": 1}', {"content-type": "application/json"}))
+    assert json_server_like.inverse is not None and json_server_like.inverse.method == "POST"
+
+
 def test_the_notes_of_a_failed_fall_through_name_both_rules() -> None:
     call = HttpCall("PUT", "/notes/1")
     d = derive(DEFAULT, call, ex(204), ex(500))
