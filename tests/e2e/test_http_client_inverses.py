@@ -187,6 +187,10 @@ def test_test_reversibility_answers_without_sending_anything(goexd: DaemonProces
         detail = covered.detail
         assert "cannot be tried without its side effect" in detail and "names no staging base URL" in detail, detail
         assert "plan (rule rest.update)" in detail and "capture GET /items/1 first" in detail, detail
+        # A shape the resource's rule set does not know: the generic fallback behind it plans it.
+        nested = reversibility_of(goexd, session.id, HttpCall("DELETE", "/items/1/notes/2"), None)
+        assert nested.verdict == pb.VERDICT_UNKNOWN and "plan (rule generic.delete)" in nested.detail, nested.detail
+        assert "capture GET /items/1/notes/2 first" in nested.detail
         assert "if replaced: reversible, PUT /{collection}/{id}, checked: the item must answer its pre-image" in detail
         assert "if created: reversible, DELETE /{collection}/{id}, checked: the item must be gone" in detail
 

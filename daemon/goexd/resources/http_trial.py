@@ -75,15 +75,17 @@ def _client_class(planned: Planned) -> ReversibilityClass:
 
 def describe_plan(manager: HttpResource, planned: Planned) -> str:
     """The rule's plan in one line: the capture, the predicted class, each outcome's inverse template and check."""
+    sets = (manager.rules, *manager.rules.fallbacks)  # the resource's sets, then the ones it falls back on
     if not planned.rule:
-        return f"plan: no rule of {manager.rules.name!r} covers the call (irreversible)"
+        return f"plan: no rule of {'+'.join(s.name for s in sets)} covers the call (irreversible)"
     words = [f"plan (rule {planned.rule})"]
     if planned.capture is not None:
         words.append(f"capture {planned.capture.method} {planned.capture.path} first")
     words.append(f"predicted {planned.predicted.value}")
     set_name, _, rule_name = planned.rule.partition(".")
-    rule = next((r for r in getattr(manager.rules, "rules", ()) if r.name == rule_name), None)
-    if rule is not None and set_name == manager.rules.name:
+    rule_set = next((s for s in sets if s.name == set_name), None)
+    rule = next((r for r in rule_set.rules if r.name == rule_name), None) if rule_set is not None else None
+    if rule is not None:
         for o in rule.outcomes:
             undo = "no inverse" if o.inverse is None else f"{o.inverse.method} {o.inverse.path.source}"
             words.append(f"if {o.label or 'it applies'}: {o.reversibility.value}, {undo}, {_CHECKS[o.verify.kind]}")
