@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import secrets
 import shutil
 import stat
 import threading
@@ -60,8 +62,12 @@ from goexd.snapshots.privileges import listed
 from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
 from goexd.textcap import shown
 
+log = logging.getLogger(__name__)
+
 DESCRIBE_MAX_ENTRIES = 200
 APPLY_INTENT = "applying"  # in a run's overlay dir: {"pre", "post"} once goexd starts applying it
+BACKGROUND_DISCARD_BYTES = 1 << 20  # an applied run's upper holding less is removed in the background
+DISCARDING = "-discarding"  # `<overlays dir>-discarding` holds applied runs' upper and work dirs, being removed
 # A file's ctime comes from a coarse clock (one tick, a few ms, behind): an edit made that close
 # to the start of a run counts as made during it (its version is then set aside needlessly, never lost).
 CTIME_SLACK_NS = 20_000_000
@@ -267,9 +273,14 @@ class FsVersionedResource(UndoesByItself):
                 notes.append(_kept_note(list(applied.kept.paths), applied.kept.id, "changed while it was applied"))
             # The intent stays until the action's end is journaled (commit, undo, or the next start's
             # clear_overlays): goexd killed before EXECUTED is journaled must find it, or recovery takes the
-            # applied result for one that never reached the workspace. The run's files go now.
-            _discard(run_dir / "upper")
-            _discard(run_dir / "work")
+            # applied result for one that never reached the workspace. The run's files go now: a small upper off
+            # the action's path (removing is a few ms a directory on a busy disk), a large one before it returns,
+            # so that the space it took is back when the action's result is.
+            if _holds_less(run_dir / "upper", BACKGROUND_DISCARD_BYTES):
+                _discard_later(run_dir.parent, run_dir / "upper", run_dir / "work")
+            else:
+                _discard(run_dir / "upper")
+                _discard(run_dir / "work")
         else:
             _discard(run_dir)
         changes = self._store.changes(pre, post, limit=self._change_limit)
@@ -478,6 +489,7 @@ def drop_uppers(overlays_dir: Path) -> None:
     under way, and recovery needs only their intent files; on a disk those runs filled, it needs the room."""
     if not overlays_dir.is_dir():
         return
+    _discard(_discarding(overlays_dir))  # what a killed goexd had not finished removing
     for run_dir in overlays_dir.iterdir():
         for sub in ("upper", "work"):
             _discard(run_dir / sub)
@@ -510,6 +522,58 @@ def _give_up(run_dir: Path, exc: BaseException) -> None:
         return
     for sub in ("upper", "work"):
         _discard(run_dir / sub)
+
+
+def _discard_later(overlays_dir: Path, *dirs: Path) -> None:
+    """Remove `dirs` (an applied run's upper and work) in the background: each is renamed at once into a dir
+    beside the overlays dir (one rename, where removing is a few ms per directory on a busy disk), so the
+    action does not wait for it; what a kill leaves there goes at the next start (drop_uppers)."""
+    trash = _discarding(overlays_dir)
+    moved = []
+    for d in dirs:
+        target = trash / secrets.token_hex(8)
+        try:
+            trash.mkdir(mode=0o700, exist_ok=True)  # never removed while goexd runs: no race with this
+            os.rename(d, target)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            _discard(d)
+            continue
+        moved.append(target)
+    if moved:
+        threading.Thread(target=_discard_quietly, args=(moved,), name="goexd-overlay-discard", daemon=True).start()
+
+
+def _holds_less(top: Path, limit: int) -> bool:
+    """Whether the files below `top` hold fewer than `limit` bytes (False when that cannot be told)."""
+    total = 0
+    todo = [top]
+    try:
+        while todo:
+            with os.scandir(todo.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(Path(entry.path))
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+                    if total >= limit:
+                        return False
+    except OSError:
+        return False
+    return True
+
+
+def _discarding(overlays_dir: Path) -> Path:
+    return overlays_dir.with_name(overlays_dir.name + DISCARDING)
+
+
+def _discard_quietly(dirs: list[Path]) -> None:
+    for d in dirs:
+        try:
+            _discard(d)
+        except OSError as e:  # left for the next start
+            log.warning("could not remove %s: %s", d, e)
 
 
 def _discard(run_dir: Path) -> None:

@@ -20,10 +20,18 @@ namespace, binds that path as it always does:
 Both ways redirect_dir stays off (an unprivileged mount cannot have it): renaming a
 directory that exists in the workspace fails with EXDEV inside the sandbox (mv, shutil.move
 fall back to copy and delete; a bare rename(2) of such a directory does not).
+
+The overlay is mounted `volatile` (Linux 5.10+): overlayfs then never syncs the upper's
+filesystem, which it otherwise does whole (syncfs: everyone's dirty data on the state dir's
+disk) when the run's mount namespace goes, on the action's path. Nothing relies on the upper
+being durable: goexd reads it into the snapshot store right after the run, and an upper a
+crash left behind is thrown away at the next start, never mounted again.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -61,7 +69,18 @@ def mount_options(lower: Path, overlay: WorkspaceOverlay, privileged: bool) -> s
     # An unprivileged mount may only use user.overlay.* attributes, and then never creates
     # redirects (asking for redirect_dir at all is refused); a root one is told so.
     opts.append("redirect_dir=off" if privileged else "userxattr")
+    if VOLATILE:
+        opts.append("volatile")
     return ",".join(opts)
+
+
+def _has_volatile(release: str) -> bool:
+    """Whether a kernel of this release knows overlayfs' `volatile` option (5.10 and later)."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return m is not None and (int(m[1]), int(m[2])) >= (5, 10)
+
+
+VOLATILE = _has_volatile(os.uname().release)
 
 
 def launch_prefix(lower: Path, overlay: WorkspaceOverlay, privileged: bool) -> list[str]:
