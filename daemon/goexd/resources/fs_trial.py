@@ -125,6 +125,7 @@ def try_pair(
             if mid == pre:
                 return TrialResult(_read_only(ran), ())
             return TrialResult(_no_inverse(without_inverse, involved), involved)
+        _fresh_work(overlay)
         undo = _run(site, inverse_argv, inverse, overlay, limits, cancel)
         if undo.termination is not Termination.EXITED:
             return TrialResult(unknown(f"the inverse did not finish in the trial ({_ended(undo)})"), involved)
@@ -178,6 +179,14 @@ def _run(
         ),
         cancel=cancel,
     )
+
+
+def _fresh_work(overlay: WorkspaceOverlay) -> None:
+    """Between the two runs over one upper: an empty work dir. Only overlayfs' scratch space is there, and a
+    `volatile` mount leaves a marker in it that refuses a second mount (the kernel's docs: remove it where the
+    upper is known intact, as here: the first run is over and nothing crashed)."""
+    discard(overlay.work)
+    overlay.work.mkdir(mode=0o700)
 
 
 def _ended(result: ExecResult) -> str:
