@@ -267,6 +267,32 @@ def test_a_staging_copy_tries_the_pair_for_real(goexd: DaemonProcess, tmp_path: 
         assert state(live) == state_of_seed()  # the service itself never got a call
         close(goexd, session.id)
 
+        # A write carrying the client's inverse is tried on the staging copy first: a failed pair never reaches
+        # the service; a passed one runs, and records the trial's verdict beside the class its answer gave.
+        with _server(tmp_path, "fresh-staging") as fresh:
+            session = open_http(goexd, live.base_url, staging=fresh.base_url)
+            blocked = submit(goexd, session.id, create, HttpCall("DELETE", "/items/2"))
+            assert blocked.state == pb.ACTION_STATE_BLOCKED, blocked
+            assert "its inverse failed the reversibility test" in blocked.error and "should be gone" in blocked.error
+            assert state(live) == state_of_seed()
+            fresh_ids = [i["id"] for i in state(fresh)["items"]]
+            assert fresh_ids == [1, 3, 4]  # what the failed trial left on the staging copy
+            patched = submit(
+                goexd,
+                session.id,
+                HttpCall("PATCH", "/items/1", '{"price": 7}'),
+                HttpCall("PATCH", "/items/1", '{"price": 100}'),
+            )
+            assert patched.state == pb.ACTION_STATE_EXECUTED, patched.error
+            rev = patched.reversibility
+            assert rev.verdict == pb.VERDICT_PASSED and rev.reversibility_class == pb.REVERSIBILITY_CLASS_REVERSIBLE
+            assert "the client's inverse PATCH /items/1, checked when undone" in rev.detail
+            assert "; tried first: " in rev.detail and "equals the pre-image" in rev.detail, rev.detail
+            assert state(live)["items"][0]["price"] == 7
+            assert undo(goexd, session.id, patched.id).reversibility.verdict == pb.VERDICT_PASSED
+            assert state(live) == state_of_seed()
+            close(goexd, session.id)
+
         # A staging copy that is down: unknown, and why.
         down = open_http(goexd, live.base_url, staging="http://127.0.0.1:9")
         gone = reversibility_of(goexd, down.id, create, HttpCall("DELETE", "/items/4"))

@@ -1018,6 +1018,10 @@ class Engine:
             return self._fail_and_rollback(live, running, checkpoint, outcome.failure, result, None, started)
         if outcome.inverse is not None:
             recorded["inverse"] = codec.dumps(codec.spec_to_json(outcome.inverse))
+        if tested is not None and outcome.reversibility is not None:
+            # The class the resource found once it ran (an http answer), with the verdict of the test before it.
+            found = outcome.reversibility
+            tested = replace(found, verdict=tested.verdict, detail=f"{found.detail}; tried first: {tested.detail}")
         reversibility = (
             replace(tested, tested_at=time.time())
             if tested is not None

@@ -319,11 +319,19 @@ class HttpResource:
     def test(
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility | None:
-        return None  # a call cannot be tried without its side effect; its undo is verified when it runs
+        """Before a write with a client inverse, on a resource naming a staging copy: the pair tried there for real
+        (a failed trial keeps the call from being sent). Otherwise nothing: a call cannot be tried without its side
+        effect, and its undo is checked when it runs."""
+        assert spec.http is not None
+        if self.staging is None or inverse is None or spec.http.method in READ_METHODS or self._confine:
+            return None
+        from goexd.resources.http_trial import test_http  # noqa: PLC0415 - http_trial builds on this module
+
+        return test_http(self, spec, inverse, limits.timeout_s)
 
     def journaling(self, spec: ActionSpec) -> Journaling:
-        # test() does nothing and checkpoint() is in memory (the pre-image GET is taken in execute, once RUNNING is
-        # durable); a read-only call has no side effect to announce at all.
+        # test() touches only the staging copy and checkpoint() is in memory (the pre-image GET is taken in execute,
+        # once RUNNING is durable); a read-only call has no side effect to announce at all.
         assert spec.http is not None
         return Journaling.AFTER_RUN if spec.http.method in READ_METHODS else Journaling.BEFORE_RUN
 
