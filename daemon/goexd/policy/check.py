@@ -296,13 +296,14 @@ class RateCounter:
 
 
 def _failed_inverse(effect: Effect | None, approval: str) -> Decision:
-    rule, what = "fs.failed_inverse", "its inverse failed the reversibility test"
+    """For an fs action whose inverse failed its test (the reason follows the test's own diff)."""
+    rule = "fs.failed_inverse"
     if effect is Effect.DENY:
-        return Decision(DecisionKind.DENY, rule, f'{what}; the policy refuses such actions ({rule} = "deny")')
+        return Decision(DecisionKind.DENY, rule, f'the policy refuses such actions ({rule} = "deny")')
     if effect is Effect.APPROVAL:
         if approval.strip():
-            return Decision(DecisionKind.ALLOW, rule, what, approval=approval.strip())
-        return _needs(rule, f'{what}; the policy runs it (flagged) only with an approval ({rule} = "approval")')
+            return Decision(DecisionKind.ALLOW, rule, "its inverse failed its test", approval=approval.strip())
+        return _needs(rule, f'the policy runs such actions (flagged) only with an approval ({rule} = "approval")')
     return ALLOW
 
 
