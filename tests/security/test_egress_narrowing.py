@@ -318,6 +318,27 @@ def test_irreversible_calls_the_daemon_holds_for_approval_stay_held(env: Env) ->
     assert call(env.d, s.id, "POST", "/anything/ok", APPROVAL).http.status == 200  # control
 
 
+def test_a_client_inverse_lifts_no_call_past_the_daemons_approval_nor_passes_its_undo_unchecked(env: Env) -> None:
+    """Issue 15: any inverse attached (even a GET) used to make an irreversible call run without approval, and its
+    undo "verified" on the inverse's 2xx alone. A session's policy cannot trust client inverses for the daemon."""
+    policy = '[http]\nirreversible = "allow"\ntrust_client_inverses = true\n'
+    s = create(env.d, policy, http(env.api.url))
+    spec = pb.ActionSpec(http=pb.HttpAction(method="POST", path="/anything/ok", json="{}"), resource="api")
+    inverse = pb.ActionSpec(http=pb.HttpAction(method="GET", path="/anything/ok"), resource="api")
+    before = list(env.api.requests)
+    req = apb.SubmitActionRequest(session_id=s.id, spec=spec, inverse=inverse)
+    msg = refused(
+        lambda: env.d.actions.SubmitAction(req, timeout=120), grpc.StatusCode.PERMISSION_DENIED, "http.irreversible"
+    )
+    assert "its client inverse is not trusted" in msg and env.api.requests == before
+    req.approval = APPROVAL  # control: approved, it runs; its undo sends the GET, which compares nothing
+    done = env.d.actions.SubmitAction(req, timeout=120).action
+    assert done.state == pb.ACTION_STATE_EXECUTED and done.http.status == 200, done.error
+    undone = env.d.actions.UndoAction(apb.UndoActionRequest(session_id=s.id, action_id=done.id), timeout=120).undone
+    assert undone[0].reversibility.verdict == pb.VERDICT_UNKNOWN, undone[0].reversibility
+    assert "nothing to compare the result against" in undone[0].reversibility.detail
+
+
 def test_a_deny_rule_of_the_daemon_cannot_be_replaced_by_one_of_the_same_name(env: Env) -> None:
     policy = '[[deny]]\nname = "no-forbidden-word"\ncontains = "something-harmless"\n'
     s = create(env.d, policy, http(env.api.url))
