@@ -409,7 +409,9 @@ class AsyncClient:
         resource: str | None = None,
         limits: Limits | None = None,
     ) -> Reversibility:
-        """Run `action` and its inverse on a throwaway fork of the resource and compare."""
+        """Run `action` and its inverse on a throwaway fork of the resource and compare: passed, failed (the
+        detail says what differs) or unknown (why it could not be tried). An http call is never tried on the
+        service itself: unknown with its rule's plan, or tried on the resource's staging copy if it names one."""
         req = rq.test_reversibility(session_id, action, inverse=inverse, resource=resource, limits=limits)
         return Reversibility.from_proto((await self._call(_rpc.TEST_REVERSIBILITY, req)).reversibility)
 
