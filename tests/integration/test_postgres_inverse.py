@@ -146,7 +146,7 @@ def test_a_wrong_inverse_fails_its_test_with_the_diff_and_changes_nothing(
     assert "in a rolled-back transaction" in verdict.detail
     assert "users: 2 → 2 rows: 2 changed" in verdict.detail  # the table-level diff says what the pair left behind
     schema = res.test(q("ALTER TABLE users ADD COLUMN email text"), q("SELECT 1"), LIMITS, None)
-    assert schema.verdict is Verdict.FAILED and "users: definition changed" in schema.detail
+    assert schema.verdict is Verdict.FAILED and "users: column email added (text)" in schema.detail
     assert res.fingerprint() == before  # the tests ran in transactions that were rolled back
     assert seen(pg_cluster, pg_database, "SELECT sum(balance) FROM users") == [(30,)]
     # ...and left no lock behind: another connection can change the rows at once.
@@ -412,8 +412,10 @@ def test_schema_and_privilege_changes_fail_the_test(
             "CREATE FUNCTION widen() RETURNS void LANGUAGE plpgsql AS "
             "$$ BEGIN EXECUTE 'ALTER TABLE users ADD COLUMN note text'; END $$"
         )
-    assert "users: definition changed" in failed(res, "SELECT widen()", "SELECT 1")
+    assert "users: column note added (text)" in failed(res, "SELECT widen()", "SELECT 1")
     passed(res, "ANALYZE users", "SELECT 1")  # catalogs written (statistics), the schema the same
-    assert "users: definition changed" in failed(res, "CREATE INDEX users_name ON users (name)", "SELECT 1")
+    assert "users: index users_name added (btree (name))" in failed(
+        res, "CREATE INDEX users_name ON users (name)", "SELECT 1"
+    )
     assert "Not readable" in failed(res, "REVOKE SELECT ON users FROM app", "SELECT 1")
     passed(res, "CREATE TABLE t2 (id int); INSERT INTO t2 VALUES (1)", "DROP TABLE t2")

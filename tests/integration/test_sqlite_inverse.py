@@ -184,7 +184,7 @@ def test_replace_added_then_deleted_and_statements_that_need_earlier_ones(res: S
         "CREATE TABLE t2 (x); INSERT INTO t2 VALUES (1); UPDATE users SET balance = 1",
         "DROP TABLE t2; UPDATE users SET balance = id * 10",
     )
-    assert "users: definition changed" in failed(res, "ALTER TABLE users ADD COLUMN email TEXT", "SELECT 1")
+    assert "users: column email added (TEXT)" in failed(res, "ALTER TABLE users ADD COLUMN email TEXT", "SELECT 1")
 
 
 def test_a_script_that_drops_the_capture_triggers_is_still_caught(res: SqliteInverseResource) -> None:

@@ -1,9 +1,10 @@
 """describe(): the text a planner needs to write correct SQL for a database.
 
-Tables and views of the user schemas with their columns (type, NOT NULL, default), primary,
-unique, foreign-key and check constraints, indexes, triggers, row counts (exact up to
-COUNT_CAP rows, else the planner's estimate) and optionally a few sample rows per table. It
-names no database, host, user or anything else of the connection.
+Tables and views of the user schemas with their columns (type, NOT NULL, default, collation),
+primary, unique, foreign-key and check constraints, indexes, triggers, row counts (exact up to
+COUNT_CAP rows, else the planner's estimate), the functions' signatures (PostgreSQL) and
+optionally a few sample rows per table. It names no database, host, user or anything else of
+the connection.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def describe(conn: DbConnection, sample_rows: int = 0) -> str:
         blocks = [f"{schema.engine} database: {', '.join(counts)}."]
         if schema.types:
             blocks.append("Types:\n" + "\n".join(f"  {t}" for t in schema.types))
+        if schema.routines:
+            blocks.append("Functions:\n" + "\n".join(f"  {signature}" for signature, _ in schema.routines))
         for rel in schema.relations:
             blocks.append(_relation(db, rel, sample_rows))
     return "\n\n".join(blocks) + "\n"
@@ -50,6 +53,8 @@ def _relation(db: Backend, rel: Relation, sample_rows: int) -> str:
             parts.append(c.generated)
         if c.default is not None:
             parts.append(f"DEFAULT {c.default}")
+        if c.collation:
+            parts.append(f"COLLATE {c.collation}")
         lines.append("  " + "  ".join(parts).rstrip())
     if len(rel.primary_key) > 1:
         lines.append(f"  PRIMARY KEY ({', '.join(rel.primary_key)})")

@@ -9,6 +9,8 @@ Row-level counts need the per-row detail both fingerprints keep for small tables
 - otherwise (more rows than the detail limit on either side, or the primary key itself changed)
   only the row counts and "the content changed" are known (added/removed/changed are None).
 When a table's content hash and row count are unchanged, its rows are reported unchanged.
+Schema changes are named object by object (schema_diff.py): "users: column age retyped INTEGER →
+TEXT", "Table users renamed to customers", "view v: body changed: …".
 Two different row sets could in principle share a content hash (a 64-bit sum); the odds for
 accidental changes are negligible, it is not a defence against crafted collisions.
 """
@@ -16,9 +18,10 @@ accidental changes are negligible, it is not a defence against crafted collision
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from goexd.dbinspect.fingerprint import DbFingerprint, TableFingerprint
+from goexd.dbinspect.schema_diff import Changes, changes
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,15 @@ class TableDiff:
     removed: int | None
     changed: int | None
     content_changed: bool
+    schema_changes: tuple[str, ...] = ()  # what changed in its definition: "column age retyped INTEGER → TEXT"
 
     def text(self) -> str:
-        parts = []
+        return f"{self.name}: " + self.details()
+
+    def details(self) -> str:
+        parts: list[str] = []
         if self.schema_changed:
-            parts.append("definition changed")
+            parts.extend(self.schema_changes or ["definition changed"])
         if self.content_changed:
             rows = f"{self.rows_before} → {self.rows_after} rows"
             counts = [
@@ -52,7 +59,7 @@ class TableDiff:
                 parts.append(text)
         else:
             parts.append(f"rows unchanged ({self.rows_after})")
-        return f"{self.name}: " + "; ".join(parts)
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class DbDiff:
     objects_changed: tuple[str, ...]
     schema_changed: bool
     text: str
+    tables_renamed: tuple[tuple[str, str], ...] = ()  # (name before, name after); also in removed and added
+    schema_changes: tuple[str, ...] = ()  # every schema change, one line each, naming its object
 
     @property
     def identical(self) -> bool:
@@ -76,10 +85,19 @@ def diff(before: DbFingerprint, after: DbFingerprint) -> DbDiff:
         raise ValueError(f"cannot compare a {before.engine} fingerprint with a {after.engine} one")
     added = tuple(sorted(after.tables.keys() - before.tables.keys()))
     removed = tuple(sorted(before.tables.keys() - after.tables.keys()))
+    found = changes(before.definitions, after.definitions) if before.definitions and after.definitions else None
     changed = tuple(
         d
         for name in sorted(before.tables.keys() & after.tables.keys())
-        if (d := _table_diff(name, before.tables[name], after.tables[name])) is not None
+        if (d := _table_diff(name, before.tables[name], after.tables[name], _of(found, name))) is not None
+    )
+    renamed = tuple(
+        (b.split(" ", 1)[1], a.split(" ", 1)[1])
+        for b, a in (found.renamed if found else ())
+        if b.startswith("table ")
+        and a.startswith("table ")
+        and b.split(" ", 1)[1] in before.tables
+        and a.split(" ", 1)[1] in after.tables
     )
     objects_added = tuple(sorted(after.objects.keys() - before.objects.keys()))
     objects_removed = tuple(sorted(before.objects.keys() - after.objects.keys()))
@@ -87,11 +105,30 @@ def diff(before: DbFingerprint, after: DbFingerprint) -> DbDiff:
         sorted(k for k in before.objects.keys() & after.objects.keys() if before.objects[k] != after.objects[k])
     )
     schema_changed = before.schema_hash != after.schema_hash
-    text = _text(before, after, added, removed, changed, objects_added, objects_removed, objects_changed)
-    return DbDiff(added, removed, changed, objects_added, objects_removed, objects_changed, schema_changed, text)
+    text = _text(before, after, added, removed, changed, renamed, found)
+    if not text:
+        text = _plain_text(before, after, added, removed, changed, objects_added, objects_removed, objects_changed)
+    return DbDiff(
+        added,
+        removed,
+        changed,
+        objects_added,
+        objects_removed,
+        objects_changed,
+        schema_changed,
+        text,
+        renamed,
+        tuple(found.lines()) if found else (),
+    )
 
 
-def _table_diff(name: str, b: TableFingerprint, a: TableFingerprint) -> TableDiff | None:
+def _of(found: Changes | None, table: str) -> tuple[str, ...]:
+    return found.of(f"table {table}") if found else ()
+
+
+def _table_diff(
+    name: str, b: TableFingerprint, a: TableFingerprint, schema_changes: tuple[str, ...] = ()
+) -> TableDiff | None:
     schema_changed = b.schema_hash != a.schema_hash
     content_changed = (b.row_count, b.content_hash) != (a.row_count, a.content_hash)
     if not schema_changed and not content_changed:
@@ -109,10 +146,61 @@ def _table_diff(name: str, b: TableFingerprint, a: TableFingerprint) -> TableDif
     elif b.row_multiset is not None and a.row_multiset is not None:
         bm, am = Counter(b.row_multiset), Counter(a.row_multiset)
         counts = ((am - bm).total(), (bm - am).total(), None)
-    return TableDiff(name, schema_changed, b.row_count, a.row_count, *counts, content_changed=content_changed)
+    return TableDiff(
+        name,
+        schema_changed,
+        b.row_count,
+        a.row_count,
+        *counts,
+        content_changed=content_changed,
+        schema_changes=schema_changes if schema_changed else (),
+    )
 
 
 def _text(
+    before: DbFingerprint,
+    after: DbFingerprint,
+    added: tuple[str, ...],
+    removed: tuple[str, ...],
+    changed: tuple[TableDiff, ...],
+    renamed: tuple[tuple[str, str], ...],
+    found: Changes | None,
+) -> str:
+    """The paragraph, from the schema's changes named object by object ("" without definitions)."""
+    if found is None:
+        return ""
+    if not (added or removed or changed or found.renamed or found.dropped or found.added or found.details):
+        return ""  # no difference: said as before
+    sentences = []
+    for b, a in renamed:
+        moved = _table_diff(a, before.tables[b], after.tables[a], _of(found, a))
+        assert moved is not None  # its name is in its definition's hash
+        sentences.append(
+            f"Table {b} renamed to {a}: {replace(moved, schema_changed=bool(moved.schema_changes)).details()}."
+        )
+    gone = {b for b, _ in renamed}
+    new = {a for _, a in renamed}
+    if added := tuple(t for t in added if t not in new):
+        sentences.append("Tables added: " + ", ".join(f"{t} ({after.tables[t].row_count} rows)" for t in added) + ".")
+    if removed := tuple(t for t in removed if t not in gone):
+        sentences.append(
+            "Tables removed: " + ", ".join(f"{t} (had {before.tables[t].row_count} rows)" for t in removed) + "."
+        )
+    if changed:
+        sentences.append("Tables changed: " + "; ".join(d.text() for d in changed) + ".")
+    tables = {f"table {t}" for t in (*before.tables, *after.tables)}
+    other = [
+        line for line in found.lines() if not any(line.startswith(t + " ") or line.startswith(t + ":") for t in tables)
+    ]
+    if other:
+        sentences.append("Other schema objects: " + "; ".join(other) + ".")
+    unchanged = len(after.tables) - len(added) - len(changed) - len(renamed)
+    if unchanged:
+        sentences.append(f"{unchanged} other table{'' if unchanged == 1 else 's'} unchanged.")
+    return " ".join(sentences) + _unreadable_note(before, after)
+
+
+def _plain_text(
     before: DbFingerprint,
     after: DbFingerprint,
     added: tuple[str, ...],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from goexd.dbinspect.backend import Backend, DbConnection, reading
 from goexd.dbinspect.model import Relation, Schema, object_hashes, relation_hash, schema_hash
+from goexd.dbinspect.schema_diff import Definitions
 
 ROW_DETAIL_LIMIT = 10_000  # per-row digests kept for tables up to this many rows
 
@@ -43,6 +44,8 @@ class DbFingerprint:
     # Tables the connection's role may not SELECT from: in `objects` (their definition is
     # compared) but not in `tables` (their rows are not).
     unreadable: tuple[str, ...] = ()
+    # The definitions `objects` hashes, for a diff to say what changed in them; not compared by ==.
+    definitions: Definitions | None = field(default=None, compare=False, repr=False)
 
     @property
     def digest(self) -> str:
@@ -85,7 +88,7 @@ def partial_fingerprint(
         for rel in schema.tables
         if rel.readable
     }
-    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable(schema))
+    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable(schema), Definitions.of(schema))
 
 
 def unreadable(schema: Schema) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ class Column:
     not_null: bool
     default: str | None  # the default expression's text
     generated: str | None = None  # "GENERATED ALWAYS AS IDENTITY", "GENERATED ALWAYS AS (expr) STORED", ...
+    collation: str | None = None  # declared on the column (SQLite) or other than its type's default (PostgreSQL)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class Relation:
     constraints: tuple[str, ...] = ()  # FOREIGN KEY / UNIQUE / CHECK / EXCLUDE definitions, not the primary key
     indexes: tuple[Index, ...] = ()
     triggers: tuple[str, ...] = ()
-    source: str | None = None  # the definition the database keeps (SQLite: CREATE statement; PG: a view's query)
+    # The definition the database keeps: SQLite's CREATE statement (normalised: sqlite_text.py),
+    # a PostgreSQL view's query (as pg_get_viewdef deparses it).
+    source: str | None = None
     estimated_rows: int | None = None  # planner statistics (PG reltuples, SQLite sqlite_stat1); None: unknown
     readable: bool = True  # False: the connection's role has no SELECT privilege on it (PostgreSQL)
 
@@ -59,6 +62,9 @@ class Schema:
     engine: str  # "PostgreSQL 15.18", "SQLite 3.40.1"
     relations: tuple[Relation, ...]
     types: tuple[str, ...] = ()  # user-defined types worth telling, e.g. "mood: ENUM ('sad', 'ok')"
+    # PostgreSQL functions and procedures of the user schemas (a trigger's body is one):
+    # "public.bump(integer)" -> its definition, as pg_get_functiondef deparses it.
+    routines: tuple[tuple[str, str], ...] = ()
 
     @property
     def tables(self) -> tuple[Relation, ...]:
@@ -70,7 +76,7 @@ def relation_hash(rel: Relation) -> str:
     doc = {
         "kind": rel.kind,
         "ref": rel.ref,
-        "columns": [[c.name, c.type, c.not_null, c.default, c.generated] for c in rel.columns],
+        "columns": [[c.name, c.type, c.not_null, c.default, c.generated, c.collation] for c in rel.columns],
         "primary_key": list(rel.primary_key),
         "constraints": sorted(rel.constraints),
         "indexes": sorted([i.name, i.definition, i.unique] for i in rel.indexes),
@@ -84,10 +90,20 @@ def type_key(type_line: str) -> str:
     return "type " + type_line.split(":", 1)[0]
 
 
+def relation_key(rel: Relation) -> str:
+    return f"{rel.kind} {rel.ref}"
+
+
+def routine_key(signature: str) -> str:
+    return "function " + signature
+
+
 def object_hashes(schema: Schema) -> dict[str, str]:
-    """Every schema object ("table users", "view v", "type mood") -> the hash of its definition."""
-    out = {f"{r.kind} {r.ref}": relation_hash(r) for r in schema.relations}
+    """Every schema object ("table users", "view v", "type mood", "function f(integer)") -> the hash
+    of its definition."""
+    out = {relation_key(r): relation_hash(r) for r in schema.relations}
     out.update({type_key(t): _sha256(t) for t in schema.types})
+    out.update({routine_key(sig): _sha256(body) for sig, body in schema.routines})
     return out
 
 

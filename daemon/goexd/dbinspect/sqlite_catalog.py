@@ -13,33 +13,9 @@ from typing import Any
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
 from goexd.dbinspect.model import TABLE, VIEW, Column, Index, Relation, Schema
+from goexd.dbinspect.sqlite_text import index_parts, normalise, quote_ident, table_parts
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VIRTUAL = re.compile(r"\s*CREATE\s+VIRTUAL\s+TABLE", re.IGNORECASE)
-_WHERE = re.compile(r"\bWHERE\b", re.IGNORECASE)
-_CHECK = re.compile(r"CHECK\s*\(", re.IGNORECASE)
-
-
-# https://sqlite.org/lang_keywords.html (Python 3.11's sqlite3 does not expose sqlite3_keyword_name).
-_KEYWORD_LIST = """
-    ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN BETWEEN BY
-    CASCADE CASE CAST CHECK COLLATE COLUMN COMMIT CONFLICT CONSTRAINT CREATE CROSS CURRENT CURRENT_DATE
-    CURRENT_TIME CURRENT_TIMESTAMP DATABASE DEFAULT DEFERRABLE DEFERRED DELETE DESC DETACH DISTINCT DO DROP EACH
-    ELSE END ESCAPE EXCEPT EXCLUDE EXCLUSIVE EXISTS EXPLAIN FAIL FILTER FIRST FOLLOWING FOR FOREIGN FROM FULL
-    GENERATED GLOB GROUP GROUPS HAVING IF IGNORE IMMEDIATE IN INDEX INDEXED INITIALLY INNER INSERT INSTEAD
-    INTERSECT INTO IS ISNULL JOIN KEY LAST LEFT LIKE LIMIT MATCH MATERIALIZED NATURAL NO NOT NOTHING NOTNULL NULL
-    NULLS OF OFFSET ON OR ORDER OTHERS OUTER OVER PARTITION PLAN PRAGMA PRECEDING PRIMARY QUERY RAISE RANGE
-    RECURSIVE REFERENCES REGEXP REINDEX RELEASE RENAME REPLACE RESTRICT RETURNING RIGHT ROLLBACK ROW ROWS
-    SAVEPOINT SELECT SET TABLE TEMP TEMPORARY THEN TIES TO TRANSACTION TRIGGER UNBOUNDED UNION UNIQUE UPDATE
-    USING VACUUM VALUES VIEW VIRTUAL WHEN WHERE WINDOW WITH WITHOUT"""
-_KEYWORDS = frozenset(_KEYWORD_LIST.split())
-
-
-def quote_ident(name: str) -> str:
-    """The identifier as SQL: bare when plain and not a keyword, else double-quoted."""
-    if _PLAIN.fullmatch(name) and name.upper() not in _KEYWORDS:
-        return name
-    return '"' + name.replace('"', '""') + '"'
 
 
 def rows(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
@@ -86,6 +62,8 @@ def _relation(
     triggers: list[str],
     estimated_rows: int | None,
 ) -> Relation:
+    parts = table_parts(sql) if kind == TABLE else None
+    collations = {c.name.lower(): c.collation for c in parts.columns} if parts else {}
     columns = []
     pk: list[tuple[int, str]] = []
     try:
@@ -100,10 +78,12 @@ def _relation(
         if hidden == 1:  # a virtual table's hidden column
             continue
         generated = {2: "GENERATED ALWAYS (virtual)", 3: "GENERATED ALWAYS (stored)"}.get(hidden)
-        columns.append(Column(quote_ident(cname), ctype or "", bool(notnull), dflt, generated))
+        cref = quote_ident(cname)
+        default = normalise(dflt) if dflt is not None else None
+        columns.append(Column(cref, ctype or "", bool(notnull), default, generated, collations.get(cref.lower())))
         if pk_pos:
-            pk.append((pk_pos, quote_ident(cname)))
-    constraints = [*_foreign_keys(conn, name), *_checks(sql)] if kind == TABLE else []
+            pk.append((pk_pos, cref))
+    constraints = [*_foreign_keys(conn, name), *parts.checks] if parts else []
     indexes = []
     if kind == TABLE:
         for _seq, iname, unique, origin, partial in rows(
@@ -111,14 +91,7 @@ def _relation(
             "SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?, 'main') ORDER BY name",
             (name,),
         ):
-            cols = [
-                quote_ident(c) if c is not None else "<expression>"
-                for (c,) in rows(conn, "SELECT name FROM pragma_index_info(?, 'main') ORDER BY seqno", (iname,))
-            ]
-            definition = "(" + ", ".join(cols) + ")"
-            if partial and iname in index_sql:
-                where = list(_WHERE.finditer(index_sql[iname]))
-                definition += " " + index_sql[iname][where[-1].start() :] if where else ""
+            definition = _index_definition(conn, iname, index_sql.get(iname), bool(partial))
             indexes.append(Index(quote_ident(iname), definition, bool(unique), origin in ("pk", "u")))
             if origin == "u":
                 constraints.append(f"UNIQUE {definition}")
@@ -131,10 +104,32 @@ def _relation(
         primary_key=tuple(c for _, c in sorted(pk)),
         constraints=tuple(constraints),
         indexes=tuple(indexes),
-        triggers=tuple(sorted(triggers)),
-        source=sql,
+        triggers=tuple(sorted(normalise(t) for t in triggers)),
+        source=normalise(sql) if sql else sql,
         estimated_rows=estimated_rows,
     )
+
+
+def _index_definition(conn: sqlite3.Connection, index: str, sql: str | None, partial: bool) -> str:
+    """`(a, b DESC, lower(c))` and a partial index's WHERE clause, from index_xinfo and, for the
+    expressions and the WHERE clause, the CREATE INDEX text (an automatic index has none)."""
+    parts = index_parts(sql) if sql else None
+    cols = []
+    key = rows(
+        conn, "SELECT cid, name, \"desc\", coll FROM pragma_index_xinfo(?, 'main') WHERE key ORDER BY seqno", (index,)
+    )
+    for n, (cid, cname, desc, coll) in enumerate(key):
+        if cid == -2:  # an expression: as the CREATE INDEX writes it
+            cols.append(parts.columns[n] if parts and n < len(parts.columns) else "<expression>")
+            continue
+        text = quote_ident(cname) if cname is not None else "rowid"
+        if coll and coll.upper() != "BINARY":
+            text += f" COLLATE {coll.upper()}"
+        cols.append(text + (" DESC" if desc else ""))
+    definition = "(" + ", ".join(cols) + ")"
+    if partial and parts and parts.where:
+        definition += " " + parts.where
+    return definition
 
 
 def _foreign_keys(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -159,48 +154,6 @@ def _foreign_keys(conn: sqlite3.Connection, table: str) -> list[str]:
             text += f" ON DELETE {on_delete}"
         out.append(text)
     return out
-
-
-def _checks(create_sql: str) -> list[str]:
-    """The CHECK (...) clauses of a CREATE TABLE statement (SQLite has no pragma for them)."""
-    out = []
-    i, n = 0, len(create_sql)
-    while i < n:
-        ch = create_sql[i]
-        if ch in "'\"`[":  # skip a quoted string or identifier
-            close = "]" if ch == "[" else ch
-            j = create_sql.find(close, i + 1)
-            while j != -1 and close != "]" and j + 1 < n and create_sql[j + 1] == close:
-                j = create_sql.find(close, j + 2)
-            i = n if j == -1 else j + 1
-            continue
-        m = _CHECK.match(create_sql, i)
-        if m and (i == 0 or not (create_sql[i - 1].isalnum() or create_sql[i - 1] == "_")):
-            end = _matching_paren(create_sql, m.end() - 1)
-            out.append("CHECK " + create_sql[m.end() - 1 : end + 1])
-            i = end + 1
-            continue
-        i += 1
-    return out
-
-
-def _matching_paren(text: str, open_at: int) -> int:
-    depth = 0
-    i = open_at
-    while i < len(text):
-        ch = text[i]
-        if ch in "'\"":
-            j = text.find(ch, i + 1)
-            i = len(text) if j == -1 else j + 1
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return len(text) - 1
 
 
 def _stat1(conn: sqlite3.Connection) -> dict[str, int]:

@@ -1,0 +1,102 @@
+"""The SQL cases of the inverse corpus (sql.toml): data, read here, run by
+tests/integration/test_sql_inverse_corpus.py (the resources) and tests/e2e/test_sql_inverse_corpus.py
+(a real goexd)."""
+
+from __future__ import annotations
+
+import sqlite3
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from goexd.dbinspect.hidden import OUTCOMES_TABLE
+from goexd.dbinspect.sqlite_text import normalise
+
+CASES_FILE = Path(__file__).with_name("sql.toml")
+ENGINES = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class SqlCase:
+    name: str
+    engine: str  # "sqlite" | "postgresql"
+    action: str
+    right: str
+    wrong: str
+    wrong_diff: str  # what the failed verdict's diff must name
+    setup: str = ""  # run after the engine's setup script
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}: {self.name}"
+
+
+def _load() -> tuple[dict[str, str], list[SqlCase]]:
+    with open(CASES_FILE, "rb") as f:
+        doc = tomllib.load(f)
+    cases = [SqlCase(**c) for c in doc["case"]]
+    bad = [c.name for c in cases if c.engine not in ENGINES]
+    if bad or set(doc["setup"]) != set(ENGINES):
+        raise ValueError(f"{CASES_FILE}: unknown engine in {bad or list(doc['setup'])}")
+    return doc["setup"], cases
+
+
+SETUP, CASES = _load()
+
+
+def of(engine: str) -> list[SqlCase]:
+    return [c for c in CASES if c.engine == engine]
+
+
+def set_up_sqlite(path: Path, case: SqlCase) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")  # as goexd leaves a file it opened
+        conn.executescript(SETUP["sqlite"] + ";" + case.setup)
+
+
+def set_up_postgres(conn: psycopg.Connection[Any], case: SqlCase) -> None:
+    """On a connection as the database's owner, autocommit."""
+    conn.execute(SETUP["postgresql"])  # several statements: psycopg sends them as one simple query
+    if case.setup:
+        conn.execute(case.setup)
+
+
+def sqlite_state(path: Path) -> list[tuple[Any, ...]]:
+    """The schema (its CREATE texts normalised: a rename and back leaves them quoted) and every row
+    of every table: what a test compares before and after."""
+    with sqlite3.connect(path) as conn:
+        schema = [
+            (kind, name, table, normalise(sql or ""))
+            for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY 2")
+            if not name.startswith(("sqlite_", OUTCOMES_TABLE))
+        ]
+        tables = [name for kind, name, _, _ in schema if kind == "table"]
+        rows = [(t, sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)) for t in tables]
+        return [*schema, *rows]
+
+
+_PG_STATE = [
+    # the position among the live columns (ordinal_position counts dropped ones: it is attnum)
+    "SELECT table_name, row_number() OVER (PARTITION BY table_name ORDER BY ordinal_position), column_name, "
+    "data_type, is_nullable, column_default, collation_name "
+    "FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> %(hidden)s ORDER BY 1, 2",
+    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> %(hidden)s ORDER BY 1",
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> %(hidden)s ORDER BY 1, 2",
+    "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1",
+    "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+    "SELECT proname, pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
+]
+
+
+def postgres_state(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """The user schema as the catalogs tell it (columns in order, indexes, constraints, views,
+    triggers, functions) and every table's rows, as `conn` sees them."""
+    found = [row for query in _PG_STATE for row in conn.execute(query, {"hidden": OUTCOMES_TABLE}).fetchall()]
+    tables = sorted({row[0] for row in conn.execute(_PG_STATE[0], {"hidden": OUTCOMES_TABLE}).fetchall()})
+    views = {row[0] for row in conn.execute(_PG_STATE[3], {"hidden": OUTCOMES_TABLE}).fetchall()}
+    rows = [(t, sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)) for t in tables if t not in views]
+    return [*found, *rows]
