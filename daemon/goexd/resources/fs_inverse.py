@@ -46,7 +46,7 @@ from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.names import display_paths
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
 from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
-from goexd.resources.fs_trial import argv_of, describe_change, site_of, try_pair
+from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
 from goexd.sandbox.base import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.snapshots.base import FileChange, Snapshot
 
@@ -179,16 +179,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         return before, after
 
     def _inverse_spec(self, inverse: ActionSpec, limits: Limits, overlay: WorkspaceOverlay | None) -> SandboxSpec:
-        return SandboxSpec(
-            argv=argv_of(inverse, "inverse"),
-            workspace=self.workspace,
-            readonly_subpaths=(".git",),
-            masked_paths=self._masked,
-            env=inverse.env,
-            stdin=inverse.stdin,
-            limits=limits,
-            overlay=overlay,
-        )
+        return sandbox_spec(self.workspace, self._masked, argv_of(inverse, "inverse"), inverse, limits, overlay)
 
     @staticmethod
     def _inverse_failed(action_id: str, result: ExecResult, outcome: str) -> str:

@@ -166,18 +166,27 @@ def _run(
     cancel: threading.Event | None,
 ) -> ExecResult:
     """One run in the sandbox, confined as the real run is (same mounts, masks, limits; no network)."""
-    return site.sandbox.run(
-        SandboxSpec(
-            argv=argv,
-            workspace=site.workspace,
-            readonly_subpaths=(".git",),
-            masked_paths=site.masked,
-            env=spec.env,
-            stdin=spec.stdin,
-            limits=limits,
-            overlay=overlay,
-        ),
-        cancel=cancel,
+    return site.sandbox.run(sandbox_spec(site.workspace, site.masked, argv, spec, limits, overlay), cancel=cancel)
+
+
+def sandbox_spec(
+    workspace: Path,
+    masked: Sequence[Path],
+    argv: Sequence[str],
+    spec: ActionSpec,
+    limits: Limits,
+    overlay: WorkspaceOverlay | None,
+) -> SandboxSpec:
+    """How a trial's command, or an inverse run for real, runs: as an action does, without network."""
+    return SandboxSpec(
+        argv=argv,
+        workspace=workspace,
+        readonly_subpaths=(".git",),
+        masked_paths=masked,
+        env=spec.env,
+        stdin=spec.stdin,
+        limits=limits,
+        overlay=overlay,
     )
 
 
