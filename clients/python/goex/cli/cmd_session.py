@@ -78,9 +78,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--http-rules",
-        metavar="NAME",
+        metavar="NAME[+NAME...]",
         default="",
-        help="rule set deriving the --http services' inverses from their responses: rest (the default), s3, ...",
+        help="rule sets deriving the --http services' inverses from their responses, tried in order: rest (the "
+        "default), s3, generic, a user's; generic semantics come last unless the value starts with only:",
     )
     o.add_argument(
         "--http-staging",
