@@ -384,9 +384,15 @@ def test_the_cli_says_verified_not_verified_or_unverified_with_its_exit_status(
         wrong = cli("undo", code=3)
         assert "  NOT verified: inverse PATCH /items/3 answered 200; GET /items/1 differs from the pre-image" in wrong
         assert "changed: 'price'" in wrong, wrong
+        before_tests = state(server)
         tested = cli("http", "POST", "/items", "--json", "{}", "--test", code=4)
         assert "reversible, test unknown: not tried: an HTTP call cannot be tried without its side effect" in tested
         assert cli("http", "GET", "/items", "--test").startswith("reversibility")
+        as_json = json.loads(cli("--json", "http", "DELETE", "/items/1", "--test", code=4))
+        assert as_json["reversibility"]["verdict"] == "VERDICT_UNKNOWN", as_json
+        assert "plan (rule rest.delete)" in as_json["reversibility"]["detail"]
+        assert "--test sends nothing" in cli("http", "DELETE", "/items/1", "--test", "--approve", "x", code=2)
+        assert state(server) == before_tests  # --test sent nothing
         cli("session", "close", "--commit-all")
 
         cli("session", "open", "--http", f"api={server.base_url}", "--http-rules", "creates-only")
