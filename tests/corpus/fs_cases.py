@@ -27,9 +27,33 @@ class FsCase:
         return ActionSpec(ActionKind.SHELL, argv=("sh", "-c", text))
 
 
+@dataclass(frozen=True)
+class UnknownCase:
+    """A pair that cannot be tried: its verdict must be unknown, saying `why`."""
+
+    name: str
+    kind: str
+    action: str
+    right: str
+    timeout_s: float
+    why: str
+
+    def spec(self, text: str) -> ActionSpec:
+        return (
+            ActionSpec(ActionKind.PYTHON, code=text)
+            if self.kind == "python"
+            else ActionSpec(ActionKind.SHELL, argv=("sh", "-c", text))
+        )
+
+
 def load() -> list[FsCase]:
     with open(CASES_FILE, "rb") as f:
         return [FsCase(**c) for c in tomllib.load(f)["case"]]
+
+
+def load_unknown() -> list[UnknownCase]:
+    with open(CASES_FILE, "rb") as f:
+        return [UnknownCase(**c) for c in tomllib.load(f)["unknown"]]
 
 
 def seed(ws: Path, owner: tuple[int, int] | None = None) -> None:

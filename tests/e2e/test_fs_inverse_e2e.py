@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
+
 import goex
 from goex import Python, Shell, Verdict
 from goex.v1 import actions_pb2 as apb
@@ -16,6 +18,7 @@ from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.corpus import fs_cases
 from tests.daemon_process import DaemonProcess
+from tests.e2e.rpc import status_of
 from tests.fs_fingerprint import fingerprint
 
 GOEX = Path(sys.executable).with_name("goex")
@@ -192,3 +195,31 @@ def test_the_policy_can_let_a_failed_pair_run_flagged_undone_from_snapshots(tmp_
         assert fingerprint(ws) == before
     finally:
         assert d.stop() == 0
+
+
+def test_bad_inverses_are_refused_naming_the_field_and_nothing_is_recorded(
+    shared_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    ws = _workspace(tmp_path)
+    before = fingerprint(ws)
+    session = _inverse_session(shared_daemon, ws)
+    spec = pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", "echo x > n.txt"]))
+    sql = pb.ActionSpec(sql=pb.SqlAction(sql="DELETE FROM t"))
+    networked = pb.ActionSpec(shell=pb.ShellAction(argv=["rm", "n.txt"]))
+    networked.egress.hosts.append("example.com")
+    empty = pb.ActionSpec(shell=pb.ShellAction(argv=[]))
+    for inverse, field in ((sql, "inverse"), (networked, "inverse.egress"), (empty, "inverse")):
+        req = apb.SubmitActionRequest(session_id=session, spec=spec, inverse=inverse)
+        code, msg = status_of(lambda r=req: shared_daemon.actions.SubmitAction(r, timeout=60))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith(field), msg
+        test = apb.TestReversibilityRequest(session_id=session, spec=spec, inverse=inverse)
+        if field == "inverse.egress":  # a test can say so: it cannot try what needs the network
+            tried = shared_daemon.actions.TestReversibility(test, timeout=60).reversibility
+            assert tried.verdict == pb.VERDICT_UNKNOWN and "reaches the network" in tried.detail, tried.detail
+            continue
+        code, msg = status_of(lambda r=test: shared_daemon.actions.TestReversibility(r, timeout=60))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith(field), msg
+    listed = shared_daemon.actions.ListActions(apb.ListActionsRequest(session_id=session), timeout=10).actions
+    assert list(listed) == []
+    assert fingerprint(ws) == before
+    shared_daemon.sessions.CloseSession(spb.CloseSessionRequest(session_id=session), timeout=60)

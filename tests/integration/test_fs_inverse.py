@@ -78,6 +78,20 @@ def test_corpus_right_inverse_passes_and_wrong_one_fails(
     assert _gone(ws.parent / "overlays")  # nor is anything of the trial left (removed in the background)
 
 
+UNKNOWN = fs_cases.load_unknown()
+
+
+@pytest.mark.parametrize("case", UNKNOWN, ids=[c.name for c in UNKNOWN])
+def test_corpus_pairs_that_cannot_be_tried_are_unknown(
+    inverse_fs: tuple[FsInverseResource, Path], case: fs_cases.UnknownCase
+) -> None:
+    manager, ws = inverse_fs
+    before = fingerprint(ws)
+    got = manager.test(case.spec(case.action), case.spec(case.right), Limits(timeout_s=case.timeout_s), None)
+    assert got.verdict is Verdict.UNKNOWN and case.why in got.detail, got.detail
+    assert fingerprint(ws) == before
+
+
 def test_a_failing_inverse_fails_the_trial(inverse_fs: tuple[FsInverseResource, Path]) -> None:
     manager, _ = inverse_fs
     got = manager.test(sh("echo x > n"), sh("rm n && exit 3"), LIMITS, None)
