@@ -64,6 +64,8 @@ def test_inverse_strategy_from_the_cli(shared_daemon: DaemonProcess, tmp_path: P
     out, err = run_goex(shared_daemon, tmp_path, "undo")
     assert out.startswith("undone act_") and "verified: ran the inverse" in err, (out, err)
     assert fingerprint(ws) == before
+    # The undo's overlay dir (its apply intent, kept for a crash until the journal has the undo) is gone.
+    assert not [p for p in (shared_daemon.state_dir / "overlays").iterdir() if p.name.endswith(".undo")]
 
     # python, with a python inverse
     out, _ = run_goex(
