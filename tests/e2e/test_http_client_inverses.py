@@ -9,6 +9,7 @@ says, and the service's real state must agree with what was said."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -384,6 +385,13 @@ def test_the_cli_says_verified_not_verified_or_unverified_with_its_exit_status(
         wrong = cli("undo", code=3)
         assert "  NOT verified: inverse PATCH /items/3 answered 200; GET /items/1 differs from the pre-image" in wrong
         assert "changed: 'price'" in wrong, wrong
+        undone_id = re.search(r"^undone (\S+) ", wrong, re.M)
+        assert undone_id is not None, wrong
+        shown = cli("show", undone_id[1])  # the record says what its undo found, in the undo's words
+        assert re.search(r"^reversibility\s+reversible$", shown, re.M), shown
+        assert re.search(
+            r"^undo\s+NOT verified: inverse PATCH /items/3 answered 200; GET /items/1 differs", shown, re.M
+        )
         before_tests = state(server)
         tested = cli("http", "POST", "/items", "--json", "{}", "--test", code=4)
         assert "reversible, test unknown: not tried: an HTTP call cannot be tried without its side effect" in tested

@@ -27,6 +27,7 @@ import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import httpx
@@ -327,7 +328,8 @@ class HttpResource:
             return None
         from goexd.resources.http_trial import test_http  # noqa: PLC0415 - http_trial builds on this module
 
-        return test_http(self, spec, inverse, limits.timeout_s)
+        tried = test_http(self, spec, inverse, limits.timeout_s)
+        return replace(tried, detail=self._redact_text(tried.detail))
 
     def journaling(self, spec: ActionSpec) -> Journaling:
         # test() touches only the staging copy and checkpoint() is in memory (the pre-image GET is taken in execute,
@@ -489,7 +491,8 @@ class HttpResource:
                 head = self.send_inverse(checkpoint, self.sender)
             except FailedPrecondition as exc:
                 raise FailedPrecondition(f"{exc}; the action stays pending") from None
-            return self.check_undo(checkpoint, head, self.sender)
+            report = self.check_undo(checkpoint, head, self.sender)
+            return replace(report, detail=self._redact_text(report.detail))  # it names fields of what the service holds
 
     @staticmethod
     def send_inverse(checkpoint: Checkpoint, sender: HttpSender) -> str:

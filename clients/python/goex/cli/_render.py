@@ -38,6 +38,7 @@ __all__ = [
     "sql_table",
     "state_text",
     "termination_text",
+    "undo_check_text",
 ]
 
 # `goex run` / `goex python` exit statuses beyond the command's own (see cmd_run).
@@ -234,6 +235,22 @@ def _decode(body: bytes, charset: str) -> str | None:
     except (LookupError, UnicodeDecodeError):
         return None
     return None if "\x00" in text else text
+
+
+def undo_check_text(a: Action) -> Text | None:
+    """How goexd checked an undone action ("  verified: ..." or "  NOT verified: ..."); None for other actions.
+
+    On stderr, so that stdout keeps one line per action."""
+    r = a.reversibility
+    if a.state is not ActionState.UNDONE or r is None or not r.detail:
+        return None
+    if r.verdict is Verdict.PASSED:
+        return Text(f"  verified: {r.detail}", style="dim")
+    if r.verdict is Verdict.FAILED:
+        return Text(f"  NOT verified: {r.detail}", style="bold red")
+    if r.verdict is Verdict.UNKNOWN:
+        return Text(f"  unverified: {r.detail}", style="yellow")
+    return None
 
 
 def reversibility_text(r: Reversibility) -> Text:

@@ -26,6 +26,7 @@ from goex.cli._render import (
     sql_table,
     state_text,
     termination_text,
+    undo_check_text,
 )
 from goex.cli._units import format_ms
 from goex.v1 import actions_pb2
@@ -139,7 +140,12 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
     if a.inverse is not None:
         rows.append(("inverse", _spec_text(a.inverse)))
     if a.reversibility is not None:
-        rows.append(("reversibility", reversibility_text(a.reversibility)))
+        check = undo_check_text(a)  # an undone action's verdict is its undo's: verified / NOT verified / unverified
+        if check is not None:
+            rows.append(("reversibility", Text(str(a.reversibility.reversibility_class))))
+            rows.append(("undo", Text(check.plain.strip(), style=check.style)))
+        else:
+            rows.append(("reversibility", reversibility_text(a.reversibility)))
     if a.approval:
         rows.append(("approval", Text(a.approval)))
     if a.error:

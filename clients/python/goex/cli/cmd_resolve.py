@@ -9,10 +9,11 @@ from typing import Any
 
 from rich.text import Text
 
-from goex._enums import ActionState, Verdict
+from goex._enums import Verdict
 from goex._exceptions import FailedPrecondition
 from goex._models import Action
 from goex.cli._app import App, CliError
+from goex.cli._render import undo_check_text
 from goex.v1 import actions_pb2
 
 EXIT_NOT_VERIFIED = 3  # undone, but goexd's check found the resource is not back as it was
@@ -95,22 +96,6 @@ def _report(app: App, verb: str, actions: Sequence[Action], *, none: str) -> Non
         check = undo_check_text(a)
         if check is not None:
             app.err.print(check)
-
-
-def undo_check_text(a: Action) -> Text | None:
-    """How goexd checked an undone action ("  verified: ..." or "  NOT verified: ..."); None for other actions.
-
-    On stderr, so that stdout keeps one line per action."""
-    r = a.reversibility
-    if a.state is not ActionState.UNDONE or r is None or not r.detail:
-        return None
-    if r.verdict is Verdict.PASSED:
-        return Text(f"  verified: {r.detail}", style="dim")
-    if r.verdict is Verdict.FAILED:
-        return Text(f"  NOT verified: {r.detail}", style="bold red")
-    if r.verdict is Verdict.UNKNOWN:
-        return Text(f"  unverified: {r.detail}", style="yellow")
-    return None
 
 
 def undo_exit_status(undone: Sequence[Action]) -> int:
