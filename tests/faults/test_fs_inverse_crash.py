@@ -28,6 +28,7 @@ from tests.fs_fingerprint import fingerprint
 TAG = "fs-inverse"
 ACTION = "echo more >> f.txt"
 INVERSE = "sed -i '$ d' f.txt"  # twice would take "b" too
+MINE = b"the person's \x00\xff version\n"
 
 
 def _workspace(tmp_path: Path) -> Path:
@@ -111,4 +112,26 @@ def test_an_undo_killed_anywhere_runs_the_inverse_exactly_once(tmp_path: Path, p
     assert (ws / "f.txt").read_text() == "a\nb\n"  # the inverse took one line, once
     assert fingerprint(ws) == before
     assert _leftovers(d) == []
+    stop_cleanly(d)
+
+
+def test_an_edit_made_while_goexd_was_down_mid_undo_is_set_aside(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    d = armed(tmp_path / "daemon", f"fs-apply-intent:{TAG}@2")
+    session = _session(d, ws)
+    action = d.actions.SubmitAction(_request(session), timeout=60).action
+    assert action.state == pb.ACTION_STATE_EXECUTED, action.error
+    crash(
+        d, f"fs-apply-intent:{TAG}", lambda: d.actions.UndoAction(apb.UndoActionRequest(session_id=session), timeout=60)
+    )
+    (ws / "f.txt").write_bytes(MINE)  # the person's, after the crash: the finished apply overwrites it
+    restart(d)
+    assert get(d, action.id).state == pb.ACTION_STATE_UNDONE
+    assert (ws / "f.txt").read_text() == "a\nb\n"
+    kept = d.actions.ListSetAsides(apb.ListSetAsidesRequest(session_id=session), timeout=30).set_asides
+    [mine] = [k for k in kept if "f.txt" in k.paths and "stopped in an undo" in k.reason]
+    d.actions.RestoreSetAside(
+        apb.RestoreSetAsideRequest(session_id=session, set_aside_id=mine.id, force=True), timeout=60
+    )
+    assert (ws / "f.txt").read_bytes() == MINE
     stop_cleanly(d)

@@ -49,6 +49,7 @@ from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_inte
 from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
 from goexd.sandbox.base import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.snapshots.base import FileChange, Snapshot
+from goexd.snapshots.set_aside import KeepAs
 
 INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
 UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)
@@ -56,6 +57,8 @@ LIMITS_KEY = "limits"  # checkpoint: the limits the action ran with, for its inv
 UNDO_SUFFIX = ".undo"  # the undo's overlay dir: <overlays>/<action id>.undo
 UNDONE_PIN = "undone"  # pin actions/<id>/undone: the inverse's result reached the workspace
 NOT_RESTORED = "the pre-action version, which the inverse did not restore"
+FINISHED = "changed while goexd was stopped in an undo; overwritten when it finished applying the inverse's result"
+TAKEN_BACK = "changed while the failed inverse ran; taken back with what it wrote"
 _ALL = 1 << 30
 _COMPLETED = frozenset({Termination.EXITED, Termination.SIGNALED})
 
@@ -125,7 +128,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         run_dir = self._overlays / f"{action_id}{UNDO_SUFFIX}" if self._overlays is not None else None
         intent = _read_intent(run_dir) if run_dir is not None else None
         if intent is not None:  # killed while applying the inverse's result: finish that apply, not the inverse
-            self._store.revert(intent[0], intent[1], force=True)
+            self._store.revert(intent[0], intent[1], force=True, keep_as=KeepAs(action_id, FINISHED))
             self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", intent[1])
             return self._verified(action_id, pre, post, intent[0], intent[1], "finished applying the inverse's result")
         conflicts = self.undo_conflicts(action_id, checkpoint)
@@ -174,7 +177,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         result = self._sandbox.run(self._inverse_spec(inverse, limits, None))
         after = self._capture()
         if result.termination is not Termination.EXITED or result.exit_code != 0:
-            self._store.revert(after, before, force=True)
+            self._store.revert(after, before, force=True, keep_as=KeepAs(action_id, TAKEN_BACK))
             raise FailedPrecondition(self._inverse_failed(action_id, result, "what it wrote was taken back"))
         return before, after
 
