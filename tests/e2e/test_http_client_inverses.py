@@ -302,6 +302,23 @@ def test_a_staging_copy_tries_the_pair_for_real(goexd: DaemonProcess, tmp_path: 
         assert state(live) == state_of_seed()
 
 
+def test_what_the_policy_refuses_is_not_tried_on_staging_either(goexd: DaemonProcess, tmp_path: Path) -> None:
+    with _server(tmp_path, "live") as live, _server(tmp_path, "staging") as staging:
+        policy = '[http]\nmethods = ["GET", "POST", "PATCH"]\nrate_limit = "1/hour"\n'
+        session = open_http(goexd, live.base_url, staging=staging.base_url, policy=policy)
+        got, msg = status_of(lambda: reversibility_of(goexd, session.id, HttpCall("DELETE", "/items/1"), None))
+        assert got == grpc.StatusCode.PERMISSION_DENIED and "[policy rule http.methods]" in msg, msg
+        # A test is a question: it does not use up the rate limit the real call then gets.
+        for _ in range(2):
+            tried = reversibility_of(goexd, session.id, HttpCall("PATCH", "/items/1", '{"price": 1}'), None)
+            assert tried.verdict == pb.VERDICT_PASSED, tried.detail
+        assert submit(goexd, session.id, HttpCall("PATCH", "/items/1", '{"price": 1}'), None).state == (
+            pb.ACTION_STATE_EXECUTED
+        )
+        assert state(staging) == state_of_seed()
+        close(goexd, session.id)
+
+
 def test_a_bad_staging_url_is_refused_at_open(goexd: DaemonProcess, tmp_path: Path) -> None:
     with _server(tmp_path, "live") as live:
         for staging, words in (

@@ -1360,6 +1360,10 @@ class Engine:
             return replace(tried.reversibility, tested_at=time.time())
         if isinstance(manager, HttpResource):  # never tried on the service itself; on its staging copy if named
             manager.check_inverse(spec, inverse)
+            if manager.staging is not None:  # what the policy refuses outright is not sent to the staging copy either
+                decision = live.policy.check(self._facts(resource, manager, spec, inverse), count=False)
+                if decision.kind is DecisionKind.DENY:
+                    raise PermissionDenied(f"{decision.reason} [policy rule {decision.rule}]; not tried on staging")
             limits = live.policy.limits(spec.limits, live.session.limits)
             with live.lock:
                 verdict = test_http(manager, spec, inverse, limits.timeout_s)

@@ -366,11 +366,12 @@ class SessionPolicy:
             decision = stricter(decision, own)
         return decision
 
-    def check(self, facts: ActionFacts, approval: str = "") -> Decision:
+    def check(self, facts: ActionFacts, approval: str = "", *, count: bool = True) -> Decision:
+        """`count=False`: a question, not an action (a reversibility test): rate limits are not consulted."""
         decision = check(self.daemon, facts, approval)
         if self.session is not None:
             decision = stricter(decision, check(self.session, facts, approval))
-        if not decision.allowed or facts.kind != "http":
+        if not decision.allowed or facts.kind != "http" or not count:
             return decision
         return self._rate(facts.resource) or decision
 
