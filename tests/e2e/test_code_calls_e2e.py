@@ -46,10 +46,12 @@ print(json.dumps(out))
 """
 
 
-def open_fs_and_http(d: DaemonProcess, workspace: Path, url: str, *, secret: str = "", policy: str = "") -> pb.Session:
+def open_fs_and_http(
+    d: DaemonProcess, workspace: Path, url: str, *, secret: str = "", policy: str = "", rules: str = ""
+) -> pb.Session:
     resources = [
         pb.ResourceSpec(name="ws", fs=pb.FsResourceSpec(path=str(workspace))),
-        pb.ResourceSpec(name="api", http=pb.HttpResourceSpec(base_url=url, secret=secret)),
+        pb.ResourceSpec(name="api", http=pb.HttpResourceSpec(base_url=url, secret=secret, rules=rules)),
     ]
     request = sepb.CreateSessionRequest(resources=resources, policy_toml=policy)
     return d.sessions.CreateSession(request).session
@@ -179,7 +181,9 @@ reason = "no item may cost more than 500"
 json = "price"
 above = 500
 """
-    s = open_fs_and_http(shared_daemon, workspace, json_server.base_url, policy=policy)
+    # only:rest: no rule covers the nested POST (generic semantics would take its Location, which
+    # json-server gets wrong: tests/integration/test_http_generic_live.py)
+    s = open_fs_and_http(shared_daemon, workspace, json_server.base_url, policy=policy, rules="only:rest")
     base = json_server.base_url
     action = code(
         shared_daemon,

@@ -17,6 +17,7 @@ import pytest
 from goexd.engine.models import ReversibilityClass as RC
 from goexd.resources.http_rules import Derived, Exchange, HttpCall, RuleSet, VerifyKind, select_rules, verified
 from tests.integration.test_http_rules_live import SETS, Service
+from tests.services.json_server import JsonServer
 from tests.services.solid_server import SolidServer, solid_server  # noqa: F401 - the fixture
 from tests.services.wsgidav_server import WsgiDav, wsgidav  # noqa: F401 - the fixture
 
@@ -178,7 +179,7 @@ def test_solid_post_answered_with_a_location_is_undone_by_deleting_it(
         derived = solid.round_trip(
             call,
             "generic.create-in-container" if path.endswith("/") else "generic.create",
-            RC.REVERSIBLE,
+            RC.BEST_EFFORT,
             state=solid_server.files,
         )
         assert derived.inverse is not None and derived.inverse.path.startswith(f"/{top}/")
@@ -242,3 +243,23 @@ def test_solid_undo_of_a_delete_does_not_overwrite_a_document_made_since(
     assert solid.send(HttpCall("PUT", path, headers=TEXT, body=b"theirs")).status == 201
     assert undo(solid, derived, capture) == (412, False)
     assert solid.send(HttpCall("GET", path)).body == b"theirs"
+
+
+# ---------------------------------------------------------------- json-server's nested POST
+
+
+@pytest.mark.parametrize("json_server_seed", [{"items": [{"id": 1, "name": "desk"}], "reviews": []}])
+def test_a_location_delete_cannot_remove_is_why_a_located_post_is_best_effort(json_server: JsonServer) -> None:
+    """json-server makes POST /items/1/reviews's review in /reviews and answers a Location under
+    /items/1/reviews, where nothing answers: the undo's DELETE is refused (404) and fails."""
+    with json_server.client() as http:
+        service = Service(http, select_rules(SETS, "rest", json_server.base_url), {})
+        call = HttpCall("POST", "/items/1/reviews", headers=JSON, body=b'{"stars": 5}')
+        planned = service.rules.plan(call)
+        assert (planned.rule, planned.predicted) == ("generic.create", RC.IRREVERSIBLE)  # needs an approval
+        derived = service.rules.derive(planned, call, service.send(call), None)
+        assert derived.reversibility is RC.BEST_EFFORT and "[located]" in derived.note
+        assert derived.inverse == HttpCall("DELETE", "/items/1/reviews/1")
+        answer = service.send(derived.inverse)
+        assert answer.status == 404 and not verified(derived.verify, inverse=answer, check=None, capture=None)
+        assert http.get("/reviews").json() == [{"stars": 5, "itemId": "1", "id": 1}]  # still there
