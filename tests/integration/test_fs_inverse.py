@@ -15,7 +15,7 @@ import pytest
 
 from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy, Verdict
 from goexd.errors import FailedPrecondition
-from goexd.resources.fs import FsVersionedResource
+from goexd.resources.fs import FORCED, FsVersionedResource
 from goexd.resources.fs_inverse import FsInverseResource
 from goexd.resources.fs_trial import site_of, try_pair
 from goexd.sandbox.base import Limits
@@ -210,3 +210,21 @@ def test_undo_in_direct_mode(tmp_path: Path) -> None:
     report = manager.rollback("act_6", cp)
     assert report.verified, report.detail
     assert fingerprint(ws) == before
+
+
+def test_an_inverse_that_would_overwrite_an_edit_made_since_is_refused_unless_forced(
+    inverse_fs: tuple[FsInverseResource, Path],
+) -> None:
+    manager, ws = inverse_fs
+    cp = _run(manager, "act_7", sh("echo new > n.txt"), sh("rm -rf n.txt build"))
+    (ws / "build").mkdir()
+    (ws / "build" / "out").write_text("the person's build\n")  # made after the action; the inverse removes it
+    after = fingerprint(ws)
+    with pytest.raises(FailedPrecondition, match=r"inverse would overwrite what changed since the action.*build"):
+        manager.rollback("act_7", cp)
+    assert fingerprint(ws) == after  # nothing was changed
+    report = manager.rollback_overwriting("act_7", cp)
+    assert not (ws / "build").exists() and not (ws / "n.txt").exists()
+    (kept,) = [k for k in manager.set_asides() if k.reason == FORCED and list(k.paths) == ["build/out"]]
+    manager.restore_set_aside(kept.id)
+    assert (ws / "build" / "out").read_text() == "the person's build\n", report.detail

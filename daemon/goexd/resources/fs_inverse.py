@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -145,18 +146,27 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         inverse = codec.spec_from_json(json.loads(checkpoint[INVERSE_KEY]))
         limits = Limits(**json.loads(checkpoint[LIMITS_KEY])) if LIMITS_KEY in checkpoint else Limits()
         undo_pre, undo_post = (
-            self._run_inverse_over(run_dir, action_id, inverse, limits)
+            self._run_inverse_over(run_dir, action_id, inverse, limits, post, conflicts, force)
             if run_dir is not None
-            else self._run_inverse_direct(action_id, inverse, limits)
+            else self._run_inverse_direct(action_id, inverse, limits, post, conflicts)
         )
         self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", undo_post)
         report = self._verified(action_id, pre, post, undo_pre, undo_post, "ran the inverse")
         return RollbackReport(report.verified, "; ".join([report.detail, *notes]))
 
     def _run_inverse_over(
-        self, run_dir: Path, action_id: str, inverse: ActionSpec, limits: Limits
+        self,
+        run_dir: Path,
+        action_id: str,
+        inverse: ActionSpec,
+        limits: Limits,
+        post: Snapshot,
+        kept: Sequence[str],
+        force: bool,
     ) -> tuple[Snapshot, Snapshot]:
-        """The inverse over an overlay of the workspace, then its result applied; nothing when it fails."""
+        """The inverse over an overlay of the workspace, then its result applied; nothing when it fails, or when it
+        would overwrite what changed since the action beyond the action's own paths (checked before: those are
+        undo_conflicts) unless forced, and then that is set aside first."""
         _discard(run_dir)  # a leftover of an undo killed while the inverse ran: nothing of it was applied
         cp = super().checkpoint(run_dir.name)
         started_ns = time.time_ns()
@@ -167,11 +177,35 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
             _discard(run_dir)
             raise FailedPrecondition(self._inverse_failed(action_id, result, "nothing was changed"))
         assert cp["overlay"] == str(run_dir)
+        now = self._capture()
+        result_of_inverse, _ = self._store.edit(now, run_dir / "upper", privileged=os.geteuid() == 0)
+        overwritten = self._overwritten_since(post, now, result_of_inverse, kept)
+        if overwritten and not force:
+            _discard(run_dir)
+            raise FailedPrecondition(
+                f"cannot undo action {action_id}: its inverse would overwrite what changed since the action (by you "
+                f"or a later action): {display_paths(overwritten)}; nothing was changed; undo later actions first, "
+                "or force the undo to set those versions aside"
+            )
+        if overwritten:
+            self._store.set_aside(now, result_of_inverse, overwritten, action_id, FORCED)
         _, applied = self._apply(run_dir, started_ns)  # pins actions/<id>.undo/pre and /post
         return Snapshot(applied["pre"]), Snapshot(applied["post"])
 
-    def _run_inverse_direct(self, action_id: str, inverse: ActionSpec, limits: Limits) -> tuple[Snapshot, Snapshot]:
-        """The inverse over the workspace itself, snapshotted around it; what it wrote is taken back when it fails."""
+    def _overwritten_since(
+        self, post: Snapshot, now: Snapshot, result_of_inverse: Snapshot, kept: Sequence[str]
+    ) -> list[str]:
+        """The paths the inverse would write that changed since the action left them (someone's since), but for
+        `kept` (the action's own paths changed since: set aside already, by a forced undo)."""
+        since = _paths(self._store.changes(post, now, limit=_ALL).changes)
+        writes = _paths(self._store.changes(now, result_of_inverse, limit=_ALL).changes)
+        return sorted(p for p in writes if _involved(p, since) and p not in kept)
+
+    def _run_inverse_direct(
+        self, action_id: str, inverse: ActionSpec, limits: Limits, post: Snapshot, kept: Sequence[str]
+    ) -> tuple[Snapshot, Snapshot]:
+        """The inverse over the workspace itself, snapshotted around it; what it wrote is taken back when it fails.
+        What it overwrote that changed since the action (beyond its paths) is set aside after the fact."""
         before = self._capture()
         self._store.pin(f"actions/{action_id}{UNDO_SUFFIX}/pre", before)
         result = self._sandbox.run(self._inverse_spec(inverse, limits, None))
@@ -179,6 +213,9 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         if result.termination is not Termination.EXITED or result.exit_code != 0:
             self._store.revert(after, before, force=True, keep_as=KeepAs(action_id, TAKEN_BACK))
             raise FailedPrecondition(self._inverse_failed(action_id, result, "what it wrote was taken back"))
+        overwritten = self._overwritten_since(post, before, after, kept)
+        if overwritten:
+            self._store.set_aside(before, after, overwritten, action_id, FORCED)
         return before, after
 
     def _inverse_spec(self, inverse: ActionSpec, limits: Limits, overlay: WorkspaceOverlay | None) -> SandboxSpec:
