@@ -172,6 +172,19 @@ def test_a_failed_check_says_what_differs(goexd: DaemonProcess, tmp_path: Path) 
         close(goexd, session.id)
 
 
+def test_nothing_to_undo_is_still_checked(goexd: DaemonProcess, tmp_path: Path) -> None:
+    """A rule outcome that says the call changed nothing sends no inverse, but its undo still compares."""
+    with _server(tmp_path, "s") as server:
+        session = open_http(goexd, server.base_url, rules="creates-only")
+        done = submit(goexd, session.id, HttpCall("PATCH", "/users/1", '{"price": 5}'), None)
+        assert not done.HasField("inverse") and "claims the call changed nothing" in done.reversibility.detail
+        undone = undo(goexd, session.id, done.id)
+        assert undone.reversibility.verdict == pb.VERDICT_FAILED, undone.reversibility
+        assert undone.reversibility.detail.startswith("nothing to undo: ")
+        assert "differs from the pre-image (changed: 'price')" in undone.reversibility.detail
+        close(goexd, session.id)
+
+
 # ---------------------------------------------------------------- TestReversibility
 
 

@@ -485,7 +485,12 @@ class HttpResource:
         if "inverse" not in checkpoint:
             if checkpoint.get("class") == ReversibilityClass.IRREVERSIBLE.value:
                 raise FailedPrecondition(f"action {action_id} is irreversible: {checkpoint.get('note', '')}")
-            return RollbackReport(True, f"nothing to undo: {checkpoint.get('note', 'the call changed nothing')}")
+            head = f"nothing to undo: {checkpoint.get('note', 'the call changed nothing')}"
+            if not json.loads(checkpoint.get("verify", '{"call": null}')).get("call"):
+                return RollbackReport(True, head)  # its rule says the call changed nothing, and has nothing to check
+            with self._lock:  # the rule says what must still hold (the item still absent, still its pre-image)
+                report = self.check_undo(checkpoint, head, self.sender)
+                return replace(report, detail=self._redact_text(report.detail))
         with self._lock:
             try:
                 head = self.send_inverse(checkpoint, self.sender)
