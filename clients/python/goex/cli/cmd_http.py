@@ -96,7 +96,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     inv = p.add_argument_group(
         "inverse",
-        "The request that undoes this one, instead of the one goexd derives from the response.",
+        "The request that undoes this one, instead of the one goexd derives from the response. goexd still "
+        "takes the pre-image and checks the undo against it (verified / NOT verified / unverified where "
+        "nothing can be compared), and the inverse does not make an irreversible call run without "
+        "--approve unless the daemon's policy trusts client inverses.",
     )
     inv.add_argument("--inverse-method", metavar="M", help="its method")
     inv.add_argument("--inverse-path", metavar="P", help="its path")
