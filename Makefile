@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python bench/db_bench.py
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/confine_bench.py
+	$(BIN)/python bench/overlay_micro.py
 	$(BIN)/python bench/fs_inverse_bench.py
 	$(BIN)/python bench/journal_check_bench.py 10000
 
