@@ -89,6 +89,15 @@ def test_a_rename_and_its_inverse_leave_the_fingerprint_as_it_was(
         ("ALTER TABLE users RENAME TO tmp; ALTER TABLE tmp RENAME TO Users", "Table users renamed to Users"),
         ("ALTER TABLE users RENAME COLUMN email TO mail", "users: column email renamed to mail"),
         (
+            "DROP TRIGGER users_log; CREATE TRIGGER users_log2 AFTER INSERT ON users "
+            "BEGIN INSERT INTO log VALUES (NEW.name); END",
+            "users: trigger users_log renamed to users_log2",
+        ),
+        (
+            "DROP INDEX users_lower; CREATE INDEX users_lower2 ON users (lower(name) DESC, team_id)",
+            "users: index users_lower renamed to users_lower2",
+        ),
+        (
             "ALTER TABLE users ADD COLUMN age INTEGER NOT NULL DEFAULT 0",
             "column age added (INTEGER NOT NULL DEFAULT 0)",
         ),

@@ -298,8 +298,16 @@ def _set_changes(what: str, before: Sequence[str], after: Sequence[str]) -> list
 
 
 def _named_changes(what: str, before: Mapping[str, _Text], after: Mapping[str, _Text]) -> list[str]:
-    out = [f"{what} {name} dropped" for name in sorted(before.keys() - after.keys())]
-    out += [f"{what} {name} added" for name in sorted(after.keys() - before.keys())]
+    gone = sorted(before.keys() - after.keys())
+    new = sorted(after.keys() - before.keys())
+    out = []
+    for old in list(gone):  # the same text but for its own name: a rename
+        match = next((n for n in new if _Text(before[old].text, (old, n)) == after[n]), None)
+        if match is not None:
+            out.append(f"{what} {old} renamed to {match}")
+            gone.remove(old)
+            new.remove(match)
+    out += [f"{what} {name} dropped" for name in gone] + [f"{what} {name} added" for name in new]
     for name in sorted(before.keys() & after.keys()):
         if before[name] != after[name]:
             out.append(f"{what} {name} changed: {span(before[name], after[name])}")
