@@ -55,7 +55,15 @@ from goexd.resources.host_paths import (
 )
 from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.overlay import OverlayUnavailable, check_paths
-from goexd.snapshots.base import ChangeSet, NoRoom, PartlyWritten, RevertConflict, Snapshot, UnreadableEntries
+from goexd.snapshots.base import (
+    ChangeSet,
+    NoRoom,
+    PartlyWritten,
+    RevertConflict,
+    Snapshot,
+    SnapshotError,
+    UnreadableEntries,
+)
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import TOP_GIT
 from goexd.snapshots.privileges import listed
@@ -177,7 +185,9 @@ class FsVersionedResource(UndoesByItself):
             snap = self._capture()
             self._store.pin(f"actions/{action_id}/pre", snap)
             return {"pre": snap.id, "action": action_id}
-        self._capture()  # what goexd may not read refuses the action before it runs, as in direct mode
+        # What goexd may not read refuses the action before it runs, as in direct mode; the snapshot tells
+        # what someone changed in the workspace while the run went on (see _changed_during).
+        base = self._capture()
         run_dir = self._overlays / action_id
         _discard(run_dir)  # a leftover of an earlier attempt under this id
         (run_dir / "work").mkdir(parents=True, mode=0o700)
@@ -188,7 +198,7 @@ class FsVersionedResource(UndoesByItself):
         if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
             os.chown(upper, st.st_uid, st.st_gid)
         os.chmod(upper, stat.S_IMODE(st.st_mode))
-        return {"overlay": str(run_dir)}
+        return {"overlay": str(run_dir), "base": base.id}
 
     def execute(
         self,
@@ -221,7 +231,7 @@ class FsVersionedResource(UndoesByItself):
         started = time.monotonic()
         if run_dir is not None:
             try:
-                changes, extra = self._apply(run_dir, started_ns)
+                changes, extra = self._apply(run_dir, started_ns, checkpoint.get("base"))
             except Exception as e:
                 failed = self._full(e, "applying what the action wrote to the workspace")
                 if not isinstance(failed, OutOfSpace):
@@ -251,8 +261,9 @@ class FsVersionedResource(UndoesByItself):
             failure=f"{left[0]}; the action is rolled back" if left else None,
         )
 
-    def _apply(self, run_dir: Path, started_ns: int) -> tuple[ChangeSet, Checkpoint]:
-        """Apply an overlay run's result to the workspace; its change set and checkpoint entries."""
+    def _apply(self, run_dir: Path, started_ns: int, base: str | None = None) -> tuple[ChangeSet, Checkpoint]:
+        """Apply an overlay run's result to the workspace; its change set and checkpoint entries. `base`: the
+        workspace's snapshot from just before the run, if taken."""
         action_id = run_dir.name
         pre = self._capture()
         post, upper = self._store.edit(pre, run_dir / "upper", privileged=os.geteuid() == 0)
@@ -260,7 +271,7 @@ class FsVersionedResource(UndoesByItself):
         self._store.pin(f"actions/{action_id}/post", post)
         notes = [*upper.stripped, *(f"not applied: {s}" for s in upper.skipped)]
         if post != pre:
-            concurrent = [p for p in upper.paths if self._changed_since(p, started_ns)]
+            concurrent = self._changed_during(upper.paths, base, pre, started_ns)
             if concurrent:
                 kept = self._store.set_aside(pre, post, concurrent, action_id, CONCURRENT)
                 notes.append(_kept_note(concurrent, kept.id, "changed in the workspace while the action ran"))
@@ -285,6 +296,19 @@ class FsVersionedResource(UndoesByItself):
             _discard(run_dir)
         changes = self._store.changes(pre, post, limit=self._change_limit)
         return replace(changes, warnings=(*changes.warnings, *notes)), {"pre": pre.id, "post": post.id}
+
+    def _changed_during(self, paths: Sequence[str], base: str | None, pre: Snapshot, started_ns: int) -> list[str]:
+        """Which of `paths` (files and symlinks) someone changed in the workspace while the run went on: exactly,
+        those that differ between the snapshots before and after it (so goexd's own writes just before, an
+        undo's, never count); without the one before (a run an older goexd checkpointed), by ctime."""
+        if base is not None:
+            try:
+                changed = self._store.changed_files(Snapshot(base), pre)
+            except SnapshotError:  # not found (pruned under a very long run): judged as before
+                pass
+            else:
+                return [p for p in paths if p in changed]
+        return [p for p in paths if self._changed_since(p, started_ns)]
 
     def _changed_since(self, rel: str, started_ns: int) -> bool:
         try:

@@ -204,6 +204,12 @@ class GitWorkspaceStore:
             warnings=(code_paths.warning(code),) if code else (),
         )
 
+    def changed_files(self, old: Snapshot, new: Snapshot) -> set[str]:
+        """The paths that differ between two snapshots and are files or symlinks in `new`: O(changed)."""
+        with self._session():
+            found = diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas)
+            return {path for path, (_, n) in found.items() if n is not None and n.kind != DIR}
+
     def restore(self, snapshot: Snapshot) -> RestoreReport:
         """Make the workspace `snapshot` and verify it. What goexd may not read and does not
         own is left as it is, with the directories above it, and named in the report."""
