@@ -193,6 +193,8 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db.execute("ALTER TABLE resources DROP COLUMN secret")
     db.execute("ALTER TABLE resources DROP COLUMN rules")
     db.execute("ALTER TABLE resources DROP COLUMN staging")
+    db.execute("DROP TABLE pair_verdicts")
+    db.execute("DROP TABLE pair_judgements")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -201,7 +203,10 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert action is not None and action.egress == () and action.sql is None and action.approval == ""
     j.update("a1", egress='[{"method": "GET"}]', sql="{}", http="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "8"
+    assert version == "9"
+    assert (
+        j.read("SELECT count(*) FROM pair_verdicts")[0][0] == j.read("SELECT count(*) FROM pair_judgements")[0][0] == 0
+    )
     session = j.get_session("s1")
     assert session is not None and session.resources[0].secret == "" and session.resources[0].rules == ""
     assert session.resources[0].staging == ""

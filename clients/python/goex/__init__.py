@@ -77,6 +77,7 @@ from goex._models import (
     Stats,
     Timings,
 )
+from goex._pairs import PairHistory, PairJudgement, PairVerdict
 from goex._set_asides import SetAside, SetAsideRestored
 from goex._socket import default_socket_path
 from goex._specs import (
@@ -141,6 +142,9 @@ __all__ = [
     "OutOfRange",
     "OutputEvent",
     "OutputStream",
+    "PairHistory",
+    "PairJudgement",
+    "PairVerdict",
     "PermissionDenied",
     "PolicyCheck",
     "PolicyError",

@@ -31,6 +31,7 @@ from goex._models import (
     Stats,
     action_event_from_proto,
 )
+from goex._pairs import PairHistory, history_request, judge_request
 from goex._rpc import Req, Resp
 from goex._set_asides import SetAside, SetAsideRestored, list_request, restore_request
 from goex._socket import resolve_target
@@ -466,6 +467,18 @@ class AsyncClient:
         `force`, which sets those versions aside in turn. NotFound for an unknown id."""
         resp = await self._call(_rpc.RESTORE_SET_ASIDE, restore_request(session_id, set_aside_id, force))
         return SetAsideRestored.from_proto(resp)
+
+    async def judge_pair(self, action_id: str, judgement: str, *, who: str = "", note: str = "") -> PairHistory:
+        """Mark the undo of `action_id` (its action and inverse, as a pair) "right" or "wrong"; kept with the pair.
+        When the same pair comes up again, "wrong" fails it even where its test passes (refused, or flagged where
+        the policy lets a failed inverse run); "right" is shown beside its test, never instead of it.
+        FailedPrecondition for an action without an inverse."""
+        resp = await self._call(_rpc.JUDGE_PAIR, judge_request(action_id, judgement, who, note))
+        return PairHistory.from_proto(resp.history)
+
+    async def pair_history(self, action_id: str) -> PairHistory:
+        """The verdicts and judgements kept for the pair of `action_id` (its action and inverse), oldest first."""
+        return PairHistory.from_proto((await self._call(_rpc.GET_PAIR_HISTORY, history_request(action_id))).history)
 
     # ------------------------------------------------------------ secrets
 

@@ -92,6 +92,8 @@ TEST_REVERSIBILITY = _method(
 GET_DIFF = _method(_AF, "Actions", "GetDiff", _A.GetDiffRequest, _A.GetDiffResponse)
 LIST_SET_ASIDES = _method(_AF, "Actions", "ListSetAsides", _A.ListSetAsidesRequest, _A.ListSetAsidesResponse)
 RESTORE_SET_ASIDE = _method(_AF, "Actions", "RestoreSetAside", _A.RestoreSetAsideRequest, _A.RestoreSetAsideResponse)
+JUDGE_PAIR = _method(_AF, "Actions", "JudgePair", _A.JudgePairRequest, _A.JudgePairResponse)
+GET_PAIR_HISTORY = _method(_AF, "Actions", "GetPairHistory", _A.GetPairHistoryRequest, _A.GetPairHistoryResponse)
 
 PUT_SECRET = _method(_XF, "Secrets", "PutSecret", _X.PutSecretRequest, _X.PutSecretResponse)
 LIST_SECRETS = _method(_XF, "Secrets", "ListSecrets", _X.ListSecretsRequest, _X.ListSecretsResponse)

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +54,7 @@ from goexd.engine.models import (
     UndoStrategy,
     Verdict,
 )
+from goexd.engine.verdict_memory import Judgement, PairHistory, VerdictMemory, pair_key, remembered
 from goexd.errors import (
     FailedPrecondition,
     GoexError,
@@ -271,6 +272,7 @@ class Engine:
         self.fs_overlays = fs_overlays
         self.own_paths = own_paths or daemon_paths(cfg)  # what no resource may reach: goexd's own files
         self.journal = journal
+        self.verdicts = VerdictMemory(journal)  # pairs' verdicts and a person's judgements of them
         # The state dir's reserve (diskspace.py): a journal write finding the disk full gives up the held-back part.
         self.space = StateSpace(cfg.state_dir, cfg.state_reserve_bytes)
         self.space.refill()
@@ -880,7 +882,15 @@ class Engine:
             return self._get(action.id)
         limits = live.policy.limits(action.spec.limits, live.session.limits)
         try:
-            tested = manager.test(action.spec, action.inverse, limits, cancel)
+            tested = remembered(
+                self.verdicts,
+                manager.resource,
+                manager,
+                action.spec,
+                action.inverse,
+                f"the test before action {action.id}",
+                lambda: manager.test(action.spec, action.inverse, limits, cancel),
+            )
         except GoexError as exc:
             self._advance(run, _Step(ActionState.FAILED, {"error": self.redact_text(f"{exc}; nothing ran")}))
             return self._get(action.id)
@@ -922,8 +932,8 @@ class Engine:
         # The checkpoint is journaled with the transition that announces the run: one commit, before it runs;
         # the test's verdict too, for a restart that finds the action kept by a resource that commits at once.
         announced: dict[str, Any] = {"checkpoint": codec.dumps(checkpoint)}
-        if tested is not None:
-            tested = replace(tested, tested_at=time.time())
+        if tested is not None:  # a reused verdict keeps the time of its real test
+            tested = replace(tested, tested_at=tested.tested_at or time.time())
             announced["reversibility"] = codec.dumps(codec.reversibility_to_json(tested))
         run_step = _Step(ActionState.RUNNING, announced)
         prepared_already = run.action.state is ActionState.PREPARING
@@ -1023,7 +1033,7 @@ class Engine:
             found = outcome.reversibility
             tested = replace(found, verdict=tested.verdict, detail=f"{found.detail}; tried first: {tested.detail}")
         reversibility = (
-            replace(tested, tested_at=time.time())
+            replace(tested, tested_at=tested.tested_at or time.time())
             if tested is not None
             else outcome.reversibility
             or _with_calls(
@@ -1356,8 +1366,13 @@ class Engine:
         if isinstance(manager, FsVersionedResource):  # whatever its strategy: tried on an overlay of the workspace
             limits = live.policy.limits(spec.limits, live.session.limits)
             with live.lock:
-                tried = try_pair(site_of(manager), spec, inverse, limits, None, without_inverse="unknown")
-            return replace(tried.reversibility, tested_at=time.time())
+                site = site_of(manager)
+                return self._remembered_test(
+                    manager,
+                    spec,
+                    inverse,
+                    lambda: try_pair(site, spec, inverse, limits, None, without_inverse="unknown").reversibility,
+                )
         if isinstance(manager, HttpResource):  # never tried on the service itself; on its staging copy if named
             manager.check_inverse(spec, inverse)
             if manager.staging is not None:  # what the policy refuses outright is not sent to the staging copy either
@@ -1365,18 +1380,58 @@ class Engine:
                 if decision.kind is DecisionKind.DENY:
                     raise PermissionDenied(f"{decision.reason} [policy rule {decision.rule}]; not tried on staging")
             limits = live.policy.limits(spec.limits, live.session.limits)
-            with live.lock:
+
+            def tried_on_staging() -> Reversibility:
                 verdict = test_http(manager, spec, inverse, limits.timeout_s)
-            return replace(verdict, detail=self.redact_text(verdict.detail), tested_at=time.time())
+                return replace(verdict, detail=self.redact_text(verdict.detail))
+
+            with live.lock:
+                return self._remembered_test(manager, spec, inverse, tried_on_staging)
         if resource.strategy is not UndoStrategy.INVERSE:
             raise Unimplemented(
                 f"reversibility tests are built for the inverse strategy; resource {resource.name!r} uses "
                 f"{resource.strategy.value}, whose undo is verified on every undo"
             )
+        limits = live.policy.limits(spec.limits, live.session.limits)
         with live.lock:
-            tested = manager.test(spec, inverse, live.policy.limits(spec.limits, live.session.limits), None)
-        assert tested is not None  # the inverse strategy always tests
-        return replace(tested, tested_at=time.time())
+            return self._remembered_test(manager, spec, inverse, lambda: manager.test(spec, inverse, limits, None))
+
+    def _remembered_test(
+        self,
+        manager: ResourceManager,
+        spec: ActionSpec,
+        inverse: ActionSpec | None,
+        test: Callable[[], Reversibility | None],
+    ) -> Reversibility:
+        """TestReversibility's verdict: remembered for the pair on the same state, or tested now (verdict_memory.py)."""
+
+        def fresh() -> Reversibility:
+            tested = test()
+            assert tested is not None  # the inverse strategy, a workspace and an http resource always answer
+            return replace(tested, tested_at=time.time())
+
+        found = remembered(self.verdicts, manager.resource, manager, spec, inverse, "TestReversibility", fresh)
+        assert found is not None
+        return found
+
+    def judge_pair(self, action_id: str, judgement: Judgement, who: str, note: str) -> PairHistory:
+        """A person's judgement of an action's (forward, inverse) pair, kept with the pair (verdict_memory.py)."""
+        key = self._pair_key(action_id)
+        self.verdicts.judge(key, judgement, who, note, action_id)
+        return self.verdicts.history(key)
+
+    def pair_history(self, action_id: str) -> PairHistory:
+        """The verdicts and judgements kept for an action's pair (its session may be closed)."""
+        return self.verdicts.history(self._pair_key(action_id))
+
+    def _pair_key(self, action_id: str) -> str:
+        action = self._get(action_id)
+        if action.inverse is None:
+            raise FailedPrecondition(f"action {action_id} has no inverse: its undo needs none, so there is no pair")
+        found = [r for r in self.get_session(action.session_id).resources if r.name == action.resource]
+        if not found:
+            raise InternalError(f"action {action_id} names resource {action.resource!r}, not in its session")
+        return pair_key(found[0], action.spec, action.inverse)
 
     # ================================================================ diffs
 

@@ -31,7 +31,7 @@ from goexd.engine.models import (
 from goexd.errors import FailedPrecondition, InternalError
 from goexd.names import utf8_text
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # Each step takes a journal from version N to N + 1; run in order at open.
 _MIGRATIONS = {
     1: "ALTER TABLE actions ADD COLUMN egress TEXT",
@@ -41,6 +41,7 @@ _MIGRATIONS = {
     5: "ALTER TABLE actions ADD COLUMN approval TEXT NOT NULL DEFAULT ''",
     6: "ALTER TABLE resources ADD COLUMN rules TEXT NOT NULL DEFAULT ''",
     7: "ALTER TABLE resources ADD COLUMN staging TEXT NOT NULL DEFAULT ''",
+    8: "SELECT 1",  # the pair tables (verdict_memory.py): created by _SCHEMA, which runs first
 }
 
 _SCHEMA = """
@@ -103,6 +104,29 @@ CREATE TABLE IF NOT EXISTS transitions (
     note TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS transitions_action ON transitions(action_id);
+-- Verdicts and a person's judgements of (action, inverse) pairs (verdict_memory.py), by pair key.
+CREATE TABLE IF NOT EXISTS pair_verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair TEXT NOT NULL,
+    reversibility_class TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at REAL NOT NULL,
+    tested_by TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    fingerprint_kind TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pair_verdicts_pair ON pair_verdicts(pair);
+CREATE TABLE IF NOT EXISTS pair_judgements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair TEXT NOT NULL,
+    judgement TEXT NOT NULL,
+    who TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at REAL NOT NULL,
+    action_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pair_judgements_pair ON pair_judgements(pair);
 """
 
 _ACTION_COLUMNS = {
@@ -237,6 +261,13 @@ class Journal:
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
+
+    # For the tables other modules keep here (verdict_memory.py): one statement each.
+    read = _query
+
+    def write(self, sql: str, args: Iterable[Any] = ()) -> None:
+        with self._tx() as db:
+            db.execute(sql, tuple(args))
 
     # ------------------------------------------------------------ sessions
 
@@ -432,6 +463,9 @@ class Journal:
 
     def _redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         return {k: self._text(v) if isinstance(v, str) and k not in _UNREDACTED else v for k, v in fields.items()}
+
+    def text(self, text: str) -> str:
+        return self._text(text)
 
     def _text(self, text: str) -> str:
         """Redacted, and storable as SQLite TEXT: an error or note quoting a file name that is not

@@ -37,6 +37,8 @@ from goexd.engine.journal_check import HEADER, is_fresh, problems_of, wal_paths
 
 # Parents first, so that what refers to a row finds it.
 TABLES = ("sessions", "resources", "actions", "transitions")
+# Copied table by table too, but left out of the orphan-page search (it tells tables apart by width alone).
+PAIR_TABLES = ("pair_verdicts", "pair_judgements")
 PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
 
 
@@ -106,13 +108,13 @@ def _rebuild(path: Path, scratch: Path) -> RepairReport:
         _refuse_newer(src)
         journal = Journal(scratch / path.name, sync="normal")
         try:
-            for table in TABLES:
+            for table in (*TABLES, *PAIR_TABLES):
                 _copy_table(src, journal, table)
             report.from_pages = _copy_orphans(src, copy, journal, report.original_header)
-            for table in TABLES:  # again: rows refused for want of a parent that the pages gave back
+            for table in (*TABLES, *PAIR_TABLES):  # again: rows refused for want of a parent that the pages gave back
                 report.refused[table] = _copy_table(src, journal, table)
             _drop_unreadable(journal, report)
-            report.rows = {t: _count(journal, t) for t in TABLES}
+            report.rows = {t: _count(journal, t) for t in (*TABLES, *PAIR_TABLES)}
         finally:
             journal.close()
     finally:

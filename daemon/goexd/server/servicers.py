@@ -26,6 +26,7 @@ from goexd.policy.parse import check_size as check_policy_size
 from goexd.policy.parse import parse as parse_policy
 from goexd.server import convert as cv
 from goexd.server import convert_diff as cd
+from goexd.server import convert_pairs as cp
 from goexd.server import convert_secrets as cs
 from goexd.server import convert_set_aside as csa
 from goexd.vault.oauth import OAuthFlows
@@ -147,6 +148,16 @@ class ActionsServicer(agrpc.ActionsServicer):
         inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
         verdict = self.engine.test_reversibility(session_id, spec, inverse)
         return apb.TestReversibilityResponse(reversibility=cv.reversibility_pb(verdict))
+
+    def JudgePair(self, req: apb.JudgePairRequest, ctx: Ctx) -> apb.JudgePairResponse:
+        history = self.engine.judge_pair(
+            cv.require_id(req.action_id, "action_id"), cp.judgement(req.judgement, "judgement"), req.who, req.note
+        )
+        return apb.JudgePairResponse(history=cp.pair_history_pb(history))
+
+    def GetPairHistory(self, req: apb.GetPairHistoryRequest, ctx: Ctx) -> apb.GetPairHistoryResponse:
+        history = self.engine.pair_history(cv.require_id(req.action_id, "action_id"))
+        return apb.GetPairHistoryResponse(history=cp.pair_history_pb(history))
 
     def GetDiff(self, req: apb.GetDiffRequest, ctx: Ctx) -> apb.GetDiffResponse:
         options = cd.diff_options(req.options, "options")

@@ -18,11 +18,20 @@ class DiffContent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIFF_CONTENT_TEXT: _ClassVar[DiffContent]
     DIFF_CONTENT_BINARY: _ClassVar[DiffContent]
     DIFF_CONTENT_NOT_READ: _ClassVar[DiffContent]
+
+class Judgement(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JUDGEMENT_UNSPECIFIED: _ClassVar[Judgement]
+    JUDGEMENT_RIGHT: _ClassVar[Judgement]
+    JUDGEMENT_WRONG: _ClassVar[Judgement]
 DIFF_CONTENT_UNSPECIFIED: DiffContent
 DIFF_CONTENT_NONE: DiffContent
 DIFF_CONTENT_TEXT: DiffContent
 DIFF_CONTENT_BINARY: DiffContent
 DIFF_CONTENT_NOT_READ: DiffContent
+JUDGEMENT_UNSPECIFIED: Judgement
+JUDGEMENT_RIGHT: Judgement
+JUDGEMENT_WRONG: Judgement
 
 class SubmitActionRequest(_message.Message):
     __slots__ = ("session_id", "spec", "inverse", "detach", "approval")
@@ -305,3 +314,67 @@ class RestoreSetAsideResponse(_message.Message):
     verified: bool
     detail: str
     def __init__(self, verified: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class JudgePairRequest(_message.Message):
+    __slots__ = ("action_id", "judgement", "who", "note")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    JUDGEMENT_FIELD_NUMBER: _ClassVar[int]
+    WHO_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    judgement: Judgement
+    who: str
+    note: str
+    def __init__(self, action_id: _Optional[str] = ..., judgement: _Optional[_Union[Judgement, str]] = ..., who: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class JudgePairResponse(_message.Message):
+    __slots__ = ("history",)
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    history: PairHistory
+    def __init__(self, history: _Optional[_Union[PairHistory, _Mapping]] = ...) -> None: ...
+
+class GetPairHistoryRequest(_message.Message):
+    __slots__ = ("action_id",)
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    def __init__(self, action_id: _Optional[str] = ...) -> None: ...
+
+class GetPairHistoryResponse(_message.Message):
+    __slots__ = ("history",)
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    history: PairHistory
+    def __init__(self, history: _Optional[_Union[PairHistory, _Mapping]] = ...) -> None: ...
+
+class PairHistory(_message.Message):
+    __slots__ = ("verdicts", "judgements")
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    JUDGEMENTS_FIELD_NUMBER: _ClassVar[int]
+    verdicts: _containers.RepeatedCompositeFieldContainer[PairVerdict]
+    judgements: _containers.RepeatedCompositeFieldContainer[PairJudgement]
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[PairVerdict, _Mapping]]] = ..., judgements: _Optional[_Iterable[_Union[PairJudgement, _Mapping]]] = ...) -> None: ...
+
+class PairVerdict(_message.Message):
+    __slots__ = ("reversibility", "tested_by", "fingerprint", "fingerprint_kind")
+    REVERSIBILITY_FIELD_NUMBER: _ClassVar[int]
+    TESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_KIND_FIELD_NUMBER: _ClassVar[int]
+    reversibility: _types_pb2.Reversibility
+    tested_by: str
+    fingerprint: str
+    fingerprint_kind: str
+    def __init__(self, reversibility: _Optional[_Union[_types_pb2.Reversibility, _Mapping]] = ..., tested_by: _Optional[str] = ..., fingerprint: _Optional[str] = ..., fingerprint_kind: _Optional[str] = ...) -> None: ...
+
+class PairJudgement(_message.Message):
+    __slots__ = ("judgement", "who", "note", "at", "action_id")
+    JUDGEMENT_FIELD_NUMBER: _ClassVar[int]
+    WHO_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    judgement: Judgement
+    who: str
+    note: str
+    at: _timestamp_pb2.Timestamp
+    action_id: str
+    def __init__(self, judgement: _Optional[_Union[Judgement, str]] = ..., who: _Optional[str] = ..., note: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action_id: _Optional[str] = ...) -> None: ...

@@ -97,6 +97,16 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideResponse.FromString,
                 _registered_method=True)
+        self.JudgePair = channel.unary_unary(
+                '/goex.v1.Actions/JudgePair',
+                request_serializer=goex_dot_v1_dot_actions__pb2.JudgePairRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.JudgePairResponse.FromString,
+                _registered_method=True)
+        self.GetPairHistory = channel.unary_unary(
+                '/goex.v1.Actions/GetPairHistory',
+                request_serializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ActionsServicer:
@@ -199,6 +209,23 @@ class ActionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JudgePair(self, request, context):
+        """A person's judgement of an action's (forward, inverse) pair, kept with the pair and applied whenever the
+        same pair comes up again: WRONG fails it even where its test passes (refused, or flagged where the policy
+        lets a failed inverse run); RIGHT is shown beside the test, never instead of it. FAILED_PRECONDITION for
+        an action without an inverse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPairHistory(self, request, context):
+        """The verdicts and judgements kept for an action's pair, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +288,16 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.RestoreSetAside,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideRequest.FromString,
                     response_serializer=goex_dot_v1_dot_actions__pb2.RestoreSetAsideResponse.SerializeToString,
+            ),
+            'JudgePair': grpc.unary_unary_rpc_method_handler(
+                    servicer.JudgePair,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.JudgePairRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.JudgePairResponse.SerializeToString,
+            ),
+            'GetPairHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPairHistory,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -589,6 +626,60 @@ class Actions:
             '/goex.v1.Actions/RestoreSetAside',
             goex_dot_v1_dot_actions__pb2.RestoreSetAsideRequest.SerializeToString,
             goex_dot_v1_dot_actions__pb2.RestoreSetAsideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JudgePair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/JudgePair',
+            goex_dot_v1_dot_actions__pb2.JudgePairRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.JudgePairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPairHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/GetPairHistory',
+            goex_dot_v1_dot_actions__pb2.GetPairHistoryRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.GetPairHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
