@@ -9,6 +9,7 @@ Per round, in a fresh random order (so that drift of this shared 2-core machine 
   inotify, as goexd's default), an overlay over it, the action then the inverse in the sandbox over
   the same upper, the fingerprint after (snapshot + upper) compared with the one before by id, the
   upper removed;
+- action over an overlay: the action alone as goexd runs it (over a fresh overlay, nothing read);
 - 2 runs over an overlay: the same two sandbox runs over a fresh overlay, nothing read or
   compared (what the fingerprints cost is the difference);
 - cp -a: `cp -a` of the workspace, the action and the inverse run on the copy (the copy's removal
@@ -96,10 +97,20 @@ def bench_size(base: Path, n: int, rounds: int) -> dict[str, list[float]]:
         assert got.reversibility.verdict is Verdict.PASSED, got.reversibility.detail
         return ms
 
+    def action_over_overlay() -> float:
+        overlay = _fresh_overlay(base / "plain-overlay")
+        t0 = time.perf_counter()
+        run(ACTION, ws, overlay)
+        ms = ms_since(t0)
+        _discard(base / "plain-overlay")
+        return ms
+
     def runs_over_overlay() -> float:
         overlay = _fresh_overlay(base / "plain-overlay")
         t0 = time.perf_counter()
         run(ACTION, ws, overlay)
+        _discard(overlay.work)  # as the trial does: a volatile mount's marker refuses a second mount
+        overlay.work.mkdir()
         run(INVERSE, ws, overlay)
         ms = ms_since(t0)
         _discard(base / "plain-overlay")
@@ -120,6 +131,7 @@ def bench_size(base: Path, n: int, rounds: int) -> dict[str, list[float]]:
 
     variants: dict[str, Callable[[], float]] = {
         "action": action,
+        "action over an overlay": action_over_overlay,
         "trial": trial,
         "2 runs over an overlay": runs_over_overlay,
         "cp -a + 2 runs": cp_a,
@@ -156,6 +168,7 @@ def main() -> None:
             for name, xs in times.items():
                 rows.append([f"{n:,}", name, str(len(xs)), f"{pct(xs, 0.5):.1f}", f"{pct(xs, 0.9):.1f}"])
             budget = 2 * p50["action"] + 20
+            budget_overlay = 2 * p50["action over an overlay"] + 20
             speedup = p50["cp -a + 2 runs"] / p50["trial"]
             verdicts.append(
                 [
@@ -163,6 +176,8 @@ def main() -> None:
                     f"{p50['trial']:.1f}",
                     f"{budget:.1f}",
                     "met" if p50["trial"] <= budget else "NOT met",
+                    f"{budget_overlay:.1f}",
+                    "met" if p50["trial"] <= budget_overlay else "NOT met",
                     f"{speedup:.1f}x",
                 ]
             )
@@ -176,7 +191,20 @@ def main() -> None:
             table(["files", "variant", "rounds", "p50", "p90"], "rrrrr", rows),
             "Targets: trial p50 <= 2 x action p50 + 20 ms at 10k files; trial >= 10x faster than "
             "cp -a + the same two runs at 100k.",
-            table(["files", "trial p50", "2 x action + 20", "target at 10k", "cp -a / trial"], "rrrrr", verdicts),
+            "The action's own time, two ways: run directly on a copy, and as goexd runs it (over an overlay).",
+            table(
+                [
+                    "files",
+                    "trial p50",
+                    "2 x action + 20",
+                    "vs direct action",
+                    "2 x action over an overlay + 20",
+                    "vs action as goexd runs it",
+                    "cp -a / trial",
+                ],
+                "rrrrrrr",
+                verdicts,
+            ),
         ]
     )
     publish(text + "\n", OUT, started)

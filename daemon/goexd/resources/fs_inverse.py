@@ -13,7 +13,9 @@ and then verifies the paths involved (those the action changed and those the inv
 against the action's pre-action snapshot: "verified" when they all match, else "not verified"
 with the diff, and the pre-action versions of what differs are kept as a set-aside (`goex
 set-aside restore ID` puts them back). Paths the action changed that someone changed since are
-a conflict: refused unless forced; forced, their versions are set aside first. An inverse that
+a conflict: refused unless forced; forced, their versions are set aside first. So are other paths
+the inverse's result would write that changed since (seen over its overlay, before the apply;
+direct mode: set aside after the fact). An inverse that
 fails (non-zero exit, time limit) changes nothing (overlay: its upper is dropped; direct: what
 it wrote is taken back) and the action stays pending.
 
