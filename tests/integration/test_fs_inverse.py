@@ -228,3 +228,9 @@ def test_an_inverse_that_would_overwrite_an_edit_made_since_is_refused_unless_fo
     (kept,) = [k for k in manager.set_asides() if k.reason == FORCED and list(k.paths) == ["build/out"]]
     manager.restore_set_aside(kept.id)
     assert (ws / "build" / "out").read_text() == "the person's build\n", report.detail
+
+
+def test_describe_tells_a_planner_that_actions_give_their_inverse(inverse_fs: tuple[FsInverseResource, Path]) -> None:
+    manager, _ = inverse_fs
+    head, *files = manager.describe().splitlines()
+    assert "strategy inverse" in head and "  a.txt" in files

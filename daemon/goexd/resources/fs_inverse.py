@@ -72,6 +72,11 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         "paths involved with the pre-action state"
     )
 
+    def describe(self, samples: bool = False) -> str:
+        head, _, rest = super().describe(samples).partition("\n")
+        note = " (strategy inverse: an action that changes files gives the command that undoes it; tried first)"
+        return head + note + ("\n" + rest if rest else "")
+
     def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
         argv_of(spec)
         if inverse is not None:
