@@ -181,7 +181,7 @@ def test_issue_flow_with_the_installed_goex(shared_daemon: DaemonProcess, tmp_pa
 
     out, _ = run("log")
     header, row = out.splitlines()
-    assert header.split() == ["SEQ", "ID", "KIND", "STATE", "CHANGES", "RUN", "MS", "TOTAL", "MS", "WHAT"]
+    assert header.split() == ["SEQ", "ID", "KIND", "STATE", "CHANGES", "RUN", "MS", "TOTAL", "MS", "VERDICT", "WHAT"]
     assert row.split()[:5] == ["1", action_id, "shell", "executed", "+1"]
     assert "+1 ~0 -1" in row and row.endswith("sh -c 'echo hi > a.txt && rm b.txt'")
 

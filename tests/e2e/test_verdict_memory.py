@@ -8,7 +8,9 @@ survive a kill -9 of goexd."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -19,6 +21,7 @@ from goex.v1 import types_pb2 as pb
 from tests.corpus import fs_cases
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
+from tests.e2e.test_cli_sql import goex as goex_cli
 from tests.fs_fingerprint import fingerprint
 from tests.services.json_server import run_json_server
 
@@ -203,3 +206,27 @@ def test_http_client_inverse_judged_wrong_is_refused(daemon: DaemonProcess, tmp_
         assert server.db()["items"] == items_before  # never sent
         still = _test(daemon, sid, action, inverse)
         assert still.verdict == pb.VERDICT_FAILED and "untold, it is unknown" in still.detail, still.detail
+
+
+def test_judge_log_and_show_from_the_cli(daemon: DaemonProcess, tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript("CREATE TABLE items (id INTEGER PRIMARY KEY, price INT); INSERT INTO items VALUES (1, 10)")
+    cli = partial(goex_cli, daemon, tmp_path)
+    cli("session", "open", "--db", f"sqlite://{db}", "--db-strategy", "inverse")
+    out = cli("sql", FORWARD, "--inverse", RIGHT)
+    action_id = re.search(r"act_[0-9a-f]{16}", out)
+    assert action_id is not None, out
+    cli("undo")
+    cli("sql", FORWARD, "--inverse", RIGHT)  # the same pair on the same state: its verdict reused
+    assert "marked the pair of" in cli("judge", action_id[0], "wrong", "--note", "logs nothing", "--who", "ann")
+    cli("sql", FORWARD, "--inverse", RIGHT, code=125)  # refused: judged wrong
+    log = cli("log").splitlines()
+    assert log[0].split()[-2:] == ["VERDICT", "WHAT"], log
+    verdicts = [re.search(r"(undo verified|passed \(reused\)|failed \(judged wrong\))", row) for row in log[1:]]
+    assert [v[1] if v else None for v in verdicts] == ["undo verified", "passed (reused)", "failed (judged wrong)"]
+    shown = cli("show", action_id[0])
+    assert re.search(r"^pair test +passed by the test before action act_\w+ at .* on the whole database", shown, re.M)
+    assert re.search(rf"^judged +marked wrong by ann at .* \(on {action_id[0]}\): logs nothing$", shown, re.M), shown
+    assert "--judgement" not in cli("judge", "--help")  # positional: right | wrong
+    assert "invalid choice" in cli("judge", action_id[0], "maybe", code=2)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from goex._enums import ActionState
+from goex._enums import ActionState, Verdict
+from goex._exceptions import Unimplemented
 from goex._models import Action, HttpResult, SqlResult
+from goex._pairs import PairHistory
 from goex._specs import ActionSpec
 from goex.cli._app import App, UsageError
 from goex.cli._render import (
@@ -40,7 +43,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="the current session's timeline",
         description="One row per action, oldest first: seq, id, kind, state, changes as "
-        "+added ~modified -deleted, run and total time in ms, and what it ran.",
+        "+added ~modified -deleted, run and total time in ms, its verdict, and what it ran. The verdict "
+        "is its reversibility test's (passed, failed, unknown: it could not be tried; untested: its "
+        "strategy needs no test, its undo is checked when it runs; '(reused)': remembered for the same "
+        "pair on the same state; '(judged wrong)': a person marked the pair wrong), or once undone, "
+        "its undo's check (undo verified / undo NOT verified / undo unverified: nothing to compare "
+        "against); '-' for an action that never got that far (blocked by the policy, failed first).",
     )
     log.add_argument(
         "--state",
@@ -73,6 +81,7 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
     table.add_column("CHANGES", no_wrap=True)
     table.add_column("RUN MS", justify="right")
     table.add_column("TOTAL MS", justify="right")
+    table.add_column("VERDICT", no_wrap=True)
     table.add_column("WHAT", overflow="ellipsis", no_wrap=True, max_width=60)
     for a in actions:
         timings = a.timings
@@ -84,6 +93,7 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
             a.changes.summary if a.changes is not None else "",
             format_ms(timings.run if timings else None),
             format_ms(timings.total if timings else None),
+            verdict_text(a),
             Text(_what(a)),
         )
     app.print_table(table)
@@ -92,6 +102,32 @@ def cmd_log(app: App, args: argparse.Namespace) -> int:
 
 # How goexd names the rule that refused an action, in its error ("... [policy rule http.methods]").
 _POLICY_RULE = re.compile(r"\[policy rule ([^\]]+)\]")
+
+
+_UNDO_WORDS = {
+    Verdict.PASSED: ("undo verified", "green"),
+    Verdict.FAILED: ("undo NOT verified", "bold red"),
+    Verdict.UNKNOWN: ("undo unverified", "yellow"),
+}
+_TEST_STYLES = {Verdict.PASSED: "green", Verdict.FAILED: "red", Verdict.UNKNOWN: "yellow", Verdict.UNTESTED: "dim"}
+
+
+def verdict_text(a: Action) -> Text:
+    """The action's verdict in one vocabulary for every resource (see `goex log --help`)."""
+    r = a.reversibility
+    if r is None or r.verdict is Verdict.UNSPECIFIED:
+        return Text("-", style="dim")
+    if a.state is ActionState.UNDONE and r.verdict in _UNDO_WORDS:
+        word, style = _UNDO_WORDS[r.verdict]
+        return Text(word, style=style)
+    text = str(r.verdict)
+    if r.detail.startswith("reused: "):
+        text += " (reused)"
+    if r.verdict is Verdict.FAILED and r.detail.startswith("a person marked this pair wrong"):
+        text += " (judged wrong)"
+    elif "; a person marked this pair right (" in r.detail:
+        text += " (judged right)"
+    return Text(text, style=_TEST_STYLES.get(r.verdict, ""))
 
 
 def _what(action: Action) -> str:
@@ -122,11 +158,33 @@ def cmd_show(app: App, args: argparse.Namespace) -> int:
     if app.json:
         app.emit(actions_pb2.GetActionResponse(action=action.proto))
         return 0
-    render_action(app, action, limit=args.limit)
+    history = None
+    if action.inverse is not None:  # an (action, inverse) pair: what goexd keeps of it
+        with contextlib.suppress(Unimplemented):  # a goexd from before pairs were kept
+            history = app.client().pair_history(action.id)
+    render_action(app, action, limit=args.limit, history=history)
     return 0
 
 
-def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
+def pair_lines(history: PairHistory) -> list[tuple[str, str | Text]]:
+    """The pair's tests and a person's judgements, oldest first, as `goex show` rows."""
+    rows: list[tuple[str, str | Text]] = []
+    for v in history.verdicts:
+        r = v.reversibility
+        on = f" on {v.fingerprint_kind} {v.fingerprint[:12]}" if v.fingerprint else " (nothing kept to reuse it by)"
+        style = _TEST_STYLES.get(r.verdict, "")
+        rows.append(("pair test", Text(f"{r.verdict} by {v.tested_by} at {format_time(r.tested_at)}{on}", style=style)))
+    for j in history.judgements:
+        note = f": {j.note}" if j.note else ""
+        style = "red" if j.judgement == "wrong" else "green"
+        text = f"marked {j.judgement} by {j.who or 'someone'} at {format_time(j.at)} (on {j.action_id}){note}"
+        rows.append(("judged", Text(text, style=style)))
+    if not rows:
+        rows.append(("pair", Text("no test or judgement kept yet", style="dim")))
+    return rows
+
+
+def render_action(app: App, a: Action, *, limit: int | None = None, history: PairHistory | None = None) -> None:
     rows: list[tuple[str, str | Text]] = [
         ("action", Text(a.id)),
         ("session", Text(f"{a.session_id} (seq {a.seq})")),
@@ -146,6 +204,8 @@ def render_action(app: App, a: Action, *, limit: int | None = None) -> None:
             rows.append(("undo", Text(check.plain.strip(), style=check.style)))
         else:
             rows.append(("reversibility", reversibility_text(a.reversibility)))
+    if history is not None:
+        rows += pair_lines(history)
     if a.approval:
         rows.append(("approval", Text(a.approval)))
     if a.error:
