@@ -1,6 +1,6 @@
 """The inverse corpus (tests/corpus/*.toml, issue 15) stays whole: at least 40 (action, right inverse, wrong
 inverse) cases across the four kinds of resource, none missing. Each kind's runner asserts every case's
-outcome: tests/integration/test_fs_inverse.py and tests/e2e/test_fs_inverse_e2e.py (files),
+outcome: tests/integration/test_fs_inverse.py and tests/e2e/test_inverse_corpus_trials.py (files),
 tests/integration/test_sql_inverse_corpus.py and tests/e2e/test_sql_inverse_corpus.py (SQLite, PostgreSQL),
 tests/e2e/test_http_client_inverses.py and tests/e2e/test_inverse_corpus_trials.py (HTTP)."""
 
