@@ -1,6 +1,6 @@
 """Verdicts remembered per (action, inverse) pair and a person's judgements of them, through a real goexd:
-SQLite (inverse strategy), a workspace (bwrap trials) and an http resource with a client inverse
-(json-server). The same pair on the same state reuses its verdict and says so (with the time of
+SQLite and PostgreSQL (inverse strategy), a workspace (bwrap trials) and an http resource with a client
+inverse (json-server). The same pair on the same state reuses its verdict and says so (with the time of
 the real test); any change to what the fingerprint covers makes it tested again; a pair marked
 wrong is refused even though its test passes; one marked right is still tested; judgements
 survive a kill -9 of goexd."""
@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from goex.v1 import actions_pb2 as apb
+from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.corpus import fs_cases
@@ -24,6 +25,7 @@ from tests.e2e.rpc import status_of
 from tests.e2e.test_cli_sql import goex as goex_cli
 from tests.fs_fingerprint import fingerprint
 from tests.services.json_server import run_json_server
+from tests.services.postgres import PgCluster
 
 FORWARD = "UPDATE items SET price = price + 1 WHERE id = 1"
 RIGHT = "UPDATE items SET price = price - 1 WHERE id = 1"
@@ -230,3 +232,35 @@ def test_judge_log_and_show_from_the_cli(daemon: DaemonProcess, tmp_path: Path) 
     assert re.search(rf"^judged +marked wrong by ann at .* \(on {action_id[0]}\): logs nothing$", shown, re.M), shown
     assert "--judgement" not in cli("judge", "--help")  # positional: right | wrong
     assert "invalid choice" in cli("judge", action_id[0], "maybe", code=2)
+
+
+def test_postgres_pairs_are_tested_every_time_and_judgements_hold(
+    daemon: DaemonProcess, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    """No fingerprint of PostgreSQL is cheap enough to reuse a verdict by: each test is a real one, kept as
+    history; a judgement still holds."""
+    with pg_cluster.connect_app(pg_database) as conn:
+        conn.execute("CREATE TABLE items (id integer PRIMARY KEY, price integer); INSERT INTO items VALUES (1, 10)")
+    info = secpb.SecretInfo(
+        name="vm-pg",
+        kind=secpb.SECRET_KIND_DSN,
+        allowed_hosts=[f"{pg_cluster.host}:{pg_cluster.port}"],
+        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
+    )
+    daemon.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=pg_cluster.app_password.encode()))
+    db = pb.DbResourceSpec(url=pg_cluster.app_dsn_for(pg_database), secret="vm-pg")
+    spec = pb.ResourceSpec(db=db, strategy=pb.UNDO_STRATEGY_INVERSE)
+    sid = daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec])).session.id
+    tested = [_test(daemon, sid, sql(FORWARD), sql(RIGHT)) for _ in range(2)]
+    assert [t.verdict for t in tested] == [pb.VERDICT_PASSED] * 2
+    assert not any("reused" in t.detail for t in tested) and tested[0].tested_at != tested[1].tested_at
+    done = _submit(daemon, sid, sql(FORWARD), sql(RIGHT))
+    assert done.state == pb.ACTION_STATE_EXECUTED and "reused" not in done.reversibility.detail
+    [undone] = daemon.actions.UndoAction(apb.UndoActionRequest(session_id=sid, action_id=done.id)).undone
+    assert undone.reversibility.verdict == pb.VERDICT_PASSED
+    history = _judge(daemon, done.id, apb.JUDGEMENT_WRONG, "prices are audited")
+    assert len(history.verdicts) == 3 and {v.fingerprint for v in history.verdicts} == {""}
+    refused = _submit(daemon, sid, sql(FORWARD), sql(RIGHT))
+    assert refused.state == pb.ACTION_STATE_BLOCKED and "prices are audited" in refused.error, refused.error
+    with pg_cluster.connect_app(pg_database) as conn:
+        assert conn.execute("SELECT price FROM items").fetchall() == [(10,)]
