@@ -33,7 +33,7 @@ def test_create_undo_and_read_from_the_cli(
     assert created.startswith("201 Created\n"), created
     assert re.search(r"^location\s+\S*/items/1$", created, re.M), created  # the headers table
     assert '  "name": "x",\n  "id": 1\n' in created  # the body, pretty-printed
-    assert re.search(r"^reversibility\s+reversible, test ", created, re.M), created
+    assert re.search(r"^reversibility\s+reversible, untested: ", created, re.M), created
     assert re.search(r"^inverse\s+DELETE /items/1$", created, re.M), created
     action_id = re.search(r"^action (\S+): executed, HTTP 201, ", created, re.M)
     assert action_id is not None, created

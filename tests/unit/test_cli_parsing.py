@@ -862,7 +862,7 @@ def test_http_result_prints_status_headers_body_then_reversibility_and_inverse()
     # JSON pretty-printed, its text never markup.
     assert lines[4:8] == ["{", '  "name": "[red]x",', '  "id": 7', "}"]
     assert lines[8:] == [
-        "reversibility  reversible, test untested: inverse derived from the response",
+        "reversibility  reversible, untested: inverse derived from the response",
         "inverse        DELETE /items/7?force=1",
         "action a5: executed, HTTP 201, 12 ms",
     ]
@@ -922,7 +922,7 @@ def test_show_and_log_render_http_actions() -> None:
     text = out.getvalue()
     assert "command        POST /items\n" in text and "kind           http\n" in text
     assert "inverse        DELETE /items/7?force=1\n" in text
-    assert "reversibility  reversible, test untested: inverse derived from the response\n" in text
+    assert "reversibility  reversible, untested: inverse derived from the response\n" in text
     assert "status         201 Created\n" in text
     tail = text[text.index("--- headers") :].splitlines()
     assert tail == [

@@ -254,8 +254,10 @@ def undo_check_text(a: Action) -> Text | None:
 
 
 def reversibility_text(r: Reversibility) -> Text:
-    """ "reversible, test passed", then the test's detail after a colon."""
-    text = f"{r.reversibility_class}, test {r.verdict}"
+    """ "reversible, test passed", then the test's detail after a colon ("reversible, untested: ..." where its
+    strategy needs no test: its undo is checked when it runs)."""
+    said = "untested" if r.verdict is Verdict.UNTESTED else f"test {r.verdict}"
+    text = f"{r.reversibility_class}, {said}"
     if r.detail:
         text += f": {r.detail}"
     return Text(text)
