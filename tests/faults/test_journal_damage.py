@@ -58,10 +58,13 @@ def random_bytes_in_an_index(journal: Path) -> None:
 
 
 def truncate(journal: Path) -> None:
+    """Cut the file halfway through the pages after the tables' roots (the rows' pages), whatever the schema."""
     size, _ = _page_of(journal, "actions")
     pages = journal.stat().st_size // size
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        roots = int(db.execute("SELECT max(rootpage) FROM sqlite_schema").fetchone()[0])
     with journal.open("r+b") as f:
-        f.truncate(size * (pages // 2))
+        f.truncate(size * ((roots + pages) // 2))
 
 
 def corrupt_header(journal: Path) -> None:

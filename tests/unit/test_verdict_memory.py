@@ -3,11 +3,13 @@ alike), what is kept and reused, and how a person's judgement changes a verdict.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from goexd.engine.journal import Journal
+from goexd.engine.journal_repair import repair_journal
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
@@ -139,3 +141,24 @@ def test_judgements_and_details_are_redacted(memory: VerdictMemory) -> None:
         history.judgements[0].note == "the password [secret:pw] leaks"
         and history.verdicts[0].detail == "row [secret:pw]"
     )
+
+
+def test_a_repaired_journal_keeps_the_pairs(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    memory = VerdictMemory(Journal(path, sync="normal"))
+    key = pair_key(LITE, sql("DELETE FROM t"), UNDO)
+    memory.judge(key, Judgement.WRONG, "ann", "keeps the log", "act_1")
+    passed = Reversibility(ReversibilityClass.REVERSIBLE, Verdict.PASSED, "ok", 1.0)
+    memory.remember(key, passed, Fingerprint("f", "k"), "t")
+    memory.journal.close()
+    with sqlite3.connect(path) as db:  # damage: the actions table's root page zeroed
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'actions'").fetchone()[0]
+    with path.open("r+b") as f:
+        f.seek(size * (root - 1))
+        f.write(b"\0" * size)
+    report = repair_journal(path)
+    assert report is not None and report.rows["pair_judgements"] == report.rows["pair_verdicts"] == 1
+    history = VerdictMemory(Journal(path, sync="normal")).history(key)
+    assert [(j.who, j.note) for j in history.judgements] == [("ann", "keeps the log")]
+    assert [v.detail for v in history.verdicts] == ["ok"]
