@@ -39,8 +39,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_judge)
 
 
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container without a passwd entry)
+        return ""
+
+
 def cmd_judge(app: App, args: argparse.Namespace) -> int:
-    who = args.who if args.who is not None else getpass.getuser()
+    who = args.who if args.who is not None else _login_name()
     history = app.client().judge_pair(args.action, args.judgement, who=who, note=args.note)
     if app.json:
         app.emit(actions_pb2.JudgePairResponse(history=history.proto))
