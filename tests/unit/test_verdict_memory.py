@@ -23,6 +23,8 @@ from goexd.engine.models import (
 )
 from goexd.engine.verdict_memory import Fingerprint, Judgement, VerdictMemory, pair_key, remembered
 from goexd.errors import InvalidArgument
+from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.sandbox.base import Limits
 
 LITE = Resource("db", ResourceKind.SQLITE, "/srv/app.db", UndoStrategy.INVERSE)
 PG = Resource("db", ResourceKind.POSTGRES, "postgresql://app@127.0.0.1:5432/app", UndoStrategy.INVERSE)
@@ -162,3 +164,36 @@ def test_a_repaired_journal_keeps_the_pairs(tmp_path: Path) -> None:
     history = VerdictMemory(Journal(path, sync="normal")).history(key)
     assert [(j.who, j.note) for j in history.judgements] == [("ann", "keeps the log")]
     assert [v.detail for v in history.verdicts] == ["ok"]
+
+
+def test_a_verdict_is_reused_only_on_the_state_it_was_tested_on(memory: VerdictMemory, tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO t VALUES (1, 1)")
+    resource = Resource("db", ResourceKind.SQLITE, str(path), UndoStrategy.INVERSE)
+    manager = SqliteInverseResource(resource)
+    spec, inverse = sql("UPDATE t SET n = n + 1"), sql("UPDATE t SET n = n - 1")
+    limits = Limits(timeout_s=10)
+
+    def raced() -> Reversibility:
+        got = manager.test(spec, inverse, limits, None)
+        with sqlite3.connect(path) as other:  # another writer, while the test ran
+            other.execute("INSERT INTO t VALUES (2, 2)")
+        return got
+
+    try:
+        first = remembered(memory, resource, manager, spec, inverse, "t", raced)
+        assert first is not None and first.verdict is Verdict.PASSED
+        [kept] = memory.history(pair_key(resource, spec, inverse)).verdicts
+        assert kept.fingerprint == ""  # kept as history, never reused
+
+        def now() -> Reversibility:
+            return manager.test(spec, inverse, limits, None)
+
+        again = remembered(memory, resource, manager, spec, inverse, "t", now)
+        assert again is not None and "reused" not in again.detail
+        third = remembered(memory, resource, manager, spec, inverse, "t", now)
+        second = memory.history(pair_key(resource, spec, inverse)).verdicts[-1]
+        assert third is not None and third.detail.startswith("reused: passed") and third.tested_at == second.tested_at
+    finally:
+        manager.close()

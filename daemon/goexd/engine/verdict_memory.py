@@ -8,7 +8,7 @@ keys). Normalising only ever merges texts that run alike: when in doubt, two pai
 and the second is simply tested.
 
 A tested verdict (passed or failed; never unknown, which is retried) is kept with the
-fingerprint of what the pair touches, taken just before the test; the same pair on a resource
+fingerprint of what the pair touches, taken just before the test and unchanged just after it; the same pair on a resource
 with the same fingerprint reuses it and says so: "reused: ... tested at <when> ...; not tried
 again". What each strategy's fingerprint is (fingerprint_of) is said with it:
 
@@ -166,6 +166,14 @@ def fingerprint_of(manager: object) -> Fingerprint | None:
     return None
 
 
+def _fingerprint(resource: Resource, manager: object) -> Fingerprint | None:
+    try:
+        return fingerprint_of(manager)
+    except Exception as exc:  # the test itself says what is wrong, if anything is
+        log.warning("no fingerprint of %s to recall a verdict by: %s", resource.name, exc)
+        return None
+
+
 def _ago(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
@@ -251,11 +259,7 @@ def remembered(
         return test()
     key = pair_key(resource, spec, inverse)
     history = memory.history(key)
-    try:
-        fingerprint = fingerprint_of(manager)
-    except Exception as exc:  # the test itself says what is wrong, if anything is
-        log.warning("no fingerprint of %s to recall a verdict by: %s", resource.name, exc)
-        fingerprint = None
+    fingerprint = _fingerprint(resource, manager)
     found = next(
         (v for v in reversed(history.verdicts) if fingerprint is not None and v.fingerprint == fingerprint.value),
         None,
@@ -264,6 +268,10 @@ def remembered(
         tested: Reversibility | None = reused(found)
     else:
         tested = test()
+        # Kept by its fingerprint only if the state did not change while it was tested (another writer, a
+        # person's edit): else it is kept as history, never to be reused.
+        if fingerprint is not None and _fingerprint(resource, manager) != fingerprint:
+            fingerprint = None
         if tested is not None:
             memory.remember(key, replace(tested, tested_at=tested.tested_at or time.time()), fingerprint, tested_by)
     if tested is None and history.judgement is not None and history.judgement.judgement is Judgement.WRONG:
