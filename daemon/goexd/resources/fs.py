@@ -271,7 +271,11 @@ class FsVersionedResource(UndoesByItself):
         self._store.pin(f"actions/{action_id}/post", post)
         notes = [*upper.stripped, *(f"not applied: {s}" for s in upper.skipped)]
         if post != pre:
-            concurrent = self._changed_during(upper.paths, base, pre, started_ns)
+            # What the apply writes or removes: the diff pre -> post, the entries below a directory the action
+            # removed or replaced included (not only the upper's entries: a person's file in a directory the
+            # action removed is not in the upper, and neither is one below a file the person made a directory).
+            touched = sorted(self._store.changed_paths(pre, post))
+            concurrent = self._changed_during(touched, base, pre, started_ns)
             if concurrent:
                 kept = self._store.set_aside(pre, post, concurrent, action_id, CONCURRENT)
                 notes.append(_kept_note(concurrent, kept.id, "changed in the workspace while the action ran"))
@@ -298,12 +302,13 @@ class FsVersionedResource(UndoesByItself):
         return replace(changes, warnings=(*changes.warnings, *notes)), {"pre": pre.id, "post": post.id}
 
     def _changed_during(self, paths: Sequence[str], base: str | None, pre: Snapshot, started_ns: int) -> list[str]:
-        """Which of `paths` (files and symlinks) someone changed in the workspace while the run went on: exactly,
-        those that differ between the snapshots before and after it (so goexd's own writes just before, an
-        undo's, never count); without the one before (a run an older goexd checkpointed), by ctime."""
+        """Which of `paths` someone changed in the workspace while the run went on: exactly, those that differ
+        between the snapshots before and after it, of any kind (a file made a directory is kept with what is
+        below it; goexd's own writes just before, an undo's, never count); without the one before (a run an
+        older goexd checkpointed), by ctime."""
         if base is not None:
             try:
-                changed = self._store.changed_files(Snapshot(base), pre)
+                changed = self._store.changed_paths(Snapshot(base), pre)
             except SnapshotError:  # not found (pruned under a very long run): judged as before
                 pass
             else:

@@ -210,6 +210,12 @@ class GitWorkspaceStore:
             found = diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas)
             return {path for path, (_, n) in found.items() if n is not None and n.kind != DIR}
 
+    def changed_paths(self, old: Snapshot, new: Snapshot) -> set[str]:
+        """Every path that differs between two snapshots, of any kind, the entries below a directory added or
+        removed included: O(changed)."""
+        with self._session():
+            return set(diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas))
+
     def restore(self, snapshot: Snapshot) -> RestoreReport:
         """Make the workspace `snapshot` and verify it. What goexd may not read and does not
         own is left as it is, with the directories above it, and named in the report."""
