@@ -448,11 +448,11 @@ def test_every_command_prints_one_json_object_with_the_response_fields(
         "error": {"code": "NOT_FOUND", "message": "action 'act_0000000000000000' not found"}
     }
     assert j("secret", "delete", "nope", code=1)["error"] == {"code": "NOT_FOUND", "message": "secret 'nope' not found"}
-    (tmp_path / "p.toml").write_text('[sql]\nwrite = "allow"\n[fs]\n')
+    (tmp_path / "p.toml").write_text('[sql]\nwrite = "allow"\n[files]\n')
     checked = j("policy", "check", "p.toml", code=1)
     parses_as(checked, adpb.CheckPolicyResponse)
     assert checked["errors"] == [{"line": 3, "message": checked["errors"][0]["message"]}]
-    assert "fs: unknown key" in checked["errors"][0]["message"]
+    assert "files: unknown key" in checked["errors"][0]["message"]
     assert j("log", code=1)["error"]["code"] == "FAILED_PRECONDITION"  # no current session
     assert j("run", code=2)["error"]["code"] == "INVALID_ARGUMENT"
 

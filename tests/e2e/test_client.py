@@ -357,8 +357,8 @@ def test_capabilities_not_built_yet_are_unimplemented(client: goex.Client, sessi
 
 def test_a_bad_session_policy_opens_nothing_and_check_policy_says_why(client: goex.Client, workspace: Path) -> None:
     before = client.list_sessions(include_closed=True)
-    with pytest.raises(goex.InvalidArgument, match=r"policy_toml: line 2: fs: unknown key"):
-        client.create_session(fs=workspace, policy='[sql]\n[fs]\ndeny_delete = ["*"]\n')
+    with pytest.raises(goex.InvalidArgument, match=r"policy_toml: line 2: files: unknown key"):
+        client.create_session(fs=workspace, policy='[sql]\n[files]\ndeny_delete = ["*"]\n')
     assert client.list_sessions(include_closed=True) == before
     check = client.check_policy('[sandbox]\nmax_timeout_s = 5\nnetwork = "sometimes"\n')
     assert not check.ok and [(e.line, "sandbox.network" in e.message) for e in check.errors] == [(3, True)]
