@@ -346,10 +346,13 @@ def test_failed_precondition(client: goex.Client, session: goex.Session, workspa
 
 
 def test_capabilities_not_built_yet_are_unimplemented(client: goex.Client, session: goex.Session) -> None:
-    for call, words in ((lambda: client.test_reversibility(session.id, goex.Shell(["true"])), "reversibility tests"),):
+    for call, words in ((lambda: client.submit(session.id, goex.Prompt("tidy up")), "planner"),):
         with pytest.raises(goex.Unimplemented) as exc:
             call()
         assert words in exc.value.message and exc.value.code_name == "UNIMPLEMENTED"
+    # A workspace's reversibility test is built, whatever its strategy: `true` is tried and changes nothing.
+    tried = client.test_reversibility(session.id, goex.Shell(["true"]))
+    assert tried.verdict is goex.Verdict.PASSED and tried.reversibility_class is goex.ReversibilityClass.READ_ONLY
     with pytest.raises(goex.InvalidArgument, match="client inverses are for the inverse strategy"):
         client.submit(session.id, sh("touch x"), inverse=sh("rm x"))
     assert client.list_actions(session.id) == []  # none of those left an action behind
