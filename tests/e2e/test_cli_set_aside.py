@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import goex
 from goex.v1 import actions_pb2 as apb
+from goexd.resources.fs import CONCURRENT, RESTORE_FORCED
 from tests.e2e import test_cli_diff
 from tests.e2e.test_cli import (  # noqa: F401 - test_cli's fixtures, found by name through `cli`
     client,
@@ -150,6 +153,9 @@ def test_undo_to_force_and_a_restore_refused_then_forced(cli: Cli) -> None:
     assert again.id != kept.id and again.action_id == "" and again.id in out
     row = run("set-aside", "list")[0].splitlines()[1]
     assert row.split()[0] == again.id and " - " in row and "b.txt" in row
+    # Its reason is the restore's, not a forced undo's (issue 14, F12c).
+    assert row.endswith(f"changed since it was set aside; overwritten by a forced restore of set-aside {kept.id}")
+    assert again.reason == RESTORE_FORCED.format(kept.id)
     run("set-aside", "restore", again.id)
     assert (cli.project / "b.txt").read_text() == "third\n"
 
@@ -188,3 +194,24 @@ def test_set_asides_stay_with_the_workspace_after_its_session_closes(cli: Cli) -
     run("set-aside", "restore", kept.id)
     assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
     run("session", "close", "--session", reopened)
+
+
+def test_a_set_aside_of_an_edit_made_while_the_action_ran_says_so(cli: Cli) -> None:
+    """Its reason names that cause (one made while the result was applied is tested in tests/faults:
+    test_an_apply_killed_after_setting_aside_a_racing_edit_loses_nothing)."""
+
+    def person() -> None:
+        time.sleep(0.3)
+        (cli.project / "b.txt").write_bytes(PERSONS_EDIT)  # saved while the action runs: it waits for it
+
+    writer = threading.Thread(target=person)
+    writer.start()
+    action = cli.run("until grep -q edit b.txt; do sleep 0.05; done; echo agent > b.txt")
+    writer.join()
+    assert (cli.project / "b.txt").read_text() == "agent\n"
+    [kept] = cli.client.set_asides(cli.session)
+    assert kept.action_id == action and kept.paths_bytes == (b"b.txt",) and kept.reason == CONCURRENT
+    row = cli.goex("set-aside", "list")[0].splitlines()[1]
+    assert row.split()[0] == kept.id and row.endswith(CONCURRENT)
+    cli.goex("set-aside", "restore", kept.id)
+    assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT

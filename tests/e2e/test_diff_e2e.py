@@ -26,7 +26,7 @@ from goex.v1 import secrets_pb2 as spb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import commit, open_fs, shell, status_of
+from tests.e2e.rpc import commit, open_fs, shell, status_of, undo
 from tests.fs_fingerprint import describe_diff, fingerprint
 from tests.services.json_server import JsonServer
 
@@ -342,3 +342,35 @@ def test_the_python_clients(shared_daemon: DaemonProcess, ws: Path) -> None:
 
     edits = asyncio.run(since())
     assert edits.action_id == action.id and [f.path for f in edits.files] == ["a.txt"] and edits.patch == b""
+
+
+def test_an_empty_file_is_not_said_to_differ_in_secrets(shared_daemon: DaemonProcess, ws: Path) -> None:
+    """Issue 14 F12a: an empty file added or removed has no hunk, and nothing was redacted."""
+    s = open_fs(shared_daemon, ws)
+    added = shell(shared_daemon, s.id, "touch empty.py; echo a > new.txt")
+    removed = shell(shared_daemon, s.id, "rm empty.py")
+    for action, kind in ((added, pb.CHANGE_KIND_ADDED), (removed, pb.CHANGE_KIND_DELETED)):
+        diff = get_diff(shared_daemon, action.id)
+        empty = by_path(diff)[b"empty.py"]
+        assert empty.kind == kind and empty.note == "" and b"@@" not in empty.patch, empty
+        assert not any("secret" in n for n in [*diff.notes, *(f.note for f in diff.files)])
+
+
+def test_since_last_leaves_out_goexds_own_undo_of_an_older_action(shared_daemon: DaemonProcess, ws: Path) -> None:
+    """Issue 14 F12b: what `since_last` compares with is what the journal says the workspace holds: the
+    latest action's result with the undos done since replayed on it, so only the person's edits show."""
+    s = open_fs(shared_daemon, ws)
+    older = shell(shared_daemon, s.id, "echo a > a1.txt; mkdir -p n/x; echo y > n/x/y; echo older >> a.txt")
+    latest = shell(shared_daemon, s.id, "echo b > b.txt; echo z > n/z")
+    (ws / "mine.txt").write_text("before the undo\n")  # the person's, before goexd's undo
+    undo(shared_daemon, s.id, older.id)  # alone: n/ stays (n/z is the later action's)
+    assert not (ws / "a1.txt").exists() and (ws / "n" / "z").exists() and not (ws / "n" / "x").exists()
+    diff = since_last(shared_daemon, s.id)
+    assert diff.action_id == latest.id and [f.path for f in diff.files] == ["mine.txt"], diff.files
+    assert any(older.id in n and "not shown" in n for n in diff.notes)
+    # The person's edits after the undo show, and only they.
+    (ws / "b.txt").write_text("b\nperson\n")
+    (ws / "a.txt").write_text((ws / "a.txt").read_text() + "person\n")
+    files = by_path(since_last(shared_daemon, s.id))
+    assert set(files) == {b"mine.txt", b"b.txt", b"a.txt"}
+    assert b"+person\n" in files[b"a.txt"].patch and b"older" not in files[b"a.txt"].patch

@@ -29,7 +29,7 @@ from goex.v1 import types_pb2 as pb
 from goexd.engine.models import Resource, ResourceKind, UndoStrategy
 from goexd.errors import FailedPrecondition
 from goexd.faults import ARM_ENV, POINT_ENV
-from goexd.resources.fs import CONCURRENT, FORCED, FsVersionedResource
+from goexd.resources.fs import APPLYING, FORCED, FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 from tests.daemon_process import DaemonProcess
@@ -288,7 +288,7 @@ def test_an_apply_killed_after_setting_aside_a_racing_edit_loses_nothing(tmp_pat
                 with contextlib.suppress(FailedPrecondition):
                     fs.restore_set_aside(k.id)
                 assert (ws / "a.txt").read_bytes() == MINE
-        assert any(k.reason == CONCURRENT for k in kept)  # the apply's: recorded before the kill
+        assert any(k.reason == APPLYING for k in kept)  # the apply's: recorded before the kill
         assert (ws / "b.txt").read_text() == "b\n"
     finally:
         fs.close()

@@ -22,12 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pygit2
+
 from goexd.engine.models import Action, ActionKind, ActionState, Resource, ResourceKind, Session
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.resources.base import CHANGED_KEY
 from goexd.resources.fs import store_dir_for
 from goexd.snapshots.base import SnapshotError
+from goexd.snapshots.replay import with_undos
 from goexd.snapshots.textdiff import DiffOptions, SnapshotDiff, diff_snapshots, open_store
+from goexd.snapshots.treediff import MetaReader
 from goexd.textcap import capped, shown
 
 RedactBytes = Callable[[bytes], bytes]
@@ -104,16 +108,54 @@ def latest_in_effect(actions: Sequence[Action], resource: Resource) -> Action:
     return max(mine, key=lambda a: a.seq)
 
 
+def undone_since(actions: Sequence[Action], latest: Action) -> list[Action]:
+    """The older actions on `latest`'s resource undone after it ran, in the order of their undos: goexd
+    wrote their paths back after `latest` left the workspace."""
+    done = latest.finished_at or latest.created_at
+    older = [
+        a
+        for a in actions
+        if a.resource == latest.resource
+        and a.state is ActionState.UNDONE
+        and a.seq < latest.seq
+        and (a.resolved_at or 0.0) > done
+    ]
+    return sorted(older, key=lambda a: (a.resolved_at or 0.0, a.seq))
+
+
 def since_last_diff(
-    latest: Action, resource: Resource, now: str, snapshots_dir: Path, redact: Redactors, options: DiffOptions
+    latest: Action,
+    resource: Resource,
+    now: str,
+    snapshots_dir: Path,
+    redact: Redactors,
+    options: DiffOptions,
+    undone: Sequence[Action] = (),
 ) -> ActionDiff:
-    """The workspace now (snapshot `now`) against what `latest` left (its post-action snapshot)."""
+    """The workspace now (snapshot `now`) against what `latest` left (its post-action snapshot) with the undos
+    of `undone` (undone_since) replayed on it: what the journal says the workspace holds (snapshots/replay.py)."""
     post = latest.checkpoint.get("post")
     if not post:
         raise FailedPrecondition(_no_snapshots(latest))
-    files = _snapshot_diff(latest, resource, post, now, snapshots_dir, redact, options)
+    replayed = [(a.checkpoint.get("post"), a.checkpoint.get("pre")) for a in undone]
+    undos = [(p, q) for p, q in replayed if p and q]  # none without snapshots: it changed nothing (overlay)
+    repo, metas = _open(latest, resource, snapshots_dir)
+    try:
+        base = with_undos(repo, metas, post, undos) if undos else post
+        files = diff_snapshots(repo, base, now, metas, redact.data, options)
+    except SnapshotError as e:
+        raise FailedPrecondition(f"{_no_snapshots(latest)} ({e})") from e
     note = f"changes made in {resource.name!r} since action {latest.id} (seq {latest.seq}) left it"
-    return ActionDiff(latest.id, resource, post, now, files, notes=(note,))
+    if undone:
+        note += f", and since goexd undid {', '.join(a.id for a in undone)} (not shown: goexd's, not yours)"
+    return ActionDiff(latest.id, resource, base, now, files, notes=(note,))
+
+
+def _open(action: Action, resource: Resource, snapshots_dir: Path) -> tuple[pygit2.Repository, MetaReader]:
+    try:
+        return open_store(store_dir_for(snapshots_dir, Path(resource.uri)))
+    except SnapshotError as e:
+        raise FailedPrecondition(f"{_no_snapshots(action)} ({e})") from e
 
 
 def _snapshot_diff(
@@ -125,9 +167,8 @@ def _snapshot_diff(
     redact: Redactors,
     options: DiffOptions,
 ) -> SnapshotDiff:
-    git_dir = store_dir_for(snapshots_dir, Path(resource.uri))
+    repo, metas = _open(action, resource, snapshots_dir)
     try:
-        repo, metas = open_store(git_dir)
         return diff_snapshots(repo, old, new, metas, redact.data, options)
     except SnapshotError as e:
         raise FailedPrecondition(f"{_no_snapshots(action)} ({e})") from e

@@ -1447,14 +1447,15 @@ class Engine:
         live = self._live_session(session_id)
         fs = diffs.fs_resource(live.session, resource, "since_last.resource")
         with live.lock:  # between actions: an action's changes are not a person's
-            pending = self.journal.list_actions(session_id, list(diffs.IN_EFFECT))
+            pending = self.journal.list_actions(session_id, [*diffs.IN_EFFECT, ActionState.UNDONE], limit=1 << 30)
             latest = diffs.latest_in_effect(pending, fs)
             try:
                 now = live.managers[fs.name].fingerprint()  # an fs resource's: its workspace's snapshot id
             except SnapshotError as e:  # what goexd may not read and does not own (named)
                 raise FailedPrecondition(f"cannot snapshot {fs.name!r} to compare it: {e}") from e
         redact = diffs.Redactors(self.redact, self.redact_text)
-        return diffs.since_last_diff(latest, fs, now, self.cfg.snapshots_dir, redact, options)
+        undone = diffs.undone_since(pending, latest)  # goexd's writes since `latest`, not the person's
+        return diffs.since_last_diff(latest, fs, now, self.cfg.snapshots_dir, redact, options, undone)
 
     # ================================================================ recovery / shutdown
 

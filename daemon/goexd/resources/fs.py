@@ -81,6 +81,8 @@ DISCARDING = "-discarding"  # `<overlays dir>-discarding` holds applied runs' up
 CTIME_SLACK_NS = 20_000_000
 CONCURRENT = "changed in the workspace while the action ran; the action's version was applied"
 FORCED = "changed since the action; overwritten by a forced undo"
+APPLYING = "changed in the workspace while the action's result was applied; the action's version was applied"
+RESTORE_FORCED = "changed since it was set aside; overwritten by a forced restore of set-aside {}"
 
 
 def store_dir_for(snapshots_dir: Path, workspace: Path) -> Path:
@@ -282,7 +284,7 @@ class FsVersionedResource(UndoesByItself):
             _write_intent(run_dir, pre, post)
             faults.point("fs-apply-intent", self._tag)
             # A path changed in the moment between the snapshot and the apply is set aside before it is written.
-            applied = self._store.revert(pre, post, force=True, keep_as=KeepAs(action_id, CONCURRENT))
+            applied = self._store.revert(pre, post, force=True, keep_as=KeepAs(action_id, APPLYING))
             faults.point("fs-applied", self._tag)
             if applied.kept is not None:
                 notes.append(_kept_note(list(applied.kept.paths), applied.kept.id, "changed while it was applied"))
@@ -450,7 +452,8 @@ class FsVersionedResource(UndoesByItself):
 
     def _restore_set_aside(self, set_aside_id: str, force: bool) -> RollbackReport:
         try:
-            done = self._store.restore_set_aside(set_aside_id, force=force, keep_as=KeepAs("", FORCED))
+            keep_as = KeepAs("", RESTORE_FORCED.format(set_aside_id))
+            done = self._store.restore_set_aside(set_aside_id, force=force, keep_as=keep_as)
         except UnknownSetAside as e:
             raise NotFound("set-aside", set_aside_id) from e
         except RevertConflict as e:

@@ -257,8 +257,11 @@ class _Maker:
                 b"Binary files " + (a if o else b"/dev/null") + b" and " + (b if n else b"/dev/null") + b" differ"
             )
             return _Part(self.redact(_lines(head)), Content.BINARY)
-        if redacted_old == redacted_new:  # the real contents differ (their ids do)
-            return _Part(self.redact(_lines(head)), Content.TEXT, note="the contents differ only in redacted secrets")
+        if redacted_old == redacted_new:
+            # An empty file added or removed has no hunk; other contents differ (their ids do) in secrets only.
+            secrets = old_data != new_data
+            note = "the contents differ only in redacted secrets" if secrets else ""
+            return _Part(self.redact(_lines(head)), Content.TEXT, note=note)
         head += [b"--- " + (a if o else b"/dev/null"), b"+++ " + (b if n else b"/dev/null")]
         data = patch.data
         at = data.find(b"\n@@ ")  # libgit2's own header (of the placeholder path "x") is replaced by ours
