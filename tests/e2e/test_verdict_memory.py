@@ -16,13 +16,13 @@ from pathlib import Path
 import grpc
 
 from goex.v1 import actions_pb2 as apb
-from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.corpus import fs_cases
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
 from tests.e2e.test_cli_sql import goex as goex_cli
+from tests.e2e.test_postgres_e2e import pg  # noqa: F401 - a fixture: the cluster's DSN, its secret put
 from tests.fs_fingerprint import fingerprint
 from tests.services.json_server import run_json_server
 from tests.services.postgres import PgCluster
@@ -235,20 +235,16 @@ def test_judge_log_and_show_from_the_cli(daemon: DaemonProcess, tmp_path: Path) 
 
 
 def test_postgres_pairs_are_tested_every_time_and_judgements_hold(
-    daemon: DaemonProcess, pg_cluster: PgCluster, pg_database: str
+    daemon: DaemonProcess,
+    pg: tuple[str, PgCluster],  # noqa: F811 - the fixture imported above
+    pg_database: str,
 ) -> None:
     """No fingerprint of PostgreSQL is cheap enough to reuse a verdict by: each test is a real one, kept as
     history; a judgement still holds."""
+    dsn, pg_cluster = pg  # its secret "pgpass" is in the daemon's vault
     with pg_cluster.connect_app(pg_database) as conn:
         conn.execute("CREATE TABLE items (id integer PRIMARY KEY, price integer); INSERT INTO items VALUES (1, 10)")
-    info = secpb.SecretInfo(
-        name="vm-pg",
-        kind=secpb.SECRET_KIND_DSN,
-        allowed_hosts=[f"{pg_cluster.host}:{pg_cluster.port}"],
-        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
-    )
-    daemon.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=pg_cluster.app_password.encode()))
-    db = pb.DbResourceSpec(url=pg_cluster.app_dsn_for(pg_database), secret="vm-pg")
+    db = pb.DbResourceSpec(url=dsn, secret="pgpass")
     spec = pb.ResourceSpec(db=db, strategy=pb.UNDO_STRATEGY_INVERSE)
     sid = daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[spec])).session.id
     tested = [_test(daemon, sid, sql(FORWARD), sql(RIGHT)) for _ in range(2)]
