@@ -1,7 +1,8 @@
 """Read the user schemas of a PostgreSQL database into the model, in a few catalog queries.
 
-Skipped: pg_catalog, information_schema, TOAST and temporary schemas, and goex's own marker table
-(hidden.py; its indexes and constraints go with it, being read by table). Definitions come from the
+Skipped: pg_catalog, information_schema, TOAST and temporary schemas, goex's own marker table
+(hidden.py; its indexes and constraints go with it, being read by table), and functions an
+extension brought or that have no pg_get_functiondef (aggregates). Definitions come from the
 server's own deparsers (format_type, pg_get_expr, pg_get_constraintdef, pg_get_indexdef,
 pg_get_triggerdef, pg_get_viewdef, pg_get_functiondef), so they are valid SQL for this server and
 written one way whatever the text that made them (a rename and its inverse leave them as they were).
