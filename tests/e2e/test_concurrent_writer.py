@@ -5,17 +5,22 @@ with the workspace; nothing answers INTERNAL. Real goexd (root and unprivileged)
 
 from __future__ import annotations
 
+import hashlib
+import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pygit2
 import pytest
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.test_undo_three_way import person_writes, set_asides
+from tests.e2e.rpc import get
+from tests.e2e.test_undo_three_way import person_writes, set_asides, undo
 from tests.security.conftest import MODES, make_workspace, sec_session, start_daemon
 
 
@@ -90,3 +95,118 @@ def test_a_file_the_person_makes_a_directory_while_the_action_modifies_it_is_set
     done = d.actions.RestoreSetAside(apb.RestoreSetAsideRequest(session_id=s, set_aside_id=kept[0].id), timeout=60)
     assert done.verified, done
     assert (ws / "f" / "g").read_text() == "PERSON-g\n"
+
+
+N_FILES = 300
+
+
+class Person:
+    """Writes the workspace's files in a loop from a thread (half in place, half editor-style: a temporary
+    renamed over), remembering each file's last write."""
+
+    def __init__(self, d: DaemonProcess, ws: Path) -> None:
+        self.d, self.ws = d, ws
+        self.last: dict[str, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Person:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        rnd = random.Random(14)
+        k = 0
+        while not self._stop.is_set():
+            k += 1
+            name = f"f{rnd.randrange(N_FILES)}"
+            data = f"PERSON {name} {k}\n".encode()
+            path = self.ws / name
+            if k % 2:
+                with open(path, "wb") as f:
+                    f.write(data)
+            else:
+                tmp = self.ws / f".edit-{name}"
+                tmp.write_bytes(data)
+                os.chown(tmp, self.d.uid, self.d.gid)
+                os.rename(tmp, path)
+            self.last[name] = data
+            time.sleep(rnd.uniform(0, 0.002))
+
+
+def kept_versions(d: DaemonProcess, ws: Path) -> dict[str, set[bytes]]:
+    """Every version of each path the workspace's set-asides keep (read from its store, as a person
+    restoring them would get), and what goexd kept beside a path (`name.goex-kept-*`)."""
+    found: dict[str, set[bytes]] = {}
+    store = d.state_dir / "fs" / f"{hashlib.sha256(str(ws).encode()).hexdigest()[:16]}.git"
+    repo = pygit2.Repository(str(store))
+    for ref in repo.references:
+        if not ref.startswith("refs/goexd/set-aside/"):
+            continue
+        commit = repo[repo.references[ref].target]
+        assert isinstance(commit, pygit2.Commit)
+        work = repo[commit.tree["source"].id]
+        assert isinstance(work, pygit2.Tree)
+        for entry in repo[work["w"].id]:  # type: ignore[attr-defined]
+            if entry.type_str == "blob":
+                found.setdefault(entry.name, set()).add(repo[entry.id].data)
+    for p in ws.iterdir():
+        if ".goex-kept-" in p.name:
+            found.setdefault(p.name.split(".goex-kept-")[0], set()).add(p.read_bytes())
+    return found
+
+
+def assert_nothing_of_the_person_lost(d: DaemonProcess, ws: Path, last: dict[str, bytes]) -> None:
+    kept = kept_versions(d, ws)
+    lost = {
+        name: data
+        for name, data in last.items()
+        if (ws / name).read_bytes() != data and data not in kept.get(name, set())
+    }
+    assert not lost, f"{len(lost)} of {len(last)} last writes neither on disk nor set aside: {sorted(lost)[:10]}"
+    assert not [p.name for p in ws.iterdir() if p.name.startswith(".goex-write-")]
+
+
+def test_a_person_writing_all_through_a_large_apply_loses_nothing(d: DaemonProcess, ws: Path) -> None:
+    for i in range(N_FILES):
+        person_writes(d, ws / f"f{i}", f"orig{i}\n")
+    s = sec_session(d, ws)
+    for _ in range(3):
+        script = f"sleep 0.2; for i in $(seq 0 {N_FILES - 1}); do echo ACTION >> f$i; done"
+        with Person(d, ws) as person:
+            action = submit_while(d, s, script, lambda: None)
+            time.sleep(0.05)
+        assert action.state == pb.ACTION_STATE_EXECUTED, action  # never INTERNAL, never rolled back
+        assert "internal" not in action.error.lower()
+        assert_nothing_of_the_person_lost(d, ws, person.last)
+        # EXECUTED agrees with the workspace: a file the person did not write holds the action's line.
+        untouched = [f"f{i}" for i in range(N_FILES) if f"f{i}" not in person.last]
+        assert all((ws / n).read_bytes().endswith(b"ACTION\n") for n in untouched)
+        commit(d, s)
+
+
+def test_a_person_writing_all_through_a_forced_undo_loses_nothing(d: DaemonProcess, ws: Path) -> None:
+    for i in range(N_FILES):
+        person_writes(d, ws / f"f{i}", f"orig{i}\n")
+    s = sec_session(d, ws)
+    for _ in range(3):
+        before = {f"f{i}": (ws / f"f{i}").read_bytes() for i in range(N_FILES)}
+        action = submit_while(d, s, f"for i in $(seq 0 {N_FILES - 1}); do echo ACTION >> f$i; done", lambda: None)
+        assert action.state == pb.ACTION_STATE_EXECUTED
+        with Person(d, ws) as person:
+            time.sleep(0.05)
+            undone = undo(d, s, force=True)  # an INTERNAL answer raises here
+        assert [u.state for u in undone] == [pb.ACTION_STATE_UNDONE], undone
+        assert get(d, action.id).state == pb.ACTION_STATE_UNDONE
+        assert_nothing_of_the_person_lost(d, ws, person.last)
+        # UNDONE agrees with the workspace: a file the person did not write is back as before the action.
+        untouched = [n for n in before if n not in person.last]
+        assert all((ws / n).read_bytes() == before[n] for n in untouched)
+
+
+def commit(d: DaemonProcess, session: str) -> None:
+    d.actions.CommitActions(apb.CommitActionsRequest(session_id=session), timeout=60)

@@ -288,6 +288,11 @@ class FsVersionedResource(UndoesByItself):
             faults.point("fs-applied", self._tag)
             if applied.kept is not None:
                 notes.append(_kept_note(list(applied.kept.paths), applied.kept.id, "changed while it was applied"))
+            if applied.left:
+                notes.append(
+                    f"left {display_paths(list(applied.left))} as you changed them while the action was applied "
+                    "(yours are in place; the action's version of them was not written)"
+                )
             # The intent stays until the action's end is journaled (commit, undo, or the next start's
             # clear_overlays): goexd killed before EXECUTED is journaled must find it, or recovery takes the
             # applied result for one that never reached the workspace. The run's files go now: a small upper off
@@ -436,6 +441,8 @@ class FsVersionedResource(UndoesByItself):
             parts.append(f"kept {display_paths(done.plan.kept_dirs, '/')}: they hold files added since")
         if done.kept is not None:
             parts.append(_kept_note(list(done.kept.paths), done.kept.id, "changed since the action"))
+        if done.left:
+            parts.append(f"left {display_paths(list(done.left))} as you changed them while the undo ran (yours)")
         report = done.report
         if report.unowned or report.unreadable:
             return RollbackReport(False, "; ".join([*parts, report.describe()]))

@@ -298,9 +298,11 @@ class GitWorkspaceStore:
                     self._repo, current, target, plan.conflicts, keep_as.action_id, keep_as.reason
                 )
                 faults.point("fs-set-aside-kept", FAULT_TAG)
+            left: list[str] = []  # found changed by someone since `current` was captured: left as they are
+            written: dict[str, tuple[int, int, int]] = {}
             try:
                 with self._batch() as fs:
-                    unowned = apply_changes(fs, self._blobs, todo)
+                    unowned = apply_changes(fs, self._blobs, todo, left, written)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
                 raise PartlyWritten(f"revert to {target.id} failed at {path}: {e}") from e
@@ -308,12 +310,28 @@ class GitWorkspaceStore:
             after = self._capture_written(target)
             expected_owner = {u.path for u in unowned}
             for path, (got, want) in diff(self._repo, load(self._repo, after.id), tgt_t, self._metas).items():
-                if path not in todo:
+                if path not in todo or any(is_under(path, p) for p in left):
                     continue  # not the revert's: changed by someone else, or left
                 if path in expected_owner and _same_but_owner(got, want):
                     continue
+                if self._changed_after_write(path, written):
+                    left.append(path)  # the person's newer version: theirs, never "rolled back" over
+                    continue
                 raise SnapshotError(f"revert to {target.id} not verified: {path or '.'} is not as recorded")
-            return Reverted(current, after, plan, RestoreReport(tuple(unowned), self._unreadable), kept)
+            report = RestoreReport(tuple(unowned), self._unreadable)
+            return Reverted(current, after, plan, report, kept, tuple(sorted(set(left))))
+
+    def _changed_after_write(self, path: str, written: dict[str, tuple[int, int, int]]) -> bool:
+        """Whether `path`, not as the revert wrote it, was changed by someone after goexd's write: it is not the
+        entry goexd put there (another inode, or the same one with other times), or it is gone or a directory."""
+        mark = written.get(path)
+        if mark is None:  # removed, made a directory or given a mode: a failure there raised when it happened
+            return True
+        try:
+            st = os.lstat(self._root / path)
+        except OSError:
+            return True
+        return (st.st_ino, st.st_mtime_ns, st.st_size) != mark
 
     def _capture_written(self, target: Snapshot) -> Snapshot:
         """The capture that verifies a restore or revert: written already, a failure here is a partial one."""
@@ -880,6 +898,8 @@ class Reverted:
     plan: RevertPlan
     report: RestoreReport
     kept: SetAside | None = None  # what a forced revert overwrote, set aside (with `keep_as`)
+    # Paths someone changed while the revert wrote (after its capture): left as they are, theirs (issue 14 F2).
+    left: tuple[str, ...] = ()
 
 
 def _same_but_owner(got: Entry | None, want: Entry | None) -> bool:

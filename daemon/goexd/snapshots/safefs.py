@@ -24,6 +24,7 @@ modes back at the next start. What goexd does not own is never touched.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import secrets
@@ -38,14 +39,28 @@ from typing import Any, TypeVar
 from goexd.snapshots.layout import Owner, is_under, join, parent_of
 
 T = TypeVar("T")
+# Whether the entry an O_PATH fd is open on (its lstat given) is the one a plan expected there.
+Check = Callable[[int, os.stat_result], bool]
+
+
+class Absent:
+    """put(): only where nothing is at the path."""
+
+
+ABSENT = Absent()
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not hang; it is a no-op for regular files.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMPFILE_FLAGS = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
-# A file being written, beside the one it replaces (write_file).
-_TEMP_PREFIX = ".goex-write-"
+# A file being written, beside the one it replaces (write_file), or what an entry displaced is kept as while it
+# is checked (put, remove_if). Only goexd makes names with this prefix; recovery removes them (remove_temporaries).
+TEMP_PREFIX = _TEMP_PREFIX = ".goex-write-"
+# What goexd keeps of someone's write it found it could not put back (see _keep): never removed by goexd.
+KEPT_INFIX = ".goex-kept-"
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _ROOT_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _JOURNAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -90,6 +105,8 @@ class SafeFS:
         self._journal_fd: int | None = None
         self._frozen = not open_up  # open nothing up (also while giving modes back)
         self.given_back: dict[str, Opened] = {}  # by close(): the modes it put back
+        # What write_file() and put() put at each path: (inode, mtime, size), to tell a later change by someone.
+        self.written: dict[str, tuple[int, int, int]] = {}
 
     # -- directory fds -------------------------------------------------------------
 
@@ -190,13 +207,21 @@ class SafeFS:
 
     # -- writing ---------------------------------------------------------------------
 
-    def write_file(self, rel: str, chunks: Iterable[bytes | memoryview], perm: int, owner: Owner) -> bool:
+    def write_file(
+        self,
+        rel: str,
+        chunks: Iterable[bytes | memoryview],
+        perm: int,
+        owner: Owner,
+        expected: Check | Absent | None = None,
+    ) -> bool:
         """Create rel, or replace the file or symlink there, with this content, owner and mode. Returns
         False when the owner could not be set: the file then keeps the daemon's and gets no set-id bits.
+        `expected`: as for put(); when the file was not put there, raises Displaced.
 
-        Written as an unnamed file in its directory (O_TMPFILE), then given a name and renamed over
-        rel: rel is never seen half written, and a write that fails (a full disk) or is killed leaves
-        rel as it was and nothing beside it. Where O_TMPFILE is not supported, a named temporary."""
+        Written as an unnamed file in its directory (O_TMPFILE), then given a name and moved to rel (put()):
+        rel is never seen half written nor absent, and a write that fails (a full disk) leaves rel as it was
+        and nothing beside it. Where O_TMPFILE is not supported, a named temporary."""
         ffd, tmp = self._in(rel, _create_unnamed)
         try:
             try:
@@ -206,17 +231,162 @@ class SafeFS:
                         view = view[os.write(ffd, view) :]
                 owned = _chown(ffd, owner)
                 os.fchmod(ffd, perm if owned else perm & ~_SETID)
+                mark = _mark(os.fstat(ffd))
                 if tmp is None:  # named now, for a moment: a rename needs a name
                     tmp = self._in(rel, lambda fd, _name: _link_unnamed(ffd, fd))
             finally:
                 os.close(ffd)
-            self._in(rel, lambda fd, name: os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd))
+            placed = self._place(rel, tmp, expected)
         except BaseException:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     self._in(rel, lambda fd, _name: os.unlink(tmp, dir_fd=fd))
             raise
+        if not placed:
+            raise Displaced(rel)
+        self.written[rel] = mark
         return owned
+
+    def put(self, rel: str, make: Callable[[int, str], None], expected: Check | Absent | None) -> bool:
+        """Make an entry at a temporary name beside rel (`make(dir fd, name)`) and move it to rel in one
+        rename, so rel is never absent. `expected` None: whatever is at rel is replaced. ABSENT: only where
+        rel is absent (renameat2 RENAME_NOREPLACE). A Check: compare-and-swap, for what someone may write at
+        rel while goexd works: the new entry and rel's are exchanged (RENAME_EXCHANGE) and the one displaced
+        is checked; not the one expected (written after the plan was made), it is exchanged back, left as it
+        is. Whether the new entry is at rel (if not, it is gone)."""
+        tmp = _temp_name()
+        self._in(rel, lambda fd, _name: make(fd, tmp))
+        try:
+            mark = self._in(rel, lambda fd, _name: _mark(os.stat(tmp, dir_fd=fd, follow_symlinks=False)))
+            placed = self._place(rel, tmp, expected)
+            if placed:
+                self.written[rel] = mark
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._in(rel, lambda fd, _name: os.unlink(tmp, dir_fd=fd))
+            raise
+        return placed
+
+    def _place(self, rel: str, tmp: str, expected: Check | Absent | None) -> bool:
+        """Move the entry at `tmp` (in rel's directory) to rel as put() says; False (tmp removed) if not."""
+        fd, name = self.at(rel)
+        if expected is None:
+            try:
+                self._in(rel, lambda fd, name: os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd))
+            except (IsADirectoryError, OSError) as e:
+                if e.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                self.remove(rel)  # a directory where a file goes (restoring a snapshot: replaced whatever it is)
+                self._in(rel, lambda fd, name: os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd))
+            return True
+        if isinstance(expected, Absent):
+            try:
+                self._in(rel, lambda fd, name: _rename2(fd, tmp, fd, name, RENAME_NOREPLACE))
+            except FileExistsError:
+                os.unlink(tmp, dir_fd=fd)
+                return False
+            return True
+        try:
+            self._in(rel, lambda fd, name: _rename2(fd, tmp, fd, name, RENAME_EXCHANGE))
+        except FileNotFoundError:  # removed since the plan: nobody's version to replace, nor to bring back
+            os.unlink(tmp, dir_fd=fd)
+            return False
+        self.forget(rel)
+        if self._settle(fd, tmp, name, expected):
+            return True
+        # Someone's version: it goes back. What comes out is ours unless it was written in the moment between.
+        self._in(rel, lambda fd, name: _rename2(fd, tmp, fd, name, RENAME_EXCHANGE))
+        self._drop_ours(fd, tmp, name)
+        return False
+
+    def remove_if(self, rel: str, expected: Check) -> bool:
+        """Remove the file or symlink at rel if it is the one expected (compare-and-swap: it is renamed aside
+        first, then checked; anything else is put back). Absent is fine. Whether rel is gone."""
+        fd, name = self.at(rel)
+        tmp = _temp_name()
+        try:
+            self._in(rel, lambda fd, name: os.rename(name, tmp, src_dir_fd=fd, dst_dir_fd=fd))
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        if self._settle(fd, tmp, name, expected):
+            return True
+        try:
+            _rename2(fd, tmp, fd, name, RENAME_NOREPLACE)
+        except FileExistsError:  # and something new is at rel already: both are someone's
+            _keep(fd, tmp, name)
+        return False
+
+    def rmdir_if_empty(self, rel: str) -> bool:
+        """Remove the directory rel if it is empty (what was planned to go from it has gone); whether it did.
+        Something someone put in it since keeps it."""
+        self.forget(rel)
+        try:
+            self._in(rel, lambda fd, name: os.rmdir(name, dir_fd=fd))
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise
+        for key in [k for k in self.opened if is_under(k, rel)]:
+            self._forget_opened(key)
+        return True
+
+    def _settle(self, fd: int, tmp: str, name: str, expected: Check) -> bool:
+        """Check what was displaced to `tmp` (in the directory `fd`); if expected, remove it. A write through
+        a descriptor someone held open on it, made while it was checked, is kept beside it (_keep)."""
+        try:
+            pfd = os.open(tmp, _PATH_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            return True
+        try:
+            before = os.fstat(pfd)
+            if not self._check(pfd, before, expected):
+                return False
+            if stat.S_ISDIR(before.st_mode):
+                try:
+                    os.rmdir(tmp, dir_fd=fd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    return False  # filled since it was checked
+                return True
+            os.unlink(tmp, dir_fd=fd)
+            after = os.fstat(pfd)
+            if stat.S_ISREG(after.st_mode) and (after.st_mtime_ns, after.st_size) != (
+                before.st_mtime_ns,
+                before.st_size,
+            ):
+                _copy_kept(pfd, fd, name)
+        finally:
+            os.close(pfd)
+        return True
+
+    def _check(self, pfd: int, st: os.stat_result, expected: Check) -> bool:
+        try:
+            return expected(pfd, st)
+        except PermissionError:
+            # An entry goexd owns and may not read (mode 000): readable for the check, its mode given back.
+            if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode) or self._frozen:
+                return False
+            proc = f"/proc/self/fd/{pfd}"
+            os.chmod(proc, stat.S_IMODE(st.st_mode) | stat.S_IRUSR)
+            try:
+                return expected(pfd, st)
+            finally:
+                os.chmod(proc, stat.S_IMODE(st.st_mode))
+
+    def _drop_ours(self, fd: int, tmp: str, name: str) -> None:
+        """After exchanging back: remove what is at `tmp` (the entry goexd made), or, if someone wrote it in
+        the moment it was at `name`, keep it."""
+        try:
+            st = os.stat(tmp, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            _keep(fd, tmp, name)
+            return
+        os.unlink(tmp, dir_fd=fd)
 
     def symlink(self, rel: str, target: bytes) -> None:
         self._in(rel, lambda fd, name: os.symlink(target, os.fsencode(name), dir_fd=fd))
@@ -479,3 +649,93 @@ def _chown_link(dir_fd: int, name: str, owner: Owner, st: os.stat_result) -> boo
             raise
         return False
     return True
+
+
+class Displaced(OSError):
+    """write_file() with a check found rel written by someone since the plan: left as it is."""
+
+    def __init__(self, rel: str) -> None:
+        super().__init__(errno.EEXIST, "changed by someone since it was planned; left as it is", rel)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mark(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _rename2(src_fd: int, src: str, dst_fd: int, dst: str, flags: int) -> None:
+    """renameat2(2): RENAME_NOREPLACE or RENAME_EXCHANGE (Linux 3.15+; ext4, xfs, btrfs, tmpfs, overlayfs)."""
+    if _libc.renameat2(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), ctypes.c_uint(flags)) == 0:
+        return
+    err = ctypes.get_errno()
+    if err != errno.EINVAL:
+        raise OSError(err, os.strerror(err), dst)
+    # A filesystem without these flags: the same effect with a window (a link fails where rel exists; an
+    # exchange becomes two renames through a third name).
+    if flags == RENAME_NOREPLACE:
+        os.link(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+        os.unlink(src, dir_fd=src_fd)
+        return
+    middle = _temp_name()
+    os.rename(dst, middle, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+    os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+    os.rename(middle, src, src_dir_fd=dst_fd, dst_dir_fd=src_fd)
+
+
+def _keep(fd: int, tmp: str, name: str) -> None:
+    """Give what is at `tmp` a name of its own beside `name` that nothing of goexd's removes."""
+    while True:
+        kept = f"{name}{KEPT_INFIX}{secrets.token_hex(4)}"
+        try:
+            _rename2(fd, tmp, fd, kept, RENAME_NOREPLACE)
+            return
+        except FileExistsError:
+            continue
+
+
+def _copy_kept(pfd: int, fd: int, name: str) -> None:
+    """A removed file written through a descriptor held open on it while goexd checked it: its content is
+    kept under a name of its own beside `name`."""
+    src = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while True:
+            kept = f"{name}{KEPT_INFIX}{secrets.token_hex(4)}"
+            with contextlib.suppress(FileExistsError):
+                dst = os.open(kept, _NEW_FLAGS, 0o600, dir_fd=fd)
+                break
+        try:
+            while chunk := os.read(src, 1 << 20):
+                os.write(dst, chunk)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def remove_temporaries(root: Path, dirs: Iterable[str]) -> list[str]:
+    """Remove goexd's own temporaries (TEMP_PREFIX + 16 hex digits) left in these workspace directories by a
+    kill in the middle of a write; what it removed. Never follows a symlink."""
+    removed: list[str] = []
+    fs = SafeFS(root, open_up=False)
+    try:
+        for rel in sorted(set(dirs)):
+            try:
+                dfd = fs.dir_fd(rel)
+                names = [e.name for e in os.scandir(dfd) if is_temporary(e.name)]
+            except OSError:
+                continue
+            for n in names:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    os.unlink(n, dir_fd=dfd)
+                    removed.append(join(rel, n))
+    finally:
+        fs.close()
+    return removed
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of goexd's temporaries (exactly _temp_name()'s pattern)."""
+    rest = name[len(_TEMP_PREFIX) :]
+    return name.startswith(_TEMP_PREFIX) and len(rest) == 16 and all(c in "0123456789abcdef" for c in rest)
