@@ -225,7 +225,7 @@ def test_test_reversibility_answers_without_sending_anything(goexd: DaemonProces
         sends = open_http(goexd, server.base_url, rules="creates-only")
         irreversible = reversibility_of(goexd, sends.id, HttpCall("POST", "/outbox", '{"to": "bob"}'), None)
         assert irreversible.reversibility_class == pb.REVERSIBILITY_CLASS_IRREVERSIBLE
-        assert irreversible.verdict == pb.VERDICT_UNKNOWN and "nothing could undo it" in irreversible.detail
+        assert irreversible.verdict == pb.VERDICT_UNKNOWN and "no inverse to try" in irreversible.detail
         with_inverse = reversibility_of(
             goexd, sends.id, HttpCall("POST", "/outbox", '{"to": "bob"}'), HttpCall("DELETE", "/outbox/1")
         )

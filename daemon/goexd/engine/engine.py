@@ -32,7 +32,7 @@ from goexd.engine import codec, diffs
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
-from goexd.engine.http_gate import CallJournal, ResourceGate, settled_calls, undo_call
+from goexd.engine.http_gate import CallJournal, ResourceGate, second_look, settled_calls, undo_call
 from goexd.engine.journal import Journal
 from goexd.engine.models import (
     ACTIVE_STATES,
@@ -222,6 +222,8 @@ class _Run:
     journaling: Journaling
     journaled: bool
     note: str  # the note of its first journal row (an approval)
+    detached: bool = False  # its client was answered already: a refusal on the way is only journaled
+    approval: str = ""  # the approval it was submitted with, for the policy's second look at an http write
 
 
 class _SessionClosed(FailedPrecondition):
@@ -644,7 +646,12 @@ class Engine:
         if _keeps_copies(resource):  # refused before anything is recorded: the reserve is for rolling back
             self.space.require(f"an action on resource {resource.name!r}")
         run = _Run(
-            action, manager.journaling(spec), False, f"approved: {decision.approval}" if decision.approval else ""
+            action,
+            manager.journaling(spec),
+            False,
+            f"approved: {decision.approval}" if decision.approval else "",
+            detach,
+            approval.strip(),
         )
         self.channels.create(action.id).state(ActionState.PROPOSED)
         self._cancel[action.id] = threading.Event()
@@ -870,6 +877,42 @@ class Engine:
         )
         return Reversibility(ReversibilityClass.REVERSIBLE, Verdict.FAILED, detail), ""
 
+    def _second_look(self, live: _LiveSession, run: _Run, manager: HttpResource, limits: Limits) -> str | None:
+        """An http write's pre-image, taken before the call is announced (a read), and the policy asked again when
+        what it answered leaves the call less reversible than first decided (http_gate.second_look). None: the
+        action ended here (BLOCKED, and PERMISSION_DENIED to a client still waiting; FAILED when the pre-image
+        could not be asked for); else the note for its RUNNING row (the approval the second look took)."""
+        action = run.action
+        try:
+            looked = manager.look(action.id, action.spec, limits.timeout_s)
+        except GoexError as exc:  # e.g. the vault refused the resource's credential: nothing was sent
+            self._advance(run, _Step(ActionState.FAILED, {"error": self.redact_text(f"{exc}; nothing was sent")}))
+            return None
+        resource = next(r for r in live.session.resources if r.name == action.resource)
+        facts = self._facts(resource, manager, action.spec, action.inverse)
+        decision = second_look(live.policy, facts, action.approval or run.approval, looked)
+        if decision.allowed and not (decision.approval and looked.weaker):
+            return ""
+        if decision.allowed:  # the approval it came with lets it through: kept with the action, as at submit
+            run.action = replace(run.action, approval=decision.approval)
+            if run.journaled:
+                self.journal.update(action.id, approval=decision.approval)
+            return f"approved: {decision.approval} ({decision.reason})"
+        manager.forget(action.id)
+        why = self.redact_text(f"{decision.reason} [policy rule {decision.rule}]; only the pre-image was read")
+        if decision.kind is DecisionKind.NEEDS_APPROVAL:
+            why += '; submit it again with an explicit approval (goex: --approve "who: why") to run it'
+        found = Reversibility(looked.found, Verdict.UNTESTED, self.redact_text(looked.why))
+        blocked = {
+            "error": why,
+            "reversibility": codec.dumps(codec.reversibility_to_json(found)),
+            "finished_at": time.time(),
+        }
+        self._advance(run, _Step(ActionState.BLOCKED, blocked))
+        if not run.detached:
+            raise PermissionDenied(f"{why} (recorded as blocked action {action.id})")
+        return None
+
     def _run_locked(self, live: _LiveSession, run: _Run, cancel: threading.Event) -> Action:
         action = run.action
         manager = live.managers[action.resource]
@@ -908,6 +951,12 @@ class Engine:
             }
             self._advance(run, _Step(ActionState.BLOCKED, blocked))
             return self._get(action.id)
+        looked = ""
+        if isinstance(manager, HttpResource) and action.spec.kind is ActionKind.HTTP:
+            second = self._second_look(live, run, manager, limits)
+            if second is None:
+                return self._get(action.id)
+            looked = second
         if run.journaling is Journaling.EACH_STEP:
             self._advance(run, _Step(ActionState.PREPARING))
         try:
@@ -935,7 +984,7 @@ class Engine:
         if tested is not None:  # a reused verdict keeps the time of its real test
             tested = replace(tested, tested_at=tested.tested_at or time.time())
             announced["reversibility"] = codec.dumps(codec.reversibility_to_json(tested))
-        run_step = _Step(ActionState.RUNNING, announced)
+        run_step = _Step(ActionState.RUNNING, announced, looked)
         prepared_already = run.action.state is ActionState.PREPARING
         to_running = [run_step] if prepared_already else [_Step(ActionState.PREPARING), run_step]
         if run.journaling is not Journaling.AFTER_RUN:
@@ -1164,6 +1213,12 @@ class Engine:
             return self._commit_locked(live, pending)
 
     def _commit_locked(self, live: _LiveSession, pending: Sequence[Action]) -> list[Action]:
+        if half := [a.id for a in pending if a.undo_started]:
+            # Its undo wrote part of the way (the intent is journaled): committing would keep a half-undone action.
+            raise FailedPrecondition(
+                f"cannot commit: the undo of action {', '.join(half)} stopped part way; undo it again "
+                "(or restart goexd, which finishes that undo)"
+            )
         try:
             for name, manager in live.managers.items():  # all or nothing: check every resource first
                 manager.commit_check([a.id for a in pending if a.resource == name])
@@ -1325,7 +1380,7 @@ class Engine:
                 self.space.release()  # room for what follows
             if not (full or isinstance(exc, GoexError)):
                 raise  # a bug: the intent stays, and the next start finishes the undo (three-way)
-            if isinstance(exc, OutOfSpace) and exc.partial:
+            if getattr(exc, "partial", False):  # OutOfSpace or StoppedPartWay
                 # Part of it is written: the intent stays, so the next start finishes it if no retry does.
                 self.journal.update(action.id, note=f"undo stopped part way: {exc}")
                 raise

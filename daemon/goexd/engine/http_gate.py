@@ -4,7 +4,9 @@ A python or shell action that names a session's http resource (`Egress.resources
 through the egress proxy, and each of its requests there is treated as a declarative call
 would be: the session policy decides on it (methods, paths, deny rules, rate limits, and the
 class the resource's rule set predicts; an irreversible call needs the action's approval), the
-rule set's pre-image is fetched first, the resource's secret is added, and the inverse is
+rule set's pre-image is fetched first (and when what it answered leaves the call less reversible
+than predicted, the policy decides again on that class, before the call is sent: `second_look`,
+also what the engine asks for a declarative call), the resource's secret is added, and the inverse is
 derived from the recorded response. What undo needs is journaled as soon as the call is
 settled, so a crash does not lose it; undoing (or failing) the action sends the inverses,
 newest first, and verifies each one.
@@ -21,9 +23,9 @@ from goexd.egress.substitute import Refused
 from goexd.engine.models import Resource, ReversibilityClass
 from goexd.errors import GoexError, Unavailable
 from goexd.policy.check import SessionPolicy
-from goexd.policy.model import ActionFacts, DecisionKind, HttpRequestFacts
+from goexd.policy.model import ALLOW, ActionFacts, Decision, DecisionKind, HttpRequestFacts
 from goexd.resources.base import Checkpoint, RollbackReport
-from goexd.resources.http import MAX_DERIVE_BYTES, HttpResource
+from goexd.resources.http import MAX_DERIVE_BYTES, HttpResource, PreImage
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.resources.http_send import FORBIDDEN_HEADERS
 
@@ -32,6 +34,18 @@ from goexd.resources.http_send import FORBIDDEN_HEADERS
 _NOT_PART_OF_THE_CALL = FORBIDDEN_HEADERS | {"proxy-connection", "keep-alive", "expect"}
 
 Persist = Callable[[EgressRecordData], None]
+
+
+def second_look(policy: SessionPolicy, facts: ActionFacts, approval: str, looked: PreImage) -> Decision:
+    """The policy's decision on a write once its pre-image is in: when the capture left it less reversible than
+    the class it was first decided on, asked again with the class it has now (without counting it against the
+    rate limits a second time); the decision carries why (what the capture answered). ALLOW otherwise."""
+    if not looked.weaker or facts.request is None:
+        return ALLOW
+    request = replace(facts.request, reversibility=looked.found.value)
+    decision = policy.check(replace(facts, request=request), approval, count=False)
+    predicted = looked.predicted.value.replace("_", " ")
+    return replace(decision, reason=f"{decision.reason} once its pre-image is in (predicted {predicted}): {looked.why}")
 
 
 @dataclass(frozen=True)
@@ -74,20 +88,25 @@ class ResourceGate:
             body=call.body,
             reversibility=self._manager.plan_call(call).predicted.value,
         )
-        decision = self._policy.check(ActionFacts("http", self.resource, request=facts), self._approval)
-        if not decision.allowed:
-            why = f"{decision.reason} [policy rule {decision.rule}]"
-            if decision.kind is DecisionKind.NEEDS_APPROVAL:
-                why += "; run the action again with an explicit approval (goex --approve) to let it through"
-            raise Refused(f"resource {self.resource!r}: {why}", status=429 if decision.retry_after_s else 403)
+        asked = ActionFacts("http", self.resource, request=facts)
+        self._refuse_unless(self._policy.check(asked, self._approval))
         try:
-            captured = self._manager.capture(call, self._timeout_s)
+            looked = self._manager.pre_image(call, self._timeout_s)
         except GoexError as exc:  # the resource's secret: gone, no longer allowed for the host, or unusable
             why = f"resource {self.resource!r}: could not take the pre-image: {exc}; not sent"
             raise Refused(why, status=502 if isinstance(exc, Unavailable) else 403) from None
-        if isinstance(captured, str):
-            raise Refused(f"resource {self.resource!r}: {captured}; not sent", status=502)
-        return _Ticket(call, captured)
+        if isinstance(looked.taken, str):
+            raise Refused(f"resource {self.resource!r}: {looked.taken}; not sent", status=502)
+        self._refuse_unless(second_look(self._policy, asked, self._approval, looked))
+        return _Ticket(call, looked.taken)
+
+    def _refuse_unless(self, decision: Decision) -> None:
+        if decision.allowed:
+            return
+        why = f"{decision.reason} [policy rule {decision.rule}]"
+        if decision.kind is DecisionKind.NEEDS_APPROVAL:
+            why += "; run the action again with an explicit approval (goex --approve) to let it through"
+        raise Refused(f"resource {self.resource!r}: {why}", status=429 if decision.retry_after_s else 403)
 
     def settle(self, ticket: object, response: GateResponse) -> ResourceCall:
         assert isinstance(ticket, _Ticket)

@@ -143,6 +143,7 @@ _ACTION_COLUMNS = {
     "egress",
     "sql",
     "http",
+    "approval",  # one an http write needed only once its pre-image was in (engine._second_look)
 }
 
 

@@ -3,7 +3,10 @@
 Strategies:
 - `inverse` (default): before a write, the resource's rule set (resources/http_rules/) says whether
   to capture a pre-image (a GET before the call) and predicts the call's reversibility class
-  (the policy decides on it). After the call the inverse is built from the *recorded response*
+  (the policy decides on it). The pre-image is taken before the call is announced as running
+  (`look`), and the class it leaves (`RuleSet.predict`: a capture answered 401 or 500 leaves no
+  outcome that can undo the write) is what the policy decides on once more when it is weaker
+  than the prediction, before the write is sent. After the call the inverse is built from the *recorded response*
   (the real id, the version the service assigned) and stored in the checkpoint. Undo sends the
   inverse and checks it (the created item is gone, the item equals its pre-image...): verified,
   not verified, or unverified where there is nothing to compare the result against.
@@ -27,7 +30,7 @@ import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import httpx
@@ -75,6 +78,24 @@ MAX_HEADERS_BYTES = 64 * 1024  # all of them
 MAX_HEADERS = 100
 
 Redact = Callable[[bytes, bool], bytes]
+# From the strongest to the weakest: what "less reversible than predicted" means.
+_STRENGTH = (ReversibilityClass.REVERSIBLE, ReversibilityClass.BEST_EFFORT, ReversibilityClass.IRREVERSIBLE)
+
+
+@dataclass(frozen=True)
+class PreImage:
+    """A write's pre-image taken before it is sent, and the class the call has once it is in."""
+
+    taken: Checkpoint | str  # what the checkpoint records of it, or why it could not be taken
+    predicted: ReversibilityClass  # the plan's, before the capture: what the policy was told first
+    found: ReversibilityClass  # once the capture is in (RuleSet.predict)
+    why: str  # what the capture answered, when that made the call less reversible ("" otherwise)
+
+    @property
+    def weaker(self) -> bool:
+        """Whether the capture made the call less reversible than predicted (the policy must look again)."""
+        strength = {c: i for i, c in enumerate(_STRENGTH)}
+        return strength.get(self.found, 0) > strength.get(self.predicted, 0)
 
 
 def validate_base_url(url: str, fld: str) -> str:
@@ -203,15 +224,19 @@ class HttpResource:
         self.sender = sender
         self.staging = staging
         self.rules = rules
+        # The staging copy's answers name places under its own base URL (a Location), so they are read with the
+        # same rule sets bound to it.
+        self.staging_rules = rules.bound(staging.base_url, rules.fallbacks) if staging is not None else None
         self._redact = redact
         self._redact_text = redact_text
         self._confine = resource.strategy is UndoStrategy.CONFINE
         self.undo_note = (
             "no undo: the confine strategy leaves each call to the policy"
             if self._confine
-            else f"undo sends the inverse built from the recorded response (rule set {rules.name!r}) and verifies it"
+            else f"undo sends the inverse built from the recorded response (rule sets {rules.chain}) and verifies it"
         )
         self._lock = threading.Lock()
+        self._looked: dict[str, PreImage] = {}  # action id -> its pre-image, taken before checkpoint() asks for it
 
     # ------------------------------------------------------------ before anything is recorded
 
@@ -222,7 +247,7 @@ class HttpResource:
         if self._confine:
             lines.append("undo: none (confine strategy); writes are irreversible and subject to approval")
         else:
-            lines.append(f"undo: inverses derived by the {self.rules.name!r} rule set: {self.rules.description}")
+            lines.append(f"undo: inverses derived by the rule sets {self.rules.chain}: {self.rules.description}")
         if self.resource.staging:
             lines.append(f"reversibility tests: tried for real on the staging copy at {self.resource.staging}")
         lines.append("actions: http {method, path relative to the base URL, query, headers, json or body}")
@@ -320,11 +345,11 @@ class HttpResource:
     def test(
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility | None:
-        """Before a write with a client inverse, on a resource naming a staging copy: the pair tried there for real
-        (a failed trial keeps the call from being sent). Otherwise nothing: a call cannot be tried without its side
-        effect, and its undo is checked when it runs."""
+        """Before a write, on a resource naming a staging copy: the pair (the client's inverse, else the one derived
+        from the staging answer) tried there for real; a failed trial keeps the call from being sent. Otherwise
+        nothing: a call cannot be tried without its side effect, and its undo is checked when it runs."""
         assert spec.http is not None
-        if self.staging is None or inverse is None or spec.http.method in READ_METHODS or self._confine:
+        if self.staging is None or spec.http.method in READ_METHODS or self._confine:
             return None
         from goexd.resources.http_trial import test_http  # noqa: PLC0415 - http_trial builds on this module
 
@@ -346,10 +371,45 @@ class HttpResource:
     # ------------------------------------------------------------ the action
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
-        """Only the client's inverse: the pre-image is taken in execute(), right before the call."""
+        """The client's inverse, and the pre-image look() took for the action (else execute() takes it)."""
+        cp: Checkpoint = {}
+        looked = self._looked.pop(action_id, None)
+        if looked is not None and looked.taken != {}:  # {}: the call's rule captures nothing (a read, say)
+            taken = looked.taken
+            cp.update({"pre_image": "taken", **taken} if isinstance(taken, dict) else {"capture_failed": taken})
         if inverse is not None and inverse.http is not None:
-            return {"client_inverse": _call_json(call_of(inverse.http))}
-        return {}
+            cp["client_inverse"] = _call_json(call_of(inverse.http))
+        return cp
+
+    def look(self, action_id: str, spec: ActionSpec, timeout_s: float) -> PreImage:
+        """Take the action's pre-image now (a read: before the action is journaled as running) and say the class
+        the call has once it is in. Kept for checkpoint() until forget() drops it (the call was refused)."""
+        assert spec.http is not None
+        looked = self.pre_image(call_of(spec.http), timeout_s)
+        self._looked[action_id] = looked
+        return looked
+
+    def forget(self, action_id: str) -> None:
+        self._looked.pop(action_id, None)
+
+    def pre_image(self, call: HttpCall, timeout_s: float, sender: HttpSender | None = None) -> PreImage:
+        """The call's capture (see capture()) and the class it leaves the call: IRREVERSIBLE when no outcome of its
+        rule can follow what the capture answered (a 401, a 500, a collection's 301), or when it is too large to
+        keep; BEST_EFFORT at most when it holds a vault secret (kept only redacted)."""
+        planned = self.plan_call(call)
+        taken = self.capture(call, timeout_s, sender)
+        found, why = planned.predicted, ""
+        if planned.capture is not None and isinstance(taken, dict):
+            asked = f"its pre-image {planned.capture.method} {planned.capture.path}"
+            if "capture" in taken:
+                capture = _exchange_from(taken["capture"])
+                found = self.rules.predict(planned, call, capture)
+                why = f"{asked} answered {capture.status}, after which no outcome of {planned.rule} can undo the call"
+                if taken.get("capture_redacted") and found is ReversibilityClass.REVERSIBLE:
+                    found, why = ReversibilityClass.BEST_EFFORT, f"{asked} holds a vault secret, kept only redacted"
+            else:
+                found, why = ReversibilityClass.IRREVERSIBLE, f"{asked}: {taken.get('capture_dropped', 'not taken')}"
+        return PreImage(taken, planned.predicted, found, why)
 
     def capture(self, call: HttpCall, timeout_s: float, sender: HttpSender | None = None) -> Checkpoint | str:
         """The pre-image the rule asks for (a GET before the call), or why it could not be taken. `sender`: where
@@ -382,7 +442,12 @@ class HttpResource:
     ) -> Outcome:
         assert spec.http is not None
         call = call_of(spec.http)
-        captured = self.capture(call, limits.timeout_s)
+        if "capture_failed" in checkpoint:
+            captured: Checkpoint | str = checkpoint["capture_failed"]
+        elif checkpoint.get("pre_image") == "taken":  # by look(), before the policy's second look
+            captured = {k: v for k, v in checkpoint.items() if k.startswith("capture")}
+        else:
+            captured = self.capture(call, limits.timeout_s)
         if isinstance(captured, str):
             return Outcome(exec=None, changes=None, checkpoint_extra={"sent": "no"}, failure=f"{captured}; not sent")
         checkpoint = {**checkpoint, **captured}
@@ -409,9 +474,12 @@ class HttpResource:
             inverse=inverse_spec,
         )
 
-    def settle(self, call: HttpCall, response: Exchange, checkpoint: Mapping[str, str]) -> tuple[Derived, Checkpoint]:
-        """After a successful call: its class and inverse from the response, and what rollback() needs."""
-        derived = self._derive(call, response, checkpoint)
+    def settle(
+        self, call: HttpCall, response: Exchange, checkpoint: Mapping[str, str], rules: RuleSet | None = None
+    ) -> tuple[Derived, Checkpoint]:
+        """After a successful call: its class and inverse from the response, and what rollback() needs. `rules`:
+        the rule sets bound to where the call went (the resource's own unless given: the staging copy's)."""
+        derived = self._derive(call, response, checkpoint, rules or self.rules)
         extra: Checkpoint = {"sent": "yes", "class": derived.reversibility.value, "note": derived.note}
         extra["verify"] = json.dumps(
             {
@@ -423,7 +491,7 @@ class HttpResource:
             extra["inverse"] = _call_json(derived.inverse)
         return derived, extra
 
-    def _derive(self, call: HttpCall, response: Exchange, cp: Mapping[str, str]) -> Derived:
+    def _derive(self, call: HttpCall, response: Exchange, cp: Mapping[str, str], rules: RuleSet) -> Derived:
         if call.method in READ_METHODS:
             return Derived(
                 ReversibilityClass.READ_ONLY, None, Verify(VerifyKind.NONE, None), "read-only: nothing to undo"
@@ -432,12 +500,12 @@ class HttpResource:
             return Derived(
                 ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), "confine strategy: no undo"
             )
-        derived = self._rule_derived(call, response, cp)
+        derived = self._rule_derived(call, response, cp, rules)
         if "client_inverse" in cp:
             return client_inverse_checked(derived, _call_from(cp["client_inverse"]))
         return derived
 
-    def _rule_derived(self, call: HttpCall, response: Exchange, cp: Mapping[str, str]) -> Derived:
+    def _rule_derived(self, call: HttpCall, response: Exchange, cp: Mapping[str, str], rules: RuleSet) -> Derived:
         """What the rule set planning the call derives from its response and pre-image (or why nothing)."""
         if response.truncated:
             why = f"no undo: the response is larger than {MAX_DERIVE_BYTES} bytes, too large to derive an inverse"
@@ -447,7 +515,7 @@ class HttpResource:
         if planned.capture is not None and capture is None:
             why = cp.get("capture_dropped", "no pre-image was taken")
             return Derived(ReversibilityClass.IRREVERSIBLE, None, Verify(VerifyKind.NONE, None), f"no undo: {why}")
-        derived = self.rules.derive(planned, call, response, capture)
+        derived = rules.derive(planned, call, response, capture)
         if cp.get("capture_redacted") and derived.reversibility is ReversibilityClass.REVERSIBLE:
             return Derived(
                 ReversibilityClass.BEST_EFFORT,

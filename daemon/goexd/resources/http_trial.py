@@ -8,10 +8,12 @@ An HTTP call cannot be tried without its side effect, so on the resource itself 
   the rule set planning the call says the undo must achieve.
 When the resource names a staging copy (`Resource.staging`), the pair is tried there for real, the
 same way an action and its undo run: the pre-image is captured, the call sent, the inverse (the
-client's, else the one derived from the staging answer) sent, and the result compared. The verdict
-is passed, failed (what differs), or unknown (why: staging unreachable or refused the call, nothing
-to compare against). The staging copy keeps whatever a failed pair left; the real service is never
-called.
+client's, else the one derived from the staging answer by the rule sets bound to the staging base
+URL, so a Location it answers is its own) sent, and the result compared. The verdict is passed,
+failed (what differs), or unknown (why: staging unreachable or refused the call, nothing to compare
+against, no inverse to try). The same trial runs before every write submitted to such a resource
+(HttpResource.test): a failed pair is not sent to the service. The staging copy keeps whatever a
+failed pair left; the real service is never called.
 """
 
 from __future__ import annotations
@@ -48,8 +50,14 @@ def test_http(manager: HttpResource, spec: ActionSpec, inverse: ActionSpec | Non
         why = "not tried: the confine strategy undoes nothing; the call is irreversible and left to the policy"
         return Reversibility(ReversibilityClass.IRREVERSIBLE, Verdict.UNKNOWN, why)
     plan = describe_plan(manager, planned)
-    if inverse is None and planned.predicted is ReversibilityClass.IRREVERSIBLE:
-        why = f"not tried: no rule derives an inverse, so nothing could undo it ({plan})"
+    # A rule predicting irreversible may still derive an inverse from some answers (a POST's 201 Location): a
+    # staging copy shows which one it gives; without a rule, or a copy, there is nothing to try.
+    if (
+        inverse is None
+        and planned.predicted is ReversibilityClass.IRREVERSIBLE
+        and (manager.staging is None or not planned.rule)
+    ):
+        why = f"not tried: predicted irreversible, with no inverse to try before the answer ({plan})"
         return Reversibility(ReversibilityClass.IRREVERSIBLE, Verdict.UNKNOWN, why)
     given = ""
     if inverse is not None:
@@ -116,13 +124,16 @@ def _on_staging(
     checkpoint = dict(captured)
     if inverse is not None:
         checkpoint.update(manager.checkpoint("staging-test", inverse))
-    derived, extra = manager.settle(call, response, checkpoint)
+    derived, extra = manager.settle(call, response, checkpoint, manager.staging_rules)
     checkpoint.update(extra)
     sent = f"{call.method} {call.path} answered {response.status} on the staging copy {staging.base_url}"
     if derived.inverse is None:
-        if derived.reversibility is ReversibilityClass.IRREVERSIBLE:
-            why = f"{sent}; nothing undoes it ({derived.note}); the staging copy keeps its effect"
-            return Reversibility(ReversibilityClass.IRREVERSIBLE, Verdict.FAILED, why)
+        if derived.reversibility is ReversibilityClass.IRREVERSIBLE:  # (only a derived pair: a client's is sent)
+            why = (
+                f"{sent}; nothing undoes it ({derived.note}), so there was no inverse to try; the policy decides "
+                "on the class; the staging copy keeps its effect"
+            )
+            return Reversibility(ReversibilityClass.IRREVERSIBLE, Verdict.UNKNOWN, why)
         head = f"{sent}; nothing to undo ({derived.note})"
     else:
         try:
