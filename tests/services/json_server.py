@@ -38,9 +38,6 @@ import pytest
 from tests.services.http_service import LoopbackService, node_package_command, serve_http
 
 VERSION = "0.17.4"
-REPO = Path(__file__).resolve().parents[2]
-NODE_DIR = REPO / ".venv" / "node"
-PACKAGE_DIR = NODE_DIR / "node_modules" / "json-server"
 DEFAULT_SEED: dict[str, Any] = {"items": [], "users": []}
 
 
