@@ -47,6 +47,13 @@ class FailedPrecondition(GoexError):
     pass
 
 
+class StoppedPartWay(FailedPrecondition):
+    """An undo that failed after writing part of the way (a write the filesystem refused): its journaled intent
+    stays, so that nothing commits a half-undone action; a retry or the next start finishes it."""
+
+    partial = True
+
+
 class PermissionDenied(GoexError):
     pass
 

@@ -8,18 +8,20 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pygit2
 import pytest
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import get
+from tests.e2e.rpc import get, status_of
 from tests.e2e.test_undo_three_way import person_writes, set_asides, undo
 from tests.security.conftest import MODES, make_workspace, sec_session, start_daemon
 
@@ -210,3 +212,24 @@ def test_a_person_writing_all_through_a_forced_undo_loses_nothing(d: DaemonProce
 
 def commit(d: DaemonProcess, session: str) -> None:
     d.actions.CommitActions(apb.CommitActionsRequest(session_id=session), timeout=60)
+
+
+def test_commit_is_refused_while_an_undo_stopped_part_way(d: DaemonProcess, ws: Path) -> None:
+    """An undo that failed after its intent was journaled (here: a directory made immutable, which even root
+    may not write) leaves the action half undone: commit must refuse it until an undo finishes (F3)."""
+    person_writes(d, ws / "d" / "f", "v1\n")
+    s = sec_session(d, ws)
+    action = submit_while(d, s, "echo agent > d/f", lambda: None)
+    assert action.state == pb.ACTION_STATE_EXECUTED
+    subprocess.run(["chattr", "+i", str(ws / "d")], check=True)
+    try:
+        code, msg = status_of(lambda: undo(d, s))  # a clear error, not INTERNAL
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "part way" in msg, msg
+        code, msg = status_of(lambda: commit(d, s))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and action.id in msg and "part way" in msg, msg
+        assert get(d, action.id).state == pb.ACTION_STATE_EXECUTED
+    finally:
+        subprocess.run(["chattr", "-i", str(ws / "d")], check=True)
+    undone = undo(d, s)
+    assert [u.state for u in undone] == [pb.ACTION_STATE_UNDONE]
+    assert (ws / "d" / "f").read_text() == "v1\n"

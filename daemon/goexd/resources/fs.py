@@ -40,7 +40,7 @@ from pathlib import Path
 from goexd import faults
 from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
 from goexd.engine.models import ActionKind, ActionSpec, Resource
-from goexd.errors import FailedPrecondition, InvalidArgument, NotFound
+from goexd.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
 from goexd.names import display_path, display_paths
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
@@ -384,7 +384,7 @@ class FsVersionedResource(UndoesByItself):
     # -- undo
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        with self._space(f"undoing action {action_id}"):
+        with self._space(f"undoing action {action_id}"), _part_way(action_id):
             return self._rollback(action_id, checkpoint, force=False)
 
     def undo_conflicts(self, action_id: str, checkpoint: Checkpoint) -> tuple[str, ...]:
@@ -397,7 +397,7 @@ class FsVersionedResource(UndoesByItself):
 
     def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         """Undo even where paths changed since the action; what was there is set aside."""
-        with self._space(f"undoing action {action_id}"):
+        with self._space(f"undoing action {action_id}"), _part_way(action_id):
             return self._rollback(action_id, checkpoint, force=True)
 
     def _rollback(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
@@ -661,6 +661,21 @@ def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:
     except OSError as e:
         return f"{planted}, but cannot remove it: {e}", False
     return f"{planted}: removed", True
+
+
+@contextmanager
+def _part_way(action_id: str) -> Iterator[None]:
+    """An undo whose writes the filesystem refused part way (not a full disk: see _space) is a clear error that
+    keeps its journaled intent (errors.StoppedPartWay), not an internal one."""
+    try:
+        yield
+    except PartlyWritten as e:
+        if is_out_of_space(e):
+            raise
+        raise StoppedPartWay(
+            f"the undo of action {action_id} stopped part way: {e}; fix that, then undo it again "
+            "(or restart goexd, which finishes it); until then it cannot be committed"
+        ) from e
 
 
 def _count(n: int, what: str) -> str:
