@@ -50,6 +50,9 @@ POINTS: Mapping[str, str] = {
     # any three-way revert of a workspace (an apply, an undo, a recovery, bringing back a set-aside; git_store.py)
     "fs-set-aside-kept": "a forced revert recorded the set-aside of what it overwrites; nothing written yet",
     "fs-revert-written": "a revert's writes are done; not yet verified, nothing journaled",
+    # one file a revert writes (snapshots/safefs.py): a kill leaves goexd's temporaries beside it
+    "fs-write-named": "a file's new content is complete under its temporary name; not yet moved to its path",
+    "fs-write-swapped": "a file's new content is exchanged with the one at its path, now under the temporary name",
     # resources that commit at once (the inverse strategy on SQLite and PostgreSQL)
     # (statements a transaction cannot hold run in autocommit: there "before-commit" follows their marker's commit)
     "action-before-commit": "the action's statements and its outcome marker are written; COMMIT not sent",

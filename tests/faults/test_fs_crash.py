@@ -292,3 +292,28 @@ def test_an_apply_killed_after_setting_aside_a_racing_edit_loses_nothing(tmp_pat
         assert (ws / "b.txt").read_text() == "b\n"
     finally:
         fs.close()
+
+
+def _temporaries(ws: Path) -> list[str]:
+    return sorted(str(p.relative_to(ws)) for p in ws.rglob(".goex-write-*"))
+
+
+@pytest.mark.parametrize("point", ["fs-write-named", "fs-write-swapped"])
+def test_a_kill_in_the_middle_of_a_write_leaves_no_temporaries_after_the_restart(tmp_path: Path, point: str) -> None:
+    """F8: killed with a file's new content under its temporary name (before the rename), or just after the
+    exchange (the displaced version under it): the restart clears goexd's temporaries, never snapshots them,
+    and takes the apply back."""
+    ws = _workspace(tmp_path)
+    (ws / "sub").mkdir()
+    (ws / "sub" / "c.txt").write_text("c\n")
+    before = fingerprint(ws)
+    d = armed(tmp_path / "daemon", f"{point}:{TAG}")
+    session = open_fs(d, ws).id
+    crash(d, f"{point}:{TAG}", lambda: _submit(d, session, "echo agent >> a.txt; echo agent >> sub/c.txt"))
+    assert _temporaries(ws)  # the kill left one
+    restart(d)
+    action = _only_action(d, session)
+    assert action.state == pb.ACTION_STATE_INTERRUPTED and "rolled back" in action.error, action
+    assert _temporaries(ws) == [] and not list(ws.rglob("*goex-kept*"))
+    assert fingerprint(ws) == before and _no_overlays(d)
+    stop_cleanly(d)

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import logging
 import os
 import stat
 import threading
@@ -90,7 +92,7 @@ from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.overlay_upper import UpperChanges, read_upper
 from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
 from goexd.snapshots.room import check_room
-from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left
+from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left, remove_temporaries
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
 from goexd.snapshots.set_aside import KeepAs, SetAside
 from goexd.snapshots.threeway import RevertPlan, plan_revert
@@ -106,9 +108,14 @@ PRE_RESTORE_REF = "refs/goexd/pre-restore"
 DEFAULT_OWNER_KEY = "goex.defaultOwner"
 # In the git dir: the modes a capture or restore opened up, until it gives them back.
 OPENED_JOURNAL = "goex-opened"
+# In the git dir while a restore or revert writes: the workspace dirs it writes in, whose temporaries a kill
+# leaves there (safefs.TEMP_PREFIX) are cleared when the store is next opened.
+WRITING_JOURNAL = "goex-writing"
 
 # The fault points here (goexd/faults.py) are tagged as the resource this store serves.
 FAULT_TAG = "fs-versioned"
+
+log = logging.getLogger(__name__)
 
 _GONE = (FileNotFoundError, NotADirectoryError)
 _READ_ATTEMPTS = 3
@@ -130,6 +137,8 @@ class GitWorkspaceStore:
             close_up_left(self._root, self._journal)  # goexd was killed in the middle of one
         except OSError as e:
             raise SnapshotError(f"cannot give back the modes {self._journal} lists: {e}") from e
+        self._writing_journal = self._git_dir / WRITING_JOURNAL
+        self._clear_temporaries()  # what a kill in the middle of a write left
         self._owner = _default_owner(self._repo, self._root)
         self._blobs = BlobStore(self._repo, self._git_dir)
         self._metas = MetaReader(self._repo, self._owner)
@@ -230,7 +239,7 @@ class GitWorkspaceStore:
             todo = left.drop(changes)
             check_room(self._root, self._blobs, todo)
             try:
-                with self._batch() as fs:
+                with self._writing(todo), self._batch() as fs:
                     unowned = apply_changes(fs, self._blobs, todo)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
@@ -301,7 +310,7 @@ class GitWorkspaceStore:
             left: list[str] = []  # found changed by someone since `current` was captured: left as they are
             written: dict[str, tuple[int, int, int]] = {}
             try:
-                with self._batch() as fs:
+                with self._writing(todo), self._batch() as fs:
                     unowned = apply_changes(fs, self._blobs, todo, left, written)
             except (OSError, pygit2.GitError, ValueError) as e:
                 path = getattr(e, "filename", None)
@@ -332,6 +341,40 @@ class GitWorkspaceStore:
         except OSError:
             return True
         return (st.st_ino, st.st_mtime_ns, st.st_size) != mark
+
+    @contextmanager
+    def _writing(self, todo: dict[str, Change]) -> Iterator[None]:
+        """Note the dirs a restore or revert writes in (one small file, no fsync: a kill, not a power cut, is
+        what leaves temporaries), so that the next start clears goexd's temporaries there (F8)."""
+        dirs = {parent_of(p) for p in todo if p}
+        self._writing_journal.write_bytes(b"\0".join(os.fsencode(d) for d in sorted(dirs)))
+        try:
+            yield
+        except BaseException:
+            self._clear_temporaries()
+            raise
+        self._writing_journal.unlink(missing_ok=True)
+
+    def _clear_temporaries(self) -> None:
+        """Clear the temporaries a write left in the dirs the writing journal lists (see safefs.remove_temporaries:
+        what is not goexd's own content is kept under a name of its own); then the journal goes."""
+        try:
+            data = self._writing_journal.read_bytes()
+        except FileNotFoundError:
+            return
+        dirs = [os.fsdecode(d) for d in data.split(b"\0")] if data else [""]
+        removed, kept = remove_temporaries(self._root, dirs, self._holds)
+        if removed or kept:
+            log.warning("cleared %d temporaries a stopped write left in %s; kept %s", len(removed), self._root, kept)
+        self._writing_journal.unlink(missing_ok=True)
+
+    def _holds(self, fd: int) -> bool:
+        """Whether the store holds this file's content (goexd wrote it, or a snapshot has it)."""
+        size = os.fstat(fd).st_size
+        h = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return pygit2.Oid(hex=h.hexdigest()) in self._repo.odb
 
     def _capture_written(self, target: Snapshot) -> Snapshot:
         """The capture that verifies a restore or revert: written already, a failure here is a partial one."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from goexd import faults
 from goexd.snapshots.layout import Owner, is_under, join, parent_of
 
 T = TypeVar("T")
@@ -59,6 +61,7 @@ _TMPFILE_FLAGS = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
 TEMP_PREFIX = _TEMP_PREFIX = ".goex-write-"
 # What goexd keeps of someone's write it found it could not put back (see _keep): never removed by goexd.
 KEPT_INFIX = ".goex-kept-"
+_FAULT_TAG = "fs-versioned"  # the resource the fault points here serve (goexd/faults.py)
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -270,6 +273,7 @@ class SafeFS:
     def _place(self, rel: str, tmp: str, expected: Check | Absent | None) -> bool:
         """Move the entry at `tmp` (in rel's directory) to rel as put() says; False (tmp removed) if not."""
         fd, name = self.at(rel)
+        faults.point("fs-write-named", _FAULT_TAG)
         if expected is None:
             try:
                 self._in(rel, lambda fd, name: os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd))
@@ -292,6 +296,7 @@ class SafeFS:
             os.unlink(tmp, dir_fd=fd)
             return False
         self.forget(rel)
+        faults.point("fs-write-swapped", _FAULT_TAG)
         if self._settle(fd, tmp, name, expected):
             return True
         # Someone's version: it goes back. What comes out is ours unless it was written in the moment between.
@@ -714,10 +719,13 @@ def _copy_kept(pfd: int, fd: int, name: str) -> None:
         os.close(src)
 
 
-def remove_temporaries(root: Path, dirs: Iterable[str]) -> list[str]:
-    """Remove goexd's own temporaries (TEMP_PREFIX + 16 hex digits) left in these workspace directories by a
-    kill in the middle of a write; what it removed. Never follows a symlink."""
+def remove_temporaries(root: Path, dirs: Iterable[str], ours: Callable[[int], bool]) -> tuple[list[str], list[str]]:
+    """Clear goexd's own temporaries (TEMP_PREFIX + 16 hex digits) a kill left in these workspace directories in
+    the middle of a write: one whose content is goexd's (`ours(fd)`: the content it was writing, or a version a
+    snapshot holds) is removed; any other (someone's version displaced for its check at that moment) is kept
+    under a name of its own (`goex-kept-<hex>`), never removed. Returns (removed, kept). Never follows a symlink."""
     removed: list[str] = []
+    kept: list[str] = []
     fs = SafeFS(root, open_up=False)
     try:
         for rel in sorted(set(dirs)):
@@ -727,12 +735,26 @@ def remove_temporaries(root: Path, dirs: Iterable[str]) -> list[str]:
             except OSError:
                 continue
             for n in names:
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                    os.unlink(n, dir_fd=dfd)
-                    removed.append(join(rel, n))
+                try:
+                    ffd = os.open(n, _READ_FLAGS, dir_fd=dfd)
+                except OSError:  # a symlink (ELOOP), a directory or gone: not one of the files it writes
+                    ffd = -1
+                try:
+                    mine = ffd >= 0 and stat.S_ISREG(os.fstat(ffd).st_mode) and ours(ffd)
+                finally:
+                    if ffd >= 0:
+                        os.close(ffd)
+                if mine:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(n, dir_fd=dfd)
+                        removed.append(join(rel, n))
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    _keep(dfd, n, "goex")
+                    kept.append(join(rel, n))
     finally:
         fs.close()
-    return removed
+    return removed, kept
 
 
 def is_temporary(name: str) -> bool:
