@@ -233,3 +233,24 @@ def test_commit_is_refused_while_an_undo_stopped_part_way(d: DaemonProcess, ws: 
     undone = undo(d, s)
     assert [u.state for u in undone] == [pb.ACTION_STATE_UNDONE]
     assert (ws / "d" / "f").read_text() == "v1\n"
+
+
+def test_an_edit_through_a_hard_link_outside_the_workspace_is_seen(d: DaemonProcess, ws: Path) -> None:
+    """F6: inotify on the workspace does not see a write through a name outside it; every capture re-stats
+    the files with more than one name, so the snapshot before the next action holds the person's version and
+    its undo gives it back."""
+    person_writes(d, ws / "f", "v1\n")
+    outside = ws.parent / "outside-link"
+    os.link(ws / "f", outside)
+    try:
+        s = sec_session(d, ws)
+        assert submit_while(d, s, "echo x > unrelated", lambda: None).state == pb.ACTION_STATE_EXECUTED
+        outside.write_text("v2-person\n")  # the same inode, through its other name
+        action = submit_while(d, s, "echo A >> f", lambda: None)
+        assert action.state == pb.ACTION_STATE_EXECUTED
+        assert (ws / "f").read_text() == "v2-person\nA\n"
+        undone = undo(d, s, action.id)
+        assert [u.state for u in undone] == [pb.ACTION_STATE_UNDONE], undone
+        assert (ws / "f").read_text() == "v2-person\n"  # the state before the action, not v1
+    finally:
+        outside.unlink(missing_ok=True)

@@ -159,6 +159,9 @@ class GitWorkspaceStore:
         self._closed = False
         self._full_scans = 0
         self._linked = False  # the latest incremental capture re-read a file with more than one name
+        # Files with more than one name (scan.TreeScan.linked): re-stated at every capture, since a write through
+        # a name outside the workspace raises no event here (issue 14 F6).
+        self._links: dict[str, tuple[int, int, int, int]] = {}
         # Files goexd stages itself (nested repositories, escaped names; git's stat cache does not cover
         # them): their stat when read and content id, this full scan's and the previous one's, so a full
         # scan re-reads only those that changed.
@@ -573,6 +576,11 @@ class GitWorkspaceStore:
         if dirty is None or self._last is None:
             return self._full_capture(self._capture_batch(), lenient)
         self._touched = (self._last[2], dirty.paths)
+        if self._links_changed():
+            # Written through another name (maybe outside the workspace, unseen by inotify): the full scan's
+            # stat cache finds every name of it (same inode, new times).
+            self._touched = None
+            return self._full_capture(self._capture_batch(), lenient)
         if not dirty:
             return self._last[2]
         fs = self._capture_batch()
@@ -594,6 +602,19 @@ class GitWorkspaceStore:
                 self._tracker.invalidate()
             raise
         return self._write_snapshot()
+
+    def _links_changed(self) -> bool:
+        """Whether a file with more than one name changed since the full scan that listed it (one lstat each)."""
+        root = os.fsencode(self._root) + b"/"
+        lstat = os.lstat
+        for path, key in self._links.items():
+            try:
+                st = lstat(root + os.fsencode(path))  # read only, compared; a symlinked parent makes it differ
+            except OSError:
+                return True
+            if (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size) != key:
+                return True
+        return False
 
     def _full_capture(self, fs: SafeFS, lenient: bool) -> Snapshot:
         self._full_scan(fs, lenient)
@@ -634,6 +655,7 @@ class GitWorkspaceStore:
         try:
             prev_work = self._last[0] if self._last is not None else None
             scan = scan_workspace(self._root, self._owner, fs)
+            self._links = scan.linked
             _check_readable(scan.unreadable, lenient)
             raced = self._git_add(scan)
             self._index.read(force=True)

@@ -55,6 +55,9 @@ class TreeScan:
     # With collect=True: every file and symlink, with its lstat result.
     entries: list[tuple[str, os.stat_result]] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)  # left out: not goexd's, not readable
+    # Regular files with more than one name, by path: (inode, ctime, mtime, size). A write through a name outside
+    # the workspace raises no inotify event here; every capture re-stats these (git_store, issue 14 F6).
+    linked: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
 
 def scan_workspace(root: Path, default: Owner, fs: SafeFS) -> TreeScan:
@@ -132,6 +135,8 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
                         if lacks and not _may_read(fs, fd, name, path, st, FILE_READ, os.R_OK, out):
                             continue
                         out.meta[meta_file_key(path)] = (perm, owner)
+                    if st.st_nlink > 1:
+                        out.linked[path] = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
                     if collect:
                         out.entries.append((path, st))
                 elif stat.S_ISLNK(mode):
