@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import logging
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"goexd: {exc}", file=sys.stderr)
             return 1
     faulthandler.enable()  # a hang or crash can be read from every thread's stack (SIGABRT, SIGSEGV)
+    raise_fd_limit()
     try:
         faults.arm_from_env(os.environ)  # test-only crash points; inert unless GOEX_TEST_FAULTS=1 (faults.py)
         return serve(cfg, config.config_file_path(ns.config))
@@ -122,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         print(f"goexd: {exc}", file=sys.stderr)
         return 1
+
+
+def raise_fd_limit() -> None:
+    """The soft limit on open files up to the hard one: a walk of a workspace (snapshots/scan.py) keeps a
+    directory fd per level, and an action may nest directories thousands deep (the default soft limit: 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
 def serve(cfg: config.Config, config_file: Path | None = None) -> int:

@@ -23,12 +23,12 @@ never applied; direct: snapshots/privileges.py); the change set says so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
-import shutil
 import stat
 import threading
 import time
@@ -67,6 +67,7 @@ from goexd.snapshots.base import (
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import TOP_GIT
 from goexd.snapshots.privileges import listed
+from goexd.snapshots.remove_tree import remove_tree
 from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
 from goexd.textcap import shown
 
@@ -616,19 +617,10 @@ def _discard_quietly(dirs: list[Path]) -> None:
 
 
 def _discard(run_dir: Path) -> None:
-    """Remove a run's overlay dir, whatever modes the run left in it (overlayfs' own work dir is 000)."""
-
-    def open_up(_fn: object, path: str, _exc: object) -> None:
-        parent = os.path.dirname(path)
-        os.chmod(parent, 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-            shutil.rmtree(path, onerror=open_up)
-        else:
-            os.unlink(path)
-
-    if run_dir.exists():
-        shutil.rmtree(run_dir, onerror=open_up)
+    """Remove a run's overlay dir, whatever modes the run left in it (overlayfs' own work dir is 000) and
+    however deep (remove_tree.py)."""
+    with contextlib.suppress(FileNotFoundError):
+        remove_tree(run_dir, open_up=True)
 
 
 def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:
@@ -643,19 +635,10 @@ def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:
     except OSError as e:
         return f"{planted}, but cannot look at it: {e}", False
 
-    def open_up(_fn: object, below: str, exc: tuple[type[BaseException], BaseException, object]) -> None:
-        if os.path.dirname(below) == str(workspace):
-            raise exc[1]  # the workspace root's mode is the person's, not goexd's to change
-        os.chmod(os.path.dirname(below), 0o700)  # inside the planted .git: the action's own modes
-        if os.path.isdir(below) and not os.path.islink(below):
-            shutil.rmtree(below, onerror=open_up)
-        else:
-            os.unlink(below)
-
     try:
         if stat.S_ISDIR(st.st_mode):
-            os.chmod(path, 0o700)
-            shutil.rmtree(path, onerror=open_up)
+            # The action's own modes inside it are opened up; never the workspace root's (the person's).
+            remove_tree(path, open_up=True)
         else:
             path.unlink()
     except OSError as e:

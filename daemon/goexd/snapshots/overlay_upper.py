@@ -71,59 +71,110 @@ def read_upper(upper: Path, blobs: BlobStore, default_owner: Owner, *, privilege
     return out
 
 
+@dataclass
+class _Dir:
+    """A directory of the upper being walked: its path, identity and the names still to visit."""
+
+    rel: str
+    dev_ino: tuple[int, int]
+    names: list[str]
+
+
 def _walk(dir_fd: int, rel: str, blobs: BlobStore, owner: Owner, prefix: str, out: UpperChanges) -> None:
-    for name in sorted(_names(dir_fd)):
-        path = join(rel, name)
-        if path == TOP_GIT:
-            out.skipped.append(f"{path} (a repository at the workspace's top: only its own may be there)")
-            continue
-        st = os.lstat(name, dir_fd=dir_fd)
-        mode = st.st_mode
-        if stat.S_ISCHR(mode) and st.st_rdev == 0:
-            out.edits.append(Remove(path))
-            out.paths.append(path)
-            continue
-        if not storable(name, is_link=stat.S_ISLNK(mode)):
-            out.skipped.append(f"{path} (a name goexd's snapshots cannot hold)")
-            continue
-        if stat.S_ISDIR(mode):
-            fd = _open(name, dir_fd, os.O_RDONLY | os.O_DIRECTORY, st)
-            try:
-                _refuse_unsupported(fd, prefix, path)
-                opaque = _opaque(fd, prefix)
-                out.edits.append(PutDir(path, dir_meta(st, owner), opaque=opaque))
+    """Depth first, parents before children, without recursion and with one directory fd open at a
+    time (an action may nest directories thousands deep: deeper than Python's stack or the fd limit).
+    Going back up opens ".." and checks it is the directory left (the upper is goexd's: nothing moves)."""
+    st = os.fstat(dir_fd)
+    fd = os.dup(dir_fd)
+    stack = [_Dir(rel, (st.st_dev, st.st_ino), sorted(_names(fd), reverse=True))]
+    try:
+        while stack:
+            top = stack[-1]
+            if not top.names:
+                stack.pop()
+                if stack:
+                    fd = _reopen_parent(fd, stack[-1].dev_ino)
+                continue
+            name = top.names.pop()
+            child = _entry(fd, top.rel, name, blobs, owner, prefix, out)
+            if child is not None:
+                os.close(fd)
+                fd = child
+                cst = os.fstat(fd)
+                stack.append(_Dir(join(top.rel, name), (cst.st_dev, cst.st_ino), sorted(_names(fd), reverse=True)))
+    finally:
+        os.close(fd)
+
+
+def _reopen_parent(fd: int, want: tuple[int, int]) -> int:
+    try:
+        parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+    st = os.fstat(parent)
+    if (st.st_dev, st.st_ino) != want:
+        os.close(parent)
+        raise UpperUnreadable("a directory of the overlay's upper moved while goexd read it")
+    return parent
+
+
+def _entry(
+    dir_fd: int, rel: str, name: str, blobs: BlobStore, owner: Owner, prefix: str, out: UpperChanges
+) -> int | None:
+    """Record one entry of the upper; a directory's fd (to walk into) is returned open."""
+    path = join(rel, name)
+    if path == TOP_GIT:
+        out.skipped.append(f"{path} (a repository at the workspace's top: only its own may be there)")
+        return None
+    st = os.lstat(name, dir_fd=dir_fd)
+    mode = st.st_mode
+    if stat.S_ISCHR(mode) and st.st_rdev == 0:
+        out.edits.append(Remove(path))
+        out.paths.append(path)
+        return None
+    if not storable(name, is_link=stat.S_ISLNK(mode)):
+        out.skipped.append(f"{path} (a name goexd's snapshots cannot hold)")
+        return None
+    if stat.S_ISDIR(mode):
+        fd = _open(name, dir_fd, os.O_RDONLY | os.O_DIRECTORY, st)
+        try:
+            _refuse_unsupported(fd, prefix, path)
+            opaque = _opaque(fd, prefix)
+        except BaseException:
+            os.close(fd)
+            raise
+        out.edits.append(PutDir(path, dir_meta(st, owner), opaque=opaque))
+        out.paths.append(path)
+        return fd
+    if stat.S_ISLNK(mode):
+        target = os.readlink(name, dir_fd=dir_fd)
+        oid = blobs.write_bytes(os.fsencode(target))
+        out.edits.append(PutFile(path, FileMode.LINK, oid, entry_meta(st, owner)))
+        out.paths.append(path)
+    elif stat.S_ISREG(mode):
+        fd = _open(name, dir_fd, os.O_RDONLY | os.O_NONBLOCK, st)
+        try:
+            _refuse_unsupported(fd, prefix, path)
+            if st.st_size == 0 and _xattr(fd, prefix + "whiteout") is not None:  # a whiteout as a file (xwhiteout)
+                out.edits.append(Remove(path))
                 out.paths.append(path)
-                _walk(fd, path, blobs, owner, prefix, out)
-            finally:
-                os.close(fd)
-        elif stat.S_ISLNK(mode):
-            target = os.readlink(name, dir_fd=dir_fd)
-            oid = blobs.write_bytes(os.fsencode(target))
-            out.edits.append(PutFile(path, FileMode.LINK, oid, entry_meta(st, owner)))
-            out.paths.append(path)
-        elif stat.S_ISREG(mode):
-            fd = _open(name, dir_fd, os.O_RDONLY | os.O_NONBLOCK, st)
-            try:
-                _refuse_unsupported(fd, prefix, path)
-                if st.st_size == 0 and _xattr(fd, prefix + "whiteout") is not None:  # a whiteout as a file (xwhiteout)
-                    out.edits.append(Remove(path))
-                    out.paths.append(path)
-                    continue
-                oid = blobs.write_fd(fd, st.st_size)
-            finally:
-                os.close(fd)
-            git_mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
-            meta = entry_meta(st, owner)
-            if meta is not None and meta[0] & SETID:
-                # Never applied: nothing an action writes gains privileges outside the sandbox
-                # (file capabilities are not applied either: xattrs are not copied at all).
-                out.stripped.append(f"{path}: set-id bits {meta[0] & SETID:o} not applied")
-                meta = (meta[0] & ~SETID, meta[1])
-                meta = meta if meta[1] is not None or needs_meta(meta[0]) else None
-            out.edits.append(PutFile(path, git_mode, oid, meta))
-            out.paths.append(path)
-        else:
-            out.skipped.append(f"{path} (a {_kind(mode)}: snapshots hold files, symlinks and directories)")
+                return None
+            oid = blobs.write_fd(fd, st.st_size)
+        finally:
+            os.close(fd)
+        git_mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
+        meta = entry_meta(st, owner)
+        if meta is not None and meta[0] & SETID:
+            # Never applied: nothing an action writes gains privileges outside the sandbox
+            # (file capabilities are not applied either: xattrs are not copied at all).
+            out.stripped.append(f"{path}: set-id bits {meta[0] & SETID:o} not applied")
+            meta = (meta[0] & ~SETID, meta[1])
+            meta = meta if meta[1] is not None or needs_meta(meta[0]) else None
+        out.edits.append(PutFile(path, git_mode, oid, meta))
+        out.paths.append(path)
+    else:
+        out.skipped.append(f"{path} (a {_kind(mode)}: snapshots hold files, symlinks and directories)")
+    return None
 
 
 def _names(dir_fd: int) -> Iterator[str]:

@@ -57,4 +57,3 @@ def _edit(path: str, e: Entry | None, default: Owner) -> Edit:
     mode = FileMode.BLOB_EXECUTABLE if e.perm & 0o100 else FileMode.BLOB
     meta: Meta | None = (e.perm, owner) if owner is not None or needs_meta(e.perm) else None
     return PutFile(path, mode, e.oid, meta)
-

@@ -114,16 +114,24 @@ class SafeFS:
     # -- directory fds -------------------------------------------------------------
 
     def dir_fd(self, rel: str) -> int:
-        fd = self._fds.get(rel)
-        if fd is None:
-            if rel:
-                parent, _, name = rel.rpartition("/")
-                pfd = self.dir_fd(parent)
-                fd = self._retry(rel, lambda: os.open(name, _DIR_FLAGS, dir_fd=pfd), DIR_READ)
-            else:
-                fd = self._retry(rel, lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), DIR_READ)
-            self._fds[rel] = fd
-        return fd
+        fd = self._fds.pop(rel, None)
+        if fd is not None:
+            self._fds[rel] = fd  # the most recently used last: trim() keeps those
+            return fd
+        # Down from the nearest directory open already, without recursion (any depth an action nests).
+        below: list[str] = []
+        while rel not in self._fds and rel:
+            below.append(rel)
+            rel = rel.rpartition("/")[0]
+        if rel not in self._fds:
+            root = self._retry("", lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), DIR_READ)
+            self._fds[""] = root
+        for path in reversed(below):
+            parent, _, name = path.rpartition("/")
+            pfd = self._fds[parent]
+            fd = self._retry(path, functools.partial(os.open, name, _DIR_FLAGS, dir_fd=pfd), DIR_READ)
+            self._fds[path] = fd
+        return self._fds[below[0]] if below else self._fds[""]
 
     def at(self, rel: str) -> tuple[int, str]:
         """(fd of rel's parent directory, rel's last name), for the *at() calls."""
@@ -148,9 +156,10 @@ class SafeFS:
         """Close the cached fds when there are many: only between steps, when no caller
         holds one (a huge tree must not exhaust the daemon's descriptors)."""
         if len(self._fds) > _KEEP_FDS:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            # The least recently used go; the rest (a deep walk's nearest directories) spare reopening a path
+            # level by level at each step, which made a tree thousands deep quadratic.
+            for rel in list(self._fds)[: len(self._fds) - _KEEP_FDS // 2]:
+                os.close(self._fds.pop(rel))
 
     def close(self) -> None:
         try:

@@ -105,14 +105,25 @@ class _Node:
         return self._walk(path.split("/")) if path else self
 
     def write(self) -> pygit2.Oid | None:
-        """This tree's id, or None when it ends up empty (git has no empty trees)."""
-        values: dict[str, _Value | None] = {}
-        for name, over in self.over.items():
-            if isinstance(over, _Node):
-                values[name] = (oid, FileMode.TREE) if (oid := over.write()) is not None else None
-            else:
-                values[name] = over
-        return write_tree(self.repo, self.base, values)  # names need not be UTF-8 (rawtree.py)
+        """This tree's id, or None when it ends up empty (git has no empty trees). Children first, without
+        recursion: an edited path may be nested thousands deep."""
+        order: list[_Node] = []  # each node before the nodes below it
+        todo: list[_Node] = [self]
+        while todo:
+            node = todo.pop()
+            order.append(node)
+            todo += [o for o in node.over.values() if isinstance(o, _Node)]
+        written: dict[int, pygit2.Oid | None] = {}
+        for node in reversed(order):
+            values: dict[str, _Value | None] = {}
+            for name, over in node.over.items():
+                if isinstance(over, _Node):
+                    oid = written.pop(id(over))
+                    values[name] = (oid, FileMode.TREE) if oid is not None else None
+                else:
+                    values[name] = over
+            written[id(node)] = write_tree(node.repo, node.base, values)  # names need not be UTF-8 (rawtree.py)
+        return written[id(self)]
 
 
 def edit_snapshot(
