@@ -24,12 +24,16 @@ from goexd.textcap import shown
 NAME_MAX = 255  # bytes in one path component (Linux)
 PATH_MAX = 4096  # bytes in a path, its terminating NUL included
 
-# Written into every state dir at start, so that any goexd can tell one when it sees it.
+# Written into every state dir at start, so that any goexd can tell one when it sees it. It names the
+# directory it marks (device and inode): a file of that name anywhere else (one an action made, a copy)
+# marks nothing, so an action cannot get a workspace refused by planting one (issue 14 F11).
 STATE_MARKER = ".goexd-state"
 STATE_MARKER_TEXT = (
     "This directory holds a goexd daemon's state (journal, vault, snapshots).\n"
     "No goexd accepts it, or a directory inside or around it, as a resource.\n"
 )
+_MARKER_ID = "directory: "  # + "<st_dev>:<st_ino>" of the state dir
+_MARKER_MAX = 4096  # bytes a marker may have: a larger file is not one
 
 # The host's own trees: nothing inside them, and nothing containing them, is a resource. /opt is
 # here because FHS reserves it for installed packages (like /usr/local): code others run.
@@ -97,11 +101,40 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path.expanduser()))
 
 
+def _marker_text(st: os.stat_result) -> bytes:
+    return f"{STATE_MARKER_TEXT}{_MARKER_ID}{st.st_dev}:{st.st_ino}\n".encode()
+
+
 def mark_state_dir(state_dir: Path) -> None:
-    """Leave the marker other daemons look for (idempotent)."""
+    """Leave the marker other daemons look for, naming this directory (rewritten when it names another:
+    the state dir was copied or moved, or an older goexd wrote it without the name)."""
     marker = state_dir / STATE_MARKER
-    if not marker.exists():
-        marker.write_text(STATE_MARKER_TEXT)
+    want = _marker_text(os.stat(state_dir))
+    try:
+        if marker.read_bytes() == want:
+            return
+    except OSError:
+        pass
+    tmp = state_dir / f"{STATE_MARKER}.tmp"
+    tmp.write_bytes(want)
+    os.replace(tmp, marker)
+
+
+def is_state_dir(d: str | Path) -> bool:
+    """Whether `d` is marked as a goexd's state dir: its marker is a small regular file naming `d` itself."""
+    try:
+        fd = os.open(os.path.join(d, STATE_MARKER), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKER_MAX:
+            return False
+        return os.read(fd, _MARKER_MAX + 1) == _marker_text(os.stat(d))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def checked_syntax(raw: str, fld: str, what: str) -> Path:
@@ -185,7 +218,7 @@ def refuse_homes(path: Path, fld: str) -> None:
 def refuse_inside_state_dir(path: Path, fld: str) -> None:
     """The path, or a directory above it, is marked as a goexd state dir (another daemon's too)."""
     for d in (path, *path.parents):
-        if os.path.lexists(d / STATE_MARKER):
+        if is_state_dir(d):
             where = "is" if d == path else f"is inside {d},"
             raise InvalidArgument(fld, f"{path} {where} the state directory of a goexd ({STATE_MARKER})")
 
@@ -208,7 +241,7 @@ def refuse_containing_state_dir(path: Path, fld: str, max_dirs: int = MAX_SCAN_D
         try:
             with os.scandir(top) as entries:
                 for entry in entries:
-                    if entry.name == STATE_MARKER and top != path:
+                    if entry.name == STATE_MARKER and top != path and is_state_dir(top):
                         raise InvalidArgument(
                             fld, f"{path} contains the state directory {top} of a goexd ({STATE_MARKER})"
                         )
