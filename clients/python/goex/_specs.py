@@ -115,9 +115,11 @@ class ResourceSpec:
 
         `secret` names the vault secret goexd authenticates with (injected by goexd, never
         seen by the caller); `strategy` is "inverse" (the default) or "confine"; `rules`
-        names the rule set that derives inverses from the recorded responses ("rest",
-        the default, or "s3", ...); `staging` is the base URL of a staging copy of the service,
-        where `test_reversibility` tries a call and its inverse for real (never on `base_url`).
+        names the rule sets that derive inverses from the recorded responses ("rest", the
+        default, "s3", "generic", a user's; several joined by "+", tried in order, generic
+        semantics last unless the value starts with "only:"); `staging` is the base URL of a
+        staging copy of the service, where `test_reversibility` tries a call and its inverse
+        for real (never on `base_url`), as goexd does before every write it is sent.
         """
         return cls(
             "http", base_url, name=name, secret=secret, strategy=_strategy(strategy), rules=rules, staging=staging

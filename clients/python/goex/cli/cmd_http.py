@@ -40,8 +40,8 @@ exit status:
           at all (refused connection, time limit, cancelled), or blocked
   1       goex error: daemon not running, unknown session, a call goexd refuses (invalid JSON,
           a path outside the base URL, a credential header: INVALID_ARGUMENT) or one the session's
-          policy refuses (PERMISSION_DENIED, e.g. an irreversible call without --approve; recorded
-          as blocked); 2: usage error
+          policy refuses (PERMISSION_DENIED, e.g. an irreversible call without --approve, also one
+          its pre-image GET showed irreversible, say answered 401; recorded as blocked); 2: usage error
   130     interrupted (Ctrl-C): on a terminal goex cancels the action, but a request already
           sent is not taken back; otherwise it may still be made by goexd (`goex log` tells)
 

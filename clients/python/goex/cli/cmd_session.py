@@ -88,7 +88,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="BASE_URL",
         default="",
         help="a staging copy of the one --http service: `goex http --test` tries a call and its inverse there "
-        "for real (never on the service itself) and checks the undo",
+        "for real (never on the service itself) and checks the undo; every write is tried there first too, and "
+        "one whose undo fails there is blocked",
     )
     o.add_argument(
         "--http-strategy",
