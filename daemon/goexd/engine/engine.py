@@ -639,7 +639,13 @@ class Engine:
             resource=resource.name,
             created_at=time.time(),
             # Code that calls http resources carries its approval to each call the policy holds for one.
-            approval=decision.approval or (approval.strip() if spec.egress and spec.egress.resources else ""),
+            # So does a workspace action of the inverse strategy, for a failed test ([fs] failed_inverse).
+            approval=decision.approval
+            or (
+                approval.strip()
+                if (spec.egress and spec.egress.resources) or isinstance(manager, FsInverseResource)
+                else ""
+            ),
         )
         if not decision.allowed:
             self._block(action, decision)
