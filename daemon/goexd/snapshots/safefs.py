@@ -61,6 +61,8 @@ _TMPFILE_FLAGS = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
 TEMP_PREFIX = _TEMP_PREFIX = ".goex-write-"
 # What goexd keeps of someone's write it found it could not put back (see _keep): never removed by goexd.
 KEPT_INFIX = ".goex-kept-"
+# Removed files a batch watches at most (one fd each, within the daemon's descriptor limit).
+_KEEP_REMOVED = 256
 _FAULT_TAG = "fs-versioned"  # the resource the fault points here serve (goexd/faults.py)
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -110,6 +112,10 @@ class SafeFS:
         self.given_back: dict[str, Opened] = {}  # by close(): the modes it put back
         # What write_file() and put() put at each path: (inode, mtime, size), to tell a later change by someone.
         self.written: dict[str, tuple[int, int, int]] = {}
+        # Files put() or remove_if() displaced and removed: an O_PATH fd on each, its path, (mtime, size) when
+        # checked; watched until the batch ends (watch_removed).
+        self._removed: list[tuple[int, str, tuple[int, int]]] = []
+        self.kept: list[str] = []  # paths beside which a write into a removed file was kept
 
     # -- directory fds -------------------------------------------------------------
 
@@ -163,6 +169,7 @@ class SafeFS:
 
     def close(self) -> None:
         try:
+            self.kept += self.watch_removed()
             if self.opened or self._journal_fd is not None:
                 self._close_up()
         finally:
@@ -248,7 +255,7 @@ class SafeFS:
                     tmp = self._in(rel, lambda fd, _name: _link_unnamed(ffd, fd))
             finally:
                 os.close(ffd)
-            placed = self._place(rel, tmp, expected)
+            placed = self._place(rel, tmp, expected, mark)
         except BaseException:
             if tmp is not None:
                 with contextlib.suppress(OSError):
@@ -270,7 +277,7 @@ class SafeFS:
         self._in(rel, lambda fd, _name: make(fd, tmp))
         try:
             mark = self._in(rel, lambda fd, _name: _mark(os.stat(tmp, dir_fd=fd, follow_symlinks=False)))
-            placed = self._place(rel, tmp, expected)
+            placed = self._place(rel, tmp, expected, mark)
             if placed:
                 self.written[rel] = mark
         except BaseException:
@@ -279,7 +286,7 @@ class SafeFS:
             raise
         return placed
 
-    def _place(self, rel: str, tmp: str, expected: Check | Absent | None) -> bool:
+    def _place(self, rel: str, tmp: str, expected: Check | Absent | None, mark: tuple[int, int, int]) -> bool:
         """Move the entry at `tmp` (in rel's directory) to rel as put() says; False (tmp removed) if not."""
         fd, name = self.at(rel)
         faults.point("fs-write-named", _FAULT_TAG)
@@ -306,11 +313,11 @@ class SafeFS:
             return False
         self.forget(rel)
         faults.point("fs-write-swapped", _FAULT_TAG)
-        if self._settle(fd, tmp, name, expected):
+        if self._settle(fd, tmp, rel, expected):
             return True
         # Someone's version: it goes back. What comes out is ours unless it was written in the moment between.
         self._in(rel, lambda fd, name: _rename2(fd, tmp, fd, name, RENAME_EXCHANGE))
-        self._drop_ours(fd, tmp, name)
+        self._drop_ours(fd, tmp, name, mark)
         return False
 
     def remove_if(self, rel: str, expected: Check) -> bool:
@@ -322,7 +329,7 @@ class SafeFS:
             self._in(rel, lambda fd, name: os.rename(name, tmp, src_dir_fd=fd, dst_dir_fd=fd))
         except (FileNotFoundError, NotADirectoryError):
             return True
-        if self._settle(fd, tmp, name, expected):
+        if self._settle(fd, tmp, rel, expected):
             return True
         try:
             _rename2(fd, tmp, fd, name, RENAME_NOREPLACE)
@@ -346,13 +353,15 @@ class SafeFS:
             self._forget_opened(key)
         return True
 
-    def _settle(self, fd: int, tmp: str, name: str, expected: Check) -> bool:
-        """Check what was displaced to `tmp` (in the directory `fd`); if expected, remove it. A write through
-        a descriptor someone held open on it, made while it was checked, is kept beside it (_keep)."""
+    def _settle(self, fd: int, tmp: str, rel: str, expected: Check) -> bool:
+        """Check what was displaced to `tmp` (in rel's directory `fd`); if expected, remove it. The removed file
+        is watched until the batch ends (watch_removed): a write through a descriptor someone held open on it
+        is kept beside rel, not lost with it."""
         try:
             pfd = os.open(tmp, _PATH_FLAGS, dir_fd=fd)
         except FileNotFoundError:
             return True
+        watched = False
         try:
             before = os.fstat(pfd)
             if not self._check(pfd, before, expected):
@@ -366,15 +375,32 @@ class SafeFS:
                     return False  # filled since it was checked
                 return True
             os.unlink(tmp, dir_fd=fd)
-            after = os.fstat(pfd)
-            if stat.S_ISREG(after.st_mode) and (after.st_mtime_ns, after.st_size) != (
-                before.st_mtime_ns,
-                before.st_size,
-            ):
-                _copy_kept(pfd, fd, name)
+            if stat.S_ISREG(before.st_mode):
+                self._removed.append((pfd, rel, (before.st_mtime_ns, before.st_size)))
+                watched = True
+                if len(self._removed) > _KEEP_REMOVED:
+                    self.watch_removed(len(self._removed) // 2)
         finally:
-            os.close(pfd)
+            if not watched:
+                os.close(pfd)
         return True
+
+    def watch_removed(self, count: int | None = None) -> list[str]:
+        """Look again at the files this batch displaced and removed (the oldest `count`, else all) and stop
+        watching them: one written since (through a descriptor held open across the swap) is kept beside its
+        path as `name.goex-kept-<hex>`. Returns the paths so kept."""
+        done, self._removed = self._removed[: count or len(self._removed)], self._removed[count or len(self._removed) :]
+        kept = []
+        for pfd, rel, key in done:
+            try:
+                st = os.fstat(pfd)
+                if (st.st_mtime_ns, st.st_size) != key:
+                    with contextlib.suppress(OSError):
+                        _copy_kept(pfd, self.dir_fd(parent_of(rel)), rel.rpartition("/")[2])
+                        kept.append(rel)
+            finally:
+                os.close(pfd)
+        return kept
 
     def _check(self, pfd: int, st: os.stat_result, expected: Check) -> bool:
         try:
@@ -390,14 +416,14 @@ class SafeFS:
             finally:
                 os.chmod(proc, stat.S_IMODE(st.st_mode))
 
-    def _drop_ours(self, fd: int, tmp: str, name: str) -> None:
-        """After exchanging back: remove what is at `tmp` (the entry goexd made), or, if someone wrote it in
-        the moment it was at `name`, keep it."""
+    def _drop_ours(self, fd: int, tmp: str, name: str, mark: tuple[int, int, int]) -> None:
+        """After exchanging back: remove what is at `tmp` if it is the entry goexd made, unchanged (`mark`); if
+        someone renamed their file over rel or wrote into goexd's in the moment it was there, keep that."""
         try:
             st = os.stat(tmp, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return
-        if stat.S_ISDIR(st.st_mode):
+        if _mark(st) != mark:
             _keep(fd, tmp, name)
             return
         os.unlink(tmp, dir_fd=fd)
