@@ -5,6 +5,7 @@ with the workspace; nothing answers INTERNAL. Real goexd (root and unprivileged)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -286,3 +287,41 @@ def test_no_file_is_ever_missing_while_a_large_apply_writes_it(d: DaemonProcess,
         t.join()
     assert not missing, f"{len(missing)} files were absent for a moment, e.g. {sorted(missing)[:5]}"
     assert (ws / "f7").read_text() == "orig7\n"
+
+
+def test_files_the_person_turns_into_directories_during_the_apply_are_kept(d: DaemonProcess, ws: Path) -> None:
+    """F2 (type race): while an action that modifies every file is applied, the person turns files into
+    directories holding a file. No INTERNAL ('Is a directory'), and each file the person made is on disk."""
+    n = 300
+    for i in range(n):
+        person_writes(d, ws / f"f{i}", f"orig{i}\n")
+    s = sec_session(d, ws)
+    made: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def person() -> None:
+        order = list(range(n))
+        random.Random(2).shuffle(order)
+        while not stop.is_set() and (ws / "f0").read_bytes() == b"orig0\n":  # until the apply begins
+            time.sleep(0.0005)
+        for i in order:
+            if stop.is_set():
+                break
+            p = ws / f"f{i}"
+            with contextlib.suppress(OSError):
+                p.unlink()
+                person_writes(d, p / "g", f"PERSON-DIR {i}\n")
+                made[f"f{i}/g"] = f"PERSON-DIR {i}\n".encode()
+
+    t = threading.Thread(target=person, daemon=True)
+    t.start()
+    try:
+        action = submit_while(
+            d, s, f"echo ACTION >> f0; sleep 0.5; for i in $(seq 1 {n - 1}); do echo A >> f$i; done", lambda: None
+        )
+    finally:
+        stop.set()
+        t.join()
+    assert action.state == pb.ACTION_STATE_EXECUTED and "internal" not in action.error.lower(), action
+    lost = [p for p, data in made.items() if not ((ws / p).is_file() and (ws / p).read_bytes() == data)]
+    assert not lost, f"{len(lost)} of {len(made)} files the person made are gone: {lost[:5]}"
