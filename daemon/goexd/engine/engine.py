@@ -10,6 +10,7 @@ Rules it enforces:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -84,7 +85,7 @@ from goexd.resources.base import (
     UndoesThreeWay,
     settling,
 )
-from goexd.resources.fs import FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.fs import UNDONE_SINCE, FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.fs_inverse import FsInverseResource
 from goexd.resources.fs_trial import site_of, try_pair
 from goexd.resources.host_paths import OwnPaths, daemon_paths
@@ -1340,6 +1341,16 @@ class Engine:
         }.get(action.state, f"it is still {action.state.value}")
         raise FailedPrecondition(f"cannot undo action {action.id}: {why}")
 
+    def _undone_since(self, action: Action) -> dict[str, str]:
+        """A workspace action's checkpoint for its undo, with the older actions on it undone since it ran
+        (resources/fs.py UNDONE_SINCE): the undo replays theirs first (issue 14 F9)."""
+        found = self.journal.list_actions(action.session_id, [ActionState.UNDONE], limit=1 << 30)
+        undone = [a for a in diffs.undone_since(found, action) if a.checkpoint.get("post") and a.checkpoint.get("pre")]
+        if not undone or "post" not in action.checkpoint:
+            return action.checkpoint
+        pairs = [[a.checkpoint["post"], a.checkpoint["pre"]] for a in undone]
+        return {**action.checkpoint, UNDONE_SINCE: json.dumps(pairs)}
+
     @staticmethod
     def _refuse_irreversible(actions: Sequence[Action]) -> None:
         """Before undoing anything: one irreversible action in the batch refuses the whole undo."""
@@ -1357,11 +1368,9 @@ class Engine:
         three_way = manager if isinstance(manager, UndoesThreeWay) else None
         if force and three_way is None:
             raise InvalidArgument("force", f"resource {action.resource!r} has nothing to overwrite: only workspaces do")
-        if (
-            three_way is not None
-            and not force
-            and (conflicts := three_way.undo_conflicts(action.id, action.checkpoint))
-        ):
+        replays = isinstance(manager, FsVersionedResource) and not isinstance(manager, FsInverseResource)
+        checkpoint = self._undone_since(action) if replays else action.checkpoint
+        if three_way is not None and not force and (conflicts := three_way.undo_conflicts(action.id, checkpoint)):
             # Before anything is undone (its http calls included): refused whole.
             later = self._later_on_paths(action, set(conflicts))
             by = f"by later pending actions {', '.join(later)} or by you" if later else "by you or a later action"
@@ -1376,9 +1385,9 @@ class Engine:
         try:
             calls = self._undo_calls(live, action, keep_going=False)
             if force and three_way is not None:
-                report = three_way.rollback_overwriting(action.id, action.checkpoint)
+                report = three_way.rollback_overwriting(action.id, checkpoint)
             else:
-                report = manager.rollback(action.id, action.checkpoint)
+                report = manager.rollback(action.id, checkpoint)
             faults.point("undo-returned", _tag(manager))
         except Exception as exc:
             full = is_out_of_space(exc)

@@ -82,6 +82,8 @@ DISCARDING = "-discarding"  # `<overlays dir>-discarding` holds applied runs' up
 CTIME_SLACK_NS = 20_000_000
 CONCURRENT = "changed in the workspace while the action ran; the action's version was applied"
 FORCED = "changed since the action; overwritten by a forced undo"
+# In the checkpoint an undo is given: JSON [[post, pre], ...] of older actions undone since (engine._undone_since).
+UNDONE_SINCE = "undone_since"
 APPLYING = "changed in the workspace while the action's result was applied; the action's version was applied"
 RESTORE_FORCED = "changed since it was set aside; overwritten by a forced restore of set-aside {}"
 
@@ -392,9 +394,17 @@ class FsVersionedResource(UndoesByItself):
         if "post" not in checkpoint:
             return ()
         with self._space(f"checking what an undo of action {action_id} would overwrite"):
-            return self._store.revert(
-                Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), dry_run=True
-            ).plan.conflicts
+            return self._store.revert(*self._undo_pair(checkpoint), dry_run=True).plan.conflicts
+
+    def _undo_pair(self, checkpoint: Checkpoint) -> tuple[Snapshot, Snapshot]:
+        """(post, pre) an undo reverts between: the action's, with the undos of older actions done since it ran
+        replayed on both (UNDONE_SINCE): a directory such an undo kept only for this action's files goes with
+        them, and what it already took back is not this undo's to write again."""
+        post, pre = Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"])
+        undos = [(Snapshot(p), Snapshot(q)) for p, q in json.loads(checkpoint.get(UNDONE_SINCE, "[]"))]
+        if not undos:
+            return post, pre
+        return self._store.with_undos(post, undos), self._store.with_undos(pre, undos)
 
     def rollback_overwriting(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         """Undo even where paths changed since the action; what was there is set aside."""
@@ -403,7 +413,7 @@ class FsVersionedResource(UndoesByItself):
 
     def _rollback(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
         if "post" in checkpoint:
-            report = self._revert(action_id, Snapshot(checkpoint["post"]), Snapshot(checkpoint["pre"]), force)
+            report = self._revert(action_id, *self._undo_pair(checkpoint), force)
             self._drop_intent(action_id)
             return report
         if "overlay" in checkpoint:  # it stopped before its result was recorded as applied

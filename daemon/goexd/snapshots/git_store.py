@@ -91,6 +91,7 @@ from goexd.snapshots.layout import (
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.overlay_upper import UpperChanges, read_upper
 from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
+from goexd.snapshots.replay import with_undos
 from goexd.snapshots.room import check_room
 from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left, remove_temporaries
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
@@ -227,6 +228,12 @@ class GitWorkspaceStore:
         removed included: O(changed)."""
         with self._session():
             return set(diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas))
+
+    def with_undos(self, base: Snapshot, undos: Sequence[tuple[Snapshot, Snapshot]]) -> Snapshot:
+        """`base` with the undos of other actions ((post, pre) each, in the order they ran) replayed on it,
+        computed from snapshots alone (replay.py)."""
+        with self._session():
+            return Snapshot(with_undos(self._repo, self._metas, base.id, [(p.id, q.id) for p, q in undos]))
 
     def restore(self, snapshot: Snapshot) -> RestoreReport:
         """Make the workspace `snapshot` and verify it. What goexd may not read and does not

@@ -1,0 +1,60 @@
+"""Undoing an older action alone, then the later one (issue 14 F9), through a real goexd: the later undo
+replays the older undo first (engine._undone_since, resources/fs.py UNDONE_SINCE), so after both the
+workspace is exactly as before either ran: a directory the older one made and its undo kept only for the
+later one's files goes with them; one the person put something in stays; what the older (forced) undo
+took back is not written again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from goex.v1 import actions_pb2 as apb
+from goex.v1 import types_pb2 as pb
+from tests.daemon_process import DaemonProcess
+from tests.e2e.rpc import open_fs, shell, undo
+from tests.fs_fingerprint import fingerprint
+
+
+def forced_undo(d: DaemonProcess, session_id: str, action_id: str) -> list[pb.Action]:
+    req = apb.UndoActionRequest(session_id=session_id, action_id=action_id, force=True)
+    return list(d.actions.UndoAction(req, timeout=60).undone)
+
+
+def test_a_directory_kept_only_for_a_later_actions_files_goes_with_them(
+    shared_daemon: DaemonProcess, workspace: Path
+) -> None:
+    before = fingerprint(workspace)
+    s = open_fs(shared_daemon, workspace)
+    older = shell(shared_daemon, s.id, "mkdir -p n/x && echo y > n/x/y")
+    later = shell(shared_daemon, s.id, "echo z > n/z")
+    undo(shared_daemon, s.id, older.id)  # alone: n/ stays for n/z
+    assert sorted(p.name for p in (workspace / "n").iterdir()) == ["z"]
+    [undone] = undo(shared_daemon, s.id, later.id)
+    assert undone.state == pb.ACTION_STATE_UNDONE and undone.reversibility.verdict == pb.VERDICT_PASSED
+    assert not (workspace / "n").exists()
+    assert fingerprint(workspace) == before  # was: an empty n/ left behind, both undos "verified"
+
+
+def test_a_directory_the_person_put_something_in_stays(shared_daemon: DaemonProcess, workspace: Path) -> None:
+    s = open_fs(shared_daemon, workspace)
+    older = shell(shared_daemon, s.id, "mkdir -p n/x && echo y > n/x/y")
+    later = shell(shared_daemon, s.id, "echo z > n/z")
+    undo(shared_daemon, s.id, older.id)
+    (workspace / "n" / "mine.txt").write_text("the person's\n")
+    undo(shared_daemon, s.id, later.id)
+    assert sorted(p.name for p in (workspace / "n").iterdir()) == ["mine.txt"]
+    assert (workspace / "n" / "mine.txt").read_text() == "the person's\n"
+
+
+def test_what_a_forced_undo_of_the_older_took_back_is_not_written_again(
+    shared_daemon: DaemonProcess, workspace: Path
+) -> None:
+    before = fingerprint(workspace)
+    s = open_fs(shared_daemon, workspace)
+    older = shell(shared_daemon, s.id, "echo one > a.txt; echo changed > b.txt")
+    later = shell(shared_daemon, s.id, "echo two > a.txt")
+    forced_undo(shared_daemon, s.id, older.id)  # a.txt: the later one's version is set aside
+    assert not (workspace / "a.txt").exists() and (workspace / "b.txt").read_text() == "bee\n"
+    undo(shared_daemon, s.id, later.id)  # no conflict, nothing of the older one comes back
+    assert not (workspace / "a.txt").exists()
+    assert fingerprint(workspace) == before
