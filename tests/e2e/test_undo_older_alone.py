@@ -20,28 +20,32 @@ def forced_undo(d: DaemonProcess, session_id: str, action_id: str) -> list[pb.Ac
     return list(d.actions.UndoAction(req, timeout=60).undone)
 
 
+def _older_undone_alone(d: DaemonProcess, workspace: Path) -> tuple[str, str]:
+    """The older action makes n/x/y, the later one n/z; the older is undone alone (n/ stays for n/z).
+    (session id, the later action's id)."""
+    s = open_fs(d, workspace)
+    older = shell(d, s.id, "mkdir -p n/x && echo y > n/x/y")
+    later = shell(d, s.id, "echo z > n/z")
+    undo(d, s.id, older.id)
+    assert sorted(p.name for p in (workspace / "n").iterdir()) == ["z"]
+    return s.id, later.id
+
+
 def test_a_directory_kept_only_for_a_later_actions_files_goes_with_them(
     shared_daemon: DaemonProcess, workspace: Path
 ) -> None:
     before = fingerprint(workspace)
-    s = open_fs(shared_daemon, workspace)
-    older = shell(shared_daemon, s.id, "mkdir -p n/x && echo y > n/x/y")
-    later = shell(shared_daemon, s.id, "echo z > n/z")
-    undo(shared_daemon, s.id, older.id)  # alone: n/ stays for n/z
-    assert sorted(p.name for p in (workspace / "n").iterdir()) == ["z"]
-    [undone] = undo(shared_daemon, s.id, later.id)
+    session_id, later = _older_undone_alone(shared_daemon, workspace)
+    [undone] = undo(shared_daemon, session_id, later)
     assert undone.state == pb.ACTION_STATE_UNDONE and undone.reversibility.verdict == pb.VERDICT_PASSED
     assert not (workspace / "n").exists()
     assert fingerprint(workspace) == before  # was: an empty n/ left behind, both undos "verified"
 
 
 def test_a_directory_the_person_put_something_in_stays(shared_daemon: DaemonProcess, workspace: Path) -> None:
-    s = open_fs(shared_daemon, workspace)
-    older = shell(shared_daemon, s.id, "mkdir -p n/x && echo y > n/x/y")
-    later = shell(shared_daemon, s.id, "echo z > n/z")
-    undo(shared_daemon, s.id, older.id)
+    session_id, later = _older_undone_alone(shared_daemon, workspace)
     (workspace / "n" / "mine.txt").write_text("the person's\n")
-    undo(shared_daemon, s.id, later.id)
+    undo(shared_daemon, session_id, later)
     assert sorted(p.name for p in (workspace / "n").iterdir()) == ["mine.txt"]
     assert (workspace / "n" / "mine.txt").read_text() == "the person's\n"
 
