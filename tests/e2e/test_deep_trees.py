@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from goex.v1 import actions_pb2 as apb
+from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from goexd.snapshots.remove_tree import remove_tree
 from tests.daemon_process import DaemonProcess
@@ -65,6 +66,11 @@ def test_an_action_nesting_directories_2000_deep_applies_diffs_and_undoes(
     diff = shared_daemon.actions.GetDiff(apb.GetDiffRequest(action_id=action.id), timeout=120)
     leaf = "/".join(["d"] * DEPTH) + "/f"
     assert [f.path for f in diff.files] == [leaf] and b"+leaf\n" in diff.files[0].patch
+
+    # DescribeSession walks the workspace too (it listed files through os.walk, which recurses).
+    described = shared_daemon.sessions.DescribeSession(sepb.DescribeSessionRequest(session_id=s.id), timeout=60)
+    [text] = [r.text for r in described.resources]
+    assert "  b.txt\n" in text and "  sub/c.bin" in text, text
 
     [undone] = undo(shared_daemon, s.id)
     assert undone.state == pb.ACTION_STATE_UNDONE, undone

@@ -163,13 +163,10 @@ class FsVersionedResource(UndoesByItself):
     def describe(self, samples: bool = False) -> str:
         lines = [f"directory {self.workspace} (mounted at /workspace in the sandbox)"]
         count = 0
-        for root, dirs, files in os.walk(self.workspace):
-            dirs[:] = sorted(d for d in dirs if not (root == str(self.workspace) and d == ".git"))
-            rel = os.path.relpath(root, self.workspace)
-            for name in sorted(files):
-                count += 1
-                if count <= DESCRIBE_MAX_ENTRIES:
-                    lines.append(f"  {display_path(name if rel == '.' else os.path.join(rel, name))}")
+        for rel, name in _files_below(self.workspace):
+            count += 1
+            if count <= DESCRIBE_MAX_ENTRIES:
+                lines.append(f"  {display_path(os.path.join(rel, name) if rel else name)}")
         if count > DESCRIBE_MAX_ENTRIES:
             lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
         return "\n".join(lines)
@@ -612,6 +609,31 @@ def _holds_less(top: Path, limit: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _files_below(workspace: Path) -> Iterator[tuple[str, str]]:
+    """(dir, name) of each entry that is not a directory, as os.walk lists them (sorted, top down, links not
+    entered, the top .git left out), without recursion (os.walk recurses: a tree 1,000 deep overflowed it). A
+    directory too deep for a path (PATH_MAX) or unreadable is skipped, as os.walk skips it."""
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        try:
+            with os.scandir(workspace / rel if rel else workspace) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        dirs = []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                yield rel, e.name
+            elif not e.is_symlink() and not (not rel and e.name == TOP_GIT):
+                dirs.append(os.path.join(rel, e.name) if rel else e.name)
+        todo += reversed(dirs)
 
 
 def _discarding(overlays_dir: Path) -> Path:
