@@ -162,7 +162,7 @@ class GitWorkspaceStore:
         self._linked = False  # the latest incremental capture re-read a file with more than one name
         # Files with more than one name (scan.TreeScan.linked): re-stated at every capture, since a write through
         # a name outside the workspace raises no event here (issue 14 F6).
-        self._links: dict[str, tuple[int, int, int, int]] = {}
+        self._links: dict[str, tuple[int, int, int]] = {}
         # Files goexd stages itself (nested repositories, escaped names; git's stat cache does not cover
         # them): their stat when read and content id, this full scan's and the previous one's, so a full
         # scan re-reads only those that changed.
@@ -617,9 +617,11 @@ class GitWorkspaceStore:
         for path, key in self._links.items():
             try:
                 st = lstat(root + os.fsencode(path))  # read only, compared; a symlinked parent makes it differ
+            except PermissionError:
+                continue  # below a directory goexd may not search (it opens those up only for a full scan)
             except OSError:
                 return True
-            if (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size) != key:
+            if (st.st_ino, st.st_mtime_ns, st.st_size) != key:
                 return True
         return False
 

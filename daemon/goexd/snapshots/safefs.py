@@ -338,19 +338,43 @@ class SafeFS:
         return False
 
     def rmdir_if_empty(self, rel: str) -> bool:
-        """Remove the directory rel if it is empty (what was planned to go from it has gone); whether it did.
-        Something someone put in it since keeps it."""
+        """Remove the directory rel if it holds nothing but directories (what was planned to go from it has gone;
+        empty directories below it a plan may not list go with it, each by rmdir, deepest first); whether it did.
+        A file or symlink someone put in it since keeps it: rmdir never removes content."""
         self.forget(rel)
         try:
             self._in(rel, lambda fd, name: os.rmdir(name, dir_fd=fd))
         except (FileNotFoundError, NotADirectoryError):
             return True
         except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not self._rmdir_tree(rel):
                 return False
-            raise
         for key in [k for k in self.opened if is_under(k, rel)]:
             self._forget_opened(key)
+        return True
+
+    def _rmdir_tree(self, top: str) -> bool:
+        """rmdir every directory of the tree at top, deepest first; False (stopping) at anything else in it."""
+        dirs: list[str] = []
+        todo = [top]
+        try:
+            while todo:
+                rel = todo.pop()
+                dirs.append(rel)
+                with os.scandir(self.dir_fd(rel)) as entries:
+                    for e in entries:
+                        if not e.is_dir(follow_symlinks=False):
+                            return False
+                        todo.append(join(rel, e.name))
+            for rel in sorted(dirs, reverse=True):  # children sort after parents
+                self.forget(rel)
+                self._in(rel, lambda fd, name: os.rmdir(name, dir_fd=fd))
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # filled meanwhile
+            raise
         return True
 
     def _settle(self, fd: int, tmp: str, rel: str, expected: Check) -> bool:

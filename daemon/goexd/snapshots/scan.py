@@ -55,9 +55,10 @@ class TreeScan:
     # With collect=True: every file and symlink, with its lstat result.
     entries: list[tuple[str, os.stat_result]] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)  # left out: not goexd's, not readable
-    # Regular files with more than one name, by path: (inode, ctime, mtime, size). A write through a name outside
-    # the workspace raises no inotify event here; every capture re-stats these (git_store, issue 14 F6).
-    linked: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    # Regular files with more than one name, by path: (inode, mtime, size; not ctime, which giving an opened-up
+    # mode back moves). A write through a name outside the workspace raises no inotify event here; every capture
+    # re-stats these (git_store, issue 14 F6).
+    linked: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def scan_workspace(root: Path, default: Owner, fs: SafeFS) -> TreeScan:
@@ -136,7 +137,7 @@ def scan_tree(top_fd: int, top: str, default: Owner, fs: SafeFS, *, collect: boo
                             continue
                         out.meta[meta_file_key(path)] = (perm, owner)
                     if st.st_nlink > 1:
-                        out.linked[path] = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+                        out.linked[path] = (st.st_ino, st.st_mtime_ns, st.st_size)
                     if collect:
                         out.entries.append((path, st))
                 elif stat.S_ISLNK(mode):
