@@ -288,6 +288,8 @@ class FsVersionedResource(UndoesByItself):
             faults.point("fs-applied", self._tag)
             if applied.kept is not None:
                 notes.append(_kept_note(list(applied.kept.paths), applied.kept.id, "changed while it was applied"))
+            if applied.beside:
+                notes.append(_beside_note(applied.beside))
             if applied.left:
                 notes.append(
                     f"left {display_paths(list(applied.left))} as you changed them while the action was applied "
@@ -451,6 +453,8 @@ class FsVersionedResource(UndoesByItself):
             parts.append(_kept_note(list(done.kept.paths), done.kept.id, "changed since the action"))
         if done.left:
             parts.append(f"left {display_paths(list(done.left))} as you changed them while the undo ran (yours)")
+        if done.beside:
+            parts.append(_beside_note(done.beside))
         report = done.report
         if report.unowned or report.unreadable:
             return RollbackReport(False, "; ".join([*parts, report.describe()]))
@@ -676,6 +680,13 @@ def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:
     except OSError as e:
         return f"{planted}, but cannot remove it: {e}", False
     return f"{planted}: removed", True
+
+
+def _beside_note(paths: Sequence[str]) -> str:
+    return (
+        f"kept what you wrote to {display_paths(list(paths))} through a file held open while goexd replaced it, "
+        "beside it as <name>.goex-kept-<hex>"
+    )
 
 
 @contextmanager

@@ -338,7 +338,7 @@ class GitWorkspaceStore:
                     continue
                 raise SnapshotError(f"revert to {target.id} not verified: {path or '.'} is not as recorded")
             report = RestoreReport(tuple(unowned), self._unreadable)
-            return Reverted(current, after, plan, report, kept, tuple(sorted(set(left))))
+            return Reverted(current, after, plan, report, kept, tuple(sorted(set(left))), tuple(fs.kept))
 
     def _changed_after_write(self, path: str, written: dict[str, tuple[int, int, int]]) -> bool:
         """Whether `path`, not as the revert wrote it, was changed by someone after goexd's write: it is not the
@@ -974,6 +974,9 @@ class Reverted:
     kept: SetAside | None = None  # what a forced revert overwrote, set aside (with `keep_as`)
     # Paths someone changed while the revert wrote (after its capture): left as they are, theirs (issue 14 F2).
     left: tuple[str, ...] = ()
+    # Paths beside which a write someone made into the file goexd replaced (through a descriptor held open across
+    # the swap) was kept, as `name.goex-kept-<hex>` (safefs.watch_removed).
+    beside: tuple[str, ...] = ()
 
 
 def _same_but_owner(got: Entry | None, want: Entry | None) -> bool:
