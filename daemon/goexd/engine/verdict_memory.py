@@ -8,9 +8,9 @@ keys). Normalising only ever merges texts that run alike: when in doubt, two pai
 and the second is simply tested.
 
 A tested verdict (passed or failed; never unknown, which is retried) is kept with the
-fingerprint of what the pair touches, taken just before the test and unchanged just after it; the same pair on a resource
-with the same fingerprint reuses it and says so: "reused: ... tested at <when> ...; not tried
-again". What each strategy's fingerprint is (fingerprint_of) is said with it:
+fingerprint of what the pair touches, taken just before the test and unchanged just after it;
+the same pair on a resource with the same fingerprint reuses it and says so: "reused: ...
+tested at <when> ...; not tried again". What each strategy's fingerprint is (fingerprint_of) is said with it:
 
 - a workspace (any fs strategy): its snapshot id. Exact, and it changes with any edit anywhere in
   the workspace, so a reuse needs the whole tree unchanged; costs one incremental capture (cheap
