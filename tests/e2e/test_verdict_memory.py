@@ -210,6 +210,27 @@ def test_http_client_inverse_judged_wrong_is_refused(daemon: DaemonProcess, tmp_
         assert still.verdict == pb.VERDICT_FAILED and "untold, it is unknown" in still.detail, still.detail
 
 
+def test_http_json_client_inverse_judged_wrong_is_refused(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # A JSON inverse is recorded with the Content-Type it is sent with; the judgement made on that record must still
+    # hold for the pair as a client submits it again (trial 2, judge2.sh: it ran again "reversible, untested").
+    with run_json_server(tmp_path / "svc", {"items": [{"id": 1, "name": "lamp", "price": 100}]}) as server:
+        res = pb.ResourceSpec(name="api", http=pb.HttpResourceSpec(base_url=server.base_url))
+        sid = daemon.sessions.CreateSession(sepb.CreateSessionRequest(resources=[res])).session.id
+
+        def patch(body: str) -> pb.ActionSpec:
+            return pb.ActionSpec(http=pb.HttpAction(method="PATCH", path="/items/1", json=body))
+
+        done = _submit(daemon, sid, patch('{"price":95}'), patch('{"price":100}'))
+        assert done.state == pb.ACTION_STATE_EXECUTED, done.error
+        daemon.actions.UndoAction(apb.UndoActionRequest(session_id=sid, action_id=done.id))
+        _judge(daemon, done.id, apb.JUDGEMENT_WRONG, "must restore via PUT")
+        items_before = server.db()["items"]
+        refused = _submit(daemon, sid, patch('{"price": 95}'), patch('{ "price" : 100 }'))
+        assert refused.state == pb.ACTION_STATE_BLOCKED, (refused.state, refused.reversibility.detail)
+        assert "marked this pair wrong" in refused.error and "must restore via PUT" in refused.error, refused.error
+        assert server.db()["items"] == items_before  # never sent
+
+
 def test_judge_log_and_show_from_the_cli(daemon: DaemonProcess, tmp_path: Path) -> None:
     db = tmp_path / "app.db"
     with sqlite3.connect(db) as conn:

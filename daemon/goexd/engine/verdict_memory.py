@@ -3,9 +3,11 @@
 A pair is keyed by its resource (kind and canonical URI) and both specs normalised (pair_key):
 SQL by its tokens (keywords in one case, comments and layout dropped; strings, identifiers and
 parameters exact), shell by its argv, python by its code (both with env and stdin), HTTP by
-method, path, query, the headers' names and values and the body (JSON re-serialised with sorted
-keys). Normalising only ever merges texts that run alike: when in doubt, two pairs stay apart
-and the second is simply tested.
+method, path, query, the headers' names and values as sent (a JSON body's implied Content-Type
+included, so a client inverse keys alike as submitted and as the action records it) and the body
+(JSON re-serialised with sorted keys). The resource is part of the key: the same specs on another
+workspace path, database or base URL are another pair. Normalising only ever merges texts that run
+alike: when in doubt, two pairs stay apart and the second is simply tested.
 
 A tested verdict (passed or failed; never unknown, which is retried) is kept with the
 fingerprint of what the pair touches, taken just before the test and unchanged just after it;
@@ -138,7 +140,10 @@ def _spec_doc(spec: ActionSpec, resource: Resource) -> dict[str, Any]:
         if r.json:
             with contextlib.suppress(ValueError):
                 body = json.loads(r.body)
-        headers = sorted((k.lower(), v) for k, v in r.headers)
+        headers = [(k.lower(), v) for k, v in r.headers]
+        if r.json and not any(k == "content-type" for k, _ in headers):  # as sent (call_of), and as goexd records it
+            headers.append(("content-type", "application/json"))
+        headers.sort()
         doc.update(method=r.method.upper(), path=r.path, query=[list(q) for q in r.query], headers=headers, body=body)
     else:
         doc.update(
