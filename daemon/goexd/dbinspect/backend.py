@@ -57,6 +57,10 @@ class Backend(Protocol):
 
     def table_content(self, rel: Relation, detail_limit: int) -> TableContent: ...
 
+    def state(self) -> dict[str, str]:
+        """Database-level state compared beside the schema and rows ("user_version" -> "7")."""
+        ...
+
 
 class SqliteBackend:
     engine = "sqlite"
@@ -76,6 +80,9 @@ class SqliteBackend:
     def table_content(self, rel: Relation, detail_limit: int) -> TableContent:
         return sqlite_data.table_content(self.conn, rel, detail_limit)
 
+    def state(self) -> dict[str, str]:
+        return sqlite_catalog.database_state(self.conn)
+
 
 class PgBackend:
     engine = "postgresql"
@@ -94,6 +101,9 @@ class PgBackend:
 
     def table_content(self, rel: Relation, detail_limit: int) -> TableContent:
         return pg_data.table_content(self.conn, rel, detail_limit)
+
+    def state(self) -> dict[str, str]:
+        return {}
 
 
 @contextmanager

@@ -74,10 +74,13 @@ class DbDiff:
     text: str
     tables_renamed: tuple[tuple[str, str], ...] = ()  # (name before, name after); also in removed and added
     schema_changes: tuple[str, ...] = ()  # every schema change, one line each, naming its object
+    state_changes: tuple[str, ...] = ()  # database-level state: "sqlite_sequence t: 1 → 2", "user_version: 0 → 7"
 
     @property
     def identical(self) -> bool:
-        return not (self.tables_added or self.tables_removed or self.tables_changed or self.schema_changed)
+        return not (
+            self.tables_added or self.tables_removed or self.tables_changed or self.schema_changed or self.state_changes
+        )
 
 
 def diff(before: DbFingerprint, after: DbFingerprint) -> DbDiff:
@@ -108,6 +111,10 @@ def diff(before: DbFingerprint, after: DbFingerprint) -> DbDiff:
     text = _text(before, after, added, removed, changed, renamed, found)
     if not text:
         text = _plain_text(before, after, added, removed, changed, objects_added, objects_removed, objects_changed)
+    state = _state_changes(before, after)
+    if state:
+        said = "Database state changed: " + "; ".join(state) + "."
+        text = said if text.startswith("No differences") else f"{text} {said}"
     return DbDiff(
         added,
         removed,
@@ -119,6 +126,17 @@ def diff(before: DbFingerprint, after: DbFingerprint) -> DbDiff:
         text,
         renamed,
         tuple(found.lines()) if found else (),
+        state,
+    )
+
+
+def _state_changes(before: DbFingerprint, after: DbFingerprint) -> tuple[str, ...]:
+    """Each database-level state item that differs, e.g. "sqlite_sequence t: 1 → 2" ("none": absent)."""
+    keys = sorted(before.state.keys() | after.state.keys())
+    return tuple(
+        f"{k}: {before.state.get(k, 'none')} → {after.state.get(k, 'none')}"
+        for k in keys
+        if before.state.get(k) != after.state.get(k)
     )
 
 

@@ -46,6 +46,9 @@ class DbFingerprint:
     unreadable: tuple[str, ...] = ()
     # The definitions `objects` hashes, for a diff to say what changed in them; not compared by ==.
     definitions: Definitions | None = field(default=None, compare=False, repr=False)
+    # Database-level state beside the schema and rows (SQLite: user_version, application_id,
+    # sqlite_sequence values; sqlite_catalog.database_state), compared.
+    state: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -54,6 +57,8 @@ class DbFingerprint:
         for name in sorted(self.tables):
             t = self.tables[name]
             h.update(f"\0{name}\0{t.schema_hash}\0{t.row_count}\0{t.content_hash}".encode())
+        for key in sorted(self.state):
+            h.update(f"\0state\0{key}\0{self.state[key]}".encode())
         return h.hexdigest()
 
 
@@ -88,7 +93,9 @@ def partial_fingerprint(
         for rel in schema.tables
         if rel.readable
     }
-    return DbFingerprint(db.engine, schema_hash(objects), objects, tables, unreadable(schema), Definitions.of(schema))
+    return DbFingerprint(
+        db.engine, schema_hash(objects), objects, tables, unreadable(schema), Definitions.of(schema), db.state()
+    )
 
 
 def unreadable(schema: Schema) -> tuple[str, ...]:

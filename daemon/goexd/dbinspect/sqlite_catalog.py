@@ -166,3 +166,21 @@ def _stat1(conn: sqlite3.Connection) -> dict[str, int]:
         if head.isdigit():
             out[tbl] = max(out.get(tbl, 0), int(head))
     return out
+
+
+def database_state(conn: sqlite3.Connection) -> dict[str, str]:
+    """State outside the tables' rows that an action can change and a transaction keeps: the header's
+    user_version and application_id, and each AUTOINCREMENT table's sqlite_sequence value (the next
+    rowid it hands out). "user_version" -> "7", "sqlite_sequence t" -> "2".
+
+    Not here: journal_mode (goexd itself puts a database in WAL), page_size and auto_vacuum (how
+    the file is laid out, not what a query reads; they change only with VACUUM)."""
+    ((user_version,),) = rows(conn, "PRAGMA main.user_version")
+    ((application_id,),) = rows(conn, "PRAGMA main.application_id")
+    state = {"user_version": str(user_version), "application_id": str(application_id)}
+    if rows(conn, "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"):
+        for name, seq in rows(
+            conn, "SELECT name, seq FROM main.sqlite_sequence WHERE lower(name) <> ?", (OUTCOMES_TABLE,)
+        ):
+            state[f"sqlite_sequence {quote_ident(str(name))}"] = repr(seq) if not isinstance(seq, int) else str(seq)
+    return state

@@ -100,14 +100,17 @@ class Probe:
     schema_version: int  # SQLite's count of changes to the main schema, at the start
     written: set[str] = field(default_factory=set)  # tables (by name) the statements were compiled to write
     seen: dict[str, list[int]] = field(default_factory=dict)  # name -> rows added, net digest sum, rows seen
+    state: dict[str, str] = field(default_factory=dict)  # database-level state at the start (DbFingerprint.state)
 
     @classmethod
     def start(cls, conn: sqlite3.Connection, written: frozenset[str] | None) -> Probe:
         """In the caller's open transaction, before the statements run (see written_tables for `written`)."""
         with reading(conn) as db:
             schema = db.schema()
+            state = db.state()
         ((journal,),) = rows(conn, "PRAGMA journal_mode")
         probe = cls(conn, schema, {}, {}, str(journal).lower() == "wal", written is None, _schema_version(conn))
+        probe.state = state
         conn.create_function(_FUNCTION, -1, probe._capture)
         tables = {rel.name: rel for rel in schema.tables}
         for n, name in enumerate(sorted(written or ())):
@@ -164,9 +167,11 @@ class Probe:
         with reading(self.conn) as db:
             schema = self._schema(db)
             read = self._to_read(db, schema, zero=True)
-            if not read:
-                return None
             after = partial_fingerprint(db, schema, read)
+            if not read:  # no rows to compare: the state alone (a sqlite_sequence value, user_version)
+                if after.state == self.state:
+                    return None
+                return diff(replace(partial_fingerprint(db, self.schema, read), state=self.state), after)
         if not self.wal:
             raise ValueError("the side before a transaction is readable only in WAL mode")
         with view() as other, reading(other) as db:
@@ -189,7 +194,8 @@ class Probe:
                 elif rel.name in self.seen and rel.ref in tables:
                     added, digests, _ = self.seen[rel.name]
                     tables[rel.ref] = _moved(tables[rel.ref], added, digests)
-        return replace(before, tables=tables)
+            state = db.state()
+        return replace(before, tables=tables, state=state)
 
     def _schema(self, db: Backend) -> Schema:
         """The schema now: the one at the start unless the main schema's version moved (any DDL moves it)."""

@@ -1,0 +1,108 @@
+# ruff: noqa: F811  # the `res` fixture is imported from test_sqlite_inverse and named by each test
+"""SQLite state beside the rows that a pair can leave changed (issue 15, the outside trial's S2/S18,
+mem1 and the undo's message): sqlite_sequence values, user_version and application_id are compared
+by the test, by the undo's check and by the fingerprint verdict memory keys on; an undo that does
+not match says what differs."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from goexd.dbinspect import sqlite as inspect
+from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.sandbox.base import Limits
+from tests.integration.test_sqlite_inverse import q, res  # noqa: F401 (res: the resource on `db` below)
+from tests.integration.verdicts import failed, passed
+
+LIMITS = Limits(timeout_s=10)
+SETUP = """
+CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT, n TEXT);
+INSERT INTO a (n) VALUES ('x');
+CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER);
+INSERT INTO t VALUES (1, 1), (2, 2);
+"""
+PUT_BACK = "UPDATE sqlite_sequence SET seq = 1 WHERE name = 'a'"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as setup:
+        setup.executescript(SETUP)
+    return path
+
+
+def whole(db: Path) -> inspect.DbFingerprint:
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        return inspect.fingerprint(conn)
+
+
+def test_an_autoincrement_counter_left_moved_fails_the_test(res: SqliteInverseResource, db: Path) -> None:
+    before = whole(db)
+    detail = failed(res, "INSERT INTO a (n) VALUES ('y')", "DELETE FROM a WHERE n = 'y'")
+    assert "sqlite_sequence a: 1 → 2" in detail, detail
+    # Putting the counter back too is the right inverse.
+    passed(res, "INSERT INTO a (n) VALUES ('y')", f"DELETE FROM a WHERE n = 'y'; {PUT_BACK}")
+    assert whole(db) == before and whole(db).state["sqlite_sequence a"] == "1"
+
+
+@pytest.mark.parametrize("pragma", ["user_version", "application_id"])
+def test_header_values_left_changed_fail_the_test(res: SqliteInverseResource, db: Path, pragma: str) -> None:
+    detail = failed(res, f"PRAGMA {pragma} = 7", "SELECT 1")
+    assert f"{pragma}: 0 → 7" in detail, detail
+    passed(res, f"PRAGMA {pragma} = 7", f"PRAGMA {pragma} = 0")
+    with sqlite3.connect(db) as other:
+        assert other.execute(f"PRAGMA {pragma}").fetchone() == (0,)  # the tests changed nothing
+
+
+def test_the_diff_names_each_state_change_and_only_those() -> None:
+    with sqlite3.connect(":memory:", isolation_level=None) as conn:
+        conn.executescript(SETUP)
+        before = inspect.fingerprint(conn)
+        conn.execute("INSERT INTO a (n) VALUES ('y')")
+        conn.execute("DELETE FROM a WHERE n = 'y'")
+        conn.execute("PRAGMA user_version = 3")
+        after = inspect.fingerprint(conn)
+    assert before != after and before.digest != after.digest
+    found = inspect.diff(before, after)
+    assert not found.identical and not found.tables_changed and not found.schema_changed
+    assert found.state_changes == ("sqlite_sequence a: 1 → 2", "user_version: 0 → 3")
+    assert found.text == "Database state changed: sqlite_sequence a: 1 → 2; user_version: 0 → 3.", found.text
+
+
+def test_the_tracked_fingerprint_after_an_action_holds_the_state(res: SqliteInverseResource, db: Path) -> None:
+    """The fingerprint after an action comes from the one before and what changed: its state is read."""
+    spec, inverse = q("INSERT INTO a (n) VALUES ('y')"), q("DELETE FROM a WHERE n = 'y'")
+    cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", inverse)
+    out = res.execute(spec, LIMITS, cp, None, None)
+    assert out.checkpoint_extra["post"] == res.fingerprint() == whole(db).digest
+
+
+def test_an_undo_that_does_not_restore_says_what_differs(res: SqliteInverseResource, db: Path) -> None:
+    spec = q("INSERT INTO a (n) VALUES ('y')")
+    right = q(f"DELETE FROM a WHERE n = 'y'; {PUT_BACK}")
+    passed(res, spec.sql, right.sql)
+    cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", right)
+    cp = {**cp, **res.execute(spec, LIMITS, cp, None, None).checkpoint_extra}
+    cp["inverse_sql"] = "DELETE FROM a WHERE n = 'y'"  # as if the inverse kept were the wrong one
+    report = res.rollback(cp["marker"], cp)
+    assert not report.verified
+    assert "the inverse did not restore it" in report.detail and "sqlite_sequence a: 1 → 2" in report.detail, (
+        report.detail
+    )
+
+
+def test_an_undo_after_another_writer_names_the_other_writers_change(res: SqliteInverseResource, db: Path) -> None:
+    spec, inverse = q("UPDATE t SET v = v + 5"), q("UPDATE t SET v = v - 5")
+    passed(res, spec.sql, inverse.sql)
+    cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", inverse)
+    cp = {**cp, **res.execute(spec, LIMITS, cp, None, None).checkpoint_extra}
+    with sqlite3.connect(db) as other:
+        other.execute("INSERT INTO t VALUES (3, 3)")
+    report = res.rollback(cp["marker"], cp)
+    assert not report.verified and "changed since the action" in report.detail
+    assert "t: 2 → 3 rows" in report.detail, report.detail
