@@ -65,8 +65,8 @@ def set_up_postgres(conn: psycopg.Connection[Any], case: SqlCase) -> None:
 
 
 def sqlite_state(path: Path) -> list[tuple[Any, ...]]:
-    """The schema (its CREATE texts normalised: a rename and back leaves them quoted) and every row
-    of every table: what a test compares before and after."""
+    """The schema (its CREATE texts normalised: a rename and back leaves them quoted), every row
+    of every table, user_version, application_id and sqlite_sequence: what a test compares before and after."""
     with sqlite3.connect(path) as conn:
         schema = [
             (kind, name, table, normalise(sql or ""))
@@ -75,7 +75,13 @@ def sqlite_state(path: Path) -> list[tuple[Any, ...]]:
         ]
         tables = [name for kind, name, _, _ in schema if kind == "table"]
         rows = [(t, sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)) for t in tables]
-        return [*schema, *rows]
+        header = [conn.execute(f"PRAGMA {p}").fetchone() for p in ("user_version", "application_id")]
+        sequence = conn.execute(
+            "SELECT name, seq FROM sqlite_sequence ORDER BY 1"
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
+            else "SELECT 1 WHERE 0"
+        ).fetchall()
+        return [*schema, *rows, ("header", header), ("sqlite_sequence", sequence)]
 
 
 _PG_STATE = [
