@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from goexd.dbinspect import sqlite as inspect
+from goexd.engine.journal import Journal
+from goexd.engine.models import Reversibility, Verdict
+from goexd.engine.verdict_memory import VerdictMemory, remembered
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.sandbox.base import Limits
 from tests.integration.test_sqlite_inverse import q, res  # noqa: F401 (res: the resource on `db` below)
@@ -106,3 +109,25 @@ def test_an_undo_after_another_writer_names_the_other_writers_change(res: Sqlite
     report = res.rollback(cp["marker"], cp)
     assert not report.verified and "changed since the action" in report.detail
     assert "t: 2 → 3 rows" in report.detail, report.detail
+
+
+def test_verdict_memory_does_not_reuse_a_verdict_across_a_moved_counter(
+    res: SqliteInverseResource, db: Path, tmp_path: Path
+) -> None:
+    """The trial's mem1: a pair passed with the counter at 1; with only the counter moved (no row
+    differs) the fingerprint differs, so the pair is tested again, and fails there."""
+    memory = VerdictMemory(Journal(tmp_path / "journal.sqlite3", sync="normal"))
+    spec, inverse = q("INSERT INTO a (n) VALUES ('z')"), q(f"DELETE FROM a WHERE id = 2; {PUT_BACK}")
+
+    def now() -> Reversibility:
+        return res.test(spec, inverse, LIMITS, None)
+
+    first = remembered(memory, res.resource, res, spec, inverse, "t", now)
+    assert first is not None and first.verdict is Verdict.PASSED, first
+    again = remembered(memory, res.resource, res, spec, inverse, "t", now)
+    assert again is not None and again.detail.startswith("reused: passed"), again  # the same state: reused
+    with sqlite3.connect(db) as other:  # another writer moves only the counter
+        other.execute("UPDATE sqlite_sequence SET seq = 5 WHERE name = 'a'")
+    moved = remembered(memory, res.resource, res, spec, inverse, "t", now)
+    assert moved is not None and "reused" not in moved.detail, moved
+    assert moved.verdict is Verdict.FAILED and "sqlite_sequence a: 5 → 1" in moved.detail, moved.detail
