@@ -165,7 +165,7 @@ def pair_key(resource: Resource, spec: ActionSpec, inverse: ActionSpec) -> str:
 def fingerprint_of(manager: object) -> Fingerprint | None:
     """The fingerprint of what a pair on this resource touches, or None where none is cheap and exact."""
     if isinstance(manager, FsVersionedResource):  # the inverse strategy's manager is one too
-        return Fingerprint(manager.fingerprint(), "the workspace's snapshot")
+        return Fingerprint(manager.state_fingerprint(), "the workspace's snapshot")  # hard links included
     if isinstance(manager, SqliteInverseResource):
         return Fingerprint(manager.fingerprint(), "the whole database's fingerprint")
     return None

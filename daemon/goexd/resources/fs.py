@@ -42,6 +42,7 @@ from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
 from goexd.names import display_path, display_paths
+from goexd.resources import fs_links
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -490,6 +491,12 @@ class FsVersionedResource(UndoesByItself):
 
     def fingerprint(self) -> str:
         return self._store.capture().id
+
+    def state_fingerprint(self) -> str:
+        """The snapshot id, and which files are one inode (fs_links.py: ids do not encode hard links)."""
+        snap = self.fingerprint()
+        links = fs_links.digest(fs_links.groups_at(self.workspace, self._store.linked_paths()))
+        return f"{snap}+links:{links}" if links else snap
 
     def trial_parts(self) -> tuple[GitWorkspaceStore, Sandbox, tuple[Path, ...], Path | None]:
         """What trying an action on an overlay of this workspace needs (fs_trial.py); no overlays: direct mode."""

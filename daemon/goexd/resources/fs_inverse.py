@@ -47,6 +47,7 @@ from goexd.engine import codec
 from goexd.engine.models import ActionSpec, Reversibility
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.names import display_paths
+from goexd.resources import fs_links
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
 from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
 from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
@@ -57,6 +58,7 @@ from goexd.snapshots.set_aside import KeepAs
 INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
 UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)
 LIMITS_KEY = "limits"  # checkpoint: the limits the action ran with, for its inverse
+LINKS_KEY = "links"  # checkpoint: which files were hard links of each other before the action (fs_links.py)
 UNDO_SUFFIX = ".undo"  # the undo's overlay dir: <overlays>/<action id>.undo
 UNDONE_PIN = "undone"  # pin actions/<id>/undone: the inverse's result reached the workspace
 NOT_RESTORED = "the pre-action version, which the inverse did not restore"
@@ -93,6 +95,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         cp = super().checkpoint(action_id, inverse)
         if inverse is not None:
             cp[INVERSE_KEY] = json.dumps(codec.spec_to_json(inverse))
+            cp[LINKS_KEY] = fs_links.to_json(fs_links.groups_at(self.workspace, self._store.linked_paths()))
         return cp
 
     def execute(
@@ -127,18 +130,21 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
 
     def _undo(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
         pre, post = Snapshot(checkpoint["pre"]), Snapshot(checkpoint["post"])
+        links = fs_links.from_json(checkpoint.get(LINKS_KEY, "[]"))  # none recorded: an action of an older goexd
         done = self._store.pinned().get(f"actions/{action_id}/{UNDONE_PIN}")
         if done is not None:  # an earlier undo got the inverse's result into the workspace
             undo_pre = self._store.pinned().get(f"actions/{action_id}{UNDO_SUFFIX}/pre", done)
             return self._verified(
-                action_id, pre, post, undo_pre, done, "the inverse ran in an earlier undo (not again)"
+                action_id, pre, post, undo_pre, done, "the inverse ran in an earlier undo (not again)", links
             )
         run_dir = self._overlays / f"{action_id}{UNDO_SUFFIX}" if self._overlays is not None else None
         intent = _read_intent(run_dir) if run_dir is not None else None
         if intent is not None:  # killed while applying the inverse's result: finish that apply, not the inverse
             self._store.revert(intent[0], intent[1], force=True, keep_as=KeepAs(action_id, FINISHED))
             self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", intent[1])
-            return self._verified(action_id, pre, post, intent[0], intent[1], "finished applying the inverse's result")
+            return self._verified(
+                action_id, pre, post, intent[0], intent[1], "finished applying the inverse's result", links
+            )
         conflicts = self.undo_conflicts(action_id, checkpoint)
         if conflicts and not force:
             raise FailedPrecondition(
@@ -158,8 +164,8 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
             else self._run_inverse_direct(action_id, inverse, limits, post, conflicts)
         )
         self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", undo_post)
-        report = self._verified(action_id, pre, post, undo_pre, undo_post, "ran the inverse")
-        return RollbackReport(report.verified, "; ".join([report.detail, *notes]))
+        report = self._verified(action_id, pre, post, undo_pre, undo_post, "ran the inverse", links)
+        return RollbackReport(report.verified, "; ".join([report.detail, *notes]), report.compared)
 
     def _run_inverse_over(
         self,
@@ -238,27 +244,53 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         )
 
     def _verified(
-        self, action_id: str, pre: Snapshot, post: Snapshot, undo_pre: Snapshot, undo_post: Snapshot, what: str
+        self,
+        action_id: str,
+        pre: Snapshot,
+        post: Snapshot,
+        undo_pre: Snapshot,
+        undo_post: Snapshot,
+        what: str,
+        links_before: fs_links.LinkGroups,
     ) -> RollbackReport:
         """Whether the paths the action and the inverse changed are as the pre-action snapshot has them."""
         involved = _paths(self._store.changes(pre, post, limit=_ALL).changes)
         involved |= _paths(self._store.changes(undo_pre, undo_post, limit=_ALL).changes)
         differ = [c for c in self._store.changes(pre, undo_post, limit=_ALL).changes if _involved(c.path, involved)]
-        if not differ:
+        if not involved:
+            return RollbackReport(
+                False,
+                f"{what}; unverified: neither the action nor the inverse changed a path goexd's snapshots hold, so "
+                "nothing was compared",
+                compared=False,
+            )
+        links = self._links_differ(links_before, involved)
+        if not differ and not links:
             return RollbackReport(
                 True,
                 f"{what}; the {len(involved)} path(s) involved match the pre-action state (by content id: "
-                "contents, modes, owners, links)",
+                "contents, modes, owners, symlinks; and which of them are hard links of each other)",
             )
-        shown = "; ".join(describe_change(c) for c in differ[:20])
-        more = f"; and {len(differ) - 20} more" if len(differ) > 20 else ""
-        paths = [c.path.rstrip("/") for c in differ]
-        kept = self._store.set_aside(pre, undo_post, paths, action_id, NOT_RESTORED)
+        described = [describe_change(c) for c in differ] + links
+        shown = "; ".join(described[:20])
+        more = f"; and {len(described) - 20} more" if len(described) > 20 else ""
+        kept_note = ""
+        if differ:
+            paths = [c.path.rstrip("/") for c in differ]
+            kept = self._store.set_aside(pre, undo_post, paths, action_id, NOT_RESTORED)
+            kept_note = f"; their pre-action versions are kept as set-aside {kept.id}: goex set-aside restore {kept.id}"
         return RollbackReport(
             False,
-            f"{what}, but {len(differ)} path(s) it involved differ from the pre-action state: {shown}{more}; "
-            f"their pre-action versions are kept as set-aside {kept.id}: goex set-aside restore {kept.id}",
+            f"{what}, but {len(described)} path(s) it involved differ from the pre-action state: {shown}{more}"
+            f"{kept_note}",
         )
+
+    def _links_differ(self, links_before: fs_links.LinkGroups, involved: set[str]) -> list[str]:
+        """Which involved files were hard links of each other before the action and are not now, or the reverse
+        (lstat of the involved paths and of the names they were linked with)."""
+        before = frozenset(g for g in links_before if any(_involved(p, involved) for p in g))
+        now = fs_links.groups_at(self.workspace, fs_links.members(before) | involved)
+        return fs_links.differences(before, now, lambda p: _involved(p, involved))
 
     # -- outcomes in doubt: only the undo's own dir and pin, once the journal has the action's end
 

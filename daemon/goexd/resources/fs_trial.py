@@ -30,6 +30,7 @@ from pathlib import Path
 from goexd.engine.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, Verdict
 from goexd.errors import InvalidArgument
 from goexd.names import display_path
+from goexd.resources import fs_links
 from goexd.resources.fs import FsVersionedResource
 from goexd.resources.fs import _discard as discard
 from goexd.sandbox.base import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
@@ -112,6 +113,7 @@ def try_pair(
         pre = site.store.capture()
     except SnapshotError as e:
         return TrialResult(unknown(f"the workspace cannot be snapshotted: {e}"))
+    links = fs_links.groups_at(site.workspace, site.store.linked_paths())
     run_dir = site.overlays / f"{TRIAL_PREFIX}{uuid.uuid4().hex[:16]}"
     try:
         overlay = _make_overlay(run_dir, site.workspace)
@@ -119,8 +121,17 @@ def try_pair(
         if ran.termination is not Termination.EXITED:
             return TrialResult(unknown(f"the action did not finish in the trial ({_ended(ran)})"))
         privileged = os.geteuid() == 0
-        mid, _ = site.store.edit(pre, overlay.upper, privileged=privileged)
+        mid, by_action = site.store.edit(pre, overlay.upper, privileged=privileged)
         involved = site.store.changes(pre, mid, limit=1 << 30).changes
+        unheld = _unheld(site.workspace, by_action.paths)
+        if unheld:
+            return TrialResult(
+                unknown(
+                    f"the action removes or replaces what goexd's snapshots do not hold ({', '.join(unheld)}): "
+                    f"goexd does not apply or compare such changes ({WHERE})"
+                ),
+                involved,
+            )
         if inverse_argv is None or inverse is None:
             if mid == pre:
                 return TrialResult(_read_only(ran), ())
@@ -130,7 +141,10 @@ def try_pair(
         if undo.termination is not Termination.EXITED:
             return TrialResult(unknown(f"the inverse did not finish in the trial ({_ended(undo)})"), involved)
         post, upper = site.store.edit(pre, overlay.upper, privileged=privileged)
-        return TrialResult(_compared(site.store, pre, post, ran, undo, upper.skipped, len(involved)), involved)
+        verdict = _compared(site.store, pre, post, ran, undo, upper.skipped, len(involved), site.workspace)
+        if verdict.verdict is Verdict.PASSED and links:
+            verdict = _links_compared(site.store, links, pre, mid, post, verdict)
+        return TrialResult(verdict, involved)
     except OSError as e:
         return TrialResult(unknown(f"the trial's overlay could not be made or read: {e}"))
     finally:
@@ -239,6 +253,7 @@ def _compared(
     undo: ExecResult,
     skipped: Sequence[str],
     involved: int,
+    workspace: Path,
 ) -> Reversibility:
     if undo.exit_code != 0:
         why = undo.stderr.decode(errors="replace").strip()[-STDERR_SHOWN:]
@@ -258,30 +273,86 @@ def _compared(
             ReversibilityClass.REVERSIBLE,
             Verdict.PASSED,
             f"action then inverse left the workspace as it was: {involved} path(s) the action changes, restored "
-            f"(compared by content id: paths, contents, modes, owners, links; action {_status(ran)}; {WHERE})",
+            f"(compared by content id: paths, contents, modes, owners, symlinks, and which files are hard links of "
+            f"each other; action {_status(ran)}; {WHERE})",
         )
     return Reversibility(
         ReversibilityClass.IRREVERSIBLE,
         Verdict.FAILED,
-        f"action then inverse did not restore the workspace ({WHERE}): {diff_text(store, pre, post)}",
+        f"action then inverse did not restore the workspace ({WHERE}): "
+        f"{diff_text(store, pre, post, workspace=workspace)}",
     )
 
 
-def diff_text(store: GitWorkspaceStore, want: Snapshot, got: Snapshot, paths: Sequence[str] | None = None) -> str:
-    """What differs between `want` and `got` (at `paths` only, when given), path by path, in words."""
+def _links_compared(
+    store: GitWorkspaceStore,
+    links: fs_links.LinkGroups,
+    pre: Snapshot,
+    mid: Snapshot,
+    post: Snapshot,
+    ok: Reversibility,
+) -> Reversibility:
+    """Snapshot ids do not encode hard links. goexd applies each run's result by content, a written file as a new
+    inode: a name of a multiply-linked file that the action's or the inverse's result writes or removes leaves its
+    links (a mode change is applied in place)."""
+    written = {
+        c.path.rstrip("/")
+        for old, new in ((pre, mid), (mid, post))
+        for c in store.changes(old, new, limit=1 << 30).changes
+        if c.kind is not ChangeKind.MODE_CHANGED
+    }
+    lost = fs_links.differences(links, fs_links.rewritten(links, written))
+    if not lost:
+        return ok
+    shown = "; ".join(lost[:DIFF_SHOWN]) + (f"; and {len(lost) - DIFF_SHOWN} more" if len(lost) > DIFF_SHOWN else "")
+    return Reversibility(
+        ReversibilityClass.IRREVERSIBLE,
+        Verdict.FAILED,
+        f"action then inverse did not restore the workspace ({WHERE}): contents restored, but hard links lost: "
+        f"{shown} (goexd applies a run's result by content, each file written as a new inode)",
+    )
+
+
+def _unheld(workspace: Path, paths: Sequence[str]) -> list[str]:
+    """Of the paths a run wrote or removed, those where the workspace holds a FIFO, socket or device: snapshots do
+    not hold them, so removing or replacing one is neither applied nor compared."""
+    out = []
+    for path in paths:
+        try:
+            mode = os.lstat(workspace / path).st_mode
+        except OSError:
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            out.append(f"{display_path(path)} (a {_kind(mode)})")
+    return out
+
+
+def diff_text(
+    store: GitWorkspaceStore,
+    want: Snapshot,
+    got: Snapshot,
+    paths: Sequence[str] | None = None,
+    *,
+    workspace: Path | None = None,
+) -> str:
+    """What differs between `want` and `got` (at `paths` only, when given), path by path, in words; `workspace`:
+    where `want` is the workspace now, which names what a snapshot does not hold (a FIFO) that was there."""
     changes = store.changes(want, got, limit=1 << 30).changes
     if paths is not None:
         tops = set(paths)
         changes = tuple(c for c in changes if c.path.rstrip("/") in tops)
-    shown = "; ".join(describe_change(c) for c in changes[:DIFF_SHOWN])
+    shown = "; ".join(describe_change(c, workspace) for c in changes[:DIFF_SHOWN])
     more = f"; and {len(changes) - DIFF_SHOWN} more" if len(changes) > DIFF_SHOWN else ""
     return f"{len(changes)} path(s) differ: {shown}{more}"
 
 
-def describe_change(c: FileChange) -> str:
+def describe_change(c: FileChange, workspace: Path | None = None) -> str:
     """One difference, from the state wanted (old) to the state found (new)."""
     name = display_path(c.path)
     if c.kind is ChangeKind.ADDED:
+        was = _unheld(workspace, [c.path]) if workspace is not None else []
+        if was:  # the wanted state is the workspace's, which has one there: not in its snapshot
+            return f"{name}: a {_kind(c.new_mode)} where {was[0].partition(' (')[2].rstrip(')')} was"
         return f"{name}: left behind ({_kind(c.new_mode)}, should not exist)"
     if c.kind is ChangeKind.DELETED:
         return f"{name}: missing ({_kind(c.old_mode)} {_perm(c.old_mode)} expected)"
@@ -301,6 +372,12 @@ def _kind(mode: int) -> str:
         return "symlink"
     if stat.S_ISDIR(mode):
         return "directory"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
     return "file"
 
 

@@ -217,6 +217,11 @@ class GitWorkspaceStore:
             warnings=(code_paths.warning(code),) if code else (),
         )
 
+    def linked_paths(self) -> tuple[str, ...]:
+        """The files with more than one name as of the latest capture (a new name makes a capture a full scan)."""
+        with self._lock:
+            return tuple(self._links)
+
     def changed_files(self, old: Snapshot, new: Snapshot) -> set[str]:
         """The paths that differ between two snapshots and are files or symlinks in `new`: O(changed)."""
         with self._session():
