@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from goexd.dbinspect import sqlite as inspect
+from goexd.dbinspect.sqlite_catalog import read_schema as inspect_schema
 from goexd.engine.journal import Journal
 from goexd.engine.models import Reversibility, Verdict
 from goexd.engine.verdict_memory import VerdictMemory, remembered
@@ -131,3 +132,68 @@ def test_verdict_memory_does_not_reuse_a_verdict_across_a_moved_counter(
     moved = remembered(memory, res.resource, res, spec, inverse, "t", now)
     assert moved is not None and "reused" not in moved.detail, moved
     assert moved.verdict is Verdict.FAILED and "sqlite_sequence a: 5 → 1" in moved.detail, moved.detail
+
+
+ROWID_TABLES = """
+CREATE TABLE r (name TEXT);
+INSERT INTO r VALUES ('a'), ('b');
+CREATE TABLE k (code TEXT PRIMARY KEY, v INTEGER);
+INSERT INTO k VALUES ('a', 1), ('b', 2);
+CREATE TABLE w (code TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;
+INSERT INTO w VALUES ('a', 1), ('b', 2);
+CREATE TABLE shadow (rowid TEXT, v INTEGER);
+INSERT INTO shadow VALUES ('x', 1), ('y', 2);
+"""
+
+
+@pytest.mark.parametrize(
+    ("action", "inverse", "named"),
+    [
+        ("DELETE FROM r WHERE name = 'a'", "INSERT INTO r VALUES ('a')", "r: 2 → 2 rows: 1 added, 1 removed"),
+        ("DELETE FROM k WHERE code = 'a'", "INSERT INTO k VALUES ('a', 1)", "k: 2 → 2 rows: 1 changed"),
+        (
+            "DELETE FROM shadow WHERE v = 1",
+            "INSERT INTO shadow VALUES ('x', 1)",
+            "shadow: 2 → 2 rows: 1 added, 1 removed",
+        ),
+    ],
+)
+def test_a_row_put_back_under_another_rowid_fails_the_test(
+    res: SqliteInverseResource, db: Path, action: str, inverse: str, named: str
+) -> None:
+    """The trial's S9: a rowid no INTEGER PRIMARY KEY holds is part of the row (a column named rowid
+    shadows the name: _rowid_ selects it then)."""
+    with sqlite3.connect(db) as setup:
+        setup.executescript(ROWID_TABLES)
+    detail = failed(res, action, inverse)
+    assert named in detail, detail
+
+
+def test_without_rowid_and_integer_primary_key_tables_have_no_hidden_rowid(
+    res: SqliteInverseResource, db: Path
+) -> None:
+    with sqlite3.connect(db) as setup:
+        setup.executescript(ROWID_TABLES)
+    passed(res, "DELETE FROM w WHERE code = 'a'", "INSERT INTO w VALUES ('a', 1)")
+    passed(res, "DELETE FROM t WHERE id = 1", "INSERT INTO t VALUES (1, 1)")
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        schema = inspect_schema(conn)
+    assert {rel.name: rel.rowid for rel in schema.tables} == {
+        "a": None,
+        "t": None,
+        "w": None,
+        "r": "rowid",
+        "k": "rowid",
+        "shadow": "_rowid_",
+    }
+
+
+def test_the_tracked_fingerprint_holds_hidden_rowids(res: SqliteInverseResource, db: Path) -> None:
+    """Captured changes digest the rowid as a whole read does: the tracked fingerprint after an action
+    on a table without an INTEGER PRIMARY KEY is the one read whole."""
+    with sqlite3.connect(db) as setup:
+        setup.executescript(ROWID_TABLES)
+    spec, inverse = q("DELETE FROM r WHERE name = 'a'; INSERT INTO r VALUES ('a')"), q("SELECT 1")
+    cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", inverse)
+    out = res.execute(spec, LIMITS, cp, None, None)
+    assert out.checkpoint_extra["post"] == res.fingerprint() == whole(db).digest != cp["pre"]

@@ -50,6 +50,9 @@ class Relation:
     source: str | None = None
     estimated_rows: int | None = None  # planner statistics (PG reltuples, SQLite sqlite_stat1); None: unknown
     readable: bool = True  # False: the connection's role has no SELECT privilege on it (PostgreSQL)
+    # SQLite: the name that selects a rowid no column aliases ("rowid", else "_rowid_" or "oid" when a
+    # column takes that name), part of each row's content; None: WITHOUT ROWID, or an INTEGER PRIMARY KEY.
+    rowid: str | None = None
 
     @property
     def has_rows(self) -> bool:

@@ -127,7 +127,7 @@ class Probe:
         for event in _EVENTS:
             trigger = _TRIGGER.format(n=n, event=event.lower())
             calls = [
-                f"SELECT {_FUNCTION}('{name}', {side}, {', '.join(f'{row}.{c.name}' for c in rel.columns)});"
+                f"SELECT {_FUNCTION}('{name}', {side}, {', '.join(f'{row}.{c}' for c in _digested(rel))});"
                 for side, row in ((1, "NEW"), (-1, "OLD"))
                 if (row == "NEW" and event != "DELETE") or (row == "OLD" and event != "INSERT")
             ]
@@ -234,6 +234,11 @@ class Probe:
     def _count(self, rel: Relation) -> int:
         ((count,),) = rows(self.conn, f"SELECT count(*) FROM main.{rel.ref}")  # noqa: S608 (quoted by the catalog)
         return int(count)
+
+
+def _digested(rel: Relation) -> list[str]:
+    """What a row's digest covers, in order, as sqlite_data.table_content reads it: the hidden rowid, the columns."""
+    return ([rel.rowid] if rel.rowid else []) + [c.name for c in rel.columns]
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:

@@ -48,7 +48,9 @@ def table_content(conn: sqlite3.Connection, rel: Relation, detail_limit: int) ->
     from_bytes = int.from_bytes
     with closing(conn.cursor()) as cur:
         cur.row_factory = None
-        cur.execute(f"SELECT {''.join(c + ', ' for c in keys)}* FROM main.{rel.ref}")  # noqa: S608
+        # A hidden rowid is content too (the first value digested; sqlite_changes captures it alike).
+        rowid = f"{rel.rowid}, " if rel.rowid else ""
+        cur.execute(f"SELECT {''.join(c + ', ' for c in keys)}{rowid}* FROM main.{rel.ref}")  # noqa: S608
         while batch := cur.fetchmany(_FETCH):
             for row in batch:
                 digest = from_bytes(blake(repr(row[k:]).encode(), digest_size=8).digest(), "little")
