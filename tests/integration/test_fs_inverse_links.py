@@ -7,9 +7,10 @@ trial unknown, and an undo that compared nothing is unverified, never verified."
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-from goexd.engine.models import UndoStrategy, Verdict
+from goexd.engine.models import ActionKind, ActionSpec, UndoStrategy, Verdict
 from goexd.resources.fs_inverse import FsInverseResource
 from tests.integration.test_fs_inverse import LIMITS, _open, _run, sh
 
@@ -88,5 +89,21 @@ def test_an_undo_that_compared_nothing_is_unverified(tmp_path: Path) -> None:
         report = manager.rollback("act_f", _run(manager, "act_f", sh("rm p"), sh("true")))
         assert not report.verified and not report.compared, report.detail
         assert report.verdict is Verdict.UNKNOWN and "unverified" in report.detail, report.detail
+    finally:
+        manager.close()
+
+
+def test_an_xattr_change_is_unknown_in_the_trial_and_named_when_applied(tmp_path: Path) -> None:
+    manager, ws = _open(tmp_path, UndoStrategy.INVERSE)
+    assert isinstance(manager, FsInverseResource)
+    setx = "import os; os.setxattr('a.txt', 'user.tag', b'1')"
+    try:
+        got = manager.test(ActionSpec(ActionKind.PYTHON, code=setx), sh("true"), LIMITS, None)
+        assert got.verdict is Verdict.UNKNOWN and "a.txt (extended attributes)" in got.detail, got.detail
+        cp = manager.checkpoint("act_x", sh("true"))
+        out = manager.execute(ActionSpec(ActionKind.PYTHON, code=setx), LIMITS, cp, None, threading.Event())
+        assert out.changes is not None
+        assert any("not applied" in w and "a.txt (extended attributes)" in w for w in out.changes.warnings), out
+        assert "user.tag" not in os.listxattr(ws / "a.txt")
     finally:
         manager.close()

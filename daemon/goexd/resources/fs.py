@@ -67,6 +67,7 @@ from goexd.snapshots.base import (
 )
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import TOP_GIT
+from goexd.snapshots.overlay_upper import not_compared
 from goexd.snapshots.privileges import listed
 from goexd.snapshots.remove_tree import remove_tree
 from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
@@ -273,6 +274,8 @@ class FsVersionedResource(UndoesByItself):
         self._store.pin(f"actions/{action_id}/pre", pre)
         self._store.pin(f"actions/{action_id}/post", post)
         notes = [*upper.stripped, *(f"not applied: {s}" for s in upper.skipped)]
+        unheld = not_compared(run_dir / "upper", self.workspace, upper.paths)
+        notes += [f"not applied (goexd applies files, symlinks and directories by content): {s}" for s in unheld]
         if post != pre:
             # What the apply writes or removes: the diff pre -> post, the entries below a directory the action
             # removed or replaced included (not only the upper's entries: a person's file in a directory the

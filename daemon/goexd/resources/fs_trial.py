@@ -36,6 +36,7 @@ from goexd.resources.fs import _discard as discard
 from goexd.sandbox.base import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.snapshots.base import ChangeKind, FileChange, Snapshot, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.overlay_upper import not_compared
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +124,13 @@ def try_pair(
         privileged = os.geteuid() == 0
         mid, by_action = site.store.edit(pre, overlay.upper, privileged=privileged)
         involved = site.store.changes(pre, mid, limit=1 << 30).changes
-        unheld = _unheld(site.workspace, by_action.paths)
+        unheld = not_compared(overlay.upper, site.workspace, by_action.paths)
         if unheld:
+            shown = ", ".join(display_path(u) for u in unheld[:DIFF_SHOWN])
             return TrialResult(
                 unknown(
-                    f"the action removes or replaces what goexd's snapshots do not hold ({', '.join(unheld)}): "
-                    f"goexd does not apply or compare such changes ({WHERE})"
+                    f"the action changes what goexd's snapshots do not hold ({shown}): goexd neither applies nor "
+                    f"compares such changes ({WHERE})"
                 ),
                 involved,
             )
@@ -313,18 +315,13 @@ def _links_compared(
     )
 
 
-def _unheld(workspace: Path, paths: Sequence[str]) -> list[str]:
-    """Of the paths a run wrote or removed, those where the workspace holds a FIFO, socket or device: snapshots do
-    not hold them, so removing or replacing one is neither applied nor compared."""
-    out = []
-    for path in paths:
-        try:
-            mode = os.lstat(workspace / path).st_mode
-        except OSError:
-            continue
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
-            out.append(f"{display_path(path)} (a {_kind(mode)})")
-    return out
+def _unheld(path: Path) -> str:
+    """The kind of what is at `path` when snapshots do not hold it (a FIFO, socket or device), else ""."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return ""
+    return "" if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode) else _kind(mode)
 
 
 def diff_text(
@@ -350,9 +347,9 @@ def describe_change(c: FileChange, workspace: Path | None = None) -> str:
     """One difference, from the state wanted (old) to the state found (new)."""
     name = display_path(c.path)
     if c.kind is ChangeKind.ADDED:
-        was = _unheld(workspace, [c.path]) if workspace is not None else []
+        was = _unheld(workspace / c.path) if workspace is not None else ""
         if was:  # the wanted state is the workspace's, which has one there: not in its snapshot
-            return f"{name}: a {_kind(c.new_mode)} where {was[0].partition(' (')[2].rstrip(')')} was"
+            return f"{name}: a {_kind(c.new_mode)} where a {was} was"
         return f"{name}: left behind ({_kind(c.new_mode)}, should not exist)"
     if c.kind is ChangeKind.DELETED:
         return f"{name}: missing ({_kind(c.old_mode)} {_perm(c.old_mode)} expected)"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,6 +218,47 @@ def _refuse_unsupported(fd: int, prefix: str, path: str) -> None:
     for name in _UNSUPPORTED:
         if _xattr(fd, prefix + name) is not None:
             raise UpperUnreadable(f"{path or '.'}: the overlay recorded a {name}, which goexd does not apply")
+
+
+def not_compared(upper: Path, workspace: Path, paths: Iterable[str]) -> list[str]:
+    """Of the paths a run wrote or removed (UpperChanges.paths), what goexd neither applies nor compares, as
+    "path (why)": a FIFO, socket or device the workspace has there (removed or replaced: its whiteout is applied
+    as a removal of nothing), and extended attributes that differ from the workspace's (xattrs are not applied).
+    Read only; nothing is followed."""
+    out = []
+    for path in paths:
+        try:
+            mode = os.lstat(workspace / path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            out.append(f"{path} (a {_kind(mode)})")
+        elif _holds_xattrs(upper / path) and _own_xattrs(upper / path) != (
+            _own_xattrs(workspace / path) if mode is not None else {}
+        ):
+            out.append(f"{path} (extended attributes)")
+    return out
+
+
+def _holds_xattrs(path: Path) -> bool:
+    """A file or directory (not a whiteout, symlink or missing)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _own_xattrs(path: Path) -> dict[str, bytes]:
+    """A file's or directory's extended attributes but overlayfs' own and security labels; none for others."""
+    if not _holds_xattrs(path):
+        return {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+        keep = [n for n in names if not n.startswith((_TRUSTED, _USER, "security."))]
+        return {n: os.getxattr(path, n, follow_symlinks=False) for n in keep}
+    except OSError:
+        return {}
 
 
 def _kind(mode: int) -> str:
