@@ -95,6 +95,15 @@ _PG_STATE = [
     "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1",
     "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
     "SELECT proname, pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
+    # state besides the definitions: triggers enabled, row level security, persistence, privileges,
+    # policies, comments, sequences' positions
+    "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+    "SELECT relname, relrowsecurity, relforcerowsecurity, relpersistence, relacl::text FROM pg_class "
+    "WHERE relnamespace = 'public'::regnamespace AND relkind <> 'i' AND relname <> %(hidden)s ORDER BY 1",
+    "SELECT polrelid::regclass::text, polname, pg_get_expr(polqual, polrelid) FROM pg_policy ORDER BY 1, 2",
+    "SELECT objoid::regclass::text, objsubid, description FROM pg_description "
+    "WHERE classoid = 'pg_class'::regclass AND objoid::regclass::text <> %(hidden)s ORDER BY 1, 2",
+    "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
 ]
 
 

@@ -419,3 +419,47 @@ def test_schema_and_privilege_changes_fail_the_test(
     )
     assert "Not readable" in failed(res, "REVOKE SELECT ON users FROM app", "SELECT 1")
     passed(res, "CREATE TABLE t2 (id int); INSERT INTO t2 VALUES (1)", "DROP TABLE t2")
+
+
+def test_a_test_in_a_transaction_sets_back_every_sequence_it_moved(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    """nextval is not transactional: the ROLLBACK leaves a sequence moved; the test sets it back (trial 2, P1/5)."""
+    with pg_cluster.connect_app(pg_database) as setup:
+        setup.execute("CREATE TABLE t (id serial PRIMARY KEY, v int); INSERT INTO t (v) VALUES (1)")
+        setup.execute("CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY, v int); CREATE SEQUENCE unused")
+    state = "SELECT last_value, is_called FROM t_id_seq UNION ALL SELECT last_value, is_called FROM g_id_seq"
+    assert seen(pg_cluster, pg_database, state) == [(1, True), (1, False)]
+    for _ in range(3):
+        detail = failed(res, "INSERT INTO t (v) VALUES (2); INSERT INTO g (v) VALUES (2)", "DELETE FROM t WHERE v = 2")
+        assert "sequence t_id_seq: next 2 → next 3" in detail and "sequence g_id_seq: next 1 → next 2" in detail, detail
+        assert seen(pg_cluster, pg_database, state) == [(1, True), (1, False)]
+    passed(res, "INSERT INTO t (v) VALUES (2)", "DELETE FROM t WHERE v = 2; ALTER SEQUENCE t_id_seq RESTART WITH 2")
+    assert seen(pg_cluster, pg_database, state) == [(1, True), (1, False)]
+
+
+@pytest.mark.usefixtures("createdb")
+def test_a_sequence_left_moved_fails_the_test_on_a_copy_and_the_undo_names_it(
+    res: PostgresInverseResource, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    with pg_cluster.connect_app(pg_database) as setup:
+        setup.execute("CREATE TABLE t (id serial PRIMARY KEY, v int); INSERT INTO t (v) VALUES (1)")
+    detail = failed(res, "SELECT setval('t_id_seq', 100)", "SELECT 1")
+    assert "on a copy" in detail and "sequence t_id_seq: next 2 → next 101" in detail, detail
+    assert seen(pg_cluster, pg_database, "SELECT last_value FROM t_id_seq") == [(1,)]
+    # A wrong undo (the inverse is taken on trust here, as after drift) is not called verified.
+    cp = res.checkpoint("act_seq", q("DELETE FROM t WHERE v = 2"))
+    cp.update(res.execute(q("INSERT INTO t (v) VALUES (2)"), LIMITS, cp, None, None).checkpoint_extra)
+    report = res.rollback("act_seq", cp)
+    assert not report.verified
+
+
+def test_privileges_comments_and_table_options_left_changed_fail_the_test(res: PostgresInverseResource) -> None:
+    """Trial 2 (P9, P11, P17, P15): ACLs, comments, persistence, row level security are compared."""
+    assert "privileges on table users: " in failed(res, "GRANT SELECT ON users TO PUBLIC", "SELECT 1")
+    passed(res, "GRANT SELECT ON users TO PUBLIC", "REVOKE SELECT ON users FROM PUBLIC")  # the default ACL again
+    assert "comment on table users added" in failed(res, "COMMENT ON TABLE users IS 'x'", "SELECT 1")
+    assert "persistence of table users: logged → unlogged" in failed(res, "ALTER TABLE users SET UNLOGGED", "SELECT 1")
+    assert "row level security of table users: off → on" in failed(
+        res, "ALTER TABLE users ENABLE ROW LEVEL SECURITY", "SELECT 1"
+    )

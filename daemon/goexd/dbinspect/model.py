@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 # The kinds of relation a catalog reports. Only "table" has its rows fingerprinted.
@@ -68,6 +69,9 @@ class Schema:
     # PostgreSQL functions and procedures of the user schemas (a trigger's body is one):
     # "public.bump(integer)" -> its definition, as pg_get_functiondef deparses it.
     routines: tuple[tuple[str, str], ...] = ()
+    # Other state compared as a short text, keyed by what it is of (PostgreSQL): "sequence t_id_seq" -> "next 6",
+    # "trigger tr on table t" -> "enabled", "privileges on table t" -> the ACL, "comment on table t"...
+    states: tuple[tuple[str, str], ...] = ()
 
     @property
     def tables(self) -> tuple[Relation, ...]:
@@ -107,6 +111,17 @@ def object_hashes(schema: Schema) -> dict[str, str]:
     out = {relation_key(r): relation_hash(r) for r in schema.relations}
     out.update({type_key(t): _sha256(t) for t in schema.types})
     out.update({routine_key(sig): _sha256(body) for sig, body in schema.routines})
+
+    # A state goes into the hash of the object it is of ("privileges on table t": "table t"); one of no
+    # other object ("sequence s") is an object of its own.
+    def owner(key: str, objects: Collection[str]) -> str | None:
+        return next((o for o in objects if o != key and (key.endswith(" " + o) or f" {o} column " in key)), None)
+
+    states = dict(schema.states)
+    out.update({k: _sha256(v) for k, v in states.items() if owner(k, [*out, *states]) is None})
+    for key, value in sorted(states.items()):
+        if (o := owner(key, out)) is not None:
+            out[o] = _sha256([out[o], key, value])
     return out
 
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import tuple_row
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
@@ -94,6 +95,55 @@ WHERE {USER_NAMESPACES} AND p.prokind IN ('f', 'p')
 ORDER BY 1, 2, 3
 """  # noqa: S608 (constant text)
 
+# State outside the definitions (Schema.states). Sequences' positions are not transactional (a
+# test's ROLLBACK leaves them moved); each readable sequence is read (last_value, is_called).
+_SEQUENCES = """
+SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), quote_ident(schemaname),
+       quote_ident(sequencename), increment_by
+FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+  AND schemaname !~ '^pg_(toast|temp_|toast_temp_)'
+  AND has_sequence_privilege(quote_ident(schemaname) || '.' || quote_ident(sequencename), 'SELECT')
+ORDER BY 1
+"""
+
+_TRIGGER_STATES = """
+SELECT t.tgrelid, quote_ident(t.tgname),
+       CASE t.tgenabled WHEN 'O' THEN 'enabled' WHEN 'D' THEN 'disabled'
+                        WHEN 'R' THEN 'enabled on replica only' ELSE 'enabled always' END
+FROM pg_trigger t WHERE t.tgrelid = ANY(%s) AND NOT t.tgisinternal
+"""
+
+# Row level security, persistence and privileges (the default ACL when none is set, so that a GRANT
+# and its REVOKE compare equal) of relations and sequences.
+_RELATION_STATES = f"""
+SELECT c.oid, quote_ident(n.nspname), quote_ident(c.relname), c.relkind,
+       CASE WHEN c.relrowsecurity THEN 'on' ELSE 'off' END
+         || CASE WHEN c.relforcerowsecurity THEN ', forced' ELSE '' END,
+       CASE c.relpersistence WHEN 'u' THEN 'unlogged' ELSE 'logged' END,
+       array_to_string(ARRAY(SELECT a::text FROM unnest(coalesce(c.relacl,
+           acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))) a ORDER BY 1), ',')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {USER_NAMESPACES} AND c.relname <> '{OUTCOMES_TABLE}'
+"""  # noqa: S608 (constant text)
+
+_POLICIES = """
+SELECT p.polrelid, quote_ident(p.polname),
+       concat_ws(' ', CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END, 'FOR',
+                 CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                               WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                 'TO', (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(r::regrole::text) END, ', ')
+                        FROM unnest(p.polroles) r),
+                 'USING (' || pg_get_expr(p.polqual, p.polrelid) || ')',
+                 'WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')
+FROM pg_policy p WHERE p.polrelid = ANY(%s)
+"""
+
+_COMMENTS = """
+SELECT d.objoid, d.objsubid, quote_ident(a.attname), d.description
+FROM pg_description d LEFT JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
+WHERE d.classoid = 'pg_class'::regclass AND d.objoid = ANY(%s)
+"""
+
 _USING = re.compile(r" USING (\w+) (.*)$", re.DOTALL)
 
 
@@ -164,4 +214,69 @@ def read_schema(conn: psycopg.Connection[Any]) -> Schema:
     routines = tuple(
         (f"{qualified(nsp_q, name_q)}({args})", body) for nsp_q, name_q, args, body in cur.execute(_ROUTINES)
     )
-    return Schema(engine=server_version(conn), relations=tuple(relations), types=types, routines=routines)
+    return Schema(
+        engine=server_version(conn), relations=tuple(relations), types=types, routines=routines, states=_states(cur)
+    )
+
+
+def sequence_states(cur: psycopg.Cursor[Any]) -> tuple[tuple[str, str], ...]:
+    """The sequences' part of Schema.states: "sequence t_id_seq" -> the value its nextval would give."""
+    return tuple(
+        (f"sequence {qualified(nsp_q, name_q)}", f"next {last + step if called else last}")
+        for (nsp_q, name_q), (last, called, step) in _sequences(cur).items()
+    )
+
+
+Positions = dict[str, tuple[int, bool]]  # schema-qualified sequence -> (last_value, is_called)
+
+
+def _sequences(cur: psycopg.Cursor[Any]) -> dict[tuple[str, str], tuple[int, bool, int]]:
+    names = cur.execute(_SEQUENCES).fetchall()
+    if not names:
+        return {}
+    one = "SELECT {}, last_value, is_called FROM {}"  # the names come quoted from quote_ident
+    query = sql.SQL(" UNION ALL ").join(sql.SQL(one).format(i, sql.SQL(ref)) for i, (ref, *_) in enumerate(names))
+    rows = {i: (last, called) for i, last, called in cur.execute(query)}
+    return {(n[1], n[2]): (*rows[i], n[3]) for i, n in enumerate(names)}
+
+
+def sequence_positions(conn: psycopg.Connection[Any]) -> Positions:
+    return {f"{k[0]}.{k[1]}": (v[0], v[1]) for k, v in _sequences(conn.cursor(row_factory=tuple_row)).items()}
+
+
+def restore_sequences(conn: psycopg.Connection[Any], before: Positions, left: Positions) -> list[str]:
+    """Set back each sequence that moved from `before` to `left`, unless it has moved again since (another
+    client's nextval: rewinding it would hand that value out twice). Returns those it could not set back."""
+    kept = []
+    for name, (last, called) in before.items():
+        now = left.get(name)
+        if now is None or now == (last, called):
+            continue
+        row = conn.execute(
+            sql.SQL("SELECT setval({s}, %s, %s) FROM {seq} WHERE last_value = %s AND is_called = %s").format(
+                s=sql.Literal(name), seq=sql.SQL(name)
+            ),
+            (last, called, *now),
+        ).fetchone()
+        if row is None:
+            kept.append(name)
+    return kept
+
+
+def _states(cur: psycopg.Cursor[Any]) -> tuple[tuple[str, str], ...]:
+    """Schema.states: sequences' positions; triggers enabled or not; relations' row level security,
+    policies, persistence, privileges and comments (theirs and their columns')."""
+    out = list(sequence_states(cur))
+    names: dict[int, str] = {}
+    for oid, nsp_q, rel_q, relkind, rls, persistence, acl in cur.execute(_RELATION_STATES).fetchall():
+        key = f"{_KINDS.get(relkind, 'sequence')} {qualified(nsp_q, rel_q)}"
+        names[oid] = key
+        out.append((f"privileges on {key}", acl))
+        if relkind in ("r", "p", "m"):
+            out += [(f"row level security of {key}", rls), (f"persistence of {key}", persistence)]
+    oids = list(names)
+    out += [(f"trigger {name} on {names[rel]}", st) for rel, name, st in cur.execute(_TRIGGER_STATES, (oids,))]
+    out += [(f"policy {name} on {names[rel]}", text) for rel, name, text in cur.execute(_POLICIES, (oids,))]
+    for rel, sub, column, text in cur.execute(_COMMENTS, (oids,)):
+        out.append((f"comment on {names[rel]}" + (f" column {column}" if sub else ""), repr(text)))
+    return tuple(sorted(out))

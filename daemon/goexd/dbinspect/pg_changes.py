@@ -60,7 +60,7 @@ from goexd.dbinspect.content import MASK64
 from goexd.dbinspect.diff import DbDiff, diff
 from goexd.dbinspect.fingerprint import DbFingerprint, partial_fingerprint, unreadable
 from goexd.dbinspect.model import Schema, object_hashes
-from goexd.dbinspect.pg_catalog import USER_NAMESPACES
+from goexd.dbinspect.pg_catalog import USER_NAMESPACES, sequence_states
 from goexd.dbinspect.pg_data import DIGEST
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,8 @@ class Probe:
         same_schema = _catalog_writes(conn) == self.catalog_writes  # before the capture's own DROP
         captured = _collect(conn) if self.captured else {}
         with reading(conn) as db:
+            # A sequence moves without writing the catalogs (nextval, setval): its position is read again.
+            same_schema = same_schema and set(sequence_states(conn.cursor())) <= set(self.schema.states)
             schema = self.schema if same_schema else db.schema()
             states = _states(conn)
             read = _to_read(self, schema, states, captured)

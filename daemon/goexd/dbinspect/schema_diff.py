@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from goexd.dbinspect.model import Column, Index, Relation, Schema, relation_hash, relation_key, routine_key, type_key
@@ -32,12 +32,13 @@ class Definitions:
 
     relations: Mapping[str, Relation]
     texts: Mapping[str, str]  # types and functions: key -> their definition's text
+    states: Mapping[str, str] = field(default_factory=dict)  # Schema.states
 
     @classmethod
     def of(cls, schema: Schema) -> Definitions:
         texts = {type_key(t): t.split(":", 1)[1].strip() for t in schema.types}
         texts.update({routine_key(sig): body for sig, body in schema.routines})
-        return cls({relation_key(r): r for r in schema.relations}, texts)
+        return cls({relation_key(r): r for r in schema.relations}, texts, dict(schema.states))
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,18 @@ def changes(before: Definitions, after: Definitions) -> Changes:
         for key in sorted(b_map.keys() & a_map.keys()):
             if found := describe(b_map[key], a_map[key]):
                 details[key] = tuple(found)
+    # A state of an object added or dropped with it ("privileges on table t") goes without saying.
+    dropped += _not_of(before.states.keys() - after.states.keys(), dropped)
+    added += _not_of(after.states.keys() - before.states.keys(), added)
+    for key in sorted(before.states.keys() & after.states.keys()):
+        if before.states[key] != after.states[key]:
+            details[key] = (f"{before.states[key]} \u2192 {after.states[key]}",)
     return Changes(tuple(renamed), tuple(dropped), tuple(added), details)
+
+
+def _not_of(keys: set[str], objects: list[str]) -> list[str]:
+    owners = [*objects, *keys]
+    return sorted(k for k in keys if not any(o != k and (k.endswith(" " + o) or f" {o} column " in k) for o in owners))
 
 
 def _relation_details(b: object, a: object) -> list[str]:

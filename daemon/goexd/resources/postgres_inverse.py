@@ -43,8 +43,11 @@ Decisions:
   action); it compares the database with "pre": equal means the action's transaction was rolled
   back and there is nothing to undo; different is reported unverified (statements outside a
   transaction had taken effect, or others changed the database).
-- Fingerprints do not cover sequences' positions (dbinspect reads tables and schema), so a pair
-  that only moves a sequence passes; the copy keeps that movement away from the database.
+- Fingerprints cover sequences' positions (dbinspect's Schema.states), so a pair that leaves a
+  sequence moved fails. A ROLLBACK does not take a nextval back: a test in a transaction reads
+  every sequence's position before its BEGIN and sets back (setval) each one it moved after its
+  ROLLBACK, unless it moved again since (then it is left, with a warning in the log). Another
+  client's nextval while the test runs is set back with the test's (docs/architecture.md).
 - Outcomes in doubt are settled from the database (outcomes.py): the action's transaction and
   the inverse's each write a marker into goex_outcomes (postgres_outcomes.py), so a restart after
   a crash between a COMMIT and the journal's record, and a connection lost during a COMMIT, find
@@ -67,7 +70,7 @@ from typing import Protocol
 import psycopg
 
 from goexd import faults
-from goexd.dbinspect import pg_changes
+from goexd.dbinspect import pg_catalog, pg_changes
 from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import (
     ActionKind,
@@ -186,6 +189,7 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
         for attempt in (1, 2):
             conn = self._db.conn()
             try:
+                positions = pg_catalog.sequence_positions(conn)
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             except psycopg.Error as exc:
                 if attempt == 2 or not run.broken(conn):
@@ -197,9 +201,21 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
                 if not run.broken(conn):
                     with contextlib.suppress(psycopg.Error):  # a failure here closes it: the next call reconnects
                         conn.rollback()
+                self._restore_sequences(positions)
             # The state before the test is read (where it has to be) only now, with the test's locks gone.
             return outcome if isinstance(outcome, Reversibility) else self._verdict(outcome, where)
         raise AssertionError("unreachable")
+
+    def _restore_sequences(self, before: pg_catalog.Positions) -> None:
+        """Set back the sequences the test moved: the ROLLBACK does not (nextval is not transactional)."""
+        try:
+            conn = self._db.conn()
+            kept = pg_catalog.restore_sequences(conn, before, pg_catalog.sequence_positions(conn))
+        except (psycopg.Error, GoexError) as exc:
+            log.warning("the sequences of %s the reversibility test moved were not set back: %s", self._db.name, exc)
+            return
+        if kept:
+            log.warning("sequences of %s moved again during the test, left as they are: %s", self._db.name, kept)
 
     def _test_on_copy(
         self,
