@@ -270,11 +270,14 @@ def test_diff_of_a_table_without_primary_key_counts_added_and_removed_rows(db: D
     db.insert("log", [("a", 1)])
     after = fingerprint(db.conn)
     t = diff(before, after).tables_changed[0]
-    assert (t.rows_before, t.rows_after, t.added, t.removed, t.changed) == (3, 3, 1, 1, None)
-    assert "an updated row counts as one removed and one added" in diff(before, after).text
+    if db.engine == "sqlite":  # a rowid table's rows are told apart by their rowid (part of the row)
+        assert (t.rows_before, t.rows_after, t.added, t.removed, t.changed) == (3, 3, 0, 0, 1)  # rowid 3 reused
+    else:
+        assert (t.rows_before, t.rows_after, t.added, t.removed, t.changed) == (3, 3, 1, 1, None)
+        assert "an updated row counts as one removed and one added" in diff(before, after).text
     db.run("DELETE FROM log WHERE msg = 'a'")
     db.insert("log", [("a", 1), ("a", 1), ("b", 2)])
-    assert fingerprint(db.conn) == before
+    assert fingerprint(db.conn) == before  # on SQLite under the same rowids too (the table was empty)
 
 
 def test_views_and_other_objects_are_part_of_the_schema(db: Db) -> None:

@@ -149,12 +149,16 @@ INSERT INTO shadow VALUES ('x', 1), ('y', 2);
 @pytest.mark.parametrize(
     ("action", "inverse", "named"),
     [
-        ("DELETE FROM r WHERE name = 'a'", "INSERT INTO r VALUES ('a')", "r: 2 → 2 rows: 1 added, 1 removed"),
+        (
+            "DELETE FROM r WHERE name = 'a'",
+            "INSERT INTO r VALUES ('a')",
+            "r: 2 → 2 rows: 1 added, 1 removed (rowid 3 added; rowid 1 removed)",
+        ),
         ("DELETE FROM k WHERE code = 'a'", "INSERT INTO k VALUES ('a', 1)", "k: 2 → 2 rows: 1 changed"),
         (
             "DELETE FROM shadow WHERE v = 1",
             "INSERT INTO shadow VALUES ('x', 1)",
-            "shadow: 2 → 2 rows: 1 added, 1 removed",
+            "shadow: 2 → 2 rows: 1 added, 1 removed (_rowid_ 3 added; _rowid_ 1 removed)",
         ),
     ],
 )
@@ -197,3 +201,17 @@ def test_the_tracked_fingerprint_holds_hidden_rowids(res: SqliteInverseResource,
     cp = res.checkpoint(f"act_{uuid.uuid4().hex[:16]}", inverse)
     out = res.execute(spec, LIMITS, cp, None, None)
     assert out.checkpoint_extra["post"] == res.fingerprint() == whole(db).digest != cp["pre"]
+
+
+def test_rows_of_a_table_without_a_primary_key_are_matched_by_rowid() -> None:
+    """An update counts as changed (not one removed and one added); rowids added and removed are named."""
+    with sqlite3.connect(":memory:", isolation_level=None) as conn:
+        conn.executescript(ROWID_TABLES)
+        before = inspect.fingerprint(conn)
+        conn.execute("UPDATE r SET name = 'z' WHERE name = 'b'")
+        conn.executemany("INSERT INTO r VALUES (?)", [(str(n),) for n in range(5)])
+        conn.execute("DELETE FROM r WHERE name = 'a'")
+        found = inspect.diff(before, inspect.fingerprint(conn))
+    [r] = found.tables_changed
+    assert (r.added, r.removed, r.changed) == (5, 1, 1)
+    assert r.text() == "r: 2 → 6 rows: 5 added, 1 removed, 1 changed (rowid 3, 4, 5 and 2 more added; rowid 1 removed)"

@@ -4,7 +4,9 @@ Row-level counts need the per-row detail both fingerprints keep for small tables
 - a table with the same primary key on both sides: rows are matched by key, so added, removed
   and changed rows are counted exactly (a changed primary key value counts as one removed and
   one added row);
-- a table without a primary key: rows are compared as multisets of digests, so added and
+- a SQLite rowid table without one: the same, keyed by rowid (the first rowids added and removed
+  are named);
+- a table without a primary key (or rowid): rows are compared as multisets of digests, so added and
   removed rows are counted but an updated row shows as one of each (`changed` is None);
 - otherwise (more rows than the detail limit on either side, or the primary key itself changed)
   only the row counts and "the content changed" are known (added/removed/changed are None).
@@ -18,6 +20,7 @@ accidental changes are negligible, it is not a defence against crafted collision
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from goexd.dbinspect.fingerprint import DbFingerprint, TableFingerprint
@@ -35,6 +38,7 @@ class TableDiff:
     changed: int | None
     content_changed: bool
     schema_changes: tuple[str, ...] = ()  # what changed in its definition: "column age retyped INTEGER → TEXT"
+    rows_named: str = ""  # SQLite rows told apart by their hidden rowid: " (rowid 3 added; rowid 1 removed)"
 
     def text(self) -> str:
         return f"{self.name}: " + self.details()
@@ -53,7 +57,7 @@ class TableDiff:
             if self.added is None and self.removed is None:
                 parts.append(f"{rows}, content changed (row-level counts not available)")
             else:
-                text = f"{rows}: {', '.join(counts) or 'content changed'}"
+                text = f"{rows}: {', '.join(counts) or 'content changed'}{self.rows_named}"
                 if self.changed is None and self.added and self.removed:
                     text += " (no primary key: an updated row counts as one removed and one added)"
                 parts.append(text)
@@ -152,6 +156,7 @@ def _table_diff(
     if not schema_changed and not content_changed:
         return None
     counts: tuple[int | None, int | None, int | None] = (None, None, None)
+    named = ""
     if not content_changed:
         counts = (0, 0, 0)
     elif b.rows_by_key is not None and a.rows_by_key is not None and b.primary_key == a.primary_key:
@@ -161,6 +166,8 @@ def _table_diff(
             len(before_keys - after_keys),
             sum(1 for k in before_keys & after_keys if b.rows_by_key[k] != a.rows_by_key[k]),
         )
+        if b.primary_key in (("rowid",), ("_rowid_",), ("oid",)):
+            named = _rowids(b.primary_key[0], after_keys - before_keys, before_keys - after_keys)
     elif b.row_multiset is not None and a.row_multiset is not None:
         bm, am = Counter(b.row_multiset), Counter(a.row_multiset)
         counts = ((am - bm).total(), (bm - am).total(), None)
@@ -172,7 +179,19 @@ def _table_diff(
         *counts,
         content_changed=content_changed,
         schema_changes=schema_changes if schema_changed else (),
+        rows_named=named,
     )
+
+
+def _rowids(name: str, added: Collection[str], removed: Collection[str], most: int = 3) -> str:
+    """The first few rowids added and removed, from their key texts ("(3,)"): " (rowid 3 added; rowid 1 removed)"."""
+    parts = []
+    for keys, what in ((added, "added"), (removed, "removed")):
+        ids = sorted(int(k.strip("(),")) for k in keys)
+        if ids:
+            more = f" and {len(ids) - most} more" if len(ids) > most else ""
+            parts.append(f"{name} {', '.join(map(str, ids[:most]))}{more} {what}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _text(

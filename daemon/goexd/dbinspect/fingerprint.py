@@ -88,7 +88,7 @@ def partial_fingerprint(
         rel.ref: (
             table_fingerprint(db, rel, row_detail_limit)
             if read is None or rel.ref in read
-            else TableFingerprint(relation_hash(rel), 0, "unread", rel.primary_key)
+            else TableFingerprint(relation_hash(rel), 0, "unread", rel.row_key)
         )
         for rel in schema.tables
         if rel.readable
@@ -109,7 +109,7 @@ def table_fingerprint(db: Backend, rel: Relation, row_detail_limit: int = ROW_DE
         schema_hash=relation_hash(rel),
         row_count=content.row_count,
         content_hash=f"{content.content_hash:016x}",
-        primary_key=rel.primary_key,
+        primary_key=rel.row_key,
         rows_by_key=content.by_key,
         row_multiset=content.multiset,
     )

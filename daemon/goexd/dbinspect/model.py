@@ -56,6 +56,11 @@ class Relation:
     rowid: str | None = None
 
     @property
+    def row_key(self) -> tuple[str, ...]:
+        """What tells its rows apart: the primary key, else a SQLite table's hidden rowid, else nothing."""
+        return self.primary_key or ((self.rowid,) if self.rowid else ())
+
+    @property
     def has_rows(self) -> bool:
         """Whether its rows are content (fingerprinted): ordinary tables only."""
         return self.kind == TABLE

@@ -41,7 +41,7 @@ def sample_rows(conn: sqlite3.Connection, rel: Relation, n: int) -> tuple[list[s
 
 
 def table_content(conn: sqlite3.Connection, rel: Relation, detail_limit: int) -> TableContent:
-    keys = list(rel.primary_key)
+    keys = list(rel.row_key)
     k = len(keys)
     acc = ContentAccumulator(keyed=bool(keys), detail_limit=detail_limit)
     blake = hashlib.blake2b
