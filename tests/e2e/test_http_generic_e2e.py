@@ -13,6 +13,7 @@ from collections.abc import Callable
 import grpc
 import httpx
 
+from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import status_of
@@ -146,3 +147,23 @@ def test_solid_put_patch_and_delete_are_undone_and_verified(
         done = write_and_undo(shared_daemon, s.id, solid_server.files, method, path, body, content_type)
         assert done.reversibility.reversibility_class == CLASS.REVERSIBILITY_CLASS_REVERSIBLE, done
         assert label in done.reversibility.detail, done.reversibility.detail
+
+
+def test_generic_compares_bytes_so_a_reserialised_json_inverse_is_not_verified(
+    shared_daemon: DaemonProcess,
+    wsgidav: WsgiDav,  # noqa: F811
+) -> None:
+    # Trial 2, H12: generic semantics promise a representation's bytes back; an inverse that puts the same JSON
+    # back re-serialised (key order, 1.0 for 1, spacing, no final newline) leaves other bytes in the file.
+    original = b'{"a": 1, "b": [1, 2]}\n'
+    assert _put(wsgidav.base_url, "/data.json", original, "application/json") == 201
+    s = open_http(shared_daemon, wsgidav.base_url, rules="generic")
+    http = pb.HttpAction(method="PUT", path="/data.json", body=b"x", headers={"content-type": "text/plain"})
+    inverse = pb.HttpAction(method="PUT", path="/data.json", json='{"b":[1,2],"a":1.0}')
+    req = apb.SubmitActionRequest(session_id=s.id, spec=pb.ActionSpec(http=http), inverse=pb.ActionSpec(http=inverse))
+    done = shared_daemon.actions.SubmitAction(req).action
+    assert done.state == pb.ACTION_STATE_EXECUTED, done.error
+    undone = undo(shared_daemon, s.id, done.id)
+    assert (wsgidav.root / "data.json").read_bytes() == b'{"b":[1,2],"a":1.0}'
+    assert undone.reversibility.verdict == pb.VERDICT_FAILED, undone.reversibility.detail
+    assert "the body's bytes differ" in undone.reversibility.detail, undone.reversibility.detail

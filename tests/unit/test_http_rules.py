@@ -372,7 +372,7 @@ def test_rest_create_deletes_by_the_returned_id() -> None:
     assert planned == Planned("rest.create", None, RC.REVERSIBLE, {"collection": "items"})
     assert derived.reversibility is RC.REVERSIBLE
     assert derived.inverse == HttpCall("DELETE", "/items/7")
-    assert derived.verify == Verify(VerifyKind.ABSENT, HttpCall("GET", "/items/7"))
+    assert derived.verify == Verify(VerifyKind.ABSENT, HttpCall("GET", "/items/7"), as_json=True)
     assert derived.note.startswith("rest.create [created]: reversible, undo DELETE /items/7: ")
     _, derived = run(REST, call, ex(201, {"id": "a b/c"}))
     assert derived.inverse == HttpCall("DELETE", "/items/a%20b%2Fc")
@@ -402,7 +402,7 @@ def test_rest_update_puts_the_captured_item_back(method: str) -> None:
     derived = REST.derive(planned, call, ex(200, {"id": 1, "name": "new"}), before)
     assert derived.reversibility is RC.REVERSIBLE
     assert derived.inverse == HttpCall("PUT", "/items/1", (), (("content-type", "application/json"),), before.body)
-    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/1"))
+    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/1"), as_json=True)
 
 
 def test_rest_update_of_a_missing_item() -> None:
@@ -411,10 +411,10 @@ def test_rest_update_of_a_missing_item() -> None:
     derived = REST.derive(planned, call, ex(201, {"id": 9}), ex(404, {}))  # a service whose PUT creates
     assert derived.reversibility is RC.REVERSIBLE
     assert derived.inverse == HttpCall("DELETE", "/items/9")
-    assert derived.verify == Verify(VerifyKind.ABSENT, HttpCall("GET", "/items/9"))
+    assert derived.verify == Verify(VerifyKind.ABSENT, HttpCall("GET", "/items/9"), as_json=True)
     derived = REST.derive(planned, call, ex(404, {}), ex(404, {}))  # json-server's: PUT does not create
     assert (derived.reversibility, derived.inverse) == (RC.REVERSIBLE, None)
-    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/9"))
+    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/9"), as_json=True)
 
 
 def test_rest_delete() -> None:
@@ -427,12 +427,12 @@ def test_rest_delete() -> None:
     derived = REST.derive(planned, call, ex(200, {}), before)
     assert derived.reversibility is RC.BEST_EFFORT
     assert derived.inverse == HttpCall("POST", "/items", (), (("content-type", "application/json"),), before.body)
-    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/3"))
+    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/3"), as_json=True)
     assert "new id" in derived.note
 
     derived = REST.derive(planned, call, ex(404, {}), ex(404, {}))
     assert (derived.reversibility, derived.inverse) == (RC.REVERSIBLE, None)
-    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/3"))
+    assert derived.verify == Verify(VerifyKind.PRE_IMAGE, HttpCall("GET", "/items/3"), as_json=True)
     assert derived.note.startswith("rest.delete [nothing deleted]: reversible, nothing to undo")
 
     derived = REST.derive(planned, call, ex(403, {}), before)
@@ -618,7 +618,28 @@ def test_notes_never_carry_bodies() -> None:
     ],
 )
 def test_pre_image_matches(capture: Exchange, now: Exchange, same: bool) -> None:
-    assert pre_image_matches(capture, now) is same
+    """As a JSON API's rule set compares (compare = "json")."""
+    assert pre_image_matches(capture, now, as_json=True) is same
+
+
+@pytest.mark.parametrize(
+    ("capture", "now", "same"),
+    [
+        # re-serialised JSON is other bytes (key order, 1.0, spacing, the final newline): not the same file
+        (ex(200, b'{"a": 1, "b": [1, 2]}\n', JSON), ex(200, b'{"b":[1,2],"a":1.0}', JSON), False),
+        (ex(200, b'{"a": 1}\n', JSON), ex(200, b'{"a": 1}', JSON), False),
+        (
+            ex(200, b'{"a": 1}\n', JSON),
+            ex(200, b'{"a": 1}\n', {"content-type": "application/json; charset=utf-8"}),
+            True,
+        ),
+        (ex(200, b'{"a": 1}', JSON), ex(200, b'{"a": 1}', {"content-type": "text/plain"}), False),
+        (ex(404), ex(410), True),
+    ],
+)
+def test_pre_image_matches_bytes(capture: Exchange, now: Exchange, same: bool) -> None:
+    """As every other rule set compares (compare = "bytes", the default): byte for byte, and the media type."""
+    assert pre_image_matches(capture, now, as_json=False) is same
 
 
 def test_verified() -> None:
@@ -867,3 +888,31 @@ def test_a_file_needs_a_name_and_rules() -> None:
     no_outcome = 'name = "x"\n[[rule]]\nname = "r"\nmethod = "POST"\npath = "/x"\noutcome = []\n'
     error = _error(no_outcome)
     assert (error.line, error.message) == (6, "rule[0].outcome: a rule needs at least one [[rule.outcome]]")
+
+
+def test_only_a_json_api_compares_json() -> None:
+    # http-rules.md: rest (a JSON API) compares pre-images as JSON; generic and s3 promise the bytes back.
+    sets = load_rule_sets()
+    assert {name: s.compare for name, s in sets.items()} == {"rest": "json", "generic": "bytes", "s3": "bytes"}
+    rest = sets["rest"].bound("http://svc", [sets["generic"]])
+    item = Exchange(200, {"content-type": "application/json"}, b'{"id": 1, "a": 1}')
+    for rule_set, path, as_json in ((rest, "/items/1", True), (sets["generic"].bound("http://svc"), "/f.json", False)):
+        call = HttpCall("PUT", path, (), (("content-type", "application/json"),), b'{"id": 1, "a": 2}')
+        planned = rule_set.plan(call)
+        derived = rule_set.derive(planned, call, Exchange(200, {}, b""), item)
+        assert derived.verify.kind is VerifyKind.PRE_IMAGE and derived.verify.as_json is as_json, derived
+
+
+def test_compare_must_be_bytes_or_json() -> None:
+    assert "compare" in str(_error(GOOD.replace('name = "v"', 'name = "v"\ncompare = "yaml"', 1)))
+
+
+def test_a_difference_names_a_changed_content_type_over_the_same_bytes() -> None:
+    from goexd.resources.http import _difference
+
+    before = Exchange(200, {"content-type": "application/json"}, b'{"a": 1}')
+    retyped = Exchange(200, {"content-type": "text/plain"}, b'{"a": 1}')
+    said = _difference(before, retyped, as_json=True)
+    assert said == "the content type changed: text/plain, was application/json (the same body bytes)", said
+    reserialised = Exchange(200, {"content-type": "application/json"}, b'{"a":1.0}')
+    assert "the body's bytes differ" in _difference(before, reserialised, as_json=False)

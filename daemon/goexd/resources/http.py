@@ -172,6 +172,17 @@ def call_of(req: HttpRequest) -> HttpCall:
     return HttpCall(req.method, req.path, req.query, headers, req.body)
 
 
+# Sent with every pre-image and verification GET: a cache between goexd and the service (a CDN, a caching proxy,
+# the service's own) must answer what the service holds now, or a stale answer would "verify" an undo.
+NO_CACHE = (("cache-control", "no-cache"), ("pragma", "no-cache"))
+
+
+def uncached(call: HttpCall) -> HttpCall:
+    """The call with the cache bypass headers in place of any the rule gave."""
+    kept = tuple((k, v) for k, v in call.headers if k.lower() not in ("cache-control", "pragma"))
+    return replace(call, headers=(*kept, *NO_CACHE))
+
+
 def request_of(call: HttpCall) -> HttpRequest:
     return HttpRequest.as_sent(call.method, call.path, call.query, call.headers, call.body)
 
@@ -418,7 +429,7 @@ class HttpResource:
         if planned.capture is None:
             return {}
         try:
-            captured = (sender or self.sender).send(planned.capture, timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
+            captured = (sender or self.sender).send(uncached(planned.capture), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
         except CallFailed as exc:
             return f"could not take the pre-image ({planned.capture.method} {planned.capture.path}): {exc.why}"
         if captured.truncated:
@@ -485,6 +496,7 @@ class HttpResource:
             {
                 "kind": derived.verify.kind.value,
                 "call": _call_json(derived.verify.call) if derived.verify.call else None,
+                "compare": "json" if derived.verify.as_json else "bytes",
             }
         )
         if derived.inverse is not None:
@@ -592,7 +604,7 @@ class HttpResource:
             return RollbackReport(False, f"{head}; nothing to compare the result against ({why})", compared=False)
         probe = _call_from(verify["call"])
         try:
-            now = sender.send(probe, 60.0, max_body=MAX_PRE_IMAGE_BYTES)
+            now = sender.send(uncached(probe), 60.0, max_body=MAX_PRE_IMAGE_BYTES)
         except CallFailed as exc:
             return RollbackReport(
                 False, f"{head}; the check {probe.method} {probe.path} failed: {exc.why}", compared=False
@@ -607,11 +619,12 @@ class HttpResource:
         capture = _exchange_from(checkpoint["capture"]) if "capture" in checkpoint else None
         if capture is None:
             return RollbackReport(False, f"{head}; no pre-image to compare with", compared=False)
-        ok = pre_image_matches(capture, now)
+        as_json = verify.get("compare", "json") == "json"  # (checkpoints from before compare was kept: json)
+        ok = pre_image_matches(capture, now, as_json)
         return RollbackReport(
             ok,
             f"{head}; {probe.method} {probe.path} "
-            + ("equals the pre-image" if ok else f"differs from the pre-image ({_difference(capture, now)})"),
+            + ("equals the pre-image" if ok else f"differs from the pre-image ({_difference(capture, now, as_json)})"),
         )
 
     def fingerprint(self) -> str:
@@ -623,11 +636,19 @@ class HttpResource:
             self.staging.close()
 
 
-def _difference(before: Exchange, now: Exchange) -> str:
+def _difference(before: Exchange, now: Exchange, as_json: bool) -> str:
     """What differs between a pre-image and what the service answers now, by field name (values are not shown:
     they may be anything the service holds)."""
     if before.status != now.status:
         return f"status {now.status}, was {before.status}"
+    was, is_now = (e.headers.get("content-type", "").split(";")[0].strip().lower() for e in (before, now))
+    if was != is_now:
+        same = "the same body bytes" if before.body == now.body else "a different body"
+        return f"the content type changed: {is_now or 'none'}, was {was or 'none'} ({same})"
+    if not as_json:
+        if before.body == now.body:
+            return "the same body bytes"
+        return f"the body's bytes differ ({len(now.body)} bytes, was {len(before.body)}; compared byte for byte)"
     try:
         old, new = json.loads(before.body), json.loads(now.body)
     except ValueError:

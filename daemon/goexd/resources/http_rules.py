@@ -16,7 +16,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -106,6 +106,7 @@ class Verify:
     kind: VerifyKind
     # ABSENT: expect 404/410; PRE_IMAGE: expect what the capture got; None for STATUS and NONE.
     call: HttpCall | None
+    as_json: bool = False  # PRE_IMAGE: bodies JSON-equal (the rule set's compare = "json"), else byte-equal
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class RuleSet:
     def __init__(self, spec: RuleFile, source: str) -> None:
         self.name = spec.name
         self.description = spec.description
+        self.compare = spec.compare
         self.source = source  # the file it was loaded from
         self.rules = spec.rules
         self._by_name = {r.name: r for r in spec.rules}
@@ -238,7 +240,8 @@ class RuleSet:
             context = _Context(dict(candidate.variables), call, response, capture, self.base_url)
             derived = _derive_rule(candidate, rule, context, reasons, f"{candidate.rule} " if i else "")
             if derived is not None:
-                return derived
+                owner = next(s for s in (self, *self.fallbacks) if s.name == candidate.rule.partition(".")[0])
+                return replace(derived, verify=replace(derived.verify, as_json=owner.compare == "json"))
         note = f"{planned.rule}: no outcome applies ({'; '.join(reasons)})"
         return Derived(ReversibilityClass.IRREVERSIBLE, None, _NO_CHECK, note)
 
@@ -434,15 +437,15 @@ def _verify(spec: VerifySpec, inverse: HttpCall | None, capture: HttpCall | None
 # ---------------------------------------------------------------- checking an undo
 
 
-def pre_image_matches(capture: Exchange, now: Exchange) -> bool:
+def pre_image_matches(capture: Exchange, now: Exchange, as_json: bool) -> bool:
     """Whether `now` answers what the capture did: both gone (404/410), or the same status, media
-    type (Content-Type without its parameters) and body (JSON-equal when both are JSON, else
-    byte-equal)."""
+    type (Content-Type without its parameters) and body (with `as_json`, JSON-equal when both are
+    JSON; else, and otherwise, byte-equal)."""
     if capture.status in GONE:
         return now.status in GONE
     if capture.status != now.status or _media_type(capture) != _media_type(now):
         return False
-    if _is_json(capture) and _is_json(now):
+    if as_json and _is_json(capture) and _is_json(now):
         try:
             return _same(json.loads(capture.body), json.loads(now.body))
         except ValueError:
@@ -458,7 +461,7 @@ def verified(verify: Verify, *, inverse: Exchange | None, check: Exchange | None
     if verify.kind is VerifyKind.ABSENT:
         return check is not None and check.status in GONE
     if verify.kind is VerifyKind.PRE_IMAGE:
-        return check is not None and capture is not None and pre_image_matches(capture, check)
+        return check is not None and capture is not None and pre_image_matches(capture, check, verify.as_json)
     return True
 
 

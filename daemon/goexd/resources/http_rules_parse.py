@@ -39,6 +39,7 @@ _SEGMENT_VAR = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$")
 _STATUS_CLASS = re.compile(r"^([1-5])xx$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 OUTCOME_CLASSES = ("reversible", "best_effort", "irreversible")
+COMPARES = ("bytes", "json")  # a rule file's compare: how a pre-image check compares bodies
 
 
 # ---------------------------------------------------------------- loading
@@ -76,7 +77,11 @@ def _line(text: str, path: KeyPath) -> int:
 
 
 def _rule_file(data: dict[str, Any]) -> RuleFile:
-    table((), data, {"name": _ident, "description": nonempty_str, "rule": _array_of_tables})
+    table(
+        (),
+        data,
+        {"name": _ident, "description": nonempty_str, "compare": choice(COMPARES), "rule": _array_of_tables},
+    )
     if "name" not in data:
         raise Invalid((), "a rule file needs a name (rule sets are chosen by it)")
     rules = data.get("rule", [])
@@ -90,7 +95,7 @@ def _rule_file(data: dict[str, Any]) -> RuleFile:
             raise Invalid(("rule", i, "name"), f"rule {rule.name!r} is defined twice")
         names.add(rule.name)
         built.append(rule)
-    return RuleFile(data["name"], data.get("description", ""), tuple(built))
+    return RuleFile(data["name"], data.get("description", ""), tuple(built), data.get("compare", "bytes"))
 
 
 def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:

@@ -127,3 +127,6 @@ class RuleFile:
     name: str
     description: str
     rules: tuple[Rule, ...]
+    # How a pre-image check compares bodies: "bytes" (exactly, the default) or "json" (JSON-equal when both are
+    # JSON by content type: for a JSON API, whose answers may re-serialise what it holds).
+    compare: str = "bytes"
