@@ -75,7 +75,10 @@ def test_a_post_answered_with_a_staging_location_is_undone_there(
     assert _tree(solid_server, "staging/") == staging
     wrong = _test(shared_daemon, s.id, post, pb.HttpAction(method="DELETE", path="/notes/first.txt"))
     assert wrong.verdict == pb.VERDICT_FAILED and "should be gone" in wrong.detail, wrong.detail
-    assert not (solid_server.root / "staging" / "notes" / "first.txt").exists()  # what the wrong pair did there
+    # goexd put back what the wrong pair did there: the note it deleted (captured before the trial), the one made
+    assert "the staging copy was put back" in wrong.detail and "verified" in wrong.detail, wrong.detail
+    assert (solid_server.root / "staging" / "notes" / "first.txt").read_bytes() == b"first"
+    assert not (solid_server.root / "staging" / "notes" / "hello").exists()
     assert _tree(solid_server, "live/") == live  # the service itself never got a call
 
     # Submitted (a POST needs an approval): tried there first, then sent, and undone by its own Location.

@@ -238,6 +238,9 @@ class HttpResource:
         # The staging copy's answers name places under its own base URL (a Location), so they are read with the
         # same rule sets bound to it.
         self.staging_rules = rules.bound(staging.base_url, rules.fallbacks) if staging is not None else None
+        # Set by a staging trial that could not put the copy back (http_trial.StagingLeft): later trials answer
+        # unknown until it matches again. In memory: a restarted goexd trusts the copy again.
+        self.staging_left: object | None = None
         self._redact = redact
         self._redact_text = redact_text
         self._confine = resource.strategy is UndoStrategy.CONFINE

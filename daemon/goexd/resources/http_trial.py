@@ -12,21 +12,33 @@ client's, else the one derived from the staging answer by the rule sets bound to
 URL, so a Location it answers is its own) sent, and the result compared. The verdict is passed,
 failed (what differs), or unknown (why: staging unreachable or refused the call, nothing to compare
 against, no inverse to try). The same trial runs before every write submitted to such a resource
-(HttpResource.test): a failed pair is not sent to the service. The staging copy keeps whatever a
-failed pair left; the real service is never called.
+(HttpResource.test): a failed pair is not sent to the service; the real service is never called.
+After a trial whose inverse did not restore, the staging copy is put back from the trial's own
+pre-image (a PUT of the captured representation, or a DELETE where the capture found nothing; the
+rule's own inverse for what a create made; the item a client's inverse wrote to elsewhere, captured
+before the trial) and checked; when that cannot be verified, the copy is not trusted: later trials answer unknown ("the
+staging copy differs from what a trial left: reset it") until the item answers its pre-image again.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from goexd.engine.models import ActionSpec, Reversibility, ReversibilityClass, UndoStrategy, Verdict
 from goexd.errors import FailedPrecondition, GoexError
 from goexd.resources.http import (
     MAX_DERIVE_BYTES,
+    MAX_PRE_IMAGE_BYTES,
     READ_METHODS,
     HttpResource,
+    _call_from,
+    _call_json,
+    _exchange_from,
+    _exchange_json,
     call_of,
+    uncached,
 )
-from goexd.resources.http_rules import HttpCall, Planned, VerifyKind
+from goexd.resources.http_rules import GONE, Exchange, HttpCall, Planned, VerifyKind, pre_image_matches
 from goexd.resources.http_send import CallFailed, HttpSender
 
 NOT_TRIED = "an HTTP call cannot be tried without its side effect"
@@ -68,6 +80,9 @@ def test_http(manager: HttpResource, spec: ActionSpec, inverse: ActionSpec | Non
     if manager.staging is None:
         why = f"not tried: {NOT_TRIED} (the resource names no staging base URL); {given}{plan}"
         return Reversibility(cls, Verdict.UNKNOWN, why)
+    left = _still_left(manager, manager.staging, timeout_s)
+    if left:
+        return Reversibility(cls, Verdict.UNKNOWN, f"not tried: {left}; {plan}")
     try:
         return _on_staging(manager, manager.staging, call, inverse, timeout_s)
     except (_NotTried, GoexError) as exc:  # GoexError: e.g. the vault refused the credential for the staging host
@@ -115,6 +130,13 @@ def _on_staging(
     captured = manager.capture(call, timeout_s, staging)
     if isinstance(captured, str):
         raise _NotTried(captured)
+    if (
+        inverse is not None and inverse.http is not None
+    ):  # a client's inverse writing elsewhere: its target captured too, to put back after
+        captured = {
+            **captured,
+            **_inverse_target(manager.plan_call(call).capture, call_of(inverse.http), staging, timeout_s),
+        }
     try:
         response = staging.send(call, timeout_s, max_body=MAX_DERIVE_BYTES)
     except CallFailed as exc:
@@ -139,8 +161,122 @@ def _on_staging(
         try:
             head = f"{sent}; " + manager.send_inverse(checkpoint, staging)
         except FailedPrecondition as exc:  # a 4xx/5xx: the pair restored nothing
-            why = f"{sent}; {exc}; the staging copy keeps the call's effect"
+            why = f"{sent}; {exc}; {_put_back(manager, staging, call, response, captured, timeout_s)}"
             return Reversibility(derived.reversibility, Verdict.FAILED, why)
         # (the inverse got no answer: UNAVAILABLE, a GoexError the caller reports as unknown)
     report = manager.check_undo(checkpoint, head, staging)
-    return Reversibility(derived.reversibility, report.verdict, report.detail)
+    detail = report.detail
+    if report.verdict is Verdict.FAILED:
+        detail += f"; {_put_back(manager, staging, call, response, captured, timeout_s)}"
+    return Reversibility(derived.reversibility, report.verdict, detail)
+
+
+@dataclass(frozen=True)
+class StagingLeft:
+    """An item of the staging copy a trial changed and could not put back: what it must answer again."""
+
+    probe: HttpCall
+    capture: Exchange  # what it must answer: the pre-image, or a 404 for what the trial created
+    as_json: bool
+    why: str
+
+
+def _put_back(
+    manager: HttpResource,
+    staging: HttpSender,
+    call: HttpCall,
+    response: Exchange,
+    captured: dict[str, str],
+    timeout_s: float,
+) -> str:
+    """After a trial that did not restore: each staging item it captured put back from that pre-image (or what it
+    created deleted, by the rule's own inverse) and checked; what happened, in words. When one cannot be verified
+    the copy is marked not trustworthy (StagingLeft)."""
+    planned = manager.plan_call(call)
+    as_json = _compares_json(manager, planned)
+    items: list[tuple[HttpCall, Exchange, HttpCall]] = []  # (probe, what it must answer, the call putting it back)
+    probe = planned.capture
+    if probe is not None and "capture" in captured:
+        items.append(_restoring(probe, _exchange_from(captured["capture"])))
+    else:  # nothing captured (a create): the rule's own inverse of the staging answer, checked by its own probe
+        assert manager.staging_rules is not None
+        own = manager.staging_rules.derive(planned, call, response, None) if planned.rule else None
+        if own is None or own.inverse is None or own.verify.kind is not VerifyKind.ABSENT or own.verify.call is None:
+            why = "no pre-image and no inverse of the rule's own to put it back with"
+            manager.staging_left = StagingLeft(HttpCall("GET", call.path), Exchange(0, {}, b""), as_json, why)
+            return f"the staging copy keeps the call's effect ({why}): trials answer unknown in this session"
+        items.append((own.verify.call, Exchange(404, {}, b""), own.inverse))
+    if "inverse_target" in captured:  # what the client's inverse wrote to, elsewhere
+        target = _exchange_from(captured["inverse_target"])
+        items.append(_restoring(_call_from(captured["inverse_target_probe"]), target))
+    done = []
+    for probe, capture, fix in items:
+        why = ""
+        try:
+            staging.send(fix, timeout_s, max_body=MAX_DERIVE_BYTES)
+            now = staging.send(uncached(probe), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
+            if pre_image_matches(capture, now, as_json):
+                done.append(f"{fix.method} {fix.path}")
+                continue
+            why = f"{probe.method} {probe.path} still differs after {fix.method} {fix.path}"
+        except CallFailed as exc:
+            why = f"{fix.method} {fix.path} got no answer ({exc.why})"
+        except GoexError as exc:
+            why = str(exc)
+        manager.staging_left = StagingLeft(probe, capture, as_json, why)
+        return f"the staging copy could not be put back ({why}): trials answer unknown until it is reset"
+    return f"the staging copy was put back from the trial's pre-image ({', '.join(done)}, verified)"
+
+
+def _inverse_target(
+    capture: HttpCall | None, inverse: HttpCall, staging: HttpSender, timeout_s: float
+) -> dict[str, str]:
+    """The staging item a client's inverse writes to, captured before the trial, unless it is the call's own."""
+    if inverse.method in READ_METHODS or (capture is not None and capture.path == inverse.path):
+        return {}
+    probe = HttpCall("GET", inverse.path, inverse.query)
+    try:
+        answer = staging.send(uncached(probe), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
+    except CallFailed:
+        return {}
+    if answer.truncated or not (answer.status in GONE or 200 <= answer.status < 300):
+        return {}
+    return {"inverse_target": _exchange_json(answer), "inverse_target_probe": _call_json(probe)}
+
+
+def _restoring(probe: HttpCall, capture: Exchange) -> tuple[HttpCall, Exchange, HttpCall]:
+    """An item, what it answered before the trial, and the call putting that back (a PUT, or a DELETE)."""
+    if capture.status in GONE:
+        return probe, capture, HttpCall("DELETE", probe.path, probe.query)
+    kind = capture.headers.get("content-type", "")
+    return (
+        probe,
+        capture,
+        HttpCall("PUT", probe.path, probe.query, (("content-type", kind),) if kind else (), capture.body),
+    )
+
+
+def _compares_json(manager: HttpResource, planned: Planned) -> bool:
+    sets = (manager.rules, *manager.rules.fallbacks)
+    owner = next((s for s in sets if s.name == planned.rule.partition(".")[0]), None)
+    return owner is not None and owner.compare == "json"
+
+
+def _still_left(manager: HttpResource, staging: HttpSender, timeout_s: float) -> str:
+    """Why the staging copy is not trusted for a trial ("" when it is): an item a failed trial left changed that
+    does not answer its pre-image yet (checked again now: once it does, e.g. a person reset it, it is trusted)."""
+    left = manager.staging_left
+    if not isinstance(left, StagingLeft):
+        return ""
+    if left.capture.status:
+        try:
+            now = staging.send(uncached(left.probe), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
+            if pre_image_matches(left.capture, now, left.as_json):
+                manager.staging_left = None
+                return ""
+        except (CallFailed, GoexError):
+            pass
+    return (
+        f"the staging copy differs from what a trial left ({left.probe.method} {left.probe.path}: {left.why}): "
+        "reset it (trials resume once it answers as before the trial)"
+    )
