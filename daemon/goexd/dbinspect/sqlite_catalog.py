@@ -112,10 +112,13 @@ def _relation(
 
 
 def _hidden_rowid(conn: sqlite3.Connection, table: str, columns: list[Column], pk: list[tuple[int, str]]) -> str | None:
-    """How to select a rowid table's rowid when no INTEGER PRIMARY KEY column already holds it: a row
-    deleted and inserted again gets another one, which foreign keys and applications may rely on."""
-    if len(pk) == 1 and next(c.type for c in columns if c.name == pk[0][1]).upper() == "INTEGER":
-        return None  # the column is the rowid (an `INTEGER PRIMARY KEY DESC` is not, a quirk left aside)
+    """How to select a rowid table's rowid when it is a row's only identity: a table with no PRIMARY KEY (a row
+    deleted and inserted again gets another rowid, which applications may rely on). A declared key is the
+    identity otherwise: an INTEGER PRIMARY KEY is the rowid itself, and the hidden rowid of a table keyed by
+    anything else is not stable in SQLite's own terms (VACUUM may renumber it), so a row put back under its key
+    is the same row."""
+    if pk:
+        return None
     try:
         without = rows(conn, "SELECT wr FROM pragma_table_list(?, 'main')", (table,))
     except sqlite3.OperationalError:  # SQLite before 3.37: from the CREATE text
