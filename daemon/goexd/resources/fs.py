@@ -246,7 +246,10 @@ class FsVersionedResource(UndoesByItself):
             return Outcome(exec=result, changes=changes, checkpoint_extra=extra, capture_s=time.monotonic() - started)
         pre = Snapshot(checkpoint["pre"])
         # A repository the action made where the workspace had none is never applied (as under overlay).
-        planted = None if had_repo else _remove_planted_repo(self.workspace)
+        planted = None
+        if not had_repo:
+            with self._store.root_opened_up():  # an action may have left the root unsearchable
+                planted = _remove_planted_repo(self.workspace)
         with self._space("snapshotting after the action"):
             post, found = self._store.strip_privileges(pre, self._capture())
         self._store.pin(f"actions/{checkpoint['action']}/post", post)  # what its undo and diff compare with
@@ -672,30 +675,6 @@ def _discard(run_dir: Path) -> None:
 def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:
     """Remove the top-level .git a direct run made in a workspace that had none: (a note, whether it
     is gone), or None when there is none. Never followed if it is a symbolic link."""
-    with _root_opened_up(workspace):
-        return _remove_planted_repo_in(workspace)
-
-
-@contextmanager
-def _root_opened_up(workspace: Path) -> Iterator[None]:
-    """The workspace root searchable and writable by its owner for a moment, as found after: an unprivileged goexd
-    owns it, and an action may have left it mode 0 (the capture records the mode as found)."""
-    try:
-        st = os.stat(workspace)
-    except OSError:
-        st = None
-    mode = stat.S_IMODE(st.st_mode) if st is not None else 0
-    opened = st is not None and os.geteuid() != 0 and st.st_uid == os.geteuid() and mode & 0o300 != 0o300
-    if opened:
-        os.chmod(workspace, mode | 0o300)
-    try:
-        yield
-    finally:
-        if opened:
-            os.chmod(workspace, mode)
-
-
-def _remove_planted_repo_in(workspace: Path) -> tuple[str, bool] | None:
     path = workspace / TOP_GIT
     planted = f"not applied: {TOP_GIT} (the action made it where the workspace had none)"
     try:

@@ -530,6 +530,15 @@ class GitWorkspaceStore:
         with self._session(), self._batch() as fs:
             return self._full_capture(fs, lenient=False)
 
+    @contextmanager
+    def root_opened_up(self) -> Iterator[None]:
+        """The workspace root searchable and writable by goexd's user while the block runs, when it owns the
+        root and an action took that away; given back after, and after a crash by the openings' journal."""
+        with self._session(), self._batch() as fs:
+            with contextlib.suppress(OSError):  # the caller's own attempt says what is wrong
+                fs.open_up("", stat.S_IWUSR | stat.S_IXUSR)
+            yield
+
     def _batch(self) -> contextlib.AbstractContextManager[SafeFS]:
         """One capture's or restore's file access: what it opens up, it gives back at the end."""
         return SafeFS(self._root, self._journal).batch()
