@@ -37,7 +37,7 @@ Decisions:
 - The resource keeps one connection (autocommit: goexd issues BEGIN/COMMIT itself). Nothing is
   ever pending on it between calls, so a lost connection loses nothing: reads retry once on a
   new connection, a running action fails (Unavailable), and take_lost() is always empty.
-- checkpoint() stores the pre-action fingerprint digest ("pre"; the last PRE_KEPT fingerprints stay
+- checkpoint() stores the pre-action fingerprint digest ("pre"; the last few fingerprints stay
   in memory, so an undo that does not match names what differs) and the inverse
   ("inverse_sql", "inverse_params" as JSON); execute() adds the post-action digest ("post").
 - A failed action has no "post". Its undo runs no inverse (the inverse takes back the whole
@@ -63,7 +63,6 @@ import json
 import logging
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -74,6 +73,7 @@ import psycopg
 from goexd import faults
 from goexd.dbinspect import pg_catalog, pg_changes
 from goexd.dbinspect import postgres as inspect
+from goexd.dbinspect.recent import RecentStates
 from goexd.engine.models import (
     ActionKind,
     ActionSpec,
@@ -106,7 +106,6 @@ log = logging.getLogger(__name__)
 
 RUNS_IN = "its own transaction"
 UNDO_TIMEOUT_S = 600.0
-PRE_KEPT = 16  # pre-action fingerprints kept in memory, for an undo's diff
 TAG = "postgres-inverse"  # its fault points' tag (faults.py)
 
 
@@ -127,7 +126,7 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
         self._db = run.PgDatabase(self._pg, admin_database, copy_strategy)
         self._row_limit = row_limit
         self._lock = threading.Lock()
-        self._pre: OrderedDict[str, inspect.DbFingerprint] = OrderedDict()  # the last PRE_KEPT, by digest
+        self._pre = RecentStates()  # so an undo that does not match can say what differs
         self._marks = PgMarks(self._db.name, self._pg.message)
         conn = self._db.conn()  # an unreachable server or a wrong password is refused now, at session open
         try:
@@ -329,9 +328,7 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
             pre = self._db.reading("before the action ran", inspect.fingerprint)
-            self._pre[pre.digest] = pre  # kept so an undo that does not match can say what differs
-            while len(self._pre) > PRE_KEPT:
-                self._pre.popitem(last=False)
+            self._pre.keep(pre)
             cp = {"pre": pre.digest}
         if inverse is not None:
             cp["inverse_sql"] = inverse.sql
@@ -444,15 +441,8 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
                 raise self._db.lost(lost, "the inverse") from None
             faults.point("undo-after-commit", TAG)
             after = self._db.reading("after the undo", inspect.fingerprint)
-        if after.digest == checkpoint["pre"]:
-            return RollbackReport(verified=True, detail="ran the inverse; the database matches its pre-action state")
-        why = "the database had changed since the action" if drifted else "the inverse did not restore it"
-        pre = self._pre.get(checkpoint["pre"])
-        unknown = " (what differs is not known: its pre-action fingerprint is no longer in memory)"
-        what = f": {inspect.diff(pre, after).text}" if pre is not None else unknown
-        return RollbackReport(
-            verified=False, detail=f"ran the inverse, but {why}: it differs from the pre-action state{what}"
-        )
+        verified, detail = self._pre.undo_check(checkpoint["pre"], after, drifted)
+        return RollbackReport(verified=verified, detail=detail)
 
     def _after_failure(self, checkpoint: Checkpoint) -> RollbackReport:
         if self._digest("after the failed action") == checkpoint.get("pre"):

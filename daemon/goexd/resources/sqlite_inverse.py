@@ -30,7 +30,6 @@ import logging
 import sqlite3
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 from goexd import faults
 from goexd.dbinspect import sqlite as inspect
 from goexd.dbinspect import sqlite_changes
+from goexd.dbinspect.recent import RecentStates
 from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
 from goexd.errors import InvalidArgument
 from goexd.resources import outcomes
@@ -59,7 +59,6 @@ from goexd.sql.classify import Classified, StatementClass
 log = logging.getLogger(__name__)
 
 TAG = "sqlite-inverse"  # its fault points' tag (faults.py)
-_PRE_KEPT = 16  # pre-action fingerprints kept for the undo's diff (each holds per-row detail of small tables)
 
 
 class SqliteInverseResource(StepByStep, SettlesInDoubt):
@@ -72,8 +71,7 @@ class SqliteInverseResource(StepByStep, SettlesInDoubt):
         self._busy_timeout_s = busy_timeout_s
         self._db = run.connect(self.path, busy_timeout_s)
         self._state = run.Tracked(self._db)
-        # Recent pre-action fingerprints by digest, for an undo that does not match to say what differs.
-        self._pre: OrderedDict[str, inspect.DbFingerprint] = OrderedDict()
+        self._pre = RecentStates()  # so an undo that does not match can say what differs
         self._lock = threading.Lock()
         self._marks = SqliteMarks(self._db, self.path)
         try:
@@ -134,10 +132,7 @@ class SqliteInverseResource(StepByStep, SettlesInDoubt):
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
             pre = self._state.current()
-            self._pre[pre.digest] = pre
-            self._pre.move_to_end(pre.digest)
-            while len(self._pre) > _PRE_KEPT:
-                self._pre.popitem(last=False)
+            self._pre.keep(pre)
             cp = {"pre": pre.digest}
         if inverse is not None:
             cp["inverse_sql"] = inverse.sql
@@ -217,18 +212,8 @@ class SqliteInverseResource(StepByStep, SettlesInDoubt):
                 ) from None
             faults.point("undo-after-commit", TAG)
             drifted = before.digest != checkpoint["post"]
-        if after.digest == checkpoint["pre"]:
-            return RollbackReport(verified=True, detail="ran the inverse; the database matches its pre-action state")
-        why = "the database had changed since the action" if drifted else "the inverse did not restore it"
-        pre = self._pre.get(checkpoint["pre"])
-        what = (
-            inspect.diff(pre, after).text
-            if pre is not None
-            else "(what differs is not known: goexd no longer holds the pre-action state's detail, only its digest)"
-        )
-        return RollbackReport(
-            verified=False, detail=f"ran the inverse, but {why}: it differs from the pre-action state: {what}"
-        )
+        verified, detail = self._pre.undo_check(checkpoint["pre"], after, drifted)
+        return RollbackReport(verified=verified, detail=detail)
 
     def take_lost(self) -> list[str]:
         return []
