@@ -222,12 +222,6 @@ class GitWorkspaceStore:
         with self._lock:
             return tuple(self._links)
 
-    def changed_files(self, old: Snapshot, new: Snapshot) -> set[str]:
-        """The paths that differ between two snapshots and are files or symlinks in `new`: O(changed)."""
-        with self._session():
-            found = diff(self._repo, load(self._repo, old.id), load(self._repo, new.id), self._metas)
-            return {path for path, (_, n) in found.items() if n is not None and n.kind != DIR}
-
     def changed_paths(self, old: Snapshot, new: Snapshot) -> set[str]:
         """Every path that differs between two snapshots, of any kind, the entries below a directory added or
         removed included: O(changed)."""
