@@ -306,6 +306,12 @@ class Timeline:
             assert force or not done.conflicts
             self.files = done.files
             self.set_aside += list(done.set_aside.items())
+            # A later pending action's undo is planned with this undo replayed on its before and after
+            # (engine._undone_since, snapshots/replay.py): both hold this action's paths at their `before`,
+            # so those paths are no longer that action's to take back (a forced undo already did).
+            for later in self.pending():
+                if later.resource == act.resource and later.seq > act.seq:
+                    later.changes = {p: c for p, c in later.changes.items() if p not in act.changes}
         act.state = UNDONE
 
     # -- commit
