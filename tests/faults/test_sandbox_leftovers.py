@@ -441,12 +441,15 @@ def test_every_process_of_the_chain_carries_the_mark_and_nothing_of_the_daemons(
         cwd = ws.parent  # the stand-in daemon's cwd: not to be seen in the chain's environment
         run = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env, **who)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:  # until the command runs (the chain has done its part)
+            # Until the command runs (the chain has done its part); generous, as a loaded machine is slow
+            # to start the stand-in daemon's Python, but a run that ended early fails at once with its words.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and run.poll() is None:
                 chain = marked(mark.owner)
                 if _children_with_tag(chain, tag):
                     break
                 time.sleep(0.05)
+            assert run.poll() is None, f"the run ended before its command was seen: {run.communicate()[0]!r}"
             chain = marked(mark.owner)
             assert len(chain) >= 2, chain  # bwrap and its pid-1 at least
             for pid in chain:
@@ -454,7 +457,7 @@ def test_every_process_of_the_chain_carries_the_mark_and_nothing_of_the_daemons(
                 assert f"{MARK_ENV}={mark.value}".encode() in env_of
                 assert set(env_of) - {b"", f"{MARK_ENV}={mark.value}".encode(), b"PWD=/"} == set(), (pid, env_of)
             command = _children_with_tag(chain, tag)
-            assert command, "control: the command's own process is there"
+            assert command, f"control: the command's own process is there (chain {chain}, tagged {with_tag(tag)})"
             for pid in command:
                 env_of = Path(f"/proc/{pid}/environ").read_bytes()
                 assert MARK_ENV.encode() not in env_of and daemon_var.encode() not in env_of, env_of
