@@ -38,11 +38,15 @@ from goexd.sandbox.egress_forwarder import CA_PATH, SOURCE
 from goexd.sandbox.host_view import UnreadableScan, probe
 from goexd.sandbox.identity import RunAs
 from goexd.sandbox.limits import (
+    JOIN_FAILED,
+    JOIN_FAILED_STATUS,
     RUN_PREFIX,
     CgroupUnusable,
     CgroupV1Enforcer,
     CgroupV2Enforcer,
     RlimitEnforcer,
+    RunLimits,
+    _V1Run,
     sweep_stale,
 )
 
@@ -350,6 +354,76 @@ def test_run_limits_count_refused_forks_kill_all_and_clean_up(
         proc.wait()
         run.close()
     assert list(private_enforcer_dirs(private_enforcer)) == []
+
+
+def test_a_v1_run_is_joined_from_inside_the_launch_chain(
+    private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer,
+) -> None:
+    """cgroup v1: the chain's first process moves itself into the run's cgroups (no attach from outside,
+    whose global lock waits for an RCU grace period); what it execs is in them, and so is what that forks."""
+    if not isinstance(private_enforcer, CgroupV1Enforcer):
+        pytest.skip("cgroup v2 runs are attached from outside")
+    run = private_enforcer.start(Limits())
+    try:
+        joiner = list(run.joiner())
+        assert joiner
+        out = subprocess.run(
+            [*joiner, "sh", "-c", "cat /proc/$$/cgroup; sh -c 'cat /proc/$$/cgroup'"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert isinstance(run, _V1Run)
+        name = run.memory.name
+        for hierarchy in ("memory", "pids"):
+            lines = [ln for ln in out.splitlines() if ln.split(":")[1].split(",").count(hierarchy)]
+            assert len(lines) == 2 and all(ln.endswith("/" + name) for ln in lines), out
+    finally:
+        run.close()
+
+
+def test_a_v1_join_that_fails_stops_the_chain(private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> None:
+    """A run cgroup that is gone: the chain stops before it execs anything, and says why."""
+    if not isinstance(private_enforcer, CgroupV1Enforcer):
+        pytest.skip("cgroup v2 runs are attached from outside")
+    run = private_enforcer.start(Limits())
+    joiner = list(run.joiner())
+    run.close()
+    r = subprocess.run([*joiner, "sh", "-c", "echo ran"], capture_output=True, text=True)
+    assert r.returncode == JOIN_FAILED_STATUS
+    assert r.stdout == ""
+    assert JOIN_FAILED in r.stderr
+
+
+def test_a_run_whose_join_fails_is_a_spawn_failure(
+    private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer, workspace: Path
+) -> None:
+    """Through the sandbox: a join that fails (here a `tasks` file that is not there) fails the spawn, naming
+    it, and nothing of the command ran."""
+    if not isinstance(private_enforcer, CgroupV1Enforcer):
+        pytest.skip("cgroup v2 runs are attached from outside")
+
+    class MissingTasks:
+        def __init__(self, run: RunLimits) -> None:
+            self.run = run
+
+        def joiner(self) -> tuple[str, ...]:
+            return tuple(a.replace("/tasks", "/gone/tasks") for a in self.run.joiner())
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.run, name)
+
+    class Failing:
+        name = private_enforcer.name
+
+        def start(self, limits: Limits) -> RunLimits:
+            return MissingTasks(private_enforcer.start(limits))  # type: ignore[return-value]
+
+    r = BwrapSandbox(enforcer=Failing()).run(sh("echo ran > ran.txt", workspace=workspace))
+    assert r.termination is Termination.SPAWN_FAILED
+    assert JOIN_FAILED in r.detail and "/gone/tasks" in r.detail
+    assert not (workspace / "ran.txt").exists()
+    assert list(private_enforcer_dirs(private_enforcer)) == []  # closed all the same
 
 
 def private_enforcer_dirs(enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> Iterator[Path]:

@@ -10,7 +10,8 @@ Two steps, the bubblewrap way:
 2. `BwrapSandbox.run` carries the plan out: bwrap is started as the command's identity
    (`identity.run_as_for`: the workspace's owner) with an empty environment, blocked on
    reading its options from a pipe (`--args FD`), put into the run's cgroup while it
-   cannot fork yet, then released; one epoll loop on the caller's thread streams output,
+   cannot fork yet (or, cgroup v1, the launch chain's first process joins it itself:
+   `RunLimits.joiner`), then released; one epoll loop on the caller's thread streams output,
    feeds stdin and enforces the timeout, cancellation and the limits.
 
 Everything in the sandbox lives in its own pid namespace whose init is a child of the
@@ -333,8 +334,10 @@ class _Execution:
             # identity: a root daemon switches to the workspace's owner through setpriv.
             # (Popen's user=/group= would do it too, but they rule out vfork: a fork of the
             # whole daemon, ~19 ms at 110 MB, measured by bench/confine_bench.py.)
+            joiner = self.limits.joiner()  # first: with the daemon's identity, before anything forks
             argv = _dying_with_daemon(
                 [
+                    *joiner,
                     *self._overlay(),
                     *self._switch_user(),
                     *self.limits.launcher(self.run_as.uid, own_userns=self._overlay_userns()),
@@ -360,7 +363,8 @@ class _Execution:
             os.close(args_r)
             os.close(status_w)
         try:
-            self.limits.attach(proc.pid)
+            if not joiner:
+                self.limits.attach(proc.pid)
             self._send_options(args_w)
         except OSError:
             proc.kill()
