@@ -99,6 +99,7 @@ from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.postgres_run import validate_postgres_url
 from goexd.resources.postgres_tx import PostgresTransactionResource
+from goexd.resources.sql_reads import READ_CHECKPOINT, ReadsAtOnce
 from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
@@ -931,15 +932,21 @@ class Engine:
             self._advance(run, _Step(ActionState.FAILED, {"error": "cancelled before it started; nothing ran"}))
             return self._get(action.id)
         limits = live.policy.limits(action.spec.limits, live.session.limits)
+        # A database read resolved at once: no test and no checkpoint, there is nothing to undo (sql_reads.py).
+        reads = run.journaling is Journaling.AFTER_RUN and isinstance(manager, ReadsAtOnce)
         try:
-            tested = remembered(
-                self.verdicts,
-                manager.resource,
-                manager,
-                action.spec,
-                action.inverse,
-                f"the test before action {action.id}",
-                lambda: manager.test(action.spec, action.inverse, limits, cancel),
+            tested = (
+                None
+                if reads
+                else remembered(
+                    self.verdicts,
+                    manager.resource,
+                    manager,
+                    action.spec,
+                    action.inverse,
+                    f"the test before action {action.id}",
+                    lambda: manager.test(action.spec, action.inverse, limits, cancel),
+                )
             )
         except GoexError as exc:
             self._advance(run, _Step(ActionState.FAILED, {"error": self.redact_text(f"{exc}; nothing ran")}))
@@ -967,7 +974,11 @@ class Engine:
         if run.journaling is Journaling.EACH_STEP:
             self._advance(run, _Step(ActionState.PREPARING))
         try:
-            checkpoint = manager.checkpoint(action.id, None if flagged is not None else action.inverse)
+            checkpoint = (
+                READ_CHECKPOINT
+                if reads
+                else manager.checkpoint(action.id, None if flagged is not None else action.inverse)
+            )
         except Exception as exc:
             if is_out_of_space(exc):
                 self.space.release()  # room to journal the failure

@@ -65,6 +65,7 @@ from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument
 from goexd.resources import postgres_run as run
+from goexd.resources import sql_reads
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.resources.postgres_run import Conn
 from goexd.sandbox.base import Limits
@@ -87,7 +88,8 @@ def _safe(action_id: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", action_id.lower())[:48]  # database names stop at 63 bytes
 
 
-class PostgresCloneResource(StepByStep):
+class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
+    dialect = "postgres"
     undo_note = "undo swaps in the copy of the database taken before the action and verifies it by fingerprint"
 
     def __init__(
@@ -170,6 +172,9 @@ class PostgresCloneResource(StepByStep):
     ) -> Reversibility | None:
         return None
 
+    def change_nothing(self, functions: frozenset[str]) -> bool:
+        return sql_reads.database_change_nothing(self._db, self._lock, functions, release=True)
+
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         clone = clone_name(action_id)
         with self._lock:
@@ -192,6 +197,10 @@ class PostgresCloneResource(StepByStep):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec, runs_in=RUNS_IN)
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.database_read(
+                self._db, self._lock, statements, spec, limits, cancel, self._row_limit, release=True
+            )
         with self._lock:
             try:
                 result = self._db.run_committed(statements, spec.params, limits, cancel, self._row_limit)
@@ -224,6 +233,8 @@ class PostgresCloneResource(StepByStep):
                 )
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.NOTHING_TO_ROLL_BACK
         clone, pre = checkpoint["clone"], checkpoint.get("pre")
         old = old_name(action_id)
         with self._lock:

@@ -84,7 +84,7 @@ from goexd.engine.models import (
     Verdict,
 )
 from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
-from goexd.resources import outcomes
+from goexd.resources import outcomes, sql_reads
 from goexd.resources import postgres_run as run
 from goexd.resources.base import (
     Checkpoint,
@@ -109,7 +109,8 @@ UNDO_TIMEOUT_S = 600.0
 TAG = "postgres-inverse"  # its fault points' tag (faults.py)
 
 
-class PostgresInverseResource(StepByStep, SettlesInDoubt):
+class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt):
+    dialect = "postgres"
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
 
     def __init__(
@@ -325,6 +326,9 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
 
     # ------------------------------------------------------------ the action and its undo
 
+    def change_nothing(self, functions: frozenset[str]) -> bool:
+        return sql_reads.database_change_nothing(self._db, self._lock, functions, release=False)
+
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
             pre = self._db.reading("before the action ran", inspect.fingerprint)
@@ -346,6 +350,10 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec, runs_in=RUNS_IN)
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.database_read(
+                self._db, self._lock, statements, spec, limits, cancel, self._row_limit, release=False
+            )
         marker = checkpoint.get(outcomes.MARKER_KEY)
         with self._lock:
             try:
@@ -404,6 +412,8 @@ class PostgresInverseResource(StepByStep, SettlesInDoubt):
         return None  # already committed in the database; the inverse is simply no longer offered
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.NOTHING_TO_ROLL_BACK
         with self._lock:
             if "post" not in checkpoint:  # the action failed (or goexd stopped while it ran)
                 return self._after_failure(checkpoint)

@@ -63,8 +63,9 @@ from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import postgres as inspect
 from goexd.engine.models import ActionSpec, Resource
-from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
 from goexd.resources import postgres_run as run
+from goexd.resources import sql_reads
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.postgres_run import Conn, validate_postgres_url
 from goexd.sandbox.base import Limits
@@ -85,7 +86,8 @@ def savepoint_name(action_id: str) -> str:
     return f"goex_{action_id}"
 
 
-class PostgresTransactionResource(UndoesByItself):
+class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
+    dialect = "postgres"
     undoes_by = "inside its transaction"
     undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
 
@@ -170,6 +172,13 @@ class PostgresTransactionResource(UndoesByItself):
     def _checked(self, spec: ActionSpec) -> list[Classified]:
         return run.check_script(spec, runs_in="its own savepoint", non_transactional=_NON_TRANSACTIONAL)
 
+    def change_nothing(self, functions: frozenset[str]) -> bool:
+        with self._lock:
+            try:
+                return self._guarded("looking up functions", lambda c: sql_reads.none_volatile(c, functions))
+            except (psycopg.Error, GoexError):  # then it runs as any action, and meets the problem there
+                return False
+
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         name = savepoint_name(action_id)
         with self._lock:
@@ -194,6 +203,8 @@ class PostgresTransactionResource(UndoesByItself):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = self._checked(spec)
+        if sql_reads.is_read(checkpoint):
+            return self._read(statements, spec, limits, cancel)
         with self._lock:
             if self._conn.closed:
                 raise FailedPrecondition("the action's savepoint went with the lost connection; nothing ran")
@@ -207,6 +218,24 @@ class PostgresTransactionResource(UndoesByItself):
             except run.StatementFailed as exc:
                 raise InvalidArgument(SQL_FIELD, exc.why) from None
         return Outcome(exec=None, changes=None, sql=result)
+
+    def _read(
+        self, statements: Sequence[Classified], spec: ActionSpec, limits: Limits, cancel: threading.Event | None
+    ) -> Outcome:
+        """A read resolved at once, inside the session's transaction (it sees the pending actions), fenced."""
+        with self._lock:
+            conn = self._ready() if not self._live else self._conn
+            if conn.closed:
+                raise FailedPrecondition("the session's transaction went with the lost connection; nothing ran")
+            try:
+                result = sql_reads.run_postgres_read(
+                    conn, statements, spec.params, limits, cancel, self._row_limit, self._message
+                )
+            except run.ConnectionLost as lost:
+                raise self._lost_connection(lost.error, "while the read ran") from None
+            except run.StatementFailed as exc:
+                raise InvalidArgument(SQL_FIELD, exc.why) from None
+        return sql_reads.read_outcome(result)
 
     def take_lost(self) -> list[str]:
         """Pending actions whose effects the database discarded on its own since the last call."""
@@ -276,6 +305,8 @@ class PostgresTransactionResource(UndoesByItself):
                 ) from None
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.NOTHING_TO_ROLL_BACK
         with self._lock:
             if action_id in self._gone:
                 return RollbackReport(

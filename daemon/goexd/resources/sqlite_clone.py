@@ -24,12 +24,14 @@ from goexd.dbinspect import sqlite as inspect
 from goexd.diskspace import is_out_of_space, out_of_space
 from goexd.engine.models import ActionSpec, Resource, Reversibility
 from goexd.errors import InvalidArgument
+from goexd.resources import sql_reads
 from goexd.resources import sqlite_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.sandbox.base import Limits
 
 
-class SqliteCloneResource(StepByStep):
+class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
+    dialect = "sqlite"
     undo_note = "undo copies back the clone taken before the action and verifies it by fingerprint"
 
     def __init__(
@@ -94,6 +96,8 @@ class SqliteCloneResource(StepByStep):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec)
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
         with self._lock:
             try:  # committed with the fingerprint after it, so the next checkpoint need not read every row
                 result, before, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)
@@ -108,6 +112,8 @@ class SqliteCloneResource(StepByStep):
         Path(checkpoint["clone"]).unlink(missing_ok=True)
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.NOTHING_TO_ROLL_BACK
         clone_path = Path(checkpoint["clone"])
         if not clone_path.exists():
             # An earlier undo copied it back and removed it, and goexd stopped before journaling UNDONE: its

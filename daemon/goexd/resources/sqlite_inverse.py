@@ -40,7 +40,7 @@ from goexd.dbinspect import sqlite_changes
 from goexd.dbinspect.recent import RecentStates
 from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
 from goexd.errors import InvalidArgument
-from goexd.resources import outcomes
+from goexd.resources import outcomes, sql_reads
 from goexd.resources import sqlite_run as run
 from goexd.resources.base import (
     Checkpoint,
@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 TAG = "sqlite-inverse"  # its fault points' tag (faults.py)
 
 
-class SqliteInverseResource(StepByStep, SettlesInDoubt):
+class SqliteInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt):
+    dialect = "sqlite"
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
 
     def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
@@ -150,6 +151,8 @@ class SqliteInverseResource(StepByStep, SettlesInDoubt):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec)
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
         marker = checkpoint.get(outcomes.MARKER_KEY)
         with self._lock:
             try:
@@ -182,6 +185,8 @@ class SqliteInverseResource(StepByStep, SettlesInDoubt):
         return None  # already committed in the database; the inverse is simply no longer offered
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.NOTHING_TO_ROLL_BACK
         if "post" not in checkpoint:  # the action failed: its own transaction was rolled back
             return RollbackReport(verified=True, detail="the action's transaction was rolled back; nothing to undo")
         if "inverse_sql" not in checkpoint:

@@ -25,6 +25,7 @@ from pathlib import Path
 from goexd.dbinspect import sqlite as inspect
 from goexd.engine.models import ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.resources import sql_reads
 from goexd.resources import sqlite_run as run
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
@@ -37,6 +38,7 @@ from goexd.resources.host_paths import (
     resolved,
 )
 from goexd.sandbox.base import Limits
+from goexd.sql.model import Classified
 from goexd.textcap import shown
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -92,7 +94,8 @@ def _check_database_file(path: Path, fld: str) -> None:
         raise InvalidArgument(fld, f"{path} is not a SQLite database (it does not start with SQLite's header)")
 
 
-class SqliteTransactionResource(UndoesByItself):
+class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
+    dialect = "sqlite"
     undoes_by = "inside its transaction"
     undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
 
@@ -139,6 +142,8 @@ class SqliteTransactionResource(UndoesByItself):
         network: SandboxNetwork | None = None,
     ) -> Outcome:
         statements = run.check_script(spec)
+        if sql_reads.is_read(checkpoint):
+            return self._read(statements, spec, limits, cancel)
         with self._lock:
             try:
                 result = run.run_script(self._db, statements, spec.params, limits, cancel, self._row_limit)
@@ -149,6 +154,22 @@ class SqliteTransactionResource(UndoesByItself):
                     why += f"; SQLite rolled back the whole transaction, with the pending actions {', '.join(lost)}"
                 raise InvalidArgument("spec.sql.sql", why) from None
         return Outcome(exec=None, changes=None, sql=result)
+
+    def _read(
+        self, statements: Sequence[Classified], spec: ActionSpec, limits: Limits, cancel: threading.Event | None
+    ) -> Outcome:
+        """A read resolved at once: inside the open transaction (it sees the pending actions), with no savepoint."""
+        with self._lock:
+            try:
+                result = sql_reads.run_sqlite_read(self._db, statements, spec.params, limits, cancel, self._row_limit)
+            except run.StatementFailed as exc:
+                why = exc.why
+                if self._live and not self._db.in_transaction:  # never seen for a read; said if it ever is
+                    lost, self._live = self._live, []
+                    self._lost += lost
+                    why += f"; SQLite rolled back the whole transaction, with the pending actions {', '.join(lost)}"
+                raise InvalidArgument("spec.sql.sql", why) from None
+        return sql_reads.read_outcome(result)
 
     def _notice_lost_transaction(self) -> list[str]:
         """An interrupted write (timeout, cancel) makes SQLite roll back the whole transaction, not just the
@@ -182,6 +203,8 @@ class SqliteTransactionResource(UndoesByItself):
                 self._db.execute("COMMIT")
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
+        if sql_reads.is_read(checkpoint):
+            return sql_reads.NOTHING_TO_ROLL_BACK
         with self._lock:
             if action_id not in self._live:
                 raise FailedPrecondition(f"action {action_id} has no savepoint in the open transaction")
