@@ -22,6 +22,7 @@ from goexd.sandbox.base import (
     SandboxUnavailable,
     Stream,
     Termination,
+    WorkspaceOverlay,
 )
 from goexd.sandbox.bwrap import MISSING_BWRAP, BwrapSandbox
 from goexd.sandbox.bwrap_plan import (
@@ -47,6 +48,7 @@ from goexd.sandbox.limits import (
     RlimitEnforcer,
     RunLimits,
     _V1Run,
+    join_prefix,
     sweep_stale,
 )
 
@@ -365,7 +367,7 @@ def test_a_v1_run_is_joined_from_inside_the_launch_chain(
         pytest.skip("cgroup v2 runs are attached from outside")
     run = private_enforcer.start(Limits())
     try:
-        joiner = list(run.joiner())
+        joiner = join_prefix(run.joins())
         assert joiner
         out = subprocess.run(
             [*joiner, "sh", "-c", "cat /proc/$$/cgroup; sh -c 'cat /proc/$$/cgroup'"],
@@ -387,7 +389,7 @@ def test_a_v1_join_that_fails_stops_the_chain(private_enforcer: CgroupV1Enforcer
     if not isinstance(private_enforcer, CgroupV1Enforcer):
         pytest.skip("cgroup v2 runs are attached from outside")
     run = private_enforcer.start(Limits())
-    joiner = list(run.joiner())
+    joiner = join_prefix(run.joins())
     run.close()
     r = subprocess.run([*joiner, "sh", "-c", "echo ran"], capture_output=True, text=True)
     assert r.returncode == JOIN_FAILED_STATUS
@@ -395,11 +397,12 @@ def test_a_v1_join_that_fails_stops_the_chain(private_enforcer: CgroupV1Enforcer
     assert JOIN_FAILED in r.stderr
 
 
+@pytest.mark.parametrize("over", [False, True], ids=["direct", "overlay"])
 def test_a_run_whose_join_fails_is_a_spawn_failure(
-    private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer, workspace: Path
+    private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer, workspace: Path, tmp_path: Path, over: bool
 ) -> None:
     """Through the sandbox: a join that fails (here a `tasks` file that is not there) fails the spawn, naming
-    it, and nothing of the command ran."""
+    it, and nothing of the command ran; over an overlay (whose shell joins, for a root daemon) too."""
     if not isinstance(private_enforcer, CgroupV1Enforcer):
         pytest.skip("cgroup v2 runs are attached from outside")
 
@@ -407,8 +410,8 @@ def test_a_run_whose_join_fails_is_a_spawn_failure(
         def __init__(self, run: RunLimits) -> None:
             self.run = run
 
-        def joiner(self) -> tuple[str, ...]:
-            return tuple(a.replace("/tasks", "/gone/tasks") for a in self.run.joiner())
+        def joins(self) -> tuple[str, ...]:
+            return tuple(a.replace("/tasks", "/gone/tasks") for a in self.run.joins())
 
         def __getattr__(self, name: str) -> object:
             return getattr(self.run, name)
@@ -419,10 +422,15 @@ def test_a_run_whose_join_fails_is_a_spawn_failure(
         def start(self, limits: Limits) -> RunLimits:
             return MissingTasks(private_enforcer.start(limits))  # type: ignore[return-value]
 
-    r = BwrapSandbox(enforcer=Failing()).run(sh("echo ran > ran.txt", workspace=workspace))
+    overlay = None
+    if over:
+        (tmp_path / "upper").mkdir()
+        (tmp_path / "work").mkdir()
+        overlay = WorkspaceOverlay(tmp_path / "upper", tmp_path / "work")
+    r = BwrapSandbox(enforcer=Failing()).run(sh("echo ran > ran.txt", workspace=workspace, overlay=overlay))
     assert r.termination is Termination.SPAWN_FAILED
     assert JOIN_FAILED in r.detail and "/gone/tasks" in r.detail
-    assert not (workspace / "ran.txt").exists()
+    assert not (workspace / "ran.txt").exists() and not (tmp_path / "upper" / "ran.txt").exists()
     assert list(private_enforcer_dirs(private_enforcer)) == []  # closed all the same
 
 

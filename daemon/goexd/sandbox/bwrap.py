@@ -10,8 +10,8 @@ Two steps, the bubblewrap way:
 2. `BwrapSandbox.run` carries the plan out: bwrap is started as the command's identity
    (`identity.run_as_for`: the workspace's owner) with an empty environment, blocked on
    reading its options from a pipe (`--args FD`), put into the run's cgroup while it
-   cannot fork yet (or, cgroup v1, the launch chain's first process joins it itself:
-   `RunLimits.joiner`), then released; one epoll loop on the caller's thread streams output,
+   cannot fork yet (or, cgroup v1, the launch chain's first shell joins it itself:
+   `RunLimits.joins`), then released; one epoll loop on the caller's thread streams output,
    feeds stdin and enforces the timeout, cancellation and the limits.
 
 Everything in the sandbox lives in its own pid namespace whose init is a child of the
@@ -51,7 +51,7 @@ from goexd.sandbox.base import (
 from goexd.sandbox.bwrap_plan import FORWARDER_PYTHON, Fds, HostView, Plan, render_plan
 from goexd.sandbox.host_view import UnreadableScan, probe, system_paths
 from goexd.sandbox.identity import RunAs, current, run_as_for
-from goexd.sandbox.limits import Enforcer, RunLimits, detect_enforcer
+from goexd.sandbox.limits import Enforcer, RunLimits, detect_enforcer, join_prefix
 
 log = logging.getLogger(__name__)
 
@@ -334,11 +334,10 @@ class _Execution:
             # identity: a root daemon switches to the workspace's owner through setpriv.
             # (Popen's user=/group= would do it too, but they rule out vfork: a fork of the
             # whole daemon, ~19 ms at 110 MB, measured by bench/confine_bench.py.)
-            joiner = self.limits.joiner()  # first: with the daemon's identity, before anything forks
+            joins = self.limits.joins()
             argv = _dying_with_daemon(
                 [
-                    *joiner,
-                    *self._overlay(),
+                    *self._joining_overlay(joins),
                     *self._switch_user(),
                     *self.limits.launcher(self.run_as.uid, own_userns=self._overlay_userns()),
                     *(self.bwrap, "--args", str(args_r), NEEDS_THE_OPTIONS, "--json-status-fd", str(status_w)),
@@ -363,7 +362,7 @@ class _Execution:
             os.close(args_r)
             os.close(status_w)
         try:
-            if not joiner:
+            if not joins:
                 self.limits.attach(proc.pid)
             self._send_options(args_w)
         except OSError:
@@ -373,11 +372,17 @@ class _Execution:
             raise
         return proc, status_r
 
-    def _overlay(self) -> list[str]:
+    def _joining_overlay(self, joins: Sequence[str]) -> list[str]:
+        """The chain's start: it joins the run's cgroups (`joins`) first, with the daemon's identity and
+        before anything forks, then mounts the overlay if there is one. A root daemon's overlay shell
+        joins them itself (one exec fewer); an unprivileged one's runs in a user namespace of its own,
+        so a shell of their own joins them before it."""
         spec = self.spec
         if spec.overlay is None or spec.workspace is None:
-            return []
-        return overlay.launch_prefix(spec.workspace, spec.overlay, privileged=current().is_root)
+            return join_prefix(joins)
+        if current().is_root:
+            return overlay.launch_prefix(spec.workspace, spec.overlay, privileged=True, joins=joins)
+        return [*join_prefix(joins), *overlay.launch_prefix(spec.workspace, spec.overlay, privileged=False)]
 
     def _overlay_userns(self) -> bool:
         """Whether the launch chain runs in the overlay's own user namespace (an unprivileged daemon)."""

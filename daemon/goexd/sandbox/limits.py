@@ -11,8 +11,8 @@ An `Enforcer` is chosen once at start-up (`detect_enforcer`); each run asks it f
 `attach(pid)` must happen before the process can fork (the bwrap backend spawns bwrap
 blocked on reading its own arguments, attaches, then lets it go), so that every
 descendant is born inside the limits. A cgroup-v1 run is joined from inside instead
-(`joiner()`): the first process of the launch chain moves itself, which the kernel does
-without the global lock that moving another process takes (see `_V1Run.joiner`).
+(`joins()`): the first shell of the launch chain moves itself, which the kernel does
+without the global lock that moving another process takes (see `_V1Run.joins`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
 SH = "/bin/sh"
 JOIN_FAILED_STATUS = 125
 JOIN_FAILED = "goex-limits: cannot join the run's cgroup"
-# Its arguments: the `tasks` files to join, "--", then the command to exec. `echo` is a shell
-# builtin: the shell writes "0" (itself) to each file, then becomes the command.
-_JOIN_SCRIPT = (
+# A POSIX sh fragment that joins the files in its arguments up to "--" (RunLimits.joins), then drops
+# them and the "--": `echo` is a builtin, so the shell itself writes "0" (itself) to each file.
+JOIN_LOOP = (
     'while [ "$1" != -- ]; do echo 0 > "$1" || '
-    f'{{ echo "{JOIN_FAILED} ($1)" >&2; exit {JOIN_FAILED_STATUS}; }}; shift; done; shift; exec "$@"'
+    f'{{ echo "{JOIN_FAILED} ($1)" >&2; exit {JOIN_FAILED_STATUS}; }}; shift; done; shift'
 )
 
 
@@ -64,10 +64,10 @@ class RunLimits(Protocol):
         must be set from inside (rlimits of a process of another uid); () if none.
         `own_userns`: it runs in a user namespace of its own, where `uid` has no other tasks."""
 
-    def joiner(self) -> Sequence[str]:
-        """An argv prefix that moves the process running it under the limits, then execs the
-        rest; run before anything in the chain forks and with the daemon's identity. () if
-        the caller must attach(pid) instead."""
+    def joins(self) -> Sequence[str]:
+        """Files the launch chain's first shell writes "0" to, to move itself under the limits
+        (JOIN_LOOP; `join_prefix`), before anything in the chain forks and with the daemon's
+        identity. () if the caller must attach(pid) instead."""
 
     def attach(self, pid: int) -> None:
         """Put `pid` (not yet forked) under the limits. Raises OSError on failure."""
@@ -93,6 +93,11 @@ class Enforcer(Protocol):
 
     def start(self, limits: Limits) -> RunLimits:
         """Prepare the limits of one run (e.g. create its cgroup)."""
+
+
+def join_prefix(files: Sequence[str]) -> list[str]:
+    """The argv prefix that joins `files` (RunLimits.joins), then execs what follows it; [] for none."""
+    return [SH, "-c", f'{JOIN_LOOP}; exec "$@"', "goex-limits", *files, "--"] if files else []
 
 
 # --- small file helpers -------------------------------------------------------------
@@ -333,7 +338,7 @@ class _V2Run(_CgroupRun):
     def launcher(self, uid: int, own_userns: bool = False) -> Sequence[str]:
         return ()
 
-    def joiner(self) -> Sequence[str]:
+    def joins(self) -> Sequence[str]:
         return ()  # v2 moves whole processes only, under the global lock either way
 
     def attach(self, pid: int) -> None:
@@ -424,12 +429,12 @@ class _V1Run(_CgroupRun):
     def launcher(self, uid: int, own_userns: bool = False) -> Sequence[str]:
         return ()
 
-    def joiner(self) -> Sequence[str]:
+    def joins(self) -> Sequence[str]:
         # Moving another process (attach) write-locks the kernel's cgroup_threadgroup_rwsem, which
         # waits for an RCU grace period: 4-11 ms on a busy 2-core machine with HZ=250, measured. A
         # thread that writes "0" to a v1 `tasks` file moves only itself, without that lock (~0.1 ms);
         # a single-threaded process (the shell) moves whole, and all it forks after is born inside.
-        return (SH, "-c", _JOIN_SCRIPT, "goex-limits", str(self.memory / "tasks"), str(self.pids / "tasks"), "--")
+        return (str(self.memory / "tasks"), str(self.pids / "tasks"))
 
     def attach(self, pid: int) -> None:
         _write(self.memory / "cgroup.procs", str(pid))
@@ -501,7 +506,7 @@ class _RlimitRun:
         nproc = others + self.limits.max_processes + BWRAP_OVERHEAD_PIDS
         return (PRLIMIT, f"--as={mem}:{mem}", f"--nproc={nproc}:{nproc}", "--")
 
-    def joiner(self) -> Sequence[str]:
+    def joins(self) -> Sequence[str]:
         return ()
 
     def attach(self, pid: int) -> None:

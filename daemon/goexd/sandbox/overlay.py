@@ -33,9 +33,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.sandbox.base import WorkspaceOverlay
+from goexd.sandbox.limits import JOIN_LOOP
 
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 MOUNT = shutil.which("mount") or "/usr/bin/mount"
@@ -46,8 +48,10 @@ SH = "/bin/sh"
 UNSAFE_CHARS = frozenset(',:\\"\n')
 MOUNT_FAILED_STATUS = 125
 MOUNT_FAILED = "goex-overlay: cannot mount the workspace overlay"
-# $1: mount options, $2: the workspace path; the rest is the command to exec.
+# The run's cgroup files to join (limits.JOIN_LOOP) up to "--"; then $1: mount options, $2: the
+# workspace path; the rest is the command to exec.
 _SCRIPT = (
+    f"{JOIN_LOOP}; "
     f'{MOUNT} -t overlay goex-overlay -o "$1" -- "$2" || {{ echo "{MOUNT_FAILED}" >&2; exit {MOUNT_FAILED_STATUS}; }}; '
     'shift 2; exec "$@"'
 )
@@ -83,9 +87,11 @@ def _has_volatile(release: str) -> bool:
 VOLATILE = _has_volatile(os.uname().release)
 
 
-def launch_prefix(lower: Path, overlay: WorkspaceOverlay, privileged: bool) -> list[str]:
+def launch_prefix(lower: Path, overlay: WorkspaceOverlay, privileged: bool, joins: Sequence[str] = ()) -> list[str]:
     """The argv prefix that mounts the overlay over `lower` in a new mount namespace, then
-    execs the argv that follows it (the uid switch, the limits launcher, bwrap)."""
+    execs the argv that follows it (the uid switch, the limits launcher, bwrap). `joins`: the
+    run's cgroup files its shell joins first (limits.RunLimits.joins; one exec fewer than a
+    shell of their own)."""
     ns = ["--mount", "--propagation", "private"] if privileged else ["--user", "--map-root-user", "--mount"]
     options = mount_options(lower, overlay, privileged)
-    return [UNSHARE, *ns, "--", SH, "-c", _SCRIPT, "goex-overlay", options, str(lower)]
+    return [UNSHARE, *ns, "--", SH, "-c", _SCRIPT, "goex-overlay", *joins, "--", options, str(lower)]
