@@ -20,9 +20,12 @@ import pygit2
 from goexd.config import Config
 from goexd.engine.engine import Engine
 from goexd.engine.models import Action
+from goexd.engine.stopping import Interrupted
+from goexd.errors import InvalidArgument, Unavailable
 from goexd.resources.fs import store_dir_for
 from goexd.sandbox.base import Sandbox, SandboxUnavailable
 from goexd.snapshots import set_aside
+from goexd.stop_control import StopControl
 
 PIN_SUFFIXES = ("pre", "post", "before-undo")
 
@@ -73,11 +76,20 @@ def dir_bytes(path: Path) -> int:
 
 
 class Admin:
-    def __init__(self, cfg: Config, engine: Engine, sandbox: Sandbox) -> None:
+    def __init__(self, cfg: Config, engine: Engine, sandbox: Sandbox, stop: StopControl | None = None) -> None:
         self.cfg = cfg
         self.engine = engine
         self.sandbox = sandbox
         self.started = time.monotonic()
+        self._stop = stop
+
+    def stop(self, drain: bool, drain_timeout_s: float) -> list[Interrupted]:
+        """Stop goexd (now, or once drained): what that interrupts, or with drain what it waits for."""
+        if self._stop is None:
+            raise Unavailable("this goexd was started without a way to stop it by request")
+        if drain_timeout_s < 0:
+            raise InvalidArgument("drain_timeout", "must not be negative")
+        return self._stop.request(drain, drain_timeout_s)
 
     def health(self) -> list[ComponentHealth]:
         out = []

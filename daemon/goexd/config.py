@@ -127,6 +127,10 @@ class Config:
     log_file: Path | None = None  # None = stderr only
     grpc_workers: int = 32
     shutdown_grace_s: float = 10.0
+    # On SIGTERM/SIGINT: refuse new sessions and actions and stop once nothing a stop would interrupt remains
+    # (actions running; actions pending in a transaction-strategy database), or after drain_timeout_s.
+    drain_on_stop: bool = False
+    drain_timeout_s: float = 600.0
     journal_sync: str = "full"  # sqlite synchronous: "full" survives power loss, "normal" only crashes
     # Actions that snapshot or clone are refused while the state dir's filesystem has less free (goexd/diskspace.py);
     # an eighth of it is held back in a file for rolling back when space runs out. 0 turns both off.
@@ -168,6 +172,9 @@ _SECTIONS = {
 _ENV_PREFIX = "GOEXD_"
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(section: str, key: str, raw: Any, target: Any) -> Any:
     """Convert a value from TOML/env/flag to the field's type, naming the key on error."""
     name = f"{section}.{key}" if section else key
@@ -184,6 +191,12 @@ def _coerce(section: str, key: str, raw: Any, target: Any) -> Any:
         if target in ("str", str):
             if not isinstance(raw, str):
                 raise ValueError("expected a string")
+            return raw
+        if target in ("bool", bool):
+            if isinstance(raw, str) and raw.strip().lower() in _BOOLS:  # from the environment
+                return _BOOLS[raw.strip().lower()]
+            if not isinstance(raw, bool):
+                raise ValueError("expected true or false")
             return raw
         if target == "tuple[str, ...]":
             # TOML gives a list; the environment a comma-separated string.
@@ -307,6 +320,8 @@ def validate(cfg: Config) -> None:
         raise SetupError("config key 'state_reserve_bytes': must not be negative")
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
+    if cfg.drain_timeout_s <= 0:
+        raise SetupError("config key 'drain_timeout_s': must be positive")
 
 
 def to_toml(cfg: Config) -> str:

@@ -9,11 +9,8 @@ import logging
 import os
 import resource
 import shutil
-import signal
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +23,7 @@ from goexd.egress.proxy import EgressProxy
 from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
 from goexd.engine.journal_check import JournalDamaged, check_journal, open_journal
+from goexd.engine.stopping import summary
 from goexd.errors import SetupError
 from goexd.resources.fs import clear_overlays, drop_uppers, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
@@ -35,6 +33,7 @@ from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.keyring import join_fresh_session_keyring
 from goexd.sandbox.limits import detect_enforcer
 from goexd.server.app import build_server, set_not_serving
+from goexd.stop_control import StopControl
 from goexd.vault.log_redaction import install_log_redaction
 from goexd.vault.oauth import OAuthFlows
 from goexd.vault.oauth_tokens import Dialer
@@ -55,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--memory", help="default sandbox memory limit, e.g. 512M")
     p.add_argument("--max-procs", help="default sandbox process-count limit")
     p.add_argument("--change-detection", choices=["inotify", "scan"], help="how fs changes are found")
+    p.add_argument(
+        "--drain",
+        action="store_true",
+        default=None,
+        help="on SIGTERM/SIGINT refuse new actions and stop once none is running or pending in a database "
+        "transaction (config drain_on_stop; drain_timeout_s bounds the wait; a second signal stops at once)",
+    )
     p.add_argument("--check-config", action="store_true", help="validate and print the effective config, then exit")
     p.add_argument(
         "--repair-journal",
@@ -70,6 +76,8 @@ def overrides(ns: argparse.Namespace) -> dict[str, Any]:
     for key in ("socket", "state_dir", "log_level", "log_file"):
         if getattr(ns, key):
             out[key] = getattr(ns, key)
+    if ns.drain:
+        out["drain_on_stop"] = True
     sandbox = {
         k: v for k, v in (("timeout_s", ns.timeout), ("memory_bytes", ns.memory), ("max_processes", ns.max_procs)) if v
     }
@@ -174,13 +182,17 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
         log.warning("recovered action %s -> %s", a.id, a.state.value)
     if overlays is not None:
         clear_overlays(overlays)  # what recovery did not claim: runs that never started
-    admin = Admin(cfg, engine, sandbox)
+    stop = StopControl(engine, cfg.drain_on_stop, cfg.drain_timeout_s)
+    stop.install()  # before serving: a SIGTERM from now on is seen (and drained, if asked)
+    admin = Admin(cfg, engine, sandbox, stop)
     server, health_servicer = build_server(engine, admin, vault, oauth, cfg.socket, cfg.grpc_workers)
     scheduler = start_scheduler(admin, oauth, cfg)
 
     server.start()
     log.info("goexd %s serving on %s (state %s, sandbox %s)", __version__, cfg.socket, cfg.state_dir, sandbox.name)
-    wait_for_stop_signal()
+    why = stop.wait()
+    found = engine.interrupted_by_stop()
+    log.log(logging.WARNING if found else logging.INFO, "%s; shutting down: %s", why, summary(found))
     set_not_serving(health_servicer)
     scheduler.shutdown(wait=False)
     oauth.close()
@@ -207,26 +219,6 @@ def fs_overlays_dir(cfg: config.Config, sandbox: BwrapSandbox) -> Path | None:
         raise SetupError(f"fs.isolation = overlay, but {why}")
     log.warning("fs actions run over the workspace itself (fs.isolation = direct): %s", why)
     return None
-
-
-def wait_for_stop_signal() -> None:
-    """Return once SIGTERM or SIGINT arrived.
-
-    The kernel may hand a process signal to any of gRPC's threads; Python then runs the handler only when the
-    main thread next runs bytecode, so the main thread must never block for good (an Event.wait() without a
-    timeout did, once, and goexd ignored SIGTERM). The handler only sets a flag: taking a lock in it could
-    deadlock against the interrupted main thread.
-    """
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not received:
-        time.sleep(0.2)
-    log.info("received %s; shutting down", signal.Signals(received[0]).name)
 
 
 def token_dialer(cfg: config.Config) -> Dialer:

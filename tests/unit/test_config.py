@@ -45,6 +45,8 @@ def test_xdg_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ('[fs]\nchange_detection = "magic"\n', "fs.change_detection"),
         ("this is not toml", "invalid TOML"),
         ("sandbox = 3\n", "[sandbox] must be a table"),
+        ('drain_on_stop = "maybe"\n', "'drain_on_stop': expected true or false"),
+        ("drain_timeout_s = 0\n", "'drain_timeout_s': must be positive"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> None:
@@ -53,6 +55,14 @@ def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> No
     with pytest.raises(SetupError, match=None) as info:
         config.load(f, environ={})
     assert message in str(info.value)
+
+
+def test_drain_on_stop_from_toml_and_environment(tmp_path: Path) -> None:
+    f = tmp_path / "goexd.toml"
+    f.write_text("drain_on_stop = true\n")
+    assert config.load(f, environ={}).drain_on_stop is True
+    assert config.load(f, environ={"GOEXD_DRAIN_ON_STOP": "false"}).drain_on_stop is False
+    assert config.load(None, environ={}).drain_on_stop is False
 
 
 def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from goexd.diskspace import OutOfSpace, StateSpace, is_out_of_space, out_of_spac
 from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
 from goexd.egress.upstream import tls_context as upstream_tls_context
-from goexd.engine import codec, diffs
+from goexd.engine import codec, diffs, stopping
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
@@ -289,6 +289,7 @@ class Engine:
         self._live_lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
         self._stopping = threading.Event()
+        self._draining = threading.Event()  # refusing new sessions and actions until goexd stops (Stop, --drain)
         self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="goexd-action")
         # Raises SetupError for a bad policy file: the daemon does not start with confinement it cannot read.
         self.daemon_policy = build(daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts))
@@ -1711,6 +1712,23 @@ class Engine:
     def _refuse_if_stopping(self) -> None:
         if self._stopping.is_set():
             raise Unavailable("goexd is shutting down")
+        if self._draining.is_set():
+            left = stopping.summary(self.interrupted_by_stop())
+            raise Unavailable(f"goexd is draining before it stops: no new sessions or actions; {left}")
+
+    def drain(self) -> None:
+        """Refuse new sessions and actions from now on (commit, undo and reads go on), until goexd stops."""
+        self._draining.set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def interrupted_by_stop(self) -> list[stopping.Interrupted]:
+        """What stopping now would interrupt (engine/stopping.py)."""
+        pending = self.journal.actions_in_states([ActionState.EXECUTED])
+        sessions = {sid: self.journal.get_session(sid) for sid in {a.session_id for a in pending}}
+        return stopping.interrupted_by_stop(list(self._cancel), pending, sessions)
 
     def redact(self, data: bytes, truncated: bool = False) -> bytes:
         return self.vault.redactor(data, truncated=truncated)

@@ -20,6 +20,7 @@ from goex.v1 import types_pb2 as pb
 from goexd import __version__
 from goexd.admin import Admin
 from goexd.engine.engine import Engine
+from goexd.engine.stopping import summary
 from goexd.errors import InvalidArgument
 from goexd.policy.parse import PolicyError
 from goexd.policy.parse import check_size as check_policy_size
@@ -223,6 +224,15 @@ class AdminServicer(adgrpc.AdminServicer):
             version=__version__,
             uptime=cv.dur(time.monotonic() - self.admin.started),
             components=[adpb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in components],
+            draining=self.admin.engine.draining,
+        )
+
+    def Stop(self, req: adpb.StopRequest, ctx: Ctx) -> adpb.StopResponse:
+        found = self.admin.stop(req.drain, req.drain_timeout.ToTimedelta().total_seconds())
+        return adpb.StopResponse(
+            interrupted=[adpb.Interrupted(kind=i.kind, action_ids=i.action_ids, why=i.why) for i in found],
+            summary=summary(found),
+            draining=req.drain,
         )
 
     def GetStats(self, req: adpb.GetStatsRequest, ctx: Ctx) -> adpb.GetStatsResponse:

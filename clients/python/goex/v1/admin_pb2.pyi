@@ -24,16 +24,18 @@ class ComponentHealth(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class GetHealthResponse(_message.Message):
-    __slots__ = ("ok", "version", "uptime", "components")
+    __slots__ = ("ok", "version", "uptime", "components", "draining")
     OK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     version: str
     uptime: _duration_pb2.Duration
     components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
-    def __init__(self, ok: _Optional[bool] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ...) -> None: ...
+    draining: bool
+    def __init__(self, ok: _Optional[bool] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ()
@@ -67,14 +69,48 @@ class RunGcRequest(_message.Message):
     def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
 
 class RunGcResponse(_message.Message):
-    __slots__ = ("snapshots_removed", "bytes_freed", "reasons")
+    __slots__ = ("snapshots_removed", "bytes_freed", "reasons", "outputs_trimmed", "output_bytes_trimmed", "journal_bytes_freed")
     SNAPSHOTS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_TRIMMED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BYTES_TRIMMED_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
     snapshots_removed: int
     bytes_freed: int
     reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, snapshots_removed: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    outputs_trimmed: int
+    output_bytes_trimmed: int
+    journal_bytes_freed: int
+    def __init__(self, snapshots_removed: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., reasons: _Optional[_Iterable[str]] = ..., outputs_trimmed: _Optional[int] = ..., output_bytes_trimmed: _Optional[int] = ..., journal_bytes_freed: _Optional[int] = ...) -> None: ...
+
+class StopRequest(_message.Message):
+    __slots__ = ("drain", "drain_timeout")
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    drain: bool
+    drain_timeout: _duration_pb2.Duration
+    def __init__(self, drain: _Optional[bool] = ..., drain_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Interrupted(_message.Message):
+    __slots__ = ("kind", "action_ids", "why")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    action_ids: _containers.RepeatedScalarFieldContainer[str]
+    why: str
+    def __init__(self, kind: _Optional[str] = ..., action_ids: _Optional[_Iterable[str]] = ..., why: _Optional[str] = ...) -> None: ...
+
+class StopResponse(_message.Message):
+    __slots__ = ("interrupted", "summary", "draining")
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    interrupted: _containers.RepeatedCompositeFieldContainer[Interrupted]
+    summary: str
+    draining: bool
+    def __init__(self, interrupted: _Optional[_Iterable[_Union[Interrupted, _Mapping]]] = ..., summary: _Optional[str] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class CheckPolicyRequest(_message.Message):
     __slots__ = ("toml",)

@@ -55,6 +55,11 @@ class AdminStub:
                 request_serializer=goex_dot_v1_dot_admin__pb2.CheckPolicyRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_admin__pb2.CheckPolicyResponse.FromString,
                 _registered_method=True)
+        self.Stop = channel.unary_unary(
+                '/goex.v1.Admin/Stop',
+                request_serializer=goex_dot_v1_dot_admin__pb2.StopRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_admin__pb2.StopResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -87,6 +92,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stop(self, request, context):
+        """Stops goexd. The answer says what the stop interrupts (running actions; actions pending in a
+        transaction-strategy database, whose transaction cannot outlive goexd). With drain, goexd first
+        refuses new sessions and actions (UNAVAILABLE) and stops once none of those remain, or at the timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CheckPolicy,
                     request_deserializer=goex_dot_v1_dot_admin__pb2.CheckPolicyRequest.FromString,
                     response_serializer=goex_dot_v1_dot_admin__pb2.CheckPolicyResponse.SerializeToString,
+            ),
+            'Stop': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stop,
+                    request_deserializer=goex_dot_v1_dot_admin__pb2.StopRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_admin__pb2.StopResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +239,33 @@ class Admin:
             '/goex.v1.Admin/CheckPolicy',
             goex_dot_v1_dot_admin__pb2.CheckPolicyRequest.SerializeToString,
             goex_dot_v1_dot_admin__pb2.CheckPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Admin/Stop',
+            goex_dot_v1_dot_admin__pb2.StopRequest.SerializeToString,
+            goex_dot_v1_dot_admin__pb2.StopResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,10 +30,12 @@ class CreateSessionRequest(_message.Message):
     def __init__(self, resources: _Optional[_Iterable[_Union[_types_pb2.ResourceSpec, _Mapping]]] = ..., label: _Optional[str] = ..., limits: _Optional[_Union[_types_pb2.SandboxLimits, _Mapping]] = ..., policy_toml: _Optional[str] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
-    __slots__ = ("session",)
+    __slots__ = ("session", "warnings")
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     session: _types_pb2.Session
-    def __init__(self, session: _Optional[_Union[_types_pb2.Session, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session: _Optional[_Union[_types_pb2.Session, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_id",)

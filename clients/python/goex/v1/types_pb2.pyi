@@ -412,7 +412,7 @@ class EgressRecord(_message.Message):
     def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., host: _Optional[str] = ..., status: _Optional[int] = ..., decision: _Optional[_Union[EgressDecision, str]] = ..., reason: _Optional[str] = ..., secrets_used: _Optional[_Iterable[str]] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_headers: _Optional[_Mapping[str, str]] = ..., request_body: _Optional[bytes] = ..., request_body_truncated: _Optional[bool] = ..., response: _Optional[_Union[HttpResult, _Mapping]] = ..., resource: _Optional[str] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., inverse: _Optional[_Union[HttpAction, _Mapping]] = ...) -> None: ...
 
 class ExecResult(_message.Message):
-    __slots__ = ("termination", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "stdout_total_bytes", "stderr_total_bytes", "detail", "limits_enforced_by")
+    __slots__ = ("termination", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "stdout_total_bytes", "stderr_total_bytes", "detail", "limits_enforced_by", "trimmed")
     TERMINATION_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
@@ -424,6 +424,7 @@ class ExecResult(_message.Message):
     STDERR_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     LIMITS_ENFORCED_BY_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_FIELD_NUMBER: _ClassVar[int]
     termination: Termination
     exit_code: int
     signal: int
@@ -435,7 +436,8 @@ class ExecResult(_message.Message):
     stderr_total_bytes: int
     detail: str
     limits_enforced_by: str
-    def __init__(self, termination: _Optional[_Union[Termination, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., stdout_total_bytes: _Optional[int] = ..., stderr_total_bytes: _Optional[int] = ..., detail: _Optional[str] = ..., limits_enforced_by: _Optional[str] = ...) -> None: ...
+    trimmed: str
+    def __init__(self, termination: _Optional[_Union[Termination, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., stdout_total_bytes: _Optional[int] = ..., stderr_total_bytes: _Optional[int] = ..., detail: _Optional[str] = ..., limits_enforced_by: _Optional[str] = ..., trimmed: _Optional[str] = ...) -> None: ...
 
 class FileChange(_message.Message):
     __slots__ = ("kind", "path", "old_mode", "new_mode", "path_bytes", "runs_code")
