@@ -434,6 +434,34 @@ def test_a_run_whose_join_fails_is_a_spawn_failure(
     assert list(private_enforcer_dirs(private_enforcer)) == []  # closed all the same
 
 
+def test_a_retry_on_a_changed_host_mounts_the_overlay_again(workspace: Path, tmp_path: Path) -> None:
+    """A setup that failed on a host that changed under the plan is retried once with fresh facts; over an
+    overlay the first attempt may have mounted it (a volatile mount leaves its work dir unusable as it is),
+    so the retry mounts it again over an emptied work dir, and the command runs."""
+
+    class FlakyHost(BwrapSandbox):
+        probes = 0
+
+        def probe(self, spec: SandboxSpec, run_as: RunAs | None = None) -> HostView:
+            view = super().probe(spec, run_as)
+            self.probes += 1
+            if self.probes == 1:  # as if a masked file vanished between the probe and bwrap's setup
+                vanished = f"/etc/goex-test-vanished-{uuid.uuid4().hex[:8]}"
+                return dataclasses.replace(view, masked_files=(*view.masked_files, vanished))
+            return view
+
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "work").mkdir()
+    sb = FlakyHost()
+    r = sb.run(
+        sh("echo ran > ran.txt", workspace=workspace, overlay=WorkspaceOverlay(tmp_path / "upper", tmp_path / "work"))
+    )
+    assert sb.probes == 2  # it did fail first, and was retried
+    assert r.termination is Termination.EXITED and r.exit_code == 0, r
+    assert (tmp_path / "upper" / "ran.txt").read_text() == "ran\n"
+    assert not (workspace / "ran.txt").exists()
+
+
 def private_enforcer_dirs(enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> Iterator[Path]:
     parents = (
         [enforcer.parent]

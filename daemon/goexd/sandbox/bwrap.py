@@ -159,6 +159,11 @@ class BwrapSandbox:
             # The host changed under the plan (a masked path vanished between probing and
             # bwrap's setup): one retry with fresh facts.
             log.info("sandbox setup failed on a changed host, retrying: %s", result.detail)
+            if spec.overlay is not None:  # the first attempt may have mounted it: its work dir is not reusable as is
+                try:
+                    overlay.clear_work(spec.overlay.work)
+                except OSError as e:
+                    return _failed(started, self.enforcer.name, f"cannot clear the overlay's work dir to retry: {e}")
             result = self._run_once(spec, fresh, run_as, on_output, cancel, started)
         return result
 

@@ -78,6 +78,26 @@ def mount_options(lower: Path, overlay: WorkspaceOverlay, privileged: bool) -> s
     return ",".join(opts)
 
 
+def clear_work(work: Path) -> None:
+    """Empty an overlay's work dir for another mount of the same layers: overlayfs leaves its `work`
+    at mode 000 in it and, after a `volatile` mount, `incompat/volatile`, which makes the next mount
+    over that work dir fail ("overlay with incompat feature 'volatile' cannot be mounted")."""
+    todo = [str(work)]
+    dirs: list[str] = []
+    while todo:
+        top = todo.pop()
+        os.chmod(top, 0o700)  # goexd's own dir (its mode does not matter: it is emptied)
+        dirs.append(top)
+        with os.scandir(top) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+                else:
+                    os.unlink(e.path)
+    for d in reversed(dirs[1:]):  # deepest first; `work` itself stays
+        os.rmdir(d)
+
+
 def _has_volatile(release: str) -> bool:
     """Whether a kernel of this release knows overlayfs' `volatile` option (5.10 and later)."""
     m = re.match(r"(\d+)\.(\d+)", release)
