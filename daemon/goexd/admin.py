@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pygit2
 
+from goexd import faults
 from goexd.config import Config
+from goexd.diskspace import OutOfSpace
 from goexd.engine.engine import Engine
 from goexd.engine.models import Action
+from goexd.engine.retention import trim_outputs
 from goexd.engine.stopping import Interrupted
 from goexd.errors import InvalidArgument, Unavailable
 from goexd.resources.fs import store_dir_for
@@ -49,8 +52,11 @@ class Stats:
 @dataclass
 class GcReport:
     removed: int = 0
-    bytes_freed: int = 0
+    bytes_freed: int = 0  # snapshots' and the journal's
     reasons: list[str] = field(default_factory=list)
+    outputs_trimmed: int = 0
+    output_bytes_trimmed: int = 0
+    journal_bytes_freed: int = 0
 
 
 def expired_pins(resolved: Sequence[Action], now: float, retention_s: float) -> list[tuple[Action, str]]:
@@ -172,4 +178,27 @@ class Admin:
         if not dry_run:
             for action_id in {action.id for action, _ in expired}:
                 self.engine.journal.update(action_id, checkpoint="{}")
+        self._gc_journal(report, now, dry_run)
         return report
+
+    def _gc_journal(self, report: GcReport, now: float, dry_run: bool) -> None:
+        """Trim resolved actions' large outputs (engine/retention.py), then give the journal's free space back."""
+        hours = self.cfg.gc.output_retention_hours
+        trimmed = trim_outputs(self.engine.journal, now - hours * 3600, self.cfg.gc.output_keep_bytes, dry_run)
+        report.outputs_trimmed, report.output_bytes_trimmed = trimmed.actions, trimmed.bytes
+        if trimmed.actions:
+            report.reasons.append(
+                f"outputs of {trimmed.actions} action(s) resolved more than {hours:g} h ago: {trimmed.bytes} bytes "
+                f"trimmed (the first {self.cfg.gc.output_keep_bytes} of each stream kept)"
+            )
+        if dry_run:
+            return
+        faults.point("gc-trimmed", "journal-gc")
+        try:
+            report.journal_bytes_freed = self.engine.journal.vacuum()
+        except OutOfSpace as exc:  # VACUUM needs room for a copy: the journal is as it was
+            report.reasons.append(f"journal not vacuumed: {exc}")
+            return
+        report.bytes_freed += report.journal_bytes_freed
+        if report.journal_bytes_freed:
+            report.reasons.append(f"journal: {report.journal_bytes_freed} bytes given back")

@@ -72,6 +72,9 @@ class FsConfig:
 class GcConfig:
     retention_hours: float = 168.0  # how long snapshots of resolved actions are kept
     interval_minutes: float = 60.0
+    # A resolved action's stdout/stderr is cut to its first output_keep_bytes this long after (engine/retention.py).
+    output_retention_hours: float = 24.0
+    output_keep_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,8 @@ def validate(cfg: Config) -> None:
         raise SetupError("config key 'state_reserve_bytes': must not be negative")
     if cfg.grpc_workers < 2:
         raise SetupError("config key 'grpc_workers': must be at least 2")
+    if cfg.gc.output_retention_hours < 0 or cfg.gc.output_keep_bytes < 0:
+        raise SetupError("config keys 'gc.output_retention_hours' and 'gc.output_keep_bytes': must not be negative")
     if cfg.drain_timeout_s <= 0:
         raise SetupError("config key 'drain_timeout_s': must be positive")
 

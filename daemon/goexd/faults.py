@@ -44,6 +44,9 @@ POINTS: Mapping[str, str] = {
     "commit-journaled": "'commit started' is journaled; the resource has not committed",
     "commit-returned": "the resource committed; COMMITTED not journaled",
     "recovery-action": "at a restart, before recovery resolves one action left unresolved",
+    # gc of the journal (admin.py, tag journal-gc)
+    "gc-trimmed": "gc trimmed resolved actions' outputs (journaled); the journal is not vacuumed",
+    "gc-vacuumed": "the journal's VACUUM committed (into the WAL); the WAL is not folded in nor truncated",
     # a workspace action run over an overlay (resources/fs.py)
     "fs-apply-intent": "the run's result is snapshotted and its apply intent written; the workspace is unchanged",
     "fs-applied": "the run's result is applied to the workspace; EXECUTED not journaled",

@@ -253,6 +253,8 @@ def start_scheduler(admin: Admin, oauth: OAuthFlows, cfg: config.Config) -> Any:
             r = admin.gc()
             if r.removed:
                 log.info("gc: removed %d snapshot pins, freed %d bytes", r.removed, r.bytes_freed)
+            if r.outputs_trimmed or r.journal_bytes_freed:
+                log.info("gc: %s", "; ".join(r.reasons[-2:]))
         except Exception:
             log.exception("scheduled gc failed")
 

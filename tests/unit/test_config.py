@@ -47,6 +47,7 @@ def test_xdg_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ("sandbox = 3\n", "[sandbox] must be a table"),
         ('drain_on_stop = "maybe"\n', "'drain_on_stop': expected true or false"),
         ("drain_timeout_s = 0\n", "'drain_timeout_s': must be positive"),
+        ("[gc]\noutput_keep_bytes = -1\n", "'gc.output_keep_bytes': must not be negative"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> None:

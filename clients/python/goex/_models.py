@@ -167,6 +167,7 @@ class ExecResult(_Model[types_pb2.ExecResult]):
     stderr_total_bytes: int
     detail: str
     limits_enforced_by: str
+    trimmed: str = ""  # retention trimmed the output of the resolved action: when, how much, sha256 of each stream
 
     @property
     def succeeded(self) -> bool:
@@ -186,6 +187,7 @@ class ExecResult(_Model[types_pb2.ExecResult]):
             stderr_total_bytes=msg.stderr_total_bytes,
             detail=msg.detail,
             limits_enforced_by=msg.limits_enforced_by,
+            trimmed=msg.trimmed,
             proto=msg,
         )
 

@@ -286,6 +286,7 @@ def exec_to_json(r: ExecResult) -> dict[str, Any]:
         "duration_s": r.duration_s,
         "limits_enforced_by": r.limits_enforced_by,
         "detail": r.detail,
+        **({"trimmed": r.trimmed} if r.trimmed else {}),
     }
 
 
@@ -301,6 +302,7 @@ def exec_from_json(d: dict[str, Any]) -> ExecResult:
         duration_s=d["duration_s"],
         limits_enforced_by=d["limits_enforced_by"],
         detail=d["detail"],
+        trimmed=d.get("trimmed", ""),
     )
 
 

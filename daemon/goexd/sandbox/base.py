@@ -98,6 +98,7 @@ class ExecResult:
     duration_s: float
     limits_enforced_by: str  # "cgroup-v2" | "cgroup-v1" | "rlimit"
     detail: str = ""
+    trimmed: str = ""  # set once retention trimmed the output of the resolved action (engine/retention.py)
 
     @property
     def stdout_truncated(self) -> bool:

@@ -298,6 +298,7 @@ def exec_pb(r: ExecResult) -> pb.ExecResult:
         stderr_total_bytes=r.stderr_total,
         detail=r.detail,
         limits_enforced_by=r.limits_enforced_by,
+        trimmed=r.trimmed,
     )
 
 

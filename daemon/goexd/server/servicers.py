@@ -247,7 +247,14 @@ class AdminServicer(adgrpc.AdminServicer):
 
     def RunGc(self, req: adpb.RunGcRequest, ctx: Ctx) -> adpb.RunGcResponse:
         r = self.admin.gc(dry_run=req.dry_run)
-        return adpb.RunGcResponse(snapshots_removed=r.removed, bytes_freed=r.bytes_freed, reasons=r.reasons)
+        return adpb.RunGcResponse(
+            snapshots_removed=r.removed,
+            bytes_freed=r.bytes_freed,
+            reasons=r.reasons,
+            outputs_trimmed=r.outputs_trimmed,
+            output_bytes_trimmed=r.output_bytes_trimmed,
+            journal_bytes_freed=r.journal_bytes_freed,
+        )
 
     def CheckPolicy(self, req: adpb.CheckPolicyRequest, ctx: Ctx) -> adpb.CheckPolicyResponse:
         check_policy_size(req.toml, "toml")

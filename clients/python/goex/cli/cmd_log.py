@@ -240,6 +240,8 @@ def render_action(app: App, a: Action, *, limit: int | None = None, history: Pai
 
 
 def _render_outputs(app: App, a: Action) -> None:
+    if a.exec is not None and a.exec.trimmed:
+        app.out.print(Text(a.exec.trimmed, style="dim"))
     if a.exec is not None:
         for name, data, truncated, total in (
             ("stdout", a.exec.stdout, a.exec.stdout_truncated, a.exec.stdout_total_bytes),
