@@ -65,10 +65,13 @@ bench: install
 	$(BIN)/python bench/fs_inverse_bench.py
 	$(BIN)/python bench/verdict_memory_bench.py
 	$(BIN)/python bench/journal_check_bench.py 10000
+	$(BIN)/python bench/cli_startup_bench.py
 
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=clients/python --pyi_out=clients/python \
 		--grpc_python_out=clients/python $(PROTOS)
+	# the --json schema follows the messages (docs/cli-json.md): commit it with them
+	$(BIN)/python -m goex.cli._json > clients/python/goex/cli/goex-json.schema.json
 
 lint: install
 	$(BIN)/ruff check daemon clients/python tests bench scripts

@@ -55,5 +55,5 @@ def test_a_call_from_python_code_is_shown_with_its_inverse_undone_and_verified(
     assert "GET /items/1 answered 404 (gone, as expected)" in shown, shown
     # The same verdict as goexd keeps it.
     (record,) = json.loads(cli("--json", "show", action[1]))["action"]["egress"]
-    assert record["resource"] == "api" and record["reversibility"]["verdict"] == "VERDICT_PASSED", record
+    assert record["resource"] == "api" and record["reversibility"]["verdict"] == "passed", record
     assert record["inverse"]["method"] == "DELETE" and record["inverse"]["path"] == "/items/1"

@@ -4,7 +4,6 @@ forced, it sets their version aside, which `goex set-aside restore` brings back 
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import time
@@ -18,7 +17,7 @@ from tests.e2e.test_cli import (  # noqa: F401 - test_cli's fixtures, found by n
     client,
     env,
     goex_cli,
-    parses_as,
+    matches_schema,
     project,
     same_as,
     session,
@@ -76,38 +75,40 @@ def test_list_json_is_the_rpc_response(cli: Cli) -> None:
     action = cli.run("echo agent > b.txt; echo x > sub/c.bin")
     (cli.project / "b.txt").write_bytes(PERSONS_EDIT)
     (cli.project / "sub" / "c.bin").write_text("mine\n")
-    assert run.json("set-aside", "list") == {"set_asides": []}  # empty: the list, not a missing key
+    assert run.json("set-aside", "list") == {"json_version": 1, "set_asides": []}  # the list, not a missing key
 
     before = datetime.now(UTC)
     undone = run.json("undo", "--force")
     assert [a["id"] for a in undone["undone"]] == [action]
     data = run.json("set-aside", "list")
     listed = cli.client.set_asides(cli.session)
-    same_as(data, apb.ListSetAsidesResponse(set_asides=[s.proto for s in listed]))
+    same_as(data, apb.ListSetAsidesResponse(set_asides=[s.proto for s in listed]), "set-aside list")
     [kept] = data["set_asides"]
     assert sorted(kept) == ["action_id", "created_at", "id", "paths", "paths_bytes", "reason", "resource"]
     assert kept["action_id"] == action and kept["resource"] == "fs"
     assert kept["paths"] == ["b.txt", "sub/c.bin"]
-    assert [base64.b64decode(p) for p in kept["paths_bytes"]] == [b"b.txt", b"sub/c.bin"]
+    assert kept["paths_bytes"] == ["b.txt", "sub/c.bin"]  # UTF-8 names: text, no paths_bytes_base64
     created = datetime.fromisoformat(kept["created_at"])
     assert before - timedelta(seconds=5) < created < datetime.now(UTC) + timedelta(seconds=1)
     # The verdict of the forced undo mentions the set-aside by its id.
     assert kept["id"] in undone["undone"][0]["reversibility"]["detail"]
 
     restored = run.json("set-aside", "restore", kept["id"])
-    parses_as(restored, apb.RestoreSetAsideResponse)
-    assert restored == {"verified": True, "detail": "brought back 2 paths"}
+    matches_schema(restored, "set-aside restore")
+    assert restored == {"json_version": 1, "verified": True, "detail": "brought back 2 paths"}
     assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
     assert (cli.project / "sub" / "c.bin").read_text() == "mine\n"
-    assert run.json("set-aside", "list") == {"set_asides": []}
+    assert run.json("set-aside", "list") == {"json_version": 1, "set_asides": []}
 
 
 def test_unknown_or_malformed_ids_fail_clearly(cli: Cli) -> None:
     run = cli.goex
     message = run.error("set-aside", "restore", "0123456789ab")
     assert message == f"set-aside '0123456789ab' not found (`goex set-aside list` shows session {cli.session}'s)"
-    assert run.json("set-aside", "restore", "0123456789ab", code=1) == {
-        "error": {"code": "NOT_FOUND", "message": "set-aside '0123456789ab' not found"}
+    assert run.json("set-aside", "restore", "0123456789ab", code=1)["error"] == {
+        "code": "not_found",
+        "message": "set-aside '0123456789ab' not found",
+        "action_id": None,
     }
     assert run.error("set-aside", "restore", "../x") == "set_aside_id: '../x' is not a valid id"
     assert run.error("set-aside", "restore", "x", "--session", "ses_0000000000000000") == (
@@ -129,7 +130,7 @@ def test_undo_to_force_and_a_restore_refused_then_forced(cli: Cli) -> None:
     assert (cli.project / "b.txt").read_bytes() == PERSONS_EDIT
     # --json keeps goexd's own message and status.
     refused = run.json("undo-to", anchor, code=1)["error"]
-    assert refused["code"] == "FAILED_PRECONDITION" and "--force" not in refused["message"]
+    assert refused["code"] == "failed_precondition" and "--force" not in refused["message"]
 
     out, err = run("undo-to", anchor, "--force")
     assert out.startswith(f"undone {later} (seq 2)") and "set aside your version of b.txt" in err
@@ -165,7 +166,7 @@ def test_undo_without_conflicts_keeps_no_set_aside_and_says_none(cli: Cli) -> No
     cli.run("echo agent > a.txt")
     _, err = run("undo", "--force")  # forcing with nothing changed since overwrites nothing
     assert "set aside" not in err and not (cli.project / "a.txt").exists()
-    assert run.json("set-aside", "list") == {"set_asides": []}
+    assert run.json("set-aside", "list") == {"json_version": 1, "set_asides": []}
 
 
 def test_refusal_without_cascade_says_which_flag(cli: Cli) -> None:

@@ -55,7 +55,7 @@ def test_sql_with_an_inverse_on_the_inverse_strategy(shared_daemon: DaemonProces
         setup.execute("INSERT INTO t VALUES (1)")
     goex(shared_daemon, tmp_path, "session", "open", "--db", f"sqlite://{db}", "--db-strategy", "inverse")
     ok = goex(shared_daemon, tmp_path, "--json", "sql", "UPDATE t SET x = x + 5", "--inverse", "UPDATE t SET x = x - 5")
-    assert json.loads(ok)["action"]["reversibility"]["verdict"] == "VERDICT_PASSED"
+    assert json.loads(ok)["action"]["reversibility"]["verdict"] == "passed"
     blocked = goex(shared_daemon, tmp_path, "sql", "DELETE FROM t", "--inverse", "SELECT 1", code=125)
     assert "reversibility test" in blocked
     with sqlite3.connect(db) as other:

@@ -56,10 +56,10 @@ def test_inverse_strategy_from_the_cli(shared_daemon: DaemonProcess, tmp_path: P
     assert "has no inverse" in err, err
 
     # A right pair runs, says its test passed, and its undo runs the inverse and verifies it.
-    out, _ = run_goex(
+    _, err = run_goex(
         shared_daemon, tmp_path, "run", "--inverse", "sed -i '$ d' b.txt", "--", "sh", "-c", "echo more >> b.txt"
     )
-    assert "reversible, test passed" in out, out
+    assert "reversible, test passed" in err, err  # goex's report: on stderr
     assert (ws / "b.txt").read_text() == "beta\nmore\n"
     out, err = run_goex(shared_daemon, tmp_path, "undo")
     assert out.startswith("undone act_") and "verified: ran the inverse" in err, (out, err)
@@ -68,7 +68,7 @@ def test_inverse_strategy_from_the_cli(shared_daemon: DaemonProcess, tmp_path: P
     assert not [p for p in (shared_daemon.state_dir / "overlays").iterdir() if p.name.endswith(".undo")]
 
     # python, with a python inverse
-    out, _ = run_goex(
+    _, err = run_goex(
         shared_daemon,
         tmp_path,
         "python",
@@ -76,7 +76,7 @@ def test_inverse_strategy_from_the_cli(shared_daemon: DaemonProcess, tmp_path: P
         "import os; os.remove('p.txt')",
         "open('p.txt', 'w').write('py')",
     )
-    assert "test passed" in out and (ws / "p.txt").read_text() == "py"
+    assert "test passed" in err and (ws / "p.txt").read_text() == "py"
     run_goex(shared_daemon, tmp_path, "undo")
     assert fingerprint(ws) == before
 

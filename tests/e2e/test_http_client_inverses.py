@@ -444,7 +444,7 @@ def test_the_cli_says_verified_not_verified_or_unverified_with_its_exit_status(
         assert "reversible, test unknown: not tried: an HTTP call cannot be tried without its side effect" in tested
         assert cli("http", "GET", "/items", "--test").startswith("reversibility")
         as_json = json.loads(cli("--json", "http", "DELETE", "/items/1", "--test", code=4))
-        assert as_json["reversibility"]["verdict"] == "VERDICT_UNKNOWN", as_json
+        assert as_json["reversibility"]["verdict"] == "unknown", as_json
         assert "plan (rule rest.delete)" in as_json["reversibility"]["detail"]
         assert "--test sends nothing" in cli("http", "DELETE", "/items/1", "--test", "--approve", "x", code=2)
         assert state(server) == before_tests  # --test sent nothing

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import goex
+from goex.cli import _json as cli_json
 from goex.cli.main import main
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as spb
@@ -165,11 +166,12 @@ class Cli:
         self.capsys = capsys
 
     def __call__(self, *argv: str) -> str:
+        """stdout; for `goex run`, goex's report on stderr."""
         rc = main(list(argv))
         out, err = self.capsys.readouterr()
         assert rc == 0, f"goex {argv} -> {rc}\n{out}\n{err}"
         assert "Traceback" not in out + err
-        return out
+        return err if argv[:1] == ("run",) else out
 
 
 @pytest.fixture
@@ -214,8 +216,17 @@ def test_cli_run_log_show_undo_show_odd_names_escaped(cli: Cli, ws: bytes) -> No
     assert all("\x1b" not in line for line in shown)  # the odd name's escape sequence never reaches a terminal
 
     data = json.loads(cli("show", action_id, "--json"))
-    got = {base64.b64decode(c["path_bytes"]): (c["kind"], c["path"]) for c in data["action"]["changes"]["changes"]}
-    assert got == {k: (pb.ChangeKind.Name(kind), path) for k, (kind, path) in EXPECTED.items()}
+    # --json: a name that is UTF-8 as text, one that is not with its exact bytes in path_bytes_base64
+    got = {
+        base64.b64decode(c["path_bytes_base64"]) if "path_bytes_base64" in c else c["path_bytes"].encode(): (
+            c["kind"],
+            c["path"],
+        )
+        for c in data["action"]["changes"]["changes"]
+    }
+    kind_word = pb.ChangeKind.DESCRIPTOR
+    assert got == {k: (cli_json.enum_word(kind_word, kind), path) for k, (kind, path) in EXPECTED.items()}
+    assert any("path_bytes_base64" in c for c in data["action"]["changes"]["changes"])
     logged = json.loads(cli("log", "--json"))
     assert logged["actions"][0]["changes"] == data["action"]["changes"]
 

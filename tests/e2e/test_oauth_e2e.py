@@ -61,7 +61,7 @@ def test_cli_oauth_flow_stores_a_refreshable_token_that_never_leaves_the_daemon(
         proc.kill()
     assert proc.returncode == 0, err
     info = json.loads(out)["info"]
-    assert info["name"] == "dot" and info["kind"] == "SECRET_KIND_OAUTH2"
+    assert info["name"] == "dot" and info["kind"] == "oauth2"
     assert info["refreshable"] is True and info["expires_at"] and info["problem"] == ""
     assert "refresh_token" in info["parts"] and "access_token" in info["parts"]
 

@@ -235,7 +235,7 @@ def test_sql_input_is_checked_before_goexd_is_asked(
     assert main(["sql", "SELECT 1"]) == 1
     assert "goex session open" in capsys.readouterr().err
     assert main(["--session", "S", "--json", "sql", "SELECT 1"]) == 1
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAVAILABLE"
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "unavailable"
 
 
 def test_session_open_db_strategy() -> None:
@@ -283,7 +283,6 @@ def test_describe_is_session_describe_of_the_current_session() -> None:
         ["session", "open", "--db", "sqlite:///a.db", "--db-strategy", "versioned"],
         ["describe", "ses_1"],  # the top-level one describes the current (or --session) session
         ["nope"],
-        [],
     ],
 )
 def test_usage_errors_exit_2_with_one_red_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -298,13 +297,16 @@ def test_usage_errors_exit_2_with_one_red_line(argv: list[str], capsys: pytest.C
 def test_usage_error_in_json_mode_is_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--json", "log", "--state", "bogus"]) == 2
     out, err = capsys.readouterr()
-    assert json.loads(out)["error"]["code"] == "INVALID_ARGUMENT"
+    assert json.loads(out)["error"]["code"] == "invalid_argument"
     assert err == ""
 
 
 def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "session open" in capsys.readouterr().out
+    assert main([]) == 0  # bare `goex`: the help, on stdout
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: goex") and "set-aside" in out and err == ""
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("goex ")
     assert main(["run", "--help"]) == 0
@@ -363,7 +365,7 @@ def test_daemon_not_running_in_json_mode(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["stats", "--json"]) == 1
     out, err = capsys.readouterr()
     error = json.loads(out)["error"]
-    assert error["code"] == "UNAVAILABLE"
+    assert error["code"] == "unavailable"
     assert "goexd" in error["message"]
     assert err == ""
 
@@ -377,7 +379,7 @@ def test_commands_needing_a_session_say_how_to_get_one(capsys: pytest.CaptureFix
     assert main(["log"]) == 1
     assert "goex session open" in capsys.readouterr().err
     assert main(["--json", "run", "--", "true"]) == 1
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "FAILED_PRECONDITION"
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "failed_precondition"
 
 
 def test_empty_run_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -423,11 +425,13 @@ def test_emit_prints_exactly_the_response_as_json(capsys: pytest.CaptureFixture[
     app.emit(actions_pb2.GetActionResponse(action=msg))
     out = capsys.readouterr().out
     data = json.loads(out)
-    assert set(data) == {"action"}
+    assert set(data) == {"json_version", "action"} and data["json_version"] == 1
     assert data["action"]["session_id"] == "s1"  # proto field names, not camelCase
-    assert data["action"]["state"] == "ACTION_STATE_EXECUTED"
-    assert data["action"]["exec"]["stdout"] == "aGkK"  # bytes as base64
+    assert data["action"]["state"] == "executed"  # enums as lower-case words
+    assert data["action"]["exec"]["stdout"] == "hi\n"  # bytes as text
+    assert "stdout_base64" not in data["action"]["exec"]  # only when they are not UTF-8
     assert data["action"]["exec"]["exit_code"] == 0
+    assert data["action"]["sql"] is None and data["action"]["timings"] is None  # unset messages: null
 
 
 def test_change_lines_are_capped_with_a_count() -> None:
@@ -521,7 +525,7 @@ def egress_action() -> goex.Action:
 
 def test_egress_table() -> None:
     out = io.StringIO()
-    print_egress(App(argparse.Namespace(), stdout=out), egress_action())
+    print_egress(App(argparse.Namespace(), stderr=out), egress_action())  # goex's report: on stderr
     header, allowed, refused = out.getvalue().splitlines()
     assert header.split() == ["METHOD", "URL", "STATUS", "DECISION", "REASON"]
     assert allowed.split() == ["GET", "https://api.github.com/user", "200", "allowed", "-"]
@@ -529,7 +533,7 @@ def test_egress_table() -> None:
     assert refused.split()[:4] == ["POST", "https://[red]evil.example/?t=goex-secret:gh", "-", "refused"]
     assert refused.endswith("  not an allowed host of secret gh")
     empty = io.StringIO()
-    print_egress(App(argparse.Namespace(), stdout=empty), action(state=pb.ACTION_STATE_EXECUTED))
+    print_egress(App(argparse.Namespace(), stderr=empty), action(state=pb.ACTION_STATE_EXECUTED))
     assert empty.getvalue() == ""
 
 
@@ -602,21 +606,21 @@ def test_sql_query_prints_a_table_then_the_summary() -> None:
         ["1", "[red]ann"],  # daemon text is not markup
         ["2", "NULL"],
     ]
-    assert lines[-1] == "action a9: executed, 3 ms"
-    assert "more rows" not in out and "affected" not in out and err == "" and status == 0
+    assert err == "action a9: executed, 3 ms\n"  # goex's report: on stderr
+    assert "more rows" not in out and "affected" not in out and status == 0
 
 
 def test_sql_query_capped_by_goexd_says_how_many_more_rows() -> None:
     a = sql_action(columns=["n"], rows=sql_rows(("1",), ("2",)), total_rows=1002, truncated=True)
     out, _, _ = sql_output(a)
-    assert out.splitlines()[-2:] == ["... 1000 more rows", "action a9: executed, 3 ms"]
+    assert out.splitlines()[-1] == "... 1000 more rows"
     one_more = sql_action(columns=["n"], rows=sql_rows(("1",)), total_rows=2, truncated=True)
     assert "... 1 more row\n" in sql_output(one_more)[0]
 
 
 def test_sql_statement_prints_the_affected_rows() -> None:
-    out, _, status = sql_output(sql_action(affected_rows=3, total_rows=0))
-    assert out.splitlines() == ["3 rows affected", "action a9: executed, 3 ms"] and status == 0
+    out, err, status = sql_output(sql_action(affected_rows=3, total_rows=0))
+    assert (out, err, status) == ("3 rows affected\n", "action a9: executed, 3 ms\n", 0)
     out, _, _ = sql_output(sql_action(affected_rows=1))
     assert out.startswith("1 row affected\n")
     # An empty query result is still a table (its header), not "0 rows affected".
@@ -637,8 +641,8 @@ def test_sql_action_that_did_not_complete(state: int, reason: str) -> None:
     msg.error = "database is locked"
     a = goex.Action.from_proto(msg)
     out, err, status = sql_output(a)
-    assert out.splitlines() == [f"action a9: {a.state}, 3 ms"]
-    assert err == f"{reason}: database is locked\n"
+    assert out == ""
+    assert err.splitlines() == [f"action a9: {a.state}, 3 ms", f"{reason}: database is locked"]
     assert status == _render.EXIT_NOT_COMPLETED
 
 
@@ -797,15 +801,16 @@ def test_http_usage_errors_in_json_mode_follow_the_global_flag(capsys: pytest.Ca
     assert main(["--json", "http", "POST", "/i", "--json", "{}", "--body", "x"]) == 2
     out, err = capsys.readouterr()
     assert json.loads(out)["error"] == {
-        "code": "INVALID_ARGUMENT",
+        "code": "invalid_argument",
         "message": "give one request body: --json and --body both given",
+        "action_id": None,
     }
     assert err == ""
     assert main(["--session", "S", "--json", "http", "GET"]) == 2
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "INVALID_ARGUMENT"
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_argument"
     # Valid input: then goexd (not running here) is asked.
     assert main(["--session", "S", "--json", "http", "GET", "/items"]) == 1
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAVAILABLE"
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "unavailable"
     assert main(["--session", "S", "http", "GET", "/items", "--json", "{}"]) == 1
     assert capsys.readouterr().err.startswith("error: goexd is not running")
 
@@ -851,7 +856,7 @@ def test_http_result_prints_status_headers_body_then_reversibility_and_inverse()
         body=b'{"name":"[red]x","id":7}',
     )
     out, err = http_output(a)
-    assert err == ""
+    assert err == "action a5: executed, HTTP 201, 12 ms\n"  # goex's report: on stderr
     lines = out.splitlines()
     assert lines[0] == "201 Created"
     assert [line.split(None, 1) for line in lines[1:4]] == [
@@ -864,7 +869,6 @@ def test_http_result_prints_status_headers_body_then_reversibility_and_inverse()
     assert lines[8:] == [
         "reversibility  reversible, untested: inverse derived from the response",
         "inverse        DELETE /items/7?force=1",
-        "action a5: executed, HTTP 201, 12 ms",
     ]
     assert _render.exit_status(a) == 0
 
@@ -903,15 +907,15 @@ def test_http_action_that_did_not_complete() -> None:
     msg.ClearField("reversibility")
     a = goex.Action.from_proto(msg)
     out, err = http_output(a)
-    assert out.splitlines() == ["404 Not Found", "{}", "action a5: failed, HTTP 404, 12 ms"]
+    assert out.splitlines() == ["404 Not Found", "{}"]
     # A request sent is not taken back: no "(rolled back)" for http.
-    assert err == "failed: the service answered 404 Not Found\n"
+    assert err.splitlines() == ["action a5: failed, HTTP 404, 12 ms", "failed: the service answered 404 Not Found"]
     assert _render.exit_status(a) == _render.EXIT_NOT_COMPLETED
     blocked = goex.Action.from_proto(
         pb.Action(id="a6", kind=pb.ACTION_KIND_HTTP, state=pb.ACTION_STATE_BLOCKED, error="no")
     )
     out, err = http_output(blocked)
-    assert out == "action a6: blocked\n" and err == "blocked: no\n"
+    assert out == "" and err == "action a6: blocked\nblocked: no\n"
     assert _render.exit_status(blocked) == _render.EXIT_NOT_COMPLETED
 
 

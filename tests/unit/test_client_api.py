@@ -14,6 +14,7 @@ EXPECTED = {
     "Client",
     "AsyncClient",
     "default_socket_path",
+    "interrupted_action",
     "__version__",
     # requests
     "ActionBody",

@@ -8,96 +8,132 @@
         print(action.state, [c.line for c in action.changes.changes])
         client.undo(session.id)
 
-Everything public is listed in `__all__`; the underscore modules are private.
+Everything public is listed in `__all__`; the underscore modules are private. The names are
+imported on first use (PEP 562), so that `goex --version` and a CLI command load only what
+they need: the asyncio client (grpc.aio) costs ~100 ms of start-up and most commands never use it.
 """
 
-from importlib import metadata as _metadata
+# No `from __future__ import annotations`, and the helpers under private names: every public
+# attribute of this module is API (tests/unit/test_client_api.py).
+import importlib as _importlib
+import typing as _typing
 
-from goex._aio import AsyncClient
-from goex._client import Client
-from goex._diffs import Diff, DiffSide, FileDiff
-from goex._enums import (
-    ActionKind,
-    ActionState,
-    ChangeKind,
-    DiffContent,
-    EgressDecision,
-    OutputStream,
-    ResourceKind,
-    ReversibilityClass,
-    SecretKind,
-    SessionState,
-    Termination,
-    UndoStrategy,
-    Verdict,
-)
-from goex._exceptions import (
-    Aborted,
-    AlreadyExists,
-    Cancelled,
-    DaemonNotRunning,
-    DataLoss,
-    DeadlineExceeded,
-    FailedPrecondition,
-    GoexError,
-    Internal,
-    InvalidArgument,
-    NotFound,
-    OutOfRange,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
-    Unimplemented,
-    Unknown,
-)
-from goex._models import (
-    Action,
-    ActionEvent,
-    ChangeSet,
-    ClosedSession,
-    ComponentHealth,
-    EgressRecord,
-    ExecResult,
-    FileChange,
-    GcResult,
-    Health,
-    HttpResult,
-    OAuthStart,
-    OutputEvent,
-    PolicyCheck,
-    PolicyError,
-    Resource,
-    ResourceDescription,
-    Reversibility,
-    SecretInfo,
-    Session,
-    SqlResult,
-    StateEvent,
-    Stats,
-    Timings,
-)
-from goex._pairs import PairHistory, PairJudgement, PairVerdict
-from goex._set_asides import SetAside, SetAsideRestored
-from goex._socket import default_socket_path
-from goex._specs import (
-    ActionBody,
-    ActionSpec,
-    Egress,
-    Http,
-    Injection,
-    Limits,
-    Prompt,
-    Python,
-    ResourceSpec,
-    Shell,
-    Sql,
+from goex._version import __version__
+
+if _typing.TYPE_CHECKING:
+    from goex._aio import AsyncClient
+    from goex._client import Client, interrupted_action
+    from goex._diffs import Diff, DiffSide, FileDiff
+    from goex._enums import (
+        ActionKind,
+        ActionState,
+        ChangeKind,
+        DiffContent,
+        EgressDecision,
+        OutputStream,
+        ResourceKind,
+        ReversibilityClass,
+        SecretKind,
+        SessionState,
+        Termination,
+        UndoStrategy,
+        Verdict,
+    )
+    from goex._exceptions import (
+        Aborted,
+        AlreadyExists,
+        Cancelled,
+        DaemonNotRunning,
+        DataLoss,
+        DeadlineExceeded,
+        FailedPrecondition,
+        GoexError,
+        Internal,
+        InvalidArgument,
+        NotFound,
+        OutOfRange,
+        PermissionDenied,
+        ResourceExhausted,
+        Unauthenticated,
+        Unavailable,
+        Unimplemented,
+        Unknown,
+    )
+    from goex._models import (
+        Action,
+        ActionEvent,
+        ChangeSet,
+        ClosedSession,
+        ComponentHealth,
+        EgressRecord,
+        ExecResult,
+        FileChange,
+        GcResult,
+        Health,
+        HttpResult,
+        OAuthStart,
+        OutputEvent,
+        PolicyCheck,
+        PolicyError,
+        Resource,
+        ResourceDescription,
+        Reversibility,
+        SecretInfo,
+        Session,
+        SqlResult,
+        StateEvent,
+        Stats,
+        Timings,
+    )
+    from goex._pairs import PairHistory, PairJudgement, PairVerdict
+    from goex._set_asides import SetAside, SetAsideRestored
+    from goex._socket import default_socket_path
+    from goex._specs import (
+        ActionBody,
+        ActionSpec,
+        Egress,
+        Http,
+        Injection,
+        Limits,
+        Prompt,
+        Python,
+        ResourceSpec,
+        Shell,
+        Sql,
+    )
+
+
+# Where the public names live, cheapest first: a name is looked up in each until found, so that
+# `goex.Client` loads what the sync client needs and never the asyncio one (goex._aio, last).
+_MODULES = (
+    "goex._socket",
+    "goex._exceptions",
+    "goex._enums",
+    "goex._specs",
+    "goex._models",
+    "goex._diffs",
+    "goex._pairs",
+    "goex._set_asides",
+    "goex._client",
+    "goex._aio",
 )
 
-try:
-    __version__ = _metadata.version("goex-client")
-except _metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> _typing.Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'goex' has no attribute {name!r}")
+    for module_name in _MODULES:
+        module = _importlib.import_module(module_name)
+        if name in module.__all__:
+            value = getattr(module, name)
+            globals()[name] = value  # later lookups skip this function
+            return value
+    raise AttributeError(f"goex.{name} is in __all__ but in none of {_MODULES}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Aborted",
@@ -178,4 +214,5 @@ __all__ = [
     "Verdict",
     "__version__",
     "default_socket_path",
+    "interrupted_action",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,10 +14,10 @@ import grpc.aio
 
 from goex import _requests as rq
 from goex import _rpc
-from goex._client import CHANNEL_OPTIONS
+from goex._client import CANCEL_SETTLE_S, CHANNEL_OPTIONS, note_cancelled
 from goex._diffs import Diff, DiffOptionsArgs, action_request, since_last_request
 from goex._enums import ActionState, SecretKind
-from goex._exceptions import GoexError, from_rpc_error
+from goex._exceptions import DeadlineExceeded, FailedPrecondition, GoexError, from_rpc_error
 from goex._models import (
     Action,
     ActionEvent,
@@ -195,7 +197,63 @@ class AsyncClient:
             approval=approval,
             egress=egress,
         )
-        return Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
+        if detach or req.spec.WhichOneof("body") == "http":
+            return Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
+        # As Client.submit: detached, then waited for, so that a cancelled wait cancels the action.
+        started = time.monotonic()
+        req.detach = True
+        accepted = Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
+        left = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - started))
+        return await self.wait(accepted.id, timeout=left)
+
+    async def wait(
+        self,
+        action_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[ActionEvent], None] | None = None,
+        cancel_on_interrupt: bool = True,
+    ) -> Action:
+        """As `Client.wait`: follow the action to its result; a wait that ends early (the task cancelled,
+        KeyboardInterrupt, `timeout` passing: DeadlineExceeded) cancels the action in goexd first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            try:
+                async for event in self.watch_action(action_id, timeout=timeout):
+                    if on_event is not None:
+                        on_event(event)
+                return await self._settled(await self.get_action(action_id), deadline)
+            except DeadlineExceeded as exc:
+                raise DeadlineExceeded(
+                    f"action {action_id} did not finish within the client's timeout ({timeout} s)", action_id=action_id
+                ) from exc
+        except BaseException as exc:
+            if cancel_on_interrupt and (isinstance(exc, DeadlineExceeded) or not isinstance(exc, GoexError)):
+                await self._cancel_after(exc, action_id)
+            raise
+
+    async def _settled(self, action: Action, deadline: float | None) -> Action:
+        pause = 0.002
+        while action.state.is_active:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"action {action.id} did not finish within the client's timeout")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            action = await self.get_action(action.id)
+        return action
+
+    async def _cancel_after(self, exc: BaseException, action_id: str) -> None:
+        stopped = True
+        try:
+            try:
+                await self.cancel(action_id)
+            except FailedPrecondition:
+                stopped = False
+            final = await self._settled(await self.get_action(action_id), time.monotonic() + CANCEL_SETTLE_S)
+        except BaseException as second:
+            note_cancelled(exc, action_id, None, stopped, second)
+            return
+        note_cancelled(exc, action_id, final, stopped)
 
     async def run_shell(
         self,

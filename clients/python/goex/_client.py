@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -13,7 +14,7 @@ from goex import _requests as rq
 from goex import _rpc
 from goex._diffs import Diff, DiffOptionsArgs, action_request, since_last_request
 from goex._enums import ActionState, SecretKind
-from goex._exceptions import GoexError, from_rpc_error
+from goex._exceptions import DeadlineExceeded, FailedPrecondition, GoexError, from_rpc_error
 from goex._models import (
     Action,
     ActionEvent,
@@ -47,7 +48,37 @@ from goex._specs import (
 )
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
-__all__ = ["CHANNEL_OPTIONS", "Client"]
+__all__ = ["CANCEL_SETTLE_S", "CHANNEL_OPTIONS", "Client", "interrupted_action", "note_cancelled"]
+
+# After a cancel, how long `wait` waits for the action to be stopped and rolled back before it re-raises.
+CANCEL_SETTLE_S = 10.0
+
+
+def note_cancelled(
+    exc: BaseException, action_id: str, final: Action | None, stopped: bool, failure: BaseException | None = None
+) -> None:
+    """Say on `exc` what became of the action a wait it interrupted had cancelled (`final`: as goexd left it,
+    None when that is unknown because of `failure`; `stopped`: the cancel reached it while it ran)."""
+    exc.goex_action_id = action_id  # type: ignore[attr-defined]
+    if final is None:
+        exc.add_note(f"goex: asked goexd to cancel action {action_id}; its outcome is unknown ({failure!r})")
+        return
+    exc.goex_action = final  # type: ignore[attr-defined]
+    if not stopped:
+        exc.add_note(f"goex: action {action_id} had finished before it could be cancelled: {final.state}")
+    elif final.state.is_active:
+        exc.add_note(f"goex: asked goexd to cancel action {action_id}; it is still {final.state}")
+    else:
+        exc.add_note(f"goex: action {action_id} was cancelled: {final.state}")
+
+
+def interrupted_action(exc: BaseException) -> Action | None:
+    """The action a `Client.submit`/`wait` interrupted by `exc` (KeyboardInterrupt, a deadline, ...) had
+    cancelled, as it was once goexd stopped it (or CANCEL_SETTLE_S later); None when `exc` did not come
+    from there. The exception's notes say the same in words."""
+    action = getattr(exc, "goex_action", None)
+    return action if isinstance(action, Action) else None
+
 
 # A local socket: let big timelines (ListActions carries outputs) through.
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
@@ -197,7 +228,74 @@ class Client:
             approval=approval,
             egress=egress,
         )
-        return Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
+        if detach or req.spec.WhichOneof("body") == "http":
+            # An http request is answered by goexd in one call (a refused pre-image raises there).
+            return Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
+        # Submitted detached and then waited for, so that an interrupted wait can cancel it by its id:
+        # a blocking call that is given up on leaves the action running in goexd.
+        started = time.monotonic()
+        req.detach = True
+        accepted = Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
+        left = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - started))
+        return self.wait(accepted.id, timeout=left)
+
+    def wait(
+        self,
+        action_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[ActionEvent], None] | None = None,
+        cancel_on_interrupt: bool = True,
+    ) -> Action:
+        """Follow a submitted action until it has a result, and return it (as `get_action` would).
+
+        `on_event` sees each state change and output chunk as it comes. If the wait ends early (KeyboardInterrupt
+        or any other exception raised into it, e.g. by a signal handler; `timeout` seconds passing, which raises
+        DeadlineExceeded) and `cancel_on_interrupt`, the action is cancelled in goexd and waited for (at most
+        CANCEL_SETTLE_S) before the exception goes on, carrying the action (`goex.interrupted_action(exc)`) and
+        a note naming it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            try:
+                for event in self.watch_action(action_id, timeout=timeout):
+                    if on_event is not None:
+                        on_event(event)
+                return self._settled(self.get_action(action_id), deadline)
+            except DeadlineExceeded as exc:
+                raise DeadlineExceeded(
+                    f"action {action_id} did not finish within the client's timeout ({timeout} s)", action_id=action_id
+                ) from exc
+        except BaseException as exc:
+            # A failed call (goexd gone, ...) cannot cancel either; a deadline or an interruption can.
+            if cancel_on_interrupt and (isinstance(exc, DeadlineExceeded) or not isinstance(exc, GoexError)):
+                self._cancel_after(exc, action_id)
+            raise
+
+    def _settled(self, action: Action, deadline: float | None) -> Action:
+        """`action` once it has left the active states (the watch ends as it does; a lagging state is polled)."""
+        pause = 0.002
+        while action.state.is_active:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"action {action.id} did not finish within the client's timeout")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            action = self.get_action(action.id)
+        return action
+
+    def _cancel_after(self, exc: BaseException, action_id: str) -> None:
+        """Cancel the action an interrupted wait was following, wait for the outcome, and say so on `exc`."""
+        stopped = True
+        try:
+            try:
+                self.cancel(action_id)
+            except FailedPrecondition:
+                stopped = False  # it ended between the interruption and the cancel: nothing to stop
+            final = self._settled(self.get_action(action_id), time.monotonic() + CANCEL_SETTLE_S)
+        except BaseException as second:  # goexd gone, a second Ctrl-C, the settle deadline: say what is known
+            note_cancelled(exc, action_id, None, stopped, second)
+            return
+        note_cancelled(exc, action_id, final, stopped)
 
     def run_shell(
         self,

@@ -58,10 +58,11 @@ class GoexError(Exception):
 
     status: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, action_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code: grpc.StatusCode = code if code is not None else self.status
+        self.action_id = action_id  # the action the failure concerns, where the client knows it
 
     @property
     def code_name(self) -> str:

@@ -9,12 +9,14 @@ the table cannot drift from the .proto files unnoticed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import grpc
-import grpc.aio
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
+
+if TYPE_CHECKING:
+    import grpc.aio  # the sync client and the CLI never load it
 
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2, types_pb2
 

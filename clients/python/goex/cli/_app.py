@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from google.protobuf.message import Message
-from rich.console import Console
-from rich.status import Status
-from rich.table import Table
-
-from goex._client import Client
-from goex._protoutil import message_to_dict
 from goex._socket import SOCKET_ENV
-from goex._specs import Limits
 from goex.cli._state import CliState
 from goex.cli._units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    # Loaded when first used: `goex --version` and `--help` need none of them.
+    from google.protobuf.message import Message
+    from rich.console import Console
+    from rich.status import Status
+    from rich.table import Table
+
+    from goex._client import Client
+    from goex._models import Action
+    from goex._specs import Limits
 
 __all__ = [
     "App",
@@ -41,13 +45,45 @@ EXIT_INTERRUPTED = 130
 
 
 class CliError(Exception):
-    """A failure the CLI reports as one line; `code` is the status name used in --json mode."""
+    """A failure the CLI reports as one line; `code` is the status name used in --json mode.
 
-    def __init__(self, message: str, *, code: str = "FAILED_PRECONDITION", exit_code: int = EXIT_ERROR) -> None:
+    `action_id` (and `action`, as goexd last reported it) name the action it concerns: --json prints them too.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "FAILED_PRECONDITION",
+        exit_code: int = EXIT_ERROR,
+        action_id: str | None = None,
+        action: Action | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.exit_code = exit_code
+        self.action_id = action_id
+        self.action = action
+
+
+class Signalled(BaseException):
+    """SIGTERM or SIGHUP arrived (SIGINT is Python's KeyboardInterrupt): stop what is waiting, like Ctrl-C.
+
+    A BaseException, as KeyboardInterrupt, so that no `except Exception` swallows it on the way up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_signalled(signum: int, _frame: object) -> None:
+    raise Signalled(signum)
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal: 130 for SIGINT (KeyboardInterrupt), 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + exc.signum if isinstance(exc, Signalled) else EXIT_INTERRUPTED
 
 
 class UsageError(CliError):
@@ -67,6 +103,8 @@ Handler = Callable[["App", argparse.Namespace], int]
 
 
 def _console(file: TextIO) -> Console:
+    from rich.console import Console
+
     width = None
     if not file.isatty() and "COLUMNS" not in os.environ:
         # Pipes and captured output: don't fold tables at 80 columns.
@@ -81,16 +119,24 @@ class App:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
         self.json: bool = bool(getattr(args, "json", False))
-        self.out = _console(self.stdout)
-        self.err = _console(self.stderr)
         self.socket: str | None = getattr(args, "socket", None) or os.environ.get(SOCKET_ENV) or None
         self.state = CliState()
         self._client: Client | None = None
+
+    @functools.cached_property
+    def out(self) -> Console:
+        return _console(self.stdout)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        return _console(self.stderr)
 
     # ------------------------------------------------------------ resources
 
     def client(self) -> Client:
         if self._client is None:
+            from goex._client import Client
+
             self._client = Client(self.socket)
         return self._client
 
@@ -116,8 +162,10 @@ class App:
     # ------------------------------------------------------------ output
 
     def emit(self, message: Message) -> None:
-        """Print a response as the one JSON object of --json mode."""
-        self.print_json(message_to_dict(message))
+        """Print a response as the one JSON object of --json mode (docs/cli-json.md)."""
+        from goex.cli._json import response_document
+
+        self.print_json(response_document(message))
 
     def print_json(self, data: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -135,15 +183,16 @@ class App:
             file.write(data.decode("utf-8", "replace"))
             file.flush()
 
-    def print_table(self, table: Table) -> None:
+    def print_table(self, table: Table, *, stderr: bool = False) -> None:
         """Print a table; off a terminal without the cell padding that trails each line."""
-        if self.out.is_terminal:
-            self.out.print(table)
+        console, file = (self.err, self.stderr) if stderr else (self.out, self.stdout)
+        if console.is_terminal:
+            console.print(table)
             return
-        with self.out.capture() as captured:
-            self.out.print(table)
-        self.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
-        self.stdout.flush()
+        with console.capture() as captured:
+            console.print(table)
+        file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        file.flush()
 
     def warn(self, message: str) -> None:
         self.err.print(f"warning: {message}", style="yellow", markup=False)
@@ -214,6 +263,8 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def limits_from_args(args: argparse.Namespace) -> Limits | None:
+    from goex._specs import Limits
+
     try:
         limits = Limits(
             timeout=parse_duration(args.timeout) if args.timeout else None,

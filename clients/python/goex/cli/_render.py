@@ -11,14 +11,17 @@ import http
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from goex._enums import ActionState, ChangeKind, EgressDecision, Termination, Verdict
 from goex._models import Action, ChangeSet, EgressRecord, ExecResult, HttpResult, Reversibility, SqlResult
 from goex.cli._units import format_ms
+
+if TYPE_CHECKING:
+    from rich.table import Table  # ~25 ms to import: loaded by the commands that print one
 
 __all__ = [
     "EXIT_NOT_COMPLETED",
@@ -91,6 +94,8 @@ _DECISION_STYLES = {EgressDecision.ALLOWED: "green", EgressDecision.REFUSED: "re
 
 def egress_table(records: Iterable[EgressRecord]) -> Table | None:
     """The requests an action made through the egress proxy, one row each; None when there were none."""
+    from rich.table import Table
+
     rows = list(records)
     if not rows:
         return None
@@ -136,6 +141,8 @@ def _call_undo(r: EgressRecord) -> Text:
 
 def sql_table(result: SqlResult) -> Table | None:
     """The rows a statement returned (NULL dimmed); None when it returns no columns (e.g. an UPDATE)."""
+    from rich.table import Table
+
     if not result.columns:
         return None
     table = Table(header_style="bold")
@@ -176,6 +183,8 @@ def http_status_text(result: HttpResult) -> Text:
 
 def http_headers_table(result: HttpResult) -> Table | None:
     """The response headers (names as goexd sends them, lower-cased), sorted; None when there are none."""
+    from rich.table import Table
+
     if not result.headers:
         return None
     table = Table(box=None, header_style="bold", pad_edge=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,8 @@ class CliState:
         return data if isinstance(data, dict) else {}
 
     def _save(self, data: dict[str, Any]) -> None:
+        import tempfile  # only a command that changes the state writes it
+
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Write-then-rename so a concurrent `goex` never reads half a file.
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cli.", suffix=".tmp")

@@ -9,12 +9,19 @@ from typing import Any
 
 from rich.text import Text
 
-from goex._client import Client
-from goex._enums import ActionKind, ActionState, OutputStream, Verdict
-from goex._exceptions import FailedPrecondition
-from goex._models import Action, OutputEvent, StateEvent
-from goex._specs import ActionBody, Egress, Python, Shell
-from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError, add_limit_flags, limits_from_args
+from goex._client import Client, interrupted_action
+from goex._enums import ActionKind, ActionState, OutputStream, Termination, Verdict
+from goex._models import Action, ActionEvent, OutputEvent, StateEvent
+from goex._specs import ActionBody, Egress, Http, Python, Shell
+from goex.cli._app import (
+    App,
+    CliError,
+    Signalled,
+    UsageError,
+    add_limit_flags,
+    interrupt_exit_code,
+    limits_from_args,
+)
 from goex.cli._render import action_headline, change_lines, egress_table, exit_status, kv_grid, reversibility_text
 from goex.v1 import actions_pb2
 
@@ -27,9 +34,11 @@ exit status:
           memory or process limit, failed or was interrupted (rolled back)
   0       with --detach: the action was accepted
   1       goex error (daemon not running, unknown session, ...); 2: usage error
-  130     interrupted (Ctrl-C): when the output is followed live (stdout is a terminal)
-          goex cancels the action, which is rolled back; otherwise (--json, or output
-          to a pipe) it may still finish in goexd: `goex cancel ACTION` stops it
+  130     interrupted by SIGINT (Ctrl-C, `timeout -s INT`, a script's kill -INT);
+  143     by SIGTERM; 129 by SIGHUP (the terminal closed). goex cancels the action in
+          goexd, waits for it to be rolled back (at most 10 s) and reports its id and
+          state (--json: the error object with "action_id" and the action); a second
+          signal stops waiting. With --detach nothing is cancelled.
 
 --inverse: on a workspace with the inverse strategy (goex session open --fs-strategy inverse),
 what undoes the action: for `goex run` a shell command line (run as `sh -c CMD`), for
@@ -40,11 +49,12 @@ the workspace (any strategy) and prints the verdict: "test passed" (the workspac
 exactly: contents, modes, owners, links), "test failed" (what differs) or "test unknown" (not
 tried, and why). Exit 0 passed, 3 failed, 4 unknown.
 
-The command's stdout and stderr are passed through (live when stdout is a terminal).
-With --secret or --allow-host, the requests it made through goexd's egress proxy follow
-as a table (METHOD, URL, STATUS, DECISION, REASON). Then a summary follows on stdout:
-the action's state and exit status, and its file changes as "A path" (added),
-"M" (modified), "D" (deleted), "T" (type changed), "P" (permissions changed).
+The command's stdout and stderr are passed through byte for byte to goex's stdout and
+stderr (live when stdout is a terminal), so `goex run -- cat x.txt > out` puts x.txt in out.
+goex's own report goes to stderr: with --secret or --allow-host, the requests the command
+made through goexd's egress proxy as a table (METHOD, URL, STATUS, DECISION, REASON); then
+the action's state and exit status, and its file changes as "A path" (added), "M"
+(modified), "D" (deleted), "T" (type changed), "P" (permissions changed).
 --quiet leaves only the command's output.
 """
 
@@ -181,7 +191,7 @@ def run_action(app: App, args: argparse.Namespace, body: ActionBody, inverse: Ac
     if app.json:
         app.emit(actions_pb2.SubmitActionResponse(action=action.proto))
         return exit_status(action)
-    print_outputs(app, action, streamed)
+    print_outputs(app, action, streamed, report_follows=not args.quiet)
     if not args.quiet:
         print_egress(app, action)
         print_summary(app, action)
@@ -227,19 +237,56 @@ def submit_action(
             app.err.print(f"follow it with `goex show {action.id}`", style="dim", markup=False)
         return None
 
-    if app.json or not app.stdout_is_tty:
-        # Nobody watches live: one blocking call, output printed once it is complete.
+    if isinstance(body, Http):
+        # goexd answers a request in one call (a pre-image it refuses raises there); it is not cancelled.
         try:
-            with app.spinner("running…"):
+            with app.spinner("sending…"):
                 action = client.submit(session_id, body, **options)
-        except KeyboardInterrupt:
-            raise _interrupted("interrupted; the action may still finish in goexd (see `goex log`)") from None
+        except (KeyboardInterrupt, Signalled) as exc:
+            raise CliError(
+                "interrupted; the request may still be sent (see `goex log`)",
+                code="CANCELLED",
+                exit_code=interrupt_exit_code(exc),
+            ) from None
         return action, {OutputStream.STDOUT: False, OutputStream.STDERR: False}
+
+    # Submitted detached, then followed: an interruption (Ctrl-C, SIGINT/SIGTERM/SIGHUP from a script or
+    # `timeout`) cancels it by its id. Live output only when a person watches stdout.
     accepted = client.submit(session_id, body, detach=True, **options)
+    streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
+    live = not app.json and app.stdout_is_tty
     try:
-        return _follow(app, client, accepted)
-    except KeyboardInterrupt:
-        raise _cancel_interrupted(client, accepted.id) from None
+        with app.spinner(f"{accepted.state}…") as spinner:
+
+            def show(event: ActionEvent) -> None:
+                if isinstance(event, StateEvent):
+                    spinner.update(f"{event.state}…")
+                elif live and isinstance(event, OutputEvent) and event.data:
+                    spinner.stop()  # it would redraw over the output
+                    streamed[event.stream] = True
+                    app.write_raw(event.data, stderr=event.stream is OutputStream.STDERR)
+
+            final = client.wait(accepted.id, on_event=show)
+    except (KeyboardInterrupt, Signalled) as exc:
+        raise interrupted_error(exc, accepted.id) from None
+    return final, streamed
+
+
+def interrupted_error(exc: BaseException, action_id: str) -> CliError:
+    """What the CLI reports when a signal stopped its wait for `action_id` (which `Client.wait` cancelled)."""
+    final = interrupted_action(exc)
+    if final is None:
+        message = (
+            f"interrupted; asked goexd to cancel action {action_id}, its outcome is unknown (`goex show {action_id}`)"
+        )
+    elif final.state.is_active:
+        message = f"interrupted; asked goexd to cancel action {action_id}, which is still {final.state}"
+    elif final.exec is not None and final.exec.termination is Termination.CANCELLED:
+        message = f"interrupted; cancelled action {action_id} ({final.state}, rolled back)"
+    else:
+        hint = f"; `goex undo {action_id}` rolls it back" if final.is_pending else ""
+        message = f"interrupted; action {action_id} had already finished ({final.state}){hint}"
+    return CliError(message, code="CANCELLED", exit_code=interrupt_exit_code(exc), action_id=action_id, action=final)
 
 
 def add_approve_flag(p: argparse.ArgumentParser) -> None:
@@ -261,28 +308,6 @@ def egress_from_args(args: argparse.Namespace) -> Egress | None:
             raise UsageError(f"{flag} needs a non-empty value")
     egress = Egress(secrets=args.secrets, hosts=args.allow_hosts, resources=args.http_resources)
     return None if egress.is_empty else egress
-
-
-def _interrupted(message: str) -> CliError:
-    return CliError(message, code="CANCELLED", exit_code=EXIT_INTERRUPTED)
-
-
-def _cancel_interrupted(client: Client, action_id: str) -> CliError:
-    """Ctrl-C while following an action live: cancel it, wait for the rollback, say so."""
-    try:
-        try:
-            client.cancel(action_id)
-        except FailedPrecondition:
-            # It finished between the Ctrl-C and the cancel: nothing was stopped.
-            done = client.get_action(action_id)
-            hint = f"; `goex undo {action_id}` rolls it back" if done.is_pending else ""
-            return _interrupted(f"interrupted; action {action_id} had already finished ({done.state}){hint}")
-        final = _settle(client, client.get_action(action_id))
-    except KeyboardInterrupt:
-        return _interrupted(f"interrupted again; action {action_id} may still be running (`goex show {action_id}`)")
-    if final.state.is_active:
-        return _interrupted(f"interrupted; asked goexd to cancel action {action_id}, which is still {final.state}")
-    return _interrupted(f"interrupted; cancelled action {action_id} ({final.state}, rolled back)")
 
 
 def _settle(client: Client, action: Action) -> Action:
@@ -311,23 +336,9 @@ def cmd_cancel(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(app: App, client: Client, accepted: Action) -> tuple[Action, dict[OutputStream, bool]]:
-    """Stream the action's output live, then fetch its final state."""
-    streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
-    with app.spinner(f"{accepted.state}…") as spinner:
-        for event in client.watch_action(accepted.id):
-            if isinstance(event, StateEvent):
-                spinner.update(f"{event.state}…")
-            elif isinstance(event, OutputEvent) and event.data:
-                # The spinner would redraw over the output: retire it.
-                spinner.stop()
-                streamed[event.stream] = True
-                app.write_raw(event.data, stderr=event.stream is OutputStream.STDERR)
-    return _settle(client, client.get_action(accepted.id)), streamed
-
-
-def print_outputs(app: App, action: Action, streamed: dict[OutputStream, bool]) -> None:
-    """The captured output of streams that were not already shown live."""
+def print_outputs(app: App, action: Action, streamed: dict[OutputStream, bool], *, report_follows: bool = True) -> None:
+    """The captured output of streams that were not already shown live; `report_follows`: goex's report
+    comes next on stderr, so it starts on a line of its own."""
     result = action.exec
     if result is None:
         return
@@ -339,20 +350,25 @@ def print_outputs(app: App, action: Action, streamed: dict[OutputStream, bool]) 
         app.warn(f"stdout truncated: {len(result.stdout)} of {result.stdout_total_bytes} bytes kept")
     if result.stderr_truncated:
         app.warn(f"stderr truncated: {len(result.stderr)} of {result.stderr_total_bytes} bytes kept")
-    # Keep the summary off the last line of output that lacks a newline.
-    if result.stdout and not result.stdout.endswith(b"\n"):
+    # On a terminal, keep the summary off a last line of output that lacks a newline; elsewhere
+    # stdout stays the command's own bytes.
+    if result.stdout and not result.stdout.endswith(b"\n") and app.stdout_is_tty:
         app.write_raw(b"\n")
+    if report_follows and result.stderr and not result.stderr.endswith(b"\n") and not streamed[OutputStream.STDERR]:
+        app.write_raw(b"\n", stderr=True)
 
 
 def print_egress(app: App, action: Action) -> None:
     """The requests the action made through the egress proxy, if any."""
     table = egress_table(action.egress)
     if table is not None:
-        app.print_table(table)
+        app.print_table(table, stderr=True)
 
 
 def print_summary(app: App, action: Action) -> None:
-    app.out.print(action_headline(action))
+    """goex's own account of the action, on stderr (stdout carries only the action's own output):
+    the headline, the error, the changes, the inverse's trial."""
+    app.err.print(action_headline(action))
     if action.error:
         reason = {
             ActionState.BLOCKED: "blocked",
@@ -366,15 +382,15 @@ def print_summary(app: App, action: Action) -> None:
     lines = change_lines(action.changes)
     if lines and action.state in (ActionState.FAILED, ActionState.INTERRUPTED):
         # The change set describes what the action did before goexd undid it.
-        app.out.print(Text("changes before the rollback:", style="dim"))
+        app.err.print(Text("changes before the rollback:", style="dim"))
     for line in lines:
-        app.out.print(line)
+        app.err.print(line)
     tested = action.reversibility
     if (
         action.kind in (ActionKind.SHELL, ActionKind.PYTHON)
         and tested is not None
         and tested.verdict is not Verdict.UNTESTED
     ):
-        app.out.print(kv_grid([("reversibility", reversibility_text(tested))]))  # its inverse's trial
-    if action.is_pending and app.out.is_terminal:
-        app.out.print(Text(f"pending: `goex commit` keeps it, `goex undo {action.id}` rolls it back", style="dim"))
+        app.err.print(kv_grid([("reversibility", reversibility_text(tested))]))  # its inverse's trial
+    if action.is_pending and app.err.is_terminal:
+        app.err.print(Text(f"pending: `goex commit` keeps it, `goex undo {action.id}` rolls it back", style="dim"))

@@ -18,9 +18,9 @@ from rich.text import Text
 
 from goex._enums import SecretKind
 from goex._models import SecretInfo
-from goex._protoutil import message_to_dict
 from goex._specs import Injection
 from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError
+from goex.cli._json import response_document
 from goex.cli._render import format_time
 from goex.cli._units import parse_duration
 from goex.v1 import secrets_pb2
@@ -281,7 +281,7 @@ def cmd_oauth(app: App, args: argparse.Namespace) -> int:
     if app.json:
         # stdout carries exactly one object, the final AwaitOAuth response: the URL a
         # program must show meanwhile comes as one JSON line on stderr.
-        app.stderr.write(json.dumps(message_to_dict(start.proto)) + "\n")
+        app.stderr.write(json.dumps(response_document(start.proto)) + "\n")
         app.stderr.flush()
     else:
         app.err.print(Text(f"to authorize {args.name}, open in a browser:"))

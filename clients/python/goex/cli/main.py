@@ -9,37 +9,26 @@ or {"error": {"code": ..., "message": ...}} on stdout with --json), 2 usage erro
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import signal
 import sys
+from types import ModuleType
+from typing import Any
 
-from rich.console import Console
-
-from goex import __version__
-from goex._exceptions import GoexError
-from goex.cli import (
-    cmd_admin,
-    cmd_diff,
-    cmd_http,
-    cmd_judge,
-    cmd_log,
-    cmd_policy,
-    cmd_resolve,
-    cmd_run,
-    cmd_secret,
-    cmd_session,
-    cmd_set_aside,
-    cmd_sql,
-)
+from goex._version import __version__
 from goex.cli._app import (
     EXIT_ERROR,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     App,
     ArgumentParser,
     CliError,
+    Signalled,
     UsageError,
     common_flags,
+    interrupt_exit_code,
+    raise_signalled,
 )
 
 __all__ = ["build_parser", "main"]
@@ -73,7 +62,41 @@ with 125 when the action did not complete (see `goex sql --help`, `goex http --h
 """
 
 
-def build_parser() -> ArgumentParser:
+# Every command: the goex.cli module whose register() defines it, and its line in `goex --help`.
+# A command's module (and what it imports: grpc, the generated stubs, rich) is loaded only when that
+# command runs, so `goex --version`, `goex --help` and each command pay only for what they use.
+# tests/unit/test_cli_startup.py checks this table against what the modules register.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "session": ("cmd_session", "open, inspect and close sessions"),
+    "describe": ("cmd_session", "what a planner is told about the session's resources"),
+    "run": ("cmd_run", "run a command sandboxed in the current session"),
+    "python": ("cmd_run", "run Python code sandboxed in the current session"),
+    "cancel": ("cmd_run", "stop a running or queued action (it is rolled back)"),
+    "sql": ("cmd_sql", "run SQL on a database of the current session"),
+    "http": ("cmd_http", "send an HTTP request to a REST service of the current session"),
+    "log": ("cmd_log", "the current session's timeline"),
+    "show": ("cmd_log", "one action in detail, with its output and changes"),
+    "judge": ("cmd_judge", "mark an action's undo (its action and inverse) right or wrong"),
+    "diff": ("cmd_diff", "the unified diff of an action's changes, or of your edits since the last action"),
+    "commit": ("cmd_resolve", "keep pending actions (all, or up to one)"),
+    "undo": ("cmd_resolve", "roll back a pending action (default: the newest)"),
+    "undo-to": ("cmd_resolve", "roll back every pending action after ACTION"),
+    "set-aside": ("cmd_set_aside", "versions of your files goexd overwrote and kept (list, restore)"),
+    "secret": ("cmd_secret", "store, list and delete vault secrets; OAuth2 logins"),
+    "policy": ("cmd_policy", "validate policy files"),
+    "health": ("cmd_admin", "is goexd up and healthy? (exit 1 if not)"),
+    "stats": ("cmd_admin", "sessions, actions by state, storage use"),
+    "gc": ("cmd_admin", "remove snapshots no pending action needs"),
+}
+
+
+def command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"goex.cli.{name}")
+
+
+def build_parser(command: str | None = None, *, complete: bool = True) -> ArgumentParser:
+    """The `goex` parser. `complete`: every command defined in full (loads every command module);
+    otherwise only `command`'s module defines its commands, the others are their names and help."""
     common = common_flags()
     parser = ArgumentParser(
         prog="goex",
@@ -84,22 +107,33 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"goex {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (
-        cmd_session,
-        cmd_run,
-        cmd_sql,
-        cmd_http,
-        cmd_log,
-        cmd_judge,
-        cmd_diff,
-        cmd_resolve,
-        cmd_set_aside,
-        cmd_secret,
-        cmd_policy,
-        cmd_admin,
-    ):
-        module.register(sub, common)
+    wanted = {module for module, _ in COMMANDS.values()} if complete else set()
+    if command in COMMANDS:
+        wanted.add(COMMANDS[command][0])
+    for name, (module, help_text) in COMMANDS.items():
+        if name in sub.choices:
+            continue
+        if module in wanted:
+            command_module(module).register(sub, common)
+        else:
+            sub.add_parser(name, parents=[common], help=help_text, add_help=False)
     return parser
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command named in `argv` (the first word that is not a global option), if any."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return None
+        if word in ("--socket", "--session"):
+            i += 2  # and its value
+            continue
+        if not word.startswith("-"):
+            return word
+        i += 1
+    return None
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -109,26 +143,24 @@ def _wants_json(argv: list[str]) -> bool:
     """
     end = argv.index("--") if "--" in argv else len(argv)
     words = argv[:end]
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("--socket", "--session"):
-            i += 2  # and its value
-            continue
-        if not word.startswith("-"):  # the command
-            if word == "http":
-                words = words[:i]
-            break
-        i += 1
+    if _command_word(words) == "http":
+        words = words[: words.index("http")]
     return "--json" in words
 
 
-def _report(json_mode: bool, code: str, message: str) -> None:
-    """One error: a JSON object on stdout with --json, else one red line on stderr."""
+def _report(json_mode: bool, code: str, message: str, error: CliError | None = None) -> None:
+    """One error: a JSON object on stdout with --json (docs/cli-json.md), else one red line on stderr."""
     if json_mode:
-        sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}, indent=2) + "\n")
+        from goex.cli._json import error_document
+
+        action_id = error.action_id if error is not None else None
+        action = error.action.proto if error is not None and error.action is not None else None
+        document = error_document(code, message, action_id=action_id, action=action)
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
         sys.stdout.flush()
     else:
+        from rich.console import Console
+
         Console(file=sys.stderr, highlight=False, soft_wrap=True).print(f"error: {message}", style="red", markup=False)
 
 
@@ -139,18 +171,36 @@ def _usage(exc: UsageError, json_mode: bool) -> int:
     return EXIT_USAGE
 
 
+def _on_signals(handler: Any) -> dict[int, Any]:
+    """Set `handler` for SIGTERM and SIGHUP; the handlers they had. Only the main thread may (main() called
+    from another thread keeps them)."""
+    try:
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `goex` with `argv` (default: sys.argv[1:]); returns the exit status."""
     args_list = sys.argv[1:] if argv is None else list(argv)
     json_mode = _wants_json(args_list)
-    parser = build_parser()
+    if not args_list:  # bare `goex`: the help, not a usage error
+        build_parser(complete=False).print_help()
+        return 0
     try:
-        args = parser.parse_args(args_list)
+        args = build_parser(_command_word(args_list), complete=False).parse_args(args_list)
+        if not hasattr(args, "handler"):  # the command was not where _command_word looked
+            args = build_parser().parse_args(args_list)
     except UsageError as exc:
         return _usage(exc, json_mode)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
 
+    from goex._exceptions import GoexError  # after parsing: it loads grpc
+
+    # SIGTERM and SIGHUP stop a command as Ctrl-C does (a running action is cancelled, see `goex run
+    # --help`), instead of killing goex on the spot with the action left running in goexd.
+    previous = _on_signals(raise_signalled)
     app = App(args)
     try:
         status: int = args.handler(app, args)
@@ -158,14 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         return _usage(exc, app.json)
     except CliError as exc:
-        _report(app.json, exc.code, exc.message)
+        _report(app.json, exc.code, exc.message, exc)
         return exc.exit_code
     except GoexError as exc:
-        _report(app.json, exc.code_name, exc.message)
+        _report(app.json, exc.code_name, exc.message, CliError(exc.message, action_id=exc.action_id))
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Signalled) as exc:
         _report(app.json, "CANCELLED", "interrupted")
-        return EXIT_INTERRUPTED
+        return interrupt_exit_code(exc)
     except BrokenPipeError:
         # `goex log | head`: the reader left; stop quietly, and keep Python from
         # complaining again when it flushes stdout at exit.
@@ -183,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         app.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
