@@ -37,6 +37,7 @@ POINT_ENV = "GOEX_FAULT_POINT"
 # Every point and where it is; called with the resource's tag.
 POINTS: Mapping[str, str] = {
     # engine (every strategy)
+    "checkpoint-made": "the resource's checkpoint is made (the clone strategies' copy exists); nothing of it journaled",
     "run-journaled": "RUNNING and the checkpoint are journaled; the action has not started",
     "run-returned": "the resource ran the action (committed it, where it commits at once); EXECUTED not journaled",
     "undo-journaled": "the undo's intent is journaled; the resource has not started it",

@@ -14,7 +14,10 @@ disagreed after a restart, each pinned at its fault point (they failed before th
   now finished forced: the person's version is set aside (listed, restorable), never dropped;
 - killed after a PostgreSQL clone action's statements committed, before EXECUTED (seeds 31-33): its
   checkpoint has no "pre" until it ends, so recovery took it for one with no side effect and left its
-  rows (and its copy). It is now swapped back like any other interrupted clone action.
+  rows (and its copy). It is now swapped back like any other interrupted clone action;
+- killed after a clone strategy's copy was made, before its checkpoint was journaled (counted as
+  "left by kills" by the seeded suite until then): the copy stayed, named by nothing. Recovery now
+  drops it (and ends a PostgreSQL backend still making it).
 """
 
 from __future__ import annotations
@@ -130,6 +133,26 @@ def test_killed_in_a_sqlite_clone_commit_it_is_finished_at_restart(tmp_path: Pat
     stop_cleanly(d)
 
 
+def _only_action(d: DaemonProcess, session: str) -> pb.Action:
+    found = d.actions.ListActions(apb.ListActionsRequest(session_id=session), timeout=30).actions
+    assert len(found) == 1, found
+    action: pb.Action = found[0]
+    return action
+
+
+def test_killed_after_a_sqlite_clone_copy_was_made_recovery_drops_it(tmp_path: Path) -> None:
+    d, session, db = _sqlite_clone(tmp_path, "checkpoint-made:sqlite-clone")
+    crash(d, "checkpoint-made:sqlite-clone", lambda: _sql(d, session, "INSERT INTO t VALUES (2)"))
+    assert len(list((d.state_dir / "db").glob("*.sqlite"))) == 1  # the copy, named by nothing in the journal
+    restart(d)
+    action = _only_action(d, session)
+    assert action.state == pb.ACTION_STATE_INTERRUPTED, action
+    assert "dropped the copy" in action.error, action.error
+    assert list((d.state_dir / "db").iterdir()) == []
+    assert _rows(db) == [(1,)]
+    stop_cleanly(d)
+
+
 @contextmanager
 def _pg_clone(tmp_path: Path, cluster: PgCluster, name: str, point: str) -> Iterator[tuple[DaemonProcess, str, Db]]:
     """goexd armed at `point`, with a session on a PostgreSQL database of the clone strategy; its copies
@@ -159,6 +182,23 @@ def test_killed_in_a_postgres_clone_commit_it_is_finished_at_restart(
         restart(d)
         assert get(d, action.id).state == pb.ACTION_STATE_COMMITTED
         assert db.query("SELECT name FROM items") == [("kept",)]
+
+
+@pytest.mark.usefixtures("app_may_create_databases")
+def test_killed_after_a_postgres_clone_copy_was_made_recovery_drops_it(
+    tmp_path: Path, pg_cluster: PgCluster, pg_database: str
+) -> None:
+    point = "checkpoint-made:postgres-clone"
+    with _pg_clone(tmp_path, pg_cluster, pg_database, point) as (d, session, db):
+        crash(d, point, lambda: _sql(d, session, "INSERT INTO items (name) VALUES ('never')"))
+        with pg_cluster.connect() as su:  # the copy, named by nothing in the journal
+            assert len(su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex_clone_%'").fetchall()) == 1
+        restart(d)
+        action = _only_action(d, session)
+        assert action.state == pb.ACTION_STATE_INTERRUPTED, action
+        assert "dropped the copy goex_clone_" in action.error, action.error
+        assert db.query("SELECT name FROM items WHERE name = 'never'") == []
+        # (_pg_clone asserts no goex_ database is left)
 
 
 @pytest.mark.parametrize("point", ["undo-journaled", "undo-returned"])

@@ -78,6 +78,7 @@ from goexd.resources.base import (
     Checkpoint,
     InDoubt,
     Journaling,
+    KeepsCopies,
     Resolution,
     ResourceManager,
     RollbackReport,
@@ -997,6 +998,7 @@ class Engine:
             self._advance(run, *owed, _Step(ActionState.FAILED, failed))
             self._mark_lost(manager, f"the database connection was lost before action {action.id}: {exc}")
             return self._get(action.id)
+        faults.point("checkpoint-made", _tag(manager))
         # The checkpoint is journaled with the transition that announces the run: one commit, before it runs;
         # the test's verdict too, for a restart that finds the action kept by a resource that commits at once.
         announced: dict[str, Any] = {"checkpoint": codec.dumps(checkpoint)}
@@ -1642,13 +1644,25 @@ class Engine:
                 finished_at=time.time(),
             )
         else:
+            dropped = self._drop_unjournaled_copy(action)
             self._transition(
                 action,
                 ActionState.INTERRUPTED,
-                error=f"goexd stopped while the action was {action.state.value}; it had no side effect",
+                error=f"goexd stopped while the action was {action.state.value}; it had no side effect{dropped}",
                 finished_at=time.time(),
             )
         return self._get(action.id)
+
+    def _drop_unjournaled_copy(self, action: Action) -> str:
+        """Before its run was journaled an action's checkpoint may have made a copy (the clone strategies'): gone
+        with the action, or it would hold the space (a database on the server) with nothing to name it."""
+        if action.state not in (ActionState.PROPOSED, ActionState.PREPARING):
+            return ""
+        manager = self._live_session(action.session_id).managers.get(action.resource)
+        if not isinstance(manager, KeepsCopies):
+            return ""
+        dropped = manager.drop_unjournaled_copy(action.id)
+        return f"; {dropped}" if dropped else ""
 
     def _settle_in_doubt(self, action: Action, found: InDoubt) -> Action:
         """A RUNNING action its resource says it kept whole (pending again) or cannot tell about (said so)."""

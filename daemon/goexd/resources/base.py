@@ -177,6 +177,16 @@ class UndoesThreeWay(Protocol):
     def restore_set_aside(self, set_aside_id: str, *, force: bool = False) -> RollbackReport: ...
 
 
+@runtime_checkable
+class KeepsCopies(Protocol):
+    """A manager whose checkpoint() makes a copy outside the journal (a database copy): a crash before the engine
+    journaled that checkpoint leaves the copy, which only the action's id names. Recovery asks for it to go."""
+
+    def drop_unjournaled_copy(self, action_id: str) -> str:
+        """Drop the copy checkpoint() may have made for `action_id` (idempotent; nothing there is fine); returns
+        what was dropped, for the action's record, or ""."""
+
+
 class ResourceManager(Protocol):
     resource: Resource
     undo_note: str  # how undo works here, for the action's reversibility record

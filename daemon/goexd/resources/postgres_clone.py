@@ -46,8 +46,10 @@ Decisions:
   between two checkpoints: faster for large databases where checkpoints are cheap.
 - Copies live in the cluster and so survive goexd restarts; a crash between the swap and the
   drop of the replaced database is finished by the next undo of that action. A crash inside
-  checkpoint(), before the engine has journaled it, can leave goex_clone_<action> behind
-  (clone_name(action_id) names it).
+  checkpoint(), before the engine has journaled it, leaves goex_clone_<action> behind, or a
+  server backend still copying it (PostgreSQL notices a vanished client only after the copy,
+  and would commit it): recovery ends such a backend and drops the copy
+  (drop_unjournaled_copy).
 """
 
 from __future__ import annotations
@@ -186,6 +188,18 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
             # Tells, after a restart, whether an undo that goexd did not record had swapped the copy in.
             oid = self._db.ask("SELECT oid::text FROM pg_database WHERE datname = %s", (clone,))
         return {"clone": clone, "clone_s": f"{took:.3f}", "clone_oid": str(oid[0][0]) if oid else ""}
+
+    def drop_unjournaled_copy(self, action_id: str) -> str:
+        clone = clone_name(action_id)
+        with self._lock:
+            try:
+                stopped = self._db.stop_copying_to(clone)
+                if not self._db.exists(clone):
+                    return f"its unfinished copy {clone} was rolled back" if stopped else ""
+                self._db.drop(clone, force=True)
+            finally:
+                self._db.release()
+        return f"dropped the copy {clone} taken before it"
 
     def execute(
         self,

@@ -652,6 +652,21 @@ class PgDatabase:
         self._command(stmt, f"copy database {self.name}", busy(1))
         return time.monotonic() - t0
 
+    def stop_copying_to(self, target: str) -> int:
+        """End this role's sessions still running CREATE DATABASE `target` (a killed goexd's: PostgreSQL does
+        not notice a client gone during a copy, and would commit it after); returns how many there were."""
+        rows = self.ask(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND usename = current_user AND query ILIKE 'CREATE DATABASE%%' AND position(%s in query) > 0",
+            (target,),
+        )
+        pids = [int(r[0]) for r in rows]
+        deadline = time.monotonic() + BACKEND_EXIT_WAIT_S
+        while pids and time.monotonic() < deadline:  # until the copy's transaction is rolled back
+            pids = [int(r[0]) for r in self.ask("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))]
+            time.sleep(0.01)
+        return len(rows)
+
     def drop(self, dbname: str, force: bool = False) -> None:
         """DROP DATABASE IF EXISTS (WITH (FORCE): end the sessions connected to it, for goexd's own copies)."""
         self._settle()

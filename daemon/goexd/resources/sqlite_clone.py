@@ -14,6 +14,7 @@ checkpoint costs the copy alone, and an undo the copy back and one whole fingerp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -85,6 +86,15 @@ class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                 raise out_of_space(f"cloning {self.path} before the action", [self._clones]) from e
             raise
         return {"clone": str(target), "pre": pre}
+
+    def drop_unjournaled_copy(self, action_id: str) -> str:
+        target = self._clone_path(action_id)
+        found = False
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{target}{suffix}").unlink()
+                found = True
+        return f"dropped the copy {target.name} taken before it" if found else ""
 
     def execute(
         self,
