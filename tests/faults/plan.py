@@ -43,7 +43,7 @@ INITIAL_FILES = {"a.txt": b"a0\n", "b.txt": b"b0\n", "sub/.keep": b"", "sub/c.tx
 MAX_OPS = 14  # in one burst, before a kill that has not come is sent from outside
 
 # Fault points an operation reaches, by kind of operation (faults.POINTS).
-SUBMIT_POINTS = ("run-journaled", "run-returned")
+SUBMIT_POINTS = ("checkpoint-made", "run-journaled", "run-returned")
 FS_POINTS = ("fs-apply-intent", "fs-applied")
 INVERSE_ACTION_POINTS = ("action-before-commit", "action-after-commit")
 UNDO_POINTS = ("undo-journaled", "undo-returned")
