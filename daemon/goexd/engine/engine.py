@@ -87,6 +87,7 @@ from goexd.resources.base import (
     settling,
 )
 from goexd.resources.fs import UNDONE_SINCE, FsVersionedResource, store_dir_for, validate_workspace
+from goexd.resources.fs_access import unwritable
 from goexd.resources.fs_inverse import FsInverseResource
 from goexd.resources.fs_trial import site_of, try_pair
 from goexd.resources.host_paths import OwnPaths, daemon_paths
@@ -105,6 +106,7 @@ from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
 from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
+from goexd.sandbox.identity import run_as_for
 from goexd.snapshots.base import ChangeSet, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.set_aside import SetAside
@@ -350,6 +352,17 @@ class Engine:
             self.journal.discard_session(session.id)  # a session that never opened leaves no row
             raise
         return self.get_session(session.id)
+
+    def session_warnings(self, session: Session) -> list[str]:
+        """What to know before acting in a session just opened: workspace entries its actions cannot write."""
+        warnings = []
+        for r in session.resources:
+            if r.kind is ResourceKind.FS:
+                root = Path(r.uri)
+                who = run_as_for(root)
+                if (said := unwritable(root, who).warning(root, who)) is not None:
+                    warnings.append(said)
+        return warnings
 
     def parse_policy(self, text: str, fld: str = "policy_toml") -> SessionPolicy:
         """A session's policy beside the daemon's (it can only narrow it); INVALID_ARGUMENT naming the line of the

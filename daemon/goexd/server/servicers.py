@@ -46,7 +46,8 @@ class SessionsServicer(segrpc.SessionsServicer):
         session = self.engine.create_session(
             requests, cv.label(req.label, "label"), cv.limits_request(req.limits, "limits"), req.policy_toml
         )
-        return sepb.CreateSessionResponse(session=cv.session_pb(session))
+        warnings = self.engine.session_warnings(session)
+        return sepb.CreateSessionResponse(session=cv.session_pb(session), warnings=warnings)
 
     def GetSession(self, req: sepb.GetSessionRequest, ctx: Ctx) -> sepb.GetSessionResponse:
         session = self.engine.get_session(cv.require_id(req.session_id, "session_id"))
