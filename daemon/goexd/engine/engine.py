@@ -29,7 +29,7 @@ from goexd.diskspace import OutOfSpace, StateSpace, is_out_of_space, out_of_spac
 from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
 from goexd.egress.upstream import tls_context as upstream_tls_context
-from goexd.engine import codec, diffs, stopping
+from goexd.engine import action_refs, codec, diffs, stopping
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
@@ -1212,6 +1212,12 @@ class Engine:
 
     def get_action(self, action_id: str) -> Action:
         return self._get(action_id)
+
+    def action_ref(self, ref: str, fld: str, session_id: str = "") -> str:
+        """The id an action reference names: an id, a unique prefix, or a seq number or 'last' of `session_id`."""
+        if session_id:
+            self.get_session(session_id)  # NOT_FOUND for an unknown session, before anything else
+        return action_refs.resolve(self.journal, ref, fld, session_id)
 
     def list_actions(
         self, session_id: str, states: Sequence[ActionState], page_size: int, page_token: str

@@ -84,9 +84,8 @@ class ActionsServicer(agrpc.ActionsServicer):
         return apb.SubmitActionResponse(action=cv.action_pb(action))
 
     def GetAction(self, req: apb.GetActionRequest, ctx: Ctx) -> apb.GetActionResponse:
-        return apb.GetActionResponse(
-            action=cv.action_pb(self.engine.get_action(cv.require_id(req.action_id, "action_id")))
-        )
+        action_id = self.engine.action_ref(req.action_id, "action_id", cv.optional_id(req.session_id, "session_id"))
+        return apb.GetActionResponse(action=cv.action_pb(self.engine.get_action(action_id)))
 
     def ListActions(self, req: apb.ListActionsRequest, ctx: Ctx) -> apb.ListActionsResponse:
         actions, token = self.engine.list_actions(
@@ -98,7 +97,7 @@ class ActionsServicer(agrpc.ActionsServicer):
         return apb.ListActionsResponse(actions=[cv.action_pb(a) for a in actions], next_page_token=token)
 
     def WatchAction(self, req: apb.WatchActionRequest, ctx: Ctx) -> Iterator[pb.ActionEvent]:
-        action_id = cv.require_id(req.action_id, "action_id")
+        action_id = self.engine.action_ref(req.action_id, "action_id")
         alive = threading.Event()
         alive.set()
         ctx.add_callback(alive.clear)  # the client went away: stop following
@@ -111,27 +110,26 @@ class ActionsServicer(agrpc.ActionsServicer):
             yield msg
 
     def CancelAction(self, req: apb.CancelActionRequest, ctx: Ctx) -> apb.CancelActionResponse:
-        action = self.engine.cancel(cv.require_id(req.action_id, "action_id"))
+        action = self.engine.cancel(self.engine.action_ref(req.action_id, "action_id"))
         return apb.CancelActionResponse(action=cv.action_pb(action))
 
     def CommitActions(self, req: apb.CommitActionsRequest, ctx: Ctx) -> apb.CommitActionsResponse:
-        done = self.engine.commit(
-            cv.require_id(req.session_id, "session_id"),
-            cv.optional_id(req.up_to_action_id, "up_to_action_id"),
+        session_id = cv.require_id(req.session_id, "session_id")
+        up_to = (
+            self.engine.action_ref(req.up_to_action_id, "up_to_action_id", session_id) if req.up_to_action_id else ""
         )
+        done = self.engine.commit(session_id, up_to)
         return apb.CommitActionsResponse(committed=[cv.action_pb(a) for a in done])
 
     def UndoAction(self, req: apb.UndoActionRequest, ctx: Ctx) -> apb.UndoActionResponse:
-        undone = self.engine.undo(
-            cv.require_id(req.session_id, "session_id"),
-            cv.optional_id(req.action_id, "action_id"),
-            req.cascade,
-            req.force,
-        )
+        session_id = cv.require_id(req.session_id, "session_id")
+        action_id = self.engine.action_ref(req.action_id, "action_id", session_id) if req.action_id else ""
+        undone = self.engine.undo(session_id, action_id, req.cascade, req.force)
         return apb.UndoActionResponse(undone=[cv.action_pb(a) for a in undone])
 
     def UndoTo(self, req: apb.UndoToRequest, ctx: Ctx) -> apb.UndoToResponse:
-        undone = self.engine.undo_to(cv.require_id(req.action_id, "action_id"), req.force)
+        action_id = self.engine.action_ref(req.action_id, "action_id", cv.optional_id(req.session_id, "session_id"))
+        undone = self.engine.undo_to(action_id, req.force)
         return apb.UndoToResponse(undone=[cv.action_pb(a) for a in undone])
 
     def ListSetAsides(self, req: apb.ListSetAsidesRequest, ctx: Ctx) -> apb.ListSetAsidesResponse:
@@ -153,19 +151,23 @@ class ActionsServicer(agrpc.ActionsServicer):
 
     def JudgePair(self, req: apb.JudgePairRequest, ctx: Ctx) -> apb.JudgePairResponse:
         history = self.engine.judge_pair(
-            cv.require_id(req.action_id, "action_id"), cp.judgement(req.judgement, "judgement"), req.who, req.note
+            self.engine.action_ref(req.action_id, "action_id"),
+            cp.judgement(req.judgement, "judgement"),
+            req.who,
+            req.note,
         )
         return apb.JudgePairResponse(history=cp.pair_history_pb(history))
 
     def GetPairHistory(self, req: apb.GetPairHistoryRequest, ctx: Ctx) -> apb.GetPairHistoryResponse:
-        history = self.engine.pair_history(cv.require_id(req.action_id, "action_id"))
+        history = self.engine.pair_history(self.engine.action_ref(req.action_id, "action_id"))
         return apb.GetPairHistoryResponse(history=cp.pair_history_pb(history))
 
     def GetDiff(self, req: apb.GetDiffRequest, ctx: Ctx) -> apb.GetDiffResponse:
         options = cd.diff_options(req.options, "options")
         target = req.WhichOneof("target")
         if target == "action_id":
-            found = self.engine.diff_action(cv.require_id(req.action_id, "action_id"), options)
+            session_id = cv.optional_id(req.session_id, "session_id")
+            found = self.engine.diff_action(self.engine.action_ref(req.action_id, "action_id", session_id), options)
         elif target == "since_last":
             session_id = cv.require_id(req.since_last.session_id, "since_last.session_id")
             found = self.engine.diff_since_last(session_id, req.since_last.resource, options)

@@ -54,10 +54,12 @@ class SubmitActionResponse(_message.Message):
     def __init__(self, action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ...) -> None: ...
 
 class GetActionRequest(_message.Message):
-    __slots__ = ("action_id",)
+    __slots__ = ("action_id", "session_id")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     action_id: str
-    def __init__(self, action_id: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, action_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class GetActionResponse(_message.Message):
     __slots__ = ("action",)
@@ -136,12 +138,14 @@ class UndoActionResponse(_message.Message):
     def __init__(self, undone: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ...) -> None: ...
 
 class UndoToRequest(_message.Message):
-    __slots__ = ("action_id", "force")
+    __slots__ = ("action_id", "force", "session_id")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     force: bool
-    def __init__(self, action_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    session_id: str
+    def __init__(self, action_id: _Optional[str] = ..., force: _Optional[bool] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class UndoToResponse(_message.Message):
     __slots__ = ("undone",)
@@ -166,14 +170,16 @@ class TestReversibilityResponse(_message.Message):
     def __init__(self, reversibility: _Optional[_Union[_types_pb2.Reversibility, _Mapping]] = ...) -> None: ...
 
 class GetDiffRequest(_message.Message):
-    __slots__ = ("action_id", "since_last", "options")
+    __slots__ = ("action_id", "since_last", "options", "session_id")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_LAST_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     since_last: SinceLastAction
     options: DiffOptions
-    def __init__(self, action_id: _Optional[str] = ..., since_last: _Optional[_Union[SinceLastAction, _Mapping]] = ..., options: _Optional[_Union[DiffOptions, _Mapping]] = ...) -> None: ...
+    session_id: str
+    def __init__(self, action_id: _Optional[str] = ..., since_last: _Optional[_Union[SinceLastAction, _Mapping]] = ..., options: _Optional[_Union[DiffOptions, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class SinceLastAction(_message.Message):
     __slots__ = ("session_id", "resource")

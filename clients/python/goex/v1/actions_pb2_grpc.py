@@ -133,7 +133,11 @@ class ActionsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchAction(self, request, context):
-        """State changes and output chunks of one action, until it leaves the running phase.
+        """Every action_id field takes an action reference: the full id, a unique prefix of it ("act_1a2b"
+        or "1a2b", 4 hex digits at least), or, where the request names a session, its seq number ("3")
+        or "last" (its newest action). An ambiguous prefix is INVALID_ARGUMENT naming the candidates; a
+        reference that matches nothing is NOT_FOUND.
+        State changes and output chunks of one action, until it leaves the running phase.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
