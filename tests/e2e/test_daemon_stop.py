@@ -16,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+import goex
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import admin_pb2 as adpb
 from goex.v1 import sessions_pb2 as sepb
@@ -147,8 +148,9 @@ def test_drain_by_rpc_stops_at_its_timeout_and_says_what_it_interrupted(
     try:
         s = _open(d, db, workspace)
         write = _sql(d, s, "INSERT INTO t VALUES (1)")
-        answer = d.admin.Stop(adpb.StopRequest(drain=True, drain_timeout=Duration(seconds=1)))
-        assert answer.draining and [list(i.action_ids) for i in answer.interrupted] == [[write.id]]
+        with goex.Client(d.socket) as client:  # the Python client's way to the same RPC
+            answer = client.stop(drain=True, drain_timeout_s=1)
+        assert answer.draining and answer.interrupted == {"pending sql (transaction strategy)": (write.id,)}
         code, msg = status_of(lambda: _sql(d, s, "SELECT 1"))
         assert code == grpc.StatusCode.UNAVAILABLE and "draining" in msg
         assert _exits(d, 30) == 0

@@ -53,6 +53,7 @@ EXPECTED = {
     "Health",
     "ComponentHealth",
     "Stats",
+    "StopResult",
     "GcResult",
     "PolicyCheck",
     "PolicyError",

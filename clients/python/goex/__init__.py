@@ -83,6 +83,7 @@ if _typing.TYPE_CHECKING:
         SqlResult,
         StateEvent,
         Stats,
+        StopResult,
         Timings,
     )
     from goex._pairs import PairHistory, PairJudgement, PairVerdict
@@ -204,6 +205,7 @@ __all__ = [
     "SqlResult",
     "StateEvent",
     "Stats",
+    "StopResult",
     "Termination",
     "Timings",
     "Unauthenticated",

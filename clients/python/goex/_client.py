@@ -28,6 +28,7 @@ from goex._models import (
     SecretInfo,
     Session,
     Stats,
+    StopResult,
     action_event_from_proto,
 )
 from goex._pairs import PairHistory, history_request, judge_request
@@ -667,6 +668,14 @@ class Client:
     def gc(self, *, dry_run: bool = False) -> GcResult:
         """Remove snapshots and journal data no pending action needs and whose retention expired."""
         return GcResult.from_proto(self._call(_rpc.RUN_GC, admin_pb2.RunGcRequest(dry_run=dry_run)))
+
+    def stop(self, *, drain: bool = False, drain_timeout_s: float = 0.0) -> StopResult:
+        """Stop goexd: what that interrupts (running actions, actions pending in a transaction-strategy
+        database). With `drain`, goexd first refuses new sessions and actions and stops once those are
+        resolved, or after `drain_timeout_s` (0: its drain_timeout_s)."""
+        req = admin_pb2.StopRequest(drain=drain)
+        req.drain_timeout.FromNanoseconds(int(drain_timeout_s * 1e9))
+        return StopResult.from_proto(self._call(_rpc.STOP, req))
 
     def check_policy(self, toml: str) -> PolicyCheck:
         """Validate policy TOML text; errors carry their line."""

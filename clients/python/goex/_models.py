@@ -58,6 +58,7 @@ __all__ = [
     "SqlResult",
     "StateEvent",
     "Stats",
+    "StopResult",
     "Timings",
     "action_event_from_proto",
 ]
@@ -617,8 +618,11 @@ class Stats(_Model[admin_pb2.GetStatsResponse]):
 @dataclass(frozen=True)
 class GcResult(_Model[admin_pb2.RunGcResponse]):
     snapshots_removed: int
-    bytes_freed: int
+    bytes_freed: int  # the snapshots' and the journal's
     reasons: tuple[str, ...]
+    outputs_trimmed: int = 0  # resolved actions whose large outputs were trimmed (gc.output_* settings)
+    output_bytes_trimmed: int = 0
+    journal_bytes_freed: int = 0
 
     @classmethod
     def from_proto(cls, msg: admin_pb2.RunGcResponse) -> GcResult:
@@ -626,8 +630,25 @@ class GcResult(_Model[admin_pb2.RunGcResponse]):
             snapshots_removed=msg.snapshots_removed,
             bytes_freed=msg.bytes_freed,
             reasons=tuple(msg.reasons),
+            outputs_trimmed=msg.outputs_trimmed,
+            output_bytes_trimmed=msg.output_bytes_trimmed,
+            journal_bytes_freed=msg.journal_bytes_freed,
             proto=msg,
         )
+
+
+@dataclass(frozen=True)
+class StopResult(_Model[admin_pb2.StopResponse]):
+    """What stopping goexd interrupts (with drain: what it waits for), by kind: {kind: action ids}."""
+
+    interrupted: dict[str, tuple[str, ...]]
+    summary: str
+    draining: bool
+
+    @classmethod
+    def from_proto(cls, msg: admin_pb2.StopResponse) -> StopResult:
+        found = {i.kind: tuple(i.action_ids) for i in msg.interrupted}
+        return cls(interrupted=found, summary=msg.summary, draining=msg.draining, proto=msg)
 
 
 @dataclass(frozen=True)

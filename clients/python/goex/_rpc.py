@@ -108,3 +108,4 @@ GET_HEALTH = _method(_DF, "Admin", "GetHealth", _D.GetHealthRequest, _D.GetHealt
 GET_STATS = _method(_DF, "Admin", "GetStats", _D.GetStatsRequest, _D.GetStatsResponse)
 RUN_GC = _method(_DF, "Admin", "RunGc", _D.RunGcRequest, _D.RunGcResponse)
 CHECK_POLICY = _method(_DF, "Admin", "CheckPolicy", _D.CheckPolicyRequest, _D.CheckPolicyResponse)
+STOP = _method(_DF, "Admin", "Stop", _D.StopRequest, _D.StopResponse)

@@ -5,6 +5,8 @@
     3                      the session's action with that seq number (needs the session)
     last                   the session's newest action (needs the session)
 
+Digits alone are always a seq number: a prefix made of digits only is written with its "act_".
+
 Resolved here, in the daemon, so that every client gets them. An ambiguous prefix is INVALID_ARGUMENT
 naming the candidates; a reference that matches nothing is NOT_FOUND; malformed input is INVALID_ARGUMENT
 naming the field.
@@ -65,7 +67,9 @@ def resolve(journal: Journal, ref: str, fld: str, session_id: str = "") -> str:
 
 def _in_session(journal: Journal, text: str, fld: str, session_id: str) -> str:
     if not session_id:
-        raise InvalidArgument(fld, f"{text!r} counts in a session: give session_id too, or the action's id")
+        raise InvalidArgument(
+            fld, f"{text!r} counts in a session: give session_id too, or the action's id (act_{text}... for a prefix)"
+        )
     if text == "last":
         rows = journal.read("SELECT id FROM actions WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,))
         if not rows:
