@@ -339,3 +339,72 @@ def test_cancelling_an_asyncio_task_cancels_the_action(
     final = goex.interrupted_action(exc)
     assert final is not None and final.state is goex.ActionState.FAILED
     _assert_cancelled(client, final.id, marker, project, before)
+
+
+# ---------------------------------------------------------------- sessions per directory
+
+
+def test_the_session_is_the_one_whose_workspace_holds_the_current_directory(
+    environ: dict[str, str], client: goex.Client, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root in (first, second):
+        (root / "src").mkdir(parents=True)
+    opened = {}
+    for root in (first, second):  # the second open is the remembered "current" one
+        p = goex_run(environ, tmp_path, "session", "open", "--fs", str(root))
+        assert p.returncode == 0, p.stderr
+        opened[root] = p.stdout.decode().strip()
+    try:
+
+        def session_of(cwd: Path, *flags: str) -> str:
+            p = goex_run(environ, cwd, *flags, "--json", "run", "--", "true")
+            assert p.returncode == 0, p.stdout + p.stderr
+            return str(json.loads(p.stdout)["action"]["session_id"])
+
+        assert session_of(first) == opened[first]  # not the remembered one: the directory's
+        assert session_of(first / "src") == opened[first]  # below the workspace root too
+        assert session_of(second / "src") == opened[second]
+        assert session_of(tmp_path) == opened[second]  # in no workspace: the remembered one
+        assert session_of(first, "--session", opened[second]) == opened[second]  # --session wins
+        listed = goex_run(environ, first / "src", "session", "list").stdout.decode().splitlines()
+        [marked] = [line for line in listed if line.startswith("*")]
+        assert opened[first] in marked  # `session list` marks the directory's session
+    finally:
+        for sid in opened.values():
+            client.close_session(sid, "undo")
+
+
+# ---------------------------------------------------------------- ACTION as a seq, a prefix or `last`
+
+
+def test_actions_are_named_by_seq_prefix_or_last(
+    environ: dict[str, str], session: str, client: goex.Client, tmp_path: Path
+) -> None:
+    def goex_(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        return goex_run(environ, tmp_path, "--session", session, *argv)
+
+    for name in ("one", "two"):
+        assert goex_("run", "--", "touch", name).returncode == 0
+    first, second = (a.id for a in client.list_actions(session))
+
+    def shown(ref: str) -> str:
+        p = goex_("--json", "show", ref)
+        assert p.returncode == 0, p.stdout
+        return str(json.loads(p.stdout)["action"]["id"])
+
+    assert shown("1") == first and shown("2") == second and shown("last") == second
+    # A prefix with or without "act_" (without it, digits alone would be a seq number: take one with a letter).
+    bare = next((second[4:n] for n in range(8, 21) if not second[4:n].isdigit()), second)
+    assert shown(second[:10]) == second and shown(bare) == second
+    missing = goex_("--json", "show", "99")
+    assert missing.returncode == 1 and jq(".error.code", missing.stdout) == "not_found"
+    short = goex_("--json", "show", second[:6])  # "act_" and 2 digits: goexd wants 4 hex digits at least
+    assert short.returncode == 1 and jq(".error.code", short.stdout) == "invalid_argument"
+    cancelled = goex_("cancel", "last")  # cancel takes no session in goexd: the CLI looks `last` up
+    assert cancelled.returncode == 1 and f"action {second} is not running".encode() in cancelled.stderr
+    assert goex_("diff", "1", "--stat").stdout.decode().strip().endswith("0 deletions(-)")
+    assert goex_("undo", "last").returncode == 0
+    assert client.get_action(second).state is goex.ActionState.UNDONE
+    assert goex_("commit", "--up-to", "1").returncode == 0
+    assert client.get_action(first).state is goex.ActionState.COMMITTED

@@ -487,6 +487,8 @@ def test_headline() -> None:
     assert _render.action_headline(goex.Action.from_proto(msg)).plain == "action a7: executed, exit 2, 41 ms"
     timeout = _exec(termination=pb.TERMINATION_TIMEOUT, detail="limit 1s")
     assert _render.termination_text(goex.ExecResult.from_proto(timeout)) == "timed out (limit 1s)"
+    cancelled = _exec(termination=pb.TERMINATION_CANCELLED, detail="cancelled")
+    assert _render.termination_text(goex.ExecResult.from_proto(cancelled)) == "cancelled"  # said once
 
 
 def test_long_change_lines_are_not_wrapped() -> None:

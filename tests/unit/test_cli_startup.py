@@ -111,3 +111,26 @@ def test_schema_names_every_command() -> None:
         else:
             named.add(name)
     assert set(_json.COMMAND_OUTPUTS) == named
+
+
+def test_output_off_a_terminal_does_not_load_richs_console() -> None:
+    """Piped output (what scripts read) is plain text written without rich's console; a table still renders."""
+    code = (
+        "import argparse, io, sys\n"
+        "from rich.text import Text\n"
+        "from goex.cli._app import App\n"
+        "from goex.cli._render import kv_grid\n"
+        "out = io.StringIO()\n"
+        "app = App(argparse.Namespace(), stdout=out)\n"
+        "app.out.print(kv_grid([('state', Text('executed', style='yellow')), ('exit', '0')]))\n"
+        "app.out.print('[red]x', markup=False)\n"
+        "loaded = 'rich.console' in sys.modules\n"
+        "from rich.table import Table\n"
+        "t = Table(box=None, pad_edge=False)\n"
+        "t.add_column('A')\n"
+        "t.add_row('1')\n"
+        "app.print_table(t)\n"
+        "print(repr(out.getvalue()), loaded)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert p.stdout.strip() == repr("state  executed\nexit   0\n[red]x\nA\n1\n") + " False"

@@ -326,6 +326,19 @@ def test_create_session_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (spec.db.url, spec.db.secret, spec.strategy) == ("postgresql://app@db/shop", "pg", pb.UNDO_STRATEGY_CLONE)
     empty = rq.create_session(fs=None, label="", limits=goex.Limits(), resources=(), policy=None)
     assert not empty.resources and not empty.HasField("limits") and empty.policy_toml == ""
+    # The shortcuts, in the order fs, db, http, before `resources`.
+    three = rq.create_session(
+        fs="w",
+        db="sqlite:///shop.db",
+        http="https://api.example.com/v1",
+        label="",
+        limits=None,
+        resources=[goex.ResourceSpec.http("https://other.example", name="other")],
+        policy=None,
+    )
+    assert [r.WhichOneof("kind") for r in three.resources] == ["fs", "db", "http", "http"]
+    assert three.resources[1].db.url == "sqlite:///shop.db"
+    assert three.resources[2].http.base_url == "https://api.example.com/v1" and three.resources[3].name == "other"
 
 
 def test_close_and_list_requests() -> None:

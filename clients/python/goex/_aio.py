@@ -123,16 +123,20 @@ class AsyncClient:
         self,
         *,
         fs: str | os.PathLike[str] | None = None,
+        db: str | None = None,
+        http: str | None = None,
         label: str = "",
         limits: Limits | None = None,
         resources: Iterable[ResourceSpec] = (),
         policy: str | None = None,
     ) -> Session:
-        """Open a session over `fs` (a workspace directory) and/or `resources`.
+        """Open a session over `fs` (a workspace directory), `db` (a database URL: "sqlite:///path/app.db",
+        "postgresql://..."), `http` (a REST service's base URL) and/or `resources` (`goex.ResourceSpec.fs/db/http`
+        for names, secrets, strategies).
 
         `policy` is the session's damage-confinement policy as TOML text.
         """
-        req = rq.create_session(fs=fs, label=label, limits=limits, resources=resources, policy=policy)
+        req = rq.create_session(fs=fs, db=db, http=http, label=label, limits=limits, resources=resources, policy=policy)
         return Session.from_proto((await self._call(_rpc.CREATE_SESSION, req)).session)
 
     async def get_session(self, session_id: str) -> Session:
@@ -391,8 +395,10 @@ class AsyncClient:
             approval=approval,
         )
 
-    async def get_action(self, action_id: str) -> Action:
-        req = actions_pb2.GetActionRequest(action_id=action_id)
+    async def get_action(self, action_id: str, *, session_id: str | None = None) -> Action:
+        """The action `action_id` names: its id, a unique id prefix, or with `session_id` its seq number or
+        "last" (goexd resolves them)."""
+        req = actions_pb2.GetActionRequest(action_id=action_id, session_id=session_id or "")
         return Action.from_proto((await self._call(_rpc.GET_ACTION, req)).action)
 
     async def list_actions(self, session_id: str, *, states: Iterable[ActionState | str] | None = None) -> list[Action]:
@@ -455,9 +461,10 @@ class AsyncClient:
         req = rq.undo(session_id, action_id, cascade, force)
         return [Action.from_proto(a) for a in (await self._call(_rpc.UNDO_ACTION, req)).undone]
 
-    async def undo_to(self, action_id: str, *, force: bool = False) -> list[Action]:
-        """Undo every pending action after `action_id` (which stays), newest first; `force` as for `undo`."""
-        req = rq.undo_to(action_id, force)
+    async def undo_to(self, action_id: str, *, force: bool = False, session_id: str | None = None) -> list[Action]:
+        """Undo every pending action after `action_id` (which stays), newest first; `force` as for `undo`.
+        `action_id` as for `get_action` (with `session_id`: a seq number or "last" too)."""
+        req = rq.undo_to(action_id, force, session_id)
         return [Action.from_proto(a) for a in (await self._call(_rpc.UNDO_TO, req)).undone]
 
     async def test_reversibility(
@@ -479,21 +486,23 @@ class AsyncClient:
         self,
         action_id: str,
         *,
+        session_id: str | None = None,
         max_file_bytes: int = 0,
         max_total_bytes: int = 0,
         max_files: int = 0,
         context_lines: int | None = None,
         stat_only: bool = False,
     ) -> Diff:
-        """What action `action_id` changed: a git-style unified diff per file of a workspace (`Diff.patch`),
-        what goexd recorded for SQL and http actions (`Diff.summary`). Redacted like every output.
+        """What action `action_id` (as for `get_action`, `session_id` too) changed: a git-style unified diff per
+        file of a workspace (`Diff.patch`), what goexd recorded for SQL and http actions (`Diff.summary`).
+        Redacted like every output.
 
         The caps (0 = the daemon's defaults: 256 KiB a file, 4 MiB in all, 1000 files) cut at a line end
         and are named in `Diff.notes`; `stat_only` leaves the patch text out. Raises NotFound for an
         unknown action, FailedPrecondition when it left nothing to diff or its snapshots were collected.
         """
         options = DiffOptionsArgs(max_file_bytes, max_total_bytes, max_files, context_lines, stat_only)
-        return Diff.from_proto(await self._call(_rpc.GET_DIFF, action_request(action_id, options)))
+        return Diff.from_proto(await self._call(_rpc.GET_DIFF, action_request(action_id, options, session_id)))
 
     async def diff_since_last(
         self,

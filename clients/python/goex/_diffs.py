@@ -111,8 +111,10 @@ class Diff(_Model[actions_pb2.GetDiffResponse]):
         )
 
 
-def action_request(action_id: str, options: DiffOptionsArgs) -> actions_pb2.GetDiffRequest:
-    return actions_pb2.GetDiffRequest(action_id=action_id, options=_options(options))
+def action_request(
+    action_id: str, options: DiffOptionsArgs, session_id: str | None = None
+) -> actions_pb2.GetDiffRequest:
+    return actions_pb2.GetDiffRequest(action_id=action_id, options=_options(options), session_id=session_id or "")
 
 
 def since_last_request(session_id: str, resource: str | None, options: DiffOptionsArgs) -> actions_pb2.GetDiffRequest:

@@ -33,10 +33,15 @@ def create_session(
     limits: Limits | None,
     resources: Iterable[ResourceSpec],
     policy: str | None,
+    db: str | None = None,
+    http: str | None = None,
 ) -> sessions_pb2.CreateSessionRequest:
-    specs = list(resources)
-    if fs is not None:
-        specs.insert(0, ResourceSpec.fs(fs))
+    shortcuts = [
+        ResourceSpec.fs(fs) if fs is not None else None,
+        ResourceSpec.db(db) if db is not None else None,
+        ResourceSpec.http(http) if http is not None else None,
+    ]
+    specs = [s for s in shortcuts if s is not None] + list(resources)
     msg = sessions_pb2.CreateSessionRequest(
         resources=[s.to_proto() for s in specs], label=label, policy_toml=policy or ""
     )
@@ -56,8 +61,8 @@ def undo(session_id: str, action_id: str | None, cascade: bool, force: bool) -> 
     return actions_pb2.UndoActionRequest(session_id=session_id, action_id=action_id or "", cascade=cascade, force=force)
 
 
-def undo_to(action_id: str, force: bool) -> actions_pb2.UndoToRequest:
-    return actions_pb2.UndoToRequest(action_id=action_id, force=force)
+def undo_to(action_id: str, force: bool, session_id: str | None = None) -> actions_pb2.UndoToRequest:
+    return actions_pb2.UndoToRequest(action_id=action_id, force=force, session_id=session_id or "")
 
 
 def action_spec(

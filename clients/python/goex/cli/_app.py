@@ -113,6 +113,43 @@ def _console(file: TextIO) -> Console:
     return Console(file=file, highlight=False, soft_wrap=True, width=width)
 
 
+class PlainConsole:
+    """Where nobody watches (a pipe, a file, a script's capture), text and `Text` are written as plain
+    text, as rich would without a terminal (no colour, no folding) but without loading it: rich's console
+    is ~20 ms of every command's start. Anything else (a table) goes to a rich console made on first use."""
+
+    is_terminal = False
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self._rich: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        if self._rich is None:
+            self._rich = _console(self.file)
+        return self._rich
+
+    def print(self, *objects: Any, end: str = "\n", **options: Any) -> None:
+        """As rich's Console.print for str and Text (`style`, `markup`, `highlight` change nothing here)."""
+        from rich.text import Text
+
+        if all(isinstance(o, str | Text) for o in objects):
+            self.file.write(" ".join(o.plain if isinstance(o, Text) else o for o in objects) + end)
+            return
+        self.rich.print(*objects, end=end, **options)
+
+    def capture(self) -> Any:
+        return self.rich.capture()
+
+
+def _output(file: TextIO) -> Console | PlainConsole:
+    """A rich console on a terminal (or where FORCE_COLOR asks for colour), else a plain one."""
+    if file.isatty() or os.environ.get("FORCE_COLOR"):
+        return _console(file)
+    return PlainConsole(file)
+
+
 class App:
     def __init__(self, args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None):
         self.args = args
@@ -122,14 +159,15 @@ class App:
         self.socket: str | None = getattr(args, "socket", None) or os.environ.get(SOCKET_ENV) or None
         self.state = CliState()
         self._client: Client | None = None
+        self._here: str | None = None  # the open session whose workspace holds the cwd ("" none), once asked
 
     @functools.cached_property
-    def out(self) -> Console:
-        return _console(self.stdout)
+    def out(self) -> Console | PlainConsole:
+        return _output(self.stdout)
 
     @functools.cached_property
-    def err(self) -> Console:
-        return _console(self.stderr)
+    def err(self) -> Console | PlainConsole:
+        return _output(self.stderr)
 
     # ------------------------------------------------------------ resources
 
@@ -146,14 +184,29 @@ class App:
             self._client = None
 
     def session_id(self) -> str:
-        """--session, else the session `goex session open` / `use` remembered."""
-        explicit: str | None = getattr(self.args, "session", None)
-        if explicit:
-            return explicit
-        current = self.state.session
+        """The session a command acts on: --session; else the open session whose workspace holds the current
+        directory; else the one `goex session open` / `use` remembered."""
+        current = self.current_session_id()
         if current is None:
             raise CliError("no session selected: run `goex session open --fs PATH` or pass --session ID")
         return current
+
+    def current_session_id(self) -> str | None:
+        """As session_id, None when there is none."""
+        explicit: str | None = getattr(self.args, "session", None)
+        if explicit:
+            return explicit
+        if self._here is None:
+            from goex._exceptions import Unavailable
+            from goex.cli._directory import session_holding
+
+            try:
+                self._here = session_holding(self.client().list_sessions(), os.getcwd()) or ""
+            except OSError:  # the directory was removed under us: no workspace holds it
+                self._here = ""
+            except Unavailable:  # goexd not running: the command's own call says so, or "no session selected"
+                self._here = ""
+        return self._here or self.state.session
 
     @property
     def stdout_is_tty(self) -> bool:
@@ -203,7 +256,9 @@ class App:
     @contextlib.contextmanager
     def spinner(self, text: str) -> Iterator[Spinner]:
         """A transient spinner on stderr, shown only when stderr is a terminal."""
-        spinner = Spinner(self.err if self.err.is_terminal and not self.json else None, text)
+        err = self.err
+        live = err if not isinstance(err, PlainConsole) and err.is_terminal and not self.json else None
+        spinner = Spinner(live, text)
         try:
             yield spinner
         finally:

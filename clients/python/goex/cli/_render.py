@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from rich.console import Group
 from rich.text import Text
 
 from goex._enums import ActionState, ChangeKind, EgressDecision, Termination, Verdict
@@ -94,11 +93,11 @@ _DECISION_STYLES = {EgressDecision.ALLOWED: "green", EgressDecision.REFUSED: "re
 
 def egress_table(records: Iterable[EgressRecord]) -> Table | None:
     """The requests an action made through the egress proxy, one row each; None when there were none."""
-    from rich.table import Table
-
     rows = list(records)
     if not rows:
         return None
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("METHOD", no_wrap=True)
     table.add_column("URL", overflow="fold")
@@ -291,7 +290,7 @@ def termination_text(result: ExecResult) -> str:
         text = "failed to start"
     else:
         text = f"exit {result.exit_code}"
-    if result.detail and t is not Termination.EXITED:
+    if result.detail and t is not Termination.EXITED and result.detail != text:  # not "cancelled (cancelled)"
         text += f" ({result.detail})"
     return text
 
@@ -338,13 +337,14 @@ def format_time(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def kv_grid(rows: Iterable[tuple[str, str | Text]]) -> Group:
+def kv_grid(rows: Iterable[tuple[str, str | Text]]) -> Text:
     """A key/value block: keys in bold, values aligned (no table padding after the values)."""
     items = list(rows)
     width = max((len(key) for key, _ in items), default=0)
-    lines = []
-    for key, value in items:
-        line = Text(key.ljust(width + 2), style="bold")
-        line.append_text(value if isinstance(value, Text) else Text(value))
-        lines.append(line)
-    return Group(*lines)
+    block = Text()
+    for i, (key, value) in enumerate(items):
+        if i:
+            block.append("\n")
+        block.append(key.ljust(width + 2), style="bold")
+        block.append_text(value if isinstance(value, Text) else Text(value))
+    return block

@@ -15,6 +15,7 @@ from rich.text import Text
 from goex._diffs import Diff, FileDiff
 from goex._enums import ActionState, DiffContent
 from goex.cli._app import App, CliError, UsageError
+from goex.cli._refs import ACTION_HELP, session_for
 from goex.cli._units import parse_size
 
 _DIFFABLE = [ActionState.EXECUTED, ActionState.COMMITTED, ActionState.UNDONE]
@@ -34,7 +35,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "the workspace since the session's latest action left it (your own edits). Secrets are redacted; "
         "caps cut at a line end and say so on stderr. Off a terminal the diff is written byte for byte.",
     )
-    p.add_argument("action", nargs="?", metavar="ACTION", help="action id")
+    p.add_argument("action", nargs="?", metavar="ACTION", help=ACTION_HELP)
     p.add_argument("--since-last", action="store_true", help="the workspace now against the latest action's result")
     p.add_argument("--resource", metavar="NAME", help="with --since-last: the fs resource (when there are several)")
     p.add_argument("--stat", action="store_true", help="one line per file with its line counts, no patch text")
@@ -68,7 +69,8 @@ def cmd_diff(app: App, args: argparse.Namespace) -> int:
     if args.since_last:
         diff = client.diff_since_last(app.session_id(), resource=args.resource, **caps)
     else:
-        diff = client.diff(args.action or _newest(app), **caps)
+        ref = args.action or _newest(app)
+        diff = client.diff(ref, session_id=session_for(app, ref), **caps)
     if app.json:
         app.emit(diff.proto)
         return 0

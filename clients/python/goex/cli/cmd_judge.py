@@ -8,6 +8,7 @@ from typing import Any
 
 from goex._pairs import JUDGEMENTS
 from goex.cli._app import App
+from goex.cli._refs import ACTION_HELP, action_id
 from goex.v1 import actions_pb2
 
 _ABOUT = """\
@@ -32,7 +33,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description=_ABOUT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", metavar="ACTION", help="action id (one with an inverse)")
+    p.add_argument("action", metavar="ACTION", help=f"{ACTION_HELP} (one with an inverse)")
     p.add_argument("judgement", choices=JUDGEMENTS, help="right or wrong")
     p.add_argument("--note", default="", metavar="TEXT", help="why (kept and shown with the judgement)")
     p.add_argument("--who", default=None, metavar="NAME", help="who judges (default: your login name)")
@@ -48,7 +49,8 @@ def _login_name() -> str:
 
 def cmd_judge(app: App, args: argparse.Namespace) -> int:
     who = args.who if args.who is not None else _login_name()
-    history = app.client().judge_pair(args.action, args.judgement, who=who, note=args.note)
+    judged = action_id(app, args.action)
+    history = app.client().judge_pair(judged, args.judgement, who=who, note=args.note)
     if app.json:
         app.emit(actions_pb2.JudgePairResponse(history=history.proto))
         return 0
@@ -57,5 +59,5 @@ def cmd_judge(app: App, args: argparse.Namespace) -> int:
         if args.judgement == "wrong"
         else "still tested next time; shown beside its test"
     )
-    app.out.print(f"marked the pair of {args.action} {args.judgement}: {then}", markup=False, highlight=False)
+    app.out.print(f"marked the pair of {judged} {args.judgement}: {then}", markup=False, highlight=False)
     return 0

@@ -16,6 +16,7 @@ from goex._models import Action, HttpResult, SqlResult
 from goex._pairs import PairHistory
 from goex._specs import ActionSpec
 from goex.cli._app import App, UsageError
+from goex.cli._refs import ACTION_HELP, session_for
 from goex.cli._render import (
     change_lines,
     egress_table,
@@ -60,7 +61,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     log.set_defaults(handler=cmd_log)
 
     show = sub.add_parser("show", parents=[common], help="one action in detail, with its output and changes")
-    show.add_argument("action", metavar="ACTION", help="action id")
+    show.add_argument("action", metavar="ACTION", help=ACTION_HELP)
     show.add_argument("--limit", type=int, default=None, metavar="N", help="list at most N file changes")
     show.set_defaults(handler=cmd_show)
 
@@ -154,7 +155,7 @@ def _spec_text(spec: ActionSpec | None) -> Text:
 def cmd_show(app: App, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must not be negative")
-    action = app.client().get_action(args.action)
+    action = app.client().get_action(args.action, session_id=session_for(app, args.action))
     if app.json:
         app.emit(actions_pb2.GetActionResponse(action=action.proto))
         return 0

@@ -13,6 +13,7 @@ from goex._enums import Verdict
 from goex._exceptions import FailedPrecondition
 from goex._models import Action
 from goex.cli._app import App, CliError
+from goex.cli._refs import ACTION_HELP, session_for
 from goex.cli._render import undo_check_text
 from goex.v1 import actions_pb2
 
@@ -20,13 +21,13 @@ EXIT_NOT_VERIFIED = 3  # undone, but goexd's check found the resource is not bac
 EXIT_UNVERIFIED = 4  # undone, but goexd had nothing to compare the result against
 UNDO_EXIT_HELP = """\
 exit status:
-  0   undone, and every undo verified (or nothing to undo)
+  0   undone, and every undo verified (goex undo-to: also when nothing came after ACTION)
   3   undone, but at least one undo's check failed: the resource is NOT back as it was (NOT
-      verified: on stderr says what differs; --json: its reversibility verdict is FAILED)
+      verified: on stderr says what differs; --json: its reversibility verdict is "failed")
   4   undone, but at least one undo could not be checked: goexd had nothing to compare the
-      result against (unverified: on stderr says why; --json: verdict UNKNOWN); check the
+      result against (unverified: on stderr says why; --json: verdict "unknown"); check the
       resource yourself (3 wins when both happen)
-  1   goex error, nothing undone: daemon not running, nothing pending, a later pending action
+  1   goex error, nothing undone: daemon not running, nothing pending (goex undo), a later pending action
       in the way (without --cascade), paths changed since the action (without --force; the
       error names them), an irreversible action, an inverse that failed
 """
@@ -50,7 +51,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Commit the current session's pending actions, oldest first: all of them, "
         "or those up to and including --up-to.",
     )
-    c.add_argument("--up-to", metavar="ACTION", help="last action to commit")
+    c.add_argument("--up-to", metavar="ACTION", help=f"last action to commit ({ACTION_HELP})")
     c.set_defaults(handler=cmd_commit)
 
     u = sub.add_parser(
@@ -65,7 +66,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=UNDO_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    u.add_argument("action", nargs="?", metavar="ACTION")
+    u.add_argument("action", nargs="?", metavar="ACTION", help=ACTION_HELP)
     u.add_argument("--cascade", action="store_true", help="also undo later pending actions on the resource")
     u.add_argument("--force", action="store_true", help=FORCE_HELP)
     u.set_defaults(handler=cmd_undo)
@@ -79,7 +80,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=UNDO_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("action", metavar="ACTION")
+    t.add_argument("action", metavar="ACTION", help=ACTION_HELP)
     t.add_argument("--force", action="store_true", help=FORCE_HELP)
     t.set_defaults(handler=cmd_undo_to)
 
@@ -108,7 +109,7 @@ def undo_exit_status(undone: Sequence[Action]) -> int:
 
 
 def cmd_commit(app: App, args: argparse.Namespace) -> int:
-    committed = app.client().commit(app.session_id(), up_to=args.up_to)
+    committed = app.client().commit(app.session_id(), up_to=args.up_to)  # goexd resolves it in the session
     if app.json:
         app.emit(actions_pb2.CommitActionsResponse(committed=[a.proto for a in committed]))
     else:
@@ -149,7 +150,8 @@ def cmd_undo(app: App, args: argparse.Namespace) -> int:
 
 def cmd_undo_to(app: App, args: argparse.Namespace) -> int:
     with _refusal_hint(app, "undo-to"):
-        undone = app.client().undo_to(args.action, force=args.force)
+        session = session_for(app, args.action)
+        undone = app.client().undo_to(args.action, force=args.force, session_id=session)
     if app.json:
         app.emit(actions_pb2.UndoToResponse(undone=[a.proto for a in undone]))
     else:

@@ -22,6 +22,7 @@ from goex.cli._app import (
     interrupt_exit_code,
     limits_from_args,
 )
+from goex.cli._refs import ACTION_HELP, action_id
 from goex.cli._render import action_headline, change_lines, egress_table, exit_status, kv_grid, reversibility_text
 from goex.v1 import actions_pb2
 
@@ -97,7 +98,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "changes are rolled back. Waits a few seconds for that outcome and prints it; with "
         "--json prints the CancelAction response (the action as it was when the cancel arrived).",
     )
-    c.add_argument("action", metavar="ACTION", help="action id")
+    c.add_argument("action", metavar="ACTION", help=ACTION_HELP)
     c.set_defaults(handler=cmd_cancel)
 
 
@@ -321,7 +322,7 @@ def _settle(client: Client, action: Action) -> Action:
 
 def cmd_cancel(app: App, args: argparse.Namespace) -> int:
     client = app.client()
-    delivered = client.cancel(args.action)
+    delivered = client.cancel(action_id(app, args.action))
     if app.json:
         app.emit(actions_pb2.CancelActionResponse(action=delivered.proto))
         return 0
@@ -365,6 +366,10 @@ def print_egress(app: App, action: Action) -> None:
         app.print_table(table, stderr=True)
 
 
+# The report after an action names at most this many changed paths ("... and N more" after them).
+SUMMARY_CHANGES = 50
+
+
 def print_summary(app: App, action: Action) -> None:
     """goex's own account of the action, on stderr (stdout carries only the action's own output):
     the headline, the error, the changes, the inverse's trial."""
@@ -379,7 +384,9 @@ def print_summary(app: App, action: Action) -> None:
             # A sent request is not taken back: the service refused it, or may have acted (the error says).
             reason = str(action.state)
         app.err.print(Text(f"{reason}: {action.error}", style="red"))
-    lines = change_lines(action.changes)
+    lines = change_lines(action.changes, limit=SUMMARY_CHANGES)
+    if action.changes is not None and max(action.changes.total, len(action.changes.changes)) > SUMMARY_CHANGES:
+        lines.append(Text(f"(`goex show {action.id}` lists every change)", style="dim"))
     if lines and action.state in (ActionState.FAILED, ActionState.INTERRUPTED):
         # The change set describes what the action did before goexd undid it.
         app.err.print(Text("changes before the rollback:", style="dim"))

@@ -230,7 +230,7 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
     if not sessions:
         app.err.print("no sessions" if args.all else "no open sessions", style="dim")
         return 0
-    current = app.state.session
+    current = app.current_session_id()
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("", "ID", "STATE", "LABEL", "RESOURCES", "PENDING", "ACTIONS", "CREATED"):
         table.add_column(col, no_wrap=col in ("ID", "CREATED"))

@@ -53,8 +53,11 @@ _EPILOG = """\
 environment:
   GOEX_SOCKET      daemon socket (default $XDG_RUNTIME_DIR/goex/goexd.sock,
                    or /tmp/goex-<uid>/goexd.sock without XDG_RUNTIME_DIR)
-  GOEX_CLI_STATE   file remembering the current session
+  GOEX_CLI_STATE   file remembering the last session opened or used
                    (default $XDG_STATE_HOME/goex/cli.json or ~/.local/state/goex/cli.json)
+
+the session a command acts on: --session ID; else the open session whose workspace holds
+the current directory; else the one remembered in GOEX_CLI_STATE.
 
 exit status: 0 ok, 1 error, 2 usage error, 130 interrupted; goex run / goex python
 exit with the command's own status (see `goex run --help`), goex sql and goex http
