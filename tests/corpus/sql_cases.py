@@ -66,22 +66,34 @@ def set_up_postgres(conn: psycopg.Connection[Any], case: SqlCase) -> None:
 
 def sqlite_state(path: Path) -> list[tuple[Any, ...]]:
     """The schema (its CREATE texts normalised: a rename and back leaves them quoted), every row
-    of every table, user_version, application_id and sqlite_sequence: what a test compares before and after."""
+    of every table (a virtual table's own rows, not its shadow tables'), user_version, application_id,
+    sqlite_sequence and ANALYZE's sqlite_stat tables: what a test compares before and after."""
     with sqlite3.connect(path) as conn:
         schema = [
             (kind, name, table, normalise(sql or ""))
             for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY 2")
             if not name.startswith(("sqlite_", OUTCOMES_TABLE))
         ]
-        tables = [name for kind, name, _, _ in schema if kind == "table"]
-        rows = [(t, sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)) for t in tables]
+        # A virtual table's storage (its shadow tables, as its module names them) is not its state: the rows
+        # its SELECT gives are (rowid included: FTS5 and R*Tree rows are told apart by it).
+        shadow = {n for (n,) in conn.execute("SELECT name FROM pragma_table_list WHERE type = 'shadow'")}
+        virtual = {n for (n,) in conn.execute("SELECT name FROM pragma_table_list WHERE type = 'virtual'")}
+        tables = [name for kind, name, _, _ in schema if kind == "table" and name not in shadow]
+        rows = [
+            (t, sorted(conn.execute(f'SELECT {"rowid, " if t in virtual else ""}* FROM "{t}"').fetchall(), key=repr))
+            for t in tables
+        ]
+        stats = [
+            (n, sorted(conn.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr))
+            for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'sqlite_stat%' ORDER BY 1")
+        ]
         header = [conn.execute(f"PRAGMA {p}").fetchone() for p in ("user_version", "application_id")]
         sequence = conn.execute(
             "SELECT name, seq FROM sqlite_sequence ORDER BY 1"
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
             else "SELECT 1 WHERE 0"
         ).fetchall()
-        return [*schema, *rows, ("header", header), ("sqlite_sequence", sequence)]
+        return [*schema, *rows, ("header", header), ("sqlite_sequence", sequence), ("statistics", stats)]
 
 
 _PG_STATE = [

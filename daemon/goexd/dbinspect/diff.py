@@ -39,9 +39,11 @@ class TableDiff:
     content_changed: bool
     schema_changes: tuple[str, ...] = ()  # what changed in its definition: "column age retyped INTEGER → TEXT"
     rows_named: str = ""  # SQLite rows told apart by their hidden rowid: " (rowid 3 added; rowid 1 removed)"
+    shadow_of: str | None = None  # a SQLite shadow table: the virtual table whose storage it is
 
     def text(self) -> str:
-        return f"{self.name}: " + self.details()
+        of = f" (a shadow table of virtual table {self.shadow_of})" if self.shadow_of else ""
+        return f"{self.name}{of}: " + self.details()
 
     def details(self) -> str:
         parts: list[str] = []
@@ -115,6 +117,7 @@ def diff(before: DbFingerprint, after: DbFingerprint) -> DbDiff:
     text = _text(before, after, added, removed, changed, renamed, found)
     if not text:
         text = _plain_text(before, after, added, removed, changed, objects_added, objects_removed, objects_changed)
+    text += _shadow_note(changed, added, removed)
     state = _state_changes(before, after)
     if state:
         said = "Database state changed: " + "; ".join(state) + "."
@@ -141,6 +144,19 @@ def _state_changes(before: DbFingerprint, after: DbFingerprint) -> tuple[str, ..
         f"{k}: {before.state.get(k, 'none')} → {after.state.get(k, 'none')}"
         for k in keys
         if before.state.get(k) != after.state.get(k)
+    )
+
+
+def _shadow_note(changed: tuple[TableDiff, ...], added: tuple[str, ...], removed: tuple[str, ...]) -> str:
+    """Said when every table whose rows changed is a SQLite shadow table (compared only where its virtual
+    table shows no content of its own through SELECT: a contentless or external-content FTS table)."""
+    owners = sorted({d.shadow_of for d in changed if d.shadow_of})
+    if not owners or added or removed or any(not d.shadow_of for d in changed):
+        return ""
+    return (
+        f" Only shadow tables changed: the stored index of {', '.join(owners)} (an FTS table with no content of its"
+        " own to compare by SELECT, so its index is compared as stored; a write and its exact inverse can leave the"
+        " index laid out differently)."
     )
 
 
@@ -180,6 +196,7 @@ def _table_diff(
         content_changed=content_changed,
         schema_changes=schema_changes if schema_changed else (),
         rows_named=named,
+        shadow_of=a.shadow_of,
     )
 
 

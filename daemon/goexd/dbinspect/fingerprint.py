@@ -29,6 +29,8 @@ class TableFingerprint:
     # Per-row detail, only for tables of at most `row_detail_limit` rows; not compared by ==.
     rows_by_key: Mapping[str, int] | None = field(default=None, compare=False, repr=False)  # pk text -> digest
     row_multiset: Mapping[int, int] | None = field(default=None, compare=False, repr=False)  # digest -> count
+    # A SQLite shadow table compared as a table (its virtual table shows no content of its own): that virtual table.
+    shadow_of: str | None = field(default=None, compare=False)
 
     @property
     def has_row_detail(self) -> bool:
@@ -47,7 +49,7 @@ class DbFingerprint:
     # The definitions `objects` hashes, for a diff to say what changed in them; not compared by ==.
     definitions: Definitions | None = field(default=None, compare=False, repr=False)
     # Database-level state beside the schema and rows (SQLite: user_version, application_id,
-    # sqlite_sequence values; sqlite_catalog.database_state), compared.
+    # sqlite_sequence values, ANALYZE's sqlite_stat1/sqlite_stat4; sqlite_catalog.database_state), compared.
     state: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -88,7 +90,7 @@ def partial_fingerprint(
         rel.ref: (
             table_fingerprint(db, rel, row_detail_limit)
             if read is None or rel.ref in read
-            else TableFingerprint(relation_hash(rel), 0, "unread", rel.row_key)
+            else TableFingerprint(relation_hash(rel), 0, "unread", rel.row_key, shadow_of=rel.shadow_of)
         )
         for rel in schema.tables
         if rel.readable
@@ -112,4 +114,5 @@ def table_fingerprint(db: Backend, rel: Relation, row_detail_limit: int = ROW_DE
         primary_key=rel.row_key,
         rows_by_key=content.by_key,
         row_multiset=content.multiset,
+        shadow_of=rel.shadow_of,
     )

@@ -54,6 +54,10 @@ class Relation:
     # SQLite: the name that selects a rowid no column aliases ("rowid", else "_rowid_" or "oid" when a
     # column takes that name), part of each row's content; None: WITHOUT ROWID, or an INTEGER PRIMARY KEY.
     rowid: str | None = None
+    module: str | None = None  # a SQLite virtual table's module ("fts5", "rtree")
+    # A SQLite virtual table whose own SELECT is its content (sqlite_catalog.SELF_STORING): its rows are compared.
+    rows_by_select: bool = False
+    shadow_of: str | None = None  # a SQLite shadow table compared as a table: the virtual table it stores
 
     @property
     def row_key(self) -> tuple[str, ...]:
@@ -62,8 +66,9 @@ class Relation:
 
     @property
     def has_rows(self) -> bool:
-        """Whether its rows are content (fingerprinted): ordinary tables only."""
-        return self.kind == TABLE
+        """Whether its rows are content (fingerprinted): ordinary tables, and the virtual tables whose own SELECT
+        gives what they keep."""
+        return self.kind == TABLE or self.rows_by_select
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,29 @@
 """Read the schema of a SQLite database's `main` schema into the model.
 
-Skipped: sqlite_% objects, and goex's own marker table with its indexes and triggers (hidden.py).
+Skipped: sqlite_% objects (sqlite_stat1 and sqlite_stat4, ANALYZE's statistics, are compared as
+database state: database_state), and goex's own marker table with its indexes and triggers (hidden.py).
+
+Virtual tables: one whose module keeps its rows itself (FTS3/4/5 with their own content, R*Tree,
+Geopoly: SELF_STORING) is compared by its definition and by the rows its own SELECT gives (rowid
+included); its shadow tables (the module's storage: FTS5's <t>_data, _idx, _content, _docsize,
+_config; FTS4's _segments, _segdir, ...; R*Tree's _node, _rowid, _parent) are left out: their
+bytes differ after a write and its exact inverse (FTS5 writes tombstone segments) while the table
+reads the same. Shadow tables are found as SQLite finds them, by the virtual table's module
+(PRAGMA table_list's type 'shadow', which asks the module's xShadowName), not by their names.
+A contentless or external-content FTS table (content='' / content=tbl) shows through SELECT no
+content of its own: its shadow tables stay compared as tables, marked as the shadow tables of it
+(Relation.shadow_of), so a diff says when only they changed. Other modules (dbstat, a loaded
+extension's): definition only, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
+from dataclasses import replace
 from typing import Any
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
@@ -16,6 +31,21 @@ from goexd.dbinspect.model import TABLE, VIEW, Column, Index, Relation, Schema
 from goexd.dbinspect.sqlite_text import index_parts, normalise, quote_ident, table_parts
 
 _VIRTUAL = re.compile(r"\s*CREATE\s+VIRTUAL\s+TABLE", re.IGNORECASE)
+_MODULE = re.compile(r"\bUSING\s+\"?(\w+)", re.IGNORECASE)
+# FTS's content option naming another table or none: the index is then the table's only own state.
+_NOT_OWN_CONTENT = re.compile(r"\bcontent\s*=", re.IGNORECASE)  # content='' (contentless) or content=tbl
+VIRTUAL_TABLE = "virtual table"
+# Modules whose virtual tables keep their rows in their own shadow tables, so that their SELECT is their content.
+SELF_STORING = frozenset({"fts3", "fts4", "fts5", "rtree", "rtree_i32", "geopoly"})
+# Before SQLite 3.37 (no PRAGMA table_list): the shadow tables each module makes, by suffix.
+_SHADOW_SUFFIXES = {
+    "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts5": ("data", "idx", "content", "docsize", "config"),
+    "rtree": ("node", "rowid", "parent"),
+    "rtree_i32": ("node", "rowid", "parent"),
+    "geopoly": ("node", "rowid", "parent"),
+}
 
 
 def rows(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
@@ -43,14 +73,66 @@ def read_schema(conn: sqlite3.Connection) -> Schema:
         elif kind in ("table", "view"):
             relations.append((kind, name, sql or ""))
     stats = _stat1(conn)
+    sources = {name: sql for kind, name, sql in relations if kind == TABLE and _VIRTUAL.match(sql)}
+    modules = {name: _module(sql) for name, sql in sources.items()}
+    by_select = {
+        name: _content_by_select(modules[name], sql) and _selectable(conn, name) for name, sql in sources.items()
+    }
+    shadows = shadow_tables(conn, modules)
     out = []
     for kind, name, sql in relations:
+        owner = shadows.get(name)
         if kind == "view":
             out.append(_relation(conn, name, VIEW, sql, index_sql, triggers[name], None))
+        elif owner is not None and by_select[owner]:
+            continue  # the module's storage: its virtual table's rows are compared instead
+        elif name in modules:
+            rel = _relation(conn, name, VIRTUAL_TABLE, sql, index_sql, triggers[name], stats.get(name))
+            out.append(replace(rel, module=modules[name], rows_by_select=by_select[name]))
         else:
-            rel_kind = "virtual table" if _VIRTUAL.match(sql) else TABLE
-            out.append(_relation(conn, name, rel_kind, sql, index_sql, triggers[name], stats.get(name)))
+            rel = _relation(conn, name, TABLE, sql, index_sql, triggers[name], stats.get(name))
+            out.append(replace(rel, shadow_of=quote_ident(owner)) if owner is not None else rel)
     return Schema(engine=f"SQLite {sqlite3.sqlite_version}", relations=tuple(out))
+
+
+def _module(sql: str) -> str:
+    found = _MODULE.search(sql)
+    return found.group(1).lower() if found else ""
+
+
+def _content_by_select(module: str, sql: str) -> bool:
+    """Whether a virtual table's own SELECT shows all it keeps: a SELF_STORING module, not an FTS table
+    whose content option names another table or none (its index is then its only state of its own)."""
+    return module in SELF_STORING and not (module.startswith("fts") and _NOT_OWN_CONTENT.search(sql))
+
+
+def _selectable(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether a virtual table can be read here (its module may not be loaded in this process)."""
+    try:
+        rows(conn, f"SELECT 1 FROM main.{quote_ident(name)} LIMIT 0")  # noqa: S608 (quoted)
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def shadow_tables(conn: sqlite3.Connection, modules: dict[str, str]) -> dict[str, str]:
+    """Each shadow table of a virtual table in `modules` (name -> module) -> that virtual table's name.
+
+    SQLite's own rule (sqlite3ShadowTableName): `<vtab>_<suffix>` where vtab's module says the suffix
+    is one of its shadow tables; PRAGMA table_list asks the module (type 'shadow')."""
+    try:
+        names = [
+            str(n)
+            for (n,) in rows(conn, "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow'")
+        ]
+    except sqlite3.OperationalError:  # before SQLite 3.37
+        names = [f"{v}_{suffix}" for v, m in modules.items() for suffix in _SHADOW_SUFFIXES.get(m, ())]
+    out: dict[str, str] = {}
+    for name in names:
+        owners = [v for v in modules if name.lower().startswith(v.lower() + "_")]
+        if owners:
+            out[name] = max(owners, key=len)
+    return out
 
 
 def _relation(
@@ -107,7 +189,7 @@ def _relation(
         triggers=tuple(sorted(normalise(t) for t in triggers)),
         source=normalise(sql) if sql else sql,
         estimated_rows=estimated_rows,
-        rowid=_hidden_rowid(conn, name, columns, pk) if kind == TABLE else None,
+        rowid=_hidden_rowid(conn, name, columns, pk) if kind in (TABLE, VIRTUAL_TABLE) else None,
     )
 
 
@@ -207,4 +289,33 @@ def database_state(conn: sqlite3.Connection) -> dict[str, str]:
             conn, "SELECT name, seq FROM main.sqlite_sequence WHERE lower(name) <> ?", (OUTCOMES_TABLE,)
         ):
             state[f"sqlite_sequence {quote_ident(str(name))}"] = repr(seq) if not isinstance(seq, int) else str(seq)
+    state.update(_statistics(conn))
     return state
+
+
+def _statistics(conn: sqlite3.Connection) -> dict[str, str]:
+    """ANALYZE's statistics, the query planner's inputs: whether each sqlite_stat table exists and how many
+    rows it holds ("sqlite_stat1" -> "2 rows"), and per table what sqlite_stat1 says of it
+    ("sqlite_stat1 t" -> "t: 3; t_a: 3 1") and a digest of sqlite_stat4's samples ("sqlite_stat4 t")."""
+    out: dict[str, str] = {}
+    present = [
+        str(n)
+        for (n,) in rows(
+            conn, "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name LIKE 'sqlite\\_stat_' ESCAPE '\\'"
+        )
+    ]
+    for stat in sorted(present):
+        found = rows(conn, f"SELECT * FROM main.{stat}")  # noqa: S608 (a name read from sqlite_master)
+        table_rows = [row for row in found if str(row[0]).lower() != OUTCOMES_TABLE]
+        out[stat] = f"{len(table_rows)} row" + ("" if len(table_rows) == 1 else "s")
+        per_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in table_rows:
+            per_table[str(row[0])].append(tuple(row[1:]))
+        for tbl, entries in per_table.items():
+            if stat == "sqlite_stat1":  # (idx, stat): short, said as is
+                text = "; ".join(sorted(f"{idx if idx is not None else tbl}: {s}" for idx, s in entries))
+            else:  # samples (blobs): a digest
+                digest = hashlib.sha256(repr(sorted(entries, key=repr)).encode()).hexdigest()[:12]
+                text = f"{len(entries)} samples, digest {digest}"
+            out[f"{stat} {quote_ident(tbl)}"] = text
+    return out

@@ -115,7 +115,9 @@ class Probe:
         tables = {rel.name: rel for rel in schema.tables}
         for n, name in enumerate(sorted(written or ())):
             rel = tables.get(name)
-            if rel is not None:  # views (their INSTEAD OF triggers' writes are in `written` too), virtual tables
+            # not views (their INSTEAD OF triggers' writes are in `written` too), nor virtual tables (no triggers
+            # on them; a write to one reads every table: _to_read)
+            if rel is not None and rel.kind == TABLE:
                 probe._watch(rel, n)
         conn.set_authorizer(probe._authorize)
         return probe
@@ -248,7 +250,9 @@ def _schema_version(conn: sqlite3.Connection) -> int:
 def _moved(table: TableFingerprint, rows_added: int, digests: int) -> TableFingerprint:
     """A table's fingerprint moved by a captured net change (its per-row detail no longer holds)."""
     content = (int(table.content_hash, 16) + digests) & MASK64
-    return TableFingerprint(table.schema_hash, table.row_count + rows_added, f"{content:016x}", table.primary_key)
+    return TableFingerprint(
+        table.schema_hash, table.row_count + rows_added, f"{content:016x}", table.primary_key, shadow_of=table.shadow_of
+    )
 
 
 def read_only(path: str) -> AbstractContextManager[sqlite3.Connection]:
