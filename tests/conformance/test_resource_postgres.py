@@ -1,0 +1,118 @@
+"""The PostgreSQL strategies (transaction, inverse, clone) plugged into the ResourceManager suite, on the
+suite's private cluster; each manager logs in as `app` over TCP with its password, as goexd does with
+the one a vault secret holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from psycopg import sql as pgsql
+
+from goexd.dbinspect.hidden import OUTCOMES_TABLE
+from goexd.engine.models import Resource, ResourceKind, UndoStrategy
+from goexd.errors import Unavailable
+from goexd.resources.base import ResourceManager
+from goexd.resources.postgres_clone import PostgresCloneResource
+from goexd.resources.postgres_inverse import PostgresInverseResource
+from goexd.resources.postgres_tx import PostgresTransactionResource
+from tests.conformance import sql_backends as q
+from tests.conformance.resource_suite import (
+    Capabilities,
+    Driver,
+    InverseUse,
+    Lose,
+    ResourceBackend,
+    ResourceManagerContract,
+)
+from tests.services.postgres import PgCluster
+
+Opener = Callable[[Resource, str], ResourceManager]
+
+
+def state(cluster: PgCluster, dbname: str) -> object:
+    """Every table's columns and rows in schema public, read as the superuser (goexd's marker table left out)."""
+    with cluster.connect(dbname) as c:
+        columns = c.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> %s ORDER BY table_name, ordinal_position",
+            (OUTCOMES_TABLE,),
+        ).fetchall()
+        tables = sorted({str(row[0]) for row in columns})
+        rows = [
+            c.execute(pgsql.SQL("SELECT * FROM public.{} ORDER BY 1").format(pgsql.Identifier(t))).fetchall()
+            for t in tables
+        ]
+        return columns, rows
+
+
+def backend(
+    cluster: PgCluster, dbname: str, strategy: UndoStrategy, opener: Opener, lose: Lose | None = None
+) -> ResourceBackend:
+    with cluster.connect_app(dbname) as c:
+        c.execute(q.SEED)
+    resource = Resource("db", ResourceKind.POSTGRES, cluster.app_dsn_for(dbname), strategy, secret="db-password")
+    return ResourceBackend(
+        open=lambda: opener(resource, cluster.app_password),
+        change=q.change,
+        failing=q.FAILING,
+        read_action=q.READ,
+        bad=q.BAD,
+        bad_field=q.BAD_FIELD,
+        state=lambda: state(cluster, dbname),
+        credential=cluster.app_password,
+        lose=lose,
+    )
+
+
+def terminated(cluster: PgCluster) -> Lose:
+    """The server ends the manager's connection (a restart, a DBA): its open transaction goes."""
+
+    def lose(m: ResourceManager, driver: Driver) -> None:
+        assert isinstance(m, PostgresTransactionResource)
+        with cluster.connect() as su:
+            su.execute("SELECT pg_terminate_backend(%s)", (m._conn.info.backend_pid,))
+        with pytest.raises(Unavailable, match="lost the connection"):
+            m.checkpoint("act_after_the_loss")
+
+    return lose
+
+
+class TestPostgresTransaction(ResourceManagerContract):
+    caps = Capabilities(
+        strategy_words="strategy transaction", pending_visible=False, commit_releases=True, loses_pending=True
+    )
+
+    @pytest.fixture
+    def backend(self, pg_cluster: PgCluster, pg_database: str) -> ResourceBackend:
+        return backend(
+            pg_cluster, pg_database, UndoStrategy.TRANSACTION, PostgresTransactionResource, terminated(pg_cluster)
+        )
+
+
+class TestPostgresInverse(ResourceManagerContract):
+    caps = Capabilities(strategy_words="strategy inverse", inverse=InverseUse.NEEDED)
+
+    @pytest.fixture
+    def backend(self, pg_cluster: PgCluster, pg_database: str) -> ResourceBackend:
+        return backend(pg_cluster, pg_database, UndoStrategy.INVERSE, PostgresInverseResource)
+
+
+@pytest.fixture
+def createdb(pg_cluster: PgCluster) -> Iterator[None]:
+    """The clone strategy needs CREATEDB (it refuses to start without); copies a pending action kept go after."""
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app CREATEDB")
+    yield
+    with pg_cluster.connect() as su:
+        su.execute("ALTER ROLE app NOCREATEDB")
+        for (name,) in su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex\\_%'").fetchall():
+            su.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(str(name))))
+
+
+class TestPostgresClone(ResourceManagerContract):
+    caps = Capabilities(strategy_words="strategy clone", commit_releases=True)
+
+    @pytest.fixture
+    def backend(self, createdb: None, pg_cluster: PgCluster, pg_database: str) -> ResourceBackend:
+        return backend(pg_cluster, pg_database, UndoStrategy.CLONE, PostgresCloneResource)
