@@ -29,7 +29,7 @@ from goexd.diskspace import OutOfSpace, StateSpace, is_out_of_space, out_of_spac
 from goexd.egress.addresses import AddressRule
 from goexd.egress.models import EgressRecordData
 from goexd.egress.upstream import tls_context as upstream_tls_context
-from goexd.engine import action_refs, codec, diffs, stopping
+from goexd.engine import action_refs, codec, diffs, sql_policy, stopping
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
@@ -71,7 +71,7 @@ from goexd.errors import (
 from goexd.names import display_paths
 from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
 from goexd.policy.defaults import daemon_layers
-from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts, SqlStatementFacts
+from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts
 from goexd.policy.parse import PolicyError, build, build_session, parse
 from goexd.policy.parse import check_size as check_policy_size
 from goexd.resources.base import (
@@ -111,8 +111,6 @@ from goexd.snapshots.base import ChangeSet, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.set_aside import SetAside
 from goexd.snapshots.textdiff import DiffOptions
-from goexd.sql.classify import classify_script
-from goexd.sql.model import Dialect
 from goexd.vault.destinations import DEFAULT_PORTS
 from goexd.vault.vault import Vault
 
@@ -776,10 +774,8 @@ class Engine:
                 client_inverse=inverse is not None,
             )
             return ActionFacts("http", resource.name, request=facts)
-        if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:
-            dialect: Dialect = "sqlite" if resource.kind is ResourceKind.SQLITE else "postgres"
-            statements = tuple(SqlStatementFacts(st.cls.value, st.reason) for st in classify_script(spec.sql, dialect))
-            return ActionFacts("sql", resource.name, statements=statements)
+        if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:  # the inverse's statements too
+            return sql_policy.sql_facts(resource.name, resource.kind, spec, inverse)
         asked = spec.limits
         return ActionFacts(
             spec.kind.value,
@@ -1311,6 +1307,7 @@ class Engine:
                 )
             targets = [*reversed(later), target]
             self._refuse_irreversible(targets)
+            self._check_inverses(live, targets)
             return [self._undo_one(live, a, force) for a in targets]
 
     def undo_to(self, action_id: str, force: bool = False) -> list[Action]:
@@ -1319,6 +1316,7 @@ class Engine:
         with live.lock:
             pending = self.journal.list_actions(anchor.session_id, [ActionState.EXECUTED], after_seq=anchor.seq)
             self._refuse_irreversible(pending)
+            self._check_inverses(live, pending)
             return [self._undo_one(live, a, force) for a in reversed(pending)]
 
     def _later_on_paths(self, action: Action, paths: set[str]) -> list[str]:
@@ -1394,10 +1392,17 @@ class Engine:
                     f"action {a.id} is irreversible ({known.detail}); it cannot be undone, only committed"
                 )
 
+    @staticmethod
+    def _check_inverses(live: _LiveSession, actions: Sequence[Action]) -> None:
+        """Before undoing anything: a client SQL inverse the policy now refuses refuses the whole undo."""
+        for a in actions:
+            sql_policy.check_undo(live.policy, a, live.managers[a.resource].resource.kind)
+
     def _undo_one(self, live: _LiveSession, action: Action, force: bool = False) -> Action:
         known = action.reversibility
         started = time.monotonic()
         manager = live.managers[action.resource]
+        sql_policy.check_undo(live.policy, action, manager.resource.kind)  # before anything is journaled or run
         three_way = manager if isinstance(manager, UndoesThreeWay) else None
         if force and three_way is None:
             raise InvalidArgument("force", f"resource {action.resource!r} has nothing to overwrite: only workspaces do")
@@ -1465,6 +1470,9 @@ class Engine:
         live = self._live_session(session_id)
         resource = self._pick_resource(live.session, spec)
         manager = live.managers[resource.name]
+        if not isinstance(manager, HttpResource):  # held to the policy as a submit is, before anything runs
+            self.check_limits("spec.limits", spec.limits)
+            sql_policy.refuse_test(live.policy.check(self._facts(resource, manager, spec, inverse), count=False))
         manager.precheck(spec)
         if isinstance(manager, FsVersionedResource):  # whatever its strategy: tried on an overlay of the workspace
             limits = live.policy.limits(spec.limits, live.session.limits)

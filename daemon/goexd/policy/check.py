@@ -172,7 +172,10 @@ def _sql(policy: Policy, facts: ActionFacts) -> Decision | None:
         for i, st in enumerate(facts.statements):
             effect = policy.sql.get(st.cls)
             if effect is not None:
-                yield _effect(effect, f"sql.{st.cls}", f"statement {i + 1} is {st.cls} ({st.reason})")
+                which = f"statement {st.n or i + 1}"
+                if st.sql_field != "spec.sql.sql":
+                    which += f" of the inverse ({st.sql_field})"
+                yield _effect(effect, f"sql.{st.cls}", f"{which} is {st.cls} ({st.reason})")
 
     return _first(each())
 

@@ -128,6 +128,10 @@ class Policy:
 class SqlStatementFacts:
     cls: str  # goexd.sql StatementClass value
     reason: str  # what the classifier said the statement does
+    n: int = 0  # its place in its script, from 1 (0: its place among all the facts' statements)
+    # The request field of its script: the action's, or the client inverse's ("inverse.sql.sql"), which goexd
+    # runs too (in the test before the action, and at undo), so the same rules hold for it.
+    sql_field: str = "spec.sql.sql"
 
 
 @dataclass(frozen=True)

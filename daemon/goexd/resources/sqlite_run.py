@@ -56,7 +56,7 @@ def check_script(spec: ActionSpec, fld: str = "spec") -> list[Classified]:
     Privileged statements are not refused here: whether they run is the session policy's call (the engine's)."""
     if spec.kind is not ActionKind.SQL:
         raise InvalidArgument(fld, f"{spec.kind.value} actions do not run on a database resource")
-    statements = classify_script(spec.sql, "sqlite")
+    statements = classify_script(spec.sql, "sqlite", f"{fld}.sql.sql")
     for i, st in enumerate(statements):
         if st.cls is StatementClass.TRANSACTION:
             raise InvalidArgument(

@@ -1,0 +1,82 @@
+"""engine/sql_policy.py: a client SQL inverse is held to the same policy rules as its action (trial 15b,
+finding 1): its statements are in the facts with the field they came in, and an undo checks the inverse it
+is about to run (the checkpoint's) again, with the action's approval, before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from goexd.engine.models import Action, ActionKind, ActionSpec, ActionState, ResourceKind
+from goexd.engine.sql_policy import check_undo, refuse_test, sql_facts
+from goexd.errors import InvalidArgument, PermissionDenied
+from goexd.policy.check import SessionPolicy
+from goexd.policy.parse import build_session, load, parse
+
+
+def _sql(text: str) -> ActionSpec:
+    return ActionSpec(ActionKind.SQL, sql=text)
+
+
+def _action(inverse: str, approval: str = "", checkpoint: dict[str, str] | None = None) -> Action:
+    return Action(
+        id="act_1",
+        session_id="ses_1",
+        seq=1,
+        spec=_sql("UPDATE t SET a = 1"),
+        state=ActionState.EXECUTED,
+        resource="db",
+        created_at=0.0,
+        inverse=_sql(inverse),
+        checkpoint={"inverse_sql": inverse} if checkpoint is None else checkpoint,
+        approval=approval,
+    )
+
+
+def test_the_inverse_statements_are_facts_with_their_field() -> None:
+    facts = sql_facts("db", ResourceKind.SQLITE, _sql("UPDATE t SET a = 1"), _sql("UPDATE t SET a = 0; VACUUM"))
+    assert [(s.cls, s.n, s.sql_field) for s in facts.statements] == [
+        ("write", 1, "spec.sql.sql"),
+        ("write", 1, "inverse.sql.sql"),
+        ("other", 2, "inverse.sql.sql"),
+    ]
+    decision = SessionPolicy(load("")).check(
+        sql_facts("db", ResourceKind.SQLITE, _sql("UPDATE t SET a = 1"), _sql("ATTACH 'x.db' AS x")), count=False
+    )
+    assert decision.rule == "sql.privileged"
+    assert decision.reason.startswith("statement 1 of the inverse (inverse.sql.sql) is privileged (ATTACH")
+
+
+@pytest.mark.parametrize("kind", [ResourceKind.SQLITE, ResourceKind.POSTGRES])
+def test_a_syntax_error_in_the_inverse_names_the_inverse(kind: ResourceKind) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        sql_facts("db", kind, _sql("UPDATE t SET a = 1"), _sql("DELETE FROM WHERE"))
+    assert info.value.field == "inverse.sql.sql"
+
+
+def test_a_test_runs_nothing_the_policy_refuses_or_holds() -> None:
+    policy = SessionPolicy(load(""), build_session(parse('[sql]\nddl = "approval"\n')))
+    facts = sql_facts("db", ResourceKind.POSTGRES, _sql("UPDATE t SET a = 1"), _sql("CREATE EXTENSION citext"))
+    with pytest.raises(PermissionDenied, match=r"sql.privileged.*nothing was run"):
+        refuse_test(policy.check(facts, count=False))
+    facts = sql_facts("db", ResourceKind.POSTGRES, _sql("UPDATE t SET a = 1"), _sql("CREATE TABLE u (a int)"))
+    with pytest.raises(PermissionDenied, match=r"sql.ddl.*holds for an approval: nothing was run"):
+        refuse_test(policy.check(facts, count=False))
+    refuse_test(policy.check(sql_facts("db", ResourceKind.POSTGRES, _sql("UPDATE t SET a = 1"), None), count=False))
+
+
+def test_an_undo_checks_the_recorded_inverse_against_the_policy_now() -> None:
+    denying = SessionPolicy(load(""))
+    with pytest.raises(PermissionDenied, match=r"cannot undo action act_1: .*inverse.sql.sql.*not run"):
+        check_undo(denying, _action("UPDATE t SET a = 0; ATTACH 'x.db' AS x"), ResourceKind.SQLITE)
+    # What runs is the checkpoint's text: an action whose record says otherwise is held to what would run.
+    recorded = {"inverse_sql": "VACUUM INTO '/tmp/leak.db'"}
+    with pytest.raises(PermissionDenied, match="VACUUM INTO"):
+        check_undo(denying, _action("UPDATE t SET a = 0", checkpoint=recorded), ResourceKind.SQLITE)
+    check_undo(denying, _action("UPDATE t SET a = 0"), ResourceKind.SQLITE)  # lawful: no refusal
+    # An approval the action carried covers its inverse too, as it did at submit.
+    holding = SessionPolicy(load('[sql]\nddl = "approval"\n'))
+    with pytest.raises(PermissionDenied, match=r"sql\.ddl"):
+        check_undo(holding, _action("DROP TABLE u"), ResourceKind.POSTGRES)
+    check_undo(holding, _action("DROP TABLE u", approval="ann: cleanup"), ResourceKind.POSTGRES)
+    # Not a SQL inverse on a database (a workspace's shell inverse): not this check's.
+    check_undo(denying, _action("ATTACH 'x.db' AS x"), ResourceKind.FS)
