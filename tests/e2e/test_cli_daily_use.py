@@ -408,3 +408,59 @@ def test_actions_are_named_by_seq_prefix_or_last(
     assert client.get_action(second).state is goex.ActionState.UNDONE
     assert goex_("commit", "--up-to", "1").returncode == 0
     assert client.get_action(first).state is goex.ActionState.COMMITTED
+
+
+# ---------------------------------------------------------------- session open: reuse, warnings
+
+
+def test_session_open_reuse_and_create_session_reuse(
+    environ: dict[str, str], client: goex.Client, tmp_path: Path
+) -> None:
+    ws, db = tmp_path / "reused", tmp_path / "shop.db"
+    ws.mkdir()
+    p = goex_run(environ, tmp_path, "session", "open", "--fs", str(ws), "--db", f"sqlite://{db}")
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.decode().strip()
+    try:
+        held = goex_run(environ, tmp_path, "session", "open", "--fs", str(ws))
+        assert held.returncode == 1 and b"held by open session" in held.stderr  # without --reuse
+        # Only the same resources are reused: the workspace alone is another set, refused as held.
+        partial = goex_run(environ, tmp_path, "session", "open", "--reuse", "--fs", str(ws))
+        assert partial.returncode == 1 and b"held by open session" in partial.stderr
+        again = goex_run(environ, ws, "session", "open", "--reuse", "--fs", ".", "--db", f"sqlite://{db}")
+        assert (again.returncode, again.stdout.decode().strip()) == (0, sid)
+        # The Python client, get-or-create: a symlinked path to the same workspace is the same resource.
+        (tmp_path / "link").symlink_to(ws)
+        same = client.create_session(fs=tmp_path / "link", db=f"sqlite://{db}", reuse=True)
+        assert same.id == sid
+    finally:
+        client.close_session(sid, "undo")
+    fresh = client.create_session(fs=ws, db=f"sqlite://{db}", reuse=True)  # none open: a new one
+    assert fresh.id != sid
+    client.close_session(fresh.id)
+
+
+STRANGER = 4242  # a uid no one on the host has: an unpacked tarball's
+
+
+def test_session_open_says_what_goexd_warns_of(environ: dict[str, str], client: goex.Client, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the suite runs as root (make test): chown to a stranger's uid needs it")
+    ws = tmp_path / "tarball"
+    ws.mkdir()
+    (ws / "theirs.txt").write_text("x\n")
+    os.chown(ws / "theirs.txt", STRANGER, STRANGER)
+    os.chmod(ws / "theirs.txt", 0o644)
+    p = goex_run(environ, tmp_path, "session", "open", "--fs", str(ws))
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.decode().strip()  # stdout: the id alone
+    try:
+        [warning] = p.stderr.decode().splitlines()
+        assert warning.startswith("warning: ") and "theirs.txt" in warning
+        client.close_session(sid)
+        p = goex_run(environ, tmp_path, "--json", "session", "open", "--fs", str(ws))
+        data = valid(p.stdout, "session open")
+        sid = data["session"]["id"]
+        assert len(data["warnings"]) == 1 and "theirs.txt" in data["warnings"][0]
+    finally:
+        client.close_session(sid)

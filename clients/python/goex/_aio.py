@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -129,15 +130,23 @@ class AsyncClient:
         limits: Limits | None = None,
         resources: Iterable[ResourceSpec] = (),
         policy: str | None = None,
+        reuse: bool = False,
     ) -> Session:
         """Open a session over `fs` (a workspace directory), `db` (a database URL: "sqlite:///path/app.db",
         "postgresql://..."), `http` (a REST service's base URL) and/or `resources` (`goex.ResourceSpec.fs/db/http`
         for names, secrets, strategies).
 
-        `policy` is the session's damage-confinement policy as TOML text.
+        `policy` is the session's damage-confinement policy as TOML text. `reuse`: an open session over the same
+        resources (kind and location; see `rq.same_resources`) is returned instead of a new one (get-or-create;
+        its label, limits and policy stay as they are). What goexd warns of at open is in `Session.warnings`.
         """
         req = rq.create_session(fs=fs, db=db, http=http, label=label, limits=limits, resources=resources, policy=policy)
-        return Session.from_proto((await self._call(_rpc.CREATE_SESSION, req)).session)
+        if reuse:
+            for open_session in await self.list_sessions():
+                if rq.same_resources(open_session, req.resources):
+                    return open_session
+        resp = await self._call(_rpc.CREATE_SESSION, req)
+        return replace(Session.from_proto(resp.session), warnings=tuple(resp.warnings))
 
     async def get_session(self, session_id: str) -> Session:
         req = sessions_pb2.GetSessionRequest(session_id=session_id)

@@ -111,6 +111,8 @@ class Session(_Model[types_pb2.Session]):
     closed_at: datetime | None
     pending_actions: int
     total_actions: int
+    # create_session only: what goexd warned of at open (workspace entries the action user cannot write, ...)
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, msg: types_pb2.Session) -> Session:

@@ -44,6 +44,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     o.add_argument("--fs", metavar="PATH", help="workspace directory (made absolute)")
     o.add_argument(
+        "--reuse",
+        action="store_true",
+        help="if a session over the same resources is open, make that one current instead of opening another "
+        "(its label, limits and policy stay as they are)",
+    )
+    o.add_argument(
         "--fs-strategy",
         choices=FS_STRATEGIES,
         default="",
@@ -211,14 +217,16 @@ def cmd_open(app: App, args: argparse.Namespace) -> int:
         resources.insert(0, ResourceSpec.fs(args.fs, strategy=args.fs_strategy))
         fs = None
     session = app.client().create_session(
-        fs=fs, label=args.label, limits=limits_from_args(args), resources=resources, policy=policy
+        fs=fs, label=args.label, limits=limits_from_args(args), resources=resources, policy=policy, reuse=args.reuse
     )
     app.state.set_session(session.id)
     if app.json:
-        app.emit(sessions_pb2.CreateSessionResponse(session=session.proto))
+        app.emit(sessions_pb2.CreateSessionResponse(session=session.proto, warnings=session.warnings))
     else:
-        # Only the id on stdout, so that SID=$(goex session open ...) works.
+        # Only the id on stdout, so that SID=$(goex session open ...) works; what goexd warns of on stderr.
         app.out.print(session.id, markup=False)
+        for warning in session.warnings:
+            app.warn(warning)
     return 0
 
 
