@@ -464,3 +464,25 @@ def test_session_open_says_what_goexd_warns_of(environ: dict[str, str], client: 
         assert len(data["warnings"]) == 1 and "theirs.txt" in data["warnings"][0]
     finally:
         client.close_session(sid)
+
+
+# ---------------------------------------------------------------- goex stop
+
+
+def test_goex_stop_says_what_it_interrupts(daemon: DaemonProcess, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOEX_")}
+    env |= {"GOEX_SOCKET": str(daemon.socket), "GOEX_CLI_STATE": str(tmp_path / "cli.json")}
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with goex.Client(daemon.socket, timeout=60) as c:
+        sid = c.create_session(fs=ws).id
+        running = c.run_shell(sid, ["sleep", "30"], detach=True)
+        _wait_running(c, sid)
+    assert goex_run(env, tmp_path, "stop", "--drain-timeout", "5s").returncode == 2  # goes with --drain only
+    p = goex_run(env, tmp_path, "--json", "stop")
+    assert p.returncode == 0, p.stdout + p.stderr
+    data = valid(p.stdout, "stop")
+    [interrupted] = data["interrupted"]
+    assert (interrupted["kind"], interrupted["action_ids"]) == ("running", [running.id])
+    assert data["summary"].startswith("1 action(s) interrupted") and data["draining"] is False
+    assert daemon.proc is not None and daemon.proc.wait(30) == 0

@@ -99,6 +99,7 @@ COMMAND_OUTPUTS: dict[str, tuple[str, ...]] = {
     "health": ("GetHealthResponse",),
     "stats": ("GetStatsResponse",),
     "gc": ("RunGcResponse",),
+    "stop": ("StopResponse",),
 }
 
 

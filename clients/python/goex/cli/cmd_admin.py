@@ -1,4 +1,4 @@
-"""goex health / goex stats / goex gc: operating the daemon."""
+"""goex health / goex stats / goex gc / goex stop: operating the daemon."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from goex.cli._app import App
+from goex.cli._app import App, UsageError
 from goex.cli._render import kv_grid
-from goex.cli._units import format_bytes, format_duration
+from goex.cli._units import format_bytes, format_duration, parse_duration
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,6 +34,27 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     g.set_defaults(handler=cmd_gc)
+
+    stop = sub.add_parser(
+        "stop",
+        parents=[common],
+        help="stop goexd, saying what that interrupts (--drain: let it finish first)",
+        description="Ask goexd to stop, and print what that interrupts: actions running now and actions "
+        "pending in a transaction-strategy database (their work is lost; they end interrupted). With "
+        "--drain goexd first refuses new sessions and actions and stops once none of those is left, or at "
+        "--drain-timeout; it then prints what it is waiting for. Exit 0 once goexd took the request.",
+    )
+    stop.add_argument(
+        "--drain",
+        action="store_true",
+        help="refuse new work and stop once nothing runs or is pending in a database transaction",
+    )
+    stop.add_argument(
+        "--drain-timeout",
+        metavar="DURATION",
+        help="with --drain: the longest wait (seconds, or 30s / 5m; default: goexd's shutdown.drain_timeout_s)",
+    )
+    stop.set_defaults(handler=cmd_stop)
 
 
 def cmd_health(app: App, args: argparse.Namespace) -> int:
@@ -84,6 +105,33 @@ def cmd_gc(app: App, args: argparse.Namespace) -> int:
         f"{'would free' if args.dry_run else 'freed'} {format_bytes(result.bytes_freed)}",
         markup=False,
     )
+    if result.outputs_trimmed:
+        n = result.outputs_trimmed
+        app.out.print(
+            f"{'would trim' if args.dry_run else 'trimmed'} the outputs of {n} resolved action{'s' if n != 1 else ''} "
+            f"({format_bytes(result.output_bytes_trimmed)})",
+            markup=False,
+        )
+    if result.journal_bytes_freed:
+        app.out.print(f"journal: {format_bytes(result.journal_bytes_freed)} given back (VACUUM)", markup=False)
     for reason in result.reasons:
         app.out.print(Text(f"  {reason}", style="dim"))
+    return 0
+
+
+def cmd_stop(app: App, args: argparse.Namespace) -> int:
+    if args.drain_timeout and not args.drain:
+        raise UsageError("--drain-timeout goes with --drain")
+    try:
+        timeout = parse_duration(args.drain_timeout) if args.drain_timeout else 0.0
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    result = app.client().stop(drain=args.drain, drain_timeout_s=timeout)
+    if app.json:
+        app.emit(result.proto)
+        return 0
+    said = "goexd is draining: it stops once these are resolved" if result.draining else "goexd is stopping"
+    app.out.print(Text(f"{said}; {result.summary}" if result.summary else said))
+    for kind, ids in sorted(result.interrupted.items()):
+        app.out.print(Text(f"  {kind}: {', '.join(ids)}"))
     return 0

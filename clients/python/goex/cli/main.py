@@ -90,6 +90,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "health": ("cmd_admin", "is goexd up and healthy? (exit 1 if not)"),
     "stats": ("cmd_admin", "sessions, actions by state, storage use"),
     "gc": ("cmd_admin", "remove snapshots no pending action needs"),
+    "stop": ("cmd_admin", "stop goexd, saying what that interrupts (--drain: let it finish first)"),
 }
 
 
