@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,34 @@ from goexd.resources.http_rules import load_rule_sets, select_rules
 from goexd.resources.http_send import HttpSender
 from goexd.vault.models import SecretKind, SecretRequest
 from goexd.vault.vault import Vault
-from tests.conformance.resource_suite import Capabilities, InverseUse, ResourceBackend, ResourceManagerContract
-from tests.services.json_server import JsonServer
+from tests.conformance.resource_suite import (
+    Capabilities,
+    Driver,
+    InverseUse,
+    ResourceBackend,
+    ResourceManagerContract,
+)
+from tests.services.json_server import JsonServer, run_json_server
+
+SEED: dict[str, Any] = {"items": [{"id": 1, "name": "one"}], "users": []}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsonServer]:
+    """One json-server for the module (each start costs ~1 s under load), put back to SEED before each test."""
+    with run_json_server(tmp_path_factory.mktemp("json-server"), SEED) as server:
+        yield server
 
 
 @pytest.fixture
-def json_server_seed() -> dict[str, Any]:
-    return {"items": [{"id": 1, "name": "one"}], "users": []}
+def api(service: JsonServer) -> JsonServer:
+    with service.client() as c:
+        for item in c.get("/items").json():
+            assert c.delete(f"/items/{item['id']}").status_code == 200
+        for item in SEED["items"]:
+            assert c.post("/items", json=item).status_code == 201
+    assert service.db() == SEED
+    return service
 
 
 def call(method: str, path: str, body: object | None = None) -> ActionSpec:
@@ -49,15 +71,13 @@ class TestHttpRest(ResourceManagerContract):
     )
 
     @pytest.fixture
-    def backend(self, tmp_path: Path, json_server: JsonServer) -> ResourceBackend:
+    def backend(self, tmp_path: Path, api: JsonServer) -> ResourceBackend:
         token = f"tok_{secrets.token_hex(16)}"
         vault = Vault.open(config.load(None, {"state_dir": str(tmp_path / "state")}, {}))
         vault.put(
-            SecretRequest(
-                "api-token", SecretKind.BEARER, {"value": token.encode()}, allowed_hosts=(json_server.base_url,)
-            )
+            SecretRequest("api-token", SecretKind.BEARER, {"value": token.encode()}, allowed_hosts=(api.base_url,))
         )
-        url = validate_base_url(json_server.base_url + "/", "base_url")
+        url = validate_base_url(api.base_url + "/", "base_url")
         resource = Resource("api", ResourceKind.HTTP, url, UndoStrategy.INVERSE, secret="api-token", rules="rest")
 
         def open_manager() -> ResourceManager:
@@ -72,6 +92,18 @@ class TestHttpRest(ResourceManagerContract):
             read_action=call("GET", "/items"),
             bad=call("GET", "/items/../../db"),
             bad_field="spec.http.path",
-            state=json_server.db,
+            state=api.db,
             credential=token,
         )
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="a known bug: HttpResource.rollback() done again (recovery finishing an undo goexd was killed in "
+        "after the inverse went out, engine._recover_one) re-sends the inverse; a create's DELETE is answered 404 "
+        "and refused, so the action stays pending though the service no longer holds what it made (and a deleted "
+        "item's re-creation would be sent twice). It could look first whether the undo's verify state holds.",
+    )
+    def test_a_rollback_done_again_by_a_new_manager_undoes_nothing_twice(
+        self, driver: Driver, backend: ResourceBackend
+    ) -> None:
+        super().test_a_rollback_done_again_by_a_new_manager_undoes_nothing_twice(driver, backend)

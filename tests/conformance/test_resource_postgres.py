@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql as pgsql
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
-from goexd.engine.models import Resource, ResourceKind, UndoStrategy
+from goexd.engine.models import Resource, ResourceKind, UndoStrategy, Verdict
 from goexd.errors import Unavailable
-from goexd.resources.base import ResourceManager
+from goexd.resources.base import Checkpoint, ResourceManager
 from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.postgres_tx import PostgresTransactionResource
@@ -116,3 +116,28 @@ class TestPostgresClone(ResourceManagerContract):
     @pytest.fixture
     def backend(self, createdb: None, pg_cluster: PgCluster, pg_database: str) -> ResourceBackend:
         return backend(pg_cluster, pg_database, UndoStrategy.CLONE, PostgresCloneResource)
+
+    def journaled(self, checkpoint: Checkpoint, fingerprint_before: str | None) -> Checkpoint:
+        # The copy's fingerprint ("pre", taken in the background) is journaled when it was ready by the end of the
+        # action: given here as it then is (the fingerprint of the state the copy holds), for a deterministic test.
+        assert fingerprint_before is not None
+        return {**checkpoint, "pre": fingerprint_before}
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="a known bug: when the copy's fingerprint was not ready by the end of the action (so not journaled), "
+        "a rollback done again after the swap (recovery finishing an undo goexd was killed in) answers "
+        "RollbackReport(verified=False) with compared left True: verdict FAILED, where nothing was compared "
+        "('its fingerprint had not been recorded, so the result cannot be verified') and should be UNKNOWN",
+    )
+    def test_a_rollback_done_again_without_the_copy_fingerprint_is_unverified_not_failed(
+        self, driver: Driver, backend: ResourceBackend
+    ) -> None:
+        before = backend.state()
+        aid = driver.change(1)
+        driver.rollback(aid)
+        driver.m.close()
+        checkpoint = {k: v for k, v in driver.cps[aid].items() if k != "pre"}
+        report = backend.manager().rollback(aid, checkpoint)
+        assert backend.state() == before
+        assert report.verdict is not Verdict.FAILED, report.detail
