@@ -123,13 +123,6 @@ class TestPostgresClone(ResourceManagerContract):
         assert fingerprint_before is not None
         return {**checkpoint, "pre": fingerprint_before}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a known bug: when the copy's fingerprint was not ready by the end of the action (so not journaled), "
-        "a rollback done again after the swap (recovery finishing an undo goexd was killed in) answers "
-        "RollbackReport(verified=False) with compared left True: verdict FAILED, where nothing was compared "
-        "('its fingerprint had not been recorded, so the result cannot be verified') and should be UNKNOWN",
-    )
     def test_a_rollback_done_again_without_the_copy_fingerprint_is_unverified_not_failed(
         self, driver: Driver, backend: ResourceBackend
     ) -> None:
@@ -140,4 +133,6 @@ class TestPostgresClone(ResourceManagerContract):
         checkpoint = {k: v for k, v in driver.cps[aid].items() if k != "pre"}
         report = backend.manager().rollback(aid, checkpoint)
         assert backend.state() == before
-        assert report.verdict is not Verdict.FAILED, report.detail
+        # Nothing to compare against (the copy's fingerprint was not ready, so never journaled): unverified, never
+        # "not verified" (a known bug, found by this suite: compared was left True).
+        assert report.verdict is Verdict.UNKNOWN, report.detail

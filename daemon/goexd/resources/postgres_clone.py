@@ -339,6 +339,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                     verified=False,
                     detail="the copy had already been swapped in; its fingerprint had not been recorded, so the "
                     "result cannot be verified" + detail,
+                    compared=False,  # nothing to compare against: unverified, not "not verified"
                 )
         elif self._db.reading("after the undo", lambda c: inspect.fingerprint(c).digest) == pre:
             return RollbackReport(
