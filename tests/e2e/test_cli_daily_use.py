@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -486,3 +487,26 @@ def test_goex_stop_says_what_it_interrupts(daemon: DaemonProcess, tmp_path: Path
     assert (interrupted["kind"], interrupted["action_ids"]) == ("running", [running.id])
     assert data["summary"].startswith("1 action(s) interrupted") and data["draining"] is False
     assert daemon.proc is not None and daemon.proc.wait(30) == 0
+
+
+def test_a_signal_cancels_a_running_sql_statement(environ: dict[str, str], client: goex.Client, tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE t (x INTEGER)")
+    sid = client.create_session(db=f"sqlite://{db}").id
+    try:
+        forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) INSERT INTO t SELECT i FROM n"
+        proc = _popen([str(GOEX), "--session", sid, "sql", forever], environ, tmp_path)
+        running = _wait_running(client, sid)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < CANCEL_BOUND_S
+        assert proc.returncode == 143, err
+        assert err.decode() == f"error: interrupted; cancelled action {running.id} (failed, rolled back)\n"
+        final = client.get_action(running.id)
+        assert final.state is goex.ActionState.FAILED and "cancelled" in final.error
+    finally:
+        client.close_session(sid, "undo")
+    with sqlite3.connect(db) as after:
+        assert after.execute("SELECT count(*) FROM t").fetchone() == (0,)  # rolled back

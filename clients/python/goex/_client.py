@@ -50,7 +50,14 @@ from goex._specs import (
 )
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
-__all__ = ["CANCEL_SETTLE_S", "CHANNEL_OPTIONS", "Client", "interrupted_action", "note_cancelled"]
+__all__ = [
+    "CANCEL_SETTLE_S",
+    "CHANNEL_OPTIONS",
+    "Client",
+    "interrupted_action",
+    "interrupted_was_cancelled",
+    "note_cancelled",
+]
 
 # After a cancel, how long `wait` waits for the action to be stopped and rolled back before it re-raises.
 CANCEL_SETTLE_S = 10.0
@@ -66,12 +73,18 @@ def note_cancelled(
         exc.add_note(f"goex: asked goexd to cancel action {action_id}; its outcome is unknown ({failure!r})")
         return
     exc.goex_action = final  # type: ignore[attr-defined]
+    exc.goex_cancelled = stopped  # type: ignore[attr-defined]
     if not stopped:
         exc.add_note(f"goex: action {action_id} had finished before it could be cancelled: {final.state}")
     elif final.state.is_active:
         exc.add_note(f"goex: asked goexd to cancel action {action_id}; it is still {final.state}")
     else:
         exc.add_note(f"goex: action {action_id} was cancelled: {final.state}")
+
+
+def interrupted_was_cancelled(exc: BaseException) -> bool:
+    """Whether the cancel that `exc` interrupted a wait for reached the action while it ran (else it had ended)."""
+    return getattr(exc, "goex_cancelled", False) is True
 
 
 def interrupted_action(exc: BaseException) -> Action | None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.text import Text
 
-from goex._client import Client, interrupted_action
-from goex._enums import ActionKind, ActionState, OutputStream, Termination, Verdict
+from goex._client import Client, interrupted_action, interrupted_was_cancelled
+from goex._enums import ActionKind, ActionState, OutputStream, Verdict
 from goex._models import Action, ActionEvent, OutputEvent, StateEvent
 from goex._specs import ActionBody, Egress, Http, Python, Shell
 from goex.cli._app import (
@@ -282,7 +282,7 @@ def interrupted_error(exc: BaseException, action_id: str) -> CliError:
         )
     elif final.state.is_active:
         message = f"interrupted; asked goexd to cancel action {action_id}, which is still {final.state}"
-    elif final.exec is not None and final.exec.termination is Termination.CANCELLED:
+    elif interrupted_was_cancelled(exc):  # a SQL action has no exec result: the cancel's own word counts
         message = f"interrupted; cancelled action {action_id} ({final.state}, rolled back)"
     else:
         hint = f"; `goex undo {action_id}` rolls it back" if final.is_pending else ""
