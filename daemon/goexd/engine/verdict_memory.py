@@ -14,9 +14,12 @@ fingerprint of what the pair touches, taken just before the test and unchanged j
 the same pair on a resource with the same fingerprint reuses it and says so: "reused: ...
 tested at <when> ...; not tried again". What each strategy's fingerprint is (fingerprint_of) is said with it:
 
-- a workspace (any fs strategy): its snapshot id. Exact, and it changes with any edit anywhere in
-  the workspace, so a reuse needs the whole tree unchanged; costs one incremental capture (cheap
-  with inotify, a stat walk without).
+- a workspace (any fs strategy): its snapshot id, which files are hard links of each other, and a
+  digest of the extended attributes (POSIX ACLs included) of its files (fs_xattrs.py: snapshots do
+  not hold them, so a verdict from a state without an ACL is not reused on one with it). Exact, and
+  it changes with any edit anywhere in the workspace, so a reuse needs the whole tree unchanged;
+  costs one incremental capture (cheap with inotify, a stat walk without), and one listxattr walk
+  (~2 us an entry) only where a verdict is kept or a kept one's snapshot id matches.
 - SQLite (inverse strategy): the whole database's fingerprint, as the resource tracks it (schema
   and every table's content; updated from what goexd's own statements change, re-read whole only
   after another connection wrote). Exact, a superset of the tables the pair touches: a write to
@@ -116,6 +119,9 @@ class Fingerprint:
     kind: str  # what it is, in words
 
 
+XATTRS = "+xattrs:"  # what FsVersionedResource.xattrs_fingerprint appends
+
+
 def _sql_tokens(sql: str, dialect: str) -> list[str] | None:
     try:
         tokens = Dialect.get_or_raise(dialect).tokenize(sql)
@@ -169,6 +175,23 @@ def fingerprint_of(manager: object) -> Fingerprint | None:
     if isinstance(manager, SqliteInverseResource):
         return Fingerprint(manager.fingerprint(), "the whole database's fingerprint")
     return None
+
+
+def _may_match(kept: str, cheap: Fingerprint) -> bool:
+    """Whether a kept fingerprint may be of this state: equal, or equal but for what _refined adds."""
+    return kept == cheap.value or kept.startswith(cheap.value + XATTRS)
+
+
+def _refined(manager: object, cheap: Fingerprint) -> Fingerprint | None:
+    """The fingerprint with what costs a walk of the workspace: its extended attributes (ACLs included), which
+    its snapshot id does not cover. Taken only when a verdict is kept, or a kept one may be reused."""
+    if not isinstance(manager, FsVersionedResource):
+        return cheap
+    try:
+        return Fingerprint(manager.xattrs_fingerprint(cheap.value), cheap.kind)
+    except OSError as exc:
+        log.warning("no fingerprint of the workspace's extended attributes to recall a verdict by: %s", exc)
+        return None
 
 
 def _fingerprint(resource: Resource, manager: object) -> Fingerprint | None:
@@ -265,10 +288,11 @@ def remembered(
     key = pair_key(resource, spec, inverse)
     history = memory.history(key)
     fingerprint = _fingerprint(resource, manager)
-    found = next(
-        (v for v in reversed(history.verdicts) if fingerprint is not None and v.fingerprint == fingerprint.value),
-        None,
-    )
+    candidates = [
+        v for v in reversed(history.verdicts) if fingerprint is not None and _may_match(v.fingerprint, fingerprint)
+    ]
+    whole = _refined(manager, fingerprint) if candidates and fingerprint is not None else None
+    found = next((v for v in candidates if whole is not None and v.fingerprint == whole.value), None)
     if found is not None:
         tested: Reversibility | None = reused(found)
     else:
@@ -277,6 +301,8 @@ def remembered(
         # person's edit): else it is kept as history, never to be reused.
         if fingerprint is not None and _fingerprint(resource, manager) != fingerprint:
             fingerprint = None
+        if fingerprint is not None and tested is not None:
+            fingerprint = _refined(manager, fingerprint)
         if tested is not None:
             memory.remember(key, replace(tested, tested_at=tested.tested_at or time.time()), fingerprint, tested_by)
     if tested is None and history.judgement is not None and history.judgement.judgement is Judgement.WRONG:

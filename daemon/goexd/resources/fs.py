@@ -43,7 +43,7 @@ from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
 from goexd.engine.models import ActionKind, ActionSpec, Resource
 from goexd.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
 from goexd.names import display_path, display_paths
-from goexd.resources import fs_links
+from goexd.resources import fs_links, fs_xattrs
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -68,7 +68,7 @@ from goexd.snapshots.base import (
 )
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import TOP_GIT
-from goexd.snapshots.overlay_upper import not_compared
+from goexd.snapshots.overlay_upper import not_compared, times_only
 from goexd.snapshots.privileges import listed
 from goexd.snapshots.remove_tree import remove_tree
 from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
@@ -279,12 +279,18 @@ class FsVersionedResource(UndoesByItself):
         self._store.pin(f"actions/{action_id}/post", post)
         notes = [*upper.stripped, *(f"not applied: {s}" for s in upper.skipped)]
         unheld = not_compared(run_dir / "upper", self.workspace, upper.paths)
-        notes += [f"not applied (goexd applies files, symlinks and directories by content): {s}" for s in unheld]
+        changed = self._store.changed_paths(pre, post) if post != pre else set()
+        unheld += times_only(run_dir / "upper", self.workspace, upper.paths, changed)
+        notes += [
+            "not applied, and no undo restores it (goexd applies files, symlinks and directories by content and "
+            f"mode, not special files, extended attributes nor timestamps): {s}"
+            for s in unheld
+        ]
         if post != pre:
             # What the apply writes or removes: the diff pre -> post, the entries below a directory the action
             # removed or replaced included (not only the upper's entries: a person's file in a directory the
             # action removed is not in the upper, and neither is one below a file the person made a directory).
-            touched = sorted(self._store.changed_paths(pre, post))
+            touched = sorted(changed)
             concurrent = self._changed_during(touched, base, pre, started_ns)
             if concurrent:
                 kept = self._store.set_aside(pre, post, concurrent, action_id, CONCURRENT)
@@ -504,6 +510,13 @@ class FsVersionedResource(UndoesByItself):
         snap = self.fingerprint()
         links = fs_links.digest(fs_links.groups_at(self.workspace, self._store.linked_paths()))
         return f"{snap}+links:{links}" if links else snap
+
+    def xattrs_fingerprint(self, state: str) -> str:
+        """`state` (a state_fingerprint) and the workspace's extended attributes, ACLs included (fs_xattrs.py:
+        snapshots do not hold them). One walk of the workspace: taken only where a verdict is kept or may be
+        reused."""
+        found = fs_xattrs.digest(fs_xattrs.of_workspace(self.workspace))
+        return f"{state}+xattrs:{found}" if found else state
 
     def trial_parts(self) -> tuple[GitWorkspaceStore, Sandbox, tuple[Path, ...], Path | None]:
         """What trying an action on an overlay of this workspace needs (fs_trial.py); no overlays: direct mode."""

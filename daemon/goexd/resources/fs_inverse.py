@@ -47,7 +47,7 @@ from goexd.engine import codec
 from goexd.engine.models import ActionSpec, Reversibility
 from goexd.errors import FailedPrecondition, InvalidArgument
 from goexd.names import display_paths
-from goexd.resources import fs_links
+from goexd.resources import fs_links, fs_xattrs
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
 from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
 from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
@@ -59,6 +59,7 @@ INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
 UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)
 LIMITS_KEY = "limits"  # checkpoint: the limits the action ran with, for its inverse
 LINKS_KEY = "links"  # checkpoint: which files were hard links of each other before the action (fs_links.py)
+XATTRS_KEY = "xattrs"  # checkpoint: which paths carried extended attributes before the action (fs_xattrs.py)
 UNDO_SUFFIX = ".undo"  # the undo's overlay dir: <overlays>/<action id>.undo
 UNDONE_PIN = "undone"  # pin actions/<id>/undone: the inverse's result reached the workspace
 NOT_RESTORED = "the pre-action version, which the inverse did not restore"
@@ -96,6 +97,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         if inverse is not None:
             cp[INVERSE_KEY] = json.dumps(codec.spec_to_json(inverse))
             cp[LINKS_KEY] = fs_links.to_json(fs_links.groups_at(self.workspace, self._store.linked_paths()))
+            cp[XATTRS_KEY] = fs_xattrs.to_json(fs_xattrs.of_workspace(self.workspace))
         return cp
 
     def execute(
@@ -131,11 +133,12 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
     def _undo(self, action_id: str, checkpoint: Checkpoint, *, force: bool) -> RollbackReport:
         pre, post = Snapshot(checkpoint["pre"]), Snapshot(checkpoint["post"])
         links = fs_links.from_json(checkpoint.get(LINKS_KEY, "[]"))  # none recorded: an action of an older goexd
+        xattrs = fs_xattrs.from_json(checkpoint[XATTRS_KEY]) if XATTRS_KEY in checkpoint else None
         done = self._store.pinned().get(f"actions/{action_id}/{UNDONE_PIN}")
         if done is not None:  # an earlier undo got the inverse's result into the workspace
             undo_pre = self._store.pinned().get(f"actions/{action_id}{UNDO_SUFFIX}/pre", done)
             return self._verified(
-                action_id, pre, post, undo_pre, done, "the inverse ran in an earlier undo (not again)", links
+                action_id, pre, post, undo_pre, done, "the inverse ran in an earlier undo (not again)", links, xattrs
             )
         run_dir = self._overlays / f"{action_id}{UNDO_SUFFIX}" if self._overlays is not None else None
         intent = _read_intent(run_dir) if run_dir is not None else None
@@ -143,7 +146,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
             self._store.revert(intent[0], intent[1], force=True, keep_as=KeepAs(action_id, FINISHED))
             self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", intent[1])
             return self._verified(
-                action_id, pre, post, intent[0], intent[1], "finished applying the inverse's result", links
+                action_id, pre, post, intent[0], intent[1], "finished applying the inverse's result", links, xattrs
             )
         conflicts = self.undo_conflicts(action_id, checkpoint)
         if conflicts and not force:
@@ -164,7 +167,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
             else self._run_inverse_direct(action_id, inverse, limits, post, conflicts)
         )
         self._store.pin(f"actions/{action_id}/{UNDONE_PIN}", undo_post)
-        report = self._verified(action_id, pre, post, undo_pre, undo_post, "ran the inverse", links)
+        report = self._verified(action_id, pre, post, undo_pre, undo_post, "ran the inverse", links, xattrs)
         return RollbackReport(report.verified, "; ".join([report.detail, *notes]), report.compared)
 
     def _run_inverse_over(
@@ -252,8 +255,10 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         undo_post: Snapshot,
         what: str,
         links_before: fs_links.LinkGroups,
+        xattrs_before: fs_xattrs.Xattrs | None,
     ) -> RollbackReport:
-        """Whether the paths the action and the inverse changed are as the pre-action snapshot has them."""
+        """Whether the paths the action and the inverse changed are as the pre-action snapshot has them, and their
+        extended attributes as recorded before the action (`xattrs_before`; None: not recorded, by an older goexd)."""
         involved = _paths(self._store.changes(pre, post, limit=_ALL).changes)
         involved |= _paths(self._store.changes(undo_pre, undo_post, limit=_ALL).changes)
         differ = [c for c in self._store.changes(pre, undo_post, limit=_ALL).changes if _involved(c.path, involved)]
@@ -265,13 +270,15 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
                 compared=False,
             )
         links = self._links_differ(links_before, involved)
-        if not differ and not links:
+        xattrs = self._xattrs_differ(xattrs_before, involved)
+        if not differ and not links and not xattrs:
             return RollbackReport(
                 True,
                 f"{what}; the {len(involved)} path(s) involved match the pre-action state (by content id: "
-                "contents, modes, owners, symlinks; and which of them are hard links of each other)",
+                "contents, modes, owners, symlinks; which of them are hard links of each other; and their extended "
+                "attributes, ACLs included)",
             )
-        described = [describe_change(c) for c in differ] + links
+        described = [describe_change(c) for c in differ] + links + xattrs
         shown = "; ".join(described[:20])
         more = f"; and {len(described) - 20} more" if len(described) > 20 else ""
         kept_note = ""
@@ -279,11 +286,22 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
             paths = [c.path.rstrip("/") for c in differ]
             kept = self._store.set_aside(pre, undo_post, paths, action_id, NOT_RESTORED)
             kept_note = f"; their pre-action versions are kept as set-aside {kept.id}: goex set-aside restore {kept.id}"
+        if xattrs:
+            kept_note += (
+                " (goexd's snapshots do not hold extended attributes: it compares them, it cannot restore them)"
+            )
         return RollbackReport(
             False,
             f"{what}, but {len(described)} path(s) it involved differ from the pre-action state: {shown}{more}"
             f"{kept_note}",
         )
+
+    def _xattrs_differ(self, before: fs_xattrs.Xattrs | None, involved: set[str]) -> list[str]:
+        """Which involved paths carry other extended attributes (ACLs included) than before the action."""
+        if before is None:  # not recorded: an action of an older goexd
+            return []
+        now = fs_xattrs.of_workspace(self.workspace)
+        return fs_xattrs.differences(before, now, lambda p: _involved(p, involved), self.workspace)
 
     def _links_differ(self, links_before: fs_links.LinkGroups, involved: set[str]) -> list[str]:
         """Which involved files were hard links of each other before the action and are not now, or the reverse

@@ -10,7 +10,9 @@ directory, empty ones included) and, when they differ, names what differs. Then 
 
 Verdicts: passed (the two ids are equal), failed (they differ, or the inverse failed: the diff
 or why), unknown (the pair could not be tried: no overlay here, the action needs the network,
-a run did not finish; the detail says why). Never "passed" for what was not compared.
+a run did not finish, the action failed (a non-zero exit: nothing of its inverse was tried), the
+action changes what snapshots do not hold (a FIFO, extended attributes); the detail says why).
+Never "passed" for what was not compared.
 
 A goexd killed during a trial leaves only the trial's dir among the overlay dirs, which the
 next start removes (fs.clear_overlays): nothing of a trial ever reaches the workspace.
@@ -138,6 +140,8 @@ def try_pair(
             if mid == pre:
                 return TrialResult(_read_only(ran), ())
             return TrialResult(_no_inverse(without_inverse, involved), involved)
+        if ran.exit_code != 0:  # a failed action tries nothing of its inverse: not a passed test of the pair
+            return TrialResult(_action_failed(ran, involved), involved)
         _fresh_work(overlay)
         undo = _run(site, inverse_argv, inverse, overlay, limits, cancel)
         if undo.termination is not Termination.EXITED:
@@ -227,6 +231,14 @@ def _read_only(ran: ExecResult) -> Reversibility:
         ReversibilityClass.READ_ONLY,
         Verdict.PASSED,
         f"the action changes nothing in the workspace ({_status(ran)}; {WHERE})",
+    )
+
+
+def _action_failed(ran: ExecResult, involved: Sequence[FileChange]) -> Reversibility:
+    why = ran.stderr.decode(errors="replace").strip()[-STDERR_SHOWN:]
+    return unknown(
+        f"the action failed in the trial ({_status(ran)}{': ' + why if why else ''}), so the pair was not tried: a "
+        f"failed action is no test of its inverse (it changed {len(involved)} path(s); {WHERE})"
     )
 
 

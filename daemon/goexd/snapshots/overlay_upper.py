@@ -20,6 +20,7 @@ directory (the store holds it escaped, layout.store_name()); the change set flag
 from __future__ import annotations
 
 import errno
+import filecmp
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -223,7 +224,10 @@ def _refuse_unsupported(fd: int, prefix: str, path: str) -> None:
 def not_compared(upper: Path, workspace: Path, paths: Iterable[str]) -> list[str]:
     """Of the paths a run wrote or removed (UpperChanges.paths), what goexd neither applies nor compares, as
     "path (why)": a FIFO, socket or device the workspace has there (removed or replaced: its whiteout is applied
-    as a removal of nothing), and extended attributes that differ from the workspace's (xattrs are not applied).
+    as a removal of nothing), extended attributes (POSIX ACLs included) that differ from the workspace's
+    (xattrs are not applied), and those the run removes with what carries them (a removed or replaced file or
+    directory that has some, or has some below it; a file that has some and whose content the run changes, which
+    the apply writes as a new file): snapshots do not hold them, so no undo brings them back.
     Read only; nothing is followed."""
     out = []
     for path in paths:
@@ -233,11 +237,83 @@ def not_compared(upper: Path, workspace: Path, paths: Iterable[str]) -> list[str
             mode = None
         if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
             out.append(f"{path} (a {_kind(mode)})")
-        elif _holds_xattrs(upper / path) and _own_xattrs(upper / path) != (
-            _own_xattrs(workspace / path) if mode is not None else {}
+        elif mode is not None and _replaces(upper / path, mode) and _xattrs_at_or_below(workspace / path):
+            out.append(f"{path} (extended attributes, removed with it)")
+        elif stat.S_ISREG(mode or 0) and own_xattrs(workspace / path) and _rewritten(upper / path, workspace / path):
+            out.append(f"{path} (extended attributes, lost when goexd writes its new content: a new file)")
+        elif _holds_xattrs(upper / path) and own_xattrs(upper / path) != (
+            own_xattrs(workspace / path) if mode is not None else {}
         ):
             out.append(f"{path} (extended attributes)")
     return out
+
+
+def times_only(upper: Path, workspace: Path, paths: Iterable[str], changed: Iterable[str]) -> list[str]:
+    """Of the paths a run wrote (UpperChanges.paths), the regular files whose only change is their modification
+    time (`touch -d`): not in `changed` (the paths whose snapshot entry the run changes) and with another mtime than
+    the workspace's file, as "path (modification time only)". goexd does not apply timestamps (snapshots do not hold
+    them), so such a change is not applied: said, never silently dropped. Read only; nothing is followed."""
+    seen = {c.rstrip("/") for c in changed}
+    out = []
+    for path in paths:
+        if path in seen:
+            continue
+        try:
+            up, ws = os.lstat(upper / path), os.lstat(workspace / path)
+        except OSError:
+            continue
+        if stat.S_ISREG(up.st_mode) and stat.S_ISREG(ws.st_mode) and up.st_mtime_ns != ws.st_mtime_ns:
+            out.append(f"{path} (modification time only)")
+    return out
+
+
+def _replaces(entry: Path, was: int) -> bool:
+    """Whether the upper's entry removes what the workspace has there: a whiteout, another type, an opaque
+    directory."""
+    try:
+        st = os.lstat(entry)
+    except OSError:
+        return False
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        return True
+    if stat.S_IFMT(st.st_mode) != stat.S_IFMT(was):
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        for prefix in (_TRUSTED, _USER):
+            try:
+                if os.getxattr(entry, prefix + "opaque", follow_symlinks=False) == b"y":
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _rewritten(entry: Path, was: Path) -> bool:
+    """Whether the upper holds a regular file at a path whose content differs from the workspace's: goexd's apply
+    writes it as a new file (only a mode or owner change is applied in place)."""
+    try:
+        if not stat.S_ISREG(os.lstat(entry).st_mode):
+            return False
+        return not filecmp.cmp(entry, was, shallow=False)
+    except OSError:
+        return False
+
+
+def _xattrs_at_or_below(path: Path) -> bool:
+    """Whether a file or directory, or anything below a directory, carries extended attributes (of its own)."""
+    stack = [path]
+    while stack:
+        top = stack.pop()
+        if own_xattrs(top):
+            return True
+        try:
+            if not stat.S_ISDIR(os.lstat(top).st_mode):
+                continue
+            with os.scandir(top) as it:
+                stack.extend(Path(e.path) for e in it)
+        except OSError:
+            continue
+    return False
 
 
 def _holds_xattrs(path: Path) -> bool:
@@ -249,8 +325,9 @@ def _holds_xattrs(path: Path) -> bool:
     return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
-def _own_xattrs(path: Path) -> dict[str, bytes]:
-    """A file's or directory's extended attributes but overlayfs' own and security labels; none for others."""
+def own_xattrs(path: Path) -> dict[str, bytes]:
+    """A file's or directory's extended attributes (POSIX ACLs included: system.posix_acl_access and _default)
+    but overlayfs' own and security labels; none for others."""
     if not _holds_xattrs(path):
         return {}
     try:
