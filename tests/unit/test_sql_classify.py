@@ -395,3 +395,30 @@ def test_classify_reports_syntax_errors(dialect: Dialect) -> None:
 
 def test_statement_class_values_are_stable() -> None:
     assert [c.value for c in StatementClass] == ["read", "write", "ddl", "privileged", "transaction", "other"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "escapes", "permanent"),
+    [
+        ("NOTIFY ch, 'x'", "NOTIFY ch sends a notification", ""),
+        ("SELECT pg_notify('ch', 'x')", "pg_notify() sends a notification", ""),
+        ("INSERT INTO t SELECT pg_notify('ch', 'x')", "pg_notify() sends a notification", ""),
+        ("DO $$BEGIN PERFORM pg_notify('ch', 'x'); END$$", "pg_notify() sends a notification", ""),
+        ("ALTER TYPE mood ADD VALUE 'happy'", "", "cannot remove a value from an enum type"),
+        ("ALTER TYPE mood ADD VALUE IF NOT EXISTS 'happy' BEFORE 'ok'", "", "no ALTER TYPE ... DROP VALUE"),
+        # Not sent or added by the statement itself: a body kept for later, a rename, a subscription.
+        ("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'SELECT pg_notify(''ch'', ''x'')'", "", ""),
+        ("ALTER TYPE mood RENAME VALUE 'ok' TO 'fine'", "", ""),
+        ("LISTEN ch", "", ""),
+    ],
+)
+def test_what_no_inverse_takes_back(sql: str, escapes: str, permanent: str) -> None:
+    """Trial 15b, findings 3 and 7: what the inverse strategy's test reports as not reversible."""
+    found = classify(sql, "postgres")
+    assert (escapes in found.escapes) if escapes else found.escapes == "", found
+    assert (permanent in found.permanent) if permanent else found.permanent == "", found
+
+
+def test_a_select_that_notifies_is_no_read() -> None:
+    found = classify("SELECT pg_notify('ch', 'x')", "postgres")
+    assert found.cls is W and found.transactional and "pg_notify() sends a notification" in found.reason

@@ -174,10 +174,20 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
         action, undo = self._checked(spec, inverse)
         if inverse is None:
             return Reversibility(ReversibilityClass.READ_ONLY, Verdict.PASSED, "the action only reads")
+        for i, st in enumerate(action):  # what no inverse can revert is refused before anything runs
+            if st.permanent:
+                return Reversibility(
+                    ReversibilityClass.IRREVERSIBLE,
+                    Verdict.FAILED,
+                    f"not reversible: statement {i + 1} cannot be taken back once it commits ({st.permanent}); "
+                    "nothing was run",
+                )
         with self._lock:
             if all(st.transactional for st in [*action, *undo]):
-                return self._test_in_transaction(spec, action, inverse, undo, limits, cancel)
-            return self._test_on_copy(spec, action, inverse, undo, limits, cancel)
+                tried = self._test_in_transaction(spec, action, inverse, undo, limits, cancel)
+            else:
+                tried = self._test_on_copy(spec, action, inverse, undo, limits, cancel)
+        return _escaping(action, tried)
 
     def _test_in_transaction(
         self,
@@ -508,6 +518,19 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _escaping(action: Sequence[Classified], tried: Reversibility) -> Reversibility:
+    """A pair that restores the database, of an action with an effect outside it (a notification): unknown, as an
+    HTTP call that cannot be tried without its side effect; its undo restores the database only (best effort)."""
+    escapes = next((st.escapes for st in action if st.escapes), "")
+    if not escapes or tried.verdict is not Verdict.PASSED:
+        return tried
+    return Reversibility(
+        ReversibilityClass.BEST_EFFORT,
+        Verdict.UNKNOWN,
+        f"not reversible: {escapes}; its undo can restore only the database: {tried.detail}",
+    )
 
 
 class _Compared(Protocol):

@@ -33,3 +33,8 @@ class Classified:
     cls: StatementClass
     reason: str
     transactional: bool = True
+    # Once committed, what no inverse takes back (the inverse strategy commits each action at once), in words;
+    # "" when nothing. `escapes`: an effect outside the database (a notification, delivered at commit);
+    # `permanent`: a change of the database no statement can revert (an enum value added).
+    escapes: str = ""
+    permanent: str = ""

@@ -175,7 +175,37 @@ _MANAGED = "goexd manages transactions itself"
 def classify_postgres(stmt: PgStatement) -> Classified:
     cls, reason, transactional = _by_node(stmt.node, stmt.text)
     found = Classified(stmt.text, cls, reason, transactional)
-    return _with_bodies(stmt.node, _with_functions(stmt.node, found))
+    return _lasting(stmt.node, _with_bodies(stmt.node, _with_functions(stmt.node, found)))
+
+
+_NOTIFIES = "delivered to its listeners when the action commits, and no inverse takes a notification back"
+_ENUM_VALUE = (
+    "PostgreSQL cannot remove a value from an enum type (there is no ALTER TYPE ... DROP VALUE; before "
+    "PostgreSQL 12 ADD VALUE cannot even run in a transaction block)"
+)
+
+
+def _lasting(node: ast.Node, found: Classified) -> Classified:
+    """What of the statement no inverse can take back once it has committed (Classified.escapes/permanent)."""
+    if isinstance(node, ast.AlterEnumStmt) and node.newVal is not None and node.oldVal is None:
+        return replace(found, permanent=f"ALTER TYPE ... ADD VALUE {node.newVal!r}: {_ENUM_VALUE}")
+    if isinstance(node, ast.NotifyStmt):
+        return replace(found, escapes=f"NOTIFY {node.conditionname} sends a notification, {_NOTIFIES}")
+    if isinstance(node, ast.DoStmt):  # a body reaches the server as a string: scanned for the call
+        called = {name for opt in node.args or () for name in _called_names(_body_text(opt))}
+    else:
+        called = {function_name(call) for call in walk(node) if isinstance(call, ast.FuncCall)}
+    if "pg_notify" not in called:
+        return found
+    cls = WRITE if found.cls == READ else found.cls  # it sends something: not a read
+    reason = "pg_notify() sends a notification (at commit)" if found.cls == READ else found.reason
+    return replace(found, cls=cls, reason=reason, escapes=f"pg_notify() sends a notification, {_NOTIFIES}")
+
+
+def _body_text(opt: object) -> str:
+    if isinstance(opt, ast.DefElem) and opt.defname == "as" and isinstance(opt.arg, ast.String):
+        return opt.arg.sval or ""
+    return ""
 
 
 def _by_node(node: ast.Node, text: str) -> tuple[StatementClass, str, bool]:
