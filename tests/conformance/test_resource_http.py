@@ -22,7 +22,6 @@ from goexd.vault.models import SecretKind, SecretRequest
 from goexd.vault.vault import Vault
 from tests.conformance.resource_suite import (
     Capabilities,
-    Driver,
     InverseUse,
     ResourceBackend,
     ResourceManagerContract,
@@ -95,15 +94,3 @@ class TestHttpRest(ResourceManagerContract):
             state=api.db,
             credential=token,
         )
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a known bug: HttpResource.rollback() done again (recovery finishing an undo goexd was killed in "
-        "after the inverse went out, engine._recover_one) re-sends the inverse; a create's DELETE is answered 404 "
-        "and refused, so the action stays pending though the service no longer holds what it made (and a deleted "
-        "item's re-creation would be sent twice). It could look first whether the undo's verify state holds.",
-    )
-    def test_a_rollback_done_again_by_a_new_manager_undoes_nothing_twice(
-        self, driver: Driver, backend: ResourceBackend
-    ) -> None:
-        super().test_a_rollback_done_again_by_a_new_manager_undoes_nothing_twice(driver, backend)

@@ -17,7 +17,10 @@ disagreed after a restart, each pinned at its fault point (they failed before th
   rows (and its copy). It is now swapped back like any other interrupted clone action;
 - killed after a clone strategy's copy was made, before its checkpoint was journaled (counted as
   "left by kills" by the seeded suite until then): the copy stayed, named by nothing. Recovery now
-  drops it (and ends a PostgreSQL backend still making it).
+  drops it (and ends a PostgreSQL backend still making it);
+- killed after an http undo's inverse went out, before UNDONE (found by tests/conformance): recovery
+  sent the inverse again, a create's DELETE was answered 404 and the action stayed pending for good.
+  An http undo now looks first whether the service already holds what the undo must give back.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import get, open_fs, shell
+from tests.e2e.test_http_e2e import call, items, open_http
+from tests.e2e.test_http_e2e import undo as undo_http
 from tests.faults.crash import armed, crash, restart, stop_cleanly
 from tests.faults.test_fs_crash import _submit, _workspace
 from tests.faults.test_inverse_outcomes import Db, postgres_db
 from tests.faults.world import wait_idle
 from tests.fs_fingerprint import fingerprint
+from tests.services.json_server import JsonServer
 from tests.services.postgres import PgCluster
 
 
@@ -233,3 +239,33 @@ def test_killed_after_a_postgres_clone_action_committed_it_is_swapped_back(
         [action] = d.actions.ListActions(apb.ListActionsRequest(session_id=session), timeout=10).actions
         assert action.state == pb.ACTION_STATE_INTERRUPTED and "swapped in the copy" in action.error, action.error
         assert db.query("SELECT name FROM items") == []
+
+
+@pytest.mark.parametrize("first", ["POST", "DELETE"])
+def test_an_http_undo_killed_after_its_inverse_is_finished_without_sending_it_again(
+    tmp_path: Path, json_server: JsonServer, first: str
+) -> None:
+    d = armed(tmp_path / "daemon", "undo-returned:http-inverse")
+    try:
+        s = open_http(d, json_server.base_url)
+        if first == "POST":
+            action = call(d, s.id, "POST", "/items", body={"name": "lamp"})
+        else:
+            call(d, s.id, "POST", "/items", body={"name": "lamp"})
+            d.actions.CommitActions(apb.CommitActionsRequest(session_id=s.id), timeout=30)
+            (lamp,) = [i for i in items(json_server) if i.get("name") == "lamp"]
+            action = call(d, s.id, "DELETE", f"/items/{lamp['id']}")  # its undo re-creates the item
+        assert action.state == pb.ACTION_STATE_EXECUTED, action.error
+        before = items(json_server)
+        crash(d, "undo-returned:http-inverse", lambda: undo_http(d, s.id, action.id))
+        undone = items(json_server)  # the inverse went out; the journal still says EXECUTED
+        assert undone != before
+        restart(d)
+        after = get(d, action.id)
+        assert after.state == pb.ACTION_STATE_UNDONE, (after.state, after.error)
+        assert after.reversibility.verdict == pb.VERDICT_PASSED, after.reversibility.detail
+        assert "not sent" in after.reversibility.detail, after.reversibility.detail
+        assert items(json_server) == undone  # nothing sent twice (a re-created item would be there twice)
+        stop_cleanly(d)
+    finally:
+        d.kill()
