@@ -7,9 +7,11 @@ from pathlib import Path
 import grpc
 
 from goex.v1 import actions_pb2 as apb
+from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
+from tests.services.postgres import PgCluster
 
 
 def _set_limits(msg: pb.SandboxLimits, limits: dict[str, int]) -> None:
@@ -82,3 +84,15 @@ def session_count(d: DaemonProcess) -> int:
         token = page.next_page_token
         if not token:
             return count
+
+
+def put_pg_secret(d: DaemonProcess, cluster: PgCluster, name: str) -> str:
+    """Store the cluster's `app` password in goexd's vault as DSN secret `name` (allowed for the cluster only)."""
+    info = secpb.SecretInfo(
+        name=name,
+        kind=secpb.SECRET_KIND_DSN,
+        allowed_hosts=[f"{cluster.host}:{cluster.port}"],
+        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
+    )
+    d.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=cluster.app_password.encode()))
+    return name

@@ -13,12 +13,12 @@ import psycopg
 import pytest
 
 from goex.v1 import actions_pb2 as apb
-from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.corpus import sql_cases
 from tests.corpus.sql_cases import SqlCase
 from tests.daemon_process import DaemonProcess
+from tests.e2e.rpc import put_pg_secret
 from tests.services.postgres import PgCluster
 
 SECRET = "corpus-pg"
@@ -69,14 +69,7 @@ def test_sqlite_case_through_goexd(case: SqlCase, shared_daemon: DaemonProcess, 
 
 @pytest.fixture(scope="module")
 def pg_secret(shared_daemon: DaemonProcess, pg_cluster: PgCluster) -> str:
-    info = secpb.SecretInfo(
-        name=SECRET,
-        kind=secpb.SECRET_KIND_DSN,
-        allowed_hosts=[f"{pg_cluster.host}:{pg_cluster.port}"],
-        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
-    )
-    shared_daemon.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=pg_cluster.app_password.encode()))
-    return SECRET
+    return put_pg_secret(shared_daemon, pg_cluster, SECRET)
 
 
 @pytest.fixture

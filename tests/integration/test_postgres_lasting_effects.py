@@ -15,25 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from goexd.engine.models import (
-    ActionKind,
-    ActionSpec,
-    Resource,
-    ResourceKind,
-    ReversibilityClass,
-    UndoStrategy,
-    Verdict,
-)
+from goexd.engine.models import ReversibilityClass, Verdict
 from goexd.errors import InvalidArgument
 from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.sandbox.base import Limits
+from tests.integration.test_postgres_inverse import LIMITS, open_resource, q
 from tests.services.postgres import PgCluster
-
-LIMITS = Limits(timeout_s=10)
-
-
-def q(sql: str) -> ActionSpec:
-    return ActionSpec(ActionKind.SQL, sql=sql)
 
 
 @pytest.fixture
@@ -46,8 +32,7 @@ def owner(pg_cluster: PgCluster, pg_database: str) -> Iterator[psycopg.Connectio
 
 @pytest.fixture
 def res(pg_cluster: PgCluster, pg_database: str, owner: psycopg.Connection[Any]) -> Iterator[PostgresInverseResource]:
-    resource = Resource("db", ResourceKind.POSTGRES, pg_cluster.app_dsn_for(pg_database), UndoStrategy.INVERSE)
-    r = PostgresInverseResource(resource, pg_cluster.app_password)
+    r = open_resource(pg_cluster, pg_database)
     yield r
     r.close()
 

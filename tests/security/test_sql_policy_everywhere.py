@@ -31,7 +31,7 @@ from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import status_of
+from tests.e2e.rpc import put_pg_secret, status_of
 from tests.security.conftest import close_session
 from tests.services.postgres import PgCluster
 
@@ -184,14 +184,7 @@ class Pg(NamedTuple):
 
 @pytest.fixture
 def pg(sec_daemon: DaemonProcess, pg_cluster: PgCluster, pg_database: str) -> Iterator[Pg]:
-    secret = f"sqlpol-{secrets.token_hex(4)}"
-    info = secpb.SecretInfo(
-        name=secret,
-        kind=secpb.SECRET_KIND_DSN,
-        allowed_hosts=[f"{pg_cluster.host}:{pg_cluster.port}"],
-        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
-    )
-    sec_daemon.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=pg_cluster.app_password.encode()))
+    secret = put_pg_secret(sec_daemon, pg_cluster, f"sqlpol-{secrets.token_hex(4)}")
     # The owner of the database is made a superuser for these tests: whatever got through would then run.
     with pg_cluster.connect() as su:
         su.execute(f'ALTER ROLE "{pg_cluster.app_role}" SUPERUSER')
