@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from goexd.engine.models import Action, ActionKind, ActionSpec, ActionState, ResourceKind
+from goexd.engine.models import Action, ActionKind, ActionSpec, ActionState, Resource, ResourceKind, UndoStrategy
 from goexd.engine.sql_policy import check_undo, refuse_test, sql_facts
 from goexd.errors import InvalidArgument, PermissionDenied
 from goexd.policy.check import SessionPolicy
+from goexd.policy.model import DecisionKind
 from goexd.policy.parse import build_session, load, parse
+
+
+def _db(kind: ResourceKind, strategy: UndoStrategy = UndoStrategy.INVERSE) -> Resource:
+    return Resource("db", kind, "/var/tmp/x.db" if kind is ResourceKind.SQLITE else "postgresql://app@h/db", strategy)
 
 
 def _sql(text: str) -> ActionSpec:
@@ -33,14 +38,14 @@ def _action(inverse: str, approval: str = "", checkpoint: dict[str, str] | None 
 
 
 def test_the_inverse_statements_are_facts_with_their_field() -> None:
-    facts = sql_facts("db", ResourceKind.SQLITE, _sql("UPDATE t SET a = 1"), _sql("UPDATE t SET a = 0; VACUUM"))
+    facts = sql_facts(_db(ResourceKind.SQLITE), _sql("UPDATE t SET a = 1"), _sql("UPDATE t SET a = 0; VACUUM"))
     assert [(s.cls, s.n, s.sql_field) for s in facts.statements] == [
         ("write", 1, "spec.sql.sql"),
         ("write", 1, "inverse.sql.sql"),
         ("other", 2, "inverse.sql.sql"),
     ]
     decision = SessionPolicy(load("")).check(
-        sql_facts("db", ResourceKind.SQLITE, _sql("UPDATE t SET a = 1"), _sql("ATTACH 'x.db' AS x")), count=False
+        sql_facts(_db(ResourceKind.SQLITE), _sql("UPDATE t SET a = 1"), _sql("ATTACH 'x.db' AS x")), count=False
     )
     assert decision.rule == "sql.privileged"
     assert decision.reason.startswith("statement 1 of the inverse (inverse.sql.sql) is privileged (ATTACH")
@@ -49,19 +54,19 @@ def test_the_inverse_statements_are_facts_with_their_field() -> None:
 @pytest.mark.parametrize("kind", [ResourceKind.SQLITE, ResourceKind.POSTGRES])
 def test_a_syntax_error_in_the_inverse_names_the_inverse(kind: ResourceKind) -> None:
     with pytest.raises(InvalidArgument) as info:
-        sql_facts("db", kind, _sql("UPDATE t SET a = 1"), _sql("DELETE FROM WHERE"))
+        sql_facts(_db(kind), _sql("UPDATE t SET a = 1"), _sql("DELETE FROM WHERE"))
     assert info.value.field == "inverse.sql.sql"
 
 
 def test_a_test_runs_nothing_the_policy_refuses_or_holds() -> None:
     policy = SessionPolicy(load(""), build_session(parse('[sql]\nddl = "approval"\n')))
-    facts = sql_facts("db", ResourceKind.POSTGRES, _sql("UPDATE t SET a = 1"), _sql("CREATE EXTENSION citext"))
+    facts = sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), _sql("CREATE EXTENSION citext"))
     with pytest.raises(PermissionDenied, match=r"sql.privileged.*nothing was run"):
         refuse_test(policy.check(facts, count=False))
-    facts = sql_facts("db", ResourceKind.POSTGRES, _sql("UPDATE t SET a = 1"), _sql("CREATE TABLE u (a int)"))
+    facts = sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), _sql("CREATE TABLE u (a int)"))
     with pytest.raises(PermissionDenied, match=r"sql.ddl.*holds for an approval: nothing was run"):
         refuse_test(policy.check(facts, count=False))
-    refuse_test(policy.check(sql_facts("db", ResourceKind.POSTGRES, _sql("UPDATE t SET a = 1"), None), count=False))
+    refuse_test(policy.check(sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), None), count=False))
 
 
 def test_an_undo_checks_the_recorded_inverse_against_the_policy_now() -> None:
@@ -80,3 +85,29 @@ def test_an_undo_checks_the_recorded_inverse_against_the_policy_now() -> None:
     check_undo(holding, _action("DROP TABLE u", approval="ann: cleanup"), ResourceKind.POSTGRES)
     # Not a SQL inverse on a database (a workspace's shell inverse): not this check's.
     check_undo(denying, _action("ATTACH 'x.db' AS x"), ResourceKind.FS)
+
+
+NOTIFY = "UPDATE t SET a = 1; NOTIFY ch, 'x'"
+
+
+@pytest.mark.parametrize("strategy", [UndoStrategy.INVERSE, UndoStrategy.CLONE])
+def test_a_notification_needs_an_approval_where_the_action_commits_at_once(strategy: UndoStrategy) -> None:
+    """Trial 15b, finding 7: NOTIFY is delivered when the action commits; no undo takes it back."""
+    policy = SessionPolicy(load(""))
+    facts = sql_facts(_db(ResourceKind.POSTGRES, strategy), _sql(NOTIFY), _sql("UPDATE t SET a = 0"))
+    decision = policy.check(facts)
+    assert decision.kind is DecisionKind.NEEDS_APPROVAL and decision.rule == "sql.irreversible"
+    assert decision.reason.startswith("statement 2 is not reversible: NOTIFY ch sends a notification")
+    assert policy.check(facts, "ann: the listeners expect it").allowed
+    assert not SessionPolicy(load(""), build_session(parse('[sql]\nirreversible = "deny"\n'))).check(facts, "a").allowed
+    assert SessionPolicy(load('[sql]\nirreversible = "allow"\n')).check(facts).allowed
+
+
+def test_a_notification_is_no_concern_where_nothing_commits() -> None:
+    """Under the transaction strategy it is sent at the session's commit, if ever; a test never commits; an
+    inverse's is its undo's own effect."""
+    policy = SessionPolicy(load(""))
+    tx = sql_facts(_db(ResourceKind.POSTGRES, UndoStrategy.TRANSACTION), _sql(NOTIFY), None)
+    trial = sql_facts(_db(ResourceKind.POSTGRES), _sql(NOTIFY), _sql("UPDATE t SET a = 0"), trial=True)
+    inverse = sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), _sql(NOTIFY))
+    assert policy.check(tx).allowed and policy.check(trial, count=False).allowed and policy.check(inverse).allowed

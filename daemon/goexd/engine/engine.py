@@ -759,9 +759,14 @@ class Engine:
                 )
 
     def _facts(
-        self, resource: Resource, manager: ResourceManager, spec: ActionSpec, inverse: ActionSpec | None
+        self,
+        resource: Resource,
+        manager: ResourceManager,
+        spec: ActionSpec,
+        inverse: ActionSpec | None,
+        trial: bool = False,
     ) -> ActionFacts:
-        """What the policy is told about an action before it runs."""
+        """What the policy is told about an action before it runs (`trial`: in a reversibility test only)."""
         if spec.kind is ActionKind.HTTP and isinstance(manager, HttpResource) and spec.http is not None:
             req = spec.http  # checked by precheck() already: it stays within the base URL
             facts = HttpRequestFacts(
@@ -775,7 +780,7 @@ class Engine:
             )
             return ActionFacts("http", resource.name, request=facts)
         if spec.kind is ActionKind.SQL and resource.kind in _DB_KINDS:  # the inverse's statements too
-            return sql_policy.sql_facts(resource.name, resource.kind, spec, inverse)
+            return sql_policy.sql_facts(resource, spec, inverse, trial)
         asked = spec.limits
         return ActionFacts(
             spec.kind.value,
@@ -1472,7 +1477,8 @@ class Engine:
         manager = live.managers[resource.name]
         if not isinstance(manager, HttpResource):  # held to the policy as a submit is, before anything runs
             self.check_limits("spec.limits", spec.limits)
-            sql_policy.refuse_test(live.policy.check(self._facts(resource, manager, spec, inverse), count=False))
+            facts = self._facts(resource, manager, spec, inverse, trial=True)
+            sql_policy.refuse_test(live.policy.check(facts, count=False))
         manager.precheck(spec)
         if isinstance(manager, FsVersionedResource):  # whatever its strategy: tried on an overlay of the workspace
             limits = live.policy.limits(spec.limits, live.session.limits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from goexd.engine.models import Action, ActionKind, ActionSpec, ResourceKind
+from goexd.engine.models import Action, ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.errors import PermissionDenied
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, SqlStatementFacts
@@ -19,28 +19,38 @@ from goexd.sql.classify import classify_script
 from goexd.sql.model import Dialect
 
 DB_KINDS = frozenset({ResourceKind.SQLITE, ResourceKind.POSTGRES})
+# Strategies under which an action's statements commit when it runs (its undo is another statement or a copy); under
+# `transaction` nothing commits before the session's own COMMIT, and an undo discards what was not sent.
+COMMIT_AT_ONCE = frozenset({UndoStrategy.INVERSE, UndoStrategy.CLONE})
 
 
 def dialect_of(kind: ResourceKind) -> Dialect:
     return "sqlite" if kind is ResourceKind.SQLITE else "postgres"
 
 
-def statement_facts(spec: ActionSpec, dialect: Dialect, fld: str) -> tuple[SqlStatementFacts, ...]:
-    """Each statement of `spec`'s script, classified; a syntax error names `fld`.sql.sql."""
+def statement_facts(
+    spec: ActionSpec, dialect: Dialect, fld: str, commits: bool = False
+) -> tuple[SqlStatementFacts, ...]:
+    """Each statement of `spec`'s script, classified; a syntax error names `fld`.sql.sql. `commits`: the
+    statements commit for good when they run (what escapes the database then is a fact: [sql] irreversible)."""
     sql_field = f"{fld}.sql.sql"
     return tuple(
-        SqlStatementFacts(st.cls.value, st.reason, i + 1, sql_field)
+        SqlStatementFacts(st.cls.value, st.reason, i + 1, sql_field, st.escapes if commits else "")
         for i, st in enumerate(classify_script(spec.sql, dialect, sql_field))
     )
 
 
-def sql_facts(resource: str, kind: ResourceKind, spec: ActionSpec, inverse: ActionSpec | None) -> ActionFacts:
-    """The action's statements, then its client inverse's (when it is SQL: another kind is refused later)."""
-    dialect = dialect_of(kind)
-    statements = statement_facts(spec, dialect, "spec")
+def sql_facts(resource: Resource, spec: ActionSpec, inverse: ActionSpec | None, trial: bool = False) -> ActionFacts:
+    """The action's statements, then its client inverse's (when it is SQL: another kind is refused later).
+
+    The action's effects outside the database (a notification) count where its strategy commits each action at
+    once, except in a trial (TestReversibility), which never commits: there nothing is sent."""
+    dialect = dialect_of(resource.kind)
+    commits = not trial and resource.strategy in COMMIT_AT_ONCE
+    statements = statement_facts(spec, dialect, "spec", commits)
     if inverse is not None and inverse.kind is ActionKind.SQL:
         statements += statement_facts(inverse, dialect, "inverse")
-    return ActionFacts("sql", resource, statements=statements)
+    return ActionFacts("sql", resource.name, statements=statements)
 
 
 def refuse_test(decision: Decision) -> None:

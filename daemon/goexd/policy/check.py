@@ -170,12 +170,14 @@ def deny_matches(rule: DenyRule, request: HttpRequestFacts) -> str | None:
 def _sql(policy: Policy, facts: ActionFacts) -> Decision | None:
     def each() -> Iterator[Decision | None]:
         for i, st in enumerate(facts.statements):
+            which = f"statement {st.n or i + 1}"
+            if st.sql_field != "spec.sql.sql":
+                which += f" of the inverse ({st.sql_field})"
             effect = policy.sql.get(st.cls)
             if effect is not None:
-                which = f"statement {st.n or i + 1}"
-                if st.sql_field != "spec.sql.sql":
-                    which += f" of the inverse ({st.sql_field})"
                 yield _effect(effect, f"sql.{st.cls}", f"{which} is {st.cls} ({st.reason})")
+            if st.escapes and (effect := policy.sql.get("irreversible")) is not None:
+                yield _effect(effect, "sql.irreversible", f"{which} is not reversible: {st.escapes}")
 
     return _first(each())
 

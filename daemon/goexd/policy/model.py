@@ -132,6 +132,9 @@ class SqlStatementFacts:
     # The request field of its script: the action's, or the client inverse's ("inverse.sql.sql"), which goexd
     # runs too (in the test before the action, and at undo), so the same rules hold for it.
     sql_field: str = "spec.sql.sql"
+    # What of it no inverse takes back once the action commits (a notification sent: goexd.sql's
+    # Classified.escapes), where the resource commits each action at once; "" otherwise ([sql] irreversible).
+    escapes: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from goexd.vault.models import check_host
 
 Path = KeyPath
 
-SQL_CLASSES = ("read", "write", "ddl", "privileged", "other")
+# The [sql] keys: the statement classes, and "irreversible": an action statement whose effect no inverse takes
+# back once it commits (a notification sent), on a database whose strategy commits each action at once.
+SQL_CLASSES = ("read", "write", "ddl", "privileged", "other", "irreversible")
 REVERSIBILITY_CLASSES = ("reversible", "best_effort", "irreversible", "read_only")
 DENY_WHERE = ("url", "headers", "body", "any")
 _METHOD = re.compile(r"^[A-Z]{3,10}$")
@@ -34,9 +36,15 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 # A policy is a few dozen lines; one sent over the API larger than this is refused before it is parsed.
 MAX_POLICY_BYTES = 64 * 1024
 
-# Defaults when no layer says otherwise: privileged SQL is refused, irreversible HTTP calls
+# Defaults when no layer says otherwise: privileged SQL is refused, irreversible HTTP calls and SQL
 # need an approval; everything else runs (and is undoable, or tested, by its strategy).
-DEFAULT_SQL = {"read": Effect.ALLOW, "write": Effect.ALLOW, "ddl": Effect.ALLOW, "privileged": Effect.DENY}
+DEFAULT_SQL = {
+    "read": Effect.ALLOW,
+    "write": Effect.ALLOW,
+    "ddl": Effect.ALLOW,
+    "privileged": Effect.DENY,
+    "irreversible": Effect.APPROVAL,
+}
 DEFAULT_SQL_OTHER = Effect.ALLOW
 DEFAULT_HTTP_CLASSES = {
     "read_only": Effect.ALLOW,
