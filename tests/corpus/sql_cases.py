@@ -116,14 +116,44 @@ _PG_STATE = [
     "SELECT objoid::regclass::text, objsubid, description FROM pg_description "
     "WHERE classoid = 'pg_class'::regclass AND objoid::regclass::text <> %(hidden)s ORDER BY 1, 2",
     "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
+    # catalog facts (trial 15b, finding 2): options, replica identity, clustering, partition bounds,
+    # inheritance, rules, extended statistics, column settings, sequence parameters, domains,
+    # composite types, the database's settings, large objects' content
+    "SELECT relname, reloptions::text, relreplident, relispopulated, pg_get_expr(relpartbound, oid) FROM pg_class "
+    "WHERE relnamespace = 'public'::regnamespace AND relkind <> 'i' AND relname <> %(hidden)s ORDER BY 1",
+    "SELECT indexrelid::regclass::text, indisclustered, indisreplident FROM pg_index JOIN pg_class c "
+    "ON c.oid = indexrelid WHERE c.relnamespace = 'public'::regnamespace AND indrelid::regclass::text <> %(hidden)s "
+    "ORDER BY 1",
+    "SELECT inhrelid::regclass::text, inhparent::regclass::text, inhseqno FROM pg_inherits ORDER BY 1, 2",
+    "SELECT ev_class::regclass::text, rulename, pg_get_ruledef(oid), ev_enabled FROM pg_rewrite "
+    "WHERE rulename <> '_RETURN' ORDER BY 1, 2",
+    "SELECT stxname, pg_get_statisticsobjdef(oid) FROM pg_statistic_ext ORDER BY 1",
+    "SELECT c.relname, a.attname, a.attstattarget, a.attstorage, a.attcompression::text, a.attoptions::text, "
+    "a.attislocal, a.attinhcount FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+    "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind <> 'i' AND c.relname <> %(hidden)s AND a.attnum > 0 "
+    "AND NOT a.attisdropped ORDER BY 1, 2",
+    "SELECT seqrelid::regclass::text, seqtypid, seqincrement, seqmin, seqmax, seqstart, seqcache, seqcycle "
+    "FROM pg_sequence ORDER BY 1",
+    "SELECT t.typname, t.typdefault, t.typnotnull, ARRAY(SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
+    "WHERE c.contypid = t.oid ORDER BY 1)::text FROM pg_type t "
+    "WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'd' ORDER BY 1",
+    "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_class c "
+    "JOIN pg_attribute a ON a.attrelid = c.oid WHERE c.relkind = 'c' AND c.relnamespace = 'public'::regnamespace "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, a.attnum",
+    "SELECT setrole, setconfig::text FROM pg_db_role_setting "
+    "WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1",
+    "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1",
 ]
 
 
 def postgres_state(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     """The user schema as the catalogs tell it (columns in order, indexes, constraints, views,
-    triggers, functions) and every table's rows, as `conn` sees them."""
+    triggers, functions, the facts beside them) and every table's and materialized view's rows, as
+    `conn` sees them."""
     found = [row for query in _PG_STATE for row in conn.execute(query, {"hidden": OUTCOMES_TABLE}).fetchall()]
     tables = sorted({row[0] for row in conn.execute(_PG_STATE[0], {"hidden": OUTCOMES_TABLE}).fetchall()})
     views = {row[0] for row in conn.execute(_PG_STATE[3], {"hidden": OUTCOMES_TABLE}).fetchall()}
     rows = [(t, sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)) for t in tables if t not in views]
+    matviews = [r[0] for r in conn.execute("SELECT matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1")]
+    rows += [(m, sorted(conn.execute(f'SELECT * FROM "{m}"').fetchall(), key=repr)) for m in matviews]
     return [*found, *rows]

@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from goexd.dbinspect.fingerprint import DbFingerprint, TableFingerprint
+from goexd.dbinspect.model import MATVIEW, TABLE
 from goexd.dbinspect.schema_diff import Changes, changes
 
 
@@ -40,9 +41,11 @@ class TableDiff:
     schema_changes: tuple[str, ...] = ()  # what changed in its definition: "column age retyped INTEGER → TEXT"
     rows_named: str = ""  # SQLite rows told apart by their hidden rowid: " (rowid 3 added; rowid 1 removed)"
     shadow_of: str | None = None  # a SQLite shadow table: the virtual table whose storage it is
+    kind: str = TABLE  # or MATVIEW: "mv (materialized view): 2 → 3 rows"
 
     def text(self) -> str:
         of = f" (a shadow table of virtual table {self.shadow_of})" if self.shadow_of else ""
+        of = f" ({self.kind})" if self.kind == MATVIEW else of
         return f"{self.name}{of}: " + self.details()
 
     def details(self) -> str:
@@ -197,6 +200,7 @@ def _table_diff(
         schema_changes=schema_changes if schema_changed else (),
         rows_named=named,
         shadow_of=a.shadow_of,
+        kind=a.kind,
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from goexd.dbinspect.backend import Backend, DbConnection, reading
-from goexd.dbinspect.model import Relation, Schema, object_hashes, relation_hash, schema_hash
+from goexd.dbinspect.model import TABLE, Relation, Schema, object_hashes, relation_hash, schema_hash
 from goexd.dbinspect.schema_diff import Definitions
 
 ROW_DETAIL_LIMIT = 10_000  # per-row digests kept for tables up to this many rows
@@ -29,6 +29,7 @@ class TableFingerprint:
     # Per-row detail, only for tables of at most `row_detail_limit` rows; not compared by ==.
     rows_by_key: Mapping[str, int] | None = field(default=None, compare=False, repr=False)  # pk text -> digest
     row_multiset: Mapping[int, int] | None = field(default=None, compare=False, repr=False)  # digest -> count
+    kind: str = field(default=TABLE, compare=False)  # TABLE or MATVIEW (a diff names it)
     # A SQLite shadow table compared as a table (its virtual table shows no content of its own): that virtual table.
     shadow_of: str | None = field(default=None, compare=False)
 
@@ -42,7 +43,8 @@ class DbFingerprint:
     engine: str  # "sqlite" | "postgresql"
     schema_hash: str  # every object of the user schemas (tables, views, types...)
     objects: Mapping[str, str]  # "table users", "view v", "type mood" -> hash of its definition
-    tables: Mapping[str, TableFingerprint]  # by the table's SQL name (`users`, `audit.log`)
+    # By the table's SQL name (`users`, `audit.log`); materialized views' rows are here too.
+    tables: Mapping[str, TableFingerprint]
     # Tables the connection's role may not SELECT from: in `objects` (their definition is
     # compared) but not in `tables` (their rows are not).
     unreadable: tuple[str, ...] = ()
@@ -65,11 +67,17 @@ class DbFingerprint:
 
 
 def fingerprint(
-    conn: DbConnection, row_detail_limit: int = ROW_DETAIL_LIMIT, snapshot: str | None = None
+    conn: DbConnection,
+    row_detail_limit: int = ROW_DETAIL_LIMIT,
+    snapshot: str | None = None,
+    database_facts: bool = True,
 ) -> DbFingerprint:
-    """The whole database's fingerprint (on PostgreSQL as an exported `snapshot` saw it, when given)."""
+    """The whole database's fingerprint (on PostgreSQL as an exported `snapshot` saw it, when given).
+    Without `database_facts`, the database's own privileges and settings are left out (PostgreSQL: to
+    compare a database with a copy of it, which CREATE DATABASE ... TEMPLATE does not give them)."""
     with reading(conn, snapshot) as db:
-        return fingerprint_of(db, db.schema(), row_detail_limit)
+        schema = db.schema()
+        return fingerprint_of(db, schema if database_facts else schema.without_database_facts(), row_detail_limit)
 
 
 def fingerprint_of(db: Backend, schema: Schema, row_detail_limit: int = ROW_DETAIL_LIMIT) -> DbFingerprint:
@@ -90,7 +98,7 @@ def partial_fingerprint(
         rel.ref: (
             table_fingerprint(db, rel, row_detail_limit)
             if read is None or rel.ref in read
-            else TableFingerprint(relation_hash(rel), 0, "unread", rel.row_key, shadow_of=rel.shadow_of)
+            else TableFingerprint(relation_hash(rel), 0, "unread", rel.row_key, kind=rel.kind, shadow_of=rel.shadow_of)
         )
         for rel in schema.tables
         if rel.readable
@@ -114,5 +122,6 @@ def table_fingerprint(db: Backend, rel: Relation, row_detail_limit: int = ROW_DE
         primary_key=rel.row_key,
         rows_by_key=content.by_key,
         row_multiset=content.multiset,
+        kind=rel.kind,
         shadow_of=rel.shadow_of,
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-# The kinds of relation a catalog reports. Only "table" has its rows fingerprinted.
+# The kinds of relation a catalog reports. Tables and materialized views have their rows fingerprinted.
 TABLE = "table"
 VIEW = "view"
+MATVIEW = "materialized view"
+# What a database-level fact's key ends with (PostgreSQL: "setting work_mem of this database").
+THIS_DATABASE = "this database"
 
 
 # Names of columns, indexes and relations (`ref`) are as SQL writes them: quoted where needed.
@@ -66,9 +69,9 @@ class Relation:
 
     @property
     def has_rows(self) -> bool:
-        """Whether its rows are content (fingerprinted): ordinary tables, and the virtual tables whose own SELECT
-        gives what they keep."""
-        return self.kind == TABLE or self.rows_by_select
+        """Whether its rows are content (fingerprinted): ordinary tables, materialized views (whose stored rows a
+        REFRESH replaces), and the virtual tables whose own SELECT gives what they keep."""
+        return self.kind in (TABLE, MATVIEW) or self.rows_by_select
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,23 @@ class Schema:
     # Other state compared as a short text, keyed by what it is of (PostgreSQL): "sequence t_id_seq" -> "next 6",
     # "trigger tr on table t" -> "enabled", "privileges on table t" -> the ACL, "comment on table t"...
     states: tuple[tuple[str, str], ...] = ()
+    # Settings that have a default, compared like states but present only when not at their default
+    # (a diff says "default" for the missing side): "option fillfactor of table t" -> "70",
+    # "storage of table t column name" -> "main", "setting work_mem of this database" -> "1MB".
+    settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def tables(self) -> tuple[Relation, ...]:
         return tuple(r for r in self.relations if r.has_rows)
+
+    def without_database_facts(self) -> Schema:
+        """The schema without the facts of the database itself (its privileges, connection limit and
+        settings): what a copy made by CREATE DATABASE ... TEMPLATE has in common with it."""
+        return replace(
+            self,
+            states=tuple(kv for kv in self.states if not kv[0].endswith(THIS_DATABASE)),
+            settings=tuple(kv for kv in self.settings if not kv[0].endswith(THIS_DATABASE)),
+        )
 
 
 def relation_hash(rel: Relation) -> str:
@@ -122,17 +138,30 @@ def object_hashes(schema: Schema) -> dict[str, str]:
     out.update({type_key(t): _sha256(t) for t in schema.types})
     out.update({routine_key(sig): _sha256(body) for sig, body in schema.routines})
 
-    # A state goes into the hash of the object it is of ("privileges on table t": "table t"); one of no
-    # other object ("sequence s") is an object of its own.
-    def owner(key: str, objects: Collection[str]) -> str | None:
-        return next((o for o in objects if o != key and (key.endswith(" " + o) or f" {o} column " in key)), None)
-
-    states = dict(schema.states)
-    out.update({k: _sha256(v) for k, v in states.items() if owner(k, [*out, *states]) is None})
+    # A state or setting goes into the hash of the object it is of ("privileges on table t": "table t");
+    # one of no other object ("sequence s") is an object of its own.
+    states = {**dict(schema.states), **{k: f"setting {v}" for k, v in schema.settings}}
+    out.update({k: _sha256(v) for k, v in states.items() if owner_of(k, out.keys() | states.keys()) is None})
     for key, value in sorted(states.items()):
-        if (o := owner(key, out)) is not None:
+        if (o := owner_of(key, out.keys())) is not None:
             out[o] = _sha256([out[o], key, value])
     return out
+
+
+def owner_of(key: str, objects: Collection[str]) -> str | None:
+    """The object a state's key is of: the longest other object key that ends the key ("privileges on
+    table t" -> "table t") or comes before " column " in it ("comment on table t column c" -> "table t").
+    Found by the key's own words, not by a scan of every object (a schema holds thousands of states)."""
+    words = key.split(" ")
+    for i, word in enumerate(words):
+        if word == "column":
+            for start in range(1, i):
+                if (candidate := " ".join(words[start:i])) in objects:
+                    return candidate
+    for start in range(1, len(words)):
+        if (candidate := " ".join(words[start:])) in objects:
+            return candidate
+    return None
 
 
 def schema_hash(objects: dict[str, str]) -> str:

@@ -18,19 +18,18 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from goexd.dbinspect import pg_states
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
-from goexd.dbinspect.model import TABLE, VIEW, Column, Index, Relation, Schema
+from goexd.dbinspect.model import Column, Index, Relation, Schema
+from goexd.dbinspect.pg_names import KINDS, USER_NAMESPACES, acl, qualified
 
-USER_NAMESPACES = """
-    n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
-"""
+__all__ = ["USER_NAMESPACES", "qualified", "read_schema", "restore_sequences", "sequence_positions", "sequence_states"]
 
-_KINDS = {"r": TABLE, "p": "partitioned table", "v": VIEW, "m": "materialized view", "f": "foreign table"}
-
+_KINDS = KINDS
 _RELATIONS = f"""
 SELECT c.oid, n.nspname, c.relname, quote_ident(n.nspname), quote_ident(c.relname), c.relkind, c.reltuples,
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END, has_table_privilege(c.oid, 'SELECT')
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END,
+       has_table_privilege(c.oid, 'SELECT') AND c.relispopulated
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_NAMESPACES} AND c.relname <> '{OUTCOMES_TABLE}'
 ORDER BY n.nspname, c.relname
@@ -75,19 +74,47 @@ FROM pg_trigger t WHERE t.tgrelid = ANY(%s) AND NOT t.tgisinternal
 ORDER BY t.tgrelid, t.tgname
 """
 
-_ENUMS = f"""
+# User-defined types: enums (labels in order), domains (base type, collation, default, NOT NULL,
+# constraints), composite types (attributes), range types; and their privileges. Row types of tables
+# and multiranges go with what made them.
+_TYPES = f"""
 SELECT quote_ident(n.nspname), quote_ident(t.typname),
-       array_agg(quote_literal(e.enumlabel) ORDER BY e.enumsortorder)
-FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
+       CASE t.typtype
+         WHEN 'e' THEN 'ENUM (' || coalesce((
+             SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
+             FROM pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
+         WHEN 'd' THEN concat_ws(' ', 'DOMAIN', format_type(t.typbasetype, t.typtypmod),
+                                 'COLLATE ' || nullif(t.typcollation, bt.typcollation)::regcollation::text,
+                                 'DEFAULT ' || t.typdefault, CASE WHEN t.typnotnull THEN 'NOT NULL' END,
+                                 (SELECT string_agg('CONSTRAINT ' || quote_ident(con.conname) || ' '
+                                                    || pg_get_constraintdef(con.oid, true), ' ' ORDER BY con.conname)
+                                  FROM pg_constraint con WHERE con.contypid = t.oid))
+         WHEN 'c' THEN 'COMPOSITE (' || coalesce((
+             SELECT string_agg(concat_ws(' ', quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
+                                         'COLLATE ' || nullif(a.attcollation, at.typcollation)::regcollation::text),
+                               ', ' ORDER BY a.attnum)
+             FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+             WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
+         ELSE concat_ws(', ', 'RANGE (SUBTYPE = ' || format_type(r.rngsubtype, NULL),
+                        'COLLATION = ' || nullif(r.rngcollation, 0)::regcollation::text,
+                        'SUBTYPE_OPCLASS = ' || (SELECT quote_ident(opcname) FROM pg_opclass WHERE oid = r.rngsubopc),
+                        'CANONICAL = ' || nullif(r.rngcanonical, 0)::regproc::text,
+                        'SUBTYPE_DIFF = ' || nullif(r.rngsubdiff, 0)::regproc::text) || ')'
+       END,
+       {acl("t.typacl", "'T'", "t.typowner")}
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_type bt ON bt.oid = t.typbasetype LEFT JOIN pg_range r ON r.rngtypid = t.oid
 WHERE {USER_NAMESPACES}
-GROUP BY n.nspname, t.typname ORDER BY n.nspname, t.typname
+  AND (t.typtype IN ('e', 'd', 'r')
+       OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+ORDER BY 1, 2
 """  # noqa: S608 (constant text)
 
 # Functions and procedures (aggregates and window functions have no pg_get_functiondef), not
 # those an extension brought: they are the extension's, not the user's.
 _ROUTINES = f"""
 SELECT quote_ident(n.nspname), quote_ident(p.proname), pg_get_function_identity_arguments(p.oid),
-       pg_get_functiondef(p.oid)
+       pg_get_functiondef(p.oid), {acl("p.proacl", "'f'", "p.proowner")}
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE {USER_NAMESPACES} AND p.prokind IN ('f', 'p')
   AND NOT EXISTS (SELECT 1 FROM pg_depend dep
@@ -106,50 +133,7 @@ FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY 1
 """
 
-_TRIGGER_STATES = """
-SELECT t.tgrelid, quote_ident(t.tgname),
-       CASE t.tgenabled WHEN 'O' THEN 'enabled' WHEN 'D' THEN 'disabled'
-                        WHEN 'R' THEN 'enabled on replica only' ELSE 'enabled always' END
-FROM pg_trigger t WHERE t.tgrelid = ANY(%s) AND NOT t.tgisinternal
-"""
-
-# Row level security, persistence and privileges (the default ACL when none is set, so that a GRANT
-# and its REVOKE compare equal) of relations and sequences.
-_RELATION_STATES = f"""
-SELECT c.oid, quote_ident(n.nspname), quote_ident(c.relname), c.relkind,
-       CASE WHEN c.relrowsecurity THEN 'on' ELSE 'off' END
-         || CASE WHEN c.relforcerowsecurity THEN ', forced' ELSE '' END,
-       CASE c.relpersistence WHEN 'u' THEN 'unlogged' ELSE 'logged' END,
-       array_to_string(ARRAY(SELECT a::text FROM unnest(coalesce(c.relacl,
-           acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))) a ORDER BY 1), ',')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {USER_NAMESPACES} AND c.relname <> '{OUTCOMES_TABLE}'
-"""  # noqa: S608 (constant text)
-
-_POLICIES = """
-SELECT p.polrelid, quote_ident(p.polname),
-       concat_ws(' ', CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END, 'FOR',
-                 CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
-                               WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-                 'TO', (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(r::regrole::text) END, ', ')
-                        FROM unnest(p.polroles) r),
-                 'USING (' || pg_get_expr(p.polqual, p.polrelid) || ')',
-                 'WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')
-FROM pg_policy p WHERE p.polrelid = ANY(%s)
-"""
-
-_COMMENTS = """
-SELECT d.objoid, d.objsubid, quote_ident(a.attname), d.description
-FROM pg_description d LEFT JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
-WHERE d.classoid = 'pg_class'::regclass AND d.objoid = ANY(%s)
-"""
-
 _USING = re.compile(r" USING (\w+) (.*)$", re.DOTALL)
-
-
-def qualified(schema_q: str, name_q: str) -> str:
-    """A quoted name, qualified unless it is in `public`."""
-    return name_q if schema_q == "public" else f"{schema_q}.{name_q}"
 
 
 def server_version(conn: psycopg.Connection[Any]) -> str:
@@ -208,14 +192,22 @@ def read_schema(conn: psycopg.Connection[Any]) -> Schema:
                 readable=readable,
             )
         )
-    types = tuple(
-        f"{qualified(nsp_q, typ_q)}: ENUM ({', '.join(labels)})" for nsp_q, typ_q, labels in cur.execute(_ENUMS)
-    )
-    routines = tuple(
-        (f"{qualified(nsp_q, name_q)}({args})", body) for nsp_q, name_q, args, body in cur.execute(_ROUTINES)
-    )
+    types, privileges = [], []
+    for nsp_q, typ_q, definition, type_acl in cur.execute(_TYPES):
+        types.append(f"{qualified(nsp_q, typ_q)}: {definition}")
+        privileges.append((f"privileges on type {qualified(nsp_q, typ_q)}", type_acl))
+    routines = []
+    for nsp_q, name_q, args, body, routine_acl in cur.execute(_ROUTINES):
+        routines.append((f"{qualified(nsp_q, name_q)}({args})", body))
+        privileges.append((f"privileges on function {routines[-1][0]}", routine_acl))
+    states, settings = pg_states.read(cur)
     return Schema(
-        engine=server_version(conn), relations=tuple(relations), types=types, routines=routines, states=_states(cur)
+        engine=server_version(conn),
+        relations=tuple(relations),
+        types=tuple(types),
+        routines=tuple(routines),
+        states=tuple(sorted([*sequence_states(cur), *states, *privileges])),
+        settings=tuple(sorted(settings)),
     )
 
 
@@ -261,22 +253,3 @@ def restore_sequences(conn: psycopg.Connection[Any], before: Positions, left: Po
         if row is None:
             kept.append(name)
     return kept
-
-
-def _states(cur: psycopg.Cursor[Any]) -> tuple[tuple[str, str], ...]:
-    """Schema.states: sequences' positions; triggers enabled or not; relations' row level security,
-    policies, persistence, privileges and comments (theirs and their columns')."""
-    out = list(sequence_states(cur))
-    names: dict[int, str] = {}
-    for oid, nsp_q, rel_q, relkind, rls, persistence, acl in cur.execute(_RELATION_STATES).fetchall():
-        key = f"{_KINDS.get(relkind, 'sequence')} {qualified(nsp_q, rel_q)}"
-        names[oid] = key
-        out.append((f"privileges on {key}", acl))
-        if relkind in ("r", "p", "m"):
-            out += [(f"row level security of {key}", rls), (f"persistence of {key}", persistence)]
-    oids = list(names)
-    out += [(f"trigger {name} on {names[rel]}", st) for rel, name, st in cur.execute(_TRIGGER_STATES, (oids,))]
-    out += [(f"policy {name} on {names[rel]}", text) for rel, name, text in cur.execute(_POLICIES, (oids,))]
-    for rel, sub, column, text in cur.execute(_COMMENTS, (oids,)):
-        out.append((f"comment on {names[rel]}" + (f" column {column}" if sub else ""), repr(text)))
-    return tuple(sorted(out))

@@ -5,8 +5,9 @@ Fingerprinting the whole database before and after hashes every row of every tab
 (~175 ms a pass at 1M rows); instead `Probe.start`, at the start of the transaction, notes:
 - an exported snapshot (pg_export_snapshot()): another connection can later read the database
   as it was before the action, so only what turns out to matter is read;
-- the schema (catalog reads, cheap), and for each table its oid, its file node and this
-  backend's counts of inserted, updated and deleted rows (pg_stat_get_xact_tuples_*);
+- the schema (catalog reads, cheap), and for each table and materialized view its oid, its file
+  node (a REFRESH makes a new one; REFRESH ... CONCURRENTLY writes rows) and this backend's
+  counts of inserted, updated and deleted rows (pg_stat_get_xact_tuples_*);
 - capture triggers on the tables the scripts write (`written`) and those their foreign keys
   cascade to: statement-level AFTER triggers with transition tables that add up, per table,
   the rows each statement inserted, updated and deleted, and the sums of their digests (old
@@ -75,7 +76,7 @@ _STATES = f"""
 SELECT {_REF}, c.oid, c.relfilenode, pg_stat_get_xact_tuples_inserted(c.oid),
        pg_stat_get_xact_tuples_updated(c.oid), pg_stat_get_xact_tuples_deleted(c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND {USER_NAMESPACES}
+WHERE c.relkind IN ('r', 'm') AND {USER_NAMESPACES}
 """  # noqa: S608 (constant text)
 
 # Rows of the system catalogs this backend has written so far: DDL (and GRANT, ANALYZE...) writes

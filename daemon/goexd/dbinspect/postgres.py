@@ -18,5 +18,7 @@ def describe(conn: psycopg.Connection[Any], sample_rows: int = 0) -> str:
     return _describe(conn, sample_rows)
 
 
-def fingerprint(conn: psycopg.Connection[Any], row_detail_limit: int = ROW_DETAIL_LIMIT) -> DbFingerprint:
-    return _fingerprint(conn, row_detail_limit)
+def fingerprint(
+    conn: psycopg.Connection[Any], row_detail_limit: int = ROW_DETAIL_LIMIT, database_facts: bool = True
+) -> DbFingerprint:
+    return _fingerprint(conn, row_detail_limit, database_facts=database_facts)

@@ -18,7 +18,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from goexd.dbinspect.model import Column, Index, Relation, Schema, relation_hash, relation_key, routine_key, type_key
+from goexd.dbinspect.model import (
+    MATVIEW,
+    Column,
+    Index,
+    Relation,
+    Schema,
+    owner_of,
+    relation_hash,
+    relation_key,
+    routine_key,
+    type_key,
+)
 
 _WORD = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|\w+|[<>=!|&:~*/+-]+|\S')
 _TRIGGER_NAME = re.compile(r"\bTRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:\"(?:[^\"]|\"\")*\"|[^\s(])+)", re.IGNORECASE)
@@ -33,12 +44,13 @@ class Definitions:
     relations: Mapping[str, Relation]
     texts: Mapping[str, str]  # types and functions: key -> their definition's text
     states: Mapping[str, str] = field(default_factory=dict)  # Schema.states
+    settings: Mapping[str, str] = field(default_factory=dict)  # Schema.settings (absent: at its default)
 
     @classmethod
     def of(cls, schema: Schema) -> Definitions:
         texts = {type_key(t): t.split(":", 1)[1].strip() for t in schema.types}
         texts.update({routine_key(sig): body for sig, body in schema.routines})
-        return cls({relation_key(r): r for r in schema.relations}, texts, dict(schema.states))
+        return cls({relation_key(r): r for r in schema.relations}, texts, dict(schema.states), dict(schema.settings))
 
 
 @dataclass(frozen=True)
@@ -88,13 +100,26 @@ def changes(before: Definitions, after: Definitions) -> Changes:
     added += _not_of(after.states.keys() - before.states.keys(), added)
     for key in sorted(before.states.keys() & after.states.keys()):
         if before.states[key] != after.states[key]:
-            details[key] = (f"{before.states[key]} \u2192 {after.states[key]}",)
+            details[key] = (_values(before.states[key], after.states[key]),)
+    # A setting at its default is absent; one of an object added or dropped goes without saying.
+    gone_or_new = {*dropped, *added}
+    for key in sorted(before.settings.keys() | after.settings.keys()):
+        b, a = before.settings.get(key, "default"), after.settings.get(key, "default")
+        if b != a and owner_of(key, gone_or_new) is None:
+            details[key] = (f"{b} \u2192 {a}",)
     return Changes(tuple(renamed), tuple(dropped), tuple(added), details)
 
 
+def _values(before: str, after: str) -> str:
+    """A state's change: "off → on"; of long texts, the words that differ."""
+    if max(len(before), len(after)) <= 60:
+        return f"{before} \u2192 {after}"
+    return span(_Text(before), _Text(after))
+
+
 def _not_of(keys: set[str], objects: list[str]) -> list[str]:
-    owners = [*objects, *keys]
-    return sorted(k for k in keys if not any(o != k and (k.endswith(" " + o) or f" {o} column " in k) for o in owners))
+    owners = {*objects, *keys}
+    return sorted(k for k in keys if owner_of(k, owners) is None)
 
 
 def _relation_details(b: object, a: object) -> list[str]:
@@ -128,7 +153,7 @@ def relation_changes(b: Relation, a: Relation) -> list[str]:
     out.extend(_named_changes("trigger", triggers_b, triggers_a))
     source_b, source_a = _Text(b.source or "", rename), _Text(a.source or "")
     if source_b != source_a:
-        if not b.has_rows:
+        if not b.has_rows or b.kind == MATVIEW:
             out.append(f"body changed: {span(source_b, source_a)}")
         elif not out:  # the CREATE text differs in something the lines above do not name
             out.append(f"definition changed: {span(source_b, source_a)}")

@@ -33,10 +33,12 @@ Decisions:
 - A failed action whose statements ran in one transaction (rolled back) left the database as
   it was: its undo only drops the copy. Any other failure (statements outside a transaction,
   or after a restart, when that is no longer known) is undone by the swap.
-- Undo verifies the swapped-in database against the pre-action fingerprint ("pre"). That is the
-  fingerprint of the copy, which no one writes to: it is taken off the critical path, on a
-  thread of its own with its own connection to the copy, started by checkpoint() (~175 ms at
-  1M rows, while the action runs), so the checkpoint costs the copy alone. execute() journals
+- Undo verifies the swapped-in database against the pre-action fingerprint ("pre"), leaving out
+  the database's own privileges and settings (the copy gets them only at the swap; they are
+  checked as said above). That is the fingerprint of the copy, which no one writes to: it is
+  taken off the critical path, on a thread of its own with its own connection to the copy,
+  started by checkpoint() (~175 ms at 1M rows, while the action runs), so the checkpoint costs
+  the copy alone. execute() journals
   it when it is ready by then; otherwise undo waits for the thread, or, after a restart,
   fingerprints the copy itself before the swap. Commit cancels the thread. An undo that goexd
   stopped in after the swap, before any fingerprint was journaled, is told finished by the
@@ -88,6 +90,11 @@ def old_name(action_id: str) -> str:
 
 def _safe(action_id: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", action_id.lower())[:48]  # database names stop at 63 bytes
+
+
+def _digest(conn: Conn) -> str:
+    """The fingerprint a copy and the database it was made from share (not the database's own settings)."""
+    return inspect.fingerprint(conn, database_facts=False).digest
 
 
 class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
@@ -269,7 +276,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                 swapped_ms = (time.monotonic() - t0) * 1000
                 detail = f"swapped in the copy taken before the action ({swapped_ms:.0f} ms)"
                 detail += self._drop_old(old)
-                after = self._db.reading("after the undo", lambda c: inspect.fingerprint(c).digest)
+                after = self._db.reading("after the undo", _digest)
             finally:
                 self._db.release()
         verified = after == pre
@@ -282,7 +289,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
         """The copy's fingerprint, taken now (after a restart, or when its thread failed)."""
         conn = self._pg.connect(autocommit=True, dbname=clone)
         try:
-            return inspect.fingerprint(conn).digest
+            return _digest(conn)
         except psycopg.Error as exc:
             raise FailedPrecondition(
                 f"cannot read the copy {clone} of database {self._db.name} to verify the undo: {self._pg.message(exc)}"
@@ -341,7 +348,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                     "result cannot be verified" + detail,
                     compared=False,  # nothing to compare against: unverified, not "not verified"
                 )
-        elif self._db.reading("after the undo", lambda c: inspect.fingerprint(c).digest) == pre:
+        elif self._db.reading("after the undo", _digest) == pre:
             return RollbackReport(
                 verified=True, detail="the copy had already been swapped in; fingerprint matches" + detail
             )
@@ -361,7 +368,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
     def fingerprint(self) -> str:
         with self._lock:
             try:
-                return self._db.reading("while fingerprinting it", lambda c: inspect.fingerprint(c).digest)
+                return self._db.reading("while fingerprinting it", _digest)
             finally:
                 self._db.release()
 
@@ -397,7 +404,7 @@ class _CopyFingerprint:
                 self._conn, self.pid = conn, conn.info.backend_pid
                 if self._cancelled:
                     return
-            self.digest = inspect.fingerprint(conn).digest
+            self.digest = _digest(conn)
         except (GoexError, psycopg.Error) as exc:
             self.error = str(exc) if isinstance(exc, GoexError) else self._pg.message(exc)
         finally:
