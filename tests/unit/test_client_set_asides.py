@@ -93,7 +93,7 @@ def test_set_aside_requests() -> None:
     ("method", "parameters", "keyword_only"),
     [
         ("undo", ["session_id", "action_id", "cascade", "force"], ["cascade", "force"]),
-        ("undo_to", ["action_id", "force"], ["force"]),
+        ("undo_to", ["action_id", "force", "session_id"], ["force", "session_id"]),
         ("set_asides", ["session_id"], []),
         ("restore_set_aside", ["session_id", "set_aside_id", "force"], ["force"]),
     ],
