@@ -12,6 +12,7 @@ from goexd.errors import InvalidArgument, PermissionDenied
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import DecisionKind
 from goexd.policy.parse import build_session, load, parse
+from goexd.resources.postgres_run import check_script
 
 
 def _db(kind: ResourceKind, strategy: UndoStrategy = UndoStrategy.INVERSE) -> Resource:
@@ -111,3 +112,27 @@ def test_a_notification_is_no_concern_where_nothing_commits() -> None:
     trial = sql_facts(_db(ResourceKind.POSTGRES), _sql(NOTIFY), _sql("UPDATE t SET a = 0"), trial=True)
     inverse = sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), _sql(NOTIFY))
     assert policy.check(tx).allowed and policy.check(trial, count=False).allowed and policy.check(inverse).allowed
+
+
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("COPY t TO PROGRAM 'touch /tmp/x'", "COPY TO a program on the database server is never run by goexd"),
+        ("COPY t FROM PROGRAM 'cat /etc/passwd'", "COPY FROM a program on the database server is never run"),
+        ("COPY t TO '/tmp/rows.csv'", "COPY TO a file on the database server is never run by goexd"),
+        ("COPY t FROM '/etc/hostname'", "COPY FROM a file on the database server is never run by goexd"),
+        ("COPY t TO STDOUT", "COPY TO STDOUT needs a data stream"),
+    ],
+)
+def test_no_copy_runs_even_where_the_policy_allows_privileged_sql(sql: str, says: str) -> None:
+    """Behind the policy (which refuses the file and PROGRAM forms as privileged), the resource refuses every COPY,
+    saying which form it is, for an action and for an inverse alike."""
+    assert (
+        SessionPolicy(load('[sql]\nprivileged = "allow"\n'))
+        .check(sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), _sql(sql)))
+        .allowed
+    )
+    for spec, fld in ((_sql(sql), "spec"), (_sql(f"UPDATE t SET a = 0; {sql}"), "inverse")):
+        with pytest.raises(InvalidArgument) as info:
+            check_script(spec, fld, runs_in="its own transaction")
+        assert info.value.field == f"{fld}.sql.sql" and says in info.value.problem, info.value

@@ -208,11 +208,19 @@ def _refuse(
         raise InvalidArgument(sql_field, f"statement {n} ({st.reason}): goexd runs each action in {runs_in}")
     if not st.transactional and non_transactional is not None:
         raise InvalidArgument(sql_field, f"statement {n} ({st.reason}): {non_transactional}")
-    if isinstance(node, ast.CopyStmt):  # FROM STDIN / TO STDOUT: the file and PROGRAM forms are privileged
+    if isinstance(node, ast.CopyStmt):  # no form runs: the policy refuses the file and PROGRAM ones first
+        instead = "INSERT" if node.is_from else "SELECT"
+        if node.is_program or node.filename is not None:
+            where = "a program" if node.is_program else "a file"
+            raise InvalidArgument(
+                sql_field,
+                f"statement {n}: COPY {'FROM' if node.is_from else 'TO'} {where} on the database server is never "
+                f"run by goexd, whatever the policy allows; use {instead} instead",
+            )
         raise InvalidArgument(
             sql_field,
             f"statement {n}: COPY {'FROM STDIN' if node.is_from else 'TO STDOUT'} needs a data stream that SQL "
-            f"actions do not have; use {'INSERT' if node.is_from else 'SELECT'} instead",
+            f"actions do not have; use {instead} instead",
         )
 
 
