@@ -331,12 +331,14 @@ def test_a_client_inverse_lifts_no_call_past_the_daemons_approval_nor_passes_its
         lambda: env.d.actions.SubmitAction(req, timeout=120), grpc.StatusCode.PERMISSION_DENIED, "http.irreversible"
     )
     assert "its client inverse is not trusted" in msg and env.api.requests == before
-    req.approval = APPROVAL  # control: approved, it runs; its undo sends the GET, which compares nothing
+    req.approval = APPROVAL  # control: approved, it runs; its undo by a GET that nothing checks is refused
     done = env.d.actions.SubmitAction(req, timeout=120).action
     assert done.state == pb.ACTION_STATE_EXECUTED and done.http.status == 200, done.error
-    undone = env.d.actions.UndoAction(apb.UndoActionRequest(session_id=s.id, action_id=done.id), timeout=120).undone
-    assert undone[0].reversibility.verdict == pb.VERDICT_UNKNOWN, undone[0].reversibility
-    assert "nothing to compare the result against" in undone[0].reversibility.detail
+    undo = apb.UndoActionRequest(session_id=s.id, action_id=done.id)
+    got, msg = status_of(lambda: env.d.actions.UndoAction(undo, timeout=120))
+    assert got == grpc.StatusCode.FAILED_PRECONDITION and "is read-only, so it takes nothing back" in msg, msg
+    again = env.d.actions.GetAction(apb.GetActionRequest(action_id=done.id)).action
+    assert again.state == pb.ACTION_STATE_EXECUTED  # never recorded undone
 
 
 def test_a_deny_rule_of_the_daemon_cannot_be_replaced_by_one_of_the_same_name(env: Env) -> None:

@@ -59,6 +59,7 @@ from goexd.resources.http_rules import (
     Verify,
     VerifyKind,
     pre_image_matches,
+    without_fields,
 )
 from goexd.resources.http_send import FORBIDDEN_HEADERS, CallFailed, HttpSender
 from goexd.sandbox.base import Limits
@@ -332,6 +333,9 @@ class HttpResource:
             raise InvalidArgument("inverse", "the inverse of an http action is an http action")
         if inverse.resource and inverse.resource != self.resource.name:
             raise InvalidArgument("inverse.resource", "an inverse acts on the same resource as its action")
+        if spec.http is not None and spec.http.method.upper() in READ_METHODS:
+            # Never silently dropped (trial 15b E09): a read has nothing to undo.
+            raise InvalidArgument("inverse", f"{spec.http.method} is read-only: it needs no inverse (nothing to undo)")
         self._check_request(inverse.http, "inverse.http")
 
     def plan(self, spec: ActionSpec) -> Planned:
@@ -500,6 +504,7 @@ class HttpResource:
                 "kind": derived.verify.kind.value,
                 "call": _call_json(derived.verify.call) if derived.verify.call else None,
                 "compare": "json" if derived.verify.as_json else "bytes",
+                "ignore": list(derived.verify.ignore),
             }
         )
         if derived.inverse is not None:
@@ -574,6 +579,16 @@ class HttpResource:
             with self._lock:  # the rule says what must still hold (the item still absent, still its pre-image)
                 report = self.check_undo(checkpoint, head, self.sender)
                 return replace(report, detail=self._redact_text(report.detail))
+        inverse = _call_from(checkpoint["inverse"])
+        verify = json.loads(checkpoint.get("verify", '{"kind": "status", "call": null}'))
+        unchecked = VerifyKind(verify["kind"]) in (VerifyKind.STATUS, VerifyKind.NONE) or not verify["call"]
+        if inverse.method in READ_METHODS and unchecked:
+            # A read takes nothing back, and nothing would check it: an undo recorded as done would claim what did
+            # not happen (trial 15b H28: a sent mail "undone" by a GET). Refused; the action stays as it is.
+            raise FailedPrecondition(
+                f"cannot undo action {action_id}: its inverse {inverse.method} {inverse.path} is read-only, so it "
+                "takes nothing back, and nothing would check the result; the action stays pending (commit it)"
+            )
         with self._lock:
             if (done := self._already_undone(checkpoint)) is not None:
                 return done
@@ -620,7 +635,11 @@ class HttpResource:
         kind = VerifyKind(verify["kind"])
         if kind in (VerifyKind.STATUS, VerifyKind.NONE) or not verify["call"]:
             why = "only the inverse's own status" if kind is VerifyKind.STATUS else "no check possible"
-            return RollbackReport(False, f"{head}; nothing to compare the result against ({why})", compared=False)
+            return RollbackReport(
+                False,
+                f"{head}; nothing to compare the result against ({why}): whether the call was taken back is not known",
+                compared=False,
+            )
         probe = _call_from(verify["call"])
         try:
             now = sender.send(uncached(probe), 60.0, max_body=MAX_PRE_IMAGE_BYTES)
@@ -639,12 +658,16 @@ class HttpResource:
         if capture is None:
             return RollbackReport(False, f"{head}; no pre-image to compare with", compared=False)
         as_json = verify.get("compare", "json") == "json"  # (checkpoints from before compare was kept: json)
-        ok = pre_image_matches(capture, now, as_json)
-        return RollbackReport(
-            ok,
-            f"{head}; {probe.method} {probe.path} "
-            + ("equals the pre-image" if ok else f"differs from the pre-image ({_difference(capture, now, as_json)})"),
+        ignore = tuple(verify.get("ignore", ()))
+        ok = pre_image_matches(capture, now, as_json, ignore)
+        left_out = f"; left out of the comparison, as the rule set says: {', '.join(ignore)}" if ignore else ""
+        said = (
+            f"equals the pre-image (this item only{left_out}: what the service keeps beside it, such as a trash, a "
+            "log or other collections, is not compared)"
+            if ok
+            else f"differs from the pre-image ({_difference(capture, now, as_json, ignore)}{left_out})"
         )
+        return RollbackReport(ok, f"{head}; {probe.method} {probe.path} {said}")
 
     def fingerprint(self) -> str:
         raise FailedPrecondition("a REST service has no fingerprint; each undo is verified call by call")
@@ -655,7 +678,7 @@ class HttpResource:
             self.staging.close()
 
 
-def _difference(before: Exchange, now: Exchange, as_json: bool) -> str:
+def _difference(before: Exchange, now: Exchange, as_json: bool, ignore: Sequence[str] = ()) -> str:
     """What differs between a pre-image and what the service answers now, by field name (values are not shown:
     they may be anything the service holds)."""
     if before.status != now.status:
@@ -669,7 +692,7 @@ def _difference(before: Exchange, now: Exchange, as_json: bool) -> str:
             return "the same body bytes"
         return f"the body's bytes differ ({len(now.body)} bytes, was {len(before.body)}; compared byte for byte)"
     try:
-        old, new = json.loads(before.body), json.loads(now.body)
+        old, new = without_fields(json.loads(before.body), ignore), without_fields(json.loads(now.body), ignore)
     except ValueError:
         return f"body of {len(now.body)} bytes, was {len(before.body)} bytes, not the same"
     if isinstance(old, dict) and isinstance(new, dict):

@@ -107,6 +107,7 @@ class Verify:
     # ABSENT: expect 404/410; PRE_IMAGE: expect what the capture got; None for STATUS and NONE.
     call: HttpCall | None
     as_json: bool = False  # PRE_IMAGE: bodies JSON-equal (the rule set's compare = "json"), else byte-equal
+    ignore: tuple[str, ...] = ()  # PRE_IMAGE with as_json: JSON fields left out (the rule set's ignore_fields)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class RuleSet:
         self.name = spec.name
         self.description = spec.description
         self.compare = spec.compare
+        self.ignore_fields = spec.ignore_fields
         self.source = source  # the file it was loaded from
         self.rules = spec.rules
         self._by_name = {r.name: r for r in spec.rules}
@@ -142,6 +144,18 @@ class RuleSet:
     def chain(self) -> str:
         """The names of the sets tried, in order: "rest+generic"."""
         return "+".join(s.name for s in (self, *self.fallbacks))
+
+    def comparison(self, rule: Rule | None) -> tuple[bool, tuple[str, ...]]:
+        """How this set's pre-image checks compare bodies: as JSON or as bytes, and the JSON fields left out
+        (the set's ignore_fields, then `rule`'s own)."""
+        ignore = (*self.ignore_fields, *(rule.ignore_fields if rule is not None else ()))
+        return self.compare == "json", ignore
+
+    def rule_named(self, name: str) -> Rule | None:
+        """A rule by its qualified name ("rest.update"), in this set or its fallbacks."""
+        set_name, _, rule_name = name.partition(".")
+        owner = next((s for s in (self, *self.fallbacks) if s.name == set_name), None)
+        return owner._by_name.get(rule_name) if owner is not None else None
 
     def bound(self, base_url: str, fallbacks: Sequence[RuleSet] = ()) -> RuleSet:
         """This set for one resource: Location headers resolve against `base_url`, and a write none
@@ -241,7 +255,8 @@ class RuleSet:
             derived = _derive_rule(candidate, rule, context, reasons, f"{candidate.rule} " if i else "")
             if derived is not None:
                 owner = next(s for s in (self, *self.fallbacks) if s.name == candidate.rule.partition(".")[0])
-                return replace(derived, verify=replace(derived.verify, as_json=owner.compare == "json"))
+                as_json, ignore = owner.comparison(rule)
+                return replace(derived, verify=replace(derived.verify, as_json=as_json, ignore=ignore))
         note = f"{planned.rule}: no outcome applies ({'; '.join(reasons)})"
         return Derived(ReversibilityClass.IRREVERSIBLE, None, _NO_CHECK, note)
 
@@ -437,20 +452,39 @@ def _verify(spec: VerifySpec, inverse: HttpCall | None, capture: HttpCall | None
 # ---------------------------------------------------------------- checking an undo
 
 
-def pre_image_matches(capture: Exchange, now: Exchange, as_json: bool) -> bool:
+def pre_image_matches(capture: Exchange, now: Exchange, as_json: bool, ignore: Sequence[str] = ()) -> bool:
     """Whether `now` answers what the capture did: both gone (404/410), or the same status, media
     type (Content-Type without its parameters) and body (with `as_json`, JSON-equal when both are
-    JSON; else, and otherwise, byte-equal)."""
+    JSON, the fields in `ignore` left out; else, and otherwise, byte-equal)."""
     if capture.status in GONE:
         return now.status in GONE
     if capture.status != now.status or _media_type(capture) != _media_type(now):
         return False
     if as_json and _is_json(capture) and _is_json(now):
         try:
-            return _same(json.loads(capture.body), json.loads(now.body))
+            return _same(without_fields(json.loads(capture.body), ignore), without_fields(json.loads(now.body), ignore))
         except ValueError:
             pass
     return capture.body == now.body
+
+
+def without_fields(doc: Any, ignore: Sequence[str]) -> Any:
+    """A JSON document without the fields at the dotted paths in `ignore` (through objects only; a path that
+    is not there is no matter). The document is not changed: a copy is returned."""
+    if not ignore or not isinstance(doc, dict):
+        return doc
+    out = dict(doc)
+    nested: dict[str, list[str]] = {}
+    for path in ignore:
+        head, dot, rest = path.partition(".")
+        if dot:
+            nested.setdefault(head, []).append(rest)
+        else:
+            out.pop(head, None)
+    for head, rests in nested.items():
+        if head in out:
+            out[head] = without_fields(out[head], rests)
+    return out
 
 
 def verified(verify: Verify, *, inverse: Exchange | None, check: Exchange | None, capture: Exchange | None) -> bool:
@@ -461,7 +495,11 @@ def verified(verify: Verify, *, inverse: Exchange | None, check: Exchange | None
     if verify.kind is VerifyKind.ABSENT:
         return check is not None and check.status in GONE
     if verify.kind is VerifyKind.PRE_IMAGE:
-        return check is not None and capture is not None and pre_image_matches(capture, check, verify.as_json)
+        return (
+            check is not None
+            and capture is not None
+            and pre_image_matches(capture, check, verify.as_json, verify.ignore)
+        )
     return True
 
 

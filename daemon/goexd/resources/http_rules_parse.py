@@ -40,6 +40,7 @@ _STATUS_CLASS = re.compile(r"^([1-5])xx$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 OUTCOME_CLASSES = ("reversible", "best_effort", "irreversible")
 COMPARES = ("bytes", "json")  # a rule file's compare: how a pre-image check compares bodies
+_FIELD_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")  # ignore_fields: "updated", "meta.etag"
 
 
 # ---------------------------------------------------------------- loading
@@ -80,13 +81,24 @@ def _rule_file(data: dict[str, Any]) -> RuleFile:
     table(
         (),
         data,
-        {"name": _ident, "description": nonempty_str, "compare": choice(COMPARES), "rule": _array_of_tables},
+        {
+            "name": _ident,
+            "description": nonempty_str,
+            "compare": choice(COMPARES),
+            "ignore_fields": _field_paths,
+            "rule": _array_of_tables,
+        },
     )
     if "name" not in data:
         raise Invalid((), "a rule file needs a name (rule sets are chosen by it)")
     rules = data.get("rule", [])
     if not rules:
         raise Invalid((), "a rule file needs at least one [[rule]]")
+    compare = data.get("compare", "bytes")
+    ignoring = [(("ignore_fields",), data)] + [(("rule", i, "ignore_fields"), r) for i, r in enumerate(rules)]
+    for where, t in ignoring:
+        if "ignore_fields" in t and compare != "json":
+            raise Invalid(where, 'leaves JSON fields out of the comparison: the file needs compare = "json"')
     names: set[str] = set()
     built = []
     for i, rule_table in enumerate(rules):
@@ -95,7 +107,8 @@ def _rule_file(data: dict[str, Any]) -> RuleFile:
             raise Invalid(("rule", i, "name"), f"rule {rule.name!r} is defined twice")
         names.add(rule.name)
         built.append(rule)
-    return RuleFile(data["name"], data.get("description", ""), tuple(built), data.get("compare", "bytes"))
+    ignore = tuple(data.get("ignore_fields", ()))
+    return RuleFile(data["name"], data.get("description", ""), tuple(built), compare, ignore)
 
 
 def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
@@ -107,6 +120,7 @@ def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
             "method": _methods,
             "path": nonempty_str,
             "no_query": _bool,
+            "ignore_fields": _field_paths,
             "capture": lambda p, v: table(p, v, {"method": choice(("GET", "HEAD")), **_CALL_KEYS}),
             "outcome": _array_of_tables,
         },
@@ -124,7 +138,8 @@ def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
     if not outcomes:
         raise Invalid((*here, "outcome"), "a rule needs at least one [[rule.outcome]]")
     methods = t["method"] if isinstance(t["method"], list) else [t["method"]]
-    return Rule(t["name"], frozenset(methods), pattern, bool(t.get("no_query", False)), capture, outcomes)
+    ignore = tuple(t.get("ignore_fields", ()))
+    return Rule(t["name"], frozenset(methods), pattern, bool(t.get("no_query", False)), capture, outcomes, ignore)
 
 
 def _pattern(here: KeyPath, text: str) -> PathPattern:
@@ -297,6 +312,15 @@ def _one_or_list(value: str | Sequence[str]) -> Sequence[str]:
 def _ident(path: KeyPath, value: Any) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
         raise Invalid(path, f"use 1 to 64 letters, digits, '_' and '-', not {value!r}")
+
+
+def _field_paths(path: KeyPath, value: Any) -> None:
+    """ignore_fields: a list of JSON field paths, dotted through objects ("updated", "meta.etag")."""
+    if not isinstance(value, list):
+        raise Invalid(path, 'must be a list of JSON field paths, as ["updated", "meta.etag"]')
+    for v in value:
+        if not isinstance(v, str) or not _FIELD_PATH.match(v):
+            raise Invalid(path, f"{v!r} is not a JSON field path (names joined by '.', as \"meta.etag\")")
 
 
 def _bool(path: KeyPath, value: Any) -> None:

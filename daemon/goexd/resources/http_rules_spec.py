@@ -120,6 +120,7 @@ class Rule:
     no_query: bool
     capture: CallSpec | None
     outcomes: tuple[Outcome, ...]
+    ignore_fields: tuple[str, ...] = ()  # JSON fields a pre-image check leaves out, beside the file's
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,6 @@ class RuleFile:
     # How a pre-image check compares bodies: "bytes" (exactly, the default) or "json" (JSON-equal when both are
     # JSON by content type: for a JSON API, whose answers may re-serialise what it holds).
     compare: str = "bytes"
+    # JSON fields the service manages itself (a write bumps them: "updated", "meta.etag"), left out of every
+    # pre-image check of the file's rules (compare = "json" only); a rule can name more.
+    ignore_fields: tuple[str, ...] = ()

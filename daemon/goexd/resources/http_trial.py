@@ -179,6 +179,7 @@ class StagingLeft:
     capture: Exchange  # what it must answer: the pre-image, or a 404 for what the trial created
     as_json: bool
     why: str
+    ignore: tuple[str, ...] = ()  # JSON fields left out (the rule set's ignore_fields)
 
 
 def _put_back(
@@ -193,7 +194,7 @@ def _put_back(
     created deleted, by the rule's own inverse) and checked; what happened, in words. When one cannot be verified
     the copy is marked not trustworthy (StagingLeft)."""
     planned = manager.plan_call(call)
-    as_json = _compares_json(manager, planned)
+    as_json, ignore = _comparison(manager, planned)
     items: list[tuple[HttpCall, Exchange, HttpCall]] = []  # (probe, what it must answer, the call putting it back)
     probe = planned.capture
     if probe is not None and "capture" in captured:
@@ -203,7 +204,7 @@ def _put_back(
         own = manager.staging_rules.derive(planned, call, response, None) if planned.rule else None
         if own is None or own.inverse is None or own.verify.kind is not VerifyKind.ABSENT or own.verify.call is None:
             why = "no pre-image and no inverse of the rule's own to put it back with"
-            manager.staging_left = StagingLeft(HttpCall("GET", call.path), Exchange(0, {}, b""), as_json, why)
+            manager.staging_left = StagingLeft(HttpCall("GET", call.path), Exchange(0, {}, b""), as_json, why, ignore)
             return f"the staging copy keeps the call's effect ({why}): trials answer unknown in this session"
         items.append((own.verify.call, Exchange(404, {}, b""), own.inverse))
     if "inverse_target" in captured:  # what the client's inverse wrote to, elsewhere
@@ -215,7 +216,7 @@ def _put_back(
         try:
             staging.send(fix, timeout_s, max_body=MAX_DERIVE_BYTES)
             now = staging.send(uncached(probe), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
-            if pre_image_matches(capture, now, as_json):
+            if pre_image_matches(capture, now, as_json, ignore):
                 done.append(f"{fix.method} {fix.path}")
                 continue
             why = f"{probe.method} {probe.path} still differs after {fix.method} {fix.path}"
@@ -223,7 +224,7 @@ def _put_back(
             why = f"{fix.method} {fix.path} got no answer ({exc.why})"
         except GoexError as exc:
             why = str(exc)
-        manager.staging_left = StagingLeft(probe, capture, as_json, why)
+        manager.staging_left = StagingLeft(probe, capture, as_json, why, ignore)
         return f"the staging copy could not be put back ({why}): trials answer unknown until it is reset"
     return f"the staging copy was put back from the trial's pre-image ({', '.join(done)}, verified)"
 
@@ -256,10 +257,13 @@ def _restoring(probe: HttpCall, capture: Exchange) -> tuple[HttpCall, Exchange, 
     )
 
 
-def _compares_json(manager: HttpResource, planned: Planned) -> bool:
+def _comparison(manager: HttpResource, planned: Planned) -> tuple[bool, tuple[str, ...]]:
+    """How the planning rule set compares bodies: as JSON or not, and the JSON fields it leaves out."""
     sets = (manager.rules, *manager.rules.fallbacks)
     owner = next((s for s in sets if s.name == planned.rule.partition(".")[0]), None)
-    return owner is not None and owner.compare == "json"
+    if owner is None:
+        return False, ()
+    return owner.comparison(manager.rules.rule_named(planned.rule))
 
 
 def _still_left(manager: HttpResource, staging: HttpSender, timeout_s: float) -> str:
@@ -271,7 +275,7 @@ def _still_left(manager: HttpResource, staging: HttpSender, timeout_s: float) ->
     if left.capture.status:
         try:
             now = staging.send(uncached(left.probe), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
-            if pre_image_matches(left.capture, now, left.as_json):
+            if pre_image_matches(left.capture, now, left.as_json, left.ignore):
                 manager.staging_left = None
                 return ""
         except (CallFailed, GoexError):
