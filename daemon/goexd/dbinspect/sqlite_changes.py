@@ -170,10 +170,11 @@ class Probe:
             schema = self._schema(db)
             read = self._to_read(db, schema, zero=True)
             after = partial_fingerprint(db, schema, read)
-            if not read:  # no rows to compare: the state alone (a sqlite_sequence value, user_version)
-                if after.state == self.state:
-                    return None
-                return diff(replace(partial_fingerprint(db, self.schema, read), state=self.state), after)
+            if not read:  # no rows to compare: the schema and the state (a sqlite_sequence value, user_version)
+                # compared as the undo compares (DbFingerprint.digest): a view or trigger changed in a database
+                # without tables is not "unchanged" (trial 15b, finding 3's SQLite side)
+                before = replace(partial_fingerprint(db, self.schema, read), state=self.state)
+                return None if before.digest == after.digest else diff(before, after)
         if not self.wal:
             raise ValueError("the side before a transaction is readable only in WAL mode")
         with view() as other, reading(other) as db:
