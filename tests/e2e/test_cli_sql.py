@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -56,6 +57,10 @@ def test_sql_with_an_inverse_on_the_inverse_strategy(shared_daemon: DaemonProces
     goex(shared_daemon, tmp_path, "session", "open", "--db", f"sqlite://{db}", "--db-strategy", "inverse")
     ok = goex(shared_daemon, tmp_path, "--json", "sql", "UPDATE t SET x = x + 5", "--inverse", "UPDATE t SET x = x - 5")
     assert json.loads(ok)["action"]["reversibility"]["verdict"] == "passed"
+    # The same pair again: the test's verdict (here remembered from the first) is said on the terminal's report.
+    again = goex(shared_daemon, tmp_path, "sql", "UPDATE t SET x = x + 5", "--inverse", "UPDATE t SET x = x - 5")
+    assert re.search(r"^reversibility\s+reversible, test passed", again, re.M), again
+    goex(shared_daemon, tmp_path, "undo")
     blocked = goex(shared_daemon, tmp_path, "sql", "DELETE FROM t", "--inverse", "SELECT 1", code=125)
     assert "reversibility test" in blocked
     with sqlite3.connect(db) as other:

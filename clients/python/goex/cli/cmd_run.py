@@ -394,7 +394,7 @@ def print_summary(app: App, action: Action) -> None:
         app.err.print(line)
     tested = action.reversibility
     if (
-        action.kind in (ActionKind.SHELL, ActionKind.PYTHON)
+        action.kind in (ActionKind.SHELL, ActionKind.PYTHON, ActionKind.SQL)
         and tested is not None
         and tested.verdict is not Verdict.UNTESTED
     ):
