@@ -182,27 +182,43 @@ class Pg(NamedTuple):
         return row[0]
 
 
-@pytest.fixture
-def pg(sec_daemon: DaemonProcess, pg_cluster: PgCluster, pg_database: str) -> Iterator[Pg]:
-    secret = put_pg_secret(sec_daemon, pg_cluster, f"sqlpol-{secrets.token_hex(4)}")
+@contextlib.contextmanager
+def pg_session(d: DaemonProcess, cluster: PgCluster, database: str, policy: str = "") -> Iterator[Pg]:
+    """A session with the inverse strategy on `database` (one table, t), its own policy `policy`."""
+    secret = put_pg_secret(d, cluster, f"sqlpol-{secrets.token_hex(4)}")
     # The owner of the database is made a superuser for these tests: whatever got through would then run.
-    with pg_cluster.connect() as su:
-        su.execute(f'ALTER ROLE "{pg_cluster.app_role}" SUPERUSER')
+    with cluster.connect() as su:
+        su.execute(f'ALTER ROLE "{cluster.app_role}" SUPERUSER')
     try:
-        with pg_cluster.connect_app(pg_database) as conn, daemon_owned_dir(sec_daemon) as out:
+        with cluster.connect_app(database) as conn, daemon_owned_dir(d) as out:
             out.chmod(0o777)  # the server's own user could write here too (COPY ... TO PROGRAM/file)
             conn.execute("CREATE TABLE t (id int PRIMARY KEY, qty int); INSERT INTO t VALUES (1, 1)")
-            db = pb.DbResourceSpec(url=pg_cluster.app_dsn_for(pg_database), secret=secret)
+            db = pb.DbResourceSpec(url=cluster.app_dsn_for(database), secret=secret)
             spec = pb.ResourceSpec(db=db, strategy=pb.UNDO_STRATEGY_INVERSE)
-            session = sec_daemon.sessions.CreateSession(spb.CreateSessionRequest(resources=[spec]), timeout=60).session
+            req = spb.CreateSessionRequest(resources=[spec], policy_toml=policy)
+            session = d.sessions.CreateSession(req, timeout=60).session
             try:
-                yield Pg(sec_daemon, session.id, conn, out)
+                yield Pg(d, session.id, conn, out)
             finally:
-                close_session(sec_daemon, session.id)
+                close_session(d, session.id)
     finally:
-        with pg_cluster.connect() as su:
-            su.execute(f'ALTER ROLE "{pg_cluster.app_role}" NOSUPERUSER')
-        sec_daemon.secrets.DeleteSecret(secpb.DeleteSecretRequest(name=secret))
+        with cluster.connect() as su:
+            su.execute(f'ALTER ROLE "{cluster.app_role}" NOSUPERUSER')
+        d.secrets.DeleteSecret(secpb.DeleteSecretRequest(name=secret))
+
+
+@pytest.fixture
+def pg(sec_daemon: DaemonProcess, pg_cluster: PgCluster, pg_database: str) -> Iterator[Pg]:
+    with pg_session(sec_daemon, pg_cluster, pg_database) as found:
+        yield found
+
+
+@pytest.fixture
+def pg_lifting(sec_daemon: DaemonProcess, pg_cluster: PgCluster, pg_database: str) -> Iterator[Pg]:
+    """A session whose own policy tries to allow what the daemon's refuses or holds."""
+    policy = '[sql]\nprivileged = "allow"\nirreversible = "allow"\n'
+    with pg_session(sec_daemon, pg_cluster, pg_database, policy) as found:
+        yield found
 
 
 def test_postgres_privileged_ddl_is_never_tested(pg: Pg) -> None:
@@ -251,3 +267,17 @@ def test_postgres_lawful_pair_runs(pg: Pg) -> None:
     done = submitted(pg.d, pg.session, "UPDATE t SET qty = 2", "UPDATE t SET qty = 1")
     assert done.state == pb.ACTION_STATE_EXECUTED, done.error
     assert pg.one("SELECT qty FROM t") == 2
+
+
+def test_a_session_policy_cannot_lift_the_daemons_sql_rules(pg_lifting: Pg) -> None:
+    """The session's own `[sql] privileged/irreversible = "allow"` is clipped to the daemon's (deny; approval)."""
+    pg = pg_lifting
+    msg = refused_test(pg.d, pg.session, "UPDATE t SET qty = 2", "UPDATE t SET qty = 1; CREATE EXTENSION citext")
+    assert "the daemon's policy" in msg, msg
+    code, msg = status_of(
+        lambda: submitted(pg.d, pg.session, "UPDATE t SET qty = 2; NOTIFY ch", "UPDATE t SET qty = 1")
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "[policy rule sql.irreversible]" in msg, msg
+    assert "the daemon's policy" in msg, msg
+    assert pg.one("SELECT qty FROM t") == 1
+    assert pg.one("SELECT count(*) FROM pg_extension WHERE extname = 'citext'") == 0
