@@ -32,6 +32,8 @@ from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.keyring import join_fresh_session_keyring
 from goexd.sandbox.limits import detect_enforcer
+from goexd.sd_notify import Notifier
+from goexd.server import activation
 from goexd.server.app import build_server, set_not_serving
 from goexd.stop_control import StopControl
 from goexd.vault.log_redaction import install_log_redaction
@@ -145,6 +147,11 @@ def raise_fd_limit() -> None:
 
 
 def serve(cfg: config.Config, config_file: Path | None = None) -> int:
+    notifier = Notifier(os.environ)  # Type=notify: READY=1 once serving, STOPPING=1 on the way out
+    listener = activation.inherited_listener(os.environ)  # goexd.socket's, when systemd started goexd for it
+    if listener is not None:
+        cfg = activation.adopt(cfg, listener)
+    grpc_socket = activation.private_socket(cfg.socket) if listener is not None else cfg.socket
     join_fresh_session_keyring()
     # goexd's own files, hidden from every sandbox where they fall inside a visible tree
     # (a config under /etc, say); the rest of the host is not visible at all.
@@ -185,12 +192,18 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     stop = StopControl(engine, cfg.drain_on_stop, cfg.drain_timeout_s)
     stop.install()  # before serving: a SIGTERM from now on is seen (and drained, if asked)
     admin = Admin(cfg, engine, sandbox, stop)
-    server, health_servicer = build_server(engine, admin, vault, oauth, cfg.socket, cfg.grpc_workers)
+    server, health_servicer = build_server(engine, admin, vault, oauth, grpc_socket, cfg.grpc_workers)
     scheduler = start_scheduler(admin, oauth, cfg)
 
     server.start()
-    log.info("goexd %s serving on %s (state %s, sandbox %s)", __version__, cfg.socket, cfg.state_dir, sandbox.name)
+    relay = activation.Relay(listener, grpc_socket).start() if listener is not None else None
+    where = f"{cfg.socket} (socket activation)" if relay is not None else str(cfg.socket)
+    log.info("goexd %s serving on %s (state %s, sandbox %s)", __version__, where, cfg.state_dir, sandbox.name)
+    notifier.notify("READY=1", f"STATUS=serving on {cfg.socket}")
     why = stop.wait()
+    notifier.notify("STOPPING=1", f"STATUS={why}")
+    if relay is not None:
+        relay.stop()  # new connections wait on systemd's socket, which starts goexd again
     found = engine.interrupted_by_stop()
     log.log(logging.WARNING if found else logging.INFO, "%s; shutting down: %s", why, summary(found))
     set_not_serving(health_servicer)
@@ -201,7 +214,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     shutil.rmtree(egress.run_dir, ignore_errors=True)
     server.stop(grace=2).wait()
     journal.close()
-    cfg.socket.unlink(missing_ok=True)
+    grpc_socket.unlink(missing_ok=True)  # never systemd's: it stays bound and listening
     log.info("goexd stopped")
     return 0
 
