@@ -3,7 +3,8 @@
 The service (tests/services/stamped_app.py, Flask) stamps `updated` and `meta.etag` on every write, so no inverse
 can give the pre-image back byte for byte or JSON for JSON: without ignore_fields every undo is NOT verified (the
 trial's false alarm); with them the right inverse is verified, a wrong one still is not, and the undo's text names
-what was left out. It also soft-deletes: an undo verifies the item, and says that is all it verifies."""
+what was left out. It also soft-deletes: an undo verifies the item, and says that is all it verifies, unless the
+rule names the trash as related (then a delete and re-create is not verified)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ name = "update"
 method = ["PUT", "PATCH", "DELETE"]
 path = "/stamped/{{id}}"
 capture = {{ method = "GET", path = "/stamped/{{id}}" }}
+{related}
 
   [[rule.outcome]]
   name = "replaced"
@@ -45,9 +47,11 @@ capture = {{ method = "GET", path = "/stamped/{{id}}" }}
 @pytest.fixture(scope="module")
 def goexd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     rules = tmp_path_factory.mktemp("rules")
-    (rules / "strict.toml").write_text(textwrap.dedent(RULES.format(name="strict", ignore="")))
-    ignoring = RULES.format(name="stamped", ignore='ignore_fields = ["updated", "meta.etag"]')
-    (rules / "stamped.toml").write_text(textwrap.dedent(ignoring))
+    (rules / "strict.toml").write_text(textwrap.dedent(RULES.format(name="strict", ignore="", related="")))
+    ignore = 'ignore_fields = ["updated", "meta.etag"]'
+    (rules / "stamped.toml").write_text(textwrap.dedent(RULES.format(name="stamped", ignore=ignore, related="")))
+    related = 'related = [{ path = "/_trash" }]'
+    (rules / "trashy.toml").write_text(textwrap.dedent(RULES.format(name="trashy", ignore=ignore, related=related)))
     root = tmp_path_factory.mktemp("goexd") / "d"
     root.mkdir()
     d = DaemonProcess(root, env={"GOEXD_HTTP__RULES_DIRS": str(rules)}).start()
@@ -124,6 +128,19 @@ def test_a_verified_undo_says_it_verified_the_item_only(goexd: DaemonProcess, se
     undone = run_and_undo(goexd, service, "stamped", spec("DELETE", "/stamped/2"), None)
     detail = undone.reversibility.detail
     assert undone.reversibility.verdict == pb.VERDICT_PASSED, detail
-    assert "this item only" in detail and "is not compared" in detail, detail
+    assert "this item only" in detail and "is not compared unless the rule names it as related" in detail, detail
     after = state(service)
     assert after["items"]["2"]["text"] == "b" and [t["id"] for t in after["trash"]] == ["2"]
+
+
+def test_a_related_call_the_rule_names_is_compared_too(goexd: DaemonProcess, service: StampedService) -> None:
+    """The rule names the trash as related: the same delete and re-create is NOT verified, naming the trash; an
+    update that leaves the trash alone is verified, saying the trash answers as before."""
+    undone = run_and_undo(goexd, service, "trashy", spec("DELETE", "/stamped/2"), None)
+    detail = undone.reversibility.detail
+    assert undone.reversibility.verdict == pb.VERDICT_FAILED, detail
+    assert "GET /stamped/2 equals the pre-image" in detail and "but GET /_trash differs from before" in detail, detail
+    updated = run_and_undo(goexd, service, "trashy", spec("PATCH", "/stamped/1", '{"text": "x"}'), None)
+    detail = updated.reversibility.detail
+    assert updated.reversibility.verdict == pb.VERDICT_PASSED, detail
+    assert "GET /_trash answer(s) as before the call" in detail, detail

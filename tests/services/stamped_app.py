@@ -30,6 +30,11 @@ def _app() -> Any:
     def ready() -> Any:
         return {"ok": True}
 
+    @app.get("/_trash")
+    def trash_now() -> Any:
+        with lock:
+            return Response(json_text(trash), 200, mimetype="application/json")
+
     @app.get("/_state")
     def state() -> Any:
         with lock:

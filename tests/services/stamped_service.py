@@ -3,7 +3,7 @@ tests of HTTP rule sets' ignore_fields (issue 15, trial 15b H30/H29), run on 127
 
 - GET/PUT/PATCH/DELETE /stamped/<id>: a JSON object; every write sets the server-managed `updated` (a counter
   of writes) and `meta.etag`, whatever the request says; PUT creates (201) or replaces (200), DELETE 204.
-- The store soft-deletes: a DELETE keeps the item in a trash (GET /_state shows it), which nothing reads back.
+- The store soft-deletes: a DELETE keeps the item in a trash (GET /_trash lists it).
 - GET /_state: every item and the trash, for the tests' own checks; GET /_ready: 200.
 
 The app is stamped_app.py (run as `python stamped_app.py PORT`; seeded with items 1 {"text": "a"} and 2

@@ -125,3 +125,34 @@ def test_a_rules_ignore_fields_needs_a_json_file() -> None:
     with pytest.raises(RuleError) as e:
         parse_rule_file(text, "f.toml")
     assert "rule[0].ignore_fields: leaves JSON fields out" in str(e.value), str(e.value)
+
+
+def test_related_calls_are_planned_with_the_capture() -> None:
+    text = STAMPED.replace(
+        'capture = { method = "GET", path = "/stamped/{id}" }\n\n  [[rule.outcome]]\n  name = "deleted"',
+        'capture = { method = "GET", path = "/stamped/{id}" }\nrelated = [{ path = "/trash/{id}" }, { path = "/log" }]'
+        '\n\n  [[rule.outcome]]\n  name = "deleted"',
+    )
+    rs = RuleSet(parse_rule_file(text, "s.toml"), "s.toml").bound("http://127.0.0.1:1")
+    planned = rs.plan(HttpCall("DELETE", "/stamped/7"))
+    assert [(c.method, c.path) for c in planned.related] == [("GET", "/trash/7"), ("GET", "/log")]
+    assert rs.plan(HttpCall("PATCH", "/stamped/7")).related == ()
+
+
+@pytest.mark.parametrize(
+    ("related", "message"),
+    [
+        ('related = [{ path = "/t" }]', "rule[0].related: compares what the service answered before the call"),
+        ('related = "/t"', "rule[0].related: must be a list of tables"),
+        ('related = [{ method = "POST", path = "/t" }]', "rule[0].related[0].method: must be one of GET"),
+        ('related = [{ query = { a = "b" } }]', "rule[0].related[0]: a related call needs a path"),
+    ],
+)
+def test_bad_related_calls_are_errors_naming_the_key(related: str, message: str) -> None:
+    text = 'name = "x"\n[[rule]]\nname = "r"\nmethod = "PUT"\npath = "/x"\n' + related + "\n"
+    text += '[[rule.outcome]]\nname = "o"\nclass = "irreversible"\ninverse = "none"\nverify = "none"\nnote = "n"\n'
+    if "compares what" not in message:
+        text = text.replace('path = "/x"\n', 'path = "/x"\ncapture = { path = "/x" }\n', 1)
+    with pytest.raises(RuleError) as e:
+        parse_rule_file(text, "f.toml")
+    assert message in str(e.value), str(e.value)

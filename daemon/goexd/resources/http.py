@@ -447,6 +447,19 @@ class HttpResource:
             cp["capture_redacted"] = "1"
             captured = Exchange(captured.status, captured.headers, redacted)
         cp["capture"] = _exchange_json(captured)
+        related = []
+        for probe in planned.related:  # what else the call changes, as the rule names it: compared at undo too
+            try:
+                answer = (sender or self.sender).send(uncached(probe), timeout_s, max_body=MAX_PRE_IMAGE_BYTES)
+            except CallFailed as exc:
+                return f"could not take the pre-image ({probe.method} {probe.path}, related): {exc.why}"
+            if answer.truncated:
+                return {"capture_dropped": f"{probe.method} {probe.path} answers more than {MAX_PRE_IMAGE_BYTES} bytes"}
+            if self._redact(answer.body, False) != answer.body:
+                return {"capture_dropped": f"{probe.method} {probe.path} holds a vault secret"}
+            related.append([_call_json(probe), _exchange_json(answer)])
+        if related:
+            cp["capture_related"] = json.dumps(related)
         return cp
 
     def execute(
@@ -649,11 +662,14 @@ class HttpResource:
             )
         if kind is VerifyKind.ABSENT:
             ok = now.status in (404, 410)
-            return RollbackReport(
+            report = RollbackReport(
                 ok,
                 f"{head}; {probe.method} {probe.path} answered {now.status}"
                 + (" (gone, as expected)" if ok else ", but it should be gone"),
             )
+            related_absent = json.loads(checkpoint.get("capture_related", "[]"))
+            as_json = verify.get("compare", "json") == "json"
+            return _with_related(report, related_absent, sender, as_json, tuple(verify.get("ignore", ())))
         capture = _exchange_from(checkpoint["capture"]) if "capture" in checkpoint else None
         if capture is None:
             return RollbackReport(False, f"{head}; no pre-image to compare with", compared=False)
@@ -661,13 +677,21 @@ class HttpResource:
         ignore = tuple(verify.get("ignore", ()))
         ok = pre_image_matches(capture, now, as_json, ignore)
         left_out = f"; left out of the comparison, as the rule set says: {', '.join(ignore)}" if ignore else ""
+        related = json.loads(checkpoint.get("capture_related", "[]"))
+        if not related:
+            scope = (
+                f" (this item only{left_out}: what the service keeps beside it, such as a trash, a log or other "
+                "collections, is not compared unless the rule names it as related)"
+            )
+        else:
+            scope = f" ({left_out.removeprefix('; ')})" if left_out else ""
         said = (
-            f"equals the pre-image (this item only{left_out}: what the service keeps beside it, such as a trash, a "
-            "log or other collections, is not compared)"
+            f"equals the pre-image{scope}"
             if ok
             else f"differs from the pre-image ({_difference(capture, now, as_json, ignore)}{left_out})"
         )
-        return RollbackReport(ok, f"{head}; {probe.method} {probe.path} {said}")
+        report = RollbackReport(ok, f"{head}; {probe.method} {probe.path} {said}")
+        return _with_related(report, related, sender, as_json, ignore)
 
     def fingerprint(self) -> str:
         raise FailedPrecondition("a REST service has no fingerprint; each undo is verified call by call")
@@ -676,6 +700,30 @@ class HttpResource:
         self.sender.close()
         if self.staging is not None:
             self.staging.close()
+
+
+def _with_related(
+    report: RollbackReport, related: list[list[str]], sender: HttpSender, as_json: bool, ignore: Sequence[str]
+) -> RollbackReport:
+    """The report with the rule's related calls compared too (each must answer what it did before the call)."""
+    if not related:
+        return report
+    differ, same = [], []
+    for call_text, answer_text in related:
+        probe, before = _call_from(call_text), _exchange_from(answer_text)
+        try:
+            now = sender.send(uncached(probe), 60.0, max_body=MAX_PRE_IMAGE_BYTES)
+        except CallFailed as exc:
+            differ.append(f"{probe.method} {probe.path} got no answer ({exc.why})")
+            continue
+        if pre_image_matches(before, now, as_json, ignore):
+            same.append(f"{probe.method} {probe.path}")
+        else:
+            what = _difference(before, now, as_json, ignore)
+            differ.append(f"{probe.method} {probe.path} differs from before the call ({what})")
+    if differ:
+        return RollbackReport(False, f"{report.detail}; but {'; '.join(differ)}")
+    return replace(report, detail=f"{report.detail}; {', '.join(same)} answer(s) as before the call")
 
 
 def _difference(before: Exchange, now: Exchange, as_json: bool, ignore: Sequence[str] = ()) -> str:

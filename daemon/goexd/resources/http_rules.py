@@ -99,6 +99,7 @@ class Planned:
     capture: HttpCall | None  # the GET to send before the call (pre-image), or None
     predicted: ReversibilityClass  # the weakest class among the rule's outcomes
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    related: tuple[HttpCall, ...] = ()  # the rule's related GETs, sent with the capture and compared at undo
 
 
 @dataclass(frozen=True)
@@ -195,12 +196,15 @@ class RuleSet:
                 continue
             context = _Context(variables, call, None, None)
             capture = None
+            related: list[HttpCall] = []
             if rule.capture is not None:
                 # From a request value that is not there: no capture, and derive falls through.
                 with contextlib.suppress(Missing):
                     capture = _build(rule.capture, context)
+                    related = [_build(r, context) for r in rule.related]
             predicted = max((o.reversibility for o in rule.outcomes), key=_STRENGTH.index)
-            return Planned(f"{self.name}.{rule.name}", capture, predicted, MappingProxyType(variables))
+            name = f"{self.name}.{rule.name}"
+            return Planned(name, capture, predicted, MappingProxyType(variables), tuple(related))
         return None
 
     def _candidates(self, planned: Planned, call: HttpCall) -> list[tuple[Planned, Rule]]:

@@ -122,6 +122,7 @@ def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
             "no_query": _bool,
             "ignore_fields": _field_paths,
             "capture": lambda p, v: table(p, v, {"method": choice(("GET", "HEAD")), **_CALL_KEYS}),
+            "related": _related_calls,
             "outcome": _array_of_tables,
         },
     )
@@ -133,13 +134,22 @@ def _rule(here: KeyPath, t: dict[str, Any]) -> Rule:
     capture = None
     if "capture" in t:
         capture = _call((*here, "capture"), {"method": "GET", **t["capture"]}, _Scope(variables, False, False))
+    related = tuple(
+        _call((*here, "related", j), {"method": "GET", **r}, _Scope(variables, False, False))
+        for j, r in enumerate(t.get("related", ()))
+    )
+    if related and capture is None:
+        raise Invalid(
+            (*here, "related"), "compares what the service answered before the call: the rule needs a capture"
+        )
     scope = _Scope(variables, capture is not None, True)
     outcomes = tuple(_outcome((*here, "outcome", j), o, scope) for j, o in enumerate(t["outcome"]))
     if not outcomes:
         raise Invalid((*here, "outcome"), "a rule needs at least one [[rule.outcome]]")
     methods = t["method"] if isinstance(t["method"], list) else [t["method"]]
     ignore = tuple(t.get("ignore_fields", ()))
-    return Rule(t["name"], frozenset(methods), pattern, bool(t.get("no_query", False)), capture, outcomes, ignore)
+    no_query = bool(t.get("no_query", False))
+    return Rule(t["name"], frozenset(methods), pattern, no_query, capture, outcomes, ignore, related)
 
 
 def _pattern(here: KeyPath, text: str) -> PathPattern:
@@ -312,6 +322,16 @@ def _one_or_list(value: str | Sequence[str]) -> Sequence[str]:
 def _ident(path: KeyPath, value: Any) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
         raise Invalid(path, f"use 1 to 64 letters, digits, '_' and '-', not {value!r}")
+
+
+def _related_calls(path: KeyPath, value: Any) -> None:
+    """related: GETs of what else the call changes (a trash, a log), each like a capture: path, query, headers."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise Invalid(path, 'must be a list of tables, as [{ path = "/trash" }]')
+    for i, v in enumerate(value):
+        table((*path, i), v, {"method": choice(("GET",)), **_CALL_KEYS})
+        if "path" not in v:
+            raise Invalid((*path, i), "a related call needs a path")
 
 
 def _field_paths(path: KeyPath, value: Any) -> None:

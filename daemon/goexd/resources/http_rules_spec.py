@@ -121,6 +121,9 @@ class Rule:
     capture: CallSpec | None
     outcomes: tuple[Outcome, ...]
     ignore_fields: tuple[str, ...] = ()  # JSON fields a pre-image check leaves out, beside the file's
+    # GETs of what else the call changes beside its item (a trash, a log, a counter), captured with the pre-image
+    # and compared at undo as the pre-image is: an undo that leaves them changed is not verified.
+    related: tuple[CallSpec, ...] = ()
 
 
 @dataclass(frozen=True)
