@@ -100,6 +100,9 @@ COMMAND_OUTPUTS: dict[str, tuple[str, ...]] = {
     "stats": ("GetStatsResponse",),
     "gc": ("RunGcResponse",),
     "stop": ("StopResponse",),
+    # No --json output but an error: these print the files they write.
+    "install-service": (),
+    "uninstall-service": (),
 }
 
 

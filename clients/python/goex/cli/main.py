@@ -91,6 +91,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("cmd_admin", "sessions, actions by state, storage use"),
     "gc": ("cmd_admin", "remove snapshots no pending action needs"),
     "stop": ("cmd_admin", "stop goexd, saying what that interrupts (--drain: let it finish first)"),
+    "install-service": ("cmd_service", "write systemd user units that start goexd on its socket, and a daily gc timer"),
+    "uninstall-service": ("cmd_service", "stop and remove the systemd user units install-service wrote"),
 }
 
 
