@@ -12,6 +12,8 @@ import os
 import struct
 from pathlib import Path
 
+from pytest import MonkeyPatch
+
 from goexd.engine.journal import Journal
 from goexd.engine.models import Reversibility, UndoStrategy, Verdict
 from goexd.engine.verdict_memory import VerdictMemory, remembered
@@ -154,5 +156,39 @@ def test_a_modification_time_only_change_is_said_not_applied(tmp_path: Path) -> 
         cp = manager.checkpoint("act_c", None)
         out = manager.execute(sh("echo more >> a.txt"), LIMITS, cp, None, None)
         assert out.changes is not None and not any("modification time" in w for w in out.changes.warnings), out
+    finally:
+        manager.close()
+
+
+def test_the_attributes_are_followed_through_the_stores_dirty_sets(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """xattrs_now walks the workspace once, then follows each capture's dirty set (an attribute change moves no
+    snapshot id but is in it; the store keeps the latest captures' sets, whoever captured), and walks again only
+    after a capture it cannot follow (a full scan)."""
+    manager, ws = _open(tmp_path, UndoStrategy.INVERSE)
+    walks: list[Path] = []
+    walk = fs_xattrs.of_workspace
+
+    def counted(workspace: Path) -> dict[str, str]:
+        walks.append(workspace)
+        return walk(workspace)
+
+    monkeypatch.setattr(fs_xattrs, "of_workspace", counted)
+    try:
+        assert manager.xattrs_now() == {} and len(walks) == 1
+        assert manager.xattrs_now() == {} and len(walks) == 1  # nothing changed: no walk
+        os.setxattr(ws / "a.txt", ACL, _acl())
+        (ws / "x").mkdir()
+        (ws / "x" / "f").write_text("f")
+        os.setxattr(ws / "x" / "f", "user.tag", b"1")
+        found = manager.xattrs_now()
+        assert sorted(found) == ["a.txt", "x/f"] and len(walks) == 1, found
+        os.removexattr(ws / "a.txt", ACL)
+        os.rename(ws / "x", ws / "y")
+        assert sorted(manager.xattrs_now()) == ["y/f"] and len(walks) == 1
+        manager.fingerprint()  # a capture of another caller: followed through the store's log of dirty sets
+        os.setxattr(ws / "b.txt", "user.tag", b"2")
+        assert sorted(manager.xattrs_now()) == ["b.txt", "y/f"] and len(walks) == 1
+        manager._store.full_scan()  # a capture with no dirty set: xattrs_now walks again, and finds the same
+        assert sorted(manager.xattrs_now()) == ["b.txt", "y/f"] and len(walks) == 2
     finally:
         manager.close()

@@ -18,8 +18,10 @@ tested at <when> ...; not tried again". What each strategy's fingerprint is (fin
   digest of the extended attributes (POSIX ACLs included) of its files (fs_xattrs.py: snapshots do
   not hold them, so a verdict from a state without an ACL is not reused on one with it). Exact, and
   it changes with any edit anywhere in the workspace, so a reuse needs the whole tree unchanged;
-  costs one incremental capture (cheap with inotify, a stat walk without), and one listxattr walk
-  (~2 us an entry) only where a verdict is kept or a kept one's snapshot id matches.
+  costs one incremental capture (cheap with inotify, a stat walk without); the extended attributes
+  are taken only where a verdict is kept or a kept one's snapshot id matches, from what the resource
+  follows through the captures' dirty sets (a listxattr walk of the workspace only after a capture
+  it cannot follow: a full scan).
 - SQLite (inverse strategy): the whole database's fingerprint, as the resource tracks it (schema
   and every table's content; updated from what goexd's own statements change, re-read whole only
   after another connection wrote). Exact, a superset of the tables the pair touches: a write to

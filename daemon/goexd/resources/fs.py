@@ -132,6 +132,9 @@ class FsVersionedResource(UndoesByItself):
         self._masked = tuple(masked_paths)
         self._change_limit = change_list_limit
         self._overlays = overlays_dir
+        # The extended attributes last found (xattrs_now): (the store's capture count, the snapshot, path -> digest).
+        self._xattrs: tuple[int, Snapshot, dict[str, str]] | None = None
+        self._xattrs_lock = threading.Lock()
         if overlays_dir is not None:
             try:
                 check_paths(self.workspace, overlays_dir)
@@ -513,10 +516,32 @@ class FsVersionedResource(UndoesByItself):
 
     def xattrs_fingerprint(self, state: str) -> str:
         """`state` (a state_fingerprint) and the workspace's extended attributes, ACLs included (fs_xattrs.py:
-        snapshots do not hold them). One walk of the workspace: taken only where a verdict is kept or may be
-        reused."""
-        found = fs_xattrs.digest(fs_xattrs.of_workspace(self.workspace))
+        snapshots do not hold them). Taken only where a verdict is kept or may be reused."""
+        found = fs_xattrs.digest(self.xattrs_now())
         return f"{state}+xattrs:{found}" if found else state
+
+    def xattrs_now(self) -> dict[str, str]:
+        """The workspace's paths that carry extended attributes -> their digest (fs_xattrs.py), as of a capture
+        now: from the last ones found and the dirty set of the capture that followed them when there is one such
+        capture, else one walk of the workspace (after a full scan, or a capture made elsewhere: an apply)."""
+        snap = self._capture()
+        with self._xattrs_lock:
+            known = self._xattrs
+            captures, steps = self._store.touched_since(known[0] if known is not None else 0)
+            found: dict[str, str] | None = None
+            if known is not None and steps is not None:
+                at, found = known[1], known[2]
+                for started, paths, made in steps:  # each capture since, its dirty set (an xattr change is in it)
+                    if started != at:
+                        found = None
+                        break
+                    found, at = fs_xattrs.updated(found, self.workspace, paths), made
+                if at != snap:
+                    found = None
+            if found is None:
+                found = fs_xattrs.of_workspace(self.workspace)
+            self._xattrs = (captures, snap, found)
+        return dict(found)
 
     def trial_parts(self) -> tuple[GitWorkspaceStore, Sandbox, tuple[Path, ...], Path | None]:
         """What trying an action on an overlay of this workspace needs (fs_trial.py); no overlays: direct mode."""

@@ -97,7 +97,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         if inverse is not None:
             cp[INVERSE_KEY] = json.dumps(codec.spec_to_json(inverse))
             cp[LINKS_KEY] = fs_links.to_json(fs_links.groups_at(self.workspace, self._store.linked_paths()))
-            cp[XATTRS_KEY] = fs_xattrs.to_json(fs_xattrs.of_workspace(self.workspace))
+            cp[XATTRS_KEY] = fs_xattrs.to_json(self.xattrs_now())
         return cp
 
     def execute(
@@ -300,8 +300,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         """Which involved paths carry other extended attributes (ACLs included) than before the action."""
         if before is None:  # not recorded: an action of an older goexd
             return []
-        now = fs_xattrs.of_workspace(self.workspace)
-        return fs_xattrs.differences(before, now, lambda p: _involved(p, involved), self.workspace)
+        return fs_xattrs.differences(before, self.xattrs_now(), lambda p: _involved(p, involved), self.workspace)
 
     def _links_differ(self, links_before: fs_links.LinkGroups, involved: set[str]) -> list[str]:
         """Which involved files were hard links of each other before the action and are not now, or the reverse

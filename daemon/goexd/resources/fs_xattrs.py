@@ -10,10 +10,13 @@ action (a difference is NOT verified, named), and verdict memory keys a verdict 
 of them joins the workspace's fingerprint), so a verdict from a state without an ACL is not reused
 on one with it.
 
-Finding them is one walk of the workspace, one listxattr per entry (~2 us each: ~20 ms at 10k
-entries); the workspace's own top-level `.git` is left out, as snapshots leave it out. Left out as
-well: overlayfs' own attributes and `security.*` (labels the system sets, file capabilities: goexd
-strips those on every run, snapshots/privileges.py).
+Finding them is one walk of the workspace, one listxattr per entry; the resource keeps what it found
+and follows the store's captures (GitWorkspaceStore.latest_touched: inotify's dirty set names a path
+whose attributes changed, though its snapshot does not change), so it walks again only after a
+capture it did not follow (a full scan, an action's apply), O(changed) otherwise
+(FsVersionedResource.xattrs_now). The workspace's own top-level `.git` is left out, as snapshots
+leave it out. Left out as well: overlayfs' own attributes and `security.*` (labels the system sets,
+file capabilities: goexd strips those on every run, snapshots/privileges.py).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from goexd.snapshots.overlay_upper import NOT_OURS as _NOT_OURS
 from goexd.snapshots.overlay_upper import own_xattrs
 
 Xattrs = Mapping[str, str]  # path -> digest of its own extended attributes (only paths that have some)
@@ -37,6 +41,7 @@ def of_workspace(workspace: Path) -> dict[str, str]:
     if root:
         out[""] = _digest(root)
     stack = [("", os.fspath(workspace))]
+    listxattr = os.listxattr
     while stack:
         rel, path = stack.pop()
         try:
@@ -48,15 +53,44 @@ def of_workspace(workspace: Path) -> dict[str, str]:
             name = f"{rel}/{entry.name}" if rel else entry.name
             if name == ".git":
                 continue
-            found = own_xattrs(Path(entry.path))
-            if found:
-                out[name] = _digest(found)
             try:
-                is_dir = stat.S_ISDIR(entry.stat(follow_symlinks=False).st_mode)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                held = is_dir or entry.is_file(follow_symlinks=False)
+                names = listxattr(entry.path, follow_symlinks=False) if held else []
             except OSError:
                 continue
+            if any(not n.startswith(_NOT_OURS) for n in names):  # one call per entry; read only where some are
+                found = own_xattrs(Path(entry.path))
+                if found:
+                    out[name] = _digest(found)
             if is_dir:
                 stack.append((name, entry.path))
+    return out
+
+
+def updated(found: Xattrs, workspace: Path, paths: Iterable[str]) -> dict[str, str]:
+    """`found` after the changes at `paths` (a capture's dirty set: what changed below a directory that appeared
+    whole is in it too): each path read again, and what was below one that is gone or no longer a directory
+    dropped."""
+    out = dict(found)
+    for dirty in paths:
+        path = dirty.rstrip("/")
+        if path == ".git" or path.startswith(".git/"):
+            continue
+        full = workspace / path if path else workspace
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(full).st_mode)
+            exists = True
+        except OSError:
+            is_dir = exists = False
+        if not is_dir:
+            for below in [k for k in out if path and k.startswith(path + "/")]:
+                del out[below]
+        attrs = own_xattrs(full) if exists else {}
+        if attrs:
+            out[path] = _digest(attrs)
+        else:
+            out.pop(path, None)
     return out
 
 

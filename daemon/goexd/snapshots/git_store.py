@@ -40,6 +40,7 @@ import os
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,6 +127,9 @@ _RACY_NS = 100_000_000
 _ADD_ATTEMPTS = 8
 
 
+_FOLLOWED_PATHS = 10_000  # a capture that re-read more is not followed (touched_since): a walk is as cheap
+
+
 class GitWorkspaceStore:
     def __init__(self, git_dir: Path, workspace: Path, *, watch: bool = True) -> None:
         self._git_dir = Path(git_dir)
@@ -153,6 +157,10 @@ class GitWorkspaceStore:
         # What the latest capture re-read (inotify's dirty set) and the snapshot it started
         # from; None after a full scan.
         self._touched: tuple[Snapshot, set[str]] | None = None
+        # The latest captures' dirty sets, for what follows changes no snapshot holds (fs_xattrs): (capture number,
+        # the snapshot it started from, the paths it re-read, the snapshot it made); None paths: a full scan.
+        self._captures = 0
+        self._recent: deque[tuple[int, Snapshot | None, frozenset[str] | None, Snapshot]] = deque(maxlen=32)
         # What the latest capture could not read (lenient captures only; see restore()).
         self._unreadable: tuple[Unreadable, ...] = ()
         self._capture_fs: SafeFS | None = None  # see _capture_batch()
@@ -216,6 +224,18 @@ class GitWorkspaceStore:
             truncated=len(found) > limit,
             warnings=(code_paths.warning(code),) if code else (),
         )
+
+    def touched_since(self, captures: int) -> tuple[int, list[tuple[Snapshot, frozenset[str], Snapshot]] | None]:
+        """The number of captures so far, and what each capture after the `captures`-th re-read, in order: the
+        snapshot it started from, the paths of inotify's dirty set, the snapshot it made. None when one of them was
+        a full scan, failed, or is no longer kept. What changes no snapshot (an extended attribute) is among those
+        paths too: resources/fs_xattrs.py follows them."""
+        with self._session():
+            steps = [r for r in self._recent if r[0] > captures]
+            whole = len(steps) == self._captures - captures and all(r[1] is not None for r in steps)
+            if not whole or any(r[2] is None for r in steps):
+                return self._captures, None
+            return self._captures, [(r[1], r[2], r[3]) for r in steps if r[1] is not None and r[2] is not None]
 
     def linked_paths(self) -> tuple[str, ...]:
         """The files with more than one name as of the latest capture (a new name makes a capture a full scan)."""
@@ -522,6 +542,7 @@ class GitWorkspaceStore:
     def full_scan(self) -> Snapshot:
         """Capture by rescanning everything (what capture() falls back to)."""
         with self._session(), self._batch() as fs:
+            self._captures += 1  # kept out of _recent: who follows the dirty sets cannot follow this one
             return self._full_capture(fs, lenient=False)
 
     @contextmanager
@@ -539,7 +560,13 @@ class GitWorkspaceStore:
 
     def _capture(self, lenient: bool = False) -> Snapshot:
         try:
-            return self._capture_in_batch(lenient)
+            self._captures += 1
+            snap = self._capture_in_batch(lenient)
+            touched = self._touched
+            kept = touched is not None and len(touched[1]) <= _FOLLOWED_PATHS
+            started, paths = (touched[0], frozenset(touched[1])) if kept and touched is not None else (None, None)
+            self._recent.append((self._captures, started, paths, snap))
+            return snap
         finally:
             if self._capture_fs is not None:  # what it opened up is given back
                 fs, self._capture_fs = self._capture_fs, None

@@ -36,6 +36,8 @@ from goexd.snapshots.tree_edit import Edit, PutDir, PutFile, Remove
 
 _TRUSTED = "trusted.overlay."
 _USER = "user.overlay."
+# Extended attributes that are not a file's own: overlayfs' and security labels (own_xattrs leaves them out).
+NOT_OURS = (_TRUSTED, _USER, "security.")
 # Written only with features goexd does not turn on (metacopy, redirect_dir): an upper holding
 # one is not something goexd knows how to apply.
 _UNSUPPORTED = ("metacopy", "redirect")
@@ -332,7 +334,7 @@ def own_xattrs(path: Path) -> dict[str, bytes]:
         return {}
     try:
         names = os.listxattr(path, follow_symlinks=False)
-        keep = [n for n in names if not n.startswith((_TRUSTED, _USER, "security."))]
+        keep = [n for n in names if not n.startswith(NOT_OURS)]
         return {n: os.getxattr(path, n, follow_symlinks=False) for n in keep}
     except OSError:
         return {}
