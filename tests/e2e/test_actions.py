@@ -162,6 +162,8 @@ def test_memory_hog_and_fork_bomb_are_stopped(shared_daemon: DaemonProcess, work
     )
     assert hog.state == pb.ACTION_STATE_FAILED
     assert hog.exec.termination == pb.TERMINATION_OOM
+    # In units a person reads, the exact bytes beside them.
+    assert "memory limit of 64.0 MiB (67108864 bytes) hit" in hog.exec.detail, hog.exec.detail
     bomb = shell(shared_daemon, session.id, "bomb() { bomb | bomb & }; bomb; sleep 30", max_processes=32, timeout_s=20)
     assert bomb.state == pb.ACTION_STATE_FAILED
     assert bomb.exec.termination == pb.TERMINATION_PIDS_LIMIT

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from goexd.diskspace import size
 from goexd.sandbox.base import Limits, Termination
 
 log = logging.getLogger(__name__)
@@ -266,7 +267,8 @@ class _CgroupRun:
         oom_kills, pids_max = self._counts()
         parts = []
         if oom_kills:
-            parts.append(f"memory limit of {self.limits.memory_bytes} bytes hit ({oom_kills} OOM kill(s))")
+            memory = self.limits.memory_bytes
+            parts.append(f"memory limit of {size(memory)} ({memory} bytes) hit ({oom_kills} OOM kill(s))")
         if pids_max:
             parts.append(f"process limit of {self.limits.max_processes} hit ({pids_max} fork(s) refused)")
         return "; ".join(parts)
