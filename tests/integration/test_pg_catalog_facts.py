@@ -224,3 +224,39 @@ def test_an_undo_by_a_wrong_inverse_is_not_verified(res: PostgresInverseResource
     cp.update(res.execute(action, limits, cp, None, None).checkpoint_extra)
     report = res.rollback("act_rule", cp)
     assert not report.verified and "rule no_ins on table t added" in report.detail, report.detail
+
+
+def test_other_objects_of_a_schema_are_compared(res: PostgresInverseResource, app: psycopg.Connection[Any]) -> None:
+    """Aggregates, collations, operators, text search configurations and dictionaries, conversions and
+    casts: a wrong inverse that leaves one made, dropped or changed fails naming it; the right one passes."""
+    app.execute("""
+        CREATE FUNCTION add2(integer, integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+        CREATE TEXT SEARCH CONFIGURATION tsc (COPY = simple);
+    """)
+    cases = [
+        (
+            "CREATE AGGREGATE sum2(integer) (sfunc = add2, stype = integer, initcond = '0')",
+            "DROP AGGREGATE sum2(integer)",
+            "aggregate sum2(integer) added",
+        ),
+        ("CREATE COLLATION c2 (locale = 'C')", "DROP COLLATION c2", "collation c2 added"),
+        (
+            "CREATE OPERATOR ### (function = add2, leftarg = integer, rightarg = integer)",
+            "DROP OPERATOR ### (integer, integer)",
+            "operator ###(integer,integer) added",
+        ),
+        (
+            "ALTER TEXT SEARCH CONFIGURATION tsc DROP MAPPING FOR email",
+            "ALTER TEXT SEARCH CONFIGURATION tsc ADD MAPPING FOR email WITH simple",
+            "text search configuration tsc: ",
+        ),
+        (
+            "CREATE TEXT SEARCH DICTIONARY tsd (TEMPLATE = simple, STOPWORDS = english)",
+            "DROP TEXT SEARCH DICTIONARY tsd",
+            "text search dictionary tsd added",
+        ),
+        ("CREATE CAST (mood AS text) WITH INOUT", "DROP CAST (mood AS text)", "cast (mood AS text) added"),
+    ]
+    for action, right, named in cases:
+        assert named in failed(res, action, "SELECT 1"), action
+        passed(res, action, right)

@@ -18,6 +18,7 @@ server's error in the text, and the rest of the fingerprint still works.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -26,14 +27,12 @@ from goexd.dbinspect.pg_names import acl
 
 CHUNK = 16 * 1024 * 1024
 
-_METADATA = f"""
-SELECT m.oid, {acl("m.lomacl", "'L'", "m.lomowner")},
-       (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)
-       OR current_setting('lo_compat_privileges')::boolean
+# SQL of pg_largeobject_metadata `m`, read with the other facts (pg_states.py): its privileges, and
+# whether the current role may read it.
+PRIVILEGES = acl("m.lomacl", "'L'", "m.lomowner")
+READABLE = """current_setting('is_superuser')::boolean OR current_setting('lo_compat_privileges')::boolean
        OR EXISTS (SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
-                  WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE')))
-FROM pg_largeobject_metadata m
-"""  # noqa: S608 (constant text)
+                  WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE')))"""
 
 _CONTENT = """
 SELECT o.oid, o.size,
@@ -47,13 +46,10 @@ FROM (SELECT oid, lo_lseek64(lo_open(oid, 262144), 0, 2) AS size FROM unnest(%(o
 UNREADABLE = "content not compared: not readable by this role"
 
 
-def read(cur: psycopg.Cursor[Any]) -> list[tuple[str, str]]:
-    """Each large object's content and privileges, as states."""
-    meta = cur.execute(_METADATA).fetchall()
-    if not meta:
-        return []
-    states = [(f"privileges on large object {oid}", privileges) for oid, privileges, _ in meta]
-    readable = [oid for oid, _, may in meta if may]
+def read(cur: psycopg.Cursor[Any], metadata: Sequence[tuple[int, str, bool]]) -> list[tuple[str, str]]:
+    """Each large object's content and privileges as states, from its (oid, privileges, readable)."""
+    states = [(f"privileges on large object {oid}", privileges) for oid, privileges, _ in metadata]
+    readable = [oid for oid, _, may in metadata if may]
     content: dict[int, str] = {}
     if readable:
         try:
@@ -63,8 +59,7 @@ def read(cur: psycopg.Cursor[Any]) -> list[tuple[str, str]]:
         except psycopg.errors.Error as exc:
             why = str(exc.diag.message_primary or exc).splitlines()[0]
             content = dict.fromkeys(readable, f"content not compared: reading it failed ({why})")
-    states += [(f"large object {oid}", content.get(oid, UNREADABLE)) for oid, _, _ in meta]
-    return states
+    return states + [(f"large object {oid}", content.get(oid, UNREADABLE)) for oid, _, _ in metadata]
 
 
 def _md5(digest: str) -> str:

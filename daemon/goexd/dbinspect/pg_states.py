@@ -1,4 +1,4 @@
-"""PostgreSQL state beside the definitions (Schema.states and Schema.settings), read in a few queries.
+"""PostgreSQL state beside the definitions (Schema.states and Schema.settings), read in two queries.
 
 Each fact is a short text keyed by what it is of, so a diff can name it ("option fillfactor of
 table t: default → 70", "rule no_ins on table t added", "large object 16401: 7 bytes, md5 … → 0
@@ -12,9 +12,12 @@ States are always there when their object is; settings only when not at their de
   extended statistics (CREATE STATISTICS);
 - columns: statistics target, storage and compression other than their type's, options
   (n_distinct...), privileges (column GRANTs), whether an inherited column is also local;
-- sequences' parameters (type, increment, minimum, maximum, start, cache, cycle, owning column);
+- sequences' parameters (type, increment, minimum, maximum, start, cache, cycle: settings off
+  CREATE SEQUENCE's defaults), and the column that owns one;
 - schemas (owner, privileges), default privileges (pg_default_acl), extensions, this
   database's privileges, connection limit and settings (ALTER DATABASE / ALTER ROLE ... SET);
+- aggregates, collations, operators, text search configurations (with their mappings) and
+  dictionaries, conversions of the user schemas, and casts created after initdb, by catalog row;
 - large objects: owner and privileges, and a content hash (pg_largeobjects.py).
 """
 
@@ -27,11 +30,11 @@ import psycopg
 
 from goexd.dbinspect import pg_largeobjects
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
+from goexd.dbinspect.model import THIS_DATABASE
 from goexd.dbinspect.pg_names import KINDS, USER_NAMESPACES, acl, qualified
 
 State = tuple[str, str]
 
-_PARENT = "CASE WHEN pn.nspname = 'public' THEN quote_ident(pc.relname) ELSE quote_ident(pn.nspname) || '.' || quote_ident(pc.relname) END"  # noqa: E501 (qualified(), in SQL)
 
 _RELATION_ACL_KIND = "(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\""
 _RELATIONS = f"""
@@ -43,8 +46,7 @@ SELECT c.oid, quote_ident(n.nspname), quote_ident(c.relname), c.relkind,
        c.reloptions, c.relreplident, ix.replident, ix.clustered,
        CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-       ARRAY(SELECT {_PARENT} FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
-             JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid ORDER BY i.inhseqno),
+       ARRAY(SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno),
        CASE WHEN c.relkind IN ('r', 'm') AND am.amname <> 'heap' THEN am.amname END,
        c.relispopulated
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam
@@ -57,99 +59,137 @@ LEFT JOIN LATERAL (
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {USER_NAMESPACES} AND c.relname <> '{OUTCOMES_TABLE}'
 """  # noqa: S608 (constant text)
 
-_TRIGGERS = """
-SELECT t.tgrelid, quote_ident(t.tgname),
-       CASE t.tgenabled WHEN 'O' THEN 'enabled' WHEN 'D' THEN 'disabled'
-                        WHEN 'R' THEN 'enabled on replica only' ELSE 'enabled always' END
-FROM pg_trigger t WHERE t.tgrelid = ANY(%s) AND NOT t.tgisinternal
-"""
+_QUALIFIED = (
+    "CASE WHEN n.nspname = 'public' THEN quote_ident({0}) ELSE quote_ident(n.nspname) || '.' || quote_ident({0}) END"
+)
 
-_POLICIES = """
-SELECT p.polrelid, quote_ident(p.polname),
+# Everything but the relations themselves in one round trip (a query each cost more, in round trips
+# and planning, than this one), as (what, relation oid, a, ..., h), NULL where unused: of the relations,
+# triggers enabled or not, policies, comments (theirs and their columns'), rules, extended statistics,
+# sequences' parameters and owning column (a regclass's text is the name as qualified() writes it: the
+# read scope pins search_path to public), columns with something off their default (most have none);
+# schemas; default privileges; extensions; this database (privileges, connection limit) and the
+# settings ALTER DATABASE ... SET and ALTER ROLE ... [IN DATABASE] SET gave it and the connected role
+# (the cluster-wide role settings too: they apply to the next session here); the other objects a user
+# may create in a schema (aggregates, collations, operators, text search configurations and
+# dictionaries, conversions) and casts made after initdb (oid >= 16384, FirstNormalObjectId: a cheap
+# filter first), each by what it does (its catalog row, to_jsonb, without oids that a re-creation
+# changes); large objects.
+_OBJECTS = f"""
+SELECT 'trigger', t.tgrelid, quote_ident(t.tgname),
+       CASE t.tgenabled WHEN 'O' THEN 'enabled' WHEN 'D' THEN 'disabled'
+                        WHEN 'R' THEN 'enabled on replica only' ELSE 'enabled always' END,
+       NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_trigger t WHERE t.tgrelid = ANY(%(oids)s) AND NOT t.tgisinternal
+UNION ALL
+SELECT 'policy', p.polrelid, quote_ident(p.polname),
        concat_ws(' ', CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END, 'FOR',
                  CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                                WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
                  'TO', (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(r::regrole::text) END, ', ')
                         FROM unnest(p.polroles) r),
                  'USING (' || pg_get_expr(p.polqual, p.polrelid) || ')',
-                 'WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')
-FROM pg_policy p WHERE p.polrelid = ANY(%s)
-"""
-
-_COMMENTS = """
-SELECT d.objoid, d.objsubid, quote_ident(a.attname), d.description
+                 'WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')'),
+       NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_policy p WHERE p.polrelid = ANY(%(oids)s)
+UNION ALL
+SELECT 'comment', d.objoid, CASE WHEN d.objsubid <> 0 THEN quote_ident(a.attname) END, d.description,
+       NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_description d LEFT JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
-WHERE d.classoid = 'pg_class'::regclass AND d.objoid = ANY(%s)
-"""
-
-_RULES = """
-SELECT r.ev_class, quote_ident(r.rulename), pg_get_ruledef(r.oid, true),
-       CASE r.ev_enabled WHEN 'O' THEN '' WHEN 'D' THEN ' (disabled)'
-                         WHEN 'R' THEN ' (enabled on replica only)' ELSE ' (enabled always)' END
-FROM pg_rewrite r WHERE r.ev_class = ANY(%s) AND r.rulename <> '_RETURN'
-"""
-
-_STATISTICS = """
-SELECT s.stxrelid, quote_ident(n.nspname), quote_ident(s.stxname), pg_get_statisticsobjdef(s.oid),
-       coalesce(s.stxstattarget, -1)
-FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace WHERE s.stxrelid = ANY(%s)
-"""
-
-# Only columns with something off their default (most have none).
-_COLUMNS = """
-SELECT a.attrelid, quote_ident(a.attname), coalesce(a.attstattarget, -1),
-       CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END,
-       nullif(a.attcompression, ''), a.attoptions, a.attislocal, a.attinhcount,
+WHERE d.classoid = 'pg_class'::regclass AND d.objoid = ANY(%(oids)s)
+UNION ALL
+SELECT 'sequence', s.seqrelid, format_type(s.seqtypid, NULL), s.seqincrement::text, s.seqmin::text, s.seqmax::text,
+       s.seqstart::text, s.seqcache::text, s.seqcycle::text,
+       (SELECT d.refobjid::regclass::text || '.' || quote_ident(a.attname)
+        FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid AND d.refclassid = 'pg_class'::regclass
+          AND d.deptype IN ('a', 'i') LIMIT 1)
+FROM pg_sequence s WHERE s.seqrelid = ANY(%(oids)s)
+UNION ALL
+SELECT 'column', a.attrelid, quote_ident(a.attname), coalesce(a.attstattarget, -1)::text,
+       CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END, nullif(a.attcompression, '')::text,
+       array_to_string(a.attoptions, E'\\n'), a.attislocal::text, a.attinhcount::text,
        array_to_string(ARRAY(SELECT x::text FROM unnest(a.attacl) x ORDER BY 1), ',')
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
   AND (coalesce(a.attstattarget, -1) <> -1 OR a.attstorage <> t.typstorage OR a.attcompression <> ''
        OR a.attoptions IS NOT NULL OR a.attinhcount > 0 OR a.attacl IS NOT NULL)
-"""
-
-_SEQUENCES = """
-SELECT s.seqrelid, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
-       s.seqcycle,
-       (SELECT CASE WHEN tn.nspname = 'public' THEN quote_ident(tc.relname)
-                    ELSE quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) END || '.' || quote_ident(a.attname)
-        FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-        WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid AND d.refclassid = 'pg_class'::regclass
-          AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 LIMIT 1)
-FROM pg_sequence s WHERE s.seqrelid = ANY(%s)
-"""
-
-_SCHEMAS = f"""
-SELECT quote_ident(n.nspname), quote_ident(pg_get_userbyid(n.nspowner)), {acl("n.nspacl", "'n'", "n.nspowner")}
+UNION ALL
+SELECT 'rule', r.ev_class, quote_ident(r.rulename), pg_get_ruledef(r.oid, true),
+       CASE r.ev_enabled WHEN 'O' THEN '' WHEN 'D' THEN ' (disabled)'
+                         WHEN 'R' THEN ' (enabled on replica only)' ELSE ' (enabled always)' END,
+       NULL, NULL, NULL, NULL, NULL
+FROM pg_rewrite r WHERE r.ev_class = ANY(%(oids)s) AND r.rulename <> '_RETURN'
+UNION ALL
+SELECT 'statistics', s.stxrelid, {_QUALIFIED.format("s.stxname")}, pg_get_statisticsobjdef(s.oid),
+       coalesce(s.stxstattarget, -1)::text, NULL, NULL, NULL, NULL, NULL
+FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace WHERE s.stxrelid = ANY(%(oids)s)
+UNION ALL
+SELECT 'schema', NULL, quote_ident(n.nspname), quote_ident(pg_get_userbyid(n.nspowner)),
+       {acl("n.nspacl", "'n'", "n.nspowner")}, NULL, NULL, NULL, NULL, NULL
 FROM pg_namespace n WHERE {USER_NAMESPACES}
-"""  # noqa: S608 (constant text)
-
-_DEFAULT_ACLS = """
-SELECT quote_ident(pg_get_userbyid(d.defaclrole)), quote_ident(n.nspname),
-       CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
-                            WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' ELSE d.defaclobjtype::text END,
-       array_to_string(ARRAY(SELECT x::text FROM unnest(d.defaclacl) x ORDER BY 1), ',')
+UNION ALL
+SELECT 'default privileges', NULL,
+       quote_ident(pg_get_userbyid(d.defaclrole)) || coalesce(' in schema ' || quote_ident(n.nspname), '') || ' on '
+       || CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
+                               WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' ELSE d.defaclobjtype::text END,
+       array_to_string(ARRAY(SELECT x::text FROM unnest(d.defaclacl) x ORDER BY 1), ','),
+       NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
-"""
-
-_EXTENSIONS = """
-SELECT quote_ident(e.extname), e.extversion, quote_ident(n.nspname)
+UNION ALL
+SELECT 'extension', NULL, quote_ident(e.extname), 'version ' || e.extversion || ' in schema ' || quote_ident(n.nspname),
+       NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-"""
-
-# This database: its privileges and connection limit; the settings ALTER DATABASE ... SET and ALTER ROLE
-# ... [IN DATABASE] SET gave it and the connected role (the cluster-wide role settings included: they
-# apply to the next session here too).
-_DATABASE = f"""
-SELECT {acl("d.datacl", "'d'", "d.datdba")}, d.datconnlimit FROM pg_database d WHERE d.datname = current_database()
-"""  # noqa: S608 (constant text)
-
-_DATABASE_SETTINGS = """
-SELECT CASE WHEN s.setrole <> 0 THEN quote_ident(r.rolname) END, s.setdatabase <> 0, c.item
-FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c(item)
+UNION ALL
+SELECT 'database', NULL, {acl("d.datacl", "'d'", "d.datdba")}, d.datconnlimit::text, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_database d WHERE d.datname = current_database()
+UNION ALL
+SELECT 'database setting', NULL, CASE WHEN s.setrole <> 0 THEN s.setrole::regrole::text END, (s.setdatabase <> 0)::text,
+       c.item, NULL, NULL, NULL, NULL, NULL
+FROM pg_db_role_setting s, unnest(s.setconfig) c(item)
 WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-   OR (s.setdatabase = 0 AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user))
-"""
+   OR (s.setdatabase = 0 AND s.setrole = quote_ident(current_user)::regrole)
+UNION ALL
+SELECT 'object', NULL, 'aggregate ' || a.aggfnoid::regprocedure::text,
+       (to_jsonb(a) - 'aggfnoid' - 'aggtranstype' - 'aggmtranstype')::text
+       || ' stype ' || a.aggtranstype::regtype::text, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE a.aggfnoid >= 16384 AND {USER_NAMESPACES}
+UNION ALL
+SELECT 'object', NULL, 'collation ' || c.oid::regcollation::text,
+       (to_jsonb(c) - 'oid' - 'collversion' - 'collnamespace' - 'collowner')::text, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid >= 16384 AND {USER_NAMESPACES}
+UNION ALL
+SELECT 'object', NULL, 'operator ' || o.oid::regoperator::text,
+       (to_jsonb(o) - 'oid' - 'oprnamespace' - 'oprowner' - 'oprleft' - 'oprright' - 'oprresult')::text
+       || ' returns ' || o.oprresult::regtype::text, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oid >= 16384 AND {USER_NAMESPACES}
+UNION ALL
+SELECT 'object', NULL, 'text search configuration ' || c.oid::regconfig::text,
+       'parser ' || (SELECT quote_ident(prsname) FROM pg_ts_parser WHERE oid = c.cfgparser) || ', mapping '
+       || coalesce((SELECT string_agg(m.maptokentype || ':' || m.mapdict::regdictionary::text, ' '
+                                      ORDER BY m.maptokentype, m.mapseqno)
+                    FROM pg_ts_config_map m WHERE m.mapcfg = c.oid), ''), NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE c.oid >= 16384 AND {USER_NAMESPACES}
+UNION ALL
+SELECT 'object', NULL, 'text search dictionary ' || d.oid::regdictionary::text,
+       'template ' || (SELECT quote_ident(tmplname) FROM pg_ts_template WHERE oid = d.dicttemplate)
+       || ', options ' || coalesce(d.dictinitoption, ''), NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_ts_dict d JOIN pg_namespace n ON n.oid = d.dictnamespace WHERE d.oid >= 16384 AND {USER_NAMESPACES}
+UNION ALL
+SELECT 'object', NULL, 'conversion ' || {_QUALIFIED.format("c.conname")},
+       (to_jsonb(c) - 'oid' - 'connamespace' - 'conowner')::text, NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 AND {USER_NAMESPACES}
+UNION ALL
+SELECT 'object', NULL, 'cast (' || c.castsource::regtype::text || ' AS ' || c.casttarget::regtype::text || ')',
+       concat_ws(', ', 'function ' || nullif(c.castfunc, 0)::regprocedure::text,
+                 'context ' || c.castcontext::text, 'method ' || c.castmethod::text), NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_cast c WHERE c.oid >= 16384
+UNION ALL
+SELECT 'large object', m.oid, {pg_largeobjects.PRIVILEGES}, ({pg_largeobjects.READABLE})::text,
+       NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_largeobject_metadata m
+"""  # noqa: S608 (constant text)
 
 _REPLICA_IDENTITY = {"f": "full", "n": "nothing"}
 _STORAGE = {"p": "plain", "e": "external", "m": "main", "x": "extended"}
@@ -161,7 +201,6 @@ def read(cur: psycopg.Cursor[Any]) -> tuple[list[State], list[State]]:
     states: list[State] = []
     settings: list[State] = []
     names: dict[int, str] = {}
-    sequences: list[int] = []
     for row in cur.execute(_RELATIONS).fetchall():
         oid, nsp_q, rel_q, relkind, rls, persistence, privileges, options, replident, replident_index = row[:10]
         clustered, bound, partition_key, parents, access_method, populated = row[10:]
@@ -169,7 +208,6 @@ def read(cur: psycopg.Cursor[Any]) -> tuple[list[State], list[State]]:
         names[oid] = key
         states.append((f"privileges on {key}", privileges))
         if relkind == "S":
-            sequences.append(oid)
             continue
         if relkind in ("r", "p", "m"):
             states += [(f"row level security of {key}", rls), (f"persistence of {key}", persistence)]
@@ -189,33 +227,46 @@ def read(cur: psycopg.Cursor[Any]) -> tuple[list[State], list[State]]:
         if access_method:
             settings.append((f"access method of {key}", access_method))
     oids = list(names)
-    states += [(f"trigger {name} on {names[rel]}", st) for rel, name, st in cur.execute(_TRIGGERS, (oids,))]
-    states += [(f"policy {name} on {names[rel]}", text) for rel, name, text in cur.execute(_POLICIES, (oids,))]
-    for rel, sub, column, text in cur.execute(_COMMENTS, (oids,)):
-        states.append((f"comment on {names[rel]}" + (f" column {column}" if sub else ""), repr(text)))
-    states += [
-        (f"rule {name} on {names[rel]}", definition + enabled)
-        for rel, name, definition, enabled in cur.execute(_RULES, (oids,))
-    ]
-    for rel, nsp_q, name_q, definition, target in cur.execute(_STATISTICS, (oids,)):
-        key = f"statistics {qualified(nsp_q, name_q)} on {names[rel]}"
-        states.append((key, definition))
-        if target != -1:
-            settings.append((f"statistics target of {key}", str(target)))
-    for row in cur.execute(_COLUMNS, (oids,)):
-        col_states, col_settings = _column(f"{names[row[0]]} column {row[1]}", *row[2:])
-        states += col_states
-        settings += col_settings
-    for rel, *params in cur.execute(_SEQUENCES, (sequences,)):
-        states += [(f"{name} of {names[rel]}", value) for name, value in _sequence_parameters(*params)]
-    for nsp_q, owner, privileges in cur.execute(_SCHEMAS):
-        states += [(f"schema {nsp_q}", f"owner {owner}"), (f"privileges on schema {nsp_q}", privileges)]
-    for role, nsp_q, objects, privileges in cur.execute(_DEFAULT_ACLS):
-        where = f" in schema {nsp_q}" if nsp_q else ""
-        states.append((f"default privileges of role {role}{where} on {objects}", privileges))
-    states += [(f"extension {name}", f"version {v} in schema {nsp}") for name, v, nsp in cur.execute(_EXTENSIONS)]
-    db_states, db_settings = _database(cur)
-    return [*states, *db_states, *pg_largeobjects.read(cur)], [*settings, *db_settings]
+    large_objects = []
+    for what, rel, *v in cur.execute(_OBJECTS, {"oids": oids}).fetchall():
+        a, b, c = v[:3]
+        if what == "trigger":
+            states.append((f"trigger {a} on {names[rel]}", b))
+        elif what == "policy":
+            states.append((f"policy {a} on {names[rel]}", b))
+        elif what == "comment":
+            states.append((f"comment on {names[rel]}" + (f" column {a}" if a else ""), repr(b)))
+        elif what == "sequence":
+            sequence_states, sequence_settings = _sequence(names[rel], *v)
+            states += sequence_states
+            settings += sequence_settings
+        elif what == "column":
+            col_states, col_settings = _column(f"{names[rel]} column {a}", *v[1:])
+            states += col_states
+            settings += col_settings
+        elif what == "rule":
+            states.append((f"rule {a} on {names[rel]}", b + c))
+        elif what == "statistics":
+            states.append((f"statistics {a} on {names[rel]}", b))
+            if c != "-1":
+                settings.append((f"statistics target of statistics {a} on {names[rel]}", c))
+        elif what == "schema":
+            states += [(f"schema {a}", f"owner {b}"), (f"privileges on schema {a}", c)]
+        elif what == "default privileges":
+            states.append((f"default privileges of role {a}", b))
+        elif what in ("extension", "object"):
+            states.append((a if what == "object" else f"extension {a}", b))
+        elif what == "database":
+            states.append((f"privileges on {THIS_DATABASE}", a))
+            if b != "-1":
+                settings.append((f"connection limit of {THIS_DATABASE}", b))
+        elif what == "database setting":
+            name, _, value = c.partition("=")
+            of = THIS_DATABASE if not a else f"role {a} in {THIS_DATABASE}" if b == "true" else f"role {a}"
+            settings.append((f"setting {name} of {of}", value))
+        else:
+            large_objects.append((rel, a, b == "true"))
+    return states + pg_largeobjects.read(cur, large_objects), settings
 
 
 def _options(key: str, options: Iterable[str] | None) -> list[State]:
@@ -225,46 +276,58 @@ def _options(key: str, options: Iterable[str] | None) -> list[State]:
 
 def _column(
     key: str,
-    target: int,
+    target: str,
     storage: str | None,
     compression: str | None,
-    options: list[str] | None,
-    local: bool,
-    inherited: int,
+    options: str | None,
+    local: str,
+    inherited: str,
     privileges: str,
 ) -> tuple[list[State], list[State]]:
+    """A column's settings off their default, its privileges and inheritance (the catalog's values as text)."""
     states: list[State] = []
-    settings = _options(key, options)
-    if target != -1:
-        settings.append((f"statistics target of {key}", str(target)))
+    settings = _options(key, options.split("\n") if options else None)
+    if target != "-1":
+        settings.append((f"statistics target of {key}", target))
     if storage:
         settings.append((f"storage of {key}", _STORAGE.get(storage, storage)))
     if compression:
         settings.append((f"compression of {key}", _COMPRESSION.get(compression, compression)))
-    if inherited:
-        parents = f"{inherited} parent{'' if inherited == 1 else 's'}"
-        states.append((f"inheritance of {key}", f"inherited from {parents}" + (", also local" if local else "")))
+    if inherited != "0":
+        parents = f"{inherited} parent{'' if inherited == '1' else 's'}"
+        also = ", also local" if local == "true" else ""
+        states.append((f"inheritance of {key}", f"inherited from {parents}{also}"))
     if privileges:
         states.append((f"privileges on {key}", privileges))
     return states, settings
 
 
-def _sequence_parameters(
-    typ: str, increment: int, low: int, high: int, start: int, cache: int, cycle: bool, owned_by: str | None
-) -> list[State]:
-    named = {"type": typ, "increment": increment, "minimum": low, "maximum": high, "start": start, "cache": cache}
-    out = [(name, str(value)) for name, value in named.items()] + [("cycle", "yes" if cycle else "no")]
-    return out + ([("owning column", owned_by)] if owned_by else [])
+_TYPE_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 
 
-def _database(cur: psycopg.Cursor[Any]) -> tuple[list[State], list[State]]:
-    row = cur.execute(_DATABASE).fetchone()
-    if row is None:
-        return [], []
-    privileges, limit = row
-    settings: list[State] = [] if limit == -1 else [("connection limit of this database", str(limit))]
-    for role, in_database, item in cur.execute(_DATABASE_SETTINGS):
-        name, _, value = item.partition("=")
-        of = "this database" if not role else f"role {role} in this database" if in_database else f"role {role}"
-        settings.append((f"setting {name} of {of}", value))
-    return [("privileges on this database", privileges)], settings
+def _sequence(
+    key: str,
+    typ: str,
+    increment: str,
+    low: str,
+    high: str,
+    start: str,
+    cache: str,
+    cycle: str,
+    owned_by: str | None,
+) -> tuple[list[State], list[State]]:
+    """A sequence's parameters as settings (those off CREATE SEQUENCE's defaults for its type and
+    direction), and the column that owns it as a state (the catalog's values as text)."""
+    top = _TYPE_MAX.get(typ, 2**63 - 1)
+    default_low, default_high = (1, top) if int(increment) > 0 else (-top - 1, -1)
+    given = {
+        "type": (typ, "bigint"),
+        "increment": (increment, "1"),
+        "minimum": (low, str(default_low)),
+        "maximum": (high, str(default_high)),
+        "start": (start, str(default_low if int(increment) > 0 else default_high)),
+        "cache": (cache, "1"),
+        "cycle": ("yes" if cycle == "true" else "no", "no"),
+    }
+    settings = [(f"{name} of {key}", value) for name, (value, default) in given.items() if value != default]
+    return ([(f"owning column of {key}", owned_by)] if owned_by else []), settings
