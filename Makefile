@@ -12,7 +12,7 @@ NODE_STAMP := $(NODE_DIR)/.installed
 NODE_LOCK := tests/services/node/package.json tests/services/node/package-lock.json
 PROTOS := $(wildcard proto/goex/v1/*.proto)
 
-.PHONY: install demo test test-fast fuzz faults-leftovers-long faults bench proto lint clean
+.PHONY: install demo test test-fast fuzz faults-leftovers-long faults bench proto lint dist clean
 
 install: $(STAMP)
 
@@ -73,10 +73,15 @@ proto: install
 	# the --json schema follows the messages (docs/cli-json.md): commit it with them
 	$(BIN)/python -m goex.cli._json > clients/python/goex/cli/goex-json.schema.json
 
+# sdist and wheel of goex-client and goexd in dist/, each wheel built from its sdist; install them as tools
+# with pipx or pip install --user (README: Install), then `goex install-service`.
+dist: install
+	./scripts/build-dist.sh dist
+
 lint: install
 	$(BIN)/ruff check daemon clients/python tests bench scripts
 	$(BIN)/ruff format --check daemon clients/python tests bench scripts
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist

@@ -22,6 +22,8 @@ compgen -G '/usr/lib/*/libc.a' >/dev/null || need+=(libc6-dev)
 [ -x /usr/sbin/setcap ] || need+=(libcap2-bin)
 { command -v setpriv && command -v unshare; } >/dev/null 2>&1 || need+=(util-linux)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# systemd-analyze checks the units goex install-service writes; systemctl --user is what --enable runs.
+{ command -v systemd-analyze && command -v systemctl; } >/dev/null 2>&1 || need+=(systemd)
 # node and npm: make install puts json-server, a REST service the tests run, into .venv/node.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

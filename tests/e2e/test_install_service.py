@@ -18,8 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from goex.cli._service_units import MARKER, UNIT_NAMES
 from tests.systemd_like import Systemd
 
@@ -41,8 +39,8 @@ def goex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def verify(unit_dir: Path, runtime: Path) -> subprocess.CompletedProcess[str]:
-    """systemd-analyze verify --user on every unit in `unit_dir`; it warns (exit 0) of unknown keys, so
-    a clean result is exit 0 and nothing said."""
+    """systemd-analyze verify --user on every unit in `unit_dir` (scripts/install-system-deps.sh installs it); it
+    warns (exit 0) of unknown keys, so a clean result is exit 0 and nothing said."""
     runtime.mkdir(mode=0o700, exist_ok=True)
     return subprocess.run(
         ["systemd-analyze", "verify", "--user", *(f"./{n}" for n in UNIT_NAMES)],
@@ -66,12 +64,6 @@ def expand(value: str, runtime: Path) -> str:
     return value.replace("%%", "\0").replace("%t", str(runtime)).replace("\0", "%")
 
 
-needs_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze missing: scripts/install-system-deps.sh"
-)
-
-
-@needs_analyze
 def test_written_units_verify_and_point_at_the_installed_programs(tmp_path: Path) -> None:
     env = xdg_env(tmp_path)
     done = goex(env, "install-service")
@@ -95,7 +87,6 @@ def test_written_units_verify_and_point_at_the_installed_programs(tmp_path: Path
     assert unit(unit_dir / "goexd-gc.timer")["Timer"]["OnCalendar"] == "daily"
 
 
-@needs_analyze
 def test_verify_fails_on_a_unit_whose_program_is_gone(tmp_path: Path) -> None:
     """The check can fail: a goexd that is not executable any more (uninstalled, say)."""
     fake = tmp_path / "bin" / "goexd"
@@ -174,7 +165,6 @@ def test_missing_goexd_and_json_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "config").exists()
 
 
-@pytest.mark.skipif(shutil.which("systemctl") is None, reason="no systemctl")
 def test_enable_without_a_user_manager_says_so(tmp_path: Path) -> None:
     """--enable runs systemctl --user; here no user manager answers: exit 1 with systemctl's words, the units
     written all the same."""
