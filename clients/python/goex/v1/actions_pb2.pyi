@@ -34,18 +34,20 @@ JUDGEMENT_RIGHT: Judgement
 JUDGEMENT_WRONG: Judgement
 
 class SubmitActionRequest(_message.Message):
-    __slots__ = ("session_id", "spec", "inverse", "detach", "approval")
+    __slots__ = ("session_id", "spec", "inverse", "detach", "approval", "cancel_when_unwatched")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     INVERSE_FIELD_NUMBER: _ClassVar[int]
     DETACH_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_WHEN_UNWATCHED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     spec: _types_pb2.ActionSpec
     inverse: _types_pb2.ActionSpec
     detach: bool
     approval: str
-    def __init__(self, session_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., detach: _Optional[bool] = ..., approval: _Optional[str] = ...) -> None: ...
+    cancel_when_unwatched: bool
+    def __init__(self, session_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., detach: _Optional[bool] = ..., approval: _Optional[str] = ..., cancel_when_unwatched: _Optional[bool] = ...) -> None: ...
 
 class SubmitActionResponse(_message.Message):
     __slots__ = ("action",)

@@ -115,7 +115,10 @@ class ActionsServicer:
     """
 
     def SubmitAction(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Without detach the call returns once the action has a result; a call cancelled meanwhile (the
+        client's deadline, a cancel, its channel closed or its process gone) cancels the action, which
+        ends FAILED (termination CANCELLED) and is rolled back.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -137,7 +140,8 @@ class ActionsServicer:
         or "1a2b", 4 hex digits at least), or, where the request names a session, its seq number ("3")
         or "last" (its newest action). An ambiguous prefix is INVALID_ARGUMENT naming the candidates; a
         reference that matches nothing is NOT_FOUND.
-        State changes and output chunks of one action, until it leaves the running phase.
+        State changes and output chunks of one action, until it leaves the running phase. A watch that
+        ends early does not cancel the action, unless it was submitted with cancel_when_unwatched.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from goex.v1 import types_pb2 as goex_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16goex/v1/sessions.proto\x12\x07goex.v1\x1a\x13goex/v1/types.proto\"\x8c\x01\n\x14\x43reateSessionRequest\x12(\n\tresources\x18\x01 \x03(\x0b\x32\x15.goex.v1.ResourceSpec\x12\r\n\x05label\x18\x02 \x01(\t\x12&\n\x06limits\x18\x03 \x01(\x0b\x32\x16.goex.v1.SandboxLimits\x12\x13\n\x0bpolicy_toml\x18\x04 \x01(\t\"L\n\x15\x43reateSessionResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.goex.v1.Session\x12\x10\n\x08warnings\x18\x02 \x03(\t\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"7\n\x12GetSessionResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.goex.v1.Session\"T\n\x13ListSessionsRequest\x12\x16\n\x0einclude_closed\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.goex.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"K\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.goex.v1.CloseMode\"\\\n\x14\x43loseSessionResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.goex.v1.Session\x12!\n\x08resolved\x18\x02 \x03(\x0b\x32\x0f.goex.v1.Action\"E\n\x16\x44\x65scribeSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_samples\x18\x02 \x01(\x08\"5\n\x13ResourceDescription\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"J\n\x17\x44\x65scribeSessionResponse\x12/\n\tresources\x18\x01 \x03(\x0b\x32\x1c.goex.v1.ResourceDescription*[\n\tCloseMode\x12\x1a\n\x16\x43LOSE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43LOSE_MODE_COMMIT_ALL\x10\x01\x12\x17\n\x13\x43LOSE_MODE_UNDO_ALL\x10\x02\x32\x91\x03\n\x08Sessions\x12N\n\rCreateSession\x12\x1d.goex.v1.CreateSessionRequest\x1a\x1e.goex.v1.CreateSessionResponse\x12\x45\n\nGetSession\x12\x1a.goex.v1.GetSessionRequest\x1a\x1b.goex.v1.GetSessionResponse\x12K\n\x0cListSessions\x12\x1c.goex.v1.ListSessionsRequest\x1a\x1d.goex.v1.ListSessionsResponse\x12K\n\x0c\x43loseSession\x12\x1c.goex.v1.CloseSessionRequest\x1a\x1d.goex.v1.CloseSessionResponse\x12T\n\x0f\x44\x65scribeSession\x12\x1f.goex.v1.DescribeSessionRequest\x1a .goex.v1.DescribeSessionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16goex/v1/sessions.proto\x12\x07goex.v1\x1a\x13goex/v1/types.proto\"\x9b\x01\n\x14\x43reateSessionRequest\x12(\n\tresources\x18\x01 \x03(\x0b\x32\x15.goex.v1.ResourceSpec\x12\r\n\x05label\x18\x02 \x01(\t\x12&\n\x06limits\x18\x03 \x01(\x0b\x32\x16.goex.v1.SandboxLimits\x12\x13\n\x0bpolicy_toml\x18\x04 \x01(\t\x12\r\n\x05reuse\x18\x05 \x01(\x08\"\\\n\x15\x43reateSessionResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.goex.v1.Session\x12\x10\n\x08warnings\x18\x02 \x03(\t\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"7\n\x12GetSessionResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.goex.v1.Session\"T\n\x13ListSessionsRequest\x12\x16\n\x0einclude_closed\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.goex.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"K\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.goex.v1.CloseMode\"\\\n\x14\x43loseSessionResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.goex.v1.Session\x12!\n\x08resolved\x18\x02 \x03(\x0b\x32\x0f.goex.v1.Action\"E\n\x16\x44\x65scribeSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_samples\x18\x02 \x01(\x08\"5\n\x13ResourceDescription\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"J\n\x17\x44\x65scribeSessionResponse\x12/\n\tresources\x18\x01 \x03(\x0b\x32\x1c.goex.v1.ResourceDescription*[\n\tCloseMode\x12\x1a\n\x16\x43LOSE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43LOSE_MODE_COMMIT_ALL\x10\x01\x12\x17\n\x13\x43LOSE_MODE_UNDO_ALL\x10\x02\x32\x91\x03\n\x08Sessions\x12N\n\rCreateSession\x12\x1d.goex.v1.CreateSessionRequest\x1a\x1e.goex.v1.CreateSessionResponse\x12\x45\n\nGetSession\x12\x1a.goex.v1.GetSessionRequest\x1a\x1b.goex.v1.GetSessionResponse\x12K\n\x0cListSessions\x12\x1c.goex.v1.ListSessionsRequest\x1a\x1d.goex.v1.ListSessionsResponse\x12K\n\x0c\x43loseSession\x12\x1c.goex.v1.CloseSessionRequest\x1a\x1d.goex.v1.CloseSessionResponse\x12T\n\x0f\x44\x65scribeSession\x12\x1f.goex.v1.DescribeSessionRequest\x1a .goex.v1.DescribeSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'goex.v1.sessions_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLOSEMODE']._serialized_start=919
-  _globals['_CLOSEMODE']._serialized_end=1010
+  _globals['_CLOSEMODE']._serialized_start=950
+  _globals['_CLOSEMODE']._serialized_end=1041
   _globals['_CREATESESSIONREQUEST']._serialized_start=57
-  _globals['_CREATESESSIONREQUEST']._serialized_end=197
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=199
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=275
-  _globals['_GETSESSIONREQUEST']._serialized_start=277
-  _globals['_GETSESSIONREQUEST']._serialized_end=316
-  _globals['_GETSESSIONRESPONSE']._serialized_start=318
-  _globals['_GETSESSIONRESPONSE']._serialized_end=373
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=375
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=459
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=461
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=544
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=546
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=621
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=623
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=715
-  _globals['_DESCRIBESESSIONREQUEST']._serialized_start=717
-  _globals['_DESCRIBESESSIONREQUEST']._serialized_end=786
-  _globals['_RESOURCEDESCRIPTION']._serialized_start=788
-  _globals['_RESOURCEDESCRIPTION']._serialized_end=841
-  _globals['_DESCRIBESESSIONRESPONSE']._serialized_start=843
-  _globals['_DESCRIBESESSIONRESPONSE']._serialized_end=917
-  _globals['_SESSIONS']._serialized_start=1013
-  _globals['_SESSIONS']._serialized_end=1414
+  _globals['_CREATESESSIONREQUEST']._serialized_end=212
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=214
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=306
+  _globals['_GETSESSIONREQUEST']._serialized_start=308
+  _globals['_GETSESSIONREQUEST']._serialized_end=347
+  _globals['_GETSESSIONRESPONSE']._serialized_start=349
+  _globals['_GETSESSIONRESPONSE']._serialized_end=404
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=406
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=490
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=492
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=575
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=577
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=652
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=654
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=746
+  _globals['_DESCRIBESESSIONREQUEST']._serialized_start=748
+  _globals['_DESCRIBESESSIONREQUEST']._serialized_end=817
+  _globals['_RESOURCEDESCRIPTION']._serialized_start=819
+  _globals['_RESOURCEDESCRIPTION']._serialized_end=872
+  _globals['_DESCRIBESESSIONRESPONSE']._serialized_start=874
+  _globals['_DESCRIBESESSIONRESPONSE']._serialized_end=948
+  _globals['_SESSIONS']._serialized_start=1044
+  _globals['_SESSIONS']._serialized_end=1445
 # @@protoc_insertion_point(module_scope)

@@ -18,24 +18,28 @@ CLOSE_MODE_COMMIT_ALL: CloseMode
 CLOSE_MODE_UNDO_ALL: CloseMode
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("resources", "label", "limits", "policy_toml")
+    __slots__ = ("resources", "label", "limits", "policy_toml", "reuse")
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedCompositeFieldContainer[_types_pb2.ResourceSpec]
     label: str
     limits: _types_pb2.SandboxLimits
     policy_toml: str
-    def __init__(self, resources: _Optional[_Iterable[_Union[_types_pb2.ResourceSpec, _Mapping]]] = ..., label: _Optional[str] = ..., limits: _Optional[_Union[_types_pb2.SandboxLimits, _Mapping]] = ..., policy_toml: _Optional[str] = ...) -> None: ...
+    reuse: bool
+    def __init__(self, resources: _Optional[_Iterable[_Union[_types_pb2.ResourceSpec, _Mapping]]] = ..., label: _Optional[str] = ..., limits: _Optional[_Union[_types_pb2.SandboxLimits, _Mapping]] = ..., policy_toml: _Optional[str] = ..., reuse: _Optional[bool] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
-    __slots__ = ("session", "warnings")
+    __slots__ = ("session", "warnings", "reused")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     session: _types_pb2.Session
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session: _Optional[_Union[_types_pb2.Session, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    reused: bool
+    def __init__(self, session: _Optional[_Union[_types_pb2.Session, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_id",)

@@ -27,7 +27,9 @@ if _version_not_supported:
 
 class SessionsStub:
     """Sessions bind resources to a client's unit of work. A resource (for example a
-    workspace path) is held by at most one open session at a time.
+    workspace path) is held by at most one open (or expired) session at a time. With goexd's
+    session_idle_lease_s set, a session idle that long (no action queued or running, no call naming
+    it) is closed when nothing of it is pending, else EXPIRED (its pending actions kept).
     """
 
     def __init__(self, channel):
@@ -65,7 +67,9 @@ class SessionsStub:
 
 class SessionsServicer:
     """Sessions bind resources to a client's unit of work. A resource (for example a
-    workspace path) is held by at most one open session at a time.
+    workspace path) is held by at most one open (or expired) session at a time. With goexd's
+    session_idle_lease_s set, a session idle that long (no action queued or running, no call naming
+    it) is closed when nothing of it is pending, else EXPIRED (its pending actions kept).
     """
 
     def CreateSession(self, request, context):
@@ -137,7 +141,9 @@ def add_SessionsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Sessions:
     """Sessions bind resources to a client's unit of work. A resource (for example a
-    workspace path) is held by at most one open session at a time.
+    workspace path) is held by at most one open (or expired) session at a time. With goexd's
+    session_idle_lease_s set, a session idle that long (no action queued or running, no call naming
+    it) is closed when nothing of it is pending, else EXPIRED (its pending actions kept).
     """
 
     @staticmethod

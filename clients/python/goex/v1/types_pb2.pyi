@@ -33,6 +33,7 @@ class SessionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_STATE_UNSPECIFIED: _ClassVar[SessionState]
     SESSION_STATE_OPEN: _ClassVar[SessionState]
     SESSION_STATE_CLOSED: _ClassVar[SessionState]
+    SESSION_STATE_EXPIRED: _ClassVar[SessionState]
 
 class ActionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -117,6 +118,7 @@ UNDO_STRATEGY_CONFINE: UndoStrategy
 SESSION_STATE_UNSPECIFIED: SessionState
 SESSION_STATE_OPEN: SessionState
 SESSION_STATE_CLOSED: SessionState
+SESSION_STATE_EXPIRED: SessionState
 ACTION_KIND_UNSPECIFIED: ActionKind
 ACTION_KIND_SHELL: ActionKind
 ACTION_KIND_PYTHON: ActionKind
@@ -255,7 +257,7 @@ class Session(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., label: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., limits: _Optional[_Union[SandboxLimits, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pending_actions: _Optional[int] = ..., total_actions: _Optional[int] = ...) -> None: ...
 
 class ShellAction(_message.Message):
-    __slots__ = ("argv", "env", "stdin")
+    __slots__ = ("argv", "env", "stdin", "cwd")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -266,13 +268,15 @@ class ShellAction(_message.Message):
     ARGV_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     stdin: bytes
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ...) -> None: ...
+    cwd: bytes
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., cwd: _Optional[bytes] = ...) -> None: ...
 
 class PythonAction(_message.Message):
-    __slots__ = ("code", "env", "stdin")
+    __slots__ = ("code", "env", "stdin", "cwd")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -283,10 +287,12 @@ class PythonAction(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     code: str
     env: _containers.ScalarMap[str, str]
     stdin: bytes
-    def __init__(self, code: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ...) -> None: ...
+    cwd: bytes
+    def __init__(self, code: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., cwd: _Optional[bytes] = ...) -> None: ...
 
 class SqlAction(_message.Message):
     __slots__ = ("sql", "params")
