@@ -134,6 +134,9 @@ class Config:
     # (actions running; actions pending in a transaction-strategy database), or after drain_timeout_s.
     drain_on_stop: bool = False
     drain_timeout_s: float = 600.0
+    # A session idle this long (no action queued or running, no call using it) is closed, or with actions pending
+    # EXPIRED: they stay pending and it opens again when used (engine/leases.py). 0 = sessions never expire.
+    session_idle_lease_s: float = 0.0
     journal_sync: str = "full"  # sqlite synchronous: "full" survives power loss, "normal" only crashes
     # Actions that snapshot or clone are refused while the state dir's filesystem has less free (goexd/diskspace.py);
     # an eighth of it is held back in a file for rolling back when space runs out. 0 turns both off.
@@ -327,6 +330,8 @@ def validate(cfg: Config) -> None:
         raise SetupError("config keys 'gc.output_retention_hours' and 'gc.output_keep_bytes': must not be negative")
     if cfg.drain_timeout_s <= 0:
         raise SetupError("config key 'drain_timeout_s': must be positive")
+    if not cfg.session_idle_lease_s >= 0:  # NaN too
+        raise SetupError("config key 'session_idle_lease_s': must not be negative (0 = no lease)")
 
 
 def to_toml(cfg: Config) -> str:

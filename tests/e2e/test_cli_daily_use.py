@@ -425,15 +425,16 @@ def test_session_open_reuse_and_create_session_reuse(
     try:
         held = goex_run(environ, tmp_path, "session", "open", "--fs", str(ws))
         assert held.returncode == 1 and b"held by open session" in held.stderr  # without --reuse
-        # Only the same resources are reused: the workspace alone is another set, refused as held.
+        # Only the same resources are reused: the workspace alone is another set, refused naming the session.
         partial = goex_run(environ, tmp_path, "session", "open", "--reuse", "--fs", str(ws))
-        assert partial.returncode == 1 and b"held by open session" in partial.stderr
+        assert partial.returncode == 1 and b"not exactly the resources asked" in partial.stderr
+        assert sid.encode() in partial.stderr
         again = goex_run(environ, ws, "session", "open", "--reuse", "--fs", ".", "--db", f"sqlite://{db}")
         assert (again.returncode, again.stdout.decode().strip()) == (0, sid)
         # The Python client, get-or-create: a symlinked path to the same workspace is the same resource.
         (tmp_path / "link").symlink_to(ws)
         same = client.create_session(fs=tmp_path / "link", db=f"sqlite://{db}", reuse=True)
-        assert same.id == sid
+        assert (same.id, same.reused) == (sid, True)
     finally:
         client.close_session(sid, "undo")
     fresh = client.create_session(fs=ws, db=f"sqlite://{db}", reuse=True)  # none open: a new one

@@ -420,25 +420,3 @@ def test_new_passphrase_on_a_terminal_is_typed_twice(monkeypatch: pytest.MonkeyP
     with pytest.raises(CliError, match="do not match") as info:
         read_new_passphrase()
     assert info.value.code == "INVALID_ARGUMENT"
-
-
-def test_same_resources_compares_kind_and_location(tmp_path: Path) -> None:
-    (tmp_path / "ws").mkdir()
-    (tmp_path / "link").symlink_to(tmp_path / "ws")
-    resources = [
-        pb.Resource(name="fs", kind=pb.RESOURCE_KIND_FS, uri=str(tmp_path / "ws")),
-        pb.Resource(name="db", kind=pb.RESOURCE_KIND_POSTGRES, uri="postgresql://app@db/shop"),
-        pb.Resource(name="api", kind=pb.RESOURCE_KIND_HTTP, uri="https://api.example/v1"),
-    ]
-    session = goex.Session.from_proto(pb.Session(id="s", state=pb.SESSION_STATE_OPEN, resources=resources))
-
-    def same(s: goex.Session, fs: Path | None = None, db: str | None = None, http: str | None = None) -> bool:
-        req = rq.create_session(fs=fs, db=db, http=http, label="", limits=None, resources=(), policy=None)
-        return rq.same_resources(s, req.resources)
-
-    assert same(session, tmp_path / "link", "postgresql://app@db/shop", "https://api.example/v1/")
-    assert not same(session, tmp_path / "ws", "postgresql://app@db/shop")  # one missing: another set
-    assert not same(session, tmp_path / "ws", "postgresql://app@db/other", "https://api.example/v1")
-    assert not same(session)  # nothing asked: nothing to reuse
-    closed = goex.Session.from_proto(pb.Session(id="c", state=pb.SESSION_STATE_CLOSED, resources=resources))
-    assert not same(closed, tmp_path / "ws", "postgresql://app@db/shop", "https://api.example/v1")

@@ -136,17 +136,16 @@ class AsyncClient:
         "postgresql://..."), `http` (a REST service's base URL) and/or `resources` (`goex.ResourceSpec.fs/db/http`
         for names, secrets, strategies).
 
-        `policy` is the session's damage-confinement policy as TOML text. `reuse`: an open session over the same
-        resources (kind and location; see `rq.same_resources`) is returned instead of a new one (get-or-create;
-        its label, limits and policy stay as they are). What goexd warns of at open is in `Session.warnings`.
+        `policy` is the session's damage-confinement policy as TOML text. `reuse`: goexd returns the open (or
+        expired) session over exactly the same resources instead of a new one, in one step (get-or-create;
+        `Session.reused` says so; its label, limits and policy stay as they are, and a policy or limits given that
+        differ are FailedPrecondition, as are resources that overlap a session's differently). What goexd warns
+        of at open is in `Session.warnings`.
         """
         req = rq.create_session(fs=fs, db=db, http=http, label=label, limits=limits, resources=resources, policy=policy)
-        if reuse:
-            for open_session in await self.list_sessions():
-                if rq.same_resources(open_session, req.resources):
-                    return open_session
+        req.reuse = reuse
         resp = await self._call(_rpc.CREATE_SESSION, req)
-        return replace(Session.from_proto(resp.session), warnings=tuple(resp.warnings))
+        return replace(Session.from_proto(resp.session), warnings=tuple(resp.warnings), reused=resp.reused)
 
     async def get_session(self, session_id: str) -> Session:
         req = sessions_pb2.GetSessionRequest(session_id=session_id)
@@ -192,13 +191,17 @@ class AsyncClient:
         description: str | None = None,
         approval: str = "",
         egress: Egress | None = None,
+        cancel_when_unwatched: bool = False,
     ) -> Action:
         """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session.
 
         Blocks until the action has a result unless `detach`, in which case it returns
-        the PROPOSED action at once; follow it with `watch_action` and `get_action`.
-        `egress` (shell and python actions) gives it network through goexd's egress
-        proxy; its requests come back in `Action.egress`.
+        the PROPOSED action at once; follow it with `watch_action` and `get_action`
+        (with `cancel_when_unwatched`, goexd cancels it once no watch follows it: a
+        follower killed outright leaves nothing running). `egress` (shell and python
+        actions) gives it network through goexd's egress proxy; its requests come back
+        in `Action.egress`. A blocking submit is cancelled when the wait is given up,
+        or this process dies.
         """
         req = rq.submit(
             session_id,
@@ -211,11 +214,13 @@ class AsyncClient:
             approval=approval,
             egress=egress,
         )
+        req.cancel_when_unwatched = detach and cancel_when_unwatched
         if detach or req.spec.WhichOneof("body") == "http":
             return Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
         # As Client.submit: detached, then waited for, so that a cancelled wait cancels the action.
         started = time.monotonic()
         req.detach = True
+        req.cancel_when_unwatched = True  # this process killed outright (its watch gone): goexd cancels it
         accepted = Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
         left = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - started))
         return await self.wait(accepted.id, timeout=left)

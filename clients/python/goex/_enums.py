@@ -90,6 +90,7 @@ class SessionState(ProtoEnum):
     UNSPECIFIED = "unspecified"
     OPEN = "open"
     CLOSED = "closed"
+    EXPIRED = "expired"  # idle past goexd's lease with actions pending: used again, it opens again
 
 
 class ActionKind(ProtoEnum):

@@ -113,6 +113,7 @@ class Session(_Model[types_pb2.Session]):
     total_actions: int
     # create_session only: what goexd warned of at open (workspace entries the action user cannot write, ...)
     warnings: tuple[str, ...] = ()
+    reused: bool = False  # create_session only: reuse found it open (or expired) over the same resources
 
     @classmethod
     def from_proto(cls, msg: types_pb2.Session) -> Session:

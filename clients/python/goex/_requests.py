@@ -10,10 +10,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from goex._enums import ActionState, SecretKind
-from goex._models import Resource, Session
 from goex._protoutil import duration
 from goex._specs import ActionBody, ActionSpec, Egress, Http, Injection, Limits, ResourceSpec, Sql
-from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2, types_pb2
+from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
 
 CloseModeArg = Literal["commit", "undo"] | None
 
@@ -233,32 +232,3 @@ def await_oauth(name: str, timeout: float | None) -> tuple[secrets_pb2.AwaitOAut
         raise ValueError(f"timeout must be a positive number of seconds (None: until the flow ends), not {timeout!r}")
     req = secrets_pb2.AwaitOAuthRequest(name=name, timeout=duration(timeout))
     return req, timeout + AWAIT_OAUTH_MARGIN
-
-
-def _wanted(spec: types_pb2.ResourceSpec) -> tuple[str, str]:
-    """A resource request as (kind, location) in the form goexd keeps it: paths resolved, no final slash."""
-    kind = spec.WhichOneof("kind")
-    if kind == "fs":
-        return "fs", os.path.realpath(spec.fs.path)
-    if kind == "db":
-        if spec.db.url.startswith("sqlite://"):
-            return "sqlite", os.path.realpath(spec.db.url.removeprefix("sqlite://"))
-        return "postgres", spec.db.url.rstrip("/")
-    if kind == "http":
-        return "http", spec.http.base_url.rstrip("/")
-    return str(kind), ""
-
-
-def _have(resource: Resource) -> tuple[str, str]:
-    kind = str(resource.kind)
-    if kind in ("fs", "sqlite"):
-        return kind, os.path.realpath(resource.uri)
-    return kind, resource.uri.rstrip("/")
-
-
-def same_resources(session: Session, specs: Iterable[types_pb2.ResourceSpec]) -> bool:
-    """Whether `session` is open and over exactly the resources `specs` ask for (kind and location)."""
-    if str(session.state) != "open":
-        return False
-    wanted = sorted(_wanted(s) for s in specs)
-    return bool(wanted) and wanted == sorted(_have(r) for r in session.resources)

@@ -149,19 +149,28 @@ def _strategy(value: UndoStrategy | str) -> UndoStrategy:
 
 @dataclass(frozen=True)
 class Shell:
-    """Run `argv` as-is inside the sandbox, cwd = the workspace (no shell unless you ask for one)."""
+    """Run `argv` as-is inside the sandbox (no shell unless you ask for one), in `cwd`: a directory of the
+    workspace, relative to its root ("" = the root)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict, hash=False)  # mappings are unhashable
     stdin: bytes = b""
+    cwd: str = ""
 
-    def __init__(self, argv: Iterable[str], env: Mapping[str, str] | None = None, stdin: bytes = b"") -> None:
+    def __init__(
+        self,
+        argv: Iterable[str],
+        env: Mapping[str, str] | None = None,
+        stdin: bytes = b"",
+        cwd: str | os.PathLike[str] = "",
+    ) -> None:
         if isinstance(argv, str | bytes):
             # A bare string would silently become one argv entry per character.
             raise TypeError("argv must be a sequence of strings, not a string; use shlex.split()")
         object.__setattr__(self, "argv", tuple(argv))
         object.__setattr__(self, "env", _frozen_map(env))
         object.__setattr__(self, "stdin", stdin)
+        object.__setattr__(self, "cwd", os.fspath(cwd))
 
     @property
     def text(self) -> str:
@@ -170,16 +179,24 @@ class Shell:
 
 @dataclass(frozen=True)
 class Python:
-    """Run `code` with the sandbox's python3, cwd = the workspace."""
+    """Run `code` with the sandbox's python3, in `cwd` (as `Shell.cwd`)."""
 
     code: str
     env: Mapping[str, str] = field(default_factory=dict, hash=False)  # mappings are unhashable
     stdin: bytes = b""
+    cwd: str = ""
 
-    def __init__(self, code: str, env: Mapping[str, str] | None = None, stdin: bytes = b"") -> None:
+    def __init__(
+        self,
+        code: str,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes = b"",
+        cwd: str | os.PathLike[str] = "",
+    ) -> None:
         object.__setattr__(self, "code", code)
         object.__setattr__(self, "env", _frozen_map(env))
         object.__setattr__(self, "stdin", stdin)
+        object.__setattr__(self, "cwd", os.fspath(cwd))
 
     @property
     def text(self) -> str:
@@ -356,10 +373,12 @@ class ActionSpec:
             msg.shell.argv.extend(body.argv)
             msg.shell.env.update(body.env)
             msg.shell.stdin = body.stdin
+            msg.shell.cwd = os.fsencode(body.cwd)
         elif isinstance(body, Python):
             msg.python.code = body.code
             msg.python.env.update(body.env)
             msg.python.stdin = body.stdin
+            msg.python.cwd = os.fsencode(body.cwd)
         elif isinstance(body, Sql):
             msg.sql.sql = body.sql
             msg.sql.params.extend(body.params)
@@ -399,9 +418,9 @@ _KINDS: dict[type, ActionKind] = {
 def _body_from_proto(msg: types_pb2.ActionSpec) -> ActionBody | None:
     which = msg.WhichOneof("body")
     if which == "shell":
-        return Shell(msg.shell.argv, env=msg.shell.env, stdin=msg.shell.stdin)
+        return Shell(msg.shell.argv, env=msg.shell.env, stdin=msg.shell.stdin, cwd=os.fsdecode(msg.shell.cwd))
     if which == "python":
-        return Python(msg.python.code, env=msg.python.env, stdin=msg.python.stdin)
+        return Python(msg.python.code, env=msg.python.env, stdin=msg.python.stdin, cwd=os.fsdecode(msg.python.cwd))
     if which == "sql":
         return Sql(msg.sql.sql, params=msg.sql.params)
     if which == "http":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, fields
 from typing import Any
@@ -188,6 +189,8 @@ def spec_to_json(spec: ActionSpec) -> dict[str, Any]:
             "resources": list(spec.egress.resources),
         },
         "http": None if spec.http is None else http_request_to_json(spec.http),
+        # Only when set: a spec without one keeps the form (and pair key, verdict_memory.py) it always had.
+        **({"cwd": _b64(os.fsencode(spec.cwd))} if spec.cwd else {}),
     }
 
 
@@ -240,6 +243,7 @@ def spec_from_json(d: dict[str, Any]) -> ActionSpec:
         params=tuple(d.get("params", ())),
         env=dict(d["env"]),
         stdin=_unb64(d["stdin"]),
+        cwd=os.fsdecode(_unb64(d.get("cwd", ""))),
         resource=d["resource"],
         limits=limits_request_from_json(d["limits"]),
         description=d["description"],

@@ -35,6 +35,7 @@ from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
 from goexd.engine.http_gate import CallJournal, ResourceGate, second_look, settled_calls, undo_call
 from goexd.engine.journal import Journal
+from goexd.engine.leases import IdleLeases
 from goexd.engine.models import (
     ACTIVE_STATES,
     TRANSITIONS,
@@ -56,6 +57,7 @@ from goexd.engine.models import (
     Verdict,
 )
 from goexd.engine.verdict_memory import Judgement, PairHistory, VerdictMemory, pair_key, remembered
+from goexd.engine.watchers import Watchers
 from goexd.errors import (
     FailedPrecondition,
     GoexError,
@@ -143,6 +145,10 @@ def _overlap(a: str, b: str) -> bool:
         return a == b
     pa, pb = Path(a), Path(b)
     return pa == pb or pa in pb.parents or pb in pa.parents
+
+
+def _listed(resources: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{kind} {uri}" for kind, uri in resources)
 
 
 def _keeps_copies(resource: Resource) -> bool:
@@ -250,6 +256,18 @@ class _SessionLock:
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
+    def take_if_free(self) -> bool:
+        """Take it now or not at all (the lease sweep skips a session in use); False once closed."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        if self.closed:
+            self._lock.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
 
 @dataclass
 class _LiveSession:
@@ -289,6 +307,9 @@ class Engine:
         self._live: dict[str, _LiveSession] = {}
         self._live_lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
+        self.watchers = Watchers(self._cancel_unwatched)
+        self.leases = IdleLeases(cfg.session_idle_lease_s)
+        self._creating = threading.Lock()  # get-or-create (CreateSession reuse) is one step
         self._stopping = threading.Event()
         self._draining = threading.Event()  # refusing new sessions and actions until goexd stops (Stop, --drain)
         self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="goexd-action")
@@ -315,6 +336,29 @@ class Engine:
         limits: LimitsRequest | None = None,
         policy_toml: str = "",
     ) -> Session:
+        return self.get_or_create_session(requests, label, limits, policy_toml, reuse=False)[0]
+
+    def get_or_create_session(
+        self,
+        requests: Sequence[ResourceRequest],
+        label: str = "",
+        limits: LimitsRequest | None = None,
+        policy_toml: str = "",
+        reuse: bool = False,
+    ) -> tuple[Session, bool]:
+        """A new session, or with `reuse` the open (or expired) one over exactly these resources; and whether
+        it was reused. Both in one step: two get-or-creates at once get the same session."""
+        with self._creating:
+            return self._get_or_create_session(requests, label, limits, policy_toml, reuse)
+
+    def _get_or_create_session(
+        self,
+        requests: Sequence[ResourceRequest],
+        label: str,
+        limits: LimitsRequest | None,
+        policy_toml: str,
+        reuse: bool,
+    ) -> tuple[Session, bool]:
         self._refuse_if_stopping()
         if not requests:
             raise InvalidArgument("resources", "at least one resource is required")
@@ -329,6 +373,8 @@ class Engine:
                 raise InvalidArgument(f"resources[{i}].name", f"duplicate resource name {resource.name!r}")
             names.add(resource.name)
             resources.append(resource)
+        if reuse and (found := self._reusable(resources, requests, policy_toml, limits, session_limits)) is not None:
+            return found, True
         self._refuse_overlaps(resources)
         for r in resources:
             for allowed, whose in policy.http_hosts if r.kind is ResourceKind.HTTP else ():
@@ -349,7 +395,47 @@ class Engine:
         except Exception:
             self.journal.discard_session(session.id)  # a session that never opened leaves no row
             raise
-        return self.get_session(session.id)
+        return self.get_session(session.id), False
+
+    def _reusable(
+        self,
+        resources: Sequence[Resource],
+        requests: Sequence[ResourceRequest],
+        policy_toml: str,
+        limits: LimitsRequest | None,
+        session_limits: Limits,
+    ) -> Session | None:
+        """The session holding exactly `resources` (kind and location; strategy where asked), opened again if it
+        had expired; None when no session holds any of them; FAILED_PRECONDITION when they are held otherwise."""
+        holders = sorted({sid for sid, uri in self.journal.held_resources() for r in resources if _overlap(r.uri, uri)})
+        if not holders:
+            return None
+        if len(holders) > 1:
+            raise FailedPrecondition(
+                f"reuse: the resources asked for overlap several sessions ({', '.join(holders)}); no one session "
+                "holds exactly them"
+            )
+        held = self.get_session(holders[0])
+        asked = sorted((r.kind.value, r.uri) for r in resources)
+        has = sorted((r.kind.value, r.uri) for r in held.resources)
+        if asked != has:
+            raise FailedPrecondition(
+                f"reuse: session {held.id} ({held.state.value}) holds {_listed(has)}, not exactly the resources asked "
+                f"({_listed(asked)}); ask for those to reuse it, or resolve and close it first"
+            )
+        by_uri = {r.uri: r for r in held.resources}
+        for i, (req, r) in enumerate(zip(requests, resources, strict=True)):
+            if req.strategy is not None and by_uri[r.uri].strategy is not r.strategy:
+                raise FailedPrecondition(
+                    f"reuse: resources[{i}].strategy: session {held.id} undoes {r.uri} by the "
+                    f"{by_uri[r.uri].strategy.value} strategy, not {r.strategy.value}"
+                )
+        if policy_toml and policy_toml != self.journal.session_policy(held.id):
+            raise FailedPrecondition(f"reuse: policy_toml differs from the policy session {held.id} was opened with")
+        if limits is not None and limits != LimitsRequest() and session_limits != held.limits:
+            raise FailedPrecondition(f"reuse: limits differ from those of session {held.id} ({held.limits})")
+        self._live_session(held.id)  # opens an expired one again; renews its lease
+        return self.get_session(held.id)
 
     def session_warnings(self, session: Session) -> list[str]:
         """What to know before acting in a session just opened: workspace entries its actions cannot write."""
@@ -434,9 +520,21 @@ class Engine:
         for r in resources:
             for session_id, uri in held:
                 if _overlap(r.uri, uri):
-                    raise FailedPrecondition(
-                        f"resource {r.uri} overlaps {uri}, held by open session {session_id}; close that session first"
-                    )
+                    raise FailedPrecondition(f"resource {r.uri} overlaps {uri}, {self._held_by(session_id, uri)}")
+
+    def _held_by(self, session_id: str, uri: str) -> str:
+        """Who holds a resource and how to get at it, for a refusal."""
+        holder = self.get_session(session_id)
+        pick_up = (
+            f"to work in it, ask for its resources with reuse (`goex session open --reuse` with the same "
+            f"resources, e.g. --fs {uri}) or use its id"
+        )
+        if holder.state is SessionState.EXPIRED:
+            return (
+                f"held by expired session {session_id} (idle past its lease; its {holder.pending_actions} pending "
+                f"action(s) kept); {pick_up}, then commit, undo or close it"
+            )
+        return f"held by open session {session_id}; {pick_up}; or close that session first"
 
     def get_session(self, session_id: str) -> Session:
         session = self.journal.get_session(session_id)
@@ -484,19 +582,85 @@ class Engine:
                 self._refuse_irreversible(pending)
                 resolved = [self._undo_one(live, a) for a in reversed(pending)]
             self.journal.close_session(session_id)
-            live.lock.closed = True
-            with self._live_lock:
-                self._live.pop(session_id, None)
-            for m in live.managers.values():
-                m.close()
+            self._let_go(session_id, live)
         return self.get_session(session_id), resolved
 
+    def _let_go(self, session_id: str, live: _LiveSession) -> None:
+        """Close the session's managers (its lock held): a closed or expired session holds nothing in memory."""
+        live.lock.closed = True
+        with self._live_lock:
+            self._live.pop(session_id, None)
+        self.leases.forget(session_id)
+        for m in live.managers.values():
+            m.close()
+
+    def expire_idle_sessions(self) -> list[str]:
+        """The lease sweep (engine/leases.py): let go of each open session idle past its lease. Returns their ids."""
+        if self._stopping.is_set():
+            return []
+        done = []
+        opened, token = [], (0.0, "")
+        while page := self.journal.list_sessions(False, token, 500):
+            opened += [s.id for s in page if s.state is SessionState.OPEN]
+            token = (page[-1].created_at, page[-1].id)
+        for session_id in self.leases.expired(opened):
+            try:
+                if self._expire(session_id):
+                    done.append(session_id)
+            except Exception:
+                log.exception("session %s: letting it go after its lease failed; it stays open", session_id)
+        return done
+
+    def _expire(self, session_id: str) -> bool:
+        with self._live_lock:
+            live = self._live.get(session_id)
+            if live is None:  # not opened since goexd started: kept from being opened while it is let go
+                return self._expire_locked(session_id, None)
+        if not live.lock.take_if_free():
+            return False  # in use right now: not idle
+        try:
+            return self._expire_locked(session_id, live)
+        finally:
+            live.lock.release()
+
+    def _expire_locked(self, session_id: str, live: _LiveSession | None) -> bool:
+        if self.leases.idle_s(session_id) < self.leases.lease_s:
+            return False  # used meanwhile
+        if self.journal.list_actions(session_id, ACTIVE_STATES):
+            return False
+        pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
+        if any(self._held_in_a_transaction(a) for a in pending):
+            return False  # closing its connection would roll that work back (leases.py)
+        if pending:
+            self.journal.expire_session(session_id)
+            log.warning(
+                "session %s: idle past its lease (%s s): expired, its %d pending action(s) kept pending; it opens "
+                "again when used, or with CreateSession reuse over its resources",
+                session_id,
+                self.leases.lease_s,
+                len(pending),
+            )
+        else:
+            self.journal.close_session(session_id)
+            log.info("session %s: idle past its lease (%s s), nothing pending: closed", session_id, self.leases.lease_s)
+        if live is not None:
+            self._let_go(session_id, live)
+        else:
+            self.leases.forget(session_id)
+        return True
+
     def _live_session(self, session_id: str) -> _LiveSession:
+        """The session's managers, opened on first use (again after a restart or its lease expired)."""
+        self.leases.touch(session_id)
         with self._live_lock:
             live = self._live.get(session_id)
             if live is not None:
                 return live
             session = self.get_session(session_id)
+            if session.state is SessionState.EXPIRED:
+                log.info("session %s: opened again after its lease expired", session_id)
+                self.journal.reopen_session(session_id)
+                session = self.get_session(session_id)
             if session.state is not SessionState.OPEN:
                 raise FailedPrecondition(f"session {session_id} is closed")
             policy = self.parse_policy(self.journal.session_policy(session_id))
@@ -618,7 +782,11 @@ class Engine:
         inverse: ActionSpec | None = None,
         detach: bool = False,
         approval: str = "",
+        caller_gone: threading.Event | None = None,
+        cancel_when_unwatched: bool = False,
     ) -> Action:
+        """`caller_gone` (a blocking submit): set when its caller went away, which cancels the action.
+        `cancel_when_unwatched` (detached): cancelled once no watch follows it (see Watchers)."""
         self._refuse_if_stopping()
         if spec.kind in _NOT_BUILT:
             raise Unimplemented(_NOT_BUILT[spec.kind])
@@ -675,7 +843,7 @@ class Engine:
             approval.strip(),
         )
         self.channels.create(action.id).state(ActionState.PROPOSED)
-        self._cancel[action.id] = threading.Event()
+        self._cancel[action.id] = caller_gone if caller_gone is not None and not detach else threading.Event()
         # A detached action is journaled at once: its id is answered now, and must be found. An action whose
         # preparation leaves no trace is journaled together with its way to RUNNING (or its end): fewer commits.
         if detach or run.journaling is Journaling.EACH_STEP:
@@ -687,6 +855,8 @@ class Engine:
                 raise
         if detach:
             proposed = run.action  # taken first: the worker moves run.action on as soon as it starts
+            if cancel_when_unwatched:
+                self.watchers.cancel_when_unwatched(action.id)
             self._workers.submit(self._run_guarded, live, run)
             return proposed
         return self._run(live, run)
@@ -802,6 +972,12 @@ class Engine:
             raise ResourceExhausted(message)
         raise PermissionDenied(message)
 
+    def _cancel_unwatched(self, action_id: str) -> None:
+        event = self._cancel.get(action_id)
+        if event is not None and not event.is_set():
+            log.info("action %s: no client watches it any more (submitted cancel_when_unwatched): cancelled", action_id)
+            event.set()
+
     def cancel(self, action_id: str) -> Action:
         action = self._get(action_id)
         event = self._cancel.get(action_id)
@@ -847,6 +1023,8 @@ class Engine:
         finally:
             self._cancel.pop(run.action.id, None)
             self.channels.close(run.action.id)
+            self.watchers.forget(run.action.id)
+            self.leases.touch(live.session.id)  # its lease counts from the end of its last action
 
     def _advance(self, run: _Run, *steps: _Step) -> None:
         """Journal `steps` in one commit, with the action itself when the journal has not got it yet.
@@ -1238,7 +1416,8 @@ class Engine:
         if channel is None:  # long finished: its current state is all there is to tell
             yield Event(at=time.time(), state=action.state)
             return
-        yield from channel.follow(alive)
+        with self.watchers.watching(action_id):
+            yield from channel.follow(alive)
 
     # ================================================================ commit / undo
 
@@ -1577,7 +1756,14 @@ class Engine:
     # ================================================================ recovery / shutdown
 
     def recover(self) -> list[Action]:
-        """Resolve what a crash left behind; runs before the server accepts requests."""
+        """Resolve what a crash left behind; runs before the server accepts requests. Then the lease sweep starts."""
+        try:
+            return self._recover()
+        finally:
+            if self.leases.on:
+                self.leases.sweep_every(self._stopping, self.expire_idle_sessions)
+
+    def _recover(self) -> list[Action]:
         if self.space.free() < self.space.reserve:
             self.space.release()  # what the held-back space is for: finishing and rolling back
         resolved: list[Action] = []

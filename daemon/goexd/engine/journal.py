@@ -367,6 +367,21 @@ class Journal:
             )
             db.execute("UPDATE resources SET held = 0 WHERE session_id = ?", (session_id,))
 
+    def expire_session(self, session_id: str) -> None:
+        """Its idle lease ran out with actions pending (engine/leases.py): it keeps its resources, they stay pending."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET state = ? WHERE id = ? AND state = ?",
+                (SessionState.EXPIRED.value, session_id, SessionState.OPEN.value),
+            )
+
+    def reopen_session(self, session_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET state = ? WHERE id = ? AND state = ?",
+                (SessionState.OPEN.value, session_id, SessionState.EXPIRED.value),
+            )
+
     def get_session(self, session_id: str) -> Session | None:
         rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
         return self._session(rows[0]) if rows else None
@@ -375,7 +390,7 @@ class Journal:
         """Sessions after (created_at, id), oldest first."""
         sql = "SELECT * FROM sessions WHERE (created_at, id) > (?, ?)"
         if not include_closed:
-            sql += " AND state = 'open'"
+            sql += " AND state != 'closed'"  # expired ones too: they still hold their resources
         rows = self._query(sql + " ORDER BY created_at, id LIMIT ?", (*after, limit))
         return [self._session(r) for r in rows]
 

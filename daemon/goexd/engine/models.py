@@ -69,6 +69,7 @@ class UndoStrategy(enum.StrEnum):
 class SessionState(enum.StrEnum):
     OPEN = "open"
     CLOSED = "closed"
+    EXPIRED = "expired"  # idle past its lease with actions pending (engine/leases.py)
 
 
 class CloseMode(enum.StrEnum):
@@ -184,6 +185,7 @@ class ActionSpec:
     params: tuple[str, ...] = ()  # sql: positional parameters of a single statement
     env: dict[str, str] = field(default_factory=dict)
     stdin: bytes = b""
+    cwd: str = ""  # shell, python: where it runs, relative to the workspace root (os.fsdecode'd; "" = the root)
     resource: str = ""
     limits: LimitsRequest = field(default_factory=LimitsRequest)
     description: str = ""

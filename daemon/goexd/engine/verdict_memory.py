@@ -157,6 +157,8 @@ def _spec_doc(spec: ActionSpec, resource: Resource) -> dict[str, Any]:
         doc.update(
             argv=list(spec.argv), code=spec.code, env=sorted(spec.env.items()), stdin=codec.spec_to_json(spec)["stdin"]
         )
+        if spec.cwd:  # the same command in another directory is another pair (unset: the key it always had)
+            doc["cwd"] = spec.cwd
     return doc
 
 

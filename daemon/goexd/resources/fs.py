@@ -45,6 +45,7 @@ from goexd.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedP
 from goexd.names import display_path, display_paths
 from goexd.resources import fs_links, fs_xattrs
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
+from goexd.resources.fs_cwd import check_cwd
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,
@@ -159,6 +160,7 @@ class FsVersionedResource(UndoesByItself):
 
     def precheck(self, spec: ActionSpec) -> None:
         self._argv(spec)  # refuses kinds that do not run on a file-system resource
+        check_cwd(self.workspace, spec)
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         return None
@@ -224,6 +226,7 @@ class FsVersionedResource(UndoesByItself):
             SandboxSpec(
                 argv=self._argv(spec),
                 workspace=self.workspace,
+                workdir=spec.cwd,
                 readonly_subpaths=(".git",),
                 masked_paths=self._masked,
                 env={**spec.env, **network.env} if network else spec.env,

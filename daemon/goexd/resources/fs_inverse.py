@@ -50,6 +50,7 @@ from goexd.names import display_paths
 from goexd.resources import fs_links, fs_xattrs
 from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
 from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
+from goexd.resources.fs_cwd import check_cwd
 from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
 from goexd.sandbox.base import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.snapshots.base import FileChange, Snapshot
@@ -84,6 +85,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         argv_of(spec)
         if inverse is not None:
             argv_of(inverse, "inverse")
+            check_cwd(self.workspace, inverse, "inverse")
             if inverse.egress is not None:
                 raise InvalidArgument("inverse.egress", "an inverse command runs without network")
 

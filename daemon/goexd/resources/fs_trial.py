@@ -201,6 +201,7 @@ def sandbox_spec(
     return SandboxSpec(
         argv=argv,
         workspace=workspace,
+        workdir=spec.cwd,
         readonly_subpaths=(".git",),
         masked_paths=masked,
         env=spec.env,

@@ -76,6 +76,7 @@ class SandboxSpec:
     argv: Sequence[str]
     workspace: Path | None  # bound read-write at `workspace_mount`; None = no workspace
     workspace_mount: str = "/workspace"
+    workdir: str = ""  # where the command starts, relative to the workspace ("" = its root); checked by the caller
     readonly_subpaths: Sequence[str] = ()  # relative to the workspace, e.g. ".git": bound read-only
     masked_paths: Sequence[Path] = ()  # host paths hidden from the sandbox (state dir, home, ...)
     env: Mapping[str, str] = field(default_factory=dict)

@@ -196,7 +196,7 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
     for key, value in env.items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise ValueError(f"bad environment variable {key!r}: no '=' in names, no NUL anywhere")
-    chdir = mount if host.workspace is not None else "/tmp"
+    chdir = _workdir(mount, spec.workdir) if host.workspace is not None else "/tmp"
     argv = tuple(spec.argv)
     if proxy:
         # -I: no user site or PYTHON* variables; -S: no site module (faster start, stdlib only).
@@ -205,6 +205,14 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
             str(fds.proxy_socket), str(fds.unix_filter), "--", *argv,
         )  # fmt: skip
     return Plan(tuple(mounts), tuple(env.items()), chdir, argv, seccomp_fds=fds.seccomp)
+
+
+def _workdir(mount: str, workdir: str) -> str:
+    """The command's directory inside the workspace's mount; never above it."""
+    inner = posixpath.normpath(posixpath.join(mount, workdir))
+    if posixpath.isabs(workdir) or not _is_under(inner, mount):
+        raise ValueError(f"bad workdir {workdir!r}: need a path relative to the workspace, inside it")
+    return inner
 
 
 def _check_network(spec: SandboxSpec, fds: Fds) -> bool:

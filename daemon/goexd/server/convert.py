@@ -26,6 +26,7 @@ from goexd.engine.models import (
     ResourceRequest,
     Reversibility,
     Session,
+    SessionState,
     SqlResult,
     Timings,
     UndoStrategy,
@@ -39,6 +40,9 @@ from goexd.vault.models import check_host, check_name
 
 _STATE_TO_PB = {s: cast(pb.ActionState, pb.ActionState.Value(f"ACTION_STATE_{s.name}")) for s in ActionState}
 _STATE_FROM_PB: dict[int, ActionState] = {v: k for k, v in _STATE_TO_PB.items()}
+_SESSION_STATE_TO_PB = {
+    s: cast(pb.SessionState, pb.SessionState.Value(f"SESSION_STATE_{s.name}")) for s in SessionState
+}
 _KIND_TO_PB = {k: cast(pb.ActionKind, pb.ActionKind.Value(f"ACTION_KIND_{k.name}")) for k in ActionKind}
 _RKIND_TO_PB = {k: cast(pb.ResourceKind, pb.ResourceKind.Value(f"RESOURCE_KIND_{k.name}")) for k in ResourceKind}
 _STRATEGY_TO_PB = {s: cast(pb.UndoStrategy, pb.UndoStrategy.Value(f"UNDO_STRATEGY_{s.name}")) for s in UndoStrategy}
@@ -173,11 +177,23 @@ def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
             raise InvalidArgument(f"{fld}.shell.argv", "must not be empty")
         if any("\x00" in a for a in msg.shell.argv):
             raise InvalidArgument(f"{fld}.shell.argv", "arguments must not contain NUL bytes")
-        return spec(ActionKind.SHELL, argv=tuple(msg.shell.argv), env=dict(msg.shell.env), stdin=msg.shell.stdin)
+        return spec(
+            ActionKind.SHELL,
+            argv=tuple(msg.shell.argv),
+            env=dict(msg.shell.env),
+            stdin=msg.shell.stdin,
+            cwd=workspace_dir(msg.shell.cwd, f"{fld}.shell.cwd"),
+        )
     if which == "python":
         if not msg.python.code.strip():
             raise InvalidArgument(f"{fld}.python.code", "must not be empty")
-        return spec(ActionKind.PYTHON, code=msg.python.code, env=dict(msg.python.env), stdin=msg.python.stdin)
+        return spec(
+            ActionKind.PYTHON,
+            code=msg.python.code,
+            env=dict(msg.python.env),
+            stdin=msg.python.stdin,
+            cwd=workspace_dir(msg.python.cwd, f"{fld}.python.cwd"),
+        )
     if which == "sql":
         if not msg.sql.sql.strip():
             raise InvalidArgument(f"{fld}.sql.sql", "must not be empty")
@@ -187,6 +203,24 @@ def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
     if which == "prompt":
         return spec(ActionKind.PROMPT, extra={"prompt": msg.prompt.prompt})
     raise InvalidArgument(f"{fld}.body", "set one of shell, python, sql, http or prompt")
+
+
+MAX_CWD_BYTES = 4096  # PATH_MAX
+
+
+def workspace_dir(raw: bytes, fld: str) -> str:
+    """An action's working directory as given: relative to the workspace root, normalised ("" the root), never
+    leaving it by "..". Whether it is a directory of the workspace is the resource's check (fs_cwd.py)."""
+    if len(raw) > MAX_CWD_BYTES:
+        raise InvalidArgument(fld, f"at most {MAX_CWD_BYTES} bytes, not {len(raw)}")
+    if b"\x00" in raw:
+        raise InvalidArgument(fld, "must not contain NUL bytes")
+    if raw.startswith(b"/"):
+        raise InvalidArgument(fld, f"{display_path(raw)!r} is absolute: give it relative to the workspace root")
+    parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
+    if b".." in parts:
+        raise InvalidArgument(fld, f"{display_path(raw)!r} goes up with '..': it must stay in the workspace")
+    return os.fsdecode(b"/".join(parts))
 
 
 def close_mode(value: int) -> CloseMode:
@@ -235,7 +269,7 @@ def resource_pb(r: Resource) -> pb.Resource:
 def session_pb(s: Session) -> pb.Session:
     return pb.Session(
         id=s.id,
-        state=pb.SESSION_STATE_OPEN if s.state.value == "open" else pb.SESSION_STATE_CLOSED,
+        state=_SESSION_STATE_TO_PB[s.state],
         label=s.label,
         resources=[resource_pb(r) for r in s.resources],
         limits=limits_pb(s.limits),
@@ -273,9 +307,11 @@ def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
     msg.limits.max_processes = lim.max_processes or 0
     msg.limits.output_bytes = lim.output_bytes or 0
     if spec.kind is ActionKind.SHELL:
-        msg.shell.CopyFrom(pb.ShellAction(argv=list(spec.argv), env=spec.env, stdin=spec.stdin))
+        msg.shell.CopyFrom(
+            pb.ShellAction(argv=list(spec.argv), env=spec.env, stdin=spec.stdin, cwd=os.fsencode(spec.cwd))
+        )
     elif spec.kind is ActionKind.PYTHON:
-        msg.python.CopyFrom(pb.PythonAction(code=spec.code, env=spec.env, stdin=spec.stdin))
+        msg.python.CopyFrom(pb.PythonAction(code=spec.code, env=spec.env, stdin=spec.stdin, cwd=os.fsencode(spec.cwd)))
     elif spec.kind is ActionKind.SQL:
         msg.sql.CopyFrom(pb.SqlAction(sql=spec.sql, params=list(spec.params)))
     elif spec.kind is ActionKind.HTTP and spec.http is not None:

@@ -43,11 +43,15 @@ class SessionsServicer(segrpc.SessionsServicer):
 
     def CreateSession(self, req: sepb.CreateSessionRequest, ctx: Ctx) -> sepb.CreateSessionResponse:
         requests = [cv.resource_request(r, f"resources[{i}]") for i, r in enumerate(req.resources)]
-        session = self.engine.create_session(
-            requests, cv.label(req.label, "label"), cv.limits_request(req.limits, "limits"), req.policy_toml
+        session, reused = self.engine.get_or_create_session(
+            requests,
+            cv.label(req.label, "label"),
+            cv.limits_request(req.limits, "limits"),
+            req.policy_toml,
+            reuse=req.reuse,
         )
         warnings = self.engine.session_warnings(session)
-        return sepb.CreateSessionResponse(session=cv.session_pb(session), warnings=warnings)
+        return sepb.CreateSessionResponse(session=cv.session_pb(session), warnings=warnings, reused=reused)
 
     def GetSession(self, req: sepb.GetSessionRequest, ctx: Ctx) -> sepb.GetSessionResponse:
         session = self.engine.get_session(cv.require_id(req.session_id, "session_id"))
@@ -80,7 +84,24 @@ class ActionsServicer(agrpc.ActionsServicer):
             raise_missing("spec")
         spec = cv.action_spec(req.spec, "spec")
         inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
-        action = self.engine.submit(session_id, spec, inverse, detach=req.detach, approval=req.approval)
+        if req.cancel_when_unwatched and not req.detach:
+            raise InvalidArgument(
+                "cancel_when_unwatched", "goes with detach (a blocking submit is cancelled with its call)"
+            )
+        caller_gone = None
+        if not req.detach:  # the call ending before its answer (cancelled, deadline, channel closed) cancels the action
+            caller_gone = threading.Event()
+            if not ctx.add_callback(caller_gone.set):
+                caller_gone.set()  # it has ended already
+        action = self.engine.submit(
+            session_id,
+            spec,
+            inverse,
+            detach=req.detach,
+            approval=req.approval,
+            caller_gone=caller_gone,
+            cancel_when_unwatched=req.cancel_when_unwatched,
+        )
         return apb.SubmitActionResponse(action=cv.action_pb(action))
 
     def GetAction(self, req: apb.GetActionRequest, ctx: Ctx) -> apb.GetActionResponse:

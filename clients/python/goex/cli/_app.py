@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from goex._client import Client
-    from goex._models import Action
+    from goex._models import Action, Session
     from goex._specs import Limits
 
 __all__ = [
@@ -160,6 +160,7 @@ class App:
         self.state = CliState()
         self._client: Client | None = None
         self._here: str | None = None  # the open session whose workspace holds the cwd ("" none), once asked
+        self._sessions: dict[str, Session] = {}  # the open sessions, by id, as that lookup listed them
 
     @functools.cached_property
     def out(self) -> Console | PlainConsole:
@@ -201,12 +202,36 @@ class App:
             from goex.cli._directory import session_holding
 
             try:
-                self._here = session_holding(self.client().list_sessions(), os.getcwd()) or ""
+                listed = self.client().list_sessions()
+                self._sessions = {s.id: s for s in listed}
+                self._here = session_holding(listed, os.getcwd()) or ""
             except OSError:  # the directory was removed under us: no workspace holds it
                 self._here = ""
             except Unavailable:  # goexd not running: the command's own call says so, or "no session selected"
                 self._here = ""
         return self._here or self.state.session
+
+    def workdir(self, session_id: str, resource: str | None, chosen: str | None) -> str:
+        """Where an action runs, relative to its workspace root ("" = the root): `chosen` (--cwd, relative to
+        the root), else the current directory's place in the session's workspace when it is in one."""
+        if chosen is not None:
+            return "/".join(p for p in chosen.split("/") if p not in ("", "."))
+        import dataclasses
+
+        from goex.cli._directory import workspace_holding
+
+        session = self._sessions.get(session_id) or self.client().get_session(session_id)
+        if resource is not None:
+            session = dataclasses.replace(session, resources=tuple(r for r in session.resources if r.name == resource))
+        try:
+            here = os.path.realpath(os.getcwd())
+        except OSError:  # the directory was removed under us: the root
+            return ""
+        root = workspace_holding(session, here)
+        if root is None:
+            return ""
+        rel = os.path.relpath(here, root)
+        return "" if rel == "." else rel
 
     @property
     def stdout_is_tty(self) -> bool:

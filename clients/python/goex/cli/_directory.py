@@ -37,7 +37,7 @@ def session_holding(sessions: Iterable[Session], directory: str) -> str | None:
     """The open session whose workspace holds `directory` (the deepest workspace when they nest); None if none."""
     best: tuple[int, str] | None = None
     for session in sessions:
-        if str(session.state) != "open":
+        if str(session.state) not in ("open", "expired"):  # an expired one opens again when used
             continue
         root = workspace_holding(session, directory)
         if root is not None and (best is None or len(root) > best[0]):

@@ -68,8 +68,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "run",
         parents=[common],
         help="run a command sandboxed in the current session",
-        description="Run ARGV as-is (no shell; use `sh -c '...'` for one) inside the sandbox, "
-        "with the session's workspace as the current directory.",
+        description="Run ARGV as-is (no shell; use `sh -c '...'` for one) inside the sandbox, in the "
+        "current directory's place in the session's workspace (its root from outside it; --cwd to choose).",
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="goex run [options] -- ARGV...",
@@ -82,7 +82,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "python",
         parents=[common],
         help="run Python code sandboxed in the current session",
-        description="Run CODE with the sandbox's python3, cwd = the workspace. CODE '-' reads it from stdin.",
+        description="Run CODE with the sandbox's python3, in the current directory's place in the workspace "
+        "(as goex run). CODE '-' reads it from stdin.",
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -106,6 +107,12 @@ def _add_action_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detach", action="store_true", help="print the action id once accepted and return")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the command's own output")
     p.add_argument("--resource", metavar="NAME", help="target resource (default: the session's only one)")
+    p.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="run in DIR, a directory of the workspace given relative to its root ('.' the root); "
+        "default: the current directory's place in the workspace (its root from outside it)",
+    )
     p.add_argument("-m", "--description", metavar="TEXT", help="free text for the timeline")
     p.add_argument(
         "--inverse",
@@ -159,15 +166,18 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError("nothing to run: goex run [options] -- ARGV...")
-    inverse = Shell(["sh", "-c", args.inverse]) if args.inverse is not None else None
-    return run_action(app, args, Shell(argv), inverse)
+    cwd = app.workdir(app.session_id(), args.resource, args.cwd)
+    inverse = Shell(["sh", "-c", args.inverse], cwd=cwd) if args.inverse is not None else None
+    return run_action(app, args, Shell(argv, cwd=cwd), inverse)
 
 
 def cmd_python(app: App, args: argparse.Namespace) -> int:
     code: str = sys.stdin.read() if args.code == "-" else args.code
     if not code.strip():
         raise UsageError("no Python code given")
-    return run_action(app, args, Python(code), Python(args.inverse) if args.inverse is not None else None)
+    cwd = app.workdir(app.session_id(), args.resource, args.cwd)
+    inverse = Python(args.inverse, cwd=cwd) if args.inverse is not None else None
+    return run_action(app, args, Python(code, cwd=cwd), inverse)
 
 
 def run_action(app: App, args: argparse.Namespace, body: ActionBody, inverse: ActionBody | None = None) -> int:
@@ -253,7 +263,8 @@ def submit_action(
 
     # Submitted detached, then followed: an interruption (Ctrl-C, SIGINT/SIGTERM/SIGHUP from a script or
     # `timeout`) cancels it by its id. Live output only when a person watches stdout.
-    accepted = client.submit(session_id, body, detach=True, **options)
+    # Killed outright (SIGKILL), goex leaves no handler to cancel it: goexd does, once its watch is gone.
+    accepted = client.submit(session_id, body, detach=True, cancel_when_unwatched=True, **options)
     streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
     live = not app.json and app.stdout_is_tty
     try:

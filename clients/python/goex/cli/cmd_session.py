@@ -46,8 +46,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--reuse",
         action="store_true",
-        help="if a session over the same resources is open, make that one current instead of opening another "
-        "(its label, limits and policy stay as they are)",
+        help="if a session over the same resources is open (or expired), make that one current instead of opening "
+        "another (its label, limits and policy stay as they are; goexd does both in one step)",
     )
     o.add_argument(
         "--fs-strategy",
@@ -221,7 +221,9 @@ def cmd_open(app: App, args: argparse.Namespace) -> int:
     )
     app.state.set_session(session.id)
     if app.json:
-        app.emit(sessions_pb2.CreateSessionResponse(session=session.proto, warnings=session.warnings))
+        app.emit(
+            sessions_pb2.CreateSessionResponse(session=session.proto, warnings=session.warnings, reused=session.reused)
+        )
     else:
         # Only the id on stdout, so that SID=$(goex session open ...) works; what goexd warns of on stderr.
         app.out.print(session.id, markup=False)
