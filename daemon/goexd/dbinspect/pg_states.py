@@ -1,4 +1,4 @@
-"""PostgreSQL state beside the definitions (Schema.states and Schema.settings), read in two queries.
+"""PostgreSQL state beside the definitions (Schema.states and Schema.settings), read in a few queries.
 
 Each fact is a short text keyed by what it is of, so a diff can name it ("option fillfactor of
 table t: default → 70", "rule no_ins on table t added", "large object 16401: 7 bytes, md5 … → 0
@@ -63,8 +63,9 @@ _QUALIFIED = (
     "CASE WHEN n.nspname = 'public' THEN quote_ident({0}) ELSE quote_ident(n.nspname) || '.' || quote_ident({0}) END"
 )
 
-# Everything but the relations themselves in one round trip (a query each cost more, in round trips
-# and planning, than this one), as (what, relation oid, a, ..., h), NULL where unused: of the relations,
+# Everything but the relations themselves in two round trips (a query each cost more, in round trips
+# and planning; one union of all cost more to plan than two), as (what, relation oid, a, ..., h), NULL
+# where unused: of the relations,
 # triggers enabled or not, policies, comments (theirs and their columns'), rules, extended statistics,
 # sequences' parameters and owning column (a regclass's text is the name as qualified() writes it: the
 # read scope pins search_path to public), columns with something off their default (most have none);
@@ -75,7 +76,7 @@ _QUALIFIED = (
 # dictionaries, conversions) and casts made after initdb (oid >= 16384, FirstNormalObjectId: a cheap
 # filter first), each by what it does (its catalog row, to_jsonb, without oids that a re-creation
 # changes); large objects.
-_OBJECTS = f"""
+_OF_RELATIONS = f"""
 SELECT 'trigger', t.tgrelid, quote_ident(t.tgname),
        CASE t.tgenabled WHEN 'O' THEN 'enabled' WHEN 'D' THEN 'disabled'
                         WHEN 'R' THEN 'enabled on replica only' ELSE 'enabled always' END,
@@ -124,8 +125,10 @@ UNION ALL
 SELECT 'statistics', s.stxrelid, {_QUALIFIED.format("s.stxname")}, pg_get_statisticsobjdef(s.oid),
        coalesce(s.stxstattarget, -1)::text, NULL, NULL, NULL, NULL, NULL
 FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace WHERE s.stxrelid = ANY(%(oids)s)
-UNION ALL
-SELECT 'schema', NULL, quote_ident(n.nspname), quote_ident(pg_get_userbyid(n.nspowner)),
+"""  # noqa: S608 (constant text)
+
+_OF_DATABASE = f"""
+SELECT 'schema', NULL::oid, quote_ident(n.nspname), quote_ident(pg_get_userbyid(n.nspowner)),
        {acl("n.nspacl", "'n'", "n.nspowner")}, NULL, NULL, NULL, NULL, NULL
 FROM pg_namespace n WHERE {USER_NAMESPACES}
 UNION ALL
@@ -150,45 +153,57 @@ FROM pg_db_role_setting s, unnest(s.setconfig) c(item)
 WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
    OR (s.setdatabase = 0 AND s.setrole = quote_ident(current_user)::regrole)
 UNION ALL
-SELECT 'object', NULL, 'aggregate ' || a.aggfnoid::regprocedure::text,
+SELECT 'large object', m.oid, {pg_largeobjects.PRIVILEGES}, ({pg_largeobjects.READABLE})::text,
+       NULL, NULL, NULL, NULL, NULL, NULL
+FROM pg_largeobject_metadata m
+UNION ALL
+SELECT 'other objects', NULL,
+       ((SELECT count(*) FROM pg_aggregate WHERE aggfnoid >= 16384)
+        + (SELECT count(*) FROM pg_collation WHERE oid >= 16384) + (SELECT count(*) FROM pg_operator WHERE oid >= 16384)
+        + (SELECT count(*) FROM pg_ts_config WHERE oid >= 16384) + (SELECT count(*) FROM pg_ts_dict WHERE oid >= 16384)
+        + (SELECT count(*) FROM pg_conversion WHERE oid >= 16384)
+        + (SELECT count(*) FROM pg_cast WHERE oid >= 16384))::text,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
+"""  # noqa: S608 (constant text)
+
+# Read only when the count above finds any (most databases have none: its planning cost more than
+# the rest of these facts together).
+_OTHER_OBJECTS = f"""
+SELECT 'object', NULL::oid, 'aggregate ' || a.aggfnoid::regprocedure::text,
        (to_jsonb(a) - 'aggfnoid' - 'aggtranstype' - 'aggmtranstype')::text
        || ' stype ' || a.aggtranstype::regtype::text, NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE a.aggfnoid >= 16384 AND {USER_NAMESPACES}
 UNION ALL
-SELECT 'object', NULL, 'collation ' || c.oid::regcollation::text,
+SELECT 'object', NULL::oid, 'collation ' || c.oid::regcollation::text,
        (to_jsonb(c) - 'oid' - 'collversion' - 'collnamespace' - 'collowner')::text, NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid >= 16384 AND {USER_NAMESPACES}
 UNION ALL
-SELECT 'object', NULL, 'operator ' || o.oid::regoperator::text,
+SELECT 'object', NULL::oid, 'operator ' || o.oid::regoperator::text,
        (to_jsonb(o) - 'oid' - 'oprnamespace' - 'oprowner' - 'oprleft' - 'oprright' - 'oprresult')::text
        || ' returns ' || o.oprresult::regtype::text, NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oid >= 16384 AND {USER_NAMESPACES}
 UNION ALL
-SELECT 'object', NULL, 'text search configuration ' || c.oid::regconfig::text,
+SELECT 'object', NULL::oid, 'text search configuration ' || c.oid::regconfig::text,
        'parser ' || (SELECT quote_ident(prsname) FROM pg_ts_parser WHERE oid = c.cfgparser) || ', mapping '
        || coalesce((SELECT string_agg(m.maptokentype || ':' || m.mapdict::regdictionary::text, ' '
                                       ORDER BY m.maptokentype, m.mapseqno)
                     FROM pg_ts_config_map m WHERE m.mapcfg = c.oid), ''), NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE c.oid >= 16384 AND {USER_NAMESPACES}
 UNION ALL
-SELECT 'object', NULL, 'text search dictionary ' || d.oid::regdictionary::text,
+SELECT 'object', NULL::oid, 'text search dictionary ' || d.oid::regdictionary::text,
        'template ' || (SELECT quote_ident(tmplname) FROM pg_ts_template WHERE oid = d.dicttemplate)
        || ', options ' || coalesce(d.dictinitoption, ''), NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_ts_dict d JOIN pg_namespace n ON n.oid = d.dictnamespace WHERE d.oid >= 16384 AND {USER_NAMESPACES}
 UNION ALL
-SELECT 'object', NULL, 'conversion ' || {_QUALIFIED.format("c.conname")},
+SELECT 'object', NULL::oid, 'conversion ' || {_QUALIFIED.format("c.conname")},
        (to_jsonb(c) - 'oid' - 'connamespace' - 'conowner')::text, NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 AND {USER_NAMESPACES}
 UNION ALL
-SELECT 'object', NULL, 'cast (' || c.castsource::regtype::text || ' AS ' || c.casttarget::regtype::text || ')',
+SELECT 'object', NULL::oid, 'cast (' || c.castsource::regtype::text || ' AS ' || c.casttarget::regtype::text || ')',
        concat_ws(', ', 'function ' || nullif(c.castfunc, 0)::regprocedure::text,
                  'context ' || c.castcontext::text, 'method ' || c.castmethod::text), NULL, NULL, NULL, NULL, NULL, NULL
 FROM pg_cast c WHERE c.oid >= 16384
-UNION ALL
-SELECT 'large object', m.oid, {pg_largeobjects.PRIVILEGES}, ({pg_largeobjects.READABLE})::text,
-       NULL, NULL, NULL, NULL, NULL, NULL
-FROM pg_largeobject_metadata m
 """  # noqa: S608 (constant text)
 
 _REPLICA_IDENTITY = {"f": "full", "n": "nothing"}
@@ -228,7 +243,10 @@ def read(cur: psycopg.Cursor[Any]) -> tuple[list[State], list[State]]:
             settings.append((f"access method of {key}", access_method))
     oids = list(names)
     large_objects = []
-    for what, rel, *v in cur.execute(_OBJECTS, {"oids": oids}).fetchall():
+    rows = cur.execute(_OF_RELATIONS, {"oids": oids}).fetchall() + cur.execute(_OF_DATABASE).fetchall()
+    if any(what == "other objects" and a != "0" for what, _, a, *_ in rows):
+        rows += cur.execute(_OTHER_OBJECTS).fetchall()
+    for what, rel, *v in rows:
         a, b, c = v[:3]
         if what == "trigger":
             states.append((f"trigger {a} on {names[rel]}", b))
@@ -264,7 +282,7 @@ def read(cur: psycopg.Cursor[Any]) -> tuple[list[State], list[State]]:
             name, _, value = c.partition("=")
             of = THIS_DATABASE if not a else f"role {a} in {THIS_DATABASE}" if b == "true" else f"role {a}"
             settings.append((f"setting {name} of {of}", value))
-        else:
+        elif what == "large object":
             large_objects.append((rel, a, b == "true"))
     return states + pg_largeobjects.read(cur, large_objects), settings
 
