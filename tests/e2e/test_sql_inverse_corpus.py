@@ -58,7 +58,7 @@ def run_case(d: DaemonProcess, session_id: str, case: SqlCase, state: Callable[[
     d.sessions.CloseSession(sepb.CloseSessionRequest(session_id=session_id))
 
 
-@pytest.mark.parametrize("case", sql_cases.of("sqlite"), ids=lambda c: c.name)
+@pytest.mark.parametrize("case", sql_cases.of("sqlite", through_goexd=True), ids=lambda c: c.name)
 def test_sqlite_case_through_goexd(case: SqlCase, shared_daemon: DaemonProcess, tmp_path: Path) -> None:
     path = tmp_path / "app.db"
     sql_cases.set_up_sqlite(path, case)
@@ -78,7 +78,7 @@ def pg_app(pg_cluster: PgCluster, pg_database: str) -> Iterator[psycopg.Connecti
         yield conn
 
 
-@pytest.mark.parametrize("case", sql_cases.of("postgresql"), ids=lambda c: c.name)
+@pytest.mark.parametrize("case", sql_cases.of("postgresql", through_goexd=True), ids=lambda c: c.name)
 def test_postgres_case_through_goexd(
     case: SqlCase,
     shared_daemon: DaemonProcess,

@@ -259,6 +259,22 @@ def test_postgres_copy_program_and_file_are_refused_everywhere(pg: Pg) -> None:
     assert pg.one("SELECT count(*) FROM t") == 1 and pg.one("SELECT qty FROM t") == 1
 
 
+def test_postgres_sql_built_at_run_time_is_refused_everywhere(pg: Pg) -> None:
+    """A DO block (or a function it creates) hiding privileged SQL in a string EXECUTEd at run time: the classifier
+    cannot see the string, so the body itself counts as privileged, in the action, the inverse and a test."""
+    hidden = "DO $$BEGIN EXECUTE 'CREATE ' || 'EXTENSION citext'; END$$"
+    maker = "CREATE FUNCTION hide() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'CREATE EXTENSION citext'; END$$"
+    for bad in (hidden, maker):
+        refused_test(pg.d, pg.session, bad, "SELECT 1")
+        msg = refused_submit(pg.d, pg.session, "UPDATE t SET qty = 2", f"UPDATE t SET qty = 1; {bad}")
+        assert "builds SQL at run time" in msg, msg
+        msg = refused_submit(pg.d, pg.session, bad, "SELECT 1")
+        assert "builds SQL at run time" in msg, msg
+    assert pg.one("SELECT count(*) FROM pg_extension WHERE extname = 'citext'") == 0
+    assert pg.one("SELECT count(*) FROM pg_proc WHERE proname = 'hide'") == 0
+    assert pg.one("SELECT qty FROM t") == 1
+
+
 def test_postgres_lawful_pair_runs(pg: Pg) -> None:
     """The control: in the same session a lawful pair is tested and runs, and a bad inverse names its field."""
     assert tried(pg.d, pg.session, "UPDATE t SET qty = 2", "UPDATE t SET qty = 1").verdict == pb.VERDICT_PASSED
