@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/confine_bench.py
 	$(BIN)/python bench/overlay_micro.py
+	$(BIN)/python bench/real_path_micro.py
 	$(BIN)/python bench/fs_inverse_bench.py
 	$(BIN)/python bench/verdict_memory_bench.py
 	$(BIN)/python bench/journal_check_bench.py 10000

@@ -65,9 +65,9 @@ def backend(tmp_path: Path, sandbox: BwrapSandbox, strategy: UndoStrategy, overl
     )
 
 
-FS_CAPS = Capabilities(strategy_words="mounted at /workspace", read_journaling=Journaling.EACH_STEP)
+FS_CAPS = Capabilities(strategy_words="at the same path in the sandbox", read_journaling=Journaling.EACH_STEP)
 INVERSE_CAPS = Capabilities(
-    strategy_words="mounted at /workspace", read_journaling=Journaling.EACH_STEP, inverse=InverseUse.OPTIONAL
+    strategy_words="at the same path in the sandbox", read_journaling=Journaling.EACH_STEP, inverse=InverseUse.OPTIONAL
 )
 
 

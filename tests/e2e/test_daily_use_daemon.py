@@ -79,20 +79,22 @@ def test_goex_run_runs_where_the_current_directory_is_in_the_workspace(
     environ: dict[str, str], session: str, project: Path, tmp_path: Path
 ) -> None:
     lib = project / "src" / "lib"
+    # Commands start at the workspace's real path (/workspace is an alias of it).
+    real = os.path.realpath(project)
     ran = goex_in(environ, lib, "run", "-q", "--", "pwd")
-    assert (ran.returncode, ran.stdout) == (0, b"/workspace/src/lib\n"), ran.stderr
+    assert (ran.returncode, ran.stdout) == (0, f"{real}/src/lib\n".encode()), ran.stderr
     py = goex_in(environ, lib, "python", "-q", "import os; print(os.getcwd(), open('mod.py').read().strip())")
-    assert (py.returncode, py.stdout) == (0, b"/workspace/src/lib x = 1\n"), py.stderr
+    assert (py.returncode, py.stdout) == (0, f"{real}/src/lib x = 1\n".encode()), py.stderr
     # A relative path written there lands there, in the workspace.
     wrote = goex_in(environ, lib, "run", "-q", "--", "sh", "-c", "echo made > made.txt")
     assert wrote.returncode == 0, wrote.stderr
     assert (lib / "made.txt").read_text() == "made\n"
     # The root from the root; from outside the workspace (the session named) too; --cwd chooses.
-    assert goex_in(environ, project, "run", "-q", "--", "pwd").stdout == b"/workspace\n"
-    assert goex_in(environ, tmp_path, "--session", session, "run", "-q", "--", "pwd").stdout == b"/workspace\n"
+    assert goex_in(environ, project, "run", "-q", "--", "pwd").stdout == f"{real}\n".encode()
+    assert goex_in(environ, tmp_path, "--session", session, "run", "-q", "--", "pwd").stdout == f"{real}\n".encode()
     chosen = goex_in(environ, tmp_path, "--session", session, "run", "-q", "--cwd", "src", "--", "pwd")
-    assert chosen.stdout == b"/workspace/src\n", chosen.stderr
-    assert goex_in(environ, lib, "run", "-q", "--cwd", ".", "--", "pwd").stdout == b"/workspace\n"
+    assert chosen.stdout == f"{real}/src\n".encode(), chosen.stderr
+    assert goex_in(environ, lib, "run", "-q", "--cwd", ".", "--", "pwd").stdout == f"{real}\n".encode()
     # The action records where it ran.
     shown = goex_in(environ, lib, "--json", "show", "1")
     assert b'"cwd": "src/lib"' in shown.stdout, shown.stdout
@@ -105,10 +107,11 @@ def test_a_directory_whose_name_is_not_utf8(
     os.mkdir(odd)
     action = submit(shared_daemon, session, pb.ActionSpec(shell=pb.ShellAction(argv=["pwd"], cwd=b"d\xff\xfe")))
     assert action.state == pb.ACTION_STATE_EXECUTED, action.error
-    assert action.exec.stdout == b"/workspace/d\xff\xfe\n"
+    real = os.fsencode(os.path.realpath(project))
+    assert action.exec.stdout == real + b"/d\xff\xfe\n"
     assert action.spec.shell.cwd == b"d\xff\xfe"
     ran = goex_in(environ, odd, "run", "-q", "--", "pwd")
-    assert (ran.returncode, ran.stdout) == (0, b"/workspace/d\xff\xfe\n"), ran.stderr
+    assert (ran.returncode, ran.stdout) == (0, real + b"/d\xff\xfe\n"), ran.stderr
 
 
 @pytest.mark.parametrize(

@@ -549,15 +549,55 @@ def test_spawn_latency(sandbox: BwrapSandbox, workspace: Path) -> None:
 
 def test_workspace_writes_are_visible_on_the_host(sandbox: BwrapSandbox, workspace: Path) -> None:
     r = sandbox.run(sh("pwd; cat hello.txt; echo new > made.txt; mkdir -p d/e", workspace=workspace))
-    assert r.stdout == b"/workspace\nhello\n"
+    assert r.stdout == f"{workspace}\nhello\n".encode()  # commands start at the workspace's real path
     assert (workspace / "made.txt").read_text() == "new\n"
     assert (workspace / "d" / "e").is_dir()
 
 
+def test_the_workspace_is_the_same_writable_tree_at_its_real_path_and_at_the_alias(
+    sandbox: BwrapSandbox, workspace: Path
+) -> None:
+    (workspace.parent / "sibling").mkdir()
+    (workspace.parent / "sibling" / "secret").write_text("s")
+    script = (
+        f"echo real > {workspace}/abs.txt && cat /workspace/abs.txt; echo alias > /workspace/alias.txt;"
+        f" cat {workspace}/alias.txt; ls -a {workspace.parent};"
+        f" touch {workspace}/.git/x || echo git-ro; touch {workspace.parent}/planted || echo parent-ro"
+    )
+    r = sandbox.run(sh(script, workspace=workspace, readonly_subpaths=[".git"]))
+    assert r.stdout == b"real\nalias\n.\n..\nws\ngit-ro\nparent-ro\n", r
+    assert (workspace / "abs.txt").read_text() == "real\n" and (workspace / "alias.txt").read_text() == "alias\n"
+    assert not (workspace / ".git" / "x").exists() and not (workspace.parent / "planted").exists()
+
+
+def test_a_workspace_reached_through_a_symlink_appears_at_its_resolved_path(
+    sandbox: BwrapSandbox, workspace: Path
+) -> None:
+    link = workspace.parent / "link"
+    link.symlink_to(workspace)
+    r = sandbox.run(sh("pwd; echo x > via-cwd.txt", workspace=link))
+    assert (r.exit_code, r.stdout) == (0, f"{workspace}\n".encode()), r
+    assert (workspace / "via-cwd.txt").read_text() == "x\n"
+
+
+def test_a_workspace_inside_a_read_path_is_writable_there_and_the_rest_is_not(workspace: Path) -> None:
+    parent = workspace.parent  # shown read-only as a whole: the workspace, a sibling beside it
+    (parent / "sibling").mkdir()
+    (parent / "sibling" / "data").write_text("read me\n")
+    sandbox = BwrapSandbox(read_paths=[parent])
+    script = (
+        f"cat {parent}/sibling/data; echo w > {workspace}/in.txt && echo wrote-ws;"
+        f" echo w > {parent}/sibling/data || echo sibling-ro; echo w > {workspace}/.git/HEAD || echo git-ro"
+    )
+    r = sandbox.run(sh(script, workspace=workspace, readonly_subpaths=[".git"]))
+    assert r.stdout == b"read me\nwrote-ws\nsibling-ro\ngit-ro\n", r
+    assert (workspace / "in.txt").read_text() == "w\n" and (parent / "sibling" / "data").read_text() == "read me\n"
+
+
 def test_custom_workspace_mount(sandbox: BwrapSandbox, workspace: Path) -> None:
-    spec = sh("pwd; cat hello.txt", workspace=workspace, workspace_mount="/srv/project/here")
+    spec = sh("pwd; cat /srv/project/here/hello.txt", workspace=workspace, workspace_mount="/srv/project/here")
     r = sandbox.run(spec)
-    assert r.stdout == b"/srv/project/here\nhello\n"
+    assert r.stdout == f"{workspace}\nhello\n".encode()
 
 
 def test_git_dir_is_read_only(sandbox: BwrapSandbox, workspace: Path) -> None:
@@ -616,6 +656,8 @@ def test_plan_shows_only_the_allow_list_of_the_host() -> None:
         ("/proc/sys", "/proc/sys"),
         ("/tmp/ws", "/workspace"),
         ("/tmp/ws/.git", "/workspace/.git"),
+        ("/tmp/ws", "/tmp/ws"),  # its real path too, its read-only parts again
+        ("/tmp/ws/.git", "/tmp/ws/.git"),
     ]
     assert MountOp(Op.SYMLINK, "/bin", "usr/bin", why="system link") in m
     assert "/" not in dests(m, Op.RO_BIND)  # never the whole host
@@ -628,10 +670,14 @@ def test_plan_mount_order() -> None:
     assert dests(m, Op.DEV) == ["/dev"] and dests(m, Op.PROC) == ["/proc"]
     tmp = index(m, Op.TMPFS, "/tmp")
     ws = index(m, Op.BIND, "/workspace")
-    assert tmp < ws  # the workspace lives under /tmp on the host, not in the sandbox's /tmp
-    assert all(i < ws for i, x in enumerate(m) if x.why == "mask" and not x.dest.startswith("/workspace"))
+    assert tmp < ws  # its real path, /tmp/ws, is made on the sandbox's fresh /tmp
+    inside = ("/workspace/", "/tmp/ws/")
+    assert all(i < ws for i, x in enumerate(m) if x.why == "mask" and not x.dest.startswith(inside))
     assert index(m, Op.RO_BIND, "/workspace/.git") > ws
-    assert plan.chdir == "/workspace"
+    assert index(m, Op.BIND, "/tmp/ws") > ws  # made on the sandbox's /tmp
+    assert plan.chdir == "/tmp/ws"
+    in_src = render_plan(SandboxSpec(argv=["true"], workspace=Path("/tmp/ws"), workdir="src"), HOST, FDS)
+    assert in_src.chdir == "/tmp/ws/src"
 
 
 def test_plan_masks_only_inside_visible_trees() -> None:
@@ -644,9 +690,11 @@ def test_plan_masks_only_inside_visible_trees() -> None:
     ws = index(m, Op.BIND, "/workspace")
     assert index(m, Op.RO_BIND, "/workspace/secret.env") > ws
     assert index(m, Op.TMPFS, "/workspace/private") > ws
+    real = index(m, Op.BIND, "/tmp/ws")
+    assert index(m, Op.RO_BIND, "/tmp/ws/secret.env") > real and index(m, Op.TMPFS, "/tmp/ws/private") > real
     # Masks are made read-only at the end, after any mount point was created in them.
     remounts = dests(m, Op.REMOUNT_RO)
-    assert remounts == ["/etc/ssl/private", "/workspace/private", "/"]
+    assert remounts == ["/etc/ssl/private", "/workspace/private", "/tmp/ws/private", "/"]
     assert dests(m)[-len(remounts) :] == remounts
 
 
@@ -655,7 +703,23 @@ def test_plan_never_masks_the_workspace_itself() -> None:
     spec = SandboxSpec(argv=["true"], workspace=Path("/srv/ws"), workspace_mount="/srv/ws")
     m = render_plan(spec, host, FDS).mounts
     assert "/srv/ws" not in dests(m, Op.TMPFS) and "/srv" not in dests(m, Op.TMPFS)
-    assert index(m, Op.BIND, "/srv/ws") >= 0
+    assert dests(m, Op.BIND) == ["/srv/ws"]  # the real path is the mount: bound once
+
+
+def test_plan_where_the_workspace_appears() -> None:
+    def places(real: str, mount: str = "/workspace") -> tuple[list[str], str]:
+        host = HostView(system=SYSTEM, workspace=real)
+        plan = render_plan(SandboxSpec(argv=["true"], workspace=Path(real), workspace_mount=mount), host, FDS)
+        return dests(plan.mounts, Op.BIND), plan.chdir
+
+    assert places("/home/u/proj") == (["/workspace", "/home/u/proj"], "/home/u/proj")
+    # One inside the other: binding the second would make its mount point in the workspace.
+    assert places("/workspace/proj") == (["/workspace/proj"], "/workspace/proj")
+    assert places("/srv", "/srv/project") == (["/srv"], "/srv")
+    # Where the sandbox has its own trees: the alias only (goexd refuses such workspaces anyway).
+    assert places("/tmp/ws") == (["/workspace", "/tmp/ws"], "/tmp/ws")  # on the sandbox's own /tmp
+    for real in ("/proc/1/root", "/dev/shm/ws", "/run/goex/ws", "/run", "/tmp", "/"):
+        assert places(real) == (["/workspace"], "/workspace"), real
 
 
 def test_plan_env_and_chdir_without_workspace() -> None:

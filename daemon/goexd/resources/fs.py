@@ -169,7 +169,7 @@ class FsVersionedResource(UndoesByItself):
         return []
 
     def describe(self, samples: bool = False) -> str:
-        lines = [f"directory {self.workspace} (mounted at /workspace in the sandbox)"]
+        lines = [f"directory {self.workspace} (at the same path in the sandbox, where commands start; /workspace too)"]
         count = 0
         for rel, name in _files_below(self.workspace):
             count += 1

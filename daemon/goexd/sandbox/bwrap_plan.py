@@ -3,9 +3,10 @@
 The sandbox's view of the host is an allow list. bwrap's root is an empty tmpfs; onto it
 go, read-only, the trees programs need (/usr, /etc and the /bin, /sbin, /lib* links or
 directories: `host_view.SYSTEM_PATHS`) and the operator's `sandbox.read_paths`; fresh
-/dev, /proc, /tmp; the workspace read-write; and, for `Network.PROXY`, the egress CA as a
-copied file. Nothing else of the host exists in there: no /home, /root, /var, /srv,
-/mnt, /run, host /tmp, no other user's files and none of goexd's own. Masks (an empty
+/dev, /proc, /tmp; the workspace read-write, at its real path (where commands start) and
+at /workspace; and, for `Network.PROXY`, the egress CA as a copied file. Nothing else of
+the host exists in there: no /home, /root, /var, /srv, /mnt, /run, host /tmp (the real
+path's parents are empty directories), no other user's files and none of goexd's own. Masks (an empty
 tmpfs over a directory, /dev/null over a file) hide what the visible trees hold that the
 command's identity must not read (`HostView.masked_*`, gathered by host_view.probe).
 
@@ -166,7 +167,8 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
     """Spec + host facts -> the ordered mount plan. Pure.
 
     Order matters (bwrap applies mounts in sequence, later ones on top): the allow-listed
-    trees read-only, fresh /dev /proc /tmp, masks, the workspace, its read-only subpaths,
+    trees read-only, fresh /dev /proc /tmp, masks, the workspace (at /workspace, then at its
+    real path: `_workspace_places`) with its read-only subpaths and masks each time,
     the egress CA (Network.PROXY), the remounts that make masks read-only, and last the
     root itself read-only (nothing later may need a mount point in it).
     """
@@ -178,15 +180,19 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
     mounts = [*_system_mounts(host), *_fresh_mounts(spec.limits.memory_bytes)]
     masks = _masks(host, visible)
     mounts += masks
+    places: tuple[str, ...] = ()
     if host.workspace is not None:
-        mounts.append(MountOp(Op.BIND, mount, host.workspace, why="workspace"))
-        mounts += [
-            MountOp(Op.RO_BIND, posixpath.join(mount, rel), posixpath.join(host.workspace, rel), why="read-only")
-            for rel in host.readonly_subpaths
-        ]
-        inner = _workspace_masks(host, mount)
-        mounts += inner
-        masks += inner
+        places = _workspace_places(mount, host.workspace)
+        for place in places:
+            why = "workspace" if place == mount else "workspace at its real path"
+            mounts.append(MountOp(Op.BIND, place, host.workspace, why=why))
+            mounts += [
+                MountOp(Op.RO_BIND, posixpath.join(place, rel), posixpath.join(host.workspace, rel), why="read-only")
+                for rel in host.readonly_subpaths
+            ]
+            inner = _workspace_masks(host, place)
+            mounts += inner
+            masks += inner
     if proxy:
         mounts.append(MountOp(Op.RO_BIND_DATA, forwarder.CA_PATH, str(fds.ca), why="egress CA"))
     mounts += [MountOp(Op.REMOUNT_RO, m.dest, why="mask read-only") for m in masks if m.op is Op.TMPFS]
@@ -196,7 +202,7 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
     for key, value in env.items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise ValueError(f"bad environment variable {key!r}: no '=' in names, no NUL anywhere")
-    chdir = _workdir(mount, spec.workdir) if host.workspace is not None else "/tmp"
+    chdir = _workdir(places[-1], spec.workdir) if places else "/tmp"
     argv = tuple(spec.argv)
     if proxy:
         # -I: no user site or PYTHON* variables; -S: no site module (faster start, stdlib only).
@@ -205,6 +211,26 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
             str(fds.proxy_socket), str(fds.unix_filter), "--", *argv,
         )  # fmt: skip
     return Plan(tuple(mounts), tuple(env.items()), chdir, argv, seccomp_fds=fds.seccomp)
+
+
+def _workspace_places(mount: str, real: str) -> tuple[str, ...]:
+    """Where the workspace appears, the place commands start in last: `mount` (/workspace, the alias)
+    and its real path on the host, where tools, venvs (absolute shebangs) and build caches expect it.
+
+    bwrap makes the real path's missing parents as empty directories on its root (read-only at the
+    end, like the root), so nothing else of the host comes with them. Only the alias where the real
+    path cannot be a mount point of its own (on the sandbox's own /dev, /proc or /run/goex, or over
+    one of its own trees, /tmp say: refused as workspaces anyway); only the real path where one holds
+    the other (binding the second would make its mount point inside the first, in the workspace).
+    """
+    if real == mount:
+        return (mount,)
+    own = ("/dev", "/proc", EGRESS_DIR)
+    if _is_under_any(real, own) or any(_is_under(p, real) for p in (*own, *FRESH_MOUNTS)):
+        return (mount,)
+    if _is_under(real, mount) or _is_under(mount, real):
+        return (real,)
+    return (mount, real)
 
 
 def _workdir(mount: str, workdir: str) -> str:
