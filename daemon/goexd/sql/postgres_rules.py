@@ -381,8 +381,8 @@ def _with_bodies(node: ast.Node, found: Classified) -> Classified:
         return replace(found, cls=PRIVILEGED, reason=untrusted)
     for body in bodies:
         if _builds_sql(body):
-            why = "its body builds SQL at run time (EXECUTE), which goexd cannot classify: allow it by policy"
-            return replace(found, cls=PRIVILEGED, reason=why)
+            built = "its body builds SQL at run time (EXECUTE), which goexd cannot classify: allow it by policy"
+            return replace(found, cls=PRIVILEGED, reason=built)
         for name in _called_names(body):
             why = _privileged_call(name, None) if name != "set_config" else None
             if why is not None:
