@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -580,8 +582,21 @@ def test_a_workspace_reached_through_a_symlink_appears_at_its_resolved_path(
     assert (workspace / "via-cwd.txt").read_text() == "x\n"
 
 
-def test_a_workspace_inside_a_read_path_is_writable_there_and_the_rest_is_not(workspace: Path) -> None:
-    parent = workspace.parent  # shown read-only as a whole: the workspace, a sibling beside it
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A scratch dir not under /tmp: a read path under /tmp is covered by the sandbox's own fresh /tmp."""
+    made = Path(tempfile.mkdtemp(prefix="goex-readpath-", dir="/var/tmp"))
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def test_a_workspace_inside_a_read_path_is_writable_there_and_the_rest_is_not(outside_tmp: Path) -> None:
+    parent = outside_tmp  # shown read-only as a whole: the workspace, a sibling beside it
+    workspace = parent / "ws"
+    (workspace / ".git").mkdir(parents=True)
+    (workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (parent / "sibling").mkdir()
     (parent / "sibling" / "data").write_text("read me\n")
     sandbox = BwrapSandbox(read_paths=[parent])

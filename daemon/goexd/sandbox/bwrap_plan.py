@@ -185,6 +185,11 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
         places = _workspace_places(mount, host.workspace)
         for place in places:
             why = "workspace" if place == mount else "workspace at its real path"
+            if (top := _parents_on_fresh_tmp(place)) is not None:
+                # Its parents would be made on the sandbox's own /tmp, which commands may write: they go on a
+                # tmpfs of their own instead, made read-only at the end like a mask (only the workspace below).
+                mounts.append(MountOp(Op.TMPFS, top, size=PARENTS_TMPFS_BYTES, why="real path's parents"))
+                masks.append(mounts[-1])
             mounts.append(MountOp(Op.BIND, place, host.workspace, why=why))
             mounts += [
                 MountOp(Op.RO_BIND, posixpath.join(place, rel), posixpath.join(host.workspace, rel), why="read-only")
@@ -231,6 +236,18 @@ def _workspace_places(mount: str, real: str) -> tuple[str, ...]:
     if _is_under(real, mount) or _is_under(mount, real):
         return (real,)
     return (mount, real)
+
+
+PARENTS_TMPFS_BYTES = 64 * 1024  # empty directories only
+
+
+def _parents_on_fresh_tmp(place: str) -> str | None:
+    """The top directory of `place`'s parents below the sandbox's fresh /tmp (/tmp/a for /tmp/a/b/ws), or None
+    where the place is not that deep under /tmp."""
+    if not _is_under(place, "/tmp") or place == "/tmp":
+        return None
+    parts = place.split("/")  # "", "tmp", top, ..., the workspace
+    return "/".join(parts[:3]) if len(parts) > 3 else None
 
 
 def _workdir(mount: str, workdir: str) -> str:
