@@ -97,7 +97,13 @@ def test_an_action_that_fills_the_disk_fails_alone_and_gives_the_space_back(user
         assert a.exec.stdout == b"wrote\n" and b"No space left on device" in a.exec.stderr  # its output is kept
         assert sorted(p.name for p in ws.iterdir()) == ["a.txt"]
         assert list((d.state_dir / "overlays").iterdir()) == []
-        assert free(disk) >= before - 1 * MiB  # what it wrote is gone
+        # What it wrote is gone. Its name is (above); the space comes back once the run's mount namespace is torn
+        # down, which the kernel finishes a moment after the last process of it is reaped (seen under load, as
+        # the unprivileged user): a bound, not an instant.
+        deadline = time.monotonic() + 10
+        while free(disk) < before - 1 * MiB and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert free(disk) >= before - 1 * MiB, (free(disk), before)
         # Nothing is stuck: no pending action, and every session goes on as before.
         assert "no pending action" in rpc.status_of(lambda: rpc.undo(d, s.id))[1]
         b = rpc.shell(d, s.id, "echo ok > small")
