@@ -61,8 +61,8 @@ from goex.v1 import actions_pb2 as apb
 from goex.v1 import actions_pb2_grpc, sessions_pb2_grpc
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
+from goexd.domain.sandbox import ExecResult, Network, ProxyEndpoint, SandboxSpec, Termination
 from goexd.launcher import DaemonProcess
-from goexd.sandbox.base import ExecResult, Network, ProxyEndpoint, SandboxSpec, Termination
 from goexd.sandbox.bwrap import BwrapSandbox, _Execution, _open_fds
 from goexd.sandbox.bwrap_plan import Fds, render_plan
 from goexd.sandbox.identity import RunAs

@@ -35,9 +35,9 @@ from pathlib import Path
 from measure import ms_since, pct, progress, publish, table
 from run import make_workspace
 
-from goexd.engine.models import ActionKind, ActionSpec, Verdict
+from goexd.domain.models import ActionKind, ActionSpec, Verdict
+from goexd.domain.sandbox import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.resources.fs_trial import TrialSite, try_pair
-from goexd.sandbox.base import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 

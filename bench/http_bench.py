@@ -60,9 +60,9 @@ import goex
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
 from goexd.config import Config, EgressConfig
+from goexd.domain.models import CloseMode, ResourceKind, ResourceRequest
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
-from goexd.engine.models import CloseMode, ResourceKind, ResourceRequest
 from goexd.launcher import DaemonProcess
 from goexd.policy.check import SessionPolicy
 from goexd.resources.http_rules import RuleSet

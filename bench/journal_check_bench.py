@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from goexd.engine.journal import Journal
-from goexd.engine.models import (
+from goexd.domain.models import (
     Action,
     ActionKind,
     ActionSpec,
@@ -28,7 +27,8 @@ from goexd.engine.models import (
     SessionState,
     UndoStrategy,
 )
-from goexd.sandbox.base import Limits
+from goexd.domain.sandbox import Limits
+from goexd.engine.journal import Journal
 
 SESSIONS = 50
 TRAIL = ((ActionState.PREPARING, ""), (ActionState.RUNNING, ""), (ActionState.EXECUTED, "ran"))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from measure import progress, table
 
+from goexd.domain.sandbox import Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.sandbox import overlay
-from goexd.sandbox.base import Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 
 COMMAND = ["sh", "-c", "echo $$ > changed.txt && echo x >> a.txt"]

@@ -30,9 +30,9 @@ if str(REPO) not in sys.path:  # `python bench/...` puts bench/, not the repo ro
 from goexd.dbinspect import pg_catalog  # noqa: E402
 from goexd.dbinspect import postgres as inspect  # noqa: E402
 from goexd.dbinspect.backend import reading  # noqa: E402
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy  # noqa: E402
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy  # noqa: E402
+from goexd.domain.sandbox import Limits  # noqa: E402
 from goexd.resources.postgres_inverse import PostgresInverseResource  # noqa: E402
-from goexd.sandbox.base import Limits  # noqa: E402
 from tests.services.postgres import PgCluster, run_pg_cluster  # noqa: E402
 
 

@@ -31,10 +31,10 @@ if str(REPO) not in sys.path:  # `python bench/...` puts bench/, not the repo ro
     sys.path.insert(0, str(REPO))
 
 from goexd.dbinspect import postgres as inspect  # noqa: E402
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy  # noqa: E402
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy  # noqa: E402
+from goexd.domain.sandbox import Limits  # noqa: E402
 from goexd.resources.postgres_clone import PostgresCloneResource  # noqa: E402
 from goexd.resources.postgres_inverse import PostgresInverseResource  # noqa: E402
-from goexd.sandbox.base import Limits  # noqa: E402
 from tests.services.postgres import PgCluster, run_pg_cluster  # noqa: E402
 
 LIMITS = Limits(timeout_s=600)

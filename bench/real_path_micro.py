@@ -23,8 +23,8 @@ from pathlib import Path
 
 from measure import progress, table
 
+from goexd.domain.sandbox import Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.sandbox import bwrap_plan
-from goexd.sandbox.base import Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 
 Places = Callable[[str, str], tuple[str, ...]]

@@ -41,7 +41,7 @@ from measure import ms_since, pct, progress, publish, table
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from goexd.config import Config, EgressConfig, VaultConfig
-from goexd.egress.models import Decision, EgressGrant
+from goexd.domain.egress import Decision, EgressGrant
 from goexd.egress.policy import decide, parse_url
 from goexd.egress.proxy import EgressProxy, Route
 from goexd.egress.substitute import Request, placeholder

@@ -27,12 +27,12 @@ from pathlib import Path
 from measure import ms_since, pct, progress, publish, table
 from run import make_workspace
 
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, Reversibility, UndoStrategy, Verdict
+from goexd.domain.sandbox import Limits
 from goexd.engine.journal import Journal
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, Reversibility, UndoStrategy, Verdict
 from goexd.engine.verdict_memory import VerdictMemory, remembered
 from goexd.resources.fs_inverse import FsInverseResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.sandbox.base import Limits
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from goexd.sandbox.base import SandboxUnavailable
+from goexd.domain.sandbox import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
 
 # make test runs the suite in pytest-xdist workers, which find COLUMNS=80 and LINES in their environment

@@ -20,13 +20,13 @@ import pygit2
 from goexd import faults
 from goexd.config import Config
 from goexd.diskspace import OutOfSpace
+from goexd.domain.errors import InvalidArgument, Unavailable
+from goexd.domain.models import Action
+from goexd.domain.sandbox import Sandbox, SandboxUnavailable
 from goexd.engine.engine import Engine
-from goexd.engine.models import Action
 from goexd.engine.retention import trim_outputs
 from goexd.engine.stopping import Interrupted
-from goexd.errors import InvalidArgument, Unavailable
 from goexd.resources.fs import store_dir_for
-from goexd.sandbox.base import Sandbox, SandboxUnavailable
 from goexd.snapshots import set_aside
 from goexd.stop_control import StopControl
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from goexd.domain.errors import SetupError
 from goexd.egress.addresses import parse_networks
-from goexd.errors import SetupError
 
 
 def _xdg(var: str, fallback: Path) -> Path:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from goexd.errors import GoexError, ResourceExhausted
+from goexd.domain.errors import GoexError, ResourceExhausted
 
 log = logging.getLogger("goexd.space")
 

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 
 log = logging.getLogger(__name__)
 

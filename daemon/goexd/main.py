@@ -17,6 +17,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from goexd import __version__, config, faults, startup
 from goexd.admin import Admin
+from goexd.domain.errors import SetupError
+from goexd.domain.sandbox import SandboxUnavailable
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport
 from goexd.egress.proxy import EgressProxy
@@ -24,11 +26,9 @@ from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
 from goexd.engine.journal_check import JournalDamaged, check_journal, open_journal
 from goexd.engine.stopping import summary
-from goexd.errors import SetupError
 from goexd.resources.fs import clear_overlays, drop_uppers, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.resources.http import check_address
-from goexd.sandbox.base import SandboxUnavailable
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.keyring import join_fresh_session_keyring
 from goexd.sandbox.limits import detect_enforcer

@@ -26,8 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from goexd.domain.errors import SetupError
 from goexd.engine.journal_repair import RepairFailed, repair_journal
-from goexd.errors import SetupError
 from goexd.sandbox import reaper
 from goexd.sandbox.reaper import SandboxMark
 

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from goexd.sandbox.base import ExecResult, OutputSink, SandboxSpec, SandboxUnavailable, Stream
+from goexd.domain.sandbox import ExecResult, OutputSink, SandboxSpec, SandboxUnavailable, Stream
 
 CHILD = r"""
 import importlib, pickle, signal, struct, sys, threading

@@ -38,10 +38,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from goexd.engine.models import ActionSpec
-from goexd.errors import FailedPrecondition, GoexError, InvalidArgument
-from goexd.resources.base import Checkpoint, Journaling, Outcome, ResourceManager, UndoesThreeWay
-from goexd.sandbox.base import Limits
+from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument
+from goexd.domain.models import ActionSpec
+from goexd.domain.resource import Checkpoint, Journaling, Outcome, ResourceManager, UndoesThreeWay
+from goexd.domain.sandbox import Limits
 
 LIMITS = Limits(timeout_s=30)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from goexd.sandbox.base import ExecResult, Limits, Sandbox, SandboxSpec, Stream, Termination
+from goexd.domain.sandbox import ExecResult, Limits, Sandbox, SandboxSpec, Stream, Termination
 
 # The daemon's venv python lives under /root (hidden from the sandbox); commands use the system one.
 PY = "/usr/bin/python3"

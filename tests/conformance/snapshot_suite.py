@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from goexd.snapshots.base import ChangeKind, Snapshot, SnapshotError, WorkspaceSnapshotter
+from goexd.domain.snapshots import ChangeKind, Snapshot, SnapshotError, WorkspaceSnapshotter
 from tests import odd_names
 from tests.fs_fingerprint import describe_diff, fingerprint
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from goexd.engine.models import ActionKind, ActionSpec
+from goexd.domain.models import ActionKind, ActionSpec
 
 SEED = "CREATE TABLE t (id integer PRIMARY KEY, v text NOT NULL); INSERT INTO t VALUES (1, 'one'), (2, 'two')"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.resources.base import Journaling, ResourceManager
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.resource import Journaling, ResourceManager
 from goexd.resources.fs import FsVersionedResource
 from goexd.resources.fs_inverse import FsInverseResource
 from goexd.sandbox.bwrap import BwrapSandbox

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from goexd import config
+from goexd.domain.models import ActionKind, ActionSpec, HttpRequest, Resource, ResourceKind, UndoStrategy
+from goexd.domain.resource import Journaling, ResourceManager
 from goexd.egress.addresses import AddressRule
-from goexd.engine.models import ActionKind, ActionSpec, HttpRequest, Resource, ResourceKind, UndoStrategy
-from goexd.resources.base import Journaling, ResourceManager
 from goexd.resources.http import HttpResource, validate_base_url
 from goexd.resources.http_rules import load_rule_sets, select_rules
 from goexd.resources.http_send import HttpSender

@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql as pgsql
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
-from goexd.engine.models import Resource, ResourceKind, UndoStrategy, Verdict
-from goexd.errors import Unavailable
-from goexd.resources.base import Checkpoint, ResourceManager
+from goexd.domain.errors import Unavailable
+from goexd.domain.models import Resource, ResourceKind, UndoStrategy, Verdict
+from goexd.domain.resource import Checkpoint, ResourceManager
 from goexd.resources.postgres_clone import PostgresCloneResource
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.postgres_tx import PostgresTransactionResource

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
-from goexd.engine.models import Resource, ResourceKind, UndoStrategy
-from goexd.errors import InvalidArgument
-from goexd.resources.base import ResourceManager
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import Resource, ResourceKind, UndoStrategy
+from goexd.domain.resource import ResourceManager
+from goexd.domain.sandbox import Limits
 from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource
-from goexd.sandbox.base import Limits
 from tests.conformance import sql_backends as q
 from tests.conformance.resource_suite import (
     Capabilities,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from goexd.sandbox.base import Sandbox, SandboxSpec, WorkspaceOverlay
+from goexd.domain.sandbox import Sandbox, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import RlimitEnforcer
 from tests.conformance.as_user import AsUser

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from goexd.snapshots.base import WorkspaceSnapshotter
+from goexd.domain.snapshots import WorkspaceSnapshotter
 from goexd.snapshots.git_store import GitWorkspaceStore
 from tests.conformance.snapshot_suite import OpenStore, SnapshotStoreContract
 

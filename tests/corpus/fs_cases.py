@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from goexd.engine.models import ActionKind, ActionSpec
+from goexd.domain.models import ActionKind, ActionSpec
 
 CASES_FILE = Path(__file__).with_name("files.toml")
 

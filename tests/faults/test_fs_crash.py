@@ -26,8 +26,8 @@ import pytest
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
-from goexd.engine.models import Resource, ResourceKind, UndoStrategy
-from goexd.errors import FailedPrecondition
+from goexd.domain.errors import FailedPrecondition
+from goexd.domain.models import Resource, ResourceKind, UndoStrategy
 from goexd.faults import ARM_ENV, POINT_ENV
 from goexd.resources.fs import APPLYING, FORCED, FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
@@ -226,7 +226,7 @@ _APPLY_RACE = """
 import os, sys
 from pathlib import Path
 from goexd import faults
-from goexd.sandbox.base import Limits
+from goexd.domain.sandbox import Limits
 from tests.faults.test_fs_crash import resource
 faults.arm_from_env(os.environ)
 ws, state = Path(sys.argv[1]), Path(sys.argv[2])
@@ -244,7 +244,7 @@ def capture(**kwargs):
         (ws / "a.txt").write_bytes({mine!r})
     return snap
 sandbox.run, store.capture = run, capture
-from goexd.engine.models import ActionKind, ActionSpec
+from goexd.domain.models import ActionKind, ActionSpec
 spec = ActionSpec(kind=ActionKind.SHELL, argv=("sh", "-c", "echo agent > a.txt; echo agent > b.txt"))
 fs.execute(spec, Limits(timeout_s=30.0), checkpoint, None, None)
 print("not killed")

@@ -23,9 +23,9 @@ import pytest
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as spb
+from goexd.domain.models import ActionState
 from goexd.engine.journal import Journal
 from goexd.engine.journal_check import problems_of
-from goexd.engine.models import ActionState
 from tests.daemon_process import DaemonProcess
 from tests.e2e.rpc import open_fs, shell
 from tests.security.conftest import SEC_USER, _scratch_dir, make_workspace

@@ -88,7 +88,7 @@ STAND_IN = """
 import os, signal, stat, sys, time
 from pathlib import Path
 from goexd.sandbox import bwrap
-from goexd.sandbox.base import Limits, SandboxSpec, WorkspaceOverlay
+from goexd.domain.sandbox import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.reaper import MARK_ENV
 
 mark, workspace, tag, guards, overlay_dir = sys.argv[1:6]
@@ -308,7 +308,7 @@ def test_the_next_start_removes_what_dead_goexds_left_and_nothing_of_live_ones(m
 LIVE_RUN = """
 import os, stat, sys
 from pathlib import Path
-from goexd.sandbox.base import Limits, SandboxSpec, WorkspaceOverlay
+from goexd.domain.sandbox import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.reaper import MARK_ENV
 

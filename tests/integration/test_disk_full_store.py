@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from goexd.diskspace import OutOfSpace, is_out_of_space
-from goexd.engine.journal import Journal
-from goexd.engine.models import (
+from goexd.domain.models import (
     Action,
     ActionKind,
     ActionSpec,
@@ -26,9 +25,10 @@ from goexd.engine.models import (
     SessionState,
     UndoStrategy,
 )
+from goexd.domain.sandbox import Limits
+from goexd.domain.snapshots import NoRoom, SnapshotError
+from goexd.engine.journal import Journal
 from goexd.resources.postgres_clone import PostgresCloneResource
-from goexd.sandbox.base import Limits
-from goexd.snapshots.base import NoRoom, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.gitrepo import add_all, open_repo
 from goexd.snapshots.safefs import SafeFS

@@ -26,11 +26,11 @@ import httpx
 import pytest
 import trustme
 
-from goexd.egress.models import Decision, EgressGrant, EgressRecordData, GateRequest, GateResponse, RecordedCall
+from goexd.domain.egress import Decision, EgressGrant, EgressRecordData, GateRequest, GateResponse, RecordedCall
+from goexd.domain.models import Resource, ResourceKind, UndoStrategy
 from goexd.egress.proxy import EgressProxy, Route
 from goexd.egress.upstream import tls_context as upstream_tls_context
 from goexd.engine.http_gate import ResourceGate, undo_call
-from goexd.engine.models import Resource, ResourceKind, UndoStrategy
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.parse import build, build_session, parse

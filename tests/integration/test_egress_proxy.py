@@ -28,9 +28,9 @@ import trustme
 from werkzeug.serving import make_server
 
 from goexd import config
-from goexd.egress.models import Decision, EgressGrant, EgressRecordData
+from goexd.domain.egress import Decision, EgressGrant, EgressRecordData
+from goexd.domain.sandbox import ExecResult, Limits, Network, SandboxSpec, Stream, Termination
 from goexd.egress.proxy import EgressProxy, Route
-from goexd.sandbox.base import ExecResult, Limits, Network, SandboxSpec, Stream, Termination
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.vault.models import Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.vault.vault import Vault

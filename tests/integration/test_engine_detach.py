@@ -11,9 +11,9 @@ import pytest
 
 from goex.v1 import types_pb2 as pb
 from goexd.config import Config
+from goexd.domain.models import ActionState, CloseMode, ResourceKind, ResourceRequest
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
-from goexd.engine.models import ActionState, CloseMode, ResourceKind, ResourceRequest
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import RlimitEnforcer
 from goexd.server import convert as cv

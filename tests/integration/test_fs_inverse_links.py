@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from goexd.engine.models import ActionKind, ActionSpec, UndoStrategy, Verdict
+from goexd.domain.models import ActionKind, ActionSpec, UndoStrategy, Verdict
 from goexd.resources.fs_inverse import FsInverseResource
 from tests.integration.test_fs_inverse import LIMITS, _open, _run, sh
 

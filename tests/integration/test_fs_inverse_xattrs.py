@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pytest import MonkeyPatch
 
+from goexd.domain.models import Reversibility, UndoStrategy, Verdict
 from goexd.engine.journal import Journal
-from goexd.engine.models import Reversibility, UndoStrategy, Verdict
 from goexd.engine.verdict_memory import VerdictMemory, remembered
 from goexd.resources import fs_xattrs
 from goexd.resources.fs_inverse import FsInverseResource

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goexd.snapshots.base import ChangeKind, Snapshot, SnapshotError
+from goexd.domain.snapshots import ChangeKind, Snapshot, SnapshotError
 from goexd.snapshots.git_store import PRE_RESTORE_REF, GitWorkspaceStore
 from goexd.snapshots.layout import ESCAPE, SMALL_BLOB
 from tests.fs_fingerprint import describe_diff, fingerprint, tree_digest

@@ -12,7 +12,7 @@ import pygit2
 import pytest
 from pygit2.enums import FileMode
 
-from goexd.snapshots.base import ChangeKind
+from goexd.domain.snapshots import ChangeKind
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.rawtree import write_tree
 from tests.odd_names import LONG, ODD_DIRS, ODD_FILES, ODD_LINK, build, listing

@@ -16,7 +16,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from goexd.snapshots.base import RevertConflict, Snapshot
+from goexd.domain.snapshots import RevertConflict, Snapshot
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import ESCAPE, WORK
 from goexd.snapshots.safefs import SafeFS

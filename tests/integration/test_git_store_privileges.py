@@ -16,10 +16,10 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from goexd.snapshots.base import ChangeKind, Snapshot, SnapshotError
+from goexd.domain.snapshots import CAPABILITY_XATTR, ChangeKind, Snapshot, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import META, SELF
-from goexd.snapshots.privileges import CAPABILITY_XATTR, listed
+from goexd.snapshots.privileges import listed
 from tests.fs_fingerprint import describe_diff, fingerprint
 from tests.users import ensure_system_user
 

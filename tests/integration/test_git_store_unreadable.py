@@ -33,7 +33,7 @@ import pygit2
 import pytest
 from pygit2.enums import ConfigLevel
 
-from goexd.snapshots.base import Snapshot, UnreadableEntries
+from goexd.domain.snapshots import Snapshot, UnreadableEntries
 from goexd.snapshots.git_store import OPENED_JOURNAL, GitWorkspaceStore
 from tests.fs_fingerprint import Item, describe_diff, fingerprint
 from tests.users import ensure_system_user

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from goexd.engine.models import ReversibilityClass as RC
+from goexd.domain.models import ReversibilityClass as RC
 from goexd.resources.http_rules import Derived, Exchange, HttpCall, RuleSet, VerifyKind, select_rules, verified
 from tests.integration.test_http_rules_live import SETS, Service
 from tests.services.json_server import JsonServer

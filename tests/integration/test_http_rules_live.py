@@ -16,7 +16,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from goexd.engine.models import ReversibilityClass as RC
+from goexd.domain.models import ReversibilityClass as RC
 from goexd.resources.http_rules import (
     Derived,
     Exchange,

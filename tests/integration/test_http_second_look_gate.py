@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from goexd.domain.egress import EgressRecordData, GateRequest, GateResponse
+from goexd.domain.models import Resource, ResourceKind, ReversibilityClass, UndoStrategy
 from goexd.egress.addresses import AddressRule
-from goexd.egress.models import EgressRecordData, GateRequest, GateResponse
 from goexd.egress.substitute import Refused
 from goexd.engine.http_gate import ResourceGate
-from goexd.engine.models import Resource, ResourceKind, ReversibilityClass, UndoStrategy
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.parse import build, build_session, parse

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy, Verdict
-from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
-from goexd.resources.base import Resolution
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy, Verdict
+from goexd.domain.resource import Resolution
+from goexd.domain.sandbox import Limits
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.sandbox.base import Limits
 from tests.services.postgres import PgCluster
 
 LIMITS = Limits(timeout_s=10)

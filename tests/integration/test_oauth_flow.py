@@ -20,7 +20,7 @@ import pytest
 
 from goexd import config
 from goexd.config import Config
-from goexd.errors import (
+from goexd.domain.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,

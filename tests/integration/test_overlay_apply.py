@@ -16,7 +16,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goexd.sandbox.base import Limits, SandboxSpec, Termination, WorkspaceOverlay
+from goexd.domain.sandbox import Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 from tests.fs_fingerprint import describe_diff, fingerprint

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.resources.base import Checkpoint
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.resource import Checkpoint
+from goexd.domain.sandbox import ExecResult, Limits
 from goexd.resources.fs import FsVersionedResource
-from goexd.sandbox.base import ExecResult, Limits
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 

@@ -18,9 +18,9 @@ from goexd.dbinspect import pg_catalog, pg_largeobjects
 from goexd.dbinspect import postgres as inspect
 from goexd.dbinspect.backend import reading
 from goexd.dbinspect.model import Schema
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.sandbox import Limits
 from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.sandbox.base import Limits
 from tests.integration.verdicts import failed, passed
 from tests.services.postgres import PgCluster
 

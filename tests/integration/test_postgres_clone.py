@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.sandbox import Limits
 from goexd.resources.postgres_clone import PostgresCloneResource, clone_name, old_name
-from goexd.sandbox.base import Limits
 from tests.services.postgres import PgCluster
 
 LIMITS = Limits(timeout_s=10)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from goexd.engine.models import (
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     Resource,
@@ -23,9 +24,8 @@ from goexd.engine.models import (
     UndoStrategy,
     Verdict,
 )
-from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.sandbox import Limits
 from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.sandbox.base import Limits
 from tests.integration.verdicts import failed, passed
 from tests.services.postgres import PgCluster
 

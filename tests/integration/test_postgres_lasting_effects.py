@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from goexd.engine.models import ReversibilityClass, Verdict
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ReversibilityClass, Verdict
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from tests.integration.test_postgres_inverse import LIMITS, open_resource, q
 from tests.services.postgres import PgCluster

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
-from goexd.resources.base import Outcome
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.resource import Outcome
+from goexd.domain.sandbox import Limits
 from goexd.resources.postgres_tx import PostgresTransactionResource, validate_postgres_url
-from goexd.sandbox.base import Limits
 from tests.services.postgres import PgCluster
 
 USERS = "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, balance integer NOT NULL)"

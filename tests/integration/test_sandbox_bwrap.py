@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from goexd.sandbox.base import (
+from goexd.domain.sandbox import (
     Limits,
     Network,
     ProxyEndpoint,

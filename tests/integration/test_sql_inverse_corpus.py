@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from goexd.engine.models import Resource, ResourceKind, UndoStrategy
+from goexd.domain.models import Resource, ResourceKind, UndoStrategy
 from goexd.resources.postgres_inverse import PostgresInverseResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from tests.corpus import sql_cases

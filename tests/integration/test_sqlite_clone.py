@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from goexd.dbinspect import sqlite as inspect
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.sandbox import Limits
 from goexd.resources.sqlite_clone import SqliteCloneResource
-from goexd.sandbox.base import Limits
 
 LIMITS = Limits(timeout_s=10)
 

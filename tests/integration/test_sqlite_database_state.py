@@ -14,11 +14,11 @@ import pytest
 
 from goexd.dbinspect import sqlite as inspect
 from goexd.dbinspect.sqlite_catalog import read_schema as inspect_schema
+from goexd.domain.models import Reversibility, Verdict
+from goexd.domain.sandbox import Limits
 from goexd.engine.journal import Journal
-from goexd.engine.models import Reversibility, Verdict
 from goexd.engine.verdict_memory import VerdictMemory, remembered
 from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.sandbox.base import Limits
 from tests.integration.test_sqlite_inverse import q, res  # noqa: F401 (res: the resource on `db` below)
 from tests.integration.verdicts import failed, passed
 

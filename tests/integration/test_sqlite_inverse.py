@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from goexd.dbinspect import sqlite as inspect
-from goexd.engine.models import (
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     Resource,
@@ -20,9 +21,8 @@ from goexd.engine.models import (
     UndoStrategy,
     Verdict,
 )
-from goexd.errors import InvalidArgument
+from goexd.domain.sandbox import Limits
 from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.sandbox.base import Limits
 from tests.integration.verdicts import failed, passed
 
 LIMITS = Limits(timeout_s=10)

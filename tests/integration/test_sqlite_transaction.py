@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from goexd.engine.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.errors import FailedPrecondition, InvalidArgument
-from goexd.resources.base import Outcome
+from goexd.domain.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.resource import Outcome
+from goexd.domain.sandbox import Limits
 from goexd.resources.sqlite_tx import SqliteTransactionResource
-from goexd.sandbox.base import Limits
 
 
 @pytest.fixture

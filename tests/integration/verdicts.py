@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from goexd.engine.models import ActionKind, ActionSpec, Reversibility, Verdict
-from goexd.sandbox.base import Limits
+from goexd.domain.models import ActionKind, ActionSpec, Reversibility, Verdict
+from goexd.domain.sandbox import Limits
 
 LIMITS = Limits(timeout_s=10)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from goexd.sandbox.base import ExecResult, Limits, SandboxSpec, Termination
+from goexd.domain.sandbox import ExecResult, Limits, SandboxSpec, Termination
 from goexd.sandbox.bwrap import BwrapSandbox
 
 # The daemon's venv python lives under /root (masked); python actions use the system one,
@@ -238,7 +238,7 @@ def test_cannot_connect_to_abstract_unix_sockets(sandbox: BwrapSandbox) -> None:
 
 HELPER = """
 import sys
-from goexd.sandbox.base import Limits, SandboxSpec
+from goexd.domain.sandbox import Limits, SandboxSpec
 from goexd.sandbox.bwrap import BwrapSandbox
 BwrapSandbox().run(SandboxSpec(argv=["sleep", sys.argv[1]], workspace=None, limits=Limits(timeout_s=600)))
 """

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from goexd import config
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 
 
 def test_layers_override_in_order(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from goexd import config
 from goexd.diskspace import BALLAST_NAME, OutOfSpace, StateSpace, is_out_of_space, mount_point, out_of_space
-from goexd.errors import FailedPrecondition, ResourceExhausted, SetupError
-from goexd.snapshots.base import SnapshotError
+from goexd.domain.errors import FailedPrecondition, ResourceExhausted, SetupError
+from goexd.domain.snapshots import SnapshotError
 
 MiB = 1024 * 1024
 

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from goexd import config
+from goexd.domain.errors import SetupError
 from goexd.egress import dial
 from goexd.egress.addresses import AddressRefused, AddressRule, special
 from goexd.egress.dial import GuardedAsyncTransport, GuardedTransport, resolve_checked, resolve_checked_sync
-from goexd.errors import SetupError
 
 LOOPBACK_ONLY = AddressRule.from_config(["127.0.0.1/32"])
 

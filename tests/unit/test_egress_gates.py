@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from goexd import config
-from goexd.egress.models import EgressGrant, EgressRecordData, GateRequest, GateResponse, ResourceCall
+from goexd.domain.egress import EgressGrant, EgressRecordData, GateRequest, GateResponse, ResourceCall
 from goexd.egress.policy import BadRequest, Target, check_reachable, find_gate, gate_request, parse_authority, parse_url
 from goexd.egress.substitute import Refused
 from goexd.vault.vault import Vault

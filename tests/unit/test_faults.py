@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from goexd import faults
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 
 DAEMON = Path(faults.__file__).parent
 

@@ -10,7 +10,7 @@ from textwrap import dedent
 
 import pytest
 
-from goexd.engine.models import ReversibilityClass as RC
+from goexd.domain.models import ReversibilityClass as RC
 from goexd.resources.http_rules import (
     Derived,
     Exchange,

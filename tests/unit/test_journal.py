@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from goexd.engine.journal import Journal
-from goexd.engine.models import (
+from goexd.domain.errors import FailedPrecondition, InternalError
+from goexd.domain.models import (
     TRANSITIONS,
     Action,
     ActionKind,
@@ -20,8 +20,8 @@ from goexd.engine.models import (
     SessionState,
     UndoStrategy,
 )
-from goexd.errors import FailedPrecondition, InternalError
-from goexd.sandbox.base import Limits
+from goexd.domain.sandbox import Limits
+from goexd.engine.journal import Journal
 
 
 def _session(sid: str, uri: str) -> Session:

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from goexd.domain.models import ActionState
+from goexd.domain.names import display_path, utf8_text
+from goexd.domain.snapshots import ChangeKind, ChangeSet, FileChange
 from goexd.engine import codec
 from goexd.engine.journal import Journal
-from goexd.engine.models import ActionState
-from goexd.names import display_path, utf8_text
-from goexd.snapshots.base import ChangeKind, ChangeSet, FileChange
 from tests.unit.test_journal import _action, _session
 
 # name as on disk -> how goexd shows it (written out by hand: this is the rule).

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from goexd.errors import FailedPrecondition
+from goexd.domain.errors import FailedPrecondition
+from goexd.domain.resource import Resolution
 from goexd.resources import outcomes
-from goexd.resources.base import Resolution
 from goexd.resources.outcomes import ACTION, MARKER_KEY, UNDO, Look, begun, resolve_running, undone_already
 
 RUNNING = {"pre": "P", MARKER_KEY: "act_1", "inverse_sql": "..."}

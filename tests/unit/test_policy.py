@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from goexd.engine.models import LimitsRequest
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import LimitsRequest
+from goexd.domain.sandbox import Limits
 from goexd.policy.check import RateCounter, SessionPolicy, check, path_allowed
 from goexd.policy.model import (
     ActionFacts,
@@ -18,7 +19,6 @@ from goexd.policy.model import (
     SqlStatementFacts,
 )
 from goexd.policy.parse import MAX_POLICY_BYTES, PolicyError, build, build_session, check_size, load, parse
-from goexd.sandbox.base import Limits
 
 
 def _err(text: str) -> PolicyError:

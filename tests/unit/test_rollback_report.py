@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from goexd.engine.models import Verdict
-from goexd.resources.base import RollbackReport
+from goexd.domain.models import Verdict
+from goexd.domain.resource import RollbackReport
 
 VERIFIED = RollbackReport(True, "v")
 NOT_VERIFIED = RollbackReport(False, "n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.sql import Classified, Dialect, StatementClass, classify, classify_script
 
 R, W, D = StatementClass.READ, StatementClass.WRITE, StatementClass.DDL

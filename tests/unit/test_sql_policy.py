@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from goexd.engine.models import Action, ActionKind, ActionSpec, ActionState, Resource, ResourceKind, UndoStrategy
+from goexd.domain.errors import InvalidArgument, PermissionDenied
+from goexd.domain.models import Action, ActionKind, ActionSpec, ActionState, Resource, ResourceKind, UndoStrategy
 from goexd.engine.sql_policy import check_undo, refuse_test, sql_facts
-from goexd.errors import InvalidArgument, PermissionDenied
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import DecisionKind
 from goexd.policy.parse import build_session, load, parse

@@ -14,7 +14,14 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from goexd import config
-from goexd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, SetupError
+from goexd.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    SetupError,
+)
 from goexd.vault.keys import PASSPHRASE_ENV, KeyFile
 from goexd.vault.models import Injection, InjectionTarget, Secret, SecretKind, SecretRequest, render
 from goexd.vault.sealed_file import MAGIC, VaultCorrupt, VaultKeyError, read_header

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from goexd.engine.journal import Journal
-from goexd.engine.journal_repair import repair_journal
-from goexd.engine.models import (
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     HttpRequest,
@@ -21,10 +20,11 @@ from goexd.engine.models import (
     UndoStrategy,
     Verdict,
 )
+from goexd.domain.sandbox import Limits
+from goexd.engine.journal import Journal
+from goexd.engine.journal_repair import repair_journal
 from goexd.engine.verdict_memory import Fingerprint, Judgement, VerdictMemory, pair_key, remembered
-from goexd.errors import InvalidArgument
 from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.sandbox.base import Limits
 
 LITE = Resource("db", ResourceKind.SQLITE, "/srv/app.db", UndoStrategy.INVERSE)
 PG = Resource("db", ResourceKind.POSTGRES, "postgresql://app@127.0.0.1:5432/app", UndoStrategy.INVERSE)

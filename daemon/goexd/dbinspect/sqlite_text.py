@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from sqlglot import TokenType
 
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.sql.sqlite_parse import tokenize
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

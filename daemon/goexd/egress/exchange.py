@@ -13,9 +13,7 @@ import h11
 import httpx
 
 from goexd.config import EgressConfig
-from goexd.egress.addresses import AddressRefused, AddressRule
-from goexd.egress.http11 import H11Stream
-from goexd.egress.models import (
+from goexd.domain.egress import (
     Decision,
     EgressGrant,
     EgressRecordData,
@@ -24,6 +22,8 @@ from goexd.egress.models import (
     RecordedResponse,
     ResourceCall,
 )
+from goexd.egress.addresses import AddressRefused, AddressRule
+from goexd.egress.http11 import H11Stream
 from goexd.egress.policy import BadRequest, Target, decide, find_gate, gate_request, parse_url
 from goexd.egress.substitute import Refused, Request
 from goexd.egress.tls import CertificateAuthority

@@ -6,9 +6,9 @@ import functools
 import urllib.parse
 from dataclasses import dataclass
 
-from goexd.egress.models import EgressGrant, Gate, GateRequest
+from goexd.domain.egress import EgressGrant, Gate, GateRequest
+from goexd.domain.errors import GoexError, NotFound
 from goexd.egress.substitute import Outgoing, Refused, Request, substitute
-from goexd.errors import GoexError, NotFound
 from goexd.vault.destinations import allowed
 from goexd.vault.models import host_matches
 from goexd.vault.vault import Vault

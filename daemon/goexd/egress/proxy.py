@@ -28,13 +28,13 @@ from typing import Any, TypeVar
 import httpx
 
 from goexd.config import EgressConfig
+from goexd.domain.egress import EgressGrant, EgressRecordData
+from goexd.domain.sandbox import ProxyEndpoint
 from goexd.egress import connection
 from goexd.egress.addresses import AddressRule
 from goexd.egress.exchange import RouteContext
-from goexd.egress.models import EgressGrant, EgressRecordData
 from goexd.egress.tls import CertificateAuthority
 from goexd.egress.upstream import make_client
-from goexd.sandbox.base import ProxyEndpoint
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.egress")

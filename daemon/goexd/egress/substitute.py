@@ -29,7 +29,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from goexd.errors import GoexError, NotFound, PermissionDenied
+from goexd.domain.errors import GoexError, NotFound, PermissionDenied
 from goexd.vault.models import NAME_RE, InjectionTarget, Secret, render
 
 PLACEHOLDER_PREFIX = "goex-secret:"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 
+from goexd.domain.errors import InvalidArgument, NotFound
 from goexd.engine.journal import Journal
-from goexd.errors import InvalidArgument, NotFound
 
 PREFIX = "act_"
 ID_HEX = 16  # engine._new_id

@@ -12,8 +12,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from goexd.engine.models import ActionState
-from goexd.sandbox.base import Stream
+from goexd.domain.models import ActionState
+from goexd.domain.sandbox import Stream
 
 REPLAY_BYTES = 4 * 1024 * 1024
 KEEP_CLOSED = 256

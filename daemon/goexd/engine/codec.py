@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, fields
 from typing import Any
 
-from goexd.egress.models import Decision, EgressRecordData, RecordedCall, RecordedResponse, ResourceCall
-from goexd.engine.models import (
+from goexd.domain.egress import Decision, EgressRecordData, RecordedCall, RecordedResponse, ResourceCall
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     EgressRequest,
@@ -23,8 +23,8 @@ from goexd.engine.models import (
     Timings,
     Verdict,
 )
-from goexd.sandbox.base import ExecResult, Limits, Termination
-from goexd.snapshots.base import ChangeKind, ChangeSet, FileChange
+from goexd.domain.sandbox import ExecResult, Limits, Termination
+from goexd.domain.snapshots import ChangeKind, ChangeSet, FileChange
 from goexd.snapshots.code_paths import runs_code_later
 
 

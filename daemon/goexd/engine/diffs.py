@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pygit2
 
-from goexd.engine.models import Action, ActionKind, ActionState, Resource, ResourceKind, Session
-from goexd.errors import FailedPrecondition, InvalidArgument
-from goexd.resources.base import CHANGED_KEY
+from goexd.domain.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.models import Action, ActionKind, ActionState, Resource, ResourceKind, Session
+from goexd.domain.resource import CHANGED_KEY
+from goexd.domain.snapshots import SnapshotError
 from goexd.resources.fs import store_dir_for
-from goexd.snapshots.base import SnapshotError
 from goexd.snapshots.replay import with_undos
 from goexd.snapshots.textdiff import DiffOptions, SnapshotDiff, diff_snapshots, open_store
 from goexd.snapshots.treediff import MetaReader

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from goexd.egress.models import EgressGrant, EgressRecordData, Gate
-from goexd.engine.models import ActionKind, EgressRequest
-from goexd.errors import InvalidArgument, PermissionDenied
+from goexd.domain.egress import EgressGrant, EgressRecordData, Gate
+from goexd.domain.errors import InvalidArgument, PermissionDenied
+from goexd.domain.models import ActionKind, EgressRequest
 from goexd.vault.models import InjectionTarget
 from goexd.vault.vault import Vault
 

@@ -26,17 +26,20 @@ from urllib.parse import urlsplit
 from goexd import faults
 from goexd.config import Config
 from goexd.diskspace import OutOfSpace, StateSpace, is_out_of_space, out_of_space
-from goexd.egress.addresses import AddressRule
-from goexd.egress.models import EgressRecordData
-from goexd.egress.upstream import tls_context as upstream_tls_context
-from goexd.engine import action_refs, codec, diffs, sql_policy, stopping
-from goexd.engine import egress as egress_plan
-from goexd.engine.channels import ChannelRegistry, Event
-from goexd.engine.egress import EgressRoute, EgressRoutes
-from goexd.engine.http_gate import CallJournal, ResourceGate, second_look, settled_calls, undo_call
-from goexd.engine.journal import Journal
-from goexd.engine.leases import IdleLeases
-from goexd.engine.models import (
+from goexd.domain.egress import EgressRecordData
+from goexd.domain.errors import (
+    FailedPrecondition,
+    GoexError,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SetupError,
+    Unavailable,
+    Unimplemented,
+)
+from goexd.domain.models import (
     ACTIVE_STATES,
     TRANSITIONS,
     Action,
@@ -56,27 +59,8 @@ from goexd.engine.models import (
     UndoStrategy,
     Verdict,
 )
-from goexd.engine.verdict_memory import Judgement, PairHistory, VerdictMemory, pair_key, remembered
-from goexd.engine.watchers import Watchers
-from goexd.errors import (
-    FailedPrecondition,
-    GoexError,
-    InternalError,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    SetupError,
-    Unavailable,
-    Unimplemented,
-)
-from goexd.names import display_paths
-from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
-from goexd.policy.defaults import daemon_layers
-from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts
-from goexd.policy.parse import PolicyError, build, build_session, parse
-from goexd.policy.parse import check_size as check_policy_size
-from goexd.resources.base import (
+from goexd.domain.names import display_paths
+from goexd.domain.resource import (
     Checkpoint,
     InDoubt,
     Journaling,
@@ -88,6 +72,24 @@ from goexd.resources.base import (
     UndoesThreeWay,
     settling,
 )
+from goexd.domain.sandbox import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
+from goexd.domain.snapshots import ChangeSet, SetAside, SnapshotError
+from goexd.egress.addresses import AddressRule
+from goexd.egress.upstream import tls_context as upstream_tls_context
+from goexd.engine import action_refs, codec, diffs, sql_policy, stopping
+from goexd.engine import egress as egress_plan
+from goexd.engine.channels import ChannelRegistry, Event
+from goexd.engine.egress import EgressRoute, EgressRoutes
+from goexd.engine.http_gate import CallJournal, ResourceGate, second_look, settled_calls, undo_call
+from goexd.engine.journal import Journal
+from goexd.engine.leases import IdleLeases
+from goexd.engine.verdict_memory import Judgement, PairHistory, VerdictMemory, pair_key, remembered
+from goexd.engine.watchers import Watchers
+from goexd.policy.check import MAX_APPROVAL_CHARS, SessionPolicy
+from goexd.policy.defaults import daemon_layers
+from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts
+from goexd.policy.parse import PolicyError, build, build_session, parse
+from goexd.policy.parse import check_size as check_policy_size
 from goexd.resources.fs import UNDONE_SINCE, FsVersionedResource, store_dir_for, validate_workspace
 from goexd.resources.fs_access import unwritable
 from goexd.resources.fs_inverse import FsInverseResource
@@ -107,11 +109,8 @@ from goexd.resources.sql_reads import READ_CHECKPOINT, ReadsAtOnce
 from goexd.resources.sqlite_clone import SqliteCloneResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
-from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.sandbox.identity import run_as_for
-from goexd.snapshots.base import ChangeSet, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
-from goexd.snapshots.set_aside import SetAside
 from goexd.snapshots.textdiff import DiffOptions
 from goexd.vault.destinations import DEFAULT_PORTS
 from goexd.vault.vault import Vault

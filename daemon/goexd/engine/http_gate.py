@@ -18,13 +18,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from goexd.egress.models import EgressRecordData, GateRequest, GateResponse, RecordedCall, ResourceCall
+from goexd.domain.egress import EgressRecordData, GateRequest, GateResponse, RecordedCall, ResourceCall
+from goexd.domain.errors import GoexError, Unavailable
+from goexd.domain.models import Resource, ReversibilityClass
+from goexd.domain.resource import Checkpoint, RollbackReport
 from goexd.egress.substitute import Refused
-from goexd.engine.models import Resource, ReversibilityClass
-from goexd.errors import GoexError, Unavailable
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ALLOW, ActionFacts, Decision, DecisionKind, HttpRequestFacts
-from goexd.resources.base import Checkpoint, RollbackReport
 from goexd.resources.http import MAX_DERIVE_BYTES, HttpResource, PreImage
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.resources.http_send import FORBIDDEN_HEADERS

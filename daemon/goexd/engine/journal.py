@@ -18,8 +18,8 @@ from typing import Any
 
 from goexd import faults
 from goexd.diskspace import is_out_of_space, out_of_space
-from goexd.engine import codec
-from goexd.engine.models import (
+from goexd.domain.errors import FailedPrecondition, InternalError
+from goexd.domain.models import (
     Action,
     ActionState,
     Resource,
@@ -29,8 +29,8 @@ from goexd.engine.models import (
     Timings,
     UndoStrategy,
 )
-from goexd.errors import FailedPrecondition, InternalError
-from goexd.names import utf8_text
+from goexd.domain.names import utf8_text
+from goexd.engine import codec
 
 SCHEMA_VERSION = 9
 # Each step takes a journal from version N to N + 1; run in order at open.

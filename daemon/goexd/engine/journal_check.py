@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from goexd.domain.errors import SetupError
 from goexd.engine.journal import Journal
-from goexd.errors import SetupError
 
 HEADER = b"SQLite format 3\x00"
 SHOWN_PROBLEMS = 5  # integrity_check's lines shown in the message; the rest are counted

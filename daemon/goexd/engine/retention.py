@@ -15,9 +15,9 @@ import hashlib
 import time
 from dataclasses import dataclass, replace
 
+from goexd.domain.models import ActionState
 from goexd.engine import codec
 from goexd.engine.journal import Journal
-from goexd.engine.models import ActionState
 
 RESOLVED = (
     ActionState.COMMITTED,

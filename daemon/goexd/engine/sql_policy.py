@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from goexd.engine.models import Action, ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
-from goexd.errors import PermissionDenied
+from goexd.domain.errors import PermissionDenied
+from goexd.domain.models import Action, ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, SqlStatementFacts
 from goexd.sql.classify import classify_script

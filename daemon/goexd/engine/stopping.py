@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from goexd.engine.models import Action, ActionState, ResourceKind, Session, UndoStrategy
+from goexd.domain.models import Action, ActionState, ResourceKind, Session, UndoStrategy
 
 RUNNING = "running"
 PENDING_SQL = "pending sql (transaction strategy)"

@@ -53,9 +53,8 @@ from sqlglot import TokenType
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import TokenError
 
-from goexd.engine import codec
-from goexd.engine.journal import Journal
-from goexd.engine.models import (
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     Resource,
@@ -64,7 +63,8 @@ from goexd.engine.models import (
     ReversibilityClass,
     Verdict,
 )
-from goexd.errors import InvalidArgument
+from goexd.engine import codec
+from goexd.engine.journal import Journal
 from goexd.resources.fs import FsVersionedResource
 from goexd.resources.sqlite_inverse import SqliteInverseResource
 

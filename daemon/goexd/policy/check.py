@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
-from goexd.engine.models import LimitsRequest
+from goexd.domain.models import LimitsRequest
+from goexd.domain.sandbox import Limits
 from goexd.policy.model import (
     ALLOW,
     ActionFacts,
@@ -36,7 +37,6 @@ from goexd.policy.model import (
     RateLimit,
     SandboxRules,
 )
-from goexd.sandbox.base import Limits
 
 MAX_APPROVAL_CHARS = 500
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 from goexd.policy.parse import PolicyError, parse
 
 

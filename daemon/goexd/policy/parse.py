@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.policy.locate import line_of
 from goexd.policy.model import DenyRule, Effect, HttpRules, Policy, RateLimit, SandboxRules
 from goexd.tomlcheck import Check, Invalid, KeyPath, choice, http_method, key_name, nonempty_str, table

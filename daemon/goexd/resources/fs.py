@@ -40,11 +40,23 @@ from pathlib import Path
 
 from goexd import faults
 from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
-from goexd.engine.models import ActionKind, ActionSpec, Resource
-from goexd.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
-from goexd.names import display_path, display_paths
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
+from goexd.domain.models import ActionKind, ActionSpec, Resource
+from goexd.domain.names import display_path, display_paths
+from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
+from goexd.domain.sandbox import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
+from goexd.domain.snapshots import (
+    ChangeSet,
+    KeepAs,
+    NoRoom,
+    PartlyWritten,
+    RevertConflict,
+    SetAside,
+    Snapshot,
+    SnapshotError,
+    UnreadableEntries,
+)
 from goexd.resources import fs_links, fs_xattrs
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.fs_cwd import check_cwd
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -56,23 +68,13 @@ from goexd.resources.host_paths import (
     refuse_system,
     resolved,
 )
-from goexd.sandbox.base import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
 from goexd.sandbox.overlay import OverlayUnavailable, check_paths
-from goexd.snapshots.base import (
-    ChangeSet,
-    NoRoom,
-    PartlyWritten,
-    RevertConflict,
-    Snapshot,
-    SnapshotError,
-    UnreadableEntries,
-)
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.layout import TOP_GIT
 from goexd.snapshots.overlay_upper import not_compared, times_only
 from goexd.snapshots.privileges import listed
 from goexd.snapshots.remove_tree import remove_tree
-from goexd.snapshots.set_aside import KeepAs, SetAside, UnknownSetAside
+from goexd.snapshots.set_aside import UnknownSetAside
 from goexd.textcap import shown
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from goexd.names import display_path
+from goexd.domain.names import display_path
 from goexd.sandbox.identity import RunAs, current
 
 SAMPLE = 5  # paths named in the warning

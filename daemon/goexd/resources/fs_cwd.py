@@ -12,9 +12,9 @@ import os
 import stat
 from pathlib import Path
 
-from goexd.engine.models import ActionSpec
-from goexd.errors import InvalidArgument
-from goexd.names import display_path
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ActionSpec
+from goexd.domain.names import display_path
 
 __all__ = ["check_cwd"]
 

@@ -43,18 +43,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from goexd.domain.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.models import ActionSpec, Reversibility
+from goexd.domain.names import display_paths
+from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
+from goexd.domain.sandbox import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
+from goexd.domain.snapshots import FileChange, KeepAs, Snapshot
 from goexd.engine import codec
-from goexd.engine.models import ActionSpec, Reversibility
-from goexd.errors import FailedPrecondition, InvalidArgument
-from goexd.names import display_paths
 from goexd.resources import fs_links, fs_xattrs
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
 from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
 from goexd.resources.fs_cwd import check_cwd
 from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
-from goexd.sandbox.base import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
-from goexd.snapshots.base import FileChange, Snapshot
-from goexd.snapshots.set_aside import KeepAs
 
 INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
 UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)

@@ -29,14 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from goexd.engine.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, Verdict
-from goexd.errors import InvalidArgument
-from goexd.names import display_path
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, Verdict
+from goexd.domain.names import display_path
+from goexd.domain.sandbox import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
+from goexd.domain.snapshots import ChangeKind, FileChange, Snapshot, SnapshotError
 from goexd.resources import fs_links
 from goexd.resources.fs import FsVersionedResource
 from goexd.resources.fs import _discard as discard
-from goexd.sandbox.base import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
-from goexd.snapshots.base import ChangeKind, FileChange, Snapshot, SnapshotError
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.overlay_upper import not_compared
 

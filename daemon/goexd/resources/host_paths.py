@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goexd.config import Config, default_config_file
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.textcap import shown
 
 NAME_MAX = 255  # bytes in one path component (Linux)

@@ -35,9 +35,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from goexd.egress.addresses import AddressRefused, AddressRule
-from goexd.egress.dial import resolve_checked_sync
-from goexd.engine.models import (
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     HttpRequest,
@@ -48,8 +47,10 @@ from goexd.engine.models import (
     UndoStrategy,
     Verdict,
 )
-from goexd.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
-from goexd.resources.base import Checkpoint, Journaling, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.domain.resource import Checkpoint, Journaling, Outcome, OutputCallback, RollbackReport, SandboxNetwork
+from goexd.domain.sandbox import Limits
+from goexd.egress.addresses import AddressRefused, AddressRule
+from goexd.egress.dial import resolve_checked_sync
 from goexd.resources.http_rules import (
     Derived,
     Exchange,
@@ -62,7 +63,6 @@ from goexd.resources.http_rules import (
     without_fields,
 )
 from goexd.resources.http_send import FORBIDDEN_HEADERS, CallFailed, HttpSender
-from goexd.sandbox.base import Limits
 from goexd.textcap import shown
 from goexd.vault.models import host_matches
 

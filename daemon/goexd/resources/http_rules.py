@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
-from goexd.engine.models import ReversibilityClass
+from goexd.domain.models import ReversibilityClass
 from goexd.policy.locate import line_of
 from goexd.resources.http_rules_parse import parse_rule_file
 from goexd.resources.http_rules_spec import (

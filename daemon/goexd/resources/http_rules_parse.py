@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from goexd.engine.models import ReversibilityClass
+from goexd.domain.models import ReversibilityClass
 from goexd.policy.locate import line_of
 from goexd.resources.http_rules_spec import (
     CallSpec,

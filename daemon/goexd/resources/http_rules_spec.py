@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from goexd.engine.models import ReversibilityClass
+from goexd.domain.models import ReversibilityClass
 from goexd.resources.http_rules_template import Template
 
 

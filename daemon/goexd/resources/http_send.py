@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from goexd import __version__
+from goexd.domain.errors import InvalidArgument, PermissionDenied, Unavailable
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport, connect
-from goexd.errors import InvalidArgument, PermissionDenied, Unavailable
 from goexd.resources.http_rules import Exchange, HttpCall
 from goexd.vault.models import InjectionTarget, Secret, render
 

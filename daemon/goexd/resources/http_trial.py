@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from goexd.engine.models import ActionSpec, Reversibility, ReversibilityClass, UndoStrategy, Verdict
-from goexd.errors import FailedPrecondition, GoexError
+from goexd.domain.errors import FailedPrecondition, GoexError
+from goexd.domain.models import ActionSpec, Reversibility, ReversibilityClass, UndoStrategy, Verdict
 from goexd.resources.http import (
     MAX_DERIVE_BYTES,
     MAX_PRE_IMAGE_BYTES,

@@ -37,8 +37,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from goexd.dbinspect.hidden import OUTCOMES_TABLE
-from goexd.errors import FailedPrecondition
-from goexd.resources.base import Checkpoint, InDoubt, Resolution, RollbackReport
+from goexd.domain.errors import FailedPrecondition
+from goexd.domain.resource import Checkpoint, InDoubt, Resolution, RollbackReport
 
 ACTION = "action"
 UNDO = "undo"

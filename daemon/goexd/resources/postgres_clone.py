@@ -66,13 +66,13 @@ from collections.abc import Sequence
 import psycopg
 
 from goexd.dbinspect import postgres as inspect
-from goexd.engine.models import ActionSpec, Resource, Reversibility
-from goexd.errors import FailedPrecondition, GoexError, InvalidArgument
+from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument
+from goexd.domain.models import ActionSpec, Resource, Reversibility
+from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
+from goexd.domain.sandbox import Limits
 from goexd.resources import postgres_run as run
 from goexd.resources import sql_reads
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.resources.postgres_run import Conn
-from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD
 
 log = logging.getLogger(__name__)

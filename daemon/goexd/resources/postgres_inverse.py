@@ -74,7 +74,8 @@ from goexd import faults
 from goexd.dbinspect import pg_catalog, pg_changes
 from goexd.dbinspect import postgres as inspect
 from goexd.dbinspect.recent import RecentStates
-from goexd.engine.models import (
+from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
+from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     Resource,
@@ -83,10 +84,7 @@ from goexd.engine.models import (
     SqlResult,
     Verdict,
 )
-from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
-from goexd.resources import outcomes, sql_reads
-from goexd.resources import postgres_run as run
-from goexd.resources.base import (
+from goexd.domain.resource import (
     Checkpoint,
     InDoubt,
     Outcome,
@@ -96,9 +94,11 @@ from goexd.resources.base import (
     SettlesInDoubt,
     StepByStep,
 )
+from goexd.domain.sandbox import Limits
+from goexd.resources import outcomes, sql_reads
+from goexd.resources import postgres_run as run
 from goexd.resources.postgres_outcomes import PgMarks
 from goexd.resources.postgres_run import Conn
-from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
 from goexd.sql.postgres_targets import written_tables
 

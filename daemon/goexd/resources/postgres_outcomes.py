@@ -17,7 +17,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from goexd.errors import FailedPrecondition
+from goexd.domain.errors import FailedPrecondition
 from goexd.resources.outcomes import PURPOSE, TABLE
 
 Conn = psycopg.Connection[Any]

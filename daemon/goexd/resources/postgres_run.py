@@ -40,9 +40,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from goexd.diskspace import OutOfSpace
-from goexd.engine.models import ActionKind, ActionSpec, SqlResult
-from goexd.errors import FailedPrecondition, InvalidArgument, Unavailable
-from goexd.sandbox.base import Limits
+from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
+from goexd.domain.models import ActionKind, ActionSpec, SqlResult
+from goexd.domain.sandbox import Limits
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
 from goexd.sql.postgres_parse import parse_postgres
 from goexd.sql.postgres_rules import classify_postgres

@@ -62,13 +62,13 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import postgres as inspect
-from goexd.engine.models import ActionSpec, Resource
-from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
+from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
+from goexd.domain.models import ActionSpec, Resource
+from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
+from goexd.domain.sandbox import Limits
 from goexd.resources import postgres_run as run
 from goexd.resources import sql_reads
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.postgres_run import Conn, validate_postgres_url
-from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified
 
 __all__ = ["PostgresTransactionResource", "savepoint_name", "validate_postgres_url"]

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from goexd.engine.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, SqlResult, Verdict
-from goexd.errors import GoexError, InvalidArgument
+from goexd.domain.errors import GoexError, InvalidArgument
+from goexd.domain.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, SqlResult, Verdict
+from goexd.domain.resource import Checkpoint, Journaling, Outcome, RollbackReport
+from goexd.domain.sandbox import Limits
 from goexd.resources import postgres_run as pg_run
 from goexd.resources import sqlite_run
-from goexd.resources.base import Checkpoint, Journaling, Outcome, RollbackReport
-from goexd.sandbox.base import Limits
 from goexd.sql.model import SQL_FIELD, Classified, Dialect
 from goexd.sql.read_only import reads_only
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
 from goexd.diskspace import is_out_of_space, out_of_space
-from goexd.engine.models import ActionSpec, Resource, Reversibility
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ActionSpec, Resource, Reversibility
+from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
+from goexd.domain.sandbox import Limits
 from goexd.resources import sql_reads
 from goexd.resources import sqlite_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
-from goexd.sandbox.base import Limits
 
 
 class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):

@@ -38,11 +38,9 @@ from goexd import faults
 from goexd.dbinspect import sqlite as inspect
 from goexd.dbinspect import sqlite_changes
 from goexd.dbinspect.recent import RecentStates
-from goexd.engine.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
-from goexd.errors import InvalidArgument
-from goexd.resources import outcomes, sql_reads
-from goexd.resources import sqlite_run as run
-from goexd.resources.base import (
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ActionKind, ActionSpec, Resource, Reversibility, ReversibilityClass, Verdict
+from goexd.domain.resource import (
     Checkpoint,
     InDoubt,
     Outcome,
@@ -52,8 +50,10 @@ from goexd.resources.base import (
     SettlesInDoubt,
     StepByStep,
 )
+from goexd.domain.sandbox import Limits
+from goexd.resources import outcomes, sql_reads
+from goexd.resources import sqlite_run as run
 from goexd.resources.sqlite_outcomes import SqliteMarks
-from goexd.sandbox.base import Limits
 from goexd.sql.classify import Classified, StatementClass
 
 log = logging.getLogger(__name__)

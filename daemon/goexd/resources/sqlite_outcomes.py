@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect.sqlite_catalog import rows
-from goexd.errors import FailedPrecondition
+from goexd.domain.errors import FailedPrecondition
 from goexd.resources.outcomes import PURPOSE, TABLE
 
 _CREATE = (

@@ -18,10 +18,10 @@ from pathlib import Path
 from goexd.dbinspect import sqlite as inspect
 from goexd.dbinspect import sqlite_changes
 from goexd.dbinspect.sqlite_catalog import rows as fetch
-from goexd.engine.models import ActionKind, ActionSpec, SqlResult
-from goexd.errors import FailedPrecondition, InvalidArgument
-from goexd.resources.base import CHANGED_KEY, Checkpoint
-from goexd.sandbox.base import Limits
+from goexd.domain.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.models import ActionKind, ActionSpec, SqlResult
+from goexd.domain.resource import CHANGED_KEY, Checkpoint
+from goexd.domain.sandbox import Limits
 from goexd.sql.classify import Classified, StatementClass, classify_script
 from goexd.textcap import capped
 

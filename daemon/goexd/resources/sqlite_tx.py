@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
-from goexd.engine.models import ActionSpec, Resource
-from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.models import ActionSpec, Resource
+from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
+from goexd.domain.sandbox import Limits
 from goexd.resources import sql_reads
 from goexd.resources import sqlite_run as run
-from goexd.resources.base import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,
@@ -37,7 +38,6 @@ from goexd.resources.host_paths import (
     refuse_system,
     resolved,
 )
-from goexd.sandbox.base import Limits
 from goexd.sql.model import Classified
 from goexd.textcap import shown
 

@@ -36,9 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goexd.sandbox import egress_forwarder as forwarder
-from goexd.sandbox import overlay, seccomp
-from goexd.sandbox.base import (
+from goexd.domain.sandbox import (
     ExecResult,
     Limits,
     Network,
@@ -48,6 +46,8 @@ from goexd.sandbox.base import (
     Stream,
     Termination,
 )
+from goexd.sandbox import egress_forwarder as forwarder
+from goexd.sandbox import overlay, seccomp
 from goexd.sandbox.bwrap_plan import FORWARDER_PYTHON, Fds, HostView, Plan, render_plan
 from goexd.sandbox.host_view import UnreadableScan, probe, system_paths
 from goexd.sandbox.identity import RunAs, current, run_as_for

@@ -21,8 +21,8 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from goexd.domain.sandbox import Network, SandboxSpec
 from goexd.sandbox import egress_forwarder as forwarder
-from goexd.sandbox.base import Network, SandboxSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BASE_ENV = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb"}

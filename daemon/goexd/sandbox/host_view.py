@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from goexd.sandbox.base import SandboxSpec
+from goexd.domain.sandbox import SandboxSpec
 from goexd.sandbox.bwrap_plan import HostView, SystemPath
 from goexd.sandbox.identity import RunAs
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from goexd.diskspace import size
-from goexd.sandbox.base import Limits, Termination
+from goexd.domain.sandbox import Limits, Termination
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from goexd.sandbox.base import WorkspaceOverlay
+from goexd.domain.sandbox import WorkspaceOverlay
 from goexd.sandbox.limits import JOIN_LOOP
 
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"

@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from goexd.config import Config
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 from goexd.sandbox.egress_forwarder import _pump as pump  # stdlib-only byte pump, half-close aware
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from goex.v1 import admin_pb2_grpc as adgrpc
 from goex.v1 import secrets_pb2_grpc as sgrpc
 from goex.v1 import sessions_pb2_grpc as segrpc
 from goexd.admin import Admin
+from goexd.domain.errors import SetupError
 from goexd.engine.engine import Engine
-from goexd.errors import SetupError
 from goexd.server.errors import ErrorInterceptor
 from goexd.server.servicers import ActionsServicer, AdminServicer, SecretsServicer, SessionsServicer
 from goexd.vault.oauth import OAuthFlows

@@ -11,8 +11,9 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from goex.v1 import types_pb2 as pb
-from goexd.egress.models import Decision, EgressRecordData
-from goexd.engine.models import (
+from goexd.domain.egress import Decision, EgressRecordData
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import (
     Action,
     ActionKind,
     ActionSpec,
@@ -31,11 +32,10 @@ from goexd.engine.models import (
     Timings,
     UndoStrategy,
 )
-from goexd.errors import InvalidArgument
-from goexd.names import display_path, utf8_text
-from goexd.sandbox.base import ExecResult, Limits, Stream
+from goexd.domain.names import display_path, utf8_text
+from goexd.domain.sandbox import ExecResult, Limits, Stream
+from goexd.domain.snapshots import ChangeSet
 from goexd.server.convert_http import http_action_pb, http_request, http_result_pb, joined_headers, request_of_recorded
-from goexd.snapshots.base import ChangeSet
 from goexd.vault.models import check_host, check_name
 
 _STATE_TO_PB = {s: cast(pb.ActionState, pb.ActionState.Value(f"ACTION_STATE_{s.name}")) for s in ActionState}

@@ -7,10 +7,10 @@ from typing import cast
 
 from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ResourceKind
+from goexd.domain.snapshots import ChangeKind
 from goexd.engine.diffs import ActionDiff
-from goexd.engine.models import ResourceKind
-from goexd.errors import InvalidArgument
-from goexd.snapshots.base import ChangeKind
 from goexd.snapshots.textdiff import Content, DiffOptions, EntryDiff, Side
 
 # Ceilings on what a request may ask for: the response is built in memory, then sent whole.

@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable
 
 from goex.v1 import types_pb2 as pb
-from goexd.egress.models import RecordedCall
-from goexd.engine.models import HttpRequest, HttpResult
-from goexd.errors import InvalidArgument
+from goexd.domain.egress import RecordedCall
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import HttpRequest, HttpResult
 
 _METHOD = re.compile(r"^[A-Za-z]{3,10}$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name

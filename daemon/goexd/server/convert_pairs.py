@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from goex.v1 import actions_pb2 as apb
-from goexd.engine.models import Reversibility
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import Reversibility
 from goexd.engine.verdict_memory import Judgement, PairHistory
-from goexd.errors import InvalidArgument
 from goexd.server.convert import reversibility_pb, ts
 
 _JUDGEMENT_FROM_PB: dict[apb.Judgement, Judgement] = {

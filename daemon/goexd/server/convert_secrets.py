@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 from goex.v1 import secrets_pb2 as spb
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.server.convert import ts
 from goexd.vault.models import Injection, InjectionTarget, SecretInfo, SecretKind, SecretRequest
 from goexd.vault.oauth import OAuthStart

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from goex.v1 import actions_pb2 as apb
-from goexd.names import display_path, utf8_text
+from goexd.domain.names import display_path, utf8_text
+from goexd.domain.snapshots import SetAside
 from goexd.server.convert import ts
-from goexd.snapshots.set_aside import SetAside
 
 
 def set_aside_pb(resource: str, kept: SetAside) -> apb.SetAside:

@@ -14,9 +14,9 @@ from typing import Any
 
 import grpc
 
-from goexd import errors
 from goexd.diskspace import is_out_of_space
-from goexd.names import utf8_text
+from goexd.domain import errors
+from goexd.domain.names import utf8_text
 
 log = logging.getLogger("goexd.server")
 

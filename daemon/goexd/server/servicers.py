@@ -19,9 +19,9 @@ from goex.v1 import sessions_pb2_grpc as segrpc
 from goex.v1 import types_pb2 as pb
 from goexd import __version__
 from goexd.admin import Admin
+from goexd.domain.errors import InvalidArgument
 from goexd.engine.engine import Engine
 from goexd.engine.stopping import summary
-from goexd.errors import InvalidArgument
 from goexd.policy.parse import PolicyError
 from goexd.policy.parse import check_size as check_policy_size
 from goexd.policy.parse import parse as parse_policy

@@ -31,7 +31,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 
-from goexd.snapshots.base import Unowned
+from goexd.domain.snapshots import Unowned
 from goexd.snapshots.layout import is_under
 from goexd.snapshots.objects import BlobStore
 from goexd.snapshots.safefs import ABSENT, Absent, Check, Displaced, SafeFS

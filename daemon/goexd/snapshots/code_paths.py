@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from goexd.names import display_paths
+from goexd.domain.names import display_paths
 
 # Any directory with one of these names: everything below it.
 _DIRS_ANYWHERE = (".git", ".githooks", ".husky")

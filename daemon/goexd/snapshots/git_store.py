@@ -51,21 +51,25 @@ import pygit2
 from pygit2.enums import DeltaStatus, FileMode
 
 from goexd import faults
-from goexd.snapshots import code_paths, set_aside
-from goexd.snapshots.apply import apply_changes
-from goexd.snapshots.base import (
+from goexd.domain.snapshots import (
+    SETID,
     ChangeKind,
     ChangeSet,
     FileChange,
+    KeepAs,
     PartlyWritten,
+    Privileged,
     RestoreReport,
     RevertConflict,
+    SetAside,
     Snapshot,
     SnapshotError,
     Unowned,
     Unreadable,
     UnreadableEntries,
 )
+from goexd.snapshots import code_paths, set_aside
+from goexd.snapshots.apply import apply_changes
 from goexd.snapshots.code_paths import runs_code_later
 from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo, remove_leftovers
 from goexd.snapshots.layout import (
@@ -91,12 +95,11 @@ from goexd.snapshots.layout import (
 )
 from goexd.snapshots.objects import BlobStore, FileShrank
 from goexd.snapshots.overlay_upper import UpperChanges, read_upper
-from goexd.snapshots.privileges import SETID, Privileged, strip_privileges
+from goexd.snapshots.privileges import strip_privileges
 from goexd.snapshots.replay import with_undos
 from goexd.snapshots.room import check_room
 from goexd.snapshots.safefs import NotRegularFile, Opened, SafeFS, close_up_left, remove_temporaries
 from goexd.snapshots.scan import TreeScan, scan_tree, scan_workspace
-from goexd.snapshots.set_aside import KeepAs, SetAside
 from goexd.snapshots.threeway import RevertPlan, plan_revert
 from goexd.snapshots.tree_edit import edit_snapshot
 from goexd.snapshots.treediff import DIR, FILE, Change, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pygit2
 
-from goexd.snapshots.base import SnapshotError
+from goexd.domain.snapshots import SnapshotError
 
 CONFIG: dict[str, str | bool | int] = {
     "core.autocrlf": False,

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from pygit2.enums import FileMode
 
+from goexd.domain.snapshots import SETID
 from goexd.snapshots.layout import TOP_GIT, Owner, dir_meta, entry_meta, join, needs_meta, storable
 from goexd.snapshots.objects import BlobStore
-from goexd.snapshots.privileges import SETID
 from goexd.snapshots.tree_edit import Edit, PutDir, PutFile, Remove
 
 _TRUSTED = "trusted.overlay."

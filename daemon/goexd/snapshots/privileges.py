@@ -26,42 +26,12 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
-from goexd.names import display_path
+from goexd.domain.snapshots import CAPABILITY_XATTR, SETID, Privileged
 from goexd.snapshots.safefs import SafeFS
 
-CAPABILITY_XATTR = "security.capability"
 MAX_LISTED = 20  # findings an action's result lists one by one
-SETID = stat.S_ISUID | stat.S_ISGID
 _GONE = (FileNotFoundError, NotADirectoryError)
-_SETID_NAMES = ((stat.S_ISUID, "set-user-ID"), (stat.S_ISGID, "set-group-ID"))
-
-
-@dataclass(frozen=True)
-class Privileged:
-    """A regular file found with set-id bits or a file capability, and what was done."""
-
-    path: str
-    perm: int  # its permission bits as found
-    capability: bool  # it had a security.capability attribute
-    links: int  # its hard-link count
-    left: str = ""  # what could not be taken away, and why ("" when all was)
-
-    def describe(self) -> str:
-        bits = [name for bit, name in _SETID_NAMES if self.perm & bit]
-        what = [f"{' and '.join(bits)} bit"] if bits else []
-        if self.capability:
-            what.append(f"file capability ({CAPABILITY_XATTR})")
-        subject = f"the {' and the '.join(what)} of {display_path(self.path)}"
-        if self.left:
-            return f"FAILED to remove {subject}: {self.left}"
-        text = f"removed {subject}"
-        if bits:
-            text += f" (mode {self.perm:04o} -> {self.perm & ~SETID:04o})"
-        if self.links > 1:
-            text += f"; the file has {self.links} hard links, which all lost them"
-        return text
 
 
 def listed(found: Sequence[Privileged]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from goexd.snapshots.base import NoRoom
+from goexd.domain.snapshots import NoRoom
 from goexd.snapshots.objects import BlobStore
 from goexd.snapshots.treediff import DIR, Change, Entry
 

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goexd.names import display_path
-from goexd.snapshots.base import SnapshotError, Unreadable, UnreadableEntries
+from goexd.domain.names import display_path
+from goexd.domain.snapshots import SnapshotError, Unreadable, UnreadableEntries
 from goexd.snapshots.layout import (
     ESCAPE,
     LINK_PERM,

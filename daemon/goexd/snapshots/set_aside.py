@@ -21,12 +21,11 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pygit2
 from pygit2.enums import FileMode
 
-from goexd.snapshots.base import Snapshot, SnapshotError
+from goexd.domain.snapshots import SetAside, Snapshot, SnapshotError
 
 REF_PREFIX = "refs/goexd/set-aside/"
 _SIGNATURE = ("goexd", "goexd@localhost")
@@ -36,25 +35,6 @@ class UnknownSetAside(SnapshotError):
     def __init__(self, set_aside_id: str) -> None:
         self.set_aside_id = set_aside_id
         super().__init__(f"no set-aside {set_aside_id!r} in this workspace's store")
-
-
-@dataclass(frozen=True)
-class KeepAs:
-    """Whose and why, for a set-aside a forced revert records before it overwrites anything."""
-
-    action_id: str  # "" when no action did it (bringing back a set-aside)
-    reason: str
-
-
-@dataclass(frozen=True)
-class SetAside:
-    id: str
-    action_id: str
-    created: float  # unix time
-    reason: str
-    paths: tuple[str, ...]
-    source: Snapshot  # holds the kept versions
-    after: Snapshot  # what replaced them
 
 
 def record(

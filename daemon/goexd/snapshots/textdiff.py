@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pygit2
 
-from goexd.names import display_path
-from goexd.snapshots.base import ChangeKind, SnapshotError
+from goexd.domain.names import display_path
+from goexd.domain.snapshots import ChangeKind, SnapshotError
 from goexd.snapshots.git_store import DEFAULT_OWNER_KEY
 from goexd.snapshots.layout import Owner, decode_owner
 from goexd.snapshots.treediff import DIR, FILE, LINK, Entry, MetaReader, SnapshotTrees, diff, has_files_below, load

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pygit2
 from pygit2.enums import FileMode
 
-from goexd.snapshots.base import Snapshot
+from goexd.domain.snapshots import Snapshot
 from goexd.snapshots.layout import META, SELF, WORK, Meta, escape, store_path
 from goexd.snapshots.rawtree import write_tree
 from goexd.snapshots.treediff import SnapshotTrees

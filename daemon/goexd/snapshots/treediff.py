@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, FileMode
 
-from goexd.snapshots.base import SnapshotError
+from goexd.domain.snapshots import SnapshotError
 from goexd.snapshots.layout import (
     LINK_PERM,
     META,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.sql.model import SQL_FIELD, Classified, Dialect, StatementClass
 from goexd.sql.postgres_parse import parse_postgres
 from goexd.sql.postgres_rules import classify_postgres

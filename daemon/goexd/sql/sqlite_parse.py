@@ -19,7 +19,7 @@ from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.sqlite import SQLite
 from sqlglot.errors import ParseError, TokenError
 
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.sql.model import SQL_FIELD
 from goexd.sql.positions import line_col, reject_nul, syntax_error
 from goexd.sql.sqlite_check import sqlite_syntax_errors

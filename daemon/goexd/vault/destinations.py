@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from goexd.errors import InvalidArgument
+from goexd.domain.errors import InvalidArgument
 from goexd.textcap import shown
 from goexd.vault.models import check_host, host_matches
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 from goexd.vault.sealed_file import KEY_BYTES, write_atomic
 
 PASSPHRASE_ENV = "GOEX_VAULT_PASSPHRASE"  # noqa: S105 - the variable's name, not a passphrase

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from goexd.errors import FailedPrecondition, InvalidArgument
+from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.textcap import shown
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from goexd.config import VaultConfig
-from goexd.errors import (
+from goexd.domain.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from typing import NoReturn
 
-from goexd.errors import FailedPrecondition, GoexError, InvalidArgument, NotFound, Unavailable
+from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, NotFound, Unavailable
 from goexd.vault import oauth_tokens
 from goexd.vault.models import Secret
 from goexd.vault.vault import Vault

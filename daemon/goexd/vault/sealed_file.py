@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from goexd.errors import SetupError
+from goexd.domain.errors import SetupError
 
 MAGIC = b"GOEX-VAULT\x00\x01"
 KEY_BYTES = 32

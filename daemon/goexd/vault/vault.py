@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from goexd.config import Config
-from goexd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, SetupError
+from goexd.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    SetupError,
+)
 from goexd.textcap import shown
 from goexd.vault.destinations import allowed, check_destination
 from goexd.vault.keys import KeyFile, KeyringKey, StoredKey, read_passphrase

@@ -21,11 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from goexd.engine.models import ActionSpec, HttpResult, Resource, Reversibility, SqlResult, Verdict
-from goexd.errors import InvalidArgument
-from goexd.sandbox.base import ExecResult, Limits, ProxyEndpoint, Stream
-from goexd.snapshots.base import ChangeSet
-from goexd.snapshots.set_aside import SetAside
+from goexd.domain.errors import InvalidArgument
+from goexd.domain.models import ActionSpec, HttpResult, Resource, Reversibility, SqlResult, Verdict
+from goexd.domain.sandbox import ExecResult, Limits, ProxyEndpoint, Stream
+from goexd.domain.snapshots import ChangeSet, SetAside
 
 Checkpoint = dict[str, str]
 # A checkpoint entry a database strategy may add: what the action changed, per table, in words (its diff).

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from goexd.names import display_path
-
-if TYPE_CHECKING:
-    from goexd.snapshots.privileges import Privileged
+from goexd.domain.names import display_path
 
 
 class ChangeKind(enum.StrEnum):
@@ -191,3 +189,53 @@ class WorkspaceSnapshotter(Protocol):
     def pinned(self) -> dict[str, Snapshot]: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class KeepAs:
+    """Whose and why, for a set-aside a forced revert records before it overwrites anything."""
+
+    action_id: str  # "" when no action did it (bringing back a set-aside)
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetAside:
+    id: str
+    action_id: str
+    created: float  # unix time
+    reason: str
+    paths: tuple[str, ...]
+    source: Snapshot  # holds the kept versions
+    after: Snapshot  # what replaced them
+
+
+CAPABILITY_XATTR = "security.capability"
+SETID = stat.S_ISUID | stat.S_ISGID
+_SETID_NAMES = ((stat.S_ISUID, "set-user-ID"), (stat.S_ISGID, "set-group-ID"))
+
+
+@dataclass(frozen=True)
+class Privileged:
+    """A regular file found with set-id bits or a file capability, and what was done."""
+
+    path: str
+    perm: int  # its permission bits as found
+    capability: bool  # it had a security.capability attribute
+    links: int  # its hard-link count
+    left: str = ""  # what could not be taken away, and why ("" when all was)
+
+    def describe(self) -> str:
+        bits = [name for bit, name in _SETID_NAMES if self.perm & bit]
+        what = [f"{' and '.join(bits)} bit"] if bits else []
+        if self.capability:
+            what.append(f"file capability ({CAPABILITY_XATTR})")
+        subject = f"the {' and the '.join(what)} of {display_path(self.path)}"
+        if self.left:
+            return f"FAILED to remove {subject}: {self.left}"
+        text = f"removed {subject}"
+        if bits:
+            text += f" (mode {self.perm:04o} -> {self.perm & ~SETID:04o})"
+        if self.links > 1:
+            text += f"; the file has {self.links} hard links, which all lost them"
+        return text

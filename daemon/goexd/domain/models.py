@@ -6,9 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from goexd.egress.models import EgressRecordData
-from goexd.sandbox.base import ExecResult, Limits
-from goexd.snapshots.base import ChangeSet
+from goexd.domain.egress import EgressRecordData
+from goexd.domain.sandbox import ExecResult, Limits
+from goexd.domain.snapshots import ChangeSet
 
 
 class ActionState(enum.StrEnum):
