@@ -187,6 +187,27 @@ class KeepsCopies(Protocol):
 
 
 class ResourceManager(Protocol):
+    """One open resource (a workspace, a database, an HTTP service) driven through the action lifecycle by the engine.
+
+    Words: an *action* is one unit of work the engine journals; its *checkpoint* is what this manager needs to take
+    it back (a snapshot id, a fingerprint, a copy's name, a recorded pre-image), a JSON-able dict the engine
+    journals with the transition that announces the run; *rollback* takes one action back, *commit* makes it
+    permanent and lets go of what only its undo needed.
+
+    Rules every backend keeps (tests/conformance/resource_suite.py states them, run against every backend):
+    - checkpoint -> execute -> rollback restores the resource exactly, by the manager's own fingerprint and by an
+      independent reading of the real resource; newest first over several actions; also after a failed execute;
+    - commit is permanent and idempotent: done again (by this manager or a new one, as recovery does after a
+      crash) it changes nothing; a rollback after commit is refused where commit let go of the checkpoint;
+    - rollback done again (recovery finishing an undo goexd was killed in) takes nothing back twice and reports
+      verified where the first did: it looks before it acts;
+    - fingerprint() is stable while nothing changes and differs after any change;
+    - describe() never carries a credential, in any encoding;
+    - precheck() refuses a bad spec with InvalidArgument naming the field, before anything is recorded or run;
+    - take_lost() names each action the backend discarded on its own exactly once;
+    - nothing here knows of gRPC or the journal: the engine orders the calls and journals each transition first.
+    """
+
     resource: Resource
     undo_note: str  # how undo works here, for the action's reversibility record
 

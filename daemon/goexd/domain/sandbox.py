@@ -114,6 +114,17 @@ OutputSink = Callable[[Stream, bytes], None]
 
 
 class Sandbox(Protocol):
+    """A backend that runs one command confined (bwrap today; containers next).
+
+    Rules every backend keeps (tests/conformance/sandbox_suite.py, with goexd as root and as an unprivileged
+    user): run() returns an ExecResult and never raises for what the command does (a non-zero exit, a signal,
+    a limit, a cancel are terminations, said in `termination`); output is byte-exact, streamed to `on_output`
+    as it comes, and capped per stream with the totals counted; the limits end a run as TIMEOUT, OOM or
+    PIDS_LIMIT, children included; a cancel ends it; nothing of the host is visible but the allow list, nothing
+    writable but the workspace, no network unless through the egress proxy; no process outlives its run.
+    check() raises SandboxUnavailable naming the fix, never half-works.
+    """
+
     name: str
 
     def check(self) -> None:

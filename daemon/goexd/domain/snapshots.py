@@ -174,6 +174,18 @@ def _more(count: int, limit: int) -> str:
 
 
 class WorkspaceSnapshotter(Protocol):
+    """A workspace's snapshot store.
+
+    Words: a *snapshot* is content-addressed: its id is a function of the tree (names as bytes, content, type,
+    mode, symlink target, empty directories, owner), so the same tree always gives the same id and any
+    difference another; a *pin* is a name that keeps a snapshot from garbage collection.
+
+    Rules (tests/conformance/snapshot_suite.py, for each change detection): capture() sees anyone's changes;
+    changes() is exact, sorted, counted and capped; restore() writes back exactly the snapshot and verifies it by
+    content id (restoring the current state writes nothing; an unknown id is refused); pin() and unpin() are
+    idempotent and survive reopening the store; the workspace's own top-level .git is never captured or touched.
+    """
+
     def capture(self, *, lenient: bool = False) -> Snapshot: ...
 
     def changes(self, old: Snapshot, new: Snapshot, limit: int = 1000) -> ChangeSet: ...
