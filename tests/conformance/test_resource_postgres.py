@@ -101,13 +101,8 @@ class TestPostgresInverse(ResourceManagerContract):
 @pytest.fixture
 def createdb(pg_cluster: PgCluster) -> Iterator[None]:
     """The clone strategy needs CREATEDB (it refuses to start without); copies a pending action kept go after."""
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
-        for (name,) in su.execute("SELECT datname FROM pg_database WHERE datname LIKE 'goex\\_%'").fetchall():
-            su.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(str(name))))
+    with pg_cluster.app_may_create_databases(drop_copies=True):
+        yield
 
 
 class TestPostgresClone(ResourceManagerContract):

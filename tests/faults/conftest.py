@@ -14,11 +14,8 @@ from tests.services.postgres import PgCluster
 @pytest.fixture
 def app_may_create_databases(pg_cluster: PgCluster) -> Iterator[None]:
     """The clone strategy copies its database (CREATEDB); the cluster is shared, so the grant is taken back."""
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
+    with pg_cluster.app_may_create_databases():
+        yield
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -34,11 +34,8 @@ def open_resource(cluster: PgCluster, dbname: str) -> PostgresCloneResource:
 
 @pytest.fixture
 def createdb(pg_cluster: PgCluster) -> Iterator[None]:
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
+    with pg_cluster.app_may_create_databases():
+        yield
 
 
 @pytest.fixture

@@ -55,11 +55,8 @@ def res(pg_cluster: PgCluster, pg_database: str) -> Iterator[PostgresInverseReso
 @pytest.fixture
 def createdb(pg_cluster: PgCluster) -> Iterator[None]:
     """`app` may create databases (the copies tests run on) for the test's duration."""
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
+    with pg_cluster.app_may_create_databases():
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -138,6 +138,23 @@ class PgCluster:
                 raise PgClusterError(f"cannot copy database {template!r}: {e}") from e
         return name
 
+    @contextlib.contextmanager
+    def app_may_create_databases(self, *, drop_copies: bool = False) -> Iterator[None]:
+        """`app` may create databases (the clone strategy's copies) for the block; the cluster is shared, so the
+        grant is taken back after. `drop_copies`: goexd's copies (goex_*) left by pending actions go too."""
+        with self.connect() as su:
+            su.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(APP_ROLE)))
+        try:
+            yield
+        finally:
+            with self.connect() as su:
+                su.execute(sql.SQL("ALTER ROLE {} NOCREATEDB").format(sql.Identifier(APP_ROLE)))
+                if drop_copies:
+                    for (name,) in su.execute(
+                        "SELECT datname FROM pg_database WHERE datname LIKE 'goex\\_%'"
+                    ).fetchall():
+                        su.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(str(name))))
+
     def drop_database(self, name: str) -> None:
         """DROP DATABASE IF EXISTS name WITH (FORCE): terminates its connections first."""
         with self.connect() as conn:
