@@ -132,11 +132,8 @@ def open_pg_with(d: DaemonProcess, dsn: str, strategy: int) -> pb.Session:
 @pytest.fixture
 def app_may_create_databases(pg: tuple[str, PgCluster]) -> Iterator[None]:
     """The clone strategy copies the database; the cluster is shared, so the grant is taken back."""
-    with pg[1].connect() as su:
-        su.execute("ALTER ROLE app CREATEDB")
-    yield
-    with pg[1].connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
+    with pg[1].app_may_create_databases():
+        yield
 
 
 @pytest.mark.usefixtures("app_may_create_databases")

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from goex.v1 import actions_pb2 as apb
-from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import sessions_pb2 as sepb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
+from tests.e2e.rpc import put_pg_secret
 from tests.services.postgres import PgCluster
 
 STRATEGIES = {
@@ -97,22 +97,12 @@ def pg_db(pg_cluster: PgCluster, pg_database: str) -> Iterator[tuple[PgCluster, 
     with psycopg.connect(pg_cluster.app_dsn_for(pg_database), password=pg_cluster.app_password) as setup:
         setup.execute("CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)")
         setup.execute("INSERT INTO t (v) VALUES (1), (2)")
-    with pg_cluster.connect() as su:  # the clone strategy copies the database; the cluster is shared
-        su.execute("ALTER ROLE app CREATEDB")
-    yield pg_cluster, pg_database
-    with pg_cluster.connect() as su:
-        su.execute("ALTER ROLE app NOCREATEDB")
+    with pg_cluster.app_may_create_databases():  # the clone strategy copies the database
+        yield pg_cluster, pg_database
 
 
 def open_pg(d: DaemonProcess, cluster: PgCluster, dbname: str, strategy: str) -> Db:
-    name = f"pg{next(_secrets)}"
-    info = secpb.SecretInfo(
-        name=name,
-        kind=secpb.SECRET_KIND_DSN,
-        allowed_hosts=[f"{cluster.host}:{cluster.port}"],
-        injection=secpb.Injection(dsn_password=secpb.DsnPasswordInjection()),
-    )
-    d.secrets.PutSecret(secpb.PutSecretRequest(info=info, value=cluster.app_password.encode()))
+    name = put_pg_secret(d, cluster, f"pg{next(_secrets)}")
     dsn = cluster.app_dsn_for(dbname)
     spec = pb.ResourceSpec(db=pb.DbResourceSpec(url=dsn, secret=name), strategy=STRATEGIES[strategy])
 
