@@ -366,7 +366,7 @@ def test_a_v1_run_is_joined_from_inside_the_launch_chain(
     """cgroup v1: the chain's first process moves itself into the run's cgroups (no attach from outside,
     whose global lock waits for an RCU grace period); what it execs is in them, and so is what that forks."""
     if not isinstance(private_enforcer, CgroupV1Enforcer):
-        pytest.skip("cgroup v2 runs are attached from outside")
+        pytest.skip("cgroup v1 only: under cgroup v2 goexd attaches a run from outside, there is no join to test")
     run = private_enforcer.start(Limits())
     try:
         joiner = join_prefix(run.joins())
@@ -389,7 +389,7 @@ def test_a_v1_run_is_joined_from_inside_the_launch_chain(
 def test_a_v1_join_that_fails_stops_the_chain(private_enforcer: CgroupV1Enforcer | CgroupV2Enforcer) -> None:
     """A run cgroup that is gone: the chain stops before it execs anything, and says why."""
     if not isinstance(private_enforcer, CgroupV1Enforcer):
-        pytest.skip("cgroup v2 runs are attached from outside")
+        pytest.skip("cgroup v1 only: under cgroup v2 goexd attaches a run from outside, there is no join to test")
     run = private_enforcer.start(Limits())
     joiner = join_prefix(run.joins())
     run.close()
@@ -406,7 +406,7 @@ def test_a_run_whose_join_fails_is_a_spawn_failure(
     """Through the sandbox: a join that fails (here a `tasks` file that is not there) fails the spawn, naming
     it, and nothing of the command ran; over an overlay (whose shell joins, for a root daemon) too."""
     if not isinstance(private_enforcer, CgroupV1Enforcer):
-        pytest.skip("cgroup v2 runs are attached from outside")
+        pytest.skip("cgroup v1 only: under cgroup v2 goexd attaches a run from outside, there is no join to test")
 
     class MissingTasks:
         def __init__(self, run: RunLimits) -> None:

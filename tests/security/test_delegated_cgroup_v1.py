@@ -28,7 +28,7 @@ def delegated_v1_parent(uid: int, gid: int) -> Iterator[str]:
     """A cgroup path made in the v1 memory and pids hierarchies and handed to uid:gid (the dir, its tasks and
     cgroup.procs, as a delegation does); removed afterwards."""
     if not all((root / "cgroup.procs").is_file() for root in V1_ROOTS):
-        pytest.skip("needs cgroup v1 memory and pids hierarchies")
+        pytest.skip("cgroup v1 only: this machine has no v1 memory and pids hierarchies to delegate")
     name = f"goex-sec-deleg-{uuid.uuid4().hex[:8]}"
     dirs = [root / name for root in V1_ROOTS]
     for d in dirs:
