@@ -443,20 +443,23 @@ def test_every_process_of_the_chain_carries_the_mark_and_nothing_of_the_daemons(
         try:
             # Until the command runs (the chain has done its part); generous, as a loaded machine is slow
             # to start the stand-in daemon's Python, but a run that ended early fails at once with its words.
+            # The command is the `sh` the pid-1 forked and exec'd: before its exec the child is a copy of the pid-1
+            # (bwrap's argv, the tag in it, the mark in its environment), which must not count.
             deadline = time.monotonic() + 60
+            chain: dict[int, str] = {}
+            command: list[int] = []
             while time.monotonic() < deadline and run.poll() is None:
                 chain = marked(mark.owner)
-                if _children_with_tag(chain, tag):
+                command = [pid for pid in _children_with_tag(chain, tag) if _comm(pid) == "sh"]
+                if command:
                     break
                 time.sleep(0.05)
             assert run.poll() is None, f"the run ended before its command was seen: {run.communicate()[0]!r}"
-            chain = marked(mark.owner)
             assert len(chain) >= 2, chain  # bwrap and its pid-1 at least
             for pid in chain:
                 env_of = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
                 assert f"{MARK_ENV}={mark.value}".encode() in env_of
                 assert set(env_of) - {b"", f"{MARK_ENV}={mark.value}".encode(), b"PWD=/"} == set(), (pid, env_of)
-            command = _children_with_tag(chain, tag)
             assert command, f"control: the command's own process is there (chain {chain}, tagged {with_tag(tag)})"
             for pid in command:
                 env_of = Path(f"/proc/{pid}/environ").read_bytes()
@@ -466,6 +469,13 @@ def test_every_process_of_the_chain_carries_the_mark_and_nothing_of_the_daemons(
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
             run.wait(20)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _children_with_tag(parents: dict[int, str], tag: str) -> list[int]:
