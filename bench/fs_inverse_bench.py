@@ -37,7 +37,7 @@ from run import make_workspace
 
 from goexd.domain.models import ActionKind, ActionSpec, Verdict
 from goexd.domain.sandbox import Limits, SandboxSpec, WorkspaceOverlay
-from goexd.resources.fs_trial import TrialSite, try_pair
+from goexd.resources.fs.trial import TrialSite, try_pair
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 

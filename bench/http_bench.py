@@ -65,8 +65,8 @@ from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.launcher import DaemonProcess
 from goexd.policy.check import SessionPolicy
-from goexd.resources.http_rules import RuleSet
-from goexd.resources.http_send import HttpSender
+from goexd.resources.http.rules import RuleSet
+from goexd.resources.http.send import HttpSender
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import RlimitEnforcer
 from goexd.server import convert as cv

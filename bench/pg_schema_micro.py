@@ -32,7 +32,7 @@ from goexd.dbinspect import postgres as inspect  # noqa: E402
 from goexd.dbinspect.backend import reading  # noqa: E402
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy  # noqa: E402
 from goexd.domain.sandbox import Limits  # noqa: E402
-from goexd.resources.postgres_inverse import PostgresInverseResource  # noqa: E402
+from goexd.resources.postgres.inverse import PostgresInverseResource  # noqa: E402
 from tests.services.postgres import PgCluster, run_pg_cluster  # noqa: E402
 
 

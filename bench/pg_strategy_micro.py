@@ -33,8 +33,8 @@ if str(REPO) not in sys.path:  # `python bench/...` puts bench/, not the repo ro
 from goexd.dbinspect import postgres as inspect  # noqa: E402
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy  # noqa: E402
 from goexd.domain.sandbox import Limits  # noqa: E402
-from goexd.resources.postgres_clone import PostgresCloneResource  # noqa: E402
-from goexd.resources.postgres_inverse import PostgresInverseResource  # noqa: E402
+from goexd.resources.postgres.clone import PostgresCloneResource  # noqa: E402
+from goexd.resources.postgres.inverse import PostgresInverseResource  # noqa: E402
 from tests.services.postgres import PgCluster, run_pg_cluster  # noqa: E402
 
 LIMITS = Limits(timeout_s=600)

@@ -31,8 +31,8 @@ from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, 
 from goexd.domain.sandbox import Limits
 from goexd.engine.journal import Journal
 from goexd.engine.verdict_memory import VerdictMemory, remembered
-from goexd.resources.fs_inverse import FsInverseResource
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.fs.inverse import FsInverseResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 

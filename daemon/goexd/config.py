@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from goexd.domain.errors import SetupError
-from goexd.egress.addresses import parse_networks
+from goexd.domain.networks import parse_networks
 
 
 def _xdg(var: str, fallback: Path) -> Path:
@@ -64,7 +64,7 @@ class FsConfig:
     change_detection: str = "inotify"  # "inotify" (O(changed)) or "scan" (full stat scan per capture)
     change_list_limit: int = 1000
     # "auto": over an overlay of the workspace where this kernel mounts one, else direct;
-    # "overlay": refuse to start without it; "direct": over the workspace itself (resources/fs.py).
+    # "overlay": refuse to start without it; "direct": over the workspace itself (resources/fs/versioned.py).
     isolation: str = "auto"
 
 

@@ -48,7 +48,7 @@ POINTS: Mapping[str, str] = {
     # gc of the journal (admin.py, tag journal-gc)
     "gc-trimmed": "gc trimmed resolved actions' outputs (journaled); the journal is not vacuumed",
     "gc-vacuumed": "the journal's VACUUM committed (into the WAL); the WAL is not folded in nor truncated",
-    # a workspace action run over an overlay (resources/fs.py)
+    # a workspace action run over an overlay (resources/fs/versioned.py)
     "fs-apply-intent": "the run's result is snapshotted and its apply intent written; the workspace is unchanged",
     "fs-applied": "the run's result is applied to the workspace; EXECUTED not journaled",
     # any three-way revert of a workspace (an apply, an undo, a recovery, bringing back a set-aside; git_store.py)

@@ -26,9 +26,9 @@ from goexd.egress.upstream import tls_context
 from goexd.engine.engine import Engine
 from goexd.engine.journal_check import JournalDamaged, check_journal, open_journal
 from goexd.engine.stopping import summary
-from goexd.resources.fs import clear_overlays, drop_uppers, probe_overlay
+from goexd.resources.fs.versioned import clear_overlays, drop_uppers, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
-from goexd.resources.http import check_address
+from goexd.resources.http.resource import check_address
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.keyring import join_fresh_session_keyring
 from goexd.sandbox.limits import detect_enforcer

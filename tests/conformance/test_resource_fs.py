@@ -9,8 +9,8 @@ import pytest
 
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.resource import Journaling, ResourceManager
-from goexd.resources.fs import FsVersionedResource
-from goexd.resources.fs_inverse import FsInverseResource
+from goexd.resources.fs.inverse import FsInverseResource
+from goexd.resources.fs.versioned import FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 from tests.conformance.resource_suite import Capabilities, InverseUse, ResourceBackend, ResourceManagerContract

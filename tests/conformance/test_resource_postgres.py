@@ -13,9 +13,9 @@ from goexd.dbinspect.hidden import OUTCOMES_TABLE
 from goexd.domain.errors import Unavailable
 from goexd.domain.models import Resource, ResourceKind, UndoStrategy, Verdict
 from goexd.domain.resource import Checkpoint, ResourceManager
-from goexd.resources.postgres_clone import PostgresCloneResource
-from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.resources.postgres_tx import PostgresTransactionResource
+from goexd.resources.postgres.clone import PostgresCloneResource
+from goexd.resources.postgres.inverse import PostgresInverseResource
+from goexd.resources.postgres.transaction import PostgresTransactionResource
 from tests.conformance import sql_backends as q
 from tests.conformance.resource_suite import (
     Capabilities,

@@ -13,9 +13,9 @@ from goexd.domain.errors import InvalidArgument
 from goexd.domain.models import Resource, ResourceKind, UndoStrategy
 from goexd.domain.resource import ResourceManager
 from goexd.domain.sandbox import Limits
-from goexd.resources.sqlite_clone import SqliteCloneResource
-from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.resources.sqlite_tx import SqliteTransactionResource
+from goexd.resources.sqlite.clone import SqliteCloneResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
+from goexd.resources.sqlite.transaction import SqliteTransactionResource
 from tests.conformance import sql_backends as q
 from tests.conformance.resource_suite import (
     Capabilities,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import goex
 from goex.v1 import actions_pb2 as apb
-from goexd.resources.fs import CONCURRENT, RESTORE_FORCED
+from goexd.resources.fs.versioned import CONCURRENT, RESTORE_FORCED
 from tests.e2e import test_cli_diff
 from tests.e2e.test_cli import (  # noqa: F401 - test_cli's fixtures, found by name through `cli`
     client,

@@ -88,7 +88,7 @@ def test_entry_points_and_package_data_come_from_the_venv(venv: Path) -> None:
     # forwarder's source (run in sandboxes), the generated stubs; all from the venv, not the repo.
     code = (
         "import json, goex, goexd, goex.v1.actions_pb2 as a\n"
-        "from goexd.resources.http_rules import shipped_rule_files\n"
+        "from goexd.resources.http.rules import shipped_rule_files\n"
         "from goexd.sandbox.egress_forwarder import SOURCE\n"
         "from goex.cli._json import SCHEMA_PATH\n"
         "print(json.dumps({'rules': sorted(f.name for f in shipped_rule_files()),\n"

@@ -29,7 +29,7 @@ from goex.v1 import types_pb2 as pb
 from goexd.domain.errors import FailedPrecondition
 from goexd.domain.models import Resource, ResourceKind, UndoStrategy
 from goexd.faults import ARM_ENV, POINT_ENV
-from goexd.resources.fs import APPLYING, FORCED, FsVersionedResource
+from goexd.resources.fs.versioned import APPLYING, FORCED, FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 from tests.daemon_process import DaemonProcess

@@ -28,7 +28,7 @@ from goexd.domain.models import (
 from goexd.domain.sandbox import Limits
 from goexd.domain.snapshots import NoRoom, SnapshotError
 from goexd.engine.journal import Journal
-from goexd.resources.postgres_clone import PostgresCloneResource
+from goexd.resources.postgres.clone import PostgresCloneResource
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.gitrepo import add_all, open_repo
 from goexd.snapshots.safefs import SafeFS

@@ -34,9 +34,9 @@ from goexd.engine.http_gate import ResourceGate, undo_call
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.parse import build, build_session, parse
-from goexd.resources.http import HttpResource, validate_base_url
-from goexd.resources.http_rules import load_rule_sets
-from goexd.resources.http_send import HttpSender
+from goexd.resources.http.resource import HttpResource, validate_base_url
+from goexd.resources.http.rules import load_rule_sets
+from goexd.resources.http.send import HttpSender
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.vault.models import SecretKind, SecretRequest
 from tests.integration.test_egress_proxy import (  # noqa: F401 - the proxy and what it is built on, used by name

@@ -16,9 +16,9 @@ import pytest
 from goexd.domain.errors import FailedPrecondition
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy, Verdict
 from goexd.domain.sandbox import Limits
-from goexd.resources.fs import FORCED, FsVersionedResource
-from goexd.resources.fs_inverse import FsInverseResource
-from goexd.resources.fs_trial import site_of, try_pair
+from goexd.resources.fs.inverse import FsInverseResource
+from goexd.resources.fs.trial import site_of, try_pair
+from goexd.resources.fs.versioned import FORCED, FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 from tests.corpus import fs_cases

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from goexd.domain.models import ActionKind, ActionSpec, UndoStrategy, Verdict
-from goexd.resources.fs_inverse import FsInverseResource
+from goexd.resources.fs.inverse import FsInverseResource
 from tests.integration.test_fs_inverse import LIMITS, _open, _run, sh
 
 

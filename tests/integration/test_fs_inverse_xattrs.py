@@ -17,8 +17,8 @@ from pytest import MonkeyPatch
 from goexd.domain.models import Reversibility, UndoStrategy, Verdict
 from goexd.engine.journal import Journal
 from goexd.engine.verdict_memory import VerdictMemory, remembered
-from goexd.resources import fs_xattrs
-from goexd.resources.fs_inverse import FsInverseResource
+from goexd.resources.fs import xattrs as fs_xattrs
+from goexd.resources.fs.inverse import FsInverseResource
 from tests.integration.test_fs_inverse import LIMITS, _open, _run, sh
 
 ACL = "system.posix_acl_access"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from goexd.domain.models import ReversibilityClass as RC
-from goexd.resources.http_rules import Derived, Exchange, HttpCall, RuleSet, VerifyKind, select_rules, verified
+from goexd.resources.http.rules import Derived, Exchange, HttpCall, RuleSet, VerifyKind, select_rules, verified
 from tests.integration.test_http_rules_live import SETS, Service
 from tests.services.json_server import JsonServer
 from tests.services.solid_server import SolidServer, solid_server  # noqa: F401 - the fixture

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from goexd.domain.models import ReversibilityClass as RC
-from goexd.resources.http_rules import (
+from goexd.resources.http.rules import (
     Derived,
     Exchange,
     HttpCall,

@@ -18,9 +18,9 @@ from goexd.engine.http_gate import ResourceGate
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.parse import build, build_session, parse
-from goexd.resources.http import HttpResource, validate_base_url
-from goexd.resources.http_rules import load_rule_sets, select_rules
-from goexd.resources.http_send import HttpSender
+from goexd.resources.http.resource import HttpResource, validate_base_url
+from goexd.resources.http.rules import load_rule_sets, select_rules
+from goexd.resources.http.send import HttpSender
 from goexd.vault.models import Secret
 from tests.e2e.test_http_second_look import WRITE_ONLY_ACL
 from tests.services.solid_server import SolidServer, solid_server  # noqa: F401 - the fixture

@@ -21,8 +21,8 @@ from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy, Verdict
 from goexd.domain.resource import Resolution
 from goexd.domain.sandbox import Limits
-from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.postgres.inverse import PostgresInverseResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 from tests.services.postgres import PgCluster
 
 LIMITS = Limits(timeout_s=10)

@@ -11,7 +11,7 @@ from typing import Any
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.resource import Checkpoint
 from goexd.domain.sandbox import ExecResult, Limits
-from goexd.resources.fs import FsVersionedResource
+from goexd.resources.fs.versioned import FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 

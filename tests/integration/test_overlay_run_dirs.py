@@ -11,7 +11,7 @@ from pathlib import Path
 
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.sandbox import Limits, SandboxSpec, WorkspaceOverlay
-from goexd.resources.fs import APPLY_INTENT, BACKGROUND_DISCARD_BYTES, FsVersionedResource, drop_uppers
+from goexd.resources.fs.versioned import APPLY_INTENT, BACKGROUND_DISCARD_BYTES, FsVersionedResource, drop_uppers
 from goexd.sandbox import overlay
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore

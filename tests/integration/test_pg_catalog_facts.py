@@ -20,7 +20,7 @@ from goexd.dbinspect.backend import reading
 from goexd.dbinspect.model import Schema
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.sandbox import Limits
-from goexd.resources.postgres_inverse import PostgresInverseResource
+from goexd.resources.postgres.inverse import PostgresInverseResource
 from tests.integration.verdicts import failed, passed
 from tests.services.postgres import PgCluster
 

@@ -16,7 +16,7 @@ import pytest
 from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.sandbox import Limits
-from goexd.resources.postgres_clone import PostgresCloneResource, clone_name, old_name
+from goexd.resources.postgres.clone import PostgresCloneResource, clone_name, old_name
 from tests.services.postgres import PgCluster
 
 LIMITS = Limits(timeout_s=10)

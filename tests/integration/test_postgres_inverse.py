@@ -25,7 +25,7 @@ from goexd.domain.models import (
     Verdict,
 )
 from goexd.domain.sandbox import Limits
-from goexd.resources.postgres_inverse import PostgresInverseResource
+from goexd.resources.postgres.inverse import PostgresInverseResource
 from tests.integration.verdicts import failed, passed
 from tests.services.postgres import PgCluster
 

@@ -17,7 +17,7 @@ import pytest
 
 from goexd.domain.errors import InvalidArgument
 from goexd.domain.models import ReversibilityClass, Verdict
-from goexd.resources.postgres_inverse import PostgresInverseResource
+from goexd.resources.postgres.inverse import PostgresInverseResource
 from tests.integration.test_postgres_inverse import LIMITS, open_resource, q
 from tests.services.postgres import PgCluster
 

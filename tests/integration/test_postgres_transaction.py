@@ -17,7 +17,7 @@ from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.resource import Outcome
 from goexd.domain.sandbox import Limits
-from goexd.resources.postgres_tx import PostgresTransactionResource, validate_postgres_url
+from goexd.resources.postgres.transaction import PostgresTransactionResource, validate_postgres_url
 from tests.services.postgres import PgCluster
 
 USERS = "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, balance integer NOT NULL)"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from goexd.domain.models import Resource, ResourceKind, UndoStrategy
-from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.postgres.inverse import PostgresInverseResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 from tests.corpus import sql_cases
 from tests.corpus.sql_cases import SqlCase
 from tests.integration.verdicts import failed, passed

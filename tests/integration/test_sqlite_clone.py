@@ -14,7 +14,7 @@ from goexd.dbinspect import sqlite as inspect
 from goexd.domain.errors import InvalidArgument
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.sandbox import Limits
-from goexd.resources.sqlite_clone import SqliteCloneResource
+from goexd.resources.sqlite.clone import SqliteCloneResource
 
 LIMITS = Limits(timeout_s=10)
 

@@ -22,7 +22,7 @@ from goexd.domain.models import (
     Verdict,
 )
 from goexd.domain.sandbox import Limits
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 from tests.integration.verdicts import failed, passed
 
 LIMITS = Limits(timeout_s=10)

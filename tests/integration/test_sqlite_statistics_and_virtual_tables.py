@@ -18,7 +18,7 @@ from goexd.domain.models import Reversibility, Verdict
 from goexd.domain.sandbox import Limits
 from goexd.engine.journal import Journal
 from goexd.engine.verdict_memory import VerdictMemory, remembered
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 from tests.integration.test_sqlite_inverse import q, res  # noqa: F401 (res: the resource on `db` below)
 from tests.integration.verdicts import failed, passed
 

@@ -12,7 +12,7 @@ from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.resource import Outcome
 from goexd.domain.sandbox import Limits
-from goexd.resources.sqlite_tx import SqliteTransactionResource
+from goexd.resources.sqlite.transaction import SqliteTransactionResource
 
 
 @pytest.fixture

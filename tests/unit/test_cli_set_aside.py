@@ -14,7 +14,7 @@ from goex.cli.cmd_set_aside import hint, paths_cell
 from goex.cli.main import build_parser, main
 from goex.v1 import actions_pb2 as apb
 
-# goexd's refusals, word for word (engine.py, resources/fs.py).
+# goexd's refusals, word for word (engine.py, resources/fs/versioned.py).
 CONFLICT = (
     "cannot undo action act_1: changed since it ran (by you or a later action): a.txt; undo the later "
     "actions first (cascade), or force the undo to set those versions aside"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goexd.snapshots.code_paths import runs_code_later
+from goexd.domain.code_paths import runs_code_later
 
 
 @pytest.mark.parametrize(

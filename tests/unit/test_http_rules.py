@@ -1,4 +1,4 @@
-"""The HTTP rule engine (goexd.resources.http_rules): matching, templates, every outcome of the
+"""The HTTP rule engine (goexd.resources.http.rules): matching, templates, every outcome of the
 shipped rule sets on recorded-looking exchanges, the pre-image comparison, loading user
 directories, and validation errors that name the file, line and key."""
 
@@ -11,7 +11,7 @@ from textwrap import dedent
 import pytest
 
 from goexd.domain.models import ReversibilityClass as RC
-from goexd.resources.http_rules import (
+from goexd.resources.http.rules import (
     Derived,
     Exchange,
     HttpCall,
@@ -24,7 +24,7 @@ from goexd.resources.http_rules import (
     pre_image_matches,
     verified,
 )
-from goexd.resources.http_rules_parse import parse_rule_file
+from goexd.resources.http.rules_parse import parse_rule_file
 
 SHIPPED = load_rule_sets()
 REST = SHIPPED["rest"]
@@ -908,7 +908,7 @@ def test_compare_must_be_bytes_or_json() -> None:
 
 
 def test_a_difference_names_a_changed_content_type_over_the_same_bytes() -> None:
-    from goexd.resources.http import _difference
+    from goexd.resources.http.resource import _difference
 
     before = Exchange(200, {"content-type": "application/json"}, b'{"a": 1}')
     retyped = Exchange(200, {"content-type": "text/plain"}, b'{"a": 1}')

@@ -12,7 +12,7 @@ from textwrap import dedent
 import pytest
 
 from goexd.domain.models import ReversibilityClass as RC
-from goexd.resources.http_rules import (
+from goexd.resources.http.rules import (
     Exchange,
     HttpCall,
     RuleError,
@@ -22,7 +22,7 @@ from goexd.resources.http_rules import (
     select_rules,
     verified,
 )
-from goexd.resources.http_rules_parse import parse_rule_file
+from goexd.resources.http.rules_parse import parse_rule_file
 
 SETS = load_rule_sets()
 BASE = "http://127.0.0.1:8080/api"

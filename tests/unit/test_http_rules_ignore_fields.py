@@ -8,7 +8,7 @@ from textwrap import dedent
 
 import pytest
 
-from goexd.resources.http_rules import (
+from goexd.resources.http.rules import (
     Exchange,
     HttpCall,
     RuleError,
@@ -17,7 +17,7 @@ from goexd.resources.http_rules import (
     verified,
     without_fields,
 )
-from goexd.resources.http_rules_parse import parse_rule_file
+from goexd.resources.http.rules_parse import parse_rule_file
 
 JSON = {"content-type": "application/json"}
 STAMPED = """

@@ -1,7 +1,9 @@
 """goexd's layers, read from its imports (ast): a lower layer never imports a higher one.
 
-The order is written here once (and drawn in docs/architecture.md "Layers"): the domain at the bottom; it
-imports nothing of goexd but itself. (The rest of the order lands with the packages of issue 18.)
+The order is written here once (and drawn in docs/architecture.md "Layers"): the domain at the bottom, it
+imports nothing of goexd but itself; every module belongs to exactly one layer and imports only its own layer
+and those below; the resource kind packages never import one another (what two kinds share lives in the
+shared resources layer).
 """
 
 from __future__ import annotations
@@ -11,6 +13,28 @@ from pathlib import Path
 
 DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 DOMAIN = "goexd.domain"
+KINDS = ("goexd.resources.fs", "goexd.resources.sqlite", "goexd.resources.postgres", "goexd.resources.http")
+# Lowest first. A name is a package or module; a module belongs to the longest name it falls under.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("goexd.domain",),
+    ("goexd.config", "goexd.textcap", "goexd.diskspace", "goexd.faults", "goexd.tomlcheck", "goexd.sd_notify"),
+    ("goexd.sql", "goexd.snapshots", "goexd.sandbox", "goexd.vault"),
+    ("goexd.dbinspect", "goexd.policy", "goexd.egress"),
+    (
+        "goexd.resources",
+        "goexd.resources.registry",
+        "goexd.resources.host_paths",
+        "goexd.resources.outcomes",
+        "goexd.resources.sql_reads",
+    ),
+    KINDS,
+    ("goexd.resources.kinds",),
+    ("goexd.engine",),
+    ("goexd.stop_control",),
+    ("goexd.admin",),
+    ("goexd.server",),
+    ("goexd.main", "goexd.startup", "goexd.launcher", "goexd"),
+)
 
 
 def _module(path: Path) -> str:
@@ -50,3 +74,45 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
         "def f():\n    import goexd.server.app\n"
     )
     assert {"goexd.engine.engine", "goexd.server.app"} <= _imports(bad)
+
+
+def _layer(name: str) -> tuple[int, str]:
+    """(layer index, the layer name it falls under) for a goexd module or imported name."""
+    best: tuple[int, str] | None = None
+    for i, names in enumerate(LAYERS):
+        for n in names:
+            if _under(name, n) and (best is None or len(n) > len(best[1])):
+                best = (i, n)
+    if best is None:
+        raise AssertionError(f"{name} is in no layer: add it to LAYERS (and to docs/architecture.md)")
+    return best
+
+
+def _kind(name: str) -> str | None:
+    return next((k for k in KINDS if _under(name, k)), None)
+
+
+def test_every_module_imports_only_its_layer_and_below() -> None:
+    modules = sorted((DAEMON / "goexd").rglob("*.py"))
+    assert len(modules) > 150, len(modules)  # control: the whole daemon is read
+    wrong: dict[str, list[str]] = {}
+    for path in modules:
+        me = _module(path)
+        mine, _ = _layer(me)
+        for name in sorted(_imports(path)):
+            if name in ("goexd", "goexd.__version__"):  # the package's own metadata, which imports nothing
+                continue
+            theirs, _ = _layer(name)
+            other_kind = _kind(name) not in (None, _kind(me))
+            if theirs > mine or (_kind(me) is not None and other_kind):
+                wrong.setdefault(me, []).append(name)
+    assert wrong == {}
+
+
+def test_the_layer_check_sees_a_kind_importing_another_and_a_layer_importing_up() -> None:
+    """Control: the ordering and the sibling rule both find what they are there for."""
+    assert _layer("goexd.resources.sqlite.inverse")[0] > _layer("goexd.resources.sql_reads")[0]
+    assert _layer("goexd.engine.journal")[0] > _layer("goexd.resources.kinds")[0]
+    assert _layer("goexd.snapshots.git_store")[0] < _layer("goexd.engine.engine")[0]
+    assert _kind("goexd.resources.http.send") != _kind("goexd.resources.fs.trial")
+    assert _kind("goexd.resources.sql_reads") is None

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from goexd.domain import codec
 from goexd.domain.models import ActionState
 from goexd.domain.names import display_path, utf8_text
 from goexd.domain.snapshots import ChangeKind, ChangeSet, FileChange
-from goexd.engine import codec
 from goexd.engine.journal import Journal
 from tests.unit.test_journal import _action, _session
 

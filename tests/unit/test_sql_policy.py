@@ -12,7 +12,7 @@ from goexd.engine.sql_policy import check_undo, refuse_test, sql_facts
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import DecisionKind
 from goexd.policy.parse import build_session, load, parse
-from goexd.resources.postgres_run import check_script
+from goexd.resources.postgres.run import check_script
 
 
 def _db(kind: ResourceKind, strategy: UndoStrategy = UndoStrategy.INVERSE) -> Resource:

@@ -24,7 +24,7 @@ from goexd.domain.sandbox import Limits
 from goexd.engine.journal import Journal
 from goexd.engine.journal_repair import repair_journal
 from goexd.engine.verdict_memory import Fingerprint, Judgement, VerdictMemory, pair_key, remembered
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 
 LITE = Resource("db", ResourceKind.SQLITE, "/srv/app.db", UndoStrategy.INVERSE)
 PG = Resource("db", ResourceKind.POSTGRES, "postgresql://app@127.0.0.1:5432/app", UndoStrategy.INVERSE)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from goexd.domain.networks import IPNetwork, parse_networks
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _nets(*pairs: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
@@ -58,17 +59,6 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 
 class AddressRefused(Exception):
     """A host resolved only to addresses goexd may not connect to; nothing was sent."""
-
-
-def parse_networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs ("127.0.0.1/32", "10.1.0.0/16", "::1"); ValueError naming the bad one."""
-    out: list[IPNetwork] = []
-    for item in items:
-        try:
-            out.append(ipaddress.ip_network(item.strip(), strict=True))
-        except ValueError as exc:
-            raise ValueError(f"{item!r} is not an address or network (like 127.0.0.1/32): {exc}") from None
-    return tuple(out)
 
 
 def embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:

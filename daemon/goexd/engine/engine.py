@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from goexd import faults
 from goexd.config import Config
 from goexd.diskspace import OutOfSpace, StateSpace, is_out_of_space, out_of_space
+from goexd.domain import codec
 from goexd.domain.egress import EgressRecordData
 from goexd.domain.errors import (
     FailedPrecondition,
@@ -35,7 +35,6 @@ from goexd.domain.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
-    SetupError,
     Unavailable,
     Unimplemented,
 )
@@ -75,8 +74,7 @@ from goexd.domain.resource import (
 from goexd.domain.sandbox import ExecResult, Limits, ProxyEndpoint, Sandbox, Stream, Termination
 from goexd.domain.snapshots import ChangeSet, SetAside, SnapshotError
 from goexd.egress.addresses import AddressRule
-from goexd.egress.upstream import tls_context as upstream_tls_context
-from goexd.engine import action_refs, codec, diffs, sql_policy, stopping
+from goexd.engine import action_refs, diffs, sql_policy, stopping
 from goexd.engine import egress as egress_plan
 from goexd.engine.channels import ChannelRegistry, Event
 from goexd.engine.egress import EgressRoute, EgressRoutes
@@ -90,29 +88,16 @@ from goexd.policy.defaults import daemon_layers
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, HttpRequestFacts, LimitsFacts
 from goexd.policy.parse import PolicyError, build, build_session, parse
 from goexd.policy.parse import check_size as check_policy_size
-from goexd.resources.fs import UNDONE_SINCE, FsVersionedResource, store_dir_for, validate_workspace
-from goexd.resources.fs_access import unwritable
-from goexd.resources.fs_inverse import FsInverseResource
-from goexd.resources.fs_trial import site_of, try_pair
+from goexd.resources.fs.inverse import FsInverseResource
+from goexd.resources.fs.trial import site_of, try_pair
+from goexd.resources.fs.versioned import UNDONE_SINCE, FsVersionedResource
 from goexd.resources.host_paths import OwnPaths, daemon_paths
-from goexd.resources.http import HttpResource, check_address, check_http_host, validate_base_url
-from goexd.resources.http_rules import RuleError
-from goexd.resources.http_rules import load_rule_sets as load_http_rules
-from goexd.resources.http_rules import select_rules as select_http_rules
-from goexd.resources.http_send import HttpSender, check_secret_injection
-from goexd.resources.http_trial import test_http
-from goexd.resources.postgres_clone import PostgresCloneResource
-from goexd.resources.postgres_inverse import PostgresInverseResource
-from goexd.resources.postgres_run import validate_postgres_url
-from goexd.resources.postgres_tx import PostgresTransactionResource
+from goexd.resources.http.resource import HttpResource, check_http_host
+from goexd.resources.http.trial import test_http
+from goexd.resources.kinds import registry as resource_kinds
+from goexd.resources.registry import Host
 from goexd.resources.sql_reads import READ_CHECKPOINT, ReadsAtOnce
-from goexd.resources.sqlite_clone import SqliteCloneResource
-from goexd.resources.sqlite_inverse import SqliteInverseResource
-from goexd.resources.sqlite_tx import SqliteTransactionResource, validate_sqlite_url
-from goexd.sandbox.identity import run_as_for
-from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.textdiff import DiffOptions
-from goexd.vault.destinations import DEFAULT_PORTS
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.engine")
@@ -315,10 +300,8 @@ class Engine:
         # Raises SetupError for a bad policy file: the daemon does not start with confinement it cannot read.
         self.daemon_policy = build(daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts))
         self.addresses = AddressRule.from_config(cfg.egress.allowed_addresses)  # what goexd's own HTTP may reach
-        try:  # a broken rule file stops the start, like a broken policy file: undo rules must be what they say
-            self.rule_sets = load_http_rules([Path(d).expanduser() for d in cfg.http.rules_dirs])
-        except RuleError as exc:
-            raise SetupError(f"http rule sets: {exc}") from None
+        # Which manager serves a resource (resources/registry.py); raises SetupError for a broken rule file.
+        self.kinds = resource_kinds(Host(cfg, self.own_paths, vault, sandbox, self.addresses, self.space, fs_overlays))
         self.default_limits = Limits(
             timeout_s=cfg.sandbox.timeout_s,
             memory_bytes=cfg.sandbox.memory_bytes,
@@ -438,14 +421,7 @@ class Engine:
 
     def session_warnings(self, session: Session) -> list[str]:
         """What to know before acting in a session just opened: workspace entries its actions cannot write."""
-        warnings = []
-        for r in session.resources:
-            if r.kind is ResourceKind.FS:
-                root = Path(r.uri)
-                who = run_as_for(root)
-                if (said := unwritable(root, who).warning(root, who)) is not None:
-                    warnings.append(said)
-        return warnings
+        return [said for r in session.resources for said in self.kinds.warnings(r)]
 
     def parse_policy(self, text: str, fld: str = "policy_toml") -> SessionPolicy:
         """A session's policy beside the daemon's (it can only narrow it); INVALID_ARGUMENT naming the line of the
@@ -456,57 +432,7 @@ class Engine:
             raise InvalidArgument(fld, f"line {exc.line}: {exc.message}") from None
 
     def _check_resource(self, req: ResourceRequest, fld: str) -> Resource:
-        if req.kind is ResourceKind.FS:
-            strategy = req.strategy or UndoStrategy.VERSIONED
-            if strategy not in (UndoStrategy.VERSIONED, UndoStrategy.INVERSE):
-                raise InvalidArgument(f"{fld}.strategy", f"a workspace cannot use the {strategy.value} strategy")
-            path = validate_workspace(req.location, f"{fld}.fs.path", self.own_paths)
-            return Resource(req.name or "fs", ResourceKind.FS, str(path), strategy)
-        if req.kind is ResourceKind.SQLITE:
-            strategy = req.strategy or UndoStrategy.TRANSACTION
-            if strategy not in (UndoStrategy.TRANSACTION, UndoStrategy.INVERSE, UndoStrategy.CLONE):
-                raise InvalidArgument(f"{fld}.strategy", f"a sqlite database cannot use the {strategy.value} strategy")
-            if req.secret:
-                raise InvalidArgument(f"{fld}.db.secret", "a sqlite database takes no secret")
-            path = validate_sqlite_url(req.location, f"{fld}.db.url", self.own_paths)
-            return Resource(req.name or "db", ResourceKind.SQLITE, str(path), strategy)
-        if req.kind is ResourceKind.POSTGRES:
-            strategy = req.strategy or UndoStrategy.TRANSACTION
-            if strategy not in (UndoStrategy.TRANSACTION, UndoStrategy.INVERSE, UndoStrategy.CLONE):
-                raise InvalidArgument(
-                    f"{fld}.strategy", f"a postgres database cannot use the {strategy.value} strategy"
-                )
-            url = validate_postgres_url(req.location, f"{fld}.db.url")
-            if req.secret:
-                self.vault.get(req.secret)  # NOT_FOUND now rather than at the first action
-            return Resource(req.name or "db", ResourceKind.POSTGRES, url, strategy, req.secret)
-        if req.kind is ResourceKind.HTTP:
-            strategy = req.strategy or UndoStrategy.INVERSE
-            if strategy not in (UndoStrategy.INVERSE, UndoStrategy.CONFINE):
-                raise InvalidArgument(f"{fld}.strategy", f"an http resource cannot use the {strategy.value} strategy")
-            url = validate_base_url(req.location, f"{fld}.http.base_url")
-            check_address(url, self.addresses, f"{fld}.http.base_url")
-            rules = req.rules or "rest"
-            try:
-                select_http_rules(self.rule_sets, rules)
-            except ValueError as exc:
-                raise InvalidArgument(f"{fld}.http.rules", str(exc)) from None
-            staging = ""
-            if req.staging:
-                staging = validate_base_url(req.staging, f"{fld}.http.staging_base_url")
-                check_address(staging, self.addresses, f"{fld}.http.staging_base_url")
-                if staging == url:
-                    raise InvalidArgument(
-                        f"{fld}.http.staging_base_url", "is the resource's own base URL: tests would change the service"
-                    )
-            if req.secret:
-                check_secret_injection(self.vault.get(req.secret), f"{fld}.http.secret")
-                for where in (url, staging) if staging else (url,):  # the staging copy gets the same credential
-                    parts = urlsplit(where)
-                    port = parts.port or DEFAULT_PORTS[parts.scheme]
-                    self.vault.resolve(req.secret, parts.scheme, parts.hostname or "", port)  # PERMISSION_DENIED now
-            return Resource(req.name or "http", ResourceKind.HTTP, url, strategy, req.secret, rules, staging)
-        raise Unimplemented(f"{fld}: {req.kind.value} resources are not built yet")
+        return self.kinds.check(req, fld)
 
     def _refuse_overlaps(self, resources: Sequence[Resource]) -> None:
         for i, r in enumerate(resources):  # within the new session: one undo mechanism per file
@@ -679,84 +605,8 @@ class Engine:
             self._live[session_id] = live
             return live
 
-    def _db_password(self, resource: Resource) -> str | None:
-        """The DSN password from the vault, if the resource names a secret allowed for its host."""
-        if not resource.secret:
-            return None
-        parts = urlsplit(resource.uri)
-        secret = self.vault.resolve(resource.secret, "postgresql", parts.hostname or "localhost", parts.port or 5432)
-        return secret.primary.decode("utf-8", "surrogateescape")
-
     def _open_manager(self, resource: Resource) -> ResourceManager:
-        if resource.kind is ResourceKind.HTTP:
-            sender = HttpSender(
-                resource.uri,
-                resource.secret,
-                self.vault.resolve,
-                self.cfg.http.connect_timeout_s,
-                verify=upstream_tls_context(self.cfg.egress),  # what the egress proxy trusts, for the same services
-                addresses=self.addresses,
-            )
-            sender.reachable()
-            staging = None
-            if resource.staging:  # not required to be up: a test that cannot reach it says so
-                staging = HttpSender(
-                    resource.staging,
-                    resource.secret,
-                    self.vault.resolve,
-                    self.cfg.http.connect_timeout_s,
-                    verify=upstream_tls_context(self.cfg.egress),
-                    addresses=self.addresses,
-                )
-            return HttpResource(
-                resource,
-                sender,
-                select_http_rules(self.rule_sets, resource.rules, resource.uri),
-                self.vault.redactor,
-                self.vault.redactor.text,
-                staging=staging,
-            )
-        if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.INVERSE:
-            return SqliteInverseResource(resource)
-        if resource.kind is ResourceKind.SQLITE and resource.strategy is UndoStrategy.CLONE:
-            return SqliteCloneResource(resource, self.cfg.state_dir / "db")
-        if resource.kind is ResourceKind.SQLITE:
-            return SqliteTransactionResource(resource)
-        if resource.kind is ResourceKind.POSTGRES and resource.strategy is UndoStrategy.INVERSE:
-            return PostgresInverseResource(resource, self._db_password(resource))
-        if resource.kind is ResourceKind.POSTGRES and resource.strategy is UndoStrategy.CLONE:
-            return PostgresCloneResource(resource, self._db_password(resource))
-        if resource.kind is ResourceKind.POSTGRES:
-            return PostgresTransactionResource(resource, self._db_password(resource))
-        workspace = Path(resource.uri)
-        if not workspace.is_dir():
-            raise FailedPrecondition(f"workspace {workspace} no longer exists")
-        store = GitWorkspaceStore(
-            store_dir_for(self.cfg.snapshots_dir, workspace),
-            workspace,
-            watch=self.cfg.fs.change_detection == "inotify",
-        )
-        # Baseline; later captures are incremental. What goexd may not read and does not own fails the
-        # first action's checkpoint instead (naming it), and never a restart's recovery.
-        try:
-            store.capture(lenient=True)
-        except Exception as exc:
-            store.close()
-            if is_out_of_space(exc):
-                self.space.release()
-                raise out_of_space(
-                    f"taking the first snapshot of {workspace}", [self.cfg.snapshots_dir, workspace]
-                ) from exc
-            raise
-        fs_manager = FsInverseResource if resource.strategy is UndoStrategy.INVERSE else FsVersionedResource
-        return fs_manager(
-            resource,
-            store,
-            self.sandbox,
-            masked_paths=[self.cfg.state_dir, self.cfg.socket.parent],
-            change_list_limit=self.cfg.fs.change_list_limit,
-            overlays_dir=self.fs_overlays,
-        )
+        return self.kinds.open(resource)
 
     # ================================================================ actions
 
@@ -1557,7 +1407,7 @@ class Engine:
 
     def _undone_since(self, action: Action) -> dict[str, str]:
         """A workspace action's checkpoint for its undo, with the older actions on it undone since it ran
-        (resources/fs.py UNDONE_SINCE): the undo replays theirs first (issue 14 F9)."""
+        (resources/fs/versioned.py UNDONE_SINCE): the undo replays theirs first (issue 14 F9)."""
         found = self.journal.list_actions(action.session_id, [ActionState.UNDONE], limit=1 << 30)
         undone = [a for a in diffs.undone_since(found, action) if a.checkpoint.get("post") and a.checkpoint.get("pre")]
         if not undone or "post" not in action.checkpoint:

@@ -25,9 +25,9 @@ from goexd.domain.resource import Checkpoint, RollbackReport
 from goexd.egress.substitute import Refused
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ALLOW, ActionFacts, Decision, DecisionKind, HttpRequestFacts
-from goexd.resources.http import MAX_DERIVE_BYTES, HttpResource, PreImage
-from goexd.resources.http_rules import Exchange, HttpCall
-from goexd.resources.http_send import FORBIDDEN_HEADERS
+from goexd.resources.http.resource import MAX_DERIVE_BYTES, HttpResource, PreImage
+from goexd.resources.http.rules import Exchange, HttpCall
+from goexd.resources.http.send import FORBIDDEN_HEADERS
 
 # Headers of the sandbox's request that concern its connection to the proxy, not the call: those goexd
 # sets itself on a declarative call, and the proxy's hop-by-hop ones.

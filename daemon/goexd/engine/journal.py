@@ -18,6 +18,7 @@ from typing import Any
 
 from goexd import faults
 from goexd.diskspace import is_out_of_space, out_of_space
+from goexd.domain import codec
 from goexd.domain.errors import FailedPrecondition, InternalError
 from goexd.domain.models import (
     Action,
@@ -30,7 +31,6 @@ from goexd.domain.models import (
     UndoStrategy,
 )
 from goexd.domain.names import utf8_text
-from goexd.engine import codec
 
 SCHEMA_VERSION = 9
 # Each step takes a journal from version N to N + 1; run in order at open.

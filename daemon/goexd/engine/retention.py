@@ -15,8 +15,8 @@ import hashlib
 import time
 from dataclasses import dataclass, replace
 
+from goexd.domain import codec
 from goexd.domain.models import ActionState
-from goexd.engine import codec
 from goexd.engine.journal import Journal
 
 RESOLVED = (

@@ -53,6 +53,7 @@ from sqlglot import TokenType
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import TokenError
 
+from goexd.domain import codec
 from goexd.domain.errors import InvalidArgument
 from goexd.domain.models import (
     ActionKind,
@@ -63,10 +64,9 @@ from goexd.domain.models import (
     ReversibilityClass,
     Verdict,
 )
-from goexd.engine import codec
 from goexd.engine.journal import Journal
-from goexd.resources.fs import FsVersionedResource
-from goexd.resources.sqlite_inverse import SqliteInverseResource
+from goexd.resources.fs.versioned import FsVersionedResource
+from goexd.resources.sqlite.inverse import SqliteInverseResource
 
 log = logging.getLogger(__name__)
 

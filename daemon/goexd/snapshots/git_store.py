@@ -51,6 +51,8 @@ import pygit2
 from pygit2.enums import DeltaStatus, FileMode
 
 from goexd import faults
+from goexd.domain import code_paths
+from goexd.domain.code_paths import runs_code_later
 from goexd.domain.snapshots import (
     SETID,
     ChangeKind,
@@ -68,9 +70,8 @@ from goexd.domain.snapshots import (
     Unreadable,
     UnreadableEntries,
 )
-from goexd.snapshots import code_paths, set_aside
+from goexd.snapshots import set_aside
 from goexd.snapshots.apply import apply_changes
-from goexd.snapshots.code_paths import runs_code_later
 from goexd.snapshots.gitrepo import VanishedDuringAdd, add_all, open_repo, remove_leftovers
 from goexd.snapshots.layout import (
     META,
@@ -232,7 +233,7 @@ class GitWorkspaceStore:
         """The number of captures so far, and what each capture after the `captures`-th re-read, in order: the
         snapshot it started from, the paths of inotify's dirty set, the snapshot it made. None when one of them was
         a full scan, failed, or is no longer kept. What changes no snapshot (an extended attribute) is among those
-        paths too: resources/fs_xattrs.py follows them."""
+        paths too: resources/fs/xattrs.py follows them."""
         with self._session():
             steps = [r for r in self._recent if r[0] > captures]
             whole = len(steps) == self._captures - captures and all(r[1] is not None for r in steps)

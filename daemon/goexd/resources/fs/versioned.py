@@ -56,8 +56,9 @@ from goexd.domain.snapshots import (
     SnapshotError,
     UnreadableEntries,
 )
-from goexd.resources import fs_links, fs_xattrs
-from goexd.resources.fs_cwd import check_cwd
+from goexd.resources.fs import links as fs_links
+from goexd.resources.fs import xattrs as fs_xattrs
+from goexd.resources.fs.cwd import check_cwd
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,

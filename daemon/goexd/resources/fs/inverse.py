@@ -43,17 +43,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from goexd.domain import codec
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import ActionSpec, Reversibility
 from goexd.domain.names import display_paths
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, SettlesInDoubt
 from goexd.domain.sandbox import ExecResult, Limits, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.domain.snapshots import FileChange, KeepAs, Snapshot
-from goexd.engine import codec
-from goexd.resources import fs_links, fs_xattrs
-from goexd.resources.fs import FORCED, FsVersionedResource, _discard, _read_intent
-from goexd.resources.fs_cwd import check_cwd
-from goexd.resources.fs_trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
+from goexd.resources.fs import links as fs_links
+from goexd.resources.fs import xattrs as fs_xattrs
+from goexd.resources.fs.cwd import check_cwd
+from goexd.resources.fs.trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
+from goexd.resources.fs.versioned import FORCED, FsVersionedResource, _discard, _read_intent
 
 INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
 UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)

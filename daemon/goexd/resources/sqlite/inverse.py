@@ -52,8 +52,8 @@ from goexd.domain.resource import (
 )
 from goexd.domain.sandbox import Limits
 from goexd.resources import outcomes, sql_reads
-from goexd.resources import sqlite_run as run
-from goexd.resources.sqlite_outcomes import SqliteMarks
+from goexd.resources.sqlite import reads, run
+from goexd.resources.sqlite.outcomes import SqliteMarks
 from goexd.sql.classify import Classified, StatementClass
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class SqliteInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt):
     ) -> Outcome:
         statements = run.check_script(spec)
         if sql_reads.is_read(checkpoint):
-            return sql_reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
+            return reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
         marker = checkpoint.get(outcomes.MARKER_KEY)
         with self._lock:
             try:

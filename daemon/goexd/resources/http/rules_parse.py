@@ -17,7 +17,7 @@ from typing import Any
 
 from goexd.domain.models import ReversibilityClass
 from goexd.policy.locate import line_of
-from goexd.resources.http_rules_spec import (
+from goexd.resources.http.rules_spec import (
     CallSpec,
     Outcome,
     PathPattern,
@@ -29,7 +29,7 @@ from goexd.resources.http_rules_spec import (
     VerifySpec,
     When,
 )
-from goexd.resources.http_rules_template import Template, TemplateError, parse_template
+from goexd.resources.http.rules_template import Template, TemplateError, parse_template
 from goexd.tomlcheck import Check, Invalid, choice, http_method, key_name, nonempty_str, table
 
 KeyPath = tuple[str | int, ...]

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from goexd.domain.models import ReversibilityClass
-from goexd.resources.http_rules_template import Template
+from goexd.resources.http.rules_template import Template
 
 
 class VerifyKind(enum.StrEnum):

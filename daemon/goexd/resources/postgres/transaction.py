@@ -66,9 +66,9 @@ from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, 
 from goexd.domain.models import ActionSpec, Resource
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.domain.sandbox import Limits
-from goexd.resources import postgres_run as run
 from goexd.resources import sql_reads
-from goexd.resources.postgres_run import Conn, validate_postgres_url
+from goexd.resources.postgres import reads, run
+from goexd.resources.postgres.run import Conn, validate_postgres_url
 from goexd.sql.model import SQL_FIELD, Classified
 
 __all__ = ["PostgresTransactionResource", "savepoint_name", "validate_postgres_url"]
@@ -175,7 +175,7 @@ class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
     def change_nothing(self, functions: frozenset[str]) -> bool:
         with self._lock:
             try:
-                return self._guarded("looking up functions", lambda c: sql_reads.none_volatile(c, functions))
+                return self._guarded("looking up functions", lambda c: reads.none_volatile(c, functions))
             except (psycopg.Error, GoexError):  # then it runs as any action, and meets the problem there
                 return False
 
@@ -228,7 +228,7 @@ class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
             if conn.closed:
                 raise FailedPrecondition("the session's transaction went with the lost connection; nothing ran")
             try:
-                result = sql_reads.run_postgres_read(
+                result = reads.run_postgres_read(
                     conn, statements, spec.params, limits, cancel, self._row_limit, self._message
                 )
             except run.ConnectionLost as lost:

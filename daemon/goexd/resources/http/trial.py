@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from goexd.domain.errors import FailedPrecondition, GoexError
 from goexd.domain.models import ActionSpec, Reversibility, ReversibilityClass, UndoStrategy, Verdict
-from goexd.resources.http import (
+from goexd.resources.http.resource import (
     MAX_DERIVE_BYTES,
     MAX_PRE_IMAGE_BYTES,
     READ_METHODS,
@@ -38,8 +38,8 @@ from goexd.resources.http import (
     call_of,
     uncached,
 )
-from goexd.resources.http_rules import GONE, Exchange, HttpCall, Planned, VerifyKind, pre_image_matches
-from goexd.resources.http_send import CallFailed, HttpSender
+from goexd.resources.http.rules import GONE, Exchange, HttpCall, Planned, VerifyKind, pre_image_matches
+from goexd.resources.http.send import CallFailed, HttpSender
 
 NOT_TRIED = "an HTTP call cannot be tried without its side effect"
 _CHECKS = {

@@ -96,9 +96,9 @@ from goexd.domain.resource import (
 )
 from goexd.domain.sandbox import Limits
 from goexd.resources import outcomes, sql_reads
-from goexd.resources import postgres_run as run
-from goexd.resources.postgres_outcomes import PgMarks
-from goexd.resources.postgres_run import Conn
+from goexd.resources.postgres import reads, run
+from goexd.resources.postgres.outcomes import PgMarks
+from goexd.resources.postgres.run import Conn
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
 from goexd.sql.postgres_targets import written_tables
 
@@ -337,7 +337,7 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
     # ------------------------------------------------------------ the action and its undo
 
     def change_nothing(self, functions: frozenset[str]) -> bool:
-        return sql_reads.database_change_nothing(self._db, self._lock, functions, release=False)
+        return reads.database_change_nothing(self._db, self._lock, functions, release=False)
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
@@ -361,7 +361,7 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
     ) -> Outcome:
         statements = run.check_script(spec, runs_in=RUNS_IN)
         if sql_reads.is_read(checkpoint):
-            return sql_reads.database_read(
+            return reads.database_read(
                 self._db, self._lock, statements, spec, limits, cancel, self._row_limit, release=False
             )
         marker = checkpoint.get(outcomes.MARKER_KEY)

@@ -1,6 +1,6 @@
 """The undo of a REST call, derived from its recorded response by declarative rule sets.
 
-A rule set (TOML, one file per service: shipped in http_rules/, extendable from the user's
+A rule set (TOML, one file per service: shipped in rule_sets/, extendable from the user's
 directories; grammar in docs/http-rules.md) matches a write by method and path. Before the call,
 `plan` says whether to capture a pre-image (a GET sent first) and predicts the reversibility
 class, for the policy. After it, `derive` picks the first outcome whose conditions hold on the
@@ -26,8 +26,8 @@ from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from goexd.domain.models import ReversibilityClass
 from goexd.policy.locate import line_of
-from goexd.resources.http_rules_parse import parse_rule_file
-from goexd.resources.http_rules_spec import (
+from goexd.resources.http.rules_parse import parse_rule_file
+from goexd.resources.http.rules_spec import (
     CallSpec,
     Outcome,
     Rule,
@@ -37,7 +37,7 @@ from goexd.resources.http_rules_spec import (
     VerifySpec,
     When,
 )
-from goexd.resources.http_rules_template import (
+from goexd.resources.http.rules_template import (
     Missing,
     Ref,
     Template,
@@ -534,7 +534,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def shipped_rule_files() -> list[Traversable]:
     """The rule files in the package (also in an installed wheel, hence importlib.resources)."""
-    folder = resources.files("goexd.resources").joinpath("http_rules")
+    folder = resources.files("goexd.resources.http").joinpath("rule_sets")
     return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
 
 

@@ -70,9 +70,9 @@ from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument
 from goexd.domain.models import ActionSpec, Resource, Reversibility
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.domain.sandbox import Limits
-from goexd.resources import postgres_run as run
 from goexd.resources import sql_reads
-from goexd.resources.postgres_run import Conn
+from goexd.resources.postgres import reads, run
+from goexd.resources.postgres.run import Conn
 from goexd.sql.model import SQL_FIELD
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
         return None
 
     def change_nothing(self, functions: frozenset[str]) -> bool:
-        return sql_reads.database_change_nothing(self._db, self._lock, functions, release=True)
+        return reads.database_change_nothing(self._db, self._lock, functions, release=True)
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         clone = clone_name(action_id)
@@ -219,7 +219,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
     ) -> Outcome:
         statements = run.check_script(spec, runs_in=RUNS_IN)
         if sql_reads.is_read(checkpoint):
-            return sql_reads.database_read(
+            return reads.database_read(
                 self._db, self._lock, statements, spec, limits, cancel, self._row_limit, release=True
             )
         with self._lock:

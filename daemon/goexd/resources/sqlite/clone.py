@@ -28,7 +28,7 @@ from goexd.domain.models import ActionSpec, Resource, Reversibility
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
 from goexd.domain.sandbox import Limits
 from goexd.resources import sql_reads
-from goexd.resources import sqlite_run as run
+from goexd.resources.sqlite import reads, run
 
 
 class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
@@ -107,7 +107,7 @@ class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
     ) -> Outcome:
         statements = run.check_script(spec)
         if sql_reads.is_read(checkpoint):
-            return sql_reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
+            return reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
         with self._lock:
             try:  # committed with the fingerprint after it, so the next checkpoint need not read every row
                 result, before, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)

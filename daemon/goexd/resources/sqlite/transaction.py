@@ -28,7 +28,6 @@ from goexd.domain.models import ActionSpec, Resource
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.domain.sandbox import Limits
 from goexd.resources import sql_reads
-from goexd.resources import sqlite_run as run
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,
@@ -38,6 +37,7 @@ from goexd.resources.host_paths import (
     refuse_system,
     resolved,
 )
+from goexd.resources.sqlite import reads, run
 from goexd.sql.model import Classified
 from goexd.textcap import shown
 
@@ -161,7 +161,7 @@ class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
         """A read resolved at once: inside the open transaction (it sees the pending actions), with no savepoint."""
         with self._lock:
             try:
-                result = sql_reads.run_sqlite_read(self._db, statements, spec.params, limits, cancel, self._row_limit)
+                result = reads.run_sqlite_read(self._db, statements, spec.params, limits, cancel, self._row_limit)
             except run.StatementFailed as exc:
                 why = exc.why
                 if self._live and not self._db.in_transaction:  # never seen for a read; said if it ever is

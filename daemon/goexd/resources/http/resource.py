@@ -1,7 +1,7 @@
 """A REST API as a resource: declarative calls run by goexd, undone by inverses built from recorded responses.
 
 Strategies:
-- `inverse` (default): before a write, the resource's rule set (resources/http_rules/) says whether
+- `inverse` (default): before a write, the resource's rule set (resources/http/rule_sets/) says whether
   to capture a pre-image (a GET before the call) and predicts the call's reversibility class
   (the policy decides on it). The pre-image is taken before the call is announced as running
   (`look`), and the class it leaves (`RuleSet.predict`: a capture answered 401 or 500 leaves no
@@ -51,7 +51,7 @@ from goexd.domain.resource import Checkpoint, Journaling, Outcome, OutputCallbac
 from goexd.domain.sandbox import Limits
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import resolve_checked_sync
-from goexd.resources.http_rules import (
+from goexd.resources.http.rules import (
     Derived,
     Exchange,
     HttpCall,
@@ -62,7 +62,7 @@ from goexd.resources.http_rules import (
     pre_image_matches,
     without_fields,
 )
-from goexd.resources.http_send import FORBIDDEN_HEADERS, CallFailed, HttpSender
+from goexd.resources.http.send import FORBIDDEN_HEADERS, CallFailed, HttpSender
 from goexd.textcap import shown
 from goexd.vault.models import host_matches
 
@@ -369,7 +369,7 @@ class HttpResource:
         assert spec.http is not None
         if self.staging is None or spec.http.method in READ_METHODS or self._confine:
             return None
-        from goexd.resources.http_trial import test_http  # noqa: PLC0415 - http_trial builds on this module
+        from goexd.resources.http.trial import test_http  # noqa: PLC0415 - http_trial builds on this module
 
         tried = test_http(self, spec, inverse, limits.timeout_s)
         return replace(tried, detail=self._redact_text(tried.detail))

@@ -34,9 +34,9 @@ from goexd.domain.models import ActionKind, ActionSpec, Reversibility, Reversibi
 from goexd.domain.names import display_path
 from goexd.domain.sandbox import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.domain.snapshots import ChangeKind, FileChange, Snapshot, SnapshotError
-from goexd.resources import fs_links
-from goexd.resources.fs import FsVersionedResource
-from goexd.resources.fs import _discard as discard
+from goexd.resources.fs import links as fs_links
+from goexd.resources.fs.versioned import FsVersionedResource
+from goexd.resources.fs.versioned import _discard as discard
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.overlay_upper import not_compared
 

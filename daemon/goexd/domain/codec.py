@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, fields
 from typing import Any
 
+from goexd.domain.code_paths import runs_code_later
 from goexd.domain.egress import Decision, EgressRecordData, RecordedCall, RecordedResponse, ResourceCall
 from goexd.domain.models import (
     ActionKind,
@@ -25,7 +26,6 @@ from goexd.domain.models import (
 )
 from goexd.domain.sandbox import ExecResult, Limits, Termination
 from goexd.domain.snapshots import ChangeKind, ChangeSet, FileChange
-from goexd.snapshots.code_paths import runs_code_later
 
 
 def _b64(data: bytes) -> str:

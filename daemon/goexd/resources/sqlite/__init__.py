@@ -1,0 +1,3 @@
+"""The sqlite kind. kind.py registers it; transaction.py, inverse.py and clone.py are its strategies; run.py
+runs a script on a connection; reads.py resolves read-only scripts at once; outcomes.py settles what a crash
+left in doubt (resources/outcomes.py)."""
