@@ -51,6 +51,8 @@ POINTS: Mapping[str, str] = {
     # a workspace action run over an overlay (resources/fs/versioned.py)
     "fs-apply-intent": "the run's result is snapshotted and its apply intent written; the workspace is unchanged",
     "fs-applied": "the run's result is applied to the workspace; EXECUTED not journaled",
+    # a root goexd mounted a run's overlay itself (sandbox/overlay_mounts.py; the probe at start reaches it first)
+    "fs-overlay-mounted": "the run's overlay is mounted in goexd's mount dir; bwrap not started",
     # any three-way revert of a workspace (an apply, an undo, a recovery, bringing back a set-aside; git_store.py)
     "fs-set-aside-kept": "a forced revert recorded the set-aside of what it overwrites; nothing written yet",
     "fs-revert-written": "a revert's writes are done; not yet verified, nothing journaled",

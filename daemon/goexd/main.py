@@ -160,12 +160,15 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
         own.append(cfg.log_file)
     claim = startup.claim_state_dir(cfg.state_dir)  # one goexd per state dir: held until it exits
     startup.reap_sandboxes(claim)  # an earlier run's leftovers, before recovery touches a workspace
+    mounts = startup.overlay_mounts(claim)  # a root goexd's; what a killed start left mounted goes first
+    own += [mounts.base] if mounts is not None else []
     check_journal(cfg.journal_path)  # before anything reads it
     sandbox = BwrapSandbox(
         detect_enforcer(cfg.sandbox.cgroup_parent or None),
         always_masked=own,
         read_paths=[Path(p) for p in cfg.sandbox.read_paths],
         spawn_env=claim.mark.env(),
+        overlay_mounts=mounts,
     )
     try:
         sandbox.check()
@@ -182,7 +185,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     egress.start()
     drop_uppers(cfg.state_dir / "overlays")  # what runs cut short wrote: room for the probe and recovery
     overlays = fs_overlays_dir(cfg, sandbox)
-    own_paths = daemon_paths(cfg, config_file, [egress.run_dir])
+    own_paths = daemon_paths(cfg, config_file, [egress.run_dir, *([mounts.base] if mounts is not None else [])])
     engine = Engine(cfg, journal, sandbox, vault, egress, own_paths=own_paths, fs_overlays=overlays)
     recovered = engine.recover()
     for a in recovered:

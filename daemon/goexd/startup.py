@@ -10,10 +10,14 @@ earlier start of it left behind when it was killed.
   `goexd-egress-<owner>-XXXXXXXX`, named after the state dir, with a lock file inside held for
   the daemon's life. A start removes every such dir of its user whose lock nobody holds (a goexd
   killed, whose state dir may be gone too), never a live goexd's.
+- A root goexd mounts its runs' overlays in a mount dir of its own (sandbox/overlay_mounts.py): a
+  start first unmounts what an earlier one left there, before recovery or the overlay probe looks at
+  any workspace or upper dir; the dir is unmounted and removed when goexd exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -29,6 +33,7 @@ from pathlib import Path
 from goexd.domain.errors import SetupError
 from goexd.engine.journal_repair import RepairFailed, repair_journal
 from goexd.sandbox import reaper
+from goexd.sandbox.overlay_mounts import OverlayMounts
 from goexd.sandbox.reaper import SandboxMark
 
 log = logging.getLogger("goexd")
@@ -75,6 +80,21 @@ def reap_sandboxes(claim: StateDirClaim) -> int:
     for r in killed:
         log.warning("killed sandbox process %d (%s) left by an earlier goexd run (%s)", r.pid, r.argv0, r.instance)
     return len(killed)
+
+
+def overlay_mounts(claim: StateDirClaim) -> OverlayMounts | None:
+    """A root goexd's mount dir for its runs' overlays, made after unmounting what an earlier start of this
+    state dir left mounted, and removed at exit; None for an unprivileged goexd (its launch chain mounts
+    them) or where this root may not mount (the launch chain tries then, and the overlay probe decides)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        mounts = OverlayMounts.open(claim.mark.owner)
+    except OSError as e:
+        log.warning("cannot make a mount dir for the runs' overlays (%s): the launch chain mounts them", e)
+        return None
+    atexit.register(mounts.close)  # a kill skips it: the next start unmounts what is left
+    return mounts
 
 
 def egress_run_dir(claim: StateDirClaim) -> Path:

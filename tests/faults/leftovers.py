@@ -1,5 +1,5 @@
 """Finding what a killed goexd left behind: its sandbox processes, by the mark goexd puts in
-their environment (sandbox/reaper.py), not by their argv; and its egress run dirs."""
+their environment (sandbox/reaper.py), not by their argv; its egress run dirs; its runs' overlay mounts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from goexd.sandbox.overlay_mounts import PREFIX, mount_points
 from goexd.sandbox.reaper import MARK_ENV, owner_key
 from goexd.startup import EGRESS_PREFIX
 
@@ -61,3 +62,37 @@ def settle(owner: str, timeout: float = 3.0) -> dict[int, str]:
     while (left := marked(owner)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+def overlay_mounts(state_dir: Path) -> list[str]:
+    """Every overlay mounted over an upper dir in `state_dir`, in any process's mount namespace: a run's, live
+    or left behind ("<mount ns> <mount point>"; we are root: every mount table is readable). An unprivileged
+    goexd's are in namespaces of the run's own; a root goexd's in its own, below its mount dir."""
+    upper = f"upperdir={state_dir}/".encode()
+    found: set[str] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry.name}/ns/mnt")
+            with open(f"/proc/{entry.name}/mountinfo", "rb") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue  # gone meanwhile
+        for line in lines:
+            fields, _, tail = line.partition(b" - ")
+            if tail.startswith(b"overlay ") and upper in tail:
+                found.add(f"{ns} {fields.split(b' ')[4].decode(errors='replace')}")
+    return sorted(found)
+
+
+def goexd_mount_points(owner: str) -> list[str]:
+    """The mount points of this mount namespace in a root goexd's mount dirs (sandbox/overlay_mounts.py) of
+    the state dir `owner` names: its live mount dir itself (a private bind of itself) and anything below it."""
+    name = f"/{PREFIX}{owner}-"
+    return [os.fsdecode(p) for p in mount_points() if name in os.fsdecode(p)]
+
+
+def mounted_on(path: Path) -> bool:
+    """Whether something is mounted on `path` itself in this mount namespace (a workspace must never be)."""
+    return os.fsencode(path) in mount_points()

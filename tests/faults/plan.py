@@ -12,8 +12,8 @@ Operations (over the session of model.RESOURCES):
 - Edit: the person's own change to the workspace, made directly, outside goexd.
 
 A kill plan, one per goexd start:
-- Armed: a fault point POINT[:TAG]@N (goexd/faults.py) with a random N; the operations then lean
-  towards the ones that reach it;
+- Armed: a fault point POINT[:TAG]@N (goexd/faults.py) with a random N (one more for a point the
+  start itself reaches: REACHED_AT_START); the operations then lean towards the ones that reach it;
 - External: SIGKILL from outside at a random delay while operations run;
 - RecoveryArmed: `recovery-action@N`, which fires only inside recovery at the start (often @1 when
   the last kill left something in doubt); any start may also get an outside SIGKILL at a random
@@ -44,7 +44,10 @@ MAX_OPS = 14  # in one burst, before a kill that has not come is sent from outsi
 
 # Fault points an operation reaches, by kind of operation (faults.POINTS).
 SUBMIT_POINTS = ("checkpoint-made", "run-journaled", "run-returned")
-FS_POINTS = ("fs-apply-intent", "fs-applied")
+FS_POINTS = ("fs-apply-intent", "fs-applied", "fs-overlay-mounted")
+# Points every start reaches once before it serves (the overlay probe's run, which a root goexd mounts itself):
+# an Armed N counts the actions' hits after it.
+REACHED_AT_START = ("fs-overlay-mounted",)
 INVERSE_ACTION_POINTS = ("action-before-commit", "action-after-commit")
 UNDO_POINTS = ("undo-journaled", "undo-returned")
 INVERSE_UNDO_POINTS = ("undo-before-commit", "undo-after-commit")
@@ -142,7 +145,8 @@ class Planner:
             info = self.rng.choice(RESOURCES)
             point = self.rng.choice(_points_for(info))
             tagged = self.rng.random() < 0.75
-            return Armed(point, info.tag if tagged else None, self.rng.choice((1, 1, 2, 3)))
+            nth = self.rng.choice((1, 1, 2, 3)) + (1 if point in REACHED_AT_START else 0)
+            return Armed(point, info.tag if tagged else None, nth)
         if r < 0.6:
             return RecoveryArmed(self.rng.randint(1, 3))
         return External(round(self.rng.uniform(0.05, 2.5), 3))

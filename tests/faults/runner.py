@@ -7,7 +7,8 @@ in order, a workspace action's change set, the refusals the engine's rules give)
 the journal's states are the model's, and the workspace is the model's. After each restart:
 reconcile() (every resource against the journal, nothing the person wrote lost), no sandbox
 process of the killed goexd left (by the mark goexd gives them, tests/faults/leftovers.py), one
-egress run dir at most, no overlay dir left, the clone strategy's copies only for pending actions
+egress run dir at most, no overlay dir or overlay mount left (in any mount namespace), nothing
+mounted on the workspace, the clone strategy's copies only for pending actions
 (one a kill left while it was being made is counted: postgres_clone.py documents it).
 """
 
@@ -354,6 +355,11 @@ class Run:
         runs = leftovers.egress_dirs(owner)
         if len(runs) > 1:
             raise Violation(f"egress run dirs left behind: {runs}")
+        mounted = leftovers.overlay_mounts(d.state_dir)
+        if mounted:
+            raise Violation(f"overlay mounts left by a killed goexd: {mounted}")
+        if leftovers.mounted_on(self.world.workspace):
+            raise Violation(f"something is mounted on the workspace {self.world.workspace}")
         overlays = d.state_dir / "overlays"
         if overlays.exists() and any(overlays.iterdir()):
             raise Violation(f"overlay dirs left behind: {sorted(p.name for p in overlays.iterdir())}")

@@ -52,6 +52,7 @@ from goexd.sandbox.bwrap_plan import FORWARDER_PYTHON, Fds, HostView, Plan, rend
 from goexd.sandbox.host_view import UnreadableScan, probe, system_paths
 from goexd.sandbox.identity import RunAs, current, run_as_for
 from goexd.sandbox.limits import Enforcer, RunLimits, detect_enforcer, join_prefix
+from goexd.sandbox.overlay_mounts import OverlayMounts
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class BwrapSandbox:
     `read_paths`: host paths shown read-only besides the system trees (`sandbox.read_paths`).
     `always_masked`: host paths hidden from every run (the daemon's own dirs, where they fall
     inside a visible tree).
+    `overlay_mounts`: where a root daemon mounts runs' overlays itself (sandbox/overlay_mounts.py);
+    without it, and always for an unprivileged daemon, the launch chain mounts them (overlay.py).
     """
 
     name = "bwrap"
@@ -98,7 +101,9 @@ class BwrapSandbox:
         always_masked: Sequence[Path] = (),
         read_paths: Sequence[Path] = (),
         spawn_env: Mapping[str, str] | None = None,
+        overlay_mounts: OverlayMounts | None = None,
     ) -> None:
+        self.overlay_mounts = overlay_mounts
         self.enforcer = enforcer if enforcer is not None else detect_enforcer()
         # The whole environment of the launch chain and of bwrap: the daemon's sandbox mark
         # (sandbox/reaper.py), never the daemon's own variables.
@@ -186,18 +191,31 @@ class BwrapSandbox:
         except OSError as e:
             return _failed(started, self.enforcer.name, f"cannot set up resource limits: {e}")
         try:
-            with _open_fds(spec, run_as) as fds:
-                plan = render_plan(spec, host, fds)
+            with _open_fds(spec, run_as) as fds, self._mounted_overlay(spec, run_as) as source:
+                plan = render_plan(spec, host, fds, workspace_source=source)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("sandbox plan (as uid %d gid %d):\n%s", run_as.uid, run_as.gid, plan.describe())
                 run = _Execution(
                     self.bwrap_path, plan, spec, run_as, fds, limits, on_output, cancel, started, self.spawn_env
                 )
+                run.overlay_mounted = source is not None  # the plan binds it: no launch chain mounts one
                 return run.execute(self.enforcer.name)
+        except overlay.OverlayUnavailable as e:
+            return _failed(started, self.enforcer.name, str(e))
         except OSError as e:
             return _failed(started, self.enforcer.name, f"cannot prepare the sandbox: {e}")
         finally:
             limits.close()
+
+    @contextlib.contextmanager
+    def _mounted_overlay(self, spec: SandboxSpec, run_as: RunAs) -> Iterator[str | None]:
+        """Where the run's overlay is mounted while the block runs, when this daemon mounts it itself
+        (root, with `overlay_mounts`); else None: the workspace itself, or the launch chain's overlay."""
+        if spec.overlay is None or spec.workspace is None or self.overlay_mounts is None or not current().is_root:
+            yield None
+            return
+        with self.overlay_mounts.mounted(spec.workspace, spec.overlay, run_as) as point:
+            yield str(point)
 
 
 @contextlib.contextmanager
@@ -303,6 +321,7 @@ class _Execution:
         self.cause_detail = ""
         self.exited_at: float | None = None
         self.stdin_left = memoryview(spec.stdin)
+        self.overlay_mounted = False  # whether the daemon mounted the run's overlay itself
 
     def execute(self, enforced_by: str) -> ExecResult:
         try:
@@ -383,7 +402,7 @@ class _Execution:
         joins them itself (one exec fewer); an unprivileged one's runs in a user namespace of its own,
         so a shell of their own joins them before it."""
         spec = self.spec
-        if spec.overlay is None or spec.workspace is None:
+        if spec.overlay is None or spec.workspace is None or self.overlay_mounted:
             return join_prefix(joins)
         if current().is_root:
             return overlay.launch_prefix(spec.workspace, spec.overlay, privileged=True, joins=joins)
@@ -391,7 +410,12 @@ class _Execution:
 
     def _overlay_userns(self) -> bool:
         """Whether the launch chain runs in the overlay's own user namespace (an unprivileged daemon)."""
-        return self.spec.overlay is not None and self.spec.workspace is not None and not current().is_root
+        return (
+            self.spec.overlay is not None
+            and self.spec.workspace is not None
+            and not self.overlay_mounted
+            and not current().is_root
+        )
 
     def _identity_options(self) -> list[str]:
         """An unprivileged daemon's overlay puts bwrap in a user namespace as its root: bwrap is

@@ -163,8 +163,12 @@ class Plan:
         return "\n".join(lines)
 
 
-def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
+def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds(), workspace_source: str | None = None) -> Plan:
     """Spec + host facts -> the ordered mount plan. Pure.
+
+    `workspace_source`: what is bound as the workspace, where that is not the workspace itself (the
+    overlay a root goexd mounted for the run: sandbox/overlay_mounts.py); its places and masks stay
+    the workspace's.
 
     Order matters (bwrap applies mounts in sequence, later ones on top): the allow-listed
     trees read-only, fresh /dev /proc /tmp, masks, the workspace (at /workspace, then at its
@@ -182,6 +186,7 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
     mounts += masks
     places: tuple[str, ...] = ()
     if host.workspace is not None:
+        source = workspace_source if workspace_source is not None else host.workspace
         places = _workspace_places(mount, host.workspace)
         for place in places:
             why = "workspace" if place == mount else "workspace at its real path"
@@ -190,9 +195,9 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds()) -> Plan:
                 # tmpfs of their own instead, made read-only at the end like a mask (only the workspace below).
                 mounts.append(MountOp(Op.TMPFS, top, size=PARENTS_TMPFS_BYTES, why="real path's parents"))
                 masks.append(mounts[-1])
-            mounts.append(MountOp(Op.BIND, place, host.workspace, why=why))
+            mounts.append(MountOp(Op.BIND, place, source, why=why))
             mounts += [
-                MountOp(Op.RO_BIND, posixpath.join(place, rel), posixpath.join(host.workspace, rel), why="read-only")
+                MountOp(Op.RO_BIND, posixpath.join(place, rel), posixpath.join(source, rel), why="read-only")
                 for rel in host.readonly_subpaths
             ]
             inner = _workspace_masks(host, place)
