@@ -32,7 +32,10 @@ def sh(script: str) -> ActionSpec:
     return ActionSpec(ActionKind.SHELL, argv=("sh", "-c", script))
 
 
-def _open(tmp: Path, strategy: UndoStrategy, overlays: bool = True) -> tuple[FsVersionedResource, Path]:
+def _open(
+    tmp: Path, strategy: UndoStrategy, overlays: bool = True, sandbox: BwrapSandbox | None = None
+) -> tuple[FsVersionedResource, Path]:
+    """`sandbox`: the suite's, as goexd sets it up (a root one mounts the trials' overlays itself)."""
     ws = tmp / "ws"
     ws.mkdir(parents=True)
     fs_cases.seed(ws)
@@ -42,7 +45,8 @@ def _open(tmp: Path, strategy: UndoStrategy, overlays: bool = True) -> tuple[FsV
     overlays_dir = tmp / "overlays"
     overlays_dir.mkdir()
     cls = FsInverseResource if strategy is UndoStrategy.INVERSE else FsVersionedResource
-    manager = cls(resource, store, BwrapSandbox(), [tmp / "store.git"], overlays_dir=overlays_dir if overlays else None)
+    sb = sandbox if sandbox is not None else BwrapSandbox()
+    manager = cls(resource, store, sb, [tmp / "store.git"], overlays_dir=overlays_dir if overlays else None)
     return manager, ws
 
 
@@ -55,8 +59,8 @@ def _gone(overlays: Path) -> bool:
 
 
 @pytest.fixture
-def inverse_fs(tmp_path: Path) -> Iterator[tuple[FsInverseResource, Path]]:
-    manager, ws = _open(tmp_path, UndoStrategy.INVERSE)
+def inverse_fs(tmp_path: Path, sandbox: BwrapSandbox) -> Iterator[tuple[FsInverseResource, Path]]:
+    manager, ws = _open(tmp_path, UndoStrategy.INVERSE, sandbox=sandbox)
     assert isinstance(manager, FsInverseResource)
     yield manager, ws
     manager.close()
@@ -118,8 +122,8 @@ def test_a_trial_that_cannot_run_is_unknown_never_passed(tmp_path: Path) -> None
     assert not (ws / "n").exists()
 
 
-def test_the_versioned_strategy_tries_pairs_too(tmp_path: Path) -> None:
-    manager, ws = _open(tmp_path, UndoStrategy.VERSIONED)
+def test_the_versioned_strategy_tries_pairs_too(tmp_path: Path, sandbox: BwrapSandbox) -> None:
+    manager, ws = _open(tmp_path, UndoStrategy.VERSIONED, sandbox=sandbox)
     before = fingerprint(ws)
     site = site_of(manager)
     ok = try_pair(site, sh("chmod 600 a.txt"), sh("chmod 644 a.txt"), LIMITS, None, without_inverse="unknown")

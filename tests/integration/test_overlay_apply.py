@@ -53,7 +53,10 @@ def _build(root: Path, files: dict[str, bytes]) -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=_seed, ops=st.lists(_ops, min_size=1, max_size=6))
-def test_overlay_run_applied_equals_direct_run(tmp_path: Path, seed: dict[str, bytes], ops: list[str]) -> None:
+def test_overlay_run_applied_equals_direct_run(
+    tmp_path: Path, sandbox: BwrapSandbox, seed: dict[str, bytes], ops: list[str]
+) -> None:
+    """Over the overlay as goexd runs it (the suite's sandbox: a root one mounts it itself)."""
     base = tmp_path / "example"
     shutil.rmtree(base, ignore_errors=True)
     over, direct = base / "over", base / "direct"
@@ -61,7 +64,6 @@ def test_overlay_run_applied_equals_direct_run(tmp_path: Path, seed: dict[str, b
     _build(direct, seed)
     original = fingerprint(over)
     script = "; ".join(f"{{ {op}; }} 2>/dev/null" for op in ops) + "; true"
-    sandbox = BwrapSandbox()
     limits = Limits(timeout_s=20.0)
 
     store = GitWorkspaceStore(base / "over.git", over)

@@ -16,7 +16,8 @@ from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
 
 
-def _resource(tmp: Path) -> tuple[FsVersionedResource, Path, BwrapSandbox]:
+def _resource(tmp: Path, sandbox: BwrapSandbox) -> tuple[FsVersionedResource, Path, BwrapSandbox]:
+    """`sandbox`: the suite's, as goexd sets it up (a root one mounts the overlays itself)."""
     ws = tmp / "ws"
     ws.mkdir()
     (ws / "a.txt").write_text("a\n")
@@ -24,7 +25,6 @@ def _resource(tmp: Path) -> tuple[FsVersionedResource, Path, BwrapSandbox]:
     overlays = tmp / "state" / "overlays"
     overlays.mkdir(parents=True)
     store = GitWorkspaceStore(tmp / "state" / "ws.git", ws)
-    sandbox = BwrapSandbox()
     res = Resource("ws", ResourceKind.FS, str(ws), UndoStrategy.VERSIONED)
     return FsVersionedResource(res, store, sandbox, [], overlays_dir=overlays), ws, sandbox
 
@@ -37,8 +37,8 @@ def _run(fs: FsVersionedResource, action_id: str, script: str) -> tuple[Checkpoi
     return {**checkpoint, **outcome.checkpoint_extra}, [w for w in outcome.changes.warnings if "set aside" in w]
 
 
-def test_an_action_right_after_an_undo_sets_nothing_aside(tmp_path: Path) -> None:
-    fs, ws, _ = _resource(tmp_path)
+def test_an_action_right_after_an_undo_sets_nothing_aside(tmp_path: Path, sandbox: BwrapSandbox) -> None:
+    fs, ws, _ = _resource(tmp_path, sandbox)
     try:
         for i in range(5):  # the undo writes a.txt back moments before the next run starts
             checkpoint, kept = _run(fs, f"act{i}", "echo agent > a.txt")
@@ -50,8 +50,10 @@ def test_an_action_right_after_an_undo_sets_nothing_aside(tmp_path: Path) -> Non
         fs.close()
 
 
-def test_a_file_changed_while_the_run_went_on_is_set_aside_and_one_left_alone_is_not(tmp_path: Path) -> None:
-    fs, ws, sandbox = _resource(tmp_path)
+def test_a_file_changed_while_the_run_went_on_is_set_aside_and_one_left_alone_is_not(
+    tmp_path: Path, sandbox: BwrapSandbox
+) -> None:
+    fs, ws, sandbox = _resource(tmp_path, sandbox)
     real_run = sandbox.run
 
     def run_while_the_person_edits(*args: Any, **kwargs: Any) -> ExecResult:

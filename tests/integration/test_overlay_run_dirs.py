@@ -9,6 +9,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
 from goexd.domain.sandbox import Limits, SandboxSpec, WorkspaceOverlay
 from goexd.resources.fs.versioned import APPLY_INTENT, BACKGROUND_DISCARD_BYTES, FsVersionedResource, drop_uppers
@@ -40,11 +42,15 @@ def _discarding(overlays: Path) -> list[str]:
     return sorted(p.name for p in trash.iterdir()) if trash.exists() else []
 
 
-def test_the_workspace_overlay_is_mounted_volatile_where_the_kernel_has_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("by", ["goexd", "launch chain"])
+def test_the_workspace_overlay_is_mounted_volatile_where_the_kernel_has_it(
+    tmp_path: Path, sandbox: BwrapSandbox, by: str
+) -> None:
+    """By a root goexd itself (the suite's sandbox, as goexd sets it up) and by the launch chain."""
     ws, upper, work = tmp_path / "ws", tmp_path / "upper", tmp_path / "work"
     for d in (ws, upper, work):
         d.mkdir()
-    ran = BwrapSandbox().run(
+    ran = (sandbox if by == "goexd" else BwrapSandbox()).run(
         SandboxSpec(
             ["sh", "-c", "grep ' /workspace ' /proc/self/mountinfo"],
             ws,
