@@ -113,24 +113,50 @@ def test_schema_names_every_command() -> None:
     assert set(_json.COMMAND_OUTPUTS) == named
 
 
-def test_output_off_a_terminal_does_not_load_richs_console() -> None:
-    """Piped output (what scripts read) is plain text written without rich's console; a table still renders."""
+def test_output_off_a_terminal_does_not_load_rich() -> None:
+    """Piped output (what scripts read) is plain text written without rich (not even rich.text); a table still
+    renders, and so does rich's own Text where a command has one."""
     code = (
         "import argparse, io, sys\n"
-        "from rich.text import Text\n"
         "from goex.cli._app import App\n"
-        "from goex.cli._render import kv_grid\n"
+        "from goex.cli._render import action_headline, kv_grid\n"
+        "from goex.cli._text import Text\n"
         "out = io.StringIO()\n"
         "app = App(argparse.Namespace(), stdout=out)\n"
         "app.out.print(kv_grid([('state', Text('executed', style='yellow')), ('exit', '0')]))\n"
         "app.out.print('[red]x', markup=False)\n"
-        "loaded = 'rich.console' in sys.modules\n"
+        "line = Text('[bold]a', style='red')\n"
+        "line.append(' b', style='dim')\n"
+        "app.out.print(line)\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('rich'))\n"
         "from rich.table import Table\n"
+        "from rich.text import Text as RichText\n"
         "t = Table(box=None, pad_edge=False)\n"
         "t.add_column('A')\n"
-        "t.add_row('1')\n"
+        "t.add_row(Text('1', style='green'))\n"
         "app.print_table(t)\n"
+        "app.out.print(kv_grid([('rich', RichText('r', style='red'))]))\n"
         "print(repr(out.getvalue()), loaded)\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert p.stdout.strip() == repr("state  executed\nexit   0\n[red]x\nA\n1\n") + " False"
+    assert p.stdout.strip() == repr("state  executed\nexit   0\n[red]x\n[bold]a b\nA\n1\nrich  r\n") + " []"
+
+
+def test_goex_text_renders_with_its_styles_on_a_terminal() -> None:
+    """On a terminal (here rich's console made to write colour into a buffer) goex's Text is rich's, styles and all,
+    and markup in it stays text."""
+    import io
+
+    from rich.console import Console
+
+    from goex.cli._render import kv_grid
+    from goex.cli._text import Text
+
+    line = Text("[red]x", style="bold")
+    line.append(" ok", style="green")
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system="standard", width=80)
+    console.print(kv_grid([("k", line)]))
+    written = buffer.getvalue()
+    # the key bold; the text bold (its own style), its appended part bold and green
+    assert written == "\x1b[1mk  \x1b[0m\x1b[1m[red]x\x1b[0m\x1b[1;32m ok\x1b[0m\n"

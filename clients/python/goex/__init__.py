@@ -21,6 +21,7 @@ import typing as _typing
 from goex._version import __version__
 
 if _typing.TYPE_CHECKING:
+    from goex._admin_models import ComponentHealth, GcResult, Health, PolicyCheck, PolicyError, Stats, StopResult
     from goex._aio import AsyncClient
     from goex._client import Client, interrupted_action
     from goex._diffs import Diff, DiffSide, FileDiff
@@ -64,29 +65,21 @@ if _typing.TYPE_CHECKING:
         ActionEvent,
         ChangeSet,
         ClosedSession,
-        ComponentHealth,
         EgressRecord,
         ExecResult,
         FileChange,
-        GcResult,
-        Health,
         HttpResult,
-        OAuthStart,
         OutputEvent,
-        PolicyCheck,
-        PolicyError,
         Resource,
         ResourceDescription,
         Reversibility,
-        SecretInfo,
         Session,
         SqlResult,
         StateEvent,
-        Stats,
-        StopResult,
         Timings,
     )
     from goex._pairs import PairHistory, PairJudgement, PairVerdict
+    from goex._secret_models import OAuthStart, SecretInfo
     from goex._set_asides import SetAside, SetAsideRestored
     from goex._socket import default_socket_path
     from goex._specs import (
@@ -112,6 +105,8 @@ _MODULES = (
     "goex._enums",
     "goex._specs",
     "goex._models",
+    "goex._secret_models",
+    "goex._admin_models",
     "goex._diffs",
     "goex._pairs",
     "goex._set_asides",

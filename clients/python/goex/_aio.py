@@ -15,7 +15,8 @@ import grpc.aio
 
 from goex import _requests as rq
 from goex import _rpc
-from goex._client import CANCEL_SETTLE_S, CHANNEL_OPTIONS, note_cancelled
+from goex._admin_models import GcResult, Health, PolicyCheck, Stats, StopResult
+from goex._client import CANCEL_SETTLE_S, CHANNEL_OPTIONS, RunFollower, note_cancelled
 from goex._diffs import Diff, DiffOptionsArgs, action_request, since_last_request
 from goex._enums import ActionState, SecretKind
 from goex._exceptions import DeadlineExceeded, FailedPrecondition, GoexError, from_rpc_error
@@ -23,20 +24,14 @@ from goex._models import (
     Action,
     ActionEvent,
     ClosedSession,
-    GcResult,
-    Health,
-    OAuthStart,
-    PolicyCheck,
     ResourceDescription,
     Reversibility,
-    SecretInfo,
     Session,
-    Stats,
-    StopResult,
     action_event_from_proto,
 )
 from goex._pairs import PairHistory, history_request, judge_request
 from goex._rpc import Req, Resp
+from goex._secret_models import OAuthStart, SecretInfo
 from goex._set_asides import SetAside, SetAsideRestored, list_request, restore_request
 from goex._socket import resolve_target
 from goex._specs import (
@@ -192,8 +187,11 @@ class AsyncClient:
         approval: str = "",
         egress: Egress | None = None,
         cancel_when_unwatched: bool = False,
+        on_event: Callable[[ActionEvent], None] | None = None,
+        live_output: bool = False,
     ) -> Action:
-        """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session.
+        """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session; as
+        `Client.submit` (`on_event`, `live_output` too).
 
         Blocks until the action has a result unless `detach`, in which case it returns
         the PROPOSED action at once; follow it with `watch_action` and `get_action`
@@ -217,13 +215,31 @@ class AsyncClient:
         req.cancel_when_unwatched = detach and cancel_when_unwatched
         if detach or req.spec.WhichOneof("body") == "http":
             return Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
-        # As Client.submit: detached, then waited for, so that a cancelled wait cancels the action.
-        started = time.monotonic()
-        req.detach = True
-        req.cancel_when_unwatched = True  # this process killed outright (its watch gone): goexd cancels it
-        accepted = Action.from_proto((await self._call(_rpc.SUBMIT_ACTION, req)).action)
-        left = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - started))
-        return await self.wait(accepted.id, timeout=left)
+        return await self._run(rq.run(req, live_output), on_event)
+
+    async def _run(self, req: actions_pb2.RunActionRequest, on_event: Callable[[ActionEvent], None] | None) -> Action:
+        """As Client._run: one RunAction stream; given up early (the task cancelled, the timeout), the action is
+        cancelled by its id and waited for first."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        follower = RunFollower(on_event)
+        call = _rpc.RUN_ACTION.aio_unary_stream(self._channel)(req, timeout=self.timeout)
+        try:
+            try:
+                try:
+                    async for msg in call:
+                        follower.feed(msg)
+                except grpc.RpcError as err:
+                    raise self._error(err) from err
+            except DeadlineExceeded as exc:
+                raise follower.deadline_error(exc, self.timeout) from exc
+            final = follower.finished or await self.get_action(follower.accepted_id())
+            return await self._settled(final, deadline)
+        except BaseException as exc:
+            if (action_id := follower.to_cancel(exc)) is not None:
+                await self._cancel_after(exc, action_id)
+            raise
+        finally:
+            call.cancel()
 
     async def wait(
         self,

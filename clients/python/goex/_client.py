@@ -7,34 +7,24 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 
 from goex import _requests as rq
 from goex import _rpc
-from goex._diffs import Diff, DiffOptionsArgs, action_request, since_last_request
 from goex._enums import ActionState, SecretKind
-from goex._exceptions import DeadlineExceeded, FailedPrecondition, GoexError, from_rpc_error
+from goex._exceptions import DeadlineExceeded, FailedPrecondition, GoexError, Internal, from_rpc_error
 from goex._models import (
     Action,
     ActionEvent,
     ClosedSession,
-    GcResult,
-    Health,
-    OAuthStart,
-    PolicyCheck,
     ResourceDescription,
     Reversibility,
-    SecretInfo,
     Session,
-    Stats,
-    StopResult,
     action_event_from_proto,
 )
-from goex._pairs import PairHistory, history_request, judge_request
 from goex._rpc import Req, Resp
-from goex._set_asides import SetAside, SetAsideRestored, list_request, restore_request
 from goex._socket import resolve_target
 from goex._specs import (
     ActionBody,
@@ -50,11 +40,21 @@ from goex._specs import (
 )
 from goex.v1 import actions_pb2, admin_pb2, secrets_pb2, sessions_pb2
 
+if TYPE_CHECKING:
+    # Imported where used: a `goex run` needs none of them (start-up time, see bench/cli_startup_bench.py).
+    from goex._admin_models import GcResult, Health, PolicyCheck, Stats, StopResult
+    from goex._diffs import Diff
+    from goex._pairs import PairHistory
+    from goex._secret_models import OAuthStart, SecretInfo
+    from goex._set_asides import SetAside, SetAsideRestored
+
 __all__ = [
     "CANCEL_SETTLE_S",
     "CHANNEL_OPTIONS",
     "Client",
+    "RunFollower",
     "interrupted_action",
+    "interrupted_action_id",
     "interrupted_was_cancelled",
     "note_cancelled",
 ]
@@ -87,12 +87,61 @@ def interrupted_was_cancelled(exc: BaseException) -> bool:
     return getattr(exc, "goex_cancelled", False) is True
 
 
+def interrupted_action_id(exc: BaseException) -> str | None:
+    """The id of the action a `Client.submit`/`wait` interrupted by `exc` had cancelled; None when `exc` did not
+    come from there, or came before goexd had accepted the action."""
+    action_id = getattr(exc, "goex_action_id", None)
+    return action_id if isinstance(action_id, str) else None
+
+
 def interrupted_action(exc: BaseException) -> Action | None:
     """The action a `Client.submit`/`wait` interrupted by `exc` (KeyboardInterrupt, a deadline, ...) had
     cancelled, as it was once goexd stopped it (or CANCEL_SETTLE_S later); None when `exc` did not come
     from there. The exception's notes say the same in words."""
     action = getattr(exc, "goex_action", None)
     return action if isinstance(action, Action) else None
+
+
+class RunFollower:
+    """What a RunAction stream has told so far: the accepted action's id, then its events (to `on_event`), then
+    the action with its result. Shared by the sync and asyncio clients."""
+
+    def __init__(self, on_event: Callable[[ActionEvent], None] | None) -> None:
+        self.on_event = on_event
+        self.action_id: str | None = None
+        self.finished: Action | None = None
+
+    def feed(self, msg: actions_pb2.RunActionEvent) -> None:
+        kind = msg.WhichOneof("event")
+        if kind == "accepted":
+            self.action_id = msg.accepted.id
+        elif kind == "progress":
+            event = action_event_from_proto(msg.progress)
+            if event is not None and self.on_event is not None:
+                self.on_event(event)
+        elif kind == "finished":
+            self.finished = Action.from_proto(msg.finished)
+
+    def deadline_error(self, exc: DeadlineExceeded, timeout: float | None) -> DeadlineExceeded:
+        if self.action_id is None:
+            return exc
+        return DeadlineExceeded(
+            f"action {self.action_id} did not finish within the client's timeout ({timeout} s)",
+            action_id=self.action_id,
+        )
+
+    def accepted_id(self) -> str:
+        """The action's id, once the stream has ended without an error."""
+        if self.action_id is None:
+            raise Internal("goexd ended the RunAction stream without accepting the action")
+        return self.action_id
+
+    def to_cancel(self, exc: BaseException) -> str | None:
+        """The action to cancel because `exc` ended the wait: a deadline or an interruption can; a failed call
+        (goexd gone, ...) cannot. None before goexd accepted it."""
+        if isinstance(exc, DeadlineExceeded) or not isinstance(exc, GoexError):
+            return self.action_id
+        return None
 
 
 # A local socket: let big timelines (ListActions carries outputs) through.
@@ -236,6 +285,8 @@ class Client:
         approval: str = "",
         egress: Egress | None = None,
         cancel_when_unwatched: bool = False,
+        on_event: Callable[[ActionEvent], None] | None = None,
+        live_output: bool = False,
     ) -> Action:
         """Run `action` (`goex.Shell([...])`, `goex.Python("...")`, `goex.Sql`, ...) in the session.
 
@@ -244,8 +295,11 @@ class Client:
         (with `cancel_when_unwatched`, goexd cancels it once no watch follows it: a
         follower killed outright leaves nothing running). `egress` (shell and python
         actions) gives it network through goexd's egress proxy; its requests come back
-        in `Action.egress`. A blocking submit is cancelled when the wait is given up,
-        or this process dies.
+        in `Action.egress`. A blocking submit is cancelled when the wait is given up
+        (`goex.interrupted_action(exc)` is then the action as the cancel left it), or
+        this process dies. `on_event` sees its state changes as they happen and, with
+        `live_output`, its output chunks as they come (the result carries the captured
+        output either way).
         """
         req = rq.submit(
             session_id,
@@ -262,14 +316,32 @@ class Client:
         if detach or req.spec.WhichOneof("body") == "http":
             # An http request is answered by goexd in one call (a refused pre-image raises there).
             return Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
-        # Submitted detached and then waited for, so that an interrupted wait can cancel it by its id:
-        # a blocking call that is given up on leaves the action running in goexd.
-        started = time.monotonic()
-        req.detach = True
-        req.cancel_when_unwatched = True  # this process killed outright (its watch gone): goexd cancels it
-        accepted = Action.from_proto(self._call(_rpc.SUBMIT_ACTION, req).action)
-        left = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - started))
-        return self.wait(accepted.id, timeout=left)
+        return self._run(rq.run(req, live_output), on_event)
+
+    def _run(self, req: actions_pb2.RunActionRequest, on_event: Callable[[ActionEvent], None] | None) -> Action:
+        """Submit and follow on one RunAction stream. Given up early (an exception raised into it, the timeout),
+        the action is cancelled by its id and waited for before the exception goes on, as `wait` does; a
+        process killed outright ends the stream, which cancels it in goexd."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        follower = RunFollower(on_event)
+        call = _rpc.RUN_ACTION.unary_stream(self._channel)(req, timeout=self.timeout)
+        try:
+            try:
+                try:
+                    for msg in call:
+                        follower.feed(msg)
+                except grpc.RpcError as err:
+                    raise self._error(err) from err
+            except DeadlineExceeded as exc:
+                raise follower.deadline_error(exc, self.timeout) from exc
+            final = follower.finished or self.get_action(follower.accepted_id())
+            return self._settled(final, deadline)
+        except BaseException as exc:
+            if (action_id := follower.to_cancel(exc)) is not None:
+                self._cancel_after(exc, action_id)
+            raise
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
 
     def wait(
         self,
@@ -570,6 +642,8 @@ class Client:
         and are named in `Diff.notes`; `stat_only` leaves the patch text out. Raises NotFound for an
         unknown action, FailedPrecondition when it left nothing to diff or its snapshots were collected.
         """
+        from goex._diffs import Diff, DiffOptionsArgs, action_request
+
         options = DiffOptionsArgs(max_file_bytes, max_total_bytes, max_files, context_lines, stat_only)
         return Diff.from_proto(self._call(_rpc.GET_DIFF, action_request(action_id, options, session_id)))
 
@@ -587,6 +661,8 @@ class Client:
         """What changed in the session's workspace (`resource`: its fs resource, when it has several)
         since its latest pending or committed action left it: a person's own edits. `Diff.action_id`
         is that action. Caps as for `diff`."""
+        from goex._diffs import Diff, DiffOptionsArgs, since_last_request
+
         options = DiffOptionsArgs(max_file_bytes, max_total_bytes, max_files, context_lines, stat_only)
         req = since_last_request(session_id, resource, options)
         return Diff.from_proto(self._call(_rpc.GET_DIFF, req))
@@ -595,6 +671,8 @@ class Client:
         """What goexd overwrote of someone's work in the session's workspaces and kept, oldest first:
         by a forced undo, or where an action changed a file you changed while it ran. Each stays until
         restored or until the snapshot retention (gc.retention_hours) expires it."""
+        from goex._set_asides import SetAside, list_request
+
         resp = self._call(_rpc.LIST_SET_ASIDES, list_request(session_id))
         return [SetAside.from_proto(s) for s in resp.set_asides]
 
@@ -602,6 +680,8 @@ class Client:
         """Bring a set-aside back, then forget it. Three-way like undo: its paths go back where they are
         still as goexd left them; one changed since refuses (FailedPrecondition naming the paths) unless
         `force`, which sets those versions aside in turn. NotFound for an unknown id."""
+        from goex._set_asides import SetAsideRestored, restore_request
+
         resp = self._call(_rpc.RESTORE_SET_ASIDE, restore_request(session_id, set_aside_id, force))
         return SetAsideRestored.from_proto(resp)
 
@@ -610,11 +690,15 @@ class Client:
         When the same pair comes up again, "wrong" fails it even where its test passes (refused, or flagged where
         the policy lets a failed inverse run); "right" is shown beside its test, never instead of it.
         FailedPrecondition for an action without an inverse."""
+        from goex._pairs import PairHistory, judge_request
+
         resp = self._call(_rpc.JUDGE_PAIR, judge_request(action_id, judgement, who, note))
         return PairHistory.from_proto(resp.history)
 
     def pair_history(self, action_id: str) -> PairHistory:
         """The verdicts and judgements kept for the pair of `action_id` (its action and inverse), oldest first."""
+        from goex._pairs import PairHistory, history_request
+
         return PairHistory.from_proto((self._call(_rpc.GET_PAIR_HISTORY, history_request(action_id))).history)
 
     # ------------------------------------------------------------ secrets
@@ -631,6 +715,8 @@ class Client:
         overwrite: bool = False,
     ) -> SecretInfo:
         """Store a secret in the vault; the value is never returned by any call."""
+        from goex._secret_models import SecretInfo
+
         req = rq.put_secret(
             name,
             value,
@@ -643,6 +729,8 @@ class Client:
         return SecretInfo.from_proto(self._call(_rpc.PUT_SECRET, req).info)
 
     def list_secrets(self) -> list[SecretInfo]:
+        from goex._secret_models import SecretInfo
+
         resp = self._call(_rpc.LIST_SECRETS, secrets_pb2.ListSecretsRequest())
         return [SecretInfo.from_proto(s) for s in resp.secrets]
 
@@ -671,6 +759,8 @@ class Client:
         confidential clients only (kept in the vault, never returned); `overwrite`
         replaces an existing secret of that name once the flow completes.
         """
+        from goex._secret_models import OAuthStart
+
         req = rq.start_oauth(
             name,
             authorization_url=authorization_url,
@@ -690,29 +780,41 @@ class Client:
         while the flow stays open; None waits until the flow itself expires. The client's
         own `timeout` does not apply.
         """
+        from goex._secret_models import SecretInfo
+
         req, deadline = rq.await_oauth(name, timeout)
         return SecretInfo.from_proto(self._call_within(_rpc.AWAIT_OAUTH, req, deadline).info)
 
     # ------------------------------------------------------------ admin
 
     def health(self) -> Health:
+        from goex._admin_models import Health
+
         return Health.from_proto(self._call(_rpc.GET_HEALTH, admin_pb2.GetHealthRequest()))
 
     def stats(self) -> Stats:
+        from goex._admin_models import Stats
+
         return Stats.from_proto(self._call(_rpc.GET_STATS, admin_pb2.GetStatsRequest()))
 
     def gc(self, *, dry_run: bool = False) -> GcResult:
         """Remove snapshots and journal data no pending action needs and whose retention expired."""
+        from goex._admin_models import GcResult
+
         return GcResult.from_proto(self._call(_rpc.RUN_GC, admin_pb2.RunGcRequest(dry_run=dry_run)))
 
     def stop(self, *, drain: bool = False, drain_timeout_s: float = 0.0) -> StopResult:
         """Stop goexd: what that interrupts (running actions, actions pending in a transaction-strategy
         database). With `drain`, goexd first refuses new sessions and actions and stops once those are
         resolved, or after `drain_timeout_s` (0: its drain_timeout_s)."""
+        from goex._admin_models import StopResult
+
         req = admin_pb2.StopRequest(drain=drain)
         req.drain_timeout.FromNanoseconds(int(drain_timeout_s * 1e9))
         return StopResult.from_proto(self._call(_rpc.STOP, req))
 
     def check_policy(self, toml: str) -> PolicyCheck:
         """Validate policy TOML text; errors carry their line."""
+        from goex._admin_models import PolicyCheck
+
         return PolicyCheck.from_proto(self._call(_rpc.CHECK_POLICY, admin_pb2.CheckPolicyRequest(toml=toml)))

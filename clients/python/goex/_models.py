@@ -24,41 +24,31 @@ from goex._enums import (
     OutputStream,
     ResourceKind,
     ReversibilityClass,
-    SecretKind,
     SessionState,
     Termination,
     UndoStrategy,
     Verdict,
 )
 from goex._protoutil import message_to_dict, seconds, timestamp
-from goex._specs import ActionSpec, Http, Injection, Limits, http_from_proto
-from goex.v1 import admin_pb2, secrets_pb2, sessions_pb2, types_pb2
+from goex._specs import ActionSpec, Http, Limits, http_from_proto
+from goex.v1 import sessions_pb2, types_pb2
 
 __all__ = [
     "Action",
     "ActionEvent",
     "ChangeSet",
     "ClosedSession",
-    "ComponentHealth",
     "EgressRecord",
     "ExecResult",
     "FileChange",
-    "GcResult",
-    "Health",
     "HttpResult",
-    "OAuthStart",
     "OutputEvent",
-    "PolicyCheck",
-    "PolicyError",
     "Resource",
     "ResourceDescription",
     "Reversibility",
-    "SecretInfo",
     "Session",
     "SqlResult",
     "StateEvent",
-    "Stats",
-    "StopResult",
     "Timings",
     "action_event_from_proto",
 ]
@@ -509,166 +499,3 @@ def action_event_from_proto(msg: types_pb2.ActionEvent) -> ActionEvent | None:
             proto=msg,
         )
     return None
-
-
-# ---------------------------------------------------------------- secrets
-
-
-@dataclass(frozen=True)
-class SecretInfo(_Model[secrets_pb2.SecretInfo]):
-    """A secret's metadata; no RPC ever returns a value."""
-
-    name: str
-    kind: SecretKind
-    injection: Injection | None
-    allowed_hosts: tuple[str, ...]
-    created_at: datetime | None
-    updated_at: datetime | None
-    expires_at: datetime | None  # oauth2: when the access token expires
-    refreshable: bool  # oauth2: a refresh token is held
-    problem: str  # why the secret cannot be used now (e.g. revoked); empty if usable
-    parts: tuple[str, ...]  # names of the value parts held ("username", "password"), never values
-
-    @property
-    def usable(self) -> bool:
-        return not self.problem
-
-    @classmethod
-    def from_proto(cls, msg: secrets_pb2.SecretInfo) -> SecretInfo:
-        return cls(
-            name=msg.name,
-            kind=SecretKind.from_proto(msg.kind),
-            injection=Injection.from_proto(msg.injection) if msg.HasField("injection") else None,
-            allowed_hosts=tuple(msg.allowed_hosts),
-            created_at=timestamp(msg, "created_at"),
-            updated_at=timestamp(msg, "updated_at"),
-            expires_at=timestamp(msg, "expires_at"),
-            refreshable=msg.refreshable,
-            problem=msg.problem,
-            parts=tuple(msg.parts),
-            proto=msg,
-        )
-
-
-@dataclass(frozen=True)
-class OAuthStart(_Model[secrets_pb2.StartOAuthResponse]):
-    browser_url: str  # open this to authorize
-    redirect_uri: str  # the daemon's loopback listener the provider sends the browser back to
-    expires_at: datetime | None  # the flow is abandoned after this
-
-    @classmethod
-    def from_proto(cls, msg: secrets_pb2.StartOAuthResponse) -> OAuthStart:
-        return cls(
-            browser_url=msg.browser_url,
-            redirect_uri=msg.redirect_uri,
-            expires_at=timestamp(msg, "expires_at"),
-            proto=msg,
-        )
-
-
-# ---------------------------------------------------------------- admin
-
-
-@dataclass(frozen=True)
-class ComponentHealth(_Model[admin_pb2.ComponentHealth]):
-    name: str  # "journal", "sandbox", "snapshots", "vault"
-    ok: bool
-    detail: str
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.ComponentHealth) -> ComponentHealth:
-        return cls(name=msg.name, ok=msg.ok, detail=msg.detail, proto=msg)
-
-
-@dataclass(frozen=True)
-class Health(_Model[admin_pb2.GetHealthResponse]):
-    ok: bool
-    version: str
-    uptime: float | None  # seconds
-    components: tuple[ComponentHealth, ...]
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.GetHealthResponse) -> Health:
-        return cls(
-            ok=msg.ok,
-            version=msg.version,
-            uptime=seconds(msg, "uptime"),
-            components=tuple(ComponentHealth.from_proto(c) for c in msg.components),
-            proto=msg,
-        )
-
-
-@dataclass(frozen=True)
-class Stats(_Model[admin_pb2.GetStatsResponse]):
-    open_sessions: int
-    actions_by_state: Mapping[str, int] = field(hash=False)
-    journal_bytes: int
-    snapshot_store_bytes: int
-    running_actions: int
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.GetStatsResponse) -> Stats:
-        return cls(
-            open_sessions=msg.open_sessions,
-            actions_by_state=MappingProxyType(dict(msg.actions_by_state)),
-            journal_bytes=msg.journal_bytes,
-            snapshot_store_bytes=msg.snapshot_store_bytes,
-            running_actions=msg.running_actions,
-            proto=msg,
-        )
-
-
-@dataclass(frozen=True)
-class GcResult(_Model[admin_pb2.RunGcResponse]):
-    snapshots_removed: int
-    bytes_freed: int  # the snapshots' and the journal's
-    reasons: tuple[str, ...]
-    outputs_trimmed: int = 0  # resolved actions whose large outputs were trimmed (gc.output_* settings)
-    output_bytes_trimmed: int = 0
-    journal_bytes_freed: int = 0
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.RunGcResponse) -> GcResult:
-        return cls(
-            snapshots_removed=msg.snapshots_removed,
-            bytes_freed=msg.bytes_freed,
-            reasons=tuple(msg.reasons),
-            outputs_trimmed=msg.outputs_trimmed,
-            output_bytes_trimmed=msg.output_bytes_trimmed,
-            journal_bytes_freed=msg.journal_bytes_freed,
-            proto=msg,
-        )
-
-
-@dataclass(frozen=True)
-class StopResult(_Model[admin_pb2.StopResponse]):
-    """What stopping goexd interrupts (with drain: what it waits for), by kind: {kind: action ids}."""
-
-    interrupted: dict[str, tuple[str, ...]]
-    summary: str
-    draining: bool
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.StopResponse) -> StopResult:
-        found = {i.kind: tuple(i.action_ids) for i in msg.interrupted}
-        return cls(interrupted=found, summary=msg.summary, draining=msg.draining, proto=msg)
-
-
-@dataclass(frozen=True)
-class PolicyError(_Model[admin_pb2.PolicyError]):
-    line: int
-    message: str
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.PolicyError) -> PolicyError:
-        return cls(line=msg.line, message=msg.message, proto=msg)
-
-
-@dataclass(frozen=True)
-class PolicyCheck(_Model[admin_pb2.CheckPolicyResponse]):
-    ok: bool
-    errors: tuple[PolicyError, ...]
-
-    @classmethod
-    def from_proto(cls, msg: admin_pb2.CheckPolicyResponse) -> PolicyCheck:
-        return cls(ok=msg.ok, errors=tuple(PolicyError.from_proto(e) for e in msg.errors), proto=msg)

@@ -108,6 +108,16 @@ def submit(
     return msg
 
 
+def run(submitted: actions_pb2.SubmitActionRequest, stream_output: bool) -> actions_pb2.RunActionRequest:
+    """The RunAction request for what a blocking submit would send: the same action, inverse and approval."""
+    msg = actions_pb2.RunActionRequest(
+        session_id=submitted.session_id, spec=submitted.spec, approval=submitted.approval, stream_output=stream_output
+    )
+    if submitted.HasField("inverse"):
+        msg.inverse.CopyFrom(submitted.inverse)
+    return msg
+
+
 def egress(secrets: Iterable[str], hosts: Iterable[str], resources: Iterable[str] = ()) -> Egress | None:
     """`run_shell` / `run_python`'s secrets, hosts and http resources as an Egress; None (no network) when all
     are empty."""

@@ -84,6 +84,7 @@ SUBMIT_ACTION = _method(_AF, "Actions", "SubmitAction", _A.SubmitActionRequest, 
 GET_ACTION = _method(_AF, "Actions", "GetAction", _A.GetActionRequest, _A.GetActionResponse)
 LIST_ACTIONS = _method(_AF, "Actions", "ListActions", _A.ListActionsRequest, _A.ListActionsResponse)
 WATCH_ACTION = _method(_AF, "Actions", "WatchAction", _A.WatchActionRequest, types_pb2.ActionEvent)
+RUN_ACTION = _method(_AF, "Actions", "RunAction", _A.RunActionRequest, _A.RunActionEvent)
 CANCEL_ACTION = _method(_AF, "Actions", "CancelAction", _A.CancelActionRequest, _A.CancelActionResponse)
 COMMIT_ACTIONS = _method(_AF, "Actions", "CommitActions", _A.CommitActionsRequest, _A.CommitActionsResponse)
 UNDO_ACTION = _method(_AF, "Actions", "UndoAction", _A.UndoActionRequest, _A.UndoActionResponse)

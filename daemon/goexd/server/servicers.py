@@ -20,6 +20,7 @@ from goex.v1 import types_pb2 as pb
 from goexd import __version__
 from goexd.admin import Admin
 from goexd.domain.errors import InvalidArgument
+from goexd.engine.channels import Event
 from goexd.engine.engine import Engine
 from goexd.engine.stopping import summary
 from goexd.policy.parse import PolicyError
@@ -119,16 +120,24 @@ class ActionsServicer(agrpc.ActionsServicer):
 
     def WatchAction(self, req: apb.WatchActionRequest, ctx: Ctx) -> Iterator[pb.ActionEvent]:
         action_id = self.engine.action_ref(req.action_id, "action_id")
-        alive = threading.Event()
-        alive.set()
-        ctx.add_callback(alive.clear)  # the client went away: stop following
-        for ev in self.engine.watch(action_id, alive):
-            msg = pb.ActionEvent(action_id=action_id, at=cv.ts(ev.at))
-            if ev.state is not None:
-                msg.state = cv.state_pb(ev.state)
-            elif ev.stream is not None:
-                msg.output.CopyFrom(pb.OutputChunk(stream=cv.STREAM_TO_PB[ev.stream], data=ev.data))
-            yield msg
+        for ev in self.engine.watch(action_id, _alive(ctx)):
+            yield _event_pb(action_id, ev)
+
+    def RunAction(self, req: apb.RunActionRequest, ctx: Ctx) -> Iterator[apb.RunActionEvent]:
+        session_id = cv.require_id(req.session_id, "session_id")
+        if not req.HasField("spec"):
+            raise_missing("spec")
+        spec = cv.action_spec(req.spec, "spec")
+        inverse = cv.action_spec(req.inverse, "inverse") if req.HasField("inverse") else None
+        # Detached and watched on this stream: its end, before the result, cancels the action.
+        accepted = self.engine.submit(
+            session_id, spec, inverse, detach=True, approval=req.approval, cancel_when_unwatched=True
+        )
+        yield apb.RunActionEvent(accepted=cv.action_pb(accepted))
+        for ev in self.engine.watch(accepted.id, _alive(ctx)):
+            if ev.state is not None or req.stream_output:
+                yield apb.RunActionEvent(progress=_event_pb(accepted.id, ev))
+        yield apb.RunActionEvent(finished=cv.action_pb(self.engine.get_action(accepted.id)))
 
     def CancelAction(self, req: apb.CancelActionRequest, ctx: Ctx) -> apb.CancelActionResponse:
         action = self.engine.cancel(self.engine.action_ref(req.action_id, "action_id"))
@@ -195,6 +204,23 @@ class ActionsServicer(agrpc.ActionsServicer):
         else:
             raise InvalidArgument("target", "action_id or since_last is required")
         return cd.diff_pb(found)
+
+
+def _alive(ctx: Ctx) -> threading.Event:
+    """Set while the call's client is there; cleared once it went away (a watch stops following)."""
+    alive = threading.Event()
+    alive.set()
+    ctx.add_callback(alive.clear)
+    return alive
+
+
+def _event_pb(action_id: str, ev: Event) -> pb.ActionEvent:
+    msg = pb.ActionEvent(action_id=action_id, at=cv.ts(ev.at))
+    if ev.state is not None:
+        msg.state = cv.state_pb(ev.state)
+    elif ev.stream is not None:
+        msg.output.CopyFrom(pb.OutputChunk(stream=cv.STREAM_TO_PB[ev.stream], data=ev.data))
+    return msg
 
 
 def raise_missing(fld: str) -> None:

@@ -13,10 +13,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
 from goex._enums import ActionState, ChangeKind, EgressDecision, Termination, Verdict
 from goex._models import Action, ChangeSet, EgressRecord, ExecResult, HttpResult, Reversibility, SqlResult
+from goex.cli._text import Text
 from goex.cli._units import format_ms
 
 if TYPE_CHECKING:
@@ -346,5 +345,5 @@ def kv_grid(rows: Iterable[tuple[str, str | Text]]) -> Text:
         if i:
             block.append("\n")
         block.append(key.ljust(width + 2), style="bold")
-        block.append_text(value if isinstance(value, Text) else Text(value))
+        block.append_text(Text(value) if isinstance(value, str) else value)
     return block

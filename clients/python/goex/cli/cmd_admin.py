@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
 from goex.cli._app import App, UsageError
 from goex.cli._render import kv_grid
+from goex.cli._text import Text
 from goex.cli._units import format_bytes, format_duration, parse_duration
 
 

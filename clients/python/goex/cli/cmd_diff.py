@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.text import Text
-
 from goex._diffs import Diff, FileDiff
 from goex._enums import ActionState, DiffContent
 from goex.cli._app import App, CliError, UsageError
 from goex.cli._refs import ACTION_HELP, session_for
+from goex.cli._text import Text
 from goex.cli._units import parse_size
 
 _DIFFABLE = [ActionState.EXECUTED, ActionState.COMMITTED, ActionState.UNDONE]

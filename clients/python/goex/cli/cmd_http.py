@@ -7,13 +7,12 @@ import re
 import sys
 from typing import Any
 
-from rich.text import Text
-
 from goex._enums import Verdict
 from goex._models import Action
 from goex._specs import Http
 from goex.cli._app import App, CliError, UsageError, common_flags
 from goex.cli._render import http_status_text, kv_grid, reversibility_text
+from goex.cli._text import Text
 from goex.cli.cmd_log import print_http_response
 from goex.cli.cmd_run import add_approve_flag, print_summary
 from goex.cli.cmd_sql import submit_from_args

@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
 from goex._enums import ActionState, Verdict
 from goex._exceptions import Unimplemented
@@ -32,6 +31,7 @@ from goex.cli._render import (
     termination_text,
     undo_check_text,
 )
+from goex.cli._text import Text
 from goex.cli._units import format_ms
 from goex.v1 import actions_pb2
 

@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from rich.text import Text
-
 from goex.cli._app import App, CliError
+from goex.cli._text import Text
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

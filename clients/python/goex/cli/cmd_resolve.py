@@ -7,14 +7,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from rich.text import Text
-
 from goex._enums import Verdict
 from goex._exceptions import FailedPrecondition
 from goex._models import Action
 from goex.cli._app import App, CliError
 from goex.cli._refs import ACTION_HELP, session_for
 from goex.cli._render import undo_check_text
+from goex.cli._text import Text
 from goex.v1 import actions_pb2
 
 EXIT_NOT_VERIFIED = 3  # undone, but goexd's check found the resource is not back as it was

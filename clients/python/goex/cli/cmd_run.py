@@ -7,9 +7,7 @@ import sys
 import time
 from typing import Any
 
-from rich.text import Text
-
-from goex._client import Client, interrupted_action, interrupted_was_cancelled
+from goex._client import Client, interrupted_action, interrupted_action_id, interrupted_was_cancelled
 from goex._enums import ActionKind, ActionState, OutputStream, Verdict
 from goex._models import Action, ActionEvent, OutputEvent, StateEvent
 from goex._specs import ActionBody, Egress, Http, Python, Shell
@@ -24,6 +22,7 @@ from goex.cli._app import (
 )
 from goex.cli._refs import ACTION_HELP, action_id
 from goex.cli._render import action_headline, change_lines, egress_table, exit_status, kv_grid, reversibility_text
+from goex.cli._text import Text
 from goex.v1 import actions_pb2
 
 EXIT_HELP = """\
@@ -261,31 +260,37 @@ def submit_action(
             ) from None
         return action, {OutputStream.STDOUT: False, OutputStream.STDERR: False}
 
-    # Submitted detached, then followed: an interruption (Ctrl-C, SIGINT/SIGTERM/SIGHUP from a script or
-    # `timeout`) cancels it by its id. Live output only when a person watches stdout.
-    # Killed outright (SIGKILL), goex leaves no handler to cancel it: goexd does, once its watch is gone.
-    accepted = client.submit(session_id, body, detach=True, cancel_when_unwatched=True, **options)
+    # One RunAction stream: an interruption (Ctrl-C, SIGINT/SIGTERM/SIGHUP from a script or `timeout`) cancels the
+    # action by its id; killed outright (SIGKILL), goex leaves a stream that ends, and goexd cancels it then. The
+    # output comes live only when a person watches stdout; else once, with the result.
     streamed = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
     live = not app.json and app.stdout_is_tty
     try:
-        with app.spinner(f"{accepted.state}…") as spinner:
+        with app.spinner("submitting…") as spinner:
 
             def show(event: ActionEvent) -> None:
                 if isinstance(event, StateEvent):
                     spinner.update(f"{event.state}…")
-                elif live and isinstance(event, OutputEvent) and event.data:
+                elif isinstance(event, OutputEvent) and event.data:
                     spinner.stop()  # it would redraw over the output
                     streamed[event.stream] = True
                     app.write_raw(event.data, stderr=event.stream is OutputStream.STDERR)
 
-            final = client.wait(accepted.id, on_event=show)
+            final = client.submit(session_id, body, on_event=show, live_output=live, **options)
     except (KeyboardInterrupt, Signalled) as exc:
-        raise interrupted_error(exc, accepted.id) from None
+        raise interrupted_error(exc) from None
     return final, streamed
 
 
-def interrupted_error(exc: BaseException, action_id: str) -> CliError:
-    """What the CLI reports when a signal stopped its wait for `action_id` (which `Client.wait` cancelled)."""
+def interrupted_error(exc: BaseException) -> CliError:
+    """What the CLI reports when a signal stopped its wait for an action (which `Client.submit` cancelled)."""
+    action_id = interrupted_action_id(exc)
+    if action_id is None:
+        return CliError(
+            "interrupted before goexd accepted the action; if it did, it is cancelled as no one follows it",
+            code="CANCELLED",
+            exit_code=interrupt_exit_code(exc),
+        )
     final = interrupted_action(exc)
     if final is None:
         message = (

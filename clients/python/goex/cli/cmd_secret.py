@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
 from goex._enums import SecretKind
-from goex._models import SecretInfo
+from goex._secret_models import SecretInfo
 from goex._specs import Injection
 from goex.cli._app import EXIT_INTERRUPTED, App, CliError, UsageError
 from goex.cli._json import response_document
 from goex.cli._render import format_time
+from goex.cli._text import Text
 from goex.cli._units import parse_duration
 from goex.v1 import secrets_pb2
 

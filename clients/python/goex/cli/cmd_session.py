@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from rich.table import Table
-from rich.text import Text
 
 from goex._enums import UndoStrategy
 from goex._exceptions import FailedPrecondition
@@ -16,6 +15,7 @@ from goex._models import ResourceDescription, Session
 from goex._specs import ResourceSpec
 from goex.cli._app import App, CliError, UsageError, add_limit_flags, limits_from_args
 from goex.cli._render import format_time, kv_grid
+from goex.cli._text import Text
 from goex.cli._units import format_bytes, format_duration
 from goex.v1 import sessions_pb2
 

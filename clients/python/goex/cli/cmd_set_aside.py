@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
 from goex._exceptions import FailedPrecondition, NotFound
 from goex._set_asides import SetAside
 from goex.cli._app import App, CliError
+from goex.cli._text import Text
 from goex.cli._units import format_duration
 from goex.v1 import actions_pb2
 

@@ -55,6 +55,30 @@ class SubmitActionResponse(_message.Message):
     action: _types_pb2.Action
     def __init__(self, action: _Optional[_Union[_types_pb2.Action, _Mapping]] = ...) -> None: ...
 
+class RunActionRequest(_message.Message):
+    __slots__ = ("session_id", "spec", "inverse", "approval", "stream_output")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    spec: _types_pb2.ActionSpec
+    inverse: _types_pb2.ActionSpec
+    approval: str
+    stream_output: bool
+    def __init__(self, session_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., approval: _Optional[str] = ..., stream_output: _Optional[bool] = ...) -> None: ...
+
+class RunActionEvent(_message.Message):
+    __slots__ = ("accepted", "progress", "finished")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    accepted: _types_pb2.Action
+    progress: _types_pb2.ActionEvent
+    finished: _types_pb2.Action
+    def __init__(self, accepted: _Optional[_Union[_types_pb2.Action, _Mapping]] = ..., progress: _Optional[_Union[_types_pb2.ActionEvent, _Mapping]] = ..., finished: _Optional[_Union[_types_pb2.Action, _Mapping]] = ...) -> None: ...
+
 class GetActionRequest(_message.Message):
     __slots__ = ("action_id", "session_id")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,11 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.WatchActionRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_types__pb2.ActionEvent.FromString,
                 _registered_method=True)
+        self.RunAction = channel.unary_stream(
+                '/goex.v1.Actions/RunAction',
+                request_serializer=goex_dot_v1_dot_actions__pb2.RunActionRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.RunActionEvent.FromString,
+                _registered_method=True)
         self.CancelAction = channel.unary_unary(
                 '/goex.v1.Actions/CancelAction',
                 request_serializer=goex_dot_v1_dot_actions__pb2.CancelActionRequest.SerializeToString,
@@ -142,6 +147,18 @@ class ActionsServicer:
         reference that matches nothing is NOT_FOUND.
         State changes and output chunks of one action, until it leaves the running phase. A watch that
         ends early does not cancel the action, unless it was submitted with cancel_when_unwatched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunAction(self, request, context):
+        """SubmitAction and WatchAction in one call, for a caller that waits for the result (goex run): the
+        action as accepted first (its id, PROPOSED), then its state changes (and its output chunks as they
+        come, when stream_output is set), last the action with its result, as GetAction gives it. The
+        stream ending early (the caller cancelled it, its deadline passed, its channel closed, its process
+        died) cancels the action, which is rolled back, as for a detached submit with cancel_when_unwatched.
+        A refusal at submit (policy, a bad spec) ends the stream with SubmitAction's status, before any message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,6 +273,11 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.WatchAction,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.WatchActionRequest.FromString,
                     response_serializer=goex_dot_v1_dot_types__pb2.ActionEvent.SerializeToString,
+            ),
+            'RunAction': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunAction,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.RunActionRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.RunActionEvent.SerializeToString,
             ),
             'CancelAction': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelAction,
@@ -418,6 +440,33 @@ class Actions:
             '/goex.v1.Actions/WatchAction',
             goex_dot_v1_dot_actions__pb2.WatchActionRequest.SerializeToString,
             goex_dot_v1_dot_types__pb2.ActionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/goex.v1.Actions/RunAction',
+            goex_dot_v1_dot_actions__pb2.RunActionRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.RunActionEvent.FromString,
             options,
             channel_credentials,
             insecure,
