@@ -228,7 +228,7 @@ class ResourceManagerContract:
 
     def test_commit_done_again_changes_nothing(self, driver: Driver, backend: ResourceBackend) -> None:
         """Recovery finishes a commit goexd stopped in by calling commit() again, on a new manager
-        (engine._finish_commit: "each manager's is idempotent")."""
+        (recovery.py Recovery._finish_commit: "each manager's is idempotent")."""
         aid = driver.change(1)
         driver.commit(aid)
         after, fp = backend.state(), self._fingerprint(driver.m)
@@ -242,7 +242,7 @@ class ResourceManagerContract:
         self, driver: Driver, backend: ResourceBackend
     ) -> None:
         """Recovery finishes an undo goexd stopped in (journaled as started, maybe carried out) by calling
-        rollback() again on a new manager (engine._recover_one; forced where the undo is three-way). A transaction's
+        rollback() again on a new manager (recovery.py Recovery._recover_one; forced where the undo is three-way). A transaction's
         pending work is gone with goexd instead (the action ends interrupted): declared by pending_visible."""
         before, fp = backend.state(), self._fingerprint(driver.m)
         aid = driver.change(1)

@@ -307,7 +307,7 @@ class Timeline:
             self.files = done.files
             self.set_aside += list(done.set_aside.items())
             # A later pending action's undo is planned with this undo replayed on its before and after
-            # (engine._undone_since, snapshots/replay.py): both hold this action's paths at their `before`,
+            # (resolve.py Resolver._undone_since, snapshots/replay.py): both hold this action's paths at their `before`,
             # so those paths are no longer that action's to take back (a forced undo already did).
             for later in self.pending():
                 if later.resource == act.resource and later.seq > act.seq:

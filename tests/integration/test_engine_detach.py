@@ -47,7 +47,8 @@ def test_detach_answers_proposed_even_when_the_worker_finished_first(engine: Eng
     workspace = tmp_path / "ws"
     workspace.mkdir()
     session = engine.create_session([ResourceRequest("ws", ResourceKind.FS, str(workspace))])
-    engine._workers = RunAtOnce()  # type: ignore[assignment]
+    engine.runner.workers.shutdown()
+    engine.runner.workers = RunAtOnce()  # type: ignore[assignment]
     spec = cv.action_spec(pb.ActionSpec(shell=pb.ShellAction(argv=["sh", "-c", "echo x > x.txt"])), "spec")
     answered = engine.submit(session.id, spec, detach=True)
     assert answered.state is ActionState.PROPOSED and answered.seq == 1

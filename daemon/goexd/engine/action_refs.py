@@ -15,12 +15,13 @@ naming the field.
 from __future__ import annotations
 
 import re
+import uuid
 
 from goexd.domain.errors import InvalidArgument, NotFound
 from goexd.engine.journal import Journal
 
 PREFIX = "act_"
-ID_HEX = 16  # engine._new_id
+ID_HEX = 16  # new_id
 MIN_HEX = 4
 SHOWN = 5  # candidates named for an ambiguous prefix
 _HEX = re.compile(r"[0-9a-f]+")
@@ -90,3 +91,8 @@ def _owned(journal: Journal, action_id: str, fld: str, session_id: str) -> None:
     rows = journal.read("SELECT session_id FROM actions WHERE id = ?", (action_id,))
     if rows and rows[0]["session_id"] != session_id:
         raise InvalidArgument(fld, f"action {action_id} belongs to another session")
+
+
+def new_id(prefix: str) -> str:
+    """A new session or action id: "<prefix>_" and ID_HEX hex digits."""
+    return f"{prefix}_{uuid.uuid4().hex[:ID_HEX]}"

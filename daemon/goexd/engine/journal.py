@@ -144,7 +144,7 @@ _ACTION_COLUMNS = {
     "egress",
     "sql",
     "http",
-    "approval",  # one an http write needed only once its pre-image was in (engine._second_look)
+    "approval",  # one an http write needed only once its pre-image was in (http_calls.py HttpCalls.second_look)
 }
 
 

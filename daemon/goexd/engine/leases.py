@@ -2,7 +2,7 @@
 
 A session nobody uses outlives its client: an agent that crashed, a script that never closed it. With a
 lease, goexd lets one go once it has been idle that long: no action queued or running, and no call that
-uses it (submit, commit, undo, describe, ...; Engine._live_session). One with nothing pending is closed,
+uses it (submit, commit, undo, describe, ...; Sessions.live). One with nothing pending is closed,
 its resources free; one with pending actions becomes EXPIRED: they stay pending (never committed or undone
 on their own) and it keeps its resources, so no other session can act on them meanwhile; any call naming
 it, or CreateSession with reuse over the same resources, opens it again. A session whose pending work

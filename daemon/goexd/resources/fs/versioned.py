@@ -89,7 +89,7 @@ DISCARDING = "-discarding"  # `<overlays dir>-discarding` holds applied runs' up
 CTIME_SLACK_NS = 20_000_000
 CONCURRENT = "changed in the workspace while the action ran; the action's version was applied"
 FORCED = "changed since the action; overwritten by a forced undo"
-# In the checkpoint an undo is given: JSON [[post, pre], ...] of older actions undone since (engine._undone_since).
+# In the checkpoint an undo is given: JSON [[post, pre], ...] of older actions undone since (resolve.py Resolver._undone_since).
 UNDONE_SINCE = "undone_since"
 APPLYING = "changed in the workspace while the action's result was applied; the action's version was applied"
 RESTORE_FORCED = "changed since it was set aside; overwritten by a forced restore of set-aside {}"
