@@ -26,8 +26,8 @@ from goexd.domain.sandbox import Sandbox, SandboxUnavailable
 from goexd.engine.engine import Engine
 from goexd.engine.retention import trim_outputs
 from goexd.engine.stopping import Interrupted
-from goexd.resources.fs.versioned import store_dir_for
 from goexd.snapshots import set_aside
+from goexd.snapshots.git_store import store_dir_for
 from goexd.stop_control import StopControl
 
 PIN_SUFFIXES = ("pre", "post", "before-undo")

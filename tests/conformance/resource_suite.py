@@ -242,7 +242,7 @@ class ResourceManagerContract:
         self, driver: Driver, backend: ResourceBackend
     ) -> None:
         """Recovery finishes an undo goexd stopped in (journaled as started, maybe carried out) by calling
-        rollback() again on a new manager (recovery.py Recovery._recover_one; forced where the undo is three-way). A transaction's
+        rollback() again on a new manager (engine/recovery.py; forced where the undo is three-way). A transaction's
         pending work is gone with goexd instead (the action ends interrupted): declared by pending_visible."""
         before, fp = backend.state(), self._fingerprint(driver.m)
         aid = driver.change(1)

@@ -1,5 +1,5 @@
 """Undoing an older action alone, then the later one (issue 14 F9), through a real goexd: the later undo
-replays the older undo first (resolve.py Resolver._undone_since, resources/fs/versioned.py UNDONE_SINCE), so after both the
+replays the older undo first (ReplaysUndone, resources/fs/versioned.py UNDONE_SINCE), so after both the
 workspace is exactly as before either ran: a directory the older one made and its undo kept only for the
 later one's files goes with them; one the person put something in stays; what the older (forced) undo
 took back, or found already as before it, is not written again. And a path whose directory a later

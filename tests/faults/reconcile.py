@@ -173,8 +173,8 @@ def _interrupted_undo(m: Timeline, plan: UndoPlan, journal: Mapping[str, Entry],
 def _interrupted_commit(m: Timeline, ids: Sequence[str], journal: Mapping[str, Entry]) -> bool:
     """Apply what the journal says of an interrupted commit; whether its intent was journaled for all of it.
 
-    resolve.py Resolver.commit_locked journals the intent for each action, then has the resources commit, then journals
-    COMMITTED; a restart finishes the commit of each action whose intent is journaled (recovery.py Recovery._finish_commit),
+    engine/resolve.py commit_locked journals the intent for each action, then has the resources commit, then journals
+    COMMITTED; a restart finishes the commit of each action whose intent is journaled (engine/recovery.py),
     and says the outcome is unknown for the transaction strategy's. So the actions it reached are a prefix:
     COMMITTED, or (transaction strategy) INTERRUPTED with the outcome unknown; the rest still pending
     (transaction strategy: INTERRUPTED, rolled back)."""

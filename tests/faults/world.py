@@ -15,8 +15,8 @@ import pygit2
 
 from goex.v1 import secrets_pb2 as secpb
 from goex.v1 import types_pb2 as pb
-from goexd.resources.fs.versioned import store_dir_for
 from goexd.resources.postgres.clone import clone_name, old_name
+from goexd.snapshots.git_store import store_dir_for
 from goexd.snapshots.layout import WORK
 from goexd.snapshots.set_aside import REF_PREFIX
 from tests.daemon_process import DaemonProcess

@@ -17,7 +17,7 @@ from goexd.domain.errors import FailedPrecondition
 from goexd.domain.models import ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy, Verdict
 from goexd.domain.sandbox import Limits
 from goexd.resources.fs.inverse import FsInverseResource
-from goexd.resources.fs.trial import site_of, try_pair
+from goexd.resources.fs.trial import try_pair
 from goexd.resources.fs.versioned import FORCED, FsVersionedResource
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.snapshots.git_store import GitWorkspaceStore
@@ -125,7 +125,7 @@ def test_a_trial_that_cannot_run_is_unknown_never_passed(tmp_path: Path) -> None
 def test_the_versioned_strategy_tries_pairs_too(tmp_path: Path, sandbox: BwrapSandbox) -> None:
     manager, ws = _open(tmp_path, UndoStrategy.VERSIONED, sandbox=sandbox)
     before = fingerprint(ws)
-    site = site_of(manager)
+    site = manager.trial_site()
     ok = try_pair(site, sh("chmod 600 a.txt"), sh("chmod 644 a.txt"), LIMITS, None, without_inverse="unknown")
     assert ok.reversibility.verdict is Verdict.PASSED, ok.reversibility.detail
     bad = try_pair(site, sh("chmod 600 a.txt"), sh("true"), LIMITS, None, without_inverse="unknown")

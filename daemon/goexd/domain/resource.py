@@ -186,6 +186,60 @@ class KeepsCopies(Protocol):
         what was dropped, for the action's record, or ""."""
 
 
+# The checkpoint the engine hands execute() and rollback() for a read resolved at once (ResolvesReadsAtOnce).
+READ_ONLY_KEY = "read_only"
+READ_CHECKPOINT: Checkpoint = {READ_ONLY_KEY: "no checkpoint: it only reads"}
+
+
+@runtime_checkable
+class ResolvesReadsAtOnce(Protocol):
+    """A manager that tells an action which only reads (journaling() answers AFTER_RUN for it): the engine then
+    takes no test and no checkpoint, hands execute() READ_CHECKPOINT, and resolves the action COMMITTED at once,
+    so an undo takes back the last change and never a read (resources/sql_reads.py)."""
+
+    def reads_only(self, spec: ActionSpec) -> bool: ...
+
+
+@runtime_checkable
+class FallsBackToSnapshots(Protocol):
+    """An inverse-strategy manager that snapshots too (a workspace's): an action whose inverse failed its test
+    may still run, flagged, where the policy allows ([fs] failed_inverse; the engine asks it and carries the
+    approval); its checkpoint is then taken without the inverse, and its undo restores snapshots."""
+
+    def falls_back_to_snapshots(self) -> bool: ...
+
+
+@runtime_checkable
+class ReplaysUndone(Protocol):
+    """A manager whose undo replays, first, older actions' undos done since the action ran (a workspace's
+    versioned strategy, issue 14 F9): the engine knows which from the journal and hands their checkpoints,
+    oldest first; the manager returns the checkpoint its rollback() takes."""
+
+    def checkpoint_for_undo(self, checkpoint: Checkpoint, undone_since: Sequence[Checkpoint]) -> Checkpoint: ...
+
+
+@runtime_checkable
+class TriesPairsAside(Protocol):
+    """A manager that tries an (action, inverse) pair on a copy of itself whatever its strategy (a workspace: an
+    overlay of it), for TestReversibility; nothing stays."""
+
+    def try_pair_aside(self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits) -> Reversibility: ...
+
+
+@runtime_checkable
+class FingerprintsForVerdicts(Protocol):
+    """A manager with a cheap, exact fingerprint of what a pair on it touches, so a verdict can be remembered for
+    the pair on that state (engine/verdict_memory.py)."""
+
+    def verdict_fingerprint(self) -> tuple[str, str]:
+        """(value, what it is in words); cheap: taken before every test."""
+
+    def refined_verdict_fingerprint(self, cheap: str) -> str:
+        """`cheap` with what costs more to read (a workspace's extended attributes), taken only when a verdict is
+        kept or a kept one may be reused: `cheap` itself where nothing does, else `cheap` + "+" + the rest (a
+        kept refined one is known by that prefix). Raises OSError when unreadable."""
+
+
 class ResourceManager(Protocol):
     """One open resource (a workspace, a database, an HTTP service) driven through the action lifecycle by the engine.
 

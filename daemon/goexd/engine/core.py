@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from goexd.config import Config
 from goexd.diskspace import StateSpace
 from goexd.domain.errors import Unavailable
-from goexd.domain.models import ActionState
+from goexd.domain.models import ActionState, Resource
 from goexd.domain.sandbox import Limits, Sandbox
-from goexd.engine.stopping import Interrupted, interrupted_by_stop, summary
 from goexd.engine.channels import ChannelRegistry
 from goexd.engine.egress import EgressRoutes
 from goexd.engine.journal import Journal
 from goexd.engine.leases import IdleLeases
+from goexd.engine.stopping import Interrupted, interrupted_by_stop, summary
 from goexd.engine.verdict_memory import VerdictMemory
 from goexd.engine.watchers import Watchers
 from goexd.policy.model import Policy
@@ -36,6 +36,7 @@ class Lifecycle:
     """Whether goexd is stopping or draining, and the cancel event of each action running now."""
 
     journal: Journal
+    kinds: Registry
     stopping: threading.Event = field(default_factory=threading.Event)
     draining: threading.Event = field(default_factory=threading.Event)  # refusing new work until goexd stops
     cancels: dict[str, threading.Event] = field(default_factory=dict)
@@ -51,7 +52,11 @@ class Lifecycle:
         """What stopping now would interrupt (engine/stopping.py)."""
         pending = self.journal.actions_in_states([ActionState.EXECUTED])
         sessions = {sid: self.journal.get_session(sid) for sid in {a.session_id for a in pending}}
-        return interrupted_by_stop(list(self.cancels), pending, sessions)
+
+        def in_connection(resource: Resource) -> bool:
+            return self.kinds.traits(resource).pending_in_connection
+
+        return interrupted_by_stop(list(self.cancels), pending, sessions, in_connection)
 
     def cancel_unwatched(self, action_id: str) -> None:
         """Watchers' callback: a detached action submitted cancel_when_unwatched lost its last watcher."""

@@ -97,18 +97,19 @@ class Engine:
         self.space.refill()
         journal.on_full = self.space.release
         self.addresses = AddressRule.from_config(cfg.egress.allowed_addresses)  # what goexd's own HTTP may reach
-        self.life = Lifecycle(journal)
         self.leases = IdleLeases(cfg.session_idle_lease_s)
-        self.watchers = Watchers(self.life.cancel_unwatched)
         self.verdicts = VerdictMemory(journal)  # pairs' verdicts and a person's judgements of them
+        # Which manager serves a resource (resources/registry.py); raises SetupError for a broken rule file.
+        kinds = resource_kinds(Host(cfg, self.own_paths, vault, sandbox, self.addresses, self.space, fs_overlays))
+        self.life = Lifecycle(journal, kinds)
+        self.watchers = Watchers(self.life.cancel_unwatched)
         self.core = Core(
             cfg=cfg,
             journal=journal,
             vault=vault,
             sandbox=sandbox,
             space=self.space,
-            # Which manager serves a resource (resources/registry.py); raises SetupError for a broken rule file.
-            kinds=resource_kinds(Host(cfg, self.own_paths, vault, sandbox, self.addresses, self.space, fs_overlays)),
+            kinds=kinds,
             # Raises SetupError for a bad policy file: the daemon does not start with confinement it cannot read.
             daemon_policy=build(daemon_layers(cfg.policy.file, cfg.egress.allowed_hosts)),
             default_limits=Limits(

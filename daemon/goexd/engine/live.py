@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goexd.domain.errors import FailedPrecondition
-from goexd.domain.models import Action, ResourceKind, Session, UndoStrategy
+from goexd.domain.models import Action, Session
 from goexd.domain.resource import ResourceManager
 from goexd.engine.journal import Journal
 from goexd.policy.check import SessionPolicy
+from goexd.resources.registry import Registry
 
 
 class SessionClosed(FailedPrecondition):
@@ -63,11 +64,8 @@ def overlap(a: str, b: str) -> bool:
     return pa == pb or pa in pb.parents or pb in pa.parents
 
 
-def held_in_a_transaction(journal: Journal, action: Action) -> bool:
-    """Whether a pending action lives in its session's open database transaction (gone if goexd's connection is)."""
+def held_in_a_transaction(journal: Journal, kinds: Registry, action: Action) -> bool:
+    """Whether a pending action lives in goexd's open connection to its resource (gone if that connection is)."""
     session = journal.get_session(action.session_id)
-    kinds = {r.name: (r.kind, r.strategy) for r in session.resources} if session else {}
-    return kinds.get(action.resource) in (
-        (ResourceKind.SQLITE, UndoStrategy.TRANSACTION),
-        (ResourceKind.POSTGRES, UndoStrategy.TRANSACTION),
-    )
+    found = next((r for r in session.resources if r.name == action.resource), None) if session else None
+    return found is not None and kinds.traits(found).pending_in_connection

@@ -66,7 +66,7 @@ class Recovery(Part):
         for action in self.journal.actions_in_states(
             [ActionState.RUNNING, ActionState.PREPARING, ActionState.PROPOSED, ActionState.EXECUTED]
         ):
-            if action.state is ActionState.EXECUTED and held_in_a_transaction(self.journal, action):
+            if action.state is ActionState.EXECUTED and held_in_a_transaction(self.journal, self.kinds, action):
                 resolved.append(self._lost_at_restart(action))
                 continue
             if action.state is ActionState.EXECUTED and self._last_note(action) == COMMIT_STARTED:

@@ -8,7 +8,6 @@ changed), unless the caller cascades; undo-to undoes newest first; one irreversi
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -35,6 +34,8 @@ from goexd.domain.models import (
 )
 from goexd.domain.names import display_paths
 from goexd.domain.resource import (
+    Checkpoint,
+    ReplaysUndone,
     RollbackReport,
     UndoesThreeWay,
     settling,
@@ -46,8 +47,6 @@ from goexd.engine.http_calls import HttpCalls, touched
 from goexd.engine.live import LiveSession
 from goexd.engine.sessions import Sessions
 from goexd.engine.steps import COMMIT_STARTED, Steps, tag
-from goexd.resources.fs.inverse import FsInverseResource
-from goexd.resources.fs.versioned import UNDONE_SINCE, FsVersionedResource
 
 log = logging.getLogger("goexd.engine")
 
@@ -224,15 +223,11 @@ class Resolver(Part):
         }.get(action.state, f"it is still {action.state.value}")
         raise FailedPrecondition(f"cannot undo action {action.id}: {why}")
 
-    def _undone_since(self, action: Action) -> dict[str, str]:
-        """A workspace action's checkpoint for its undo, with the older actions on it undone since it ran
-        (resources/fs/versioned.py UNDONE_SINCE): the undo replays theirs first (issue 14 F9)."""
+    def _undone_since(self, action: Action) -> list[Checkpoint]:
+        """The checkpoints of the older actions on the same resource undone since `action` ran, oldest first: a
+        manager that ReplaysUndone replays their undos before its own (issue 14 F9)."""
         found = self.journal.list_actions(action.session_id, [ActionState.UNDONE], limit=1 << 30)
-        undone = [a for a in diffs.undone_since(found, action) if a.checkpoint.get("post") and a.checkpoint.get("pre")]
-        if not undone or "post" not in action.checkpoint:
-            return action.checkpoint
-        pairs = [[a.checkpoint["post"], a.checkpoint["pre"]] for a in undone]
-        return {**action.checkpoint, UNDONE_SINCE: json.dumps(pairs)}
+        return [a.checkpoint for a in diffs.undone_since(found, action)]
 
     @staticmethod
     def _refuse_irreversible(actions: Sequence[Action]) -> None:
@@ -258,8 +253,9 @@ class Resolver(Part):
         three_way = manager if isinstance(manager, UndoesThreeWay) else None
         if force and three_way is None:
             raise InvalidArgument("force", f"resource {action.resource!r} has nothing to overwrite: only workspaces do")
-        replays = isinstance(manager, FsVersionedResource) and not isinstance(manager, FsInverseResource)
-        checkpoint = self._undone_since(action) if replays else action.checkpoint
+        checkpoint = action.checkpoint
+        if isinstance(manager, ReplaysUndone):
+            checkpoint = manager.checkpoint_for_undo(checkpoint, self._undone_since(action))
         if three_way is not None and not force and (conflicts := three_way.undo_conflicts(action.id, checkpoint)):
             # Before anything is undone (its http calls included): refused whole.
             later = self._later_on_paths(action, set(conflicts))

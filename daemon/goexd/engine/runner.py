@@ -33,17 +33,17 @@ from goexd.domain.models import (
     ActionKind,
     ActionSpec,
     ActionState,
-    Resource,
-    ResourceKind,
     Reversibility,
     ReversibilityClass,
     Timings,
-    UndoStrategy,
     Verdict,
 )
 from goexd.domain.resource import (
+    READ_CHECKPOINT,
     Checkpoint,
+    FallsBackToSnapshots,
     Journaling,
+    ResolvesReadsAtOnce,
     SandboxNetwork,
 )
 from goexd.domain.sandbox import ExecResult, ProxyEndpoint, Stream, Termination
@@ -60,9 +60,7 @@ from goexd.engine.steps import Run, Step, Steps, tag
 from goexd.engine.verdict_memory import remembered
 from goexd.policy.check import MAX_APPROVAL_CHARS
 from goexd.policy.model import Decision, DecisionKind
-from goexd.resources.fs.inverse import FsInverseResource
 from goexd.resources.http.resource import HttpResource
-from goexd.resources.sql_reads import READ_CHECKPOINT, ReadsAtOnce
 
 log = logging.getLogger("goexd.engine")
 
@@ -80,14 +78,6 @@ _NOT_BUILT = {
     ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
 }
 _RESOLVED_AT_ONCE = "read-only: nothing to undo or accept; resolved at once"
-
-
-def _keeps_copies(resource: Resource) -> bool:
-    """Whether an action on it snapshots or clones into the state dir (and so needs the reserve free first)."""
-    return resource.kind is ResourceKind.FS or (resource.kind, resource.strategy) == (
-        ResourceKind.SQLITE,
-        UndoStrategy.CLONE,
-    )
 
 
 class Runner(Part):
@@ -151,13 +141,15 @@ class Runner(Part):
             approval=decision.approval
             or (
                 approval.strip()
-                if (spec.egress and spec.egress.resources) or isinstance(manager, FsInverseResource)
+                if (spec.egress and spec.egress.resources) or isinstance(manager, FallsBackToSnapshots)
                 else ""
             ),
         )
         if not decision.allowed:
             self._block(action, decision)
-        if _keeps_copies(resource):  # refused before anything is recorded: the reserve is for rolling back
+        if self.kinds.traits(
+            resource
+        ).copies_into_state_dir:  # refused before anything is recorded: the reserve is for rolling back
             self.space.require(f"an action on resource {resource.name!r}")
         run = Run(
             action,
@@ -255,7 +247,7 @@ class Runner(Part):
             return self.steps.get(action.id)
         limits = live.policy.limits(action.spec.limits, live.session.limits)
         # A database read resolved at once: no test and no checkpoint, there is nothing to undo (sql_reads.py).
-        reads = run.journaling is Journaling.AFTER_RUN and isinstance(manager, ReadsAtOnce)
+        reads = run.journaling is Journaling.AFTER_RUN and isinstance(manager, ResolvesReadsAtOnce)
         try:
             tested = (
                 None
@@ -275,7 +267,7 @@ class Runner(Part):
             return self.steps.get(action.id)
         flagged: Reversibility | None = None
         refusal = ""
-        if tested is not None and tested.verdict is Verdict.FAILED and isinstance(manager, FsInverseResource):
+        if tested is not None and tested.verdict is Verdict.FAILED and isinstance(manager, FallsBackToSnapshots):
             flagged, refusal = self._failed_inverse(live, action, tested)
             tested = flagged or tested
         if tested is not None and tested.verdict is Verdict.FAILED and flagged is None:

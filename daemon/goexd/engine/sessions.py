@@ -277,7 +277,7 @@ class Sessions(Part):
         if self.journal.list_actions(session_id, ACTIVE_STATES):
             return False
         pending = self.journal.list_actions(session_id, [ActionState.EXECUTED])
-        if any(held_in_a_transaction(self.journal, a) for a in pending):
+        if any(held_in_a_transaction(self.journal, self.kinds, a) for a in pending):
             return False  # closing its connection would roll that work back (leases.py)
         if pending:
             self.journal.expire_session(session_id)

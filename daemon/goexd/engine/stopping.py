@@ -8,10 +8,10 @@ action (workspaces, the inverse and clone strategies, http) stays pending across
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from goexd.domain.models import Action, ActionState, ResourceKind, Session, UndoStrategy
+from goexd.domain.models import Action, ActionState, Resource, Session
 
 RUNNING = "running"
 PENDING_SQL = "pending sql (transaction strategy)"
@@ -19,7 +19,6 @@ _WHY = {
     RUNNING: "cancelled and rolled back",
     PENDING_SQL: "its database transaction cannot outlive goexd: rolled back, marked interrupted at the next start",
 }
-_DATABASES = (ResourceKind.SQLITE, ResourceKind.POSTGRES)
 
 
 @dataclass(frozen=True)
@@ -30,10 +29,14 @@ class Interrupted:
 
 
 def interrupted_by_stop(
-    running: Iterable[str], pending: Sequence[Action], session_of: dict[str, Session | None]
+    running: Iterable[str],
+    pending: Sequence[Action],
+    session_of: dict[str, Session | None],
+    in_connection: Callable[[Resource], bool],
 ) -> list[Interrupted]:
-    """What a stop now interrupts: the `running` action ids, and the `pending` (EXECUTED) actions on a
-    transaction-strategy database (`session_of`: each pending action's session, for its resources)."""
+    """What a stop now interrupts: the `running` action ids, and the `pending` (EXECUTED) actions on a resource
+    whose pending work lives in goexd's connection (`in_connection`: the transaction strategy's databases;
+    `session_of`: each pending action's session, for its resources)."""
     running_ids = tuple(sorted(running))
     in_transaction = []
     for a in pending:
@@ -41,7 +44,7 @@ def interrupted_by_stop(
             continue
         session = session_of.get(a.session_id)
         resource = next((r for r in session.resources if r.name == a.resource), None) if session else None
-        if resource is not None and resource.kind in _DATABASES and resource.strategy is UndoStrategy.TRANSACTION:
+        if resource is not None and in_connection(resource):
             in_transaction.append(a.id)
     out = []
     if running_ids:

@@ -24,6 +24,7 @@ from goexd.domain.models import (
 )
 from goexd.domain.resource import (
     ResourceManager,
+    TriesPairsAside,
 )
 from goexd.engine import sql_policy
 from goexd.engine.core import Core, Part
@@ -32,8 +33,6 @@ from goexd.engine.sessions import Sessions
 from goexd.engine.steps import Steps
 from goexd.engine.verdict_memory import Judgement, PairHistory, pair_key, remembered
 from goexd.policy.model import DecisionKind
-from goexd.resources.fs.trial import site_of, try_pair
-from goexd.resources.fs.versioned import FsVersionedResource
 from goexd.resources.http.resource import HttpResource
 from goexd.resources.http.trial import test_http
 
@@ -58,15 +57,12 @@ class Trials(Part):
             told = facts(resource, manager, spec, inverse, trial=True)
             sql_policy.refuse_test(live.policy.check(told, count=False))
         manager.precheck(spec)
-        if isinstance(manager, FsVersionedResource):  # whatever its strategy: tried on an overlay of the workspace
+        if isinstance(manager, TriesPairsAside):  # whatever its strategy: a workspace's, on an overlay of it
             limits = live.policy.limits(spec.limits, live.session.limits)
+            aside = manager
             with live.lock:
-                site = site_of(manager)
                 return self._remembered_test(
-                    manager,
-                    spec,
-                    inverse,
-                    lambda: try_pair(site, spec, inverse, limits, None, without_inverse="unknown").reversibility,
+                    manager, spec, inverse, lambda: aside.try_pair_aside(spec, inverse, limits)
                 )
         if isinstance(manager, HttpResource):  # never tried on the service itself; on its staging copy if named
             manager.check_inverse(spec, inverse)

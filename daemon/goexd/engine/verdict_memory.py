@@ -64,9 +64,8 @@ from goexd.domain.models import (
     ReversibilityClass,
     Verdict,
 )
+from goexd.domain.resource import FingerprintsForVerdicts
 from goexd.engine.journal import Journal
-from goexd.resources.fs.versioned import FsVersionedResource
-from goexd.resources.sqlite.inverse import SqliteInverseResource
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class Fingerprint:
     kind: str  # what it is, in words
 
 
-XATTRS = "+xattrs:"  # what FsVersionedResource.xattrs_fingerprint appends
+REFINED = "+"  # a refined fingerprint is the cheap one, this, and more (FingerprintsForVerdicts)
 
 
 def _sql_tokens(sql: str, dialect: str) -> list[str] | None:
@@ -174,27 +173,25 @@ def pair_key(resource: Resource, spec: ActionSpec, inverse: ActionSpec) -> str:
 
 def fingerprint_of(manager: object) -> Fingerprint | None:
     """The fingerprint of what a pair on this resource touches, or None where none is cheap and exact."""
-    if isinstance(manager, FsVersionedResource):  # the inverse strategy's manager is one too
-        return Fingerprint(manager.state_fingerprint(), "the workspace's snapshot")  # hard links included
-    if isinstance(manager, SqliteInverseResource):
-        return Fingerprint(manager.fingerprint(), "the whole database's fingerprint")
+    if isinstance(manager, FingerprintsForVerdicts):
+        return Fingerprint(*manager.verdict_fingerprint())
     return None
 
 
 def _may_match(kept: str, cheap: Fingerprint) -> bool:
     """Whether a kept fingerprint may be of this state: equal, or equal but for what _refined adds."""
-    return kept == cheap.value or kept.startswith(cheap.value + XATTRS)
+    return kept == cheap.value or kept.startswith(cheap.value + REFINED)
 
 
 def _refined(manager: object, cheap: Fingerprint) -> Fingerprint | None:
     """The fingerprint with what costs a walk of the workspace: its extended attributes (ACLs included), which
     its snapshot id does not cover. Taken only when a verdict is kept, or a kept one may be reused."""
-    if not isinstance(manager, FsVersionedResource):
+    if not isinstance(manager, FingerprintsForVerdicts):
         return cheap
     try:
-        return Fingerprint(manager.xattrs_fingerprint(cheap.value), cheap.kind)
+        return Fingerprint(manager.refined_verdict_fingerprint(cheap.value), cheap.kind)
     except OSError as exc:
-        log.warning("no fingerprint of the workspace's extended attributes to recall a verdict by: %s", exc)
+        log.warning("no refined fingerprint of %s to recall a verdict by: %s", cheap.kind, exc)
         return None
 
 

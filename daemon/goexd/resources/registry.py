@@ -61,6 +61,17 @@ def no_warnings(resource: Resource) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class StrategyTraits:
+    """What the engine must know of a (kind, strategy) without a manager open (recovery, a stop, a lease)."""
+
+    # Its pending actions live in goexd's open connection (the transaction strategy): gone with goexd, so a
+    # stop says so, a restart marks them interrupted, and an idle session holding them is not let go.
+    pending_in_connection: bool = False
+    # Its checkpoint copies into goexd's state dir (snapshots, a SQLite copy): an action needs the reserve free.
+    copies_into_state_dir: bool = False
+
+
 @dataclass
 class KindEntry:
     kind: ResourceKind
@@ -69,6 +80,7 @@ class KindEntry:
     check: Check
     warnings: Warnings = no_warnings
     factories: dict[UndoStrategy, Factory] = field(default_factory=dict)
+    traits: dict[UndoStrategy, StrategyTraits] = field(default_factory=dict)
 
 
 class Registry:
@@ -87,11 +99,14 @@ class Registry:
             raise SetupError(f"resource kind {kind.value} is registered twice")
         self._kinds[kind] = KindEntry(kind, noun, default_strategy, check, warnings)
 
-    def add_strategy(self, kind: ResourceKind, strategy: UndoStrategy, factory: Factory) -> None:
+    def add_strategy(
+        self, kind: ResourceKind, strategy: UndoStrategy, factory: Factory, traits: StrategyTraits = StrategyTraits()
+    ) -> None:
         entry = self._entry(kind)
         if strategy in entry.factories:
             raise SetupError(f"strategy {strategy.value} of resource kind {kind.value} is registered twice")
         entry.factories[strategy] = factory
+        entry.traits[strategy] = traits
 
     def seal(self) -> Registry:
         """Checks what registering cannot check one call at a time; returns self."""
@@ -121,6 +136,11 @@ class Registry:
                 f"resource {resource.name!r}: {resource.kind.value} has no {resource.strategy.value} strategy here"
             )
         return factory(resource)
+
+    def traits(self, resource: Resource) -> StrategyTraits:
+        """A journaled resource's traits; the defaults for a kind or strategy this goexd does not have."""
+        entry = self._kinds.get(resource.kind)
+        return entry.traits.get(resource.strategy, StrategyTraits()) if entry is not None else StrategyTraits()
 
     def warnings(self, resource: Resource) -> list[str]:
         return self._entry(resource.kind).warnings(resource)

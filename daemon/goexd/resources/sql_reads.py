@@ -14,12 +14,10 @@ a write that slipped past the parse (a view over a function that writes) fails i
 from __future__ import annotations
 
 from goexd.domain.models import ActionKind, ActionSpec, Reversibility, ReversibilityClass, SqlResult, Verdict
-from goexd.domain.resource import Checkpoint, Journaling, Outcome, RollbackReport
+from goexd.domain.resource import READ_ONLY_KEY, Checkpoint, Journaling, Outcome, RollbackReport
 from goexd.sql.model import Dialect
 from goexd.sql.read_only import reads_only
 
-READ_ONLY_KEY = "read_only"
-READ_CHECKPOINT: Checkpoint = {READ_ONLY_KEY: "no checkpoint: it only reads"}
 NOTHING_TO_ROLL_BACK = RollbackReport(verified=True, detail="it only read; nothing to roll back")
 # Volatile in pg_proc, but they change nothing: reading them in a read-only transaction is fine.
 HARMLESS_VOLATILE = frozenset({"random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid"})

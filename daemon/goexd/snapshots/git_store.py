@@ -134,6 +134,12 @@ _ADD_ATTEMPTS = 8
 _FOLLOWED_PATHS = 10_000  # a capture that re-read more is not followed (touched_since): a walk is as cheap
 
 
+def store_dir_for(snapshots_dir: Path, workspace: Path) -> Path:
+    """One snapshot repository per workspace path, reused across sessions (its stat cache too)."""
+    digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:16]
+    return snapshots_dir / f"{digest}.git"
+
+
 class GitWorkspaceStore:
     def __init__(self, git_dir: Path, workspace: Path, *, watch: bool = True) -> None:
         self._git_dir = Path(git_dir)

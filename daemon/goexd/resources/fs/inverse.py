@@ -53,8 +53,9 @@ from goexd.domain.snapshots import FileChange, KeepAs, Snapshot
 from goexd.resources.fs import links as fs_links
 from goexd.resources.fs import xattrs as fs_xattrs
 from goexd.resources.fs.cwd import check_cwd
-from goexd.resources.fs.trial import argv_of, describe_change, sandbox_spec, site_of, try_pair
-from goexd.resources.fs.versioned import FORCED, FsVersionedResource, _discard, _read_intent
+from goexd.resources.fs.discard import discard
+from goexd.resources.fs.trial import argv_of, describe_change, sandbox_spec, try_pair
+from goexd.resources.fs.versioned import FORCED, FsVersionedResource, _read_intent
 
 INVERSE_KEY = "inverse"  # checkpoint: the inverse action, as JSON
 UNDO_BY = "undo_by"  # checkpoint: "inverse" once the action completed (else its snapshots roll it back)
@@ -76,6 +77,14 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         "paths involved with the pre-action state"
     )
 
+    def falls_back_to_snapshots(self) -> bool:
+        """FallsBackToSnapshots: an action whose inverse failed its test may run flagged ([fs] failed_inverse)."""
+        return True
+
+    def checkpoint_for_undo(self, checkpoint: Checkpoint, undone_since: Sequence[Checkpoint]) -> Checkpoint:
+        """Its undo runs the action's inverse (or restores the action's own snapshots): nothing older is replayed."""
+        return checkpoint
+
     def describe(self, samples: bool = False) -> str:
         head, _, rest = super().describe(samples).partition("\n")
         note = " (strategy inverse: an action that changes files gives the command that undoes it; tried first)"
@@ -92,7 +101,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
     def test(
         self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
     ) -> Reversibility:
-        return try_pair(site_of(self), spec, inverse, limits, cancel, without_inverse="failed").reversibility
+        return try_pair(self.trial_site(), spec, inverse, limits, cancel, without_inverse="failed").reversibility
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         cp = super().checkpoint(action_id, inverse)
@@ -185,21 +194,21 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
         """The inverse over an overlay of the workspace, then its result applied; nothing when it fails, or when it
         would overwrite what changed since the action beyond the action's own paths (checked before: those are
         undo_conflicts) unless forced, and then that is set aside first."""
-        _discard(run_dir)  # a leftover of an undo killed while the inverse ran: nothing of it was applied
+        discard(run_dir)  # a leftover of an undo killed while the inverse ran: nothing of it was applied
         cp = super().checkpoint(run_dir.name)
         started_ns = time.time_ns()
         result = self._sandbox.run(
             self._inverse_spec(inverse, limits, WorkspaceOverlay(run_dir / "upper", run_dir / "work"))
         )
         if result.termination is not Termination.EXITED or result.exit_code != 0:
-            _discard(run_dir)
+            discard(run_dir)
             raise FailedPrecondition(self._inverse_failed(action_id, result, "nothing was changed"))
         assert cp["overlay"] == str(run_dir)
         now = self._capture()
         result_of_inverse, _ = self._store.edit(now, run_dir / "upper", privileged=os.geteuid() == 0)
         overwritten = self._overwritten_since(post, now, result_of_inverse, kept)
         if overwritten and not force:
-            _discard(run_dir)
+            discard(run_dir)
             raise FailedPrecondition(
                 f"cannot undo action {action_id}: its inverse would overwrite what changed since the action (by you "
                 f"or a later action): {display_paths(overwritten)}; nothing was changed; undo later actions first, "
@@ -318,7 +327,7 @@ class FsInverseResource(FsVersionedResource, SettlesInDoubt):
             return
         for action_id in action_ids:
             with contextlib.suppress(OSError):  # else left for the next start's clear_overlays
-                _discard(self._overlays / f"{action_id}{UNDO_SUFFIX}")
+                discard(self._overlays / f"{action_id}{UNDO_SUFFIX}")
 
 
 def _paths(changes: Iterable[FileChange]) -> set[str]:

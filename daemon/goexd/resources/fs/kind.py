@@ -9,10 +9,10 @@ from goexd.domain.errors import FailedPrecondition
 from goexd.domain.models import Resource, ResourceKind, ResourceRequest, UndoStrategy
 from goexd.resources.fs.access import unwritable
 from goexd.resources.fs.inverse import FsInverseResource
-from goexd.resources.fs.versioned import FsVersionedResource, store_dir_for, validate_workspace
-from goexd.resources.registry import Factory, Host, Registry
+from goexd.resources.fs.versioned import FsVersionedResource, validate_workspace
+from goexd.resources.registry import Factory, Host, Registry, StrategyTraits
 from goexd.sandbox.identity import run_as_for
-from goexd.snapshots.git_store import GitWorkspaceStore
+from goexd.snapshots.git_store import GitWorkspaceStore, store_dir_for
 
 
 def register(registry: Registry, host: Host) -> None:
@@ -35,8 +35,9 @@ def register(registry: Registry, host: Host) -> None:
         return factory
 
     registry.add_kind(ResourceKind.FS, "a workspace", UndoStrategy.VERSIONED, check, warnings)
-    registry.add_strategy(ResourceKind.FS, UndoStrategy.VERSIONED, opened(FsVersionedResource))
-    registry.add_strategy(ResourceKind.FS, UndoStrategy.INVERSE, opened(FsInverseResource))
+    snapshots = StrategyTraits(copies_into_state_dir=True)
+    registry.add_strategy(ResourceKind.FS, UndoStrategy.VERSIONED, opened(FsVersionedResource), snapshots)
+    registry.add_strategy(ResourceKind.FS, UndoStrategy.INVERSE, opened(FsInverseResource), snapshots)
 
 
 def warnings(resource: Resource) -> list[str]:

@@ -35,8 +35,7 @@ from goexd.domain.names import display_path
 from goexd.domain.sandbox import ExecResult, Limits, Sandbox, SandboxSpec, Termination, WorkspaceOverlay
 from goexd.domain.snapshots import ChangeKind, FileChange, Snapshot, SnapshotError
 from goexd.resources.fs import links as fs_links
-from goexd.resources.fs.versioned import FsVersionedResource
-from goexd.resources.fs.versioned import _discard as discard
+from goexd.resources.fs.discard import discard
 from goexd.snapshots.git_store import GitWorkspaceStore
 from goexd.snapshots.overlay_upper import not_compared
 
@@ -66,13 +65,6 @@ class TrialResult:
 
     reversibility: Reversibility
     action_changes: tuple[FileChange, ...] = ()
-
-
-def site_of(manager: FsVersionedResource) -> TrialSite:
-    store, sandbox, masked, overlays = manager.trial_parts()
-    why = "" if overlays is not None else "its actions run over the workspace itself (fs.isolation direct, or a path"
-    why += "" if overlays is not None else " overlayfs cannot take)"
-    return TrialSite(manager.workspace, store, sandbox, masked, overlays, why)
 
 
 def argv_of(spec: ActionSpec, fld: str = "spec") -> list[str]:

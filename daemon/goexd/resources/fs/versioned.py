@@ -23,8 +23,6 @@ never applied; direct: snapshots/privileges.py); the change set says so.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -41,7 +39,7 @@ from pathlib import Path
 from goexd import faults
 from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
 from goexd.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
-from goexd.domain.models import ActionKind, ActionSpec, Resource
+from goexd.domain.models import ActionKind, ActionSpec, Resource, Reversibility
 from goexd.domain.names import display_path, display_paths
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.domain.sandbox import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
@@ -59,6 +57,8 @@ from goexd.domain.snapshots import (
 from goexd.resources.fs import links as fs_links
 from goexd.resources.fs import xattrs as fs_xattrs
 from goexd.resources.fs.cwd import check_cwd
+from goexd.resources.fs.discard import discard
+from goexd.resources.fs.trial import TrialSite, try_pair
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,
@@ -89,16 +89,10 @@ DISCARDING = "-discarding"  # `<overlays dir>-discarding` holds applied runs' up
 CTIME_SLACK_NS = 20_000_000
 CONCURRENT = "changed in the workspace while the action ran; the action's version was applied"
 FORCED = "changed since the action; overwritten by a forced undo"
-# In the checkpoint an undo is given: JSON [[post, pre], ...] of older actions undone since (resolve.py Resolver._undone_since).
+# In the checkpoint an undo is given: JSON [[post, pre], ...] of older actions undone since (checkpoint_for_undo).
 UNDONE_SINCE = "undone_since"
 APPLYING = "changed in the workspace while the action's result was applied; the action's version was applied"
 RESTORE_FORCED = "changed since it was set aside; overwritten by a forced restore of set-aside {}"
-
-
-def store_dir_for(snapshots_dir: Path, workspace: Path) -> Path:
-    """One snapshot repository per workspace path, reused across sessions (its stat cache too)."""
-    digest = hashlib.sha256(str(workspace).encode()).hexdigest()[:16]
-    return snapshots_dir / f"{digest}.git"
 
 
 def validate_workspace(raw: str, fld: str, own: OwnPaths) -> Path:
@@ -190,7 +184,7 @@ class FsVersionedResource(UndoesByItself):
                 return self._checkpoint(action_id)
         except Exception:
             if self._overlays is not None:
-                _discard(self._overlays / action_id)  # a failed checkpoint leaves nothing
+                discard(self._overlays / action_id)  # a failed checkpoint leaves nothing
             raise
 
     def _checkpoint(self, action_id: str) -> Checkpoint:
@@ -202,7 +196,7 @@ class FsVersionedResource(UndoesByItself):
         # what someone changed in the workspace while the run went on (see _changed_during).
         base = self._capture()
         run_dir = self._overlays / action_id
-        _discard(run_dir)  # a leftover of an earlier attempt under this id
+        discard(run_dir)  # a leftover of an earlier attempt under this id
         (run_dir / "work").mkdir(parents=True, mode=0o700)
         upper = run_dir / "upper"
         upper.mkdir(mode=0o700)
@@ -326,10 +320,10 @@ class FsVersionedResource(UndoesByItself):
             if _holds_less(run_dir / "upper", BACKGROUND_DISCARD_BYTES):
                 _discard_later(run_dir.parent, run_dir / "upper", run_dir / "work")
             else:
-                _discard(run_dir / "upper")
-                _discard(run_dir / "work")
+                discard(run_dir / "upper")
+                discard(run_dir / "work")
         else:
-            _discard(run_dir)
+            discard(run_dir)
         changes = self._store.changes(pre, post, limit=self._change_limit)
         return replace(changes, warnings=(*changes.warnings, *notes)), {"pre": pre.id, "post": post.id}
 
@@ -369,7 +363,7 @@ class FsVersionedResource(UndoesByItself):
     def _drop_intent(self, action_id: str) -> None:
         """The apply intent an overlay run leaves (see _apply), once the action is resolved."""
         if self._overlays is not None:
-            _discard(self._overlays / action_id)
+            discard(self._overlays / action_id)
 
     def _capture(self) -> Snapshot:
         """A snapshot, or FailedPrecondition when the workspace holds what goexd cannot snapshot."""
@@ -442,11 +436,11 @@ class FsVersionedResource(UndoesByItself):
             run_dir = Path(checkpoint["overlay"])
             intent = _read_intent(run_dir)
             if intent is None:
-                _discard(run_dir)
+                discard(run_dir)
                 return RollbackReport(True, "nothing of it reached the workspace (it ran over an overlay)")
             # Crashed while applying: what anyone changed there since is set aside, not left half-applied.
             report = self._revert(action_id, intent[1], intent[0], force=True)
-            _discard(run_dir)
+            discard(run_dir)
             return report
         # Direct mode, stopped while running: what it did is all that changed since its snapshot.
         target = Snapshot(checkpoint["pre"])
@@ -520,6 +514,25 @@ class FsVersionedResource(UndoesByItself):
         links = fs_links.digest(fs_links.groups_at(self.workspace, self._store.linked_paths()))
         return f"{snap}+links:{links}" if links else snap
 
+    def verdict_fingerprint(self) -> tuple[str, str]:
+        """FingerprintsForVerdicts: the snapshot id with its hard links."""
+        return self.state_fingerprint(), "the workspace's snapshot"
+
+    def refined_verdict_fingerprint(self, cheap: str) -> str:
+        return self.xattrs_fingerprint(cheap)
+
+    def checkpoint_for_undo(self, checkpoint: Checkpoint, undone_since: Sequence[Checkpoint]) -> Checkpoint:
+        """ReplaysUndone: the checkpoint with the (post, pre) snapshots of the older actions undone since this one
+        ran (UNDONE_SINCE), which rollback() replays first."""
+        pairs = [[c["post"], c["pre"]] for c in undone_since if c.get("post") and c.get("pre")]
+        if not pairs or "post" not in checkpoint:
+            return checkpoint
+        return {**checkpoint, UNDONE_SINCE: json.dumps(pairs)}
+
+    def try_pair_aside(self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits) -> Reversibility:
+        """TriesPairsAside: the pair tried on an overlay of the workspace, whatever the strategy (fs/trial.py)."""
+        return try_pair(self.trial_site(), spec, inverse, limits, None, without_inverse="unknown").reversibility
+
     def xattrs_fingerprint(self, state: str) -> str:
         """`state` (a state_fingerprint) and the workspace's extended attributes, ACLs included (fs_xattrs.py:
         snapshots do not hold them). Taken only where a verdict is kept or may be reused."""
@@ -549,9 +562,11 @@ class FsVersionedResource(UndoesByItself):
             self._xattrs = (captures, snap, found)
         return dict(found)
 
-    def trial_parts(self) -> tuple[GitWorkspaceStore, Sandbox, tuple[Path, ...], Path | None]:
-        """What trying an action on an overlay of this workspace needs (fs_trial.py); no overlays: direct mode."""
-        return self._store, self._sandbox, self._masked, self._overlays
+    def trial_site(self) -> TrialSite:
+        """What trying an action on an overlay of this workspace needs (trial.py); no overlays: direct mode."""
+        why = "" if self._overlays is not None else "its actions run over the workspace itself (fs.isolation direct, or"
+        why += "" if self._overlays is not None else " a path overlayfs cannot take)"
+        return TrialSite(self.workspace, self._store, self._sandbox, self._masked, self._overlays, why)
 
     def close(self) -> None:
         self._store.close()
@@ -560,7 +575,7 @@ class FsVersionedResource(UndoesByItself):
 def probe_overlay(sandbox: Sandbox, overlays_dir: Path) -> str | None:
     """None when fs actions can run over an overlay here (a real run in a scratch workspace), else why not."""
     probe = overlays_dir / ".probe"
-    _discard(probe)
+    discard(probe)
     try:
         workspace = probe / "workspace"
         workspace.mkdir(parents=True, mode=0o700)
@@ -584,13 +599,13 @@ def probe_overlay(sandbox: Sandbox, overlays_dir: Path) -> str | None:
     except (OSError, OverlayUnavailable) as e:
         return str(e)
     finally:
-        _discard(probe)
+        discard(probe)
 
 
 def clear_overlays(overlays_dir: Path) -> None:
     """Remove every run dir (at start, after recovery: no run is under way)."""
     for run_dir in overlays_dir.iterdir():
-        _discard(run_dir)
+        discard(run_dir)
 
 
 def drop_uppers(overlays_dir: Path) -> None:
@@ -598,10 +613,10 @@ def drop_uppers(overlays_dir: Path) -> None:
     under way, and recovery needs only their intent files; on a disk those runs filled, it needs the room."""
     if not overlays_dir.is_dir():
         return
-    _discard(_discarding(overlays_dir))  # what a killed goexd had not finished removing
+    discard(_discarding(overlays_dir))  # what a killed goexd had not finished removing
     for run_dir in overlays_dir.iterdir():
         for sub in ("upper", "work"):
-            _discard(run_dir / sub)
+            discard(run_dir / sub)
 
 
 def _write_intent(run_dir: Path, pre: Snapshot, post: Snapshot) -> None:
@@ -627,10 +642,10 @@ def _give_up(run_dir: Path, exc: BaseException) -> None:
     Once the apply has begun (the intent is written) the intent stays, for the rollback to take back what
     reached the workspace (nothing, unless it stopped part way); refused before any write, nothing stays."""
     if isinstance(exc, NoRoom) or not (run_dir / APPLY_INTENT).exists():
-        _discard(run_dir)
+        discard(run_dir)
         return
     for sub in ("upper", "work"):
-        _discard(run_dir / sub)
+        discard(run_dir / sub)
 
 
 def _discard_later(overlays_dir: Path, *dirs: Path) -> None:
@@ -647,7 +662,7 @@ def _discard_later(overlays_dir: Path, *dirs: Path) -> None:
         except FileNotFoundError:
             continue
         except OSError:
-            _discard(d)
+            discard(d)
             continue
         moved.append(target)
     if moved:
@@ -730,16 +745,9 @@ def _discarding(overlays_dir: Path) -> Path:
 def _discard_quietly(dirs: list[Path]) -> None:
     for d in dirs:
         try:
-            _discard(d)
+            discard(d)
         except OSError as e:  # left for the next start
             log.warning("could not remove %s: %s", d, e)
-
-
-def _discard(run_dir: Path) -> None:
-    """Remove a run's overlay dir, whatever modes the run left in it (overlayfs' own work dir is 000) and
-    however deep (remove_tree.py)."""
-    with contextlib.suppress(FileNotFoundError):
-        remove_tree(run_dir, open_up=True)
 
 
 def _remove_planted_repo(workspace: Path) -> tuple[str, bool] | None:

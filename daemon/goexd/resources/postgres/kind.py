@@ -9,7 +9,7 @@ from goexd.resources.postgres.clone import PostgresCloneResource
 from goexd.resources.postgres.inverse import PostgresInverseResource
 from goexd.resources.postgres.run import validate_postgres_url
 from goexd.resources.postgres.transaction import PostgresTransactionResource
-from goexd.resources.registry import Host, Registry
+from goexd.resources.registry import Host, Registry, StrategyTraits
 
 
 def register(registry: Registry, host: Host) -> None:
@@ -29,7 +29,10 @@ def register(registry: Registry, host: Host) -> None:
 
     registry.add_kind(ResourceKind.POSTGRES, "a postgres database", UndoStrategy.TRANSACTION, check)
     registry.add_strategy(
-        ResourceKind.POSTGRES, UndoStrategy.TRANSACTION, lambda r: PostgresTransactionResource(r, password(r))
+        ResourceKind.POSTGRES,
+        UndoStrategy.TRANSACTION,
+        lambda r: PostgresTransactionResource(r, password(r)),
+        StrategyTraits(pending_in_connection=True),
     )
     registry.add_strategy(
         ResourceKind.POSTGRES, UndoStrategy.INVERSE, lambda r: PostgresInverseResource(r, password(r))

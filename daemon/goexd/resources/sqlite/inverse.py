@@ -244,6 +244,13 @@ class SqliteInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt):
         with self._lock:
             return self._state.current().digest
 
+    def verdict_fingerprint(self) -> tuple[str, str]:
+        """FingerprintsForVerdicts: the whole database's."""
+        return self.fingerprint(), "the whole database's fingerprint"
+
+    def refined_verdict_fingerprint(self, cheap: str) -> str:
+        return cheap
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from goexd.domain.errors import InvalidArgument
 from goexd.domain.models import Resource, ResourceKind, ResourceRequest, UndoStrategy
-from goexd.resources.registry import Host, Registry
+from goexd.resources.registry import Host, Registry, StrategyTraits
 from goexd.resources.sqlite.clone import SqliteCloneResource
 from goexd.resources.sqlite.inverse import SqliteInverseResource
 from goexd.resources.sqlite.transaction import SqliteTransactionResource, validate_sqlite_url
@@ -18,8 +18,12 @@ def register(registry: Registry, host: Host) -> None:
         return Resource(req.name or "db", ResourceKind.SQLITE, str(path), strategy)
 
     registry.add_kind(ResourceKind.SQLITE, "a sqlite database", UndoStrategy.TRANSACTION, check)
-    registry.add_strategy(ResourceKind.SQLITE, UndoStrategy.TRANSACTION, SqliteTransactionResource)
+    in_connection = StrategyTraits(pending_in_connection=True)
+    registry.add_strategy(ResourceKind.SQLITE, UndoStrategy.TRANSACTION, SqliteTransactionResource, in_connection)
     registry.add_strategy(ResourceKind.SQLITE, UndoStrategy.INVERSE, SqliteInverseResource)
     registry.add_strategy(
-        ResourceKind.SQLITE, UndoStrategy.CLONE, lambda r: SqliteCloneResource(r, host.cfg.state_dir / "db")
+        ResourceKind.SQLITE,
+        UndoStrategy.CLONE,
+        lambda r: SqliteCloneResource(r, host.cfg.state_dir / "db"),
+        StrategyTraits(copies_into_state_dir=True),  # the copy is a file beside the journal
     )
