@@ -53,6 +53,7 @@ class SandboxConfig:
     max_memory_bytes: int = 8 * 1024 * 1024 * 1024
     max_max_processes: int = 4096
     max_output_bytes: int = 64 * 1024 * 1024
+    backend: str = "bwrap"  # which Sandbox runs actions (sandbox/backends.py)
     cgroup_parent: str = ""  # cgroup path to create per-run cgroups under; "" = the daemon's own
     # Host paths shown read-only in every sandbox besides /usr, /etc and the /bin, /sbin, /lib*
     # trees (e.g. "/opt/toolchain"); nothing else of the host is visible. See docs/security.md.

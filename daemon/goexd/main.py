@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from goexd import __version__, config, faults, startup
 from goexd.admin import Admin
 from goexd.domain.errors import SetupError
-from goexd.domain.sandbox import SandboxUnavailable
+from goexd.domain.sandbox import Sandbox, SandboxUnavailable
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport
 from goexd.egress.proxy import EgressProxy
@@ -29,9 +29,8 @@ from goexd.engine.stopping import summary
 from goexd.resources.fs.versioned import clear_overlays, drop_uppers, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.resources.http.resource import check_address
-from goexd.sandbox.bwrap import BwrapSandbox
+from goexd.sandbox.backends import SandboxHost, open_sandbox
 from goexd.sandbox.keyring import join_fresh_session_keyring
-from goexd.sandbox.limits import detect_enforcer
 from goexd.sd_notify import Notifier
 from goexd.server import activation
 from goexd.server.app import build_server, set_not_serving
@@ -163,13 +162,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     mounts = startup.overlay_mounts(claim)  # a root goexd's; what a killed start left mounted goes first
     own += [mounts.base] if mounts is not None else []
     check_journal(cfg.journal_path)  # before anything reads it
-    sandbox = BwrapSandbox(
-        detect_enforcer(cfg.sandbox.cgroup_parent or None),
-        always_masked=own,
-        read_paths=[Path(p) for p in cfg.sandbox.read_paths],
-        spawn_env=claim.mark.env(),
-        overlay_mounts=mounts,
-    )
+    sandbox = open_sandbox(cfg.sandbox.backend, SandboxHost(cfg, own, claim.mark.env(), mounts))
     try:
         sandbox.check()
     except SandboxUnavailable as exc:
@@ -222,7 +215,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     return 0
 
 
-def fs_overlays_dir(cfg: config.Config, sandbox: BwrapSandbox) -> Path | None:
+def fs_overlays_dir(cfg: config.Config, sandbox: Sandbox) -> Path | None:
     """Where fs actions get their overlays, or None to run them over the workspace (fs.isolation)."""
     if cfg.fs.isolation == "direct":
         return None
