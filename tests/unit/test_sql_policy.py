@@ -108,7 +108,7 @@ def test_a_notification_is_no_concern_where_nothing_commits() -> None:
     """Under the transaction strategy it is sent at the session's commit, if ever; a test never commits; an
     inverse's is its undo's own effect."""
     policy = SessionPolicy(load(""))
-    tx = sql_facts(_db(ResourceKind.POSTGRES, UndoStrategy.TRANSACTION), _sql(NOTIFY), None)
+    tx = sql_facts(_db(ResourceKind.POSTGRES, UndoStrategy.TRANSACTION), _sql(NOTIFY), None, in_connection=True)
     trial = sql_facts(_db(ResourceKind.POSTGRES), _sql(NOTIFY), _sql("UPDATE t SET a = 0"), trial=True)
     inverse = sql_facts(_db(ResourceKind.POSTGRES), _sql("UPDATE t SET a = 1"), _sql(NOTIFY))
     assert policy.check(tx).allowed and policy.check(trial, count=False).allowed and policy.check(inverse).allowed

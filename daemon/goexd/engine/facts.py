@@ -56,8 +56,10 @@ def facts(
     spec: ActionSpec,
     inverse: ActionSpec | None,
     trial: bool = False,
+    in_connection: bool = False,
 ) -> ActionFacts:
-    """What the policy is told about an action before it runs (`trial`: in a reversibility test only)."""
+    """What the policy is told about an action before it runs (`trial`: in a reversibility test only;
+    `in_connection`: its strategy keeps pending work in goexd's connection, StrategyTraits)."""
     if spec.kind is ActionKind.HTTP and isinstance(manager, HttpResource) and spec.http is not None:
         req = spec.http  # checked by precheck() already: it stays within the base URL
         facts = HttpRequestFacts(
@@ -71,7 +73,7 @@ def facts(
         )
         return ActionFacts("http", resource.name, request=facts)
     if spec.kind is ActionKind.SQL and resource.kind in DB_KINDS:  # the inverse's statements too
-        return sql_policy.sql_facts(resource, spec, inverse, trial)
+        return sql_policy.sql_facts(resource, spec, inverse, trial, in_connection)
     asked = spec.limits
     return ActionFacts(
         spec.kind.value,

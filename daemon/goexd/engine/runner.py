@@ -122,7 +122,8 @@ class Runner(Part):
         checked_first = spec.kind is ActionKind.HTTP
         if checked_first:
             manager.precheck(spec)
-        decision = live.policy.check(facts(resource, manager, spec, inverse), approval)
+        in_connection = self.kinds.traits(resource).pending_in_connection
+        decision = live.policy.check(facts(resource, manager, spec, inverse, in_connection=in_connection), approval)
         if decision.allowed:
             if not checked_first:
                 manager.precheck(spec)

@@ -12,16 +12,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from goexd.domain.errors import PermissionDenied
-from goexd.domain.models import Action, ActionKind, ActionSpec, Resource, ResourceKind, UndoStrategy
+from goexd.domain.models import Action, ActionKind, ActionSpec, Resource, ResourceKind
 from goexd.policy.check import SessionPolicy
 from goexd.policy.model import ActionFacts, Decision, DecisionKind, SqlStatementFacts
 from goexd.sql.classify import classify_script
 from goexd.sql.model import Dialect
 
 DB_KINDS = frozenset({ResourceKind.SQLITE, ResourceKind.POSTGRES})
-# Strategies under which an action's statements commit when it runs (its undo is another statement or a copy); under
-# `transaction` nothing commits before the session's own COMMIT, and an undo discards what was not sent.
-COMMIT_AT_ONCE = frozenset({UndoStrategy.INVERSE, UndoStrategy.CLONE})
 
 
 def dialect_of(kind: ResourceKind) -> Dialect:
@@ -40,13 +37,16 @@ def statement_facts(
     )
 
 
-def sql_facts(resource: Resource, spec: ActionSpec, inverse: ActionSpec | None, trial: bool = False) -> ActionFacts:
+def sql_facts(
+    resource: Resource, spec: ActionSpec, inverse: ActionSpec | None, trial: bool = False, in_connection: bool = False
+) -> ActionFacts:
     """The action's statements, then its client inverse's (when it is SQL: another kind is refused later).
 
     The action's effects outside the database (a notification) count where its strategy commits each action at
-    once, except in a trial (TestReversibility), which never commits: there nothing is sent."""
+    once: not where its work stays in goexd's open connection until the session commits (`in_connection`, the
+    transaction strategy's StrategyTraits), nor in a trial (TestReversibility), which never commits."""
     dialect = dialect_of(resource.kind)
-    commits = not trial and resource.strategy in COMMIT_AT_ONCE
+    commits = not trial and not in_connection
     statements = statement_facts(spec, dialect, "spec", commits)
     if inverse is not None and inverse.kind is ActionKind.SQL:
         statements += statement_facts(inverse, dialect, "inverse")

@@ -67,7 +67,9 @@ class Trials(Part):
         if isinstance(manager, HttpResource):  # never tried on the service itself; on its staging copy if named
             manager.check_inverse(spec, inverse)
             if manager.staging is not None:  # what the policy refuses outright is not sent to the staging copy either
-                decision = live.policy.check(facts(resource, manager, spec, inverse), count=False)
+                decision = live.policy.check(
+                    facts(resource, manager, spec, inverse), count=False
+                )  # http: no connection
                 if decision.kind is DecisionKind.DENY:
                     raise PermissionDenied(f"{decision.reason} [policy rule {decision.rule}]; not tried on staging")
             limits = live.policy.limits(spec.limits, live.session.limits)
