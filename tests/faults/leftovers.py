@@ -88,7 +88,7 @@ def overlay_mounts(state_dir: Path) -> list[str]:
 
 def goexd_mount_points(owner: str) -> list[str]:
     """The mount points of this mount namespace in a root goexd's mount dirs (sandbox/overlay_mounts.py) of
-    the state dir `owner` names: its live mount dir itself (a private bind of itself) and anything below it."""
+    the state dir `owner` names: its live mount dir itself (a private tmpfs) and anything below it."""
     name = f"/{PREFIX}{owner}-"
     return [os.fsdecode(p) for p in mount_points() if name in os.fsdecode(p)]
 

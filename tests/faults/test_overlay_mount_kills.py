@@ -73,7 +73,7 @@ def assert_nothing_left(d: DaemonProcess, ws: Path, before: dict[str, bytes], ac
     assert settle(owner) == {}, "a sandbox process of the killed goexd outlived the restart"
     assert overlay_mounts(d.state_dir) == [], "an overlay of the killed goexd is still mounted somewhere"
     mine = goexd_mount_points(owner)
-    if d.user is None:  # the live goexd's own mount dir (a private bind of itself), nothing below it
+    if d.user is None:  # the live goexd's own mount dir (a private tmpfs), nothing below it
         assert len(mine) == 1 and not any(p.startswith(mine[0] + "/") for p in mine), mine
     else:
         assert mine == [], mine  # an unprivileged goexd mounts nothing where the host sees it

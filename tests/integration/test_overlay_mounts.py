@@ -174,7 +174,7 @@ def test_a_runs_mount_reaches_no_other_namespace_and_the_mount_dir_goes_everywhe
             assert seen and not any("overlay" in line for line in seen[0]), seen  # never reached the peer
         finally:
             mounts.close()
-        # The mount dir's own bind reached the peer as it was made (before it turned private); removing the
+        # The mount dir's own tmpfs reached the peer as it was made (before it turned private); removing the
         # dir took that copy away too: nothing of goexd's is left mounted anywhere.
         assert peer_mounts(peer, top) == []
         assert not mounts.base.exists()

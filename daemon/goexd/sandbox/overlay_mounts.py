@@ -13,9 +13,10 @@ identity (the workspace's owner), who must be able to reach it. The mount dir is
 not listable), each run's dir in it a random name that the mount table shows anyone, so it is
 made 0700 and given to the workspace's owner once the overlay is on it (the mount point below it is
 then busy: the owner can neither move nor remove it): only they and root reach the overlay, as they
-reach the workspace. The mount dir is a private bind of itself, so no run's mount propagates to
-another mount namespace (systemd makes / shared: every namespace cloned from it would get a copy,
-and keep it when the umount here does not reach it).
+reach the workspace. The mount dir is a small tmpfs of its own (its dirs cost no disk journal, ~1 ms
+a run on a busy disk) with private propagation, so no run's mount propagates to another mount
+namespace (systemd makes / shared: every namespace cloned from it would get a copy, and keep it
+when the umount here does not reach it).
 
 Nothing outlives the daemon for long: a run's overlay is unmounted (MNT_DETACH) as soon as bwrap
 exits, and the next start of the same state dir (`clear_left`, before recovery and the overlay
@@ -54,7 +55,9 @@ PREFIX = "goexd-mounts-"
 MOUNT_POINT = "ws"  # in each run's dir; the run's dir itself is what keeps others out
 FAULT_TAG = "fs-versioned"  # the resource the fault point serves (goexd/faults.py); trials' runs reach it too
 
-_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_PRIVATE = 0x2, 0x4, 0x1000, 0x40000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x40000
+# The mount dir holds empty dirs only (2 a run): a tmpfs, so making and removing them costs no disk journal.
+TMPFS_OPTIONS = b"mode=0711,size=64k,nr_inodes=65536"
 _MNT_DETACH, _UMOUNT_NOFOLLOW = 0x2, 0x8
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -86,9 +89,8 @@ class OverlayMounts:
         clear_left(owner, tmp)
         base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=tmp))
         try:
-            base.chmod(0o711)
             raw = os.fsencode(base)
-            _mount(raw, raw, None, _MS_BIND, None)
+            _mount(b"goex-mounts", raw, b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, TMPFS_OPTIONS)
             _mount(None, raw, None, _MS_PRIVATE, None)
         except OSError:
             _remove(base)
