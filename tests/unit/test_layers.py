@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     KINDS,
     ("goexd.resources.kinds",),
+    ("goexd.planner",),
     ("goexd.engine",),
     ("goexd.stop_control",),
     ("goexd.admin",),

@@ -79,6 +79,7 @@ if _typing.TYPE_CHECKING:
         Timings,
     )
     from goex._pairs import PairHistory, PairJudgement, PairVerdict
+    from goex._prompts import PlanAttempt, PlanReview, PromptPlan
     from goex._secret_models import OAuthStart, SecretInfo
     from goex._set_asides import SetAside, SetAsideRestored
     from goex._socket import default_socket_path
@@ -109,6 +110,7 @@ _MODULES = (
     "goex._admin_models",
     "goex._diffs",
     "goex._pairs",
+    "goex._prompts",
     "goex._set_asides",
     "goex._client",
     "goex._aio",
@@ -178,9 +180,12 @@ __all__ = [
     "PairJudgement",
     "PairVerdict",
     "PermissionDenied",
+    "PlanAttempt",
+    "PlanReview",
     "PolicyCheck",
     "PolicyError",
     "Prompt",
+    "PromptPlan",
     "Python",
     "Resource",
     "ResourceDescription",

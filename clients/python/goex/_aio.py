@@ -30,6 +30,7 @@ from goex._models import (
     action_event_from_proto,
 )
 from goex._pairs import PairHistory, history_request, judge_request
+from goex._prompts import PlanReview
 from goex._rpc import Req, Resp
 from goex._secret_models import OAuthStart, SecretInfo
 from goex._set_asides import SetAside, SetAsideRestored, list_request, restore_request
@@ -41,6 +42,7 @@ from goex._specs import (
     Http,
     Injection,
     Limits,
+    Prompt,
     Python,
     ResourceSpec,
     Shell,
@@ -496,6 +498,42 @@ class AsyncClient:
         `action_id` as for `get_action` (with `session_id`: a seq number or "last" too)."""
         req = rq.undo_to(action_id, force, session_id)
         return [Action.from_proto(a) for a in (await self._call(_rpc.UNDO_TO, req)).undone]
+
+    async def prompt(
+        self,
+        session_id: str,
+        prompt: str,
+        *,
+        functions: str = "",
+        resource: str | None = None,
+        detach: bool = False,
+        limits: Limits | None = None,
+        description: str | None = None,
+        approval: str = "",
+    ) -> Action:
+        """As `Client.prompt`: the planner's action for `prompt`, run as any action is."""
+        return await self.submit(
+            session_id,
+            Prompt(prompt, functions),
+            resource=resource,
+            detach=detach,
+            limits=limits,
+            description=description,
+            approval=approval,
+        )
+
+    async def plan(
+        self,
+        session_id: str,
+        prompt: str,
+        *,
+        functions: str = "",
+        resource: str | None = None,
+        limits: Limits | None = None,
+    ) -> PlanReview:
+        """As `Client.plan`: `prompt`'s plan for review; nothing runs on the resource."""
+        req = rq.plan(session_id, prompt, functions=functions, resource=resource, limits=limits)
+        return PlanReview.from_proto(await self._call(_rpc.PLAN_ACTION, req))
 
     async def test_reversibility(
         self,

@@ -33,6 +33,7 @@ from goex._specs import (
     Http,
     Injection,
     Limits,
+    Prompt,
     Python,
     ResourceSpec,
     Shell,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from goex._admin_models import GcResult, Health, PolicyCheck, Stats, StopResult
     from goex._diffs import Diff
     from goex._pairs import PairHistory
+    from goex._prompts import PlanReview
     from goex._secret_models import OAuthStart, SecretInfo
     from goex._set_asides import SetAside, SetAsideRestored
 
@@ -607,6 +609,48 @@ class Client:
         `action_id` as for `get_action` (with `session_id`: a seq number or "last" too)."""
         req = rq.undo_to(action_id, force, session_id)
         return [Action.from_proto(a) for a in self._call(_rpc.UNDO_TO, req).undone]
+
+    def prompt(
+        self,
+        session_id: str,
+        prompt: str,
+        *,
+        functions: str = "",
+        resource: str | None = None,
+        detach: bool = False,
+        limits: Limits | None = None,
+        description: str | None = None,
+        approval: str = "",
+    ) -> Action:
+        """Have goexd's planner turn `prompt` into an action (and its inverse, where the resource's strategy undoes
+        by one), then run it as any action: policy, reversibility test, checkpoint, pending until commit or undo.
+        `functions`: a function set's name (the model picks one of its functions). The action carries what it became
+        (`spec`, `inverse`) and how (`plan`: the exchange with the model); no usable plan is an action FAILED."""
+        return self.submit(
+            session_id,
+            Prompt(prompt, functions),
+            resource=resource,
+            detach=detach,
+            limits=limits,
+            description=description,
+            approval=approval,
+        )
+
+    def plan(
+        self,
+        session_id: str,
+        prompt: str,
+        *,
+        functions: str = "",
+        resource: str | None = None,
+        limits: Limits | None = None,
+    ) -> PlanReview:
+        """`prompt`'s plan for review; nothing runs on the resource: the action, its inverse, the policy's answer
+        and the pair's test where nothing stays."""
+        from goex._prompts import PlanReview
+
+        req = rq.plan(session_id, prompt, functions=functions, resource=resource, limits=limits)
+        return PlanReview.from_proto(self._call(_rpc.PLAN_ACTION, req))
 
     def test_reversibility(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -32,6 +32,9 @@ from goex._enums import (
 from goex._protoutil import message_to_dict, seconds, timestamp
 from goex._specs import ActionSpec, Http, Limits, http_from_proto
 from goex.v1 import sessions_pb2, types_pb2
+
+if TYPE_CHECKING:
+    from goex._prompts import PromptPlan
 
 __all__ = [
     "Action",
@@ -422,6 +425,13 @@ class Action(_Model[types_pb2.Action]):
     def is_pending(self) -> bool:
         """Executed: its effects are visible and it awaits commit or undo."""
         return self.state.is_pending
+
+    @property
+    def plan(self) -> PromptPlan | None:
+        """A prompt action's exchange with the planner's model (what it was asked, each answer); None otherwise."""
+        from goex._prompts import PromptPlan  # noqa: PLC0415 - loaded only where a prompt is looked at
+
+        return PromptPlan.from_proto(self.proto.plan) if self.proto.HasField("plan") else None
 
     @property
     def is_active(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from goex._enums import ActionState, SecretKind
 from goex._protoutil import duration
-from goex._specs import ActionBody, ActionSpec, Egress, Http, Injection, Limits, ResourceSpec, Sql
+from goex._specs import ActionBody, ActionSpec, Egress, Http, Injection, Limits, Prompt, ResourceSpec, Sql
 from goex.v1 import actions_pb2, secrets_pb2, sessions_pb2
 
 CloseModeArg = Literal["commit", "undo"] | None
@@ -158,6 +158,13 @@ def http_bodies(
         text = _json.dumps(json, allow_nan=False)
     raw = _bytes(body) if body is not None else None
     return Http(method, path, query=query, headers=headers, body=raw, json=text), inverse
+
+
+def plan(
+    session_id: str, prompt: str, *, functions: str, resource: str | None, limits: Limits | None
+) -> actions_pb2.PlanActionRequest:
+    spec = action_spec(Prompt(prompt, functions), resource=resource, limits=limits)
+    return actions_pb2.PlanActionRequest(session_id=session_id, spec=spec.to_proto())
 
 
 def test_reversibility(

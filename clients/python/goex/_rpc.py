@@ -89,6 +89,7 @@ CANCEL_ACTION = _method(_AF, "Actions", "CancelAction", _A.CancelActionRequest, 
 COMMIT_ACTIONS = _method(_AF, "Actions", "CommitActions", _A.CommitActionsRequest, _A.CommitActionsResponse)
 UNDO_ACTION = _method(_AF, "Actions", "UndoAction", _A.UndoActionRequest, _A.UndoActionResponse)
 UNDO_TO = _method(_AF, "Actions", "UndoTo", _A.UndoToRequest, _A.UndoToResponse)
+PLAN_ACTION = _method(_AF, "Actions", "PlanAction", _A.PlanActionRequest, _A.PlanActionResponse)
 TEST_REVERSIBILITY = _method(
     _AF, "Actions", "TestReversibility", _A.TestReversibilityRequest, _A.TestReversibilityResponse
 )

@@ -267,9 +267,11 @@ class Http:
 
 @dataclass(frozen=True)
 class Prompt:
-    """Natural language; the daemon's planner turns it into an action and its inverse."""
+    """Natural language; the daemon's planner turns it into an action and its inverse. `functions`: the name of
+    a function set, for the functions mode (the model picks one of its functions and fills its arguments)."""
 
     prompt: str
+    functions: str = ""
 
     @property
     def text(self) -> str:
@@ -393,6 +395,7 @@ class ActionSpec:
                 msg.http.json = body.json
         elif isinstance(body, Prompt):
             msg.prompt.prompt = body.prompt
+            msg.prompt.functions = body.functions
         return msg
 
     @classmethod
@@ -426,7 +429,7 @@ def _body_from_proto(msg: types_pb2.ActionSpec) -> ActionBody | None:
     if which == "http":
         return http_from_proto(msg.http)
     if which == "prompt":
-        return Prompt(msg.prompt.prompt)
+        return Prompt(msg.prompt.prompt, msg.prompt.functions)
     return None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goexd.domain.egress import EgressRecordData
+from goexd.domain.plans import PlanExchange
 from goexd.domain.sandbox import ExecResult, Limits
 from goexd.domain.snapshots import ChangeSet
 
@@ -258,6 +259,7 @@ class Action:
     sql: SqlResult | None = None
     http: HttpResult | None = None
     approval: str = ""  # the explicit approval it carried, when the policy asked for one
+    plan: PlanExchange | None = None  # a prompt action's: how the planner made its spec (domain/plans.py)
 
     @property
     def kind(self) -> ActionKind:

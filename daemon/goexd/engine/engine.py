@@ -21,6 +21,7 @@ from goexd.diskspace import StateSpace
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import (
     Action,
+    ActionKind,
     ActionSpec,
     ActionState,
     CloseMode,
@@ -41,6 +42,7 @@ from goexd.engine.facts import check_limits
 from goexd.engine.http_calls import HttpCalls
 from goexd.engine.journal import Journal
 from goexd.engine.leases import IdleLeases
+from goexd.engine.prompts import Prompts, Review
 from goexd.engine.recovery import Recovery
 from goexd.engine.resolve import Resolver
 from goexd.engine.runner import Runner
@@ -49,6 +51,9 @@ from goexd.engine.steps import Steps
 from goexd.engine.trials import Trials
 from goexd.engine.verdict_memory import Judgement, PairHistory, VerdictMemory
 from goexd.engine.watchers import Watchers
+from goexd.planner.endpoint import host_of
+from goexd.planner.functions import load_sets
+from goexd.planner.planner import Planner
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
 from goexd.policy.parse import build
@@ -83,8 +88,10 @@ class Engine:
         egress: EgressRoutes | None = None,
         own_paths: OwnPaths | None = None,
         fs_overlays: Path | None = None,
+        planner: Planner | None = None,
     ) -> None:
-        """`fs_overlays`: where fs actions get their overlay dirs; None runs them over the workspace itself."""
+        """`fs_overlays`: where fs actions get their overlay dirs; None runs them over the workspace itself.
+        `planner`: what plans prompt actions; by default the one [planner] configures."""
         self.cfg = cfg
         self.fs_overlays = fs_overlays
         self.own_paths = own_paths or daemon_paths(cfg)  # what no resource may reach: goexd's own files
@@ -134,6 +141,8 @@ class Engine:
         self.resolver = Resolver(self.core, self.sessions, self.steps, self.calls)
         self.runner = Runner(self.core, self.sessions, self.steps, self.calls)
         self.trials = Trials(self.core, self.sessions, self.steps)
+        self.planner = planner or _planner(cfg, vault)
+        self.prompts = Prompts(self.core, self.sessions, self.steps, self.runner, self.trials, self.planner)
         self.recovery = Recovery(self.core, self.sessions, self.steps, self.calls, self.resolver)
 
     # ================================================================ sessions (sessions.py, resolve.py)
@@ -193,7 +202,18 @@ class Engine:
         caller_gone: threading.Event | None = None,
         cancel_when_unwatched: bool = False,
     ) -> Action:
+        if spec.kind is ActionKind.PROMPT:  # planned first, then submitted as what it became (engine/prompts.py)
+            if inverse is not None:
+                raise InvalidArgument("inverse", "a prompt's inverse is planned with it: give none")
+            return self.prompts.submit(session_id, spec, detach, approval, caller_gone, cancel_when_unwatched)
         return self.runner.submit(session_id, spec, inverse, detach, approval, caller_gone, cancel_when_unwatched)
+
+    def plan(self, session_id: str, spec: ActionSpec) -> Review:
+        """A prompt's plan for review: nothing runs on the resource (its pair is tried where nothing stays)."""
+        if spec.kind is not ActionKind.PROMPT:
+            raise InvalidArgument("spec", "set prompt: only a prompt is planned")
+        self.life.refuse_if_stopping()
+        return self.prompts.review(session_id, spec)
 
     def cancel(self, action_id: str) -> Action:
         return self.runner.cancel(action_id)
@@ -298,6 +318,7 @@ class Engine:
             ev.set()
         self.runner.workers.shutdown(wait=True)
         self.sessions.close_all()
+        self.planner.close()
 
     def drain(self) -> None:
         """Refuse new sessions and actions from now on (commit, undo and reads go on), until goexd stops."""
@@ -315,3 +336,17 @@ class Engine:
 
     def redact_text(self, text: str) -> str:
         return self.vault.redactor.text(text)
+
+
+def _planner(cfg: Config, vault: Vault) -> Planner:
+    """The planner [planner] configures: its API key from the vault, for the endpoint's own host."""
+    name = cfg.planner.api_key_secret
+
+    def api_key(base_url: str) -> str:
+        if not name:
+            return ""
+        scheme, host, port = host_of(base_url)
+        return vault.resolve(name, scheme, host, port).primary.decode()
+
+    sets = load_sets([Path(d).expanduser() for d in cfg.planner.functions_dirs])  # SetupError: goexd does not start
+    return Planner(cfg.planner, api_key, vault.redactor.text, sets)

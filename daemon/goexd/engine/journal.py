@@ -18,7 +18,7 @@ from typing import Any
 
 from goexd import faults
 from goexd.diskspace import is_out_of_space, out_of_space
-from goexd.domain import codec
+from goexd.domain import codec, plans
 from goexd.domain.errors import FailedPrecondition, InternalError
 from goexd.domain.models import (
     Action,
@@ -32,7 +32,7 @@ from goexd.domain.models import (
 )
 from goexd.domain.names import utf8_text
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # Each step takes a journal from version N to N + 1; run in order at open.
 _MIGRATIONS = {
     1: "ALTER TABLE actions ADD COLUMN egress TEXT",
@@ -43,6 +43,7 @@ _MIGRATIONS = {
     6: "ALTER TABLE resources ADD COLUMN rules TEXT NOT NULL DEFAULT ''",
     7: "ALTER TABLE resources ADD COLUMN staging TEXT NOT NULL DEFAULT ''",
     8: "SELECT 1",  # the pair tables (verdict_memory.py): created by _SCHEMA, which runs first
+    9: "ALTER TABLE actions ADD COLUMN plan TEXT",
 }
 
 _SCHEMA = """
@@ -91,6 +92,7 @@ CREATE TABLE IF NOT EXISTS actions (
     sql TEXT,
     http TEXT,
     approval TEXT NOT NULL DEFAULT '',
+    plan TEXT,
     finished_at REAL,
     resolved_at REAL,
     UNIQUE (session_id, seq)
@@ -149,7 +151,19 @@ _ACTION_COLUMNS = {
 
 
 # What insert_action() always writes; other columns come as fields.
-_INSERTED = ("id", "session_id", "seq", "kind", "resource", "state", "spec", "inverse", "approval", "created_at")
+_INSERTED = (
+    "id",
+    "session_id",
+    "seq",
+    "kind",
+    "resource",
+    "state",
+    "spec",
+    "inverse",
+    "approval",
+    "plan",  # a prompt action's exchange with the model (domain/plans.py), with the action itself: one commit
+    "created_at",
+)
 
 # Columns the daemon itself generates (snapshot ids, times); everything else is redacted on write.
 _UNREDACTED = frozenset({"checkpoint", "finished_at", "resolved_at", "undo_started"})
@@ -455,6 +469,7 @@ class Journal:
                 if action.inverse
                 else None,
                 self.redact(action.approval),
+                self._text(plans.dumps(action.plan)) if action.plan is not None else None,
                 action.created_at,
                 *fields.values(),
             )
@@ -593,4 +608,5 @@ class Journal:
             sql=opt("sql", codec.sql_from_json),
             http=opt("http", codec.http_result_from_json),
             approval=row["approval"],
+            plan=plans.loads(row["plan"]) if row["plan"] else None,
         )

@@ -38,6 +38,7 @@ from goexd.domain.models import (
     Timings,
     Verdict,
 )
+from goexd.domain.plans import PlanExchange
 from goexd.domain.resource import (
     READ_CHECKPOINT,
     Checkpoint,
@@ -74,8 +75,9 @@ _ROLLBACK_ON = frozenset(
         Termination.SPAWN_FAILED,
     }
 )
+# A prompt is planned first (engine/prompts.py), and what it became comes here: the runner never runs one itself.
 _NOT_BUILT = {
-    ActionKind.PROMPT: "prompt actions need the LLM planner, which is not built yet",
+    ActionKind.PROMPT: "a prompt action is planned before it runs (Engine.submit): it has no runner of its own",
 }
 _RESOLVED_AT_ONCE = "read-only: nothing to undo or accept; resolved at once"
 
@@ -99,9 +101,11 @@ class Runner(Part):
         approval: str = "",
         caller_gone: threading.Event | None = None,
         cancel_when_unwatched: bool = False,
+        plan: PlanExchange | None = None,
     ) -> Action:
         """`caller_gone` (a blocking submit): set when its caller went away, which cancels the action.
-        `cancel_when_unwatched` (detached): cancelled once no watch follows it (see Watchers)."""
+        `cancel_when_unwatched` (detached): cancelled once no watch follows it (see Watchers).
+        `plan`: the planner's exchange that made `spec` and `inverse` (a prompt), journaled with the action."""
         self.life.refuse_if_stopping()
         if spec.kind in _NOT_BUILT:
             raise Unimplemented(_NOT_BUILT[spec.kind])
@@ -145,6 +149,7 @@ class Runner(Part):
                 if (spec.egress and spec.egress.resources) or isinstance(manager, FallsBackToSnapshots)
                 else ""
             ),
+            plan=plan,
         )
         if not decision.allowed:
             self._block(action, decision)

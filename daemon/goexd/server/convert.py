@@ -36,6 +36,7 @@ from goexd.domain.names import display_path, utf8_text
 from goexd.domain.sandbox import ExecResult, Limits, Stream
 from goexd.domain.snapshots import ChangeSet
 from goexd.server.convert_http import http_action_pb, http_request, http_result_pb, joined_headers, request_of_recorded
+from goexd.server.convert_plan import plan_pb
 from goexd.vault.models import check_host, check_name
 
 _STATE_TO_PB = {s: cast(pb.ActionState, pb.ActionState.Value(f"ACTION_STATE_{s.name}")) for s in ActionState}
@@ -201,7 +202,10 @@ def action_spec(msg: pb.ActionSpec, fld: str) -> ActionSpec:
     if which == "http":
         return spec(ActionKind.HTTP, http=http_request(msg.http, f"{fld}.http"))
     if which == "prompt":
-        return spec(ActionKind.PROMPT, extra={"prompt": msg.prompt.prompt})
+        if not msg.prompt.prompt.strip():
+            raise InvalidArgument(f"{fld}.prompt.prompt", "must not be empty")
+        extra = {"prompt": msg.prompt.prompt, **({"functions": msg.prompt.functions} if msg.prompt.functions else {})}
+        return spec(ActionKind.PROMPT, extra=extra)
     raise InvalidArgument(f"{fld}.body", "set one of shell, python, sql, http or prompt")
 
 
@@ -317,7 +321,10 @@ def spec_pb(spec: ActionSpec) -> pb.ActionSpec:
     elif spec.kind is ActionKind.HTTP and spec.http is not None:
         msg.http.CopyFrom(http_action_pb(spec.http))
     elif spec.kind is ActionKind.PROMPT:
-        msg.prompt.CopyFrom(pb.PromptAction(prompt=str(spec.extra.get("prompt", ""))))
+        extra = spec.extra
+        msg.prompt.CopyFrom(
+            pb.PromptAction(prompt=str(extra.get("prompt", "")), functions=str(extra.get("functions", "")))
+        )
     return msg
 
 
@@ -460,6 +467,8 @@ def action_pb(a: Action) -> pb.Action:
         msg.sql.CopyFrom(sql_pb(a.sql))
     if a.http is not None:
         msg.http.CopyFrom(http_result_pb(a.http))
+    if a.plan is not None:
+        msg.plan.CopyFrom(plan_pb(a.plan))
     return msg
 
 

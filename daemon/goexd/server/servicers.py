@@ -29,6 +29,7 @@ from goexd.policy.parse import parse as parse_policy
 from goexd.server import convert as cv
 from goexd.server import convert_diff as cd
 from goexd.server import convert_pairs as cp
+from goexd.server import convert_plan as cpl
 from goexd.server import convert_secrets as cs
 from goexd.server import convert_set_aside as csa
 from goexd.vault.oauth import OAuthFlows
@@ -171,6 +172,21 @@ class ActionsServicer(agrpc.ActionsServicer):
             cv.require_id(req.session_id, "session_id"), cv.require_id(req.set_aside_id, "set_aside_id"), req.force
         )
         return apb.RestoreSetAsideResponse(verified=report.verified, detail=report.detail)
+
+    def PlanAction(self, req: apb.PlanActionRequest, ctx: Ctx) -> apb.PlanActionResponse:
+        session_id = cv.require_id(req.session_id, "session_id")
+        if not req.HasField("spec"):
+            raise_missing("spec")
+        review = self.engine.plan(session_id, cv.action_spec(req.spec, "spec"))
+        return apb.PlanActionResponse(
+            action=cv.spec_pb(review.plan.forward),
+            inverse=cv.spec_pb(review.plan.inverse) if review.plan.inverse is not None else None,
+            plan=cpl.plan_pb(review.exchange),
+            policy_decision=review.decision.kind.value,
+            policy_rule=review.decision.rule,
+            policy_reason=review.decision.reason,
+            reversibility=cv.reversibility_pb(review.reversibility),
+        )
 
     def TestReversibility(self, req: apb.TestReversibilityRequest, ctx: Ctx) -> apb.TestReversibilityResponse:
         session_id = cv.require_id(req.session_id, "session_id")

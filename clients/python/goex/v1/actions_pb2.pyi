@@ -179,6 +179,32 @@ class UndoToResponse(_message.Message):
     undone: _containers.RepeatedCompositeFieldContainer[_types_pb2.Action]
     def __init__(self, undone: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ...) -> None: ...
 
+class PlanActionRequest(_message.Message):
+    __slots__ = ("session_id", "spec")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    spec: _types_pb2.ActionSpec
+    def __init__(self, session_id: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ...) -> None: ...
+
+class PlanActionResponse(_message.Message):
+    __slots__ = ("action", "inverse", "plan", "policy_decision", "policy_rule", "policy_reason", "reversibility")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    POLICY_DECISION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_RULE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_REASON_FIELD_NUMBER: _ClassVar[int]
+    REVERSIBILITY_FIELD_NUMBER: _ClassVar[int]
+    action: _types_pb2.ActionSpec
+    inverse: _types_pb2.ActionSpec
+    plan: _types_pb2.PromptPlan
+    policy_decision: str
+    policy_rule: str
+    policy_reason: str
+    reversibility: _types_pb2.Reversibility
+    def __init__(self, action: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[_types_pb2.ActionSpec, _Mapping]] = ..., plan: _Optional[_Union[_types_pb2.PromptPlan, _Mapping]] = ..., policy_decision: _Optional[str] = ..., policy_rule: _Optional[str] = ..., policy_reason: _Optional[str] = ..., reversibility: _Optional[_Union[_types_pb2.Reversibility, _Mapping]] = ...) -> None: ...
+
 class TestReversibilityRequest(_message.Message):
     __slots__ = ("session_id", "spec", "inverse")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -82,6 +82,11 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.UndoToRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_actions__pb2.UndoToResponse.FromString,
                 _registered_method=True)
+        self.PlanAction = channel.unary_unary(
+                '/goex.v1.Actions/PlanAction',
+                request_serializer=goex_dot_v1_dot_actions__pb2.PlanActionRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.PlanActionResponse.FromString,
+                _registered_method=True)
         self.TestReversibility = channel.unary_unary(
                 '/goex.v1.Actions/TestReversibility',
                 request_serializer=goex_dot_v1_dot_actions__pb2.TestReversibilityRequest.SerializeToString,
@@ -198,6 +203,17 @@ class ActionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanAction(self, request, context):
+        """A prompt's plan for review; nothing runs on the resource: the planned action and inverse, what the policy
+        says of them, and the pair tried where nothing stays (as TestReversibility; unknown where it cannot be).
+        The planner's failures: UNAVAILABLE (endpoint unreachable), DEADLINE_EXCEEDED (no answer in time),
+        RESOURCE_EXHAUSTED (rate limited), FAILED_PRECONDITION (a refused key, no endpoint and no embedded model,
+        no usable answer from the model).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TestReversibility(self, request, context):
         """Runs an action and its inverse on a throwaway fork of the resource and compares fingerprints.
         """
@@ -298,6 +314,11 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.UndoTo,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.UndoToRequest.FromString,
                     response_serializer=goex_dot_v1_dot_actions__pb2.UndoToResponse.SerializeToString,
+            ),
+            'PlanAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanAction,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.PlanActionRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.PlanActionResponse.SerializeToString,
             ),
             'TestReversibility': grpc.unary_unary_rpc_method_handler(
                     servicer.TestReversibility,
@@ -575,6 +596,33 @@ class Actions:
             '/goex.v1.Actions/UndoTo',
             goex_dot_v1_dot_actions__pb2.UndoToRequest.SerializeToString,
             goex_dot_v1_dot_actions__pb2.UndoToResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/PlanAction',
+            goex_dot_v1_dot_actions__pb2.PlanActionRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.PlanActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

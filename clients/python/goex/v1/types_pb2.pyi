@@ -333,10 +333,54 @@ class HttpAction(_message.Message):
     def __init__(self, method: _Optional[str] = ..., path: _Optional[str] = ..., query: _Optional[_Mapping[str, str]] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ..., json: _Optional[str] = ...) -> None: ...
 
 class PromptAction(_message.Message):
-    __slots__ = ("prompt",)
+    __slots__ = ("prompt", "functions")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     prompt: str
-    def __init__(self, prompt: _Optional[str] = ...) -> None: ...
+    functions: str
+    def __init__(self, prompt: _Optional[str] = ..., functions: _Optional[str] = ...) -> None: ...
+
+class PlanAttempt(_message.Message):
+    __slots__ = ("answer", "error", "prompt_token_count", "completion_token_count", "latency")
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    answer: str
+    error: str
+    prompt_token_count: int
+    completion_token_count: int
+    latency: _duration_pb2.Duration
+    def __init__(self, answer: _Optional[str] = ..., error: _Optional[str] = ..., prompt_token_count: _Optional[int] = ..., completion_token_count: _Optional[int] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class PromptPlan(_message.Message):
+    __slots__ = ("prompt", "mode", "endpoint", "model", "transport", "request", "request_token_estimate", "attempts", "plan", "function", "error", "started_at")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TOKEN_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    mode: str
+    endpoint: str
+    model: str
+    transport: str
+    request: str
+    request_token_estimate: int
+    attempts: _containers.RepeatedCompositeFieldContainer[PlanAttempt]
+    plan: str
+    function: str
+    error: str
+    started_at: _timestamp_pb2.Timestamp
+    def __init__(self, prompt: _Optional[str] = ..., mode: _Optional[str] = ..., endpoint: _Optional[str] = ..., model: _Optional[str] = ..., transport: _Optional[str] = ..., request: _Optional[str] = ..., request_token_estimate: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[PlanAttempt, _Mapping]]] = ..., plan: _Optional[str] = ..., function: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ActionSpec(_message.Message):
     __slots__ = ("shell", "python", "sql", "http", "prompt", "resource", "limits", "description", "egress")
@@ -547,7 +591,7 @@ class Timings(_message.Message):
     def __init__(self, prepare: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., capture: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., total: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., undo: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("id", "session_id", "seq", "kind", "state", "resource", "spec", "inverse", "reversibility", "error", "exec", "changes", "sql", "http", "timings", "created_at", "finished_at", "resolved_at", "egress", "approval")
+    __slots__ = ("id", "session_id", "seq", "kind", "state", "resource", "spec", "inverse", "reversibility", "error", "exec", "changes", "sql", "http", "timings", "created_at", "finished_at", "resolved_at", "egress", "approval", "plan")
     ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -568,6 +612,7 @@ class Action(_message.Message):
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     id: str
     session_id: str
     seq: int
@@ -588,7 +633,8 @@ class Action(_message.Message):
     resolved_at: _timestamp_pb2.Timestamp
     egress: _containers.RepeatedCompositeFieldContainer[EgressRecord]
     approval: str
-    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[ActionKind, str]] = ..., state: _Optional[_Union[ActionState, str]] = ..., resource: _Optional[str] = ..., spec: _Optional[_Union[ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[ActionSpec, _Mapping]] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., error: _Optional[str] = ..., exec: _Optional[_Union[ExecResult, _Mapping]] = ..., changes: _Optional[_Union[ChangeSet, _Mapping]] = ..., sql: _Optional[_Union[SqlResult, _Mapping]] = ..., http: _Optional[_Union[HttpResult, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., egress: _Optional[_Iterable[_Union[EgressRecord, _Mapping]]] = ..., approval: _Optional[str] = ...) -> None: ...
+    plan: PromptPlan
+    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[ActionKind, str]] = ..., state: _Optional[_Union[ActionState, str]] = ..., resource: _Optional[str] = ..., spec: _Optional[_Union[ActionSpec, _Mapping]] = ..., inverse: _Optional[_Union[ActionSpec, _Mapping]] = ..., reversibility: _Optional[_Union[Reversibility, _Mapping]] = ..., error: _Optional[str] = ..., exec: _Optional[_Union[ExecResult, _Mapping]] = ..., changes: _Optional[_Union[ChangeSet, _Mapping]] = ..., sql: _Optional[_Union[SqlResult, _Mapping]] = ..., http: _Optional[_Union[HttpResult, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., egress: _Optional[_Iterable[_Union[EgressRecord, _Mapping]]] = ..., approval: _Optional[str] = ..., plan: _Optional[_Union[PromptPlan, _Mapping]] = ...) -> None: ...
 
 class OutputChunk(_message.Message):
     __slots__ = ("stream", "data")

@@ -1,0 +1,227 @@
+"""Function sets for the functions mode: data a user writes (TOML or JSON), one set per file.
+
+A function has a name, a description, the JSON Schema of its arguments and its implementation: an HTTP call
+template against an http resource of the session. The model picks one and fills its arguments; goexd checks them
+against the schema before anything runs and fills the template. The call is then an http action like any other:
+the policy decides on it, and its undo is derived from the recorded response by the resource's rule set (a set
+ships the rule set its inverses need; `inverse` names the function that undoes one, for people and the model).
+
+    name = "slack"                      # the set's name: goex prompt --functions slack
+    description = "..."
+    rules = "slack"                     # the rule set deriving its calls' undo (docs/http-rules.md), if any
+    [[function]]
+    name = "send_message"
+    description = "Post a message to a channel"
+    parameters = { type = "object", properties = { channel = { type = "string" } }, required = ["channel"] }
+    inverse = "delete_message"          # optional
+    [function.http]
+    method = "POST"
+    path = "/api/chat.postMessage"      # {arg} in a path is percent-encoded
+    query = { limit = "{limit}" }       # optional
+    json = { channel = "{channel}" }    # optional; a string that is exactly "{arg}" keeps the argument's JSON type
+
+Templates refer only to declared parameters (checked at load); an optional argument left out drops the query
+parameter or JSON member it fills.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jsonschema
+
+from goexd.domain.errors import InvalidArgument, NotFound, SetupError
+
+SHIPPED = Path(__file__).parent / "function_sets"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    method: str
+    path: str
+    query: Mapping[str, str]
+    json: Any  # a template (None: no body)
+    inverse: str = ""
+
+    def call(self, args: Mapping[str, Any]) -> tuple[str, str, tuple[tuple[str, str], ...], Any]:
+        """(method, path, query, body) with the arguments filled in."""
+        path = _REF.sub(lambda m: quote(_text(args.get(m.group(1), "")), safe=""), self.path)
+        query = []
+        for name, template in self.query.items():
+            value = _fill(template, args)
+            if value is not _ABSENT:
+                query.append((name, _text(value)))
+        body = None if self.json is None else _fill(self.json, args)
+        return self.method, path, tuple(sorted(query)), None if body is _ABSENT else body
+
+
+@dataclass(frozen=True)
+class FunctionSet:
+    name: str
+    description: str
+    functions: Mapping[str, Function]
+    rules: str = ""
+    source: str = ""
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _fill(template: Any, args: Mapping[str, Any]) -> Any:
+    if isinstance(template, str):
+        whole = _REF.fullmatch(template)
+        if whole:
+            return args.get(whole.group(1), _ABSENT)
+        return _REF.sub(lambda m: _text(args.get(m.group(1), "")), template)
+    if isinstance(template, list):
+        items = [_fill(t, args) for t in template]
+        return [i for i in items if i is not _ABSENT]
+    if isinstance(template, dict):
+        filled = {k: _fill(v, args) for k, v in template.items()}
+        return {k: v for k, v in filled.items() if v is not _ABSENT}
+    return template
+
+
+def load_sets(dirs: Sequence[Path]) -> dict[str, FunctionSet]:
+    """The shipped sets, then each directory's *.toml and *.json (a set of the same name replaces the earlier)."""
+    found: dict[str, FunctionSet] = {}
+    for d in [SHIPPED, *dirs]:
+        if not d.is_dir():
+            if d != SHIPPED:
+                raise SetupError(f"[planner] functions_dirs: {d} is not a directory")
+            continue
+        for path in sorted([*d.glob("*.toml"), *d.glob("*.json")]):
+            fset = load_set(path)
+            found[fset.name] = fset
+    return found
+
+
+def load_set(path: Path) -> FunctionSet:
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SetupError(f"function set {path}: {exc}") from None
+    try:
+        return _parse_set(data, str(path))
+    except ValueError as exc:
+        raise SetupError(f"function set {path}: {exc}") from None
+
+
+def _parse_set(data: Any, source: str) -> FunctionSet:
+    if not isinstance(data, dict):
+        raise ValueError("must be a table")
+    unknown = set(data) - {"name", "description", "rules", "function"}
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError("name: 1-64 characters of A-Z a-z 0-9 _ -")
+    functions: dict[str, Function] = {}
+    for i, f in enumerate(data.get("function") or []):
+        fn = _parse_function(f, f"function[{i}]")
+        if fn.name in functions:
+            raise ValueError(f"function[{i}].name: {fn.name!r} is defined twice")
+        functions[fn.name] = fn
+    if not functions:
+        raise ValueError("function: define at least one [[function]]")
+    for fn in functions.values():
+        if fn.inverse and fn.inverse not in functions:
+            raise ValueError(f"function {fn.name!r}: inverse {fn.inverse!r} is not a function of the set")
+    rules = data.get("rules", "")
+    if not isinstance(rules, str):
+        raise ValueError("rules: a rule set's name")
+    return FunctionSet(name, str(data.get("description", "")), functions, rules, source)
+
+
+def _parse_function(f: Any, here: str) -> Function:
+    if not isinstance(f, dict):
+        raise ValueError(f"{here}: must be a table")
+    unknown = set(f) - {"name", "description", "parameters", "http", "inverse"}
+    if unknown:
+        raise ValueError(f"{here}: unknown key(s) {sorted(unknown)}")
+    name = f.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{here}.name: 1-64 characters of A-Z a-z 0-9 _ -")
+    params = f.get("parameters", {"type": "object", "properties": {}})
+    if not isinstance(params, dict) or params.get("type") != "object":
+        raise ValueError(f"{here}.parameters: a JSON Schema of type object")
+    try:
+        jsonschema.Draft202012Validator.check_schema(params)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"{here}.parameters: not a valid JSON Schema: {exc.message}") from None
+    declared = set(params.get("properties", {}))
+    http = f.get("http")
+    if not isinstance(http, dict) or set(http) - {"method", "path", "query", "json"}:
+        raise ValueError(f"{here}.http: a table of method, path, query, json")
+    method = str(http.get("method", "")).upper()
+    if method not in _METHODS:
+        raise ValueError(f"{here}.http.method: one of {', '.join(_METHODS)}")
+    path = http.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+        raise ValueError(f"{here}.http.path: a path starting with '/', no query (use http.query)")
+    query = http.get("query", {})
+    if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
+        raise ValueError(f"{here}.http.query: a table of strings")
+    refs = set(_REF.findall(path)) | {r for v in query.values() for r in _REF.findall(v)}
+    refs |= set(_REF.findall(json.dumps(http.get("json"))))
+    if refs - declared:
+        raise ValueError(f"{here}.http: refers to {sorted(refs - declared)}, not in parameters.properties")
+    inverse = f.get("inverse", "")
+    return Function(name, str(f.get("description", "")), params, method, path, query, http.get("json"), str(inverse))
+
+
+def pick(sets: Mapping[str, FunctionSet], name: str, fld: str) -> FunctionSet:
+    if not _NAME.match(name):
+        raise InvalidArgument(fld, f"{name!r} is not a function set's name")
+    if name not in sets:
+        raise NotFound("function set", f"{name} (known: {', '.join(sorted(sets)) or 'none'})")
+    return sets[name]
+
+
+def choice_schema(fset: FunctionSet) -> dict[str, Any]:
+    """The answer when the endpoint has no tool calls: {"function": name, "arguments": its parameters}."""
+    options = [
+        {
+            "type": "object",
+            "properties": {"function": {"type": "string", "enum": [fn.name]}, "arguments": dict(fn.parameters)},
+            "required": ["function", "arguments"],
+            "additionalProperties": False,
+        }
+        for fn in fset.functions.values()
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def tools(fset: FunctionSet) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {"name": fn.name, "description": _described(fn), "parameters": dict(fn.parameters)},
+        }
+        for fn in fset.functions.values()
+    ]
+
+
+def _described(fn: Function) -> str:
+    return fn.description + (f" (undone by {fn.inverse})" if fn.inverse else "")
+
+
+def catalogue(fset: FunctionSet) -> list[str]:
+    """One line per function, for the system message."""
+    return [f"{fn.name}: {_described(fn)}; arguments: {json.dumps(fn.parameters)}" for fn in fset.functions.values()]

@@ -1,0 +1,40 @@
+"""Proto <-> domain for the planner: a prompt action's exchange (PromptPlan) and a plan for review."""
+
+from __future__ import annotations
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from goex.v1 import types_pb2 as pb
+from goexd.domain.plans import PlanExchange
+
+
+def plan_pb(e: PlanExchange) -> pb.PromptPlan:
+    started = Timestamp()
+    started.FromNanoseconds(int(e.started_at * 1e9))
+    msg = pb.PromptPlan(
+        prompt=e.prompt,
+        mode=e.mode.value,
+        endpoint=e.endpoint,
+        model=e.model,
+        transport=e.transport.value,
+        request=e.request,
+        request_token_estimate=e.request_tokens,
+        plan=e.plan,
+        function=e.function,
+        error=e.error,
+        started_at=started,
+    )
+    for a in e.attempts:
+        latency = Duration()
+        latency.FromNanoseconds(int(a.latency_s * 1e9))
+        msg.attempts.append(
+            pb.PlanAttempt(
+                answer=a.answer,
+                error=a.error,
+                prompt_token_count=a.prompt_tokens,
+                completion_token_count=a.completion_tokens,
+                latency=latency,
+            )
+        )
+    return msg
