@@ -441,16 +441,20 @@ class PgDatabase:
 
         Only for work that changes nothing (fingerprints, describe): nothing is pending between
         actions in the strategies that use this, so a lost connection loses nothing."""
+        return self._read_on(self.conn, work, f"cannot read the database {during}", f" {during}")
+
+    def _read_on(self, connection: Callable[[], Conn], work: Callable[[Conn], T], failed: str, during: str) -> T:
+        """`work` on connection(); once more on a new one when that was found lost. Changes nothing."""
         for attempt in (1, 2):
-            conn = self.conn()
+            conn = connection()
             try:
                 return work(conn)
             except psycopg.Error as exc:
                 if not broken(conn):
-                    raise FailedPrecondition(f"cannot read the database {during}: {self.pg.message(exc)}") from None
+                    raise FailedPrecondition(f"{failed}: {self.pg.message(exc)}") from None
                 if attempt == 2:
                     raise Unavailable(
-                        f"lost the connection to PostgreSQL at {self.pg.where} {during} ({self.pg.reason(exc)})"
+                        f"lost the connection to PostgreSQL at {self.pg.where}{during} ({self.pg.reason(exc)})"
                     ) from None
         raise AssertionError("unreachable")
 
@@ -569,18 +573,8 @@ class PgDatabase:
 
     def ask(self, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         """A read-only query on the maintenance connection; a connection found lost is replaced once."""
-        for attempt in (1, 2):
-            admin = self.admin()
-            try:
-                return admin.execute(query, params).fetchall()
-            except psycopg.Error as exc:
-                if not broken(admin):
-                    raise FailedPrecondition(f"cannot read the server's catalog: {self.pg.message(exc)}") from None
-                if attempt == 2:
-                    raise Unavailable(
-                        f"lost the connection to PostgreSQL at {self.pg.where} ({self.pg.reason(exc)})"
-                    ) from None
-        raise AssertionError("unreachable")
+        catalog = "cannot read the server's catalog"
+        return self._read_on(self.admin, lambda c: c.execute(query, params).fetchall(), catalog, "")
 
     def _command(self, stmt: sql.Composed, during: str, busy: str = "") -> None:
         """A CREATE/ALTER/DROP DATABASE on the maintenance connection; `busy` is the refusal when one is in use."""
