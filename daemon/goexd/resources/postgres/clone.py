@@ -61,23 +61,20 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
 
 import psycopg
 
 from goexd.dbinspect import postgres as inspect
 from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument
-from goexd.domain.models import ActionSpec, Resource, Reversibility
-from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
-from goexd.domain.sandbox import Limits
-from goexd.resources import sql_reads
-from goexd.resources.postgres import reads, run
+from goexd.domain.models import ActionSpec
+from goexd.domain.resource import Checkpoint, Outcome, RollbackReport
+from goexd.resources.postgres import run
+from goexd.resources.postgres.manager import PgDatabaseManager
 from goexd.resources.postgres.run import Conn
+from goexd.resources.sql_manager import ScriptJob, StatementFailed, UndoesFromCopy
 from goexd.sql.model import SQL_FIELD
 
 log = logging.getLogger(__name__)
-
-RUNS_IN = "its own transaction"
 
 
 def clone_name(action_id: str) -> str:
@@ -97,31 +94,14 @@ def _digest(conn: Conn) -> str:
     return inspect.fingerprint(conn, database_facts=False).digest
 
 
-class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
-    dialect = "postgres"
+class PostgresCloneResource(PgDatabaseManager, UndoesFromCopy):
     undo_note = "undo swaps in the copy of the database taken before the action and verifies it by fingerprint"
+    releases = True  # it holds no connection to the database between calls (see the module's doc)
 
-    def __init__(
-        self,
-        resource: Resource,
-        password: str | None,
-        row_limit: int = 1000,
-        connect_timeout_s: float = 5.0,
-        admin_database: str = run.ADMIN_DATABASE,
-        copy_strategy: str | None = None,
-    ) -> None:
-        self.resource = resource
-        self._pg = run.PgEndpoint(resource.uri, password, connect_timeout_s)
-        self._db = run.PgDatabase(self._pg, admin_database, copy_strategy)
-        self._row_limit = row_limit
+    def _opened(self) -> None:
         self._untouched: set[str] = set()  # copies of failed actions whose one transaction was rolled back
         self._pre: dict[str, _CopyFingerprint] = {}  # by copy: its fingerprint, being taken
-        self._lock = threading.Lock()
-        try:
-            self._check_rights()
-        except BaseException:
-            self._db.close()
-            raise
+        self._check_rights()
 
     def _check_rights(self) -> None:
         found = self._db.reading(
@@ -162,27 +142,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
             "postgresql database (strategy clone: each action commits at once; undo swaps in a copy of the "
             "database taken before it)"
         )
-        with self._lock:
-            try:
-                body = self._db.reading("while describing it", lambda c: inspect.describe(c, 3 if samples else 0))
-            finally:
-                self._db.release()
-        return head + "\n" + body
-
-    def precheck(self, spec: ActionSpec) -> None:
-        run.check_script(spec, runs_in=RUNS_IN)
-
-    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
-        if inverse is not None:
-            raise InvalidArgument("inverse", f"{self.resource.name!r} undoes from a clone; client inverses go unused")
-
-    def test(
-        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility | None:
-        return None
-
-    def change_nothing(self, functions: frozenset[str]) -> bool:
-        return reads.database_change_nothing(self._db, self._lock, functions, release=True)
+        return self._described(head, samples)
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         clone = clone_name(action_id)
@@ -208,25 +168,12 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                 self._db.release()
         return f"dropped the copy {clone} taken before it"
 
-    def execute(
-        self,
-        spec: ActionSpec,
-        limits: Limits,
-        checkpoint: Checkpoint,
-        on_output: OutputCallback | None,
-        cancel: threading.Event | None,
-        network: SandboxNetwork | None = None,
-    ) -> Outcome:
-        statements = run.check_script(spec, runs_in=RUNS_IN)
-        if sql_reads.is_read(checkpoint):
-            return reads.database_read(
-                self._db, self._lock, statements, spec, limits, cancel, self._row_limit, release=True
-            )
+    def write(self, job: ScriptJob, checkpoint: Checkpoint) -> Outcome:
         with self._lock:
             try:
-                result = self._db.run_committed(statements, spec.params, limits, cancel, self._row_limit)
-            except (run.StatementFailed, run.ConnectionLost) as exc:
-                if run.left_untouched(exc, statements):
+                result = self._db.run_committed(job)
+            except (StatementFailed, run.ConnectionLost) as exc:
+                if run.left_untouched(exc, job.statements):
                     self._untouched.add(checkpoint["clone"])
                 if isinstance(exc, run.ConnectionLost):
                     raise self._db.lost(exc, "the action") from None
@@ -236,9 +183,6 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
             taking = self._pre.get(checkpoint["clone"])
             pre = self._taken(checkpoint["clone"]) if taking is not None and taking.done() else None
         return Outcome(exec=None, changes=None, sql=result, checkpoint_extra={"pre": pre} if pre else {})
-
-    def commit_check(self, action_ids: Sequence[str]) -> None:
-        return None
 
     def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
         """The action is already in the database: drop its copy (a copy that cannot be dropped is logged)."""
@@ -253,9 +197,7 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                     "the copy %s of %s taken before %s was not dropped: %s", clone, self._db.name, action_id, exc
                 )
 
-    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        if sql_reads.is_read(checkpoint):
-            return sql_reads.NOTHING_TO_ROLL_BACK
+    def undo(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         clone, pre = checkpoint["clone"], checkpoint.get("pre")
         old = old_name(action_id)
         with self._lock:
@@ -361,9 +303,6 @@ class PostgresCloneResource(sql_reads.ReadsAtOnce, StepByStep):
         raise FailedPrecondition(
             f"the copy {clone} of database {self._db.name} taken before {action_id} is gone; it cannot be undone"
         )
-
-    def take_lost(self) -> list[str]:
-        return []  # nothing is ever pending in a transaction between calls
 
     def fingerprint(self) -> str:
         with self._lock:

@@ -50,7 +50,7 @@ Decisions:
   ROLLBACK, unless it moved again since (then it is left, with a warning in the log). Another
   client's nextval while the test runs is set back with the test's (docs/architecture.md).
 - Outcomes in doubt are settled from the database (outcomes.py): the action's transaction and
-  the inverse's each write a marker into goex_outcomes (postgres_outcomes.py), so a restart after
+  the inverse's each write a marker into goex_outcomes (postgres/outcomes.py), so a restart after
   a crash between a COMMIT and the journal's record, and a connection lost during a COMMIT, find
   out whether the server committed: an action it kept is EXECUTED and undoable, an inverse it
   committed is never run again. A database where the table cannot be kept is refused at open.
@@ -59,9 +59,7 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -75,58 +73,25 @@ from goexd.dbinspect import pg_catalog, pg_changes
 from goexd.dbinspect import postgres as inspect
 from goexd.dbinspect.recent import RecentStates
 from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
-from goexd.domain.models import (
-    ActionKind,
-    ActionSpec,
-    Resource,
-    Reversibility,
-    ReversibilityClass,
-    SqlResult,
-    Verdict,
-)
-from goexd.domain.resource import (
-    Checkpoint,
-    InDoubt,
-    Outcome,
-    OutputCallback,
-    RollbackReport,
-    SandboxNetwork,
-    SettlesInDoubt,
-    StepByStep,
-)
-from goexd.domain.sandbox import Limits
-from goexd.resources import outcomes, sql_reads
-from goexd.resources.postgres import reads, run
+from goexd.domain.models import Reversibility, ReversibilityClass, SqlResult, Verdict
+from goexd.domain.resource import Checkpoint, InDoubt, Outcome, RollbackReport
+from goexd.resources import outcomes, sql_inverse
+from goexd.resources.postgres import run
+from goexd.resources.postgres.manager import PgDatabaseManager
 from goexd.resources.postgres.outcomes import PgMarks
 from goexd.resources.postgres.run import Conn
-from goexd.sql.model import SQL_FIELD, Classified, StatementClass
+from goexd.resources.sql_inverse import Pair, UndoesByInverse
+from goexd.resources.sql_manager import ScriptJob, StatementFailed
+from goexd.sql.model import SQL_FIELD, Classified
 from goexd.sql.postgres_targets import written_tables
 
 log = logging.getLogger(__name__)
 
-RUNS_IN = "its own transaction"
-UNDO_TIMEOUT_S = 600.0
 TAG = "postgres-inverse"  # its fault points' tag (faults.py)
 
 
-class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt):
-    dialect = "postgres"
-    undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
-
-    def __init__(
-        self,
-        resource: Resource,
-        password: str | None,
-        row_limit: int = 1000,
-        connect_timeout_s: float = 5.0,
-        admin_database: str = run.ADMIN_DATABASE,
-        copy_strategy: str | None = None,
-    ) -> None:
-        self.resource = resource
-        self._pg = run.PgEndpoint(resource.uri, password, connect_timeout_s)
-        self._db = run.PgDatabase(self._pg, admin_database, copy_strategy)
-        self._row_limit = row_limit
-        self._lock = threading.Lock()
+class PostgresInverseResource(PgDatabaseManager, UndoesByInverse):
+    def _opened(self) -> None:
         self._pre = RecentStates()  # so an undo that does not match can say what differs
         self._marks = PgMarks(self._db.name, self._pg.message)
         conn = self._db.conn()  # an unreachable server or a wrong password is refused now, at session open
@@ -135,46 +100,18 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
         except psycopg.Error as exc:
             self._db.close()
             raise self._unusable(conn, exc, "while setting up its outcome markers") from None
-        except Exception:
-            self._db.close()
-            raise
-
-    # ------------------------------------------------------------ checks
 
     def describe(self, samples: bool = False) -> str:
-        head = "postgresql database (strategy inverse: each action commits at once; undo runs its tested inverse)"
-        with self._lock:
-            body = self._db.reading("while describing it", lambda c: inspect.describe(c, 3 if samples else 0))
-        return head + "\n" + body
-
-    def precheck(self, spec: ActionSpec) -> None:
-        run.check_script(spec, runs_in=RUNS_IN)
-
-    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
-        """A write needs an inverse; a read needs none."""
-        self._checked(spec, inverse)
-
-    def _checked(self, spec: ActionSpec, inverse: ActionSpec | None) -> tuple[list[Classified], list[Classified]]:
-        """The action's statements and the inverse's (none without one), each script parsed once."""
-        statements = run.check_script(spec, runs_in=RUNS_IN)
-        if inverse is not None:
-            return statements, run.check_script(inverse, "inverse", runs_in=RUNS_IN)
-        if any(st.cls is not StatementClass.READ for st in statements):
-            raise InvalidArgument(
-                "inverse", "the inverse strategy needs an inverse for an action that writes (goex sql --inverse ...)"
-            )
-        return statements, []
+        return self._described(
+            "postgresql database (strategy inverse: each action commits at once; undo runs its tested inverse)",
+            samples,
+        )
 
     # ------------------------------------------------------------ the reversibility test
 
-    def test(
-        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility:
-        """Action then inverse, in a transaction that is rolled back (or on a copy); changes nothing."""
-        action, undo = self._checked(spec, inverse)
-        if inverse is None:
-            return Reversibility(ReversibilityClass.READ_ONLY, Verdict.PASSED, "the action only reads")
-        for i, st in enumerate(action):  # what no inverse can revert is refused before anything runs
+    def try_pair(self, pair: Pair) -> Reversibility:
+        """In a transaction that is rolled back, or on a copy when one cannot hold the pair."""
+        for i, st in enumerate(pair.action):  # what no inverse can revert is refused before anything runs
             if st.permanent:
                 return Reversibility(
                     ReversibilityClass.IRREVERSIBLE,
@@ -183,23 +120,12 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
                     "nothing was run",
                 )
         with self._lock:
-            if all(st.transactional for st in [*action, *undo]):
-                tried = self._test_in_transaction(spec, action, inverse, undo, limits, cancel)
-            else:
-                tried = self._test_on_copy(spec, action, inverse, undo, limits, cancel)
-        return _escaping(action, tried)
+            tried = self._test_in_transaction(pair) if pair.transactional else self._test_on_copy(pair)
+        return _escaping(pair.action, tried)
 
-    def _test_in_transaction(
-        self,
-        spec: ActionSpec,
-        action: list[Classified],
-        inverse: ActionSpec,
-        undo: list[Classified],
-        limits: Limits,
-        cancel: threading.Event | None,
-    ) -> Reversibility:
+    def _test_in_transaction(self, pair: Pair) -> Reversibility:
         where = "in a rolled-back transaction"
-        watch = _Changes([*written_tables(spec.sql), *written_tables(inverse.sql)], self._view)
+        watch = _Changes([*written_tables(pair.spec.sql), *written_tables(pair.inverse.sql)], self._view)
         for attempt in (1, 2):
             conn = self._db.conn()
             try:
@@ -210,7 +136,7 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
                     raise self._unusable(conn, exc, "before the test") from None
                 continue  # found lost between calls: nothing was pending, a new connection will do
             try:
-                outcome = self._pair(conn, spec, action, inverse, undo, limits, cancel, where, watch)
+                outcome = self._pair(conn, pair, where, watch)
             finally:
                 if not run.broken(conn):
                     with contextlib.suppress(psycopg.Error):  # a failure here closes it: the next call reconnects
@@ -231,17 +157,9 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
         if kept:
             log.warning("sequences of %s moved again during the test, left as they are: %s", self._db.name, kept)
 
-    def _test_on_copy(
-        self,
-        spec: ActionSpec,
-        action: list[Classified],
-        inverse: ActionSpec,
-        undo: list[Classified],
-        limits: Limits,
-        cancel: threading.Event | None,
-    ) -> Reversibility:
+    def _test_on_copy(self, pair: Pair) -> Reversibility:
         # A statement a transaction cannot take back: try the pair on a private copy instead.
-        why = next(st.reason for st in [*action, *undo] if not st.transactional)
+        why = next(st.reason for st in [*pair.action, *pair.undo] if not st.transactional)
         name = f"goex_test_{uuid.uuid4().hex[:16]}"
 
         def busy(n: int) -> str:
@@ -256,7 +174,7 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
             copy = self._pg.connect(autocommit=True, dbname=name)
             where = "on a copy of the database"
             try:
-                outcome = self._pair(copy, spec, action, inverse, undo, limits, cancel, where, _Whole())
+                outcome = self._pair(copy, pair, where, _Whole())
                 return outcome if isinstance(outcome, Reversibility) else self._verdict(outcome, where)
             finally:
                 self._db.leave(copy)
@@ -266,39 +184,24 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
             except GoexError as exc:  # the verdict stands; the copy is left for someone to drop
                 log.warning("the reversibility test's copy %s of %s was not dropped: %s", name, self._db.name, exc)
 
-    def _pair(
-        self,
-        conn: Conn,
-        spec: ActionSpec,
-        action: list[Classified],
-        inverse: ActionSpec,
-        undo: list[Classified],
-        limits: Limits,
-        cancel: threading.Event | None,
-        where: str,
-        watch: _Watch,
-    ) -> Reversibility | _Compared:
+    def _pair(self, conn: Conn, pair: Pair, where: str, watch: _Watch) -> Reversibility | _Compared:
         """Action then inverse between the watch's two looks; a verdict, or what is left to compare."""
         try:
             watch.start(conn)
         except psycopg.Error as exc:
             raise self._unusable(conn, exc, "while noting its state for the test") from None
         try:
-            run.run_script(conn, action, spec.params, limits, cancel, self._row_limit, self._pg.message)
-        except run.StatementFailed as exc:
-            raise InvalidArgument(SQL_FIELD, f"the action fails ({where}): {exc.why}") from None
+            run.run_script(conn, pair.action_job(self._row_limit), self._pg.message)
+        except StatementFailed as exc:
+            raise sql_inverse.action_fails(where, exc.why) from None
         except run.ConnectionLost as lost:
             raise self._unusable(conn, lost.error, "during the reversibility test") from None
         try:
-            run.run_script(conn, undo, inverse.params, limits, cancel, self._row_limit, self._pg.message)
-        except run.StatementFailed as exc:
+            run.run_script(conn, pair.undo_job(self._row_limit), self._pg.message)
+        except StatementFailed as exc:
             if exc.stopped:  # not the inverse's fault: the test ran out of time, or was cancelled
                 raise InvalidArgument(SQL_FIELD, f"the reversibility test was {exc.why} ({where})") from None
-            return Reversibility(
-                ReversibilityClass.IRREVERSIBLE,
-                Verdict.FAILED,
-                f"the inverse fails after the action ({where}): {exc.why}",
-            )
+            return sql_inverse.inverse_fails(where, exc.why)
         except run.ConnectionLost as lost:
             raise self._unusable(conn, lost.error, "during the reversibility test") from None
         try:
@@ -313,17 +216,7 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
             raise FailedPrecondition(
                 f"cannot test on the database: reading it as it was before the test failed: {self._pg.message(exc)}"
             ) from None
-        if found is None:
-            return Reversibility(
-                ReversibilityClass.REVERSIBLE,
-                Verdict.PASSED,
-                f"action then inverse left the database unchanged ({where})",
-            )
-        return Reversibility(
-            ReversibilityClass.IRREVERSIBLE,
-            Verdict.FAILED,
-            f"action then inverse did not restore the database ({where}): {found.text}",
-        )
+        return sql_inverse.restored(None if found is None else found.text, where)
 
     @contextlib.contextmanager
     def _view(self) -> Iterator[Conn]:
@@ -336,40 +229,16 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
 
     # ------------------------------------------------------------ the action and its undo
 
-    def change_nothing(self, functions: frozenset[str]) -> bool:
-        return reads.database_change_nothing(self._db, self._lock, functions, release=False)
+    def state(self, during: str) -> inspect.DbFingerprint:
+        return self._db.reading(during, inspect.fingerprint)
 
-    def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
-        with self._lock:
-            pre = self._db.reading("before the action ran", inspect.fingerprint)
-            self._pre.keep(pre)
-            cp = {"pre": pre.digest}
-        if inverse is not None:
-            cp["inverse_sql"] = inverse.sql
-            cp["inverse_params"] = json.dumps(list(inverse.params))
-            cp[outcomes.MARKER_KEY] = action_id  # what it writes needs an undo: its outcome is marked
-        return cp
-
-    def execute(
-        self,
-        spec: ActionSpec,
-        limits: Limits,
-        checkpoint: Checkpoint,
-        on_output: OutputCallback | None,
-        cancel: threading.Event | None,
-        network: SandboxNetwork | None = None,
-    ) -> Outcome:
-        statements = run.check_script(spec, runs_in=RUNS_IN)
-        if sql_reads.is_read(checkpoint):
-            return reads.database_read(
-                self._db, self._lock, statements, spec, limits, cancel, self._row_limit, release=False
-            )
+    def write(self, job: ScriptJob, checkpoint: Checkpoint) -> Outcome:
         marker = checkpoint.get(outcomes.MARKER_KEY)
         with self._lock:
             try:
-                mark = self._marking(marker, outcomes.ACTION, statements) if marker else None
-                result = self._db.run_committed(statements, spec.params, limits, cancel, self._row_limit, mark)
-            except run.StatementFailed as exc:
+                mark = self._marking(marker, outcomes.ACTION, job.statements) if marker else None
+                result = self._db.run_committed(job, mark)
+            except StatementFailed as exc:
                 raise InvalidArgument(SQL_FIELD, exc.why) from None
             except run.CommitUnknown as lost:
                 result = self._committed_after_all(lost, marker, outcomes.ACTION, "the action")
@@ -385,7 +254,8 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
 
     def _marking(self, action_id: str, step: str, statements: Sequence[Classified]) -> Callable[[Conn], None]:
         """Mark `step` begun now when its statements run outside a transaction; returns what marks it done,
-        to run last before its COMMIT (outcomes.py)."""
+        to run last before its COMMIT (outcomes.py). Apart from SQLite's: the marker goes on the connection
+        run_committed hands it, and a psycopg error here may mean the connection is gone."""
         if not all(st.transactional for st in statements):
             try:
                 self._marks.write(self._db.conn(), action_id, outcomes.begun(step))
@@ -415,26 +285,13 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
             "not commit it (no outcome marker): nothing changed"
         )
 
-    def commit_check(self, action_ids: Sequence[str]) -> None:
-        return None
-
-    def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
-        return None  # already committed in the database; the inverse is simply no longer offered
-
-    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        if sql_reads.is_read(checkpoint):
-            return sql_reads.NOTHING_TO_ROLL_BACK
+    def undo(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         with self._lock:
             if "post" not in checkpoint:  # the action failed (or goexd stopped while it ran)
                 return self._after_failure(checkpoint)
-            if "inverse_sql" not in checkpoint:
-                return RollbackReport(verified=True, detail="the action only read; nothing to undo")
-            inverse = ActionSpec(
-                ActionKind.SQL,
-                sql=checkpoint["inverse_sql"],
-                params=tuple(json.loads(checkpoint.get("inverse_params", "[]"))),
-            )
-            statements = run.check_script(inverse, "inverse", runs_in=RUNS_IN)
+            job = self.inverse_job(checkpoint)
+            if job is None:
+                return sql_inverse.NOTHING_WRITTEN
             before = self._digest("before the undo")
             steps = self._db.reading("before the undo", lambda c: self._marks.steps(c, action_id))
             earlier = outcomes.undone_already(checkpoint, outcomes.Look(steps, lambda: before))
@@ -442,18 +299,11 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
                 return earlier
             drifted = before != checkpoint["post"]
             try:
-                self._db.run_committed(
-                    statements,
-                    inverse.params,
-                    Limits(timeout_s=UNDO_TIMEOUT_S),
-                    None,
-                    self._row_limit,
-                    self._marking(action_id, outcomes.UNDO, statements),
-                )
+                self._db.run_committed(job, self._marking(action_id, outcomes.UNDO, job.statements))
             except run.CommitUnknown as lost:
                 self._committed_after_all(lost, action_id, outcomes.UNDO, "the inverse")
-            except run.StatementFailed as exc:
-                partly = "" if all(st.transactional for st in statements) else " (statements before it stayed applied)"
+            except StatementFailed as exc:
+                partly = "" if job.transactional else " (statements before it stayed applied)"
                 raise InvalidArgument(
                     "inverse.sql.sql", f"the inverse failed, nothing was changed{partly}: {exc.why}"
                 ) from None
@@ -465,6 +315,7 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
         return RollbackReport(verified=verified, detail=detail)
 
     def _after_failure(self, checkpoint: Checkpoint) -> RollbackReport:
+        # Apart from SQLite's (sqlite/inverse.py): here nextval() or CREATE INDEX CONCURRENTLY may have stayed.
         if self._digest("after the failed action") == checkpoint.get("pre"):
             return RollbackReport(verified=True, detail="the action's transaction was rolled back; nothing to undo")
         return RollbackReport(
@@ -485,9 +336,6 @@ class PostgresInverseResource(sql_reads.ReadsAtOnce, StepByStep, SettlesInDoubt)
                 f"lost the connection to PostgreSQL at {self._pg.where} {during} ({self._pg.reason(exc)})"
             )
         return FailedPrecondition(f"cannot test on the database {during}: {self._pg.message(exc)}")
-
-    def take_lost(self) -> list[str]:
-        return []  # nothing is ever pending in a transaction between calls
 
     def resolve_in_doubt(self, action_id: str, checkpoint: Checkpoint) -> InDoubt:
         during = "while settling an action goexd stopped in"

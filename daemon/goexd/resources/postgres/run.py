@@ -17,7 +17,7 @@
   and swapped by renames: what the inverse strategy's clone tests and the clone strategy share.
 
 The decisions behind statement running (placeholders, text rows, affected rows, timeout and
-cancel) are described in postgres_tx.py, whose behaviour this module keeps.
+cancel) are described in transaction.py, whose behaviour this module keeps.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from psycopg.pq import TransactionStatus
 from goexd.diskspace import OutOfSpace
 from goexd.domain.errors import FailedPrecondition, InvalidArgument, Unavailable
 from goexd.domain.models import ActionKind, ActionSpec, SqlResult
-from goexd.domain.sandbox import Limits
+from goexd.resources.sql_manager import ScriptJob, StatementFailed
 from goexd.sql.model import SQL_FIELD, Classified, StatementClass
 from goexd.sql.postgres_parse import parse_postgres
 from goexd.sql.postgres_rules import classify_postgres
@@ -227,15 +227,6 @@ def _refuse(
 # ---------------------------------------------------------------- running
 
 
-class StatementFailed(Exception):
-    """A statement failed or was stopped; `why` is what the action's error says."""
-
-    def __init__(self, why: str, stopped: bool) -> None:
-        super().__init__(why)
-        self.why = why
-        self.stopped = stopped
-
-
 class ConnectionLost(Exception):
     """The connection went (or was left unusable); `error` is what psycopg said, `started` whether any of the
     action's own statements had been sent (if not, nothing of it ran: a new connection may try again)."""
@@ -263,31 +254,24 @@ def left_untouched(exc: Exception, statements: Sequence[Classified]) -> bool:
     return all(st.transactional for st in statements)  # its one transaction was rolled back
 
 
-def run_script(
-    conn: Conn,
-    statements: Sequence[Classified],
-    params: Sequence[str],
-    limits: Limits,
-    cancel: threading.Event | None,
-    row_limit: int,
-    message: Callable[[psycopg.Error], str],
-) -> SqlResult:
+def run_script(conn: Conn, job: ScriptJob, message: Callable[[psycopg.Error], str]) -> SqlResult:
     """Run the statements; the last result's rows and the rows all statements changed.
 
     Inside an open transaction statement_timeout is set for it alone (set_config(..., true)) and
     put back when the statements end; outside one (autocommit, for statements that cannot run in
     a transaction) it is set for the session and put back afterwards, also after a failure.
     Raises StatementFailed (the connection is still usable) or ConnectionLost."""
+    statements, limits = job.statements, job.limits
     in_transaction = conn.info.transaction_status is not TransactionStatus.IDLE
     local = "true" if in_transaction else "false"
     timeout_ms = str(min(math.ceil(limits.timeout_s * 1000), _MAX_TIMEOUT_MS)) if limits.timeout_s > 0 else "0"
-    values = list(params) or None
+    values = list(job.params) or None
     started = time.monotonic()
     result = SqlResult()
     affected = 0
     at = 0
     previous: str | None = None
-    watch = Watch(conn, cancel, limits.timeout_s)
+    watch = Watch(conn, job.cancel, limits.timeout_s)
     try:
         with RawCursor(conn) as cur:
             cur.execute(
@@ -300,7 +284,7 @@ def run_script(
                 at += 1  # which statement failed, for the message
                 cur.execute(st.sql, values)
                 if cur.description is not None:
-                    result = rows(cur, row_limit)
+                    result = rows(cur, job.row_limit)
                 if (cur.statusmessage or "").split(" ", 1)[0] in _COUNTED_TAGS and cur.rowcount > 0:
                     affected += cur.rowcount
             if watch.finish():  # the deadline passed (or cancel came) as the last statement ended
@@ -468,15 +452,7 @@ class PgDatabase:
                 conn.rollback()
         self.leave(conn)
 
-    def run_committed(
-        self,
-        statements: Sequence[Classified],
-        params: Sequence[str],
-        limits: Limits,
-        cancel: threading.Event | None,
-        row_limit: int,
-        before_commit: Callable[[Conn], None] | None = None,
-    ) -> SqlResult:
+    def run_committed(self, job: ScriptJob, before_commit: Callable[[Conn], None] | None = None) -> SqlResult:
         """Run the statements and commit them: in one transaction, or one by one when one cannot run in any.
 
         `before_commit` runs last in the transaction (after the statements, outside one), for writes
@@ -486,24 +462,15 @@ class PgDatabase:
         for attempt in (1, 2):
             conn = self.conn()
             try:
-                return self._commit_once(conn, statements, params, limits, cancel, row_limit, before_commit)
+                return self._commit_once(conn, job, before_commit)
             except ConnectionLost as lost:
                 if lost.started or attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _commit_once(
-        self,
-        conn: Conn,
-        statements: Sequence[Classified],
-        params: Sequence[str],
-        limits: Limits,
-        cancel: threading.Event | None,
-        row_limit: int,
-        before_commit: Callable[[Conn], None] | None,
-    ) -> SqlResult:
-        if not all(st.transactional for st in statements):
-            result = run_script(conn, statements, params, limits, cancel, row_limit, self.pg.message)
+    def _commit_once(self, conn: Conn, job: ScriptJob, before_commit: Callable[[Conn], None] | None) -> SqlResult:
+        if not job.transactional:
+            result = run_script(conn, job, self.pg.message)
             self._last_write(conn, before_commit)
             return result
         try:
@@ -513,7 +480,7 @@ class PgDatabase:
                 raise ConnectionLost(exc, started=False) from None
             raise StatementFailed(f"postgres: BEGIN failed: {self.pg.message(exc)}", False) from None
         try:
-            result = run_script(conn, statements, params, limits, cancel, row_limit, self.pg.message)
+            result = run_script(conn, job, self.pg.message)
             self._last_write(conn, before_commit)
         except StatementFailed:
             if not broken(conn):

@@ -7,7 +7,7 @@ nothing is left pending); committing the session's pending actions on the databa
 transaction whole. DDL is transactional in PostgreSQL, so it is undone the same way. Until the
 commit, other connections see none of it, and the locks the actions took (an ALTER TABLE's
 ACCESS EXCLUSIVE lock, the rows an UPDATE changed) stay held: that is the price of this strategy.
-Connecting, checking scripts and running statements live in postgres_run.py, shared with the
+Connecting, checking scripts and running statements live in run.py, shared with the
 inverse and clone strategies.
 
 Decisions:
@@ -63,12 +63,11 @@ from psycopg.pq import TransactionStatus
 
 from goexd.dbinspect import postgres as inspect
 from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
-from goexd.domain.models import ActionSpec, Resource
-from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
-from goexd.domain.sandbox import Limits
-from goexd.resources import sql_reads
+from goexd.domain.models import ActionSpec, Resource, SqlResult
+from goexd.domain.resource import Checkpoint, Outcome, RollbackReport
 from goexd.resources.postgres import reads, run
 from goexd.resources.postgres.run import Conn, validate_postgres_url
+from goexd.resources.sql_manager import OneTransaction, ScriptJob, StatementFailed, savepoint_name
 from goexd.sql.model import SQL_FIELD, Classified
 
 __all__ = ["PostgresTransactionResource", "savepoint_name", "validate_postgres_url"]
@@ -82,14 +81,8 @@ _NON_TRANSACTIONAL = (
 )
 
 
-def savepoint_name(action_id: str) -> str:
-    return f"goex_{action_id}"
-
-
-class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
+class PostgresTransactionResource(OneTransaction):
     dialect = "postgres"
-    undoes_by = "inside its transaction"
-    undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
 
     def __init__(
         self, resource: Resource, password: str | None, row_limit: int = 1000, connect_timeout_s: float = 5.0
@@ -166,11 +159,8 @@ class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
                 raise FailedPrecondition(f"cannot describe the database: {self._message(exc)}") from None
             return head + "\n" + body
 
-    def precheck(self, spec: ActionSpec) -> None:
-        self._checked(spec)
-
-    def _checked(self, spec: ActionSpec) -> list[Classified]:
-        return run.check_script(spec, runs_in="its own savepoint", non_transactional=_NON_TRANSACTIONAL)
+    def script(self, spec: ActionSpec, fld: str = "spec") -> list[Classified]:
+        return run.check_script(spec, fld, runs_in="its own savepoint", non_transactional=_NON_TRANSACTIONAL)
 
     def change_nothing(self, functions: frozenset[str]) -> bool:
         with self._lock:
@@ -193,55 +183,31 @@ class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
             self._live.append(action_id)
             return {"savepoint": name}
 
-    def execute(
-        self,
-        spec: ActionSpec,
-        limits: Limits,
-        checkpoint: Checkpoint,
-        on_output: OutputCallback | None,
-        cancel: threading.Event | None,
-        network: SandboxNetwork | None = None,
-    ) -> Outcome:
-        statements = self._checked(spec)
-        if sql_reads.is_read(checkpoint):
-            return self._read(statements, spec, limits, cancel)
+    def write(self, job: ScriptJob, checkpoint: Checkpoint) -> Outcome:
         with self._lock:
             if self._conn.closed:
                 raise FailedPrecondition("the action's savepoint went with the lost connection; nothing ran")
             running = self._live[-1] if self._live else None
             try:
-                result = run.run_script(
-                    self._conn, statements, spec.params, limits, cancel, self._row_limit, self._message
-                )
+                result = run.run_script(self._conn, job, self._message)
             except run.ConnectionLost as lost:
                 raise self._lost_connection(lost.error, "while the action ran", running) from None
-            except run.StatementFailed as exc:
+            except StatementFailed as exc:
                 raise InvalidArgument(SQL_FIELD, exc.why) from None
         return Outcome(exec=None, changes=None, sql=result)
 
-    def _read(
-        self, statements: Sequence[Classified], spec: ActionSpec, limits: Limits, cancel: threading.Event | None
-    ) -> Outcome:
-        """A read resolved at once, inside the session's transaction (it sees the pending actions), fenced."""
+    def read(self, job: ScriptJob) -> SqlResult:
+        """Inside the session's transaction (it sees the pending actions), fenced."""
         with self._lock:
             conn = self._ready() if not self._live else self._conn
             if conn.closed:
                 raise FailedPrecondition("the session's transaction went with the lost connection; nothing ran")
             try:
-                result = reads.run_postgres_read(
-                    conn, statements, spec.params, limits, cancel, self._row_limit, self._message
-                )
+                return reads.run_postgres_read(conn, job, self._message)
             except run.ConnectionLost as lost:
                 raise self._lost_connection(lost.error, "while the read ran") from None
-            except run.StatementFailed as exc:
+            except StatementFailed as exc:
                 raise InvalidArgument(SQL_FIELD, exc.why) from None
-        return sql_reads.read_outcome(result)
-
-    def take_lost(self) -> list[str]:
-        """Pending actions whose effects the database discarded on its own since the last call."""
-        with self._lock:
-            lost, self._lost = self._lost, []
-            return lost
 
     def commit_check(self, action_ids: Sequence[str]) -> None:
         """One transaction commits whole: refuse a commit that would leave later actions on it pending, of
@@ -253,13 +219,7 @@ class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
                     f"actions {', '.join(gone)} on {self.resource.name!r} were discarded by the server with the "
                     "lost connection's transaction; they cannot be committed"
                 )
-            wanted = set(action_ids)
-            left = [a for a in self._live if a not in wanted]
-            if left:
-                raise FailedPrecondition(
-                    f"database {self.resource.name!r} runs its actions in one transaction, which commits whole; "
-                    f"commit up to its newest pending action ({self._live[-1]}) or undo {', '.join(left)} first"
-                )
+            self._refuse_a_partial_commit(action_ids)
             if not self._live:
                 return
             try:
@@ -304,20 +264,13 @@ class PostgresTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
                     f"transaction back, {not_committed}"
                 ) from None
 
-    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        if sql_reads.is_read(checkpoint):
-            return sql_reads.NOTHING_TO_ROLL_BACK
+    def undo(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         with self._lock:
             if action_id in self._gone:
                 return RollbackReport(
                     verified=True, detail="the server had already discarded it with the lost connection's transaction"
                 )
-            if action_id not in self._live:
-                raise FailedPrecondition(f"action {action_id} has no savepoint in the open transaction")
-            if self._live[-1] != action_id:
-                raise FailedPrecondition(f"undo the newer actions on {self.resource.name!r} first: {self._live[-1]}")
-            name = checkpoint["savepoint"]
-            self._live.pop()
+            name = self._pop_savepoint(action_id, checkpoint)
             gone = "the connection was lost, and the server rolled back the whole transaction with it"
             if self._conn.closed:
                 self._discard_live(running=None)

@@ -17,52 +17,32 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
-from goexd.dbinspect import sqlite as inspect
 from goexd.diskspace import is_out_of_space, out_of_space
 from goexd.domain.errors import InvalidArgument
-from goexd.domain.models import ActionSpec, Resource, Reversibility
-from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, StepByStep
-from goexd.domain.sandbox import Limits
-from goexd.resources import sql_reads
-from goexd.resources.sqlite import reads, run
+from goexd.domain.models import ActionSpec, Resource
+from goexd.domain.resource import Checkpoint, Outcome, RollbackReport
+from goexd.resources.sql_manager import ScriptJob, StatementFailed, UndoesFromCopy
+from goexd.resources.sqlite import run
+from goexd.resources.sqlite.manager import SqliteManager
 
 
-class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
-    dialect = "sqlite"
+class SqliteCloneResource(SqliteManager, UndoesFromCopy):
     undo_note = "undo copies back the clone taken before the action and verifies it by fingerprint"
 
     def __init__(
         self, resource: Resource, clones_dir: Path, row_limit: int = 1000, busy_timeout_s: float = 5.0
     ) -> None:
-        self.resource = resource
-        self.path = Path(resource.uri)
+        clones_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        super().__init__(resource, row_limit, busy_timeout_s)
         self._clones = clones_dir
-        self._clones.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._row_limit = row_limit
-        self._db = run.connect(self.path, busy_timeout_s)
         self._state = run.Tracked(self._db)
-        self._lock = threading.Lock()
 
     def describe(self, samples: bool = False) -> str:
-        head = "sqlite database (strategy clone: each action commits at once; undo copies back a clone)"
-        with self._lock:
-            return head + "\n" + inspect.describe(self._db, sample_rows=3 if samples else 0)
-
-    def precheck(self, spec: ActionSpec) -> None:
-        run.check_script(spec)
-
-    def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
-        if inverse is not None:
-            raise InvalidArgument("inverse", f"{self.resource.name!r} undoes from a clone; client inverses go unused")
-
-    def test(
-        self, spec: ActionSpec, inverse: ActionSpec | None, limits: Limits, cancel: threading.Event | None
-    ) -> Reversibility | None:
-        return None
+        return self._described(
+            "sqlite database (strategy clone: each action commits at once; undo copies back a clone)", samples
+        )
 
     def _clone_path(self, action_id: str) -> Path:
         return self._clones / f"{action_id}.sqlite"
@@ -96,34 +76,18 @@ class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
                 found = True
         return f"dropped the copy {target.name} taken before it" if found else ""
 
-    def execute(
-        self,
-        spec: ActionSpec,
-        limits: Limits,
-        checkpoint: Checkpoint,
-        on_output: OutputCallback | None,
-        cancel: threading.Event | None,
-        network: SandboxNetwork | None = None,
-    ) -> Outcome:
-        statements = run.check_script(spec)
-        if sql_reads.is_read(checkpoint):
-            return reads.sqlite_read(self._db, self._lock, statements, spec, limits, cancel, self._row_limit)
+    def write(self, job: ScriptJob, checkpoint: Checkpoint) -> Outcome:
         with self._lock:
             try:  # committed with the fingerprint after it, so the next checkpoint need not read every row
-                result, before, after = self._state.commit(statements, spec.params, limits, cancel, self._row_limit)
-            except run.StatementFailed as exc:
+                result, before, after = self._state.commit(job)
+            except StatementFailed as exc:
                 raise InvalidArgument("spec.sql.sql", exc.why) from None
         return Outcome(exec=None, changes=None, sql=result, checkpoint_extra=run.changed_tables(before, after))
-
-    def commit_check(self, action_ids: Sequence[str]) -> None:
-        return None
 
     def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
         Path(checkpoint["clone"]).unlink(missing_ok=True)
 
-    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        if sql_reads.is_read(checkpoint):
-            return sql_reads.NOTHING_TO_ROLL_BACK
+    def undo(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         clone_path = Path(checkpoint["clone"])
         if not clone_path.exists():
             # An earlier undo copied it back and removed it, and goexd stopped before journaling UNDONE: its
@@ -153,9 +117,6 @@ class SqliteCloneResource(sql_reads.ReadsAtOnce, StepByStep):
             "; fingerprint matches" if verified else "; the fingerprint differs from the pre-action one"
         )
         return RollbackReport(verified=verified, detail=detail)
-
-    def take_lost(self) -> list[str]:
-        return []
 
     def fingerprint(self) -> str:
         with self._lock:

@@ -10,9 +10,8 @@ in O(changed rows) (dbinspect/sqlite_changes.py) for the strategies that verify 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
@@ -21,21 +20,12 @@ from goexd.dbinspect.sqlite_catalog import rows as fetch
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import ActionKind, ActionSpec, SqlResult
 from goexd.domain.resource import CHANGED_KEY, Checkpoint
-from goexd.domain.sandbox import Limits
+from goexd.resources.sql_manager import ScriptJob, StatementFailed
 from goexd.sql.classify import Classified, StatementClass, classify_script
 from goexd.textcap import capped
 
 PROGRESS_STEPS = 10_000  # SQLite VM steps between checks of the deadline and of cancel
 CHANGED_CHARS = 2000  # of what an action changed, in words, kept in its checkpoint
-
-
-class StatementFailed(Exception):
-    """A statement failed or was stopped; `why` is what the action's error says."""
-
-    def __init__(self, why: str, stopped: bool) -> None:
-        super().__init__(why)
-        self.why = why
-        self.stopped = stopped
 
 
 def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
@@ -67,15 +57,10 @@ def check_script(spec: ActionSpec, fld: str = "spec") -> list[Classified]:
     return statements
 
 
-def run_script(
-    db: sqlite3.Connection,
-    statements: Sequence[Classified],
-    params: Sequence[str],
-    limits: Limits,
-    cancel: threading.Event | None,
-    row_limit: int,
-) -> SqlResult:
-    deadline = time.monotonic() + limits.timeout_s
+def run_script(db: sqlite3.Connection, job: ScriptJob) -> SqlResult:
+    """Run the statements; the last result's rows and the rows all statements changed. Raises StatementFailed."""
+    timeout_s, cancel = job.limits.timeout_s, job.cancel
+    deadline = time.monotonic() + timeout_s
     stopped: list[str] = []
 
     def progress() -> int:
@@ -83,17 +68,17 @@ def run_script(
         if cancel is not None and cancel.is_set():
             stopped.append("cancelled")
         elif time.monotonic() > deadline:
-            stopped.append(f"wall-clock timeout of {limits.timeout_s:g} s")
+            stopped.append(f"wall-clock timeout of {timeout_s:g} s")
         return 1 if stopped else 0
 
     before = db.total_changes
     db.set_progress_handler(progress, PROGRESS_STEPS)
     try:
         result = SqlResult()
-        for st in statements:
-            cur = db.execute(st.sql, tuple(params))
+        for st in job.statements:
+            cur = db.execute(st.sql, tuple(job.params))
             if cur.description is not None:
-                result = _rows(cur, row_limit)
+                result = _rows(cur, job.row_limit)
     except sqlite3.Error as exc:
         raise StatementFailed(f"stopped: {stopped[0]}" if stopped else f"sqlite: {exc}", bool(stopped)) from None
     finally:
@@ -147,13 +132,7 @@ class Tracked:
         self._known = None
 
     def commit(
-        self,
-        statements: Sequence[Classified],
-        params: Sequence[str],
-        limits: Limits,
-        cancel: threading.Event | None,
-        row_limit: int,
-        before_commit: Callable[[], None] | None = None,
+        self, job: ScriptJob, before_commit: Callable[[], None] | None = None
     ) -> tuple[SqlResult, inspect.DbFingerprint, inspect.DbFingerprint]:
         """Run the statements and commit them: the result, the fingerprints before and after.
 
@@ -162,20 +141,20 @@ class Tracked:
         between two whole fingerprints. `before_commit` runs last in the transaction (after the
         statements, outside one), for writes that must commit with them and that fingerprints do not
         see (outcome markers). Raises StatementFailed after rolling back."""
-        if not all(st.transactional for st in statements):
+        if not job.transactional:
             before = self.current()
             self.forget()  # whatever happens now, this connection wrote
-            result = run_script(self.db, statements, params, limits, cancel, row_limit)
+            result = run_script(self.db, job)
             if before_commit is not None:
                 before_commit()
             return result, before, self.current()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             before = self.current()
-            written = sqlite_changes.written_tables(self.db, [(st.sql, params) for st in statements])
+            written = sqlite_changes.written_tables(self.db, [(st.sql, job.params) for st in job.statements])
             probe = sqlite_changes.Probe.start(self.db, written)
             try:
-                result = run_script(self.db, statements, params, limits, cancel, row_limit)
+                result = run_script(self.db, job)
                 after = probe.after(before)
                 probe.drop()  # temporary triggers outlive a COMMIT
             finally:

@@ -18,16 +18,13 @@ import errno
 import os
 import sqlite3
 import stat
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from goexd.dbinspect import sqlite as inspect
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
-from goexd.domain.models import ActionSpec, Resource
-from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
-from goexd.domain.sandbox import Limits
-from goexd.resources import sql_reads
+from goexd.domain.models import ActionSpec, Resource, SqlResult
+from goexd.domain.resource import Checkpoint, Outcome, RollbackReport
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,
@@ -37,15 +34,12 @@ from goexd.resources.host_paths import (
     refuse_system,
     resolved,
 )
+from goexd.resources.sql_manager import OneTransaction, ScriptJob, StatementFailed, savepoint_name
 from goexd.resources.sqlite import reads, run
-from goexd.sql.model import Classified
+from goexd.resources.sqlite.manager import SqliteManager
 from goexd.textcap import shown
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def savepoint_name(action_id: str) -> str:
-    return f"goex_{action_id}"
 
 
 def validate_sqlite_url(url: str, fld: str, own: OwnPaths) -> Path:
@@ -94,19 +88,11 @@ def _check_database_file(path: Path, fld: str) -> None:
         raise InvalidArgument(fld, f"{path} is not a SQLite database (it does not start with SQLite's header)")
 
 
-class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
-    dialect = "sqlite"
-    undoes_by = "inside its transaction"
-    undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
-
+class SqliteTransactionResource(SqliteManager, OneTransaction):
     def __init__(self, resource: Resource, row_limit: int = 1000, busy_timeout_s: float = 5.0) -> None:
-        self.resource = resource
-        self.path = Path(resource.uri)
-        self._row_limit = row_limit
-        self._db = run.connect(self.path, busy_timeout_s)
+        super().__init__(resource, row_limit, busy_timeout_s)
         self._live: list[str] = []  # actions with a live savepoint, oldest first
         self._lost: list[str] = []  # pending actions SQLite rolled back on its own (see take_lost)
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -116,9 +102,6 @@ class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
             f"until committed); {len(self._live)} pending action(s)"
         )
         return head + "\n" + inspect.describe(self._db, sample_rows=3 if samples else 0)
-
-    def precheck(self, spec: ActionSpec) -> None:
-        run.check_script(spec)
 
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         with self._lock:
@@ -132,22 +115,11 @@ class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
             self._live.append(action_id)
             return {"savepoint": name}
 
-    def execute(
-        self,
-        spec: ActionSpec,
-        limits: Limits,
-        checkpoint: Checkpoint,
-        on_output: OutputCallback | None,
-        cancel: threading.Event | None,
-        network: SandboxNetwork | None = None,
-    ) -> Outcome:
-        statements = run.check_script(spec)
-        if sql_reads.is_read(checkpoint):
-            return self._read(statements, spec, limits, cancel)
+    def write(self, job: ScriptJob, checkpoint: Checkpoint) -> Outcome:
         with self._lock:
             try:
-                result = run.run_script(self._db, statements, spec.params, limits, cancel, self._row_limit)
-            except run.StatementFailed as exc:
+                result = run.run_script(self._db, job)
+            except StatementFailed as exc:
                 lost = self._notice_lost_transaction()
                 why = exc.why
                 if lost:
@@ -155,21 +127,18 @@ class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
                 raise InvalidArgument("spec.sql.sql", why) from None
         return Outcome(exec=None, changes=None, sql=result)
 
-    def _read(
-        self, statements: Sequence[Classified], spec: ActionSpec, limits: Limits, cancel: threading.Event | None
-    ) -> Outcome:
-        """A read resolved at once: inside the open transaction (it sees the pending actions), with no savepoint."""
+    def read(self, job: ScriptJob) -> SqlResult:
+        """Inside the open transaction (it sees the pending actions), with no savepoint."""
         with self._lock:
             try:
-                result = reads.run_sqlite_read(self._db, statements, spec.params, limits, cancel, self._row_limit)
-            except run.StatementFailed as exc:
+                return reads.run_sqlite_read(self._db, job)
+            except StatementFailed as exc:
                 why = exc.why
                 if self._live and not self._db.in_transaction:  # never seen for a read; said if it ever is
                     lost, self._live = self._live, []
                     self._lost += lost
                     why += f"; SQLite rolled back the whole transaction, with the pending actions {', '.join(lost)}"
                 raise InvalidArgument("spec.sql.sql", why) from None
-        return sql_reads.read_outcome(result)
 
     def _notice_lost_transaction(self) -> list[str]:
         """An interrupted write (timeout, cancel) makes SQLite roll back the whole transaction, not just the
@@ -180,20 +149,8 @@ class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
             return lost
         return []
 
-    def take_lost(self) -> list[str]:
-        """Pending actions whose effects the database discarded on its own since the last call."""
-        with self._lock:
-            lost, self._lost = self._lost, []
-            return lost
-
     def commit_check(self, action_ids: Sequence[str]) -> None:
-        """One transaction commits whole: refuse a commit that would leave later actions on it pending."""
-        left = [a for a in self._live if a not in set(action_ids)]
-        if left:
-            raise FailedPrecondition(
-                f"database {self.resource.name!r} runs its actions in one transaction, which commits whole; "
-                f"commit up to its newest pending action ({self._live[-1]}) or undo {', '.join(left)} first"
-            )
+        self._refuse_a_partial_commit(action_ids)
 
     def commit(self, action_id: str, checkpoint: Checkpoint) -> None:
         with self._lock:
@@ -202,16 +159,9 @@ class SqliteTransactionResource(sql_reads.ReadsAtOnce, UndoesByItself):
             if not self._live and self._db.in_transaction:
                 self._db.execute("COMMIT")
 
-    def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
-        if sql_reads.is_read(checkpoint):
-            return sql_reads.NOTHING_TO_ROLL_BACK
+    def undo(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport:
         with self._lock:
-            if action_id not in self._live:
-                raise FailedPrecondition(f"action {action_id} has no savepoint in the open transaction")
-            if self._live[-1] != action_id:
-                raise FailedPrecondition(f"undo the newer actions on {self.resource.name!r} first: {self._live[-1]}")
-            name = checkpoint["savepoint"]
-            self._live.pop()
+            name = self._pop_savepoint(action_id, checkpoint)
             if not self._db.in_transaction:  # SQLite already rolled the whole transaction back
                 return RollbackReport(verified=True, detail="the database had already rolled back the transaction")
             self._db.execute(f'ROLLBACK TO "{name}"')
