@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import httpx2  # openai's own HTTP client (a dependency of it)
+import httpx  # openai's own HTTP client (a dependency of it; openai < 3: see pyproject.toml)
 import openai
 
 from goexd.domain.errors import (
@@ -68,7 +68,7 @@ class Endpoint:
             max_retries=0,
             organization=None,
             project=None,
-            http_client=httpx2.Client(trust_env=trust_env, timeout=timeout_s),
+            http_client=httpx.Client(trust_env=trust_env, timeout=timeout_s),
         )
 
     def _key(self) -> str:
