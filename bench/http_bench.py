@@ -61,6 +61,7 @@ from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
 from goexd.config import Config, EgressConfig
 from goexd.domain.models import CloseMode, ResourceKind, ResourceRequest
+from goexd.domain.secrets import Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.engine.engine import Engine
 from goexd.engine.journal import Journal
 from goexd.launcher import DaemonProcess
@@ -70,7 +71,6 @@ from goexd.resources.http.send import HttpSender
 from goexd.sandbox.bwrap import BwrapSandbox
 from goexd.sandbox.limits import RlimitEnforcer
 from goexd.server import convert as cv
-from goexd.vault.models import Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.vault.redact import Redactor
 from goexd.vault.vault import Vault
 

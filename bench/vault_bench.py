@@ -42,12 +42,12 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from goexd.config import Config, EgressConfig, VaultConfig
 from goexd.domain.egress import Decision, EgressGrant
+from goexd.domain.secrets import PUBLIC_PARTS, Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.egress.policy import decide, parse_url
 from goexd.egress.proxy import EgressProxy, Route
 from goexd.egress.substitute import Request, placeholder
 from goexd.egress.upstream import response_headers
 from goexd.vault.keys import PASSPHRASE_ENV
-from goexd.vault.models import PUBLIC_PARTS, Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.vault.redact import Redactor
 from goexd.vault.sealed_file import ARGON2ID_DEFAULTS, SCRYPT_DEFAULTS, derive_key, read_header
 from goexd.vault.vault import Vault

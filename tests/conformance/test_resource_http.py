@@ -14,11 +14,11 @@ import pytest
 from goexd import config
 from goexd.domain.models import ActionKind, ActionSpec, HttpRequest, Resource, ResourceKind, UndoStrategy
 from goexd.domain.resource import Journaling, ResourceManager
+from goexd.domain.secrets import SecretKind, SecretRequest
 from goexd.egress.addresses import AddressRule
 from goexd.resources.http.resource import HttpResource, validate_base_url
 from goexd.resources.http.rules import load_rule_sets, select_rules
 from goexd.resources.http.send import HttpSender
-from goexd.vault.models import SecretKind, SecretRequest
 from goexd.vault.vault import Vault
 from tests.conformance.resource_suite import (
     Capabilities,

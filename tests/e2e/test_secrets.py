@@ -204,7 +204,7 @@ def test_a_template_stored_before_the_check_keeps_goexd_up_and_refuses_only_its_
     daemon: DaemonProcess, workspace: Path
 ) -> None:
     from goexd import config
-    from goexd.vault.models import Injection, InjectionTarget, Secret, SecretKind
+    from goexd.domain.secrets import Injection, InjectionTarget, Secret, SecretKind
     from goexd.vault.vault import Vault
 
     put(daemon, "gh", TOKEN.encode(), allowed_hosts=["api.github.com"])

@@ -28,6 +28,7 @@ import trustme
 
 from goexd.domain.egress import Decision, EgressGrant, EgressRecordData, GateRequest, GateResponse, RecordedCall
 from goexd.domain.models import Resource, ResourceKind, UndoStrategy
+from goexd.domain.secrets import SecretKind, SecretRequest
 from goexd.egress.proxy import EgressProxy, Route
 from goexd.egress.upstream import tls_context as upstream_tls_context
 from goexd.engine.http_gate import ResourceGate, undo_call
@@ -38,7 +39,6 @@ from goexd.resources.http.resource import HttpResource, validate_base_url
 from goexd.resources.http.rules import load_rule_sets
 from goexd.resources.http.send import HttpSender
 from goexd.sandbox.bwrap import BwrapSandbox
-from goexd.vault.models import SecretKind, SecretRequest
 from tests.integration.test_egress_proxy import (  # noqa: F401 - the proxy and what it is built on, used by name
     assert_refused,
     fetch,

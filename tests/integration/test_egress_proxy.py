@@ -30,9 +30,9 @@ from werkzeug.serving import make_server
 from goexd import config
 from goexd.domain.egress import Decision, EgressGrant, EgressRecordData
 from goexd.domain.sandbox import ExecResult, Limits, Network, SandboxSpec, Stream, Termination
+from goexd.domain.secrets import Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.egress.proxy import EgressProxy, Route
 from goexd.sandbox.bwrap import BwrapSandbox
-from goexd.vault.models import Injection, InjectionTarget, SecretKind, SecretRequest
 from goexd.vault.vault import Vault
 
 PY = "/usr/bin/python3"

@@ -12,6 +12,7 @@ import pytest
 
 from goexd.domain.egress import EgressRecordData, GateRequest, GateResponse
 from goexd.domain.models import Resource, ResourceKind, ReversibilityClass, UndoStrategy
+from goexd.domain.secrets import Secret
 from goexd.egress.addresses import AddressRule
 from goexd.egress.substitute import Refused
 from goexd.engine.http_gate import ResourceGate
@@ -21,7 +22,6 @@ from goexd.policy.parse import build, build_session, parse
 from goexd.resources.http.resource import HttpResource, validate_base_url
 from goexd.resources.http.rules import load_rule_sets, select_rules
 from goexd.resources.http.send import HttpSender
-from goexd.vault.models import Secret
 from tests.e2e.test_http_second_look import WRITE_ONLY_ACL
 from tests.services.solid_server import SolidServer, solid_server  # noqa: F401 - the fixture
 

@@ -29,9 +29,9 @@ from goexd.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
+from goexd.domain.secrets import Injection, InjectionTarget, OAuthState, SecretInfo, SecretKind, SecretRequest
 from goexd.main import token_dialer
 from goexd.vault import oauth_tokens
-from goexd.vault.models import Injection, InjectionTarget, OAuthState, SecretInfo, SecretKind, SecretRequest
 from goexd.vault.oauth import OAuthFlows, OAuthStart
 from goexd.vault.vault import Vault
 from tests.daemon_process import LOOPBACK

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from goexd import config
+from goexd.domain.secrets import Injection, InjectionTarget, OAuthState, Secret, SecretKind, SecretRequest
 from goexd.egress.substitute import Outgoing, Refused, Request, placeholder, substitute
-from goexd.vault.models import Injection, InjectionTarget, OAuthState, Secret, SecretKind, SecretRequest
 from goexd.vault.vault import Vault
 
 HOST, PORT = "api.example.com", 443

@@ -17,7 +17,7 @@ KINDS = ("goexd.resources.fs", "goexd.resources.sqlite", "goexd.resources.postgr
 # Lowest first. A name is a package or module; a module belongs to the longest name it falls under.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("goexd.domain",),
-    ("goexd.config", "goexd.textcap", "goexd.diskspace", "goexd.faults", "goexd.tomlcheck", "goexd.sd_notify"),
+    ("goexd.config", "goexd.diskspace", "goexd.faults", "goexd.tomlcheck", "goexd.sd_notify"),
     ("goexd.sql", "goexd.snapshots", "goexd.sandbox", "goexd.vault"),
     ("goexd.dbinspect", "goexd.policy", "goexd.egress"),
     (

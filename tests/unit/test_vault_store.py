@@ -22,8 +22,8 @@ from goexd.domain.errors import (
     PermissionDenied,
     SetupError,
 )
+from goexd.domain.secrets import Injection, InjectionTarget, Secret, SecretKind, SecretRequest, render
 from goexd.vault.keys import PASSPHRASE_ENV, KeyFile
-from goexd.vault.models import Injection, InjectionTarget, Secret, SecretKind, SecretRequest, render
 from goexd.vault.sealed_file import MAGIC, VaultCorrupt, VaultKeyError, read_header
 from goexd.vault.vault import Vault
 

@@ -22,15 +22,14 @@ from goexd.domain.egress import (
     RecordedResponse,
     ResourceCall,
 )
+from goexd.domain.textcap import DETAIL_CHARS, capped
+from goexd.domain.vault import SecretSource, StreamRedacting
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.http11 import H11Stream
 from goexd.egress.policy import BadRequest, Target, decide, find_gate, gate_request, parse_url
 from goexd.egress.substitute import Refused, Request
 from goexd.egress.tls import CertificateAuthority
 from goexd.egress.upstream import request_headers, response_headers, undecodable_encoding
-from goexd.textcap import DETAIL_CHARS, capped
-from goexd.vault.redact import StreamRedactor
-from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.egress")
 
@@ -55,7 +54,7 @@ class RouteContext:
     """What every exchange of one route shares."""
 
     grant: EgressGrant
-    vault: Vault
+    vault: SecretSource
     cfg: EgressConfig
     addresses: AddressRule  # which addresses the client connects to (egress.allowed_addresses)
     client: httpx.AsyncClient
@@ -266,7 +265,7 @@ class Exchange:
         self.record(Decision.ALLOWED, "the sandbox closed the connection early" if self._client_gone else "")
         await self._persist()
 
-    async def _relay_body(self, response: httpx.Response, redact: StreamRedactor) -> None:
+    async def _relay_body(self, response: httpx.Response, redact: StreamRedacting) -> None:
         try:
             async for chunk in response.aiter_bytes():
                 self._capture(chunk)

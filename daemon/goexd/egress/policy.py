@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from goexd.domain.egress import EgressGrant, Gate, GateRequest
 from goexd.domain.errors import GoexError, NotFound
+from goexd.domain.secrets import host_matches
+from goexd.domain.vault import SecretSource
 from goexd.egress.substitute import Outgoing, Refused, Request, substitute
 from goexd.vault.destinations import allowed
-from goexd.vault.models import host_matches
-from goexd.vault.vault import Vault
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -58,7 +58,7 @@ def parse_authority(authority: str, scheme: str = "https") -> Target:
     return Target(scheme, parts.hostname, port)
 
 
-def check_reachable(vault: Vault, grant: EgressGrant, target: Target, tunnel: bool = False) -> None:
+def check_reachable(vault: SecretSource, grant: EgressGrant, target: Target, tunnel: bool = False) -> None:
     """Refuse a host that is neither granted nor allowed for one of the declared secrets.
 
     Secrets are looked up per request, so a change to a secret's hosts applies at once.
@@ -82,7 +82,7 @@ def check_reachable(vault: Vault, grant: EgressGrant, target: Target, tunnel: bo
     )
 
 
-def decide(vault: Vault, grant: EgressGrant, target: Target, req: Request, gate: Gate | None = None) -> Outgoing:
+def decide(vault: SecretSource, grant: EgressGrant, target: Target, req: Request, gate: Gate | None = None) -> Outgoing:
     """The request as it goes upstream, or `Refused`. Blocking (the vault may refresh a token).
 
     A gated request is reachable through its gate and carries the gate's secret too.

@@ -30,12 +30,12 @@ import httpx
 from goexd.config import EgressConfig
 from goexd.domain.egress import EgressGrant, EgressRecordData
 from goexd.domain.sandbox import ProxyEndpoint
+from goexd.domain.vault import SecretSource
 from goexd.egress import connection
 from goexd.egress.addresses import AddressRule
 from goexd.egress.exchange import RouteContext
 from goexd.egress.tls import CertificateAuthority
 from goexd.egress.upstream import make_client
-from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.egress")
 
@@ -47,7 +47,7 @@ CALL_TIMEOUT_S = 30.0  # for the loop to carry out a start/open/close; it only d
 
 
 class EgressProxy:
-    def __init__(self, vault: Vault, cfg: EgressConfig, run_dir: Path) -> None:
+    def __init__(self, vault: SecretSource, cfg: EgressConfig, run_dir: Path) -> None:
         self.vault = vault
         self.cfg = cfg
         self.addresses = AddressRule.from_config(cfg.allowed_addresses)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from goexd.domain.errors import GoexError, NotFound, PermissionDenied
-from goexd.vault.models import NAME_RE, InjectionTarget, Secret, render
+from goexd.domain.secrets import NAME_RE, InjectionTarget, Secret, render
 
 PLACEHOLDER_PREFIX = "goex-secret:"
 

@@ -9,9 +9,9 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 from goexd.config import EgressConfig
+from goexd.domain.vault import Redacting
 from goexd.egress.addresses import AddressRule
 from goexd.egress.dial import GuardedAsyncTransport
-from goexd.vault.redact import Redactor
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: they concern one connection.
 HOP_BY_HOP = frozenset(
@@ -51,7 +51,7 @@ def request_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes,
     return out
 
 
-def response_headers(headers: Iterable[tuple[bytes, bytes]], redact: Redactor) -> list[tuple[bytes, bytes]]:
+def response_headers(headers: Iterable[tuple[bytes, bytes]], redact: Redacting) -> list[tuple[bytes, bytes]]:
     """Headers for the client, values redacted (an upstream may echo a value in any of them)."""
     headers = list(headers)
     drop = HOP_BY_HOP | _DROP_FROM_RESPONSE | _connection_tokens(headers)

@@ -17,6 +17,7 @@ from goexd.diskspace import StateSpace
 from goexd.domain.errors import Unavailable
 from goexd.domain.models import ActionState, Resource
 from goexd.domain.sandbox import Limits, Sandbox
+from goexd.domain.vault import SecretSource
 from goexd.engine.channels import ChannelRegistry
 from goexd.engine.egress import EgressRoutes
 from goexd.engine.journal import Journal
@@ -26,7 +27,6 @@ from goexd.engine.verdict_memory import VerdictMemory
 from goexd.engine.watchers import Watchers
 from goexd.policy.model import Policy
 from goexd.resources.registry import Registry
-from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.engine")
 
@@ -70,7 +70,7 @@ class Lifecycle:
 class Core:
     cfg: Config
     journal: Journal
-    vault: Vault
+    vault: SecretSource
     sandbox: Sandbox
     space: StateSpace  # the state dir's reserve (diskspace.py)
     kinds: Registry  # which manager serves a resource (resources/registry.py)

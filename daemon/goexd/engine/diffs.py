@@ -28,11 +28,11 @@ from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import Action, ActionKind, ActionState, Resource, ResourceKind, Session
 from goexd.domain.resource import CHANGED_KEY
 from goexd.domain.snapshots import SnapshotError
+from goexd.domain.textcap import capped, shown
 from goexd.snapshots.git_store import store_dir_for
 from goexd.snapshots.replay import with_undos
 from goexd.snapshots.textdiff import DiffOptions, SnapshotDiff, diff_snapshots, open_store
 from goexd.snapshots.treediff import MetaReader
-from goexd.textcap import capped, shown
 
 RedactBytes = Callable[[bytes], bytes]
 RedactText = Callable[[str], str]

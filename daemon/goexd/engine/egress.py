@@ -15,8 +15,8 @@ from typing import Protocol
 from goexd.domain.egress import EgressGrant, EgressRecordData, Gate
 from goexd.domain.errors import InvalidArgument, PermissionDenied
 from goexd.domain.models import ActionKind, EgressRequest
-from goexd.vault.models import InjectionTarget
-from goexd.vault.vault import Vault
+from goexd.domain.secrets import InjectionTarget
+from goexd.domain.vault import SecretSource
 
 SANDBOXED = frozenset({ActionKind.SHELL, ActionKind.PYTHON})
 
@@ -39,7 +39,7 @@ class EgressRoutes(Protocol):
     def open_route(self, grant: EgressGrant) -> EgressRoute: ...
 
 
-def check(req: EgressRequest, kind: ActionKind, vault: Vault) -> None:
+def check(req: EgressRequest, kind: ActionKind, vault: SecretSource) -> None:
     """Refuse an egress request the vault does not allow; changes nothing. (Which hosts code may reach
     without a secret is the session policy's call: `[egress] hosts`.)"""
     if kind not in SANDBOXED:
@@ -55,7 +55,7 @@ def check(req: EgressRequest, kind: ActionKind, vault: Vault) -> None:
         vault.usable(secret)  # an OAuth2 secret whose refresh was refused says so now
 
 
-def sandbox_env(req: EgressRequest, vault: Vault) -> dict[str, str]:
+def sandbox_env(req: EgressRequest, vault: SecretSource) -> dict[str, str]:
     """Values of declared secrets that opted into env injection (the only way a value enters a sandbox)."""
     env: dict[str, str] = {}
     for name in req.secrets:

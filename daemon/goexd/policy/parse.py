@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from goexd.domain.errors import InvalidArgument
+from goexd.domain.secrets import check_host
 from goexd.policy.locate import line_of
 from goexd.policy.model import DenyRule, Effect, HttpRules, Policy, RateLimit, SandboxRules
 from goexd.tomlcheck import Check, Invalid, KeyPath, choice, http_method, key_name, nonempty_str, table
-from goexd.vault.models import check_host
 
 Path = KeyPath
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from goexd.config import Config, default_config_file
 from goexd.domain.errors import InvalidArgument
-from goexd.textcap import shown
+from goexd.domain.textcap import shown
 
 NAME_MAX = 255  # bytes in one path component (Linux)
 PATH_MAX = 4096  # bytes in a path, its terminating NUL included

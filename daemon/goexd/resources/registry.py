@@ -35,9 +35,9 @@ from goexd.domain.errors import InvalidArgument, SetupError, Unimplemented
 from goexd.domain.models import Resource, ResourceKind, ResourceRequest, UndoStrategy
 from goexd.domain.resource import ResourceManager
 from goexd.domain.sandbox import Sandbox
+from goexd.domain.vault import SecretSource
 from goexd.egress.addresses import AddressRule
 from goexd.resources.host_paths import OwnPaths
-from goexd.vault.vault import Vault
 
 Check = Callable[[ResourceRequest, str, UndoStrategy], Resource]  # (request, field, chosen strategy)
 Factory = Callable[[Resource], ResourceManager]
@@ -50,7 +50,7 @@ class Host:
 
     cfg: Config
     own_paths: OwnPaths  # what no resource may reach: goexd's own files
-    vault: Vault
+    vault: SecretSource
     sandbox: Sandbox
     addresses: AddressRule  # what goexd's own connections may reach
     space: StateSpace  # the state dir's reserve: given up when a write finds the disk full

@@ -34,10 +34,10 @@ from goexd.domain.models import (
 )
 from goexd.domain.names import display_path, utf8_text
 from goexd.domain.sandbox import ExecResult, Limits, Stream
+from goexd.domain.secrets import check_host, check_name
 from goexd.domain.snapshots import ChangeSet
 from goexd.server.convert_http import http_action_pb, http_request, http_result_pb, joined_headers, request_of_recorded
 from goexd.server.convert_plan import plan_pb
-from goexd.vault.models import check_host, check_name
 
 _STATE_TO_PB = {s: cast(pb.ActionState, pb.ActionState.Value(f"ACTION_STATE_{s.name}")) for s in ActionState}
 _STATE_FROM_PB: dict[int, ActionState] = {v: k for k, v in _STATE_TO_PB.items()}

@@ -6,8 +6,8 @@ from typing import cast
 
 from goex.v1 import secrets_pb2 as spb
 from goexd.domain.errors import InvalidArgument
+from goexd.domain.secrets import Injection, InjectionTarget, SecretInfo, SecretKind, SecretRequest
 from goexd.server.convert import ts
-from goexd.vault.models import Injection, InjectionTarget, SecretInfo, SecretKind, SecretRequest
 from goexd.vault.oauth import OAuthStart
 
 _KIND_TO_PB = {k: cast(spb.SecretKind, spb.SecretKind.Value(f"SECRET_KIND_{k.name}")) for k in SecretKind}

@@ -20,8 +20,8 @@ import functools
 from dataclasses import dataclass
 
 from goexd.domain.errors import InvalidArgument
-from goexd.textcap import shown
-from goexd.vault.models import check_host, host_matches
+from goexd.domain.secrets import check_host, host_matches
+from goexd.domain.textcap import shown
 
 DEFAULT_PORTS = {"https": 443, "http": 80, "postgresql": 5432}
 # What an entry without a scheme covers: the encrypted web, and the database protocol of DSN secrets.

@@ -37,8 +37,7 @@ from goexd.domain.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from goexd.vault import oauth_tokens
-from goexd.vault.models import (
+from goexd.domain.secrets import (
     MAX_VALUE_BYTES,
     MIN_VALUE_BYTES,
     OAuthState,
@@ -48,6 +47,7 @@ from goexd.vault.models import (
     SecretRequest,
     check_name,
 )
+from goexd.vault import oauth_tokens
 from goexd.vault.oauth_listener import LoopbackListener, Page
 from goexd.vault.oauth_refresh import TokenRefresher
 from goexd.vault.vault import Vault, check_destinations

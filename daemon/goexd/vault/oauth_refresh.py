@@ -17,8 +17,8 @@ from dataclasses import replace
 from typing import NoReturn
 
 from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, NotFound, Unavailable
+from goexd.domain.secrets import Secret
 from goexd.vault import oauth_tokens
-from goexd.vault.models import Secret
 from goexd.vault.vault import Vault
 
 log = logging.getLogger("goexd.vault.oauth")

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
-from goexd.vault.models import MIN_VALUE_BYTES
+from goexd.domain.secrets import MIN_VALUE_BYTES
 
 PARTIAL_TAIL_MIN = 8  # a cut-off value prefix this long at the end of truncated output is redacted too
 _PREFILTER_GROUP = 64  # patterns per automaton while its SIMD prefilter applies

@@ -30,10 +30,7 @@ from goexd.domain.errors import (
     PermissionDenied,
     SetupError,
 )
-from goexd.textcap import shown
-from goexd.vault.destinations import allowed, check_destination
-from goexd.vault.keys import KeyFile, KeyringKey, StoredKey, read_passphrase
-from goexd.vault.models import (
+from goexd.domain.secrets import (
     MAX_VALUE_BYTES,
     MIN_VALUE_BYTES,
     PUBLIC_PARTS,
@@ -48,6 +45,9 @@ from goexd.vault.models import (
     check_template,
     default_injection,
 )
+from goexd.domain.textcap import shown
+from goexd.vault.destinations import allowed, check_destination
+from goexd.vault.keys import KeyFile, KeyringKey, StoredKey, read_passphrase
 from goexd.vault.redact import Redactor
 from goexd.vault.sealed_file import (
     KEY_BYTES,

@@ -54,6 +54,7 @@ from goexd.domain.snapshots import (
     SnapshotError,
     UnreadableEntries,
 )
+from goexd.domain.textcap import shown
 from goexd.resources.fs import links as fs_links
 from goexd.resources.fs import xattrs as fs_xattrs
 from goexd.resources.fs.cwd import check_cwd
@@ -76,7 +77,6 @@ from goexd.snapshots.overlay_upper import not_compared, times_only
 from goexd.snapshots.privileges import listed
 from goexd.snapshots.remove_tree import remove_tree
 from goexd.snapshots.set_aside import UnknownSetAside
-from goexd.textcap import shown
 
 log = logging.getLogger(__name__)
 

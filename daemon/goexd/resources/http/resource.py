@@ -49,6 +49,8 @@ from goexd.domain.models import (
 )
 from goexd.domain.resource import Checkpoint, Journaling, Outcome, OutputCallback, RollbackReport, SandboxNetwork
 from goexd.domain.sandbox import Limits
+from goexd.domain.secrets import host_matches
+from goexd.domain.textcap import shown
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import resolve_checked_sync
 from goexd.resources.http.rules import (
@@ -63,8 +65,6 @@ from goexd.resources.http.rules import (
     without_fields,
 )
 from goexd.resources.http.send import FORBIDDEN_HEADERS, CallFailed, HttpSender
-from goexd.textcap import shown
-from goexd.vault.models import host_matches
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PRE_IMAGE_BYTES = 4 * 1024 * 1024  # larger pre-images are not kept: such a call is irreversible

@@ -24,10 +24,10 @@ import httpx
 
 from goexd import __version__
 from goexd.domain.errors import InvalidArgument, PermissionDenied, Unavailable
+from goexd.domain.secrets import InjectionTarget, Secret, render
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport, connect
 from goexd.resources.http.rules import Exchange, HttpCall
-from goexd.vault.models import InjectionTarget, Secret, render
 
 Resolve = Callable[[str, str, str, int], Secret]  # (name, scheme, host, port): Vault.resolve
 

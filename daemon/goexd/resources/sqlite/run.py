@@ -20,9 +20,9 @@ from goexd.dbinspect.sqlite_catalog import rows as fetch
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import ActionKind, ActionSpec, SqlResult
 from goexd.domain.resource import CHANGED_KEY, Checkpoint
+from goexd.domain.textcap import capped
 from goexd.resources.sql_manager import ScriptJob, StatementFailed
 from goexd.sql.classify import Classified, StatementClass, classify_script
-from goexd.textcap import capped
 
 PROGRESS_STEPS = 10_000  # SQLite VM steps between checks of the deadline and of cancel
 CHANGED_CHARS = 2000  # of what an action changed, in words, kept in its checkpoint

@@ -25,6 +25,7 @@ from goexd.dbinspect import sqlite as inspect
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
 from goexd.domain.models import ActionSpec, Resource, SqlResult
 from goexd.domain.resource import Checkpoint, Outcome, RollbackReport
+from goexd.domain.textcap import shown
 from goexd.resources.host_paths import (
     OwnPaths,
     checked_syntax,
@@ -37,7 +38,6 @@ from goexd.resources.host_paths import (
 from goexd.resources.sql_manager import OneTransaction, ScriptJob, StatementFailed, savepoint_name
 from goexd.resources.sqlite import reads, run
 from goexd.resources.sqlite.manager import SqliteManager
-from goexd.textcap import shown
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 

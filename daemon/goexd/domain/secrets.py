@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from goexd.domain.errors import FailedPrecondition, InvalidArgument
-from goexd.textcap import shown
+from goexd.domain.textcap import shown
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Redaction needs a value long enough to be told apart from ordinary output.
