@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages goexd needs (bubblewrap, git, sqlite3) when they are missing,
-# the PostgreSQL server binaries the tests start private clusters with, and node and npm for
-# the json-server the tests run.
+# the PostgreSQL server binaries the tests start private clusters with, node and npm for
+# the json-server the tests run, and podman and runc for the container sandbox's tests.
 # Runs apt-get only as root; otherwise names what to install and fails.
 set -euo pipefail
 need=()
@@ -24,6 +24,10 @@ compgen -G '/usr/lib/*/libc.a' >/dev/null || need+=(libc6-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # systemd-analyze checks the units goex install-service writes; systemctl --user is what --enable runs.
 { command -v systemd-analyze && command -v systemctl; } >/dev/null 2>&1 || need+=(systemd)
+# The container sandbox's tests run Podman's Docker-compatible API service (tests/services/container_engine.py)
+# with the runc runtime; the image they use is built from this machine's packages (dpkg-query).
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 # node and npm: make install puts json-server, a REST service the tests run, into .venv/node.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

@@ -65,6 +65,7 @@ def sandbox(overlay_mounts: OverlayMounts | None) -> BwrapSandbox:
 # end-to-end tests (where each package would otherwise start its own), and the REST services for
 # HTTP actions (moto's S3 per module, json-server per test).
 from tests.services import (  # noqa: E402, F401
+    container_engine_service,
     json_server,
     json_server_seed,
     moto_s3,

@@ -53,11 +53,30 @@ class SandboxConfig:
     max_memory_bytes: int = 8 * 1024 * 1024 * 1024
     max_max_processes: int = 4096
     max_output_bytes: int = 64 * 1024 * 1024
-    backend: str = "bwrap"  # which Sandbox runs actions (sandbox/backends.py)
+    # Which Sandbox runs actions (sandbox/backends.py): "bwrap", "container" ([container]), or "auto" (bwrap
+    # where it works here, else the container engine). A session may name another for its workspace.
+    backend: str = "bwrap"
     cgroup_parent: str = ""  # cgroup path to create per-run cgroups under; "" = the daemon's own
     # Host paths shown read-only in every sandbox besides /usr, /etc and the /bin, /sbin, /lib*
     # trees (e.g. "/opt/toolchain"); nothing else of the host is visible. See docs/security.md.
     read_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """The container backend (sandbox/container.py): a Docker Engine API endpoint, Docker's or Podman's."""
+
+    # "unix:///path" (an engine on this machine), "tcp://host:port" (TLS as DOCKER_TLS_VERIFY/DOCKER_CERT_PATH
+    # say) or "ssh://user@host"; "" = $DOCKER_HOST, else unix:///var/run/docker.sock. A remote engine runs
+    # actions without a workspace only (README: Containers).
+    endpoint: str = ""
+    # The image actions run in unless a session names another; goexd never pulls one (`goexd --build-image`
+    # makes one offline from this machine's packages). It needs python3 on its PATH (goexd's runner).
+    image: str = "python:3.12-slim"
+    pool_size: int = 2  # warm containers kept per (image, user, limits) in use; 0 = a cold container per action
+    pool_idle_s: float = 300.0  # a (image, user, limits) unused this long has its warm containers removed
+    cpus: float = 0.0  # CPUs a container may use (NanoCpus); 0 = no limit
+    api_timeout_s: float = 30.0  # for one call to the engine
 
 
 @dataclass(frozen=True)
@@ -166,6 +185,7 @@ class Config:
     # an eighth of it is held back in a file for rolling back when space runs out. 0 turns both off.
     state_reserve_bytes: int = 64 * 1024 * 1024
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
     fs: FsConfig = field(default_factory=FsConfig)
     gc: GcConfig = field(default_factory=GcConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
@@ -193,6 +213,7 @@ class Config:
 
 _SECTIONS = {
     "sandbox": SandboxConfig,
+    "container": ContainerConfig,
     "fs": FsConfig,
     "gc": GcConfig,
     "vault": VaultConfig,
@@ -315,6 +336,13 @@ def load(
     return cast(Config, cfg)
 
 
+def load_environment(environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults < GOEXD_* environment only, no file: for a helper process that needs a section or two."""
+    cfg = _apply(Config(), "", _env_values(os.environ if environ is None else environ), "environment")
+    validate(cfg)
+    return cast(Config, cfg)
+
+
 def validate(cfg: Config) -> None:
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise SetupError(f"config key 'log_level': {cfg.log_level!r} is not debug|info|warning|error")
@@ -338,6 +366,15 @@ def validate(cfg: Config) -> None:
     for raw in s.read_paths:
         if not Path(raw).is_absolute() or Path(raw).resolve() == Path("/"):
             raise SetupError(f"config key 'sandbox.read_paths': {raw!r} must be an absolute path other than /")
+    c = cfg.container
+    if c.pool_size < 0 or c.pool_size > 64:
+        raise SetupError("config key 'container.pool_size': must be between 0 and 64")
+    if c.cpus < 0 or c.pool_idle_s <= 0 or c.api_timeout_s <= 0:
+        raise SetupError(
+            "config keys 'container.cpus', 'container.pool_idle_s', 'container.api_timeout_s': out of range"
+        )
+    if not c.image:
+        raise SetupError("config key 'container.image': must name an image")
     if cfg.vault.key_source not in ("keyfile", "passphrase", "keyring"):
         raise SetupError(f"config key 'vault.key_source': {cfg.vault.key_source!r} is not keyfile|passphrase|keyring")
     if cfg.vault.kdf not in ("argon2id", "scrypt"):

@@ -3,7 +3,8 @@ goexd runs it (tests/security runs whole daemons as `goex-sec`; this is that mod
 
 The child builds the backend itself (`factory`, a "module:callable" name, so nothing of the parent's
 state crosses), reads the pickled spec on stdin, streams each output chunk back as it comes and then
-the ExecResult, framed on stdout; the parent's cancel becomes a SIGUSR1 that sets the child's."""
+the ExecResult, framed on stdout; the parent's cancel becomes a SIGUSR1 that sets the child's (sent once the
+child said it is ready)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from goexd.domain.sandbox import ExecResult, OutputSink, SandboxSpec, SandboxUna
 
 CHILD = r"""
 import importlib, pickle, signal, struct, sys, threading
-module, name = sys.argv[1].split(":")
-backend = getattr(importlib.import_module(module), name)()
 cancel = threading.Event()
 signal.signal(signal.SIGUSR1, lambda *_: cancel.set())
+module, name = sys.argv[1].split(":")
+backend = getattr(importlib.import_module(module), name)()
 out = sys.stdout.buffer
 
 def frame(item):
@@ -30,6 +31,7 @@ def frame(item):
     out.write(struct.pack(">I", len(data)) + data)
     out.flush()
 
+frame(("ready", None))
 spec = pickle.loads(sys.stdin.buffer.read())
 if spec is None:
     backend.check()
@@ -70,15 +72,17 @@ class AsUser:
             extra_groups=[],
         )
         assert child.stdin is not None and child.stdout is not None
-        done = threading.Event()
-        watcher = threading.Thread(target=_forward_cancel, args=(child, cancel, done), daemon=True)
+        done, ready = threading.Event(), threading.Event()
+        watcher = threading.Thread(target=_forward_cancel, args=(child, cancel, ready, done), daemon=True)
         watcher.start()
         try:
             child.stdin.write(pickle.dumps(spec))
             child.stdin.close()
             while (item := _read_frame(child.stdout)) is not None:
                 kind, value = item
-                if kind == "output":
+                if kind == "ready":
+                    ready.set()
+                elif kind == "output":
                     stream, chunk = value
                     if on_output is not None:
                         on_output(Stream(stream), chunk)
@@ -92,9 +96,13 @@ class AsUser:
             watcher.join()
 
 
-def _forward_cancel(child: subprocess.Popen[bytes], cancel: threading.Event | None, done: threading.Event) -> None:
+def _forward_cancel(
+    child: subprocess.Popen[bytes], cancel: threading.Event | None, ready: threading.Event, done: threading.Event
+) -> None:
+    """The parent's cancel as SIGUSR1, once the child has its handler and its backend (a slow import, a
+    signal too early: the child would die of it instead of cancelling)."""
     while cancel is not None and not done.is_set():
-        if cancel.wait(0.01):
+        if cancel.wait(0.01) and ready.wait(0.01):
             child.send_signal(signal.SIGUSR1)
             return
 

@@ -35,6 +35,9 @@ tests/services/wsgidav_server.py, fixture `wsgidav`: files at any depth, non-JSO
 tests/services/solid_server.py, fixture `solid_server`: LDP containers, 201 with Location, 205,
 Allow headers). Both keep their state as files, which `files()` reads.
 
+Containers: Podman's Docker-compatible API service (tests/services/container_engine.py), fixture
+`container_engine_service`: one per test session on a private socket, with goexd's offline-built image.
+
 httpbin is not here: the egress tests run it in-process (werkzeug), each in its own way.
 """
 
@@ -236,6 +239,7 @@ def oauth_server_short_tokens(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 # PostgreSQL and the REST services (moto's S3, json-server): re-exported here like the OAuth fixtures above.
+from tests.services.container_engine import container_engine_service  # noqa: E402, F401
 from tests.services.json_server import JsonServer, json_server, json_server_seed, run_json_server  # noqa: E402, F401
 from tests.services.moto_s3 import (  # noqa: E402, F401
     MotoS3,

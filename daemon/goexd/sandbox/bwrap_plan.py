@@ -207,11 +207,7 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds(), workspace_s
         mounts.append(MountOp(Op.RO_BIND_DATA, forwarder.CA_PATH, str(fds.ca), why="egress CA"))
     mounts += [MountOp(Op.REMOUNT_RO, m.dest, why="mask read-only") for m in masks if m.op is Op.TMPFS]
     mounts.append(MountOp(Op.REMOUNT_RO, "/", why="root read-only"))
-    # The proxy settings win over the spec's: with no other way out, bypassing them only breaks requests.
-    env = {**BASE_ENV, **spec.env, **(PROXY_ENV if proxy else {})}
-    for key, value in env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise ValueError(f"bad environment variable {key!r}: no '=' in names, no NUL anywhere")
+    env = command_env(spec, proxy)
     chdir = _workdir(places[-1], spec.workdir) if places else "/tmp"
     argv = tuple(spec.argv)
     if proxy:
@@ -221,6 +217,16 @@ def render_plan(spec: SandboxSpec, host: HostView, fds: Fds = Fds(), workspace_s
             str(fds.proxy_socket), str(fds.unix_filter), "--", *argv,
         )  # fmt: skip
     return Plan(tuple(mounts), tuple(env.items()), chdir, argv, seccomp_fds=fds.seccomp)
+
+
+def command_env(spec: SandboxSpec, proxy: bool) -> dict[str, str]:
+    """The command's whole environment, every backend's: the base, the spec's, and behind the egress proxy its
+    settings, which win over the spec's (with no other way out, bypassing them only breaks requests)."""
+    env = {**BASE_ENV, **spec.env, **(PROXY_ENV if proxy else {})}
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ValueError(f"bad environment variable {key!r}: no '=' in names, no NUL anywhere")
+    return env
 
 
 def _workspace_places(mount: str, real: str) -> tuple[str, ...]:

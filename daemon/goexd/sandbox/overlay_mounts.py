@@ -130,12 +130,12 @@ class OverlayMounts:
         _remove(self.base)
 
 
-def clear_left(owner: str, tmp: Path | None = None) -> list[str]:
+def clear_left(owner: str, tmp: Path | None = None, prefix: str = PREFIX) -> list[str]:
     """Unmount what earlier starts of `owner` left mounted (found in the mount table by the mount dir's
     name, wherever it was) and remove their mount dirs (those in `tmp`, $TMPDIR by default, and those the
     mount table named); returns the mount points unmounted. Only one goexd holds a state dir: none of
-    these is in use."""
-    name = f"{PREFIX}{owner}-".encode()
+    these is in use. `prefix`: whose mount dirs (the container backend's slots have their own)."""
+    name = f"{prefix}{owner}-".encode()
     bases: set[bytes] = set()
     for point in mount_points():
         head, sep, tail = point.partition(b"/" + name)

@@ -1,0 +1,113 @@
+"""A real container engine for the tests: Podman's Docker-compatible API service, one per test session.
+
+`podman system service` on a private socket, with a containers.conf of its own: the `runc` runtime and
+default ulimits (nofile 1024, nproc 4096), as the machines the suite runs on need (crun and podman's
+default limits fail there). The image is goexd's own, built offline from this machine's packages
+(goexd/sandbox/container_image.py) and found by its content tag when an earlier session built it already.
+The socket is given to the unprivileged user `goex-sec` too: the security suite runs goexd as that user
+against the same engine (an engine's socket is as good as root: a user who may open it is trusted).
+
+A machine without podman fails the container tests (make install provides it), never skips them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from goexd.sandbox import container_engine, container_image
+from tests.services.http_service import stop_process
+from tests.users import ensure_system_user
+
+CONTAINERS_CONF = """\
+[engine]
+runtime = "runc"
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+"""
+IMAGE_LOCK = Path(tempfile.gettempdir()) / "goex-test-image.lock"  # one build at a time across workers
+# For processes the tests start (as_user.py's children): the [container] config as goexd reads it from the environment.
+ENDPOINT_ENV = "GOEXD_CONTAINER__ENDPOINT"
+IMAGE_ENV = "GOEXD_CONTAINER__IMAGE"
+
+UNPRIVILEGED = "goex-sec"
+TEST_OWNER = "goex-tests"  # the label owner of containers the tests make without a daemon
+
+
+@dataclass(frozen=True)
+class Engine:
+    endpoint: str
+    socket: Path
+    image: str
+    conf: Path
+    process: subprocess.Popen[bytes]
+
+    def api(self) -> docker.APIClient:
+        return container_engine.connect(self.endpoint)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The podman CLI on the same storage and configuration (not through the API)."""
+        env = {**os.environ, "CONTAINERS_CONF": str(self.conf)}
+        return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, check=False)
+
+
+def start_service(scratch: Path, conf: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    sock = scratch / "podman.sock"
+    log = open(scratch / "service.log", "wb")  # noqa: SIM115 - the service's, closed with it
+    proc = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+        env={**os.environ, "CONTAINERS_CONF": str(conf)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"podman system service exited: {(scratch / 'service.log').read_text()[-2000:]}")
+        if sock.exists():
+            try:
+                container_engine.connect(f"unix://{sock}", 5).ping()
+                return proc, sock
+            except container_engine.ENGINE_ERRORS:
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("podman system service did not answer within 30 s")
+
+
+@pytest.fixture(scope="session")
+def container_engine_service() -> Iterator[Engine]:
+    """The session's engine and goexd's image in it (see the module doc)."""
+    if shutil.which("podman") is None or shutil.which("runc") is None:
+        pytest.fail("the container tests need podman and runc (make install provides them)")
+    scratch = Path(tempfile.mkdtemp(prefix="goex-engine-", dir="/var/tmp"))
+    scratch.chmod(0o755)
+    conf = scratch / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    proc, sock = start_service(scratch, conf)
+    endpoint = f"unix://{sock}"
+    try:
+        if os.geteuid() == 0:
+            user = ensure_system_user(UNPRIVILEGED)
+            os.chown(sock, user.pw_uid, user.pw_gid)
+        api = container_engine.connect(endpoint)
+        with open(IMAGE_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            image = container_image.ensure_image(api)
+        os.environ[ENDPOINT_ENV], os.environ[IMAGE_ENV] = endpoint, image
+        yield Engine(endpoint, sock, image, conf, proc)
+    finally:
+        stop_process(proc)
+        shutil.rmtree(scratch, ignore_errors=True)
