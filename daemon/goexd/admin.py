@@ -22,7 +22,7 @@ from goexd.config import Config
 from goexd.diskspace import OutOfSpace
 from goexd.domain.errors import InvalidArgument, Unavailable
 from goexd.domain.models import Action
-from goexd.domain.sandbox import Sandbox, SandboxUnavailable
+from goexd.domain.sandbox import PoolReport, ReportsPool, Sandbox, Sandboxes, SandboxUnavailable
 from goexd.engine.engine import Engine
 from goexd.engine.retention import trim_outputs
 from goexd.engine.stopping import Interrupted
@@ -47,6 +47,7 @@ class Stats:
     journal_bytes: int
     snapshot_store_bytes: int
     running_actions: int
+    sandbox_pools: list[PoolReport] = field(default_factory=list)
 
 
 @dataclass
@@ -82,10 +83,18 @@ def dir_bytes(path: Path) -> int:
 
 
 class Admin:
-    def __init__(self, cfg: Config, engine: Engine, sandbox: Sandbox, stop: StopControl | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        engine: Engine,
+        sandbox: Sandbox,
+        stop: StopControl | None = None,
+        sandboxes: Sandboxes | None = None,
+    ) -> None:
         self.cfg = cfg
         self.engine = engine
         self.sandbox = sandbox
+        self.sandboxes = sandboxes  # every backend opened (the default and those sessions named)
         self.started = time.monotonic()
         self._stop = stop
 
@@ -109,6 +118,12 @@ class Admin:
             out.append(ComponentHealth("sandbox", True, self.sandbox.name))
         except SandboxUnavailable as exc:
             out.append(ComponentHealth("sandbox", False, str(exc)))
+        for pool in self.pools():
+            detail = (
+                f"{pool.image}: {pool.warm} warm, {pool.leases} leases, {pool.misses} misses, "
+                f"{pool.made} made, {pool.failed} failed"
+            )
+            out.append(ComponentHealth(f"{pool.backend} pool", pool.made > 0 or pool.failed == 0, detail))
         secrets = self.engine.vault.list_info()
         troubled = [s.name for s in secrets if s.problem]
         detail = f"{len(secrets)} secrets, key: {self.cfg.vault.key_source}"
@@ -132,7 +147,13 @@ class Admin:
             journal_bytes=sum(p.stat().st_size for p in journal.parent.glob(journal.name + "*") if p.is_file()),
             snapshot_store_bytes=dir_bytes(self.cfg.snapshots_dir),
             running_actions=self.engine.running_count(),
+            sandbox_pools=self.pools(),
         )
+
+    def pools(self) -> list[PoolReport]:
+        """The warm pools of the backends opened (the container backend's), one per image."""
+        opened = self.sandboxes.opened() if self.sandboxes is not None else [self.sandbox]
+        return [p for sb in opened if isinstance(sb, ReportsPool) for p in sb.pool_report()]
 
     def gc(self, dry_run: bool = False) -> GcReport:
         report = GcReport()

@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from goexd import __version__, config, faults, startup
 from goexd.admin import Admin
 from goexd.domain.errors import SetupError
-from goexd.domain.sandbox import Sandbox, SandboxUnavailable
+from goexd.domain.sandbox import Sandbox
 from goexd.egress.addresses import AddressRefused, AddressRule
 from goexd.egress.dial import GuardedTransport
 from goexd.egress.proxy import EgressProxy
@@ -29,7 +29,7 @@ from goexd.engine.stopping import summary
 from goexd.resources.fs.versioned import clear_overlays, drop_uppers, probe_overlay
 from goexd.resources.host_paths import daemon_paths, mark_state_dir
 from goexd.resources.http.resource import check_address
-from goexd.sandbox.backends import SandboxHost, open_sandbox
+from goexd.sandbox.backends import SandboxHost, SandboxSet
 from goexd.sandbox.keyring import join_fresh_session_keyring
 from goexd.sd_notify import Notifier
 from goexd.server import activation
@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repair-journal",
         action="store_true",
         help="rebuild a damaged journal from what can be read (the damaged files are kept), then exit",
+    )
+    p.add_argument(
+        "--build-image",
+        action="store_true",
+        help="build the container backend's image offline from this machine's packages into the configured engine "
+        "([container] endpoint), print its name, then exit",
     )
     p.add_argument("--version", action="version", version=f"goexd {__version__}")
     return p.parse_args(argv)
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_toml(cfg), end="")
         return 0
     setup_logging(cfg)
+    if ns.build_image:
+        return build_image_command(cfg)
     if ns.repair_journal:
         try:
             return startup.repair_journal_command(cfg.state_dir, cfg.journal_path)
@@ -134,6 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         print(f"goexd: {exc}", file=sys.stderr)
         return 1
+
+
+def build_image_command(cfg: config.Config) -> int:
+    """`goexd --build-image`: goexd's image in the configured engine (sandbox/container_image.py)."""
+    from goexd.sandbox.container_image import build_image  # noqa: PLC0415 - the docker SDK only when asked
+
+    try:
+        name = build_image(cfg.container)
+    except SetupError as exc:
+        print(f"goexd: {exc}", file=sys.stderr)
+        return 1
+    print(name)
+    return 0
 
 
 def raise_fd_limit() -> None:
@@ -162,11 +183,10 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     mounts = startup.overlay_mounts(claim)  # a root goexd's; what a killed start left mounted goes first
     own += [mounts.base] if mounts is not None else []
     check_journal(cfg.journal_path)  # before anything reads it
-    sandbox = open_sandbox(cfg.sandbox.backend, SandboxHost(cfg, own, claim.mark.env(), mounts))
-    try:
-        sandbox.check()
-    except SandboxUnavailable as exc:
-        raise SetupError(str(exc)) from None
+    startup.reap_containers(claim, cfg)  # what an earlier start left on the container engine, if there is one
+    host = SandboxHost(cfg, own, claim.mark.env(), mounts, claim.mark.owner, claim.mark.instance)
+    sandboxes = SandboxSet(host, lambda sb: fs_overlays_dir(cfg, sb))
+    sandbox = sandboxes.open_default()  # SetupError naming the fix when it cannot run here
     mark_state_dir(cfg.state_dir)  # so that no goexd takes it, or a tree holding it, for a workspace
     vault = Vault.open(cfg)
     install_log_redaction(vault.redact_text)
@@ -177,9 +197,11 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     egress = EgressProxy(vault, cfg.egress, startup.egress_run_dir(claim))
     egress.start()
     drop_uppers(cfg.state_dir / "overlays")  # what runs cut short wrote: room for the probe and recovery
-    overlays = fs_overlays_dir(cfg, sandbox)
+    overlays = sandboxes.overlays()  # probed now, after drop_uppers
     own_paths = daemon_paths(cfg, config_file, [egress.run_dir, *([mounts.base] if mounts is not None else [])])
-    engine = Engine(cfg, journal, sandbox, vault, egress, own_paths=own_paths, fs_overlays=overlays)
+    engine = Engine(
+        cfg, journal, sandbox, vault, egress, own_paths=own_paths, fs_overlays=overlays, sandboxes=sandboxes
+    )
     recovered = engine.recover()
     for a in recovered:
         log.warning("recovered action %s -> %s", a.id, a.state.value)
@@ -187,7 +209,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
         clear_overlays(overlays)  # what recovery did not claim: runs that never started
     stop = StopControl(engine, cfg.drain_on_stop, cfg.drain_timeout_s)
     stop.install()  # before serving: a SIGTERM from now on is seen (and drained, if asked)
-    admin = Admin(cfg, engine, sandbox, stop)
+    admin = Admin(cfg, engine, sandbox, stop, sandboxes)
     server, health_servicer = build_server(engine, admin, vault, oauth, grpc_socket, cfg.grpc_workers)
     scheduler = start_scheduler(admin, oauth, cfg)
 
@@ -206,6 +228,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     scheduler.shutdown(wait=False)
     oauth.close()
     engine.shutdown(cfg.shutdown_grace_s)
+    sandboxes.close()  # the container backend's warm containers and slots
     egress.stop()
     shutil.rmtree(egress.run_dir, ignore_errors=True)
     server.stop(grace=2).wait()

@@ -10,6 +10,8 @@ earlier start of it left behind when it was killed.
   `goexd-egress-<owner>-XXXXXXXX`, named after the state dir, with a lock file inside held for
   the daemon's life. A start removes every such dir of its user whose lock nobody holds (a goexd
   killed, whose state dir may be gone too), never a live goexd's.
+- Containers, volumes and networks labelled as this state dir's goexd's on the container engine (an earlier
+  start's) are removed, and the container slots' mounts it left unmounted (`reap_containers`).
 - A root goexd mounts its runs' overlays in a mount dir of its own (sandbox/overlay_mounts.py): a
   start first unmounts what an earlier one left there, before recovery or the overlay probe looks at
   any workspace or upper dir; the dir is unmounted and removed when goexd exits.
@@ -30,9 +32,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from goexd.config import Config
 from goexd.domain.errors import SetupError
 from goexd.engine.journal_repair import RepairFailed, repair_journal
-from goexd.sandbox import reaper
+from goexd.sandbox import container_slots, reaper
+from goexd.sandbox.container_endpoint import endpoint_from, socket_path
 from goexd.sandbox.overlay_mounts import OverlayMounts
 from goexd.sandbox.reaper import SandboxMark
 
@@ -80,6 +84,34 @@ def reap_sandboxes(claim: StateDirClaim) -> int:
     for r in killed:
         log.warning("killed sandbox process %d (%s) left by an earlier goexd run (%s)", r.pid, r.argv0, r.instance)
     return len(killed)
+
+
+def reap_containers(claim: StateDirClaim, cfg: Config) -> int:
+    """Remove what an earlier start of this daemon left on its container engine (containers, volumes and networks
+    labelled with its owner: sandbox/container_engine.py) and the container slots' mounts it left (a root goexd's,
+    sandbox/container_slots.py), before recovery looks at any workspace. An engine that is not there (no socket)
+    holds nothing of ours; one that does not answer is logged and the start goes on (the container backend tries
+    again when it opens); returns how many were removed."""
+    if os.geteuid() == 0:
+        container_slots.clear_left(claim.mark.owner)
+    endpoint = endpoint_from(cfg.container.endpoint)
+    sock = socket_path(endpoint)
+    if sock is not None and not sock.exists():
+        return 0
+    # The docker SDK only where an engine may be: it costs ~0.1-0.2 s of start.
+    from goexd.sandbox import container_engine  # noqa: PLC0415
+
+    try:
+        api = container_engine.connect(endpoint, timeout_s=10)
+        with container_engine.engine_errors(endpoint, "removing what an earlier goexd left"):
+            found = container_engine.reap(api, claim.mark.owner, keep_instance=claim.mark.instance)
+    except container_engine.EngineUnavailable as e:
+        level = logging.WARNING if cfg.sandbox.backend != "bwrap" else logging.DEBUG
+        log.log(level, "%s", e)
+        return 0
+    for r in found:
+        log.warning("removed %s %s left by an earlier goexd run (%s)", r.kind, r.name, r.instance)
+    return len(found)
 
 
 def overlay_mounts(claim: StateDirClaim) -> OverlayMounts | None:

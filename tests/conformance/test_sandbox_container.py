@@ -104,8 +104,11 @@ class TestContainerUnprivileged(SandboxContract):
         container_engine_service: Engine,
         open_dir: Path,  # noqa: F811
         user_ids: tuple[int, int],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch,
     ) -> SandboxBackend:
-        # Built in a process of that user from the [container] config its environment gives
-        # (GOEXD_CONTAINER__ENDPOINT and __IMAGE, set by the engine fixture): no slots, a cold container a run.
+        # Built in a process of that user from the [container] config its environment gives (GOEXD_CONTAINER__*,
+        # which the child inherits: set for this test only): no slots, a cold container a run.
+        for key, value in container_engine_service.environment().items():
+            monkeypatch.setenv(key, value)
         sandbox = AsUser("goexd.sandbox.container:from_environment", *user_ids)
         return direct(sandbox, open_dir, user_ids)

@@ -36,9 +36,7 @@ runtime = "runc"
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 """
 IMAGE_LOCK = Path(tempfile.gettempdir()) / "goex-test-image.lock"  # one build at a time across workers
-# For processes the tests start (as_user.py's children): the [container] config as goexd reads it from the environment.
-ENDPOINT_ENV = "GOEXD_CONTAINER__ENDPOINT"
-IMAGE_ENV = "GOEXD_CONTAINER__IMAGE"
+
 
 UNPRIVILEGED = "goex-sec"
 TEST_OWNER = "goex-tests"  # the label owner of containers the tests make without a daemon
@@ -54,6 +52,11 @@ class Engine:
 
     def api(self) -> docker.APIClient:
         return container_engine.connect(self.endpoint)
+
+    def environment(self) -> dict[str, str]:
+        """The [container] config as goexd reads it from the environment: for a process a test starts with it
+        (never set in the tests' own environment: every goexd they start would inherit it, over its config)."""
+        return {"GOEXD_CONTAINER__ENDPOINT": self.endpoint, "GOEXD_CONTAINER__IMAGE": self.image}
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The podman CLI on the same storage and configuration (not through the API)."""
@@ -106,7 +109,6 @@ def container_engine_service() -> Iterator[Engine]:
         with open(IMAGE_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             image = container_image.ensure_image(api)
-        os.environ[ENDPOINT_ENV], os.environ[IMAGE_ENV] = endpoint, image
         yield Engine(endpoint, sock, image, conf, proc)
     finally:
         stop_process(proc)

@@ -184,7 +184,8 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     j.insert_session(_session("s1", "/w"))
     j.insert_action(_action("a1", "s1"))
     j.close()
-    # Make it what goexd 0.1 wrote: no egress, sql, http or approval column (nor secret, rules, staging), schema 1.
+    # Make it what goexd 0.1 wrote: no egress, sql, http or approval column (nor secret, rules, staging, sandbox,
+    # image), schema 1.
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE actions DROP COLUMN http")
     db.execute("ALTER TABLE actions DROP COLUMN approval")
@@ -194,6 +195,8 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     db.execute("ALTER TABLE resources DROP COLUMN secret")
     db.execute("ALTER TABLE resources DROP COLUMN rules")
     db.execute("ALTER TABLE resources DROP COLUMN staging")
+    db.execute("ALTER TABLE resources DROP COLUMN sandbox")
+    db.execute("ALTER TABLE resources DROP COLUMN image")
     db.execute("DROP TABLE pair_verdicts")
     db.execute("DROP TABLE pair_judgements")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
@@ -205,13 +208,13 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert action.plan is None
     j.update("a1", egress='[{"method": "GET"}]', sql="{}", http="{}")  # the columns exist again
     version = j._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
-    assert version == "10"
+    assert version == "12"
     assert (
         j.read("SELECT count(*) FROM pair_verdicts")[0][0] == j.read("SELECT count(*) FROM pair_judgements")[0][0] == 0
     )
     session = j.get_session("s1")
     assert session is not None and session.resources[0].secret == "" and session.resources[0].rules == ""
-    assert session.resources[0].staging == ""
+    assert session.resources[0].staging == "" and (session.resources[0].sandbox, session.resources[0].image) == ("", "")
 
 
 def test_a_journal_from_a_newer_goexd_is_refused(tmp_path: Path) -> None:

@@ -79,6 +79,8 @@ class Resource(_Model[types_pb2.Resource]):
     strategy: UndoStrategy
     rules: str  # http: the rule set deriving inverses ("rest", "s3", ...); empty for other kinds
     staging_base_url: str  # http: where reversibility tests try calls for real; empty: nowhere
+    sandbox: str  # fs: the sandbox backend its actions run in; empty: the daemon's
+    image: str  # fs: the container image its actions run in; empty: not a container backend
 
     @classmethod
     def from_proto(cls, msg: types_pb2.Resource) -> Resource:
@@ -89,6 +91,8 @@ class Resource(_Model[types_pb2.Resource]):
             strategy=UndoStrategy.from_proto(msg.strategy),
             rules=msg.rules,
             staging_base_url=msg.staging_base_url,
+            sandbox=msg.sandbox,
+            image=msg.image,
             proto=msg,
         )
 

@@ -90,11 +90,31 @@ class ResourceSpec:
     strategy: UndoStrategy = UndoStrategy.UNSPECIFIED
     rules: str = ""  # http: the rule set deriving inverses ("rest", "s3", ...); empty: goexd's default
     staging: str = ""  # http: base URL of a staging copy, where reversibility tests try calls for real
+    sandbox: str = ""  # fs: the sandbox backend its actions run in ("bwrap", "container"); empty: the daemon's
+    image: str = ""  # fs: the container image its actions run in; empty: the daemon's default
 
     @classmethod
-    def fs(cls, path: str | os.PathLike[str], *, name: str = "", strategy: UndoStrategy | str = "") -> ResourceSpec:
+    def fs(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        name: str = "",
+        strategy: UndoStrategy | str = "",
+        sandbox: str = "",
+        image: str = "",
+    ) -> ResourceSpec:
+        """A workspace directory. `sandbox` names the backend its actions run in ("bwrap", "container"; empty: the
+        daemon's), `image` the container image (the container backend's; empty: the daemon's default): goexd
+        refuses at session open a backend it does not have and an image its engine does not have."""
         # The daemon runs on this host (Unix socket) and wants an absolute path.
-        return cls("fs", os.path.abspath(os.fspath(path)), name=name, strategy=_strategy(strategy))
+        return cls(
+            "fs",
+            os.path.abspath(os.fspath(path)),
+            name=name,
+            strategy=_strategy(strategy),
+            sandbox=sandbox,
+            image=image,
+        )
 
     @classmethod
     def db(cls, url: str, *, secret: str = "", name: str = "", strategy: UndoStrategy | str = "") -> ResourceSpec:
@@ -129,6 +149,8 @@ class ResourceSpec:
         msg = types_pb2.ResourceSpec(name=self.name, strategy=self.strategy.proto_name)
         if self.type == "fs":
             msg.fs.path = self.location
+            msg.fs.sandbox = self.sandbox
+            msg.fs.image = self.image
         elif self.type == "db":
             msg.db.url = self.location
             msg.db.secret = self.secret

@@ -120,6 +120,8 @@ class ResourceRequest:
     secret: str = ""
     rules: str = ""  # http: rule set name
     staging: str = ""  # http: base URL of a staging copy, where reversibility tests try calls ("" = none)
+    sandbox: str = ""  # fs: the sandbox backend its actions run in ("" = the daemon's)
+    image: str = ""  # fs: the container backend's image ("" = its default)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class Resource:
     secret: str = ""  # vault secret the daemon authenticates with (postgres password, http credential)
     rules: str = ""  # http: the rule set that derives inverses ("rest", "s3", or a user's)
     staging: str = ""  # http: canonical base URL of its staging copy, where reversibility tests try calls
+    sandbox: str = ""  # fs: the sandbox backend its actions run in, as chosen at open ("" = the daemon's default)
+    image: str = ""  # fs: the container image its actions run in, as chosen at open ("" = not a container's)
 
 
 @dataclass(frozen=True)

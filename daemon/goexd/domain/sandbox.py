@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class SandboxUnavailable(Exception):
@@ -137,3 +137,49 @@ class Sandbox(Protocol):
         cancel: threading.Event | None = None,
     ) -> ExecResult:
         """Run to completion (or limit, or cancel); never raises for the command's own behaviour."""
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    """What a backend with a warm pool says of one image's containers (`goex health`, GetStats)."""
+
+    backend: str
+    image: str
+    warm: int  # started, waiting for a run
+    leases: int  # runs that took one
+    misses: int  # runs that found none warm and waited for one to be made
+    made: int
+    failed: int  # containers that could not be made
+
+
+@runtime_checkable
+class ReportsPool(Protocol):
+    """A backend that keeps a warm pool (the container backend)."""
+
+    def pool_report(self) -> list[PoolReport]: ...
+
+
+@dataclass(frozen=True)
+class SandboxChoice:
+    """The backend a workspace's actions run in, and where they get their overlay dirs (None: over the
+    workspace itself, where this backend cannot run over an overlay)."""
+
+    sandbox: Sandbox
+    overlays: Path | None
+
+
+class Sandboxes(Protocol):
+    """The backends a daemon runs actions in: its default, and those a session may name for a workspace.
+
+    Words: a *backend* name ("bwrap", "container"; "" = the daemon's default); an *image* (container backends
+    only; "" = the backend's default). Rules: `choose` validates at session open, so that an unknown backend or
+    an image the engine does not have is refused then (InvalidArgument naming `fld`, FailedPrecondition), never
+    at the first action; `canonical` says what a session records, so a restart with another default keeps the
+    session on the backend it opened with.
+    """
+
+    def choose(self, backend: str, image: str, fld: str) -> SandboxChoice: ...
+
+    def canonical(self, backend: str, image: str) -> tuple[str, str]: ...
+
+    def opened(self) -> Sequence[Sandbox]: ...

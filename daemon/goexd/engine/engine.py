@@ -31,7 +31,7 @@ from goexd.domain.models import (
     Session,
 )
 from goexd.domain.resource import RollbackReport
-from goexd.domain.sandbox import Limits, Sandbox
+from goexd.domain.sandbox import Limits, Sandbox, Sandboxes
 from goexd.domain.snapshots import SetAside, SnapshotError
 from goexd.egress.addresses import AddressRule
 from goexd.engine import action_refs, diffs, stopping
@@ -89,9 +89,11 @@ class Engine:
         own_paths: OwnPaths | None = None,
         fs_overlays: Path | None = None,
         planner: Planner | None = None,
+        sandboxes: Sandboxes | None = None,
     ) -> None:
         """`fs_overlays`: where fs actions get their overlay dirs; None runs them over the workspace itself.
-        `planner`: what plans prompt actions; by default the one [planner] configures."""
+        `planner`: what plans prompt actions; by default the one [planner] configures. `sandboxes`: the backends a
+        session may name for its workspace (None: `sandbox` only)."""
         self.cfg = cfg
         self.fs_overlays = fs_overlays
         self.own_paths = own_paths or daemon_paths(cfg)  # what no resource may reach: goexd's own files
@@ -107,7 +109,9 @@ class Engine:
         self.leases = IdleLeases(cfg.session_idle_lease_s)
         self.verdicts = VerdictMemory(journal)  # pairs' verdicts and a person's judgements of them
         # Which manager serves a resource (resources/registry.py); raises SetupError for a broken rule file.
-        kinds = resource_kinds(Host(cfg, self.own_paths, vault, sandbox, self.addresses, self.space, fs_overlays))
+        kinds = resource_kinds(
+            Host(cfg, self.own_paths, vault, sandbox, self.addresses, self.space, fs_overlays, sandboxes)
+        )
         self.life = Lifecycle(journal, kinds)
         self.watchers = Watchers(self.life.cancel_unwatched)
         self.core = Core(

@@ -32,7 +32,7 @@ from goexd.domain.models import (
 )
 from goexd.domain.names import utf8_text
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 12
 # Each step takes a journal from version N to N + 1; run in order at open.
 _MIGRATIONS = {
     1: "ALTER TABLE actions ADD COLUMN egress TEXT",
@@ -44,6 +44,8 @@ _MIGRATIONS = {
     7: "ALTER TABLE resources ADD COLUMN staging TEXT NOT NULL DEFAULT ''",
     8: "SELECT 1",  # the pair tables (verdict_memory.py): created by _SCHEMA, which runs first
     9: "ALTER TABLE actions ADD COLUMN plan TEXT",
+    10: "ALTER TABLE resources ADD COLUMN sandbox TEXT NOT NULL DEFAULT ''",
+    11: "ALTER TABLE resources ADD COLUMN image TEXT NOT NULL DEFAULT ''",
 }
 
 _SCHEMA = """
@@ -66,6 +68,8 @@ CREATE TABLE IF NOT EXISTS resources (
     secret TEXT NOT NULL DEFAULT '',
     rules TEXT NOT NULL DEFAULT '',
     staging TEXT NOT NULL DEFAULT '',
+    sandbox TEXT NOT NULL DEFAULT '',
+    image TEXT NOT NULL DEFAULT '',
     held INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (session_id, name)
 );
@@ -336,9 +340,20 @@ class Journal:
                 )
                 for r in session.resources:
                     db.execute(
-                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret, rules, staging)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (session.id, r.name, r.kind.value, r.uri, r.strategy.value, r.secret, r.rules, r.staging),
+                        "INSERT INTO resources (session_id, name, kind, uri, strategy, secret, rules, staging, sandbox,"
+                        " image) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            session.id,
+                            r.name,
+                            r.kind.value,
+                            r.uri,
+                            r.strategy.value,
+                            r.secret,
+                            r.rules,
+                            r.staging,
+                            r.sandbox,
+                            r.image,
+                        ),
                     )
         except sqlite3.IntegrityError as exc:
             holder = self.holder_of([r.uri for r in session.resources])
@@ -418,6 +433,8 @@ class Journal:
                 r["secret"],
                 r["rules"],
                 r["staging"],
+                r["sandbox"],
+                r["image"],
             )
             for r in self._query("SELECT * FROM resources WHERE session_id = ? ORDER BY rowid", (row["id"],))
         )

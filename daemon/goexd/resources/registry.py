@@ -34,7 +34,7 @@ from goexd.diskspace import StateSpace
 from goexd.domain.errors import InvalidArgument, SetupError, Unimplemented
 from goexd.domain.models import Resource, ResourceKind, ResourceRequest, UndoStrategy
 from goexd.domain.resource import ResourceManager
-from goexd.domain.sandbox import Sandbox
+from goexd.domain.sandbox import Sandbox, Sandboxes
 from goexd.domain.vault import SecretSource
 from goexd.egress.addresses import AddressRule
 from goexd.resources.host_paths import OwnPaths
@@ -55,6 +55,7 @@ class Host:
     addresses: AddressRule  # what goexd's own connections may reach
     space: StateSpace  # the state dir's reserve: given up when a write finds the disk full
     fs_overlays: Path | None  # where fs actions get their overlay dirs; None runs them over the workspace itself
+    sandboxes: Sandboxes | None = None  # the backends a session may name for a workspace (None: `sandbox` only)
 
 
 def no_warnings(resource: Resource) -> list[str]:

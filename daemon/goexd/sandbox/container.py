@@ -48,6 +48,8 @@ from goexd.domain.sandbox import (
     Limits,
     Network,
     OutputSink,
+    PoolReport,
+    Sandbox,
     SandboxSpec,
     SandboxUnavailable,
     Stream,
@@ -57,15 +59,15 @@ from goexd.sandbox import container_runner as runner
 from goexd.sandbox import egress_forwarder as forwarder
 from goexd.sandbox import seccomp
 from goexd.sandbox.bwrap_plan import BASE_ENV, command_env
+from goexd.sandbox.container_endpoint import endpoint_from, is_local
 from goexd.sandbox.container_engine import (
     Attached,
     EngineUnavailable,
     StreamClosed,
     connect,
-    endpoint_from,
     engine_errors,
-    is_local,
     labels,
+    reap,
 )
 from goexd.sandbox.container_pool import Pool, PoolStats, Shape, readable_now
 from goexd.sandbox.container_slots import EGRESS_SOCKET, Slot, Slots
@@ -164,6 +166,18 @@ class ContainerSandbox:
                 self._enforced_by = self._cgroup_version()
         return self._enforced_by or "cgroup"
 
+    def reap_left(self) -> int:
+        """Remove what earlier starts of this daemon left on the engine (its owner's labels, another instance's)."""
+        try:
+            with engine_errors(self.endpoint, "removing what an earlier goexd left"):
+                found = reap(self.api, self.owner, keep_instance=self.instance)
+        except EngineUnavailable as e:
+            log.warning("%s", e)
+            return 0
+        for r in found:
+            log.warning("removed %s %s left by an earlier goexd run (%s)", r.kind, r.name, r.instance)
+        return len(found)
+
     def check_image(self, image: str) -> None:
         """SandboxUnavailable unless the engine has `image` (goexd never pulls one)."""
         if image in self._checked_images:
@@ -181,16 +195,42 @@ class ContainerSandbox:
         self._checked_images.add(image)
 
     def close(self) -> None:
-        """Remove every container of the pool and stop its workers (at daemon stop)."""
+        """Remove every container of the pool, stop its workers and give up the slot dir (at daemon stop)."""
         self.pool.close()
+        if self.slots is not None:
+            self.slots.close()
 
     def stats(self) -> PoolStats:
         return self.pool.stats()
+
+    def pool_report(self) -> list[PoolReport]:
+        stats = self.pool.stats()
+        return [
+            PoolReport(self.name, image, warm, leases, misses, made, failed)
+            for image, (warm, leases, misses, made, failed) in sorted(stats.per_image.items())
+        ]
+
+    def for_image(self, image: str) -> Sandbox:
+        """This backend running `image` (its pool, engine and slots shared); SandboxUnavailable when the engine
+        has no such image."""
+        if image == self.settings.image:
+            return self
+        self.check_image(image)
+        return _ImageView(self, image)
 
     # -- a run
 
     def run(
         self,
+        spec: SandboxSpec,
+        on_output: OutputSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecResult:
+        return self.run_image(self.settings.image, spec, on_output, cancel)
+
+    def run_image(
+        self,
+        image: str,
         spec: SandboxSpec,
         on_output: OutputSink | None = None,
         cancel: threading.Event | None = None,
@@ -203,7 +243,7 @@ class ContainerSandbox:
             run_as = run_as_for(spec.workspace)
         except OSError as e:
             return self._failed(started, f"cannot look at the workspace {spec.workspace}: {e}")
-        shape = self._shape(spec, run_as)
+        shape = self._shape(image, spec, run_as)
         try:
             warm, _hit = self.pool.lease(shape)
         except EngineUnavailable as e:
@@ -240,12 +280,12 @@ class ContainerSandbox:
             return f"the container backend shows the workspace at {WORKSPACE} only, not {spec.workspace_mount}"
         return ""
 
-    def _shape(self, spec: SandboxSpec, run_as: RunAs) -> Shape:
+    def _shape(self, image: str, spec: SandboxSpec, run_as: RunAs) -> Shape:
         binds: tuple[str, ...] = ()
         if self.slots is None:
             binds = tuple(_binds(spec))
         return Shape(
-            image=self.settings.image,
+            image=image,
             user=f"{run_as.uid}:{run_as.gid}",
             memory_bytes=spec.limits.memory_bytes,
             max_processes=spec.limits.max_processes,
@@ -337,26 +377,27 @@ class ContainerSandbox:
             raise StreamClosed(f"the runner did not start: {payload.decode(errors='replace')} {said}".strip())
 
     def _remove(self, warm: _Warm) -> None:
-        """A leased or dead container: killed, removed, its slot unmounted and gone."""
+        """A leased or dead container: killed, removed, its slot unmounted and gone. EngineUnavailable when the
+        engine would not remove it (the pool tries again later)."""
         self.kill(warm)
         warm.attached.close()
         if warm.pidfd is not None:
             os.close(warm.pidfd)
             warm.pidfd = None
+        if warm.slot is not None:
+            warm.slot.remove()  # nothing mounted on it any more (the run's end detached it): only the dirs
         for attempt in range(REMOVE_ATTEMPTS):
             try:
                 with engine_errors(self.endpoint, f"removing the container {warm.id[:12]}"):
                     self.api.remove_container(warm.id, force=True)
-                break
+                return
             except EngineUnavailable as e:
-                if "No such container" in str(e) or "no such container" in str(e):
-                    break
-                # Podman may not have seen its container's main process die yet ("state improper"): again.
+                if "no such container" in str(e).lower():
+                    return
                 if attempt == REMOVE_ATTEMPTS - 1:
-                    log.warning("%s (the next start removes it)", e)
+                    raise
+                # Podman may not have seen its container's main process die yet ("state improper"): again.
                 time.sleep(0.2 * (attempt + 1))
-        if warm.slot is not None:
-            warm.slot.remove()
 
     def kill(self, warm: _Warm) -> None:
         """SIGKILL the container's runner (pid 1: the whole container goes with it)."""
@@ -389,6 +430,26 @@ class ContainerSandbox:
         if warm.slot is not None:
             warm.slot.detach()
         self.pool.discard(warm)
+
+
+class _ImageView:
+    """A ContainerSandbox running another image than its configured one (a session's choice)."""
+
+    name = ContainerSandbox.name
+
+    def __init__(self, base: ContainerSandbox, image: str) -> None:
+        self.base, self.image = base, image
+
+    def check(self) -> None:
+        self.base.check_image(self.image)
+
+    def run(
+        self,
+        spec: SandboxSpec,
+        on_output: OutputSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecResult:
+        return self.base.run_image(self.image, spec, on_output, cancel)
 
 
 def from_environment() -> ContainerSandbox:

@@ -1,12 +1,11 @@
 """The container engine goexd talks to: one Docker Engine API endpoint (Docker, or Podman's compatible
 service), through the `docker` SDK's low-level client.
 
-Words: the *endpoint* is where the API answers: `unix:///path` (an engine on this machine), `tcp://host:port`
-(with TLS when DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say so, as the docker CLI reads them), or
-`ssh://user@host` (through the ssh client). An engine is *local* when its endpoint is a Unix socket: it
-sees this machine's files and mounts, so a workspace can be bound into its containers; any other endpoint
-is *remote*. goexd's containers carry two labels: `io.goex.owner` (the state dir's key, as the sandbox
-mark has it: sandbox/reaper.py) and `io.goex.instance` (one start of goexd).
+Words: the *endpoint* (container_endpoint.py): `unix:///path`, `tcp://host:port` (with TLS when
+DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say so, as the docker CLI reads them) or `ssh://user@host` (through
+the ssh client); *local* when it is a Unix socket, *remote* otherwise. goexd's containers carry two labels:
+`io.goex.owner` (the state dir's key, as the sandbox mark has it: sandbox/reaper.py) and `io.goex.instance`
+(one start of goexd).
 
 Rules: every container goexd creates is labelled; a start removes every container, volume and network
 labelled with its owner by an earlier start (`reap`), and a stop removes its own; an engine that cannot be
@@ -34,7 +33,6 @@ import requests.exceptions
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.41"  # what Podman 4's compatible service answers; Docker 20.10 and later speak it
-DEFAULT_ENDPOINT = "unix:///var/run/docker.sock"
 LABEL_OWNER = "io.goex.owner"
 LABEL_INSTANCE = "io.goex.instance"
 POOL_CONNECTIONS = 64  # concurrent API calls: leases, refills and removals of many sessions at once
@@ -47,16 +45,6 @@ ENGINE_ERRORS: tuple[type[BaseException], ...] = (
 
 class EngineUnavailable(Exception):
     """The engine did not answer, or refused; the message names the endpoint and what it said."""
-
-
-def endpoint_from(configured: str, environ: dict[str, str] | None = None) -> str:
-    """The endpoint to use: the configured one, else $DOCKER_HOST, else Docker's default socket."""
-    env = os.environ if environ is None else environ
-    return configured or env.get("DOCKER_HOST", "") or DEFAULT_ENDPOINT
-
-
-def is_local(endpoint: str) -> bool:
-    return endpoint.startswith("unix://") or endpoint.startswith("/")
 
 
 def connect(endpoint: str, timeout_s: float = 60.0) -> Any:

@@ -34,6 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from goexd.config import ContainerConfig
+from goexd.domain.errors import SetupError
+from goexd.sandbox.container_endpoint import endpoint_from
+from goexd.sandbox.container_engine import EngineUnavailable, connect, engine_errors
+
 log = logging.getLogger(__name__)
 
 REPOSITORY = "localhost/goex-sandbox"
@@ -253,4 +258,18 @@ def ensure_image(api: ImageApi, wanted: Sequence[str] = DEFAULT_PACKAGES) -> str
         api.import_image(src=str(path), repository=tag)
     if not api.images(name=tag, quiet=True):
         raise ImageError(f"the engine did not keep the imported image {tag}")
+    return tag
+
+
+def build_image(settings: ContainerConfig, wanted: Sequence[str] = DEFAULT_PACKAGES) -> str:
+    """`goexd --build-image`: the image in the configured engine, also tagged `<repository>:latest` (so that
+    `[container] image = "localhost/goex-sandbox"` names the newest); its content tag. SetupError when it cannot."""
+    endpoint = endpoint_from(settings.endpoint)
+    try:
+        api = connect(endpoint, settings.api_timeout_s)
+        with engine_errors(endpoint, "building goexd's image"):
+            tag = ensure_image(api, wanted)
+            api.tag(tag, REPOSITORY, "latest")
+    except (EngineUnavailable, ImageError) as e:
+        raise SetupError(str(e)) from None
     return tag

@@ -14,7 +14,8 @@ Rules:
 - a warm container whose stream has ended (the engine restarted, someone removed it) is dropped at
   lease time and another taken;
 - `close` stops the refills and removes every container the pool holds; removals are done by a small
-  set of background workers, so a run never waits for one.
+  set of background workers, so a run never waits for one; a removal that fails (the engine away) is tried
+  again every `RETRY_REMOVAL_S` while goexd runs (and a next start removes what is left: container_engine.reap).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 REFILL_WORKERS = 2
 REMOVE_WORKERS = 2
 TICK_S = 1.0  # how often the pool looks for shapes to drain
+RETRY_REMOVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,6 @@ class ShapeStats:
     misses: int = 0
     made: int = 0
     failed: int = 0
-    last_used: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ class PoolStats:
     made: int
     failed: int
     removing: int
-    shapes: int
-    per_image: dict[str, tuple[int, int, int]]  # image -> (warm, leases, misses)
+    shapes: int  # kept warm now
+    per_image: dict[str, tuple[int, int, int, int, int]]  # image -> (warm, leases, misses, made, failed)
 
 
 class Pool(Generic[C]):
@@ -97,11 +98,13 @@ class Pool(Generic[C]):
         self.idle_s = idle_s
         self._lock = threading.Lock()
         self._warm: dict[Shape, collections.deque[C]] = {}
-        self._stats: dict[Shape, ShapeStats] = {}
+        self._stats: dict[Shape, ShapeStats] = {}  # every shape ever leased (counts kept when drained)
+        self._active: dict[Shape, float] = {}  # shapes kept warm -> when last leased (monotonic)
         self._filling: dict[Shape, int] = collections.Counter()
         self._refill = ThreadPoolExecutor(REFILL_WORKERS, thread_name_prefix="goex-pool-fill")
         self._remove = ThreadPoolExecutor(REMOVE_WORKERS, thread_name_prefix="goex-pool-remove")
         self._removing = 0
+        self._unremoved: list[C] = []  # removals that failed: tried again by the ticker
         self._closed = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="goex-pool-tick", daemon=True)
         self._ticker.start()
@@ -116,7 +119,7 @@ class Pool(Generic[C]):
         dead: list[C] = []
         with self._lock:
             stats = self._stats.setdefault(shape, ShapeStats())
-            stats.last_used = time.monotonic()
+            self._active[shape] = time.monotonic()
             stats.leases += 1
             queue = self._warm.setdefault(shape, collections.deque())
             while queue:
@@ -158,8 +161,10 @@ class Pool(Generic[C]):
     def _removed(self, container: C) -> None:
         try:
             self._discard(container)
-        except Exception:
-            log.exception("cannot remove a container of %s", container.shape.image)
+        except Exception as e:
+            log.warning("cannot remove a container of %s yet: %s", container.shape.image, e)
+            with self._lock:
+                self._unremoved.append(container)
         finally:
             with self._lock:
                 self._removing -= 1
@@ -191,7 +196,7 @@ class Pool(Generic[C]):
                 log.warning("cannot start a warm container of %s: %s", shape.image, e)
                 return
             with self._lock:
-                keep = not self._closed.is_set() and shape in self._stats
+                keep = not self._closed.is_set() and shape in self._active
                 if keep:
                     self._warm.setdefault(shape, collections.deque()).append(made)
                     self._stats[shape].made += 1
@@ -204,21 +209,29 @@ class Pool(Generic[C]):
     def warm_up(self, shape: Shape) -> None:
         """Fill `shape` now in the background, before its first lease (a session opening, say)."""
         with self._lock:
-            self._stats.setdefault(shape, ShapeStats()).last_used = time.monotonic()
+            self._stats.setdefault(shape, ShapeStats())
+            self._active[shape] = time.monotonic()
         self._top_up(shape)
 
     def _tick(self) -> None:
+        last_retry = time.monotonic()
         while not self._closed.wait(TICK_S):
             self._drain_idle()
+            if self._unremoved and time.monotonic() - last_retry >= RETRY_REMOVAL_S:
+                last_retry = time.monotonic()
+                with self._lock:
+                    again, self._unremoved = self._unremoved, []
+                for c in again:
+                    self.discard(c)
 
     def _drain_idle(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         drained: list[C] = []
         with self._lock:
-            for shape, stats in list(self._stats.items()):
-                if now - stats.last_used > self.idle_s:
+            for shape, last in list(self._active.items()):
+                if now - last > self.idle_s:
                     drained += self._warm.pop(shape, collections.deque())
-                    del self._stats[shape]
+                    del self._active[shape]
         for c in drained:
             self.discard(c)
 
@@ -226,12 +239,12 @@ class Pool(Generic[C]):
 
     def stats(self) -> PoolStats:
         with self._lock:
-            per_image: dict[str, tuple[int, int, int]] = {}
+            per_image: dict[str, tuple[int, int, int, int, int]] = {}
             totals = ShapeStats()
             for shape, s in self._stats.items():
                 warm = len(self._warm.get(shape, ()))
-                w, le, m = per_image.get(shape.image, (0, 0, 0))
-                per_image[shape.image] = (w + warm, le + s.leases, m + s.misses)
+                w, le, m, ma, f = per_image.get(shape.image, (0, 0, 0, 0, 0))
+                per_image[shape.image] = (w + warm, le + s.leases, m + s.misses, ma + s.made, f + s.failed)
                 totals.warm += warm
                 totals.leases += s.leases
                 totals.misses += s.misses
@@ -244,7 +257,7 @@ class Pool(Generic[C]):
                 totals.made,
                 totals.failed,
                 self._removing,
-                len(self._stats),
+                len(self._active),
                 per_image,
             )
 

@@ -146,7 +146,9 @@ def resource_request(msg: pb.ResourceSpec, fld: str) -> ResourceRequest:
     if msg.name and (len(msg.name) > 64 or not msg.name.replace("_", "").replace("-", "").isalnum()):
         raise InvalidArgument(f"{fld}.name", "use letters, digits, '-' and '_' (at most 64)")
     if which == "fs":
-        return ResourceRequest(msg.name, ResourceKind.FS, msg.fs.path, strategy)
+        return ResourceRequest(
+            msg.name, ResourceKind.FS, msg.fs.path, strategy, sandbox=msg.fs.sandbox, image=msg.fs.image
+        )
     if which == "db":
         kind = ResourceKind.POSTGRES if msg.db.url.startswith("postgres") else ResourceKind.SQLITE
         return ResourceRequest(msg.name, kind, msg.db.url, strategy, msg.db.secret)
@@ -267,6 +269,8 @@ def resource_pb(r: Resource) -> pb.Resource:
         strategy=_STRATEGY_TO_PB[r.strategy],
         rules=r.rules,
         staging_base_url=r.staging,
+        sandbox=r.sandbox,
+        image=r.image,
     )
 
 

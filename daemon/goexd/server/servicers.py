@@ -309,6 +309,18 @@ class AdminServicer(adgrpc.AdminServicer):
             journal_bytes=s.journal_bytes,
             snapshot_store_bytes=s.snapshot_store_bytes,
             running_actions=s.running_actions,
+            sandbox_pools=[
+                adpb.SandboxPool(
+                    backend=p.backend,
+                    image=p.image,
+                    warm=p.warm,
+                    leases=p.leases,
+                    misses=p.misses,
+                    made=p.made,
+                    failed=p.failed,
+                )
+                for p in s.sandbox_pools
+            ],
         )
 
     def RunGc(self, req: adpb.RunGcRequest, ctx: Ctx) -> adpb.RunGcResponse:

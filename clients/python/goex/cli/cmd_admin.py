@@ -89,6 +89,8 @@ def cmd_stats(app: App, args: argparse.Namespace) -> int:
     ]
     for state, count in sorted(stats.actions_by_state.items()):
         rows.append((f"actions {state.removeprefix('ACTION_STATE_').lower()}", str(count)))
+    for p in stats.proto.sandbox_pools:  # the container sandbox's warm pools, one per image
+        rows.append((f"{p.backend} pool {p.image}", f"{p.warm} warm, {p.leases} leases, {p.misses} misses"))
     app.out.print(kv_grid(rows))
     return 0
 

@@ -57,6 +57,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "or inverse (each action gives an inverse command, goex run --inverse; the pair is tried on an overlay "
         "of the workspace before the action runs, and undo runs the inverse and checks the result)",
     )
+    o.add_argument(
+        "--sandbox",
+        choices=("bwrap", "container"),
+        default="",
+        help="the sandbox the workspace's actions run in (default: goexd's [sandbox] backend)",
+    )
+    o.add_argument(
+        "--image",
+        default="",
+        help="the container image the workspace's actions run in (the container sandbox; default: goexd's "
+        "[container] image); goexd refuses one its engine does not have",
+    )
     o.add_argument("--db", metavar="URL", action="append", default=[], help="database URL (repeatable)")
     o.add_argument("--db-secret", metavar="NAME", default="", help="vault secret with the database password")
     o.add_argument(
@@ -161,8 +173,9 @@ def resources_from_args(args: argparse.Namespace) -> list[ResourceSpec]:
     """--db / --http as resources (--fs goes to create_session as itself); at least one resource overall."""
     if args.db_strategy and not args.db:
         raise UsageError("--db-strategy needs --db URL")
-    if args.fs_strategy and args.fs is None:
-        raise UsageError("--fs-strategy needs --fs PATH")
+    for flag, value in (("--fs-strategy", args.fs_strategy), ("--sandbox", args.sandbox), ("--image", args.image)):
+        if value and args.fs is None:
+            raise UsageError(f"{flag} needs --fs PATH")
     for flag, value in (
         ("--http-secret", args.http_secret),
         ("--http-rules", args.http_rules),
@@ -213,8 +226,9 @@ def cmd_open(app: App, args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot read policy {args.policy}: {exc.strerror}", code="INVALID_ARGUMENT") from None
     fs = args.fs
-    if args.fs_strategy:  # the workspace as a resource spec, with its strategy
-        resources.insert(0, ResourceSpec.fs(args.fs, strategy=args.fs_strategy))
+    if args.fs_strategy or args.sandbox or args.image:  # the workspace as a resource spec, with its choices
+        spec = ResourceSpec.fs(args.fs, strategy=args.fs_strategy, sandbox=args.sandbox, image=args.image)
+        resources.insert(0, spec)
         fs = None
     session = app.client().create_session(
         fs=fs, label=args.label, limits=limits_from_args(args), resources=resources, policy=policy, reuse=args.reuse

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13goex/v1/admin.proto\x12\x07goex.v1\x1a\x1egoogle/protobuf/duration.proto\"\x12\n\x10GetHealthRequest\";\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x9b\x01\n\x11GetHealthResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\ncomponents\x18\x04 \x03(\x0b\x32\x18.goex.v1.ComponentHealth\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\"\x11\n\x0fGetStatsRequest\"\xf7\x01\n\x10GetStatsResponse\x12\x15\n\ropen_sessions\x18\x01 \x01(\r\x12G\n\x10\x61\x63tions_by_state\x18\x02 \x03(\x0b\x32-.goex.v1.GetStatsResponse.ActionsByStateEntry\x12\x15\n\rjournal_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14snapshot_store_bytes\x18\x04 \x01(\x04\x12\x17\n\x0frunning_actions\x18\x05 \x01(\r\x1a\x35\n\x13\x41\x63tionsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x1f\n\x0cRunGcRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\xa4\x01\n\rRunGcResponse\x12\x19\n\x11snapshots_removed\x18\x01 \x01(\r\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x04\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x17\n\x0foutputs_trimmed\x18\x04 \x01(\r\x12\x1c\n\x14output_bytes_trimmed\x18\x05 \x01(\x04\x12\x1b\n\x13journal_bytes_freed\x18\x06 \x01(\x04\"N\n\x0bStopRequest\x12\r\n\x05\x64rain\x18\x01 \x01(\x08\x12\x30\n\rdrain_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"<\n\x0bInterrupted\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\naction_ids\x18\x02 \x03(\t\x12\x0b\n\x03why\x18\x03 \x01(\t\"\\\n\x0cStopResponse\x12)\n\x0binterrupted\x18\x01 \x03(\x0b\x32\x14.goex.v1.Interrupted\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"\"\n\x12\x43heckPolicyRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\",\n\x0bPolicyError\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"G\n\x13\x43heckPolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.goex.v1.PolicyError2\xc3\x02\n\x05\x41\x64min\x12\x42\n\tGetHealth\x12\x19.goex.v1.GetHealthRequest\x1a\x1a.goex.v1.GetHealthResponse\x12?\n\x08GetStats\x12\x18.goex.v1.GetStatsRequest\x1a\x19.goex.v1.GetStatsResponse\x12\x36\n\x05RunGc\x12\x15.goex.v1.RunGcRequest\x1a\x16.goex.v1.RunGcResponse\x12H\n\x0b\x43heckPolicy\x12\x1b.goex.v1.CheckPolicyRequest\x1a\x1c.goex.v1.CheckPolicyResponse\x12\x33\n\x04Stop\x12\x14.goex.v1.StopRequest\x1a\x15.goex.v1.StopResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13goex/v1/admin.proto\x12\x07goex.v1\x1a\x1egoogle/protobuf/duration.proto\"\x12\n\x10GetHealthRequest\";\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x9b\x01\n\x11GetHealthResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\ncomponents\x18\x04 \x03(\x0b\x32\x18.goex.v1.ComponentHealth\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\"\x11\n\x0fGetStatsRequest\"y\n\x0bSandboxPool\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x0c\n\x04warm\x18\x03 \x01(\r\x12\x0e\n\x06leases\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\x12\x0c\n\x04made\x18\x06 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x04\"\xa4\x02\n\x10GetStatsResponse\x12\x15\n\ropen_sessions\x18\x01 \x01(\r\x12G\n\x10\x61\x63tions_by_state\x18\x02 \x03(\x0b\x32-.goex.v1.GetStatsResponse.ActionsByStateEntry\x12\x15\n\rjournal_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14snapshot_store_bytes\x18\x04 \x01(\x04\x12\x17\n\x0frunning_actions\x18\x05 \x01(\r\x12+\n\rsandbox_pools\x18\x06 \x03(\x0b\x32\x14.goex.v1.SandboxPool\x1a\x35\n\x13\x41\x63tionsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x1f\n\x0cRunGcRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\xa4\x01\n\rRunGcResponse\x12\x19\n\x11snapshots_removed\x18\x01 \x01(\r\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x04\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x17\n\x0foutputs_trimmed\x18\x04 \x01(\r\x12\x1c\n\x14output_bytes_trimmed\x18\x05 \x01(\x04\x12\x1b\n\x13journal_bytes_freed\x18\x06 \x01(\x04\"N\n\x0bStopRequest\x12\r\n\x05\x64rain\x18\x01 \x01(\x08\x12\x30\n\rdrain_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"<\n\x0bInterrupted\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\naction_ids\x18\x02 \x03(\t\x12\x0b\n\x03why\x18\x03 \x01(\t\"\\\n\x0cStopResponse\x12)\n\x0binterrupted\x18\x01 \x03(\x0b\x32\x14.goex.v1.Interrupted\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"\"\n\x12\x43heckPolicyRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\",\n\x0bPolicyError\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"G\n\x13\x43heckPolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.goex.v1.PolicyError2\xc3\x02\n\x05\x41\x64min\x12\x42\n\tGetHealth\x12\x19.goex.v1.GetHealthRequest\x1a\x1a.goex.v1.GetHealthResponse\x12?\n\x08GetStats\x12\x18.goex.v1.GetStatsRequest\x1a\x19.goex.v1.GetStatsResponse\x12\x36\n\x05RunGc\x12\x15.goex.v1.RunGcRequest\x1a\x16.goex.v1.RunGcResponse\x12H\n\x0b\x43heckPolicy\x12\x1b.goex.v1.CheckPolicyRequest\x1a\x1c.goex.v1.CheckPolicyResponse\x12\x33\n\x04Stop\x12\x14.goex.v1.StopRequest\x1a\x15.goex.v1.StopResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,26 +42,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETHEALTHRESPONSE']._serialized_end=301
   _globals['_GETSTATSREQUEST']._serialized_start=303
   _globals['_GETSTATSREQUEST']._serialized_end=320
-  _globals['_GETSTATSRESPONSE']._serialized_start=323
-  _globals['_GETSTATSRESPONSE']._serialized_end=570
-  _globals['_GETSTATSRESPONSE_ACTIONSBYSTATEENTRY']._serialized_start=517
-  _globals['_GETSTATSRESPONSE_ACTIONSBYSTATEENTRY']._serialized_end=570
-  _globals['_RUNGCREQUEST']._serialized_start=572
-  _globals['_RUNGCREQUEST']._serialized_end=603
-  _globals['_RUNGCRESPONSE']._serialized_start=606
-  _globals['_RUNGCRESPONSE']._serialized_end=770
-  _globals['_STOPREQUEST']._serialized_start=772
-  _globals['_STOPREQUEST']._serialized_end=850
-  _globals['_INTERRUPTED']._serialized_start=852
-  _globals['_INTERRUPTED']._serialized_end=912
-  _globals['_STOPRESPONSE']._serialized_start=914
-  _globals['_STOPRESPONSE']._serialized_end=1006
-  _globals['_CHECKPOLICYREQUEST']._serialized_start=1008
-  _globals['_CHECKPOLICYREQUEST']._serialized_end=1042
-  _globals['_POLICYERROR']._serialized_start=1044
-  _globals['_POLICYERROR']._serialized_end=1088
-  _globals['_CHECKPOLICYRESPONSE']._serialized_start=1090
-  _globals['_CHECKPOLICYRESPONSE']._serialized_end=1161
-  _globals['_ADMIN']._serialized_start=1164
-  _globals['_ADMIN']._serialized_end=1487
+  _globals['_SANDBOXPOOL']._serialized_start=322
+  _globals['_SANDBOXPOOL']._serialized_end=443
+  _globals['_GETSTATSRESPONSE']._serialized_start=446
+  _globals['_GETSTATSRESPONSE']._serialized_end=738
+  _globals['_GETSTATSRESPONSE_ACTIONSBYSTATEENTRY']._serialized_start=685
+  _globals['_GETSTATSRESPONSE_ACTIONSBYSTATEENTRY']._serialized_end=738
+  _globals['_RUNGCREQUEST']._serialized_start=740
+  _globals['_RUNGCREQUEST']._serialized_end=771
+  _globals['_RUNGCRESPONSE']._serialized_start=774
+  _globals['_RUNGCRESPONSE']._serialized_end=938
+  _globals['_STOPREQUEST']._serialized_start=940
+  _globals['_STOPREQUEST']._serialized_end=1018
+  _globals['_INTERRUPTED']._serialized_start=1020
+  _globals['_INTERRUPTED']._serialized_end=1080
+  _globals['_STOPRESPONSE']._serialized_start=1082
+  _globals['_STOPRESPONSE']._serialized_end=1174
+  _globals['_CHECKPOLICYREQUEST']._serialized_start=1176
+  _globals['_CHECKPOLICYREQUEST']._serialized_end=1210
+  _globals['_POLICYERROR']._serialized_start=1212
+  _globals['_POLICYERROR']._serialized_end=1256
+  _globals['_CHECKPOLICYRESPONSE']._serialized_start=1258
+  _globals['_CHECKPOLICYRESPONSE']._serialized_end=1329
+  _globals['_ADMIN']._serialized_start=1332
+  _globals['_ADMIN']._serialized_end=1655
 # @@protoc_insertion_point(module_scope)

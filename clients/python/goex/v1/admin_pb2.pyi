@@ -41,8 +41,26 @@ class GetStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class SandboxPool(_message.Message):
+    __slots__ = ("backend", "image", "warm", "leases", "misses", "made", "failed")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    WARM_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    MADE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    image: str
+    warm: int
+    leases: int
+    misses: int
+    made: int
+    failed: int
+    def __init__(self, backend: _Optional[str] = ..., image: _Optional[str] = ..., warm: _Optional[int] = ..., leases: _Optional[int] = ..., misses: _Optional[int] = ..., made: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
 class GetStatsResponse(_message.Message):
-    __slots__ = ("open_sessions", "actions_by_state", "journal_bytes", "snapshot_store_bytes", "running_actions")
+    __slots__ = ("open_sessions", "actions_by_state", "journal_bytes", "snapshot_store_bytes", "running_actions", "sandbox_pools")
     class ActionsByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,12 +73,14 @@ class GetStatsResponse(_message.Message):
     JOURNAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_STORE_BYTES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_POOLS_FIELD_NUMBER: _ClassVar[int]
     open_sessions: int
     actions_by_state: _containers.ScalarMap[str, int]
     journal_bytes: int
     snapshot_store_bytes: int
     running_actions: int
-    def __init__(self, open_sessions: _Optional[int] = ..., actions_by_state: _Optional[_Mapping[str, int]] = ..., journal_bytes: _Optional[int] = ..., snapshot_store_bytes: _Optional[int] = ..., running_actions: _Optional[int] = ...) -> None: ...
+    sandbox_pools: _containers.RepeatedCompositeFieldContainer[SandboxPool]
+    def __init__(self, open_sessions: _Optional[int] = ..., actions_by_state: _Optional[_Mapping[str, int]] = ..., journal_bytes: _Optional[int] = ..., snapshot_store_bytes: _Optional[int] = ..., running_actions: _Optional[int] = ..., sandbox_pools: _Optional[_Iterable[_Union[SandboxPool, _Mapping]]] = ...) -> None: ...
 
 class RunGcRequest(_message.Message):
     __slots__ = ("dry_run",)

@@ -167,10 +167,14 @@ OUTPUT_STREAM_STDOUT: OutputStream
 OUTPUT_STREAM_STDERR: OutputStream
 
 class FsResourceSpec(_message.Message):
-    __slots__ = ("path",)
+    __slots__ = ("path", "sandbox", "image")
     PATH_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     path: str
-    def __init__(self, path: _Optional[str] = ...) -> None: ...
+    sandbox: str
+    image: str
+    def __init__(self, path: _Optional[str] = ..., sandbox: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class DbResourceSpec(_message.Message):
     __slots__ = ("url", "secret")
@@ -207,20 +211,24 @@ class ResourceSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., fs: _Optional[_Union[FsResourceSpec, _Mapping]] = ..., db: _Optional[_Union[DbResourceSpec, _Mapping]] = ..., http: _Optional[_Union[HttpResourceSpec, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "kind", "uri", "strategy", "rules", "staging_base_url")
+    __slots__ = ("name", "kind", "uri", "strategy", "rules", "staging_base_url", "sandbox", "image")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     STAGING_BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: ResourceKind
     uri: str
     strategy: UndoStrategy
     rules: str
     staging_base_url: str
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., uri: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., rules: _Optional[str] = ..., staging_base_url: _Optional[str] = ...) -> None: ...
+    sandbox: str
+    image: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., uri: _Optional[str] = ..., strategy: _Optional[_Union[UndoStrategy, str]] = ..., rules: _Optional[str] = ..., staging_base_url: _Optional[str] = ..., sandbox: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class SandboxLimits(_message.Message):
     __slots__ = ("timeout", "memory_bytes", "max_processes", "output_bytes")
