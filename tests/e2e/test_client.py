@@ -345,11 +345,8 @@ def test_failed_precondition(client: goex.Client, session: goex.Session, workspa
         client.undo(session.id)
 
 
-def test_capabilities_not_built_yet_are_unimplemented(client: goex.Client, session: goex.Session) -> None:
-    for call, words in ((lambda: client.submit(session.id, goex.Prompt("tidy up")), "planner"),):
-        with pytest.raises(goex.Unimplemented) as exc:
-            call()
-        assert words in exc.value.message and exc.value.code_name == "UNIMPLEMENTED"
+def test_reversibility_tests_and_client_inverses_on_a_workspace(client: goex.Client, session: goex.Session) -> None:
+    # (Prompt actions, once UNIMPLEMENTED here, are planned now: tests/e2e/test_planner_*.py.)
     # A workspace's reversibility test is built, whatever its strategy: `true` is tried and changes nothing.
     tried = client.test_reversibility(session.id, goex.Shell(["true"]))
     assert tried.verdict is goex.Verdict.PASSED and tried.reversibility_class is goex.ReversibilityClass.READ_ONLY

@@ -51,6 +51,10 @@ EXAMPLES = int(os.environ.get("GOEX_FUZZ_EXAMPLES", "6"))
 RANDOM = os.environ.get("GOEX_FUZZ_RANDOM") == "1"
 # Daemons of its own: the fuzz takes any open session for its own and compares the whole journal.
 SEC_OWN_DAEMON = True
+# A prompt the fuzz makes goes to an endpoint nobody listens on (port 9, discard): it fails at once, as an action
+# FAILED (SubmitAction) or UNAVAILABLE (PlanAction), instead of starting the embedded model under fuzz.
+SEC_DAEMON_CONFIG = '[planner]\nbase_url = "http://127.0.0.1:9/v1"\nmode = "json"\ntimeout_s = 2\n'
+
 CALL_TIMEOUT_S = 30.0
 MAX_DEPTH = 4  # nested messages deeper than this are left empty
 HUGE = (100_000, 1_000_000, 5_000_000)

@@ -353,4 +353,4 @@ def _planner(cfg: Config, vault: Vault) -> Planner:
         return vault.resolve(name, scheme, host, port).primary.decode()
 
     sets = load_sets([Path(d).expanduser() for d in cfg.planner.functions_dirs])  # SetupError: goexd does not start
-    return Planner(cfg.planner, api_key, vault.redactor.text, sets)
+    return Planner(cfg.planner, api_key, vault.redact_text, sets)  # the current redactor: it is replaced on each put

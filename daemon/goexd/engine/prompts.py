@@ -26,6 +26,7 @@ from goexd.domain.models import (
     Resource,
     ResourceKind,
     Reversibility,
+    UndoStrategy,
     Verdict,
 )
 from goexd.domain.models import ReversibilityClass as Class
@@ -47,6 +48,7 @@ from goexd.policy.model import Decision
 
 log = logging.getLogger("goexd.engine")
 
+INVERSE = UndoStrategy.INVERSE
 RECENT_ACTIONS = 5  # of the session's, told to the model
 _RECENT_CHARS = 200
 
@@ -119,6 +121,9 @@ class Prompts(Part):
         decision = live.policy.check(facts(resource, manager, forward, plan.inverse), count=False)
         if not decision.allowed:
             tested = Reversibility(Class.BEST_EFFORT, Verdict.UNKNOWN, f"not tried: the policy says {decision.reason}")
+        elif plan.inverse is None and resource.kind is not ResourceKind.HTTP and resource.strategy is not INVERSE:
+            # Undone by the resource itself (snapshots, a savepoint, a copy): no pair to try, as for a submit.
+            tested = Reversibility(Class.REVERSIBLE, Verdict.UNTESTED, manager.undo_note)
         else:
             try:
                 tested = self.trials.test(session_id, forward, plan.inverse)

@@ -101,11 +101,15 @@ def load_sets(dirs: Sequence[Path]) -> dict[str, FunctionSet]:
     """The shipped sets, then each directory's *.toml and *.json (a set of the same name replaces the earlier)."""
     found: dict[str, FunctionSet] = {}
     for d in [SHIPPED, *dirs]:
-        if not d.is_dir():
-            if d != SHIPPED:
+        try:
+            if not d.is_dir():
+                if d == SHIPPED:
+                    continue
                 raise SetupError(f"[planner] functions_dirs: {d} is not a directory")
-            continue
-        for path in sorted([*d.glob("*.toml"), *d.glob("*.json")]):
+            files = sorted([*d.glob("*.toml"), *d.glob("*.json")])
+        except OSError as exc:  # unreadable: said, as a broken file is, and goexd does not start
+            raise SetupError(f"[planner] functions_dirs: {d}: {exc.strerror or exc}") from None
+        for path in files:
             fset = load_set(path)
             found[fset.name] = fset
     return found

@@ -62,8 +62,9 @@ class Context:
     http_resources: Sequence[str] = ()  # the session's http resources (functions mode calls one)
 
 
-class PlanningFailed(GoexError):
-    """No plan: the endpoint failed (`cause`), or no answer was taken. `exchange` holds all that happened."""
+class PlanningFailed(FailedPrecondition):
+    """No plan: the endpoint failed (`cause`, its own status), or no answer was taken (FAILED_PRECONDITION).
+    `exchange` holds all that happened."""
 
     def __init__(self, message: str, exchange: PlanExchange, cause: GoexError | None = None) -> None:
         super().__init__(message)
@@ -184,9 +185,12 @@ class Planner:
             failed = replace(blank, error=self._redact(str(exc)))
             raise PlanningFailed(str(exc), failed, exc) from None
         transport = _transport(mode, caps)
-        system = self._system(ctx, fset, transport)
-        messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": request.prompt}]
-        request_text = self._redact(f"[system]\n{system}\n\n[user]\n{request.prompt}")[:MAX_RECORDED_REQUEST]
+        # Redacted before it is sent, not only before it is recorded: a sample row, a file name or the prompt itself
+        # may hold a vault value (the resources' describe() holds no credential of theirs, by the seam's rule).
+        system = self._redact(self._system(ctx, fset, transport))
+        prompt = self._redact(request.prompt)
+        messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        request_text = f"[system]\n{system}\n\n[user]\n{prompt}"[:MAX_RECORDED_REQUEST]
         run = _Attempting(
             replace(
                 blank,
@@ -194,7 +198,7 @@ class Planner:
                 model=model,
                 transport=transport,
                 request=request_text,
-                request_tokens=context.tokens(system) + context.tokens(request.prompt),
+                request_tokens=context.tokens(system) + context.tokens(prompt),
             ),
             messages,
         )
@@ -215,8 +219,8 @@ class Planner:
                 if attempt < self.cfg.retries:
                     run.messages = [
                         *run.messages,
-                        {"role": "assistant", "content": text[:MAX_RECORDED_ANSWER]},
-                        {"role": "user", "content": f"goexd refused that answer: {why}. Answer again, as asked."},
+                        {"role": "assistant", "content": self._redact(text[:MAX_RECORDED_ANSWER])},
+                        {"role": "user", "content": self._redact(f"goexd refused that answer: {why}. Answer again.")},
                     ]
                 continue
             run.attempts.append(self._attempt(text, "", got))
@@ -246,7 +250,7 @@ class Planner:
     def _system(self, ctx: Context, fset: functions.FunctionSet | None, transport: Transport) -> str:
         if fset is None:
             rules = [schemas.target_help(t) for t in ctx.targets]
-            schema = schemas.plan_schema(ctx.targets)
+            schema = schemas.plan_schema(ctx.targets, self.cfg.max_tokens)
             rules.append('"description" is one short line saying what the action does')
         else:
             rules = [
@@ -274,7 +278,7 @@ class Planner:
     ) -> Answer:
         limit, heat = self.cfg.max_tokens, self.cfg.temperature
         if fset is None:
-            schema = schemas.plan_schema(ctx.targets)
+            schema = schemas.plan_schema(ctx.targets, self.cfg.max_tokens)
             if transport is Transport.JSON_SCHEMA:
                 return endpoint.chat(model, messages, limit, heat, response_format=_format(schema, "plan"))
             if transport is Transport.TOOLS:
@@ -298,7 +302,7 @@ class Planner:
                 value = answers.parse_json(got.tool_calls[0].arguments)
             else:
                 value = answers.parse_json(got.text)
-            answers.check_schema(value, schemas.plan_schema(ctx.targets))
+            answers.check_schema(value, schemas.plan_schema(ctx.targets, self.cfg.max_tokens))
             return answers.chat_plan(value, ctx.targets)
         if transport is Transport.TOOLS:
             if not got.tool_calls:

@@ -20,8 +20,12 @@ from typing import Any
 
 from goexd.domain.models import Resource, ResourceKind, UndoStrategy
 
-MAX_COMMAND = 2000  # characters of a command, SQL script or path the model may write
-MAX_DESCRIPTION = 160
+MAX_DESCRIPTION = 100
+MIN_FIELD = 120  # characters a command or SQL field may hold, at the least
+# Characters per token assumed when a field's length is bounded by the answer's token budget: a low guess, so a
+# whole answer (all its fields at their longest) fits in [planner] max_tokens and is never cut into invalid JSON.
+CHARS_PER_TOKEN = 2
+STRUCTURE_TOKENS = 80  # the JSON around the fields, the resource's name and the description
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -43,38 +47,45 @@ def target_of(resource: Resource) -> Target:
     return Target(resource.name, resource.kind, resource.strategy, inverse)
 
 
-def _text(limit: int = MAX_COMMAND) -> dict[str, Any]:
+def _text(limit: int) -> dict[str, Any]:
     return {"type": "string", "maxLength": limit}
+
+
+def field_chars(max_tokens: int, fields: int) -> int:
+    """How long each of `fields` long fields may be for a whole answer to fit in `max_tokens`."""
+    return max(MIN_FIELD, (max_tokens - STRUCTURE_TOKENS) * CHARS_PER_TOKEN // max(1, fields))
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
-def target_schema(t: Target) -> dict[str, Any]:
-    """One resource's answer: {"resource", "description", the action, and its inverse where the model writes it}."""
+def target_schema(t: Target, max_tokens: int) -> dict[str, Any]:
+    """One resource's answer: {"resource", "description", the action, and its inverse where the model writes it},
+    each long field bounded so that the whole answer fits in `max_tokens` (llama.cpp stops a field there)."""
+    long = field_chars(max_tokens, 2 if t.wants_inverse or t.kind is ResourceKind.HTTP else 1)
     props: dict[str, Any] = {
         "resource": {"type": "string", "enum": [t.resource]},
         "description": _text(MAX_DESCRIPTION),
     }
     if t.kind is ResourceKind.FS:
-        props["command"] = _text()
+        props["command"] = _text(long)
         if t.wants_inverse:
-            props["inverse_command"] = _text()
+            props["inverse_command"] = _text(long)
     elif t.kind is ResourceKind.HTTP:
         props["method"] = {"type": "string", "enum": list(HTTP_METHODS)}
-        props["path"] = _text(500)
-        props["body"] = _text(4000)  # JSON text, or "" for none: a free-form object is more than a grammar bounds
+        props["path"] = _text(min(long, 500))
+        props["body"] = _text(long)  # JSON text, or "" for none: a free-form object is more than a grammar bounds
     else:
-        props["sql"] = _text()
+        props["sql"] = _text(long)
         if t.wants_inverse:
-            props["inverse_sql"] = _text()
+            props["inverse_sql"] = _text(long)
     return _object(props)
 
 
-def plan_schema(targets: Sequence[Target]) -> dict[str, Any]:
+def plan_schema(targets: Sequence[Target], max_tokens: int) -> dict[str, Any]:
     """The chat mode's answer: {"action": one of the targets' schemas} (a root object, as strict mode wants)."""
-    schemas = [target_schema(t) for t in targets]
+    schemas = [target_schema(t, max_tokens) for t in targets]
     return _object({"action": schemas[0] if len(schemas) == 1 else {"anyOf": schemas}})
 
 

@@ -81,6 +81,7 @@ COMMAND_OUTPUTS: dict[str, tuple[str, ...]] = {
     "cancel": ("CancelActionResponse",),
     "sql": ("SubmitActionResponse", "TestReversibilityResponse"),
     "http": ("SubmitActionResponse", "TestReversibilityResponse"),
+    "prompt": ("SubmitActionResponse", "PlanActionResponse"),
     "log": ("ListActionsResponse",),
     "show": ("GetActionResponse",),
     "judge": ("JudgePairResponse",),

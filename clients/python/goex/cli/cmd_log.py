@@ -194,6 +194,10 @@ def render_action(app: App, a: Action, *, limit: int | None = None, history: Pai
         ("resource", Text(a.resource or "-")),
         ("command", _spec_text(a.spec)),
     ]
+    if a.plan is not None:  # a prompt action: how the planner made it (goex/cli/cmd_prompt.py)
+        from goex.cli.cmd_prompt import plan_rows
+
+        rows += plan_rows(a.plan, a)
     if a.spec is not None and a.spec.egress is not None:
         rows.append(("network", Text("egress proxy: " + a.spec.egress.text)))
     if a.inverse is not None:
@@ -237,6 +241,10 @@ def render_action(app: App, a: Action, *, limit: int | None = None, history: Pai
     app.out.print(kv_grid(rows))
     for line in change_lines(a.changes, limit=limit):
         app.out.print(line)
+    if a.plan is not None:
+        from goex.cli.cmd_prompt import print_exchange
+
+        print_exchange(app, a.plan)
     _render_outputs(app, a)
 
 

@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("cmd_run", "stop a running or queued action (it is rolled back)"),
     "sql": ("cmd_sql", "run SQL on a database of the current session"),
     "http": ("cmd_http", "send an HTTP request to a REST service of the current session"),
+    "prompt": ("cmd_prompt", "turn a sentence into an action with goexd's planner (an LLM), and run it"),
     "log": ("cmd_log", "the current session's timeline"),
     "show": ("cmd_log", "one action in detail, with its output and changes"),
     "judge": ("cmd_judge", "mark an action's undo (its action and inverse) right or wrong"),
