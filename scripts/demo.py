@@ -1,6 +1,7 @@
 """`make demo`: start goexd on its embedded defaults, walk through the main job with the real
 `goex` CLI (undo of file changes, secrets used through the egress proxy, REST calls undone and
-confined by a policy against a json-server on loopback, SQL), then stop the daemon. Everything
+confined by a policy against a json-server on loopback, SQL, prompts planned by the embedded local model),
+then stop the daemon. Everything
 lives in a temporary directory, so a goexd you already run is not disturbed."""
 
 from __future__ import annotations
@@ -201,6 +202,36 @@ def http_tour(env: dict[str, str], root: Path) -> None:
         print("   the two blocked calls never arrived)")
 
 
+def planner_tour(env: dict[str, str], root: Path) -> None:
+    """Prompts: goexd's planner turns a sentence into an action (and its inverse), which runs like any other."""
+    print("\n== prompts: a sentence becomes an action, with an undo that is tested before it is trusted ==")
+    print("   (no endpoint is configured, so goexd starts its embedded model: llama.cpp's server with")
+    print("   SmolLM2-135M, offline. A 135M model often plans the wrong thing; what it plans still goes through")
+    print("   the policy, the test of its inverse, the journal and undo like any action)")
+    ws = root / "jokes"
+    ws.mkdir()
+    (ws / "README.md").write_text("# jokes\n")
+    goex("session", "open", "--fs", "./jokes", env=env, cwd=root)
+    goex("prompt", "write a joke into joke.txt", env=env, cwd=root)
+    goex("show", "last", env=env, cwd=root)
+    goex("undo", env=env, cwd=root)
+    show_tree(ws)
+    goex("session", "close", "--commit-all", env=env, cwd=root)
+    db = root / "bank.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, balance INTEGER)")
+        conn.execute("INSERT INTO users (name, balance) VALUES ('ann', 100), ('bob', 200)")
+    goex("session", "open", "--db", f"sqlite://{db}", "--db-strategy", "inverse", env=env, cwd=root)
+    goex("prompt", "--plan-only", "add 500 to every balance", env=env, cwd=root)
+    print("   (the plan for review: the SQL, the inverse the model wrote, the policy's answer and the test of the")
+    print("   pair in a transaction rolled back; nothing ran. An inverse whose test failed would get the action")
+    print("   refused if it were submitted: a wrong undo is never trusted)")
+    goex("session", "close", "--commit-all", env=env, cwd=root)
+    print('   a real endpoint instead: in goexd.toml, [planner] base_url = "https://api.openai.com/v1",')
+    print('   model = "...", api_key_secret = "openai" (goex secret put openai --host api.openai.com);')
+    print("   vLLM, Ollama and llama.cpp's server speak the same API")
+
+
 def vault_tour(daemon: DaemonProcess, env: dict[str, str], root: Path) -> None:
     """Secrets: stored encrypted, used by the sandbox only through placeholders, never shown."""
     token = b"demo-" + os.urandom(12).hex().encode()
@@ -269,6 +300,7 @@ def main() -> int:
             goex("session", "close", "--commit-all", env=env, cwd=root)
             http_tour(env, root)
             database_tour(env, root)
+            planner_tour(env, root)
         finally:
             code = daemon.stop()
             print(f"\ngoexd stopped (exit {code})")

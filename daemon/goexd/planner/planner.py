@@ -249,7 +249,7 @@ class Planner:
 
     def _system(self, ctx: Context, fset: functions.FunctionSet | None, transport: Transport) -> str:
         if fset is None:
-            rules = [schemas.target_help(t) for t in ctx.targets]
+            rules = [line for t in ctx.targets for line in (schemas.target_help(t), schemas.target_example(t))]
             schema = schemas.plan_schema(ctx.targets, self.cfg.max_tokens)
             rules.append('"description" is one short line saying what the action does')
         else:

@@ -89,6 +89,27 @@ def plan_schema(targets: Sequence[Target], max_tokens: int) -> dict[str, Any]:
     return _object({"action": schemas[0] if len(schemas) == 1 else {"anyOf": schemas}})
 
 
+def target_example(t: Target) -> str:
+    """One worked example of an answer on `t` (small models follow an example far better than a description)."""
+    head = f'{{"action": {{"resource": "{t.resource}", '
+    if t.kind is ResourceKind.FS:
+        inverse = ', "inverse_command": "rm notes.txt"' if t.wants_inverse else ""
+        return (
+            f'Example: "create notes.txt saying hi" -> {head}"description": "create notes.txt", '
+            f'"command": "echo hi > notes.txt"{inverse}}}}}'
+        )
+    if t.kind is ResourceKind.HTTP:
+        return (
+            f'Example: "add an item called lamp" -> {head}"description": "create the item lamp", "method": "POST", '
+            f'"path": "/items", "body": "{{\\"name\\": \\"lamp\\"}}"}}}}'
+        )
+    inverse = ', "inverse_sql": "UPDATE items SET price = price / 2"' if t.wants_inverse else ""
+    return (  # text for the model, never run
+        f'Example: "double every price" -> {head}"description": "double the prices", '  # noqa: S608
+        f'"sql": "UPDATE items SET price = price * 2"{inverse}}}}}'
+    )
+
+
 def target_help(t: Target) -> str:
     """How to fill one target's fields, for the system message."""
     if t.kind is ResourceKind.FS:

@@ -168,7 +168,7 @@ def plan_rows(plan: PromptPlan, action: Action | None) -> list[tuple[str, str | 
     completion_tokens = sum(a.completion_tokens for a in plan.attempts)
     answers = f"{len(plan.attempts)} answer{'s' if len(plan.attempts) != 1 else ''}"
     how = (
-        f"{plan.model or '?'} at {plan.endpoint} ({plan.mode}, {plan.transport}); {answers}, "
+        f"{plan.model.rsplit('/', 1)[-1] or '?'} at {plan.endpoint} ({plan.mode}, {plan.transport}); {answers}, "
         f"{prompt_tokens}+{completion_tokens} tokens, {format_ms(plan.latency)} ms; "
         f"request ~{plan.request_tokens} tokens"
     )
