@@ -680,7 +680,7 @@ path = "/x"
 
 
 def test_the_shipped_sets_are_package_data() -> None:
-    assert set(SHIPPED) == {"rest", "s3", "generic"}
+    assert set(SHIPPED) == {"rest", "s3", "generic", "slack"}
     assert REST.source == "rest.toml (shipped)"
     assert REST.description.startswith("JSON REST collections")
     assert [r.name for r in S3.rules] == ["create-bucket", "put-object", "delete-object", "delete-bucket"]
@@ -693,7 +693,7 @@ def test_user_dirs_add_and_replace_sets(tmp_path: Path) -> None:
     _write(first, "notes.txt", "not a rule file")
     _write(second, "later.toml", MINIMAL.format(name="extra", description="two"))
     sets = load_rule_sets([first, second])
-    assert set(sets) == {"rest", "s3", "generic", "extra"}
+    assert set(sets) == {"rest", "s3", "generic", "slack", "extra"}
     assert (sets["rest"].description, sets["rest"].source) == ("mine", str(first / "mine.toml"))
     assert sets["extra"].description == "two"
     assert sets["s3"].source == "s3.toml (shipped)"
@@ -893,7 +893,8 @@ def test_a_file_needs_a_name_and_rules() -> None:
 def test_only_a_json_api_compares_json() -> None:
     # http-rules.md: rest (a JSON API) compares pre-images as JSON; generic and s3 promise the bytes back.
     sets = load_rule_sets()
-    assert {name: s.compare for name, s in sets.items()} == {"rest": "json", "generic": "bytes", "s3": "bytes"}
+    compares = {"rest": "json", "generic": "bytes", "s3": "bytes", "slack": "bytes"}  # slack's undos compare nothing
+    assert {name: s.compare for name, s in sets.items()} == compares
     rest = sets["rest"].bound("http://svc", [sets["generic"]])
     item = Exchange(200, {"content-type": "application/json"}, b'{"id": 1, "a": 1}')
     for rule_set, path, as_json in ((rest, "/items/1", True), (sets["generic"].bound("http://svc"), "/f.json", False)):
