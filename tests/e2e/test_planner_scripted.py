@@ -22,7 +22,7 @@ import pytest
 import goex
 from tests.daemon_process import DaemonProcess
 from tests.services.json_server import JsonServer
-from tests.services.scripted_llm import ScriptedLLM
+from tests.services.scripted_llm import ScriptedLLM, planner_daemon, scripted_endpoint
 
 GOEX = Path(sys.executable).with_name("goex")
 ITEMS_SET = """
@@ -47,30 +47,23 @@ http = { method = "DELETE", path = "/items/{id}" }
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[ScriptedLLM]:
-    server = ScriptedLLM(capabilities=("json_schema", "tools")).start()
-    yield server
-    server.stop()
+    yield from scripted_endpoint()
 
 
 @pytest.fixture(scope="module")
-def planner_daemon(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[DaemonProcess]:
+def goexd(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[DaemonProcess]:
     root = tmp_path_factory.mktemp("goexd-planner")
     functions = root / "functions"
     functions.mkdir()
     (functions / "items.toml").write_text(ITEMS_SET)
-    config = f'[planner]\nbase_url = "{llm.base_url}"\ntimeout_s = 3\nretries = 1\nfunctions_dirs = ["{functions}"]\n'
-    d = DaemonProcess(root / "d", config_toml=config)
-    (root / "d").mkdir()
-    d.start()
-    yield d
-    d.stop()
-    assert "Traceback" not in d.log(), d.log()
+    with planner_daemon(root, llm.base_url, f'timeout_s = 3\nretries = 1\nfunctions_dirs = ["{functions}"]\n') as d:
+        yield d
 
 
 @pytest.fixture
-def client(planner_daemon: DaemonProcess, llm: ScriptedLLM) -> Iterator[goex.Client]:
+def client(goexd: DaemonProcess, llm: ScriptedLLM) -> Iterator[goex.Client]:
     llm.script.clear()
-    with goex.Client(planner_daemon.socket, timeout=120) as c:
+    with goex.Client(goexd.socket, timeout=120) as c:
         yield c
     assert not llm.script, "the test left scripted answers unused"
 
@@ -318,29 +311,29 @@ def _goex(d: DaemonProcess, tmp_path: Path, *argv: str, code: int = 0) -> str:
 
 
 def test_the_cli_prompts_plans_shows_and_undoes(
-    client: goex.Client, planner_daemon: DaemonProcess, llm: ScriptedLLM, workspace: Path, tmp_path: Path
+    client: goex.Client, goexd: DaemonProcess, llm: ScriptedLLM, workspace: Path, tmp_path: Path
 ) -> None:
-    _goex(planner_daemon, tmp_path, "session", "open", "--fs", str(workspace))
+    _goex(goexd, tmp_path, "session", "open", "--fs", str(workspace))
     llm.reply(_fs_answer("echo hello > greeting.txt", description="greet"))
-    out = _goex(planner_daemon, tmp_path, "prompt", "write", "hello", "into", "greeting.txt")
+    out = _goex(goexd, tmp_path, "prompt", "write", "hello", "into", "greeting.txt")
     assert "prompt" in out and "write hello into greeting.txt" in out and "scripted-model" in out
     assert "sh -c 'echo hello > greeting.txt'" in out and "A greeting.txt" in out
     assert (workspace / "greeting.txt").read_text() == "hello\n"
-    shown = _goex(planner_daemon, tmp_path, "show", "last")
+    shown = _goex(goexd, tmp_path, "show", "last")
     assert "planned by" in shown and "--- model answer 1" in shown and '"command": "echo hello > greeting.txt"' in shown
-    assert "undone" in _goex(planner_daemon, tmp_path, "undo")
+    assert "undone" in _goex(goexd, tmp_path, "undo")
     assert not (workspace / "greeting.txt").exists()
     # --plan-only: the plan, the policy's answer, its test; nothing runs (the versioned strategy needs no inverse).
     llm.reply(_fs_answer("rm keep.txt"))
-    planned = _goex(planner_daemon, tmp_path, "prompt", "--plan-only", "delete keep.txt")
+    planned = _goex(goexd, tmp_path, "prompt", "--plan-only", "delete keep.txt")
     assert "rm keep.txt" in planned and "allow" in planned and "nothing: a plan for review" in planned
     assert (workspace / "keep.txt").exists()
     llm.reply(_fs_answer("rm keep.txt"))
-    document = json.loads(_goex(planner_daemon, tmp_path, "--json", "prompt", "--plan-only", "delete keep.txt"))
+    document = json.loads(_goex(goexd, tmp_path, "--json", "prompt", "--plan-only", "delete keep.txt"))
     assert document["action"]["shell"]["argv"] == ["sh", "-c", "rm keep.txt"] and document["policy_decision"] == "allow"
     # No usable plan: exit 125 and the error (the planner's refusals too).
     llm.reply_text("no")
     llm.reply_text("still no")
-    failed = _goex(planner_daemon, tmp_path, "prompt", "do it", code=125)
+    failed = _goex(goexd, tmp_path, "prompt", "do it", code=125)
     assert "no plan" in failed and "not JSON" in failed
-    _goex(planner_daemon, tmp_path, "session", "close", "--commit-all")
+    _goex(goexd, tmp_path, "session", "close", "--commit-all")

@@ -16,7 +16,7 @@ import pytest
 
 import goex
 from tests.daemon_process import DaemonProcess
-from tests.services.scripted_llm import ScriptedLLM
+from tests.services.scripted_llm import ScriptedLLM, planner_daemon, scripted_endpoint
 from tests.services.slack_api import SlackApi
 
 TOKEN = "xoxb-" + secrets.token_hex(12)
@@ -24,20 +24,13 @@ TOKEN = "xoxb-" + secrets.token_hex(12)
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[ScriptedLLM]:
-    server = ScriptedLLM(capabilities=("json_schema", "tools")).start()
-    yield server
-    server.stop()
+    yield from scripted_endpoint()
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[DaemonProcess]:
-    root = tmp_path_factory.mktemp("goexd-slack")
-    d = DaemonProcess(root / "d", config_toml=f'[planner]\nbase_url = "{llm.base_url}"\nretries = 0\n')
-    (root / "d").mkdir()
-    d.start()
-    yield d
-    d.stop()
-    assert "Traceback" not in d.log(), d.log()
+    with planner_daemon(tmp_path_factory.mktemp("goexd-slack"), llm.base_url, "retries = 0\n") as d:
+        yield d
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from tests.daemon_process import LOOPBACK, DaemonProcess
 from tests.security.conftest import make_workspace, start_daemon
 from tests.services.json_server import JsonServer
 from tests.services.postgres import PgCluster
-from tests.services.scripted_llm import Recorded, ScriptedLLM
+from tests.services.scripted_llm import Recorded, ScriptedLLM, scripted_endpoint
 
 ITEMS_SET = """
 name = "items"
@@ -47,9 +47,7 @@ CASES = [("root", "auto"), ("root", "tools"), ("root", "json"), ("user", "auto")
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[ScriptedLLM]:
-    server = ScriptedLLM(capabilities=("json_schema", "tools")).start()
-    yield server
-    server.stop()
+    yield from scripted_endpoint()
 
 
 @contextlib.contextmanager

@@ -22,9 +22,14 @@ import threading
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from tests.daemon_process import DaemonProcess
+from tests.services.loopback_http import JsonHandler, LoopbackHttp
 
 MODEL = "scripted-model"
 
@@ -50,7 +55,7 @@ class _Reply:
     delay_s: float = 0.0
 
 
-class ScriptedLLM:
+class ScriptedLLM(LoopbackHttp):
     def __init__(self, upstream: str = "", capabilities: tuple[str, ...] | None = ("json_schema",)):
         """`capabilities`: what the probe finds ("json_schema", "tools"): a probe request for one not listed is
         refused with a 400, as an endpoint without it does; None: probes go upstream like any request.
@@ -62,25 +67,15 @@ class ScriptedLLM:
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
-
+        class Handler(JsonHandler):
             def _record(self) -> Recorded:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                rec = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                rec = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.body())
                 with outer._lock:
                     outer.requests.append(rec)
                 return rec
 
             def _send(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload)
 
             def do_GET(self) -> None:
                 rec = self._record()
@@ -116,22 +111,7 @@ class ScriptedLLM:
                     return
                 self._send(200, _completion(reply))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.handle_error = lambda *_: None  # type: ignore[method-assign]  # a client gone (a timeout)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> ScriptedLLM:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self.handler = Handler
 
     @property
     def base_url(self) -> str:
@@ -210,3 +190,23 @@ def _completion(reply: _Reply) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
     }
+
+
+def scripted_endpoint() -> Iterator[ScriptedLLM]:
+    """A started endpoint with structured output and tool calls, stopped after: a module fixture's body."""
+    server = ScriptedLLM(capabilities=("json_schema", "tools")).start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def planner_daemon(root: Path, base_url: str, config: str = "") -> Iterator[DaemonProcess]:
+    """A goexd whose planner is `base_url`, with `config` added to its [planner] table; it must log no traceback."""
+    (root / "d").mkdir()
+    d = DaemonProcess(root / "d", config_toml=f'[planner]\nbase_url = "{base_url}"\n{config}')
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+    assert "Traceback" not in d.log(), d.log()

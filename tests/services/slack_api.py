@@ -12,9 +12,10 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.services.loopback_http import JsonHandler, LoopbackHttp
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SlackState:
         return [m["text"] for m in self.messages.get(cid or "", [])]
 
 
-class SlackApi:
+class SlackApi(LoopbackHttp):
     def __init__(self, token: str) -> None:
         self.token = token
         self.state = SlackState()
@@ -43,17 +44,9 @@ class SlackApi:
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
-
+        class Handler(JsonHandler):
             def _answer(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json; charset=utf-8")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(200, payload, "application/json; charset=utf-8")  # Slack: 200 whatever happened
 
             def _handle(self, body: dict[str, Any]) -> None:
                 parts = urlsplit(self.path)
@@ -69,8 +62,7 @@ class SlackApi:
                 self._handle({})
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.body()
                 try:
                     body = json.loads(raw) if raw else {}
                 except json.JSONDecodeError:
@@ -80,21 +72,7 @@ class SlackApi:
                     return
                 self._handle(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> SlackApi:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self.handler = Handler
 
     @property
     def base_url(self) -> str:
