@@ -40,7 +40,7 @@ from goexd import faults
 from goexd.diskspace import OutOfSpace, is_out_of_space, out_of_space, size
 from goexd.domain.errors import FailedPrecondition, InvalidArgument, NotFound, StoppedPartWay
 from goexd.domain.models import ActionKind, ActionSpec, Resource, Reversibility
-from goexd.domain.names import display_path, display_paths
+from goexd.domain.names import display_paths
 from goexd.domain.resource import Checkpoint, Outcome, OutputCallback, RollbackReport, SandboxNetwork, UndoesByItself
 from goexd.domain.sandbox import Limits, Network, Sandbox, SandboxSpec, WorkspaceOverlay
 from goexd.domain.snapshots import (
@@ -59,6 +59,7 @@ from goexd.resources.fs import links as fs_links
 from goexd.resources.fs import xattrs as fs_xattrs
 from goexd.resources.fs.cwd import check_cwd
 from goexd.resources.fs.discard import discard
+from goexd.resources.fs.tree_text import tree_text
 from goexd.resources.fs.trial import TrialSite, try_pair
 from goexd.resources.host_paths import (
     OwnPaths,
@@ -80,7 +81,6 @@ from goexd.snapshots.set_aside import UnknownSetAside
 
 log = logging.getLogger(__name__)
 
-DESCRIBE_MAX_ENTRIES = 200
 APPLY_INTENT = "applying"  # in a run's overlay dir: {"pre", "post"} once goexd starts applying it
 BACKGROUND_DISCARD_BYTES = 1 << 20  # an applied run's upper holding less is removed in the background
 DISCARDING = "-discarding"  # `<overlays dir>-discarding` holds applied runs' upper and work dirs, being removed
@@ -166,15 +166,8 @@ class FsVersionedResource(UndoesByItself):
         return []
 
     def describe(self, samples: bool = False) -> str:
-        lines = [f"directory {self.workspace} (at the same path in the sandbox, where commands start; /workspace too)"]
-        count = 0
-        for rel, name in _files_below(self.workspace):
-            count += 1
-            if count <= DESCRIBE_MAX_ENTRIES:
-                lines.append(f"  {display_path(os.path.join(rel, name) if rel else name)}")
-        if count > DESCRIBE_MAX_ENTRIES:
-            lines.append(f"  ... and {count - DESCRIBE_MAX_ENTRIES} more files")
-        return "\n".join(lines)
+        head = f"directory {self.workspace} (at the same path in the sandbox, where commands start; /workspace too)"
+        return "\n".join([head, *tree_text(self.workspace)])  # breadth first, vendored and ignored named, bounded
 
     # -- running
 
@@ -711,31 +704,6 @@ def _holds_less(top: Path, limit: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def _files_below(workspace: Path) -> Iterator[tuple[str, str]]:
-    """(dir, name) of each entry that is not a directory, as os.walk lists them (sorted, top down, links not
-    entered, the top .git left out), without recursion (os.walk recurses: a tree 1,000 deep overflowed it). A
-    directory too deep for a path (PATH_MAX) or unreadable is skipped, as os.walk skips it."""
-    todo = [""]
-    while todo:
-        rel = todo.pop()
-        try:
-            with os.scandir(workspace / rel if rel else workspace) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        dirs = []
-        for e in entries:
-            try:
-                is_dir = e.is_dir()
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                yield rel, e.name
-            elif not e.is_symlink() and not (not rel and e.name == TOP_GIT):
-                dirs.append(os.path.join(rel, e.name) if rel else e.name)
-        todo += reversed(dirs)
 
 
 def _discarding(overlays_dir: Path) -> Path:
