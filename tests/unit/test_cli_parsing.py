@@ -275,7 +275,7 @@ def test_describe_is_session_describe_of_the_current_session() -> None:
         ["session", "close", "--commit-all", "--undo-all"],
         ["secret", "put", "k", "--env", "X", "--header", "A: b"],
         ["log", "--state", "bogus"],
-        ["secret", "oauth", "gh", "--token-url", "t", "--client-id", "c"],  # --auth-url missing
+        ["secret", "oauth", "gh", "--client-id", "c", "--service"],  # no service named
         ["secret", "rotate-key", "--passphrase", "hunter22"],  # never from argv
         ["run", "--secret"],
         ["sql"],

@@ -88,8 +88,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "itself stays open in goexd until it expires.",
     )
     oa.add_argument("name", metavar="NAME")
-    oa.add_argument("--auth-url", required=True, dest="authorization_url", metavar="URL", help="authorization endpoint")
-    oa.add_argument("--token-url", required=True, metavar="URL", help="token endpoint")
+    oa.add_argument(
+        "--service",
+        metavar="SERVICE",
+        help="a preset: the provider's URLs, default scopes and API hosts (github, gmail, slack, spotify, dropbox, "
+        "discord: goex/cli/oauth_services.toml); --auth-url, --token-url and --scope override it, --host adds",
+    )
+    oa.add_argument("--auth-url", dest="authorization_url", metavar="URL", help="authorization endpoint")
+    oa.add_argument("--token-url", metavar="URL", help="token endpoint")
     oa.add_argument("--client-id", required=True, metavar="ID", help="the OAuth2 client registered with the provider")
     oa.add_argument("--scope", action="append", default=[], dest="scopes", metavar="SCOPE", help="(repeatable)")
     oa.add_argument("--host", action="append", default=[], dest="hosts", metavar="HOST", help=HOST_HELP)
@@ -267,6 +273,12 @@ def cmd_oauth(app: App, args: argparse.Namespace) -> int:
     client_secret = (
         _read_hidden(f"client secret of {args.client_id}: ", "client secret") if args.client_secret_stdin else b""
     )
+    if args.service:
+        from goex.cli._oauth_services import with_service
+
+        with_service(args)
+    if not args.authorization_url or not args.token_url:
+        raise UsageError("give --service SERVICE, or both --auth-url and --token-url")
     client = app.client()
     start = client.start_oauth(
         args.name,
