@@ -40,7 +40,15 @@ import pytest
 
 from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument
 from goexd.domain.models import ActionSpec
-from goexd.domain.resource import Checkpoint, Journaling, Outcome, ResourceManager, UndoesThreeWay
+from goexd.domain.resource import (
+    Checkpoint,
+    Journaling,
+    Outcome,
+    Resolution,
+    ResourceManager,
+    UndoesThreeWay,
+    settling,
+)
 from goexd.domain.sandbox import Limits
 
 LIMITS = Limits(timeout_s=30)
@@ -62,6 +70,9 @@ class Capabilities:
     has_fingerprint: bool = True  # False: fingerprint() raises FailedPrecondition (a remote service)
     commit_releases: bool = False  # True: rollback after commit is refused (its savepoint or copy is gone)
     loses_pending: bool = False  # can discard pending actions on its own (take_lost names them)
+    # A run cut short by a crash is taken back by rollback() at the next start (recovers_by_rollback); False: its
+    # effects go with goexd (an open transaction) or may have been carried out by a service (never resent).
+    taken_back_after_a_crash: bool = True
     write_journaling: Journaling = Journaling.EACH_STEP
     read_journaling: Journaling = Journaling.AFTER_RUN
 
@@ -254,6 +265,36 @@ class ResourceManagerContract:
             return
         retry = again.rollback_overwriting if isinstance(again, UndoesThreeWay) else again.rollback
         report = retry(aid, self.journaled(driver.cps[aid], fp))
+        assert report.verified, report.detail
+        assert (backend.state(), self._fingerprint(again)) == (before, fp)
+
+    def test_a_run_cut_short_by_a_crash_is_taken_back_by_a_new_manager(
+        self, driver: Driver, backend: ResourceBackend
+    ) -> None:
+        """goexd killed after an action ran and before EXECUTED was journaled: the journal holds it RUNNING with
+        the checkpoint taken before it ran. Recovery (engine/recovery.py) asks a new manager whether that
+        checkpoint takes it back, asks it to settle what may have committed (SettlesInDoubt), and rolls back to it
+        or, kept whole, leaves it pending for its undo. Either way the state before must be reachable exactly. The
+        manager reads its own checkpoint's keys; a strategy that names them differently fails here, not in a
+        crash."""
+        before, fp = backend.state(), self._fingerprint(driver.m)
+        spec, inverse = backend.change(1)
+        if self.caps.inverse is InverseUse.REFUSED:
+            inverse = None
+        aid = "act_cut_short"
+        driver.m.precheck(spec)
+        cp = driver.m.checkpoint(aid, inverse)  # journaled with the step to RUNNING
+        out = driver.m.execute(spec, LIMITS, cp, None, None)
+        assert _succeeded(out), out
+        driver.m.close()  # goexd dies: nothing else of the run reaches the journal
+        again = backend.manager()
+        assert again.recovers_by_rollback(cp) is self.caps.taken_back_after_a_crash
+        if not self.caps.taken_back_after_a_crash:
+            return
+        found = settling(again).resolve_in_doubt(aid, cp)
+        assert found.resolution is not Resolution.UNKNOWN, found.detail
+        kept = {**cp, **found.checkpoint_extra} if found.resolution is Resolution.EXECUTED else cp
+        report = again.rollback(aid, self.journaled(kept, fp))
         assert report.verified, report.detail
         assert (backend.state(), self._fingerprint(again)) == (before, fp)
 

@@ -65,6 +65,7 @@ class TestHttpRest(ResourceManagerContract):
     caps = Capabilities(
         strategy_words="undo: inverses derived by the rule sets",
         has_fingerprint=False,
+        taken_back_after_a_crash=False,
         inverse=InverseUse.OPTIONAL,
         write_journaling=Journaling.BEFORE_RUN,
     )

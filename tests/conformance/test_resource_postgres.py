@@ -80,7 +80,11 @@ def terminated(cluster: PgCluster) -> Lose:
 
 class TestPostgresTransaction(ResourceManagerContract):
     caps = Capabilities(
-        strategy_words="strategy transaction", pending_visible=False, commit_releases=True, loses_pending=True
+        strategy_words="strategy transaction",
+        pending_visible=False,
+        commit_releases=True,
+        loses_pending=True,
+        taken_back_after_a_crash=False,
     )
 
     @pytest.fixture

@@ -74,7 +74,11 @@ def runaway_write(m: ResourceManager, driver: Driver) -> None:
 
 class TestSqliteTransaction(ResourceManagerContract):
     caps = Capabilities(
-        strategy_words="strategy transaction", pending_visible=False, commit_releases=True, loses_pending=True
+        strategy_words="strategy transaction",
+        pending_visible=False,
+        commit_releases=True,
+        loses_pending=True,
+        taken_back_after_a_crash=False,
     )
 
     @pytest.fixture

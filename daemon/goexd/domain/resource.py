@@ -304,6 +304,14 @@ class ResourceManager(Protocol):
 
     def rollback(self, action_id: str, checkpoint: Checkpoint) -> RollbackReport: ...
 
+    def recovers_by_rollback(self, checkpoint: Checkpoint) -> bool:
+        """Whether an action goexd stopped while it ran (RUNNING in the journal, with the checkpoint journaled
+        before it ran) is taken back by rollback(checkpoint) at the next start: True where its effects outlive
+        goexd and the checkpoint can undo them (a snapshot, an overlay run, a copy, a fingerprint with outcome
+        markers); False where they went with goexd (an open transaction) or cannot be taken back (a call a
+        service may have carried out: never sent again). Each manager reads its own checkpoint's keys here: the
+        engine never does."""
+
     def fingerprint(self) -> str: ...
 
     def close(self) -> None: ...

@@ -126,9 +126,18 @@ class Recovery(Part):
             # set aside, never dropped.
             three_way = isinstance(live.managers[action.resource], UndoesThreeWay)
             return self.resolver.undo_one(live, action, force=three_way)
-        # A checkpoint that can take the action back: a snapshot or fingerprint ("pre"), an overlay run, a copy
-        # ("clone": PostgreSQL's has no "pre" until the action ends, and its statements commit at once).
-        if action.state is ActionState.RUNNING and any(action.checkpoint.get(k) for k in ("pre", "overlay", "clone")):
+        if action.state is ActionState.RUNNING and action.kind is ActionKind.HTTP:  # no service is asked first
+            self.steps.transition(
+                action,
+                ActionState.INTERRUPTED,
+                error="goexd stopped during the call; the service may have carried it out (goexd never resends)",
+                finished_at=time.time(),
+            )
+        elif (
+            action.state is ActionState.RUNNING
+            and not held_in_a_transaction(self.journal, self.kinds, action)  # gone with goexd: nothing to open for
+            and self._taken_back(action)
+        ):
             log.warning("recovery: rolling back %s to its checkpoint", action.id)
             live = self.sessions.live(action.session_id)
             found = settling(live.managers[action.resource]).resolve_in_doubt(action.id, action.checkpoint)
@@ -144,13 +153,6 @@ class Recovery(Part):
                 error=f"goexd stopped while the action was running; rolled back to its checkpoint ({detail})",
                 finished_at=time.time(),
             )
-        elif action.state is ActionState.RUNNING and action.kind is ActionKind.HTTP:
-            self.steps.transition(
-                action,
-                ActionState.INTERRUPTED,
-                error="goexd stopped during the call; the service may have carried it out (goexd never resends)",
-                finished_at=time.time(),
-            )
         else:
             dropped = self._drop_unjournaled_copy(action)
             self.steps.transition(
@@ -160,6 +162,11 @@ class Recovery(Part):
                 finished_at=time.time(),
             )
         return self.steps.get(action.id)
+
+    def _taken_back(self, action: Action) -> bool:
+        """Whether the action's manager says its journaled checkpoint takes it back (recovers_by_rollback)."""
+        manager = self.sessions.live(action.session_id).managers.get(action.resource)
+        return manager is not None and manager.recovers_by_rollback(action.checkpoint)
 
     def _drop_unjournaled_copy(self, action: Action) -> str:
         """Before its run was journaled an action's checkpoint may have made a copy (the clone strategies'): gone

@@ -81,6 +81,10 @@ def restored(found: str | None, where: str) -> Reversibility:
 class UndoesByInverse(CommitsAtOnce, SettlesInDoubt):
     """The inverse strategy's manager: an action runs only after its pair passed the test; undo runs the inverse."""
 
+    def recovers_by_rollback(self, checkpoint: Checkpoint) -> bool:
+        """The fingerprint before and the outcome markers settle it (resolve_in_doubt), then the inverse."""
+        return bool(checkpoint.get("pre"))
+
     undo_note = "undo runs the inverse SQL, tested before the action ran, and compares with the pre-action state"
     _lock: threading.Lock
     _pre: RecentStates

@@ -114,6 +114,11 @@ class OneTransaction(SqlManager, UndoesByItself):
 
     undoes_by = "inside its transaction"
     undo_note = "undo rolls back to the action's savepoint in the session's open transaction"
+
+    def recovers_by_rollback(self, checkpoint: Checkpoint) -> bool:
+        """Its work went with goexd's connection: the database rolled the transaction back itself."""
+        return False
+
     _lock: threading.Lock
     _live: list[str]  # actions with a live savepoint, oldest first
     _lost: list[str]  # pending actions the database discarded on its own (see take_lost)
@@ -157,6 +162,10 @@ class CommitsAtOnce(SqlManager, StepByStep):
 
 class UndoesFromCopy(CommitsAtOnce):
     """The clone strategy: undo puts back a copy of the database taken before the action; no inverse, no test."""
+
+    def recovers_by_rollback(self, checkpoint: Checkpoint) -> bool:
+        """The copy (PostgreSQL's checkpoint has no "pre" until the action ends) puts the database back."""
+        return bool(checkpoint.get("clone"))
 
     def check_inverse(self, spec: ActionSpec, inverse: ActionSpec | None) -> None:
         if inverse is not None:

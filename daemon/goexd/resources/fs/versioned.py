@@ -507,6 +507,10 @@ class FsVersionedResource(UndoesByItself):
         links = fs_links.digest(fs_links.groups_at(self.workspace, self._store.linked_paths()))
         return f"{snap}+links:{links}" if links else snap
 
+    def recovers_by_rollback(self, checkpoint: Checkpoint) -> bool:
+        """A run over an overlay (its dir) or on the workspace itself (its snapshot) is taken back."""
+        return bool(checkpoint.get("pre") or checkpoint.get("overlay"))
+
     def verdict_fingerprint(self) -> tuple[str, str]:
         """FingerprintsForVerdicts: the snapshot id with its hard links."""
         return self.state_fingerprint(), "the workspace's snapshot"

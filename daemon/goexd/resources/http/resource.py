@@ -388,6 +388,10 @@ class HttpResource:
 
     # ------------------------------------------------------------ the action
 
+    def recovers_by_rollback(self, checkpoint: Checkpoint) -> bool:
+        """A call cut short may have been carried out by the service: nothing is sent again on a guess."""
+        return False
+
     def checkpoint(self, action_id: str, inverse: ActionSpec | None = None) -> Checkpoint:
         """The client's inverse, and the pre-image look() took for the action (else execute() takes it)."""
         cp: Checkpoint = {}
