@@ -74,7 +74,8 @@ proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=clients/python --pyi_out=clients/python \
 		--grpc_python_out=clients/python $(PROTOS)
 	# the --json schema follows the messages (docs/cli-json.md): commit it with them
-	$(BIN)/python -m goex.cli._json > clients/python/goex/cli/goex-json.schema.json
+	# this checkout's client, not whatever the venv's editable install points at (a worktree)
+	PYTHONPATH=clients/python $(BIN)/python -m goex.cli._json > clients/python/goex/cli/goex-json.schema.json
 
 # sdist and wheel of goex-client and goexd in dist/, each wheel built from its sdist; install them as tools
 # with pipx or pip install --user (README: Install), then `goex install-service`.

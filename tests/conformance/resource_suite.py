@@ -1,4 +1,4 @@
-"""What every ResourceManager (resources/base.py) must do, stated once and run against every backend.
+"""What every ResourceManager (domain/resource.py) must do, stated once and run against every backend.
 
 A backend plugs in by subclassing `ResourceManagerContract` in a `test_resource_*.py` file with its
 `caps` (how it legitimately differs: a declared capability, asserted, never a skip) and a `backend`

@@ -44,15 +44,22 @@ def _module(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every goexd module `path` imports, TYPE_CHECKING blocks and function-level imports included."""
+def _imports(path: Path, module: str | None = None) -> set[str]:
+    """Every goexd module `path` (the module `module`, by default found from its path) imports, TYPE_CHECKING
+    blocks, function-level and relative imports included (a relative one is resolved against its package)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("goexd"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("goexd") and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("goexd")):
+            base = node.module or ""
+            if node.level:
+                package = (module or _module(path)).split(".")
+                package = package if path.name == "__init__.py" else package[:-1]
+                package = package[: len(package) - (node.level - 1)]
+                base = ".".join([*package, base] if base else package)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
     return found
 
 
@@ -75,6 +82,15 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
         "def f():\n    import goexd.server.app\n"
     )
     assert {"goexd.engine.engine", "goexd.server.app"} <= _imports(bad)
+
+
+def test_the_check_resolves_a_relative_import(tmp_path: Path) -> None:
+    """Control: `from ..postgres import clone` in a sqlite module is the kind-to-kind import it is."""
+    bad = tmp_path / "snapshot.py"
+    bad.write_text("from ..postgres import clone\nfrom . import run\n")
+    found = _imports(bad, "goexd.resources.sqlite.snapshot")
+    assert {"goexd.resources.postgres.clone", "goexd.resources.sqlite.run"} <= found
+    assert _kind("goexd.resources.postgres.clone") != _kind("goexd.resources.sqlite.snapshot")
 
 
 def _layer(name: str) -> tuple[int, str]:
