@@ -828,6 +828,21 @@ def test_probe_masks_what_others_may_not_read_only_for_uid_0(tmp_path: Path) -> 
     assert as_user.masked_dirs == () and as_user.masked_files == ()
 
 
+def test_an_entry_removed_after_the_cached_scan_is_not_masked(tmp_path: Path) -> None:
+    """The scan is cached; an unreadable file removed since (seen: ssh host keys a package install took away
+    during a kill run) must not be masked, or bwrap creates it in a read-only tree and every run fails."""
+    tree = tmp_path / "etc"
+    tree.mkdir()
+    (tree / "key.pem").write_text("k")
+    (tree / "key.pem").chmod(0o600)
+    scan = UnreadableScan([str(tree)])
+    spec = SandboxSpec(argv=["true"], workspace=None)
+    assert str(tree / "key.pem") in probe(spec, RunAs(0, 0), SYSTEM, scan).masked_files  # control: scanned
+    (tree / "key.pem").unlink()
+    assert scan.get()[1] == (str(tree / "key.pem"),)  # still in the cached scan
+    assert str(tree / "key.pem") not in probe(spec, RunAs(0, 0), SYSTEM, scan).masked_files
+
+
 def test_nul_bytes_cannot_inject_bwrap_options(sandbox: BwrapSandbox) -> None:
     # Options reach bwrap NUL-separated: "a\0--bind\0/\0/" would add a writable root.
     evil = "a\0--bind\0/\0/"

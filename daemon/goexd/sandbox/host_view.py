@@ -128,8 +128,9 @@ def probe(
     if run_as.is_root:
         wanted += [m for pattern in CREDENTIALS for m in (glob.glob(pattern) if "*" in pattern else [pattern])]
         scanned_dirs, scanned_files = scan.get()
-        dirs += scanned_dirs
-        files += scanned_files
+        # Looked at again now, as the rest: the scan is cached, and a mask over an entry removed since (an ssh
+        # host key a package took away) would make bwrap create it in the read-only /etc and fail every run.
+        wanted += [*scanned_dirs, *scanned_files]
     for p in wanted:
         real = os.path.realpath(p)
         if real == "/":
