@@ -69,6 +69,7 @@ bench: install
 	$(BIN)/python bench/verdict_memory_bench.py
 	$(BIN)/python bench/journal_check_bench.py 10000
 	$(BIN)/python bench/cli_startup_bench.py
+	$(BIN)/python bench/planner_bench.py
 
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=clients/python --pyi_out=clients/python \

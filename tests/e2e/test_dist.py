@@ -24,7 +24,9 @@ from tests.systemd_like import Systemd
 REPO = Path(__file__).resolve().parents[2]
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter the dev venv was made from
 # What the dev extra brings in and a user's install must not.
-TEST_STACK = {"pytest", "hypothesis", "grpcio-tools", "mypy", "ruff", "django", "moto", "boto3", "jsonschema", "build"}
+# (jsonschema is goexd's own since the planner checks model answers with it.) Nor does a plain install bring the
+# embedded model's server: it is the local-llm extra.
+TEST_STACK = {"pytest", "hypothesis", "grpcio-tools", "mypy", "ruff", "django", "moto", "boto3", "build", "xllamacpp"}
 TIMEOUT = 600
 
 
@@ -91,14 +93,15 @@ def test_entry_points_and_package_data_come_from_the_venv(venv: Path) -> None:
         "from goexd.resources.http.rules import shipped_rule_files\n"
         "from goexd.sandbox.egress_forwarder import SOURCE\n"
         "from goex.cli._json import SCHEMA_PATH\n"
-        "print(json.dumps({'rules': sorted(f.name for f in shipped_rule_files()),\n"
+        "from goexd.planner.functions import load_sets\n"
+        "print(json.dumps({'rules': sorted(f.name for f in shipped_rule_files()), 'functions': sorted(load_sets([])),\n"
         "  'schema': json.loads(SCHEMA_PATH.read_text())['title'], 'forwarder': len(SOURCE),\n"
         "  'files': [goex.__file__, goexd.__file__, a.__file__]}))\n"
     )
     got = run(bin_dir / "python", "-c", code, env=clean_env())
     assert got.returncode == 0, got.stderr
     found = json.loads(got.stdout)
-    assert found["rules"] == ["generic.toml", "rest.toml", "s3.toml"]
+    assert found["rules"] == ["generic.toml", "rest.toml", "s3.toml", "slack.toml"] and found["functions"] == ["slack"]
     assert found["schema"].startswith("goex --json output") and found["forwarder"] > 1000
     assert all(f.startswith(str(venv)) for f in found["files"]), found["files"]
 
@@ -140,6 +143,10 @@ def test_goexd_from_the_venv_serves_the_cli_from_the_venv(venv: Path, venv_daemo
     assert (made.returncode, made.stdout) == (0, "hi\n"), made.stderr
     assert run(goex, "undo", env=env).returncode == 0
     assert not (ws / "hi.txt").exists()
+    # No endpoint configured and no embedded model (the local-llm extra): a prompt fails saying both ways out.
+    prompted = run(goex, "prompt", "write a joke into joke.txt", env=env)
+    assert prompted.returncode == 125, prompted.stdout + prompted.stderr
+    assert "[planner] base_url" in prompted.stderr and "goexd[local-llm]" in prompted.stderr, prompted.stderr
     assert run(goex, "session", "close", "--commit-all", env=env).returncode == 0
 
 

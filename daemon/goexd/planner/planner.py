@@ -187,8 +187,8 @@ class Planner:
         transport = _transport(mode, caps)
         # Redacted before it is sent, not only before it is recorded: a sample row, a file name or the prompt itself
         # may hold a vault value (the resources' describe() holds no credential of theirs, by the seam's rule).
-        system = self._redact(self._system(ctx, fset, transport))
         prompt = self._redact(request.prompt)
+        system = self._redact(self._system(ctx, fset, transport, self.cfg.request_tokens - context.tokens(prompt)))
         messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         request_text = f"[system]\n{system}\n\n[user]\n{prompt}"[:MAX_RECORDED_REQUEST]
         run = _Attempting(
@@ -247,7 +247,7 @@ class Planner:
             round(got.latency_s, 4),
         )
 
-    def _system(self, ctx: Context, fset: functions.FunctionSet | None, transport: Transport) -> str:
+    def _system(self, ctx: Context, fset: functions.FunctionSet | None, transport: Transport, budget: int) -> str:
         if fset is None:
             rules = [line for t in ctx.targets for line in (schemas.target_help(t), schemas.target_example(t))]
             schema = schemas.plan_schema(ctx.targets, self.cfg.max_tokens)
@@ -263,9 +263,7 @@ class Planner:
             rules.append(f"Answer with one JSON object and nothing else, matching this JSON Schema: {said}")
         elif transport is Transport.JSON_SCHEMA:
             rules.append("Answer with the JSON object the response format asks for.")
-        return context.system_message(
-            INTRO, rules, ctx.described, ctx.recent, ctx.secret_names, self.cfg.request_tokens
-        )
+        return context.system_message(INTRO, rules, ctx.described, ctx.recent, ctx.secret_names, budget)
 
     def _ask(
         self,
