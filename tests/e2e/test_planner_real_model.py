@@ -13,8 +13,11 @@ exchange is journaled; no secret is in any request.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +181,56 @@ def test_plan_only_with_a_real_model_changes_nothing(client: goex.Client, relay:
         assert review.action is not None and review.plan.transport == "json_schema"
         assert review.policy_decision in ("allow", "deny", "needs_approval") and review.reversibility is not None
     assert fingerprint(workspace) == before and client.list_actions(session.id) == []
+
+
+def test_goexd_starts_its_embedded_model_and_again_after_it_died(tmp_path: Path, workspace: Path) -> None:
+    """No [planner] base_url: goexd starts the embedded server itself (a second one for this test: that path is
+    goexd's own); killed, the next prompt fails saying the endpoint cannot be reached, and the one after starts
+    it again. Short answers (max_tokens 64, no retry): whether they make a plan does not matter here."""
+    root = tmp_path / "embedded"
+    root.mkdir()
+    d = DaemonProcess(root, config_toml="[planner]\nmax_tokens = 64\nretries = 0\n").start()
+    try:
+        with goex.Client(d.socket, timeout=600) as client:
+            session = client.create_session(fs=workspace)
+            first = client.prompt(session.id, "list the files")
+            assert first.plan is not None and first.plan.endpoint == "embedded: SmolLM2-135M-Instruct.Q4_1.gguf"
+            assert first.plan.attempts and first.plan.attempts[0].completion_tokens > 0
+            servers = _local_servers(d)
+            assert len(servers) == 1
+            os.kill(servers[0], signal.SIGKILL)
+            _wait_gone(servers[0])
+            lost = client.prompt(session.id, "list the files")
+            assert lost.state is goex.ActionState.FAILED and "cannot be reached" in lost.error
+            again = client.prompt(session.id, "list the files")
+            assert again.plan is not None and again.plan.attempts, again.error
+            assert _local_servers(d) not in ([], servers)
+            client.close_session(session.id, "commit")
+    finally:
+        d.stop()
+    assert _local_servers(d) == []  # it goes with goexd
+    assert "Traceback" not in d.log(), d.log()
+
+
+def _local_servers(d: DaemonProcess) -> list[int]:
+    """The embedded model servers goexd started (its children running goexd.planner.local_server)."""
+    assert d.proc is not None
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == d.proc.pid and b"goexd.planner.local_server" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pid: int) -> None:
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]:
+            return
+        time.sleep(0.05)

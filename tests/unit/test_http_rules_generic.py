@@ -57,7 +57,7 @@ def test_a_resource_gets_its_sets_then_generic_unless_only() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "no rule set named 'nope' (known: generic, rest, s3;"),
+        ("nope", "no rule set named 'nope' (known: generic, rest, s3, slack;"),
         ("rest+nope", "no rule set named 'nope'"),
         ("only:", "no rule set named ''"),
         ("rest+", "no rule set named ''"),

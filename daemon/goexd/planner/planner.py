@@ -25,7 +25,7 @@ from typing import Any
 
 from goexd.config import PlannerConfig
 from goexd.domain import codec
-from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument
+from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
 from goexd.domain.plans import PlanAttempt, PlanExchange, PlanMode, PromptRequest, Transport
 from goexd.planner import answers, context, functions, schemas
 from goexd.planner.answers import Plan, Refused
@@ -152,6 +152,13 @@ class Planner:
         log.info("planner endpoint %s, model %s: %s", endpoint.shown_as, self._model, caps)
         return caps
 
+    def _forget(self, endpoint: Endpoint) -> None:
+        with self._lock:
+            if self._endpoint is endpoint:
+                self._endpoint = None
+                log.warning("%s cannot be reached: it is started again at the next prompt", endpoint.shown_as)
+        endpoint.close()
+
     def close(self) -> None:
         with self._lock:
             if self._endpoint is not None:
@@ -208,6 +215,8 @@ class Planner:
             try:
                 got = self._ask(endpoint, model, run.messages, transport, ctx, fset)
             except GoexError as exc:
+                if isinstance(exc, Unavailable) and self._local is not None:
+                    self._forget(endpoint)  # the embedded server died: the next prompt starts it again
                 raise self._failed(run, str(exc), exc) from None
             text = answer_json(got)
             try:
