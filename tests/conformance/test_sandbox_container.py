@@ -1,9 +1,9 @@
 """The container sandbox plugged into the Sandbox suite, on a real engine (Podman's Docker-compatible service,
 tests/services/container_engine.py) and goexd's own offline-built image: as a root goexd runs it, its warm
 containers given their workspace on a slot (mount propagation), directly and over an overlay, over a root-owned
-workspace and over an unprivileged user's; with the workspace bound when the container is made (an engine
-without slots); and as an unprivileged goexd runs it, in a process of the user `goex-sec` (cold containers,
-binds at create time)."""
+workspace and over an unprivileged user's; and as an unprivileged goexd runs it, in a process of the user
+`goex-sec`, each container made with the run's workspace bound (the way of an engine goexd cannot mount into:
+no slots, no warm pool in a process that lives for one run)."""
 
 from __future__ import annotations
 
@@ -45,14 +45,6 @@ def with_slots(container_engine_service: Engine, slots: Slots) -> Iterator[Conta
     sandbox.close()
 
 
-@pytest.fixture(scope="module")
-def with_binds(container_engine_service: Engine) -> Iterator[ContainerSandbox]:
-    sandbox = make(container_engine_service, None, pool_size=0)
-    sandbox.check()
-    yield sandbox
-    sandbox.close()
-
-
 class TestContainerSlots(SandboxContract):
     """A root goexd, a local engine: warm containers, the workspace mounted on the leased one's slot."""
 
@@ -81,16 +73,6 @@ class TestContainerSlotsOverlayOfAUser(SandboxContract):
     @pytest.fixture
     def backend(self, with_slots: ContainerSandbox, open_dir: Path, user_ids: tuple[int, int]) -> SandboxBackend:  # noqa: F811
         return over_overlay(with_slots, open_dir, user_ids)
-
-
-class TestContainerBinds(SandboxContract):
-    """No slots (an engine goexd cannot mount into): each container made with the run's workspace bound."""
-
-    caps = CAPS
-
-    @pytest.fixture
-    def backend(self, with_binds: ContainerSandbox, tmp_path: Path) -> SandboxBackend:
-        return direct(with_binds, tmp_path)
 
 
 class TestContainerUnprivileged(SandboxContract):

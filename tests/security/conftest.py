@@ -1,6 +1,8 @@
 """The security suite's harness: every test here runs against a real goexd, twice.
 
-`sec_daemon` is parametrized over two modes (the ids show in test names):
+`sec_daemon` is parametrized over two modes (the ids show in test names), and for a module that sets
+`SEC_BACKENDS = ("bwrap", "container")` over both sandbox backends (ids "root-container", "user-container":
+the container backend on the session's engine, tests/services/container_engine.py):
 
 - "root": goexd runs as root, as the other tests and CI run it, over a root-owned
   workspace: the worst case, where the sandbox keeps uid 0 (without capabilities) and only
@@ -121,16 +123,40 @@ def shared_sec_daemons() -> Iterator[SharedDaemons]:
         yield SharedDaemons(stack)
 
 
-@pytest.fixture(scope="module", params=MODES)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`sec_daemon` over the modes, and over the module's SEC_BACKENDS (bwrap alone by default): a module whose
+    escape attempts apply to any sandbox names ("bwrap", "container") and runs against both, ids "root",
+    "user", "root-container", "user-container"."""
+    if "sec_daemon" not in metafunc.fixturenames:
+        return
+    backends = getattr(metafunc.module, "SEC_BACKENDS", ("bwrap",))
+    combos = [(mode, backend) for backend in backends for mode in MODES]
+    ids = [mode if backend == "bwrap" else f"{mode}-{backend}" for mode, backend in combos]
+    metafunc.parametrize("sec_daemon", combos, ids=ids, indirect=True, scope="module")
+
+
+def backend_config(request: pytest.FixtureRequest, backend: str) -> str:
+    """The daemon's [sandbox]/[container] config for `backend`: the container one on the session's engine."""
+    if backend == "bwrap":
+        return ""
+    engine = request.getfixturevalue("container_engine_service")
+    return (
+        f'[sandbox]\nbackend = "{backend}"\n'
+        f'[container]\nendpoint = "{engine.endpoint}"\nimage = "{engine.image}"\npool_size = 3\n'
+    )
+
+
+@pytest.fixture(scope="module")
 def sec_daemon(request: pytest.FixtureRequest, shared_sec_daemons: SharedDaemons) -> Iterator[DaemonProcess]:
-    """The goexd of this module and mode; see the module docstring."""
-    config = getattr(request.module, "SEC_DAEMON_CONFIG", "")
+    """The goexd of this module, mode and backend; see the module docstring."""
+    mode, backend = request.param
+    config = backend_config(request, backend) + getattr(request.module, "SEC_DAEMON_CONFIG", "")
     addresses = getattr(request.module, "SEC_ALLOWED_ADDRESSES", ())
     if getattr(request.module, "SEC_OWN_DAEMON", False):
-        with start_daemon(request.param, config, allowed_addresses=addresses) as d:
+        with start_daemon(mode, config, allowed_addresses=addresses) as d:
             yield d
         return
-    d = shared_sec_daemons.get(request.param, config, addresses)
+    d = shared_sec_daemons.get(mode, config, addresses)
     seen = len(d.log())
     yield d
     # What start_daemon checks at the end, for this module's share of the shared daemon's life.
@@ -140,6 +166,11 @@ def sec_daemon(request: pytest.FixtureRequest, shared_sec_daemons: SharedDaemons
 
 def mode_of(d: DaemonProcess) -> str:
     return "user" if d.user is not None else "root"
+
+
+def backend_of(d: DaemonProcess) -> str:
+    """The sandbox backend the daemon runs actions in ("bwrap" or "container")."""
+    return "container" if 'backend = "container"' in d.config_toml else "bwrap"
 
 
 @contextlib.contextmanager

@@ -23,6 +23,8 @@ import pytest
 from goex.v1 import types_pb2 as pb
 from tests.security.conftest import Shared, result_of, run_action
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 ALLOWED = "127.0.0.2"  # the one special address this daemon may reach
 # Names and numeric forms the daemon grants by name; every one of them means host loopback.
 LOOPBACK_NAMES = ["localhost", "vm", "127.1", "2130706433", "0x7f000001", "[::1]", "[::ffff:127.0.0.1]", "0.0.0.0"]

@@ -9,6 +9,8 @@ import pytest
 from tests.daemon_process import DaemonProcess
 from tests.security.conftest import MARKER_VAR, Shared, run
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 # Variables whose values a minimal environment may share with the daemon's by coincidence.
 COMMON = {"PATH", "LANG", "LC_ALL", "TERM", "HOME", "SHELL", "PWD", "SHLVL", "LC_CTYPE", "TZ"}
 

@@ -32,6 +32,8 @@ from tests.security.probes import (
     visible,
 )
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 CONTROL = "/workspace/README"
 
 

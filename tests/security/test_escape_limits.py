@@ -31,6 +31,8 @@ from tests.security.conftest import (
 from tests.security.probes import tag
 from tests.security.test_sandbox_isolation import pids_running, run_cgroups_of, wait_for
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 MAX_PROCESSES = 32
 FORK_BOMB = """
 import os, sys, time

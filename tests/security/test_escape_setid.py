@@ -33,6 +33,8 @@ from tests.security.conftest import (
 from tests.security.probes import setid_files, tag
 from tests.users import ensure_system_user
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 
 def attempt(s: Shared, script: str, *, python: bool = False) -> tuple[Path, pb.Action]:
     """Run `script` in a fresh directory of the workspace (its cwd); returns the dir and the action."""

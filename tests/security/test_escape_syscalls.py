@@ -31,6 +31,8 @@ from tests.security.probes import (
     tag,
 )
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 # --- keyrings -------------------------------------------------------------------------------------
 
 KEY_DESC = f"goex-sec:{tag()}"

@@ -33,6 +33,8 @@ from tests.security.probes import (
     wait_until,
 )
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 
 @pytest.fixture
 def host_dir() -> Iterator[Path]:

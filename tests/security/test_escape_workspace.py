@@ -30,6 +30,8 @@ from tests.security.conftest import (
 )
 from tests.security.probes import tag
 
+SEC_BACKENDS = ("bwrap", "container")  # its escape attempts apply to any sandbox: run against both
+
 
 class Victim(NamedTuple):
     dir: Path

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
+import queue
 import select
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -37,6 +38,8 @@ REFILL_WORKERS = 2
 REMOVE_WORKERS = 2
 TICK_S = 1.0  # how often the pool looks for shapes to drain
 RETRY_REMOVAL_S = 10.0
+CLOSE_WAIT_S = 10.0  # at a stop, for the warm containers' removal
+CLOSE_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,10 @@ class Pool(Generic[C]):
         self._stats: dict[Shape, ShapeStats] = {}  # every shape ever leased (counts kept when drained)
         self._active: dict[Shape, float] = {}  # shapes kept warm -> when last leased (monotonic)
         self._filling: dict[Shape, int] = collections.Counter()
-        self._refill = ThreadPoolExecutor(REFILL_WORKERS, thread_name_prefix="goex-pool-fill")
-        self._remove = ThreadPoolExecutor(REMOVE_WORKERS, thread_name_prefix="goex-pool-remove")
+        # Daemon threads, not an executor: a fill waiting on an engine that does not answer must not hold up
+        # goexd's exit (an executor's workers are joined at interpreter exit).
+        self._refill = _Workers(REFILL_WORKERS, "goex-pool-fill")
+        self._remove = _Workers(REMOVE_WORKERS, "goex-pool-remove")
         self._removing = 0
         self._unremoved: list[C] = []  # removals that failed: tried again by the ticker
         self._closed = threading.Event()
@@ -153,10 +158,8 @@ class Pool(Generic[C]):
         if not self._in_background:
             self._removed(container)
             return
-        try:
-            self._remove.submit(self._removed, container)
-        except RuntimeError:  # shut down: remove here
-            self._removed(container)
+        if not self._remove.submit(lambda: self._removed(container)):
+            self._removed(container)  # the workers are gone (a stop): here, then
 
     def _removed(self, container: C) -> None:
         try:
@@ -179,10 +182,7 @@ class Pool(Generic[C]):
             lacking = self.size - len(self._warm.get(shape, ())) - self._filling[shape]
             self._filling[shape] += max(0, lacking)
         for _ in range(max(0, lacking)):
-            try:
-                self._refill.submit(self._fill_one, shape)
-            except RuntimeError:
-                return
+            self._refill.submit(lambda: self._fill_one(shape))
 
     def _fill_one(self, shape: Shape) -> None:
         try:
@@ -261,16 +261,79 @@ class Pool(Generic[C]):
                 per_image,
             )
 
-    def close(self, wait: bool = True) -> None:
-        """Stop refilling and remove every warm container (waiting for the removals when asked)."""
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Stop refilling and remove every warm container, waiting `wait_s` at most for the removals (what is
+        left then, an engine that does not answer, say, the next start removes: container_engine.reap)."""
         self._closed.set()
-        self._refill.shutdown(wait=True, cancel_futures=True)
+        self._refill.stop()
         with self._lock:
-            left = [c for q in self._warm.values() for c in q]
+            left = [c for q in self._warm.values() for c in q] + self._unremoved
             self._warm.clear()
+            self._unremoved = []
+        # Many at once: each removal waits mostly on the engine, and a stop should not take a removal per container.
+        closers = _Workers(CLOSE_WORKERS, "goex-pool-close")
         for c in left:
-            self.discard(c)
-        self._remove.shutdown(wait=wait)
+            with self._lock:
+                self._removing += 1
+            closers.submit(functools.partial(self._removed, c))
+        deadline = time.monotonic() + wait_s
+        closers.idle(wait_s)
+        closers.stop()
+        if not self._remove.idle(max(0.0, deadline - time.monotonic())):
+            log.warning("container removals still running %.0f s after the stop began: left to the next start", wait_s)
+        self._remove.stop()
+
+
+class _Workers:
+    """A few daemon threads running jobs from a queue, in order."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._done = threading.Condition()
+        self._count = count
+        self._stopped = False
+        for i in range(count):
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True).start()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue `job`; False once stopped (nothing queued)."""
+        with self._done:
+            if self._stopped:
+                return False
+            self._pending += 1
+        self._jobs.put(job)
+        return True
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("a container pool job failed")
+            finally:
+                with self._done:
+                    self._pending -= 1
+                    self._done.notify_all()
+
+    def idle(self, timeout: float) -> bool:
+        """Wait until no job is queued or running (at most `timeout` s); whether that came."""
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self) -> None:
+        """Take no more jobs; the workers end after the one they run (queued ones are dropped)."""
+        with self._done:
+            self._stopped = True
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            with self._done:
+                self._pending -= 1
+        for _ in range(self._count):
+            self._jobs.put(None)
 
 
 def readable_now(fd: int) -> bool:

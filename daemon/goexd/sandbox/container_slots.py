@@ -49,12 +49,14 @@ EGRESS_CA = "ca.pem"
 EMPTY_FILE = "empty"  # bound over a masked file inside the workspace
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000
-_MS_PRIVATE, _MS_SHARED = 0x40000, 0x100000
+_MS_MOVE, _MS_PRIVATE, _MS_SHARED = 0x2000, 0x40000, 0x100000
+STAGING = ".staging"  # below the slot dir, a private mount: where a workspace tree is made before it is moved
 
 
 @dataclass(frozen=True)
 class Slot:
     path: Path
+    staging: Path  # where the run's workspace tree is put together before it is moved onto the slot
 
     @property
     def workspace(self) -> Path:
@@ -83,24 +85,27 @@ class Slot:
             raise
 
     def _workspace(self, spec: SandboxSpec, run_as: RunAs) -> None:
+        """The workspace tree is put together on the private staging dir, then moved onto the slot whole: a mount
+        propagates with the flags it has then, and a later remount (read-only, nosuid) would not follow it."""
         assert spec.workspace is not None
-        target = os.fsencode(self.workspace)
+        stage = self.staging
         if spec.overlay is not None:
             options = overlay.mount_options(spec.workspace, spec.overlay, privileged=True).encode()
             try:
-                _mount(b"goex-overlay", target, b"overlay", _MS_NOSUID | _MS_NODEV, options)
+                _mount(b"goex-overlay", os.fsencode(stage), b"overlay", _MS_NOSUID | _MS_NODEV, options)
             except OSError as e:
                 raise OSError(e.errno, f"{overlay.MOUNT_FAILED} ({e.strerror})") from None
         else:
-            _bind(spec.workspace, self.workspace)
+            _bind(spec.workspace, stage)
         for rel in spec.readonly_subpaths:
-            inside = self.workspace / rel
+            inside = stage / rel
             # Never through a link the workspace's owner planted: that would bind something else read-only.
             if inside.is_dir() and not inside.is_symlink():
                 _bind(inside, inside, readonly=True)
         for masked in spec.masked_paths:
             with contextlib.suppress(ValueError):
-                self._mask(self.workspace / Path(masked).relative_to(spec.workspace))
+                self._mask(stage / Path(masked).relative_to(spec.workspace))
+        _mount(os.fsencode(stage), os.fsencode(self.workspace), None, _MS_MOVE, None)
 
     def _mask(self, inside: Path) -> None:
         try:
@@ -113,12 +118,15 @@ class Slot:
             _bind(self.path / EMPTY_FILE, inside, readonly=True)
 
     def detach(self) -> None:
-        """Unmount everything on the slot (the container's view of it goes with it: slave propagation)."""
+        """Unmount everything on the slot (the container's view of it goes with it: slave propagation), and what a
+        failed attach left on the staging dir."""
         _unmount_under(os.fsencode(self.path))
+        _unmount_under(os.fsencode(self.staging))
 
     def remove(self) -> None:
         self.detach()
         _remove(self.path)
+        _remove(self.staging)
 
 
 def _bind(source: Path, target: Path, readonly: bool = False) -> None:
@@ -145,19 +153,26 @@ class Slots:
             _mount(raw, raw, None, _MS_BIND, None)
             _mount(None, raw, None, _MS_PRIVATE, None)  # out of the host's peer group...
             _mount(None, raw, None, _MS_SHARED, None)  # ...into one of its own, which the containers' binds follow
+            staging = base / STAGING
+            staging.mkdir(mode=0o700)
+            _mount(os.fsencode(staging), os.fsencode(staging), None, _MS_BIND, None)
+            _mount(None, os.fsencode(staging), None, _MS_PRIVATE, None)
         except OSError:
-            _remove(base)
+            clear_left(owner, tmp)
             raise
         return cls(base)
 
     def new(self) -> Slot:
-        path = self.base / secrets.token_hex(8)
+        name = secrets.token_hex(8)
+        path = self.base / name
         path.mkdir(mode=0o700)
         for sub in (WORKSPACE_DIR, RUN_DIR):
             (path / sub).mkdir(mode=0o755)
         empty = path / EMPTY_FILE
         empty.touch(mode=0o444)
-        return Slot(path)
+        staging = self.base / STAGING / name
+        staging.mkdir(mode=0o700)
+        return Slot(path, staging)
 
     def close(self) -> None:
         _unmount_under(os.fsencode(self.base))
