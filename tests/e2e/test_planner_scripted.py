@@ -337,3 +337,45 @@ def test_the_cli_prompts_plans_shows_and_undoes(
     failed = _goex(goexd, tmp_path, "prompt", "do it", code=125)
     assert "no plan" in failed and "not JSON" in failed
     _goex(goexd, tmp_path, "session", "close", "--commit-all")
+
+
+def test_function_sets_put_over_the_api_are_kept_across_a_restart(
+    llm: ScriptedLLM, json_server: JsonServer, tmp_path: Path
+) -> None:
+    with planner_daemon(tmp_path / "one", llm.base_url) as d, goex.Client(d.socket, timeout=60) as client:
+        assert [s.name for s in client.function_sets()] == ["slack"]
+        kept = client.put_function_set(ITEMS_SET)
+        assert (
+            kept.name == "items"
+            and kept.source == "put"
+            and [f.name for f in kept.functions]
+            == [
+                "create_item",
+                "delete_item",
+            ]
+        )
+        assert kept.functions[0].parameters["properties"]["price"] == {"type": "integer", "minimum": 0}
+        with pytest.raises(goex.AlreadyExists, match="overwrite"):
+            client.put_function_set(ITEMS_SET)
+        with pytest.raises(goex.InvalidArgument, match=r"^toml: function\[0\]\.http: refers to \['nope'\]"):
+            client.put_function_set(ITEMS_SET.replace("{price}", "{nope}"), overwrite=True)
+        with pytest.raises(goex.FailedPrecondition, match="not one put over the API"):
+            client.delete_function_set("slack")
+        listed = _goex(d, tmp_path, "functions", "list")
+        assert "items  (put)" in listed and "create_item(name, price)  POST /items; undone by delete_item" in listed
+    # A restart (the same state dir and config file) reads it back from the state dir.
+    d3 = DaemonProcess(tmp_path / "one" / "d").start()
+    try:
+        with goex.Client(d3.socket, timeout=60) as client:
+            assert sorted(s.name for s in client.function_sets()) == ["items", "slack"]
+            session = client.create_session(resources=[goex.ResourceSpec.http(json_server.base_url, name="shop")])
+            llm.reply_tool("create_item", {"name": "stool", "price": 15})
+            made = client.prompt(session.id, "add a stool for 15", functions="items")
+            assert made.state is goex.ActionState.EXECUTED, made.error
+            client.delete_function_set("items")
+            with pytest.raises(goex.NotFound, match="function set"):
+                client.prompt(session.id, "add a stool", functions="items")
+            client.close_session(session.id, "undo")
+    finally:
+        d3.stop()
+    assert json_server.db()["items"] == []

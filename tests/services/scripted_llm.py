@@ -202,7 +202,7 @@ def scripted_endpoint() -> Iterator[ScriptedLLM]:
 @contextmanager
 def planner_daemon(root: Path, base_url: str, config: str = "") -> Iterator[DaemonProcess]:
     """A goexd whose planner is `base_url`, with `config` added to its [planner] table; it must log no traceback."""
-    (root / "d").mkdir()
+    (root / "d").mkdir(parents=True)
     d = DaemonProcess(root / "d", config_toml=f'[planner]\nbase_url = "{base_url}"\n{config}')
     d.start()
     try:

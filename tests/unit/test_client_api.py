@@ -42,6 +42,8 @@ EXPECTED = {
     "PairHistory",
     "PairJudgement",
     "PairVerdict",
+    "FunctionInfo",
+    "FunctionSetInfo",
     "PlanAttempt",
     "PlanReview",
     "PromptPlan",

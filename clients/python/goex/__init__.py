@@ -79,7 +79,7 @@ if _typing.TYPE_CHECKING:
         Timings,
     )
     from goex._pairs import PairHistory, PairJudgement, PairVerdict
-    from goex._prompts import PlanAttempt, PlanReview, PromptPlan
+    from goex._prompts import FunctionInfo, FunctionSetInfo, PlanAttempt, PlanReview, PromptPlan
     from goex._secret_models import OAuthStart, SecretInfo
     from goex._set_asides import SetAside, SetAsideRestored
     from goex._socket import default_socket_path
@@ -162,6 +162,8 @@ __all__ = [
     "FailedPrecondition",
     "FileChange",
     "FileDiff",
+    "FunctionInfo",
+    "FunctionSetInfo",
     "GcResult",
     "GoexError",
     "Health",

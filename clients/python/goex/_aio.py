@@ -30,7 +30,7 @@ from goex._models import (
     action_event_from_proto,
 )
 from goex._pairs import PairHistory, history_request, judge_request
-from goex._prompts import PlanReview
+from goex._prompts import FunctionSetInfo, PlanReview
 from goex._rpc import Req, Resp
 from goex._secret_models import OAuthStart, SecretInfo
 from goex._set_asides import SetAside, SetAsideRestored, list_request, restore_request
@@ -534,6 +534,20 @@ class AsyncClient:
         """As `Client.plan`: `prompt`'s plan for review; nothing runs on the resource."""
         req = rq.plan(session_id, prompt, functions=functions, resource=resource, limits=limits)
         return PlanReview.from_proto(await self._call(_rpc.PLAN_ACTION, req))
+
+    async def put_function_set(self, toml: str, *, overwrite: bool = False) -> FunctionSetInfo:
+        """As `Client.put_function_set`."""
+        req = actions_pb2.PutFunctionSetRequest(toml=toml, overwrite=overwrite)
+        return FunctionSetInfo.from_proto((await self._call(_rpc.PUT_FUNCTION_SET, req)).set)
+
+    async def function_sets(self) -> list[FunctionSetInfo]:
+        """As `Client.function_sets`."""
+        listed = await self._call(_rpc.LIST_FUNCTION_SETS, actions_pb2.ListFunctionSetsRequest())
+        return [FunctionSetInfo.from_proto(s) for s in listed.sets]
+
+    async def delete_function_set(self, name: str) -> None:
+        """As `Client.delete_function_set`."""
+        await self._call(_rpc.DELETE_FUNCTION_SET, actions_pb2.DeleteFunctionSetRequest(name=name))
 
     async def test_reversibility(
         self,

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from goex._admin_models import GcResult, Health, PolicyCheck, Stats, StopResult
     from goex._diffs import Diff
     from goex._pairs import PairHistory
-    from goex._prompts import PlanReview
+    from goex._prompts import FunctionSetInfo, PlanReview
     from goex._secret_models import OAuthStart, SecretInfo
     from goex._set_asides import SetAside, SetAsideRestored
 
@@ -651,6 +651,24 @@ class Client:
 
         req = rq.plan(session_id, prompt, functions=functions, resource=resource, limits=limits)
         return PlanReview.from_proto(self._call(_rpc.PLAN_ACTION, req))
+
+    def put_function_set(self, toml: str, *, overwrite: bool = False) -> FunctionSetInfo:
+        """Keep a function set (TOML text) in goexd for prompts in the functions mode; see `prompt(functions=)`."""
+        from goex._prompts import FunctionSetInfo
+
+        req = actions_pb2.PutFunctionSetRequest(toml=toml, overwrite=overwrite)
+        return FunctionSetInfo.from_proto(self._call(_rpc.PUT_FUNCTION_SET, req).set)
+
+    def function_sets(self) -> list[FunctionSetInfo]:
+        """The function sets prompts may name: shipped, from goexd's functions_dirs, and put."""
+        from goex._prompts import FunctionSetInfo
+
+        listed = self._call(_rpc.LIST_FUNCTION_SETS, actions_pb2.ListFunctionSetsRequest())
+        return [FunctionSetInfo.from_proto(s) for s in listed.sets]
+
+    def delete_function_set(self, name: str) -> None:
+        """Remove a set put with `put_function_set`."""
+        self._call(_rpc.DELETE_FUNCTION_SET, actions_pb2.DeleteFunctionSetRequest(name=name))
 
     def test_reversibility(
         self,

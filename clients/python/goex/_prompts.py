@@ -12,7 +12,7 @@ from goex._protoutil import seconds, timestamp
 from goex._specs import ActionSpec
 from goex.v1 import actions_pb2, types_pb2
 
-__all__ = ["PlanAttempt", "PlanReview", "PromptPlan"]
+__all__ = ["FunctionInfo", "FunctionSetInfo", "PlanAttempt", "PlanReview", "PromptPlan"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,34 @@ class PlanReview(_Model[actions_pb2.PlanActionResponse]):
             reversibility=Reversibility.from_proto(msg.reversibility) if msg.HasField("reversibility") else None,
             proto=msg,
         )
+
+
+@dataclass(frozen=True)
+class FunctionInfo(_Model[actions_pb2.FunctionInfo]):
+    name: str
+    description: str
+    parameters: dict[str, Any]  # the JSON Schema of its arguments
+    method: str
+    path: str
+    inverse: str
+
+    @classmethod
+    def from_proto(cls, msg: actions_pb2.FunctionInfo) -> FunctionInfo:
+        schema = json.loads(msg.parameters_schema) if msg.parameters_schema else {}
+        return cls(msg.name, msg.description, schema, msg.method, msg.path, msg.inverse, proto=msg)
+
+
+@dataclass(frozen=True)
+class FunctionSetInfo(_Model[actions_pb2.FunctionSet]):
+    """A function set prompts may name in the functions mode."""
+
+    name: str
+    description: str
+    rules: str  # the http rule set its calls' undos need
+    source: str  # "shipped", a file of [planner] functions_dirs, or "put"
+    functions: tuple[FunctionInfo, ...]
+
+    @classmethod
+    def from_proto(cls, msg: actions_pb2.FunctionSet) -> FunctionSetInfo:
+        functions = tuple(FunctionInfo.from_proto(f) for f in msg.functions)
+        return cls(msg.name, msg.description, msg.rules, msg.source, functions, proto=msg)

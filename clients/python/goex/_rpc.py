@@ -90,6 +90,13 @@ COMMIT_ACTIONS = _method(_AF, "Actions", "CommitActions", _A.CommitActionsReques
 UNDO_ACTION = _method(_AF, "Actions", "UndoAction", _A.UndoActionRequest, _A.UndoActionResponse)
 UNDO_TO = _method(_AF, "Actions", "UndoTo", _A.UndoToRequest, _A.UndoToResponse)
 PLAN_ACTION = _method(_AF, "Actions", "PlanAction", _A.PlanActionRequest, _A.PlanActionResponse)
+PUT_FUNCTION_SET = _method(_AF, "Actions", "PutFunctionSet", _A.PutFunctionSetRequest, _A.PutFunctionSetResponse)
+LIST_FUNCTION_SETS = _method(
+    _AF, "Actions", "ListFunctionSets", _A.ListFunctionSetsRequest, _A.ListFunctionSetsResponse
+)
+DELETE_FUNCTION_SET = _method(
+    _AF, "Actions", "DeleteFunctionSet", _A.DeleteFunctionSetRequest, _A.DeleteFunctionSetResponse
+)
 TEST_REVERSIBILITY = _method(
     _AF, "Actions", "TestReversibility", _A.TestReversibilityRequest, _A.TestReversibilityResponse
 )

@@ -52,7 +52,7 @@ from goexd.engine.trials import Trials
 from goexd.engine.verdict_memory import Judgement, PairHistory, VerdictMemory
 from goexd.engine.watchers import Watchers
 from goexd.planner.endpoint import host_of
-from goexd.planner.functions import load_sets
+from goexd.planner.functions import FunctionSet, FunctionSets
 from goexd.planner.planner import Planner
 from goexd.policy.check import SessionPolicy
 from goexd.policy.defaults import daemon_layers
@@ -212,6 +212,15 @@ class Engine:
             return self.prompts.submit(session_id, spec, detach, approval, caller_gone, cancel_when_unwatched)
         return self.runner.submit(session_id, spec, inverse, detach, approval, caller_gone, cancel_when_unwatched)
 
+    def put_function_set(self, toml: str, overwrite: bool) -> FunctionSet:
+        return self.planner.function_sets.put(toml, overwrite)
+
+    def list_function_sets(self) -> list[FunctionSet]:
+        return self.planner.function_sets.listed()
+
+    def delete_function_set(self, name: str) -> None:
+        self.planner.function_sets.delete(name)
+
     def plan(self, session_id: str, spec: ActionSpec) -> Review:
         """A prompt's plan for review: nothing runs on the resource (its pair is tried where nothing stays)."""
         if spec.kind is not ActionKind.PROMPT:
@@ -352,5 +361,6 @@ def _planner(cfg: Config, vault: Vault) -> Planner:
         scheme, host, port = host_of(base_url)
         return vault.resolve(name, scheme, host, port).primary.decode()
 
-    sets = load_sets([Path(d).expanduser() for d in cfg.planner.functions_dirs])  # SetupError: goexd does not start
+    dirs = [Path(d).expanduser() for d in cfg.planner.functions_dirs]
+    sets = FunctionSets(dirs, cfg.state_dir / "functions")  # SetupError: goexd does not start with a broken set
     return Planner(cfg.planner, api_key, vault.redact_text, sets)  # the current redactor: it is replaced on each put

@@ -27,7 +27,9 @@ parameter or JSON member it fills.
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from urllib.parse import quote
 
 import jsonschema
 
-from goexd.domain.errors import InvalidArgument, NotFound, SetupError
+from goexd.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SetupError
 
 SHIPPED = Path(__file__).parent / "function_sets"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -115,16 +117,78 @@ def load_sets(dirs: Sequence[Path]) -> dict[str, FunctionSet]:
     return found
 
 
-def load_set(path: Path) -> FunctionSet:
+def load_set(path: Path, source: str = "") -> FunctionSet:
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise SetupError(f"function set {path}: {exc}") from None
     try:
-        return _parse_set(data, str(path))
+        return _parse_set(data, source or ("shipped" if path.parent == SHIPPED else str(path)))
     except ValueError as exc:
         raise SetupError(f"function set {path}: {exc}") from None
+
+
+MAX_PUT_BYTES = 256 * 1024
+PUT = "put"  # the source of a set put over the API
+
+
+def parse_put(text: str) -> FunctionSet:
+    """A set given over the API (PutFunctionSet): INVALID_ARGUMENT naming what is wrong."""
+    if len(text.encode()) > MAX_PUT_BYTES:
+        raise InvalidArgument("toml", f"at most {MAX_PUT_BYTES} bytes")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument("toml", f"not TOML: {exc}") from None
+    try:
+        return _parse_set(data, PUT)
+    except ValueError as exc:
+        raise InvalidArgument("toml", str(exc)) from None
+
+
+class FunctionSets:
+    """The sets prompts may name: the shipped ones, [planner] functions_dirs', then those put over the API (kept in
+    `put_dir`, one file each, and read again at start). Thread-safe; a put or delete is on disk before it counts."""
+
+    def __init__(self, dirs: Sequence[Path], put_dir: Path) -> None:
+        self._lock = threading.Lock()
+        self._put_dir = put_dir
+        self._sets = load_sets(dirs)  # SetupError: goexd does not start with a broken set
+        if put_dir.is_dir():
+            for path in sorted(put_dir.glob("*.toml")):
+                fset = load_set(path, PUT)
+                self._sets[fset.name] = fset
+
+    def get(self, name: str, fld: str) -> FunctionSet:
+        with self._lock:
+            return pick(self._sets, name, fld)
+
+    def listed(self) -> list[FunctionSet]:
+        with self._lock:
+            return [self._sets[n] for n in sorted(self._sets)]
+
+    def put(self, text: str, overwrite: bool) -> FunctionSet:
+        fset = parse_put(text)
+        with self._lock:
+            if fset.name in self._sets and not overwrite:
+                raise AlreadyExists(f"function set {fset.name!r} exists ({self._sets[fset.name].source}): overwrite")
+            self._put_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target = self._put_dir / f"{fset.name}.toml"
+            part = target.with_suffix(".toml.part")
+            part.write_text(text)
+            os.chmod(part, 0o600)
+            os.replace(part, target)
+            self._sets[fset.name] = fset
+        return fset
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            fset = pick(self._sets, name, "name")
+            if fset.source != PUT:
+                raise FailedPrecondition(f"function set {name!r} is not one put over the API ({fset.source})")
+            (self._put_dir / f"{name}.toml").unlink(missing_ok=True)
+            del self._sets[name]
 
 
 def _parse_set(data: Any, source: str) -> FunctionSet:

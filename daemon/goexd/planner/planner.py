@@ -90,7 +90,7 @@ class Planner:
         cfg: PlannerConfig,
         api_key: Callable[[str], str],
         redact: Callable[[str], str],
-        function_sets: Mapping[str, functions.FunctionSet],
+        function_sets: functions.FunctionSets,
     ) -> None:
         """`api_key(base_url)`: the key to send there (from the vault, for that host), "" for none."""
         self.cfg = cfg
@@ -180,7 +180,7 @@ class Planner:
         mode = PlanMode.FUNCTIONS if request.functions else PlanMode.CHAT
         fset = None
         if request.functions:
-            fset = functions.pick(self.function_sets, request.functions, "spec.prompt.functions")
+            fset = self.function_sets.get(request.functions, "spec.prompt.functions")
         if fset is None and not ctx.targets:
             raise InvalidArgument("spec.resource", "the session has no resource a prompt can act on")
         started = time.time()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from goex.v1 import actions_pb2 as apb
 from goex.v1 import types_pb2 as pb
 from goexd.domain.plans import PlanExchange
+from goexd.planner.functions import FunctionSet
 
 
 def plan_pb(e: PlanExchange) -> pb.PromptPlan:
@@ -38,3 +42,23 @@ def plan_pb(e: PlanExchange) -> pb.PromptPlan:
             )
         )
     return msg
+
+
+def function_set_pb(s: FunctionSet) -> apb.FunctionSet:
+    return apb.FunctionSet(
+        name=s.name,
+        description=s.description,
+        rules=s.rules,
+        source=s.source,
+        functions=[
+            apb.FunctionInfo(
+                name=f.name,
+                description=f.description,
+                parameters_schema=json.dumps(f.parameters, sort_keys=True),
+                method=f.method,
+                path=f.path,
+                inverse=f.inverse,
+            )
+            for f in s.functions.values()
+        ],
+    )

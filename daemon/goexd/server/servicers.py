@@ -188,6 +188,17 @@ class ActionsServicer(agrpc.ActionsServicer):
             reversibility=cv.reversibility_pb(review.reversibility),
         )
 
+    def PutFunctionSet(self, req: apb.PutFunctionSetRequest, ctx: Ctx) -> apb.PutFunctionSetResponse:
+        kept = self.engine.put_function_set(req.toml, req.overwrite)
+        return apb.PutFunctionSetResponse(set=cpl.function_set_pb(kept))
+
+    def ListFunctionSets(self, req: apb.ListFunctionSetsRequest, ctx: Ctx) -> apb.ListFunctionSetsResponse:
+        return apb.ListFunctionSetsResponse(sets=[cpl.function_set_pb(s) for s in self.engine.list_function_sets()])
+
+    def DeleteFunctionSet(self, req: apb.DeleteFunctionSetRequest, ctx: Ctx) -> apb.DeleteFunctionSetResponse:
+        self.engine.delete_function_set(req.name)
+        return apb.DeleteFunctionSetResponse()
+
     def TestReversibility(self, req: apb.TestReversibilityRequest, ctx: Ctx) -> apb.TestReversibilityResponse:
         session_id = cv.require_id(req.session_id, "session_id")
         spec = cv.action_spec(req.spec, "spec")

@@ -80,6 +80,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql": ("cmd_sql", "run SQL on a database of the current session"),
     "http": ("cmd_http", "send an HTTP request to a REST service of the current session"),
     "prompt": ("cmd_prompt", "turn a sentence into an action with goexd's planner (an LLM), and run it"),
+    "functions": ("cmd_functions", "the function sets prompts may use (--functions): list, put, delete"),
     "log": ("cmd_log", "the current session's timeline"),
     "show": ("cmd_log", "one action in detail, with its output and changes"),
     "judge": ("cmd_judge", "mark an action's undo (its action and inverse) right or wrong"),

@@ -33,6 +33,70 @@ JUDGEMENT_UNSPECIFIED: Judgement
 JUDGEMENT_RIGHT: Judgement
 JUDGEMENT_WRONG: Judgement
 
+class PutFunctionSetRequest(_message.Message):
+    __slots__ = ("toml", "overwrite")
+    TOML_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    toml: str
+    overwrite: bool
+    def __init__(self, toml: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
+class PutFunctionSetResponse(_message.Message):
+    __slots__ = ("set",)
+    SET_FIELD_NUMBER: _ClassVar[int]
+    set: FunctionSet
+    def __init__(self, set: _Optional[_Union[FunctionSet, _Mapping]] = ...) -> None: ...
+
+class ListFunctionSetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFunctionSetsResponse(_message.Message):
+    __slots__ = ("sets",)
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    sets: _containers.RepeatedCompositeFieldContainer[FunctionSet]
+    def __init__(self, sets: _Optional[_Iterable[_Union[FunctionSet, _Mapping]]] = ...) -> None: ...
+
+class DeleteFunctionSetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionSetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FunctionSet(_message.Message):
+    __slots__ = ("name", "description", "rules", "source", "functions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    rules: str
+    source: str
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., rules: _Optional[str] = ..., source: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ...) -> None: ...
+
+class FunctionInfo(_message.Message):
+    __slots__ = ("name", "description", "parameters_schema", "method", "path", "inverse")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters_schema: str
+    method: str
+    path: str
+    inverse: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[str] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., inverse: _Optional[str] = ...) -> None: ...
+
 class SubmitActionRequest(_message.Message):
     __slots__ = ("session_id", "spec", "inverse", "detach", "approval", "cancel_when_unwatched")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -117,6 +117,21 @@ class ActionsStub:
                 request_serializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryRequest.SerializeToString,
                 response_deserializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryResponse.FromString,
                 _registered_method=True)
+        self.PutFunctionSet = channel.unary_unary(
+                '/goex.v1.Actions/PutFunctionSet',
+                request_serializer=goex_dot_v1_dot_actions__pb2.PutFunctionSetRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.PutFunctionSetResponse.FromString,
+                _registered_method=True)
+        self.ListFunctionSets = channel.unary_unary(
+                '/goex.v1.Actions/ListFunctionSets',
+                request_serializer=goex_dot_v1_dot_actions__pb2.ListFunctionSetsRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.ListFunctionSetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteFunctionSet = channel.unary_unary(
+                '/goex.v1.Actions/DeleteFunctionSet',
+                request_serializer=goex_dot_v1_dot_actions__pb2.DeleteFunctionSetRequest.SerializeToString,
+                response_deserializer=goex_dot_v1_dot_actions__pb2.DeleteFunctionSetResponse.FromString,
+                _registered_method=True)
 
 
 class ActionsServicer:
@@ -267,6 +282,29 @@ class ActionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutFunctionSet(self, request, context):
+        """Function sets for prompts in the functions mode (PromptAction.functions): a set is TOML text (its format:
+        docs/architecture.md, "Planner"), checked whole before it is kept in goexd's state dir; it replaces a set
+        of the same name (a shipped one, one of [planner] functions_dirs) only with overwrite. INVALID_ARGUMENT
+        names the key a broken set gets wrong; ALREADY_EXISTS without overwrite.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFunctionSets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFunctionSet(self, request, context):
+        """Removes a set put with PutFunctionSet (a shipped set, or one from functions_dirs, is FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +387,21 @@ def add_ActionsServicer_to_server(servicer, server):
                     servicer.GetPairHistory,
                     request_deserializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryRequest.FromString,
                     response_serializer=goex_dot_v1_dot_actions__pb2.GetPairHistoryResponse.SerializeToString,
+            ),
+            'PutFunctionSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutFunctionSet,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.PutFunctionSetRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.PutFunctionSetResponse.SerializeToString,
+            ),
+            'ListFunctionSets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctionSets,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.ListFunctionSetsRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.ListFunctionSetsResponse.SerializeToString,
+            ),
+            'DeleteFunctionSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFunctionSet,
+                    request_deserializer=goex_dot_v1_dot_actions__pb2.DeleteFunctionSetRequest.FromString,
+                    response_serializer=goex_dot_v1_dot_actions__pb2.DeleteFunctionSetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -785,6 +838,87 @@ class Actions:
             '/goex.v1.Actions/GetPairHistory',
             goex_dot_v1_dot_actions__pb2.GetPairHistoryRequest.SerializeToString,
             goex_dot_v1_dot_actions__pb2.GetPairHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutFunctionSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/PutFunctionSet',
+            goex_dot_v1_dot_actions__pb2.PutFunctionSetRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.PutFunctionSetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFunctionSets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/ListFunctionSets',
+            goex_dot_v1_dot_actions__pb2.ListFunctionSetsRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.ListFunctionSetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFunctionSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goex.v1.Actions/DeleteFunctionSet',
+            goex_dot_v1_dot_actions__pb2.DeleteFunctionSetRequest.SerializeToString,
+            goex_dot_v1_dot_actions__pb2.DeleteFunctionSetResponse.FromString,
             options,
             channel_credentials,
             insecure,
