@@ -215,7 +215,7 @@ def planner_tour(env: dict[str, str], root: Path) -> None:
     goex("prompt", "write a joke into joke.txt", env=env, cwd=root)
     goex("show", "last", env=env, cwd=root)
     goex("undo", env=env, cwd=root)
-    show_tree(ws)
+    print(f"   jokes/ now holds: {', '.join(sorted(p.name for p in ws.iterdir()))}")
     goex("session", "close", "--commit-all", env=env, cwd=root)
     db = root / "bank.db"
     with sqlite3.connect(db) as conn:

@@ -6,6 +6,7 @@ endpoint without structured output or tool calls does (scripted: no real server 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -63,10 +64,11 @@ def test_the_probe_finds_what_the_endpoint_has(llm: ScriptedLLM, caps: Capabilit
     if transport is Transport.JSON:  # nothing constrains the answer: the schema is said in words, and checked
         assert sent["response_format"] == {"type": "json_object"}
         assert '"maxLength"' in sent["messages"][0]["content"]
-    assert len(llm.requests) - len(llm.chats()) == 3  # GET /models and the two probes, once
+    probes = 3 if caps.json_schema else 4  # GET /models, a structured probe (bounded, then without), a tool call
+    assert len(llm.requests) - len(llm.chats()) == probes
     _script(llm, transport)
     planner.plan(PromptRequest("again"), CONTEXT, lambda p: None)
-    assert len(llm.requests) - len(llm.chats()) == 3  # not probed again
+    assert len(llm.requests) - len(llm.chats()) == probes  # not probed again
     planner.close()
 
 
@@ -76,3 +78,14 @@ def test_an_unreachable_endpoint_fails_planning_with_the_exchange() -> None:
         planner.plan(PromptRequest("make b"), CONTEXT, lambda p: None)
     assert isinstance(exc.value.cause, Unavailable) and "cannot be reached" in str(exc.value)
     assert exc.value.exchange.prompt == "make b" and exc.value.exchange.error and not exc.value.exchange.attempts
+
+
+@pytest.mark.parametrize("llm", [("json_schema", "no_bounds")], indirect=True)
+def test_bounds_are_left_out_where_the_endpoint_refuses_them(llm: ScriptedLLM) -> None:
+    planner = _planner(llm.base_url)
+    llm.reply(ANSWER)
+    _, exchange = planner.plan(PromptRequest("make b"), CONTEXT, lambda p: None)
+    assert planner._caps == Capabilities(True, False, bounds=False) and exchange.transport is Transport.JSON_SCHEMA
+    sent = llm.chats()[-1].json["response_format"]["json_schema"]["schema"]
+    assert "maxLength" not in json.dumps(sent) and sent["properties"]["action"]["required"][-1] == "command"
+    planner.close()

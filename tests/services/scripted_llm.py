@@ -58,7 +58,8 @@ class _Reply:
 class ScriptedLLM(LoopbackHttp):
     def __init__(self, upstream: str = "", capabilities: tuple[str, ...] | None = ("json_schema",)):
         """`capabilities`: what the probe finds ("json_schema", "tools"): a probe request for one not listed is
-        refused with a 400, as an endpoint without it does; None: probes go upstream like any request.
+        refused with a 400, as an endpoint without it does; "no_bounds": a structured output request whose schema
+        holds a length bound is refused (as some hosted APIs' strict mode does); None: probes go upstream too.
         `upstream`: a real endpoint's base URL (…/v1), sent what has no script, with the caller's Authorization."""
         self.requests: list[Recorded] = []
         self.script: deque[_Reply] = deque()
@@ -92,6 +93,10 @@ class ScriptedLLM(LoopbackHttp):
                     self._send(404, {"error": {"message": "not found"}})
                     return
                 request = rec.json or {}
+                bounded = "maxLength" in json.dumps(request.get("response_format"))
+                if bounded and "no_bounds" in (outer.capabilities or ()):
+                    self._send(400, {"error": {"message": "Invalid schema: 'maxLength' is not permitted"}})
+                    return
                 probe = outer._probe(request)
                 if probe is not None:
                     self._send(*probe)

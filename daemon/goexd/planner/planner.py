@@ -49,6 +49,9 @@ INTRO = (
 class Capabilities:
     json_schema: bool
     tools: bool
+    # Its structured output takes length and number bounds (llama.cpp bounds the answer by them; some hosted APIs
+    # refuse them in a strict schema): without, they are left out of what is sent, and goexd still checks them.
+    bounds: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,13 +137,26 @@ class Planner:
         if mode != "auto":
             return Capabilities(json_schema=mode == "json_schema", tools=mode == "tools")
         asked = [{"role": "user", "content": 'Answer with {"ok": true}.'}]
-        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-        structured = False
-        try:
-            got = endpoint.chat(self._model, asked, 20, 0.0, response_format=_format(schema, "probe"))
-            structured = isinstance(answers.parse_json(got.text), dict) and "ok" in answers.parse_json(got.text)
-        except (FailedPrecondition, Refused) as exc:  # a request it rejects, or an answer outside the schema
-            log.info("planner endpoint %s: no structured output (%s)", endpoint.shown_as, exc)
+        schema = {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        }
+        bounded = {**schema, "properties": {"ok": {"type": "boolean"}, "word": {"type": "string", "maxLength": 8}}}
+        bounded["required"] = ["ok", "word"]
+        structured = bounds = False
+        for tried in (bounded, schema):
+            try:
+                got = endpoint.chat(self._model, asked, 24, 0.0, response_format=_format(tried, "probe"))
+                value = answers.parse_json(got.text)
+                structured, bounds = isinstance(value, dict) and "ok" in value, tried is bounded
+                break
+            except FailedPrecondition as exc:  # a request it rejects: without bounds, or not at all
+                log.info("planner endpoint %s: no structured output like %s (%s)", endpoint.shown_as, tried, exc)
+            except Refused as exc:  # it took the request, and answered outside the schema: no structured output
+                log.info("planner endpoint %s: no structured output (%s)", endpoint.shown_as, exc)
+                break
         tool = {"type": "function", "function": {"name": "ok", "description": "say ok", "parameters": schema}}
         calls = False
         try:
@@ -148,7 +164,7 @@ class Planner:
             calls = any(c.name == "ok" for c in got.tool_calls)
         except FailedPrecondition as exc:
             log.info("planner endpoint %s: no tool calls (%s)", endpoint.shown_as, exc)
-        caps = Capabilities(structured, calls)
+        caps = Capabilities(structured, calls, bounds or not structured)
         log.info("planner endpoint %s, model %s: %s", endpoint.shown_as, self._model, caps)
         return caps
 
@@ -213,7 +229,7 @@ class Planner:
             if cancel is not None and cancel.is_set():
                 raise self._failed(run, "cancelled while planning")
             try:
-                got = self._ask(endpoint, model, run.messages, transport, ctx, fset)
+                got = self._ask(endpoint, model, run.messages, transport, ctx, fset, caps)
             except GoexError as exc:
                 if isinstance(exc, Unavailable) and self._local is not None:
                     self._forget(endpoint)  # the embedded server died: the next prompt starts it again
@@ -282,12 +298,13 @@ class Planner:
         transport: Transport,
         ctx: Context,
         fset: functions.FunctionSet | None,
+        caps: Capabilities,
     ) -> Answer:
         limit, heat = self.cfg.max_tokens, self.cfg.temperature
         if fset is None:
             schema = schemas.plan_schema(ctx.targets, self.cfg.max_tokens)
             if transport is Transport.JSON_SCHEMA:
-                return endpoint.chat(model, messages, limit, heat, response_format=_format(schema, "plan"))
+                return endpoint.chat(model, messages, limit, heat, response_format=_format(schema, "plan", caps))
             if transport is Transport.TOOLS:
                 tool = {"type": "function", "function": {"name": PLAN_TOOL, "description": INTRO, "parameters": schema}}
                 choice = {"type": "function", "function": {"name": PLAN_TOOL}}
@@ -297,7 +314,7 @@ class Planner:
             return endpoint.chat(model, messages, limit, heat, tools=functions.tools(fset), tool_choice="required")
         if transport is Transport.JSON_SCHEMA:
             schema = {"type": "object", "properties": {"call": functions.choice_schema(fset)}, "required": ["call"]}
-            return endpoint.chat(model, messages, limit, heat, response_format=_format(schema, "call"))
+            return endpoint.chat(model, messages, limit, heat, response_format=_format(schema, "call", caps))
         return endpoint.chat(model, messages, limit, heat, response_format={"type": "json_object"})
 
     def _accept(self, got: Answer, transport: Transport, ctx: Context, fset: functions.FunctionSet | None) -> Plan:
@@ -341,8 +358,21 @@ class Planner:
         return Plan(spec, None, ctx.http_resources[0], f"{fset.name}.{fn.name}", f"{fset.name}.{fn.name}")
 
 
-def _format(schema: Mapping[str, Any], name: str) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema), "strict": True}}
+_BOUNDS = frozenset({"maxLength", "minLength", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+
+
+def _format(schema: Mapping[str, Any], name: str, caps: Capabilities | None = None) -> dict[str, Any]:
+    sent = dict(schema) if caps is None or caps.bounds else _unbounded(schema)
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": sent, "strict": True}}
+
+
+def _unbounded(value: Any) -> Any:
+    """`value` without length and number bounds (what some strict structured outputs refuse)."""
+    if isinstance(value, Mapping):
+        return {k: _unbounded(v) for k, v in value.items() if k not in _BOUNDS}
+    if isinstance(value, list):
+        return [_unbounded(v) for v in value]
+    return value
 
 
 def _transport(mode: PlanMode, caps: Capabilities) -> Transport:
