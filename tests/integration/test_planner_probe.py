@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from goexd.domain.errors import Unavailable
 from goexd.domain.models import ResourceKind, UndoStrategy
 from goexd.domain.plans import PromptRequest, Transport
 from goexd.planner.context import Described
+from goexd.planner.functions import FunctionSets
 from goexd.planner.planner import Capabilities, Context, Planner, PlanningFailed
 from goexd.planner.schemas import Target
 from tests.services.scripted_llm import ScriptedLLM
@@ -88,4 +90,19 @@ def test_bounds_are_left_out_where_the_endpoint_refuses_them(llm: ScriptedLLM) -
     assert planner._caps == Capabilities(True, False, bounds=False) and exchange.transport is Transport.JSON_SCHEMA
     sent = llm.chats()[-1].json["response_format"]["json_schema"]["schema"]
     assert "maxLength" not in json.dumps(sent) and sent["properties"]["action"]["required"][-1] == "command"
+    planner.close()
+
+
+@pytest.mark.parametrize("llm", [("json_schema",)], indirect=True)
+def test_functions_mode_without_tool_calls_asks_for_the_choice_by_schema(llm: ScriptedLLM) -> None:
+    sets = FunctionSets([], Path("/nonexistent-goex-functions"))
+    planner = Planner(PlannerConfig(base_url=llm.base_url, retries=0, timeout_s=5), lambda _: "", lambda t: t, sets)
+    llm.reply({"call": {"function": "send_message", "arguments": {"channel": "#general", "text": "green"}}})
+    ctx = Context(targets=[], described=[], http_resources=["slack"])
+    plan, exchange = planner.plan(PromptRequest("say green", functions="slack"), ctx, lambda p: None)
+    assert exchange.transport is Transport.JSON_SCHEMA and plan.function == "slack.send_message"
+    assert plan.forward.http is not None
+    assert json.loads(plan.forward.http.body) == {"channel": "#general", "text": "green"}
+    sent = llm.chats()[-1].json["response_format"]["json_schema"]["schema"]
+    assert sent["additionalProperties"] is False and len(sent["properties"]["call"]["anyOf"]) == 9
     planner.close()

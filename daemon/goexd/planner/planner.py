@@ -313,7 +313,9 @@ class Planner:
         if transport is Transport.TOOLS:
             return endpoint.chat(model, messages, limit, heat, tools=functions.tools(fset), tool_choice="required")
         if transport is Transport.JSON_SCHEMA:
-            schema = {"type": "object", "properties": {"call": functions.choice_schema(fset)}, "required": ["call"]}
+            choice = functions.choice_schema(fset)
+            schema = {"type": "object", "properties": {"call": choice}, "required": ["call"]}
+            schema["additionalProperties"] = False
             return endpoint.chat(model, messages, limit, heat, response_format=_format(schema, "call", caps))
         return endpoint.chat(model, messages, limit, heat, response_format={"type": "json_object"})
 
