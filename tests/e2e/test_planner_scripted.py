@@ -379,3 +379,10 @@ def test_function_sets_put_over_the_api_are_kept_across_a_restart(
     finally:
         d3.stop()
     assert json_server.db()["items"] == []
+
+
+def test_functions_mode_needs_one_http_resource_before_the_model_is_asked(client: goex.Client, workspace: Path) -> None:
+    session = client.create_session(fs=workspace)
+    with pytest.raises(goex.InvalidArgument, match=r"^spec\.resource: a function set's calls go to one http resource"):
+        client.prompt(session.id, "add a desk", functions="items")
+    assert client.list_actions(session.id) == []  # nothing asked, nothing journaled

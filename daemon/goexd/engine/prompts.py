@@ -140,6 +140,10 @@ class Prompts(Part):
             raise InvalidArgument("spec.resource", f"session has no resource named {request.resource!r}")
         if request.functions:  # functions mode: calls go to an http resource; the model sees the set, not the rest
             chosen = [r for r in chosen if r.kind is ResourceKind.HTTP]
+            if len(chosen) != 1:  # refused before the model is asked
+                named = ", ".join(r.name for r in chosen) or "none in this session"
+                why = f"a function set's calls go to one http resource: name it ({named})"
+                raise InvalidArgument("spec.resource", why)
         with live.lock:  # a database manager's connection is not shared with a running action
             described = [
                 Described(r.name, f"{r.kind.value}; {live.managers[r.name].undo_note}", _describe(live, r))
