@@ -9,6 +9,8 @@ offline-built image), driven over gRPC.
   session open naming the field, and nothing is opened;
 - 16 clients at once, each in its own session: every action has a container of its own;
 - a container killed from outside mid-action: the action ends `signaled` saying so, the session goes on;
+- a remote engine (here Podman's service on tcp:// loopback): a session over a workspace is refused at open,
+  saying that engine cannot see it;
 - the engine stopped mid-session: the next action fails saying the engine cannot be reached, a bwrap session
   of the same daemon is unaffected, and once the engine is back actions run again.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -255,3 +258,26 @@ def test_nothing_of_a_daemon_stays_on_the_engine_after_a_stop_or_a_kill_and_rest
     assert "left by an earlier goexd run" in d.log()
     assert d.stop() == 0, d.log()
     assert left() == set(), "a stop leaves nothing labelled as its own"
+
+
+def test_a_remote_engine_is_refused_a_workspace_at_session_open(
+    container_engine_service: Engine, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scratch = tmp_path / "engine"
+    scratch.mkdir()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    proc, _ = start_service(scratch, container_engine_service.conf, endpoint)
+    remote = Engine(endpoint, scratch / "none", container_engine_service.image, container_engine_service.conf, proc)
+    try:
+        d = daemon(tmp_path / "d", container_config(remote, backend="bwrap"))
+        try:
+            code, msg = status_of(lambda: open_ws(d, workspace(tmp_path, "ws"), sandbox="container"))
+            assert code == grpc.StatusCode.FAILED_PRECONDITION, msg
+            assert endpoint in msg and "not on this machine" in msg and "resources[0].fs.sandbox" in msg, msg
+        finally:
+            assert d.stop() == 0, d.log()
+    finally:
+        stop_process(proc)

@@ -39,6 +39,7 @@ from goex.v1 import actions_pb2 as apb
 from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from tests.daemon_process import DaemonProcess
+from tests.services.container_engine import Engine
 from tests.users import ensure_system_user
 
 SEC_USER = "goex-sec"  # the unprivileged user goexd runs as in "user" mode
@@ -123,6 +124,14 @@ def shared_sec_daemons() -> Iterator[SharedDaemons]:
         yield SharedDaemons(stack)
 
 
+@pytest.fixture(scope="session")
+def shared_container_sec_daemons(container_engine_service: Engine) -> Iterator[SharedDaemons]:
+    """The container backend's shared daemons: made after the engine and stopped before it (a stop removes the
+    daemon's containers, which takes the engine)."""
+    with contextlib.ExitStack() as stack:
+        yield SharedDaemons(stack)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`sec_daemon` over the modes, and over the module's SEC_BACKENDS (bwrap alone by default): a module whose
     escape attempts apply to any sandbox names ("bwrap", "container") and runs against both, ids "root",
@@ -139,7 +148,7 @@ def backend_config(request: pytest.FixtureRequest, backend: str) -> str:
     """The daemon's [sandbox]/[container] config for `backend`: the container one on the session's engine."""
     if backend == "bwrap":
         return ""
-    engine = request.getfixturevalue("container_engine_service")
+    engine: Engine = request.getfixturevalue("container_engine_service")
     return (
         f'[sandbox]\nbackend = "{backend}"\n'
         f'[container]\nendpoint = "{engine.endpoint}"\nimage = "{engine.image}"\npool_size = 3\n'
@@ -156,6 +165,8 @@ def sec_daemon(request: pytest.FixtureRequest, shared_sec_daemons: SharedDaemons
         with start_daemon(mode, config, allowed_addresses=addresses) as d:
             yield d
         return
+    if backend != "bwrap":
+        shared_sec_daemons = request.getfixturevalue("shared_container_sec_daemons")
     d = shared_sec_daemons.get(mode, config, addresses)
     seen = len(d.log())
     yield d

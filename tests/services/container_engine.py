@@ -12,6 +12,7 @@ A machine without podman fails the container tests (make install provides it), n
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -64,11 +65,13 @@ class Engine:
         return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, check=False)
 
 
-def start_service(scratch: Path, conf: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def start_service(scratch: Path, conf: Path, endpoint: str = "") -> tuple[subprocess.Popen[bytes], Path]:
+    """`podman system service` on `scratch`/podman.sock (or `endpoint`, tcp:// say), answering; its socket path."""
     sock = scratch / "podman.sock"
+    endpoint = endpoint or f"unix://{sock}"
     log = open(scratch / "service.log", "wb")  # noqa: SIM115 - the service's, closed with it
     proc = subprocess.Popen(
-        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+        ["podman", "system", "service", "--time=0", endpoint],
         env={**os.environ, "CONTAINERS_CONF": str(conf)},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -79,15 +82,29 @@ def start_service(scratch: Path, conf: Path) -> tuple[subprocess.Popen[bytes], P
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"podman system service exited: {(scratch / 'service.log').read_text()[-2000:]}")
-        if sock.exists():
+        if sock.exists() or not endpoint.startswith("unix://"):
             try:
-                container_engine.connect(f"unix://{sock}", 5).ping()
+                container_engine.connect(endpoint, 5).ping()
                 return proc, sock
             except container_engine.ENGINE_ERRORS:
                 pass
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("podman system service did not answer within 30 s")
+
+
+def remove_orphans(api: docker.APIClient) -> int:
+    """Remove the containers whose goexd (io.goex.pid) is gone: what a test's daemon left when it was killed or
+    failed (a goexd removes its own at stop, and an earlier start's when its state dir starts again, but a test's
+    state dir is never started again). Live goexds' containers (another test worker's) are left alone."""
+    removed = 0
+    for c in api.containers(all=True, filters={"label": [container_engine.LABEL_PID]}):
+        pid = (c.get("Labels") or {}).get(container_engine.LABEL_PID, "")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(*container_engine.ENGINE_ERRORS):
+                api.remove_container(c["Id"], force=True)
+                removed += 1
+    return removed
 
 
 @pytest.fixture(scope="session")
@@ -106,10 +123,12 @@ def container_engine_service() -> Iterator[Engine]:
             user = ensure_system_user(UNPRIVILEGED)
             os.chown(sock, user.pw_uid, user.pw_gid)
         api = container_engine.connect(endpoint)
+        remove_orphans(api)  # an earlier session's, killed
         with open(IMAGE_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             image = container_image.ensure_image(api)
         yield Engine(endpoint, sock, image, conf, proc)
+        remove_orphans(api)
     finally:
         stop_process(proc)
         shutil.rmtree(scratch, ignore_errors=True)

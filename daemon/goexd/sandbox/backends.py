@@ -171,6 +171,9 @@ class SandboxSet:
             choice = self._open(name)
         except SandboxUnavailable as e:
             raise FailedPrecondition(f"{fld}.sandbox: the {name} sandbox cannot run here: {e}") from None
+        refusal = getattr(choice.sandbox, "workspace_refusal", None)  # a container backend on a remote engine
+        if refusal is not None and (why := refusal()):
+            raise FailedPrecondition(f"{fld}.sandbox: {why}")
         if not image:
             return choice
         for_image = getattr(choice.sandbox, "for_image", None)

@@ -261,16 +261,22 @@ class ContainerSandbox:
         finally:
             self._end(warm, execution.ended)
 
+    def workspace_refusal(self) -> str:
+        """Why this backend cannot run actions over a workspace of this machine ("" when it can)."""
+        if self.local:
+            return ""
+        return (
+            f"the container engine at {self.endpoint} is not on this machine: it cannot see a workspace here "
+            "(a remote engine runs actions without a workspace only)"
+        )
+
     def _refused(self, spec: SandboxSpec) -> str:
         if spec.network is Network.PROXY and spec.proxy is None:
             raise ValueError("Network.PROXY needs SandboxSpec.proxy")
         if spec.proxy is not None and spec.network is not Network.PROXY:
             raise ValueError("SandboxSpec.proxy is only allowed with Network.PROXY")
         if spec.workspace is not None and not self.local:
-            return (
-                f"the container engine at {self.endpoint} is not on this machine: it cannot see the workspace "
-                f"{spec.workspace} (a remote engine runs actions without a workspace only)"
-            )
+            return self.workspace_refusal()
         if spec.overlay is not None and spec.workspace is not None and self.slots is None:
             return (
                 "a run over an overlay of the workspace needs a root goexd and an engine on this machine (the "

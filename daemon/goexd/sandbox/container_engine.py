@@ -3,9 +3,9 @@ service), through the `docker` SDK's low-level client.
 
 Words: the *endpoint* (container_endpoint.py): `unix:///path`, `tcp://host:port` (with TLS when
 DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say so, as the docker CLI reads them) or `ssh://user@host` (through
-the ssh client); *local* when it is a Unix socket, *remote* otherwise. goexd's containers carry two labels:
-`io.goex.owner` (the state dir's key, as the sandbox mark has it: sandbox/reaper.py) and `io.goex.instance`
-(one start of goexd).
+the ssh client); *local* when it is a Unix socket, *remote* otherwise. goexd's containers carry three labels:
+`io.goex.owner` (the state dir's key, as the sandbox mark has it: sandbox/reaper.py), `io.goex.instance`
+(one start of goexd) and `io.goex.pid` (its process).
 
 Rules: every container goexd creates is labelled; a start removes every container, volume and network
 labelled with its owner by an earlier start (`reap`), and a stop removes its own; an engine that cannot be
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.41"  # what Podman 4's compatible service answers; Docker 20.10 and later speak it
 LABEL_OWNER = "io.goex.owner"
 LABEL_INSTANCE = "io.goex.instance"
+LABEL_PID = "io.goex.pid"  # the goexd process: what made a container, for whoever clears up after a dead one
 POOL_CONNECTIONS = 64  # concurrent API calls: leases, refills and removals of many sessions at once
 ENGINE_ERRORS: tuple[type[BaseException], ...] = (
     docker.errors.DockerException,
@@ -78,7 +79,7 @@ def describe(e: BaseException) -> str:
 
 
 def labels(owner: str, instance: str) -> dict[str, str]:
-    return {LABEL_OWNER: owner, LABEL_INSTANCE: instance}
+    return {LABEL_OWNER: owner, LABEL_INSTANCE: instance, LABEL_PID: str(os.getpid())}
 
 
 @dataclass(frozen=True)

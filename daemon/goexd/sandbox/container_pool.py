@@ -262,10 +262,14 @@ class Pool(Generic[C]):
             )
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
-        """Stop refilling and remove every warm container, waiting `wait_s` at most for the removals (what is
-        left then, an engine that does not answer, say, the next start removes: container_engine.reap)."""
+        """Stop refilling, let the fills under way end (what they make is removed), remove every warm container;
+        `wait_s` at most for all that (what is left then, an engine that does not answer, say, the next start
+        removes: container_engine.reap)."""
+        deadline = time.monotonic() + wait_s
         self._closed.set()
         self._refill.stop()
+        if not self._refill.idle(wait_s):
+            log.warning("a container being made %.0f s after the stop began: left to the next start", wait_s)
         with self._lock:
             left = [c for q in self._warm.values() for c in q] + self._unremoved
             self._warm.clear()
@@ -276,8 +280,7 @@ class Pool(Generic[C]):
             with self._lock:
                 self._removing += 1
             closers.submit(functools.partial(self._removed, c))
-        deadline = time.monotonic() + wait_s
-        closers.idle(wait_s)
+        closers.idle(max(0.0, deadline - time.monotonic()))
         closers.stop()
         if not self._remove.idle(max(0.0, deadline - time.monotonic())):
             log.warning("container removals still running %.0f s after the stop began: left to the next start", wait_s)
