@@ -35,7 +35,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
-
 from measure import ms_since, pct, progress, publish, table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +53,7 @@ from tests.services.http_service import stop_process  # noqa: E402
 
 SCRIPT = "echo hi > out.txt; cat out.txt"
 OUT = Path(__file__).with_name("container_results.md")
+WARM, PROTOTYPE, EXEC = "warm pool", "cold, containers.run per action", "engine exec into a running container"
 
 
 def spec(ws: Path) -> SandboxSpec:
@@ -130,13 +130,13 @@ def main() -> None:
 
         variants: dict[str, tuple[Callable[[], None], Callable[[], None] | None]] = {
             "bwrap": (checked(lambda: run_in(bwrap)), None),
-            "warm pool": (checked(lambda: run_in(warm)), warmed),
+            WARM: (checked(lambda: run_in(warm)), warmed),
             "cold, ours (no pool)": (checked(lambda: run_in(cold)), None),
-            "cold, containers.run per action": (checked(prototype), None),
-            "engine exec into a running container": (checked(exec_into), None),
+            PROTOTYPE: (checked(prototype), None),
+            EXEC: (checked(exec_into), None),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
-        for name, (go, before) in variants.items():  # once each, untimed: caches, the first container
+        for go, before in variants.values():  # once each, untimed: caches, the first container
             if before is not None:
                 before()
             go()
@@ -177,10 +177,10 @@ def main() -> None:
                 "",
                 table(["variant", "p50 ms", "p90 ms"], "lrr", rows),
                 "",
-                f"- warm pool vs cold `containers.run` per action: **{p50['cold, containers.run per action'] / p50['warm pool']:.1f}x** "
-                "faster (target >= 5x)",
-                f"- warm pool vs bwrap: **{p50['warm pool'] / p50['bwrap']:.1f}x** bwrap's time (target <= 3x)",
-                f"- warm pool vs engine exec: {p50['engine exec into a running container'] / p50['warm pool']:.1f}x faster",
+                f"- warm pool vs cold `containers.run` per action: **{p50[PROTOTYPE] / p50[WARM]:.1f}x** faster "
+                "(target >= 5x)",
+                f"- warm pool vs bwrap: **{p50[WARM] / p50['bwrap']:.1f}x** bwrap's time (target <= 3x)",
+                f"- warm pool vs engine exec: {p50[EXEC] / p50[WARM]:.1f}x faster",
                 f"- warm-pool leases that found a warm container: {hits} of {stats.leases}",
                 f"- refill: a pool of {args.refill} made from empty in {fill_s:.2f} s: "
                 f"**{args.refill / fill_s:.1f} containers/s** (2 fill workers)",
