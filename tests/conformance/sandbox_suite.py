@@ -1,4 +1,4 @@
-"""What every Sandbox backend (sandbox/base.py) must do, stated once and run against every backend.
+"""What every Sandbox backend (domain/sandbox.py) must do, stated once and run against every backend.
 
 A backend plugs in by subclassing `SandboxContract` in a `test_sandbox_*.py` file with its `caps` and a
 `backend` fixture returning a `SandboxBackend`: the Sandbox, a workspace its commands' user may write,
@@ -22,7 +22,10 @@ The suite states, on real runs:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -210,25 +213,36 @@ class SandboxContract:
             f"  (echo x > $d/goex-{mark}) 2>/dev/null && echo wrote $d; done; "
             f"echo x > /tmp/goex-conform-{mark} && echo tmp-ok"
         )
-        r = backend.run(script)
-        assert b"outside-secret" not in r.stdout, r.stdout
-        assert b"wrote" not in r.stdout, r.stdout
-        assert b"tmp-ok" in r.stdout  # a /tmp of its own is writable...
-        assert not host_tmp.exists()  # ...and is not the host's
-        for d in (Path("/"), Path("/etc"), Path("/usr"), Path("/var"), Path("/var/tmp"), outside):
-            assert not (d / f"goex-{mark}").exists()
-        assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        places = (Path("/"), Path("/etc"), Path("/usr"), Path("/var"), Path("/var/tmp"), outside)
+        try:
+            r = backend.run(script)
+            assert b"outside-secret" not in r.stdout, r.stdout
+            assert b"wrote" not in r.stdout, r.stdout
+            assert b"tmp-ok" in r.stdout  # a /tmp of its own is writable...
+            assert not host_tmp.exists()  # ...and is not the host's
+            for d in places:
+                assert not (d / f"goex-{mark}").exists()
+            assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        finally:  # a backend that fails here must not leave its marks on the host
+            for leftover in [host_tmp, *(d / f"goex-{mark}" for d in places)]:
+                leftover.unlink(missing_ok=True)
 
     def test_no_process_outlives_its_run(self, backend: SandboxBackend) -> None:
         tag = f"7{secrets.randbelow(10**8)}.5"
-        r = backend.run(f"setsid sleep {tag} > /dev/null 2>&1 < /dev/null & echo left")
-        assert (r.exit_code, r.stdout) == (0, b"left\n"), r
-        deadline = time.monotonic() + 3
-        while running(f"sleep\0{tag}") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert running(f"sleep\0{tag}") == []
+        try:
+            r = backend.run(f"setsid sleep {tag} > /dev/null 2>&1 < /dev/null & echo left")
+            assert (r.exit_code, r.stdout) == (0, b"left\n"), r
+            deadline = time.monotonic() + 3
+            while running(f"sleep\0{tag}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert running(f"sleep\0{tag}") == []
+        finally:  # a backend that fails here must not leave a sleep of three years on the host
+            for pid in running(f"sleep\0{tag}"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def test_a_run_without_workspace_sees_none(self, backend: SandboxBackend) -> None:
-        r = backend.run("ls /workspace 2>&1; pwd", workspace=False)
+        # Neither at the fixed path nor at its real one (a backend that isolates nothing sees the host's).
+        r = backend.run(f"ls /workspace 2>&1; ls {backend.workspace} 2>&1; pwd", workspace=False)
         assert r.termination is Termination.EXITED
-        assert b"No such file" in r.stdout, r.stdout
+        assert r.stdout.count(b"No such file") == 2, r.stdout
