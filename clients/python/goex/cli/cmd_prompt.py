@@ -78,16 +78,16 @@ def cmd_prompt(app: App, args: argparse.Namespace) -> int:
         return _plan_only(app, args, text)
     from goex.cli.cmd_run import print_egress, print_outputs, print_summary, submit_action
 
-    with app.spinner("planning…"):
-        outcome = submit_action(
-            app,
-            Prompt(text, args.functions),
-            detach=args.detach,
-            resource=args.resource,
-            limits=limits_from_args(args),
-            description=args.description,
-            approval=args.approve or "",
-        )
+    # submit_action's own spinner covers the planning: goexd plans before it accepts the action.
+    outcome = submit_action(
+        app,
+        Prompt(text, args.functions),
+        detach=args.detach,
+        resource=args.resource,
+        limits=limits_from_args(args),
+        description=args.description,
+        approval=args.approve or "",
+    )
     if outcome is None:
         return 0
     action, streamed = outcome
