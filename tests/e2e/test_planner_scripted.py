@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import sqlite3
 import subprocess
 import sys
@@ -386,3 +388,33 @@ def test_functions_mode_needs_one_http_resource_before_the_model_is_asked(client
     with pytest.raises(goex.InvalidArgument, match=r"^spec\.resource: a function set's calls go to one http resource"):
         client.prompt(session.id, "add a desk", functions="items")
     assert client.list_actions(session.id) == []  # nothing asked, nothing journaled
+
+
+def test_the_cli_on_a_terminal(goexd: DaemonProcess, llm: ScriptedLLM, workspace: Path, tmp_path: Path) -> None:
+    """stdout and stderr on a pseudo-terminal, as a person runs it: spinners drawn while goexd plans and runs,
+    then the plan and the result."""
+    env = {**os.environ, "GOEX_SOCKET": str(goexd.socket), "GOEX_CLI_STATE": str(tmp_path / "cli.json")}
+    _goex(goexd, tmp_path, "session", "open", "--fs", str(workspace))
+    for argv, answer in (
+        (["prompt", "make a file"], _fs_answer("echo hi > t.txt")),
+        (["prompt", "--plan-only", "remove it"], _fs_answer("rm t.txt")),
+    ):
+        llm.reply(answer)
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([str(GOEX), *argv], env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+        os.close(slave)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            try:
+                chunk = os.read(master, 4096) if ready else b""
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        assert proc.wait(30) == 0, seen
+        text = seen.decode(errors="replace")
+        assert "planned by" in text and "Traceback" not in text and "live display" not in text, text
+    assert (workspace / "t.txt").exists()
