@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python bench/db_bench.py
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/confine_bench.py
+	$(BIN)/python bench/container_bench.py
 	$(BIN)/python bench/overlay_micro.py
 	$(BIN)/python bench/real_path_micro.py
 	$(BIN)/python bench/fs_inverse_bench.py

@@ -20,6 +20,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ from tests.fs_fingerprint import fingerprint
 from tests.services.container_engine import CONTAINERS_CONF, Engine, start_service
 from tests.services.http_service import stop_process
 
+GOEX = Path(sys.executable).with_name("goex")  # the console script installed in the venv
 # Where a command runs: a container's pid 1 is goexd's runner (python3 ... the runner's source); bwrap's is bwrap.
 WHERE = "head -c 16 /proc/1/cmdline | tr '\\0' ' '; echo; grep -o 'libpod-[0-9a-f]*' /proc/self/cgroup | head -1"
 
@@ -138,6 +141,20 @@ def test_a_session_names_its_sandbox_and_image_and_bad_choices_are_refused_at_op
             assert got == code and words in msg and "resources[0]" in msg, (sandbox, image, got, msg)
         assert len(d.sessions.ListSessions(spb.ListSessionsRequest(), timeout=10).sessions) == listed
         assert open_ws(d, ws).resources[0].sandbox == "bwrap"  # the refusals held nothing
+
+        # The same through the CLI: goex session open --sandbox/--image, goex run, goex stats.
+        env = {**os.environ, "GOEX_SOCKET": str(d.socket), "GOEX_CLI_STATE": str(tmp_path / "cli-state.json")}
+        cli_ws = workspace(tmp_path, "cli")
+
+        def goex(*argv: str) -> str:
+            done = subprocess.run([str(GOEX), *argv], capture_output=True, text=True, env=env, cwd=cli_ws, check=False)
+            assert done.returncode == 0, done
+            return done.stdout
+
+        image = container_engine_service.image
+        goex("session", "open", "--fs", str(cli_ws), "--sandbox", "container", "--image", image)
+        assert goex("run", "--", "sh", "-c", WHERE).startswith("python3 -I -S -c\n")
+        assert f"container pool {image}" in goex("stats")
     finally:
         assert d.stop() == 0, d.log()
     assert "Traceback" not in d.log(), d.log()
