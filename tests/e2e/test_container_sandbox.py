@@ -141,6 +141,11 @@ def test_a_session_names_its_sandbox_and_image_and_bad_choices_are_refused_at_op
             assert got == code and words in msg and "resources[0]" in msg, (sandbox, image, got, msg)
         assert len(d.sessions.ListSessions(spb.ListSessionsRequest(), timeout=10).sessions) == listed
         assert open_ws(d, ws).resources[0].sandbox == "bwrap"  # the refusals held nothing
+        reuse = spb.CreateSessionRequest(
+            resources=[pb.ResourceSpec(fs=pb.FsResourceSpec(path=str(ws), sandbox="container"))], reuse=True
+        )
+        got, msg = status_of(lambda: d.sessions.CreateSession(reuse, timeout=60))
+        assert got == grpc.StatusCode.FAILED_PRECONDITION and "runs" in msg and "bwrap" in msg, msg
 
         # The same through the CLI: goex session open --sandbox/--image, goex run, goex stats.
         env = {**os.environ, "GOEX_SOCKET": str(d.socket), "GOEX_CLI_STATE": str(tmp_path / "cli-state.json")}

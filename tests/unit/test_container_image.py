@@ -14,7 +14,8 @@ from goexd.sandbox import container_image as ci
 def test_the_closure_holds_what_python_and_a_shell_need_and_the_key_follows_it() -> None:
     packages = ci.closure(ci.DEFAULT_PACKAGES)
     names = {p.name for p in packages}
-    assert {"dash", "coreutils", "python3.11-minimal", "libpython3.11-stdlib", "libc6", "curl"} <= names
+    assert {"dash", "coreutils", "python3", "libc6", "curl"} <= names
+    assert any(n.startswith("libpython3.") and n.endswith("-stdlib") for n in names)
     assert not names & ci.LEFT_OUT_PACKAGES
     assert ci.key(packages) == ci.key(list(packages))  # the same packages, the same tag
     bumped = [ci.Package(p.name, p.version + ("+1" if p.name == "dash" else "")) for p in packages]

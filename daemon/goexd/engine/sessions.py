@@ -141,8 +141,9 @@ class Sessions(Part):
         limits: LimitsRequest | None,
         session_limits: Limits,
     ) -> Session | None:
-        """The session holding exactly `resources` (kind and location; strategy where asked), opened again if it
-        had expired; None when no session holds any of them; FAILED_PRECONDITION when they are held otherwise."""
+        """The session holding exactly `resources` (kind and location; strategy, sandbox and image where asked),
+        opened again if it had expired; None when no session holds any of them; FAILED_PRECONDITION when they are
+        held otherwise."""
         holders = sorted({sid for sid, uri in self.journal.held_resources() for r in resources if overlap(r.uri, uri)})
         if not holders:
             return None
@@ -165,6 +166,12 @@ class Sessions(Part):
                 raise FailedPrecondition(
                     f"reuse: resources[{i}].strategy: session {held.id} undoes {r.uri} by the "
                     f"{by_uri[r.uri].strategy.value} strategy, not {r.strategy.value}"
+                )
+            held_box = (by_uri[r.uri].sandbox, by_uri[r.uri].image)
+            if (req.sandbox or req.image) and held_box != (r.sandbox, r.image):
+                raise FailedPrecondition(
+                    f"reuse: resources[{i}].fs.sandbox: session {held.id} runs {r.uri}'s actions in "
+                    f"{' '.join(filter(None, held_box))}, not {' '.join(filter(None, (r.sandbox, r.image)))}"
                 )
         if policy_toml and policy_toml != self.journal.session_policy(held.id):
             raise FailedPrecondition(f"reuse: policy_toml differs from the policy session {held.id} was opened with")

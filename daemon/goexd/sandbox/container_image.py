@@ -54,8 +54,7 @@ DEFAULT_PACKAGES = (
     "gzip",
     "tar",
     "procps",
-    "python3-minimal",
-    "libpython3.11-stdlib",
+    "python3",  # whichever python3.X the machine has, with its standard library
     "curl",
 )
 # Packages never worth copying into a sandbox image (maintainer-script machinery, data).
@@ -231,12 +230,18 @@ def _in_image(path: str) -> str:
 
 def _add_missing_links(tar: tarfile.TarFile, written: set[str]) -> None:
     """Links that maintainer scripts or alternatives make, not dpkg's lists: /bin/sh, python3."""
-    for name, target in (("usr/bin/sh", "dash"), ("usr/bin/python3", "python3.11"), ("usr/bin/awk", "mawk")):
+    pythons = sorted((n for n in written if re.fullmatch(r"usr/bin/python3\.\d+", n)), key=_version)
+    python = os.path.basename(pythons[-1]) if pythons else "python3"
+    for name, target in (("usr/bin/sh", "dash"), ("usr/bin/python3", python), ("usr/bin/awk", "mawk")):
         if name not in written and os.path.join(os.path.dirname(name), target) in written:
             info = tarfile.TarInfo(name)
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
             tar.addfile(info)
             written.add(name)
+
+
+def _version(path: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in path.rsplit("python", 1)[1].split("."))
 
 
 def tag_for(packages: Sequence[Package]) -> str:
