@@ -385,7 +385,8 @@ def test_function_sets_put_over_the_api_are_kept_across_a_restart(
 
 def test_functions_mode_needs_one_http_resource_before_the_model_is_asked(client: goex.Client, workspace: Path) -> None:
     session = client.create_session(fs=workspace)
-    with pytest.raises(goex.InvalidArgument, match=r"^spec\.resource: a function set's calls go to one http resource"):
+    needs = r"^spec\.resource: a function set's http functions need one http resource"
+    with pytest.raises(goex.InvalidArgument, match=needs):
         client.prompt(session.id, "add a desk", functions="items")
     assert client.list_actions(session.id) == []  # nothing asked, nothing journaled
 
@@ -418,3 +419,39 @@ def test_the_cli_on_a_terminal(goexd: DaemonProcess, llm: ScriptedLLM, workspace
         text = seen.decode(errors="replace")
         assert "planned by" in text and "Traceback" not in text and "live display" not in text, text
     assert (workspace / "t.txt").exists()
+
+
+FILES_SET = """
+name = "files"
+[[function]]
+name = "write_note"
+description = "Write a note into NAME.txt"
+parameters.type = "object"
+parameters.properties = { name = { type = "string", pattern = "^[a-z]+$" }, text = { type = "string" } }
+parameters.required = ["name", "text"]
+[function.python]
+code = "import json, sys\\nargs = json.load(sys.stdin)\\nopen(args['name'] + '.txt', 'w').write(args['text'])"
+"""
+
+
+def test_a_python_function_runs_in_the_sandbox_with_its_arguments_as_data(
+    client: goex.Client, llm: ScriptedLLM, workspace: Path
+) -> None:
+    client.put_function_set(FILES_SET, overwrite=True)
+    session = client.create_session(fs=workspace)
+    hostile = "'); import os; os.remove('keep.txt'); ('$(rm keep.txt)"
+    llm.reply_tool("write_note", {"name": "todo", "text": hostile})
+    action = client.prompt(session.id, "note the hostile text", functions="files")
+    assert action.state is goex.ActionState.EXECUTED, action.error
+    assert (
+        action.kind is goex.ActionKind.PYTHON and action.plan is not None and action.plan.function == "files.write_note"
+    )
+    # The arguments reached the code as JSON on stdin: the text is written as it is, nothing of it ran.
+    assert (workspace / "todo.txt").read_text() == hostile and (workspace / "keep.txt").exists()
+    client.undo(session.id)
+    assert not (workspace / "todo.txt").exists()
+    llm.reply_tool("write_note", {"name": "../escape", "text": "x"})
+    llm.reply_tool("write_note", {"name": "Up", "text": "x"})  # asked again once ([planner] retries = 1)
+    refused = client.prompt(session.id, "note", functions="files")
+    assert refused.state is goex.ActionState.FAILED and "arguments.name" in refused.error
+    client.delete_function_set("files")

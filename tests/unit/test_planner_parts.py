@@ -127,6 +127,7 @@ def test_a_function_set_fills_its_template_keeping_types_and_dropping_what_was_l
         (('price = { type = "integer" }', 'price = { type = "integr" }'), "not a valid JSON Schema"),
         (('method = "POST"', 'method = "BREW"'), "http.method"),
         (("[[function]]", "colour = 1\n[[function]]"), "unknown key"),
+        (("http = {", 'python = { code = "print(1)" }\nhttp = {'), "give one implementation, http or python"),
     ],
 )
 def test_a_broken_function_set_stops_goexd_naming_the_file_and_key(

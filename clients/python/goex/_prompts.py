@@ -112,11 +112,12 @@ class FunctionInfo(_Model[actions_pb2.FunctionInfo]):
     method: str
     path: str
     inverse: str
+    kind: str  # "http" or "python"
 
     @classmethod
     def from_proto(cls, msg: actions_pb2.FunctionInfo) -> FunctionInfo:
         schema = json.loads(msg.parameters_schema) if msg.parameters_schema else {}
-        return cls(msg.name, msg.description, schema, msg.method, msg.path, msg.inverse, proto=msg)
+        return cls(msg.name, msg.description, schema, msg.method, msg.path, msg.inverse, msg.kind, proto=msg)
 
 
 @dataclass(frozen=True)

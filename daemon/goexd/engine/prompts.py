@@ -42,6 +42,7 @@ from goexd.engine.steps import Run, Step, Steps
 from goexd.engine.trials import Trials
 from goexd.planner.answers import Plan
 from goexd.planner.context import Described
+from goexd.planner.functions import kinds_needed
 from goexd.planner.planner import Context, Planner, PlanningFailed
 from goexd.planner.schemas import target_of
 from goexd.policy.model import Decision
@@ -138,12 +139,17 @@ class Prompts(Part):
         chosen = [r for r in session.resources if not request.resource or r.name == request.resource]
         if request.resource and not chosen:
             raise InvalidArgument("spec.resource", f"session has no resource named {request.resource!r}")
-        if request.functions:  # functions mode: calls go to an http resource; the model sees the set, not the rest
-            chosen = [r for r in chosen if r.kind is ResourceKind.HTTP]
-            if len(chosen) != 1:  # refused before the model is asked
-                named = ", ".join(r.name for r in chosen) or "none in this session"
-                why = f"a function set's calls go to one http resource: name it ({named})"
-                raise InvalidArgument("spec.resource", why)
+        if request.functions:  # functions mode: the model sees the set and the resources its functions run on
+            needed = kinds_needed(self.planner.function_sets.get(request.functions, "spec.prompt.functions"))
+            kinds = {"http": ResourceKind.HTTP, "python": ResourceKind.FS}
+            for kind in sorted(needed):  # refused before the model is asked
+                fitting = [r.name for r in chosen if r.kind is kinds[kind]]
+                if len(fitting) != 1:
+                    where = "one http resource" if kind == "http" else "one workspace"
+                    named = ", ".join(fitting) or "none in this session"
+                    why = f"a function set's {kind} functions need {where}: name it ({named})"
+                    raise InvalidArgument("spec.resource", why)
+            chosen = [r for r in chosen if r.kind in {kinds[k] for k in needed}]
         with live.lock:  # a database manager's connection is not shared with a running action
             described = [
                 Described(r.name, f"{r.kind.value}; {live.managers[r.name].undo_note}", _describe(live, r))
@@ -155,6 +161,7 @@ class Prompts(Part):
             recent=self._recent(session.id),
             secret_names=sorted({r.secret for r in chosen if r.secret}),
             http_resources=[r.name for r in chosen if r.kind is ResourceKind.HTTP],
+            fs_resources=[r.name for r in chosen if r.kind is ResourceKind.FS],
         )
 
         def check(plan: Plan) -> None:

@@ -58,6 +58,12 @@ class Function:
     query: Mapping[str, str]
     json: Any  # a template (None: no body)
     inverse: str = ""
+    code: str = ""  # a python function: its code, run in the sandbox over the session's workspace ("" = http)
+    egress: tuple[str, ...] = ()  # a python function: the session's http resources its code may call
+
+    @property
+    def kind(self) -> str:
+        return "python" if self.code else "http"
 
     def call(self, args: Mapping[str, Any]) -> tuple[str, str, tuple[tuple[str, str], ...], Any]:
         """(method, path, query, body) with the arguments filled in."""
@@ -220,7 +226,7 @@ def _parse_set(data: Any, source: str) -> FunctionSet:
 def _parse_function(f: Any, here: str) -> Function:
     if not isinstance(f, dict):
         raise ValueError(f"{here}: must be a table")
-    unknown = set(f) - {"name", "description", "parameters", "http", "inverse"}
+    unknown = set(f) - {"name", "description", "parameters", "http", "python", "inverse"}
     if unknown:
         raise ValueError(f"{here}: unknown key(s) {sorted(unknown)}")
     name = f.get("name")
@@ -234,6 +240,11 @@ def _parse_function(f: Any, here: str) -> Function:
     except jsonschema.SchemaError as exc:
         raise ValueError(f"{here}.parameters: not a valid JSON Schema: {exc.message}") from None
     declared = set(params.get("properties", {}))
+    inverse = str(f.get("inverse", ""))
+    if ("http" in f) == ("python" in f):
+        raise ValueError(f"{here}: give one implementation, http or python")
+    if "python" in f:
+        return _python_function(f, here, str(name), params, inverse)
     http = f.get("http")
     if not isinstance(http, dict) or set(http) - {"method", "path", "query", "json"}:
         raise ValueError(f"{here}.http: a table of method, path, query, json")
@@ -250,8 +261,23 @@ def _parse_function(f: Any, here: str) -> Function:
     refs |= set(_REF.findall(json.dumps(http.get("json"))))
     if refs - declared:
         raise ValueError(f"{here}.http: refers to {sorted(refs - declared)}, not in parameters.properties")
-    inverse = f.get("inverse", "")
-    return Function(name, str(f.get("description", "")), params, method, path, query, http.get("json"), str(inverse))
+    return Function(name, str(f.get("description", "")), params, method, path, query, http.get("json"), inverse)
+
+
+def _python_function(f: dict[str, Any], here: str, name: str, params: dict[str, Any], inverse: str) -> Function:
+    """`[function.python] code = "..."` (and `egress = ["api"]`): the code reads its arguments as JSON on stdin,
+    so no argument is ever pasted into code."""
+    py = f["python"]
+    if not isinstance(py, dict) or set(py) - {"code", "egress"}:
+        raise ValueError(f"{here}.python: a table of code and egress")
+    code = py.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise ValueError(f"{here}.python.code: the code (it reads its arguments as JSON on stdin)")
+    egress = py.get("egress", [])
+    if not isinstance(egress, list) or not all(isinstance(e, str) and _NAME.match(e) for e in egress):
+        raise ValueError(f"{here}.python.egress: names of the session's http resources")
+    description = str(f.get("description", ""))
+    return Function(name, description, params, "", "", {}, None, inverse, code, tuple(egress))
 
 
 def pick(sets: Mapping[str, FunctionSet], name: str, fld: str) -> FunctionSet:
@@ -288,6 +314,11 @@ def tools(fset: FunctionSet) -> list[dict[str, Any]]:
 
 def _described(fn: Function) -> str:
     return fn.description + (f" (undone by {fn.inverse})" if fn.inverse else "")
+
+
+def kinds_needed(fset: FunctionSet) -> set[str]:
+    """What resources a set's functions run on: "http" (an http resource), "python" (a workspace)."""
+    return {fn.kind for fn in fset.functions.values()}
 
 
 def catalogue(fset: FunctionSet) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any
 from goexd.config import PlannerConfig
 from goexd.domain import codec
 from goexd.domain.errors import FailedPrecondition, GoexError, InvalidArgument, Unavailable
+from goexd.domain.models import ActionKind, ActionSpec, EgressRequest
 from goexd.domain.plans import PlanAttempt, PlanExchange, PlanMode, PromptRequest, Transport
 from goexd.planner import answers, context, functions, schemas
 from goexd.planner.answers import Plan, Refused
@@ -63,6 +64,7 @@ class Context:
     recent: Sequence[str] = ()
     secret_names: Sequence[str] = ()
     http_resources: Sequence[str] = ()  # the session's http resources (functions mode calls one)
+    fs_resources: Sequence[str] = ()  # its workspaces (a python function runs over one)
 
 
 class PlanningFailed(FailedPrecondition):
@@ -350,6 +352,20 @@ class Planner:
         if fn is None:
             raise Refused(f"function: {name!r} is not one of {', '.join(fset.functions)}")
         answers.check_schema(args, fn.parameters, root="arguments")
+        label = f"{fset.name}.{fn.name}"
+        if fn.kind == "python":  # its arguments go to the code as JSON on stdin, never into the code
+            if len(ctx.fs_resources) != 1:
+                raise InvalidArgument("spec.resource", "a python function runs over one workspace: name it")
+            egress = EgressRequest(resources=fn.egress) if fn.egress else None
+            spec = ActionSpec(
+                ActionKind.PYTHON,
+                code=fn.code,
+                stdin=json.dumps(args).encode(),
+                resource=ctx.fs_resources[0],
+                description=label,
+                egress=egress,
+            )
+            return Plan(spec, None, ctx.fs_resources[0], label, label)
         if len(ctx.http_resources) != 1:
             raise InvalidArgument(
                 "spec.resource",

@@ -58,6 +58,7 @@ def function_set_pb(s: FunctionSet) -> apb.FunctionSet:
                 method=f.method,
                 path=f.path,
                 inverse=f.inverse,
+                kind=f.kind,
             )
             for f in s.functions.values()
         ],

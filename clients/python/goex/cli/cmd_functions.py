@@ -51,7 +51,8 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
         for f in s.functions:
             undo = f"; undone by {f.inverse}" if f.inverse else ""
             arguments = ", ".join(f.parameters.get("properties", {}))
-            app.out.print(Text(f"  {f.name}({arguments})  {f.method} {f.path}{undo}"))
+            runs = f"{f.method} {f.path}" if f.kind == "http" else "python, in the sandbox"
+            app.out.print(Text(f"  {f.name}({arguments})  {runs}{undo}"))
     return 0
 
 

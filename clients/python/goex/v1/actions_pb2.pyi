@@ -82,20 +82,22 @@ class FunctionSet(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., rules: _Optional[str] = ..., source: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ...) -> None: ...
 
 class FunctionInfo(_message.Message):
-    __slots__ = ("name", "description", "parameters_schema", "method", "path", "inverse")
+    __slots__ = ("name", "description", "parameters_schema", "method", "path", "inverse", "kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     INVERSE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters_schema: str
     method: str
     path: str
     inverse: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[str] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., inverse: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[str] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., inverse: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class SubmitActionRequest(_message.Message):
     __slots__ = ("session_id", "spec", "inverse", "detach", "approval", "cancel_when_unwatched")
