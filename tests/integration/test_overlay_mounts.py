@@ -1,7 +1,8 @@
 """A root goexd's own overlay mounts (sandbox/overlay_mounts.py), with real overlayfs and bubblewrap.
 
 - A run's overlay is mounted in the mount dir, never on the workspace's path, in a run dir only the
-  workspace's owner (and root) can reach, and unmounted when the run ends.
+  workspace's owner (and root) can pass through (they can neither list nor write it), and unmounted when
+  the run ends.
 - The mount dir is private: a run's mount reaches no other mount namespace, even where the mount dir's
   parent is shared (as systemd makes /); a control mount beside it does.
 - What a holder killed inside a run leaves mounted, the next open of the same owner unmounts; the
@@ -98,33 +99,37 @@ def test_a_run_is_mounted_in_the_mount_dir_for_the_owner_alone_and_unmounted_aft
         if mine:
             point = Path(os.fsdecode(mine[0]))
             st = point.parent.stat()
-            looked["run_dir"] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+            looked["run_dir"] = (st.st_uid, st.st_gid)
             looked["base_mode"] = stat.S_IMODE(overlay_mounts.base.stat().st_mode)
-            looked["as_owner"] = _can_list(point, uid, gid)
-            looked["as_nobody"] = _can_list(point, 65534, 65534)
+            looked["as_owner"] = _as(uid, gid, "ls", str(point))
+            looked["as_nobody"] = _as(65534, 65534, "ls", str(point))
+            looked["owner_lists_run_dir"] = _as(uid, gid, "ls", str(point.parent))
+            looked["owner_writes_run_dir"] = _as(uid, gid, "touch", str(point.parent / "filler"))
 
     code, out = run_and_look(sandbox, ws, spec_overlay, look)
     assert code == 0 and out.endswith(b"a\nx\n")
     mine = looked["mounts"]
     assert isinstance(mine, list) and len(mine) == 1 and mine[0].endswith(b"/" + MOUNT_POINT.encode()), mine
     assert looked["on_workspace"] is False  # the workspace's own path is never a mount point
-    assert looked["run_dir"] == (uid, gid, 0o700)  # the run's dir: its owner's alone
+    assert looked["run_dir"] == (0, 0)  # the run's dir is root's; its owner may only search it (an ACL entry)
     assert looked["base_mode"] == 0o711  # the mount dir: reachable, not listable
-    assert looked["as_owner"] is True and looked["as_nobody"] is False
+    assert looked["as_owner"] == "a.txt\nnew.txt\n" and looked["as_nobody"] is None  # the overlay: theirs alone
+    assert looked["owner_lists_run_dir"] is None and looked["owner_writes_run_dir"] is None
     # The writes are in the upper; the workspace is as it was; nothing stays mounted or behind.
     assert (spec_overlay.upper / "new.txt").read_text() == "new\n"
     assert (ws / "a.txt").read_text() == "a\n" and not (ws / "new.txt").exists()
     assert under(overlay_mounts.base) == [] and list(overlay_mounts.base.iterdir()) == []
 
 
-def _can_list(path: Path, uid: int, gid: int) -> bool:
+def _as(uid: int, gid: int, *argv: str) -> str | None:
+    """What `argv` prints as uid:gid; None when it fails."""
     r = subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", "ls", str(path)],
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv],
         capture_output=True,
         text=True,
         check=False,
     )
-    return r.returncode == 0 and "a.txt" in r.stdout
+    return r.stdout if r.returncode == 0 else None
 
 
 @contextlib.contextmanager

@@ -11,12 +11,12 @@ The mount dir is `$TMPDIR/goexd-mounts-<owner>-XXXXXXXX` (`owner`: the state dir
 sandbox/reaper.py), not inside the 0700 state dir: bwrap resolves a bind's source as the command's
 identity (the workspace's owner), who must be able to reach it. The mount dir is 0711 (reachable,
 not listable), each run's dir in it a random name that the mount table shows anyone, so it is
-made 0700 and given to the workspace's owner once the overlay is on it (the mount point below it is
-then busy: the owner can neither move nor remove it): only they and root reach the overlay, as they
-reach the workspace. The mount dir is a small tmpfs of its own (its dirs cost no disk journal, ~1 ms
-a run on a busy disk) with private propagation, so no run's mount propagates to another mount
-namespace (systemd makes / shared: every namespace cloned from it would get a copy, and keep it
-when the umount here does not reach it).
+root's, 0700, with an ACL entry that lets the workspace's owner search it and do nothing else: only
+they and root reach the overlay, as they reach the workspace (and they cannot fill the mount dir).
+The mount dir is a small tmpfs of its own (its dirs cost no disk journal, ~1 ms a run on a busy
+disk) with private propagation, so no run's mount propagates to another mount namespace (systemd
+makes / shared: every namespace cloned from it would get a copy, and keep it when the umount here
+does not reach it).
 
 Nothing outlives the daemon for long: a run's overlay is unmounted (MNT_DETACH) as soon as bwrap
 exits, and the next start of the same state dir (`clear_left`, before recovery and the overlay
@@ -40,6 +40,7 @@ import os
 import secrets
 import shutil
 import stat
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,8 @@ class OverlayMounts:
         run = self.base / secrets.token_hex(8)
         run.mkdir(mode=0o700)
         try:
+            if run_as.uid != 0:
+                _let_cross(run, run_as)
             point = run / MOUNT_POINT
             point.mkdir(mode=0o700)
             # Flags on the mount itself, whatever bwrap adds: nothing set-id or a device through this path.
@@ -112,8 +115,6 @@ class OverlayMounts:
             except OSError as e:
                 raise OSError(e.errno, f"{overlay.MOUNT_FAILED} ({e.strerror})") from None
             try:
-                if run_as.uid != 0:
-                    os.chown(run, run_as.uid, run_as.gid)  # after the mount: its mount point can no longer move
                 faults.point("fs-overlay-mounted", FAULT_TAG)
                 yield point
             finally:
@@ -128,6 +129,24 @@ class OverlayMounts:
         """Unmount every run's overlay still here and the mount dir itself, and remove it (at stop)."""
         _unmount_under(os.fsencode(self.base))
         _remove(self.base)
+
+
+def _let_cross(run: Path, who: RunAs) -> None:
+    """Let the workspace's owner (bwrap, as them) through the run's dir, and nobody else but root: a POSIX ACL
+    entry granting them search alone (they cannot list it, nor make anything in it that would fill the mount
+    dir). Where the mount dir's tmpfs has no ACLs, the dir is given to them instead (they could then fill it)."""
+    try:
+        os.setxattr(run, "system.posix_acl_access", _search_acl(who.uid))
+    except OSError as e:
+        log.debug("no ACL on %s (%s): the run's dir is given to uid %d", run, e.strerror, who.uid)
+        os.chown(run, who.uid, who.gid)
+
+
+def _search_acl(uid: int) -> bytes:
+    """The kernel's binary form of the ACL u::rwx,u:UID:--x,g::---,m::--x,o::--- (linux/posix_acl_xattr.h)."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x02, 1, uid), (0x04, 0, undefined), (0x10, 1, undefined), (0x20, 0, undefined)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, who) for tag, perm, who in entries)
 
 
 def clear_left(owner: str, tmp: Path | None = None, prefix: str = PREFIX) -> list[str]:
