@@ -116,6 +116,17 @@ class Prompts(Part):
         except PlanningFailed as failed:
             log.info("plan-only prompt in session %s failed: %s", session_id, failed)
             raise failed.cause or failed from None
+        prompt_tokens, answer_tokens = exchange.tokens
+        log.info(  # not journaled (nothing happened to a resource): the caller has the exchange, the log a line
+            "plan-only prompt in session %s: %s by %s, %d answer(s), %d+%d tokens, %.1f s",
+            session_id,
+            plan.description or plan.function or plan.forward.kind.value,
+            exchange.model,
+            len(exchange.attempts),
+            prompt_tokens,
+            answer_tokens,
+            exchange.latency_s,
+        )
         forward = _with_limits(plan.forward, spec)
         resource = _resource(live, plan.resource)
         manager = live.managers[resource.name]
