@@ -71,7 +71,7 @@ class ContainerConfig:
     # actions without a workspace only (README: Containers).
     endpoint: str = ""
     # The image actions run in unless a session names another; goexd never pulls one (`goexd --build-image`
-    # makes one offline from this machine's packages). It needs python3 on its PATH (goexd's runner).
+    # makes one offline from this machine's packages). It needs python3 >= 3.10 on its PATH (goexd's runner).
     image: str = "python:3.12-slim"
     pool_size: int = 2  # warm containers kept per (image, user, limits) in use; 0 = a cold container per action
     pool_idle_s: float = 300.0  # a (image, user, limits) unused this long has its warm containers removed

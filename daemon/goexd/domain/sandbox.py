@@ -114,7 +114,7 @@ OutputSink = Callable[[Stream, bytes], None]
 
 
 class Sandbox(Protocol):
-    """A backend that runs one command confined (bwrap today; containers next).
+    """A backend that runs one command confined (sandbox/bwrap.py, sandbox/container.py).
 
     Rules every backend keeps (tests/conformance/sandbox_suite.py, with goexd as root and as an unprivileged
     user): run() returns an ExecResult and never raises for what the command does (a non-zero exit, a signal,

@@ -27,10 +27,8 @@ not local): goexd then runs fs actions over the workspace itself (fs.isolation a
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import posixpath
@@ -38,7 +36,6 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +58,7 @@ from goexd.sandbox import seccomp
 from goexd.sandbox.bwrap_plan import BASE_ENV, command_env
 from goexd.sandbox.container_endpoint import endpoint_from, is_local
 from goexd.sandbox.container_engine import (
+    ENGINE_ERRORS,
     Attached,
     EngineUnavailable,
     StreamClosed,
@@ -310,10 +308,13 @@ class ContainerSandbox:
         try:
             with engine_errors(self.endpoint, f"creating a container of {shape.image}"):
                 container_id = self._create(shape, slot)
+                # Started first, then attached (Podman answers an attach to a running container at once, one to a
+                # created container only after ~100 ms); the runner says nothing before our first byte.
+                self.api.start(container_id)
                 attached = Attached(
                     self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
                 )
-                self.api.start(container_id)
+                attached.send(runner.HELLO)
             pidfd = self._pin(container_id) if self.local else None
             warm = _Warm(shape, container_id, attached, slot, pidfd)
             self._await_ready(warm)
@@ -466,7 +467,7 @@ def from_environment() -> ContainerSandbox:
     return ContainerSandbox(settings, "goexd-oneshot", f"{os.getpid()}", remove_in_background=False)
 
 
-_ERRORS: tuple[type[BaseException], ...] = (EngineUnavailable, OSError, Exception)
+_ERRORS = ENGINE_ERRORS  # what a best-effort call to the engine may raise (and is then let go)
 
 
 def _binds(spec: SandboxSpec) -> list[str]:
@@ -489,39 +490,61 @@ def _read_frame(attached: Attached, deadline: float) -> tuple[bytes, bytes]:
     return kind, attached.read_exactly(size, deadline)
 
 
-def _b64(value: str | bytes) -> str:
-    raw = value if isinstance(value, bytes) else os.fsencode(value)
-    return base64.b64encode(raw).decode()
-
-
 def _failed(started: float, enforced_by: str, detail: str) -> ExecResult:
     return ExecResult(
         Termination.SPAWN_FAILED, None, None, b"", b"", 0, 0, time.monotonic() - started, enforced_by, detail
     )
 
 
-def request(spec: SandboxSpec) -> dict[str, Any]:
+def request(spec: SandboxSpec) -> bytes:
     """The runner's request for `spec` (container_runner.py's wire format)."""
     proxy = spec.network is Network.PROXY
     env = command_env(spec, proxy)
     cwd = posixpath.normpath(posixpath.join(WORKSPACE, spec.workdir)) if spec.workspace is not None else "/tmp"
     programs = seccomp.programs()
-    filters = [programs.personality, programs.base if proxy else programs.full]
-    req: dict[str, Any] = {
-        "argv": [_b64(a) for a in spec.argv],
-        "env": [[_b64(k), _b64(v)] for k, v in env.items()],
-        "cwd": cwd,
-        "stdin": len(spec.stdin),
-        "cap": spec.limits.output_bytes,
-        "filters": [base64.b64encode(p).decode() for p in filters],
+    fields: dict[str, list[bytes]] = {
+        "argv": [os.fsencode(a) for a in spec.argv],
+        "env": [os.fsencode(x) for k, v in env.items() for x in (k, v)],
+        "cwd": [os.fsencode(cwd)],
+        "stdin": [str(len(spec.stdin)).encode()],
+        "cap": [str(spec.limits.output_bytes).encode()],
+        "filters": [programs.personality, programs.base if proxy else programs.full],
     }
     if proxy:
-        req["proxy"] = {
-            "socket": posixpath.join(RUN_DIR, EGRESS_SOCKET),
-            "unix_filter": base64.b64encode(programs.unix_sockets).decode(),
-            "prefix": [_b64(a) for a in (PYTHON, "-I", "-S", "-c", forwarder.SOURCE)],
-        }
-    return req
+        fields["proxy_socket"] = [posixpath.join(RUN_DIR, EGRESS_SOCKET).encode()]
+        fields["proxy_filter"] = [programs.unix_sockets]
+        fields["proxy_prefix"] = [a.encode() for a in (PYTHON, "-I", "-S", "-c", forwarder.SOURCE)]
+    return runner.encode(fields)
+
+
+@dataclass(frozen=True)
+class _End:
+    """The runner's end frame."""
+
+    status: int | None = None  # the command's wait status
+    spawn_error: str = ""  # "ERRNO message" when it could not be started
+    pids_hit: bool = False
+    oom_kills: int | None = None  # None: the runner could not read the cgroup's counters
+    stdout_total: int | None = None
+    stderr_total: int | None = None
+    error: str = ""  # the runner itself failed
+
+    @classmethod
+    def decode(cls, payload: bytes) -> _End:
+        f = runner.decode(payload)
+
+        def text(name: str) -> str:
+            return f[name][0].decode(errors="replace") if f.get(name) else ""
+
+        return cls(
+            status=runner.number(f, "status"),
+            spawn_error=text("spawn_error"),
+            pids_hit=bool(runner.number(f, "pids_hit")),
+            oom_kills=runner.number(f, "oom_kills"),
+            stdout_total=runner.number(f, "stdout_total"),
+            stderr_total=runner.number(f, "stderr_total"),
+            error=text("error"),
+        )
 
 
 class _Execution:
@@ -552,7 +575,7 @@ class _Execution:
     def run(self) -> ExecResult:
         if not self.spec.argv:
             raise ValueError("SandboxSpec.argv is empty")
-        body = json.dumps(request(self.spec)).encode()
+        body = request(self.spec)
         # The clock starts with the command, not with the lease (a miss makes a container first).
         self.deadline = time.monotonic() + self.spec.limits.timeout_s
         try:
@@ -562,7 +585,7 @@ class _Execution:
             return self._died(str(e))
         return self._result(end)
 
-    def _pump(self) -> dict[str, Any] | None:
+    def _pump(self) -> _End | None:
         """Frames until the end frame (its content), or None once killed (timeout, cancel)."""
         attached = self.warm.attached
         while True:
@@ -574,7 +597,7 @@ class _Execution:
                 del attached.out[: runner.FRAME.size + size]
                 if kind == runner.END:
                     self.ended = True
-                    return dict(json.loads(payload))
+                    return _End.decode(payload)
                 self._output(Stream.STDOUT if kind == runner.STDOUT else Stream.STDERR, payload)
             if self.cause is None:
                 self._enforce()
@@ -609,25 +632,25 @@ class _Execution:
         if oom:
             self.cause, self.cause_detail = Termination.OOM, "out of memory: the container's runner was killed"
             return self._result(None)
-        return self._make(Termination.SIGNALED, None, signal.SIGKILL, detail, {})
+        return self._make(Termination.SIGNALED, None, signal.SIGKILL, detail)
 
-    def _result(self, end: dict[str, Any] | None) -> ExecResult:
+    def _result(self, end: _End | None) -> ExecResult:
         if end is None:
             assert self.cause is not None
-            return self._make(self.cause, None, None, self.cause_detail, {})
-        if end.get("error"):
-            return self._make(Termination.SPAWN_FAILED, None, None, str(end["error"]), end)
-        if end.get("spawn_error"):
-            message = str(end["spawn_error"]).partition(" ")[2]  # "ERRNO message"
+            return self._make(self.cause, None, None, self.cause_detail)
+        if end.error:
+            return self._make(Termination.SPAWN_FAILED, None, None, end.error, end)
+        if end.spawn_error:
+            message = end.spawn_error.partition(" ")[2]  # "ERRNO message"
             detail = f"cannot execute {self.spec.argv[0]}: {message}"
             return self._make(Termination.SPAWN_FAILED, None, None, detail, end)
-        if end.get("pids_hit"):
+        if end.pids_hit:
             limit = self.spec.limits.max_processes
             return self._make(Termination.PIDS_LIMIT, None, None, f"process limit of {limit} reached", end)
-        if end.get("oom_kills"):
+        if end.oom_kills:
             limit = self.spec.limits.memory_bytes
             return self._make(Termination.OOM, None, None, f"out of memory (limit {limit} bytes)", end)
-        status = int(end["status"])
+        status = end.status or 0
         if os.WIFSIGNALED(status):
             signo = os.WTERMSIG(status)
             return self._make(Termination.SIGNALED, None, signo, f"killed by signal {signo}", end)
@@ -641,7 +664,7 @@ class _Execution:
         return self._make(Termination.EXITED, code, None, "", end)
 
     def _make(
-        self, termination: Termination, code: int | None, signo: int | None, detail: str, end: Mapping[str, Any]
+        self, termination: Termination, code: int | None, signo: int | None, detail: str, end: _End = _End()
     ) -> ExecResult:
         return ExecResult(
             termination=termination,
@@ -649,8 +672,8 @@ class _Execution:
             signal=signo,
             stdout=bytes(self.out),
             stderr=bytes(self.err),
-            stdout_total=int(end.get("stdout_total") or len(self.out)),
-            stderr_total=int(end.get("stderr_total") or len(self.err)),
+            stdout_total=end.stdout_total if end.stdout_total is not None else len(self.out),
+            stderr_total=end.stderr_total if end.stderr_total is not None else len(self.err),
             duration_s=time.monotonic() - self.started,
             limits_enforced_by=self.sandbox.enforced_by,
             detail=detail,
