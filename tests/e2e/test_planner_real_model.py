@@ -204,11 +204,13 @@ def test_goexd_starts_its_embedded_model_and_again_after_it_died(tmp_path: Path,
             assert lost.state is goex.ActionState.FAILED and "cannot be reached" in lost.error
             again = client.prompt(session.id, "list the files")
             assert again.plan is not None and again.plan.attempts, again.error
-            assert _local_servers(d) not in ([], servers)
+            restarted = _local_servers(d)
+            assert len(restarted) == 1 and restarted != servers
             client.close_session(session.id, "commit")
     finally:
         d.stop()
-    assert _local_servers(d) == []  # it goes with goexd
+    _wait_gone(restarted[0])  # it goes with goexd
+    assert not _alive(restarted[0])
     assert "Traceback" not in d.log(), d.log()
 
 
@@ -229,8 +231,16 @@ def _local_servers(d: DaemonProcess) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_gone(pid: int) -> None:
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]:
+    for _ in range(200):
+        if not _alive(pid):
             return
         time.sleep(0.05)
