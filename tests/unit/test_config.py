@@ -48,6 +48,10 @@ def test_xdg_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ('drain_on_stop = "maybe"\n', "'drain_on_stop': expected true or false"),
         ("drain_timeout_s = 0\n", "'drain_timeout_s': must be positive"),
         ("[gc]\noutput_keep_bytes = -1\n", "'gc.output_keep_bytes': must not be negative"),
+        ("[container]\npool_size = 99\n", "'container.pool_size': must be between 0 and 64"),
+        ('[container]\nimage = ""\n', "'container.image': must name an image"),
+        ("[container]\ncpus = -1\n", "'container.cpus'"),
+        ("[container]\nbogus = 1\n", "unknown config key [container] 'bogus'"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> None:
