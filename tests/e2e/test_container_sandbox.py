@@ -6,7 +6,7 @@ offline-built image), driven over gRPC.
   engine, and a kill -9 leaves containers the next start removes;
 - a daemon whose backend is bwrap runs a session that names `container` (and an image) in a container, and
   another session in bwrap; an image the engine does not have, or a backend it does not know, is refused at
-  session open naming the field, and nothing is opened;
+  session open naming the field (an image without python3 for goexd's runner too), and nothing is opened;
 - 16 clients at once, each in its own session: every action has a container of its own;
 - a container killed from outside mid-action: the action ends `signaled` saying so, the session goes on;
 - a remote engine (here Podman's service on tcp:// loopback): a session over a workspace is refused at open,
@@ -35,9 +35,9 @@ from goex.v1 import sessions_pb2 as spb
 from goex.v1 import types_pb2 as pb
 from goexd.sandbox.container_engine import LABEL_OWNER
 from tests.daemon_process import DaemonProcess
-from tests.e2e.rpc import change_lines, shell, status_of, undo
+from tests.e2e.rpc import change_lines, get, shell, status_of, undo
 from tests.fs_fingerprint import fingerprint
-from tests.services.container_engine import CONTAINERS_CONF, Engine, start_service
+from tests.services.container_engine import CONTAINERS_CONF, Engine, shell_only_image, start_service
 from tests.services.http_service import stop_process
 
 GOEX = Path(sys.executable).with_name("goex")  # the console script installed in the venv
@@ -132,10 +132,12 @@ def test_a_session_names_its_sandbox_and_image_and_bad_choices_are_refused_at_op
 
         listed = len(d.sessions.ListSessions(spb.ListSessionsRequest(), timeout=10).sessions)
         ws = workspace(tmp_path, "c")
+        shell_only = shell_only_image(container_engine_service.api())  # no python3 for goexd's runner
         for sandbox, image, code, words in (
             ("container", "localhost/no-such-image:1", grpc.StatusCode.FAILED_PRECONDITION, "no-such-image"),
             ("", "localhost/no-such-image:2", grpc.StatusCode.INVALID_ARGUMENT, "fs.image"),
             ("chroot", "", grpc.StatusCode.INVALID_ARGUMENT, "fs.sandbox"),
+            ("container", shell_only, grpc.StatusCode.FAILED_PRECONDITION, "python3"),
         ):
             got, msg = status_of(lambda s=sandbox, i=image: open_ws(d, ws, sandbox=s, image=i))
             assert got == code and words in msg and "resources[0]" in msg, (sandbox, image, got, msg)
@@ -272,14 +274,36 @@ def test_nothing_of_a_daemon_stays_on_the_engine_after_a_stop_or_a_kill_and_rest
     while len(left()) < 2 and time.monotonic() < deadline:  # the pool refilled: warm containers of its
         time.sleep(0.1)
     assert len(left()) >= 2
+    tag = f"5{os.getpid()}.25"
+    detached = shell(d, session.id, f"sleep {tag}", detach=True)  # an action running when goexd is killed
+    _container_running(f"sleep\0{tag}")
     d.kill()
     killed = left()
     assert killed, "a kill -9 leaves the warm containers"
+    # ...but nothing runs in them for long: each runner's watchdog sees goexd's lock go and ends its container.
+    deadline = time.monotonic() + 15
+    while running_in(container_engine_service, owner) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running_in(container_engine_service, owner), "a container runs on after goexd was killed"
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _holds(p, f"sleep\0{tag}")]
     d.start(timeout=120)
     assert not (left() & killed), "the next start removed what the killed one left"
     assert "left by an earlier goexd run" in d.log()
+    assert get(d, detached.id).state == pb.ACTION_STATE_INTERRUPTED  # recovery's word for the action cut short
     assert d.stop() == 0, d.log()
     assert left() == set(), "a stop leaves nothing labelled as its own"
+
+
+def running_in(engine: Engine, owner: str) -> list[str]:
+    out = engine.cli("ps", "--filter", f"label={LABEL_OWNER}={owner}", "--format", "{{.ID}}")
+    return out.stdout.split()
+
+
+def _holds(proc: Path, tag: str) -> bool:
+    try:
+        return tag.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_a_remote_engine_is_refused_a_workspace_at_session_open(

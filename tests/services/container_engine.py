@@ -17,6 +17,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,6 +92,27 @@ def start_service(scratch: Path, conf: Path, endpoint: str = "") -> tuple[subpro
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("podman system service did not answer within 30 s")
+
+
+SHELL_ONLY = "localhost/goex-test-shell-only:1"
+
+
+def shell_only_image(api: docker.APIClient) -> str:
+    """An image of /bin/sh (this machine's dash and the libraries it loads) and nothing else: no python3."""
+    if api.images(name=SHELL_ONLY, quiet=True):
+        return SHELL_ONLY
+    libs = subprocess.run(["ldd", "/usr/bin/dash"], capture_output=True, text=True, check=True).stdout
+    files = ["/usr/bin/dash", *(w for w in libs.split() if w.startswith("/"))]
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as scratch:
+        tar = Path(scratch) / "rootfs.tar"
+        with tarfile.open(tar, "w") as t:
+            for f in files:
+                t.add(os.path.realpath(f), arcname=f.lstrip("/"))
+            link = tarfile.TarInfo("bin/sh")
+            link.type, link.linkname = tarfile.SYMTYPE, "/usr/bin/dash"
+            t.addfile(link)
+        api.import_image(src=str(tar), repository=SHELL_ONLY)
+    return SHELL_ONLY
 
 
 def remove_orphans(api: docker.APIClient) -> int:

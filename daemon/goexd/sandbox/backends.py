@@ -71,8 +71,10 @@ def _container(host: SandboxHost) -> Sandbox:
         except OSError as e:  # then each container is made with its run's workspace bound
             log.warning("cannot make the containers' slot dir (%s): workspaces are bound at create time", e)
     try:
-        sandbox = ContainerSandbox(settings, host.owner, host.instance, slots=slots)
-    except EngineUnavailable as e:
+        sandbox = ContainerSandbox(
+            settings, host.owner, host.instance, slots=slots, alive=host.cfg.state_dir / "containers.alive"
+        )
+    except (EngineUnavailable, OSError) as e:
         if slots is not None:
             slots.close()
         raise SandboxUnavailable(str(e)) from None

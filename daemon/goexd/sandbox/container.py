@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import posixpath
@@ -37,6 +38,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from goexd.config import ContainerConfig, load_environment
@@ -76,7 +78,7 @@ log = logging.getLogger(__name__)
 WORKSPACE = "/workspace"
 RUN_DIR = posixpath.dirname(forwarder.CA_PATH)  # /run/goex
 RUNNER_MEMORY_BYTES = 16 * 1024 * 1024  # the runner's own share of the container's memory limit
-RUNNER_PROCESSES = 1
+RUNNER_PROCESSES = 2  # the runner and its watchdog
 READY_TIMEOUT_S = 30.0  # for a new container's runner to say it is ready
 EXIT_WAIT_S = 5.0  # for the runner to be gone after its end frame (or after a kill)
 REMOVE_ATTEMPTS = 4
@@ -120,7 +122,11 @@ class ContainerSandbox:
         slots: Slots | None = None,
         api: Any = None,
         remove_in_background: bool = True,
+        alive: Path | None = None,
     ) -> None:
+        """`alive`: a file of goexd's that it holds locked for its life and binds into every container, whose
+        runner ends the container once the lock is free (container_runner._start_watchdog); None: no such file
+        (containers then outlive a goexd killed -9 until its next start removes them)."""
         self.settings = settings
         self.endpoint = endpoint_from(settings.endpoint)
         self.local = is_local(self.endpoint)
@@ -132,6 +138,12 @@ class ContainerSandbox:
             self._make, self._remove, settings.pool_size, settings.pool_idle_s, remove_in_background
         )
         self._checked_images: set[str] = set()
+        self._tried_images: set[str] = set()
+        self.alive = alive if alive is not None and self.local else None
+        if self.alive is not None:
+            self._alive_fd = os.open(self.alive, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            os.fchmod(self._alive_fd, 0o644)  # any container user may read it (and wait for the lock)
+            fcntl.flock(self._alive_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # one goexd per state dir holds it
 
     # -- setup
 
@@ -142,13 +154,18 @@ class ContainerSandbox:
         except EngineUnavailable as e:
             raise SandboxUnavailable(str(e)) from None
         self.check_image(self.settings.image)
+        self.try_image(self.settings.image)
+
+    def try_image(self, image: str) -> None:
+        """SandboxUnavailable unless a container of `image` runs `true` (goexd's runner in it included)."""
         spec = SandboxSpec(argv=["true"], workspace=None, limits=Limits(timeout_s=30.0))
-        result = self.run(spec)
+        result = self.run_image(image, spec)
         if result.termination is not Termination.EXITED or result.exit_code != 0:
             why = result.detail or result.stderr.decode(errors="replace").strip()
+            hint = " (goexd's runner needs python3 >= 3.10 on the image's PATH)" if "python3" in why else ""
             raise SandboxUnavailable(
-                f"the container engine at {self.endpoint} cannot run a goexd container of {self.settings.image} "
-                f"({result.termination.value}: {why})"
+                f"the container engine at {self.endpoint} cannot run a goexd container of {image} "
+                f"({result.termination.value}: {why}){hint}"
             )
 
     def _cgroup_version(self) -> str:
@@ -197,6 +214,8 @@ class ContainerSandbox:
         self.pool.close()
         if self.slots is not None:
             self.slots.close()
+        if self.alive is not None:
+            os.close(self._alive_fd)  # what the stop could not remove ends itself now
 
     def stats(self) -> PoolStats:
         return self.pool.stats()
@@ -210,10 +229,13 @@ class ContainerSandbox:
 
     def for_image(self, image: str) -> Sandbox:
         """This backend running `image` (its pool, engine and slots shared); SandboxUnavailable when the engine
-        has no such image."""
+        has no such image or cannot run goexd's runner in it."""
         if image == self.settings.image:
             return self
-        self.check_image(image)
+        if image not in self._tried_images:  # once per image: a session naming it is told now, not at its action
+            self.check_image(image)
+            self.try_image(image)
+            self._tried_images.add(image)
         return _ImageView(self, image)
 
     # -- a run
@@ -329,6 +351,8 @@ class ContainerSandbox:
 
     def _create(self, shape: Shape, slot: Slot | None) -> str:
         binds = list(shape.binds)
+        if self.alive is not None:
+            binds.append(f"{self.alive}:{runner.ALIVE}:ro")
         if slot is not None:
             if shape.workspace:
                 binds.append(f"{slot.workspace}:{WORKSPACE}:rw,rslave")

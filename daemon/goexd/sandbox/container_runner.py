@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import binascii
 import ctypes
+import fcntl
 import os
 import select
 import signal
@@ -48,6 +49,7 @@ FRAME = struct.Struct(">cI")
 LENGTH = struct.Struct(">I")
 READY, STDOUT, STDERR, END = b"R", b"O", b"E", b"X"
 HELLO = b"G"  # the daemon's first byte, once attached
+ALIVE = "/run/goex-alive"  # goexd's life lock, bound read-only (see _start_watchdog)
 EXEC_FAILED_STATUS = 127
 POLL_S = 0.01  # how often the pids counter is looked at while the command runs
 _CHUNK = 65536
@@ -98,14 +100,49 @@ def _send(kind: bytes, payload: bytes) -> None:
     out.flush()
 
 
+_watch: list[int] = []  # the watchdog's pidfd, once it runs
+
+
 def _read_exact(n: int) -> bytes:
     data = b""
     while len(data) < n:
+        ready, _, _ = select.select([0, *_watch], [], [])
+        if _watch and _watch[0] in ready:
+            _daemon_gone()
         chunk = os.read(0, n - len(data))
         if not chunk:
             raise EOFError("the daemon went away")
         data += chunk
     return data
+
+
+def _start_watchdog() -> None:
+    """A child that waits for goexd's end: goexd holds an exclusive lock on the file bound at ALIVE for its life
+    (the kernel lets go of it however goexd ends), the child asks for a shared one. Once it has it, it kills
+    every process of the container but pid 1 and itself, and exits; the runner sees it exit and exits too, so no
+    container outlives a goexd killed -9 (its next start removes the stopped container)."""
+    try:
+        fd = os.open(ALIVE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # not bound: an engine goexd cannot bind its files into (a remote one)
+    pid = os.fork()
+    if pid == 0:
+        try:  # noqa: SIM105 - see _kill_the_rest
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:
+            pass
+        try:  # noqa: SIM105
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        os._exit(0)
+    os.close(fd)
+    _watch.append(os.pidfd_open(pid))
+
+
+def _daemon_gone() -> None:
+    _kill_the_rest()
+    os._exit(0)
 
 
 def _counter(paths: tuple[tuple[str, str], ...]) -> int | None:
@@ -246,11 +283,13 @@ def run(req: Request, stdin: bytes, libc: ctypes.CDLL) -> bytes:
     status: int | None = None
     pids_hit = False
     while status is None:
-        readers = [*streams, pidfd]
+        readers = [*streams, pidfd, *_watch]
         writers = [stdin_fd] if stdin_fd is not None else []
         ready_r, ready_w, _ = select.select(readers, writers, [], POLL_S)
         for fd in ready_r:
-            if fd == pidfd:
+            if fd in _watch:
+                _daemon_gone()
+            elif fd == pidfd:
                 status = os.waitpid(pid, 0)[1]
             elif not streams[fd].pump():
                 del streams[fd]
@@ -267,10 +306,12 @@ def run(req: Request, stdin: bytes, libc: ctypes.CDLL) -> bytes:
         hits = _pids_hits()
         if status is None and hits is not None and pids_before is not None and hits > pids_before:
             pids_hit = True
+            _watch.clear()  # the watchdog goes too: its end is not goexd's
             os.kill(-1, signal.SIGKILL)
     os.close(pidfd)
     if stdin_fd is not None:
         os.close(stdin_fd)
+    _watch.clear()
     _kill_the_rest()
     for s in list(streams.values()):  # every writer is dead: each pipe reaches EOF
         os.set_blocking(s.fd, True)
@@ -292,6 +333,7 @@ def main() -> None:
     if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         _send(END, _end(error="cannot make the runner non-dumpable"))
         return
+    _start_watchdog()
     try:
         _read_exact(len(HELLO))  # the daemon attaches after the start: nothing is written before it is there
     except EOFError:
