@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -102,6 +103,29 @@ def interrupted_action(exc: BaseException) -> Action | None:
     from there. The exception's notes say the same in words."""
     action = getattr(exc, "goex_action", None)
     return action if isinstance(action, Action) else None
+
+
+# How long an interruption that came before the accepted message was read waits for it (see _read_late_accept).
+ACCEPT_GRACE_S = 2.0
+
+
+def _read_late_accept(call: Iterable[actions_pb2.RunActionEvent], follower: RunFollower) -> None:
+    """An interruption before the accepted message was read: goexd may have accepted the action and this process
+    been slow to read it (a loaded machine). Read on, for at most ACCEPT_GRACE_S, so the cancel can name the
+    action; a stream that ends or fails (goexd refused it) ends the wait at once. Nothing else is fed."""
+
+    def read() -> None:
+        try:
+            for msg in call:
+                if msg.WhichOneof("event") == "accepted":
+                    follower.feed(msg)
+                    return
+        except Exception:  # noqa: S110 - a refusal or a cancelled stream: there is nothing to name
+            pass
+
+    reader = threading.Thread(target=read, name="goex-late-accept", daemon=True)
+    reader.start()
+    reader.join(ACCEPT_GRACE_S)
 
 
 class RunFollower:
@@ -339,6 +363,8 @@ class Client:
             final = follower.finished or self.get_action(follower.accepted_id())
             return self._settled(final, deadline)
         except BaseException as exc:
+            if follower.action_id is None and not isinstance(exc, GoexError):
+                _read_late_accept(call, follower)
             if (action_id := follower.to_cancel(exc)) is not None:
                 self._cancel_after(exc, action_id)
             raise
