@@ -185,6 +185,8 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     check_journal(cfg.journal_path)  # before anything reads it
     startup.reap_containers(claim, cfg)  # what an earlier start left on the container engine, if there is one
     host = SandboxHost(cfg, own, claim.mark.env(), mounts, claim.mark.owner, claim.mark.instance)
+    # What runs cut short wrote: room for the overlay probe (open_default probes) and for recovery.
+    drop_uppers(cfg.state_dir / "overlays")
     sandboxes = SandboxSet(host, lambda sb: fs_overlays_dir(cfg, sb))
     sandbox = sandboxes.open_default()  # SetupError naming the fix when it cannot run here
     mark_state_dir(cfg.state_dir)  # so that no goexd takes it, or a tree holding it, for a workspace
@@ -196,8 +198,7 @@ def serve(cfg: config.Config, config_file: Path | None = None) -> int:
     # Socket paths are limited to 108 bytes, so the proxy's per-action sockets live in a short private dir.
     egress = EgressProxy(vault, cfg.egress, startup.egress_run_dir(claim))
     egress.start()
-    drop_uppers(cfg.state_dir / "overlays")  # what runs cut short wrote: room for the probe and recovery
-    overlays = sandboxes.overlays()  # probed now, after drop_uppers
+    overlays = sandboxes.overlays()  # probed when the default backend opened, after drop_uppers
     own_paths = daemon_paths(cfg, config_file, [egress.run_dir, *([mounts.base] if mounts is not None else [])])
     engine = Engine(
         cfg, journal, sandbox, vault, egress, own_paths=own_paths, fs_overlays=overlays, sandboxes=sandboxes
