@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -27,7 +28,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from goexd.sandbox import container_engine, container_image
+from goexd.sandbox import container_engine, container_image, container_slots
 from tests.services.http_service import stop_process
 from tests.users import ensure_system_user
 
@@ -129,6 +130,16 @@ def remove_orphans(api: docker.APIClient) -> int:
     return removed
 
 
+def remove_orphan_slots() -> None:
+    """Unmount and remove the container slot dirs of goexds that are gone (their pid is in the name): a killed
+    test daemon's state dir never starts again to clear them (container_slots.clear_left)."""
+    pattern = re.compile(rf"{container_slots.PREFIX}\w+-(\d+)-\w+")
+    for entry in Path(tempfile.gettempdir()).iterdir():
+        m = pattern.fullmatch(entry.name)
+        if m is not None and not Path(f"/proc/{m[1]}").exists():
+            container_slots.Slots(entry).close()  # that dir alone: what is mounted below it, then it
+
+
 @pytest.fixture(scope="session")
 def container_engine_service() -> Iterator[Engine]:
     """The session's engine and goexd's image in it (see the module doc)."""
@@ -146,11 +157,15 @@ def container_engine_service() -> Iterator[Engine]:
             os.chown(sock, user.pw_uid, user.pw_gid)
         api = container_engine.connect(endpoint)
         remove_orphans(api)  # an earlier session's, killed
+        if os.geteuid() == 0:
+            remove_orphan_slots()
         with open(IMAGE_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             image = container_image.ensure_image(api)
         yield Engine(endpoint, sock, image, conf, proc)
         remove_orphans(api)
+        if os.geteuid() == 0:
+            remove_orphan_slots()
     finally:
         stop_process(proc)
         shutil.rmtree(scratch, ignore_errors=True)

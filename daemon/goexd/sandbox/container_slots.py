@@ -10,7 +10,7 @@ not below another's bind). The egress route's socket is bound into the run slot 
 proxy's CA is copied there. When the run is over (every process of the container dead, see
 container_runner.py) the slot's mounts are undone and it is removed with its container.
 
-The slots live in `$TMPDIR/goexd-slots-<owner>-XXXXXXXX` (`owner`: the state dir's key), a bind mount of
+The slots live in `$TMPDIR/goexd-slots-<owner>-<pid>-XXXXXXXX` (`owner`: the state dir's key), a bind mount of
 itself made a shared mount of its own peer group, so that the mounts below it propagate to the containers'
 binds (a private mount would not; a slave of the host's root would also receive the host's). The mount dir
 is 0711 and each slot 0700, root's: the mount table names the slots, but no other user reaches a
@@ -146,7 +146,8 @@ class Slots:
     @classmethod
     def open(cls, owner: str, tmp: Path | None = None) -> Slots:
         clear_left(owner, tmp)
-        base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=tmp))
+        # The pid in the name: whoever clears up after a dead goexd (the tests do) can tell its dirs.
+        base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-{os.getpid()}-", dir=tmp))
         try:
             base.chmod(0o711)
             raw = os.fsencode(base)
